@@ -1,0 +1,220 @@
+// kiln/io/image.hpp — decode, encode and resize images with stb.
+//
+// Linking: the stb implementations come from Debian's prebuilt libstb (-lstb), which the
+// kiln::kiln CMake target links; kiln never defines STB_IMAGE_IMPLEMENTATION itself, so any
+// number of translation units may include this header.
+//
+// Pixels are float 0..1, interleaved (row-major, channels of one pixel adjacent), sRGB-encoded
+// as stored in the file. Float keeps the full precision of 16-bit PNGs.
+//
+// Thread safety: decoding works on a buffer kiln read itself, so several threads may load
+// images at once. stb keeps its failure reason (stbi_failure_reason) in a global, which Debian's
+// libstb builds as thread_local; kiln reads it immediately after the failing call.
+// EXIF orientation is not applied (stb ignores it): a rotated JPEG loads as stored.
+#pragma once
+
+#include <kiln/io/color.hpp>
+#include <kiln/io/atomic_file.hpp>
+#include <kiln/io/io_error.hpp>
+#include <kiln/io/read_file.hpp>
+
+#include <stb/stb_image.h>
+#include <stb/stb_image_resize.h>
+#include <stb/stb_image_write.h>
+
+#include <algorithm>
+#include <cctype>
+#include <climits>
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace kiln::io {
+
+struct Image {
+    int width = 0;
+    int height = 0;
+    int channels = 0;            // 1 grey, 2 grey+alpha, 3 RGB, 4 RGBA
+    std::vector<float> pixels;   // width * height * channels values in 0..1, interleaved
+
+    std::size_t pixel_count() const { return std::size_t(width) * std::size_t(height); }
+    float& at(int x, int y, int c) { return pixels[(std::size_t(y) * std::size_t(width) + std::size_t(x)) * std::size_t(channels) + std::size_t(c)]; }
+    float at(int x, int y, int c) const { return pixels[(std::size_t(y) * std::size_t(width) + std::size_t(x)) * std::size_t(channels) + std::size_t(c)]; }
+};
+
+struct LoadOptions {
+    // Images claiming more pixels are refused before anything is allocated: a crafted or
+    // corrupt header could otherwise ask for gigabytes. 64 Mi pixels (8192 x 8192) decode to
+    // 1 GiB of floats for RGBA.
+    std::uint64_t max_pixels = std::uint64_t(64) << 20;  // 67,108,864
+};
+
+// True for the extensions load_image is meant for: png, jpg, jpeg, bmp, tga (any case).
+inline bool is_image_file_name(const std::filesystem::path& path) {
+    std::string ext = path.extension().string();
+    std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+    return ext == ".png" || ext == ".jpg" || ext == ".jpeg" || ext == ".bmp" || ext == ".tga";
+}
+
+namespace detail {
+
+inline std::string stb_reason() {
+    const char* reason = stbi_failure_reason();
+    return reason ? reason : "unknown reason";
+}
+
+struct StbFree {
+    void operator()(void* p) const { stbi_image_free(p); }
+};
+
+inline void check_image(const Image& image, const char* action) {
+    if (image.width <= 0 || image.height <= 0) {
+        throw IoError(std::string("cannot ") + action + " an image of " + std::to_string(image.width) + "x" +
+                      std::to_string(image.height) + " pixels");
+    }
+    if (image.channels < 1 || image.channels > 4) {
+        throw IoError(std::string("cannot ") + action + " an image with " + std::to_string(image.channels) +
+                      " channels (1 to 4 are supported)");
+    }
+    if (image.pixels.size() != image.pixel_count() * std::size_t(image.channels)) {
+        throw IoError(std::string("cannot ") + action + " an image whose pixel buffer holds " +
+                      std::to_string(image.pixels.size()) + " values instead of " + std::to_string(image.width) +
+                      "x" + std::to_string(image.height) + "x" + std::to_string(image.channels));
+    }
+}
+
+}  // namespace detail
+
+// Decodes a PNG, JPEG, BMP or TGA file (8 or 16 bits per channel, 1 to 4 channels; stb also
+// reads GIF, PSD, HDR, PIC and PNM). Throws IoError naming the file: missing, not a regular
+// file, unreadable, empty, not an image, too large, or damaged.
+inline Image load_image(const std::filesystem::path& path, const LoadOptions& options = {}) {
+    const std::string name = detail::quoted(path);
+    // stb takes the buffer length as an int.
+    const std::vector<std::byte> file = read_file(path, "image", std::uint64_t(INT_MAX));
+    if (file.empty()) throw IoError("cannot read image " + name + ": the file is empty (0 bytes)");
+    const auto* data = reinterpret_cast<const stbi_uc*>(file.data());
+    const int length = static_cast<int>(file.size());
+
+    // Dimensions first (stb reads only the header), so a huge claim is refused before allocating.
+    int width = 0, height = 0, channels = 0;
+    if (!stbi_info_from_memory(data, length, &width, &height, &channels)) {
+        throw IoError("cannot read image " + name + ": not a PNG, JPEG, BMP or TGA image kiln can decode (stb_image: " +
+                      detail::stb_reason() + ")");
+    }
+    const std::uint64_t pixels = std::uint64_t(std::max(width, 0)) * std::uint64_t(std::max(height, 0));
+    if (pixels > options.max_pixels) {
+        throw IoError("cannot read image " + name + ": it claims " + std::to_string(width) + "x" +
+                      std::to_string(height) + " pixels, over kiln's limit of " +
+                      detail::with_thousands(options.max_pixels) + " pixels (LoadOptions::max_pixels)");
+    }
+
+    Image image;
+    if (stbi_is_16_bit_from_memory(data, length)) {
+        std::unique_ptr<stbi_us, detail::StbFree> decoded(stbi_load_16_from_memory(data, length, &width, &height, &channels, 0));
+        if (!decoded) throw IoError("cannot decode image " + name + ": " + detail::stb_reason());
+        image = Image{width, height, channels, {}};
+        image.pixels.resize(image.pixel_count() * std::size_t(channels));
+        for (std::size_t i = 0; i < image.pixels.size(); ++i) image.pixels[i] = float(decoded.get()[i]) / 65535.0f;
+    } else {
+        std::unique_ptr<stbi_uc, detail::StbFree> decoded(stbi_load_from_memory(data, length, &width, &height, &channels, 0));
+        if (!decoded) throw IoError("cannot decode image " + name + ": " + detail::stb_reason());
+        image = Image{width, height, channels, {}};
+        image.pixels.resize(image.pixel_count() * std::size_t(channels));
+        for (std::size_t i = 0; i < image.pixels.size(); ++i) image.pixels[i] = from_8bit(decoded.get()[i]);
+    }
+    if (channels < 1 || channels > 4) {
+        throw IoError("cannot read image " + name + ": it has " + std::to_string(channels) + " channels (1 to 4 are supported)");
+    }
+    return image;
+}
+
+// 3 channels. Grey is replicated; alpha is dropped, not composited: a transparent pixel keeps
+// whatever colour the file stores under it.
+inline Image to_rgb(const Image& image) {
+    detail::check_image(image, "convert to RGB");
+    if (image.channels == 3) return image;
+    Image out{image.width, image.height, 3, std::vector<float>(image.pixel_count() * 3)};
+    const std::size_t c = std::size_t(image.channels);
+    for (std::size_t i = 0; i < image.pixel_count(); ++i) {
+        const float* in = &image.pixels[i * c];
+        float* o = &out.pixels[i * 3];
+        if (c <= 2) {
+            o[0] = o[1] = o[2] = in[0];
+        } else {
+            o[0] = in[0];
+            o[1] = in[1];
+            o[2] = in[2];
+        }
+    }
+    return out;
+}
+
+// 1 channel. Alpha is dropped. Colour becomes the grey of the same luminance, computed in
+// linear light and re-encoded as sRGB, so the grey image has exactly the CIE L* of the colour
+// image: the greyscale the colorizer is trained to invert.
+inline Image to_grey(const Image& image) {
+    detail::check_image(image, "convert to grey");
+    if (image.channels == 1) return image;
+    Image out{image.width, image.height, 1, std::vector<float>(image.pixel_count())};
+    const std::size_t c = std::size_t(image.channels);
+    for (std::size_t i = 0; i < image.pixel_count(); ++i) {
+        const float* in = &image.pixels[i * c];
+        if (c <= 2) {
+            out.pixels[i] = in[0];
+        } else {
+            const float y = linear_rgb_luminance(srgb_to_linear(in[0]), srgb_to_linear(in[1]), srgb_to_linear(in[2]));
+            out.pixels[i] = clamp01(linear_to_srgb(y));
+        }
+    }
+    return out;
+}
+
+// Resamples to width x height with stb_image_resize (Mitchell filter when shrinking,
+// Catmull-Rom when enlarging, edges clamped). The filter runs on the stored (sRGB-encoded)
+// values, as most ML pipelines do; results are clamped to 0..1 because both filters overshoot.
+inline Image resize(const Image& image, int width, int height) {
+    detail::check_image(image, "resize");
+    if (width <= 0 || height <= 0) {
+        throw IoError("cannot resize an image to " + std::to_string(width) + "x" + std::to_string(height) + " pixels");
+    }
+    if (width == image.width && height == image.height) return image;
+    Image out{width, height, image.channels, std::vector<float>(std::size_t(width) * std::size_t(height) * std::size_t(image.channels))};
+    if (!stbir_resize_float(image.pixels.data(), image.width, image.height, 0, out.pixels.data(), width, height, 0,
+                            image.channels)) {
+        throw IoError("cannot resize a " + std::to_string(image.width) + "x" + std::to_string(image.height) +
+                      " image to " + std::to_string(width) + "x" + std::to_string(height) + ": stb_image_resize failed");
+    }
+    for (float& v : out.pixels) v = clamp01(v);
+    return out;
+}
+
+// Writes an 8-bit PNG (values rounded, clamped to 0..1) with as many channels as the image.
+// The file is replaced atomically (see atomic_file.hpp): a failed write leaves an existing file
+// untouched. Throws IoError naming the file.
+inline void save_png(const std::filesystem::path& path, const Image& image) {
+    try {
+        detail::check_image(image, "save");
+    } catch (const IoError& e) {
+        throw IoError("cannot write " + detail::quoted(path) + ": " + e.what());
+    }
+    std::vector<std::uint8_t> quantised(image.pixels.size());
+    std::transform(image.pixels.begin(), image.pixels.end(), quantised.begin(), [](float v) { return to_8bit(v); });
+
+    std::vector<std::byte> encoded;
+    auto append = [](void* context, void* data, int size) {
+        auto* out = static_cast<std::vector<std::byte>*>(context);
+        const auto* bytes = static_cast<const std::byte*>(data);
+        out->insert(out->end(), bytes, bytes + size);
+    };
+    if (!stbi_write_png_to_func(append, &encoded, image.width, image.height, image.channels, quantised.data(),
+                                image.width * image.channels)) {
+        throw IoError("cannot write " + detail::quoted(path) + ": PNG encoding failed");
+    }
+    write_file_atomically(path, encoded);
+}
+
+}  // namespace kiln::io

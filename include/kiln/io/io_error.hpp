@@ -1,0 +1,41 @@
+// kiln/io/io_error.hpp — the one exception type of kiln::io.
+// Every message names the file it is about and what is wrong with it, so a user who sees only
+// the message (a training log, a CLI error) can act on it.
+#pragma once
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <stdexcept>
+#include <string>
+
+namespace kiln::io {
+
+class IoError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+namespace detail {
+
+// "'<path>'": quoted so names with spaces read unambiguously.
+inline std::string quoted(const std::filesystem::path& path) { return "'" + path.string() + "'"; }
+
+// strerror for an errno value (strerror is fine here: glibc's returns a static table string
+// for valid codes and kiln does not change locales between threads).
+inline std::string errno_text(int error) { return std::strerror(error); }
+
+// Formats 67108864 as "67,108,864": the pixel limits in messages are easier to read.
+inline std::string with_thousands(unsigned long long value) {
+    std::string digits = std::to_string(value);
+    std::string out;
+    const std::size_t n = digits.size();
+    for (std::size_t i = 0; i < n; ++i) {
+        if (i > 0 && (n - i) % 3 == 0) out += ',';
+        out += digits[i];
+    }
+    return out;
+}
+
+}  // namespace detail
+}  // namespace kiln::io

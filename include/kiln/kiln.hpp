@@ -1,0 +1,18 @@
+#pragma once
+// kiln: the whole library on the CPU. Add <kiln/cuda.hpp> for the Cuda device.
+#include "kiln/core/arena.hpp"
+#include "kiln/core/backend.hpp"
+#include "kiln/core/device.hpp"
+#include "kiln/core/error.hpp"
+#include "kiln/core/random.hpp"
+#include "kiln/core/shape.hpp"
+#include "kiln/core/tensor.hpp"
+#include "kiln/cpu/backend.hpp"
+#include "kiln/nn/concat.hpp"
+#include "kiln/nn/conv2d.hpp"
+#include "kiln/nn/layer.hpp"
+#include "kiln/nn/named.hpp"
+#include "kiln/nn/network.hpp"
+#include "kiln/nn/relu.hpp"
+#include "kiln/nn/sequential.hpp"
+#include "kiln/nn/skip_concat.hpp"

@@ -1,0 +1,97 @@
+#pragma once
+// Conv2d<In, Out, K>: stride 1, zero padding K/2 ("same"), with bias, like
+// torch.nn.Conv2d(In, Out, K, padding=K//2). Weight [Out, In, K, K].
+// Initialisation as PyTorch's default (Kaiming-uniform with a = sqrt(5)):
+// weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = In*K*K.
+#include <cmath>
+#include <string>
+#include <string_view>
+
+#include "kiln/core/backend.hpp"
+#include "kiln/core/conv_shape.hpp"
+#include "kiln/nn/layer.hpp"
+
+namespace kiln {
+
+template <int In, int Out, int K, class Device = Cpu>
+class Conv2d {
+  static_assert(In > 0 && Out > 0, "kiln::Conv2d: channel counts must be positive");
+  static_assert(K % 2 == 1, "kiln::Conv2d: the kernel size must be odd (padding K/2 keeps the image size)");
+
+ public:
+  using device = Device;
+  static constexpr int in_channels = In;
+  static constexpr int out_channels = Out;
+  static constexpr int kernel_size = K;
+  static constexpr std::size_t parameter_count = std::size_t(Out) * In * K * K + Out;
+  static constexpr std::string_view kind = "Conv2d";
+
+  Conv2d() : weight_(Shape{Out, In, K, K}), bias_(Shape{Out}) { reset_parameters(default_rng()); }
+
+  void reset_parameters(Rng& rng) {
+    const float bound = 1.0f / std::sqrt(static_cast<float>(In * K * K));
+    std::vector<float> w(weight_.value.numel()), b(Out);
+    for (auto& v : w) v = rng.uniform(-bound, bound);
+    for (auto& v : b) v = rng.uniform(-bound, bound);
+    weight_.value.copy_from_host(w);
+    bias_.value.copy_from_host(b);
+  }
+
+  Shape plan(const Shape& in, Arena<Device>& arena, std::string_view path) {
+    KILN_CHECK(in.rank() == 4 && in.c() == In, detail::where("Conv2d<" + std::to_string(In) + ", " +
+                                                                 std::to_string(Out) + ", " + std::to_string(K) + ">",
+                                                             path),
+               ": expected an input of shape [N, ", In, ", H, W], got ", in.str());
+    shape_ = {in.n(), In, Out, in.h(), in.w(), K};
+    const Shape out = Shape::nchw(in.n(), Out, in.h(), in.w());
+    arena.request(y_, out);
+    arena.request(dx_, in);
+    arena.request(workspace_, Shape{static_cast<std::int64_t>(Backend<Device>::conv2d_workspace_floats(shape_)) + 1});
+    return out;
+  }
+
+  const Tensor<float, Device>& forward(const Tensor<float, Device>& x, Mode) {
+    check_planned(x);
+    x_ = &x;
+    Backend<Device>::conv2d_forward(shape_, x, weight_.value, bias_.value, y_, workspace_);
+    return y_;
+  }
+
+  const Tensor<float, Device>& backward(const Tensor<float, Device>& dy) {
+    KILN_CHECK(x_ != nullptr, "Conv2d: backward() called before forward()");
+    KILN_CHECK(dy.shape() == y_.shape(), "Conv2d: gradient of shape ", dy.shape().str(), " does not match output ",
+               y_.shape().str());
+    Tensor<float, Device> dx = input_grad_ ? dx_ : Tensor<float, Device>{};
+    Backend<Device>::conv2d_backward(shape_, *x_, weight_.value, dy, dx, weight_.grad, bias_.grad, workspace_);
+    return dx_;
+  }
+
+  template <class F>
+  void visit(F&& f, const std::string& prefix) {
+    using Ref = StateRef<Device>;
+    f(Ref{Ref::Kind::parameter, join_name(prefix, "weight"), &weight_.value, &weight_.grad, nullptr});
+    f(Ref{Ref::Kind::parameter, join_name(prefix, "bias"), &bias_.value, &bias_.grad, nullptr});
+  }
+
+  // The first layer of a network has no use for dL/dx; skipping it saves a
+  // whole transposed convolution. The result of backward() is then zeros.
+  void set_input_grad(bool wanted) { input_grad_ = wanted; }
+
+  Parameter<Device>& weight() { return weight_; }
+  Parameter<Device>& bias() { return bias_; }
+
+ private:
+  void check_planned(const Tensor<float, Device>& x) const {
+    KILN_CHECK(x.shape() == Shape::nchw(shape_.n, In, shape_.h, shape_.w),
+               "Conv2d: forward() got ", x.shape().str(), " but was planned for ",
+               Shape::nchw(shape_.n, In, shape_.h, shape_.w).str(), " (call plan() for a new shape)");
+  }
+
+  Parameter<Device> weight_, bias_;
+  ConvShape shape_{0, In, Out, 0, 0, K};
+  Tensor<float, Device> y_, dx_, workspace_;
+  const Tensor<float, Device>* x_ = nullptr;
+  bool input_grad_ = true;
+};
+
+}  // namespace kiln

@@ -1,0 +1,167 @@
+#pragma once
+// Sequential<L...>: layers applied in order. The channel counts of neighbours
+// are checked at compile time; forward folds left to right, backward right to
+// left; the first layer's input gradient is skipped when nobody needs it.
+#include <array>
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+#include "kiln/nn/layer.hpp"
+#include "kiln/nn/named.hpp"
+
+namespace kiln {
+
+namespace detail {
+
+// Instantiated once per link so that a mismatch names the numbers in the
+// compiler's "required from" line: LinkCheck<Position, Produced, Expected>.
+template <std::size_t Position, int Produced, int Expected>
+struct LinkCheck {
+  static_assert(Expected == any_channels || Produced == any_channels || Produced == Expected,
+                "kiln: channel mismatch between neighbouring layers: the layer before `Position` produces "
+                "`Produced` channels but layer `Position` expects `Expected` (see the LinkCheck<Position, "
+                "Produced, Expected> arguments below)");
+  static constexpr bool ok = true;
+};
+
+// Channels flowing into each layer (index i) and out of the last (index N).
+template <class... L>
+constexpr std::array<int, sizeof...(L) + 1> channel_chain() {
+  constexpr int ins[] = {L::in_channels...};
+  constexpr int outs[] = {L::out_channels...};
+  std::array<int, sizeof...(L) + 1> c{};
+  c[0] = ins[0];
+  for (std::size_t i = 0; i < sizeof...(L); ++i) {
+    int in = c[i] == any_channels ? ins[i] : c[i];
+    c[i + 1] = outs[i] == same_channels ? in : outs[i];
+  }
+  return c;
+}
+
+template <class... L>
+constexpr int first_fixed_input() {
+  constexpr int ins[] = {L::in_channels...};
+  constexpr int outs[] = {L::out_channels...};
+  for (std::size_t i = 0; i < sizeof...(L); ++i) {
+    if (ins[i] != any_channels) return ins[i];
+    if (outs[i] != same_channels) return any_channels;
+  }
+  return any_channels;
+}
+
+template <class L>
+void disable_input_grad(L& layer) {
+  if constexpr (requires { layer.set_input_grad(false); }) layer.set_input_grad(false);
+}
+
+}  // namespace detail
+
+template <class... Layers>
+class Sequential {
+  static_assert(sizeof...(Layers) > 0, "kiln::Sequential needs at least one layer");
+  using First = std::tuple_element_t<0, std::tuple<Layers...>>;
+
+ public:
+  using device = typename First::device;
+  static_assert((std::is_same_v<typename Layers::device, device> && ...),
+                "kiln::Sequential: all layers must be on the same device");
+
+  static constexpr auto chain = detail::channel_chain<Layers...>();
+  static constexpr int in_channels = detail::first_fixed_input<Layers...>();
+  static constexpr int out_channels = chain.back() == any_channels ? same_channels : chain.back();
+  static constexpr std::size_t parameter_count = (std::size_t{0} + ... + Layers::parameter_count);
+  static constexpr std::string_view kind = "Sequential";
+
+ private:
+  template <std::size_t... I>
+  static constexpr bool check_links(std::index_sequence<I...>) {
+    return (detail::LinkCheck<I + 1, chain[I + 1], std::tuple_element_t<I + 1, std::tuple<Layers...>>::in_channels>::ok &&
+            ... && true);
+  }
+  static_assert(check_links(std::make_index_sequence<sizeof...(Layers) - 1>{}));
+
+ public:
+  static constexpr std::size_t size = sizeof...(Layers);
+
+  template <std::size_t I>
+  auto& get() {
+    return std::get<I>(layers_);
+  }
+
+  void reset_parameters(Rng& rng) {
+    std::apply([&](auto&... l) { (l.reset_parameters(rng), ...); }, layers_);
+  }
+
+  // Tells the first layer whether anyone needs dL/dinput (a network's input
+  // layer does not). Containers pass this on to their first child.
+  void set_input_grad(bool wanted) {
+    if constexpr (requires { std::get<0>(layers_).set_input_grad(wanted); })
+      std::get<0>(layers_).set_input_grad(wanted);
+  }
+
+  Shape plan(const Shape& in, Arena<device>& arena, std::string_view path) {
+    return plan_from<0>(in, arena, path);
+  }
+
+  const Tensor<float, device>& forward(const Tensor<float, device>& x, Mode mode) {
+    return forward_from<0>(x, mode);
+  }
+
+  const Tensor<float, device>& backward(const Tensor<float, device>& dy) {
+    return backward_from<sizeof...(Layers) - 1>(dy);
+  }
+
+  template <class F>
+  void visit(F&& f, const std::string& prefix) {
+    visit_from<0>(f, prefix);
+  }
+
+  template <std::size_t I>
+  static std::string child_name() {
+    using L = std::tuple_element_t<I, std::tuple<Layers...>>;
+    if constexpr (detail::HasChildName<L>)
+      return std::string(L::child_name);
+    else
+      return std::to_string(I);
+  }
+
+ private:
+
+  template <std::size_t I>
+  Shape plan_from(const Shape& in, Arena<device>& arena, std::string_view path) {
+    Shape out = std::get<I>(layers_).plan(in, arena, join_name(path, child_name<I>()));
+    if constexpr (I + 1 < sizeof...(Layers))
+      return plan_from<I + 1>(out, arena, path);
+    else
+      return out;
+  }
+  template <std::size_t I>
+  const Tensor<float, device>& forward_from(const Tensor<float, device>& x, Mode mode) {
+    const auto& y = std::get<I>(layers_).forward(x, mode);
+    if constexpr (I + 1 < sizeof...(Layers))
+      return forward_from<I + 1>(y, mode);
+    else
+      return y;
+  }
+  template <std::size_t I>
+  const Tensor<float, device>& backward_from(const Tensor<float, device>& dy) {
+    const auto& dx = std::get<I>(layers_).backward(dy);
+    if constexpr (I > 0)
+      return backward_from<I - 1>(dx);
+    else
+      return dx;
+  }
+  template <std::size_t I, class F>
+  void visit_from(F& f, const std::string& prefix) {
+    std::get<I>(layers_).visit(f, join_name(prefix, child_name<I>()));
+    if constexpr (I + 1 < sizeof...(Layers)) visit_from<I + 1>(f, prefix);
+  }
+
+  std::tuple<Layers...> layers_;
+};
+
+}  // namespace kiln
