@@ -4,6 +4,7 @@
 // (ggml's test-backend-ops habit: errors relative to the values' scale).
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -63,17 +64,31 @@ void check_gradients(Layer& layer, const Shape& input_shape, std::uint64_t seed 
   auto check_tensor = [&](Tensor<float, Cpu>& value, const std::vector<float>& analytic, const std::string& what) {
     std::vector<float> numeric, picked;
     const std::size_t n = value.numel();
-    for (int s = 0; s < samples && s < static_cast<int>(n); ++s) {
-      const std::size_t i = n <= static_cast<std::size_t>(samples) ? static_cast<std::size_t>(s) : rng.below(n);
+    const double centre = loss();
+    for (int s = 0, tries = 0; s < samples && tries < 8 * samples; ++tries) {
+      const bool every = n <= static_cast<std::size_t>(samples);
+      const std::size_t i = every ? static_cast<std::size_t>(tries) : rng.below(n);
+      if (every && i >= n) break;
       const float saved = value[i];
       value[i] = saved + eps;
       const double up = loss();
       value[i] = saved - eps;
       const double down = loss();
       value[i] = saved;
+      // A kink (ReLU, max-pool switching) inside [x-eps, x+eps] makes the
+      // one-sided slopes disagree: such a point has no finite difference to
+      // compare with: skip it (at most half the points may be skipped).
+      const double forward_slope = (up - centre) / eps, backward_slope = (centre - down) / eps;
+      const bool kink = std::abs(forward_slope - backward_slope) >
+                        0.05 * std::max({std::abs(forward_slope), std::abs(backward_slope), 1e-3});
+      if (kink) continue;
+      ++s;
       numeric.push_back(static_cast<float>((up - down) / (2.0 * eps)));
       picked.push_back(analytic[i]);
     }
+    loss();  // leave the layer's saved state as at the unperturbed point
+    INFO("compared ", picked.size(), " coordinates of ", what);
+    CHECK(picked.size() >= std::min<std::size_t>(n, static_cast<std::size_t>(samples)) / 2);
     const double err = relative_error(picked, numeric);
     INFO("gradient of ", what, ": relative error ", err);
     CHECK(err < tolerance);
