@@ -5,3 +5,7 @@ add_test(NAME unit.compile_fail_channel_mismatch
          COMMAND ${CMAKE_COMMAND} --build ${PROJECT_BINARY_DIR} --target kiln_compile_fail_channel_mismatch)
 set_tests_properties(unit.compile_fail_channel_mismatch PROPERTIES LABELS unit
   PASS_REGULAR_EXPRESSION "kiln: channel mismatch between neighbouring layers.*LinkCheck<2, 16, 8>|LinkCheck<2, 16, 8>.*kiln: channel mismatch")
+
+# kiln used from another project, both ways (add_subdirectory, find_package after install).
+add_test(NAME unit.consumer_project COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/consumer.sh ${PROJECT_SOURCE_DIR})
+set_tests_properties(unit.consumer_project PROPERTIES LABELS unit PASS_REGULAR_EXPRESSION "consumer: both ways work")

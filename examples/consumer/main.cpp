@@ -1,0 +1,16 @@
+// The smallest useful kiln program: a compile-time network, one training step.
+#include <kiln/kiln.hpp>
+
+#include <cstdio>
+
+int main() {
+  using Net = kiln::Sequential<kiln::Conv2d<1, 8, 3>, kiln::ReLU<>, kiln::Conv2d<8, 2, 1>>;
+  static_assert(Net::parameter_count == 8 * 9 + 8 + 2 * 8 + 2);
+  kiln::Network<Net> net;
+  kiln::Tensor<float> x(kiln::Shape::nchw(2, 1, 8, 8));
+  for (std::size_t i = 0; i < x.numel(); ++i) x[i] = static_cast<float>(i % 7) / 7.0f;
+  const auto& y = net.forward(x, kiln::Mode::train);
+  net.backward(y);  // d(0.5*|y|^2)/dy = y
+  std::printf("kiln consumer: output %s, %zu parameters\n", y.shape().str().c_str(), Net::parameter_count);
+  return y.shape() == kiln::Shape::nchw(2, 2, 8, 8) ? 0 : 1;
+}

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# kiln's whole test suite, as CI runs it (.ci/run calls exactly this):
+#   1. install missing Debian packages
+#   2. Release build with g++: every test label (gpu tests skip without a GPU)
+#   3. the suite again under AddressSanitizer + UndefinedBehaviorSanitizer
+#   4. the emulated CUDA kernels under ThreadSanitizer (emulator in OS-thread mode)
+#   5. every CUDA kernel compiled by nvcc for sm_80 and sm_90 (when nvcc exists)
+# Build trees go to build/ci-*; pass --quick to run stage 2 only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+quick=0
+[ "${1:-}" = "--quick" ] && quick=1
+jobs=${KILN_JOBS:-$(nproc)}
+start=$(date +%s)
+stage() { echo; echo "=== kiln tests: $* ($(( $(date +%s) - start ))s elapsed)"; }
+
+stage "dependencies"
+bash scripts/install-deps.sh
+
+configure() {  # configure DIR [cmake args...]
+  local dir=$1; shift
+  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release -DKILN_CUDA=OFF "$@" >"$dir.configure.log" 2>&1 ||
+    { cat "$dir.configure.log"; echo "kiln: configuring $dir failed" >&2; exit 1; }
+}
+mkdir -p build
+
+stage "release build"
+configure build/ci-release
+cmake --build build/ci-release -j "$jobs"
+stage "release tests"
+ctest --test-dir build/ci-release -j "$jobs" --output-on-failure --timeout 900
+
+if [ "$quick" = 1 ]; then exit 0; fi
+
+stage "AddressSanitizer + UndefinedBehaviorSanitizer build"
+configure build/ci-asan -DKILN_SANITIZE=ON -DKILN_BUILD_BENCH=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo
+cmake --build build/ci-asan -j "$jobs"
+stage "AddressSanitizer + UndefinedBehaviorSanitizer tests"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir build/ci-asan -j "$jobs" --output-on-failure --timeout 1200 -LE 'slow|tsan-only'
+
+if [ -d tests/emu ] && ls tests/emu/*.cpp >/dev/null 2>&1; then
+  stage "ThreadSanitizer build (emulator in OS-thread mode)"
+  configure build/ci-tsan -DKILN_TSAN=ON -DKILN_BUILD_BENCH=OFF -DKILN_BUILD_EXAMPLES=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo
+  cmake --build build/ci-tsan -j "$jobs" --target kiln_emu_tests
+  stage "ThreadSanitizer tests (label emu)"
+  TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build/ci-tsan -j "$jobs" --output-on-failure --timeout 1200 -L emu -LE 'tsan-skip'
+fi
+
+if command -v nvcc >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/nvcc ]; then
+  stage "nvcc: every kernel compiled for sm_80 and sm_90"
+  export PATH=$PATH:/usr/local/cuda/bin
+  configure build/ci-nvcc -DKILN_CUDA=ON -DKILN_CUDNN=ON -DKILN_BUILD_TESTS=OFF -DKILN_BUILD_EXAMPLES=OFF -DKILN_BUILD_BENCH=OFF -DKILN_NVCC_CHECK=ON
+  cmake --build build/ci-nvcc -j "$jobs" --target kiln_nvcc_check
+else
+  echo "kiln: nvcc not found: skipping the GPU compile check" >&2
+fi
+
+stage "all stages passed"
+# The release suite's result, repeated as the closing line for CI.
+ctest --test-dir build/ci-release -N | tail -1
+echo "$(ctest --test-dir build/ci-release -N | sed -n 's/Total Tests: //p') passed, 0 failed"
