@@ -64,8 +64,9 @@ public:
         fd_ = ::open(temporary_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
         if (fd_ < 0) {
             const int error = errno;
+            const std::string hint = error == ENOENT ? " (does the directory exist?)" : "";
             throw IoError("cannot write " + detail::quoted(target_) + ": cannot create the temporary file " +
-                          detail::quoted(temporary_) + ": " + detail::errno_text(error));
+                          detail::quoted(temporary_) + ": " + detail::errno_text(error) + hint);
         }
     }
 

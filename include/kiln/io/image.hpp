@@ -66,6 +66,25 @@ inline std::string stb_reason() {
     return reason ? reason : "unknown reason";
 }
 
+// Width and height from a PNG's IHDR (always the first chunk, at a fixed offset), or false when
+// the bytes are not a PNG. stb refuses PNGs over 2^30 decoded bytes inside stbi_info with only
+// "too large"; reading the header ourselves lets the message say how large and name the limit.
+inline bool png_dimensions(const std::vector<std::byte>& file, std::uint64_t& width, std::uint64_t& height) {
+    static constexpr unsigned char signature[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0, 0, 13, 'I', 'H', 'D', 'R'};
+    if (file.size() < 24) return false;
+    for (std::size_t i = 0; i < sizeof signature; ++i) {
+        if (std::to_integer<unsigned char>(file[i]) != signature[i]) return false;
+    }
+    auto big_endian = [&](std::size_t at) {
+        std::uint64_t v = 0;
+        for (std::size_t i = 0; i < 4; ++i) v = (v << 8) | std::to_integer<unsigned char>(file[at + i]);
+        return v;
+    };
+    width = big_endian(16);
+    height = big_endian(20);
+    return true;
+}
+
 struct StbFree {
     void operator()(void* p) const { stbi_image_free(p); }
 };
@@ -100,28 +119,39 @@ inline Image load_image(const std::filesystem::path& path, const LoadOptions& op
     const int length = static_cast<int>(file.size());
 
     // Dimensions first (stb reads only the header), so a huge claim is refused before allocating.
+    const std::string limit = "kiln's limit of " + detail::with_thousands(options.max_pixels) +
+                              " pixels (LoadOptions::max_pixels)";
+    auto refuse_if_too_large = [&](std::uint64_t w, std::uint64_t h) {
+        if (w * h > options.max_pixels) {  // each factor < 2^32: no overflow
+            throw IoError("cannot read image " + name + ": it claims " + std::to_string(w) + "x" + std::to_string(h) +
+                          " pixels, over " + limit);
+        }
+    };
+    std::uint64_t png_width = 0, png_height = 0;
+    if (detail::png_dimensions(file, png_width, png_height)) refuse_if_too_large(png_width, png_height);
+
     int width = 0, height = 0, channels = 0;
     if (!stbi_info_from_memory(data, length, &width, &height, &channels)) {
+        const std::string reason = detail::stb_reason();
+        if (reason == "too large") {
+            throw IoError("cannot read image " + name + ": its header claims more pixels than stb_image can decode "
+                          "(and " + limit + " is the most kiln accepts)");
+        }
         throw IoError("cannot read image " + name + ": not a PNG, JPEG, BMP or TGA image kiln can decode (stb_image: " +
-                      detail::stb_reason() + ")");
+                      reason + ")");
     }
-    const std::uint64_t pixels = std::uint64_t(std::max(width, 0)) * std::uint64_t(std::max(height, 0));
-    if (pixels > options.max_pixels) {
-        throw IoError("cannot read image " + name + ": it claims " + std::to_string(width) + "x" +
-                      std::to_string(height) + " pixels, over kiln's limit of " +
-                      detail::with_thousands(options.max_pixels) + " pixels (LoadOptions::max_pixels)");
-    }
+    refuse_if_too_large(std::uint64_t(std::max(width, 0)), std::uint64_t(std::max(height, 0)));
 
     Image image;
     if (stbi_is_16_bit_from_memory(data, length)) {
         std::unique_ptr<stbi_us, detail::StbFree> decoded(stbi_load_16_from_memory(data, length, &width, &height, &channels, 0));
-        if (!decoded) throw IoError("cannot decode image " + name + ": " + detail::stb_reason());
+        if (!decoded) throw IoError("cannot decode image " + name + ": the image data is damaged, truncated or uses an unsupported variant (stb_image: " + detail::stb_reason() + ")");
         image = Image{width, height, channels, {}};
         image.pixels.resize(image.pixel_count() * std::size_t(channels));
         for (std::size_t i = 0; i < image.pixels.size(); ++i) image.pixels[i] = float(decoded.get()[i]) / 65535.0f;
     } else {
         std::unique_ptr<stbi_uc, detail::StbFree> decoded(stbi_load_from_memory(data, length, &width, &height, &channels, 0));
-        if (!decoded) throw IoError("cannot decode image " + name + ": " + detail::stb_reason());
+        if (!decoded) throw IoError("cannot decode image " + name + ": the image data is damaged, truncated or uses an unsupported variant (stb_image: " + detail::stb_reason() + ")");
         image = Image{width, height, channels, {}};
         image.pixels.resize(image.pixel_count() * std::size_t(channels));
         for (std::size_t i = 0; i < image.pixels.size(); ++i) image.pixels[i] = from_8bit(decoded.get()[i]);

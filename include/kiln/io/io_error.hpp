@@ -18,8 +18,16 @@ public:
 
 namespace detail {
 
-// "'<path>'": quoted so names with spaces read unambiguously.
-inline std::string quoted(const std::filesystem::path& path) { return "'" + path.string() + "'"; }
+// "'<path>'": quoted so names with spaces read unambiguously. (Built by appending: g++ 12 at
+// -O3 warns falsely about "'" + std::string, GCC bug 105651, and kiln builds with -Werror.)
+inline std::string quoted(const std::filesystem::path& path) {
+    std::string out;
+    out.reserve(path.native().size() + 2);
+    out += '\'';
+    out += path.native();
+    out += '\'';
+    return out;
+}
 
 // strerror for an errno value (strerror is fine here: glibc's returns a static table string
 // for valid codes and kiln does not change locales between threads).

@@ -1,6 +1,6 @@
-// kiln/io/read_file.hpp — read a whole file into memory with errors a user can act on.
+// kiln/io/read_file.hpp — open and read files with errors a user can act on.
 // Checks, in order: the path exists, is a regular file (not a directory, pipe or device — a
-// FIFO would block forever), can be opened; then reads it all.
+// FIFO would block forever), can be opened; reads then either the whole file or exact ranges.
 #pragma once
 
 #include <kiln/io/io_error.hpp>
@@ -14,65 +14,79 @@
 #include <cstdint>
 #include <filesystem>
 #include <limits>
+#include <span>
 #include <string>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 namespace kiln::io {
 
-// `what` names the kind of file in messages: "image", "checkpoint", ...
+// An open regular file. `what` names the kind of file in messages: "image", "checkpoint", ...
+class ReadableFile {
+public:
+    ReadableFile(const std::filesystem::path& path, const char* what) : path_(path), what_(what) {
+        namespace fs = std::filesystem;
+        std::error_code ec;
+        const fs::file_status status = fs::status(path, ec);
+        if (status.type() == fs::file_type::not_found) fail("the file does not exist");
+        if (ec) fail(ec.message());
+        if (status.type() == fs::file_type::directory) fail("it is a directory, not a file");
+        if (status.type() != fs::file_type::regular) fail("it is not a regular file (a device, pipe or socket?)");
+
+        fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd_ < 0) fail(detail::errno_text(errno));
+        struct stat info {};
+        if (::fstat(fd_, &info) != 0) {
+            const int error = errno;
+            ::close(fd_);
+            fail(detail::errno_text(error));
+        }
+        size_ = static_cast<std::uint64_t>(info.st_size);
+    }
+    ReadableFile(const ReadableFile&) = delete;
+    ReadableFile& operator=(const ReadableFile&) = delete;
+    ~ReadableFile() { ::close(fd_); }
+
+    std::uint64_t size() const { return size_; }
+    const std::filesystem::path& path() const { return path_; }
+
+    // Fills `out` from `offset`; throws if the file ends first (it shrank, or lied about its size).
+    void read_exact(std::uint64_t offset, std::span<std::byte> out) const {
+        std::size_t done = 0;
+        while (done < out.size()) {
+            const ssize_t got = ::pread(fd_, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
+            if (got < 0) {
+                if (errno == EINTR) continue;
+                fail(detail::errno_text(errno));
+            }
+            if (got == 0) fail("the file ended early (was it changed while being read?)");
+            done += static_cast<std::size_t>(got);
+        }
+    }
+
+    // "cannot read <what> '<path>': <reason>"
+    [[noreturn]] void fail(const std::string& reason) const {
+        throw IoError("cannot read " + std::string(what_) + " " + detail::quoted(path_) + ": " + reason);
+    }
+
+private:
+    std::filesystem::path path_;
+    const char* what_;
+    int fd_ = -1;
+    std::uint64_t size_ = 0;
+};
+
+// The whole file, refusing files over `max_bytes`.
 inline std::vector<std::byte> read_file(const std::filesystem::path& path, const char* what = "file",
                                         std::uint64_t max_bytes = std::numeric_limits<std::uint64_t>::max()) {
-    namespace fs = std::filesystem;
-    const std::string name = detail::quoted(path);
-    std::error_code ec;
-    const fs::file_status status = fs::status(path, ec);
-    if (status.type() == fs::file_type::not_found) {
-        throw IoError("cannot read " + std::string(what) + " " + name + ": the file does not exist");
+    const ReadableFile file(path, what);
+    if (file.size() > max_bytes) {
+        file.fail("it is " + detail::with_thousands(file.size()) + " bytes, over the limit of " +
+                  detail::with_thousands(max_bytes) + " bytes");
     }
-    if (ec) throw IoError("cannot read " + std::string(what) + " " + name + ": " + ec.message());
-    if (status.type() == fs::file_type::directory) {
-        throw IoError("cannot read " + std::string(what) + " " + name + ": it is a directory, not a file");
-    }
-    if (status.type() != fs::file_type::regular) {
-        throw IoError("cannot read " + std::string(what) + " " + name +
-                      ": it is not a regular file (a device, pipe or socket?)");
-    }
-
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        const int error = errno;
-        throw IoError("cannot read " + std::string(what) + " " + name + ": " + detail::errno_text(error));
-    }
-    struct FdCloser {
-        int fd;
-        ~FdCloser() { ::close(fd); }
-    } closer{fd};
-
-    struct stat info {};
-    if (::fstat(fd, &info) != 0) {
-        const int error = errno;
-        throw IoError("cannot read " + std::string(what) + " " + name + ": " + detail::errno_text(error));
-    }
-    const auto size = static_cast<std::uint64_t>(info.st_size);
-    if (size > max_bytes) {
-        throw IoError("cannot read " + std::string(what) + " " + name + ": it is " + detail::with_thousands(size) +
-                      " bytes, over the limit of " + detail::with_thousands(max_bytes) + " bytes");
-    }
-
-    std::vector<std::byte> bytes(static_cast<std::size_t>(size));
-    std::size_t done = 0;
-    while (done < bytes.size()) {
-        const ssize_t got = ::read(fd, bytes.data() + done, bytes.size() - done);
-        if (got < 0) {
-            if (errno == EINTR) continue;
-            const int error = errno;
-            throw IoError("cannot read " + std::string(what) + " " + name + ": " + detail::errno_text(error));
-        }
-        if (got == 0) break;  // the file shrank while we read it: keep what is there
-        done += static_cast<std::size_t>(got);
-    }
-    bytes.resize(done);
+    std::vector<std::byte> bytes(static_cast<std::size_t>(file.size()));
+    file.read_exact(0, bytes);
     return bytes;
 }
 
