@@ -1,11 +1,17 @@
 #pragma once
 // Backend<Cpu>: the CPU implementations behind every layer (OpenMP threads).
 #include <cstddef>
+#include <cstdint>
 
 #include "kiln/core/backend.hpp"
 #include "kiln/core/tensor.hpp"
 #include "kiln/cpu/conv2d.hpp"
 #include "kiln/cpu/elementwise.hpp"
+#include "kiln/cpu/batchnorm.hpp"
+#include "kiln/cpu/loss.hpp"
+#include "kiln/cpu/optim.hpp"
+#include "kiln/cpu/pooling.hpp"
+#include "kiln/cpu/upsample.hpp"
 
 namespace kiln {
 
@@ -40,6 +46,64 @@ struct Backend<Cpu> {
   static void split_channels(const T& dy, T& da, T& db) {
     cpu::split_channels(dy.data(), da.data(), da.shape().c(), db.data(), db.shape().c(), dy.shape().n(),
                         dy.shape().h() * dy.shape().w());
+  }
+
+  // ---- BatchNorm2d ----------------------------------------------------------
+  // weight, bias, running_*, save_* are [C]. See cpu/batchnorm.hpp for the math:
+  // training uses and saves batch statistics and updates running_* in place;
+  // eval uses running_* (unchanged) and saves them as save_mean/save_invstd.
+  static void batchnorm_forward(const BatchNormArgs& a, const T& x, const T& weight, const T& bias, T& running_mean,
+                                T& running_var, T& save_mean, T& save_invstd, T& y) {
+    cpu::batchnorm_forward(a, x.data(), weight.data(), bias.data(), running_mean.data(), running_var.data(),
+                           save_mean.data(), save_invstd.data(), y.data());
+  }
+  // dx overwritten (may be empty: not wanted); dweight, dbias accumulate.
+  static void batchnorm_backward(const BatchNormArgs& a, const T& x, const T& weight, const T& save_mean,
+                                 const T& save_invstd, const T& dy, T& dx, T& dweight, T& dbias) {
+    cpu::batchnorm_backward(a, x.data(), weight.data(), save_mean.data(), save_invstd.data(), dy.data(),
+                            dx.empty() ? nullptr : dx.data(), dweight.data(), dbias.data());
+  }
+
+  // ---- MaxPool2d ------------------------------------------------------------
+  // argmax: the index of each window's maximum inside its input plane (ih * W + iw).
+  static void maxpool2d_forward(const PoolArgs& a, const T& x, T& y, Tensor<std::int32_t, Cpu>& argmax) {
+    cpu::maxpool2d_forward(a, x.data(), y.data(), argmax.data());
+  }
+  static void maxpool2d_backward(const PoolArgs& a, const Tensor<std::int32_t, Cpu>& argmax, const T& dy, T& dx) {
+    cpu::maxpool2d_backward(a, argmax.data(), dy.data(), dx.data());
+  }
+
+  // ---- Upsample (integer scale; bilinear with align_corners = false) ---------
+  static void upsample_nearest_forward(const UpsampleArgs& a, const T& x, T& y) {
+    cpu::upsample_nearest_forward(a, x.data(), y.data());
+  }
+  static void upsample_nearest_backward(const UpsampleArgs& a, const T& dy, T& dx) {
+    cpu::upsample_nearest_backward(a, dy.data(), dx.data());
+  }
+  static void upsample_bilinear_forward(const UpsampleArgs& a, const T& x, T& y) {
+    cpu::upsample_bilinear_forward(a, x.data(), y.data());
+  }
+  static void upsample_bilinear_backward(const UpsampleArgs& a, const T& dy, T& dx) {
+    cpu::upsample_bilinear_backward(a, dy.data(), dx.data());
+  }
+
+  // ---- Losses (mean reduction) -----------------------------------------------
+  // out: a 1-element tensor receiving the mean loss (the layer copies it to the host).
+  static void loss_forward(const LossArgs& a, const T& prediction, const T& target, T& out) {
+    cpu::loss_forward(a, prediction.data(), target.data(), out.data());
+  }
+  // dprediction overwritten with dL/dprediction.
+  static void loss_backward(const LossArgs& a, const T& prediction, const T& target, T& dprediction) {
+    cpu::loss_backward(a, prediction.data(), target.data(), dprediction.data());
+  }
+
+  // ---- Optimizer updates (one call per parameter tensor) ----------------------
+  static void adam_step(const AdamStepArgs& a, T& param, const T& grad, T& exp_avg, T& exp_avg_sq) {
+    cpu::adam_step(a, param.data(), grad.data(), exp_avg.data(), exp_avg_sq.data());
+  }
+  // momentum_buffer may be empty when a.momentum == 0.
+  static void sgd_step(const SgdStepArgs& a, T& param, const T& grad, T& momentum_buffer) {
+    cpu::sgd_step(a, param.data(), grad.data(), momentum_buffer.empty() ? nullptr : momentum_buffer.data());
   }
 };
 

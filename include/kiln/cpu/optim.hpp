@@ -1,0 +1,83 @@
+#pragma once
+// Optimizer updates on the CPU, one call per parameter tensor (element-wise,
+// OpenMP): Adam / AdamW and SGD with PyTorch's semantics.
+//
+// AdamStepArgs and SgdStepArgs are device-neutral (Backend<Cuda> takes the
+// same structs). Scalars that depend on the step number (bias corrections) are
+// computed once on the host, in double, by the optimizer.
+#include <cmath>
+#include <cstdint>
+
+namespace kiln {
+
+// Every field is ready to use: the host computes 1 - beta, the decay factor
+// and the bias corrections in double (as PyTorch does with Python floats) and
+// rounds once, so e.g. 1 - beta2 is 1e-3f, not 1 - 0.999f = 1.0000467e-3.
+struct AdamStepArgs {
+  std::int64_t numel = 0;
+  float beta1 = 0.9f, beta2 = 0.999f;
+  float one_minus_beta1 = 0.1f, one_minus_beta2 = 1e-3f;
+  float eps = 1e-8f;
+  float l2 = 0.0f;                     // Adam's weight_decay: g = grad + l2 * p (0 for AdamW)
+  float decay = 1.0f;                  // AdamW: p *= decay = 1 - lr * weight_decay (1 for Adam)
+  float step_size = 1e-3f;             // lr / (1 - beta1^t)
+  float bias_correction2_sqrt = 1.0f;  // sqrt(1 - beta2^t)
+};
+
+struct SgdStepArgs {
+  std::int64_t numel = 0;
+  float lr = 1e-2f;
+  float momentum = 0.0f;
+  float one_minus_dampening = 1.0f;  // 1 - dampening, computed on the host
+  float weight_decay = 0.0f;
+  bool nesterov = false;
+  bool first_step = true;  // PyTorch: the first step sets buf = grad (no dampening)
+};
+
+}  // namespace kiln
+
+namespace kiln::cpu {
+
+using kiln::AdamStepArgs;
+using kiln::SgdStepArgs;
+
+// torch.optim.Adam / AdamW, one tensor (amsgrad off, maximize off):
+//   g = grad + l2 * p  (Adam's weight decay; l2 = 0 for AdamW)
+//   p *= decay         (AdamW's decoupled decay 1 - lr * wd; decay = 1 for Adam)
+//   m = beta1 * m + (1 - beta1) * g
+//   v = beta2 * v + (1 - beta2) * g * g
+//   p -= step_size * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+inline void adam_step(const AdamStepArgs& a, float* p, const float* grad, float* m, float* v) {
+#pragma omp parallel for simd schedule(static)
+  for (std::int64_t i = 0; i < a.numel; ++i) {
+    const float g = grad[i] + a.l2 * p[i];
+    const float pi = p[i] * a.decay;
+    const float mi = a.beta1 * m[i] + a.one_minus_beta1 * g;
+    const float vi = a.beta2 * v[i] + a.one_minus_beta2 * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    p[i] = pi - a.step_size * mi / (std::sqrt(vi) / a.bias_correction2_sqrt + a.eps);
+  }
+}
+
+// torch.optim.SGD, one tensor (maximize off):
+//   g = grad + wd * p
+//   buf = first step ? g : momentum * buf + (1 - dampening) * g   (momentum != 0)
+//   d = nesterov ? g + momentum * buf : buf                        (momentum != 0; else d = g)
+//   p -= lr * d
+// buf may be null when momentum == 0.
+inline void sgd_step(const SgdStepArgs& a, float* p, const float* grad, float* buf) {
+  const bool use_momentum = a.momentum != 0.0f;
+#pragma omp parallel for simd schedule(static)
+  for (std::int64_t i = 0; i < a.numel; ++i) {
+    float g = grad[i] + a.weight_decay * p[i];
+    if (use_momentum) {
+      const float b = a.first_step ? g : a.momentum * buf[i] + a.one_minus_dampening * g;
+      buf[i] = b;
+      g = a.nesterov ? g + a.momentum * b : b;
+    }
+    p[i] -= a.lr * g;
+  }
+}
+
+}  // namespace kiln::cpu

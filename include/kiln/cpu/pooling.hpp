@@ -1,0 +1,67 @@
+#pragma once
+// MaxPool2d on the CPU: kernel = stride = size, no padding, H and W divisible
+// by size. Plain loops, OpenMP over (n, c) planes: reference and used version.
+//
+// PoolArgs is device-neutral (Backend<Cuda> takes the same struct).
+#include <cmath>
+#include <cstdint>
+
+namespace kiln {
+
+struct PoolArgs {
+  std::int64_t n = 0, c = 0, h = 0, w = 0;  // INPUT shape [n, c, h, w]
+  std::int64_t size = 2;                    // kernel = stride
+  constexpr std::int64_t out_h() const { return h / size; }
+  constexpr std::int64_t out_w() const { return w / size; }
+};
+
+}  // namespace kiln
+
+namespace kiln::cpu {
+
+using kiln::PoolArgs;
+
+// y[n][c][i][j] = max of the size x size window; argmax receives the index of
+// the maximum inside the input plane (ih * w + iw), like PyTorch's indices.
+// Ties: the first maximum in row-major window order wins; a NaN wins over
+// numbers (PyTorch's CPU rule: `v > best || isnan(v)`).
+inline void maxpool2d_forward(const PoolArgs& a, const float* x, float* y, std::int32_t* argmax) {
+  const std::int64_t oh = a.out_h(), ow = a.out_w();
+#pragma omp parallel for schedule(static)
+  for (std::int64_t plane = 0; plane < a.n * a.c; ++plane) {
+    const float* xp = x + plane * a.h * a.w;
+    float* yp = y + plane * oh * ow;
+    std::int32_t* ap = argmax + plane * oh * ow;
+    for (std::int64_t i = 0; i < oh; ++i)
+      for (std::int64_t j = 0; j < ow; ++j) {
+        std::int64_t best_index = (i * a.size) * a.w + j * a.size;
+        float best = xp[best_index];
+        for (std::int64_t u = 0; u < a.size; ++u)
+          for (std::int64_t v = 0; v < a.size; ++v) {
+            const std::int64_t idx = (i * a.size + u) * a.w + (j * a.size + v);
+            const float val = xp[idx];
+            if (val > best || std::isnan(val)) {
+              best = val;
+              best_index = idx;
+            }
+          }
+        yp[i * ow + j] = best;
+        ap[i * ow + j] = static_cast<std::int32_t>(best_index);
+      }
+  }
+}
+
+// dx (overwritten) = dy routed to the saved arg-max of each window, 0 elsewhere.
+inline void maxpool2d_backward(const PoolArgs& a, const std::int32_t* argmax, const float* dy, float* dx) {
+  const std::int64_t oh = a.out_h(), ow = a.out_w();
+#pragma omp parallel for schedule(static)
+  for (std::int64_t plane = 0; plane < a.n * a.c; ++plane) {
+    float* dp = dx + plane * a.h * a.w;
+    for (std::int64_t i = 0; i < a.h * a.w; ++i) dp[i] = 0.0f;
+    const float* gp = dy + plane * oh * ow;
+    const std::int32_t* ap = argmax + plane * oh * ow;
+    for (std::int64_t i = 0; i < oh * ow; ++i) dp[ap[i]] += gp[i];  // windows do not overlap
+  }
+}
+
+}  // namespace kiln::cpu

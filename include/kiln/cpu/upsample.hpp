@@ -1,0 +1,113 @@
+#pragma once
+// Upsampling by an integer factor on the CPU: nearest and bilinear
+// (align_corners = false), forward and the adjoint. Plain loops, OpenMP over
+// (n, c) planes: reference and used version.
+//
+// UpsampleArgs is device-neutral (Backend<Cuda> takes the same struct).
+#include <algorithm>
+#include <cstdint>
+
+namespace kiln {
+
+struct UpsampleArgs {
+  std::int64_t n = 0, c = 0, h = 0, w = 0;  // INPUT shape [n, c, h, w]
+  std::int64_t scale = 2;
+  constexpr std::int64_t out_h() const { return h * scale; }
+  constexpr std::int64_t out_w() const { return w * scale; }
+};
+
+// PyTorch's source coordinate for align_corners = false:
+//   src = (dst + 0.5) / scale - 0.5, clamped at 0, computed as PyTorch does in
+//   float: float(1.0 / scale) * (dst + 0.5f) - 0.5f (bit-exact for scale 2);
+// i0 = floor(src), i1 = i0 + 1 unless i0 is the last row (edges clamp);
+// weights l1 = src - i0 on i1 and l0 = 1 - l1 on i0. Usable on host and device.
+struct BilinearTap {
+  std::int64_t i0, i1;
+  float l0, l1;
+};
+inline constexpr BilinearTap bilinear_tap(std::int64_t dst, std::int64_t in_size, std::int64_t scale) {
+  const float inv_scale = static_cast<float>(1.0 / static_cast<double>(scale));
+  float src = inv_scale * (static_cast<float>(dst) + 0.5f) - 0.5f;
+  if (src < 0.0f) src = 0.0f;
+  const std::int64_t i0 = static_cast<std::int64_t>(src);  // floor: src >= 0
+  const std::int64_t i1 = i0 < in_size - 1 ? i0 + 1 : i0;
+  const float l1 = src - static_cast<float>(i0);
+  return {i0, i1, 1.0f - l1, l1};
+}
+
+}  // namespace kiln
+
+namespace kiln::cpu {
+
+using kiln::UpsampleArgs;
+
+// y[i][j] = x[i / s][j / s]
+inline void upsample_nearest_forward(const UpsampleArgs& a, const float* x, float* y) {
+  const std::int64_t oh = a.out_h(), ow = a.out_w();
+#pragma omp parallel for schedule(static)
+  for (std::int64_t plane = 0; plane < a.n * a.c; ++plane) {
+    const float* xp = x + plane * a.h * a.w;
+    float* yp = y + plane * oh * ow;
+    for (std::int64_t i = 0; i < oh; ++i)
+      for (std::int64_t j = 0; j < ow; ++j) yp[i * ow + j] = xp[(i / a.scale) * a.w + j / a.scale];
+  }
+}
+
+// dx[i][j] = sum of dy over its s x s block (overwritten).
+inline void upsample_nearest_backward(const UpsampleArgs& a, const float* dy, float* dx) {
+  const std::int64_t oh = a.out_h(), ow = a.out_w();
+#pragma omp parallel for schedule(static)
+  for (std::int64_t plane = 0; plane < a.n * a.c; ++plane) {
+    const float* gp = dy + plane * oh * ow;
+    float* dp = dx + plane * a.h * a.w;
+    for (std::int64_t i = 0; i < a.h; ++i)
+      for (std::int64_t j = 0; j < a.w; ++j) {
+        float sum = 0.0f;
+        for (std::int64_t u = 0; u < a.scale; ++u)
+          for (std::int64_t v = 0; v < a.scale; ++v) sum += gp[(i * a.scale + u) * ow + j * a.scale + v];
+        dp[i * a.w + j] = sum;
+      }
+  }
+}
+
+// y[i][j] = sum over the 2 x 2 taps of x weighted by the tap weights.
+inline void upsample_bilinear_forward(const UpsampleArgs& a, const float* x, float* y) {
+  const std::int64_t oh = a.out_h(), ow = a.out_w();
+#pragma omp parallel for schedule(static)
+  for (std::int64_t plane = 0; plane < a.n * a.c; ++plane) {
+    const float* xp = x + plane * a.h * a.w;
+    float* yp = y + plane * oh * ow;
+    for (std::int64_t i = 0; i < oh; ++i) {
+      const BilinearTap r = bilinear_tap(i, a.h, a.scale);
+      for (std::int64_t j = 0; j < ow; ++j) {
+        const BilinearTap q = bilinear_tap(j, a.w, a.scale);
+        yp[i * ow + j] = r.l0 * (q.l0 * xp[r.i0 * a.w + q.i0] + q.l1 * xp[r.i0 * a.w + q.i1]) +
+                         r.l1 * (q.l0 * xp[r.i1 * a.w + q.i0] + q.l1 * xp[r.i1 * a.w + q.i1]);
+      }
+    }
+  }
+}
+
+// The adjoint: each dy scatters into its 4 taps with the same weights (dx overwritten).
+inline void upsample_bilinear_backward(const UpsampleArgs& a, const float* dy, float* dx) {
+  const std::int64_t oh = a.out_h(), ow = a.out_w();
+#pragma omp parallel for schedule(static)
+  for (std::int64_t plane = 0; plane < a.n * a.c; ++plane) {
+    const float* gp = dy + plane * oh * ow;
+    float* dp = dx + plane * a.h * a.w;
+    for (std::int64_t i = 0; i < a.h * a.w; ++i) dp[i] = 0.0f;
+    for (std::int64_t i = 0; i < oh; ++i) {
+      const BilinearTap r = bilinear_tap(i, a.h, a.scale);
+      for (std::int64_t j = 0; j < ow; ++j) {
+        const BilinearTap q = bilinear_tap(j, a.w, a.scale);
+        const float g = gp[i * ow + j];
+        dp[r.i0 * a.w + q.i0] += r.l0 * q.l0 * g;
+        dp[r.i0 * a.w + q.i1] += r.l0 * q.l1 * g;
+        dp[r.i1 * a.w + q.i0] += r.l1 * q.l0 * g;
+        dp[r.i1 * a.w + q.i1] += r.l1 * q.l1 * g;
+      }
+    }
+  }
+}
+
+}  // namespace kiln::cpu
