@@ -1,0 +1,50 @@
+#pragma once
+// Compile-time selection of kiln's GPU backend.
+//
+//   KILN_GPU_REAL      1 when nvcc compiles this translation unit (__CUDACC__): the CUDA runtime is used.
+//   KILN_EMU_THREADS   1: the emulator runs every CUDA thread on its own std::thread (for ThreadSanitizer).
+//                      0 (default): the threads of a block are fibers on one OS thread.
+//   KILN_EMU_UCONTEXT  1: fibers switch with ucontext (portable, slower); default on non-x86-64.
+//   KILN_EMU_ASAN      1 when AddressSanitizer instruments this translation unit (fiber switches are annotated).
+
+#if defined(__CUDACC__)
+#define KILN_GPU_REAL 1
+#else
+#define KILN_GPU_REAL 0
+#endif
+
+#if defined(__SANITIZE_THREAD__)
+#define KILN_EMU_TSAN_DETECTED 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define KILN_EMU_TSAN_DETECTED 1
+#endif
+#endif
+
+#ifndef KILN_EMU_THREADS
+// ThreadSanitizer does not understand hand-made fiber switches: use OS threads under it.
+#if defined(KILN_EMU_TSAN_DETECTED)
+#define KILN_EMU_THREADS 1
+#else
+#define KILN_EMU_THREADS 0
+#endif
+#endif
+
+#if defined(__SANITIZE_ADDRESS__)
+#define KILN_EMU_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define KILN_EMU_ASAN 1
+#endif
+#endif
+#ifndef KILN_EMU_ASAN
+#define KILN_EMU_ASAN 0
+#endif
+
+#ifndef KILN_EMU_UCONTEXT
+#if defined(__x86_64__)
+#define KILN_EMU_UCONTEXT 0
+#else
+#define KILN_EMU_UCONTEXT 1
+#endif
+#endif

@@ -1,0 +1,255 @@
+#pragma once
+// Runs a grid on the CPU. Blocks are independent, so in fiber mode several worker OS threads take
+// blocks from a shared counter; within a block the threads are fibers scheduled deterministically:
+// in linear-id order (or reversed, KILN_EMU_SCHEDULE=reverse), each runs until it waits at a
+// barrier or warp collective or returns. In OS-thread mode (KILN_EMU_THREADS=1) every CUDA thread
+// of a block is a std::thread and blocks run one after another.
+#include "kiln/gpu/config.hpp"
+
+#if !KILN_GPU_REAL
+
+#include <atomic>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "kiln/gpu/emu_stack_pool.hpp"
+#include "kiln/gpu/emu_state.hpp"
+#include "kiln/gpu/emu_sync.hpp"
+#include "kiln/gpu/emu_worker_pool.hpp"
+#include "kiln/gpu/error.hpp"
+
+namespace kiln::gpu::emu {
+
+enum class Schedule { forward, reverse };
+
+inline std::atomic<Schedule>& schedule_setting() {
+  static std::atomic<Schedule> setting = [] {
+    const char* text = std::getenv("KILN_EMU_SCHEDULE");
+    if (text == nullptr || *text == '\0' || std::strcmp(text, "forward") == 0) return Schedule::forward;
+    if (std::strcmp(text, "reverse") == 0) return Schedule::reverse;
+    throw Error("KILN_EMU_SCHEDULE must be 'forward' or 'reverse', not '" + std::string(text) + "'");
+  }();
+  return setting;
+}
+
+// The order in which fibers of a block are run (tests use it to shake out races both ways).
+inline void set_schedule(Schedule schedule) { schedule_setting().store(schedule); }
+inline Schedule schedule() { return schedule_setting().load(); }
+
+// Launches are serialised: plain-static __shared__ (OS-thread mode) and the worker pool assume it.
+inline std::mutex& launch_mutex() {
+  static std::mutex mutex;
+  return mutex;
+}
+
+// Everything a worker OS thread reuses from block to block.
+struct Worker {
+  BlockContext block;
+  std::vector<EmulatedThread> threads;
+  std::unique_ptr<unsigned char[], void (*)(void*)> shared{nullptr, std::free};
+  std::size_t shared_capacity = 0;
+#if !KILN_EMU_THREADS
+  FiberStackPool stacks;
+#endif
+
+  unsigned char* dynamic_shared(std::size_t bytes) {
+    if (bytes > shared_capacity) {
+      const std::size_t rounded = (bytes + 127) / 128 * 128;
+      void* memory = std::aligned_alloc(128, rounded);
+      if (memory == nullptr) throw std::bad_alloc();
+      shared.reset(static_cast<unsigned char*>(memory));
+      shared_capacity = rounded;
+    }
+    return shared.get();
+  }
+};
+
+inline Worker& this_worker() {
+  thread_local Worker worker;
+  return worker;
+}
+
+// Bytes of a float quiet NaN: uninitialised dynamic shared memory reads as NaN.
+inline void fill_with_nan(unsigned char* memory, std::size_t bytes) {
+  const std::uint32_t nan_bits = 0x7fc00000u;
+  std::size_t i = 0;
+  for (; i + 4 <= bytes; i += 4) std::memcpy(memory + i, &nan_bits, 4);
+  if (i < bytes) std::memcpy(memory + i, &nan_bits, bytes - i);
+}
+
+inline void run_thread_body(EmulatedThread& self) {
+  BlockContext& b = *self.block;
+  try {
+    b.kernel->invoke(b.kernel->arguments);
+  } catch (const AbortBlock&) {
+  } catch (const std::exception& e) {
+    [[maybe_unused]] BlockLock lock = lock_block(b);
+    record_failure(b, "kiln emulator: " + thread_text(self) + " in " + block_text(b) + " threw: " + e.what() + "\n");
+  } catch (...) {
+    [[maybe_unused]] BlockLock lock = lock_block(b);
+    record_failure(b, "kiln emulator: " + thread_text(self) + " in " + block_text(b) + " threw an exception\n");
+  }
+  thread_exited(self);
+}
+
+#if !KILN_EMU_THREADS
+
+inline void fiber_main() {
+  fiber_started();
+  EmulatedThread& self = *current_thread;
+  run_thread_body(self);
+  fiber_finished(self.fiber);
+}
+
+inline void resume(EmulatedThread& t) {
+  current_thread = &t;
+  threadIdx = t.index;
+  switch_fiber(scheduler_fiber, t.fiber);
+  current_thread = nullptr;
+}
+
+inline void run_block_threads(Worker& worker, BlockContext& b) {
+  const unsigned n = b.thread_count;
+  const bool reverse = schedule() == Schedule::reverse;
+  while (b.exited < n) {
+    bool progressed = false;
+    for (unsigned k = 0; k < n; ++k) {
+      EmulatedThread& t = b.threads[reverse ? n - 1 - k : k];
+      if (t.state == ThreadState::not_started) {
+        if (b.aborting) {  // never started: nothing to unwind
+          t.state = ThreadState::exited;
+          ++b.exited;
+          continue;
+        }
+        const FiberStack stack = worker.stacks.get(t.linear_id);
+        prepare_fiber(t.fiber, stack.bottom, stack.size, fiber_main);
+        t.state = ThreadState::runnable;
+        resume(t);
+        progressed = true;
+      } else if (t.state == ThreadState::runnable || (b.aborting && t.state != ThreadState::exited)) {
+        resume(t);  // when aborting, the thread unwinds from where it waits
+        progressed = true;
+      }
+    }
+    if (!progressed && b.exited < n && !b.aborting)  // cannot happen: waits check for deadlock
+      record_failure(b, "kiln emulator internal error: no runnable thread\n" + describe_stuck_block(b));
+  }
+}
+
+#else  // KILN_EMU_THREADS
+
+inline void run_block_threads(Worker&, BlockContext& b) {
+  std::vector<std::thread> threads;
+  threads.reserve(b.thread_count);
+  const KernelInvocation& k = *b.kernel;
+  try {
+    for (unsigned i = 0; i < b.thread_count; ++i) {
+      threads.emplace_back([&b, &k, i] {
+        EmulatedThread& self = b.threads[i];
+        threadIdx = self.index;
+        blockIdx = b.block_index;
+        blockDim = k.block;
+        gridDim = k.grid;
+        current_thread = &self;
+        run_thread_body(self);
+        current_thread = nullptr;
+      });
+    }
+  } catch (const std::exception& e) {
+    [[maybe_unused]] BlockLock lock = lock_block(b);
+    record_failure(b, std::string("kiln emulator: cannot start the OS threads of a block: ") + e.what() + "\n");
+  }
+  for (std::thread& t : threads) t.join();
+}
+
+#endif
+
+inline void run_block(Worker& worker, const KernelInvocation& k, std::uint64_t linear_block) {
+  BlockContext& b = worker.block;
+  const unsigned n = k.block.x * k.block.y * k.block.z;
+  b.kernel = &k;
+  b.block_index = {static_cast<unsigned>(linear_block % k.grid.x), static_cast<unsigned>(linear_block / k.grid.x % k.grid.y),
+                   static_cast<unsigned>(linear_block / (std::uint64_t{k.grid.x} * k.grid.y))};
+  worker.threads.resize(n);
+  for (unsigned i = 0; i < n; ++i) {
+    EmulatedThread& t = worker.threads[i];
+    t.index = {i % k.block.x, i / k.block.x % k.block.y, i / (k.block.x * k.block.y)};
+    t.linear_id = i;
+    t.block = &b;
+    t.state = ThreadState::not_started;
+    t.waiting_in = nullptr;
+  }
+  b.threads = worker.threads.data();
+  b.thread_count = n;
+  b.blocked = b.exited = b.barrier_arrivals = 0;
+  b.barrier_true_predicates = 0;
+  b.warp_waiting.assign((n + 31) / 32, 0u);
+  b.warp_exited.assign((n + 31) / 32, 0u);
+  b.aborting = false;
+  b.error.clear();
+  b.dynamic_shared = worker.dynamic_shared(k.dynamic_shared_bytes);
+  fill_with_nan(b.dynamic_shared, k.dynamic_shared_bytes);
+  blockIdx = b.block_index;
+  blockDim = k.block;
+  gridDim = k.grid;
+  run_block_threads(worker, b);
+}
+
+// Runs every block of the launch; throws Error with the first failure (lowest block index among
+// the blocks that ran) after all workers stopped.
+inline void run_grid(const KernelInvocation& k) {
+  if (current_thread != nullptr) throw Error("kiln emulator: kernel '" + std::string(k.name) + "' launched from inside a kernel");
+  const std::uint64_t block_count = std::uint64_t{k.grid.x} * k.grid.y * k.grid.z;
+  std::atomic<std::uint64_t> next_block{0};
+  std::atomic<bool> failed{false};
+  std::mutex error_mutex;
+  std::uint64_t error_block = UINT64_MAX;
+  std::string error;
+  const std::function<void()> work = [&] {
+    while (!failed.load(std::memory_order_relaxed)) {
+      const std::uint64_t i = next_block.fetch_add(1);
+      if (i >= block_count) break;
+      std::string message;
+      try {
+        Worker& worker = this_worker();
+        run_block(worker, k, i);
+        message = worker.block.error;
+      } catch (const std::exception& e) {
+        message = std::string("kiln emulator: ") + e.what();
+      }
+      if (!message.empty()) {
+        std::lock_guard lock(error_mutex);
+        if (i < error_block) {
+          error_block = i;
+          error = std::move(message);
+        }
+        failed = true;
+      }
+    }
+  };
+#if KILN_EMU_THREADS
+  work();
+#else
+  const std::uint64_t helpers = std::min<std::uint64_t>(block_count - 1, configured_worker_count() - 1);
+  if (helpers == 0)
+    work();
+  else
+    WorkerPool::instance().run(work, static_cast<unsigned>(helpers));
+#endif
+  if (failed) {
+    while (!error.empty() && error.back() == '\n') error.pop_back();
+    throw Error(error);
+  }
+}
+
+}  // namespace kiln::gpu::emu
+
+#endif  // !KILN_GPU_REAL

@@ -1,0 +1,124 @@
+#pragma once
+// The emulator's view of a running block: one EmulatedThread per CUDA thread, and the block's
+// synchronisation state (barrier arrivals, warp-collective rendezvous, exited threads).
+#include "kiln/gpu/config.hpp"
+
+#if !KILN_GPU_REAL
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kiln/gpu/emu_fiber.hpp"
+#include "kiln/gpu/error.hpp"
+#include "kiln/gpu/vector_types.hpp"
+
+#if KILN_EMU_THREADS
+#include <condition_variable>
+#include <mutex>
+#endif
+
+// CUDA's built-in variables. Per OS thread: the scheduler rewrites threadIdx whenever it resumes
+// a fiber, and the others when a worker starts a block.
+inline thread_local uint3 threadIdx{0, 0, 0};
+inline thread_local uint3 blockIdx{0, 0, 0};
+inline thread_local dim3 blockDim{1, 1, 1};
+inline thread_local dim3 gridDim{1, 1, 1};
+inline constexpr int warpSize = 32;
+
+namespace kiln::gpu::emu {
+
+// Where a kernel called an intrinsic (std::source_location needs a newer clang than 14).
+struct CallSite {
+  const char* file = "";
+  unsigned line = 0;
+  static constexpr CallSite current(const char* file = __builtin_FILE(), unsigned line = __builtin_LINE()) noexcept {
+    return {file, line};
+  }
+};
+
+enum class ThreadState : std::uint8_t { not_started, runnable, at_barrier, at_warp_op, exited };
+
+enum class WarpOp : std::uint8_t {
+  sync, shfl_idx, shfl_up, shfl_down, shfl_xor, ballot, any, all,
+  reduce_add, reduce_min_signed, reduce_max_signed, reduce_min_unsigned, reduce_max_unsigned,
+  reduce_and, reduce_or, reduce_xor,
+};
+
+// What a lane brings to a warp collective.
+struct WarpRequest {
+  WarpOp op = WarpOp::sync;
+  unsigned mask = 0;
+  std::uint64_t value = 0;  // the lane's operand, bit-copied
+  int lane_argument = 0;    // source lane, delta or xor mask
+  int width = 32;
+};
+
+struct BlockContext;
+
+struct EmulatedThread {
+  uint3 index{0, 0, 0};
+  unsigned linear_id = 0;
+  BlockContext* block = nullptr;
+  ThreadState state = ThreadState::not_started;
+  const char* waiting_in = nullptr;  // the intrinsic it waits in, for diagnostics
+  CallSite waiting_at;
+  WarpRequest request;
+  std::uint64_t result = 0;  // what the collective it waited in returned to it
+#if !KILN_EMU_THREADS
+  FiberContext fiber;
+#endif
+};
+
+// One kernel launch, type-erased: invoke(arguments) runs the kernel body for the current thread.
+struct KernelInvocation {
+  const char* name = "";
+  void (*invoke)(const void* arguments) = nullptr;
+  const void* arguments = nullptr;
+  dim3 grid, block;
+  std::size_t dynamic_shared_bytes = 0;
+};
+
+struct BlockContext {
+  const KernelInvocation* kernel = nullptr;
+  uint3 block_index{0, 0, 0};
+  EmulatedThread* threads = nullptr;
+  unsigned thread_count = 0;
+  unsigned char* dynamic_shared = nullptr;
+
+  unsigned blocked = 0;  // threads waiting at a barrier or warp collective
+  unsigned exited = 0;
+  unsigned barrier_arrivals = 0;
+  std::uint64_t barrier_true_predicates = 0;
+  std::vector<unsigned> warp_waiting;  // per warp: lanes waiting in a warp collective
+  std::vector<unsigned> warp_exited;   // per warp: lanes that returned from the kernel
+
+  bool aborting = false;  // an error was found: every thread unwinds
+  std::string error;
+#if KILN_EMU_THREADS
+  std::mutex mutex;
+  std::condition_variable wakeup;
+#endif
+};
+
+// The CUDA thread this OS thread is executing right now (nullptr outside kernels).
+inline thread_local EmulatedThread* current_thread = nullptr;
+
+[[noreturn]] inline void used_outside_kernel(const char* what) {
+  throw Error(std::string("kiln emulator: ") + what + " was called outside a kernel launched through kiln::gpu::launch");
+}
+
+inline EmulatedThread& current(const char* what) {
+  if (current_thread == nullptr) [[unlikely]]
+    used_outside_kernel(what);
+  return *current_thread;
+}
+
+// Thrown through kernel code to unwind the threads of a block once an error has been recorded.
+// Deliberately not a std::exception.
+struct AbortBlock {};
+
+}  // namespace kiln::gpu::emu
+
+#endif  // !KILN_GPU_REAL

@@ -1,0 +1,245 @@
+#pragma once
+// The emulator's synchronisation core, shared by both modes: block barriers and warp collectives
+// as rendezvous, plus detection of the bugs that would hang or misbehave on a GPU. Only waiting
+// differs: a fiber yields to its worker's scheduler, an OS thread sleeps on the block's condition
+// variable (and the block's mutex guards the state).
+#include "kiln/gpu/config.hpp"
+
+#if !KILN_GPU_REAL
+
+#include <bit>
+#include <cstdint>
+#include <string>
+
+#include "kiln/gpu/emu_diagnostics.hpp"
+#include "kiln/gpu/emu_fiber.hpp"
+#include "kiln/gpu/emu_state.hpp"
+
+namespace kiln::gpu::emu {
+
+#if KILN_EMU_THREADS
+using BlockLock = std::unique_lock<std::mutex>;
+inline BlockLock lock_block(BlockContext& b) { return BlockLock(b.mutex); }
+inline void wake_all(BlockContext& b) { b.wakeup.notify_all(); }
+#else
+struct BlockLock {};
+inline BlockLock lock_block(BlockContext&) { return {}; }
+inline void wake_all(BlockContext&) {}
+#endif
+
+// Records the block's first error and makes every thread unwind.
+inline void record_failure(BlockContext& b, std::string message) {
+  if (!b.aborting) {
+    b.aborting = true;
+    b.error = std::move(message);
+  }
+  wake_all(b);
+}
+
+[[noreturn]] inline void fail(BlockContext& b, std::string message) {
+  record_failure(b, std::move(message));
+  throw AbortBlock{};
+}
+
+inline void yield_to_scheduler([[maybe_unused]] EmulatedThread& self) {
+#if !KILN_EMU_THREADS
+  switch_fiber(self.fiber, scheduler_fiber);
+#endif
+}
+
+// Blocks the caller until the collective it joined completes (or the block aborts).
+inline void wait_until_released(EmulatedThread& self, BlockContext& b, [[maybe_unused]] BlockLock& lock) {
+#if KILN_EMU_THREADS
+  b.wakeup.wait(lock, [&] { return self.state == ThreadState::runnable || b.aborting; });
+#else
+  // Even the thread that completed the collective yields, so that after every barrier the
+  // threads resume in schedule order (which is what makes missing barriers show reliably).
+  yield_to_scheduler(self);
+#endif
+  if (b.aborting) throw AbortBlock{};
+}
+
+inline void fail_if_stuck(BlockContext& b) {
+  if (b.blocked > 0 && b.blocked + b.exited == b.thread_count) fail(b, describe_stuck_block(b));
+}
+
+inline void release_barrier(BlockContext& b) {
+  const EmulatedThread& first = b.threads[0];
+  for (unsigned i = 1; i < b.thread_count; ++i) {
+    const EmulatedThread& t = b.threads[i];
+    if (!same_site(t.waiting_at, first.waiting_at))
+      fail(b, "kiln emulator: threads of one block wait at different barriers in " + block_text(b) + ":\n  " +
+                  thread_text(first) + " " + waiting_text(first) + "\n  " + thread_text(t) + " " + waiting_text(t) +
+                  "\n  Every thread of a block must reach the same __syncthreads().\n");
+  }
+  for (unsigned i = 0; i < b.thread_count; ++i) {
+    b.threads[i].state = ThreadState::runnable;
+    b.threads[i].result = b.barrier_true_predicates;
+  }
+  b.blocked -= b.thread_count;
+  b.barrier_arrivals = 0;
+  b.barrier_true_predicates = 0;
+  wake_all(b);
+}
+
+// __syncthreads and its _count/_and/_or forms. Returns how many threads passed a true predicate.
+inline std::uint64_t block_barrier(const char* name, bool predicate, const CallSite& where) {
+  EmulatedThread& self = current(name);
+  BlockContext& b = *self.block;
+  [[maybe_unused]] BlockLock lock = lock_block(b);
+  if (b.aborting) throw AbortBlock{};
+  self.state = ThreadState::at_barrier;
+  self.waiting_in = name;
+  self.waiting_at = where;
+  ++b.blocked;
+  ++b.barrier_arrivals;
+  b.barrier_true_predicates += predicate ? 1 : 0;
+  if (b.barrier_arrivals == b.thread_count)
+    release_barrier(b);
+  else
+    fail_if_stuck(b);
+  wait_until_released(self, b, lock);
+  return self.result;
+}
+
+// Lanes that exist in warp `warp` (the last warp of a block may be partial).
+inline unsigned lanes_present(const BlockContext& b, unsigned warp) {
+  const unsigned count = b.thread_count - warp * 32;
+  return count >= 32 ? ~0u : (1u << count) - 1u;
+}
+
+inline void complete_warp_collective(BlockContext& b, unsigned warp, unsigned participants, const EmulatedThread& last) {
+  EmulatedThread* lanes = b.threads + warp * 32;
+  for (unsigned lane : lanes_of(participants)) {
+    const EmulatedThread& t = lanes[lane];
+    if (t.request.op != last.request.op || t.request.mask != last.request.mask)
+      fail(b, "kiln emulator: lanes of warp " + std::to_string(warp) + " disagree in " + block_text(b) + ":\n  " +
+                  thread_text(last) + " " + waiting_text(last) + "\n  " + thread_text(t) + " " + waiting_text(t) +
+                  "\n  All lanes named in a mask must call the same warp intrinsic with the same mask.\n");
+  }
+  const WarpOp op = last.request.op;
+  unsigned votes = 0;
+  std::uint64_t sum = 0, all_bits = ~std::uint64_t{0}, any_bits = 0, xor_bits = 0;
+  std::int32_t min_signed = INT32_MAX, max_signed = INT32_MIN;
+  std::uint32_t min_unsigned = UINT32_MAX, max_unsigned = 0;
+  for (unsigned lane : lanes_of(participants)) {
+    const std::uint64_t v = lanes[lane].request.value;
+    if (v != 0) votes |= 1u << lane;
+    const auto u = static_cast<std::uint32_t>(v);
+    const auto s = static_cast<std::int32_t>(u);
+    sum += u;
+    all_bits &= u;
+    any_bits |= u;
+    xor_bits ^= u;
+    if (s < min_signed) min_signed = s;
+    if (s > max_signed) max_signed = s;
+    if (u < min_unsigned) min_unsigned = u;
+    if (u > max_unsigned) max_unsigned = u;
+  }
+  for (unsigned lane : lanes_of(participants)) {
+    EmulatedThread& t = lanes[lane];
+    const WarpRequest& r = t.request;
+    std::uint64_t result = 0;
+    const bool shuffle = op == WarpOp::shfl_idx || op == WarpOp::shfl_up || op == WarpOp::shfl_down || op == WarpOp::shfl_xor;
+    if (shuffle) {
+      const int width = r.width;
+      if (width < 1 || width > 32 || (width & (width - 1)) != 0)
+        fail(b, "kiln emulator: " + thread_text(t) + " " + waiting_text(t) + " with width " + std::to_string(width) +
+                    ": width must be a power of two from 1 to 32 in " + block_text(b) + "\n");
+      const int self_lane = static_cast<int>(lane), group_start = self_lane / width * width;
+      int source = self_lane;
+      switch (op) {
+        case WarpOp::shfl_idx: source = group_start + (r.lane_argument & (width - 1)); break;
+        case WarpOp::shfl_up: {
+          const auto delta = static_cast<unsigned>(r.lane_argument);
+          if (static_cast<unsigned>(self_lane - group_start) >= delta) source = self_lane - static_cast<int>(delta);
+          break;
+        }
+        case WarpOp::shfl_down: {
+          const auto delta = static_cast<unsigned>(r.lane_argument);
+          if (static_cast<unsigned>(self_lane - group_start) + delta < static_cast<unsigned>(width))
+            source = self_lane + static_cast<int>(delta);
+          break;
+        }
+        case WarpOp::shfl_xor: {
+          const int target = self_lane ^ r.lane_argument;
+          // CUDA: a lane may read earlier groups but gets its own value for later ones.
+          if (target >= 0 && target < group_start + width) source = target;
+          break;
+        }
+        default: break;
+      }
+      // Reading a lane that does not take part is undefined on the GPU: return an all-ones
+      // pattern (NaN for floats) so that the mistake shows.
+      result = (participants >> source & 1u) ? lanes[source].request.value : ~std::uint64_t{0};
+    } else {
+      switch (op) {
+        case WarpOp::sync: result = 0; break;
+        case WarpOp::ballot: result = votes; break;
+        case WarpOp::any: result = votes != 0; break;
+        case WarpOp::all: result = votes == participants; break;
+        case WarpOp::reduce_add: result = static_cast<std::uint32_t>(sum); break;
+        case WarpOp::reduce_min_signed: result = static_cast<std::uint32_t>(min_signed); break;
+        case WarpOp::reduce_max_signed: result = static_cast<std::uint32_t>(max_signed); break;
+        case WarpOp::reduce_min_unsigned: result = min_unsigned; break;
+        case WarpOp::reduce_max_unsigned: result = max_unsigned; break;
+        case WarpOp::reduce_and: result = static_cast<std::uint32_t>(all_bits); break;
+        case WarpOp::reduce_or: result = static_cast<std::uint32_t>(any_bits); break;
+        case WarpOp::reduce_xor: result = static_cast<std::uint32_t>(xor_bits); break;
+        default: break;
+      }
+    }
+    t.result = result;
+  }
+  for (unsigned lane : lanes_of(participants)) lanes[lane].state = ThreadState::runnable;
+  b.blocked -= static_cast<unsigned>(std::popcount(participants));
+  b.warp_waiting[warp] &= ~participants;
+  wake_all(b);
+}
+
+// A warp-level rendezvous: waits until every lane named in the mask has arrived, then computes
+// each lane's result from all the lanes' operands.
+inline std::uint64_t warp_collective(const char* name, const WarpRequest& request, const CallSite& where) {
+  EmulatedThread& self = current(name);
+  BlockContext& b = *self.block;
+  [[maybe_unused]] BlockLock lock = lock_block(b);
+  if (b.aborting) throw AbortBlock{};
+  const unsigned warp = self.linear_id / 32, lane = self.linear_id % 32;
+  self.waiting_in = name;
+  self.waiting_at = where;
+  self.request = request;
+  if (!(request.mask >> lane & 1u))
+    fail(b, "kiln emulator: " + thread_text(self) + " in " + block_text(b) + " calls " + name + " at " + site_text(where) +
+                " with mask " + hex_mask(request.mask) + ", which does not include its own lane " + std::to_string(lane) + ".\n");
+  // Lanes beyond the end of a partial last warp do not exist: they are not waited for.
+  const unsigned participants = request.mask & lanes_present(b, warp);
+  if (const unsigned gone = participants & b.warp_exited[warp])
+    fail(b, "kiln emulator: " + thread_text(self) + " in " + block_text(b) + " calls " + name + " at " + site_text(where) +
+                " with mask " + hex_mask(request.mask) + ", but lanes " + ranges_text(lanes_of(gone)) + " of warp " +
+                std::to_string(warp) + " named in the mask have already exited. On a GPU this hangs or reads undefined values; "
+                "compute the mask with __ballot_sync before threads leave, or keep all lanes alive.\n");
+  self.state = ThreadState::at_warp_op;
+  ++b.blocked;
+  b.warp_waiting[warp] |= 1u << lane;
+  if ((b.warp_waiting[warp] & participants) == participants)
+    complete_warp_collective(b, warp, participants, self);
+  else
+    fail_if_stuck(b);
+  wait_until_released(self, b, lock);
+  return self.result;
+}
+
+// Called when a thread's kernel body returned (or unwound).
+inline void thread_exited(EmulatedThread& self) {
+  BlockContext& b = *self.block;
+  [[maybe_unused]] BlockLock lock = lock_block(b);
+  self.state = ThreadState::exited;
+  ++b.exited;
+  b.warp_exited[self.linear_id / 32] |= 1u << (self.linear_id % 32);
+  if (!b.aborting && b.blocked > 0 && b.blocked + b.exited == b.thread_count) record_failure(b, describe_stuck_block(b));
+  if (b.exited == b.thread_count) wake_all(b);
+}
+
+}  // namespace kiln::gpu::emu
+
+#endif  // !KILN_GPU_REAL

@@ -1,0 +1,28 @@
+#pragma once
+// kiln's GPU layer: the one header kernels and host code include. Under nvcc it maps onto the
+// CUDA runtime; compiled by g++/clang it provides the same names on the CPU through an emulator
+// with CUDA semantics (see docs/emulator.md). Kernels are written once, in CUDA C++, using:
+//   __global__ __device__ __host__ __forceinline__ __shared__ dim3 threadIdx blockIdx blockDim
+//   gridDim warpSize __syncthreads __syncwarp __shfl_*_sync __ballot_sync __any_sync __all_sync
+//   atomics, __threadfence, __ldg, math intrinsics and kiln::gpu::dynamic_shared<T>().
+// Host side (namespace kiln::gpu): Error, device_malloc/free, memcpy_*, memset_device,
+// synchronize, Stream, launch / KILN_LAUNCH, set_max_dynamic_shared, emulated, device_available,
+// device_name.
+#include "kiln/gpu/config.hpp"
+
+#if KILN_GPU_REAL
+#include <cuda_runtime.h>
+#endif
+
+#include "kiln/gpu/atomics.hpp"
+#include "kiln/gpu/device.hpp"
+#include "kiln/gpu/dynamic_shared.hpp"
+#include "kiln/gpu/error.hpp"
+#include "kiln/gpu/intrinsics.hpp"
+#include "kiln/gpu/keywords.hpp"
+#include "kiln/gpu/launch.hpp"
+#include "kiln/gpu/launch_limits.hpp"
+#include "kiln/gpu/math.hpp"
+#include "kiln/gpu/memory.hpp"
+#include "kiln/gpu/stream.hpp"
+#include "kiln/gpu/vector_types.hpp"

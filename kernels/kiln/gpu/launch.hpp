@@ -1,0 +1,64 @@
+#pragma once
+// kiln::gpu::launch: kernel<<<grid, block, shared, stream>>>(args...) under nvcc, followed by a
+// check of cudaGetLastError; in the emulator it runs the whole grid before returning. Either way a
+// failure throws kiln::gpu::Error naming the kernel. KILN_LAUNCH passes the kernel's name for you:
+//   KILN_LAUNCH(scale_kernel<float>, grid, block, 0, stream, data, n);
+#include <cstddef>
+#include <mutex>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+#include "kiln/gpu/config.hpp"
+#include "kiln/gpu/error.hpp"
+#include "kiln/gpu/launch_limits.hpp"
+#include "kiln/gpu/stream.hpp"
+
+#if KILN_GPU_REAL
+#include "kiln/gpu/cuda_check.hpp"
+#else
+#include "kiln/gpu/emu_runner.hpp"
+#endif
+
+namespace kiln::gpu {
+
+template <class... Params, class... Args>
+void launch(const char* kernel_name, void (*kernel)(Params...), dim3 grid, dim3 block, std::size_t dynamic_shared_bytes,
+            stream_handle stream, Args&&... args) {
+  static_assert(sizeof...(Params) == sizeof...(Args), "kiln::gpu::launch: wrong number of kernel arguments");
+  detail::validate_launch(kernel_name, reinterpret_cast<detail::kernel_key>(kernel), grid, block, dynamic_shared_bytes);
+#if KILN_GPU_REAL
+  kernel<<<grid, block, dynamic_shared_bytes, stream>>>(std::forward<Args>(args)...);
+  const cudaError_t status = cudaGetLastError();
+  if (status != cudaSuccess)
+    throw Error(std::string("kiln::gpu::launch(") + kernel_name + ") failed: " + cudaGetErrorName(status) + ": " +
+                cudaGetErrorString(status));
+#else
+  (void)stream;
+  // Kernel parameters are copied once here, as CUDA copies them at launch; every thread then
+  // receives its own copy, as on the GPU.
+  struct Closure {
+    void (*kernel)(Params...);
+    std::tuple<std::remove_cvref_t<Params>...> parameters;
+  };
+  const Closure closure{kernel, std::tuple<std::remove_cvref_t<Params>...>(std::forward<Args>(args)...)};
+  emu::KernelInvocation invocation;
+  invocation.name = kernel_name;
+  invocation.invoke = [](const void* data) {
+    const Closure& c = *static_cast<const Closure*>(data);
+    std::apply(c.kernel, c.parameters);
+  };
+  invocation.arguments = &closure;
+  invocation.grid = grid;
+  invocation.block = block;
+  invocation.dynamic_shared_bytes = dynamic_shared_bytes;
+  std::lock_guard lock(emu::launch_mutex());
+  emu::run_grid(invocation);
+#endif
+}
+
+}  // namespace kiln::gpu
+
+#define KILN_LAUNCH(kernel, grid, block, dynamic_shared_bytes, stream, ...) \
+  ::kiln::gpu::launch(#kernel, kernel, grid, block, dynamic_shared_bytes, stream __VA_OPT__(, ) __VA_ARGS__)

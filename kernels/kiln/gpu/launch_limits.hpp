@@ -1,0 +1,90 @@
+#pragma once
+// Launch-configuration checks done before every launch in both modes, so that the emulator refuses
+// what a GPU would refuse, with a message that names the kernel. Also the registry of kernels that
+// opted in to more than 48 KiB of dynamic shared memory.
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+
+#include "kiln/gpu/config.hpp"
+#include "kiln/gpu/error.hpp"
+
+#if KILN_GPU_REAL
+#include "kiln/gpu/cuda_check.hpp"
+#else
+#include "kiln/gpu/vector_types.hpp"
+#endif
+
+namespace kiln::gpu {
+
+inline constexpr unsigned max_threads_per_block = 1024;
+inline constexpr std::size_t default_max_dynamic_shared_bytes = 48 * 1024;
+inline constexpr std::size_t max_dynamic_shared_bytes = 227 * 1024;  // sm_80/sm_90 opt-in limit
+
+namespace detail {
+
+using kernel_key = void (*)();
+
+struct SharedOptIns {
+  std::mutex mutex;
+  std::map<kernel_key, std::size_t> bytes;
+};
+inline SharedOptIns& shared_opt_ins() {
+  static SharedOptIns registry;
+  return registry;
+}
+
+inline std::size_t opted_in_shared_bytes(kernel_key kernel) {
+  SharedOptIns& registry = shared_opt_ins();
+  std::lock_guard lock(registry.mutex);
+  const auto found = registry.bytes.find(kernel);
+  return found == registry.bytes.end() ? default_max_dynamic_shared_bytes : found->second;
+}
+
+inline std::string dims(const dim3& d) {
+  return "(" + std::to_string(d.x) + "," + std::to_string(d.y) + "," + std::to_string(d.z) + ")";
+}
+
+inline void validate_launch(const char* name, kernel_key kernel, dim3 grid, dim3 block, std::size_t dynamic_shared_bytes) {
+  const std::string who = std::string("kiln::gpu::launch(") + name + "): ";
+  const std::uint64_t threads = std::uint64_t{block.x} * block.y * block.z;
+  if (threads == 0) throw Error(who + "block " + dims(block) + " has no threads");
+  if (grid.x == 0 || grid.y == 0 || grid.z == 0) throw Error(who + "grid " + dims(grid) + " has no blocks");
+  if (threads > max_threads_per_block)
+    throw Error(who + "block " + dims(block) + " has " + std::to_string(threads) + " threads; CUDA allows at most " +
+                std::to_string(max_threads_per_block) + " per block");
+  if (block.x > 1024 || block.y > 1024 || block.z > 64)
+    throw Error(who + "block " + dims(block) + " exceeds the per-dimension limits (1024,1024,64)");
+  if (grid.x > 2147483647u || grid.y > 65535 || grid.z > 65535)
+    throw Error(who + "grid " + dims(grid) + " exceeds the limits (2147483647,65535,65535)");
+  if (dynamic_shared_bytes > max_dynamic_shared_bytes)
+    throw Error(who + "asks for " + std::to_string(dynamic_shared_bytes) + " bytes of dynamic shared memory; a block can have at most " +
+                std::to_string(max_dynamic_shared_bytes) + " (227 KiB)");
+  if (dynamic_shared_bytes > default_max_dynamic_shared_bytes) {
+    const std::size_t allowed = opted_in_shared_bytes(kernel);
+    if (dynamic_shared_bytes > allowed)
+      throw Error(who + "asks for " + std::to_string(dynamic_shared_bytes) + " bytes of dynamic shared memory, more than the " +
+                  std::to_string(allowed) + " it may use; above 48 KiB call kiln::gpu::set_max_dynamic_shared(kernel, bytes) first");
+  }
+}
+
+}  // namespace detail
+
+// Lets `kernel` use up to `bytes` of dynamic shared memory (CUDA needs this opt-in above 48 KiB).
+template <class... Params>
+void set_max_dynamic_shared(void (*kernel)(Params...), std::size_t bytes) {
+  if (bytes > max_dynamic_shared_bytes)
+    throw Error("kiln::gpu::set_max_dynamic_shared: " + std::to_string(bytes) + " bytes is more than the " +
+                std::to_string(max_dynamic_shared_bytes) + " a block can have");
+#if KILN_GPU_REAL
+  detail::check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)),
+                     "cudaFuncSetAttribute(MaxDynamicSharedMemorySize)");
+#endif
+  detail::SharedOptIns& registry = detail::shared_opt_ins();
+  std::lock_guard lock(registry.mutex);
+  registry.bytes[reinterpret_cast<detail::kernel_key>(kernel)] = bytes;
+}
+
+}  // namespace kiln::gpu
