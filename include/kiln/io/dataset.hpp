@@ -80,7 +80,7 @@ public:
     Image load_rgb(std::size_t i) const { return to_rgb(load_image(file(i))); }
 
     // Every file that cannot be used for crops of min_side pixels, with the reason. By default
-    // only headers are read (stbi_info: fast, catches non-images and wrong sizes); full_decode
+    // only headers are read (read_image_header: fast, catches non-images and wrong sizes); full_decode
     // also decodes the pixels (catches damaged image data, slower).
     std::vector<BadImage> find_bad_images(int min_side, bool full_decode = false) const {
         std::vector<BadImage> bad;
@@ -182,16 +182,16 @@ private:
                 height = image.height;
             } else {
                 const std::vector<std::byte> bytes = read_file(file, "image", std::uint64_t(INT_MAX));
-                if (bytes.empty()) return "the file is empty (0 bytes)";
-                int channels = 0;
-                if (!stbi_info_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()), int(bytes.size()), &width,
-                                           &height, &channels)) {
-                    return std::string("not a PNG, JPEG, BMP or TGA image kiln can decode (stb_image: ") +
-                           detail::stb_reason() + ")";
-                }
+                const ImageHeader header = read_image_header(bytes, file);
+                width = header.width;
+                height = header.height;
             }
         } catch (const std::exception& e) {
-            return e.what();
+            // The list names the file already: drop "cannot read image '<file>': " from the reason.
+            std::string reason = e.what();
+            const std::string prefix = "cannot read image " + detail::quoted(file) + ": ";
+            if (reason.rfind(prefix, 0) == 0) reason.erase(0, prefix.size());
+            return reason;
         }
         if (width < min_side || height < min_side) {
             return std::to_string(width) + "x" + std::to_string(height) + " pixels, smaller than the " +

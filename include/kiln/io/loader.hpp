@@ -97,9 +97,10 @@ struct LoaderState {
     bool operator==(const LoaderState&) const = default;
 
     std::string to_string() const {
-        std::string s = std::to_string(epoch) + " " + std::to_string(position);
-        for (auto r : rng) s += " " + std::to_string(r);
-        return s;
+        std::ostringstream out;
+        out << epoch << ' ' << position;
+        for (auto r : rng) out << ' ' << r;
+        return out.str();
     }
     static LoaderState from_string(std::string_view text) {
         std::istringstream in{std::string(text)};
@@ -303,7 +304,7 @@ private:
     // Advances st by one batch and returns the batch.
     Batch make_batch(LoaderState& st) {
         const int n = options_.batch, c = options_.crop;
-        std::vector<Job> jobs(std::size_t(n));
+        std::vector<Job> jobs(static_cast<std::size_t>(n));
         Rng rng;
         rng.set_state(st.rng);
         for (auto& job : jobs) {
@@ -315,6 +316,10 @@ private:
             job.seed = rng.next();
         }
         st.rng = rng.state();
+        if (st.position >= files_.size()) {  // an epoch ends exactly here: state() says "next epoch, start"
+            ++st.epoch;
+            st.position = 0;
+        }
 
         Batch batch{Tensor<float, Cpu>(Shape::nchw(n, 1, c, c)), Tensor<float, Cpu>(Shape::nchw(n, 2, c, c))};
         std::vector<std::exception_ptr> errors(jobs.size());

@@ -1,0 +1,308 @@
+#include <doctest/doctest.h>
+
+#include <unistd.h>
+
+#include <atomic>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iterator>
+#include <string>
+#include <vector>
+
+#include "kiln/io/dataset.hpp"
+#include "kiln/io/loader.hpp"
+
+using namespace kiln;
+namespace fs = std::filesystem;
+
+namespace {
+
+const fs::path photos = fs::path(KILN_SOURCE_DIR) / "tests" / "data" / "photos";
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    static std::atomic<int> counter{0};
+    path = fs::temp_directory_path() /
+           ("kiln_test_loader_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+std::vector<char> bytes_of(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+void write_bytes(const fs::path& p, const std::vector<char>& b) {
+  std::ofstream out(p, std::ios::binary | std::ios::trunc);
+  out.write(b.data(), std::streamsize(b.size()));
+}
+
+// A copy of the photos plus the damaged files named.
+void copy_photos(const fs::path& to) {
+  for (const auto& e : fs::directory_iterator(photos))
+    if (e.path().extension() == ".jpg") fs::copy_file(e.path(), to / e.path().filename());
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+std::vector<float> flat(const io::Batch& b) {
+  std::vector<float> v = b.L.to_vector();
+  const std::vector<float> ab = b.ab.to_vector();
+  v.insert(v.end(), ab.begin(), ab.end());
+  return v;
+}
+
+std::vector<std::vector<float>> take(io::TrainLoader& loader, int n) {
+  std::vector<std::vector<float>> out;
+  for (int i = 0; i < n; ++i) out.push_back(flat(loader.next()));
+  return out;
+}
+
+io::LoaderOptions small_options(std::uint64_t seed = 1, int workers = 1) {
+  io::LoaderOptions o;
+  o.batch = 3;
+  o.crop = 32;
+  o.seed = seed;
+  o.workers = workers;
+  o.max_side = 128;
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("dataset: the fixture folder, sorted, non-images ignored") {
+  const io::ImageFolderDataset ds(photos);
+  REQUIRE(ds.size() == 5);
+  CHECK(ds.file(0).filename() == "castle-maintenon.jpg");
+  CHECK(ds.file(4).filename() == "panther-chameleon-female.jpg");
+  CHECK(ds.skipped().empty());
+  CHECK_NOTHROW(ds.validate(64));
+  CHECK_NOTHROW(ds.validate(64, true));
+  const io::Image img = ds.load_rgb(0);
+  CHECK(img.channels == 3);
+  CHECK(std::max(img.width, img.height) == 160);
+  // Two folders: files of both, in the order of the folders.
+  TempDir dir;
+  fs::copy_file(photos / "citrus-fruits.jpg", dir.path / "a.JPG");
+  const io::ImageFolderDataset two(std::vector<fs::path>{photos, dir.path});
+  CHECK(two.size() == 6);
+  CHECK(two.file(5).filename() == "a.JPG");
+}
+
+TEST_CASE("dataset: folder errors name the folder") {
+  TempDir dir;
+  const fs::path missing = dir.path / "missing";
+  CHECK(error_of([&] { io::ImageFolderDataset ds(missing); }) == "image folder '" + missing.string() + "' does not exist");
+  write_bytes(dir.path / "file.jpg", {'x'});
+  CHECK(error_of([&] { io::ImageFolderDataset ds(dir.path / "file.jpg"); }).find("is not a directory") !=
+        std::string::npos);
+  fs::create_directory(dir.path / "empty");
+  write_bytes(dir.path / "empty" / "notes.txt", {'x'});
+  CHECK(error_of([&] { io::ImageFolderDataset ds(dir.path / "empty"); }) ==
+        "no images (png, jpg, jpeg, bmp, tga) found under '" + (dir.path / "empty").string() + "'");
+}
+
+TEST_CASE("dataset: a symlink loop is scanned once and does not hang") {
+  TempDir dir;
+  fs::create_directories(dir.path / "sub" / "deeper");
+  fs::copy_file(photos / "citrus-fruits.jpg", dir.path / "sub" / "deeper" / "c.jpg");
+  fs::create_directory_symlink("..", dir.path / "sub" / "deeper" / "loop");  // -> sub
+  fs::create_directory_symlink(dir.path, dir.path / "sub" / "root");          // -> the root itself
+  fs::create_directory_symlink(dir.path / "sub", dir.path / "alias");        // sub, a second time
+  const io::ImageFolderDataset ds(dir.path);
+  CHECK(ds.size() == 1);
+  // A broken symlink with an image name is reported, not fatal.
+  fs::create_symlink(dir.path / "gone.jpg", dir.path / "broken.jpg");
+  const io::ImageFolderDataset ds2(dir.path);
+  CHECK(ds2.size() == 1);
+  REQUIRE(ds2.skipped().size() == 1);
+  CHECK(ds2.skipped()[0].find("broken.jpg") != std::string::npos);
+  CHECK(error_of([&] { ds2.validate(32); }).find("broken.jpg") != std::string::npos);
+}
+
+TEST_CASE("dataset: validate() lists every bad file with its reason") {
+  TempDir dir;
+  copy_photos(dir.path);
+  const std::vector<char> good = bytes_of(photos / "citrus-fruits.jpg");
+  write_bytes(dir.path / "header_cut.jpg", std::vector<char>(good.begin(), good.begin() + 100));
+  write_bytes(dir.path / "data_cut.jpg", std::vector<char>(good.begin(), good.begin() + std::ptrdiff_t(good.size() * 4 / 5)));
+  write_bytes(dir.path / "text.png", {'h', 'e', 'l', 'l', 'o'});
+  write_bytes(dir.path / "zero.bmp", {});
+  const io::ImageFolderDataset ds(dir.path);
+  CHECK(ds.size() == 9);
+
+  const std::string quick = error_of([&] { ds.validate(32); });
+  CHECK(quick.find("3 of 9 images cannot be used") != std::string::npos);
+  CHECK(quick.find("header_cut.jpg") != std::string::npos);
+  CHECK(quick.find("text.png") != std::string::npos);
+  CHECK(quick.find("zero.bmp': the file is empty") != std::string::npos);
+  CHECK(quick.find("data_cut.jpg") == std::string::npos);  // its header is intact
+
+  const std::string full = error_of([&] { ds.validate(32, true); });
+  CHECK(full.find("4 of 9 images cannot be used") != std::string::npos);
+  CHECK(full.find("data_cut.jpg") != std::string::npos);
+
+  const std::string small = error_of([&] { io::ImageFolderDataset(photos).validate(120); });
+  CHECK(small.find("castle-maintenon.jpg': 160x106 pixels, smaller than the 120-pixel crop") != std::string::npos);
+  CHECK(small.find("panther") == std::string::npos);  // 136x160
+}
+
+TEST_CASE("dataset: split_by_image") {
+  const io::ImageFolderDataset ds(photos);
+  const auto a = ds.split_by_image(0.4, 7);
+  const auto b = ds.split_by_image(0.4, 7);
+  CHECK(a.validation.size() == 2);
+  CHECK(a.train.size() == 3);
+  CHECK(a.train.files() == b.train.files());
+  CHECK(a.validation.files() == b.validation.files());
+  std::vector<fs::path> all = a.train.files();
+  all.insert(all.end(), a.validation.files().begin(), a.validation.files().end());
+  std::sort(all.begin(), all.end());
+  CHECK(all == ds.files());
+  CHECK(std::is_sorted(a.train.files().begin(), a.train.files().end()));
+  bool differs = false;
+  for (std::uint64_t seed = 0; seed < 10; ++seed) differs |= ds.split_by_image(0.4, seed).validation.files() != a.validation.files();
+  CHECK(differs);
+  CHECK(ds.split_by_image(0.01, 1).validation.size() == 1);  // at least one
+  CHECK_THROWS_AS(ds.split_by_image(1.0, 1), io::IoError);
+}
+
+TEST_CASE("loader: batch shapes and value ranges") {
+  const io::ImageFolderDataset ds(photos);
+  io::TrainLoader loader(ds, small_options());
+  for (int i = 0; i < 4; ++i) {
+    const io::Batch b = loader.next();
+    CHECK(b.L.shape() == Shape::nchw(3, 1, 32, 32));
+    CHECK(b.ab.shape() == Shape::nchw(3, 2, 32, 32));
+    float lmin = 9, lmax = -9, abmax = 0, abmean = 0;
+    for (float v : b.L.span()) lmin = std::min(lmin, v), lmax = std::max(lmax, v);
+    for (float v : b.ab.span()) abmax = std::max(abmax, std::abs(v)), abmean += std::abs(v);
+    CHECK(lmin >= -1.0f);
+    CHECK(lmax <= 1.0f);
+    CHECK(lmax - lmin > 0.2f);  // real photos, not blank
+    CHECK(abmax <= 1.0f);
+    CHECK(abmean / float(b.ab.numel()) > 0.01f);  // colour photos
+  }
+  CHECK(loader.batches_per_epoch() == 2);
+}
+
+TEST_CASE("loader: deterministic for a seed, whatever the threading") {
+  const io::ImageFolderDataset ds(photos);
+  io::TrainLoader a(ds, small_options(1, 1)), b(ds, small_options(1, 1)), sync(ds, small_options(1, 0)),
+      parallel(ds, small_options(1, 3)), other(ds, small_options(2, 1));
+  const auto ra = take(a, 5);  // 15 samples: three epochs of 5 images
+  CHECK(ra == take(b, 5));
+  CHECK(ra == take(sync, 5));
+  CHECK(ra == take(parallel, 5));
+  const auto ro = take(other, 5);
+  for (int i = 0; i < 5; ++i) CHECK(ra[std::size_t(i)] != ro[std::size_t(i)]);
+  CHECK(a.state().epoch == 3);
+  CHECK(a.state().position == 0);
+}
+
+TEST_CASE("loader: restore(state) reproduces the continuation") {
+  const io::ImageFolderDataset ds(photos);
+  io::TrainLoader a(ds, small_options(3));
+  take(a, 2);
+  const io::LoaderState s = a.state();
+  CHECK(s.epoch == 1);
+  CHECK(s.position == 1);
+  const auto rest = take(a, 4);
+
+  io::TrainLoader b(ds, small_options(3));
+  take(b, 1);  // a queue half full of batches that must be discarded
+  b.restore(io::LoaderState::from_string(s.to_string()));
+  CHECK(b.state() == s);
+  CHECK(take(b, 4) == rest);
+  a.restore(s);
+  CHECK(take(a, 4) == rest);
+  CHECK_THROWS_AS(io::LoaderState::from_string("1 2 3"), io::IoError);
+}
+
+TEST_CASE("loader: flips happen (and only mirror the crop)") {
+  const io::ImageFolderDataset ds(photos);
+  io::LoaderOptions on = small_options(4), off = small_options(4);
+  off.flip = false;
+  io::TrainLoader with(ds, on), without(ds, off);
+  int flipped = 0, kept = 0;
+  for (int batch = 0; batch < 4; ++batch) {
+    const io::Batch f = with.next(), u = without.next();
+    for (int n = 0; n < 3; ++n) {
+      double same = 0, mirrored = 0;
+      for (int y = 0; y < 32; ++y)
+        for (int x = 0; x < 32; ++x) {
+          same = std::max(same, double(std::abs(f.L.at(n, 0, y, x) - u.L.at(n, 0, y, x))));
+          mirrored = std::max(mirrored, double(std::abs(f.L.at(n, 0, y, x) - u.L.at(n, 0, y, 31 - x))));
+        }
+      if (same < 1e-6) ++kept;
+      if (mirrored < 1e-6) ++flipped;
+      CHECK((same < 1e-6 || mirrored < 1e-6));
+    }
+  }
+  CHECK(flipped > 0);
+  CHECK(kept > 0);
+}
+
+TEST_CASE("loader: a corrupt image is an error naming it, from next()") {
+  TempDir dir;
+  copy_photos(dir.path);
+  const std::vector<char> good = bytes_of(photos / "citrus-fruits.jpg");
+  write_bytes(dir.path / "damaged.jpg", std::vector<char>(good.begin(), good.begin() + std::ptrdiff_t(good.size() * 4 / 5)));
+  const io::ImageFolderDataset ds(dir.path);
+  for (int workers : {0, 1, 2}) {
+    io::LoaderOptions o = small_options(5, workers);
+    o.batch = 6;  // every image in the first batch
+    io::TrainLoader loader(ds, o);
+    const std::string msg = error_of([&] { loader.next(); });
+    CHECK(msg.find("damaged.jpg") != std::string::npos);
+    CHECK(msg.find("TrainLoader") != std::string::npos);
+    CHECK(error_of([&] { loader.next(); }) == msg);  // stays failed
+  }
+  // An image smaller than the crop.
+  io::LoaderOptions big = small_options(5);
+  big.crop = 120;
+  big.max_side = 512;
+  io::TrainLoader loader(io::ImageFolderDataset(photos), big);
+  CHECK(error_of([&] { loader.next(); }).find("smaller than the 120-pixel crop") != std::string::npos);
+}
+
+TEST_CASE("loader: option errors") {
+  const io::ImageFolderDataset ds(photos);
+  io::LoaderOptions o = small_options();
+  o.scales = {};
+  CHECK_THROWS_AS(io::TrainLoader(ds, o), io::IoError);
+  o = small_options();
+  o.max_side = 16;
+  CHECK_THROWS_AS(io::TrainLoader(ds, o), io::IoError);
+  CHECK_THROWS_AS(io::TrainLoader(io::ImageFolderDataset(), small_options()), io::IoError);
+}
+
+TEST_CASE("validation set: fixed centre crops in batches") {
+  const io::ImageFolderDataset ds(photos);
+  const io::ValidationSet v(ds, 32, 2);
+  CHECK(v.size() == 5);
+  REQUIRE(v.batch_count() == 3);
+  CHECK(v.batch(0).L.shape() == Shape::nchw(2, 1, 32, 32));
+  CHECK(v.batch(2).ab.shape() == Shape::nchw(1, 2, 32, 32));
+  CHECK(v.source(4).filename() == "panther-chameleon-female.jpg");
+  const io::ValidationSet again(ds, 32, 2);
+  for (std::size_t i = 0; i < v.batch_count(); ++i) CHECK(flat(v.batch(i)) == flat(again.batch(i)));
+  const io::ValidationSet multi(ds, 32, 4, 3);
+  CHECK(multi.size() == 15);
+  CHECK(flat(multi.batch(0)) != flat(v.batch(0)));
+}
