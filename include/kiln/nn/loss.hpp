@@ -70,7 +70,9 @@ class Loss {
     prediction_ = &prediction;
     target_ = &target;
     Backend<Device>::loss_forward(args(prediction), prediction, target, value_);
-    return value_.to_vector()[0];
+    float host = 0.0f;  // one float back to the host, without a temporary vector
+    DeviceMemory<Device>::to_host(&host, value_.data(), sizeof(float));
+    return host;
   }
 
   // dL/dprediction for the last forward() (overwritten).

@@ -3,6 +3,7 @@
 // The first forward() for an input shape plans every buffer of forward and
 // backward (one allocation); later steps with that shape allocate nothing.
 #include <string>
+#include <vector>
 
 #include "kiln/nn/layer.hpp"
 
@@ -43,7 +44,17 @@ class Network {
   void visit(F&& f, const std::string& prefix = "") {
     net_.visit(f, prefix);
   }
-  void zero_grad() { kiln::zero_grad(net_); }
+  // Zeroes every parameter gradient. The gradient tensors are gathered once
+  // (visit() builds names, which allocates), so a step allocates nothing.
+  void zero_grad() {
+    if (grads_.empty())
+      net_.visit(
+          [&](StateRef<device> ref) {
+            if (ref.grad) grads_.push_back(ref.grad);
+          },
+          "");
+    for (auto* g : grads_) g->zero();
+  }
   void reset_parameters(Rng& rng) { net_.reset_parameters(rng); }
 
   Net& layers() { return net_; }
@@ -55,6 +66,7 @@ class Network {
   Net net_;
   Arena<device> arena_;
   Shape input_shape_, output_shape_;
+  std::vector<Tensor<float, device>*> grads_;
 };
 
 }  // namespace kiln
