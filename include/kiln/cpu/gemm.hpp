@@ -1,73 +1,163 @@
 #pragma once
-// Plain blocked GEMMs for the CPU reference path (row-major). They are written
-// so the compiler vectorises the inner loop; the fast CPU path is a separate
-// piece of work (docs/architecture.md). All are parallel over OpenMP threads
-// and write disjoint parts of C, so they are race-free by construction.
+// Packed, register-blocked GEMMs for the CPU (row-major, fp32).
+//
+//   reference::gemm   the plain triple loop: the oracle (tests/unit/test_cpu_gemm.cpp)
+//   gemm<Cfg>         op(A)[M,K] * op(B)[K,N] (+)= C with explicit strides and a
+//                     caller-provided workspace (gemm_workspace_floats): K is cut
+//                     in blocks of kKc; per block, A is packed into MR-row panels
+//                     [k][MR] and B into NR-column panels [k][NR] (zero-padded),
+//                     then every MR x NR tile of C is one kernel_outer call.
+//   gemm_nn/tn/nt     the historical entry points (no workspace argument); they use
+//                     a per-calling-thread scratch that grows once and is reused.
+//
+// Threads: one OpenMP region per call; the packing and the C tiles are split
+// with static schedules, each tile written by exactly one thread, and every
+// element's sum runs over k in the same order whatever the thread count, so
+// results are identical run to run (and across thread counts).
+//
+// The convolutions do not go through gemm<>: conv2d.hpp packs straight from
+// the image (implicit im2col) and uses the same micro-kernels.
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "kiln/cpu/gemm_kernels.hpp"
 
 namespace kiln::cpu {
 
-// Columns of C handled together: a K x kColumnBlock panel of B stays in L2
-// while every row of A passes over it.
-inline constexpr std::ptrdiff_t kColumnBlock = 256;
+namespace reference {
+
+// C[M,N] (+)= op(A) * op(B); op(A)[i][k] = trans_a ? A[k*lda + i] : A[i*lda + k], likewise B.
+inline void gemm(bool trans_a, bool trans_b, std::int64_t M, std::int64_t N, std::int64_t K, const float* A,
+                 std::int64_t lda, const float* B, std::int64_t ldb, float* C, std::int64_t ldc, bool accumulate) {
+  for (std::int64_t i = 0; i < M; ++i)
+    for (std::int64_t j = 0; j < N; ++j) {
+      double acc = accumulate ? C[i * ldc + j] : 0.0;
+      for (std::int64_t k = 0; k < K; ++k)
+        acc += static_cast<double>(trans_a ? A[k * lda + i] : A[i * lda + k]) * (trans_b ? B[j * ldb + k] : B[k * ldb + j]);
+      C[i * ldc + j] = static_cast<float>(acc);
+    }
+}
+
+}  // namespace reference
+
+namespace impl {
+inline constexpr std::int64_t round_up(std::int64_t a, std::int64_t b) { return (a + b - 1) / b * b; }
+inline constexpr std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
+// Next 64-byte boundary (workspaces carry 16 floats of slack per buffer for this).
+inline float* align64(float* p) {
+  const auto u = reinterpret_cast<std::uintptr_t>(p);
+  return reinterpret_cast<float*>((u + 63) / 64 * 64);
+}
+}  // namespace impl
+
+// K block of the general GEMM: an MR x kKc panel of A (8 KiB at MR = 8) and a
+// kKc x NR panel of B (48 KiB at NR = 48, L1/L2) per kernel call.
+inline constexpr std::int64_t kKc = 256;
+
+template <class Cfg = simd::DefaultConfig>
+inline std::size_t gemm_workspace_floats(std::int64_t M, std::int64_t N, std::int64_t K) {
+  const std::int64_t kc = std::min(K, kKc);
+  return static_cast<std::size_t>(kc * (impl::round_up(M, Cfg::MR) + impl::round_up(N, Cfg::NR)) + 32);
+}
+
+template <class Cfg = simd::DefaultConfig>
+inline void gemm(bool trans_a, bool trans_b, std::int64_t M, std::int64_t N, std::int64_t K, const float* A,
+                 std::int64_t lda, const float* B, std::int64_t ldb, float* C, std::int64_t ldc, bool accumulate,
+                 float* workspace) {
+  constexpr std::int64_t MR = Cfg::MR, NR = Cfg::NR;
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {
+    if (!accumulate)
+      for (std::int64_t i = 0; i < M; ++i)
+        for (std::int64_t j = 0; j < N; ++j) C[i * ldc + j] = 0.0f;
+    return;
+  }
+  const std::int64_t mb = impl::ceil_div(M, MR), nb = impl::ceil_div(N, NR);
+  const std::int64_t kc_max = std::min(K, kKc);
+  float* pa = impl::align64(workspace);
+  float* pb = impl::align64(pa + mb * MR * kc_max);
+  const bool big = static_cast<double>(M) * N * K > 2e5;  // below that a parallel region costs more than it saves
+#pragma omp parallel if (big)
+  for (std::int64_t pc = 0; pc < K; pc += kKc) {
+    const std::int64_t kc = std::min(kKc, K - pc);
+    // pa[(ib*kc + k)*MR + r] = op(A)[ib*MR + r][pc + k]   (0 past M)
+#pragma omp for schedule(static)
+    for (std::int64_t ib = 0; ib < mb; ++ib) {
+      float* dst = pa + ib * kc * MR;
+      for (std::int64_t k = 0; k < kc; ++k)
+        for (std::int64_t r = 0; r < MR; ++r) {
+          const std::int64_t i = ib * MR + r;
+          dst[k * MR + r] = i < M ? (trans_a ? A[(pc + k) * lda + i] : A[i * lda + pc + k]) : 0.0f;
+        }
+    }
+    // pb[(jb*kc + k)*NR + j] = op(B)[pc + k][jb*NR + j]   (0 past N)
+#pragma omp for schedule(static)
+    for (std::int64_t jb = 0; jb < nb; ++jb) {
+      float* dst = pb + jb * kc * NR;
+      const std::int64_t j0 = jb * NR, nj = std::min(NR, N - j0);
+      for (std::int64_t k = 0; k < kc; ++k) {
+        float* row = dst + k * NR;
+        if (trans_b) {
+          for (std::int64_t j = 0; j < nj; ++j) row[j] = B[(j0 + j) * ldb + pc + k];
+        } else {
+          const float* src = B + (pc + k) * ldb + j0;
+          for (std::int64_t j = 0; j < nj; ++j) row[j] = src[j];
+        }
+        for (std::int64_t j = nj; j < NR; ++j) row[j] = 0.0f;
+      }
+    }
+    const bool acc = accumulate || pc > 0;
+#pragma omp for collapse(2) schedule(static)
+    for (std::int64_t jb = 0; jb < nb; ++jb)
+      for (std::int64_t ib = 0; ib < mb; ++ib) {
+        const std::int64_t i0 = ib * MR, j0 = jb * NR;
+        const float* a = pa + ib * kc * MR;
+        const float* b = pb + jb * kc * NR;
+        float* c = C + i0 * ldc + j0;
+        if (i0 + MR <= M && j0 + NR <= N) {
+          simd::kernel_outer<Cfg>(kc, a, b, NR, nullptr, c, ldc, acc);
+          continue;
+        }
+        // Edge tile: through a local MR x NR tile, only the valid part copied.
+        alignas(64) float tile[MR * NR];
+        const std::int64_t mi = std::min(MR, M - i0), nj = std::min(NR, N - j0);
+        if (acc)
+          for (std::int64_t r = 0; r < MR; ++r)
+            for (std::int64_t j = 0; j < NR; ++j) tile[r * NR + j] = r < mi && j < nj ? c[r * ldc + j] : 0.0f;
+        simd::kernel_outer<Cfg>(kc, a, b, NR, nullptr, tile, NR, acc);
+        for (std::int64_t r = 0; r < mi; ++r)
+          for (std::int64_t j = 0; j < nj; ++j) c[r * ldc + j] = tile[r * NR + j];
+      }
+  }
+}
+
+namespace impl {
+// Scratch of the historical entry points: one per calling thread, grown once.
+inline float* gemm_scratch(std::size_t floats) {
+  thread_local std::vector<float> scratch;
+  if (scratch.size() < floats) scratch.resize(floats);
+  return scratch.data();
+}
+}  // namespace impl
 
 // C[M,N] (+)= A[M,K] * B[K,N]
 inline void gemm_nn(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const float* A, const float* B, float* C,
                     bool accumulate) {
-  const std::ptrdiff_t blocks = (N + kColumnBlock - 1) / kColumnBlock;
-#pragma omp parallel for collapse(2) schedule(static)
-  for (std::ptrdiff_t jb = 0; jb < blocks; ++jb) {
-    for (std::ptrdiff_t i = 0; i < M; ++i) {
-      const std::ptrdiff_t j0 = jb * kColumnBlock, j1 = std::min(N, j0 + kColumnBlock);
-      float* __restrict c = C + i * N;
-      if (!accumulate)
-        for (std::ptrdiff_t j = j0; j < j1; ++j) c[j] = 0.0f;
-      for (std::ptrdiff_t k = 0; k < K; ++k) {
-        const float a = A[i * K + k];
-        const float* __restrict b = B + k * N;
-#pragma omp simd
-        for (std::ptrdiff_t j = j0; j < j1; ++j) c[j] += a * b[j];
-      }
-    }
-  }
+  gemm(false, false, M, N, K, A, K, B, N, C, N, accumulate, impl::gemm_scratch(gemm_workspace_floats(M, N, K)));
 }
 
 // C[M,N] (+)= A^T * B, with A stored [K,M] and B [K,N]
 inline void gemm_tn(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const float* A, const float* B, float* C,
                     bool accumulate) {
-  const std::ptrdiff_t blocks = (N + kColumnBlock - 1) / kColumnBlock;
-#pragma omp parallel for collapse(2) schedule(static)
-  for (std::ptrdiff_t jb = 0; jb < blocks; ++jb) {
-    for (std::ptrdiff_t i = 0; i < M; ++i) {
-      const std::ptrdiff_t j0 = jb * kColumnBlock, j1 = std::min(N, j0 + kColumnBlock);
-      float* __restrict c = C + i * N;
-      if (!accumulate)
-        for (std::ptrdiff_t j = j0; j < j1; ++j) c[j] = 0.0f;
-      for (std::ptrdiff_t k = 0; k < K; ++k) {
-        const float a = A[k * M + i];
-        const float* __restrict b = B + k * N;
-#pragma omp simd
-        for (std::ptrdiff_t j = j0; j < j1; ++j) c[j] += a * b[j];
-      }
-    }
-  }
+  gemm(true, false, M, N, K, A, M, B, N, C, N, accumulate, impl::gemm_scratch(gemm_workspace_floats(M, N, K)));
 }
 
-// C[M,N] (+)= A[M,K] * B^T, with B stored [N,K]: dot products of rows.
+// C[M,N] (+)= A[M,K] * B^T, with B stored [N,K]
 inline void gemm_nt(std::ptrdiff_t M, std::ptrdiff_t N, std::ptrdiff_t K, const float* A, const float* B, float* C,
                     bool accumulate) {
-#pragma omp parallel for collapse(2) schedule(static)
-  for (std::ptrdiff_t i = 0; i < M; ++i) {
-    for (std::ptrdiff_t j = 0; j < N; ++j) {
-      const float* __restrict a = A + i * K;
-      const float* __restrict b = B + j * K;
-      float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-      for (std::ptrdiff_t k = 0; k < K; ++k) sum += a[k] * b[k];
-      C[i * N + j] = accumulate ? C[i * N + j] + sum : sum;
-    }
-  }
+  gemm(false, true, M, N, K, A, K, B, K, C, N, accumulate, impl::gemm_scratch(gemm_workspace_floats(M, N, K)));
 }
 
 }  // namespace kiln::cpu

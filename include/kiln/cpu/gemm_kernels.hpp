@@ -1,0 +1,222 @@
+#pragma once
+// Register-blocked micro-kernels for the CPU GEMMs and convolutions.
+//
+// There are no intrinsics here: the kernels are written once over GCC/Clang
+// vector extensions (`float __attribute__((vector_size(4 * VL)))`), and the
+// tile shape is a template parameter, so the same source gives
+//   * AVX-512:  VL = 16, an 8 x 48 tile of C in 24 zmm accumulators,
+//   * AVX2+FMA: VL = 8,  a  6 x 16 tile in 12 ymm accumulators,
+//   * portable: VL = 1,  a  4 x 4 tile of plain floats (no SIMD assumed),
+// chosen at build time by DefaultConfig (__AVX512F__ / __AVX2__ + __FMA__).
+// Every configuration compiles on every x86-64 target (the compiler lowers a
+// vector type wider than the target's registers), so the tests run all three
+// against the naive loops on one machine.
+//
+// Two kernels:
+//   kernel_outer  C[MR x NR] (=|+=) A_panel * B_panel: per k one row of B
+//                 (NV vectors) and MR broadcasts of A; FMAs into MR*NV
+//                 accumulators. A is packed [k][MR]; B rows are NR contiguous
+//                 floats, ldb apart. (forward, input gradient, general GEMM)
+//   kernel_dot    C[DR x DC] += A[DR rows] . B[DC rows] over a contiguous
+//                 length L: both operands run along the reduction, so the
+//                 accumulators hold VL partial sums each, added at the end in a
+//                 fixed order. (weight gradient: dy . im2col(x)^T)
+#include <cstddef>
+#include <cstdint>
+#include <utility>
+
+namespace kiln::cpu::simd {
+
+#if defined(__GNUC__) || defined(__clang__)
+#define KILN_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define KILN_ALWAYS_INLINE inline
+#endif
+
+// Vector of VL floats; may_alias + aligned(4): loads/stores from any float*.
+template <int VL>
+struct Vec;
+template <>
+struct Vec<1> {
+  using type = float;
+};
+template <>
+struct Vec<4> {
+  typedef float type __attribute__((vector_size(16), aligned(4), may_alias));
+};
+template <>
+struct Vec<8> {
+  typedef float type __attribute__((vector_size(32), aligned(4), may_alias));
+};
+template <>
+struct Vec<16> {
+  typedef float type __attribute__((vector_size(64), aligned(4), may_alias));
+};
+
+// Vectors never pass by value through a function (only by reference): a
+// function taking or returning a 64-byte vector on a target without AVX-512
+// has a different ABI, which GCC reports (-Wpsabi) when the AVX-512
+// configuration is compiled for plain x86-64, as the tests do.
+template <int VL>
+KILN_ALWAYS_INLINE void load(typename Vec<VL>::type& v, const float* p) {
+  v = *reinterpret_cast<const typename Vec<VL>::type*>(p);
+}
+template <int VL>
+KILN_ALWAYS_INLINE void store(float* p, const typename Vec<VL>::type& v) {
+  *reinterpret_cast<typename Vec<VL>::type*>(p) = v;
+}
+template <int VL>
+KILN_ALWAYS_INLINE void broadcast(typename Vec<VL>::type& v, float s) {
+  v = typename Vec<VL>::type{} + s;
+}
+
+// Transposing reduction: out lane e = the sum of the lanes of x[e], for VL
+// vectors at once (log2 VL rounds of two shuffles and an add, instead of VL
+// horizontal sums). Round with group size G -> G/2 folds p and q (each VL/G
+// groups of G lanes, one accumulator per group) into one vector of 2*VL/G
+// groups of G/2 lanes: the low half plus the high half of every group.
+// Lane order is fixed, so the result is deterministic.
+constexpr int fold_index(int vl, int g, int e, bool high) {
+  const int half = vl / 2, ee = e % half;
+  return (e < half ? 0 : vl) + (ee / (g / 2)) * g + (high ? g / 2 : 0) + ee % (g / 2);
+}
+template <int VL, int G, std::size_t... E>
+KILN_ALWAYS_INLINE void fold(typename Vec<VL>::type& out, const typename Vec<VL>::type& p,
+                             const typename Vec<VL>::type& q, std::index_sequence<E...>) {
+  out = __builtin_shufflevector(p, q, fold_index(VL, G, static_cast<int>(E), false)...) +
+        __builtin_shufflevector(p, q, fold_index(VL, G, static_cast<int>(E), true)...);
+}
+template <int VL, int G = VL>
+KILN_ALWAYS_INLINE void reduce_lanes(typename Vec<VL>::type* x) {  // x[0..VL) in, x[0] out
+  if constexpr (G > 1) {  // G vectors alive at this round
+#pragma GCC unroll 16
+    for (int i = 0; i < G / 2; ++i) fold<VL, G>(x[i], x[2 * i], x[2 * i + 1], std::make_index_sequence<VL>{});
+    reduce_lanes<VL, G / 2>(x);
+  }
+}
+
+// A kernel configuration: vector width, outer-product tile (MR rows x NV
+// vectors) and dot-product tile (DR x DC).
+template <int VL_, int MR_, int NV_, int DR_, int DC_>
+struct Config {
+  static constexpr int VL = VL_, MR = MR_, NV = NV_, NR = NV_ * VL_, DR = DR_, DC = DC_;
+  using V = typename Vec<VL>::type;
+};
+
+using Avx512Config = Config<16, 8, 3, 4, 6>;  // 24 + 3 + 1 zmm in the outer kernel; 24 + 6 + 1 in the dot kernel
+using Avx2Config = Config<8, 6, 2, 3, 4>;     // 12 + 2 + 1 ymm; 12 + 4 + 0 (A streamed) ymm
+using PortableConfig = Config<1, 4, 4, 2, 4>;  // plain floats
+
+#if defined(__AVX512F__)
+using DefaultConfig = Avx512Config;
+inline constexpr const char* kDefaultConfigName = "avx512";
+#elif defined(__AVX2__) && defined(__FMA__)
+using DefaultConfig = Avx2Config;
+inline constexpr const char* kDefaultConfigName = "avx2";
+#else
+using DefaultConfig = PortableConfig;
+inline constexpr const char* kDefaultConfigName = "portable";
+#endif
+
+// C[r][j] for r < MR, j < NR (C row r at c + r*ldc):
+//   init:  accumulate ? C : (bias ? bias[r] : 0)
+//   C = init + sum_k a[k*MR + r] * b[k*ldb + j]
+// Plain loop it stands for:
+//   for r, j: acc = init(r, j); for k: acc += a[k*MR+r] * b[k*ldb+j]; c[r*ldc+j] = acc;
+template <class Cfg>
+KILN_ALWAYS_INLINE void kernel_outer(std::int64_t K, const float* __restrict a, const float* __restrict b,
+                                     std::int64_t ldb, const float* __restrict bias, float* __restrict c,
+                                     std::int64_t ldc, bool accumulate) {
+  constexpr int VL = Cfg::VL, MR = Cfg::MR, NV = Cfg::NV;
+  using V = typename Cfg::V;
+  V acc[MR][NV];
+  if (accumulate) {
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 16
+      for (int v = 0; v < NV; ++v) load<VL>(acc[r][v], c + r * ldc + v * VL);
+  } else {
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+      V init;
+      broadcast<VL>(init, bias ? bias[r] : 0.0f);
+#pragma GCC unroll 16
+      for (int v = 0; v < NV; ++v) acc[r][v] = init;
+    }
+  }
+  for (std::int64_t k = 0; k < K; ++k) {
+    V bv[NV];
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) load<VL>(bv[v], b + v * VL);
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+      V ar;
+      broadcast<VL>(ar, a[r]);
+#pragma GCC unroll 16
+      for (int v = 0; v < NV; ++v) acc[r][v] += ar * bv[v];
+    }
+    a += MR;
+    b += ldb;
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) store<VL>(c + r * ldc + v * VL, acc[r][v]);
+}
+
+// c[r*ldc + q] += sum_{l < L} a[r*lda + l] * b[q*ldb + l] for r < dr, q < dc.
+// L is a multiple of VL (callers pad with zeros). Rows past dr / dc repeat the
+// last valid row (computed, not stored), so nothing is read out of range.
+template <class Cfg>
+KILN_ALWAYS_INLINE void kernel_dot(std::int64_t L, const float* __restrict a, std::int64_t lda,
+                                   const float* __restrict b, std::int64_t ldb, float* __restrict c, std::int64_t ldc,
+                                   int dr, int dc) {
+  constexpr int VL = Cfg::VL, DR = Cfg::DR, DC = Cfg::DC;
+  using V = typename Cfg::V;
+  const float* ap[DR];
+  const float* bp[DC];
+#pragma GCC unroll 16
+  for (int r = 0; r < DR; ++r) ap[r] = a + (r < dr ? r : dr - 1) * lda;
+#pragma GCC unroll 16
+  for (int q = 0; q < DC; ++q) bp[q] = b + (q < dc ? q : dc - 1) * ldb;
+  V acc[DR][DC];
+#pragma GCC unroll 16
+  for (int r = 0; r < DR; ++r)
+#pragma GCC unroll 16
+    for (int q = 0; q < DC; ++q) acc[r][q] = V{};
+  for (std::int64_t l = 0; l < L; l += VL) {
+    V bv[DC];
+#pragma GCC unroll 16
+    for (int q = 0; q < DC; ++q) load<VL>(bv[q], bp[q] + l);
+#pragma GCC unroll 16
+    for (int r = 0; r < DR; ++r) {
+      V av;
+      load<VL>(av, ap[r] + l);
+#pragma GCC unroll 16
+      for (int q = 0; q < DC; ++q) acc[r][q] += av * bv[q];
+    }
+  }
+  if constexpr (VL == 1) {
+#pragma GCC unroll 16
+    for (int r = 0; r < DR; ++r)
+#pragma GCC unroll 16
+      for (int q = 0; q < DC; ++q)
+        if (r < dr && q < dc) c[r * ldc + q] += acc[r][q];
+  } else {
+    // Reduce VL accumulators at a time (zeros past DR*DC), then add into C.
+    constexpr int total = DR * DC, groups = (total + VL - 1) / VL;
+    alignas(64) float sums[groups * VL];
+#pragma GCC unroll 4
+    for (int g = 0; g < groups; ++g) {
+      V x[VL];
+#pragma GCC unroll 16
+      for (int e = 0; e < VL; ++e) x[e] = g * VL + e < total ? acc[(g * VL + e) / DC][(g * VL + e) % DC] : V{};
+      reduce_lanes<VL>(x);
+      store<VL>(sums + g * VL, x[0]);
+    }
+    for (int r = 0; r < dr; ++r)
+      for (int q = 0; q < dc; ++q) c[r * ldc + q] += sums[r * DC + q];
+  }
+}
+
+}  // namespace kiln::cpu::simd
