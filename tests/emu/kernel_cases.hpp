@@ -1,0 +1,391 @@
+#pragma once
+// The table of kernel test cases (ggml test-backend-ops style): every case builds the same layer
+// (or optimizer, or op) on kiln::Cpu and on kiln::Cuda with identical state and inputs, runs
+// forward and backward (twice: outputs and input gradients must be overwritten, parameter
+// gradients accumulated onto random initial values), and compares every output, input gradient,
+// parameter gradient and buffer with a normalised error ||cuda - cpu|| / ||cpu||.
+//
+// The same table runs on the emulated Cuda device (tests/emu/test_kernels_table.cpp, compiled by
+// g++) and on a real GPU (tests/gpu/test_gpu_kernels.cpp, compiled by nvcc).
+// Shapes are small and deliberately not multiples of the kernels' tiles (13x11, 3/5/7 channels).
+#include <cmath>
+#include <algorithm>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "kiln/cuda.hpp"
+#include "kiln/io/color.hpp"
+
+namespace kiln_test {
+
+using kiln::Cpu;
+using kiln::Cuda;
+using kiln::Shape;
+
+// ||got - want|| / max(||want||, floor) (floor = 0: ||got - want|| when want is all zeros);
+// infinity for a size mismatch or a non-finite value where want is finite.
+inline double normalised_error(const std::vector<float>& got, const std::vector<float>& want, double floor = 0.0) {
+  if (got.size() != want.size()) return std::numeric_limits<double>::infinity();
+  double num = 0.0, den = 0.0;
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    if (!std::isfinite(got[i]) && !(std::isnan(got[i]) && std::isnan(want[i])))
+      return std::numeric_limits<double>::infinity();
+    if (std::isnan(want[i])) continue;
+    const double d = static_cast<double>(got[i]) - want[i];
+    num += d * d;
+    den += static_cast<double>(want[i]) * want[i];
+  }
+  den = std::max(std::sqrt(den), floor);
+  return den > 0.0 ? std::sqrt(num) / den : std::sqrt(num);
+}
+
+struct Comparison {
+  std::string what;
+  double error;
+  double bound;
+  bool ok() const { return error < bound; }
+};
+
+struct Report {
+  std::vector<Comparison> comparisons;
+  void compare(const std::string& what, const std::vector<float>& cuda, const std::vector<float>& cpu, double bound,
+               double floor = 0.0) {
+    comparisons.push_back({what, normalised_error(cuda, cpu, floor), bound});
+  }
+  template <class A, class B>
+  void compare(const std::string& what, const kiln::Tensor<float, A>& cuda, const kiln::Tensor<float, B>& cpu,
+               double bound, double floor = 0.0) {
+    compare(what, cuda.to_vector(), cpu.to_vector(), bound, floor);
+  }
+};
+
+struct KernelCase {
+  std::string name;
+  std::function<void(Report&)> run;
+  // Part of the tiny subset that still launches every kernel: all the emulator's OS-thread mode
+  // (ThreadSanitizer builds, one std::thread per CUDA thread) can afford.
+  bool small = false;
+};
+
+// The default bound: float kernels against float/double CPU code on small shapes.
+inline constexpr double tight = 1e-5;
+inline constexpr double loose = 1e-4;  // long reductions (weight gradients over N*H*W)
+
+inline std::vector<float> random_vector(std::size_t n, kiln::Rng& rng, float lo = -1.0f, float hi = 1.0f) {
+  std::vector<float> v(n);
+  for (auto& x : v) x = rng.uniform(lo, hi);
+  return v;
+}
+
+// Random parameter values, gradients (so accumulation is tested) and buffers (running_var > 0).
+template <class Layer>
+void randomise_state(Layer& layer, kiln::Rng& rng) {
+  layer.visit(
+      [&](kiln::StateRef<Cpu> r) {
+        const bool variance = r.name.ends_with("running_var");
+        if (r.value) r.value->copy_from_host(random_vector(r.value->numel(), rng, variance ? 0.5f : -1.0f, variance ? 2.0f : 1.0f));
+        if (r.grad) r.grad->copy_from_host(random_vector(r.grad->numel(), rng));
+        if (r.counter) *r.counter = 3;
+      },
+      "");
+}
+
+// Copies every parameter, gradient, buffer and counter of a Cpu layer into the same Cuda layer.
+template <class CpuLayer, class CudaLayer>
+void copy_state(CpuLayer& from, CudaLayer& to) {
+  std::vector<kiln::StateRef<Cpu>> src;
+  from.visit([&](kiln::StateRef<Cpu> r) { src.push_back(r); }, "");
+  std::size_t i = 0;
+  to.visit(
+      [&](kiln::StateRef<Cuda> r) {
+        const auto& s = src.at(i++);
+        KILN_CHECK(s.name == r.name, "copy_state: ", s.name, " vs ", r.name);
+        if (r.value) r.value->copy_from_host(s.value->to_vector());
+        if (r.grad) r.grad->copy_from_host(s.grad->to_vector());
+        if (r.counter) *r.counter = *s.counter;
+      },
+      "");
+}
+
+// Compares every parameter value, gradient and buffer of the two layers (floor: see normalised_error).
+template <class CpuLayer, class CudaLayer>
+void compare_state(Report& report, CpuLayer& cpu, CudaLayer& cuda, double bound, double floor = 0.0) {
+  std::vector<kiln::StateRef<Cpu>> want;
+  cpu.visit([&](kiln::StateRef<Cpu> r) { want.push_back(r); }, "");
+  std::size_t i = 0;
+  cuda.visit(
+      [&](kiln::StateRef<Cuda> r) {
+        const auto& w = want.at(i++);
+        if (r.value) report.compare(r.name, *r.value, *w.value, bound, floor);
+        if (r.grad) report.compare(r.name + ".grad", *r.grad, *w.grad, bound, floor);
+        if (r.counter) report.compare(r.name, {static_cast<float>(*r.counter)}, {static_cast<float>(*w.counter)}, 0.5);
+      },
+      "");
+}
+
+// A single-input layer: forward + backward twice on both devices, everything compared.
+template <class CpuLayer, class CudaLayer>
+void layer_case(Report& report, const Shape& in, kiln::Mode mode, std::uint64_t seed, double bound = tight,
+                double grad_bound = loose, bool input_grad = true) {
+  kiln::Rng rng(seed);
+  CpuLayer cpu;
+  CudaLayer cuda;
+  randomise_state(cpu, rng);
+  copy_state(cpu, cuda);
+  if constexpr (requires { cpu.set_input_grad(false); }) {
+    cpu.set_input_grad(input_grad);
+    cuda.set_input_grad(input_grad);
+  }
+  kiln::Arena<Cpu> arena_cpu;
+  kiln::Arena<Cuda> arena_cuda;
+  arena_cpu.begin();
+  arena_cuda.begin();
+  const Shape out = cpu.plan(in, arena_cpu, "case");
+  cuda.plan(in, arena_cuda, "case");
+  arena_cpu.finalize();
+  arena_cuda.finalize();
+  for (int pass = 0; pass < 2; ++pass) {
+    const std::string p = pass ? " (pass 2)" : "";
+    const auto xv = random_vector(in.numel(), rng, -2.0f, 2.0f);
+    const auto gv = random_vector(out.numel(), rng);
+    const auto xc = kiln::Tensor<float, Cpu>::from_host(in, xv);
+    const auto xg = kiln::Tensor<float, Cuda>::from_host(in, xv);
+    const auto gc = kiln::Tensor<float, Cpu>::from_host(out, gv);
+    const auto gg = kiln::Tensor<float, Cuda>::from_host(out, gv);
+    report.compare("y" + p, cuda.forward(xg, mode), cpu.forward(xc, mode), bound);
+    report.compare("dx" + p, cuda.backward(gg), cpu.backward(gc), bound);
+    compare_state(report, cpu, cuda, grad_bound);
+  }
+}
+
+// Concat<Ca, Cb>: two inputs, forward and the split backward.
+template <int Ca, int Cb>
+void concat_case(Report& report, std::int64_t n, std::int64_t h, std::int64_t w, std::uint64_t seed) {
+  kiln::Rng rng(seed);
+  kiln::Concat<Ca, Cb, Cpu> cpu;
+  kiln::Concat<Ca, Cb, Cuda> cuda;
+  const Shape a = Shape::nchw(n, Ca, h, w), b = Shape::nchw(n, Cb, h, w);
+  kiln::Arena<Cpu> arena_cpu;
+  kiln::Arena<Cuda> arena_cuda;
+  arena_cpu.begin();
+  arena_cuda.begin();
+  const Shape out = cpu.plan(a, b, arena_cpu, "case");
+  cuda.plan(a, b, arena_cuda, "case");
+  arena_cpu.finalize();
+  arena_cuda.finalize();
+  const auto av = random_vector(a.numel(), rng), bv = random_vector(b.numel(), rng), gv = random_vector(out.numel(), rng);
+  const auto ac = kiln::Tensor<float, Cpu>::from_host(a, av), bc = kiln::Tensor<float, Cpu>::from_host(b, bv);
+  const auto ag = kiln::Tensor<float, Cuda>::from_host(a, av), bg = kiln::Tensor<float, Cuda>::from_host(b, bv);
+  report.compare("y", cuda.forward(ag, bg), cpu.forward(ac, bc), 1e-7);
+  const auto gc = kiln::Tensor<float, Cpu>::from_host(out, gv);
+  const auto gg = kiln::Tensor<float, Cuda>::from_host(out, gv);
+  auto [da_g, db_g] = cuda.backward(gg);
+  auto [da_c, db_c] = cpu.backward(gc);
+  report.compare("da", da_g, da_c, 1e-7);
+  report.compare("db", db_g, db_c, 1e-7);
+}
+
+// Backend::add directly (SkipConcat's backward uses it).
+inline void add_case(Report& report, const Shape& s, std::uint64_t seed) {
+  kiln::Rng rng(seed);
+  const auto av = random_vector(s.numel(), rng), bv = random_vector(s.numel(), rng);
+  kiln::Tensor<float, Cpu> out_cpu(s);
+  kiln::Tensor<float, Cuda> out_cuda(s);
+  kiln::Backend<Cpu>::add(kiln::Tensor<float, Cpu>::from_host(s, av), kiln::Tensor<float, Cpu>::from_host(s, bv), out_cpu);
+  kiln::Backend<Cuda>::add(kiln::Tensor<float, Cuda>::from_host(s, av), kiln::Tensor<float, Cuda>::from_host(s, bv), out_cuda);
+  report.compare("a + b", out_cuda, out_cpu, 1e-7);
+}
+
+// A loss: value and gradient.
+inline void loss_case(Report& report, kiln::LossKind kind, float delta, const Shape& s, std::uint64_t seed) {
+  kiln::Rng rng(seed);
+  const auto pv = random_vector(s.numel(), rng, -2.0f, 2.0f), tv = random_vector(s.numel(), rng, -2.0f, 2.0f);
+  kiln::Loss<Cpu> cpu(kind, delta);
+  kiln::Loss<Cuda> cuda(kind, delta);
+  const auto pc = kiln::Tensor<float, Cpu>::from_host(s, pv), tc = kiln::Tensor<float, Cpu>::from_host(s, tv);
+  const auto pg = kiln::Tensor<float, Cuda>::from_host(s, pv), tg = kiln::Tensor<float, Cuda>::from_host(s, tv);
+  report.compare("loss", {cuda.forward(pg, tg)}, {cpu.forward(pc, tc)}, tight);
+  report.compare("dprediction", cuda.backward(), cpu.backward(), tight);
+}
+
+// An optimizer: three steps on a Conv2d's parameters with random gradients; parameters and state.
+template <template <class> class Optimizer, class Options>
+void optimizer_case(Report& report, const Options& options, std::uint64_t seed) {
+  kiln::Rng rng(seed);
+  kiln::Conv2d<3, 5, 3, Cpu> cpu;
+  kiln::Conv2d<3, 5, 3, Cuda> cuda;
+  randomise_state(cpu, rng);
+  copy_state(cpu, cuda);
+  Optimizer<Cpu> opt_cpu(kiln::collect_parameters(cpu), options);
+  Optimizer<Cuda> opt_cuda(kiln::collect_parameters(cuda), options);
+  for (int step = 0; step < 3; ++step) {
+    opt_cpu.step();
+    opt_cuda.step();
+  }
+  compare_state(report, cpu, cuda, tight);
+  std::vector<std::vector<float>> state_cpu;
+  opt_cpu.visit_state([&](const std::string&, kiln::Tensor<float, Cpu>& t) { state_cpu.push_back(t.to_vector()); });
+  std::size_t i = 0;
+  opt_cuda.visit_state([&](const std::string& name, kiln::Tensor<float, Cuda>& t) {
+    report.compare(name, t.to_vector(), state_cpu.at(i++), tight);
+  });
+}
+
+// sRGB <-> Lab on [N, 3, H, W] against kiln::io's planar conversions.
+inline void colour_case(Report& report, std::int64_t n, std::int64_t h, std::int64_t w, std::uint64_t seed) {
+  kiln::Rng rng(seed);
+  const Shape s = Shape::nchw(n, 3, h, w);
+  const std::size_t hw = static_cast<std::size_t>(h * w);
+  auto rgb = random_vector(s.numel(), rng, 0.0f, 1.0f);
+  rgb[0] = 0.0f;  // black, white and a value in the linear part of the curve
+  rgb[1] = 1.0f;
+  rgb[2] = 0.02f;
+  std::vector<float> lab_cpu(rgb.size()), rgb_cpu(rgb.size());
+  for (std::int64_t i = 0; i < n; ++i) {
+    const float* p = rgb.data() + i * 3 * hw;
+    float* q = lab_cpu.data() + i * 3 * hw;
+    kiln::io::rgb_to_lab_planar(p, p + hw, p + 2 * hw, q, q + hw, q + 2 * hw, hw);
+    float* r = rgb_cpu.data() + i * 3 * hw;
+    kiln::io::lab_to_rgb_planar(q, q + hw, q + 2 * hw, r, r + hw, r + 2 * hw, hw);
+  }
+  auto rgb_cuda = kiln::Tensor<float, Cuda>::from_host(s, rgb);
+  kiln::Tensor<float, Cuda> lab_cuda(s), back_cuda(s);
+  kiln::Backend<Cuda>::srgb_to_lab(rgb_cuda, lab_cuda);
+  report.compare("srgb_to_lab", lab_cuda.to_vector(), lab_cpu, tight);
+  // Lab -> sRGB from the CPU's Lab values, so the two directions are tested independently.
+  const auto lab_in = kiln::Tensor<float, Cuda>::from_host(s, lab_cpu);
+  kiln::Backend<Cuda>::lab_to_srgb(lab_in, back_cuda);
+  report.compare("lab_to_srgb", back_cuda.to_vector(), rgb_cpu, tight);
+}
+
+// ---- the table ------------------------------------------------------------------------------
+inline std::vector<KernelCase> kernel_cases() {
+  using kiln::Mode;
+  using kiln::UpsampleMode;
+  std::vector<KernelCase> t;
+  auto conv = [&]<int In, int Out, int K>(std::int64_t n, std::int64_t h, std::int64_t w, bool input_grad = true) {
+    std::ostringstream name;
+    name << "Conv2d<" << In << "," << Out << "," << K << "> N=" << n << " " << h << "x" << w
+         << (input_grad ? "" : " (no dx)");
+    t.push_back({name.str(), [=](Report& r) {
+                   layer_case<kiln::Conv2d<In, Out, K, Cpu>, kiln::Conv2d<In, Out, K, Cuda>>(
+                       r, Shape::nchw(n, In, h, w), Mode::train, 11 + n * 7 + h, tight, loose, input_grad);
+                 }});
+  };
+  conv.template operator()<3, 5, 3>(1, 13, 11);
+  conv.template operator()<5, 7, 3>(3, 13, 11);
+  conv.template operator()<7, 3, 3>(2, 17, 20);   // 2x2 tiles, partial in both directions
+  conv.template operator()<9, 10, 3>(1, 5, 6);    // channel groups of 8: one full, one partial
+  conv.template operator()<5, 3, 1>(3, 13, 11);
+  conv.template operator()<16, 9, 1>(1, 7, 9);
+  conv.template operator()<3, 4, 5>(2, 9, 7);     // run-time kernel size (generic path)
+  conv.template operator()<3, 5, 3>(3, 13, 11, false);
+
+  auto bn = [&]<int C>(std::int64_t n, std::int64_t h, std::int64_t w, Mode mode) {
+    std::ostringstream name;
+    name << "BatchNorm2d<" << C << "> N=" << n << " " << h << "x" << w << (mode == Mode::train ? " train" : " eval");
+    t.push_back({name.str(), [=](Report& r) {
+                   layer_case<kiln::BatchNorm2d<C, Cpu>, kiln::BatchNorm2d<C, Cuda>>(r, Shape::nchw(n, C, h, w), mode,
+                                                                                    23 + n + h, tight, loose);
+                 }});
+  };
+  bn.template operator()<3>(1, 13, 11, Mode::train);
+  bn.template operator()<5>(3, 13, 11, Mode::train);
+  bn.template operator()<7>(3, 2, 1, Mode::train);  // 6 values per channel
+  bn.template operator()<5>(3, 13, 11, Mode::eval);
+
+  t.push_back({"ReLU N=3 5x13x11", [](Report& r) {
+                 layer_case<kiln::ReLU<Cpu>, kiln::ReLU<Cuda>>(r, Shape::nchw(3, 5, 13, 11), Mode::train, 31, 1e-7, 1e-7);
+               }});
+  t.push_back({"add 3x5x13x11", [](Report& r) { add_case(r, Shape::nchw(3, 5, 13, 11), 37); }});
+  t.push_back({"Concat<3,5> N=3 13x11", [](Report& r) { concat_case<3, 5>(r, 3, 13, 11, 41); }});
+  t.push_back({"Concat<7,1> N=1 4x3", [](Report& r) { concat_case<7, 1>(r, 1, 4, 3, 43); }});
+
+  t.push_back({"MaxPool2d<2> N=3 5x14x10", [](Report& r) {
+                 layer_case<kiln::MaxPool2d<2, Cpu>, kiln::MaxPool2d<2, Cuda>>(r, Shape::nchw(3, 5, 14, 10), Mode::train,
+                                                                              47, 1e-7, 1e-7);
+               }});
+  t.push_back({"MaxPool2d<3> N=1 3x12x9", [](Report& r) {
+                 layer_case<kiln::MaxPool2d<3, Cpu>, kiln::MaxPool2d<3, Cuda>>(r, Shape::nchw(1, 3, 12, 9), Mode::train,
+                                                                              53, 1e-7, 1e-7);
+               }});
+
+  auto up = [&]<int S, UpsampleMode M>(std::int64_t n, std::int64_t c, std::int64_t h, std::int64_t w) {
+    std::ostringstream name;
+    name << "Upsample<" << S << (M == UpsampleMode::nearest ? ",nearest" : ",bilinear") << "> N=" << n << " " << c
+         << "x" << h << "x" << w;
+    t.push_back({name.str(), [=](Report& r) {
+                   layer_case<kiln::Upsample<S, M, Cpu>, kiln::Upsample<S, M, Cuda>>(r, Shape::nchw(n, c, h, w),
+                                                                                     Mode::train, 59 + S + h, tight, tight);
+                 }});
+  };
+  up.template operator()<2, UpsampleMode::nearest>(3, 5, 13, 11);
+  up.template operator()<3, UpsampleMode::nearest>(1, 3, 5, 7);
+  up.template operator()<2, UpsampleMode::bilinear>(3, 5, 13, 11);
+  up.template operator()<3, UpsampleMode::bilinear>(1, 3, 5, 7);
+  up.template operator()<2, UpsampleMode::bilinear>(1, 1, 1, 2);  // a one-row image: both edges clamp
+
+  t.push_back({"MSELoss 3x2x13x11", [](Report& r) { loss_case(r, kiln::LossKind::mse, 1.0f, Shape::nchw(3, 2, 13, 11), 61); }});
+  t.push_back({"L1Loss 3x2x13x11", [](Report& r) { loss_case(r, kiln::LossKind::l1, 1.0f, Shape::nchw(3, 2, 13, 11), 67); }});
+  t.push_back({"HuberLoss(0.5) 1x3x7x5", [](Report& r) { loss_case(r, kiln::LossKind::huber, 0.5f, Shape::nchw(1, 3, 7, 5), 71); }});
+
+  t.push_back({"Adam", [](Report& r) { optimizer_case<kiln::Adam>(r, kiln::AdamOptions{.lr = 1e-2f, .weight_decay = 0.1}, 73); }});
+  t.push_back({"AdamW", [](Report& r) { optimizer_case<kiln::AdamW>(r, kiln::AdamWOptions{.lr = 1e-2f}, 79); }});
+  t.push_back({"SGD", [](Report& r) { optimizer_case<kiln::SGD>(r, kiln::SgdOptions{.lr = 0.1f}, 83); }});
+  t.push_back({"SGD momentum nesterov wd", [](Report& r) {
+                 optimizer_case<kiln::SGD>(
+                     r, kiln::SgdOptions{.lr = 0.1f, .momentum = 0.9, .weight_decay = 0.01, .nesterov = true}, 89);
+               }});
+  t.push_back({"SGD momentum dampening", [](Report& r) {
+                 optimizer_case<kiln::SGD>(r, kiln::SgdOptions{.lr = 0.1f, .momentum = 0.9, .dampening = 0.3}, 97);
+               }});
+
+  t.push_back({"sRGB <-> Lab N=3 13x11", [](Report& r) { colour_case(r, 3, 13, 11, 101); }});
+
+  // The tiny subset (small = true): every kernel at least once, with the fewest CUDA threads.
+  auto tiny = [&](std::string name, std::function<void(Report&)> run) { t.push_back({std::move(name), std::move(run), true}); };
+  tiny("tiny Conv2d<2,3,3> N=1 4x5", [](Report& r) {
+    layer_case<kiln::Conv2d<2, 3, 3, Cpu>, kiln::Conv2d<2, 3, 3, Cuda>>(r, Shape::nchw(1, 2, 4, 5), Mode::train, 201);
+  });
+  tiny("tiny Conv2d<2,3,1> N=1 4x5", [](Report& r) {
+    layer_case<kiln::Conv2d<2, 3, 1, Cpu>, kiln::Conv2d<2, 3, 1, Cuda>>(r, Shape::nchw(1, 2, 4, 5), Mode::train, 203);
+  });
+  tiny("tiny Conv2d<1,2,5> N=1 3x4", [](Report& r) {
+    layer_case<kiln::Conv2d<1, 2, 5, Cpu>, kiln::Conv2d<1, 2, 5, Cuda>>(r, Shape::nchw(1, 1, 3, 4), Mode::train, 205);
+  });
+  tiny("tiny BatchNorm2d<2> N=2 2x3 train", [](Report& r) {
+    layer_case<kiln::BatchNorm2d<2, Cpu>, kiln::BatchNorm2d<2, Cuda>>(r, Shape::nchw(2, 2, 2, 3), Mode::train, 207);
+  });
+  tiny("tiny BatchNorm2d<2> N=2 2x3 eval", [](Report& r) {
+    layer_case<kiln::BatchNorm2d<2, Cpu>, kiln::BatchNorm2d<2, Cuda>>(r, Shape::nchw(2, 2, 2, 3), Mode::eval, 209);
+  });
+  tiny("tiny ReLU", [](Report& r) {
+    layer_case<kiln::ReLU<Cpu>, kiln::ReLU<Cuda>>(r, Shape::nchw(1, 2, 3, 5), Mode::train, 211, 1e-7, 1e-7);
+  });
+  tiny("tiny add", [](Report& r) { add_case(r, Shape::nchw(1, 2, 3, 5), 213); });
+  tiny("tiny Concat<2,1>", [](Report& r) { concat_case<2, 1>(r, 1, 3, 5, 215); });
+  tiny("tiny MaxPool2d<2>", [](Report& r) {
+    layer_case<kiln::MaxPool2d<2, Cpu>, kiln::MaxPool2d<2, Cuda>>(r, Shape::nchw(1, 2, 4, 6), Mode::train, 217, 1e-7, 1e-7);
+  });
+  tiny("tiny Upsample<2,nearest>", [](Report& r) {
+    layer_case<kiln::Upsample<2, UpsampleMode::nearest, Cpu>, kiln::Upsample<2, UpsampleMode::nearest, Cuda>>(
+        r, Shape::nchw(1, 2, 3, 5), Mode::train, 219, tight, tight);
+  });
+  tiny("tiny Upsample<2,bilinear>", [](Report& r) {
+    layer_case<kiln::Upsample<2, UpsampleMode::bilinear, Cpu>, kiln::Upsample<2, UpsampleMode::bilinear, Cuda>>(
+        r, Shape::nchw(1, 2, 3, 5), Mode::train, 221, tight, tight);
+  });
+  tiny("tiny HuberLoss", [](Report& r) { loss_case(r, kiln::LossKind::huber, 1.0f, Shape::nchw(1, 2, 3, 5), 223); });
+  tiny("tiny Adam", [](Report& r) { optimizer_case<kiln::Adam>(r, kiln::AdamOptions{.lr = 1e-2f}, 225); });
+  tiny("tiny SGD momentum", [](Report& r) {
+    optimizer_case<kiln::SGD>(r, kiln::SgdOptions{.lr = 0.1f, .momentum = 0.9}, 227);
+  });
+  tiny("tiny sRGB <-> Lab", [](Report& r) { colour_case(r, 1, 3, 5, 229); });
+  return t;
+}
+
+}  // namespace kiln_test

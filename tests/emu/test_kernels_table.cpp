@@ -1,0 +1,119 @@
+// Every CUDA kernel of kiln (kernels/*.cuh) on the emulated Cuda device against the CPU backend:
+// the table of tests/emu/kernel_cases.hpp, then a check that the table launched every __global__
+// kernel found in the kernel sources (a new kernel without a test case fails here).
+#include <doctest/doctest.h>
+
+#include <omp.h>
+
+#include <cctype>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <string>
+
+#include "emu/kernel_cases.hpp"
+
+namespace {
+
+struct Outcome {
+  std::string name;
+  kiln_test::Report report;
+  std::string exception;
+};
+
+// The whole table, run once per process (both test cases below use it), with the launch log on.
+const std::vector<Outcome>& table_outcomes() {
+  static const std::vector<Outcome> outcomes = [] {
+    // OS-thread mode is the ThreadSanitizer build: libgomp is not instrumented, so the CPU
+    // reference's OpenMP threads would be reported as races (false positives). One thread there.
+    if (KILN_EMU_THREADS) omp_set_num_threads(1);
+    kiln::cuda::clear_launched_kernels();
+    kiln::cuda::record_launches(true);
+    std::vector<Outcome> result;
+    for (const auto& c : kiln_test::kernel_cases()) {
+      // One std::thread per CUDA thread (ThreadSanitizer builds) is ~1000x slower than fibers:
+      // there only the tiny subset runs, which still launches every kernel.
+      if (KILN_EMU_THREADS && !c.small) continue;
+      Outcome o{c.name, {}, {}};
+      try {
+        c.run(o.report);
+      } catch (const std::exception& e) {
+        o.exception = e.what();
+      }
+      result.push_back(std::move(o));
+    }
+    kiln::cuda::record_launches(false);
+    return result;
+  }();
+  return outcomes;
+}
+
+// The names in `__global__ void name(` (whitespace allowed) in every kernels/*.cuh. (Parsed by
+// hand: std::regex trips -Wmaybe-uninitialized inside libstdc++ under the sanitizer builds.)
+std::set<std::string> kernels_in_sources() {
+  std::set<std::string> names;
+  auto skip_space = [](const std::string& s, std::size_t i) {
+    while (i < s.size() && std::isspace(static_cast<unsigned char>(s[i]))) ++i;
+    return i;
+  };
+  for (const auto& entry : std::filesystem::directory_iterator(std::filesystem::path(KILN_SOURCE_DIR) / "kernels")) {
+    if (entry.path().extension() != ".cuh") continue;
+    std::ifstream in(entry.path());
+    std::stringstream text;
+    text << in.rdbuf();
+    const std::string s = text.str();
+    for (std::size_t at = s.find("__global__"); at != std::string::npos; at = s.find("__global__", at + 1)) {
+      std::size_t i = skip_space(s, at + 10);
+      if (s.compare(i, 4, "void") != 0) continue;
+      i = skip_space(s, i + 4);
+      std::size_t end = i;
+      while (end < s.size() && (std::isalnum(static_cast<unsigned char>(s[end])) || s[end] == '_')) ++end;
+      if (end > i && skip_space(s, end) < s.size() && s[skip_space(s, end)] == '(') names.insert(s.substr(i, end - i));
+    }
+  }
+  return names;
+}
+
+}  // namespace
+
+TEST_CASE("kernel table: every case on the emulated Cuda device matches the CPU backend") {
+  REQUIRE(kiln::gpu::emulated);
+  for (const auto& o : table_outcomes()) {
+    INFO("case: ", o.name);
+    CHECK_MESSAGE(o.exception.empty(), "threw: ", o.exception);
+    CHECK(!o.report.comparisons.empty());
+    for (const auto& c : o.report.comparisons) {
+      INFO(c.what, ": normalised error ", c.error, " (bound ", c.bound, ")");
+      CHECK(c.ok());
+    }
+  }
+}
+
+TEST_CASE("kernel coverage: every __global__ kernel in kernels/*.cuh is launched by the table") {
+  table_outcomes();
+  const std::set<std::string> launched = kiln::cuda::launched_kernels();
+  const std::set<std::string> declared = kernels_in_sources();
+  REQUIRE(declared.size() >= 20);  // the parser found the kernels
+  for (const auto& name : declared) {
+    INFO("kernel ", name, " (kernels/*.cuh) has no case in tests/emu/kernel_cases.hpp");
+    CHECK(launched.count(name) == 1);
+  }
+  for (const auto& name : launched) {
+    INFO("launched kernel ", name, " is not declared as `__global__ void name(` in kernels/*.cuh");
+    CHECK(declared.count(name) == 1);
+  }
+}
+
+TEST_CASE("a failing launch throws kiln::gpu::Error naming the kernel") {
+  // A Conv2d whose kernel needs more shared memory than a block may use is refused with a sentence;
+  // a launch the emulator rejects names the kernel.
+  kiln::ConvShape s{1, 1, 1, 4, 4, 41};
+  kiln::Tensor<float, kiln::Cuda> x(kiln::Shape::nchw(1, 1, 4, 4)), w(kiln::Shape{1, 1, 41, 41}), b, y(x.shape()), ws;
+  CHECK_THROWS_WITH_AS(kiln::Backend<kiln::Cuda>::conv2d_forward(s, x, w, b, y, ws),
+                       doctest::Contains("48 KiB"), kiln::Error);
+  // batch larger than gridDim.z allows: the launch check names the kernel
+  kiln::ConvShape big{70000, 1, 1, 1, 1, 3};
+  CHECK_THROWS_WITH_AS(kiln::Backend<kiln::Cuda>::conv2d_forward(big, x, w, b, y, ws),
+                       doctest::Contains("conv2d_forward_kernel"), kiln::gpu::Error);
+}

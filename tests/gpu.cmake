@@ -1,0 +1,32 @@
+# The gpu suite (tests/gpu/*.cpp, label gpu) compiled by nvcc for real GPUs. Include it from
+# tests/CMakeLists.txt right after kiln_test_suite(gpu gpu):
+#   include(${CMAKE_CURRENT_SOURCE_DIR}/gpu.cmake)
+# Without KILN_CUDA the sources stay C++ (g++): they then run on the emulator, which is not what
+# they are for, so every test case exits with 77 and ctest reports it as skipped. With KILN_CUDA
+# every tests/gpu/*.cpp is compiled as CUDA (all of them: mixing g++- and nvcc-compiled kiln
+# headers in one binary would break the one-definition rule), and without a device at run time
+# they skip the same way.
+if(KILN_CUDA AND TARGET kiln_gpu_tests)
+  find_package(CUDAToolkit REQUIRED)
+  file(GLOB _kiln_gpu_sources CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/gpu/*.cpp)
+  set_source_files_properties(${_kiln_gpu_sources} PROPERTIES LANGUAGE CUDA)
+  set_target_properties(kiln_gpu_tests PROPERTIES
+    CUDA_ARCHITECTURES "${KILN_CUDA_ARCHITECTURES}")
+  # CMake 3.25 knows no C++20 flag for nvcc ("requires the language dialect CUDA20 ... does not
+  # support this" at generate time), so the standard is passed by hand and the CUDA_STANDARD
+  # property (initialised from CMAKE_CUDA_STANDARD) is cleared.
+  set_property(TARGET kiln_gpu_tests PROPERTY CUDA_STANDARD)
+  # 1675: "#pragma GCC unroll" in include/kiln/cpu/gemm_kernels.hpp is unknown to nvcc's front end.
+  target_compile_options(kiln_gpu_tests PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-std=c++20 -Xcompiler=-fopenmp --diag-suppress=1675>)
+  target_link_options(kiln_gpu_tests PRIVATE -fopenmp)
+  target_link_libraries(kiln_gpu_tests PRIVATE CUDA::cudart)
+  if(KILN_CUDNN)
+    find_library(KILN_CUDNN_LIBRARY cudnn
+      HINTS ${CUDAToolkit_LIBRARY_DIR} ${CUDAToolkit_LIBRARY_ROOT}/lib ${CUDAToolkit_LIBRARY_ROOT}/lib64
+      REQUIRED)
+    find_path(KILN_CUDNN_INCLUDE_DIR cudnn.h HINTS ${CUDAToolkit_INCLUDE_DIRS} REQUIRED)
+    target_include_directories(kiln_gpu_tests SYSTEM PRIVATE ${KILN_CUDNN_INCLUDE_DIR})
+    target_compile_definitions(kiln_gpu_tests PRIVATE KILN_WITH_CUDNN)
+    target_link_libraries(kiln_gpu_tests PRIVATE ${KILN_CUDNN_LIBRARY})
+  endif()
+endif()
