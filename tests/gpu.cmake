@@ -16,6 +16,8 @@ if(KILN_CUDA AND TARGET kiln_gpu_tests)
   # support this" at generate time), so the standard is passed by hand and the CUDA_STANDARD
   # property (initialised from CMAKE_CUDA_STANDARD) is cleared.
   set_property(TARGET kiln_gpu_tests PROPERTY CUDA_STANDARD)
+  set_property(TARGET kiln_gpu_tests PROPERTY KILN_CUDA_TARGET ON)
+  set_property(TARGET kiln_gpu_tests PROPERTY CXX_STANDARD)  # CUDA_STANDARD falls back to it
   # 1675: "#pragma GCC unroll" in include/kiln/cpu/gemm_kernels.hpp is unknown to nvcc's front end.
   target_compile_options(kiln_gpu_tests PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-std=c++20 -Xcompiler=-fopenmp --diag-suppress=1675>)
   target_link_options(kiln_gpu_tests PRIVATE -fopenmp)

@@ -19,6 +19,8 @@ target_link_libraries(kiln_nvcc_check PRIVATE kiln::kiln CUDA::cudart)
 # support this" at generate time), so the standard is passed by hand and the CUDA_STANDARD
 # property (initialised from CMAKE_CUDA_STANDARD) is cleared.
 set_property(TARGET kiln_nvcc_check PROPERTY CUDA_STANDARD)
+set_property(TARGET kiln_nvcc_check PROPERTY KILN_CUDA_TARGET ON)
+set_property(TARGET kiln_nvcc_check PROPERTY CXX_STANDARD)  # CUDA_STANDARD falls back to it
 # Host code of the CPU backend uses OpenMP; kiln::kiln's -fopenmp applies to CXX sources only.
 # 1675 = "unrecognized GCC pragma" (#pragma GCC unroll in include/kiln/cpu/gemm_kernels.hpp).
 # Every other warning, host or device, is an error.

@@ -22,6 +22,7 @@
 //                 accumulators hold VL partial sums each, added at the end in a
 //                 fixed order. (weight gradient: dy . im2col(x)^T)
 #include <cstddef>
+#include <cstring>
 #include <cstdint>
 #include <utility>
 
@@ -83,8 +84,20 @@ constexpr int fold_index(int vl, int g, int e, bool high) {
 template <int VL, int G, std::size_t... E>
 KILN_ALWAYS_INLINE void fold(typename Vec<VL>::type& out, const typename Vec<VL>::type& p,
                              const typename Vec<VL>::type& q, std::index_sequence<E...>) {
+#if defined(__CUDACC__)
+  // nvcc's front end cannot expand a pack inside __builtin_shufflevector: the
+  // same fold lane by lane (host code only; nvcc builds use the portable config).
+  float lanes[2 * VL], result[VL];
+  std::memcpy(lanes, &p, sizeof(float) * VL);
+  std::memcpy(lanes + VL, &q, sizeof(float) * VL);
+  ((result[E] = lanes[fold_index(VL, G, static_cast<int>(E), false)] +
+                lanes[fold_index(VL, G, static_cast<int>(E), true)]),
+   ...);
+  std::memcpy(&out, result, sizeof(float) * VL);
+#else
   out = __builtin_shufflevector(p, q, fold_index(VL, G, static_cast<int>(E), false)...) +
         __builtin_shufflevector(p, q, fold_index(VL, G, static_cast<int>(E), true)...);
+#endif
 }
 template <int VL, int G = VL>
 KILN_ALWAYS_INLINE void reduce_lanes(typename Vec<VL>::type* x) {  // x[0..VL) in, x[0] out

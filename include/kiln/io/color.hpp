@@ -17,7 +17,11 @@
 #include <cstdint>
 
 #ifndef KILN_HD
+#if defined(__CUDACC__)
+#define KILN_HD __host__ __device__
+#else
 #define KILN_HD
+#endif
 #endif
 
 namespace kiln::io {
