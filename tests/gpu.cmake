@@ -12,14 +12,9 @@ if(KILN_CUDA AND TARGET kiln_gpu_tests)
   set_source_files_properties(${_kiln_gpu_sources} PROPERTIES LANGUAGE CUDA)
   set_target_properties(kiln_gpu_tests PROPERTIES
     CUDA_ARCHITECTURES "${KILN_CUDA_ARCHITECTURES}")
-  # CMake 3.25 knows no C++20 flag for nvcc ("requires the language dialect CUDA20 ... does not
-  # support this" at generate time), so the standard is passed by hand and the CUDA_STANDARD
-  # property (initialised from CMAKE_CUDA_STANDARD) is cleared.
-  set_property(TARGET kiln_gpu_tests PROPERTY CUDA_STANDARD)
-  set_property(TARGET kiln_gpu_tests PROPERTY KILN_CUDA_TARGET ON)
-  set_property(TARGET kiln_gpu_tests PROPERTY CXX_STANDARD)  # CUDA_STANDARD falls back to it
+  # C++20 for nvcc comes from CMAKE_CUDA_STANDARD (the top-level CMakeLists teaches CMake 3.25 the flag).
   # 1675: "#pragma GCC unroll" in include/kiln/cpu/gemm_kernels.hpp is unknown to nvcc's front end.
-  target_compile_options(kiln_gpu_tests PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-std=c++20 -Xcompiler=-fopenmp --diag-suppress=1675>)
+  target_compile_options(kiln_gpu_tests PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-fopenmp --diag-suppress=1675>)
   target_link_options(kiln_gpu_tests PRIVATE -fopenmp)
   target_link_libraries(kiln_gpu_tests PRIVATE CUDA::cudart)
   if(KILN_CUDNN)

@@ -15,17 +15,12 @@ add_executable(kiln_nvcc_check ${CMAKE_CURRENT_LIST_DIR}/nvcc/kiln_nvcc_check.cu
 set_target_properties(kiln_nvcc_check PROPERTIES
   CUDA_ARCHITECTURES "80;90")
 target_link_libraries(kiln_nvcc_check PRIVATE kiln::kiln CUDA::cudart)
-# CMake 3.25 knows no C++20 flag for nvcc ("requires the language dialect CUDA20 ... does not
-# support this" at generate time), so the standard is passed by hand and the CUDA_STANDARD
-# property (initialised from CMAKE_CUDA_STANDARD) is cleared.
-set_property(TARGET kiln_nvcc_check PROPERTY CUDA_STANDARD)
-set_property(TARGET kiln_nvcc_check PROPERTY KILN_CUDA_TARGET ON)
-set_property(TARGET kiln_nvcc_check PROPERTY CXX_STANDARD)  # CUDA_STANDARD falls back to it
+# C++20 for nvcc comes from CMAKE_CUDA_STANDARD (the top-level CMakeLists teaches CMake 3.25 the flag).
 # Host code of the CPU backend uses OpenMP; kiln::kiln's -fopenmp applies to CXX sources only.
 # 1675 = "unrecognized GCC pragma" (#pragma GCC unroll in include/kiln/cpu/gemm_kernels.hpp).
 # Every other warning, host or device, is an error.
 target_compile_options(kiln_nvcc_check PRIVATE
-  $<$<COMPILE_LANGUAGE:CUDA>:-std=c++20 -Xcompiler=-fopenmp --diag-suppress=1675 --Werror=all-warnings>)
+  $<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-fopenmp --diag-suppress=1675 --Werror=all-warnings>)
 target_link_options(kiln_nvcc_check PRIVATE -fopenmp)
 
 if(KILN_CUDNN)
