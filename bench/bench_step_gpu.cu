@@ -1,0 +1,44 @@
+// kiln_bench_step_gpu: the whole training step and inference of UNetSmall and
+// UNetBase on the Cuda device (see step_cases.hpp), strict fp32.
+#include <cstdio>
+
+#include "bench_common.hpp"
+#include "gpu_common.hpp"
+
+#if __has_include("kiln/cuda.hpp")
+#include "kiln/cuda.hpp"
+#include "step_cases.hpp"
+#define KILN_BENCH_OURS 1
+
+namespace kiln::bench {
+template <>
+struct StepTiming<Cuda> {
+  static constexpr int default_steps = 20;
+  static void sync() { KILN_BENCH_CUDA(cudaDeviceSynchronize()); }
+};
+}  // namespace kiln::bench
+#else
+#define KILN_BENCH_OURS 0
+#endif
+
+int main(int argc, char** argv) {
+  using namespace kiln::bench;
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
+    std::fprintf(stderr, "kiln_bench_step_gpu: no CUDA device is available\n");
+    return 1;
+  }
+  add_gpu_context();
+#if KILN_BENCH_OURS
+  register_step_benchmarks<kiln::Cuda>("cuda");
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+#else
+  std::fprintf(stderr, "kiln_bench_step_gpu: <kiln/cuda.hpp> did not exist when this was built: nothing to run\n");
+  benchmark::Shutdown();
+  return 3;
+#endif
+}

@@ -1,0 +1,227 @@
+#!/usr/bin/env python3
+"""Turns the raw outputs of bench/gpu_report.sh (a folder) into one markdown report on stdout.
+
+Reads, each if present: machine.txt, phases.tsv, ctest-gpu.log, bench_gpu.json (per-layer: our
+kernels, cuDNN fp32, cuDNN TF32), bench_step_gpu.json (whole U-Net step), pytorch_gpu.json
+(compare_pytorch.py --device cuda). Standard library only.
+Usage: bench/gpu_report.py bench/out > bench/out/gpu-report.md
+"""
+import json
+import math
+import os
+import sys
+
+
+def load_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def read(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def fmt(v, digits=1):
+    if v is None:
+        return "-"
+    if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
+        return "-"
+    return f"{v:,.{digits}f}"
+
+
+def time_us(b):
+    """Per-call time of a Google Benchmark row in microseconds."""
+    scale = {"ns": 1e-3, "us": 1.0, "ms": 1e3, "s": 1e6}[b.get("time_unit", "ns")]
+    return b["real_time"] * scale
+
+
+def split_name(name):
+    """'conv3x3_fwd/cuda/fp32/C64_H64_N16' -> ('conv3x3_fwd', 'cuda', 'fp32', 'C64_H64_N16')."""
+    parts = name.split("/")
+    # Google Benchmark appends '/manual_time', '/iterations:1' ...: drop them.
+    parts = [p for p in parts if not (p.startswith("manual_time") or p.startswith("real_time")
+                                      or p.startswith("iterations:") or p.startswith("min_time:"))]
+    if len(parts) < 3:
+        return None
+    op, backend, rest = parts[0], parts[1], parts[2:]
+    math_mode = rest[0] if len(rest) > 1 else ""
+    return op, backend, math_mode, rest[-1]
+
+
+def shape_key(shape):
+    """Sort 'C64_H64_N16' by (N, input size set, C)."""
+    try:
+        c, h, n = (int(p[1:]) for p in shape.split("_"))
+        return (n, c * h, c)
+    except ValueError:
+        return (0, 0, 0)
+
+
+OP_ORDER = ["conv3x3_fwd", "conv3x3_dgrad", "conv3x3_wgrad", "conv1x1_fwd", "conv1x1_dgrad", "conv1x1_wgrad",
+            "batchnorm_fwd_train", "batchnorm_bwd", "batchnorm_fwd_eval", "relu_fwd", "relu_bwd", "maxpool_fwd",
+            "maxpool_bwd", "upsample_fwd", "upsample_bwd", "concat_fwd", "concat_bwd", "mse_fwd", "mse_bwd",
+            "adam_step"]
+
+
+def layer_section(report, lines):
+    ctx = report.get("context", {})
+    lines.append("## Device\n")
+    keys = [("kiln_gpu_name", "GPU"), ("kiln_gpu_cc", "compute capability"), ("kiln_gpu_sms", "SMs"),
+            ("kiln_gpu_clock_mhz", "SM clock (MHz)"), ("kiln_gpu_mem_clock_mhz", "memory clock (MHz)"),
+            ("kiln_gpu_bus_bits", "memory bus (bits)"), ("kiln_gpu_fp32_peak_tflops", "fp32 peak (TFLOP/s, CUDA cores)"),
+            ("kiln_gpu_tf32_peak_tflops", "TF32 peak (TFLOP/s, dense tensor cores)"),
+            ("kiln_gpu_dram_peak_gbs", "DRAM peak (GB/s, from clock x bus)"),
+            ("kiln_gpu_d2d_copy_gbs", "measured cudaMemcpy D2D (GB/s, read + write): the memory ceiling"),
+            ("kiln_cudnn_version", "cuDNN version"), ("kiln_ours", "our kernels")]
+    lines.append("| | |\n|---|---|")
+    for k, label in keys:
+        if k in ctx:
+            v = ctx[k]
+            try:
+                v = fmt(float(v), 1) if "." in v else v
+            except ValueError:
+                pass
+            lines.append(f"| {label} | {v} |")
+    lines.append("")
+
+    rows = {}
+    for b in report.get("benchmarks", []):
+        if b.get("run_type") == "aggregate":
+            continue
+        parsed = split_name(b["name"])
+        if not parsed:
+            continue
+        op, backend, math_mode, shape = parsed
+        rows.setdefault((op, shape), {})[f"{backend}/{math_mode}" if math_mode else backend] = b
+    if not rows:
+        lines.append("No per-layer results (kiln_bench_gpu did not run or wrote no JSON).\n")
+        return
+
+    lines.append("## Per layer: our kernels against cuDNN\n")
+    lines.append("Time per call: the mean GPU event time over Google Benchmark's run (`--benchmark_min_time`). "
+                 "**ours/cuDNN** < 1 means ours is faster. fp32 = cuDNN without tensor cores "
+                 "(CUDNN_FMA_MATH), like for like with our fp32 kernels; TF32 = cuDNN allowed TF32 tensor cores "
+                 "(its default for fp32 convolutions on Ampere and later). Rate = GFLOP/s for convolutions "
+                 "(2·N·Cout·Cin·K²·H·W per pass), GB/s for the rest (each tensor read once + written once); "
+                 "peak = fraction of the fp32 (or TF32) peak, or of the measured copy bandwidth. "
+                 "Shapes: C and H of the layer's input, N the batch (see bench/bench_common.hpp).\n")
+    lines.append("| op | shape | ours µs | cuDNN fp32 µs | ours/cuDNN fp32 | cuDNN TF32 µs | ours/cuDNN TF32 "
+                 "| ours rate | ours peak | cuDNN fp32 peak | cuDNN TF32 peak | errors |")
+    lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    ratios = {}
+    ordered = sorted(rows.items(), key=lambda kv: (OP_ORDER.index(kv[0][0]) if kv[0][0] in OP_ORDER else 99,
+                                                   shape_key(kv[0][1])))
+    for (op, shape), by in ordered:
+        ours, fp32, tf32 = by.get("cuda/fp32"), by.get("cudnn/fp32"), by.get("cudnn/tf32")
+        errors = "; ".join(f"{k}: {v.get('error_message', '')}" for k, v in by.items() if v.get("error_occurred"))
+        ok = lambda b: b is not None and not b.get("error_occurred")  # noqa: E731
+        t_ours = time_us(ours) if ok(ours) else None
+        t_fp32 = time_us(fp32) if ok(fp32) else None
+        t_tf32 = time_us(tf32) if ok(tf32) else None
+        r32 = t_ours / t_fp32 if t_ours and t_fp32 else None
+        rtf = t_ours / t_tf32 if t_ours and t_tf32 else None
+        if r32:
+            ratios.setdefault(op, []).append(r32)
+        rate = None
+        if ok(ours):
+            rate = (f"{fmt(ours['GFLOP/s'], 0)} GFLOP/s" if "GFLOP/s" in ours else
+                    f"{fmt(ours.get('GB/s'), 0)} GB/s" if "GB/s" in ours else "-")
+        peak = lambda b: fmt(100 * b["peak_frac"], 0) + "%" if ok(b) and "peak_frac" in b else "-"  # noqa: E731
+        lines.append(f"| {op} | {shape} | {fmt(t_ours)} | {fmt(t_fp32)} | {fmt(r32, 2)} | {fmt(t_tf32)} | "
+                     f"{fmt(rtf, 2)} | {rate or '-'} | {peak(ours)} | {peak(fp32)} | {peak(tf32)} | {errors} |")
+    lines.append("")
+    if ratios:
+        lines.append("### Summary: geometric mean of ours / cuDNN fp32 per operation\n")
+        lines.append("| op | shapes | geomean ours/cuDNN fp32 | best | worst |\n|---|---:|---:|---:|---:|")
+        for op in sorted(ratios, key=lambda o: OP_ORDER.index(o) if o in OP_ORDER else 99):
+            rs = ratios[op]
+            g = math.exp(sum(math.log(r) for r in rs) / len(rs))
+            lines.append(f"| {op} | {len(rs)} | {g:.2f} | {min(rs):.2f} | {max(rs):.2f} |")
+        lines.append("")
+    labels = [(op, shape, k, b.get("label")) for (op, shape), by in ordered for k, b in by.items()
+              if k.startswith("cudnn") and op.startswith("conv") and b.get("label")]
+    if labels:
+        lines.append("<details><summary>cuDNN's chosen convolution algorithms</summary>\n")
+        lines.append("| op | shape | math | algorithm |\n|---|---|---|---|")
+        for op, shape, k, label in labels:
+            lines.append(f"| {op} | {shape} | {k} | {label} |")
+        lines.append("\n</details>\n")
+
+
+def step_section(report, lines):
+    lines.append("## Whole U-Net on the GPU (kiln_bench_step_gpu)\n")
+    if not report or not report.get("benchmarks"):
+        lines.append("No results (kiln_bench_step_gpu did not run or wrote no JSON).\n")
+        return
+    lines.append("Median of the timed steps (each synchronised), after warm-up steps; a training step is "
+                 "forward + MSE + zero_grad + backward + Adam.\n")
+    lines.append("| benchmark | median ms | min ms | images/s | arena MiB | params |\n|---|---:|---:|---:|---:|---:|")
+    for b in report["benchmarks"]:
+        if b.get("error_occurred"):
+            lines.append(f"| {b['name']} | error: {b.get('error_message', '')} | | | | |")
+            continue
+        name = b["name"].split("/iterations")[0].split("/manual_time")[0]
+        lines.append(f"| {name} | {fmt(b.get('median_ms'), 2)} | {fmt(b.get('min_ms'), 2)} | "
+                     f"{fmt(b.get('images_per_s'), 0)} | {fmt(b.get('arena_MiB'), 0)} | {fmt(b.get('params'), 0)} |")
+    lines.append("")
+
+
+def pytorch_section(report, lines):
+    lines.append("## kiln against PyTorch on the GPU (compare_pytorch.py --device cuda)\n")
+    if not report:
+        lines.append("No results (PyTorch with CUDA was not found, or the comparison failed).\n")
+        return
+    m = report.get("machine", {})
+    lines.append(f"PyTorch {m.get('torch', '?')} on {m.get('gpu', '?')}; median of {m.get('steps')} steps after "
+                 f"{m.get('warmup')} warm-up; cudnn.benchmark on. kiln is strict fp32; PyTorch is shown in strict "
+                 "fp32 (allow_tf32 off) and with TF32 allowed.\n")
+    lines.append("| model | config | mode | PyTorch math | kiln ms | PyTorch ms | kiln / PyTorch |\n"
+                 "|---|---|---|---|---:|---:|---:|")
+    for r in report.get("rows", []):
+        lines.append(f"| {r['model']} | {r['config']} | {r['mode']} | {r['math']} | {fmt(r.get('kiln_ms'), 2)} | "
+                     f"{fmt(r.get('pytorch_ms'), 2)} | {fmt(r.get('ratio'), 2)} |")
+    params = report.get("parameters", [])
+    if params:
+        lines.append("\n| model | PyTorch parameters | kiln parameter_count |\n|---|---:|---:|")
+        for p in params:
+            lines.append(f"| {p['model']} | {p['pytorch']:,} | {p.get('kiln', '-')} |")
+    lines.append("")
+
+
+def main():
+    folder = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "out")
+    lines = ["# kiln GPU report\n", "Written by `bench/gpu_report.sh` (raw JSON and logs next to this file).\n"]
+    machine = read(os.path.join(folder, "machine.txt"))
+    if machine:
+        lines.append("```\n" + machine.strip() + "\n```\n")
+    phases = read(os.path.join(folder, "phases.tsv"))
+    if phases:
+        lines.append("## Phases\n\n| phase | status | seconds | note |\n|---|---|---:|---|")
+        for line in phases.strip().splitlines():
+            cols = (line.split("\t") + ["", "", "", ""])[:4]
+            lines.append("| " + " | ".join(c.replace("|", "/") for c in cols) + " |")
+        lines.append("")
+    ctest = read(os.path.join(folder, "ctest-gpu.log"))
+    if ctest:
+        summary = [ln for ln in ctest.splitlines() if "tests passed" in ln or "tests failed" in ln
+                   or "***Failed" in ln or "No tests were found" in ln]
+        lines.append("## ctest -L gpu\n\n```\n" + ("\n".join(summary) or ctest.strip()[-2000:]) + "\n```\n")
+    layer = load_json(os.path.join(folder, "bench_gpu.json"))
+    if layer:
+        layer_section(layer, lines)
+    else:
+        lines.append("## Per layer\n\nNo results (kiln_bench_gpu did not run or wrote no JSON).\n")
+    step_section(load_json(os.path.join(folder, "bench_step_gpu.json")), lines)
+    pytorch_section(load_json(os.path.join(folder, "pytorch_gpu.json")), lines)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,16 @@
+# cmake -DBENCH=<program> -DCHECK=<kiln_bench_check> -DOUT=<json> -DPREFIXES=<a;b;...> -P smoke_run.cmake
+# Runs a benchmark program in smoke mode (KILN_BENCH_SMOKE=1 is set by the test)
+# and checks its JSON report.
+get_filename_component(_dir ${OUT} DIRECTORY)
+file(MAKE_DIRECTORY ${_dir})
+set(ENV{KILN_BENCH_SMOKE} 1)
+execute_process(COMMAND ${BENCH} --benchmark_out=${OUT} --benchmark_out_format=json
+                RESULT_VARIABLE _rc OUTPUT_VARIABLE _out ERROR_VARIABLE _err)
+if(NOT _rc EQUAL 0)
+  message(FATAL_ERROR "${BENCH} failed (${_rc}):\n${_out}\n${_err}")
+endif()
+execute_process(COMMAND ${CHECK} ${OUT} ${PREFIXES} RESULT_VARIABLE _rc OUTPUT_VARIABLE _out ERROR_VARIABLE _err)
+message("${_out}${_err}")
+if(NOT _rc EQUAL 0)
+  message(FATAL_ERROR "the benchmark report ${OUT} failed the check")
+endif()
