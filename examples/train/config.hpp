@@ -1,0 +1,122 @@
+#pragma once
+// kiln-train's settings: the command line, and the JSON copy kept in every checkpoint (so
+// --resume continues with the same settings unless the command line says otherwise).
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace kiln::programs {
+
+struct TrainConfig {
+  std::vector<std::string> data;   // training folders
+  std::string preset;              // default | street ("" = none)
+  std::vector<std::string> val;    // validation folders
+  double val_split = 0;            // fraction of the training images (by image) when no --val
+  int crop = 64;
+  int batch = 16;
+  int epochs = 30;
+  int steps_per_epoch = 100;
+  std::string time_budget;         // "" = none, else "10m", "90s", ...
+  double lr = 1e-3;
+  double lr_end_fraction = 0.05;
+  std::string schedule = "exp";    // exp | step | cosine | constant
+  double step_gamma = 0.1;         // step schedule
+  int step_epochs = 10;            // step schedule
+  std::string optimizer = "adam";  // adam | adamw | sgd
+  double weight_decay = -1;        // < 0: the optimizer's default (0 Adam, 0.01 AdamW, 0 SGD)
+  double momentum = 0.9;           // sgd
+  std::string loss = "mse";        // mse | l1 | huber
+  double huber_delta = 1.0;
+  std::string model = "small";     // small | base
+  std::string device = "auto";     // auto | cpu | cuda
+  int threads = 0;                 // 0 = OpenMP's default
+  std::uint64_t seed = 1;
+  std::string out = "out/train";
+  int val_every = 1;
+  int val_crops = 4;               // crops per validation image
+  int samples = 6;                 // rows in samples.png
+  int sample_size = 192;           // width of a sample cell (height 3/4 of it)
+  std::vector<float> scales = {1.0f, 0.75f, 0.5f};
+  bool flip = true;
+  int loader_max_side = 512;
+  int workers = 1;
+  long long stop_at_step = 0;      // > 0: stop (and save, as on Ctrl-C) when the global step reaches it
+};
+
+inline void to_json(nlohmann::json& j, const TrainConfig& c) {
+  j = nlohmann::json{{"data", c.data},
+                     {"preset", c.preset},
+                     {"val", c.val},
+                     {"val_split", c.val_split},
+                     {"crop", c.crop},
+                     {"batch", c.batch},
+                     {"epochs", c.epochs},
+                     {"steps_per_epoch", c.steps_per_epoch},
+                     {"time_budget", c.time_budget},
+                     {"lr", c.lr},
+                     {"lr_end_fraction", c.lr_end_fraction},
+                     {"schedule", c.schedule},
+                     {"step_gamma", c.step_gamma},
+                     {"step_epochs", c.step_epochs},
+                     {"optimizer", c.optimizer},
+                     {"weight_decay", c.weight_decay},
+                     {"momentum", c.momentum},
+                     {"loss", c.loss},
+                     {"huber_delta", c.huber_delta},
+                     {"model", c.model},
+                     {"device", c.device},
+                     {"threads", c.threads},
+                     {"seed", c.seed},
+                     {"out", c.out},
+                     {"val_every", c.val_every},
+                     {"val_crops", c.val_crops},
+                     {"samples", c.samples},
+                     {"sample_size", c.sample_size},
+                     {"scales", c.scales},
+                     {"flip", c.flip},
+                     {"loader_max_side", c.loader_max_side},
+                     {"workers", c.workers}};
+}
+
+// Missing keys keep their defaults (checkpoints from older versions).
+inline void from_json(const nlohmann::json& j, TrainConfig& c) {
+  auto get = [&](const char* key, auto& field) {
+    if (j.contains(key)) j.at(key).get_to(field);
+  };
+  get("data", c.data);
+  get("preset", c.preset);
+  get("val", c.val);
+  get("val_split", c.val_split);
+  get("crop", c.crop);
+  get("batch", c.batch);
+  get("epochs", c.epochs);
+  get("steps_per_epoch", c.steps_per_epoch);
+  get("time_budget", c.time_budget);
+  get("lr", c.lr);
+  get("lr_end_fraction", c.lr_end_fraction);
+  get("schedule", c.schedule);
+  get("step_gamma", c.step_gamma);
+  get("step_epochs", c.step_epochs);
+  get("optimizer", c.optimizer);
+  get("weight_decay", c.weight_decay);
+  get("momentum", c.momentum);
+  get("loss", c.loss);
+  get("huber_delta", c.huber_delta);
+  get("model", c.model);
+  get("device", c.device);
+  get("threads", c.threads);
+  get("seed", c.seed);
+  get("out", c.out);
+  get("val_every", c.val_every);
+  get("val_crops", c.val_crops);
+  get("samples", c.samples);
+  get("sample_size", c.sample_size);
+  get("scales", c.scales);
+  get("flip", c.flip);
+  get("loader_max_side", c.loader_max_side);
+  get("workers", c.workers);
+}
+
+}  // namespace kiln::programs

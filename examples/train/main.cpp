@@ -1,0 +1,218 @@
+// kiln-train: trains the colorization U-Net on folders of colour photos.
+// See docs/programs.md, or run kiln-train --help.
+#include "../common/models.hpp"  // first: it brings <kiln/cuda.hpp> before the other kiln headers
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <exception>
+#include <set>
+#include <string>
+
+#include "../common/checkpoint_model.hpp"
+#include "../common/cli.hpp"
+#include "config.hpp"
+#include "trainer.hpp"
+
+namespace kp = kiln::programs;
+
+namespace {
+
+// Options whose value an explicit command line takes over from a resumed checkpoint's config
+// (option name without "--" -> config key). Data and validation options travel as groups.
+std::string key_of(const std::string& option) {
+  std::string k = option.substr(option.find_first_not_of('-'));
+  for (char& ch : k)
+    if (ch == '-') ch = '_';
+  return k;
+}
+
+int run(int argc, char** argv) {
+  kp::TrainConfig c;
+  CLI::App app{
+      "kiln-train: trains kiln's colorization U-Net (input: the L of CIE Lab; output: a and b) on folders of colour "
+      "photos. Writes OUT/metrics.jsonl, OUT/loss.png, OUT/samples.png, OUT/latest.safetensors and "
+      "OUT/best.safetensors. Ctrl-C saves OUT/latest.safetensors and stops (exit 130); --resume continues.",
+      "kiln-train"};
+  // A repeated option takes its last value (handy for scripts that append to a base command).
+  app.option_defaults()->always_capture_default()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  app.get_formatter()->column_width(34);
+
+  auto* data = app.add_option("--data", c.data, "Training image folders (searched recursively)")
+                   ->type_name("DIR...")
+                   ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  auto* preset = app.add_option("--preset", c.preset,
+                                "Bundled photos: data/photos/<NAME>/{train,val} as installed by "
+                                "scripts/install-data.sh (KILN_DATA_DIR overrides data/photos)")
+                     ->check(CLI::IsMember({"default", "street"}));
+  auto* val = app.add_option("--val", c.val, "Validation image folders")
+                  ->type_name("DIR...")
+                  ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  auto* split = app.add_option("--val-split", c.val_split,
+                               "Hold out this fraction of the training images (by image) for validation; used when "
+                               "neither --val nor a preset's val folder is given (0 means 0.1 then)")
+                    ->check(CLI::Range(0.0, 0.9));
+  app.add_option("--crop", c.crop, "Side of the square training crops (pixels, multiple of 16)")
+      ->check(CLI::Range(16, 4096));
+  app.add_option("--batch", c.batch, "Crops per step")->check(CLI::Range(1, 4096));
+  app.add_option("--epochs", c.epochs, "Epochs (the learning-rate schedule spans them)")->check(CLI::Range(1, 1000000));
+  app.add_option("--steps-per-epoch", c.steps_per_epoch, "Steps per epoch (an epoch = validation + checkpoint)")
+      ->check(CLI::Range(1, 100000000));
+  app.add_option("--time-budget", c.time_budget,
+                 "Stop cleanly after this wall time (e.g. 90s, 10m, 1h30m), still validating, saving and drawing; "
+                 "the learning-rate schedule then also advances with the clock so it ends with the budget")
+      ->type_name("DURATION");
+  app.add_option("--lr", c.lr, "Initial learning rate")->check(CLI::PositiveNumber);
+  app.add_option("--lr-end-fraction", c.lr_end_fraction,
+                 "Final learning rate as a fraction of --lr (exp, cosine; the reference run: 1/20)")
+      ->check(CLI::Range(0.0, 1.0));
+  app.add_option("--schedule", c.schedule,
+                 "Learning-rate schedule, updated every step on the fractional epoch: exp (lr -> lr*end-fraction "
+                 "exponentially over the epochs, the reference), step (x --step-gamma every --step-epochs), "
+                 "cosine, constant")
+      ->check(CLI::IsMember({"exp", "step", "cosine", "constant"}));
+  app.add_option("--step-gamma", c.step_gamma, "Factor of the step schedule")->check(CLI::PositiveNumber);
+  app.add_option("--step-epochs", c.step_epochs, "Epochs between steps of the step schedule")->check(CLI::PositiveNumber);
+  app.add_option("--optimizer", c.optimizer, "adam, adamw or sgd (momentum --momentum)")
+      ->check(CLI::IsMember({"adam", "adamw", "sgd"}));
+  app.add_option("--weight-decay", c.weight_decay, "Weight decay; negative: the optimizer's default (Adam 0, AdamW 0.01)");
+  app.add_option("--momentum", c.momentum, "SGD momentum")->check(CLI::Range(0.0, 1.0));
+  app.add_option("--loss", c.loss, "Training loss on ab/110: mse, l1 or huber")->check(CLI::IsMember({"mse", "l1", "huber"}));
+  app.add_option("--huber-delta", c.huber_delta, "Delta of the Huber loss (in ab/110 units)")->check(CLI::PositiveNumber);
+  auto* model = app.add_option("--model", c.model, "Model size: small (UNet width 16, depth 4) or base (width 32, depth 4, the reference's 7.2M parameters)")
+                    ->check(CLI::IsMember({"small", "base"}));
+  app.add_option("--device", c.device,
+                 "auto (cuda when a GPU is present, else cpu), cpu, or cuda (without a GPU: kiln's CPU emulator of "
+                 "CUDA, very slow: for testing only)")
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  app.add_option("--threads", c.threads, "CPU threads (0: OpenMP's default, all cores)")->check(CLI::Range(0, 4096));
+  app.add_option("--seed", c.seed, "Seed for initial weights, validation split, crops and their order");
+  app.add_option("--out", c.out, "Output folder")->type_name("DIR");
+  std::string resume;
+  auto* resume_opt = app.add_option("--resume", resume,
+                                    "Continue from a checkpoint (default OUT/latest.safetensors): model, optimizer "
+                                    "moments and step, schedule position, data order. Its settings are used except "
+                                    "those given on this command line")
+                         ->expected(0, 1)
+                         ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast)
+                         ->type_name("[CHECKPOINT]");
+  app.add_option("--val-every", c.val_every, "Validate every N epochs (and at the end)")->check(CLI::Range(1, 1000000));
+  app.add_option("--val-crops", c.val_crops, "Fixed validation crops per image")->check(CLI::Range(1, 1000));
+  app.add_option("--samples", c.samples, "Validation images in OUT/samples.png (rows of grey | prediction | truth)")
+      ->check(CLI::Range(0, 100));
+  app.add_option("--sample-size", c.sample_size, "Width of a picture in samples.png (pixels)")->check(CLI::Range(16, 2048));
+  app.add_option("--scales", c.scales, "Crop scales (a crop covers crop/scale pixels of the image, resized)")
+      ->check(CLI::PositiveNumber)
+      ->type_name("S...")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  app.add_option("--flip", c.flip, "Random left-right flips");
+  app.add_option("--loader-max-side", c.loader_max_side,
+                 "Training images are cached downscaled to this long side before cropping")
+      ->check(CLI::Range(16, 1 << 20));
+  app.add_option("--workers", c.workers, "Background threads preparing batches (0: in the training thread)")
+      ->check(CLI::Range(0, 64));
+  app.add_option("--stop-at-step", c.stop_at_step,
+                 "Stop when the global step count reaches N, saving OUT/latest.safetensors as on Ctrl-C (for tests)")
+      ->check(CLI::NonNegativeNumber);
+  preset->excludes(data);
+  data->excludes(preset);
+  val->excludes(split);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    kp::print_error("kiln-train", e.what());
+    std::fprintf(stderr, "Run kiln-train --help for the options.\n");
+    return kp::exit_usage;
+  }
+
+  kp::RunRequest req;
+  // Resume: the checkpoint's settings, with the options given here on top.
+  if (resume_opt->count() > 0) {
+    const std::string out = app.count("--out") ? c.out : kp::TrainConfig{}.out;
+    req.resume = resume.empty() ? (std::filesystem::path(out) / "latest.safetensors").string() : resume;
+    if (!std::filesystem::exists(req.resume))
+      throw kp::ProgramError(req.resume, "cannot resume: the checkpoint does not exist");
+    kp::CheckpointModel ck;
+    nlohmann::json saved;
+    try {
+      ck = kp::checkpoint_model(req.resume);
+      const kiln::io::SafetensorsFile file = kiln::io::load_safetensors(req.resume);
+      const auto it = file.metadata.find("kiln.train.config");
+      if (it == file.metadata.end())
+        throw kp::ProgramError(req.resume, "cannot resume: not a kiln-train checkpoint (no kiln.train.config metadata); "
+                                           "kiln-colorize can still use it");
+      saved = nlohmann::json::parse(it->second);
+    } catch (const kp::ProgramError&) {
+      throw;
+    } catch (const std::exception& e) {
+      throw kp::file_error(req.resume, e);
+    }
+    if (model->count() > 0 && c.model != ck.name)
+      throw kp::ProgramError(req.resume, "is a checkpoint of the '" + ck.name + "' model, but --model " + c.model +
+                                             " was asked: resume it with --model " + ck.name +
+                                             " (or leave --model out), or start a new run without --resume");
+    nlohmann::json given = c;
+    nlohmann::json merged = saved;
+    std::set<std::string> explicit_keys;
+    for (const CLI::Option* o : app.get_options())
+      if (o->count() > 0 && !o->get_lnames().empty()) explicit_keys.insert(key_of("--" + o->get_lnames().front()));
+    if (explicit_keys.count("data") || explicit_keys.count("preset")) explicit_keys.insert({"data", "preset"});
+    if (explicit_keys.count("val") || explicit_keys.count("val_split")) explicit_keys.insert({"val", "val_split"});
+    for (const std::string& k : explicit_keys)
+      if (given.contains(k)) merged[k] = given[k];
+    // Per-invocation settings are never inherited: the machine and the time of this run.
+    for (const char* k : {"time_budget", "threads", "device", "workers"}) merged[k] = given[k];
+    merged["model"] = ck.name;
+    const long long stop_at_step = c.stop_at_step;
+    c = merged.get<kp::TrainConfig>();
+    c.stop_at_step = stop_at_step;
+  } else if (data->count() == 0 && preset->count() == 0) {
+    kp::print_error("kiln-train", "no training data: give --data DIR... or --preset default|street (or --resume)");
+    std::fprintf(stderr, "Run kiln-train --help for the options.\n");
+    return kp::exit_usage;
+  }
+  if (c.crop % 16 != 0) throw kp::usage_error("--crop", std::to_string(c.crop) + " is not a multiple of 16 (the U-Net halves it 4 times)");
+  if (c.batch * (c.crop / 16) * (c.crop / 16) < 2)
+    throw kp::usage_error("--batch", "batch " + std::to_string(c.batch) + " of " + std::to_string(c.crop) +
+                                         "-pixel crops leaves one value per channel at the U-Net's bottleneck, too few "
+                                         "for batch normalisation: use --batch 2 or more, or a larger --crop");
+  if (!c.time_budget.empty()) {
+    try {
+      req.time_budget_s = kp::parse_duration(c.time_budget);
+    } catch (const std::exception& e) {
+      throw kp::usage_error("--time-budget", e.what());
+    }
+  }
+  (void)split;
+  req.device = kp::resolve_device(c.device, "kiln-train");
+  req.config = c;
+  return kp::with_model(c.model, req.device,
+                        [&]<class Model>(std::type_identity<Model>) { return kp::train<Model>(std::move(req)); });
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const kp::AlreadyReported& r) {
+    return r.exit_code;
+  } catch (const kp::ProgramError& e) {
+    std::fflush(stdout);
+    kp::print_error("kiln-train", e.what());
+    return e.exit_code();
+  } catch (const kiln::io::IoError& e) {
+    std::fflush(stdout);
+    const std::string file = kp::first_quoted(e.what());
+    kp::print_error("kiln-train", file.empty() ? e.what() : file + ": " + kp::without_quoted(e.what(), file));
+    return kp::exit_error;
+  } catch (const std::exception& e) {
+    std::fflush(stdout);
+    kp::print_error("kiln-train", e.what());
+    return kp::exit_error;
+  }
+}

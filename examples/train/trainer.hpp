@@ -1,0 +1,627 @@
+#pragma once
+// kiln-train's training run for one (Model, Device) pair: data, network, optimizer, schedule,
+// the loop, validation, checkpoints, pictures. main.cpp parses the command line and calls
+// train<Model>() once, for the model and device chosen at run time.
+#include "../common/models.hpp"  // first: it brings <kiln/cuda.hpp> before the other kiln headers
+#include <kiln/io/checkpoint.hpp>
+#include <kiln/io/dataset.hpp>
+#include <kiln/io/image.hpp>
+#include <kiln/io/lab_tensor.hpp>
+#include <kiln/io/loader.hpp>
+#include <kiln/kiln.hpp>
+#include <kiln/train/metrics.hpp>
+#include <nlohmann/json.hpp>
+#include <omp.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "../common/cli.hpp"
+#include "../common/grid.hpp"
+#include "../common/infer.hpp"
+#include "../common/plot.hpp"
+#include "../common/progress.hpp"
+#include "../common/signals.hpp"
+#include "config.hpp"
+
+namespace kiln::programs {
+
+inline constexpr const char* kTrainProgram = "kiln-train";
+namespace fs = std::filesystem;
+
+// What main() decided beyond the config.
+struct RunRequest {
+  TrainConfig config;
+  DeviceKind device = DeviceKind::cpu;
+  std::string resume;                   // checkpoint to continue from ("" = fresh run)
+  double time_budget_s = 0;             // 0 = none
+  std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+};
+
+// ---------------------------------------------------------------------------------- data
+
+// The folder that holds the presets' photos: $KILN_DATA_DIR, ./data/photos, or the source tree's.
+inline fs::path preset_root() {
+  if (const char* env = std::getenv("KILN_DATA_DIR"); env && *env) return env;
+  if (fs::is_directory("data/photos")) return "data/photos";
+#ifdef KILN_SOURCE_DIR
+  if (fs::is_directory(fs::path(KILN_SOURCE_DIR) / "data/photos")) return fs::path(KILN_SOURCE_DIR) / "data/photos";
+#endif
+  return "data/photos";
+}
+
+inline io::ImageFolderDataset scan_folders(const std::vector<std::string>& folders) {
+  std::vector<fs::path> files;
+  for (const std::string& folder : folders) {
+    try {
+      const io::ImageFolderDataset d{fs::path(folder)};
+      for (const std::string& skipped : d.skipped()) print_warning(kTrainProgram, "skipping " + skipped);
+      files.insert(files.end(), d.files().begin(), d.files().end());
+    } catch (const std::exception& e) {
+      throw file_error(folder, e);
+    }
+  }
+  return io::ImageFolderDataset::from_files(std::move(files));
+}
+
+// Prints one line per unusable image and stops the run (fail fast, before any training).
+inline void check_images(const io::ImageFolderDataset& d, int min_side) {
+  const std::vector<io::BadImage> bad = d.find_bad_images(min_side);
+  if (bad.empty()) return;
+  for (const io::BadImage& b : bad)
+    print_error(kTrainProgram, b.file.empty() ? b.reason : b.file.string() + ": " + without_quoted(b.reason, b.file.string()));
+  throw AlreadyReported{exit_error};
+}
+
+struct DataSets {
+  io::ImageFolderDataset train, val;
+  std::string val_origin;
+};
+
+inline DataSets find_data(const TrainConfig& c) {
+  DataSets d;
+  std::vector<std::string> train_folders = c.data, val_folders = c.val;
+  if (!c.preset.empty()) {
+    const fs::path root = preset_root() / c.preset;
+    for (const char* part : {"train", "val"}) {
+      if (!fs::is_directory(root / part))
+        throw ProgramError((root / part).string(),
+                           "the '" + c.preset + "' photos are not installed: run 'bash scripts/install-data.sh --preset " +
+                               c.preset + "' (or give --data DIR)");
+    }
+    train_folders.push_back((root / "train").string());
+    if (val_folders.empty() && !(c.val_split > 0)) val_folders.push_back((root / "val").string());
+  }
+  if (train_folders.empty())
+    throw usage_error("--data", "no training images: give --data DIR... or --preset default|street");
+  d.train = scan_folders(train_folders);
+  if (!val_folders.empty()) {
+    d.val = scan_folders(val_folders);
+    d.val_origin = "from " + std::to_string(val_folders.size()) + " folder(s)";
+  } else {
+    const double fraction = c.val_split > 0 ? c.val_split : 0.1;
+    if (d.train.size() < 2)
+      throw ProgramError(train_folders.front(), "holds only one image: cannot split off validation images (give --val DIR)");
+    io::DatasetSplit split = d.train.split_by_image(fraction, c.seed);
+    d.train = std::move(split.train);
+    d.val = std::move(split.validation);
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "split off %.0f%% of the training images", fraction * 100);
+    d.val_origin = buf;
+  }
+  check_images(d.train, c.crop);
+  check_images(d.val, c.crop);
+  return d;
+}
+
+// ---------------------------------------------------------------------------------- metrics file
+
+struct EpochRecord {
+  double epoch = 0;
+  long long step = 0;
+  double lr = 0, train_loss = NAN;
+  double val_mse = NAN, val_psnr = NAN, cf_pred = NAN, cf_true = NAN, base_mse = NAN, base_psnr = NAN;
+  double seconds = 0, images_per_s = 0;
+};
+
+inline nlohmann::json number_or_null(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(); }
+
+inline std::string metrics_line(const EpochRecord& r) {
+  nlohmann::ordered_json j;
+  j["epoch"] = r.epoch;
+  j["step"] = r.step;
+  j["lr"] = r.lr;
+  j["train_loss"] = number_or_null(r.train_loss);
+  j["val_mse_ab"] = number_or_null(r.val_mse);
+  j["val_psnr"] = number_or_null(r.val_psnr);
+  j["val_colorfulness_pred"] = number_or_null(r.cf_pred);
+  j["val_colorfulness_true"] = number_or_null(r.cf_true);
+  j["baseline_mse_ab"] = number_or_null(r.base_mse);
+  j["baseline_psnr"] = number_or_null(r.base_psnr);
+  j["seconds"] = r.seconds;
+  j["images_per_s"] = r.images_per_s;
+  return j.dump();
+}
+
+inline double json_number(const nlohmann::json& j, const char* key) {
+  return j.contains(key) && j[key].is_number() ? j[key].get<double>() : NAN;
+}
+
+inline std::vector<EpochRecord> read_metrics(const fs::path& file) {
+  std::vector<EpochRecord> out;
+  std::ifstream in(file);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    const nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) continue;
+    EpochRecord r;
+    r.epoch = json_number(j, "epoch");
+    r.step = j.contains("step") && j["step"].is_number() ? j["step"].get<long long>() : 0;
+    r.lr = json_number(j, "lr");
+    r.train_loss = json_number(j, "train_loss");
+    r.val_mse = json_number(j, "val_mse_ab");
+    r.val_psnr = json_number(j, "val_psnr");
+    r.cf_pred = json_number(j, "val_colorfulness_pred");
+    r.cf_true = json_number(j, "val_colorfulness_true");
+    r.base_mse = json_number(j, "baseline_mse_ab");
+    r.base_psnr = json_number(j, "baseline_psnr");
+    r.seconds = json_number(j, "seconds");
+    r.images_per_s = json_number(j, "images_per_s");
+    out.push_back(r);
+  }
+  return out;
+}
+
+// Rewrites the metrics file atomically with `lines`.
+inline void write_metrics(const fs::path& file, const std::vector<EpochRecord>& records) {
+  std::string text;
+  for (const EpochRecord& r : records) text += metrics_line(r) + "\n";
+  io::write_file_atomically(file, std::as_bytes(std::span(text.data(), text.size())));
+}
+
+inline void append_metrics(const fs::path& file, const EpochRecord& r) {
+  std::ofstream out(file, std::ios::app);
+  out << metrics_line(r) << "\n";
+  out.flush();
+  if (!out) throw ProgramError(file.string(), "cannot append to the metrics file");
+}
+
+inline void plot_metrics(const fs::path& png, const std::vector<EpochRecord>& records, const std::string& loss_name) {
+  Series train{"TRAIN " + loss_name, kBlue, {}, {}};
+  Series val{"VALIDATION", kOrange, {}, {}};
+  Series grey{"GREY (AB = 0)", kGrey, {}, {}, true};
+  for (const EpochRecord& r : records) {
+    train.x.push_back(r.epoch), train.y.push_back(r.train_loss);
+    val.x.push_back(r.epoch), val.y.push_back(r.val_mse);
+    grey.x.push_back(r.epoch), grey.y.push_back(r.base_mse);
+  }
+  Canvas cv(1000, 380, kWhite);
+  plot_panel(cv, 0, 0, 500, 380, "TRAINING LOSS", "EPOCH", {train});
+  plot_panel(cv, 500, 0, 500, 380, "VAL MSE OF AB (LAB UNITS)", "EPOCH", {grey, val});
+  io::save_png(png, cv.image());
+}
+
+// ---------------------------------------------------------------------------------- helpers
+
+inline std::string fmt(const char* format, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, format, v);
+  return buf;
+}
+inline std::string exact(double v) { return fmt("%.17g", v); }
+
+struct ValResult {
+  double mse = NAN, psnr = NAN, cf_pred = NAN, cf_true = NAN;
+};
+
+template <class Net>
+ValResult validate(Network<Net>& net, const io::ValidationSet& val) {
+  using Device = typename Net::device;
+  train::ValidationMetrics m;
+  for (const io::Batch& b : val.batches()) {
+    const Tensor<float, Cpu> pred = to_host<Device>(net.forward(to_device<Device>(b.L), Mode::eval));
+    m.add(b.L, pred, b.ab);
+  }
+  return {m.ab_mse(), m.psnr(), m.colorfulness_pred(), m.colorfulness_true()};
+}
+
+inline ValResult grey_baseline(const io::ValidationSet& val) {
+  train::ValidationMetrics m;
+  for (const io::Batch& b : val.batches()) m.add(b.L, Tensor<float, Cpu>(b.ab.shape()), b.ab);
+  return {m.ab_mse(), m.psnr(), m.colorfulness_pred(), m.colorfulness_true()};
+}
+
+template <class Net>
+void write_samples(Network<Net>& net, const std::vector<io::Image>& truths, const fs::path& png) {
+  std::vector<std::vector<io::Image>> rows;
+  for (const io::Image& truth : truths) {
+    Colorized r = colorize(net, truth, InferSize{0, 0, 0});
+    rows.push_back({io::to_rgb(r.grey), std::move(r.colour), truth});
+  }
+  io::save_png(png, make_grid(rows, {"GREY (INPUT)", "KILN", "ORIGINAL"}));
+}
+
+// ---------------------------------------------------------------------------------- optimizer
+
+template <class Device>
+using AnyOptimizer = std::variant<Adam<Device>, AdamW<Device>, SGD<Device>>;
+
+template <class Device>
+std::unique_ptr<AnyOptimizer<Device>> make_optimizer(const TrainConfig& c, std::vector<ParameterSlot<Device>> slots) {
+  const float lr = float(c.lr);
+  if (c.optimizer == "adam") {
+    AdamOptions o;
+    o.lr = lr;
+    if (c.weight_decay >= 0) o.weight_decay = float(c.weight_decay);
+    return std::make_unique<AnyOptimizer<Device>>(std::in_place_type<Adam<Device>>, std::move(slots), o);
+  }
+  if (c.optimizer == "adamw") {
+    AdamWOptions o;
+    o.lr = lr;
+    if (c.weight_decay >= 0) o.weight_decay = float(c.weight_decay);
+    return std::make_unique<AnyOptimizer<Device>>(std::in_place_type<AdamW<Device>>, std::move(slots), o);
+  }
+  if (c.optimizer == "sgd") {
+    SgdOptions o;
+    o.lr = lr;
+    o.momentum = float(c.momentum);
+    if (c.weight_decay >= 0) o.weight_decay = float(c.weight_decay);
+    return std::make_unique<AnyOptimizer<Device>>(std::in_place_type<SGD<Device>>, std::move(slots), o);
+  }
+  throw usage_error("--optimizer", "unknown optimizer '" + c.optimizer + "' (adam, adamw or sgd)");
+}
+
+inline Schedule make_run_schedule(const TrainConfig& c) {
+  ScheduleOptions o;
+  o.start_lr = float(c.lr);
+  o.epochs = c.epochs;
+  o.final_fraction = c.lr_end_fraction;
+  o.gamma = c.step_gamma;
+  o.step_epochs = c.step_epochs;
+  o.final_lr = float(c.lr * c.lr_end_fraction);
+  try {
+    return make_schedule(c.schedule, o);
+  } catch (const std::exception& e) {
+    throw usage_error("--schedule", e.what());
+  }
+}
+
+inline nlohmann::json schedule_json(const TrainConfig& c) {
+  return {{"kind", c.schedule},       {"start_lr", c.lr},           {"end_fraction", c.lr_end_fraction},
+          {"epochs", c.epochs},       {"steps_per_epoch", c.steps_per_epoch},
+          {"step_gamma", c.step_gamma}, {"step_epochs", c.step_epochs}};
+}
+
+// ---------------------------------------------------------------------------------- the run
+
+// Training progress that a checkpoint carries (beyond tensors).
+struct Progress {
+  int epoch = 0;               // completed epochs
+  int step_in_epoch = 0;       // steps done in the current epoch
+  long long step = 0;          // global steps
+  double schedule_position = 0;
+  double best_val = INFINITY;
+  double best_epoch = -1;
+  double seconds = 0;          // wall time of all runs before this one
+  long long images = 0;
+  double epoch_loss_sum = 0;
+  long long epoch_loss_count = 0;
+  double epoch_seconds = 0;    // training seconds in the current epoch (for images/s)
+  long long epoch_images = 0;
+};
+
+template <class Model>
+int train(RunRequest req) {
+  using Device = typename Model::device;
+  using Net = Network<Model>;
+  TrainConfig& c = req.config;
+  const auto seconds_since = [](std::chrono::steady_clock::time_point t) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+  };
+
+  if (c.threads > 0) omp_set_num_threads(c.threads);
+  const fs::path out = c.out;
+  std::error_code ec;
+  fs::create_directories(out, ec);
+  if (ec) throw ProgramError(out.string(), "cannot create the output folder (" + ec.message() + ")");
+  const fs::path latest = out / "latest.safetensors", best = out / "best.safetensors",
+                 metrics_file = out / "metrics.jsonl", loss_png = out / "loss.png", samples_png = out / "samples.png";
+
+  // Data first: bad input stops the run before anything is written.
+  DataSets data = find_data(c);
+  io::LoaderOptions lo;
+  lo.batch = c.batch;
+  lo.crop = c.crop;
+  lo.scales = c.scales;
+  lo.flip = c.flip;
+  lo.seed = c.seed;
+  lo.workers = c.workers;
+  lo.max_side = std::max(c.loader_max_side, c.crop);
+  std::unique_ptr<io::TrainLoader> loader;
+  std::unique_ptr<io::ValidationSet> valset;
+  std::vector<io::Image> sample_truths;
+  const int cell_w = std::max(16, c.sample_size), cell_h = std::max(16, c.sample_size * 3 / 4);
+  try {
+    loader = std::make_unique<io::TrainLoader>(data.train, lo);
+    valset = std::make_unique<io::ValidationSet>(data.val, c.crop, c.batch, std::max(1, c.val_crops));
+    const std::size_t n = std::min<std::size_t>(std::size_t(std::max(0, c.samples)), data.val.size());
+    for (std::size_t k = 0; k < n; ++k)
+      sample_truths.push_back(fit_crop(data.val.load_rgb(k * data.val.size() / n), cell_w, cell_h));
+  } catch (const std::exception& e) {
+    const std::string file = first_quoted(e.what());
+    std::string msg = e.what();
+    for (const char* prefix : {"ValidationSet: ", "TrainLoader: "})
+      if (msg.rfind(prefix, 0) == 0) msg.erase(0, std::string(prefix).size());
+    throw ProgramError(file, without_quoted(msg, file));
+  }
+
+  // Network, optimizer, loss, schedule.
+  auto net = std::make_unique<Net>();
+  {
+    Rng init(c.seed);
+    net->reset_parameters(init);
+  }
+  auto opt = make_optimizer<Device>(c, collect_parameters(*net));
+  Loss<Device> loss = [&] {
+    try {
+      return make_loss<Device>(c.loss, float(c.huber_delta));
+    } catch (const std::exception& e) {
+      throw usage_error("--loss", e.what());
+    }
+  }();
+  const Schedule schedule = make_run_schedule(c);
+  Progress p;
+  Ema ema(0.98);
+
+  // Resume: every tensor and counter, then the loop's position.
+  if (!req.resume.empty()) {
+    try {
+      io::CheckpointInfo info =
+          std::visit([&](auto& o) { return io::load_checkpoint(req.resume, *net, o); }, *opt);
+      auto num = [&](const char* key) { return std::stod(info.get(std::string("kiln.train.") + key)); };
+      p.epoch = int(num("epoch"));
+      p.step_in_epoch = int(num("step_in_epoch"));
+      p.step = std::stoll(info.get("kiln.train.step"));
+      p.schedule_position = num("schedule_position");
+      p.best_val = num("best_val_mse");
+      p.best_epoch = num("best_epoch");
+      p.seconds = num("seconds");
+      p.images = std::stoll(info.get("kiln.train.images"));
+      p.epoch_loss_sum = num("epoch_loss_sum");
+      p.epoch_loss_count = std::stoll(info.get("kiln.train.epoch_loss_count"));
+      p.epoch_seconds = num("epoch_seconds");
+      p.epoch_images = std::stoll(info.get("kiln.train.epoch_images"));
+      ema.restore(num("ema_value"), num("ema_weight"));
+      const long long opt_steps = std::stoll(info.get("kiln.train.optimizer_steps"));
+      std::visit([&](auto& o) { o.set_step_count(opt_steps); }, *opt);
+      loader->restore(io::LoaderState::from_string(info.get("kiln.train.loader_state")));
+    } catch (const ProgramError&) {
+      throw;
+    } catch (const std::exception& e) {
+      throw ProgramError(req.resume, without_quoted(e.what(), req.resume));
+    }
+  }
+
+  // Metrics file: a fresh run starts it anew; a resumed one keeps the lines up to its position.
+  std::vector<EpochRecord> history;
+  if (!req.resume.empty()) {
+    const double position = p.epoch + double(p.step_in_epoch) / c.steps_per_epoch;
+    for (const EpochRecord& r : read_metrics(metrics_file))
+      if (r.epoch <= position + 1e-9) history.push_back(r);
+  }
+  write_metrics(metrics_file, history);
+
+  const ValResult base = grey_baseline(*valset);
+  ProgressLine progress(10.0);
+  const std::string model_label = std::string(model_name<Model>()) + " (" + io::model_name<Model>() + ", " +
+                                  std::to_string(Model::parameter_count) + " parameters)";
+  progress.print("kiln-train: model " + model_label + " on " + device_description(req.device) +
+                 (std::is_same_v<Device, Cpu> ? ", " + std::to_string(omp_get_max_threads()) + (omp_get_max_threads() == 1 ? " thread" : " threads") : ""));
+  progress.print("  data: " + std::to_string(data.train.size()) + " training images; " +
+                 std::to_string(data.val.size()) + " validation images (" + data.val_origin + ", " +
+                 std::to_string(valset->size()) + " fixed crops of " + std::to_string(c.crop) + ")");
+  progress.print("  " + std::to_string(c.epochs) + " epochs x " + std::to_string(c.steps_per_epoch) +
+                 " steps, batch " + std::to_string(c.batch) + ", crop " + std::to_string(c.crop) + ", " + c.optimizer +
+                 ", lr " + fmt("%g", c.lr) + (c.schedule == "constant" ? "" : " -> " + fmt("%g", c.lr * c.lr_end_fraction)) +
+                 " (" + c.schedule + "), loss " + c.loss +
+                 (req.time_budget_s > 0 ? ", time budget " + format_duration(req.time_budget_s) : "") +
+                 "; output in " + out.string() + "/");
+  progress.print("  grey baseline (ab = 0): val MSE(ab) " + fmt("%.2f", base.mse) + ", PSNR " +
+                 fmt("%.2f", base.psnr) + " dB, colourfulness of the truth " + fmt("%.1f", base.cf_true));
+  if (!req.resume.empty())
+    progress.print("  resumed from " + req.resume + " at epoch " + std::to_string(p.epoch) + ", step " +
+                   std::to_string(p.step_in_epoch) + " of the epoch (global step " + std::to_string(p.step) + ")");
+
+  // The schedule runs on the fractional epoch; with a time budget it also advances with the
+  // clock, so that the learning rate reaches its end value when the budget runs out.
+  const double start_position = std::max(p.schedule_position, p.epoch + double(p.step_in_epoch) / c.steps_per_epoch);
+  const auto train_start = req.start;
+  auto schedule_position = [&]() {
+    double pos = p.epoch + double(p.step_in_epoch) / c.steps_per_epoch;
+    if (req.time_budget_s > 0) {
+      const double f = std::min(1.0, seconds_since(train_start) / req.time_budget_s);
+      pos = std::max(pos, start_position + (c.epochs - start_position) * f);
+    }
+    return pos;
+  };
+
+  auto save = [&](const fs::path& path) {
+    std::map<std::string, std::string> m;
+    m["kiln.train.model"] = std::string(model_name<Model>());
+    m["kiln.train.width"] = std::to_string(Model::width);
+    m["kiln.train.depth"] = std::to_string(Model::depth);
+    m["kiln.train.config"] = nlohmann::json(c).dump();
+    m["kiln.train.schedule"] = schedule_json(c).dump();
+    m["kiln.train.epoch"] = std::to_string(p.epoch);
+    m["kiln.train.step_in_epoch"] = std::to_string(p.step_in_epoch);
+    m["kiln.train.step"] = std::to_string(p.step);
+    m["kiln.train.optimizer_steps"] = std::to_string(std::visit([](auto& o) { return (long long)o.step_count(); }, *opt));
+    m["kiln.train.schedule_position"] = exact(p.schedule_position);
+    m["kiln.train.loader_state"] = loader->state().to_string();
+    m["kiln.train.best_val_mse"] = exact(p.best_val);
+    m["kiln.train.best_epoch"] = exact(p.best_epoch);
+    m["kiln.train.seconds"] = exact(p.seconds + seconds_since(req.start));
+    m["kiln.train.images"] = std::to_string(p.images);
+    m["kiln.train.epoch_loss_sum"] = exact(p.epoch_loss_sum);
+    m["kiln.train.epoch_loss_count"] = std::to_string(p.epoch_loss_count);
+    m["kiln.train.epoch_seconds"] = exact(p.epoch_seconds);
+    m["kiln.train.epoch_images"] = std::to_string(p.epoch_images);
+    m["kiln.train.ema_value"] = exact(ema.raw_value());
+    m["kiln.train.ema_weight"] = exact(ema.raw_weight());
+    m["kiln.train.baseline_mse_ab"] = exact(base.mse);
+    io::add_scaling_metadata(m);
+    std::visit([&](auto& o) { io::save_checkpoint(path, *net, m, o); }, *opt);
+  };
+
+  // End of an epoch (or of a run stopped by its time budget): validate, record, save, draw.
+  auto finish_epoch = [&](bool partial) {
+    EpochRecord r;
+    r.epoch = partial ? p.epoch + double(p.step_in_epoch) / c.steps_per_epoch : p.epoch;
+    r.step = p.step;
+    r.lr = lr_at(schedule, p.schedule_position);
+    r.train_loss = p.epoch_loss_count ? p.epoch_loss_sum / double(p.epoch_loss_count) : NAN;
+    r.images_per_s = p.epoch_seconds > 0 ? double(p.epoch_images) / p.epoch_seconds : 0;
+    const bool do_val = partial || p.epoch % std::max(1, c.val_every) == 0 || p.epoch >= c.epochs;
+    bool improved = false;
+    if (do_val) {
+      const ValResult v = validate(*net, *valset);
+      r.val_mse = v.mse, r.val_psnr = v.psnr, r.cf_pred = v.cf_pred, r.cf_true = v.cf_true;
+      r.base_mse = base.mse, r.base_psnr = base.psnr;
+      if (std::isfinite(v.mse) && v.mse < p.best_val) {
+        p.best_val = v.mse;
+        p.best_epoch = r.epoch;
+        improved = true;
+      }
+    }
+    r.seconds = p.seconds + seconds_since(req.start);
+    history.push_back(r);
+    append_metrics(metrics_file, r);
+    save(latest);
+    if (improved) save(best);
+    plot_metrics(loss_png, history, c.loss);
+    if (!sample_truths.empty()) write_samples(*net, sample_truths, samples_png);
+    std::string line = (partial ? "epoch " + fmt("%.2f", r.epoch) : "epoch " + std::to_string(p.epoch)) + "/" +
+                       std::to_string(c.epochs) + "  loss " + fmt("%.5f", r.train_loss);
+    if (do_val)
+      line += "  val MSE(ab) " + fmt("%.2f", r.val_mse) + " (grey " + fmt("%.2f", base.mse) + ")  PSNR " +
+              fmt("%.2f", r.val_psnr) + " dB (grey " + fmt("%.2f", base.psnr) + ")  colourfulness " +
+              fmt("%.1f", r.cf_pred) + " (true " + fmt("%.1f", r.cf_true) + ")" + (improved ? "  *best" : "");
+    line += "  " + fmt("%.1f", r.images_per_s) + " img/s  lr " + fmt("%.2e", r.lr) + "  " + format_duration(r.seconds);
+    progress.print(line);
+    p.epoch_loss_sum = 0, p.epoch_loss_count = 0, p.epoch_seconds = 0, p.epoch_images = 0;
+  };
+
+  install_stop_handlers();
+  enum class Stop { none, finished, interrupted, budget, step_limit } stop = Stop::none;
+  double step_time = 0;  // EMA of seconds per step
+  const long long total_steps = (long long)c.epochs * c.steps_per_epoch;
+  if (p.epoch >= c.epochs) stop = Stop::finished;
+  while (stop == Stop::none) {
+    if (stop_requested()) {
+      stop = Stop::interrupted;
+      break;
+    }
+    if (c.stop_at_step > 0 && p.step >= c.stop_at_step) {
+      stop = Stop::step_limit;
+      break;
+    }
+    if (req.time_budget_s > 0 && seconds_since(req.start) >= req.time_budget_s) {
+      stop = Stop::budget;
+      break;
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    p.schedule_position = schedule_position();
+    const float lr = lr_at(schedule, p.schedule_position);
+    std::visit([&](auto& o) { o.set_lr(lr); }, *opt);
+    io::Batch batch;
+    try {
+      batch = loader->next();
+    } catch (const std::exception& e) {
+      std::string msg = e.what();
+      if (msg.rfind("TrainLoader: ", 0) == 0) msg.erase(0, 13);
+      const std::string file = first_quoted(msg);
+      throw ProgramError(file, without_quoted(msg, file) + " (the last good checkpoint is kept)");
+    }
+    net->zero_grad();
+    const Tensor<float, Device> x = to_device<Device>(batch.L), target = to_device<Device>(batch.ab);
+    const float l = loss.forward(net->forward(x, Mode::train), target);
+    if (!std::isfinite(l)) {
+      progress.finish_line();
+      throw ProgramError("", "the training loss became " + std::string(std::isnan(l) ? "NaN" : "infinite") +
+                                 " at epoch " + std::to_string(p.epoch + 1) + ", step " + std::to_string(p.step_in_epoch + 1) +
+                                 " (learning rate " + fmt("%.3g", lr) + "): try a lower --lr; " + latest.string() +
+                                 " keeps the last good state");
+    }
+    net->backward(loss.backward());
+    std::visit([](auto& o) { o.step(); }, *opt);
+    const double dt = seconds_since(t0);
+    step_time = step_time == 0 ? dt : 0.9 * step_time + 0.1 * dt;
+    ++p.step, ++p.step_in_epoch;
+    p.images += c.batch, p.epoch_images += c.batch;
+    p.epoch_seconds += dt;
+    p.epoch_loss_sum += l, ++p.epoch_loss_count;
+    ema.add(l);
+
+    double eta = double(total_steps - (long long)p.epoch * c.steps_per_epoch - p.step_in_epoch) * step_time;
+    if (req.time_budget_s > 0) eta = std::min(eta, std::max(0.0, req.time_budget_s - seconds_since(req.start)));
+    progress.update("epoch " + std::to_string(p.epoch + 1) + "/" + std::to_string(c.epochs) + "  step " +
+                    std::to_string(p.step_in_epoch) + "/" + std::to_string(c.steps_per_epoch) + "  loss " +
+                    fmt("%.5f", ema.value()) + "  " + fmt("%.1f", c.batch / std::max(step_time, 1e-9)) + " img/s  lr " +
+                    fmt("%.2e", lr) + "  ETA " + format_duration(eta));
+
+    if (p.step_in_epoch >= c.steps_per_epoch) {
+      ++p.epoch;
+      p.step_in_epoch = 0;
+      progress.finish_line();
+      finish_epoch(false);
+      if (p.epoch >= c.epochs) stop = Stop::finished;
+    }
+  }
+  progress.finish_line();
+
+  int code = exit_ok;
+  if (stop == Stop::interrupted || stop == Stop::step_limit) {
+    save(latest);
+    progress.print(std::string(stop == Stop::interrupted ? "interrupted" : "stopped (--stop-at-step)") + " at epoch " +
+                   std::to_string(p.epoch + 1) + ", step " + std::to_string(p.step_in_epoch) + " (global step " +
+                   std::to_string(p.step) + "): saved " + latest.string() + "; continue with: kiln-train --resume " +
+                   latest.string());
+    if (stop == Stop::interrupted) code = exit_interrupted;
+  } else if (stop == Stop::budget) {
+    progress.print("time budget of " + format_duration(req.time_budget_s) + " reached at epoch " +
+                   std::to_string(p.epoch) + ", step " + std::to_string(p.step_in_epoch) + ": validating and saving");
+    if (p.step_in_epoch > 0 || history.empty() || history.back().step != p.step) finish_epoch(p.step_in_epoch > 0);
+  }
+
+  // Summary.
+  const double total = p.seconds + seconds_since(req.start);
+  std::string summary = "\nsummary: ";
+  if (std::isfinite(p.best_val)) {
+    summary += "best val MSE(ab) " + fmt("%.2f", p.best_val) + " at epoch " + fmt("%g", p.best_epoch) +
+               " vs grey baseline " + fmt("%.2f", base.mse) + " (" + fmt("%+.0f", 100.0 * (p.best_val / base.mse - 1)) + "%)";
+    if (!history.empty() && std::isfinite(history.back().val_psnr))
+      summary += "; last PSNR " + fmt("%.2f", history.back().val_psnr) + " dB (grey " + fmt("%.2f", base.psnr) +
+                 "), colourfulness " + fmt("%.1f", history.back().cf_pred) + " (true " + fmt("%.1f", history.back().cf_true) + ")";
+  } else {
+    summary += "no validation yet";
+  }
+  summary += "\n         " + std::to_string(p.step) + " steps, " + std::to_string(p.images) + " crops in " +
+             format_duration(total) + "\n         files in " + out.string() +
+             "/: latest.safetensors, best.safetensors, metrics.jsonl, loss.png, samples.png";
+  progress.print(summary);
+  return code;
+}
+
+}  // namespace kiln::programs

@@ -1,0 +1,13 @@
+# The programs (kiln-train, kiln-colorize) on small fixtures: label "programs".
+# Included from tests/CMakeLists.txt when examples are built. Each test is a bash script in
+# tests/programs/ that gets the programs, a helper and a fresh work folder.
+add_executable(kiln_programs_testtool ${CMAKE_CURRENT_SOURCE_DIR}/programs/testtool.cpp)
+target_link_libraries(kiln_programs_testtool PRIVATE kiln::kiln kiln_warnings)
+
+foreach(_name help train resume colorize bad_inputs interrupt)
+  add_test(NAME programs.${_name}
+           COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/programs/${_name}.sh
+                   $<TARGET_FILE:kiln-train> $<TARGET_FILE:kiln-colorize> $<TARGET_FILE:kiln_programs_testtool>
+                   ${PROJECT_SOURCE_DIR} ${CMAKE_CURRENT_BINARY_DIR}/programs-work/${_name})
+  set_tests_properties(programs.${_name} PROPERTIES LABELS programs TIMEOUT 300)
+endforeach()

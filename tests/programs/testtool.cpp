@@ -1,0 +1,117 @@
+// A helper for the program tests (tests/programs/*.sh), so they need nothing but bash:
+//   testtool compare A.safetensors B.safetensors [TOLERANCE]   every tensor equal (max |a-b| <= TOLERANCE, default 0)
+//   testtool metadata FILE KEY                                  prints a metadata value
+//   testtool make-image W H OUT.png                             a colourful test picture
+//   testtool image-size FILE                                    prints "W H"
+//   testtool image-diff A B                                     prints the largest difference in 8-bit levels
+#include <kiln/io/image.hpp>
+#include <kiln/io/safetensors.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace io = kiln::io;
+
+static int compare(const char* a_path, const char* b_path, double tolerance) {
+  const io::SafetensorsFile a = io::load_safetensors(a_path), b = io::load_safetensors(b_path);
+  int bad = 0;
+  if (a.names().size() != b.names().size()) {
+    std::printf("different tensor counts: %zu vs %zu\n", a.names().size(), b.names().size());
+    ++bad;
+  }
+  double worst = 0;
+  std::string worst_name;
+  for (const io::TensorRecord& ra : a.tensors) {
+    if (!b.contains(ra.name)) {
+      std::printf("'%s' only in %s\n", ra.name.c_str(), a_path);
+      ++bad;
+      continue;
+    }
+    const io::TensorRecord& rb = b.get(ra.name);
+    if (ra.dtype != rb.dtype || ra.shape != rb.shape) {
+      std::printf("'%s': dtype or shape differ\n", ra.name.c_str());
+      ++bad;
+      continue;
+    }
+    if (ra.dtype == io::DType::F32) {
+      const auto va = ra.to_vector<float>(), vb = rb.to_vector<float>();
+      for (std::size_t i = 0; i < va.size(); ++i) {
+        const double d = std::fabs(double(va[i]) - double(vb[i]));
+        if (!(d <= worst) && !(std::isnan(va[i]) && std::isnan(vb[i]))) {
+          worst = std::isnan(d) ? INFINITY : d;
+          worst_name = ra.name;
+        }
+      }
+    } else if (ra.data != rb.data) {
+      std::printf("'%s': values differ\n", ra.name.c_str());
+      ++bad;
+    }
+  }
+  for (const char* key : {"kiln.train.epoch", "kiln.train.step", "kiln.train.step_in_epoch", "kiln.train.optimizer_steps",
+                          "kiln.train.loader_state"}) {
+    const auto ia = a.metadata.find(key), ib = b.metadata.find(key);
+    const std::string va = ia == a.metadata.end() ? "<none>" : ia->second;
+    const std::string vb = ib == b.metadata.end() ? "<none>" : ib->second;
+    if (va != vb) {
+      std::printf("metadata %s differs: '%s' vs '%s'\n", key, va.c_str(), vb.c_str());
+      ++bad;
+    }
+  }
+  std::printf("%zu tensors compared; largest difference %.3g%s%s\n", a.tensors.size(), worst,
+              worst_name.empty() ? "" : " in ", worst_name.c_str());
+  if (worst > tolerance) ++bad;
+  std::printf(bad ? "DIFFERENT\n" : "SAME\n");
+  return bad ? 1 : 0;
+}
+
+int main(int argc, char** argv) {
+  try {
+    const std::string cmd = argc > 1 ? argv[1] : "";
+    if (cmd == "compare" && (argc == 4 || argc == 5)) return compare(argv[2], argv[3], argc == 5 ? std::atof(argv[4]) : 0.0);
+    if (cmd == "metadata" && argc == 4) {
+      const io::SafetensorsFile f = io::load_safetensors(argv[2]);
+      const auto it = f.metadata.find(argv[3]);
+      if (it == f.metadata.end()) return 1;
+      std::printf("%s\n", it->second.c_str());
+      return 0;
+    }
+    if (cmd == "make-image" && argc == 5) {
+      const int w = std::atoi(argv[2]), h = std::atoi(argv[3]);
+      io::Image im{w, h, 3, std::vector<float>(std::size_t(w) * std::size_t(h) * 3)};
+      for (int y = 0; y < h; ++y)
+        for (int x = 0; x < w; ++x) {
+          im.at(x, y, 0) = float(x) / float(std::max(w - 1, 1));
+          im.at(x, y, 1) = float(y) / float(std::max(h - 1, 1));
+          im.at(x, y, 2) = ((x / 8 + y / 8) % 2) ? 0.8f : 0.2f;
+        }
+      io::save_png(argv[4], im);
+      return 0;
+    }
+    if (cmd == "image-size" && argc == 3) {
+      const io::Image im = io::load_image(argv[2]);
+      std::printf("%d %d\n", im.width, im.height);
+      return 0;
+    }
+    if (cmd == "image-diff" && argc == 4) {
+      const io::Image a = io::load_image(argv[2]), b = io::load_image(argv[3]);
+      if (a.width != b.width || a.height != b.height || a.channels != b.channels) {
+        std::printf("sizes differ\n");
+        return 1;
+      }
+      double worst = 0;
+      for (std::size_t i = 0; i < a.pixels.size(); ++i) worst = std::max(worst, std::fabs(double(a.pixels[i]) - double(b.pixels[i])));
+      std::printf("%.0f\n", worst * 255.0);
+      return 0;
+    }
+    std::fprintf(stderr, "usage: testtool compare A B [TOL] | metadata FILE KEY | make-image W H OUT | image-size FILE | image-diff A B\n");
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "testtool: %s\n", e.what());
+    return 1;
+  }
+}
