@@ -297,6 +297,15 @@ struct ParsedHeader {
     std::map<std::string, std::string> metadata;
 };
 
+inline constexpr int kMaxHeaderDepth = 8;
+
+// A JSON value for a message, cut to 100 characters (a hostile header can hold megabytes).
+inline std::string json_excerpt(const nlohmann::json& value) {
+    std::string text = value.dump();
+    if (text.size() > 100) text = text.substr(0, 97) + "...";
+    return text;
+}
+
 inline ParsedHeader parse_safetensors_header(std::string_view text, std::uint64_t data_size,
                                              const std::filesystem::path& path) {
     auto fail = [&](const std::string& reason) { fail_load(path, reason); };
@@ -304,6 +313,14 @@ inline ParsedHeader parse_safetensors_header(std::string_view text, std::uint64_
     try {
         std::set<std::string> keys;  // nlohmann keeps the last of duplicate keys silently: refuse them
         header = nlohmann::json::parse(text, [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& value) {
+            // A safetensors header nests 3 levels ({"name": {"shape": [...]}}). Deeper nesting is
+            // refused while parsing: printing a deeply nested value (json::dump, in the messages
+            // below) recursed once per level, and 100,000 levels (a 200 KB header) overflowed the
+            // stack (found by fuzzing; fuzz/regressions/safetensors/deep_nesting.safetensors).
+            if (depth > kMaxHeaderDepth) {
+                throw IoError("cannot load " + quoted(path) + ": the header nests JSON more than " +
+                              std::to_string(kMaxHeaderDepth) + " levels deep (a safetensors header needs 3)");
+            }
             if (depth == 1 && event == nlohmann::json::parse_event_t::key && !keys.insert(value.get<std::string>()).second) {
                 throw IoError("cannot load " + quoted(path) + ": the header names '" + value.get<std::string>() + "' twice");
             }
@@ -333,10 +350,10 @@ inline ParsedHeader parse_safetensors_header(std::string_view text, std::uint64_
         std::vector<std::int64_t> shape;
         for (const auto& d : value["shape"]) {
             if (d.is_number_integer() && !d.is_number_unsigned() && d.get<std::int64_t>() < 0) {
-                fail(where + ": negative dimension " + d.dump() + " in shape " + value["shape"].dump());
+                fail(where + ": negative dimension " + json_excerpt(d) + " in shape " + json_excerpt(value["shape"]));
             }
             if (!d.is_number_unsigned() || d.get<std::uint64_t>() > std::uint64_t(std::numeric_limits<std::int64_t>::max())) {
-                fail(where + ": shape " + value["shape"].dump() + " is not a list of non-negative integers");
+                fail(where + ": shape " + json_excerpt(value["shape"]) + " is not a list of non-negative integers");
             }
             shape.push_back(d.get<std::int64_t>());
         }
@@ -346,16 +363,16 @@ inline ParsedHeader parse_safetensors_header(std::string_view text, std::uint64_
             fail(where + ": data_offsets must be two non-negative integers [begin, end]");
         }
         const auto begin = offsets[0].get<std::uint64_t>(), end = offsets[1].get<std::uint64_t>();
-        if (end < begin) fail(where + ": data_offsets " + offsets.dump() + " end before they begin");
+        if (end < begin) fail(where + ": data_offsets " + json_excerpt(offsets) + " end before they begin");
         if (end > data_size) {
-            fail(where + ": data_offsets " + offsets.dump() + " reach beyond the data section (" +
+            fail(where + ": data_offsets " + json_excerpt(offsets) + " reach beyond the data section (" +
                  std::to_string(data_size) + " bytes): the file is truncated or damaged");
         }
         const auto needed = checked_byte_count(shape, *dtype);
         if (!needed || *needed != end - begin) {
             fail(where + ": shape " + shape_text(shape) + " of " + std::string(dtype_name(*dtype)) + " needs " +
                  (needed ? std::to_string(*needed) : std::string("more than 2^64")) + " bytes but data_offsets " +
-                 offsets.dump() + " hold " + std::to_string(end - begin));
+                 json_excerpt(offsets) + " hold " + std::to_string(end - begin));
         }
         parsed.entries.push_back({name, *dtype, std::move(shape), begin, end});
     }
@@ -386,7 +403,20 @@ inline ParsedHeader parse_safetensors_header(std::string_view text, std::uint64_
 
 inline void verify_checksum(const SafetensorsFile& file) {
     const auto it = file.metadata.find(std::string(kChecksumKey));
-    if (it == file.metadata.end()) return;
+    if (it == file.metadata.end()) {
+        // One damaged byte in the key would otherwise switch the check off silently (found by the
+        // bit-flip test in tests/unit/test_hostile_inputs.cpp): refuse a key one byte away from it.
+        for (const auto& [key, value] : file.metadata) {
+            if (key.size() != kChecksumKey.size()) continue;
+            std::size_t differences = 0;
+            for (std::size_t i = 0; i < key.size(); ++i) differences += key[i] != kChecksumKey[i];
+            if (differences == 1) {
+                throw IoError("cannot load " + quoted(file.path) + ": metadata key '" + key + "' looks like a damaged '" +
+                              std::string(kChecksumKey) + "': the header is damaged");
+            }
+        }
+        return;
+    }
     if (it->second.rfind("crc32:", 0) != 0) {
         throw IoError("cannot load " + quoted(file.path) + ": unrecognised checksum '" + it->second + "' in " +
                       std::string(kChecksumKey));
