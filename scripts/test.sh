@@ -5,6 +5,7 @@
 #   3. the suite again under AddressSanitizer + UndefinedBehaviorSanitizer
 #   4. the emulated CUDA kernels under ThreadSanitizer (emulator in OS-thread mode)
 #   5. every CUDA kernel compiled by nvcc for sm_80 and sm_90 (when nvcc exists)
+#   6. a short libFuzzer run of each fuzz target (clang; docs/reliability.md)
 # Build trees go to build/ci-*; pass --quick to run stage 2 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +17,7 @@ start=$(date +%s)
 stage() { echo; echo "=== kiln tests: $* ($(( $(date +%s) - start ))s elapsed)"; }
 
 stage "dependencies"
-bash scripts/install-deps.sh
+bash scripts/install-deps.sh clang libclang-rt-14-dev
 
 configure() {  # configure DIR [cmake args...]
   local dir=$1; shift
@@ -56,6 +57,9 @@ if command -v nvcc >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/nvcc ]; then
 else
   echo "kiln: nvcc not found: skipping the GPU compile check" >&2
 fi
+
+stage "fuzzing: each target for ${KILN_FUZZ_SECONDS:-15}s"
+bash fuzz/run_ci.sh "${KILN_FUZZ_SECONDS:-15}"
 
 stage "all stages passed"
 # The release suite's result, repeated as the closing line for CI.
