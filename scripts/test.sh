@@ -35,7 +35,7 @@ ctest --test-dir build/ci-release -j "$jobs" --output-on-failure --timeout 900
 if [ "$quick" = 1 ]; then exit 0; fi
 
 stage "AddressSanitizer + UndefinedBehaviorSanitizer build"
-configure build/ci-asan -DKILN_SANITIZE=ON -DKILN_BUILD_BENCH=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo
+configure build/ci-asan -DKILN_SANITIZE=ON -DKILN_BUILD_BENCH=OFF -DCMAKE_CXX_FLAGS_RELEASE=-O1  # -O1 without -g: a lighter sanitizer build
 cmake --build build/ci-asan -j "$jobs"
 stage "AddressSanitizer + UndefinedBehaviorSanitizer tests"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
@@ -43,7 +43,7 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:ha
 
 if [ -d tests/emu ] && ls tests/emu/*.cpp >/dev/null 2>&1; then
   stage "ThreadSanitizer build (emulator in OS-thread mode)"
-  configure build/ci-tsan -DKILN_TSAN=ON -DKILN_BUILD_BENCH=OFF -DKILN_BUILD_EXAMPLES=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo
+  configure build/ci-tsan -DKILN_TSAN=ON -DKILN_BUILD_BENCH=OFF -DKILN_BUILD_EXAMPLES=OFF -DCMAKE_CXX_FLAGS_RELEASE=-O1
   cmake --build build/ci-tsan -j "$jobs" --target kiln_emu_tests
   stage "ThreadSanitizer tests (label emu)"
   TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build/ci-tsan -j "$jobs" --output-on-failure --timeout 1200 -L emu -LE 'tsan-skip'
