@@ -58,18 +58,25 @@ fi
 rm -rf "$out"
 mkdir -p "$out"
 step "training the small U-Net for $minutes minutes (out/demo/train.log)"
-# Crops of 64 pixels, 16 per step, Adam with the learning rate going from 1e-3 to 1/20 of it
-# exponentially over the time budget (the reference schedule, squeezed into the demo's time).
-# --epochs is large on purpose: the time budget ends the run; an epoch is 100 steps.
+# Crops of 64 pixels, 16 per step, Adam with the learning rate decaying exponentially to 1/20
+# over the time budget (the reference schedule squeezed into the demo's time; 2e-3 at the start
+# because the demo has ~600 steps where the reference had 30 epochs). Photos are cached at
+# most 256 pixels long and a crop covers a quarter to a half of one, so every crop shows
+# enough of the scene (sky, water, foliage) for the colours to be learnt in minutes: with
+# 64-pixel windows of 512-pixel images, 10 minutes gave only sepia.
 "$build/examples/kiln-train" --preset default --model small --device auto \
-  --crop 64 --batch 16 --lr 1e-3 --lr-end-fraction 0.05 --schedule exp \
-  --epochs 1000 --steps-per-epoch 100 --time-budget "${minutes}m" \
+  --crop 64 --batch 16 --lr 2e-3 --lr-end-fraction 0.05 --schedule exp \
+  --loader-max-side 256 --scales 0.5 0.35 0.25 \
+  --epochs 10 --steps-per-epoch 100 --time-budget "${minutes}m" \
   --samples 8 --out "$out" 2>&1 | tee "$out/train.log"
 status=${PIPESTATUS[0]}
 [[ $status == 0 ]] || { echo "demo: kiln-train failed (exit $status)" >&2; exit "$status"; }
 
 step "colorizing the validation photos (out/demo/colorized/)"
-"$build/examples/kiln-colorize" --checkpoint "$out/best.safetensors" --device auto --max-side 1024 --compare \
+# The last model, not best.safetensors: the lowest validation MSE comes early, when the model
+# still predicts near-grey (MSE rewards hedging), and the demo is about colour. Inference at
+# 256 pixels matches the training views; the original L is kept at full resolution.
+"$build/examples/kiln-colorize" --checkpoint "$out/latest.safetensors" --device auto --max-side 256 --compare \
   --out "$out/colorized" data/photos/default/val 2>&1 | tee "$out/colorize.log"
 status=${PIPESTATUS[0]}
 [[ $status == 0 ]] || { echo "demo: kiln-colorize failed (exit $status)" >&2; exit "$status"; }
@@ -85,6 +92,6 @@ Look at:
   $out/colorized/*_compare.png   the same at full size, for every validation photo
   $out/loss.png             training loss and validation MSE per epoch (vs the grey baseline)
   $out/metrics.jsonl        one line of numbers per epoch
-  $out/best.safetensors     the model (colorize your own photos:
-                            $build/examples/kiln-colorize --checkpoint $out/best.safetensors --out DIR PHOTO...)
+  $out/latest.safetensors   the model (colorize your own photos:
+                            $build/examples/kiln-colorize --checkpoint $out/latest.safetensors --max-side 256 --out DIR PHOTO...)
 EOT
