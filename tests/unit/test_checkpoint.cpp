@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "gradcheck.hpp"
+#include "test_files.hpp"
 #include "kiln/io/checkpoint.hpp"
 #include "kiln/kiln.hpp"
 #include "kiln/models/unet.hpp"
@@ -23,29 +24,11 @@ namespace {
 using Tiny = UNet<1, 2, 4, 2>;
 using Wider = UNet<1, 2, 8, 2>;
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path = fs::temp_directory_path() /
-           ("kiln_test_checkpoint_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
+using kiln::test::bytes_of;
+using kiln::test::write_bytes;
+struct TempDir : kiln::test::TempDir {
+  TempDir() : kiln::test::TempDir("test_checkpoint") {}
 };
-
-std::vector<char> bytes_of(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-void write_bytes(const fs::path& p, const std::vector<char>& b) {
-  std::ofstream out(p, std::ios::binary | std::ios::trunc);
-  out.write(b.data(), std::streamsize(b.size()));
-}
 
 // A network with random weights and non-trivial running statistics.
 template <class Net>

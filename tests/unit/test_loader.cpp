@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "test_files.hpp"
 #include "kiln/io/dataset.hpp"
 #include "kiln/io/loader.hpp"
 
@@ -21,29 +22,11 @@ namespace {
 
 const fs::path photos = fs::path(KILN_SOURCE_DIR) / "tests" / "data" / "photos";
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path = fs::temp_directory_path() /
-           ("kiln_test_loader_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
+using kiln::test::bytes_of;
+using kiln::test::write_bytes;
+struct TempDir : kiln::test::TempDir {
+  TempDir() : kiln::test::TempDir("test_loader") {}
 };
-
-std::vector<char> bytes_of(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-void write_bytes(const fs::path& p, const std::vector<char>& b) {
-  std::ofstream out(p, std::ios::binary | std::ios::trunc);
-  out.write(b.data(), std::streamsize(b.size()));
-}
 
 // A copy of the photos plus the damaged files named.
 void copy_photos(const fs::path& to) {
