@@ -27,6 +27,16 @@ inline constexpr int conv_tile_shared_floats(int k) {
   return (conv_tile + k - 1) * (conv_tile + k - 1) + conv_channels_per_block * k * k;
 }
 
+// tile[i][j] = plane[top + i][left + j] for an S x S window, 0 outside the H x W plane
+// (the halo the forward and data-gradient kernels need), loaded by `threads` threads.
+__device__ __forceinline__ void load_halo_tile(float* tile, const float* plane, int top, int left, int S, int H,
+                                               int W, int tid, int threads) {
+  for (int i = tid; i < S * S; i += threads) {
+    const int iy = top + i / S, ix = left + i % S;
+    tile[i] = (iy >= 0 && iy < H && ix >= 0 && ix < W) ? plane[iy * W + ix] : 0.0f;
+  }
+}
+
 // grid (tiles_h * tiles_w, ceil(Cout / CPB), N), block (T, T), shared conv_tile_shared_floats(K).
 // y[n][o][i][j] = b[o] + sum_{c,u,v} x[n][c][i+u-p][j+v-p] * w[o][c][u][v]
 template <int KT>
@@ -49,10 +59,7 @@ __global__ void conv2d_forward_kernel(ConvShape s, const float* x, const float* 
 
   for (int c = 0; c < cin; ++c) {
     const float* plane = x + (n * cin + c) * H * W;
-    for (int i = tid; i < S * S; i += T * T) {
-      const int iy = y0 - P + i / S, ix = x0 - P + i % S;
-      in_tile[i] = (iy >= 0 && iy < H && ix >= 0 && ix < W) ? plane[iy * W + ix] : 0.0f;
-    }
+    load_halo_tile(in_tile, plane, y0 - P, x0 - P, S, H, W, tid, T * T);
     for (int i = tid; i < CPB * KK; i += T * T) {
       const int o = o0 + i / KK;
       w_tile[i] = o < cout ? w[(static_cast<std::int64_t>(o) * cin + c) * KK + i % KK] : 0.0f;
@@ -99,10 +106,7 @@ __global__ void conv2d_backward_data_kernel(ConvShape s, const float* w, const f
 
   for (int o = 0; o < cout; ++o) {
     const float* plane = dy + (n * cout + o) * H * W;
-    for (int i = tid; i < S * S; i += T * T) {
-      const int iy = y0 - P + i / S, ix = x0 - P + i % S;
-      g_tile[i] = (iy >= 0 && iy < H && ix >= 0 && ix < W) ? plane[iy * W + ix] : 0.0f;
-    }
+    load_halo_tile(g_tile, plane, y0 - P, x0 - P, S, H, W, tid, T * T);
     for (int i = tid; i < CPB * KK; i += T * T) {
       const int c = c0 + i / KK;
       w_tile[i] = c < cin ? w[(static_cast<std::int64_t>(o) * cin + c) * KK + i % KK] : 0.0f;
