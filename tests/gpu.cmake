@@ -18,12 +18,6 @@ if(KILN_CUDA AND TARGET kiln_gpu_tests)
   target_link_options(kiln_gpu_tests PRIVATE -fopenmp)
   target_link_libraries(kiln_gpu_tests PRIVATE CUDA::cudart)
   if(KILN_CUDNN)
-    find_library(KILN_CUDNN_LIBRARY cudnn
-      HINTS ${CUDAToolkit_LIBRARY_DIR} ${CUDAToolkit_LIBRARY_ROOT}/lib ${CUDAToolkit_LIBRARY_ROOT}/lib64
-      REQUIRED)
-    find_path(KILN_CUDNN_INCLUDE_DIR cudnn.h HINTS ${CUDAToolkit_INCLUDE_DIRS} REQUIRED)
-    target_include_directories(kiln_gpu_tests SYSTEM PRIVATE ${KILN_CUDNN_INCLUDE_DIR})
-    target_compile_definitions(kiln_gpu_tests PRIVATE KILN_WITH_CUDNN)
-    target_link_libraries(kiln_gpu_tests PRIVATE ${KILN_CUDNN_LIBRARY})
+    target_link_libraries(kiln_gpu_tests PRIVATE kiln_cudnn)
   endif()
 endif()

@@ -24,13 +24,7 @@ target_compile_options(kiln_nvcc_check PRIVATE
 target_link_options(kiln_nvcc_check PRIVATE -fopenmp)
 
 if(KILN_CUDNN)
-  find_library(KILN_CUDNN_LIBRARY cudnn
-    HINTS ${CUDAToolkit_LIBRARY_DIR} ${CUDAToolkit_LIBRARY_ROOT}/lib ${CUDAToolkit_LIBRARY_ROOT}/lib64
-    REQUIRED)
-  find_path(KILN_CUDNN_INCLUDE_DIR cudnn.h HINTS ${CUDAToolkit_INCLUDE_DIRS} REQUIRED)
-  target_include_directories(kiln_nvcc_check SYSTEM PRIVATE ${KILN_CUDNN_INCLUDE_DIR})
-  target_compile_definitions(kiln_nvcc_check PRIVATE KILN_WITH_CUDNN)
-  target_link_libraries(kiln_nvcc_check PRIVATE ${KILN_CUDNN_LIBRARY})
+  target_link_libraries(kiln_nvcc_check PRIVATE kiln_cudnn)
 endif()
 
 if(KILN_BUILD_TESTS)
