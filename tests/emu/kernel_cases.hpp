@@ -74,6 +74,10 @@ struct KernelCase {
 // The default bound: float kernels against float/double CPU code on small shapes.
 inline constexpr double tight = 1e-5;
 inline constexpr double loose = 1e-4;  // long reductions (weight gradients over N*H*W)
+// TF32 operands (10 explicit mantissa bits: relative rounding error up to 2^-11 ~ 4.9e-4 per operand)
+// against the strict fp32 CPU: the normalised error of random dot products is ~4e-4; the bound
+// leaves room for sums with cancellation (ggml's test-backend-ops bounds NMSE, the square of this).
+inline constexpr double tf32_bound = 1e-3;
 
 inline std::vector<float> random_vector(std::size_t n, kiln::Rng& rng, float lo = -1.0f, float hi = 1.0f) {
   std::vector<float> v(n);
@@ -284,6 +288,26 @@ inline std::vector<KernelCase> kernel_cases() {
   conv.template operator()<16, 9, 1>(1, 7, 9);
   conv.template operator()<3, 4, 5>(2, 9, 7);     // run-time kernel size (generic path)
   conv.template operator()<3, 5, 3>(3, 13, 11, false);
+
+  // MathMode::tf32: the implicit-GEMM tensor-core kernels (kernels/conv2d_igemm.cuh) against the
+  // strict CPU backend. TF32 keeps 10 mantissa bits, so the bound is TF32's (tf32_bound); the
+  // exact-rounding checks are in tests/emu/test_conv_igemm.cpp.
+  auto conv_tf32 = [&]<int In, int Out, int K>(std::int64_t n, std::int64_t h, std::int64_t w, bool small = false) {
+    std::ostringstream name;
+    name << (small ? "tiny " : "") << "tf32 Conv2d<" << In << "," << Out << "," << K << "> N=" << n << " " << h << "x" << w;
+    t.push_back({name.str(),
+                 [=](Report& r) {
+                   kiln::cuda::MathModeScope tf32(kiln::cuda::MathMode::tf32);
+                   layer_case<kiln::Conv2d<In, Out, K, Cpu>, kiln::Conv2d<In, Out, K, Cuda>>(
+                       r, Shape::nchw(n, In, h, w), Mode::train, 301 + n * 7 + h, tf32_bound, tf32_bound);
+                 },
+                 small});
+  };
+  conv_tf32.template operator()<5, 7, 3>(3, 13, 11);   // tiles crossing images, channels not multiples of 16
+  conv_tf32.template operator()<16, 16, 3>(2, 16, 16);
+  conv_tf32.template operator()<70, 9, 1>(1, 9, 9);    // 1x1: Kg = 70 with a tail, M = 9 of a 64 tile
+  conv_tf32.template operator()<2, 3, 3>(1, 4, 5, true);  // the TSan subset: one block per pass
+  conv_tf32.template operator()<3, 2, 1>(1, 16, 16, true);  // 256 pixels: a split weight gradient
 
   auto bn = [&]<int C>(std::int64_t n, std::int64_t h, std::int64_t w, Mode mode) {
     std::ostringstream name;

@@ -16,12 +16,14 @@
 #include "kiln/core/conv_shape.hpp"
 #include "kiln/core/error.hpp"
 #include "kiln/core/tensor.hpp"
+#include "kiln/cuda/math_mode.hpp"
 #include "kiln/cuda/memory.hpp"
 #include "kiln/gpu/gpu.hpp"
 
 #include "batchnorm.cuh"
 #include "color.cuh"
 #include "conv2d.cuh"
+#include "conv2d_igemm.cuh"
 #include "elementwise.cuh"
 #include "loss.cuh"
 #include "optim.cuh"
@@ -94,13 +96,29 @@ struct Backend<Cuda> {
   static constexpr unsigned reduce_threads = 256;  // blocks of the per-channel reductions
 
  public:
+  // ---- Math mode (kiln/cuda/math_mode.hpp): which convolution kernels run ----------
+  static void set_math_mode(kiln::cuda::MathMode mode) { kiln::cuda::set_math_mode(mode); }
+  static kiln::cuda::MathMode math_mode() { return kiln::cuda::math_mode(); }
+
   // ---- Conv2d -------------------------------------------------------------
-  // The kernels need no scratch memory.
-  static std::size_t conv2d_workspace_floats(const ConvShape&) { return 0; }
+  // Strict fp32 needs no scratch memory; the TF32 weight gradient uses split-K partial sums.
+  static std::size_t conv2d_workspace_floats(const ConvShape& s) {
+    return uses_tensor_cores(s) ? static_cast<std::size_t>(kiln::cuda::kernels::igemm::weight_grad_workspace_floats(s)) : 0;
+  }
 
   static void conv2d_forward(const ConvShape& s, const T& x, const T& w, const T& b, T& y, T&) {
     namespace k = kiln::cuda::kernels;
     if (s.n == 0 || s.h == 0 || s.w == 0) return;
+    if (uses_tensor_cores(s)) {
+      const dim3 grid = igemm_grid(s, k::igemm::Pass::forward);
+      if (s.k == 1)
+        KILN_CUDA_LAUNCH(k::conv2d_igemm_forward_kernel<1>, grid, dim3(k::igemm::threads), k::igemm::shared_bytes, s,
+                         x.data(), w.data(), ptr(b), y.data());
+      else
+        KILN_CUDA_LAUNCH(k::conv2d_igemm_forward_kernel<3>, grid, dim3(k::igemm::threads), k::igemm::shared_bytes, s,
+                         x.data(), w.data(), ptr(b), y.data());
+      return;
+    }
     const std::size_t shared = conv_shared_bytes(s);
     const dim3 grid(conv_tiles(s), static_cast<unsigned>((s.c_out + k::conv_channels_per_block - 1) / k::conv_channels_per_block),
                     static_cast<unsigned>(s.n));
@@ -114,9 +132,16 @@ struct Backend<Cuda> {
   }
 
   // dx may be empty (not wanted) and is overwritten; dw and db (may be empty) accumulate.
-  static void conv2d_backward(const ConvShape& s, const T& x, const T& w, const T& dy, T& dx, T& dw, T& db, T&) {
+  static void conv2d_backward(const ConvShape& s, const T& x, const T& w, const T& dy, T& dx, T& dw, T& db, T& ws) {
     namespace k = kiln::cuda::kernels;
     if (s.n == 0 || s.h == 0 || s.w == 0) return;
+    if (uses_tensor_cores(s)) {
+      conv2d_backward_tf32(s, x, w, dy, dx, dw, ws);
+      if (!db.empty())
+        KILN_CUDA_LAUNCH(k::conv2d_backward_bias_kernel<float>, dim3(static_cast<unsigned>(s.c_out)), dim3(reduce_threads), 0,
+                         s, dy.data(), db.data());
+      return;
+    }
     if (!dx.empty()) {
       const std::size_t shared = conv_shared_bytes(s);
       const dim3 grid(conv_tiles(s), static_cast<unsigned>((s.c_in + k::conv_channels_per_block - 1) / k::conv_channels_per_block),
@@ -291,6 +316,47 @@ struct Backend<Cuda> {
   }
 
  private:
+  // TF32 math selects the implicit-GEMM kernels, which exist for K = 1 and 3.
+  static bool uses_tensor_cores(const ConvShape& s) {
+    return kiln::cuda::math_mode() == kiln::cuda::MathMode::tf32 && (s.k == 1 || s.k == 3);
+  }
+  static dim3 igemm_grid(const ConvShape& s, kiln::cuda::kernels::igemm::Pass pass, unsigned splits = 1) {
+    namespace ig = kiln::cuda::kernels::igemm;
+    const ig::Gemm g = ig::gemm_of(s, pass);
+    return dim3(static_cast<unsigned>(ig::ceil_div(g.n, ig::bn)), static_cast<unsigned>(ig::ceil_div(g.m, ig::bm)), splits);
+  }
+  // dx overwritten (if wanted), dw accumulated (if wanted): TF32 tensor cores.
+  static void conv2d_backward_tf32(const ConvShape& s, const T& x, const T& w, const T& dy, T& dx, T& dw, T& ws) {
+    namespace k = kiln::cuda::kernels;
+    namespace ig = kiln::cuda::kernels::igemm;
+    if (!dx.empty()) {
+      const dim3 grid = igemm_grid(s, ig::Pass::backward_data);
+      if (s.k == 1)
+        KILN_CUDA_LAUNCH(k::conv2d_igemm_backward_data_kernel<1>, grid, dim3(ig::threads), ig::shared_bytes, s, w.data(),
+                         dy.data(), dx.data());
+      else
+        KILN_CUDA_LAUNCH(k::conv2d_igemm_backward_data_kernel<3>, grid, dim3(ig::threads), ig::shared_bytes, s, w.data(),
+                         dy.data(), dx.data());
+    }
+    if (dw.empty()) return;
+    ig::Splits sp = ig::weight_grad_splits(s);
+    const std::int64_t weights = s.c_out * s.c_in * s.k * s.k;
+    // A workspace planned under strict fp32 (or none) is too small: run unsplit, straight into dw.
+    if (sp.count > 1 && static_cast<std::int64_t>(ws.numel()) < sp.count * weights) sp = ig::Splits{1, 1 << 30};
+    float* out = sp.count > 1 ? ws.data() : dw.data();
+    const dim3 grid = igemm_grid(s, ig::Pass::backward_weight, static_cast<unsigned>(sp.count));
+    if (s.k == 1)
+      KILN_CUDA_LAUNCH(k::conv2d_igemm_backward_weight_kernel<1>, grid, dim3(ig::threads), ig::shared_bytes, s, x.data(),
+                       dy.data(), out, sp.k_tiles_per_split);
+    else
+      KILN_CUDA_LAUNCH(k::conv2d_igemm_backward_weight_kernel<3>, grid, dim3(ig::threads), ig::shared_bytes, s, x.data(),
+                       dy.data(), out, sp.k_tiles_per_split);
+    if (sp.count > 1) {
+      const auto g = elementwise(weights);
+      KILN_CUDA_LAUNCH(k::conv2d_igemm_reduce_splits_kernel<float>, g.blocks, g.threads, 0, ws.data(), sp.count, weights,
+                       dw.data());
+    }
+  }
   static unsigned conv_tiles(const ConvShape& s) {
     const std::int64_t t = kiln::cuda::kernels::conv_tile;
     return static_cast<unsigned>(((s.h + t - 1) / t) * ((s.w + t - 1) / t));

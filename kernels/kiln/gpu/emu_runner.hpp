@@ -186,6 +186,8 @@ inline void run_block(Worker& worker, const KernelInvocation& k, std::uint64_t l
     t.block = &b;
     t.state = ThreadState::not_started;
     t.waiting_in = nullptr;
+    t.async_copies.clear();  // a previous block's thread may have exited with copies in flight
+    t.async_group_ends.clear();
   }
   b.threads = worker.threads.data();
   b.thread_count = n;

@@ -57,6 +57,15 @@ struct WarpRequest {
 
 struct BlockContext;
 
+// A cp.async the thread issued and has not waited for (kiln/gpu/async_copy.hpp): performed by
+// the wait, not at issue, so that reading the destination early shows (it is NaN until then).
+struct AsyncCopy {
+  void* dst = nullptr;
+  const void* src = nullptr;
+  unsigned bytes = 0;
+  bool zero_fill = false;
+};
+
 struct EmulatedThread {
   uint3 index{0, 0, 0};
   unsigned linear_id = 0;
@@ -66,6 +75,8 @@ struct EmulatedThread {
   CallSite waiting_at;
   WarpRequest request;
   std::uint64_t result = 0;  // what the collective it waited in returned to it
+  std::vector<AsyncCopy> async_copies;         // issued cp.async, oldest first
+  std::vector<std::size_t> async_group_ends;   // async_copies.size() at each commit
 #if !KILN_EMU_THREADS
   FiberContext fiber;
 #endif

@@ -4,7 +4,9 @@
 // with CUDA semantics (see docs/emulator.md). Kernels are written once, in CUDA C++, using:
 //   __global__ __device__ __host__ __forceinline__ __shared__ dim3 threadIdx blockIdx blockDim
 //   gridDim warpSize __syncthreads __syncwarp __shfl_*_sync __ballot_sync __any_sync __all_sync
-//   atomics, __threadfence, __ldg, math intrinsics and kiln::gpu::dynamic_shared<T>().
+//   atomics, __threadfence, __ldg, math intrinsics and kiln::gpu::dynamic_shared<T>(),
+//   tensor-core fragments (kiln::gpu::wmma = nvcuda::wmma, wmma.hpp), __nv_bfloat16 and
+//   cp.async (kiln::gpu::cp_async / cp_async_commit / cp_async_wait, async_copy.hpp).
 // Host side (namespace kiln::gpu): Error, device_malloc/free, memcpy_*, memset_device,
 // synchronize, Stream, launch / KILN_LAUNCH, set_max_dynamic_shared, emulated, device_available,
 // device_name.
@@ -14,7 +16,9 @@
 #include <cuda_runtime.h>
 #endif
 
+#include "kiln/gpu/async_copy.hpp"
 #include "kiln/gpu/atomics.hpp"
+#include "kiln/gpu/bfloat16.hpp"
 #include "kiln/gpu/device.hpp"
 #include "kiln/gpu/dynamic_shared.hpp"
 #include "kiln/gpu/error.hpp"
@@ -26,3 +30,4 @@
 #include "kiln/gpu/memory.hpp"
 #include "kiln/gpu/stream.hpp"
 #include "kiln/gpu/vector_types.hpp"
+#include "kiln/gpu/wmma.hpp"

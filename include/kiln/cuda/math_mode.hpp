@@ -1,0 +1,55 @@
+#pragma once
+// The math mode of Backend<Cuda>'s convolutions, a process-wide setting (default strict fp32):
+//   MathMode::strict_fp32  the SIMT kernels of kernels/conv2d.cuh: fp32 multiply-adds, the
+//                          reference (like cuDNN's CUDNN_FMA_MATH).
+//   MathMode::tf32         the implicit-GEMM tensor-core kernels of kernels/conv2d_igemm.cuh for
+//                          K = 1 and 3 (other kernel sizes keep the strict kernels): operands rounded
+//                          to TF32 (10 mantissa bits), fp32 accumulation (like CUDNN_TENSOR_OP_MATH
+//                          or PyTorch's allow_tf32). Relative errors around 1e-3 instead of 1e-6.
+// Set it before planning a network: Conv2d asks for its workspace (the TF32 weight gradient's
+// split-K partial sums) when it is planned; with a smaller workspace the TF32 weight gradient
+// runs unsplit (correct, fewer blocks).
+//   kiln::cuda::set_math_mode(kiln::cuda::MathMode::tf32);       // or Backend<Cuda>::set_math_mode
+//   { kiln::cuda::MathModeScope scope(kiln::cuda::MathMode::tf32); ... }   // restored on exit
+#include <atomic>
+#include <string>
+
+#include "kiln/core/error.hpp"
+
+namespace kiln::cuda {
+
+enum class MathMode { strict_fp32, tf32 };
+
+namespace detail {
+inline std::atomic<MathMode>& math_mode_setting() {
+  static std::atomic<MathMode> mode{MathMode::strict_fp32};
+  return mode;
+}
+}  // namespace detail
+
+inline void set_math_mode(MathMode mode) { detail::math_mode_setting().store(mode); }
+inline MathMode math_mode() { return detail::math_mode_setting().load(); }
+
+inline const char* math_mode_name(MathMode mode) { return mode == MathMode::tf32 ? "tf32" : "fp32"; }
+
+// "fp32" or "tf32" (command lines, benchmark names); anything else is an error saying what is accepted.
+inline MathMode parse_math_mode(const std::string& text) {
+  if (text == "fp32") return MathMode::strict_fp32;
+  if (text == "tf32") return MathMode::tf32;
+  KILN_CHECK(false, "unknown CUDA math mode '", text, "': use fp32 (strict, the default) or tf32 (tensor cores)");
+  return MathMode::strict_fp32;
+}
+
+// Sets the mode for the scope's lifetime and restores the previous one.
+class MathModeScope {
+ public:
+  explicit MathModeScope(MathMode mode) : saved_(math_mode()) { set_math_mode(mode); }
+  ~MathModeScope() { set_math_mode(saved_); }
+  MathModeScope(const MathModeScope&) = delete;
+  MathModeScope& operator=(const MathModeScope&) = delete;
+
+ private:
+  MathMode saved_;
+};
+
+}  // namespace kiln::cuda

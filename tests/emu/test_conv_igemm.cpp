@@ -1,0 +1,171 @@
+// The TF32 implicit-GEMM convolutions (kernels/conv2d_igemm.cuh, Backend<Cuda> under
+// MathMode::tf32) against plain loops in double on TF32-rounded operands: only the fp32
+// accumulation may differ (normalised error < 2e-6), while the strict fp32 reference is visibly
+// different (so the rounding really happens, and happens to the right operands). Shapes: U-Net
+// levels small enough for the emulator, 4x4 images, batch 1, channels that are not tile
+// multiples, a first layer with one input channel; the weight gradient split (split-K) and
+// unsplit, accumulating onto existing gradients.
+#include <doctest/doctest.h>
+
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "emu/kernel_cases.hpp"
+
+namespace {
+
+using kiln::ConvShape;
+using kiln::Cuda;
+using kiln::Shape;
+using kiln::Tensor;
+using kiln_test::normalised_error;
+
+double tf32(float v) { return static_cast<double>(kiln::gpu::wmma::__float_to_tf32(v)); }
+
+struct Expected {
+  std::vector<float> y, dx, dw;  // dw includes the initial gradient it accumulates onto
+};
+
+// y and dw by plain loops in double, operands rounded to TF32 as the kernels round them.
+Expected reference(const ConvShape& s, const std::vector<float>& x, const std::vector<float>& w, const std::vector<float>& b,
+                   const std::vector<float>& dy, const std::vector<float>& dw0) {
+  const std::int64_t K = s.k, P = K / 2, H = s.h, W = s.w;
+  Expected e;
+  e.y.assign(static_cast<std::size_t>(s.n * s.c_out * H * W), 0.0f);
+  std::vector<double> dw(dw0.begin(), dw0.end());
+  auto X = [&](std::int64_t n, std::int64_t c, std::int64_t i, std::int64_t j) {
+    return (i < 0 || i >= H || j < 0 || j >= W) ? 0.0 : tf32(x[((n * s.c_in + c) * H + i) * W + j]);
+  };
+  for (std::int64_t n = 0; n < s.n; ++n)
+    for (std::int64_t o = 0; o < s.c_out; ++o)
+      for (std::int64_t i = 0; i < H; ++i)
+        for (std::int64_t j = 0; j < W; ++j) {
+          double acc = b[o];
+          const double g = tf32(dy[((n * s.c_out + o) * H + i) * W + j]);
+          for (std::int64_t c = 0; c < s.c_in; ++c)
+            for (std::int64_t u = 0; u < K; ++u)
+              for (std::int64_t v = 0; v < K; ++v) {
+                const std::size_t wi = static_cast<std::size_t>(((o * s.c_in + c) * K + u) * K + v);
+                const double xv = X(n, c, i + u - P, j + v - P);
+                acc += tf32(w[wi]) * xv;
+                dw[wi] += g * xv;
+              }
+          e.y[static_cast<std::size_t>(((n * s.c_out + o) * H + i) * W + j)] = static_cast<float>(acc);
+        }
+  e.dw.assign(dw.begin(), dw.end());
+  return e;
+}
+
+// dx[n][c][i][j] = sum_{o,u,v} dy[n][o][i+P-u][j+P-v] w[o][c][u][v], in double on TF32 operands.
+std::vector<float> reference_dx(const ConvShape& s, const std::vector<float>& w, const std::vector<float>& dy) {
+  const std::int64_t K = s.k, P = K / 2, H = s.h, W = s.w;
+  std::vector<float> dx(static_cast<std::size_t>(s.n * s.c_in * H * W));
+  for (std::int64_t n = 0; n < s.n; ++n)
+    for (std::int64_t c = 0; c < s.c_in; ++c)
+      for (std::int64_t i = 0; i < H; ++i)
+        for (std::int64_t j = 0; j < W; ++j) {
+          double acc = 0;
+          for (std::int64_t o = 0; o < s.c_out; ++o)
+            for (std::int64_t u = 0; u < K; ++u)
+              for (std::int64_t v = 0; v < K; ++v) {
+                const std::int64_t yi = i + P - u, yj = j + P - v;
+                if (yi < 0 || yi >= H || yj < 0 || yj >= W) continue;
+                acc += tf32(dy[((n * s.c_out + o) * H + yi) * W + yj]) * tf32(w[((o * s.c_in + c) * K + u) * K + v]);
+              }
+          dx[static_cast<std::size_t>(((n * s.c_in + c) * H + i) * W + j)] = static_cast<float>(acc);
+        }
+  return dx;
+}
+
+struct Result {
+  std::vector<float> y, dx, dw, db;
+};
+
+Result run_cuda(const ConvShape& s, const std::vector<float>& x, const std::vector<float>& w, const std::vector<float>& b,
+                const std::vector<float>& dy, const std::vector<float>& dw0, bool with_workspace) {
+  using B = kiln::Backend<Cuda>;
+  const Shape xs = Shape::nchw(s.n, s.c_in, s.h, s.w), ys = Shape::nchw(s.n, s.c_out, s.h, s.w);
+  const Shape ws_shape{s.c_out, s.c_in, s.k, s.k};
+  auto tx = Tensor<float, Cuda>::from_host(xs, x), tw = Tensor<float, Cuda>::from_host(ws_shape, w);
+  auto tb = Tensor<float, Cuda>::from_host(Shape{s.c_out}, b), tdy = Tensor<float, Cuda>::from_host(ys, dy);
+  auto tdw = Tensor<float, Cuda>::from_host(ws_shape, dw0);
+  Tensor<float, Cuda> ty(ys), tdx(xs), tdb(Shape{s.c_out});
+  const std::size_t floats = with_workspace ? B::conv2d_workspace_floats(s) : 0;
+  Tensor<float, Cuda> work(Shape{static_cast<std::int64_t>(floats) + 1});
+  B::conv2d_forward(s, tx, tw, tb, ty, work);
+  B::conv2d_backward(s, tx, tw, tdy, tdx, tdw, tdb, work);
+  return {ty.to_vector(), tdx.to_vector(), tdw.to_vector(), tdb.to_vector()};
+}
+
+void check_shape(const ConvShape& s, std::uint64_t seed) {
+  std::ostringstream name;
+  name << "N=" << s.n << " " << s.c_in << "->" << s.c_out << " K=" << s.k << " " << s.h << "x" << s.w;
+  INFO(name.str());
+  kiln::Rng rng(seed);
+  const auto x = kiln_test::random_vector(static_cast<std::size_t>(s.n * s.c_in * s.h * s.w), rng, -2.0f, 2.0f);
+  const auto w = kiln_test::random_vector(static_cast<std::size_t>(s.c_out * s.c_in * s.k * s.k), rng);
+  const auto b = kiln_test::random_vector(static_cast<std::size_t>(s.c_out), rng);
+  const auto dy = kiln_test::random_vector(static_cast<std::size_t>(s.n * s.c_out * s.h * s.w), rng);
+  const auto dw0 = kiln_test::random_vector(w.size(), rng);
+  Expected want = reference(s, x, w, b, dy, dw0);
+  want.dx = reference_dx(s, w, dy);
+
+  kiln::cuda::MathModeScope mode(kiln::cuda::MathMode::tf32);
+  const bool splits = kiln::cuda::kernels::igemm::weight_grad_splits(s).count > 1;
+  for (bool with_workspace : {true, false}) {
+    if (!with_workspace && !splits) continue;  // the same launch twice
+    INFO("workspace: ", with_workspace ? "planned (split-K if it pays)" : "none (unsplit)");
+    const Result got = run_cuda(s, x, w, b, dy, dw0, with_workspace);
+    CHECK(normalised_error(got.y, want.y) < 2e-6);
+    CHECK(normalised_error(got.dx, want.dx) < 2e-6);
+    CHECK(normalised_error(got.dw, want.dw) < 2e-6);
+  }
+  // The strict fp32 kernels on the same data are further away from the TF32 reference.
+  kiln::cuda::set_math_mode(kiln::cuda::MathMode::strict_fp32);
+  const Result strict = run_cuda(s, x, w, b, dy, dw0, true);
+  CHECK(normalised_error(strict.y, want.y) > 1e-5);
+  CHECK(normalised_error(strict.dx, want.dx) > 1e-5);
+}
+
+}  // namespace
+
+TEST_CASE("tf32 implicit-GEMM conv: forward, input and weight gradients equal TF32-rounded loops") {
+  check_shape({1, 3, 5, 13, 11, 3}, 1);   // batch 1, channels below one k step, tiles past the image
+  check_shape({3, 5, 7, 13, 11, 3}, 2);   // D tiles span several images; split weight gradient
+  check_shape({1, 8, 16, 4, 4, 3}, 3);    // a 4x4 image: every tap touches the padding
+  check_shape({2, 1, 4, 9, 9, 3}, 4);     // the first U-Net layer: one input channel
+  check_shape({2, 17, 66, 8, 8, 1}, 5);   // 1x1 with M = 66 over two tiles, Kg = 17
+#if !KILN_EMU_THREADS
+  check_shape({2, 32, 32, 16, 16, 3}, 6);  // a U-Net level (base width 32) at 16x16
+  check_shape({1, 64, 32, 8, 8, 1}, 7);    // the U-Net's 1x1 reduce 2C -> C
+#endif
+}
+
+TEST_CASE("tf32 math mode: selection and fall-back") {
+  using kiln::cuda::MathMode;
+  CHECK(kiln::Backend<Cuda>::math_mode() == MathMode::strict_fp32);  // the default
+  const ConvShape s3{2, 5, 7, 13, 11, 3}, s5{1, 3, 4, 9, 7, 5};
+  CHECK(kiln::Backend<Cuda>::conv2d_workspace_floats(s3) == 0);  // strict fp32: no scratch
+  {
+    kiln::cuda::MathModeScope scope(MathMode::tf32);
+    CHECK(kiln::Backend<Cuda>::math_mode() == MathMode::tf32);
+    CHECK(kiln::Backend<Cuda>::conv2d_workspace_floats(s3) > 0);  // split-K partial sums
+    CHECK(kiln::Backend<Cuda>::conv2d_workspace_floats(s5) == 0);  // K = 5 keeps the strict kernels
+    kiln::cuda::clear_launched_kernels();
+    kiln::cuda::record_launches(true);
+    kiln::Rng rng(9);
+    const auto x = Tensor<float, Cuda>::from_host(Shape::nchw(1, 3, 9, 7), kiln_test::random_vector(189, rng));
+    const auto w = Tensor<float, Cuda>::from_host(Shape{4, 3, 5, 5}, kiln_test::random_vector(300, rng));
+    Tensor<float, Cuda> b, y(Shape::nchw(1, 4, 9, 7)), ws(Shape{1});
+    kiln::Backend<Cuda>::conv2d_forward(s5, x, w, b, y, ws);
+    kiln::cuda::record_launches(false);
+    CHECK(kiln::cuda::launched_kernels() == std::set<std::string>{"conv2d_forward_kernel"});
+  }
+  CHECK(kiln::Backend<Cuda>::math_mode() == MathMode::strict_fp32);  // restored
+  CHECK(kiln::cuda::parse_math_mode("tf32") == MathMode::tf32);
+  CHECK_THROWS_WITH_AS(kiln::cuda::parse_math_mode("fp16"), doctest::Contains("use fp32"), kiln::Error);
+}
