@@ -125,6 +125,39 @@ TEST_CASE("UNet: state names in PyTorch's state_dict order") {
   CHECK(shapes["down.0.bn1.running_var"] == Shape{4});
 }
 
+// The U-Net runs each up level's Conv1x1 before the nearest upsample (a quarter of the pixels);
+// the reference order is Upsample -> Conv1x1. Both orders must be the same function: forward
+// bitwise (each output pixel is the same dot product), all gradients to rounding.
+TEST_CASE("UNet: Conv1x1 before the nearest upsample equals the reference order") {
+  using Reference = Sequential<Upsample<2, UpsampleMode::nearest>, Conv2d<6, 3, 1>>;
+  using Reordered = Sequential<Conv2d<6, 3, 1>, Upsample<2, UpsampleMode::nearest>>;
+  Reference ref;
+  Reordered fast;
+  Rng rng(21);
+  ref.get<1>().reset_parameters(rng);
+  copy(fast.get<0>().weight().value, ref.get<1>().weight().value);
+  copy(fast.get<0>().bias().value, ref.get<1>().bias().value);
+  const Shape in = Shape::nchw(3, 6, 5, 7);
+  Arena<Cpu> arena;
+  arena.begin();
+  const Shape out_ref = ref.plan(in, arena, "ref");
+  const Shape out_fast = fast.plan(in, arena, "fast");
+  arena.finalize();
+  REQUIRE(out_ref == out_fast);
+  const auto x = kiln::test::random_tensor(in, rng);
+  const auto dy = kiln::test::random_tensor(out_ref, rng);
+  CHECK(ref.forward(x, Mode::train).to_vector() == fast.forward(x, Mode::train).to_vector());
+  zero_grad(ref);
+  zero_grad(fast);
+  const auto dx_ref = ref.backward(dy).to_vector();
+  const auto dx_fast = fast.backward(dy).to_vector();
+  CHECK(kiln::test::relative_error(dx_fast, dx_ref) < 1e-6);
+  CHECK(kiln::test::relative_error(fast.get<0>().weight().grad.to_vector(), ref.get<1>().weight().grad.to_vector()) <
+        1e-6);
+  CHECK(kiln::test::relative_error(fast.get<0>().bias().grad.to_vector(), ref.get<1>().bias().grad.to_vector()) <
+        1e-6);
+}
+
 TEST_CASE("UNet: output shape and the size-multiple error") {
   Network<UNet<1, 2, 4, 2>> net;
   Rng rng(1);

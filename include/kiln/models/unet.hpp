@@ -4,7 +4,8 @@
 //   ConvBlock(a, c) = Conv3x3(a->c) BN ReLU Conv3x3(c->c) BN ReLU
 //   level i (c_i = Width * 2^i):  x -> ConvBlock -> s (the skip)
 //                                   -> MaxPool2 -> level i+1 (or the bottleneck)
-//                                   -> Upsample x2 -> Conv1x1 (halves channels)
+//                                   -> Upsample x2 -> Conv1x1 (halves channels; run as
+//                                      Conv1x1 -> Upsample x2, the same function: see Branch)
 //                                   -> concat [upsampled, s] -> ConvBlock(2c_i -> c_i)
 //   bottleneck = ConvBlock(c_{Depth-1} -> Width * 2^Depth), head = Conv1x1(Width -> Out)
 //
@@ -52,8 +53,13 @@ class UNetLevel {
   using Inner = typename UNetInner<Width, Depth, Level + 1, Device>::type;
   static_assert(Inner::out_channels == 2 * C, "kiln::UNet: the level below must produce twice this level's channels");
 
-  using Branch = Sequential<MaxPool2d<2, Device>, Inner, Upsample<2, UpsampleMode::nearest, Device>,
-                            Conv2d<2 * C, C, 1, Device>>;
+  // The reference model reads Upsample(x2, nearest) -> Conv1x1. A 1x1 convolution acts on each pixel
+  // alone and nearest upsampling copies pixels, so the two commute exactly:
+  // conv1x1(upsample(x)) = upsample(conv1x1(x)). Running the convolution first costs a quarter of the
+  // pixels in all three of its passes and upsamples C instead of 2C channels. Same parameters, same
+  // function (the forward values are bitwise the same; gradients differ only by summation order).
+  using Branch = Sequential<MaxPool2d<2, Device>, Inner, Conv2d<2 * C, C, 1, Device>,
+                            Upsample<2, UpsampleMode::nearest, Device>>;
   using Body = Sequential<ConvBlock<In, C, Device>, SkipConcat<Branch>, ConvBlock<2 * C, C, Device>>;
 
  public:
@@ -83,7 +89,7 @@ class UNetLevel {
       branch.template get<1>().visit(f, join_name(prefix, "bottleneck"));
     else
       branch.template get<1>().visit(f, prefix);
-    branch.template get<3>().visit(f, join_name(prefix, up + ".reduce"));
+    branch.template get<2>().visit(f, join_name(prefix, up + ".reduce"));
     body_.template get<2>().visit(f, join_name(prefix, up));
   }
 
