@@ -42,7 +42,9 @@ struct TrainConfig {
   bool flip = true;
   int loader_max_side = 512;
   int workers = 1;
+  int checkpoint_every = 0;        // > 0: also save OUT/latest.safetensors every N steps (mid-epoch)
   long long stop_at_step = 0;      // > 0: stop (and save, as on Ctrl-C) when the global step reaches it
+  std::string debug_inject_nan;    // hidden test option, KIND:NAME@STEP (numeric_guard.hpp); not saved
 };
 
 inline void to_json(nlohmann::json& j, const TrainConfig& c) {
@@ -77,7 +79,8 @@ inline void to_json(nlohmann::json& j, const TrainConfig& c) {
                      {"scales", c.scales},
                      {"flip", c.flip},
                      {"loader_max_side", c.loader_max_side},
-                     {"workers", c.workers}};
+                     {"workers", c.workers},
+                     {"checkpoint_every", c.checkpoint_every}};
 }
 
 // Missing keys keep their defaults (checkpoints from older versions).
@@ -117,6 +120,7 @@ inline void from_json(const nlohmann::json& j, TrainConfig& c) {
   get("flip", c.flip);
   get("loader_max_side", c.loader_max_side);
   get("workers", c.workers);
+  get("checkpoint_every", c.checkpoint_every);
 }
 
 }  // namespace kiln::programs

@@ -110,9 +110,14 @@ int run(int argc, char** argv) {
       ->check(CLI::Range(16, 1 << 20));
   app.add_option("--workers", c.workers, "Background threads preparing batches (0: in the training thread)")
       ->check(CLI::Range(0, 64));
+  app.add_option("--checkpoint-every", c.checkpoint_every,
+                 "Also save OUT/latest.safetensors every N steps, not only at the end of each epoch (0: only there)")
+      ->check(CLI::Range(0, 100000000));
   app.add_option("--stop-at-step", c.stop_at_step,
                  "Stop when the global step count reaches N, saving OUT/latest.safetensors as on Ctrl-C (for tests)")
       ->check(CLI::NonNegativeNumber);
+  // Hidden (empty group): provokes the numerical guards in tests (examples/train/numeric_guard.hpp).
+  app.add_option("--debug-inject-nan", c.debug_inject_nan, "KIND:NAME@STEP")->group("");
   preset->excludes(data);
   data->excludes(preset);
   val->excludes(split);
@@ -168,8 +173,10 @@ int run(int argc, char** argv) {
     for (const char* k : {"time_budget", "threads", "device", "workers"}) merged[k] = given[k];
     merged["model"] = ck.name;
     const long long stop_at_step = c.stop_at_step;
+    const std::string inject = c.debug_inject_nan;
     c = merged.get<kp::TrainConfig>();
     c.stop_at_step = stop_at_step;
+    c.debug_inject_nan = inject;
   } else if (data->count() == 0 && preset->count() == 0) {
     kp::print_error("kiln-train", "no training data: give --data DIR... or --preset default|street (or --resume)");
     std::fprintf(stderr, "Run kiln-train --help for the options.\n");
@@ -186,6 +193,11 @@ int run(int argc, char** argv) {
     } catch (const std::exception& e) {
       throw kp::usage_error("--time-budget", e.what());
     }
+  }
+  try {
+    (void)kp::parse_nan_injection(c.debug_inject_nan);
+  } catch (const std::exception& e) {
+    throw kp::usage_error("--debug-inject-nan", e.what());
   }
   (void)split;
   req.device = kp::resolve_device(c.device, "kiln-train");

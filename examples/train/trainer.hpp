@@ -12,7 +12,10 @@
 #include <kiln/train/metrics.hpp>
 #include <nlohmann/json.hpp>
 #include <omp.h>
+#include <signal.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -34,6 +37,7 @@
 #include "../common/progress.hpp"
 #include "../common/signals.hpp"
 #include "config.hpp"
+#include "numeric_guard.hpp"
 
 namespace kiln::programs {
 
@@ -306,6 +310,24 @@ inline nlohmann::json schedule_json(const TrainConfig& c) {
 
 // ---------------------------------------------------------------------------------- the run
 
+// A save killed mid-write (SIGKILL, power cut) leaves its temporary "<file>.tmp.<pid>" behind
+// (atomic_file.hpp); the file itself is intact. Removes those of processes that no longer run.
+inline int remove_stale_temporaries(const fs::path& out) {
+  int removed = 0;
+  std::error_code ec;
+  for (const fs::directory_entry& e : fs::directory_iterator(out, ec)) {
+    const std::string name = e.path().filename().string();
+    const auto at = name.rfind(".tmp.");
+    if (at == std::string::npos || at == 0 || !e.is_regular_file(ec)) continue;
+    const std::string digits = name.substr(at + 5);
+    if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos || digits.size() > 9) continue;
+    const pid_t pid = pid_t(std::stol(digits));
+    if (pid != ::getpid() && (::kill(pid, 0) == 0 || errno != ESRCH)) continue;  // a live writer (or not ours to judge)
+    if (fs::remove(e.path(), ec)) ++removed;
+  }
+  return removed;
+}
+
 // Training progress that a checkpoint carries (beyond tensors).
 struct Progress {
   int epoch = 0;               // completed epochs
@@ -338,6 +360,8 @@ int train(RunRequest req) {
   if (ec) throw ProgramError(out.string(), "cannot create the output folder (" + ec.message() + ")");
   const fs::path latest = out / "latest.safetensors", best = out / "best.safetensors",
                  metrics_file = out / "metrics.jsonl", loss_png = out / "loss.png", samples_png = out / "samples.png";
+  const int stale = remove_stale_temporaries(out);
+  const std::optional<NanInjection> injection = parse_nan_injection(c.debug_inject_nan);
 
   // Data first: bad input stops the run before anything is written.
   DataSets data = find_data(c);
@@ -373,7 +397,8 @@ int train(RunRequest req) {
     Rng init(c.seed);
     net->reset_parameters(init);
   }
-  auto opt = make_optimizer<Device>(c, collect_parameters(*net));
+  const std::vector<ParameterSlot<Device>> slots = collect_parameters(*net);  // names, weights, gradients
+  auto opt = make_optimizer<Device>(c, slots);
   Loss<Device> loss = [&] {
     try {
       return make_loss<Device>(c.loss, float(c.huber_delta));
@@ -440,6 +465,9 @@ int train(RunRequest req) {
                  "; output in " + out.string() + "/");
   progress.print("  grey baseline (ab = 0): val MSE(ab) " + fmt("%.2f", base.mse) + ", PSNR " +
                  fmt("%.2f", base.psnr) + " dB, colourfulness of the truth " + fmt("%.1f", base.cf_true));
+  if (stale > 0)
+    progress.print("  removed " + std::to_string(stale) + " temporary file(s) of an earlier save that was cut off (" +
+                   out.string() + "/*.tmp.*); the files they were to replace are intact");
   if (!req.resume.empty())
     progress.print("  resumed from " + req.resume + " at epoch " + std::to_string(p.epoch) + ", step " +
                    std::to_string(p.step_in_epoch) + " of the epoch (global step " + std::to_string(p.step) + ")");
@@ -457,7 +485,15 @@ int train(RunRequest req) {
     return pos;
   };
 
+  long long saved_step = req.resume.empty() ? -1 : p.step;  // the step latest.safetensors holds (-1: none yet)
   auto save = [&](const fs::path& path) {
+    // Never write a non-finite model over a good file (the gradient check should have stopped the
+    // run before; this also covers an optimizer step that overflows).
+    if (const auto bad = first_non_finite_weight(slots)) {
+      throw ProgramError(path.string(), "not saved: the model's weights are no longer finite at global step " +
+                                            std::to_string(p.step) + " (" + report_text(*bad) +
+                                            "): try a lower --lr; the file keeps the last good state");
+    }
     std::map<std::string, std::string> m;
     m["kiln.train.model"] = std::string(model_name<Model>());
     m["kiln.train.width"] = std::to_string(Model::width);
@@ -482,7 +518,26 @@ int train(RunRequest req) {
     m["kiln.train.ema_weight"] = exact(ema.raw_weight());
     m["kiln.train.baseline_mse_ab"] = exact(base.mse);
     io::add_scaling_metadata(m);
-    std::visit([&](auto& o) { io::save_checkpoint(path, *net, m, o); }, *opt);
+    try {
+      std::visit([&](auto& o) { io::save_checkpoint(path, *net, m, o); }, *opt);
+    } catch (const io::IoError& e) {
+      // The write is atomic: a full disk or a failed rename leaves the previous file as it was.
+      const std::string kept = fs::exists(path) ? "the previous " + path.filename().string() + " is intact"
+                                                : "no earlier " + path.filename().string() + " existed";
+      throw ProgramError(path.string(), without_quoted(e.what(), path.string()) + " (" + kept + ")");
+    }
+    if (path == latest) saved_step = p.step;
+  };
+  // The end of a message about a failed step: where the good state is, and what to try.
+  auto kept_state = [&](float lr) {
+    const std::string kept = saved_step < 0 ? "no checkpoint was written yet"
+                                            : latest.string() + " keeps the last good state (global step " +
+                                                  std::to_string(saved_step) + ")";
+    return "(learning rate " + fmt("%.3g", lr) + "): try a lower --lr (e.g. " + fmt("%.3g", c.lr / 10) + "); " + kept;
+  };
+  auto step_name = [&] {
+    return "epoch " + std::to_string(p.epoch + 1) + ", step " + std::to_string(p.step_in_epoch + 1) + " (global step " +
+           std::to_string(p.step + 1) + ")";
   };
 
   // End of an epoch (or of a run stopped by its time budget): validate, record, save, draw.
@@ -555,16 +610,34 @@ int train(RunRequest req) {
       throw ProgramError(file, without_quoted(msg, file) + " (the last good checkpoint is kept)");
     }
     net->zero_grad();
+    if (injection && injection->kind == NanInjection::Kind::weight && injection->step == p.step + 1)
+      inject_nan(slots, *injection);
     const Tensor<float, Device> x = to_device<Device>(batch.L), target = to_device<Device>(batch.ab);
     const float l = loss.forward(net->forward(x, Mode::train), target);
     if (!std::isfinite(l)) {
       progress.finish_line();
-      throw ProgramError("", "the training loss became " + std::string(std::isnan(l) ? "NaN" : "infinite") +
-                                 " at epoch " + std::to_string(p.epoch + 1) + ", step " + std::to_string(p.step_in_epoch + 1) +
-                                 " (learning rate " + fmt("%.3g", lr) + "): try a lower --lr; " + latest.string() +
-                                 " keeps the last good state");
+      // The weights were finite after the last step (gradients are checked before every update),
+      // unless they overflowed in it: say which one, else the forward pass overflowed.
+      const auto bad = first_non_finite_weight(slots);
+      throw ProgramError("", "the training loss became " + std::string(std::isnan(l) ? "NaN" : "infinite") + " at " +
+                                 step_name() + "; " +
+                                 (bad ? "the first non-finite weight: " + report_text(*bad)
+                                      : std::string("every weight is finite, so the forward pass overflowed")) +
+                                 " " + kept_state(lr));
     }
     net->backward(loss.backward());
+    if (injection && injection->kind == NanInjection::Kind::grad && injection->step == p.step + 1)
+      inject_nan(slots, *injection);
+    // Before the optimizer step: a non-finite gradient would reach every weight it updates.
+    if (const auto bad = first_non_finite_gradient(slots)) {
+      progress.finish_line();
+      // A NaN weight need not reach the loss (ReLU maps NaN to 0) but shows in the gradients.
+      const auto weight = first_non_finite_weight(slots);
+      throw ProgramError("", "a gradient became non-finite at " + step_name() + " with a loss of " + fmt("%.5g", l) +
+                                 ": " + report_text(*bad, "the gradient of ") + ", the first layer backward reached" +
+                                 (weight ? " (the weights are not finite either: " + report_text(*weight) + ")" : "") +
+                                 "; stopped before the optimizer step " + kept_state(lr));
+    }
     std::visit([](auto& o) { o.step(); }, *opt);
     const double dt = seconds_since(t0);
     step_time = step_time == 0 ? dt : 0.9 * step_time + 0.1 * dt;
@@ -581,6 +654,7 @@ int train(RunRequest req) {
                     fmt("%.5f", ema.value()) + "  " + fmt("%.1f", c.batch / std::max(step_time, 1e-9)) + " img/s  lr " +
                     fmt("%.2e", lr) + "  ETA " + format_duration(eta));
 
+    if (c.checkpoint_every > 0 && p.step % c.checkpoint_every == 0 && p.step_in_epoch < c.steps_per_epoch) save(latest);
     if (p.step_in_epoch >= c.steps_per_epoch) {
       ++p.epoch;
       p.step_in_epoch = 0;

@@ -1,6 +1,7 @@
 // A helper for the program tests (tests/programs/*.sh), so they need nothing but bash:
 //   testtool compare A.safetensors B.safetensors [TOLERANCE]   every tensor equal (max |a-b| <= TOLERANCE, default 0)
 //   testtool metadata FILE KEY                                  prints a metadata value
+//   testtool finite FILE                                        every F32 value is finite (else names the tensor)
 //   testtool make-image W H OUT.png                             a colourful test picture
 //   testtool image-size FILE                                    prints "W H"
 //   testtool image-diff A B                                     prints the largest difference in 8-bit levels
@@ -80,6 +81,19 @@ int main(int argc, char** argv) {
       std::printf("%s\n", it->second.c_str());
       return 0;
     }
+    if (cmd == "finite" && argc == 3) {
+      const io::SafetensorsFile f = io::load_safetensors(argv[2]);
+      int bad = 0;
+      for (const io::TensorRecord& r : f.tensors) {
+        if (r.dtype != io::DType::F32) continue;
+        const auto v = r.to_vector<float>();
+        const auto n = std::count_if(v.begin(), v.end(), [](float x) { return !std::isfinite(x); });
+        if (n > 0) std::printf("'%s': %td of %zu values are not finite\n", r.name.c_str(), n, v.size()), ++bad;
+      }
+      if (bad) std::printf("NOT FINITE\n");
+      else std::printf("FINITE (%zu tensors)\n", f.tensors.size());
+      return bad ? 1 : 0;
+    }
     if (cmd == "make-image" && argc == 5) {
       const int w = std::atoi(argv[2]), h = std::atoi(argv[3]);
       io::Image im{w, h, 3, std::vector<float>(std::size_t(w) * std::size_t(h) * 3)};
@@ -108,7 +122,7 @@ int main(int argc, char** argv) {
       std::printf("%.0f\n", worst * 255.0);
       return 0;
     }
-    std::fprintf(stderr, "usage: testtool compare A B [TOL] | metadata FILE KEY | make-image W H OUT | image-size FILE | image-diff A B\n");
+    std::fprintf(stderr, "usage: testtool compare A B [TOL] | metadata FILE KEY | finite FILE | make-image W H OUT | image-size FILE | image-diff A B\n");
     return 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "testtool: %s\n", e.what());
