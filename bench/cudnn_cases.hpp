@@ -19,7 +19,8 @@
 // with the measured copy bandwidth instead.
 //
 // Every fp32 row stores its seconds per call in reference_seconds(), which our
-// kernels' rows (registered after these) turn into x_cudnn = ours / cuDNN.
+// kernels' rows (registered after these) turn into x_cudnn = ours / cuDNN; the TF32
+// rows store theirs in tf32_reference_seconds() for our cuda/tf32 rows.
 #include <cudnn.h>
 
 #include <memory>
@@ -315,8 +316,13 @@ void add_row(const std::string& name, double work, bool is_flops, double peak, b
       set_flops(state, work, peak);
     else
       set_bytes(state, work, peak);
-    if (reference && state.iterations() > 0)
-      reference_seconds()[op_shape_key(name)] = last_loop_seconds() / static_cast<double>(state.iterations());
+    if (state.iterations() > 0) {
+      const double seconds = last_loop_seconds() / static_cast<double>(state.iterations());
+      if (reference)
+        reference_seconds()[op_shape_key(name)] = seconds;
+      else  // cuDNN TF32: the reference of our TF32 rows
+        tf32_reference_seconds()[op_shape_key(name)] = seconds;
+    }
   });
   configure_gpu_row(b);
 }

@@ -10,6 +10,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdio>
+#include <map>
 #include <stdexcept>
 #include <string>
 
@@ -150,6 +151,13 @@ void gpu_timed_loop(benchmark::State& state, F&& op, cudaStream_t stream = nullp
   }
   KILN_BENCH_CUDA(cudaDeviceSynchronize());
   last_loop_seconds() = total;
+}
+
+// Seconds per call of cuDNN's TF32 rows by "<op>/<shape>" (reference_seconds() holds the strict
+// fp32 ones), so that our TF32 rows (gpu_tf32_cases.hpp) report their ratio to cuDNN TF32.
+inline std::map<std::string, double>& tf32_reference_seconds() {
+  static std::map<std::string, double> table;
+  return table;
 }
 
 inline void configure_gpu_row(benchmark::internal::Benchmark* b) {

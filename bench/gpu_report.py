@@ -2,7 +2,7 @@
 """Turns the raw outputs of bench/gpu_report.sh (a folder) into one markdown report on stdout.
 
 Reads, each if present: machine.txt, phases.tsv, ctest-gpu.log, bench_gpu.json (per-layer: our
-kernels, cuDNN fp32, cuDNN TF32), bench_step_gpu.json (whole U-Net step), pytorch_gpu.json
+kernels in fp32 and, for convolutions, TF32; cuDNN fp32, cuDNN TF32), bench_step_gpu.json (whole U-Net step), pytorch_gpu.json
 (compare_pytorch.py --device cuda). Standard library only.
 Usage: bench/gpu_report.py bench/out > bench/out/gpu-report.md
 """
@@ -112,36 +112,46 @@ def layer_section(report, lines):
                  "(2·N·Cout·Cin·K²·H·W per pass), GB/s for the rest (each tensor read once + written once); "
                  "peak = fraction of the fp32 (or TF32) peak, or of the measured copy bandwidth. "
                  "Shapes: C and H of the layer's input, N the batch (see bench/bench_common.hpp).\n")
-    lines.append("| op | shape | ours µs | cuDNN fp32 µs | ours/cuDNN fp32 | cuDNN TF32 µs | ours/cuDNN TF32 "
-                 "| ours rate | ours peak | cuDNN fp32 peak | cuDNN TF32 peak | errors |")
-    lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
-    ratios = {}
+    lines.append("Our TF32 column is kiln's implicit-GEMM tensor-core convolutions (`kiln::cuda::MathMode::tf32`, "
+                 "kernels/conv2d_igemm.cuh), compared with cuDNN TF32: like with like.\n")
+    lines.append("| op | shape | ours fp32 µs | cuDNN fp32 µs | ours/cuDNN fp32 | ours TF32 µs | cuDNN TF32 µs "
+                 "| ours TF32/cuDNN TF32 | ours fp32 rate | ours fp32 peak | ours TF32 peak | cuDNN fp32 peak "
+                 "| cuDNN TF32 peak | errors |")
+    lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    ratios, ratios_tf32 = {}, {}
     ordered = sorted(rows.items(), key=lambda kv: (OP_ORDER.index(kv[0][0]) if kv[0][0] in OP_ORDER else 99,
                                                    shape_key(kv[0][1])))
     for (op, shape), by in ordered:
         ours, fp32, tf32 = by.get("cuda/fp32"), by.get("cudnn/fp32"), by.get("cudnn/tf32")
+        ours_tf32 = by.get("cuda/tf32")
         errors = "; ".join(f"{k}: {v.get('error_message', '')}" for k, v in by.items() if v.get("error_occurred"))
         ok = lambda b: b is not None and not b.get("error_occurred")  # noqa: E731
         t_ours = time_us(ours) if ok(ours) else None
         t_fp32 = time_us(fp32) if ok(fp32) else None
         t_tf32 = time_us(tf32) if ok(tf32) else None
+        t_ours_tf32 = time_us(ours_tf32) if ok(ours_tf32) else None
         r32 = t_ours / t_fp32 if t_ours and t_fp32 else None
-        rtf = t_ours / t_tf32 if t_ours and t_tf32 else None
+        rtf = t_ours_tf32 / t_tf32 if t_ours_tf32 and t_tf32 else None
         if r32:
             ratios.setdefault(op, []).append(r32)
+        if rtf:
+            ratios_tf32.setdefault(op, []).append(rtf)
         rate = None
         if ok(ours):
             rate = (f"{fmt(ours['GFLOP/s'], 0)} GFLOP/s" if "GFLOP/s" in ours else
                     f"{fmt(ours.get('GB/s'), 0)} GB/s" if "GB/s" in ours else "-")
         peak = lambda b: fmt(100 * b["peak_frac"], 0) + "%" if ok(b) and "peak_frac" in b else "-"  # noqa: E731
-        lines.append(f"| {op} | {shape} | {fmt(t_ours)} | {fmt(t_fp32)} | {fmt(r32, 2)} | {fmt(t_tf32)} | "
-                     f"{fmt(rtf, 2)} | {rate or '-'} | {peak(ours)} | {peak(fp32)} | {peak(tf32)} | {errors} |")
+        lines.append(f"| {op} | {shape} | {fmt(t_ours)} | {fmt(t_fp32)} | {fmt(r32, 2)} | {fmt(t_ours_tf32)} | "
+                     f"{fmt(t_tf32)} | {fmt(rtf, 2)} | {rate or '-'} | {peak(ours)} | {peak(ours_tf32)} | "
+                     f"{peak(fp32)} | {peak(tf32)} | {errors} |")
     lines.append("")
-    if ratios:
-        lines.append("### Summary: geometric mean of ours / cuDNN fp32 per operation\n")
-        lines.append("| op | shapes | geomean ours/cuDNN fp32 | best | worst |\n|---|---:|---:|---:|---:|")
-        for op in sorted(ratios, key=lambda o: OP_ORDER.index(o) if o in OP_ORDER else 99):
-            rs = ratios[op]
+    for table, what in ((ratios, "ours fp32 / cuDNN fp32"), (ratios_tf32, "ours TF32 / cuDNN TF32")):
+        if not table:
+            continue
+        lines.append(f"### Summary: geometric mean of {what} per operation\n")
+        lines.append(f"| op | shapes | geomean {what} | best | worst |\n|---|---:|---:|---:|---:|")
+        for op in sorted(table, key=lambda o: OP_ORDER.index(o) if o in OP_ORDER else 99):
+            rs = table[op]
             g = math.exp(sum(math.log(r) for r in rs) / len(rs))
             lines.append(f"| {op} | {len(rs)} | {g:.2f} | {min(rs):.2f} | {max(rs):.2f} |")
         lines.append("")

@@ -35,6 +35,35 @@ __global__ void smoke_scale(T* data, int n, int* counter) {
   atomicAdd(reinterpret_cast<unsigned*>(counter + 4), 1u);
 }
 
+// The emulated tensor-core and cp.async API compiles to the real thing (wmma.hpp, async_copy.hpp).
+__global__ void smoke_fragments(const float* a, const __nv_bfloat16* ab, float* c) {
+  namespace wmma = kiln::gpu::wmma;
+  float* tile = kiln::gpu::dynamic_shared<float>();
+  for (int i = static_cast<int>(threadIdx.x); i < 128; i += 32) kiln::gpu::cp_async<4>(&tile[i], &a[i], i < 100);
+  kiln::gpu::cp_async_commit();
+  kiln::gpu::cp_async_wait<0>();
+  __syncthreads();
+  wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major> fa;
+  wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::col_major> fb;
+  wmma::fragment<wmma::accumulator, 16, 16, 8, float> acc;
+  wmma::fill_fragment(acc, 0.0f);
+  wmma::load_matrix_sync(fa, tile, 8);
+  wmma::load_matrix_sync(fb, tile, 8);
+  for (int i = 0; i < fa.num_elements; ++i) fa.x[i] = wmma::__float_to_tf32(fa.x[i]);
+  wmma::mma_sync(acc, fa, fb, acc);
+  wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> ha;
+  wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::row_major> hb;
+  wmma::fragment<wmma::accumulator, 16, 16, 16, float> hacc;
+  wmma::load_matrix_sync(hacc, c, 16, wmma::mem_col_major);
+  wmma::load_matrix_sync(ha, ab, 16);
+  wmma::load_matrix_sync(hb, ab, 16);
+  wmma::mma_sync(hacc, ha, hb, hacc);
+  wmma::store_matrix_sync(c, acc, 16, wmma::mem_row_major);
+  wmma::store_matrix_sync(c + 256, hacc, 16, wmma::mem_col_major);
+  kiln::gpu::cp_async_wait_all();
+  if (threadIdx.x == 0) c[512] = __bfloat162float(__float2bfloat16(c[0]));
+}
+
 }  // namespace
 
 void nvcc_smoke(float* in, float* out, int n, int* counter) {
@@ -43,6 +72,7 @@ void nvcc_smoke(float* in, float* out, int n, int* counter) {
   KILN_LAUNCH(smoke_reduce, dim3((n + 255) / 256), dim3(256), 256 * sizeof(float), stream, in, out, n);
   KILN_LAUNCH((smoke_scale<float, 2>), (n + 1023) / 1024, 256, 0, kiln::gpu::Stream::default_stream(), in, n, counter);
   kiln::gpu::launch("smoke_scale", smoke_scale<float, 3>, 1, 32, 0, nullptr, in, n, counter);
+  KILN_LAUNCH(smoke_fragments, 1, 32, 128 * sizeof(float), nullptr, in, reinterpret_cast<const __nv_bfloat16*>(in), out);
   stream.synchronize();
   kiln::gpu::synchronize();
   static_assert(!kiln::gpu::emulated);

@@ -54,6 +54,48 @@ TEST_CASE("gpu: every kernel case on the GPU matches the CPU backend") {
   }
 }
 
+// The TF32 implicit-GEMM kernels (kernels/conv2d_igemm.cuh) at U-Net sizes the emulator cannot
+// afford, against the strict fp32 CPU backend, with the TF32 bound of the emulated table.
+TEST_CASE("gpu: TF32 tensor-core convolutions match the CPU backend") {
+  skip_without_device();
+  const std::vector<kiln::ConvShape> shapes = {
+      {2, 5, 7, 13, 11, 3}, {4, 64, 64, 64, 64, 3}, {16, 1, 32, 64, 64, 3}, {4, 128, 64, 32, 32, 1}, {3, 33, 70, 4, 4, 3}};
+  kiln::Rng rng(13);
+  for (const auto& s : shapes) {
+    CAPTURE(s.n);
+    CAPTURE(s.c_in);
+    CAPTURE(s.c_out);
+    CAPTURE(s.h);
+    CAPTURE(s.k);
+    const auto xs = kiln::Shape::nchw(s.n, s.c_in, s.h, s.w), ys = kiln::Shape::nchw(s.n, s.c_out, s.h, s.w);
+    const auto ws = kiln::Shape{s.c_out, s.c_in, s.k, s.k}, bs = kiln::Shape{s.c_out};
+    const auto xv = kiln_test::random_vector(xs.numel(), rng), wv = kiln_test::random_vector(ws.numel(), rng);
+    const auto bv = kiln_test::random_vector(bs.numel(), rng), gv = kiln_test::random_vector(ys.numel(), rng);
+    using CpuT = kiln::Tensor<float, kiln::Cpu>;
+    CpuT x_c = CpuT::from_host(xs, xv), w_c = CpuT::from_host(ws, wv), b_c = CpuT::from_host(bs, bv), g_c = CpuT::from_host(ys, gv);
+    CpuT y_c(ys), dx_c(xs), dw_c(ws), db_c(bs);
+    CpuT work_c(kiln::Shape{static_cast<std::int64_t>(kiln::Backend<kiln::Cpu>::conv2d_workspace_floats(s)) + 1});
+    kiln::Backend<kiln::Cpu>::conv2d_forward(s, x_c, w_c, b_c, y_c, work_c);
+    kiln::Backend<kiln::Cpu>::conv2d_backward(s, x_c, w_c, g_c, dx_c, dw_c, db_c, work_c);
+
+    kiln::cuda::MathModeScope tf32(kiln::cuda::MathMode::tf32);
+    using DeviceTensor = kiln::Tensor<float, kiln::Cuda>;
+    DeviceTensor x = DeviceTensor::from_host(xs, xv), w = DeviceTensor::from_host(ws, wv);
+    DeviceTensor b = DeviceTensor::from_host(bs, bv), dy = DeviceTensor::from_host(ys, gv);
+    DeviceTensor y(ys), dx(xs), dw(ws), db(bs);
+    DeviceTensor work(kiln::Shape{static_cast<std::int64_t>(kiln::Backend<kiln::Cuda>::conv2d_workspace_floats(s)) + 1});
+    kiln::Backend<kiln::Cuda>::conv2d_forward(s, x, w, b, y, work);
+    kiln::Backend<kiln::Cuda>::conv2d_backward(s, x, w, dy, dx, dw, db, work);
+    kiln_test::Report r;
+    r.compare("y", y, y_c, kiln_test::tf32_bound);
+    r.compare("dx", dx, dx_c, kiln_test::tf32_bound);
+    r.compare("dw", dw, dw_c, kiln_test::tf32_bound);
+    r.compare("db", db, db_c, kiln_test::loose);
+    for (const auto& c : r.comparisons) MESSAGE("tf32 ", c.what, ": normalised error vs CPU fp32 ", c.error);
+    check_report(r);
+  }
+}
+
 #if KILN_GPU_REAL && defined(KILN_WITH_CUDNN)
 
 namespace {
@@ -105,6 +147,16 @@ TEST_CASE("gpu: conv2d kernels match cuDNN (fp32 math, no TF32)") {
     tf32.forward(x.data(), w.data(), b.data(), y_tf32.data());
     MESSAGE("conv forward ", kiln::cudnn::math_mode_name(kiln::cudnn::MathMode::tf32), " vs kiln fp32: normalised error ",
             kiln_test::normalised_error(y_tf32.to_vector(), y_kiln.to_vector()));
+    // kiln's TF32 kernels (MathMode::tf32, K = 1 and 3) against cuDNN TF32: both within TF32's bound of fp32.
+    if (s.k == 1 || s.k == 3) {
+      kiln::cuda::MathModeScope mode(kiln::cuda::MathMode::tf32);
+      DeviceTensor y_ours(ys), tf32_work(kiln::Shape{static_cast<std::int64_t>(kiln::Backend<kiln::Cuda>::conv2d_workspace_floats(s)) + 1});
+      kiln::Backend<kiln::Cuda>::conv2d_forward(s, x, w, b, y_ours, tf32_work);
+      kiln_test::Report t;
+      t.compare("kiln tf32 y vs cuDNN tf32", y_ours, y_tf32, 2 * kiln_test::tf32_bound);
+      t.compare("kiln tf32 y vs cuDNN fp32", y_ours, y_cudnn, kiln_test::tf32_bound);
+      check_report(t);
+    }
   }
 }
 

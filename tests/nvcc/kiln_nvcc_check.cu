@@ -2,7 +2,7 @@
 // nvcc, every layer instantiated on kiln::Cuda (so every kernel template is instantiated and
 // compiled for each architecture of CMAKE_CUDA_ARCHITECTURES), the optimizers, the colour kernels
 // and the cuDNN wrapper. Run on a machine with a GPU it also trains a tiny U-Net for two steps
-// and prints the losses; without one it says so and exits 0 (compiling and linking is the check).
+// (strict fp32, then TF32 tensor cores) and prints the losses; without one it says so and exits 0 (compiling and linking is the check).
 #include <cstdio>
 #include <vector>
 
@@ -65,6 +65,13 @@ int main() {
     const auto x = kiln::Tensor<float, Cuda>::from_host(in, xv);
     const auto t = kiln::Tensor<float, Cuda>::from_host(out, tv);
     for (int step = 0; step < 2; ++step) std::printf("step %d loss %.6f\n", step, train_step(net, opt, loss, x, t));
+    {  // the same on the TF32 tensor-core convolutions (kernels/conv2d_igemm.cuh)
+      kiln::cuda::MathModeScope tf32(kiln::cuda::MathMode::tf32);
+      Net net_tf32;
+      kiln::Adam<Cuda> opt_tf32(kiln::collect_parameters(net_tf32));
+      for (int step = 0; step < 2; ++step)
+        std::printf("tf32 step %d loss %.6f\n", step, train_step(net_tf32, opt_tf32, loss, x, t));
+    }
 
     kiln::Tensor<float, Cuda> rgb(kiln::Shape::nchw(1, 3, 4, 4)), lab(rgb.shape());
     kiln::Backend<Cuda>::srgb_to_lab(rgb, lab);

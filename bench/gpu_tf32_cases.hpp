@@ -1,0 +1,79 @@
+#pragma once
+// Our TF32 tensor-core convolutions (kernels/conv2d_igemm.cuh, selected by
+// kiln::cuda::MathMode::tf32) at the U-Net's shapes, next to cuDNN's TF32 rows:
+//   <op>/cuda/tf32/<shape>   counters GFLOP/s, peak_frac (of the dense TF32 tensor-core peak),
+//                            cudnn_us and x_cudnn = our time / cuDNN TF32's time
+// (cudnn_cases.hpp stores cuDNN's TF32 times in tf32_reference_seconds(); register those rows
+// first). The workspace is planned under TF32, as a network planned in that mode gets it.
+#include <cstdint>
+#include <string>
+
+#include "bench_common.hpp"
+#include "gpu_common.hpp"
+#include "kiln/cuda.hpp"
+#include "layer_cases.hpp"  // CaseTensors
+
+namespace kiln::bench {
+
+// One conv pass at one shape, under MathMode::tf32 for the timed calls.
+inline void add_tf32_conv_row(const std::string& name, const ConvShape& s, int pass, double flops, double peak,
+                              const std::string& label) {
+  auto* b = benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& state) {
+    using B = Backend<Cuda>;
+    using T = Tensor<float, Cuda>;
+    kiln::cuda::MathModeScope tf32(kiln::cuda::MathMode::tf32);
+    try {
+      auto& c = CaseTensors<Cuda>::for_case(name);
+      const Shape xs = Shape::nchw(s.n, s.c_in, s.h, s.w), ys = Shape::nchw(s.n, s.c_out, s.h, s.w);
+      const Shape ws{s.c_out, s.c_in, s.k, s.k}, bs{s.c_out};
+      const Shape work{static_cast<std::int64_t>(B::conv2d_workspace_floats(s)) + 1};
+      T &x = c.get("x", xs), &w = c.get("w", ws, -0.1f, 0.1f), &bias = c.get("b", bs), &dy = c.get("dy", ys);
+      T &y = c.get("y", ys, 0, 0), &dx = c.get("dx", xs, 0, 0), &dw = c.get("dw", ws, 0, 0), &db = c.get("db", bs, 0, 0);
+      T& wsp = c.get("ws", work, 0, 0);
+      T none_dx, none_dw, none_db;
+      if (pass == 0)
+        gpu_timed_loop(state, [&] { B::conv2d_forward(s, x, w, bias, y, wsp); }, kiln::cuda::current_stream());
+      else if (pass == 1)
+        gpu_timed_loop(state, [&] { B::conv2d_backward(s, x, w, dy, dx, none_dw, none_db, wsp); }, kiln::cuda::current_stream());
+      else
+        gpu_timed_loop(state, [&] { B::conv2d_backward(s, x, w, dy, none_dx, dw, db, wsp); }, kiln::cuda::current_stream());
+    } catch (const std::exception& e) {
+      state.SkipWithError(e.what());
+      return;
+    }
+    state.SetLabel(label);
+    set_flops(state, flops, peak);
+    const auto ref = tf32_reference_seconds().find(op_shape_key(name));
+    if (ref != tf32_reference_seconds().end() && state.iterations() > 0 && last_loop_seconds() > 0) {
+      state.counters["cudnn_us"] = ref->second * 1e6;
+      state.counters["x_cudnn"] = last_loop_seconds() / static_cast<double>(state.iterations()) / ref->second;
+    }
+  });
+  configure_gpu_row(b);
+}
+
+// The same convolutions as layer_cases.hpp / cudnn_cases.hpp: per level the 3x3 C -> C and (not at
+// the bottleneck) the 1x1 reduce 2C -> C; forward, input gradient, weight (+ bias) gradient.
+inline void register_tf32_conv_benchmarks(const GpuFacts& f) {
+  for (const ShapeSet& set : unet_shape_sets()) {
+    const int top = set.levels.front().h;
+    const std::string tag = "(UNet level, " + std::to_string(top) + "x" + std::to_string(top) + " input, TF32 tensor cores)";
+    for (std::size_t i = 0; i < set.levels.size(); ++i) {
+      const auto [c, h] = set.levels[i];
+      const bool bottleneck = i + 1 == set.levels.size();
+      for (int k : {3, 1}) {
+        if (k == 1 && bottleneck) continue;
+        const std::int64_t cin = k == 3 ? c : 2 * c, cout = c;
+        const ConvShape s{set.n, cin, cout, h, h, k};
+        const std::string kname = "conv" + std::to_string(k) + "x" + std::to_string(k);
+        const std::string shape = shape_tag(cin, h, set.n), label = std::to_string(cin) + "->" + std::to_string(cout) + " " + tag;
+        const double flops = conv_flops(set.n, cin, cout, k, h, h);
+        add_tf32_conv_row(kname + "_fwd/cuda/tf32/" + shape, s, 0, flops, f.tf32_flops, label);
+        add_tf32_conv_row(kname + "_dgrad/cuda/tf32/" + shape, s, 1, flops, f.tf32_flops, label + " (dx only)");
+        add_tf32_conv_row(kname + "_wgrad/cuda/tf32/" + shape, s, 2, flops, f.tf32_flops, label + " (dw += , db +=)");
+      }
+    }
+  }
+}
+
+}  // namespace kiln::bench
