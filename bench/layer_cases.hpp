@@ -32,6 +32,7 @@
 #include "kiln/cpu/pooling.hpp"
 #include "kiln/cpu/upsample.hpp"
 #include "kiln/models/unet.hpp"
+#include "kiln/nn/batchnorm2d.hpp"
 #include "kiln/optim/adam.hpp"
 
 namespace kiln::bench {
@@ -183,6 +184,28 @@ void add_batchnorm_cases(const std::string& tag, const std::string& dev, std::in
     Timing<Device>::loop(st, [&] { B::batchnorm_forward(a, p.x, p.w, p.b, p.rm, p.rv, p.sm, p.si, p.y); });
     st.SetLabel(tag);
   });
+  // BatchNorm + ReLU in one pass each way (what the U-Net runs where the backend has it):
+  // forward reads x, writes y; backward reads x, y (the mask) and dy, writes dx.
+  if constexpr (kiln::detail::BackendFusesBatchNormReLU<Device>) {
+    add_case<Device>("batchnorm_relu_fwd_train/" + dev + "/" + shape, 2 * bytes, false, peaks,
+                     [=](auto& st, auto& t) {
+                       auto p = params(t);
+                       BatchNormArgs a = args;
+                       a.training = true;
+                       Timing<Device>::loop(
+                           st, [&] { B::batchnorm_relu_forward(a, p.x, p.w, p.b, p.rm, p.rv, p.sm, p.si, p.y); });
+                       st.SetLabel(tag);
+                     });
+    add_case<Device>("batchnorm_relu_bwd/" + dev + "/" + shape, 4 * bytes, false, peaks, [=](auto& st, auto& t) {
+      auto p = params(t);
+      BatchNormArgs a = args;
+      a.training = true;
+      B::batchnorm_relu_forward(a, p.x, p.w, p.b, p.rm, p.rv, p.sm, p.si, p.y);
+      T &dy = t.get("dy", xs), &dx = t.get("dx", xs, 0, 0), &dw = t.get("dw", cs, 0, 0), &db = t.get("db", cs, 0, 0);
+      Timing<Device>::loop(st, [&] { B::batchnorm_relu_backward(a, p.x, p.w, p.sm, p.si, p.y, dy, dx, dw, db); });
+      st.SetLabel(tag + " (after a train forward)");
+    });
+  }
 }
 
 template <class Device>
@@ -318,12 +341,13 @@ void register_layer_benchmarks(const std::string& dev, const Peaks& peaks) {
       const auto [c, h] = set.levels[i];
       const bool bottleneck = i + 1 == set.levels.size();
       add_conv_cases<Device>(tag, dev, n, c, c, 3, h, peaks);
-      if (!bottleneck) add_conv_cases<Device>(tag, dev, n, 2 * c, c, 1, h, peaks);  // the reduce conv
+      // The reduce conv (2C -> C, 1x1) runs before the upsample, on the level below's H/2 grid.
+      if (!bottleneck) add_conv_cases<Device>(tag, dev, n, 2 * c, c, 1, h / 2, peaks);
       add_batchnorm_cases<Device>(tag, dev, n, c, h, peaks);
       add_relu_cases<Device>(tag, dev, n, c, h, peaks);
       if (!bottleneck) {
         add_maxpool_cases<Device>(tag, dev, n, c, h, peaks);
-        add_upsample_cases<Device>(tag, dev, n, 2 * c, h / 2, peaks);  // 2C@H/2 -> 2C@H
+        add_upsample_cases<Device>(tag, dev, n, c, h / 2, peaks);  // C@H/2 -> C@H (after the reduce conv)
         add_concat_cases<Device>(tag, dev, n, c, h, peaks);
       }
     }

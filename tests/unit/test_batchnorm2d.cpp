@@ -1,4 +1,5 @@
 #include <doctest/doctest.h>
+#include <omp.h>
 
 #include <cmath>
 #include <string>
@@ -164,4 +165,136 @@ TEST_CASE("BatchNorm2d: errors name the layer and the shapes") {
     CHECK(msg.find("[1, 3, 1, 1]") != std::string::npos);
   }
   CHECK_NOTHROW(bn.forward(x, Mode::eval));
+}
+
+// ---- the fast CPU path and the BatchNorm + ReLU fusion, against the plain loops ----------------
+
+namespace {
+struct BnRun {
+  std::vector<float> y, rm, rv, mean, invstd, dx, dw, db;
+};
+
+// Runs forward + backward of one batch norm (fast, fused with a ReLU or not, or the reference
+// loops followed by a plain ReLU) on the same data. The ReLU's backward for the reference is
+// dx = y > 0 ? dy : 0, as in cpu/elementwise.hpp.
+enum class BnPath { reference, fast, fused };
+BnRun run_batchnorm(BnPath path, bool relu, const BatchNormArgs& a, const std::vector<float>& x,
+                    const std::vector<float>& w, const std::vector<float>& b, const std::vector<float>& dy) {
+  const std::size_t n = x.size(), c = std::size_t(a.c);
+  BnRun r{std::vector<float>(n), std::vector<float>(c, 0.2f), std::vector<float>(c, 1.3f), std::vector<float>(c),
+          std::vector<float>(c), std::vector<float>(n), std::vector<float>(c, 0.5f), std::vector<float>(c, -0.25f)};
+  if (path == BnPath::fused) {
+    cpu::batchnorm_relu_forward(a, x.data(), w.data(), b.data(), r.rm.data(), r.rv.data(), r.mean.data(),
+                                r.invstd.data(), r.y.data());
+    cpu::batchnorm_relu_backward(a, x.data(), w.data(), r.mean.data(), r.invstd.data(), r.y.data(), dy.data(),
+                                 r.dx.data(), r.dw.data(), r.db.data());
+    return r;
+  }
+  auto forward = path == BnPath::fast ? cpu::batchnorm_forward : cpu::reference::batchnorm_forward;
+  auto backward = path == BnPath::fast ? cpu::batchnorm_backward : cpu::reference::batchnorm_backward;
+  forward(a, x.data(), w.data(), b.data(), r.rm.data(), r.rv.data(), r.mean.data(), r.invstd.data(), r.y.data());
+  std::vector<float> g(dy);
+  if (relu) {
+    for (auto& v : r.y) v = v > 0.0f ? v : 0.0f;
+    for (std::size_t i = 0; i < n; ++i) g[i] = r.y[i] > 0.0f ? dy[i] : 0.0f;
+  }
+  backward(a, x.data(), w.data(), r.mean.data(), r.invstd.data(), g.data(), r.dx.data(), r.dw.data(), r.db.data());
+  return r;
+}
+
+void check_close(const BnRun& got, const BnRun& want, double tol) {
+  CHECK(relative_error(got.y, want.y) < tol);
+  CHECK(relative_error(got.rm, want.rm) < tol);
+  CHECK(relative_error(got.rv, want.rv) < tol);
+  CHECK(relative_error(got.mean, want.mean) < tol);
+  CHECK(relative_error(got.invstd, want.invstd) < tol);
+  CHECK(relative_error(got.dx, want.dx) < tol);
+  CHECK(relative_error(got.dw, want.dw) < tol);
+  CHECK(relative_error(got.db, want.db) < tol);
+}
+}  // namespace
+
+TEST_CASE("BatchNorm2d CPU fast path and BatchNorm+ReLU fusion match the plain loops, identically across threads") {
+  // Planes shorter than, equal to and longer than the 16 lanes, with tails; an offset mean.
+  const std::vector<BatchNormArgs> shapes{{2, 3, 35}, {16, 4, 16}, {3, 5, 64 * 3 + 7}, {1, 2, 4096}};
+  Rng rng(31);
+  for (BatchNormArgs a : shapes) {
+    for (bool training : {true, false}) {
+      a.training = training;
+      CAPTURE(a.n);
+      CAPTURE(a.c);
+      CAPTURE(a.hw);
+      CAPTURE(training);
+      const std::size_t n = std::size_t(a.n * a.c * a.hw);
+      const auto x = random_vector(n, rng, 2.0f, 5.0f);  // mean ~3.5: the centring matters
+      const auto w = random_vector(std::size_t(a.c), rng, 0.5f, 1.5f);
+      const auto b = random_vector(std::size_t(a.c), rng, -0.5f, 0.5f);
+      const auto dy = random_vector(n, rng);
+      for (bool relu : {false, true}) {
+        CAPTURE(relu);
+        const BnRun want = run_batchnorm(BnPath::reference, relu, a, x, w, b, dy);
+        const BnPath path = relu ? BnPath::fused : BnPath::fast;
+        const BnRun got = run_batchnorm(path, relu, a, x, w, b, dy);
+        check_close(got, want, 2e-6);
+        // The fused pass equals the unfused fast layers (BN, then ReLU) to rounding.
+        if (relu) check_close(got, run_batchnorm(BnPath::fast, true, a, x, w, b, dy), 1e-6);
+        const int saved = omp_get_max_threads();
+        for (int threads : {1, 2, 3}) {
+          omp_set_num_threads(threads);
+          const BnRun again = run_batchnorm(path, relu, a, x, w, b, dy);
+          CHECK(again.y == got.y);
+          CHECK(again.dx == got.dx);
+          CHECK(again.dw == got.dw);
+          CHECK(again.rv == got.rv);
+        }
+        omp_set_num_threads(saved);
+      }
+    }
+  }
+}
+
+TEST_CASE("BatchNorm2d + ReLU in a Sequential: fused, same values as the layers one by one, finite differences") {
+  using Pair = Sequential<BatchNorm2d<3>, ReLU<Cpu>>;
+  static_assert(detail::FusedWithNext<BatchNorm2d<3>, ReLU<Cpu>, Cpu>, "the CPU backend fuses BatchNorm + ReLU");
+  Pair pair;
+  BatchNorm2d<3> bn;
+  ReLU<Cpu> relu;
+  Rng rng(41);
+  const auto w = random_vector(3, rng, 0.5f, 1.5f), b = random_vector(3, rng, -0.5f, 0.5f);
+  for (auto* layer : {&pair.get<0>(), &bn}) {
+    layer->weight().value.copy_from_host(w);
+    layer->bias().value.copy_from_host(b);
+  }
+  const Shape s = Shape::nchw(2, 3, 5, 6);
+  Arena<Cpu> arena;
+  arena.begin();
+  pair.plan(s, arena, "pair");
+  bn.plan(s, arena, "bn");
+  relu.plan(s, arena, "relu");
+  arena.finalize();
+  const auto x = kiln::test::random_tensor(s, rng);
+  const auto dy = kiln::test::random_tensor(s, rng);
+  for (Mode mode : {Mode::train, Mode::eval}) {
+    CAPTURE(mode == Mode::train);
+    zero_grad(pair);
+    zero_grad(bn);
+    const auto y_fused = pair.forward(x, mode).to_vector();
+    const auto y_plain = relu.forward(bn.forward(x, mode), mode).to_vector();
+    CHECK(relative_error(y_fused, y_plain) < 1e-6);
+    CHECK(pair.get<0>().num_batches_tracked() == bn.num_batches_tracked());
+    CHECK(relative_error(pair.get<0>().running_var().to_vector(), bn.running_var().to_vector()) < 1e-6);
+    const auto dx_fused = pair.backward(dy).to_vector();
+    const auto dx_plain = bn.backward(relu.backward(dy)).to_vector();
+    CHECK(relative_error(dx_fused, dx_plain) < 1e-6);
+    CHECK(relative_error(pair.get<0>().weight().grad.to_vector(), bn.weight().grad.to_vector()) < 1e-6);
+    CHECK(relative_error(pair.get<0>().bias().grad.to_vector(), bn.bias().grad.to_vector()) < 1e-6);
+  }
+  // The fused backward against central differences (input, weight, bias), both modes. (A
+  // convolution in front would have a bias gradient of exactly 0 in train mode, which no
+  // relative error compares: see test_unet.)
+  Pair fd;
+  fd.get<0>().weight().value.copy_from_host(w);
+  fd.get<0>().bias().value.copy_from_host(b);
+  kiln::test::check_gradients(fd, Shape::nchw(2, 3, 3, 4), 3);
+  kiln::test::check_gradients(fd, Shape::nchw(2, 3, 3, 4), 4, 2e-2, 1e-2f, 24, Mode::eval);
 }

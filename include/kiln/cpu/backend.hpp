@@ -64,6 +64,19 @@ struct Backend<Cpu> {
                             dx.empty() ? nullptr : dx.data(), dweight.data(), dbias.data());
   }
 
+  // BatchNorm2d + ReLU in one pass (see cpu::batchnorm_relu_*): y = max(bn(x), 0);
+  // backward masks dy with y and returns the batch norm's gradients.
+  static void batchnorm_relu_forward(const BatchNormArgs& a, const T& x, const T& weight, const T& bias,
+                                     T& running_mean, T& running_var, T& save_mean, T& save_invstd, T& y) {
+    cpu::batchnorm_relu_forward(a, x.data(), weight.data(), bias.data(), running_mean.data(), running_var.data(),
+                                save_mean.data(), save_invstd.data(), y.data());
+  }
+  static void batchnorm_relu_backward(const BatchNormArgs& a, const T& x, const T& weight, const T& save_mean,
+                                      const T& save_invstd, const T& y, const T& dy, T& dx, T& dweight, T& dbias) {
+    cpu::batchnorm_relu_backward(a, x.data(), weight.data(), save_mean.data(), save_invstd.data(), y.data(),
+                                 dy.data(), dx.empty() ? nullptr : dx.data(), dweight.data(), dbias.data());
+  }
+
   // ---- MaxPool2d ------------------------------------------------------------
   // argmax: the index of each window's maximum inside its input plane (ih * W + iw).
   static void maxpool2d_forward(const PoolArgs& a, const T& x, T& y, Tensor<std::int32_t, Cpu>& argmax) {

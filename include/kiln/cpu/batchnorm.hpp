@@ -1,7 +1,7 @@
 #pragma once
 // BatchNorm2d on the CPU: NCHW, statistics per channel over (N, H, W).
-// These plain loops (double accumulation, OpenMP over channels) are both the
-// reference and the version layers call; a faster path is a later issue.
+// reference:: holds the plain loops (double accumulation), the oracle; the
+// functions the layers call (float lanes, optionally fused with a ReLU) follow.
 //
 // BatchNormArgs is device-neutral (Backend<Cuda> takes the same struct).
 #include <cmath>
@@ -22,6 +22,9 @@ struct BatchNormArgs {
 namespace kiln::cpu {
 
 using kiln::BatchNormArgs;
+
+// The plain loops (double accumulation): the oracle for the fast versions below.
+namespace reference {
 
 // y = weight * (x - mean) * invstd + bias, per channel.
 // training: mean and the biased variance come from the batch; save_mean and
@@ -110,6 +113,172 @@ inline void batchnorm_backward(const BatchNormArgs& a, const float* x, const flo
       }
     }
   }
+}
+
+}  // namespace reference
+
+// ---- the fast path ----------------------------------------------------------------
+//
+// Per channel (one OpenMP thread owns a channel, so results do not depend on the
+// thread count): sums run in 16 float lanes per (n, c) plane, the planes' sums are
+// added in double; the variance takes a second pass over (x - mean), which stays in
+// L2. An optional ReLU is applied in the same pass that writes y (forward), and its
+// output is the mask of the incoming gradient (backward): relu'(bn(x)) = [y > 0].
+namespace impl {
+
+inline constexpr std::int64_t bn_lanes = 16;
+
+// sum_i f(i) over one plane of `len` values, 16 lanes then the tail, returned in double.
+template <class F>
+inline double lane_sum(std::int64_t len, F f) {
+  float lanes[bn_lanes] = {};
+  std::int64_t i = 0;
+  for (; i + bn_lanes <= len; i += bn_lanes)
+    for (std::int64_t l = 0; l < bn_lanes; ++l) lanes[l] += f(i + l);
+  double s = 0.0;
+  for (; i < len; ++i) s += f(i);
+  for (std::int64_t l = 0; l < bn_lanes; ++l) s += lanes[l];
+  return s;
+}
+
+// The same for two sums in one pass: {sum_i f(i), sum_i f(i) * h(i)}.
+template <class F, class H>
+inline void lane_sum2(std::int64_t len, F f, H h, double& s1, double& s2) {
+  float l1[bn_lanes] = {}, l2[bn_lanes] = {};
+  std::int64_t i = 0;
+  for (; i + bn_lanes <= len; i += bn_lanes)
+    for (std::int64_t l = 0; l < bn_lanes; ++l) {
+      const float v = f(i + l);
+      l1[l] += v;
+      l2[l] += v * h(i + l);
+    }
+  for (; i < len; ++i) {
+    const float v = f(i);
+    s1 += v;
+    s2 += v * h(i);
+  }
+  for (std::int64_t l = 0; l < bn_lanes; ++l) s1 += l1[l], s2 += l2[l];
+}
+
+template <bool Relu>
+inline void batchnorm_forward(const BatchNormArgs& a, const float* x, const float* weight, const float* bias,
+                              float* running_mean, float* running_var, float* save_mean, float* save_invstd,
+                              float* y) {
+  const std::int64_t m = a.count(), hw = a.hw;
+#pragma omp parallel for schedule(static)
+  for (std::int64_t c = 0; c < a.c; ++c) {
+    double mean, invstd;
+    if (a.training) {
+      double sum = 0.0;
+      for (std::int64_t n = 0; n < a.n; ++n) {
+        const float* __restrict p = x + (n * a.c + c) * hw;
+        sum += lane_sum(hw, [p](std::int64_t i) { return p[i]; });
+      }
+      mean = sum / static_cast<double>(m);
+      const float mf = static_cast<float>(mean);
+      double sq = 0.0;
+      for (std::int64_t n = 0; n < a.n; ++n) {
+        const float* __restrict p = x + (n * a.c + c) * hw;
+        sq += lane_sum(hw, [p, mf](std::int64_t i) {
+          const float d = p[i] - mf;
+          return d * d;
+        });
+      }
+      const double var = sq / static_cast<double>(m);
+      invstd = 1.0 / std::sqrt(var + static_cast<double>(a.eps));
+      const double unbiased = m > 1 ? sq / static_cast<double>(m - 1) : var;
+      const double mom = a.momentum;
+      running_mean[c] = static_cast<float>((1.0 - mom) * running_mean[c] + mom * mean);
+      running_var[c] = static_cast<float>((1.0 - mom) * running_var[c] + mom * unbiased);
+    } else {
+      mean = running_mean[c];
+      invstd = 1.0 / std::sqrt(static_cast<double>(running_var[c]) + static_cast<double>(a.eps));
+    }
+    save_mean[c] = static_cast<float>(mean);
+    save_invstd[c] = static_cast<float>(invstd);
+    const float scale = static_cast<float>(weight[c] * invstd);
+    const float shift = static_cast<float>(bias[c] - mean * weight[c] * invstd);
+    for (std::int64_t n = 0; n < a.n; ++n) {
+      const float* __restrict p = x + (n * a.c + c) * hw;
+      float* __restrict q = y + (n * a.c + c) * hw;
+#pragma omp simd
+      for (std::int64_t i = 0; i < hw; ++i) {
+        const float v = p[i] * scale + shift;
+        q[i] = Relu ? (v > 0.0f ? v : 0.0f) : v;
+      }
+    }
+  }
+}
+
+// relu_y: the ReLU's output (Relu only): the gradient reaching the batch norm is
+// g = relu_y > 0 ? dy : 0.
+template <bool Relu>
+inline void batchnorm_backward(const BatchNormArgs& a, const float* x, const float* weight, const float* save_mean,
+                               const float* save_invstd, const float* relu_y, const float* dy, float* dx,
+                               float* dweight, float* dbias) {
+  const std::int64_t m = a.count(), hw = a.hw;
+#pragma omp parallel for schedule(static)
+  for (std::int64_t c = 0; c < a.c; ++c) {
+    const float mean = save_mean[c], invstd = save_invstd[c];
+    double sum_dy = 0.0, sum_dy_xc = 0.0;  // sum g, sum g * (x - mean)
+    for (std::int64_t n = 0; n < a.n; ++n) {
+      const std::int64_t off = (n * a.c + c) * hw;
+      const float* __restrict p = x + off;
+      const float* __restrict g = dy + off;
+      const float* __restrict r = Relu ? relu_y + off : nullptr;
+      lane_sum2(
+          hw, [g, r](std::int64_t i) { return Relu ? (r[i] > 0.0f ? g[i] : 0.0f) : g[i]; },
+          [p, mean](std::int64_t i) { return p[i] - mean; }, sum_dy, sum_dy_xc);
+    }
+    const double sum_dy_xhat = sum_dy_xc * invstd;
+    if (dbias) dbias[c] += static_cast<float>(sum_dy);
+    if (dweight) dweight[c] += static_cast<float>(sum_dy_xhat);
+    if (!dx) continue;
+    // dx = k * (g - mean(g) - xhat * mean(g * xhat)) = k * g + slope * (x - mean) + offset
+    const double k = static_cast<double>(weight[c]) * invstd;
+    const double mean_dy = a.training ? sum_dy / static_cast<double>(m) : 0.0;
+    const double mean_dy_xhat = a.training ? sum_dy_xhat / static_cast<double>(m) : 0.0;
+    const float kf = static_cast<float>(k), slope = static_cast<float>(-k * invstd * mean_dy_xhat),
+                offset = static_cast<float>(-k * mean_dy);
+    for (std::int64_t n = 0; n < a.n; ++n) {
+      const std::int64_t off = (n * a.c + c) * hw;
+      const float* __restrict p = x + off;
+      const float* __restrict g = dy + off;
+      const float* __restrict r = Relu ? relu_y + off : nullptr;
+      float* __restrict d = dx + off;
+#pragma omp simd
+      for (std::int64_t i = 0; i < hw; ++i) {
+        const float gi = Relu ? (r[i] > 0.0f ? g[i] : 0.0f) : g[i];
+        d[i] = kf * gi + slope * (p[i] - mean) + offset;
+      }
+    }
+  }
+}
+
+}  // namespace impl
+
+// What the layers call. Same contract as reference::batchnorm_forward/backward.
+inline void batchnorm_forward(const BatchNormArgs& a, const float* x, const float* weight, const float* bias,
+                              float* running_mean, float* running_var, float* save_mean, float* save_invstd, float* y) {
+  impl::batchnorm_forward<false>(a, x, weight, bias, running_mean, running_var, save_mean, save_invstd, y);
+}
+inline void batchnorm_backward(const BatchNormArgs& a, const float* x, const float* weight, const float* save_mean,
+                               const float* save_invstd, const float* dy, float* dx, float* dweight, float* dbias) {
+  impl::batchnorm_backward<false>(a, x, weight, save_mean, save_invstd, nullptr, dy, dx, dweight, dbias);
+}
+
+// BatchNorm followed by ReLU, one pass each way: y = max(batchnorm(x), 0);
+// backward takes the ReLU's output y as the mask (dy counts where y > 0) and
+// produces the batch norm's dx, dweight, dbias as the unfused pair would.
+inline void batchnorm_relu_forward(const BatchNormArgs& a, const float* x, const float* weight, const float* bias,
+                                   float* running_mean, float* running_var, float* save_mean, float* save_invstd,
+                                   float* y) {
+  impl::batchnorm_forward<true>(a, x, weight, bias, running_mean, running_var, save_mean, save_invstd, y);
+}
+inline void batchnorm_relu_backward(const BatchNormArgs& a, const float* x, const float* weight,
+                                    const float* save_mean, const float* save_invstd, const float* y, const float* dy,
+                                    float* dx, float* dweight, float* dbias) {
+  impl::batchnorm_backward<true>(a, x, weight, save_mean, save_invstd, y, dy, dx, dweight, dbias);
 }
 
 }  // namespace kiln::cpu

@@ -16,8 +16,20 @@
 #include "kiln/core/backend.hpp"
 #include "kiln/cpu/batchnorm.hpp"  // BatchNormArgs (device-neutral)
 #include "kiln/nn/layer.hpp"
+#include "kiln/nn/relu.hpp"
 
 namespace kiln {
+
+namespace detail {
+// Whether Backend<D> has the one-pass BatchNorm + ReLU operations. Where it has
+// not, Sequential runs the two layers one after the other as before.
+template <class D>
+concept BackendFusesBatchNormReLU =
+    requires(const BatchNormArgs& a, const Tensor<float, D>& c, Tensor<float, D>& t) {
+      Backend<D>::batchnorm_relu_forward(a, c, c, c, t, t, t, t, t);
+      Backend<D>::batchnorm_relu_backward(a, c, c, c, c, c, c, t, t, t);
+    };
+}  // namespace detail
 
 template <int C, class Device = Cpu>
 class BatchNorm2d {
@@ -63,15 +75,7 @@ class BatchNorm2d {
   }
 
   const Tensor<float, Device>& forward(const Tensor<float, Device>& x, Mode mode) {
-    KILN_CHECK(x.shape() == y_.shape(), "BatchNorm2d: forward() got ", x.shape().str(), " but was planned for ",
-               y_.shape().str(), " (call plan() for a new shape)");
-    args_.training = mode == Mode::train;
-    args_.eps = eps_;
-    args_.momentum = momentum_;
-    if (args_.training)
-      KILN_CHECK(args_.count() > 1, detail::where("BatchNorm2d<" + std::to_string(C) + ">", path_),
-                 ": training needs more than one value per channel, got an input of shape ", x.shape().str());
-    x_ = &x;
+    begin_forward(x, mode);
     Backend<Device>::batchnorm_forward(args_, x, weight_.value, bias_.value, running_mean_, running_var_, save_mean_,
                                        save_invstd_, y_);
     if (args_.training) ++num_batches_tracked_;
@@ -79,12 +83,41 @@ class BatchNorm2d {
   }
 
   const Tensor<float, Device>& backward(const Tensor<float, Device>& dy) {
-    KILN_CHECK(x_ != nullptr, "BatchNorm2d: backward() called before forward()");
-    KILN_CHECK(dy.shape() == y_.shape(), "BatchNorm2d: gradient of shape ", dy.shape().str(),
-               " does not match output ", y_.shape().str());
+    check_backward(dy);
     Tensor<float, Device> dx = input_grad_ ? dx_ : Tensor<float, Device>{};
     Backend<Device>::batchnorm_backward(args_, *x_, weight_.value, save_mean_, save_invstd_, dy, dx, weight_.grad,
                                         bias_.grad);
+    return dx_;
+  }
+
+  // BatchNorm2d followed by ReLU in one pass each way (Sequential calls these for the
+  // pair when the backend has the fused operations). forward_relu writes
+  // max(batchnorm(x), 0) into relu's output and returns it; backward_relu takes dL/d(relu
+  // output), masks it with that output and returns this layer's dL/dx, accumulating the
+  // parameter gradients: the same values as relu.backward() then backward().
+  // (The constraint is checked only where Sequential looks for the pair, so naming a
+  // BatchNorm2d<C, Cuda> type does not need the CUDA backend included.)
+
+  const Tensor<float, Device>& forward_relu(const Tensor<float, Device>& x, Mode mode, ReLU<Device>& relu)
+    requires detail::BackendFusesBatchNormReLU<Device>
+  {
+    begin_forward(x, mode);
+    Tensor<float, Device>& y = relu.fused_output();
+    KILN_CHECK(y.shape() == y_.shape(), "BatchNorm2d: the fused ReLU was planned for ", y.shape().str(),
+               ", this layer for ", y_.shape().str());
+    Backend<Device>::batchnorm_relu_forward(args_, x, weight_.value, bias_.value, running_mean_, running_var_,
+                                            save_mean_, save_invstd_, y);
+    if (args_.training) ++num_batches_tracked_;
+    return y;
+  }
+
+  const Tensor<float, Device>& backward_relu(const Tensor<float, Device>& dy, const ReLU<Device>& relu)
+    requires detail::BackendFusesBatchNormReLU<Device>
+  {
+    check_backward(dy);
+    Tensor<float, Device> dx = input_grad_ ? dx_ : Tensor<float, Device>{};
+    Backend<Device>::batchnorm_relu_backward(args_, *x_, weight_.value, save_mean_, save_invstd_,
+                                             relu.fused_output(), dy, dx, weight_.grad, bias_.grad);
     return dx_;
   }
 
@@ -110,6 +143,23 @@ class BatchNorm2d {
   float momentum() const { return momentum_; }
 
  private:
+  void begin_forward(const Tensor<float, Device>& x, Mode mode) {
+    KILN_CHECK(x.shape() == y_.shape(), "BatchNorm2d: forward() got ", x.shape().str(), " but was planned for ",
+               y_.shape().str(), " (call plan() for a new shape)");
+    args_.training = mode == Mode::train;
+    args_.eps = eps_;
+    args_.momentum = momentum_;
+    if (args_.training)
+      KILN_CHECK(args_.count() > 1, detail::where("BatchNorm2d<" + std::to_string(C) + ">", path_),
+                 ": training needs more than one value per channel, got an input of shape ", x.shape().str());
+    x_ = &x;
+  }
+  void check_backward(const Tensor<float, Device>& dy) const {
+    KILN_CHECK(x_ != nullptr, "BatchNorm2d: backward() called before forward()");
+    KILN_CHECK(dy.shape() == y_.shape(), "BatchNorm2d: gradient of shape ", dy.shape().str(),
+               " does not match output ", y_.shape().str());
+  }
+
   static void fill(Tensor<float, Device>& t, float v) {
     std::vector<float> host(t.numel(), v);
     t.copy_from_host(host);

@@ -41,6 +41,12 @@ class ReLU {
   template <class F>
   void visit(F&&, const std::string&) {}
 
+  // For a layer fused with this ReLU (BatchNorm2d, through Sequential): it writes
+  // max(its output, 0) here, where this ReLU's forward would have, and reads it
+  // back as the mask in its backward.
+  Tensor<float, Device>& fused_output() { return y_; }
+  const Tensor<float, Device>& fused_output() const { return y_; }
+
  private:
   Tensor<float, Device> y_, dx_;
 };

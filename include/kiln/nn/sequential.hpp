@@ -2,7 +2,10 @@
 // Sequential<L...>: layers applied in order. The channel counts of neighbours
 // are checked at compile time; forward folds left to right, backward right to
 // left; the first layer's input gradient is skipped when nobody needs it.
+// A BatchNorm2d directly followed by a ReLU runs as one fused pass each way
+// (same values; the ReLU's buffers are used, the pair's middle tensor is not).
 #include <array>
+#include <concepts>
 #include <cstddef>
 #include <string>
 #include <string_view>
@@ -52,6 +55,14 @@ constexpr int first_fixed_input() {
   }
   return any_channels;
 }
+
+// Layer L followed by Next runs as one fused operation: a BatchNorm2d then a ReLU
+// (BatchNorm2d::forward_relu / backward_relu) where the backend has the fused op.
+template <class L, class Next, class D>
+concept FusedWithNext = requires(L& layer, Next& next, const Tensor<float, D>& t, Mode mode) {
+  { layer.forward_relu(t, mode, next) } -> std::same_as<const Tensor<float, D>&>;
+  { layer.backward_relu(t, next) } -> std::same_as<const Tensor<float, D>&>;
+};
 
 template <class L>
 void disable_input_grad(L& layer) {
@@ -140,20 +151,55 @@ class Sequential {
       return out;
   }
   template <std::size_t I>
-  const Tensor<float, device>& forward_from(const Tensor<float, device>& x, Mode mode) {
-    const auto& y = std::get<I>(layers_).forward(x, mode);
+  using layer_t = std::tuple_element_t<I, std::tuple<Layers...>>;
+
+  // Layers I and I + 1 run as one fused operation (see detail::FusedWithNext).
+  template <std::size_t I>
+  static constexpr bool fused_at() {
     if constexpr (I + 1 < sizeof...(Layers))
-      return forward_from<I + 1>(y, mode);
+      return detail::FusedWithNext<layer_t<I>, layer_t<I + 1>, device>;
     else
-      return y;
+      return false;
+  }
+
+  // Layer I is the second of a fused pair.
+  template <std::size_t I>
+  static constexpr bool fused_before() {
+    if constexpr (I > 0)
+      return fused_at<I - 1>();
+    else
+      return false;
+  }
+
+  template <std::size_t I>
+  const Tensor<float, device>& forward_from(const Tensor<float, device>& x, Mode mode) {
+    constexpr std::size_t next = fused_at<I>() ? I + 2 : I + 1;
+    const Tensor<float, device>* y;
+    if constexpr (fused_at<I>())
+      y = &std::get<I>(layers_).forward_relu(x, mode, std::get<I + 1>(layers_));
+    else
+      y = &std::get<I>(layers_).forward(x, mode);
+    if constexpr (next < sizeof...(Layers))
+      return forward_from<next>(*y, mode);
+    else
+      return *y;
   }
   template <std::size_t I>
   const Tensor<float, device>& backward_from(const Tensor<float, device>& dy) {
-    const auto& dx = std::get<I>(layers_).backward(dy);
-    if constexpr (I > 0)
-      return backward_from<I - 1>(dx);
-    else
-      return dx;
+    // A fused pair (I - 1, I) is entered at its second layer and leaves before its first.
+    if constexpr (fused_before<I>()) {
+      const auto& dx = std::get<I - 1>(layers_).backward_relu(dy, std::get<I>(layers_));
+      if constexpr (I > 1)
+        return backward_from<I - 2>(dx);
+      else
+        return dx;
+    } else {
+      const auto& dx = std::get<I>(layers_).backward(dy);
+      if constexpr (I > 0)
+        return backward_from<I - 1>(dx);
+      else
+        return dx;
+    }
   }
   template <std::size_t I, class F>
   void visit_from(F& f, const std::string& prefix) {
