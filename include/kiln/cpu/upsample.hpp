@@ -1,7 +1,8 @@
 #pragma once
 // Upsampling by an integer factor on the CPU: nearest and bilinear
 // (align_corners = false), forward and the adjoint. Plain loops, OpenMP over
-// (n, c) planes: reference and used version.
+// (n, c) planes (reference:: keeps the general nearest loops as the oracle of
+// the scale-2 fast path).
 //
 // UpsampleArgs is device-neutral (Backend<Cuda> takes the same struct).
 #include <algorithm>
@@ -41,6 +42,8 @@ namespace kiln::cpu {
 
 using kiln::UpsampleArgs;
 
+namespace reference {
+
 // y[i][j] = x[i / s][j / s]
 inline void upsample_nearest_forward(const UpsampleArgs& a, const float* x, float* y) {
   const std::int64_t oh = a.out_h(), ow = a.out_w();
@@ -67,6 +70,35 @@ inline void upsample_nearest_backward(const UpsampleArgs& a, const float* dy, fl
           for (std::int64_t v = 0; v < a.scale; ++v) sum += gp[(i * a.scale + u) * ow + j * a.scale + v];
         dp[i * a.w + j] = sum;
       }
+  }
+}
+
+}  // namespace reference
+
+// Nearest, what the layers call: scale 2 (the U-Net's) without the per-pixel
+// divisions, any other scale through the plain loops. Same values, bit for bit
+// (the backward adds a 2 x 2 block in the reference's order).
+inline void upsample_nearest_forward(const UpsampleArgs& a, const float* x, float* y) {
+  if (a.scale != 2) return reference::upsample_nearest_forward(a, x, y);
+  const std::int64_t w = a.w, ow = 2 * a.w;
+#pragma omp parallel for schedule(static)
+  for (std::int64_t row = 0; row < a.n * a.c * a.h; ++row) {  // one input row -> two output rows
+    const float* __restrict in = x + row * w;
+    float* __restrict out = y + row * 2 * ow;
+    for (std::int64_t j = 0; j < w; ++j) out[2 * j] = out[2 * j + 1] = in[j];
+    for (std::int64_t j = 0; j < ow; ++j) out[ow + j] = out[j];
+  }
+}
+
+inline void upsample_nearest_backward(const UpsampleArgs& a, const float* dy, float* dx) {
+  if (a.scale != 2) return reference::upsample_nearest_backward(a, dy, dx);
+  const std::int64_t w = a.w, ow = 2 * a.w;
+#pragma omp parallel for schedule(static)
+  for (std::int64_t row = 0; row < a.n * a.c * a.h; ++row) {
+    const float* __restrict g0 = dy + row * 2 * ow;
+    const float* __restrict g1 = g0 + ow;
+    float* __restrict d = dx + row * w;
+    for (std::int64_t j = 0; j < w; ++j) d[j] = ((g0[2 * j] + g0[2 * j + 1]) + g1[2 * j]) + g1[2 * j + 1];
   }
 }
 
