@@ -7,6 +7,8 @@
 #include <cmath>
 #include <cstdint>
 
+#include "kiln/cpu/gemm_kernels.hpp"  // simd::Vec, load
+
 namespace kiln {
 
 struct BatchNormArgs {
@@ -126,38 +128,73 @@ inline void batchnorm_backward(const BatchNormArgs& a, const float* x, const flo
 // output is the mask of the incoming gradient (backward): relu'(bn(x)) = [y > 0].
 namespace impl {
 
-inline constexpr std::int64_t bn_lanes = 16;
+inline constexpr int bn_lanes = 16;
+using BnVec = simd::Vec<bn_lanes>::type;  // 16 floats (one zmm; two ymm or scalars elsewhere)
 
-// sum_i f(i) over one plane of `len` values, 16 lanes then the tail, returned in double.
-template <class F>
-inline double lane_sum(std::int64_t len, F f) {
-  float lanes[bn_lanes] = {};
-  std::int64_t i = 0;
-  for (; i + bn_lanes <= len; i += bn_lanes)
-    for (std::int64_t l = 0; l < bn_lanes; ++l) lanes[l] += f(i + l);
+inline double lanes_total(const BnVec& v) {
   double s = 0.0;
-  for (; i < len; ++i) s += f(i);
-  for (std::int64_t l = 0; l < bn_lanes; ++l) s += lanes[l];
+  for (int l = 0; l < bn_lanes; ++l) s += v[l];
   return s;
 }
 
-// The same for two sums in one pass: {sum_i f(i), sum_i f(i) * h(i)}.
-template <class F, class H>
-inline void lane_sum2(std::int64_t len, F f, H h, double& s1, double& s2) {
-  float l1[bn_lanes] = {}, l2[bn_lanes] = {};
+// sum p[i] over one plane: 16 lanes, then the tail, in double.
+inline double plane_sum(const float* __restrict p, std::int64_t len) {
+  BnVec acc{};
   std::int64_t i = 0;
-  for (; i + bn_lanes <= len; i += bn_lanes)
-    for (std::int64_t l = 0; l < bn_lanes; ++l) {
-      const float v = f(i + l);
-      l1[l] += v;
-      l2[l] += v * h(i + l);
-    }
-  for (; i < len; ++i) {
-    const float v = f(i);
-    s1 += v;
-    s2 += v * h(i);
+  for (; i + bn_lanes <= len; i += bn_lanes) {
+    BnVec v;
+    simd::load<bn_lanes>(v, p + i);
+    acc += v;
   }
-  for (std::int64_t l = 0; l < bn_lanes; ++l) s1 += l1[l], s2 += l2[l];
+  double s = 0.0;
+  for (; i < len; ++i) s += p[i];
+  return s + lanes_total(acc);
+}
+
+// sum (p[i] - mean)^2 over one plane.
+inline double plane_sum_sq(const float* __restrict p, float mean, std::int64_t len) {
+  BnVec acc{};
+  std::int64_t i = 0;
+  for (; i + bn_lanes <= len; i += bn_lanes) {
+    BnVec v;
+    simd::load<bn_lanes>(v, p + i);
+    v -= mean;
+    acc += v * v;
+  }
+  double s = 0.0;
+  for (; i < len; ++i) {
+    const float d = p[i] - mean;
+    s += d * d;
+  }
+  return s + lanes_total(acc);
+}
+
+// g = Relu ? (r > 0 ? dy : 0) : dy;  s1 += sum g, s2 += sum g * (p - mean) over one plane.
+template <bool Relu>
+inline void plane_grad_sums(const float* __restrict g, const float* __restrict r, const float* __restrict p,
+                            float mean, std::int64_t len, double& s1, double& s2) {
+  BnVec a1{}, a2{};
+  std::int64_t i = 0;
+  for (; i + bn_lanes <= len; i += bn_lanes) {
+    BnVec gv, pv;
+    simd::load<bn_lanes>(gv, g + i);
+    simd::load<bn_lanes>(pv, p + i);
+    if constexpr (Relu) {
+      BnVec rv;
+      simd::load<bn_lanes>(rv, r + i);
+      gv = rv > 0.0f ? gv : BnVec{};
+    }
+    a1 += gv;
+    a2 += gv * (pv - mean);
+  }
+  for (; i < len; ++i) {
+    float gi = g[i];
+    if constexpr (Relu) gi = r[i] > 0.0f ? gi : 0.0f;
+    s1 += gi;
+    s2 += gi * (p[i] - mean);
+  }
+  s1 += lanes_total(a1);
+  s2 += lanes_total(a2);
 }
 
 template <bool Relu>
@@ -172,17 +209,14 @@ inline void batchnorm_forward(const BatchNormArgs& a, const float* x, const floa
       double sum = 0.0;
       for (std::int64_t n = 0; n < a.n; ++n) {
         const float* __restrict p = x + (n * a.c + c) * hw;
-        sum += lane_sum(hw, [p](std::int64_t i) { return p[i]; });
+        sum += plane_sum(p, hw);
       }
       mean = sum / static_cast<double>(m);
       const float mf = static_cast<float>(mean);
       double sq = 0.0;
       for (std::int64_t n = 0; n < a.n; ++n) {
         const float* __restrict p = x + (n * a.c + c) * hw;
-        sq += lane_sum(hw, [p, mf](std::int64_t i) {
-          const float d = p[i] - mf;
-          return d * d;
-        });
+        sq += plane_sum_sq(p, mf, hw);
       }
       const double var = sq / static_cast<double>(m);
       invstd = 1.0 / std::sqrt(var + static_cast<double>(a.eps));
@@ -226,9 +260,7 @@ inline void batchnorm_backward(const BatchNormArgs& a, const float* x, const flo
       const float* __restrict p = x + off;
       const float* __restrict g = dy + off;
       const float* __restrict r = Relu ? relu_y + off : nullptr;
-      lane_sum2(
-          hw, [g, r](std::int64_t i) { return Relu ? (r[i] > 0.0f ? g[i] : 0.0f) : g[i]; },
-          [p, mean](std::int64_t i) { return p[i] - mean; }, sum_dy, sum_dy_xc);
+      plane_grad_sums<Relu>(g, r, p, mean, hw, sum_dy, sum_dy_xc);
     }
     const double sum_dy_xhat = sum_dy_xc * invstd;
     if (dbias) dbias[c] += static_cast<float>(sum_dy);
@@ -248,7 +280,8 @@ inline void batchnorm_backward(const BatchNormArgs& a, const float* x, const flo
       float* __restrict d = dx + off;
 #pragma omp simd
       for (std::int64_t i = 0; i < hw; ++i) {
-        const float gi = Relu ? (r[i] > 0.0f ? g[i] : 0.0f) : g[i];
+        float gi = g[i];
+        if constexpr (Relu) gi = r[i] > 0.0f ? gi : 0.0f;
         d[i] = kf * gi + slope * (p[i] - mean) + offset;
       }
     }
