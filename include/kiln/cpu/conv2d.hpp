@@ -145,9 +145,18 @@ inline void col2im(const ConvShape& s, const float* col, float* dx) {
 
 namespace impl {
 
+// GCC turns the short copy and fill loops below into memmove/memset calls; for
+// the segments here (one image row: 4 to 128 floats) the call costs more than
+// the copy, so the loops stay loops (vectorised in place).
+#if defined(__GNUC__) && !defined(__clang__)
+#define KILN_NO_LIBCALL_LOOPS __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define KILN_NO_LIBCALL_LOOPS
+#endif
+
 // dst[t] = col[(c*K + u)*K + v][q] for q = p0 + t, t < len:
 //   x[n][c][i + u - p][j + v - p], 0 outside the image.
-inline void conv_col_row(const ConvShape& s, const float* __restrict x, std::int64_t c, std::int64_t u,
+KILN_NO_LIBCALL_LOOPS inline void conv_col_row(const ConvShape& s, const float* __restrict x, std::int64_t c, std::int64_t u,
                          std::int64_t v, std::int64_t p0, std::int64_t len, float* __restrict dst) {
   const std::int64_t p = s.pad(), H = s.h, W = s.w, HW = s.hw();
   std::int64_t n = p0 / HW, i = (p0 % HW) / W, j = p0 % W;
@@ -186,12 +195,13 @@ inline std::int64_t conv_fwd_chunk(std::int64_t k9) {
   return std::clamp<std::int64_t>(pc, Cfg::NR, 8 * Cfg::NR);
 }
 
-// Pixels per chunk of the weight gradient: the DC rows of col in L1 (512
-// pixels: 12 KiB at DC = 6), dy[:, chunk] at most 512 KiB (L2).
+// Pixels per chunk of the weight gradient: the DC rows of col in L1 (1024
+// pixels: 24 KiB at DC = 6), dy[:, chunk] at most 512 KiB (L2). Longer chunks
+// mean fewer lane reductions per FMA (each kernel_dot call ends in one).
 template <class Cfg>
 inline std::int64_t conv_wgrad_chunk(const ConvShape& s) {
   const std::int64_t pd = (128 * 1024 / s.c_out) / 16 * 16;
-  return std::min(std::clamp<std::int64_t>(pd, 128, 512), round_up(s.n * s.hw(), 16));
+  return std::min(std::clamp<std::int64_t>(pd, 128, 1024), round_up(s.n * s.hw(), 16));
 }
 
 template <class Cfg>
