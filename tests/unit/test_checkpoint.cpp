@@ -2,12 +2,14 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <iterator>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "gradcheck.hpp"
@@ -189,6 +191,22 @@ TEST_CASE("checkpoint: damaged files are refused, naming the file") {
     const std::string msg = error_of([&] { io::load_checkpoint(file, net); });
     CHECK(msg.find("checksum mismatch") != std::string::npos);
     CHECK(msg.find(file.string()) != std::string::npos);
+  }
+  SUBCASE("a changed tensor name or metadata value fails the header checksum") {
+    // Valid JSON of the same length both times: only kiln.header_checksum can tell.
+    const std::string text(good.begin(), good.end());
+    for (auto [from, to] : {std::pair<std::string, std::string>{"\"down.0.conv1.bias\"", "\"down.0.conv1.bia5\""},
+                            std::pair<std::string, std::string>{"\"kiln.format_version\":\"1\"", "\"kiln.format_version\":\"2\""}}) {
+      const std::size_t at = text.find(from);
+      REQUIRE(at != std::string::npos);
+      std::vector<char> bad = good;
+      std::copy(to.begin(), to.end(), bad.begin() + std::ptrdiff_t(at));
+      write_bytes(file, bad);
+      const std::string msg = error_of([&] { io::load_checkpoint(file, net); });
+      INFO(msg);
+      CHECK(msg.find("header checksum mismatch") != std::string::npos);
+      CHECK(msg.find(file.string()) != std::string::npos);
+    }
   }
   SUBCASE("a truncated file") {
     for (std::size_t size : {good.size() / 2, std::size_t(5), good.size() - 1}) {

@@ -311,42 +311,39 @@ TEST_CASE("hostile checkpoints: a flipped byte in the data is caught by the chec
     expect_io_error([&] { load_safetensors(file); }, {file.string(), "checksum mismatch", "damaged"});
 }
 
-TEST_CASE("hostile checkpoints: every single-bit flip is an IoError or leaves the tensors intact") {
-    // The checksum covers the data section; the header is checked by its structure (JSON, dtypes,
-    // shapes, offsets tiling the data), and a key one byte away from kiln.checksum is refused (a
-    // flip there used to switch the check off). A flip inside a tensor name or a metadata value
-    // can still give another valid header: the load then succeeds with that name (counted
-    // below; load_checkpoint then reports the model's tensor as missing).
+TEST_CASE("hostile checkpoints: every single-bit flip is refused") {
+    // kiln.checksum covers the data section and kiln.header_checksum a canonical form of the
+    // header (names, dtypes, shapes, offsets, metadata); the structure checks catch what the
+    // canonical form cannot express (invalid JSON, a wrong header length, padding), and a key one
+    // byte away from either checksum key is refused (a flip there would switch a check off).
+    // Before the header checksum, flips in a tensor name loaded silently (6 of 600 flips here).
     TempDir dir("flips");
     const fs::path file = dir.path / "model.safetensors";
     const std::vector<float> w{1, 2, 3, 4, 5, 6};
     const std::vector<std::int64_t> steps{42};
-    save_safetensors(file, {TensorRecord::from_values("w", {2, 3}, w), TensorRecord::from_values("n", {}, steps)});
+    save_safetensors(file, {TensorRecord::from_values("w", {2, 3}, w), TensorRecord::from_values("n", {}, steps)},
+                     {{"kiln.train.step", "17"}});
     const std::vector<unsigned char> original = read_bytes(file);
+    REQUIRE(load_safetensors(file).metadata.count(std::string(kHeaderChecksumKey)) == 1);
     int refused = 0, loaded = 0;
     for (std::size_t i = 0; i < original.size(); ++i) {
-        for (int bit = 0; bit < 8; bit += 3) {
+        for (int bit = 0; bit < 8; ++bit) {
             std::vector<unsigned char> bytes = original;
             bytes[i] ^= static_cast<unsigned char>(1u << bit);
             write_bytes(file, bytes);
-            INFO("byte " << i << " bit " << bit);
+            INFO("byte " << i << " ('" << char(original[i]) << "') bit " << bit);
             try {
-                const SafetensorsFile loaded_file = load_safetensors(file);
-                CHECK(loaded_file.metadata.count(std::string(kChecksumKey)) == 1);  // the check ran
-                // Accepted: the data is intact (the checksum verified it).
-                for (const auto& t : loaded_file.tensors) {
-                    if (t.dtype == DType::F32) CHECK(t.to_vector<float>() == w);
-                    if (t.dtype == DType::I64) CHECK(t.to_vector<std::int64_t>() == steps);
-                }
+                (void)load_safetensors(file);
                 ++loaded;
+                FAIL_CHECK("a damaged file loaded");
             } catch (const IoError& e) {
                 CHECK(std::string(e.what()).find(file.string()) != std::string::npos);
                 ++refused;
             }
         }
     }
-    MESSAGE(refused << " flips refused, " << loaded << " loaded (flips in a tensor name)");
-    CHECK(loaded <= 6);  // 3 flips in each of the two one-letter names
+    MESSAGE(refused << " of " << original.size() * 8 << " single-bit flips refused, " << loaded << " loaded");
+    CHECK(refused == int(original.size()) * 8);
 }
 
 TEST_CASE("hostile checkpoints: every truncation is refused, naming the file") {
@@ -384,5 +381,13 @@ TEST_CASE("hostile checkpoints: a damaged checksum key does not switch the check
     REQUIRE(at != std::string::npos);
     bytes[at + 7] ^= 0x01;  // "kiln.checksum" -> "kiln.chdcksum"
     write_bytes(file, bytes);
+    // The header checksum covers the metadata keys ...
+    expect_io_error([&] { load_safetensors(file); }, {file.string(), "header checksum mismatch"});
+    // ... and where there is none (files from kiln before it), the near-miss key is refused.
+    save_safetensors(file, {TensorRecord::from_values("w", {2}, std::vector<float>{1, 2})},
+                     {{"kiln.chdcksum", "crc32:00000000"}}, {.checksum = false});
     expect_io_error([&] { load_safetensors(file); }, {file.string(), "looks like a damaged 'kiln.checksum'"});
+    save_safetensors(file, {TensorRecord::from_values("w", {2}, std::vector<float>{1, 2})},
+                     {{"kiln.header_chocksum", "crc32:00000000"}}, {.checksum = false});
+    expect_io_error([&] { load_safetensors(file); }, {file.string(), "looks like a damaged 'kiln.header_checksum'"});
 }

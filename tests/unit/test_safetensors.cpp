@@ -4,8 +4,11 @@
 
 #include <kiln/io/safetensors.hpp>
 
+#include <fcntl.h>
+#include <sys/mount.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -238,6 +241,50 @@ TEST_CASE("safetensors: a flipped byte in the data is caught by the checksum") {
     expect_rejected(craft(R"({"__metadata__":{"kiln.checksum":"md5:abc"}})"), {"unrecognised checksum"});
 }
 
+TEST_CASE("safetensors: the header checksum covers names, shapes, offsets and metadata") {
+    const std::vector<float> w{1, 2};
+    const std::vector<std::byte> bytes =
+        serialize_safetensors({TensorRecord::from_values("w", {2}, w)}, {{"epoch", "1"}});
+    const SafetensorsFile file = parse_safetensors(bytes);
+    // The canonical form (documented in safetensors.hpp, checkable from Python with zlib.crc32):
+    // [[metadata pairs but the header checksum, by key], [[name, dtype, shape, begin, end], ... by name]]
+    const std::string data_crc = file.metadata.at("kiln.checksum");
+    const std::string canonical =
+        R"([[["epoch","1"],["kiln.checksum",")" + data_crc + R"("]],[["w","F32",[2],0,8]]])";
+    char expected[16];
+    std::snprintf(expected, sizeof expected, "crc32:%08x",
+                  crc32(std::as_bytes(std::span(canonical.data(), canonical.size()))));
+    CHECK(file.metadata.at("kiln.header_checksum") == expected);
+
+    // Damage that leaves valid JSON of the same length: a tensor name, a metadata value.
+    const std::string text(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+    auto damaged = [&](const std::string& from, const std::string& to) {
+        std::vector<std::byte> out = bytes;
+        const std::size_t at = text.find(from);
+        REQUIRE(at != std::string::npos);
+        std::memcpy(out.data() + at, to.data(), to.size());
+        return out;
+    };
+    expect_error([&] { parse_safetensors(damaged(R"("w":{)", R"("v":{)"), "m.safetensors"); },
+                 {"'m.safetensors'", "header checksum mismatch", "damaged"});
+    expect_error([&] { parse_safetensors(damaged(R"("epoch":"1")", R"("epoch":"7")")); }, {"header checksum mismatch"});
+    expect_error([&] { parse_safetensors(damaged("kiln.header_checksum", "kiln.header_checksun")); },
+                 {"looks like a damaged 'kiln.header_checksum'"});
+
+    // Files from kiln before the header checksum (data checksum only) still load.
+    const std::string old_header = R"({"__metadata__":{"kiln.checksum":")" +
+                                   detail::checksum_text(crc32(std::as_bytes(std::span(w)))) +
+                                   R"("},"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
+    std::vector<std::byte> data(8);
+    std::memcpy(data.data(), w.data(), 8);
+    const SafetensorsFile old = parse_safetensors(craft(old_header, data));
+    CHECK(old.get("w").to_vector<float>() == w);
+    CHECK(old.metadata.count("kiln.header_checksum") == 0);
+    // ... and without any checksum (other writers)
+    CHECK(parse_safetensors(serialize_safetensors({TensorRecord::from_values("w", {2}, w)}, {}, {.checksum = false}))
+              .metadata.empty());
+}
+
 TEST_CASE("safetensors: truncated and too-short files") {
     const std::vector<std::byte> good = serialize_safetensors(sample_records());
     expect_rejected(std::vector<std::byte>(good.begin(), good.end() - 1), {"beyond the data section"});
@@ -350,6 +397,59 @@ TEST_CASE("safetensors: a failed write keeps the previous checkpoint loadable") 
     // and a successful save replaces it
     save_safetensors(path, sample_records(), {{"epoch", "2"}});
     CHECK(load_safetensors(path).metadata.at("epoch") == "2");
+}
+
+// A tmpfs of `bytes` mounted on a fresh folder for the scope (needs CAP_SYS_ADMIN, e.g. root in a
+// container that allows mounts); mounted() is false where that is refused.
+struct SmallFileSystem {
+    TempDir dir;
+    bool ok = false;
+    explicit SmallFileSystem(std::size_t bytes) : dir("st_small_fs") {
+        const std::string options = "size=" + std::to_string(bytes) + ",mode=0700";
+        ok = ::mount("kiln-test", dir.path.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, options.c_str()) == 0;
+        if (!ok) error = errno;
+    }
+    ~SmallFileSystem() {
+        if (ok) ::umount2(dir.path.c_str(), MNT_DETACH);
+    }
+    int error = 0;
+};
+
+std::vector<TensorRecord> floats(std::size_t n) {
+    return {TensorRecord::from_values("w", {std::int64_t(n)}, std::vector<float>(n, 0.25f))};
+}
+
+TEST_CASE("safetensors: a full disk fails the save cleanly and keeps the previous file") {
+    SmallFileSystem fs64k(64 * 1024);
+    if (!fs64k.ok) {
+        MESSAGE("skipped: cannot mount a 64 KiB tmpfs here (" << std::strerror(fs64k.error)
+                                                              << "); needs root with mount rights");
+        return;
+    }
+    const fs::path path = fs64k.dir.path / "latest.safetensors";
+    save_safetensors(path, floats(10'000), {{"step", "1"}});  // 40 KB: fits
+    const std::vector<std::byte> before = read_all(path);
+    // The new file is written next to the old one before the rename: 40 KB more do not fit.
+    expect_error([&] { save_safetensors(path, floats(10'000), {{"step", "2"}}); },
+                 {"latest.safetensors", "No space left on device"});
+    CHECK(read_all(path) == before);
+    CHECK(load_safetensors(path).metadata.at("step") == "1");
+    for (const auto& entry : fs::directory_iterator(fs64k.dir.path))
+        CHECK(entry.path().filename() == "latest.safetensors");  // the temporary was removed
+    // ... which freed its space: a smaller save goes through.
+    save_safetensors(path, floats(1'000), {{"step", "3"}});
+    CHECK(load_safetensors(path).metadata.at("step") == "3");
+}
+
+TEST_CASE("safetensors: write_all reports a full device (/dev/full)") {
+    const int fd = ::open("/dev/full", O_WRONLY | O_CLOEXEC);
+    if (fd < 0) {
+        MESSAGE("skipped: no /dev/full here");
+        return;
+    }
+    const std::vector<std::byte> bytes(4096);
+    expect_error([&] { write_all(fd, bytes, "checkpoint.safetensors"); }, {"checkpoint.safetensors", "No space left on device"});
+    ::close(fd);
 }
 
 TEST_CASE("safetensors: AtomicFile abandoned mid-write leaves the target untouched and no temporary") {

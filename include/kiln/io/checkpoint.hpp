@@ -22,7 +22,8 @@
 //       (e.g. "optimizer.down.0.conv1.weight.exp_avg"). Metadata as given, plus, unless the caller
 //       set them: kiln.format_version = "1", kiln.model = model_name<Net>() (when known),
 //       kiln.input_scaling = "L/50-1", kiln.output_scaling = "ab/110". The file is written
-//       atomically with a CRC-32 (safetensors.hpp): a failed save leaves the previous file intact.
+//       atomically with CRC-32s of the data and of the header (safetensors.hpp): a failed save
+//       leaves the previous file intact.
 //
 //   template <class Net> CheckpointInfo load_checkpoint(path, Net& net);
 //   template <class Net, class F> CheckpointInfo load_checkpoint(path, Net& net, F&& on_extra);

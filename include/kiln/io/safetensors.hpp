@@ -11,9 +11,12 @@
 // so every tensor starts at a multiple of its element size (the header keeps 8-byte alignment).
 //
 // Integrity: kiln adds metadata "kiln.checksum" = "crc32:<8 hex digits>", the CRC-32 (zlib's) of
-// the data section, and verifies it on load when present; files from other writers have none
-// and load unchecked. Writing is atomic (atomic_file.hpp): a failed save leaves the previous
-// checkpoint intact.
+// the data section, and "kiln.header_checksum", the CRC-32 of a canonical form of the header
+// (header_canonical_form below: every tensor's name, dtype, shape and offsets, and every metadata
+// entry but kiln.header_checksum itself). Both are verified on load when present; files from other
+// writers have neither and load unchecked, files from kiln before the header checksum have only
+// the first. Writing is atomic (atomic_file.hpp): a failed save leaves the previous checkpoint
+// intact.
 #pragma once
 
 #include <kiln/io/atomic_file.hpp>
@@ -180,6 +183,7 @@ struct SaveOptions {
 };
 
 inline constexpr std::string_view kChecksumKey = "kiln.checksum";
+inline constexpr std::string_view kHeaderChecksumKey = "kiln.header_checksum";
 // The reference refuses headers over 100 MB; so does kiln (and it bounds the allocation).
 inline constexpr std::uint64_t kMaxHeaderBytes = 100'000'000;
 
@@ -206,6 +210,39 @@ inline std::string shape_text(const std::vector<std::int64_t>& shape) {
     }
     s += ']';
     return s;
+}
+
+// What kiln.header_checksum covers: the header's meaning, independent of how the JSON was spelled
+// (key order, escapes, padding). A compact JSON array [metadata, tensors] where metadata is every
+// entry but kiln.header_checksum as [key, value] pairs sorted by key, and tensors are
+// [name, dtype, shape, begin, end] sorted by name (names are unique; several empty tensors can
+// share an offset, so offsets would not give one order).
+struct CanonicalTensor {
+    std::string_view name;
+    DType dtype;
+    const std::vector<std::int64_t>* shape;
+    std::uint64_t begin, end;
+};
+
+inline std::string header_canonical_form(const std::map<std::string, std::string>& metadata,
+                                         std::vector<CanonicalTensor> tensors) {
+    nlohmann::json meta = nlohmann::json::array();
+    for (const auto& [key, value] : metadata)  // std::map: sorted by key
+        if (key != kHeaderChecksumKey) meta.push_back({key, value});
+    std::sort(tensors.begin(), tensors.end(),
+              [](const CanonicalTensor& a, const CanonicalTensor& b) { return a.name < b.name; });
+    nlohmann::json entries = nlohmann::json::array();
+    for (const CanonicalTensor& t : tensors)
+        entries.push_back({std::string(t.name), std::string(dtype_name(t.dtype)), *t.shape, t.begin, t.end});
+    // error_handler replace: never throw from here. The reader's strings were parsed as UTF-8;
+    // the writer's own header dump refuses invalid UTF-8 right after this.
+    return nlohmann::json::array({std::move(meta), std::move(entries)}).dump(-1, ' ', false,
+                                                                             nlohmann::json::error_handler_t::replace);
+}
+
+inline std::uint32_t header_crc(const std::map<std::string, std::string>& metadata, std::vector<CanonicalTensor> tensors) {
+    const std::string text = header_canonical_form(metadata, std::move(tensors));
+    return crc32(std::as_bytes(std::span(text.data(), text.size())));
 }
 
 // Bytes a shape of dtype needs, or nullopt on overflow.
@@ -254,8 +291,17 @@ inline WritePlan plan_safetensors(const std::filesystem::path& path, const std::
         std::uint32_t crc = 0;
         for (const TensorRecord* r : plan.order) crc = crc32(r->data, crc);
         all_metadata[std::string(kChecksumKey)] = checksum_text(crc);
+        std::vector<CanonicalTensor> canonical;
+        std::uint64_t offset = 0;
+        for (const TensorRecord* r : plan.order) {
+            canonical.push_back({r->name, r->dtype, &r->shape, offset, offset + r->data.size()});
+            offset += r->data.size();
+        }
+        all_metadata[std::string(kHeaderChecksumKey)] = checksum_text(header_crc(all_metadata, std::move(canonical)));
     } else {
-        all_metadata.erase(std::string(kChecksumKey));  // a stale checksum would fail every load
+        // Stale checksums would fail every load.
+        all_metadata.erase(std::string(kChecksumKey));
+        all_metadata.erase(std::string(kHeaderChecksumKey));
     }
 
     nlohmann::ordered_json header = nlohmann::ordered_json::object();
@@ -309,6 +355,10 @@ inline std::string json_excerpt(const nlohmann::json& value) {
 inline ParsedHeader parse_safetensors_header(std::string_view text, std::uint64_t data_size,
                                              const std::filesystem::path& path) {
     auto fail = [&](const std::string& reason) { fail_load(path, reason); };
+    // JSON has no raw NUL bytes, but nlohmann's parser stops at one and ignores what follows: a
+    // damaged padding byte (space -> NUL) would pass unnoticed (found by the bit-flip test).
+    if (const auto nul = text.find('\0'); nul != std::string_view::npos)
+        fail("the header holds a NUL byte at offset " + std::to_string(8 + nul) + ": the file is damaged");
     nlohmann::json header;
     try {
         std::set<std::string> keys;  // nlohmann keeps the last of duplicate keys silently: refuse them
@@ -401,20 +451,48 @@ inline ParsedHeader parse_safetensors_header(std::string_view text, std::uint64_
     return parsed;
 }
 
+// A checksum key that is absent: one damaged byte in the key would otherwise switch its check off
+// silently (found by the bit-flip test in tests/unit/test_hostile_inputs.cpp), so a metadata key
+// one byte away from it is refused as damage.
+inline void refuse_near_key(const std::map<std::string, std::string>& metadata, std::string_view wanted,
+                            const std::filesystem::path& path) {
+    for (const auto& [key, value] : metadata) {
+        if (key.size() != wanted.size()) continue;
+        std::size_t differences = 0;
+        for (std::size_t i = 0; i < key.size(); ++i) differences += key[i] != wanted[i];
+        if (differences == 1) {
+            throw IoError("cannot load " + quoted(path) + ": metadata key '" + key + "' looks like a damaged '" +
+                          std::string(wanted) + "': the header is damaged");
+        }
+    }
+}
+
+// kiln.header_checksum, when present, must match the header as parsed. Checked before any tensor
+// data is read.
+inline void verify_header_checksum(const ParsedHeader& header, const std::filesystem::path& path) {
+    const auto it = header.metadata.find(std::string(kHeaderChecksumKey));
+    if (it == header.metadata.end()) {
+        refuse_near_key(header.metadata, kHeaderChecksumKey, path);
+        return;  // written by another program or by kiln before header checksums: loads unchecked
+    }
+    if (it->second.rfind("crc32:", 0) != 0) {
+        throw IoError("cannot load " + quoted(path) + ": unrecognised checksum '" + it->second + "' in " +
+                      std::string(kHeaderChecksumKey) + ": the header is damaged");
+    }
+    std::vector<CanonicalTensor> canonical;
+    canonical.reserve(header.entries.size());
+    for (const HeaderEntry& e : header.entries) canonical.push_back({e.name, e.dtype, &e.shape, e.begin, e.end});
+    const std::string computed = checksum_text(header_crc(header.metadata, std::move(canonical)));
+    if (computed != it->second) {
+        throw IoError("cannot load " + quoted(path) + ": header checksum mismatch (stored " + it->second +
+                      ", header has " + computed + "): the file's header (tensor names, shapes or metadata) is damaged");
+    }
+}
+
 inline void verify_checksum(const SafetensorsFile& file) {
     const auto it = file.metadata.find(std::string(kChecksumKey));
     if (it == file.metadata.end()) {
-        // One damaged byte in the key would otherwise switch the check off silently (found by the
-        // bit-flip test in tests/unit/test_hostile_inputs.cpp): refuse a key one byte away from it.
-        for (const auto& [key, value] : file.metadata) {
-            if (key.size() != kChecksumKey.size()) continue;
-            std::size_t differences = 0;
-            for (std::size_t i = 0; i < key.size(); ++i) differences += key[i] != kChecksumKey[i];
-            if (differences == 1) {
-                throw IoError("cannot load " + quoted(file.path) + ": metadata key '" + key + "' looks like a damaged '" +
-                              std::string(kChecksumKey) + "': the header is damaged");
-            }
-        }
+        refuse_near_key(file.metadata, kChecksumKey, file.path);
         return;
     }
     if (it->second.rfind("crc32:", 0) != 0) {
@@ -484,6 +562,7 @@ inline SafetensorsFile parse_safetensors(std::span<const std::byte> bytes, const
     const std::string_view text(reinterpret_cast<const char*>(bytes.data() + 8), std::size_t(n));
     const std::span<const std::byte> data = bytes.subspan(8 + std::size_t(n));
     detail::ParsedHeader header = detail::parse_safetensors_header(text, data.size(), path);
+    detail::verify_header_checksum(header, path);
 
     SafetensorsFile file{path, {}, std::move(header.metadata)};
     for (detail::HeaderEntry& e : header.entries) {
@@ -506,6 +585,7 @@ inline SafetensorsFile load_safetensors(const std::filesystem::path& path) {
     in.read_exact(8, std::as_writable_bytes(std::span(text)));
     const std::uint64_t data_start = 8 + n;
     detail::ParsedHeader header = detail::parse_safetensors_header(text, in.size() - data_start, path);
+    detail::verify_header_checksum(header, path);
 
     SafetensorsFile file{path, {}, std::move(header.metadata)};
     file.tensors.reserve(header.entries.size());
