@@ -145,18 +145,9 @@ inline void col2im(const ConvShape& s, const float* col, float* dx) {
 
 namespace impl {
 
-// GCC turns the short copy and fill loops below into memmove/memset calls; for
-// the segments here (one image row: 4 to 128 floats) the call costs more than
-// the copy, so the loops stay loops (vectorised in place).
-#if defined(__GNUC__) && !defined(__clang__)
-#define KILN_NO_LIBCALL_LOOPS __attribute__((optimize("no-tree-loop-distribute-patterns")))
-#else
-#define KILN_NO_LIBCALL_LOOPS
-#endif
-
 // dst[t] = col[(c*K + u)*K + v][q] for q = p0 + t, t < len:
 //   x[n][c][i + u - p][j + v - p], 0 outside the image.
-KILN_NO_LIBCALL_LOOPS inline void conv_col_row(const ConvShape& s, const float* __restrict x, std::int64_t c, std::int64_t u,
+inline void conv_col_row(const ConvShape& s, const float* __restrict x, std::int64_t c, std::int64_t u,
                          std::int64_t v, std::int64_t p0, std::int64_t len, float* __restrict dst) {
   const std::int64_t p = s.pad(), H = s.h, W = s.w, HW = s.hw();
   std::int64_t n = p0 / HW, i = (p0 % HW) / W, j = p0 % W;
