@@ -26,6 +26,44 @@ __global__ void adam_step_kernel(AdamStepArgs a, Float* p, const Float* grad, Fl
   }
 }
 
+// Adam / AdamW over many parameter tensors in one launch (multi-tensor apply, as PyTorch's
+// foreach/fused Adam): the tensors' elements are numbered one after another, tensor t covering
+// [start[t], start[t+1]); the grid-stride loop finds each element's tensor by walking `start`
+// forward (a thread's indices only grow). The same arithmetic as adam_step_kernel, element by
+// element. Up to adam_multi_max_tensors per launch
+// (the list travels in the kernel's parameters, 4 KiB at most); the launcher splits longer lists.
+inline constexpr int adam_multi_max_tensors = 64;
+template <class Float>
+struct AdamTensorList {
+  Float* p[adam_multi_max_tensors];
+  const Float* g[adam_multi_max_tensors];
+  Float* m[adam_multi_max_tensors];
+  Float* v[adam_multi_max_tensors];
+  std::int64_t start[adam_multi_max_tensors + 1];
+  int count;
+};
+static_assert(sizeof(AdamTensorList<float>) + sizeof(AdamStepArgs) <= 4096, "kernel parameters are limited to 4 KiB");
+
+template <class Float>
+__global__ void adam_multi_tensor_kernel(AdamStepArgs a, AdamTensorList<Float> list) {
+  const std::int64_t total = list.start[list.count];
+  int t = 0;
+  KILN_GRID_STRIDE_LOOP(i, total) {
+    while (i >= list.start[t + 1]) ++t;
+    const std::int64_t j = i - list.start[t];
+    Float* p = list.p[t];
+    Float* m = list.m[t];
+    Float* v = list.v[t];
+    const Float g = list.g[t][j] + a.l2 * p[j];
+    const Float pi = p[j] * a.decay;
+    const Float mi = a.beta1 * m[j] + a.one_minus_beta1 * g;
+    const Float vi = a.beta2 * v[j] + a.one_minus_beta2 * g * g;
+    m[j] = mi;
+    v[j] = vi;
+    p[j] = pi - a.step_size * mi / (sqrtf(vi) / a.bias_correction2_sqrt + a.eps);
+  }
+}
+
 // SGD (torch.optim semantics): g = grad + wd p; with momentum buf = first ? g : mu buf + (1-damp) g,
 // g = nesterov ? g + mu buf : buf; p -= lr g. buf may be null when momentum == 0.
 template <class Float>

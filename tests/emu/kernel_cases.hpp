@@ -239,6 +239,57 @@ void optimizer_case(Report& report, const Options& options, std::uint64_t seed) 
   });
 }
 
+// Backend<Cuda>::adam_step_multi (one launch per 64 tensors) against Backend<Cpu>::adam_step per
+// tensor: `count` tensors of assorted sizes (some empty), three steps, parameters and moments.
+inline void adam_multi_case(Report& report, int count, std::uint64_t seed) {
+  kiln::Rng rng(seed);
+  using CpuT = kiln::Tensor<float, Cpu>;
+  using CudaT = kiln::Tensor<float, Cuda>;
+  std::vector<CpuT> cp, cg, cm, cv;
+  std::vector<CudaT> gp, gg, gm, gv;
+  for (int i = 0; i < count; ++i) {
+    const Shape s{(i % 7 == 3) ? 0 : 1 + (i * 37) % 300};
+    const auto p = random_vector(s.numel(), rng), g = random_vector(s.numel(), rng);
+    const auto m = random_vector(s.numel(), rng, -0.1f, 0.1f), v = random_vector(s.numel(), rng, 0.0f, 0.1f);
+    cp.push_back(CpuT::from_host(s, p));
+    cg.push_back(CpuT::from_host(s, g));
+    cm.push_back(CpuT::from_host(s, m));
+    cv.push_back(CpuT::from_host(s, v));
+    gp.push_back(CudaT::from_host(s, p));
+    gg.push_back(CudaT::from_host(s, g));
+    gm.push_back(CudaT::from_host(s, m));
+    gv.push_back(CudaT::from_host(s, v));
+  }
+  std::vector<kiln::Backend<Cuda>::AdamTensors> list;
+  for (int i = 0; i < count; ++i) list.push_back({&gp[i], &gg[i], &gm[i], &gv[i]});
+  for (int step = 1; step <= 3; ++step) {
+    kiln::AdamStepArgs a;
+    a.l2 = step == 2 ? 0.01f : 0.0f;  // Adam's L2 term and AdamW's decay, one step each
+    a.decay = step == 3 ? 0.999f : 1.0f;
+    a.step_size = static_cast<float>(1e-2 / (1.0 - std::pow(0.9, step)));
+    a.bias_correction2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(0.999, step)));
+    for (int i = 0; i < count; ++i) {
+      a.numel = static_cast<std::int64_t>(cp[i].numel());
+      kiln::Backend<Cpu>::adam_step(a, cp[i], cg[i], cm[i], cv[i]);
+    }
+    a.numel = -1;  // ignored by adam_step_multi
+    kiln::Backend<Cuda>::adam_step_multi(a, list);
+  }
+  std::vector<float> all_cuda, all_cpu, m_cuda, m_cpu, v_cuda, v_cpu;
+  auto append = [](std::vector<float>& to, const std::vector<float>& from) { to.insert(to.end(), from.begin(), from.end()); };
+  for (int i = 0; i < count; ++i) {
+    append(all_cuda, gp[i].to_vector());
+    append(all_cpu, cp[i].to_vector());
+    append(m_cuda, gm[i].to_vector());
+    append(m_cpu, cm[i].to_vector());
+    append(v_cuda, gv[i].to_vector());
+    append(v_cpu, cv[i].to_vector());
+  }
+  report.compare("params", all_cuda, all_cpu, tight);
+  report.compare("exp_avg", m_cuda, m_cpu, tight);
+  report.compare("exp_avg_sq", v_cuda, v_cpu, tight);
+}
+
 // sRGB <-> Lab on [N, 3, H, W] against kiln::io's planar conversions.
 inline void colour_case(Report& report, std::int64_t n, std::int64_t h, std::int64_t w, std::uint64_t seed) {
   kiln::Rng rng(seed);
@@ -369,6 +420,7 @@ inline std::vector<KernelCase> kernel_cases() {
                }});
 
   t.push_back({"sRGB <-> Lab N=3 13x11", [](Report& r) { colour_case(r, 3, 13, 11, 101); }});
+  t.push_back({"Adam multi-tensor, 150 tensors (3 launches)", [](Report& r) { adam_multi_case(r, 150, 103); }});
 
   // The tiny subset (small = true): every kernel at least once, with the fewest CUDA threads.
   auto tiny = [&](std::string name, std::function<void(Report&)> run) { t.push_back({std::move(name), std::move(run), true}); };
@@ -409,6 +461,7 @@ inline std::vector<KernelCase> kernel_cases() {
     optimizer_case<kiln::SGD>(r, kiln::SgdOptions{.lr = 0.1f, .momentum = 0.9}, 227);
   });
   tiny("tiny sRGB <-> Lab", [](Report& r) { colour_case(r, 1, 3, 5, 229); });
+  tiny("tiny Adam multi-tensor", [](Report& r) { adam_multi_case(r, 5, 231); });
   return t;
 }
 

@@ -133,17 +133,20 @@ void check_shape(const ConvShape& s, std::uint64_t seed) {
 
 }  // namespace
 
+// Not in OS-thread mode (ThreadSanitizer builds): there 128 std::threads per block rendezvous at
+// every fragment operation (~30 s for one 5x4 image on the shared CI machine); the tiny tf32 rows
+// of the kernel table run the same kernels under ThreadSanitizer.
+#if !KILN_EMU_THREADS
 TEST_CASE("tf32 implicit-GEMM conv: forward, input and weight gradients equal TF32-rounded loops") {
   check_shape({1, 3, 5, 13, 11, 3}, 1);   // batch 1, channels below one k step, tiles past the image
   check_shape({3, 5, 7, 13, 11, 3}, 2);   // D tiles span several images; split weight gradient
   check_shape({1, 8, 16, 4, 4, 3}, 3);    // a 4x4 image: every tap touches the padding
   check_shape({2, 1, 4, 9, 9, 3}, 4);     // the first U-Net layer: one input channel
   check_shape({2, 17, 66, 8, 8, 1}, 5);   // 1x1 with M = 66 over two tiles, Kg = 17
-#if !KILN_EMU_THREADS
   check_shape({2, 32, 32, 16, 16, 3}, 6);  // a U-Net level (base width 32) at 16x16
   check_shape({1, 64, 32, 8, 8, 1}, 7);    // the U-Net's 1x1 reduce 2C -> C
-#endif
 }
+#endif
 
 TEST_CASE("tf32 math mode: selection and fall-back") {
   using kiln::cuda::MathMode;

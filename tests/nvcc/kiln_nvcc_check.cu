@@ -73,6 +73,21 @@ int main() {
         std::printf("tf32 step %d loss %.6f\n", step, train_step(net_tf32, opt_tf32, loss, x, t));
     }
 
+    {  // the multi-tensor Adam over every parameter of the network, one launch
+      std::vector<kiln::Tensor<float, Cuda>> moments;
+      std::vector<kiln::Backend<Cuda>::AdamTensors> list;
+      const auto params = kiln::collect_parameters(net);
+      moments.reserve(2 * params.size());
+      for (const auto& p : params) {
+        moments.emplace_back(p.value->shape());
+        moments.emplace_back(p.value->shape());
+      }
+      for (std::size_t i = 0; i < params.size(); ++i)
+        list.push_back({params[i].value, params[i].grad, &moments[2 * i], &moments[2 * i + 1]});
+      kiln::AdamStepArgs a;
+      kiln::Backend<Cuda>::adam_step_multi(a, list);
+      std::printf("adam_step_multi over %zu parameter tensors ran\n", list.size());
+    }
     kiln::Tensor<float, Cuda> rgb(kiln::Shape::nchw(1, 3, 4, 4)), lab(rgb.shape());
     kiln::Backend<Cuda>::srgb_to_lab(rgb, lab);
     kiln::Backend<Cuda>::lab_to_srgb(lab, rgb);

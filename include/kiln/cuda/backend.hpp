@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <mutex>
 #include <set>
+#include <span>
 #include <string>
 
 #include "kiln/core/backend.hpp"
@@ -284,6 +285,44 @@ struct Backend<Cuda> {
     const auto g = elementwise(a.numel);
     KILN_CUDA_LAUNCH(kiln::cuda::kernels::adam_step_kernel<float>, g.blocks, g.threads, 0, a, param.data(), grad.data(),
                      exp_avg.data(), exp_avg_sq.data());
+  }
+  // Adam / AdamW on every tensor of `tensors` in as few launches as possible (one per
+  // kernels::adam_multi_max_tensors tensors); a.numel is ignored (each tensor has its own).
+  // The same arithmetic as adam_step per tensor. Not in Backend<Cpu>; Adam<Cuda> does not call it yet.
+  struct AdamTensors {
+    T* param;
+    const T* grad;
+    T* exp_avg;
+    T* exp_avg_sq;
+  };
+  static void adam_step_multi(const AdamStepArgs& a, std::span<const AdamTensors> tensors) {
+    namespace k = kiln::cuda::kernels;
+    std::size_t next = 0;
+    while (next < tensors.size()) {
+      k::AdamTensorList<float> list{};
+      std::int64_t total = 0;
+      list.count = 0;
+      for (; next < tensors.size() && list.count < k::adam_multi_max_tensors; ++next) {
+        const AdamTensors& t = tensors[next];
+        const auto n = static_cast<std::int64_t>(t.param->numel());
+        KILN_CHECK(t.grad->numel() == t.param->numel() && t.exp_avg->numel() == t.param->numel() &&
+                       t.exp_avg_sq->numel() == t.param->numel(),
+                   "Backend<Cuda>::adam_step_multi: tensor ", next, " has ", t.param->numel(), " parameters but ",
+                   t.grad->numel(), " gradients, ", t.exp_avg->numel(), " and ", t.exp_avg_sq->numel(), " moments");
+        if (n == 0) continue;
+        list.p[list.count] = t.param->data();
+        list.g[list.count] = t.grad->data();
+        list.m[list.count] = t.exp_avg->data();
+        list.v[list.count] = t.exp_avg_sq->data();
+        list.start[list.count] = total;
+        total += n;
+        ++list.count;
+      }
+      list.start[list.count] = total;
+      if (total == 0) continue;
+      const auto g = elementwise(total);
+      KILN_CUDA_LAUNCH(k::adam_multi_tensor_kernel<float>, g.blocks, g.threads, 0, a, list);
+    }
   }
   // momentum_buffer may be empty when a.momentum == 0.
   static void sgd_step(const SgdStepArgs& a, T& param, const T& grad, T& momentum_buffer) {
