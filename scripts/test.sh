@@ -3,7 +3,7 @@
 #   1. install missing Debian packages
 #   2. Release build with g++: every test label (gpu tests skip without a GPU)
 #   3. the suite again under AddressSanitizer + UndefinedBehaviorSanitizer
-#   4. the emulated CUDA kernels under ThreadSanitizer (emulator in OS-thread mode)
+#   4. the emulated CUDA kernels (emulator in OS-thread mode) and the data loader under ThreadSanitizer
 #   5. every CUDA kernel compiled by nvcc for sm_80 and sm_90 (when nvcc exists)
 #   6. a short libFuzzer run of each fuzz target (clang; docs/reliability.md)
 # Build trees go to build/ci-*; pass --quick to run stage 2 only.
@@ -42,11 +42,11 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:ha
   ctest --test-dir build/ci-asan -j "$jobs" --output-on-failure --timeout 1200 -LE 'slow|tsan-only'
 
 if [ -d tests/emu ] && ls tests/emu/*.cpp >/dev/null 2>&1; then
-  stage "ThreadSanitizer build (emulator in OS-thread mode)"
+  stage "ThreadSanitizer build (emulator in OS-thread mode; the data loader's threads)"
   configure build/ci-tsan -DKILN_TSAN=ON -DKILN_BUILD_BENCH=OFF -DKILN_BUILD_EXAMPLES=OFF -DCMAKE_CXX_FLAGS_RELEASE=-O1
-  cmake --build build/ci-tsan -j "$jobs" --target kiln_emu_tests
-  stage "ThreadSanitizer tests (label emu)"
-  TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build/ci-tsan -j "$jobs" --output-on-failure --timeout 1200 -L emu -LE 'tsan-skip'
+  cmake --build build/ci-tsan -j "$jobs" --target kiln_emu_tests kiln_tsan_loader_tests
+  stage "ThreadSanitizer tests (labels emu, tsan)"
+  TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build/ci-tsan -j "$jobs" --output-on-failure --timeout 1200 -L 'emu|tsan' -LE 'tsan-skip'
 fi
 
 if command -v nvcc >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/nvcc ]; then
