@@ -379,7 +379,9 @@ int train(RunRequest req) {
   const int cell_w = std::max(16, c.sample_size), cell_h = std::max(16, c.sample_size * 3 / 4);
   try {
     loader = std::make_unique<io::TrainLoader>(data.train, lo);
-    valset = std::make_unique<io::ValidationSet>(data.val, c.crop, c.batch, std::max(1, c.val_crops));
+    // Validation crops at the training crops' pixel scale (loader.hpp: ValidationView).
+    valset = std::make_unique<io::ValidationSet>(data.val, c.crop, c.batch, std::max(1, c.val_crops),
+                                                 io::ValidationView::like(lo));
     const std::size_t n = std::min<std::size_t>(std::size_t(std::max(0, c.samples)), data.val.size());
     for (std::size_t k = 0; k < n; ++k)
       sample_truths.push_back(fit_crop(data.val.load_rgb(k * data.val.size() / n), cell_w, cell_h));
@@ -456,7 +458,7 @@ int train(RunRequest req) {
                  (std::is_same_v<Device, Cpu> ? ", " + std::to_string(omp_get_max_threads()) + (omp_get_max_threads() == 1 ? " thread" : " threads") : ""));
   progress.print("  data: " + std::to_string(data.train.size()) + " training images; " +
                  std::to_string(data.val.size()) + " validation images (" + data.val_origin + ", " +
-                 std::to_string(valset->size()) + " fixed crops of " + std::to_string(c.crop) + ")");
+                 std::to_string(valset->size()) + " fixed crops of " + std::to_string(c.crop) + " at the training scales)");
   progress.print("  " + std::to_string(c.epochs) + " epochs x " + std::to_string(c.steps_per_epoch) +
                  " steps, batch " + std::to_string(c.batch) + ", crop " + std::to_string(c.crop) + ", " + c.optimizer +
                  ", lr " + fmt("%g", c.lr) + (c.schedule == "constant" ? "" : " -> " + fmt("%g", c.lr * c.lr_end_fraction)) +

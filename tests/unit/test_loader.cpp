@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <filesystem>
@@ -288,4 +289,35 @@ TEST_CASE("validation set: fixed centre crops in batches") {
   const io::ValidationSet multi(ds, 32, 4, 3);
   CHECK(multi.size() == 15);
   CHECK(flat(multi.batch(0)) != flat(v.batch(0)));
+}
+
+TEST_CASE("validation set: the training view sees images at the training crops' pixel scale") {
+  const io::ImageFolderDataset ds(photos);
+  io::LoaderOptions lo;
+  lo.crop = 32;
+  lo.max_side = 96;
+  lo.scales = {0.5f, 0.25f};
+  const io::ValidationView view = io::ValidationView::like(lo);
+  CHECK(view.max_side == 96);
+  const io::ValidationSet v(ds, 32, 4, 3, view);
+  CHECK(v.size() == 15);
+  // Crop 1 of image 0: the centred window of side 32 / 0.25 = 128, clamped to the short side of
+  // the image as the loader caches it, resized to 32 x 32 -- exactly what the loader would cut.
+  const auto cached = io::detail::decode_for_crops(ds.file(0), 96, 32);
+  const int side = std::min({128, cached.width, cached.height});
+  const io::Image want =
+      io::resize(io::detail::window(cached, (cached.width - side) / 2, (cached.height - side) / 2, side, false), 32, 32);
+  Tensor<float, Cpu> L(Shape::nchw(1, 1, 32, 32)), ab(Shape::nchw(1, 2, 32, 32));
+  io::image_to_lab(want, L, &ab, 0);
+  const std::vector<float> got = v.batch(0).ab.to_vector(), expected = ab.to_vector();
+  const std::size_t plane = 2 * 32 * 32;
+  CHECK(std::vector<float>(got.begin() + plane, got.begin() + 2 * plane) == expected);
+  // Not the fixed view: that one shows a closer window.
+  const io::ValidationSet fixed(ds, 32, 4, 3);
+  CHECK(flat(fixed.batch(0)) != flat(v.batch(0)));
+  const io::ValidationSet again(ds, 32, 4, 3, view);
+  for (std::size_t i = 0; i < v.batch_count(); ++i) CHECK(flat(v.batch(i)) == flat(again.batch(i)));
+  CHECK_THROWS_AS(io::ValidationSet(ds, 32, 4, 1, io::ValidationView{16, {0.5f}}), io::IoError);
+  CHECK_THROWS_AS(io::ValidationSet(ds, 32, 4, 1, io::ValidationView{96, {}}), io::IoError);
+  CHECK_THROWS_AS(io::ValidationSet(ds, 32, 4, 1, io::ValidationView{96, {0.0f}}), io::IoError);
 }

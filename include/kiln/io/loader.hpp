@@ -27,8 +27,14 @@
 //     std::size_t dataset_size() const; std::size_t batches_per_epoch() const;
 //     const LoaderOptions& options() const;
 //   };
+//   struct ValidationView {               // how validation crops see an image
+//     int max_side = 0;                    // 0: the fixed view (short side 2 * crop, crop-sized windows)
+//     std::vector<float> scales;           // else: the training view, as LoaderOptions' max_side/scales
+//     static ValidationView like(const LoaderOptions&);
+//   };
 //   class ValidationSet {
-//     ValidationSet(const ImageFolderDataset&, int crop, int batch = 16, int crops_per_image = 1);
+//     ValidationSet(const ImageFolderDataset&, int crop, int batch = 16, int crops_per_image = 1,
+//                   ValidationView view = {});
 //     std::size_t size() const;            // number of crops
 //     std::size_t batch_count() const; const Batch& batch(std::size_t i) const;
 //     const std::vector<Batch>& batches() const;
@@ -44,6 +50,11 @@
 // A crop at scale s: a square window of side round(crop / s) (at most the image's short side, i.e.
 // the image is in effect downscaled until the window fits) at a random position, resized to
 // crop x crop with stb_image_resize, flipped left-right with probability 1/2.
+//
+// Validation should see images as training does: a model trained on whole-scene views of 256-px
+// images and scored on 4x closer views of the same kind of photo is scored on a task it never
+// saw. ValidationView::like(options) gives validation crops the training crops' pixel scale
+// (same cache size, same windows per scale, at fixed positions and without flips).
 #pragma once
 
 #include <kiln/core/random.hpp>
@@ -401,15 +412,35 @@ private:
     std::thread thread_;
 };
 
+struct ValidationView {
+    int max_side = 0;           // 0: the fixed view; else images cached as TrainLoader does
+    std::vector<float> scales;  // window side round(crop / scale), as TrainLoader's
+
+    static ValidationView like(const LoaderOptions& o) { return {std::max(o.max_side, o.crop), o.scales}; }
+};
+
 class ValidationSet {
 public:
-    // Each image is downscaled (never enlarged) so its short side is 2 * crop, then cut into
-    // crops_per_image crops of crop x crop: the centre first, then positions drawn from a
-    // generator seeded by the image's index (fixed for a given folder).
-    ValidationSet(const ImageFolderDataset& dataset, int crop, int batch = 16, int crops_per_image = 1) {
+    // The fixed view (view.max_side == 0): each image is downscaled (never enlarged) so its short
+    // side is 2 * crop, then cut into crops_per_image crops of crop x crop: the centre first,
+    // then positions drawn from a generator seeded by the image's index (fixed for a given folder).
+    // The training view (view.max_side > 0): each image is cached as TrainLoader caches it; crop
+    // k is a window at scale view.scales[k % scales] — centred for the first round over the
+    // scales, at positions drawn as above after that — resized to crop x crop as in training.
+    ValidationSet(const ImageFolderDataset& dataset, int crop, int batch = 16, int crops_per_image = 1,
+                  const ValidationView& view = {}) {
         if (dataset.empty()) throw IoError("ValidationSet: the dataset holds no images");
         if (crop < 1 || batch < 1 || crops_per_image < 1) {
             throw IoError("ValidationSet: crop, batch and crops_per_image must be positive");
+        }
+        if (view.max_side > 0) {
+            if (view.max_side < crop) {
+                throw IoError("ValidationSet: the view's max_side (" + std::to_string(view.max_side) +
+                              ") must be at least the crop (" + std::to_string(crop) + ")");
+            }
+            if (view.scales.empty()) throw IoError("ValidationSet: the training view needs at least one scale");
+            for (float s : view.scales)
+                if (!(s > 0.0f)) throw IoError("ValidationSet: crop scales must be positive, got " + std::to_string(s));
         }
         struct Crop {
             std::size_t image;
@@ -419,6 +450,22 @@ public:
         for (std::size_t i = 0; i < dataset.size(); ++i) {
             const std::filesystem::path& file = dataset.file(i);
             try {
+                if (view.max_side > 0) {
+                    const detail::CachedImage img = detail::decode_for_crops(file, view.max_side, crop);
+                    const int short_side = std::min(img.width, img.height);
+                    Rng rng(i + 1);
+                    for (int k = 0; k < crops_per_image; ++k) {
+                        const float scale = view.scales[std::size_t(k) % view.scales.size()];
+                        const int side = std::clamp(int(std::lround(double(crop) / double(scale))), 1, short_side);
+                        int x0 = (img.width - side) / 2, y0 = (img.height - side) / 2;
+                        if (std::size_t(k) >= view.scales.size()) {
+                            x0 = int(rng.below(std::uint64_t(img.width - side + 1)));
+                            y0 = int(rng.below(std::uint64_t(img.height - side + 1)));
+                        }
+                        crops.push_back({i, resize(detail::window(img, x0, y0, side, false), crop, crop)});
+                    }
+                    continue;
+                }
                 const detail::CachedImage img = detail::decode_for_crops(file, 1 << 30, crop);
                 const int short_side = std::min(img.width, img.height);
                 const double f = std::min(1.0, 2.0 * crop / short_side);
