@@ -4,6 +4,9 @@
 //                             peak_frac, and x_cudnn = our time / cuDNN fp32's time
 //   <op>/cudnn/fp32/<shape>   cuDNN without tensor cores (CUDNN_FMA_MATH)
 //   <op>/cudnn/tf32/<shape>   cuDNN convolutions allowed TF32 tensor cores
+//   <op>/cuda/tf32/<shape>    our implicit-GEMM TF32 tensor-core convolutions (MathMode::tf32),
+//                             x_cudnn = our time / cuDNN TF32's time (gpu_tf32_cases.hpp)
+//   adam_step/cuda/fused/<model>  the multi-tensor Adam (gpu_fused_cases.hpp)
 // peak_frac: convolutions over the theoretical peak of their math (fp32 CUDA
 // cores, or TF32 tensor cores), memory-bound layers over the measured
 // device-to-device cudaMemcpy bandwidth (the practical ceiling). The device's
@@ -24,6 +27,10 @@
 
 #if KILN_BENCH_CUDNN
 #include "cudnn_cases.hpp"
+#endif
+#if KILN_BENCH_OURS
+#include "gpu_fused_cases.hpp"
+#include "gpu_tf32_cases.hpp"
 #endif
 
 #if KILN_BENCH_OURS
@@ -60,6 +67,8 @@ int main(int argc, char** argv) {
 #endif
 #if KILN_BENCH_OURS
   register_layer_benchmarks<kiln::Cuda>("cuda/fp32", Peaks{f.fp32_flops, f.copy_bytes_per_s});
+  register_tf32_conv_benchmarks(f);  // conv rows on tensor cores (MathMode::tf32), x_cudnn vs cuDNN TF32
+  register_fused_benchmarks(f);      // adam_step/cuda/fused: the multi-tensor Adam
 #else
   std::fprintf(stderr, "kiln_bench_gpu: <kiln/cuda.hpp> did not exist when this was built: no rows for our kernels\n");
   benchmark::AddCustomContext("kiln_ours", "absent (no <kiln/cuda.hpp> at build time)");

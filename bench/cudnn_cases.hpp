@@ -333,17 +333,18 @@ inline void register_benchmarks(const GpuFacts& f) {
     for (std::size_t i = 0; i < set.levels.size(); ++i) {
       const auto [c, h] = set.levels[i];
       const bool bottleneck = i + 1 == set.levels.size();
-      // Convolutions: 3x3 C->C and (not at the bottleneck) the 1x1 reduce 2C->C.
+      // Convolutions: 3x3 C->C and (not at the bottleneck) the 1x1 reduce 2C->C, which runs
+      // before the upsample, on the level below's H/2 grid (as layer_cases.hpp).
       for (int k : {3, 1}) {
         if (k == 1 && bottleneck) continue;
-        const int cin = k == 3 ? c : 2 * c, cout = c;
+        const int cin = k == 3 ? c : 2 * c, cout = c, hk = k == 3 ? h : h / 2;
         const std::string kname = "conv" + std::to_string(k) + "x" + std::to_string(k);
-        const double flops = conv_flops(n, cin, cout, k, h, h);
+        const double flops = conv_flops(n, cin, cout, k, hk, hk);
         for (auto [pass, pname] : {std::pair{Pass::fwd, "_fwd"}, {Pass::dgrad, "_dgrad"}, {Pass::wgrad, "_wgrad"}})
           for (bool strict : {true, false}) {
-            const std::string name = kname + pname + "/cudnn/" + (strict ? "fp32/" : "tf32/") + shape_tag(cin, h, n);
+            const std::string name = kname + pname + "/cudnn/" + (strict ? "fp32/" : "tf32/") + shape_tag(cin, hk, n);
             add_row<ConvCase>(name, flops, true, strict ? f.fp32_flops : f.tf32_flops, strict, [=] {
-              return std::make_unique<ConvCase>(n, cin, cout, k, h, pass, strict);
+              return std::make_unique<ConvCase>(n, cin, cout, k, hk, pass, strict);
             });
           }
       }

@@ -155,6 +155,19 @@ def layer_section(report, lines):
             g = math.exp(sum(math.log(r) for r in rs) / len(rs))
             lines.append(f"| {op} | {len(rs)} | {g:.2f} | {min(rs):.2f} | {max(rs):.2f} |")
         lines.append("")
+    fused = [(shape, by.get("cuda/fused"), by.get("cuda/fp32")) for (op, shape), by in ordered
+             if op == "adam_step" and "cuda/fused" in by]
+    if fused:
+        lines.append("### Multi-tensor Adam (one launch per 64 tensors) against one launch per tensor\n")
+        lines.append("| model | fused µs | per-tensor µs | fused / per-tensor | fused GB/s | fused % of copy bandwidth |\n"
+                     "|---|---:|---:|---:|---:|---:|")
+        for shape, f, per in fused:
+            ok = lambda b: b is not None and not b.get("error_occurred")  # noqa: E731
+            tf, tp = (time_us(f) if ok(f) else None), (time_us(per) if ok(per) else None)
+            frac = fmt(100 * f["peak_frac"], 0) + "%" if ok(f) and "peak_frac" in f else "-"
+            lines.append(f"| {shape} | {fmt(tf)} | {fmt(tp)} | {fmt(tf / tp if tf and tp else None, 2)} | "
+                         f"{fmt(f.get('GB/s') if ok(f) else None, 0)} | {frac} |")
+        lines.append("")
     labels = [(op, shape, k, b.get("label")) for (op, shape), by in ordered for k, b in by.items()
               if k.startswith("cudnn") and op.startswith("conv") and b.get("label")]
     if labels:

@@ -53,7 +53,7 @@ inline void add_tf32_conv_row(const std::string& name, const ConvShape& s, int p
 }
 
 // The same convolutions as layer_cases.hpp / cudnn_cases.hpp: per level the 3x3 C -> C and (not at
-// the bottleneck) the 1x1 reduce 2C -> C; forward, input gradient, weight (+ bias) gradient.
+// the bottleneck) the 1x1 reduce 2C -> C at H/2; forward, input gradient, weight (+ bias) gradient.
 inline void register_tf32_conv_benchmarks(const GpuFacts& f) {
   for (const ShapeSet& set : unet_shape_sets()) {
     const int top = set.levels.front().h;
@@ -63,11 +63,12 @@ inline void register_tf32_conv_benchmarks(const GpuFacts& f) {
       const bool bottleneck = i + 1 == set.levels.size();
       for (int k : {3, 1}) {
         if (k == 1 && bottleneck) continue;
-        const std::int64_t cin = k == 3 ? c : 2 * c, cout = c;
-        const ConvShape s{set.n, cin, cout, h, h, k};
+        // the 1x1 reduce runs before the upsample, on the level below's H/2 grid (layer_cases.hpp)
+        const std::int64_t cin = k == 3 ? c : 2 * c, cout = c, hk = k == 3 ? h : h / 2;
+        const ConvShape s{set.n, cin, cout, hk, hk, k};
         const std::string kname = "conv" + std::to_string(k) + "x" + std::to_string(k);
-        const std::string shape = shape_tag(cin, h, set.n), label = std::to_string(cin) + "->" + std::to_string(cout) + " " + tag;
-        const double flops = conv_flops(set.n, cin, cout, k, h, h);
+        const std::string shape = shape_tag(cin, hk, set.n), label = std::to_string(cin) + "->" + std::to_string(cout) + " " + tag;
+        const double flops = conv_flops(set.n, cin, cout, k, hk, hk);
         add_tf32_conv_row(kname + "_fwd/cuda/tf32/" + shape, s, 0, flops, f.tf32_flops, label);
         add_tf32_conv_row(kname + "_dgrad/cuda/tf32/" + shape, s, 1, flops, f.tf32_flops, label + " (dx only)");
         add_tf32_conv_row(kname + "_wgrad/cuda/tf32/" + shape, s, 2, flops, f.tf32_flops, label + " (dw += , db +=)");

@@ -101,7 +101,7 @@ Result run_cuda(const ConvShape& s, const std::vector<float>& x, const std::vect
   return {ty.to_vector(), tdx.to_vector(), tdw.to_vector(), tdb.to_vector()};
 }
 
-void check_shape(const ConvShape& s, std::uint64_t seed) {
+[[maybe_unused]] void check_shape(const ConvShape& s, std::uint64_t seed) {  // unused in OS-thread mode
   std::ostringstream name;
   name << "N=" << s.n << " " << s.c_in << "->" << s.c_out << " K=" << s.k << " " << s.h << "x" << s.w;
   INFO(name.str());
