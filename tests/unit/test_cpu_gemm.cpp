@@ -111,10 +111,14 @@ ConvResult run_conv(const ConvShape& s, int threads, const std::vector<float>& x
 template <class Cfg>
 void check_conv_config(const char* name) {
   // Odd channel counts (edge tiles in M), images smaller than a panel (tiles
-  // across images), wide and odd images, batch 1, K = 1, 3, 5.
+  // across images), wide and odd images, batch 1, K = 1, 3, 5; images 16 or more
+  // wide take the padded-plane path (conv_use_padded), narrower ones the col rows.
   const ConvShape shapes[] = {{3, 5, 7, 13, 11, 3}, {3, 5, 7, 13, 11, 1}, {1, 3, 16, 7, 5, 3}, {2, 17, 9, 4, 4, 3},
                               {16, 32, 24, 4, 4, 3}, {1, 1, 1, 1, 1, 3},  {2, 9, 33, 9, 50, 5}, {5, 40, 20, 2, 3, 3},
-                              {1, 8, 16, 64, 64, 3}, {4, 33, 2, 6, 6, 1}};
+                              {1, 8, 16, 64, 64, 3}, {4, 33, 2, 6, 6, 1},
+                              // the padded-plane path (W >= 16): at the threshold, and a weight
+                              // gradient longer than one 4096-position piece per image
+                              {3, 5, 6, 6, 16, 3},   {1, 4, 8, 40, 128, 3}};
   for (const ConvShape& s : shapes) {
     Rng rng(3);
     const auto x = random_vector(std::size_t(s.n * s.c_in * s.hw()), rng);
@@ -145,6 +149,11 @@ void check_conv_config(const char* name) {
 }  // namespace
 
 TEST_CASE("CPU conv2d fast path: every configuration matches the plain loops, identically across threads") {
+  // The shapes below cover both paths.
+  CHECK(cpu::impl::conv_use_padded(ConvShape{1, 8, 16, 64, 64, 3}));
+  CHECK(cpu::impl::conv_use_padded(ConvShape{3, 5, 6, 6, 16, 3}));
+  CHECK_FALSE(cpu::impl::conv_use_padded(ConvShape{16, 32, 24, 4, 4, 3}));
+  CHECK_FALSE(cpu::impl::conv_use_padded(ConvShape{3, 5, 7, 13, 11, 1}));
   check_conv_config<cpu::simd::Avx512Config>("avx512");
   check_conv_config<cpu::simd::Avx2Config>("avx2");
   check_conv_config<cpu::simd::PortableConfig>("portable");

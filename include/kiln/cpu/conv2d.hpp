@@ -145,6 +145,64 @@ inline void col2im(const ConvShape& s, const float* col, float* dx) {
 
 namespace impl {
 
+// out[0..count) = in[0..count), and fill: out[0..count) = 0. The segments of a
+// col row are one image row (2 to 128 floats, a few for the halo); as plain
+// loops GCC turns them into memmove/memset calls, whose call and dispatch cost
+// more than such a copy (memmove was ~10% of a UNetSmall step). Vector moves
+// of 16, 8 and 4 floats, then at most three scalars, in straight-line code.
+// An empty asm that "changes" e: the compiler can no longer see the loop as a
+// memcpy/memset idiom (and replace it by the call).
+#if defined(__GNUC__) || defined(__clang__)
+#define KILN_OPAQUE(var) __asm__("" : "+r"(var))
+#else
+#define KILN_OPAQUE(var) ((void)0)
+#endif
+KILN_ALWAYS_INLINE void copy_short(float* __restrict out, const float* __restrict in, std::int64_t count) {
+  std::int64_t e = 0;
+  for (; e + 16 <= count; e += 16) {
+    simd::Vec<16>::type v;
+    simd::load<16>(v, in + e);
+    simd::store<16>(out + e, v);
+    KILN_OPAQUE(e);
+  }
+  if (e + 8 <= count) {
+    simd::Vec<8>::type v;
+    simd::load<8>(v, in + e);
+    simd::store<8>(out + e, v);
+    e += 8;
+  }
+  if (e + 4 <= count) {
+    simd::Vec<4>::type v;
+    simd::load<4>(v, in + e);
+    simd::store<4>(out + e, v);
+    e += 4;
+  }
+  if (e < count) out[e] = in[e];
+  if (e + 1 < count) out[e + 1] = in[e + 1];
+  if (e + 2 < count) out[e + 2] = in[e + 2];
+}
+KILN_ALWAYS_INLINE void zero_short(float* __restrict out, std::int64_t count) {
+  std::int64_t e = 0;
+  const simd::Vec<16>::type z16{};
+  for (; e + 16 <= count; e += 16) {
+    simd::store<16>(out + e, z16);
+    KILN_OPAQUE(e);
+  }
+  if (e + 8 <= count) {
+    const simd::Vec<8>::type z8{};
+    simd::store<8>(out + e, z8);
+    e += 8;
+  }
+  if (e + 4 <= count) {
+    const simd::Vec<4>::type z4{};
+    simd::store<4>(out + e, z4);
+    e += 4;
+  }
+  if (e < count) out[e] = 0.0f;
+  if (e + 1 < count) out[e + 1] = 0.0f;
+  if (e + 2 < count) out[e + 2] = 0.0f;
+}
+
 // dst[t] = col[(c*K + u)*K + v][q] for q = p0 + t, t < len:
 //   x[n][c][i + u - p][j + v - p], 0 outside the image.
 inline void conv_col_row(const ConvShape& s, const float* __restrict x, std::int64_t c, std::int64_t u,
@@ -156,15 +214,15 @@ inline void conv_col_row(const ConvShape& s, const float* __restrict x, std::int
     float* __restrict out = dst + t;
     const std::int64_t ii = i + u - p;
     if (ii < 0 || ii >= H) {
-      for (std::int64_t e = 0; e < seg; ++e) out[e] = 0.0f;
+      zero_short(out, seg);
     } else {
       const float* __restrict row = x + ((n * s.c_in + c) * H + ii) * W;
       const std::int64_t shift = j + v - p;  // out[e] = row[shift + e] where 0 <= shift + e < W
       const std::int64_t lo = std::clamp<std::int64_t>(-shift, 0, seg);
       const std::int64_t hi = std::clamp<std::int64_t>(W - shift, lo, seg);
-      for (std::int64_t e = 0; e < lo; ++e) out[e] = 0.0f;
-      for (std::int64_t e = lo; e < hi; ++e) out[e] = row[shift + e];
-      for (std::int64_t e = hi; e < seg; ++e) out[e] = 0.0f;
+      zero_short(out, lo);
+      copy_short(out + lo, row + shift + lo, hi - lo);
+      zero_short(out + hi, seg - hi);
     }
     t += seg;
     j += seg;
@@ -211,9 +269,18 @@ inline std::size_t conv_wgrad_workspace_floats(const ConvShape& s, int threads) 
 // y[n][o][q] = bias[o] + sum_kk W[o][kk] * col[kk][q]: the forward pass of the
 // convolution s (c_in -> c_out). pack(ib, dst) writes the weight's rows
 // ib*MR .. ib*MR + MR - 1 as dst[kk*MR + r] = W[ib*MR + r][kk] (0 past c_out).
+// Images at least this wide take the padded-plane path (conv_padded_gemm below).
+inline constexpr std::int64_t conv_padded_min_width = 16;
+inline bool conv_use_padded(const ConvShape& s) { return s.w >= conv_padded_min_width && s.k > 1; }
+
+template <class Cfg, class PackWeight>
+inline void conv_padded_gemm(const ConvShape& s, const float* x, PackWeight pack, const float* bias, float* y,
+                             float* workspace, int threads);
+
 template <class Cfg, class PackWeight>
 inline void conv_implicit_gemm(const ConvShape& s, const float* x, PackWeight pack, const float* bias, float* y,
                                float* workspace, int threads) {
+  if (conv_use_padded(s)) return conv_padded_gemm<Cfg>(s, x, pack, bias, y, workspace, threads);
   constexpr std::int64_t MR = Cfg::MR, NR = Cfg::NR;
   const std::int64_t M = s.c_out, K9 = s.patch(), KK = s.k * s.k, HW = s.hw(), P = s.n * HW;
   const std::int64_t Mp = round_up(M, MR), mb = Mp / MR;
@@ -237,7 +304,7 @@ inline void conv_implicit_gemm(const ConvShape& s, const float* x, PackWeight pa
       for (std::int64_t kk = 0; kk < K9; ++kk) {
         float* row = buf + kk * PC;
         conv_col_row(s, x, kk / KK, (kk / s.k) % s.k, kk % s.k, p0, len, row);
-        for (std::int64_t t = len; t < lenp; ++t) row[t] = 0.0f;
+        zero_short(row + len, lenp - len);
       }
       for (std::int64_t jr = 0; jr < lenp; jr += NR) {
         const std::int64_t q0 = p0 + jr, nj = std::min(NR, P - q0), n = q0 / HW, pix = q0 % HW;
@@ -264,10 +331,194 @@ inline void conv_implicit_gemm(const ConvShape& s, const float* x, PackWeight pa
   }
 }
 
+// ---- the padded-plane path (forward and input gradient, images >= 16 wide) -------
+//
+// The input is copied once into planes with a zero halo of p = K/2 on every side
+// (Wp = W + 2p columns, Hp = H + 2p rows). On that grid, col row (c, u, v) at
+// padded position q is xpad[c][q + (u - p)*Wp + (v - p)]: a pointer offset, so
+// no col row is built at all. The GEMM runs over the padded positions of the H
+// image rows (H * Wp per image, the 2p halo columns of each row computed and
+// dropped: 2p/W more FLOPs, 3% at W = 64, 12.5% at 16), tiles of NR positions
+// inside one image; tile columns in a halo column or past the image read
+// neighbouring data or the zeroed margins and are dropped, never stored.
+
+template <class Cfg>
+inline std::size_t conv_padded_workspace_floats(const ConvShape& s) {
+  const std::int64_t p = s.pad(), wp = s.w + 2 * p, plane = (s.h + 2 * p) * wp;
+  const std::int64_t mp = round_up(s.c_out, Cfg::MR), k9 = s.patch();
+  return static_cast<std::size_t>(mp * k9 + mp + 2 * k9 + round_up(p, 16) + s.n * s.c_in * plane + Cfg::NR + p +
+                                  16 * 8);
+}
+
+template <class Cfg, class PackWeight>
+inline void conv_padded_gemm(const ConvShape& s, const float* x, PackWeight pack, const float* bias, float* y,
+                             float* workspace, int threads) {
+  constexpr std::int64_t MR = Cfg::MR, NR = Cfg::NR;
+  const std::int64_t M = s.c_out, C = s.c_in, K = s.k, KK = K * K, K9 = s.patch(), p = s.pad();
+  const std::int64_t H = s.h, W = s.w, HW = s.hw(), Wp = W + 2 * p, plane = (H + 2 * p) * Wp;
+  const std::int64_t Mp = round_up(M, MR), mb = Mp / MR;
+  const std::int64_t span = H * Wp, tiles_per_image = ceil_div(span, NR), tiles = s.n * tiles_per_image;
+  float* pa = align64(workspace);
+  float* pbias = align64(pa + Mp * K9);
+  auto* off = reinterpret_cast<std::int64_t*>(align64(pbias + Mp));  // K9 offsets (2 floats each)
+  float* front = align64(reinterpret_cast<float*>(off + K9));
+  const std::int64_t front_len = round_up(p, 16), back_len = NR + p;
+  float* xpad = front + front_len;  // [n][c][Hp][Wp]
+  for (std::int64_t kk = 0; kk < K9; ++kk) {
+    const std::int64_t c = kk / KK, u = (kk / K) % K, v = kk % K;
+    off[kk] = c * plane + (u - p) * Wp + (v - p);
+  }
+  for (std::int64_t e = 0; e < front_len; ++e) front[e] = 0.0f;
+  for (std::int64_t e = 0; e < back_len; ++e) xpad[s.n * C * plane + e] = 0.0f;
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+#pragma omp for schedule(static) nowait
+    for (std::int64_t ib = 0; ib < mb; ++ib) {
+      pack(ib, pa + ib * K9 * MR);
+      for (std::int64_t r = 0; r < MR; ++r) pbias[ib * MR + r] = bias && ib * MR + r < M ? bias[ib * MR + r] : 0.0f;
+    }
+    // xpad[n][c]: p zero rows, H rows of [p zeros, the image row, p zeros], p zero rows.
+#pragma omp for schedule(static)
+    for (std::int64_t nc = 0; nc < s.n * C; ++nc) {
+      float* dst = xpad + nc * plane;
+      const float* src = x + nc * HW;
+      zero_short(dst, p * Wp + p);
+      for (std::int64_t i = 0; i < H; ++i) {
+        float* row = dst + (i + p) * Wp + p;
+        copy_short(row, src + i * W, W);
+        zero_short(row + W, 2 * p);  // this row's right halo and the next row's left one
+      }
+      zero_short(dst + (H + p) * Wp + p, p * Wp - p);
+    }
+#pragma omp for schedule(static)
+    for (std::int64_t t = 0; t < tiles; ++t) {
+      const std::int64_t n = t / tiles_per_image, q0 = p * Wp + (t % tiles_per_image) * NR;
+      const float* b = xpad + n * C * plane + q0;
+      const std::int64_t q_end = std::min(q0 + NR, p * Wp + span);
+      for (std::int64_t ib = 0; ib < mb; ++ib) {
+        const std::int64_t i0 = ib * MR, mi = std::min(MR, M - i0);
+        alignas(64) float tile[MR * NR];
+        simd::kernel_outer_rows<Cfg>(K9, pa + ib * K9 * MR, b, off, pbias + i0, tile, NR);
+        // Store the runs of tile columns that are image pixels: padded (i + p, j + p) -> y[i][j].
+        for (std::int64_t q = q0; q < q_end;) {
+          const std::int64_t i = q / Wp - p, jp = q % Wp;
+          const std::int64_t run_end = std::min(q_end, q - jp + p + W);  // end of this row's pixels
+          if (jp < p) {
+            q += p - jp;
+            continue;
+          }
+          if (jp >= p + W) {
+            q += Wp - jp;
+            continue;
+          }
+          const std::int64_t len = run_end - q, j = jp - p;
+          for (std::int64_t r = 0; r < mi; ++r)
+            copy_short(y + (n * M + i0 + r) * HW + i * W + j, tile + r * NR + (q - q0), len);
+          q = run_end;
+        }
+      }
+    }
+  }
+}
+
+// The weight gradient on the same padded planes: with dy copied into rows of Wp
+// (zero in the halo columns, so they add nothing) as dy_pad[n][o][t], t = the
+// padded position minus p*Wp, t < L = round_up(H*Wp, 16),
+//   dW[o][kk] += sum_n sum_t dy_pad[n][o][t] * xpad[n][c][p*Wp + t + off(kk)],
+// kernel_dot_rows over pieces of at most 4096 positions; col row kk is again a
+// pointer. Threads own column blocks of dW as in conv_weight_grad.
+inline constexpr std::int64_t conv_padded_wgrad_piece = 4096;
+
+template <class Cfg>
+inline std::size_t conv_padded_wgrad_workspace_floats(const ConvShape& s) {
+  const std::int64_t p = s.pad(), wp = s.w + 2 * p, plane = (s.h + 2 * p) * wp, L = round_up(s.h * wp, 16);
+  return static_cast<std::size_t>(2 * s.patch() + round_up(p, 16) + s.n * s.c_in * plane + p + 32 +
+                                  s.n * s.c_out * L + 16 * 8);
+}
+
+template <class Cfg>
+inline void conv_padded_weight_grad(const ConvShape& s, const float* x, const float* dy, float* dw, float* db,
+                                    float* workspace, int threads) {
+  constexpr std::int64_t DR = Cfg::DR, DC = Cfg::DC;
+  const std::int64_t M = s.c_out, C = s.c_in, K = s.k, KK = K * K, K9 = s.patch(), p = s.pad();
+  const std::int64_t H = s.h, W = s.w, HW = s.hw(), Wp = W + 2 * p, plane = (H + 2 * p) * Wp;
+  const std::int64_t span = H * Wp, L = round_up(span, 16), blocks = ceil_div(K9, DC);
+  auto* off = reinterpret_cast<std::int64_t*>(align64(workspace));
+  float* front = align64(reinterpret_cast<float*>(off + K9));
+  const std::int64_t front_len = round_up(p, 16), back_len = p + 32;
+  float* xpad = front + front_len;
+  float* dypad = align64(xpad + s.n * C * plane + back_len);  // [n][o][L]
+  for (std::int64_t kk = 0; kk < K9; ++kk) {
+    const std::int64_t c = kk / KK, u = (kk / K) % K, v = kk % K;
+    off[kk] = c * plane + (u - p) * Wp + (v - p) + p * Wp;  // from the start of the span
+  }
+  for (std::int64_t e = 0; e < front_len; ++e) front[e] = 0.0f;
+  for (std::int64_t e = 0; e < back_len; ++e) xpad[s.n * C * plane + e] = 0.0f;
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    if (db) {
+#pragma omp for schedule(static) nowait
+      for (std::int64_t o = 0; o < M; ++o) {
+        float sum = 0.0f;
+        for (std::int64_t n = 0; n < s.n; ++n) {
+          const float* row = dy + (n * M + o) * HW;
+          float part = 0.0f;
+          for (std::int64_t i = 0; i < HW; ++i) part += row[i];
+          sum += part;
+        }
+        db[o] += sum;
+      }
+    }
+#pragma omp for schedule(static) nowait
+    for (std::int64_t nc = 0; nc < s.n * C; ++nc) {
+      float* dst = xpad + nc * plane;
+      const float* src = x + nc * HW;
+      zero_short(dst, p * Wp + p);
+      for (std::int64_t i = 0; i < H; ++i) {
+        float* row = dst + (i + p) * Wp + p;
+        copy_short(row, src + i * W, W);
+        zero_short(row + W, 2 * p);
+      }
+      zero_short(dst + (H + p) * Wp + p, p * Wp - p);
+    }
+    // dypad[n][o][i*Wp + p + j] = dy[n][o][i][j]; halo columns and the tail past span are 0.
+#pragma omp for schedule(static)
+    for (std::int64_t no = 0; no < s.n * M; ++no) {
+      float* dst = dypad + no * L;
+      const float* src = dy + no * HW;
+      zero_short(dst, p);
+      for (std::int64_t i = 0; i < H; ++i) {
+        copy_short(dst + i * Wp + p, src + i * W, W);
+        zero_short(dst + i * Wp + p + W, i + 1 < H ? 2 * p : p);
+      }
+      zero_short(dst + span, L - span);
+    }
+    if (dw) {
+      const std::int64_t T = omp_get_num_threads(), t = omp_get_thread_num();
+      const std::int64_t b0 = blocks * t / T, b1 = blocks * (t + 1) / T;
+      for (std::int64_t n = 0; n < s.n; ++n)
+        for (std::int64_t t0 = 0; t0 < L; t0 += conv_padded_wgrad_piece) {
+          const std::int64_t len = std::min(conv_padded_wgrad_piece, L - t0);
+          for (std::int64_t jb = b0; jb < b1; ++jb) {
+            const std::int64_t j0 = jb * DC;
+            const int dc = static_cast<int>(std::min(DC, K9 - j0));
+            const float* rows[DC];
+            for (int q = 0; q < DC; ++q) rows[q] = xpad + n * C * plane + off[j0 + (q < dc ? q : dc - 1)] + t0;
+            for (std::int64_t o0 = 0; o0 < M; o0 += DR) {
+              const int dr = static_cast<int>(std::min(DR, M - o0));
+              simd::kernel_dot_rows<Cfg>(len, dypad + (n * M + o0) * L + t0, L, rows, dw + o0 * K9 + j0, K9, dr, dc);
+            }
+          }
+        }
+    }
+  }
+}
+
 // dW[o][kk] += sum_q dy[o][q] * col[kk][q];  db[o] += sum_q dy[o][q].
 template <class Cfg>
 inline void conv_weight_grad(const ConvShape& s, const float* x, const float* dy, float* dw, float* db,
                              float* workspace, int threads) {
+  if (conv_use_padded(s)) return conv_padded_weight_grad<Cfg>(s, x, dy, dw, db, workspace, threads);
   constexpr std::int64_t DR = Cfg::DR, DC = Cfg::DC;
   const std::int64_t M = s.c_out, K9 = s.patch(), KK = s.k * s.k, HW = s.hw(), P = s.n * HW;
   const std::int64_t PD = conv_wgrad_chunk<Cfg>(s);
@@ -300,11 +551,10 @@ inline void conv_weight_grad(const ConvShape& s, const float* x, const float* dy
           float* out = dyc + o * PD;
           for (std::int64_t l = 0; l < len;) {
             const std::int64_t q = p0 + l, n = q / HW, pix = q % HW, seg = std::min(HW - pix, len - l);
-            const float* __restrict src = dy + (n * M + o) * HW + pix;
-            for (std::int64_t e = 0; e < seg; ++e) out[l + e] = src[e];
+            copy_short(out + l, dy + (n * M + o) * HW + pix, seg);
             l += seg;
           }
-          for (std::int64_t l = len; l < lenp; ++l) out[l] = 0.0f;
+          zero_short(out + len, lenp - len);
         }
         for (std::int64_t jb = b0; jb < b1; ++jb) {
           const std::int64_t j0 = jb * DC;
@@ -313,7 +563,7 @@ inline void conv_weight_grad(const ConvShape& s, const float* x, const float* dy
             const std::int64_t kk = j0 + jj;
             float* row = colc + jj * PD;
             conv_col_row(s, x, kk / KK, (kk / s.k) % s.k, kk % s.k, p0, len, row);
-            for (std::int64_t l = len; l < lenp; ++l) row[l] = 0.0f;
+            zero_short(row + len, lenp - len);
           }
           for (std::int64_t o0 = 0; o0 < M; o0 += DR) {
             const int dr = static_cast<int>(std::min(DR, M - o0));
@@ -367,8 +617,12 @@ inline void conv2d_backward_with(const ConvShape& s, const float* x, const float
 template <class Cfg>
 inline std::size_t conv2d_workspace_floats_with(const ConvShape& s, int threads) {
   const std::int64_t kk = s.k * s.k;
+  const ConvShape transposed{s.n, s.c_out, s.c_in, s.h, s.w, s.k};  // the input gradient's forward
   return std::max({conv_fwd_workspace_floats<Cfg>(s.c_out, s.c_in * kk, threads),
                    conv_fwd_workspace_floats<Cfg>(s.c_in, s.c_out * kk, threads),
+                   conv_use_padded(s) ? conv_padded_workspace_floats<Cfg>(s) : std::size_t{0},
+                   conv_use_padded(s) ? conv_padded_workspace_floats<Cfg>(transposed) : std::size_t{0},
+                   conv_use_padded(s) ? conv_padded_wgrad_workspace_floats<Cfg>(s) : std::size_t{0},
                    conv_wgrad_workspace_floats<Cfg>(s, threads)});
 }
 

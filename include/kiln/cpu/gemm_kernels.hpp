@@ -177,13 +177,53 @@ KILN_ALWAYS_INLINE void kernel_outer(std::int64_t K, const float* __restrict a, 
     for (int v = 0; v < NV; ++v) store<VL>(c + r * ldc + v * VL, acc[r][v]);
 }
 
-// c[r*ldc + q] += sum_{l < L} a[r*lda + l] * b[q*ldb + l] for r < dr, q < dc.
-// L is a multiple of VL (callers pad with zeros). Rows past dr / dc repeat the
-// last valid row (computed, not stored), so nothing is read out of range.
+// kernel_outer with the rows of B at b + off[k] (any offsets) instead of b + k*ldb,
+// and no accumulate: C = bias + sum_k a[k*MR + r] * b[off[k] + j]. Used by the
+// padded-plane convolution, where B row (c, u, v) is the padded input plane c
+// shifted by (u - p, v - p): a pointer offset, no copy.
 template <class Cfg>
-KILN_ALWAYS_INLINE void kernel_dot(std::int64_t L, const float* __restrict a, std::int64_t lda,
-                                   const float* __restrict b, std::int64_t ldb, float* __restrict c, std::int64_t ldc,
-                                   int dr, int dc) {
+KILN_ALWAYS_INLINE void kernel_outer_rows(std::int64_t K, const float* __restrict a, const float* __restrict b,
+                                          const std::int64_t* __restrict off, const float* __restrict bias,
+                                          float* __restrict c, std::int64_t ldc) {
+  constexpr int VL = Cfg::VL, MR = Cfg::MR, NV = Cfg::NV;
+  using V = typename Cfg::V;
+  V acc[MR][NV];
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) {
+    V init;
+    broadcast<VL>(init, bias ? bias[r] : 0.0f);
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) acc[r][v] = init;
+  }
+  for (std::int64_t k = 0; k < K; ++k) {
+    const float* row = b + off[k];
+    V bv[NV];
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) load<VL>(bv[v], row + v * VL);
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+      V ar;
+      broadcast<VL>(ar, a[r]);
+#pragma GCC unroll 16
+      for (int v = 0; v < NV; ++v) acc[r][v] += ar * bv[v];
+    }
+    a += MR;
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) store<VL>(c + r * ldc + v * VL, acc[r][v]);
+}
+
+// kernel_dot: c[r*ldc + q] += sum_{l < L} a[r*lda + l] * b[q*ldb + l] for r < dr, q < dc
+// (kernel_dot_rows below, then the wrapper). L is a multiple of VL (callers pad with zeros). Rows past dr / dc repeat the
+// last valid row (computed, not stored), so nothing is read out of range.
+// The same with the rows of B given as DC pointers (all DC filled: the caller
+// repeats the last valid row past dc, as kernel_dot does).
+template <class Cfg>
+KILN_ALWAYS_INLINE void kernel_dot_rows(std::int64_t L, const float* __restrict a, std::int64_t lda,
+                                        const float* const* brows, float* __restrict c, std::int64_t ldc, int dr,
+                                        int dc) {
   constexpr int VL = Cfg::VL, DR = Cfg::DR, DC = Cfg::DC;
   using V = typename Cfg::V;
   const float* ap[DR];
@@ -191,7 +231,7 @@ KILN_ALWAYS_INLINE void kernel_dot(std::int64_t L, const float* __restrict a, st
 #pragma GCC unroll 16
   for (int r = 0; r < DR; ++r) ap[r] = a + (r < dr ? r : dr - 1) * lda;
 #pragma GCC unroll 16
-  for (int q = 0; q < DC; ++q) bp[q] = b + (q < dc ? q : dc - 1) * ldb;
+  for (int q = 0; q < DC; ++q) bp[q] = brows[q];
   V acc[DR][DC];
 #pragma GCC unroll 16
   for (int r = 0; r < DR; ++r)
@@ -230,6 +270,16 @@ KILN_ALWAYS_INLINE void kernel_dot(std::int64_t L, const float* __restrict a, st
     for (int r = 0; r < dr; ++r)
       for (int q = 0; q < dc; ++q) c[r * ldc + q] += sums[r * DC + q];
   }
+}
+
+template <class Cfg>
+KILN_ALWAYS_INLINE void kernel_dot(std::int64_t L, const float* __restrict a, std::int64_t lda,
+                                   const float* __restrict b, std::int64_t ldb, float* __restrict c, std::int64_t ldc,
+                                   int dr, int dc) {
+  const float* brows[Cfg::DC];
+#pragma GCC unroll 16
+  for (int q = 0; q < Cfg::DC; ++q) brows[q] = b + (q < dc ? q : dc - 1) * ldb;
+  kernel_dot_rows<Cfg>(L, a, lda, brows, c, ldc, dr, dc);
 }
 
 }  // namespace kiln::cpu::simd
