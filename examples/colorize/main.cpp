@@ -7,6 +7,7 @@
 #include <kiln/io/image.hpp>
 #include <kiln/io/lab_tensor.hpp>
 #include <kiln/train/metrics.hpp>
+#include <nlohmann/json.hpp>
 #include <omp.h>
 
 #include <chrono>
@@ -15,6 +16,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -81,6 +83,43 @@ std::vector<Job> expand_inputs(const std::vector<std::string>& inputs, bool& fai
   return jobs;
 }
 
+// ", trained 612 steps (6.12 epochs of 100 steps)" from kiln-train's metadata: a checkpoint saved
+// mid-epoch (time budget, Ctrl-C) has completed fewer whole epochs than it has trained.
+// Checkpoints without a step count say only their epochs; others say nothing.
+std::string training_summary(const std::map<std::string, std::string>& m) {
+  auto number = [&](const char* key) -> std::optional<long long> {
+    const auto it = m.find(key);
+    if (it == m.end()) return std::nullopt;
+    try {
+      std::size_t used = 0;
+      const long long v = std::stoll(it->second, &used);
+      if (used == it->second.size() && v >= 0) return v;
+    } catch (const std::exception&) {
+    }
+    return std::nullopt;
+  };
+  const auto epoch = number("kiln.train.epoch"), in_epoch = number("kiln.train.step_in_epoch"),
+             step = number("kiln.train.step");
+  if (!step) return epoch ? ", trained " + std::to_string(*epoch) + " epochs" : "";
+  std::string s = ", trained " + std::to_string(*step) + (*step == 1 ? " step" : " steps");
+  long long per_epoch = 0;
+  if (const auto it = m.find("kiln.train.config"); it != m.end()) {
+    const nlohmann::json config = nlohmann::json::parse(it->second, nullptr, false);
+    if (config.is_object() && config.contains("steps_per_epoch") && config["steps_per_epoch"].is_number_integer())
+      per_epoch = config["steps_per_epoch"].get<long long>();
+  }
+  if (epoch && in_epoch && per_epoch > 0) {
+    char buf[96];
+    const bool one = *epoch == 1 && *in_epoch == 0;
+    std::snprintf(buf, sizeof buf, " (%.*f %s of %lld steps)", *in_epoch ? 2 : 0,
+                  double(*epoch) + double(*in_epoch) / double(per_epoch), one ? "epoch" : "epochs", per_epoch);
+    s += buf;
+  } else if (epoch && in_epoch) {
+    s += " (epoch " + std::to_string(*epoch + (*in_epoch > 0 ? 1 : 0)) + ", step " + std::to_string(*in_epoch) + ")";
+  }
+  return s;
+}
+
 template <class Model>
 int colorize_all(const Options& o, kp::DeviceKind device) {
   using Net = kiln::Network<Model>;
@@ -91,8 +130,7 @@ int colorize_all(const Options& o, kp::DeviceKind device) {
   } catch (const std::exception& e) {
     throw kp::file_error(o.checkpoint, e);
   }
-  std::string trained;
-  if (auto it = info.metadata.find("kiln.train.epoch"); it != info.metadata.end()) trained = ", trained " + it->second + " epochs";
+  const std::string trained = training_summary(info.metadata);
   std::printf("kiln-colorize: %s model (%s%s) from %s on %s\n", std::string(kp::model_name<Model>()).c_str(),
               io::model_name<Model>().c_str(), trained.c_str(), o.checkpoint.c_str(), kp::device_description(device).c_str());
   std::fflush(stdout);
