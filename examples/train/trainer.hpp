@@ -583,6 +583,8 @@ int train(RunRequest req) {
   install_stop_handlers();
   enum class Stop { none, finished, interrupted, budget, step_limit } stop = Stop::none;
   double step_time = 0;  // EMA of seconds per step
+  double guard_seconds = 0, steps_seconds = 0;  // the gradient checks' share of this run's steps (summary)
+  long long steps_run = 0;
   const long long total_steps = (long long)c.epochs * c.steps_per_epoch;
   if (p.epoch >= c.epochs) stop = Stop::finished;
   while (stop == Stop::none) {
@@ -631,7 +633,10 @@ int train(RunRequest req) {
     if (injection && injection->kind == NanInjection::Kind::grad && injection->step == p.step + 1)
       inject_nan(slots, *injection);
     // Before the optimizer step: a non-finite gradient would reach every weight it updates.
-    if (const auto bad = first_non_finite_gradient(slots)) {
+    const auto guard_start = std::chrono::steady_clock::now();
+    const auto bad_gradient = first_non_finite_gradient(slots);
+    guard_seconds += seconds_since(guard_start);
+    if (const auto& bad = bad_gradient) {
       progress.finish_line();
       // A NaN weight need not reach the loss (ReLU maps NaN to 0) but shows in the gradients.
       const auto weight = first_non_finite_weight(slots);
@@ -643,6 +648,7 @@ int train(RunRequest req) {
     std::visit([](auto& o) { o.step(); }, *opt);
     const double dt = seconds_since(t0);
     step_time = step_time == 0 ? dt : 0.9 * step_time + 0.1 * dt;
+    steps_seconds += dt, ++steps_run;
     ++p.step, ++p.step_in_epoch;
     p.images += c.batch, p.epoch_images += c.batch;
     p.epoch_seconds += dt;
@@ -693,6 +699,10 @@ int train(RunRequest req) {
   } else {
     summary += "no validation yet";
   }
+  if (steps_run > 0)
+    summary += "\n         gradient checks: " + fmt("%.3f", 1e3 * guard_seconds / double(steps_run)) + " ms per step, " +
+               fmt("%.2f", 100 * guard_seconds / steps_seconds) + "% of the " + fmt("%.1f", 1e3 * steps_seconds / double(steps_run)) +
+               " ms a step took in this run";
   summary += "\n         " + std::to_string(p.step) + " steps, " + std::to_string(p.images) + " crops in " +
              format_duration(total) + "\n         files in " + out.string() +
              "/: latest.safetensors, best.safetensors, metrics.jsonl, loss.png, samples.png";
