@@ -239,9 +239,10 @@ void optimizer_case(Report& report, const Options& options, std::uint64_t seed) 
   });
 }
 
-// Backend<Cuda>::adam_step_multi (one launch per 64 tensors) against Backend<Cpu>::adam_step per
+// Backend<Cuda>::adam_step_multi (one launch per 64 tensors; Adam<Cuda> uses it) or, with
+// per_tensor, Backend<Cuda>::adam_step (one launch per tensor) against Backend<Cpu>::adam_step per
 // tensor: `count` tensors of assorted sizes (some empty), three steps, parameters and moments.
-inline void adam_multi_case(Report& report, int count, std::uint64_t seed) {
+inline void adam_multi_case(Report& report, int count, std::uint64_t seed, bool per_tensor = false) {
   kiln::Rng rng(seed);
   using CpuT = kiln::Tensor<float, Cpu>;
   using CudaT = kiln::Tensor<float, Cuda>;
@@ -272,8 +273,15 @@ inline void adam_multi_case(Report& report, int count, std::uint64_t seed) {
       a.numel = static_cast<std::int64_t>(cp[i].numel());
       kiln::Backend<Cpu>::adam_step(a, cp[i], cg[i], cm[i], cv[i]);
     }
-    a.numel = -1;  // ignored by adam_step_multi
-    kiln::Backend<Cuda>::adam_step_multi(a, list);
+    if (per_tensor) {
+      for (int i = 0; i < count; ++i) {
+        a.numel = static_cast<std::int64_t>(gp[i].numel());
+        kiln::Backend<Cuda>::adam_step(a, gp[i], gg[i], gm[i], gv[i]);
+      }
+    } else {
+      a.numel = -1;  // ignored by adam_step_multi
+      kiln::Backend<Cuda>::adam_step_multi(a, list);
+    }
   }
   std::vector<float> all_cuda, all_cpu, m_cuda, m_cpu, v_cuda, v_cpu;
   auto append = [](std::vector<float>& to, const std::vector<float>& from) { to.insert(to.end(), from.begin(), from.end()); };
@@ -421,6 +429,7 @@ inline std::vector<KernelCase> kernel_cases() {
 
   t.push_back({"sRGB <-> Lab N=3 13x11", [](Report& r) { colour_case(r, 3, 13, 11, 101); }});
   t.push_back({"Adam multi-tensor, 150 tensors (3 launches)", [](Report& r) { adam_multi_case(r, 150, 103); }});
+  t.push_back({"Adam per-tensor kernel, 20 tensors", [](Report& r) { adam_multi_case(r, 20, 107, true); }});
 
   // The tiny subset (small = true): every kernel at least once, with the fewest CUDA threads.
   auto tiny = [&](std::string name, std::function<void(Report&)> run) { t.push_back({std::move(name), std::move(run), true}); };

@@ -11,6 +11,7 @@
 // "<param>.exp_avg" and "<param>.exp_avg_sq"; step_count()/set_step_count().
 #include <cmath>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -41,12 +42,25 @@ struct AdamWOptions {
 
 namespace detail {
 
+// Backend<D>::AdamTensors when the backend has adam_step_multi, else an empty placeholder.
+template <class B>
+struct MultiTensorOf {
+  static constexpr bool available = false;
+  struct type {};
+};
+template <class B>
+  requires requires { typename B::AdamTensors; }
+struct MultiTensorOf<B> {
+  static constexpr bool available = true;
+  using type = typename B::AdamTensors;
+};
+
 template <class Device>
 class AdamBase {
  public:
   using device = Device;
 
-  // One Backend::adam_step call per parameter tensor.
+  // One Backend::adam_step call per parameter tensor, or a fused multi-tensor step where the backend has one.
   void step() {
     ++step_;
     const double t = static_cast<double>(step_);
@@ -62,9 +76,19 @@ class AdamBase {
     a.decay = decoupled_ ? static_cast<float>(1.0 - static_cast<double>(lr_) * weight_decay_) : 1.0f;
     a.step_size = static_cast<float>(static_cast<double>(lr_) / bc1);
     a.bias_correction2_sqrt = static_cast<float>(std::sqrt(bc2));
-    for (std::size_t i = 0; i < slots_.size(); ++i) {
-      a.numel = static_cast<std::int64_t>(slots_[i].value->numel());
-      Backend<Device>::adam_step(a, *slots_[i].value, *slots_[i].grad, exp_avg_[i], exp_avg_sq_[i]);
+    if constexpr (has_multi_tensor_step) {
+      // One launch per 64 tensors instead of one per tensor (launch overhead dominates small tensors).
+      if (multi_.size() != slots_.size()) {
+        multi_.clear();
+        for (std::size_t i = 0; i < slots_.size(); ++i)
+          multi_.push_back({slots_[i].value, slots_[i].grad, &exp_avg_[i], &exp_avg_sq_[i]});
+      }
+      Backend<Device>::adam_step_multi(a, std::span<const MultiTensor>(multi_));
+    } else {
+      for (std::size_t i = 0; i < slots_.size(); ++i) {
+        a.numel = static_cast<std::int64_t>(slots_[i].value->numel());
+        Backend<Device>::adam_step(a, *slots_[i].value, *slots_[i].grad, exp_avg_[i], exp_avg_sq_[i]);
+      }
     }
   }
 
@@ -107,7 +131,12 @@ class AdamBase {
   }
 
  private:
+  // Backends with a fused multi-tensor Adam (Backend<Cuda>) get all parameters in few launches.
+  static constexpr bool has_multi_tensor_step = MultiTensorOf<Backend<Device>>::available;
+  using MultiTensor = typename MultiTensorOf<Backend<Device>>::type;
+
   std::vector<ParameterSlot<Device>> slots_;
+  std::vector<MultiTensor> multi_;  // pointers into slots_ and the moments, built on the first step
   std::vector<Tensor<float, Device>> exp_avg_, exp_avg_sq_;
   float lr_;
   double beta1_, beta2_, eps_, weight_decay_;
