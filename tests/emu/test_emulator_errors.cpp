@@ -153,7 +153,13 @@ TEST_CASE("emulator: a full-mask shuffle after half the warp returned is reporte
     MESSAGE(error);
     CHECK(contains(error, "__shfl_down_sync()"));
     CHECK(contains(error, "exited"));
+#if KILN_EMU_THREADS
+    // Real threads: lane 16 may reach the shuffle before the last of lanes 0-15 has returned, so
+    // only a prefix of them is named ("lanes 0-14" was seen); the fiber schedule is exact.
+    CHECK(contains(error, "lanes 0-"));
+#else
     CHECK(contains(error, "0-15"));
+#endif
   }
 }
 
