@@ -342,12 +342,59 @@ inline void conv_implicit_gemm(const ConvShape& s, const float* x, PackWeight pa
 // inside one image; tile columns in a halo column or past the image read
 // neighbouring data or the zeroed margins and are dropped, never stored.
 
+// Bands: the padded planes are never built whole (for 16 x 32 x 64^2 that was 9 MB
+// written and read back from memory). A band is a run of at most TB tiles of one
+// image; a thread builds the padded rows that band reads, for all channels, into
+// its own buffer (about 256 KiB: it stays in L2), then runs the band's tiles. The
+// tiles' values do not depend on the band (same kernel, same operands, same order).
+struct PaddedBands {
+  std::int64_t p, wp, span, tiles_per_image, tb, bands_per_image, rows, bplane;
+};
 template <class Cfg>
-inline std::size_t conv_padded_workspace_floats(const ConvShape& s) {
-  const std::int64_t p = s.pad(), wp = s.w + 2 * p, plane = (s.h + 2 * p) * wp;
+inline PaddedBands conv_padded_bands(const ConvShape& s) {
+  PaddedBands b{};
+  b.p = s.pad();
+  b.wp = s.w + 2 * b.p;
+  b.span = s.h * b.wp;
+  b.tiles_per_image = ceil_div(b.span, Cfg::NR);
+  const std::int64_t row_bytes = s.c_in * b.wp * 4, target = 256 * 1024;
+  const std::int64_t rows_max = std::max<std::int64_t>(target / row_bytes, 1);
+  const std::int64_t tb_max = std::max<std::int64_t>(1, (rows_max - 2 * b.p - 2) * b.wp / Cfg::NR);
+  b.bands_per_image = ceil_div(b.tiles_per_image, tb_max);
+  b.tb = ceil_div(b.tiles_per_image, b.bands_per_image);
+  // Rows a band reads: positions [q_lo - p*wp - p, q_lo + tb*NR + p*wp + p) of the padded plane.
+  b.rows = ceil_div(b.tb * Cfg::NR + 2 * (b.p * b.wp + b.p), b.wp) + 2;
+  b.bplane = b.rows * b.wp;
+  return b;
+}
+
+template <class Cfg>
+inline std::size_t conv_padded_workspace_floats(const ConvShape& s, int threads) {
+  const PaddedBands b = conv_padded_bands<Cfg>(s);
   const std::int64_t mp = round_up(s.c_out, Cfg::MR), k9 = s.patch();
-  return static_cast<std::size_t>(mp * k9 + mp + 2 * k9 + round_up(p, 16) + s.n * s.c_in * plane + Cfg::NR + p +
+  return static_cast<std::size_t>(mp * k9 + mp + 2 * k9 + threads * (16 + round_up(s.c_in * b.bplane + Cfg::NR, 16)) +
                                   16 * 8);
+}
+
+// band[c][r - r_lo][0..Wp): row r of the padded plane of x[n][c] (zeros outside the image).
+inline void conv_pad_rows(const ConvShape& s, const float* x_n, std::int64_t r_lo, std::int64_t rows,
+                          std::int64_t bplane, float* __restrict band) {
+  const std::int64_t p = s.pad(), W = s.w, H = s.h, Wp = W + 2 * p, HW = s.hw();
+  for (std::int64_t c = 0; c < s.c_in; ++c) {
+    float* dst = band + c * bplane;
+    const float* src = x_n + c * HW;
+    for (std::int64_t r = 0; r < rows; ++r) {
+      const std::int64_t i = r_lo + r - p;  // image row
+      float* row = dst + r * Wp;
+      if (i < 0 || i >= H) {
+        zero_short(row, Wp);
+        continue;
+      }
+      zero_short(row, p);
+      copy_short(row + p, src + i * W, W);
+      zero_short(row + p + W, p);
+    }
+  }
 }
 
 template <class Cfg, class PackWeight>
@@ -355,66 +402,64 @@ inline void conv_padded_gemm(const ConvShape& s, const float* x, PackWeight pack
                              float* workspace, int threads) {
   constexpr std::int64_t MR = Cfg::MR, NR = Cfg::NR;
   const std::int64_t M = s.c_out, C = s.c_in, K = s.k, KK = K * K, K9 = s.patch(), p = s.pad();
-  const std::int64_t H = s.h, W = s.w, HW = s.hw(), Wp = W + 2 * p, plane = (H + 2 * p) * Wp;
+  const std::int64_t W = s.w, HW = s.hw();
   const std::int64_t Mp = round_up(M, MR), mb = Mp / MR;
-  const std::int64_t span = H * Wp, tiles_per_image = ceil_div(span, NR), tiles = s.n * tiles_per_image;
+  const PaddedBands bd = conv_padded_bands<Cfg>(s);
+  const std::int64_t Wp = bd.wp, span = bd.span, tiles_per_image = bd.tiles_per_image;
+  // Per thread: 16 zero floats (the first tile of an image reads p floats before its
+  // row 0, for halo columns that are dropped), the band, NR floats past it.
+  const std::int64_t bands = s.n * bd.bands_per_image, band_floats = 16 + round_up(C * bd.bplane + NR, 16);
   float* pa = align64(workspace);
   float* pbias = align64(pa + Mp * K9);
   auto* off = reinterpret_cast<std::int64_t*>(align64(pbias + Mp));  // K9 offsets (2 floats each)
-  float* front = align64(reinterpret_cast<float*>(off + K9));
-  const std::int64_t front_len = round_up(p, 16), back_len = NR + p;
-  float* xpad = front + front_len;  // [n][c][Hp][Wp]
+  float* bufs = align64(reinterpret_cast<float*>(off + K9));
   for (std::int64_t kk = 0; kk < K9; ++kk) {
     const std::int64_t c = kk / KK, u = (kk / K) % K, v = kk % K;
-    off[kk] = c * plane + (u - p) * Wp + (v - p);
+    off[kk] = c * bd.bplane + (u - p) * Wp + (v - p);
   }
-  for (std::int64_t e = 0; e < front_len; ++e) front[e] = 0.0f;
-  for (std::int64_t e = 0; e < back_len; ++e) xpad[s.n * C * plane + e] = 0.0f;
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
-#pragma omp for schedule(static) nowait
+#pragma omp for schedule(static)
     for (std::int64_t ib = 0; ib < mb; ++ib) {
       pack(ib, pa + ib * K9 * MR);
       for (std::int64_t r = 0; r < MR; ++r) pbias[ib * MR + r] = bias && ib * MR + r < M ? bias[ib * MR + r] : 0.0f;
     }
-    // xpad[n][c]: p zero rows, H rows of [p zeros, the image row, p zeros], p zero rows.
+    float* band = bufs + omp_get_thread_num() * band_floats + 16;
+    zero_short(band - 16, 16);
 #pragma omp for schedule(static)
-    for (std::int64_t nc = 0; nc < s.n * C; ++nc) {
-      float* dst = xpad + nc * plane;
-      const float* src = x + nc * HW;
-      zero_short(dst, p * Wp + p);
-      for (std::int64_t i = 0; i < H; ++i) {
-        float* row = dst + (i + p) * Wp + p;
-        copy_short(row, src + i * W, W);
-        zero_short(row + W, 2 * p);  // this row's right halo and the next row's left one
-      }
-      zero_short(dst + (H + p) * Wp + p, p * Wp - p);
-    }
-#pragma omp for schedule(static)
-    for (std::int64_t t = 0; t < tiles; ++t) {
-      const std::int64_t n = t / tiles_per_image, q0 = p * Wp + (t % tiles_per_image) * NR;
-      const float* b = xpad + n * C * plane + q0;
-      const std::int64_t q_end = std::min(q0 + NR, p * Wp + span);
-      for (std::int64_t ib = 0; ib < mb; ++ib) {
-        const std::int64_t i0 = ib * MR, mi = std::min(MR, M - i0);
-        alignas(64) float tile[MR * NR];
-        simd::kernel_outer_rows<Cfg>(K9, pa + ib * K9 * MR, b, off, pbias + i0, tile, NR);
-        // Store the runs of tile columns that are image pixels: padded (i + p, j + p) -> y[i][j].
-        for (std::int64_t q = q0; q < q_end;) {
-          const std::int64_t i = q / Wp - p, jp = q % Wp;
-          const std::int64_t run_end = std::min(q_end, q - jp + p + W);  // end of this row's pixels
-          if (jp < p) {
-            q += p - jp;
-            continue;
+    for (std::int64_t bi = 0; bi < bands; ++bi) {
+      const std::int64_t n = bi / bd.bands_per_image, t_a = (bi % bd.bands_per_image) * bd.tb;
+      const std::int64_t t_b = std::min(t_a + bd.tb, tiles_per_image);
+      // Padded rows r_lo .. r_lo + rows - 1 cover every read of tiles t_a .. t_b - 1.
+      const std::int64_t q_lo = p * Wp + t_a * NR;
+      const std::int64_t r_lo = (q_lo - p * Wp - p) / Wp;  // q_lo - p*Wp - p >= 0
+      conv_pad_rows(s, x + n * C * HW, r_lo, bd.rows, bd.bplane, band);
+      zero_short(band + C * bd.bplane, NR);  // reads of the last tile past the last row
+      for (std::int64_t t = t_a; t < t_b; ++t) {
+        const std::int64_t q0 = p * Wp + t * NR;
+        const float* b = band + (q0 - r_lo * Wp);
+        const std::int64_t q_end = std::min(q0 + NR, p * Wp + span);
+        for (std::int64_t ib = 0; ib < mb; ++ib) {
+          const std::int64_t i0 = ib * MR, mi = std::min(MR, M - i0);
+          alignas(64) float tile[MR * NR];
+          simd::kernel_outer_rows<Cfg>(K9, pa + ib * K9 * MR, b, off, pbias + i0, tile, NR);
+          // Store the runs of tile columns that are image pixels: padded (i + p, j + p) -> y[i][j].
+          for (std::int64_t q = q0; q < q_end;) {
+            const std::int64_t i = q / Wp - p, jp = q % Wp;
+            const std::int64_t run_end = std::min(q_end, q - jp + p + W);  // end of this row's pixels
+            if (jp < p) {
+              q += p - jp;
+              continue;
+            }
+            if (jp >= p + W) {
+              q += Wp - jp;
+              continue;
+            }
+            const std::int64_t len = run_end - q, j = jp - p;
+            for (std::int64_t r = 0; r < mi; ++r)
+              copy_short(y + (n * M + i0 + r) * HW + i * W + j, tile + r * NR + (q - q0), len);
+            q = run_end;
           }
-          if (jp >= p + W) {
-            q += Wp - jp;
-            continue;
-          }
-          const std::int64_t len = run_end - q, j = jp - p;
-          for (std::int64_t r = 0; r < mi; ++r)
-            copy_short(y + (n * M + i0 + r) * HW + i * W + j, tile + r * NR + (q - q0), len);
-          q = run_end;
         }
       }
     }
@@ -425,9 +470,9 @@ inline void conv_padded_gemm(const ConvShape& s, const float* x, PackWeight pack
 // (zero in the halo columns, so they add nothing) as dy_pad[n][o][t], t = the
 // padded position minus p*Wp, t < L = round_up(H*Wp, 16),
 //   dW[o][kk] += sum_n sum_t dy_pad[n][o][t] * xpad[n][c][p*Wp + t + off(kk)],
-// kernel_dot_rows over pieces of at most 4096 positions; col row kk is again a
+// kernel_dot_rows over pieces of at most 2048 positions; col row kk is again a
 // pointer. Threads own column blocks of dW as in conv_weight_grad.
-inline constexpr std::int64_t conv_padded_wgrad_piece = 4096;
+inline constexpr std::int64_t conv_padded_wgrad_piece = 2048;
 
 template <class Cfg>
 inline std::size_t conv_padded_wgrad_workspace_floats(const ConvShape& s) {
@@ -496,9 +541,17 @@ inline void conv_padded_weight_grad(const ConvShape& s, const float* x, const fl
     if (dw) {
       const std::int64_t T = omp_get_num_threads(), t = omp_get_thread_num();
       const std::int64_t b0 = blocks * t / T, b1 = blocks * (t + 1) / T;
-      for (std::int64_t n = 0; n < s.n; ++n)
-        for (std::int64_t t0 = 0; t0 < L; t0 += conv_padded_wgrad_piece) {
-          const std::int64_t len = std::min(conv_padded_wgrad_piece, L - t0);
+      // Images shorter than a piece go G at a time through one kernel call (its
+      // segments), so the lane reduction at the end of a call is paid once per G
+      // images: at 16 x 16 (L = 288, 18 vector steps) it cost about as much as the FMAs.
+      const std::int64_t gmax = std::max<std::int64_t>(1, conv_padded_wgrad_piece / L);
+      const std::int64_t ngroups = ceil_div(s.n, gmax), G = ceil_div(s.n, ngroups);
+      // Longer images: pieces of equal length (64 x 64: 3 x 1408, not 2 x 2048 + 128).
+      const std::int64_t piece = round_up(ceil_div(L, ceil_div(L, conv_padded_wgrad_piece)), 16);
+      for (std::int64_t n = 0; n < s.n; n += G) {
+        const std::int64_t nseg = std::min(G, s.n - n);
+        for (std::int64_t t0 = 0; t0 < L; t0 += piece) {
+          const std::int64_t len = std::min(piece, L - t0);
           for (std::int64_t jb = b0; jb < b1; ++jb) {
             const std::int64_t j0 = jb * DC;
             const int dc = static_cast<int>(std::min(DC, K9 - j0));
@@ -506,10 +559,12 @@ inline void conv_padded_weight_grad(const ConvShape& s, const float* x, const fl
             for (int q = 0; q < DC; ++q) rows[q] = xpad + n * C * plane + off[j0 + (q < dc ? q : dc - 1)] + t0;
             for (std::int64_t o0 = 0; o0 < M; o0 += DR) {
               const int dr = static_cast<int>(std::min(DR, M - o0));
-              simd::kernel_dot_rows<Cfg>(len, dypad + (n * M + o0) * L + t0, L, rows, dw + o0 * K9 + j0, K9, dr, dc);
+              simd::kernel_dot_rows<Cfg>(len, dypad + (n * M + o0) * L + t0, L, rows, dw + o0 * K9 + j0, K9, dr, dc,
+                                         nseg, M * L, C * plane);
             }
           }
         }
+      }
     }
   }
 }
@@ -620,8 +675,8 @@ inline std::size_t conv2d_workspace_floats_with(const ConvShape& s, int threads)
   const ConvShape transposed{s.n, s.c_out, s.c_in, s.h, s.w, s.k};  // the input gradient's forward
   return std::max({conv_fwd_workspace_floats<Cfg>(s.c_out, s.c_in * kk, threads),
                    conv_fwd_workspace_floats<Cfg>(s.c_in, s.c_out * kk, threads),
-                   conv_use_padded(s) ? conv_padded_workspace_floats<Cfg>(s) : std::size_t{0},
-                   conv_use_padded(s) ? conv_padded_workspace_floats<Cfg>(transposed) : std::size_t{0},
+                   conv_use_padded(s) ? conv_padded_workspace_floats<Cfg>(s, threads) : std::size_t{0},
+                   conv_use_padded(s) ? conv_padded_workspace_floats<Cfg>(transposed, threads) : std::size_t{0},
                    conv_use_padded(s) ? conv_padded_wgrad_workspace_floats<Cfg>(s) : std::size_t{0},
                    conv_wgrad_workspace_floats<Cfg>(s, threads)});
 }
