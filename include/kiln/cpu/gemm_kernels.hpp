@@ -233,10 +233,16 @@ KILN_ALWAYS_INLINE void kernel_outer_rows(std::int64_t K, const float* __restric
 // last valid row (computed, not stored), so nothing is read out of range.
 // The same with the rows of B given as DC pointers (all DC filled: the caller
 // repeats the last valid row past dc, as kernel_dot does).
+//
+// Segments: with nseg > 1 the reduction runs over nseg segments of length L, segment g
+// of A row r at a + r*lda + g*seg_a and of B row q at brows[q] + g*seg_b (the
+// images of a batch in the padded weight gradient), all into the same
+// accumulators: one lane reduction per call instead of one per segment.
 template <class Cfg>
 KILN_ALWAYS_INLINE void kernel_dot_rows(std::int64_t L, const float* __restrict a, std::int64_t lda,
                                         const float* const* brows, float* __restrict c, std::int64_t ldc, int dr,
-                                        int dc) {
+                                        int dc, std::int64_t nseg = 1, std::int64_t seg_a = 0,
+                                        std::int64_t seg_b = 0) {
   constexpr int VL = Cfg::VL, DR = Cfg::DR, DC = Cfg::DC;
   using V = typename Cfg::V;
   const float* ap[DR];
@@ -250,17 +256,23 @@ KILN_ALWAYS_INLINE void kernel_dot_rows(std::int64_t L, const float* __restrict 
   for (int r = 0; r < DR; ++r)
 #pragma GCC unroll 16
     for (int q = 0; q < DC; ++q) acc[r][q] = V{};
-  for (std::int64_t l = 0; l < L; l += VL) {
-    V bv[DC];
+  for (std::int64_t g = 0; g < nseg; ++g) {
+    for (std::int64_t l = 0; l < L; l += VL) {
+      V bv[DC];
 #pragma GCC unroll 16
-    for (int q = 0; q < DC; ++q) load<VL>(bv[q], bp[q] + l);
+      for (int q = 0; q < DC; ++q) load<VL>(bv[q], bp[q] + l);
 #pragma GCC unroll 16
-    for (int r = 0; r < DR; ++r) {
-      V av;
-      load<VL>(av, ap[r] + l);
+      for (int r = 0; r < DR; ++r) {
+        V av;
+        load<VL>(av, ap[r] + l);
 #pragma GCC unroll 16
-      for (int q = 0; q < DC; ++q) acc[r][q] += av * bv[q];
+        for (int q = 0; q < DC; ++q) acc[r][q] += av * bv[q];
+      }
     }
+#pragma GCC unroll 16
+    for (int r = 0; r < DR; ++r) ap[r] += seg_a;
+#pragma GCC unroll 16
+    for (int q = 0; q < DC; ++q) bp[q] += seg_b;
   }
   if constexpr (VL == 1) {
 #pragma GCC unroll 16
