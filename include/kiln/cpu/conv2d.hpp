@@ -246,19 +246,36 @@ inline std::int64_t conv_small_pad_floats(const ConvShape& s) {
   return s.n * s.c_in * (s.h + 2 * p) * (s.w + 2 * p) + 16;
 }
 // Inside a parallel region (omp for over the planes, with its barrier).
+// dst[H + 2p][W + 2p] = the plane src[H][W] with a zero halo of p.
+inline void conv_pad_plane(const ConvShape& s, const float* __restrict src, float* __restrict dst) {
+  const std::int64_t p = s.pad(), H = s.h, W = s.w, Wp = W + 2 * p;
+  zero_short(dst, p * Wp + p);
+  for (std::int64_t i = 0; i < H; ++i) {
+    float* row = dst + (i + p) * Wp + p;
+    copy_short(row, src + i * W, W);
+    zero_short(row + W, 2 * p);  // this row's right halo and the next row's left one
+  }
+  zero_short(dst + (H + p) * Wp + p, p * Wp - p);
+}
 inline void conv_small_pad(const ConvShape& s, const float* __restrict x, float* __restrict xs) {
-  const std::int64_t p = s.pad(), H = s.h, W = s.w, Wp = W + 2 * p, plane = (H + 2 * p) * Wp, HW = s.hw();
+  const std::int64_t p = s.pad(), plane = (s.h + 2 * p) * (s.w + 2 * p);
 #pragma omp for schedule(static)
-  for (std::int64_t nc = 0; nc < s.n * s.c_in; ++nc) {
-    float* dst = xs + nc * plane;
-    const float* src = x + nc * HW;
-    zero_short(dst, p * Wp + p);
-    for (std::int64_t i = 0; i < H; ++i) {
-      float* row = dst + (i + p) * Wp + p;
-      copy_short(row, src + i * W, W);
-      zero_short(row + W, 2 * p);
+  for (std::int64_t nc = 0; nc < s.n * s.c_in; ++nc) conv_pad_plane(s, x + nc * s.hw(), xs + nc * plane);
+}
+// db[o] += sum over the batch of dy[n][o] (planes summed in float, then added in image order).
+// Inside a parallel region (omp for, nowait).
+inline void conv_bias_grad(const ConvShape& s, const float* dy, float* db) {
+  const std::int64_t M = s.c_out, HW = s.hw();
+#pragma omp for schedule(static) nowait
+  for (std::int64_t o = 0; o < M; ++o) {
+    float sum = 0.0f;
+    for (std::int64_t n = 0; n < s.n; ++n) {
+      const float* row = dy + (n * M + o) * HW;
+      float part = 0.0f;
+      for (std::int64_t i = 0; i < HW; ++i) part += row[i];
+      sum += part;
     }
-    zero_short(dst + (H + p) * Wp + p, p * Wp - p);
+    db[o] += sum;
   }
 }
 template <int Wc>
@@ -332,20 +349,19 @@ inline std::size_t conv_fwd_workspace_floats(const ConvShape& s) {
                                   conv_small_pad_floats(s) + 16 * 5);
 }
 
-// Pixels per chunk of the weight gradient: the DC rows of col in L1 (1024
-// pixels: 24 KiB at DC = 6), dy[:, chunk] at most 512 KiB (L2). Longer chunks
-// mean fewer lane reductions per FMA (each kernel_dot call ends in one).
+// Pixels per chunk of the col-row weight gradient (the K of its GEMM): the packed
+// dy^T chunk (Mp x PD) about 512 KiB, at most 2048 pixels.
 template <class Cfg>
 inline std::int64_t conv_wgrad_chunk(const ConvShape& s) {
-  const std::int64_t pd = (128 * 1024 / s.c_out) / 16 * 16;
-  return std::min(std::clamp<std::int64_t>(pd, 128, 1024), round_up(s.n * s.hw(), 16));
+  const std::int64_t mp = round_up(s.c_out, Cfg::MR), pd = (128 * 1024 / mp) / 16 * 16;
+  return std::min(std::clamp<std::int64_t>(pd, 64, 2048), round_up(s.n * s.hw(), 16));
 }
 
 template <class Cfg>
 inline std::size_t conv_wgrad_workspace_floats(const ConvShape& s, int threads) {
-  const std::int64_t pd = conv_wgrad_chunk<Cfg>(s);
-  return static_cast<std::size_t>(threads * round_up((s.c_out + Cfg::DC) * pd, 16) + conv_small_pad_floats(s) +
-                                  32);
+  const std::int64_t pd = conv_wgrad_chunk<Cfg>(s), mp = round_up(s.c_out, Cfg::MR);
+  return static_cast<std::size_t>(mp * pd + threads * round_up(2 * Cfg::NR * pd, 16) + conv_small_pad_floats(s) +
+                                  16 * 4);
 }
 
 // y[n][o][q] = bias[o] + sum_kk W[o][kk] * col[kk][q]: the forward pass of the
@@ -584,31 +600,9 @@ inline void conv_padded_weight_grad(const ConvShape& s, const float* x, const fl
   for (std::int64_t e = 0; e < back_len; ++e) xpad[s.n * C * plane + e] = 0.0f;
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
-    if (db) {
+    if (db) conv_bias_grad(s, dy, db);
 #pragma omp for schedule(static) nowait
-      for (std::int64_t o = 0; o < M; ++o) {
-        float sum = 0.0f;
-        for (std::int64_t n = 0; n < s.n; ++n) {
-          const float* row = dy + (n * M + o) * HW;
-          float part = 0.0f;
-          for (std::int64_t i = 0; i < HW; ++i) part += row[i];
-          sum += part;
-        }
-        db[o] += sum;
-      }
-    }
-#pragma omp for schedule(static) nowait
-    for (std::int64_t nc = 0; nc < s.n * C; ++nc) {
-      float* dst = xpad + nc * plane;
-      const float* src = x + nc * HW;
-      zero_short(dst, p * Wp + p);
-      for (std::int64_t i = 0; i < H; ++i) {
-        float* row = dst + (i + p) * Wp + p;
-        copy_short(row, src + i * W, W);
-        zero_short(row + W, 2 * p);
-      }
-      zero_short(dst + (H + p) * Wp + p, p * Wp - p);
-    }
+    for (std::int64_t nc = 0; nc < s.n * C; ++nc) conv_pad_plane(s, x + nc * HW, xpad + nc * plane);
     // dypad[n][o][i*Wp + p + j] = dy[n][o][i][j]; halo columns and the tail past span are 0.
 #pragma omp for schedule(static)
     for (std::int64_t no = 0; no < s.n * M; ++no) {
@@ -653,63 +647,79 @@ inline void conv_padded_weight_grad(const ConvShape& s, const float* x, const fl
 }
 
 // dW[o][kk] += sum_q dy[o][q] * col[kk][q];  db[o] += sum_q dy[o][q].
+// Col-row path (images under 16 wide, 1x1): an outer-product GEMM whose K is the
+// pixels, dW[o][j0 .. j0 + NR) += sum_q dyT[q][o] * colT[q][j0 .. j0 + NR), so the
+// MR x NR tile of dW stays in registers over a whole chunk of pixels (no lane
+// reductions, unlike the dot-product form kernel_dot, which at 4 x 4 and 8 x 8 paid
+// one reduction per 256-512 pixels plus a scalar read-modify-write of dW). Per chunk
+// of PD pixels, dy^T is packed once ([o-block][q][MR], shared); a thread owns column
+// blocks of NR kk's: it builds their NR col rows, transposes them to colT[q][NR]
+// (L2), and runs one kernel call per o-block with dW as the accumulator.
 template <class Cfg>
 inline void conv_weight_grad(const ConvShape& s, const float* x, const float* dy, float* dw, float* db,
                              float* workspace, int threads) {
   if (conv_use_padded(s)) return conv_padded_weight_grad<Cfg>(s, x, dy, dw, db, workspace, threads);
-  constexpr std::int64_t DR = Cfg::DR, DC = Cfg::DC;
+  constexpr std::int64_t MR = Cfg::MR, NR = Cfg::NR;
   const std::int64_t M = s.c_out, K9 = s.patch(), KK = s.k * s.k, HW = s.hw(), P = s.n * HW;
-  const std::int64_t PD = conv_wgrad_chunk<Cfg>(s);
-  const std::int64_t per_thread = round_up((M + DC) * PD, 16);
-  const std::int64_t blocks = ceil_div(K9, DC);
-  float* base = align64(workspace);
-  float* xs = s.k > 1 ? align64(base + threads * per_thread) : nullptr;
+  const std::int64_t Mp = round_up(M, MR), mb = Mp / MR;
+  const std::int64_t PD = conv_wgrad_chunk<Cfg>(s), blocks = ceil_div(K9, NR);
+  const std::int64_t per_thread = round_up(2 * NR * PD, 16);
+  float* dyt = align64(workspace);  // dyt[(ib*PD + l)*MR + r] = dy[o = ib*MR + r][p0 + l]
+  float* bufs = align64(dyt + Mp * PD);
+  float* xs = s.k > 1 ? align64(bufs + threads * per_thread) : nullptr;
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
     if (xs) conv_small_pad(s, x, xs);
-    if (db) {
-#pragma omp for schedule(static) nowait
-      for (std::int64_t o = 0; o < M; ++o) {
-        float sum = 0.0f;
-        for (std::int64_t n = 0; n < s.n; ++n) {
-          const float* row = dy + (n * M + o) * HW;
-          float part = 0.0f;
-          for (std::int64_t i = 0; i < HW; ++i) part += row[i];
-          sum += part;
-        }
-        db[o] += sum;
-      }
-    }
-    const std::int64_t T = omp_get_num_threads(), t = omp_get_thread_num();
-    const std::int64_t b0 = blocks * t / T, b1 = blocks * (t + 1) / T;  // this thread's columns of dW
-    float* dyc = base + t * per_thread;                                  // dyc[o*PD + l] = dy[o][p0 + l]
-    float* colc = dyc + M * PD;                                          // colc[jj*PD + l] = col[j0 + jj][p0 + l]
-    if (dw && b0 < b1) {
+    if (db) conv_bias_grad(s, dy, db);
+    if (dw) {
+      const std::int64_t T = omp_get_num_threads(), t = omp_get_thread_num();
+      const std::int64_t b0 = blocks * t / T, b1 = blocks * (t + 1) / T;  // this thread's columns of dW
+      float* rows = bufs + t * per_thread;                                 // rows[j*PD + l] = col[j0 + j][p0 + l]
+      float* colt = rows + NR * PD;                                        // colt[l*NR + j] = the same
       for (std::int64_t p0 = 0; p0 < P; p0 += PD) {
-        const std::int64_t len = std::min(PD, P - p0), lenp = round_up(len, Cfg::VL);
-        for (std::int64_t o = 0; o < M; ++o) {
-          float* out = dyc + o * PD;
-          for (std::int64_t l = 0; l < len;) {
-            const std::int64_t q = p0 + l, n = q / HW, pix = q % HW, seg = std::min(HW - pix, len - l);
-            copy_short(out + l, dy + (n * M + o) * HW + pix, seg);
-            l += seg;
+        const std::int64_t len = std::min(PD, P - p0);
+#pragma omp for schedule(static)
+        for (std::int64_t ib = 0; ib < mb; ++ib) {
+          float* dst = dyt + ib * PD * MR;
+          for (std::int64_t r = 0; r < MR; ++r) {
+            const std::int64_t o = ib * MR + r;
+            if (o >= M) {
+              for (std::int64_t l = 0; l < len; ++l) dst[l * MR + r] = 0.0f;
+              continue;
+            }
+            for (std::int64_t l = 0; l < len;) {
+              const std::int64_t q = p0 + l, n = q / HW, pix = q % HW, seg = std::min(HW - pix, len - l);
+              const float* src = dy + (n * M + o) * HW + pix;
+              for (std::int64_t e = 0; e < seg; ++e) dst[(l + e) * MR + r] = src[e];
+              l += seg;
+            }
           }
-          zero_short(out + len, lenp - len);
         }
         for (std::int64_t jb = b0; jb < b1; ++jb) {
-          const std::int64_t j0 = jb * DC;
-          const int dc = static_cast<int>(std::min(DC, K9 - j0));
-          for (int jj = 0; jj < dc; ++jj) {
-            const std::int64_t kk = j0 + jj;
-            float* row = colc + jj * PD;
-            conv_col_row_any(s, x, xs, kk / KK, (kk / s.k) % s.k, kk % s.k, p0, len, row);
-            zero_short(row + len, lenp - len);
+          const std::int64_t j0 = jb * NR, nj = std::min(NR, K9 - j0);
+          for (std::int64_t j = 0; j < nj; ++j) {
+            const std::int64_t kk = j0 + j;
+            conv_col_row_any(s, x, xs, kk / KK, (kk / s.k) % s.k, kk % s.k, p0, len, rows + j * PD);
           }
-          for (std::int64_t o0 = 0; o0 < M; o0 += DR) {
-            const int dr = static_cast<int>(std::min(DR, M - o0));
-            simd::kernel_dot<Cfg>(lenp, dyc + o0 * PD, PD, colc, PD, dw + o0 * K9 + j0, K9, dr, dc);
+          for (std::int64_t l = 0; l < len; ++l) {
+            float* out = colt + l * NR;
+            for (std::int64_t j = 0; j < nj; ++j) out[j] = rows[j * PD + l];
+            for (std::int64_t j = nj; j < NR; ++j) out[j] = 0.0f;
+          }
+          for (std::int64_t ib = 0; ib < mb; ++ib) {
+            const std::int64_t i0 = ib * MR, mi = std::min(MR, M - i0);
+            const float* a = dyt + ib * PD * MR;
+            if (mi == MR && nj == NR) {
+              simd::kernel_outer<Cfg>(len, a, colt, NR, nullptr, dw + i0 * K9 + j0, K9, true);
+              continue;
+            }
+            alignas(64) float tile[MR * NR];
+            simd::kernel_outer<Cfg>(len, a, colt, NR, nullptr, tile, NR, false);
+            for (std::int64_t r = 0; r < mi; ++r)
+              for (std::int64_t j = 0; j < nj; ++j) dw[(i0 + r) * K9 + j0 + j] += tile[r * NR + j];
           }
         }
+#pragma omp barrier
       }
     }
   }
