@@ -125,7 +125,8 @@ void check_conv_config(const char* name) {
                               // col rows, K-blocked (K9 > 256) over two pixel chunks: through the
                               // halo planes at W = 12 and W = 8, and at W = 7 (a chunk starts mid-row)
                               {4, 40, 20, 12, 12, 3}, {5, 30, 12, 8, 8, 3}, {6, 40, 8, 9, 7, 3},
-                              // the col-row weight gradient over two pixel chunks (P > 2048), 1x1 and 3x3
+                              // the weight gradients over two pixel chunks: 1x1 (dot form, P > 1024)
+                              // and 3x3 (outer-product form, P > 2048)
                               {2, 6, 10, 40, 30, 1}, {40, 4, 6, 8, 8, 3}};
   for (const ConvShape& s : shapes) {
     Rng rng(3);
@@ -165,7 +166,12 @@ TEST_CASE("CPU conv2d fast path: every configuration matches the plain loops, id
   CHECK(cpu::impl::conv_padded_bands<cpu::simd::Avx512Config>(ConvShape{2, 64, 8, 64, 64, 3}).bands_per_image > 1);
   CHECK(cpu::impl::conv_fwd_chunk<cpu::simd::Avx512Config>(360, 4 * 144) < 4 * 144);  // two chunks
   CHECK(cpu::impl::conv_fwd_kc<cpu::simd::Avx512Config>(360) < 360);                   // two K blocks
-  CHECK(cpu::impl::conv_wgrad_chunk<cpu::simd::Avx512Config>(ConvShape{2, 6, 10, 40, 30, 1}) < 2 * 40 * 30);
+  // 1x1 on images over 8 x 8: the dot-product weight gradient; smaller ones and 3x3: the outer product.
+  CHECK(cpu::impl::conv_wgrad_use_dot(ConvShape{2, 6, 10, 40, 30, 1}));
+  CHECK(cpu::impl::conv_wgrad_use_dot(ConvShape{3, 5, 7, 13, 11, 1}));
+  CHECK_FALSE(cpu::impl::conv_wgrad_use_dot(ConvShape{4, 33, 2, 6, 6, 1}));
+  CHECK_FALSE(cpu::impl::conv_wgrad_use_dot(ConvShape{40, 4, 6, 8, 8, 3}));
+  CHECK(cpu::impl::conv_wgrad_dot_chunk<cpu::simd::Avx512Config>(ConvShape{2, 6, 10, 40, 30, 1}) < 2 * 40 * 30);
   CHECK(cpu::impl::conv_wgrad_chunk<cpu::simd::PortableConfig>(ConvShape{40, 4, 6, 8, 8, 3}) < 40 * 64);
   check_conv_config<cpu::simd::Avx512Config>("avx512");
   check_conv_config<cpu::simd::Avx2Config>("avx2");

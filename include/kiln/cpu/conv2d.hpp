@@ -129,17 +129,16 @@ inline void col2im(const ConvShape& s, const float* col, float* dx) {
 //                flipped, channel-swapped kernel (no col2im, no scatter-add).
 //   weight grad  dW[o][kk] += sum_q dy[o][q] * col[kk][q]
 //
-// col is never materialised whole: conv_col_row writes one row of it for a
-// range of q straight from the image (implicit im2col), into a per-thread chunk
-// that stays in L2.
-//   forward / input grad: per chunk of PC pixels, the K9 x PC slice of col is
-//     built, then every (MR x NR) tile of the output is one kernel_outer call
-//     over all K9 (A = the weight, packed [o-block][kk][MR] once per call and
-//     shared by the threads). Chunks are split statically over threads.
-//   weight grad: threads own disjoint column blocks of dW (blocks of DC rows
-//     kk), so they write dW directly, with no partial sums to reduce; per chunk
-//     of PD pixels a thread copies dy[:, chunk] and builds its DC rows of col,
-//     then kernel_dot adds DR x DC dot products of length PD into dW.
+// col is never materialised whole. Two paths (conv_use_padded):
+//   padded planes (K > 1, images >= 16 wide): col row (c, u, v) is a pointer offset
+//     into x copied with a zero halo (per band of tiles for forward / input grad);
+//     forward / input grad: kernel_outer_rows over all K9 per tile; weight grad:
+//     kernel_dot_rows (dot products along the pixels), threads own column blocks.
+//   col rows (images under 16 wide, 1x1): conv_col_row(_any) writes rows of col for
+//     a chunk of pixels; forward / input grad: a K-blocked GEMM over shared slices of
+//     col (conv_implicit_gemm); weight grad: an outer-product GEMM over the pixels
+//     with dy^T packed and dW as the accumulator (conv_weight_grad), or for 1x1 on
+//     images over 8 x 8 the dot-product form (conv_weight_grad_dot).
 // Every output element is summed in an order fixed by the shape alone, so
 // results are identical run to run (and across thread counts).
 
@@ -357,11 +356,20 @@ inline std::int64_t conv_wgrad_chunk(const ConvShape& s) {
   return std::min(std::clamp<std::int64_t>(pd, 64, 2048), round_up(s.n * s.hw(), 16));
 }
 
+inline bool conv_wgrad_use_dot(const ConvShape& s) { return s.k == 1 && s.hw() > 64; }
+template <class Cfg>
+inline std::int64_t conv_wgrad_dot_chunk(const ConvShape& s) {
+  const std::int64_t pd = (128 * 1024 / s.c_out) / 16 * 16;
+  return std::min(std::clamp<std::int64_t>(pd, 128, 1024), round_up(s.n * s.hw(), 16));
+}
+
 template <class Cfg>
 inline std::size_t conv_wgrad_workspace_floats(const ConvShape& s, int threads) {
   const std::int64_t pd = conv_wgrad_chunk<Cfg>(s), mp = round_up(s.c_out, Cfg::MR);
-  return static_cast<std::size_t>(mp * pd + threads * round_up(2 * Cfg::NR * pd, 16) + conv_small_pad_floats(s) +
-                                  16 * 4);
+  const std::int64_t pdd = conv_wgrad_dot_chunk<Cfg>(s);
+  const std::int64_t dot = threads * round_up((s.c_out + Cfg::DC) * pdd, 16) + 16;
+  return static_cast<std::size_t>(std::max(mp * pd + threads * round_up(2 * Cfg::NR * pd, 16) + conv_small_pad_floats(s) +
+                                  16 * 4, dot));
 }
 
 // y[n][o][q] = bias[o] + sum_kk W[o][kk] * col[kk][q]: the forward pass of the
@@ -646,6 +654,58 @@ inline void conv_padded_weight_grad(const ConvShape& s, const float* x, const fl
   }
 }
 
+// The dot-product form for 1x1 convolutions on images larger than 8 x 8: there the
+// outer-product form below is slower (64 -> 32 at 32 x 32: 47 -> 24 GFLOP/s), because
+// with K9 = Cin and few output channels every colT row it builds serves only a few
+// kernel calls. Threads own blocks of DC columns kk; per chunk of PD pixels a thread
+// copies dy[:, chunk] and builds its DC col rows, then kernel_dot over DR x DC tiles.
+template <class Cfg>
+inline void conv_weight_grad_dot(const ConvShape& s, const float* x, const float* dy, float* dw, float* db,
+                                 float* workspace, int threads) {
+  constexpr std::int64_t DR = Cfg::DR, DC = Cfg::DC;
+  const std::int64_t M = s.c_out, K9 = s.patch(), KK = s.k * s.k, HW = s.hw(), P = s.n * HW;
+  const std::int64_t PD = conv_wgrad_dot_chunk<Cfg>(s);
+  const std::int64_t per_thread = round_up((M + DC) * PD, 16);
+  const std::int64_t blocks = ceil_div(K9, DC);
+  float* base = align64(workspace);
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    if (db) conv_bias_grad(s, dy, db);
+    const std::int64_t T = omp_get_num_threads(), t = omp_get_thread_num();
+    const std::int64_t b0 = blocks * t / T, b1 = blocks * (t + 1) / T;  // this thread's columns of dW
+    float* dyc = base + t * per_thread;                                  // dyc[o*PD + l] = dy[o][p0 + l]
+    float* colc = dyc + M * PD;                                          // colc[jj*PD + l] = col[j0 + jj][p0 + l]
+    if (dw && b0 < b1) {
+      for (std::int64_t p0 = 0; p0 < P; p0 += PD) {
+        const std::int64_t len = std::min(PD, P - p0), lenp = round_up(len, Cfg::VL);
+        for (std::int64_t o = 0; o < M; ++o) {
+          float* out = dyc + o * PD;
+          for (std::int64_t l = 0; l < len;) {
+            const std::int64_t q = p0 + l, n = q / HW, pix = q % HW, seg = std::min(HW - pix, len - l);
+            copy_short(out + l, dy + (n * M + o) * HW + pix, seg);
+            l += seg;
+          }
+          zero_short(out + len, lenp - len);
+        }
+        for (std::int64_t jb = b0; jb < b1; ++jb) {
+          const std::int64_t j0 = jb * DC;
+          const int dc = static_cast<int>(std::min(DC, K9 - j0));
+          for (int jj = 0; jj < dc; ++jj) {
+            const std::int64_t kk = j0 + jj;
+            float* row = colc + jj * PD;
+            conv_col_row(s, x, kk / KK, (kk / s.k) % s.k, kk % s.k, p0, len, row);
+            zero_short(row + len, lenp - len);
+          }
+          for (std::int64_t o0 = 0; o0 < M; o0 += DR) {
+            const int dr = static_cast<int>(std::min(DR, M - o0));
+            simd::kernel_dot<Cfg>(lenp, dyc + o0 * PD, PD, colc, PD, dw + o0 * K9 + j0, K9, dr, dc);
+          }
+        }
+      }
+    }
+  }
+}
+
 // dW[o][kk] += sum_q dy[o][q] * col[kk][q];  db[o] += sum_q dy[o][q].
 // Col-row path (images under 16 wide, 1x1): an outer-product GEMM whose K is the
 // pixels, dW[o][j0 .. j0 + NR) += sum_q dyT[q][o] * colT[q][j0 .. j0 + NR), so the
@@ -659,6 +719,7 @@ template <class Cfg>
 inline void conv_weight_grad(const ConvShape& s, const float* x, const float* dy, float* dw, float* db,
                              float* workspace, int threads) {
   if (conv_use_padded(s)) return conv_padded_weight_grad<Cfg>(s, x, dy, dw, db, workspace, threads);
+  if (conv_wgrad_use_dot(s)) return conv_weight_grad_dot<Cfg>(s, x, dy, dw, db, workspace, threads);
   constexpr std::int64_t MR = Cfg::MR, NR = Cfg::NR;
   const std::int64_t M = s.c_out, K9 = s.patch(), KK = s.k * s.k, HW = s.hw(), P = s.n * HW;
   const std::int64_t Mp = round_up(M, MR), mb = Mp / MR;
