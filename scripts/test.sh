@@ -2,7 +2,7 @@
 # kiln's whole test suite, as CI runs it (.ci/run calls exactly this):
 #   1. install missing Debian packages
 #   2. Release build with g++: every test label (gpu tests skip without a GPU)
-#   3. the suite again under AddressSanitizer + UndefinedBehaviorSanitizer
+#   3. the suite again under AddressSanitizer + UndefinedBehaviorSanitizer (not the build-only tests, label build)
 #   4. the emulated CUDA kernels (emulator in OS-thread mode) and the data loader under ThreadSanitizer
 #   5. every CUDA kernel compiled by nvcc for sm_80 and sm_90 (when nvcc exists)
 #   6. a short libFuzzer run of each fuzz target (clang; docs/reliability.md)
@@ -39,7 +39,7 @@ configure build/ci-asan -DKILN_SANITIZE=ON -DKILN_BUILD_BENCH=OFF -DCMAKE_CXX_FL
 cmake --build build/ci-asan -j "$jobs"
 stage "AddressSanitizer + UndefinedBehaviorSanitizer tests"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  ctest --test-dir build/ci-asan -j "$jobs" --output-on-failure --timeout 1200 -LE 'slow|tsan-only'
+  ctest --test-dir build/ci-asan -j "$jobs" --output-on-failure --timeout 1200 -LE 'slow|tsan-only|build'
 
 if [ -d tests/emu ] && ls tests/emu/*.cpp >/dev/null 2>&1; then
   stage "ThreadSanitizer build (emulator in OS-thread mode; the data loader's threads)"
