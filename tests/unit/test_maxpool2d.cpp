@@ -1,7 +1,11 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -112,4 +116,23 @@ TEST_CASE("MaxPool2d: an odd image size names the layer path and the shape") {
     CHECK(msg.find("needs H and W divisible by 2, got [1, 8, 7, 8]") != std::string::npos);
   }
   CHECK_THROWS_AS(pool.plan(Shape::nchw(1, 8, 8, 5), arena, "p"), kiln::Error);
+}
+
+TEST_CASE("MaxPool2d: the 2x2 fast path equals the reference loops bitwise (ties, NaN, odd sizes)") {
+  Rng rng(7);
+  for (const auto& [n, c, h, w] : std::vector<std::array<std::int64_t, 4>>{{2, 3, 8, 8}, {1, 2, 6, 10}, {3, 1, 2, 14}, {1, 5, 4, 2}}) {
+    const PoolArgs a{n, c, h, w, 2};
+    std::vector<float> x(static_cast<std::size_t>(n * c * h * w));
+    for (float& v : x) v = float(int(rng.uniform() * 4));  // values 0..3: many ties
+    for (std::size_t i = 0; i < x.size(); i += 7) x[i] = std::numeric_limits<float>::quiet_NaN();
+    const std::size_t out = static_cast<std::size_t>(n * c * a.out_h() * a.out_w());
+    std::vector<float> y_fast(out), y_ref(out);
+    std::vector<std::int32_t> i_fast(out, -1), i_ref(out, -2);
+    cpu::maxpool2d_forward(a, x.data(), y_fast.data(), i_fast.data());
+    cpu::reference::maxpool2d_forward(a, x.data(), y_ref.data(), i_ref.data());
+    CAPTURE(h);
+    CAPTURE(w);
+    CHECK(std::memcmp(y_fast.data(), y_ref.data(), out * sizeof(float)) == 0);
+    CHECK(i_fast == i_ref);
+  }
 }

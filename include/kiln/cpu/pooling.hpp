@@ -1,6 +1,7 @@
 #pragma once
 // MaxPool2d on the CPU: kernel = stride = size, no padding, H and W divisible
-// by size. Plain loops, OpenMP over (n, c) planes: reference and used version.
+// by size. OpenMP over (n, c) planes. The plain loops are cpu::reference::maxpool2d_forward
+// (the oracle); the version used has a fixed 2x2 window (the U-Net's) with the same rule.
 //
 // PoolArgs is device-neutral (Backend<Cuda> takes the same struct).
 #include <cmath>
@@ -25,6 +26,7 @@ using kiln::PoolArgs;
 // the maximum inside the input plane (ih * w + iw), like PyTorch's indices.
 // Ties: the first maximum in row-major window order wins; a NaN wins over
 // numbers (PyTorch's CPU rule: `v > best || isnan(v)`).
+namespace reference {
 inline void maxpool2d_forward(const PoolArgs& a, const float* x, float* y, std::int32_t* argmax) {
   const std::int64_t oh = a.out_h(), ow = a.out_w();
 #pragma omp parallel for schedule(static)
@@ -48,6 +50,46 @@ inline void maxpool2d_forward(const PoolArgs& a, const float* x, float* y, std::
         yp[i * ow + j] = best;
         ap[i * ow + j] = static_cast<std::int32_t>(best_index);
       }
+  }
+}
+}  // namespace reference
+
+// The 2x2 window without the general loops (which cost ~10x a copy of the data): the three
+// candidates after the first are tested in the reference's order with its rule, so values and
+// indices are bitwise the same, NaN and ties included.
+inline void maxpool2d_forward(const PoolArgs& a, const float* x, float* y, std::int32_t* argmax) {
+  if (a.size != 2) return reference::maxpool2d_forward(a, x, y, argmax);
+  const std::int64_t oh = a.out_h(), ow = a.out_w(), w = a.w;
+#pragma omp parallel for schedule(static)
+  for (std::int64_t plane = 0; plane < a.n * a.c; ++plane) {
+    const float* xp = x + plane * a.h * w;
+    float* yp = y + plane * oh * ow;
+    std::int32_t* ap = argmax + plane * oh * ow;
+    for (std::int64_t i = 0; i < oh; ++i) {
+      const float* r0 = xp + 2 * i * w;
+      const float* r1 = r0 + w;
+      const auto row = static_cast<std::int32_t>(2 * i * w);
+      for (std::int64_t j = 0; j < ow; ++j) {
+        const auto base = row + static_cast<std::int32_t>(2 * j);
+        float best = r0[2 * j];  // a NaN here stays unless a later NaN follows: as the reference
+        std::int32_t at = base;
+        const float c1 = r0[2 * j + 1], c2 = r1[2 * j], c3 = r1[2 * j + 1];
+        if (c1 > best || std::isnan(c1)) {
+          best = c1;
+          at = base + 1;
+        }
+        if (c2 > best || std::isnan(c2)) {
+          best = c2;
+          at = base + static_cast<std::int32_t>(w);
+        }
+        if (c3 > best || std::isnan(c3)) {
+          best = c3;
+          at = base + static_cast<std::int32_t>(w) + 1;
+        }
+        yp[i * ow + j] = best;
+        ap[i * ow + j] = at;
+      }
+    }
   }
 }
 
