@@ -60,6 +60,7 @@ inline void maxpool2d_forward(const PoolArgs& a, const float* x, float* y, std::
 inline void maxpool2d_forward(const PoolArgs& a, const float* x, float* y, std::int32_t* argmax) {
   if (a.size != 2) return reference::maxpool2d_forward(a, x, y, argmax);
   const std::int64_t oh = a.out_h(), ow = a.out_w(), w = a.w;
+  const auto w32 = static_cast<std::int32_t>(w);  // indices are int32, as in the reference
 #pragma omp parallel for schedule(static)
   for (std::int64_t plane = 0; plane < a.n * a.c; ++plane) {
     const float* xp = x + plane * a.h * w;
@@ -80,11 +81,11 @@ inline void maxpool2d_forward(const PoolArgs& a, const float* x, float* y, std::
         }
         if (c2 > best || std::isnan(c2)) {
           best = c2;
-          at = base + static_cast<std::int32_t>(w);
+          at = base + w32;
         }
         if (c3 > best || std::isnan(c3)) {
           best = c3;
-          at = base + static_cast<std::int32_t>(w) + 1;
+          at = base + w32 + 1;
         }
         yp[i * ow + j] = best;
         ap[i * ow + j] = at;
