@@ -17,6 +17,16 @@ grep -q '"epoch":2' out/metrics.jsonl || fail "no epoch 2 in metrics.jsonl"
 expect_out "summary: best val MSE(ab)"
 expect_out "grey baseline"
 
+note "scripts/metrics_table.py turns metrics.jsonl into the docs' table"
+if command -v python3 >/dev/null; then
+  python3 "$SRC/scripts/metrics_table.py" out/metrics.jsonl >table.md || fail "metrics_table.py failed"
+  [[ $(grep -c '^| [0-9]' table.md) == 2 ]] || { cat table.md; fail "the table should have 2 epoch rows"; }
+  grep -q '^best: epoch' table.md || { cat table.md; fail "the table lacks its best-epoch line"; }
+  echo '{"epoch":1}' >broken.jsonl
+  expect_rc 1 python3 "$SRC/scripts/metrics_table.py" broken.jsonl
+  expect_err "broken.jsonl: a line has no field"
+fi
+
 note "the time budget stops cleanly, still validating and saving"
 expect_rc 0 "$TRAIN" "${TINY[@]}" --epochs 1000 --time-budget 3s --out budget
 expect_out "time budget"
