@@ -25,6 +25,37 @@ namespace kiln::cpu {
 
 using kiln::BatchNormArgs;
 
+// y = x * scale + shift for one channel.
+struct BnAffine {
+  float scale, shift;
+};
+
+// Finishes channel c of a forward pass once its statistics are known, for the reference and
+// the fast loops alike. training: mean and sq (the sum of squared deviations from it over
+// a.count() values) come from the batch; the biased variance normalises, the unbiased one
+// goes into running_var, as PyTorch does. eval: mean and sq are ignored, the running
+// statistics are used and left unchanged. save_mean/save_invstd receive what was used.
+inline BnAffine bn_finish_channel(const BatchNormArgs& a, std::int64_t c, double mean, double sq, const float* weight,
+                                  const float* bias, float* running_mean, float* running_var, float* save_mean,
+                                  float* save_invstd) {
+  double invstd;
+  if (a.training) {
+    const std::int64_t m = a.count();
+    const double var = sq / static_cast<double>(m);
+    invstd = 1.0 / std::sqrt(var + static_cast<double>(a.eps));
+    const double unbiased = m > 1 ? sq / static_cast<double>(m - 1) : var;
+    const double mom = a.momentum;
+    running_mean[c] = static_cast<float>((1.0 - mom) * running_mean[c] + mom * mean);
+    running_var[c] = static_cast<float>((1.0 - mom) * running_var[c] + mom * unbiased);
+  } else {
+    mean = running_mean[c];
+    invstd = 1.0 / std::sqrt(static_cast<double>(running_var[c]) + static_cast<double>(a.eps));
+  }
+  save_mean[c] = static_cast<float>(mean);
+  save_invstd[c] = static_cast<float>(invstd);
+  return {static_cast<float>(weight[c] * invstd), static_cast<float>(bias[c] - mean * weight[c] * invstd)};
+}
+
 // The plain loops (double accumulation): the oracle for the fast versions below.
 namespace reference {
 
@@ -40,7 +71,7 @@ inline void batchnorm_forward(const BatchNormArgs& a, const float* x, const floa
   const std::int64_t m = a.count();
 #pragma omp parallel for schedule(static)
   for (std::int64_t c = 0; c < a.c; ++c) {
-    double mean, invstd;
+    double mean = 0.0, sq = 0.0;
     if (a.training) {
       double sum = 0.0;
       for (std::int64_t n = 0; n < a.n; ++n) {
@@ -48,29 +79,17 @@ inline void batchnorm_forward(const BatchNormArgs& a, const float* x, const floa
         for (std::int64_t i = 0; i < a.hw; ++i) sum += p[i];
       }
       mean = sum / static_cast<double>(m);
-      double sq = 0.0;  // two passes: no cancellation
-      for (std::int64_t n = 0; n < a.n; ++n) {
+      for (std::int64_t n = 0; n < a.n; ++n) {  // two passes: no cancellation
         const float* p = x + (n * a.c + c) * a.hw;
         for (std::int64_t i = 0; i < a.hw; ++i) {
           const double d = p[i] - mean;
           sq += d * d;
         }
       }
-      const double var = sq / static_cast<double>(m);  // biased: used to normalise
-      invstd = 1.0 / std::sqrt(var + static_cast<double>(a.eps));
-      const double unbiased = m > 1 ? sq / static_cast<double>(m - 1) : var;
-      const double mom = a.momentum;
-      running_mean[c] = static_cast<float>((1.0 - mom) * running_mean[c] + mom * mean);
-      running_var[c] = static_cast<float>((1.0 - mom) * running_var[c] + mom * unbiased);
-    } else {
-      mean = running_mean[c];
-      invstd = 1.0 / std::sqrt(static_cast<double>(running_var[c]) + static_cast<double>(a.eps));
     }
-    save_mean[c] = static_cast<float>(mean);
-    save_invstd[c] = static_cast<float>(invstd);
-    // y = x * scale + shift
-    const float scale = static_cast<float>(weight[c] * invstd);
-    const float shift = static_cast<float>(bias[c] - mean * weight[c] * invstd);
+    const BnAffine affine =
+        bn_finish_channel(a, c, mean, sq, weight, bias, running_mean, running_var, save_mean, save_invstd);
+    const float scale = affine.scale, shift = affine.shift;
     for (std::int64_t n = 0; n < a.n; ++n) {
       const float* p = x + (n * a.c + c) * a.hw;
       float* q = y + (n * a.c + c) * a.hw;
@@ -204,7 +223,7 @@ inline void batchnorm_forward(const BatchNormArgs& a, const float* x, const floa
   const std::int64_t m = a.count(), hw = a.hw;
 #pragma omp parallel for schedule(static)
   for (std::int64_t c = 0; c < a.c; ++c) {
-    double mean, invstd;
+    double mean = 0.0, sq = 0.0;
     if (a.training) {
       double sum = 0.0;
       for (std::int64_t n = 0; n < a.n; ++n) {
@@ -213,25 +232,14 @@ inline void batchnorm_forward(const BatchNormArgs& a, const float* x, const floa
       }
       mean = sum / static_cast<double>(m);
       const float mf = static_cast<float>(mean);
-      double sq = 0.0;
       for (std::int64_t n = 0; n < a.n; ++n) {
         const float* __restrict p = x + (n * a.c + c) * hw;
         sq += plane_sum_sq(p, mf, hw);
       }
-      const double var = sq / static_cast<double>(m);
-      invstd = 1.0 / std::sqrt(var + static_cast<double>(a.eps));
-      const double unbiased = m > 1 ? sq / static_cast<double>(m - 1) : var;
-      const double mom = a.momentum;
-      running_mean[c] = static_cast<float>((1.0 - mom) * running_mean[c] + mom * mean);
-      running_var[c] = static_cast<float>((1.0 - mom) * running_var[c] + mom * unbiased);
-    } else {
-      mean = running_mean[c];
-      invstd = 1.0 / std::sqrt(static_cast<double>(running_var[c]) + static_cast<double>(a.eps));
     }
-    save_mean[c] = static_cast<float>(mean);
-    save_invstd[c] = static_cast<float>(invstd);
-    const float scale = static_cast<float>(weight[c] * invstd);
-    const float shift = static_cast<float>(bias[c] - mean * weight[c] * invstd);
+    const BnAffine affine =
+        bn_finish_channel(a, c, mean, sq, weight, bias, running_mean, running_var, save_mean, save_invstd);
+    const float scale = affine.scale, shift = affine.shift;
     for (std::int64_t n = 0; n < a.n; ++n) {
       const float* __restrict p = x + (n * a.c + c) * hw;
       float* __restrict q = y + (n * a.c + c) * hw;
