@@ -15,29 +15,7 @@ def minutes_seconds(seconds: float) -> str:
     return f"{whole // 60} min {whole % 60:02d} s"
 
 
-def main() -> int:
-    try:
-        return print_table()
-    except KeyError as e:
-        print(f"metrics_table.py: {sys.argv[1]}: a line has no field {e}; is this kiln-train's metrics.jsonl?",
-              file=sys.stderr)
-        return 1
-
-
-def print_table() -> int:
-    if len(sys.argv) != 2:
-        print("usage: metrics_table.py RUN/metrics.jsonl", file=sys.stderr)
-        return 2
-    path = sys.argv[1]
-    try:
-        with open(path, encoding="utf-8") as f:
-            rows = [json.loads(line) for line in f if line.strip()]
-    except (OSError, json.JSONDecodeError) as e:
-        print(f"metrics_table.py: {path}: {e}", file=sys.stderr)
-        return 1
-    if not rows:
-        print(f"metrics_table.py: {path}: no epoch lines", file=sys.stderr)
-        return 1
+def print_table(rows: list) -> None:
     truth = rows[-1]["val_colorfulness_true"]
     print("| epoch | steps | lr | train loss | val MSE(ab) | grey MSE(ab) | PSNR dB | grey PSNR dB"
           f" | colourfulness (truth {truth:.1f}) | img/s | elapsed |")
@@ -52,6 +30,28 @@ def print_table() -> int:
     best = min(rows, key=lambda r: r["val_mse_ab"])
     print(f"\nbest: epoch {best['epoch']:g}, val MSE(ab) {best['val_mse_ab']:.2f}"
           f" (grey {best['baseline_mse_ab']:.2f}); last: {rows[-1]['val_mse_ab']:.2f}")
+
+
+def main() -> int:
+    if len(sys.argv) != 2:
+        print("usage: metrics_table.py RUN/metrics.jsonl", file=sys.stderr)
+        return 2
+    path = sys.argv[1]
+    try:
+        with open(path, encoding="utf-8") as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+        if not rows:
+            raise ValueError("no epoch lines")
+        if not all(isinstance(r, dict) for r in rows):
+            raise ValueError("a line is not a JSON object")
+        print_table(rows)
+    except (OSError, ValueError) as e:  # json.JSONDecodeError is a ValueError
+        print(f"metrics_table.py: {path}: {e}", file=sys.stderr)
+        return 1
+    except KeyError as e:
+        print(f"metrics_table.py: {path}: a line lacks field {e}; is this kiln-train's metrics.jsonl?",
+              file=sys.stderr)
+        return 1
     return 0
 
 

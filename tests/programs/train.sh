@@ -24,7 +24,7 @@ if command -v python3 >/dev/null; then
   grep -q '^best: epoch' table.md || { cat table.md; fail "the table lacks its best-epoch line"; }
   echo '{"epoch":1}' >broken.jsonl
   expect_rc 1 python3 "$SRC/scripts/metrics_table.py" broken.jsonl
-  expect_err "broken.jsonl: a line has no field"
+  expect_err "broken.jsonl: a line lacks field"
 fi
 
 note "the time budget stops cleanly, still validating and saving"
