@@ -6,6 +6,8 @@
 int main() {
   using Net = kiln::Sequential<kiln::Conv2d<1, 8, 3>, kiln::ReLU<>, kiln::Conv2d<8, 2, 1>>;
   static_assert(Net::parameter_count == 8 * 9 + 8 + 2 * 8 + 2);
+  // The U-Net comes with <kiln/kiln.hpp> too.
+  static_assert(kiln::UNet<1, 2, 32, 4>::parameter_count == 7'243'202);
   kiln::Network<Net> net;
   kiln::Tensor<float> x(kiln::Shape::nchw(2, 1, 8, 8));
   for (std::size_t i = 0; i < x.numel(); ++i) x[i] = static_cast<float>(i % 7) / 7.0f;

@@ -1,5 +1,6 @@
 #pragma once
-// kiln: the whole library on the CPU. Add <kiln/cuda.hpp> for the Cuda device.
+// kiln: the whole library on the CPU, the U-Net included. Add <kiln/cuda.hpp> for the Cuda
+// device; images, checkpoints and data loading are in <kiln/io/...> (they need stb).
 #include "kiln/core/arena.hpp"
 #include "kiln/core/backend.hpp"
 #include "kiln/core/device.hpp"
@@ -8,6 +9,7 @@
 #include "kiln/core/shape.hpp"
 #include "kiln/core/tensor.hpp"
 #include "kiln/cpu/backend.hpp"
+#include "kiln/models/unet.hpp"
 #include "kiln/nn/batchnorm2d.hpp"
 #include "kiln/nn/concat.hpp"
 #include "kiln/nn/conv2d.hpp"
