@@ -218,6 +218,30 @@ def pytorch_section(report, lines):
     lines.append("")
 
 
+def sanitizer_section(folder, lines):
+    rows = []
+    for tool in ("memcheck", "racecheck", "synccheck", "initcheck"):
+        log = read(os.path.join(folder, f"sanitizer-{tool}.log"))
+        if log:
+            summary = [ln for ln in log.splitlines() if "ERROR SUMMARY" in ln or "RACECHECK SUMMARY" in ln]
+            rows.append(f"| {tool} | {summary[-1].replace('=========', '').strip() if summary else 'no summary line (see log)'} |")
+    if rows:
+        lines.append("## compute-sanitizer\n\n| tool | summary |\n|---|---|")
+        lines.extend(rows)
+        lines.append("")
+
+
+def train_section(folder, lines):
+    log = read(os.path.join(folder, "train_gpu.log"))
+    if not log:
+        return
+    keep = [ln for ln in log.splitlines() if ln.startswith(("epoch", "summary", "  ", "device", "kiln-train"))]
+    lines.append("## kiln-train on the GPU\n\n```\n" + "\n".join(keep[-30:]) + "\n```\n")
+    col = read(os.path.join(folder, "colorize_gpu.log"))
+    if col:
+        lines.append("```\n" + "\n".join(col.splitlines()[-6:]) + "\n```\n")
+
+
 def main():
     folder = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "out")
     lines = ["# kiln GPU report\n", "Written by `bench/gpu_report.sh` (raw JSON and logs next to this file).\n"]
@@ -234,8 +258,9 @@ def main():
     ctest = read(os.path.join(folder, "ctest-gpu.log"))
     if ctest:
         summary = [ln for ln in ctest.splitlines() if "tests passed" in ln or "tests failed" in ln
-                   or "***Failed" in ln or "No tests were found" in ln]
-        lines.append("## ctest -L gpu\n\n```\n" + ("\n".join(summary) or ctest.strip()[-2000:]) + "\n```\n")
+                   or "***Failed" in ln or "No tests were found" in ln or "test cases:" in ln
+                   or "assertions:" in ln or "ERROR" in ln]
+        lines.append("## gpu tests (ctest -L gpu, or kiln_gpu_tests run directly)\n\n```\n" + ("\n".join(summary) or ctest.strip()[-2000:]) + "\n```\n")
     layer = load_json(os.path.join(folder, "bench_gpu.json"))
     if layer:
         layer_section(layer, lines)
@@ -243,6 +268,8 @@ def main():
         lines.append("## Per layer\n\nNo results (kiln_bench_gpu did not run or wrote no JSON).\n")
     step_section(load_json(os.path.join(folder, "bench_step_gpu.json")), lines)
     pytorch_section(load_json(os.path.join(folder, "pytorch_gpu.json")), lines)
+    sanitizer_section(folder, lines)
+    train_section(folder, lines)
     print("\n".join(lines))
 
 

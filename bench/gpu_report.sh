@@ -2,6 +2,9 @@
 # One-shot GPU report for kiln: run this ONCE on a machine with an NVIDIA GPU.
 #
 #   bench/gpu_report.sh            # from the repository root (or anywhere: it finds the root)
+#   bench/gpu_report.sh --prebuilt DIR
+#                                  # runs binaries built elsewhere by bench/gpu_bundle.sh (no compiling
+#                                  # on the GPU machine: its minutes go to running)
 #
 # Needs: the CUDA toolkit (nvcc), cuDNN 9, CMake >= 3.24, a C++20 g++, Google Benchmark's C++
 # library (Debian: libbenchmark-dev), doctest (Debian: doctest-dev, only for the tests), and PyTorch
@@ -13,7 +16,10 @@
 #   3. kiln_bench_gpu                    every layer: our kernels vs cuDNN fp32 vs cuDNN TF32
 #   4. kiln_bench_step_gpu               whole U-Net training step / inference on the GPU
 #   5. compare_pytorch.py --device cuda  the same U-Net step in PyTorch (fp32 and TF32)
-#   6. bench/gpu_report.py               ONE markdown report: bench/out/gpu-report.md
+#   6. compute-sanitizer                 memcheck, racecheck, synccheck, initcheck over the gpu tests
+#   7. kiln-train / kiln-colorize        a short training run on the GPU (--prebuilt with programs,
+#                                        and the street photos installed: KILN_REPORT_DATA)
+#   8. bench/gpu_report.py               ONE markdown report: bench/out/gpu-report.md
 # Raw outputs (JSON, logs) are kept next to it in bench/out/. A phase that fails or runs out of
 # time is recorded in the report and the script goes on with the next one, so a 30-minute loan of
 # a GPU always ends with a report. Exit status: 0 if every phase succeeded, 1 otherwise.
@@ -25,6 +31,19 @@
 set -uo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+prebuilt="${KILN_REPORT_PREBUILT:-}"
+while (($#)); do
+  case $1 in
+    --prebuilt) prebuilt=${2:?--prebuilt needs a folder made by bench/gpu_bundle.sh}; shift ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+    *) echo "gpu_report: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+if [[ -n $prebuilt ]]; then
+  prebuilt=$(cd "$prebuilt" 2>/dev/null && pwd) || { echo "gpu_report: --prebuilt: no such folder" >&2; exit 2; }
+  [[ -f $prebuilt/bench/kiln_bench_gpu ]] || { echo "gpu_report: $prebuilt has no bench/kiln_bench_gpu (make it with bench/gpu_bundle.sh)" >&2; exit 2; }
+fi
 cd "$root" || exit 2
 out="$root/bench/out"
 build="${KILN_REPORT_BUILD_DIR:-$root/build-gpu-report}"
@@ -70,6 +89,7 @@ phase() {
 }
 
 # ---- 0. preflight: say what is missing, and how to get it ------------------------------------------
+if [[ -z $prebuilt ]]; then
 missing=()
 command -v nvidia-smi >/dev/null || missing+=("nvidia-smi (the NVIDIA driver): no GPU driver on this machine?")
 nvcc=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
@@ -93,10 +113,29 @@ if ((${#missing[@]})); then
   for m in "${missing[@]}"; do echo "  - $m" >&2; done
   exit 2
 fi
+else
+  command -v nvidia-smi >/dev/null || { say "cannot run: nvidia-smi (the NVIDIA driver) is missing"; exit 2; }
+  nvcc=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
+  # Libraries the bundle's binaries need and this machine lacks on its default path (cuDNN and the
+  # CUDA runtime often live in Python packages, nvidia-*): found once, added to LD_LIBRARY_PATH.
+  libpath="$prebuilt/lib"
+  for exe in "$prebuilt"/bench/* "$prebuilt"/tests/* "$prebuilt"/examples/*; do
+    [[ -f $exe && -x $exe ]] || continue
+    for lib in $(LD_LIBRARY_PATH="$libpath${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" ldd "$exe" 2>/dev/null | awk '/not found/ {print $1}'); do
+      hit=$(find "$prebuilt/lib-fallback" /usr/local/cuda*/lib* /usr/lib/x86_64-linux-gnu /opt /usr/local/lib \
+        -maxdepth 9 -name "$lib" -print -quit 2>/dev/null)
+      if [[ -n $hit ]]; then libpath="$libpath:$(dirname "$hit")"; say "using $hit"
+      else say "warning: $(basename "$exe") needs $lib, found nowhere"; fi
+    done
+  done
+  export LD_LIBRARY_PATH="$libpath${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  cudnn_h="(prebuilt: $(cat "$prebuilt/BUILD_INFO" 2>/dev/null | tr '\n' ' '))"
+  have_doctest=ON
+fi
 mkdir -p "$out"
 : >"$status_file"
-have_doctest=ON
-if ! find_config doctest; then
+if [[ -z $prebuilt ]]; then have_doctest=ON; fi
+if [[ -z $prebuilt ]] && ! find_config doctest; then
   have_doctest=OFF
   say "doctest not found (apt-get install doctest-dev): the gpu tests are skipped, the benchmarks still run"
 fi
@@ -110,13 +149,14 @@ arch="${KILN_REPORT_ARCH:-$(nvidia-smi --query-gpu=compute_cap --format=csv,nohe
   echo "git: $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?') $(git -C "$root" status --porcelain 2>/dev/null | grep -q . && echo '(with uncommitted changes)')"
   echo "cpu: $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n1), $(nproc) CPUs"
   echo "gpu: $(nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader 2>/dev/null | head -n1)"
-  echo "nvcc: $("$nvcc" --version | tail -n 2 | head -n 1)"
+  echo "nvcc: $("$nvcc" --version 2>/dev/null | tail -n 2 | head -n 1)"
   echo "cudnn: $cudnn_h"
-  echo "cmake: $(cmake --version | head -n1)"
+  echo "cmake: $(cmake --version 2>/dev/null | head -n1)"
   echo "arch: $arch"
 } >"$out/machine.txt"
 cat "$out/machine.txt" >&2
 
+if [[ -z $prebuilt ]]; then
 # ---- 1. configure + build -------------------------------------------------------------------------
 RESERVE=300 phase configure 120 "$out/configure.log" \
   cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DKILN_CUDA=ON -DKILN_CUDNN=ON \
@@ -131,8 +171,16 @@ fi
 RESERVE=240 phase build 300 "$out/build.log" cmake --build "$build" -j "$jobs" --target "${targets[@]}"
 
 bin="$build/bench"
+tests_bin="$build/tests/kiln_gpu_tests"
+else
+  record build skipped 0 "prebuilt: $(cat "$prebuilt/BUILD_INFO" 2>/dev/null | head -n 1)"
+  bin="$prebuilt/bench"
+  tests_bin="$prebuilt/tests/kiln_gpu_tests"
+fi
 # ---- 2. the gpu tests -----------------------------------------------------------------------------
-if [[ $have_doctest != ON ]]; then
+if [[ -n $prebuilt ]]; then
+  RESERVE=200 phase "gpu tests (kiln_gpu_tests)" 60 "$out/ctest-gpu.log" "$tests_bin"
+elif [[ $have_doctest != ON ]]; then
   record "ctest -L gpu" skipped 0 "doctest not installed (apt-get install doctest-dev)"
 elif [[ ! -f $build/CTestTestfile.cmake ]]; then
   record "ctest -L gpu" "failed (not configured)" 0 "see configure.log"
@@ -142,7 +190,7 @@ fi
 
 # ---- 3. per-layer benchmarks: ours vs cuDNN fp32 vs cuDNN TF32 ---------------------------------------
 if [[ -x $bin/kiln_bench_gpu ]]; then
-  RESERVE=90 phase "kiln_bench_gpu" 240 "$out/bench_gpu.log" "$bin/kiln_bench_gpu" \
+  RESERVE=90 phase "kiln_bench_gpu" 180 "$out/bench_gpu.log" "$bin/kiln_bench_gpu" \
     --benchmark_min_time="$min_time" --benchmark_out="$out/bench_gpu.json" --benchmark_out_format=json
 else
   record kiln_bench_gpu "failed (not built)" 0 "see build.log"
@@ -172,7 +220,43 @@ else
   record "PyTorch (compare_pytorch.py --device cuda)" skipped 0 "no python3 with a CUDA-enabled torch"
 fi
 
-# ---- 6. the report --------------------------------------------------------------------------------
+# ---- 6. compute-sanitizer over the gpu tests (after the timings: it slows the GPU) -----------------
+sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -n 1)
+if [[ -z $sanitizer ]]; then
+  record "compute-sanitizer" skipped 0 "not installed"
+elif [[ ! -x $tests_bin ]]; then
+  record "compute-sanitizer" skipped 0 "no gpu test binary"
+else
+  # memcheck over every gpu test; the slower checkers over the kernel-case table (small shapes).
+  # The four run side by side: timing is over, and each is bound by its own instrumentation.
+  table='--test-case=gpu: every kernel case*'
+  RESERVE=0 phase "compute-sanitizer memcheck" 75 "$out/sanitizer-memcheck.log" \
+    "$sanitizer" --tool memcheck --leak-check full --error-exitcode 1 "$tests_bin" &
+  for tool in racecheck synccheck initcheck; do
+    RESERVE=0 phase "compute-sanitizer $tool" 75 "$out/sanitizer-$tool.log" \
+      "$sanitizer" --tool "$tool" --error-exitcode 1 "$tests_bin" "$table" &
+  done
+  wait
+  grep -qv $'\t''ok'$'\t' <(grep '^compute-sanitizer' "$status_file") && failed=1
+fi
+
+# ---- 7. a short training run and colorization on the GPU (prebuilt programs, photos installed) -----
+data="${KILN_REPORT_DATA:-$root/data/photos/street}"
+if [[ -n $prebuilt && -x $prebuilt/examples/kiln-train && -d $data/train && -d $data/val ]]; then
+  rm -rf "$out/gpu-train"
+  RESERVE=0 phase "kiln-train --device cuda" 60 "$out/train_gpu.log" "$prebuilt/examples/kiln-train" \
+    --data "$data/train" --val "$data/val" --model base --device cuda --crop 64 --batch 16 \
+    --lr 1e-3 --lr-end-fraction 0.05 --schedule exp --loader-max-side 384 --scales 0.5 0.35 0.25 --val-crops 2 \
+    --epochs 4 --steps-per-epoch 250 --time-budget 40s --samples 4 --out "$out/gpu-train"
+  [[ -f $out/gpu-train/latest.safetensors ]] &&
+    RESERVE=0 phase "kiln-colorize --device cuda" 30 "$out/colorize_gpu.log" "$prebuilt/examples/kiln-colorize" \
+      --checkpoint "$out/gpu-train/latest.safetensors" --device cuda --max-side 192 --compare \
+      --out "$out/gpu-train/colorized" "$data/val"
+else
+  record "kiln-train --device cuda" skipped 0 "needs --prebuilt with examples/ and photos in $data/{train,val}"
+fi
+
+# ---- 8. the report --------------------------------------------------------------------------------
 report_py=python3
 command -v python3 >/dev/null || report_py=/usr/bin/python3
 if "$report_py" "$root/bench/gpu_report.py" "$out" >"$out/gpu-report.md" 2>"$out/report.log"; then

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Builds kiln's GPU binaries on a machine WITHOUT a GPU (nvcc is enough) and gathers them into one
+# folder that bench/gpu_report.sh --prebuilt runs on a GPU machine, so that a short loan of a GPU
+# goes to running, not compiling:
+#
+#   bench/gpu_bundle.sh [DIR]        # default DIR: gpu-bundle (in the repository root, git-ignored)
+#
+# DIR/bench     kiln_bench_gpu, kiln_bench_step_gpu      (per-layer vs cuDNN, whole step)
+# DIR/tests     kiln_gpu_tests                           (the kernel table on the device, vs cuDNN)
+# DIR/examples  kiln-train, kiln-colorize compiled by nvcc (with KILN_BUNDLE_PROGRAMS=1, the default)
+# DIR/lib       shared libraries a CUDA machine may lack (Google Benchmark's)
+# DIR/lib-fallback  the CUDA runtime, used only where the GPU machine has none
+# cuDNN is not bundled (hundreds of MB): gpu_report.sh finds the GPU machine's own (system or the
+# nvidia-cudnn Python package). Host code is built for x86-64-v3 (AVX2), which any recent x86 runs.
+#
+# Environment: KILN_BUNDLE_ARCH (default 90: H100/H200), KILN_BUNDLE_BUILD_DIR (default
+# build/gpu-bundle), KILN_BUNDLE_PROGRAMS (1/0), KILN_BUNDLE_PROGRAMS_BUILD_DIR (default: the
+# build folder + -programs), KILN_BUNDLE_JOBS (default nproc).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+dest=${1:-gpu-bundle}
+arch=${KILN_BUNDLE_ARCH:-90}
+build=${KILN_BUNDLE_BUILD_DIR:-build/gpu-bundle}
+programs=${KILN_BUNDLE_PROGRAMS:-1}
+programs_build=${KILN_BUNDLE_PROGRAMS_BUILD_DIR:-$build-programs}
+jobs=${KILN_BUNDLE_JOBS:-$(nproc)}
+nvcc=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
+[[ -x $nvcc ]] || { echo "gpu_bundle: nvcc not found (put the CUDA toolkit's bin/ on PATH)" >&2; exit 2; }
+
+mkdir -p "$(dirname "$build")"
+common=(-DCMAKE_BUILD_TYPE=Release -DKILN_CUDA=ON -DCMAKE_CUDA_COMPILER="$nvcc"
+  -DKILN_CUDA_ARCHITECTURES="$arch" -DKILN_NATIVE=OFF -DCMAKE_CXX_FLAGS=-march=x86-64-v3)
+cmake -S . -B "$build" "${common[@]}" -DKILN_CUDNN=ON -DKILN_BUILD_TESTS=ON -DKILN_BUILD_EXAMPLES=OFF \
+  -DKILN_BUILD_BENCH=ON >"$build.configure.log" 2>&1 || { cat "$build.configure.log"; exit 1; }
+cmake --build "$build" -j "$jobs" --target kiln_gpu_tests kiln_bench_gpu kiln_bench_step_gpu
+if [[ $programs == 1 ]]; then
+  # The programs in their own tree: KILN_PROGRAMS_CUDA compiles them with nvcc.
+  cmake -S . -B "$programs_build" "${common[@]}" -DKILN_PROGRAMS_CUDA=ON -DKILN_BUILD_TESTS=OFF \
+    -DKILN_BUILD_BENCH=OFF >"$programs_build.configure.log" 2>&1 || { cat "$programs_build.configure.log"; exit 1; }
+  cmake --build "$programs_build" -j "$jobs" --target kiln-train kiln-colorize
+fi
+
+rm -rf "$dest"
+mkdir -p "$dest/bench" "$dest/tests" "$dest/lib" "$dest/lib-fallback"
+cp "$build/bench/kiln_bench_gpu" "$build/bench/kiln_bench_step_gpu" "$dest/bench/"
+cp "$build/tests/kiln_gpu_tests" "$dest/tests/"
+if [[ $programs == 1 ]]; then
+  mkdir -p "$dest/examples"
+  cp "$programs_build/examples/kiln-train" "$programs_build/examples/kiln-colorize" "$dest/examples/"
+fi
+copy_lib() {  # copy_lib NAME-PATTERN DEST: the library the bundle's binaries resolve for NAME-PATTERN
+  local path
+  path=$(ldd "$dest"/bench/* "$dest"/tests/* | awk -v pat="$1" '$1 ~ pat && $3 ~ /^\// {print $3; exit}')
+  [[ -n $path ]] && cp -L "$path" "$2/"
+}
+copy_lib '^libbenchmark' "$dest/lib"
+copy_lib '^libcudart' "$dest/lib-fallback"
+{
+  echo "commit $(git rev-parse --short HEAD)$(git status --porcelain -uno | grep -q . && echo ' (with uncommitted changes)'), sm_$arch, $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo "built on: $(lscpu | sed -n 's/^Model name: *//p' | head -n1), $("$nvcc" --version | tail -n 2 | head -n 1)"
+} >"$dest/BUILD_INFO"
+du -sh "$dest"
+echo "gpu_bundle: $dest is ready; on the GPU machine: bash bench/gpu_report.sh --prebuilt $dest"
