@@ -11,11 +11,15 @@ cmake -S "$src/examples/consumer" -B "$work/sub" -DKILN_SOURCE_DIR="$src" -DCMAK
 cmake --build "$work/sub" -j 2 >/dev/null
 "$work/sub/consumer"
 
-echo "--- find_package after cmake --install"
-cmake -S "$src" -B "$work/kiln" -DKILN_BUILD_TESTS=OFF -DKILN_BUILD_EXAMPLES=OFF -DKILN_BUILD_BENCH=OFF \
-      -DKILN_CUDA=OFF -DCMAKE_INSTALL_PREFIX="$work/prefix" >/dev/null
+echo "--- find_package after cmake --install (every option at its default, nothing built)"
+cmake -S "$src" -B "$work/kiln" -DCMAKE_INSTALL_PREFIX="$work/prefix" >/dev/null
 cmake --install "$work/kiln" >/dev/null
 test -f "$work/prefix/include/kiln/kiln.hpp"
+test -f "$work/prefix/include/kiln/kernels/kiln/gpu/gpu.hpp"
+# Headers under include/kiln/ only: nothing else at the top of include/.
+stray=$(ls -A "$work/prefix/include" | grep -vx kiln || true)
+[ -z "$stray" ] || { echo "consumer: the install put files at the top of include/: $stray" >&2; exit 1; }
+[ ! -e "$work/prefix/bin" ] || { echo "consumer: a plain install installed programs ($(ls "$work/prefix/bin"))" >&2; exit 1; }
 cmake -S "$src/examples/consumer" -B "$work/pkg" -DCMAKE_PREFIX_PATH="$work/prefix" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$work/pkg" -j 2 >/dev/null
 "$work/pkg/consumer"
