@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # kiln's whole test suite, as CI runs it (.ci/run calls exactly this):
 #   1. install missing Debian packages
-#   2. Release build with g++: every test label (gpu tests skip without a GPU)
-#   3. the suite again under AddressSanitizer + UndefinedBehaviorSanitizer (not the build-only tests, label build)
-#   4. the emulated CUDA kernels (emulator in OS-thread mode) and the data loader under ThreadSanitizer
-#   5. every CUDA kernel compiled by nvcc for sm_80 and sm_90 (when nvcc exists)
-#   6. a short libFuzzer run of each fuzz target (clang; docs/reliability.md)
-# Build trees go to build/ci-*; pass --quick to run stage 2 only.
+#   2. the README's main command, scripts/demo.sh --smoke, first, as a fresh clone meets it: every
+#      stage of the demo (install, photos, build, train a few steps, colorize, the picture); its
+#      build folder is the release build's, so the programs are compiled once
+#   3. Release build with g++: every test label (gpu tests skip without a GPU)
+#   4. the suite again under AddressSanitizer + UndefinedBehaviorSanitizer (not the build-only tests, label build)
+#   5. the emulated CUDA kernels (emulator in OS-thread mode) and the data loader under ThreadSanitizer
+#   6. every CUDA kernel compiled by nvcc for sm_80 and sm_90 (when nvcc exists)
+#   7. a short libFuzzer run of each fuzz target (clang; docs/reliability.md)
+# Build trees go to build/ci-*; pass --quick to run stages 1-3 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,10 +27,12 @@ configure() {  # configure DIR [cmake args...]
   cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release -DKILN_CUDA=OFF "$@" >"$dir.configure.log" 2>&1 ||
     { cat "$dir.configure.log"; echo "kiln: configuring $dir failed" >&2; exit 1; }
 }
-mkdir -p build
+stage "the README's main command: bash scripts/demo.sh --smoke"
+KILN_DEMO_BUILD_DIR=build/ci-release KILN_DEMO_OUT=out/demo-smoke bash scripts/demo.sh --smoke
 
+mkdir -p build
 stage "release build"
-configure build/ci-release
+configure build/ci-release -DKILN_BUILD_TESTS=ON -DKILN_BUILD_BENCH=ON -DKILN_BUILD_EXAMPLES=ON
 cmake --build build/ci-release -j "$jobs"
 stage "release tests"
 ctest --test-dir build/ci-release -j "$jobs" --output-on-failure --timeout 900
