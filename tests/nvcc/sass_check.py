@@ -356,7 +356,7 @@ def cell(row, key):
 def print_table(rows: list, markdown: bool, out=None):
     out = out or sys.stdout
     for arch in sorted({r["arch"] for r in rows}, reverse=True):
-        sub = [r for r in rows if r["arch"] == arch]
+        sub = sorted((r for r in rows if r["arch"] == arch), key=lambda r: r["kernel"])
         table = [[h for _, h in COLUMNS]] + [[cell(r, k) for k, _ in COLUMNS] for r in sub]
         if markdown:
             print(f"\n{arch}:\n", file=out)
