@@ -58,7 +58,29 @@ if command -v nvcc >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/nvcc ]; then
   stage "nvcc: every kernel compiled for sm_80 and sm_90"
   export PATH=$PATH:/usr/local/cuda/bin
   configure build/ci-nvcc -DKILN_CUDA=ON -DKILN_CUDNN=ON -DKILN_BUILD_TESTS=OFF -DKILN_BUILD_EXAMPLES=OFF -DKILN_BUILD_BENCH=OFF -DKILN_NVCC_CHECK=ON
-  cmake --build build/ci-nvcc -j "$jobs" --target kiln_nvcc_check
+  cmake --build build/ci-nvcc -j "$jobs" --target kiln_nvcc_check kiln_sass_fixture
+  stage "SASS checks: per-kernel table, thresholds of tests/nvcc/sass_thresholds.json"
+  # cuobjdump + nvdisasm: the toolkit's, else NVIDIA's PyPI packages, installed once under build/
+  # (pip --target: no venv, no system site-packages, so Debian 12's externally-managed Python is fine).
+  sass_tools=build/sass-tools/nvidia/cu13/bin
+  if ! { [ -x /usr/local/cuda/bin/cuobjdump ] && [ -x /usr/local/cuda/bin/nvdisasm ]; } && [ ! -x "$sass_tools/nvdisasm" ]; then
+    python3 -m pip install --disable-pip-version-check --quiet --target build/sass-tools \
+      nvidia-cuda-cuobjdump==13.5.37 nvidia-cuda-nvdisasm==13.5.37 ||
+      python3 -m pip install --disable-pip-version-check --quiet --break-system-packages --target build/sass-tools \
+        nvidia-cuda-cuobjdump==13.5.37 nvidia-cuda-nvdisasm==13.5.37
+  fi
+  sass_dir=$(dirname "$(find build/sass-tools -path '*/bin/nvdisasm' 2>/dev/null | head -1)" 2>/dev/null || true)
+  # The deliberate regressions first: the check must catch each one (and nothing else) ...
+  python3 tests/nvcc/sass_check.py --tools-dir "$sass_dir" --tools-dir "$sass_tools" --kernels 'sass_fixture_*' \
+    --expect sass_fixture_local_array:local_ops --expect sass_fixture_local_array:local_bytes \
+    --expect sass_fixture_generic_load:generic_loads_in_loops --expect sass_fixture_div64:div64_in_loops \
+    --expect sass_fixture_hmma:inst_per_hmma --expect sass_fixture_hmma:generic_loads_in_loops \
+    build/ci-nvcc/kiln_sass_fixture >build/ci-nvcc/sass_fixture.log ||
+    { cat build/ci-nvcc/sass_fixture.log; echo "kiln: the SASS check missed a deliberate regression" >&2; exit 1; }
+  tail -1 build/ci-nvcc/sass_fixture.log
+  # ... then every kernel: the table, the targets not met yet, and a failure on a breached limit.
+  python3 tests/nvcc/sass_check.py --tools-dir "$sass_dir" --tools-dir "$sass_tools" --json build/ci-nvcc/sass.json \
+    build/ci-nvcc/kiln_nvcc_check
 else
   echo "kiln: nvcc not found: skipping the GPU compile check" >&2
 fi

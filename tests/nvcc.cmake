@@ -31,3 +31,10 @@ if(KILN_BUILD_TESTS)
   add_test(NAME gpu.nvcc_check COMMAND kiln_nvcc_check)
   set_tests_properties(gpu.nvcc_check PROPERTIES LABELS gpu)
 endif()
+
+# kiln_sass_fixture: kernels that each break one SASS limit on purpose (spill-like local memory, a
+# generic load in a loop, a 64-bit division in a loop, many instructions per HMMA), so that
+# scripts/test.sh can prove tests/nvcc/sass_check.py catches them. Same architectures, no library.
+add_executable(kiln_sass_fixture ${CMAKE_CURRENT_LIST_DIR}/nvcc/sass_fixture.cu)
+set_target_properties(kiln_sass_fixture PROPERTIES CUDA_ARCHITECTURES "80;90")
+target_compile_options(kiln_sass_fixture PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:--Werror=all-warnings>)
