@@ -26,3 +26,4 @@
 #include "kiln/optim/parameters.hpp"
 #include "kiln/optim/schedule.hpp"
 #include "kiln/optim/sgd.hpp"
+#include "kiln/nn/infer.hpp"

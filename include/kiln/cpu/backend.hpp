@@ -21,6 +21,9 @@ struct Backend<Cpu> {
 
   // ---- Conv2d -------------------------------------------------------------
   static std::size_t conv2d_workspace_floats(const ConvShape& s) { return cpu::conv2d_workspace_floats(s); }
+  static std::size_t conv2d_forward_workspace_floats(const ConvShape& s) {
+    return cpu::conv2d_forward_workspace_floats(s);
+  }
   static void conv2d_forward(const ConvShape& s, const T& x, const T& w, const T& b, T& y, T& workspace) {
     cpu::conv2d_forward(s, x.data(), w.data(), b.empty() ? nullptr : b.data(), y.data(), workspace.data());
   }

@@ -847,6 +847,14 @@ inline std::size_t conv2d_workspace_floats_with(const ConvShape& s, int threads)
                    conv_wgrad_workspace_floats<Cfg>(s, threads)});
 }
 
+// The forward pass alone (an eval plan): neither the transposed pass nor the weight gradient,
+// and only the path conv_implicit_gemm takes (the padded one holds a few rows per thread; the
+// other a padded copy of the input, for images narrower than conv_padded_min_width).
+template <class Cfg>
+inline std::size_t conv2d_forward_workspace_floats_with(const ConvShape& s, int threads) {
+  return conv_use_padded(s) ? conv_padded_workspace_floats<Cfg>(s, threads) : conv_fwd_workspace_floats<Cfg>(s);
+}
+
 }  // namespace impl
 
 // Threads a convolution runs on (the workspace holds one chunk per thread).
@@ -856,6 +864,10 @@ inline int conv2d_threads() { return omp_get_max_threads(); }
 // pixel chunk per thread; shared by forward and backward.
 inline std::size_t conv2d_workspace_floats(const ConvShape& s) {
   return impl::conv2d_workspace_floats_with<simd::DefaultConfig>(s, conv2d_threads());
+}
+// Floats of scratch conv2d_forward needs (a plan for inference asks only for this).
+inline std::size_t conv2d_forward_workspace_floats(const ConvShape& s) {
+  return impl::conv2d_forward_workspace_floats_with<simd::DefaultConfig>(s, conv2d_threads());
 }
 
 // y = conv(x, w) + b (b may be null).

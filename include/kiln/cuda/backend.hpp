@@ -107,6 +107,9 @@ struct Backend<Cuda> {
     return uses_tensor_cores(s) ? static_cast<std::size_t>(kiln::cuda::kernels::igemm::weight_grad_workspace_floats(s)) : 0;
   }
 
+  // The forward kernels use no scratch at all.
+  static std::size_t conv2d_forward_workspace_floats(const ConvShape&) { return 0; }
+
   static void conv2d_forward(const ConvShape& s, const T& x, const T& w, const T& b, T& y, T&) {
     namespace k = kiln::cuda::kernels;
     if (s.n == 0 || s.h == 0 || s.w == 0) return;

@@ -67,6 +67,7 @@ class UNetLevel {
   static constexpr int in_channels = In;
   static constexpr int out_channels = C;
   static constexpr std::size_t parameter_count = Body::parameter_count;
+  using body_type = Body;  // the composition (nn/receptive_field.hpp reads it)
 
   void reset_parameters(Rng& rng) { body_.reset_parameters(rng); }
   void set_input_grad(bool wanted) { body_.set_input_grad(wanted); }
@@ -118,6 +119,7 @@ class UNet {
   static constexpr int size_multiple = 1 << Depth;
   static constexpr std::size_t parameter_count = Body::parameter_count;
   static constexpr std::string_view kind = "UNet";
+  using body_type = Body;  // the composition (nn/receptive_field.hpp reads it)
 
   void reset_parameters(Rng& rng) { body_.reset_parameters(rng); }
   void set_input_grad(bool wanted) { body_.set_input_grad(wanted); }

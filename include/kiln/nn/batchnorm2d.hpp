@@ -67,10 +67,16 @@ class BatchNorm2d {
     args_.n = in.n();
     args_.c = C;
     args_.hw = in.h() * in.w();
-    arena.request(y_, in);
-    arena.request(dx_, in);
+    const auto x = arena.current();
+    arena.output(y_, in);
+    if (arena.training())
+      arena.request(dx_, in);
+    else
+      dx_ = {};  // (not a stale view into a reused block)
+    // Written by the eval forward pass too (with the running statistics); C floats each.
     arena.request(save_mean_, Shape{C});
     arena.request(save_invstd_, Shape{C});
+    arena.release(x);
     return in;
   }
 
@@ -156,6 +162,7 @@ class BatchNorm2d {
   }
   void check_backward(const Tensor<float, Device>& dy) const {
     KILN_CHECK(x_ != nullptr, "BatchNorm2d: backward() called before forward()");
+    KILN_CHECK(!dx_.empty(), "BatchNorm2d: backward() after a plan for Mode::eval (plan for Mode::train to train)");
     KILN_CHECK(dy.shape() == y_.shape(), "BatchNorm2d: gradient of shape ", dy.shape().str(),
                " does not match output ", y_.shape().str());
   }

@@ -27,19 +27,29 @@ class Concat {
                ": cannot concatenate ", a.str(), " and ", b.str(), " along channels (expected [N, ", Ca,
                ", H, W] and [N, ", Cb, ", H, W])");
     const Shape out = Shape::nchw(a.n(), Ca + Cb, a.h(), a.w());
-    arena.request(y_, out);
-    arena.request(da_, a);
-    arena.request(db_, b);
+    a_ = a;
+    b_ = b;
+    const auto av = arena.current();
+    arena.output(y_, out);
+    if (arena.training()) {
+      arena.request(da_, a);
+      arena.request(db_, b);
+    } else {
+      da_ = {};  // (not stale views into a reused block)
+      db_ = {};
+    }
+    arena.release(av);
     return out;
   }
   const Tensor<float, Device>& forward(const Tensor<float, Device>& a, const Tensor<float, Device>& b) {
-    KILN_CHECK(a.shape() == da_.shape() && b.shape() == db_.shape(), "Concat: forward() got ", a.shape().str(),
-               " and ", b.shape().str(), " but was planned for ", da_.shape().str(), " and ", db_.shape().str());
+    KILN_CHECK(a.shape() == a_ && b.shape() == b_, "Concat: forward() got ", a.shape().str(), " and ",
+               b.shape().str(), " but was planned for ", a_.str(), " and ", b_.str());
     Backend<Device>::concat_channels(a, b, y_);
     return y_;
   }
   // Returns {dL/da, dL/db}.
   std::pair<const Tensor<float, Device>&, const Tensor<float, Device>&> backward(const Tensor<float, Device>& dy) {
+    KILN_CHECK(!da_.empty(), "Concat: backward() after a plan for Mode::eval (plan for Mode::train to train)");
     KILN_CHECK(dy.shape() == y_.shape(), "Concat: gradient ", dy.shape().str(), " does not match output ",
                y_.shape().str());
     Backend<Device>::split_channels(dy, da_, db_);
@@ -47,6 +57,7 @@ class Concat {
   }
 
  private:
+  Shape a_, b_;
   Tensor<float, Device> y_, da_, db_;
 };
 

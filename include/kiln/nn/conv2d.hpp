@@ -44,9 +44,17 @@ class Conv2d {
                ": expected an input of shape [N, ", In, ", H, W], got ", in.str());
     shape_ = {in.n(), In, Out, in.h(), in.w(), K};
     const Shape out = Shape::nchw(in.n(), Out, in.h(), in.w());
-    arena.request(y_, out);
-    arena.request(dx_, in);
-    arena.request(workspace_, Shape{static_cast<std::int64_t>(Backend<Device>::conv2d_workspace_floats(shape_)) + 1});
+    const auto x = arena.current();
+    arena.output(y_, out);
+    if (arena.training()) {
+      arena.request(dx_, in);
+      arena.request(workspace_, Shape{static_cast<std::int64_t>(Backend<Device>::conv2d_workspace_floats(shape_)) + 1});
+    } else {
+      dx_ = {};  // (not a stale view into a reused block)
+      arena.scratch(workspace_,
+                    Shape{static_cast<std::int64_t>(Backend<Device>::conv2d_forward_workspace_floats(shape_)) + 1});
+    }
+    arena.release(x);
     return out;
   }
 
@@ -59,6 +67,7 @@ class Conv2d {
 
   const Tensor<float, Device>& backward(const Tensor<float, Device>& dy) {
     KILN_CHECK(x_ != nullptr, "Conv2d: backward() called before forward()");
+    KILN_CHECK(!dx_.empty(), "Conv2d: backward() after a plan for Mode::eval (plan for Mode::train to train)");
     KILN_CHECK(dy.shape() == y_.shape(), "Conv2d: gradient of shape ", dy.shape().str(), " does not match output ",
                y_.shape().str());
     Tensor<float, Device> dx = input_grad_ ? dx_ : Tensor<float, Device>{};

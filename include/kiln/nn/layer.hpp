@@ -22,12 +22,11 @@
 #include <string_view>
 
 #include "kiln/core/arena.hpp"
+#include "kiln/core/mode.hpp"
 #include "kiln/core/random.hpp"
 #include "kiln/core/tensor.hpp"
 
 namespace kiln {
-
-enum class Mode { train, eval };
 
 // A layer that accepts any number of channels (ReLU, pooling) says so with
 // in_channels = any_channels and out_channels = same_channels.

@@ -34,15 +34,23 @@ class MaxPool2d {
                " needs H and W divisible by ", Size, ", got ", in.str());
     args_ = {in.n(), in.c(), in.h(), in.w(), Size};
     const Shape out = Shape::nchw(in.n(), in.c(), in.h() / Size, in.w() / Size);
-    arena.request(y_, out);
-    arena.request(argmax_, out);
-    arena.request(dx_, in);
+    in_ = in;
+    const auto x = arena.current();
+    arena.output(y_, out);
+    if (arena.training()) {
+      arena.request(argmax_, out);
+      arena.request(dx_, in);
+    } else {
+      dx_ = {};                      // (not a stale view into a reused block)
+      arena.scratch(argmax_, out);  // written by forward, read only by backward
+    }
+    arena.release(x);
     return out;
   }
 
   const Tensor<float, Device>& forward(const Tensor<float, Device>& x, Mode) {
-    KILN_CHECK(x.shape() == dx_.shape(), "MaxPool2d: forward() got ", x.shape().str(), " but was planned for ",
-               dx_.shape().str(), " (call plan() for a new shape)");
+    KILN_CHECK(x.shape() == in_, "MaxPool2d: forward() got ", x.shape().str(), " but was planned for ", in_.str(),
+               " (call plan() for a new shape)");
     Backend<Device>::maxpool2d_forward(args_, x, y_, argmax_);
     forwarded_ = true;
     return y_;
@@ -50,6 +58,7 @@ class MaxPool2d {
 
   const Tensor<float, Device>& backward(const Tensor<float, Device>& dy) {
     KILN_CHECK(forwarded_, "MaxPool2d: backward() called before forward()");
+    KILN_CHECK(!dx_.empty(), "MaxPool2d: backward() after a plan for Mode::eval (plan for Mode::train to train)");
     KILN_CHECK(dy.shape() == y_.shape(), "MaxPool2d: gradient ", dy.shape().str(), " does not match output ",
                y_.shape().str());
     Backend<Device>::maxpool2d_backward(args_, argmax_, dy, dx_);
@@ -64,6 +73,7 @@ class MaxPool2d {
 
  private:
   PoolArgs args_{};
+  Shape in_;
   Tensor<float, Device> y_, dx_;
   Tensor<std::int32_t, Device> argmax_;
   bool forwarded_ = false;

@@ -1,7 +1,12 @@
 #pragma once
 // Network<Net>: a composed network plus the arena its step memory comes from.
-// The first forward() for an input shape plans every buffer of forward and
-// backward (one allocation); later steps with that shape allocate nothing.
+// The arena is planned for an input shape and a mode (see Arena):
+//   Mode::train  every buffer of forward and backward, alive throughout;
+//   Mode::eval   forward only, buffers reused once their last reader has run
+//                (no gradients, no saved state): inference in a fraction of the memory.
+// forward() (re)plans when the shape or the mode differs from the plan; later
+// calls with that shape and mode allocate nothing (nor does switching between
+// plans that fit the block already allocated).
 #include <string>
 #include <vector>
 
@@ -19,22 +24,38 @@ class Network {
 
   Network() { net_.set_input_grad(false); }
 
-  // Plans for an input shape (done by forward() when the shape changes).
-  Shape plan(const Shape& input) {
-    arena_.begin();
+  // Plans for an input shape and mode (forward() does this when either changes).
+  Shape plan(const Shape& input, Mode mode = Mode::train) {
+    planned_ = false;  // (a plan that throws leaves none)
+    forwarded_ = false;
+    arena_.begin(mode);
     output_shape_ = net_.plan(input, arena_, "");
     arena_.finalize();
     input_shape_ = input;
+    mode_ = mode;
+    planned_ = true;
     return output_shape_;
   }
 
+  // The returned tensor is a view into the arena: the next forward() or plan()
+  // overwrites it (copy what you keep: kiln::to<Cpu>(y) or to_vector()).
   const Tensor<float, device>& forward(const Tensor<float, device>& x, Mode mode) {
-    if (!(x.shape() == input_shape_)) plan(x.shape());
-    return net_.forward(x, mode);
+    if (!planned_ || !(x.shape() == input_shape_) || mode != mode_) plan(x.shape(), mode);
+    const auto& y = net_.forward(x, mode);
+    forwarded_ = true;
+    return y;
   }
+
+  // Inference: forward(x, Mode::eval) on the eval plan (running statistics in
+  // BatchNorm, no memory for backward). Same lifetime rule for the result.
+  const Tensor<float, device>& infer(const Tensor<float, device>& x) { return forward(x, Mode::eval); }
 
   // dy = dL/d(output). Parameter gradients accumulate; call zero_grad() per step.
   void backward(const Tensor<float, device>& dy) {
+    KILN_CHECK(forwarded_, "Network::backward: no forward() since the last plan: call forward(x, Mode::train) first");
+    KILN_CHECK(mode_ == Mode::train,
+               "Network::backward: the last forward() was planned for Mode::eval (inference: no gradient buffers); "
+               "call forward(x, Mode::train) before backward()");
     KILN_CHECK(dy.shape() == output_shape_, "Network::backward: the gradient has shape ", dy.shape().str(),
                " but the output has shape ", output_shape_.str());
     net_.backward(dy);
@@ -61,11 +82,16 @@ class Network {
   const Arena<device>& arena() const { return arena_; }
   const Shape& input_shape() const { return input_shape_; }
   const Shape& output_shape() const { return output_shape_; }
+  // The mode of the current plan (meaningful once planned()).
+  Mode planned_mode() const { return mode_; }
+  bool planned() const { return planned_; }
 
  private:
   Net net_;
   Arena<device> arena_;
   Shape input_shape_, output_shape_;
+  Mode mode_ = Mode::train;
+  bool planned_ = false, forwarded_ = false;
   std::vector<Tensor<float, device>*> grads_;
 };
 

@@ -22,8 +22,13 @@ class ReLU {
 
   Shape plan(const Shape& in, Arena<Device>& arena, std::string_view path) {
     KILN_CHECK(in.rank() == 4, detail::where(kind, path), ": expected an NCHW input, got ", in.str());
-    arena.request(y_, in);
-    arena.request(dx_, in);
+    const auto x = arena.current();
+    arena.output(y_, in);
+    if (arena.training())
+      arena.request(dx_, in);
+    else
+      dx_ = {};  // (not a stale view into a reused block)
+    arena.release(x);
     return in;
   }
   const Tensor<float, Device>& forward(const Tensor<float, Device>& x, Mode) {
@@ -33,6 +38,7 @@ class ReLU {
     return y_;
   }
   const Tensor<float, Device>& backward(const Tensor<float, Device>& dy) {
+    KILN_CHECK(!dx_.empty(), "ReLU: backward() after a plan for Mode::eval (plan for Mode::train to train)");
     KILN_CHECK(dy.shape() == y_.shape(), "ReLU: gradient ", dy.shape().str(), " does not match output ",
                y_.shape().str());
     Backend<Device>::relu_backward(y_, dy, dx_);

@@ -143,15 +143,28 @@ class Sequential {
  private:
 
   template <std::size_t I>
+  using layer_t = std::tuple_element_t<I, std::tuple<Layers...>>;
+
+  template <std::size_t I>
   Shape plan_from(const Shape& in, Arena<device>& arena, std::string_view path) {
-    Shape out = std::get<I>(layers_).plan(in, arena, join_name(path, child_name<I>()));
-    if constexpr (I + 1 < sizeof...(Layers))
-      return plan_from<I + 1>(out, arena, path);
+    Shape out;
+    if constexpr (fused_at<I>()) {
+      // The fused pass reads layer I's input while writing layer I + 1's output, so
+      // in an eval plan the input must outlive the pair (not only layer I).
+      const auto x = arena.current();
+      arena.retain(x);
+      out = std::get<I>(layers_).plan(in, arena, join_name(path, child_name<I>()));
+      out = std::get<I + 1>(layers_).plan(out, arena, join_name(path, child_name<I + 1>()));
+      arena.release(x);
+    } else {
+      out = std::get<I>(layers_).plan(in, arena, join_name(path, child_name<I>()));
+    }
+    constexpr std::size_t next = fused_at<I>() ? I + 2 : I + 1;
+    if constexpr (next < sizeof...(Layers))
+      return plan_from<next>(out, arena, path);
     else
       return out;
   }
-  template <std::size_t I>
-  using layer_t = std::tuple_element_t<I, std::tuple<Layers...>>;
 
   // Layers I and I + 1 run as one fused operation (see detail::FusedWithNext).
   template <std::size_t I>

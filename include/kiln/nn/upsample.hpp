@@ -38,14 +38,20 @@ class Upsample {
                ": expected an NCHW input, got ", in.str());
     args_ = {in.n(), in.c(), in.h(), in.w(), Scale};
     const Shape out = Shape::nchw(in.n(), in.c(), in.h() * Scale, in.w() * Scale);
-    arena.request(y_, out);
-    arena.request(dx_, in);
+    in_ = in;
+    const auto x = arena.current();
+    arena.output(y_, out);
+    if (arena.training())
+      arena.request(dx_, in);
+    else
+      dx_ = {};  // (not a stale view into a reused block)
+    arena.release(x);
     return out;
   }
 
   const Tensor<float, Device>& forward(const Tensor<float, Device>& x, Mode) {
-    KILN_CHECK(x.shape() == dx_.shape(), "Upsample: forward() got ", x.shape().str(), " but was planned for ",
-               dx_.shape().str(), " (call plan() for a new shape)");
+    KILN_CHECK(x.shape() == in_, "Upsample: forward() got ", x.shape().str(), " but was planned for ", in_.str(),
+               " (call plan() for a new shape)");
     if constexpr (M == UpsampleMode::nearest)
       Backend<Device>::upsample_nearest_forward(args_, x, y_);
     else
@@ -54,6 +60,7 @@ class Upsample {
   }
 
   const Tensor<float, Device>& backward(const Tensor<float, Device>& dy) {
+    KILN_CHECK(!dx_.empty(), "Upsample: backward() after a plan for Mode::eval (plan for Mode::train to train)");
     KILN_CHECK(dy.shape() == y_.shape(), "Upsample: gradient ", dy.shape().str(), " does not match output ",
                y_.shape().str());
     if constexpr (M == UpsampleMode::nearest)
@@ -68,6 +75,7 @@ class Upsample {
 
  private:
   UpsampleArgs args_{};
+  Shape in_;
   Tensor<float, Device> y_, dx_;
 };
 
