@@ -24,6 +24,7 @@
 
 #include "../common/checkpoint_model.hpp"
 #include "../common/cli.hpp"
+#include "../common/image_complete.hpp"
 #include "../common/infer.hpp"
 #include "../common/memory_budget.hpp"
 #include "../common/options.hpp"
@@ -253,6 +254,8 @@ int colorize_all(const Options& o, kp::DeviceKind device) {
     try {
       const std::vector<std::byte> bytes = io::read_file(job.input, "image", std::uint64_t(INT_MAX));
       check_image_memory(*net, budget, job.input, io::read_image_header(bytes, job.input), bytes.size(), how, o.compare);
+      if (const std::string problem = kp::incomplete_image_problem(bytes); !problem.empty())
+        kp::print_warning(kProgram, job.input.string() + ": " + problem);
       const io::Image original = io::decode_image(bytes, job.input);
       const kp::Colorized r = kp::colorize(*net, original, how);
       const fs::path target = fs::path(o.out) / (job.name + ".png");
