@@ -90,7 +90,8 @@ int run(int argc, char** argv) {
                  "CUDA, very slow: for testing only)")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   app.add_option("--threads", c.threads, "CPU threads (0: OpenMP's default, all cores)")->check(kp::integer_in(0, 4096));
-  app.add_option("--seed", c.seed, "Seed for initial weights, validation split, crops and their order");
+  app.add_option("--seed", c.seed, "Seed for initial weights, validation split, crops and their order")
+      ->check(kp::integer_in(0, 1.8e19));
   app.add_option("--out", c.out, "Output folder")->type_name("DIR");
   std::string resume;
   auto* resume_opt = app.add_option("--resume", resume,

@@ -65,6 +65,16 @@ expect_err "kiln-colorize: error: empty: the folder holds no images"
 expect_rc 1 "$TRAIN" --data empty --val "$PHOTOS" --crop 32 --out o
 expect_err "kiln-train: error: empty: the folder holds no images"
 
+note "a PNG cut inside its last chunk's header: 'truncated', not stb's empty reason '(stb_image: )'"
+"$TOOL" make-image 40 30 whole.png && head -c $(($(stat -c %s whole.png) - 9)) whole.png >cutpng.png
+expect_rc 1 "$COLORIZE" --checkpoint $CK --out o10 cutpng.png
+expect_err "kiln-colorize: error: cutpng.png: cannot decode image: the file ends before its IEND chunk"
+grep -q "stb_image: )" last.err && { show; fail "an empty stb_image reason"; }
+
+note "a seed that is not a whole number"
+expect_rc 2 "$TRAIN" --data "$PHOTOS" --seed -1 --out o
+expect_err "--seed: '-1' is out of range"
+
 note "a bad --max-memory"
 expect_rc 2 "$COLORIZE" --checkpoint $CK --max-memory 12 pic.png
 expect_err "--max-memory: '12' has no unit"
