@@ -210,11 +210,12 @@ int run(int argc, char** argv) {
     // A finished run has nothing left to train: say so, instead of a summary that compares the
     // old run's best score with this data's baseline.
     const auto epoch_it = metadata.find("kiln.train.epoch"), in_it = metadata.find("kiln.train.step_in_epoch");
-    if (epoch_it != metadata.end() && in_it != metadata.end() && in_it->second == "0") {
-      const long long done = std::atoll(epoch_it->second.c_str());
+    if (epoch_it != metadata.end() && in_it != metadata.end()) {
+      const long long done = std::atoll(epoch_it->second.c_str()), in_epoch = std::atoll(in_it->second.c_str());
       if (done >= c.epochs) {
         const auto step_it = metadata.find("kiln.train.step");
-        const std::string steps = step_it == metadata.end() ? "" : " (global step " + step_it->second + ")";
+        std::string steps = step_it == metadata.end() ? "" : " (global step " + step_it->second + ")";
+        if (in_epoch > 0) steps += " and " + std::to_string(in_epoch) + " steps of the next";
         std::printf("kiln-train: %s: the run is already finished: it trained %lld of %d epochs%s; nothing to train. "
                     "To train it longer, resume with --epochs N (more than %lld)\n",
                     req.resume.c_str(), done, c.epochs, steps.c_str(), done);

@@ -400,14 +400,18 @@ inline nlohmann::json schedule_json(const TrainConfig& c) {
 // ---------------------------------------------------------------------------------- the run
 
 // A save killed mid-write (SIGKILL, power cut) leaves its temporary "<file>.tmp.<pid>" behind
-// (atomic_file.hpp); the file itself is intact. Removes those of processes that no longer run.
-inline int remove_stale_temporaries(const fs::path& out) {
+// (atomic_file.hpp); the file itself is intact. Removes those of processes that no longer run,
+// and only temporaries of the run's own files: "notes.tmp.123" is the user's.
+inline int remove_stale_temporaries(const fs::path& out, const std::vector<fs::path>& run_files) {
   int removed = 0;
   std::error_code ec;
   for (const fs::directory_entry& e : fs::directory_iterator(out, ec)) {
     const std::string name = e.path().filename().string();
     const auto at = name.rfind(".tmp.");
     if (at == std::string::npos || at == 0 || !e.is_regular_file(ec)) continue;
+    bool ours = false;
+    for (const fs::path& f : run_files) ours = ours || name.substr(0, at) == f.filename().string();
+    if (!ours) continue;
     const std::string digits = name.substr(at + 5);
     if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos || digits.size() > 9) continue;
     const pid_t pid = pid_t(std::stol(digits));
@@ -500,7 +504,7 @@ int train(RunRequest req) {
   std::error_code ec;
   fs::create_directories(out, ec);
   if (ec) throw ProgramError(out.string(), "cannot create the output folder (" + ec.message() + ")");
-  const int stale = remove_stale_temporaries(out);
+  const int stale = remove_stale_temporaries(out, run_files);
   // --overwrite: the earlier run's files go now (the data is good), so none of them is left
   // to be mistaken for this run's (a best.safetensors from the old run, say).
   if (req.resume.empty() && req.overwrite)

@@ -61,6 +61,19 @@ expect_out "the run is already finished: it trained 1 of 1 epochs"
 expect_out "--epochs"
 grep -q "summary" last.out && { show; fail "a finished run printed a summary comparing old scores with a new baseline"; }
 cmp -s done/latest.safetensors done-copy.safetensors || fail "resuming a finished run changed its checkpoint"
+note "... also when it stopped a step into an epoch that --epochs now leaves out"
+expect_rc 0 "$TRAIN" "${TINY[@]}" --stop-at-step 4 --out past
+cp past/latest.safetensors past-copy.safetensors
+expect_rc 0 "$TRAIN" --resume --out past --epochs 1
+expect_out "the run is already finished: it trained 1 of 1 epochs (global step 4) and 1 steps of the next"
+cmp -s past/latest.safetensors past-copy.safetensors || fail "resuming a finished run changed its checkpoint"
+
+note "a resumed run removes its own stale temporaries, never a user's file named like one"
+expect_rc 0 "$TRAIN" "${TINY[@]}" --epochs 2 --stop-at-step 1 --out tmps
+echo "mine" >tmps/notes.tmp.999999999 && echo "stale" >tmps/latest.safetensors.tmp.999999999
+expect_rc 0 "$TRAIN" --resume --out tmps --stop-at-step 2
+[[ -e tmps/notes.tmp.999999999 ]] || fail "the user's tmps/notes.tmp.999999999 was deleted"
+[[ ! -e tmps/latest.safetensors.tmp.999999999 ]] || fail "a stale temporary of latest.safetensors was left"
 
 note "a NaN stop names only a checkpoint that exists (resumed from a file outside --out)"
 expect_rc 0 "$TRAIN" "${TINY[@]}" --stop-at-step 2 --out first

@@ -128,7 +128,8 @@ TEST_CASE("images cut short: every truncation of a BMP and a JPEG is found, the 
 TEST_CASE("a PNG cut short is refused as truncated, never with stb's empty or partial reason") {
   const std::vector<std::byte> png = encoded(false);
   CHECK_NOTHROW(kiln::io::decode_image(png, "full.png"));
-  for (std::size_t n = 33; n < png.size(); ++n) {
+  // Up to the IEND chunk's type; a file missing only IEND's CRC has every pixel and decodes.
+  for (std::size_t n = 33; n < png.size() - 4; ++n) {
     try {
       (void)kiln::io::decode_image(std::span(png.data(), n), "cut.png");
       FAIL("a PNG cut at ", n, " of ", png.size(), " bytes decoded");
