@@ -187,7 +187,8 @@ void check_image_memory(kiln::Network<Net>& net, const kp::MemoryBudget& budget,
   std::vector<kp::MemoryPart> need{{"", infer_bytes(how, iw, ih)},
                                    {"the " + std::to_string(header.width) + "x" + std::to_string(header.height) +
                                         " image at full resolution",
-                                    pixels * per_pixel + file_bytes}};
+                                    pixels * per_pixel + file_bytes},
+                                   kp::program_allowance()};
   need[0].what = "the network at " + std::to_string(iw) + "x" + std::to_string(ih);
   if (kp::total_bytes(need) <= budget.bytes) return;
   // Advice: the largest --max-side (halving) that fits, if any.
@@ -197,7 +198,7 @@ void check_image_memory(kiln::Network<Net>& net, const kp::MemoryBudget& budget,
     kp::InferSize smaller;
     smaller.max_side = side;
     int sw = 0, sh = 0;
-    if (infer_bytes(smaller, sw, sh) + need[1].bytes <= budget.bytes) {
+    if (infer_bytes(smaller, sw, sh) + need[1].bytes + need[2].bytes <= budget.bytes) {
       advice = "infer on a smaller copy with --max-side " + std::to_string(side) + " (or less)";
       break;
     }
@@ -208,7 +209,7 @@ void check_image_memory(kiln::Network<Net>& net, const kp::MemoryBudget& budget,
   if (threads > 1) {
     omp_set_num_threads(1);
     int w1 = 0, h1 = 0;
-    const std::uint64_t one = infer_bytes(how, w1, h1) + need[1].bytes;
+    const std::uint64_t one = infer_bytes(how, w1, h1) + need[1].bytes + need[2].bytes;
     omp_set_num_threads(threads);
     (void)infer_bytes(how, w1, h1);  // re-plan the dry run's layers for the real thread count
     with_one = "fewer --threads (now " + std::to_string(threads) + "; with --threads 1 it needs about " +

@@ -465,7 +465,8 @@ void check_training_memory(const TrainConfig& c, const DataSets& data, const Mem
                 {"parameters, gradients and optimizer state", params},
                 {"the loader's cache of " + std::to_string(data.sizes.size()) + " images", cache},
                 {"the validation crops", val_crops},
-                {"the largest image, decoded", largest}},
+                {"the largest image, decoded", largest},
+                program_allowance()},
                "use a smaller --batch or --crop, fewer --threads, a smaller --loader-max-side, or allow more with "
                "--max-memory");
 }

@@ -7,12 +7,12 @@ expect_rc 0 "$TRAIN" "${TINY[@]}" --epochs 1 --out model
 CK=model/latest.safetensors
 
 note "kiln-colorize over its budget: refused before inferring, with a --max-side that fits"
-expect_rc 1 "$COLORIZE" --checkpoint $CK --out c1 --threads 1 --max-memory 20M pic.png
-expect_err "kiln-colorize: error: pic.png: colorizing it needs about .* (the network at 160x120: .*), over the memory budget of 20 MiB (--max-memory 20M): infer on a smaller copy with --max-side [0-9]"
+expect_rc 1 "$COLORIZE" --checkpoint $CK --out c1 --threads 1 --max-memory 100M pic.png
+expect_err "kiln-colorize: error: pic.png: colorizing it needs about .* (the network at 160x120: .*), over the memory budget of 100 MiB (--max-memory 100M): infer on a smaller copy with --max-side [0-9]"
 [[ ! -e c1/pic.png ]] || fail "an image refused for memory was written"
 note "... the suggested --max-side runs"
 side=$(sed -n 's/.*--max-side \([0-9]*\).*/\1/p' last.err)
-expect_rc 0 "$COLORIZE" --checkpoint $CK --out c1 --threads 1 --max-memory 20M --max-side "$side" pic.png
+expect_rc 0 "$COLORIZE" --checkpoint $CK --out c1 --threads 1 --max-memory 100M --max-side "$side" pic.png
 
 note "too many threads: the message says what one thread would need"
 expect_rc 1 "$COLORIZE" --checkpoint $CK --out c2 --threads 4096 --max-memory 1G pic.png
