@@ -4,9 +4,11 @@
 add_executable(kiln_programs_testtool ${CMAKE_CURRENT_SOURCE_DIR}/programs/testtool.cpp)
 target_link_libraries(kiln_programs_testtool PRIVATE kiln::kiln kiln_warnings)
 
-# kill: SIGKILL at random moments (crash safety); nan_guard: the numerical guards; full_disk: a
+# kill: SIGKILL at random moments (crash safety); nan_guard: the numerical guards; outputs: no user
+# file replaced, closing messages true; decode: images fully decoded before training; options:
+# numbers and messages; memory: the memory budget; full_disk: a
 # save on a full tmpfs (skips, exit 77, without mount rights).
-foreach(_name help train resume colorize bad_inputs interrupt kill nan_guard full_disk)
+foreach(_name help train resume colorize bad_inputs interrupt kill nan_guard full_disk outputs decode options memory)
   add_test(NAME programs.${_name}
            COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/programs/${_name}.sh
                    $<TARGET_FILE:kiln-train> $<TARGET_FILE:kiln-colorize> $<TARGET_FILE:kiln_programs_testtool>

@@ -6,6 +6,7 @@
 #include <kiln/io/dataset.hpp>
 #include <kiln/io/image.hpp>
 #include <kiln/io/lab_tensor.hpp>
+#include <kiln/io/read_file.hpp>
 #include <kiln/train/metrics.hpp>
 #include <nlohmann/json.hpp>
 #include <omp.h>
@@ -17,12 +18,17 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "../common/checkpoint_model.hpp"
 #include "../common/cli.hpp"
+#include "../common/image_complete.hpp"
 #include "../common/infer.hpp"
+#include "../common/memory_budget.hpp"
+#include "../common/options.hpp"
+#include "../common/paths.hpp"
 
 namespace kp = kiln::programs;
 namespace fs = std::filesystem;
@@ -42,6 +48,8 @@ struct Options {
   bool compare = false;
   std::string device = "auto";
   int threads = 0;
+  bool overwrite = false;
+  std::string max_memory;  // "" = the default budget
 };
 
 struct Job {
@@ -49,16 +57,20 @@ struct Job {
   std::string name;  // output stem
 };
 
-// Expands folders (recursively, sorted) and gives every image a unique output name.
-std::vector<Job> expand_inputs(const std::vector<std::string>& inputs, bool& failed) {
+// Expands folders (recursively, sorted) and gives every image a unique output name: no two
+// outputs share a file name, <name>_compare.png included (an input called x_compare.png next
+// to x.png would otherwise get the same output as x.png's comparison).
+std::vector<Job> expand_inputs(const std::vector<std::string>& inputs, bool compare, bool& failed) {
   std::vector<Job> jobs;
-  std::map<std::string, int> used;
+  std::set<std::string> used;  // output file names
   auto add = [&](const fs::path& file) {
     std::string stem = file.stem().string();
     if (stem.empty()) stem = "image";
     std::string name = stem;
-    for (int k = 2; used.count(name); ++k) name = stem + "_" + std::to_string(k);
-    used[name] = 1;
+    auto taken = [&](const std::string& n) { return used.count(n + ".png") || (compare && used.count(n + "_compare.png")); };
+    for (int k = 2; taken(name); ++k) name = stem + "_" + std::to_string(k);
+    used.insert(name + ".png");
+    if (compare) used.insert(name + "_compare.png");
     jobs.push_back({file, name});
   };
   for (const std::string& in : inputs) {
@@ -70,11 +82,16 @@ std::vector<Job> expand_inputs(const std::vector<std::string>& inputs, bool& fai
         if (!d.skipped().empty()) failed = true;
         for (const fs::path& f : d.files()) add(f);
       } catch (const std::exception& e) {
-        kp::print_error(kProgram, kp::file_error(in, e).what());
+        const std::string what = e.what();
+        // The io message ends "... found under '<folder>'": said with the folder first instead.
+        if (what.rfind("no images", 0) == 0)
+          kp::print_error(kProgram, in + ": the folder holds no images (png, jpg, jpeg, bmp or tga; searched recursively)");
+        else
+          kp::print_error(kProgram, kp::file_error(in, e).what());
         failed = true;
       }
-    } else if (!fs::exists(in, ec)) {
-      kp::print_error(kProgram, in + ": no such file or folder");
+    } else if (const std::string why = kp::missing_reason(in); !why.empty()) {
+      kp::print_error(kProgram, in + ": " + why);
       failed = true;
     } else {
       add(in);
@@ -120,6 +137,90 @@ std::string training_summary(const std::map<std::string, std::string>& m) {
   return s;
 }
 
+// Before anything is written: no output may replace an input (not even with --overwrite), and
+// none may replace an existing file without --overwrite. Refuses the whole run, so nothing is
+// half done.
+void check_outputs(const Options& o, const std::vector<Job>& jobs) {
+  std::vector<fs::path> inputs;
+  for (const Job& j : jobs) inputs.push_back(j.input);
+  std::vector<fs::path> existing;
+  for (const Job& j : jobs) {
+    std::vector<fs::path> targets{fs::path(o.out) / (j.name + ".png")};
+    if (o.compare) targets.push_back(fs::path(o.out) / (j.name + "_compare.png"));
+    for (const fs::path& t : targets) {
+      for (const fs::path& in : inputs)
+        if (kp::is_same_file(t, in) || kp::resolved(t) == kp::resolved(in))
+          throw kp::ProgramError(t.string(), "is one of the input images, and the output for " + j.input.string() +
+                                                 " would replace it: choose another --out folder");
+      std::error_code ec;
+      if (fs::exists(fs::symlink_status(t, ec))) existing.push_back(t);
+    }
+  }
+  if (!existing.empty() && !o.overwrite) {
+    const std::string more = existing.size() > 1 ? " (and " + std::to_string(existing.size() - 1) + " more outputs)" : "";
+    throw kp::ProgramError(existing.front().string(), "already exists" + more +
+                                                          ": give --overwrite to replace it, or choose another --out "
+                                                          "folder; nothing was written");
+  }
+}
+
+// The memory one image needs, checked against the budget before it is decoded: the decoded
+// file and the full-resolution planes (grey, L, ab, colour; with --compare the truth, the
+// baseline and the side-by-side picture), and the network's arena at the inference size.
+template <class Net>
+void check_image_memory(kiln::Network<Net>& net, const kp::MemoryBudget& budget, const fs::path& file,
+                        const io::ImageHeader& header, std::size_t file_bytes, const kp::InferSize& how, bool compare) {
+  if (budget.bytes == 0) return;
+  const std::uint64_t pixels = std::uint64_t(header.width) * std::uint64_t(header.height);
+  // Per full-resolution pixel: stb's 8/16-bit decode and its floats (2 + 4 bytes a channel),
+  // grey 4, L 4, ab 8, colour 12, the PNG written 3; --compare: truth 12, L 4, ab 8, zero 8,
+  // baseline colour 12, three panels side by side 36, their PNG 9.
+  const std::uint64_t per_pixel = std::uint64_t(6 * std::max(header.channels, 1)) + 31 + (compare ? 89 : 0);
+  auto infer_bytes = [&](const kp::InferSize& h, int& iw, int& ih) {
+    kp::inference_size(header.width, header.height, h, iw, ih);
+    const int m = Net::size_multiple;
+    const std::int64_t hp = (ih + m - 1) / m * m, wp = (iw + m - 1) / m * m;
+    // The arena, plus the small copies around it (resized grey, L, padded L, ab twice): 28 bytes a pixel.
+    return kp::arena_bytes(net, kiln::Shape::nchw(1, 1, hp, wp)) + std::uint64_t(hp * wp) * 28;
+  };
+  int iw = 0, ih = 0;
+  std::vector<kp::MemoryPart> need{{"", infer_bytes(how, iw, ih)},
+                                   {"the " + std::to_string(header.width) + "x" + std::to_string(header.height) +
+                                        " image at full resolution",
+                                    pixels * per_pixel + file_bytes},
+                                   kp::program_allowance()};
+  need[0].what = "the network at " + std::to_string(iw) + "x" + std::to_string(ih);
+  if (kp::total_bytes(need) <= budget.bytes) return;
+  // Advice: the largest --max-side (halving) that fits, if any.
+  std::string advice;
+  const int long_side = std::max(iw, ih);
+  for (int side = long_side / 2; side >= 16; side /= 2) {
+    kp::InferSize smaller;
+    smaller.max_side = side;
+    int sw = 0, sh = 0;
+    if (infer_bytes(smaller, sw, sh) + need[1].bytes + need[2].bytes <= budget.bytes) {
+      advice = "infer on a smaller copy with --max-side " + std::to_string(side) + " (or less)";
+      break;
+    }
+  }
+  // Each thread adds a workspace to every convolution: what one thread would need.
+  const int threads = omp_get_max_threads();
+  std::string with_one;
+  if (threads > 1) {
+    omp_set_num_threads(1);
+    int w1 = 0, h1 = 0;
+    const std::uint64_t one = infer_bytes(how, w1, h1) + need[1].bytes + need[2].bytes;
+    omp_set_num_threads(threads);
+    (void)infer_bytes(how, w1, h1);  // re-plan the dry run's layers for the real thread count
+    with_one = "fewer --threads (now " + std::to_string(threads) + "; with --threads 1 it needs about " +
+               kp::format_bytes(one) + ")";
+  }
+  if (advice.empty()) advice = "no --max-side brings it within the budget";
+  if (!with_one.empty()) advice += ", use " + with_one;
+  advice += ", or allow more with --max-memory";
+  kp::check_memory(budget, file.string(), "colorizing it", need, advice);
+}
+
 template <class Model>
 int colorize_all(const Options& o, kp::DeviceKind device) {
   using Net = kiln::Network<Model>;
@@ -136,10 +237,12 @@ int colorize_all(const Options& o, kp::DeviceKind device) {
   std::fflush(stdout);
 
   bool failed = false;
-  const std::vector<Job> jobs = expand_inputs(o.inputs, failed);
+  const std::vector<Job> jobs = expand_inputs(o.inputs, o.compare, failed);
+  check_outputs(o, jobs);
   std::error_code ec;
   fs::create_directories(o.out, ec);
   if (ec) throw kp::ProgramError(o.out, "cannot create the output folder (" + ec.message() + ")");
+  const kp::MemoryBudget budget = kp::make_memory_budget(o.max_memory);
 
   kp::InferSize how;
   how.max_side = o.max_side;
@@ -150,7 +253,11 @@ int colorize_all(const Options& o, kp::DeviceKind device) {
   for (const Job& job : jobs) {
     const auto t0 = std::chrono::steady_clock::now();
     try {
-      const io::Image original = io::load_image(job.input);
+      const std::vector<std::byte> bytes = io::read_file(job.input, "image", std::uint64_t(INT_MAX));
+      check_image_memory(*net, budget, job.input, io::read_image_header(bytes, job.input), bytes.size(), how, o.compare);
+      if (const std::string problem = kp::incomplete_image_problem(bytes); !problem.empty())
+        kp::print_warning(kProgram, job.input.string() + ": " + problem);
+      const io::Image original = io::decode_image(bytes, job.input);
       const kp::Colorized r = kp::colorize(*net, original, how);
       const fs::path target = fs::path(o.out) / (job.name + ".png");
       io::save_png(target, r.colour);
@@ -219,10 +326,10 @@ int run(int argc, char** argv) {
   app.add_option("--out", o.out, "Output folder")->type_name("DIR");
   auto* max_side = app.add_option("--max-side", o.max_side,
                                   "Infer on a copy at most this long (ab is upsampled to full size; 0: full size)")
-                       ->check(CLI::Range(0, 1 << 16));
+                       ->check(kp::integer_in(0, 1 << 16));
   auto* size = app.add_option("--size", o.size, "Infer on a copy whose long side is exactly N pixels")
-                   ->check(CLI::Range(16, 1 << 16));
-  auto* scale = app.add_option("--scale", o.scale, "Infer on a copy scaled by F")->check(CLI::Range(0.01, 16.0));
+                   ->check(kp::integer_in(16, 1 << 16));
+  auto* scale = app.add_option("--scale", o.scale, "Infer on a copy scaled by F")->check(kp::number_in(0.01, 16.0));
   size->excludes(scale)->excludes(max_side);
   scale->excludes(max_side);
   app.add_flag("--compare", o.compare,
@@ -232,7 +339,13 @@ int run(int argc, char** argv) {
                  "auto (cuda when a GPU is present, else cpu), cpu, or cuda (without a GPU: kiln's CPU emulator of "
                  "CUDA, very slow)")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
-  app.add_option("--threads", o.threads, "CPU threads (0: all cores)")->check(CLI::Range(0, 4096));
+  app.add_option("--threads", o.threads, "CPU threads (0: all cores)")->check(kp::integer_in(0, 4096));
+  app.add_flag("--overwrite", o.overwrite,
+               "Replace output files that already exist in --out (an input image is never replaced)");
+  app.add_option("--max-memory", o.max_memory,
+                 "Memory budget, checked before each image is decoded and inferred (e.g. 4G, 512M; none: no check; "
+                 "default 3/4 of the machine's memory)")
+      ->type_name("SIZE");
   app.add_option("inputs", o.inputs, "Image files or folders (searched recursively)")->required()->type_name("INPUT...");
 
   try {
@@ -240,12 +353,18 @@ int run(int argc, char** argv) {
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    kp::print_error(kProgram, e.what());
+    kp::print_error(kProgram, kp::parse_error_text(e, argc, argv));
     std::fprintf(stderr, "Run kiln-colorize --help for the options.\n");
     return kp::exit_usage;
   }
+  try {
+    (void)kp::make_memory_budget(o.max_memory);
+  } catch (const std::exception& e) {
+    throw kp::usage_error("--max-memory", e.what());
+  }
   if (o.threads > 0) omp_set_num_threads(o.threads);
-  if (!fs::exists(o.checkpoint)) throw kp::ProgramError(o.checkpoint, "the checkpoint does not exist");
+  if (const std::string why = kp::missing_reason(o.checkpoint); !why.empty())
+    throw kp::ProgramError(o.checkpoint, "the checkpoint " + why);
   kp::CheckpointModel m;
   try {
     m = kp::checkpoint_model(o.checkpoint);
@@ -273,7 +392,7 @@ int main(int argc, char** argv) {
     return kp::exit_error;
   } catch (const std::exception& e) {
     std::fflush(stdout);
-    kp::print_error(kProgram, e.what());
+    kp::print_error(kProgram, kp::message_of(e));
     return kp::exit_error;
   }
 }

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -60,10 +61,22 @@ inline std::string first_quoted(const std::string& message) {
   return message.substr(a + 1, b - a - 1);
 }
 
+// A failed allocation in words ("std::bad_alloc" says nothing to a user). The memory budget
+// (memory_budget.hpp) should refuse first; this is what is left when an estimate fell short.
+inline constexpr const char* out_of_memory_text =
+    "ran out of memory (an allocation failed although the memory budget allowed it): give a smaller --max-memory "
+    "so the budget refuses earlier and says which option to lower, or use fewer --threads";
+
+// The message of `e`, in a sentence even for std::bad_alloc.
+inline std::string message_of(const std::exception& e) {
+  if (dynamic_cast<const std::bad_alloc*>(&e)) return out_of_memory_text;
+  return e.what();
+}
+
 // Wraps any exception thrown while working on `file` into a ProgramError naming it.
 inline ProgramError file_error(const std::filesystem::path& file, const std::exception& e) {
   if (auto* p = dynamic_cast<const ProgramError*>(&e)) return *p;
-  return ProgramError(file.string(), without_quoted(e.what(), file.string()));
+  return ProgramError(file.string(), without_quoted(message_of(e), file.string()));
 }
 
 inline void print_error(std::string_view program, const std::string& message) {

@@ -5,11 +5,15 @@
 
 #include <cstdio>
 #include <exception>
+#include <map>
 #include <set>
 #include <string>
 
 #include "../common/checkpoint_model.hpp"
 #include "../common/cli.hpp"
+#include "../common/memory_budget.hpp"
+#include "../common/options.hpp"
+#include "../common/paths.hpp"
 #include "config.hpp"
 #include "trainer.hpp"
 
@@ -50,42 +54,44 @@ int run(int argc, char** argv) {
   auto* split = app.add_option("--val-split", c.val_split,
                                "Hold out this fraction of the training images (by image) for validation; used when "
                                "neither --val nor a preset's val folder is given (0 means 0.1 then)")
-                    ->check(CLI::Range(0.0, 0.9));
+                    ->check(kp::number_in(0.0, 0.9));
   app.add_option("--crop", c.crop, "Side of the square training crops (pixels, multiple of 16)")
-      ->check(CLI::Range(16, 4096));
-  app.add_option("--batch", c.batch, "Crops per step")->check(CLI::Range(1, 4096));
-  app.add_option("--epochs", c.epochs, "Epochs (the learning-rate schedule spans them)")->check(CLI::Range(1, 1000000));
+      ->check(kp::integer_in(16, 4096));
+  app.add_option("--batch", c.batch, "Crops per step")->check(kp::integer_in(1, 4096));
+  app.add_option("--epochs", c.epochs, "Epochs (the learning-rate schedule spans them)")->check(kp::integer_in(1, 1000000));
   app.add_option("--steps-per-epoch", c.steps_per_epoch, "Steps per epoch (an epoch = validation + checkpoint)")
-      ->check(CLI::Range(1, 100000000));
+      ->check(kp::integer_in(1, 100000000));
   app.add_option("--time-budget", c.time_budget,
                  "Stop cleanly after this wall time (e.g. 90s, 10m, 1h30m), still validating, saving and drawing; "
                  "the learning-rate schedule then also advances with the clock so it ends with the budget")
       ->type_name("DURATION");
-  app.add_option("--lr", c.lr, "Initial learning rate")->check(CLI::PositiveNumber);
+  app.add_option("--lr", c.lr, "Initial learning rate")->check(kp::positive_number("0.001"));
   app.add_option("--lr-end-fraction", c.lr_end_fraction,
                  "Final learning rate as a fraction of --lr (exp, cosine; the reference run: 1/20)")
-      ->check(CLI::Range(0.0, 1.0));
+      ->check(kp::number_in(0.0, 1.0));
   app.add_option("--schedule", c.schedule,
                  "Learning-rate schedule, updated every step on the fractional epoch: exp (lr -> lr*end-fraction "
                  "exponentially over the epochs, the reference), step (x --step-gamma every --step-epochs), "
                  "cosine, constant")
       ->check(CLI::IsMember({"exp", "step", "cosine", "constant"}));
-  app.add_option("--step-gamma", c.step_gamma, "Factor of the step schedule")->check(CLI::PositiveNumber);
-  app.add_option("--step-epochs", c.step_epochs, "Epochs between steps of the step schedule")->check(CLI::PositiveNumber);
+  app.add_option("--step-gamma", c.step_gamma, "Factor of the step schedule")->check(kp::positive_number());
+  app.add_option("--step-epochs", c.step_epochs, "Epochs between steps of the step schedule")->check(kp::integer_in(1, 1000000));
   app.add_option("--optimizer", c.optimizer, "adam, adamw or sgd (momentum --momentum)")
       ->check(CLI::IsMember({"adam", "adamw", "sgd"}));
-  app.add_option("--weight-decay", c.weight_decay, "Weight decay; negative: the optimizer's default (Adam 0, AdamW 0.01)");
-  app.add_option("--momentum", c.momentum, "SGD momentum")->check(CLI::Range(0.0, 1.0));
+  app.add_option("--weight-decay", c.weight_decay, "Weight decay; negative: the optimizer's default (Adam 0, AdamW 0.01)")
+      ->check(kp::finite_number());
+  app.add_option("--momentum", c.momentum, "SGD momentum")->check(kp::number_in(0.0, 1.0));
   app.add_option("--loss", c.loss, "Training loss on ab/110: mse, l1 or huber")->check(CLI::IsMember({"mse", "l1", "huber"}));
-  app.add_option("--huber-delta", c.huber_delta, "Delta of the Huber loss (in ab/110 units)")->check(CLI::PositiveNumber);
+  app.add_option("--huber-delta", c.huber_delta, "Delta of the Huber loss (in ab/110 units)")->check(kp::positive_number());
   auto* model = app.add_option("--model", c.model, "Model size: small (UNet width 16, depth 4) or base (width 32, depth 4, the reference's 7.2M parameters)")
                     ->check(CLI::IsMember({"small", "base"}));
   app.add_option("--device", c.device,
                  "auto (cuda when a GPU is present, else cpu), cpu, or cuda (without a GPU: kiln's CPU emulator of "
                  "CUDA, very slow: for testing only)")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
-  app.add_option("--threads", c.threads, "CPU threads (0: OpenMP's default, all cores)")->check(CLI::Range(0, 4096));
-  app.add_option("--seed", c.seed, "Seed for initial weights, validation split, crops and their order");
+  app.add_option("--threads", c.threads, "CPU threads (0: OpenMP's default, all cores)")->check(kp::integer_in(0, 4096));
+  app.add_option("--seed", c.seed, "Seed for initial weights, validation split, crops and their order")
+      ->check(kp::integer_in(0, 1.8e19));
   app.add_option("--out", c.out, "Output folder")->type_name("DIR");
   std::string resume;
   auto* resume_opt = app.add_option("--resume", resume,
@@ -95,27 +101,36 @@ int run(int argc, char** argv) {
                          ->expected(0, 1)
                          ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast)
                          ->type_name("[CHECKPOINT]");
-  app.add_option("--val-every", c.val_every, "Validate every N epochs (and at the end)")->check(CLI::Range(1, 1000000));
-  app.add_option("--val-crops", c.val_crops, "Fixed validation crops per image")->check(CLI::Range(1, 1000));
+  app.add_option("--val-every", c.val_every, "Validate every N epochs (and at the end)")->check(kp::integer_in(1, 1000000));
+  app.add_option("--val-crops", c.val_crops, "Fixed validation crops per image")->check(kp::integer_in(1, 1000));
   app.add_option("--samples", c.samples, "Validation images in OUT/samples.png (rows of grey | prediction | truth)")
-      ->check(CLI::Range(0, 100));
-  app.add_option("--sample-size", c.sample_size, "Width of a picture in samples.png (pixels)")->check(CLI::Range(16, 2048));
+      ->check(kp::integer_in(0, 100));
+  app.add_option("--sample-size", c.sample_size, "Width of a picture in samples.png (pixels)")->check(kp::integer_in(16, 2048));
   app.add_option("--scales", c.scales, "Crop scales (a crop covers crop/scale pixels of the image, resized)")
-      ->check(CLI::PositiveNumber)
+      ->check(kp::positive_number())
       ->type_name("S...")
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   app.add_option("--flip", c.flip, "Random left-right flips");
   app.add_option("--loader-max-side", c.loader_max_side,
                  "Training images are cached downscaled to this long side before cropping")
-      ->check(CLI::Range(16, 1 << 20));
+      ->check(kp::integer_in(16, 1 << 20));
   app.add_option("--workers", c.workers, "Background threads preparing batches (0: in the training thread)")
-      ->check(CLI::Range(0, 64));
+      ->check(kp::integer_in(0, 64));
   app.add_option("--checkpoint-every", c.checkpoint_every,
                  "Also save OUT/latest.safetensors every N steps, not only at the end of each epoch (0: only there)")
-      ->check(CLI::Range(0, 100000000));
+      ->check(kp::integer_in(0, 100000000));
   app.add_option("--stop-at-step", c.stop_at_step,
                  "Stop when the global step count reaches N, saving OUT/latest.safetensors as on Ctrl-C (for tests)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(kp::integer_in(0, 9e15));
+  bool overwrite = false;
+  app.add_flag("--overwrite", overwrite,
+               "Let a new run replace the files of another run in --out (latest/best.safetensors, metrics.jsonl, "
+               "loss.png, samples.png); without it such a folder is refused");
+  std::string max_memory;
+  app.add_option("--max-memory", max_memory,
+                 "Memory budget, checked before images are decoded and the network's memory is planned (e.g. 8G, "
+                 "512M; none: no check; default 3/4 of the machine's memory)")
+      ->type_name("SIZE");
   // Hidden (empty group): provokes the numerical guards in tests (examples/train/numeric_guard.hpp).
   app.add_option("--debug-inject-nan", c.debug_inject_nan, "KIND:NAME@STEP")->group("");
   preset->excludes(data);
@@ -129,20 +144,27 @@ int run(int argc, char** argv) {
   } catch (const CLI::CallForAllHelp& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    kp::print_error("kiln-train", e.what());
+    kp::print_error("kiln-train", kp::parse_error_text(e, argc, argv));
     std::fprintf(stderr, "Run kiln-train --help for the options.\n");
     return kp::exit_usage;
   }
 
   kp::RunRequest req;
+  req.overwrite = overwrite;
+  try {
+    req.budget = kp::make_memory_budget(max_memory);
+  } catch (const std::exception& e) {
+    throw kp::usage_error("--max-memory", e.what());
+  }
   // Resume: the checkpoint's settings, with the options given here on top.
   if (resume_opt->count() > 0) {
     const std::string out = app.count("--out") ? c.out : kp::TrainConfig{}.out;
     req.resume = resume.empty() ? (std::filesystem::path(out) / "latest.safetensors").string() : resume;
-    if (!std::filesystem::exists(req.resume))
-      throw kp::ProgramError(req.resume, "cannot resume: the checkpoint does not exist");
+    if (const std::string why = kp::missing_reason(req.resume); !why.empty())
+      throw kp::ProgramError(req.resume, "cannot resume: the checkpoint " + why);
     kp::CheckpointModel ck;
     nlohmann::json saved;
+    std::map<std::string, std::string> metadata;
     try {
       ck = kp::checkpoint_model(req.resume);
       const kiln::io::SafetensorsFile file = kiln::io::load_safetensors(req.resume);
@@ -151,6 +173,7 @@ int run(int argc, char** argv) {
         throw kp::ProgramError(req.resume, "cannot resume: not a kiln-train checkpoint (no kiln.train.config metadata); "
                                            "kiln-colorize can still use it");
       saved = nlohmann::json::parse(it->second);
+      metadata = file.metadata;
     } catch (const kp::ProgramError&) {
       throw;
     } catch (const std::exception& e) {
@@ -174,14 +197,38 @@ int run(int argc, char** argv) {
     merged["model"] = ck.name;
     const long long stop_at_step = c.stop_at_step;
     const std::string inject = c.debug_inject_nan;
-    c = merged.get<kp::TrainConfig>();
+    try {
+      c = merged.get<kp::TrainConfig>();
+    } catch (const std::exception& e) {
+      throw kp::ProgramError(req.resume, std::string("cannot resume: its saved configuration is damaged (") + e.what() + ")");
+    }
     c.stop_at_step = stop_at_step;
     c.debug_inject_nan = inject;
+    // Values the checkpoint brings in get the command line's checks.
+    if (const std::string problem = kp::config_problem(c); !problem.empty())
+      throw kp::ProgramError(req.resume, "cannot resume: a setting saved in it is not one kiln-train accepts (the file was damaged or edited): " + problem);
+    // A finished run has nothing left to train: say so, instead of a summary that compares the
+    // old run's best score with this data's baseline.
+    const auto epoch_it = metadata.find("kiln.train.epoch"), in_it = metadata.find("kiln.train.step_in_epoch");
+    if (epoch_it != metadata.end() && in_it != metadata.end()) {
+      const long long done = std::atoll(epoch_it->second.c_str()), in_epoch = std::atoll(in_it->second.c_str());
+      if (done >= c.epochs) {
+        const auto step_it = metadata.find("kiln.train.step");
+        std::string steps = step_it == metadata.end() ? "" : " (global step " + step_it->second + ")";
+        if (in_epoch > 0) steps += " and " + std::to_string(in_epoch) + " steps of the next";
+        std::printf("kiln-train: %s: the run is already finished: it trained %lld of %d epochs%s; nothing to train. "
+                    "To train it longer, resume with --epochs N (more than %lld)\n",
+                    req.resume.c_str(), done, c.epochs, steps.c_str(), done);
+        return kp::exit_ok;
+      }
+    }
   } else if (data->count() == 0 && preset->count() == 0) {
     kp::print_error("kiln-train", "no training data: give --data DIR... or --preset default|street (or --resume)");
     std::fprintf(stderr, "Run kiln-train --help for the options.\n");
     return kp::exit_usage;
   }
+  if (resume_opt->count() == 0)
+    if (const std::string problem = kp::config_problem(c); !problem.empty()) throw kp::usage_error("", problem);
   if (c.crop % 16 != 0) throw kp::usage_error("--crop", std::to_string(c.crop) + " is not a multiple of 16 (the U-Net halves it 4 times)");
   if (c.batch * (c.crop / 16) * (c.crop / 16) < 2)
     throw kp::usage_error("--batch", "batch " + std::to_string(c.batch) + " of " + std::to_string(c.crop) +
@@ -224,7 +271,7 @@ int main(int argc, char** argv) {
     return kp::exit_error;
   } catch (const std::exception& e) {
     std::fflush(stdout);
-    kp::print_error("kiln-train", e.what());
+    kp::print_error("kiln-train", kp::message_of(e));
     return kp::exit_error;
   }
 }

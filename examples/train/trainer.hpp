@@ -8,6 +8,7 @@
 #include <kiln/io/image.hpp>
 #include <kiln/io/lab_tensor.hpp>
 #include <kiln/io/loader.hpp>
+#include <kiln/io/read_file.hpp>
 #include <kiln/kiln.hpp>
 #include <kiln/train/metrics.hpp>
 #include <nlohmann/json.hpp>
@@ -32,6 +33,9 @@
 
 #include "../common/cli.hpp"
 #include "../common/grid.hpp"
+#include "../common/image_complete.hpp"
+#include "../common/memory_budget.hpp"
+#include "../common/paths.hpp"
 #include "../common/infer.hpp"
 #include "../common/plot.hpp"
 #include "../common/progress.hpp"
@@ -50,6 +54,8 @@ struct RunRequest {
   DeviceKind device = DeviceKind::cpu;
   std::string resume;                   // checkpoint to continue from ("" = fresh run)
   double time_budget_s = 0;             // 0 = none
+  bool overwrite = false;               // --overwrite: a fresh run may replace another run's files in OUT
+  MemoryBudget budget;
   std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
 };
 
@@ -73,27 +79,106 @@ inline io::ImageFolderDataset scan_folders(const std::vector<std::string>& folde
       for (const std::string& skipped : d.skipped()) print_warning(kTrainProgram, "skipping " + skipped);
       files.insert(files.end(), d.files().begin(), d.files().end());
     } catch (const std::exception& e) {
+      // The io message ends "... found under '<folder>'": said with the folder first instead.
+      if (std::string(e.what()).rfind("no images", 0) == 0)
+        throw ProgramError(folder, "the folder holds no images (png, jpg, jpeg, bmp or tga; searched recursively)");
       throw file_error(folder, e);
     }
   }
   return io::ImageFolderDataset::from_files(std::move(files));
 }
 
-// Prints one line per unusable image and stops the run (fail fast, before any training).
-inline void check_images(const io::ImageFolderDataset& d, int min_side) {
-  const std::vector<io::BadImage> bad = d.find_bad_images(min_side);
-  if (bad.empty()) return;
-  for (const io::BadImage& b : bad)
-    print_error(kTrainProgram, b.file.empty() ? b.reason : b.file.string() + ": " + without_quoted(b.reason, b.file.string()));
-  throw AlreadyReported{exit_error};
+// The size of every image, found by decoding it fully (fail fast: an image whose header is fine
+// but whose data is cut would otherwise stop training when the loader first reaches it, epochs
+// later). Each decode is checked against the memory budget first. Prints one line per unusable
+// image and stops the run.
+struct ImageSize {
+  int width = 0, height = 0, channels = 0;
+};
+inline void check_images(const io::ImageFolderDataset& d, int min_side, const MemoryBudget& budget,
+                         std::map<fs::path, ImageSize>& sizes) {
+  bool bad = false;
+  auto report = [&](const fs::path& file, const std::string& reason) {
+    print_error(kTrainProgram, file.empty() ? reason : file.string() + ": " + without_quoted(reason, file.string()));
+    bad = true;
+  };
+  for (const std::string& s : d.skipped()) report({}, s);
+  for (const fs::path& file : d.files()) {
+    try {
+      const std::vector<std::byte> bytes = io::read_file(file, "image", std::uint64_t(INT_MAX));
+      const io::ImageHeader h = io::read_image_header(bytes, file);
+      // stb's 8/16-bit pixels and kiln's floats (6 bytes a channel), then the RGB copy (12).
+      const std::uint64_t decode = std::uint64_t(h.width) * std::uint64_t(h.height) * std::uint64_t(6 * h.channels + 12);
+      check_memory(budget, file.string(), "decoding it",
+                   {{std::to_string(h.width) + "x" + std::to_string(h.height) + " pixels, decoded", decode}},
+                   "remove it or make it smaller, or allow more with --max-memory");
+      if (const std::string problem = incomplete_image_problem(bytes); !problem.empty()) {
+        report(file, problem);
+        continue;
+      }
+      const io::Image image = io::decode_image(bytes, file);
+      if (image.width < min_side || image.height < min_side) {
+        report(file, std::to_string(image.width) + "x" + std::to_string(image.height) + " pixels, smaller than the " +
+                         std::to_string(min_side) + "-pixel crop");
+        continue;
+      }
+      sizes[file] = {image.width, image.height, image.channels};
+    } catch (const ProgramError& e) {
+      report({}, e.what());
+    } catch (const std::exception& e) {
+      std::string reason = message_of(e);
+      for (const std::string& prefix : {"cannot read image '" + file.string() + "': ", "cannot decode image '" + file.string() + "': "})
+        if (reason.rfind(prefix, 0) == 0) reason.erase(0, prefix.size());
+      report(file, reason);
+    }
+  }
+  if (bad) throw AlreadyReported{exit_error};
 }
 
 struct DataSets {
   io::ImageFolderDataset train, val;
   std::string val_origin;
+  std::map<fs::path, ImageSize> sizes;  // every image, fully decoded once
 };
 
-inline DataSets find_data(const TrainConfig& c) {
+// Folders that would make a run wrong without an error: the same folder twice, a validation
+// folder overlapping a training folder (its images would be trained on and scored), and an
+// output folder inside a data folder (the next run would train on loss.png and samples.png).
+inline void check_folders(const std::vector<std::string>& train, const std::vector<std::string>& val,
+                          const fs::path& out) {
+  std::vector<std::pair<std::string, const char*>> all;
+  for (const std::string& f : train) all.push_back({f, "--data"});
+  for (const std::string& f : val) all.push_back({f, "--val"});
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    for (std::size_t j = i + 1; j < all.size(); ++j) {
+      const auto& [a, oa] = all[i];
+      const auto& [b, ob] = all[j];
+      const bool same = is_same_or_inside(a, b) && is_same_or_inside(b, a);
+      const bool crossing = std::string(oa) != ob;
+      if (same)
+        throw usage_error(std::string(ob), "'" + b + "' is the same folder as '" + a + "' (" + oa + ")" +
+                                               (crossing ? ": validation images must not be training images; give "
+                                                           "another --val folder, or --val-split F"
+                                                         : ": give each folder once"));
+      if (is_same_or_inside(b, a) || is_same_or_inside(a, b)) {
+        const bool b_inside = is_same_or_inside(b, a);
+        const auto& [inner, oi] = b_inside ? all[j] : all[i];
+        const auto& [outer, oo] = b_inside ? all[i] : all[j];
+        throw usage_error(std::string(oi), "'" + inner + "' lies inside '" + outer + "' (" + oo + "), whose images are " +
+                                               "searched recursively: its images would be used twice" +
+                                               (crossing ? ", for training and for validation" : "") +
+                                               "; give folders that do not overlap");
+      }
+    }
+  }
+  for (const auto& [f, option] : all)
+    if (is_same_or_inside(out, f))
+      throw usage_error("--out", "'" + out.string() + "' lies inside the " + (std::string(option) == "--val" ? "validation" : "training") +
+                                     " folder '" + f + "': the run's loss.png and samples.png would become images of "
+                                     "the next run; choose an --out folder outside the data");
+}
+
+inline DataSets find_data(const TrainConfig& c, const MemoryBudget& budget) {
   DataSets d;
   std::vector<std::string> train_folders = c.data, val_folders = c.val;
   if (!c.preset.empty()) {
@@ -109,14 +194,20 @@ inline DataSets find_data(const TrainConfig& c) {
   }
   if (train_folders.empty())
     throw usage_error("--data", "no training images: give --data DIR... or --preset default|street");
+  check_folders(train_folders, val_folders, c.out);
   d.train = scan_folders(train_folders);
   if (!val_folders.empty()) {
+    check_images(d.train, c.crop, budget, d.sizes);
     d.val = scan_folders(val_folders);
+    check_images(d.val, c.crop, budget, d.sizes);
     d.val_origin = "from " + std::to_string(val_folders.size()) + " folder(s)";
   } else {
     const double fraction = c.val_split > 0 ? c.val_split : 0.1;
+    // Checked before the split, so that a folder whose one "image" is not one hears that first.
+    check_images(d.train, c.crop, budget, d.sizes);
     if (d.train.size() < 2)
-      throw ProgramError(train_folders.front(), "holds only one image: cannot split off validation images (give --val DIR)");
+      throw ProgramError(train_folders.front(), "holds only one image (" + d.train.file(0).string() +
+                                                    "): cannot split off validation images (give --val DIR)");
     io::DatasetSplit split = d.train.split_by_image(fraction, c.seed);
     d.train = std::move(split.train);
     d.val = std::move(split.validation);
@@ -124,8 +215,6 @@ inline DataSets find_data(const TrainConfig& c) {
     std::snprintf(buf, sizeof buf, "split off %.0f%% of the training images", fraction * 100);
     d.val_origin = buf;
   }
-  check_images(d.train, c.crop);
-  check_images(d.val, c.crop);
   return d;
 }
 
@@ -311,14 +400,18 @@ inline nlohmann::json schedule_json(const TrainConfig& c) {
 // ---------------------------------------------------------------------------------- the run
 
 // A save killed mid-write (SIGKILL, power cut) leaves its temporary "<file>.tmp.<pid>" behind
-// (atomic_file.hpp); the file itself is intact. Removes those of processes that no longer run.
-inline int remove_stale_temporaries(const fs::path& out) {
+// (atomic_file.hpp); the file itself is intact. Removes those of processes that no longer run,
+// and only temporaries of the run's own files: "notes.tmp.123" is the user's.
+inline int remove_stale_temporaries(const fs::path& out, const std::vector<fs::path>& run_files) {
   int removed = 0;
   std::error_code ec;
   for (const fs::directory_entry& e : fs::directory_iterator(out, ec)) {
     const std::string name = e.path().filename().string();
     const auto at = name.rfind(".tmp.");
     if (at == std::string::npos || at == 0 || !e.is_regular_file(ec)) continue;
+    bool ours = false;
+    for (const fs::path& f : run_files) ours = ours || name.substr(0, at) == f.filename().string();
+    if (!ours) continue;
     const std::string digits = name.substr(at + 5);
     if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos || digits.size() > 9) continue;
     const pid_t pid = pid_t(std::stol(digits));
@@ -344,6 +437,40 @@ struct Progress {
   long long epoch_images = 0;
 };
 
+// The run's memory, estimated before the loader, the validation set and the network allocate it:
+// the network's arena for a training batch, parameters with gradients and optimizer moments, the
+// loader's cache of every image (8-bit RGB at most --loader-max-side long), the validation crops,
+// and the largest image decoded at full size.
+template <class Model>
+void check_training_memory(const TrainConfig& c, const DataSets& data, const MemoryBudget& budget) {
+  if (budget.bytes == 0) return;
+  using Net = Network<Model>;
+  auto net = std::make_unique<Net>();
+  const std::uint64_t arena = arena_bytes(*net, Shape::nchw(c.batch, 1, c.crop, c.crop));
+  const std::uint64_t params = std::uint64_t(Model::parameter_count) * 4 * 4;
+  std::uint64_t cache = 0, largest = 0;
+  const double max_side = std::max(c.loader_max_side, c.crop);
+  for (const auto& [file, sz] : data.sizes) {
+    const double f = std::min(1.0, max_side / std::max(sz.width, sz.height));
+    cache += std::uint64_t(std::ceil(sz.width * f)) * std::uint64_t(std::ceil(sz.height * f)) * 3;
+    largest = std::max(largest, std::uint64_t(sz.width) * std::uint64_t(sz.height) * std::uint64_t(6 * sz.channels + 12));
+  }
+  const std::uint64_t val_crops = std::uint64_t(data.val.size()) * std::uint64_t(std::max(1, c.val_crops)) *
+                                  std::uint64_t(c.crop) * std::uint64_t(c.crop) * 3 * 4;
+  const int threads = omp_get_max_threads();
+  check_memory(budget, c.out, "this run",
+               {{"the network for a batch of " + std::to_string(c.batch) + " crops of " + std::to_string(c.crop) +
+                     " pixels on " + std::to_string(threads) + (threads == 1 ? " thread" : " threads"),
+                 arena},
+                {"parameters, gradients and optimizer state", params},
+                {"the loader's cache of " + std::to_string(data.sizes.size()) + " images", cache},
+                {"the validation crops", val_crops},
+                {"the largest image, decoded", largest},
+                program_allowance()},
+               "use a smaller --batch or --crop, fewer --threads, a smaller --loader-max-side, or allow more with "
+               "--max-memory");
+}
+
 template <class Model>
 int train(RunRequest req) {
   using Device = typename Model::device;
@@ -355,16 +482,34 @@ int train(RunRequest req) {
 
   if (c.threads > 0) omp_set_num_threads(c.threads);
   const fs::path out = c.out;
-  std::error_code ec;
-  fs::create_directories(out, ec);
-  if (ec) throw ProgramError(out.string(), "cannot create the output folder (" + ec.message() + ")");
   const fs::path latest = out / "latest.safetensors", best = out / "best.safetensors",
                  metrics_file = out / "metrics.jsonl", loss_png = out / "loss.png", samples_png = out / "samples.png";
-  const int stale = remove_stale_temporaries(out);
+  const std::vector<fs::path> run_files{latest, best, metrics_file, loss_png, samples_png};
+  // A fresh run never writes over another run's files unless told to (--overwrite).
+  if (req.resume.empty()) {
+    std::string found;
+    for (const fs::path& f : run_files) {
+      std::error_code fec;
+      if (fs::exists(fs::symlink_status(f, fec))) found += (found.empty() ? "" : ", ") + f.filename().string();
+    }
+    if (!found.empty() && !req.overwrite)
+      throw ProgramError(out.string(), "holds another run's files (" + found +
+                                           "), which a new run would replace: continue that run with --resume --out " +
+                                           out.string() + ", choose another --out, or replace it with --overwrite");
+  }
   const std::optional<NanInjection> injection = parse_nan_injection(c.debug_inject_nan);
 
   // Data first: bad input stops the run before anything is written.
-  DataSets data = find_data(c);
+  DataSets data = find_data(c, req.budget);
+  check_training_memory<Model>(c, data, req.budget);
+  std::error_code ec;
+  fs::create_directories(out, ec);
+  if (ec) throw ProgramError(out.string(), "cannot create the output folder (" + ec.message() + ")");
+  const int stale = remove_stale_temporaries(out, run_files);
+  // --overwrite: the earlier run's files go now (the data is good), so none of them is left
+  // to be mistaken for this run's (a best.safetensors from the old run, say).
+  if (req.resume.empty() && req.overwrite)
+    for (const fs::path& f : run_files) fs::remove(f, ec);
   io::LoaderOptions lo;
   lo.batch = c.batch;
   lo.crop = c.crop;
@@ -417,21 +562,44 @@ int train(RunRequest req) {
     try {
       io::CheckpointInfo info =
           std::visit([&](auto& o) { return io::load_checkpoint(req.resume, *net, o); }, *opt);
-      auto num = [&](const char* key) { return std::stod(info.get(std::string("kiln.train.") + key)); };
-      p.epoch = int(num("epoch"));
-      p.step_in_epoch = int(num("step_in_epoch"));
-      p.step = std::stoll(info.get("kiln.train.step"));
-      p.schedule_position = num("schedule_position");
-      p.best_val = num("best_val_mse");
+      // Every number a checkpoint brings in is checked: a damaged or hand-edited value must not
+      // become a negative step, a NaN schedule position or an epoch past the end unnoticed.
+      auto num = [&](const char* key, double lo = -1e300, bool allow_inf = false) {
+        const std::string k = std::string("kiln.train.") + key, text = info.get(k);
+        double v = 0;
+        char* end = nullptr;
+        v = std::strtod(text.c_str(), &end);
+        if (text.empty() || end != text.c_str() + text.size() || std::isnan(v) || (!allow_inf && !std::isfinite(v)) ||
+            v < lo)
+          throw ProgramError(req.resume, "cannot resume: its metadata " + k + " is '" + text + "', not " +
+                                             (lo >= 0 ? "a non-negative" : "a finite") + " number as kiln-train writes");
+        return v;
+      };
+      auto whole = [&](const char* key) {
+        const double v = num(key, 0);
+        if (v != std::floor(v) || v > 9e15)
+          throw ProgramError(req.resume, std::string("cannot resume: its metadata kiln.train.") + key + " is " +
+                                             info.get(std::string("kiln.train.") + key) + ", not a whole number");
+        return (long long)v;
+      };
+      p.epoch = int(std::min<long long>(whole("epoch"), 1 << 30));
+      p.step_in_epoch = int(std::min<long long>(whole("step_in_epoch"), 1 << 30));
+      if (p.step_in_epoch >= c.steps_per_epoch)
+        throw ProgramError(req.resume, "cannot resume: it was saved at step " + std::to_string(p.step_in_epoch) +
+                                           " of an epoch, but an epoch has " + std::to_string(c.steps_per_epoch) +
+                                           " steps (--steps-per-epoch): resume with its own --steps-per-epoch");
+      p.step = whole("step");
+      p.schedule_position = num("schedule_position", 0);
+      p.best_val = num("best_val_mse", 0, true);
       p.best_epoch = num("best_epoch");
-      p.seconds = num("seconds");
-      p.images = std::stoll(info.get("kiln.train.images"));
+      p.seconds = num("seconds", 0);
+      p.images = whole("images");
       p.epoch_loss_sum = num("epoch_loss_sum");
-      p.epoch_loss_count = std::stoll(info.get("kiln.train.epoch_loss_count"));
-      p.epoch_seconds = num("epoch_seconds");
-      p.epoch_images = std::stoll(info.get("kiln.train.epoch_images"));
-      ema.restore(num("ema_value"), num("ema_weight"));
-      const long long opt_steps = std::stoll(info.get("kiln.train.optimizer_steps"));
+      p.epoch_loss_count = whole("epoch_loss_count");
+      p.epoch_seconds = num("epoch_seconds", 0);
+      p.epoch_images = whole("epoch_images");
+      ema.restore(num("ema_value"), num("ema_weight", 0));
+      const long long opt_steps = whole("optimizer_steps");
       std::visit([&](auto& o) { o.set_step_count(opt_steps); }, *opt);
       loader->restore(io::LoaderState::from_string(info.get("kiln.train.loader_state")));
     } catch (const ProgramError&) {
@@ -487,7 +655,9 @@ int train(RunRequest req) {
     return pos;
   };
 
-  long long saved_step = req.resume.empty() ? -1 : p.step;  // the step latest.safetensors holds (-1: none yet)
+  // The last good checkpoint and its step: the one resumed from until this run saves its own.
+  long long saved_step = req.resume.empty() ? -1 : p.step;
+  fs::path saved_file = req.resume.empty() ? fs::path() : fs::path(req.resume);
   auto save = [&](const fs::path& path) {
     // Never write a non-finite model over a good file (the gradient check should have stopped the
     // run before; this also covers an optimizer step that overflows).
@@ -528,14 +698,20 @@ int train(RunRequest req) {
                                                 : "no earlier " + path.filename().string() + " existed";
       throw ProgramError(path.string(), without_quoted(e.what(), path.string()) + " (" + kept + ")");
     }
-    if (path == latest) saved_step = p.step;
+    if (path == latest) saved_step = p.step, saved_file = latest;
+  };
+  // Where the last good state is, checked on the file system (a message must not name a file
+  // that is not there).
+  auto kept_text = [&]() -> std::string {
+    std::error_code kec;
+    if (saved_step < 0 || saved_file.empty() || !fs::is_regular_file(saved_file, kec))
+      return "no checkpoint of this run was written yet";
+    return saved_file.string() + " keeps the last good state (global step " + std::to_string(saved_step) + ")";
   };
   // The end of a message about a failed step: where the good state is, and what to try.
   auto kept_state = [&](float lr) {
-    const std::string kept = saved_step < 0 ? "no checkpoint was written yet"
-                                            : latest.string() + " keeps the last good state (global step " +
-                                                  std::to_string(saved_step) + ")";
-    return "(learning rate " + fmt("%.3g", lr) + "): try a lower --lr (e.g. " + fmt("%.3g", c.lr / 10) + "); " + kept;
+    return "(learning rate " + fmt("%.3g", lr) + "): try a lower --lr (e.g. " + fmt("%.3g", c.lr / 10) + "); " +
+           kept_text();
   };
   auto step_name = [&] {
     return "epoch " + std::to_string(p.epoch + 1) + ", step " + std::to_string(p.step_in_epoch + 1) + " (global step " +
@@ -611,7 +787,7 @@ int train(RunRequest req) {
       std::string msg = e.what();
       if (msg.rfind("TrainLoader: ", 0) == 0) msg.erase(0, 13);
       const std::string file = first_quoted(msg);
-      throw ProgramError(file, without_quoted(msg, file) + " (the last good checkpoint is kept)");
+      throw ProgramError(file, without_quoted(msg, file) + " (" + kept_text() + ")");
     }
     net->zero_grad();
     if (injection && injection->kind == NanInjection::Kind::weight && injection->step == p.step + 1)
@@ -703,9 +879,15 @@ int train(RunRequest req) {
     summary += "\n         gradient checks: " + fmt("%.3f", 1e3 * guard_seconds / double(steps_run)) + " ms per step, " +
                fmt("%.2f", 100 * guard_seconds / steps_seconds) + "% of the " + fmt("%.1f", 1e3 * steps_seconds / double(steps_run)) +
                " ms a step took in this run";
+  // Only the files that are there (a run stopped before its first epoch has no best.safetensors,
+  // loss.png or samples.png).
+  std::string files;
+  for (const fs::path& f : run_files) {
+    std::error_code fec;
+    if (fs::is_regular_file(f, fec)) files += (files.empty() ? "" : ", ") + f.filename().string();
+  }
   summary += "\n         " + std::to_string(p.step) + " steps, " + std::to_string(p.images) + " crops in " +
-             format_duration(total) + "\n         files in " + out.string() +
-             "/: latest.safetensors, best.safetensors, metrics.jsonl, loss.png, samples.png";
+             format_duration(total) + "\n         files in " + out.string() + "/: " + (files.empty() ? "none" : files);
   progress.print(summary);
   return code;
 }

@@ -28,7 +28,7 @@ expect_err "trunc/cut.png"
 note "a good run, then a broken one into the same folder: the checkpoint stays"
 expect_rc 0 "$TRAIN" "${TINY[@]}" --epochs 1 --out good
 cp good/latest.safetensors good-copy.safetensors
-expect_rc 1 "$TRAIN" --data withtext --val "$PHOTOS" --crop 32 --out good
+expect_rc 1 "$TRAIN" --data withtext --val "$PHOTOS" --crop 32 --overwrite --out good
 cmp -s good/latest.safetensors good-copy.safetensors || fail "a failed run changed the last good checkpoint"
 
 note "a truncated checkpoint"

@@ -25,7 +25,7 @@ n=$(ls "$PHOTOS" | grep -ciE '\.(png|jpe?g|bmp|tga)$')
 
 note "inference on a smaller copy (--max-side, --size, --scale) still writes full size"
 for opt in "--max-side 16" "--size 24" "--scale 0.5"; do
-  expect_rc 0 "$COLORIZE" --checkpoint $CK --out small $opt odd.png
+  expect_rc 0 "$COLORIZE" --checkpoint $CK --out small --overwrite $opt odd.png
   [[ $("$TOOL" image-size small/odd.png) == "37 29" ]] || fail "$opt: output is not 37x29"
 done
 

@@ -3,12 +3,12 @@ note "--help exits 0 and documents the options"
 expect_rc 0 "$TRAIN" --help
 for o in --data --preset --val --val-split --crop --batch --epochs --steps-per-epoch --time-budget --lr \
          --lr-end-fraction --schedule --optimizer --loss --model --device --threads --seed --out --resume \
-         --val-every --samples; do
+         --val-every --samples --overwrite --max-memory; do
   expect_out "$o"
 done
 expect_out "emulator"
 expect_rc 0 "$COLORIZE" --help
-for o in --checkpoint --out --max-side --size --scale --compare --device; do expect_out "$o"; done
+for o in --checkpoint --out --max-side --size --scale --compare --device --overwrite --max-memory; do expect_out "$o"; done
 
 note "usage errors exit 2"
 expect_rc 2 "$TRAIN"

@@ -56,7 +56,7 @@ for i in $(seq "$KILLS"); do
   [[ $step -ge $last ]] || fail "kill $i: latest.safetensors went back from step $last to $step"
   last=$step
   loads=$((loads + 1))
-  if ((i % 5 == 0)); then expect_rc 0 "$COLORIZE" --checkpoint run/latest.safetensors --out col probe.png; fi
+  if ((i % 5 == 0)); then expect_rc 0 "$COLORIZE" --checkpoint run/latest.safetensors --out col --overwrite probe.png; fi
 done
 note "$KILLS kills: $mid_write while a save was in progress (a temporary file was left); last checkpoint at step $last, checked $loads times (a start + 1 step + 1 save took $run_ms ms)"
 [[ $last -gt 1 ]] || fail "the killed runs never saved a checkpoint: the kills came too early"

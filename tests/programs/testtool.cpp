@@ -5,11 +5,14 @@
 //   testtool make-image W H OUT.png                             a colourful test picture
 //   testtool image-size FILE                                    prints "W H"
 //   testtool image-diff A B                                     prints the largest difference in 8-bit levels
+//   testtool set-metadata IN KEY VALUE OUT                      a copy with one metadata value changed (checksums redone)
+//   testtool make-bmp W H OUT.bmp                               an uncompressed 24-bit BMP
 #include <kiln/io/image.hpp>
 #include <kiln/io/safetensors.hpp>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -122,7 +125,34 @@ int main(int argc, char** argv) {
       std::printf("%.0f\n", worst * 255.0);
       return 0;
     }
-    std::fprintf(stderr, "usage: testtool compare A B [TOL] | metadata FILE KEY | finite FILE | make-image W H OUT | image-size FILE | image-diff A B\n");
+    if (cmd == "set-metadata" && argc == 6) {
+      io::SafetensorsFile f = io::load_safetensors(argv[2]);
+      f.metadata[argv[3]] = argv[4];
+      f.metadata.erase(std::string(io::kChecksumKey));
+      f.metadata.erase(std::string(io::kHeaderChecksumKey));
+      io::save_safetensors(argv[5], f.tensors, f.metadata);
+      return 0;
+    }
+    if (cmd == "make-bmp" && argc == 5) {
+      const int w = std::atoi(argv[2]), h = std::atoi(argv[3]);
+      const int row = (w * 3 + 3) / 4 * 4;
+      std::vector<unsigned char> b(54 + std::size_t(row) * std::size_t(h), 0);
+      auto le = [&](std::size_t at, std::uint32_t v, int n) {
+        for (int i = 0; i < n; ++i) b[at + std::size_t(i)] = static_cast<unsigned char>(v >> (8 * i));
+      };
+      b[0] = 'B', b[1] = 'M';
+      le(2, std::uint32_t(b.size()), 4), le(10, 54, 4), le(14, 40, 4), le(18, std::uint32_t(w), 4);
+      le(22, std::uint32_t(h), 4), le(26, 1, 2), le(28, 24, 2);
+      for (int y = 0; y < h; ++y)
+        for (int x = 0; x < w; ++x)
+          for (int c = 0; c < 3; ++c)
+            b[54 + std::size_t(y) * std::size_t(row) + std::size_t(x) * 3 + std::size_t(c)] =
+                static_cast<unsigned char>((x * 7 + y * 3 + c * 80) & 255);
+      FILE* out = std::fopen(argv[4], "wb");
+      if (!out || std::fwrite(b.data(), 1, b.size(), out) != b.size() || std::fclose(out) != 0) return 1;
+      return 0;
+    }
+    std::fprintf(stderr, "usage: testtool compare A B [TOL] | metadata FILE KEY | finite FILE | make-image W H OUT | image-size FILE | image-diff A B | set-metadata IN KEY VALUE OUT | make-bmp W H OUT\n");
     return 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "testtool: %s\n", e.what());

@@ -68,6 +68,15 @@ inline std::string stb_reason() {
     return reason ? reason : "unknown reason";
 }
 
+// " (stb_image: <reason>)", or "" when stb's reason says nothing: for an unknown PNG chunk stb
+// writes the chunk's type into its message buffer, so a file cut inside a chunk header gave
+// "(stb_image: )" or "(stb_image: IE)".
+inline std::string stb_reason_suffix() {
+    const std::string reason = stb_reason();
+    if (reason.size() < 5) return {};
+    return " (stb_image: " + reason + ")";
+}
+
 // Width and height from a PNG's IHDR (always the first chunk, at a fixed offset), or false when
 // the bytes are not a PNG. stb refuses PNGs over 2^30 decoded bytes inside stbi_info with only
 // "too large"; reading the header ourselves lets the message say how large and name the limit.
@@ -196,10 +205,12 @@ inline std::string png_chunk_problem(std::span<const std::byte> file) {
             return "an IDAT chunk declares " + with_thousands(length) + " bytes but only " + with_thousands(left) +
                    " follow: the file is truncated or damaged";
         }
-        if (type == 0x49454E44u || length + 4 > left) break;  // "IEND", or the last chunk
+        if (type == 0x49454E44u) return {};  // "IEND"
+        if (length + 4 > left) break;        // the last chunk, cut
         at += 8 + std::size_t(length) + 4;
     }
-    return {};
+    // stb fails on such a file too, but with the type bytes it read past the end as its reason.
+    return "the file ends before its IEND chunk (the end of every PNG): it is truncated";
 }
 
 struct StbFree {
@@ -271,8 +282,8 @@ inline ImageHeader read_image_header(std::span<const std::byte> file, const std:
             throw IoError("cannot read image " + name + ": its header claims more pixels than stb_image can decode "
                           "(and " + limit + " is the most kiln accepts)");
         }
-        throw IoError("cannot read image " + name + ": not a PNG, JPEG, BMP or TGA image kiln can decode (stb_image: " +
-                      reason + ")");
+        throw IoError("cannot read image " + name + ": not a PNG, JPEG, BMP or TGA image kiln can decode" +
+                      detail::stb_reason_suffix());
     }
     if (width <= 0 || height <= 0) {
         throw IoError("cannot read image " + name + ": its header claims " + std::to_string(width) + "x" +
@@ -309,14 +320,14 @@ inline Image decode_image(std::span<const std::byte> file, const std::filesystem
     Image image;
     if (stbi_is_16_bit_from_memory(data, length)) {
         std::unique_ptr<stbi_us, detail::StbFree> decoded(stbi_load_16_from_memory(data, length, &width, &height, &channels, 0));
-        if (!decoded) throw IoError("cannot decode image " + name + ": the image data is damaged, truncated or uses an unsupported variant (stb_image: " + detail::stb_reason() + ")");
+        if (!decoded) throw IoError("cannot decode image " + name + ": the image data is damaged, truncated or uses an unsupported variant" + detail::stb_reason_suffix());
         check_decoded_size();
         image = Image{width, height, channels, {}};
         image.pixels.resize(image.pixel_count() * std::size_t(channels));
         for (std::size_t i = 0; i < image.pixels.size(); ++i) image.pixels[i] = float(decoded.get()[i]) / 65535.0f;
     } else {
         std::unique_ptr<stbi_uc, detail::StbFree> decoded(stbi_load_from_memory(data, length, &width, &height, &channels, 0));
-        if (!decoded) throw IoError("cannot decode image " + name + ": the image data is damaged, truncated or uses an unsupported variant (stb_image: " + detail::stb_reason() + ")");
+        if (!decoded) throw IoError("cannot decode image " + name + ": the image data is damaged, truncated or uses an unsupported variant" + detail::stb_reason_suffix());
         check_decoded_size();
         image = Image{width, height, channels, {}};
         image.pixels.resize(image.pixel_count() * std::size_t(channels));
