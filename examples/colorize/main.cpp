@@ -180,8 +180,11 @@ void check_image_memory(kiln::Network<Net>& net, const kp::MemoryBudget& budget,
     kp::inference_size(header.width, header.height, h, iw, ih);
     const int m = Net::size_multiple;
     const std::int64_t hp = (ih + m - 1) / m * m, wp = (iw + m - 1) / m * m;
-    // The arena, plus the small copies around it (resized grey, L, padded L, ab twice): 28 bytes a pixel.
-    return kp::arena_bytes(net, kiln::Shape::nchw(1, 1, hp, wp)) + std::uint64_t(hp * wp) * 28;
+    // The network runs tile by tile on its eval plan (kiln::infer_image): the arena of one tile,
+    // plus the copies at the inference size (resized grey, L, padded L, ab twice): 28 bytes a pixel.
+    const std::int64_t tile = (std::int64_t{h.tile} + m - 1) / m * m;
+    const std::int64_t th = h.tile > 0 ? std::min(hp, tile) : hp, tw = h.tile > 0 ? std::min(wp, tile) : wp;
+    return kp::arena_bytes(net, kiln::Shape::nchw(1, 1, th, tw), kiln::Mode::eval) + std::uint64_t(hp * wp) * 28;
   };
   int iw = 0, ih = 0;
   std::vector<kp::MemoryPart> need{{"", infer_bytes(how, iw, ih)},

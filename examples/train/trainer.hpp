@@ -446,7 +446,7 @@ void check_training_memory(const TrainConfig& c, const DataSets& data, const Mem
   if (budget.bytes == 0) return;
   using Net = Network<Model>;
   auto net = std::make_unique<Net>();
-  const std::uint64_t arena = arena_bytes(*net, Shape::nchw(c.batch, 1, c.crop, c.crop));
+  const std::uint64_t arena = arena_bytes(*net, Shape::nchw(c.batch, 1, c.crop, c.crop), Mode::train);
   const std::uint64_t params = std::uint64_t(Model::parameter_count) * 4 * 4;
   std::uint64_t cache = 0, largest = 0;
   const double max_side = std::max(c.loader_max_side, c.crop);
