@@ -325,6 +325,12 @@ inline void colour_case(Report& report, std::int64_t n, std::int64_t h, std::int
   report.compare("lab_to_srgb", back_cuda.to_vector(), rgb_cpu, tight);
 }
 
+}  // namespace kiln_test
+
+#include "emu/kernel_cases_layers.hpp"
+
+namespace kiln_test {
+
 // ---- the table ------------------------------------------------------------------------------
 inline std::vector<KernelCase> kernel_cases() {
   using kiln::Mode;
@@ -472,6 +478,7 @@ inline std::vector<KernelCase> kernel_cases() {
   tiny("tiny sRGB <-> Lab", [](Report& r) { colour_case(r, 1, 3, 5, 229); });
   tiny("tiny Adam multi-tensor", [](Report& r) { adam_multi_case(r, 5, 231); });
   tiny("tiny Adam per-tensor kernel", [](Report& r) { adam_multi_case(r, 3, 233, true); });
+  add_layer_cases(t);  // tests/emu/kernel_cases_layers.hpp
   return t;
 }
 

@@ -16,6 +16,17 @@ namespace kiln {
 template class Conv2d<3, 5, 3, Cuda>;
 template class Conv2d<5, 3, 1, Cuda>;
 template class Conv2d<3, 4, 5, Cuda>;  // run-time kernel size path
+template class Conv2d<3, 5, 3, Cuda, 2>;  // stride > 1: the general kernels
+template class Activation<ActivationKind::leaky_relu, Cuda>;
+template class Activation<ActivationKind::silu, Cuda>;
+template class Activation<ActivationKind::sigmoid, Cuda>;
+template class Activation<ActivationKind::tanh, Cuda>;
+template class Dropout<Cuda>;
+template void add(const Tensor<float, Cuda>&, const Tensor<float, Cuda>&, Tensor<float, Cuda>&);
+template void sub(const Tensor<float, Cuda>&, const Tensor<float, Cuda>&, Tensor<float, Cuda>&);
+template void mul(const Tensor<float, Cuda>&, const Tensor<float, Cuda>&, Tensor<float, Cuda>&);
+template void affine(const Tensor<float, Cuda>&, float, float, Tensor<float, Cuda>&);
+template void clamp(const Tensor<float, Cuda>&, float, float, Tensor<float, Cuda>&);
 template class BatchNorm2d<5, Cuda>;
 template class ReLU<Cuda>;
 template class MaxPool2d<2, Cuda>;

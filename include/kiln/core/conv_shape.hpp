@@ -13,3 +13,18 @@ struct ConvShape {
 };
 
 }  // namespace kiln
+
+namespace kiln {
+
+// A convolution with stride `stride` and zero padding K/2 (K odd), as
+// torch.nn.Conv2d(c_in, c_out, k, stride=stride, padding=k//2): the output is
+// ho() x wo() = floor((h - 1) / stride) + 1 per side. The fast stride-1 paths use ConvShape;
+// this one is served by the general kernels (cpu/conv2d_strided.hpp, kernels/conv2d_strided.cuh).
+struct StridedConvShape {
+  std::int64_t n, c_in, c_out, h, w, k, stride;
+  constexpr std::int64_t pad() const { return k / 2; }
+  constexpr std::int64_t ho() const { return h == 0 ? 0 : (h + 2 * pad() - k) / stride + 1; }
+  constexpr std::int64_t wo() const { return w == 0 ? 0 : (w + 2 * pad() - k) / stride + 1; }
+};
+
+}  // namespace kiln

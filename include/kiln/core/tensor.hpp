@@ -3,6 +3,17 @@
 // (shared, like a PyTorch tensor: copies alias) or a view into memory someone
 // else owns (an Arena, a parameter buffer). Contiguous, row-major (NCHW for
 // activations). Copies between devices are explicit: kiln::to<Device>(t).
+//
+// ALIASING — read this before keeping a tensor:
+//   * Copying a Tensor (`Tensor b = a;`, passing by value, storing in a vector) never copies
+//     the elements: b and a are the same memory, a write through one shows through the other.
+//     For an independent copy call a.clone() (or kiln::copy(dst, src) into a tensor you own).
+//   * A view (owns_memory() == false) does not keep its memory alive. Every layer's forward()
+//     and backward(), Network::forward/infer, and Loss::backward return a reference to a view
+//     into the network's Arena: it is valid until the next forward/backward/plan of that
+//     network, which OVERWRITES it (the next batch's output lands in the same bytes, and an
+//     eval plan reuses them for other layers). Copying the reference gives another view of the
+//     same bytes, not a snapshot. To keep a result across steps: `auto kept = net.forward(x, m).clone();`
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -60,6 +71,14 @@ class Tensor {
   }
 
   void zero() { DeviceMemory<Device>::zero(data_, bytes()); }
+
+  // A deep copy on the same device that owns its memory (torch.Tensor.clone()): later writes to
+  // this tensor (or to the arena it views) do not show in the clone, and the clone outlives it.
+  Tensor clone() const {
+    Tensor t(shape_);
+    if (numel() != 0) DeviceMemory<Device>::copy(t.data_, data_, bytes());
+    return t;
+  }
 
   // Host access (CPU tensors only).
   std::span<T> span() requires std::is_same_v<Device, Cpu> { return {data_, numel()}; }

@@ -5,7 +5,9 @@
 
 #include "kiln/core/backend.hpp"
 #include "kiln/core/tensor.hpp"
+#include "kiln/cpu/activation.hpp"
 #include "kiln/cpu/conv2d.hpp"
+#include "kiln/cpu/conv2d_strided.hpp"
 #include "kiln/cpu/elementwise.hpp"
 #include "kiln/cpu/batchnorm.hpp"
 #include "kiln/cpu/loss.hpp"
@@ -32,6 +34,37 @@ struct Backend<Cpu> {
                               T& workspace) {
     cpu::conv2d_backward(s, x.data(), w.data(), dy.data(), dx.empty() ? nullptr : dx.data(), dw.data(),
                          db.empty() ? nullptr : db.data(), workspace.data());
+  }
+
+  // ---- Conv2d with stride > 1 (general path; no workspace) ------------------
+  static void conv2d_strided_forward(const StridedConvShape& s, const T& x, const T& w, const T& b, T& y) {
+    cpu::conv2d_strided_forward(s, x.data(), w.data(), b.empty() ? nullptr : b.data(), y.data());
+  }
+  // dx may be empty (not wanted) and is overwritten; dw and db (may be empty) accumulate.
+  static void conv2d_strided_backward(const StridedConvShape& s, const T& x, const T& w, const T& dy, T& dx, T& dw,
+                                      T& db) {
+    cpu::conv2d_strided_backward(s, x.data(), w.data(), dy.data(), dx.empty() ? nullptr : dx.data(),
+                                 dw.empty() ? nullptr : dw.data(), db.empty() ? nullptr : db.data());
+  }
+
+  // ---- Activations (LeakyReLU, SiLU, Sigmoid, Tanh), Dropout ------------------
+  static void activation_forward(const ActivationArgs& a, const T& x, T& y) { cpu::activation_forward(a, x.data(), y.data()); }
+  // dx overwritten; reads x (LeakyReLU, SiLU) or y (Sigmoid, Tanh).
+  static void activation_backward(const ActivationArgs& a, const T& x, const T& y, const T& dy, T& dx) {
+    cpu::activation_backward(a, x.data(), y.data(), dy.data(), dx.data());
+  }
+  static void dropout_forward(const DropoutArgs& a, const T& x, T& y) { cpu::dropout_forward(a, x.data(), y.data()); }
+  static void dropout_backward(const DropoutArgs& a, const T& dy, T& dx) { cpu::dropout_backward(a, dy.data(), dx.data()); }
+
+  // ---- Element-wise helpers (kiln::sub, mul, scale, clamp; out may alias an input) ----
+  static void elementwise_binary(ElementwiseOp op, const T& a, const T& b, T& out) {
+    cpu::elementwise_binary(op, a.data(), b.data(), out.data(), static_cast<std::int64_t>(a.numel()));
+  }
+  static void affine(const T& a, float alpha, float beta, T& out) {
+    cpu::affine(a.data(), alpha, beta, out.data(), static_cast<std::int64_t>(a.numel()));
+  }
+  static void clamp(const T& a, float lo, float hi, T& out) {
+    cpu::clamp(a.data(), lo, hi, out.data(), static_cast<std::int64_t>(a.numel()));
   }
 
   // ---- ReLU, add, channel concat ---------------------------------------------

@@ -21,10 +21,12 @@
 #include "kiln/cuda/memory.hpp"
 #include "kiln/gpu/gpu.hpp"
 
+#include "activation.cuh"
 #include "batchnorm.cuh"
 #include "color.cuh"
 #include "conv2d.cuh"
 #include "conv2d_igemm.cuh"
+#include "conv2d_strided.cuh"
 #include "elementwise.cuh"
 #include "loss.cuh"
 #include "optim.cuh"
@@ -170,6 +172,76 @@ struct Backend<Cuda> {
     if (!db.empty())
       KILN_CUDA_LAUNCH(k::conv2d_backward_bias_kernel<float>, dim3(static_cast<unsigned>(s.c_out)), dim3(reduce_threads), 0, s,
                        dy.data(), db.data());
+  }
+
+  // ---- Conv2d with stride > 1 (kernels/conv2d_strided.cuh; no workspace) ------
+  static void conv2d_strided_forward(const StridedConvShape& s, const T& x, const T& w, const T& b, T& y) {
+    const auto total = s.n * s.c_out * s.ho() * s.wo();
+    if (total == 0) return;
+    const auto g = elementwise(total);
+    KILN_CUDA_LAUNCH(kiln::cuda::kernels::conv2d_strided_forward_kernel<float>, g.blocks, g.threads, 0, s, x.data(),
+                     w.data(), ptr(b), y.data());
+  }
+  // dx may be empty (not wanted) and is overwritten; dw and db (may be empty) accumulate.
+  static void conv2d_strided_backward(const StridedConvShape& s, const T& x, const T& w, const T& dy, T& dx, T& dw,
+                                      T& db) {
+    namespace k = kiln::cuda::kernels;
+    if (s.n == 0 || s.h == 0 || s.w == 0) return;
+    if (!dx.empty()) {
+      const auto g = elementwise(s.n * s.c_in * s.h * s.w);
+      KILN_CUDA_LAUNCH(k::conv2d_strided_backward_data_kernel<float>, g.blocks, g.threads, 0, s, w.data(), dy.data(),
+                       dx.data());
+    }
+    if (!dw.empty())
+      KILN_CUDA_LAUNCH(k::conv2d_strided_backward_weight_kernel<float>,
+                       dim3(static_cast<unsigned>(s.c_in), static_cast<unsigned>(s.c_out)), dim3(reduce_threads), 0, s,
+                       x.data(), dy.data(), dw.data());
+    if (!db.empty()) {
+      const ConvShape out{s.n, s.c_in, s.c_out, s.ho(), s.wo(), s.k};  // the bias kernel reads only n, c_out, h, w
+      KILN_CUDA_LAUNCH(k::conv2d_backward_bias_kernel<float>, dim3(static_cast<unsigned>(s.c_out)), dim3(reduce_threads), 0,
+                       out, dy.data(), db.data());
+    }
+  }
+
+  // ---- Activations (LeakyReLU, SiLU, Sigmoid, Tanh), Dropout ------------------
+  static void activation_forward(const ActivationArgs& a, const T& x, T& y) {
+    if (a.numel == 0) return;
+    const auto g = elementwise(a.numel);
+    KILN_CUDA_LAUNCH(kiln::cuda::kernels::activation_forward_kernel<float>, g.blocks, g.threads, 0, a, x.data(), y.data());
+  }
+  // dx overwritten; reads x (LeakyReLU, SiLU) or y (Sigmoid, Tanh).
+  static void activation_backward(const ActivationArgs& a, const T& x, const T& y, const T& dy, T& dx) {
+    if (a.numel == 0) return;
+    const auto g = elementwise(a.numel);
+    KILN_CUDA_LAUNCH(kiln::cuda::kernels::activation_backward_kernel<float>, g.blocks, g.threads, 0, a, ptr(x), ptr(y),
+                     dy.data(), dx.data());
+  }
+  static void dropout_forward(const DropoutArgs& a, const T& x, T& y) {
+    if (a.numel == 0) return;
+    const auto g = elementwise(a.numel);
+    KILN_CUDA_LAUNCH(kiln::cuda::kernels::dropout_kernel<float>, g.blocks, g.threads, 0, a, x.data(), y.data());
+  }
+  static void dropout_backward(const DropoutArgs& a, const T& dy, T& dx) { dropout_forward(a, dy, dx); }
+
+  // ---- Element-wise helpers (kiln::sub, mul, scale, clamp; out may alias an input) ----
+  static void elementwise_binary(ElementwiseOp op, const T& a, const T& b, T& out) {
+    if (a.numel() == 0) return;
+    const auto n = static_cast<std::int64_t>(a.numel());
+    const auto g = elementwise(n);
+    KILN_CUDA_LAUNCH(kiln::cuda::kernels::elementwise_binary_kernel<float>, g.blocks, g.threads, 0, op, a.data(), b.data(),
+                     out.data(), n);
+  }
+  static void affine(const T& a, float alpha, float beta, T& out) {
+    if (a.numel() == 0) return;
+    const auto n = static_cast<std::int64_t>(a.numel());
+    const auto g = elementwise(n);
+    KILN_CUDA_LAUNCH(kiln::cuda::kernels::affine_kernel<float>, g.blocks, g.threads, 0, a.data(), alpha, beta, out.data(), n);
+  }
+  static void clamp(const T& a, float lo, float hi, T& out) {
+    if (a.numel() == 0) return;
+    const auto n = static_cast<std::int64_t>(a.numel());
+    const auto g = elementwise(n);
+    KILN_CUDA_LAUNCH(kiln::cuda::kernels::clamp_kernel<float>, g.blocks, g.threads, 0, a.data(), lo, hi, out.data(), n);
   }
 
   // ---- ReLU, add, channel concat ---------------------------------------------

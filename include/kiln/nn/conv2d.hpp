@@ -1,6 +1,10 @@
 #pragma once
-// Conv2d<In, Out, K>: stride 1, zero padding K/2 ("same"), with bias, like
-// torch.nn.Conv2d(In, Out, K, padding=K//2). Weight [Out, In, K, K].
+// Conv2d<In, Out, K, Device = Cpu, Stride = 1>: zero padding K/2, with bias, like
+// torch.nn.Conv2d(In, Out, K, stride=Stride, padding=K//2). Weight [Out, In, K, K].
+// Stride 1 keeps the image size ("same") and runs the fast paths (GEMM on the CPU, tiled and
+// tensor-core kernels on CUDA). Stride > 1 gives floor((H - 1) / Stride) + 1 rows (PyTorch's
+// floor((H + 2*(K/2) - K) / Stride) + 1) and runs the general path (cpu/conv2d_strided.hpp,
+// kernels/conv2d_strided.cuh): correct, not tuned.
 // Initialisation as PyTorch's default (Kaiming-uniform with a = sqrt(5)):
 // weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = In*K*K.
 #include <cmath>
@@ -13,16 +17,18 @@
 
 namespace kiln {
 
-template <int In, int Out, int K, class Device = Cpu>
+template <int In, int Out, int K, class Device = Cpu, int Stride = 1>
 class Conv2d {
   static_assert(In > 0 && Out > 0, "kiln::Conv2d: channel counts must be positive");
   static_assert(K % 2 == 1, "kiln::Conv2d: the kernel size must be odd (padding K/2 keeps the image size)");
+  static_assert(Stride >= 1, "kiln::Conv2d: the stride must be at least 1");
 
  public:
   using device = Device;
   static constexpr int in_channels = In;
   static constexpr int out_channels = Out;
   static constexpr int kernel_size = K;
+  static constexpr int stride = Stride;
   static constexpr std::size_t parameter_count = std::size_t(Out) * In * K * K + Out;
   static constexpr std::string_view kind = "Conv2d";
 
@@ -43,10 +49,16 @@ class Conv2d {
                                                              path),
                ": expected an input of shape [N, ", In, ", H, W], got ", in.str());
     shape_ = {in.n(), In, Out, in.h(), in.w(), K};
-    const Shape out = Shape::nchw(in.n(), Out, in.h(), in.w());
+    strided_ = {in.n(), In, Out, in.h(), in.w(), K, Stride};
+    const Shape out = Shape::nchw(in.n(), Out, strided_.ho(), strided_.wo());
     const auto x = arena.current();
     arena.output(y_, out);
-    if (arena.training()) {
+    if constexpr (Stride > 1) {  // the general path needs no workspace
+      if (arena.training())
+        arena.request(dx_, in);
+      else
+        dx_ = {};
+    } else if (arena.training()) {
       arena.request(dx_, in);
       arena.request(workspace_, Shape{static_cast<std::int64_t>(Backend<Device>::conv2d_workspace_floats(shape_)) + 1});
     } else {
@@ -61,7 +73,10 @@ class Conv2d {
   const Tensor<float, Device>& forward(const Tensor<float, Device>& x, Mode) {
     check_planned(x);
     x_ = &x;
-    Backend<Device>::conv2d_forward(shape_, x, weight_.value, bias_.value, y_, workspace_);
+    if constexpr (Stride > 1)
+      Backend<Device>::conv2d_strided_forward(strided_, x, weight_.value, bias_.value, y_);
+    else
+      Backend<Device>::conv2d_forward(shape_, x, weight_.value, bias_.value, y_, workspace_);
     return y_;
   }
 
@@ -71,7 +86,10 @@ class Conv2d {
     KILN_CHECK(dy.shape() == y_.shape(), "Conv2d: gradient of shape ", dy.shape().str(), " does not match output ",
                y_.shape().str());
     Tensor<float, Device> dx = input_grad_ ? dx_ : Tensor<float, Device>{};
-    Backend<Device>::conv2d_backward(shape_, *x_, weight_.value, dy, dx, weight_.grad, bias_.grad, workspace_);
+    if constexpr (Stride > 1)
+      Backend<Device>::conv2d_strided_backward(strided_, *x_, weight_.value, dy, dx, weight_.grad, bias_.grad);
+    else
+      Backend<Device>::conv2d_backward(shape_, *x_, weight_.value, dy, dx, weight_.grad, bias_.grad, workspace_);
     return dx_;
   }
 
@@ -98,6 +116,7 @@ class Conv2d {
 
   Parameter<Device> weight_, bias_;
   ConvShape shape_{0, In, Out, 0, 0, K};
+  StridedConvShape strided_{0, In, Out, 0, 0, K, Stride};
   Tensor<float, Device> y_, dx_, workspace_;
   const Tensor<float, Device>* x_ = nullptr;
   bool input_grad_ = true;

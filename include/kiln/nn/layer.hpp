@@ -9,7 +9,10 @@
 //       its output, saved state and input-gradient buffers; returns the output shape
 //   const Tensor<float, D>& forward(const Tensor<float, D>& x, Mode);
 //       writes its planned output; in Mode::train keeps what backward needs
-//       (x itself must stay alive until backward: in a network it does)
+//       (x itself must stay alive until backward: in a network it does).
+//       The result is a VIEW into the arena: the next forward (or plan) overwrites
+//       it, and copying the Tensor copies the view, not the values: use .clone()
+//       to keep a result (see core/tensor.hpp, "ALIASING")
 //   const Tensor<float, D>& backward(const Tensor<float, D>& dy);
 //       returns dL/dx (overwritten), and ADDS dL/dparameter into the gradients
 //   template <class F> void visit(F&& f, const std::string& prefix);

@@ -16,8 +16,10 @@
 // nothing. A composite layer exposes its composition as `body_type`.
 #include <algorithm>
 
+#include "kiln/nn/activation.hpp"
 #include "kiln/nn/batchnorm2d.hpp"
 #include "kiln/nn/conv2d.hpp"
+#include "kiln/nn/dropout.hpp"
 #include "kiln/nn/maxpool2d.hpp"
 #include "kiln/nn/named.hpp"
 #include "kiln/nn/relu.hpp"
@@ -42,12 +44,24 @@ struct ReachOf {
   static constexpr Reach after(Reach r) { return ReachOf<typename L::body_type>::after(r); }
 };
 
-template <int In, int Out, int K, class D>
-struct ReachOf<Conv2d<In, Out, K, D>> {
+template <int In, int Out, int K, class D, int S>
+struct ReachOf<Conv2d<In, Out, K, D, S>> {
   static constexpr Reach after(Reach r) {
     r.radius += (K / 2) * r.stride;
+    if constexpr (S > 1) {
+      r.stride *= S;
+      r.alignment = std::max(r.alignment, r.stride);
+    }
     return r;
   }
+};
+template <ActivationKind A, class D>
+struct ReachOf<Activation<A, D>> {
+  static constexpr Reach after(Reach r) { return r; }
+};
+template <class D>
+struct ReachOf<Dropout<D>> {
+  static constexpr Reach after(Reach r) { return r; }
 };
 template <int C, class D>
 struct ReachOf<BatchNorm2d<C, D>> {
