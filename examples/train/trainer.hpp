@@ -30,6 +30,7 @@
 #include <variant>
 #include <vector>
 
+#include "../common/checkpoint_model.hpp"
 #include "../common/cli.hpp"
 #include "../common/grid.hpp"
 #include "../common/infer.hpp"
@@ -416,7 +417,7 @@ int train(RunRequest req) {
   if (!req.resume.empty()) {
     try {
       io::CheckpointInfo info =
-          std::visit([&](auto& o) { return io::load_checkpoint(req.resume, *net, o); }, *opt);
+          std::visit([&](auto& o) { return io::load_checkpoint(req.resume, *net, o, colorization_checks()); }, *opt);
       auto num = [&](const char* key) { return std::stod(info.get(std::string("kiln.train.") + key)); };
       p.epoch = int(num("epoch"));
       p.step_in_epoch = int(num("step_in_epoch"));
