@@ -15,3 +15,9 @@ foreach(_name help train resume colorize bad_inputs interrupt kill nan_guard ful
                    ${PROJECT_SOURCE_DIR} ${CMAKE_CURRENT_BINARY_DIR}/programs-work/${_name})
   set_tests_properties(programs.${_name} PROPERTIES LABELS programs TIMEOUT 300 SKIP_RETURN_CODE 77)
 endforeach()
+
+# kiln-denoise, the second example (its own arguments: DENOISE TOOL SOURCE_DIR WORK_DIR).
+add_test(NAME programs.denoise
+         COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/programs/denoise.sh $<TARGET_FILE:kiln-denoise>
+                 $<TARGET_FILE:kiln_programs_testtool> ${PROJECT_SOURCE_DIR} ${CMAKE_CURRENT_BINARY_DIR}/programs-work/denoise)
+set_tests_properties(programs.denoise PROPERTIES LABELS programs TIMEOUT 300 SKIP_RETURN_CODE 77)

@@ -230,7 +230,7 @@ int colorize_all(const Options& o, kp::DeviceKind device) {
   auto net = std::make_unique<Net>();
   io::CheckpointInfo info;
   try {
-    info = io::load_checkpoint(o.checkpoint, *net);
+    info = io::load_checkpoint(o.checkpoint, *net, kp::colorization_checks());
   } catch (const std::exception& e) {
     throw kp::file_error(o.checkpoint, e);
   }

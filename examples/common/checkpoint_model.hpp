@@ -1,7 +1,9 @@
 #pragma once
-// Which model a checkpoint holds, before a network is built to load it into.
+// Which model a checkpoint holds, before a network is built to load it into, and what a
+// colorization checkpoint must say about its data (the library checks only what it is asked).
 #include "models.hpp"  // first: it brings <kiln/cuda.hpp> before the other kiln headers
 #include <kiln/io/checkpoint.hpp>
+#include <kiln/io/lab_tensor.hpp>
 #include <kiln/io/safetensors.hpp>
 
 #include <cstdio>
@@ -12,6 +14,15 @@
 #include "cli.hpp"
 
 namespace kiln::programs {
+
+// kiln-train stamps its checkpoints with io::add_scaling_metadata (L/50-1 in, ab/110 out);
+// kiln-train --resume and kiln-colorize refuse a file that says otherwise (a file without
+// the keys, e.g. a PyTorch export, passes).
+inline io::MetadataChecks colorization_checks() {
+  const std::string why = "the model was trained on differently scaled data";
+  return {{std::string(io::kInputScalingKey), std::string(io::kInputScaling), false, why},
+          {std::string(io::kOutputScalingKey), std::string(io::kOutputScaling), false, why}};
+}
 
 struct CheckpointModel {
   std::string name;  // "small" | "base"

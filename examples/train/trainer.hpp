@@ -31,6 +31,7 @@
 #include <variant>
 #include <vector>
 
+#include "../common/checkpoint_model.hpp"
 #include "../common/cli.hpp"
 #include "../common/grid.hpp"
 #include "../common/image_complete.hpp"
@@ -561,7 +562,7 @@ int train(RunRequest req) {
   if (!req.resume.empty()) {
     try {
       io::CheckpointInfo info =
-          std::visit([&](auto& o) { return io::load_checkpoint(req.resume, *net, o); }, *opt);
+          std::visit([&](auto& o) { return io::load_checkpoint(req.resume, *net, o, colorization_checks()); }, *opt);
       // Every number a checkpoint brings in is checked: a damaged or hand-edited value must not
       // become a negative step, a NaN schedule position or an epoch past the end unnoticed.
       auto num = [&](const char* key, double lo = -1e300, bool allow_inf = false) {

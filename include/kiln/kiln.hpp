@@ -22,6 +22,7 @@
 #include "kiln/nn/named.hpp"
 #include "kiln/nn/network.hpp"
 #include "kiln/nn/relu.hpp"
+#include "kiln/nn/residual.hpp"
 #include "kiln/nn/sequential.hpp"
 #include "kiln/nn/skip_concat.hpp"
 #include "kiln/nn/upsample.hpp"

@@ -332,6 +332,10 @@ inline void colour_case(Report& report, std::int64_t n, std::int64_t h, std::int
 namespace kiln_test {
 
 // ---- the table ------------------------------------------------------------------------------
+}  // namespace kiln_test
+#include "emu/kernel_cases_residual.hpp"  // (needs layer_case above)
+namespace kiln_test {
+
 inline std::vector<KernelCase> kernel_cases() {
   using kiln::Mode;
   using kiln::UpsampleMode;
@@ -478,7 +482,8 @@ inline std::vector<KernelCase> kernel_cases() {
   tiny("tiny sRGB <-> Lab", [](Report& r) { colour_case(r, 1, 3, 5, 229); });
   tiny("tiny Adam multi-tensor", [](Report& r) { adam_multi_case(r, 5, 231); });
   tiny("tiny Adam per-tensor kernel", [](Report& r) { adam_multi_case(r, 3, 233, true); });
-  add_layer_cases(t);  // tests/emu/kernel_cases_layers.hpp
+  add_layer_cases(t);     // tests/emu/kernel_cases_layers.hpp
+  add_residual_cases(t);  // tests/emu/kernel_cases_residual.hpp
   return t;
 }
 

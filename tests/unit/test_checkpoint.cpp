@@ -85,8 +85,9 @@ TEST_CASE("checkpoint: save -> load into a fresh network gives bitwise identical
     CHECK(info.metadata.at("rng") == "1 2 3 4");
     CHECK(info.get("kiln.model") == "UNet<1,2,4,2>");
     CHECK(info.get("kiln.format_version") == "1");
-    CHECK(info.get("kiln.input_scaling") == "L/50-1");
-    CHECK(info.get("kiln.output_scaling") == "ab/110");
+    // The library says nothing about what the data means: that is the caller's metadata.
+    CHECK(info.metadata.count("kiln.input_scaling") == 0);
+    CHECK(info.metadata.count("kiln.output_scaling") == 0);
     CHECK(info.metadata.count("kiln.checksum") == 1);
     CHECK(info.extra.empty());
     CHECK_THROWS_WITH_AS(info.get("nope"), doctest::Contains("no metadata 'nope'"), io::IoError);
@@ -166,14 +167,55 @@ TEST_CASE("checkpoint: missing and unexpected model tensors are errors; other te
     CHECK(error_of([&] { io::load_checkpoint(file, net); }).find("tensor 'head.bias' is stored as F64") !=
           std::string::npos);
   }
-  SUBCASE("other scaling") {
+  SUBCASE("other scaling: refused only when the caller checks it") {
     auto meta = f.metadata;
     meta["kiln.output_scaling"] = "ab/128";
     const fs::path file = dir.path / "scaling.safetensors";
     io::save_safetensors(file, f.tensors, meta);
-    CHECK(error_of([&] { io::load_checkpoint(file, net); }).find("kiln.output_scaling = 'ab/128'") !=
+    const io::MetadataChecks checks{{"kiln.output_scaling", "ab/110", false, "differently scaled data"}};
+    const std::string msg = error_of([&] { io::load_checkpoint(file, net, checks); });
+    CHECK(msg.find(file.string()) != std::string::npos);
+    CHECK(msg.find("metadata kiln.output_scaling = 'ab/128', but this program expects 'ab/110' (differently scaled data)") !=
           std::string::npos);
+    Network<Tiny> fresh;
+    CHECK(io::load_checkpoint(file, fresh).get("kiln.output_scaling") == "ab/128");
   }
+}
+
+TEST_CASE("checkpoint: the caller's metadata is stored as given and checked only as asked") {
+  TempDir dir;
+  Network<Tiny> net;
+  train_a_little(net, 4);
+  const fs::path file = dir.path / "denoise.safetensors";
+  io::save_checkpoint(file, net, {{"task", "denoise"}, {"input", "noisy rgb 0..1"}});
+  const io::SafetensorsFile f = io::load_safetensors(file);
+  CHECK(f.metadata.at("task") == "denoise");
+  CHECK(f.metadata.count("kiln.input_scaling") == 0);
+
+  Network<Tiny> b;
+  // Checks that hold, including a required one; a key the file lacks passes unless required.
+  const auto info = io::load_checkpoint(file, b, io::MetadataChecks{{"task", "denoise", true, ""}, {"absent", "x"}});
+  CHECK(info.get("input") == "noisy rgb 0..1");
+  const std::vector<float> before = b.forward(Tensor<float, Cpu>(Shape::nchw(1, 1, 8, 8)), Mode::eval).to_vector();
+
+  Network<Tiny> c;
+  const std::vector<float> untouched = c.forward(Tensor<float, Cpu>(Shape::nchw(1, 1, 8, 8)), Mode::eval).to_vector();
+  CHECK(error_of([&] { io::load_checkpoint(file, c, io::MetadataChecks{{"task", "colorize", false, "another task"}}); })
+            .find("metadata task = 'denoise', but this program expects 'colorize' (another task)") != std::string::npos);
+  CHECK(error_of([&] { io::load_checkpoint(file, c, io::MetadataChecks{{"noise_sigma", "25", true, ""}}); })
+            .find("has no metadata 'noise_sigma', but this program expects '25'") != std::string::npos);
+  // A refused load changes nothing.
+  CHECK(c.forward(Tensor<float, Cpu>(Shape::nchw(1, 1, 8, 8)), Mode::eval).to_vector() == untouched);
+  CHECK(before != untouched);
+
+  // With an optimizer: the checks run before the optimizer's state is looked at.
+  Adam<Cpu> adam(collect_parameters(net));
+  const fs::path with_opt = dir.path / "opt.safetensors";
+  io::save_checkpoint(with_opt, net, {{"task", "denoise"}}, adam);
+  Adam<Cpu> adam2(collect_parameters(c));
+  CHECK(error_of([&] { io::load_checkpoint(with_opt, c, adam2, io::MetadataChecks{{"task", "sr", true, ""}}); })
+            .find("metadata task = 'denoise'") != std::string::npos);
+  CHECK(io::load_checkpoint(with_opt, c, adam2, io::MetadataChecks{{"task", "denoise", true, ""}}).get("task") == "denoise");
 }
 
 TEST_CASE("checkpoint: damaged files are refused, naming the file") {

@@ -19,9 +19,9 @@
 //       every state of net.visit(): parameters and buffers as F32 in their PyTorch shapes (the
 //       tensor's Shape), counters (num_batches_tracked) as I64 scalars (shape []); extra tensors
 //       as F32; with an optimizer, each opt.visit_state(f) tensor as F32 "<prefix><name>"
-//       (e.g. "optimizer.down.0.conv1.weight.exp_avg"). Metadata as given, plus, unless the caller
-//       set them: kiln.format_version = "1", kiln.model = model_name<Net>() (when known),
-//       kiln.input_scaling = "L/50-1", kiln.output_scaling = "ab/110". The file is written
+//       (e.g. "optimizer.down.0.conv1.weight.exp_avg"). Metadata exactly as the caller gives it
+//       (what the model's input and output mean is the caller's to say), plus, unless the caller
+//       set them: kiln.format_version = "1", kiln.model = model_name<Net>() (when known). The file is written
 //       atomically with CRC-32s of the data and of the header (safetensors.hpp): a failed save
 //       leaves the previous file intact.
 //
@@ -30,9 +30,16 @@
 //       // on_extra(const TensorRecord&) for each tensor that is not the model's
 //   template <class Net, HasVisitState Opt> CheckpointInfo load_checkpoint(path, Net& net, Opt& optimizer,
 //                                             std::string_view prefix = "optimizer.");
+//   struct MetadataCheck { std::string key, value; bool required = false; std::string why; };
+//   using MetadataChecks = std::vector<MetadataCheck>;
+//   load_checkpoint(path, net, const MetadataChecks&)  and  load_checkpoint(path, net, optimizer, checks, prefix)
+//       the same, and first the caller's metadata checks: a key present with another value (or
+//       absent, when required) is refused before anything changes, e.g. "cannot load 'a.safetensors':
+//       metadata task = 'colorize', but this program expects 'denoise' (why)". Without checks the
+//       metadata is not looked at: a checkpoint of any task loads into any model of its shape.
 //       Checks before changing anything: every tensor the model has is present with exactly its
 //       shape and dtype; no tensor under the model's top-level names (down., up., head., ...) is
-//       left over; the scaling metadata (when present) is kiln's; with an optimizer, every
+//       left over; the caller's metadata checks pass; with an optimizer, every
 //       "<prefix><name>" is present with the right shape. Errors (IoError) name the file and the
 //       tensor, e.g. "cannot load 'a.safetensors': tensor 'down.0.conv1.weight' has shape
 //       [32, 1, 3, 3] but this model expects [16, 1, 3, 3] — the checkpoint is of another model
@@ -43,7 +50,6 @@
 
 #include <kiln/core/tensor.hpp>
 #include <kiln/io/io_error.hpp>
-#include <kiln/io/lab_tensor.hpp>
 #include <kiln/io/safetensors.hpp>
 #include <kiln/nn/layer.hpp>
 #include <kiln/nn/network.hpp>
@@ -177,8 +183,6 @@ template <class Net>
 std::map<std::string, std::string> checkpoint_metadata(const std::map<std::string, std::string>& given) {
     std::map<std::string, std::string> m = given;
     m.try_emplace(std::string(kFormatVersionKey), std::string(kFormatVersion));
-    m.try_emplace(std::string(kInputScalingKey), std::string(kInputScaling));
-    m.try_emplace(std::string(kOutputScalingKey), std::string(kOutputScaling));
     if (const std::string name = model_name<Net>(); !name.empty()) m.try_emplace(std::string(kModelKey), name);
     return m;
 }
@@ -192,10 +196,42 @@ inline std::string list_names(const std::vector<std::string>& names, std::size_t
     return s;
 }
 
+}  // namespace detail
+
+// One expectation about a checkpoint's metadata, checked by load_checkpoint before anything changes.
+struct MetadataCheck {
+    std::string key;
+    std::string value;
+    bool required = false;  // false: a file without the key passes (e.g. a PyTorch export)
+    std::string why;        // appended to the error: what a different value means
+
+    MetadataCheck(std::string k, std::string v, bool req = false, std::string reason = {})
+        : key(std::move(k)), value(std::move(v)), required(req), why(std::move(reason)) {}
+};
+using MetadataChecks = std::vector<MetadataCheck>;
+
+namespace detail {
+
+inline void check_metadata(const SafetensorsFile& file, const MetadataChecks& checks) {
+    const std::string where = "cannot load " + quoted(file.path) + ": ";
+    for (const MetadataCheck& c : checks) {
+        const std::string why = c.why.empty() ? "" : " (" + c.why + ")";
+        const auto it = file.metadata.find(c.key);
+        if (it == file.metadata.end()) {
+            if (c.required)
+                throw IoError(where + "the checkpoint has no metadata '" + c.key + "', but this program expects '" +
+                              c.value + "'" + why);
+        } else if (it->second != c.value) {
+            throw IoError(where + "metadata " + c.key + " = '" + it->second + "', but this program expects '" +
+                          c.value + "'" + why);
+        }
+    }
+}
+
 // Validates the model's tensors in `file`, then copies them into net. Returns the records that
 // are not the model's (moved out of file).
 template <class Net>
-std::vector<TensorRecord> restore_model(SafetensorsFile& file, Net& net) {
+std::vector<TensorRecord> restore_model(SafetensorsFile& file, Net& net, const MetadataChecks& checks = {}) {
     using Device = typename Net::device;
     using Ref = StateRef<Device>;
     const std::string where = "cannot load " + quoted(file.path) + ": ";
@@ -204,13 +240,7 @@ std::vector<TensorRecord> restore_model(SafetensorsFile& file, Net& net) {
     const std::string ours = model_name<Net>();
     const std::string model_note = file_model.empty() ? "" : " (kiln.model = '" + file_model + "')";
 
-    for (auto [key, expected] : {std::pair{kInputScalingKey, kInputScaling}, std::pair{kOutputScalingKey, kOutputScaling}}) {
-        const auto it = file.metadata.find(std::string(key));
-        if (it != file.metadata.end() && it->second != expected) {
-            throw IoError(where + "metadata " + std::string(key) + " = '" + it->second + "', but kiln's networks use '" +
-                          std::string(expected) + "': the model was trained on differently scaled data");
-        }
-    }
+    check_metadata(file, checks);
 
     std::unordered_map<std::string, std::size_t> index;
     for (std::size_t i = 0; i < file.tensors.size(); ++i) index.emplace(file.tensors[i].name, i);
@@ -314,10 +344,17 @@ CheckpointInfo load_checkpoint(const std::filesystem::path& path, Net& net) {
     return load_checkpoint(path, net, [](const TensorRecord&) {});
 }
 
+template <class Net>
+CheckpointInfo load_checkpoint(const std::filesystem::path& path, Net& net, const MetadataChecks& checks) {
+    SafetensorsFile file = load_safetensors(path);
+    return CheckpointInfo{path, file.metadata, detail::restore_model(file, net, checks)};
+}
+
 template <class Net, HasVisitState Opt>
 CheckpointInfo load_checkpoint(const std::filesystem::path& path, Net& net, Opt& optimizer,
-                               std::string_view prefix = "optimizer.") {
+                               const MetadataChecks& checks, std::string_view prefix = "optimizer.") {
     SafetensorsFile file = load_safetensors(path);
+    detail::check_metadata(file, checks);
     const std::string where = "cannot load " + detail::quoted(path) + ": ";
     // Check the optimizer state first, so that a failure leaves both net and optimizer untouched.
     optimizer.visit_state([&](const std::string& name, auto& tensor) {
@@ -335,13 +372,19 @@ CheckpointInfo load_checkpoint(const std::filesystem::path& path, Net& net, Opt&
                           detail::dims_text(r->shape) + " but this optimizer expects F32 " + detail::dims_text(want));
         }
     });
-    CheckpointInfo info{path, file.metadata, detail::restore_model(file, net)};
+    CheckpointInfo info{path, file.metadata, detail::restore_model(file, net, checks)};
     optimizer.visit_state([&](const std::string& name, auto& tensor) {
         const TensorRecord* r = info.find_extra(std::string(prefix) + name);
         const std::vector<float> values = r->template to_vector<float>();
         tensor.copy_from_host(values);
     });
     return info;
+}
+
+template <class Net, HasVisitState Opt>
+CheckpointInfo load_checkpoint(const std::filesystem::path& path, Net& net, Opt& optimizer,
+                               std::string_view prefix = "optimizer.") {
+    return load_checkpoint(path, net, optimizer, MetadataChecks{}, prefix);
 }
 
 }  // namespace kiln::io
