@@ -143,7 +143,7 @@ std::uint64_t arena_bytes(Network<Net>& net, const Shape& s, Mode mode) {
     Arena<typename Net::device> dry;
     dry.begin(mode);
     (void)net.layers().plan(s, dry, "");
-    bytes = dry.bytes_planned();
+    bytes = dry.measure();
   }
   if (net.planned()) (void)net.plan(net.input_shape(), net.planned_mode());
   return bytes;

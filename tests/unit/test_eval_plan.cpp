@@ -123,6 +123,21 @@ TEST_CASE("Network eval plan: a chain of convolutions holds two neighbouring act
   MESSAGE("conv chain 40x48: train plan ", train, " B, eval plan ", eval, " B");
 }
 
+TEST_CASE("Arena::measure: a dry plan sizes both modes exactly as finalize() does, without allocating") {
+  const Shape x = Shape::nchw(2, 1, 24, 40);
+  Network<UNet<1, 2, 4, 2>> net;
+  for (Mode mode : {Mode::train, Mode::eval}) {
+    Arena<Cpu> dry;
+    dry.begin(mode);
+    (void)net.layers().plan(x, dry, "");
+    const std::size_t measured = dry.measure();
+    CHECK(dry.allocations() == 0);
+    net.plan(x, mode);
+    CHECK(measured == net.arena().bytes_planned());
+    CHECK(measured > 0);
+  }
+}
+
 TEST_CASE("Network::infer equals the eval forward pass on a train plan, bitwise") {
   check_infer_matches_train_plan<ConvChain>(Shape::nchw(2, 1, 9, 20), 1);
   check_infer_matches_train_plan<BlockNet>(Shape::nchw(2, 2, 18, 22), 2);  // fused BN+ReLU, pooling, bilinear

@@ -124,8 +124,14 @@ class Arena {
     requests_.clear();
   }
 
-  // Bytes the last plan needs (the block is at least this large).
+  // Bytes the last plan needs (the block is at least this large); set by finalize().
   std::size_t bytes_planned() const { return used_; }
+  // Bytes the plan begun so far would need, without allocating or binding anything: a dry
+  // run (plan into a scratch arena, then measure()) sizes a plan before committing to it.
+  std::size_t measure() {
+    place();
+    return used_;
+  }
   // The most bytes alive at one moment of the last plan: no placement can do
   // better, so bytes_planned() / live_peak() measures fragmentation. In a train
   // plan both are the sum of all requests.
