@@ -179,6 +179,9 @@ inline int conv2d_threads() { return omp_get_max_threads(); }
 // pixel chunk per thread; shared by forward and backward. With run-time dispatch,
 // the largest need of the compiled paths, so that set_active_isa() between steps is safe.
 inline std::size_t conv2d_workspace_floats(const ConvShape& s) {
+  // Reads and checks KILN_CPU_ISA when a layer plans, also without dispatch (where it can
+  // only name the baseline: anything else is refused here, not silently ignored).
+  (void)active_isa();
   const int threads = conv2d_threads();
   std::size_t n = impl::conv2d_workspace_floats_with<simd::DefaultConfig>(s, threads);
 #if KILN_CPU_COPY_AVX2

@@ -102,6 +102,7 @@ inline const GemmKernels& gemm_kernels(Isa isa) {
 
 // Floats of workspace for gemm(...) on any compiled path (so set_active_isa is safe).
 inline std::size_t gemm_workspace_floats(std::int64_t M, std::int64_t N, std::int64_t K) {
+  (void)active_isa();  // checks KILN_CPU_ISA, also without dispatch (see conv2d_workspace_floats)
   std::size_t n = gemm_workspace_floats<simd::DefaultConfig>(M, N, K);
 #if KILN_CPU_COPY_AVX2
   n = std::max(n, isa_avx2::gemm_workspace_floats<simd::Avx2Config>(M, N, K));

@@ -28,7 +28,9 @@
 //   KILN_CPU_ISA         environment variable: avx512 | avx2 | portable | auto. Forces
 //                        a path (tests, comparisons); a path this CPU cannot run, or
 //                        one this program was not compiled with, is refused with a
-//                        kiln::Error that says why (thrown by the first GEMM / conv).
+//                        kiln::Error that says why (thrown when a layer plans its
+//                        convolution workspace, or by the first GEMM / conv). Without
+//                        dispatch only the baseline's name is accepted.
 //   active_isa()         the path in use; isa_name() its name; available_isas() the
 //                        paths this program has and this CPU can run.
 #include <atomic>
@@ -101,7 +103,7 @@ inline constexpr bool isa_compiled(Isa isa) {
 
 // Whether this CPU (and OS: __builtin_cpu_supports checks the XSAVE state too) can run the path.
 inline bool cpu_supports(Isa isa) {
-#if KILN_CPU_DISPATCH
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__)) && !defined(__CUDACC__)
   __builtin_cpu_init();
   const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   switch (isa) {
@@ -114,7 +116,7 @@ inline bool cpu_supports(Isa isa) {
   }
   return false;
 #else
-  // Without dispatch the program runs only where its baseline runs.
+  // No CPUID query here (nvcc's host pass, other compilers): the program runs where its baseline runs.
   return static_cast<int>(isa) <= KILN_CPU_BASELINE_ISA;
 #endif
 }
@@ -152,15 +154,15 @@ inline Isa parse_isa(std::string_view name, std::string_view what = "KILN_CPU_IS
     isa = Isa::portable;
   else
     fail(what, "=", name, ": unknown CPU code path; use avx512, avx2, portable or auto");
-  if (!cpu_supports(isa))
-    fail(what, "=", name, ": this CPU cannot run the ", name, " kernels (",
-         isa == Isa::avx512 ? "it lacks AVX-512 F/BW/DQ/VL/CD" : "it lacks AVX2 or FMA",
-         "); paths it can run here: ", isa_detail::isa_list(available_isas()));
   if (!isa_compiled(isa))
     fail(what, "=", name, ": this program was not compiled with the ", name, " kernels (its -m/-march flags give ",
          isa_name(baseline_isa()),
          KILN_CPU_DISPATCH ? " and up" : " only, and run-time dispatch is off (KILN_CPU_DISPATCH=0)",
          "); paths it has: ", isa_detail::isa_list(available_isas()));
+  if (!cpu_supports(isa))
+    fail(what, "=", name, ": this CPU cannot run the ", name, " kernels (",
+         isa == Isa::avx512 ? "it lacks AVX-512 F/BW/DQ/VL/CD" : "it lacks AVX2 or FMA",
+         "); paths it can run here: ", isa_detail::isa_list(available_isas()));
   return isa;
 }
 
