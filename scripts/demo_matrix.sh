@@ -5,7 +5,8 @@
 #   bash scripts/demo_matrix.sh [--seeds "1 2 3"] [--paths "native avx2"] [--threads N]
 #
 # native: the demo's own build (-march=native: AVX-512 where the CPU has it);
-# avx2:   -DKILN_NATIVE=OFF -march=x86-64-v3, the AVX2 + FMA kernels, also on an AVX-512 machine.
+# avx2:   -DKILN_NATIVE=OFF -march=x86-64-v3, the AVX2 + FMA kernels, also on an AVX-512 machine
+#         (KILN_CPU_ISA=avx2: such a build would otherwise dispatch to AVX-512 at run time).
 # The time limit is raised to 60 minutes so that a busy machine trains exactly the demo's steps
 # (the demo's 10-minute limit only ends a very slow run early); each run's wall time is printed.
 # Outputs: out/demo-matrix/<path>-s<seed>/ (the demo's files for each run).
@@ -33,15 +34,15 @@ echo "| code path | seed | training | val crops, last epoch, MSE(ab) (grey) | wh
 echo "|---|---|---|---|---|---|"
 for path in $paths; do
   case $path in
-    native) build=build/demo cmake_args="" ;;
-    avx2) build=build/demo-avx2 cmake_args="-DKILN_NATIVE=OFF -DCMAKE_CXX_FLAGS=-march=x86-64-v3" ;;
+    native) build=build/demo cmake_args="" force_isa="" ;;
+    avx2) build=build/demo-avx2 cmake_args="-DKILN_NATIVE=OFF -DCMAKE_CXX_FLAGS=-march=x86-64-v3" force_isa=avx2 ;;
     *) echo "demo_matrix: unknown code path '$path' (native, avx2)" >&2; exit 2 ;;
   esac
   for seed in $seeds; do
     out=out/demo-matrix/$path-s$seed
     log=out/demo-matrix/$path-s$seed.log
     mkdir -p out/demo-matrix
-    KILN_DEMO_SEED=$seed KILN_DEMO_OUT=$out KILN_DEMO_BUILD_DIR=$build KILN_DEMO_CMAKE_ARGS=$cmake_args \
+    KILN_CPU_ISA=$force_isa KILN_DEMO_SEED=$seed KILN_DEMO_OUT=$out KILN_DEMO_BUILD_DIR=$build KILN_DEMO_CMAKE_ARGS=$cmake_args \
       KILN_DEMO_THREADS=$threads KILN_DEMO_MINUTES=60 bash scripts/demo.sh >"$log" 2>&1 ||
       { echo "demo_matrix: the demo failed for $path seed $seed (log: $log)" >&2; exit 1; }
     took=$(sed -n 's/^ *[0-9]* steps, [0-9]* crops in //p' "$out/train.log" | tail -n 1)

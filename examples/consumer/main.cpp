@@ -13,6 +13,8 @@ int main() {
   for (std::size_t i = 0; i < x.numel(); ++i) x[i] = static_cast<float>(i % 7) / 7.0f;
   const auto& y = net.forward(x, kiln::Mode::train);
   net.backward(y);  // d(0.5*|y|^2)/dy = y
-  std::printf("kiln consumer: output %s, %zu parameters\n", y.shape().str().c_str(), Net::parameter_count);
+  // Built with no -m flags, kiln still runs the widest kernels this CPU has (run-time dispatch).
+  std::printf("kiln consumer: output %s, %zu parameters, CPU code path %s\n", y.shape().str().c_str(),
+              Net::parameter_count, kiln::cpu::isa_name(kiln::cpu::active_isa()));
   return y.shape() == kiln::Shape::nchw(2, 2, 8, 8) ? 0 : 1;
 }

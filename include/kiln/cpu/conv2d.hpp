@@ -5,7 +5,9 @@
 //   im2col/col2im the explicit lowering (kept as documentation and for tests).
 //   conv2d_*      what the layers call: implicit-im2col GEMMs on the register-
 //                 blocked micro-kernels of gemm_kernels.hpp (AVX-512 / AVX2 /
-//                 portable, chosen at build time); see "the fast path" below.
+//                 portable: compiled per code path in conv2d_fast.inl and chosen
+//                 once per process by CPUID, see isa.hpp); conv_kernels(isa) runs
+//                 a given path.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -15,6 +17,7 @@
 #include "kiln/core/conv_shape.hpp"
 #include "kiln/cpu/gemm.hpp"
 #include "kiln/cpu/gemm_kernels.hpp"
+#include "kiln/cpu/isa.hpp"
 
 namespace kiln::cpu {
 
@@ -115,772 +118,117 @@ inline void col2im(const ConvShape& s, const float* col, float* dx) {
   }
 }
 
-// ---- the fast path -----------------------------------------------------------------
-//
-// All three passes are GEMMs over the flattened pixel index q = n*H*W + i*W + j
-// (the batch and the image side by side), so small deep layers (16 images of
-// 4x4) give as many GEMM columns as one large image, and the work splits over
-// threads the same way for batch 16 at 64^2 and batch 1 at 256^2.
-//
-//   forward      y[o][q]  = b[o] + sum_kk W[o][kk] * col[kk][q]           (kk = (c, u, v))
-//   input grad   dx[c][q] = sum_kk' W'[c][kk'] * col_dy[kk'][q]           (kk' = (o, u', v'))
-//                with W'[c][o][u'][v'] = W[o][c][K-1-u'][K-1-v']: for stride 1 and odd K,
-//                the transposed convolution is a convolution of dy with the
-//                flipped, channel-swapped kernel (no col2im, no scatter-add).
-//   weight grad  dW[o][kk] += sum_q dy[o][q] * col[kk][q]
-//
-// col is never materialised whole. Two paths (conv_use_padded):
-//   padded planes (K > 1, images >= 16 wide): col row (c, u, v) is a pointer offset
-//     into x copied with a zero halo (per band of tiles for forward / input grad);
-//     forward / input grad: kernel_outer_rows over all K9 per tile; weight grad:
-//     kernel_dot_rows (dot products along the pixels), threads own column blocks.
-//   col rows (images under 16 wide, 1x1): conv_col_row(_any) writes rows of col for
-//     a chunk of pixels; forward / input grad: a K-blocked GEMM over shared slices of
-//     col (conv_implicit_gemm); weight grad: an outer-product GEMM over the pixels
-//     with dy^T packed and dW as the accumulator (conv_weight_grad), or for 1x1 on
-//     images over 8 x 8 the dot-product form (conv_weight_grad_dot).
-// Every output element is summed in an order fixed by the shape alone, so
-// results are identical run to run (and across thread counts).
-
-namespace impl {
-
-// out[0..count) = in[0..count), and fill: out[0..count) = 0. The segments of a
-// col row are one image row (2 to 128 floats, a few for the halo); as plain
-// loops GCC turns them into memmove/memset calls, whose call and dispatch cost
-// more than such a copy (memmove was ~10% of a UNetSmall step). Vector moves
-// of 16, 8 and 4 floats, then at most three scalars, in straight-line code.
-// An empty asm that "changes" e: the compiler can no longer see the loop as a
-// memcpy/memset idiom (and replace it by the call).
-#if defined(__GNUC__) || defined(__clang__)
-#define KILN_OPAQUE(var) __asm__("" : "+r"(var))
-#else
-#define KILN_OPAQUE(var) ((void)0)
-#endif
-KILN_ALWAYS_INLINE void copy_short(float* __restrict out, const float* __restrict in, std::int64_t count) {
-  std::int64_t e = 0;
-  for (; e + 16 <= count; e += 16) {
-    simd::Vec<16>::type v;
-    simd::load<16>(v, in + e);
-    simd::store<16>(out + e, v);
-    KILN_OPAQUE(e);
-  }
-  if (e + 8 <= count) {
-    simd::Vec<8>::type v;
-    simd::load<8>(v, in + e);
-    simd::store<8>(out + e, v);
-    e += 8;
-  }
-  if (e + 4 <= count) {
-    simd::Vec<4>::type v;
-    simd::load<4>(v, in + e);
-    simd::store<4>(out + e, v);
-    e += 4;
-  }
-  if (e < count) out[e] = in[e];
-  if (e + 1 < count) out[e + 1] = in[e + 1];
-  if (e + 2 < count) out[e + 2] = in[e + 2];
-}
-KILN_ALWAYS_INLINE void zero_short(float* __restrict out, std::int64_t count) {
-  std::int64_t e = 0;
-  const simd::Vec<16>::type z16{};
-  for (; e + 16 <= count; e += 16) {
-    simd::store<16>(out + e, z16);
-    KILN_OPAQUE(e);
-  }
-  if (e + 8 <= count) {
-    const simd::Vec<8>::type z8{};
-    simd::store<8>(out + e, z8);
-    e += 8;
-  }
-  if (e + 4 <= count) {
-    const simd::Vec<4>::type z4{};
-    simd::store<4>(out + e, z4);
-    e += 4;
-  }
-  if (e < count) out[e] = 0.0f;
-  if (e + 1 < count) out[e + 1] = 0.0f;
-  if (e + 2 < count) out[e + 2] = 0.0f;
-}
-
-// dst[t] = col[(c*K + u)*K + v][q] for q = p0 + t, t < len:
-//   x[n][c][i + u - p][j + v - p], 0 outside the image.
-inline void conv_col_row(const ConvShape& s, const float* __restrict x, std::int64_t c, std::int64_t u,
-                         std::int64_t v, std::int64_t p0, std::int64_t len, float* __restrict dst) {
-  const std::int64_t p = s.pad(), H = s.h, W = s.w, HW = s.hw();
-  std::int64_t n = p0 / HW, i = (p0 % HW) / W, j = p0 % W;
-  for (std::int64_t t = 0; t < len;) {
-    const std::int64_t seg = std::min(W - j, len - t);
-    float* __restrict out = dst + t;
-    const std::int64_t ii = i + u - p;
-    if (ii < 0 || ii >= H) {
-      zero_short(out, seg);
-    } else {
-      const float* __restrict row = x + ((n * s.c_in + c) * H + ii) * W;
-      const std::int64_t shift = j + v - p;  // out[e] = row[shift + e] where 0 <= shift + e < W
-      const std::int64_t lo = std::clamp<std::int64_t>(-shift, 0, seg);
-      const std::int64_t hi = std::clamp<std::int64_t>(W - shift, lo, seg);
-      zero_short(out, lo);
-      copy_short(out + lo, row + shift + lo, hi - lo);
-      zero_short(out + hi, seg - hi);
-    }
-    t += seg;
-    j += seg;
-    if (j == W) {
-      j = 0;
-      if (++i == H) {
-        i = 0;
-        ++n;
-      }
-    }
-  }
-}
-
-// Small images (K > 1, under 16 wide: the 8 x 8 and 4 x 4 levels): x is first
-// copied into planes with a zero halo, xs[n][c][H + 2p][W + 2p] (1.2 MB for 16 x
-// 512 x 4 x 4), so that a col row over whole image rows is a run of W-float copies
-// with no bounds logic (conv_col_row's general segments cost ~3 ns a float at W = 4).
-inline std::int64_t conv_small_pad_floats(const ConvShape& s) {
-  if (s.k == 1) return 0;
-  const std::int64_t p = s.pad();
-  return s.n * s.c_in * (s.h + 2 * p) * (s.w + 2 * p) + 16;
-}
-// Inside a parallel region (omp for over the planes, with its barrier).
-// dst[H + 2p][W + 2p] = the plane src[H][W] with a zero halo of p.
-inline void conv_pad_plane(const ConvShape& s, const float* __restrict src, float* __restrict dst) {
-  const std::int64_t p = s.pad(), H = s.h, W = s.w, Wp = W + 2 * p;
-  zero_short(dst, p * Wp + p);
-  for (std::int64_t i = 0; i < H; ++i) {
-    float* row = dst + (i + p) * Wp + p;
-    copy_short(row, src + i * W, W);
-    zero_short(row + W, 2 * p);  // this row's right halo and the next row's left one
-  }
-  zero_short(dst + (H + p) * Wp + p, p * Wp - p);
-}
-inline void conv_small_pad(const ConvShape& s, const float* __restrict x, float* __restrict xs) {
-  const std::int64_t p = s.pad(), plane = (s.h + 2 * p) * (s.w + 2 * p);
-#pragma omp for schedule(static)
-  for (std::int64_t nc = 0; nc < s.n * s.c_in; ++nc) conv_pad_plane(s, x + nc * s.hw(), xs + nc * plane);
-}
-// db[o] += sum over the batch of dy[n][o] (planes summed in float, then added in image order).
-// Inside a parallel region (omp for, nowait).
-inline void conv_bias_grad(const ConvShape& s, const float* dy, float* db) {
-  const std::int64_t M = s.c_out, HW = s.hw();
-#pragma omp for schedule(static) nowait
-  for (std::int64_t o = 0; o < M; ++o) {
-    float sum = 0.0f;
-    for (std::int64_t n = 0; n < s.n; ++n) {
-      const float* row = dy + (n * M + o) * HW;
-      float part = 0.0f;
-      for (std::int64_t i = 0; i < HW; ++i) part += row[i];
-      sum += part;
-    }
-    db[o] += sum;
-  }
-}
-template <int Wc>
-KILN_ALWAYS_INLINE void copy_fixed(float* __restrict out, const float* __restrict in, std::int64_t count) {
-  if constexpr (Wc == 4 || Wc == 8 || Wc == 16) {
-    typename simd::Vec<Wc>::type v;
-    simd::load<Wc>(v, in);
-    simd::store<Wc>(out, v);
-  } else {
-    copy_short(out, in, count);
-  }
-}
-// dst[t] = col[(c, u, v)][p0 + t] from the halo planes xs; p0 and len are multiples of W.
-template <int Wc>
-inline void conv_col_row_small_w(const ConvShape& s, const float* __restrict xs, std::int64_t c, std::int64_t u,
-                                 std::int64_t v, std::int64_t p0, std::int64_t len, float* __restrict dst) {
-  const std::int64_t W = Wc ? Wc : s.w, H = s.h, p = s.pad(), Wp = W + 2 * p, plane = (H + 2 * p) * Wp;
-  std::int64_t r = p0 / W, i = r % H;
-  const std::int64_t r_end = (p0 + len) / W;
-  const float* src = xs + ((r / H) * s.c_in + c) * plane + (i + u) * Wp + v;
-  const std::int64_t next_image = s.c_in * plane - H * Wp;
-  for (; r < r_end; ++r) {
-    copy_fixed<Wc>(dst, src, W);
-    dst += W;
-    src += Wp;
-    if (++i == H) {
-      i = 0;
-      src += next_image;
-    }
-  }
-}
-// conv_col_row, through the halo planes when there are (xs) and the run is whole rows.
-inline void conv_col_row_any(const ConvShape& s, const float* __restrict x, const float* __restrict xs,
-                             std::int64_t c, std::int64_t u, std::int64_t v, std::int64_t p0, std::int64_t len,
-                             float* __restrict dst) {
-  if (xs && p0 % s.w == 0 && len % s.w == 0) {
-    if (s.w == 4) return conv_col_row_small_w<4>(s, xs, c, u, v, p0, len, dst);
-    if (s.w == 8) return conv_col_row_small_w<8>(s, xs, c, u, v, p0, len, dst);
-    return conv_col_row_small_w<0>(s, xs, c, u, v, p0, len, dst);
-  }
-  conv_col_row(s, x, c, u, v, p0, len, dst);
-}
-
-// The col-row forward / input gradient (images under 16 wide, 1x1 convolutions) is a
-// K-blocked GEMM: per chunk of PC pixels and block of KC rows of col, the KC x PC
-// slice of col is built once (shared by the threads, ~288 KiB: L2), and every
-// (MR x NR) tile of the chunk's output is one kernel call over the KC rows,
-// accumulating into a chunk-local output ybuf[Mp][PC] (bias at the first block);
-// after the last block ybuf is copied into y. A micro-panel of the weight (KC x MR)
-// is reused for the chunk's PC / NR tiles, and the weight is streamed once per
-// chunk, not once per 48 pixels as with whole-K9 slices per thread (for 512
-// channels at 4 x 4 that was 9.4 MB per 48 pixels). The threads split the
-// (o-block, tile) pairs of a block, so a 4 x 4 layer whose 256 pixels are one
-// chunk still uses every thread.
-inline constexpr std::int64_t conv_col_kc = 256;
-template <class Cfg>
-inline std::int64_t conv_fwd_kc(std::int64_t k9) {
-  return std::min(k9, conv_col_kc);
-}
-template <class Cfg>
-inline std::int64_t conv_fwd_chunk(std::int64_t k9, std::int64_t P) {
-  const std::int64_t pc = (72 * 1024 / conv_fwd_kc<Cfg>(k9)) / Cfg::NR * Cfg::NR;
-  return std::min(std::clamp<std::int64_t>(pc, Cfg::NR, 64 * Cfg::NR), round_up(P, Cfg::NR));
-}
-
-template <class Cfg>
-inline std::size_t conv_fwd_workspace_floats(const ConvShape& s) {
-  const std::int64_t m = s.c_out, k9 = s.patch(), P = s.n * s.hw();
-  const std::int64_t mp = round_up(m, Cfg::MR), pc = conv_fwd_chunk<Cfg>(k9, P);
-  return static_cast<std::size_t>(mp * k9 + mp + round_up(conv_fwd_kc<Cfg>(k9) * pc, 16) + mp * pc +
-                                  conv_small_pad_floats(s) + 16 * 5);
-}
-
-// Pixels per chunk of the col-row weight gradient (the K of its GEMM): the packed
-// dy^T chunk (Mp x PD) about 512 KiB, at most 2048 pixels.
-template <class Cfg>
-inline std::int64_t conv_wgrad_chunk(const ConvShape& s) {
-  const std::int64_t mp = round_up(s.c_out, Cfg::MR), pd = (128 * 1024 / mp) / 16 * 16;
-  return std::min(std::clamp<std::int64_t>(pd, 64, 2048), round_up(s.n * s.hw(), 16));
-}
-
-inline bool conv_wgrad_use_dot(const ConvShape& s) { return s.k == 1 && s.hw() > 64; }
-template <class Cfg>
-inline std::int64_t conv_wgrad_dot_chunk(const ConvShape& s) {
-  const std::int64_t pd = (128 * 1024 / s.c_out) / 16 * 16;
-  return std::min(std::clamp<std::int64_t>(pd, 128, 1024), round_up(s.n * s.hw(), 16));
-}
-
-template <class Cfg>
-inline std::size_t conv_wgrad_workspace_floats(const ConvShape& s, int threads) {
-  const std::int64_t pd = conv_wgrad_chunk<Cfg>(s), mp = round_up(s.c_out, Cfg::MR);
-  const std::int64_t pdd = conv_wgrad_dot_chunk<Cfg>(s);
-  const std::int64_t dot = threads * round_up((s.c_out + Cfg::DC) * pdd, 16) + 16;
-  return static_cast<std::size_t>(std::max(mp * pd + threads * round_up(2 * Cfg::NR * pd, 16) + conv_small_pad_floats(s) +
-                                  16 * 4, dot));
-}
-
-// y[n][o][q] = bias[o] + sum_kk W[o][kk] * col[kk][q]: the forward pass of the
-// convolution s (c_in -> c_out). pack(ib, dst) writes the weight's rows
-// ib*MR .. ib*MR + MR - 1 as dst[kk*MR + r] = W[ib*MR + r][kk] (0 past c_out).
-// Images at least this wide take the padded-plane path (conv_padded_gemm below).
-inline constexpr std::int64_t conv_padded_min_width = 16;
-inline bool conv_use_padded(const ConvShape& s) { return s.w >= conv_padded_min_width && s.k > 1; }
-
-template <class Cfg, class PackWeight>
-inline void conv_padded_gemm(const ConvShape& s, const float* x, PackWeight pack, const float* bias, float* y,
-                             float* workspace, int threads);
-
-template <class Cfg, class PackWeight>
-inline void conv_implicit_gemm(const ConvShape& s, const float* x, PackWeight pack, const float* bias, float* y,
-                               float* workspace, int threads) {
-  if (conv_use_padded(s)) return conv_padded_gemm<Cfg>(s, x, pack, bias, y, workspace, threads);
-  constexpr std::int64_t MR = Cfg::MR, NR = Cfg::NR;
-  const std::int64_t M = s.c_out, K9 = s.patch(), KK = s.k * s.k, HW = s.hw(), P = s.n * HW;
-  const std::int64_t Mp = round_up(M, MR), mb = Mp / MR;
-  const std::int64_t KC = conv_fwd_kc<Cfg>(K9), PC = conv_fwd_chunk<Cfg>(K9, P), nchunks = ceil_div(P, PC);
-  const std::int64_t tiles = PC / NR;
-  float* pa = align64(workspace);
-  float* pbias = align64(pa + Mp * K9);
-  float* buf = align64(pbias + Mp);                  // buf[k*PC + t] = col[k0 + k][p0 + t]
-  float* ybuf = align64(buf + round_up(KC * PC, 16));  // ybuf[o*PC + t] = y[o][p0 + t]
-  float* xs = s.k > 1 ? align64(ybuf + Mp * PC) : nullptr;
-#pragma omp parallel num_threads(threads) if (threads > 1)
-  {
-    if (xs) conv_small_pad(s, x, xs);
-#pragma omp for schedule(static) nowait
-    for (std::int64_t ib = 0; ib < mb; ++ib) {
-      pack(ib, pa + ib * K9 * MR);
-      for (std::int64_t r = 0; r < MR; ++r) pbias[ib * MR + r] = bias && ib * MR + r < M ? bias[ib * MR + r] : 0.0f;
-    }
-    for (std::int64_t ch = 0; ch < nchunks; ++ch) {
-      const std::int64_t p0 = ch * PC, len = std::min(PC, P - p0), lenp = round_up(len, NR);
-      for (std::int64_t k0 = 0; k0 < K9; k0 += KC) {
-        const std::int64_t kc = std::min(KC, K9 - k0);
-#pragma omp for schedule(static)
-        for (std::int64_t k = 0; k < kc; ++k) {
-          const std::int64_t kk = k0 + k;
-          float* row = buf + k * PC;
-          conv_col_row_any(s, x, xs, kk / KK, (kk / s.k) % s.k, kk % s.k, p0, len, row);
-          zero_short(row + len, lenp - len);
-        }
-        // (the barrier above also orders the weight packing before its first use)
-        const std::int64_t ntiles = lenp / NR;
-#pragma omp for collapse(2) schedule(static)
-        for (std::int64_t ib = 0; ib < mb; ++ib)
-          for (std::int64_t jt = 0; jt < tiles; ++jt) {
-            if (jt >= ntiles) continue;
-            simd::kernel_outer<Cfg>(kc, pa + (ib * K9 + k0) * MR, buf + jt * NR, PC, pbias + ib * MR,
-                                    ybuf + ib * MR * PC + jt * NR, PC, k0 > 0);
-          }
-      }
-      // y[n][o][pix] = ybuf[o][q - p0] for the chunk's pixels q, image row-runs at a time.
-#pragma omp for schedule(static)
-      for (std::int64_t o = 0; o < M; ++o)
-        for (std::int64_t t = 0; t < len;) {
-          const std::int64_t q = p0 + t, n = q / HW, pix = q % HW, seg = std::min(HW - pix, len - t);
-          copy_short(y + (n * M + o) * HW + pix, ybuf + o * PC + t, seg);
-          t += seg;
-        }
-    }
-  }
-}
-
-// ---- the padded-plane path (forward and input gradient, images >= 16 wide) -------
-//
-// The input is copied once into planes with a zero halo of p = K/2 on every side
-// (Wp = W + 2p columns, Hp = H + 2p rows). On that grid, col row (c, u, v) at
-// padded position q is xpad[c][q + (u - p)*Wp + (v - p)]: a pointer offset, so
-// no col row is built at all. The GEMM runs over the padded positions of the H
-// image rows (H * Wp per image, the 2p halo columns of each row computed and
-// dropped: 2p/W more FLOPs, 3% at W = 64, 12.5% at 16), tiles of NR positions
-// inside one image; tile columns in a halo column or past the image read
-// neighbouring data or the zeroed margins and are dropped, never stored.
-
-// Bands: the padded planes are never built whole (for 16 x 32 x 64^2 that was 9 MB
-// written and read back from memory). A band is a run of at most TB tiles of one
-// image; a thread builds the padded rows that band reads, for all channels, into
-// its own buffer (about 256 KiB: it stays in L2), then runs the band's tiles. The
-// tiles' values do not depend on the band (same kernel, same operands, same order).
-struct PaddedBands {
-  std::int64_t p, wp, span, tiles_per_image, tb, bands_per_image, rows, bplane;
+// One code path's convolution entry points (conv2d_fast.inl fills one table per path):
+// the impl::conv2d_*_with<Cfg> functions of that path, with an explicit thread count.
+struct ConvKernels {
+  void (*forward)(const ConvShape& s, const float* x, const float* w, const float* b, float* y, float* workspace,
+                  int threads);
+  void (*backward)(const ConvShape& s, const float* x, const float* w, const float* dy, float* dx, float* dw,
+                   float* db, float* workspace, int threads);
+  std::size_t (*workspace_floats)(const ConvShape& s, int threads);
 };
-template <class Cfg>
-inline PaddedBands conv_padded_bands(const ConvShape& s) {
-  PaddedBands b{};
-  b.p = s.pad();
-  b.wp = s.w + 2 * b.p;
-  b.span = s.h * b.wp;
-  b.tiles_per_image = ceil_div(b.span, Cfg::NR);
-  const std::int64_t row_bytes = s.c_in * b.wp * 4, target = 256 * 1024;
-  const std::int64_t rows_max = std::max<std::int64_t>(target / row_bytes, 1);
-  const std::int64_t tb_max = std::max<std::int64_t>(1, (rows_max - 2 * b.p - 2) * b.wp / Cfg::NR);
-  b.bands_per_image = ceil_div(b.tiles_per_image, tb_max);
-  b.tb = ceil_div(b.tiles_per_image, b.bands_per_image);
-  // Rows a band reads: positions [q_lo - p*wp - p, q_lo + tb*NR + p*wp + p) of the padded plane.
-  b.rows = ceil_div(b.tb * Cfg::NR + 2 * (b.p * b.wp + b.p), b.wp) + 2;
-  b.bplane = b.rows * b.wp;
-  return b;
-}
 
-template <class Cfg>
-inline std::size_t conv_padded_workspace_floats(const ConvShape& s, int threads) {
-  const PaddedBands b = conv_padded_bands<Cfg>(s);
-  const std::int64_t mp = round_up(s.c_out, Cfg::MR), k9 = s.patch();
-  return static_cast<std::size_t>(mp * k9 + mp + 2 * k9 + threads * (16 + round_up(s.c_in * b.bplane + Cfg::NR, 16)) +
-                                  16 * 8);
-}
+// The baseline copy (compiled for this translation unit's target) in kiln::cpu::impl.
+#define KILN_ISA_CFG simd::DefaultConfig
+#include "kiln/cpu/conv2d_fast.inl"  // IWYU pragma: export
+#undef KILN_ISA_CFG
 
-// band[c][r - r_lo][0..Wp): row r of the padded plane of x[n][c] (zeros outside the image).
-inline void conv_pad_rows(const ConvShape& s, const float* x_n, std::int64_t r_lo, std::int64_t rows,
-                          std::int64_t bplane, float* __restrict band) {
-  const std::int64_t p = s.pad(), W = s.w, H = s.h, Wp = W + 2 * p, HW = s.hw();
-  for (std::int64_t c = 0; c < s.c_in; ++c) {
-    float* dst = band + c * bplane;
-    const float* src = x_n + c * HW;
-    for (std::int64_t r = 0; r < rows; ++r) {
-      const std::int64_t i = r_lo + r - p;  // image row
-      float* row = dst + r * Wp;
-      if (i < 0 || i >= H) {
-        zero_short(row, Wp);
-        continue;
-      }
-      zero_short(row, p);
-      copy_short(row + p, src + i * W, W);
-      zero_short(row + p + W, p);
-    }
+}  // namespace kiln::cpu
+
+// The copies above the baseline (run-time dispatch, isa.hpp), next to gemm.hpp's.
+#if KILN_CPU_COPY_AVX2
+KILN_CPU_TARGET_AVX2_BEGIN
+namespace kiln::cpu::isa_avx2 {
+#define KILN_ISA_CFG simd::Avx2Config
+#include "kiln/cpu/conv2d_fast.inl"
+#undef KILN_ISA_CFG
+}  // namespace kiln::cpu::isa_avx2
+KILN_CPU_TARGET_END
+#endif
+#if KILN_CPU_COPY_AVX512
+KILN_CPU_TARGET_AVX512_BEGIN
+namespace kiln::cpu::isa_avx512 {
+#define KILN_ISA_CFG simd::Avx512Config
+#include "kiln/cpu/conv2d_fast.inl"
+#undef KILN_ISA_CFG
+}  // namespace kiln::cpu::isa_avx512
+KILN_CPU_TARGET_END
+#endif
+
+namespace kiln::cpu {
+
+// The convolution entry points of a code path compiled into this program (kiln::Error otherwise).
+inline const ConvKernels& conv_kernels(Isa isa) {
+#if KILN_CPU_COPY_AVX512
+  if (isa == Isa::avx512) return isa_avx512::conv_kernel_table;
+#endif
+#if KILN_CPU_COPY_AVX2
+  if (isa == Isa::avx2) return isa_avx2::conv_kernel_table;
+#endif
+  if (isa != baseline_isa()) {
+    parse_isa(isa_name(isa), "conv_kernels");  // throws with the reason
+    fail("conv_kernels: the ", isa_name(isa), " path is not compiled into this program");
   }
+  return conv_kernel_table;
 }
-
-template <class Cfg, class PackWeight>
-inline void conv_padded_gemm(const ConvShape& s, const float* x, PackWeight pack, const float* bias, float* y,
-                             float* workspace, int threads) {
-  constexpr std::int64_t MR = Cfg::MR, NR = Cfg::NR;
-  const std::int64_t M = s.c_out, C = s.c_in, K = s.k, KK = K * K, K9 = s.patch(), p = s.pad();
-  const std::int64_t W = s.w, HW = s.hw();
-  const std::int64_t Mp = round_up(M, MR), mb = Mp / MR;
-  const PaddedBands bd = conv_padded_bands<Cfg>(s);
-  const std::int64_t Wp = bd.wp, span = bd.span, tiles_per_image = bd.tiles_per_image;
-  // Per thread: 16 zero floats (the first tile of an image reads p floats before its
-  // row 0, for halo columns that are dropped), the band, NR floats past it.
-  const std::int64_t bands = s.n * bd.bands_per_image, band_floats = 16 + round_up(C * bd.bplane + NR, 16);
-  float* pa = align64(workspace);
-  float* pbias = align64(pa + Mp * K9);
-  auto* off = reinterpret_cast<std::int64_t*>(align64(pbias + Mp));  // K9 offsets (2 floats each)
-  float* bufs = align64(reinterpret_cast<float*>(off + K9));
-  for (std::int64_t kk = 0; kk < K9; ++kk) {
-    const std::int64_t c = kk / KK, u = (kk / K) % K, v = kk % K;
-    off[kk] = c * bd.bplane + (u - p) * Wp + (v - p);
-  }
-#pragma omp parallel num_threads(threads) if (threads > 1)
-  {
-#pragma omp for schedule(static)
-    for (std::int64_t ib = 0; ib < mb; ++ib) {
-      pack(ib, pa + ib * K9 * MR);
-      for (std::int64_t r = 0; r < MR; ++r) pbias[ib * MR + r] = bias && ib * MR + r < M ? bias[ib * MR + r] : 0.0f;
-    }
-    float* band = bufs + omp_get_thread_num() * band_floats + 16;
-    zero_short(band - 16, 16);
-#pragma omp for schedule(static)
-    for (std::int64_t bi = 0; bi < bands; ++bi) {
-      const std::int64_t n = bi / bd.bands_per_image, t_a = (bi % bd.bands_per_image) * bd.tb;
-      const std::int64_t t_b = std::min(t_a + bd.tb, tiles_per_image);
-      // Padded rows r_lo .. r_lo + rows - 1 cover every read of tiles t_a .. t_b - 1.
-      const std::int64_t q_lo = p * Wp + t_a * NR;
-      const std::int64_t r_lo = (q_lo - p * Wp - p) / Wp;  // q_lo - p*Wp - p >= 0
-      conv_pad_rows(s, x + n * C * HW, r_lo, bd.rows, bd.bplane, band);
-      zero_short(band + C * bd.bplane, NR);  // reads of the last tile past the last row
-      for (std::int64_t t = t_a; t < t_b; ++t) {
-        const std::int64_t q0 = p * Wp + t * NR;
-        const float* b = band + (q0 - r_lo * Wp);
-        const std::int64_t q_end = std::min(q0 + NR, p * Wp + span);
-        for (std::int64_t ib = 0; ib < mb; ++ib) {
-          const std::int64_t i0 = ib * MR, mi = std::min(MR, M - i0);
-          alignas(64) float tile[MR * NR];
-          simd::kernel_outer_rows<Cfg>(K9, pa + ib * K9 * MR, b, off, pbias + i0, tile, NR);
-          // Store the runs of tile columns that are image pixels: padded (i + p, j + p) -> y[i][j].
-          for (std::int64_t q = q0; q < q_end;) {
-            const std::int64_t i = q / Wp - p, jp = q % Wp;
-            const std::int64_t run_end = std::min(q_end, q - jp + p + W);  // end of this row's pixels
-            if (jp < p) {
-              q += p - jp;
-              continue;
-            }
-            if (jp >= p + W) {
-              q += Wp - jp;
-              continue;
-            }
-            const std::int64_t len = run_end - q, j = jp - p;
-            for (std::int64_t r = 0; r < mi; ++r)
-              copy_short(y + (n * M + i0 + r) * HW + i * W + j, tile + r * NR + (q - q0), len);
-            q = run_end;
-          }
-        }
-      }
-    }
-  }
-}
-
-// The weight gradient on the same padded planes: with dy copied into rows of Wp
-// (zero in the halo columns, so they add nothing) as dy_pad[n][o][t], t = the
-// padded position minus p*Wp, t < L = round_up(H*Wp, 16),
-//   dW[o][kk] += sum_n sum_t dy_pad[n][o][t] * xpad[n][c][p*Wp + t + off(kk)],
-// kernel_dot_rows over pieces of at most 2048 positions; col row kk is again a
-// pointer. Threads own column blocks of dW as in conv_weight_grad.
-inline constexpr std::int64_t conv_padded_wgrad_piece = 2048;
-
-template <class Cfg>
-inline std::size_t conv_padded_wgrad_workspace_floats(const ConvShape& s) {
-  const std::int64_t p = s.pad(), wp = s.w + 2 * p, plane = (s.h + 2 * p) * wp, L = round_up(s.h * wp, 16);
-  return static_cast<std::size_t>(2 * s.patch() + round_up(p, 16) + s.n * s.c_in * plane + p + 32 +
-                                  s.n * s.c_out * L + 16 * 8);
-}
-
-template <class Cfg>
-inline void conv_padded_weight_grad(const ConvShape& s, const float* x, const float* dy, float* dw, float* db,
-                                    float* workspace, int threads) {
-  constexpr std::int64_t DR = Cfg::DR, DC = Cfg::DC;
-  const std::int64_t M = s.c_out, C = s.c_in, K = s.k, KK = K * K, K9 = s.patch(), p = s.pad();
-  const std::int64_t H = s.h, W = s.w, HW = s.hw(), Wp = W + 2 * p, plane = (H + 2 * p) * Wp;
-  const std::int64_t span = H * Wp, L = round_up(span, 16), blocks = ceil_div(K9, DC);
-  auto* off = reinterpret_cast<std::int64_t*>(align64(workspace));
-  float* front = align64(reinterpret_cast<float*>(off + K9));
-  const std::int64_t front_len = round_up(p, 16), back_len = p + 32;
-  float* xpad = front + front_len;
-  float* dypad = align64(xpad + s.n * C * plane + back_len);  // [n][o][L]
-  for (std::int64_t kk = 0; kk < K9; ++kk) {
-    const std::int64_t c = kk / KK, u = (kk / K) % K, v = kk % K;
-    off[kk] = c * plane + (u - p) * Wp + (v - p) + p * Wp;  // from the start of the span
-  }
-  for (std::int64_t e = 0; e < front_len; ++e) front[e] = 0.0f;
-  for (std::int64_t e = 0; e < back_len; ++e) xpad[s.n * C * plane + e] = 0.0f;
-#pragma omp parallel num_threads(threads) if (threads > 1)
-  {
-    if (db) conv_bias_grad(s, dy, db);
-#pragma omp for schedule(static) nowait
-    for (std::int64_t nc = 0; nc < s.n * C; ++nc) conv_pad_plane(s, x + nc * HW, xpad + nc * plane);
-    // dypad[n][o][i*Wp + p + j] = dy[n][o][i][j]; halo columns and the tail past span are 0.
-#pragma omp for schedule(static)
-    for (std::int64_t no = 0; no < s.n * M; ++no) {
-      float* dst = dypad + no * L;
-      const float* src = dy + no * HW;
-      zero_short(dst, p);
-      for (std::int64_t i = 0; i < H; ++i) {
-        copy_short(dst + i * Wp + p, src + i * W, W);
-        zero_short(dst + i * Wp + p + W, i + 1 < H ? 2 * p : p);
-      }
-      zero_short(dst + span, L - span);
-    }
-    if (dw) {
-      const std::int64_t T = omp_get_num_threads(), t = omp_get_thread_num();
-      const std::int64_t b0 = blocks * t / T, b1 = blocks * (t + 1) / T;
-      // Images shorter than a piece go G at a time through one kernel call (its
-      // segments), so the lane reduction at the end of a call is paid once per G
-      // images: at 16 x 16 (L = 288, 18 vector steps) it cost about as much as the FMAs.
-      const std::int64_t gmax = std::max<std::int64_t>(1, conv_padded_wgrad_piece / L);
-      const std::int64_t ngroups = ceil_div(s.n, gmax), G = ceil_div(s.n, ngroups);
-      // Longer images: pieces of equal length (64 x 64: 3 x 1408, not 2 x 2048 + 128).
-      const std::int64_t piece = round_up(ceil_div(L, ceil_div(L, conv_padded_wgrad_piece)), 16);
-      for (std::int64_t n = 0; n < s.n; n += G) {
-        const std::int64_t nseg = std::min(G, s.n - n);
-        for (std::int64_t t0 = 0; t0 < L; t0 += piece) {
-          const std::int64_t len = std::min(piece, L - t0);
-          for (std::int64_t jb = b0; jb < b1; ++jb) {
-            const std::int64_t j0 = jb * DC;
-            const int dc = static_cast<int>(std::min(DC, K9 - j0));
-            const float* rows[DC];
-            for (int q = 0; q < DC; ++q) rows[q] = xpad + n * C * plane + off[j0 + (q < dc ? q : dc - 1)] + t0;
-            for (std::int64_t o0 = 0; o0 < M; o0 += DR) {
-              const int dr = static_cast<int>(std::min(DR, M - o0));
-              simd::kernel_dot_rows<Cfg>(len, dypad + (n * M + o0) * L + t0, L, rows, dw + o0 * K9 + j0, K9, dr, dc,
-                                         nseg, M * L, C * plane);
-            }
-          }
-        }
-      }
-    }
-  }
-}
-
-// The dot-product form for 1x1 convolutions on images larger than 8 x 8: there the
-// outer-product form below is slower (64 -> 32 at 32 x 32: 47 -> 24 GFLOP/s), because
-// with K9 = Cin and few output channels every colT row it builds serves only a few
-// kernel calls. Threads own blocks of DC columns kk; per chunk of PD pixels a thread
-// copies dy[:, chunk] and builds its DC col rows, then kernel_dot over DR x DC tiles.
-template <class Cfg>
-inline void conv_weight_grad_dot(const ConvShape& s, const float* x, const float* dy, float* dw, float* db,
-                                 float* workspace, int threads) {
-  constexpr std::int64_t DR = Cfg::DR, DC = Cfg::DC;
-  const std::int64_t M = s.c_out, K9 = s.patch(), KK = s.k * s.k, HW = s.hw(), P = s.n * HW;
-  const std::int64_t PD = conv_wgrad_dot_chunk<Cfg>(s);
-  const std::int64_t per_thread = round_up((M + DC) * PD, 16);
-  const std::int64_t blocks = ceil_div(K9, DC);
-  float* base = align64(workspace);
-#pragma omp parallel num_threads(threads) if (threads > 1)
-  {
-    if (db) conv_bias_grad(s, dy, db);
-    const std::int64_t T = omp_get_num_threads(), t = omp_get_thread_num();
-    const std::int64_t b0 = blocks * t / T, b1 = blocks * (t + 1) / T;  // this thread's columns of dW
-    float* dyc = base + t * per_thread;                                  // dyc[o*PD + l] = dy[o][p0 + l]
-    float* colc = dyc + M * PD;                                          // colc[jj*PD + l] = col[j0 + jj][p0 + l]
-    if (dw && b0 < b1) {
-      for (std::int64_t p0 = 0; p0 < P; p0 += PD) {
-        const std::int64_t len = std::min(PD, P - p0), lenp = round_up(len, Cfg::VL);
-        for (std::int64_t o = 0; o < M; ++o) {
-          float* out = dyc + o * PD;
-          for (std::int64_t l = 0; l < len;) {
-            const std::int64_t q = p0 + l, n = q / HW, pix = q % HW, seg = std::min(HW - pix, len - l);
-            copy_short(out + l, dy + (n * M + o) * HW + pix, seg);
-            l += seg;
-          }
-          zero_short(out + len, lenp - len);
-        }
-        for (std::int64_t jb = b0; jb < b1; ++jb) {
-          const std::int64_t j0 = jb * DC;
-          const int dc = static_cast<int>(std::min(DC, K9 - j0));
-          for (int jj = 0; jj < dc; ++jj) {
-            const std::int64_t kk = j0 + jj;
-            float* row = colc + jj * PD;
-            conv_col_row(s, x, kk / KK, (kk / s.k) % s.k, kk % s.k, p0, len, row);
-            zero_short(row + len, lenp - len);
-          }
-          for (std::int64_t o0 = 0; o0 < M; o0 += DR) {
-            const int dr = static_cast<int>(std::min(DR, M - o0));
-            simd::kernel_dot<Cfg>(lenp, dyc + o0 * PD, PD, colc, PD, dw + o0 * K9 + j0, K9, dr, dc);
-          }
-        }
-      }
-    }
-  }
-}
-
-// dW[o][kk] += sum_q dy[o][q] * col[kk][q];  db[o] += sum_q dy[o][q].
-// Col-row path (images under 16 wide, 1x1): an outer-product GEMM whose K is the
-// pixels, dW[o][j0 .. j0 + NR) += sum_q dyT[q][o] * colT[q][j0 .. j0 + NR), so the
-// MR x NR tile of dW stays in registers over a whole chunk of pixels (no lane
-// reductions, unlike the dot-product form kernel_dot, which at 4 x 4 and 8 x 8 paid
-// one reduction per 256-512 pixels plus a scalar read-modify-write of dW). Per chunk
-// of PD pixels, dy^T is packed once ([o-block][q][MR], shared); a thread owns column
-// blocks of NR kk's: it builds their NR col rows, transposes them to colT[q][NR]
-// (L2), and runs one kernel call per o-block with dW as the accumulator.
-template <class Cfg>
-inline void conv_weight_grad(const ConvShape& s, const float* x, const float* dy, float* dw, float* db,
-                             float* workspace, int threads) {
-  if (conv_use_padded(s)) return conv_padded_weight_grad<Cfg>(s, x, dy, dw, db, workspace, threads);
-  if (conv_wgrad_use_dot(s)) return conv_weight_grad_dot<Cfg>(s, x, dy, dw, db, workspace, threads);
-  constexpr std::int64_t MR = Cfg::MR, NR = Cfg::NR;
-  const std::int64_t M = s.c_out, K9 = s.patch(), KK = s.k * s.k, HW = s.hw(), P = s.n * HW;
-  const std::int64_t Mp = round_up(M, MR), mb = Mp / MR;
-  const std::int64_t PD = conv_wgrad_chunk<Cfg>(s), blocks = ceil_div(K9, NR);
-  const std::int64_t per_thread = round_up(2 * NR * PD, 16);
-  float* dyt = align64(workspace);  // dyt[(ib*PD + l)*MR + r] = dy[o = ib*MR + r][p0 + l]
-  float* bufs = align64(dyt + Mp * PD);
-  float* xs = s.k > 1 ? align64(bufs + threads * per_thread) : nullptr;
-#pragma omp parallel num_threads(threads) if (threads > 1)
-  {
-    if (xs) conv_small_pad(s, x, xs);
-    if (db) conv_bias_grad(s, dy, db);
-    if (dw) {
-      const std::int64_t T = omp_get_num_threads(), t = omp_get_thread_num();
-      const std::int64_t b0 = blocks * t / T, b1 = blocks * (t + 1) / T;  // this thread's columns of dW
-      float* rows = bufs + t * per_thread;                                 // rows[j*PD + l] = col[j0 + j][p0 + l]
-      float* colt = rows + NR * PD;                                        // colt[l*NR + j] = the same
-      for (std::int64_t p0 = 0; p0 < P; p0 += PD) {
-        const std::int64_t len = std::min(PD, P - p0);
-#pragma omp for schedule(static)
-        for (std::int64_t ib = 0; ib < mb; ++ib) {
-          float* dst = dyt + ib * PD * MR;
-          for (std::int64_t r = 0; r < MR; ++r) {
-            const std::int64_t o = ib * MR + r;
-            if (o >= M) {
-              for (std::int64_t l = 0; l < len; ++l) dst[l * MR + r] = 0.0f;
-              continue;
-            }
-            for (std::int64_t l = 0; l < len;) {
-              const std::int64_t q = p0 + l, n = q / HW, pix = q % HW, seg = std::min(HW - pix, len - l);
-              const float* src = dy + (n * M + o) * HW + pix;
-              for (std::int64_t e = 0; e < seg; ++e) dst[(l + e) * MR + r] = src[e];
-              l += seg;
-            }
-          }
-        }
-        for (std::int64_t jb = b0; jb < b1; ++jb) {
-          const std::int64_t j0 = jb * NR, nj = std::min(NR, K9 - j0);
-          for (std::int64_t j = 0; j < nj; ++j) {
-            const std::int64_t kk = j0 + j;
-            conv_col_row_any(s, x, xs, kk / KK, (kk / s.k) % s.k, kk % s.k, p0, len, rows + j * PD);
-          }
-          for (std::int64_t l = 0; l < len; ++l) {
-            float* out = colt + l * NR;
-            for (std::int64_t j = 0; j < nj; ++j) out[j] = rows[j * PD + l];
-            for (std::int64_t j = nj; j < NR; ++j) out[j] = 0.0f;
-          }
-          for (std::int64_t ib = 0; ib < mb; ++ib) {
-            const std::int64_t i0 = ib * MR, mi = std::min(MR, M - i0);
-            const float* a = dyt + ib * PD * MR;
-            if (mi == MR && nj == NR) {
-              simd::kernel_outer<Cfg>(len, a, colt, NR, nullptr, dw + i0 * K9 + j0, K9, true);
-              continue;
-            }
-            alignas(64) float tile[MR * NR];
-            simd::kernel_outer<Cfg>(len, a, colt, NR, nullptr, tile, NR, false);
-            for (std::int64_t r = 0; r < mi; ++r)
-              for (std::int64_t j = 0; j < nj; ++j) dw[(i0 + r) * K9 + j0 + j] += tile[r * NR + j];
-          }
-        }
-#pragma omp barrier
-      }
-    }
-  }
-}
-
-template <class Cfg>
-inline void conv2d_forward_with(const ConvShape& s, const float* x, const float* w, const float* b, float* y,
-                                float* workspace, int threads) {
-  constexpr std::int64_t MR = Cfg::MR;
-  const std::int64_t M = s.c_out, K9 = s.patch();
-  // dst[kk*MR + r] = w[o = ib*MR + r][kk]
-  auto pack = [w, M, K9](std::int64_t ib, float* dst) {
-    const std::int64_t mi = std::min<std::int64_t>(Cfg::MR, M - ib * MR);
-    const float* rows = w + ib * MR * K9;
-    if (mi == MR) {
-      for (std::int64_t kk = 0; kk < K9; ++kk)
-#pragma GCC unroll 16
-        for (std::int64_t r = 0; r < MR; ++r) dst[kk * MR + r] = rows[r * K9 + kk];
-      return;
-    }
-    for (std::int64_t kk = 0; kk < K9; ++kk)
-      for (std::int64_t r = 0; r < MR; ++r) dst[kk * MR + r] = r < mi ? rows[r * K9 + kk] : 0.0f;
-  };
-  conv_implicit_gemm<Cfg>(s, x, pack, b, y, workspace, threads);
-}
-
-template <class Cfg>
-inline void conv2d_backward_with(const ConvShape& s, const float* x, const float* w, const float* dy, float* dx,
-                                 float* dw, float* db, float* workspace, int threads) {
-  if (dw || db) conv_weight_grad<Cfg>(s, x, dy, dw, db, workspace, threads);
-  if (dx) {
-    // dx = conv(dy, W') with W'[c][o][t'] = W[o][c][KK-1-t'] (t' = u'*K + v'; see above).
-    constexpr std::int64_t MR = Cfg::MR;
-    const ConvShape t{s.n, s.c_out, s.c_in, s.h, s.w, s.k};
-    const std::int64_t KK = s.k * s.k, cin = s.c_in, cout = s.c_out;
-    // dst[(o*KK + t')*MR + r] = w[o][c = ib*MR + r][KK-1-t']: per o, the source is the
-    // contiguous MR x KK block w[o][ib*MR ..][..], the destination a contiguous KK x MR block.
-    auto pack = [w, KK, cin, cout](std::int64_t ib, float* dst) {
-      const std::int64_t mi = std::min<std::int64_t>(Cfg::MR, cin - ib * MR);
-      for (std::int64_t o = 0; o < cout; ++o) {
-        const float* src = w + (o * cin + ib * MR) * KK;
-        float* out = dst + o * KK * MR;
-        if (mi == MR) {  // (the common case without the per-element test: ~10% of a 512-channel 4 x 4 pass before)
-          for (std::int64_t tp = 0; tp < KK; ++tp)
-#pragma GCC unroll 16
-            for (std::int64_t r = 0; r < MR; ++r) out[tp * MR + r] = src[r * KK + (KK - 1 - tp)];
-          continue;
-        }
-        for (std::int64_t tp = 0; tp < KK; ++tp)
-          for (std::int64_t r = 0; r < MR; ++r) out[tp * MR + r] = r < mi ? src[r * KK + (KK - 1 - tp)] : 0.0f;
-      }
-    };
-    conv_implicit_gemm<Cfg>(t, dy, pack, nullptr, dx, workspace, threads);
-  }
-}
-
-template <class Cfg>
-inline std::size_t conv2d_workspace_floats_with(const ConvShape& s, int threads) {
-  const ConvShape transposed{s.n, s.c_out, s.c_in, s.h, s.w, s.k};  // the input gradient's forward
-  return std::max({conv_fwd_workspace_floats<Cfg>(s), conv_fwd_workspace_floats<Cfg>(transposed),
-                   conv_use_padded(s) ? conv_padded_workspace_floats<Cfg>(s, threads) : std::size_t{0},
-                   conv_use_padded(s) ? conv_padded_workspace_floats<Cfg>(transposed, threads) : std::size_t{0},
-                   conv_use_padded(s) ? conv_padded_wgrad_workspace_floats<Cfg>(s) : std::size_t{0},
-                   conv_wgrad_workspace_floats<Cfg>(s, threads)});
-}
-
-// The forward pass alone (an eval plan): neither the transposed pass nor the weight gradient,
-// and only the path conv_implicit_gemm takes (the padded one holds a few rows per thread; the
-// other a padded copy of the input, for images narrower than conv_padded_min_width).
-template <class Cfg>
-inline std::size_t conv2d_forward_workspace_floats_with(const ConvShape& s, int threads) {
-  return conv_use_padded(s) ? conv_padded_workspace_floats<Cfg>(s, threads) : conv_fwd_workspace_floats<Cfg>(s);
-}
-
-}  // namespace impl
 
 // Threads a convolution runs on (the workspace holds one chunk per thread).
 inline int conv2d_threads() { return omp_get_max_threads(); }
 
 // Floats of scratch the layer requests once (Arena): the packed weight and one
-// pixel chunk per thread; shared by forward and backward.
+// pixel chunk per thread; shared by forward and backward. With run-time dispatch,
+// the largest need of the compiled paths, so that set_active_isa() between steps is safe.
 inline std::size_t conv2d_workspace_floats(const ConvShape& s) {
-  return impl::conv2d_workspace_floats_with<simd::DefaultConfig>(s, conv2d_threads());
-}
-// Floats of scratch conv2d_forward needs (a plan for inference asks only for this).
-inline std::size_t conv2d_forward_workspace_floats(const ConvShape& s) {
-  return impl::conv2d_forward_workspace_floats_with<simd::DefaultConfig>(s, conv2d_threads());
+  // Reads and checks KILN_CPU_ISA when a layer plans, also without dispatch (where it can
+  // only name the baseline: anything else is refused here, not silently ignored).
+  (void)active_isa();
+  const int threads = conv2d_threads();
+  std::size_t n = impl::conv2d_workspace_floats_with<simd::DefaultConfig>(s, threads);
+#if KILN_CPU_COPY_AVX2
+  n = std::max(n, isa_avx2::impl::conv2d_workspace_floats_with<simd::Avx2Config>(s, threads));
+#endif
+#if KILN_CPU_COPY_AVX512
+  n = std::max(n, isa_avx512::impl::conv2d_workspace_floats_with<simd::Avx512Config>(s, threads));
+#endif
+  return n;
 }
 
+// Floats of scratch conv2d_forward needs (a plan for inference asks only for this): the
+// largest need of the compiled paths, as above.
+inline std::size_t conv2d_forward_workspace_floats(const ConvShape& s) {
+  (void)active_isa();
+  const int threads = conv2d_threads();
+  std::size_t n = impl::conv2d_forward_workspace_floats_with<simd::DefaultConfig>(s, threads);
+#if KILN_CPU_COPY_AVX2
+  n = std::max(n, isa_avx2::impl::conv2d_forward_workspace_floats_with<simd::Avx2Config>(s, threads));
+#endif
+#if KILN_CPU_COPY_AVX512
+  n = std::max(n, isa_avx512::impl::conv2d_forward_workspace_floats_with<simd::Avx512Config>(s, threads));
+#endif
+  return n;
+}
+
+// The dispatch point of a convolution pass: the active path's entry (one indirect call
+// per pass) or, without run-time dispatch, the baseline called directly.
 // y = conv(x, w) + b (b may be null).
 inline void conv2d_forward(const ConvShape& s, const float* x, const float* w, const float* b, float* y,
                            float* workspace) {
+#if KILN_CPU_DISPATCH
+  conv_kernels(active_isa()).forward(s, x, w, b, y, workspace, conv2d_threads());
+#else
   impl::conv2d_forward_with<simd::DefaultConfig>(s, x, w, b, y, workspace, conv2d_threads());
+#endif
 }
 
 // dx overwritten (may be null: the first layer of a network needs none);
 // dw and db accumulated (db may be null).
 inline void conv2d_backward(const ConvShape& s, const float* x, const float* w, const float* dy, float* dx, float* dw,
                             float* db, float* workspace) {
+#if KILN_CPU_DISPATCH
+  conv_kernels(active_isa()).backward(s, x, w, dy, dx, dw, db, workspace, conv2d_threads());
+#else
   impl::conv2d_backward_with<simd::DefaultConfig>(s, x, w, dy, dx, dw, db, workspace, conv2d_threads());
+#endif
 }
 
 }  // namespace kiln::cpu

@@ -7,7 +7,11 @@
 //   * AVX-512:  VL = 16, an 8 x 48 tile of C in 24 zmm accumulators,
 //   * AVX2+FMA: VL = 8,  a  6 x 16 tile in 12 ymm accumulators,
 //   * portable: VL = 1,  a  4 x 4 tile of plain floats (no SIMD assumed),
-// chosen at build time by DefaultConfig (__AVX512F__ / __AVX2__ + __FMA__).
+// DefaultConfig is the one the translation unit's own target allows (__AVX512F__ /
+// __AVX2__ + __FMA__: the *baseline*); with run-time dispatch (isa.hpp) the code
+// that calls these kernels is also compiled for the wider targets, each copy with
+// its own configuration, and the CPU picks one at run time. The kernels are
+// always_inline, so they take the target of the function they are inlined into.
 // Every configuration compiles on every x86-64 target (the compiler lowers a
 // vector type wider than the target's registers), so the tests run all three
 // against the naive loops on one machine.
