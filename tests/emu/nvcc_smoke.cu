@@ -64,6 +64,24 @@ __global__ void smoke_fragments(const float* a, const __nv_bfloat16* ab, float* 
   if (threadIdx.x == 0) c[512] = __bfloat162float(__float2bfloat16(c[0]));
 }
 
+// Per-lane tensor-core instructions (mma.hpp): ldmatrix (plain and .trans), cvt.rna.tf32, mma.sync.
+__global__ void smoke_mma(const float* a, float* d) {
+  namespace mma = kiln::gpu::mma;
+  float* tile = kiln::gpu::dynamic_shared<float>();
+  for (int i = static_cast<int>(threadIdx.x); i < 256; i += 32) tile[i] = a[i];
+  __syncthreads();
+  const int lane = static_cast<int>(threadIdx.x);
+  std::uint32_t ra[4], rb[2], hb[2];
+  mma::ldmatrix_x4(ra, &tile[lane * 8 % 256]);
+  mma::ldmatrix_x2(rb, &tile[lane % 16 * 4]);
+  mma::ldmatrix_x2_trans(hb, &tile[lane % 16 * 4]);
+  for (auto& x : ra) x = mma::float_to_tf32(__uint_as_float(x));
+  float acc[4] = {0, 0, 0, 0};
+  mma::mma_tf32_m16n8k8(acc, ra, rb, acc);
+  mma::mma_bf16_m16n8k16(acc, ra, hb, acc);
+  for (int i = 0; i < 4; ++i) d[lane * 4 + i] = acc[i];
+}
+
 }  // namespace
 
 void nvcc_smoke(float* in, float* out, int n, int* counter) {
@@ -73,6 +91,7 @@ void nvcc_smoke(float* in, float* out, int n, int* counter) {
   KILN_LAUNCH((smoke_scale<float, 2>), (n + 1023) / 1024, 256, 0, kiln::gpu::Stream::default_stream(), in, n, counter);
   kiln::gpu::launch("smoke_scale", smoke_scale<float, 3>, 1, 32, 0, nullptr, in, n, counter);
   KILN_LAUNCH(smoke_fragments, 1, 32, 128 * sizeof(float), nullptr, in, reinterpret_cast<const __nv_bfloat16*>(in), out);
+  KILN_LAUNCH(smoke_mma, 1, 32, 256 * sizeof(float), nullptr, in, out);
   stream.synchronize();
   kiln::gpu::synchronize();
   static_assert(!kiln::gpu::emulated);

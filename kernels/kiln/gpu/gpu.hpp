@@ -5,7 +5,8 @@
 //   __global__ __device__ __host__ __forceinline__ __shared__ dim3 threadIdx blockIdx blockDim
 //   gridDim warpSize __syncthreads __syncwarp __shfl_*_sync __ballot_sync __any_sync __all_sync
 //   atomics, __threadfence, __ldg, math intrinsics and kiln::gpu::dynamic_shared<T>(),
-//   tensor-core fragments (kiln::gpu::wmma = nvcuda::wmma, wmma.hpp), __nv_bfloat16 and
+//   tensor-core fragments (kiln::gpu::wmma = nvcuda::wmma, wmma.hpp), per-lane mma.sync and
+//   ldmatrix (kiln::gpu::mma, mma.hpp), __nv_bfloat16 and
 //   cp.async (kiln::gpu::cp_async / cp_async_commit / cp_async_wait, async_copy.hpp).
 // Host side (namespace kiln::gpu): Error, device_malloc/free, memcpy_*, memset_device,
 // synchronize, Stream, launch / KILN_LAUNCH, set_max_dynamic_shared, emulated, device_available,
@@ -28,6 +29,7 @@
 #include "kiln/gpu/launch_limits.hpp"
 #include "kiln/gpu/math.hpp"
 #include "kiln/gpu/memory.hpp"
+#include "kiln/gpu/mma.hpp"
 #include "kiln/gpu/stream.hpp"
 #include "kiln/gpu/vector_types.hpp"
 #include "kiln/gpu/wmma.hpp"
