@@ -1,0 +1,288 @@
+#pragma once
+// Conv2d forward (stride 1, zero padding K/2, NCHW, K = 1 or 3) as a CUTLASS-style TF32 implicit
+// GEMM on mma.sync m16n8k8 (kiln/gpu/mma.hpp). Not wired into Backend<Cuda> yet (issue 20 item 1,
+// forward pass only so far; the backend's MathMode::tf32 still uses conv2d_igemm.cuh): tested on
+// the emulator (tests/emu/test_conv_mma.cpp) and benchmarked by bench/bench_gpu.cu.
+//
+// The GEMM, with the pixels as its long M dimension (the U-Net's channel counts are 32-256):
+//   D[M = N*H*W pixels][N = Cout] = A[M][Kg] * B[Kg][Cout],  Kg = K*K * cin_pad,
+//   k = t * cin_pad + c (filter tap t = u*K + v outer, channel c inner, cin_pad = Cin rounded up to 16),
+//   A(p, k) = x[img][c][py+u-P][px+v-P] (zero outside the image and for c >= Cin),
+//   B(k, o) = wp[o][t][c] = tf32(w[o][c][u][v]): the weights packed once per call by
+//             conv2d_mma_pack_weights_kernel (tap-major, channels padded with zeros, rounded to
+//             TF32 to nearest), so every 16-wide k step is one tap and 16 channels, and every B
+//             row segment is 16-byte aligned.
+//
+// Tiling: a block computes 128 pixels x BN output channels (BN = 128: 4 warps 2 x 2; BN = 64:
+// 2 warps 2 x 1); each warp a 64 x 64 tile as 4 x 8 m16n8k8 accumulators (128 floats per thread).
+// k steps of 16 go through a 3-stage cp.async pipeline: one __syncthreads per step, two steps in
+// flight while the tensor cores work on the third.
+//   B stage [BN][16] (k contiguous): 16-byte cp.async, fragments by ldmatrix.x4 (for 32-bit data
+//     the plain, non-.trans ldmatrix hands lane l the float (l/4, l%4) of an 8x4 block, which is
+//     exactly the m16n8k8 B layout for n-major storage). 16-byte rows swizzled: chunk ^= (n>>1)&3,
+//     so the 8 rows of each ldmatrix phase hit 8 different 16-byte bank groups.
+//   A stage [16][128] (pixels contiguous): 4-byte cp.async with zero fill. NCHW puts consecutive
+//     pixels, not channels, next to each other, and a tap shifts them by v-P: the 16-byte copies
+//     CUTLASS makes along NHWC channels would be misaligned here, so A is gathered 4 bytes at a time
+//     (one 32-bit offset add per element; tap validity once per step). Its fragments cannot use
+//     ldmatrix either: ldmatrix transposes only 16-bit elements and A(p, k) must come out of the
+//     k-major tile; they are LDS.32, conflict-free thanks to the swizzle column ^= (k&3)<<3 (the 4
+//     rows t = 0..3 a warp reads land in 4 different bank octets).
+// Operands: B is TF32 rounded to nearest (by the packing kernel); A is given to the tensor core as
+// fp32 bits, which it truncates to TF32 (the low 13 mantissa bits are ignored), as CUTLASS's TF32
+// kernels on fp32 data do: rounding in the main loop would cost two instructions per element.
+// Offsets are 32-bit, precomputed outside the k loop (launchers check N*C*H*W < 2^31).
+#include <cstddef>
+#include <cstdint>
+
+#include "kiln/core/conv_shape.hpp"
+#include "kiln/gpu/gpu.hpp"
+
+namespace kiln::cuda::kernels {
+
+namespace mma_conv {
+
+inline constexpr int bm = 128;      // pixels per block tile
+inline constexpr int bk = 16;       // k per pipeline stage: 16 channels of one tap
+inline constexpr int stages = 3;
+inline constexpr int warp_tile = 64;  // warp tile: 64 pixels x 64 output channels
+
+template <int BN>
+struct Tile {
+  static_assert(BN == 64 || BN == 128, "block tiles are 128 x 64 or 128 x 128");
+  static constexpr int warps_m = bm / warp_tile, warps_n = BN / warp_tile;
+  static constexpr int threads = 32 * warps_m * warps_n;
+  static constexpr int a_floats = bk * bm, b_floats = BN * bk, stage_floats = a_floats + b_floats;
+  static constexpr std::size_t shared_bytes = sizeof(float) * stages * stage_floats;
+  static constexpr int pixels_per_thread = bm / threads;        // A columns a thread gathers
+  static constexpr int b_chunks_per_thread = BN * bk / 4 / threads;  // 16-byte B copies per thread
+  static_assert(bm % threads == 0 && (BN * bk / 4) % threads == 0, "whole copies per thread");
+  static_assert(shared_bytes <= 48 * 1024, "fits the default dynamic shared memory limit");
+};
+
+__host__ __device__ inline constexpr int channels_padded(std::int64_t c_in) { return static_cast<int>((c_in + 15) / 16 * 16); }
+inline std::int64_t packed_weight_floats(const ConvShape& s) { return s.c_out * s.k * s.k * channels_padded(s.c_in); }
+
+// Swizzled positions inside a stage (see the header comment).
+__device__ __forceinline__ int a_index(int k, int m) { return k * bm + (m ^ ((k & 3) << 3)); }
+__device__ __forceinline__ int b_index(int n, int chunk) { return n * bk + ((chunk ^ ((n >> 1) & 3)) << 2); }
+
+}  // namespace mma_conv
+
+// wp[o][t][c] = tf32(w[o][c][t]) for c < Cin, 0 for Cin <= c < cin_pad. Grid-stride.
+template <int K>
+__global__ void conv2d_mma_pack_weights_kernel(ConvShape s, const float* w, float* wp) {
+  constexpr int KK = K * K;
+  const int cin = static_cast<int>(s.c_in), cin_pad = mma_conv::channels_padded(s.c_in);
+  const std::int64_t count = s.c_out * KK * cin_pad;
+  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < count;
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    const int c = static_cast<int>(i % cin_pad), t = static_cast<int>(i / cin_pad % KK);
+    const std::int64_t o = i / (std::int64_t{cin_pad} * KK);
+    wp[i] = c < cin ? __uint_as_float(kiln::gpu::mma::float_to_tf32(w[(o * cin + c) * KK + t])) : 0.0f;
+  }
+}
+
+// y = conv(x, w) + b from the packed weights. grid (ceil(N*H*W / 128), ceil(Cout / BN)),
+// block Tile<BN>::threads, dynamic shared memory Tile<BN>::shared_bytes.
+template <int K, int BN>
+__global__ void __launch_bounds__(mma_conv::Tile<BN>::threads, 2)
+    conv2d_mma_forward_kernel(ConvShape s, const float* x, const float* wp, const float* bias, float* y) {
+  namespace mma = kiln::gpu::mma;
+  using T = mma_conv::Tile<BN>;
+  using mma_conv::a_index;
+  using mma_conv::b_index;
+  using mma_conv::bk;
+  using mma_conv::bm;
+  constexpr int KK = K * K, P = K / 2, PPT = T::pixels_per_thread;
+  const int H = static_cast<int>(s.h), W = static_cast<int>(s.w), HW = H * W;
+  const int cin = static_cast<int>(s.c_in), cout = static_cast<int>(s.c_out);
+  const int pixels = static_cast<int>(s.n) * HW, cin_pad = mma_conv::channels_padded(s.c_in);
+  const int k_steps = KK * (cin_pad / bk);
+  const int tid = static_cast<int>(threadIdx.x), lane = tid % 32, warp = tid / 32;
+  const int wm = warp % T::warps_m, wn = warp / T::warps_m;
+  const int m0 = static_cast<int>(blockIdx.x) * bm, n0 = static_cast<int>(blockIdx.y) * BN;
+  float* shared = kiln::gpu::dynamic_shared<float>();
+
+  // ---- per-thread copy state, computed once ----
+  // A: pixel columns tid + i * threads; 32-bit offset of x[img][0][py][px] and the position.
+  int a_offset[PPT], a_py[PPT], a_px[PPT];
+  KILN_UNROLL
+  for (int i = 0; i < PPT; ++i) {
+    const int p = m0 + tid + i * T::threads;
+    const int img = p / HW, hw = p - img * HW;
+    a_py[i] = p < pixels ? hw / W : -(1 << 20);  // a pixel past the end is outside every tap
+    a_px[i] = hw % W;
+    a_offset[i] = img * cin * HW + hw;
+  }
+  // B: 16-byte chunk q = tid + i * threads of the [BN][16] stage: row n = q / 4, chunk q % 4.
+  int b_offset[T::b_chunks_per_thread];
+  bool b_valid[T::b_chunks_per_thread];
+  KILN_UNROLL
+  for (int i = 0; i < T::b_chunks_per_thread; ++i) {
+    const int q = tid + i * T::threads, n = q / 4;
+    b_valid[i] = n0 + n < cout;
+    b_offset[i] = b_valid[i] ? (n0 + n) * KK * cin_pad + (q % 4) * 4 : 0;
+  }
+  // The k step being loaded: tap (u, v), first channel c0 (advanced once per step).
+  int load_step = 0, c0 = 0, u = 0, v = 0;
+
+  auto load_stage = [&](float* stage) {
+    float* as = stage;
+    float* bs = stage + T::a_floats;
+    const int channels = cin - c0;  // channels c0 + j with j < channels exist
+    const int tap_offset = (u - P) * W + (v - P) + c0 * HW;
+    KILN_UNROLL
+    for (int i = 0; i < PPT; ++i) {
+      const int iy = a_py[i] + u - P, ix = a_px[i] + v - P;
+      const bool tap_ok = static_cast<unsigned>(iy) < static_cast<unsigned>(H) && static_cast<unsigned>(ix) < static_cast<unsigned>(W);
+      const int m = tid + i * T::threads;
+      int offset = a_offset[i] + tap_offset;
+      KILN_UNROLL
+      for (int j = 0; j < bk; ++j) {
+        const bool ok = tap_ok && j < channels;
+        kiln::gpu::cp_async<4>(&as[a_index(j, m)], x + (ok ? offset : 0), ok);
+        offset += HW;
+      }
+    }
+    KILN_UNROLL
+    for (int i = 0; i < T::b_chunks_per_thread; ++i) {
+      const int q = tid + i * T::threads;
+      kiln::gpu::cp_async<16>(&bs[b_index(q / 4, q % 4)], wp + b_offset[i] + load_step * bk, b_valid[i]);
+    }
+    ++load_step;
+    c0 += bk;
+    if (c0 >= cin_pad) {  // next tap
+      c0 = 0;
+      if (++v == K) {
+        v = 0;
+        ++u;
+      }
+    }
+  };
+
+  // ---- per-lane fragment offsets inside a stage (ldmatrix / LDS addresses), computed once ----
+  const int g = lane / 4, t = lane % 4;
+  // A(m, k) for m = wm*64 + i*16 + h*8 + g, k = kk + t (+4): bits 3-4 of m, (i&1, h), are swizzled by t.
+  int a_lane[4];
+  KILN_UNROLL
+  for (int ih = 0; ih < 4; ++ih) a_lane[ih] = t * bm + wm * mma_conv::warp_tile + ((ih ^ t) << 3) + g;
+  // B: ldmatrix.x4 lane l gives row n = wn*64 + (l/16)*8 + l%8 of matrix l/8: chunk kk/4 + (l/8)%2.
+  int b_lane[2];
+  {
+    const int mat = lane / 8, n = wn * mma_conv::warp_tile + (mat / 2) * 8 + lane % 8;
+    KILN_UNROLL
+    for (int kh = 0; kh < 2; ++kh) b_lane[kh] = b_index(n, kh * 2 + mat % 2);
+  }
+
+  float acc[4][8][4];
+  KILN_UNROLL
+  for (int i = 0; i < 4; ++i)
+    KILN_UNROLL
+    for (int j = 0; j < 8; ++j)
+      KILN_UNROLL
+      for (int q = 0; q < 4; ++q) acc[i][j][q] = 0.0f;
+
+  // ---- the pipeline: stages 0 .. stages-2 in flight before the loop ----
+  KILN_UNROLL
+  for (int st = 0; st < mma_conv::stages - 1; ++st) {
+    if (st < k_steps) load_stage(shared + st * T::stage_floats);
+    kiln::gpu::cp_async_commit();
+  }
+  int read_stage = 0, write_stage = mma_conv::stages - 1;
+  for (int step = 0; step < k_steps; ++step) {
+    kiln::gpu::cp_async_wait<mma_conv::stages - 2>();  // this thread's copies of `step` have landed ...
+    __syncthreads();  // ... and everyone's; everyone also finished step-1, whose stage is refilled now
+    if (step + mma_conv::stages - 1 < k_steps) load_stage(shared + write_stage * T::stage_floats);
+    kiln::gpu::cp_async_commit();
+    const float* as = shared + read_stage * T::stage_floats;
+    const float* bs = as + T::a_floats;
+    KILN_UNROLL
+    for (int kh = 0; kh < 2; ++kh) {  // two k8 halves of the step
+      std::uint32_t a[4][4], b[8][2];
+      KILN_UNROLL
+      for (int i = 0; i < 4; ++i) {
+        // a0 (g, t), a1 (g+8, t), a2 (g, t+4), a3 (g+8, t+4) of m-tile i
+        const float* base = as + kh * 8 * bm + (i / 2) * 32;
+        a[i][0] = __float_as_uint(base[a_lane[(i % 2) * 2]]);
+        a[i][1] = __float_as_uint(base[a_lane[(i % 2) * 2 + 1]]);
+        a[i][2] = __float_as_uint(base[4 * bm + a_lane[(i % 2) * 2]]);
+        a[i][3] = __float_as_uint(base[4 * bm + a_lane[(i % 2) * 2 + 1]]);
+      }
+      KILN_UNROLL
+      for (int jp = 0; jp < 4; ++jp) {
+        std::uint32_t r[4];
+        mma::ldmatrix_x4(r, bs + jp * 16 * bk + b_lane[kh]);
+        b[2 * jp][0] = r[0];
+        b[2 * jp][1] = r[1];
+        b[2 * jp + 1][0] = r[2];
+        b[2 * jp + 1][1] = r[3];
+      }
+      KILN_UNROLL
+      for (int i = 0; i < 4; ++i)
+        KILN_UNROLL
+        for (int j = 0; j < 8; ++j) mma::mma_tf32_m16n8k8(acc[i][j], a[i], b[j], acc[i][j]);
+    }
+    read_stage = read_stage == mma_conv::stages - 1 ? 0 : read_stage + 1;
+    write_stage = write_stage == mma_conv::stages - 1 ? 0 : write_stage + 1;
+  }
+  kiln::gpu::cp_async_wait<0>();  // no copy may be left pending at exit
+
+  // ---- epilogue: y[img][o][hw] = D + bias, straight from the accumulators (lanes with the same t
+  // write 8 consecutive pixels of one channel: 32-byte segments) ----
+  KILN_UNROLL
+  for (int i = 0; i < 4; ++i)
+    KILN_UNROLL
+    for (int h = 0; h < 2; ++h) {
+      const int p = m0 + wm * mma_conv::warp_tile + i * 16 + h * 8 + g;
+      if (p >= pixels) continue;
+      const int img = p / HW, hw = p - img * HW;
+      float* out = y + img * cout * HW + hw;
+      KILN_UNROLL
+      for (int j = 0; j < 8; ++j)
+        KILN_UNROLL
+        for (int e = 0; e < 2; ++e) {
+          const int o = n0 + wn * mma_conv::warp_tile + j * 8 + 2 * t + e;
+          if (o < cout) out[o * HW] = acc[i][j][h * 2 + e] + (bias != nullptr ? bias[o] : 0.0f);
+        }
+    }
+}
+
+namespace mma_conv {
+
+// Whether the kernels take this shape: K = 1 or 3, 32-bit offsets enough.
+inline bool supports(const ConvShape& s) {
+  const std::int64_t limit = std::int64_t{1} << 31;
+  return (s.k == 1 || s.k == 3) && s.n * s.c_in * s.h * s.w < limit && s.n * s.c_out * s.h * s.w < limit &&
+         packed_weight_floats(s) < limit;
+}
+
+// Block tile width for a shape: 128 x 64 while Cout <= 64 (less padding waste), else 128 x 128.
+inline int block_n(const ConvShape& s) { return s.c_out <= 64 ? 64 : 128; }
+
+template <int K, int BN>
+void launch_forward(const ConvShape& s, const float* x, const float* w, const float* b, float* y, float* packed,
+                    kiln::gpu::stream_handle stream) {
+  const std::int64_t count = packed_weight_floats(s);
+  const unsigned pack_blocks = static_cast<unsigned>((count + 255) / 256 < 4096 ? (count + 255) / 256 : 4096);
+  KILN_LAUNCH(conv2d_mma_pack_weights_kernel<K>, dim3(pack_blocks), dim3(256), 0, stream, s, w, packed);
+  const dim3 grid(static_cast<unsigned>((s.n * s.h * s.w + bm - 1) / bm), static_cast<unsigned>((s.c_out + BN - 1) / BN));
+  KILN_LAUNCH((conv2d_mma_forward_kernel<K, BN>), grid, dim3(Tile<BN>::threads), Tile<BN>::shared_bytes, stream, s, x,
+              static_cast<const float*>(packed), b, y);
+}
+
+// y = conv(x, w) + b (b may be null). `packed`: packed_weight_floats(s) floats of device scratch.
+inline void forward(const ConvShape& s, const float* x, const float* w, const float* b, float* y, float* packed,
+                    kiln::gpu::stream_handle stream = nullptr) {
+  if (!supports(s)) throw kiln::gpu::Error("conv2d_mma: unsupported shape (K must be 1 or 3, tensors under 2^31 elements)");
+  if (s.n == 0 || s.h == 0 || s.w == 0 || s.c_out == 0) return;
+  const bool wide = block_n(s) == 128;
+  if (s.k == 1)
+    wide ? launch_forward<1, 128>(s, x, w, b, y, packed, stream) : launch_forward<1, 64>(s, x, w, b, y, packed, stream);
+  else
+    wide ? launch_forward<3, 128>(s, x, w, b, y, packed, stream) : launch_forward<3, 64>(s, x, w, b, y, packed, stream);
+}
+
+}  // namespace mma_conv
+
+}  // namespace kiln::cuda::kernels

@@ -1,0 +1,147 @@
+// The mma.sync TF32 implicit-GEMM forward convolution (kernels/conv2d_mma.cuh) on the lane-accurate
+// emulation of mma.sync / ldmatrix (kiln/gpu/mma.hpp), against
+//   * plain loops in double on the operands the tensor cores see (weights rounded to TF32 to
+//     nearest by the packing kernel, activations truncated to TF32 by the mma): only the fp32
+//     accumulation order may differ, normalised error < 2e-6;
+//   * the CPU reference convolution in fp32 (kiln::cpu::reference::conv2d_forward): TF32 level,
+//     normalised error < 2e-3, and visibly not strict fp32 (> 1e-5, so the TF32 path really runs).
+// Shapes: U-Net levels at small sizes (both block tiles, 3x3 and 1x1), the first layer with one
+// input channel, channels that are not multiples of 16 or of the tile, pixel tiles that end
+// inside an image or span several, under both thread schedules.
+#include <doctest/doctest.h>
+
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <sstream>
+#include <vector>
+
+#include "conv2d_mma.cuh"
+#include "kiln/cpu/conv2d.hpp"
+#include "kiln/gpu/gpu.hpp"
+#include "test_emulator_support.hpp"
+
+namespace {
+
+using kiln::ConvShape;
+using kiln_emu_test::DeviceBuffer;
+namespace mc = kiln::cuda::kernels::mma_conv;
+
+double normalised_error(const std::vector<float>& got, const std::vector<float>& want) {
+  if (got.size() != want.size()) return std::numeric_limits<double>::infinity();
+  double num = 0, den = 0;
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    if (!std::isfinite(got[i])) return std::numeric_limits<double>::infinity();
+    const double d = static_cast<double>(got[i]) - want[i];
+    num += d * d;
+    den += static_cast<double>(want[i]) * want[i];
+  }
+  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+}
+
+std::vector<float> uniform(std::size_t n, std::uint64_t seed, float lo, float hi) {
+  std::vector<float> v(n);
+  std::uint64_t s = seed * 0x9e3779b97f4a7c15ull + 3;
+  for (auto& x : v) {
+    s = s * 6364136223846793005ull + 1442695040888963407ull;
+    x = lo + (hi - lo) * static_cast<float>((s >> 40) & 0xffffff) / 16777216.0f;
+  }
+  return v;
+}
+
+double tf32_truncated(float x) { return std::bit_cast<float>(std::bit_cast<std::uint32_t>(x) & 0xffffe000u); }
+double tf32_rounded(float x) { return std::bit_cast<float>(kiln::gpu::mma::float_to_tf32(x)); }
+
+// y in double from the operands the tensor cores multiply.
+std::vector<float> tensor_core_reference(const ConvShape& s, const std::vector<float>& x, const std::vector<float>& w,
+                                         const std::vector<float>* b) {
+  const std::int64_t K = s.k, P = K / 2, H = s.h, W = s.w;
+  std::vector<float> y(static_cast<std::size_t>(s.n * s.c_out * H * W));
+  for (std::int64_t n = 0; n < s.n; ++n)
+    for (std::int64_t o = 0; o < s.c_out; ++o)
+      for (std::int64_t i = 0; i < H; ++i)
+        for (std::int64_t j = 0; j < W; ++j) {
+          double acc = b ? (*b)[o] : 0.0;
+          for (std::int64_t c = 0; c < s.c_in; ++c)
+            for (std::int64_t u = 0; u < K; ++u)
+              for (std::int64_t v = 0; v < K; ++v) {
+                const std::int64_t ii = i + u - P, jj = j + v - P;
+                if (ii < 0 || ii >= H || jj < 0 || jj >= W) continue;
+                acc += tf32_truncated(x[((n * s.c_in + c) * H + ii) * W + jj]) * tf32_rounded(w[((o * s.c_in + c) * K + u) * K + v]);
+              }
+          y[((n * s.c_out + o) * H + i) * W + j] = static_cast<float>(acc);
+        }
+  return y;
+}
+
+void check_shape(const ConvShape& s, std::uint64_t seed, bool with_bias = true) {
+  std::ostringstream name;
+  name << "N=" << s.n << " " << s.c_in << "->" << s.c_out << " K=" << s.k << " " << s.h << "x" << s.w
+       << " block tile 128x" << mc::block_n(s) << (with_bias ? "" : " no bias");
+  INFO(name.str());
+  const auto x = uniform(static_cast<std::size_t>(s.n * s.c_in * s.h * s.w), seed, -2.0f, 2.0f);
+  const auto w = uniform(static_cast<std::size_t>(s.c_out * s.c_in * s.k * s.k), seed + 1, -1.0f, 1.0f);
+  const auto b = uniform(static_cast<std::size_t>(s.c_out), seed + 2, -1.0f, 1.0f);
+  const auto want = tensor_core_reference(s, x, w, with_bias ? &b : nullptr);
+  std::vector<float> strict(want.size());
+  kiln::cpu::reference::conv2d_forward(s, x.data(), w.data(), with_bias ? b.data() : nullptr, strict.data());
+
+  DeviceBuffer<float> dx(x), dw(w), db(b), dy(want.size()), packed(static_cast<std::size_t>(mc::packed_weight_floats(s)));
+  for (auto schedule : {kiln::gpu::emu::Schedule::forward, kiln::gpu::emu::Schedule::reverse}) {
+    kiln_emu_test::ScopedSchedule order(schedule);
+    dy.upload(std::vector<float>(want.size(), std::nanf("")));  // every output must be written
+    mc::forward(s, dx.get(), dw.get(), with_bias ? db.get() : nullptr, dy.get(), packed.get());
+    const auto got = dy.download();
+    CHECK(normalised_error(got, want) < 2e-6);
+    const double vs_fp32 = normalised_error(got, strict);
+    CHECK(vs_fp32 < 2e-3);
+    CHECK(vs_fp32 > 1e-5);
+  }
+}
+
+}  // namespace
+
+// Not in OS-thread mode (ThreadSanitizer builds): 64-128 std::threads meet at every mma.
+#if !KILN_EMU_THREADS
+TEST_CASE("mma.sync TF32 implicit-GEMM conv forward: U-Net shapes, both block tiles") {
+  check_shape({2, 32, 32, 16, 16, 3}, 1);   // a U-Net level (width 32) at 16x16: 4 pixel tiles, 128x64
+  check_shape({1, 64, 128, 8, 8, 3}, 2);    // 128 output channels: the 128x128 tile, 4 warps
+  check_shape({1, 64, 32, 8, 8, 1}, 3);     // the 1x1 reduce 2C -> C
+}
+
+TEST_CASE("mma.sync TF32 implicit-GEMM conv forward: odd shapes") {
+  check_shape({1, 3, 5, 13, 11, 3}, 4);         // channels below one k step, pixel tile past the image
+  check_shape({2, 1, 4, 9, 9, 3}, 5, false);    // the first layer: one input channel, no bias
+  check_shape({2, 17, 66, 8, 8, 1}, 6);         // Cin 17: a second, partial channel step; Cout 66 > 64
+  check_shape({3, 20, 130, 5, 7, 3}, 7);        // Cout 130: two 128-wide tiles, the second nearly empty
+  check_shape({2, 16, 16, 12, 11, 3}, 8);       // 264 pixels: a tile spans two images, the last is partial
+}
+#endif
+
+TEST_CASE("conv2d_mma: packed weights are tap-major, zero-padded to 16 channels, TF32-rounded") {
+  const ConvShape s{1, 3, 2, 4, 4, 3};
+  CHECK(mc::channels_padded(3) == 16);
+  CHECK(mc::channels_padded(32) == 32);
+  CHECK(mc::packed_weight_floats(s) == 2 * 9 * 16);
+  CHECK(mc::supports(s));
+  CHECK(!mc::supports({1, 3, 2, 4, 4, 5}));
+  CHECK(mc::block_n({1, 3, 64, 4, 4, 3}) == 64);
+  CHECK(mc::block_n({1, 3, 65, 4, 4, 3}) == 128);
+  auto w = uniform(54, 11, -1.0f, 1.0f);
+  w[1 * 9 + 4] = std::bit_cast<float>(0x3f801000u);  // o 0, c 1, tap 4: a tie, rounds away from zero
+  DeviceBuffer<float> dw(w), packed(2 * 9 * 16);
+  KILN_LAUNCH(kiln::cuda::kernels::conv2d_mma_pack_weights_kernel<3>, dim3(2), dim3(128), 0, nullptr, s, dw.get(), packed.get());
+  const auto p = packed.download();
+  int wrong = 0;
+  for (int o = 0; o < 2; ++o)
+    for (int t = 0; t < 9; ++t)
+      for (int c = 0; c < 16; ++c) {
+        const float want = c < 3 ? static_cast<float>(tf32_rounded(w[(o * 3 + c) * 9 + t])) : 0.0f;
+        wrong += p[(o * 9 + t) * 16 + c] != want ? 1 : 0;
+      }
+  CHECK(wrong == 0);
+  CHECK(std::bit_cast<std::uint32_t>(p[(0 * 9 + 4) * 16 + 1]) == 0x3f802000u);
+  CHECK_THROWS_WITH_AS(mc::forward({1, 3, 2, 4, 4, 5}, nullptr, nullptr, nullptr, nullptr, nullptr),
+                       doctest::Contains("K must be 1 or 3"), kiln::gpu::Error);
+}
