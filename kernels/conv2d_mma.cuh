@@ -63,8 +63,17 @@ struct Tile {
 __host__ __device__ inline constexpr int channels_padded(std::int64_t c_in) { return static_cast<int>((c_in + 15) / 16 * 16); }
 inline std::int64_t packed_weight_floats(const ConvShape& s) { return s.c_out * s.k * s.k * channels_padded(s.c_in); }
 
-// Swizzled positions inside a stage (see the header comment).
-__device__ __forceinline__ int a_index(int k, int m) { return k * bm + (m ^ ((k & 3) << 3)); }
+// Where A(k, m) lives in a stage: laid out for the fragment loads. With k = kh*8 + k4*4 + t and the
+// tile's pixel column m = wm*64 + i*16 + h*8 + g, the 16-byte chunk (kh, wm, i, g, t) holds exactly
+// lane (g, t)'s fragment {a0, a1, a2, a3} of m-tile i (element k4*2 + h), so one LDS.128 loads it.
+// The chunk's slot among its 32 is XORed with (g >> 1) + 4 * (i & 1): a quarter-warp's 8 reads stay
+// 8 consecutive-slot permutations (no conflict), and a warp's 32 cp.async writes of one k (32
+// consecutive pixels) spread over 16 banks (2-way, the least with two pixels per chunk).
+__device__ __forceinline__ int a_index(int k, int m) {
+  const int kh = k >> 3, k4 = (k >> 2) & 1, t = k & 3;
+  const int wm = m >> 6, i = (m >> 4) & 3, h = (m >> 3) & 1, g = m & 7;
+  return ((kh * 2 + wm) * 4 + i) * 128 + ((((g << 2) | t) ^ ((g >> 1) + 4 * (i & 1))) << 2) + k4 * 2 + h;
+}
 __device__ __forceinline__ int b_index(int n, int chunk) { return n * bk + ((chunk ^ ((n >> 1) & 3)) << 2); }
 
 }  // namespace mma_conv
@@ -84,8 +93,9 @@ __global__ void conv2d_mma_pack_weights_kernel(ConvShape s, const float* w, floa
 }
 
 // y = conv(x, w) + b from the packed weights. grid (ceil(N*H*W / 128), ceil(Cout / BN)),
-// block Tile<BN>::threads, dynamic shared memory Tile<BN>::shared_bytes.
-template <int K, int BN>
+// block Tile<BN>::threads, dynamic shared memory Tile<BN>::shared_bytes. ChannelTail: Cin is not a
+// multiple of 16, so the last channel step of each tap is partial (one more predicate per copy).
+template <int K, int BN, bool ChannelTail>
 __global__ void __launch_bounds__(mma_conv::Tile<BN>::threads, 2)
     conv2d_mma_forward_kernel(ConvShape s, const float* x, const float* wp, const float* bias, float* y) {
   namespace mma = kiln::gpu::mma;
@@ -106,9 +116,12 @@ __global__ void __launch_bounds__(mma_conv::Tile<BN>::threads, 2)
 
   // ---- per-thread copy state, computed once ----
   // A: pixel columns tid + i * threads; 32-bit offset of x[img][0][py][px] and the position.
-  int a_offset[PPT], a_py[PPT], a_px[PPT];
+  // a_dst[i][t]: where channel j (j % 4 = t) of the column lands, less a_index's j-only part.
+  int a_offset[PPT], a_py[PPT], a_px[PPT], a_dst[PPT][4];
   KILN_UNROLL
   for (int i = 0; i < PPT; ++i) {
+    KILN_UNROLL
+    for (int tt = 0; tt < 4; ++tt) a_dst[i][tt] = a_index(tt, tid + i * T::threads);
     const int p = m0 + tid + i * T::threads;
     const int img = p / HW, hw = p - img * HW;
     a_py[i] = p < pixels ? hw / W : -(1 << 20);  // a pixel past the end is outside every tap
@@ -136,14 +149,11 @@ __global__ void __launch_bounds__(mma_conv::Tile<BN>::threads, 2)
     for (int i = 0; i < PPT; ++i) {
       const int iy = a_py[i] + u - P, ix = a_px[i] + v - P;
       const bool tap_ok = static_cast<unsigned>(iy) < static_cast<unsigned>(H) && static_cast<unsigned>(ix) < static_cast<unsigned>(W);
-      const int m = tid + i * T::threads;
-      int offset = a_offset[i] + tap_offset;
+      // Channel j of this pixel and tap; where !ok the address may lie outside x, but a zero-fill
+      // copy does not read it (as CUTLASS's zfill iterators).
+      const float* src = x + (a_offset[i] + tap_offset);
       KILN_UNROLL
-      for (int j = 0; j < bk; ++j) {
-        const bool ok = tap_ok && j < channels;
-        kiln::gpu::cp_async<4>(&as[a_index(j, m)], x + (ok ? offset : 0), ok);
-        offset += HW;
-      }
+      for (int j = 0; j < bk; ++j) kiln::gpu::cp_async<4>(&as[a_dst[i][j % 4] + (j / 8) * 1024 + (j / 4) % 2 * 2], src + j * HW, tap_ok && (!ChannelTail || j < channels));
     }
     KILN_UNROLL
     for (int i = 0; i < T::b_chunks_per_thread; ++i) {
@@ -163,10 +173,11 @@ __global__ void __launch_bounds__(mma_conv::Tile<BN>::threads, 2)
 
   // ---- per-lane fragment offsets inside a stage (ldmatrix / LDS addresses), computed once ----
   const int g = lane / 4, t = lane % 4;
-  // A(m, k) for m = wm*64 + i*16 + h*8 + g, k = kk + t (+4): bits 3-4 of m, (i&1, h), are swizzled by t.
-  int a_lane[4];
+  // A: lane (g, t)'s fragment of m-tile i and k half kh is the chunk at a_index(kh*8 + t, wm*64 + i*16 + g);
+  // its slot swizzle depends on i only through i & 1.
+  int a_lane[2];
   KILN_UNROLL
-  for (int ih = 0; ih < 4; ++ih) a_lane[ih] = t * bm + wm * mma_conv::warp_tile + ((ih ^ t) << 3) + g;
+  for (int ip = 0; ip < 2; ++ip) a_lane[ip] = mma_conv::a_index(t, wm * mma_conv::warp_tile + ip * 16 + g) - ip * 128;
   // B: ldmatrix.x4 lane l gives row n = wn*64 + (l/16)*8 + l%8 of matrix l/8: chunk kk/4 + (l/8)%2.
   int b_lane[2];
   {
@@ -201,13 +212,12 @@ __global__ void __launch_bounds__(mma_conv::Tile<BN>::threads, 2)
     for (int kh = 0; kh < 2; ++kh) {  // two k8 halves of the step
       std::uint32_t a[4][4], b[8][2];
       KILN_UNROLL
-      for (int i = 0; i < 4; ++i) {
-        // a0 (g, t), a1 (g+8, t), a2 (g, t+4), a3 (g+8, t+4) of m-tile i
-        const float* base = as + kh * 8 * bm + (i / 2) * 32;
-        a[i][0] = __float_as_uint(base[a_lane[(i % 2) * 2]]);
-        a[i][1] = __float_as_uint(base[a_lane[(i % 2) * 2 + 1]]);
-        a[i][2] = __float_as_uint(base[4 * bm + a_lane[(i % 2) * 2]]);
-        a[i][3] = __float_as_uint(base[4 * bm + a_lane[(i % 2) * 2 + 1]]);
+      for (int i = 0; i < 4; ++i) {  // {a0, a1, a2, a3} of m-tile i: one LDS.128
+        const float4 v = *reinterpret_cast<const float4*>(as + kh * 1024 + i * 128 + a_lane[i & 1]);
+        a[i][0] = __float_as_uint(v.x);
+        a[i][1] = __float_as_uint(v.y);
+        a[i][2] = __float_as_uint(v.z);
+        a[i][3] = __float_as_uint(v.w);
       }
       KILN_UNROLL
       for (int jp = 0; jp < 4; ++jp) {
@@ -260,14 +270,14 @@ inline bool supports(const ConvShape& s) {
 // Block tile width for a shape: 128 x 64 while Cout <= 64 (less padding waste), else 128 x 128.
 inline int block_n(const ConvShape& s) { return s.c_out <= 64 ? 64 : 128; }
 
-template <int K, int BN>
+template <int K, int BN, bool ChannelTail>
 void launch_forward(const ConvShape& s, const float* x, const float* w, const float* b, float* y, float* packed,
                     kiln::gpu::stream_handle stream) {
   const std::int64_t count = packed_weight_floats(s);
   const unsigned pack_blocks = static_cast<unsigned>((count + 255) / 256 < 4096 ? (count + 255) / 256 : 4096);
   KILN_LAUNCH(conv2d_mma_pack_weights_kernel<K>, dim3(pack_blocks), dim3(256), 0, stream, s, w, packed);
   const dim3 grid(static_cast<unsigned>((s.n * s.h * s.w + bm - 1) / bm), static_cast<unsigned>((s.c_out + BN - 1) / BN));
-  KILN_LAUNCH((conv2d_mma_forward_kernel<K, BN>), grid, dim3(Tile<BN>::threads), Tile<BN>::shared_bytes, stream, s, x,
+  KILN_LAUNCH((conv2d_mma_forward_kernel<K, BN, ChannelTail>), grid, dim3(Tile<BN>::threads), Tile<BN>::shared_bytes, stream, s, x,
               static_cast<const float*>(packed), b, y);
 }
 
@@ -276,11 +286,18 @@ inline void forward(const ConvShape& s, const float* x, const float* w, const fl
                     kiln::gpu::stream_handle stream = nullptr) {
   if (!supports(s)) throw kiln::gpu::Error("conv2d_mma: unsupported shape (K must be 1 or 3, tensors under 2^31 elements)");
   if (s.n == 0 || s.h == 0 || s.w == 0 || s.c_out == 0) return;
-  const bool wide = block_n(s) == 128;
-  if (s.k == 1)
-    wide ? launch_forward<1, 128>(s, x, w, b, y, packed, stream) : launch_forward<1, 64>(s, x, w, b, y, packed, stream);
-  else
-    wide ? launch_forward<3, 128>(s, x, w, b, y, packed, stream) : launch_forward<3, 64>(s, x, w, b, y, packed, stream);
+  // One instantiation per (K, block tile, channel tail): 8 kernels.
+  const int variant = (s.k == 3 ? 4 : 0) + (block_n(s) == 128 ? 2 : 0) + (s.c_in % bk != 0 ? 1 : 0);
+  switch (variant) {
+    case 0: return launch_forward<1, 64, false>(s, x, w, b, y, packed, stream);
+    case 1: return launch_forward<1, 64, true>(s, x, w, b, y, packed, stream);
+    case 2: return launch_forward<1, 128, false>(s, x, w, b, y, packed, stream);
+    case 3: return launch_forward<1, 128, true>(s, x, w, b, y, packed, stream);
+    case 4: return launch_forward<3, 64, false>(s, x, w, b, y, packed, stream);
+    case 5: return launch_forward<3, 64, true>(s, x, w, b, y, packed, stream);
+    case 6: return launch_forward<3, 128, false>(s, x, w, b, y, packed, stream);
+    default: return launch_forward<3, 128, true>(s, x, w, b, y, packed, stream);
+  }
 }
 
 }  // namespace mma_conv
