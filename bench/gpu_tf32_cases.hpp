@@ -5,6 +5,8 @@
 //                            cudnn_us and x_cudnn = our time / cuDNN TF32's time
 // (cudnn_cases.hpp stores cuDNN's TF32 times in tf32_reference_seconds(); register those rows
 // first). The workspace is planned under TF32, as a network planned in that mode gets it.
+//   conv*_fwd/cuda/mma_tf32/<shape>  the mma.sync implicit GEMM of kernels/conv2d_mma.cuh (not in
+//                            the backend yet; forward only): weight packing + the kernel, timed together.
 #include <cstdint>
 #include <string>
 
@@ -12,6 +14,7 @@
 #include "gpu_common.hpp"
 #include "kiln/cuda.hpp"
 #include "layer_cases.hpp"  // CaseTensors
+#include "conv2d_mma.cuh"
 
 namespace kiln::bench {
 
@@ -52,6 +55,33 @@ inline void add_tf32_conv_row(const std::string& name, const ConvShape& s, int p
   configure_gpu_row(b);
 }
 
+// The forward pass of kernels/conv2d_mma.cuh (mma.sync m16n8k8, ldmatrix, 3-stage cp.async).
+inline void add_mma_conv_row(const std::string& name, const ConvShape& s, double flops, double peak, const std::string& label) {
+  auto* b = benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& state) {
+    using T = Tensor<float, Cuda>;
+    namespace mc = kiln::cuda::kernels::mma_conv;
+    try {
+      auto& c = CaseTensors<Cuda>::for_case(name);
+      const Shape xs = Shape::nchw(s.n, s.c_in, s.h, s.w), ys = Shape::nchw(s.n, s.c_out, s.h, s.w);
+      T &x = c.get("x", xs), &w = c.get("w", Shape{s.c_out, s.c_in, s.k, s.k}, -0.1f, 0.1f), &bias = c.get("b", Shape{s.c_out});
+      T &y = c.get("y", ys, 0, 0), &packed = c.get("packed", Shape{mc::packed_weight_floats(s)}, 0, 0);
+      gpu_timed_loop(state, [&] { mc::forward(s, x.data(), w.data(), bias.data(), y.data(), packed.data(), kiln::cuda::current_stream()); },
+                     kiln::cuda::current_stream());
+    } catch (const std::exception& e) {
+      state.SkipWithError(e.what());
+      return;
+    }
+    state.SetLabel(label);
+    set_flops(state, flops, peak);
+    const auto ref = tf32_reference_seconds().find(op_shape_key(name));
+    if (ref != tf32_reference_seconds().end() && state.iterations() > 0 && last_loop_seconds() > 0) {
+      state.counters["cudnn_us"] = ref->second * 1e6;
+      state.counters["x_cudnn"] = last_loop_seconds() / static_cast<double>(state.iterations()) / ref->second;
+    }
+  });
+  configure_gpu_row(b);
+}
+
 // The same convolutions as layer_cases.hpp / cudnn_cases.hpp: per level the 3x3 C -> C and (not at
 // the bottleneck) the 1x1 reduce 2C -> C at H/2; forward, input gradient, weight (+ bias) gradient.
 inline void register_tf32_conv_benchmarks(const GpuFacts& f) {
@@ -70,6 +100,7 @@ inline void register_tf32_conv_benchmarks(const GpuFacts& f) {
         const std::string shape = shape_tag(cin, hk, set.n), label = std::to_string(cin) + "->" + std::to_string(cout) + " " + tag;
         const double flops = conv_flops(set.n, cin, cout, k, hk, hk);
         add_tf32_conv_row(kname + "_fwd/cuda/tf32/" + shape, s, 0, flops, f.tf32_flops, label);
+        add_mma_conv_row(kname + "_fwd/cuda/mma_tf32/" + shape, s, flops, f.tf32_flops, label + " (conv2d_mma.cuh)");
         add_tf32_conv_row(kname + "_dgrad/cuda/tf32/" + shape, s, 1, flops, f.tf32_flops, label + " (dx only)");
         add_tf32_conv_row(kname + "_wgrad/cuda/tf32/" + shape, s, 2, flops, f.tf32_flops, label + " (dw += , db +=)");
       }

@@ -1,15 +1,22 @@
 // nvcc compile-and-link check (target kiln_nvcc_check, tests/nvcc.cmake): <kiln/cuda.hpp> under
 // nvcc, every layer instantiated on kiln::Cuda (so every kernel template is instantiated and
 // compiled for each architecture of CMAKE_CUDA_ARCHITECTURES), the optimizers, the colour kernels
-// and the cuDNN wrapper. Run on a machine with a GPU it also trains a tiny U-Net for two steps
-// (strict fp32, then TF32 tensor cores) and prints the losses; without one it says so and exits 0 (compiling and linking is the check).
+// and the cuDNN wrapper, and the mma.sync convolution of kernels/conv2d_mma.cuh (not in the backend
+// yet; all 8 variants, so that the SASS check sees its HMMA / LDSM main loops). Run on a machine
+// with a GPU it also trains a tiny U-Net for two steps (strict fp32, then TF32 tensor cores), prints
+// the losses and compares conv2d_mma with the strict kernel; without one it says so and exits 0
+// (compiling and linking is the check).
+#include <cmath>
 #include <cstdio>
+#include <stdexcept>
 #include <vector>
 
 #include <kiln/cuda.hpp>
 #include <kiln/cuda/cudnn.hpp>
 #include <kiln/io/color.hpp>
 #include <kiln/models/unet.hpp>
+
+#include "conv2d_mma.cuh"
 
 // Every layer and op on Cuda, explicitly instantiated (all members, so every launcher and kernel).
 namespace kiln {
@@ -44,6 +51,28 @@ namespace {
 using kiln::Cuda;
 
 using Net = kiln::Network<kiln::UNet<1, 2, 4, 2, Cuda>>;
+
+// conv2d_mma (TF32, mma.sync) against the strict fp32 kernel: the normalised error of y.
+double mma_conv_error(const kiln::ConvShape& s, kiln::Rng& rng) {
+  using T = kiln::Tensor<float, Cuda>;
+  std::vector<float> xv(static_cast<std::size_t>(s.n * s.c_in * s.h * s.w)), wv(static_cast<std::size_t>(s.c_out * s.c_in * s.k * s.k)),
+      bv(static_cast<std::size_t>(s.c_out));
+  for (auto* v : {&xv, &wv, &bv})
+    for (auto& e : *v) e = rng.uniform(-1.0f, 1.0f);
+  const T x = T::from_host(kiln::Shape::nchw(s.n, s.c_in, s.h, s.w), xv), w = T::from_host(kiln::Shape{s.c_out, s.c_in, s.k, s.k}, wv);
+  const T b = T::from_host(kiln::Shape{s.c_out}, bv);
+  T y(kiln::Shape::nchw(s.n, s.c_out, s.h, s.w)), y_mma(y.shape()), ws(kiln::Shape{1});
+  T packed(kiln::Shape{kiln::cuda::kernels::mma_conv::packed_weight_floats(s)});
+  kiln::Backend<Cuda>::conv2d_forward(s, x, w, b, y, ws);
+  kiln::cuda::kernels::mma_conv::forward(s, x.data(), w.data(), b.data(), y_mma.data(), packed.data());
+  const auto want = y.to_vector(), got = y_mma.to_vector();
+  double num = 0, den = 0;
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    num += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
+    den += double(want[i]) * want[i];
+  }
+  return std::sqrt(num / den);
+}
 
 float train_step(Net& net, kiln::Adam<Cuda>& opt, kiln::MSELoss<Cuda>& loss, const kiln::Tensor<float, Cuda>& x,
                  const kiln::Tensor<float, Cuda>& target) {
@@ -98,6 +127,13 @@ int main() {
       kiln::AdamStepArgs a;
       kiln::Backend<Cuda>::adam_step_multi(a, list);
       std::printf("adam_step_multi over %zu parameter tensors ran\n", list.size());
+    }
+    for (const kiln::ConvShape& s : {kiln::ConvShape{2, 32, 64, 32, 32, 3}, kiln::ConvShape{1, 3, 130, 13, 11, 3},
+                                     kiln::ConvShape{2, 64, 32, 16, 16, 1}}) {
+      const double err = mma_conv_error(s, rng);
+      std::printf("conv2d_mma forward %lld->%lld K=%lld: normalised error vs strict fp32 %.2e\n", static_cast<long long>(s.c_in),
+                  static_cast<long long>(s.c_out), static_cast<long long>(s.k), err);
+      if (!(err < 2e-3)) throw std::runtime_error("conv2d_mma disagrees with the strict kernel");
     }
     kiln::Tensor<float, Cuda> rgb(kiln::Shape::nchw(1, 3, 4, 4)), lab(rgb.shape());
     kiln::Backend<Cuda>::srgb_to_lab(rgb, lab);
