@@ -19,6 +19,7 @@
 
 #include "kiln/cuda.hpp"
 #include "kiln/io/color.hpp"
+#include "conv2d_mma.cuh"
 
 namespace kiln_test {
 
@@ -204,6 +205,31 @@ inline void add_case(Report& report, const Shape& s, std::uint64_t seed) {
   report.compare("a + b", out_cuda, out_cpu, 1e-7);
 }
 
+// The mma.sync convolution (kernels/conv2d_mma.cuh, not in the backend yet) against the CPU
+// backend's forward: one variant per case, launched here through KILN_CUDA_LAUNCH so that the
+// coverage test sees both kernels (the local names spell them without template commas). Bound:
+// TF32 operands, the activations truncated (2^-10 relative, twice tf32_bound's rounding).
+template <int K, int BN, bool ChannelTail>
+void mma_conv_case(Report& report, const kiln::ConvShape& s, std::uint64_t seed) {
+  namespace mc = kiln::cuda::kernels::mma_conv;
+  kiln::Rng rng(seed);
+  const Shape xs = Shape::nchw(s.n, s.c_in, s.h, s.w), ws{s.c_out, s.c_in, s.k, s.k}, ys = Shape::nchw(s.n, s.c_out, s.h, s.w);
+  const auto xv = random_vector(xs.numel(), rng), wv = random_vector(ws.numel(), rng), bv = random_vector(s.c_out, rng);
+  kiln::Tensor<float, Cpu> y_cpu(ys), work_cpu(Shape{static_cast<std::int64_t>(kiln::Backend<Cpu>::conv2d_workspace_floats(s)) + 1});
+  kiln::Backend<Cpu>::conv2d_forward(s, kiln::Tensor<float, Cpu>::from_host(xs, xv), kiln::Tensor<float, Cpu>::from_host(ws, wv),
+                                     kiln::Tensor<float, Cpu>::from_host(Shape{s.c_out}, bv), y_cpu, work_cpu);
+  const auto x = kiln::Tensor<float, Cuda>::from_host(xs, xv), w = kiln::Tensor<float, Cuda>::from_host(ws, wv);
+  const auto b = kiln::Tensor<float, Cuda>::from_host(Shape{s.c_out}, bv);
+  kiln::Tensor<float, Cuda> y(ys), packed(Shape{mc::packed_weight_floats(s)});
+  auto* conv2d_mma_pack_weights_kernel = &kiln::cuda::kernels::conv2d_mma_pack_weights_kernel<K>;
+  auto* conv2d_mma_forward_kernel = &kiln::cuda::kernels::conv2d_mma_forward_kernel<K, BN, ChannelTail>;
+  KILN_CUDA_LAUNCH(conv2d_mma_pack_weights_kernel, dim3(8), dim3(256), 0, s, w.data(), packed.data());
+  const dim3 grid(static_cast<unsigned>((s.n * s.h * s.w + mc::bm - 1) / mc::bm), static_cast<unsigned>((s.c_out + BN - 1) / BN));
+  KILN_CUDA_LAUNCH(conv2d_mma_forward_kernel, grid, dim3(mc::Tile<BN>::threads), mc::Tile<BN>::shared_bytes, s, x.data(),
+                   static_cast<const float*>(packed.data()), b.data(), y.data());
+  report.compare("y (mma.sync TF32)", y, y_cpu, 2 * tf32_bound);
+}
+
 // A loss: value and gradient.
 inline void loss_case(Report& report, kiln::LossKind kind, float delta, const Shape& s, std::uint64_t seed) {
   kiln::Rng rng(seed);
@@ -377,6 +403,14 @@ inline std::vector<KernelCase> kernel_cases() {
   conv_tf32.template operator()<70, 9, 1>(1, 9, 9);    // 1x1: Kg = 70 with a tail, M = 9 of a 64 tile
   conv_tf32.template operator()<2, 3, 3>(1, 4, 5, true);  // the TSan subset: one block per pass
   conv_tf32.template operator()<3, 2, 1>(1, 16, 16, true);  // 256 pixels: a split weight gradient
+
+  // The mma.sync TF32 convolution (kernels/conv2d_mma.cuh; exact-operand checks in test_conv_mma.cpp).
+  t.push_back({"mma.sync conv2d 5->7 K=3 N=3 13x11 (128x64 tile, channel tail)",
+               [](Report& r) { mma_conv_case<3, 64, true>(r, {3, 5, 7, 13, 11, 3}, 311); }});
+  t.push_back({"mma.sync conv2d 32->80 K=1 N=1 12x12 (128x128 tile)",
+               [](Report& r) { mma_conv_case<1, 128, false>(r, {1, 32, 80, 12, 12, 1}, 313); }});
+  t.push_back({"tiny mma.sync conv2d 2->3 K=3 N=1 4x5", [](Report& r) { mma_conv_case<3, 64, true>(r, {1, 2, 3, 4, 5, 3}, 317); },
+               true});
 
   auto bn = [&]<int C>(std::int64_t n, std::int64_t h, std::int64_t w, Mode mode) {
     std::ostringstream name;

@@ -67,6 +67,7 @@ std::set<std::string> kernels_in_sources() {
       std::size_t i = skip_space(s, at + 10);
       if (s.compare(i, 4, "void") != 0) continue;
       i = skip_space(s, i + 4);
+      if (s.compare(i, 17, "__launch_bounds__") == 0) i = skip_space(s, s.find(')', i) + 1);  // __global__ void __launch_bounds__(..) name(
       std::size_t end = i;
       while (end < s.size() && (std::isalnum(static_cast<unsigned char>(s[end])) || s[end] == '_')) ++end;
       if (end > i && skip_space(s, end) < s.size() && s[skip_space(s, end)] == '(') names.insert(s.substr(i, end - i));
