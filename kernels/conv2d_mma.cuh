@@ -2,7 +2,8 @@
 // Conv2d forward (stride 1, zero padding K/2, NCHW, K = 1 or 3) as a CUTLASS-style TF32 implicit
 // GEMM on mma.sync m16n8k8 (kiln/gpu/mma.hpp). Not wired into Backend<Cuda> yet (issue 20 item 1,
 // forward pass only so far; the backend's MathMode::tf32 still uses conv2d_igemm.cuh): tested on
-// the emulator (tests/emu/test_conv_mma.cpp) and benchmarked by bench/bench_gpu.cu.
+// the emulator (tests/emu/test_conv_mma.cpp), a row per U-Net conv in kiln_bench_gpu
+// (bench/gpu_tf32_cases.hpp).
 //
 // The GEMM, with the pixels as its long M dimension (the U-Net's channel counts are 32-256):
 //   D[M = N*H*W pixels][N = Cout] = A[M][Kg] * B[Kg][Cout],  Kg = K*K * cin_pad,
@@ -21,17 +22,21 @@
 //     the plain, non-.trans ldmatrix hands lane l the float (l/4, l%4) of an 8x4 block, which is
 //     exactly the m16n8k8 B layout for n-major storage). 16-byte rows swizzled: chunk ^= (n>>1)&3,
 //     so the 8 rows of each ldmatrix phase hit 8 different 16-byte bank groups.
-//   A stage [16][128] (pixels contiguous): 4-byte cp.async with zero fill. NCHW puts consecutive
-//     pixels, not channels, next to each other, and a tap shifts them by v-P: the 16-byte copies
-//     CUTLASS makes along NHWC channels would be misaligned here, so A is gathered 4 bytes at a time
-//     (one 32-bit offset add per element; tap validity once per step). Its fragments cannot use
-//     ldmatrix either: ldmatrix transposes only 16-bit elements and A(p, k) must come out of the
-//     k-major tile; they are LDS.32, conflict-free thanks to the swizzle column ^= (k&3)<<3 (the 4
-//     rows t = 0..3 a warp reads land in 4 different bank octets).
+//   A stage (16 k x 128 pixels): 4-byte cp.async with zero fill. NCHW puts consecutive pixels,
+//     not channels, next to each other, and a tap shifts them by v-P: the 16-byte copies CUTLASS
+//     makes along NHWC channels would be misaligned here, so A is gathered 4 bytes at a time (a
+//     running source pointer, destinations as immediates off four per-stage bases, tap validity
+//     once per step). The stage is stored in fragment order (a_index): the 16-byte chunk of lane
+//     (g, t), m-tile i, k half kh holds its {a0, a1, a2, a3}, so a fragment is one LDS.128, with a
+//     slot swizzle that keeps the reads conflict-free and the copies' writes 2-way. (ldmatrix.x4
+//     would also be one instruction per fragment, from a pixel-major [128][16] tile, but a warp's
+//     32 four-byte copies of one k into that tile would be 4-way bank-conflicted even swizzled;
+//     4-byte copies can put each element anywhere, so the fragment order costs nothing.)
 // Operands: B is TF32 rounded to nearest (by the packing kernel); A is given to the tensor core as
 // fp32 bits, which it truncates to TF32 (the low 13 mantissa bits are ignored), as CUTLASS's TF32
 // kernels on fp32 data do: rounding in the main loop would cost two instructions per element.
-// Offsets are 32-bit, precomputed outside the k loop (launchers check N*C*H*W < 2^31).
+// Offsets are 32-bit, precomputed outside the k loop (supports() checks N*C*H*W < 2^31). SASS
+// figures (instructions per HMMA, registers, occupancy): docs/kernels.md.
 #include <cstddef>
 #include <cstdint>
 
