@@ -8,7 +8,7 @@
 #include <math.h>
 
 #include "block_reduce.cuh"
-#include "kiln/cpu/activation.hpp"  // ActivationArgs, DropoutArgs, ElementwiseOp, dropout_uniform (device-neutral)
+#include "kiln/ops/activation.hpp"
 #include "kiln/gpu/gpu.hpp"
 
 namespace kiln::cuda::kernels {

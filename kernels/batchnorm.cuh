@@ -11,7 +11,7 @@
 #include <math.h>
 
 #include "block_reduce.cuh"
-#include "kiln/cpu/batchnorm.hpp"  // BatchNormArgs (device-neutral)
+#include "kiln/ops/batchnorm.hpp"
 #include "kiln/gpu/gpu.hpp"
 
 namespace kiln::cuda::kernels {

@@ -1,18 +1,12 @@
 #pragma once
 // Colour conversion per pixel on the device: sRGB (0..1) <-> CIE L*a*b* (D65), on planar images
-// [N, 3, H, W]. The scalar maths is kiln/io/color.hpp's, whose functions are KILN_HD: under nvcc
-// that must expand to __host__ __device__, which is set here when no one defined it before.
-// (If color.hpp was included earlier in the translation unit with KILN_HD empty, nvcc reports
-// calls of host functions from the kernels below: include <kiln/cuda.hpp> first.)
+// [N, 3, H, W], with the CPU's scalar maths (kiln/ops/color.hpp, KILN_HD functions).
 #include <cstdint>
 
 #include "block_reduce.cuh"
 #include "kiln/gpu/gpu.hpp"
 
-#if KILN_GPU_REAL && !defined(KILN_HD)
-#define KILN_HD __host__ __device__
-#endif
-#include "kiln/io/color.hpp"
+#include "kiln/ops/color.hpp"
 
 namespace kiln::cuda::kernels {
 
@@ -21,7 +15,7 @@ template <class Float>
 __global__ void srgb_to_lab_kernel(const Float* rgb, Float* lab, std::int64_t n, std::int64_t hw) {
   KILN_GRID_STRIDE_LOOP(q, n * hw) {
     const std::int64_t base = q / hw * 3 * hw + q % hw;
-    const kiln::io::Lab c = kiln::io::srgb_to_lab({rgb[base], rgb[base + hw], rgb[base + 2 * hw]});
+    const kiln::color::Lab c = kiln::color::srgb_to_lab({rgb[base], rgb[base + hw], rgb[base + 2 * hw]});
     lab[base] = c.L;
     lab[base + hw] = c.a;
     lab[base + 2 * hw] = c.b;
@@ -33,7 +27,7 @@ template <class Float>
 __global__ void lab_to_srgb_kernel(const Float* lab, Float* rgb, std::int64_t n, std::int64_t hw) {
   KILN_GRID_STRIDE_LOOP(q, n * hw) {
     const std::int64_t base = q / hw * 3 * hw + q % hw;
-    const kiln::io::Rgb c = kiln::io::lab_to_srgb({lab[base], lab[base + hw], lab[base + 2 * hw]});
+    const kiln::color::Rgb c = kiln::color::lab_to_srgb({lab[base], lab[base + hw], lab[base + 2 * hw]});
     rgb[base] = c.r;
     rgb[base + hw] = c.g;
     rgb[base + 2 * hw] = c.b;

@@ -6,7 +6,7 @@
 #include <math.h>
 
 #include "block_reduce.cuh"
-#include "kiln/cpu/loss.hpp"  // LossKind, LossArgs (device-neutral)
+#include "kiln/ops/loss.hpp"
 #include "kiln/gpu/gpu.hpp"
 
 namespace kiln::cuda::kernels {

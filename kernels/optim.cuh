@@ -5,7 +5,7 @@
 #include <math.h>
 
 #include "block_reduce.cuh"
-#include "kiln/cpu/optim.hpp"  // AdamStepArgs, SgdStepArgs (device-neutral)
+#include "kiln/ops/optim.hpp"
 #include "kiln/gpu/gpu.hpp"
 
 namespace kiln::cuda::kernels {

@@ -4,7 +4,7 @@
 #include <cstdint>
 
 #include "block_reduce.cuh"
-#include "kiln/cpu/pooling.hpp"  // PoolArgs (device-neutral)
+#include "kiln/ops/pooling.hpp"
 #include "kiln/gpu/gpu.hpp"
 
 namespace kiln::cuda::kernels {

@@ -5,31 +5,15 @@
 #include <cstdint>
 
 #include "block_reduce.cuh"
-#include "kiln/cpu/upsample.hpp"  // UpsampleArgs (device-neutral)
+#include "kiln/ops/upsample.hpp"
 #include "kiln/gpu/gpu.hpp"
 
 namespace kiln::cuda::kernels {
 
-// kiln::bilinear_tap (PyTorch's source index for align_corners = false), as a device function with
-// the same float arithmetic: src = max((dst + 0.5) / scale - 0.5, 0); i0 = floor(src);
-// i1 = i0 + 1 unless i0 is the last index; weights l0 = 1 - (src - i0) on i0, l1 = src - i0 on i1.
-struct Tap {
-  std::int64_t i0, i1;
-  float l0, l1;
-};
-__device__ __forceinline__ Tap device_bilinear_tap(std::int64_t dst, std::int64_t in_size, std::int64_t scale) {
-  float src = (static_cast<float>(dst) + 0.5f) / static_cast<float>(scale) - 0.5f;
-  if (src < 0.0f) src = 0.0f;
-  const std::int64_t i0 = static_cast<std::int64_t>(src);
-  const std::int64_t i1 = i0 < in_size - 1 ? i0 + 1 : i0;
-  const float l1 = src - static_cast<float>(i0);
-  return {i0, i1, 1.0f - l1, l1};
-}
-
 // The weight with which output row/column `dst` reads input index `in` (0 if it does not).
 __device__ __forceinline__ float bilinear_weight(std::int64_t dst, std::int64_t in, std::int64_t in_size,
                                                  std::int64_t scale) {
-  const Tap t = device_bilinear_tap(dst, in_size, scale);
+  const BilinearTap t = bilinear_tap(dst, in_size, scale);
   return (t.i0 == in ? t.l0 : 0.0f) + (t.i1 == in ? t.l1 : 0.0f);
 }
 
@@ -64,7 +48,7 @@ __global__ void upsample_bilinear_forward_kernel(UpsampleArgs a, const Float* x,
   KILN_GRID_STRIDE_LOOP(o, a.n * a.c * oh * ow) {
     const std::int64_t plane = o / (oh * ow), i = o % (oh * ow) / ow, j = o % ow;
     const Float* xp = x + plane * a.h * a.w;
-    const Tap r = device_bilinear_tap(i, a.h, a.scale), q = device_bilinear_tap(j, a.w, a.scale);
+    const BilinearTap r = bilinear_tap(i, a.h, a.scale), q = bilinear_tap(j, a.w, a.scale);
     y[o] = r.l0 * (q.l0 * xp[r.i0 * a.w + q.i0] + q.l1 * xp[r.i0 * a.w + q.i1]) +
            r.l1 * (q.l0 * xp[r.i1 * a.w + q.i0] + q.l1 * xp[r.i1 * a.w + q.i1]);
   }

@@ -6,5 +6,5 @@
 // Tensors move between devices explicitly: kiln::to<kiln::Cuda>(cpu_tensor), t.to_vector().
 // With -DKILN_WITH_CUDNN under nvcc, <kiln/cuda/cudnn.hpp> adds the cuDNN reference (kiln::cudnn).
 #include "kiln/cuda/memory.hpp"
-#include "kiln/cuda/backend.hpp"  // before any kiln/io header: kernels/color.cuh defines KILN_HD under nvcc
+#include "kiln/cuda/backend.hpp"
 #include "kiln/kiln.hpp"

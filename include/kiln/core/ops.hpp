@@ -12,7 +12,7 @@
 #include "kiln/core/backend.hpp"
 #include "kiln/core/error.hpp"
 #include "kiln/core/tensor.hpp"
-#include "kiln/cpu/activation.hpp"  // ElementwiseOp
+#include "kiln/ops/activation.hpp"  // ElementwiseOp
 
 namespace kiln {
 

@@ -2,24 +2,11 @@
 // BatchNorm2d on the CPU: NCHW, statistics per channel over (N, H, W).
 // reference:: holds the plain loops (double accumulation), the oracle; the
 // functions the layers call (float lanes, optionally fused with a ReLU) follow.
-//
-// BatchNormArgs is device-neutral (Backend<Cuda> takes the same struct).
 #include <cmath>
 #include <cstdint>
 
 #include "kiln/cpu/gemm_kernels.hpp"  // simd::Vec, load
-
-namespace kiln {
-
-struct BatchNormArgs {
-  std::int64_t n = 0, c = 0, hw = 0;  // input [n, c, hw]
-  float eps = 1e-5f;
-  float momentum = 0.1f;  // running = (1 - momentum) * running + momentum * batch
-  bool training = true;   // batch statistics (train) or running statistics (eval)
-  constexpr std::int64_t count() const { return n * hw; }  // values per channel
-};
-
-}  // namespace kiln
+#include "kiln/ops/batchnorm.hpp"
 
 namespace kiln::cpu {
 

@@ -2,21 +2,10 @@
 // MaxPool2d on the CPU: kernel = stride = size, no padding, H and W divisible
 // by size. OpenMP over (n, c) planes. The plain loops are cpu::reference::maxpool2d_forward
 // (the oracle); the version used has a fixed 2x2 window (the U-Net's) with the same rule.
-//
-// PoolArgs is device-neutral (Backend<Cuda> takes the same struct).
 #include <cmath>
 #include <cstdint>
 
-namespace kiln {
-
-struct PoolArgs {
-  std::int64_t n = 0, c = 0, h = 0, w = 0;  // INPUT shape [n, c, h, w]
-  std::int64_t size = 2;                    // kernel = stride
-  constexpr std::int64_t out_h() const { return h / size; }
-  constexpr std::int64_t out_w() const { return w / size; }
-};
-
-}  // namespace kiln
+#include "kiln/ops/pooling.hpp"
 
 namespace kiln::cpu {
 

@@ -37,8 +37,8 @@ inline constexpr bool available = false;
 #include <utility>
 
 #include "kiln/core/conv_shape.hpp"
-#include "kiln/cpu/batchnorm.hpp"  // BatchNormArgs
-#include "kiln/cpu/pooling.hpp"    // PoolArgs
+#include "kiln/ops/batchnorm.hpp"
+#include "kiln/ops/pooling.hpp"
 #include "kiln/gpu/gpu.hpp"
 
 namespace kiln::cudnn {

@@ -51,8 +51,7 @@
 #include <kiln/core/tensor.hpp>
 #include <kiln/io/io_error.hpp>
 #include <kiln/io/safetensors.hpp>
-#include <kiln/nn/layer.hpp>
-#include <kiln/nn/network.hpp>
+#include <kiln/core/state.hpp>
 
 #include <concepts>
 #include <cstdint>
@@ -120,13 +119,15 @@ struct CheckpointInfo {
 
 namespace detail {
 
+// Network<Net> names the model inside it (Network::model); a bare model names itself.
 template <class Net>
 struct unwrap_network {
     using type = Net;
 };
 template <class Net>
-struct unwrap_network<Network<Net>> {
-    using type = Net;
+    requires requires { typename Net::model; }
+struct unwrap_network<Net> {
+    using type = typename Net::model;
 };
 
 template <class Device>

@@ -13,7 +13,7 @@
 #include <string_view>
 
 #include "kiln/core/backend.hpp"
-#include "kiln/cpu/activation.hpp"  // ActivationKind, ActivationArgs
+#include "kiln/ops/activation.hpp"  // ActivationKind, ActivationArgs
 #include "kiln/nn/layer.hpp"
 
 namespace kiln {

@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "kiln/core/backend.hpp"
-#include "kiln/cpu/batchnorm.hpp"  // BatchNormArgs (device-neutral)
+#include "kiln/ops/batchnorm.hpp"
 #include "kiln/nn/layer.hpp"
 #include "kiln/nn/relu.hpp"
 

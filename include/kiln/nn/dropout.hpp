@@ -19,7 +19,7 @@
 #include <string_view>
 
 #include "kiln/core/backend.hpp"
-#include "kiln/cpu/activation.hpp"  // DropoutArgs, dropout_uniform
+#include "kiln/ops/activation.hpp"  // DropoutArgs, dropout_uniform
 #include "kiln/nn/layer.hpp"
 
 namespace kiln {

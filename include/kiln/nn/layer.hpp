@@ -1,5 +1,6 @@
 #pragma once
-// The contract every kiln layer implements (see docs/architecture.md):
+// The contract every kiln layer implements (see docs/architecture.md), checked by the
+// kiln::Layer concept below (Sequential and Network assert it for every layer they hold):
 //
 //   static constexpr int in_channels;          // or kiln::any_channels
 //   static constexpr int out_channels;         // or kiln::same_channels
@@ -19,6 +20,7 @@
 //       calls f(StateRef<D>) for every parameter, buffer and counter, with
 //       PyTorch state_dict names ("conv1.weight", "bn1.running_mean", ...)
 //   void reset_parameters(Rng&);
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -27,6 +29,7 @@
 #include "kiln/core/arena.hpp"
 #include "kiln/core/mode.hpp"
 #include "kiln/core/random.hpp"
+#include "kiln/core/state.hpp"
 #include "kiln/core/tensor.hpp"
 
 namespace kiln {
@@ -42,35 +45,21 @@ constexpr int channels_after(int in) {
   return L::out_channels == same_channels ? in : L::out_channels;
 }
 
-// One learnable tensor and its gradient (same shape, same device).
-template <class Device>
-struct Parameter {
-  Tensor<float, Device> value;
-  Tensor<float, Device> grad;
-
-  Parameter() = default;
-  explicit Parameter(const Shape& shape) : value(shape), grad(shape) {}
+// The layer contract as a concept: a missing or misspelt member is a compile error at the
+// Sequential or Network that holds the layer, naming it, instead of deep inside a template.
+template <class L>
+concept Layer = requires(L& l, const Shape& shape, Arena<typename L::device>& arena,
+                         const Tensor<float, typename L::device>& t, Rng& rng) {
+  typename L::device;
+  { L::in_channels } -> std::convertible_to<int>;
+  { L::out_channels } -> std::convertible_to<int>;
+  { L::parameter_count } -> std::convertible_to<std::size_t>;
+  { l.plan(shape, arena, std::string_view{}) } -> std::same_as<Shape>;
+  { l.forward(t, Mode::train) } -> std::convertible_to<const Tensor<float, typename L::device>&>;
+  { l.backward(t) } -> std::convertible_to<const Tensor<float, typename L::device>&>;
+  l.visit([](StateRef<typename L::device>) {}, std::string{});
+  l.reset_parameters(rng);
 };
-
-// What visit() hands out: a parameter (value + grad), a float buffer
-// (running statistics) or an integer counter (num_batches_tracked).
-template <class Device>
-struct StateRef {
-  enum class Kind { parameter, buffer, counter };
-  Kind kind;
-  std::string name;
-  Tensor<float, Device>* value = nullptr;
-  Tensor<float, Device>* grad = nullptr;
-  std::int64_t* counter = nullptr;
-};
-
-inline std::string join_name(std::string_view prefix, std::string_view name) {
-  if (prefix.empty()) return std::string(name);
-  std::string s(prefix);
-  s += '.';
-  s += name;
-  return s;
-}
 
 // Sets every parameter gradient of a layer or network to zero.
 template <class Net>

@@ -17,7 +17,7 @@
 #include <string_view>
 
 #include "kiln/core/backend.hpp"
-#include "kiln/cpu/loss.hpp"  // LossKind, LossArgs (device-neutral)
+#include "kiln/ops/loss.hpp"
 #include "kiln/nn/layer.hpp"
 
 namespace kiln {

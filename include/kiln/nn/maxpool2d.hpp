@@ -8,7 +8,7 @@
 #include <string_view>
 
 #include "kiln/core/backend.hpp"
-#include "kiln/cpu/pooling.hpp"  // PoolArgs (device-neutral)
+#include "kiln/ops/pooling.hpp"
 #include "kiln/nn/layer.hpp"
 
 namespace kiln {

@@ -17,7 +17,9 @@ namespace kiln {
 template <class Net>
 class Network {
  public:
+  static_assert(Layer<Net>, "kiln::Network<Net>: Net must meet the layer contract (kiln::Layer, nn/layer.hpp)");
   using device = typename Net::device;
+  using model = Net;  // the composed network inside (checkpoints name it)
   static constexpr int in_channels = Net::in_channels;
   static constexpr int out_channels = Net::out_channels;
   static constexpr std::size_t parameter_count = Net::parameter_count;

@@ -74,6 +74,7 @@ void disable_input_grad(L& layer) {
 template <class... Layers>
 class Sequential {
   static_assert(sizeof...(Layers) > 0, "kiln::Sequential needs at least one layer");
+  static_assert((Layer<Layers> && ...), "kiln::Sequential: every element must meet the layer contract (kiln::Layer, nn/layer.hpp)");
   using First = std::tuple_element_t<0, std::tuple<Layers...>>;
 
  public:

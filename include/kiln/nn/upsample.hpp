@@ -8,7 +8,7 @@
 #include <string_view>
 
 #include "kiln/core/backend.hpp"
-#include "kiln/cpu/upsample.hpp"  // UpsampleArgs (device-neutral)
+#include "kiln/ops/upsample.hpp"
 #include "kiln/nn/layer.hpp"
 
 namespace kiln {

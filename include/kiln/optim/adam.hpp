@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "kiln/core/backend.hpp"
-#include "kiln/cpu/optim.hpp"  // AdamStepArgs (device-neutral)
+#include "kiln/ops/optim.hpp"
 #include "kiln/optim/parameters.hpp"
 
 namespace kiln {

@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "kiln/nn/layer.hpp"
+#include "kiln/core/state.hpp"
 
 namespace kiln {
 

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "kiln/core/backend.hpp"
-#include "kiln/cpu/optim.hpp"  // SgdStepArgs (device-neutral)
+#include "kiln/ops/optim.hpp"
 #include "kiln/optim/parameters.hpp"
 
 namespace kiln {

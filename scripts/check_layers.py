@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""kiln's layering rules, checked on the #include lines of the library and the kernels.
+
+Each header belongs to the layer its folder names; a layer may include only the layers listed
+for it below (and the standard library, third-party headers, itself). docs/architecture.md draws
+the same table. Exit 1 and one line per forbidden arrow ("file:line: layer -> layer (header)").
+
+  python3 scripts/check_layers.py [ROOT]          # ROOT: the repository (default: this script's parent)
+  python3 scripts/check_layers.py --self-test     # proves the checker fires on a forbidden arrow
+"""
+import pathlib
+import re
+import sys
+import tempfile
+
+# layer -> the layers it may include. The arrows that must never exist are the ones missing here,
+# e.g. kernels -> cpu or io, core -> nn (layers), io -> nn, ops -> anything but ops.
+ALLOWED = {
+    "ops": {"ops"},
+    "core": {"core", "ops"},
+    "gpu": {"gpu", "core", "ops"},
+    "kernels": {"kernels", "gpu", "core", "ops"},
+    "cpu": {"cpu", "core", "ops"},
+    "cuda": {"cuda", "kernels", "gpu", "core", "ops"},
+    "nn": {"nn", "core", "ops"},
+    "optim": {"optim", "core", "ops"},
+    "io": {"io", "core", "ops"},
+    "models": {"models", "nn", "core", "ops"},
+    "train": {"train", "io", "core", "ops"},
+    "dist": {"dist", "core", "ops", "cuda", "gpu"},
+    "color": {"color", "io", "nn", "models", "core", "ops", "kernels", "gpu", "cuda", "cpu"},
+    "top": None,  # kiln.hpp, cuda.hpp: the umbrella headers include everything
+}
+
+INCLUDE = re.compile(r'^\s*#\s*include\s*[<"]([^>"]+)[>"]')
+
+
+def layer_of_file(root, path):
+    rel = path.relative_to(root).as_posix()
+    if rel.startswith("kernels/kiln/gpu/"):
+        return "gpu"
+    if rel.startswith("kernels/"):
+        return "kernels"
+    parts = rel.split("/")
+    if rel.startswith("include/kiln/"):
+        return parts[2] if len(parts) > 3 else "top"
+    return None
+
+
+def layer_of_include(name):
+    if name.startswith("kiln/gpu/"):
+        return "gpu"
+    m = re.match(r"kiln/([a-z_]+)/", name)
+    if m:
+        return m.group(1)
+    if name.startswith("kiln/"):
+        return "top"
+    if name.endswith(".cuh") and "/" not in name:
+        return "kernels"
+    return None  # standard or third-party
+
+
+def check(root):
+    problems = []
+    files = sorted(root.glob("include/kiln/**/*.hpp")) + sorted(root.glob("include/kiln/**/*.inl")) + \
+        sorted(root.glob("kernels/**/*.cuh")) + sorted(root.glob("kernels/**/*.hpp"))
+    for path in files:
+        layer = layer_of_file(root, path)
+        if layer is None:
+            continue
+        allowed = ALLOWED.get(layer, set())
+        if allowed is None:
+            continue
+        for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            m = INCLUDE.match(line)
+            if not m:
+                continue
+            target = layer_of_include(m.group(1))
+            if target is None or target in allowed:
+                continue
+            rel = path.relative_to(root).as_posix()
+            problems.append(f"{rel}:{number}: {layer} -> {target} ({m.group(1)}): "
+                            f"{layer} may include only {', '.join(sorted(allowed))}")
+    return problems, len(files)
+
+
+def self_test():
+    with tempfile.TemporaryDirectory() as d:
+        root = pathlib.Path(d)
+        (root / "include/kiln/io").mkdir(parents=True)
+        (root / "kernels").mkdir()
+        (root / "include/kiln/io/good.hpp").write_text('#include "kiln/core/tensor.hpp"\n#include <vector>\n')
+        (root / "include/kiln/io/bad.hpp").write_text('#include <kiln/nn/network.hpp>\n')
+        (root / "kernels/bad.cuh").write_text('#pragma once\n#include "kiln/cpu/pooling.hpp"\n')
+        problems, _ = check(root)
+        want = {"include/kiln/io/bad.hpp:1: io -> nn", "kernels/bad.cuh:2: kernels -> cpu"}
+        got = {p.split(" (")[0] for p in problems}
+        if got != want:
+            print(f"check_layers self-test FAILED: expected {sorted(want)}, got {sorted(got)}")
+            return 1
+    print("check_layers self-test: both forbidden arrows caught, the allowed one passed")
+    return 0
+
+
+def main(argv):
+    if argv[1:] == ["--self-test"]:
+        return self_test()
+    root = pathlib.Path(argv[1] if len(argv) > 1 else pathlib.Path(__file__).resolve().parent.parent)
+    problems, n = check(root)
+    for p in problems:
+        print(p)
+    if problems:
+        print(f"check_layers: {len(problems)} forbidden include(s) in {n} headers (rules: docs/architecture.md)")
+        return 1
+    print(f"check_layers: {n} headers, every include follows the layering rules")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
