@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "kiln/core/backend.hpp"
+#include "kiln/core/backend_ops.hpp"
 #include "kiln/core/tensor.hpp"
 #include "kiln/cpu/activation.hpp"
 #include "kiln/cpu/conv2d.hpp"
@@ -19,6 +20,11 @@ namespace kiln {
 
 template <>
 struct Backend<Cpu> {
+  // The optional capabilities of core/backend_ops.hpp.
+  static constexpr bool fused_batchnorm_relu = true;
+  static constexpr bool multi_tensor_adam = false;
+  static constexpr bool colour_conversion = false;
+
   using T = Tensor<float, Cpu>;
 
   // ---- Conv2d -------------------------------------------------------------
@@ -155,5 +161,7 @@ struct Backend<Cpu> {
     cpu::sgd_step(a, param.data(), grad.data(), momentum_buffer.empty() ? nullptr : momentum_buffer.data());
   }
 };
+
+static_assert(backend_table_complete<Cpu>());
 
 }  // namespace kiln

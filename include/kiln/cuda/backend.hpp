@@ -14,6 +14,7 @@
 #include <string>
 
 #include "kiln/core/backend.hpp"
+#include "kiln/core/backend_ops.hpp"
 #include "kiln/core/conv_shape.hpp"
 #include "kiln/core/error.hpp"
 #include "kiln/core/tensor.hpp"
@@ -89,6 +90,11 @@ inline constexpr bool backend_included<Cuda> = true;
 
 template <>
 struct Backend<Cuda> {
+  // The optional capabilities of core/backend_ops.hpp.
+  static constexpr bool fused_batchnorm_relu = false;
+  static constexpr bool multi_tensor_adam = true;
+  static constexpr bool colour_conversion = true;
+
   using T = Tensor<float, Cuda>;
   using I = Tensor<std::int32_t, Cuda>;
 
@@ -487,5 +493,7 @@ struct Backend<Cuda> {
                ": expected two [N, 3, H, W] tensors, got ", in.shape().str(), " and ", out.shape().str());
   }
 };
+
+static_assert(backend_table_complete<Cuda>());
 
 }  // namespace kiln

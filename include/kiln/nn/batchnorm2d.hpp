@@ -14,22 +14,12 @@
 #include <vector>
 
 #include "kiln/core/backend.hpp"
+#include "kiln/core/backend_ops.hpp"
 #include "kiln/ops/batchnorm.hpp"
 #include "kiln/nn/layer.hpp"
 #include "kiln/nn/relu.hpp"
 
 namespace kiln {
-
-namespace detail {
-// Whether Backend<D> has the one-pass BatchNorm + ReLU operations. Where it has
-// not, Sequential runs the two layers one after the other as before.
-template <class D>
-concept BackendFusesBatchNormReLU =
-    requires(const BatchNormArgs& a, const Tensor<float, D>& c, Tensor<float, D>& t) {
-      Backend<D>::batchnorm_relu_forward(a, c, c, c, t, t, t, t, t);
-      Backend<D>::batchnorm_relu_backward(a, c, c, c, c, c, c, t, t, t);
-    };
-}  // namespace detail
 
 template <int C, class Device = Cpu>
 class BatchNorm2d {
@@ -105,7 +95,7 @@ class BatchNorm2d {
   // BatchNorm2d<C, Cuda> type does not need the CUDA backend included.)
 
   const Tensor<float, Device>& forward_relu(const Tensor<float, Device>& x, Mode mode, ReLU<Device>& relu)
-    requires detail::BackendFusesBatchNormReLU<Device>
+    requires HasFusedBatchNormReLU<Device>
   {
     begin_forward(x, mode);
     Tensor<float, Device>& y = relu.fused_output();
@@ -118,7 +108,7 @@ class BatchNorm2d {
   }
 
   const Tensor<float, Device>& backward_relu(const Tensor<float, Device>& dy, const ReLU<Device>& relu)
-    requires detail::BackendFusesBatchNormReLU<Device>
+    requires HasFusedBatchNormReLU<Device>
   {
     check_backward(dy);
     Tensor<float, Device> dx = input_grad_ ? dx_ : Tensor<float, Device>{};

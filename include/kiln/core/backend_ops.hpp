@@ -1,0 +1,108 @@
+#pragma once
+// The one list of operations a device's Backend table provides. Every layer calls only these,
+// so a device is complete when its table satisfies kiln::BackendOps; each backend header asserts
+// it right after the table, and a missing or misspelt op is a compile error there, naming the
+// device. Operations beyond the list are optional and declared, never guessed: each table says
+// `static constexpr bool` for every optional capability below, and the assert checks the claim
+// against the members. Adding an op: add it here, then to cpu/backend.hpp and cuda/backend.hpp
+// (docs/architecture.md, "Adding an op or a layer").
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+#include "kiln/core/backend.hpp"
+#include "kiln/core/conv_shape.hpp"
+#include "kiln/core/tensor.hpp"
+#include "kiln/ops/activation.hpp"
+#include "kiln/ops/batchnorm.hpp"
+#include "kiln/ops/loss.hpp"
+#include "kiln/ops/optim.hpp"
+#include "kiln/ops/pooling.hpp"
+#include "kiln/ops/upsample.hpp"
+
+namespace kiln {
+
+// The required operations: every device has all of them.
+template <class D, class B = Backend<D>>
+concept BackendOps = requires(const ConvShape& cs, const StridedConvShape& ss, const ActivationArgs& act,
+                              const DropoutArgs& drop, const BatchNormArgs& bn, const PoolArgs& pool,
+                              const UpsampleArgs& up, const LossArgs& loss, const AdamStepArgs& adam,
+                              const SgdStepArgs& sgd, const Tensor<float, D>& c, Tensor<float, D>& m,
+                              const Tensor<std::int32_t, D>& cidx, Tensor<std::int32_t, D>& idx, float f) {
+  { B::conv2d_workspace_floats(cs) } -> std::convertible_to<std::size_t>;
+  { B::conv2d_forward_workspace_floats(cs) } -> std::convertible_to<std::size_t>;
+  B::conv2d_forward(cs, c, c, c, m, m);
+  B::conv2d_backward(cs, c, c, c, m, m, m, m);
+  B::conv2d_strided_forward(ss, c, c, c, m);
+  B::conv2d_strided_backward(ss, c, c, c, m, m, m);
+  B::activation_forward(act, c, m);
+  B::activation_backward(act, c, c, c, m);
+  B::dropout_forward(drop, c, m);
+  B::dropout_backward(drop, c, m);
+  B::elementwise_binary(ElementwiseOp::sub, c, c, m);
+  B::affine(c, f, f, m);
+  B::clamp(c, f, f, m);
+  B::relu_forward(c, m);
+  B::relu_backward(c, c, m);
+  B::add(c, c, m);
+  B::concat_channels(c, c, m);
+  B::split_channels(c, m, m);
+  B::batchnorm_forward(bn, c, c, c, m, m, m, m, m);
+  B::batchnorm_backward(bn, c, c, c, c, c, m, m, m);
+  B::maxpool2d_forward(pool, c, m, idx);
+  B::maxpool2d_backward(pool, cidx, c, m);
+  B::upsample_nearest_forward(up, c, m);
+  B::upsample_nearest_backward(up, c, m);
+  B::upsample_bilinear_forward(up, c, m);
+  B::upsample_bilinear_backward(up, c, m);
+  B::loss_forward(loss, c, c, m);
+  B::loss_backward(loss, c, c, m);
+  B::adam_step(adam, m, c, m, m);
+  B::sgd_step(sgd, m, c, m);
+  // The optional capabilities, declared by every table (see below).
+  { B::fused_batchnorm_relu } -> std::convertible_to<bool>;
+  { B::multi_tensor_adam } -> std::convertible_to<bool>;
+  { B::colour_conversion } -> std::convertible_to<bool>;
+};
+
+// Optional: BatchNorm2d + ReLU in one pass (BatchNorm2d uses it when the next layer is a ReLU;
+// without it the two run one after the other). CPU: yes. CUDA: not yet.
+template <class D, class B = Backend<D>>
+concept HasFusedBatchNormReLU = requires(const BatchNormArgs& bn, const Tensor<float, D>& c, Tensor<float, D>& m) {
+  B::batchnorm_relu_forward(bn, c, c, c, m, m, m, m, m);
+  B::batchnorm_relu_backward(bn, c, c, c, c, c, c, m, m, m);
+};
+
+// Optional: one launch for every parameter tensor's Adam step (Adam uses it where present).
+// CUDA: yes. CPU: no (a loop over tensors is as fast there).
+template <class D, class B = Backend<D>>
+concept HasMultiTensorAdam = requires(const AdamStepArgs& a, std::span<const typename B::AdamTensors> t) {
+  B::adam_step_multi(a, t);
+};
+
+// Optional: sRGB <-> Lab on planar [N, 3, H, W] tensors. CUDA: yes (the programs convert on the
+// device). CPU: no (kiln/io converts images while decoding them).
+template <class D, class B = Backend<D>>
+concept HasColourConversion = requires(const Tensor<float, D>& c, Tensor<float, D>& m) {
+  B::srgb_to_lab(c, m);
+  B::lab_to_srgb(c, m);
+};
+
+// The check each backend header runs after its table: the required ops, and every optional
+// capability exactly as declared.
+template <class D, class B = Backend<D>>
+constexpr bool backend_table_complete() {
+  static_assert(BackendOps<D>, "kiln: this Backend table lacks a required op of kiln::BackendOps (core/backend_ops.hpp)");
+  if constexpr (BackendOps<D>) {
+    static_assert(B::fused_batchnorm_relu == HasFusedBatchNormReLU<D>,
+                  "kiln: Backend::fused_batchnorm_relu does not match its batchnorm_relu_* members");
+    static_assert(B::multi_tensor_adam == HasMultiTensorAdam<D>,
+                  "kiln: Backend::multi_tensor_adam does not match its adam_step_multi member");
+    static_assert(B::colour_conversion == HasColourConversion<D>,
+                  "kiln: Backend::colour_conversion does not match its srgb_to_lab/lab_to_srgb members");
+  }
+  return true;
+}
+
+}  // namespace kiln
