@@ -47,6 +47,14 @@ constexpr int channels_after(int in) {
 
 // The layer contract as a concept: a missing or misspelt member is a compile error at the
 // Sequential or Network that holds the layer, naming it, instead of deep inside a template.
+namespace detail {
+// A visitor for the concept below (a lambda there is not accepted by every compiler: nvcc).
+template <class Device>
+struct LayerStateProbe {
+  void operator()(StateRef<Device>) const {}
+};
+}  // namespace detail
+
 template <class L>
 concept Layer = requires(L& l, const Shape& shape, Arena<typename L::device>& arena,
                          const Tensor<float, typename L::device>& t, Rng& rng) {
@@ -57,7 +65,7 @@ concept Layer = requires(L& l, const Shape& shape, Arena<typename L::device>& ar
   { l.plan(shape, arena, std::string_view{}) } -> std::same_as<Shape>;
   { l.forward(t, Mode::train) } -> std::convertible_to<const Tensor<float, typename L::device>&>;
   { l.backward(t) } -> std::convertible_to<const Tensor<float, typename L::device>&>;
-  l.visit([](StateRef<typename L::device>) {}, std::string{});
+  l.visit(detail::LayerStateProbe<typename L::device>{}, std::string{});
   l.reset_parameters(rng);
 };
 
