@@ -186,7 +186,7 @@ void add_batchnorm_cases(const std::string& tag, const std::string& dev, std::in
   });
   // BatchNorm + ReLU in one pass each way (what the U-Net runs where the backend has it):
   // forward reads x, writes y; backward reads x, y (the mask) and dy, writes dx.
-  if constexpr (kiln::detail::BackendFusesBatchNormReLU<Device>) {
+  if constexpr (kiln::HasFusedBatchNormReLU<Device>) {
     add_case<Device>("batchnorm_relu_fwd_train/" + dev + "/" + shape, 2 * bytes, false, peaks,
                      [=](auto& st, auto& t) {
                        auto p = params(t);

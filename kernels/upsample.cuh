@@ -12,8 +12,8 @@ namespace kiln::cuda::kernels {
 
 // The weight with which output row/column `dst` reads input index `in` (0 if it does not).
 __device__ __forceinline__ float bilinear_weight(std::int64_t dst, std::int64_t in, std::int64_t in_size,
-                                                 std::int64_t scale) {
-  const BilinearTap t = bilinear_tap(dst, in_size, scale);
+                                                 float inv_scale) {
+  const BilinearTap t = bilinear_tap_inv(dst, in_size, inv_scale);
   return (t.i0 == in ? t.l0 : 0.0f) + (t.i1 == in ? t.l1 : 0.0f);
 }
 
@@ -45,10 +45,11 @@ __global__ void upsample_nearest_backward_kernel(UpsampleArgs a, const Float* dy
 template <class Float>
 __global__ void upsample_bilinear_forward_kernel(UpsampleArgs a, const Float* x, Float* y) {
   const std::int64_t oh = a.h * a.scale, ow = a.w * a.scale;
+  const float inv = bilinear_inv_scale(a.scale);
   KILN_GRID_STRIDE_LOOP(o, a.n * a.c * oh * ow) {
     const std::int64_t plane = o / (oh * ow), i = o % (oh * ow) / ow, j = o % ow;
     const Float* xp = x + plane * a.h * a.w;
-    const BilinearTap r = bilinear_tap(i, a.h, a.scale), q = bilinear_tap(j, a.w, a.scale);
+    const BilinearTap r = bilinear_tap_inv(i, a.h, inv), q = bilinear_tap_inv(j, a.w, inv);
     y[o] = r.l0 * (q.l0 * xp[r.i0 * a.w + q.i0] + q.l1 * xp[r.i0 * a.w + q.i1]) +
            r.l1 * (q.l0 * xp[r.i1 * a.w + q.i0] + q.l1 * xp[r.i1 * a.w + q.i1]);
   }
@@ -60,6 +61,7 @@ __global__ void upsample_bilinear_forward_kernel(UpsampleArgs a, const Float* x,
 template <class Float>
 __global__ void upsample_bilinear_backward_kernel(UpsampleArgs a, const Float* dy, Float* dx) {
   const std::int64_t s = a.scale, oh = a.h * s, ow = a.w * s;
+  const float inv = bilinear_inv_scale(s);
   KILN_GRID_STRIDE_LOOP(e, a.n * a.c * a.h * a.w) {
     const std::int64_t plane = e / (a.h * a.w), ii = e % (a.h * a.w) / a.w, jj = e % a.w;
     const Float* gp = dy + plane * oh * ow;
@@ -67,11 +69,11 @@ __global__ void upsample_bilinear_backward_kernel(UpsampleArgs a, const Float* d
     const std::int64_t j_begin = jj > 0 ? (jj - 1) * s : 0, j_end = (jj + 2) * s < ow ? (jj + 2) * s : ow;
     Float sum = 0;
     for (std::int64_t i = i_begin; i < i_end; ++i) {
-      const float wr = bilinear_weight(i, ii, a.h, s);
+      const float wr = bilinear_weight(i, ii, a.h, inv);
       if (wr == 0.0f) continue;
       Float row = 0;
       for (std::int64_t j = j_begin; j < j_end; ++j) {
-        const float wc = bilinear_weight(j, jj, a.w, s);
+        const float wc = bilinear_weight(j, jj, a.w, inv);
         if (wc != 0.0f) row += wc * gp[i * ow + j];
       }
       sum += wr * row;

@@ -23,14 +23,19 @@ struct BilinearTap {
   std::int64_t i0, i1;
   float l0, l1;
 };
-KILN_HD inline constexpr BilinearTap bilinear_tap(std::int64_t dst, std::int64_t in_size, std::int64_t scale) {
-  const float inv_scale = static_cast<float>(1.0 / static_cast<double>(scale));
+// The same with 1 / scale given (a kernel computes it once, outside its loop).
+KILN_HD inline constexpr BilinearTap bilinear_tap_inv(std::int64_t dst, std::int64_t in_size, float inv_scale) {
   float src = inv_scale * (static_cast<float>(dst) + 0.5f) - 0.5f;
   if (src < 0.0f) src = 0.0f;
   const std::int64_t i0 = static_cast<std::int64_t>(src);  // floor: src >= 0
   const std::int64_t i1 = i0 < in_size - 1 ? i0 + 1 : i0;
   const float l1 = src - static_cast<float>(i0);
   return {i0, i1, 1.0f - l1, l1};
+}
+// 1.0f / scale equals float(1.0 / scale) for every scale up to 2^24.
+KILN_HD inline constexpr float bilinear_inv_scale(std::int64_t scale) { return 1.0f / static_cast<float>(scale); }
+KILN_HD inline constexpr BilinearTap bilinear_tap(std::int64_t dst, std::int64_t in_size, std::int64_t scale) {
+  return bilinear_tap_inv(dst, in_size, bilinear_inv_scale(scale));
 }
 
 }  // namespace kiln
