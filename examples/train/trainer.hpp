@@ -654,9 +654,10 @@ int train(RunRequest req) {
     progress.print("  data parallel: " + std::to_string(ranks) + " ranks (" + req.world->launch().launcher +
                    "), global batch " + std::to_string(ranks * c.batch) + " = " + std::to_string(ranks) + " x " +
                    std::to_string(c.batch) + " per rank, BatchNorm " +
-                   (c.sync_bn ? "synchronised over the global batch" : "per rank") + ", gradients in " +
+                   (c.sync_bn ? "synchronised over the global batch" : "per rank") + ", gradients (" +
+                   std::to_string(Model::parameter_count * sizeof(float)) + " bytes) averaged in " +
                    std::to_string(replicas->bucket_count()) + " buckets of ~" +
-                   fmt("%.3g", double(req.bucket_bytes) / 1048576.0) + " MB");
+                   fmt("%.3g", double(req.bucket_bytes) / 1048576.0) + " MB during backward");
   progress.print("  data: " + std::to_string(data.train.size()) + " training images; " +
                  std::to_string(data.val.size()) + " validation images (" + data.val_origin + ", " +
                  std::to_string(valset->size()) + " fixed crops of " + std::to_string(c.crop) + " at the training scales)");

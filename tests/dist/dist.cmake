@@ -21,3 +21,23 @@ if(KILN_BUILD_EXAMPLES)
     set_tests_properties(dist.${_name} PROPERTIES LABELS dist TIMEOUT 300 SKIP_RETURN_CODE 77)
   endforeach()
 endif()
+
+# The NCCL communicator on real GPUs (nvcc, KILN_NCCL): one GPU per rank, so it skips (exit 77)
+# on a machine with fewer GPUs than ranks.
+if(KILN_NCCL)
+  add_executable(kiln_dist_nccl_tests ${_dist_dir}/test_nccl.cpp)
+  set_source_files_properties(${_dist_dir}/test_nccl.cpp PROPERTIES LANGUAGE CUDA)
+  set_target_properties(kiln_dist_nccl_tests PROPERTIES CUDA_ARCHITECTURES "${KILN_CUDA_ARCHITECTURES}")
+  target_compile_options(kiln_dist_nccl_tests PRIVATE
+    $<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-fopenmp --diag-suppress=1675 --expt-relaxed-constexpr>)
+  target_link_options(kiln_dist_nccl_tests PRIVATE -fopenmp)
+  target_link_libraries(kiln_dist_nccl_tests PRIVATE kiln::nccl doctest::doctest)
+  add_test(NAME dist.nccl COMMAND bash ${_dist_dir}/mpirun.sh 2 $<TARGET_FILE:kiln_dist_nccl_tests>)
+  set_tests_properties(dist.nccl PROPERTIES LABELS "dist;gpu" TIMEOUT 120 SKIP_RETURN_CODE 77)
+endif()
+
+# kiln/dist stays optional: no other library header includes it.
+add_test(NAME dist.library_independent
+         COMMAND bash -c "! grep -rn 'kiln/dist/' --include=*.hpp --include=*.cuh --exclude-dir=dist include/kiln kernels"
+         WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+set_tests_properties(dist.library_independent PROPERTIES LABELS "dist;unit")
