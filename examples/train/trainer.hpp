@@ -632,7 +632,7 @@ int train(RunRequest req) {
     for (const auto& s : slots) grads.push_back(s.grad);
     replicas->broadcast(state);
     replicas->use_gradients(grads, req.bucket_bytes);
-    if constexpr (!kiln::detail::BackendSyncsBatchNorm<Device>)
+    if constexpr (!kiln::HasSynchronisedBatchNorm<Device>)
       if (c.sync_bn && ranks > 1)
         throw usage_error("--sync-bn", "synchronised BatchNorm is implemented for --device cpu only so far; on " +
                                            device_description(req.device) + " use per-rank BatchNorm (leave --sync-bn out)");
