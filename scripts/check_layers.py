@@ -27,7 +27,7 @@ ALLOWED = {
     "io": {"io", "core", "ops"},
     "models": {"models", "nn", "core", "ops"},
     "train": {"train", "io", "core", "ops"},
-    "dist": {"dist", "core", "ops", "cuda", "gpu"},
+    "dist": {"dist", "nn", "core", "ops", "cuda", "gpu"},  # nn: the replica hooks, StateRef
     "color": {"color", "io", "nn", "models", "core", "ops", "kernels", "gpu", "cuda", "cpu"},
     "top": None,  # kiln.hpp, cuda.hpp: the umbrella headers include everything
 }

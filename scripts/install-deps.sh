@@ -3,7 +3,8 @@
 # Usage: scripts/install-deps.sh [extra-package ...]
 set -euo pipefail
 
-packages=(cmake g++ make doctest-dev libstb-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev pkg-config "$@")
+packages=(cmake g++ make doctest-dev libstb-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev pkg-config
+          libopenmpi-dev openmpi-bin "$@")  # MPI: kiln/dist, kiln-train under mpirun, the dist tests
 
 missing=()
 for p in "${packages[@]}"; do

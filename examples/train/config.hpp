@@ -47,6 +47,8 @@ struct TrainConfig {
   int checkpoint_every = 0;        // > 0: also save OUT/latest.safetensors every N steps (mid-epoch)
   long long stop_at_step = 0;      // > 0: stop (and save, as on Ctrl-C) when the global step reaches it
   std::string debug_inject_nan;    // hidden test option, KIND:NAME@STEP (numeric_guard.hpp); not saved
+  bool sync_bn = false;            // data parallel: BatchNorm statistics over the global batch (distributed.hpp)
+  std::string debug_fail_rank;     // hidden test option, RANK@STEP[:error] (distributed.hpp); not saved
 };
 
 inline void to_json(nlohmann::json& j, const TrainConfig& c) {
@@ -82,7 +84,8 @@ inline void to_json(nlohmann::json& j, const TrainConfig& c) {
                      {"flip", c.flip},
                      {"loader_max_side", c.loader_max_side},
                      {"workers", c.workers},
-                     {"checkpoint_every", c.checkpoint_every}};
+                     {"checkpoint_every", c.checkpoint_every},
+                     {"sync_bn", c.sync_bn}};
 }
 
 // Missing keys keep their defaults (checkpoints from older versions).
@@ -123,6 +126,7 @@ inline void from_json(const nlohmann::json& j, TrainConfig& c) {
   get("loader_max_side", c.loader_max_side);
   get("workers", c.workers);
   get("checkpoint_every", c.checkpoint_every);
+  get("sync_bn", c.sync_bn);
 }
 
 // "" when every setting is one the command line accepts, else the first that is not, as

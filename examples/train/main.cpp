@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <exception>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -15,6 +16,7 @@
 #include "../common/options.hpp"
 #include "../common/paths.hpp"
 #include "config.hpp"
+#include "distributed.hpp"
 #include "trainer.hpp"
 
 namespace kp = kiln::programs;
@@ -30,7 +32,7 @@ std::string key_of(const std::string& option) {
   return k;
 }
 
-int run(int argc, char** argv) {
+int run(int argc, char** argv, kp::World& world) {
   kp::TrainConfig c;
   CLI::App app{
       "kiln-train: trains kiln's colorization U-Net (input: the L of CIE Lab; output: a and b) on folders of colour "
@@ -131,8 +133,17 @@ int run(int argc, char** argv) {
                  "Memory budget, checked before images are decoded and the network's memory is planned (e.g. 8G, "
                  "512M; none: no check; default 3/4 of the machine's memory)")
       ->type_name("SIZE");
+  app.add_flag("--sync-bn", c.sync_bn,
+               "Under mpirun: BatchNorm uses the statistics of the global batch (all ranks), as one process with "
+               "the global batch would; default: each rank's own (saved in the checkpoint)");
+  double bucket_mb = 4;
+  app.add_option("--bucket-mb", bucket_mb, "Under mpirun: gradients are averaged in buckets of about this many MB, "
+                                           "each started as soon as backward completes it")
+      ->check(kp::positive_number());
   // Hidden (empty group): provokes the numerical guards in tests (examples/train/numeric_guard.hpp).
   app.add_option("--debug-inject-nan", c.debug_inject_nan, "KIND:NAME@STEP")->group("");
+  // Hidden: a rank fails on purpose (tests of data parallelism, examples/train/distributed.hpp).
+  app.add_option("--debug-fail-rank", c.debug_fail_rank, "RANK@STEP[:error]")->group("");
   preset->excludes(data);
   data->excludes(preset);
   val->excludes(split);
@@ -197,6 +208,7 @@ int run(int argc, char** argv) {
     merged["model"] = ck.name;
     const long long stop_at_step = c.stop_at_step;
     const std::string inject = c.debug_inject_nan;
+    const std::string fail_rank = c.debug_fail_rank;
     try {
       c = merged.get<kp::TrainConfig>();
     } catch (const std::exception& e) {
@@ -204,6 +216,7 @@ int run(int argc, char** argv) {
     }
     c.stop_at_step = stop_at_step;
     c.debug_inject_nan = inject;
+    c.debug_fail_rank = fail_rank;
     // Values the checkpoint brings in get the command line's checks.
     if (const std::string problem = kp::config_problem(c); !problem.empty())
       throw kp::ProgramError(req.resume, "cannot resume: a setting saved in it is not one kiln-train accepts (the file was damaged or edited): " + problem);
@@ -246,6 +259,13 @@ int run(int argc, char** argv) {
   } catch (const std::exception& e) {
     throw kp::usage_error("--debug-inject-nan", e.what());
   }
+  try {
+    (void)kp::parse_rank_failure(c.debug_fail_rank);
+  } catch (const std::exception& e) {
+    throw kp::usage_error("--debug-fail-rank", e.what());
+  }
+  req.world = &world;
+  req.bucket_bytes = std::size_t(bucket_mb * 1048576.0);
   (void)split;
   req.device = kp::resolve_device(c.device, "kiln-train");
   req.config = c;
@@ -256,22 +276,32 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Under mpirun: which rank this is, and MPI started; a rank that fails ends them all, with a
+  // message that names it. Only rank 0 prints progress (the others' stdout goes nowhere).
+  std::optional<kp::World> world;
+  const auto fail = [&](const std::string& message, int code) {
+    std::fflush(stdout);
+    kp::print_error("kiln-train", (world ? world->prefix() : std::string()) + message);
+    if (world && world->size() > 1) world->fail(code);
+    return code;
+  };
   try {
-    return run(argc, argv);
+    world.emplace(&argc, &argv);
+  } catch (const std::exception& e) {
+    return fail(kp::message_of(e), kp::exit_error);
+  }
+  if (!world->root()) (void)std::freopen("/dev/null", "w", stdout);
+  try {
+    return run(argc, argv, *world);
   } catch (const kp::AlreadyReported& r) {
+    if (world->size() > 1 && r.exit_code != kp::exit_ok) return fail("stopped (the reason is above)", r.exit_code);
     return r.exit_code;
   } catch (const kp::ProgramError& e) {
-    std::fflush(stdout);
-    kp::print_error("kiln-train", e.what());
-    return e.exit_code();
+    return fail(e.what(), e.exit_code());
   } catch (const kiln::io::IoError& e) {
-    std::fflush(stdout);
     const std::string file = kp::first_quoted(e.what());
-    kp::print_error("kiln-train", file.empty() ? e.what() : file + ": " + kp::without_quoted(e.what(), file));
-    return kp::exit_error;
+    return fail(file.empty() ? e.what() : file + ": " + kp::without_quoted(e.what(), file), kp::exit_error);
   } catch (const std::exception& e) {
-    std::fflush(stdout);
-    kp::print_error("kiln-train", kp::message_of(e));
-    return kp::exit_error;
+    return fail(kp::message_of(e), kp::exit_error);
   }
 }

@@ -42,6 +42,7 @@
 #include "../common/progress.hpp"
 #include "../common/signals.hpp"
 #include "config.hpp"
+#include "distributed.hpp"
 #include "numeric_guard.hpp"
 
 namespace kiln::programs {
@@ -57,6 +58,8 @@ struct RunRequest {
   double time_budget_s = 0;             // 0 = none
   bool overwrite = false;               // --overwrite: a fresh run may replace another run's files in OUT
   MemoryBudget budget;
+  World* world = nullptr;               // the ranks of an mpirun launch (distributed.hpp); null: one process
+  std::size_t bucket_bytes = dist::GradientBuckets<dist::LocalCommunicator<Cpu>>::default_bucket_bytes;
   std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
 };
 
@@ -486,8 +489,13 @@ int train(RunRequest req) {
   const fs::path latest = out / "latest.safetensors", best = out / "best.safetensors",
                  metrics_file = out / "metrics.jsonl", loss_png = out / "loss.png", samples_png = out / "samples.png";
   const std::vector<fs::path> run_files{latest, best, metrics_file, loss_png, samples_png};
+  // Data parallel (mpirun): rank 0 alone reads and writes OUT; every rank trains.
+  std::unique_ptr<Replicas<Device>> replicas = req.world ? req.world->replicas<Device>() : one_process<Device>();
+  const bool root = replicas->root();
+  const int ranks = replicas->size();
+  const std::optional<RankFailure> rank_failure = parse_rank_failure(c.debug_fail_rank);
   // A fresh run never writes over another run's files unless told to (--overwrite).
-  if (req.resume.empty()) {
+  if (req.resume.empty() && root) {
     std::string found;
     for (const fs::path& f : run_files) {
       std::error_code fec;
@@ -504,12 +512,12 @@ int train(RunRequest req) {
   DataSets data = find_data(c, req.budget);
   check_training_memory<Model>(c, data, req.budget);
   std::error_code ec;
-  fs::create_directories(out, ec);
+  if (root) fs::create_directories(out, ec);
   if (ec) throw ProgramError(out.string(), "cannot create the output folder (" + ec.message() + ")");
-  const int stale = remove_stale_temporaries(out, run_files);
+  const int stale = root ? remove_stale_temporaries(out, run_files) : 0;
   // --overwrite: the earlier run's files go now (the data is good), so none of them is left
   // to be mistaken for this run's (a best.safetensors from the old run, say).
-  if (req.resume.empty() && req.overwrite)
+  if (req.resume.empty() && req.overwrite && root)
     for (const fs::path& f : run_files) fs::remove(f, ec);
   io::LoaderOptions lo;
   lo.batch = c.batch;
@@ -519,6 +527,8 @@ int train(RunRequest req) {
   lo.seed = c.seed;
   lo.workers = c.workers;
   lo.max_side = std::max(c.loader_max_side, c.crop);
+  lo.shard_index = replicas->rank();  // each rank makes its part of the global batch
+  lo.shard_count = ranks;
   std::unique_ptr<io::TrainLoader> loader;
   std::unique_ptr<io::ValidationSet> valset;
   std::vector<io::Image> sample_truths;
@@ -610,21 +620,48 @@ int train(RunRequest req) {
     }
   }
 
+  // Every rank starts from rank 0's weights and running statistics; gradients are averaged in
+  // buckets during backward; BatchNorm per rank or over the global batch (--sync-bn).
+  {
+    std::vector<Tensor<float, Device>*> state, grads;
+    net->visit(
+        [&](StateRef<Device> ref) {
+          if (ref.value) state.push_back(ref.value);
+        },
+        "");
+    for (const auto& s : slots) grads.push_back(s.grad);
+    replicas->broadcast(state);
+    replicas->use_gradients(grads, req.bucket_bytes);
+    if constexpr (!kiln::HasSynchronisedBatchNorm<Device>)
+      if (c.sync_bn && ranks > 1)
+        throw usage_error("--sync-bn", "synchronised BatchNorm is implemented for --device cpu only so far; on " +
+                                           device_description(req.device) + " use per-rank BatchNorm (leave --sync-bn out)");
+    if (c.sync_bn) replicas->synchronise_batchnorm();
+  }
+
   // Metrics file: a fresh run starts it anew; a resumed one keeps the lines up to its position.
   std::vector<EpochRecord> history;
-  if (!req.resume.empty()) {
+  if (!req.resume.empty() && root) {
     const double position = p.epoch + double(p.step_in_epoch) / c.steps_per_epoch;
     for (const EpochRecord& r : read_metrics(metrics_file))
       if (r.epoch <= position + 1e-9) history.push_back(r);
   }
-  write_metrics(metrics_file, history);
+  if (root) write_metrics(metrics_file, history);
 
   const ValResult base = grey_baseline(*valset);
-  ProgressLine progress(10.0);
+  ProgressLine progress(10.0, root ? stderr : null_stream());
   const std::string model_label = std::string(model_name<Model>()) + " (" + io::model_name<Model>() + ", " +
                                   std::to_string(Model::parameter_count) + " parameters)";
   progress.print("kiln-train: model " + model_label + " on " + device_description(req.device) +
                  (std::is_same_v<Device, Cpu> ? ", " + std::to_string(omp_get_max_threads()) + (omp_get_max_threads() == 1 ? " thread" : " threads") : ""));
+  if (ranks > 1)
+    progress.print("  data parallel: " + std::to_string(ranks) + " ranks (" + req.world->launch().launcher +
+                   "), global batch " + std::to_string(ranks * c.batch) + " = " + std::to_string(ranks) + " x " +
+                   std::to_string(c.batch) + " per rank, BatchNorm " +
+                   (c.sync_bn ? "synchronised over the global batch" : "per rank") + ", gradients (" +
+                   std::to_string(Model::parameter_count * sizeof(float)) + " bytes) averaged in " +
+                   std::to_string(replicas->bucket_count()) + " buckets of ~" +
+                   fmt("%.3g", double(req.bucket_bytes) / 1048576.0) + " MB during backward");
   progress.print("  data: " + std::to_string(data.train.size()) + " training images; " +
                  std::to_string(data.val.size()) + " validation images (" + data.val_origin + ", " +
                  std::to_string(valset->size()) + " fixed crops of " + std::to_string(c.crop) + " at the training scales)");
@@ -667,6 +704,7 @@ int train(RunRequest req) {
                                             std::to_string(p.step) + " (" + report_text(*bad) +
                                             "): try a lower --lr; the file keeps the last good state");
     }
+    if (!root) return;
     std::map<std::string, std::string> m;
     m["kiln.train.model"] = std::string(model_name<Model>());
     m["kiln.train.width"] = std::to_string(Model::width);
@@ -727,7 +765,7 @@ int train(RunRequest req) {
     r.lr = lr_at(schedule, p.schedule_position);
     r.train_loss = p.epoch_loss_count ? p.epoch_loss_sum / double(p.epoch_loss_count) : NAN;
     r.images_per_s = p.epoch_seconds > 0 ? double(p.epoch_images) / p.epoch_seconds : 0;
-    const bool do_val = partial || p.epoch % std::max(1, c.val_every) == 0 || p.epoch >= c.epochs;
+    const bool do_val = root && (partial || p.epoch % std::max(1, c.val_every) == 0 || p.epoch >= c.epochs);
     bool improved = false;
     if (do_val) {
       const ValResult v = validate(*net, *valset);
@@ -741,11 +779,13 @@ int train(RunRequest req) {
     }
     r.seconds = p.seconds + seconds_since(req.start);
     history.push_back(r);
-    append_metrics(metrics_file, r);
-    save(latest);
-    if (improved) save(best);
-    plot_metrics(loss_png, history, c.loss);
-    if (!sample_truths.empty()) write_samples(*net, sample_truths, samples_png);
+    if (root) {
+      append_metrics(metrics_file, r);
+      save(latest);
+      if (improved) save(best);
+      plot_metrics(loss_png, history, c.loss);
+      if (!sample_truths.empty()) write_samples(*net, sample_truths, samples_png);
+    }
     std::string line = (partial ? "epoch " + fmt("%.2f", r.epoch) : "epoch " + std::to_string(p.epoch)) + "/" +
                        std::to_string(c.epochs) + "  loss " + fmt("%.5f", r.train_loss);
     if (do_val)
@@ -765,7 +805,13 @@ int train(RunRequest req) {
   const long long total_steps = (long long)c.epochs * c.steps_per_epoch;
   if (p.epoch >= c.epochs) stop = Stop::finished;
   while (stop == Stop::none) {
-    if (stop_requested()) {
+    // Every rank must stop at the same step and use the same learning rate: the clock and
+    // Ctrl-C are per rank, so the ranks agree on them (max) first.
+    double agree[3] = {stop_requested() ? 1.0 : 0.0,
+                       req.time_budget_s > 0 && seconds_since(req.start) >= req.time_budget_s ? 1.0 : 0.0,
+                       schedule_position()};
+    if (ranks > 1) replicas->all_reduce(std::span<double>(agree), dist::ReduceOp::max);
+    if (agree[0] > 0) {
       stop = Stop::interrupted;
       break;
     }
@@ -773,12 +819,13 @@ int train(RunRequest req) {
       stop = Stop::step_limit;
       break;
     }
-    if (req.time_budget_s > 0 && seconds_since(req.start) >= req.time_budget_s) {
+    if (agree[1] > 0) {
       stop = Stop::budget;
       break;
     }
+    maybe_fail(rank_failure, replicas->rank(), p.step + 1);
     const auto t0 = std::chrono::steady_clock::now();
-    p.schedule_position = schedule_position();
+    p.schedule_position = agree[2];
     const float lr = lr_at(schedule, p.schedule_position);
     std::visit([&](auto& o) { o.set_lr(lr); }, *opt);
     io::Batch batch;
@@ -791,6 +838,7 @@ int train(RunRequest req) {
       throw ProgramError(file, without_quoted(msg, file) + " (" + kept_text() + ")");
     }
     net->zero_grad();
+    replicas->begin_backward();
     if (injection && injection->kind == NanInjection::Kind::weight && injection->step == p.step + 1)
       inject_nan(slots, *injection);
     const Tensor<float, Device> x = to_device<Device>(batch.L), target = to_device<Device>(batch.ab);
@@ -807,6 +855,7 @@ int train(RunRequest req) {
                                  " " + kept_state(lr));
     }
     net->backward(loss.backward());
+    replicas->finish_backward();  // every rank now holds the gradients averaged over the global batch
     if (injection && injection->kind == NanInjection::Kind::grad && injection->step == p.step + 1)
       inject_nan(slots, *injection);
     // Before the optimizer step: a non-finite gradient would reach every weight it updates.
@@ -823,20 +872,26 @@ int train(RunRequest req) {
                                  "; stopped before the optimizer step " + kept_state(lr));
     }
     std::visit([](auto& o) { o.step(); }, *opt);
+    float l_global = l;  // the loss of the global batch: the mean of the ranks' (equal batches)
+    if (ranks > 1) {
+      double lsum[1] = {double(l)};
+      replicas->all_reduce(std::span<double>(lsum), dist::ReduceOp::mean);
+      l_global = float(lsum[0]);
+    }
     const double dt = seconds_since(t0);
     step_time = step_time == 0 ? dt : 0.9 * step_time + 0.1 * dt;
     steps_seconds += dt, ++steps_run;
     ++p.step, ++p.step_in_epoch;
-    p.images += c.batch, p.epoch_images += c.batch;
+    p.images += (long long)c.batch * ranks, p.epoch_images += (long long)c.batch * ranks;
     p.epoch_seconds += dt;
-    p.epoch_loss_sum += l, ++p.epoch_loss_count;
-    ema.add(l);
+    p.epoch_loss_sum += l_global, ++p.epoch_loss_count;
+    ema.add(l_global);
 
     double eta = double(total_steps - (long long)p.epoch * c.steps_per_epoch - p.step_in_epoch) * step_time;
     if (req.time_budget_s > 0) eta = std::min(eta, std::max(0.0, req.time_budget_s - seconds_since(req.start)));
     progress.update("epoch " + std::to_string(p.epoch + 1) + "/" + std::to_string(c.epochs) + "  step " +
                     std::to_string(p.step_in_epoch) + "/" + std::to_string(c.steps_per_epoch) + "  loss " +
-                    fmt("%.5f", ema.value()) + "  " + fmt("%.1f", c.batch / std::max(step_time, 1e-9)) + " img/s  lr " +
+                    fmt("%.5f", ema.value()) + "  " + fmt("%.1f", double(c.batch) * ranks / std::max(step_time, 1e-9)) + " img/s  lr " +
                     fmt("%.2e", lr) + "  ETA " + format_duration(eta));
 
     if (c.checkpoint_every > 0 && p.step % c.checkpoint_every == 0 && p.step_in_epoch < c.steps_per_epoch) save(latest);

@@ -1,5 +1,7 @@
 // A helper for the program tests (tests/programs/*.sh), so they need nothing but bash:
-//   testtool compare A.safetensors B.safetensors [TOLERANCE]   every tensor equal (max |a-b| <= TOLERANCE, default 0)
+//   testtool compare A.safetensors B.safetensors [TOLERANCE [OPTIMIZER_TOLERANCE]]
+//                                                               every tensor equal (max |a-b| <= TOLERANCE, default 0;
+//                                                               optimizer.* tensors: OPTIMIZER_TOLERANCE, default TOLERANCE)
 //   testtool metadata FILE KEY                                  prints a metadata value
 //   testtool finite FILE                                        every F32 value is finite (else names the tensor)
 //   testtool make-image W H OUT.png                             a colourful test picture
@@ -21,15 +23,15 @@
 
 namespace io = kiln::io;
 
-static int compare(const char* a_path, const char* b_path, double tolerance) {
+static int compare(const char* a_path, const char* b_path, double tolerance, double optimizer_tolerance) {
   const io::SafetensorsFile a = io::load_safetensors(a_path), b = io::load_safetensors(b_path);
   int bad = 0;
   if (a.names().size() != b.names().size()) {
     std::printf("different tensor counts: %zu vs %zu\n", a.names().size(), b.names().size());
     ++bad;
   }
-  double worst = 0;
-  std::string worst_name;
+  double worst = 0, worst_opt = 0;
+  std::string worst_name, worst_opt_name;
   for (const io::TensorRecord& ra : a.tensors) {
     if (!b.contains(ra.name)) {
       std::printf("'%s' only in %s\n", ra.name.c_str(), a_path);
@@ -44,11 +46,14 @@ static int compare(const char* a_path, const char* b_path, double tolerance) {
     }
     if (ra.dtype == io::DType::F32) {
       const auto va = ra.to_vector<float>(), vb = rb.to_vector<float>();
+      const bool opt = ra.name.rfind("optimizer.", 0) == 0;
+      double& w = opt ? worst_opt : worst;
+      std::string& wn = opt ? worst_opt_name : worst_name;
       for (std::size_t i = 0; i < va.size(); ++i) {
         const double d = std::fabs(double(va[i]) - double(vb[i]));
-        if (!(d <= worst) && !(std::isnan(va[i]) && std::isnan(vb[i]))) {
-          worst = std::isnan(d) ? INFINITY : d;
-          worst_name = ra.name;
+        if (!(d <= w) && !(std::isnan(va[i]) && std::isnan(vb[i]))) {
+          w = std::isnan(d) ? INFINITY : d;
+          wn = ra.name;
         }
       }
     } else if (ra.data != rb.data) {
@@ -66,9 +71,13 @@ static int compare(const char* a_path, const char* b_path, double tolerance) {
       ++bad;
     }
   }
+  if (worst_opt > worst && optimizer_tolerance == tolerance) worst = worst_opt, worst_name = worst_opt_name;
   std::printf("%zu tensors compared; largest difference %.3g%s%s\n", a.tensors.size(), worst,
               worst_name.empty() ? "" : " in ", worst_name.c_str());
-  if (worst > tolerance) ++bad;
+  if (optimizer_tolerance != tolerance)
+    std::printf("largest difference in the optimizer's state %.3g%s%s\n", worst_opt, worst_opt_name.empty() ? "" : " in ",
+                worst_opt_name.c_str());
+  if (worst > tolerance || worst_opt > optimizer_tolerance) ++bad;
   std::printf(bad ? "DIFFERENT\n" : "SAME\n");
   return bad ? 1 : 0;
 }
@@ -76,7 +85,10 @@ static int compare(const char* a_path, const char* b_path, double tolerance) {
 int main(int argc, char** argv) {
   try {
     const std::string cmd = argc > 1 ? argv[1] : "";
-    if (cmd == "compare" && (argc == 4 || argc == 5)) return compare(argv[2], argv[3], argc == 5 ? std::atof(argv[4]) : 0.0);
+    if (cmd == "compare" && argc >= 4 && argc <= 6) {
+      const double tolerance = argc >= 5 ? std::atof(argv[4]) : 0.0;
+      return compare(argv[2], argv[3], tolerance, argc == 6 ? std::atof(argv[5]) : tolerance);
+    }
     if (cmd == "metadata" && argc == 4) {
       const io::SafetensorsFile f = io::load_safetensors(argv[2]);
       const auto it = f.metadata.find(argv[3]);

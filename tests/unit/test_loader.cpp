@@ -199,6 +199,31 @@ TEST_CASE("loader: deterministic for a seed, whatever the threading") {
   CHECK(a.state().position == 0);
 }
 
+TEST_CASE("loader: shards of a global batch are the slices of one loader's batch") {
+  const io::ImageFolderDataset ds(photos);
+  io::LoaderOptions whole = small_options(7, 1);
+  whole.batch = 4;
+  io::TrainLoader one(ds, whole);
+  io::LoaderOptions half = whole;
+  half.batch = 2;
+  half.shard_count = 2;
+  half.shard_index = 0;
+  io::TrainLoader s0(ds, half);
+  half.shard_index = 1;
+  io::TrainLoader s1(ds, half);
+  for (int step = 0; step < 4; ++step) {  // past an epoch of 5 images
+    const io::Batch b = one.next(), b0 = s0.next(), b1 = s1.next();
+    std::vector<float> joined = b0.L.to_vector(), second = b1.L.to_vector();
+    joined.insert(joined.end(), second.begin(), second.end());
+    CHECK(joined == b.L.to_vector());
+    CHECK(s0.state() == one.state());
+    CHECK(s1.state() == one.state());
+  }
+  CHECK(s0.batches_per_epoch() == one.batches_per_epoch());
+  half.shard_index = 2;
+  CHECK_THROWS_WITH_AS(io::TrainLoader(ds, half), doctest::Contains("shard 2 of 2"), io::IoError);
+}
+
 TEST_CASE("loader: restore(state) reproduces the continuation") {
   const io::ImageFolderDataset ds(photos);
   io::TrainLoader a(ds, small_options(3));

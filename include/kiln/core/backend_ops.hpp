@@ -9,6 +9,7 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <span>
 
 #include "kiln/core/backend.hpp"
@@ -64,6 +65,7 @@ concept BackendOps = requires(const ConvShape& cs, const StridedConvShape& ss, c
   { B::fused_batchnorm_relu } -> std::convertible_to<bool>;
   { B::multi_tensor_adam } -> std::convertible_to<bool>;
   { B::colour_conversion } -> std::convertible_to<bool>;
+  { B::synchronised_batchnorm } -> std::convertible_to<bool>;
 };
 
 // Optional: BatchNorm2d + ReLU in one pass (BatchNorm2d uses it when the next layer is a ReLU;
@@ -89,6 +91,15 @@ concept HasColourConversion = requires(const Tensor<float, D>& c, Tensor<float, 
   B::lab_to_srgb(c, m);
 };
 
+// Optional: BatchNorm2d in training with every per-channel sum added across the replicas of a
+// data-parallel run (kiln/nn/replicas.hpp; relu: the fused pair). CPU: yes. CUDA: not yet.
+template <class D, class B = Backend<D>>
+concept HasSynchronisedBatchNorm = requires(const BatchNormArgs& bn, const Tensor<float, D>& c, Tensor<float, D>& m,
+                                            const std::function<void(std::span<double>)>& sum) {
+  B::batchnorm_forward_across(bn, true, c, c, c, m, m, m, m, m, sum);
+  B::batchnorm_backward_across(bn, true, c, c, c, c, c, c, m, m, m, sum);
+};
+
 // The check each backend header runs after its table: the required ops, and every optional
 // capability exactly as declared.
 template <class D, class B = Backend<D>>
@@ -101,6 +112,8 @@ constexpr bool backend_table_complete() {
                   "kiln: Backend::multi_tensor_adam does not match its adam_step_multi member");
     static_assert(B::colour_conversion == HasColourConversion<D>,
                   "kiln: Backend::colour_conversion does not match its srgb_to_lab/lab_to_srgb members");
+    static_assert(B::synchronised_batchnorm == HasSynchronisedBatchNorm<D>,
+                  "kiln: Backend::synchronised_batchnorm does not match its batchnorm_*_across members");
   }
   return true;
 }

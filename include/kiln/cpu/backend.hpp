@@ -2,6 +2,9 @@
 // Backend<Cpu>: the CPU implementations behind every layer (OpenMP threads).
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <span>
+#include <vector>
 
 #include "kiln/core/backend.hpp"
 #include "kiln/core/backend_ops.hpp"
@@ -24,6 +27,7 @@ struct Backend<Cpu> {
   static constexpr bool fused_batchnorm_relu = true;
   static constexpr bool multi_tensor_adam = false;
   static constexpr bool colour_conversion = false;
+  static constexpr bool synchronised_batchnorm = true;  // batchnorm_*_across (kiln/nn/replicas.hpp)
 
   using T = Tensor<float, Cpu>;
 
@@ -117,6 +121,32 @@ struct Backend<Cpu> {
                                       const T& save_invstd, const T& y, const T& dy, T& dx, T& dweight, T& dbias) {
     cpu::batchnorm_relu_backward(a, x.data(), weight.data(), save_mean.data(), save_invstd.data(), y.data(),
                                  dy.data(), dx.empty() ? nullptr : dx.data(), dweight.data(), dbias.data());
+  }
+
+  // Synchronised BatchNorm (training): as above, with every per-channel sum added across the
+  // replicas by sum_across (kiln/nn/replicas.hpp). relu: the fused BatchNorm + ReLU, whose
+  // output y then masks dy in backward (y is ignored without relu).
+  static void batchnorm_forward_across(const BatchNormArgs& a, bool relu, const T& x, const T& weight, const T& bias,
+                                       T& running_mean, T& running_var, T& save_mean, T& save_invstd, T& y,
+                                       const std::function<void(std::span<double>)>& sum_across) {
+    thread_local std::vector<double> sums;
+    auto run = [&]<bool R>() {
+      cpu::impl::batchnorm_forward_across<R>(a, x.data(), weight.data(), bias.data(), running_mean.data(),
+                                             running_var.data(), save_mean.data(), save_invstd.data(), y.data(), sums,
+                                             sum_across);
+    };
+    relu ? run.template operator()<true>() : run.template operator()<false>();
+  }
+  static void batchnorm_backward_across(const BatchNormArgs& a, bool relu, const T& x, const T& weight,
+                                        const T& save_mean, const T& save_invstd, const T& y, const T& dy, T& dx,
+                                        T& dweight, T& dbias, const std::function<void(std::span<double>)>& sum_across) {
+    thread_local std::vector<double> sums;
+    auto run = [&]<bool R>() {
+      cpu::impl::batchnorm_backward_across<R>(a, x.data(), weight.data(), save_mean.data(), save_invstd.data(),
+                                              R ? y.data() : nullptr, dy.data(), dx.empty() ? nullptr : dx.data(),
+                                              dweight.data(), dbias.data(), sums, sum_across);
+    };
+    relu ? run.template operator()<true>() : run.template operator()<false>();
   }
 
   // ---- MaxPool2d ------------------------------------------------------------

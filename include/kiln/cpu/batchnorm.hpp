@@ -4,6 +4,8 @@
 // functions the layers call (float lanes, optionally fused with a ReLU) follow.
 #include <cmath>
 #include <cstdint>
+#include <span>
+#include <vector>
 
 #include "kiln/cpu/gemm_kernels.hpp"  // simd::Vec, load
 #include "kiln/ops/batchnorm.hpp"
@@ -269,6 +271,105 @@ inline void batchnorm_backward(const BatchNormArgs& a, const float* x, const flo
                 offset = static_cast<float>(-k * mean_dy);
     for (std::int64_t n = 0; n < a.n; ++n) {
       const std::int64_t off = (n * a.c + c) * hw;
+      const float* __restrict p = x + off;
+      const float* __restrict g = dy + off;
+      const float* __restrict r = Relu ? relu_y + off : nullptr;
+      float* __restrict d = dx + off;
+#pragma omp simd
+      for (std::int64_t i = 0; i < hw; ++i) {
+        float gi = g[i];
+        if constexpr (Relu) gi = r[i] > 0.0f ? gi : 0.0f;
+        d[i] = kf * gi + slope * (p[i] - mean) + offset;
+      }
+    }
+  }
+}
+
+// The same passes for a batch split across replicas (synchronised BatchNorm, training
+// only): every per-channel sum goes through sum_across (which adds the values of all
+// replicas in place) before it is used, so each replica normalises its part with the
+// statistics of the whole batch. Forward: [sum x, count] -> mean; sum (x - mean)^2 ->
+// variance over the global count. Backward: [sum g, sum g * (x - mean)] -> dx; dweight
+// and dbias receive this replica's own sums (the trainer averages parameter gradients).
+template <bool Relu, class SumAcross>
+inline void batchnorm_forward_across(const BatchNormArgs& a, const float* x, const float* weight, const float* bias,
+                                     float* running_mean, float* running_var, float* save_mean, float* save_invstd,
+                                     float* y, std::vector<double>& sums, SumAcross&& sum_across) {
+  const std::int64_t hw = a.hw, C = a.c;
+  sums.assign(std::size_t(C) + 1, 0.0);
+#pragma omp parallel for schedule(static)
+  for (std::int64_t c = 0; c < C; ++c) {
+    double s = 0.0;
+    for (std::int64_t n = 0; n < a.n; ++n) s += plane_sum(x + (n * C + c) * hw, hw);
+    sums[std::size_t(c)] = s;
+  }
+  sums[std::size_t(C)] = double(a.count());
+  sum_across(std::span<double>(sums));
+  const double m = sums[std::size_t(C)];
+  std::vector<double> mean(static_cast<std::size_t>(C));
+  for (std::int64_t c = 0; c < C; ++c) mean[std::size_t(c)] = sums[std::size_t(c)] / m;
+  sums.resize(std::size_t(C));
+#pragma omp parallel for schedule(static)
+  for (std::int64_t c = 0; c < C; ++c) {
+    double sq = 0.0;
+    const float mf = static_cast<float>(mean[std::size_t(c)]);
+    for (std::int64_t n = 0; n < a.n; ++n) sq += plane_sum_sq(x + (n * C + c) * hw, mf, hw);
+    sums[std::size_t(c)] = sq;
+  }
+  sum_across(std::span<double>(sums));
+  BatchNormArgs global = a;  // bn_finish_channel divides by count(): the global one
+  global.n = 1;
+  global.hw = static_cast<std::int64_t>(m);
+#pragma omp parallel for schedule(static)
+  for (std::int64_t c = 0; c < C; ++c) {
+    const BnAffine affine = bn_finish_channel(global, c, mean[std::size_t(c)], sums[std::size_t(c)], weight, bias,
+                                              running_mean, running_var, save_mean, save_invstd);
+    for (std::int64_t n = 0; n < a.n; ++n) {
+      const float* __restrict p = x + (n * C + c) * hw;
+      float* __restrict q = y + (n * C + c) * hw;
+#pragma omp simd
+      for (std::int64_t i = 0; i < hw; ++i) {
+        const float v = p[i] * affine.scale + affine.shift;
+        q[i] = Relu ? (v > 0.0f ? v : 0.0f) : v;
+      }
+    }
+  }
+}
+
+template <bool Relu, class SumAcross>
+inline void batchnorm_backward_across(const BatchNormArgs& a, const float* x, const float* weight,
+                                      const float* save_mean, const float* save_invstd, const float* relu_y,
+                                      const float* dy, float* dx, float* dweight, float* dbias,
+                                      std::vector<double>& sums, SumAcross&& sum_across) {
+  const std::int64_t hw = a.hw, C = a.c;
+  sums.assign(2 * std::size_t(C) + 1, 0.0);
+#pragma omp parallel for schedule(static)
+  for (std::int64_t c = 0; c < C; ++c) {
+    double s1 = 0.0, s2 = 0.0;
+    for (std::int64_t n = 0; n < a.n; ++n) {
+      const std::int64_t off = (n * C + c) * hw;
+      plane_grad_sums<Relu>(dy + off, Relu ? relu_y + off : nullptr, x + off, save_mean[c], hw, s1, s2);
+    }
+    if (dbias) dbias[c] += static_cast<float>(s1);
+    if (dweight) dweight[c] += static_cast<float>(s2 * save_invstd[c]);
+    sums[2 * std::size_t(c)] = s1;
+    sums[2 * std::size_t(c) + 1] = s2;
+  }
+  sums[2 * std::size_t(C)] = double(a.count());
+  sum_across(std::span<double>(sums));  // collective: every replica calls it, dx wanted or not
+  if (!dx) return;
+  const double m = sums[2 * std::size_t(C)];
+#pragma omp parallel for schedule(static)
+  for (std::int64_t c = 0; c < C; ++c) {
+    const float mean = save_mean[c];
+    const double invstd = save_invstd[c];
+    const double k = static_cast<double>(weight[c]) * invstd;
+    const double mean_dy = sums[2 * std::size_t(c)] / m;
+    const double mean_dy_xhat = sums[2 * std::size_t(c) + 1] * invstd / m;
+    const float kf = static_cast<float>(k), slope = static_cast<float>(-k * invstd * mean_dy_xhat),
+                offset = static_cast<float>(-k * mean_dy);
+    for (std::int64_t n = 0; n < a.n; ++n) {
+      const std::int64_t off = (n * C + c) * hw;
       const float* __restrict p = x + off;
       const float* __restrict g = dy + off;
       const float* __restrict r = Relu ? relu_y + off : nullptr;

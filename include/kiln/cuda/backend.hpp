@@ -94,6 +94,7 @@ struct Backend<Cuda> {
   static constexpr bool fused_batchnorm_relu = false;
   static constexpr bool multi_tensor_adam = true;
   static constexpr bool colour_conversion = true;
+  static constexpr bool synchronised_batchnorm = false;  // batchnorm_*_across (kiln/nn/replicas.hpp)
 
   using T = Tensor<float, Cuda>;
   using I = Tensor<std::int32_t, Cuda>;

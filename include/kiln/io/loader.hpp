@@ -11,6 +11,7 @@
 //                           // so far that the short side drops below crop)
 //     bool cache = true;    // keep decoded images in memory (8-bit RGB) for later epochs
 //     int prefetch = 2;     // bounded queue: batches prepared ahead of next()
+//     int shard_index = 0, shard_count = 1;  // data parallelism: see below
 //   };
 //   struct Batch { Tensor<float, Cpu> L /*[N,1,crop,crop]*/, ab /*[N,2,crop,crop]*/; };
 //   struct LoaderState {
@@ -93,6 +94,11 @@ struct LoaderOptions {
     int max_side = 512;
     bool cache = true;
     int prefetch = 2;
+    // Data parallelism: the global batch is shard_count * batch crops, drawn exactly as one
+    // loader with that batch would draw them (images in the epoch's shuffled order, one seed
+    // each); this loader makes only crops [shard_index * batch, (shard_index + 1) * batch).
+    // Its state is the global one, the same on every shard: a run resumes with any count.
+    int shard_index = 0, shard_count = 1;
 };
 
 struct Batch {
@@ -197,6 +203,10 @@ public:
                           std::to_string(o.crop) + ")");
         }
         if (o.prefetch < 1) throw IoError("TrainLoader: prefetch must be at least 1");
+        if (o.shard_count < 1 || o.shard_index < 0 || o.shard_index >= o.shard_count) {
+            throw IoError("TrainLoader: shard " + std::to_string(o.shard_index) + " of " + std::to_string(o.shard_count) +
+                          " does not exist (0 <= shard_index < shard_count)");
+        }
         cache_.resize(files_.size());
         producer_.rng = Rng(o.seed ^ 0x6c6f61646572ull).state();  // "loader"
         consumer_ = producer_;
@@ -247,7 +257,8 @@ public:
 
     std::size_t dataset_size() const { return files_.size(); }
     std::size_t batches_per_epoch() const {
-        return (files_.size() + std::size_t(options_.batch) - 1) / std::size_t(options_.batch);
+        const std::size_t global = std::size_t(options_.batch) * std::size_t(options_.shard_count);
+        return (files_.size() + global - 1) / global;
     }
     const LoaderOptions& options() const { return options_; }
 
@@ -315,7 +326,7 @@ private:
     // Advances st by one batch and returns the batch.
     Batch make_batch(LoaderState& st) {
         const int n = options_.batch, c = options_.crop;
-        std::vector<Job> jobs(static_cast<std::size_t>(n));
+        std::vector<Job> jobs(static_cast<std::size_t>(n) * static_cast<std::size_t>(options_.shard_count));
         Rng rng;
         rng.set_state(st.rng);
         for (auto& job : jobs) {
@@ -332,6 +343,9 @@ private:
             st.position = 0;
         }
 
+        // This shard's part of the global batch.
+        jobs.erase(jobs.begin(), jobs.begin() + std::ptrdiff_t(n) * options_.shard_index);
+        jobs.resize(std::size_t(n));
         Batch batch{Tensor<float, Cpu>(Shape::nchw(n, 1, c, c)), Tensor<float, Cpu>(Shape::nchw(n, 2, c, c))};
         std::vector<std::exception_ptr> errors(jobs.size());
         auto run = [&](std::size_t first, std::size_t stride) {

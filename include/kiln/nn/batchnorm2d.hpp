@@ -17,6 +17,7 @@
 #include "kiln/core/backend_ops.hpp"
 #include "kiln/ops/batchnorm.hpp"
 #include "kiln/nn/layer.hpp"
+#include "kiln/nn/replicas.hpp"
 #include "kiln/nn/relu.hpp"
 
 namespace kiln {
@@ -72,8 +73,11 @@ class BatchNorm2d {
 
   const Tensor<float, Device>& forward(const Tensor<float, Device>& x, Mode mode) {
     begin_forward(x, mode);
-    Backend<Device>::batchnorm_forward(args_, x, weight_.value, bias_.value, running_mean_, running_var_, save_mean_,
-                                       save_invstd_, y_);
+    if (synced_)
+      forward_across(x, false, y_);
+    else
+      Backend<Device>::batchnorm_forward(args_, x, weight_.value, bias_.value, running_mean_, running_var_, save_mean_,
+                                         save_invstd_, y_);
     if (args_.training) ++num_batches_tracked_;
     return y_;
   }
@@ -81,8 +85,12 @@ class BatchNorm2d {
   const Tensor<float, Device>& backward(const Tensor<float, Device>& dy) {
     check_backward(dy);
     Tensor<float, Device> dx = input_grad_ ? dx_ : Tensor<float, Device>{};
-    Backend<Device>::batchnorm_backward(args_, *x_, weight_.value, save_mean_, save_invstd_, dy, dx, weight_.grad,
-                                        bias_.grad);
+    if (synced_)
+      backward_across(false, y_, dy, dx);
+    else
+      Backend<Device>::batchnorm_backward(args_, *x_, weight_.value, save_mean_, save_invstd_, dy, dx, weight_.grad,
+                                          bias_.grad);
+    gradients_ready();
     return dx_;
   }
 
@@ -101,8 +109,11 @@ class BatchNorm2d {
     Tensor<float, Device>& y = relu.fused_output();
     KILN_CHECK(y.shape() == y_.shape(), "BatchNorm2d: the fused ReLU was planned for ", y.shape().str(),
                ", this layer for ", y_.shape().str());
-    Backend<Device>::batchnorm_relu_forward(args_, x, weight_.value, bias_.value, running_mean_, running_var_,
-                                            save_mean_, save_invstd_, y);
+    if (synced_)
+      forward_across(x, true, y);
+    else
+      Backend<Device>::batchnorm_relu_forward(args_, x, weight_.value, bias_.value, running_mean_, running_var_,
+                                              save_mean_, save_invstd_, y);
     if (args_.training) ++num_batches_tracked_;
     return y;
   }
@@ -112,8 +123,12 @@ class BatchNorm2d {
   {
     check_backward(dy);
     Tensor<float, Device> dx = input_grad_ ? dx_ : Tensor<float, Device>{};
-    Backend<Device>::batchnorm_relu_backward(args_, *x_, weight_.value, save_mean_, save_invstd_,
-                                             relu.fused_output(), dy, dx, weight_.grad, bias_.grad);
+    if (synced_)
+      backward_across(true, relu.fused_output(), dy, dx);
+    else
+      Backend<Device>::batchnorm_relu_backward(args_, *x_, weight_.value, save_mean_, save_invstd_,
+                                               relu.fused_output(), dy, dx, weight_.grad, bias_.grad);
+    gradients_ready();
     return dx_;
   }
 
@@ -149,6 +164,33 @@ class BatchNorm2d {
       KILN_CHECK(args_.count() > 1, detail::where("BatchNorm2d<" + std::to_string(C) + ">", path_),
                  ": training needs more than one value per channel, got an input of shape ", x.shape().str());
     x_ = &x;
+    // Synchronised across replicas (kiln/nn/replicas.hpp) in training; backward follows the
+    // forward it belongs to.
+    synced_ = args_.training && static_cast<bool>(replica_sum());
+  }
+  void forward_across(const Tensor<float, Device>& x, bool relu, Tensor<float, Device>& y) {
+    if constexpr (HasSynchronisedBatchNorm<Device>) {
+      Backend<Device>::batchnorm_forward_across(args_, relu, x, weight_.value, bias_.value, running_mean_,
+                                                running_var_, save_mean_, save_invstd_, y, replica_sum());
+    } else {
+      (void)x, (void)relu, (void)y;
+      throw Error(detail::where("BatchNorm2d<" + std::to_string(C) + ">", path_) +
+                  ": synchronised BatchNorm (kiln::replica_sum() is set) is not implemented on this device's backend "
+                  "(Backend<Cpu> has it): use per-replica BatchNorm here");
+    }
+  }
+  void backward_across(bool relu, const Tensor<float, Device>& y, const Tensor<float, Device>& dy,
+                       Tensor<float, Device>& dx) {
+    if constexpr (HasSynchronisedBatchNorm<Device>) {
+      Backend<Device>::batchnorm_backward_across(args_, relu, *x_, weight_.value, save_mean_, save_invstd_, y, dy, dx,
+                                                 weight_.grad, bias_.grad, replica_sum());
+    } else {
+      (void)relu, (void)y, (void)dy, (void)dx;
+    }
+  }
+  void gradients_ready() {
+    detail::gradient_ready(weight_.grad);
+    detail::gradient_ready(bias_.grad);
   }
   void check_backward(const Tensor<float, Device>& dy) const {
     KILN_CHECK(x_ != nullptr, "BatchNorm2d: backward() called before forward()");
@@ -171,6 +213,7 @@ class BatchNorm2d {
   Tensor<float, Device> y_, dx_, save_mean_, save_invstd_;
   const Tensor<float, Device>* x_ = nullptr;
   bool input_grad_ = true;
+  bool synced_ = false;
 };
 
 }  // namespace kiln

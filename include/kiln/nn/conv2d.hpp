@@ -14,6 +14,7 @@
 #include "kiln/core/backend.hpp"
 #include "kiln/core/conv_shape.hpp"
 #include "kiln/nn/layer.hpp"
+#include "kiln/nn/replicas.hpp"
 
 namespace kiln {
 
@@ -90,6 +91,8 @@ class Conv2d {
       Backend<Device>::conv2d_strided_backward(strided_, *x_, weight_.value, dy, dx, weight_.grad, bias_.grad);
     else
       Backend<Device>::conv2d_backward(shape_, *x_, weight_.value, dy, dx, weight_.grad, bias_.grad, workspace_);
+    detail::gradient_ready(weight_.grad);  // kiln/nn/replicas.hpp
+    detail::gradient_ready(bias_.grad);
     return dx_;
   }
 
