@@ -31,3 +31,13 @@ foreach(_seed 1 2 3)
   add_test(NAME emucheck.kernels_table_random_${_seed} COMMAND kiln_emucheck_tests --source-file=*/emu/test_kernels_table.cpp)
   set_tests_properties(emucheck.kernels_table_random_${_seed} PROPERTIES LABELS emucheck ENVIRONMENT KILN_EMU_SCHEDULE=random:${_seed})
 endforeach()
+
+# kiln_emu_profile: the traffic table of one U-Net training step (not a test; docs/kernels.md).
+# Emulated wmma fragments are left out of the instrumentation: today every lane touches the whole
+# tile, which is not the hardware's traffic.
+add_executable(kiln_emu_profile EXCLUDE_FROM_ALL ${CMAKE_CURRENT_SOURCE_DIR}/emucheck/tools/kiln_emu_profile.cpp)
+target_link_libraries(kiln_emu_profile PRIVATE kiln::kiln kiln_warnings)
+target_compile_definitions(kiln_emu_profile PRIVATE KILN_EMU_CHECK=1)
+target_compile_options(kiln_emu_profile PRIVATE -fsanitize-coverage=edge,trace-loads,trace-stores
+  -fsanitize-coverage-allowlist=${CMAKE_CURRENT_SOURCE_DIR}/emucheck/allowlist.txt -fno-vectorize -fno-slp-vectorize
+  -Wno-pass-failed -Wno-error=pass-failed)

@@ -255,6 +255,27 @@ TEST_CASE("traffic counters: sampled blocks are scaled to the whole grid") {
   CHECK(p.global_distinct_bytes == 4.0 * (512 * 64 + 512));
 }
 
+TEST_CASE("traffic counters: sampled-only mode runs only the sampled blocks and extrapolates") {
+  std::vector<float> host(512 * 64, 1.0f);
+  DeviceBuffer<float> in(host), out(512);
+  out.zero();
+  ScopedProfile profile;
+  kiln::gpu::emu::set_profile_sampled_only(true);
+  KILN_LAUNCH(ck::tree_sum<float>, dim3(512), dim3(64), 64 * sizeof(float), nullptr, in.get(), out.get());
+  kiln::gpu::emu::set_profile_sampled_only(false);
+  const kiln::gpu::emu::LaunchProfile& p = kiln::gpu::emu::profile_log().at(0);
+  const std::vector<float> sums = out.download();
+  CHECK(sums[0] == 64.0f);  // block 0 is sampled and ran
+  CHECK(sums[1] == 0.0f);   // block 1 was skipped
+  CHECK(p.global_load.requests == 512 * 2);
+  CHECK(p.global_load.units == 512 * 2 * 4);
+  // True distinct bytes: 512 x 256 input + 2048 output; every 8th block writes its own output
+  // sector, so the estimate counts 512 output sectors where there are 64 (+11 %).
+  const double truth = 4.0 * (512 * 64 + 512);
+  CHECK(p.global_distinct_bytes >= truth);
+  CHECK(p.global_distinct_bytes <= 1.15 * truth);
+}
+
 TEST_CASE("random schedule: threads yield at memory operations, reproducibly per seed") {
   auto run = [](std::uint64_t seed) {
     kiln_emu_test::ScopedSchedule scoped(kiln::gpu::emu::Schedule::random);

@@ -106,7 +106,7 @@ inline void check_block_begin(BlockContext& b, std::uint64_t linear_block) {
 }
 
 inline void check_block_end(BlockContext& b) {
-  profile_block_flush(b);
+  profile_block_end(b);
   check_state().block = nullptr;
 }
 

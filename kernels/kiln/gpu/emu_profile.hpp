@@ -15,7 +15,11 @@
 // Large grids are sampled: at most KILN_EMU_PROFILE_BLOCKS blocks (default 64, evenly spaced) are
 // recorded and the request counts are scaled to the whole grid. The distinct global bytes of the
 // launch (each 32-byte sector counted once, what DRAM must move at least if the cache held
-// everything) are counted over every block.
+// everything) are counted over every block. With set_profile_sampled_only(true) (a traffic table
+// for large shapes, where the results do not matter) the other blocks do not run at all, and the
+// distinct bytes are extrapolated: sectors seen by several sampled blocks count as shared by all
+// blocks, the rest as private to a block (A + blocks x P, with A and P solved from the union of the
+// sampled blocks' sectors and the sum of each block's own).
 #include "kiln/gpu/config.hpp"
 
 #if !KILN_GPU_REAL && KILN_EMU_CHECK
@@ -62,6 +66,12 @@ inline std::atomic<bool>& profile_setting() {
 inline void set_profile(bool on) { profile_setting().store(on); }
 inline bool profiling() { return profile_setting().load(); }
 
+inline std::atomic<bool>& profile_sampled_only_setting() {
+  static std::atomic<bool> on{false};
+  return on;
+}
+inline void set_profile_sampled_only(bool on) { profile_sampled_only_setting().store(on); }
+
 inline unsigned profile_max_blocks() {
   static const unsigned count = [] {
     const char* text = std::getenv("KILN_EMU_PROFILE_BLOCKS");
@@ -83,9 +93,11 @@ struct AccessRecord {
 };
 
 struct ProfileState {
-  bool launch_active = false, block_sampled = false;
+  bool launch_active = false, block_sampled = false, sampled_only = false;
   std::uint64_t launch_stamp = 0, sample_stride = 1;
   std::vector<std::vector<AccessRecord>> records;  // per thread of the block
+  std::vector<std::uintptr_t> block_sectors;       // global sectors the sampled block touched
+  double sum_block_distinct_sectors = 0;           // over the sampled blocks
 };
 
 inline ProfileState& profile_state() {
@@ -99,6 +111,8 @@ inline void profile_launch_begin(const KernelInvocation& k, std::uint64_t block_
   if (!p.launch_active) return;
   ++p.launch_stamp;
   p.sample_stride = (block_count + profile_max_blocks() - 1) / profile_max_blocks();
+  p.sampled_only = profile_sampled_only_setting().load();
+  p.sum_block_distinct_sectors = 0;
   LaunchProfile entry;
   entry.kernel = k.name;
   entry.grid = k.grid;
@@ -108,6 +122,12 @@ inline void profile_launch_begin(const KernelInvocation& k, std::uint64_t block_
   profile_log().push_back(std::move(entry));
 }
 
+// In sampled-only mode the runner skips the blocks that are not recorded.
+inline bool profile_skips_block(std::uint64_t linear_block) {
+  const ProfileState& p = profile_state();
+  return p.launch_active && p.sampled_only && linear_block % p.sample_stride != 0;
+}
+
 inline void profile_block_begin(const BlockContext& b, std::uint64_t linear_block) {
   ProfileState& p = profile_state();
   p.block_sampled = p.launch_active && linear_block % p.sample_stride == 0;
@@ -115,6 +135,7 @@ inline void profile_block_begin(const BlockContext& b, std::uint64_t linear_bloc
   ++profile_log().back().sampled_blocks;
   if (p.records.size() < b.thread_count) p.records.resize(b.thread_count);
   for (auto& r : p.records) r.clear();
+  p.block_sectors.clear();
 }
 
 inline void profile_global_touch(Allocation& a, std::uintptr_t address, unsigned size) {
@@ -126,6 +147,8 @@ inline void profile_global_touch(Allocation& a, std::uintptr_t address, unsigned
   }
   for (std::uintptr_t s = (address - a.begin) / 32; s <= (address + size - 1 - a.begin) / 32; ++s)
     a.touched_sectors[s / 64] |= std::uint64_t{1} << (s % 64);
+  if (p.block_sampled)
+    for (std::uintptr_t s = address / 32; s <= (address + size - 1) / 32; ++s) p.block_sectors.push_back(s);
 }
 
 inline void profile_record(const EmulatedThread& t, std::uintptr_t site, std::uintptr_t address, unsigned size, bool store,
@@ -198,6 +221,15 @@ inline void profile_block_flush(const BlockContext& b) {
   }
 }
 
+inline void profile_block_end(const BlockContext& b) {
+  profile_block_flush(b);
+  ProfileState& p = profile_state();
+  if (!p.block_sampled) return;
+  std::sort(p.block_sectors.begin(), p.block_sectors.end());
+  p.sum_block_distinct_sectors +=
+      static_cast<double>(std::unique(p.block_sectors.begin(), p.block_sectors.end()) - p.block_sectors.begin());
+}
+
 // Scales the sampled counts to the grid and adds up the distinct global sectors.
 inline void profile_launch_end() {
   ProfileState& p = profile_state();
@@ -216,7 +248,13 @@ inline void profile_launch_end() {
   for (auto& [begin, a] : allocation_registry().by_begin)
     if (a.touched_launch == p.launch_stamp)
       for (std::uint64_t word : a.touched_sectors) sectors += static_cast<std::uint64_t>(std::popcount(word));
-  entry.global_distinct_bytes = 32.0 * static_cast<double>(sectors);
+  double distinct = static_cast<double>(sectors);
+  const double sampled = static_cast<double>(entry.sampled_blocks);
+  if (p.sampled_only && entry.sampled_blocks > 1 && entry.sampled_blocks < entry.blocks) {
+    const double shared = std::clamp((p.sum_block_distinct_sectors - distinct) / (sampled - 1), 0.0, distinct);
+    distinct = shared + static_cast<double>(entry.blocks) * (distinct - shared) / sampled;
+  }
+  entry.global_distinct_bytes = 32.0 * distinct;
 }
 
 }  // namespace kiln::gpu::emu

@@ -222,6 +222,9 @@ inline void run_grid(const KernelInvocation& k) {
     while (!failed.load(std::memory_order_relaxed)) {
       const std::uint64_t i = next_block.fetch_add(1);
       if (i >= block_count) break;
+#if KILN_EMU_CHECK
+      if (profile_skips_block(i)) continue;
+#endif
       std::string message;
       try {
         Worker& worker = this_worker();
