@@ -20,6 +20,7 @@ using kiln_emu_test::DeviceBuffer;
 
 namespace {
 
+#if !KILN_EMU_THREADS
 // The order in which the threads ran, before and after a barrier.
 __global__ void record_order(unsigned* before, unsigned* after, unsigned* counters) {
   before[threadIdx.x] = atomicAdd(&counters[0], 1u);
@@ -39,6 +40,7 @@ Orders run_order(kiln::gpu::emu::Schedule schedule, std::uint64_t seed) {
   kiln::gpu::emu::set_schedule_seed(1);
   return {before.download(), after.download()};
 }
+#endif
 
 // Writes out[i] for i <= n: one element too many.
 [[maybe_unused]] __global__ void store_one_past_the_end(float* out, unsigned n) {
