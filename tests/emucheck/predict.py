@@ -92,7 +92,7 @@ def section(path, sass):
     for r in rows:
         k = per_kernel[r["kernel"]]
         k["launches"] += 1
-        for key in ("flops", "gld_requests", "gld_sectors", "gld_bytes", "gst_requests", "gst_sectors", "gst_bytes",
+        for key in ("flops", "gld_request_distinct_bytes", "gst_request_distinct_bytes", "gld_requests", "gld_sectors", "gld_bytes", "gst_requests", "gst_sectors", "gst_bytes",
                     "sld_requests", "sld_wavefronts", "sst_requests", "sst_wavefronts", "global_distinct_bytes"):
             k[key] += num(r, key)
         for gpu in GPUS:
@@ -107,7 +107,7 @@ def section(path, sass):
     for name in sorted(per_kernel, key=lambda n: -per_kernel[n]["H200 SXM"]):
         k = per_kernel[name]
         moved = 32 * (k["gld_sectors"] + k["gst_sectors"])
-        coalescing = f"{100 * (k['gld_bytes'] + k['gst_bytes']) / moved:.0f} %" if moved else "-"
+        coalescing = f"{100 * (k['gld_request_distinct_bytes'] + k['gst_request_distinct_bytes']) / moved:.0f} %" if moved else "-"
         ld = k["gld_sectors"] / k["gld_requests"] if k["gld_requests"] else 0
         st = k["gst_sectors"] / k["gst_requests"] if k["gst_requests"] else 0
         req = k["sld_requests"] + k["sst_requests"]

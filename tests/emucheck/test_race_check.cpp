@@ -232,6 +232,9 @@ TEST_CASE("traffic counters: sectors per global request and wavefronts per share
   CHECK(p.global_load.requests == 3);
   CHECK(p.global_load.units == 4 + 32 + 8);
   CHECK(p.global_load.bytes == 32 * (4 + 4 + 8));
+  CHECK(p.global_load.distinct_bytes == 32 * (4 + 4 + 8));
+  CHECK(p.shared_load.bytes == 4 * 32 * 4);
+  CHECK(p.shared_load.distinct_bytes == 3 * 32 * 4 + 4);  // the broadcast read of s[0] is 4 distinct bytes
   CHECK(p.global_store.requests == 1);
   CHECK(p.global_store.units == 4);
   CHECK(p.shared_store.requests == 3);

@@ -8,7 +8,8 @@
 // instruction by each lane of the warp is one request, as the lanes of a converged warp execute
 // it together on a GPU. Per request:
 //   * global memory: the distinct 32-byte sectors the lanes touch (a fully coalesced 4-byte
-//     access by 32 lanes is 4 sectors), and the bytes the lanes asked for;
+//     access by 32 lanes is 4 sectors), and the bytes the lanes asked for (in all, and distinct
+//     within the request: coalescing = distinct bytes / (32 x sectors));
 //   * shared memory: wavefronts = the largest number of distinct 4-byte words any of the 32
 //     banks must deliver (bank = word % 32; lanes reading the same word are a broadcast), so a
 //     conflict-free request is 1 wavefront and an n-way conflict n, with the real lane mapping.
@@ -44,6 +45,7 @@ struct TrafficCounts {
   double requests = 0;   // warp-level instructions
   double units = 0;      // global: 32-byte sectors; shared: wavefronts
   double bytes = 0;      // bytes the lanes asked for
+  double distinct_bytes = 0;  // of those, distinct within each request (lanes reading one word count once)
 };
 
 struct LaunchProfile {
@@ -162,6 +164,14 @@ inline void profile_record(const EmulatedThread& t, std::uintptr_t site, std::ui
 inline void count_request(const std::vector<std::pair<std::uintptr_t, unsigned>>& lanes, bool shared, TrafficCounts& c) {
   c.requests += 1;
   std::vector<std::uintptr_t> units;
+  std::vector<std::pair<std::uintptr_t, unsigned>> ranges(lanes);
+  std::sort(ranges.begin(), ranges.end());
+  std::uintptr_t covered_to = 0;
+  for (const auto& [address, size] : ranges) {
+    const std::uintptr_t end = address + size;
+    if (end > covered_to) c.distinct_bytes += static_cast<double>(end - std::max(address, covered_to));
+    covered_to = std::max(covered_to, end);
+  }
   for (const auto& [address, size] : lanes) {
     c.bytes += size;
     const unsigned shift = shared ? 2 : 5;  // 4-byte words in banks, or 32-byte sectors
@@ -242,6 +252,7 @@ inline void profile_launch_end() {
       c->requests *= scale;
       c->units *= scale;
       c->bytes *= scale;
+      c->distinct_bytes *= scale;
     }
   }
   std::uint64_t sectors = 0;
