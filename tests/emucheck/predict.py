@@ -27,15 +27,16 @@ from collections import defaultdict
 
 # Published peaks. H100 SXM5: NVIDIA H100 Tensor Core GPU datasheet
 # (https://www.nvidia.com/en-us/data-center/h100/): FP32 67 TFLOPS, TF32 Tensor Core 989 TFLOPS and
-# BF16 1979 TFLOPS "with sparsity" (dense = half), GPU memory bandwidth 3.35 TB/s. H200 SXM: NVIDIA
+# BF16 1979 TFLOPS "with sparsity" (footnote: "1/2 lower without sparsity", so dense 494.7 and
+# 989.4), GPU memory bandwidth 3.35 TB/s. H200 SXM: NVIDIA
 # H200 datasheet (https://www.nvidia.com/en-us/data-center/h200/): the same FP32 / TF32 / BF16
 # figures, 4.8 TB/s. 132 SMs (NVIDIA H100 Tensor Core GPU Architecture whitepaper, H100 SXM5); the
 # clock follows from FP32 = SMs x 128 lanes x 2 FLOP x clock: 1.98 GHz. Shared memory: 32 banks of
 # 4 bytes per clock per SM (CUDA C++ Programming Guide, compute capability 9.0); 4 warp schedulers
 # per SM, one instruction per clock each (the whitepaper).
 GPUS = {
-    "H100 SXM": dict(fp32=67e12, tf32=494.5e12, bf16=989.5e12, hbm=3.35e12, sms=132, clock=1.98e9),
-    "H200 SXM": dict(fp32=67e12, tf32=494.5e12, bf16=989.5e12, hbm=4.8e12, sms=132, clock=1.98e9),
+    "H100 SXM": dict(fp32=67e12, tf32=494.7e12, bf16=989.4e12, hbm=3.35e12, sms=132, clock=1.98e9),
+    "H200 SXM": dict(fp32=67e12, tf32=494.7e12, bf16=989.4e12, hbm=4.8e12, sms=132, clock=1.98e9),
 }
 LAUNCH_S = 2e-6
 
