@@ -57,24 +57,40 @@ enum class GlobalLookup { outside, inside, past_end };
 
 // Kernels run while the host cannot allocate (launches are synchronous), so a lookup during a
 // launch needs no lock; the last hit is cached per OS thread.
+// The last gap between allocations seen is cached too (kernels touch their stack all the time).
 inline GlobalLookup find_allocation(std::uintptr_t address, Allocation*& found) {
   thread_local Allocation* last = nullptr;
+  thread_local std::uintptr_t gap_begin = 0, gap_end = 0;
   thread_local std::uint64_t last_generation = 0;
   AllocationRegistry& r = allocation_registry();
-  if (last != nullptr && last_generation == r.generation && address >= last->begin && address < last->end) {
-    found = last;
-    return GlobalLookup::inside;
+  if (last_generation == r.generation) {
+    if (last != nullptr && address >= last->begin && address < last->end) {
+      found = last;
+      return GlobalLookup::inside;
+    }
+    if (address >= gap_begin && address < gap_end) return GlobalLookup::outside;
+  } else {
+    last = nullptr;
+    gap_begin = gap_end = 0;
+    last_generation = r.generation;
   }
   auto next = r.by_begin.upper_bound(address);
-  if (next == r.by_begin.begin()) return GlobalLookup::outside;
+  const std::uintptr_t next_begin = next == r.by_begin.end() ? UINTPTR_MAX : next->first;
+  if (next == r.by_begin.begin()) {
+    gap_begin = 0;
+    gap_end = next_begin;
+    return GlobalLookup::outside;
+  }
   Allocation& a = std::prev(next)->second;
   found = &a;
   if (address < a.end) {
     last = &a;
-    last_generation = r.generation;
     return GlobalLookup::inside;
   }
-  return address < a.end + allocation_guard_bytes ? GlobalLookup::past_end : GlobalLookup::outside;
+  if (address < a.end + allocation_guard_bytes) return GlobalLookup::past_end;
+  gap_begin = a.end + allocation_guard_bytes;
+  gap_end = next_begin;
+  return GlobalLookup::outside;
 }
 
 }  // namespace kiln::gpu::emu
