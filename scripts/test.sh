@@ -6,7 +6,8 @@
 #      build folder is the release build's, so the programs are compiled once
 #   3. Release build with g++: every test label (gpu tests skip without a GPU)
 #   4. the suite again under AddressSanitizer + UndefinedBehaviorSanitizer (not the build-only tests, label build)
-#   5. the emulated CUDA kernels (emulator in OS-thread mode) and the data loader under ThreadSanitizer
+#   5. the emulated CUDA kernels (emulator in OS-thread mode) and the data loader under ThreadSanitizer,
+#      then the emulator's checking build (clang): race/init/bounds checks on the kernel table, random schedules
 #   6. every CUDA kernel compiled by nvcc for sm_80 and sm_90 (when nvcc exists)
 #   7. a short libFuzzer run of each fuzz target (clang; docs/reliability.md)
 # Build trees go to build/ci-*; pass --quick to run stages 1-3 only.
@@ -20,7 +21,7 @@ start=$(date +%s)
 stage() { echo; echo "=== kiln tests: $* ($(( $(date +%s) - start ))s elapsed)"; }
 
 stage "dependencies"
-bash scripts/install-deps.sh clang libclang-rt-14-dev
+bash scripts/install-deps.sh clang libclang-rt-14-dev libomp-14-dev
 
 configure() {  # configure DIR [cmake args...]
   local dir=$1; shift
@@ -52,6 +53,16 @@ if [ -d tests/emu ] && ls tests/emu/*.cpp >/dev/null 2>&1; then
   cmake --build build/ci-tsan -j "$jobs" --target kiln_emu_tests kiln_tsan_loader_tests
   stage "ThreadSanitizer tests (labels emu, tsan)"
   TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build/ci-tsan -j "$jobs" --output-on-failure --timeout 1200 -L 'emu|tsan' -LE 'tsan-skip'
+fi
+
+if [ -d tests/emucheck ]; then
+  # Kernel loads/stores instrumented by clang (docs/emulator.md, "Checking builds"): the checker's
+  # deliberate-bug tests, then the kernel table under the default schedule and random seeds 1-3.
+  stage "emulator checking build (clang -DKILN_EMU_CHECK=ON)"
+  configure build/ci-emucheck -DCMAKE_CXX_COMPILER=clang++ -DKILN_EMU_CHECK=ON -DKILN_BUILD_BENCH=OFF -DKILN_BUILD_EXAMPLES=OFF
+  cmake --build build/ci-emucheck -j "$jobs" --target kiln_emucheck_tests
+  stage "emulator race, init and bounds checks; kernel table under random schedules (label emucheck)"
+  ctest --test-dir build/ci-emucheck -j "$jobs" --output-on-failure --timeout 600 -L emucheck
 fi
 
 if command -v nvcc >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/nvcc ]; then

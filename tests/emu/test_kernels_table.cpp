@@ -81,7 +81,7 @@ std::set<std::string> kernels_in_sources() {
 TEST_CASE("kernel table: every case on the emulated Cuda device matches the CPU backend") {
   REQUIRE(kiln::gpu::emulated);
   for (const auto& o : table_outcomes()) {
-    INFO("case: ", o.name);
+    INFO("case: ", o.name, " (emulator schedule ", kiln::gpu::emu::schedule_text(), ")");
     CHECK_MESSAGE(o.exception.empty(), "threw: ", o.exception);
     CHECK(!o.report.comparisons.empty());
     for (const auto& c : o.report.comparisons) {

@@ -26,6 +26,9 @@
 #include <string>
 
 #include "kiln/gpu/emu_state.hpp"
+#if KILN_EMU_CHECK
+#include "kiln/gpu/emu_check.hpp"
+#endif
 #include "kiln/gpu/error.hpp"
 #endif
 
@@ -83,6 +86,9 @@ inline void check_async_alignment(const void* p, unsigned bytes, const char* whi
 inline void complete_async_copies(EmulatedThread& t, std::size_t count) {
   for (std::size_t i = 0; i < count; ++i) {
     const AsyncCopy& c = t.async_copies[i];
+#if KILN_EMU_CHECK
+    check_async_copy_done(c.dst, c.bytes);
+#endif
     if (c.zero_fill)
       std::memset(c.dst, 0, c.bytes);
     else
@@ -106,9 +112,13 @@ inline void wait_async_groups(std::size_t newest_pending) {
 }  // namespace emu
 
 template <int Bytes>
-void cp_async(void* shared_dst, const void* global_src, bool valid = true) {
+void cp_async(void* shared_dst, const void* global_src, bool valid = true,
+              [[maybe_unused]] const emu::CallSite& where = emu::CallSite::current()) {
   static_assert(Bytes == 4 || Bytes == 8 || Bytes == 16, "cp.async copies 4, 8 or 16 bytes");
   emu::EmulatedThread& t = emu::current("kiln::gpu::cp_async()");
+#if KILN_EMU_CHECK  // the global read, for the checker and the traffic counters (memcpy is not instrumented)
+  emu::check_async_copy_issued(global_src, Bytes, valid, where);
+#endif
   emu::check_async_alignment(shared_dst, Bytes, "shared-memory destination");
   if (valid) emu::check_async_alignment(global_src, Bytes, "global source");
   const std::uint32_t nan_bits = 0x7fc00000u;  // the destination reads NaN until the copy is waited for

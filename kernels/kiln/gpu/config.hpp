@@ -6,6 +6,8 @@
 //                      0 (default): the threads of a block are fibers on one OS thread.
 //   KILN_EMU_UCONTEXT  1: fibers switch with ucontext (portable, slower); default on non-x86-64.
 //   KILN_EMU_ASAN      1 when AddressSanitizer instruments this translation unit (fiber switches are annotated).
+//   KILN_EMU_CHECK     1: a checking build (CMake -DKILN_EMU_CHECK=ON, clang): kernel loads and stores are
+//                      instrumented and seen by the race checker and the traffic counters (emu_check.hpp).
 
 #if defined(__CUDACC__)
 #define KILN_GPU_REAL 1
@@ -47,4 +49,11 @@
 #else
 #define KILN_EMU_UCONTEXT 1
 #endif
+#endif
+
+#ifndef KILN_EMU_CHECK
+#define KILN_EMU_CHECK 0
+#endif
+#if KILN_EMU_CHECK && !KILN_GPU_REAL && KILN_EMU_THREADS
+#error "KILN_EMU_CHECK needs the fiber emulator (not OS-thread mode / ThreadSanitizer)"
 #endif

@@ -1,8 +1,8 @@
 #pragma once
 // Runs a grid on the CPU. Blocks are independent, so in fiber mode several worker OS threads take
 // blocks from a shared counter; within a block the threads are fibers scheduled deterministically:
-// in linear-id order (or reversed, KILN_EMU_SCHEDULE=reverse), each runs until it waits at a
-// barrier or warp collective or returns. In OS-thread mode (KILN_EMU_THREADS=1) every CUDA thread
+// in linear-id order (or reversed, or a seeded random permutation per sweep: emu_schedule.hpp),
+// each runs until it waits at a barrier or warp collective or returns. In OS-thread mode (KILN_EMU_THREADS=1) every CUDA thread
 // of a block is a std::thread and blocks run one after another.
 #include "kiln/gpu/config.hpp"
 
@@ -18,8 +18,11 @@
 #include <new>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
+#include "kiln/gpu/emu_check.hpp"
+#include "kiln/gpu/emu_schedule.hpp"
 #include "kiln/gpu/emu_stack_pool.hpp"
 #include "kiln/gpu/emu_state.hpp"
 #include "kiln/gpu/emu_sync.hpp"
@@ -27,22 +30,6 @@
 #include "kiln/gpu/error.hpp"
 
 namespace kiln::gpu::emu {
-
-enum class Schedule { forward, reverse };
-
-inline std::atomic<Schedule>& schedule_setting() {
-  static std::atomic<Schedule> setting = [] {
-    const char* text = std::getenv("KILN_EMU_SCHEDULE");
-    if (text == nullptr || *text == '\0' || std::strcmp(text, "forward") == 0) return Schedule::forward;
-    if (std::strcmp(text, "reverse") == 0) return Schedule::reverse;
-    throw Error("KILN_EMU_SCHEDULE must be 'forward' or 'reverse', not '" + std::string(text) + "'");
-  }();
-  return setting;
-}
-
-// The order in which fibers of a block are run (tests use it to shake out races both ways).
-inline void set_schedule(Schedule schedule) { schedule_setting().store(schedule); }
-inline Schedule schedule() { return schedule_setting().load(); }
 
 // Launches are serialised: plain-static __shared__ (OS-thread mode) and the worker pool assume it.
 inline std::mutex& launch_mutex() {
@@ -118,11 +105,17 @@ inline void resume(EmulatedThread& t) {
 
 inline void run_block_threads(Worker& worker, BlockContext& b) {
   const unsigned n = b.thread_count;
-  const bool reverse = schedule() == Schedule::reverse;
+  const Schedule order = schedule();
+  std::vector<unsigned> permutation;
+  if (order == Schedule::random) permutation.resize(n);
   while (b.exited < n) {
     bool progressed = false;
+    if (order == Schedule::random) {  // a fresh order every sweep (Fisher-Yates)
+      for (unsigned i = 0; i < n; ++i) permutation[i] = i;
+      for (unsigned i = n; i > 1; --i) std::swap(permutation[i - 1], permutation[next_random(b.schedule_state) % i]);
+    }
     for (unsigned k = 0; k < n; ++k) {
-      EmulatedThread& t = b.threads[reverse ? n - 1 - k : k];
+      EmulatedThread& t = b.threads[order == Schedule::random ? permutation[k] : order == Schedule::reverse ? n - 1 - k : k];
       if (t.state == ThreadState::not_started) {
         if (b.aborting) {  // never started: nothing to unwind
           t.state = ThreadState::exited;
@@ -199,10 +192,17 @@ inline void run_block(Worker& worker, const KernelInvocation& k, std::uint64_t l
   b.error.clear();
   b.dynamic_shared = worker.dynamic_shared(k.dynamic_shared_bytes);
   fill_with_nan(b.dynamic_shared, k.dynamic_shared_bytes);
+  b.schedule_state = block_schedule_state(linear_block);
   blockIdx = b.block_index;
   blockDim = k.block;
   gridDim = k.grid;
+#if KILN_EMU_CHECK
+  check_block_begin(b, linear_block);
   run_block_threads(worker, b);
+  check_block_end(b);
+#else
+  run_block_threads(worker, b);
+#endif
 }
 
 // Runs every block of the launch; throws Error with the first failure (lowest block index among
@@ -210,6 +210,9 @@ inline void run_block(Worker& worker, const KernelInvocation& k, std::uint64_t l
 inline void run_grid(const KernelInvocation& k) {
   if (current_thread != nullptr) throw Error("kiln emulator: kernel '" + std::string(k.name) + "' launched from inside a kernel");
   const std::uint64_t block_count = std::uint64_t{k.grid.x} * k.grid.y * k.grid.z;
+#if KILN_EMU_CHECK
+  check_launch_begin(k, block_count);
+#endif
   std::atomic<std::uint64_t> next_block{0};
   std::atomic<bool> failed{false};
   std::mutex error_mutex;
@@ -219,6 +222,9 @@ inline void run_grid(const KernelInvocation& k) {
     while (!failed.load(std::memory_order_relaxed)) {
       const std::uint64_t i = next_block.fetch_add(1);
       if (i >= block_count) break;
+#if KILN_EMU_CHECK
+      if (profile_skips_block(i)) continue;
+#endif
       std::string message;
       try {
         Worker& worker = this_worker();
@@ -237,8 +243,8 @@ inline void run_grid(const KernelInvocation& k) {
       }
     }
   };
-#if KILN_EMU_THREADS
-  work();
+#if KILN_EMU_THREADS || KILN_EMU_CHECK
+  work();  // checking builds run one block at a time: __shared__ is a plain static there
 #else
   const std::uint64_t helpers = std::min<std::uint64_t>(block_count - 1, configured_worker_count() - 1);
   if (helpers == 0)
@@ -246,8 +252,13 @@ inline void run_grid(const KernelInvocation& k) {
   else
     WorkerPool::instance().run(work, static_cast<unsigned>(helpers));
 #endif
+#if KILN_EMU_CHECK
+  check_launch_end();
+#endif
   if (failed) {
     while (!error.empty() && error.back() == '\n') error.pop_back();
+    if (schedule() == Schedule::random)
+      error += "\n  (schedule " + schedule_text() + ": rerun with KILN_EMU_SCHEDULE=" + schedule_text() + ")";
     throw Error(error);
   }
 }

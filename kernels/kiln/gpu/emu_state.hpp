@@ -105,6 +105,7 @@ struct BlockContext {
   std::vector<unsigned> warp_waiting;  // per warp: lanes waiting in a warp collective
   std::vector<unsigned> warp_exited;   // per warp: lanes that returned from the kernel
 
+  std::uint64_t schedule_state = 0;  // the random schedule's generator (emu_schedule.hpp)
   bool aborting = false;  // an error was found: every thread unwinds
   std::string error;
 #if KILN_EMU_THREADS

@@ -17,6 +17,11 @@
 
 namespace kiln::gpu::emu {
 
+#if KILN_EMU_CHECK  // the race checker's view of synchronisation (emu_check.hpp)
+inline void check_after_barrier(BlockContext& b);
+inline void check_after_warp_sync(BlockContext& b, unsigned warp);
+#endif
+
 #if KILN_EMU_THREADS
 using BlockLock = std::unique_lock<std::mutex>;
 inline BlockLock lock_block(BlockContext& b) { return BlockLock(b.mutex); }
@@ -79,6 +84,9 @@ inline void release_barrier(BlockContext& b) {
   b.blocked -= b.thread_count;
   b.barrier_arrivals = 0;
   b.barrier_true_predicates = 0;
+#if KILN_EMU_CHECK
+  check_after_barrier(b);
+#endif
   wake_all(b);
 }
 
@@ -194,6 +202,9 @@ inline void complete_warp_collective(BlockContext& b, unsigned warp, unsigned pa
   for (unsigned lane : lanes_of(participants)) lanes[lane].state = ThreadState::runnable;
   b.blocked -= static_cast<unsigned>(std::popcount(participants));
   b.warp_waiting[warp] &= ~participants;
+#if KILN_EMU_CHECK
+  check_after_warp_sync(b, warp);
+#endif
   wake_all(b);
 }
 
@@ -241,5 +252,9 @@ inline void thread_exited(EmulatedThread& self) {
 }
 
 }  // namespace kiln::gpu::emu
+
+#if KILN_EMU_CHECK
+#include "kiln/gpu/emu_check.hpp"
+#endif
 
 #endif  // !KILN_GPU_REAL

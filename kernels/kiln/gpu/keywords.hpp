@@ -17,8 +17,13 @@
 // thread and several workers run blocks at once, so one copy per OS thread is exactly one per
 // running block. In OS-thread mode every CUDA thread is an OS thread, so the copy must be a plain
 // static, and blocks run one after another.
+// Checking builds (KILN_EMU_CHECK) run one block at a time and put every __shared__ variable in
+// one linker section, whose bounds (__start_/__stop_kiln_emu_shared) tell the race checker which
+// addresses are static shared memory.
 #if KILN_EMU_THREADS
 #define __shared__ static
+#elif KILN_EMU_CHECK
+#define __shared__ __attribute__((section("kiln_emu_shared"))) static
 #else
 #define __shared__ static thread_local
 #endif

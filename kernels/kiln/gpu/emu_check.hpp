@@ -1,0 +1,269 @@
+#pragma once
+// Checking builds (KILN_EMU_CHECK, CMake -DKILN_EMU_CHECK=ON with clang): the emulator sees every
+// load and store that kernel code makes, and checks shared memory like compute-sanitizer's
+// racecheck + initcheck, global memory for accesses past the end of an allocation, and counts
+// memory traffic per launch (emu_profile.hpp).
+//
+// How it sees the accesses: the kernels are compiled with clang's
+// -fsanitize-coverage=trace-loads,trace-stores restricted to kernel functions (the allowlist
+// tests/emu/check_allowlist.txt), which makes the compiler call __sanitizer_cov_load4(address) etc.
+// before every load and store that survives optimisation; the return address names the
+// instruction. No kernel source changes: nvcc output is untouched. The callback asks which fiber
+// runs (current_thread) and classifies the address as the block's dynamic shared memory, static
+// __shared__ memory (one linker section, keywords.hpp) or a device allocation
+// (emu_allocations.hpp); anything else (stack, kernel parameters, the emulator's own state) is
+// ignored.
+//
+// Race and sync checks, per byte of shared memory, within one block (shadow state):
+//   * read of a byte another thread wrote since the last __syncthreads (read-after-write),
+//   * write of a byte another thread read or wrote since the last __syncthreads (write-after-read,
+//     write-after-write),
+//   * read of a byte no thread of the block has written (uninitialised shared memory),
+// where lanes of one warp are also ordered by a warp collective (__syncwarp, shuffles, votes)
+// between the two accesses. A barrier not reached by every thread of the block is reported by
+// the scheduler in every build (emu_sync.hpp). The first finding fails the launch with
+// kiln::gpu::Error; the block then stops at its next barrier or exit.
+#include "kiln/gpu/config.hpp"
+
+#if !KILN_GPU_REAL && KILN_EMU_CHECK
+
+#include <atomic>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "kiln/gpu/emu_allocations.hpp"
+#include "kiln/gpu/emu_diagnostics.hpp"
+#include "kiln/gpu/emu_profile.hpp"
+#include "kiln/gpu/emu_schedule.hpp"
+#include "kiln/gpu/emu_state.hpp"
+#include "kiln/gpu/emu_sync.hpp"
+
+// The static __shared__ variables' section (keywords.hpp); weak: absent when no kernel has one.
+extern "C" __attribute__((weak)) unsigned char __start_kiln_emu_shared[];
+extern "C" __attribute__((weak)) unsigned char __stop_kiln_emu_shared[];
+
+namespace kiln::gpu::emu {
+
+// Race and init checks are on in checking builds unless KILN_EMU_RACECHECK=0 or set_race_check(false).
+inline std::atomic<bool>& race_check_setting() {
+  static std::atomic<bool> on{[] {
+    const char* text = std::getenv("KILN_EMU_RACECHECK");
+    return text == nullptr || std::strcmp(text, "0") != 0;
+  }()};
+  return on;
+}
+inline void set_race_check(bool on) { race_check_setting().store(on); }
+inline bool race_check() { return race_check_setting().load(); }
+
+// What the checker remembers about one byte of shared memory in the current block.
+struct ShadowByte {
+  std::uint32_t block_run = 0;     // which block run the entry belongs to; stale entries read as fresh
+  std::uint32_t write_epoch = 0;   // barrier epoch of the last write; 0: never written in this block
+  std::uint32_t read_epoch = 0;    // barrier epoch of the last reads
+  std::uint16_t writer = 0, reader = 0;  // linear thread ids; reader == several_threads: more than one
+  std::uint16_t write_warp_epoch = 0, read_warp_epoch = 0;
+  std::uint16_t reader_warp = 0;   // warp of the readers, or several_warps
+};
+inline constexpr std::uint16_t several_threads = 0xffff, several_warps = 0xffff;
+
+struct CheckState {
+  BlockContext* block = nullptr;
+  std::uint32_t block_run = 0;
+  std::uint32_t epoch = 1;  // +1 at every barrier of the block
+  std::vector<std::uint16_t> warp_epoch;  // +1 at every warp collective of that warp
+  std::uintptr_t dynamic_begin = 0, dynamic_end = 0, static_begin = 0, static_end = 0;
+  std::vector<ShadowByte> dynamic_shadow, static_shadow;
+};
+
+inline CheckState& check_state() {
+  static CheckState state;  // one block runs at a time in checking builds
+  return state;
+}
+
+inline void check_launch_begin(const KernelInvocation& k, std::uint64_t block_count) { profile_launch_begin(k, block_count); }
+inline void check_launch_end() { profile_launch_end(); }
+
+inline void check_block_begin(BlockContext& b, std::uint64_t linear_block) {
+  CheckState& s = check_state();
+  s.block = &b;
+  if (++s.block_run == 0) {  // wrapped: forget every entry
+    for (ShadowByte& e : s.dynamic_shadow) e = {};
+    for (ShadowByte& e : s.static_shadow) e = {};
+    s.block_run = 1;
+  }
+  s.epoch = 1;
+  s.warp_epoch.assign((b.thread_count + 31) / 32, 0);
+  s.dynamic_begin = reinterpret_cast<std::uintptr_t>(b.dynamic_shared);
+  s.dynamic_end = s.dynamic_begin + b.kernel->dynamic_shared_bytes;
+  s.static_begin = reinterpret_cast<std::uintptr_t>(__start_kiln_emu_shared);
+  s.static_end = reinterpret_cast<std::uintptr_t>(__stop_kiln_emu_shared);
+  if (s.dynamic_shadow.size() < s.dynamic_end - s.dynamic_begin) s.dynamic_shadow.resize(s.dynamic_end - s.dynamic_begin);
+  if (s.static_shadow.size() < s.static_end - s.static_begin) s.static_shadow.resize(s.static_end - s.static_begin);
+  profile_block_begin(b, linear_block);
+}
+
+inline void check_block_end(BlockContext& b) {
+  profile_block_end(b);
+  check_state().block = nullptr;
+}
+
+// Called by the scheduler when a __syncthreads completes, and when a warp collective completes.
+inline void check_after_barrier(BlockContext& b) {
+  ++check_state().epoch;
+  profile_block_flush(b);
+}
+inline void check_after_warp_sync(BlockContext&, unsigned warp) {
+  CheckState& s = check_state();
+  if (warp < s.warp_epoch.size()) ++s.warp_epoch[warp];
+}
+
+inline std::string shared_place_text(const CheckState& s, std::uintptr_t address) {
+  if (address >= s.dynamic_begin && address < s.dynamic_end)
+    return "dynamic shared memory at byte offset " + std::to_string(address - s.dynamic_begin);
+  return "static __shared__ memory at byte " + std::to_string(address - s.static_begin) +
+         " of the section kiln_emu_shared (the kernel's __shared__ variables)";
+}
+
+inline void report_shared_hazard(BlockContext& b, const EmulatedThread& self, std::uintptr_t address, bool store,
+                                 unsigned other, const char* other_did, const char* kind) {
+  const CheckState& s = check_state();
+  std::string message = "kiln emulator race check: " + thread_text(self) + " in " + block_text(b) + " " +
+                        (store ? "writes " : "reads ") + shared_place_text(s, address) + ", which ";
+  if (other == several_threads)
+    message += "several other threads";
+  else
+    message += thread_text(b.threads[other]);
+  message += std::string(" ") + other_did + " since the last __syncthreads(): a " + kind +
+             " race (on a GPU the two accesses happen in no defined order). Separate them with __syncthreads() "
+             "(or __syncwarp() within one warp).\n";
+  record_failure(b, std::move(message));
+}
+
+inline void report_uninitialised_read(BlockContext& b, const EmulatedThread& self, std::uintptr_t address) {
+  record_failure(b, "kiln emulator init check: " + thread_text(self) + " in " + block_text(b) + " reads " +
+                        shared_place_text(check_state(), address) +
+                        ", which no thread of this block has written: uninitialised shared memory (on a GPU it holds "
+                        "whatever was there before).\n");
+}
+
+// Lanes of one warp are ordered when a warp collective of that warp completed in between.
+inline bool warp_ordered(unsigned other, std::uint16_t other_warp_epoch, unsigned warp, std::uint16_t warp_epoch) {
+  return other / 32 == warp && other_warp_epoch != warp_epoch;
+}
+
+inline void check_shared_access(BlockContext& b, EmulatedThread& self, std::uintptr_t address, unsigned size, bool store) {
+  CheckState& s = check_state();
+  const bool dynamic = address >= s.dynamic_begin && address < s.dynamic_end;
+  ShadowByte* shadow = dynamic ? s.dynamic_shadow.data() + (address - s.dynamic_begin) : s.static_shadow.data() + (address - s.static_begin);
+  const std::uintptr_t limit = dynamic ? s.dynamic_end : s.static_end;
+  const auto me = static_cast<std::uint16_t>(self.linear_id);
+  const unsigned warp = self.linear_id / 32;
+  const std::uint16_t we = s.warp_epoch[warp];
+  for (unsigned i = 0; i < size && address + i < limit; ++i) {
+    ShadowByte& e = shadow[i];
+    if (e.block_run != s.block_run) e = ShadowByte{s.block_run, 0, 0, 0, 0, 0, 0, 0};
+    if (!store) {
+      if (e.write_epoch == 0) return report_uninitialised_read(b, self, address + i);
+      if (e.write_epoch == s.epoch && e.writer != me && !warp_ordered(e.writer, e.write_warp_epoch, warp, we))
+        return report_shared_hazard(b, self, address + i, false, e.writer, "wrote", "read-after-write");
+      if (e.read_epoch != s.epoch || e.reader == me || (e.reader_warp == warp && e.read_warp_epoch != we)) {
+        if (e.read_epoch != s.epoch || e.reader != me) {
+          e.reader = me;
+          e.reader_warp = static_cast<std::uint16_t>(warp);
+        }
+      } else {
+        e.reader = several_threads;
+        if (e.reader_warp != warp) e.reader_warp = several_warps;
+      }
+      e.read_epoch = s.epoch;
+      e.read_warp_epoch = we;
+    } else {
+      if (e.write_epoch == s.epoch && e.writer != me && !warp_ordered(e.writer, e.write_warp_epoch, warp, we))
+        return report_shared_hazard(b, self, address + i, true, e.writer, "wrote", "write-after-write");
+      if (e.read_epoch == s.epoch) {
+        const bool ordered = e.reader == several_threads
+                                 ? e.reader_warp == warp && e.read_warp_epoch != we
+                                 : e.reader == me || warp_ordered(e.reader, e.read_warp_epoch, warp, we);
+        if (!ordered) return report_shared_hazard(b, self, address + i, true, e.reader, "read", "write-after-read");
+      }
+      e.writer = me;
+      e.write_epoch = s.epoch;
+      e.write_warp_epoch = we;
+    }
+  }
+}
+
+inline void report_past_end(BlockContext& b, const EmulatedThread& self, std::uintptr_t address, bool store, const Allocation& a) {
+  record_failure(b, "kiln emulator bounds check: " + thread_text(self) + " in " + block_text(b) + " " +
+                        (store ? "writes" : "reads") + " global memory " + std::to_string(address - a.end) +
+                        " byte(s) past the end of a " + std::to_string(a.end - a.begin) +
+                        "-byte device allocation (an out-of-bounds access: on a GPU it corrupts or reads another buffer, "
+                        "or faults).\n");
+}
+
+// Every instrumented load and store of kernel code comes here.
+inline void on_kernel_access(std::uintptr_t address, unsigned size, bool store, const void* site) {
+  EmulatedThread* self = current_thread;
+  if (self == nullptr) return;
+  CheckState& s = check_state();
+  BlockContext& b = *self->block;
+  if (s.block != &b || b.aborting) return;
+  bool shared = false;
+  if ((address >= s.dynamic_begin && address < s.dynamic_end) || (address >= s.static_begin && address < s.static_end)) {
+    shared = true;
+    if (race_check()) check_shared_access(b, *self, address, size, store);
+  } else {
+    Allocation* a = nullptr;
+    const GlobalLookup where = find_allocation(address, a);
+    if (where == GlobalLookup::outside) return;
+    if (where == GlobalLookup::past_end) return report_past_end(b, *self, address, store, *a);
+    if (address + size > a->end) return report_past_end(b, *self, a->end, store, *a);
+    profile_global_touch(*a, address, size);
+  }
+  profile_record(*self, reinterpret_cast<std::uintptr_t>(site), address, size, store, shared);
+  // The random schedule also interleaves threads between their memory operations.
+  if (schedule() == Schedule::random && (next_random(b.schedule_state) & 3) == 0) yield_to_scheduler(*self);
+}
+
+// cp.async (async_copy.hpp) copies with memcpy, which is not instrumented: it reports its two
+// halves here, the global read at issue and the shared write when the thread waits.
+inline void check_async_copy_issued(const void* global_src, unsigned bytes, bool valid, const CallSite& where) {
+  if (!valid) return;  // zero fill: nothing is read
+  const auto site = reinterpret_cast<std::uintptr_t>(where.file) * 31 + where.line;
+  on_kernel_access(reinterpret_cast<std::uintptr_t>(global_src), bytes, false, reinterpret_cast<const void*>(site));
+}
+inline void check_async_copy_done(void* shared_dst, unsigned bytes) {
+  EmulatedThread* self = current_thread;
+  if (self == nullptr) return;
+  CheckState& s = check_state();
+  BlockContext& b = *self->block;
+  if (s.block != &b || b.aborting || !race_check()) return;
+  const auto address = reinterpret_cast<std::uintptr_t>(shared_dst);
+  if ((address >= s.dynamic_begin && address < s.dynamic_end) || (address >= s.static_begin && address < s.static_end))
+    check_shared_access(b, *self, address, bytes, true);
+}
+
+}  // namespace kiln::gpu::emu
+
+// The callbacks clang's -fsanitize-coverage=trace-loads,trace-stores inserts. Weak: every
+// translation unit that includes this header defines them, the linker keeps one.
+#define KILN_EMU_ACCESS_CALLBACK(kind, bytes, type, store)                                                \
+  extern "C" __attribute__((weak, used)) void __sanitizer_cov_##kind##bytes(type* address) {               \
+    kiln::gpu::emu::on_kernel_access(reinterpret_cast<std::uintptr_t>(address), bytes, store, __builtin_return_address(0)); \
+  }
+KILN_EMU_ACCESS_CALLBACK(load, 1, std::uint8_t, false)
+KILN_EMU_ACCESS_CALLBACK(load, 2, std::uint16_t, false)
+KILN_EMU_ACCESS_CALLBACK(load, 4, std::uint32_t, false)
+KILN_EMU_ACCESS_CALLBACK(load, 8, std::uint64_t, false)
+KILN_EMU_ACCESS_CALLBACK(load, 16, __int128, false)
+KILN_EMU_ACCESS_CALLBACK(store, 1, std::uint8_t, true)
+KILN_EMU_ACCESS_CALLBACK(store, 2, std::uint16_t, true)
+KILN_EMU_ACCESS_CALLBACK(store, 4, std::uint32_t, true)
+KILN_EMU_ACCESS_CALLBACK(store, 8, std::uint64_t, true)
+KILN_EMU_ACCESS_CALLBACK(store, 16, __int128, true)
+#undef KILN_EMU_ACCESS_CALLBACK
+
+#endif  // !KILN_GPU_REAL && KILN_EMU_CHECK

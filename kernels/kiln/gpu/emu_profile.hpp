@@ -1,0 +1,273 @@
+#pragma once
+// Memory-traffic counters per launch, in checking builds (KILN_EMU_CHECK) with profiling on
+// (KILN_EMU_PROFILE=1 or set_profile(true)); read them with profile_log().
+//
+// Every instrumented load/store of a kernel (emu_check.hpp) is recorded per thread with the
+// instruction that made it (its return address). At every barrier and at the block's end the
+// records of each warp are grouped into warp-level requests: the k-th execution of an
+// instruction by each lane of the warp is one request, as the lanes of a converged warp execute
+// it together on a GPU. Per request:
+//   * global memory: the distinct 32-byte sectors the lanes touch (a fully coalesced 4-byte
+//     access by 32 lanes is 4 sectors), and the bytes the lanes asked for (in all, and distinct
+//     within the request: coalescing = distinct bytes / (32 x sectors));
+//   * shared memory: wavefronts = the largest number of distinct 4-byte words any of the 32
+//     banks must deliver (bank = word % 32; lanes reading the same word are a broadcast), so a
+//     conflict-free request is 1 wavefront and an n-way conflict n, with the real lane mapping.
+// Large grids are sampled: at most KILN_EMU_PROFILE_BLOCKS blocks (default 64, evenly spaced) are
+// recorded and the request counts are scaled to the whole grid. The distinct global bytes of the
+// launch (each 32-byte sector counted once, what DRAM must move at least if the cache held
+// everything) are counted over every block. With set_profile_sampled_only(true) (a traffic table
+// for large shapes, where the results do not matter) the other blocks do not run at all, and the
+// distinct bytes are extrapolated: sectors seen by several sampled blocks count as shared by all
+// blocks, the rest as private to a block (A + blocks x P, with A and P solved from the union of the
+// sampled blocks' sectors and the sum of each block's own).
+#include "kiln/gpu/config.hpp"
+
+#if !KILN_GPU_REAL && KILN_EMU_CHECK
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <bit>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "kiln/gpu/emu_allocations.hpp"
+#include "kiln/gpu/emu_state.hpp"
+
+namespace kiln::gpu::emu {
+
+struct TrafficCounts {
+  double requests = 0;   // warp-level instructions
+  double units = 0;      // global: 32-byte sectors; shared: wavefronts
+  double bytes = 0;      // bytes the lanes asked for
+  double distinct_bytes = 0;  // of those, distinct within each request (lanes reading one word count once)
+};
+
+struct LaunchProfile {
+  std::string kernel;
+  dim3 grid, block;
+  std::size_t dynamic_shared_bytes = 0;
+  std::uint64_t blocks = 0, sampled_blocks = 0;
+  TrafficCounts global_load, global_store, shared_load, shared_store;
+  double global_distinct_bytes = 0;  // distinct 32-byte sectors touched x 32
+  double flops = 0;                  // declared by the caller (profile_log().back().flops = ...)
+};
+
+inline std::atomic<bool>& profile_setting() {
+  static std::atomic<bool> on{[] {
+    const char* text = std::getenv("KILN_EMU_PROFILE");
+    return text != nullptr && std::strcmp(text, "1") == 0;
+  }()};
+  return on;
+}
+inline void set_profile(bool on) { profile_setting().store(on); }
+inline bool profiling() { return profile_setting().load(); }
+
+inline std::atomic<bool>& profile_sampled_only_setting() {
+  static std::atomic<bool> on{false};
+  return on;
+}
+inline void set_profile_sampled_only(bool on) { profile_sampled_only_setting().store(on); }
+
+inline unsigned profile_max_blocks() {
+  static const unsigned count = [] {
+    const char* text = std::getenv("KILN_EMU_PROFILE_BLOCKS");
+    const long value = text ? std::atol(text) : 64;
+    return static_cast<unsigned>(value > 0 ? value : 64);
+  }();
+  return count;
+}
+
+inline std::vector<LaunchProfile>& profile_log() {
+  static std::vector<LaunchProfile> log;
+  return log;
+}
+
+struct AccessRecord {
+  std::uintptr_t site = 0, address = 0;
+  std::uint8_t size = 0;
+  bool store = false, shared = false;
+};
+
+struct ProfileState {
+  bool launch_active = false, block_sampled = false, sampled_only = false;
+  std::uint64_t launch_stamp = 0, sample_stride = 1;
+  std::vector<std::vector<AccessRecord>> records;  // per thread of the block
+  std::vector<std::uintptr_t> block_sectors;       // global sectors the sampled block touched
+  double sum_block_distinct_sectors = 0;           // over the sampled blocks
+};
+
+inline ProfileState& profile_state() {
+  static ProfileState state;
+  return state;
+}
+
+inline void profile_launch_begin(const KernelInvocation& k, std::uint64_t block_count) {
+  ProfileState& p = profile_state();
+  p.launch_active = profiling();
+  if (!p.launch_active) return;
+  ++p.launch_stamp;
+  p.sample_stride = (block_count + profile_max_blocks() - 1) / profile_max_blocks();
+  p.sampled_only = profile_sampled_only_setting().load();
+  p.sum_block_distinct_sectors = 0;
+  LaunchProfile entry;
+  entry.kernel = k.name;
+  entry.grid = k.grid;
+  entry.block = k.block;
+  entry.dynamic_shared_bytes = k.dynamic_shared_bytes;
+  entry.blocks = block_count;
+  profile_log().push_back(std::move(entry));
+}
+
+// In sampled-only mode the runner skips the blocks that are not recorded.
+inline bool profile_skips_block(std::uint64_t linear_block) {
+  const ProfileState& p = profile_state();
+  return p.launch_active && p.sampled_only && linear_block % p.sample_stride != 0;
+}
+
+inline void profile_block_begin(const BlockContext& b, std::uint64_t linear_block) {
+  ProfileState& p = profile_state();
+  p.block_sampled = p.launch_active && linear_block % p.sample_stride == 0;
+  if (!p.block_sampled) return;
+  ++profile_log().back().sampled_blocks;
+  if (p.records.size() < b.thread_count) p.records.resize(b.thread_count);
+  for (auto& r : p.records) r.clear();
+  p.block_sectors.clear();
+}
+
+inline void profile_global_touch(Allocation& a, std::uintptr_t address, unsigned size) {
+  ProfileState& p = profile_state();
+  if (!p.launch_active) return;
+  if (a.touched_launch != p.launch_stamp) {
+    a.touched_sectors.assign((a.end - a.begin + 31) / 32 / 64 + 1, 0);
+    a.touched_launch = p.launch_stamp;
+  }
+  for (std::uintptr_t s = (address - a.begin) / 32; s <= (address + size - 1 - a.begin) / 32; ++s)
+    a.touched_sectors[s / 64] |= std::uint64_t{1} << (s % 64);
+  if (p.block_sampled)
+    for (std::uintptr_t s = address / 32; s <= (address + size - 1) / 32; ++s) p.block_sectors.push_back(s);
+}
+
+inline void profile_record(const EmulatedThread& t, std::uintptr_t site, std::uintptr_t address, unsigned size, bool store,
+                           bool shared) {
+  ProfileState& p = profile_state();
+  if (!p.block_sampled) return;
+  p.records[t.linear_id].push_back({site, address, static_cast<std::uint8_t>(size), store, shared});
+}
+
+// One warp-level request: the lanes' accesses of one execution of one instruction.
+inline void count_request(const std::vector<std::pair<std::uintptr_t, unsigned>>& lanes, bool shared, TrafficCounts& c) {
+  c.requests += 1;
+  std::vector<std::uintptr_t> units;
+  std::vector<std::pair<std::uintptr_t, unsigned>> ranges(lanes);
+  std::sort(ranges.begin(), ranges.end());
+  std::uintptr_t covered_to = 0;
+  for (const auto& [address, size] : ranges) {
+    const std::uintptr_t end = address + size;
+    if (end > covered_to) c.distinct_bytes += static_cast<double>(end - std::max(address, covered_to));
+    covered_to = std::max(covered_to, end);
+  }
+  for (const auto& [address, size] : lanes) {
+    c.bytes += size;
+    const unsigned shift = shared ? 2 : 5;  // 4-byte words in banks, or 32-byte sectors
+    for (std::uintptr_t u = address >> shift; u <= (address + size - 1) >> shift; ++u) units.push_back(u);
+  }
+  std::sort(units.begin(), units.end());
+  units.erase(std::unique(units.begin(), units.end()), units.end());
+  if (!shared) {
+    c.units += static_cast<double>(units.size());
+    return;
+  }
+  std::array<unsigned, 32> per_bank{};
+  for (std::uintptr_t word : units) ++per_bank[word % 32];
+  c.units += *std::max_element(per_bank.begin(), per_bank.end());
+}
+
+// Groups the recorded accesses of every warp into requests and counts them.
+inline void profile_block_flush(const BlockContext& b) {
+  ProfileState& p = profile_state();
+  if (!p.block_sampled) return;
+  LaunchProfile& entry = profile_log().back();
+  struct Keyed {
+    std::uintptr_t site;
+    std::uint32_t occurrence;
+    bool store, shared;
+    std::uintptr_t address;
+    unsigned size;
+  };
+  std::vector<Keyed> keyed;
+  std::unordered_map<std::uintptr_t, std::uint32_t> occurrences;
+  for (unsigned warp = 0; warp * 32 < b.thread_count; ++warp) {
+    keyed.clear();
+    for (unsigned lane = 0; lane < 32 && warp * 32 + lane < b.thread_count; ++lane) {
+      occurrences.clear();
+      for (const AccessRecord& r : p.records[warp * 32 + lane])
+        keyed.push_back({r.site, occurrences[r.site]++, r.store, r.shared, r.address, r.size});
+      p.records[warp * 32 + lane].clear();
+    }
+    std::sort(keyed.begin(), keyed.end(), [](const Keyed& x, const Keyed& y) {
+      return x.site != y.site ? x.site < y.site : x.occurrence != y.occurrence ? x.occurrence < y.occurrence : x.store < y.store;
+    });
+    std::vector<std::pair<std::uintptr_t, unsigned>> lanes;
+    for (std::size_t i = 0; i < keyed.size();) {
+      std::size_t j = i;
+      lanes.clear();
+      while (j < keyed.size() && keyed[j].site == keyed[i].site && keyed[j].occurrence == keyed[i].occurrence &&
+             keyed[j].store == keyed[i].store) {
+        lanes.emplace_back(keyed[j].address, keyed[j].size);
+        ++j;
+      }
+      const Keyed& k = keyed[i];
+      TrafficCounts& c = k.shared ? (k.store ? entry.shared_store : entry.shared_load)
+                                  : (k.store ? entry.global_store : entry.global_load);
+      count_request(lanes, k.shared, c);
+      i = j;
+    }
+  }
+}
+
+inline void profile_block_end(const BlockContext& b) {
+  profile_block_flush(b);
+  ProfileState& p = profile_state();
+  if (!p.block_sampled) return;
+  std::sort(p.block_sectors.begin(), p.block_sectors.end());
+  p.sum_block_distinct_sectors +=
+      static_cast<double>(std::unique(p.block_sectors.begin(), p.block_sectors.end()) - p.block_sectors.begin());
+}
+
+// Scales the sampled counts to the grid and adds up the distinct global sectors.
+inline void profile_launch_end() {
+  ProfileState& p = profile_state();
+  if (!p.launch_active) return;
+  p.launch_active = p.block_sampled = false;
+  LaunchProfile& entry = profile_log().back();
+  if (entry.sampled_blocks > 0) {
+    const double scale = static_cast<double>(entry.blocks) / static_cast<double>(entry.sampled_blocks);
+    for (TrafficCounts* c : {&entry.global_load, &entry.global_store, &entry.shared_load, &entry.shared_store}) {
+      c->requests *= scale;
+      c->units *= scale;
+      c->bytes *= scale;
+      c->distinct_bytes *= scale;
+    }
+  }
+  std::uint64_t sectors = 0;
+  for (auto& [begin, a] : allocation_registry().by_begin)
+    if (a.touched_launch == p.launch_stamp)
+      for (std::uint64_t word : a.touched_sectors) sectors += static_cast<std::uint64_t>(std::popcount(word));
+  double distinct = static_cast<double>(sectors);
+  const double sampled = static_cast<double>(entry.sampled_blocks);
+  if (p.sampled_only && entry.sampled_blocks > 1 && entry.sampled_blocks < entry.blocks) {
+    const double shared = std::clamp((p.sum_block_distinct_sectors - distinct) / (sampled - 1), 0.0, distinct);
+    distinct = shared + static_cast<double>(entry.blocks) * (distinct - shared) / sampled;
+  }
+  entry.global_distinct_bytes = 32.0 * distinct;
+}
+
+}  // namespace kiln::gpu::emu
+
+#endif  // !KILN_GPU_REAL && KILN_EMU_CHECK

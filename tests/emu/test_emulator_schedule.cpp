@@ -1,0 +1,112 @@
+// Seeded random schedules (kernels/kiln/gpu/emu_schedule.hpp) and exact-size device allocations
+// under AddressSanitizer (kernels/kiln/gpu/memory.hpp).
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "kiln/gpu/gpu.hpp"
+#include "test_emulator_support.hpp"
+
+#if KILN_EMU_ASAN
+#include <sys/wait.h>
+#include <unistd.h>
+#endif
+
+using kiln_emu_test::DeviceBuffer;
+
+namespace {
+
+#if !KILN_EMU_THREADS
+// The order in which the threads ran, before and after a barrier.
+__global__ void record_order(unsigned* before, unsigned* after, unsigned* counters) {
+  before[threadIdx.x] = atomicAdd(&counters[0], 1u);
+  __syncthreads();
+  after[threadIdx.x] = atomicAdd(&counters[1], 1u);
+}
+
+struct Orders {
+  std::vector<unsigned> before, after;
+};
+
+Orders run_order(kiln::gpu::emu::Schedule schedule, std::uint64_t seed) {
+  kiln_emu_test::ScopedSchedule scoped(schedule);
+  kiln::gpu::emu::set_schedule_seed(seed);
+  DeviceBuffer<unsigned> before(64), after(64), counters(std::vector<unsigned>{0, 0});
+  KILN_LAUNCH(record_order, dim3(1), dim3(64), 0, nullptr, before.get(), after.get(), counters.get());
+  kiln::gpu::emu::set_schedule_seed(1);
+  return {before.download(), after.download()};
+}
+#endif
+
+// Writes out[i] for i <= n: one element too many.
+[[maybe_unused]] __global__ void store_one_past_the_end(float* out, unsigned n) {
+  for (unsigned i = threadIdx.x; i <= n; i += blockDim.x) out[i] = 1.0f;
+}
+
+}  // namespace
+
+#if !KILN_EMU_THREADS  // OS-thread mode has no schedule of its own: the OS interleaves the threads
+TEST_CASE("random schedule: a fresh permutation per sweep, reproducible from the seed") {
+  using kiln::gpu::emu::Schedule;
+  std::vector<unsigned> identity(64);
+  std::iota(identity.begin(), identity.end(), 0u);
+  const Orders forward = run_order(Schedule::forward, 1);
+  CHECK(forward.before == identity);
+  CHECK(forward.after == identity);
+  const Orders a = run_order(Schedule::random, 7), b = run_order(Schedule::random, 7), c = run_order(Schedule::random, 8);
+  CHECK(a.before == b.before);
+  CHECK(a.after == b.after);
+  CHECK(a.before != identity);
+  CHECK(a.before != a.after);  // each sweep draws a new order
+  CHECK(a.before != c.before);
+  std::vector<unsigned> sorted = a.before;
+  std::sort(sorted.begin(), sorted.end());
+  CHECK(sorted == identity);  // every thread ran exactly once
+}
+
+TEST_CASE("random schedule: the schedule's text names the seed") {
+  kiln_emu_test::ScopedSchedule scoped(kiln::gpu::emu::Schedule::random);
+  kiln::gpu::emu::set_schedule_seed(123);
+  CHECK(kiln::gpu::emu::schedule_text() == "random:123");
+  kiln::gpu::emu::set_schedule_seed(1);
+}
+#endif
+
+// Allocations used to be rounded up to 256 bytes, so an overrun by one element stayed inside the
+// allocation and AddressSanitizer saw nothing. In a child process: ASan must stop it.
+TEST_CASE("exact-size device allocations: ASan reports a store one element past the end" *
+          doctest::skip(!KILN_EMU_ASAN)) {
+#if KILN_EMU_ASAN
+  int pipe_ends[2];
+  REQUIRE(pipe(pipe_ends) == 0);
+  const pid_t child = fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    dup2(pipe_ends[1], 2);
+    close(pipe_ends[0]);
+    DeviceBuffer<float> out(100);
+    KILN_LAUNCH(store_one_past_the_end, dim3(1), dim3(32), 0, nullptr, out.get(), 100u);  // one block: no worker threads
+    _exit(0);
+  }
+  close(pipe_ends[1]);
+  std::string report;
+  char chunk[4096];
+  for (ssize_t got; (got = read(pipe_ends[0], chunk, sizeof chunk)) > 0;) report.append(chunk, static_cast<std::size_t>(got));
+  close(pipe_ends[0]);
+  int status = 0;
+  REQUIRE(waitpid(child, &status, 0) == child);
+  INFO(report);
+  CHECK(!(WIFEXITED(status) && WEXITSTATUS(status) == 0));
+  CHECK(report.find("heap-buffer-overflow") != std::string::npos);
+  CHECK(report.find("0 bytes ") != std::string::npos);  // "0 bytes to the right of" / "0 bytes after"
+  CHECK(report.find("400-byte region") != std::string::npos);
+  // The same kernel within bounds is fine.
+  DeviceBuffer<float> out(100);
+  KILN_LAUNCH(store_one_past_the_end, dim3(1), dim3(32), 0, nullptr, out.get(), 99u);
+  CHECK(out.download() == std::vector<float>(100, 1.0f));
+#endif
+}

@@ -1,0 +1,43 @@
+# kiln_emucheck_tests (-DKILN_EMU_CHECK=ON, clang): the kernel table and the checker's own tests with
+# every kernel load and store instrumented (kernels/kiln/gpu/emu_check.hpp, docs/emulator.md).
+# Only this target gets the instrumentation; scripts/test.sh builds just it.
+if(NOT CMAKE_CXX_COMPILER_ID MATCHES "Clang")
+  message(FATAL_ERROR "KILN_EMU_CHECK needs clang (-fsanitize-coverage=trace-loads,trace-stores); configure with -DCMAKE_CXX_COMPILER=clang++")
+endif()
+if(KILN_TSAN)
+  message(FATAL_ERROR "KILN_EMU_CHECK needs the fiber emulator: do not combine it with KILN_TSAN")
+endif()
+file(GLOB _emucheck_sources CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/emucheck/*.cpp)
+add_executable(kiln_emucheck_tests ${_emucheck_sources} ${CMAKE_CURRENT_SOURCE_DIR}/emu/test_kernels_table.cpp)
+target_link_libraries(kiln_emucheck_tests PRIVATE kiln_doctest_main kiln::kiln kiln_warnings)
+target_include_directories(kiln_emucheck_tests PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
+target_compile_definitions(kiln_emucheck_tests PRIVATE KILN_EMU_CHECK=1 KILN_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
+                                                       KILN_BINARY_DIR="${PROJECT_BINARY_DIR}")
+# No auto-vectorisation: the callbacks exist for 1-16-byte accesses only, and a GPU thread's
+# accesses are at most 16 bytes anyway.
+target_compile_options(kiln_emucheck_tests PRIVATE -fsanitize-coverage=edge,trace-loads,trace-stores
+  -fsanitize-coverage-allowlist=${CMAKE_CURRENT_SOURCE_DIR}/emucheck/allowlist.txt
+  -fsanitize-coverage-allowlist=${CMAKE_CURRENT_SOURCE_DIR}/emucheck/allowlist_wmma.txt -fno-vectorize -fno-slp-vectorize
+  -Wno-pass-failed -Wno-error=pass-failed)  # the CPU reference asks for vectorised loops: without vectorisation clang warns
+foreach(_src IN LISTS _emucheck_sources)
+  get_filename_component(_name ${_src} NAME_WE)
+  add_test(NAME emucheck.${_name} COMMAND kiln_emucheck_tests --source-file=*/emucheck/${_name}.cpp)
+  set_tests_properties(emucheck.${_name} PROPERTIES LABELS emucheck)
+endforeach()
+# The kernel table with the race checker, under the default schedule and three random ones.
+add_test(NAME emucheck.kernels_table COMMAND kiln_emucheck_tests --source-file=*/emu/test_kernels_table.cpp)
+set_tests_properties(emucheck.kernels_table PROPERTIES LABELS emucheck)
+foreach(_seed 1 2 3)
+  add_test(NAME emucheck.kernels_table_random_${_seed} COMMAND kiln_emucheck_tests --source-file=*/emu/test_kernels_table.cpp)
+  set_tests_properties(emucheck.kernels_table_random_${_seed} PROPERTIES LABELS emucheck ENVIRONMENT KILN_EMU_SCHEDULE=random:${_seed})
+endforeach()
+
+# kiln_emu_profile: the traffic table of one U-Net training step (not a test; docs/kernels.md).
+# Emulated wmma fragments are left out of the instrumentation: today every lane touches the whole
+# tile, which is not the hardware's traffic.
+add_executable(kiln_emu_profile EXCLUDE_FROM_ALL ${CMAKE_CURRENT_SOURCE_DIR}/emucheck/tools/kiln_emu_profile.cpp)
+target_link_libraries(kiln_emu_profile PRIVATE kiln::kiln kiln_warnings)
+target_compile_definitions(kiln_emu_profile PRIVATE KILN_EMU_CHECK=1)
+target_compile_options(kiln_emu_profile PRIVATE -fsanitize-coverage=edge,trace-loads,trace-stores
+  -fsanitize-coverage-allowlist=${CMAKE_CURRENT_SOURCE_DIR}/emucheck/allowlist.txt -fno-vectorize -fno-slp-vectorize
+  -Wno-pass-failed -Wno-error=pass-failed)

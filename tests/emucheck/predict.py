@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""Predicted kernel times on H100 / H200 from the emulator's traffic counters and the SASS figures.
+
+    python3 tests/emucheck/predict.py --profile strict.csv [--profile tf32.csv] [--sass docs/kernels.md]
+
+--profile: the per-launch CSV of kiln_emu_profile (one U-Net training step; its first line of the
+           table names the configuration); several files give one section each.
+--sass:    a markdown file holding sass_check.py's sm_90 table (docs/kernels.md carries it; regenerate
+           with `sass_check.py --markdown`, see docs/kernels.md).
+
+The model (docs/kernels.md, "Predicted times", explains it and its limits): every launch takes the
+longest of
+  math    FLOPs / peak (fp32 SIMT, or dense TF32 tensor cores for the implicit-GEMM kernels),
+  issue   warp instructions / (SMs x 4 schedulers x clock), the instructions being the main loop's
+          instructions per FFMA (HMMA) from the SASS times the FFMAs (FLOPs / 64 per warp FFMA) or
+          HMMAs (FLOPs / 1024 per m16n8k4 TF32 HMMA); only for kernels with FLOPs and a main loop,
+  shared  shared-memory wavefronts / (SMs x 1 wavefront per clock),
+  dram    distinct global bytes / HBM bandwidth (each 32-byte sector moved once: a perfect cache),
+  launch  2 us per launch (an assumption: back-to-back launches without CUDA Graphs),
+where the first four are divided by the fraction of SMs that have a block (min(1, blocks / SMs)).
+"""
+import argparse
+import csv
+import re
+import sys
+from collections import defaultdict
+
+# Published peaks. H100 SXM5: NVIDIA H100 Tensor Core GPU datasheet
+# (https://www.nvidia.com/en-us/data-center/h100/): FP32 67 TFLOPS, TF32 Tensor Core 989 TFLOPS and
+# BF16 1979 TFLOPS "with sparsity" (footnote: "1/2 lower without sparsity", so dense 494.7 and
+# 989.4), GPU memory bandwidth 3.35 TB/s. H200 SXM: NVIDIA
+# H200 datasheet (https://www.nvidia.com/en-us/data-center/h200/): the same FP32 / TF32 / BF16
+# figures, 4.8 TB/s. 132 SMs (NVIDIA H100 Tensor Core GPU Architecture whitepaper, H100 SXM5); the
+# clock follows from FP32 = SMs x 128 lanes x 2 FLOP x clock: 1.98 GHz. Shared memory: 32 banks of
+# 4 bytes per clock per SM (CUDA C++ Programming Guide, compute capability 9.0); 4 warp schedulers
+# per SM, one instruction per clock each (the whitepaper).
+GPUS = {
+    "H100 SXM": dict(fp32=67e12, tf32=494.7e12, bf16=989.4e12, hbm=3.35e12, sms=132, clock=1.98e9),
+    "H200 SXM": dict(fp32=67e12, tf32=494.7e12, bf16=989.4e12, hbm=4.8e12, sms=132, clock=1.98e9),
+}
+LAUNCH_S = 2e-6
+
+
+def read_sass(path):
+    """kernel -> {occupancy, per_op, op} from the sm_90 table of sass_check.py --markdown."""
+    table, in_sm90 = {}, False
+    for line in open(path, encoding="utf-8"):
+        if line.startswith("**sm_"):
+            in_sm90 = line.startswith("**sm_90")
+        if not in_sm90 or not line.startswith("| `"):
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        name = cells[0].strip("`")
+        loop = cells[10]
+        m = re.match(r"(\d+) / (\d+) (HMMA|FFMA) = ([\d.]+)", loop)
+        table[name] = dict(occupancy=cells[6], warps=cells[7], per_op=float(m.group(4)) if m else None,
+                           op=m.group(3) if m else None)
+    return table
+
+
+def num(row, key):
+    return float(row[key] or 0)
+
+
+def predict(row, sass, gpu):
+    g = GPUS[gpu]
+    blocks = num(row, "blocks")
+    fraction = min(1.0, blocks / g["sms"]) if blocks else 1.0
+    flops = num(row, "flops")
+    kernel = row["kernel"]
+    tensor = "igemm" in kernel
+    terms = {}
+    terms["math"] = flops / (g["tf32"] if tensor else g["fp32"]) / fraction
+    s = sass.get(kernel)
+    if flops > 0 and s and s["per_op"]:
+        ops = flops / 1024 if s["op"] == "HMMA" else flops / 64  # warp-level HMMA m16n8k4 / warp FFMA
+        terms["issue"] = ops * s["per_op"] / (g["sms"] * 4 * g["clock"]) / fraction
+    wavefronts = num(row, "sld_wavefronts") + num(row, "sst_wavefronts")
+    terms["shared"] = wavefronts / (g["sms"] * g["clock"]) / fraction
+    terms["dram"] = num(row, "global_distinct_bytes") / g["hbm"] / fraction
+    terms["launch"] = LAUNCH_S
+    limit = max(terms, key=terms.get)
+    return terms[limit], limit, terms
+
+
+def section(path, sass):
+    rows = list(csv.DictReader(open(path, encoding="utf-8")))
+    if not rows:
+        sys.exit(f"predict.py: {path} has no launches")
+    per_kernel = defaultdict(lambda: defaultdict(float))
+    step = {gpu: defaultdict(float) for gpu in GPUS}
+    bound = {gpu: defaultdict(float) for gpu in GPUS}
+    for r in rows:
+        k = per_kernel[r["kernel"]]
+        k["launches"] += 1
+        for key in ("flops", "gld_request_distinct_bytes", "gst_request_distinct_bytes", "gld_requests", "gld_sectors", "gld_bytes", "gst_requests", "gst_sectors", "gst_bytes",
+                    "sld_requests", "sld_wavefronts", "sst_requests", "sst_wavefronts", "global_distinct_bytes"):
+            k[key] += num(r, key)
+        for gpu in GPUS:
+            t, limit, _ = predict(r, sass, gpu)
+            k[gpu] += t
+            k[gpu + limit] += t
+            step[gpu][r["phase"]] += t
+            bound[gpu][limit] += t
+    print(f"| kernel | launches | GFLOP | coalescing | sectors / ld, st request | shared wavefronts / request | "
+          f"occupancy (sm_90) | instructions per FFMA / HMMA | H100 µs | H200 µs | binding limit (H200) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for name in sorted(per_kernel, key=lambda n: -per_kernel[n]["H200 SXM"]):
+        k = per_kernel[name]
+        moved = 32 * (k["gld_sectors"] + k["gst_sectors"])
+        coalescing = f"{100 * (k['gld_request_distinct_bytes'] + k['gst_request_distinct_bytes']) / moved:.0f} %" if moved else "-"
+        ld = k["gld_sectors"] / k["gld_requests"] if k["gld_requests"] else 0
+        st = k["gst_sectors"] / k["gst_requests"] if k["gst_requests"] else 0
+        req = k["sld_requests"] + k["sst_requests"]
+        wf = f"{(k['sld_wavefronts'] + k['sst_wavefronts']) / req:.2f}" if req else "-"
+        s = sass.get(name, {})
+        per_op = f"{s['per_op']} {s['op']}" if s.get("per_op") else "-"
+        limits = {lim: k["H200 SXM" + lim] for lim in ("math", "issue", "shared", "dram", "launch")}
+        limit = max(limits, key=limits.get)
+        print(f"| `{name}` | {k['launches']:.0f} | {k['flops'] / 1e9:.2f} | {coalescing} | {ld:.1f}, {st:.1f} | {wf} | "
+              f"{s.get('occupancy', '?')} | {per_op} | {k['H100 SXM'] * 1e6:.0f} | {k['H200 SXM'] * 1e6:.0f} | {limit} |")
+    print()
+    for gpu in GPUS:
+        total = sum(step[gpu].values())
+        phases = ", ".join(f"{p} {t * 1e3:.2f} ms" for p, t in step[gpu].items())
+        shares = ", ".join(f"{lim} {100 * t / total:.0f} %" for lim, t in sorted(bound[gpu].items(), key=lambda x: -x[1]))
+        print(f"* {gpu}: one step {total * 1e3:.2f} ms ({phases}); time by binding limit: {shares}")
+    print()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--profile", action="append", required=True, help="kiln_emu_profile --csv output")
+    ap.add_argument("--sass", default="docs/kernels.md", help="markdown holding sass_check.py's sm_90 table")
+    args = ap.parse_args()
+    try:
+        sass = read_sass(args.sass)
+    except OSError as e:
+        sys.exit(f"predict.py: cannot read the SASS table: {e}")
+    if not sass:
+        sys.exit(f"predict.py: {args.sass} holds no sm_90 table of sass_check.py --markdown")
+    for path in args.profile:
+        print(f"**{path}**\n")
+        section(path, sass)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,217 @@
+// kiln_emu_profile: the memory traffic of every kernel launch of one U-Net training step
+// (forward, MSE loss, backward, Adam) at real shapes, from the emulator's counters
+// (kernels/kiln/gpu/emu_profile.hpp; checking build only, target kiln_emu_profile).
+//
+//   kiln_emu_profile [--width 16|32] [--batch N] [--size S] [--math strict|tf32] [--csv FILE]
+//
+// Prints a table per kernel (summed over the step's launches) and writes one CSV row per launch
+// for tests/emucheck/predict.py (the predicted-time table of docs/kernels.md). Only sampled blocks
+// run (at most KILN_EMU_PROFILE_BLOCKS per launch, default 64), so the step's numbers are garbage
+// but its traffic is that of the full step. FLOPs are declared here, from the convolution layers'
+// shapes: 2·N·H·W·Cin·Cout·K² for the forward, input-gradient and weight-gradient passes and
+// N·H·W·Cout for the bias gradient; the other kernels are counted as 0 FLOPs (memory-bound). The
+// convolutions' distinct global bytes are their tensors' sizes (see below).
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "kiln/cuda.hpp"
+#include "kiln/models/unet.hpp"
+
+namespace {
+
+struct Options {
+  int width = 32, batch = 16, size = 64;
+  std::string math = "strict", csv;
+};
+
+[[noreturn]] void usage(const std::string& why) {
+  std::fprintf(stderr, "kiln_emu_profile: %s\nusage: kiln_emu_profile [--width 16|32] [--batch N] [--size S] [--math strict|tf32] [--csv FILE]\n",
+               why.c_str());
+  std::exit(2);
+}
+
+Options parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (i + 1 >= argc) usage("'" + a + "' needs a value");
+    const std::string v = argv[++i];
+    if (a == "--width") o.width = std::atoi(v.c_str());
+    else if (a == "--batch") o.batch = std::atoi(v.c_str());
+    else if (a == "--size") o.size = std::atoi(v.c_str());
+    else if (a == "--math") o.math = v;
+    else if (a == "--csv") o.csv = v;
+    else usage("unknown option '" + a + "'");
+  }
+  if (o.width != 16 && o.width != 32) usage("--width must be 16 (model small) or 32 (model base)");
+  if (o.batch < 1 || o.size < 16 || o.size % 16 != 0) usage("--batch must be >= 1 and --size a multiple of 16");
+  if (o.math != "strict" && o.math != "tf32") usage("--math must be strict or tf32");
+  return o;
+}
+
+struct ConvLayer {
+  std::string name;
+  long long c_in, c_out, k, h, w;
+};
+
+// "k::conv2d_forward_kernel<3>" -> "conv2d_forward_kernel<3>".
+std::string short_name(const std::string& launched) {
+  const std::size_t template_start = launched.find('<');
+  const std::size_t colon = launched.rfind("::", template_start);
+  return colon == std::string::npos ? launched : launched.substr(colon + 2);
+}
+
+bool contains(const std::string& s, const char* what) { return s.find(what) != std::string::npos; }
+
+struct Row {
+  const kiln::gpu::emu::LaunchProfile* p;
+  std::string kernel, phase, layer;
+};
+
+template <int Width>
+int run(const Options& o) {
+  constexpr int depth = 4;
+  using Cuda = kiln::Cuda;
+  namespace emu = kiln::gpu::emu;
+  if (o.math == "tf32") kiln::cuda::set_math_mode(kiln::cuda::MathMode::tf32);
+  kiln::Network<kiln::UNet<1, 2, Width, depth, Cuda>> net;
+  kiln::Rng rng(1);
+  net.reset_parameters(rng);
+  kiln::Adam<Cuda> opt(kiln::collect_parameters(net));
+  kiln::MSELoss<Cuda> loss;
+  const kiln::Shape in = kiln::Shape::nchw(o.batch, 1, o.size, o.size), out = kiln::Shape::nchw(o.batch, 2, o.size, o.size);
+  const auto x = kiln::Tensor<float, Cuda>::from_host(in, std::vector<float>(static_cast<std::size_t>(in.numel()), 0.5f));
+  const auto target = kiln::Tensor<float, Cuda>::from_host(out, std::vector<float>(static_cast<std::size_t>(out.numel()), 0.25f));
+
+  emu::set_race_check(false);  // skipped blocks leave shared/global data unwritten on purpose
+  emu::set_profile_sampled_only(true);
+  emu::set_profile(true);
+  for (int step = 0; step < 2; ++step) {  // the first step plans and creates the optimizer state
+    emu::profile_log().clear();
+    net.zero_grad();
+    loss.forward(net.forward(x, kiln::Mode::train), target);
+    net.backward(loss.backward());
+    opt.step();
+  }
+  emu::set_profile(false);
+
+  // The convolutions in execution order (= visit order) with their input sizes.
+  std::vector<ConvLayer> convs;
+  net.visit([&](kiln::StateRef<Cuda> ref) {
+    if (ref.kind != kiln::StateRef<Cuda>::Kind::parameter || ref.value->shape().rank() != 4) return;
+    const kiln::Shape& s = ref.value->shape();  // [Cout, Cin, K, K]
+    int level = 0;
+    const std::string& n = ref.name;
+    if (n.rfind("down.", 0) == 0) level = std::atoi(n.c_str() + 5);
+    else if (n.rfind("bottleneck", 0) == 0) level = depth;
+    else if (n.rfind("up.", 0) == 0) level = depth - 1 - std::atoi(n.c_str() + 3) + (contains(n, ".reduce.") ? 1 : 0);
+    const long long side = o.size >> level;
+    convs.push_back({n.substr(0, n.rfind('.')), s.c(), s.n(), s.h(), side, side});
+  });
+
+  std::vector<Row> rows;
+  std::string phase = "forward";
+  std::size_t next_forward = 0, next_backward = convs.size();
+  bool in_backward_group = false;
+  for (auto& p : emu::profile_log()) {
+    Row r{&p, short_name(p.kernel), phase, ""};
+    if (contains(r.kernel, "loss_backward")) phase = r.phase = "backward";
+    if (contains(r.kernel, "adam") || contains(r.kernel, "sgd")) phase = r.phase = "optimizer";
+    const bool forward_conv = contains(r.kernel, "conv2d_forward") || contains(r.kernel, "conv2d_igemm_forward");
+    const bool backward_conv = contains(r.kernel, "conv2d_backward") || contains(r.kernel, "conv2d_igemm_backward") ||
+                               contains(r.kernel, "reduce_splits");
+    // Convolutions: FLOPs and the compulsory global bytes (every tensor read or written once) from
+    // the layer's shape. The sampled-block extrapolation of distinct bytes cannot see that every
+    // block of a weight gradient reads the same activations, so it is replaced here.
+    auto pixels = [&](const ConvLayer& c) { return 1.0 * o.batch * c.h * c.w; };
+    auto weights = [&](const ConvLayer& c) { return 1.0 * c.c_in * c.c_out * c.k * c.k; };
+    if (forward_conv && next_forward < convs.size()) {
+      const ConvLayer& c = convs[next_forward++];
+      r.layer = c.name;
+      p.flops = 2.0 * pixels(c) * weights(c);
+      p.global_distinct_bytes = 4.0 * (pixels(c) * (c.c_in + c.c_out) + weights(c) + c.c_out);
+    } else if (backward_conv) {
+      if (!in_backward_group && next_backward > 0) --next_backward;
+      in_backward_group = true;
+      const ConvLayer& c = convs[next_backward];
+      r.layer = c.name;
+      if (contains(r.kernel, "bias")) {
+        p.flops = pixels(c) * c.c_out;
+        p.global_distinct_bytes = 4.0 * (pixels(c) * c.c_out + 2.0 * c.c_out);
+      } else if (contains(r.kernel, "backward_data")) {
+        p.flops = 2.0 * pixels(c) * weights(c);
+        p.global_distinct_bytes = 4.0 * (pixels(c) * (c.c_in + c.c_out) + weights(c));
+      } else if (contains(r.kernel, "backward_weight")) {  // dw is read and written (+=); split-K partials not counted
+        p.flops = 2.0 * pixels(c) * weights(c);
+        p.global_distinct_bytes = 4.0 * (pixels(c) * (c.c_in + c.c_out) + 2.0 * weights(c));
+      }
+    }
+    if (!backward_conv) in_backward_group = false;
+    rows.push_back(r);
+  }
+
+  if (!o.csv.empty()) {
+    std::ofstream f(o.csv);
+    if (!f) usage("cannot write '" + o.csv + "'");
+    f << "launch,phase,kernel,layer,blocks,threads,dynamic_shared,sampled_blocks,flops,gld_requests,gld_sectors,gld_bytes,"
+         "gst_requests,gst_sectors,gst_bytes,sld_requests,sld_wavefronts,sld_bytes,sst_requests,sst_wavefronts,sst_bytes,"
+         "global_distinct_bytes,gld_request_distinct_bytes,gst_request_distinct_bytes\n";
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      const auto& p = *rows[i].p;
+      f << i << ',' << rows[i].phase << ',' << rows[i].kernel << ',' << rows[i].layer << ',' << p.blocks << ','
+        << p.block.x * p.block.y * p.block.z << ',' << p.dynamic_shared_bytes << ',' << p.sampled_blocks << ',' << p.flops;
+      for (const emu::TrafficCounts* c : {&p.global_load, &p.global_store, &p.shared_load, &p.shared_store})
+        f << ',' << c->requests << ',' << c->units << ',' << c->bytes;
+      f << ',' << p.global_distinct_bytes << ',' << p.global_load.distinct_bytes << ',' << p.global_store.distinct_bytes << '\n';
+    }
+  }
+
+  // Per kernel, summed over the step.
+  struct Sum {
+    int launches = 0;
+    double flops = 0, request_distinct = 0, gld_req = 0, gld_sec = 0, gld_bytes = 0, gst_req = 0, gst_sec = 0, gst_bytes = 0, sld_req = 0,
+           sld_wf = 0, sst_req = 0, sst_wf = 0, distinct = 0;
+  };
+  std::map<std::string, Sum> sums;
+  for (const Row& r : rows) {
+    Sum& s = sums[r.kernel];
+    const auto& p = *r.p;
+    ++s.launches;
+    s.flops += p.flops;
+    s.request_distinct += p.global_load.distinct_bytes + p.global_store.distinct_bytes;
+    s.gld_req += p.global_load.requests, s.gld_sec += p.global_load.units, s.gld_bytes += p.global_load.bytes;
+    s.gst_req += p.global_store.requests, s.gst_sec += p.global_store.units, s.gst_bytes += p.global_store.bytes;
+    s.sld_req += p.shared_load.requests, s.sld_wf += p.shared_load.units;
+    s.sst_req += p.shared_store.requests, s.sst_wf += p.shared_store.units;
+    s.distinct += p.global_distinct_bytes;
+  }
+  auto ratio = [](double a, double b) { return b > 0 ? a / b : 0.0; };
+  std::printf("UNet<1,2,%d,%d>, batch %d, %dx%d, %s convolutions: one training step, %zu launches\n\n", Width, depth,
+              o.batch, o.size, o.size, o.math.c_str(), rows.size());
+  std::printf("| kernel | launches | GFLOP | global MB (distinct) | ld sectors/req | st sectors/req | coalescing | shared ld wavefronts/req | shared st wavefronts/req |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|\n");
+  for (const auto& [name, s] : sums) {
+    const double efficiency = ratio(s.request_distinct, 32.0 * (s.gld_sec + s.gst_sec));
+    std::printf("| `%s` | %d | %.2f | %.1f | %.2f | %.2f | %.0f %% | %s | %s |\n", name.c_str(), s.launches, s.flops / 1e9,
+                s.distinct / 1e6, ratio(s.gld_sec, s.gld_req), ratio(s.gst_sec, s.gst_req), 100 * efficiency,
+                s.sld_req > 0 ? std::to_string(ratio(s.sld_wf, s.sld_req)).substr(0, 4).c_str() : "-",
+                s.sst_req > 0 ? std::to_string(ratio(s.sst_wf, s.sst_req)).substr(0, 4).c_str() : "-");
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Options o = parse(argc, argv);
+  try {
+    return o.width == 16 ? run<16>(o) : run<32>(o);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "kiln_emu_profile: %s\n", e.what());
+    return 1;
+  }
+}
