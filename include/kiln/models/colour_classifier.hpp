@@ -24,6 +24,7 @@ class ColourClassifier {
   static constexpr int out_channels = 2;
   static constexpr std::size_t parameter_count = Net::parameter_count;
   using body_type = Sequential<Net, Decoder>;  // (the receptive field reads it)
+  static constexpr int size_multiple = Net::size_multiple;
 
   Net& logits() { return net_; }
   Decoder& decoder() { return decode_; }
