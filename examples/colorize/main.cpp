@@ -53,7 +53,39 @@ struct Options {
   bool overwrite = false;
   std::string max_memory;  // "" = the default budget
   float temperature = 0;   // > 0: overrides a classification checkpoint's annealed-mean temperature
+  std::string export_to;   // --export FILE: write the model alone (no optimizer state) and stop
+  std::string export_dtype = "f16";
 };
+
+// The checkpoint's model tensors (parameters and buffers as F16, BF16 or F32; counters as I64)
+// and the metadata a colorizer needs (model, scaling, colour head, training summary); no optimizer
+// state, no resume position. kiln-colorize and PyTorch load it like any checkpoint.
+template <class Net>
+void export_model(Net& net, const std::map<std::string, std::string>& metadata, const Options& o) {
+  const io::DType storage = o.export_dtype == "f16" ? io::DType::F16 : o.export_dtype == "bf16" ? io::DType::BF16 : io::DType::F32;
+  std::vector<io::TensorRecord> records;
+  net.visit([&](kiln::StateRef<kiln::Cpu> r) {
+    if (r.kind == kiln::StateRef<kiln::Cpu>::Kind::counter) {
+      records.push_back(io::TensorRecord::from_values<std::int64_t>(r.name, {}, std::vector<std::int64_t>{*r.counter}));
+      return;
+    }
+    std::vector<std::int64_t> shape;
+    for (int d = 0; d < r.value->shape().rank(); ++d) shape.push_back(r.value->shape()[d]);
+    records.push_back(io::TensorRecord::from_floats(r.name, shape, r.value->to_vector(), storage));
+  });
+  std::map<std::string, std::string> m;
+  for (const auto& [key, value] : metadata) {
+    const bool keep = key.rfind("kiln.colour.", 0) == 0 || key == "kiln.model" || key == "kiln.format_version" ||
+                      key == "kiln.input_scaling" || key == "kiln.output_scaling" || key == "kiln.train.config" ||
+                      key == "kiln.train.step" || key == "kiln.train.epoch" || key == "kiln.train.step_in_epoch" ||
+                      key == "kiln.train.seconds" || key == "kiln.train.best_val_mse" || key == "kiln.train.model";
+    if (keep) m[key] = value;
+  }
+  m["kiln.export.dtype"] = std::string(io::dtype_name(storage));
+  io::save_safetensors(o.export_to, records, m);
+  std::printf("exported %zu tensors (%s) to %s\n", records.size(), std::string(io::dtype_name(storage)).c_str(),
+              o.export_to.c_str());
+}
 
 // The ready-trained colorizer used when no --checkpoint is given: next to the installed program
 // (PREFIX/bin/kiln-colorize -> PREFIX/share/kiln/models/), else in the source tree's models/.
@@ -275,6 +307,14 @@ int colorize_all(const Options& o, kp::DeviceKind device) {
       throw kp::file_error(o.checkpoint, e);
     }
   }
+  if (!o.export_to.empty()) {
+    if constexpr (std::is_same_v<typename Model::device, kiln::Cpu>) {
+      export_model(*net, info.metadata, o);
+      return kp::exit_ok;
+    } else {
+      throw kp::usage_error("--export", "use --device cpu");
+    }
+  }
   const std::string trained = training_summary(info.metadata);
   std::string kind;
   if (head.classify) {
@@ -409,7 +449,14 @@ int run(int argc, char** argv) {
                  "Memory budget, checked before each image is decoded and inferred (e.g. 4G, 512M; none: no check; "
                  "default 3/4 of the machine's memory)")
       ->type_name("SIZE");
-  app.add_option("inputs", o.inputs, "Image files or folders (searched recursively)")->required()->type_name("INPUT...");
+  auto* export_opt = app.add_option("--export", o.export_to,
+                                    "Write the checkpoint's model alone (no optimizer state; parameters stored as "
+                                    "--export-dtype) to FILE and stop: a compact file for kiln-colorize and PyTorch")
+                         ->type_name("FILE");
+  app.add_option("--export-dtype", o.export_dtype, "Storage of --export's parameters: f16, bf16 or f32")
+      ->check(CLI::IsMember({"f16", "bf16", "f32"}));
+  auto* inputs = app.add_option("inputs", o.inputs, "Image files or folders (searched recursively)")->type_name("INPUT...");
+  export_opt->excludes(inputs);
 
   try {
     app.parse(argc, argv);
@@ -426,6 +473,11 @@ int run(int argc, char** argv) {
     throw kp::usage_error("--max-memory", e.what());
   }
   if (o.threads > 0) omp_set_num_threads(o.threads);
+  if (o.inputs.empty() && o.export_to.empty()) {
+    kp::print_error(kProgram, "no input images: give image files or folders (or --export FILE)");
+    std::fprintf(stderr, "Run kiln-colorize --help for the options.\n");
+    return kp::exit_usage;
+  }
   if (o.checkpoint.empty()) o.checkpoint = find_ready_model();
   if (const std::string why = kp::missing_reason(o.checkpoint); !why.empty())
     throw kp::ProgramError(o.checkpoint, "the checkpoint " + why);
