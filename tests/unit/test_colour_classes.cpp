@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "gradcheck.hpp"
+#include "kiln/models/colour_classifier.hpp"
 #include "kiln/train/ab_bins.hpp"
 
 using namespace kiln;
@@ -170,4 +171,35 @@ TEST_CASE("make_ab_bins: the occupied bins, a prior, and rebalancing weights wit
   // Numbers round-trip through the metadata text exactly; junk is refused.
   CHECK(train::parse_numbers(train::join_numbers(b.weights), "w") == b.weights);
   CHECK_THROWS_WITH(train::parse_numbers("1,x", "kiln.colour.weights"), doctest::Contains("'x' (item 2)"));
+}
+
+TEST_CASE("ColourClassifier: the U-Net's state under the same names, the annealed mean on its logits, same reach") {
+  using Logits = UNet<1, 20, 4, 2>;
+  static_assert(ReceptiveField<ColourClassifier<Logits>>::radius == ReceptiveField<Logits>::radius);
+  Network<Logits> bare;
+  Network<ColourClassifier<Logits>> wrapped;
+  Rng rng(21);
+  bare.reset_parameters(rng);
+  std::vector<std::string> names_bare, names_wrapped;
+  std::vector<std::vector<float>> values;
+  bare.visit([&](StateRef<Cpu> r) {
+    names_bare.push_back(r.name);
+    values.push_back(r.value ? r.value->to_vector() : std::vector<float>{});
+  });
+  std::size_t i = 0;
+  wrapped.visit([&](StateRef<Cpu> r) {
+    names_wrapped.push_back(r.name);
+    if (r.value) r.value->copy_from_host(values.at(i));
+    ++i;
+  });
+  CHECK(names_bare == names_wrapped);
+  wrapped.layers().decoder().set_bins(grid_centres(), 0.38f);
+  const auto x = kiln::test::random_tensor(Shape::nchw(1, 1, 8, 8), rng);
+  const auto logits = bare.forward(x, Mode::eval).clone();
+  AnnealedMean<20> dec(grid_centres(), 0.38f);
+  Arena<Cpu> arena;
+  arena.begin(Mode::eval);
+  dec.plan(logits.shape(), arena, "dec");
+  arena.finalize();
+  CHECK(relative_error(wrapped.forward(x, Mode::eval).to_vector(), dec.forward(logits, Mode::eval).to_vector()) < 1e-6);
 }
