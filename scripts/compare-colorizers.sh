@@ -6,6 +6,8 @@
 # Defaults: the default and street presets' validation folders of data/photos; inference at
 # --max-side 384 (the longest side the training loader caches); 1 thread (THREADS=N for more).
 # STRIDE=N takes every N-th image of each folder (sorted by name, starting with the first).
+# REUSE=1 keeps a checkpoint's results already in OUT (a log with its mean line): checkpoints can
+# be compared by separate runs in parallel, then once more with REUSE=1 for the summary and picture.
 # Writes OUT/<name>/<set>/ (the comparison PNGs), OUT/<name>-<set>.log, OUT/summary.txt
 # (every mean line) and OUT/compare.jpg (ffmpeg).
 set -euo pipefail
@@ -23,6 +25,10 @@ for m in "${models[@]}"; do
   name=${m%%=*} ckpt=${m#*=}
   for set in "${sets[@]}"; do
     tag=$(basename "$(dirname "$set")")
+    if [[ ${REUSE:-0} == 1 ]] && grep -q '^mean over' "$out/$name-$tag.log" 2>/dev/null; then
+      echo "$name $tag: $(grep '^mean over' "$out/$name-$tag.log")" | tee -a "$out/summary.txt"
+      continue
+    fi
     mapfile -t files < <(find "$set" -type f \( -iname '*.jpg' -o -iname '*.jpeg' -o -iname '*.png' \) | sort |
       awk -v s="${STRIDE:-1}" '(NR - 1) % s == 0')
     "$colorize" --checkpoint "$ckpt" --threads "${THREADS:-1}" --max-side 384 --compare --overwrite \
