@@ -47,8 +47,8 @@ class SoftmaxCrossEntropy {
       KILN_CHECK(weights->shape() == Shape::nchw(s.n(), 1, s.h(), s.w()), "SoftmaxCrossEntropy: weights ",
                  weights->shape().str(), " are not one per pixel of ", s.str());
     if (!(dlogits_.shape() == s)) dlogits_ = T(s);
-    const Shape pixels{s.n() * s.h() * s.w()};
-    if (!(pixel_loss_.shape() == pixels)) pixel_loss_ = T(pixels);
+    const std::int64_t pixels = s.n() * s.h() * s.w();
+    if (pixel_loss_.numel() != static_cast<std::size_t>(pixels)) pixel_loss_ = T(Shape{pixels});
     if (value_.empty()) value_ = T(Shape{1});
     logits_ = &logits, targets_ = &targets, weights_ = weights;
     Backend<Device>::softmax_xent_forward(args(s), logits, targets, weights ? *weights : empty_, pixel_loss_, value_);
