@@ -25,8 +25,10 @@ __device__ __forceinline__ float channel_max(const float* z, std::int64_t classe
 }
 
 // pixel_loss[p] = w_p (sum_k t_k * log sum_k exp(z_k - m) - sum_k t_k (z_k - m)).
-__global__ void softmax_xent_pixel_kernel(SoftmaxXentArgs a, const float* logits, const float* targets,
-                                          const float* weights, float* pixel_loss) {
+// (a template, like every kernel here: a header included by many files defines it once)
+template <class Float>
+__global__ void softmax_xent_pixel_kernel(SoftmaxXentArgs a, const Float* logits, const Float* targets,
+                                          const Float* weights, Float* pixel_loss) {
   KILN_GRID_STRIDE_LOOP(p, a.pixels()) {
     const std::int64_t base = (p / a.hw) * a.channels * a.hw + p % a.hw;
     const float* z = logits + base;
@@ -44,15 +46,17 @@ __global__ void softmax_xent_pixel_kernel(SoftmaxXentArgs a, const float* logits
 }
 
 // grid (1), 1-D block (multiple of 32): out[0] = mean of pixel_loss[0 .. P).
-__global__ void softmax_xent_mean_kernel(std::int64_t P, const float* pixel_loss, float* out) {
+template <class Float>
+__global__ void softmax_xent_mean_kernel(std::int64_t P, const Float* pixel_loss, Float* out) {
   double sum = 0.0;
   for (std::int64_t i = threadIdx.x; i < P; i += blockDim.x) sum += pixel_loss[i];
   sum = block_all_sum(sum);
   if (threadIdx.x == 0) out[0] = P ? static_cast<float>(sum / static_cast<double>(P)) : 0.0f;
 }
 
-__global__ void softmax_xent_backward_kernel(SoftmaxXentArgs a, const float* logits, const float* targets,
-                                             const float* weights, float* dlogits) {
+template <class Float>
+__global__ void softmax_xent_backward_kernel(SoftmaxXentArgs a, const Float* logits, const Float* targets,
+                                             const Float* weights, Float* dlogits) {
   const double inv = a.pixels() ? 1.0 / static_cast<double>(a.pixels()) : 0.0;
   KILN_GRID_STRIDE_LOOP(p, a.pixels()) {
     const std::int64_t base = (p / a.hw) * a.channels * a.hw + p % a.hw;
@@ -72,8 +76,9 @@ __global__ void softmax_xent_backward_kernel(SoftmaxXentArgs a, const float* log
   }
 }
 
-__global__ void ab_soft_encode_forward_kernel(AbEncodeArgs a, const float* ab, const float* centres,
-                                              const float* bin_weights, float* targets, float* pixel_weights) {
+template <class Float>
+__global__ void ab_soft_encode_forward_kernel(AbEncodeArgs a, const Float* ab, const Float* centres,
+                                              const Float* bin_weights, Float* targets, Float* pixel_weights) {
   const double inv2s2 = 1.0 / (2.0 * static_cast<double>(a.sigma) * a.sigma);
   KILN_GRID_STRIDE_LOOP(p, a.n * a.hw) {
     const std::int64_t i = p / a.hw, s = p % a.hw;
@@ -90,8 +95,9 @@ __global__ void ab_soft_encode_forward_kernel(AbEncodeArgs a, const float* ab, c
   }
 }
 
-__global__ void ab_soft_encode_backward_kernel(AbEncodeArgs a, const float* centres, const float* targets,
-                                               const float* dtargets, float* dab) {
+template <class Float>
+__global__ void ab_soft_encode_backward_kernel(AbEncodeArgs a, const Float* centres, const Float* targets,
+                                               const Float* dtargets, Float* dab) {
   const double inv_s2 = 1.0 / (static_cast<double>(a.sigma) * a.sigma);
   KILN_GRID_STRIDE_LOOP(p, a.n * a.hw) {
     const std::int64_t i = p / a.hw, s = p % a.hw, base = i * a.channels * a.hw + s;
@@ -112,7 +118,8 @@ __global__ void ab_soft_encode_backward_kernel(AbEncodeArgs a, const float* cent
   }
 }
 
-__global__ void annealed_mean_forward_kernel(AnnealedMeanArgs a, const float* logits, const float* centres, float* ab) {
+template <class Float>
+__global__ void annealed_mean_forward_kernel(AnnealedMeanArgs a, const Float* logits, const Float* centres, Float* ab) {
   const double invT = 1.0 / a.temperature;
   KILN_GRID_STRIDE_LOOP(p, a.n * a.hw) {
     const std::int64_t i = p / a.hw, s = p % a.hw;
@@ -130,8 +137,9 @@ __global__ void annealed_mean_forward_kernel(AnnealedMeanArgs a, const float* lo
   }
 }
 
-__global__ void annealed_mean_backward_kernel(AnnealedMeanArgs a, const float* logits, const float* centres,
-                                              const float* ab, const float* dab, float* dlogits) {
+template <class Float>
+__global__ void annealed_mean_backward_kernel(AnnealedMeanArgs a, const Float* logits, const Float* centres,
+                                              const Float* ab, const Float* dab, Float* dlogits) {
   const double invT = 1.0 / a.temperature;
   KILN_GRID_STRIDE_LOOP(p, a.n * a.hw) {
     const std::int64_t i = p / a.hw, s = p % a.hw, base = i * a.channels * a.hw + s;
