@@ -35,7 +35,7 @@ namespace kiln {
 // Per-pixel softmax cross-entropy over channels.
 struct SoftmaxXentArgs {
   std::int64_t n = 0, channels = 0, classes = 0, hw = 0;  // classes <= channels take part
-  std::int64_t pixels() const { return n * hw; }
+  KILN_HOST_DEVICE std::int64_t pixels() const { return n * hw; }
 };
 
 // ab -> soft targets. neighbours <= kMaxNeighbours.
