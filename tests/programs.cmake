@@ -8,7 +8,8 @@ target_link_libraries(kiln_programs_testtool PRIVATE kiln::kiln kiln_warnings)
 # file replaced, closing messages true; decode: images fully decoded before training; options:
 # numbers and messages; memory: the memory budget; full_disk: a
 # save on a full tmpfs (skips, exit 77, without mount rights).
-foreach(_name help train resume colorize bad_inputs interrupt kill nan_guard full_disk outputs decode options memory)
+foreach(_name help train resume colorize bad_inputs interrupt kill nan_guard full_disk outputs decode options memory
+              classify)
   add_test(NAME programs.${_name}
            COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/programs/${_name}.sh
                    $<TARGET_FILE:kiln-train> $<TARGET_FILE:kiln-colorize> $<TARGET_FILE:kiln_programs_testtool>

@@ -7,6 +7,7 @@
 #include <kiln/io/image.hpp>
 #include <kiln/io/lab_tensor.hpp>
 #include <kiln/io/read_file.hpp>
+#include <kiln/models/colour_classifier.hpp>
 #include <kiln/train/metrics.hpp>
 #include <nlohmann/json.hpp>
 #include <omp.h>
@@ -24,6 +25,7 @@
 
 #include "../common/checkpoint_model.hpp"
 #include "../common/cli.hpp"
+#include "../common/colour_head.hpp"
 #include "../common/image_complete.hpp"
 #include "../common/infer.hpp"
 #include "../common/memory_budget.hpp"
@@ -50,7 +52,64 @@ struct Options {
   int threads = 0;
   bool overwrite = false;
   std::string max_memory;  // "" = the default budget
+  float temperature = 0;   // > 0: overrides a classification checkpoint's annealed-mean temperature
+  std::string export_to;   // --export FILE: write the model alone (no optimizer state) and stop
+  std::string export_dtype = "f16";
 };
+
+// The checkpoint's model tensors (parameters and buffers as F16, BF16 or F32; counters as I64)
+// and the metadata a colorizer needs (model, scaling, colour head, training summary); no optimizer
+// state, no resume position. kiln-colorize and PyTorch load it like any checkpoint.
+template <class Net>
+void export_model(Net& net, const std::map<std::string, std::string>& metadata, const Options& o) {
+  const io::DType storage = o.export_dtype == "f16" ? io::DType::F16 : o.export_dtype == "bf16" ? io::DType::BF16 : io::DType::F32;
+  std::vector<io::TensorRecord> records;
+  net.visit([&](kiln::StateRef<kiln::Cpu> r) {
+    if (r.kind == kiln::StateRef<kiln::Cpu>::Kind::counter) {
+      records.push_back(io::TensorRecord::from_values<std::int64_t>(r.name, {}, std::vector<std::int64_t>{*r.counter}));
+      return;
+    }
+    std::vector<std::int64_t> shape;
+    for (int d = 0; d < r.value->shape().rank(); ++d) shape.push_back(r.value->shape()[d]);
+    records.push_back(io::TensorRecord::from_floats(r.name, shape, r.value->to_vector(), storage));
+  });
+  std::map<std::string, std::string> m;
+  for (const auto& [key, value] : metadata) {
+    const bool keep = key.rfind("kiln.colour.", 0) == 0 || key == "kiln.model" || key == "kiln.format_version" ||
+                      key == "kiln.input_scaling" || key == "kiln.output_scaling" || key == "kiln.train.config" ||
+                      key == "kiln.train.step" || key == "kiln.train.epoch" || key == "kiln.train.step_in_epoch" ||
+                      key == "kiln.train.seconds" || key == "kiln.train.best_val_mse" || key == "kiln.train.model";
+    if (keep) m[key] = value;
+  }
+  m["kiln.export.dtype"] = std::string(io::dtype_name(storage));
+  io::save_safetensors(o.export_to, records, m);
+  std::printf("exported %zu tensors (%s) to %s\n", records.size(), std::string(io::dtype_name(storage)).c_str(),
+              o.export_to.c_str());
+}
+
+// The ready-trained colorizer used when no --checkpoint is given: next to the installed program
+// (PREFIX/bin/kiln-colorize -> PREFIX/share/kiln/models/), else in the source tree's models/.
+inline constexpr const char* kReadyModel = "kiln-colorizer.safetensors";
+std::vector<fs::path> ready_model_places() {
+  std::vector<fs::path> places;
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) places.push_back(exe.parent_path().parent_path() / "share" / "kiln" / "models" / kReadyModel);
+#ifdef KILN_SOURCE_DIR
+  places.push_back(fs::path(KILN_SOURCE_DIR) / "models" / kReadyModel);
+#endif
+  return places;
+}
+std::string find_ready_model() {
+  std::string looked;
+  for (const fs::path& p : ready_model_places()) {
+    std::error_code ec;
+    if (fs::is_regular_file(p, ec)) return p.string();
+    looked += (looked.empty() ? "" : ", ") + p.string();
+  }
+  throw kp::ProgramError("", "no --checkpoint given and the ready-trained colorizer is not installed (looked for " +
+                                 looked + "): give --checkpoint FILE from kiln-train, or reinstall kiln with its models/");
+}
 
 struct Job {
   fs::path input;
@@ -224,9 +283,14 @@ void check_image_memory(kiln::Network<Net>& net, const kp::MemoryBudget& budget,
   kp::check_memory(budget, file.string(), "colorizing it", need, advice);
 }
 
+// A 2-channel model predicts ab; a classification model (kColourClasses logits) is wrapped in
+// ColourClassifier, which decodes each tile with the annealed mean over the checkpoint's bins.
+template <class Model>
+using Colorizer = std::conditional_t<Model::out_channels == 2, Model, kiln::ColourClassifier<Model>>;
+
 template <class Model>
 int colorize_all(const Options& o, kp::DeviceKind device) {
-  using Net = kiln::Network<Model>;
+  using Net = kiln::Network<Colorizer<Model>>;
   auto net = std::make_unique<Net>();
   io::CheckpointInfo info;
   try {
@@ -234,9 +298,34 @@ int colorize_all(const Options& o, kp::DeviceKind device) {
   } catch (const std::exception& e) {
     throw kp::file_error(o.checkpoint, e);
   }
+  const kp::ColourHead head = kp::ColourHead::from_metadata(info.metadata, o.checkpoint, Model::out_channels);
+  if constexpr (Model::out_channels != 2) {
+    try {
+      net->layers().decoder().set_bins(head.bins.scaled_centres(kp::kAbScale),
+                                       o.temperature > 0 ? o.temperature : head.temperature);
+    } catch (const std::exception& e) {
+      throw kp::file_error(o.checkpoint, e);
+    }
+  }
+  if (!o.export_to.empty()) {
+    if constexpr (std::is_same_v<typename Model::device, kiln::Cpu>) {
+      export_model(*net, info.metadata, o);
+      return kp::exit_ok;
+    } else {
+      throw kp::usage_error("--export", "use --device cpu");
+    }
+  }
   const std::string trained = training_summary(info.metadata);
-  std::printf("kiln-colorize: %s model (%s%s) from %s on %s\n", std::string(kp::model_name<Model>()).c_str(),
-              io::model_name<Model>().c_str(), trained.c_str(), o.checkpoint.c_str(), kp::device_description(device).c_str());
+  std::string kind;
+  if (head.classify) {
+    char buf[96];
+    std::snprintf(buf, sizeof buf, ", %zu colour classes, annealed mean T %.2f", head.bins.size(),
+                  double(o.temperature > 0 ? o.temperature : head.temperature));
+    kind = buf;
+  }
+  std::printf("kiln-colorize: %s model (%s%s%s) from %s on %s\n", std::string(kp::model_name<Model>()).c_str(),
+              io::model_name<Model>().c_str(), kind.c_str(), trained.c_str(), o.checkpoint.c_str(),
+              kp::device_description(device).c_str());
   std::fflush(stdout);
 
   bool failed = false;
@@ -251,7 +340,9 @@ int colorize_all(const Options& o, kp::DeviceKind device) {
   how.max_side = o.max_side;
   how.size = o.size;
   how.scale = o.scale;
-  double sum_mse = 0, sum_psnr = 0, sum_base_mse = 0, sum_base_psnr = 0;
+  // A classifier's tile holds kColourClasses logit planes: smaller tiles keep the plan ~1 GB.
+  if (head.classify) how.tile = 512;
+  double sum_mse = 0, sum_psnr = 0, sum_base_mse = 0, sum_base_psnr = 0, sum_cf = 0, sum_cf_true = 0;
   int compared = 0, written = 0;
   for (const Job& job : jobs) {
     const auto t0 = std::chrono::steady_clock::now();
@@ -281,14 +372,16 @@ int colorize_all(const Options& o, kp::DeviceKind device) {
         const kiln::Tensor<float, kiln::Cpu> zero(ab.shape());
         const double base_mse = kiln::train::ab_mse(zero, ab);
         const double base_psnr = std::min(kiln::train::psnr_rgb(io::lab_to_image(L, zero, 0), truth), 100.0);
+        const double cf = kiln::train::colorfulness(r.colour), cf_true = kiln::train::colorfulness(truth);
         sum_mse += mse, sum_psnr += psnr, sum_base_mse += base_mse, sum_base_psnr += base_psnr;
+        sum_cf += cf, sum_cf_true += cf_true;
         ++compared;
         const fs::path cmp = fs::path(o.out) / (job.name + "_compare.png");
         const io::Image grey_rgb = io::to_rgb(r.grey);
         io::save_png(cmp, kp::side_by_side({&grey_rgb, &r.colour, &truth}));
-        char buf[200];
-        std::snprintf(buf, sizeof buf, "  MSE(ab) %.2f (grey %.2f)  PSNR %.2f dB (grey %.2f)", mse, base_mse, psnr,
-                      base_psnr);
+        char buf[240];
+        std::snprintf(buf, sizeof buf, "  MSE(ab) %.2f (grey %.2f)  PSNR %.2f dB (grey %.2f)  colourfulness %.1f (true %.1f)",
+                      mse, base_mse, psnr, base_psnr, cf, cf_true);
         line += buf;
       }
       char t[32];
@@ -302,8 +395,10 @@ int colorize_all(const Options& o, kp::DeviceKind device) {
     }
   }
   if (compared > 0) {
-    std::printf("mean over %d images: MSE(ab) %.2f (grey baseline %.2f)  PSNR %.2f dB (grey %.2f)\n", compared,
-                sum_mse / compared, sum_base_mse / compared, sum_psnr / compared, sum_base_psnr / compared);
+    std::printf("mean over %d images: MSE(ab) %.2f (grey baseline %.2f)  PSNR %.2f dB (grey %.2f)  colourfulness %.2f "
+                "(true %.2f, ratio %.3f; grey 0)\n",
+                compared, sum_mse / compared, sum_base_mse / compared, sum_psnr / compared, sum_base_psnr / compared,
+                sum_cf / compared, sum_cf_true / compared, sum_cf_true > 0 ? sum_cf / sum_cf_true : 0.0);
   }
   std::printf("%d of %zu images colorized into %s/\n", written, jobs.size(), o.out.c_str());
   if (jobs.empty() && !failed) {
@@ -323,9 +418,14 @@ int run(int argc, char** argv) {
       "kiln-colorize"};
   app.option_defaults()->always_capture_default();
   app.get_formatter()->column_width(30);
-  app.add_option("--checkpoint", o.checkpoint, "A kiln-train checkpoint (.safetensors); the model size is read from it")
-      ->required()
+  app.add_option("--checkpoint", o.checkpoint,
+                 "A kiln-train checkpoint (.safetensors); the model size and kind (ab or colour classes) are read from "
+                 "it. Default: the ready-trained colorizer (share/kiln/models/kiln-colorizer.safetensors)")
       ->type_name("FILE");
+  app.add_option("--temperature", o.temperature,
+                 "Annealed-mean temperature for a colour-class model (default: the checkpoint's, 0.38; lower is more "
+                 "vivid, 1 is the plain mean)")
+      ->check(kp::number_in(0.01, 10.0));
   app.add_option("--out", o.out, "Output folder")->type_name("DIR");
   auto* max_side = app.add_option("--max-side", o.max_side,
                                   "Infer on a copy at most this long (ab is upsampled to full size; 0: full size)")
@@ -336,8 +436,8 @@ int run(int argc, char** argv) {
   size->excludes(scale)->excludes(max_side);
   scale->excludes(max_side);
   app.add_flag("--compare", o.compare,
-               "Also write <name>_compare.png (grey | colorized | original) and print MSE(ab) and PSNR against the "
-               "original (meaningful for colour inputs)");
+               "Also write <name>_compare.png (grey | colorized | original) and print MSE(ab), PSNR and colourfulness "
+               "against the original, per image and the mean, with the grey baseline (meaningful for colour inputs)");
   app.add_option("--device", o.device,
                  "auto (cuda when a GPU is present, else cpu), cpu, or cuda (without a GPU: kiln's CPU emulator of "
                  "CUDA, very slow)")
@@ -349,7 +449,14 @@ int run(int argc, char** argv) {
                  "Memory budget, checked before each image is decoded and inferred (e.g. 4G, 512M; none: no check; "
                  "default 3/4 of the machine's memory)")
       ->type_name("SIZE");
-  app.add_option("inputs", o.inputs, "Image files or folders (searched recursively)")->required()->type_name("INPUT...");
+  auto* export_opt = app.add_option("--export", o.export_to,
+                                    "Write the checkpoint's model alone (no optimizer state; parameters stored as "
+                                    "--export-dtype) to FILE and stop: a compact file for kiln-colorize and PyTorch")
+                         ->type_name("FILE");
+  app.add_option("--export-dtype", o.export_dtype, "Storage of --export's parameters: f16, bf16 or f32")
+      ->check(CLI::IsMember({"f16", "bf16", "f32"}));
+  auto* inputs = app.add_option("inputs", o.inputs, "Image files or folders (searched recursively)")->type_name("INPUT...");
+  export_opt->excludes(inputs);
 
   try {
     app.parse(argc, argv);
@@ -366,6 +473,12 @@ int run(int argc, char** argv) {
     throw kp::usage_error("--max-memory", e.what());
   }
   if (o.threads > 0) omp_set_num_threads(o.threads);
+  if (o.inputs.empty() && o.export_to.empty()) {
+    kp::print_error(kProgram, "no input images: give image files or folders (or --export FILE)");
+    std::fprintf(stderr, "Run kiln-colorize --help for the options.\n");
+    return kp::exit_usage;
+  }
+  if (o.checkpoint.empty()) o.checkpoint = find_ready_model();
   if (const std::string why = kp::missing_reason(o.checkpoint); !why.empty())
     throw kp::ProgramError(o.checkpoint, "the checkpoint " + why);
   kp::CheckpointModel m;
@@ -375,8 +488,9 @@ int run(int argc, char** argv) {
     throw kp::file_error(o.checkpoint, e);
   }
   const kp::DeviceKind device = kp::resolve_device(o.device, kProgram);
-  return kp::with_model(m.name, device,
-                        [&]<class Model>(std::type_identity<Model>) { return colorize_all<Model>(o, device); });
+  return kp::with_model(
+      m.name, device, [&]<class Model>(std::type_identity<Model>) { return colorize_all<Model>(o, device); },
+      m.classify());
 }
 
 }  // namespace

@@ -27,6 +27,8 @@ inline io::MetadataChecks colorization_checks() {
 struct CheckpointModel {
   std::string name;  // "small" | "base"
   int width = 0, depth = 0;
+  int out_channels = 2;  // 2: ab; kColourClasses: colour-class logits (models.hpp)
+  bool classify() const { return out_channels != 2; }
 };
 
 // Reads the checkpoint (checksum verified) and returns the program's model name for it.
@@ -38,9 +40,11 @@ inline CheckpointModel checkpoint_model(const std::filesystem::path& path) {
   if (it != file.metadata.end()) {
     int in = 0, out = 0;
     if (std::sscanf(it->second.c_str(), "UNet<%d,%d,%d,%d>", &in, &out, &m.width, &m.depth) != 4 || in != 1 ||
-        out != 2)
+        (out != 2 && out != kColourClasses))
       throw ProgramError(path.string(), "kiln.model = '" + it->second +
-                                            "' is not a colorization U-Net these programs know (UNet<1,2,W,D>)");
+                                            "' is not a colorization U-Net these programs know (UNet<1,2,W,D> or UNet<1," +
+                                            std::to_string(kColourClasses) + ",W,D>)");
+    m.out_channels = out;
   } else {
     if (!file.contains("down.0.conv1.weight"))
       throw ProgramError(path.string(), "not a kiln U-Net checkpoint (no 'down.0.conv1.weight' tensor and no kiln.model)");
@@ -49,6 +53,10 @@ inline CheckpointModel checkpoint_model(const std::filesystem::path& path) {
     for (const auto& name : file.names())
       if (name.rfind("down.", 0) == 0) levels.insert(name.substr(0, name.find('.', 5)));
     m.depth = int(levels.size());
+    if (file.contains("head.weight")) m.out_channels = int(file.get("head.weight").shape.at(0));
+    if (m.out_channels != 2 && m.out_channels != kColourClasses)
+      throw ProgramError(path.string(), "its head has " + std::to_string(m.out_channels) + " output channels; the programs know 2 (ab) and " +
+                                            std::to_string(kColourClasses) + " (colour classes)");
   }
   m.name = std::string(model_name_for(m.width, m.depth));
   if (m.name.empty())

@@ -87,9 +87,15 @@ struct Colorized {
   int infer_width = 0, infer_height = 0;
 };
 
-// Colorizes `image` (any channel count, any size) with `net` in eval mode.
-template <class Net>
-Colorized colorize(Network<Net>& net, const io::Image& image, const InferSize& how = {}) {
+// The network's output is ab/110 (a regression model).
+struct OutputIsAb {
+  const Tensor<float, Cpu>& operator()(const Tensor<float, Cpu>& y) const { return y; }
+};
+
+// Colorizes `image` (any channel count, any size) with `net` in eval mode; `to_ab` maps the
+// network's output to ab/110 (a classifier's host-side decoding, for small images).
+template <class Net, class ToAb = OutputIsAb>
+Colorized colorize(Network<Net>& net, const io::Image& image, const InferSize& how = {}, const ToAb& to_ab = {}) {
   Colorized r;
   r.grey = io::to_grey(image);
   r.L = io::image_to_L(r.grey);
@@ -99,7 +105,7 @@ Colorized colorize(Network<Net>& net, const io::Image& image, const InferSize& h
       resized ? io::image_to_L(io::resize(r.grey, r.infer_width, r.infer_height)) : r.L;
   TileOptions tiles;
   tiles.tile = how.tile;
-  r.ab = resize_planes(infer_image(net, L_small, tiles), image.height, image.width);
+  r.ab = resize_planes(to_ab(infer_image(net, L_small, tiles)), image.height, image.width);
   r.colour = io::lab_to_image(r.L, r.ab, 0);
   return r;
 }

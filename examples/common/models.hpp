@@ -94,19 +94,28 @@ using SmallModel = UNetSmall<Device>;
 template <class Device>
 using BaseModel = UNetBase<Device>;
 
+// The classification head's channel count (a type-level choice): up to this many ab bins of the
+// training data's gamut (Zhang et al. 2016 use 313 bins of size 10).
+inline constexpr int kColourClasses = 313;
+template <class Device>
+using SmallClassifier = UNet<1, kColourClasses, 16, 4, Device>;
+template <class Device>
+using BaseClassifier = UNet<1, kColourClasses, 32, 4, Device>;
+
 // Calls f(std::type_identity<Model>{}) for the model named `name` on device `d`; returns its result.
+// classify: the model with kColourClasses outputs (class logits) instead of 2 (ab).
 template <class F>
-decltype(auto) with_model(std::string_view name, DeviceKind d, F&& f) {
+decltype(auto) with_model(std::string_view name, DeviceKind d, F&& f, bool classify = false) {
   if (d == DeviceKind::cuda) {
 #if KILN_PROGRAMS_HAVE_CUDA
-    if (name == "small") return f(std::type_identity<SmallModel<Cuda>>{});
-    if (name == "base") return f(std::type_identity<BaseModel<Cuda>>{});
+    if (name == "small") return classify ? f(std::type_identity<SmallClassifier<Cuda>>{}) : f(std::type_identity<SmallModel<Cuda>>{});
+    if (name == "base") return classify ? f(std::type_identity<BaseClassifier<Cuda>>{}) : f(std::type_identity<BaseModel<Cuda>>{});
 #else
     throw usage_error("--device cuda", "this build of kiln has no CUDA device");
 #endif
   } else {
-    if (name == "small") return f(std::type_identity<SmallModel<Cpu>>{});
-    if (name == "base") return f(std::type_identity<BaseModel<Cpu>>{});
+    if (name == "small") return classify ? f(std::type_identity<SmallClassifier<Cpu>>{}) : f(std::type_identity<SmallModel<Cpu>>{});
+    if (name == "base") return classify ? f(std::type_identity<BaseClassifier<Cpu>>{}) : f(std::type_identity<BaseModel<Cpu>>{});
   }
   throw usage_error("--model", "unknown model '" + std::string(name) + "' (small or base)");
 }

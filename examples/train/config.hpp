@@ -29,7 +29,7 @@ struct TrainConfig {
   std::string optimizer = "adam";  // adam | adamw | sgd
   double weight_decay = -1;        // < 0: the optimizer's default (0 Adam, 0.01 AdamW, 0 SGD)
   double momentum = 0.9;           // sgd
-  std::string loss = "mse";        // mse | l1 | huber
+  std::string loss = "mse";        // mse | l1 | huber | classify (ab bins, Zhang et al. 2016)
   double huber_delta = 1.0;
   std::string model = "small";     // small | base
   std::string device = "auto";     // auto | cpu | cuda
@@ -174,7 +174,7 @@ inline std::string config_problem(const TrainConfig& c) {
   };
   if (!one_of(c.schedule, {"exp", "step", "cosine", "constant"})) return "--schedule: '" + c.schedule + "' is not exp, step, cosine or constant";
   if (!one_of(c.optimizer, {"adam", "adamw", "sgd"})) return "--optimizer: '" + c.optimizer + "' is not adam, adamw or sgd";
-  if (!one_of(c.loss, {"mse", "l1", "huber"})) return "--loss: '" + c.loss + "' is not mse, l1 or huber";
+  if (!one_of(c.loss, {"mse", "l1", "huber", "classify"})) return "--loss: '" + c.loss + "' is not mse, l1, huber or classify";
   if (!one_of(c.model, {"small", "base"})) return "--model: '" + c.model + "' is not small or base";
   if (!c.preset.empty() && !one_of(c.preset, {"default", "street"})) return "--preset: '" + c.preset + "' is not default or street";
   return {};

@@ -83,7 +83,10 @@ int run(int argc, char** argv, kp::World& world) {
   app.add_option("--weight-decay", c.weight_decay, "Weight decay; negative: the optimizer's default (Adam 0, AdamW 0.01)")
       ->check(kp::finite_number());
   app.add_option("--momentum", c.momentum, "SGD momentum")->check(kp::number_in(0.0, 1.0));
-  app.add_option("--loss", c.loss, "Training loss on ab/110: mse, l1 or huber")->check(CLI::IsMember({"mse", "l1", "huber"}));
+  app.add_option("--loss", c.loss,
+                 "Training loss: mse, l1 or huber on ab/110, or classify (ab in bins of 10 found in the training "
+                 "data, class-rebalanced softmax cross-entropy, annealed-mean decoding: Zhang et al. 2016)")
+      ->check(CLI::IsMember({"mse", "l1", "huber", "classify"}));
   app.add_option("--huber-delta", c.huber_delta, "Delta of the Huber loss (in ab/110 units)")->check(kp::positive_number());
   auto* model = app.add_option("--model", c.model, "Model size: small (UNet width 16, depth 4) or base (width 32, depth 4, the reference's 7.2M parameters)")
                     ->check(CLI::IsMember({"small", "base"}));
@@ -269,8 +272,10 @@ int run(int argc, char** argv, kp::World& world) {
   (void)split;
   req.device = kp::resolve_device(c.device, "kiln-train");
   req.config = c;
-  return kp::with_model(c.model, req.device,
-                        [&]<class Model>(std::type_identity<Model>) { return kp::train<Model>(std::move(req)); });
+  const bool classify = c.loss == "classify";
+  return kp::with_model(
+      c.model, req.device, [&]<class Model>(std::type_identity<Model>) { return kp::train<Model>(std::move(req)); },
+      classify);
 }
 
 }  // namespace

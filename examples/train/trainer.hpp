@@ -41,6 +41,7 @@
 #include "../common/plot.hpp"
 #include "../common/progress.hpp"
 #include "../common/signals.hpp"
+#include "colour_objective.hpp"
 #include "config.hpp"
 #include "distributed.hpp"
 #include "numeric_guard.hpp"
@@ -324,11 +325,11 @@ struct ValResult {
 };
 
 template <class Net>
-ValResult validate(Network<Net>& net, const io::ValidationSet& val) {
+ValResult validate(Network<Net>& net, const io::ValidationSet& val, const ColourHead& head) {
   using Device = typename Net::device;
   train::ValidationMetrics m;
   for (const io::Batch& b : val.batches()) {
-    const Tensor<float, Cpu> pred = to_host<Device>(net.forward(to_device<Device>(b.L), Mode::eval));
+    const Tensor<float, Cpu> pred = head.to_ab(to_host<Device>(net.forward(to_device<Device>(b.L), Mode::eval)));
     m.add(b.L, pred, b.ab);
   }
   return {m.ab_mse(), m.psnr(), m.colorfulness_pred(), m.colorfulness_true()};
@@ -341,10 +342,11 @@ inline ValResult grey_baseline(const io::ValidationSet& val) {
 }
 
 template <class Net>
-void write_samples(Network<Net>& net, const std::vector<io::Image>& truths, const fs::path& png) {
+void write_samples(Network<Net>& net, const std::vector<io::Image>& truths, const fs::path& png,
+                   const ColourHead& head) {
   std::vector<std::vector<io::Image>> rows;
   for (const io::Image& truth : truths) {
-    Colorized r = colorize(net, truth, InferSize{0, 0, 0});
+    Colorized r = colorize(net, truth, InferSize{0, 0, 0}, [&](const Tensor<float, Cpu>& y) { return head.to_ab(y); });
     rows.push_back({io::to_rgb(r.grey), std::move(r.colour), truth});
   }
   io::save_png(png, make_grid(rows, {"GREY (INPUT)", "KILN", "ORIGINAL"}));
@@ -557,9 +559,12 @@ int train(RunRequest req) {
   }
   const std::vector<ParameterSlot<Device>> slots = collect_parameters(*net);  // names, weights, gradients
   auto opt = make_optimizer<Device>(c, slots);
-  Loss<Device> loss = [&] {
+  // (classify: the bins and rebalancing weights come from the training images' colours)
+  ColourObjective<Model> loss = [&] {
     try {
-      return make_loss<Device>(c.loss, float(c.huber_delta));
+      return ColourObjective<Model>(c.loss, float(c.huber_delta),
+                                    ColourObjective<Model>::classify ? classify_head_from_data(data.train, Model::out_channels)
+                                                                     : ColourHead{});
     } catch (const std::exception& e) {
       throw usage_error("--loss", e.what());
     }
@@ -729,6 +734,7 @@ int train(RunRequest req) {
     m["kiln.train.ema_weight"] = exact(ema.raw_weight());
     m["kiln.train.baseline_mse_ab"] = exact(base.mse);
     io::add_scaling_metadata(m);
+    loss.head().add_metadata(m, c.loss);
     try {
       std::visit([&](auto& o) { io::save_checkpoint(path, *net, m, o); }, *opt);
     } catch (const io::IoError& e) {
@@ -768,7 +774,7 @@ int train(RunRequest req) {
     const bool do_val = root && (partial || p.epoch % std::max(1, c.val_every) == 0 || p.epoch >= c.epochs);
     bool improved = false;
     if (do_val) {
-      const ValResult v = validate(*net, *valset);
+      const ValResult v = validate(*net, *valset, loss.head());
       r.val_mse = v.mse, r.val_psnr = v.psnr, r.cf_pred = v.cf_pred, r.cf_true = v.cf_true;
       r.base_mse = base.mse, r.base_psnr = base.psnr;
       if (std::isfinite(v.mse) && v.mse < p.best_val) {
@@ -784,7 +790,7 @@ int train(RunRequest req) {
       save(latest);
       if (improved) save(best);
       plot_metrics(loss_png, history, c.loss);
-      if (!sample_truths.empty()) write_samples(*net, sample_truths, samples_png);
+      if (!sample_truths.empty()) write_samples(*net, sample_truths, samples_png, loss.head());
     }
     std::string line = (partial ? "epoch " + fmt("%.2f", r.epoch) : "epoch " + std::to_string(p.epoch)) + "/" +
                        std::to_string(c.epochs) + "  loss " + fmt("%.5f", r.train_loss);

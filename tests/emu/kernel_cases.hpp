@@ -360,6 +360,7 @@ namespace kiln_test {
 // ---- the table ------------------------------------------------------------------------------
 }  // namespace kiln_test
 #include "emu/kernel_cases_residual.hpp"  // (needs layer_case above)
+#include "emu/kernel_cases_colour.hpp"    // (needs layer_case above)
 namespace kiln_test {
 
 inline std::vector<KernelCase> kernel_cases() {
@@ -518,6 +519,7 @@ inline std::vector<KernelCase> kernel_cases() {
   tiny("tiny Adam per-tensor kernel", [](Report& r) { adam_multi_case(r, 3, 233, true); });
   add_layer_cases(t);     // tests/emu/kernel_cases_layers.hpp
   add_residual_cases(t);  // tests/emu/kernel_cases_residual.hpp
+  add_colour_cases(t);    // tests/emu/kernel_cases_colour.hpp
   return t;
 }
 

@@ -17,6 +17,7 @@
 #include "kiln/core/tensor.hpp"
 #include "kiln/ops/activation.hpp"
 #include "kiln/ops/batchnorm.hpp"
+#include "kiln/ops/colour_classes.hpp"
 #include "kiln/ops/loss.hpp"
 #include "kiln/ops/optim.hpp"
 #include "kiln/ops/pooling.hpp"
@@ -29,7 +30,8 @@ template <class D, class B = Backend<D>>
 concept BackendOps = requires(const ConvShape& cs, const StridedConvShape& ss, const ActivationArgs& act,
                               const DropoutArgs& drop, const BatchNormArgs& bn, const PoolArgs& pool,
                               const UpsampleArgs& up, const LossArgs& loss, const AdamStepArgs& adam,
-                              const SgdStepArgs& sgd, const Tensor<float, D>& c, Tensor<float, D>& m,
+                              const SgdStepArgs& sgd, const SoftmaxXentArgs& xent, const AbEncodeArgs& enc,
+                              const AnnealedMeanArgs& mean, const Tensor<float, D>& c, Tensor<float, D>& m,
                               const Tensor<std::int32_t, D>& cidx, Tensor<std::int32_t, D>& idx, float f) {
   { B::conv2d_workspace_floats(cs) } -> std::convertible_to<std::size_t>;
   { B::conv2d_forward_workspace_floats(cs) } -> std::convertible_to<std::size_t>;
@@ -59,6 +61,12 @@ concept BackendOps = requires(const ConvShape& cs, const StridedConvShape& ss, c
   B::upsample_bilinear_backward(up, c, m);
   B::loss_forward(loss, c, c, m);
   B::loss_backward(loss, c, c, m);
+  B::softmax_xent_forward(xent, c, c, c, m, m);
+  B::softmax_xent_backward(xent, c, c, c, m);
+  B::ab_soft_encode_forward(enc, c, c, c, m, m);
+  B::ab_soft_encode_backward(enc, c, c, c, m);
+  B::annealed_mean_forward(mean, c, c, m);
+  B::annealed_mean_backward(mean, c, c, c, c, m);
   B::adam_step(adam, m, c, m, m);
   B::sgd_step(sgd, m, c, m);
   // The optional capabilities, declared by every table (see below).

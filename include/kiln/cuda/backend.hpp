@@ -25,6 +25,7 @@
 #include "activation.cuh"
 #include "batchnorm.cuh"
 #include "color.cuh"
+#include "colour_classes.cuh"
 #include "conv2d.cuh"
 #include "conv2d_igemm.cuh"
 #include "conv2d_strided.cuh"
@@ -359,6 +360,53 @@ struct Backend<Cuda> {
     const auto g = elementwise(a.numel);
     KILN_CUDA_LAUNCH(kiln::cuda::kernels::loss_backward_kernel<float>, g.blocks, g.threads, 0, a, prediction.data(),
                      target.data(), dprediction.data());
+  }
+
+  // ---- Colour classification (kernels/colour_classes.cuh) ----------------------
+  // Per-pixel losses into pixel_loss, then one block takes their mean (deterministic).
+  static void softmax_xent_forward(const SoftmaxXentArgs& a, const T& logits, const T& targets, const T& weights,
+                                   T& pixel_loss, T& out) {
+    namespace k = kiln::cuda::kernels;
+    if (a.pixels() > 0) {
+      const auto g = elementwise(a.pixels());
+      KILN_CUDA_LAUNCH(k::softmax_xent_pixel_kernel<float>, g.blocks, g.threads, 0, a, logits.data(), targets.data(),
+                       ptr(weights), pixel_loss.data());
+    }
+    KILN_CUDA_LAUNCH(k::softmax_xent_mean_kernel<float>, dim3(1), dim3(512), 0, a.pixels(), ptr(pixel_loss), out.data());
+  }
+  static void softmax_xent_backward(const SoftmaxXentArgs& a, const T& logits, const T& targets, const T& weights,
+                                    T& dlogits) {
+    if (a.pixels() == 0) return;
+    const auto g = elementwise(a.pixels());
+    KILN_CUDA_LAUNCH(kiln::cuda::kernels::softmax_xent_backward_kernel<float>, g.blocks, g.threads, 0, a, logits.data(),
+                     targets.data(), ptr(weights), dlogits.data());
+  }
+  static void ab_soft_encode_forward(const AbEncodeArgs& a, const T& ab, const T& centres, const T& bin_weights,
+                                     T& targets, T& pixel_weights) {
+    if (a.n * a.hw == 0) return;
+    const auto g = elementwise(a.n * a.hw);
+    KILN_CUDA_LAUNCH(kiln::cuda::kernels::ab_soft_encode_forward_kernel<float>, g.blocks, g.threads, 0, a, ab.data(),
+                     centres.data(), ptr(bin_weights), targets.data(), ptr(pixel_weights));
+  }
+  static void ab_soft_encode_backward(const AbEncodeArgs& a, const T& centres, const T& targets, const T& dtargets,
+                                      T& dab) {
+    if (a.n * a.hw == 0) return;
+    const auto g = elementwise(a.n * a.hw);
+    KILN_CUDA_LAUNCH(kiln::cuda::kernels::ab_soft_encode_backward_kernel<float>, g.blocks, g.threads, 0, a, centres.data(),
+                     targets.data(), dtargets.data(), dab.data());
+  }
+  static void annealed_mean_forward(const AnnealedMeanArgs& a, const T& logits, const T& centres, T& ab) {
+    if (a.n * a.hw == 0) return;
+    const auto g = elementwise(a.n * a.hw);
+    KILN_CUDA_LAUNCH(kiln::cuda::kernels::annealed_mean_forward_kernel<float>, g.blocks, g.threads, 0, a, logits.data(),
+                     centres.data(), ab.data());
+  }
+  static void annealed_mean_backward(const AnnealedMeanArgs& a, const T& logits, const T& centres, const T& ab,
+                                     const T& dab, T& dlogits) {
+    if (a.n * a.hw == 0) return;
+    const auto g = elementwise(a.n * a.hw);
+    KILN_CUDA_LAUNCH(kiln::cuda::kernels::annealed_mean_backward_kernel<float>, g.blocks, g.threads, 0, a, logits.data(),
+                     centres.data(), ab.data(), dab.data(), dlogits.data());
   }
 
   // ---- Optimizer updates (one call per parameter tensor) ----------------------

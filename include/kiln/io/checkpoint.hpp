@@ -264,7 +264,8 @@ std::vector<TensorRecord> restore_model(SafetensorsFile& file, Net& net, const M
         const bool counter = ref.kind == Ref::Kind::counter;
         const DType want_dtype = counter ? DType::I64 : DType::F32;
         const std::vector<std::int64_t> want_shape = counter ? std::vector<std::int64_t>{} : dims(ref.value->shape());
-        if (r.dtype != want_dtype) {
+        // Parameters and buffers may be stored narrower (F16, BF16: a compact model file); they widen exactly.
+        if (r.dtype != want_dtype && !(!counter && is_float_dtype(r.dtype))) {
             throw IoError(where + "tensor '" + ref.name + "' is stored as " + std::string(dtype_name(r.dtype)) +
                           " but this model expects " + std::string(dtype_name(want_dtype)));
         }
@@ -293,7 +294,7 @@ std::vector<TensorRecord> restore_model(SafetensorsFile& file, Net& net, const M
         if (ref.kind == Ref::Kind::counter) {
             *ref.counter = r->template to_vector<std::int64_t>().at(0);
         } else {
-            const std::vector<float> values = r->template to_vector<float>();
+            const std::vector<float> values = r->to_floats();
             ref.value->copy_from_host(values);
         }
     }

@@ -31,6 +31,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <limits>
@@ -110,6 +111,56 @@ constexpr DType dtype_of() {
     else static_assert(sizeof(T) == 0, "no safetensors dtype for this C++ type");
 }
 
+// IEEE half (F16) and bfloat16 (BF16) <-> float. Widening is exact; narrowing rounds to nearest,
+// ties to even (F16: overflow to infinity, subnormals kept; NaN stays NaN).
+inline float half_to_float(std::uint16_t h) {
+    const std::uint32_t sign = std::uint32_t(h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, man = h & 0x3ffu;
+    std::uint32_t bits;
+    if (exp == 0x1fu) {
+        bits = sign | 0x7f800000u | (man << 13);  // inf / NaN
+    } else if (exp != 0) {
+        bits = sign | ((exp + 112u) << 23) | (man << 13);
+    } else if (man == 0) {
+        bits = sign;
+    } else {  // subnormal: man * 2^-24
+        float v = float(man) * 5.9604644775390625e-8f;
+        std::memcpy(&bits, &v, 4);
+        bits |= sign;
+    }
+    float f;
+    std::memcpy(&f, &bits, 4);
+    return f;
+}
+inline std::uint16_t float_to_half(float f) {
+    std::uint32_t x;
+    std::memcpy(&x, &f, 4);
+    const std::uint16_t sign = std::uint16_t((x >> 16) & 0x8000u);
+    const std::uint32_t ax = x & 0x7fffffffu;
+    if (ax > 0x7f800000u) return std::uint16_t(sign | 0x7e00u);               // NaN
+    if (ax >= 0x477ff000u) return std::uint16_t(sign | 0x7c00u);              // rounds past 65504: inf
+    if (ax < 0x38800000u) {                                                   // below 2^-14: subnormal or 0
+        float a;
+        std::memcpy(&a, &ax, 4);
+        const float scaled = a * 16777216.0f;  // units of 2^-24; nearbyint rounds ties to even
+        return std::uint16_t(sign | std::uint16_t(std::nearbyint(scaled)));
+    }
+    const std::uint32_t rounded = ax + 0xfffu + ((ax >> 13) & 1u);           // to nearest even at bit 13
+    return std::uint16_t(sign | std::uint16_t((rounded - 0x38000000u) >> 13));
+}
+inline float bfloat16_to_float(std::uint16_t b) {
+    const std::uint32_t bits = std::uint32_t(b) << 16;
+    float f;
+    std::memcpy(&f, &bits, 4);
+    return f;
+}
+inline std::uint16_t float_to_bfloat16(float f) {
+    std::uint32_t x;
+    std::memcpy(&x, &f, 4);
+    if ((x & 0x7fffffffu) > 0x7f800000u) return std::uint16_t((x >> 16) | 0x40u);  // NaN stays NaN
+    return std::uint16_t((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
+}
+inline bool is_float_dtype(DType d) { return d == DType::F32 || d == DType::F16 || d == DType::BF16; }
+
 // One named tensor: its raw little-endian bytes in C (row-major) order.
 struct TensorRecord {
     std::string name;
@@ -133,6 +184,34 @@ struct TensorRecord {
     template <class T>
     static TensorRecord from_values(std::string name, std::vector<std::int64_t> shape, const std::vector<T>& values) {
         return from_values<T>(std::move(name), std::move(shape), std::span<const T>(values));
+    }
+
+    // F32 values stored as F32, F16 or BF16 (storage: what is written; the values are rounded).
+    static TensorRecord from_floats(std::string name, std::vector<std::int64_t> shape, const std::vector<float>& values,
+                                    DType storage) {
+        if (storage == DType::F32) return from_values<float>(std::move(name), std::move(shape), values);
+        if (storage != DType::F16 && storage != DType::BF16)
+            throw IoError("tensor '" + name + "': floats cannot be stored as " + std::string(dtype_name(storage)));
+        std::vector<std::uint16_t> narrow(values.size());
+        for (std::size_t i = 0; i < values.size(); ++i)
+            narrow[i] = storage == DType::F16 ? float_to_half(values[i]) : float_to_bfloat16(values[i]);
+        TensorRecord r = from_values<std::uint16_t>(std::move(name), std::move(shape), narrow);
+        r.dtype = storage;
+        return r;
+    }
+
+    // The values of an F32, F16 or BF16 tensor as float (exact); throws IoError for other dtypes.
+    std::vector<float> to_floats() const {
+        if (dtype == DType::F32) return to_vector<float>();
+        if (dtype != DType::F16 && dtype != DType::BF16)
+            throw IoError("tensor '" + name + "' holds " + std::string(dtype_name(dtype)) + ", not floating-point values");
+        std::vector<float> out(data.size() / 2);
+        for (std::size_t i = 0; i < out.size(); ++i) {
+            std::uint16_t v;
+            std::memcpy(&v, data.data() + 2 * i, 2);
+            out[i] = dtype == DType::F16 ? half_to_float(v) : bfloat16_to_float(v);
+        }
+        return out;
     }
 
     // The values as T; throws IoError if T does not match the stored dtype.

@@ -1,0 +1,161 @@
+#pragma once
+// Colour as classification (kiln::SoftmaxXentArgs, AbEncodeArgs, AnnealedMeanArgs). CPU oracle:
+// kiln/cpu/colour_classes.hpp. One thread per pixel: the channel loop strides by H*W, so the
+// threads of a warp read consecutive pixels of one channel plane (coalesced). Bin centres are
+// read by every thread at the same address (a broadcast through the cache).
+//   softmax_xent_pixel_kernel  per-pixel weighted cross-entropy -> pixel_loss[P]
+//   softmax_xent_mean_kernel   ONE block: the mean of pixel_loss (double sums, block_all_sum):
+//                              deterministic, like loss_forward_kernel
+//   softmax_xent_backward_kernel, ab_soft_encode_{forward,backward}_kernel,
+//   annealed_mean_{forward,backward}_kernel: per pixel, grid-stride.
+#include <cstdint>
+#include <math.h>
+
+#include "block_reduce.cuh"
+#include "kiln/ops/colour_classes.hpp"
+#include "kiln/gpu/gpu.hpp"
+
+namespace kiln::cuda::kernels {
+
+// The largest of z[k * hw], k < classes.
+__device__ __forceinline__ float channel_max(const float* z, std::int64_t classes, std::int64_t hw) {
+  float m = -INFINITY;
+  for (std::int64_t k = 0; k < classes; ++k) m = fmaxf(m, z[k * hw]);
+  return m;
+}
+
+// pixel_loss[p] = w_p (sum_k t_k * log sum_k exp(z_k - m) - sum_k t_k (z_k - m)).
+// (a template, like every kernel here: a header included by many files defines it once)
+template <class Float>
+__global__ void softmax_xent_pixel_kernel(SoftmaxXentArgs a, const Float* logits, const Float* targets,
+                                          const Float* weights, Float* pixel_loss) {
+  KILN_GRID_STRIDE_LOOP(p, a.pixels()) {
+    const std::int64_t base = (p / a.hw) * a.channels * a.hw + p % a.hw;
+    const float* z = logits + base;
+    const float* t = targets + base;
+    const float m = channel_max(z, a.classes, a.hw);
+    double e = 0.0, tsum = 0.0, tz = 0.0;
+    for (std::int64_t k = 0; k < a.classes; ++k) {
+      const double zk = static_cast<double>(z[k * a.hw]) - m;
+      e += exp(zk);
+      tsum += t[k * a.hw];
+      tz += t[k * a.hw] * zk;
+    }
+    pixel_loss[p] = static_cast<float>((weights ? weights[p] : 1.0) * (tsum * log(e) - tz));
+  }
+}
+
+// grid (1), 1-D block (multiple of 32): out[0] = mean of pixel_loss[0 .. P).
+template <class Float>
+__global__ void softmax_xent_mean_kernel(std::int64_t P, const Float* pixel_loss, Float* out) {
+  double sum = 0.0;
+  for (std::int64_t i = threadIdx.x; i < P; i += blockDim.x) sum += pixel_loss[i];
+  sum = block_all_sum(sum);
+  if (threadIdx.x == 0) out[0] = P ? static_cast<float>(sum / static_cast<double>(P)) : 0.0f;
+}
+
+template <class Float>
+__global__ void softmax_xent_backward_kernel(SoftmaxXentArgs a, const Float* logits, const Float* targets,
+                                             const Float* weights, Float* dlogits) {
+  const double inv = a.pixels() ? 1.0 / static_cast<double>(a.pixels()) : 0.0;
+  KILN_GRID_STRIDE_LOOP(p, a.pixels()) {
+    const std::int64_t base = (p / a.hw) * a.channels * a.hw + p % a.hw;
+    const float* z = logits + base;
+    const float* t = targets + base;
+    const float m = channel_max(z, a.classes, a.hw);
+    double e = 0.0, tsum = 0.0;
+    for (std::int64_t k = 0; k < a.classes; ++k) {
+      e += exp(static_cast<double>(z[k * a.hw]) - m);
+      tsum += t[k * a.hw];
+    }
+    const double scale = (weights ? weights[p] : 1.0) * inv;
+    for (std::int64_t k = 0; k < a.classes; ++k)
+      dlogits[base + k * a.hw] =
+          static_cast<float>(scale * (exp(static_cast<double>(z[k * a.hw]) - m) / e * tsum - t[k * a.hw]));
+    for (std::int64_t k = a.classes; k < a.channels; ++k) dlogits[base + k * a.hw] = 0.0f;
+  }
+}
+
+template <class Float>
+__global__ void ab_soft_encode_forward_kernel(AbEncodeArgs a, const Float* ab, const Float* centres,
+                                              const Float* bin_weights, Float* targets, Float* pixel_weights) {
+  const double inv2s2 = 1.0 / (2.0 * static_cast<double>(a.sigma) * a.sigma);
+  KILN_GRID_STRIDE_LOOP(p, a.n * a.hw) {
+    const std::int64_t i = p / a.hw, s = p % a.hw;
+    int index[AbEncodeArgs::kMaxNeighbours];
+    float dist2[AbEncodeArgs::kMaxNeighbours];
+    const int found = kiln::detail::nearest_bins(ab[i * 2 * a.hw + s], ab[i * 2 * a.hw + a.hw + s], centres, a.classes,
+                                                 a.neighbours, index, dist2);
+    float* t = targets + i * a.channels * a.hw + s;
+    for (std::int64_t k = 0; k < a.channels; ++k) t[k * a.hw] = 0.0f;
+    double g[AbEncodeArgs::kMaxNeighbours], total = 0.0;
+    for (int j = 0; j < found; ++j) total += g[j] = exp(-(static_cast<double>(dist2[j]) - dist2[0]) * inv2s2);
+    for (int j = 0; j < found; ++j) t[index[j] * a.hw] = static_cast<float>(g[j] / total);
+    if (pixel_weights) pixel_weights[p] = found && bin_weights ? bin_weights[index[0]] : 1.0f;
+  }
+}
+
+template <class Float>
+__global__ void ab_soft_encode_backward_kernel(AbEncodeArgs a, const Float* centres, const Float* targets,
+                                               const Float* dtargets, Float* dab) {
+  const double inv_s2 = 1.0 / (static_cast<double>(a.sigma) * a.sigma);
+  KILN_GRID_STRIDE_LOOP(p, a.n * a.hw) {
+    const std::int64_t i = p / a.hw, s = p % a.hw, base = i * a.channels * a.hw + s;
+    double ma = 0.0, mb = 0.0;
+    for (std::int64_t k = 0; k < a.classes; ++k) {
+      const double t = targets[base + k * a.hw];
+      ma += t * centres[2 * k];
+      mb += t * centres[2 * k + 1];
+    }
+    double ga = 0.0, gb = 0.0;
+    for (std::int64_t k = 0; k < a.classes; ++k) {
+      const double tg = static_cast<double>(targets[base + k * a.hw]) * dtargets[base + k * a.hw];
+      ga += tg * (centres[2 * k] - ma);
+      gb += tg * (centres[2 * k + 1] - mb);
+    }
+    dab[i * 2 * a.hw + s] = static_cast<float>(ga * inv_s2);
+    dab[i * 2 * a.hw + a.hw + s] = static_cast<float>(gb * inv_s2);
+  }
+}
+
+template <class Float>
+__global__ void annealed_mean_forward_kernel(AnnealedMeanArgs a, const Float* logits, const Float* centres, Float* ab) {
+  const double invT = 1.0 / a.temperature;
+  KILN_GRID_STRIDE_LOOP(p, a.n * a.hw) {
+    const std::int64_t i = p / a.hw, s = p % a.hw;
+    const float* z = logits + i * a.channels * a.hw + s;
+    const float m = channel_max(z, a.classes, a.hw);
+    double e = 0.0, sa = 0.0, sb = 0.0;
+    for (std::int64_t k = 0; k < a.classes; ++k) {
+      const double q = exp((static_cast<double>(z[k * a.hw]) - m) * invT);
+      e += q;
+      sa += q * centres[2 * k];
+      sb += q * centres[2 * k + 1];
+    }
+    ab[i * 2 * a.hw + s] = static_cast<float>(sa / e);
+    ab[i * 2 * a.hw + a.hw + s] = static_cast<float>(sb / e);
+  }
+}
+
+template <class Float>
+__global__ void annealed_mean_backward_kernel(AnnealedMeanArgs a, const Float* logits, const Float* centres,
+                                              const Float* ab, const Float* dab, Float* dlogits) {
+  const double invT = 1.0 / a.temperature;
+  KILN_GRID_STRIDE_LOOP(p, a.n * a.hw) {
+    const std::int64_t i = p / a.hw, s = p % a.hw, base = i * a.channels * a.hw + s;
+    const float* z = logits + base;
+    const float m = channel_max(z, a.classes, a.hw);
+    double e = 0.0;
+    for (std::int64_t k = 0; k < a.classes; ++k) e += exp((static_cast<double>(z[k * a.hw]) - m) * invT);
+    const double ya = ab[i * 2 * a.hw + s], yb = ab[i * 2 * a.hw + a.hw + s];
+    const double ga = dab[i * 2 * a.hw + s], gb = dab[i * 2 * a.hw + a.hw + s];
+    for (std::int64_t k = 0; k < a.classes; ++k) {
+      const double q = exp((static_cast<double>(z[k * a.hw]) - m) * invT) / e;
+      dlogits[base + k * a.hw] =
+          static_cast<float>(q * ((centres[2 * k] - ya) * ga + (centres[2 * k + 1] - yb) * gb) * invT);
+    }
+    for (std::int64_t k = a.classes; k < a.channels; ++k) dlogits[base + k * a.hw] = 0.0f;
+  }
+}
+
+}  // namespace kiln::cuda::kernels
