@@ -10,8 +10,11 @@ if [[ $(ldd "$TRAIN" 2>/dev/null | grep -c libmpi) == 0 ]]; then
 fi
 # We may run as root (containers, CI); 2 ranks may share fewer cores.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
-# Under AddressSanitizer: Open MPI's own allocations kept until exit are not our leaks.
-export LSAN_OPTIONS="suppressions=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+# Under AddressSanitizer, no leak check for these runs: Open MPI's plugins (dlopen'ed, unloaded at
+# MPI_Finalize) leave allocations behind whose frames LeakSanitizer can only print as
+# "<unknown module>", so no suppression can name them. Memory errors are still checked, and the
+# library's own code runs leak-checked in every other test.
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
 mpi() {  # mpi RANKS CMD...
   local n=$1; shift
   mpirun -np "$n" --oversubscribe --bind-to none "$@"
