@@ -75,7 +75,7 @@ std::vector<float> tensor_core_reference(const ConvShape& s, const std::vector<f
   return y;
 }
 
-void check_shape(const ConvShape& s, std::uint64_t seed, bool with_bias = true) {
+[[maybe_unused]] void check_shape(const ConvShape& s, std::uint64_t seed, bool with_bias = true) {  // unused in OS-thread mode
   std::ostringstream name;
   name << "N=" << s.n << " " << s.c_in << "->" << s.c_out << " K=" << s.k << " " << s.h << "x" << s.w
        << " block tile 128x" << mc::block_n(s) << (with_bias ? "" : " no bias");
