@@ -88,9 +88,14 @@ __global__ void ab_soft_encode_forward_kernel(AbEncodeArgs a, const Float* ab, c
                                                  a.neighbours, index, dist2);
     float* t = targets + i * a.channels * a.hw + s;
     for (std::int64_t k = 0; k < a.channels; ++k) t[k * a.hw] = 0.0f;
-    double g[AbEncodeArgs::kMaxNeighbours], total = 0.0;
-    for (int j = 0; j < found; ++j) total += g[j] = exp(-(static_cast<double>(dist2[j]) - dist2[0]) * inv2s2);
-    for (int j = 0; j < found; ++j) t[index[j] * a.hw] = static_cast<float>(g[j] / total);
+    // Two passes over the list with fixed indices (no array of weights: it would go to local memory).
+    double total = 0.0;
+    KILN_NEIGHBOURS_UNROLL
+    for (int j = 0; j < AbEncodeArgs::kMaxNeighbours; ++j)
+      if (j < found) total += exp(-(static_cast<double>(dist2[j]) - dist2[0]) * inv2s2);
+    KILN_NEIGHBOURS_UNROLL
+    for (int j = 0; j < AbEncodeArgs::kMaxNeighbours; ++j)
+      if (j < found) t[index[j] * a.hw] = static_cast<float>(exp(-(static_cast<double>(dist2[j]) - dist2[0]) * inv2s2) / total);
     if (pixel_weights) pixel_weights[p] = found && bin_weights ? bin_weights[index[0]] : 1.0f;
   }
 }

@@ -28,26 +28,48 @@ struct AnnealedMeanArgs {
   float temperature = 0.38f;
 };
 
+// Unrolls the fixed-length loops over a neighbour list under nvcc, so that every index is a
+// compile-time constant and the list stays in registers (a run-time index puts it in local memory).
+#if defined(__CUDACC__)
+#define KILN_NEIGHBOURS_UNROLL _Pragma("unroll")
+#else
+#define KILN_NEIGHBOURS_UNROLL
+#endif
+
 namespace detail {
-// The `count` nearest of `classes` centres to (a, b), nearest first (insertion into a short list;
-// ties keep the lower index). Returns how many were found (min(count, classes)).
-KILN_HD inline int nearest_bins(float a, float b, const float* centres, std::int64_t classes, int count, int* index,
-                        float* dist2) {
-  int found = 0;
+// The `count` (<= kMaxNeighbours) nearest of `classes` centres to (a, b), nearest first; ties keep
+// the lower index. Returns min(count, classes); the entries past it hold FLT_MAX. Each candidate
+// bubbles through the whole list with selects (no run-time index into it).
+KILN_HD inline int nearest_bins(float a, float b, const float* centres, std::int64_t classes, int count,
+                                int (&index)[AbEncodeArgs::kMaxNeighbours],
+                                float (&dist2)[AbEncodeArgs::kMaxNeighbours]) {
+  constexpr int kN = AbEncodeArgs::kMaxNeighbours;
+  constexpr float kFar = 3.402823466e+38f;  // FLT_MAX
+  const int n = classes < count ? static_cast<int>(classes) : count;
+  KILN_NEIGHBOURS_UNROLL
+  for (int j = 0; j < kN; ++j) {
+    dist2[j] = kFar;
+    index[j] = 0;
+  }
+  float worst = kFar;  // dist2[n - 1]: a candidate at least this far cannot enter
   for (std::int64_t k = 0; k < classes; ++k) {
     const float da = a - centres[2 * k], db = b - centres[2 * k + 1];
-    const float d = da * da + db * db;
-    if (found == count && d >= dist2[found - 1]) continue;
-    int at = found < count ? found++ : count - 1;
-    while (at > 0 && dist2[at - 1] > d) {
-      dist2[at] = dist2[at - 1];
-      index[at] = index[at - 1];
-      --at;
+    float d = da * da + db * db;
+    if (!(d < worst)) continue;
+    int kk = static_cast<int>(k);
+    KILN_NEIGHBOURS_UNROLL
+    for (int j = 0; j < kN; ++j) {
+      const bool take = j < n && d < dist2[j];
+      const float dj = dist2[j];
+      const int kj = index[j];
+      dist2[j] = take ? d : dj;
+      index[j] = take ? kk : kj;
+      d = take ? dj : d;
+      kk = take ? kj : kk;
+      worst = j == n - 1 ? dist2[j] : worst;
     }
-    dist2[at] = d;
-    index[at] = static_cast<int>(k);
   }
-  return found;
+  return n;
 }
 }  // namespace detail
 
