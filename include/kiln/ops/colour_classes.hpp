@@ -51,7 +51,7 @@ KILN_HD inline int nearest_bins(float a, float b, const float* centres, std::int
     dist2[j] = kFar;
     index[j] = 0;
   }
-  float worst = kFar;  // dist2[n - 1]: a candidate at least this far cannot enter
+  float worst = kFar;  // the n-th distance so far: a candidate at least this far cannot enter
   for (std::int64_t k = 0; k < classes; ++k) {
     const float da = a - centres[2 * k], db = b - centres[2 * k + 1];
     float d = da * da + db * db;
@@ -66,8 +66,13 @@ KILN_HD inline int nearest_bins(float a, float b, const float* centres, std::int
       index[j] = take ? kk : kj;
       d = take ? dj : d;
       kk = take ? kj : kk;
-      worst = j == n - 1 ? dist2[j] : worst;
     }
+    // The new worst is the largest of the first n (a maximum, not dist2[n - 1], which nvcc turns
+    // back into a run-time index).
+    float w = 0.0f;
+    KILN_NEIGHBOURS_UNROLL
+    for (int j = 0; j < kN; ++j) w = j < n && dist2[j] > w ? dist2[j] : w;
+    worst = w;
   }
   return n;
 }
