@@ -57,7 +57,7 @@ copy_lib() {  # copy_lib NAME-PATTERN DEST: the library the bundle's binaries re
 copy_lib '^libbenchmark' "$dest/lib"
 copy_lib '^libcudart' "$dest/lib-fallback"
 {
-  echo "commit $(git rev-parse --short HEAD)$(git status --porcelain -uno | grep -q . && echo ' (with uncommitted changes)'), sm_$arch, $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo "commit $(git rev-parse --short HEAD)$(git status --porcelain -uno | grep . >/dev/null && echo ' (with uncommitted changes)'), sm_$arch, $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo "built on: $(lscpu | sed -n 's/^Model name: *//p' | head -n1), $("$nvcc" --version | tail -n 2 | head -n 1)"
 } >"$dest/BUILD_INFO"
 du -sh "$dest"

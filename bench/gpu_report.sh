@@ -100,7 +100,7 @@ find_config() {  # find_config NAME: is CMake's NAMEConfig.cmake / name-config.c
   local extra=${CMAKE_PREFIX_PATH:-}
   [[ -n $extra ]] && IFS=: read -r -a more <<<"$extra" && dirs+=("${more[@]}")
   find "${dirs[@]}" -maxdepth 6 \
-    \( -name "${1}Config.cmake" -o -name "${lower}-config.cmake" \) -print -quit 2>/dev/null | grep -q .
+    \( -name "${1}Config.cmake" -o -name "${lower}-config.cmake" \) -print -quit 2>/dev/null | grep . >/dev/null
 }
 find_config benchmark || missing+=("Google Benchmark's C++ library: apt-get install libbenchmark-dev (Debian/Ubuntu). \
 pip's google-benchmark is the Python binding, NOT the C++ library; from source: \
@@ -146,7 +146,7 @@ arch="${KILN_REPORT_ARCH:-$(nvidia-smi --query-gpu=compute_cap --format=csv,nohe
 {
   echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo "host: $(hostname)"
-  echo "git: $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?') $(git -C "$root" status --porcelain 2>/dev/null | grep -q . && echo '(with uncommitted changes)')"
+  echo "git: $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?') $(git -C "$root" status --porcelain 2>/dev/null | grep . >/dev/null && echo '(with uncommitted changes)')"
   echo "cpu: $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n1), $(nproc) CPUs"
   echo "gpu: $(nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader 2>/dev/null | head -n1)"
   echo "nvcc: $("$nvcc" --version 2>/dev/null | tail -n 2 | head -n 1)"
@@ -165,7 +165,7 @@ RESERVE=300 phase configure 120 "$out/configure.log" \
   || { say "configure failed: see $out/configure.log"; }
 
 targets=(kiln_bench_gpu kiln_bench_step_gpu)
-if [[ $have_doctest == ON ]] && cmake --build "$build" --target help 2>/dev/null | grep -q kiln_gpu_tests; then
+if [[ $have_doctest == ON ]] && cmake --build "$build" --target help 2>/dev/null | grep kiln_gpu_tests >/dev/null; then
   targets+=(kiln_gpu_tests)
 fi
 RESERVE=240 phase build 300 "$out/build.log" cmake --build "$build" -j "$jobs" --target "${targets[@]}"

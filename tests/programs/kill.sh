@@ -8,7 +8,7 @@
 # the number of kills (default 30; 10 for a sanitizer build, which checks the code paths, not
 # the count).
 source "$(dirname "$0")/lib.sh"
-if ldd "$TRAIN" 2>/dev/null | grep -q 'libasan\|libtsan'; then KILLS=${KILN_KILLS:-10}; else KILLS=${KILN_KILLS:-30}; fi
+if ldd "$TRAIN" 2>/dev/null | grep 'libasan\|libtsan' >/dev/null; then KILLS=${KILN_KILLS:-10}; else KILLS=${KILN_KILLS:-30}; fi
 RANDOM=20261201  # the same kill moments every run (bash's RANDOM is seeded)
 "$TOOL" make-image 40 30 probe.png || fail "make-image"
 ARGS=("${TINY[@]}" --epochs 100000 --steps-per-epoch 4 --checkpoint-every 1 --samples 0 --out run)

@@ -13,7 +13,7 @@ grep -q '"epoch":2' out/metrics.jsonl || fail "no epoch 2 in metrics.jsonl"
 [[ $("$TOOL" metadata out/latest.safetensors kiln.train.step) == 6 ]] || fail "latest should be at step 6"
 [[ $("$TOOL" metadata out/latest.safetensors kiln.train.model) == small ]] || fail "model name missing"
 [[ $("$TOOL" metadata out/latest.safetensors kiln.model) == "UNet<1,2,16,4>" ]] || fail "kiln.model missing"
-"$TOOL" metadata out/latest.safetensors kiln.train.config | grep -q '"crop":32' || fail "config not stored"
+"$TOOL" metadata out/latest.safetensors kiln.train.config | grep '"crop":32' >/dev/null || fail "config not stored"
 expect_out "summary: best val MSE(ab)"
 expect_out "grey baseline"
 
