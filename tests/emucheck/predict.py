@@ -10,10 +10,12 @@
 
 The model (docs/kernels.md, "Predicted times", explains it and its limits): every launch takes the
 longest of
-  math    FLOPs / peak (fp32 SIMT, or dense TF32 tensor cores for the implicit-GEMM kernels),
+  math    FLOPs / peak: fp32 SIMT, or for tensor-core kernels the FLOPs their mma operations do
+          (counted by the emulator, padding included) / dense TF32 peak,
   issue   warp instructions / (SMs x 4 schedulers x clock), the instructions being the main loop's
           instructions per FFMA (HMMA) from the SASS times the FFMAs (FLOPs / 64 per warp FFMA) or
-          HMMAs (FLOPs / 1024 per m16n8k4 TF32 HMMA); only for kernels with FLOPs and a main loop,
+          the HMMA instructions the emulator counted (wmma m16n16k8: 4 HMMA.1684, mma.sync m16n8k8:
+          1 HMMA.1688); only for kernels with FLOPs and a main loop,
   shared  shared-memory wavefronts / (SMs x 1 wavefront per clock),
   dram    distinct global bytes / HBM bandwidth (each 32-byte sector moved once: a perfect cache),
   launch  2 us per launch (an assumption: back-to-back launches without CUDA Graphs),
@@ -45,8 +47,8 @@ def read_sass(path):
     """kernel -> {occupancy, per_op, op} from the sm_90 table of sass_check.py --markdown."""
     table, in_sm90 = {}, False
     for line in open(path, encoding="utf-8"):
-        if line.startswith("**sm_"):
-            in_sm90 = line.startswith("**sm_90")
+        if line.startswith("**sm_") or re.match(r"sm_\d+:", line):  # both table headings in docs/kernels.md
+            in_sm90 = line.startswith(("**sm_90", "sm_90:"))
         if not in_sm90 or not line.startswith("| `"):
             continue
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
@@ -59,7 +61,7 @@ def read_sass(path):
 
 
 def num(row, key):
-    return float(row[key] or 0)
+    return float(row.get(key) or 0)
 
 
 def predict(row, sass, gpu):
@@ -68,12 +70,16 @@ def predict(row, sass, gpu):
     fraction = min(1.0, blocks / g["sms"]) if blocks else 1.0
     flops = num(row, "flops")
     kernel = row["kernel"]
-    tensor = "igemm" in kernel
+    tensor_flops, hmma = num(row, "tensor_flops"), num(row, "hmma")
+    tensor = tensor_flops > 0 or "igemm" in kernel
     terms = {}
-    terms["math"] = flops / (g["tf32"] if tensor else g["fp32"]) / fraction
+    terms["math"] = (tensor_flops or flops) / (g["tf32"] if tensor else g["fp32"]) / fraction
     s = sass.get(kernel)
     if flops > 0 and s and s["per_op"]:
-        ops = flops / 1024 if s["op"] == "HMMA" else flops / 64  # warp-level HMMA m16n8k4 / warp FFMA
+        if s["op"] == "HMMA":
+            ops = hmma if hmma > 0 else flops / 1024  # counted, or (old profiles) one m16n8k4 HMMA per 1024 FLOPs
+        else:
+            ops = flops / 64  # warp FFMAs
         terms["issue"] = ops * s["per_op"] / (g["sms"] * 4 * g["clock"]) / fraction
     wavefronts = num(row, "sld_wavefronts") + num(row, "sst_wavefronts")
     terms["shared"] = wavefronts / (g["sms"] * g["clock"]) / fraction
@@ -93,7 +99,7 @@ def section(path, sass):
     for r in rows:
         k = per_kernel[r["kernel"]]
         k["launches"] += 1
-        for key in ("flops", "gld_request_distinct_bytes", "gst_request_distinct_bytes", "gld_requests", "gld_sectors", "gld_bytes", "gst_requests", "gst_sectors", "gst_bytes",
+        for key in ("flops", "tensor_flops", "hmma", "gld_request_distinct_bytes", "gst_request_distinct_bytes", "gld_requests", "gld_sectors", "gld_bytes", "gst_requests", "gst_sectors", "gst_bytes",
                     "sld_requests", "sld_wavefronts", "sst_requests", "sst_wavefronts", "global_distinct_bytes"):
             k[key] += num(r, key)
         for gpu in GPUS:
@@ -102,9 +108,10 @@ def section(path, sass):
             k[gpu + limit] += t
             step[gpu][r["phase"]] += t
             bound[gpu][limit] += t
-    print(f"| kernel | launches | GFLOP | coalescing | sectors / ld, st request | shared wavefronts / request | "
-          f"occupancy (sm_90) | instructions per FFMA / HMMA | H100 µs | H200 µs | binding limit (H200) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print(f"| kernel | launches | GFLOP | tensor-core FLOPs useful | coalescing | sectors / ld, st request | "
+          f"shared wavefronts / request | occupancy (sm_90) | instructions per FFMA / HMMA | H100 µs | H200 µs | "
+          f"binding limit (H200) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name in sorted(per_kernel, key=lambda n: -per_kernel[n]["H200 SXM"]):
         k = per_kernel[name]
         moved = 32 * (k["gld_sectors"] + k["gst_sectors"])
@@ -117,14 +124,16 @@ def section(path, sass):
         per_op = f"{s['per_op']} {s['op']}" if s.get("per_op") else "-"
         limits = {lim: k["H200 SXM" + lim] for lim in ("math", "issue", "shared", "dram", "launch")}
         limit = max(limits, key=limits.get)
-        print(f"| `{name}` | {k['launches']:.0f} | {k['flops'] / 1e9:.2f} | {coalescing} | {ld:.1f}, {st:.1f} | {wf} | "
+        useful = f"{100 * k['flops'] / k['tensor_flops']:.0f} %" if k["tensor_flops"] else "-"
+        print(f"| `{name}` | {k['launches']:.0f} | {k['flops'] / 1e9:.2f} | {useful} | {coalescing} | {ld:.1f}, {st:.1f} | {wf} | "
               f"{s.get('occupancy', '?')} | {per_op} | {k['H100 SXM'] * 1e6:.0f} | {k['H200 SXM'] * 1e6:.0f} | {limit} |")
     print()
     for gpu in GPUS:
         total = sum(step[gpu].values())
         phases = ", ".join(f"{p} {t * 1e3:.2f} ms" for p, t in step[gpu].items())
         shares = ", ".join(f"{lim} {100 * t / total:.0f} %" for lim, t in sorted(bound[gpu].items(), key=lambda x: -x[1]))
-        print(f"* {gpu}: one step {total * 1e3:.2f} ms ({phases}); time by binding limit: {shares}")
+        what = "one step" if "optimizer" in step[gpu] else "these launches"
+        print(f"* {gpu}: {what} {total * 1e3:.2f} ms ({phases}); time by binding limit: {shares}")
     print()
 
 

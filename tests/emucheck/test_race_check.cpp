@@ -106,6 +106,16 @@ __global__ void patterns(const float* in, float* out, const double* in64) {
   out[lane] = y;                   // global store, coalesced: 4 sectors
 }
 
+// A 16-byte shared load per lane, rows `stride_floats` apart: one LDS.128 on the GPU (clang's x86
+// build splits it into four 4-byte loads, which the counters merge back).
+__global__ void vector_loads(float* out, unsigned stride_floats) {
+  float* s = kiln::gpu::dynamic_shared<float>();
+  for (unsigned i = threadIdx.x; i < 32 * stride_floats; i += 32) s[i] = 1.0f;
+  __syncthreads();
+  const float4 v = *reinterpret_cast<const float4*>(s + threadIdx.x * stride_floats);
+  out[threadIdx.x] = v.x + v.y + v.z + v.w;
+}
+
 // Appends the thread id to `log` twice (two global stores per thread).
 __global__ void interleaving(unsigned* log, unsigned* counter) {
   log[atomicAdd(counter, 1u)] = threadIdx.x;
@@ -244,6 +254,22 @@ TEST_CASE("traffic counters: sectors per global request and wavefronts per share
   // Distinct global sectors: in[0..31] and in[32*lane] (4 + 31 more), in64 (8), out (4).
   CHECK(p.global_distinct_bytes == 32.0 * (4 + 31 + 8 + 4));
   CHECK(out.download() == std::vector<float>(32, 16.0f));  // x = 1 + 1 + 2, y = 4 x
+}
+
+TEST_CASE("traffic counters: a 16-byte vector load is one request (4 wavefronts conflict-free, 8 with a 32-byte stride)") {
+  DeviceBuffer<float> out(32);
+  ScopedProfile profile;
+  // Stride 4 floats: 512 contiguous bytes, 4 words per bank. Stride 8: banks 0-3, 8-11, 16-19,
+  // 24-27 only, 8 words each.
+  KILN_LAUNCH(ck::vector_loads, dim3(1), dim3(32), 32 * 4 * sizeof(float), nullptr, out.get(), 4u);
+  KILN_LAUNCH(ck::vector_loads, dim3(1), dim3(32), 32 * 8 * sizeof(float), nullptr, out.get(), 8u);
+  REQUIRE(kiln::gpu::emu::profile_log().size() == 2);
+  for (const auto& [p, wavefronts] : {std::pair{&kiln::gpu::emu::profile_log()[0], 4.0}, {&kiln::gpu::emu::profile_log()[1], 8.0}}) {
+    CHECK(p->shared_load.requests == 1);
+    CHECK(p->shared_load.bytes == 32 * 16);
+    CHECK(p->shared_load.units == wavefronts);
+  }
+  CHECK(out.download() == std::vector<float>(32, 4.0f));
 }
 
 TEST_CASE("traffic counters: sampled blocks are scaled to the whole grid") {

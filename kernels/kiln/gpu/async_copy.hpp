@@ -117,7 +117,7 @@ void cp_async(void* shared_dst, const void* global_src, bool valid = true,
   static_assert(Bytes == 4 || Bytes == 8 || Bytes == 16, "cp.async copies 4, 8 or 16 bytes");
   emu::EmulatedThread& t = emu::current("kiln::gpu::cp_async()");
 #if KILN_EMU_CHECK  // the global read, for the checker and the traffic counters (memcpy is not instrumented)
-  emu::check_async_copy_issued(global_src, Bytes, valid, where);
+  emu::check_async_copy_issued(global_src, shared_dst, Bytes, valid, where);
 #endif
   emu::check_async_alignment(shared_dst, Bytes, "shared-memory destination");
   if (valid) emu::check_async_alignment(global_src, Bytes, "global source");

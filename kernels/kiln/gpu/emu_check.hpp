@@ -229,11 +229,19 @@ inline void on_kernel_access(std::uintptr_t address, unsigned size, bool store, 
 }
 
 // cp.async (async_copy.hpp) copies with memcpy, which is not instrumented: it reports its two
-// halves here, the global read at issue and the shared write when the thread waits.
-inline void check_async_copy_issued(const void* global_src, unsigned bytes, bool valid, const CallSite& where) {
-  if (!valid) return;  // zero fill: nothing is read
+// halves here, the global read at issue and the shared write when the thread waits. The traffic
+// counters also get the shared write at issue (the LDGSTS request writes shared memory as one
+// warp-level access; zero fill writes too).
+inline void check_async_copy_issued(const void* global_src, void* shared_dst, unsigned bytes, bool valid, const CallSite& where) {
   const auto site = reinterpret_cast<std::uintptr_t>(where.file) * 31 + where.line;
-  on_kernel_access(reinterpret_cast<std::uintptr_t>(global_src), bytes, false, reinterpret_cast<const void*>(site));
+  if (valid) on_kernel_access(reinterpret_cast<std::uintptr_t>(global_src), bytes, false, reinterpret_cast<const void*>(site));
+  EmulatedThread* self = current_thread;
+  if (self == nullptr) return;
+  const CheckState& s = check_state();
+  const auto address = reinterpret_cast<std::uintptr_t>(shared_dst);
+  if (s.block == self->block && !self->block->aborting &&
+      ((address >= s.dynamic_begin && address < s.dynamic_end) || (address >= s.static_begin && address < s.static_end)))
+    profile_record(*self, site, address, bytes, true, true);
 }
 inline void check_async_copy_done(void* shared_dst, unsigned bytes) {
   EmulatedThread* self = current_thread;

@@ -13,6 +13,8 @@
 //   * shared memory: wavefronts = the largest number of distinct 4-byte words any of the 32
 //     banks must deliver (bank = word % 32; lanes reading the same word are a broadcast), so a
 //     conflict-free request is 1 wavefront and an n-way conflict n, with the real lane mapping.
+// Tensor-core operations (wmma.hpp, mma.hpp) report the per-lane accesses of nvcc's code for them
+// (fragment loads and stores, ldmatrix rows) and count their HMMA instructions and FLOPs.
 // Large grids are sampled: at most KILN_EMU_PROFILE_BLOCKS blocks (default 64, evenly spaced) are
 // recorded and the request counts are scaled to the whole grid. The distinct global bytes of the
 // launch (each 32-byte sector counted once, what DRAM must move at least if the cache held
@@ -56,6 +58,8 @@ struct LaunchProfile {
   TrafficCounts global_load, global_store, shared_load, shared_store;
   double global_distinct_bytes = 0;  // distinct 32-byte sectors touched x 32
   double flops = 0;                  // declared by the caller (profile_log().back().flops = ...)
+  double tensor_flops = 0;           // counted: 2*M*N*K of every warp-level mma (padding included)
+  double hmma = 0;                   // counted: the HMMA instructions nvcc emits for them
 };
 
 inline std::atomic<bool>& profile_setting() {
@@ -160,6 +164,16 @@ inline void profile_record(const EmulatedThread& t, std::uintptr_t site, std::ui
   p.records[t.linear_id].push_back({site, address, static_cast<std::uint8_t>(size), store, shared});
 }
 
+// One warp-level tensor-core operation (called by one lane of the warp): `hmma` SASS HMMA
+// instructions doing `flops` floating-point operations.
+inline void profile_tensor_op(double hmma, double flops) {
+  const ProfileState& p = profile_state();
+  if (!p.block_sampled) return;
+  LaunchProfile& entry = profile_log().back();
+  entry.hmma += hmma;
+  entry.tensor_flops += flops;
+}
+
 // One warp-level request: the lanes' accesses of one execution of one instruction.
 inline void count_request(const std::vector<std::pair<std::uintptr_t, unsigned>>& lanes, bool shared, TrafficCounts& c) {
   c.requests += 1;
@@ -201,14 +215,63 @@ inline void profile_block_flush(const BlockContext& b) {
     unsigned size;
   };
   std::vector<Keyed> keyed;
+  std::array<std::vector<Keyed>, 32> per_lane;
   std::unordered_map<std::uintptr_t, std::uint32_t> occurrences;
+  // For split_vector_runs: per (site, occurrence), the lanes that executed it and those whose run starts there.
+  struct RunVotes {
+    unsigned executed = 0, starting = 0;
+    std::uintptr_t sites[4] = {};
+    bool consistent = true;
+  };
+  std::unordered_map<std::uintptr_t, RunVotes> votes;
+  auto key_of = [](const Keyed& k) { return k.site * 0x9e3779b97f4a7c15ull ^ k.occurrence; };
+  auto starts_run = [](const std::vector<Keyed>& r, std::size_t j) {
+    if (j + 4 > r.size() || r[j].size != 4 || r[j].address % 16 != 0) return false;
+    for (std::size_t m = 1; m < 4; ++m)
+      if (r[j + m].size != 4 || r[j + m].address != r[j].address + 4 * m || r[j + m].store != r[j].store ||
+          r[j + m].shared != r[j].shared || r[j + m].site == r[j + m - 1].site)
+        return false;
+    return true;
+  };
   for (unsigned warp = 0; warp * 32 < b.thread_count; ++warp) {
     keyed.clear();
-    for (unsigned lane = 0; lane < 32 && warp * 32 + lane < b.thread_count; ++lane) {
+    votes.clear();
+    const unsigned lanes_in_warp = std::min(32u, b.thread_count - warp * 32);
+    for (unsigned lane = 0; lane < lanes_in_warp; ++lane) {
       occurrences.clear();
+      per_lane[lane].clear();
       for (const AccessRecord& r : p.records[warp * 32 + lane])
-        keyed.push_back({r.site, occurrences[r.site]++, r.store, r.shared, r.address, r.size});
+        per_lane[lane].push_back({r.site, occurrences[r.site]++, r.store, r.shared, r.address, r.size});
       p.records[warp * 32 + lane].clear();
+      for (std::size_t j = 0; j < per_lane[lane].size(); ++j) {
+        RunVotes& v = votes[key_of(per_lane[lane][j])];
+        ++v.executed;
+        if (!starts_run(per_lane[lane], j)) continue;
+        const bool first = v.starting++ == 0;
+        for (std::size_t m = 0; m < 4; ++m) {
+          if (first) v.sites[m] = per_lane[lane][j + m].site;
+          else if (v.sites[m] != per_lane[lane][j + m].site) v.consistent = false;
+        }
+      }
+    }
+    // Split vector accesses: clang's x86 build turns a 16-byte vector access (a float4) into four
+    // 4-byte ones from four instructions, where nvcc issues one LDS.128 / LDG.128 / STS.128. A run
+    // of four such records of a lane (consecutive, contiguous, an aligned 16-byte block, different
+    // instructions, same space and direction) is one 16-byte access at its first instruction, if
+    // every lane that executed that instruction made the same run (scalar code that happens to read
+    // 4 neighbours in some lanes only stays as it is).
+    for (unsigned lane = 0; lane < lanes_in_warp; ++lane) {
+      const std::vector<Keyed>& r = per_lane[lane];
+      for (std::size_t j = 0; j < r.size(); ++j) {
+        const auto v = votes.find(key_of(r[j]));
+        if (starts_run(r, j) && v->second.consistent && v->second.starting == v->second.executed) {
+          keyed.push_back(r[j]);
+          keyed.back().size = 16;
+          j += 3;
+        } else {
+          keyed.push_back(r[j]);
+        }
+      }
     }
     std::sort(keyed.begin(), keyed.end(), [](const Keyed& x, const Keyed& y) {
       return x.site != y.site ? x.site < y.site : x.occurrence != y.occurrence ? x.occurrence < y.occurrence : x.store < y.store;
@@ -254,6 +317,8 @@ inline void profile_launch_end() {
       c->bytes *= scale;
       c->distinct_bytes *= scale;
     }
+    entry.hmma *= scale;
+    entry.tensor_flops *= scale;
   }
   std::uint64_t sectors = 0;
   for (auto& [begin, a] : allocation_registry().by_begin)

@@ -37,6 +37,8 @@
 // has read them. The mma sums c + a(k=0)b(k=0) + ... in k order with fused multiply-adds
 // (the hardware's order and intermediate precision differ: compare results with tolerances;
 // operands exact in TF32/BF16 with small sums are exact in both).
+// Checking builds (KILN_EMU_CHECK): ldmatrix reports each used lane's 16-byte row read (one
+// warp-level request: 1, 2 or 4 wavefronts when conflict-free) and every mma one HMMA.
 #include <cstdint>
 
 #include "kiln/gpu/config.hpp"
@@ -49,6 +51,9 @@
 #include <string>
 
 #include "kiln/gpu/emu_state.hpp"
+#if KILN_EMU_CHECK
+#include "kiln/gpu/emu_check.hpp"
+#endif
 #include "kiln/gpu/error.hpp"
 #include "kiln/gpu/intrinsics.hpp"
 #endif
@@ -163,6 +168,9 @@ struct MmaOperands {
 template <bool Bf16>
 void mma_lane(const char* name, float (&d)[4], const std::uint32_t (&a)[4], const std::uint32_t (&b)[2], const float (&c)[4],
               const CallSite& where) {
+#if KILN_EMU_CHECK  // one HMMA.1688.F32.TF32 or HMMA.16816.F32.BF16 per warp
+  if (emu::current(name).linear_id % 32 == 0) emu::profile_tensor_op(1, Bf16 ? 2.0 * 16 * 8 * 16 : 2.0 * 16 * 8 * 8);
+#endif
   const MmaOperands mine{{a[0], a[1], a[2], a[3]}, {b[0], b[1]}};
   const float c_in[4] = {c[0], c[1], c[2], c[3]};  // d may alias c
   warp_exchange(name, mine, [&](const MmaOperands* const (&lanes)[32]) {
@@ -211,6 +219,10 @@ void ldmatrix_lane(const char* name, std::uint32_t (&r)[Count], const void* row_
       fail(name, where,
            "lane " + std::to_string(lane) + " passes row address " + std::to_string(reinterpret_cast<std::uintptr_t>(row_address)) +
                ", which is not 16-byte aligned (misaligned shared address on the GPU)");
+#if KILN_EMU_CHECK  // the row's 16 bytes, for the checker and the counters (memcpy is not instrumented)
+    const std::uintptr_t site = (std::uintptr_t{1} << 63) | (reinterpret_cast<std::uintptr_t>(where.file) * 31 + where.line) << 4;
+    emu::on_kernel_access(reinterpret_cast<std::uintptr_t>(row_address), 16, false, reinterpret_cast<const void*>(site));
+#endif
     std::memcpy(mine.words, row_address, 16);  // read on arrival, like a load
   }
   warp_exchange(name, mine, [&](const MatrixRow* const (&lanes)[32]) {

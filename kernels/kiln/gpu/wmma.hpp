@@ -28,6 +28,11 @@
 // hardware ignores them; round with __float_to_tf32 first, which is round-to-nearest, ties away
 // from zero, cvt.rna.tf32.f32), BF16 operands exact, products summed into the fp32 accumulator
 // in k order with fused multiply-adds (the GPU's summation order differs: compare with tolerances).
+//
+// Checking builds (KILN_EMU_CHECK): the whole-tile copies are left uninstrumented (a noinline
+// helper outside the allowlist) and every lane instead reports the accesses nvcc's code for the
+// same call makes in that lane (lane_access below, read off the sm_90 SASS of nvcc 13), to the
+// race/init checks and the traffic counters; mma_sync counts its HMMA instructions and FLOPs.
 #include "kiln/gpu/bfloat16.hpp"
 #include "kiln/gpu/config.hpp"
 
@@ -48,8 +53,18 @@ namespace wmma = nvcuda::wmma;
 #include <type_traits>
 
 #include "kiln/gpu/emu_state.hpp"
+#if KILN_EMU_CHECK
+#include "kiln/gpu/emu_check.hpp"
+#endif
 #include "kiln/gpu/error.hpp"
 #include "kiln/gpu/intrinsics.hpp"
+
+// In checking builds the tile copies must stay out of the kernel functions that clang instruments.
+#if KILN_EMU_CHECK
+#define KILN_WMMA_UNINSTRUMENTED __attribute__((noinline))
+#else
+#define KILN_WMMA_UNINSTRUMENTED
+#endif
 
 namespace kiln::gpu::wmma {
 
@@ -142,6 +157,81 @@ void check_memory(const char* name, const void* pointer, unsigned ldm, const emu
                 std::to_string(ldm) + ")");
 }
 
+// Copies between a tile in memory (element (r, c) at p[r * ldm + c], or p[c * ldm + r] when
+// !row) and a whole-tile fragment array (x[r * cols + c]).
+template <class E>
+KILN_WMMA_UNINSTRUMENTED void tile_to_fragment(E* x, const E* p, unsigned ldm, int rows, int cols, bool row) {
+  for (int r = 0; r < rows; ++r)
+    for (int c = 0; c < cols; ++c) x[r * cols + c] = row ? p[r * ldm + c] : p[c * ldm + r];
+}
+KILN_WMMA_UNINSTRUMENTED inline void fragment_to_tile(float* p, const float* x, unsigned ldm, int rows, int cols, bool row) {
+  for (int r = 0; r < rows; ++r)
+    for (int c = 0; c < cols; ++c) (row ? p[r * ldm + c] : p[c * ldm + r]) = x[r * cols + c];
+}
+
+// One memory access of a lane in a fragment load or store, in memory coordinates: `count`
+// consecutive elements from element `element` of memory line `line` (address p + line * ldm +
+// element; a line is a row of a row-major tile, a column of a col-major one).
+struct LaneAccess {
+  unsigned line, element, count;
+};
+
+// The accesses nvcc 13 emits for lane `lane` (g = lane / 4, t = lane % 4), one warp-level
+// instruction per index i < accesses (sm_90 SASS of load/store_matrix_sync; the same sets of
+// elements as the mma.m16n8k8 / m16n8k16 fragments):
+//   TF32 16x8 A row-major / 8x16 B col-major (16 lines of 8): 4 x LD.32 at (g + 8a, t + 4b);
+//   TF32 A col-major / B row-major (8 lines of 16):           4 x LD.32 at (t + 4a, g + 8b);
+//   BF16 16x16 A or B, either layout (16 lines of 16):         4 x LD.32 of the pair (g + 8a, 2t + 8b ..+1)
+//                                                              (then transposed in registers where needed);
+//   accumulator 16x16 mem_row_major load and store:           4 x LD/ST.64 of the pair (g + 8a, 2t + 8b ..+1);
+//   accumulator mem_col_major:                                 8 x LD/ST.32 at (2t + e + 8b, g + 8a).
+// Verified in SASS: TF32 A/B in both layouts, accumulator row-major load/store and col-major store,
+// BF16 row-major A/B; the others follow the same pattern by symmetry (an assumption).
+enum class FragmentKind { tf32_16_lines, tf32_8_lines, bf16, accumulator_row, accumulator_col };
+
+inline unsigned lane_accesses(FragmentKind kind, unsigned lane, LaneAccess (&out)[8]) {
+  const unsigned g = lane / 4, t = lane % 4;
+  switch (kind) {
+    case FragmentKind::tf32_16_lines:
+      for (unsigned i = 0; i < 4; ++i) out[i] = {g + 8 * (i % 2), t + 4 * (i / 2), 1};
+      return 4;
+    case FragmentKind::tf32_8_lines:
+      for (unsigned i = 0; i < 4; ++i) out[i] = {t + 4 * (i % 2), g + 8 * (i / 2), 1};
+      return 4;
+    case FragmentKind::bf16:
+    case FragmentKind::accumulator_row:
+      for (unsigned i = 0; i < 4; ++i) out[i] = {g + 8 * (i % 2), 2 * t + 8 * (i / 2), 2};
+      return 4;
+    case FragmentKind::accumulator_col:
+      for (unsigned i = 0; i < 8; ++i) out[i] = {2 * t + i % 2 + 8 * (i / 4), g + 8 * (i / 2 % 2), 1};
+      return 8;
+  }
+  return 0;
+}
+
+template <class Use, class T, class Layout>
+constexpr FragmentKind operand_kind() {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) return FragmentKind::bf16;
+  else if constexpr (std::is_same_v<Use, matrix_a> == std::is_same_v<Layout, row_major>) return FragmentKind::tf32_16_lines;
+  else return FragmentKind::tf32_8_lines;
+}
+
+#if KILN_EMU_CHECK
+// Reports this lane's accesses of a fragment load or store to the checker and the counters: access
+// i is one warp-level instruction (its site: the call site and i).
+template <class E>
+void report_lane_accesses(FragmentKind kind, const E* p, unsigned ldm, bool store, const emu::CallSite& where) {
+  LaneAccess accesses[8];
+  const unsigned n = lane_accesses(kind, emu::current("wmma").linear_id % 32, accesses);
+  // Tagged with the top bit: never an instruction address, nor a cp.async site (emu_check.hpp).
+  const std::uintptr_t site = (std::uintptr_t{1} << 63) | (reinterpret_cast<std::uintptr_t>(where.file) * 31 + where.line) << 4;
+  for (unsigned i = 0; i < n; ++i)
+    emu::on_kernel_access(reinterpret_cast<std::uintptr_t>(p + accesses[i].line * ldm + accesses[i].element),
+                          static_cast<unsigned>(accesses[i].count * sizeof(E)), store,
+                          reinterpret_cast<const void*>(site + i));
+}
+#endif
+
 }  // namespace detail
 
 template <class Use, int M, int N, int K, class T, class Layout = void>
@@ -174,8 +264,10 @@ void load_matrix_sync(fragment<Use, M, N, K, T, Layout>& f, const P* p, unsigned
   static_assert(std::is_same_v<std::remove_cv_t<P>, S>, "load_matrix_sync: the pointer's type must be the fragment's storage type");
   detail::check_memory<S>("wmma::load_matrix_sync", p, ldm, where);
   constexpr bool row = std::is_same_v<Layout, row_major>;
-  for (int r = 0; r < f.rows; ++r)
-    for (int c = 0; c < f.cols; ++c) f.x[r * f.cols + c] = row ? p[r * ldm + c] : p[c * ldm + r];
+#if KILN_EMU_CHECK
+  detail::report_lane_accesses(detail::operand_kind<Use, T, Layout>(), p, ldm, false, where);
+#endif
+  detail::tile_to_fragment<S>(f.x, p, ldm, f.rows, f.cols, row);
   detail::warp_uniform("wmma::load_matrix_sync", p, std::uint64_t{ldm} << 8 | (row ? 1 : 2), where);
 }
 
@@ -184,8 +276,11 @@ void load_matrix_sync(fragment<accumulator, M, N, K, float>& f, const float* p, 
                       emu::CallSite where = emu::CallSite::current()) {
   detail::check_memory<float>("wmma::load_matrix_sync", p, ldm, where);
   const bool row = layout == mem_row_major;
-  for (int r = 0; r < f.rows; ++r)
-    for (int c = 0; c < f.cols; ++c) f.x[r * f.cols + c] = row ? p[r * ldm + c] : p[c * ldm + r];
+#if KILN_EMU_CHECK
+  detail::report_lane_accesses(row ? detail::FragmentKind::accumulator_row : detail::FragmentKind::accumulator_col, p, ldm, false,
+                               where);
+#endif
+  detail::tile_to_fragment<float>(f.x, p, ldm, f.rows, f.cols, row);
   detail::warp_uniform("wmma::load_matrix_sync", p, std::uint64_t{ldm} << 8 | (row ? 3 : 4), where);
 }
 
@@ -195,9 +290,12 @@ void store_matrix_sync(float* p, const fragment<accumulator, M, N, K, float>& f,
   detail::check_memory<float>("wmma::store_matrix_sync", p, ldm, where);
   const bool row = layout == mem_row_major;
   detail::warp_uniform("wmma::store_matrix_sync", p, std::uint64_t{ldm} << 8 | (row ? 5 : 6), where);
+#if KILN_EMU_CHECK
+  detail::report_lane_accesses(row ? detail::FragmentKind::accumulator_row : detail::FragmentKind::accumulator_col, p, ldm, true,
+                               where);
+#endif
   if (emu::current("wmma::store_matrix_sync").linear_id % 32 != 0) return;  // lane 0 writes the tile once
-  for (int r = 0; r < f.rows; ++r)
-    for (int c = 0; c < f.cols; ++c) (row ? p[r * ldm + c] : p[c * ldm + r]) = f.x[r * f.cols + c];
+  detail::fragment_to_tile(p, f.x, ldm, f.rows, f.cols, row);
 }
 
 // d = a * b + c (d may be c).
@@ -207,6 +305,10 @@ void mma_sync(fragment<accumulator, M, N, K, float>& d, const fragment<matrix_a,
               bool satf = false, emu::CallSite where = emu::CallSite::current()) {
   (void)satf;
   detail::warp_uniform("wmma::mma_sync", nullptr, 7, where);
+#if KILN_EMU_CHECK  // nvcc: 4 HMMA.1684 (TF32 m16n16k8) or 2 HMMA.16816 (BF16 m16n16k16) per call
+  if (emu::current("wmma::mma_sync").linear_id % 32 == 0)
+    emu::profile_tensor_op(std::is_same_v<T, precision::tf32> ? 4 : 2, 2.0 * M * N * K);
+#endif
   float av[M * K], bv[K * N];
   for (int i = 0; i < M * K; ++i) {
     const float v = detail::to_float(a.x[i]);
@@ -227,5 +329,7 @@ void mma_sync(fragment<accumulator, M, N, K, float>& d, const fragment<matrix_a,
 }
 
 }  // namespace kiln::gpu::wmma
+
+#undef KILN_WMMA_UNINSTRUMENTED
 
 #endif

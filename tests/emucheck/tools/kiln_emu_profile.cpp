@@ -2,7 +2,12 @@
 // (forward, MSE loss, backward, Adam) at real shapes, from the emulator's counters
 // (kernels/kiln/gpu/emu_profile.hpp; checking build only, target kiln_emu_profile).
 //
-//   kiln_emu_profile [--width 16|32] [--batch N] [--size S] [--math strict|tf32] [--csv FILE]
+//   kiln_emu_profile [--width 16|32] [--batch N] [--size S] [--math strict|tf32] [--kernels step|mma-forward]
+//                    [--csv FILE]
+//
+// --kernels mma-forward: instead of the step, only the forward convolutions of the same U-Net, each
+// as conv2d_mma.cuh's weight packing + mma.sync forward kernel (not in the backend yet), so that its
+// predicted time can be compared with conv2d_igemm_forward_kernel's rows of the tf32 step.
 //
 // Prints a table per kernel (summed over the step's launches) and writes one CSV row per launch
 // for tests/emucheck/predict.py (the predicted-time table of docs/kernels.md). Only sampled blocks
@@ -18,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "conv2d_mma.cuh"
 #include "kiln/cuda.hpp"
 #include "kiln/models/unet.hpp"
 
@@ -25,11 +31,12 @@ namespace {
 
 struct Options {
   int width = 32, batch = 16, size = 64;
-  std::string math = "strict", csv;
+  std::string math = "strict", kernels = "step", csv;
 };
 
 [[noreturn]] void usage(const std::string& why) {
-  std::fprintf(stderr, "kiln_emu_profile: %s\nusage: kiln_emu_profile [--width 16|32] [--batch N] [--size S] [--math strict|tf32] [--csv FILE]\n",
+  std::fprintf(stderr, "kiln_emu_profile: %s\nusage: kiln_emu_profile [--width 16|32] [--batch N] [--size S] [--math strict|tf32] "
+               "[--kernels step|mma-forward] [--csv FILE]\n",
                why.c_str());
   std::exit(2);
 }
@@ -44,12 +51,14 @@ Options parse(int argc, char** argv) {
     else if (a == "--batch") o.batch = std::atoi(v.c_str());
     else if (a == "--size") o.size = std::atoi(v.c_str());
     else if (a == "--math") o.math = v;
+    else if (a == "--kernels") o.kernels = v;
     else if (a == "--csv") o.csv = v;
     else usage("unknown option '" + a + "'");
   }
   if (o.width != 16 && o.width != 32) usage("--width must be 16 (model small) or 32 (model base)");
   if (o.batch < 1 || o.size < 16 || o.size % 16 != 0) usage("--batch must be >= 1 and --size a multiple of 16");
   if (o.math != "strict" && o.math != "tf32") usage("--math must be strict or tf32");
+  if (o.kernels != "step" && o.kernels != "mma-forward") usage("--kernels must be step or mma-forward");
   return o;
 }
 
@@ -87,18 +96,6 @@ int run(const Options& o) {
   const auto x = kiln::Tensor<float, Cuda>::from_host(in, std::vector<float>(static_cast<std::size_t>(in.numel()), 0.5f));
   const auto target = kiln::Tensor<float, Cuda>::from_host(out, std::vector<float>(static_cast<std::size_t>(out.numel()), 0.25f));
 
-  emu::set_race_check(false);  // skipped blocks leave shared/global data unwritten on purpose
-  emu::set_profile_sampled_only(true);
-  emu::set_profile(true);
-  for (int step = 0; step < 2; ++step) {  // the first step plans and creates the optimizer state
-    emu::profile_log().clear();
-    net.zero_grad();
-    loss.forward(net.forward(x, kiln::Mode::train), target);
-    net.backward(loss.backward());
-    opt.step();
-  }
-  emu::set_profile(false);
-
   // The convolutions in execution order (= visit order) with their input sizes.
   std::vector<ConvLayer> convs;
   net.visit([&](kiln::StateRef<Cuda> ref) {
@@ -113,15 +110,48 @@ int run(const Options& o) {
     convs.push_back({n.substr(0, n.rfind('.')), s.c(), s.n(), s.h(), side, side});
   });
 
+  emu::set_race_check(false);  // skipped blocks leave shared/global data unwritten on purpose
+  emu::set_profile_sampled_only(true);
+  emu::set_profile(true);
+  std::vector<std::string> mma_names;  // the mma kernels' instantiations, in launch order
+  if (o.kernels == "step") {
+    for (int step = 0; step < 2; ++step) {  // the first step plans and creates the optimizer state
+      emu::profile_log().clear();
+      net.zero_grad();
+      loss.forward(net.forward(x, kiln::Mode::train), target);
+      net.backward(loss.backward());
+      opt.step();
+    }
+  } else {
+    namespace mc = kiln::cuda::kernels::mma_conv;
+    emu::profile_log().clear();
+    for (const ConvLayer& c : convs) {
+      const kiln::ConvShape s{o.batch, c.c_in, c.c_out, c.h, c.w, c.k};
+      auto device = [](long long count, float value) {
+        return kiln::Tensor<float, Cuda>::from_host(kiln::Shape::nchw(count, 1, 1, 1),
+                                                    std::vector<float>(static_cast<std::size_t>(count), value));
+      };
+      auto xs = device(s.n * s.c_in * s.h * s.w, 0.5f), ws = device(s.c_out * s.c_in * s.k * s.k, 0.1f), bs = device(s.c_out, 0.0f);
+      auto ys = device(s.n * s.c_out * s.h * s.w, 0.0f), packed = device(mc::packed_weight_floats(s), 0.0f);
+      mc::forward(s, xs.data(), ws.data(), bs.data(), ys.data(), packed.data());
+      mma_names.push_back("conv2d_mma_pack_weights_kernel<" + std::to_string(s.k) + ">");
+      mma_names.push_back("conv2d_mma_forward_kernel<" + std::to_string(s.k) + ", " + std::to_string(mc::block_n(s)) + ", " +
+                          (s.c_in % mc::bk != 0 ? "true" : "false") + ">");
+    }
+  }
+  emu::set_profile(false);
+
   std::vector<Row> rows;
   std::string phase = "forward";
   std::size_t next_forward = 0, next_backward = convs.size();
   bool in_backward_group = false;
-  for (auto& p : emu::profile_log()) {
-    Row r{&p, short_name(p.kernel), phase, ""};
+  for (std::size_t launch = 0; launch < emu::profile_log().size(); ++launch) {
+    auto& p = emu::profile_log()[launch];
+    Row r{&p, launch < mma_names.size() ? mma_names[launch] : short_name(p.kernel), phase, ""};
     if (contains(r.kernel, "loss_backward")) phase = r.phase = "backward";
     if (contains(r.kernel, "adam") || contains(r.kernel, "sgd")) phase = r.phase = "optimizer";
-    const bool forward_conv = contains(r.kernel, "conv2d_forward") || contains(r.kernel, "conv2d_igemm_forward");
+    const bool forward_conv = contains(r.kernel, "conv2d_forward") || contains(r.kernel, "conv2d_igemm_forward") ||
+                              contains(r.kernel, "conv2d_mma_forward");
     const bool backward_conv = contains(r.kernel, "conv2d_backward") || contains(r.kernel, "conv2d_igemm_backward") ||
                                contains(r.kernel, "reduce_splits");
     // Convolutions: FLOPs and the compulsory global bytes (every tensor read or written once) from
@@ -150,6 +180,13 @@ int run(const Options& o) {
         p.global_distinct_bytes = 4.0 * (pixels(c) * (c.c_in + c.c_out) + 2.0 * weights(c));
       }
     }
+    if (contains(r.kernel, "conv2d_mma_pack_weights") && next_forward < convs.size()) {  // for the next forward conv
+      // The sampled-block extrapolation cannot see that the grid-stride blocks re-read w's sectors.
+      const ConvLayer& c = convs[next_forward];
+      r.layer = c.name;
+      const double padded = 1.0 * c.c_out * c.k * c.k * ((c.c_in + 15) / 16 * 16);
+      p.global_distinct_bytes = 4.0 * (weights(c) + padded);
+    }
     if (!backward_conv) in_backward_group = false;
     rows.push_back(r);
   }
@@ -159,14 +196,16 @@ int run(const Options& o) {
     if (!f) usage("cannot write '" + o.csv + "'");
     f << "launch,phase,kernel,layer,blocks,threads,dynamic_shared,sampled_blocks,flops,gld_requests,gld_sectors,gld_bytes,"
          "gst_requests,gst_sectors,gst_bytes,sld_requests,sld_wavefronts,sld_bytes,sst_requests,sst_wavefronts,sst_bytes,"
-         "global_distinct_bytes,gld_request_distinct_bytes,gst_request_distinct_bytes\n";
+         "global_distinct_bytes,gld_request_distinct_bytes,gst_request_distinct_bytes,tensor_flops,hmma\n";
     for (std::size_t i = 0; i < rows.size(); ++i) {
       const auto& p = *rows[i].p;
-      f << i << ',' << rows[i].phase << ',' << rows[i].kernel << ',' << rows[i].layer << ',' << p.blocks << ','
+      // The kernel's name is quoted: template arguments hold commas.
+      f << i << ',' << rows[i].phase << ",\"" << rows[i].kernel << "\"," << rows[i].layer << ',' << p.blocks << ','
         << p.block.x * p.block.y * p.block.z << ',' << p.dynamic_shared_bytes << ',' << p.sampled_blocks << ',' << p.flops;
       for (const emu::TrafficCounts* c : {&p.global_load, &p.global_store, &p.shared_load, &p.shared_store})
         f << ',' << c->requests << ',' << c->units << ',' << c->bytes;
-      f << ',' << p.global_distinct_bytes << ',' << p.global_load.distinct_bytes << ',' << p.global_store.distinct_bytes << '\n';
+      f << ',' << p.global_distinct_bytes << ',' << p.global_load.distinct_bytes << ',' << p.global_store.distinct_bytes << ','
+        << p.tensor_flops << ',' << p.hmma << '\n';
     }
   }
 
@@ -174,7 +213,7 @@ int run(const Options& o) {
   struct Sum {
     int launches = 0;
     double flops = 0, request_distinct = 0, gld_req = 0, gld_sec = 0, gld_bytes = 0, gst_req = 0, gst_sec = 0, gst_bytes = 0, sld_req = 0,
-           sld_wf = 0, sst_req = 0, sst_wf = 0, distinct = 0;
+           sld_wf = 0, sst_req = 0, sst_wf = 0, distinct = 0, tensor_flops = 0, hmma = 0;
   };
   std::map<std::string, Sum> sums;
   for (const Row& r : rows) {
@@ -188,16 +227,19 @@ int run(const Options& o) {
     s.sld_req += p.shared_load.requests, s.sld_wf += p.shared_load.units;
     s.sst_req += p.shared_store.requests, s.sst_wf += p.shared_store.units;
     s.distinct += p.global_distinct_bytes;
+    s.tensor_flops += p.tensor_flops;
+    s.hmma += p.hmma;
   }
   auto ratio = [](double a, double b) { return b > 0 ? a / b : 0.0; };
-  std::printf("UNet<1,2,%d,%d>, batch %d, %dx%d, %s convolutions: one training step, %zu launches\n\n", Width, depth,
-              o.batch, o.size, o.size, o.math.c_str(), rows.size());
-  std::printf("| kernel | launches | GFLOP | global MB (distinct) | ld sectors/req | st sectors/req | coalescing | shared ld wavefronts/req | shared st wavefronts/req |\n");
-  std::printf("|---|---|---|---|---|---|---|---|---|\n");
+  std::printf("UNet<1,2,%d,%d>, batch %d, %dx%d, %s: %zu launches\n\n", Width, depth, o.batch, o.size, o.size,
+              o.kernels == "step" ? (o.math + " convolutions, one training step").c_str() : "the forward convolutions on conv2d_mma.cuh",
+              rows.size());
+  std::printf("| kernel | launches | GFLOP | tensor-core GFLOP | HMMA (M) | global MB (distinct) | ld sectors/req | st sectors/req | coalescing | shared ld wavefronts/req | shared st wavefronts/req |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (const auto& [name, s] : sums) {
     const double efficiency = ratio(s.request_distinct, 32.0 * (s.gld_sec + s.gst_sec));
-    std::printf("| `%s` | %d | %.2f | %.1f | %.2f | %.2f | %.0f %% | %s | %s |\n", name.c_str(), s.launches, s.flops / 1e9,
-                s.distinct / 1e6, ratio(s.gld_sec, s.gld_req), ratio(s.gst_sec, s.gst_req), 100 * efficiency,
+    std::printf("| `%s` | %d | %.2f | %.2f | %.2f | %.1f | %.2f | %.2f | %.0f %% | %s | %s |\n", name.c_str(), s.launches, s.flops / 1e9,
+                s.tensor_flops / 1e9, s.hmma / 1e6, s.distinct / 1e6, ratio(s.gld_sec, s.gld_req), ratio(s.gst_sec, s.gst_req), 100 * efficiency,
                 s.sld_req > 0 ? std::to_string(ratio(s.sld_wf, s.sld_req)).substr(0, 4).c_str() : "-",
                 s.sst_req > 0 ? std::to_string(ratio(s.sst_wf, s.sst_req)).substr(0, 4).c_str() : "-");
   }
