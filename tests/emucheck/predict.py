@@ -89,6 +89,12 @@ def predict(row, sass, gpu):
     return terms[limit], limit, terms
 
 
+def next_limit(k, limit):
+    """The largest H200 term after the binding one, summed over the kernel's launches."""
+    terms = sorted(((k["H200 SXMterm " + n], n) for n in ("math", "issue", "shared", "dram", "launch") if n != limit), reverse=True)
+    return f"{terms[0][1]} {terms[0][0] * 1e6:.0f}"
+
+
 def section(path, sass):
     rows = list(csv.DictReader(open(path, encoding="utf-8")))
     if not rows:
@@ -103,15 +109,17 @@ def section(path, sass):
                     "sld_requests", "sld_wavefronts", "sst_requests", "sst_wavefronts", "global_distinct_bytes"):
             k[key] += num(r, key)
         for gpu in GPUS:
-            t, limit, _ = predict(r, sass, gpu)
+            t, limit, terms = predict(r, sass, gpu)
             k[gpu] += t
             k[gpu + limit] += t
+            for name, term in terms.items():  # every term, for the next limit after the binding one
+                k[gpu + "term " + name] += term
             step[gpu][r["phase"]] += t
             bound[gpu][limit] += t
     print(f"| kernel | launches | GFLOP | tensor-core FLOPs useful | coalescing | sectors / ld, st request | "
           f"shared wavefronts / request | occupancy (sm_90) | instructions per FFMA / HMMA | H100 µs | H200 µs | "
-          f"binding limit (H200) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          f"binding limit (H200) | next limit (H200, µs) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name in sorted(per_kernel, key=lambda n: -per_kernel[n]["H200 SXM"]):
         k = per_kernel[name]
         moved = 32 * (k["gld_sectors"] + k["gst_sectors"])
@@ -126,7 +134,8 @@ def section(path, sass):
         limit = max(limits, key=limits.get)
         useful = f"{100 * k['flops'] / k['tensor_flops']:.0f} %" if k["tensor_flops"] else "-"
         print(f"| `{name}` | {k['launches']:.0f} | {k['flops'] / 1e9:.2f} | {useful} | {coalescing} | {ld:.1f}, {st:.1f} | {wf} | "
-              f"{s.get('occupancy', '?')} | {per_op} | {k['H100 SXM'] * 1e6:.0f} | {k['H200 SXM'] * 1e6:.0f} | {limit} |")
+              f"{s.get('occupancy', '?')} | {per_op} | {k['H100 SXM'] * 1e6:.0f} | {k['H200 SXM'] * 1e6:.0f} | {limit} | "
+              f"{next_limit(k, limit)} |")
     print()
     for gpu in GPUS:
         total = sum(step[gpu].values())
