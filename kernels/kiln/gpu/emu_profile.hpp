@@ -14,7 +14,9 @@
 //     banks must deliver (bank = word % 32; lanes reading the same word are a broadcast), so a
 //     conflict-free request is 1 wavefront and an n-way conflict n, with the real lane mapping.
 // Tensor-core operations (wmma.hpp, mma.hpp) report the per-lane accesses of nvcc's code for them
-// (fragment loads and stores, ldmatrix rows) and count their HMMA instructions and FLOPs.
+// (fragment loads and stores, ldmatrix rows) and count their HMMA instructions and FLOPs; cp.async
+// reports its shared-memory write at issue (emu_check.hpp); a float4 that clang's x86 build split
+// into four 4-byte accesses counts as the one 16-byte request nvcc issues (profile_block_flush).
 // Large grids are sampled: at most KILN_EMU_PROFILE_BLOCKS blocks (default 64, evenly spaced) are
 // recorded and the request counts are scaled to the whole grid. The distinct global bytes of the
 // launch (each 32-byte sector counted once, what DRAM must move at least if the cache held

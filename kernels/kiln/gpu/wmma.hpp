@@ -31,7 +31,7 @@
 //
 // Checking builds (KILN_EMU_CHECK): the whole-tile copies are left uninstrumented (a noinline
 // helper outside the allowlist) and every lane instead reports the accesses nvcc's code for the
-// same call makes in that lane (lane_access below, read off the sm_90 SASS of nvcc 13), to the
+// same call makes in that lane (lane_accesses below, read off the sm_90 SASS of nvcc 13), to the
 // race/init checks and the traffic counters; mma_sync counts its HMMA instructions and FLOPs.
 #include "kiln/gpu/bfloat16.hpp"
 #include "kiln/gpu/config.hpp"
