@@ -1,6 +1,6 @@
-// kiln/train/metrics.hpp — the numbers a colorization run reports.
+// kiln/color/metrics.hpp — the numbers a colorization run reports.
 //
-// Public API (namespace kiln::train):
+// Public API (namespace kiln::color):
 //   double ab_mse(pred_ab, true_ab)      // Tensor<float,Cpu> [N,2,H,W] (or spans) in the network's
 //                                        // scaling (ab/110); result in Lab units²: mean over every
 //                                        // pixel and both channels of (110·Δ)²
@@ -20,11 +20,11 @@
 //   };
 #pragma once
 
+#include <kiln/color/lab_tensor.hpp>
+#include <kiln/color/scaling.hpp>
 #include <kiln/core/error.hpp>
 #include <kiln/core/tensor.hpp>
-#include <kiln/io/color.hpp>
 #include <kiln/io/image.hpp>
-#include <kiln/io/lab_tensor.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -32,7 +32,7 @@
 #include <limits>
 #include <span>
 
-namespace kiln::train {
+namespace kiln::color {
 
 // Sum of squared differences in Lab units² (inputs in network scaling).
 inline double ab_squared_error_sum(std::span<const float> pred_ab, std::span<const float> true_ab) {
@@ -40,7 +40,7 @@ inline double ab_squared_error_sum(std::span<const float> pred_ab, std::span<con
                true_ab.size());
     double sum = 0.0;
     for (std::size_t i = 0; i < pred_ab.size(); ++i) {
-        const double d = double(io::denormalise_ab(pred_ab[i])) - double(io::denormalise_ab(true_ab[i]));
+        const double d = double(denormalise_ab(pred_ab[i])) - double(denormalise_ab(true_ab[i]));
         sum += d * d;
     }
     return sum;
@@ -120,8 +120,8 @@ struct ValidationMetrics {
         squared_error_ += ab_squared_error_sum(pred_ab.span(), true_ab.span());
         values_ += pred_ab.numel();
         for (std::int64_t n = 0; n < L.shape().n(); ++n) {
-            const io::Image pred = io::lab_to_image(L, pred_ab, n);
-            const io::Image truth = io::lab_to_image(L, true_ab, n);
+            const io::Image pred = lab_to_image(L, pred_ab, n);
+            const io::Image truth = lab_to_image(L, true_ab, n);
             psnr_sum_ += std::min(psnr_rgb(pred, truth), psnr_cap_db);
             colorfulness_pred_ += colorfulness(pred);
             colorfulness_true_ += colorfulness(truth);
@@ -141,4 +141,14 @@ struct ValidationMetrics {
     std::size_t values_ = 0, images_ = 0;
 };
 
+}  // namespace kiln::color
+
+// The programs (examples/) still spell these kiln::train::; drop once they say kiln::color::.
+namespace kiln::train {
+using color::ab_mse;
+using color::ab_squared_error_sum;
+using color::colorfulness;
+using color::psnr_from_mse;
+using color::psnr_rgb;
+using color::ValidationMetrics;
 }  // namespace kiln::train
