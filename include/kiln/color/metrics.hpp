@@ -25,11 +25,11 @@
 #include <kiln/core/error.hpp>
 #include <kiln/core/tensor.hpp>
 #include <kiln/io/image.hpp>
+#include <kiln/train/quality.hpp>
 
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
-#include <limits>
 #include <span>
 
 namespace kiln::color {
@@ -57,21 +57,9 @@ inline double ab_mse(const Tensor<float, Cpu>& pred_ab, const Tensor<float, Cpu>
     return ab_mse(pred_ab.span(), true_ab.span());
 }
 
-inline double psnr_from_mse(double mse) {
-    if (mse <= 0.0) return std::numeric_limits<double>::infinity();
-    return 10.0 * std::log10(1.0 / mse);
-}
-
 // PSNR in dB of two 0..1 signals of the same length (peak value 1).
 inline double psnr_rgb(std::span<const float> pred, std::span<const float> truth) {
-    KILN_CHECK(pred.size() == truth.size() && !pred.empty(), "psnr_rgb: the images hold ", pred.size(), " and ",
-               truth.size(), " values");
-    double sum = 0.0;
-    for (std::size_t i = 0; i < pred.size(); ++i) {
-        const double d = double(pred[i]) - double(truth[i]);
-        sum += d * d;
-    }
-    return psnr_from_mse(sum / double(pred.size()));
+    return train::psnr(pred, truth, 1.0);
 }
 
 inline double psnr_rgb(const io::Image& pred, const io::Image& truth) {
@@ -148,7 +136,6 @@ namespace kiln::train {
 using color::ab_mse;
 using color::ab_squared_error_sum;
 using color::colorfulness;
-using color::psnr_from_mse;
 using color::psnr_rgb;
 using color::ValidationMetrics;
 }  // namespace kiln::train
