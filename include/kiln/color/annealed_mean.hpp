@@ -90,7 +90,3 @@ class AnnealedMean {
 
 }  // namespace kiln::color
 
-// The programs (examples/) still spell this kiln::; drop once they say kiln::color::.
-namespace kiln {
-using color::AnnealedMean;
-}  // namespace kiln

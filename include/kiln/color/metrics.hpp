@@ -134,7 +134,6 @@ struct ValidationMetrics {
 // The programs (examples/) still spell these kiln::train::; drop once they say kiln::color::.
 namespace kiln::train {
 using color::ab_mse;
-using color::ab_squared_error_sum;
 using color::colorfulness;
 using color::psnr_rgb;
 using color::ValidationMetrics;

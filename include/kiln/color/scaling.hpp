@@ -37,15 +37,8 @@ inline void add_scaling_metadata(std::map<std::string, std::string>& metadata) {
 // The programs (examples/) still spell these kiln::io::; drop once they say kiln::color::.
 namespace kiln::io {
 using color::add_scaling_metadata;
-using color::denormalise_ab;
-using color::denormalise_L;
-using color::kAbScale;
 using color::kInputScaling;
 using color::kInputScalingKey;
-using color::kLOffset;
-using color::kLScale;
 using color::kOutputScaling;
 using color::kOutputScalingKey;
-using color::normalise_ab;
-using color::normalise_L;
 }  // namespace kiln::io
