@@ -1,6 +1,6 @@
 #pragma once
 // cuDNN at the same shapes as layer_cases.hpp: the unit of measurement for our
-// kernels (GUIDE section 6). Self-contained (cudnn.h + the CUDA runtime), so it
+// kernels (docs/benchmarks.md). Self-contained (cudnn.h + the CUDA runtime), so it
 // does not depend on kiln's own cuDNN wrapper.
 //
 // Rows: <op>/cudnn/fp32/<shape> and, for convolutions, <op>/cudnn/tf32/<shape>.

@@ -8,7 +8,7 @@
 
 #include <kiln/core/error.hpp>
 #include <kiln/io/image.hpp>
-#include <kiln/io/lab_tensor.hpp>
+#include <kiln/color/lab_tensor.hpp>
 
 #include <cmath>
 #include <cstddef>
@@ -55,7 +55,7 @@ void run(std::span<const std::byte> bytes) {
     // Lab, as the network sees it, and back.
     kiln::Tensor<float, kiln::Cpu> L(kiln::Shape::nchw(1, 1, small.height, small.width));
     kiln::Tensor<float, kiln::Cpu> ab(kiln::Shape::nchw(1, 2, small.height, small.width));
-    image_to_lab(small, L, &ab, 0);
+    kiln::color::image_to_lab(small, L, &ab, 0);
     for (std::size_t i = 0; i < small.pixel_count(); ++i) {
         const float l = L.data()[i];
         KILN_FUZZ_CHECK(std::isfinite(l) && l >= -1.001f && l <= 1.001f, "normalised L %g", double(l));
@@ -64,10 +64,10 @@ void run(std::span<const std::byte> bytes) {
             KILN_FUZZ_CHECK(std::isfinite(v) && std::fabs(v) <= 1.5f, "normalised ab %g", double(v));
         }
     }
-    const Image back = lab_to_image(L, ab, 0);
+    const Image back = kiln::color::lab_to_image(L, ab, 0);
     check_range(back, "lab_to_image");
     if (image.pixel_count() <= 4096) {
-        const auto L_full = image_to_L(image);
+        const auto L_full = kiln::color::image_to_L(image);
         KILN_FUZZ_CHECK(L_full.shape().h() == image.height && L_full.shape().w() == image.width, "image_to_L shape");
     }
 }

@@ -5,10 +5,10 @@
 #include <kiln/io/checkpoint.hpp>
 #include <kiln/io/dataset.hpp>
 #include <kiln/io/image.hpp>
-#include <kiln/io/lab_tensor.hpp>
+#include <kiln/color/lab_tensor.hpp>
 #include <kiln/io/read_file.hpp>
-#include <kiln/models/colour_classifier.hpp>
-#include <kiln/train/metrics.hpp>
+#include <kiln/color/colour_classifier.hpp>
+#include <kiln/color/metrics.hpp>
 #include <nlohmann/json.hpp>
 #include <omp.h>
 

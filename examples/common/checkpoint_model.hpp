@@ -3,7 +3,7 @@
 // colorization checkpoint must say about its data (the library checks only what it is asked).
 #include "models.hpp"  // first: it brings <kiln/cuda.hpp> before the other kiln headers
 #include <kiln/io/checkpoint.hpp>
-#include <kiln/io/lab_tensor.hpp>
+#include <kiln/color/scaling.hpp>
 #include <kiln/io/safetensors.hpp>
 
 #include <cstdio>

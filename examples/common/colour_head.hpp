@@ -14,7 +14,7 @@
 #include <kiln/io/dataset.hpp>
 #include <kiln/io/image.hpp>
 #include <kiln/kiln.hpp>
-#include <kiln/train/ab_bins.hpp>
+#include <kiln/color/ab_bins.hpp>
 
 #include <algorithm>
 #include <map>
@@ -22,7 +22,7 @@
 
 namespace kiln::programs {
 
-inline constexpr float kAbScale = 1.0f / 110.0f;  // network units per Lab unit (io::lab_tensor.hpp)
+inline constexpr float kAbScale = 1.0f / 110.0f;  // network units per Lab unit (kiln/color/scaling.hpp)
 
 struct ColourHead {
   bool classify = false;

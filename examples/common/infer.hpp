@@ -11,7 +11,7 @@
 #include "models.hpp"  // first: it brings <kiln/cuda.hpp> before the other kiln headers
 #include <kiln/io/color.hpp>
 #include <kiln/io/image.hpp>
-#include <kiln/io/lab_tensor.hpp>
+#include <kiln/color/lab_tensor.hpp>
 #include <kiln/nn/infer.hpp>
 #include <kiln/nn/network.hpp>
 

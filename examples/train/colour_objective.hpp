@@ -5,6 +5,7 @@
 // per-pixel softmax cross-entropy (SoftmaxCrossEntropy). Same forward(pred, ab) / backward() as
 // kiln::Loss, so the training step does not change.
 #include "../common/colour_head.hpp"  // first (models.hpp)
+#include <kiln/color/ab_soft_encode.hpp>
 
 #include <string>
 

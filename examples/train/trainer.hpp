@@ -6,11 +6,11 @@
 #include <kiln/io/checkpoint.hpp>
 #include <kiln/io/dataset.hpp>
 #include <kiln/io/image.hpp>
-#include <kiln/io/lab_tensor.hpp>
-#include <kiln/io/loader.hpp>
+#include <kiln/color/lab_tensor.hpp>
+#include <kiln/color/loader.hpp>
 #include <kiln/io/read_file.hpp>
 #include <kiln/kiln.hpp>
-#include <kiln/train/metrics.hpp>
+#include <kiln/color/metrics.hpp>
 #include <nlohmann/json.hpp>
 #include <omp.h>
 #include <signal.h>

@@ -1,6 +1,7 @@
 #pragma once
 // kiln: the whole library on the CPU, the U-Net included. Add <kiln/cuda.hpp> for the Cuda
-// device; images, checkpoints and data loading are in <kiln/io/...> (they need stb).
+// device; images, checkpoints and data loading are in <kiln/io/...> (they need stb). The
+// colorizer's pieces (Lab tensors, colour classes, metrics) are the module <kiln/color/...>.
 #include "kiln/core/arena.hpp"
 #include "kiln/core/backend.hpp"
 #include "kiln/core/device.hpp"
@@ -11,9 +12,7 @@
 #include "kiln/core/tensor.hpp"
 #include "kiln/cpu/backend.hpp"
 #include "kiln/models/unet.hpp"
-#include "kiln/nn/ab_soft_encode.hpp"
 #include "kiln/nn/activation.hpp"
-#include "kiln/nn/annealed_mean.hpp"
 #include "kiln/nn/batchnorm2d.hpp"
 #include "kiln/nn/concat.hpp"
 #include "kiln/nn/conv2d.hpp"

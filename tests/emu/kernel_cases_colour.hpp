@@ -6,6 +6,9 @@
 // add_colour_cases(t) appends to the table (tiny cases for the ThreadSanitizer subset).
 #include <vector>
 
+#include "kiln/color/ab_soft_encode.hpp"
+#include "kiln/color/annealed_mean.hpp"
+
 namespace kiln_test {
 
 // A 5 x 4 grid of bin centres 0.5 apart (the units of ab in the cases: random in [-2, 2]).
@@ -18,12 +21,12 @@ inline std::vector<float> colour_case_centres() {
 
 // Default-constructible layers with the grid's bins (layer_case builds them itself).
 template <class D>
-struct GridAnnealedMean : kiln::AnnealedMean<23, D> {
-  GridAnnealedMean() : kiln::AnnealedMean<23, D>(colour_case_centres(), 0.38f) {}
+struct GridAnnealedMean : kiln::color::AnnealedMean<23, D> {
+  GridAnnealedMean() : kiln::color::AnnealedMean<23, D>(colour_case_centres(), 0.38f) {}
 };
 template <class D>
-struct GridAnnealedMeanAll : kiln::AnnealedMean<20, D> {
-  GridAnnealedMeanAll() : kiln::AnnealedMean<20, D>(colour_case_centres(), 1.0f) {}
+struct GridAnnealedMeanAll : kiln::color::AnnealedMean<20, D> {
+  GridAnnealedMeanAll() : kiln::color::AnnealedMean<20, D>(colour_case_centres(), 1.0f) {}
 };
 
 // Softmax cross-entropy: C channels of which `classes` take part; soft targets; weights or not.
@@ -57,8 +60,8 @@ void ab_encode_case(Report& report, std::int64_t n, std::int64_t h, std::int64_t
   kiln::Rng rng(seed);
   const auto centres = colour_case_centres();
   const auto bin_weights = random_vector(centres.size() / 2, rng, 0.2f, 5.0f);
-  kiln::AbSoftEncode<K, Cpu> cpu(centres, bin_weights, 0.3f, 5);
-  kiln::AbSoftEncode<K, Cuda> cuda(centres, bin_weights, 0.3f, 5);
+  kiln::color::AbSoftEncode<K, Cpu> cpu(centres, bin_weights, 0.3f, 5);
+  kiln::color::AbSoftEncode<K, Cuda> cuda(centres, bin_weights, 0.3f, 5);
   const Shape in = Shape::nchw(n, 2, h, w);
   kiln::Arena<Cpu> arena_cpu;
   kiln::Arena<Cuda> arena_cuda;

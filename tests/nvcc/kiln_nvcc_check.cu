@@ -36,6 +36,9 @@ template void affine(const Tensor<float, Cuda>&, float, float, Tensor<float, Cud
 template void clamp(const Tensor<float, Cuda>&, float, float, Tensor<float, Cuda>&);
 template class BatchNorm2d<5, Cuda>;
 template class ReLU<Cuda>;
+// ReLU's and the activations' shared members (plan) live in their base: instantiate it too.
+template class detail::Pointwise<ReLU<Cuda>, Cuda>;
+template class detail::Pointwise<Activation<ActivationKind::leaky_relu, Cuda>, Cuda>;
 template class MaxPool2d<2, Cuda>;
 template class Upsample<2, UpsampleMode::nearest, Cuda>;
 template class Upsample<2, UpsampleMode::bilinear, Cuda>;

@@ -1,6 +1,7 @@
 // sRGB <-> Lab against published reference values, round-trip bounds and gamut clamping.
 #include <doctest/doctest.h>
 
+#include <kiln/color/scaling.hpp>
 #include <kiln/io/color.hpp>
 
 #include <algorithm>
@@ -119,21 +120,21 @@ TEST_CASE("color: a grey level's L equals the L of any colour with the same lumi
 }
 
 TEST_CASE("color: network scaling maps L 0..100 to -1..1 and ab by 1/110") {
-    CHECK(normalise_L(0.0f) == -1.0f);
-    CHECK(normalise_L(50.0f) == 0.0f);
-    CHECK(normalise_L(100.0f) == 1.0f);
-    CHECK(denormalise_L(normalise_L(37.5f)) == doctest::Approx(37.5f));
-    CHECK(normalise_ab(110.0f) == 1.0f);
-    CHECK(normalise_ab(-55.0f) == -0.5f);
-    CHECK(denormalise_ab(0.5f) == 55.0f);
-    CHECK(denormalise_ab(normalise_ab(-107.86f)) == doctest::Approx(-107.86f));
+    CHECK(kiln::color::normalise_L(0.0f) == -1.0f);
+    CHECK(kiln::color::normalise_L(50.0f) == 0.0f);
+    CHECK(kiln::color::normalise_L(100.0f) == 1.0f);
+    CHECK(kiln::color::denormalise_L(kiln::color::normalise_L(37.5f)) == doctest::Approx(37.5f));
+    CHECK(kiln::color::normalise_ab(110.0f) == 1.0f);
+    CHECK(kiln::color::normalise_ab(-55.0f) == -0.5f);
+    CHECK(kiln::color::denormalise_ab(0.5f) == 55.0f);
+    CHECK(kiln::color::denormalise_ab(kiln::color::normalise_ab(-107.86f)) == doctest::Approx(-107.86f));
     // every in-gamut colour's ab lands within [-1, 1] after scaling
     for (int r = 0; r <= 255; r += 51)
         for (int g = 0; g <= 255; g += 51)
             for (int b = 0; b <= 255; b += 51) {
                 const Lab lab = srgb8_to_lab(std::uint8_t(r), std::uint8_t(g), std::uint8_t(b));
-                CHECK(std::fabs(normalise_ab(lab.a)) <= 1.0f);
-                CHECK(std::fabs(normalise_ab(lab.b)) <= 1.0f);
+                CHECK(std::fabs(kiln::color::normalise_ab(lab.a)) <= 1.0f);
+                CHECK(std::fabs(kiln::color::normalise_ab(lab.b)) <= 1.0f);
             }
 }
 

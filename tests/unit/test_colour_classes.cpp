@@ -1,13 +1,14 @@
 // Colour as classification: SoftmaxCrossEntropy, AbSoftEncode, AnnealedMean (hand values and
-// finite differences) and the bins with their rebalancing weights (kiln/train/ab_bins.hpp).
+// finite differences) and the bins with their rebalancing weights (kiln/color/ab_bins.hpp).
 #include <doctest/doctest.h>
 
 #include <cmath>
 #include <vector>
 
 #include "gradcheck.hpp"
-#include "kiln/models/colour_classifier.hpp"
-#include "kiln/train/ab_bins.hpp"
+#include "kiln/color/ab_bins.hpp"
+#include "kiln/color/ab_soft_encode.hpp"
+#include "kiln/color/colour_classifier.hpp"
 
 using namespace kiln;
 using kiln::test::relative_error;
@@ -90,7 +91,7 @@ TEST_CASE("AbSoftEncode: a Gaussian over the 5 nearest bins, summing to 1, and t
   const std::vector<float> c = grid_centres();
   std::vector<float> weights(20);
   for (int q = 0; q < 20; ++q) weights[std::size_t(q)] = 1.0f + q;
-  AbSoftEncode<22> enc(c, weights, 0.25f, 5);
+  color::AbSoftEncode<22> enc(c, weights, 0.25f, 5);
   Arena<Cpu> arena;
   arena.begin();
   enc.plan(Shape::nchw(1, 2, 1, 2), arena, "enc");
@@ -116,22 +117,22 @@ TEST_CASE("AbSoftEncode: a Gaussian over the 5 nearest bins, summing to 1, and t
 
 TEST_CASE("AbSoftEncode and AnnealedMean: gradients against finite differences") {
   {
-    AbSoftEncode<23> enc(grid_centres(), {}, 0.4f, 5);
+    color::AbSoftEncode<23> enc(grid_centres(), {}, 0.4f, 5);
     kiln::test::check_gradients(enc, Shape::nchw(2, 2, 3, 3), 11, 2e-2, 1e-3f);
   }
   {
-    AnnealedMean<23> dec(grid_centres(), 0.38f);
+    color::AnnealedMean<23> dec(grid_centres(), 0.38f);
     kiln::test::check_gradients(dec, Shape::nchw(2, 23, 3, 2), 13, 2e-2, 1e-2f);
   }
   {
-    AnnealedMean<20> dec(grid_centres(), 1.0f);
+    color::AnnealedMean<20> dec(grid_centres(), 1.0f);
     kiln::test::check_gradients(dec, Shape::nchw(1, 20, 2, 3), 17, 2e-2, 1e-2f);
   }
 }
 
 TEST_CASE("AnnealedMean: T = 1 is the mean, T -> 0 the mode; channels past the bins are ignored") {
   const std::vector<float> c = {0.0f, 0.0f, 1.0f, 0.0f, 0.0f, 2.0f};
-  AnnealedMean<4> dec(c, 1.0f);
+  color::AnnealedMean<4> dec(c, 1.0f);
   Arena<Cpu> arena;
   arena.begin(Mode::eval);
   dec.plan(Shape::nchw(1, 4, 1, 1), arena, "dec");
@@ -146,15 +147,15 @@ TEST_CASE("AnnealedMean: T = 1 is the mean, T -> 0 the mode; channels past the b
   CHECK(ab[0] == doctest::Approx(1.0).epsilon(1e-4));
   CHECK(ab[1] == doctest::Approx(0.0).epsilon(1e-4));
   CHECK_THROWS_WITH(dec.set_temperature(0.0f), doctest::Contains("positive"));
-  CHECK_THROWS_WITH(AnnealedMean<2>{c}, doctest::Contains("1 to 2 bin centres"));
+  CHECK_THROWS_WITH(color::AnnealedMean<2>{c}, doctest::Contains("1 to 2 bin centres"));
 }
 
 TEST_CASE("make_ab_bins: the occupied bins, a prior, and rebalancing weights with E[w] = 1") {
-  train::AbHistogram h(10.0f);
+  color::AbHistogram h(10.0f);
   for (int i = 0; i < 90; ++i) h.add(1.0f, -2.0f);   // bin (0, 0)
   for (int i = 0; i < 9; ++i) h.add(23.0f, 4.0f);    // bin (20, 0)
   h.add(-61.0f, 79.0f);                              // bin (-60, 80)
-  const train::AbBins b = train::make_ab_bins(h, 313, 0.5, 5.0);
+  const color::AbBins b = color::make_ab_bins(h, 313, 0.5, 5.0);
   REQUIRE(b.size() == 3);
   CHECK(b.centres == std::vector<float>{-60, 80, 0, 0, 20, 0});  // grid order (a, then b)
   CHECK(b.prior == std::vector<float>{0.01f, 0.9f, 0.09f});
@@ -165,19 +166,19 @@ TEST_CASE("make_ab_bins: the occupied bins, a prior, and rebalancing weights wit
   for (std::size_t q = 0; q < 3; ++q) e += b.prior[q] * b.weights[q];
   CHECK(e == doctest::Approx(1.0).epsilon(1e-3));
   // lambda = 1: uniform weights; max_bins keeps the most frequent.
-  for (float w : train::make_ab_bins(h, 313, 1.0, 5.0).weights) CHECK(w == doctest::Approx(1.0));
-  const train::AbBins two = train::make_ab_bins(h, 2);
+  for (float w : color::make_ab_bins(h, 313, 1.0, 5.0).weights) CHECK(w == doctest::Approx(1.0));
+  const color::AbBins two = color::make_ab_bins(h, 2);
   CHECK(two.centres == std::vector<float>{0, 0, 20, 0});
   // Numbers round-trip through the metadata text exactly; junk is refused.
-  CHECK(train::parse_numbers(train::join_numbers(b.weights), "w") == b.weights);
-  CHECK_THROWS_WITH(train::parse_numbers("1,x", "kiln.colour.weights"), doctest::Contains("'x' (item 2)"));
+  CHECK(color::parse_numbers(color::join_numbers(b.weights), "w") == b.weights);
+  CHECK_THROWS_WITH(color::parse_numbers("1,x", "kiln.colour.weights"), doctest::Contains("'x' (item 2)"));
 }
 
 TEST_CASE("ColourClassifier: the U-Net's state under the same names, the annealed mean on its logits, same reach") {
   using Logits = UNet<1, 20, 4, 2>;
-  static_assert(ReceptiveField<ColourClassifier<Logits>>::radius == ReceptiveField<Logits>::radius);
+  static_assert(ReceptiveField<color::ColourClassifier<Logits>>::radius == ReceptiveField<Logits>::radius);
   Network<Logits> bare;
-  Network<ColourClassifier<Logits>> wrapped;
+  Network<color::ColourClassifier<Logits>> wrapped;
   Rng rng(21);
   bare.reset_parameters(rng);
   std::vector<std::string> names_bare, names_wrapped;
@@ -196,7 +197,7 @@ TEST_CASE("ColourClassifier: the U-Net's state under the same names, the anneale
   wrapped.layers().decoder().set_bins(grid_centres(), 0.38f);
   const auto x = kiln::test::random_tensor(Shape::nchw(1, 1, 8, 8), rng);
   const auto logits = bare.forward(x, Mode::eval).clone();
-  AnnealedMean<20> dec(grid_centres(), 0.38f);
+  color::AnnealedMean<20> dec(grid_centres(), 0.38f);
   Arena<Cpu> arena;
   arena.begin(Mode::eval);
   dec.plan(logits.shape(), arena, "dec");

@@ -14,7 +14,7 @@
 
 #include "test_files.hpp"
 #include "kiln/io/dataset.hpp"
-#include "kiln/io/loader.hpp"
+#include "kiln/color/loader.hpp"
 
 using namespace kiln;
 namespace fs = std::filesystem;
@@ -44,21 +44,21 @@ std::string error_of(const std::function<void()>& f) {
   return "(no error)";
 }
 
-std::vector<float> flat(const io::Batch& b) {
+std::vector<float> flat(const color::Batch& b) {
   std::vector<float> v = b.L.to_vector();
   const std::vector<float> ab = b.ab.to_vector();
   v.insert(v.end(), ab.begin(), ab.end());
   return v;
 }
 
-std::vector<std::vector<float>> take(io::TrainLoader& loader, int n) {
+std::vector<std::vector<float>> take(color::TrainLoader& loader, int n) {
   std::vector<std::vector<float>> out;
   for (int i = 0; i < n; ++i) out.push_back(flat(loader.next()));
   return out;
 }
 
-io::LoaderOptions small_options(std::uint64_t seed = 1, int workers = 1) {
-  io::LoaderOptions o;
+color::LoaderOptions small_options(std::uint64_t seed = 1, int workers = 1) {
+  color::LoaderOptions o;
   o.batch = 3;
   o.crop = 32;
   o.seed = seed;
@@ -168,9 +168,9 @@ TEST_CASE("dataset: split_by_image") {
 
 TEST_CASE("loader: batch shapes and value ranges") {
   const io::ImageFolderDataset ds(photos);
-  io::TrainLoader loader(ds, small_options());
+  color::TrainLoader loader(ds, small_options());
   for (int i = 0; i < 4; ++i) {
-    const io::Batch b = loader.next();
+    const color::Batch b = loader.next();
     CHECK(b.L.shape() == Shape::nchw(3, 1, 32, 32));
     CHECK(b.ab.shape() == Shape::nchw(3, 2, 32, 32));
     float lmin = 9, lmax = -9, abmax = 0, abmean = 0;
@@ -187,7 +187,7 @@ TEST_CASE("loader: batch shapes and value ranges") {
 
 TEST_CASE("loader: deterministic for a seed, whatever the threading") {
   const io::ImageFolderDataset ds(photos);
-  io::TrainLoader a(ds, small_options(1, 1)), b(ds, small_options(1, 1)), sync(ds, small_options(1, 0)),
+  color::TrainLoader a(ds, small_options(1, 1)), b(ds, small_options(1, 1)), sync(ds, small_options(1, 0)),
       parallel(ds, small_options(1, 3)), other(ds, small_options(2, 1));
   const auto ra = take(a, 5);  // 15 samples: three epochs of 5 images
   CHECK(ra == take(b, 5));
@@ -201,18 +201,18 @@ TEST_CASE("loader: deterministic for a seed, whatever the threading") {
 
 TEST_CASE("loader: shards of a global batch are the slices of one loader's batch") {
   const io::ImageFolderDataset ds(photos);
-  io::LoaderOptions whole = small_options(7, 1);
+  color::LoaderOptions whole = small_options(7, 1);
   whole.batch = 4;
-  io::TrainLoader one(ds, whole);
-  io::LoaderOptions half = whole;
+  color::TrainLoader one(ds, whole);
+  color::LoaderOptions half = whole;
   half.batch = 2;
   half.shard_count = 2;
   half.shard_index = 0;
-  io::TrainLoader s0(ds, half);
+  color::TrainLoader s0(ds, half);
   half.shard_index = 1;
-  io::TrainLoader s1(ds, half);
+  color::TrainLoader s1(ds, half);
   for (int step = 0; step < 4; ++step) {  // past an epoch of 5 images
-    const io::Batch b = one.next(), b0 = s0.next(), b1 = s1.next();
+    const color::Batch b = one.next(), b0 = s0.next(), b1 = s1.next();
     std::vector<float> joined = b0.L.to_vector(), second = b1.L.to_vector();
     joined.insert(joined.end(), second.begin(), second.end());
     CHECK(joined == b.L.to_vector());
@@ -221,19 +221,19 @@ TEST_CASE("loader: shards of a global batch are the slices of one loader's batch
   }
   CHECK(s0.batches_per_epoch() == one.batches_per_epoch());
   half.shard_index = 2;
-  CHECK_THROWS_WITH_AS(io::TrainLoader(ds, half), doctest::Contains("shard 2 of 2"), io::IoError);
+  CHECK_THROWS_WITH_AS(color::TrainLoader(ds, half), doctest::Contains("shard 2 of 2"), io::IoError);
 }
 
 TEST_CASE("loader: restore(state) reproduces the continuation") {
   const io::ImageFolderDataset ds(photos);
-  io::TrainLoader a(ds, small_options(3));
+  color::TrainLoader a(ds, small_options(3));
   take(a, 2);
   const io::LoaderState s = a.state();
   CHECK(s.epoch == 1);
   CHECK(s.position == 1);
   const auto rest = take(a, 4);
 
-  io::TrainLoader b(ds, small_options(3));
+  color::TrainLoader b(ds, small_options(3));
   take(b, 1);  // a queue half full of batches that must be discarded
   b.restore(io::LoaderState::from_string(s.to_string()));
   CHECK(b.state() == s);
@@ -245,12 +245,12 @@ TEST_CASE("loader: restore(state) reproduces the continuation") {
 
 TEST_CASE("loader: flips happen (and only mirror the crop)") {
   const io::ImageFolderDataset ds(photos);
-  io::LoaderOptions on = small_options(4), off = small_options(4);
+  color::LoaderOptions on = small_options(4), off = small_options(4);
   off.flip = false;
-  io::TrainLoader with(ds, on), without(ds, off);
+  color::TrainLoader with(ds, on), without(ds, off);
   int flipped = 0, kept = 0;
   for (int batch = 0; batch < 4; ++batch) {
-    const io::Batch f = with.next(), u = without.next();
+    const color::Batch f = with.next(), u = without.next();
     for (int n = 0; n < 3; ++n) {
       double same = 0, mirrored = 0;
       for (int y = 0; y < 32; ++y)
@@ -274,57 +274,57 @@ TEST_CASE("loader: a corrupt image is an error naming it, from next()") {
   write_bytes(dir.path / "damaged.jpg", std::vector<char>(good.begin(), good.begin() + std::ptrdiff_t(good.size() * 4 / 5)));
   const io::ImageFolderDataset ds(dir.path);
   for (int workers : {0, 1, 2}) {
-    io::LoaderOptions o = small_options(5, workers);
+    color::LoaderOptions o = small_options(5, workers);
     o.batch = 6;  // every image in the first batch
-    io::TrainLoader loader(ds, o);
+    color::TrainLoader loader(ds, o);
     const std::string msg = error_of([&] { loader.next(); });
     CHECK(msg.find("damaged.jpg") != std::string::npos);
     CHECK(msg.find("TrainLoader") != std::string::npos);
     CHECK(error_of([&] { loader.next(); }) == msg);  // stays failed
   }
   // An image smaller than the crop.
-  io::LoaderOptions big = small_options(5);
+  color::LoaderOptions big = small_options(5);
   big.crop = 120;
   big.max_side = 512;
-  io::TrainLoader loader(io::ImageFolderDataset(photos), big);
+  color::TrainLoader loader(io::ImageFolderDataset(photos), big);
   CHECK(error_of([&] { loader.next(); }).find("smaller than the 120-pixel crop") != std::string::npos);
 }
 
 TEST_CASE("loader: option errors") {
   const io::ImageFolderDataset ds(photos);
-  io::LoaderOptions o = small_options();
+  color::LoaderOptions o = small_options();
   o.scales = {};
-  CHECK_THROWS_AS(io::TrainLoader(ds, o), io::IoError);
+  CHECK_THROWS_AS(color::TrainLoader(ds, o), io::IoError);
   o = small_options();
   o.max_side = 16;
-  CHECK_THROWS_AS(io::TrainLoader(ds, o), io::IoError);
-  CHECK_THROWS_AS(io::TrainLoader(io::ImageFolderDataset(), small_options()), io::IoError);
+  CHECK_THROWS_AS(color::TrainLoader(ds, o), io::IoError);
+  CHECK_THROWS_AS(color::TrainLoader(io::ImageFolderDataset(), small_options()), io::IoError);
 }
 
 TEST_CASE("validation set: fixed centre crops in batches") {
   const io::ImageFolderDataset ds(photos);
-  const io::ValidationSet v(ds, 32, 2);
+  const color::ValidationSet v(ds, 32, 2);
   CHECK(v.size() == 5);
   REQUIRE(v.batch_count() == 3);
   CHECK(v.batch(0).L.shape() == Shape::nchw(2, 1, 32, 32));
   CHECK(v.batch(2).ab.shape() == Shape::nchw(1, 2, 32, 32));
   CHECK(v.source(4).filename() == "panther-chameleon-female.jpg");
-  const io::ValidationSet again(ds, 32, 2);
+  const color::ValidationSet again(ds, 32, 2);
   for (std::size_t i = 0; i < v.batch_count(); ++i) CHECK(flat(v.batch(i)) == flat(again.batch(i)));
-  const io::ValidationSet multi(ds, 32, 4, 3);
+  const color::ValidationSet multi(ds, 32, 4, 3);
   CHECK(multi.size() == 15);
   CHECK(flat(multi.batch(0)) != flat(v.batch(0)));
 }
 
 TEST_CASE("validation set: the training view sees images at the training crops' pixel scale") {
   const io::ImageFolderDataset ds(photos);
-  io::LoaderOptions lo;
+  color::LoaderOptions lo;
   lo.crop = 32;
   lo.max_side = 96;
   lo.scales = {0.5f, 0.25f};
-  const io::ValidationView view = io::ValidationView::like(lo);
+  const color::ValidationView view = color::ValidationView::like(lo);
   CHECK(view.max_side == 96);
-  const io::ValidationSet v(ds, 32, 4, 3, view);
+  const color::ValidationSet v(ds, 32, 4, 3, view);
   CHECK(v.size() == 15);
   // Crop 1 of image 0: the centred window of side 32 / 0.25 = 128, clamped to the short side of
   // the image as the loader caches it, resized to 32 x 32 -- exactly what the loader would cut.
@@ -333,16 +333,16 @@ TEST_CASE("validation set: the training view sees images at the training crops' 
   const io::Image want =
       io::resize(io::detail::window(cached, (cached.width - side) / 2, (cached.height - side) / 2, side, false), 32, 32);
   Tensor<float, Cpu> L(Shape::nchw(1, 1, 32, 32)), ab(Shape::nchw(1, 2, 32, 32));
-  io::image_to_lab(want, L, &ab, 0);
+  color::image_to_lab(want, L, &ab, 0);
   const std::vector<float> got = v.batch(0).ab.to_vector(), expected = ab.to_vector();
   const std::size_t plane = 2 * 32 * 32;
   CHECK(std::vector<float>(got.begin() + plane, got.begin() + 2 * plane) == expected);
   // Not the fixed view: that one shows a closer window.
-  const io::ValidationSet fixed(ds, 32, 4, 3);
+  const color::ValidationSet fixed(ds, 32, 4, 3);
   CHECK(flat(fixed.batch(0)) != flat(v.batch(0)));
-  const io::ValidationSet again(ds, 32, 4, 3, view);
+  const color::ValidationSet again(ds, 32, 4, 3, view);
   for (std::size_t i = 0; i < v.batch_count(); ++i) CHECK(flat(v.batch(i)) == flat(again.batch(i)));
-  CHECK_THROWS_AS(io::ValidationSet(ds, 32, 4, 1, io::ValidationView{16, {0.5f}}), io::IoError);
-  CHECK_THROWS_AS(io::ValidationSet(ds, 32, 4, 1, io::ValidationView{96, {}}), io::IoError);
-  CHECK_THROWS_AS(io::ValidationSet(ds, 32, 4, 1, io::ValidationView{96, {0.0f}}), io::IoError);
+  CHECK_THROWS_AS(color::ValidationSet(ds, 32, 4, 1, color::ValidationView{16, {0.5f}}), io::IoError);
+  CHECK_THROWS_AS(color::ValidationSet(ds, 32, 4, 1, color::ValidationView{96, {}}), io::IoError);
+  CHECK_THROWS_AS(color::ValidationSet(ds, 32, 4, 1, color::ValidationView{96, {0.0f}}), io::IoError);
 }

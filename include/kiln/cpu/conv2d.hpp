@@ -2,7 +2,6 @@
 // Conv2d on the CPU: stride 1, zero padding K/2 (K odd), NCHW, weight [Cout, Cin, K, K].
 //
 //   reference::   the plain loops: the oracle every other version is tested against.
-//   im2col/col2im the explicit lowering (kept as documentation and for tests).
 //   conv2d_*      what the layers call: implicit-im2col GEMMs on the register-
 //                 blocked micro-kernels of gemm_kernels.hpp (AVX-512 / AVX2 /
 //                 portable: compiled per code path in conv2d_fast.inl and chosen
@@ -70,53 +69,6 @@ inline void conv2d_backward(const ConvShape& s, const float* x, const float* w, 
 }
 
 }  // namespace reference
-
-// col[(c*K + u)*K + v][i*W + j] = x[c][i + u - p][j + v - p] (0 outside): one image.
-inline void im2col(const ConvShape& s, const float* x, float* col) {
-  const std::int64_t p = s.pad();
-#pragma omp parallel for schedule(static)
-  for (std::int64_t c = 0; c < s.c_in; ++c)
-    for (std::int64_t u = 0; u < s.k; ++u)
-      for (std::int64_t v = 0; v < s.k; ++v) {
-        float* row = col + ((c * s.k + u) * s.k + v) * s.hw();
-        const float* plane = x + c * s.hw();
-        for (std::int64_t i = 0; i < s.h; ++i) {
-          const std::int64_t ii = i + u - p;
-          float* out = row + i * s.w;
-          if (ii < 0 || ii >= s.h) {
-            for (std::int64_t j = 0; j < s.w; ++j) out[j] = 0.0f;
-            continue;
-          }
-          for (std::int64_t j = 0; j < s.w; ++j) {
-            const std::int64_t jj = j + v - p;
-            out[j] = (jj >= 0 && jj < s.w) ? plane[ii * s.w + jj] : 0.0f;
-          }
-        }
-      }
-}
-
-// The adjoint of im2col: dx[c][..] = sum of the col entries that read it.
-// Parallel over input channels: channel c only receives rows c*K*K..c*K*K+K*K-1.
-inline void col2im(const ConvShape& s, const float* col, float* dx) {
-  const std::int64_t p = s.pad();
-#pragma omp parallel for schedule(static)
-  for (std::int64_t c = 0; c < s.c_in; ++c) {
-    float* plane = dx + c * s.hw();
-    for (std::int64_t i = 0; i < s.hw(); ++i) plane[i] = 0.0f;
-    for (std::int64_t u = 0; u < s.k; ++u)
-      for (std::int64_t v = 0; v < s.k; ++v) {
-        const float* row = col + ((c * s.k + u) * s.k + v) * s.hw();
-        for (std::int64_t i = 0; i < s.h; ++i) {
-          const std::int64_t ii = i + u - p;
-          if (ii < 0 || ii >= s.h) continue;
-          for (std::int64_t j = 0; j < s.w; ++j) {
-            const std::int64_t jj = j + v - p;
-            if (jj >= 0 && jj < s.w) plane[ii * s.w + jj] += row[i * s.w + j];
-          }
-        }
-      }
-  }
-}
 
 // One code path's convolution entry points (conv2d_fast.inl fills one table per path):
 // the impl::conv2d_*_with<Cfg> functions of that path, with an explicit thread count.

@@ -1,6 +1,6 @@
 #pragma once
 // kiln::cudnn: a small RAII wrapper over cuDNN, used as the oracle of the gpu tests and as the
-// unit of measurement of the benchmarks (GUIDE.md section 6). Only under nvcc with KILN_WITH_CUDNN
+// unit of measurement of the benchmarks (docs/benchmarks.md). Only under nvcc with KILN_WITH_CUDNN
 // defined (CMake: -DKILN_CUDNN=ON); otherwise this header declares nothing and kiln::cudnn::available
 // is false.
 //
@@ -14,7 +14,7 @@
 // like-for-like comparison with kiln's fp32 kernels and the default; MathMode::tf32
 // (CUDNN_TENSOR_OP_MATH, TF32 allowed) is what PyTorch gets with allow_tf32 = True;
 // MathMode::default_math is CUDNN_DEFAULT_MATH, which on A100 and later PERMITS TF32 tensor-core
-// math for fp32 data (the trap GUIDE.md warns about); NVIDIA_TF32_OVERRIDE=0 in the environment
+// math for fp32 data (a silent TF32-vs-fp32 comparison); NVIDIA_TF32_OVERRIDE=0 in the environment
 // forbids TF32 whatever the mode. Conv2d::math_mode() and math_mode_name() say which mode a
 // result came from.
 #include "kiln/gpu/config.hpp"

@@ -1,6 +1,7 @@
 // kiln/io/pair_loader.hpp — training pairs (input, target) for any image-to-image task: random
 // crops at random scales, flips, and a user transform that turns each crop into the network's
-// input and target, prepared on a background thread. (TrainLoader is the colorizer's: {L, ab}.)
+// input and target, prepared on a background thread. (kiln::color::TrainLoader is the
+// colorizer's: {L, ab}.)
 //
 // Public API (namespace kiln::io):
 //   struct PairOptions {
@@ -37,7 +38,7 @@
 #include <kiln/core/tensor.hpp>
 #include <kiln/io/image.hpp>
 #include <kiln/io/io_error.hpp>
-#include <kiln/io/loader.hpp>
+#include <kiln/io/crops.hpp>
 #include <kiln/io/read_file.hpp>
 
 #include <algorithm>

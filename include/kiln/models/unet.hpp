@@ -1,5 +1,6 @@
 #pragma once
-// UNet<In, Out, Width, Depth>: the colorization U-Net as a type.
+// UNet<In, Out, Width, Depth>: a U-Net as a type, for any image-to-image task (the colorizer's
+// is UNet<1, 2, W, D>).
 //
 //   ConvBlock(a, c) = Conv3x3(a->c) BN ReLU Conv3x3(c->c) BN ReLU
 //   level i (c_i = Width * 2^i):  x -> ConvBlock -> s (the skip)

@@ -14,17 +14,17 @@
 
 #include "kiln/core/backend.hpp"
 #include "kiln/ops/activation.hpp"  // ActivationKind, ActivationArgs
-#include "kiln/nn/layer.hpp"
+#include "kiln/nn/pointwise.hpp"
 
 namespace kiln {
 
 template <ActivationKind Kind, class Device = Cpu>
-class Activation {
+class Activation : public detail::Pointwise<Activation<Kind, Device>, Device> {
+  using Base = detail::Pointwise<Activation<Kind, Device>, Device>;
+  using Base::y_;
+  using Base::dx_;
+
  public:
-  using device = Device;
-  static constexpr int in_channels = any_channels;
-  static constexpr int out_channels = same_channels;
-  static constexpr std::size_t parameter_count = 0;
   static constexpr ActivationKind activation = Kind;
   static constexpr std::string_view kind = Kind == ActivationKind::leaky_relu ? "LeakyReLU"
                                            : Kind == ActivationKind::silu     ? "SiLU"
@@ -48,24 +48,9 @@ class Activation {
     negative_slope_ = s;
   }
 
-  void reset_parameters(Rng&) {}
-
-  Shape plan(const Shape& in, Arena<Device>& arena, std::string_view path) {
-    KILN_CHECK(in.rank() == 4, detail::where(kind, path), ": expected an NCHW input, got ", in.str());
-    const auto x = arena.current();
-    arena.output(y_, in);
-    if (arena.training())
-      arena.request(dx_, in);
-    else
-      dx_ = {};  // (not a stale view into a reused block)
-    arena.release(x);
-    return in;
-  }
-
   // Returns the layer's output buffer (a view into the arena, overwritten by the next forward).
   const Tensor<float, Device>& forward(const Tensor<float, Device>& x, Mode) {
-    KILN_CHECK(x.shape() == y_.shape(), kind, ": forward() got ", x.shape().str(), " but was planned for ",
-               y_.shape().str());
+    this->check_forward(x);
     x_ = &x;
     Backend<Device>::activation_forward(args(), x, y_);
     return y_;
@@ -73,21 +58,15 @@ class Activation {
 
   const Tensor<float, Device>& backward(const Tensor<float, Device>& dy) {
     KILN_CHECK(x_ != nullptr, kind, ": backward() called before forward()");
-    KILN_CHECK(!dx_.empty(), kind, ": backward() after a plan for Mode::eval (plan for Mode::train to train)");
-    KILN_CHECK(dy.shape() == y_.shape(), kind, ": gradient ", dy.shape().str(), " does not match output ",
-               y_.shape().str());
+    this->check_backward(dy);
     Backend<Device>::activation_backward(args(), *x_, y_, dy, dx_);
     return dx_;
   }
-
-  template <class F>
-  void visit(F&&, const std::string&) {}
 
  private:
   ActivationArgs args() const { return ActivationArgs{Kind, static_cast<std::int64_t>(y_.numel()), negative_slope_}; }
 
   float negative_slope_ = 0.01f;
-  Tensor<float, Device> y_, dx_;
   const Tensor<float, Device>* x_ = nullptr;
 };
 

@@ -155,8 +155,7 @@ class BatchNorm2d {
 
  private:
   void begin_forward(const Tensor<float, Device>& x, Mode mode) {
-    KILN_CHECK(x.shape() == y_.shape(), "BatchNorm2d: forward() got ", x.shape().str(), " but was planned for ",
-               y_.shape().str(), " (call plan() for a new shape)");
+    detail::check_planned(kind, x.shape(), y_.shape());
     args_.training = mode == Mode::train;
     args_.eps = eps_;
     args_.momentum = momentum_;

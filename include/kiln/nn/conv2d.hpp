@@ -112,9 +112,7 @@ class Conv2d {
 
  private:
   void check_planned(const Tensor<float, Device>& x) const {
-    KILN_CHECK(x.shape() == Shape::nchw(shape_.n, In, shape_.h, shape_.w),
-               "Conv2d: forward() got ", x.shape().str(), " but was planned for ",
-               Shape::nchw(shape_.n, In, shape_.h, shape_.w).str(), " (call plan() for a new shape)");
+    detail::check_planned(kind, x.shape(), Shape::nchw(shape_.n, In, shape_.h, shape_.w));
   }
 
   Parameter<Device> weight_, bias_;

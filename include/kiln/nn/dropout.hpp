@@ -65,8 +65,7 @@ class Dropout {
   // Mode::train: the planned output buffer (overwritten by the next forward). Mode::eval: x itself
   // when planned for eval, else a copy of x in the output buffer.
   const Tensor<float, Device>& forward(const Tensor<float, Device>& x, Mode mode) {
-    KILN_CHECK(x.shape() == shape_, "Dropout: forward() got ", x.shape().str(), " but was planned for ",
-               shape_.str());
+    detail::check_planned(kind, x.shape(), shape_);
     trained_ = mode == Mode::train;
     if (mode == Mode::eval) {
       if (y_.empty()) return x;

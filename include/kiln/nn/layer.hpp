@@ -39,12 +39,6 @@ namespace kiln {
 inline constexpr int any_channels = -1;
 inline constexpr int same_channels = -2;
 
-// Channels after a layer whose input has `in` channels.
-template <class L>
-constexpr int channels_after(int in) {
-  return L::out_channels == same_channels ? in : L::out_channels;
-}
-
 // The layer contract as a concept: a missing or misspelt member is a compile error at the
 // Sequential or Network that holds the layer, naming it, instead of deep inside a template.
 namespace detail {
@@ -101,6 +95,12 @@ inline std::string where(std::string_view kind, std::string_view path) {
     s += "'";
   }
   return s;
+}
+
+// forward() runs on the buffers plan() requested, so its input must have the planned shape.
+inline void check_planned(std::string_view kind, const Shape& got, const Shape& planned) {
+  KILN_CHECK(got == planned, kind, ": forward() got ", got.str(), " but was planned for ", planned.str(),
+             " (call plan() for a new shape)");
 }
 }  // namespace detail
 

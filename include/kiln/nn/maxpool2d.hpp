@@ -49,8 +49,7 @@ class MaxPool2d {
   }
 
   const Tensor<float, Device>& forward(const Tensor<float, Device>& x, Mode) {
-    KILN_CHECK(x.shape() == in_, "MaxPool2d: forward() got ", x.shape().str(), " but was planned for ", in_.str(),
-               " (call plan() for a new shape)");
+    detail::check_planned(kind, x.shape(), in_);
     Backend<Device>::maxpool2d_forward(args_, x, y_, argmax_);
     forwarded_ = true;
     return y_;

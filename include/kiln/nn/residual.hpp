@@ -52,8 +52,7 @@ class Residual {
   }
 
   const Tensor<float, device>& forward(const Tensor<float, device>& x, Mode mode) {
-    KILN_CHECK(x.shape() == y_.shape(), "Residual: forward() got ", x.shape().str(), " but was planned for ",
-               y_.shape().str());
+    detail::check_planned(kind, x.shape(), y_.shape());
     Backend<device>::add(x, branch_.forward(x, mode), y_);
     return y_;
   }

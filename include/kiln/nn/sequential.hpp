@@ -64,11 +64,6 @@ concept FusedWithNext = requires(L& layer, Next& next, const Tensor<float, D>& t
   { layer.backward_relu(t, next) } -> std::same_as<const Tensor<float, D>&>;
 };
 
-template <class L>
-void disable_input_grad(L& layer) {
-  if constexpr (requires { layer.set_input_grad(false); }) layer.set_input_grad(false);
-}
-
 }  // namespace detail
 
 template <class... Layers>

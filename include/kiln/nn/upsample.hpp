@@ -50,8 +50,7 @@ class Upsample {
   }
 
   const Tensor<float, Device>& forward(const Tensor<float, Device>& x, Mode) {
-    KILN_CHECK(x.shape() == in_, "Upsample: forward() got ", x.shape().str(), " but was planned for ", in_.str(),
-               " (call plan() for a new shape)");
+    detail::check_planned(kind, x.shape(), in_);
     if constexpr (M == UpsampleMode::nearest)
       Backend<Device>::upsample_nearest_forward(args_, x, y_);
     else

@@ -1,5 +1,5 @@
-// kiln/ops/color.hpp — sRGB <-> linear RGB <-> CIE XYZ (D65) <-> CIE L*a*b*, and the
-// scaling the colorization network sees.
+// kiln/ops/color.hpp — sRGB <-> linear RGB <-> CIE XYZ (D65) <-> CIE L*a*b*. (The scaling a
+// colorization network sees is the colorizer's: kiln/color/scaling.hpp.)
 //
 // The chain is the textbook one (IEC 61966-2-1 sRGB, CIE 1976 L*a*b*):
 //   sRGB in 0..1  --transfer curve-->  linear RGB  --3x3 matrix-->  XYZ (D65)  --f(t)-->  Lab
@@ -29,19 +29,6 @@ struct Xyz {
 struct Lab {
     float L, a, b;
 };
-
-// ---- the network's scaling ----------------------------------------------------------------
-// Input:  the L channel mapped from 0..100 to -1..1:   x = L / kLScale - kLOffset = L/50 - 1.
-// Output: a and b divided by kAbScale = 110, so the in-gamut range lands inside about -1..1
-//         (a tanh output layer can reach every in-gamut colour).
-inline constexpr float kLScale = 50.0f;
-inline constexpr float kLOffset = 1.0f;
-inline constexpr float kAbScale = 110.0f;
-
-KILN_HD inline float normalise_L(float L) { return L / kLScale - kLOffset; }
-KILN_HD inline float denormalise_L(float x) { return (x + kLOffset) * kLScale; }
-KILN_HD inline float normalise_ab(float ab) { return ab / kAbScale; }
-KILN_HD inline float denormalise_ab(float x) { return x * kAbScale; }
 
 // ---- constants ----------------------------------------------------------------------------
 // D65 reference white (2° observer), as in the sRGB standard.

@@ -7,11 +7,11 @@
 #include <string>
 #include <string_view>
 
-#include "kiln/nn/annealed_mean.hpp"
+#include "kiln/color/annealed_mean.hpp"
 #include "kiln/nn/receptive_field.hpp"
 #include "kiln/nn/sequential.hpp"
 
-namespace kiln {
+namespace kiln::color {
 
 template <class Net>
 class ColourClassifier {
@@ -47,11 +47,16 @@ class ColourClassifier {
   Decoder decode_;
 };
 
-namespace detail {
+}  // namespace kiln::color
+
+namespace kiln::detail {
 template <int K, class D>
-struct ReachOf<AnnealedMean<K, D>> {  // per pixel: the reach is unchanged
+struct ReachOf<color::AnnealedMean<K, D>> {  // per pixel: the reach is unchanged
   static constexpr Reach after(Reach r) { return r; }
 };
-}  // namespace detail
+}  // namespace kiln::detail
 
+// The programs (examples/) still spell this kiln::; drop once they say kiln::color::.
+namespace kiln {
+using color::ColourClassifier;
 }  // namespace kiln

@@ -2,7 +2,7 @@
 // AbSoftEncode<K>: ab [N,2,H,W] -> soft class targets [N,K,H,W] for colour classification (Zhang
 // et al. 2016, kiln/cpu/colour_classes.hpp): each pixel's ab spread over its `neighbours` nearest
 // bin centres with a Gaussian of width sigma (5 Lab units in the paper), and its class rebalancing
-// weight (that of the nearest bin) in pixel_weights() [N,1,H,W]. The bins (kiln::train::AbBins)
+// weight (that of the nearest bin) in pixel_weights() [N,1,H,W]. The bins (kiln::color::AbBins)
 // are set at run time; K >= their count (channels past it stay 0). A layer with no parameters:
 // backward maps dL/dtargets to dL/dab (for a fixed set of nearest bins; a finite-difference check
 // across a change of neighbours sees a kink).
@@ -14,7 +14,7 @@
 #include "kiln/ops/colour_classes.hpp"
 #include "kiln/nn/layer.hpp"
 
-namespace kiln {
+namespace kiln::color {
 
 template <int K, class Device = Cpu>
 class AbSoftEncode {
@@ -50,7 +50,7 @@ class AbSoftEncode {
   void reset_parameters(Rng&) {}
 
   Shape plan(const Shape& in, Arena<Device>& arena, std::string_view path) {
-    KILN_CHECK(in.rank() == 4 && in.c() == 2, detail::where(kind, path), ": expected ab as [N,2,H,W], got ", in.str());
+    KILN_CHECK(in.rank() == 4 && in.c() == 2, kiln::detail::where(kind, path), ": expected ab as [N,2,H,W], got ", in.str());
     const auto x = arena.current();
     const Shape out = Shape::nchw(in.n(), K, in.h(), in.w());
     arena.output(y_, out);
@@ -91,4 +91,9 @@ class AbSoftEncode {
   int neighbours_ = 5;
 };
 
+}  // namespace kiln::color
+
+// The programs (examples/) still spell this kiln::; drop once they say kiln::color::.
+namespace kiln {
+using color::AbSoftEncode;
 }  // namespace kiln

@@ -1,10 +1,10 @@
 #pragma once
-// kiln/train/ab_bins.hpp — the colour classes of a classification colorizer (Zhang, Isola &
+// kiln/color/ab_bins.hpp — the colour classes of a classification colorizer (Zhang, Isola &
 // Efros 2016, section 2.2): ab quantised into square bins (10 Lab units), the bins the data
 // actually uses (the gamut found from data), and class rebalancing weights from the empirical
 // colour distribution.
 //
-// Public API (namespace kiln::train):
+// Public API (namespace kiln::color):
 //   struct AbHistogram {                       // counts on a grid of bin_size, bin centres at
 //     explicit AbHistogram(float bin_size = 10);  // multiples of bin_size, |a|,|b| <= 130
 //     void add(float a, float b);              // Lab units
@@ -34,10 +34,10 @@
 #include <vector>
 
 #include "kiln/core/error.hpp"
-#include "kiln/io/color.hpp"
 #include "kiln/io/image.hpp"
+#include "kiln/ops/color.hpp"
 
-namespace kiln::train {
+namespace kiln::color {
 
 struct AbHistogram {
   static constexpr float kLimit = 130.0f;  // beyond any sRGB colour's |a|, |b| (< 128)
@@ -57,7 +57,7 @@ struct AbHistogram {
     stride = std::max(1, stride);
     for (int y = 0; y < image.height; y += stride)
       for (int x = 0; x < image.width; x += stride) {
-        const io::Lab lab = io::srgb_to_lab({image.at(x, y, 0), image.at(x, y, 1), image.at(x, y, 2)});
+        const Lab lab = srgb_to_lab({image.at(x, y, 0), image.at(x, y, 1), image.at(x, y, 2)});
         add(lab.a, lab.b);
       }
   }
@@ -163,4 +163,13 @@ inline std::vector<float> parse_numbers(std::string_view text, std::string_view 
   return v;
 }
 
+}  // namespace kiln::color
+
+// The programs (examples/) still spell these kiln::train::; drop once they say kiln::color::.
+namespace kiln::train {
+using color::AbBins;
+using color::AbHistogram;
+using color::join_numbers;
+using color::make_ab_bins;
+using color::parse_numbers;
 }  // namespace kiln::train

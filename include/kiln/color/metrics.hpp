@@ -1,6 +1,6 @@
-// kiln/train/metrics.hpp — the numbers a colorization run reports.
+// kiln/color/metrics.hpp — the numbers a colorization run reports.
 //
-// Public API (namespace kiln::train):
+// Public API (namespace kiln::color):
 //   double ab_mse(pred_ab, true_ab)      // Tensor<float,Cpu> [N,2,H,W] (or spans) in the network's
 //                                        // scaling (ab/110); result in Lab units²: mean over every
 //                                        // pixel and both channels of (110·Δ)²
@@ -20,19 +20,19 @@
 //   };
 #pragma once
 
+#include <kiln/color/lab_tensor.hpp>
+#include <kiln/color/scaling.hpp>
 #include <kiln/core/error.hpp>
 #include <kiln/core/tensor.hpp>
-#include <kiln/io/color.hpp>
 #include <kiln/io/image.hpp>
-#include <kiln/io/lab_tensor.hpp>
+#include <kiln/train/quality.hpp>
 
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
-#include <limits>
 #include <span>
 
-namespace kiln::train {
+namespace kiln::color {
 
 // Sum of squared differences in Lab units² (inputs in network scaling).
 inline double ab_squared_error_sum(std::span<const float> pred_ab, std::span<const float> true_ab) {
@@ -40,7 +40,7 @@ inline double ab_squared_error_sum(std::span<const float> pred_ab, std::span<con
                true_ab.size());
     double sum = 0.0;
     for (std::size_t i = 0; i < pred_ab.size(); ++i) {
-        const double d = double(io::denormalise_ab(pred_ab[i])) - double(io::denormalise_ab(true_ab[i]));
+        const double d = double(denormalise_ab(pred_ab[i])) - double(denormalise_ab(true_ab[i]));
         sum += d * d;
     }
     return sum;
@@ -57,21 +57,9 @@ inline double ab_mse(const Tensor<float, Cpu>& pred_ab, const Tensor<float, Cpu>
     return ab_mse(pred_ab.span(), true_ab.span());
 }
 
-inline double psnr_from_mse(double mse) {
-    if (mse <= 0.0) return std::numeric_limits<double>::infinity();
-    return 10.0 * std::log10(1.0 / mse);
-}
-
 // PSNR in dB of two 0..1 signals of the same length (peak value 1).
 inline double psnr_rgb(std::span<const float> pred, std::span<const float> truth) {
-    KILN_CHECK(pred.size() == truth.size() && !pred.empty(), "psnr_rgb: the images hold ", pred.size(), " and ",
-               truth.size(), " values");
-    double sum = 0.0;
-    for (std::size_t i = 0; i < pred.size(); ++i) {
-        const double d = double(pred[i]) - double(truth[i]);
-        sum += d * d;
-    }
-    return psnr_from_mse(sum / double(pred.size()));
+    return train::psnr(pred, truth, 1.0);
 }
 
 inline double psnr_rgb(const io::Image& pred, const io::Image& truth) {
@@ -120,8 +108,8 @@ struct ValidationMetrics {
         squared_error_ += ab_squared_error_sum(pred_ab.span(), true_ab.span());
         values_ += pred_ab.numel();
         for (std::int64_t n = 0; n < L.shape().n(); ++n) {
-            const io::Image pred = io::lab_to_image(L, pred_ab, n);
-            const io::Image truth = io::lab_to_image(L, true_ab, n);
+            const io::Image pred = lab_to_image(L, pred_ab, n);
+            const io::Image truth = lab_to_image(L, true_ab, n);
             psnr_sum_ += std::min(psnr_rgb(pred, truth), psnr_cap_db);
             colorfulness_pred_ += colorfulness(pred);
             colorfulness_true_ += colorfulness(truth);
@@ -141,4 +129,12 @@ struct ValidationMetrics {
     std::size_t values_ = 0, images_ = 0;
 };
 
+}  // namespace kiln::color
+
+// The programs (examples/) still spell these kiln::train::; drop once they say kiln::color::.
+namespace kiln::train {
+using color::ab_mse;
+using color::colorfulness;
+using color::psnr_rgb;
+using color::ValidationMetrics;
 }  // namespace kiln::train

@@ -12,7 +12,7 @@
 #include "kiln/ops/colour_classes.hpp"
 #include "kiln/nn/layer.hpp"
 
-namespace kiln {
+namespace kiln::color {
 
 template <int K, class Device = Cpu>
 class AnnealedMean {
@@ -49,7 +49,7 @@ class AnnealedMean {
   void reset_parameters(Rng&) {}
 
   Shape plan(const Shape& in, Arena<Device>& arena, std::string_view path) {
-    KILN_CHECK(in.rank() == 4 && in.c() == K, detail::where(kind, path), ": expected [N,", K, ",H,W] logits, got ",
+    KILN_CHECK(in.rank() == 4 && in.c() == K, kiln::detail::where(kind, path), ": expected [N,", K, ",H,W] logits, got ",
                in.str());
     const auto x = arena.current();
     const Shape out = Shape::nchw(in.n(), 2, in.h(), in.w());
@@ -88,4 +88,5 @@ class AnnealedMean {
   float temperature_ = default_temperature;
 };
 
-}  // namespace kiln
+}  // namespace kiln::color
+

@@ -1,7 +1,7 @@
-// kiln/io/loader.hpp — training batches (random crops, prepared in the background) and a fixed
-// validation set.
+// kiln/color/loader.hpp — the colorizer's batches ({L, ab}): training batches (random crops,
+// prepared in the background) and a fixed validation set.
 //
-// Public API (namespace kiln::io):
+// Public API (namespace kiln::color):
 //   struct LoaderOptions {
 //     int batch = 16; int crop = 64; std::vector<float> scales = {1.0f, 0.75f, 0.5f};
 //     bool flip = true; bool shuffle = true; std::uint64_t seed = 0;
@@ -14,12 +14,7 @@
 //     int shard_index = 0, shard_count = 1;  // data parallelism: see below
 //   };
 //   struct Batch { Tensor<float, Cpu> L /*[N,1,crop,crop]*/, ab /*[N,2,crop,crop]*/; };
-//   struct LoaderState {
-//     std::uint64_t epoch = 0, position = 0;   // the next sample: index into epoch's permutation
-//     std::array<std::uint64_t, 4> rng{};      // the crop/flip generator
-//     std::string to_string() const;           // "epoch position r0 r1 r2 r3" (decimal), for metadata
-//     static LoaderState from_string(std::string_view);
-//   };
+//   io::LoaderState (kiln/io/crops.hpp): where the loader is, for resuming
 //   class TrainLoader {
 //     TrainLoader(const ImageFolderDataset&, LoaderOptions);   // the dataset is copied
 //     Batch next();                        // rethrows a worker's error (naming the file) every call
@@ -58,12 +53,13 @@
 // (same cache size, same windows per scale, at fixed positions and without flips).
 #pragma once
 
+#include <kiln/color/lab_tensor.hpp>
 #include <kiln/core/random.hpp>
 #include <kiln/core/tensor.hpp>
+#include <kiln/io/crops.hpp>
 #include <kiln/io/dataset.hpp>
 #include <kiln/io/image.hpp>
 #include <kiln/io/io_error.hpp>
-#include <kiln/io/lab_tensor.hpp>
 
 #include <algorithm>
 #include <array>
@@ -81,7 +77,7 @@
 #include <utility>
 #include <vector>
 
-namespace kiln::io {
+namespace kiln::color {
 
 struct LoaderOptions {
     int batch = 16;
@@ -106,105 +102,25 @@ struct Batch {
     Tensor<float, Cpu> ab;  // [N, 2, crop, crop], ab/110
 };
 
-struct LoaderState {
-    std::uint64_t epoch = 0;
-    std::uint64_t position = 0;
-    std::array<std::uint64_t, 4> rng{};
-
-    bool operator==(const LoaderState&) const = default;
-
-    std::string to_string() const {
-        std::ostringstream out;
-        out << epoch << ' ' << position;
-        for (auto r : rng) out << ' ' << r;
-        return out.str();
-    }
-    static LoaderState from_string(std::string_view text) {
-        std::istringstream in{std::string(text)};
-        LoaderState st;
-        in >> st.epoch >> st.position;
-        for (auto& r : st.rng) in >> r;
-        std::string rest;
-        if (in.fail() || (in >> rest)) {
-            throw IoError("LoaderState: cannot parse '" + std::string(text) +
-                          "' (expected six unsigned decimal numbers: epoch position rng0 rng1 rng2 rng3)");
-        }
-        return st;
-    }
-};
-
-namespace detail {
-
-// A decoded image as kept in memory: 8-bit interleaved RGB.
-struct CachedImage {
-    int width = 0, height = 0;
-    std::vector<std::uint8_t> rgb;
-};
-
-inline std::string with_file(const std::filesystem::path& file, const std::string& what) {
-    const std::string name = quoted(file);
-    if (what.find(file.string()) != std::string::npos) return what;
-    return "image " + name + ": " + what;
-}
-
-// Decodes `file` as RGB and downscales it so the long side is at most max_side, keeping the
-// short side at least min_side. Throws IoError naming the file when it is smaller than min_side.
-inline CachedImage decode_for_crops(const std::filesystem::path& file, int max_side, int min_side) {
-    Image image = to_rgb(load_image(file));
-    const int short_side = std::min(image.width, image.height), long_side = std::max(image.width, image.height);
-    if (short_side < min_side) {
-        throw IoError("image " + quoted(file) + " is " + std::to_string(image.width) + "x" +
-                      std::to_string(image.height) + " pixels, smaller than the " + std::to_string(min_side) +
-                      "-pixel crop");
-    }
-    const double f = std::min(1.0, std::max(double(max_side) / long_side, double(min_side) / short_side));
-    if (f < 1.0) {
-        const int w = std::max(min_side, int(std::lround(image.width * f)));
-        const int h = std::max(min_side, int(std::lround(image.height * f)));
-        image = resize(image, w, h);
-    }
-    CachedImage c{image.width, image.height, std::vector<std::uint8_t>(image.pixels.size())};
-    for (std::size_t i = 0; i < image.pixels.size(); ++i) c.rgb[i] = to_8bit(image.pixels[i]);
-    return c;
-}
-
-// The window [x0, x0+side) x [y0, y0+side) as a float image, mirrored if flip.
-inline Image window(const CachedImage& src, int x0, int y0, int side, bool flip) {
-    Image out{side, side, 3, std::vector<float>(std::size_t(side) * std::size_t(side) * 3)};
-    for (int y = 0; y < side; ++y) {
-        for (int x = 0; x < side; ++x) {
-            const int sx = x0 + (flip ? side - 1 - x : x);
-            const std::uint8_t* p = &src.rgb[(std::size_t(y0 + y) * std::size_t(src.width) + std::size_t(sx)) * 3];
-            float* o = &out.pixels[(std::size_t(y) * std::size_t(side) + std::size_t(x)) * 3];
-            o[0] = from_8bit(p[0]);
-            o[1] = from_8bit(p[1]);
-            o[2] = from_8bit(p[2]);
-        }
-    }
-    return out;
-}
-
-}  // namespace detail
-
 class TrainLoader {
 public:
-    TrainLoader(const ImageFolderDataset& dataset, LoaderOptions options)
+    TrainLoader(const io::ImageFolderDataset& dataset, LoaderOptions options)
         : files_(dataset.files()), options_(std::move(options)) {
         const auto& o = options_;
-        if (files_.empty()) throw IoError("TrainLoader: the dataset holds no images");
-        if (o.batch < 1) throw IoError("TrainLoader: batch must be at least 1, got " + std::to_string(o.batch));
-        if (o.crop < 1) throw IoError("TrainLoader: crop must be at least 1 pixel, got " + std::to_string(o.crop));
-        if (o.scales.empty()) throw IoError("TrainLoader: at least one crop scale is needed");
+        if (files_.empty()) throw io::IoError("TrainLoader: the dataset holds no images");
+        if (o.batch < 1) throw io::IoError("TrainLoader: batch must be at least 1, got " + std::to_string(o.batch));
+        if (o.crop < 1) throw io::IoError("TrainLoader: crop must be at least 1 pixel, got " + std::to_string(o.crop));
+        if (o.scales.empty()) throw io::IoError("TrainLoader: at least one crop scale is needed");
         for (float s : o.scales)
-            if (!(s > 0.0f)) throw IoError("TrainLoader: crop scales must be positive, got " + std::to_string(s));
-        if (o.workers < 0) throw IoError("TrainLoader: workers must be 0 or more, got " + std::to_string(o.workers));
+            if (!(s > 0.0f)) throw io::IoError("TrainLoader: crop scales must be positive, got " + std::to_string(s));
+        if (o.workers < 0) throw io::IoError("TrainLoader: workers must be 0 or more, got " + std::to_string(o.workers));
         if (o.max_side < o.crop) {
-            throw IoError("TrainLoader: max_side (" + std::to_string(o.max_side) + ") must be at least the crop (" +
+            throw io::IoError("TrainLoader: max_side (" + std::to_string(o.max_side) + ") must be at least the crop (" +
                           std::to_string(o.crop) + ")");
         }
-        if (o.prefetch < 1) throw IoError("TrainLoader: prefetch must be at least 1");
+        if (o.prefetch < 1) throw io::IoError("TrainLoader: prefetch must be at least 1");
         if (o.shard_count < 1 || o.shard_index < 0 || o.shard_index >= o.shard_count) {
-            throw IoError("TrainLoader: shard " + std::to_string(o.shard_index) + " of " + std::to_string(o.shard_count) +
+            throw io::IoError("TrainLoader: shard " + std::to_string(o.shard_index) + " of " + std::to_string(o.shard_count) +
                           " does not exist (0 <= shard_index < shard_count)");
         }
         cache_.resize(files_.size());
@@ -219,7 +135,7 @@ public:
     Batch next() {
         if (error_) std::rethrow_exception(error_);
         if (options_.workers == 0) {
-            LoaderState st = consumer_;
+            io::LoaderState st = consumer_;
             try {
                 Batch b = make_batch(st);
                 consumer_ = producer_ = st;
@@ -246,9 +162,9 @@ public:
         return std::move(item.batch);
     }
 
-    LoaderState state() const { return consumer_; }
+    io::LoaderState state() const { return consumer_; }
 
-    void restore(const LoaderState& state) {
+    void restore(const io::LoaderState& state) {
         stop_worker();
         queue_.clear();
         error_ = nullptr;
@@ -265,7 +181,7 @@ public:
 private:
     struct Item {
         Batch batch;
-        LoaderState after;
+        io::LoaderState after;
         std::exception_ptr error;
     };
     struct Job {
@@ -324,7 +240,7 @@ private:
     }
 
     // Advances st by one batch and returns the batch.
-    Batch make_batch(LoaderState& st) {
+    Batch make_batch(io::LoaderState& st) {
         const int n = options_.batch, c = options_.crop;
         std::vector<Job> jobs(static_cast<std::size_t>(n) * static_cast<std::size_t>(options_.shard_count));
         Rng rng;
@@ -370,13 +286,13 @@ private:
         return batch;
     }
 
-    std::shared_ptr<const detail::CachedImage> image(std::size_t i) {
+    std::shared_ptr<const io::detail::CachedImage> image(std::size_t i) {
         if (options_.cache) {
             std::lock_guard lock(cache_mutex_);
             if (cache_[i]) return cache_[i];
         }
-        auto decoded = std::make_shared<const detail::CachedImage>(
-            detail::decode_for_crops(files_[i], options_.max_side, options_.crop));
+        auto decoded = std::make_shared<const io::detail::CachedImage>(
+            io::detail::decode_for_crops(files_[i], options_.max_side, options_.crop));
         if (options_.cache) {
             std::lock_guard lock(cache_mutex_);
             if (!cache_[i]) cache_[i] = decoded;
@@ -395,10 +311,10 @@ private:
             const int x0 = int(rng.below(std::uint64_t(img->width - side + 1)));
             const int y0 = int(rng.below(std::uint64_t(img->height - side + 1)));
             const bool flip = options_.flip && (rng.next() >> 63) != 0;
-            const Image crop = resize(detail::window(*img, x0, y0, side, flip), options_.crop, options_.crop);
+            const io::Image crop = io::resize(io::detail::window(*img, x0, y0, side, flip), options_.crop, options_.crop);
             image_to_lab(crop, batch.L, &batch.ab, slot);
         } catch (const std::exception& e) {
-            throw IoError("TrainLoader: " + detail::with_file(file, e.what()));
+            throw io::IoError("TrainLoader: " + io::detail::with_file(file, e.what()));
         }
     }
 
@@ -407,17 +323,17 @@ private:
 
     // Producer side: touched only by the thread making batches (or by next() when workers == 0,
     // or by restore() after the worker stopped).
-    LoaderState producer_;
+    io::LoaderState producer_;
     std::vector<std::size_t> perm_;
     std::uint64_t perm_epoch_ = 0;
     bool perm_valid_ = false;
 
     // Consumer side.
-    LoaderState consumer_;
+    io::LoaderState consumer_;
     std::exception_ptr error_;
 
     std::mutex cache_mutex_;
-    std::vector<std::shared_ptr<const detail::CachedImage>> cache_;
+    std::vector<std::shared_ptr<const io::detail::CachedImage>> cache_;
 
     std::mutex mutex_;
     std::condition_variable ready_, space_;
@@ -441,31 +357,31 @@ public:
     // The training view (view.max_side > 0): each image is cached as TrainLoader caches it; crop
     // k is a window at scale view.scales[k % scales] — centred for the first round over the
     // scales, at positions drawn as above after that — resized to crop x crop as in training.
-    ValidationSet(const ImageFolderDataset& dataset, int crop, int batch = 16, int crops_per_image = 1,
+    ValidationSet(const io::ImageFolderDataset& dataset, int crop, int batch = 16, int crops_per_image = 1,
                   const ValidationView& view = {}) {
-        if (dataset.empty()) throw IoError("ValidationSet: the dataset holds no images");
+        if (dataset.empty()) throw io::IoError("ValidationSet: the dataset holds no images");
         if (crop < 1 || batch < 1 || crops_per_image < 1) {
-            throw IoError("ValidationSet: crop, batch and crops_per_image must be positive");
+            throw io::IoError("ValidationSet: crop, batch and crops_per_image must be positive");
         }
         if (view.max_side > 0) {
             if (view.max_side < crop) {
-                throw IoError("ValidationSet: the view's max_side (" + std::to_string(view.max_side) +
+                throw io::IoError("ValidationSet: the view's max_side (" + std::to_string(view.max_side) +
                               ") must be at least the crop (" + std::to_string(crop) + ")");
             }
-            if (view.scales.empty()) throw IoError("ValidationSet: the training view needs at least one scale");
+            if (view.scales.empty()) throw io::IoError("ValidationSet: the training view needs at least one scale");
             for (float s : view.scales)
-                if (!(s > 0.0f)) throw IoError("ValidationSet: crop scales must be positive, got " + std::to_string(s));
+                if (!(s > 0.0f)) throw io::IoError("ValidationSet: crop scales must be positive, got " + std::to_string(s));
         }
         struct Crop {
             std::size_t image;
-            Image pixels;
+            io::Image pixels;
         };
         std::vector<Crop> crops;
         for (std::size_t i = 0; i < dataset.size(); ++i) {
             const std::filesystem::path& file = dataset.file(i);
             try {
                 if (view.max_side > 0) {
-                    const detail::CachedImage img = detail::decode_for_crops(file, view.max_side, crop);
+                    const io::detail::CachedImage img = io::detail::decode_for_crops(file, view.max_side, crop);
                     const int short_side = std::min(img.width, img.height);
                     Rng rng(i + 1);
                     for (int k = 0; k < crops_per_image; ++k) {
@@ -476,21 +392,21 @@ public:
                             x0 = int(rng.below(std::uint64_t(img.width - side + 1)));
                             y0 = int(rng.below(std::uint64_t(img.height - side + 1)));
                         }
-                        crops.push_back({i, resize(detail::window(img, x0, y0, side, false), crop, crop)});
+                        crops.push_back({i, io::resize(io::detail::window(img, x0, y0, side, false), crop, crop)});
                     }
                     continue;
                 }
-                const detail::CachedImage img = detail::decode_for_crops(file, 1 << 30, crop);
+                const io::detail::CachedImage img = io::detail::decode_for_crops(file, 1 << 30, crop);
                 const int short_side = std::min(img.width, img.height);
                 const double f = std::min(1.0, 2.0 * crop / short_side);
-                detail::CachedImage small = img;
+                io::detail::CachedImage small = img;
                 if (f < 1.0) {
-                    Image full{img.width, img.height, 3, std::vector<float>(img.rgb.size())};
+                    io::Image full{img.width, img.height, 3, std::vector<float>(img.rgb.size())};
                     for (std::size_t k = 0; k < img.rgb.size(); ++k) full.pixels[k] = from_8bit(img.rgb[k]);
                     const int w = std::max(crop, int(std::lround(img.width * f)));
                     const int h = std::max(crop, int(std::lround(img.height * f)));
-                    const Image scaled = resize(full, w, h);
-                    small = detail::CachedImage{w, h, std::vector<std::uint8_t>(scaled.pixels.size())};
+                    const io::Image scaled = io::resize(full, w, h);
+                    small = io::detail::CachedImage{w, h, std::vector<std::uint8_t>(scaled.pixels.size())};
                     for (std::size_t k = 0; k < scaled.pixels.size(); ++k) small.rgb[k] = to_8bit(scaled.pixels[k]);
                 }
                 Rng rng(i + 1);
@@ -500,10 +416,10 @@ public:
                         x0 = int(rng.below(std::uint64_t(small.width - crop + 1)));
                         y0 = int(rng.below(std::uint64_t(small.height - crop + 1)));
                     }
-                    crops.push_back({i, detail::window(small, x0, y0, crop, false)});
+                    crops.push_back({i, io::detail::window(small, x0, y0, crop, false)});
                 }
             } catch (const std::exception& e) {
-                throw IoError("ValidationSet: " + detail::with_file(file, e.what()));
+                throw io::IoError("ValidationSet: " + io::detail::with_file(file, e.what()));
             }
         }
         for (std::size_t first = 0; first < crops.size(); first += std::size_t(batch)) {
@@ -529,4 +445,13 @@ private:
     std::vector<std::filesystem::path> sources_;
 };
 
+}  // namespace kiln::color
+
+// The programs (examples/) still spell these kiln::io::; drop once they say kiln::color::.
+namespace kiln::io {
+using color::Batch;
+using color::LoaderOptions;
+using color::TrainLoader;
+using color::ValidationSet;
+using color::ValidationView;
 }  // namespace kiln::io
