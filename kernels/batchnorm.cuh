@@ -7,8 +7,8 @@
 //
 // forward (training) = batchnorm_stats_partial_kernel: per block the shifted sums Σ(x - K) and
 //   Σ(x - K)² (K = the channel's first value, so the one-pass variance does not cancel), in double;
-//   then batchnorm_apply_kernel: warp 0 of every block adds its channel's partials in index order
-//   (the same bits in every block), derives mean, biased variance and the affine map as
+//   then batchnorm_apply_kernel: every block adds its channel's partials in a fixed order
+//   (block_sum_partials: the same bits in every block), derives mean, biased variance and the affine map as
 //   cpu::bn_finish_channel does; block (0, c) writes save_mean/save_invstd and the running
 //   statistics (unbiased variance); all blocks write y. Eval: the apply kernel alone, from the
 //   running statistics.
@@ -37,7 +37,7 @@ __global__ void batchnorm_stats_partial_kernel(BatchNormArgs a, ReducePlan plan,
   const std::int64_t c = blockIdx.y;
   const float shift = x[c * a.hw];  // element (n = 0, p = 0) of channel c
   double s1 = 0.0, s2 = 0.0;
-  for (ChannelCursor<V> k(a.hw, a.c, c, a.count(), plan.chunk); k.valid(); k.next()) {
+  for (ChannelCursor<V> k(a.hw, a.c, c, a.n * a.hw, plan.chunk); k.valid(); k.next()) {
     const Floats<V> v = load_floats<V>(x + k.offset);
     float t1 = 0.0f, t2 = 0.0f;
     KILN_UNROLL
@@ -62,40 +62,34 @@ template <int V, bool Relu>
 __global__ void batchnorm_apply_kernel(BatchNormArgs a, ReducePlan plan, const double2* partials, const double* shifts,
                                        const float* x, const float* weight, const float* bias, float* running_mean,
                                        float* running_var, float* save_mean, float* save_invstd, float* y) {
-  __shared__ float affine[2];
   const std::int64_t c = blockIdx.y;
-  if (threadIdx.x < 32) {  // warp 0: the channel's statistics (whole warp: warp_sum_partials shuffles)
-    double mean, invstd;
-    if (a.training) {
-      const double2 total = warp_sum_partials(partials + c * plan.chunks, plan.chunks);
-      const double m = static_cast<double>(a.count());
-      const double d = total.x / m;  // mean - K
-      mean = shifts[c] + d;
-      double sq = total.y - total.x * d;  // Σ (x - mean)²
-      if (sq < 0.0) sq = 0.0;
-      const double var = sq / m;
-      invstd = 1.0 / sqrt(var + static_cast<double>(a.eps));
-      if (threadIdx.x == 0 && blockIdx.x == 0) {
-        const double unbiased = a.count() > 1 ? sq / (m - 1.0) : var, mom = a.momentum;
-        running_mean[c] = static_cast<float>((1.0 - mom) * running_mean[c] + mom * mean);
-        running_var[c] = static_cast<float>((1.0 - mom) * running_var[c] + mom * unbiased);
-      }
-    } else {
-      mean = running_mean[c];
-      invstd = 1.0 / sqrt(static_cast<double>(running_var[c]) + static_cast<double>(a.eps));
+  ChannelCursor<V> k(a.hw, a.c, c, a.n * a.hw, plan.chunk);
+  double mean, invstd;
+  if (a.training) {  // uniform: the whole block reduces the channel's partials (same bits in every block)
+    const double2 total = block_sum_partials(partials + c * plan.chunks, plan.chunks);
+    const double m = static_cast<double>(a.n * a.hw);
+    const double d = total.x / m;  // mean - K
+    mean = shifts[c] + d;
+    double sq = total.y - total.x * d;  // Σ (x - mean)²
+    if (sq < 0.0) sq = 0.0;
+    const double var = sq / m;
+    invstd = 1.0 / sqrt(var + static_cast<double>(a.eps));
+    if (threadIdx.x == 0 && blockIdx.x == 0) {
+      const double unbiased = a.n * a.hw > 1 ? sq / (m - 1.0) : var, mom = a.momentum;
+      running_mean[c] = static_cast<float>((1.0 - mom) * running_mean[c] + mom * mean);
+      running_var[c] = static_cast<float>((1.0 - mom) * running_var[c] + mom * unbiased);
     }
-    if (threadIdx.x == 0) {
-      if (blockIdx.x == 0) {
-        save_mean[c] = static_cast<float>(mean);
-        save_invstd[c] = static_cast<float>(invstd);
-      }
-      affine[0] = static_cast<float>(weight[c] * invstd);
-      affine[1] = static_cast<float>(bias[c] - mean * weight[c] * invstd);
-    }
+  } else {
+    mean = running_mean[c];
+    invstd = 1.0 / sqrt(static_cast<double>(running_var[c]) + static_cast<double>(a.eps));
   }
-  __syncthreads();
-  const float scale = affine[0], shift = affine[1];
-  for (ChannelCursor<V> k(a.hw, a.c, c, a.count(), plan.chunk); k.valid(); k.next()) {
+  if (threadIdx.x == 0 && blockIdx.x == 0) {
+    save_mean[c] = static_cast<float>(mean);
+    save_invstd[c] = static_cast<float>(invstd);
+  }
+  const float scale = static_cast<float>(weight[c] * invstd);
+  const float shift = static_cast<float>(bias[c] - mean * weight[c] * invstd);
+  for (; k.valid(); k.next()) {
     Floats<V> v = load_floats<V>(x + k.offset);
     KILN_UNROLL
     for (int i = 0; i < V; ++i) {
@@ -125,7 +119,7 @@ __global__ void batchnorm_backward_partial_kernel(BatchNormArgs a, ReducePlan pl
   const std::int64_t c = blockIdx.y;
   const float mean = save_mean[c];
   double s1 = 0.0, s2 = 0.0;
-  for (ChannelCursor<V> k(a.hw, a.c, c, a.count(), plan.chunk); k.valid(); k.next()) {
+  for (ChannelCursor<V> k(a.hw, a.c, c, a.n * a.hw, plan.chunk); k.valid(); k.next()) {
     const Floats<V> g = bn_incoming_gradient<V, Relu>(dy, relu_y, k.offset);
     const Floats<V> v = load_floats<V>(x + k.offset);
     float t1 = 0.0f, t2 = 0.0f;
@@ -150,29 +144,22 @@ __global__ void batchnorm_backward_dx_kernel(BatchNormArgs a, ReducePlan plan, c
                                              const float* weight, const float* save_mean, const float* save_invstd,
                                              const float* relu_y, const float* dy, float* dx, float* dweight,
                                              float* dbias) {
-  __shared__ float coefficient[3];
   const std::int64_t c = blockIdx.y;
   const float mean = save_mean[c];
-  if (threadIdx.x < 32) {
-    const double2 total = warp_sum_partials(partials + c * plan.chunks, plan.chunks);
-    const double invstd = save_invstd[c], sum_dy = total.x, sum_dy_xhat = total.y * invstd;
-    if (threadIdx.x == 0) {
-      if (blockIdx.x == 0) {
-        if (dbias) dbias[c] += static_cast<float>(sum_dy);
-        if (dweight) dweight[c] += static_cast<float>(sum_dy_xhat);
-      }
-      const double m = static_cast<double>(a.count());
-      const double k = static_cast<double>(weight[c]) * invstd;
-      const double mean_dy = a.training ? sum_dy / m : 0.0, mean_dy_xhat = a.training ? sum_dy_xhat / m : 0.0;
-      coefficient[0] = static_cast<float>(k);
-      coefficient[1] = static_cast<float>(-k * invstd * mean_dy_xhat);
-      coefficient[2] = static_cast<float>(-k * mean_dy);
-    }
+  ChannelCursor<V> k(a.hw, a.c, c, a.n * a.hw, plan.chunk);
+  const double2 total = block_sum_partials(partials + c * plan.chunks, plan.chunks);
+  const double invstd = save_invstd[c], sum_dy = total.x, sum_dy_xhat = total.y * invstd;
+  if (threadIdx.x == 0 && blockIdx.x == 0) {
+    if (dbias) dbias[c] += static_cast<float>(sum_dy);
+    if (dweight) dweight[c] += static_cast<float>(sum_dy_xhat);
   }
-  if (dx == nullptr) return;  // uniform: the whole grid takes the same branch
-  __syncthreads();
-  const float kf = coefficient[0], slope = coefficient[1], offset = coefficient[2];
-  for (ChannelCursor<V> k(a.hw, a.c, c, a.count(), plan.chunk); k.valid(); k.next()) {
+  if (dx == nullptr) return;  // uniform: the launcher then runs one block per channel
+  const double m = static_cast<double>(a.n * a.hw);
+  const double gain = static_cast<double>(weight[c]) * invstd;
+  const double mean_dy = a.training ? sum_dy / m : 0.0, mean_dy_xhat = a.training ? sum_dy_xhat / m : 0.0;
+  const float kf = static_cast<float>(gain), slope = static_cast<float>(-gain * invstd * mean_dy_xhat),
+              offset = static_cast<float>(-gain * mean_dy);
+  for (; k.valid(); k.next()) {
     const Floats<V> g = bn_incoming_gradient<V, Relu>(dy, relu_y, k.offset);
     Floats<V> v = load_floats<V>(x + k.offset);
     KILN_UNROLL

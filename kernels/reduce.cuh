@@ -125,17 +125,19 @@ __global__ void sum_partials_kernel(const double* partials, int chunks, std::int
   if (lane == 0) out[i] = static_cast<Float>((accumulate ? static_cast<double>(out[i]) : 0.0) + scale * s);
 }
 
-// The warp-level half of stage 2 for kernels that need a channel's total before their own work
-// (BatchNorm's apply and dx kernels): every lane of the calling warp gets Σ_j partials[base + j]
-// (pairs: .x and .y of a double2 array), in the same order as sum_partials_kernel.
-__device__ __forceinline__ double2 warp_sum_partials(const double2* partials, int chunks) {
-  const unsigned lane = threadIdx.x % 32;
+// Stage 2 inside a kernel that needs a channel's totals before its own work (BatchNorm's apply and
+// dx kernels): every thread of the block gets Σ_j partials[j] (.x and .y of a double2 array),
+// thread t adding j = t, t + blockDim.x, ... then block_all_sum; the same bits in every block.
+// The whole block calls it (barriers; a warp-0-only version made nvcc add a divergent-shuffle
+// fallback path that jumps backwards, i.e. a loop around the rest of the kernel).
+__device__ __forceinline__ double2 block_sum_partials(const double2* partials, int chunks) {
   double sx = 0.0, sy = 0.0;
-  for (int j = static_cast<int>(lane); j < chunks; j += 32) {
+  for (int j = static_cast<int>(threadIdx.x); j < chunks; j += static_cast<int>(blockDim.x)) {
     sx += partials[j].x;
     sy += partials[j].y;
   }
-  return make_double2(warp_all_sum(sx), warp_all_sum(sy));
+  sx = block_all_sum(sx);
+  return make_double2(sx, block_all_sum(sy));
 }
 
 }  // namespace kiln::cuda::kernels

@@ -16,6 +16,7 @@ struct Floats {
   float v[V];
 };
 
+#if KILN_GPU_REAL
 template <int V>
 __device__ __forceinline__ Floats<V> load_floats(const float* p) {
   Floats<V> r;
@@ -40,6 +41,38 @@ __device__ __forceinline__ void store_floats(float* p, const Floats<V>& r) {
   else
     *p = r.v[0];
 }
+#else
+// The emulator: a GCC/clang vector of V floats is ONE V*4-byte load or store on x86, like the GPU's
+// LDG.E.128 / .64, so the checking build's traffic counters see one access per lane (a float4
+// struct copy would be split into four 4-byte accesses). may_alias: it reads float arrays.
+template <int V>
+struct FloatVector {
+  typedef float type __attribute__((vector_size(V * sizeof(float)), __may_alias__));
+};
+
+template <int V>
+__device__ __forceinline__ Floats<V> load_floats(const float* p) {
+  Floats<V> r;
+  if constexpr (V == 1) {
+    r.v[0] = *p;
+  } else {
+    const typename FloatVector<V>::type q = *reinterpret_cast<const typename FloatVector<V>::type*>(p);
+    for (int i = 0; i < V; ++i) r.v[i] = q[i];
+  }
+  return r;
+}
+
+template <int V>
+__device__ __forceinline__ void store_floats(float* p, const Floats<V>& r) {
+  if constexpr (V == 1) {
+    *p = r.v[0];
+  } else {
+    typename FloatVector<V>::type q;
+    for (int i = 0; i < V; ++i) q[i] = r.v[i];
+    *reinterpret_cast<typename FloatVector<V>::type*>(p) = q;
+  }
+}
+#endif
 
 // Whether every non-null pointer is `bytes`-aligned (host side).
 inline bool aligned_to(std::size_t bytes, std::initializer_list<const void*> pointers) {
