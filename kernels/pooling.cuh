@@ -27,26 +27,26 @@ __global__ void maxpool2d_forward_kernel(PoolArgs a, const float* x, float* y, s
   for (std::int64_t plane = blockIdx.z; plane < planes; plane += gridDim.z) {
     const float* xp = x + plane * a.h * a.w;
     std::int64_t best_index = i * s * a.w + j * s;
-    float best = xp[best_index];
-    for (std::int64_t u = 0; u < s; ++u) {
-      const std::int64_t row = (i * s + u) * a.w + j * s;
-      if constexpr (S == 2) {
-        const Floats<2> r = load_floats<2>(xp + row);
-        KILN_UNROLL
-        for (int v = 0; v < 2; ++v)
-          if (r.v[v] > best || r.v[v] != r.v[v]) {  // r != r: NaN
-            best = r.v[v];
-            best_index = row + v;
-          }
-      } else {
-        for (std::int64_t v = 0; v < s; ++v) {
-          const float val = xp[row + v];
-          if (val > best || val != val) {
-            best = val;
-            best_index = row + v;
-          }
-        }
+    float best = 0.0f;  // the window's first value, below
+    // Visits the window in row-major order; the first value starts as the maximum (a NaN there
+    // stays: val != val keeps it, as in the loop below).
+    const auto consider = [&](float val, std::int64_t idx) {
+      if (val > best || val != val) {  // val != val: NaN
+        best = val;
+        best_index = idx;
       }
+    };
+    if constexpr (S == 2) {  // two float2 rows, no separate load of the first value
+      const std::int64_t row0 = best_index, row1 = row0 + a.w;
+      const Floats<2> r0 = load_floats<2>(xp + row0), r1 = load_floats<2>(xp + row1);
+      best = r0.v[0];
+      consider(r0.v[1], row0 + 1);
+      consider(r1.v[0], row1);
+      consider(r1.v[1], row1 + 1);
+    } else {
+      best = xp[best_index];
+      for (std::int64_t u = 0; u < s; ++u)
+        for (std::int64_t v = 0; v < s; ++v) consider(xp[(i * s + u) * a.w + j * s + v], (i * s + u) * a.w + j * s + v);
     }
     const std::int64_t o = plane * oh * ow + i * ow + j;
     y[o] = best;

@@ -156,18 +156,19 @@ struct Backend<Cuda> {
   // Device scratch for the partial sums of the two-stage reductions (kernels/reduce.cuh): one buffer
   // per stream, grown to the largest request and kept, so after the first training step no step
   // allocates (and a CUDA graph captured later sees a fixed address). Launches on one stream run
-  // in order, so consecutive reductions can share it.
+  // in order, so consecutive reductions can share it. The buffers live until the process ends
+  // (never freed from a static destructor, which could run after the CUDA runtime or the
+  // emulator's allocation table is gone).
   static double* partials(std::int64_t doubles) {
     struct Buffer {
       void* memory = nullptr;
       std::size_t bytes = 0;
-      ~Buffer() { DeviceMemory<Cuda>::deallocate(memory); }
     };
     static std::mutex mutex;
-    static std::map<kiln::gpu::stream_handle, Buffer> buffers;
+    static auto* buffers = new std::map<kiln::gpu::stream_handle, Buffer>;
     const std::size_t bytes = static_cast<std::size_t>(doubles > 0 ? doubles : 1) * sizeof(double);
     std::lock_guard lock(mutex);
-    Buffer& b = buffers[kiln::cuda::current_stream()];
+    Buffer& b = (*buffers)[kiln::cuda::current_stream()];
     if (b.bytes < bytes) {
       void* grown = DeviceMemory<Cuda>::allocate(bytes);  // throws before the old buffer is released
       DeviceMemory<Cuda>::deallocate(b.memory);
