@@ -1,97 +1,170 @@
 #pragma once
-// BatchNorm2d kernels (NCHW, statistics per channel over N*H*W); kiln::BatchNormArgs.
-// The CPU oracle is kiln::cpu::batchnorm_forward / batchnorm_backward.
+// BatchNorm2d kernels (NCHW, statistics per channel over N*H*W; kiln::BatchNormArgs), optionally
+// fused with the ReLU that follows (Relu = true: y = max(bn(x), 0) forward; backward masks dy with
+// that y). The CPU oracle is kiln::cpu::reference::batchnorm_forward / backward (and the fused
+// cpu::batchnorm_relu_*). Every kernel runs on the 2-D grid (plan.chunks, C) of reduce.cuh, so a
+// block knows its channel from blockIdx.y: no division per element.
 //
-// forward = batchnorm_stats_kernel (one block per channel: training reduces the batch's mean and
-//           biased variance in two passes, in double, and updates the running statistics with the
-//           unbiased variance; eval reads the running statistics) writing save_mean/save_invstd,
-//           then batchnorm_apply_kernel (element-wise, grid-stride).
-// backward = batchnorm_backward_kernel (one block per channel: the two sums, then dx).
+// forward (training) = batchnorm_stats_partial_kernel: per block the shifted sums Σ(x - K) and
+//   Σ(x - K)² (K = the channel's first value, so the one-pass variance does not cancel), in double;
+//   then batchnorm_apply_kernel: every block adds its channel's partials in a fixed order
+//   (block_sum_partials: the same bits in every block), derives mean, biased variance and the affine map as
+//   cpu::bn_finish_channel does; block (0, c) writes save_mean/save_invstd and the running
+//   statistics (unbiased variance); all blocks write y. Eval: the apply kernel alone, from the
+//   running statistics.
+// backward = batchnorm_backward_partial_kernel (Σ g, Σ g·(x - mean), g = dy or the ReLU-masked dy),
+//   then batchnorm_backward_dx_kernel: the channel's totals as above, block (0, c) accumulates
+//   dbias and dweight, every block writes dx = k·g + slope·(x - mean) + offset (cpu's fast form).
 #include <cstdint>
 #include <math.h>
 
 #include "block_reduce.cuh"
+#include "reduce.cuh"
+#include "vector_access.cuh"
 #include "kiln/ops/batchnorm.hpp"
 #include "kiln/gpu/gpu.hpp"
 
 namespace kiln::cuda::kernels {
 
-// grid (C), 1-D block (multiple of 32).
-template <class Float>
-__global__ void batchnorm_stats_kernel(BatchNormArgs a, const Float* x, Float* running_mean, Float* running_var,
-                                       Float* save_mean, Float* save_invstd) {
-  const std::int64_t c = blockIdx.x, hw = a.hw, m = a.n * a.hw;
-  if (!a.training) {  // uniform over the block: no barrier is skipped by part of it
-    if (threadIdx.x == 0) {
-      save_mean[c] = running_mean[c];
-      save_invstd[c] = static_cast<Float>(1.0 / sqrt(static_cast<double>(running_var[c]) + static_cast<double>(a.eps)));
+// Scratch layout of the BatchNorm reductions: partials[c * chunks + j] (double2), then shifts[c].
+inline std::int64_t batchnorm_scratch_doubles(const BatchNormArgs& a, const ReducePlan& plan) {
+  return a.c * plan.chunks * 2 + a.c;
+}
+
+template <int V>
+__global__ void batchnorm_stats_partial_kernel(BatchNormArgs a, ReducePlan plan, const float* x, double2* partials,
+                                               double* shifts) {
+  const std::int64_t c = blockIdx.y;
+  const float shift = x[c * a.hw];  // element (n = 0, p = 0) of channel c
+  double s1 = 0.0, s2 = 0.0;
+  for (ChannelCursor<V> k(a.hw, a.c, c, a.n * a.hw, plan.chunk); k.valid(); k.next()) {
+    const Floats<V> v = load_floats<V>(x + k.offset);
+    float t1 = 0.0f, t2 = 0.0f;
+    KILN_UNROLL
+    for (int i = 0; i < V; ++i) {
+      const float d = v.v[i] - shift;
+      t1 += d;
+      t2 += d * d;
     }
-    return;
+    s1 += t1;
+    s2 += t2;
   }
-  // for q in 0..m: the q-th value of channel c is x[(q / hw * C + c) * hw + q % hw]
-  double sum = 0.0;
-  for (std::int64_t q = threadIdx.x; q < m; q += blockDim.x) sum += x[(q / hw * a.c + c) * hw + q % hw];
-  const double mean = block_all_sum(sum) / static_cast<double>(m);
-  double sq = 0.0;  // second pass: no cancellation
-  for (std::int64_t q = threadIdx.x; q < m; q += blockDim.x) {
-    const double d = x[(q / hw * a.c + c) * hw + q % hw] - mean;
-    sq += d * d;
-  }
-  sq = block_all_sum(sq);
+  s1 = block_all_sum(s1);
+  s2 = block_all_sum(s2);
   if (threadIdx.x == 0) {
-    const double var = sq / static_cast<double>(m);
-    const double unbiased = m > 1 ? sq / static_cast<double>(m - 1) : var;
-    const double mom = a.momentum;
-    save_mean[c] = static_cast<Float>(mean);
-    save_invstd[c] = static_cast<Float>(1.0 / sqrt(var + static_cast<double>(a.eps)));
-    running_mean[c] = static_cast<Float>((1.0 - mom) * running_mean[c] + mom * mean);
-    running_var[c] = static_cast<Float>((1.0 - mom) * running_var[c] + mom * unbiased);
+    partials[c * plan.chunks + blockIdx.x] = make_double2(s1, s2);
+    if (blockIdx.x == 0) shifts[c] = shift;
   }
 }
 
-// y = (x - mean) * invstd * weight + bias, element-wise (grid-stride over N*C*HW).
-template <class Float>
-__global__ void batchnorm_apply_kernel(BatchNormArgs a, const Float* x, const Float* weight, const Float* bias,
-                                       const Float* save_mean, const Float* save_invstd, Float* y) {
-  const std::int64_t total = a.n * a.c * a.hw;
-  KILN_GRID_STRIDE_LOOP(i, total) {
-    const std::int64_t c = i / a.hw % a.c;
-    const Float scale = weight[c] * save_invstd[c];
-    y[i] = (x[i] - save_mean[c]) * scale + bias[c];
+// y = x * scale + shift (then max(., 0) with Relu) for block (j, c)'s chunk; see the file comment.
+template <int V, bool Relu>
+__global__ void batchnorm_apply_kernel(BatchNormArgs a, ReducePlan plan, const double2* partials, const double* shifts,
+                                       const float* x, const float* weight, const float* bias, float* running_mean,
+                                       float* running_var, float* save_mean, float* save_invstd, float* y) {
+  const std::int64_t c = blockIdx.y;
+  ChannelCursor<V> k(a.hw, a.c, c, a.n * a.hw, plan.chunk);
+  double mean, invstd;
+  if (a.training) {  // uniform: the whole block reduces the channel's partials (same bits in every block)
+    const double2 total = block_sum_partials(partials + c * plan.chunks, plan.chunks);
+    const double m = static_cast<double>(a.n * a.hw);
+    const double d = total.x / m;  // mean - K
+    mean = shifts[c] + d;
+    double sq = total.y - total.x * d;  // Σ (x - mean)²
+    if (sq < 0.0) sq = 0.0;
+    const double var = sq / m;
+    invstd = 1.0 / sqrt(var + static_cast<double>(a.eps));
+    if (threadIdx.x == 0 && blockIdx.x == 0) {
+      const double unbiased = a.n * a.hw > 1 ? sq / (m - 1.0) : var, mom = a.momentum;
+      running_mean[c] = static_cast<float>((1.0 - mom) * running_mean[c] + mom * mean);
+      running_var[c] = static_cast<float>((1.0 - mom) * running_var[c] + mom * unbiased);
+    }
+  } else {
+    mean = running_mean[c];
+    invstd = 1.0 / sqrt(static_cast<double>(running_var[c]) + static_cast<double>(a.eps));
+  }
+  if (threadIdx.x == 0 && blockIdx.x == 0) {
+    save_mean[c] = static_cast<float>(mean);
+    save_invstd[c] = static_cast<float>(invstd);
+  }
+  const float scale = static_cast<float>(weight[c] * invstd);
+  const float shift = static_cast<float>(bias[c] - mean * weight[c] * invstd);
+  for (; k.valid(); k.next()) {
+    Floats<V> v = load_floats<V>(x + k.offset);
+    KILN_UNROLL
+    for (int i = 0; i < V; ++i) {
+      const float t = v.v[i] * scale + shift;
+      v.v[i] = Relu ? (t > 0.0f ? t : 0.0f) : t;
+    }
+    store_floats<V>(y + k.offset, v);
   }
 }
 
-// grid (C), 1-D block. xhat = (x - mean) * invstd;
-// dbias += sum(dy); dweight += sum(dy * xhat); dx (if not null, overwritten) =
-//   training: weight * invstd * (dy - mean(dy) - xhat * mean(dy * xhat));  eval: weight * invstd * dy.
-template <class Float>
-__global__ void batchnorm_backward_kernel(BatchNormArgs a, const Float* x, const Float* weight, const Float* save_mean,
-                                          const Float* save_invstd, const Float* dy, Float* dx, Float* dweight,
-                                          Float* dbias) {
-  const std::int64_t c = blockIdx.x, hw = a.hw, m = a.n * a.hw;
-  const double mean = save_mean[c], invstd = save_invstd[c];
-  double sum_dy = 0.0, sum_dy_xhat = 0.0;
-  for (std::int64_t q = threadIdx.x; q < m; q += blockDim.x) {
-    const std::int64_t i = (q / hw * a.c + c) * hw + q % hw;
-    const double g = dy[i];
-    sum_dy += g;
-    sum_dy_xhat += g * ((x[i] - mean) * invstd);
+// The gradient reaching the batch norm: dy, or dy where the fused ReLU's output was positive.
+template <int V, bool Relu>
+__device__ __forceinline__ Floats<V> bn_incoming_gradient(const float* dy, const float* relu_y, std::int64_t offset) {
+  Floats<V> g = load_floats<V>(dy + offset);
+  if constexpr (Relu) {
+    const Floats<V> r = load_floats<V>(relu_y + offset);
+    KILN_UNROLL
+    for (int i = 0; i < V; ++i) g.v[i] = r.v[i] > 0.0f ? g.v[i] : 0.0f;
   }
-  sum_dy = block_all_sum(sum_dy);
-  sum_dy_xhat = block_all_sum(sum_dy_xhat);
-  if (threadIdx.x == 0) {
-    if (dbias) dbias[c] += static_cast<Float>(sum_dy);
-    if (dweight) dweight[c] += static_cast<Float>(sum_dy_xhat);
+  return g;
+}
+
+// partials[c * chunks + j] = (Σ g, Σ g·(x - mean)) over block (j, c)'s chunk.
+template <int V, bool Relu>
+__global__ void batchnorm_backward_partial_kernel(BatchNormArgs a, ReducePlan plan, const float* x, const float* save_mean,
+                                                  const float* relu_y, const float* dy, double2* partials) {
+  const std::int64_t c = blockIdx.y;
+  const float mean = save_mean[c];
+  double s1 = 0.0, s2 = 0.0;
+  for (ChannelCursor<V> k(a.hw, a.c, c, a.n * a.hw, plan.chunk); k.valid(); k.next()) {
+    const Floats<V> g = bn_incoming_gradient<V, Relu>(dy, relu_y, k.offset);
+    const Floats<V> v = load_floats<V>(x + k.offset);
+    float t1 = 0.0f, t2 = 0.0f;
+    KILN_UNROLL
+    for (int i = 0; i < V; ++i) {
+      t1 += g.v[i];
+      t2 += g.v[i] * (v.v[i] - mean);
+    }
+    s1 += t1;
+    s2 += t2;
   }
-  if (!dx) return;
-  const Float k = static_cast<Float>(weight[c] * invstd);
-  const Float mean_dy = a.training ? static_cast<Float>(sum_dy / static_cast<double>(m)) : Float(0);
-  const Float mean_dy_xhat = a.training ? static_cast<Float>(sum_dy_xhat / static_cast<double>(m)) : Float(0);
-  const Float meanf = static_cast<Float>(mean), invstdf = static_cast<Float>(invstd);
-  for (std::int64_t q = threadIdx.x; q < m; q += blockDim.x) {
-    const std::int64_t i = (q / hw * a.c + c) * hw + q % hw;
-    const Float xhat = (x[i] - meanf) * invstdf;
-    dx[i] = k * (dy[i] - mean_dy - xhat * mean_dy_xhat);
+  s1 = block_all_sum(s1);
+  s2 = block_all_sum(s2);
+  if (threadIdx.x == 0) partials[c * plan.chunks + blockIdx.x] = make_double2(s1, s2);
+}
+
+// dbias += Σ g, dweight += Σ g·x̂ (block (0, c); either may be null); dx (if not null, overwritten;
+// the launcher then runs the full grid, else grid (1, C)) = k·g + slope·(x - mean) + offset with
+// k = weight·invstd and, in training, slope = -k·invstd·mean(g·x̂), offset = -k·mean(g) (eval: 0).
+template <int V, bool Relu>
+__global__ void batchnorm_backward_dx_kernel(BatchNormArgs a, ReducePlan plan, const double2* partials, const float* x,
+                                             const float* weight, const float* save_mean, const float* save_invstd,
+                                             const float* relu_y, const float* dy, float* dx, float* dweight,
+                                             float* dbias) {
+  const std::int64_t c = blockIdx.y;
+  const float mean = save_mean[c];
+  ChannelCursor<V> k(a.hw, a.c, c, a.n * a.hw, plan.chunk);
+  const double2 total = block_sum_partials(partials + c * plan.chunks, plan.chunks);
+  const double invstd = save_invstd[c], sum_dy = total.x, sum_dy_xhat = total.y * invstd;
+  if (threadIdx.x == 0 && blockIdx.x == 0) {
+    if (dbias) dbias[c] += static_cast<float>(sum_dy);
+    if (dweight) dweight[c] += static_cast<float>(sum_dy_xhat);
+  }
+  if (dx == nullptr) return;  // uniform: the launcher then runs one block per channel
+  const double m = static_cast<double>(a.n * a.hw);
+  const double gain = static_cast<double>(weight[c]) * invstd;
+  const double mean_dy = a.training ? sum_dy / m : 0.0, mean_dy_xhat = a.training ? sum_dy_xhat / m : 0.0;
+  const float kf = static_cast<float>(gain), slope = static_cast<float>(-gain * invstd * mean_dy_xhat),
+              offset = static_cast<float>(-gain * mean_dy);
+  for (; k.valid(); k.next()) {
+    const Floats<V> g = bn_incoming_gradient<V, Relu>(dy, relu_y, k.offset);
+    Floats<V> v = load_floats<V>(x + k.offset);
+    KILN_UNROLL
+    for (int i = 0; i < V; ++i) v.v[i] = kf * g.v[i] + slope * (v.v[i] - mean) + offset;
+    store_floats<V>(dx + k.offset, v);
   }
 }
 

@@ -4,8 +4,8 @@
 // threads of a warp read consecutive pixels of one channel plane (coalesced). Bin centres are
 // read by every thread at the same address (a broadcast through the cache).
 //   softmax_xent_pixel_kernel  per-pixel weighted cross-entropy -> pixel_loss[P]
-//   softmax_xent_mean_kernel   ONE block: the mean of pixel_loss (double sums, block_all_sum):
-//                              deterministic, like loss_forward_kernel
+//   then the mean of pixel_loss: reduce.cuh's two-stage flat sum (flat_sum_partial_kernel,
+//                              sum_partials_kernel): deterministic, like the regression losses
 //   softmax_xent_backward_kernel, ab_soft_encode_{forward,backward}_kernel,
 //   annealed_mean_{forward,backward}_kernel: per pixel, grid-stride.
 #include <cstdint>
@@ -43,15 +43,6 @@ __global__ void softmax_xent_pixel_kernel(SoftmaxXentArgs a, const Float* logits
     }
     pixel_loss[p] = static_cast<float>((weights ? weights[p] : 1.0) * (tsum * log(e) - tz));
   }
-}
-
-// grid (1), 1-D block (multiple of 32): out[0] = mean of pixel_loss[0 .. P).
-template <class Float>
-__global__ void softmax_xent_mean_kernel(std::int64_t P, const Float* pixel_loss, Float* out) {
-  double sum = 0.0;
-  for (std::int64_t i = threadIdx.x; i < P; i += blockDim.x) sum += pixel_loss[i];
-  sum = block_all_sum(sum);
-  if (threadIdx.x == 0) out[0] = P ? static_cast<float>(sum / static_cast<double>(P)) : 0.0f;
 }
 
 template <class Float>

@@ -7,7 +7,7 @@
 // channels (forward) or input channels (input gradient). Per reduction channel it stages the
 // input tile with its halo ((T+K-1)^2 floats) and the block's K*K weights in dynamic shared memory.
 // The weight gradient is one block per (output, input) channel pair reducing over N*H*W
-// (block_all_sum, deterministic); the bias gradient one block per output channel.
+// (block_all_sum, deterministic). The bias gradient is reduce.cuh's per-channel sum (backend.hpp).
 //
 // KT is the kernel size when known at compile time (1 and 3 are instantiated by the launcher,
 // with fully unrolled loops); KT = 0 reads it from s.k at run time (any odd K).
@@ -179,17 +179,6 @@ __global__ void conv2d_backward_weight_kernel(ConvShape s, const float* x, const
       if (threadIdx.x == 0) dwp[t] += sum;
     }
   }
-}
-
-// The bias gradient (accumulated): grid (Cout), 1-D block of 256 threads.
-// db[o] += sum_{n,i,j} dy[n][o][i][j]
-template <class Float>
-__global__ void conv2d_backward_bias_kernel(ConvShape s, const Float* dy, Float* db) {
-  const std::int64_t hw = s.h * s.w, total = s.n * hw, o = blockIdx.x;
-  Float acc = 0;
-  for (std::int64_t q = threadIdx.x; q < total; q += blockDim.x) acc += dy[((q / hw) * s.c_out + o) * hw + q % hw];
-  const Float sum = block_all_sum(acc);
-  if (threadIdx.x == 0) db[o] += sum;
 }
 
 }  // namespace kiln::cuda::kernels

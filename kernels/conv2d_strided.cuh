@@ -6,7 +6,7 @@
 //   input grad:   one thread per input element, gathering the outputs whose window covers it
 //   weight grad:  one block per (input, output) channel pair, each tap reduced over N*Ho*Wo with
 //                 block_all_sum (deterministic); accumulated
-//   bias grad:    conv2d_backward_bias_kernel (conv2d.cuh) over the Ho x Wo output
+//   bias grad:    reduce.cuh's per-channel sum (Backend<Cuda>::bias_gradient) over the Ho x Wo output
 #include <cstdint>
 
 #include "block_reduce.cuh"

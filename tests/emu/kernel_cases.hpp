@@ -205,6 +205,25 @@ inline void add_case(Report& report, const Shape& s, std::uint64_t seed) {
   report.compare("a + b", out_cuda, out_cpu, 1e-7);
 }
 
+// Backend::maxpool2d_forward / backward directly (any input size, floor), argmax compared as floats.
+inline void pool_backend_case(Report& report, const kiln::PoolArgs& a, std::uint64_t seed) {
+  kiln::Rng rng(seed);
+  const Shape in = Shape::nchw(a.n, a.c, a.h, a.w), out = Shape::nchw(a.n, a.c, a.out_h(), a.out_w());
+  const auto xv = random_vector(in.numel(), rng), gv = random_vector(out.numel(), rng);
+  kiln::Tensor<float, Cpu> y_cpu(out), dx_cpu(in);
+  kiln::Tensor<std::int32_t, Cpu> i_cpu(out);
+  kiln::Tensor<float, Cuda> y(out), dx = kiln::Tensor<float, Cuda>::from_host(in, std::vector<float>(in.numel(), 9.0f));
+  kiln::Tensor<std::int32_t, Cuda> i_cuda(out);
+  kiln::Backend<Cpu>::maxpool2d_forward(a, kiln::Tensor<float, Cpu>::from_host(in, xv), y_cpu, i_cpu);
+  kiln::Backend<Cuda>::maxpool2d_forward(a, kiln::Tensor<float, Cuda>::from_host(in, xv), y, i_cuda);
+  kiln::Backend<Cpu>::maxpool2d_backward(a, i_cpu, kiln::Tensor<float, Cpu>::from_host(out, gv), dx_cpu);
+  kiln::Backend<Cuda>::maxpool2d_backward(a, i_cuda, kiln::Tensor<float, Cuda>::from_host(out, gv), dx);
+  auto as_float = [](const std::vector<std::int32_t>& v) { return std::vector<float>(v.begin(), v.end()); };
+  report.compare("y", y, y_cpu, 1e-7);
+  report.compare("argmax", as_float(i_cuda.to_vector()), as_float(i_cpu.to_vector()), 1e-7);
+  report.compare("dx (uncovered rows and columns zeroed)", dx, dx_cpu, 1e-7);
+}
+
 // The mma.sync convolution (kernels/conv2d_mma.cuh, not in the backend yet) against the CPU
 // backend's forward: one variant per case, launched here through KILN_CUDA_LAUNCH so that the
 // coverage test sees both kernels (the local names spell them without template commas). Bound:
@@ -384,6 +403,7 @@ inline std::vector<KernelCase> kernel_cases() {
   conv.template operator()<16, 9, 1>(1, 7, 9);
   conv.template operator()<3, 4, 5>(2, 9, 7);     // run-time kernel size (generic path)
   conv.template operator()<3, 5, 3>(3, 13, 11, false);
+  conv.template operator()<2, 3, 1>(3, 32, 32);   // bias gradient: float4, two chunks per channel
 
   // MathMode::tf32: the implicit-GEMM tensor-core kernels (kernels/conv2d_igemm.cuh) against the
   // strict CPU backend. TF32 keeps 10 mantissa bits, so the bound is TF32's (tf32_bound); the
@@ -425,11 +445,39 @@ inline std::vector<KernelCase> kernel_cases() {
   bn.template operator()<5>(3, 13, 11, Mode::train);
   bn.template operator()<7>(3, 2, 1, Mode::train);  // 6 values per channel
   bn.template operator()<5>(3, 13, 11, Mode::eval);
+  // HW a multiple of 4: the float4 kernels; several chunks per channel (reduce.cuh's plan) and a
+  // thread stride (1024 positions) that is not a whole number of 3x4 planes (the cursor's wrap).
+  bn.template operator()<3>(3, 32, 32, Mode::train);
+  bn.template operator()<3>(200, 3, 4, Mode::train);
+  bn.template operator()<4>(2, 8, 12, Mode::eval);
+
+  // BatchNorm2d + ReLU: Sequential runs the pair through Backend::batchnorm_relu_* on both devices.
+  auto bn_relu = [&]<int C>(std::int64_t n, std::int64_t h, std::int64_t w, Mode mode, bool small = false) {
+    std::ostringstream name;
+    name << (small ? "tiny " : "") << "BatchNorm2d<" << C << "> + ReLU (fused) N=" << n << " " << h << "x" << w
+         << (mode == Mode::train ? " train" : " eval");
+    t.push_back({name.str(),
+                 [=](Report& r) {
+                   layer_case<kiln::Sequential<kiln::BatchNorm2d<C, Cpu>, kiln::ReLU<Cpu>>,
+                              kiln::Sequential<kiln::BatchNorm2d<C, Cuda>, kiln::ReLU<Cuda>>>(r, Shape::nchw(n, C, h, w), mode,
+                                                                                             29 + n + h, tight, loose);
+                 },
+                 small});
+  };
+  bn_relu.template operator()<5>(3, 13, 11, Mode::train);
+  bn_relu.template operator()<3>(3, 32, 32, Mode::train);  // float4, two chunks per channel
+  bn_relu.template operator()<4>(2, 8, 12, Mode::eval);
+  bn_relu.template operator()<2>(2, 2, 3, Mode::train, true);
 
   t.push_back({"ReLU N=3 5x13x11", [](Report& r) {
                  layer_case<kiln::ReLU<Cpu>, kiln::ReLU<Cuda>>(r, Shape::nchw(3, 5, 13, 11), Mode::train, 31, 1e-7, 1e-7);
                }});
+  t.push_back({"ReLU N=2 4x6x8 (float4)", [](Report& r) {
+                 layer_case<kiln::ReLU<Cpu>, kiln::ReLU<Cuda>>(r, Shape::nchw(2, 4, 6, 8), Mode::train, 33, 1e-7, 1e-7);
+               }});
   t.push_back({"add 3x5x13x11", [](Report& r) { add_case(r, Shape::nchw(3, 5, 13, 11), 37); }});
+  t.push_back({"add 2x3x8x8 (float4)", [](Report& r) { add_case(r, Shape::nchw(2, 3, 8, 8), 39); }});
+  t.push_back({"Concat<3,5> N=2 8x12 (float4)", [](Report& r) { concat_case<3, 5>(r, 2, 8, 12, 45); }});
   t.push_back({"Concat<3,5> N=3 13x11", [](Report& r) { concat_case<3, 5>(r, 3, 13, 11, 41); }});
   t.push_back({"Concat<7,1> N=1 4x3", [](Report& r) { concat_case<7, 1>(r, 1, 4, 3, 43); }});
 
@@ -437,6 +485,10 @@ inline std::vector<KernelCase> kernel_cases() {
                  layer_case<kiln::MaxPool2d<2, Cpu>, kiln::MaxPool2d<2, Cuda>>(r, Shape::nchw(3, 5, 14, 10), Mode::train,
                                                                               47, 1e-7, 1e-7);
                }});
+  // The layer asks for divisible sizes; the backend floors (PyTorch's rule): rows and columns no
+  // window covers get a zero gradient. Scalar kernels (odd width), then float2 rows (odd height).
+  t.push_back({"maxpool2d backend 2x2 N=2 3x7x9", [](Report& r) { pool_backend_case(r, {2, 3, 7, 9, 2}, 49); }});
+  t.push_back({"maxpool2d backend 2x2 N=2 3x7x10", [](Report& r) { pool_backend_case(r, {2, 3, 7, 10, 2}, 51); }});
   t.push_back({"MaxPool2d<3> N=1 3x12x9", [](Report& r) {
                  layer_case<kiln::MaxPool2d<3, Cpu>, kiln::MaxPool2d<3, Cuda>>(r, Shape::nchw(1, 3, 12, 9), Mode::train,
                                                                               53, 1e-7, 1e-7);
@@ -459,6 +511,8 @@ inline std::vector<KernelCase> kernel_cases() {
 
   t.push_back({"MSELoss 3x2x13x11", [](Report& r) { loss_case(r, kiln::LossKind::mse, 1.0f, Shape::nchw(3, 2, 13, 11), 61); }});
   t.push_back({"L1Loss 3x2x13x11", [](Report& r) { loss_case(r, kiln::LossKind::l1, 1.0f, Shape::nchw(3, 2, 13, 11), 67); }});
+  t.push_back({"MSELoss 4x2x32x32 (float4, 4 chunks)",
+               [](Report& r) { loss_case(r, kiln::LossKind::mse, 1.0f, Shape::nchw(4, 2, 32, 32), 63); }});
   t.push_back({"HuberLoss(0.5) 1x3x7x5", [](Report& r) { loss_case(r, kiln::LossKind::huber, 0.5f, Shape::nchw(1, 3, 7, 5), 71); }});
 
   t.push_back({"Adam", [](Report& r) { optimizer_case<kiln::Adam>(r, kiln::AdamOptions{.lr = 1e-2f, .weight_decay = 0.1}, 73); }});

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "emu/kernel_cases.hpp"
+#include "emu/launch_log.hpp"
 
 namespace {
 
@@ -160,15 +161,14 @@ TEST_CASE("tf32 math mode: selection and fall-back") {
     CHECK(kiln::Backend<Cuda>::math_mode() == MathMode::tf32);
     CHECK(kiln::Backend<Cuda>::conv2d_workspace_floats(s3) > 0);  // split-K partial sums
     CHECK(kiln::Backend<Cuda>::conv2d_workspace_floats(s5) == 0);  // K = 5 keeps the strict kernels
-    kiln::cuda::clear_launched_kernels();
-    kiln::cuda::record_launches(true);
+    kiln_test::record_launches(true);
     kiln::Rng rng(9);
     const auto x = Tensor<float, Cuda>::from_host(Shape::nchw(1, 3, 9, 7), kiln_test::random_vector(189, rng));
     const auto w = Tensor<float, Cuda>::from_host(Shape{4, 3, 5, 5}, kiln_test::random_vector(300, rng));
     Tensor<float, Cuda> b, y(Shape::nchw(1, 4, 9, 7)), ws(Shape{1});
     kiln::Backend<Cuda>::conv2d_forward(s5, x, w, b, y, ws);
-    kiln::cuda::record_launches(false);
-    CHECK(kiln::cuda::launched_kernels() == std::set<std::string>{"conv2d_forward_kernel"});
+    kiln_test::record_launches(false);
+    CHECK(kiln_test::launched_kernels() == std::set<std::string>{"conv2d_forward_kernel"});
   }
   CHECK(kiln::Backend<Cuda>::math_mode() == MathMode::strict_fp32);  // restored
   CHECK(kiln::cuda::parse_math_mode("tf32") == MathMode::tf32);

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "emu/kernel_cases.hpp"
+#include "emu/launch_log.hpp"
 
 namespace {
 
@@ -28,8 +29,7 @@ const std::vector<Outcome>& table_outcomes() {
     // OS-thread mode is the ThreadSanitizer build: libgomp is not instrumented, so the CPU
     // reference's OpenMP threads would be reported as races (false positives). One thread there.
     if (KILN_EMU_THREADS) omp_set_num_threads(1);
-    kiln::cuda::clear_launched_kernels();
-    kiln::cuda::record_launches(true);
+    kiln_test::record_launches(true);
     std::vector<Outcome> result;
     for (const auto& c : kiln_test::kernel_cases()) {
       // One std::thread per CUDA thread (ThreadSanitizer builds) is ~1000x slower than fibers:
@@ -43,7 +43,7 @@ const std::vector<Outcome>& table_outcomes() {
       }
       result.push_back(std::move(o));
     }
-    kiln::cuda::record_launches(false);
+    kiln_test::record_launches(false);
     return result;
   }();
   return outcomes;
@@ -93,7 +93,7 @@ TEST_CASE("kernel table: every case on the emulated Cuda device matches the CPU 
 
 TEST_CASE("kernel coverage: every __global__ kernel in kernels/*.cuh is launched by the table") {
   table_outcomes();
-  const std::set<std::string> launched = kiln::cuda::launched_kernels();
+  const std::set<std::string> launched = kiln_test::launched_kernels();
   const std::set<std::string> declared = kernels_in_sources();
   REQUIRE(declared.size() >= 20);  // the parser found the kernels
   for (const auto& name : declared) {

@@ -77,7 +77,7 @@ concept BackendOps = requires(const ConvShape& cs, const StridedConvShape& ss, c
 };
 
 // Optional: BatchNorm2d + ReLU in one pass (BatchNorm2d uses it when the next layer is a ReLU;
-// without it the two run one after the other). CPU: yes. CUDA: not yet.
+// without it the two run one after the other). CPU: yes. CUDA: yes.
 template <class D, class B = Backend<D>>
 concept HasFusedBatchNormReLU = requires(const BatchNormArgs& bn, const Tensor<float, D>& c, Tensor<float, D>& m) {
   B::batchnorm_relu_forward(bn, c, c, c, m, m, m, m, m);

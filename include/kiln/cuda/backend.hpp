@@ -1,17 +1,19 @@
 #pragma once
 // Backend<Cuda>: the host-side launchers of kiln's hand-written CUDA kernels (kernels/*.cuh).
 // Same members and signatures as Backend<Cpu> (include/kiln/cpu/backend.hpp), so every layer
-// templated on Device runs unchanged on kiln::Cuda. Each launcher computes the grid and block and
-// launches through KILN_CUDA_LAUNCH on kiln::cuda::current_stream(): under nvcc a real launch
-// (checked with cudaGetLastError), otherwise the CPU emulator. A failure throws kiln::gpu::Error
-// naming the kernel. No cuBLAS/cuDNN here (the cuDNN oracle is <kiln/cuda/cudnn.hpp>).
-#include <atomic>
+// templated on Device runs unchanged on kiln::Cuda. Every launcher computes the grid and block and
+// goes through Backend<Cuda>::launch (below): kiln::gpu::launch on kiln::cuda::current_stream(),
+// under nvcc a real launch checked with cudaGetLastError, otherwise the CPU emulator. A failure
+// throws kiln::gpu::Error naming the kernel. No cuBLAS/cuDNN here (the cuDNN oracle is
+// <kiln/cuda/cudnn.hpp>).
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <initializer_list>
+#include <map>
 #include <mutex>
-#include <set>
 #include <span>
-#include <string>
+#include <utility>
 
 #include "kiln/core/backend.hpp"
 #include "kiln/core/backend_ops.hpp"
@@ -33,56 +35,62 @@
 #include "loss.cuh"
 #include "optim.cuh"
 #include "pooling.cuh"
+#include "reduce.cuh"
+#include "spatial_grid.cuh"
 #include "upsample.cuh"
+#include "vector_access.cuh"
 
-// ---- the launch log (tests check that every kernel ran) ------------------------------------------
 namespace kiln::cuda {
-namespace detail {
-struct LaunchLog {
-  std::atomic<bool> recording{false};
-  std::mutex mutex;
-  std::set<std::string> names;
+
+// A kernel and the name its launch reports (in errors, the emulator's profile and launch hook):
+// "relu_forward_kernel<4>", with the template arguments' values. Made by KILN_CUDA_KERNEL.
+template <class... Params>
+struct Kernel {
+  void (*function)(Params...);
+  char name[96];
 };
-inline LaunchLog& launch_log() {
-  static LaunchLog log;
-  return log;
+
+namespace detail {
+inline void append_name(char* name, std::size_t size, const char* text) {
+  std::size_t at = 0;
+  while (at + 1 < size && name[at] != '\0') ++at;
+  for (; at + 1 < size && *text != '\0'; ++text) name[at++] = *text;
+  name[at] = '\0';
 }
-// "kernels::conv2d_forward_kernel<3>" -> "conv2d_forward_kernel"
-inline std::string kernel_base_name(const char* spelled) {
-  std::string s(spelled);
-  s = s.substr(0, s.find('<'));
-  const std::size_t colon = s.rfind(':');
-  if (colon != std::string::npos) s = s.substr(colon + 1);
-  while (!s.empty() && s.back() == ' ') s.pop_back();
-  return s;
+inline void append_argument(char* name, std::size_t size, bool value) { append_name(name, size, value ? "true" : "false"); }
+inline void append_argument(char* name, std::size_t size, int value) {
+  char digits[16];
+  std::snprintf(digits, sizeof digits, "%d", value);
+  append_name(name, size, digits);
 }
-inline void record_launch(const char* spelled) {
-  LaunchLog& log = launch_log();
-  if (!log.recording.load(std::memory_order_relaxed)) return;
-  std::lock_guard lock(log.mutex);
-  log.names.insert(kernel_base_name(spelled));
+template <class... Params, class... Values>
+Kernel<Params...> make_kernel(const char* base, void (*function)(Params...), const char* spelled_arguments, Values... values) {
+  Kernel<Params...> k{function, {}};
+  append_name(k.name, sizeof k.name, base);
+  append_name(k.name, sizeof k.name, "<");
+  if constexpr (sizeof...(Values) == 0) {
+    append_name(k.name, sizeof k.name, spelled_arguments);
+  } else {
+    bool first = true;
+    ((append_name(k.name, sizeof k.name, first ? "" : ", "), append_argument(k.name, sizeof k.name, values), first = false),
+     ...);
+  }
+  append_name(k.name, sizeof k.name, ">");
+  return k;
 }
 }  // namespace detail
-
-// Turns the log of launched kernel names on or off (off by default: no cost in training).
-inline void record_launches(bool on) { detail::launch_log().recording.store(on); }
-// The base names ("relu_forward_kernel") of the kernels launched while recording was on.
-inline std::set<std::string> launched_kernels() {
-  std::lock_guard lock(detail::launch_log().mutex);
-  return detail::launch_log().names;
-}
-inline void clear_launched_kernels() {
-  std::lock_guard lock(detail::launch_log().mutex);
-  detail::launch_log().names.clear();
-}
 }  // namespace kiln::cuda
 
-// KILN_LAUNCH on the current stream, logged. The kernel must be spelled without commas.
-#define KILN_CUDA_LAUNCH(kernel, grid, block, shared_bytes, ...)                                    \
-  do {                                                                                             \
-    ::kiln::cuda::detail::record_launch(#kernel);                                                  \
-    KILN_LAUNCH(kernel, grid, block, shared_bytes, ::kiln::cuda::current_stream(), __VA_ARGS__); \
-  } while (0)
+// kernels::name<args...>, named with the arguments' values: KILN_CUDA_KERNEL(relu_forward_kernel, V)
+// (V an int or bool known at compile time); KILN_CUDA_KERNEL_FLOAT(name) is kernels::name<float>.
+#define KILN_CUDA_KERNEL(name, ...) \
+  ::kiln::cuda::detail::make_kernel(#name, &::kiln::cuda::kernels::name<__VA_ARGS__>, "", __VA_ARGS__)
+#define KILN_CUDA_KERNEL_FLOAT(name) \
+  ::kiln::cuda::detail::make_kernel(#name, &::kiln::cuda::kernels::name<float>, "float")
+
+// KILN_LAUNCH on kiln::cuda::current_stream(), for kernels launched outside Backend<Cuda> (tests).
+#define KILN_CUDA_LAUNCH(kernel, grid, block, shared_bytes, ...) \
+  KILN_LAUNCH(kernel, grid, block, shared_bytes, ::kiln::cuda::current_stream(), __VA_ARGS__)
 
 namespace kiln {
 
@@ -92,7 +100,7 @@ inline constexpr bool backend_included<Cuda> = true;
 template <>
 struct Backend<Cuda> {
   // The optional capabilities of core/backend_ops.hpp.
-  static constexpr bool fused_batchnorm_relu = false;
+  static constexpr bool fused_batchnorm_relu = true;
   static constexpr bool multi_tensor_adam = true;
   static constexpr bool colour_conversion = true;
   static constexpr bool synchronised_batchnorm = false;  // batchnorm_*_across (kiln/nn/replicas.hpp)
@@ -103,8 +111,97 @@ struct Backend<Cuda> {
  private:
   static float* ptr(T& t) { return t.empty() ? nullptr : t.data(); }
   static const float* ptr(const T& t) { return t.empty() ? nullptr : t.data(); }
-  static kiln::cuda::kernels::GridStride elementwise(std::int64_t n) { return kiln::cuda::kernels::grid_stride(n); }
-  static constexpr unsigned reduce_threads = 256;  // blocks of the per-channel reductions
+  static constexpr unsigned reduce_threads = kiln::cuda::kernels::reduce_threads;
+  using ReducePlan = kiln::cuda::kernels::ReducePlan;
+
+  // ---- the one launch path ----------------------------------------------------------------
+  template <class... Params, class... Args>
+  static void launch(const kiln::cuda::Kernel<Params...>& k, dim3 grid, dim3 block, std::size_t shared_bytes, Args&&... args) {
+    kiln::gpu::launch(k.name, k.function, grid, block, shared_bytes, kiln::cuda::current_stream(), std::forward<Args>(args)...);
+  }
+  // A grid-stride kernel over `items` work items (grid_stride()'s shape); nothing when there are none.
+  template <class... Params, class... Args>
+  static void launch_1d(const kiln::cuda::Kernel<Params...>& k, std::int64_t items, Args&&... args) {
+    if (items <= 0) return;
+    const auto g = kiln::cuda::kernels::grid_stride(items);
+    launch(k, dim3(g.blocks), dim3(g.threads), 0, std::forward<Args>(args)...);
+  }
+  // f.template operator()<K>() for the first K of Ks equal to k, else for the last of Ks (0: the
+  // run-time kernel size; the tensor-core kernels list only 1 and 3, which uses_tensor_cores checked).
+  template <int K, int... Ks, class F>
+  static void with_kernel_size(std::int64_t k, F&& f) {
+    if constexpr (sizeof...(Ks) == 0)
+      f.template operator()<K>();
+    else if (k == K)
+      f.template operator()<K>();
+    else
+      with_kernel_size<Ks...>(k, std::forward<F>(f));
+  }
+  // f.template operator()<V>() with V = 4 (float4 accesses) or 1, as vector_width() decided.
+  template <class F>
+  static void with_width(int v, F&& f) {
+    if (v == 4)
+      f.template operator()<4>();
+    else
+      f.template operator()<1>();
+  }
+  template <class F>
+  static void with_relu(bool relu, F&& f) {
+    if (relu)
+      f.template operator()<true>();
+    else
+      f.template operator()<false>();
+  }
+
+  // Device scratch for the partial sums of the two-stage reductions (kernels/reduce.cuh): one buffer
+  // per stream, grown to the largest request and kept, so after the first training step no step
+  // allocates (and a CUDA graph captured later sees a fixed address). Launches on one stream run
+  // in order, so consecutive reductions can share it. The buffers live until the process ends
+  // (never freed from a static destructor, which could run after the CUDA runtime or the
+  // emulator's allocation table is gone).
+  static double* partials(std::int64_t doubles) {
+    struct Buffer {
+      void* memory = nullptr;
+      std::size_t bytes = 0;
+    };
+    static std::mutex mutex;
+    static auto* buffers = new std::map<kiln::gpu::stream_handle, Buffer>;
+    const std::size_t bytes = static_cast<std::size_t>(doubles > 0 ? doubles : 1) * sizeof(double);
+    std::lock_guard lock(mutex);
+    Buffer& b = (*buffers)[kiln::cuda::current_stream()];
+    if (b.bytes < bytes) {
+      void* grown = DeviceMemory<Cuda>::allocate(bytes);  // throws before the old buffer is released
+      DeviceMemory<Cuda>::deallocate(b.memory);
+      b.memory = grown;
+      b.bytes = bytes;
+    }
+    return static_cast<double*>(b.memory);
+  }
+  static double2* partial_pairs(double* p) { return reinterpret_cast<double2*>(p); }
+  // The 2-D grid of a per-channel reduction: (chunks, channels).
+  static dim3 channel_grid(const ReducePlan& plan, std::int64_t channels, const char* what) {
+    KILN_CHECK(channels <= 65535, "Backend<Cuda>::", what, ": ", channels,
+               " channels; the per-channel kernels support up to 65535 (gridDim.y)");
+    return dim3(static_cast<unsigned>(plan.chunks), static_cast<unsigned>(channels));
+  }
+  // Stage 2 of a two-stage reduction: out[i] (+)= scale * Σ_j partials[i * chunks + j].
+  static void sum_partials(const double* partial, int chunks, std::int64_t outputs, double scale, bool accumulate, float* out) {
+    const std::int64_t per_block = reduce_threads / 32;
+    launch(KILN_CUDA_KERNEL_FLOAT(sum_partials_kernel), dim3(static_cast<unsigned>((outputs + per_block - 1) / per_block)),
+           dim3(reduce_threads), 0, partial, chunks, outputs, scale, accumulate, out);
+  }
+  // db[c] += Σ over n and hw of dy[n][c][hw] (the convolutions' bias gradient).
+  static void bias_gradient(std::int64_t n, std::int64_t channels, std::int64_t hw, const T& dy, T& db) {
+    if (channels == 0) return;
+    const ReducePlan plan = kiln::cuda::kernels::reduce_plan(n * hw);
+    double* part = partials(channels * plan.chunks);
+    const dim3 grid = channel_grid(plan, channels, "conv2d bias gradient");
+    with_width(kiln::cuda::kernels::vector_width(hw, {dy.data()}), [&]<int V>() {
+      launch(KILN_CUDA_KERNEL(channel_sum_partial_kernel, V), grid, dim3(reduce_threads), 0, n, channels, hw, plan, dy.data(),
+             part);
+    });
+    sum_partials(part, plan.chunks, channels, 1.0, true, db.data());
+  }
 
  public:
   // ---- Math mode (kiln/cuda/math_mode.hpp): which convolution kernels run ----------
@@ -121,300 +218,264 @@ struct Backend<Cuda> {
   static std::size_t conv2d_forward_workspace_floats(const ConvShape&) { return 0; }
 
   static void conv2d_forward(const ConvShape& s, const T& x, const T& w, const T& b, T& y, T&) {
-    namespace k = kiln::cuda::kernels;
+    namespace ig = kiln::cuda::kernels::igemm;
     if (s.n == 0 || s.h == 0 || s.w == 0) return;
     if (uses_tensor_cores(s)) {
-      const dim3 grid = igemm_grid(s, k::igemm::Pass::forward);
-      if (s.k == 1)
-        KILN_CUDA_LAUNCH(k::conv2d_igemm_forward_kernel<1>, grid, dim3(k::igemm::threads), k::igemm::shared_bytes, s,
-                         x.data(), w.data(), ptr(b), y.data());
-      else
-        KILN_CUDA_LAUNCH(k::conv2d_igemm_forward_kernel<3>, grid, dim3(k::igemm::threads), k::igemm::shared_bytes, s,
-                         x.data(), w.data(), ptr(b), y.data());
+      with_kernel_size<1, 3>(s.k, [&]<int K>() {
+        launch(KILN_CUDA_KERNEL(conv2d_igemm_forward_kernel, K), igemm_grid(s, ig::Pass::forward), dim3(ig::threads),
+               ig::shared_bytes, s, x.data(), w.data(), ptr(b), y.data());
+      });
       return;
     }
-    const std::size_t shared = conv_shared_bytes(s);
-    const dim3 grid(conv_tiles(s), static_cast<unsigned>((s.c_out + k::conv_channels_per_block - 1) / k::conv_channels_per_block),
-                    static_cast<unsigned>(s.n));
-    const dim3 block(k::conv_tile, k::conv_tile);
-    if (s.k == 1)
-      KILN_CUDA_LAUNCH(k::conv2d_forward_kernel<1>, grid, block, shared, s, x.data(), w.data(), ptr(b), y.data());
-    else if (s.k == 3)
-      KILN_CUDA_LAUNCH(k::conv2d_forward_kernel<3>, grid, block, shared, s, x.data(), w.data(), ptr(b), y.data());
-    else
-      KILN_CUDA_LAUNCH(k::conv2d_forward_kernel<0>, grid, block, shared, s, x.data(), w.data(), ptr(b), y.data());
+    const dim3 grid = conv_grid(s, s.c_out);
+    with_kernel_size<1, 3, 0>(s.k, [&]<int K>() {
+      launch(KILN_CUDA_KERNEL(conv2d_forward_kernel, K), grid, conv_block(), conv_shared_bytes(s), s, x.data(), w.data(), ptr(b),
+             y.data());
+    });
   }
 
   // dx may be empty (not wanted) and is overwritten; dw and db (may be empty) accumulate.
   static void conv2d_backward(const ConvShape& s, const T& x, const T& w, const T& dy, T& dx, T& dw, T& db, T& ws) {
-    namespace k = kiln::cuda::kernels;
     if (s.n == 0 || s.h == 0 || s.w == 0) return;
     if (uses_tensor_cores(s)) {
       conv2d_backward_tf32(s, x, w, dy, dx, dw, ws);
-      if (!db.empty())
-        KILN_CUDA_LAUNCH(k::conv2d_backward_bias_kernel<float>, dim3(static_cast<unsigned>(s.c_out)), dim3(reduce_threads), 0,
-                         s, dy.data(), db.data());
-      return;
+    } else {
+      if (!dx.empty()) {
+        const dim3 grid = conv_grid(s, s.c_in);
+        with_kernel_size<1, 3, 0>(s.k, [&]<int K>() {
+          launch(KILN_CUDA_KERNEL(conv2d_backward_data_kernel, K), grid, conv_block(), conv_shared_bytes(s), s, w.data(),
+                 dy.data(), dx.data());
+        });
+      }
+      if (!dw.empty()) {
+        const dim3 grid(static_cast<unsigned>(s.c_in), static_cast<unsigned>(s.c_out));
+        with_kernel_size<1, 3, 0>(s.k, [&]<int K>() {
+          launch(KILN_CUDA_KERNEL(conv2d_backward_weight_kernel, K), grid, dim3(reduce_threads), 0, s, x.data(), dy.data(),
+                 dw.data());
+        });
+      }
     }
-    if (!dx.empty()) {
-      const std::size_t shared = conv_shared_bytes(s);
-      const dim3 grid(conv_tiles(s), static_cast<unsigned>((s.c_in + k::conv_channels_per_block - 1) / k::conv_channels_per_block),
-                      static_cast<unsigned>(s.n));
-      const dim3 block(k::conv_tile, k::conv_tile);
-      if (s.k == 1)
-        KILN_CUDA_LAUNCH(k::conv2d_backward_data_kernel<1>, grid, block, shared, s, w.data(), dy.data(), dx.data());
-      else if (s.k == 3)
-        KILN_CUDA_LAUNCH(k::conv2d_backward_data_kernel<3>, grid, block, shared, s, w.data(), dy.data(), dx.data());
-      else
-        KILN_CUDA_LAUNCH(k::conv2d_backward_data_kernel<0>, grid, block, shared, s, w.data(), dy.data(), dx.data());
-    }
-    if (!dw.empty()) {
-      const dim3 grid(static_cast<unsigned>(s.c_in), static_cast<unsigned>(s.c_out));
-      if (s.k == 1)
-        KILN_CUDA_LAUNCH(k::conv2d_backward_weight_kernel<1>, grid, dim3(reduce_threads), 0, s, x.data(), dy.data(), dw.data());
-      else if (s.k == 3)
-        KILN_CUDA_LAUNCH(k::conv2d_backward_weight_kernel<3>, grid, dim3(reduce_threads), 0, s, x.data(), dy.data(), dw.data());
-      else
-        KILN_CUDA_LAUNCH(k::conv2d_backward_weight_kernel<0>, grid, dim3(reduce_threads), 0, s, x.data(), dy.data(), dw.data());
-    }
-    if (!db.empty())
-      KILN_CUDA_LAUNCH(k::conv2d_backward_bias_kernel<float>, dim3(static_cast<unsigned>(s.c_out)), dim3(reduce_threads), 0, s,
-                       dy.data(), db.data());
+    if (!db.empty()) bias_gradient(s.n, s.c_out, s.h * s.w, dy, db);
   }
 
   // ---- Conv2d with stride > 1 (kernels/conv2d_strided.cuh; no workspace) ------
   static void conv2d_strided_forward(const StridedConvShape& s, const T& x, const T& w, const T& b, T& y) {
-    const auto total = s.n * s.c_out * s.ho() * s.wo();
-    if (total == 0) return;
-    const auto g = elementwise(total);
-    KILN_CUDA_LAUNCH(kiln::cuda::kernels::conv2d_strided_forward_kernel<float>, g.blocks, g.threads, 0, s, x.data(),
-                     w.data(), ptr(b), y.data());
+    launch_1d(KILN_CUDA_KERNEL_FLOAT(conv2d_strided_forward_kernel), s.n * s.c_out * s.ho() * s.wo(), s, x.data(), w.data(),
+              ptr(b), y.data());
   }
   // dx may be empty (not wanted) and is overwritten; dw and db (may be empty) accumulate.
   static void conv2d_strided_backward(const StridedConvShape& s, const T& x, const T& w, const T& dy, T& dx, T& dw,
                                       T& db) {
-    namespace k = kiln::cuda::kernels;
     if (s.n == 0 || s.h == 0 || s.w == 0) return;
-    if (!dx.empty()) {
-      const auto g = elementwise(s.n * s.c_in * s.h * s.w);
-      KILN_CUDA_LAUNCH(k::conv2d_strided_backward_data_kernel<float>, g.blocks, g.threads, 0, s, w.data(), dy.data(),
-                       dx.data());
-    }
+    if (!dx.empty())
+      launch_1d(KILN_CUDA_KERNEL_FLOAT(conv2d_strided_backward_data_kernel), s.n * s.c_in * s.h * s.w, s, w.data(), dy.data(),
+                dx.data());
     if (!dw.empty())
-      KILN_CUDA_LAUNCH(k::conv2d_strided_backward_weight_kernel<float>,
-                       dim3(static_cast<unsigned>(s.c_in), static_cast<unsigned>(s.c_out)), dim3(reduce_threads), 0, s,
-                       x.data(), dy.data(), dw.data());
-    if (!db.empty()) {
-      const ConvShape out{s.n, s.c_in, s.c_out, s.ho(), s.wo(), s.k};  // the bias kernel reads only n, c_out, h, w
-      KILN_CUDA_LAUNCH(k::conv2d_backward_bias_kernel<float>, dim3(static_cast<unsigned>(s.c_out)), dim3(reduce_threads), 0,
-                       out, dy.data(), db.data());
-    }
+      launch(KILN_CUDA_KERNEL_FLOAT(conv2d_strided_backward_weight_kernel),
+             dim3(static_cast<unsigned>(s.c_in), static_cast<unsigned>(s.c_out)), dim3(reduce_threads), 0, s, x.data(),
+             dy.data(), dw.data());
+    if (!db.empty()) bias_gradient(s.n, s.c_out, s.ho() * s.wo(), dy, db);
   }
 
   // ---- Activations (LeakyReLU, SiLU, Sigmoid, Tanh), Dropout ------------------
   static void activation_forward(const ActivationArgs& a, const T& x, T& y) {
-    if (a.numel == 0) return;
-    const auto g = elementwise(a.numel);
-    KILN_CUDA_LAUNCH(kiln::cuda::kernels::activation_forward_kernel<float>, g.blocks, g.threads, 0, a, x.data(), y.data());
+    launch_1d(KILN_CUDA_KERNEL_FLOAT(activation_forward_kernel), a.numel, a, x.data(), y.data());
   }
   // dx overwritten; reads x (LeakyReLU, SiLU) or y (Sigmoid, Tanh).
   static void activation_backward(const ActivationArgs& a, const T& x, const T& y, const T& dy, T& dx) {
-    if (a.numel == 0) return;
-    const auto g = elementwise(a.numel);
-    KILN_CUDA_LAUNCH(kiln::cuda::kernels::activation_backward_kernel<float>, g.blocks, g.threads, 0, a, ptr(x), ptr(y),
-                     dy.data(), dx.data());
+    launch_1d(KILN_CUDA_KERNEL_FLOAT(activation_backward_kernel), a.numel, a, ptr(x), ptr(y), dy.data(), dx.data());
   }
   static void dropout_forward(const DropoutArgs& a, const T& x, T& y) {
-    if (a.numel == 0) return;
-    const auto g = elementwise(a.numel);
-    KILN_CUDA_LAUNCH(kiln::cuda::kernels::dropout_kernel<float>, g.blocks, g.threads, 0, a, x.data(), y.data());
+    launch_1d(KILN_CUDA_KERNEL_FLOAT(dropout_kernel), a.numel, a, x.data(), y.data());
   }
   static void dropout_backward(const DropoutArgs& a, const T& dy, T& dx) { dropout_forward(a, dy, dx); }
 
   // ---- Element-wise helpers (kiln::sub, mul, scale, clamp; out may alias an input) ----
   static void elementwise_binary(ElementwiseOp op, const T& a, const T& b, T& out) {
-    if (a.numel() == 0) return;
     const auto n = static_cast<std::int64_t>(a.numel());
-    const auto g = elementwise(n);
-    KILN_CUDA_LAUNCH(kiln::cuda::kernels::elementwise_binary_kernel<float>, g.blocks, g.threads, 0, op, a.data(), b.data(),
-                     out.data(), n);
+    launch_1d(KILN_CUDA_KERNEL_FLOAT(elementwise_binary_kernel), n, op, a.data(), b.data(), out.data(), n);
   }
   static void affine(const T& a, float alpha, float beta, T& out) {
-    if (a.numel() == 0) return;
     const auto n = static_cast<std::int64_t>(a.numel());
-    const auto g = elementwise(n);
-    KILN_CUDA_LAUNCH(kiln::cuda::kernels::affine_kernel<float>, g.blocks, g.threads, 0, a.data(), alpha, beta, out.data(), n);
+    launch_1d(KILN_CUDA_KERNEL_FLOAT(affine_kernel), n, a.data(), alpha, beta, out.data(), n);
   }
   static void clamp(const T& a, float lo, float hi, T& out) {
-    if (a.numel() == 0) return;
     const auto n = static_cast<std::int64_t>(a.numel());
-    const auto g = elementwise(n);
-    KILN_CUDA_LAUNCH(kiln::cuda::kernels::clamp_kernel<float>, g.blocks, g.threads, 0, a.data(), lo, hi, out.data(), n);
+    launch_1d(KILN_CUDA_KERNEL_FLOAT(clamp_kernel), n, a.data(), lo, hi, out.data(), n);
   }
 
-  // ---- ReLU, add, channel concat ---------------------------------------------
+  // ---- ReLU, add, channel concat (V = 4: float4 accesses where aligned) -------
   static void relu_forward(const T& x, T& y) {
     const auto n = static_cast<std::int64_t>(x.numel());
     if (n == 0) return;
-    const auto g = elementwise(n);
-    KILN_CUDA_LAUNCH(kiln::cuda::kernels::relu_forward_kernel<float>, g.blocks, g.threads, 0, x.data(), y.data(), n);
+    with_width(kiln::cuda::kernels::vector_width(n, {x.data(), y.data()}), [&]<int V>() {
+      launch_1d(KILN_CUDA_KERNEL(relu_forward_kernel, V), n / V, x.data(), y.data(), n);
+    });
   }
   static void relu_backward(const T& y, const T& dy, T& dx) {
     const auto n = static_cast<std::int64_t>(y.numel());
     if (n == 0) return;
-    const auto g = elementwise(n);
-    KILN_CUDA_LAUNCH(kiln::cuda::kernels::relu_backward_kernel<float>, g.blocks, g.threads, 0, y.data(), dy.data(), dx.data(), n);
+    with_width(kiln::cuda::kernels::vector_width(n, {y.data(), dy.data(), dx.data()}), [&]<int V>() {
+      launch_1d(KILN_CUDA_KERNEL(relu_backward_kernel, V), n / V, y.data(), dy.data(), dx.data(), n);
+    });
   }
   static void add(const T& a, const T& b, T& out) {
     const auto n = static_cast<std::int64_t>(a.numel());
     if (n == 0) return;
-    const auto g = elementwise(n);
-    KILN_CUDA_LAUNCH(kiln::cuda::kernels::add_kernel<float>, g.blocks, g.threads, 0, a.data(), b.data(), out.data(), n);
+    with_width(kiln::cuda::kernels::vector_width(n, {a.data(), b.data(), out.data()}), [&]<int V>() {
+      launch_1d(KILN_CUDA_KERNEL(add_kernel, V), n / V, a.data(), b.data(), out.data(), n);
+    });
   }
   static void concat_channels(const T& a, const T& b, T& y) {
     if (y.numel() == 0) return;
-    const auto g = elementwise(static_cast<std::int64_t>(y.numel()));
-    KILN_CUDA_LAUNCH(kiln::cuda::kernels::concat_channels_kernel<float>, g.blocks, g.threads, 0, a.data(), a.shape().c(),
-                     b.data(), b.shape().c(), y.data(), a.shape().n(), a.shape().h() * a.shape().w());
+    const std::int64_t hw = a.shape().h() * a.shape().w();
+    with_width(kiln::cuda::kernels::vector_width(hw, {a.data(), b.data(), y.data()}), [&]<int V>() {
+      launch(KILN_CUDA_KERNEL(concat_channels_kernel, V), plane_grid(hw, V, a.shape().c() + b.shape().c(), a.shape().n()),
+             dim3(256), 0, a.data(), a.shape().c(), b.data(), b.shape().c(), y.data(), hw);
+    });
   }
   static void split_channels(const T& dy, T& da, T& db) {
     if (dy.numel() == 0) return;
-    const auto g = elementwise(static_cast<std::int64_t>(dy.numel()));
-    KILN_CUDA_LAUNCH(kiln::cuda::kernels::split_channels_kernel<float>, g.blocks, g.threads, 0, dy.data(), da.data(),
-                     da.shape().c(), db.data(), db.shape().c(), dy.shape().n(), dy.shape().h() * dy.shape().w());
+    const std::int64_t hw = dy.shape().h() * dy.shape().w();
+    with_width(kiln::cuda::kernels::vector_width(hw, {dy.data(), da.data(), db.data()}), [&]<int V>() {
+      launch(KILN_CUDA_KERNEL(split_channels_kernel, V), plane_grid(hw, V, dy.shape().c(), dy.shape().n()), dim3(256), 0,
+             dy.data(), da.data(), da.shape().c(), db.data(), db.shape().c(), hw);
+    });
   }
 
-  // ---- BatchNorm2d ----------------------------------------------------------
+  // ---- BatchNorm2d (and BatchNorm2d + ReLU, fused) ---------------------------
   // As Backend<Cpu>: training uses and saves batch statistics and updates running_* in place; eval
-  // uses running_* and saves them as save_mean/save_invstd.
+  // uses running_* and saves them as save_mean/save_invstd. Two launches each way on the 2-D grid
+  // (chunks, C) of kernels/reduce.cuh (see kernels/batchnorm.cuh).
   static void batchnorm_forward(const BatchNormArgs& a, const T& x, const T& weight, const T& bias, T& running_mean,
                                 T& running_var, T& save_mean, T& save_invstd, T& y) {
-    namespace k = kiln::cuda::kernels;
-    if (a.c == 0) return;
-    KILN_CUDA_LAUNCH(k::batchnorm_stats_kernel<float>, dim3(static_cast<unsigned>(a.c)), dim3(reduce_threads), 0, a, x.data(),
-                     running_mean.data(), running_var.data(), save_mean.data(), save_invstd.data());
-    const std::int64_t total = a.n * a.c * a.hw;
-    if (total == 0) return;
-    const auto g = elementwise(total);
-    KILN_CUDA_LAUNCH(k::batchnorm_apply_kernel<float>, g.blocks, g.threads, 0, a, x.data(), weight.data(), bias.data(),
-                     save_mean.data(), save_invstd.data(), y.data());
+    batchnorm_forward_pass(false, a, x, weight, bias, running_mean, running_var, save_mean, save_invstd, y);
   }
   // dx overwritten (may be empty: not wanted); dweight, dbias accumulate.
   static void batchnorm_backward(const BatchNormArgs& a, const T& x, const T& weight, const T& save_mean,
                                  const T& save_invstd, const T& dy, T& dx, T& dweight, T& dbias) {
-    if (a.c == 0) return;
-    KILN_CUDA_LAUNCH(kiln::cuda::kernels::batchnorm_backward_kernel<float>, dim3(static_cast<unsigned>(a.c)),
-                     dim3(reduce_threads), 0, a, x.data(), weight.data(), save_mean.data(), save_invstd.data(), dy.data(),
-                     ptr(dx), ptr(dweight), ptr(dbias));
+    batchnorm_backward_pass(false, a, x, weight, save_mean, save_invstd, nullptr, dy, dx, dweight, dbias);
+  }
+  // y = max(batchnorm(x), 0) in the same passes (as cpu::batchnorm_relu_*); backward takes the
+  // ReLU's output y as the mask of dy and gives the batch norm's dx, dweight, dbias.
+  static void batchnorm_relu_forward(const BatchNormArgs& a, const T& x, const T& weight, const T& bias, T& running_mean,
+                                     T& running_var, T& save_mean, T& save_invstd, T& y) {
+    batchnorm_forward_pass(true, a, x, weight, bias, running_mean, running_var, save_mean, save_invstd, y);
+  }
+  static void batchnorm_relu_backward(const BatchNormArgs& a, const T& x, const T& weight, const T& save_mean,
+                                      const T& save_invstd, const T& y, const T& dy, T& dx, T& dweight, T& dbias) {
+    batchnorm_backward_pass(true, a, x, weight, save_mean, save_invstd, y.data(), dy, dx, dweight, dbias);
   }
 
   // ---- MaxPool2d ------------------------------------------------------------
-  // argmax: the index of each window's maximum inside its input plane (ih * W + iw).
+  // argmax: the index of each window's maximum inside its input plane (ih * W + iw). S = 2 reads
+  // window rows as float2 (even width, 8-byte aligned), S = 0 any size.
   static void maxpool2d_forward(const PoolArgs& a, const T& x, T& y, I& argmax) {
-    const std::int64_t outputs = a.n * a.c * a.out_h() * a.out_w();
-    if (outputs == 0) return;
-    const auto g = elementwise(outputs);
-    KILN_CUDA_LAUNCH(kiln::cuda::kernels::maxpool2d_forward_kernel<float>, g.blocks, g.threads, 0, a, x.data(), y.data(),
-                     argmax.data());
+    if (a.n * a.c * a.out_h() * a.out_w() == 0) return;
+    const auto g = kiln::cuda::kernels::spatial_grid(a.out_h(), a.out_w(), a.n * a.c);
+    with_kernel_size<2, 0>(pool_pairs(a.size, a.w, {x.data()}), [&]<int S>() {
+      launch(KILN_CUDA_KERNEL(maxpool2d_forward_kernel, S), g.grid, g.block, 0, a, x.data(), y.data(), argmax.data());
+    });
   }
   static void maxpool2d_backward(const PoolArgs& a, const I& argmax, const T& dy, T& dx) {
-    const std::int64_t inputs = a.n * a.c * a.h * a.w;
-    if (inputs == 0) return;
-    const auto g = elementwise(inputs);
-    KILN_CUDA_LAUNCH(kiln::cuda::kernels::maxpool2d_backward_kernel<float>, g.blocks, g.threads, 0, a, argmax.data(), dy.data(),
-                     dx.data());
+    if (a.n * a.c * a.h * a.w == 0) return;
+    const auto cells = [&](std::int64_t n) { return (n + a.size - 1) / a.size; };
+    const auto g = kiln::cuda::kernels::spatial_grid(cells(a.h), cells(a.w), a.n * a.c);
+    with_kernel_size<2, 0>(pool_pairs(a.size, a.w, {dx.data()}), [&]<int S>() {
+      launch(KILN_CUDA_KERNEL(maxpool2d_backward_kernel, S), g.grid, g.block, 0, a, argmax.data(), dy.data(), dx.data());
+    });
   }
 
   // ---- Upsample (integer scale; bilinear with align_corners = false) ---------
+  // Nearest: one thread per input element; S = 2 writes / reads the 2 x 2 block's rows as float2.
   static void upsample_nearest_forward(const UpsampleArgs& a, const T& x, T& y) {
     if (y.numel() == 0) return;
-    const auto g = elementwise(static_cast<std::int64_t>(y.numel()));
-    KILN_CUDA_LAUNCH(kiln::cuda::kernels::upsample_nearest_forward_kernel<float>, g.blocks, g.threads, 0, a, x.data(), y.data());
+    const auto g = kiln::cuda::kernels::spatial_grid(a.h, a.w, a.n * a.c);
+    with_kernel_size<2, 0>(pool_pairs(a.scale, 2 * a.w, {y.data()}), [&]<int S>() {
+      launch(KILN_CUDA_KERNEL(upsample_nearest_forward_kernel, S), g.grid, g.block, 0, a, x.data(), y.data());
+    });
   }
   static void upsample_nearest_backward(const UpsampleArgs& a, const T& dy, T& dx) {
     if (dx.numel() == 0) return;
-    const auto g = elementwise(static_cast<std::int64_t>(dx.numel()));
-    KILN_CUDA_LAUNCH(kiln::cuda::kernels::upsample_nearest_backward_kernel<float>, g.blocks, g.threads, 0, a, dy.data(), dx.data());
+    const auto g = kiln::cuda::kernels::spatial_grid(a.h, a.w, a.n * a.c);
+    with_kernel_size<2, 0>(pool_pairs(a.scale, 2 * a.w, {dy.data()}), [&]<int S>() {
+      launch(KILN_CUDA_KERNEL(upsample_nearest_backward_kernel, S), g.grid, g.block, 0, a, dy.data(), dx.data());
+    });
   }
   static void upsample_bilinear_forward(const UpsampleArgs& a, const T& x, T& y) {
     if (y.numel() == 0) return;
-    const auto g = elementwise(static_cast<std::int64_t>(y.numel()));
-    KILN_CUDA_LAUNCH(kiln::cuda::kernels::upsample_bilinear_forward_kernel<float>, g.blocks, g.threads, 0, a, x.data(), y.data());
+    const auto g = kiln::cuda::kernels::spatial_grid(a.out_h(), a.out_w(), a.n * a.c);
+    launch(KILN_CUDA_KERNEL_FLOAT(upsample_bilinear_forward_kernel), g.grid, g.block, 0, a, x.data(), y.data());
   }
   static void upsample_bilinear_backward(const UpsampleArgs& a, const T& dy, T& dx) {
     if (dx.numel() == 0) return;
-    const auto g = elementwise(static_cast<std::int64_t>(dx.numel()));
-    KILN_CUDA_LAUNCH(kiln::cuda::kernels::upsample_bilinear_backward_kernel<float>, g.blocks, g.threads, 0, a, dy.data(),
-                     dx.data());
+    const auto g = kiln::cuda::kernels::spatial_grid(a.h, a.w, a.n * a.c);
+    launch(KILN_CUDA_KERNEL_FLOAT(upsample_bilinear_backward_kernel), g.grid, g.block, 0, a, dy.data(), dx.data());
   }
 
   // ---- Losses (mean reduction) -----------------------------------------------
-  // out: a 1-element tensor receiving the mean loss. One block reduces everything (deterministic).
+  // out: a 1-element tensor receiving the mean loss: a two-stage reduction (deterministic).
   static void loss_forward(const LossArgs& a, const T& prediction, const T& target, T& out) {
-    KILN_CUDA_LAUNCH(kiln::cuda::kernels::loss_forward_kernel<float>, dim3(1), dim3(512), 0, a, ptr(prediction), ptr(target),
-                     out.data());
+    const ReducePlan plan = kiln::cuda::kernels::reduce_plan(a.numel);
+    double* part = partials(plan.chunks);
+    with_width(kiln::cuda::kernels::vector_width(a.numel, {ptr(prediction), ptr(target)}), [&]<int V>() {
+      launch(KILN_CUDA_KERNEL(loss_partial_kernel, V), dim3(static_cast<unsigned>(plan.chunks)), dim3(reduce_threads), 0, a,
+             plan, ptr(prediction), ptr(target), part);
+    });
+    sum_partials(part, plan.chunks, 1, a.numel ? 1.0 / static_cast<double>(a.numel) : 0.0, false, out.data());
   }
   // dprediction overwritten with dL/dprediction.
   static void loss_backward(const LossArgs& a, const T& prediction, const T& target, T& dprediction) {
     if (a.numel == 0) return;
-    const auto g = elementwise(a.numel);
-    KILN_CUDA_LAUNCH(kiln::cuda::kernels::loss_backward_kernel<float>, g.blocks, g.threads, 0, a, prediction.data(),
-                     target.data(), dprediction.data());
+    with_width(kiln::cuda::kernels::vector_width(a.numel, {prediction.data(), target.data(), dprediction.data()}),
+               [&]<int V>() {
+                 launch_1d(KILN_CUDA_KERNEL(loss_backward_kernel, V), a.numel / V, a, prediction.data(), target.data(),
+                           dprediction.data());
+               });
   }
 
   // ---- Colour classification (kernels/colour_classes.cuh) ----------------------
-  // Per-pixel losses into pixel_loss, then one block takes their mean (deterministic).
+  // Per-pixel losses into pixel_loss, then their mean by a two-stage reduction (deterministic).
   static void softmax_xent_forward(const SoftmaxXentArgs& a, const T& logits, const T& targets, const T& weights,
                                    T& pixel_loss, T& out) {
-    namespace k = kiln::cuda::kernels;
-    if (a.pixels() > 0) {
-      const auto g = elementwise(a.pixels());
-      KILN_CUDA_LAUNCH(k::softmax_xent_pixel_kernel<float>, g.blocks, g.threads, 0, a, logits.data(), targets.data(),
-                       ptr(weights), pixel_loss.data());
-    }
-    KILN_CUDA_LAUNCH(k::softmax_xent_mean_kernel<float>, dim3(1), dim3(512), 0, a.pixels(), ptr(pixel_loss), out.data());
+    launch_1d(KILN_CUDA_KERNEL_FLOAT(softmax_xent_pixel_kernel), a.pixels(), a, logits.data(), targets.data(), ptr(weights),
+              ptr(pixel_loss));
+    const ReducePlan plan = kiln::cuda::kernels::reduce_plan(a.pixels());
+    double* part = partials(plan.chunks);
+    with_width(kiln::cuda::kernels::vector_width(a.pixels(), {ptr(pixel_loss)}), [&]<int V>() {
+      launch(KILN_CUDA_KERNEL(flat_sum_partial_kernel, V), dim3(static_cast<unsigned>(plan.chunks)), dim3(reduce_threads), 0,
+             a.pixels(), plan, ptr(std::as_const(pixel_loss)), part);
+    });
+    sum_partials(part, plan.chunks, 1, a.pixels() ? 1.0 / static_cast<double>(a.pixels()) : 0.0, false, out.data());
   }
   static void softmax_xent_backward(const SoftmaxXentArgs& a, const T& logits, const T& targets, const T& weights,
                                     T& dlogits) {
-    if (a.pixels() == 0) return;
-    const auto g = elementwise(a.pixels());
-    KILN_CUDA_LAUNCH(kiln::cuda::kernels::softmax_xent_backward_kernel<float>, g.blocks, g.threads, 0, a, logits.data(),
-                     targets.data(), ptr(weights), dlogits.data());
+    launch_1d(KILN_CUDA_KERNEL_FLOAT(softmax_xent_backward_kernel), a.pixels(), a, logits.data(), targets.data(),
+              ptr(weights), dlogits.data());
   }
   static void ab_soft_encode_forward(const AbEncodeArgs& a, const T& ab, const T& centres, const T& bin_weights,
                                      T& targets, T& pixel_weights) {
-    if (a.n * a.hw == 0) return;
-    const auto g = elementwise(a.n * a.hw);
-    KILN_CUDA_LAUNCH(kiln::cuda::kernels::ab_soft_encode_forward_kernel<float>, g.blocks, g.threads, 0, a, ab.data(),
-                     centres.data(), ptr(bin_weights), targets.data(), ptr(pixel_weights));
+    launch_1d(KILN_CUDA_KERNEL_FLOAT(ab_soft_encode_forward_kernel), a.n * a.hw, a, ab.data(), centres.data(),
+              ptr(bin_weights), targets.data(), ptr(pixel_weights));
   }
   static void ab_soft_encode_backward(const AbEncodeArgs& a, const T& centres, const T& targets, const T& dtargets,
                                       T& dab) {
-    if (a.n * a.hw == 0) return;
-    const auto g = elementwise(a.n * a.hw);
-    KILN_CUDA_LAUNCH(kiln::cuda::kernels::ab_soft_encode_backward_kernel<float>, g.blocks, g.threads, 0, a, centres.data(),
-                     targets.data(), dtargets.data(), dab.data());
+    launch_1d(KILN_CUDA_KERNEL_FLOAT(ab_soft_encode_backward_kernel), a.n * a.hw, a, centres.data(), targets.data(),
+              dtargets.data(), dab.data());
   }
   static void annealed_mean_forward(const AnnealedMeanArgs& a, const T& logits, const T& centres, T& ab) {
-    if (a.n * a.hw == 0) return;
-    const auto g = elementwise(a.n * a.hw);
-    KILN_CUDA_LAUNCH(kiln::cuda::kernels::annealed_mean_forward_kernel<float>, g.blocks, g.threads, 0, a, logits.data(),
-                     centres.data(), ab.data());
+    launch_1d(KILN_CUDA_KERNEL_FLOAT(annealed_mean_forward_kernel), a.n * a.hw, a, logits.data(), centres.data(), ab.data());
   }
   static void annealed_mean_backward(const AnnealedMeanArgs& a, const T& logits, const T& centres, const T& ab,
                                      const T& dab, T& dlogits) {
-    if (a.n * a.hw == 0) return;
-    const auto g = elementwise(a.n * a.hw);
-    KILN_CUDA_LAUNCH(kiln::cuda::kernels::annealed_mean_backward_kernel<float>, g.blocks, g.threads, 0, a, logits.data(),
-                     centres.data(), ab.data(), dab.data(), dlogits.data());
+    launch_1d(KILN_CUDA_KERNEL_FLOAT(annealed_mean_backward_kernel), a.n * a.hw, a, logits.data(), centres.data(), ab.data(),
+              dab.data(), dlogits.data());
   }
 
   // ---- Optimizer updates (one call per parameter tensor) ----------------------
   static void adam_step(const AdamStepArgs& a, T& param, const T& grad, T& exp_avg, T& exp_avg_sq) {
-    if (a.numel == 0) return;
-    const auto g = elementwise(a.numel);
-    KILN_CUDA_LAUNCH(kiln::cuda::kernels::adam_step_kernel<float>, g.blocks, g.threads, 0, a, param.data(), grad.data(),
-                     exp_avg.data(), exp_avg_sq.data());
+    launch_1d(KILN_CUDA_KERNEL_FLOAT(adam_step_kernel), a.numel, a, param.data(), grad.data(), exp_avg.data(),
+              exp_avg_sq.data());
   }
   // Adam / AdamW on every tensor of `tensors` in as few launches as possible (one per
   // kernels::adam_multi_max_tensors tensors); a.numel is ignored (each tensor has its own).
@@ -449,9 +510,7 @@ struct Backend<Cuda> {
         ++list.count;
       }
       list.start[list.count] = total;
-      if (total == 0) continue;
-      const auto g = elementwise(total);
-      KILN_CUDA_LAUNCH(k::adam_multi_tensor_kernel<float>, g.blocks, g.threads, 0, a, list);
+      launch_1d(KILN_CUDA_KERNEL_FLOAT(adam_multi_tensor_kernel), total, a, list);
     }
   }
   // momentum_buffer may be empty when a.momentum == 0.
@@ -459,9 +518,7 @@ struct Backend<Cuda> {
     if (a.numel == 0) return;
     KILN_CHECK(a.momentum == 0.0f || !momentum_buffer.empty(), "Backend<Cuda>::sgd_step: momentum ", a.momentum,
                " needs a momentum buffer");
-    const auto g = elementwise(a.numel);
-    KILN_CUDA_LAUNCH(kiln::cuda::kernels::sgd_step_kernel<float>, g.blocks, g.threads, 0, a, param.data(), grad.data(),
-                     ptr(momentum_buffer));
+    launch_1d(KILN_CUDA_KERNEL_FLOAT(sgd_step_kernel), a.numel, a, param.data(), grad.data(), ptr(momentum_buffer));
   }
 
   // ---- Colour (not in Backend<Cpu>: the CPU path is kiln::io::rgb_to_lab_planar) ---------------
@@ -470,21 +527,74 @@ struct Backend<Cuda> {
     check_colour(rgb, lab, "srgb_to_lab");
     const std::int64_t hw = rgb.shape().h() * rgb.shape().w();
     if (rgb.numel() == 0) return;
-    const auto g = elementwise(rgb.shape().n() * hw);
-    KILN_CUDA_LAUNCH(kiln::cuda::kernels::srgb_to_lab_kernel<float>, g.blocks, g.threads, 0, rgb.data(), lab.data(),
-                     rgb.shape().n(), hw);
+    launch_1d(KILN_CUDA_KERNEL_FLOAT(srgb_to_lab_kernel), rgb.shape().n() * hw, rgb.data(), lab.data(), rgb.shape().n(), hw);
   }
   // [N, 3, H, W] L*a*b* -> sRGB in 0..1 (out-of-gamut colours clamped in linear light).
   static void lab_to_srgb(const T& lab, T& rgb) {
     check_colour(lab, rgb, "lab_to_srgb");
     const std::int64_t hw = lab.shape().h() * lab.shape().w();
     if (lab.numel() == 0) return;
-    const auto g = elementwise(lab.shape().n() * hw);
-    KILN_CUDA_LAUNCH(kiln::cuda::kernels::lab_to_srgb_kernel<float>, g.blocks, g.threads, 0, lab.data(), rgb.data(),
-                     lab.shape().n(), hw);
+    launch_1d(KILN_CUDA_KERNEL_FLOAT(lab_to_srgb_kernel), lab.shape().n() * hw, lab.data(), rgb.data(), lab.shape().n(), hw);
   }
 
  private:
+  // BatchNorm forward: stats partials (training) then apply, optionally with the ReLU.
+  static void batchnorm_forward_pass(bool relu, const BatchNormArgs& a, const T& x, const T& weight, const T& bias,
+                                     T& running_mean, T& running_var, T& save_mean, T& save_invstd, T& y) {
+    namespace k = kiln::cuda::kernels;
+    if (a.c == 0) return;
+    const ReducePlan plan = k::reduce_plan(a.count());
+    const dim3 grid = channel_grid(plan, a.c, "batchnorm_forward");
+    double* part = a.training ? partials(k::batchnorm_scratch_doubles(a, plan)) : nullptr;
+    double* shifts = a.training ? part + 2 * a.c * plan.chunks : nullptr;
+    with_width(k::vector_width(a.hw, {x.data(), y.data()}), [&]<int V>() {
+      if (a.training)
+        launch(KILN_CUDA_KERNEL(batchnorm_stats_partial_kernel, V), grid, dim3(reduce_threads), 0, a, plan, x.data(),
+               partial_pairs(part), shifts);
+      with_relu(relu, [&]<bool Relu>() {
+        launch(KILN_CUDA_KERNEL(batchnorm_apply_kernel, V, Relu), grid, dim3(reduce_threads), 0, a, plan,
+               static_cast<const double2*>(partial_pairs(part)), static_cast<const double*>(shifts), x.data(), weight.data(),
+               bias.data(), running_mean.data(), running_var.data(), save_mean.data(), save_invstd.data(), y.data());
+      });
+    });
+  }
+  // BatchNorm backward: the two sums per chunk, then dbias/dweight (+=) and dx (if wanted; else the
+  // second kernel runs one block per channel for the parameter gradients). relu_y: the fused
+  // ReLU's output (relu) or null.
+  static void batchnorm_backward_pass(bool relu, const BatchNormArgs& a, const T& x, const T& weight, const T& save_mean,
+                                      const T& save_invstd, const float* relu_y, const T& dy, T& dx, T& dweight,
+                                      T& dbias) {
+    namespace k = kiln::cuda::kernels;
+    if (a.c == 0) return;
+    const ReducePlan plan = k::reduce_plan(a.count());
+    const dim3 grid = channel_grid(plan, a.c, "batchnorm_backward");
+    double2* part = partial_pairs(partials(2 * a.c * plan.chunks));
+    with_width(k::vector_width(a.hw, {x.data(), dy.data(), relu_y, ptr(dx)}), [&]<int V>() {
+      with_relu(relu, [&]<bool Relu>() {
+        launch(KILN_CUDA_KERNEL(batchnorm_backward_partial_kernel, V, Relu), grid, dim3(reduce_threads), 0, a, plan, x.data(),
+               save_mean.data(), relu_y, dy.data(), part);
+        launch(KILN_CUDA_KERNEL(batchnorm_backward_dx_kernel, V, Relu), dx.empty() ? dim3(1, grid.y) : grid,
+               dim3(reduce_threads), 0, a, plan, static_cast<const double2*>(part), x.data(), weight.data(), save_mean.data(),
+               save_invstd.data(), relu_y, dy.data(), ptr(dx), ptr(dweight), ptr(dbias));
+      });
+    });
+  }
+
+  // 2 when a pooling / nearest-upsampling of factor `factor` can move window rows as float2 (factor
+  // 2, an even row length `row`, 8-byte aligned tensors), else 0 (any factor, scalar accesses).
+  static int pool_pairs(std::int64_t factor, std::int64_t row, std::initializer_list<const void*> pointers) {
+    return factor == 2 && row % 2 == 0 && kiln::cuda::kernels::aligned_to(8, pointers) ? 2 : 0;
+  }
+  // Grid (x, channels, images) for the per-plane copies of concat / split: enough x blocks of 256
+  // threads to give each thread about one group of V floats of a plane of hw, at most 1024.
+  static dim3 plane_grid(std::int64_t hw, int v, std::int64_t channels, std::int64_t images) {
+    const std::int64_t per_block = 256 * v;
+    std::int64_t x = (hw + per_block - 1) / per_block;
+    if (x < 1) x = 1;
+    if (x > 1024) x = 1024;
+    return dim3(static_cast<unsigned>(x), static_cast<unsigned>(channels), static_cast<unsigned>(images));
+  }
+
   // TF32 math selects the implicit-GEMM kernels, which exist for K = 1 and 3.
   static bool uses_tensor_cores(const ConvShape& s) {
     return kiln::cuda::math_mode() == kiln::cuda::MathMode::tf32 && (s.k == 1 || s.k == 3);
@@ -496,16 +606,12 @@ struct Backend<Cuda> {
   }
   // dx overwritten (if wanted), dw accumulated (if wanted): TF32 tensor cores.
   static void conv2d_backward_tf32(const ConvShape& s, const T& x, const T& w, const T& dy, T& dx, T& dw, T& ws) {
-    namespace k = kiln::cuda::kernels;
     namespace ig = kiln::cuda::kernels::igemm;
     if (!dx.empty()) {
-      const dim3 grid = igemm_grid(s, ig::Pass::backward_data);
-      if (s.k == 1)
-        KILN_CUDA_LAUNCH(k::conv2d_igemm_backward_data_kernel<1>, grid, dim3(ig::threads), ig::shared_bytes, s, w.data(),
-                         dy.data(), dx.data());
-      else
-        KILN_CUDA_LAUNCH(k::conv2d_igemm_backward_data_kernel<3>, grid, dim3(ig::threads), ig::shared_bytes, s, w.data(),
-                         dy.data(), dx.data());
+      with_kernel_size<1, 3>(s.k, [&]<int K>() {
+        launch(KILN_CUDA_KERNEL(conv2d_igemm_backward_data_kernel, K), igemm_grid(s, ig::Pass::backward_data),
+               dim3(ig::threads), ig::shared_bytes, s, w.data(), dy.data(), dx.data());
+      });
     }
     if (dw.empty()) return;
     ig::Splits sp = ig::weight_grad_splits(s);
@@ -513,23 +619,23 @@ struct Backend<Cuda> {
     // A workspace planned under strict fp32 (or none) is too small: run unsplit, straight into dw.
     if (sp.count > 1 && static_cast<std::int64_t>(ws.numel()) < sp.count * weights) sp = ig::Splits{1, 1 << 30};
     float* out = sp.count > 1 ? ws.data() : dw.data();
-    const dim3 grid = igemm_grid(s, ig::Pass::backward_weight, static_cast<unsigned>(sp.count));
-    if (s.k == 1)
-      KILN_CUDA_LAUNCH(k::conv2d_igemm_backward_weight_kernel<1>, grid, dim3(ig::threads), ig::shared_bytes, s, x.data(),
-                       dy.data(), out, sp.k_tiles_per_split);
-    else
-      KILN_CUDA_LAUNCH(k::conv2d_igemm_backward_weight_kernel<3>, grid, dim3(ig::threads), ig::shared_bytes, s, x.data(),
-                       dy.data(), out, sp.k_tiles_per_split);
-    if (sp.count > 1) {
-      const auto g = elementwise(weights);
-      KILN_CUDA_LAUNCH(k::conv2d_igemm_reduce_splits_kernel<float>, g.blocks, g.threads, 0, ws.data(), sp.count, weights,
-                       dw.data());
-    }
+    with_kernel_size<1, 3>(s.k, [&]<int K>() {
+      launch(KILN_CUDA_KERNEL(conv2d_igemm_backward_weight_kernel, K),
+             igemm_grid(s, ig::Pass::backward_weight, static_cast<unsigned>(sp.count)), dim3(ig::threads), ig::shared_bytes, s,
+             x.data(), dy.data(), out, sp.k_tiles_per_split);
+    });
+    if (sp.count > 1)
+      launch_1d(KILN_CUDA_KERNEL_FLOAT(conv2d_igemm_reduce_splits_kernel), weights, ws.data(), sp.count, weights, dw.data());
   }
-  static unsigned conv_tiles(const ConvShape& s) {
-    const std::int64_t t = kiln::cuda::kernels::conv_tile;
-    return static_cast<unsigned>(((s.h + t - 1) / t) * ((s.w + t - 1) / t));
+  // The tiled strict-fp32 convolutions: 16x16 output tiles x groups of 8 channels x images.
+  static dim3 conv_grid(const ConvShape& s, std::int64_t channels) {
+    namespace k = kiln::cuda::kernels;
+    const std::int64_t t = k::conv_tile, tiles = ((s.h + t - 1) / t) * ((s.w + t - 1) / t);
+    return dim3(static_cast<unsigned>(tiles),
+                static_cast<unsigned>((channels + k::conv_channels_per_block - 1) / k::conv_channels_per_block),
+                static_cast<unsigned>(s.n));
   }
+  static dim3 conv_block() { return dim3(kiln::cuda::kernels::conv_tile, kiln::cuda::kernels::conv_tile); }
   static std::size_t conv_shared_bytes(const ConvShape& s) {
     const std::size_t bytes =
         sizeof(float) * static_cast<std::size_t>(kiln::cuda::kernels::conv_tile_shared_floats(static_cast<int>(s.k)));

@@ -37,6 +37,15 @@ inline std::mutex& launch_mutex() {
   return mutex;
 }
 
+// A hook for tests: when set, every launch calls it with the kernel's name (as given to
+// kiln::gpu::launch) before running the grid. tests/emu/launch_log.hpp records with it which
+// kernels a test launched; production code never sets it.
+using LaunchObserver = void (*)(const char* kernel_name);
+inline std::atomic<LaunchObserver>& launch_observer() {
+  static std::atomic<LaunchObserver> observer{nullptr};
+  return observer;
+}
+
 // Everything a worker OS thread reuses from block to block.
 struct Worker {
   BlockContext block;
@@ -209,6 +218,7 @@ inline void run_block(Worker& worker, const KernelInvocation& k, std::uint64_t l
 // the blocks that ran) after all workers stopped.
 inline void run_grid(const KernelInvocation& k) {
   if (current_thread != nullptr) throw Error("kiln emulator: kernel '" + std::string(k.name) + "' launched from inside a kernel");
+  if (const LaunchObserver observe = launch_observer().load(std::memory_order_relaxed)) observe(k.name);
   const std::uint64_t block_count = std::uint64_t{k.grid.x} * k.grid.y * k.grid.z;
 #if KILN_EMU_CHECK
   check_launch_begin(k, block_count);

@@ -1,0 +1,143 @@
+#pragma once
+// Deterministic two-stage reductions over a 2-D grid (the per-channel sums of BatchNorm and the
+// bias gradient, the loss's sum). Stage 1, grid (chunks, C): block (j, c) reduces a fixed chunk of
+// channel c's N*HW values of an [N, C, HW] tensor and writes ONE partial, partials[c * chunks + j]
+// (double). Stage 2 adds a channel's partials in index order. The cut into chunks depends only on
+// the shape (reduce_plan), never on the device, the SM count or the schedule, and every sum has a
+// fixed order (each thread's own values in walk order, then block_all_sum's tree): the same bits on
+// every run. llm.c and CUB do the same; one block per channel left 100+ SMs idle.
+//
+//   ReducePlan reduce_plan(m)     host: how m = N*HW positions are cut (chunk a multiple of 4)
+//   ChannelCursor<V>              device: one thread's positions in its block's chunk, V at a time,
+//                                 walked with adds (no 64-bit division per step)
+//   channel_sum_partial_kernel    stage 1 of Σ x per channel (the bias gradient)
+//   flat_sum_partial_kernel       stage 1 of Σ x over a flat array (softmax cross-entropy's mean)
+//   sum_partials_kernel           stage 2: out[i] (+)= scale * Σ_j partials[i * chunks + j]
+#include <cstdint>
+
+#include "block_reduce.cuh"
+#include "vector_access.cuh"
+#include "kiln/gpu/gpu.hpp"
+
+namespace kiln::cuda::kernels {
+
+inline constexpr unsigned reduce_threads = 256;        // threads per block of every stage-1 kernel
+inline constexpr std::int64_t reduce_chunk_target = 2048;  // positions per block: 8 floats per thread
+inline constexpr std::int64_t reduce_max_chunks = 1024;    // per channel (larger tensors: larger chunks)
+
+struct ReducePlan {
+  std::int64_t chunk = 4;  // positions per block, a multiple of 4 (a float4 never straddles two blocks)
+  int chunks = 1;          // blocks per channel
+};
+
+inline ReducePlan reduce_plan(std::int64_t m) {
+  std::int64_t chunks = (m + reduce_chunk_target - 1) / reduce_chunk_target;
+  if (chunks < 1) chunks = 1;
+  if (chunks > reduce_max_chunks) chunks = reduce_max_chunks;
+  std::int64_t chunk = (m + chunks - 1) / chunks;
+  chunk = chunk < 4 ? 4 : (chunk + 3) / 4 * 4;
+  chunks = m > 0 ? (m + chunk - 1) / chunk : 1;
+  return {chunk, static_cast<int>(chunks)};
+}
+
+// The positions q = n * HW + p (in [0, m = N*HW)) of channel c that this thread visits: its
+// block's chunk [blockIdx.x * chunk, ...), V consecutive positions per step, blockDim.x * V apart.
+// The element of q is at offset (n * C + c) * HW + p; stepping adds a precomputed increment and
+// wraps p at most once (the stride's whole planes are folded into `step`), so the loop has no
+// division: the plain loop is
+//   for (q = first + tid * V; q < end; q += blockDim.x * V) use(x[(q / HW * C + c) * HW + q % HW]).
+// With V = 4, HW must be a multiple of 4 (a group of 4 then never leaves its plane).
+template <int V>
+struct ChannelCursor {
+  std::int64_t q, end, p, offset;
+  std::int64_t hw, stride, dp, step, wrap;
+
+  __device__ ChannelCursor(std::int64_t hw_, std::int64_t channels, std::int64_t c, std::int64_t m, std::int64_t chunk)
+      : hw(hw_) {
+    const std::int64_t first = static_cast<std::int64_t>(blockIdx.x) * chunk;
+    stride = static_cast<std::int64_t>(blockDim.x) * V;
+    q = first + static_cast<std::int64_t>(threadIdx.x) * V;
+    end = first + chunk < m ? first + chunk : m;
+    const std::int64_t n = q / hw, dn = stride / hw;  // once per thread, outside every loop
+    p = q - n * hw;
+    dp = stride - dn * hw;
+    offset = (n * channels + c) * hw + p;
+    step = dn * channels * hw + dp;
+    wrap = (channels - 1) * hw;  // from the end of plane (n, c) to the start of plane (n + 1, c)
+  }
+  __device__ __forceinline__ bool valid() const { return q < end; }
+  __device__ __forceinline__ void next() {
+    q += stride;
+    p += dp;
+    offset += step;
+    if (p >= hw) {
+      p -= hw;
+      offset += wrap;
+    }
+  }
+};
+
+// The sum of a Floats<V> in a fixed order.
+template <int V>
+__device__ __forceinline__ float lane_sum(const Floats<V>& f) {
+  float s = f.v[0];
+  KILN_UNROLL
+  for (int i = 1; i < V; ++i) s += f.v[i];
+  return s;
+}
+
+// Stage 1 of Σ x per channel of an [n, channels, hw] tensor; grid (plan.chunks, channels),
+// block reduce_threads. partials[c * chunks + j] = the sum of block (j, c)'s chunk.
+template <int V>
+__global__ void channel_sum_partial_kernel(std::int64_t n, std::int64_t channels, std::int64_t hw, ReducePlan plan,
+                                           const float* x, double* partials) {
+  const std::int64_t c = blockIdx.y;
+  double s = 0.0;
+  for (ChannelCursor<V> k(hw, channels, c, n * hw, plan.chunk); k.valid(); k.next()) s += lane_sum(load_floats<V>(x + k.offset));
+  s = block_all_sum(s);
+  if (threadIdx.x == 0) partials[c * plan.chunks + blockIdx.x] = s;
+}
+
+// Stage 1 of Σ x[i] over i < count; grid (plan.chunks), block reduce_threads (V = 4: count % 4 == 0).
+template <int V>
+__global__ void flat_sum_partial_kernel(std::int64_t count, ReducePlan plan, const float* x, double* partials) {
+  const std::int64_t first = static_cast<std::int64_t>(blockIdx.x) * plan.chunk;
+  const std::int64_t end = first + plan.chunk < count ? first + plan.chunk : count;
+  double s = 0.0;
+  for (std::int64_t i = first + static_cast<std::int64_t>(threadIdx.x) * V; i < end; i += static_cast<std::int64_t>(blockDim.x) * V)
+    s += lane_sum(load_floats<V>(x + i));
+  s = block_all_sum(s);
+  if (threadIdx.x == 0) partials[blockIdx.x] = s;
+}
+
+// Stage 2: out[i] = (accumulate ? out[i] : 0) + scale * Σ_j partials[i * chunks + j] for i < outputs.
+// One warp per output (8 per block of 256): lane l adds partials l, l + 32, ... in order, then the
+// warp's butterfly; the order is fixed, so is the result.
+template <class Float>
+__global__ void sum_partials_kernel(const double* partials, int chunks, std::int64_t outputs, double scale, bool accumulate,
+                                    Float* out) {
+  const std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
+  if (i >= outputs) return;  // whole warps leave together
+  const unsigned lane = threadIdx.x % 32;
+  double s = 0.0;
+  for (int j = static_cast<int>(lane); j < chunks; j += 32) s += partials[i * chunks + j];
+  s = warp_all_sum(s);
+  if (lane == 0) out[i] = static_cast<Float>((accumulate ? static_cast<double>(out[i]) : 0.0) + scale * s);
+}
+
+// Stage 2 inside a kernel that needs a channel's totals before its own work (BatchNorm's apply and
+// dx kernels): every thread of the block gets Σ_j partials[j] (.x and .y of a double2 array),
+// thread t adding j = t, t + blockDim.x, ... then block_all_sum; the same bits in every block.
+// The whole block calls it (barriers; a warp-0-only version made nvcc add a divergent-shuffle
+// fallback path that jumps backwards, i.e. a loop around the rest of the kernel).
+__device__ __forceinline__ double2 block_sum_partials(const double2* partials, int chunks) {
+  double sx = 0.0, sy = 0.0;
+  for (int j = static_cast<int>(threadIdx.x); j < chunks; j += static_cast<int>(blockDim.x)) {
+    sx += partials[j].x;
+    sy += partials[j].y;
+  }
+  sx = block_all_sum(sx);
+  return make_double2(sx, block_all_sum(sy));
+}
+
+}  // namespace kiln::cuda::kernels

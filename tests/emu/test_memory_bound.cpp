@@ -1,0 +1,127 @@
+// The memory-bound kernels' contracts beyond the CPU comparison of the kernel table:
+// * the two-stage reductions (BatchNorm statistics and gradients, the bias gradient, the loss) give
+//   the same bits on every run and under every emulator schedule (forward, reverse, random seeds),
+//   because the cut into chunks and every addition order depend only on the shape;
+// * BatchNorm2d + ReLU in a Sequential runs the fused CUDA kernels (and no separate ReLU kernel);
+// * the float4 variants are chosen where the shapes and alignment allow, the scalar ones elsewhere
+//   (the table's cases cover both, e.g. 13x11 planes and 8x12 planes).
+#include <doctest/doctest.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "emu/kernel_cases.hpp"
+#include "emu/launch_log.hpp"
+
+namespace {
+
+using kiln::Cuda;
+using kiln::Shape;
+using CudaT = kiln::Tensor<float, Cuda>;
+namespace emu = kiln::gpu::emu;
+
+// Everything the reductions produce for one input, as raw bits.
+std::vector<float> reduction_outputs(const Shape& s, std::uint64_t seed) {
+  kiln::Rng rng(seed);
+  const auto xv = kiln_test::random_vector(s.numel(), rng, -3.0f, 5.0f), gv = kiln_test::random_vector(s.numel(), rng);
+  const CudaT x = CudaT::from_host(s, xv), g = CudaT::from_host(s, gv);
+  const Shape c{s.c()};
+  CudaT weight = CudaT::from_host(c, std::vector<float>(s.c(), 1.5f)), bias = CudaT::from_host(c, std::vector<float>(s.c(), 0.25f));
+  CudaT rm = CudaT::from_host(c, std::vector<float>(s.c(), 0.0f)), rv = CudaT::from_host(c, std::vector<float>(s.c(), 1.0f));
+  CudaT sm(c), si(c), y(s), dx(s), dw = CudaT::from_host(c, std::vector<float>(s.c(), 0.0f)), db = dw.clone(), bias_grad = dw.clone();
+  CudaT loss(Shape{1});
+  kiln::BatchNormArgs a;
+  a.n = s.n(), a.c = s.c(), a.hw = s.h() * s.w();
+  kiln::Backend<Cuda>::batchnorm_relu_forward(a, x, weight, bias, rm, rv, sm, si, y);
+  kiln::Backend<Cuda>::batchnorm_relu_backward(a, x, weight, sm, si, y, g, dx, dw, db);
+  const kiln::ConvShape cs{s.n(), 1, s.c(), s.h(), s.w(), 1};
+  CudaT none;
+  CudaT ws(Shape{1});
+  kiln::Backend<Cuda>::conv2d_backward(cs, none, none, g, none, none, bias_grad, ws);
+  kiln::Backend<Cuda>::loss_forward({kiln::LossKind::mse, static_cast<std::int64_t>(s.numel()), 1.0f}, x, g, loss);
+  std::vector<float> all;
+  for (const CudaT* t : {&y, &dx, &sm, &si, &rm, &rv, &dw, &db, &bias_grad, &loss}) {
+    const auto v = t->to_vector();
+    all.insert(all.end(), v.begin(), v.end());
+  }
+  return all;
+}
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+struct ScheduleScope {
+  emu::Schedule schedule = emu::schedule();
+  std::uint64_t seed = emu::schedule_seed();
+  ~ScheduleScope() {
+    emu::set_schedule(schedule);
+    emu::set_schedule_seed(seed);
+  }
+};
+
+}  // namespace
+
+// Fiber mode only: the schedules are the fiber scheduler's, and the emulator's OS-thread mode
+// (ThreadSanitizer builds, one std::thread per CUDA thread) would take minutes for these shapes.
+TEST_CASE("two-stage reductions: the same bits on every run and under every schedule" *
+          doctest::skip(KILN_EMU_THREADS != 0)) {
+  ScheduleScope restore;
+  // 3 x 40 x 40: 4800 values per channel = 3 chunks (float4); 5 x 13 x 11: scalar, one chunk.
+  for (const Shape s : {Shape::nchw(3, 4, 40, 40), Shape::nchw(5, 3, 13, 11)}) {
+    INFO("shape ", s.str());
+    emu::set_schedule(emu::Schedule::forward);
+    const auto first = reduction_outputs(s, 7);
+    CHECK(same_bits(first, reduction_outputs(s, 7)));
+    emu::set_schedule(emu::Schedule::reverse);
+    CHECK(same_bits(first, reduction_outputs(s, 7)));
+    emu::set_schedule(emu::Schedule::random);
+    for (std::uint64_t seed : {1u, 2u, 3u}) {
+      emu::set_schedule_seed(seed);
+      INFO("random schedule, seed ", seed);
+      CHECK(same_bits(first, reduction_outputs(s, 7)));
+    }
+    CHECK(!same_bits(first, reduction_outputs(s, 8)));  // (the comparison can fail)
+  }
+}
+
+TEST_CASE("BatchNorm2d + ReLU on Cuda runs the fused kernels") {
+  kiln::Sequential<kiln::BatchNorm2d<4, Cuda>, kiln::ReLU<Cuda>> pair;
+  kiln::Arena<Cuda> arena;
+  const Shape in = Shape::nchw(2, 4, 8, 8);
+  arena.begin();
+  pair.plan(in, arena, "pair");
+  arena.finalize();
+  kiln::Rng rng(3);
+  const CudaT x = CudaT::from_host(in, kiln_test::random_vector(in.numel(), rng));
+  const CudaT g = CudaT::from_host(in, kiln_test::random_vector(in.numel(), rng));
+  kiln_test::record_launches(true);
+  pair.forward(x, kiln::Mode::train);
+  pair.backward(g);
+  kiln_test::record_launches(false);
+  const auto names = kiln_test::launched_kernel_names();
+  CHECK(names.count("batchnorm_stats_partial_kernel<4>") == 1);
+  CHECK(names.count("batchnorm_apply_kernel<4, true>") == 1);
+  CHECK(names.count("batchnorm_backward_partial_kernel<4, true>") == 1);
+  CHECK(names.count("batchnorm_backward_dx_kernel<4, true>") == 1);
+  CHECK(kiln_test::launched_kernels().count("relu_forward_kernel") == 0);
+  CHECK(kiln_test::launched_kernels().count("relu_backward_kernel") == 0);
+}
+
+TEST_CASE("vector widths: float4 where every pointer is 16-byte aligned and the run a multiple of 4") {
+  kiln::Rng rng(5);
+  const Shape s = Shape::nchw(1, 2, 4, 4);
+  const CudaT x = CudaT::from_host(s, kiln_test::random_vector(32, rng));
+  CudaT y(s);
+  kiln_test::record_launches(true);
+  kiln::Backend<Cuda>::relu_forward(x, y);
+  kiln_test::record_launches(false);
+  CHECK(kiln_test::launched_kernel_names().count("relu_forward_kernel<4>") == 1);
+  const float* base = x.data();
+  CHECK(kiln::cuda::kernels::vector_width(32, {base}) == 4);
+  CHECK(kiln::cuda::kernels::vector_width(32, {base, base + 1}) == 1);  // a view 4 bytes in
+  CHECK(kiln::cuda::kernels::vector_width(30, {base}) == 1);
+  CHECK(kiln::cuda::kernels::aligned_to(8, {base + 2}));
+  CHECK(!kiln::cuda::kernels::aligned_to(8, {base + 1}));
+}
