@@ -28,7 +28,7 @@ class ColorizerFor final : public ModelColorizer {
   std::string type_name() const override { return io::model_name<Model>(); }
   int out_channels() const override { return Model::out_channels; }
   bool on_cpu() const override { return std::is_same_v<Device, Cpu>; }
-  int size_multiple() const override { return Net::size_multiple; }
+  int size_multiple() const override { return ColorizerNet<Model>::size_multiple; }
 
   io::CheckpointInfo load(const std::string& path) override {
     return io::load_checkpoint(path, *net_, colorization_checks());

@@ -45,8 +45,8 @@ struct TrainConfig {
   int checkpoint_every = 0;        // > 0: also save OUT/latest.safetensors every N steps (mid-epoch)
   long long stop_at_step = 0;      // > 0: stop (and save, as on Ctrl-C) when the global step reaches it
   std::string debug_inject_nan;    // hidden test option, KIND:NAME@STEP (numeric_guard.hpp); not saved
-  bool sync_bn = false;            // data parallel: BatchNorm statistics over the global batch (distributed.hpp)
-  std::string debug_fail_rank;     // hidden test option, RANK@STEP[:error] (distributed.hpp); not saved
+  bool sync_bn = false;            // data parallel: BatchNorm statistics over the global batch (world.hpp)
+  std::string debug_fail_rank;     // hidden test option, RANK@STEP[:error] (world.hpp); not saved
 };
 
 // The JSON copy (every key of config_fields in config.cpp): to_json for checkpoints, from_json

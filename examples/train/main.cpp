@@ -152,7 +152,7 @@ int run(int argc, char** argv, kp::World& world) {
       ->check(kp::positive_number());
   // Hidden (empty group): provokes the numerical guards in tests (examples/train/numeric_guard.hpp).
   app.add_option("--debug-inject-nan", c.debug_inject_nan, "KIND:NAME@STEP")->group("");
-  // Hidden: a rank fails on purpose (tests of data parallelism, examples/train/distributed.hpp).
+  // Hidden: a rank fails on purpose (tests of data parallelism, examples/train/world.cpp).
   app.add_option("--debug-fail-rank", c.debug_fail_rank, "RANK@STEP[:error]")->group("");
   preset->excludes(data);
   data->excludes(preset);

@@ -39,7 +39,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-static std::string fmt(const char* format, double v) {
+std::string fmt(const char* format, double v) {
   char buf[64];
   std::snprintf(buf, sizeof buf, format, v);
   return buf;
@@ -49,19 +49,19 @@ struct ValResult {
   double mse = NAN, psnr = NAN, cf_pred = NAN, cf_true = NAN;
 };
 
-static ValResult validate(ModelTrainer& model, const io::ValidationSet& val) {
+ValResult validate(ModelTrainer& model, const io::ValidationSet& val) {
   train::ValidationMetrics m;
   for (const io::Batch& b : val.batches()) m.add(b.L, model.predict_ab(b.L), b.ab);
   return {m.ab_mse(), m.psnr(), m.colorfulness_pred(), m.colorfulness_true()};
 }
 
-static ValResult grey_baseline(const io::ValidationSet& val) {
+ValResult grey_baseline(const io::ValidationSet& val) {
   train::ValidationMetrics m;
   for (const io::Batch& b : val.batches()) m.add(b.L, Tensor<float, Cpu>(b.ab.shape()), b.ab);
   return {m.ab_mse(), m.psnr(), m.colorfulness_pred(), m.colorfulness_true()};
 }
 
-static void write_samples(ModelTrainer& model, const std::vector<io::Image>& truths, const fs::path& png) {
+void write_samples(ModelTrainer& model, const std::vector<io::Image>& truths, const fs::path& png) {
   std::vector<std::vector<io::Image>> rows;
   for (const io::Image& truth : truths) {
     Colorized r = model.colorize(truth);
@@ -70,7 +70,7 @@ static void write_samples(ModelTrainer& model, const std::vector<io::Image>& tru
   io::save_png(png, make_grid(rows, {"GREY (INPUT)", "KILN", "ORIGINAL"}));
 }
 
-static Schedule make_run_schedule(const TrainConfig& c) {
+Schedule make_run_schedule(const TrainConfig& c) {
   ScheduleOptions o;
   o.start_lr = float(c.lr);
   o.epochs = c.epochs;
@@ -85,7 +85,7 @@ static Schedule make_run_schedule(const TrainConfig& c) {
   }
 }
 
-static nlohmann::json schedule_json(const TrainConfig& c) {
+nlohmann::json schedule_json(const TrainConfig& c) {
   return {{"kind", c.schedule},       {"start_lr", c.lr},           {"end_fraction", c.lr_end_fraction},
           {"epochs", c.epochs},       {"steps_per_epoch", c.steps_per_epoch},
           {"step_gamma", c.step_gamma}, {"step_epochs", c.step_epochs}};
@@ -94,7 +94,7 @@ static nlohmann::json schedule_json(const TrainConfig& c) {
 // A save killed mid-write (SIGKILL, power cut) leaves its temporary "<file>.tmp.<pid>" behind
 // (atomic_file.hpp); the file itself is intact. Removes those of processes that no longer run,
 // and only temporaries of the run's own files: "notes.tmp.123" is the user's.
-static int remove_stale_temporaries(const fs::path& out, const std::vector<fs::path>& run_files) {
+int remove_stale_temporaries(const fs::path& out, const std::vector<fs::path>& run_files) {
   int removed = 0;
   std::error_code ec;
   for (const fs::directory_entry& e : fs::directory_iterator(out, ec)) {
@@ -112,8 +112,6 @@ static int remove_stale_temporaries(const fs::path& out, const std::vector<fs::p
   }
   return removed;
 }
-
-}  // namespace
 
 int train_model(ModelTrainer& model, RunRequest req) {
   TrainConfig& c = req.config;
@@ -532,6 +530,8 @@ int train_model(ModelTrainer& model, RunRequest req) {
   progress.print(summary);
   return code;
 }
+
+}  // namespace
 
 int run_training(RunRequest req) {
   std::unique_ptr<ModelTrainer> model =
