@@ -111,8 +111,10 @@ class TrainerFor final : public ModelTrainer {
   }
   void zero_grad() override { net_->zero_grad(); }
   float forward_loss(const io::Batch& batch) override {
-    const Tensor<float, Device> x = to_device<Device>(batch.L), target = to_device<Device>(batch.ab);
-    return loss_->forward(net_->forward(x, Mode::train), target);
+    // Kept until the next step: the layers and the loss read their inputs again in backward.
+    x_ = to_device<Device>(batch.L);
+    target_ = to_device<Device>(batch.ab);
+    return loss_->forward(net_->forward(x_, Mode::train), target_);
   }
   void backward() override { net_->backward(loss_->backward()); }
   void step() override {
@@ -139,6 +141,7 @@ class TrainerFor final : public ModelTrainer {
   std::vector<ParameterSlot<Device>> slots_;
   std::unique_ptr<AnyOptimizer<Device>> opt_;
   std::unique_ptr<ColourObjective<Model>> loss_;
+  Tensor<float, Device> x_, target_;  // the step's batch on the device
 };
 
 }  // namespace kiln::programs
