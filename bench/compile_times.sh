@@ -33,7 +33,7 @@ build_cpu=$(awk '{ printf "%.0f", $1 + $2 }' "$dir/compile_times.build")
 {
   echo "| translation unit | CPU s | wall s |"
   echo "|---|---:|---:|"
-  awk -v root="$root/" '{ f = $4; sub(root, "", f); printf "| `%s` | %.1f | %.1f |\n", f, $1 + $2, $3 }' "$log" |
+  awk -v root="$root/" -v build="$(realpath -m "$dir")/" '{ f = $4; sub(root, "", f); sub(build, "", f); printf "| `%s` | %.1f | %.1f |\n", f, $1 + $2, $3 }' "$log" |
     sort -t'|' -k3 -rn
   awk '{ s += $1 + $2 } END { printf "| **all %d files** | **%.0f** | |\n", NR, s }' "$log"
   echo
