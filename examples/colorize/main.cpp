@@ -1,13 +1,13 @@
 // kiln-colorize: colorizes greyscale (or colour, turned grey first) photos with a checkpoint
 // written by kiln-train. See docs/programs.md, or run kiln-colorize --help.
-#include "../common/models.hpp"  // first: it brings <kiln/cuda.hpp> before the other kiln headers
+// main.cpp is compiled once; the network of the checkpoint's (model, device) pair is behind
+// ModelColorizer (model_colorizer.hpp), instantiated in a translation unit of its own.
 #include <CLI/CLI.hpp>
 #include <kiln/io/checkpoint.hpp>
 #include <kiln/io/dataset.hpp>
 #include <kiln/io/image.hpp>
 #include <kiln/color/lab_tensor.hpp>
 #include <kiln/io/read_file.hpp>
-#include <kiln/color/colour_classifier.hpp>
 #include <kiln/color/metrics.hpp>
 #include <nlohmann/json.hpp>
 #include <omp.h>
@@ -26,11 +26,13 @@
 #include "../common/checkpoint_model.hpp"
 #include "../common/cli.hpp"
 #include "../common/colour_head.hpp"
+#include "../common/devices.hpp"
 #include "../common/image_complete.hpp"
 #include "../common/infer.hpp"
 #include "../common/memory_budget.hpp"
 #include "../common/options.hpp"
 #include "../common/paths.hpp"
+#include "model_colorizer.hpp"
 
 namespace kp = kiln::programs;
 namespace fs = std::filesystem;
@@ -60,19 +62,9 @@ struct Options {
 // The checkpoint's model tensors (parameters and buffers as F16, BF16 or F32; counters as I64)
 // and the metadata a colorizer needs (model, scaling, colour head, training summary); no optimizer
 // state, no resume position. kiln-colorize and PyTorch load it like any checkpoint.
-template <class Net>
-void export_model(Net& net, const std::map<std::string, std::string>& metadata, const Options& o) {
+void export_model(kp::ModelColorizer& model, const std::map<std::string, std::string>& metadata, const Options& o) {
   const io::DType storage = o.export_dtype == "f16" ? io::DType::F16 : o.export_dtype == "bf16" ? io::DType::BF16 : io::DType::F32;
-  std::vector<io::TensorRecord> records;
-  net.visit([&](kiln::StateRef<kiln::Cpu> r) {
-    if (r.kind == kiln::StateRef<kiln::Cpu>::Kind::counter) {
-      records.push_back(io::TensorRecord::from_values<std::int64_t>(r.name, {}, std::vector<std::int64_t>{*r.counter}));
-      return;
-    }
-    std::vector<std::int64_t> shape;
-    for (int d = 0; d < r.value->shape().rank(); ++d) shape.push_back(r.value->shape()[d]);
-    records.push_back(io::TensorRecord::from_floats(r.name, shape, r.value->to_vector(), storage));
-  });
+  const std::vector<io::TensorRecord> records = model.export_records(storage);
   std::map<std::string, std::string> m;
   for (const auto& [key, value] : metadata) {
     const bool keep = key.rfind("kiln.colour.", 0) == 0 || key == "kiln.model" || key == "kiln.format_version" ||
@@ -226,8 +218,7 @@ void check_outputs(const Options& o, const std::vector<Job>& jobs) {
 // The memory one image needs, checked against the budget before it is decoded: the decoded
 // file and the full-resolution planes (grey, L, ab, colour; with --compare the truth, the
 // baseline and the side-by-side picture), and the network's arena at the inference size.
-template <class Net>
-void check_image_memory(kiln::Network<Net>& net, const kp::MemoryBudget& budget, const fs::path& file,
+void check_image_memory(kp::ModelColorizer& model, const kp::MemoryBudget& budget, const fs::path& file,
                         const io::ImageHeader& header, std::size_t file_bytes, const kp::InferSize& how, bool compare) {
   if (budget.bytes == 0) return;
   const std::uint64_t pixels = std::uint64_t(header.width) * std::uint64_t(header.height);
@@ -237,13 +228,13 @@ void check_image_memory(kiln::Network<Net>& net, const kp::MemoryBudget& budget,
   const std::uint64_t per_pixel = std::uint64_t(6 * std::max(header.channels, 1)) + 31 + (compare ? 89 : 0);
   auto infer_bytes = [&](const kp::InferSize& h, int& iw, int& ih) {
     kp::inference_size(header.width, header.height, h, iw, ih);
-    const int m = Net::size_multiple;
+    const int m = model.size_multiple();
     const std::int64_t hp = (ih + m - 1) / m * m, wp = (iw + m - 1) / m * m;
     // The network runs tile by tile on its eval plan (kiln::infer_image): the arena of one tile,
     // plus the copies at the inference size (resized grey, L, padded L, ab twice): 28 bytes a pixel.
     const std::int64_t tile = (std::int64_t{h.tile} + m - 1) / m * m;
     const std::int64_t th = h.tile > 0 ? std::min(hp, tile) : hp, tw = h.tile > 0 ? std::min(wp, tile) : wp;
-    return kp::arena_bytes(net, kiln::Shape::nchw(1, 1, th, tw), kiln::Mode::eval) + std::uint64_t(hp * wp) * 28;
+    return model.arena_bytes(th, tw) + std::uint64_t(hp * wp) * 28;
   };
   int iw = 0, ih = 0;
   std::vector<kp::MemoryPart> need{{"", infer_bytes(how, iw, ih)},
@@ -283,37 +274,25 @@ void check_image_memory(kiln::Network<Net>& net, const kp::MemoryBudget& budget,
   kp::check_memory(budget, file.string(), "colorizing it", need, advice);
 }
 
-// A 2-channel model predicts ab; a classification model (kColourClasses logits) is wrapped in
-// ColourClassifier, which decodes each tile with the annealed mean over the checkpoint's bins.
-template <class Model>
-using Colorizer = std::conditional_t<Model::out_channels == 2, Model, kiln::ColourClassifier<Model>>;
-
-template <class Model>
-int colorize_all(const Options& o, kp::DeviceKind device) {
-  using Net = kiln::Network<Colorizer<Model>>;
-  auto net = std::make_unique<Net>();
+int colorize_all(kp::ModelColorizer& model, const Options& o, kp::DeviceKind device) {
   io::CheckpointInfo info;
   try {
-    info = io::load_checkpoint(o.checkpoint, *net, kp::colorization_checks());
+    info = model.load(o.checkpoint);
   } catch (const std::exception& e) {
     throw kp::file_error(o.checkpoint, e);
   }
-  const kp::ColourHead head = kp::ColourHead::from_metadata(info.metadata, o.checkpoint, Model::out_channels);
-  if constexpr (Model::out_channels != 2) {
+  const kp::ColourHead head = kp::ColourHead::from_metadata(info.metadata, o.checkpoint, model.out_channels());
+  if (model.out_channels() != 2) {
     try {
-      net->layers().decoder().set_bins(head.bins.scaled_centres(kp::kAbScale),
-                                       o.temperature > 0 ? o.temperature : head.temperature);
+      model.set_bins(head.bins.scaled_centres(kp::kAbScale), o.temperature > 0 ? o.temperature : head.temperature);
     } catch (const std::exception& e) {
       throw kp::file_error(o.checkpoint, e);
     }
   }
   if (!o.export_to.empty()) {
-    if constexpr (std::is_same_v<typename Model::device, kiln::Cpu>) {
-      export_model(*net, info.metadata, o);
-      return kp::exit_ok;
-    } else {
-      throw kp::usage_error("--export", "use --device cpu");
-    }
+    if (!model.on_cpu()) throw kp::usage_error("--export", "use --device cpu");
+    export_model(model, info.metadata, o);
+    return kp::exit_ok;
   }
   const std::string trained = training_summary(info.metadata);
   std::string kind;
@@ -323,8 +302,8 @@ int colorize_all(const Options& o, kp::DeviceKind device) {
                   double(o.temperature > 0 ? o.temperature : head.temperature));
     kind = buf;
   }
-  std::printf("kiln-colorize: %s model (%s%s%s) from %s on %s\n", std::string(kp::model_name<Model>()).c_str(),
-              io::model_name<Model>().c_str(), kind.c_str(), trained.c_str(), o.checkpoint.c_str(),
+  std::printf("kiln-colorize: %s model (%s%s%s) from %s on %s\n", std::string(model.name()).c_str(),
+              model.type_name().c_str(), kind.c_str(), trained.c_str(), o.checkpoint.c_str(),
               kp::device_description(device).c_str());
   std::fflush(stdout);
 
@@ -348,11 +327,11 @@ int colorize_all(const Options& o, kp::DeviceKind device) {
     const auto t0 = std::chrono::steady_clock::now();
     try {
       const std::vector<std::byte> bytes = io::read_file(job.input, "image", std::uint64_t(INT_MAX));
-      check_image_memory(*net, budget, job.input, io::read_image_header(bytes, job.input), bytes.size(), how, o.compare);
+      check_image_memory(model, budget, job.input, io::read_image_header(bytes, job.input), bytes.size(), how, o.compare);
       if (const std::string problem = kp::incomplete_image_problem(bytes); !problem.empty())
         kp::print_warning(kProgram, job.input.string() + ": " + problem);
       const io::Image original = io::decode_image(bytes, job.input);
-      const kp::Colorized r = kp::colorize(*net, original, how);
+      const kp::Colorized r = model.colorize(original, how);
       const fs::path target = fs::path(o.out) / (job.name + ".png");
       io::save_png(target, r.colour);
       ++written;
@@ -488,9 +467,9 @@ int run(int argc, char** argv) {
     throw kp::file_error(o.checkpoint, e);
   }
   const kp::DeviceKind device = kp::resolve_device(o.device, kProgram);
-  return kp::with_model(
-      m.name, device, [&]<class Model>(std::type_identity<Model>) { return colorize_all<Model>(o, device); },
-      m.classify());
+  const std::unique_ptr<kp::ModelColorizer> model = kp::make_model_colorizer(m.name, device, m.classify());
+  if (!model) throw kp::usage_error("--device cuda", "this kiln-colorize was built without the Cuda device");
+  return colorize_all(*model, o, device);
 }
 
 }  // namespace

@@ -1,7 +1,7 @@
 #pragma once
 // Which model a checkpoint holds, before a network is built to load it into, and what a
 // colorization checkpoint must say about its data (the library checks only what it is asked).
-#include "models.hpp"  // first: it brings <kiln/cuda.hpp> before the other kiln headers
+#include "devices.hpp"
 #include <kiln/io/checkpoint.hpp>
 #include <kiln/color/scaling.hpp>
 #include <kiln/io/safetensors.hpp>
@@ -27,7 +27,7 @@ inline io::MetadataChecks colorization_checks() {
 struct CheckpointModel {
   std::string name;  // "small" | "base"
   int width = 0, depth = 0;
-  int out_channels = 2;  // 2: ab; kColourClasses: colour-class logits (models.hpp)
+  int out_channels = 2;  // 2: ab; kColourClasses: colour-class logits (devices.hpp)
   bool classify() const { return out_channels != 2; }
 };
 

@@ -8,7 +8,7 @@
 //      eval plan, so memory is bounded by the tile and the result is the untiled one;
 //   3. the predicted ab is cropped back and, if the copy was smaller, upsampled bilinearly;
 //   4. full-resolution L + ab -> sRGB.
-#include "models.hpp"  // first: it brings <kiln/cuda.hpp> before the other kiln headers
+#include "models.hpp"
 #include <kiln/io/color.hpp>
 #include <kiln/io/image.hpp>
 #include <kiln/color/lab_tensor.hpp>

@@ -16,9 +16,6 @@
 #include <utility>
 #include <vector>
 
-#include <kiln/core/arena.hpp>
-#include <kiln/nn/network.hpp>
-
 #include "cli.hpp"
 
 namespace kiln::programs {
@@ -127,26 +124,6 @@ inline void check_memory(const MemoryBudget& budget, const std::string& subject,
   throw ProgramError(subject, what + " needs about " + format_bytes(need) + " (" + detail +
                                   "), over the memory budget of " + format_bytes(budget.bytes) + " (" + budget.origin +
                                   "): " + advice);
-}
-
-// Bytes the network's arena would take for input shape `s` planned for `mode` (train: activations,
-// saved state, gradients and per-thread workspaces; eval: only what is live at once), found by
-// planning into a scratch arena that never allocates. 0 when the network is already planned for
-// that shape and mode (its block exists). A dry plan rebinds nothing, but layers remember the
-// shape they were planned for, so the network's own plan is redone (into its existing block, in
-// its own mode, no allocation) to leave it as it was.
-template <class Net>
-std::uint64_t arena_bytes(Network<Net>& net, const Shape& s, Mode mode) {
-  if (net.planned() && s == net.input_shape() && mode == net.planned_mode()) return 0;
-  std::uint64_t bytes = 0;
-  {
-    Arena<typename Net::device> dry;
-    dry.begin(mode);
-    (void)net.layers().plan(s, dry, "");
-    bytes = dry.measure();
-  }
-  if (net.planned()) (void)net.plan(net.input_shape(), net.planned_mode());
-  return bytes;
 }
 
 }  // namespace kiln::programs

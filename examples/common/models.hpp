@@ -1,124 +1,32 @@
 #pragma once
-// The model sizes the programs ship and the devices they run on. Both programs decide once,
-// at the top, and call a template instantiated for that (Model, Device) pair:
-//   with_model("small", DeviceKind::cpu, [&]<class Model>(std::type_identity<Model>) { ... });
-// Only small/base x cpu/cuda are instantiated (compile time stays reasonable).
-// Include this header before any other kiln header: under nvcc <kiln/cuda.hpp> must come first.
-#if __has_include(<kiln/cuda.hpp>)
-#include <kiln/cuda.hpp>
-#define KILN_PROGRAMS_HAVE_CUDA 1
-#else
-#define KILN_PROGRAMS_HAVE_CUDA 0
-#endif
+// The model types behind the names of devices.hpp, for the translation units that instantiate
+// one (model, device) pair each (examples/CMakeLists.txt generates them). A unit for the Cuda
+// device includes <kiln/cuda.hpp> before this header (under nvcc it must come first).
 #include <kiln/kiln.hpp>
 #include <kiln/models/unet.hpp>
-#if __has_include(<kiln/gpu/device.hpp>)
-#include <kiln/gpu/device.hpp>
-#define KILN_PROGRAMS_HAVE_GPU_QUERY 1
-#else
-#define KILN_PROGRAMS_HAVE_GPU_QUERY 0
-#endif
 
-#include <string>
+#include <cstdint>
 #include <string_view>
 #include <type_traits>
-#include <vector>
 
 #include "cli.hpp"
+#include "devices.hpp"
 
 namespace kiln::programs {
-
-struct ModelInfo {
-  std::string_view name;
-  int width, depth;
-};
-inline constexpr ModelInfo kModels[] = {{"small", 16, 4}, {"base", 32, 4}};
-
-inline const ModelInfo* find_model(std::string_view name) {
-  for (const ModelInfo& m : kModels)
-    if (m.name == name) return &m;
-  return nullptr;
-}
-// The model name for a width/depth pair (from a checkpoint), or "" if the programs have none.
-inline std::string_view model_name_for(int width, int depth) {
-  for (const ModelInfo& m : kModels)
-    if (m.width == width && m.depth == depth) return m.name;
-  return {};
-}
 
 template <class Model>
 std::string_view model_name() {
   return model_name_for(Model::width, Model::depth);
 }
 
-enum class DeviceKind { cpu, cuda };
-
-inline constexpr bool cuda_compiled_in = KILN_PROGRAMS_HAVE_CUDA != 0;
-
-// True when a real GPU can be used by this build.
-inline bool real_gpu_available() {
-#if KILN_PROGRAMS_HAVE_CUDA && KILN_PROGRAMS_HAVE_GPU_QUERY
-  return !kiln::gpu::emulated && kiln::gpu::device_available();
-#else
-  return false;
-#endif
-}
-
-// "auto" | "cpu" | "cuda" -> the device to use; prints a warning when cuda means the emulator.
-inline DeviceKind resolve_device(std::string_view name, std::string_view program) {
-  if (name == "cpu") return DeviceKind::cpu;
-  if (name == "auto") return real_gpu_available() ? DeviceKind::cuda : DeviceKind::cpu;
-  if (name == "cuda") {
-    if (!cuda_compiled_in)
-      throw usage_error("--device cuda", "this build of kiln has no CUDA device (<kiln/cuda.hpp> was not found)");
-    if (!real_gpu_available())
-      print_warning(program,
-                    "--device cuda: no GPU in this build or on this machine: running the CUDA kernels on kiln's CPU "
-                    "emulator, which is very slow (use --device cpu for real work)");
-    return DeviceKind::cuda;
-  }
-  throw usage_error("--device", "unknown device '" + std::string(name) + "' (auto, cpu or cuda)");
-}
-
-inline std::string device_description(DeviceKind d) {
-  if (d == DeviceKind::cpu) return "cpu";
-#if KILN_PROGRAMS_HAVE_CUDA && KILN_PROGRAMS_HAVE_GPU_QUERY
-  return "cuda (" + kiln::gpu::device_name() + ")";
-#else
-  return "cuda";
-#endif
-}
-
 template <class Device>
 using SmallModel = UNetSmall<Device>;
 template <class Device>
 using BaseModel = UNetBase<Device>;
-
-// The classification head's channel count (a type-level choice): up to this many ab bins of the
-// training data's gamut (Zhang et al. 2016 use 313 bins of size 10).
-inline constexpr int kColourClasses = 313;
 template <class Device>
 using SmallClassifier = UNet<1, kColourClasses, 16, 4, Device>;
 template <class Device>
 using BaseClassifier = UNet<1, kColourClasses, 32, 4, Device>;
-
-// Calls f(std::type_identity<Model>{}) for the model named `name` on device `d`; returns its result.
-// classify: the model with kColourClasses outputs (class logits) instead of 2 (ab).
-template <class F>
-decltype(auto) with_model(std::string_view name, DeviceKind d, F&& f, bool classify = false) {
-  if (d == DeviceKind::cuda) {
-#if KILN_PROGRAMS_HAVE_CUDA
-    if (name == "small") return classify ? f(std::type_identity<SmallClassifier<Cuda>>{}) : f(std::type_identity<SmallModel<Cuda>>{});
-    if (name == "base") return classify ? f(std::type_identity<BaseClassifier<Cuda>>{}) : f(std::type_identity<BaseModel<Cuda>>{});
-#else
-    throw usage_error("--device cuda", "this build of kiln has no CUDA device");
-#endif
-  } else {
-    if (name == "small") return classify ? f(std::type_identity<SmallClassifier<Cpu>>{}) : f(std::type_identity<SmallModel<Cpu>>{});
-    if (name == "base") return classify ? f(std::type_identity<BaseClassifier<Cpu>>{}) : f(std::type_identity<BaseModel<Cpu>>{});
-  }
-  throw usage_error("--model", "unknown model '" + std::string(name) + "' (small or base)");
-}
 
 // A CPU tensor on Device (no copy for the CPU).
 template <class Device>
@@ -134,6 +42,26 @@ Tensor<float, Cpu> to_host(const Tensor<float, Device>& t) {
     return t;
   else
     return kiln::to<Cpu>(t);
+}
+
+// Bytes the network's arena would take for input shape `s` planned for `mode` (train: activations,
+// saved state, gradients and per-thread workspaces; eval: only what is live at once), found by
+// planning into a scratch arena that never allocates. 0 when the network is already planned for
+// that shape and mode (its block exists). A dry plan rebinds nothing, but layers remember the
+// shape they were planned for, so the network's own plan is redone (into its existing block, in
+// its own mode, no allocation) to leave it as it was.
+template <class Net>
+std::uint64_t arena_bytes(Network<Net>& net, const Shape& s, Mode mode) {
+  if (net.planned() && s == net.input_shape() && mode == net.planned_mode()) return 0;
+  std::uint64_t bytes = 0;
+  {
+    Arena<typename Net::device> dry;
+    dry.begin(mode);
+    (void)net.layers().plan(s, dry, "");
+    bytes = dry.measure();
+  }
+  if (net.planned()) (void)net.plan(net.input_shape(), net.planned_mode());
+  return bytes;
 }
 
 }  // namespace kiln::programs

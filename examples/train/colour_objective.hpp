@@ -4,7 +4,8 @@
 // Zhang et al. 2016: ab -> soft targets over the data's bins (AbSoftEncode), class-rebalanced
 // per-pixel softmax cross-entropy (SoftmaxCrossEntropy). Same forward(pred, ab) / backward() as
 // kiln::Loss, so the training step does not change.
-#include "../common/colour_head.hpp"  // first (models.hpp)
+#include "../common/colour_head.hpp"
+#include "../common/models.hpp"
 #include <kiln/color/ab_soft_encode.hpp>
 
 #include <string>

@@ -1,7 +1,11 @@
 // kiln-train: trains the colorization U-Net on folders of colour photos.
 // See docs/programs.md, or run kiln-train --help.
-#include "../common/models.hpp"  // first: it brings <kiln/cuda.hpp> before the other kiln headers
+// main() reads the command line (and a resumed checkpoint's settings) and hands the run to
+// run_training (run.hpp), which picks the (model, device) pair's translation unit.
 #include <CLI/CLI.hpp>
+#include <kiln/io/io_error.hpp>
+#include <kiln/io/safetensors.hpp>
+#include <nlohmann/json.hpp>
 
 #include <cstdio>
 #include <exception>
@@ -12,12 +16,15 @@
 
 #include "../common/checkpoint_model.hpp"
 #include "../common/cli.hpp"
+#include "../common/devices.hpp"
 #include "../common/memory_budget.hpp"
 #include "../common/options.hpp"
 #include "../common/paths.hpp"
 #include "config.hpp"
-#include "distributed.hpp"
-#include "trainer.hpp"
+#include "numeric_guard.hpp"
+#include "records.hpp"
+#include "run.hpp"
+#include "world.hpp"
 
 namespace kp = kiln::programs;
 
@@ -145,7 +152,7 @@ int run(int argc, char** argv, kp::World& world) {
       ->check(kp::positive_number());
   // Hidden (empty group): provokes the numerical guards in tests (examples/train/numeric_guard.hpp).
   app.add_option("--debug-inject-nan", c.debug_inject_nan, "KIND:NAME@STEP")->group("");
-  // Hidden: a rank fails on purpose (tests of data parallelism, examples/train/distributed.hpp).
+  // Hidden: a rank fails on purpose (tests of data parallelism, examples/train/world.cpp).
   app.add_option("--debug-fail-rank", c.debug_fail_rank, "RANK@STEP[:error]")->group("");
   preset->excludes(data);
   data->excludes(preset);
@@ -225,12 +232,11 @@ int run(int argc, char** argv, kp::World& world) {
       throw kp::ProgramError(req.resume, "cannot resume: a setting saved in it is not one kiln-train accepts (the file was damaged or edited): " + problem);
     // A finished run has nothing left to train: say so, instead of a summary that compares the
     // old run's best score with this data's baseline.
-    const auto epoch_it = metadata.find("kiln.train.epoch"), in_it = metadata.find("kiln.train.step_in_epoch");
-    if (epoch_it != metadata.end() && in_it != metadata.end()) {
-      const long long done = std::atoll(epoch_it->second.c_str()), in_epoch = std::atoll(in_it->second.c_str());
+    // (A damaged state is not read here: the run says what is wrong with it.)
+    if (const std::optional<kp::TrainState> state = kp::peek_state(metadata)) {
+      const long long done = state->epoch, in_epoch = state->step_in_epoch;
       if (done >= c.epochs) {
-        const auto step_it = metadata.find("kiln.train.step");
-        std::string steps = step_it == metadata.end() ? "" : " (global step " + step_it->second + ")";
+        std::string steps = " (global step " + std::to_string(state->step) + ")";
         if (in_epoch > 0) steps += " and " + std::to_string(in_epoch) + " steps of the next";
         std::printf("kiln-train: %s: the run is already finished: it trained %lld of %d epochs%s; nothing to train. "
                     "To train it longer, resume with --epochs N (more than %lld)\n",
@@ -272,10 +278,7 @@ int run(int argc, char** argv, kp::World& world) {
   (void)split;
   req.device = kp::resolve_device(c.device, "kiln-train");
   req.config = c;
-  const bool classify = c.loss == "classify";
-  return kp::with_model(
-      c.model, req.device, [&]<class Model>(std::type_identity<Model>) { return kp::train<Model>(std::move(req)); },
-      classify);
+  return kp::run_training(std::move(req));
 }
 
 }  // namespace
