@@ -152,12 +152,13 @@ __global__ void conv2d_backward_weight_kernel(ConvShape s, const float* x, const
       const float g = dy[(n * cout + o) * hw + i * W + j];
       const float* plane = x + (n * cin + c) * hw;
       KILN_UNROLL
-      for (int u = 0; u < KT; ++u)
+      for (int u = 0; u < KT; ++u) {
         KILN_UNROLL
         for (int v = 0; v < KT; ++v) {
           const int ii = i + u - P, jj = j + v - P;
           if (ii >= 0 && ii < H && jj >= 0 && jj < W) acc[u * KT + v] += g * plane[ii * W + jj];
         }
+      }
     }
     KILN_UNROLL
     for (int t = 0; t < KT * KT; ++t) {

@@ -181,9 +181,10 @@ __device__ __forceinline__ void conv_gemm_block(const ConvShape& s, const float*
 
   wmma::fragment<wmma::accumulator, 16, 16, 8, float> acc[2][2];
   KILN_UNROLL
-  for (int i = 0; i < 2; ++i)
+  for (int i = 0; i < 2; ++i) {
     KILN_UNROLL
     for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
+  }
 
   if (kt_begin < kt_end) load_stage<K, P>(shared, s, g, a_src, b_src, m0, j0, kt_begin * bk, tid);
   kiln::gpu::cp_async_commit();
@@ -213,9 +214,10 @@ __device__ __forceinline__ void conv_gemm_block(const ConvShape& s, const float*
         for (int e = 0; e < fb[j].num_elements; ++e) fb[j].x[e] = wmma::__float_to_tf32(fb[j].x[e]);
       }
       KILN_UNROLL
-      for (int i = 0; i < 2; ++i)
+      for (int i = 0; i < 2; ++i) {
         KILN_UNROLL
         for (int j = 0; j < 2; ++j) wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
+      }
     }
     __syncthreads();  // the stage is overwritten by the prefetch of the next iteration
   }
@@ -224,10 +226,11 @@ __device__ __forceinline__ void conv_gemm_block(const ConvShape& s, const float*
 
   float* cs = shared;  // [bm][c_ld]
   KILN_UNROLL
-  for (int i = 0; i < 2; ++i)
+  for (int i = 0; i < 2; ++i) {
     KILN_UNROLL
     for (int j = 0; j < 2; ++j)
       wmma::store_matrix_sync(cs + (wm * 32 + i * 16) * c_ld + wn * 32 + j * 16, acc[i][j], c_ld, wmma::mem_row_major);
+  }
   __syncthreads();
   const std::int64_t HW = s.h * s.w;
   for (int e = tid; e < bm * bn; e += threads) {

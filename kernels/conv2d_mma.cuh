@@ -199,11 +199,13 @@ __global__ void __launch_bounds__(mma_conv::Tile<BN>::threads, 2)
 
   float acc[4][8][4];
   KILN_UNROLL
-  for (int i = 0; i < 4; ++i)
+  for (int i = 0; i < 4; ++i) {
     KILN_UNROLL
-    for (int j = 0; j < 8; ++j)
+    for (int j = 0; j < 8; ++j) {
       KILN_UNROLL
       for (int q = 0; q < 4; ++q) acc[i][j][q] = 0.0f;
+    }
+  }
 
   // ---- the pipeline: stages 0 .. stages-2 in flight before the loop ----
   KILN_UNROLL
@@ -240,9 +242,10 @@ __global__ void __launch_bounds__(mma_conv::Tile<BN>::threads, 2)
         b[2 * jp + 1][1] = r[3];
       }
       KILN_UNROLL
-      for (int i = 0; i < 4; ++i)
+      for (int i = 0; i < 4; ++i) {
         KILN_UNROLL
         for (int j = 0; j < 8; ++j) mma::mma_tf32_m16n8k8(acc[i][j], a[i], b[j], acc[i][j]);
+      }
     }
     read_stage = read_stage == mma_conv::stages - 1 ? 0 : read_stage + 1;
     write_stage = write_stage == mma_conv::stages - 1 ? 0 : write_stage + 1;
@@ -252,7 +255,7 @@ __global__ void __launch_bounds__(mma_conv::Tile<BN>::threads, 2)
   // ---- epilogue: y[img][o][hw] = D + bias, straight from the accumulators (lanes with the same t
   // write 8 consecutive pixels of one channel: 32-byte segments) ----
   KILN_UNROLL
-  for (int i = 0; i < 4; ++i)
+  for (int i = 0; i < 4; ++i) {
     KILN_UNROLL
     for (int h = 0; h < 2; ++h) {
       const int p = m0 + wm * mma_conv::warp_tile + i * 16 + h * 8 + g;
@@ -260,13 +263,15 @@ __global__ void __launch_bounds__(mma_conv::Tile<BN>::threads, 2)
       const int img = p / HW, hw = p - img * HW;
       float* out = y + img * cout * HW + hw;
       KILN_UNROLL
-      for (int j = 0; j < 8; ++j)
+      for (int j = 0; j < 8; ++j) {
         KILN_UNROLL
         for (int e = 0; e < 2; ++e) {
           const int o = n0 + wn * mma_conv::warp_tile + j * 8 + 2 * t + e;
           if (o < cout) out[o * HW] = acc[i][j][h * 2 + e] + (bias != nullptr ? bias[o] : 0.0f);
         }
+      }
     }
+  }
 }
 
 namespace mma_conv {
