@@ -21,7 +21,7 @@ start=$(date +%s)
 stage() { echo; echo "=== kiln tests: $* ($(( $(date +%s) - start ))s elapsed)"; }
 
 stage "dependencies"
-bash scripts/install-deps.sh clang libclang-rt-14-dev libomp-14-dev
+bash scripts/install-deps.sh clang libclang-rt-14-dev libomp-14-dev clang-format-14
 
 configure() {  # configure DIR [cmake args...]
   local dir=$1; shift

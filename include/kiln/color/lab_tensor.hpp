@@ -12,11 +12,11 @@
 // The scaling is kiln/color/scaling.hpp's.
 #pragma once
 
-#include <kiln/color/scaling.hpp>
-#include <kiln/core/tensor.hpp>
-#include <kiln/io/image.hpp>
-#include <kiln/io/io_error.hpp>
-#include <kiln/ops/color.hpp>
+#include "kiln/color/scaling.hpp"
+#include "kiln/core/tensor.hpp"
+#include "kiln/io/image.hpp"
+#include "kiln/io/io_error.hpp"
+#include "kiln/ops/color.hpp"
 
 #include <cstdint>
 #include <string>

@@ -53,13 +53,13 @@
 // (same cache size, same windows per scale, at fixed positions and without flips).
 #pragma once
 
-#include <kiln/color/lab_tensor.hpp>
-#include <kiln/core/random.hpp>
-#include <kiln/core/tensor.hpp>
-#include <kiln/io/crops.hpp>
-#include <kiln/io/dataset.hpp>
-#include <kiln/io/image.hpp>
-#include <kiln/io/io_error.hpp>
+#include "kiln/color/lab_tensor.hpp"
+#include "kiln/core/random.hpp"
+#include "kiln/core/tensor.hpp"
+#include "kiln/io/crops.hpp"
+#include "kiln/io/dataset.hpp"
+#include "kiln/io/image.hpp"
+#include "kiln/io/io_error.hpp"
 
 #include <algorithm>
 #include <array>

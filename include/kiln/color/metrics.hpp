@@ -20,12 +20,12 @@
 //   };
 #pragma once
 
-#include <kiln/color/lab_tensor.hpp>
-#include <kiln/color/scaling.hpp>
-#include <kiln/core/error.hpp>
-#include <kiln/core/tensor.hpp>
-#include <kiln/io/image.hpp>
-#include <kiln/train/quality.hpp>
+#include "kiln/color/lab_tensor.hpp"
+#include "kiln/color/scaling.hpp"
+#include "kiln/core/error.hpp"
+#include "kiln/core/tensor.hpp"
+#include "kiln/io/image.hpp"
+#include "kiln/train/quality.hpp"
 
 #include <algorithm>
 #include <cmath>

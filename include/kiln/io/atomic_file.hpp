@@ -7,7 +7,7 @@
 // POSIX only (kiln targets Linux).
 #pragma once
 
-#include <kiln/io/io_error.hpp>
+#include "kiln/io/io_error.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>

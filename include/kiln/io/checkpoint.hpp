@@ -48,10 +48,10 @@
 //   Works for any Device (values go through Tensor::to_vector / copy_from_host).
 #pragma once
 
-#include <kiln/core/tensor.hpp>
-#include <kiln/io/io_error.hpp>
-#include <kiln/io/safetensors.hpp>
-#include <kiln/core/state.hpp>
+#include "kiln/core/tensor.hpp"
+#include "kiln/io/io_error.hpp"
+#include "kiln/io/safetensors.hpp"
+#include "kiln/core/state.hpp"
 
 #include <concepts>
 #include <cstdint>

@@ -10,8 +10,8 @@
 //   };
 #pragma once
 
-#include <kiln/io/image.hpp>
-#include <kiln/io/io_error.hpp>
+#include "kiln/io/image.hpp"
+#include "kiln/io/io_error.hpp"
 
 #include <algorithm>
 #include <array>

@@ -27,9 +27,9 @@
 // or holds no image throws IoError naming it.
 #pragma once
 
-#include <kiln/core/random.hpp>
-#include <kiln/io/image.hpp>
-#include <kiln/io/io_error.hpp>
+#include "kiln/core/random.hpp"
+#include "kiln/io/image.hpp"
+#include "kiln/io/io_error.hpp"
 
 #include <stb/stb_image.h>
 #include <unistd.h>

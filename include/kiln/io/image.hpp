@@ -13,10 +13,10 @@
 // EXIF orientation is not applied (stb ignores it): a rotated JPEG loads as stored.
 #pragma once
 
-#include <kiln/io/color.hpp>
-#include <kiln/io/atomic_file.hpp>
-#include <kiln/io/io_error.hpp>
-#include <kiln/io/read_file.hpp>
+#include "kiln/io/color.hpp"
+#include "kiln/io/atomic_file.hpp"
+#include "kiln/io/io_error.hpp"
+#include "kiln/io/read_file.hpp"
 
 #include <stb/stb_image.h>
 #include <stb/stb_image_resize.h>

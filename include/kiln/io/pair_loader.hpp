@@ -34,12 +34,12 @@
 // the sequence exactly — provided the transform uses only the rng it is given.
 #pragma once
 
-#include <kiln/core/random.hpp>
-#include <kiln/core/tensor.hpp>
-#include <kiln/io/image.hpp>
-#include <kiln/io/io_error.hpp>
-#include <kiln/io/crops.hpp>
-#include <kiln/io/read_file.hpp>
+#include "kiln/core/random.hpp"
+#include "kiln/core/tensor.hpp"
+#include "kiln/io/image.hpp"
+#include "kiln/io/io_error.hpp"
+#include "kiln/io/crops.hpp"
+#include "kiln/io/read_file.hpp"
 
 #include <algorithm>
 #include <climits>

@@ -3,7 +3,7 @@
 // FIFO would block forever), can be opened; reads then either the whole file or exact ranges.
 #pragma once
 
-#include <kiln/io/io_error.hpp>
+#include "kiln/io/io_error.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>

@@ -19,10 +19,10 @@
 // intact.
 #pragma once
 
-#include <kiln/io/atomic_file.hpp>
-#include <kiln/io/crc32.hpp>
-#include <kiln/io/io_error.hpp>
-#include <kiln/io/read_file.hpp>
+#include "kiln/io/atomic_file.hpp"
+#include "kiln/io/crc32.hpp"
+#include "kiln/io/io_error.hpp"
+#include "kiln/io/read_file.hpp"
 
 #include <nlohmann/json.hpp>
 

@@ -14,7 +14,7 @@
 //       image (weights renormalised). Layout::planar = [C, H, W]; Layout::interleaved = HWC.
 #pragma once
 
-#include <kiln/core/error.hpp>
+#include "kiln/core/error.hpp"
 
 #include <algorithm>
 #include <array>
