@@ -52,14 +52,18 @@ inline void register_peak_rows() {
   })->Iterations(1);
   // Our own best GEMM path at a square size, for scale (not used as the peak).
   const std::ptrdiff_t m = smoke() ? 64 : 1024;
-  benchmark::RegisterBenchmark(("cpu_peak/gemm_nn_" + std::to_string(m)).c_str(), [m](benchmark::State& state) {
-    const float* a = random_values(static_cast<std::size_t>(m * m), 1);
-    const float* b = random_values(static_cast<std::size_t>(m * m), 2);
-    std::vector<float> c(static_cast<std::size_t>(m * m));
-    Timing<Cpu>::loop(state, [&] { cpu::gemm_nn(m, m, m, a, b, c.data(), false); });
-    benchmark::DoNotOptimize(c.data());
-    set_flops(state, 2.0 * m * m * m, cpu_peaks().flops);
-  })->UseRealTime()->Unit(benchmark::kMillisecond)->Iterations(smoke() ? 1 : 10);
+  benchmark::RegisterBenchmark(("cpu_peak/gemm_nn_" + std::to_string(m)).c_str(),
+                               [m](benchmark::State& state) {
+                                 const float* a = random_values(static_cast<std::size_t>(m * m), 1);
+                                 const float* b = random_values(static_cast<std::size_t>(m * m), 2);
+                                 std::vector<float> c(static_cast<std::size_t>(m * m));
+                                 Timing<Cpu>::loop(state, [&] { cpu::gemm_nn(m, m, m, a, b, c.data(), false); });
+                                 benchmark::DoNotOptimize(c.data());
+                                 set_flops(state, 2.0 * m * m * m, cpu_peaks().flops);
+                               })
+      ->UseRealTime()
+      ->Unit(benchmark::kMillisecond)
+      ->Iterations(smoke() ? 1 : 10);
 }
 
 }  // namespace kiln::bench

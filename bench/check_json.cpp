@@ -29,8 +29,10 @@ int main(int argc, char** argv) {
     return 1;
   }
   // Keys Google Benchmark writes itself; every other number is a user counter.
-  const std::set<std::string> standard = {"family_index", "per_family_instance_index", "repetitions",
-                                          "repetition_index", "threads", "iterations", "real_time", "cpu_time"};
+  const std::set<std::string> standard = {"family_index", "per_family_instance_index",
+                                          "repetitions",  "repetition_index",
+                                          "threads",      "iterations",
+                                          "real_time",    "cpu_time"};
   int problems = 0, counters = 0;
   auto problem = [&](const std::string& name, const std::string& what) {
     std::fprintf(stderr, "kiln_bench_check: %s: %s\n", name.c_str(), what.c_str());

@@ -15,8 +15,8 @@ namespace kiln::bench {
 // the ceiling no convolution can pass. Memory: a copy of 256 MiB (not in any
 // cache), counted as bytes read + written, the ceiling for memory-bound layers.
 struct CpuPeaks {
-  double flops = 0;           // FLOP/s, all threads
-  double bytes_per_s = 0;     // read + write bytes/s of a large copy, all threads
+  double flops = 0;        // FLOP/s, all threads
+  double bytes_per_s = 0;  // read + write bytes/s of a large copy, all threads
   int threads = 0;
 };
 
@@ -100,7 +100,8 @@ inline const CpuPeaks& cpu_peaks() {
     double bytes_per_s = 0;
 #pragma omp parallel reduction(+ : bytes_per_s)
     {
-      const std::size_t nt = static_cast<std::size_t>(omp_get_num_threads()), t = static_cast<std::size_t>(omp_get_thread_num());
+      const std::size_t nt = static_cast<std::size_t>(omp_get_num_threads()),
+                        t = static_cast<std::size_t>(omp_get_thread_num());
       const std::size_t lo = floats * t / nt, hi = floats * (t + 1) / nt;
       for (std::size_t i = lo; i < hi; ++i) src[i] = dst[i] = static_cast<float>(i & 1023);
       double best = 1e30;
@@ -123,11 +124,13 @@ inline void add_cpu_context() {
   const CpuPeaks& p = cpu_peaks();
   benchmark::AddCustomContext("kiln_cpu_threads", std::to_string(p.threads));
   benchmark::AddCustomContext("kiln_cpu_peak_gflops", std::to_string(p.flops * 1e-9));
-  benchmark::AddCustomContext("kiln_cpu_peak_method",
-                              std::string("FMA-throughput loop (thread CPU time), ") + detail::fma_isa +
-                                  ", 12 independent chains per thread, all OpenMP threads");
+  benchmark::AddCustomContext("kiln_cpu_peak_method", std::string("FMA-throughput loop (thread CPU time), ") +
+                                                          detail::fma_isa +
+                                                          ", 12 independent chains per thread, all OpenMP threads");
   benchmark::AddCustomContext("kiln_cpu_copy_gbs", std::to_string(p.bytes_per_s * 1e-9));
-  benchmark::AddCustomContext("kiln_cpu_copy_method", "memcpy of a 256 MiB slice per thread (read + written bytes), thread CPU time, all OpenMP threads");
+  benchmark::AddCustomContext(
+      "kiln_cpu_copy_method",
+      "memcpy of a 256 MiB slice per thread (read + written bytes), thread CPU time, all OpenMP threads");
   benchmark::AddCustomContext("kiln_smoke", smoke() ? "1" : "0");
 }
 

@@ -31,10 +31,10 @@
 #include "bench_common.hpp"
 #include "gpu_common.hpp"
 
-#define KILN_BENCH_CUDNN_CHECK(call)                                                                   \
-  do {                                                                                                 \
-    const cudnnStatus_t kiln_status_ = (call);                                                         \
-    if (kiln_status_ != CUDNN_STATUS_SUCCESS)                                                          \
+#define KILN_BENCH_CUDNN_CHECK(call)                                                                  \
+  do {                                                                                                \
+    const cudnnStatus_t kiln_status_ = (call);                                                        \
+    if (kiln_status_ != CUDNN_STATUS_SUCCESS)                                                         \
       throw std::runtime_error(std::string(#call) + " failed: " + cudnnGetErrorString(kiln_status_)); \
   } while (0)
 
@@ -134,8 +134,8 @@ enum class Pass { fwd, dgrad, wgrad };
 struct ConvCase {
   ConvCase(int n, int cin, int cout, int k, int h, Pass pass, bool strict)
       : pass(pass), x(n, cin, h, h), y(n, cout, h, h), bias(1, cout, 1, 1), w(cout, cin, k, k),
-        conv(k / 2, strict ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH),
-        X(std::size_t(n) * cin * h * h), W(std::size_t(cout) * cin * k * k, -0.1f, 0.1f, 1), B(cout, -1.0f, 1.0f, 2),
+        conv(k / 2, strict ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH), X(std::size_t(n) * cin * h * h),
+        W(std::size_t(cout) * cin * k * k, -0.1f, 0.1f, 1), B(cout, -1.0f, 1.0f, 2),
         Y(std::size_t(n) * cout * h * h, 0, 0), dY(std::size_t(n) * cout * h * h, -1.0f, 1.0f, 3),
         dX(std::size_t(n) * cin * h * h, 0, 0), dW(std::size_t(cout) * cin * k * k, 0, 0), dB(cout, 0, 0) {
     cudnnHandle_t hd = handle();
@@ -175,8 +175,8 @@ struct ConvCase {
     // As PyTorch does: run with the math type the chosen algorithm was found with.
     KILN_BENCH_CUDNN_CHECK(cudnnSetConvolutionMathType(conv.d, strict ? CUDNN_FMA_MATH : chosen_math));
     if (workspace_bytes) KILN_BENCH_CUDA(cudaMalloc(&workspace, workspace_bytes));
-    label = "algo " + std::to_string(algo) + ", " + math_name(strict ? CUDNN_FMA_MATH : chosen_math) +
-            ", workspace " + std::to_string(workspace_bytes >> 20) + " MiB";
+    label = "algo " + std::to_string(algo) + ", " + math_name(strict ? CUDNN_FMA_MATH : chosen_math) + ", workspace " +
+            std::to_string(workspace_bytes >> 20) + " MiB";
   }
   ~ConvCase() { cudaFree(workspace); }
 
@@ -248,19 +248,19 @@ struct ElementCase {
     constexpr double eps = 1e-5, momentum = 0.1;
     switch (which) {
       case Op::bn_train:
-        KILN_BENCH_CUDNN_CHECK(cudnnBatchNormalizationForwardTraining(
-            hd, CUDNN_BATCHNORM_SPATIAL, &kOne, &kZero, x.d, X.p, x.d, Y.p, bn.d, scale.p, shift.p, momentum, mean.p,
-            var.p, eps, save_mean.p, save_invvar.p));
+        KILN_BENCH_CUDNN_CHECK(cudnnBatchNormalizationForwardTraining(hd, CUDNN_BATCHNORM_SPATIAL, &kOne, &kZero, x.d,
+                                                                      X.p, x.d, Y.p, bn.d, scale.p, shift.p, momentum,
+                                                                      mean.p, var.p, eps, save_mean.p, save_invvar.p));
         break;
       case Op::bn_bwd:  // parameter gradients accumulate (beta = 1), as kiln's do
-        KILN_BENCH_CUDNN_CHECK(cudnnBatchNormalizationBackward(hd, CUDNN_BATCHNORM_SPATIAL, &kOne, &kZero, &kOne,
-                                                               &kOne, x.d, X.p, x.d, dY.p, x.d, dX.p, bn.d, scale.p,
-                                                               dscale.p, dshift.p, eps, save_mean.p, save_invvar.p));
+        KILN_BENCH_CUDNN_CHECK(cudnnBatchNormalizationBackward(hd, CUDNN_BATCHNORM_SPATIAL, &kOne, &kZero, &kOne, &kOne,
+                                                               x.d, X.p, x.d, dY.p, x.d, dX.p, bn.d, scale.p, dscale.p,
+                                                               dshift.p, eps, save_mean.p, save_invvar.p));
         break;
       case Op::bn_eval:
-        KILN_BENCH_CUDNN_CHECK(cudnnBatchNormalizationForwardInference(hd, CUDNN_BATCHNORM_SPATIAL, &kOne, &kZero,
-                                                                       x.d, X.p, x.d, Y.p, bn.d, scale.p, shift.p,
-                                                                       mean.p, var.p, eps));
+        KILN_BENCH_CUDNN_CHECK(cudnnBatchNormalizationForwardInference(hd, CUDNN_BATCHNORM_SPATIAL, &kOne, &kZero, x.d,
+                                                                       X.p, x.d, Y.p, bn.d, scale.p, shift.p, mean.p,
+                                                                       var.p, eps));
         break;
       case Op::relu_fwd:
         KILN_BENCH_CUDNN_CHECK(cudnnActivationForward(hd, act, &kOne, x.d, X.p, &kZero, x.d, Y.p));
@@ -343,9 +343,8 @@ inline void register_benchmarks(const GpuFacts& f) {
         for (auto [pass, pname] : {std::pair{Pass::fwd, "_fwd"}, {Pass::dgrad, "_dgrad"}, {Pass::wgrad, "_wgrad"}})
           for (bool strict : {true, false}) {
             const std::string name = kname + pname + "/cudnn/" + (strict ? "fp32/" : "tf32/") + shape_tag(cin, hk, n);
-            add_row<ConvCase>(name, flops, true, strict ? f.fp32_flops : f.tf32_flops, strict, [=] {
-              return std::make_unique<ConvCase>(n, cin, cout, k, hk, pass, strict);
-            });
+            add_row<ConvCase>(name, flops, true, strict ? f.fp32_flops : f.tf32_flops, strict,
+                              [=] { return std::make_unique<ConvCase>(n, cin, cout, k, hk, pass, strict); });
           }
       }
       const double bytes = 4.0 * n * c * h * h;

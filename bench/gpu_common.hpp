@@ -16,10 +16,10 @@
 
 #include "bench_common.hpp"
 
-#define KILN_BENCH_CUDA(call)                                                                          \
-  do {                                                                                                 \
-    const cudaError_t kiln_status_ = (call);                                                           \
-    if (kiln_status_ != cudaSuccess)                                                                   \
+#define KILN_BENCH_CUDA(call)                                                                        \
+  do {                                                                                               \
+    const cudaError_t kiln_status_ = (call);                                                         \
+    if (kiln_status_ != cudaSuccess)                                                                 \
       throw std::runtime_error(std::string(#call) + " failed: " + cudaGetErrorString(kiln_status_)); \
   } while (0)
 
@@ -30,8 +30,8 @@ struct GpuFacts {
   int cc_major = 0, cc_minor = 0, sms = 0;
   double clock_hz = 0, mem_clock_hz = 0;
   int bus_bits = 0;
-  double fp32_flops = 0;      // CUDA cores: SMs x FP32 lanes x 2 x clock
-  double tf32_flops = 0;      // dense tensor-core TF32 (0: not known for this architecture)
+  double fp32_flops = 0;        // CUDA cores: SMs x FP32 lanes x 2 x clock
+  double tf32_flops = 0;        // dense tensor-core TF32 (0: not known for this architecture)
   double dram_bytes_per_s = 0;  // 2 (DDR) x memory clock x bus width / 8
   double copy_bytes_per_s = 0;  // measured cudaMemcpy device-to-device, read + written bytes
 };

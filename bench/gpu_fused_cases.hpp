@@ -32,7 +32,8 @@ void add_fused_adam_row(const std::string& model, const GpuFacts& f) {
       for (std::size_t i = 0; i < params.size(); ++i)
         list.push_back({params[i].value, params[i].grad, &moments[2 * i], &moments[2 * i + 1]});
       AdamStepArgs a;  // the step-dependent scalars do not change the memory traffic
-      gpu_timed_loop(state, [&] { Backend<Cuda>::adam_step_multi(a, list); }, kiln::cuda::current_stream());
+      gpu_timed_loop(
+          state, [&] { Backend<Cuda>::adam_step_multi(a, list); }, kiln::cuda::current_stream());
       state.counters["params"] = static_cast<double>(Net::parameter_count);
       state.SetLabel(std::to_string(list.size()) + " tensors, " +
                      std::to_string((list.size() + kiln::cuda::kernels::adam_multi_max_tensors - 1) /

@@ -31,15 +31,19 @@ inline void add_tf32_conv_row(const std::string& name, const ConvShape& s, int p
       const Shape ws{s.c_out, s.c_in, s.k, s.k}, bs{s.c_out};
       const Shape work{static_cast<std::int64_t>(B::conv2d_workspace_floats(s)) + 1};
       T &x = c.get("x", xs), &w = c.get("w", ws, -0.1f, 0.1f), &bias = c.get("b", bs), &dy = c.get("dy", ys);
-      T &y = c.get("y", ys, 0, 0), &dx = c.get("dx", xs, 0, 0), &dw = c.get("dw", ws, 0, 0), &db = c.get("db", bs, 0, 0);
+      T &y = c.get("y", ys, 0, 0), &dx = c.get("dx", xs, 0, 0), &dw = c.get("dw", ws, 0, 0),
+        &db = c.get("db", bs, 0, 0);
       T& wsp = c.get("ws", work, 0, 0);
       T none_dx, none_dw, none_db;
       if (pass == 0)
-        gpu_timed_loop(state, [&] { B::conv2d_forward(s, x, w, bias, y, wsp); }, kiln::cuda::current_stream());
+        gpu_timed_loop(
+            state, [&] { B::conv2d_forward(s, x, w, bias, y, wsp); }, kiln::cuda::current_stream());
       else if (pass == 1)
-        gpu_timed_loop(state, [&] { B::conv2d_backward(s, x, w, dy, dx, none_dw, none_db, wsp); }, kiln::cuda::current_stream());
+        gpu_timed_loop(
+            state, [&] { B::conv2d_backward(s, x, w, dy, dx, none_dw, none_db, wsp); }, kiln::cuda::current_stream());
       else
-        gpu_timed_loop(state, [&] { B::conv2d_backward(s, x, w, dy, none_dx, dw, db, wsp); }, kiln::cuda::current_stream());
+        gpu_timed_loop(
+            state, [&] { B::conv2d_backward(s, x, w, dy, none_dx, dw, db, wsp); }, kiln::cuda::current_stream());
     } catch (const std::exception& e) {
       state.SkipWithError(e.what());
       return;
@@ -56,17 +60,23 @@ inline void add_tf32_conv_row(const std::string& name, const ConvShape& s, int p
 }
 
 // The forward pass of kernels/conv2d_mma.cuh (mma.sync m16n8k8, ldmatrix, 3-stage cp.async).
-inline void add_mma_conv_row(const std::string& name, const ConvShape& s, double flops, double peak, const std::string& label) {
+inline void add_mma_conv_row(const std::string& name, const ConvShape& s, double flops, double peak,
+                             const std::string& label) {
   auto* b = benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& state) {
     using T = Tensor<float, Cuda>;
     namespace mc = kiln::cuda::kernels::mma_conv;
     try {
       auto& c = CaseTensors<Cuda>::for_case(name);
       const Shape xs = Shape::nchw(s.n, s.c_in, s.h, s.w), ys = Shape::nchw(s.n, s.c_out, s.h, s.w);
-      T &x = c.get("x", xs), &w = c.get("w", Shape{s.c_out, s.c_in, s.k, s.k}, -0.1f, 0.1f), &bias = c.get("b", Shape{s.c_out});
+      T &x = c.get("x", xs), &w = c.get("w", Shape{s.c_out, s.c_in, s.k, s.k}, -0.1f, 0.1f),
+        &bias = c.get("b", Shape{s.c_out});
       T &y = c.get("y", ys, 0, 0), &packed = c.get("packed", Shape{mc::packed_weight_floats(s)}, 0, 0);
-      gpu_timed_loop(state, [&] { mc::forward(s, x.data(), w.data(), bias.data(), y.data(), packed.data(), kiln::cuda::current_stream()); },
-                     kiln::cuda::current_stream());
+      gpu_timed_loop(
+          state,
+          [&] {
+            mc::forward(s, x.data(), w.data(), bias.data(), y.data(), packed.data(), kiln::cuda::current_stream());
+          },
+          kiln::cuda::current_stream());
     } catch (const std::exception& e) {
       state.SkipWithError(e.what());
       return;
@@ -87,7 +97,8 @@ inline void add_mma_conv_row(const std::string& name, const ConvShape& s, double
 inline void register_tf32_conv_benchmarks(const GpuFacts& f) {
   for (const ShapeSet& set : unet_shape_sets()) {
     const int top = set.levels.front().h;
-    const std::string tag = "(UNet level, " + std::to_string(top) + "x" + std::to_string(top) + " input, TF32 tensor cores)";
+    const std::string tag =
+        "(UNet level, " + std::to_string(top) + "x" + std::to_string(top) + " input, TF32 tensor cores)";
     for (std::size_t i = 0; i < set.levels.size(); ++i) {
       const auto [c, h] = set.levels[i];
       const bool bottleneck = i + 1 == set.levels.size();
@@ -97,7 +108,8 @@ inline void register_tf32_conv_benchmarks(const GpuFacts& f) {
         const std::int64_t cin = k == 3 ? c : 2 * c, cout = c, hk = k == 3 ? h : h / 2;
         const ConvShape s{set.n, cin, cout, hk, hk, k};
         const std::string kname = "conv" + std::to_string(k) + "x" + std::to_string(k);
-        const std::string shape = shape_tag(cin, hk, set.n), label = std::to_string(cin) + "->" + std::to_string(cout) + " " + tag;
+        const std::string shape = shape_tag(cin, hk, set.n),
+                          label = std::to_string(cin) + "->" + std::to_string(cout) + " " + tag;
         const double flops = conv_flops(set.n, cin, cout, k, hk, hk);
         add_tf32_conv_row(kname + "_fwd/cuda/tf32/" + shape, s, 0, flops, f.tf32_flops, label);
         add_mma_conv_row(kname + "_fwd/cuda/mma_tf32/" + shape, s, flops, f.tf32_flops, label + " (conv2d_mma.cuh)");

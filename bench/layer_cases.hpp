@@ -108,8 +108,8 @@ void add_case(const std::string& name, double work, bool is_flops, const Peaks& 
 
 // Conv2d<Cin, Cout, K> at [n, cin, h, h]: forward, input gradient, weight (+bias) gradient.
 template <class Device>
-void add_conv_cases(const std::string& tag, const std::string& dev, std::int64_t n, std::int64_t cin,
-                    std::int64_t cout, std::int64_t k, std::int64_t h, const Peaks& peaks) {
+void add_conv_cases(const std::string& tag, const std::string& dev, std::int64_t n, std::int64_t cin, std::int64_t cout,
+                    std::int64_t k, std::int64_t h, const Peaks& peaks) {
   using B = Backend<Device>;
   using T = Tensor<float, Device>;
   const ConvShape s{n, cin, cout, h, h, k};
@@ -143,8 +143,8 @@ void add_conv_cases(const std::string& tag, const std::string& dev, std::int64_t
 }
 
 template <class Device>
-void add_batchnorm_cases(const std::string& tag, const std::string& dev, std::int64_t n, std::int64_t c,
-                         std::int64_t h, const Peaks& peaks) {
+void add_batchnorm_cases(const std::string& tag, const std::string& dev, std::int64_t n, std::int64_t c, std::int64_t h,
+                         const Peaks& peaks) {
   using B = Backend<Device>;
   using T = Tensor<float, Device>;
   const Shape xs = Shape::nchw(n, c, h, h), cs{c};
@@ -158,8 +158,14 @@ void add_batchnorm_cases(const std::string& tag, const std::string& dev, std::in
     struct P {
       T &x, &w, &b, &rm, &rv, &sm, &si, &y;
     };
-    return P{t.get("x", xs), t.get("w", cs, 0.5f, 1.5f), t.get("b", cs), t.get("rm", cs, -0.1f, 0.1f),
-             t.get("rv", cs, 0.5f, 1.5f), t.get("sm", cs, 0, 0), t.get("si", cs, 0, 0), t.get("y", xs, 0, 0)};
+    return P{t.get("x", xs),
+             t.get("w", cs, 0.5f, 1.5f),
+             t.get("b", cs),
+             t.get("rm", cs, -0.1f, 0.1f),
+             t.get("rv", cs, 0.5f, 1.5f),
+             t.get("sm", cs, 0, 0),
+             t.get("si", cs, 0, 0),
+             t.get("y", xs, 0, 0)};
   };
   add_case<Device>("batchnorm_fwd_train/" + dev + "/" + shape, 2 * bytes, false, peaks, [=](auto& st, auto& t) {
     auto p = params(t);
@@ -187,15 +193,13 @@ void add_batchnorm_cases(const std::string& tag, const std::string& dev, std::in
   // BatchNorm + ReLU in one pass each way (what the U-Net runs where the backend has it):
   // forward reads x, writes y; backward reads x, y (the mask) and dy, writes dx.
   if constexpr (kiln::HasFusedBatchNormReLU<Device>) {
-    add_case<Device>("batchnorm_relu_fwd_train/" + dev + "/" + shape, 2 * bytes, false, peaks,
-                     [=](auto& st, auto& t) {
-                       auto p = params(t);
-                       BatchNormArgs a = args;
-                       a.training = true;
-                       Timing<Device>::loop(
-                           st, [&] { B::batchnorm_relu_forward(a, p.x, p.w, p.b, p.rm, p.rv, p.sm, p.si, p.y); });
-                       st.SetLabel(tag);
-                     });
+    add_case<Device>("batchnorm_relu_fwd_train/" + dev + "/" + shape, 2 * bytes, false, peaks, [=](auto& st, auto& t) {
+      auto p = params(t);
+      BatchNormArgs a = args;
+      a.training = true;
+      Timing<Device>::loop(st, [&] { B::batchnorm_relu_forward(a, p.x, p.w, p.b, p.rm, p.rv, p.sm, p.si, p.y); });
+      st.SetLabel(tag);
+    });
     add_case<Device>("batchnorm_relu_bwd/" + dev + "/" + shape, 4 * bytes, false, peaks, [=](auto& st, auto& t) {
       auto p = params(t);
       BatchNormArgs a = args;

@@ -70,7 +70,8 @@ void step_benchmark(benchmark::State& state, int n, int h, bool train) {
   state.counters["images_per_s"] = n / median;
   state.counters["params"] = static_cast<double>(Model::parameter_count);
   state.counters["arena_MiB"] = static_cast<double>(net->arena().capacity()) / (1024.0 * 1024.0);
-  if (train && !(last_loss > 0 && last_loss < 1e30)) state.SkipWithError("the training loss is not finite and positive");
+  if (train && !(last_loss > 0 && last_loss < 1e30))
+    state.SkipWithError("the training loss is not finite and positive");
 }
 
 struct StepConfig {
@@ -103,9 +104,8 @@ void register_model_steps(const std::string& dev, const std::string& model) {
     const std::string shape = "N" + std::to_string(cfg.n) + "_H" + std::to_string(cfg.h);
     for (bool train : {true, false}) {
       const std::string name = std::string(train ? "train_step/" : "inference/") + dev + "/" + model + "/" + shape;
-      auto* b = benchmark::RegisterBenchmark(name.c_str(), [cfg, train](benchmark::State& state) {
-        step_benchmark<Model>(state, cfg.n, cfg.h, train);
-      });
+      auto* b = benchmark::RegisterBenchmark(
+          name.c_str(), [cfg, train](benchmark::State& state) { step_benchmark<Model>(state, cfg.n, cfg.h, train); });
       b->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(std::max(1, steps));
     }
   }

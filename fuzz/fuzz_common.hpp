@@ -8,12 +8,12 @@
 #include <cstdio>
 #include <cstdlib>
 
-#define KILN_FUZZ_CHECK(cond, ...)                                                           \
-    do {                                                                                     \
-        if (!(cond)) {                                                                       \
-            std::fprintf(stderr, "%s:%d: property broken: %s\n  ", __FILE__, __LINE__, #cond); \
-            std::fprintf(stderr, __VA_ARGS__);                                               \
-            std::fprintf(stderr, "\n");                                                      \
-            std::abort();                                                                    \
-        }                                                                                    \
-    } while (0)
+#define KILN_FUZZ_CHECK(cond, ...)                                                       \
+  do {                                                                                   \
+    if (!(cond)) {                                                                       \
+      std::fprintf(stderr, "%s:%d: property broken: %s\n  ", __FILE__, __LINE__, #cond); \
+      std::fprintf(stderr, __VA_ARGS__);                                                 \
+      std::fprintf(stderr, "\n");                                                        \
+      std::abort();                                                                      \
+    }                                                                                    \
+  } while (0)

@@ -41,7 +41,8 @@ __global__ void activation_forward_kernel(ActivationArgs a, const Float* x, Floa
 
 // dx = f'(x) * dy, from x or y (as kiln::cpu::activation_gradient); overwritten.
 template <class Float>
-__global__ void activation_backward_kernel(ActivationArgs a, const Float* x, const Float* y, const Float* dy, Float* dx) {
+__global__ void activation_backward_kernel(ActivationArgs a, const Float* x, const Float* y, const Float* dy,
+                                           Float* dx) {
   KILN_GRID_STRIDE_LOOP(i, a.numel) {
     const float g = dy[i];
     float r = 0.0f;
@@ -77,7 +78,8 @@ __global__ void dropout_kernel(DropoutArgs a, const Float* x, Float* y) {
 
 // out = a - b or a * b (out may alias a or b).
 template <class Float>
-__global__ void elementwise_binary_kernel(ElementwiseOp op, const Float* a, const Float* b, Float* out, std::int64_t n) {
+__global__ void elementwise_binary_kernel(ElementwiseOp op, const Float* a, const Float* b, Float* out,
+                                          std::int64_t n) {
   KILN_GRID_STRIDE_LOOP(i, n) out[i] = op == ElementwiseOp::sub ? a[i] - b[i] : a[i] * b[i];
 }
 

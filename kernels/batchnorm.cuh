@@ -114,8 +114,9 @@ __device__ __forceinline__ Floats<V> bn_incoming_gradient(const float* dy, const
 
 // partials[c * chunks + j] = (Σ g, Σ g·(x - mean)) over block (j, c)'s chunk.
 template <int V, bool Relu>
-__global__ void batchnorm_backward_partial_kernel(BatchNormArgs a, ReducePlan plan, const float* x, const float* save_mean,
-                                                  const float* relu_y, const float* dy, double2* partials) {
+__global__ void batchnorm_backward_partial_kernel(BatchNormArgs a, ReducePlan plan, const float* x,
+                                                  const float* save_mean, const float* relu_y, const float* dy,
+                                                  double2* partials) {
   const std::int64_t c = blockIdx.y;
   const float mean = save_mean[c];
   double s1 = 0.0, s2 = 0.0;

@@ -10,7 +10,7 @@
 #include "kiln/gpu/gpu.hpp"
 
 // for (i = global thread id; i < n; i += all threads)
-#define KILN_GRID_STRIDE_LOOP(i, n)                                                                    \
+#define KILN_GRID_STRIDE_LOOP(i, n)                                                                \
   for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < (n); \
        i += static_cast<std::int64_t>(gridDim.x) * blockDim.x)
 

@@ -86,7 +86,8 @@ __global__ void ab_soft_encode_forward_kernel(AbEncodeArgs a, const Float* ab, c
       if (j < found) total += exp(-(static_cast<double>(dist2[j]) - dist2[0]) * inv2s2);
     KILN_NEIGHBOURS_UNROLL
     for (int j = 0; j < AbEncodeArgs::kMaxNeighbours; ++j)
-      if (j < found) t[index[j] * a.hw] = static_cast<float>(exp(-(static_cast<double>(dist2[j]) - dist2[0]) * inv2s2) / total);
+      if (j < found)
+        t[index[j] * a.hw] = static_cast<float>(exp(-(static_cast<double>(dist2[j]) - dist2[0]) * inv2s2) / total);
     if (pixel_weights) pixel_weights[p] = found && bin_weights ? bin_weights[index[0]] : 1.0f;
   }
 }

@@ -29,8 +29,8 @@ inline constexpr int conv_tile_shared_floats(int k) {
 
 // tile[i][j] = plane[top + i][left + j] for an S x S window, 0 outside the H x W plane
 // (the halo the forward and data-gradient kernels need), loaded by `threads` threads.
-__device__ __forceinline__ void load_halo_tile(float* tile, const float* plane, int top, int left, int S, int H,
-                                               int W, int tid, int threads) {
+__device__ __forceinline__ void load_halo_tile(float* tile, const float* plane, int top, int left, int S, int H, int W,
+                                               int tid, int threads) {
   for (int i = tid; i < S * S; i += threads) {
     const int iy = top + i / S, ix = left + i % S;
     tile[i] = (iy >= 0 && iy < H && ix >= 0 && ix < W) ? plane[iy * W + ix] : 0.0f;
@@ -51,7 +51,7 @@ __global__ void conv2d_forward_kernel(ConvShape s, const float* x, const float* 
   const std::int64_t n = blockIdx.z;
   const int tx = threadIdx.x, ty = threadIdx.y, tid = ty * T + tx;
   float* in_tile = kiln::gpu::dynamic_shared<float>();  // [S][S]: x rows y0-P .. y0+T-1+P
-  float* w_tile = in_tile + S * S;                       // [CPB][K*K]
+  float* w_tile = in_tile + S * S;                      // [CPB][K*K]
 
   float acc[CPB];
   KILN_UNROLL
@@ -98,7 +98,7 @@ __global__ void conv2d_backward_data_kernel(ConvShape s, const float* w, const f
   const std::int64_t n = blockIdx.z;
   const int tx = threadIdx.x, ty = threadIdx.y, tid = ty * T + tx;
   float* g_tile = kiln::gpu::dynamic_shared<float>();  // [S][S]: dy rows y0-P .. y0+T-1+P
-  float* w_tile = g_tile + S * S;                       // [CPB][K*K]: w[o][c0+j][u][v]
+  float* w_tile = g_tile + S * S;                      // [CPB][K*K]: w[o][c0+j][u][v]
 
   float acc[CPB];
   KILN_UNROLL

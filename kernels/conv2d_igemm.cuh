@@ -8,9 +8,10 @@
 // from the tensors on the fly (no im2col buffer), with t = u * K + v the filter tap, P = K / 2:
 //
 //   pass             M      N          Kg         A(m, k)                          B(k, j)
-//   forward          Cout   N*H*W      Cin*K*K    w[o][c][t]      (k = c*KK + t)   x[n][c][y+u-P][x+v-P]   (j = pixel n,y,x)
-//   input gradient   Cin    N*H*W      Cout*K*K   w[o][c][t]      (m = c, k = o*KK+t)  dy[n][o][y+P-u][x+P-v]
-//   weight gradient  Cout   Cin*K*K    N*H*W      dy[n][o][y][x]  (k = pixel)      x[n][c][y+u-P][x+v-P]   (j = c*KK + t)
+//   forward          Cout   N*H*W      Cin*K*K    w[o][c][t]      (k = c*KK + t)   x[n][c][y+u-P][x+v-P]   (j = pixel
+//   n,y,x) input gradient   Cin    N*H*W      Cout*K*K   w[o][c][t]      (m = c, k = o*KK+t)  dy[n][o][y+P-u][x+P-v]
+//   weight gradient  Cout   Cin*K*K    N*H*W      dy[n][o][y][x]  (k = pixel)      x[n][c][y+u-P][x+v-P]   (j = c*KK +
+//   t)
 //
 // Tiling: a block of 128 threads (4 warps, 2 x 2) computes a 64 x 64 tile of D; each warp a 32 x 32
 // quarter as 2 x 2 wmma m16n16k8 accumulators. Kg is walked in steps of 16 through two shared-
@@ -41,9 +42,10 @@ inline constexpr int a_ld = bk + 4;              // A stage [bm][a_ld]
 inline constexpr int b_ld = bn + 4;              // B stage [bk][b_ld]
 inline constexpr int c_ld = bn + 4;              // epilogue tile [bm][c_ld] (reuses the stages)
 inline constexpr int stage_floats = bm * a_ld + bk * b_ld;
-inline constexpr int shared_floats = 2 * stage_floats > bm * c_ld ? 2 * stage_floats : bm * c_ld;
+inline constexpr int shared_floats = 2 * stage_floats > bm* c_ld ? 2 * stage_floats : bm* c_ld;
 inline constexpr std::size_t shared_bytes = sizeof(float) * shared_floats;
-static_assert(bm * bk == 8 * threads && bk * bn == 8 * threads, "each thread copies 8 elements of A and of B per stage");
+static_assert(bm * bk == 8 * threads && bk * bn == 8 * threads,
+              "each thread copies 8 elements of A and of B per stage");
 static_assert((stage_floats * 4) % 32 == 0 && (bm * a_ld * 4) % 32 == 0, "wmma tiles must stay 32-byte aligned");
 static_assert(shared_bytes <= 48 * 1024, "fits the default dynamic shared memory limit");
 
@@ -58,9 +60,12 @@ struct Gemm {
 __host__ __device__ inline Gemm gemm_of(const ConvShape& s, Pass p) {
   const std::int64_t kk = s.k * s.k, pixels = s.n * s.h * s.w;
   switch (p) {
-    case Pass::forward: return {s.c_out, pixels, s.c_in * kk};
-    case Pass::backward_data: return {s.c_in, pixels, s.c_out * kk};
-    case Pass::backward_weight: return {s.c_out, s.c_in * kk, pixels};
+    case Pass::forward:
+      return {s.c_out, pixels, s.c_in * kk};
+    case Pass::backward_data:
+      return {s.c_in, pixels, s.c_out * kk};
+    case Pass::backward_weight:
+      return {s.c_out, s.c_in * kk, pixels};
   }
   return {0, 0, 0};
 }
@@ -96,7 +101,8 @@ inline std::int64_t weight_grad_workspace_floats(const ConvShape& s) {
 // a_src / b_src: forward w / x, input gradient w / dy, weight gradient dy / x.
 template <int K, Pass P>
 __device__ __forceinline__ void load_stage(float* stage, const ConvShape& s, const Gemm& g, const float* a_src,
-                                           const float* b_src, std::int64_t m0, std::int64_t j0, std::int64_t k0, int tid) {
+                                           const float* b_src, std::int64_t m0, std::int64_t j0, std::int64_t k0,
+                                           int tid) {
   constexpr int KK = K * K, PAD = K / 2;
   float* as = stage;              // [bm][a_ld]
   float* bs = stage + bm * a_ld;  // [bk][b_ld]
@@ -254,25 +260,22 @@ __device__ __forceinline__ void conv_gemm_block(const ConvShape& s, const float*
 
 // y = conv(x, w) + b. grid (ceil(N*H*W / 64), ceil(Cout / 64)), block 128, shared igemm::shared_bytes.
 template <int K>
-__global__ void conv2d_igemm_forward_kernel(ConvShape s, const float* x, const float* w,
-                                                                               const float* b, float* y) {
+__global__ void conv2d_igemm_forward_kernel(ConvShape s, const float* x, const float* w, const float* b, float* y) {
   igemm::conv_gemm_block<K, igemm::Pass::forward>(s, w, x, b, y, 1 << 30);
 }
 
 // dx = conv of dy with the flipped, transposed weights (overwritten).
 // grid (ceil(N*H*W / 64), ceil(Cin / 64)), block 128, shared igemm::shared_bytes.
 template <int K>
-__global__ void conv2d_igemm_backward_data_kernel(ConvShape s, const float* w,
-                                                                                     const float* dy, float* dx) {
+__global__ void conv2d_igemm_backward_data_kernel(ConvShape s, const float* w, const float* dy, float* dx) {
   igemm::conv_gemm_block<K, igemm::Pass::backward_data>(s, w, dy, nullptr, dx, 1 << 30);
 }
 
 // dw += sum over pixels of dy x (one split: into dw; several: partial sums into `out` = workspace
 // [splits][Cout][Cin*K*K]). grid (ceil(Cin*K*K / 64), ceil(Cout / 64), splits), block 128.
 template <int K>
-__global__ void conv2d_igemm_backward_weight_kernel(ConvShape s, const float* x,
-                                                                                       const float* dy, float* out,
-                                                                                       int k_tiles_per_split) {
+__global__ void conv2d_igemm_backward_weight_kernel(ConvShape s, const float* x, const float* dy, float* out,
+                                                    int k_tiles_per_split) {
   igemm::conv_gemm_block<K, igemm::Pass::backward_weight>(s, dy, x, nullptr, out, k_tiles_per_split);
 }
 

@@ -47,8 +47,8 @@ namespace kiln::cuda::kernels {
 
 namespace mma_conv {
 
-inline constexpr int bm = 128;      // pixels per block tile
-inline constexpr int bk = 16;       // k per pipeline stage: 16 channels of one tap
+inline constexpr int bm = 128;  // pixels per block tile
+inline constexpr int bk = 16;   // k per pipeline stage: 16 channels of one tap
 inline constexpr int stages = 3;
 inline constexpr int warp_tile = 64;  // warp tile: 64 pixels x 64 output channels
 
@@ -59,13 +59,15 @@ struct Tile {
   static constexpr int threads = 32 * warps_m * warps_n;
   static constexpr int a_floats = bk * bm, b_floats = BN * bk, stage_floats = a_floats + b_floats;
   static constexpr std::size_t shared_bytes = sizeof(float) * stages * stage_floats;
-  static constexpr int pixels_per_thread = bm / threads;        // A columns a thread gathers
+  static constexpr int pixels_per_thread = bm / threads;             // A columns a thread gathers
   static constexpr int b_chunks_per_thread = BN * bk / 4 / threads;  // 16-byte B copies per thread
   static_assert(bm % threads == 0 && (BN * bk / 4) % threads == 0, "whole copies per thread");
   static_assert(shared_bytes <= 48 * 1024, "fits the default dynamic shared memory limit");
 };
 
-__host__ __device__ inline constexpr int channels_padded(std::int64_t c_in) { return static_cast<int>((c_in + 15) / 16 * 16); }
+__host__ __device__ inline constexpr int channels_padded(std::int64_t c_in) {
+  return static_cast<int>((c_in + 15) / 16 * 16);
+}
 inline std::int64_t packed_weight_floats(const ConvShape& s) { return s.c_out * s.k * s.k * channels_padded(s.c_in); }
 
 // Where A(k, m) lives in a stage: laid out for the fragment loads. With k = kh*8 + k4*4 + t and the
@@ -153,7 +155,8 @@ __global__ void __launch_bounds__(mma_conv::Tile<BN>::threads, 2)
     KILN_UNROLL
     for (int i = 0; i < PPT; ++i) {
       const int iy = a_py[i] + u - P, ix = a_px[i] + v - P;
-      const bool tap_ok = static_cast<unsigned>(iy) < static_cast<unsigned>(H) && static_cast<unsigned>(ix) < static_cast<unsigned>(W);
+      const bool tap_ok =
+          static_cast<unsigned>(iy) < static_cast<unsigned>(H) && static_cast<unsigned>(ix) < static_cast<unsigned>(W);
       // Channel j of this pixel and tap; where !ok the address may lie outside x, but a zero-fill
       // copy does not read it (as CUTLASS's zfill iterators).
       const float* src = x + (a_offset[i] + tap_offset);
@@ -162,7 +165,8 @@ __global__ void __launch_bounds__(mma_conv::Tile<BN>::threads, 2)
       for (int tt = 0; tt < 4; ++tt) dst[tt] = as + a_dst[i][tt];
       KILN_UNROLL
       for (int j = 0; j < bk; ++j) {  // a_index(j, m) = a_dst[i][j % 4] + (j / 8) * 1024 + (j / 4) % 2 * 2
-        kiln::gpu::cp_async<4>(dst[j % 4] + (j / 8) * 1024 + (j / 4) % 2 * 2, src, tap_ok && (!ChannelTail || j < channels));
+        kiln::gpu::cp_async<4>(dst[j % 4] + (j / 8) * 1024 + (j / 4) % 2 * 2, src,
+                               tap_ok && (!ChannelTail || j < channels));
         src += HW;
       }
     }
@@ -292,27 +296,37 @@ void launch_forward(const ConvShape& s, const float* x, const float* w, const fl
   const std::int64_t count = packed_weight_floats(s);
   const unsigned pack_blocks = static_cast<unsigned>((count + 255) / 256 < 4096 ? (count + 255) / 256 : 4096);
   KILN_LAUNCH(conv2d_mma_pack_weights_kernel<K>, dim3(pack_blocks), dim3(256), 0, stream, s, w, packed);
-  const dim3 grid(static_cast<unsigned>((s.n * s.h * s.w + bm - 1) / bm), static_cast<unsigned>((s.c_out + BN - 1) / BN));
-  KILN_LAUNCH((conv2d_mma_forward_kernel<K, BN, ChannelTail>), grid, dim3(Tile<BN>::threads), Tile<BN>::shared_bytes, stream, s, x,
-              static_cast<const float*>(packed), b, y);
+  const dim3 grid(static_cast<unsigned>((s.n * s.h * s.w + bm - 1) / bm),
+                  static_cast<unsigned>((s.c_out + BN - 1) / BN));
+  KILN_LAUNCH((conv2d_mma_forward_kernel<K, BN, ChannelTail>), grid, dim3(Tile<BN>::threads), Tile<BN>::shared_bytes,
+              stream, s, x, static_cast<const float*>(packed), b, y);
 }
 
 // y = conv(x, w) + b (b may be null). `packed`: packed_weight_floats(s) floats of device scratch.
 inline void forward(const ConvShape& s, const float* x, const float* w, const float* b, float* y, float* packed,
                     kiln::gpu::stream_handle stream = nullptr) {
-  if (!supports(s)) throw kiln::gpu::Error("conv2d_mma: unsupported shape (K must be 1 or 3, tensors under 2^31 elements)");
+  if (!supports(s))
+    throw kiln::gpu::Error("conv2d_mma: unsupported shape (K must be 1 or 3, tensors under 2^31 elements)");
   if (s.n == 0 || s.h == 0 || s.w == 0 || s.c_out == 0) return;
   // One instantiation per (K, block tile, channel tail): 8 kernels.
   const int variant = (s.k == 3 ? 4 : 0) + (block_n(s) == 128 ? 2 : 0) + (s.c_in % bk != 0 ? 1 : 0);
   switch (variant) {
-    case 0: return launch_forward<1, 64, false>(s, x, w, b, y, packed, stream);
-    case 1: return launch_forward<1, 64, true>(s, x, w, b, y, packed, stream);
-    case 2: return launch_forward<1, 128, false>(s, x, w, b, y, packed, stream);
-    case 3: return launch_forward<1, 128, true>(s, x, w, b, y, packed, stream);
-    case 4: return launch_forward<3, 64, false>(s, x, w, b, y, packed, stream);
-    case 5: return launch_forward<3, 64, true>(s, x, w, b, y, packed, stream);
-    case 6: return launch_forward<3, 128, false>(s, x, w, b, y, packed, stream);
-    default: return launch_forward<3, 128, true>(s, x, w, b, y, packed, stream);
+    case 0:
+      return launch_forward<1, 64, false>(s, x, w, b, y, packed, stream);
+    case 1:
+      return launch_forward<1, 64, true>(s, x, w, b, y, packed, stream);
+    case 2:
+      return launch_forward<1, 128, false>(s, x, w, b, y, packed, stream);
+    case 3:
+      return launch_forward<1, 128, true>(s, x, w, b, y, packed, stream);
+    case 4:
+      return launch_forward<3, 64, false>(s, x, w, b, y, packed, stream);
+    case 5:
+      return launch_forward<3, 64, true>(s, x, w, b, y, packed, stream);
+    case 6:
+      return launch_forward<3, 128, false>(s, x, w, b, y, packed, stream);
+    default:
+      return launch_forward<3, 128, true>(s, x, w, b, y, packed, stream);
   }
 }
 

@@ -17,7 +17,8 @@ namespace kiln::cuda::kernels {
 
 // y[n][o][i][j] = b[o] + sum_{c,u,v} x[n][c][i*S+u-P][j*S+v-P] * w[o][c][u][v]
 template <class Float>
-__global__ void conv2d_strided_forward_kernel(StridedConvShape s, const Float* x, const Float* w, const Float* b, Float* y) {
+__global__ void conv2d_strided_forward_kernel(StridedConvShape s, const Float* x, const Float* w, const Float* b,
+                                              Float* y) {
   // (P, Ho, Wo spelled out: StridedConvShape's members are host functions)
   const std::int64_t K = s.k, P = s.k / 2, S = s.stride, H = s.h, W = s.w, Ho = (H + 2 * P - K) / S + 1,
                      Wo = (W + 2 * P - K) / S + 1;
@@ -67,7 +68,8 @@ __global__ void conv2d_strided_backward_data_kernel(StridedConvShape s, const Fl
   }
 }
 
-// grid (Cin, Cout), 1-D block (multiple of 32). dw[o][c][u][v] += sum_{n,i,j} dy[n][o][i][j] * x[n][c][i*S+u-P][j*S+v-P]
+// grid (Cin, Cout), 1-D block (multiple of 32). dw[o][c][u][v] += sum_{n,i,j} dy[n][o][i][j] *
+// x[n][c][i*S+u-P][j*S+v-P]
 template <class Float>
 __global__ void conv2d_strided_backward_weight_kernel(StridedConvShape s, const Float* x, const Float* dy, Float* dw) {
   // (P, Ho, Wo spelled out: StridedConvShape's members are host functions)

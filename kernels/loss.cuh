@@ -49,7 +49,8 @@ __global__ void loss_partial_kernel(LossArgs a, ReducePlan plan, const float* pr
   const std::int64_t first = static_cast<std::int64_t>(blockIdx.x) * plan.chunk;
   const std::int64_t end = first + plan.chunk < a.numel ? first + plan.chunk : a.numel;
   double sum = 0.0;
-  for (std::int64_t i = first + static_cast<std::int64_t>(threadIdx.x) * V; i < end; i += static_cast<std::int64_t>(blockDim.x) * V) {
+  for (std::int64_t i = first + static_cast<std::int64_t>(threadIdx.x) * V; i < end;
+       i += static_cast<std::int64_t>(blockDim.x) * V) {
     const Floats<V> p = load_floats<V>(prediction + i), t = load_floats<V>(target + i);
     KILN_UNROLL
     for (int l = 0; l < V; ++l)

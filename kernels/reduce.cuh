@@ -21,7 +21,7 @@
 
 namespace kiln::cuda::kernels {
 
-inline constexpr unsigned reduce_threads = 256;        // threads per block of every stage-1 kernel
+inline constexpr unsigned reduce_threads = 256;            // threads per block of every stage-1 kernel
 inline constexpr std::int64_t reduce_chunk_target = 2048;  // positions per block: 8 floats per thread
 inline constexpr std::int64_t reduce_max_chunks = 1024;    // per channel (larger tensors: larger chunks)
 
@@ -93,7 +93,8 @@ __global__ void channel_sum_partial_kernel(std::int64_t n, std::int64_t channels
                                            const float* x, double* partials) {
   const std::int64_t c = blockIdx.y;
   double s = 0.0;
-  for (ChannelCursor<V> k(hw, channels, c, n * hw, plan.chunk); k.valid(); k.next()) s += lane_sum(load_floats<V>(x + k.offset));
+  for (ChannelCursor<V> k(hw, channels, c, n * hw, plan.chunk); k.valid(); k.next())
+    s += lane_sum(load_floats<V>(x + k.offset));
   s = block_all_sum(s);
   if (threadIdx.x == 0) partials[c * plan.chunks + blockIdx.x] = s;
 }
@@ -104,7 +105,8 @@ __global__ void flat_sum_partial_kernel(std::int64_t count, ReducePlan plan, con
   const std::int64_t first = static_cast<std::int64_t>(blockIdx.x) * plan.chunk;
   const std::int64_t end = first + plan.chunk < count ? first + plan.chunk : count;
   double s = 0.0;
-  for (std::int64_t i = first + static_cast<std::int64_t>(threadIdx.x) * V; i < end; i += static_cast<std::int64_t>(blockDim.x) * V)
+  for (std::int64_t i = first + static_cast<std::int64_t>(threadIdx.x) * V; i < end;
+       i += static_cast<std::int64_t>(blockDim.x) * V)
     s += lane_sum(load_floats<V>(x + i));
   s = block_all_sum(s);
   if (threadIdx.x == 0) partials[blockIdx.x] = s;
@@ -114,8 +116,8 @@ __global__ void flat_sum_partial_kernel(std::int64_t count, ReducePlan plan, con
 // One warp per output (8 per block of 256): lane l adds partials l, l + 32, ... in order, then the
 // warp's butterfly; the order is fixed, so is the result.
 template <class Float>
-__global__ void sum_partials_kernel(const double* partials, int chunks, std::int64_t outputs, double scale, bool accumulate,
-                                    Float* out) {
+__global__ void sum_partials_kernel(const double* partials, int chunks, std::int64_t outputs, double scale,
+                                    bool accumulate, Float* out) {
   const std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
   if (i >= outputs) return;  // whole warps leave together
   const unsigned lane = threadIdx.x % 32;

@@ -41,7 +41,8 @@ class ColorizerFor final : public ModelColorizer {
     if constexpr (std::is_same_v<Device, Cpu>) {
       net_->visit([&](kiln::StateRef<kiln::Cpu> r) {
         if (r.kind == kiln::StateRef<kiln::Cpu>::Kind::counter) {
-          records.push_back(io::TensorRecord::from_values<std::int64_t>(r.name, {}, std::vector<std::int64_t>{*r.counter}));
+          records.push_back(
+              io::TensorRecord::from_values<std::int64_t>(r.name, {}, std::vector<std::int64_t>{*r.counter}));
           return;
         }
         std::vector<std::int64_t> shape;

@@ -63,7 +63,9 @@ struct Options {
 // and the metadata a colorizer needs (model, scaling, colour head, training summary); no optimizer
 // state, no resume position. kiln-colorize and PyTorch load it like any checkpoint.
 void export_model(kp::ModelColorizer& model, const std::map<std::string, std::string>& metadata, const Options& o) {
-  const io::DType storage = o.export_dtype == "f16" ? io::DType::F16 : o.export_dtype == "bf16" ? io::DType::BF16 : io::DType::F32;
+  const io::DType storage = o.export_dtype == "f16"    ? io::DType::F16
+                            : o.export_dtype == "bf16" ? io::DType::BF16
+                                                       : io::DType::F32;
   const std::vector<io::TensorRecord> records = model.export_records(storage);
   std::map<std::string, std::string> m;
   for (const auto& [key, value] : metadata) {
@@ -100,7 +102,8 @@ std::string find_ready_model() {
     looked += (looked.empty() ? "" : ", ") + p.string();
   }
   throw kp::ProgramError("", "no --checkpoint given and the ready-trained colorizer is not installed (looked for " +
-                                 looked + "): give --checkpoint FILE from kiln-train, or reinstall kiln with its models/");
+                                 looked +
+                                 "): give --checkpoint FILE from kiln-train, or reinstall kiln with its models/");
 }
 
 struct Job {
@@ -118,7 +121,9 @@ std::vector<Job> expand_inputs(const std::vector<std::string>& inputs, bool comp
     std::string stem = file.stem().string();
     if (stem.empty()) stem = "image";
     std::string name = stem;
-    auto taken = [&](const std::string& n) { return used.count(n + ".png") || (compare && used.count(n + "_compare.png")); };
+    auto taken = [&](const std::string& n) {
+      return used.count(n + ".png") || (compare && used.count(n + "_compare.png"));
+    };
     for (int k = 2; taken(name); ++k) name = stem + "_" + std::to_string(k);
     used.insert(name + ".png");
     if (compare) used.insert(name + "_compare.png");
@@ -136,7 +141,8 @@ std::vector<Job> expand_inputs(const std::vector<std::string>& inputs, bool comp
         const std::string what = e.what();
         // The io message ends "... found under '<folder>'": said with the folder first instead.
         if (what.rfind("no images", 0) == 0)
-          kp::print_error(kProgram, in + ": the folder holds no images (png, jpg, jpeg, bmp or tga; searched recursively)");
+          kp::print_error(kProgram,
+                          in + ": the folder holds no images (png, jpg, jpeg, bmp or tga; searched recursively)");
         else
           kp::print_error(kProgram, kp::file_error(in, e).what());
         failed = true;
@@ -208,7 +214,8 @@ void check_outputs(const Options& o, const std::vector<Job>& jobs) {
     }
   }
   if (!existing.empty() && !o.overwrite) {
-    const std::string more = existing.size() > 1 ? " (and " + std::to_string(existing.size() - 1) + " more outputs)" : "";
+    const std::string more =
+        existing.size() > 1 ? " (and " + std::to_string(existing.size() - 1) + " more outputs)" : "";
     throw kp::ProgramError(existing.front().string(), "already exists" + more +
                                                           ": give --overwrite to replace it, or choose another --out "
                                                           "folder; nothing was written");
@@ -237,11 +244,11 @@ void check_image_memory(kp::ModelColorizer& model, const kp::MemoryBudget& budge
     return model.arena_bytes(th, tw) + std::uint64_t(hp * wp) * 28;
   };
   int iw = 0, ih = 0;
-  std::vector<kp::MemoryPart> need{{"", infer_bytes(how, iw, ih)},
-                                   {"the " + std::to_string(header.width) + "x" + std::to_string(header.height) +
-                                        " image at full resolution",
-                                    pixels * per_pixel + file_bytes},
-                                   kp::program_allowance()};
+  std::vector<kp::MemoryPart> need{
+      {"", infer_bytes(how, iw, ih)},
+      {"the " + std::to_string(header.width) + "x" + std::to_string(header.height) + " image at full resolution",
+       pixels * per_pixel + file_bytes},
+      kp::program_allowance()};
   need[0].what = "the network at " + std::to_string(iw) + "x" + std::to_string(ih);
   if (kp::total_bytes(need) <= budget.bytes) return;
   // Advice: the largest --max-side (halving) that fits, if any.
@@ -327,7 +334,8 @@ int colorize_all(kp::ModelColorizer& model, const Options& o, kp::DeviceKind dev
     const auto t0 = std::chrono::steady_clock::now();
     try {
       const std::vector<std::byte> bytes = io::read_file(job.input, "image", std::uint64_t(INT_MAX));
-      check_image_memory(model, budget, job.input, io::read_image_header(bytes, job.input), bytes.size(), how, o.compare);
+      check_image_memory(model, budget, job.input, io::read_image_header(bytes, job.input), bytes.size(), how,
+                         o.compare);
       if (const std::string problem = kp::incomplete_image_problem(bytes); !problem.empty())
         kp::print_warning(kProgram, job.input.string() + ": " + problem);
       const io::Image original = io::decode_image(bytes, job.input);
@@ -336,8 +344,8 @@ int colorize_all(kp::ModelColorizer& model, const Options& o, kp::DeviceKind dev
       io::save_png(target, r.colour);
       ++written;
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      std::string line = job.input.string() + " (" + std::to_string(original.width) + "x" +
-                         std::to_string(original.height);
+      std::string line =
+          job.input.string() + " (" + std::to_string(original.width) + "x" + std::to_string(original.height);
       if (r.infer_width != original.width || r.infer_height != original.height)
         line += ", inferred at " + std::to_string(r.infer_width) + "x" + std::to_string(r.infer_height);
       line += ") -> " + target.string();
@@ -359,8 +367,9 @@ int colorize_all(kp::ModelColorizer& model, const Options& o, kp::DeviceKind dev
         const io::Image grey_rgb = io::to_rgb(r.grey);
         io::save_png(cmp, kp::side_by_side({&grey_rgb, &r.colour, &truth}));
         char buf[240];
-        std::snprintf(buf, sizeof buf, "  MSE(ab) %.2f (grey %.2f)  PSNR %.2f dB (grey %.2f)  colourfulness %.1f (true %.1f)",
-                      mse, base_mse, psnr, base_psnr, cf, cf_true);
+        std::snprintf(buf, sizeof buf,
+                      "  MSE(ab) %.2f (grey %.2f)  PSNR %.2f dB (grey %.2f)  colourfulness %.1f (true %.1f)", mse,
+                      base_mse, psnr, base_psnr, cf, cf_true);
         line += buf;
       }
       char t[32];
@@ -374,10 +383,11 @@ int colorize_all(kp::ModelColorizer& model, const Options& o, kp::DeviceKind dev
     }
   }
   if (compared > 0) {
-    std::printf("mean over %d images: MSE(ab) %.2f (grey baseline %.2f)  PSNR %.2f dB (grey %.2f)  colourfulness %.2f "
-                "(true %.2f, ratio %.3f; grey 0)\n",
-                compared, sum_mse / compared, sum_base_mse / compared, sum_psnr / compared, sum_base_psnr / compared,
-                sum_cf / compared, sum_cf_true / compared, sum_cf_true > 0 ? sum_cf / sum_cf_true : 0.0);
+    std::printf(
+        "mean over %d images: MSE(ab) %.2f (grey baseline %.2f)  PSNR %.2f dB (grey %.2f)  colourfulness %.2f "
+        "(true %.2f, ratio %.3f; grey 0)\n",
+        compared, sum_mse / compared, sum_base_mse / compared, sum_psnr / compared, sum_base_psnr / compared,
+        sum_cf / compared, sum_cf_true / compared, sum_cf_true > 0 ? sum_cf / sum_cf_true : 0.0);
   }
   std::printf("%d of %zu images colorized into %s/\n", written, jobs.size(), o.out.c_str());
   if (jobs.empty() && !failed) {
@@ -434,7 +444,8 @@ int run(int argc, char** argv) {
                          ->type_name("FILE");
   app.add_option("--export-dtype", o.export_dtype, "Storage of --export's parameters: f16, bf16 or f32")
       ->check(CLI::IsMember({"f16", "bf16", "f32"}));
-  auto* inputs = app.add_option("inputs", o.inputs, "Image files or folders (searched recursively)")->type_name("INPUT...");
+  auto* inputs =
+      app.add_option("inputs", o.inputs, "Image files or folders (searched recursively)")->type_name("INPUT...");
   export_opt->excludes(inputs);
 
   try {

@@ -41,13 +41,15 @@ inline CheckpointModel checkpoint_model(const std::filesystem::path& path) {
     int in = 0, out = 0;
     if (std::sscanf(it->second.c_str(), "UNet<%d,%d,%d,%d>", &in, &out, &m.width, &m.depth) != 4 || in != 1 ||
         (out != 2 && out != kColourClasses))
-      throw ProgramError(path.string(), "kiln.model = '" + it->second +
-                                            "' is not a colorization U-Net these programs know (UNet<1,2,W,D> or UNet<1," +
-                                            std::to_string(kColourClasses) + ",W,D>)");
+      throw ProgramError(path.string(),
+                         "kiln.model = '" + it->second +
+                             "' is not a colorization U-Net these programs know (UNet<1,2,W,D> or UNet<1," +
+                             std::to_string(kColourClasses) + ",W,D>)");
     m.out_channels = out;
   } else {
     if (!file.contains("down.0.conv1.weight"))
-      throw ProgramError(path.string(), "not a kiln U-Net checkpoint (no 'down.0.conv1.weight' tensor and no kiln.model)");
+      throw ProgramError(path.string(),
+                         "not a kiln U-Net checkpoint (no 'down.0.conv1.weight' tensor and no kiln.model)");
     m.width = int(file.get("down.0.conv1.weight").shape.at(0));
     std::set<std::string> levels;
     for (const auto& name : file.names())
@@ -55,7 +57,8 @@ inline CheckpointModel checkpoint_model(const std::filesystem::path& path) {
     m.depth = int(levels.size());
     if (file.contains("head.weight")) m.out_channels = int(file.get("head.weight").shape.at(0));
     if (m.out_channels != 2 && m.out_channels != kColourClasses)
-      throw ProgramError(path.string(), "its head has " + std::to_string(m.out_channels) + " output channels; the programs know 2 (ab) and " +
+      throw ProgramError(path.string(), "its head has " + std::to_string(m.out_channels) +
+                                            " output channels; the programs know 2 (ab) and " +
                                             std::to_string(kColourClasses) + " (colour classes)");
   }
   m.name = std::string(model_name_for(m.width, m.depth));

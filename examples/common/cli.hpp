@@ -22,8 +22,7 @@ inline constexpr int exit_interrupted = 130;
 class ProgramError : public std::runtime_error {
  public:
   ProgramError(std::string subject, std::string problem, int exit_code = exit_error)
-      : std::runtime_error(subject.empty() ? problem : subject + ": " + problem),
-        subject_(std::move(subject)),
+      : std::runtime_error(subject.empty() ? problem : subject + ": " + problem), subject_(std::move(subject)),
         exit_code_(exit_code) {}
   const std::string& subject() const { return subject_; }
   int exit_code() const { return exit_code_; }
@@ -107,10 +106,18 @@ inline double parse_duration(std::string_view text) {
     double unit = 1;
     if (j < text.size()) {
       switch (text[j]) {
-        case 's': unit = 1; break;
-        case 'm': unit = 60; break;
-        case 'h': unit = 3600; break;
-        case 'd': unit = 86400; break;
+        case 's':
+          unit = 1;
+          break;
+        case 'm':
+          unit = 60;
+          break;
+        case 'h':
+          unit = 3600;
+          break;
+        case 'd':
+          unit = 86400;
+          break;
         default:
           throw std::invalid_argument("unknown unit '" + std::string(1, text[j]) + "' in '" + std::string(text) +
                                       "' (use s, m, h, e.g. 90s, 10m, 1h30m)");

@@ -24,7 +24,8 @@ void ColourHead::add_metadata(std::map<std::string, std::string>& m, const std::
   m["kiln.colour.prior"] = train::join_numbers(bins.prior);
 }
 
-ColourHead ColourHead::from_metadata(const std::map<std::string, std::string>& m, const std::string& file, int channels) {
+ColourHead ColourHead::from_metadata(const std::map<std::string, std::string>& m, const std::string& file,
+                                     int channels) {
   ColourHead h;
   const auto it = m.find("kiln.colour.loss");
   h.classify = it != m.end() && it->second == "classify";
@@ -37,7 +38,8 @@ ColourHead ColourHead::from_metadata(const std::map<std::string, std::string>& m
   }
   auto get = [&](const char* key) {
     const auto f = m.find(key);
-    if (f == m.end()) throw ProgramError(file, std::string("a classification checkpoint without ") + key + " in its metadata");
+    if (f == m.end())
+      throw ProgramError(file, std::string("a classification checkpoint without ") + key + " in its metadata");
     return f->second;
   };
   try {

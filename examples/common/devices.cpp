@@ -25,10 +25,11 @@ DeviceKind resolve_device(std::string_view name, std::string_view program) {
   if (name == "auto") return real_gpu_available() ? DeviceKind::cuda : DeviceKind::cpu;
   if (name == "cuda") {
     if (!cuda_device_built())
-      throw usage_error("--device cuda", "this " + std::string(program) +
-                                             " was built without the Cuda device: configure kiln with "
-                                             "-DKILN_PROGRAMS_CUDA_DEVICE=ON (kiln's CPU emulator of CUDA, for "
-                                             "testing) or -DKILN_PROGRAMS_CUDA=ON (nvcc, for a GPU), or use --device cpu");
+      throw usage_error("--device cuda",
+                        "this " + std::string(program) +
+                            " was built without the Cuda device: configure kiln with "
+                            "-DKILN_PROGRAMS_CUDA_DEVICE=ON (kiln's CPU emulator of CUDA, for "
+                            "testing) or -DKILN_PROGRAMS_CUDA=ON (nvcc, for a GPU), or use --device cpu");
     if (!real_gpu_available())
       print_warning(program,
                     "--device cuda: no GPU in this build or on this machine: running the CUDA kernels on kiln's CPU "

@@ -19,7 +19,8 @@ inline io::Image fit_crop(const io::Image& image, int w, int h) {
   else
     ch = std::max(1, int(std::lround(image.width / target)));
   const int x0 = (image.width - cw) / 2, y0 = (image.height - ch) / 2;
-  io::Image window{cw, ch, image.channels, std::vector<float>(std::size_t(cw) * std::size_t(ch) * std::size_t(image.channels))};
+  io::Image window{cw, ch, image.channels,
+                   std::vector<float>(std::size_t(cw) * std::size_t(ch) * std::size_t(image.channels))};
   for (int y = 0; y < ch; ++y)
     for (int x = 0; x < cw; ++x)
       for (int c = 0; c < image.channels; ++c) window.at(x, y, c) = image.at(x0 + x, y0 + y, c);

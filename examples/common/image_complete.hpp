@@ -15,7 +15,9 @@ namespace image_complete_detail {
 inline std::uint64_t byte_at(std::span<const std::byte> f, std::size_t i) {
   return i < f.size() ? std::to_integer<std::uint64_t>(f[i]) : 0;
 }
-inline std::uint64_t le16(std::span<const std::byte> f, std::size_t i) { return byte_at(f, i) | byte_at(f, i + 1) << 8; }
+inline std::uint64_t le16(std::span<const std::byte> f, std::size_t i) {
+  return byte_at(f, i) | byte_at(f, i + 1) << 8;
+}
 inline std::uint64_t le32(std::span<const std::byte> f, std::size_t i) { return le16(f, i) | le16(f, i + 2) << 16; }
 inline std::string short_by(std::uint64_t need, std::uint64_t have) {
   return "its pixel data needs " + std::to_string(need) + " bytes but the file holds " + std::to_string(have) +
@@ -73,13 +75,15 @@ inline std::string incomplete_image_problem(std::span<const std::byte> f) {
     }
     // RLE: walk the packets until every pixel is covered.
     for (std::uint64_t done = 0; done < pixels;) {
-      if (p >= size) return "its run-length data ends after " + std::to_string(done) + " of " + std::to_string(pixels) +
-                            " pixels: it is truncated";
+      if (p >= size)
+        return "its run-length data ends after " + std::to_string(done) + " of " + std::to_string(pixels) +
+               " pixels: it is truncated";
       const std::uint64_t packet = byte_at(f, p++), count = (packet & 0x7F) + 1;
       p += packet & 0x80 ? pixel_bytes : count * pixel_bytes;
       done += count;
-      if (p > size) return "its run-length data ends after " + std::to_string(done - count) + " of " +
-                           std::to_string(pixels) + " pixels: it is truncated";
+      if (p > size)
+        return "its run-length data ends after " + std::to_string(done - count) + " of " + std::to_string(pixels) +
+               " pixels: it is truncated";
     }
   }
   return {};

@@ -20,7 +20,6 @@
 #include <cstdint>
 #include <vector>
 
-
 namespace kiln::programs {
 
 struct InferSize {
@@ -80,10 +79,10 @@ inline Tensor<float, Cpu> resize_planes(const Tensor<float, Cpu>& x, int H, int 
 }
 
 struct Colorized {
-  io::Image grey;          // 1 channel, full resolution
-  io::Image colour;        // 3 channels, full resolution
-  Tensor<float, Cpu> L;    // [1,1,H,W] network scaling
-  Tensor<float, Cpu> ab;   // [1,2,H,W] network scaling (ab/110)
+  io::Image grey;         // 1 channel, full resolution
+  io::Image colour;       // 3 channels, full resolution
+  Tensor<float, Cpu> L;   // [1,1,H,W] network scaling
+  Tensor<float, Cpu> ab;  // [1,2,H,W] network scaling (ab/110)
   int infer_width = 0, infer_height = 0;
 };
 
@@ -101,8 +100,7 @@ Colorized colorize(Network<Net>& net, const io::Image& image, const InferSize& h
   r.L = io::image_to_L(r.grey);
   inference_size(image.width, image.height, how, r.infer_width, r.infer_height);
   const bool resized = r.infer_width != image.width || r.infer_height != image.height;
-  const Tensor<float, Cpu> L_small =
-      resized ? io::image_to_L(io::resize(r.grey, r.infer_width, r.infer_height)) : r.L;
+  const Tensor<float, Cpu> L_small = resized ? io::image_to_L(io::resize(r.grey, r.infer_width, r.infer_height)) : r.L;
   TileOptions tiles;
   tiles.tile = how.tile;
   r.ab = resize_planes(to_ab(infer_image(net, L_small, tiles)), image.height, image.width);

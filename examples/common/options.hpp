@@ -43,8 +43,7 @@ inline std::string number_problem(const std::string& text, double lo, double hi,
                                   const char* example = nullptr) {
   double v = 0;
   const std::string hint = example ? std::string(" (e.g. ") + example + ")" : std::string();
-  if (!parse_finite(text, v))
-    return "'" + text + "' is not " + (integer ? "a whole number" : "a finite number") + hint;
+  if (!parse_finite(text, v)) return "'" + text + "' is not " + (integer ? "a whole number" : "a finite number") + hint;
   if (integer && v != std::floor(v)) return "'" + text + "' is not a whole number" + hint;
   const double max = std::numeric_limits<double>::max();
   const bool below = lo_open ? !(v > lo) : v < lo;

@@ -36,11 +36,11 @@ constexpr int C = 3;   // RGB
 constexpr int F = 32;  // features
 
 // Conv-BN-ReLU-Conv with the input added back: y = x + branch(x).
-using ResBlock = Residual<Sequential<Named<"conv1", Conv2d<F, F, 3>>, Named<"bn", BatchNorm2d<F>>, ReLU<>,
-                                     Named<"conv2", Conv2d<F, F, 3>>>>;
+using ResBlock = Residual<
+    Sequential<Named<"conv1", Conv2d<F, F, 3>>, Named<"bn", BatchNorm2d<F>>, ReLU<>, Named<"conv2", Conv2d<F, F, 3>>>>;
 // Predicts the noise (residual learning, as DnCNN): 1 + 3 x 2 + 1 convolutions, receptive radius 8.
-using DenoiseNet = Sequential<Named<"head", Conv2d<C, F, 3>>, ReLU<>, Named<"res0", ResBlock>,
-                              Named<"res1", ResBlock>, Named<"res2", ResBlock>, Named<"tail", Conv2d<F, C, 3>>>;
+using DenoiseNet = Sequential<Named<"head", Conv2d<C, F, 3>>, ReLU<>, Named<"res0", ResBlock>, Named<"res1", ResBlock>,
+                              Named<"res2", ResBlock>, Named<"tail", Conv2d<F, C, 3>>>;
 
 struct Options {
   std::string data, val, out = "out/denoise", load;
@@ -59,7 +59,8 @@ struct Pair {
 };
 Pair noisy_photo(const fs::path& file, int max_side, float sigma, std::uint64_t seed) {
   const io::Image img = io::load_image_downscaled(file, max_side);
-  Pair p{Tensor<float, Cpu>(Shape::nchw(1, C, img.height, img.width)), Tensor<float, Cpu>(Shape::nchw(1, C, img.height, img.width))};
+  Pair p{Tensor<float, Cpu>(Shape::nchw(1, C, img.height, img.width)),
+         Tensor<float, Cpu>(Shape::nchw(1, C, img.height, img.width))};
   io::rgb_to_planes(img, p.clean.span(), C);
   Rng rng(seed);
   for (std::size_t i = 0; i < p.clean.numel(); ++i) p.noisy[i] = p.clean[i] + rng.normal() * sigma / 255.0f;
@@ -134,13 +135,14 @@ int run(const Options& o) {
     po.seed = o.seed;
     po.input_channels = po.target_channels = C;
     const float sd = o.sigma / 255.0f;
-    io::PairLoader loader(train_files, po, [sd](const io::Image& crop, Rng& rng, std::span<float> in, std::span<float> target) {
-      io::rgb_to_planes(crop, in, C);
-      for (std::size_t i = 0; i < in.size(); ++i) {
-        target[i] = rng.normal() * sd;  // what the network learns to predict
-        in[i] += target[i];
-      }
-    });
+    io::PairLoader loader(train_files, po,
+                          [sd](const io::Image& crop, Rng& rng, std::span<float> in, std::span<float> target) {
+                            io::rgb_to_planes(crop, in, C);
+                            for (std::size_t i = 0; i < in.size(); ++i) {
+                              target[i] = rng.normal() * sd;  // what the network learns to predict
+                              in[i] += target[i];
+                            }
+                          });
     Adam<Cpu> adam(collect_parameters(*net), AdamOptions{.lr = o.lr});
     Loss<Cpu> mse(LossKind::mse);
     const auto start = std::chrono::steady_clock::now();
@@ -153,18 +155,20 @@ int run(const Options& o) {
       net->backward(mse.backward());
       adam.step();
       if (step % 50 == 0 || step == o.steps) {
-        std::printf("step %4d  loss %.6f (noise MSE; sigma^2 = %.6f)  %.1f img/s\n", step, loss_sum / (step % 50 ? step % 50 : 50),
-                    double(sd) * sd, double(step) * o.batch / seconds_since(start));
+        std::printf("step %4d  loss %.6f (noise MSE; sigma^2 = %.6f)  %.1f img/s\n", step,
+                    loss_sum / (step % 50 ? step % 50 : 50), double(sd) * sd,
+                    double(step) * o.batch / seconds_since(start));
         std::fflush(stdout);
         loss_sum = 0;
       }
     }
     std::printf("trained %d steps of %d crops of %d px in %.1f s\n", o.steps, o.batch, o.crop, seconds_since(start));
-    io::save_checkpoint(ckpt, *net, {{"task", "denoise"},
-                                     {"denoise.sigma", std::to_string(int(o.sigma))},
-                                     {"denoise.input", "RGB 0..1 plus Gaussian noise"},
-                                     {"denoise.output", "the noise (denoised = input - output)"},
-                                     {"denoise.steps", std::to_string(o.steps)}});
+    io::save_checkpoint(ckpt, *net,
+                        {{"task", "denoise"},
+                         {"denoise.sigma", std::to_string(int(o.sigma))},
+                         {"denoise.input", "RGB 0..1 plus Gaussian noise"},
+                         {"denoise.output", "the noise (denoised = input - output)"},
+                         {"denoise.steps", std::to_string(o.steps)}});
     std::printf("wrote %s\n", ckpt.string().c_str());
   }
 
@@ -179,10 +183,11 @@ int run(const Options& o) {
     std::printf("reload of %s: %s\n", reload_from.string().c_str(), same ? "identical output" : "DIFFERENT output");
     if (!same) return 1;
   }
-  std::printf("validation (%zu whole photos, long side <= %d, sigma %g/255): PSNR noisy %.2f dB -> denoised %.2f dB; "
-              "SSIM noisy %.4f -> denoised %.4f\n",
-              val_files.size(), o.val_max_side, double(o.sigma), before.psnr_noisy, before.psnr_denoised, before.ssim_noisy,
-              before.ssim_denoised);
+  std::printf(
+      "validation (%zu whole photos, long side <= %d, sigma %g/255): PSNR noisy %.2f dB -> denoised %.2f dB; "
+      "SSIM noisy %.4f -> denoised %.4f\n",
+      val_files.size(), o.val_max_side, double(o.sigma), before.psnr_noisy, before.psnr_denoised, before.ssim_noisy,
+      before.ssim_denoised);
   return 0;
 }
 
@@ -191,15 +196,18 @@ int run(const Options& o) {
 int main(int argc, char** argv) {
   Options o;
   CLI::App app{"kiln-denoise: train a residual denoiser on a folder of photos, checkpoint, reload, validate"};
-  app.add_option("--data", o.data, "folder of training photos (with --val absent: the last fifth validates)")->required();
+  app.add_option("--data", o.data, "folder of training photos (with --val absent: the last fifth validates)")
+      ->required();
   app.add_option("--val", o.val, "folder of validation photos");
   app.add_option("--steps", o.steps, "training steps (0: validate --load only)")->capture_default_str();
   app.add_option("--batch", o.batch, "crops per step")->capture_default_str();
   app.add_option("--crop", o.crop, "crop side in pixels")->capture_default_str();
   app.add_option("--lr", o.lr, "Adam learning rate")->capture_default_str();
   app.add_option("--sigma", o.sigma, "noise standard deviation on the 0..255 scale")->capture_default_str();
-  app.add_option("--max-side", o.max_side, "training photos are cached downscaled to this long side")->capture_default_str();
-  app.add_option("--val-max-side", o.val_max_side, "validation photos are downscaled to this long side (0: full size)")->capture_default_str();
+  app.add_option("--max-side", o.max_side, "training photos are cached downscaled to this long side")
+      ->capture_default_str();
+  app.add_option("--val-max-side", o.val_max_side, "validation photos are downscaled to this long side (0: full size)")
+      ->capture_default_str();
   app.add_option("--val-count", o.val_count, "use at most this many validation photos (0: all)")->capture_default_str();
   app.add_option("--tile", o.tile, "tile side for whole-photo inference")->capture_default_str();
   app.add_option("--seed", o.seed, "seed (weights, crops, noise)")->capture_default_str();

@@ -23,7 +23,8 @@ class ColourObjective {
   ColourObjective(const std::string& loss, float huber_delta, ColourHead head)
       : head_(std::move(head)), loss_(classify ? LossKind::mse : parse_loss_kind(loss), huber_delta) {
     if constexpr (classify) {
-      encode_.set_bins(head_.bins.scaled_centres(kAbScale), head_.bins.weights, head_.sigma * kAbScale, head_.neighbours);
+      encode_.set_bins(head_.bins.scaled_centres(kAbScale), head_.bins.weights, head_.sigma * kAbScale,
+                       head_.neighbours);
       xent_.set_classes(std::int64_t(head_.bins.size()));
     }
   }

@@ -98,11 +98,15 @@ std::string config_problem(const TrainConfig& c) {
       if (v == a) return true;
     return false;
   };
-  if (!one_of(c.schedule, {"exp", "step", "cosine", "constant"})) return "--schedule: '" + c.schedule + "' is not exp, step, cosine or constant";
-  if (!one_of(c.optimizer, {"adam", "adamw", "sgd"})) return "--optimizer: '" + c.optimizer + "' is not adam, adamw or sgd";
-  if (!one_of(c.loss, {"mse", "l1", "huber", "classify"})) return "--loss: '" + c.loss + "' is not mse, l1, huber or classify";
+  if (!one_of(c.schedule, {"exp", "step", "cosine", "constant"}))
+    return "--schedule: '" + c.schedule + "' is not exp, step, cosine or constant";
+  if (!one_of(c.optimizer, {"adam", "adamw", "sgd"}))
+    return "--optimizer: '" + c.optimizer + "' is not adam, adamw or sgd";
+  if (!one_of(c.loss, {"mse", "l1", "huber", "classify"}))
+    return "--loss: '" + c.loss + "' is not mse, l1, huber or classify";
   if (!one_of(c.model, {"small", "base"})) return "--model: '" + c.model + "' is not small or base";
-  if (!c.preset.empty() && !one_of(c.preset, {"default", "street"})) return "--preset: '" + c.preset + "' is not default or street";
+  if (!c.preset.empty() && !one_of(c.preset, {"default", "street"}))
+    return "--preset: '" + c.preset + "' is not default or street";
   return {};
 }
 

@@ -10,15 +10,15 @@
 namespace kiln::programs {
 
 struct TrainConfig {
-  std::vector<std::string> data;   // training folders
-  std::string preset;              // default | street ("" = none)
-  std::vector<std::string> val;    // validation folders
-  double val_split = 0;            // fraction of the training images (by image) when no --val
+  std::vector<std::string> data;  // training folders
+  std::string preset;             // default | street ("" = none)
+  std::vector<std::string> val;   // validation folders
+  double val_split = 0;           // fraction of the training images (by image) when no --val
   int crop = 64;
   int batch = 16;
   int epochs = 30;
   int steps_per_epoch = 100;
-  std::string time_budget;         // "" = none, else "10m", "90s", ...
+  std::string time_budget;  // "" = none, else "10m", "90s", ...
   double lr = 1e-3;
   double lr_end_fraction = 0.05;
   std::string schedule = "exp";    // exp | step | cosine | constant
@@ -29,24 +29,24 @@ struct TrainConfig {
   double momentum = 0.9;           // sgd
   std::string loss = "mse";        // mse | l1 | huber | classify (ab bins, Zhang et al. 2016)
   double huber_delta = 1.0;
-  std::string model = "small";     // small | base
-  std::string device = "auto";     // auto | cpu | cuda
-  int threads = 0;                 // 0 = OpenMP's default
+  std::string model = "small";  // small | base
+  std::string device = "auto";  // auto | cpu | cuda
+  int threads = 0;              // 0 = OpenMP's default
   std::uint64_t seed = 1;
   std::string out = "out/train";
   int val_every = 1;
-  int val_crops = 4;               // crops per validation image
-  int samples = 6;                 // rows in samples.png
-  int sample_size = 192;           // width of a sample cell (height 3/4 of it)
+  int val_crops = 4;      // crops per validation image
+  int samples = 6;        // rows in samples.png
+  int sample_size = 192;  // width of a sample cell (height 3/4 of it)
   std::vector<float> scales = {1.0f, 0.75f, 0.5f};
   bool flip = true;
   int loader_max_side = 512;
   int workers = 1;
-  int checkpoint_every = 0;        // > 0: also save OUT/latest.safetensors every N steps (mid-epoch)
-  long long stop_at_step = 0;      // > 0: stop (and save, as on Ctrl-C) when the global step reaches it
-  std::string debug_inject_nan;    // hidden test option, KIND:NAME@STEP (numeric_guard.hpp); not saved
-  bool sync_bn = false;            // data parallel: BatchNorm statistics over the global batch (world.hpp)
-  std::string debug_fail_rank;     // hidden test option, RANK@STEP[:error] (world.hpp); not saved
+  int checkpoint_every = 0;      // > 0: also save OUT/latest.safetensors every N steps (mid-epoch)
+  long long stop_at_step = 0;    // > 0: stop (and save, as on Ctrl-C) when the global step reaches it
+  std::string debug_inject_nan;  // hidden test option, KIND:NAME@STEP (numeric_guard.hpp); not saved
+  bool sync_bn = false;          // data parallel: BatchNorm statistics over the global batch (world.hpp)
+  std::string debug_fail_rank;   // hidden test option, RANK@STEP[:error] (world.hpp); not saved
 };
 
 // The JSON copy (every key of config_fields in config.cpp): to_json for checkpoints, from_json

@@ -63,7 +63,8 @@ static void check_images(const io::ImageFolderDataset& d, int min_side, const Me
       const std::vector<std::byte> bytes = io::read_file(file, "image", std::uint64_t(INT_MAX));
       const io::ImageHeader h = io::read_image_header(bytes, file);
       // stb's 8/16-bit pixels and kiln's floats (6 bytes a channel), then the RGB copy (12).
-      const std::uint64_t decode = std::uint64_t(h.width) * std::uint64_t(h.height) * std::uint64_t(6 * h.channels + 12);
+      const std::uint64_t decode =
+          std::uint64_t(h.width) * std::uint64_t(h.height) * std::uint64_t(6 * h.channels + 12);
       check_memory(budget, file.string(), "decoding it",
                    {{std::to_string(h.width) + "x" + std::to_string(h.height) + " pixels, decoded", decode}},
                    "remove it or make it smaller, or allow more with --max-memory");
@@ -82,7 +83,8 @@ static void check_images(const io::ImageFolderDataset& d, int min_side, const Me
       report({}, e.what());
     } catch (const std::exception& e) {
       std::string reason = message_of(e);
-      for (const std::string& prefix : {"cannot read image '" + file.string() + "': ", "cannot decode image '" + file.string() + "': "})
+      for (const std::string& prefix :
+           {"cannot read image '" + file.string() + "': ", "cannot decode image '" + file.string() + "': "})
         if (reason.rfind(prefix, 0) == 0) reason.erase(0, prefix.size());
       report(file, reason);
     }
@@ -113,7 +115,8 @@ static void check_folders(const std::vector<std::string>& train, const std::vect
         const bool b_inside = is_same_or_inside(b, a);
         const auto& [inner, oi] = b_inside ? all[j] : all[i];
         const auto& [outer, oo] = b_inside ? all[i] : all[j];
-        throw usage_error(std::string(oi), "'" + inner + "' lies inside '" + outer + "' (" + oo + "), whose images are " +
+        throw usage_error(std::string(oi), "'" + inner + "' lies inside '" + outer + "' (" + oo +
+                                               "), whose images are " +
                                                "searched recursively: its images would be used twice" +
                                                (crossing ? ", for training and for validation" : "") +
                                                "; give folders that do not overlap");
@@ -122,8 +125,9 @@ static void check_folders(const std::vector<std::string>& train, const std::vect
   }
   for (const auto& [f, option] : all)
     if (is_same_or_inside(out, f))
-      throw usage_error("--out", "'" + out.string() + "' lies inside the " + (std::string(option) == "--val" ? "validation" : "training") +
-                                     " folder '" + f + "': the run's loss.png and samples.png would become images of "
+      throw usage_error("--out", "'" + out.string() + "' lies inside the " +
+                                     (std::string(option) == "--val" ? "validation" : "training") + " folder '" + f +
+                                     "': the run's loss.png and samples.png would become images of "
                                      "the next run; choose an --out folder outside the data");
 }
 
@@ -135,8 +139,9 @@ DataSets find_data(const TrainConfig& c, const MemoryBudget& budget) {
     for (const char* part : {"train", "val"}) {
       if (!fs::is_directory(root / part))
         throw ProgramError((root / part).string(),
-                           "the '" + c.preset + "' photos are not installed: run 'bash scripts/install-data.sh --preset " +
-                               c.preset + "' (or give --data DIR)");
+                           "the '" + c.preset +
+                               "' photos are not installed: run 'bash scripts/install-data.sh --preset " + c.preset +
+                               "' (or give --data DIR)");
     }
     train_folders.push_back((root / "train").string());
     if (val_folders.empty() && !(c.val_split > 0)) val_folders.push_back((root / "val").string());
@@ -167,8 +172,8 @@ DataSets find_data(const TrainConfig& c, const MemoryBudget& budget) {
   return d;
 }
 
-void check_training_memory(const TrainConfig& c, const DataSets& data, const MemoryBudget& budget,
-                           std::uint64_t arena, long long parameter_count) {
+void check_training_memory(const TrainConfig& c, const DataSets& data, const MemoryBudget& budget, std::uint64_t arena,
+                           long long parameter_count) {
   if (budget.bytes == 0) return;
   const std::uint64_t params = std::uint64_t(parameter_count) * 4 * 4;
   std::uint64_t cache = 0, largest = 0;
@@ -176,7 +181,8 @@ void check_training_memory(const TrainConfig& c, const DataSets& data, const Mem
   for (const auto& [file, sz] : data.sizes) {
     const double f = std::min(1.0, max_side / std::max(sz.width, sz.height));
     cache += std::uint64_t(std::ceil(sz.width * f)) * std::uint64_t(std::ceil(sz.height * f)) * 3;
-    largest = std::max(largest, std::uint64_t(sz.width) * std::uint64_t(sz.height) * std::uint64_t(6 * sz.channels + 12));
+    largest =
+        std::max(largest, std::uint64_t(sz.width) * std::uint64_t(sz.height) * std::uint64_t(6 * sz.channels + 12));
   }
   const std::uint64_t val_crops = std::uint64_t(data.val.size()) * std::uint64_t(std::max(1, c.val_crops)) *
                                   std::uint64_t(c.crop) * std::uint64_t(c.crop) * 3 * 4;

@@ -34,7 +34,7 @@ DataSets find_data(const TrainConfig& c, const MemoryBudget& budget);
 // `arena` (the network's plan for a training batch), parameters with gradients and optimizer
 // moments, the loader's cache of every image (8-bit RGB at most --loader-max-side long), the
 // validation crops, and the largest image decoded at full size.
-void check_training_memory(const TrainConfig& c, const DataSets& data, const MemoryBudget& budget,
-                           std::uint64_t arena, long long parameter_count);
+void check_training_memory(const TrainConfig& c, const DataSets& data, const MemoryBudget& budget, std::uint64_t arena,
+                           long long parameter_count);
 
 }  // namespace kiln::programs

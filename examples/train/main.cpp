@@ -67,7 +67,8 @@ int run(int argc, char** argv, kp::World& world) {
   app.add_option("--crop", c.crop, "Side of the square training crops (pixels, multiple of 16)")
       ->check(kp::integer_in(16, 4096));
   app.add_option("--batch", c.batch, "Crops per step")->check(kp::integer_in(1, 4096));
-  app.add_option("--epochs", c.epochs, "Epochs (the learning-rate schedule spans them)")->check(kp::integer_in(1, 1000000));
+  app.add_option("--epochs", c.epochs, "Epochs (the learning-rate schedule spans them)")
+      ->check(kp::integer_in(1, 1000000));
   app.add_option("--steps-per-epoch", c.steps_per_epoch, "Steps per epoch (an epoch = validation + checkpoint)")
       ->check(kp::integer_in(1, 100000000));
   app.add_option("--time-budget", c.time_budget,
@@ -84,24 +85,31 @@ int run(int argc, char** argv, kp::World& world) {
                  "cosine, constant")
       ->check(CLI::IsMember({"exp", "step", "cosine", "constant"}));
   app.add_option("--step-gamma", c.step_gamma, "Factor of the step schedule")->check(kp::positive_number());
-  app.add_option("--step-epochs", c.step_epochs, "Epochs between steps of the step schedule")->check(kp::integer_in(1, 1000000));
+  app.add_option("--step-epochs", c.step_epochs, "Epochs between steps of the step schedule")
+      ->check(kp::integer_in(1, 1000000));
   app.add_option("--optimizer", c.optimizer, "adam, adamw or sgd (momentum --momentum)")
       ->check(CLI::IsMember({"adam", "adamw", "sgd"}));
-  app.add_option("--weight-decay", c.weight_decay, "Weight decay; negative: the optimizer's default (Adam 0, AdamW 0.01)")
+  app.add_option("--weight-decay", c.weight_decay,
+                 "Weight decay; negative: the optimizer's default (Adam 0, AdamW 0.01)")
       ->check(kp::finite_number());
   app.add_option("--momentum", c.momentum, "SGD momentum")->check(kp::number_in(0.0, 1.0));
   app.add_option("--loss", c.loss,
                  "Training loss: mse, l1 or huber on ab/110, or classify (ab in bins of 10 found in the training "
                  "data, class-rebalanced softmax cross-entropy, annealed-mean decoding: Zhang et al. 2016)")
       ->check(CLI::IsMember({"mse", "l1", "huber", "classify"}));
-  app.add_option("--huber-delta", c.huber_delta, "Delta of the Huber loss (in ab/110 units)")->check(kp::positive_number());
-  auto* model = app.add_option("--model", c.model, "Model size: small (UNet width 16, depth 4) or base (width 32, depth 4, the reference's 7.2M parameters)")
-                    ->check(CLI::IsMember({"small", "base"}));
+  app.add_option("--huber-delta", c.huber_delta, "Delta of the Huber loss (in ab/110 units)")
+      ->check(kp::positive_number());
+  auto* model =
+      app.add_option(
+             "--model", c.model,
+             "Model size: small (UNet width 16, depth 4) or base (width 32, depth 4, the reference's 7.2M parameters)")
+          ->check(CLI::IsMember({"small", "base"}));
   app.add_option("--device", c.device,
                  "auto (cuda when a GPU is present, else cpu), cpu, or cuda (without a GPU: kiln's CPU emulator of "
                  "CUDA, very slow: for testing only)")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
-  app.add_option("--threads", c.threads, "CPU threads (0: OpenMP's default, all cores)")->check(kp::integer_in(0, 4096));
+  app.add_option("--threads", c.threads, "CPU threads (0: OpenMP's default, all cores)")
+      ->check(kp::integer_in(0, 4096));
   app.add_option("--seed", c.seed, "Seed for initial weights, validation split, crops and their order")
       ->check(kp::integer_in(0, 1.8e19));
   app.add_option("--out", c.out, "Output folder")->type_name("DIR");
@@ -113,11 +121,13 @@ int run(int argc, char** argv, kp::World& world) {
                          ->expected(0, 1)
                          ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast)
                          ->type_name("[CHECKPOINT]");
-  app.add_option("--val-every", c.val_every, "Validate every N epochs (and at the end)")->check(kp::integer_in(1, 1000000));
+  app.add_option("--val-every", c.val_every, "Validate every N epochs (and at the end)")
+      ->check(kp::integer_in(1, 1000000));
   app.add_option("--val-crops", c.val_crops, "Fixed validation crops per image")->check(kp::integer_in(1, 1000));
   app.add_option("--samples", c.samples, "Validation images in OUT/samples.png (rows of grey | prediction | truth)")
       ->check(kp::integer_in(0, 100));
-  app.add_option("--sample-size", c.sample_size, "Width of a picture in samples.png (pixels)")->check(kp::integer_in(16, 2048));
+  app.add_option("--sample-size", c.sample_size, "Width of a picture in samples.png (pixels)")
+      ->check(kp::integer_in(16, 2048));
   app.add_option("--scales", c.scales, "Crop scales (a crop covers crop/scale pixels of the image, resized)")
       ->check(kp::positive_number())
       ->type_name("S...")
@@ -147,8 +157,9 @@ int run(int argc, char** argv, kp::World& world) {
                "Under mpirun: BatchNorm uses the statistics of the global batch (all ranks), as one process with "
                "the global batch would; default: each rank's own (saved in the checkpoint)");
   double bucket_mb = 4;
-  app.add_option("--bucket-mb", bucket_mb, "Under mpirun: gradients are averaged in buckets of about this many MB, "
-                                           "each started as soon as backward completes it")
+  app.add_option("--bucket-mb", bucket_mb,
+                 "Under mpirun: gradients are averaged in buckets of about this many MB, "
+                 "each started as soon as backward completes it")
       ->check(kp::positive_number());
   // Hidden (empty group): provokes the numerical guards in tests (examples/train/numeric_guard.hpp).
   app.add_option("--debug-inject-nan", c.debug_inject_nan, "KIND:NAME@STEP")->group("");
@@ -191,8 +202,9 @@ int run(int argc, char** argv, kp::World& world) {
       const kiln::io::SafetensorsFile file = kiln::io::load_safetensors(req.resume);
       const auto it = file.metadata.find("kiln.train.config");
       if (it == file.metadata.end())
-        throw kp::ProgramError(req.resume, "cannot resume: not a kiln-train checkpoint (no kiln.train.config metadata); "
-                                           "kiln-colorize can still use it");
+        throw kp::ProgramError(req.resume,
+                               "cannot resume: not a kiln-train checkpoint (no kiln.train.config metadata); "
+                               "kiln-colorize can still use it");
       saved = nlohmann::json::parse(it->second);
       metadata = file.metadata;
     } catch (const kp::ProgramError&) {
@@ -222,14 +234,18 @@ int run(int argc, char** argv, kp::World& world) {
     try {
       c = merged.get<kp::TrainConfig>();
     } catch (const std::exception& e) {
-      throw kp::ProgramError(req.resume, std::string("cannot resume: its saved configuration is damaged (") + e.what() + ")");
+      throw kp::ProgramError(req.resume,
+                             std::string("cannot resume: its saved configuration is damaged (") + e.what() + ")");
     }
     c.stop_at_step = stop_at_step;
     c.debug_inject_nan = inject;
     c.debug_fail_rank = fail_rank;
     // Values the checkpoint brings in get the command line's checks.
     if (const std::string problem = kp::config_problem(c); !problem.empty())
-      throw kp::ProgramError(req.resume, "cannot resume: a setting saved in it is not one kiln-train accepts (the file was damaged or edited): " + problem);
+      throw kp::ProgramError(
+          req.resume,
+          "cannot resume: a setting saved in it is not one kiln-train accepts (the file was damaged or edited): " +
+              problem);
     // A finished run has nothing left to train: say so, instead of a summary that compares the
     // old run's best score with this data's baseline.
     // (A damaged state is not read here: the run says what is wrong with it.)
@@ -238,9 +254,10 @@ int run(int argc, char** argv, kp::World& world) {
       if (done >= c.epochs) {
         std::string steps = " (global step " + std::to_string(state->step) + ")";
         if (in_epoch > 0) steps += " and " + std::to_string(in_epoch) + " steps of the next";
-        std::printf("kiln-train: %s: the run is already finished: it trained %lld of %d epochs%s; nothing to train. "
-                    "To train it longer, resume with --epochs N (more than %lld)\n",
-                    req.resume.c_str(), done, c.epochs, steps.c_str(), done);
+        std::printf(
+            "kiln-train: %s: the run is already finished: it trained %lld of %d epochs%s; nothing to train. "
+            "To train it longer, resume with --epochs N (more than %lld)\n",
+            req.resume.c_str(), done, c.epochs, steps.c_str(), done);
         return kp::exit_ok;
       }
     }
@@ -251,7 +268,8 @@ int run(int argc, char** argv, kp::World& world) {
   }
   if (resume_opt->count() == 0)
     if (const std::string problem = kp::config_problem(c); !problem.empty()) throw kp::usage_error("", problem);
-  if (c.crop % 16 != 0) throw kp::usage_error("--crop", std::to_string(c.crop) + " is not a multiple of 16 (the U-Net halves it 4 times)");
+  if (c.crop % 16 != 0)
+    throw kp::usage_error("--crop", std::to_string(c.crop) + " is not a multiple of 16 (the U-Net halves it 4 times)");
   if (c.batch * (c.crop / 16) * (c.crop / 16) < 2)
     throw kp::usage_error("--batch", "batch " + std::to_string(c.batch) + " of " + std::to_string(c.crop) +
                                          "-pixel crops leaves one value per channel at the U-Net's bottleneck, too few "

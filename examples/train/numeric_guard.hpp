@@ -47,7 +47,7 @@ bool all_finite(const Tensor<float, Device>& t) {
 
 // What a non-finite tensor holds: how many values are bad, and the first bad one ("NaN", "inf").
 struct NonFiniteReport {
-  std::string name;         // parameter name, e.g. "down.0.conv1.weight"
+  std::string name;  // parameter name, e.g. "down.0.conv1.weight"
   std::size_t bad = 0, total = 0;
   std::string first_value;  // "NaN", "inf" or "-inf"
   std::size_t count = 0;    // how many tensors of the searched set are non-finite
@@ -97,7 +97,8 @@ std::optional<NonFiniteReport> first_non_finite_weight(const std::vector<Paramet
 // "NaN in 1 of 144 values of down.0.conv1.weight (and 3 more tensors)"; `of` names what was
 // searched ("the gradient of " for gradients).
 inline std::string report_text(const NonFiniteReport& r, const std::string& of = "") {
-  std::string s = r.first_value + " in " + std::to_string(r.bad) + " of " + std::to_string(r.total) + " values of " + of + r.name;
+  std::string s =
+      r.first_value + " in " + std::to_string(r.bad) + " of " + std::to_string(r.total) + " values of " + of + r.name;
   if (r.count > 1) s += " (and " + std::to_string(r.count - 1) + " more tensor" + (r.count > 2 ? "s" : "") + ")";
   return s;
 }
@@ -118,9 +119,12 @@ inline std::optional<NanInjection> parse_nan_injection(const std::string& text) 
     throw std::invalid_argument("'" + text + "' is not KIND:NAME@STEP (e.g. grad:down.0.conv1.weight@3)");
   NanInjection inj;
   const std::string kind = text.substr(0, colon);
-  if (kind == "weight") inj.kind = NanInjection::Kind::weight;
-  else if (kind == "grad") inj.kind = NanInjection::Kind::grad;
-  else throw std::invalid_argument("'" + kind + "' is not weight or grad");
+  if (kind == "weight")
+    inj.kind = NanInjection::Kind::weight;
+  else if (kind == "grad")
+    inj.kind = NanInjection::Kind::grad;
+  else
+    throw std::invalid_argument("'" + kind + "' is not weight or grad");
   inj.name = text.substr(colon + 1, at - colon - 1);
   inj.step = std::stoll(text.substr(at + 1));
   if (inj.step < 1) throw std::invalid_argument("the step must be 1 or more");

@@ -32,33 +32,34 @@ std::vector<EpochRecord> read_metrics(const std::filesystem::path& file);
 void write_metrics(const std::filesystem::path& file, const std::vector<EpochRecord>& records);
 void append_metrics(const std::filesystem::path& file, const EpochRecord& r);
 // OUT/loss.png: the training loss, and the validation MSE beside the grey baseline.
-void plot_metrics(const std::filesystem::path& png, const std::vector<EpochRecord>& records, const std::string& loss_name);
+void plot_metrics(const std::filesystem::path& png, const std::vector<EpochRecord>& records,
+                  const std::string& loss_name);
 
 // Everything a checkpoint holds about the run beyond tensors: the loop's position and counters
 // (read back by --resume) and what the run was (model, settings; written for readers).
 struct TrainState {
   // Described, not read back (the model and settings are checked and merged in main.cpp).
-  std::string model;             // small | base
+  std::string model;  // small | base
   int width = 0, depth = 0;
   std::string config;            // TrainConfig as JSON
   std::string schedule;          // the learning-rate schedule as JSON
   double baseline_mse_ab = NAN;  // the grey baseline on the validation crops
   // The loop's position and counters, restored on --resume.
-  int epoch = 0;                 // completed epochs
-  int step_in_epoch = 0;         // steps done in the current epoch
-  long long step = 0;            // global steps
+  int epoch = 0;          // completed epochs
+  int step_in_epoch = 0;  // steps done in the current epoch
+  long long step = 0;     // global steps
   double schedule_position = 0;
   double best_val = INFINITY;
   double best_epoch = -1;
-  double seconds = 0;            // wall time of all runs so far
+  double seconds = 0;  // wall time of all runs so far
   long long images = 0;
   double epoch_loss_sum = 0;
   long long epoch_loss_count = 0;
-  double epoch_seconds = 0;      // training seconds in the current epoch (for images/s)
+  double epoch_seconds = 0;  // training seconds in the current epoch (for images/s)
   long long epoch_images = 0;
   double ema_value = 0, ema_weight = 0;  // the progress line's smoothed loss
   long long optimizer_steps = 0;
-  std::string loader_state;      // io::LoaderState::to_string()
+  std::string loader_state;  // io::LoaderState::to_string()
 };
 
 // Adds the kiln.train.* keys of `s` to a checkpoint's metadata.

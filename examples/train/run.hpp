@@ -15,11 +15,11 @@ namespace kiln::programs {
 struct RunRequest {
   TrainConfig config;
   DeviceKind device = DeviceKind::cpu;
-  std::string resume;                   // checkpoint to continue from ("" = fresh run)
-  double time_budget_s = 0;             // 0 = none
-  bool overwrite = false;               // --overwrite: a fresh run may replace another run's files in OUT
+  std::string resume;        // checkpoint to continue from ("" = fresh run)
+  double time_budget_s = 0;  // 0 = none
+  bool overwrite = false;    // --overwrite: a fresh run may replace another run's files in OUT
   MemoryBudget budget;
-  World* world = nullptr;               // the ranks of an mpirun launch (world.hpp); null: one process
+  World* world = nullptr;  // the ranks of an mpirun launch (world.hpp); null: one process
   std::size_t bucket_bytes = kDefaultBucketBytes;
   std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
 };

@@ -86,9 +86,13 @@ Schedule make_run_schedule(const TrainConfig& c) {
 }
 
 nlohmann::json schedule_json(const TrainConfig& c) {
-  return {{"kind", c.schedule},       {"start_lr", c.lr},           {"end_fraction", c.lr_end_fraction},
-          {"epochs", c.epochs},       {"steps_per_epoch", c.steps_per_epoch},
-          {"step_gamma", c.step_gamma}, {"step_epochs", c.step_epochs}};
+  return {{"kind", c.schedule},
+          {"start_lr", c.lr},
+          {"end_fraction", c.lr_end_fraction},
+          {"epochs", c.epochs},
+          {"steps_per_epoch", c.steps_per_epoch},
+          {"step_gamma", c.step_gamma},
+          {"step_epochs", c.step_epochs}};
 }
 
 // A save killed mid-write (SIGKILL, power cut) leaves its temporary "<file>.tmp.<pid>" behind
@@ -189,8 +193,8 @@ int train_model(ModelTrainer& model, RunRequest req) {
   model.build(c);
   // (classify: the bins and rebalancing weights come from the training images' colours)
   try {
-    model.set_objective(c, model.classify() ? classify_head_from_data(data.train, std::size_t(model.out_channels()))
-                                            : ColourHead{});
+    model.set_objective(
+        c, model.classify() ? classify_head_from_data(data.train, std::size_t(model.out_channels())) : ColourHead{});
   } catch (const std::exception& e) {
     throw usage_error("--loss", e.what());
   }
@@ -227,7 +231,8 @@ int train_model(ModelTrainer& model, RunRequest req) {
     if (!model.synchronised_batchnorm())
       if (c.sync_bn && ranks > 1)
         throw usage_error("--sync-bn", "synchronised BatchNorm is implemented for --device cpu only so far; on " +
-                                           device_description(req.device) + " use per-rank BatchNorm (leave --sync-bn out)");
+                                           device_description(req.device) +
+                                           " use per-rank BatchNorm (leave --sync-bn out)");
     if (c.sync_bn) replicas->synchronise_batchnorm();
   }
 
@@ -245,7 +250,9 @@ int train_model(ModelTrainer& model, RunRequest req) {
   const std::string model_label = std::string(model.name()) + " (" + model.type_name() + ", " +
                                   std::to_string(model.parameter_count()) + " parameters)";
   progress.print("kiln-train: model " + model_label + " on " + device_description(req.device) +
-                 (model.on_cpu() ? ", " + std::to_string(omp_get_max_threads()) + (omp_get_max_threads() == 1 ? " thread" : " threads") : ""));
+                 (model.on_cpu() ? ", " + std::to_string(omp_get_max_threads()) +
+                                       (omp_get_max_threads() == 1 ? " thread" : " threads")
+                                 : ""));
   if (ranks > 1)
     progress.print("  data parallel: " + std::to_string(ranks) + " ranks (" + req.world->launch().launcher +
                    "), global batch " + std::to_string(ranks * c.batch) + " = " + std::to_string(ranks) + " x " +
@@ -256,15 +263,16 @@ int train_model(ModelTrainer& model, RunRequest req) {
                    fmt("%.3g", double(req.bucket_bytes) / 1048576.0) + " MB during backward");
   progress.print("  data: " + std::to_string(data.train.size()) + " training images; " +
                  std::to_string(data.val.size()) + " validation images (" + data.val_origin + ", " +
-                 std::to_string(valset->size()) + " fixed crops of " + std::to_string(c.crop) + " at the training scales)");
-  progress.print("  " + std::to_string(c.epochs) + " epochs x " + std::to_string(c.steps_per_epoch) +
-                 " steps, batch " + std::to_string(c.batch) + ", crop " + std::to_string(c.crop) + ", " + c.optimizer +
-                 ", lr " + fmt("%g", c.lr) + (c.schedule == "constant" ? "" : " -> " + fmt("%g", c.lr * c.lr_end_fraction)) +
+                 std::to_string(valset->size()) + " fixed crops of " + std::to_string(c.crop) +
+                 " at the training scales)");
+  progress.print("  " + std::to_string(c.epochs) + " epochs x " + std::to_string(c.steps_per_epoch) + " steps, batch " +
+                 std::to_string(c.batch) + ", crop " + std::to_string(c.crop) + ", " + c.optimizer + ", lr " +
+                 fmt("%g", c.lr) + (c.schedule == "constant" ? "" : " -> " + fmt("%g", c.lr * c.lr_end_fraction)) +
                  " (" + c.schedule + "), loss " + c.loss +
-                 (req.time_budget_s > 0 ? ", time budget " + format_duration(req.time_budget_s) : "") +
-                 "; output in " + out.string() + "/");
-  progress.print("  grey baseline (ab = 0): val MSE(ab) " + fmt("%.2f", base.mse) + ", PSNR " +
-                 fmt("%.2f", base.psnr) + " dB, colourfulness of the truth " + fmt("%.1f", base.cf_true));
+                 (req.time_budget_s > 0 ? ", time budget " + format_duration(req.time_budget_s) : "") + "; output in " +
+                 out.string() + "/");
+  progress.print("  grey baseline (ab = 0): val MSE(ab) " + fmt("%.2f", base.mse) + ", PSNR " + fmt("%.2f", base.psnr) +
+                 " dB, colourfulness of the truth " + fmt("%.1f", base.cf_true));
   if (stale > 0)
     progress.print("  removed " + std::to_string(stale) + " temporary file(s) of an earlier save that was cut off (" +
                    out.string() + "/*.tmp.*); the files they were to replace are intact");
@@ -383,7 +391,7 @@ int train_model(ModelTrainer& model, RunRequest req) {
 
   install_stop_handlers();
   enum class Stop { none, finished, interrupted, budget, step_limit } stop = Stop::none;
-  double step_time = 0;  // EMA of seconds per step
+  double step_time = 0;                         // EMA of seconds per step
   double guard_seconds = 0, steps_seconds = 0;  // the gradient checks' share of this run's steps (summary)
   long long steps_run = 0;
   const long long total_steps = (long long)c.epochs * c.steps_per_epoch;
@@ -474,8 +482,8 @@ int train_model(ModelTrainer& model, RunRequest req) {
     if (req.time_budget_s > 0) eta = std::min(eta, std::max(0.0, req.time_budget_s - seconds_since(req.start)));
     progress.update("epoch " + std::to_string(p.epoch + 1) + "/" + std::to_string(c.epochs) + "  step " +
                     std::to_string(p.step_in_epoch) + "/" + std::to_string(c.steps_per_epoch) + "  loss " +
-                    fmt("%.5f", ema.value()) + "  " + fmt("%.1f", double(c.batch) * ranks / std::max(step_time, 1e-9)) + " img/s  lr " +
-                    fmt("%.2e", lr) + "  ETA " + format_duration(eta));
+                    fmt("%.5f", ema.value()) + "  " + fmt("%.1f", double(c.batch) * ranks / std::max(step_time, 1e-9)) +
+                    " img/s  lr " + fmt("%.2e", lr) + "  ETA " + format_duration(eta));
 
     if (c.checkpoint_every > 0 && p.step % c.checkpoint_every == 0 && p.step_in_epoch < c.steps_per_epoch) save(latest);
     if (p.step_in_epoch >= c.steps_per_epoch) {
@@ -507,17 +515,19 @@ int train_model(ModelTrainer& model, RunRequest req) {
   std::string summary = "\nsummary: ";
   if (std::isfinite(p.best_val)) {
     summary += "best val MSE(ab) " + fmt("%.2f", p.best_val) + " at epoch " + fmt("%g", p.best_epoch) +
-               " vs grey baseline " + fmt("%.2f", base.mse) + " (" + fmt("%+.0f", 100.0 * (p.best_val / base.mse - 1)) + "%)";
+               " vs grey baseline " + fmt("%.2f", base.mse) + " (" + fmt("%+.0f", 100.0 * (p.best_val / base.mse - 1)) +
+               "%)";
     if (!history.empty() && std::isfinite(history.back().val_psnr))
       summary += "; last PSNR " + fmt("%.2f", history.back().val_psnr) + " dB (grey " + fmt("%.2f", base.psnr) +
-                 "), colourfulness " + fmt("%.1f", history.back().cf_pred) + " (true " + fmt("%.1f", history.back().cf_true) + ")";
+                 "), colourfulness " + fmt("%.1f", history.back().cf_pred) + " (true " +
+                 fmt("%.1f", history.back().cf_true) + ")";
   } else {
     summary += "no validation yet";
   }
   if (steps_run > 0)
-    summary += "\n         gradient checks: " + fmt("%.3f", 1e3 * guard_seconds / double(steps_run)) + " ms per step, " +
-               fmt("%.2f", 100 * guard_seconds / steps_seconds) + "% of the " + fmt("%.1f", 1e3 * steps_seconds / double(steps_run)) +
-               " ms a step took in this run";
+    summary += "\n         gradient checks: " + fmt("%.3f", 1e3 * guard_seconds / double(steps_run)) +
+               " ms per step, " + fmt("%.2f", 100 * guard_seconds / steps_seconds) + "% of the " +
+               fmt("%.1f", 1e3 * steps_seconds / double(steps_run)) + " ms a step took in this run";
   // Only the files that are there (a run stopped before its first epoch has no best.safetensors,
   // loss.png or samples.png).
   std::string files;
@@ -534,8 +544,7 @@ int train_model(ModelTrainer& model, RunRequest req) {
 }  // namespace
 
 int run_training(RunRequest req) {
-  std::unique_ptr<ModelTrainer> model =
-      make_model_trainer(req.config.model, req.device, req.config.loss == "classify");
+  std::unique_ptr<ModelTrainer> model = make_model_trainer(req.config.model, req.device, req.config.loss == "classify");
   if (!model) throw usage_error("--device cuda", "this kiln-train was built without the Cuda device");
   return train_model(*model, std::move(req));
 }

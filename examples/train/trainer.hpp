@@ -121,7 +121,9 @@ class TrainerFor final : public ModelTrainer {
     std::visit([](auto& o) { o.step(); }, *opt_);
   }
 
-  std::optional<NonFiniteReport> first_non_finite_weight() override { return programs::first_non_finite_weight(slots_); }
+  std::optional<NonFiniteReport> first_non_finite_weight() override {
+    return programs::first_non_finite_weight(slots_);
+  }
   std::optional<NonFiniteReport> first_non_finite_gradient() override {
     return programs::first_non_finite_gradient(slots_);
   }
@@ -132,7 +134,8 @@ class TrainerFor final : public ModelTrainer {
   }
   Colorized colorize(const io::Image& image) override {
     const ColourHead& head = loss_->head();
-    return programs::colorize(*net_, image, InferSize{0, 0, 0}, [&](const Tensor<float, Cpu>& y) { return head.to_ab(y); });
+    return programs::colorize(*net_, image, InferSize{0, 0, 0},
+                              [&](const Tensor<float, Cpu>& y) { return head.to_ab(y); });
   }
 
  private:

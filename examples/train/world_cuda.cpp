@@ -22,7 +22,8 @@ std::unique_ptr<Replicas<Cuda>> make_replicas<Cuda>(World* world) {
     dist::NcclCommunicator::select_local_gpu(world->launch().local_rank);
     mpi.nccl = std::make_shared<dist::NcclCommunicator>(mpi.comm);
   }
-  return std::make_unique<ReplicasOver<Cuda, dist::NcclCommunicator>>(*static_cast<dist::NcclCommunicator*>(mpi.nccl.get()));
+  return std::make_unique<ReplicasOver<Cuda, dist::NcclCommunicator>>(
+      *static_cast<dist::NcclCommunicator*>(mpi.nccl.get()));
 #else
   throw ProgramError("--device", "cuda on " + std::to_string(world->size()) +
                                      " ranks needs NCCL: build kiln-train with nvcc and -DKILN_NCCL=ON, or train "

@@ -229,13 +229,15 @@ TEST_CASE("synchronised BatchNorm on two halves equals BatchNorm on the whole ba
     comm.all_reduce(dist::TensorList<Cpu>(grads), ReduceOp::sum);  // the sums over both halves
     std::vector<float> running;
     half.visit([&](StateRef<Cpu> r) {
-      if (r.kind == StateRef<Cpu>::Kind::buffer) for (float v : r.value->to_vector()) running.push_back(v);
+      if (r.kind == StateRef<Cpu>::Kind::buffer)
+        for (float v : r.value->to_vector()) running.push_back(v);
     });
     return std::tuple{y.to_vector(), gradients(half), running};
   };
   std::vector<float> running_whole;
   whole.visit([&](StateRef<Cpu> r) {
-    if (r.kind == StateRef<Cpu>::Kind::buffer) for (float v : r.value->to_vector()) running_whole.push_back(v);
+    if (r.kind == StateRef<Cpu>::Kind::buffer)
+      for (float v : r.value->to_vector()) running_whole.push_back(v);
   });
 
   const auto [y, g, running] = run_half(true);

@@ -92,7 +92,9 @@ void randomise_state(Layer& layer, kiln::Rng& rng) {
   layer.visit(
       [&](kiln::StateRef<Cpu> r) {
         const bool variance = r.name.ends_with("running_var");
-        if (r.value) r.value->copy_from_host(random_vector(r.value->numel(), rng, variance ? 0.5f : -1.0f, variance ? 2.0f : 1.0f));
+        if (r.value)
+          r.value->copy_from_host(
+              random_vector(r.value->numel(), rng, variance ? 0.5f : -1.0f, variance ? 2.0f : 1.0f));
         if (r.grad) r.grad->copy_from_host(random_vector(r.grad->numel(), rng));
         if (r.counter) *r.counter = 3;
       },
@@ -182,7 +184,8 @@ void concat_case(Report& report, std::int64_t n, std::int64_t h, std::int64_t w,
   cuda.plan(a, b, arena_cuda, "case");
   arena_cpu.finalize();
   arena_cuda.finalize();
-  const auto av = random_vector(a.numel(), rng), bv = random_vector(b.numel(), rng), gv = random_vector(out.numel(), rng);
+  const auto av = random_vector(a.numel(), rng), bv = random_vector(b.numel(), rng),
+             gv = random_vector(out.numel(), rng);
   const auto ac = kiln::Tensor<float, Cpu>::from_host(a, av), bc = kiln::Tensor<float, Cpu>::from_host(b, bv);
   const auto ag = kiln::Tensor<float, Cuda>::from_host(a, av), bg = kiln::Tensor<float, Cuda>::from_host(b, bv);
   report.compare("y", cuda.forward(ag, bg), cpu.forward(ac, bc), 1e-7);
@@ -200,8 +203,10 @@ inline void add_case(Report& report, const Shape& s, std::uint64_t seed) {
   const auto av = random_vector(s.numel(), rng), bv = random_vector(s.numel(), rng);
   kiln::Tensor<float, Cpu> out_cpu(s);
   kiln::Tensor<float, Cuda> out_cuda(s);
-  kiln::Backend<Cpu>::add(kiln::Tensor<float, Cpu>::from_host(s, av), kiln::Tensor<float, Cpu>::from_host(s, bv), out_cpu);
-  kiln::Backend<Cuda>::add(kiln::Tensor<float, Cuda>::from_host(s, av), kiln::Tensor<float, Cuda>::from_host(s, bv), out_cuda);
+  kiln::Backend<Cpu>::add(kiln::Tensor<float, Cpu>::from_host(s, av), kiln::Tensor<float, Cpu>::from_host(s, bv),
+                          out_cpu);
+  kiln::Backend<Cuda>::add(kiln::Tensor<float, Cuda>::from_host(s, av), kiln::Tensor<float, Cuda>::from_host(s, bv),
+                           out_cuda);
   report.compare("a + b", out_cuda, out_cpu, 1e-7);
 }
 
@@ -232,10 +237,13 @@ template <int K, int BN, bool ChannelTail>
 void mma_conv_case(Report& report, const kiln::ConvShape& s, std::uint64_t seed) {
   namespace mc = kiln::cuda::kernels::mma_conv;
   kiln::Rng rng(seed);
-  const Shape xs = Shape::nchw(s.n, s.c_in, s.h, s.w), ws{s.c_out, s.c_in, s.k, s.k}, ys = Shape::nchw(s.n, s.c_out, s.h, s.w);
+  const Shape xs = Shape::nchw(s.n, s.c_in, s.h, s.w), ws{s.c_out, s.c_in, s.k, s.k},
+              ys = Shape::nchw(s.n, s.c_out, s.h, s.w);
   const auto xv = random_vector(xs.numel(), rng), wv = random_vector(ws.numel(), rng), bv = random_vector(s.c_out, rng);
-  kiln::Tensor<float, Cpu> y_cpu(ys), work_cpu(Shape{static_cast<std::int64_t>(kiln::Backend<Cpu>::conv2d_workspace_floats(s)) + 1});
-  kiln::Backend<Cpu>::conv2d_forward(s, kiln::Tensor<float, Cpu>::from_host(xs, xv), kiln::Tensor<float, Cpu>::from_host(ws, wv),
+  kiln::Tensor<float, Cpu> y_cpu(ys),
+      work_cpu(Shape{static_cast<std::int64_t>(kiln::Backend<Cpu>::conv2d_workspace_floats(s)) + 1});
+  kiln::Backend<Cpu>::conv2d_forward(s, kiln::Tensor<float, Cpu>::from_host(xs, xv),
+                                     kiln::Tensor<float, Cpu>::from_host(ws, wv),
                                      kiln::Tensor<float, Cpu>::from_host(Shape{s.c_out}, bv), y_cpu, work_cpu);
   const auto x = kiln::Tensor<float, Cuda>::from_host(xs, xv), w = kiln::Tensor<float, Cuda>::from_host(ws, wv);
   const auto b = kiln::Tensor<float, Cuda>::from_host(Shape{s.c_out}, bv);
@@ -243,9 +251,10 @@ void mma_conv_case(Report& report, const kiln::ConvShape& s, std::uint64_t seed)
   auto* conv2d_mma_pack_weights_kernel = &kiln::cuda::kernels::conv2d_mma_pack_weights_kernel<K>;
   auto* conv2d_mma_forward_kernel = &kiln::cuda::kernels::conv2d_mma_forward_kernel<K, BN, ChannelTail>;
   KILN_CUDA_LAUNCH(conv2d_mma_pack_weights_kernel, dim3(8), dim3(256), 0, s, w.data(), packed.data());
-  const dim3 grid(static_cast<unsigned>((s.n * s.h * s.w + mc::bm - 1) / mc::bm), static_cast<unsigned>((s.c_out + BN - 1) / BN));
-  KILN_CUDA_LAUNCH(conv2d_mma_forward_kernel, grid, dim3(mc::Tile<BN>::threads), mc::Tile<BN>::shared_bytes, s, x.data(),
-                   static_cast<const float*>(packed.data()), b.data(), y.data());
+  const dim3 grid(static_cast<unsigned>((s.n * s.h * s.w + mc::bm - 1) / mc::bm),
+                  static_cast<unsigned>((s.c_out + BN - 1) / BN));
+  KILN_CUDA_LAUNCH(conv2d_mma_forward_kernel, grid, dim3(mc::Tile<BN>::threads), mc::Tile<BN>::shared_bytes, s,
+                   x.data(), static_cast<const float*>(packed.data()), b.data(), y.data());
   report.compare("y (mma.sync TF32)", y, y_cpu, 2 * tf32_bound);
 }
 
@@ -329,7 +338,9 @@ inline void adam_multi_case(Report& report, int count, std::uint64_t seed, bool 
     }
   }
   std::vector<float> all_cuda, all_cpu, m_cuda, m_cpu, v_cuda, v_cpu;
-  auto append = [](std::vector<float>& to, const std::vector<float>& from) { to.insert(to.end(), from.begin(), from.end()); };
+  auto append = [](std::vector<float>& to, const std::vector<float>& from) {
+    to.insert(to.end(), from.begin(), from.end());
+  };
   for (int i = 0; i < count; ++i) {
     append(all_cuda, gp[i].to_vector());
     append(all_cpu, cp[i].to_vector());
@@ -397,20 +408,21 @@ inline std::vector<KernelCase> kernel_cases() {
   };
   conv.template operator()<3, 5, 3>(1, 13, 11);
   conv.template operator()<5, 7, 3>(3, 13, 11);
-  conv.template operator()<7, 3, 3>(2, 17, 20);   // 2x2 tiles, partial in both directions
-  conv.template operator()<9, 10, 3>(1, 5, 6);    // channel groups of 8: one full, one partial
+  conv.template operator()<7, 3, 3>(2, 17, 20);  // 2x2 tiles, partial in both directions
+  conv.template operator()<9, 10, 3>(1, 5, 6);   // channel groups of 8: one full, one partial
   conv.template operator()<5, 3, 1>(3, 13, 11);
   conv.template operator()<16, 9, 1>(1, 7, 9);
-  conv.template operator()<3, 4, 5>(2, 9, 7);     // run-time kernel size (generic path)
+  conv.template operator()<3, 4, 5>(2, 9, 7);  // run-time kernel size (generic path)
   conv.template operator()<3, 5, 3>(3, 13, 11, false);
-  conv.template operator()<2, 3, 1>(3, 32, 32);   // bias gradient: float4, two chunks per channel
+  conv.template operator()<2, 3, 1>(3, 32, 32);  // bias gradient: float4, two chunks per channel
 
   // MathMode::tf32: the implicit-GEMM tensor-core kernels (kernels/conv2d_igemm.cuh) against the
   // strict CPU backend. TF32 keeps 10 mantissa bits, so the bound is TF32's (tf32_bound); the
   // exact-rounding checks are in tests/emu/test_conv_igemm.cpp.
   auto conv_tf32 = [&]<int In, int Out, int K>(std::int64_t n, std::int64_t h, std::int64_t w, bool small = false) {
     std::ostringstream name;
-    name << (small ? "tiny " : "") << "tf32 Conv2d<" << In << "," << Out << "," << K << "> N=" << n << " " << h << "x" << w;
+    name << (small ? "tiny " : "") << "tf32 Conv2d<" << In << "," << Out << "," << K << "> N=" << n << " " << h << "x"
+         << w;
     t.push_back({name.str(),
                  [=](Report& r) {
                    kiln::cuda::MathModeScope tf32(kiln::cuda::MathMode::tf32);
@@ -419,18 +431,23 @@ inline std::vector<KernelCase> kernel_cases() {
                  },
                  small});
   };
-  conv_tf32.template operator()<5, 7, 3>(3, 13, 11);   // tiles crossing images, channels not multiples of 16
+  conv_tf32.template operator()<5, 7, 3>(3, 13, 11);  // tiles crossing images, channels not multiples of 16
   conv_tf32.template operator()<16, 16, 3>(2, 16, 16);
-  conv_tf32.template operator()<70, 9, 1>(1, 9, 9);    // 1x1: Kg = 70 with a tail, M = 9 of a 64 tile
-  conv_tf32.template operator()<2, 3, 3>(1, 4, 5, true);  // the TSan subset: one block per pass
+  conv_tf32.template operator()<70, 9, 1>(1, 9, 9);         // 1x1: Kg = 70 with a tail, M = 9 of a 64 tile
+  conv_tf32.template operator()<2, 3, 3>(1, 4, 5, true);    // the TSan subset: one block per pass
   conv_tf32.template operator()<3, 2, 1>(1, 16, 16, true);  // 256 pixels: a split weight gradient
 
   // The mma.sync TF32 convolution (kernels/conv2d_mma.cuh; exact-operand checks in test_conv_mma.cpp).
-  t.push_back({"mma.sync conv2d 5->7 K=3 N=3 13x11 (128x64 tile, channel tail)",
-               [](Report& r) { mma_conv_case<3, 64, true>(r, {3, 5, 7, 13, 11, 3}, 311); }});
-  t.push_back({"mma.sync conv2d 32->80 K=1 N=1 12x12 (128x128 tile)",
-               [](Report& r) { mma_conv_case<1, 128, false>(r, {1, 32, 80, 12, 12, 1}, 313); }});
-  t.push_back({"tiny mma.sync conv2d 2->3 K=3 N=1 4x5", [](Report& r) { mma_conv_case<3, 64, true>(r, {1, 2, 3, 4, 5, 3}, 317); },
+  t.push_back({"mma.sync conv2d 5->7 K=3 N=3 13x11 (128x64 tile, channel tail)", [](Report& r) {
+                 mma_conv_case<3, 64, true>(r, {3, 5, 7, 13, 11, 3}, 311);
+               }});
+  t.push_back({"mma.sync conv2d 32->80 K=1 N=1 12x12 (128x128 tile)", [](Report& r) {
+                 mma_conv_case<1, 128, false>(r, {1, 32, 80, 12, 12, 1}, 313);
+               }});
+  t.push_back({"tiny mma.sync conv2d 2->3 K=3 N=1 4x5",
+               [](Report& r) {
+                 mma_conv_case<3, 64, true>(r, {1, 2, 3, 4, 5, 3}, 317);
+               },
                true});
 
   auto bn = [&]<int C>(std::int64_t n, std::int64_t h, std::int64_t w, Mode mode) {
@@ -438,7 +455,7 @@ inline std::vector<KernelCase> kernel_cases() {
     name << "BatchNorm2d<" << C << "> N=" << n << " " << h << "x" << w << (mode == Mode::train ? " train" : " eval");
     t.push_back({name.str(), [=](Report& r) {
                    layer_case<kiln::BatchNorm2d<C, Cpu>, kiln::BatchNorm2d<C, Cuda>>(r, Shape::nchw(n, C, h, w), mode,
-                                                                                    23 + n + h, tight, loose);
+                                                                                     23 + n + h, tight, loose);
                  }});
   };
   bn.template operator()<3>(1, 13, 11, Mode::train);
@@ -459,8 +476,8 @@ inline std::vector<KernelCase> kernel_cases() {
     t.push_back({name.str(),
                  [=](Report& r) {
                    layer_case<kiln::Sequential<kiln::BatchNorm2d<C, Cpu>, kiln::ReLU<Cpu>>,
-                              kiln::Sequential<kiln::BatchNorm2d<C, Cuda>, kiln::ReLU<Cuda>>>(r, Shape::nchw(n, C, h, w), mode,
-                                                                                             29 + n + h, tight, loose);
+                              kiln::Sequential<kiln::BatchNorm2d<C, Cuda>, kiln::ReLU<Cuda>>>(
+                       r, Shape::nchw(n, C, h, w), mode, 29 + n + h, tight, loose);
                  },
                  small});
   };
@@ -470,7 +487,8 @@ inline std::vector<KernelCase> kernel_cases() {
   bn_relu.template operator()<2>(2, 2, 3, Mode::train, true);
 
   t.push_back({"ReLU N=3 5x13x11", [](Report& r) {
-                 layer_case<kiln::ReLU<Cpu>, kiln::ReLU<Cuda>>(r, Shape::nchw(3, 5, 13, 11), Mode::train, 31, 1e-7, 1e-7);
+                 layer_case<kiln::ReLU<Cpu>, kiln::ReLU<Cuda>>(r, Shape::nchw(3, 5, 13, 11), Mode::train, 31, 1e-7,
+                                                               1e-7);
                }});
   t.push_back({"ReLU N=2 4x6x8 (float4)", [](Report& r) {
                  layer_case<kiln::ReLU<Cpu>, kiln::ReLU<Cuda>>(r, Shape::nchw(2, 4, 6, 8), Mode::train, 33, 1e-7, 1e-7);
@@ -482,8 +500,8 @@ inline std::vector<KernelCase> kernel_cases() {
   t.push_back({"Concat<7,1> N=1 4x3", [](Report& r) { concat_case<7, 1>(r, 1, 4, 3, 43); }});
 
   t.push_back({"MaxPool2d<2> N=3 5x14x10", [](Report& r) {
-                 layer_case<kiln::MaxPool2d<2, Cpu>, kiln::MaxPool2d<2, Cuda>>(r, Shape::nchw(3, 5, 14, 10), Mode::train,
-                                                                              47, 1e-7, 1e-7);
+                 layer_case<kiln::MaxPool2d<2, Cpu>, kiln::MaxPool2d<2, Cuda>>(r, Shape::nchw(3, 5, 14, 10),
+                                                                               Mode::train, 47, 1e-7, 1e-7);
                }});
   // The layer asks for divisible sizes; the backend floors (PyTorch's rule): rows and columns no
   // window covers get a zero gradient. Scalar kernels (odd width), then float2 rows (odd height).
@@ -491,7 +509,7 @@ inline std::vector<KernelCase> kernel_cases() {
   t.push_back({"maxpool2d backend 2x2 N=2 3x7x10", [](Report& r) { pool_backend_case(r, {2, 3, 7, 10, 2}, 51); }});
   t.push_back({"MaxPool2d<3> N=1 3x12x9", [](Report& r) {
                  layer_case<kiln::MaxPool2d<3, Cpu>, kiln::MaxPool2d<3, Cuda>>(r, Shape::nchw(1, 3, 12, 9), Mode::train,
-                                                                              53, 1e-7, 1e-7);
+                                                                               53, 1e-7, 1e-7);
                }});
 
   auto up = [&]<int S, UpsampleMode M>(std::int64_t n, std::int64_t c, std::int64_t h, std::int64_t w) {
@@ -499,8 +517,8 @@ inline std::vector<KernelCase> kernel_cases() {
     name << "Upsample<" << S << (M == UpsampleMode::nearest ? ",nearest" : ",bilinear") << "> N=" << n << " " << c
          << "x" << h << "x" << w;
     t.push_back({name.str(), [=](Report& r) {
-                   layer_case<kiln::Upsample<S, M, Cpu>, kiln::Upsample<S, M, Cuda>>(r, Shape::nchw(n, c, h, w),
-                                                                                     Mode::train, 59 + S + h, tight, tight);
+                   layer_case<kiln::Upsample<S, M, Cpu>, kiln::Upsample<S, M, Cuda>>(
+                       r, Shape::nchw(n, c, h, w), Mode::train, 59 + S + h, tight, tight);
                  }});
   };
   up.template operator()<2, UpsampleMode::nearest>(3, 5, 13, 11);
@@ -509,13 +527,18 @@ inline std::vector<KernelCase> kernel_cases() {
   up.template operator()<3, UpsampleMode::bilinear>(1, 3, 5, 7);
   up.template operator()<2, UpsampleMode::bilinear>(1, 1, 1, 2);  // a one-row image: both edges clamp
 
-  t.push_back({"MSELoss 3x2x13x11", [](Report& r) { loss_case(r, kiln::LossKind::mse, 1.0f, Shape::nchw(3, 2, 13, 11), 61); }});
-  t.push_back({"L1Loss 3x2x13x11", [](Report& r) { loss_case(r, kiln::LossKind::l1, 1.0f, Shape::nchw(3, 2, 13, 11), 67); }});
+  t.push_back(
+      {"MSELoss 3x2x13x11", [](Report& r) { loss_case(r, kiln::LossKind::mse, 1.0f, Shape::nchw(3, 2, 13, 11), 61); }});
+  t.push_back(
+      {"L1Loss 3x2x13x11", [](Report& r) { loss_case(r, kiln::LossKind::l1, 1.0f, Shape::nchw(3, 2, 13, 11), 67); }});
   t.push_back({"MSELoss 4x2x32x32 (float4, 4 chunks)",
                [](Report& r) { loss_case(r, kiln::LossKind::mse, 1.0f, Shape::nchw(4, 2, 32, 32), 63); }});
-  t.push_back({"HuberLoss(0.5) 1x3x7x5", [](Report& r) { loss_case(r, kiln::LossKind::huber, 0.5f, Shape::nchw(1, 3, 7, 5), 71); }});
+  t.push_back({"HuberLoss(0.5) 1x3x7x5",
+               [](Report& r) { loss_case(r, kiln::LossKind::huber, 0.5f, Shape::nchw(1, 3, 7, 5), 71); }});
 
-  t.push_back({"Adam", [](Report& r) { optimizer_case<kiln::Adam>(r, kiln::AdamOptions{.lr = 1e-2f, .weight_decay = 0.1}, 73); }});
+  t.push_back({"Adam", [](Report& r) {
+                 optimizer_case<kiln::Adam>(r, kiln::AdamOptions{.lr = 1e-2f, .weight_decay = 0.1}, 73);
+               }});
   t.push_back({"AdamW", [](Report& r) { optimizer_case<kiln::AdamW>(r, kiln::AdamWOptions{.lr = 1e-2f}, 79); }});
   t.push_back({"SGD", [](Report& r) { optimizer_case<kiln::SGD>(r, kiln::SgdOptions{.lr = 0.1f}, 83); }});
   t.push_back({"SGD momentum nesterov wd", [](Report& r) {
@@ -531,7 +554,9 @@ inline std::vector<KernelCase> kernel_cases() {
   t.push_back({"Adam per-tensor kernel, 20 tensors", [](Report& r) { adam_multi_case(r, 20, 107, true); }});
 
   // The tiny subset (small = true): every kernel at least once, with the fewest CUDA threads.
-  auto tiny = [&](std::string name, std::function<void(Report&)> run) { t.push_back({std::move(name), std::move(run), true}); };
+  auto tiny = [&](std::string name, std::function<void(Report&)> run) {
+    t.push_back({std::move(name), std::move(run), true});
+  };
   tiny("tiny Conv2d<2,3,3> N=1 4x5", [](Report& r) {
     layer_case<kiln::Conv2d<2, 3, 3, Cpu>, kiln::Conv2d<2, 3, 3, Cuda>>(r, Shape::nchw(1, 2, 4, 5), Mode::train, 201);
   });
@@ -553,7 +578,8 @@ inline std::vector<KernelCase> kernel_cases() {
   tiny("tiny add", [](Report& r) { add_case(r, Shape::nchw(1, 2, 3, 5), 213); });
   tiny("tiny Concat<2,1>", [](Report& r) { concat_case<2, 1>(r, 1, 3, 5, 215); });
   tiny("tiny MaxPool2d<2>", [](Report& r) {
-    layer_case<kiln::MaxPool2d<2, Cpu>, kiln::MaxPool2d<2, Cuda>>(r, Shape::nchw(1, 2, 4, 6), Mode::train, 217, 1e-7, 1e-7);
+    layer_case<kiln::MaxPool2d<2, Cpu>, kiln::MaxPool2d<2, Cuda>>(r, Shape::nchw(1, 2, 4, 6), Mode::train, 217, 1e-7,
+                                                                  1e-7);
   });
   tiny("tiny Upsample<2,nearest>", [](Report& r) {
     layer_case<kiln::Upsample<2, UpsampleMode::nearest, Cpu>, kiln::Upsample<2, UpsampleMode::nearest, Cuda>>(
@@ -565,9 +591,8 @@ inline std::vector<KernelCase> kernel_cases() {
   });
   tiny("tiny HuberLoss", [](Report& r) { loss_case(r, kiln::LossKind::huber, 1.0f, Shape::nchw(1, 2, 3, 5), 223); });
   tiny("tiny Adam", [](Report& r) { optimizer_case<kiln::Adam>(r, kiln::AdamOptions{.lr = 1e-2f}, 225); });
-  tiny("tiny SGD momentum", [](Report& r) {
-    optimizer_case<kiln::SGD>(r, kiln::SgdOptions{.lr = 0.1f, .momentum = 0.9}, 227);
-  });
+  tiny("tiny SGD momentum",
+       [](Report& r) { optimizer_case<kiln::SGD>(r, kiln::SgdOptions{.lr = 0.1f, .momentum = 0.9}, 227); });
   tiny("tiny sRGB <-> Lab", [](Report& r) { colour_case(r, 1, 3, 5, 229); });
   tiny("tiny Adam multi-tensor", [](Report& r) { adam_multi_case(r, 5, 231); });
   tiny("tiny Adam per-tensor kernel", [](Report& r) { adam_multi_case(r, 3, 233, true); });

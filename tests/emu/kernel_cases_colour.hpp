@@ -38,7 +38,8 @@ inline void softmax_xent_case(Report& report, const Shape& s, std::int64_t class
   for (std::int64_t i = 0; i < s.n(); ++i)
     for (std::int64_t p = 0; p < hw; ++p) {
       float total = 0.0f;
-      for (std::int64_t k = 0; k < classes; ++k) total += tv[std::size_t((i * s.c() + k) * hw + p)] = rng.uniform(0.0f, 1.0f);
+      for (std::int64_t k = 0; k < classes; ++k)
+        total += tv[std::size_t((i * s.c() + k) * hw + p)] = rng.uniform(0.0f, 1.0f);
       for (std::int64_t k = 0; k < classes; ++k) tv[std::size_t((i * s.c() + k) * hw + p)] /= total;
     }
   const Shape ws = Shape::nchw(s.n(), 1, s.h(), s.w());
@@ -49,8 +50,8 @@ inline void softmax_xent_case(Report& report, const Shape& s, std::int64_t class
   const auto zg = kiln::Tensor<float, Cuda>::from_host(s, zv), tg = kiln::Tensor<float, Cuda>::from_host(s, tv);
   const auto wc = kiln::Tensor<float, Cpu>::from_host(ws, wv);
   const auto wg = kiln::Tensor<float, Cuda>::from_host(ws, wv);
-  report.compare("loss", {cuda.forward(zg, tg, weighted ? &wg : nullptr)}, {cpu.forward(zc, tc, weighted ? &wc : nullptr)},
-                 tight);
+  report.compare("loss", {cuda.forward(zg, tg, weighted ? &wg : nullptr)},
+                 {cpu.forward(zc, tc, weighted ? &wc : nullptr)}, tight);
   report.compare("dlogits", cuda.backward(), cpu.backward(), tight);
 }
 
@@ -92,19 +93,19 @@ inline void add_colour_cases(std::vector<KernelCase>& t) {
   t.push_back({"AbSoftEncode<23> N=3 13x11", [](Report& r) { ab_encode_case<23>(r, 3, 13, 11, 419); }});
   t.push_back({"AnnealedMean<23> (20 bins, T 0.38) N=3 13x11 train", [](Report& r) {
                  layer_case<GridAnnealedMean<Cpu>, GridAnnealedMean<Cuda>>(r, Shape::nchw(3, 23, 13, 11), Mode::train,
-                                                                          421, tight, tight);
+                                                                           421, tight, tight);
                }});
   t.push_back({"AnnealedMean<20> (T 1) N=2 5x7", [](Report& r) {
-                 layer_case<GridAnnealedMeanAll<Cpu>, GridAnnealedMeanAll<Cuda>>(r, Shape::nchw(2, 20, 5, 7), Mode::train,
-                                                                                431, tight, tight);
+                 layer_case<GridAnnealedMeanAll<Cpu>, GridAnnealedMeanAll<Cuda>>(r, Shape::nchw(2, 20, 5, 7),
+                                                                                 Mode::train, 431, tight, tight);
                }});
-  t.push_back({"tiny SoftmaxCrossEntropy", [](Report& r) { softmax_xent_case(r, Shape::nchw(1, 3, 2, 3), 2, true, 433); },
-               true});
+  t.push_back({"tiny SoftmaxCrossEntropy",
+               [](Report& r) { softmax_xent_case(r, Shape::nchw(1, 3, 2, 3), 2, true, 433); }, true});
   t.push_back({"tiny AbSoftEncode", [](Report& r) { ab_encode_case<20>(r, 1, 2, 3, 439); }, true});
   t.push_back({"tiny AnnealedMean",
                [](Report& r) {
-                 layer_case<GridAnnealedMeanAll<Cpu>, GridAnnealedMeanAll<Cuda>>(r, Shape::nchw(1, 20, 2, 3), Mode::train,
-                                                                                443, tight, tight);
+                 layer_case<GridAnnealedMeanAll<Cpu>, GridAnnealedMeanAll<Cuda>>(r, Shape::nchw(1, 20, 2, 3),
+                                                                                 Mode::train, 443, tight, tight);
                },
                true});
 }

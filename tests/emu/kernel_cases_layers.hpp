@@ -57,8 +57,8 @@ inline void tensor_ops_case(Report& report, const Shape& s, std::uint64_t seed) 
 inline void add_layer_cases(std::vector<KernelCase>& t) {
   using kiln::Mode;
   auto act = [&]<template <class> class L>(std::string name, const Shape& s, std::uint64_t seed, bool small = false) {
-    t.push_back({std::move(name), [=](Report& r) { layer_case<L<Cpu>, L<Cuda>>(r, s, Mode::train, seed, tight, tight); },
-                 small});
+    t.push_back({std::move(name),
+                 [=](Report& r) { layer_case<L<Cpu>, L<Cuda>>(r, s, Mode::train, seed, tight, tight); }, small});
   };
   act.template operator()<kiln::LeakyReLU>("LeakyReLU N=3 5x13x11", Shape::nchw(3, 5, 13, 11), 401);
   act.template operator()<LeakyReLU02>("LeakyReLU(0.2) N=2 3x7x9", Shape::nchw(2, 3, 7, 9), 403);
@@ -73,8 +73,8 @@ inline void add_layer_cases(std::vector<KernelCase>& t) {
                }});
   t.push_back({"tiny Dropout(0.3) (exact mask)",
                [](Report& r) {
-                 layer_case<SeededDropout<Cpu>, SeededDropout<Cuda>>(r, Shape::nchw(1, 2, 3, 5), Mode::train, 415, exact,
-                                                                     exact);
+                 layer_case<SeededDropout<Cpu>, SeededDropout<Cuda>>(r, Shape::nchw(1, 2, 3, 5), Mode::train, 415,
+                                                                     exact, exact);
                },
                true});
 
@@ -92,7 +92,7 @@ inline void add_layer_cases(std::vector<KernelCase>& t) {
   conv.template operator()<3, 5, 3, 2>(2, 13, 11);  // odd sizes: the last window hangs over the edge
   conv.template operator()<4, 3, 1, 2>(3, 8, 7);
   conv.template operator()<2, 3, 5, 3>(1, 10, 9);
-  conv.template operator()<3, 4, 3, 2>(2, 1, 2);   // a one-row image
+  conv.template operator()<3, 4, 3, 2>(2, 1, 2);  // a one-row image
   conv.template operator()<2, 3, 3, 2>(1, 4, 5, true);
 
   t.push_back({"tensor ops (sub, mul, scale, affine, clamp, clone) 3x5x13x11",

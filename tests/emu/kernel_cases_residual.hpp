@@ -8,8 +8,8 @@ namespace kiln_test {
 
 // DnCNN-style residual block: Conv-BN-ReLU-Conv inside, the add around it.
 template <int C, class D>
-using ResidualBlock = kiln::Residual<kiln::Sequential<kiln::Conv2d<C, C, 3, D>, kiln::BatchNorm2d<C, D>,
-                                                      kiln::ReLU<D>, kiln::Conv2d<C, C, 3, D>>>;
+using ResidualBlock = kiln::Residual<
+    kiln::Sequential<kiln::Conv2d<C, C, 3, D>, kiln::BatchNorm2d<C, D>, kiln::ReLU<D>, kiln::Conv2d<C, C, 3, D>>>;
 template <int C, class D>
 using ResidualPlain = kiln::Residual<kiln::Sequential<kiln::Conv2d<C, C, 1, D>>>;
 
@@ -27,8 +27,8 @@ inline void add_residual_cases(std::vector<KernelCase>& t) {
                }});
   t.push_back({"tiny Residual<Conv1x1> C=2 N=1 3x5",
                [](Report& r) {
-                 layer_case<ResidualPlain<2, Cpu>, ResidualPlain<2, Cuda>>(r, Shape::nchw(1, 2, 3, 5), Mode::train,
-                                                                           313, tf32_bound, tf32_bound);
+                 layer_case<ResidualPlain<2, Cpu>, ResidualPlain<2, Cuda>>(r, Shape::nchw(1, 2, 3, 5), Mode::train, 313,
+                                                                           tf32_bound, tf32_bound);
                },
                true});
 }

@@ -90,7 +90,8 @@ void nvcc_smoke(float* in, float* out, int n, int* counter) {
   KILN_LAUNCH(smoke_reduce, dim3((n + 255) / 256), dim3(256), 256 * sizeof(float), stream, in, out, n);
   KILN_LAUNCH((smoke_scale<float, 2>), (n + 1023) / 1024, 256, 0, kiln::gpu::Stream::default_stream(), in, n, counter);
   kiln::gpu::launch("smoke_scale", smoke_scale<float, 3>, 1, 32, 0, nullptr, in, n, counter);
-  KILN_LAUNCH(smoke_fragments, 1, 32, 128 * sizeof(float), nullptr, in, reinterpret_cast<const __nv_bfloat16*>(in), out);
+  KILN_LAUNCH(smoke_fragments, 1, 32, 128 * sizeof(float), nullptr, in, reinterpret_cast<const __nv_bfloat16*>(in),
+              out);
   KILN_LAUNCH(smoke_mma, 1, 32, 256 * sizeof(float), nullptr, in, out);
   stream.synchronize();
   kiln::gpu::synchronize();

@@ -32,8 +32,8 @@ struct Expected {
 };
 
 // y and dw by plain loops in double, operands rounded to TF32 as the kernels round them.
-Expected reference(const ConvShape& s, const std::vector<float>& x, const std::vector<float>& w, const std::vector<float>& b,
-                   const std::vector<float>& dy, const std::vector<float>& dw0) {
+Expected reference(const ConvShape& s, const std::vector<float>& x, const std::vector<float>& w,
+                   const std::vector<float>& b, const std::vector<float>& dy, const std::vector<float>& dw0) {
   const std::int64_t K = s.k, P = K / 2, H = s.h, W = s.w;
   Expected e;
   e.y.assign(static_cast<std::size_t>(s.n * s.c_out * H * W), 0.0f);
@@ -86,8 +86,9 @@ struct Result {
   std::vector<float> y, dx, dw, db;
 };
 
-Result run_cuda(const ConvShape& s, const std::vector<float>& x, const std::vector<float>& w, const std::vector<float>& b,
-                const std::vector<float>& dy, const std::vector<float>& dw0, bool with_workspace) {
+Result run_cuda(const ConvShape& s, const std::vector<float>& x, const std::vector<float>& w,
+                const std::vector<float>& b, const std::vector<float>& dy, const std::vector<float>& dw0,
+                bool with_workspace) {
   using B = kiln::Backend<Cuda>;
   const Shape xs = Shape::nchw(s.n, s.c_in, s.h, s.w), ys = Shape::nchw(s.n, s.c_out, s.h, s.w);
   const Shape ws_shape{s.c_out, s.c_in, s.k, s.k};
@@ -139,11 +140,11 @@ Result run_cuda(const ConvShape& s, const std::vector<float>& x, const std::vect
 // of the kernel table run the same kernels under ThreadSanitizer.
 #if !KILN_EMU_THREADS
 TEST_CASE("tf32 implicit-GEMM conv: forward, input and weight gradients equal TF32-rounded loops") {
-  check_shape({1, 3, 5, 13, 11, 3}, 1);   // batch 1, channels below one k step, tiles past the image
-  check_shape({3, 5, 7, 13, 11, 3}, 2);   // D tiles span several images; split weight gradient
-  check_shape({1, 8, 16, 4, 4, 3}, 3);    // a 4x4 image: every tap touches the padding
-  check_shape({2, 1, 4, 9, 9, 3}, 4);     // the first U-Net layer: one input channel
-  check_shape({2, 17, 66, 8, 8, 1}, 5);   // 1x1 with M = 66 over two tiles, Kg = 17
+  check_shape({1, 3, 5, 13, 11, 3}, 1);  // batch 1, channels below one k step, tiles past the image
+  check_shape({3, 5, 7, 13, 11, 3}, 2);  // D tiles span several images; split weight gradient
+  check_shape({1, 8, 16, 4, 4, 3}, 3);   // a 4x4 image: every tap touches the padding
+  check_shape({2, 1, 4, 9, 9, 3}, 4);    // the first U-Net layer: one input channel
+  check_shape({2, 17, 66, 8, 8, 1}, 5);  // 1x1 with M = 66 over two tiles, Kg = 17
 #if !KILN_EMU_ASAN  // the sanitizer build emulates every lane's mma ~10x slower: the small shapes only
   check_shape({2, 32, 32, 16, 16, 3}, 6);  // a U-Net level (base width 32) at 16x16
   check_shape({1, 64, 32, 8, 8, 1}, 7);    // the U-Net's 1x1 reduce 2C -> C
@@ -159,7 +160,7 @@ TEST_CASE("tf32 math mode: selection and fall-back") {
   {
     kiln::cuda::MathModeScope scope(MathMode::tf32);
     CHECK(kiln::Backend<Cuda>::math_mode() == MathMode::tf32);
-    CHECK(kiln::Backend<Cuda>::conv2d_workspace_floats(s3) > 0);  // split-K partial sums
+    CHECK(kiln::Backend<Cuda>::conv2d_workspace_floats(s3) > 0);   // split-K partial sums
     CHECK(kiln::Backend<Cuda>::conv2d_workspace_floats(s5) == 0);  // K = 5 keeps the strict kernels
     kiln_test::record_launches(true);
     kiln::Rng rng(9);

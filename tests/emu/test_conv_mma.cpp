@@ -68,14 +68,16 @@ std::vector<float> tensor_core_reference(const ConvShape& s, const std::vector<f
               for (std::int64_t v = 0; v < K; ++v) {
                 const std::int64_t ii = i + u - P, jj = j + v - P;
                 if (ii < 0 || ii >= H || jj < 0 || jj >= W) continue;
-                acc += tf32_truncated(x[((n * s.c_in + c) * H + ii) * W + jj]) * tf32_rounded(w[((o * s.c_in + c) * K + u) * K + v]);
+                acc += tf32_truncated(x[((n * s.c_in + c) * H + ii) * W + jj]) *
+                       tf32_rounded(w[((o * s.c_in + c) * K + u) * K + v]);
               }
           y[((n * s.c_out + o) * H + i) * W + j] = static_cast<float>(acc);
         }
   return y;
 }
 
-[[maybe_unused]] void check_shape(const ConvShape& s, std::uint64_t seed, bool with_bias = true) {  // unused in OS-thread mode
+[[maybe_unused]] void check_shape(const ConvShape& s, std::uint64_t seed,
+                                  bool with_bias = true) {  // unused in OS-thread mode
   std::ostringstream name;
   name << "N=" << s.n << " " << s.c_in << "->" << s.c_out << " K=" << s.k << " " << s.h << "x" << s.w
        << " block tile 128x" << mc::block_n(s) << (with_bias ? "" : " no bias");
@@ -87,7 +89,8 @@ std::vector<float> tensor_core_reference(const ConvShape& s, const std::vector<f
   std::vector<float> strict(want.size());
   kiln::cpu::reference::conv2d_forward(s, x.data(), w.data(), with_bias ? b.data() : nullptr, strict.data());
 
-  DeviceBuffer<float> dx(x), dw(w), db(b), dy(want.size()), packed(static_cast<std::size_t>(mc::packed_weight_floats(s)));
+  DeviceBuffer<float> dx(x), dw(w), db(b), dy(want.size()),
+      packed(static_cast<std::size_t>(mc::packed_weight_floats(s)));
   for (auto schedule : {kiln::gpu::emu::Schedule::forward, kiln::gpu::emu::Schedule::reverse}) {
     kiln_emu_test::ScopedSchedule order(schedule);
     dy.upload(std::vector<float>(want.size(), std::nanf("")));  // every output must be written
@@ -105,17 +108,17 @@ std::vector<float> tensor_core_reference(const ConvShape& s, const std::vector<f
 // Not in OS-thread mode (ThreadSanitizer builds): 64-128 std::threads meet at every mma.
 #if !KILN_EMU_THREADS
 TEST_CASE("mma.sync TF32 implicit-GEMM conv forward: U-Net shapes, both block tiles") {
-  check_shape({2, 32, 32, 16, 16, 3}, 1);   // a U-Net level (width 32) at 16x16: 4 pixel tiles, 128x64
-  check_shape({1, 64, 128, 8, 8, 3}, 2);    // 128 output channels: the 128x128 tile, 4 warps
-  check_shape({1, 64, 32, 8, 8, 1}, 3);     // the 1x1 reduce 2C -> C
+  check_shape({2, 32, 32, 16, 16, 3}, 1);  // a U-Net level (width 32) at 16x16: 4 pixel tiles, 128x64
+  check_shape({1, 64, 128, 8, 8, 3}, 2);   // 128 output channels: the 128x128 tile, 4 warps
+  check_shape({1, 64, 32, 8, 8, 1}, 3);    // the 1x1 reduce 2C -> C
 }
 
 TEST_CASE("mma.sync TF32 implicit-GEMM conv forward: odd shapes") {
-  check_shape({1, 3, 5, 13, 11, 3}, 4);         // channels below one k step, pixel tile past the image
-  check_shape({2, 1, 4, 9, 9, 3}, 5, false);    // the first layer: one input channel, no bias
-  check_shape({2, 17, 66, 8, 8, 1}, 6);         // Cin 17: a second, partial channel step; Cout 66 > 64
-  check_shape({3, 20, 130, 5, 7, 3}, 7);        // Cout 130: two 128-wide tiles, the second nearly empty
-  check_shape({2, 16, 16, 12, 11, 3}, 8);       // 264 pixels: a tile spans two images, the last is partial
+  check_shape({1, 3, 5, 13, 11, 3}, 4);       // channels below one k step, pixel tile past the image
+  check_shape({2, 1, 4, 9, 9, 3}, 5, false);  // the first layer: one input channel, no bias
+  check_shape({2, 17, 66, 8, 8, 1}, 6);       // Cin 17: a second, partial channel step; Cout 66 > 64
+  check_shape({3, 20, 130, 5, 7, 3}, 7);      // Cout 130: two 128-wide tiles, the second nearly empty
+  check_shape({2, 16, 16, 12, 11, 3}, 8);     // 264 pixels: a tile spans two images, the last is partial
 }
 #endif
 
@@ -131,7 +134,8 @@ TEST_CASE("conv2d_mma: packed weights are tap-major, zero-padded to 16 channels,
   auto w = uniform(54, 11, -1.0f, 1.0f);
   w[1 * 9 + 4] = std::bit_cast<float>(0x3f801000u);  // o 0, c 1, tap 4: a tie, rounds away from zero
   DeviceBuffer<float> dw(w), packed(2 * 9 * 16);
-  KILN_LAUNCH(kiln::cuda::kernels::conv2d_mma_pack_weights_kernel<3>, dim3(2), dim3(128), 0, nullptr, s, dw.get(), packed.get());
+  KILN_LAUNCH(kiln::cuda::kernels::conv2d_mma_pack_weights_kernel<3>, dim3(2), dim3(128), 0, nullptr, s, dw.get(),
+              packed.get());
   const auto p = packed.download();
   int wrong = 0;
   for (int o = 0; o < 2; ++o)

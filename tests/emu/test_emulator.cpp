@@ -69,7 +69,8 @@ __global__ void shuffle_sum(const float* in, float* out, int n) {
 }
 
 // Every shuffle flavour, results per lane.
-__global__ void shuffle_flavours(const int* in, int* xor_sum, int* up_scan, int* broadcast, int* rotate, int* group_sum) {
+__global__ void shuffle_flavours(const int* in, int* xor_sum, int* up_scan, int* broadcast, int* rotate,
+                                 int* group_sum) {
   const unsigned lane = threadIdx.x;
   const int v = in[lane];
   int s = v;
@@ -104,7 +105,8 @@ __global__ void votes(const int* in, unsigned* ballots, int* any_odd, int* all_o
 }
 
 __global__ void histogram(const unsigned* in, int n, unsigned* bins, int bin_count) {
-  for (int i = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x); i < n; i += static_cast<int>(gridDim.x * blockDim.x))
+  for (int i = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x); i < n;
+       i += static_cast<int>(gridDim.x * blockDim.x))
     atomicAdd(&bins[in[i] % static_cast<unsigned>(bin_count)], 1u);
 }
 
@@ -189,7 +191,8 @@ float sum_of(const std::vector<float>& v) { return static_cast<float>(std::accum
 const std::vector<kiln::gpu::emu::Schedule> schedules{kiln::gpu::emu::Schedule::forward};
 constexpr int problem_scale = 8;
 #else
-const std::vector<kiln::gpu::emu::Schedule> schedules{kiln::gpu::emu::Schedule::forward, kiln::gpu::emu::Schedule::reverse};
+const std::vector<kiln::gpu::emu::Schedule> schedules{kiln::gpu::emu::Schedule::forward,
+                                                      kiln::gpu::emu::Schedule::reverse};
 constexpr int problem_scale = 1;
 #endif
 
@@ -224,7 +227,8 @@ TEST_CASE("emulator: shared-memory tree reduction matches the CPU") {
     const int n = 10000 / problem_scale, threads = 256, blocks = (n + threads - 1) / threads;
     const std::vector<float> host = iota_floats(n);
     DeviceBuffer<float> in(host), partial(blocks);
-    KILN_LAUNCH(block_sum, dim3(blocks), dim3(threads), 0, kiln::gpu::Stream::default_stream(), in.get(), partial.get(), n);
+    KILN_LAUNCH(block_sum, dim3(blocks), dim3(threads), 0, kiln::gpu::Stream::default_stream(), in.get(), partial.get(),
+                n);
     CHECK(sum_of(partial.download()) == doctest::Approx(sum_of(host)).epsilon(1e-5));
   }
 }
@@ -258,8 +262,8 @@ TEST_CASE("emulator: shuffle flavours (xor, up, idx, width)") {
   std::vector<int> host(32);
   for (int i = 0; i < 32; ++i) host[static_cast<std::size_t>(i)] = i * i - 5 * i + 3;
   DeviceBuffer<int> in(host), xor_sum(32), up_scan(32), broadcast(32), rotate(32), group_sum(32);
-  KILN_LAUNCH(shuffle_flavours, 1, 32, 0, nullptr, in.get(), xor_sum.get(), up_scan.get(), broadcast.get(), rotate.get(),
-              group_sum.get());
+  KILN_LAUNCH(shuffle_flavours, 1, 32, 0, nullptr, in.get(), xor_sum.get(), up_scan.get(), broadcast.get(),
+              rotate.get(), group_sum.get());
   const int total = std::accumulate(host.begin(), host.end(), 0);
   std::vector<int> scan(32);
   std::inclusive_scan(host.begin(), host.end(), scan.begin());
@@ -269,7 +273,8 @@ TEST_CASE("emulator: shuffle flavours (xor, up, idx, width)") {
     CHECK(broadcast.download()[lane] == host[5]);
     CHECK(rotate.download()[lane] == host[(lane + 1) % 32]);
     const std::size_t g = lane / 8 * 8;
-    CHECK(group_sum.download()[lane] == std::accumulate(host.begin() + static_cast<long>(g), host.begin() + static_cast<long>(g + 8), 0));
+    CHECK(group_sum.download()[lane] ==
+          std::accumulate(host.begin() + static_cast<long>(g), host.begin() + static_cast<long>(g + 8), 0));
   }
 }
 
@@ -324,7 +329,8 @@ TEST_CASE("emulator: dynamic shared memory") {
   const std::vector<float> result = out.download();
   for (int b = 0; b < blocks; ++b)
     for (int t = 0; t < threads; ++t)
-      CHECK(result[static_cast<std::size_t>(b * threads + t)] == host[static_cast<std::size_t>(b * threads + threads - 1 - t)]);
+      CHECK(result[static_cast<std::size_t>(b * threads + t)] ==
+            host[static_cast<std::size_t>(b * threads + threads - 1 - t)]);
 }
 
 TEST_CASE("emulator: more than 48 KiB of dynamic shared memory after opting in") {
@@ -347,7 +353,8 @@ TEST_CASE("emulator: 2-D tiled transpose") {
     KILN_LAUNCH(transpose, grid, block, 0, nullptr, in.get(), out.get(), rows, cols);
     const std::vector<float> result = out.download();
     for (int r = 0; r < rows; ++r)
-      for (int c = 0; c < cols; ++c) REQUIRE(result[static_cast<std::size_t>(c * rows + r)] == host[static_cast<std::size_t>(r * cols + c)]);
+      for (int c = 0; c < cols; ++c)
+        REQUIRE(result[static_cast<std::size_t>(c * rows + r)] == host[static_cast<std::size_t>(r * cols + c)]);
   }
 }
 
@@ -366,7 +373,8 @@ TEST_CASE("emulator: multi-dimensional grid and block indices") {
             for (unsigned tx = 0; tx < block.x; ++tx, slot += 6) {
               const std::vector<int> expected{static_cast<int>(tx), static_cast<int>(ty), static_cast<int>(tz),
                                               static_cast<int>(bx), static_cast<int>(by), static_cast<int>(bz)};
-              REQUIRE(std::vector<int>(result.begin() + static_cast<long>(slot), result.begin() + static_cast<long>(slot + 6)) == expected);
+              REQUIRE(std::vector<int>(result.begin() + static_cast<long>(slot),
+                                       result.begin() + static_cast<long>(slot + 6)) == expected);
             }
 }
 

@@ -141,7 +141,8 @@ TEST_CASE("emulator: a barrier inside if (threadIdx.x < 16) is reported") {
 
 TEST_CASE("emulator: threads at different barriers are reported") {
   DeviceBuffer<float> out(8);
-  const std::string error = launch_error([&] { KILN_LAUNCH(barriers_at_different_places, 1, 8, 0, nullptr, out.get()); });
+  const std::string error =
+      launch_error([&] { KILN_LAUNCH(barriers_at_different_places, 1, 8, 0, nullptr, out.get()); });
   CHECK(contains(error, "different barriers"));
 }
 
@@ -149,7 +150,8 @@ TEST_CASE("emulator: a full-mask shuffle after half the warp returned is reporte
   for (auto schedule : {kiln::gpu::emu::Schedule::forward, kiln::gpu::emu::Schedule::reverse}) {
     kiln_emu_test::ScopedSchedule scoped(schedule);
     DeviceBuffer<float> out(32);
-    const std::string error = launch_error([&] { KILN_LAUNCH(shuffle_after_half_warp_returned, 1, 32, 0, nullptr, out.get()); });
+    const std::string error =
+        launch_error([&] { KILN_LAUNCH(shuffle_after_half_warp_returned, 1, 32, 0, nullptr, out.get()); });
     MESSAGE(error);
     CHECK(contains(error, "__shfl_down_sync()"));
     CHECK(contains(error, "exited"));

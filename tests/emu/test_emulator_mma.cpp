@@ -51,7 +51,8 @@ std::vector<float> exact_values(std::size_t n, unsigned seed) {
 }
 
 // D = A * B + C in double (row-major, A m x k, B k x n).
-std::vector<double> matmul(const std::vector<float>& a, const std::vector<float>& b, const std::vector<float>& c, int m, int n, int k) {
+std::vector<double> matmul(const std::vector<float>& a, const std::vector<float>& b, const std::vector<float>& c, int m,
+                           int n, int k) {
   std::vector<double> d(static_cast<std::size_t>(m * n));
   for (int i = 0; i < m; ++i)
     for (int j = 0; j < n; ++j) {
@@ -142,11 +143,20 @@ __global__ void ldmatrix_kernel(const std::uint16_t* tile, std::uint32_t* out) {
   const void* row = lane < 8 * Count ? &shared[lane * 8] : nullptr;
   std::uint32_t r[Count];
   if constexpr (Count == 1) {
-    if constexpr (Trans) mma::ldmatrix_x1_trans(r, row); else mma::ldmatrix_x1(r, row);
+    if constexpr (Trans)
+      mma::ldmatrix_x1_trans(r, row);
+    else
+      mma::ldmatrix_x1(r, row);
   } else if constexpr (Count == 2) {
-    if constexpr (Trans) mma::ldmatrix_x2_trans(r, row); else mma::ldmatrix_x2(r, row);
+    if constexpr (Trans)
+      mma::ldmatrix_x2_trans(r, row);
+    else
+      mma::ldmatrix_x2(r, row);
   } else {
-    if constexpr (Trans) mma::ldmatrix_x4_trans(r, row); else mma::ldmatrix_x4(r, row);
+    if constexpr (Trans)
+      mma::ldmatrix_x4_trans(r, row);
+    else
+      mma::ldmatrix_x4(r, row);
   }
   for (int i = 0; i < Count; ++i) out[lane * Count + i] = r[i];
 }
@@ -155,7 +165,7 @@ __global__ void ldmatrix_kernel(const std::uint16_t* tile, std::uint32_t* out) {
 // fragments by ldmatrix from shared memory, rounded with cvt.rna, one mma.
 __global__ void tf32_ldmatrix_mma_kernel(const float* a, const float* b_nk, float* d) {
   float* as = kiln::gpu::dynamic_shared<float>();  // [16][8]
-  float* bs = as + 16 * 8;                          // [8 n][8 k]
+  float* bs = as + 16 * 8;                         // [8 n][8 k]
   const int lane = static_cast<int>(threadIdx.x);
   for (int i = lane; i < 128; i += 32) as[i] = a[i];
   for (int i = lane; i < 64; i += 32) bs[i] = b_nk[i];
@@ -179,7 +189,7 @@ __global__ void tf32_ldmatrix_mma_kernel(const float* a, const float* b_nk, floa
 // BF16: A (16x16 row-major) by ldmatrix.x4, B stored k-major ([k][n], 16x8) by ldmatrix.x2.trans.
 __global__ void bf16_ldmatrix_mma_kernel(const std::uint16_t* a, const std::uint16_t* b, float* d) {
   auto* as = kiln::gpu::dynamic_shared<std::uint16_t>();  // [16][16]
-  auto* bs = as + 256;                                     // [16][8]
+  auto* bs = as + 256;                                    // [16][8]
   const int lane = static_cast<int>(threadIdx.x);
   for (int i = lane; i < 256; i += 32) as[i] = a[i];
   for (int i = lane; i < 128; i += 32) bs[i] = b[i];
@@ -246,13 +256,13 @@ TEST_CASE("mma.sync m16n8k8 TF32: the whole 16x8 product, element by element, an
   const Tf32Run got = run_tf32<Bug::none>(a, b, c);
   CHECK(mismatches(got.d, want) == 0);
   // Raw registers of a few lanes against the PTX table, spelled out: lane 5 is g = 1, t = 1.
-  CHECK(got.lanes[5 * 4 + 0] == want[1 * 8 + 2]);   // c0 = (g, 2t)
-  CHECK(got.lanes[5 * 4 + 1] == want[1 * 8 + 3]);   // c1 = (g, 2t+1)
-  CHECK(got.lanes[5 * 4 + 2] == want[9 * 8 + 2]);   // c2 = (g+8, 2t)
-  CHECK(got.lanes[5 * 4 + 3] == want[9 * 8 + 3]);   // c3 = (g+8, 2t+1)
-  CHECK(got.lanes[0 * 4 + 0] == want[0]);           // lane 0: (0, 0)
-  CHECK(got.lanes[31 * 4 + 3] == want[15 * 8 + 7]); // lane 31: g = 7, t = 3: c3 = (15, 7)
-  CHECK(got.lanes[18 * 4 + 1] == want[4 * 8 + 5]);  // lane 18: g = 4, t = 2: c1 = (4, 5)
+  CHECK(got.lanes[5 * 4 + 0] == want[1 * 8 + 2]);    // c0 = (g, 2t)
+  CHECK(got.lanes[5 * 4 + 1] == want[1 * 8 + 3]);    // c1 = (g, 2t+1)
+  CHECK(got.lanes[5 * 4 + 2] == want[9 * 8 + 2]);    // c2 = (g+8, 2t)
+  CHECK(got.lanes[5 * 4 + 3] == want[9 * 8 + 3]);    // c3 = (g+8, 2t+1)
+  CHECK(got.lanes[0 * 4 + 0] == want[0]);            // lane 0: (0, 0)
+  CHECK(got.lanes[31 * 4 + 3] == want[15 * 8 + 7]);  // lane 31: g = 7, t = 3: c3 = (15, 7)
+  CHECK(got.lanes[18 * 4 + 1] == want[4 * 8 + 5]);   // lane 18: g = 4, t = 2: c1 = (4, 5)
 
   SUBCASE("the tensor core ignores the low 13 mantissa bits (truncation), cvt.rna rounds") {
     auto noisy = a;
@@ -263,7 +273,8 @@ TEST_CASE("mma.sync m16n8k8 TF32: the whole 16x8 product, element by element, an
     CHECK(mma::float_to_tf32(std::bit_cast<float>(0xbf801000u)) == 0xbf802000u);
     CHECK(mma::float_to_tf32(std::bit_cast<float>(0x3f800fffu)) == 0x3f800000u);
     CHECK(mma::float_to_tf32(INFINITY) == bits(INFINITY));
-    for (float x : exact_values(64, 9)) CHECK(mma::float_to_tf32(x * 1.0009765625f) == bits(kiln::gpu::wmma::__float_to_tf32(x * 1.0009765625f)));
+    for (float x : exact_values(64, 9))
+      CHECK(mma::float_to_tf32(x * 1.0009765625f) == bits(kiln::gpu::wmma::__float_to_tf32(x * 1.0009765625f)));
   }
   SUBCASE("deliberate bugs: a swapped register or a swapped lane mapping fail the check") {
     CHECK(mismatches(run_tf32<Bug::swap_a1_a2>(a, b, c).d, want) > 0);
@@ -282,14 +293,16 @@ TEST_CASE("mma.sync m16n8k16 BF16: the whole product element by element") {
   CHECK(mismatches(dd.download(), matmul(a, b, c, 16, 8, 16)) == 0);
 
   DeviceBuffer<float> dl(128);  // A from ldmatrix.x4, B from ldmatrix.x2.trans (k-major storage)
-  KILN_LAUNCH(bf16_ldmatrix_mma_kernel, dim3(1), dim3(32), 384 * sizeof(std::uint16_t), nullptr, da.get(), db.get(), dl.get());
+  KILN_LAUNCH(bf16_ldmatrix_mma_kernel, dim3(1), dim3(32), 384 * sizeof(std::uint16_t), nullptr, da.get(), db.get(),
+              dl.get());
   const std::vector<float> zero(128, 0.0f);
   CHECK(mismatches(dl.download(), matmul(a, b, zero, 16, 8, 16)) == 0);
 }
 
 TEST_CASE("ldmatrix .x1 / .x2 / .x4, with and without .trans, per lane") {
   std::vector<std::uint16_t> tile(32 * 8);
-  for (int i = 0; i < 256; ++i) tile[i] = static_cast<std::uint16_t>(1000 + i);  // element (row, col) of matrix m: 1000 + (8m + row) * 8 + col
+  for (int i = 0; i < 256; ++i)
+    tile[i] = static_cast<std::uint16_t>(1000 + i);  // element (row, col) of matrix m: 1000 + (8m + row) * 8 + col
   const DeviceBuffer<std::uint16_t> dt(tile);
   auto element = [&](int m, int row, int col) -> std::uint32_t { return tile[(8 * m + row) * 8 + col]; };
   auto check = [&](auto kernel, int count, bool trans) {
@@ -322,7 +335,8 @@ TEST_CASE("ldmatrix .x1 / .x2 / .x4, with and without .trans, per lane") {
     for (int k = 0; k < 8; ++k)
       for (int n = 0; n < 8; ++n) b_nk[n * 8 + k] = b[k * 8 + n];
     DeviceBuffer<float> da(a), db(b_nk), dd(128);
-    KILN_LAUNCH(tf32_ldmatrix_mma_kernel, dim3(1), dim3(32), 192 * sizeof(float), nullptr, da.get(), db.get(), dd.get());
+    KILN_LAUNCH(tf32_ldmatrix_mma_kernel, dim3(1), dim3(32), 192 * sizeof(float), nullptr, da.get(), db.get(),
+                dd.get());
     CHECK(mismatches(dd.download(), matmul(a, b, std::vector<float>(128, 0.0f), 16, 8, 8)) == 0);
   }
 }

@@ -57,7 +57,8 @@ TEST_CASE("random schedule: a fresh permutation per sweep, reproducible from the
   const Orders forward = run_order(Schedule::forward, 1);
   CHECK(forward.before == identity);
   CHECK(forward.after == identity);
-  const Orders a = run_order(Schedule::random, 7), b = run_order(Schedule::random, 7), c = run_order(Schedule::random, 8);
+  const Orders a = run_order(Schedule::random, 7), b = run_order(Schedule::random, 7),
+               c = run_order(Schedule::random, 8);
   CHECK(a.before == b.before);
   CHECK(a.after == b.after);
   CHECK(a.before != identity);
@@ -89,13 +90,15 @@ TEST_CASE("exact-size device allocations: ASan reports a store one element past 
     dup2(pipe_ends[1], 2);
     close(pipe_ends[0]);
     DeviceBuffer<float> out(100);
-    KILN_LAUNCH(store_one_past_the_end, dim3(1), dim3(32), 0, nullptr, out.get(), 100u);  // one block: no worker threads
+    KILN_LAUNCH(store_one_past_the_end, dim3(1), dim3(32), 0, nullptr, out.get(),
+                100u);  // one block: no worker threads
     _exit(0);
   }
   close(pipe_ends[1]);
   std::string report;
   char chunk[4096];
-  for (ssize_t got; (got = read(pipe_ends[0], chunk, sizeof chunk)) > 0;) report.append(chunk, static_cast<std::size_t>(got));
+  for (ssize_t got; (got = read(pipe_ends[0], chunk, sizeof chunk)) > 0;)
+    report.append(chunk, static_cast<std::size_t>(got));
   close(pipe_ends[0]);
   int status = 0;
   REQUIRE(waitpid(child, &status, 0) == child);

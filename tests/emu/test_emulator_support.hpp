@@ -10,7 +10,8 @@ namespace kiln_emu_test {
 template <class T>
 class DeviceBuffer {
  public:
-  explicit DeviceBuffer(std::size_t count) : count_(count), data_(static_cast<T*>(kiln::gpu::device_malloc(count * sizeof(T)))) {}
+  explicit DeviceBuffer(std::size_t count)
+      : count_(count), data_(static_cast<T*>(kiln::gpu::device_malloc(count * sizeof(T)))) {}
   explicit DeviceBuffer(const std::vector<T>& host) : DeviceBuffer(host.size()) { upload(host); }
   ~DeviceBuffer() { kiln::gpu::device_free(data_); }
   DeviceBuffer(const DeviceBuffer&) = delete;
@@ -18,7 +19,9 @@ class DeviceBuffer {
 
   T* get() const { return data_; }
   std::size_t size() const { return count_; }
-  void upload(const std::vector<T>& host) { kiln::gpu::memcpy_host_to_device(data_, host.data(), host.size() * sizeof(T)); }
+  void upload(const std::vector<T>& host) {
+    kiln::gpu::memcpy_host_to_device(data_, host.data(), host.size() * sizeof(T));
+  }
   void zero() { kiln::gpu::memset_device(data_, 0, count_ * sizeof(T)); }
   std::vector<T> download() const {
     std::vector<T> host(count_);
@@ -35,7 +38,9 @@ class DeviceBuffer {
 // Runs the fibers of each block in the given order for the scope's duration.
 class ScopedSchedule {
  public:
-  explicit ScopedSchedule(kiln::gpu::emu::Schedule schedule) : saved_(kiln::gpu::emu::schedule()) { kiln::gpu::emu::set_schedule(schedule); }
+  explicit ScopedSchedule(kiln::gpu::emu::Schedule schedule) : saved_(kiln::gpu::emu::schedule()) {
+    kiln::gpu::emu::set_schedule(schedule);
+  }
   ~ScopedSchedule() { kiln::gpu::emu::set_schedule(saved_); }
   ScopedSchedule(const ScopedSchedule&) = delete;
   ScopedSchedule& operator=(const ScopedSchedule&) = delete;

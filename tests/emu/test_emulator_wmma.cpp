@@ -174,11 +174,11 @@ std::string launch_error(void (*run)()) {
 
 TEST_CASE("__float_to_tf32 rounds to 10 mantissa bits, to nearest, ties away from zero") {
   CHECK(wmma::__float_to_tf32(1.0f) == 1.0f);
-  CHECK(wmma::__float_to_tf32(bits_to_float(0x3f801000u)) == bits_to_float(0x3f802000u));   // 1 + 2^-11: tie, up
-  CHECK(wmma::__float_to_tf32(bits_to_float(0xbf801000u)) == bits_to_float(0xbf802000u));   // the negative tie: away
-  CHECK(wmma::__float_to_tf32(bits_to_float(0x3f800fffu)) == 1.0f);                         // just below the tie
-  CHECK(wmma::__float_to_tf32(bits_to_float(0x3f803000u)) == bits_to_float(0x3f804000u));   // 1 + 3 * 2^-11
-  CHECK(wmma::__float_to_tf32(bits_to_float(0x3fffffffu)) == 2.0f);                         // carry into the exponent
+  CHECK(wmma::__float_to_tf32(bits_to_float(0x3f801000u)) == bits_to_float(0x3f802000u));  // 1 + 2^-11: tie, up
+  CHECK(wmma::__float_to_tf32(bits_to_float(0xbf801000u)) == bits_to_float(0xbf802000u));  // the negative tie: away
+  CHECK(wmma::__float_to_tf32(bits_to_float(0x3f800fffu)) == 1.0f);                        // just below the tie
+  CHECK(wmma::__float_to_tf32(bits_to_float(0x3f803000u)) == bits_to_float(0x3f804000u));  // 1 + 3 * 2^-11
+  CHECK(wmma::__float_to_tf32(bits_to_float(0x3fffffffu)) == 2.0f);                        // carry into the exponent
   CHECK(std::isinf(wmma::__float_to_tf32(std::numeric_limits<float>::infinity())));
   CHECK(std::isnan(wmma::__float_to_tf32(std::numeric_limits<float>::quiet_NaN())));
   CHECK(wmma::__float_to_tf32(bits_to_float(0x00000fffu)) == 0.0f);  // a subnormal below half a tf32 ulp
@@ -191,12 +191,14 @@ TEST_CASE("__float_to_tf32 rounds to 10 mantissa bits, to nearest, ties away fro
 
 TEST_CASE("__float2bfloat16 rounds to nearest even; __bfloat162float is exact") {
   CHECK(__bfloat162float(__float2bfloat16(1.0f)) == 1.0f);
-  CHECK(__bfloat162float(__float2bfloat16(bits_to_float(0x3f808000u))) == 1.0f);                       // tie: to even (down)
-  CHECK(__bfloat162float(__float2bfloat16(bits_to_float(0x3f818000u))) == bits_to_float(0x3f820000u));  // tie: to even (up)
+  CHECK(__bfloat162float(__float2bfloat16(bits_to_float(0x3f808000u))) == 1.0f);  // tie: to even (down)
+  CHECK(__bfloat162float(__float2bfloat16(bits_to_float(0x3f818000u))) ==
+        bits_to_float(0x3f820000u));  // tie: to even (up)
   CHECK(__bfloat162float(__float2bfloat16(bits_to_float(0x3f808001u))) == bits_to_float(0x3f810000u));  // above the tie
   CHECK(__bfloat162float(__float2bfloat16(-2.5f)) == -2.5f);
   CHECK(std::isnan(__bfloat162float(__float2bfloat16(std::numeric_limits<float>::quiet_NaN()))));
-  CHECK(std::isnan(__bfloat162float(__float2bfloat16(bits_to_float(0x7f800001u)))));  // a NaN whose payload is in the low bits
+  CHECK(std::isnan(
+      __bfloat162float(__float2bfloat16(bits_to_float(0x7f800001u)))));  // a NaN whose payload is in the low bits
   CHECK(std::isinf(__bfloat162float(__float2bfloat16(std::numeric_limits<float>::max()))));
   for (float x : random_values(20000, 9, -300.0f, 300.0f)) {
     const float r = __bfloat162float(__float2bfloat16(x));
@@ -223,7 +225,8 @@ TEST_CASE("wmma TF32 fragments: a 32x32x16 GEMM of four warps matches plain loop
     return c;
   };
   const auto rounded = reference([](float v) { return tf32_reference(v); });
-  const auto truncated = reference([](float v) { return static_cast<double>(std::bit_cast<float>(std::bit_cast<std::uint32_t>(v) & 0xffffe000u)); });
+  const auto truncated = reference(
+      [](float v) { return static_cast<double>(std::bit_cast<float>(std::bit_cast<std::uint32_t>(v) & 0xffffe000u)); });
   const auto exact = reference([](float v) { return static_cast<double>(v); });
   DeviceBuffer<float> da(a), da_col(a_col), db(b), dc(m * n);
   auto max_error = [](const std::vector<float>& got, const std::vector<double>& want) {
@@ -233,8 +236,8 @@ TEST_CASE("wmma TF32 fragments: a 32x32x16 GEMM of four warps matches plain loop
   };
   KILN_LAUNCH((tf32_gemm<true, false>), dim3(1), dim3(128), 0, nullptr, da.get(), db.get(), dc.get(), m, n, k);
   const auto c_rounded = dc.download();
-  CHECK(max_error(c_rounded, rounded) < 1e-5);    // only the fp32 accumulation differs
-  CHECK(max_error(c_rounded, exact) > 1e-5);      // and TF32 really lost precision
+  CHECK(max_error(c_rounded, rounded) < 1e-5);  // only the fp32 accumulation differs
+  CHECK(max_error(c_rounded, exact) > 1e-5);    // and TF32 really lost precision
   KILN_LAUNCH((tf32_gemm<true, true>), dim3(1), dim3(128), 0, nullptr, da_col.get(), db.get(), dc.get(), m, n, k);
   CHECK(max_error(dc.download(), rounded) < 1e-5);  // col-major A gives the same product
   KILN_LAUNCH((tf32_gemm<false, false>), dim3(1), dim3(128), 0, nullptr, da.get(), db.get(), dc.get(), m, n, k);
@@ -280,10 +283,12 @@ TEST_CASE("cp.async: a double-buffered pipeline copies every tile; the wait and 
       return nan;
     };
     dout.zero();
-    KILN_LAUNCH(double_buffered_scale<Bug::no_wait>, dim3(1), dim3(threads), shared, nullptr, din.get(), dout.get(), tiles);
+    KILN_LAUNCH(double_buffered_scale<Bug::no_wait>, dim3(1), dim3(threads), shared, nullptr, din.get(), dout.get(),
+                tiles);
     CHECK(count_nan() == threads * tiles);  // every read came before its copy
     dout.zero();
-    KILN_LAUNCH(double_buffered_scale<Bug::no_barrier>, dim3(1), dim3(threads), shared, nullptr, din.get(), dout.get(), tiles);
+    KILN_LAUNCH(double_buffered_scale<Bug::no_barrier>, dim3(1), dim3(threads), shared, nullptr, din.get(), dout.get(),
+                tiles);
     CHECK(count_nan() > 0);  // some neighbours had not waited for their copies yet
   }
 #endif
@@ -293,17 +298,20 @@ TEST_CASE("cp.async zero fill feeds a TF32 mma; reading the tile without wait + 
   const auto a = random_values(16 * 8, 11), b = random_values(8 * 16, 12);
   constexpr int valid_k = 5;  // columns 5..7 of A and rows 5..7 of B are zero-filled
   DeviceBuffer<float> da(a), db(b), dc(256);
-  KILN_LAUNCH(cp_async_then_mma<true>, dim3(1), dim3(32), 256 * sizeof(float), nullptr, da.get(), db.get(), dc.get(), valid_k);
+  KILN_LAUNCH(cp_async_then_mma<true>, dim3(1), dim3(32), 256 * sizeof(float), nullptr, da.get(), db.get(), dc.get(),
+              valid_k);
   const auto c = dc.download();
   for (int i = 0; i < 16; ++i)
     for (int j = 0; j < 16; ++j) {
       double want = 0;
-      for (int q = 0; q < valid_k; ++q) want += double(std::bit_cast<float>(std::bit_cast<std::uint32_t>(a[i * 8 + q]) & 0xffffe000u)) *
-                                                 std::bit_cast<float>(std::bit_cast<std::uint32_t>(b[q * 16 + j]) & 0xffffe000u);
+      for (int q = 0; q < valid_k; ++q)
+        want += double(std::bit_cast<float>(std::bit_cast<std::uint32_t>(a[i * 8 + q]) & 0xffffe000u)) *
+                std::bit_cast<float>(std::bit_cast<std::uint32_t>(b[q * 16 + j]) & 0xffffe000u);
       REQUIRE(std::fabs(c[i * 16 + j] - want) < 1e-5);
     }
 #if !KILN_EMU_THREADS
-  KILN_LAUNCH(cp_async_then_mma<false>, dim3(1), dim3(32), 256 * sizeof(float), nullptr, da.get(), db.get(), dc.get(), valid_k);
+  KILN_LAUNCH(cp_async_then_mma<false>, dim3(1), dim3(32), 256 * sizeof(float), nullptr, da.get(), db.get(), dc.get(),
+              valid_k);
   int nan = 0;
   for (float v : dc.download()) nan += std::isnan(v) ? 1 : 0;
   CHECK(nan == 256);

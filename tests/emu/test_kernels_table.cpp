@@ -67,7 +67,8 @@ std::set<std::string> kernels_in_sources() {
       std::size_t i = skip_space(s, at + 10);
       if (s.compare(i, 4, "void") != 0) continue;
       i = skip_space(s, i + 4);
-      if (s.compare(i, 17, "__launch_bounds__") == 0) i = skip_space(s, s.find(')', i) + 1);  // __global__ void __launch_bounds__(..) name(
+      if (s.compare(i, 17, "__launch_bounds__") == 0)
+        i = skip_space(s, s.find(')', i) + 1);  // __global__ void __launch_bounds__(..) name(
       std::size_t end = i;
       while (end < s.size() && (std::isalnum(static_cast<unsigned char>(s[end])) || s[end] == '_')) ++end;
       if (end > i && skip_space(s, end) < s.size() && s[skip_space(s, end)] == '(') names.insert(s.substr(i, end - i));
@@ -111,8 +112,8 @@ TEST_CASE("a failing launch throws kiln::gpu::Error naming the kernel") {
   // a launch the emulator rejects names the kernel.
   kiln::ConvShape s{1, 1, 1, 4, 4, 41};
   kiln::Tensor<float, kiln::Cuda> x(kiln::Shape::nchw(1, 1, 4, 4)), w(kiln::Shape{1, 1, 41, 41}), b, y(x.shape()), ws;
-  CHECK_THROWS_WITH_AS(kiln::Backend<kiln::Cuda>::conv2d_forward(s, x, w, b, y, ws),
-                       doctest::Contains("48 KiB"), kiln::Error);
+  CHECK_THROWS_WITH_AS(kiln::Backend<kiln::Cuda>::conv2d_forward(s, x, w, b, y, ws), doctest::Contains("48 KiB"),
+                       kiln::Error);
   // batch larger than gridDim.z allows: the launch check names the kernel
   kiln::ConvShape big{70000, 1, 1, 1, 1, 3};
   CHECK_THROWS_WITH_AS(kiln::Backend<kiln::Cuda>::conv2d_forward(big, x, w, b, y, ws),

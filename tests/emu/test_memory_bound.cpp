@@ -27,9 +27,12 @@ std::vector<float> reduction_outputs(const Shape& s, std::uint64_t seed) {
   const auto xv = kiln_test::random_vector(s.numel(), rng, -3.0f, 5.0f), gv = kiln_test::random_vector(s.numel(), rng);
   const CudaT x = CudaT::from_host(s, xv), g = CudaT::from_host(s, gv);
   const Shape c{s.c()};
-  CudaT weight = CudaT::from_host(c, std::vector<float>(s.c(), 1.5f)), bias = CudaT::from_host(c, std::vector<float>(s.c(), 0.25f));
-  CudaT rm = CudaT::from_host(c, std::vector<float>(s.c(), 0.0f)), rv = CudaT::from_host(c, std::vector<float>(s.c(), 1.0f));
-  CudaT sm(c), si(c), y(s), dx(s), dw = CudaT::from_host(c, std::vector<float>(s.c(), 0.0f)), db = dw.clone(), bias_grad = dw.clone();
+  CudaT weight = CudaT::from_host(c, std::vector<float>(s.c(), 1.5f)),
+        bias = CudaT::from_host(c, std::vector<float>(s.c(), 0.25f));
+  CudaT rm = CudaT::from_host(c, std::vector<float>(s.c(), 0.0f)),
+        rv = CudaT::from_host(c, std::vector<float>(s.c(), 1.0f));
+  CudaT sm(c), si(c), y(s), dx(s), dw = CudaT::from_host(c, std::vector<float>(s.c(), 0.0f)), db = dw.clone(),
+                                   bias_grad = dw.clone();
   CudaT loss(Shape{1});
   kiln::BatchNormArgs a;
   a.n = s.n(), a.c = s.c(), a.hw = s.h() * s.w();

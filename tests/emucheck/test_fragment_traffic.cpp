@@ -159,11 +159,13 @@ TEST_CASE("fragment checks: a fragment load of a tile another warp writes withou
   DeviceBuffer<float> out(32);
   for (Schedule schedule : {Schedule::forward, Schedule::reverse}) {
     kiln_emu_test::ScopedSchedule scoped(schedule);
-    CHECK(launch_error([&] { KILN_LAUNCH(ck::fragment_load_race, dim3(1), dim3(64), 16 * 8 * sizeof(float), nullptr, out.get(), true); })
-              .empty());
+    CHECK(launch_error([&] {
+            KILN_LAUNCH(ck::fragment_load_race, dim3(1), dim3(64), 16 * 8 * sizeof(float), nullptr, out.get(), true);
+          }).empty());
     CHECK(out.download() == std::vector<float>(32, 1.0f));
-    const std::string error =
-        launch_error([&] { KILN_LAUNCH(ck::fragment_load_race, dim3(1), dim3(64), 16 * 8 * sizeof(float), nullptr, out.get(), false); });
+    const std::string error = launch_error([&] {
+      KILN_LAUNCH(ck::fragment_load_race, dim3(1), dim3(64), 16 * 8 * sizeof(float), nullptr, out.get(), false);
+    });
     // In order, warp 0 loads first (nothing written yet); in reverse, warp 1 writes first (a race).
     CHECK(error.find(schedule == Schedule::forward ? "init check" : "read-after-write") != std::string::npos);
   }

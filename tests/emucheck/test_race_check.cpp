@@ -92,18 +92,18 @@ __global__ void overrun(float* out, unsigned n) {
 __global__ void patterns(const float* in, float* out, const double* in64) {
   float* s = kiln::gpu::dynamic_shared<float>();
   const unsigned lane = threadIdx.x;
-  float x = in[lane];              // global, coalesced: 4 sectors
-  x += in[lane * 32];              // global, stride 128 bytes: 32 sectors
+  float x = in[lane];                   // global, coalesced: 4 sectors
+  x += in[lane * 32];                   // global, stride 128 bytes: 32 sectors
   x += static_cast<float>(in64[lane]);  // global, 8 bytes coalesced: 8 sectors
-  s[lane] = x;                     // shared store, conflict free: 1 wavefront
-  s[1024 + lane * 32] = x;         // shared store, every lane in bank 0: 32 wavefronts
-  s[2048 + lane * 2] = x;          // shared store, stride 2 words: 2-way conflict, 2 wavefronts
+  s[lane] = x;                          // shared store, conflict free: 1 wavefront
+  s[1024 + lane * 32] = x;              // shared store, every lane in bank 0: 32 wavefronts
+  s[2048 + lane * 2] = x;               // shared store, stride 2 words: 2-way conflict, 2 wavefronts
   __syncthreads();
-  float y = s[lane];               // 1 wavefront
-  y += s[1024 + lane * 32];        // 32
-  y += s[0];                       // broadcast: 1
-  y += s[2048 + lane * 2];         // stride 2 words: 2-way conflict, 2 wavefronts
-  out[lane] = y;                   // global store, coalesced: 4 sectors
+  float y = s[lane];         // 1 wavefront
+  y += s[1024 + lane * 32];  // 32
+  y += s[0];                 // broadcast: 1
+  y += s[2048 + lane * 2];   // stride 2 words: 2-way conflict, 2 wavefronts
+  out[lane] = y;             // global store, coalesced: 4 sectors
 }
 
 // A 16-byte shared load per lane, rows `stride_floats` apart: one LDS.128 on the GPU (clang's x86
@@ -170,7 +170,8 @@ TEST_CASE("race check: a correct tree reduction passes under every schedule") {
 
 TEST_CASE("race check: read-after-write without a barrier") {
   DeviceBuffer<float> out(64);
-  const std::string error = launch_error([&] { KILN_LAUNCH(ck::read_after_write, dim3(1), dim3(64), 64 * sizeof(float), nullptr, out.get()); });
+  const std::string error = launch_error(
+      [&] { KILN_LAUNCH(ck::read_after_write, dim3(1), dim3(64), 64 * sizeof(float), nullptr, out.get()); });
   INFO(error);
   CHECK(error.find("read-after-write race") != std::string::npos);
   CHECK(error.find("dynamic shared memory at byte offset 0") != std::string::npos);
@@ -179,14 +180,16 @@ TEST_CASE("race check: read-after-write without a barrier") {
 
 TEST_CASE("race check: write-after-read without a barrier") {
   DeviceBuffer<float> out(64);
-  const std::string error = launch_error([&] { KILN_LAUNCH(ck::write_after_read, dim3(1), dim3(64), 64 * sizeof(float), nullptr, out.get()); });
+  const std::string error = launch_error(
+      [&] { KILN_LAUNCH(ck::write_after_read, dim3(1), dim3(64), 64 * sizeof(float), nullptr, out.get()); });
   INFO(error);
   CHECK(error.find("write-after-read race") != std::string::npos);
 }
 
 TEST_CASE("race check: write-after-write to one static __shared__ word") {
   DeviceBuffer<float> out(64);
-  const std::string error = launch_error([&] { KILN_LAUNCH(ck::write_after_write, dim3(1), dim3(64), 0, nullptr, out.get()); });
+  const std::string error =
+      launch_error([&] { KILN_LAUNCH(ck::write_after_write, dim3(1), dim3(64), 0, nullptr, out.get()); });
   INFO(error);
   CHECK(error.find("write-after-write race") != std::string::npos);
   CHECK(error.find("static __shared__ memory") != std::string::npos);
@@ -195,13 +198,15 @@ TEST_CASE("race check: write-after-write to one static __shared__ word") {
 TEST_CASE("init check: reading shared memory no thread wrote") {
   DeviceBuffer<float> out(64);
   // Two blocks: the second finds the first block's values in the static array and must still fail.
-  const std::string error = launch_error([&] { KILN_LAUNCH(ck::uninitialised_read, dim3(2), dim3(64), 0, nullptr, out.get(), false); });
+  const std::string error =
+      launch_error([&] { KILN_LAUNCH(ck::uninitialised_read, dim3(2), dim3(64), 0, nullptr, out.get(), false); });
   INFO(error);
   CHECK(error.find("no thread of this block has written") != std::string::npos);
   KILN_LAUNCH(ck::uninitialised_read, dim3(2), dim3(64), 0, nullptr, out.get(), true);
   CHECK(out.download() == std::vector<float>(64, 1.0f));
   // The first block of a launch writes; a second launch's block reading without writing still fails.
-  CHECK(launch_error([&] { KILN_LAUNCH(ck::uninitialised_read, dim3(1), dim3(64), 0, nullptr, out.get(), false); }) != "");
+  CHECK(launch_error([&] { KILN_LAUNCH(ck::uninitialised_read, dim3(1), dim3(64), 0, nullptr, out.get(), false); }) !=
+        "");
 }
 
 TEST_CASE("race check: lanes of one warp are ordered by __syncwarp, not otherwise") {
@@ -209,14 +214,16 @@ TEST_CASE("race check: lanes of one warp are ordered by __syncwarp, not otherwis
   KILN_LAUNCH(ck::warp_exchange, dim3(1), dim3(64), 64 * sizeof(float), nullptr, out.get(), true);
   const std::vector<float> values = out.download();
   for (unsigned t = 0; t < 64; ++t) CHECK(values[t] == static_cast<float>(t ^ 1u));
-  const std::string error = launch_error([&] { KILN_LAUNCH(ck::warp_exchange, dim3(1), dim3(64), 64 * sizeof(float), nullptr, out.get(), false); });
+  const std::string error = launch_error(
+      [&] { KILN_LAUNCH(ck::warp_exchange, dim3(1), dim3(64), 64 * sizeof(float), nullptr, out.get(), false); });
   INFO(error);
   CHECK(error.find("write-after-read race") != std::string::npos);  // lane 1 overwrites what lane 0 read
 }
 
 TEST_CASE("sync check: a barrier not reached by every thread of the block") {
   DeviceBuffer<float> out(32);
-  const std::string error = launch_error([&] { KILN_LAUNCH(ck::half_barrier, dim3(1), dim3(32), 0, nullptr, out.get()); });
+  const std::string error =
+      launch_error([&] { KILN_LAUNCH(ck::half_barrier, dim3(1), dim3(32), 0, nullptr, out.get()); });
   INFO(error);
   CHECK(error.find("deadlock") != std::string::npos);
   CHECK(error.find("A barrier (__syncthreads) must be reached by every thread") != std::string::npos);
@@ -224,7 +231,8 @@ TEST_CASE("sync check: a barrier not reached by every thread of the block") {
 
 TEST_CASE("bounds check: a store one element past the end of a device allocation") {
   DeviceBuffer<float> out(100);
-  const std::string error = launch_error([&] { KILN_LAUNCH(ck::overrun, dim3(4), dim3(32), 0, nullptr, out.get(), 100u); });
+  const std::string error =
+      launch_error([&] { KILN_LAUNCH(ck::overrun, dim3(4), dim3(32), 0, nullptr, out.get(), 100u); });
   INFO(error);
   CHECK(error.find("0 byte(s) past the end of a 400-byte device allocation") != std::string::npos);
   KILN_LAUNCH(ck::overrun, dim3(4), dim3(32), 0, nullptr, out.get(), 99u);  // the last valid index
@@ -256,7 +264,8 @@ TEST_CASE("traffic counters: sectors per global request and wavefronts per share
   CHECK(out.download() == std::vector<float>(32, 16.0f));  // x = 1 + 1 + 2, y = 4 x
 }
 
-TEST_CASE("traffic counters: a 16-byte vector load is one request (4 wavefronts conflict-free, 8 with a 32-byte stride)") {
+TEST_CASE(
+    "traffic counters: a 16-byte vector load is one request (4 wavefronts conflict-free, 8 with a 32-byte stride)") {
   DeviceBuffer<float> out(32);
   ScopedProfile profile;
   // Stride 4 floats: 512 contiguous bytes, 4 words per bank. Stride 8: banks 0-3, 8-11, 16-19,
@@ -264,7 +273,8 @@ TEST_CASE("traffic counters: a 16-byte vector load is one request (4 wavefronts 
   KILN_LAUNCH(ck::vector_loads, dim3(1), dim3(32), 32 * 4 * sizeof(float), nullptr, out.get(), 4u);
   KILN_LAUNCH(ck::vector_loads, dim3(1), dim3(32), 32 * 8 * sizeof(float), nullptr, out.get(), 8u);
   REQUIRE(kiln::gpu::emu::profile_log().size() == 2);
-  for (const auto& [p, wavefronts] : {std::pair{&kiln::gpu::emu::profile_log()[0], 4.0}, {&kiln::gpu::emu::profile_log()[1], 8.0}}) {
+  for (const auto& [p, wavefronts] :
+       {std::pair{&kiln::gpu::emu::profile_log()[0], 4.0}, {&kiln::gpu::emu::profile_log()[1], 8.0}}) {
     CHECK(p->shared_load.requests == 1);
     CHECK(p->shared_load.bytes == 32 * 16);
     CHECK(p->shared_load.units == wavefronts);
@@ -327,7 +337,8 @@ TEST_CASE("random schedule: a failure names the seed that reproduces it") {
   kiln_emu_test::ScopedSchedule scoped(kiln::gpu::emu::Schedule::random);
   kiln::gpu::emu::set_schedule_seed(42);
   DeviceBuffer<float> out(64);
-  const std::string error = launch_error([&] { KILN_LAUNCH(ck::write_after_read, dim3(1), dim3(64), 64 * sizeof(float), nullptr, out.get()); });
+  const std::string error = launch_error(
+      [&] { KILN_LAUNCH(ck::write_after_read, dim3(1), dim3(64), 64 * sizeof(float), nullptr, out.get()); });
   kiln::gpu::emu::set_schedule_seed(1);
   INFO(error);
   CHECK(error.find("race") != std::string::npos);

@@ -18,7 +18,9 @@ namespace {
 void skip_without_device() {
   const char* why = nullptr;
   if (kiln::gpu::emulated)
-    why = "SKIPPED: no CUDA device (this binary was compiled without nvcc; the emu suite tests the kernels on the emulator)";
+    why =
+        "SKIPPED: no CUDA device (this binary was compiled without nvcc; the emu suite tests the kernels on the "
+        "emulator)";
   else if (!kiln::gpu::device_available())
     why = "SKIPPED: no CUDA device";
   if (why) {
@@ -58,8 +60,11 @@ TEST_CASE("gpu: every kernel case on the GPU matches the CPU backend") {
 // afford, against the strict fp32 CPU backend, with the TF32 bound of the emulated table.
 TEST_CASE("gpu: TF32 tensor-core convolutions match the CPU backend") {
   skip_without_device();
-  const std::vector<kiln::ConvShape> shapes = {
-      {2, 5, 7, 13, 11, 3}, {4, 64, 64, 64, 64, 3}, {16, 1, 32, 64, 64, 3}, {4, 128, 64, 32, 32, 1}, {3, 33, 70, 4, 4, 3}};
+  const std::vector<kiln::ConvShape> shapes = {{2, 5, 7, 13, 11, 3},
+                                               {4, 64, 64, 64, 64, 3},
+                                               {16, 1, 32, 64, 64, 3},
+                                               {4, 128, 64, 32, 32, 1},
+                                               {3, 33, 70, 4, 4, 3}};
   kiln::Rng rng(13);
   for (const auto& s : shapes) {
     CAPTURE(s.n);
@@ -72,7 +77,8 @@ TEST_CASE("gpu: TF32 tensor-core convolutions match the CPU backend") {
     const auto xv = kiln_test::random_vector(xs.numel(), rng), wv = kiln_test::random_vector(ws.numel(), rng);
     const auto bv = kiln_test::random_vector(bs.numel(), rng), gv = kiln_test::random_vector(ys.numel(), rng);
     using CpuT = kiln::Tensor<float, kiln::Cpu>;
-    CpuT x_c = CpuT::from_host(xs, xv), w_c = CpuT::from_host(ws, wv), b_c = CpuT::from_host(bs, bv), g_c = CpuT::from_host(ys, gv);
+    CpuT x_c = CpuT::from_host(xs, xv), w_c = CpuT::from_host(ws, wv), b_c = CpuT::from_host(bs, bv),
+         g_c = CpuT::from_host(ys, gv);
     CpuT y_c(ys), dx_c(xs), dw_c(ws), db_c(bs);
     CpuT work_c(kiln::Shape{static_cast<std::int64_t>(kiln::Backend<kiln::Cpu>::conv2d_workspace_floats(s)) + 1});
     kiln::Backend<kiln::Cpu>::conv2d_forward(s, x_c, w_c, b_c, y_c, work_c);
@@ -83,7 +89,8 @@ TEST_CASE("gpu: TF32 tensor-core convolutions match the CPU backend") {
     DeviceTensor x = DeviceTensor::from_host(xs, xv), w = DeviceTensor::from_host(ws, wv);
     DeviceTensor b = DeviceTensor::from_host(bs, bv), dy = DeviceTensor::from_host(ys, gv);
     DeviceTensor y(ys), dx(xs), dw(ws), db(bs);
-    DeviceTensor work(kiln::Shape{static_cast<std::int64_t>(kiln::Backend<kiln::Cuda>::conv2d_workspace_floats(s)) + 1});
+    DeviceTensor work(
+        kiln::Shape{static_cast<std::int64_t>(kiln::Backend<kiln::Cuda>::conv2d_workspace_floats(s)) + 1});
     kiln::Backend<kiln::Cuda>::conv2d_forward(s, x, w, b, y, work);
     kiln::Backend<kiln::Cuda>::conv2d_backward(s, x, w, dy, dx, dw, db, work);
     kiln_test::Report r;
@@ -111,9 +118,8 @@ DeviceTensor random_tensor(const kiln::Shape& s, kiln::Rng& rng) {
 TEST_CASE("gpu: conv2d kernels match cuDNN (fp32 math, no TF32)") {
   skip_without_device();
   kiln::cudnn::Handle handle;
-  const std::vector<kiln::ConvShape> shapes = {
-      {1, 3, 5, 13, 11, 3}, {3, 5, 7, 13, 11, 3}, {2, 16, 32, 64, 64, 3}, {3, 5, 3, 13, 11, 1}, {2, 32, 16, 40, 24, 1},
-      {2, 3, 4, 9, 7, 5}};
+  const std::vector<kiln::ConvShape> shapes = {{1, 3, 5, 13, 11, 3}, {3, 5, 7, 13, 11, 3},   {2, 16, 32, 64, 64, 3},
+                                               {3, 5, 3, 13, 11, 1}, {2, 32, 16, 40, 24, 1}, {2, 3, 4, 9, 7, 5}};
   kiln::Rng rng(7);
   for (const auto& s : shapes) {
     CAPTURE(s.n);
@@ -145,12 +151,13 @@ TEST_CASE("gpu: conv2d kernels match cuDNN (fp32 math, no TF32)") {
     kiln::cudnn::Conv2d tf32(handle, s, kiln::cudnn::MathMode::tf32);
     DeviceTensor y_tf32(ys);
     tf32.forward(x.data(), w.data(), b.data(), y_tf32.data());
-    MESSAGE("conv forward ", kiln::cudnn::math_mode_name(kiln::cudnn::MathMode::tf32), " vs kiln fp32: normalised error ",
-            kiln_test::normalised_error(y_tf32.to_vector(), y_kiln.to_vector()));
+    MESSAGE("conv forward ", kiln::cudnn::math_mode_name(kiln::cudnn::MathMode::tf32),
+            " vs kiln fp32: normalised error ", kiln_test::normalised_error(y_tf32.to_vector(), y_kiln.to_vector()));
     // kiln's TF32 kernels (MathMode::tf32, K = 1 and 3) against cuDNN TF32: both within TF32's bound of fp32.
     if (s.k == 1 || s.k == 3) {
       kiln::cuda::MathModeScope mode(kiln::cuda::MathMode::tf32);
-      DeviceTensor y_ours(ys), tf32_work(kiln::Shape{static_cast<std::int64_t>(kiln::Backend<kiln::Cuda>::conv2d_workspace_floats(s)) + 1});
+      DeviceTensor y_ours(ys),
+          tf32_work(kiln::Shape{static_cast<std::int64_t>(kiln::Backend<kiln::Cuda>::conv2d_workspace_floats(s)) + 1});
       kiln::Backend<kiln::Cuda>::conv2d_forward(s, x, w, b, y_ours, tf32_work);
       kiln_test::Report t;
       t.compare("kiln tf32 y vs cuDNN tf32", y_ours, y_tf32, 2 * kiln_test::tf32_bound);
@@ -182,8 +189,8 @@ TEST_CASE("gpu: batchnorm training forward/backward and max pooling match cuDNN"
     kiln::cudnn::batchnorm_forward_training(handle, a, x.data(), weight.data(), bias.data(), rm_c.data(), rv_c.data(),
                                             sm_c.data(), si_c.data(), y_c.data());
     kiln::Backend<kiln::Cuda>::batchnorm_backward(a, x, weight, sm_k, si_k, dy, dx_k, dw_k, db_k);
-    kiln::cudnn::batchnorm_backward(handle, a, x.data(), weight.data(), sm_c.data(), si_c.data(), dy.data(), dx_c.data(),
-                                    dw_c.data(), db_c.data());
+    kiln::cudnn::batchnorm_backward(handle, a, x.data(), weight.data(), sm_c.data(), si_c.data(), dy.data(),
+                                    dx_c.data(), dw_c.data(), db_c.data());
     kiln_test::Report r;
     r.compare("y", y_k, y_c, kiln_test::loose);
     r.compare("save_mean", sm_k, sm_c, kiln_test::loose);

@@ -54,7 +54,8 @@ int export_checkpoint(const char* out) {
   io::save_checkpoint(out, *net, {{"kiln.interop", "export"}},
                       {io::NamedTensor{kInput, dims_of(input.shape()), input.to_vector()},
                        io::NamedTensor{kOutput, dims_of(output.shape()), output.to_vector()}});
-  std::printf("wrote %s (%s, %zu parameters)\n", out, io::model_name<Model>().c_str(), std::size_t(Model::parameter_count));
+  std::printf("wrote %s (%s, %zu parameters)\n", out, io::model_name<Model>().c_str(),
+              std::size_t(Model::parameter_count));
   return 0;
 }
 

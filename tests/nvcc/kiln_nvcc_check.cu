@@ -22,7 +22,7 @@
 namespace kiln {
 template class Conv2d<3, 5, 3, Cuda>;
 template class Conv2d<5, 3, 1, Cuda>;
-template class Conv2d<3, 4, 5, Cuda>;  // run-time kernel size path
+template class Conv2d<3, 4, 5, Cuda>;     // run-time kernel size path
 template class Conv2d<3, 5, 3, Cuda, 2>;  // stride > 1: the general kernels
 template class Activation<ActivationKind::leaky_relu, Cuda>;
 template class Activation<ActivationKind::silu, Cuda>;
@@ -58,11 +58,12 @@ using Net = kiln::Network<kiln::UNet<1, 2, 4, 2, Cuda>>;
 // conv2d_mma (TF32, mma.sync) against the strict fp32 kernel: the normalised error of y.
 double mma_conv_error(const kiln::ConvShape& s, kiln::Rng& rng) {
   using T = kiln::Tensor<float, Cuda>;
-  std::vector<float> xv(static_cast<std::size_t>(s.n * s.c_in * s.h * s.w)), wv(static_cast<std::size_t>(s.c_out * s.c_in * s.k * s.k)),
-      bv(static_cast<std::size_t>(s.c_out));
+  std::vector<float> xv(static_cast<std::size_t>(s.n * s.c_in * s.h * s.w)),
+      wv(static_cast<std::size_t>(s.c_out * s.c_in * s.k * s.k)), bv(static_cast<std::size_t>(s.c_out));
   for (auto* v : {&xv, &wv, &bv})
     for (auto& e : *v) e = rng.uniform(-1.0f, 1.0f);
-  const T x = T::from_host(kiln::Shape::nchw(s.n, s.c_in, s.h, s.w), xv), w = T::from_host(kiln::Shape{s.c_out, s.c_in, s.k, s.k}, wv);
+  const T x = T::from_host(kiln::Shape::nchw(s.n, s.c_in, s.h, s.w), xv),
+          w = T::from_host(kiln::Shape{s.c_out, s.c_in, s.k, s.k}, wv);
   const T b = T::from_host(kiln::Shape{s.c_out}, bv);
   T y(kiln::Shape::nchw(s.n, s.c_out, s.h, s.w)), y_mma(y.shape()), ws(kiln::Shape{1});
   T packed(kiln::Shape{kiln::cuda::kernels::mma_conv::packed_weight_floats(s)});
@@ -134,8 +135,8 @@ int main() {
     for (const kiln::ConvShape& s : {kiln::ConvShape{2, 32, 64, 32, 32, 3}, kiln::ConvShape{1, 3, 130, 13, 11, 3},
                                      kiln::ConvShape{2, 64, 32, 16, 16, 1}}) {
       const double err = mma_conv_error(s, rng);
-      std::printf("conv2d_mma forward %lld->%lld K=%lld: normalised error vs strict fp32 %.2e\n", static_cast<long long>(s.c_in),
-                  static_cast<long long>(s.c_out), static_cast<long long>(s.k), err);
+      std::printf("conv2d_mma forward %lld->%lld K=%lld: normalised error vs strict fp32 %.2e\n",
+                  static_cast<long long>(s.c_in), static_cast<long long>(s.c_out), static_cast<long long>(s.k), err);
       if (!(err < 2e-3)) throw std::runtime_error("conv2d_mma disagrees with the strict kernel");
     }
     kiln::Tensor<float, Cuda> rgb(kiln::Shape::nchw(1, 3, 4, 4)), lab(rgb.shape());
@@ -145,7 +146,8 @@ int main() {
     kiln::cudnn::Handle handle;
     const kiln::ConvShape s{1, 3, 5, 13, 11, 3};
     kiln::cudnn::Conv2d conv(handle, s);
-    kiln::Tensor<float, Cuda> cx(kiln::Shape::nchw(1, 3, 13, 11)), cw(kiln::Shape{5, 3, 3, 3}), cy(kiln::Shape::nchw(1, 5, 13, 11));
+    kiln::Tensor<float, Cuda> cx(kiln::Shape::nchw(1, 3, 13, 11)), cw(kiln::Shape{5, 3, 3, 3}),
+        cy(kiln::Shape::nchw(1, 5, 13, 11));
     conv.forward(cx.data(), cw.data(), nullptr, cy.data());
     std::printf("cuDNN conv forward ran (%s)\n", kiln::cudnn::math_mode_name(conv.math_mode()));
 #endif

@@ -38,7 +38,8 @@ __global__ void sass_fixture_generic_load(const float* x, float* y, int n, int u
 
 // A 64-bit division by a run-time value per iteration (the __cuda_sm20_div_s64 subroutine).
 __global__ void sass_fixture_div64(const float* x, float* y, std::int64_t n, std::int64_t hw) {
-  for (std::int64_t i = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x; i < n; i += std::int64_t{gridDim.x} * blockDim.x)
+  for (std::int64_t i = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x; i < n;
+       i += std::int64_t{gridDim.x} * blockDim.x)
     y[i] = x[i / hw];
 }
 

@@ -1,14 +1,15 @@
 // A helper for the program tests (tests/programs/*.sh), so they need nothing but bash:
 //   testtool compare A.safetensors B.safetensors [TOLERANCE [OPTIMIZER_TOLERANCE]]
 //                                                               every tensor equal (max |a-b| <= TOLERANCE, default 0;
-//                                                               optimizer.* tensors: OPTIMIZER_TOLERANCE, default TOLERANCE)
+//                                                               optimizer.* tensors: OPTIMIZER_TOLERANCE, default
+//                                                               TOLERANCE)
 //   testtool metadata FILE KEY                                  prints a metadata value
 //   testtool finite FILE                                        every F32 value is finite (else names the tensor)
 //   testtool make-image W H OUT.png                             a colourful test picture
 //   testtool image-size FILE                                    prints "W H"
 //   testtool image-diff A B                                     prints the largest difference in 8-bit levels
-//   testtool set-metadata IN KEY VALUE OUT                      a copy with one metadata value changed (checksums redone)
-//   testtool make-bmp W H OUT.bmp                               an uncompressed 24-bit BMP
+//   testtool set-metadata IN KEY VALUE OUT                      a copy with one metadata value changed (checksums
+//   redone) testtool make-bmp W H OUT.bmp                               an uncompressed 24-bit BMP
 #include <kiln/io/image.hpp>
 #include <kiln/io/safetensors.hpp>
 
@@ -61,8 +62,8 @@ static int compare(const char* a_path, const char* b_path, double tolerance, dou
       ++bad;
     }
   }
-  for (const char* key : {"kiln.train.epoch", "kiln.train.step", "kiln.train.step_in_epoch", "kiln.train.optimizer_steps",
-                          "kiln.train.loader_state"}) {
+  for (const char* key : {"kiln.train.epoch", "kiln.train.step", "kiln.train.step_in_epoch",
+                          "kiln.train.optimizer_steps", "kiln.train.loader_state"}) {
     const auto ia = a.metadata.find(key), ib = b.metadata.find(key);
     const std::string va = ia == a.metadata.end() ? "<none>" : ia->second;
     const std::string vb = ib == b.metadata.end() ? "<none>" : ib->second;
@@ -75,8 +76,8 @@ static int compare(const char* a_path, const char* b_path, double tolerance, dou
   std::printf("%zu tensors compared; largest difference %.3g%s%s\n", a.tensors.size(), worst,
               worst_name.empty() ? "" : " in ", worst_name.c_str());
   if (optimizer_tolerance != tolerance)
-    std::printf("largest difference in the optimizer's state %.3g%s%s\n", worst_opt, worst_opt_name.empty() ? "" : " in ",
-                worst_opt_name.c_str());
+    std::printf("largest difference in the optimizer's state %.3g%s%s\n", worst_opt,
+                worst_opt_name.empty() ? "" : " in ", worst_opt_name.c_str());
   if (worst > tolerance || worst_opt > optimizer_tolerance) ++bad;
   std::printf(bad ? "DIFFERENT\n" : "SAME\n");
   return bad ? 1 : 0;
@@ -105,8 +106,10 @@ int main(int argc, char** argv) {
         const auto n = std::count_if(v.begin(), v.end(), [](float x) { return !std::isfinite(x); });
         if (n > 0) std::printf("'%s': %td of %zu values are not finite\n", r.name.c_str(), n, v.size()), ++bad;
       }
-      if (bad) std::printf("NOT FINITE\n");
-      else std::printf("FINITE (%zu tensors)\n", f.tensors.size());
+      if (bad)
+        std::printf("NOT FINITE\n");
+      else
+        std::printf("FINITE (%zu tensors)\n", f.tensors.size());
       return bad ? 1 : 0;
     }
     if (cmd == "make-image" && argc == 5) {
@@ -133,7 +136,8 @@ int main(int argc, char** argv) {
         return 1;
       }
       double worst = 0;
-      for (std::size_t i = 0; i < a.pixels.size(); ++i) worst = std::max(worst, std::fabs(double(a.pixels[i]) - double(b.pixels[i])));
+      for (std::size_t i = 0; i < a.pixels.size(); ++i)
+        worst = std::max(worst, std::fabs(double(a.pixels[i]) - double(b.pixels[i])));
       std::printf("%.0f\n", worst * 255.0);
       return 0;
     }
@@ -164,7 +168,9 @@ int main(int argc, char** argv) {
       if (!out || std::fwrite(b.data(), 1, b.size(), out) != b.size() || std::fclose(out) != 0) return 1;
       return 0;
     }
-    std::fprintf(stderr, "usage: testtool compare A B [TOL] | metadata FILE KEY | finite FILE | make-image W H OUT | image-size FILE | image-diff A B | set-metadata IN KEY VALUE OUT | make-bmp W H OUT\n");
+    std::fprintf(stderr,
+                 "usage: testtool compare A B [TOL] | metadata FILE KEY | finite FILE | make-image W H OUT | "
+                 "image-size FILE | image-diff A B | set-metadata IN KEY VALUE OUT | make-bmp W H OUT\n");
     return 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "testtool: %s\n", e.what());

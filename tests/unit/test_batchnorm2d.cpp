@@ -25,7 +25,7 @@ TEST_CASE("BatchNorm2d: train-mode gradients (input, weight, bias) match finite 
   Rng rng(7);
   bn.weight().value.copy_from_host(random_vector(3, rng, 0.5f, 1.5f));
   bn.bias().value.copy_from_host(random_vector(3, rng, -0.5f, 0.5f));
-  kiln::test::check_gradients(bn, Shape::nchw(2, 3, 2, 3));  // N*H*W = 12 per channel
+  kiln::test::check_gradients(bn, Shape::nchw(2, 3, 2, 3));     // N*H*W = 12 per channel
   kiln::test::check_gradients(bn, Shape::nchw(4, 3, 1, 2), 5);  // N*H*W = 8
 }
 
@@ -90,7 +90,7 @@ TEST_CASE("BatchNorm2d: statistics are per channel over N, H and W") {
   CHECK(rm[0] == doctest::Approx(0.4));
   CHECK(rm[1] == doctest::Approx(1.5));
   const auto rv = bn.running_var().to_vector();
-  CHECK(rv[0] == doctest::Approx(0.9 + 0.1 * 20.0 / 3.0));  // squared deviations 9+1+1+9 = 20
+  CHECK(rv[0] == doctest::Approx(0.9 + 0.1 * 20.0 / 3.0));   // squared deviations 9+1+1+9 = 20
   CHECK(rv[1] == doctest::Approx(0.9 + 0.1 * 100.0 / 3.0));  // 4 * 25 = 100
 }
 
@@ -181,8 +181,9 @@ enum class BnPath { reference, fast, fused };
 BnRun run_batchnorm(BnPath path, bool relu, const BatchNormArgs& a, const std::vector<float>& x,
                     const std::vector<float>& w, const std::vector<float>& b, const std::vector<float>& dy) {
   const std::size_t n = x.size(), c = std::size_t(a.c);
-  BnRun r{std::vector<float>(n), std::vector<float>(c, 0.2f), std::vector<float>(c, 1.3f), std::vector<float>(c),
-          std::vector<float>(c), std::vector<float>(n), std::vector<float>(c, 0.5f), std::vector<float>(c, -0.25f)};
+  BnRun r{std::vector<float>(n),       std::vector<float>(c, 0.2f),  std::vector<float>(c, 1.3f),
+          std::vector<float>(c),       std::vector<float>(c),        std::vector<float>(n),
+          std::vector<float>(c, 0.5f), std::vector<float>(c, -0.25f)};
   if (path == BnPath::fused) {
     cpu::batchnorm_relu_forward(a, x.data(), w.data(), b.data(), r.rm.data(), r.rv.data(), r.mean.data(),
                                 r.invstd.data(), r.y.data());

@@ -74,8 +74,12 @@ TEST_CASE("checkpoint: save -> load into a fresh network gives bitwise identical
 
   // Every state matches, counters included.
   std::vector<std::int64_t> ca, cb;
-  a.visit([&](StateRef<Cpu> r) { if (r.counter) ca.push_back(*r.counter); });
-  b.visit([&](StateRef<Cpu> r) { if (r.counter) cb.push_back(*r.counter); });
+  a.visit([&](StateRef<Cpu> r) {
+    if (r.counter) ca.push_back(*r.counter);
+  });
+  b.visit([&](StateRef<Cpu> r) {
+    if (r.counter) cb.push_back(*r.counter);
+  });
   CHECK(ca == cb);
   CHECK(ca.at(0) == 3);
 
@@ -175,7 +179,8 @@ TEST_CASE("checkpoint: missing and unexpected model tensors are errors; other te
     const io::MetadataChecks checks{{"kiln.output_scaling", "ab/110", false, "differently scaled data"}};
     const std::string msg = error_of([&] { io::load_checkpoint(file, net, checks); });
     CHECK(msg.find(file.string()) != std::string::npos);
-    CHECK(msg.find("metadata kiln.output_scaling = 'ab/128', but this program expects 'ab/110' (differently scaled data)") !=
+    CHECK(msg.find(
+              "metadata kiln.output_scaling = 'ab/128', but this program expects 'ab/110' (differently scaled data)") !=
           std::string::npos);
     Network<Tiny> fresh;
     CHECK(io::load_checkpoint(file, fresh).get("kiln.output_scaling") == "ab/128");
@@ -200,10 +205,12 @@ TEST_CASE("checkpoint: the caller's metadata is stored as given and checked only
 
   Network<Tiny> c;
   const std::vector<float> untouched = c.forward(Tensor<float, Cpu>(Shape::nchw(1, 1, 8, 8)), Mode::eval).to_vector();
-  CHECK(error_of([&] { io::load_checkpoint(file, c, io::MetadataChecks{{"task", "colorize", false, "another task"}}); })
-            .find("metadata task = 'denoise', but this program expects 'colorize' (another task)") != std::string::npos);
-  CHECK(error_of([&] { io::load_checkpoint(file, c, io::MetadataChecks{{"noise_sigma", "25", true, ""}}); })
-            .find("has no metadata 'noise_sigma', but this program expects '25'") != std::string::npos);
+  CHECK(error_of([&] {
+          io::load_checkpoint(file, c, io::MetadataChecks{{"task", "colorize", false, "another task"}});
+        }).find("metadata task = 'denoise', but this program expects 'colorize' (another task)") != std::string::npos);
+  CHECK(error_of([&] {
+          io::load_checkpoint(file, c, io::MetadataChecks{{"noise_sigma", "25", true, ""}});
+        }).find("has no metadata 'noise_sigma', but this program expects '25'") != std::string::npos);
   // A refused load changes nothing.
   CHECK(c.forward(Tensor<float, Cpu>(Shape::nchw(1, 1, 8, 8)), Mode::eval).to_vector() == untouched);
   CHECK(before != untouched);
@@ -213,9 +220,11 @@ TEST_CASE("checkpoint: the caller's metadata is stored as given and checked only
   const fs::path with_opt = dir.path / "opt.safetensors";
   io::save_checkpoint(with_opt, net, {{"task", "denoise"}}, adam);
   Adam<Cpu> adam2(collect_parameters(c));
-  CHECK(error_of([&] { io::load_checkpoint(with_opt, c, adam2, io::MetadataChecks{{"task", "sr", true, ""}}); })
-            .find("metadata task = 'denoise'") != std::string::npos);
-  CHECK(io::load_checkpoint(with_opt, c, adam2, io::MetadataChecks{{"task", "denoise", true, ""}}).get("task") == "denoise");
+  CHECK(error_of([&] {
+          io::load_checkpoint(with_opt, c, adam2, io::MetadataChecks{{"task", "sr", true, ""}});
+        }).find("metadata task = 'denoise'") != std::string::npos);
+  CHECK(io::load_checkpoint(with_opt, c, adam2, io::MetadataChecks{{"task", "denoise", true, ""}}).get("task") ==
+        "denoise");
 }
 
 TEST_CASE("checkpoint: damaged files are refused, naming the file") {
@@ -237,8 +246,9 @@ TEST_CASE("checkpoint: damaged files are refused, naming the file") {
   SUBCASE("a changed tensor name or metadata value fails the header checksum") {
     // Valid JSON of the same length both times: only kiln.header_checksum can tell.
     const std::string text(good.begin(), good.end());
-    for (auto [from, to] : {std::pair<std::string, std::string>{"\"down.0.conv1.bias\"", "\"down.0.conv1.bia5\""},
-                            std::pair<std::string, std::string>{"\"kiln.format_version\":\"1\"", "\"kiln.format_version\":\"2\""}}) {
+    for (auto [from, to] :
+         {std::pair<std::string, std::string>{"\"down.0.conv1.bias\"", "\"down.0.conv1.bia5\""},
+          std::pair<std::string, std::string>{"\"kiln.format_version\":\"1\"", "\"kiln.format_version\":\"2\""}}) {
       const std::size_t at = text.find(from);
       REQUIRE(at != std::string::npos);
       std::vector<char> bad = good;

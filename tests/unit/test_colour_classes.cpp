@@ -152,9 +152,9 @@ TEST_CASE("AnnealedMean: T = 1 is the mean, T -> 0 the mode; channels past the b
 
 TEST_CASE("make_ab_bins: the occupied bins, a prior, and rebalancing weights with E[w] = 1") {
   color::AbHistogram h(10.0f);
-  for (int i = 0; i < 90; ++i) h.add(1.0f, -2.0f);   // bin (0, 0)
-  for (int i = 0; i < 9; ++i) h.add(23.0f, 4.0f);    // bin (20, 0)
-  h.add(-61.0f, 79.0f);                              // bin (-60, 80)
+  for (int i = 0; i < 90; ++i) h.add(1.0f, -2.0f);  // bin (0, 0)
+  for (int i = 0; i < 9; ++i) h.add(23.0f, 4.0f);   // bin (20, 0)
+  h.add(-61.0f, 79.0f);                             // bin (-60, 80)
   const color::AbBins b = color::make_ab_bins(h, 313, 0.5, 5.0);
   REQUIRE(b.size() == 3);
   CHECK(b.centres == std::vector<float>{-60, 80, 0, 0, 20, 0});  // grid order (a, then b)

@@ -24,8 +24,9 @@ TEST_CASE("Sequential: parameters are visited with hierarchical names") {
   SkipNet net;
   std::vector<std::string> names;
   net.visit([&](StateRef<Cpu> ref) { names.push_back(ref.name); }, "net");
-  std::vector<std::string> expected{"net.stem.weight",          "net.stem.bias", "net.skip.branch.inner.weight",
-                                    "net.skip.branch.inner.bias", "net.head.weight", "net.head.bias"};
+  std::vector<std::string> expected{
+      "net.stem.weight", "net.stem.bias", "net.skip.branch.inner.weight", "net.skip.branch.inner.bias",
+      "net.head.weight", "net.head.bias"};
   CHECK(names == expected);
 }
 

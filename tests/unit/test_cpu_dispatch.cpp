@@ -40,22 +40,26 @@ std::string isa_names() {
 TEST_CASE("CPU dispatch: the active path is the best this CPU runs, unless KILN_CPU_ISA says otherwise") {
   const auto isas = cpu::available_isas();
   REQUIRE(!isas.empty());
-  const std::string paths = "CPU code paths here: " + isa_names() + " (baseline " +
-                            cpu::isa_name(cpu::baseline_isa()) + ", dispatch " + (KILN_CPU_DISPATCH ? "on" : "off") +
+  const std::string paths = "CPU code paths here: " + isa_names() + " (baseline " + cpu::isa_name(cpu::baseline_isa()) +
+                            ", dispatch " + (KILN_CPU_DISPATCH ? "on" : "off") +
                             "); active: " + cpu::isa_name(cpu::active_isa());
   MESSAGE(paths);
   CHECK(std::find(isas.begin(), isas.end(), cpu::active_isa()) != isas.end());
   CHECK(cpu::isa_compiled(cpu::baseline_isa()));
   CHECK(cpu::best_isa() == isas.front());
   const char* env = std::getenv("KILN_CPU_ISA");
-  if (!env || std::string(env).empty() || std::string(env) == "auto") CHECK(cpu::active_isa() == cpu::best_isa());
-  else CHECK(std::string(cpu::isa_name(cpu::active_isa())) == env);
+  if (!env || std::string(env).empty() || std::string(env) == "auto")
+    CHECK(cpu::active_isa() == cpu::best_isa());
+  else
+    CHECK(std::string(cpu::isa_name(cpu::active_isa())) == env);
 #if KILN_CPU_DISPATCH
   // A build without -m flags has every path; the machine picks the widest it can run.
   CHECK(cpu::isa_compiled(cpu::Isa::avx512));
   CHECK(cpu::isa_compiled(cpu::Isa::avx2));
-  if (cpu::cpu_supports(cpu::Isa::avx512)) CHECK(cpu::best_isa() == cpu::Isa::avx512);
-  else if (cpu::cpu_supports(cpu::Isa::avx2)) CHECK(cpu::best_isa() == cpu::Isa::avx2);
+  if (cpu::cpu_supports(cpu::Isa::avx512))
+    CHECK(cpu::best_isa() == cpu::Isa::avx512);
+  else if (cpu::cpu_supports(cpu::Isa::avx2))
+    CHECK(cpu::best_isa() == cpu::Isa::avx2);
 #endif
 }
 
@@ -107,8 +111,8 @@ TEST_CASE("CPU dispatch: the GEMM of every available path matches the triple loo
 TEST_CASE("CPU dispatch: the convolutions of every available path match the plain loops, identically across threads") {
   // Both paths (padded planes at W >= 16, col rows below and for 1x1), edge tiles, two
   // pixel chunks, several bands, image groups, the 1x1 dot-product weight gradient.
-  const ConvShape shapes[] = {{3, 5, 7, 13, 11, 3}, {3, 5, 7, 13, 11, 1}, {2, 17, 9, 4, 4, 3},
-                              {16, 32, 24, 4, 4, 3}, {2, 9, 33, 9, 50, 5}, {1, 8, 16, 64, 64, 3},
+  const ConvShape shapes[] = {{3, 5, 7, 13, 11, 3},  {3, 5, 7, 13, 11, 1},  {2, 17, 9, 4, 4, 3},
+                              {16, 32, 24, 4, 4, 3}, {2, 9, 33, 9, 50, 5},  {1, 8, 16, 64, 64, 3},
                               {3, 5, 6, 6, 16, 3},   {2, 64, 8, 64, 64, 3}, {4, 40, 20, 12, 12, 3},
                               {6, 40, 8, 9, 7, 3},   {2, 6, 10, 40, 30, 1}, {40, 4, 6, 8, 8, 3}};
   for (cpu::Isa isa : cpu::available_isas()) {
@@ -128,8 +132,8 @@ TEST_CASE("CPU dispatch: the convolutions of every available path match the plai
         std::vector<float> ws(k.workspace_floats(s, threads));
         k.forward(s, x.data(), w.data(), b.data(), y.data(), ws.data(), threads);
         k.backward(s, x.data(), w.data(), dy.data(), dx.data(), dw.data(), db.data(), ws.data(), threads);
-        INFO(std::string(cpu::isa_name(isa)), " threads=", threads, " N=", s.n, " Cin=", s.c_in, " Cout=", s.c_out, " H=", s.h,
-             " W=", s.w, " K=", s.k);
+        INFO(std::string(cpu::isa_name(isa)), " threads=", threads, " N=", s.n, " Cin=", s.c_in, " Cout=", s.c_out,
+             " H=", s.h, " W=", s.w, " K=", s.k);
         if (threads == 1) {
           CHECK(relative_error(y, y_ref) < 1e-5);
           CHECK(relative_error(dx, dx_ref) < 1e-5);

@@ -113,21 +113,33 @@ void check_conv_config(const char* name) {
   // Odd channel counts (edge tiles in M), images smaller than a panel (tiles
   // across images), wide and odd images, batch 1, K = 1, 3, 5; images 16 or more
   // wide take the padded-plane path (conv_use_padded), narrower ones the col rows.
-  const ConvShape shapes[] = {{3, 5, 7, 13, 11, 3}, {3, 5, 7, 13, 11, 1}, {1, 3, 16, 7, 5, 3}, {2, 17, 9, 4, 4, 3},
-                              {16, 32, 24, 4, 4, 3}, {1, 1, 1, 1, 1, 3},  {2, 9, 33, 9, 50, 5}, {5, 40, 20, 2, 3, 3},
-                              {1, 8, 16, 64, 64, 3}, {4, 33, 2, 6, 6, 1},
+  const ConvShape shapes[] = {{3, 5, 7, 13, 11, 3},
+                              {3, 5, 7, 13, 11, 1},
+                              {1, 3, 16, 7, 5, 3},
+                              {2, 17, 9, 4, 4, 3},
+                              {16, 32, 24, 4, 4, 3},
+                              {1, 1, 1, 1, 1, 3},
+                              {2, 9, 33, 9, 50, 5},
+                              {5, 40, 20, 2, 3, 3},
+                              {1, 8, 16, 64, 64, 3},
+                              {4, 33, 2, 6, 6, 1},
                               // the padded-plane path (W >= 16): at the threshold, and a weight
                               // gradient longer than one 2048-position piece per image
-                              {3, 5, 6, 6, 16, 3},   {1, 4, 8, 40, 128, 3},
+                              {3, 5, 6, 6, 16, 3},
+                              {1, 4, 8, 40, 128, 3},
                               // padded: several bands per image (64 channels of 64 x 64: 6 bands),
                               // weight-gradient image groups of 2, 2, 1
-                              {2, 64, 8, 64, 64, 3}, {5, 3, 4, 20, 40, 3},
+                              {2, 64, 8, 64, 64, 3},
+                              {5, 3, 4, 20, 40, 3},
                               // col rows, K-blocked (K9 > 256) over two pixel chunks: through the
                               // halo planes at W = 12 and W = 8, and at W = 7 (a chunk starts mid-row)
-                              {4, 40, 20, 12, 12, 3}, {5, 30, 12, 8, 8, 3}, {6, 40, 8, 9, 7, 3},
+                              {4, 40, 20, 12, 12, 3},
+                              {5, 30, 12, 8, 8, 3},
+                              {6, 40, 8, 9, 7, 3},
                               // the weight gradients over two pixel chunks: 1x1 (dot form, P > 1024)
                               // and 3x3 (outer-product form, P > 2048)
-                              {2, 6, 10, 40, 30, 1}, {40, 4, 6, 8, 8, 3}};
+                              {2, 6, 10, 40, 30, 1},
+                              {40, 4, 6, 8, 8, 3}};
   for (const ConvShape& s : shapes) {
     Rng rng(3);
     const auto x = random_vector(std::size_t(s.n * s.c_in * s.hw()), rng);
@@ -165,7 +177,7 @@ TEST_CASE("CPU conv2d fast path: every configuration matches the plain loops, id
   CHECK_FALSE(cpu::impl::conv_use_padded(ConvShape{3, 5, 7, 13, 11, 1}));
   CHECK(cpu::impl::conv_padded_bands<cpu::simd::Avx512Config>(ConvShape{2, 64, 8, 64, 64, 3}).bands_per_image > 1);
   CHECK(cpu::impl::conv_fwd_chunk<cpu::simd::Avx512Config>(360, 4 * 144) < 4 * 144);  // two chunks
-  CHECK(cpu::impl::conv_fwd_kc<cpu::simd::Avx512Config>(360) < 360);                   // two K blocks
+  CHECK(cpu::impl::conv_fwd_kc<cpu::simd::Avx512Config>(360) < 360);                  // two K blocks
   // 1x1 on images over 8 x 8: the dot-product weight gradient; smaller ones and 3x3: the outer product.
   CHECK(cpu::impl::conv_wgrad_use_dot(ConvShape{2, 6, 10, 40, 30, 1}));
   CHECK(cpu::impl::conv_wgrad_use_dot(ConvShape{3, 5, 7, 13, 11, 1}));

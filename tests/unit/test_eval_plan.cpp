@@ -114,9 +114,9 @@ TEST_CASE("Network eval plan: a chain of convolutions holds two neighbouring act
   // arena), its output and its workspace.
   const std::size_t y0 = activation_bytes(Shape::nchw(1, 8, h, w)), y1 = activation_bytes(Shape::nchw(1, 16, h, w)),
                     y2 = activation_bytes(Shape::nchw(1, 4, h, w));
-  const std::size_t expected = std::max({y0 + conv_scratch_bytes({1, 1, 8, h, w, 3}),
-                                         y0 + y1 + conv_scratch_bytes({1, 8, 16, h, w, 3}),
-                                         y1 + y2 + conv_scratch_bytes({1, 16, 4, h, w, 3})});
+  const std::size_t expected =
+      std::max({y0 + conv_scratch_bytes({1, 1, 8, h, w, 3}), y0 + y1 + conv_scratch_bytes({1, 8, 16, h, w, 3}),
+                y1 + y2 + conv_scratch_bytes({1, 16, 4, h, w, 3})});
   CHECK(net.arena().live_peak() == expected);
   CHECK(eval == expected);
   CHECK(eval * 4 < train);

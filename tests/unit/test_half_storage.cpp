@@ -19,15 +19,15 @@ TEST_CASE("F16 and BF16: known encodings, rounding to nearest even, overflow, su
   CHECK(io::float_to_half(1.0f) == 0x3c00);
   CHECK(io::float_to_half(-2.0f) == 0xc000);
   CHECK(io::float_to_half(65504.0f) == 0x7bff);
-  CHECK(io::float_to_half(65520.0f) == 0x7c00);                 // the tie past the largest half: infinity
-  CHECK(io::float_to_half(1.0f + 1.0f / 2048) == 0x3c00);       // a tie rounds to the even mantissa
+  CHECK(io::float_to_half(65520.0f) == 0x7c00);            // the tie past the largest half: infinity
+  CHECK(io::float_to_half(1.0f + 1.0f / 2048) == 0x3c00);  // a tie rounds to the even mantissa
   CHECK(io::float_to_half(1.0f + 3.0f / 2048) == 0x3c02);
-  CHECK(io::float_to_half(5.9604644775390625e-8f) == 0x0001);   // the smallest subnormal
+  CHECK(io::float_to_half(5.9604644775390625e-8f) == 0x0001);  // the smallest subnormal
   CHECK(io::half_to_float(0x0001) == 5.9604644775390625e-8f);
   CHECK(std::isnan(io::half_to_float(io::float_to_half(std::numeric_limits<float>::quiet_NaN()))));
   CHECK(io::float_to_bfloat16(1.0f) == 0x3f80);
   CHECK(io::bfloat16_to_float(0x3f80) == 1.0f);
-  CHECK(io::float_to_bfloat16(1.0f + 1.0f / 256) == 0x3f80);    // tie to even
+  CHECK(io::float_to_bfloat16(1.0f + 1.0f / 256) == 0x3f80);  // tie to even
   CHECK(std::isnan(io::bfloat16_to_float(io::float_to_bfloat16(std::numeric_limits<float>::quiet_NaN()))));
   // Every half widens exactly and narrows back to itself (NaNs aside).
   int mismatches = 0;
@@ -49,7 +49,8 @@ TEST_CASE("a checkpoint with F16 or BF16 parameters loads into a float model, va
     std::vector<std::vector<float>> rounded;
     net.visit([&](StateRef<Cpu> r) {
       if (r.kind == StateRef<Cpu>::Kind::counter) {
-        records.push_back(io::TensorRecord::from_values<std::int64_t>(r.name, {}, std::vector<std::int64_t>{*r.counter}));
+        records.push_back(
+            io::TensorRecord::from_values<std::int64_t>(r.name, {}, std::vector<std::int64_t>{*r.counter}));
         return;
       }
       std::vector<std::int64_t> shape;
@@ -78,7 +79,8 @@ TEST_CASE("a checkpoint with F16 or BF16 parameters loads into a float model, va
     }
     std::vector<std::int64_t> shape;
     for (int d = 0; d < r.value->shape().rank(); ++d) shape.push_back(r.value->shape()[d]);
-    bad.push_back(io::TensorRecord::from_values<std::int32_t>(r.name, shape, std::vector<std::int32_t>(r.value->numel(), 1)));
+    bad.push_back(
+        io::TensorRecord::from_values<std::int32_t>(r.name, shape, std::vector<std::int32_t>(r.value->numel(), 1)));
   });
   io::save_safetensors(dir.path / "ints.safetensors", bad, {});
   Network<Net> other;

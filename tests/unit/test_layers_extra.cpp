@@ -107,9 +107,10 @@ TEST_CASE("activations: LeakyReLU's gradient at 0 is the slope (PyTorch), backwa
   CHECK(relative_error(l.backward(dy).to_vector(), {1.0f, 1.0f, 4.0f}) < 1e-7);  // not accumulated
 }
 
-TEST_CASE("activations in a network: eval plan, infer equals the eval forward on a train plan, backward after eval throws") {
-  using Net = Sequential<Conv2d<2, 4, 3>, SiLU<>, Conv2d<4, 4, 3>, LeakyReLU<>, Conv2d<4, 3, 3>, Tanh<>, Conv2d<3, 1, 1>,
-                         Sigmoid<>>;
+TEST_CASE(
+    "activations in a network: eval plan, infer equals the eval forward on a train plan, backward after eval throws") {
+  using Net = Sequential<Conv2d<2, 4, 3>, SiLU<>, Conv2d<4, 4, 3>, LeakyReLU<>, Conv2d<4, 3, 3>, Tanh<>,
+                         Conv2d<3, 1, 1>, Sigmoid<>>;
   Rng rng(7);
   const auto x = random_tensor(Shape::nchw(2, 2, 9, 11), rng);
   Network<Net> net;
@@ -306,8 +307,8 @@ TEST_CASE("Conv2d stride > 1: gradients match finite differences") {
 }
 
 TEST_CASE("Conv2d stride 2 in a network: an encoder that halves the image, eval plan, state_dict names as stride 1") {
-  using Net = Sequential<Conv2d<1, 4, 3, Cpu, 2>, LeakyReLU<>, Conv2d<4, 8, 3, Cpu, 2>, SiLU<>, Upsample<4>,
-                         Conv2d<8, 1, 1>>;
+  using Net =
+      Sequential<Conv2d<1, 4, 3, Cpu, 2>, LeakyReLU<>, Conv2d<4, 8, 3, Cpu, 2>, SiLU<>, Upsample<4>, Conv2d<8, 1, 1>>;
   Network<Net> net;
   Rng rng(9);
   const auto x = random_tensor(Shape::nchw(1, 1, 16, 12), rng);

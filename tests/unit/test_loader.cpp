@@ -91,7 +91,8 @@ TEST_CASE("dataset: the fixture folder, sorted, non-images ignored") {
 TEST_CASE("dataset: folder errors name the folder") {
   TempDir dir;
   const fs::path missing = dir.path / "missing";
-  CHECK(error_of([&] { io::ImageFolderDataset ds(missing); }) == "image folder '" + missing.string() + "' does not exist");
+  CHECK(error_of([&] { io::ImageFolderDataset ds(missing); }) ==
+        "image folder '" + missing.string() + "' does not exist");
   write_bytes(dir.path / "file.jpg", {'x'});
   CHECK(error_of([&] { io::ImageFolderDataset ds(dir.path / "file.jpg"); }).find("is not a directory") !=
         std::string::npos);
@@ -106,7 +107,7 @@ TEST_CASE("dataset: a symlink loop is scanned once and does not hang") {
   fs::create_directories(dir.path / "sub" / "deeper");
   fs::copy_file(photos / "citrus-fruits.jpg", dir.path / "sub" / "deeper" / "c.jpg");
   fs::create_directory_symlink("..", dir.path / "sub" / "deeper" / "loop");  // -> sub
-  fs::create_directory_symlink(dir.path, dir.path / "sub" / "root");          // -> the root itself
+  fs::create_directory_symlink(dir.path, dir.path / "sub" / "root");         // -> the root itself
   fs::create_directory_symlink(dir.path / "sub", dir.path / "alias");        // sub, a second time
   const io::ImageFolderDataset ds(dir.path);
   CHECK(ds.size() == 1);
@@ -124,7 +125,8 @@ TEST_CASE("dataset: validate() lists every bad file with its reason") {
   copy_photos(dir.path);
   const std::vector<char> good = bytes_of(photos / "citrus-fruits.jpg");
   write_bytes(dir.path / "header_cut.jpg", std::vector<char>(good.begin(), good.begin() + 100));
-  write_bytes(dir.path / "data_cut.jpg", std::vector<char>(good.begin(), good.begin() + std::ptrdiff_t(good.size() * 4 / 5)));
+  write_bytes(dir.path / "data_cut.jpg",
+              std::vector<char>(good.begin(), good.begin() + std::ptrdiff_t(good.size() * 4 / 5)));
   write_bytes(dir.path / "text.png", {'h', 'e', 'l', 'l', 'o'});
   write_bytes(dir.path / "zero.bmp", {});
   const io::ImageFolderDataset ds(dir.path);
@@ -160,7 +162,8 @@ TEST_CASE("dataset: split_by_image") {
   CHECK(all == ds.files());
   CHECK(std::is_sorted(a.train.files().begin(), a.train.files().end()));
   bool differs = false;
-  for (std::uint64_t seed = 0; seed < 10; ++seed) differs |= ds.split_by_image(0.4, seed).validation.files() != a.validation.files();
+  for (std::uint64_t seed = 0; seed < 10; ++seed)
+    differs |= ds.split_by_image(0.4, seed).validation.files() != a.validation.files();
   CHECK(differs);
   CHECK(ds.split_by_image(0.01, 1).validation.size() == 1);  // at least one
   CHECK_THROWS_AS(ds.split_by_image(1.0, 1), io::IoError);
@@ -271,7 +274,8 @@ TEST_CASE("loader: a corrupt image is an error naming it, from next()") {
   TempDir dir;
   copy_photos(dir.path);
   const std::vector<char> good = bytes_of(photos / "citrus-fruits.jpg");
-  write_bytes(dir.path / "damaged.jpg", std::vector<char>(good.begin(), good.begin() + std::ptrdiff_t(good.size() * 4 / 5)));
+  write_bytes(dir.path / "damaged.jpg",
+              std::vector<char>(good.begin(), good.begin() + std::ptrdiff_t(good.size() * 4 / 5)));
   const io::ImageFolderDataset ds(dir.path);
   for (int workers : {0, 1, 2}) {
     color::LoaderOptions o = small_options(5, workers);
@@ -330,8 +334,8 @@ TEST_CASE("validation set: the training view sees images at the training crops' 
   // the image as the loader caches it, resized to 32 x 32 -- exactly what the loader would cut.
   const auto cached = io::detail::decode_for_crops(ds.file(0), 96, 32);
   const int side = std::min({128, cached.width, cached.height});
-  const io::Image want =
-      io::resize(io::detail::window(cached, (cached.width - side) / 2, (cached.height - side) / 2, side, false), 32, 32);
+  const io::Image want = io::resize(
+      io::detail::window(cached, (cached.width - side) / 2, (cached.height - side) / 2, side, false), 32, 32);
   Tensor<float, Cpu> L(Shape::nchw(1, 1, 32, 32)), ab(Shape::nchw(1, 2, 32, 32));
   color::image_to_lab(want, L, &ab, 0);
   const std::vector<float> got = v.batch(0).ab.to_vector(), expected = ab.to_vector();

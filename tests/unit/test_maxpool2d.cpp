@@ -70,8 +70,8 @@ TEST_CASE("MaxPool2d: ties route the gradient to the first maximum in row-major 
   Arena<Cpu> arena;
   plan_layer(pool, arena, Shape::nchw(1, 3, 2, 2));
   // channel 0: all equal -> index 0; channel 1: maxima at 1 and 3 -> 1; channel 2: at 2 and 3 -> 2.
-  auto x = Tensor<float, Cpu>::from_host(Shape::nchw(1, 3, 2, 2),
-                                         std::vector<float>{2, 2, 2, 2, 0, 5, 1, 5, -3, -3, 4, 4});
+  auto x =
+      Tensor<float, Cpu>::from_host(Shape::nchw(1, 3, 2, 2), std::vector<float>{2, 2, 2, 2, 0, 5, 1, 5, -3, -3, 4, 4});
   pool.forward(x, Mode::train);
   CHECK(pool.argmax().to_vector() == std::vector<std::int32_t>{0, 1, 2});
   auto dy = Tensor<float, Cpu>::from_host(Shape::nchw(1, 3, 1, 1), std::vector<float>{1, 1, 1});
@@ -120,7 +120,8 @@ TEST_CASE("MaxPool2d: an odd image size names the layer path and the shape") {
 
 TEST_CASE("MaxPool2d: the 2x2 fast path equals the reference loops bitwise (ties, NaN, odd sizes)") {
   Rng rng(7);
-  for (const auto& [n, c, h, w] : std::vector<std::array<std::int64_t, 4>>{{2, 3, 8, 8}, {1, 2, 6, 10}, {3, 1, 2, 14}, {1, 5, 4, 2}}) {
+  for (const auto& [n, c, h, w] :
+       std::vector<std::array<std::int64_t, 4>>{{2, 3, 8, 8}, {1, 2, 6, 10}, {3, 1, 2, 14}, {1, 5, 4, 2}}) {
     const PoolArgs a{n, c, h, w, 2};
     std::vector<float> x(static_cast<std::size_t>(n * c * h * w));
     for (float& v : x) v = float(int(rng.uniform() * 4));  // values 0..3: many ties

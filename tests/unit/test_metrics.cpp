@@ -72,7 +72,8 @@ TEST_CASE("lab_tensor: image -> L/ab -> image round trip and scaling") {
   CHECK(L.at(1, 0, 1, 1) == doctest::Approx(-1.0).epsilon(1e-4));  // black: L = 0 -> -1
   CHECK(ab.at(1, 0, 0, 0) == doctest::Approx(io::srgb_to_lab({1, 0, 0}).a / 110.0f));
   const io::Image back = color::lab_to_image(L, ab, 1);
-  for (std::size_t i = 0; i < img.pixels.size(); ++i) CHECK(back.pixels[i] == doctest::Approx(img.pixels[i]).epsilon(2e-3));
+  for (std::size_t i = 0; i < img.pixels.size(); ++i)
+    CHECK(back.pixels[i] == doctest::Approx(img.pixels[i]).epsilon(2e-3));
   CHECK_THROWS_AS(color::image_to_lab(img, L, &ab, 2), io::IoError);
   std::map<std::string, std::string> meta;
   color::add_scaling_metadata(meta);

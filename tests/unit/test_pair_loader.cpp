@@ -42,22 +42,22 @@ io::PairOptions options(bool background) {
 }  // namespace
 
 TEST_CASE("PairLoader: batches of the transform's input and target, in the shapes asked for") {
-  io::PairLoader loader(photo_files(), options(true), [](const io::Image& crop, Rng&, std::span<float> in,
-                                                            std::span<float> target) {
-    REQUIRE(crop.width == 24);
-    REQUIRE(crop.height == 24);
-    REQUIRE(crop.channels == 3);
-    io::rgb_to_planes(crop, target, 3);
-    io::rgb_to_planes(crop, in, 1);
-  });
+  io::PairLoader loader(photo_files(), options(true),
+                        [](const io::Image& crop, Rng&, std::span<float> in, std::span<float> target) {
+                          REQUIRE(crop.width == 24);
+                          REQUIRE(crop.height == 24);
+                          REQUIRE(crop.channels == 3);
+                          io::rgb_to_planes(crop, target, 3);
+                          io::rgb_to_planes(crop, in, 1);
+                        });
   const io::PairBatch b = loader.next();
   CHECK(b.input.shape() == Shape::nchw(3, 1, 24, 24));
   CHECK(b.target.shape() == Shape::nchw(3, 3, 24, 24));
   for (std::int64_t n = 0; n < 3; ++n)
     for (std::int64_t y = 0; y < 24; ++y)
       for (std::int64_t x = 0; x < 24; ++x) {
-        const float grey = 0.299f * b.target.at(n, 0, y, x) + 0.587f * b.target.at(n, 1, y, x) +
-                           0.114f * b.target.at(n, 2, y, x);
+        const float grey =
+            0.299f * b.target.at(n, 0, y, x) + 0.587f * b.target.at(n, 1, y, x) + 0.114f * b.target.at(n, 2, y, x);
         CHECK(b.input.at(n, 0, y, x) == doctest::Approx(grey));
         CHECK(b.target.at(n, 1, y, x) >= 0.0f);
         CHECK(b.target.at(n, 1, y, x) <= 1.0f);

@@ -40,7 +40,8 @@ std::vector<std::byte> bmp(int w, int h) {
     for (int i = 0; i < n; ++i) b[at + std::size_t(i)] = static_cast<unsigned char>(v >> (8 * i));
   };
   b[0] = 'B', b[1] = 'M';
-  le(10, 54, 4), le(14, 40, 4), le(18, unsigned(w), 4), le(22, unsigned(h), 4), le(26, 1, 2), le(28, 24, 2), le(30, 0, 4);
+  le(10, 54, 4), le(14, 40, 4), le(18, unsigned(w), 4), le(22, unsigned(h), 4), le(26, 1, 2), le(28, 24, 2),
+      le(30, 0, 4);
   return bytes_of(b);
 }
 
@@ -97,9 +98,10 @@ TEST_CASE("program options: memory sizes") {
   CHECK(kp::format_bytes(640ull << 20) == "640 MiB");
   const kp::MemoryBudget budget{100ull << 20, "--max-memory 100M"};
   CHECK_NOTHROW(kp::check_memory(budget, "x.png", "colorizing it", {{"a", 60ull << 20}, {"b", 40ull << 20}}, "advice"));
-  CHECK_THROWS_WITH(kp::check_memory(budget, "x.png", "colorizing it", {{"a", 90ull << 20}, {"b", 20ull << 20}}, "do this"),
-                    "x.png: colorizing it needs about 110 MiB (a: 90 MiB; b: 20 MiB), over the memory budget of 100 MiB "
-                    "(--max-memory 100M): do this");
+  CHECK_THROWS_WITH(
+      kp::check_memory(budget, "x.png", "colorizing it", {{"a", 90ull << 20}, {"b", 20ull << 20}}, "do this"),
+      "x.png: colorizing it needs about 110 MiB (a: 90 MiB; b: 20 MiB), over the memory budget of 100 MiB "
+      "(--max-memory 100M): do this");
   // The default budget is a fraction of a memory size the machine reports.
   const kp::MemoryBudget def = kp::make_memory_budget("");
   CHECK(def.bytes > 0);

@@ -35,7 +35,8 @@ TEST_CASE("ssim: identical images give 1, constant images the luminance term alo
   // The same with peak 255 (C1 = 2.55^2) on 0..255 values.
   const std::vector<float> d2(16 * 12, 51.0f), d6(16 * 12, 153.0f);
   const double c1 = 2.55 * 2.55;
-  CHECK(train::ssim(d2, d6, 16, 12, 1, 255.0) == doctest::Approx((2 * 51.0 * 153 + c1) / (51.0 * 51 + 153.0 * 153 + c1)));
+  CHECK(train::ssim(d2, d6, 16, 12, 1, 255.0) ==
+        doctest::Approx((2 * 51.0 * 153 + c1) / (51.0 * 51 + 153.0 * 153 + c1)));
   // An inverted image is anti-correlated: SSIM below zero.
   std::vector<float> inv(img.size());
   for (std::size_t i = 0; i < img.size(); ++i) inv[i] = 1.0f - img[i];

@@ -13,8 +13,8 @@
 using namespace kiln;
 
 namespace {
-using Block = Residual<Sequential<Named<"conv1", Conv2d<4, 4, 3>>, Named<"bn", BatchNorm2d<4>>, ReLU<>,
-                                  Named<"conv2", Conv2d<4, 4, 3>>>>;
+using Block = Residual<
+    Sequential<Named<"conv1", Conv2d<4, 4, 3>>, Named<"bn", BatchNorm2d<4>>, ReLU<>, Named<"conv2", Conv2d<4, 4, 3>>>>;
 using ResNet = Sequential<Named<"stem", Conv2d<2, 4, 3>>, ReLU<>, Named<"res0", Block>, Named<"res1", Block>,
                           Named<"head", Conv2d<4, 2, 3>>>;
 
@@ -30,8 +30,10 @@ TEST_CASE("Residual: gradients match finite differences") {
   using Plain = Residual<Sequential<Named<"conv1", Conv2d<3, 3, 3>>, ReLU<>, Named<"conv2", Conv2d<3, 3, 3>>>>;
   Plain block;
   kiln::test::check_gradients(block, Shape::nchw(2, 3, 5, 6), 11);
-  Sequential<Named<"stem", Conv2d<2, 3, 3>>, Named<"res0", Plain>, Named<"res1", Plain>, Named<"head", Conv2d<3, 2, 1>>> net;
-  kiln::test::check_gradients(net, Shape::nchw(1, 2, 6, 5), 12, 3e-2, 2e-3f);  // (a small step: fewer ReLU kinks crossed)
+  Sequential<Named<"stem", Conv2d<2, 3, 3>>, Named<"res0", Plain>, Named<"res1", Plain>, Named<"head", Conv2d<3, 2, 1>>>
+      net;
+  kiln::test::check_gradients(net, Shape::nchw(1, 2, 6, 5), 12, 3e-2,
+                              2e-3f);  // (a small step: fewer ReLU kinks crossed)
   // The Conv-BN-ReLU-Conv block and the whole network in eval mode (running statistics).
   Block eval_block;
   kiln::test::check_gradients(eval_block, Shape::nchw(1, 4, 4, 7), 13, 2e-2, 1e-2f, 24, Mode::eval);
@@ -41,7 +43,9 @@ TEST_CASE("Residual: gradients match finite differences") {
 
 TEST_CASE("Residual: y = x + branch(x), and dy reaches x along both paths") {
   Residual<Sequential<Conv2d<1, 1, 1>>> res;  // branch(x) = w x + b
-  res.visit([](StateRef<Cpu> r) { r.value->copy_from_host(std::vector<float>{r.name.ends_with("weight") ? 3.0f : 0.5f}); }, "");
+  res.visit(
+      [](StateRef<Cpu> r) { r.value->copy_from_host(std::vector<float>{r.name.ends_with("weight") ? 3.0f : 0.5f}); },
+      "");
   Arena<Cpu> arena;
   arena.begin();
   res.plan(Shape::nchw(1, 1, 1, 2), arena, "res");
@@ -53,9 +57,11 @@ TEST_CASE("Residual: y = x + branch(x), and dy reaches x along both paths") {
   CHECK(res.backward(dy).to_vector() == std::vector<float>{1.0f + 3.0f, 10.0f + 30.0f});  // dy + w dy
   // Called twice: dx is overwritten, parameter gradients accumulate.
   CHECK(res.backward(dy).to_vector() == std::vector<float>{4.0f, 40.0f});
-  res.visit([](StateRef<Cpu> r) {
-    if (r.name.ends_with("bias")) CHECK((*r.grad)[0] == doctest::Approx(2 * 11.0));
-  }, "");
+  res.visit(
+      [](StateRef<Cpu> r) {
+        if (r.name.ends_with("bias")) CHECK((*r.grad)[0] == doctest::Approx(2 * 11.0));
+      },
+      "");
 }
 
 TEST_CASE("Residual: the eval plan reuses memory and infer() equals the eval forward on a train plan") {

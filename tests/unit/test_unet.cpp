@@ -27,7 +27,8 @@ std::atomic<long> g_allocations{0};
 void* counted_alloc(std::size_t n, std::size_t align = 0) {
   if (g_counting.load(std::memory_order_relaxed)) g_allocations.fetch_add(1, std::memory_order_relaxed);
   if (n == 0) n = 1;
-  void* p = align > alignof(std::max_align_t) ? std::aligned_alloc(align, (n + align - 1) / align * align) : std::malloc(n);
+  void* p =
+      align > alignof(std::max_align_t) ? std::aligned_alloc(align, (n + align - 1) / align * align) : std::malloc(n);
   return p;
 }
 }  // namespace
@@ -50,8 +51,12 @@ void* operator new[](std::size_t n, std::align_val_t a) {
 }
 void* operator new(std::size_t n, const std::nothrow_t&) noexcept { return counted_alloc(n); }
 void* operator new[](std::size_t n, const std::nothrow_t&) noexcept { return counted_alloc(n); }
-void* operator new(std::size_t n, std::align_val_t a, const std::nothrow_t&) noexcept { return counted_alloc(n, std::size_t(a)); }
-void* operator new[](std::size_t n, std::align_val_t a, const std::nothrow_t&) noexcept { return counted_alloc(n, std::size_t(a)); }
+void* operator new(std::size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
+  return counted_alloc(n, std::size_t(a));
+}
+void* operator new[](std::size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
+  return counted_alloc(n, std::size_t(a));
+}
 void operator delete(void* p) noexcept { std::free(p); }
 void operator delete[](void* p) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t) noexcept { std::free(p); }
@@ -79,10 +84,20 @@ struct CountAllocations {
 
 // The 14 state_dict entries of a ConvBlock, in PyTorch's order.
 std::vector<std::string> block(const std::string& p) {
-  return {p + ".conv1.weight",      p + ".conv1.bias",        p + ".bn1.weight",       p + ".bn1.bias",
-          p + ".bn1.running_mean",  p + ".bn1.running_var",   p + ".bn1.num_batches_tracked",
-          p + ".conv2.weight",      p + ".conv2.bias",        p + ".bn2.weight",       p + ".bn2.bias",
-          p + ".bn2.running_mean",  p + ".bn2.running_var",   p + ".bn2.num_batches_tracked"};
+  return {p + ".conv1.weight",
+          p + ".conv1.bias",
+          p + ".bn1.weight",
+          p + ".bn1.bias",
+          p + ".bn1.running_mean",
+          p + ".bn1.running_var",
+          p + ".bn1.num_batches_tracked",
+          p + ".conv2.weight",
+          p + ".conv2.bias",
+          p + ".bn2.weight",
+          p + ".bn2.bias",
+          p + ".bn2.running_mean",
+          p + ".bn2.running_var",
+          p + ".bn2.num_batches_tracked"};
 }
 }  // namespace
 
@@ -114,7 +129,11 @@ TEST_CASE("UNet: state names in PyTorch's state_dict order") {
 
   // Shapes of a few, as PyTorch's (c_0 = 4, c_1 = 8, bottleneck 16).
   std::map<std::string, Shape> shapes;
-  net.visit([&](StateRef<Cpu> r) { if (r.value) shapes[r.name] = r.value->shape(); }, "");
+  net.visit(
+      [&](StateRef<Cpu> r) {
+        if (r.value) shapes[r.name] = r.value->shape();
+      },
+      "");
   CHECK(shapes["down.0.conv1.weight"] == Shape{4, 1, 3, 3});
   CHECK(shapes["down.1.conv2.weight"] == Shape{8, 8, 3, 3});
   CHECK(shapes["bottleneck.conv1.weight"] == Shape{16, 8, 3, 3});
@@ -154,8 +173,7 @@ TEST_CASE("UNet: Conv1x1 before the nearest upsample equals the reference order"
   CHECK(kiln::test::relative_error(dx_fast, dx_ref) < 1e-6);
   CHECK(kiln::test::relative_error(fast.get<0>().weight().grad.to_vector(), ref.get<1>().weight().grad.to_vector()) <
         1e-6);
-  CHECK(kiln::test::relative_error(fast.get<0>().bias().grad.to_vector(), ref.get<1>().bias().grad.to_vector()) <
-        1e-6);
+  CHECK(kiln::test::relative_error(fast.get<0>().bias().grad.to_vector(), ref.get<1>().bias().grad.to_vector()) < 1e-6);
 }
 
 TEST_CASE("UNet: output shape and the size-multiple error") {
@@ -226,11 +244,13 @@ TEST_CASE("UNet: gradients match finite differences in train mode (UNet<1,2,2,2>
   probe(x, dx, 8, "input");
   std::vector<std::pair<std::string, Tensor<float, Cpu>*>> params;
   std::vector<std::vector<float>> grads;
-  net.visit([&](StateRef<Cpu> ref) {
-    if (ref.kind != StateRef<Cpu>::Kind::parameter) return;
-    params.emplace_back(ref.name, ref.value);
-    grads.push_back(ref.grad->to_vector());
-  }, "");
+  net.visit(
+      [&](StateRef<Cpu> ref) {
+        if (ref.kind != StateRef<Cpu>::Kind::parameter) return;
+        params.emplace_back(ref.name, ref.value);
+        grads.push_back(ref.grad->to_vector());
+      },
+      "");
   int zero_checked = 0;
   for (std::size_t p = 0; p < params.size(); ++p) {
     const std::string& name = params[p].first;

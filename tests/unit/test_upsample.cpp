@@ -47,8 +47,8 @@ TEST_CASE("Upsample nearest x2: hand values") {
   std::vector<float> g(16);
   for (int i = 0; i < 16; ++i) g[size_t(i)] = float(i);
   auto dy = Tensor<float, Cpu>::from_host(y.shape(), g);
-  CHECK(up.backward(dy).to_vector() == std::vector<float>{0 + 1 + 4 + 5, 2 + 3 + 6 + 7, 8 + 9 + 12 + 13,
-                                                          10 + 11 + 14 + 15});
+  CHECK(up.backward(dy).to_vector() ==
+        std::vector<float>{0 + 1 + 4 + 5, 2 + 3 + 6 + 7, 8 + 9 + 12 + 13, 10 + 11 + 14 + 15});
 }
 
 TEST_CASE("Upsample bilinear x2 (align_corners=false): PyTorch's values, edges included") {
@@ -58,7 +58,7 @@ TEST_CASE("Upsample bilinear x2 (align_corners=false): PyTorch's values, edges i
   auto x = Tensor<float, Cpu>::from_host(Shape::nchw(1, 1, 2, 2), std::vector<float>{1, 2, 3, 4});
   const auto y = up.forward(x, Mode::eval).to_vector();
   // torch.nn.functional.interpolate(tensor([[[[1., 2.], [3., 4.]]]]), scale_factor=2, mode='bilinear')
-  const std::vector<float> expected{1.0f, 1.25f, 1.75f, 2.0f,  1.5f, 1.75f, 2.25f, 2.5f,
+  const std::vector<float> expected{1.0f, 1.25f, 1.75f, 2.0f, 1.5f, 1.75f, 2.25f, 2.5f,
                                     2.5f, 2.75f, 3.25f, 3.5f, 3.0f, 3.25f, 3.75f, 4.0f};
   CHECK(relative_error(y, expected) < 1e-7);
 }

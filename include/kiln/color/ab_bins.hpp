@@ -51,7 +51,9 @@ struct AbHistogram {
   int side() const { return 2 * half_ + 1; }
   // The bin whose centre (a multiple of bin_size) is nearest.
   int index(float v) const { return std::clamp(static_cast<int>(std::lround(v / bin_size_)), -half_, half_) + half_; }
-  void add(float a, float b, double count = 1.0) { counts_[std::size_t(index(a)) * std::size_t(side()) + std::size_t(index(b))] += count; }
+  void add(float a, float b, double count = 1.0) {
+    counts_[std::size_t(index(a)) * std::size_t(side()) + std::size_t(index(b))] += count;
+  }
   void add_image(const io::Image& image, int stride = 1) {
     KILN_CHECK(image.channels >= 3, "AbHistogram: needs a colour image, got ", image.channels, " channel(s)");
     stride = std::max(1, stride);
@@ -97,7 +99,8 @@ inline AbBins make_ab_bins(const AbHistogram& h, std::size_t max_bins, double la
   if (bins.size() > max_bins) {  // keep the most frequent (ties: lower index), then grid order again
     std::stable_sort(bins.begin(), bins.end(), [](const Bin& x, const Bin& y) { return x.count > y.count; });
     bins.resize(max_bins);
-    std::sort(bins.begin(), bins.end(), [](const Bin& x, const Bin& y) { return x.ia != y.ia ? x.ia < y.ia : x.ib < y.ib; });
+    std::sort(bins.begin(), bins.end(),
+              [](const Bin& x, const Bin& y) { return x.ia != y.ia ? x.ia < y.ia : x.ib < y.ib; });
   }
   const std::size_t Q = bins.size();
   double total = 0.0;

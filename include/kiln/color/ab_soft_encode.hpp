@@ -35,9 +35,10 @@ class AbSoftEncode {
   }
   void set_bins(const std::vector<float>& centres, const std::vector<float>& weights, float sigma, int neighbours = 5) {
     const std::size_t bins = centres.size() / 2;
-    KILN_CHECK(centres.size() % 2 == 0 && bins > 0 && bins <= std::size_t(K), "AbSoftEncode<", K,
-               ">: needs 1 to ", K, " bin centres as (a, b) pairs, got ", centres.size(), " numbers");
-    KILN_CHECK(weights.empty() || weights.size() == bins, "AbSoftEncode: ", weights.size(), " weights for ", bins, " bins");
+    KILN_CHECK(centres.size() % 2 == 0 && bins > 0 && bins <= std::size_t(K), "AbSoftEncode<", K, ">: needs 1 to ", K,
+               " bin centres as (a, b) pairs, got ", centres.size(), " numbers");
+    KILN_CHECK(weights.empty() || weights.size() == bins, "AbSoftEncode: ", weights.size(), " weights for ", bins,
+               " bins");
     KILN_CHECK(sigma > 0.0f, "AbSoftEncode: sigma must be positive, got ", sigma);
     KILN_CHECK(neighbours >= 1 && neighbours <= AbEncodeArgs::kMaxNeighbours, "AbSoftEncode: neighbours must be 1 to ",
                AbEncodeArgs::kMaxNeighbours, ", got ", neighbours);
@@ -50,7 +51,8 @@ class AbSoftEncode {
   void reset_parameters(Rng&) {}
 
   Shape plan(const Shape& in, Arena<Device>& arena, std::string_view path) {
-    KILN_CHECK(in.rank() == 4 && in.c() == 2, kiln::detail::where(kind, path), ": expected ab as [N,2,H,W], got ", in.str());
+    KILN_CHECK(in.rank() == 4 && in.c() == 2, kiln::detail::where(kind, path), ": expected ab as [N,2,H,W], got ",
+               in.str());
     const auto x = arena.current();
     const Shape out = Shape::nchw(in.n(), K, in.h(), in.w());
     arena.output(y_, out);
@@ -72,7 +74,8 @@ class AbSoftEncode {
   // dL/dab for dL/dtargets (the targets of the last forward()).
   const T& backward(const T& dy) {
     KILN_CHECK(!dx_.empty(), "AbSoftEncode: backward() after a plan for Mode::eval (plan for Mode::train to train)");
-    KILN_CHECK(dy.shape() == y_.shape(), "AbSoftEncode: gradient ", dy.shape().str(), " does not match ", y_.shape().str());
+    KILN_CHECK(dy.shape() == y_.shape(), "AbSoftEncode: gradient ", dy.shape().str(), " does not match ",
+               y_.shape().str());
     Backend<Device>::ab_soft_encode_backward(args(dx_.shape()), centres_, y_, dy, dx_);
     return dx_;
   }
@@ -83,9 +86,7 @@ class AbSoftEncode {
   void visit(F&&, const std::string&) {}
 
  private:
-  AbEncodeArgs args(const Shape& ab) const {
-    return {ab.n(), K, classes(), ab.h() * ab.w(), neighbours_, sigma_};
-  }
+  AbEncodeArgs args(const Shape& ab) const { return {ab.n(), K, classes(), ab.h() * ab.w(), neighbours_, sigma_}; }
   T centres_, weights_, y_, dx_, pixel_weights_;
   float sigma_ = 1.0f;
   int neighbours_ = 5;

@@ -40,7 +40,8 @@ class AnnealedMean {
     set_temperature(temperature);
   }
   void set_temperature(float temperature) {
-    KILN_CHECK(temperature > 0.0f && temperature < 1e6f, "AnnealedMean: the temperature must be positive, got ", temperature);
+    KILN_CHECK(temperature > 0.0f && temperature < 1e6f, "AnnealedMean: the temperature must be positive, got ",
+               temperature);
     temperature_ = temperature;
   }
   float temperature() const { return temperature_; }
@@ -49,8 +50,8 @@ class AnnealedMean {
   void reset_parameters(Rng&) {}
 
   Shape plan(const Shape& in, Arena<Device>& arena, std::string_view path) {
-    KILN_CHECK(in.rank() == 4 && in.c() == K, kiln::detail::where(kind, path), ": expected [N,", K, ",H,W] logits, got ",
-               in.str());
+    KILN_CHECK(in.rank() == 4 && in.c() == K, kiln::detail::where(kind, path), ": expected [N,", K,
+               ",H,W] logits, got ", in.str());
     const auto x = arena.current();
     const Shape out = Shape::nchw(in.n(), 2, in.h(), in.w());
     arena.output(y_, out);
@@ -73,7 +74,8 @@ class AnnealedMean {
   }
   const T& backward(const T& dy) {
     KILN_CHECK(!dx_.empty() && x_ != nullptr, "AnnealedMean: backward() needs a forward() on a plan for Mode::train");
-    KILN_CHECK(dy.shape() == y_.shape(), "AnnealedMean: gradient ", dy.shape().str(), " does not match ", y_.shape().str());
+    KILN_CHECK(dy.shape() == y_.shape(), "AnnealedMean: gradient ", dy.shape().str(), " does not match ",
+               y_.shape().str());
     Backend<Device>::annealed_mean_backward(args(x_->shape()), *x_, centres_, y_, dy, dx_);
     return dx_;
   }
@@ -89,4 +91,3 @@ class AnnealedMean {
 };
 
 }  // namespace kiln::color
-

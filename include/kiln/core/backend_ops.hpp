@@ -112,7 +112,8 @@ concept HasSynchronisedBatchNorm = requires(const BatchNormArgs& bn, const Tenso
 // capability exactly as declared.
 template <class D, class B = Backend<D>>
 constexpr bool backend_table_complete() {
-  static_assert(BackendOps<D>, "kiln: this Backend table lacks a required op of kiln::BackendOps (core/backend_ops.hpp)");
+  static_assert(BackendOps<D>,
+                "kiln: this Backend table lacks a required op of kiln::BackendOps (core/backend_ops.hpp)");
   if constexpr (BackendOps<D>) {
     static_assert(B::fused_batchnorm_relu == HasFusedBatchNormReLU<D>,
                   "kiln: Backend::fused_batchnorm_relu does not match its batchnorm_relu_* members");

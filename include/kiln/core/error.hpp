@@ -31,7 +31,7 @@ template <class... Parts>
 }  // namespace kiln
 
 // KILN_CHECK(cond, "message parts", value, ...): throws kiln::Error when cond is false.
-#define KILN_CHECK(cond, ...)            \
-  do {                                   \
+#define KILN_CHECK(cond, ...)               \
+  do {                                      \
     if (!(cond)) ::kiln::fail(__VA_ARGS__); \
   } while (0)

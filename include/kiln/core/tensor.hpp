@@ -89,8 +89,8 @@ class Tensor {
   T& at(std::int64_t n, std::int64_t c, std::int64_t h, std::int64_t w) requires std::is_same_v<Device, Cpu> {
     return data_[((n * shape_.c() + c) * shape_.h() + h) * shape_.w() + w];
   }
-  const T& at(std::int64_t n, std::int64_t c, std::int64_t h, std::int64_t w) const
-      requires std::is_same_v<Device, Cpu> {
+  const T& at(std::int64_t n, std::int64_t c, std::int64_t h,
+              std::int64_t w) const requires std::is_same_v<Device, Cpu> {
     return data_[((n * shape_.c() + c) * shape_.h() + h) * shape_.w() + w];
   }
 
@@ -102,8 +102,8 @@ class Tensor {
   }
   // Fills from a host buffer of exactly numel() elements (any device).
   void copy_from_host(std::span<const T> host) {
-    KILN_CHECK(host.size() == numel(), "kiln::Tensor::copy_from_host: got ", host.size(), " values for a tensor of shape ",
-               shape_.str());
+    KILN_CHECK(host.size() == numel(), "kiln::Tensor::copy_from_host: got ", host.size(),
+               " values for a tensor of shape ", shape_.str());
     if (!host.empty()) DeviceMemory<Device>::from_host(data_, host.data(), bytes());
   }
   static Tensor from_host(const Shape& shape, std::span<const T> host) {

@@ -7,7 +7,6 @@
 
 #include "kiln/ops/activation.hpp"
 
-
 namespace kiln::cpu {
 
 // y = f(x), as PyTorch:

@@ -59,13 +59,17 @@ struct Backend<Cpu> {
   }
 
   // ---- Activations (LeakyReLU, SiLU, Sigmoid, Tanh), Dropout ------------------
-  static void activation_forward(const ActivationArgs& a, const T& x, T& y) { cpu::activation_forward(a, x.data(), y.data()); }
+  static void activation_forward(const ActivationArgs& a, const T& x, T& y) {
+    cpu::activation_forward(a, x.data(), y.data());
+  }
   // dx overwritten; reads x (LeakyReLU, SiLU) or y (Sigmoid, Tanh).
   static void activation_backward(const ActivationArgs& a, const T& x, const T& y, const T& dy, T& dx) {
     cpu::activation_backward(a, x.data(), y.data(), dy.data(), dx.data());
   }
   static void dropout_forward(const DropoutArgs& a, const T& x, T& y) { cpu::dropout_forward(a, x.data(), y.data()); }
-  static void dropout_backward(const DropoutArgs& a, const T& dy, T& dx) { cpu::dropout_backward(a, dy.data(), dx.data()); }
+  static void dropout_backward(const DropoutArgs& a, const T& dy, T& dx) {
+    cpu::dropout_backward(a, dy.data(), dx.data());
+  }
 
   // ---- Element-wise helpers (kiln::sub, mul, scale, clamp; out may alias an input) ----
   static void elementwise_binary(ElementwiseOp op, const T& a, const T& b, T& out) {
@@ -79,7 +83,9 @@ struct Backend<Cpu> {
   }
 
   // ---- ReLU, add, channel concat ---------------------------------------------
-  static void relu_forward(const T& x, T& y) { cpu::relu_forward(x.data(), y.data(), static_cast<std::int64_t>(x.numel())); }
+  static void relu_forward(const T& x, T& y) {
+    cpu::relu_forward(x.data(), y.data(), static_cast<std::int64_t>(x.numel()));
+  }
   static void relu_backward(const T& y, const T& dy, T& dx) {
     cpu::relu_backward(y.data(), dy.data(), dx.data(), static_cast<std::int64_t>(y.numel()));
   }
@@ -120,8 +126,8 @@ struct Backend<Cpu> {
   }
   static void batchnorm_relu_backward(const BatchNormArgs& a, const T& x, const T& weight, const T& save_mean,
                                       const T& save_invstd, const T& y, const T& dy, T& dx, T& dweight, T& dbias) {
-    cpu::batchnorm_relu_backward(a, x.data(), weight.data(), save_mean.data(), save_invstd.data(), y.data(),
-                                 dy.data(), dx.empty() ? nullptr : dx.data(), dweight.data(), dbias.data());
+    cpu::batchnorm_relu_backward(a, x.data(), weight.data(), save_mean.data(), save_invstd.data(), y.data(), dy.data(),
+                                 dx.empty() ? nullptr : dx.data(), dweight.data(), dbias.data());
   }
 
   // Synchronised BatchNorm (training): as above, with every per-channel sum added across the
@@ -140,7 +146,8 @@ struct Backend<Cpu> {
   }
   static void batchnorm_backward_across(const BatchNormArgs& a, bool relu, const T& x, const T& weight,
                                         const T& save_mean, const T& save_invstd, const T& y, const T& dy, T& dx,
-                                        T& dweight, T& dbias, const std::function<void(std::span<double>)>& sum_across) {
+                                        T& dweight, T& dbias,
+                                        const std::function<void(std::span<double>)>& sum_across) {
     thread_local std::vector<double> sums;
     auto run = [&]<bool R>() {
       cpu::impl::batchnorm_backward_across<R>(a, x.data(), weight.data(), save_mean.data(), save_invstd.data(),
@@ -185,8 +192,8 @@ struct Backend<Cpu> {
 
   // ---- Colour classification (kiln/cpu/colour_classes.hpp) ---------------------
   // weights may be empty (every pixel 1); pixel_loss is the CUDA reduction's scratch (unused here).
-  static void softmax_xent_forward(const SoftmaxXentArgs& a, const T& logits, const T& targets, const T& weights,
-                                   T&, T& out) {
+  static void softmax_xent_forward(const SoftmaxXentArgs& a, const T& logits, const T& targets, const T& weights, T&,
+                                   T& out) {
     cpu::softmax_xent_forward(a, logits.data(), targets.data(), weights.empty() ? nullptr : weights.data(), out.data());
   }
   static void softmax_xent_backward(const SoftmaxXentArgs& a, const T& logits, const T& targets, const T& weights,

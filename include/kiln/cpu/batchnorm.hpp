@@ -179,8 +179,8 @@ inline double plane_sum_sq(const float* __restrict p, float mean, std::int64_t l
 
 // g = Relu ? (r > 0 ? dy : 0) : dy;  s1 += sum g, s2 += sum g * (p - mean) over one plane.
 template <bool Relu>
-inline void plane_grad_sums(const float* __restrict g, const float* __restrict r, const float* __restrict p,
-                            float mean, std::int64_t len, double& s1, double& s2) {
+inline void plane_grad_sums(const float* __restrict g, const float* __restrict r, const float* __restrict p, float mean,
+                            std::int64_t len, double& s1, double& s2) {
   BnVec a1{}, a2{};
   std::int64_t i = 0;
   for (; i + bn_lanes <= len; i += bn_lanes) {
@@ -207,8 +207,7 @@ inline void plane_grad_sums(const float* __restrict g, const float* __restrict r
 
 template <bool Relu>
 inline void batchnorm_forward(const BatchNormArgs& a, const float* x, const float* weight, const float* bias,
-                              float* running_mean, float* running_var, float* save_mean, float* save_invstd,
-                              float* y) {
+                              float* running_mean, float* running_var, float* save_mean, float* save_invstd, float* y) {
   const std::int64_t m = a.count(), hw = a.hw;
 #pragma omp parallel for schedule(static)
   for (std::int64_t c = 0; c < a.c; ++c) {
@@ -404,9 +403,9 @@ inline void batchnorm_relu_forward(const BatchNormArgs& a, const float* x, const
                                    float* y) {
   impl::batchnorm_forward<true>(a, x, weight, bias, running_mean, running_var, save_mean, save_invstd, y);
 }
-inline void batchnorm_relu_backward(const BatchNormArgs& a, const float* x, const float* weight,
-                                    const float* save_mean, const float* save_invstd, const float* y, const float* dy,
-                                    float* dx, float* dweight, float* dbias) {
+inline void batchnorm_relu_backward(const BatchNormArgs& a, const float* x, const float* weight, const float* save_mean,
+                                    const float* save_invstd, const float* y, const float* dy, float* dx,
+                                    float* dweight, float* dbias) {
   impl::batchnorm_backward<true>(a, x, weight, save_mean, save_invstd, y, dy, dx, dweight, dbias);
 }
 

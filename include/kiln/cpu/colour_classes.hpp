@@ -88,7 +88,8 @@ inline void softmax_xent_forward(const SoftmaxXentArgs& a, const float* logits, 
   double sum = 0.0;
 #pragma omp parallel for reduction(+ : sum) schedule(static)
   for (std::int64_t c = 0; c < a.n * chunks; ++c) {
-    const std::int64_t i = c / chunks, s0 = (c % chunks) * colour_detail::kChunk, len = std::min(colour_detail::kChunk, a.hw - s0);
+    const std::int64_t i = c / chunks, s0 = (c % chunks) * colour_detail::kChunk,
+                       len = std::min(colour_detail::kChunk, a.hw - s0);
     const float* z = logits + i * a.channels * a.hw;
     const float* t = targets + i * a.channels * a.hw;
     float m[colour_detail::kChunk];
@@ -115,7 +116,8 @@ inline void softmax_xent_backward(const SoftmaxXentArgs& a, const float* logits,
   const double inv = a.pixels() ? 1.0 / static_cast<double>(a.pixels()) : 0.0;
 #pragma omp parallel for schedule(static)
   for (std::int64_t c = 0; c < a.n * chunks; ++c) {
-    const std::int64_t i = c / chunks, s0 = (c % chunks) * colour_detail::kChunk, len = std::min(colour_detail::kChunk, a.hw - s0);
+    const std::int64_t i = c / chunks, s0 = (c % chunks) * colour_detail::kChunk,
+                       len = std::min(colour_detail::kChunk, a.hw - s0);
     const std::int64_t base = i * a.channels * a.hw;
     float m[colour_detail::kChunk];
     double e[colour_detail::kChunk], tsum[colour_detail::kChunk] = {}, scale[colour_detail::kChunk];
@@ -148,7 +150,8 @@ inline void ab_soft_encode_forward(const AbEncodeArgs& a, const float* ab, const
   const std::int64_t P = a.n * a.hw;
   const double inv2s2 = 1.0 / (2.0 * double(a.sigma) * a.sigma);
 #pragma omp parallel for schedule(static)
-  for (std::int64_t i = 0; i < a.n; ++i) std::fill(targets + i * a.channels * a.hw, targets + (i + 1) * a.channels * a.hw, 0.0f);
+  for (std::int64_t i = 0; i < a.n; ++i)
+    std::fill(targets + i * a.channels * a.hw, targets + (i + 1) * a.channels * a.hw, 0.0f);
 #pragma omp parallel for schedule(static)
   for (std::int64_t p = 0; p < P; ++p) {
     const std::int64_t i = p / a.hw, s = p % a.hw;
@@ -194,7 +197,8 @@ inline void annealed_mean_forward(const AnnealedMeanArgs& a, const float* logits
   const float invT = 1.0f / a.temperature;
 #pragma omp parallel for schedule(static)
   for (std::int64_t c = 0; c < a.n * chunks; ++c) {
-    const std::int64_t i = c / chunks, s0 = (c % chunks) * colour_detail::kChunk, len = std::min(colour_detail::kChunk, a.hw - s0);
+    const std::int64_t i = c / chunks, s0 = (c % chunks) * colour_detail::kChunk,
+                       len = std::min(colour_detail::kChunk, a.hw - s0);
     const float* z = logits + i * a.channels * a.hw;
     float m[colour_detail::kChunk];
     double e[colour_detail::kChunk], sa[colour_detail::kChunk] = {}, sb[colour_detail::kChunk] = {};
@@ -222,7 +226,8 @@ inline void annealed_mean_backward(const AnnealedMeanArgs& a, const float* logit
   const float invT = 1.0f / a.temperature;
 #pragma omp parallel for schedule(static)
   for (std::int64_t c = 0; c < a.n * chunks; ++c) {
-    const std::int64_t i = c / chunks, s0 = (c % chunks) * colour_detail::kChunk, len = std::min(colour_detail::kChunk, a.hw - s0);
+    const std::int64_t i = c / chunks, s0 = (c % chunks) * colour_detail::kChunk,
+                       len = std::min(colour_detail::kChunk, a.hw - s0);
     const std::int64_t base = i * a.channels * a.hw;
     float m[colour_detail::kChunk];
     double e[colour_detail::kChunk];
@@ -236,7 +241,8 @@ inline void annealed_mean_backward(const AnnealedMeanArgs& a, const float* logit
       float* dk = dlogits + base + k * a.hw + s0;
       for (std::int64_t j = 0; j < len; ++j) {
         const double q = colour_detail::exp_nonpositive((zk[j] - m[j]) * invT) / e[j];
-        dk[j] = static_cast<float>(q * ((centres[2 * k] - double(ya[j])) * ga[j] + (centres[2 * k + 1] - double(yb[j])) * gb[j]) * invT);
+        dk[j] = static_cast<float>(
+            q * ((centres[2 * k] - double(ya[j])) * ga[j] + (centres[2 * k + 1] - double(yb[j])) * gb[j]) * invT);
       }
     }
     for (std::int64_t k = a.classes; k < a.channels; ++k)

@@ -75,8 +75,8 @@ inline void conv2d_backward(const ConvShape& s, const float* x, const float* w, 
 struct ConvKernels {
   void (*forward)(const ConvShape& s, const float* x, const float* w, const float* b, float* y, float* workspace,
                   int threads);
-  void (*backward)(const ConvShape& s, const float* x, const float* w, const float* dy, float* dx, float* dw,
-                   float* db, float* workspace, int threads);
+  void (*backward)(const ConvShape& s, const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
+                   float* workspace, int threads);
   std::size_t (*workspace_floats)(const ConvShape& s, int threads);
 };
 

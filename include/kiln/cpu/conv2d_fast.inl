@@ -97,8 +97,8 @@ KILN_ALWAYS_INLINE void zero_short(float* __restrict out, std::int64_t count) {
 
 // dst[t] = col[(c*K + u)*K + v][q] for q = p0 + t, t < len:
 //   x[n][c][i + u - p][j + v - p], 0 outside the image.
-inline void conv_col_row(const ConvShape& s, const float* __restrict x, std::int64_t c, std::int64_t u,
-                         std::int64_t v, std::int64_t p0, std::int64_t len, float* __restrict dst) {
+inline void conv_col_row(const ConvShape& s, const float* __restrict x, std::int64_t c, std::int64_t u, std::int64_t v,
+                         std::int64_t p0, std::int64_t len, float* __restrict dst) {
   const std::int64_t p = s.pad(), H = s.h, W = s.w, HW = s.hw();
   std::int64_t n = p0 / HW, i = (p0 % HW) / W, j = p0 % W;
   for (std::int64_t t = 0; t < len;) {
@@ -200,9 +200,8 @@ inline void conv_col_row_small_w(const ConvShape& s, const float* __restrict xs,
   }
 }
 // conv_col_row, through the halo planes when there are (xs) and the run is whole rows.
-inline void conv_col_row_any(const ConvShape& s, const float* __restrict x, const float* __restrict xs,
-                             std::int64_t c, std::int64_t u, std::int64_t v, std::int64_t p0, std::int64_t len,
-                             float* __restrict dst) {
+inline void conv_col_row_any(const ConvShape& s, const float* __restrict x, const float* __restrict xs, std::int64_t c,
+                             std::int64_t u, std::int64_t v, std::int64_t p0, std::int64_t len, float* __restrict dst) {
   if (xs && p0 % s.w == 0 && len % s.w == 0) {
     if (s.w == 4) return conv_col_row_small_w<4>(s, xs, c, u, v, p0, len, dst);
     if (s.w == 8) return conv_col_row_small_w<8>(s, xs, c, u, v, p0, len, dst);
@@ -261,8 +260,8 @@ inline std::size_t conv_wgrad_workspace_floats(const ConvShape& s, int threads) 
   const std::int64_t pd = conv_wgrad_chunk<Cfg>(s), mp = round_up(s.c_out, Cfg::MR);
   const std::int64_t pdd = conv_wgrad_dot_chunk<Cfg>(s);
   const std::int64_t dot = threads * round_up((s.c_out + Cfg::DC) * pdd, 16) + 16;
-  return static_cast<std::size_t>(std::max(mp * pd + threads * round_up(2 * Cfg::NR * pd, 16) + conv_small_pad_floats(s) +
-                                  16 * 4, dot));
+  return static_cast<std::size_t>(
+      std::max(mp * pd + threads * round_up(2 * Cfg::NR * pd, 16) + conv_small_pad_floats(s) + 16 * 4, dot));
 }
 
 // y[n][o][q] = bias[o] + sum_kk W[o][kk] * col[kk][q]: the forward pass of the
@@ -287,7 +286,7 @@ inline void conv_implicit_gemm(const ConvShape& s, const float* x, PackWeight pa
   const std::int64_t tiles = PC / NR;
   float* pa = align64(workspace);
   float* pbias = align64(pa + Mp * K9);
-  float* buf = align64(pbias + Mp);                  // buf[k*PC + t] = col[k0 + k][p0 + t]
+  float* buf = align64(pbias + Mp);                    // buf[k*PC + t] = col[k0 + k][p0 + t]
   float* ybuf = align64(buf + round_up(KC * PC, 16));  // ybuf[o*PC + t] = y[o][p0 + t]
   float* xs = s.k > 1 ? align64(ybuf + Mp * PC) : nullptr;
 #pragma omp parallel num_threads(threads) if (threads > 1)
@@ -477,8 +476,8 @@ inline constexpr std::int64_t conv_padded_wgrad_piece = 2048;
 template <class Cfg>
 inline std::size_t conv_padded_wgrad_workspace_floats(const ConvShape& s) {
   const std::int64_t p = s.pad(), wp = s.w + 2 * p, plane = (s.h + 2 * p) * wp, L = round_up(s.h * wp, 16);
-  return static_cast<std::size_t>(2 * s.patch() + round_up(p, 16) + s.n * s.c_in * plane + p + 32 +
-                                  s.n * s.c_out * L + 16 * 8);
+  return static_cast<std::size_t>(2 * s.patch() + round_up(p, 16) + s.n * s.c_in * plane + p + 32 + s.n * s.c_out * L +
+                                  16 * 8);
 }
 
 template <class Cfg>
@@ -504,7 +503,7 @@ inline void conv_padded_weight_grad(const ConvShape& s, const float* x, const fl
     if (db) conv_bias_grad(s, dy, db);
 #pragma omp for schedule(static) nowait
     for (std::int64_t nc = 0; nc < s.n * C; ++nc) conv_pad_plane(s, x + nc * HW, xpad + nc * plane);
-    // dypad[n][o][i*Wp + p + j] = dy[n][o][i][j]; halo columns and the tail past span are 0.
+      // dypad[n][o][i*Wp + p + j] = dy[n][o][i][j]; halo columns and the tail past span are 0.
 #pragma omp for schedule(static)
     for (std::int64_t no = 0; no < s.n * M; ++no) {
       float* dst = dypad + no * L;
@@ -566,8 +565,8 @@ inline void conv_weight_grad_dot(const ConvShape& s, const float* x, const float
     if (db) conv_bias_grad(s, dy, db);
     const std::int64_t T = omp_get_num_threads(), t = omp_get_thread_num();
     const std::int64_t b0 = blocks * t / T, b1 = blocks * (t + 1) / T;  // this thread's columns of dW
-    float* dyc = base + t * per_thread;                                  // dyc[o*PD + l] = dy[o][p0 + l]
-    float* colc = dyc + M * PD;                                          // colc[jj*PD + l] = col[j0 + jj][p0 + l]
+    float* dyc = base + t * per_thread;                                 // dyc[o*PD + l] = dy[o][p0 + l]
+    float* colc = dyc + M * PD;                                         // colc[jj*PD + l] = col[j0 + jj][p0 + l]
     if (dw && b0 < b1) {
       for (std::int64_t p0 = 0; p0 < P; p0 += PD) {
         const std::int64_t len = std::min(PD, P - p0), lenp = round_up(len, Cfg::VL);
@@ -628,8 +627,8 @@ inline void conv_weight_grad(const ConvShape& s, const float* x, const float* dy
     if (dw) {
       const std::int64_t T = omp_get_num_threads(), t = omp_get_thread_num();
       const std::int64_t b0 = blocks * t / T, b1 = blocks * (t + 1) / T;  // this thread's columns of dW
-      float* rows = bufs + t * per_thread;                                 // rows[j*PD + l] = col[j0 + j][p0 + l]
-      float* colt = rows + NR * PD;                                        // colt[l*NR + j] = the same
+      float* rows = bufs + t * per_thread;                                // rows[j*PD + l] = col[j0 + j][p0 + l]
+      float* colt = rows + NR * PD;                                       // colt[l*NR + j] = the same
       for (std::int64_t p0 = 0; p0 < P; p0 += PD) {
         const std::int64_t len = std::min(PD, P - p0);
 #pragma omp for schedule(static)

@@ -42,7 +42,8 @@ inline void gemm(bool trans_a, bool trans_b, std::int64_t M, std::int64_t N, std
     for (std::int64_t j = 0; j < N; ++j) {
       double acc = accumulate ? C[i * ldc + j] : 0.0;
       for (std::int64_t k = 0; k < K; ++k)
-        acc += static_cast<double>(trans_a ? A[k * lda + i] : A[i * lda + k]) * (trans_b ? B[j * ldb + k] : B[k * ldb + j]);
+        acc += static_cast<double>(trans_a ? A[k * lda + i] : A[i * lda + k]) *
+               (trans_b ? B[j * ldb + k] : B[k * ldb + j]);
       C[i * ldc + j] = static_cast<float>(acc);
     }
 }

@@ -107,8 +107,8 @@ KILN_ALWAYS_INLINE void fold(typename Vec<VL>::type& out, const typename Vec<VL>
   float lanes[2 * VL], result[VL];
   std::memcpy(lanes, &p, sizeof(float) * VL);
   std::memcpy(lanes + VL, &q, sizeof(float) * VL);
-  ((result[E] = lanes[fold_index(VL, G, static_cast<int>(E), false)] +
-                lanes[fold_index(VL, G, static_cast<int>(E), true)]),
+  ((result[E] =
+        lanes[fold_index(VL, G, static_cast<int>(E), false)] + lanes[fold_index(VL, G, static_cast<int>(E), true)]),
    ...);
   std::memcpy(&out, result, sizeof(float) * VL);
 #else
@@ -118,7 +118,7 @@ KILN_ALWAYS_INLINE void fold(typename Vec<VL>::type& out, const typename Vec<VL>
 }
 template <int VL, int G = VL>
 KILN_ALWAYS_INLINE void reduce_lanes(typename Vec<VL>::type* x) {  // x[0..VL) in, x[0] out
-  if constexpr (G > 1) {  // G vectors alive at this round
+  if constexpr (G > 1) {                                           // G vectors alive at this round
 #pragma GCC unroll 16
     for (int i = 0; i < G / 2; ++i) fold<VL, G>(x[i], x[2 * i], x[2 * i + 1], std::make_index_sequence<VL>{});
     reduce_lanes<VL, G / 2>(x);
@@ -133,8 +133,8 @@ struct Config {
   using V = typename Vec<VL>::type;
 };
 
-using Avx512Config = Config<16, 8, 3, 4, 6>;  // 24 + 3 + 1 zmm in the outer kernel; 24 + 6 + 1 in the dot kernel
-using Avx2Config = Config<8, 6, 2, 3, 4>;     // 12 + 2 + 1 ymm; 12 + 4 + 0 (A streamed) ymm
+using Avx512Config = Config<16, 8, 3, 4, 6>;   // 24 + 3 + 1 zmm in the outer kernel; 24 + 6 + 1 in the dot kernel
+using Avx2Config = Config<8, 6, 2, 3, 4>;      // 12 + 2 + 1 ymm; 12 + 4 + 0 (A streamed) ymm
 using PortableConfig = Config<1, 4, 4, 2, 4>;  // plain floats
 
 #if defined(__AVX512F__)
@@ -233,10 +233,9 @@ KILN_ALWAYS_INLINE void kernel_outer_rows(std::int64_t K, const float* __restric
 }
 
 // kernel_dot: c[r*ldc + q] += sum_{l < L} a[r*lda + l] * b[q*ldb + l] for r < dr, q < dc
-// (kernel_dot_rows below, then the wrapper). L is a multiple of VL (callers pad with zeros). Rows past dr / dc repeat the
-// last valid row (computed, not stored), so nothing is read out of range.
-// The same with the rows of B given as DC pointers (all DC filled: the caller
-// repeats the last valid row past dc, as kernel_dot does).
+// (kernel_dot_rows below, then the wrapper). L is a multiple of VL (callers pad with zeros). Rows past dr / dc repeat
+// the last valid row (computed, not stored), so nothing is read out of range. The same with the rows of B given as DC
+// pointers (all DC filled: the caller repeats the last valid row past dc, as kernel_dot does).
 //
 // Segments: with nseg > 1 the reduction runs over nseg segments of length L, segment g
 // of A row r at a + r*lda + g*seg_a and of B row q at brows[q] + g*seg_b (the
@@ -245,8 +244,7 @@ KILN_ALWAYS_INLINE void kernel_outer_rows(std::int64_t K, const float* __restric
 template <class Cfg>
 KILN_ALWAYS_INLINE void kernel_dot_rows(std::int64_t L, const float* __restrict a, std::int64_t lda,
                                         const float* const* brows, float* __restrict c, std::int64_t ldc, int dr,
-                                        int dc, std::int64_t nseg = 1, std::int64_t seg_a = 0,
-                                        std::int64_t seg_b = 0) {
+                                        int dc, std::int64_t nseg = 1, std::int64_t seg_a = 0, std::int64_t seg_b = 0) {
   constexpr int VL = Cfg::VL, DR = Cfg::DR, DC = Cfg::DC;
   using V = typename Cfg::V;
   const float* ap[DR];

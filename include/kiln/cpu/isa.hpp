@@ -51,8 +51,8 @@
 #endif
 
 #ifndef KILN_CPU_DISPATCH
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(__clang__) && \
-    !defined(__CUDACC__) && !defined(__INTEL_LLVM_COMPILER) && KILN_CPU_BASELINE_ISA < 2
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__) && \
+    !defined(__INTEL_LLVM_COMPILER) && KILN_CPU_BASELINE_ISA < 2
 #define KILN_CPU_DISPATCH 1
 #else
 #define KILN_CPU_DISPATCH 0
@@ -88,9 +88,12 @@ inline constexpr Isa baseline_isa() { return static_cast<Isa>(KILN_CPU_BASELINE_
 
 inline constexpr const char* isa_name(Isa isa) {
   switch (isa) {
-    case Isa::avx512: return "avx512";
-    case Isa::avx2: return "avx2";
-    case Isa::portable: return "portable";
+    case Isa::avx512:
+      return "avx512";
+    case Isa::avx2:
+      return "avx2";
+    case Isa::portable:
+      return "portable";
   }
   return "?";
 }
@@ -107,8 +110,10 @@ inline bool cpu_supports(Isa isa) {
   __builtin_cpu_init();
   const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   switch (isa) {
-    case Isa::portable: return true;
-    case Isa::avx2: return avx2;
+    case Isa::portable:
+      return true;
+    case Isa::avx2:
+      return avx2;
     case Isa::avx512:
       return avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
              __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&

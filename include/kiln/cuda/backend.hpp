@@ -57,14 +57,17 @@ inline void append_name(char* name, std::size_t size, const char* text) {
   for (; at + 1 < size && *text != '\0'; ++text) name[at++] = *text;
   name[at] = '\0';
 }
-inline void append_argument(char* name, std::size_t size, bool value) { append_name(name, size, value ? "true" : "false"); }
+inline void append_argument(char* name, std::size_t size, bool value) {
+  append_name(name, size, value ? "true" : "false");
+}
 inline void append_argument(char* name, std::size_t size, int value) {
   char digits[16];
   std::snprintf(digits, sizeof digits, "%d", value);
   append_name(name, size, digits);
 }
 template <class... Params, class... Values>
-Kernel<Params...> make_kernel(const char* base, void (*function)(Params...), const char* spelled_arguments, Values... values) {
+Kernel<Params...> make_kernel(const char* base, void (*function)(Params...), const char* spelled_arguments,
+                              Values... values) {
   Kernel<Params...> k{function, {}};
   append_name(k.name, sizeof k.name, base);
   append_name(k.name, sizeof k.name, "<");
@@ -72,7 +75,8 @@ Kernel<Params...> make_kernel(const char* base, void (*function)(Params...), con
     append_name(k.name, sizeof k.name, spelled_arguments);
   } else {
     bool first = true;
-    ((append_name(k.name, sizeof k.name, first ? "" : ", "), append_argument(k.name, sizeof k.name, values), first = false),
+    ((append_name(k.name, sizeof k.name, first ? "" : ", "), append_argument(k.name, sizeof k.name, values),
+      first = false),
      ...);
   }
   append_name(k.name, sizeof k.name, ">");
@@ -116,8 +120,10 @@ struct Backend<Cuda> {
 
   // ---- the one launch path ----------------------------------------------------------------
   template <class... Params, class... Args>
-  static void launch(const kiln::cuda::Kernel<Params...>& k, dim3 grid, dim3 block, std::size_t shared_bytes, Args&&... args) {
-    kiln::gpu::launch(k.name, k.function, grid, block, shared_bytes, kiln::cuda::current_stream(), std::forward<Args>(args)...);
+  static void launch(const kiln::cuda::Kernel<Params...>& k, dim3 grid, dim3 block, std::size_t shared_bytes,
+                     Args&&... args) {
+    kiln::gpu::launch(k.name, k.function, grid, block, shared_bytes, kiln::cuda::current_stream(),
+                      std::forward<Args>(args)...);
   }
   // A grid-stride kernel over `items` work items (grid_stride()'s shape); nothing when there are none.
   template <class... Params, class... Args>
@@ -185,10 +191,12 @@ struct Backend<Cuda> {
     return dim3(static_cast<unsigned>(plan.chunks), static_cast<unsigned>(channels));
   }
   // Stage 2 of a two-stage reduction: out[i] (+)= scale * Σ_j partials[i * chunks + j].
-  static void sum_partials(const double* partial, int chunks, std::int64_t outputs, double scale, bool accumulate, float* out) {
+  static void sum_partials(const double* partial, int chunks, std::int64_t outputs, double scale, bool accumulate,
+                           float* out) {
     const std::int64_t per_block = reduce_threads / 32;
-    launch(KILN_CUDA_KERNEL_FLOAT(sum_partials_kernel), dim3(static_cast<unsigned>((outputs + per_block - 1) / per_block)),
-           dim3(reduce_threads), 0, partial, chunks, outputs, scale, accumulate, out);
+    launch(KILN_CUDA_KERNEL_FLOAT(sum_partials_kernel),
+           dim3(static_cast<unsigned>((outputs + per_block - 1) / per_block)), dim3(reduce_threads), 0, partial, chunks,
+           outputs, scale, accumulate, out);
   }
   // db[c] += Σ over n and hw of dy[n][c][hw] (the convolutions' bias gradient).
   static void bias_gradient(std::int64_t n, std::int64_t channels, std::int64_t hw, const T& dy, T& db) {
@@ -197,8 +205,8 @@ struct Backend<Cuda> {
     double* part = partials(channels * plan.chunks);
     const dim3 grid = channel_grid(plan, channels, "conv2d bias gradient");
     with_width(kiln::cuda::kernels::vector_width(hw, {dy.data()}), [&]<int V>() {
-      launch(KILN_CUDA_KERNEL(channel_sum_partial_kernel, V), grid, dim3(reduce_threads), 0, n, channels, hw, plan, dy.data(),
-             part);
+      launch(KILN_CUDA_KERNEL(channel_sum_partial_kernel, V), grid, dim3(reduce_threads), 0, n, channels, hw, plan,
+             dy.data(), part);
     });
     sum_partials(part, plan.chunks, channels, 1.0, true, db.data());
   }
@@ -211,7 +219,8 @@ struct Backend<Cuda> {
   // ---- Conv2d -------------------------------------------------------------
   // Strict fp32 needs no scratch memory; the TF32 weight gradient uses split-K partial sums.
   static std::size_t conv2d_workspace_floats(const ConvShape& s) {
-    return uses_tensor_cores(s) ? static_cast<std::size_t>(kiln::cuda::kernels::igemm::weight_grad_workspace_floats(s)) : 0;
+    return uses_tensor_cores(s) ? static_cast<std::size_t>(kiln::cuda::kernels::igemm::weight_grad_workspace_floats(s))
+                                : 0;
   }
 
   // The forward kernels use no scratch at all.
@@ -229,8 +238,8 @@ struct Backend<Cuda> {
     }
     const dim3 grid = conv_grid(s, s.c_out);
     with_kernel_size<1, 3, 0>(s.k, [&]<int K>() {
-      launch(KILN_CUDA_KERNEL(conv2d_forward_kernel, K), grid, conv_block(), conv_shared_bytes(s), s, x.data(), w.data(), ptr(b),
-             y.data());
+      launch(KILN_CUDA_KERNEL(conv2d_forward_kernel, K), grid, conv_block(), conv_shared_bytes(s), s, x.data(),
+             w.data(), ptr(b), y.data());
     });
   }
 
@@ -243,15 +252,15 @@ struct Backend<Cuda> {
       if (!dx.empty()) {
         const dim3 grid = conv_grid(s, s.c_in);
         with_kernel_size<1, 3, 0>(s.k, [&]<int K>() {
-          launch(KILN_CUDA_KERNEL(conv2d_backward_data_kernel, K), grid, conv_block(), conv_shared_bytes(s), s, w.data(),
-                 dy.data(), dx.data());
+          launch(KILN_CUDA_KERNEL(conv2d_backward_data_kernel, K), grid, conv_block(), conv_shared_bytes(s), s,
+                 w.data(), dy.data(), dx.data());
         });
       }
       if (!dw.empty()) {
         const dim3 grid(static_cast<unsigned>(s.c_in), static_cast<unsigned>(s.c_out));
         with_kernel_size<1, 3, 0>(s.k, [&]<int K>() {
-          launch(KILN_CUDA_KERNEL(conv2d_backward_weight_kernel, K), grid, dim3(reduce_threads), 0, s, x.data(), dy.data(),
-                 dw.data());
+          launch(KILN_CUDA_KERNEL(conv2d_backward_weight_kernel, K), grid, dim3(reduce_threads), 0, s, x.data(),
+                 dy.data(), dw.data());
         });
       }
     }
@@ -260,16 +269,16 @@ struct Backend<Cuda> {
 
   // ---- Conv2d with stride > 1 (kernels/conv2d_strided.cuh; no workspace) ------
   static void conv2d_strided_forward(const StridedConvShape& s, const T& x, const T& w, const T& b, T& y) {
-    launch_1d(KILN_CUDA_KERNEL_FLOAT(conv2d_strided_forward_kernel), s.n * s.c_out * s.ho() * s.wo(), s, x.data(), w.data(),
-              ptr(b), y.data());
+    launch_1d(KILN_CUDA_KERNEL_FLOAT(conv2d_strided_forward_kernel), s.n * s.c_out * s.ho() * s.wo(), s, x.data(),
+              w.data(), ptr(b), y.data());
   }
   // dx may be empty (not wanted) and is overwritten; dw and db (may be empty) accumulate.
   static void conv2d_strided_backward(const StridedConvShape& s, const T& x, const T& w, const T& dy, T& dx, T& dw,
                                       T& db) {
     if (s.n == 0 || s.h == 0 || s.w == 0) return;
     if (!dx.empty())
-      launch_1d(KILN_CUDA_KERNEL_FLOAT(conv2d_strided_backward_data_kernel), s.n * s.c_in * s.h * s.w, s, w.data(), dy.data(),
-                dx.data());
+      launch_1d(KILN_CUDA_KERNEL_FLOAT(conv2d_strided_backward_data_kernel), s.n * s.c_in * s.h * s.w, s, w.data(),
+                dy.data(), dx.data());
     if (!dw.empty())
       launch(KILN_CUDA_KERNEL_FLOAT(conv2d_strided_backward_weight_kernel),
              dim3(static_cast<unsigned>(s.c_in), static_cast<unsigned>(s.c_out)), dim3(reduce_threads), 0, s, x.data(),
@@ -308,9 +317,8 @@ struct Backend<Cuda> {
   static void relu_forward(const T& x, T& y) {
     const auto n = static_cast<std::int64_t>(x.numel());
     if (n == 0) return;
-    with_width(kiln::cuda::kernels::vector_width(n, {x.data(), y.data()}), [&]<int V>() {
-      launch_1d(KILN_CUDA_KERNEL(relu_forward_kernel, V), n / V, x.data(), y.data(), n);
-    });
+    with_width(kiln::cuda::kernels::vector_width(n, {x.data(), y.data()}),
+               [&]<int V>() { launch_1d(KILN_CUDA_KERNEL(relu_forward_kernel, V), n / V, x.data(), y.data(), n); });
   }
   static void relu_backward(const T& y, const T& dy, T& dx) {
     const auto n = static_cast<std::int64_t>(y.numel());
@@ -322,24 +330,24 @@ struct Backend<Cuda> {
   static void add(const T& a, const T& b, T& out) {
     const auto n = static_cast<std::int64_t>(a.numel());
     if (n == 0) return;
-    with_width(kiln::cuda::kernels::vector_width(n, {a.data(), b.data(), out.data()}), [&]<int V>() {
-      launch_1d(KILN_CUDA_KERNEL(add_kernel, V), n / V, a.data(), b.data(), out.data(), n);
-    });
+    with_width(kiln::cuda::kernels::vector_width(n, {a.data(), b.data(), out.data()}),
+               [&]<int V>() { launch_1d(KILN_CUDA_KERNEL(add_kernel, V), n / V, a.data(), b.data(), out.data(), n); });
   }
   static void concat_channels(const T& a, const T& b, T& y) {
     if (y.numel() == 0) return;
     const std::int64_t hw = a.shape().h() * a.shape().w();
     with_width(kiln::cuda::kernels::vector_width(hw, {a.data(), b.data(), y.data()}), [&]<int V>() {
-      launch(KILN_CUDA_KERNEL(concat_channels_kernel, V), plane_grid(hw, V, a.shape().c() + b.shape().c(), a.shape().n()),
-             dim3(256), 0, a.data(), a.shape().c(), b.data(), b.shape().c(), y.data(), hw);
+      launch(KILN_CUDA_KERNEL(concat_channels_kernel, V),
+             plane_grid(hw, V, a.shape().c() + b.shape().c(), a.shape().n()), dim3(256), 0, a.data(), a.shape().c(),
+             b.data(), b.shape().c(), y.data(), hw);
     });
   }
   static void split_channels(const T& dy, T& da, T& db) {
     if (dy.numel() == 0) return;
     const std::int64_t hw = dy.shape().h() * dy.shape().w();
     with_width(kiln::cuda::kernels::vector_width(hw, {dy.data(), da.data(), db.data()}), [&]<int V>() {
-      launch(KILN_CUDA_KERNEL(split_channels_kernel, V), plane_grid(hw, V, dy.shape().c(), dy.shape().n()), dim3(256), 0,
-             dy.data(), da.data(), da.shape().c(), db.data(), db.shape().c(), hw);
+      launch(KILN_CUDA_KERNEL(split_channels_kernel, V), plane_grid(hw, V, dy.shape().c(), dy.shape().n()), dim3(256),
+             0, dy.data(), da.data(), da.shape().c(), db.data(), db.shape().c(), hw);
     });
   }
 
@@ -358,8 +366,8 @@ struct Backend<Cuda> {
   }
   // y = max(batchnorm(x), 0) in the same passes (as cpu::batchnorm_relu_*); backward takes the
   // ReLU's output y as the mask of dy and gives the batch norm's dx, dweight, dbias.
-  static void batchnorm_relu_forward(const BatchNormArgs& a, const T& x, const T& weight, const T& bias, T& running_mean,
-                                     T& running_var, T& save_mean, T& save_invstd, T& y) {
+  static void batchnorm_relu_forward(const BatchNormArgs& a, const T& x, const T& weight, const T& bias,
+                                     T& running_mean, T& running_var, T& save_mean, T& save_invstd, T& y) {
     batchnorm_forward_pass(true, a, x, weight, bias, running_mean, running_var, save_mean, save_invstd, y);
   }
   static void batchnorm_relu_backward(const BatchNormArgs& a, const T& x, const T& weight, const T& save_mean,
@@ -382,7 +390,8 @@ struct Backend<Cuda> {
     const auto cells = [&](std::int64_t n) { return (n + a.size - 1) / a.size; };
     const auto g = kiln::cuda::kernels::spatial_grid(cells(a.h), cells(a.w), a.n * a.c);
     with_kernel_size<2, 0>(pool_pairs(a.size, a.w, {dx.data()}), [&]<int S>() {
-      launch(KILN_CUDA_KERNEL(maxpool2d_backward_kernel, S), g.grid, g.block, 0, a, argmax.data(), dy.data(), dx.data());
+      launch(KILN_CUDA_KERNEL(maxpool2d_backward_kernel, S), g.grid, g.block, 0, a, argmax.data(), dy.data(),
+             dx.data());
     });
   }
 
@@ -419,8 +428,8 @@ struct Backend<Cuda> {
     const ReducePlan plan = kiln::cuda::kernels::reduce_plan(a.numel);
     double* part = partials(plan.chunks);
     with_width(kiln::cuda::kernels::vector_width(a.numel, {ptr(prediction), ptr(target)}), [&]<int V>() {
-      launch(KILN_CUDA_KERNEL(loss_partial_kernel, V), dim3(static_cast<unsigned>(plan.chunks)), dim3(reduce_threads), 0, a,
-             plan, ptr(prediction), ptr(target), part);
+      launch(KILN_CUDA_KERNEL(loss_partial_kernel, V), dim3(static_cast<unsigned>(plan.chunks)), dim3(reduce_threads),
+             0, a, plan, ptr(prediction), ptr(target), part);
     });
     sum_partials(part, plan.chunks, 1, a.numel ? 1.0 / static_cast<double>(a.numel) : 0.0, false, out.data());
   }
@@ -438,13 +447,13 @@ struct Backend<Cuda> {
   // Per-pixel losses into pixel_loss, then their mean by a two-stage reduction (deterministic).
   static void softmax_xent_forward(const SoftmaxXentArgs& a, const T& logits, const T& targets, const T& weights,
                                    T& pixel_loss, T& out) {
-    launch_1d(KILN_CUDA_KERNEL_FLOAT(softmax_xent_pixel_kernel), a.pixels(), a, logits.data(), targets.data(), ptr(weights),
-              ptr(pixel_loss));
+    launch_1d(KILN_CUDA_KERNEL_FLOAT(softmax_xent_pixel_kernel), a.pixels(), a, logits.data(), targets.data(),
+              ptr(weights), ptr(pixel_loss));
     const ReducePlan plan = kiln::cuda::kernels::reduce_plan(a.pixels());
     double* part = partials(plan.chunks);
     with_width(kiln::cuda::kernels::vector_width(a.pixels(), {ptr(pixel_loss)}), [&]<int V>() {
-      launch(KILN_CUDA_KERNEL(flat_sum_partial_kernel, V), dim3(static_cast<unsigned>(plan.chunks)), dim3(reduce_threads), 0,
-             a.pixels(), plan, ptr(std::as_const(pixel_loss)), part);
+      launch(KILN_CUDA_KERNEL(flat_sum_partial_kernel, V), dim3(static_cast<unsigned>(plan.chunks)),
+             dim3(reduce_threads), 0, a.pixels(), plan, ptr(std::as_const(pixel_loss)), part);
     });
     sum_partials(part, plan.chunks, 1, a.pixels() ? 1.0 / static_cast<double>(a.pixels()) : 0.0, false, out.data());
   }
@@ -464,12 +473,13 @@ struct Backend<Cuda> {
               dtargets.data(), dab.data());
   }
   static void annealed_mean_forward(const AnnealedMeanArgs& a, const T& logits, const T& centres, T& ab) {
-    launch_1d(KILN_CUDA_KERNEL_FLOAT(annealed_mean_forward_kernel), a.n * a.hw, a, logits.data(), centres.data(), ab.data());
+    launch_1d(KILN_CUDA_KERNEL_FLOAT(annealed_mean_forward_kernel), a.n * a.hw, a, logits.data(), centres.data(),
+              ab.data());
   }
   static void annealed_mean_backward(const AnnealedMeanArgs& a, const T& logits, const T& centres, const T& ab,
                                      const T& dab, T& dlogits) {
-    launch_1d(KILN_CUDA_KERNEL_FLOAT(annealed_mean_backward_kernel), a.n * a.hw, a, logits.data(), centres.data(), ab.data(),
-              dab.data(), dlogits.data());
+    launch_1d(KILN_CUDA_KERNEL_FLOAT(annealed_mean_backward_kernel), a.n * a.hw, a, logits.data(), centres.data(),
+              ab.data(), dab.data(), dlogits.data());
   }
 
   // ---- Optimizer updates (one call per parameter tensor) ----------------------
@@ -527,14 +537,16 @@ struct Backend<Cuda> {
     check_colour(rgb, lab, "srgb_to_lab");
     const std::int64_t hw = rgb.shape().h() * rgb.shape().w();
     if (rgb.numel() == 0) return;
-    launch_1d(KILN_CUDA_KERNEL_FLOAT(srgb_to_lab_kernel), rgb.shape().n() * hw, rgb.data(), lab.data(), rgb.shape().n(), hw);
+    launch_1d(KILN_CUDA_KERNEL_FLOAT(srgb_to_lab_kernel), rgb.shape().n() * hw, rgb.data(), lab.data(), rgb.shape().n(),
+              hw);
   }
   // [N, 3, H, W] L*a*b* -> sRGB in 0..1 (out-of-gamut colours clamped in linear light).
   static void lab_to_srgb(const T& lab, T& rgb) {
     check_colour(lab, rgb, "lab_to_srgb");
     const std::int64_t hw = lab.shape().h() * lab.shape().w();
     if (lab.numel() == 0) return;
-    launch_1d(KILN_CUDA_KERNEL_FLOAT(lab_to_srgb_kernel), lab.shape().n() * hw, lab.data(), rgb.data(), lab.shape().n(), hw);
+    launch_1d(KILN_CUDA_KERNEL_FLOAT(lab_to_srgb_kernel), lab.shape().n() * hw, lab.data(), rgb.data(), lab.shape().n(),
+              hw);
   }
 
  private:
@@ -553,17 +565,18 @@ struct Backend<Cuda> {
                partial_pairs(part), shifts);
       with_relu(relu, [&]<bool Relu>() {
         launch(KILN_CUDA_KERNEL(batchnorm_apply_kernel, V, Relu), grid, dim3(reduce_threads), 0, a, plan,
-               static_cast<const double2*>(partial_pairs(part)), static_cast<const double*>(shifts), x.data(), weight.data(),
-               bias.data(), running_mean.data(), running_var.data(), save_mean.data(), save_invstd.data(), y.data());
+               static_cast<const double2*>(partial_pairs(part)), static_cast<const double*>(shifts), x.data(),
+               weight.data(), bias.data(), running_mean.data(), running_var.data(), save_mean.data(),
+               save_invstd.data(), y.data());
       });
     });
   }
   // BatchNorm backward: the two sums per chunk, then dbias/dweight (+=) and dx (if wanted; else the
   // second kernel runs one block per channel for the parameter gradients). relu_y: the fused
   // ReLU's output (relu) or null.
-  static void batchnorm_backward_pass(bool relu, const BatchNormArgs& a, const T& x, const T& weight, const T& save_mean,
-                                      const T& save_invstd, const float* relu_y, const T& dy, T& dx, T& dweight,
-                                      T& dbias) {
+  static void batchnorm_backward_pass(bool relu, const BatchNormArgs& a, const T& x, const T& weight,
+                                      const T& save_mean, const T& save_invstd, const float* relu_y, const T& dy, T& dx,
+                                      T& dweight, T& dbias) {
     namespace k = kiln::cuda::kernels;
     if (a.c == 0) return;
     const ReducePlan plan = k::reduce_plan(a.count());
@@ -571,11 +584,11 @@ struct Backend<Cuda> {
     double2* part = partial_pairs(partials(2 * a.c * plan.chunks));
     with_width(k::vector_width(a.hw, {x.data(), dy.data(), relu_y, ptr(dx)}), [&]<int V>() {
       with_relu(relu, [&]<bool Relu>() {
-        launch(KILN_CUDA_KERNEL(batchnorm_backward_partial_kernel, V, Relu), grid, dim3(reduce_threads), 0, a, plan, x.data(),
-               save_mean.data(), relu_y, dy.data(), part);
+        launch(KILN_CUDA_KERNEL(batchnorm_backward_partial_kernel, V, Relu), grid, dim3(reduce_threads), 0, a, plan,
+               x.data(), save_mean.data(), relu_y, dy.data(), part);
         launch(KILN_CUDA_KERNEL(batchnorm_backward_dx_kernel, V, Relu), dx.empty() ? dim3(1, grid.y) : grid,
-               dim3(reduce_threads), 0, a, plan, static_cast<const double2*>(part), x.data(), weight.data(), save_mean.data(),
-               save_invstd.data(), relu_y, dy.data(), ptr(dx), ptr(dweight), ptr(dbias));
+               dim3(reduce_threads), 0, a, plan, static_cast<const double2*>(part), x.data(), weight.data(),
+               save_mean.data(), save_invstd.data(), relu_y, dy.data(), ptr(dx), ptr(dweight), ptr(dbias));
       });
     });
   }
@@ -602,7 +615,8 @@ struct Backend<Cuda> {
   static dim3 igemm_grid(const ConvShape& s, kiln::cuda::kernels::igemm::Pass pass, unsigned splits = 1) {
     namespace ig = kiln::cuda::kernels::igemm;
     const ig::Gemm g = ig::gemm_of(s, pass);
-    return dim3(static_cast<unsigned>(ig::ceil_div(g.n, ig::bn)), static_cast<unsigned>(ig::ceil_div(g.m, ig::bm)), splits);
+    return dim3(static_cast<unsigned>(ig::ceil_div(g.n, ig::bn)), static_cast<unsigned>(ig::ceil_div(g.m, ig::bm)),
+                splits);
   }
   // dx overwritten (if wanted), dw accumulated (if wanted): TF32 tensor cores.
   static void conv2d_backward_tf32(const ConvShape& s, const T& x, const T& w, const T& dy, T& dx, T& dw, T& ws) {
@@ -621,11 +635,12 @@ struct Backend<Cuda> {
     float* out = sp.count > 1 ? ws.data() : dw.data();
     with_kernel_size<1, 3>(s.k, [&]<int K>() {
       launch(KILN_CUDA_KERNEL(conv2d_igemm_backward_weight_kernel, K),
-             igemm_grid(s, ig::Pass::backward_weight, static_cast<unsigned>(sp.count)), dim3(ig::threads), ig::shared_bytes, s,
-             x.data(), dy.data(), out, sp.k_tiles_per_split);
+             igemm_grid(s, ig::Pass::backward_weight, static_cast<unsigned>(sp.count)), dim3(ig::threads),
+             ig::shared_bytes, s, x.data(), dy.data(), out, sp.k_tiles_per_split);
     });
     if (sp.count > 1)
-      launch_1d(KILN_CUDA_KERNEL_FLOAT(conv2d_igemm_reduce_splits_kernel), weights, ws.data(), sp.count, weights, dw.data());
+      launch_1d(KILN_CUDA_KERNEL_FLOAT(conv2d_igemm_reduce_splits_kernel), weights, ws.data(), sp.count, weights,
+                dw.data());
   }
   // The tiled strict-fp32 convolutions: 16x16 output tiles x groups of 8 channels x images.
   static dim3 conv_grid(const ConvShape& s, std::int64_t channels) {

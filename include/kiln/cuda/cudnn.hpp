@@ -263,8 +263,8 @@ inline void batchnorm_forward_training(Handle& handle, const BatchNormArgs& a, c
   const float one = 1.0f, zero = 0.0f;
   const TensorDesc data(a.n, a.c, a.hw, 1), param(1, a.c, 1, 1);
   check(cudnnBatchNormalizationForwardTraining(handle, CUDNN_BATCHNORM_SPATIAL, &one, &zero, data, x, data, y, param,
-                                               weight, bias, static_cast<double>(a.momentum), running_mean,
-                                               running_var, static_cast<double>(a.eps), save_mean, save_invstd),
+                                               weight, bias, static_cast<double>(a.momentum), running_mean, running_var,
+                                               static_cast<double>(a.eps), save_mean, save_invstd),
         "cudnnBatchNormalizationForwardTraining");
 }
 
@@ -287,8 +287,8 @@ inline void maxpool2d_forward(Handle& handle, const PoolArgs& a, const float* x,
   cudnnPoolingDescriptor_t pool = nullptr;
   check(cudnnCreatePoolingDescriptor(&pool), "cudnnCreatePoolingDescriptor");
   const int size = static_cast<int>(a.size);
-  cudnnStatus_t status = cudnnSetPooling2dDescriptor(pool, CUDNN_POOLING_MAX, CUDNN_PROPAGATE_NAN, size, size, 0, 0,
-                                                     size, size);
+  cudnnStatus_t status =
+      cudnnSetPooling2dDescriptor(pool, CUDNN_POOLING_MAX, CUDNN_PROPAGATE_NAN, size, size, 0, 0, size, size);
   if (status == CUDNN_STATUS_SUCCESS) status = cudnnPoolingForward(handle, pool, &one, in, x, &zero, out, y);
   cudnnDestroyPoolingDescriptor(pool);
   check(status, "cudnnPoolingForward");

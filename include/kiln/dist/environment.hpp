@@ -31,8 +31,8 @@ inline LaunchInfo launch_info() {
   } else if (has("PMI_RANK")) {
     info = {number("PMI_RANK", 0), number("PMI_SIZE", 1), number("MPI_LOCALRANKID", 0), "PMI"};
   } else if (has("PMIX_RANK")) {
-    info = {number("PMIX_RANK", 0), number("PMIX_SIZE", number("OMPI_COMM_WORLD_SIZE", 1)), number("PMIX_LOCAL_RANK", 0),
-            "PMIx"};
+    info = {number("PMIX_RANK", 0), number("PMIX_SIZE", number("OMPI_COMM_WORLD_SIZE", 1)),
+            number("PMIX_LOCAL_RANK", 0), "PMIx"};
   } else if (has("SLURM_PROCID") && has("SLURM_NTASKS") && number("SLURM_NTASKS", 1) > 1) {
     info = {number("SLURM_PROCID", 0), number("SLURM_NTASKS", 1), number("SLURM_LOCALID", 0), "Slurm"};
   }

@@ -48,8 +48,7 @@ class GradientBuckets {
       bucket_of_[*it] = buckets_.size() - 1;
       bytes += (*it)->bytes();
     }
-    if (comm_.size() > 1)
-      gradient_ready_hook<Device>() = [this](T& grad) { ready(grad); };
+    if (comm_.size() > 1) gradient_ready_hook<Device>() = [this](T& grad) { ready(grad); };
   }
   GradientBuckets(const GradientBuckets&) = delete;
   GradientBuckets& operator=(const GradientBuckets&) = delete;

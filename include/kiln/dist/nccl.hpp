@@ -124,9 +124,12 @@ class NcclCommunicator {
  private:
   static ncclRedOp_t nccl_op(ReduceOp op) {
     switch (op) {
-      case ReduceOp::sum: return ncclSum;
-      case ReduceOp::mean: return ncclAvg;
-      case ReduceOp::max: return ncclMax;
+      case ReduceOp::sum:
+        return ncclSum;
+      case ReduceOp::mean:
+        return ncclAvg;
+      case ReduceOp::max:
+        return ncclMax;
     }
     return ncclSum;
   }

@@ -30,7 +30,7 @@ using color::srgb_grey_to_L;
 using color::srgb_to_lab;
 using color::srgb_to_linear;
 using color::to_8bit;
+using color::Xyz;
 using color::xyz_to_lab;
 using color::xyz_to_linear_rgb;
-using color::Xyz;
 }  // namespace kiln::io

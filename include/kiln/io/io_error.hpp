@@ -12,8 +12,8 @@
 namespace kiln::io {
 
 class IoError : public std::runtime_error {
-public:
-    using std::runtime_error::runtime_error;
+ public:
+  using std::runtime_error::runtime_error;
 };
 
 namespace detail {
@@ -21,12 +21,12 @@ namespace detail {
 // "'<path>'": quoted so names with spaces read unambiguously. (Built by appending: g++ 12 at
 // -O3 warns falsely about "'" + std::string, GCC bug 105651, and kiln builds with -Werror.)
 inline std::string quoted(const std::filesystem::path& path) {
-    std::string out;
-    out.reserve(path.native().size() + 2);
-    out += '\'';
-    out += path.native();
-    out += '\'';
-    return out;
+  std::string out;
+  out.reserve(path.native().size() + 2);
+  out += '\'';
+  out += path.native();
+  out += '\'';
+  return out;
 }
 
 // strerror for an errno value (strerror is fine here: glibc's returns a static table string
@@ -35,14 +35,14 @@ inline std::string errno_text(int error) { return std::strerror(error); }
 
 // Formats 67108864 as "67,108,864": the pixel limits in messages are easier to read.
 inline std::string with_thousands(unsigned long long value) {
-    std::string digits = std::to_string(value);
-    std::string out;
-    const std::size_t n = digits.size();
-    for (std::size_t i = 0; i < n; ++i) {
-        if (i > 0 && (n - i) % 3 == 0) out += ',';
-        out += digits[i];
-    }
-    return out;
+  std::string digits = std::to_string(value);
+  std::string out;
+  const std::size_t n = digits.size();
+  for (std::size_t i = 0; i < n; ++i) {
+    if (i > 0 && (n - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return out;
 }
 
 }  // namespace detail

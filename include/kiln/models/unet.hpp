@@ -29,9 +29,9 @@
 namespace kiln {
 
 template <int In, int C, class Device>
-using ConvBlock = Sequential<Named<"conv1", Conv2d<In, C, 3, Device>>, Named<"bn1", BatchNorm2d<C, Device>>,
-                             ReLU<Device>, Named<"conv2", Conv2d<C, C, 3, Device>>,
-                             Named<"bn2", BatchNorm2d<C, Device>>, ReLU<Device>>;
+using ConvBlock =
+    Sequential<Named<"conv1", Conv2d<In, C, 3, Device>>, Named<"bn1", BatchNorm2d<C, Device>>, ReLU<Device>,
+               Named<"conv2", Conv2d<C, C, 3, Device>>, Named<"bn2", BatchNorm2d<C, Device>>, ReLU<Device>>;
 
 namespace detail {
 
@@ -59,8 +59,8 @@ class UNetLevel {
   // conv1x1(upsample(x)) = upsample(conv1x1(x)). Running the convolution first costs a quarter of the
   // pixels in all three of its passes and upsamples C instead of 2C channels. Same parameters, same
   // function (the forward values are bitwise the same; gradients differ only by summation order).
-  using Branch = Sequential<MaxPool2d<2, Device>, Inner, Conv2d<2 * C, C, 1, Device>,
-                            Upsample<2, UpsampleMode::nearest, Device>>;
+  using Branch =
+      Sequential<MaxPool2d<2, Device>, Inner, Conv2d<2 * C, C, 1, Device>, Upsample<2, UpsampleMode::nearest, Device>>;
   using Body = Sequential<ConvBlock<In, C, Device>, SkipConcat<Branch>, ConvBlock<2 * C, C, Device>>;
 
  public:
@@ -74,9 +74,9 @@ class UNetLevel {
   void set_input_grad(bool wanted) { body_.set_input_grad(wanted); }
 
   Shape plan(const Shape& in, Arena<Device>& arena, std::string_view path) {
-    KILN_CHECK(in.rank() == 4 && in.h() % 2 == 0 && in.w() % 2 == 0,
-               detail::where("UNet", path), ": level ", Level, " needs an even image size, got ", in.str(),
-               " (the UNet's input height and width must be multiples of ", 1 << Depth, ")");
+    KILN_CHECK(in.rank() == 4 && in.h() % 2 == 0 && in.w() % 2 == 0, detail::where("UNet", path), ": level ", Level,
+               " needs an even image size, got ", in.str(), " (the UNet's input height and width must be multiples of ",
+               1 << Depth, ")");
     return body_.plan(in, arena, join_name(path, "down." + std::to_string(Level)));
   }
   const Tensor<float, Device>& forward(const Tensor<float, Device>& x, Mode mode) { return body_.forward(x, mode); }

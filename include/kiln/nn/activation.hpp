@@ -21,8 +21,8 @@ namespace kiln {
 template <ActivationKind Kind, class Device = Cpu>
 class Activation : public detail::Pointwise<Activation<Kind, Device>, Device> {
   using Base = detail::Pointwise<Activation<Kind, Device>, Device>;
-  using Base::y_;
   using Base::dx_;
+  using Base::y_;
 
  public:
   static constexpr ActivationKind activation = Kind;
@@ -33,20 +33,11 @@ class Activation : public detail::Pointwise<Activation<Kind, Device>, Device> {
 
   Activation() = default;
   // LeakyReLU only: torch.nn.LeakyReLU(negative_slope).
-  explicit Activation(float negative_slope)
-    requires(Kind == ActivationKind::leaky_relu)
+  explicit Activation(float negative_slope) requires(Kind == ActivationKind::leaky_relu)
       : negative_slope_(negative_slope) {}
 
-  float negative_slope() const
-    requires(Kind == ActivationKind::leaky_relu)
-  {
-    return negative_slope_;
-  }
-  void set_negative_slope(float s)
-    requires(Kind == ActivationKind::leaky_relu)
-  {
-    negative_slope_ = s;
-  }
+  float negative_slope() const requires(Kind == ActivationKind::leaky_relu) { return negative_slope_; }
+  void set_negative_slope(float s) requires(Kind == ActivationKind::leaky_relu) { negative_slope_ = s; }
 
   // Returns the layer's output buffer (a view into the arena, overwritten by the next forward).
   const Tensor<float, Device>& forward(const Tensor<float, Device>& x, Mode) {

@@ -102,9 +102,8 @@ class BatchNorm2d {
   // (The constraint is checked only where Sequential looks for the pair, so naming a
   // BatchNorm2d<C, Cuda> type does not need the CUDA backend included.)
 
-  const Tensor<float, Device>& forward_relu(const Tensor<float, Device>& x, Mode mode, ReLU<Device>& relu)
-    requires HasFusedBatchNormReLU<Device>
-  {
+  const Tensor<float, Device>& forward_relu(const Tensor<float, Device>& x, Mode mode,
+                                            ReLU<Device>& relu) requires HasFusedBatchNormReLU<Device> {
     begin_forward(x, mode);
     Tensor<float, Device>& y = relu.fused_output();
     KILN_CHECK(y.shape() == y_.shape(), "BatchNorm2d: the fused ReLU was planned for ", y.shape().str(),
@@ -118,16 +117,15 @@ class BatchNorm2d {
     return y;
   }
 
-  const Tensor<float, Device>& backward_relu(const Tensor<float, Device>& dy, const ReLU<Device>& relu)
-    requires HasFusedBatchNormReLU<Device>
-  {
+  const Tensor<float, Device>& backward_relu(const Tensor<float, Device>& dy,
+                                             const ReLU<Device>& relu) requires HasFusedBatchNormReLU<Device> {
     check_backward(dy);
     Tensor<float, Device> dx = input_grad_ ? dx_ : Tensor<float, Device>{};
     if (synced_)
       backward_across(true, relu.fused_output(), dy, dx);
     else
-      Backend<Device>::batchnorm_relu_backward(args_, *x_, weight_.value, save_mean_, save_invstd_,
-                                               relu.fused_output(), dy, dx, weight_.grad, bias_.grad);
+      Backend<Device>::batchnorm_relu_backward(args_, *x_, weight_.value, save_mean_, save_invstd_, relu.fused_output(),
+                                               dy, dx, weight_.grad, bias_.grad);
     gradients_ready();
     return dx_;
   }
@@ -169,8 +167,8 @@ class BatchNorm2d {
   }
   void forward_across(const Tensor<float, Device>& x, bool relu, Tensor<float, Device>& y) {
     if constexpr (HasSynchronisedBatchNorm<Device>) {
-      Backend<Device>::batchnorm_forward_across(args_, relu, x, weight_.value, bias_.value, running_mean_,
-                                                running_var_, save_mean_, save_invstd_, y, replica_sum());
+      Backend<Device>::batchnorm_forward_across(args_, relu, x, weight_.value, bias_.value, running_mean_, running_var_,
+                                                save_mean_, save_invstd_, y, replica_sum());
     } else {
       (void)x, (void)relu, (void)y;
       throw Error(detail::where("BatchNorm2d<" + std::to_string(C) + ">", path_) +
@@ -194,8 +192,8 @@ class BatchNorm2d {
   void check_backward(const Tensor<float, Device>& dy) const {
     KILN_CHECK(x_ != nullptr, "BatchNorm2d: backward() called before forward()");
     KILN_CHECK(!dx_.empty(), "BatchNorm2d: backward() after a plan for Mode::eval (plan for Mode::train to train)");
-    KILN_CHECK(dy.shape() == y_.shape(), "BatchNorm2d: gradient of shape ", dy.shape().str(),
-               " does not match output ", y_.shape().str());
+    KILN_CHECK(dy.shape() == y_.shape(), "BatchNorm2d: gradient of shape ", dy.shape().str(), " does not match output ",
+               y_.shape().str());
   }
 
   static void fill(Tensor<float, Device>& t, float v) {

@@ -42,8 +42,8 @@ class Concat {
     return out;
   }
   const Tensor<float, Device>& forward(const Tensor<float, Device>& a, const Tensor<float, Device>& b) {
-    KILN_CHECK(a.shape() == a_ && b.shape() == b_, "Concat: forward() got ", a.shape().str(), " and ",
-               b.shape().str(), " but was planned for ", a_.str(), " and ", b_.str());
+    KILN_CHECK(a.shape() == a_ && b.shape() == b_, "Concat: forward() got ", a.shape().str(), " and ", b.shape().str(),
+               " but was planned for ", a_.str(), " and ", b_.str());
     Backend<Device>::concat_channels(a, b, y_);
     return y_;
   }

@@ -45,9 +45,9 @@ class Conv2d {
   }
 
   Shape plan(const Shape& in, Arena<Device>& arena, std::string_view path) {
-    KILN_CHECK(in.rank() == 4 && in.c() == In, detail::where("Conv2d<" + std::to_string(In) + ", " +
-                                                                 std::to_string(Out) + ", " + std::to_string(K) + ">",
-                                                             path),
+    KILN_CHECK(in.rank() == 4 && in.c() == In,
+               detail::where(
+                   "Conv2d<" + std::to_string(In) + ", " + std::to_string(Out) + ", " + std::to_string(K) + ">", path),
                ": expected an input of shape [N, ", In, ", H, W], got ", in.str());
     shape_ = {in.n(), In, Out, in.h(), in.w(), K};
     strided_ = {in.n(), In, Out, in.h(), in.w(), K, Stride};

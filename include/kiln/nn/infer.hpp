@@ -27,9 +27,9 @@
 namespace kiln {
 
 struct TileOptions {
-  int tile = 512;    // tile side in pixels (rounded up to the alignment); 0: the whole image at once
-  int margin = -1;   // context kept around each tile's core; -1: the receptive-field radius rounded up
-                     // to the alignment. A smaller margin is allowed (faster, no longer exact).
+  int tile = 512;      // tile side in pixels (rounded up to the alignment); 0: the whole image at once
+  int margin = -1;     // context kept around each tile's core; -1: the receptive-field radius rounded up
+                       // to the alignment. A smaller margin is allowed (faster, no longer exact).
   int alignment = -1;  // -1: ReceptiveField<Net>::alignment
 };
 
@@ -46,8 +46,9 @@ inline std::int64_t reflect_index(std::int64_t i, std::int64_t n) {
 // [N, C, H, W] -> [N, C, Hp, Wp] (the next multiples of `multiple`), reflect-padded
 // at the bottom and right. Returns x itself when nothing needs padding.
 inline Tensor<float, Cpu> pad_reflect(const Tensor<float, Cpu>& x, int multiple) {
-  KILN_CHECK(x.shape().rank() == 4 && multiple > 0, "kiln::pad_reflect: expected an NCHW tensor and a positive multiple, got ",
-             x.shape().str(), " and ", multiple);
+  KILN_CHECK(x.shape().rank() == 4 && multiple > 0,
+             "kiln::pad_reflect: expected an NCHW tensor and a positive multiple, got ", x.shape().str(), " and ",
+             multiple);
   const std::int64_t h = x.shape().h(), w = x.shape().w();
   const std::int64_t hp = (h + multiple - 1) / multiple * multiple, wp = (w + multiple - 1) / multiple * multiple;
   if (hp == h && wp == w) return x;
@@ -88,8 +89,7 @@ Tensor<float, Cpu> infer_tiled(Network<Net>& net, const Tensor<float, Cpu>& x, c
   using Device = typename Net::device;
   const Shape& s = x.shape();
   const int align = opts.alignment > 0 ? opts.alignment : ReceptiveField<Net>::alignment;
-  const int margin = opts.margin >= 0 ? opts.margin
-                                      : (ReceptiveField<Net>::radius + align - 1) / align * align;
+  const int margin = opts.margin >= 0 ? opts.margin : (ReceptiveField<Net>::radius + align - 1) / align * align;
   KILN_CHECK(s.rank() == 4 && s.h() % align == 0 && s.w() % align == 0,
              "kiln::infer_tiled: the image must be [N, C, H, W] with H and W multiples of ", align,
              " (infer_image pads it), got ", s.str());
@@ -116,8 +116,7 @@ Tensor<float, Cpu> infer_tiled(Network<Net>& net, const Tensor<float, Cpu>& x, c
       ax.tile(tx, x0, kx0, kx1);
       for (std::int64_t n = 0; n < s.n(); ++n)
         for (std::int64_t c = 0; c < s.c(); ++c)
-          for (std::int64_t y = 0; y < ay.size; ++y)
-            std::copy_n(&x.at(n, c, y0 + y, x0), ax.size, &in.at(n, c, y, 0));
+          for (std::int64_t y = 0; y < ay.size; ++y) std::copy_n(&x.at(n, c, y0 + y, x0), ax.size, &in.at(n, c, y, 0));
       const Tensor<float, Device>* y_device;
       if constexpr (std::is_same_v<Device, Cpu>) {
         y_device = &net.infer(in);

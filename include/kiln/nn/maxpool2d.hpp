@@ -41,7 +41,7 @@ class MaxPool2d {
       arena.request(argmax_, out);
       arena.request(dx_, in);
     } else {
-      dx_ = {};                      // (not a stale view into a reused block)
+      dx_ = {};                     // (not a stale view into a reused block)
       arena.scratch(argmax_, out);  // written by forward, read only by backward
     }
     arena.release(x);

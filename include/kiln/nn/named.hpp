@@ -22,7 +22,9 @@ struct Named : Layer {
 
 namespace detail {
 template <class L>
-concept HasChildName = requires { L::child_name; };
+concept HasChildName = requires {
+  L::child_name;
+};
 }  // namespace detail
 
 }  // namespace kiln

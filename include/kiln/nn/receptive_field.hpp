@@ -38,9 +38,10 @@ namespace detail {
 
 template <class L>
 struct ReachOf {
-  static_assert(requires { typename L::body_type; },
-                "kiln::ReceptiveField: this layer type has no receptive-field rule (add a ReachOf specialisation, "
-                "or expose its composition as body_type), or pass the tile margin by hand");
+  static_assert(
+      requires { typename L::body_type; },
+      "kiln::ReceptiveField: this layer type has no receptive-field rule (add a ReachOf specialisation, "
+      "or expose its composition as body_type), or pass the tile margin by hand");
   static constexpr Reach after(Reach r) { return ReachOf<typename L::body_type>::after(r); }
 };
 

@@ -12,8 +12,8 @@ namespace kiln {
 template <class Device = Cpu>
 class ReLU : public detail::Pointwise<ReLU<Device>, Device> {
   using Base = detail::Pointwise<ReLU<Device>, Device>;
-  using Base::y_;
   using Base::dx_;
+  using Base::y_;
 
  public:
   static constexpr std::string_view kind = "ReLU";

@@ -45,7 +45,7 @@ class Residual {
     if (arena.training())
       arena.request(dx_, in);
     else
-      dx_ = {};  // (not a stale view into a reused block)
+      dx_ = {};         // (not a stale view into a reused block)
     arena.release(bv);  // the add was the branch output's only reader
     arena.release(x);
     return in;

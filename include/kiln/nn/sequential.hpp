@@ -69,7 +69,8 @@ concept FusedWithNext = requires(L& layer, Next& next, const Tensor<float, D>& t
 template <class... Layers>
 class Sequential {
   static_assert(sizeof...(Layers) > 0, "kiln::Sequential needs at least one layer");
-  static_assert((Layer<Layers> && ...), "kiln::Sequential: every element must meet the layer contract (kiln::Layer, nn/layer.hpp)");
+  static_assert((Layer<Layers> && ...),
+                "kiln::Sequential: every element must meet the layer contract (kiln::Layer, nn/layer.hpp)");
   using First = std::tuple_element_t<0, std::tuple<Layers...>>;
 
  public:
@@ -86,8 +87,9 @@ class Sequential {
  private:
   template <std::size_t... I>
   static constexpr bool check_links(std::index_sequence<I...>) {
-    return (detail::LinkCheck<I + 1, chain[I + 1], std::tuple_element_t<I + 1, std::tuple<Layers...>>::in_channels>::ok &&
-            ... && true);
+    return (
+        detail::LinkCheck<I + 1, chain[I + 1], std::tuple_element_t<I + 1, std::tuple<Layers...>>::in_channels>::ok &&
+        ... && true);
   }
   static_assert(check_links(std::make_index_sequence<sizeof...(Layers) - 1>{}));
 
@@ -110,13 +112,9 @@ class Sequential {
       std::get<0>(layers_).set_input_grad(wanted);
   }
 
-  Shape plan(const Shape& in, Arena<device>& arena, std::string_view path) {
-    return plan_from<0>(in, arena, path);
-  }
+  Shape plan(const Shape& in, Arena<device>& arena, std::string_view path) { return plan_from<0>(in, arena, path); }
 
-  const Tensor<float, device>& forward(const Tensor<float, device>& x, Mode mode) {
-    return forward_from<0>(x, mode);
-  }
+  const Tensor<float, device>& forward(const Tensor<float, device>& x, Mode mode) { return forward_from<0>(x, mode); }
 
   const Tensor<float, device>& backward(const Tensor<float, device>& dy) {
     return backward_from<sizeof...(Layers) - 1>(dy);
@@ -137,7 +135,6 @@ class Sequential {
   }
 
  private:
-
   template <std::size_t I>
   using layer_t = std::tuple_element_t<I, std::tuple<Layers...>>;
 

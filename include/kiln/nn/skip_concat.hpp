@@ -30,13 +30,12 @@ class SkipConcat {
     const auto x = arena.current();
     arena.retain(x);  // the concat reads x after the whole branch has run
     const Shape b = branch_.plan(in, arena, join_name(path, "branch"));
-    KILN_CHECK(b.n() == in.n() && b.h() == in.h() && b.w() == in.w(), detail::where(kind, path),
-               ": the branch turned ", in.str(), " into ", b.str(),
-               "; a skip connection needs the same batch and image size on both sides");
+    KILN_CHECK(b.n() == in.n() && b.h() == in.h() && b.w() == in.w(), detail::where(kind, path), ": the branch turned ",
+               in.str(), " into ", b.str(), "; a skip connection needs the same batch and image size on both sides");
     if (arena.training())
       arena.request(dx_, in);
     else
-      dx_ = {};  // (not a stale view into a reused block)
+      dx_ = {};                                          // (not a stale view into a reused block)
     const Shape out = concat_.plan(b, in, arena, path);  // consumes the branch's output
     arena.release(x);
     return out;

@@ -42,7 +42,8 @@ class SoftmaxCrossEntropy {
     KILN_CHECK(logits.shape() == targets.shape(), "SoftmaxCrossEntropy: logits ", logits.shape().str(), " and targets ",
                targets.shape().str(), " differ in shape");
     const Shape& s = logits.shape();
-    KILN_CHECK(classes_ <= s.c(), "SoftmaxCrossEntropy: ", classes_, " classes but the logits have ", s.c(), " channels");
+    KILN_CHECK(classes_ <= s.c(), "SoftmaxCrossEntropy: ", classes_, " classes but the logits have ", s.c(),
+               " channels");
     if (weights)
       KILN_CHECK(weights->shape() == Shape::nchw(s.n(), 1, s.h(), s.w()), "SoftmaxCrossEntropy: weights ",
                  weights->shape().str(), " are not one per pixel of ", s.str());
@@ -66,9 +67,7 @@ class SoftmaxCrossEntropy {
   }
 
  private:
-  SoftmaxXentArgs args(const Shape& s) const {
-    return {s.n(), s.c(), classes_ ? classes_ : s.c(), s.h() * s.w()};
-  }
+  SoftmaxXentArgs args(const Shape& s) const { return {s.n(), s.c(), classes_ ? classes_ : s.c(), s.h() * s.w()}; }
   std::int64_t classes_;
   T dlogits_, pixel_loss_, value_, empty_;
   const T* logits_ = nullptr;

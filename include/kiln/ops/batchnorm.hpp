@@ -8,8 +8,8 @@ namespace kiln {
 struct BatchNormArgs {
   std::int64_t n = 0, c = 0, hw = 0;  // input [n, c, hw]
   float eps = 1e-5f;
-  float momentum = 0.1f;  // running = (1 - momentum) * running + momentum * batch
-  bool training = true;   // batch statistics (train) or running statistics (eval)
+  float momentum = 0.1f;                                   // running = (1 - momentum) * running + momentum * batch
+  bool training = true;                                    // batch statistics (train) or running statistics (eval)
   constexpr std::int64_t count() const { return n * hw; }  // values per channel
 };
 

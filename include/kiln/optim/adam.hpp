@@ -49,7 +49,7 @@ struct MultiTensorOf {
   struct type {};
 };
 template <class B>
-  requires requires { typename B::AdamTensors; }
+requires requires { typename B::AdamTensors; }
 struct MultiTensorOf<B> {
   static constexpr bool available = true;
   using type = typename B::AdamTensors;

@@ -11,7 +11,7 @@ namespace kiln {
 
 template <class Device>
 struct ParameterSlot {
-  std::string name;                       // "down.0.conv1.weight"
+  std::string name;  // "down.0.conv1.weight"
   Tensor<float, Device>* value = nullptr;
   Tensor<float, Device>* grad = nullptr;  // same shape as value
 };

@@ -90,11 +90,11 @@ inline ScheduleKind parse_schedule(std::string_view name) {
 // Everything any schedule needs; each kind reads its own fields.
 struct ScheduleOptions {
   float start_lr = 1e-3f;
-  double epochs = 30;              // exp, cosine
-  double final_fraction = 0.05;    // exp
-  double gamma = 0.1;              // step
-  double step_epochs = 10;         // step
-  float final_lr = 0.0f;           // cosine
+  double epochs = 30;            // exp, cosine
+  double final_fraction = 0.05;  // exp
+  double gamma = 0.1;            // step
+  double step_epochs = 10;       // step
+  float final_lr = 0.0f;         // cosine
 };
 
 inline Schedule make_schedule(ScheduleKind kind, const ScheduleOptions& o = {}) {

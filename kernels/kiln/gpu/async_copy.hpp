@@ -105,7 +105,8 @@ inline void wait_async_groups(std::size_t newest_pending) {
   const std::size_t done_groups = groups - newest_pending;
   const std::size_t copies = t.async_group_ends[done_groups - 1];
   complete_async_copies(t, copies);
-  t.async_group_ends.erase(t.async_group_ends.begin(), t.async_group_ends.begin() + static_cast<std::ptrdiff_t>(done_groups));
+  t.async_group_ends.erase(t.async_group_ends.begin(),
+                           t.async_group_ends.begin() + static_cast<std::ptrdiff_t>(done_groups));
   for (std::size_t& end : t.async_group_ends) end -= copies;
 }
 

@@ -71,7 +71,8 @@ inline unsigned atomicInc(unsigned* address, unsigned limit) {
   return kiln::gpu::emu::atomic_update(address, [limit](unsigned old) { return old >= limit ? 0u : old + 1u; });
 }
 inline unsigned atomicDec(unsigned* address, unsigned limit) {
-  return kiln::gpu::emu::atomic_update(address, [limit](unsigned old) { return (old == 0 || old > limit) ? limit : old - 1u; });
+  return kiln::gpu::emu::atomic_update(address,
+                                       [limit](unsigned old) { return (old == 0 || old > limit) ? limit : old - 1u; });
 }
 
 #endif  // !KILN_GPU_REAL

@@ -22,6 +22,8 @@ inline __nv_bfloat16 __float2bfloat16_rn(float x) {
   return {static_cast<std::uint16_t>((u + round) >> 16)};
 }
 inline __nv_bfloat16 __float2bfloat16(float x) { return __float2bfloat16_rn(x); }
-inline float __bfloat162float(__nv_bfloat16 h) { return std::bit_cast<float>(static_cast<std::uint32_t>(h.bits) << 16); }
+inline float __bfloat162float(__nv_bfloat16 h) {
+  return std::bit_cast<float>(static_cast<std::uint32_t>(h.bits) << 16);
+}
 
 #endif

@@ -14,7 +14,8 @@ namespace kiln::gpu::detail {
 
 inline void check_cuda(cudaError_t status, const char* what) {
   if (status != cudaSuccess)
-    throw Error(std::string("kiln::gpu: ") + what + " failed: " + cudaGetErrorName(status) + ": " + cudaGetErrorString(status));
+    throw Error(std::string("kiln::gpu: ") + what + " failed: " + cudaGetErrorName(status) + ": " +
+                cudaGetErrorString(status));
 }
 
 }  // namespace kiln::gpu::detail

@@ -60,19 +60,19 @@ inline bool race_check() { return race_check_setting().load(); }
 
 // What the checker remembers about one byte of shared memory in the current block.
 struct ShadowByte {
-  std::uint32_t block_run = 0;     // which block run the entry belongs to; stale entries read as fresh
-  std::uint32_t write_epoch = 0;   // barrier epoch of the last write; 0: never written in this block
-  std::uint32_t read_epoch = 0;    // barrier epoch of the last reads
+  std::uint32_t block_run = 0;           // which block run the entry belongs to; stale entries read as fresh
+  std::uint32_t write_epoch = 0;         // barrier epoch of the last write; 0: never written in this block
+  std::uint32_t read_epoch = 0;          // barrier epoch of the last reads
   std::uint16_t writer = 0, reader = 0;  // linear thread ids; reader == several_threads: more than one
   std::uint16_t write_warp_epoch = 0, read_warp_epoch = 0;
-  std::uint16_t reader_warp = 0;   // warp of the readers, or several_warps
+  std::uint16_t reader_warp = 0;  // warp of the readers, or several_warps
 };
 inline constexpr std::uint16_t several_threads = 0xffff, several_warps = 0xffff;
 
 struct CheckState {
   BlockContext* block = nullptr;
   std::uint32_t block_run = 0;
-  std::uint32_t epoch = 1;  // +1 at every barrier of the block
+  std::uint32_t epoch = 1;                // +1 at every barrier of the block
   std::vector<std::uint16_t> warp_epoch;  // +1 at every warp collective of that warp
   std::uintptr_t dynamic_begin = 0, dynamic_end = 0, static_begin = 0, static_end = 0;
   std::vector<ShadowByte> dynamic_shadow, static_shadow;
@@ -83,7 +83,9 @@ inline CheckState& check_state() {
   return state;
 }
 
-inline void check_launch_begin(const KernelInvocation& k, std::uint64_t block_count) { profile_launch_begin(k, block_count); }
+inline void check_launch_begin(const KernelInvocation& k, std::uint64_t block_count) {
+  profile_launch_begin(k, block_count);
+}
 inline void check_launch_end() { profile_launch_end(); }
 
 inline void check_block_begin(BlockContext& b, std::uint64_t linear_block) {
@@ -100,7 +102,8 @@ inline void check_block_begin(BlockContext& b, std::uint64_t linear_block) {
   s.dynamic_end = s.dynamic_begin + b.kernel->dynamic_shared_bytes;
   s.static_begin = reinterpret_cast<std::uintptr_t>(__start_kiln_emu_shared);
   s.static_end = reinterpret_cast<std::uintptr_t>(__stop_kiln_emu_shared);
-  if (s.dynamic_shadow.size() < s.dynamic_end - s.dynamic_begin) s.dynamic_shadow.resize(s.dynamic_end - s.dynamic_begin);
+  if (s.dynamic_shadow.size() < s.dynamic_end - s.dynamic_begin)
+    s.dynamic_shadow.resize(s.dynamic_end - s.dynamic_begin);
   if (s.static_shadow.size() < s.static_end - s.static_begin) s.static_shadow.resize(s.static_end - s.static_begin);
   profile_block_begin(b, linear_block);
 }
@@ -154,10 +157,12 @@ inline bool warp_ordered(unsigned other, std::uint16_t other_warp_epoch, unsigne
   return other / 32 == warp && other_warp_epoch != warp_epoch;
 }
 
-inline void check_shared_access(BlockContext& b, EmulatedThread& self, std::uintptr_t address, unsigned size, bool store) {
+inline void check_shared_access(BlockContext& b, EmulatedThread& self, std::uintptr_t address, unsigned size,
+                                bool store) {
   CheckState& s = check_state();
   const bool dynamic = address >= s.dynamic_begin && address < s.dynamic_end;
-  ShadowByte* shadow = dynamic ? s.dynamic_shadow.data() + (address - s.dynamic_begin) : s.static_shadow.data() + (address - s.static_begin);
+  ShadowByte* shadow = dynamic ? s.dynamic_shadow.data() + (address - s.dynamic_begin)
+                               : s.static_shadow.data() + (address - s.static_begin);
   const std::uintptr_t limit = dynamic ? s.dynamic_end : s.static_end;
   const auto me = static_cast<std::uint16_t>(self.linear_id);
   const unsigned warp = self.linear_id / 32;
@@ -196,12 +201,14 @@ inline void check_shared_access(BlockContext& b, EmulatedThread& self, std::uint
   }
 }
 
-inline void report_past_end(BlockContext& b, const EmulatedThread& self, std::uintptr_t address, bool store, const Allocation& a) {
-  record_failure(b, "kiln emulator bounds check: " + thread_text(self) + " in " + block_text(b) + " " +
-                        (store ? "writes" : "reads") + " global memory " + std::to_string(address - a.end) +
-                        " byte(s) past the end of a " + std::to_string(a.end - a.begin) +
-                        "-byte device allocation (an out-of-bounds access: on a GPU it corrupts or reads another buffer, "
-                        "or faults).\n");
+inline void report_past_end(BlockContext& b, const EmulatedThread& self, std::uintptr_t address, bool store,
+                            const Allocation& a) {
+  record_failure(b,
+                 "kiln emulator bounds check: " + thread_text(self) + " in " + block_text(b) + " " +
+                     (store ? "writes" : "reads") + " global memory " + std::to_string(address - a.end) +
+                     " byte(s) past the end of a " + std::to_string(a.end - a.begin) +
+                     "-byte device allocation (an out-of-bounds access: on a GPU it corrupts or reads another buffer, "
+                     "or faults).\n");
 }
 
 // Every instrumented load and store of kernel code comes here.
@@ -212,7 +219,8 @@ inline void on_kernel_access(std::uintptr_t address, unsigned size, bool store, 
   BlockContext& b = *self->block;
   if (s.block != &b || b.aborting) return;
   bool shared = false;
-  if ((address >= s.dynamic_begin && address < s.dynamic_end) || (address >= s.static_begin && address < s.static_end)) {
+  if ((address >= s.dynamic_begin && address < s.dynamic_end) ||
+      (address >= s.static_begin && address < s.static_end)) {
     shared = true;
     if (race_check()) check_shared_access(b, *self, address, size, store);
   } else {
@@ -232,15 +240,18 @@ inline void on_kernel_access(std::uintptr_t address, unsigned size, bool store, 
 // halves here, the global read at issue and the shared write when the thread waits. The traffic
 // counters also get the shared write at issue (the LDGSTS request writes shared memory as one
 // warp-level access; zero fill writes too).
-inline void check_async_copy_issued(const void* global_src, void* shared_dst, unsigned bytes, bool valid, const CallSite& where) {
+inline void check_async_copy_issued(const void* global_src, void* shared_dst, unsigned bytes, bool valid,
+                                    const CallSite& where) {
   const auto site = reinterpret_cast<std::uintptr_t>(where.file) * 31 + where.line;
-  if (valid) on_kernel_access(reinterpret_cast<std::uintptr_t>(global_src), bytes, false, reinterpret_cast<const void*>(site));
+  if (valid)
+    on_kernel_access(reinterpret_cast<std::uintptr_t>(global_src), bytes, false, reinterpret_cast<const void*>(site));
   EmulatedThread* self = current_thread;
   if (self == nullptr) return;
   const CheckState& s = check_state();
   const auto address = reinterpret_cast<std::uintptr_t>(shared_dst);
   if (s.block == self->block && !self->block->aborting &&
-      ((address >= s.dynamic_begin && address < s.dynamic_end) || (address >= s.static_begin && address < s.static_end)))
+      ((address >= s.dynamic_begin && address < s.dynamic_end) ||
+       (address >= s.static_begin && address < s.static_end)))
     profile_record(*self, site, address, bytes, true, true);
 }
 inline void check_async_copy_done(void* shared_dst, unsigned bytes) {
@@ -258,9 +269,10 @@ inline void check_async_copy_done(void* shared_dst, unsigned bytes) {
 
 // The callbacks clang's -fsanitize-coverage=trace-loads,trace-stores inserts. Weak: every
 // translation unit that includes this header defines them, the linker keeps one.
-#define KILN_EMU_ACCESS_CALLBACK(kind, bytes, type, store)                                                \
-  extern "C" __attribute__((weak, used)) void __sanitizer_cov_##kind##bytes(type* address) {               \
-    kiln::gpu::emu::on_kernel_access(reinterpret_cast<std::uintptr_t>(address), bytes, store, __builtin_return_address(0)); \
+#define KILN_EMU_ACCESS_CALLBACK(kind, bytes, type, store)                                    \
+  extern "C" __attribute__((weak, used)) void __sanitizer_cov_##kind##bytes(type* address) {  \
+    kiln::gpu::emu::on_kernel_access(reinterpret_cast<std::uintptr_t>(address), bytes, store, \
+                                     __builtin_return_address(0));                            \
   }
 KILN_EMU_ACCESS_CALLBACK(load, 1, std::uint8_t, false)
 KILN_EMU_ACCESS_CALLBACK(load, 2, std::uint16_t, false)

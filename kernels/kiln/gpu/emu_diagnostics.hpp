@@ -56,12 +56,13 @@ inline std::vector<unsigned> lanes_of(unsigned mask) {
 inline std::string block_text(const BlockContext& b) {
   const KernelInvocation& k = *b.kernel;
   return "kernel '" + std::string(k.name) + "', block " + dims_text(b.block_index.x, b.block_index.y, b.block_index.z) +
-         " (grid " + dims_text(k.grid.x, k.grid.y, k.grid.z) + ", block size " + dims_text(k.block.x, k.block.y, k.block.z) + ")";
+         " (grid " + dims_text(k.grid.x, k.grid.y, k.grid.z) + ", block size " +
+         dims_text(k.block.x, k.block.y, k.block.z) + ")";
 }
 
 inline std::string thread_text(const EmulatedThread& t) {
-  return "thread " + dims_text(t.index.x, t.index.y, t.index.z) + " (linear " + std::to_string(t.linear_id) + ", warp " +
-         std::to_string(t.linear_id / 32) + " lane " + std::to_string(t.linear_id % 32) + ")";
+  return "thread " + dims_text(t.index.x, t.index.y, t.index.z) + " (linear " + std::to_string(t.linear_id) +
+         ", warp " + std::to_string(t.linear_id / 32) + " lane " + std::to_string(t.linear_id % 32) + ")";
 }
 
 inline std::string waiting_text(const EmulatedThread& t) {
@@ -97,11 +98,13 @@ inline std::string describe_stuck_block(const BlockContext& b) {
                std::to_string(b.thread_count) + "] " + what + "\n";
   }
   if (barrier_waiters)
-    message += "  A barrier (__syncthreads) must be reached by every thread of the block: is it inside a condition "
-               "that not all threads satisfy, after an early return, or are threads at different barriers?\n";
+    message +=
+        "  A barrier (__syncthreads) must be reached by every thread of the block: is it inside a condition "
+        "that not all threads satisfy, after an early return, or are threads at different barriers?\n";
   if (warp_waiters)
-    message += "  A warp collective (__shfl_*_sync, __ballot_sync, __syncwarp, ...) must be reached by every lane named "
-               "in its mask (lane = linear id % 32).\n";
+    message +=
+        "  A warp collective (__shfl_*_sync, __ballot_sync, __syncwarp, ...) must be reached by every lane named "
+        "in its mask (lane = linear id % 32).\n";
   return message;
 }
 

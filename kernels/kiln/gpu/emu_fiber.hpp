@@ -86,9 +86,9 @@ inline void prepare_fiber(FiberContext& fiber, void* stack_bottom, std::size_t s
   // entry() starts with rsp % 16 == 8 as after a call, and unwinders stop there.
   auto top = (reinterpret_cast<std::uintptr_t>(stack_bottom) + stack_size) & ~std::uintptr_t{15};
   auto* slot = reinterpret_cast<std::uint64_t*>(top - 8);
-  slot[0] = 0;                                            // fake return address of entry()
-  slot[-1] = reinterpret_cast<std::uint64_t>(entry);      // popped by ret
-  for (int i = 2; i <= 7; ++i) slot[-i] = 0;              // rbp, rbx, r12, r13, r14, r15
+  slot[0] = 0;                                        // fake return address of entry()
+  slot[-1] = reinterpret_cast<std::uint64_t>(entry);  // popped by ret
+  for (int i = 2; i <= 7; ++i) slot[-i] = 0;          // rbp, rbx, r12, r13, r14, r15
   std::uint32_t fp_state[2];
   asm volatile("stmxcsr %0\n\tfnstcw %1" : "=m"(fp_state[0]), "=m"(fp_state[1]));
   auto* fp_area = reinterpret_cast<std::uint32_t*>(slot - 9);  // 16 bytes at the bottom

@@ -46,9 +46,9 @@
 namespace kiln::gpu::emu {
 
 struct TrafficCounts {
-  double requests = 0;   // warp-level instructions
-  double units = 0;      // global: 32-byte sectors; shared: wavefronts
-  double bytes = 0;      // bytes the lanes asked for
+  double requests = 0;        // warp-level instructions
+  double units = 0;           // global: 32-byte sectors; shared: wavefronts
+  double bytes = 0;           // bytes the lanes asked for
   double distinct_bytes = 0;  // of those, distinct within each request (lanes reading one word count once)
 };
 
@@ -159,8 +159,8 @@ inline void profile_global_touch(Allocation& a, std::uintptr_t address, unsigned
     for (std::uintptr_t s = address / 32; s <= (address + size - 1) / 32; ++s) p.block_sectors.push_back(s);
 }
 
-inline void profile_record(const EmulatedThread& t, std::uintptr_t site, std::uintptr_t address, unsigned size, bool store,
-                           bool shared) {
+inline void profile_record(const EmulatedThread& t, std::uintptr_t site, std::uintptr_t address, unsigned size,
+                           bool store, bool shared) {
   ProfileState& p = profile_state();
   if (!p.block_sampled) return;
   p.records[t.linear_id].push_back({site, address, static_cast<std::uint8_t>(size), store, shared});
@@ -177,7 +177,8 @@ inline void profile_tensor_op(double hmma, double flops) {
 }
 
 // One warp-level request: the lanes' accesses of one execution of one instruction.
-inline void count_request(const std::vector<std::pair<std::uintptr_t, unsigned>>& lanes, bool shared, TrafficCounts& c) {
+inline void count_request(const std::vector<std::pair<std::uintptr_t, unsigned>>& lanes, bool shared,
+                          TrafficCounts& c) {
   c.requests += 1;
   std::vector<std::uintptr_t> units;
   std::vector<std::pair<std::uintptr_t, unsigned>> ranges(lanes);
@@ -251,8 +252,10 @@ inline void profile_block_flush(const BlockContext& b) {
         if (!starts_run(per_lane[lane], j)) continue;
         const bool first = v.starting++ == 0;
         for (std::size_t m = 0; m < 4; ++m) {
-          if (first) v.sites[m] = per_lane[lane][j + m].site;
-          else if (v.sites[m] != per_lane[lane][j + m].site) v.consistent = false;
+          if (first)
+            v.sites[m] = per_lane[lane][j + m].site;
+          else if (v.sites[m] != per_lane[lane][j + m].site)
+            v.consistent = false;
         }
       }
     }
@@ -276,7 +279,9 @@ inline void profile_block_flush(const BlockContext& b) {
       }
     }
     std::sort(keyed.begin(), keyed.end(), [](const Keyed& x, const Keyed& y) {
-      return x.site != y.site ? x.site < y.site : x.occurrence != y.occurrence ? x.occurrence < y.occurrence : x.store < y.store;
+      return x.site != y.site               ? x.site < y.site
+             : x.occurrence != y.occurrence ? x.occurrence < y.occurrence
+                                            : x.store < y.store;
     });
     std::vector<std::pair<std::uintptr_t, unsigned>> lanes;
     for (std::size_t i = 0; i < keyed.size();) {

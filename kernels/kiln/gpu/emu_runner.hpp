@@ -2,8 +2,8 @@
 // Runs a grid on the CPU. Blocks are independent, so in fiber mode several worker OS threads take
 // blocks from a shared counter; within a block the threads are fibers scheduled deterministically:
 // in linear-id order (or reversed, or a seeded random permutation per sweep: emu_schedule.hpp),
-// each runs until it waits at a barrier or warp collective or returns. In OS-thread mode (KILN_EMU_THREADS=1) every CUDA thread
-// of a block is a std::thread and blocks run one after another.
+// each runs until it waits at a barrier or warp collective or returns. In OS-thread mode (KILN_EMU_THREADS=1) every
+// CUDA thread of a block is a std::thread and blocks run one after another.
 #include "kiln/gpu/config.hpp"
 
 #if !KILN_GPU_REAL
@@ -124,7 +124,9 @@ inline void run_block_threads(Worker& worker, BlockContext& b) {
       for (unsigned i = n; i > 1; --i) std::swap(permutation[i - 1], permutation[next_random(b.schedule_state) % i]);
     }
     for (unsigned k = 0; k < n; ++k) {
-      EmulatedThread& t = b.threads[order == Schedule::random ? permutation[k] : order == Schedule::reverse ? n - 1 - k : k];
+      EmulatedThread& t = b.threads[order == Schedule::random    ? permutation[k]
+                                    : order == Schedule::reverse ? n - 1 - k
+                                                                 : k];
       if (t.state == ThreadState::not_started) {
         if (b.aborting) {  // never started: nothing to unwind
           t.state = ThreadState::exited;
@@ -178,7 +180,8 @@ inline void run_block(Worker& worker, const KernelInvocation& k, std::uint64_t l
   BlockContext& b = worker.block;
   const unsigned n = k.block.x * k.block.y * k.block.z;
   b.kernel = &k;
-  b.block_index = {static_cast<unsigned>(linear_block % k.grid.x), static_cast<unsigned>(linear_block / k.grid.x % k.grid.y),
+  b.block_index = {static_cast<unsigned>(linear_block % k.grid.x),
+                   static_cast<unsigned>(linear_block / k.grid.x % k.grid.y),
                    static_cast<unsigned>(linear_block / (std::uint64_t{k.grid.x} * k.grid.y))};
   worker.threads.resize(n);
   for (unsigned i = 0; i < n; ++i) {
@@ -217,7 +220,8 @@ inline void run_block(Worker& worker, const KernelInvocation& k, std::uint64_t l
 // Runs every block of the launch; throws Error with the first failure (lowest block index among
 // the blocks that ran) after all workers stopped.
 inline void run_grid(const KernelInvocation& k) {
-  if (current_thread != nullptr) throw Error("kiln emulator: kernel '" + std::string(k.name) + "' launched from inside a kernel");
+  if (current_thread != nullptr)
+    throw Error("kiln emulator: kernel '" + std::string(k.name) + "' launched from inside a kernel");
   if (const LaunchObserver observe = launch_observer().load(std::memory_order_relaxed)) observe(k.name);
   const std::uint64_t block_count = std::uint64_t{k.grid.x} * k.grid.y * k.grid.z;
 #if KILN_EMU_CHECK

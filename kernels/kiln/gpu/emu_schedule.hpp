@@ -45,7 +45,8 @@ inline void read_schedule_environment(ScheduleSetting& s) {
     }
     return;
   }
-  throw Error("KILN_EMU_SCHEDULE must be 'forward', 'reverse', 'random' or 'random:SEED', not '" + std::string(text) + "'");
+  throw Error("KILN_EMU_SCHEDULE must be 'forward', 'reverse', 'random' or 'random:SEED', not '" + std::string(text) +
+              "'");
 }
 
 inline ScheduleSetting& schedule_setting() {
@@ -64,9 +65,12 @@ inline std::uint64_t schedule_seed() { return schedule_setting().seed.load(); }
 // "forward", "reverse" or "random:SEED": what to put in KILN_EMU_SCHEDULE to rerun this schedule.
 inline std::string schedule_text() {
   switch (schedule()) {
-    case Schedule::forward: return "forward";
-    case Schedule::reverse: return "reverse";
-    default: return "random:" + std::to_string(schedule_seed());
+    case Schedule::forward:
+      return "forward";
+    case Schedule::reverse:
+      return "reverse";
+    default:
+      return "random:" + std::to_string(schedule_seed());
   }
 }
 

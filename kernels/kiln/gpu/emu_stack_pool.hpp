@@ -34,7 +34,8 @@ inline std::size_t configured_stack_bytes() {
       char* end = nullptr;
       const unsigned long long value = std::strtoull(text, &end, 10);
       if (*end != '\0' || value < 16 || value > (1ull << 20))
-        throw Error("KILN_EMU_STACK_KB must be a number of KiB between 16 and 1048576, not '" + std::string(text) + "'");
+        throw Error("KILN_EMU_STACK_KB must be a number of KiB between 16 and 1048576, not '" + std::string(text) +
+                    "'");
       kib = static_cast<std::size_t>(value);
     }
     const std::size_t page = page_size();
@@ -70,8 +71,10 @@ class FiberStackPool {
  private:
   static FiberStack create() {
     const std::size_t size = configured_stack_bytes(), guard = page_size();
-    void* mapping = mmap(nullptr, size + guard, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (mapping == MAP_FAILED) throw Error("kiln emulator: cannot map a fiber stack of " + std::to_string(size) + " bytes");
+    void* mapping =
+        mmap(nullptr, size + guard, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (mapping == MAP_FAILED)
+      throw Error("kiln emulator: cannot map a fiber stack of " + std::to_string(size) + " bytes");
     if (mprotect(mapping, guard, PROT_NONE) != 0) {
       munmap(mapping, size + guard);
       throw Error("kiln emulator: cannot protect a fiber stack's guard page");

@@ -41,9 +41,22 @@ struct CallSite {
 enum class ThreadState : std::uint8_t { not_started, runnable, at_barrier, at_warp_op, exited };
 
 enum class WarpOp : std::uint8_t {
-  sync, shfl_idx, shfl_up, shfl_down, shfl_xor, ballot, any, all,
-  reduce_add, reduce_min_signed, reduce_max_signed, reduce_min_unsigned, reduce_max_unsigned,
-  reduce_and, reduce_or, reduce_xor,
+  sync,
+  shfl_idx,
+  shfl_up,
+  shfl_down,
+  shfl_xor,
+  ballot,
+  any,
+  all,
+  reduce_add,
+  reduce_min_signed,
+  reduce_max_signed,
+  reduce_min_unsigned,
+  reduce_max_unsigned,
+  reduce_and,
+  reduce_or,
+  reduce_xor,
 };
 
 // What a lane brings to a warp collective.
@@ -74,9 +87,9 @@ struct EmulatedThread {
   const char* waiting_in = nullptr;  // the intrinsic it waits in, for diagnostics
   CallSite waiting_at;
   WarpRequest request;
-  std::uint64_t result = 0;  // what the collective it waited in returned to it
-  std::vector<AsyncCopy> async_copies;         // issued cp.async, oldest first
-  std::vector<std::size_t> async_group_ends;   // async_copies.size() at each commit
+  std::uint64_t result = 0;                   // what the collective it waited in returned to it
+  std::vector<AsyncCopy> async_copies;        // issued cp.async, oldest first
+  std::vector<std::size_t> async_group_ends;  // async_copies.size() at each commit
 #if !KILN_EMU_THREADS
   FiberContext fiber;
 #endif
@@ -106,7 +119,7 @@ struct BlockContext {
   std::vector<unsigned> warp_exited;   // per warp: lanes that returned from the kernel
 
   std::uint64_t schedule_state = 0;  // the random schedule's generator (emu_schedule.hpp)
-  bool aborting = false;  // an error was found: every thread unwinds
+  bool aborting = false;             // an error was found: every thread unwinds
   std::string error;
 #if KILN_EMU_THREADS
   std::mutex mutex;
@@ -118,7 +131,8 @@ struct BlockContext {
 inline thread_local EmulatedThread* current_thread = nullptr;
 
 [[noreturn]] inline void used_outside_kernel(const char* what) {
-  throw Error(std::string("kiln emulator: ") + what + " was called outside a kernel launched through kiln::gpu::launch");
+  throw Error(std::string("kiln emulator: ") + what +
+              " was called outside a kernel launched through kiln::gpu::launch");
 }
 
 inline EmulatedThread& current(const char* what) {

@@ -116,7 +116,8 @@ inline unsigned lanes_present(const BlockContext& b, unsigned warp) {
   return count >= 32 ? ~0u : (1u << count) - 1u;
 }
 
-inline void complete_warp_collective(BlockContext& b, unsigned warp, unsigned participants, const EmulatedThread& last) {
+inline void complete_warp_collective(BlockContext& b, unsigned warp, unsigned participants,
+                                     const EmulatedThread& last) {
   EmulatedThread* lanes = b.threads + warp * 32;
   for (unsigned lane : lanes_of(participants)) {
     const EmulatedThread& t = lanes[lane];
@@ -148,7 +149,8 @@ inline void complete_warp_collective(BlockContext& b, unsigned warp, unsigned pa
     EmulatedThread& t = lanes[lane];
     const WarpRequest& r = t.request;
     std::uint64_t result = 0;
-    const bool shuffle = op == WarpOp::shfl_idx || op == WarpOp::shfl_up || op == WarpOp::shfl_down || op == WarpOp::shfl_xor;
+    const bool shuffle =
+        op == WarpOp::shfl_idx || op == WarpOp::shfl_up || op == WarpOp::shfl_down || op == WarpOp::shfl_xor;
     if (shuffle) {
       const int width = r.width;
       if (width < 1 || width > 32 || (width & (width - 1)) != 0)
@@ -157,7 +159,9 @@ inline void complete_warp_collective(BlockContext& b, unsigned warp, unsigned pa
       const int self_lane = static_cast<int>(lane), group_start = self_lane / width * width;
       int source = self_lane;
       switch (op) {
-        case WarpOp::shfl_idx: source = group_start + (r.lane_argument & (width - 1)); break;
+        case WarpOp::shfl_idx:
+          source = group_start + (r.lane_argument & (width - 1));
+          break;
         case WarpOp::shfl_up: {
           const auto delta = static_cast<unsigned>(r.lane_argument);
           if (static_cast<unsigned>(self_lane - group_start) >= delta) source = self_lane - static_cast<int>(delta);
@@ -175,26 +179,52 @@ inline void complete_warp_collective(BlockContext& b, unsigned warp, unsigned pa
           if (target >= 0 && target < group_start + width) source = target;
           break;
         }
-        default: break;
+        default:
+          break;
       }
       // Reading a lane that does not take part is undefined on the GPU: return an all-ones
       // pattern (NaN for floats) so that the mistake shows.
       result = (participants >> source & 1u) ? lanes[source].request.value : ~std::uint64_t{0};
     } else {
       switch (op) {
-        case WarpOp::sync: result = 0; break;
-        case WarpOp::ballot: result = votes; break;
-        case WarpOp::any: result = votes != 0; break;
-        case WarpOp::all: result = votes == participants; break;
-        case WarpOp::reduce_add: result = static_cast<std::uint32_t>(sum); break;
-        case WarpOp::reduce_min_signed: result = static_cast<std::uint32_t>(min_signed); break;
-        case WarpOp::reduce_max_signed: result = static_cast<std::uint32_t>(max_signed); break;
-        case WarpOp::reduce_min_unsigned: result = min_unsigned; break;
-        case WarpOp::reduce_max_unsigned: result = max_unsigned; break;
-        case WarpOp::reduce_and: result = static_cast<std::uint32_t>(all_bits); break;
-        case WarpOp::reduce_or: result = static_cast<std::uint32_t>(any_bits); break;
-        case WarpOp::reduce_xor: result = static_cast<std::uint32_t>(xor_bits); break;
-        default: break;
+        case WarpOp::sync:
+          result = 0;
+          break;
+        case WarpOp::ballot:
+          result = votes;
+          break;
+        case WarpOp::any:
+          result = votes != 0;
+          break;
+        case WarpOp::all:
+          result = votes == participants;
+          break;
+        case WarpOp::reduce_add:
+          result = static_cast<std::uint32_t>(sum);
+          break;
+        case WarpOp::reduce_min_signed:
+          result = static_cast<std::uint32_t>(min_signed);
+          break;
+        case WarpOp::reduce_max_signed:
+          result = static_cast<std::uint32_t>(max_signed);
+          break;
+        case WarpOp::reduce_min_unsigned:
+          result = min_unsigned;
+          break;
+        case WarpOp::reduce_max_unsigned:
+          result = max_unsigned;
+          break;
+        case WarpOp::reduce_and:
+          result = static_cast<std::uint32_t>(all_bits);
+          break;
+        case WarpOp::reduce_or:
+          result = static_cast<std::uint32_t>(any_bits);
+          break;
+        case WarpOp::reduce_xor:
+          result = static_cast<std::uint32_t>(xor_bits);
+          break;
+        default:
+          break;
       }
     }
     t.result = result;
@@ -220,14 +250,16 @@ inline std::uint64_t warp_collective(const char* name, const WarpRequest& reques
   self.waiting_at = where;
   self.request = request;
   if (!(request.mask >> lane & 1u))
-    fail(b, "kiln emulator: " + thread_text(self) + " in " + block_text(b) + " calls " + name + " at " + site_text(where) +
-                " with mask " + hex_mask(request.mask) + ", which does not include its own lane " + std::to_string(lane) + ".\n");
+    fail(b, "kiln emulator: " + thread_text(self) + " in " + block_text(b) + " calls " + name + " at " +
+                site_text(where) + " with mask " + hex_mask(request.mask) + ", which does not include its own lane " +
+                std::to_string(lane) + ".\n");
   // Lanes beyond the end of a partial last warp do not exist: they are not waited for.
   const unsigned participants = request.mask & lanes_present(b, warp);
   if (const unsigned gone = participants & b.warp_exited[warp])
-    fail(b, "kiln emulator: " + thread_text(self) + " in " + block_text(b) + " calls " + name + " at " + site_text(where) +
-                " with mask " + hex_mask(request.mask) + ", but lanes " + ranges_text(lanes_of(gone)) + " of warp " +
-                std::to_string(warp) + " named in the mask have already exited. On a GPU this hangs or reads undefined values; "
+    fail(b, "kiln emulator: " + thread_text(self) + " in " + block_text(b) + " calls " + name + " at " +
+                site_text(where) + " with mask " + hex_mask(request.mask) + ", but lanes " +
+                ranges_text(lanes_of(gone)) + " of warp " + std::to_string(warp) +
+                " named in the mask have already exited. On a GPU this hangs or reads undefined values; "
                 "compute the mask with __ballot_sync before threads leave, or keep all lanes alive.\n");
   self.state = ThreadState::at_warp_op;
   ++b.blocked;
@@ -247,7 +279,8 @@ inline void thread_exited(EmulatedThread& self) {
   self.state = ThreadState::exited;
   ++b.exited;
   b.warp_exited[self.linear_id / 32] |= 1u << (self.linear_id % 32);
-  if (!b.aborting && b.blocked > 0 && b.blocked + b.exited == b.thread_count) record_failure(b, describe_stuck_block(b));
+  if (!b.aborting && b.blocked > 0 && b.blocked + b.exited == b.thread_count)
+    record_failure(b, describe_stuck_block(b));
   if (b.exited == b.thread_count) wake_all(b);
 }
 

@@ -47,7 +47,8 @@ inline std::string dims(const dim3& d) {
   return "(" + std::to_string(d.x) + "," + std::to_string(d.y) + "," + std::to_string(d.z) + ")";
 }
 
-inline void validate_launch(const char* name, kernel_key kernel, dim3 grid, dim3 block, std::size_t dynamic_shared_bytes) {
+inline void validate_launch(const char* name, kernel_key kernel, dim3 grid, dim3 block,
+                            std::size_t dynamic_shared_bytes) {
   const std::string who = std::string("kiln::gpu::launch(") + name + "): ";
   const std::uint64_t threads = std::uint64_t{block.x} * block.y * block.z;
   if (threads == 0) throw Error(who + "block " + dims(block) + " has no threads");
@@ -60,13 +61,15 @@ inline void validate_launch(const char* name, kernel_key kernel, dim3 grid, dim3
   if (grid.x > 2147483647u || grid.y > 65535 || grid.z > 65535)
     throw Error(who + "grid " + dims(grid) + " exceeds the limits (2147483647,65535,65535)");
   if (dynamic_shared_bytes > max_dynamic_shared_bytes)
-    throw Error(who + "asks for " + std::to_string(dynamic_shared_bytes) + " bytes of dynamic shared memory; a block can have at most " +
+    throw Error(who + "asks for " + std::to_string(dynamic_shared_bytes) +
+                " bytes of dynamic shared memory; a block can have at most " +
                 std::to_string(max_dynamic_shared_bytes) + " (227 KiB)");
   if (dynamic_shared_bytes > default_max_dynamic_shared_bytes) {
     const std::size_t allowed = opted_in_shared_bytes(kernel);
     if (dynamic_shared_bytes > allowed)
-      throw Error(who + "asks for " + std::to_string(dynamic_shared_bytes) + " bytes of dynamic shared memory, more than the " +
-                  std::to_string(allowed) + " it may use; above 48 KiB call kiln::gpu::set_max_dynamic_shared(kernel, bytes) first");
+      throw Error(who + "asks for " + std::to_string(dynamic_shared_bytes) +
+                  " bytes of dynamic shared memory, more than the " + std::to_string(allowed) +
+                  " it may use; above 48 KiB call kiln::gpu::set_max_dynamic_shared(kernel, bytes) first");
   }
 }
 

@@ -61,7 +61,8 @@ inline void* device_malloc(std::size_t bytes) {
   const std::size_t usable = (bytes == 0 ? 1 : bytes + 255) / 256 * 256;
   void* pointer = std::aligned_alloc(256, usable);
 #endif
-  if (pointer == nullptr) throw Error("kiln::gpu::device_malloc: out of memory allocating " + std::to_string(bytes) + " bytes");
+  if (pointer == nullptr)
+    throw Error("kiln::gpu::device_malloc: out of memory allocating " + std::to_string(bytes) + " bytes");
   const std::uint32_t nan_bits = 0x7fc00000u;
   std::size_t i = 0;
   for (; i + 4 <= usable; i += 4) std::memcpy(static_cast<unsigned char*>(pointer) + i, &nan_bits, 4);

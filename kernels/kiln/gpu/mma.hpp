@@ -71,8 +71,8 @@ __device__ __forceinline__ std::uint32_t float_to_tf32(float x) {
 }
 
 // d = a * b + c, A 16x8 row-major, B 8x8 col-major, TF32 operands, f32 accumulators.
-__device__ __forceinline__ void mma_tf32_m16n8k8(float (&d)[4], const std::uint32_t (&a)[4], const std::uint32_t (&b)[2],
-                                                 const float (&c)[4]) {
+__device__ __forceinline__ void mma_tf32_m16n8k8(float (&d)[4], const std::uint32_t (&a)[4],
+                                                 const std::uint32_t (&b)[2], const float (&c)[4]) {
   asm volatile(
       "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%11,%12,%13};\n"
       : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
@@ -80,21 +80,25 @@ __device__ __forceinline__ void mma_tf32_m16n8k8(float (&d)[4], const std::uint3
 }
 
 // d = a * b + c, A 16x16 row-major, B 16x8 col-major, BF16 operands (two per register), f32 accumulators.
-__device__ __forceinline__ void mma_bf16_m16n8k16(float (&d)[4], const std::uint32_t (&a)[4], const std::uint32_t (&b)[2],
-                                                  const float (&c)[4]) {
+__device__ __forceinline__ void mma_bf16_m16n8k16(float (&d)[4], const std::uint32_t (&a)[4],
+                                                  const std::uint32_t (&b)[2], const float (&c)[4]) {
   asm volatile(
       "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%11,%12,%13};\n"
       : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(c[0]), "f"(c[1]), "f"(c[2]), "f"(c[3]));
 }
 
-__device__ __forceinline__ unsigned shared_address(const void* p) { return static_cast<unsigned>(__cvta_generic_to_shared(p)); }
+__device__ __forceinline__ unsigned shared_address(const void* p) {
+  return static_cast<unsigned>(__cvta_generic_to_shared(p));
+}
 
 __device__ __forceinline__ void ldmatrix_x1(std::uint32_t (&r)[1], const void* row) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x1.shared.b16 {%0}, [%1];\n" : "=r"(r[0]) : "r"(shared_address(row)));
 }
 __device__ __forceinline__ void ldmatrix_x2(std::uint32_t (&r)[2], const void* row) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n" : "=r"(r[0]), "=r"(r[1]) : "r"(shared_address(row)));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n"
+               : "=r"(r[0]), "=r"(r[1])
+               : "r"(shared_address(row)));
 }
 __device__ __forceinline__ void ldmatrix_x4(std::uint32_t (&r)[4], const void* row) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
@@ -105,7 +109,9 @@ __device__ __forceinline__ void ldmatrix_x1_trans(std::uint32_t (&r)[1], const v
   asm volatile("ldmatrix.sync.aligned.m8n8.x1.trans.shared.b16 {%0}, [%1];\n" : "=r"(r[0]) : "r"(shared_address(row)));
 }
 __device__ __forceinline__ void ldmatrix_x2_trans(std::uint32_t (&r)[2], const void* row) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];\n" : "=r"(r[0]), "=r"(r[1]) : "r"(shared_address(row)));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];\n"
+               : "=r"(r[0]), "=r"(r[1])
+               : "r"(shared_address(row)));
 }
 __device__ __forceinline__ void ldmatrix_x4_trans(std::uint32_t (&r)[4], const void* row) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
@@ -113,7 +119,7 @@ __device__ __forceinline__ void ldmatrix_x4_trans(std::uint32_t (&r)[4], const v
                : "r"(shared_address(row)));
 }
 
-#else  // the emulator
+#else               // the emulator
 
 inline std::uint32_t float_to_tf32(float x) {
   std::uint32_t u = std::bit_cast<std::uint32_t>(x);
@@ -131,7 +137,8 @@ inline float bf16_low(std::uint32_t r) { return std::bit_cast<float>(r << 16); }
 inline float bf16_high(std::uint32_t r) { return std::bit_cast<float>(r & 0xffff0000u); }
 
 [[noreturn]] inline void fail(const char* name, const CallSite& where, const std::string& what) {
-  throw Error(std::string("kiln::gpu::mma::") + name + " at " + where.file + ":" + std::to_string(where.line) + ": " + what);
+  throw Error(std::string("kiln::gpu::mma::") + name + " at " + where.file + ":" + std::to_string(where.line) + ": " +
+              what);
 }
 
 // One warp-collective exchange: every lane of the (whole) warp publishes `mine`; `compute` then
@@ -153,7 +160,8 @@ void warp_exchange(const char* name, const T& mine, Compute&& compute, const Cal
   emu::shuffle(name, emu::WarpOp::shfl_idx, ~0u, address, lane, 32, where);
   const T* lanes[32];
   {
-    [[maybe_unused]] emu::BlockLock lock = emu::lock_block(b);  // the requests are guarded by the block in OS-thread mode
+    [[maybe_unused]] emu::BlockLock lock =
+        emu::lock_block(b);  // the requests are guarded by the block in OS-thread mode
     for (unsigned l = 0; l < 32; ++l) lanes[l] = reinterpret_cast<const T*>(b.threads[warp * 32 + l].request.value);
   }
   compute(lanes);
@@ -166,43 +174,46 @@ struct MmaOperands {
 
 // D = A * B + C for one lane: element (row, col) of A, B from the lanes that hold them.
 template <bool Bf16>
-void mma_lane(const char* name, float (&d)[4], const std::uint32_t (&a)[4], const std::uint32_t (&b)[2], const float (&c)[4],
-              const CallSite& where) {
+void mma_lane(const char* name, float (&d)[4], const std::uint32_t (&a)[4], const std::uint32_t (&b)[2],
+              const float (&c)[4], const CallSite& where) {
 #if KILN_EMU_CHECK  // one HMMA.1688.F32.TF32 or HMMA.16816.F32.BF16 per warp
   if (emu::current(name).linear_id % 32 == 0) emu::profile_tensor_op(1, Bf16 ? 2.0 * 16 * 8 * 16 : 2.0 * 16 * 8 * 8);
 #endif
   const MmaOperands mine{{a[0], a[1], a[2], a[3]}, {b[0], b[1]}};
   const float c_in[4] = {c[0], c[1], c[2], c[3]};  // d may alias c
-  warp_exchange(name, mine, [&](const MmaOperands* const (&lanes)[32]) {
-    const unsigned lane = emu::current(name).linear_id % 32, g = lane / 4, t = lane % 4;
-    // A(row, k) and B(k, col) by the layouts in the header comment.
-    auto a_at = [&](unsigned row, unsigned k) -> float {
-      if constexpr (Bf16) {
-        const unsigned reg = (row >= 8 ? 1u : 0u) + (k >= 8 ? 2u : 0u), kk = k % 8;
-        const std::uint32_t r = lanes[(row % 8) * 4 + kk / 2]->a[reg];
-        return kk % 2 == 0 ? bf16_low(r) : bf16_high(r);
-      } else {
-        const unsigned reg = (row >= 8 ? 1u : 0u) + (k >= 4 ? 2u : 0u);
-        return tf32_operand(lanes[(row % 8) * 4 + k % 4]->a[reg]);
-      }
-    };
-    auto b_at = [&](unsigned k, unsigned col) -> float {
-      if constexpr (Bf16) {
-        const unsigned reg = k >= 8 ? 1u : 0u, kk = k % 8;
-        const std::uint32_t r = lanes[col * 4 + kk / 2]->b[reg];
-        return kk % 2 == 0 ? bf16_low(r) : bf16_high(r);
-      } else {
-        return tf32_operand(lanes[col * 4 + k % 4]->b[k >= 4 ? 1 : 0]);
-      }
-    };
-    constexpr unsigned depth = Bf16 ? 16 : 8;
-    for (unsigned i = 0; i < 4; ++i) {
-      const unsigned row = g + (i >= 2 ? 8 : 0), col = 2 * t + i % 2;
-      float sum = c_in[i];
-      for (unsigned k = 0; k < depth; ++k) sum = std::fma(a_at(row, k), b_at(k, col), sum);
-      d[i] = sum;
-    }
-  }, where);
+  warp_exchange(
+      name, mine,
+      [&](const MmaOperands* const(&lanes)[32]) {
+        const unsigned lane = emu::current(name).linear_id % 32, g = lane / 4, t = lane % 4;
+        // A(row, k) and B(k, col) by the layouts in the header comment.
+        auto a_at = [&](unsigned row, unsigned k) -> float {
+          if constexpr (Bf16) {
+            const unsigned reg = (row >= 8 ? 1u : 0u) + (k >= 8 ? 2u : 0u), kk = k % 8;
+            const std::uint32_t r = lanes[(row % 8) * 4 + kk / 2]->a[reg];
+            return kk % 2 == 0 ? bf16_low(r) : bf16_high(r);
+          } else {
+            const unsigned reg = (row >= 8 ? 1u : 0u) + (k >= 4 ? 2u : 0u);
+            return tf32_operand(lanes[(row % 8) * 4 + k % 4]->a[reg]);
+          }
+        };
+        auto b_at = [&](unsigned k, unsigned col) -> float {
+          if constexpr (Bf16) {
+            const unsigned reg = k >= 8 ? 1u : 0u, kk = k % 8;
+            const std::uint32_t r = lanes[col * 4 + kk / 2]->b[reg];
+            return kk % 2 == 0 ? bf16_low(r) : bf16_high(r);
+          } else {
+            return tf32_operand(lanes[col * 4 + k % 4]->b[k >= 4 ? 1 : 0]);
+          }
+        };
+        constexpr unsigned depth = Bf16 ? 16 : 8;
+        for (unsigned i = 0; i < 4; ++i) {
+          const unsigned row = g + (i >= 2 ? 8 : 0), col = 2 * t + i % 2;
+          float sum = c_in[i];
+          for (unsigned k = 0; k < depth; ++k) sum = std::fma(a_at(row, k), b_at(k, col), sum);
+          d[i] = sum;
+        }
+      },
+      where);
 }
 
 struct MatrixRow {
@@ -217,38 +228,44 @@ void ldmatrix_lane(const char* name, std::uint32_t (&r)[Count], const void* row_
   if (lane < 8u * Count) {  // only these lanes' addresses are read
     if (reinterpret_cast<std::uintptr_t>(row_address) % 16 != 0)
       fail(name, where,
-           "lane " + std::to_string(lane) + " passes row address " + std::to_string(reinterpret_cast<std::uintptr_t>(row_address)) +
+           "lane " + std::to_string(lane) + " passes row address " +
+               std::to_string(reinterpret_cast<std::uintptr_t>(row_address)) +
                ", which is not 16-byte aligned (misaligned shared address on the GPU)");
 #if KILN_EMU_CHECK  // the row's 16 bytes, for the checker and the counters (memcpy is not instrumented)
-    const std::uintptr_t site = (std::uintptr_t{1} << 63) | (reinterpret_cast<std::uintptr_t>(where.file) * 31 + where.line) << 4;
-    emu::on_kernel_access(reinterpret_cast<std::uintptr_t>(row_address), 16, false, reinterpret_cast<const void*>(site));
+    const std::uintptr_t site =
+        (std::uintptr_t{1} << 63) | (reinterpret_cast<std::uintptr_t>(where.file) * 31 + where.line) << 4;
+    emu::on_kernel_access(reinterpret_cast<std::uintptr_t>(row_address), 16, false,
+                          reinterpret_cast<const void*>(site));
 #endif
     std::memcpy(mine.words, row_address, 16);  // read on arrival, like a load
   }
-  warp_exchange(name, mine, [&](const MatrixRow* const (&lanes)[32]) {
-    for (int i = 0; i < Count; ++i) {
-      const MatrixRow* const* matrix = lanes + 8 * i;  // matrix i's rows come from lanes 8i..8i+7
-      if constexpr (!Trans) {
-        r[i] = matrix[lane / 4]->words[lane % 4];
-      } else {
-        // 16-bit element (row, col) of the matrix: halfword col of row `row`.
-        auto half = [&](unsigned row, unsigned col) -> std::uint32_t {
-          return (matrix[row]->words[col / 2] >> (16 * (col % 2))) & 0xffffu;
-        };
-        r[i] = half(2 * (lane % 4), lane / 4) | half(2 * (lane % 4) + 1, lane / 4) << 16;
-      }
-    }
-  }, where);
+  warp_exchange(
+      name, mine,
+      [&](const MatrixRow* const(&lanes)[32]) {
+        for (int i = 0; i < Count; ++i) {
+          const MatrixRow* const* matrix = lanes + 8 * i;  // matrix i's rows come from lanes 8i..8i+7
+          if constexpr (!Trans) {
+            r[i] = matrix[lane / 4]->words[lane % 4];
+          } else {
+            // 16-bit element (row, col) of the matrix: halfword col of row `row`.
+            auto half = [&](unsigned row, unsigned col) -> std::uint32_t {
+              return (matrix[row]->words[col / 2] >> (16 * (col % 2))) & 0xffffu;
+            };
+            r[i] = half(2 * (lane % 4), lane / 4) | half(2 * (lane % 4) + 1, lane / 4) << 16;
+          }
+        }
+      },
+      where);
 }
 
 }  // namespace detail
 
-inline void mma_tf32_m16n8k8(float (&d)[4], const std::uint32_t (&a)[4], const std::uint32_t (&b)[2], const float (&c)[4],
-                             emu::CallSite where = emu::CallSite::current()) {
+inline void mma_tf32_m16n8k8(float (&d)[4], const std::uint32_t (&a)[4], const std::uint32_t (&b)[2],
+                             const float (&c)[4], emu::CallSite where = emu::CallSite::current()) {
   detail::mma_lane<false>("mma_tf32_m16n8k8", d, a, b, c, where);
 }
-inline void mma_bf16_m16n8k16(float (&d)[4], const std::uint32_t (&a)[4], const std::uint32_t (&b)[2], const float (&c)[4],
-                              emu::CallSite where = emu::CallSite::current()) {
+inline void mma_bf16_m16n8k16(float (&d)[4], const std::uint32_t (&a)[4], const std::uint32_t (&b)[2],
+                              const float (&c)[4], emu::CallSite where = emu::CallSite::current()) {
   detail::mma_lane<true>("mma_bf16_m16n8k16", d, a, b, c, where);
 }
 

@@ -32,7 +32,8 @@ class Stream {
   ~Stream() { release(); }
   Stream(const Stream&) = delete;
   Stream& operator=(const Stream&) = delete;
-  Stream(Stream&& other) noexcept : handle_(std::exchange(other.handle_, nullptr)), owning_(std::exchange(other.owning_, false)) {}
+  Stream(Stream&& other) noexcept
+      : handle_(std::exchange(other.handle_, nullptr)), owning_(std::exchange(other.owning_, false)) {}
   Stream& operator=(Stream&& other) noexcept {
     if (this != &other) {
       release();

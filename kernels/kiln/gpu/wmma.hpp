@@ -164,7 +164,8 @@ KILN_WMMA_UNINSTRUMENTED void tile_to_fragment(E* x, const E* p, unsigned ldm, i
   for (int r = 0; r < rows; ++r)
     for (int c = 0; c < cols; ++c) x[r * cols + c] = row ? p[r * ldm + c] : p[c * ldm + r];
 }
-KILN_WMMA_UNINSTRUMENTED inline void fragment_to_tile(float* p, const float* x, unsigned ldm, int rows, int cols, bool row) {
+KILN_WMMA_UNINSTRUMENTED inline void fragment_to_tile(float* p, const float* x, unsigned ldm, int rows, int cols,
+                                                      bool row) {
   for (int r = 0; r < rows; ++r)
     for (int c = 0; c < cols; ++c) (row ? p[r * ldm + c] : p[c * ldm + r]) = x[r * cols + c];
 }
@@ -211,9 +212,12 @@ inline unsigned lane_accesses(FragmentKind kind, unsigned lane, LaneAccess (&out
 
 template <class Use, class T, class Layout>
 constexpr FragmentKind operand_kind() {
-  if constexpr (std::is_same_v<T, __nv_bfloat16>) return FragmentKind::bf16;
-  else if constexpr (std::is_same_v<Use, matrix_a> == std::is_same_v<Layout, row_major>) return FragmentKind::tf32_16_lines;
-  else return FragmentKind::tf32_8_lines;
+  if constexpr (std::is_same_v<T, __nv_bfloat16>)
+    return FragmentKind::bf16;
+  else if constexpr (std::is_same_v<Use, matrix_a> == std::is_same_v<Layout, row_major>)
+    return FragmentKind::tf32_16_lines;
+  else
+    return FragmentKind::tf32_8_lines;
 }
 
 #if KILN_EMU_CHECK
@@ -224,7 +228,8 @@ void report_lane_accesses(FragmentKind kind, const E* p, unsigned ldm, bool stor
   LaneAccess accesses[8];
   const unsigned n = lane_accesses(kind, emu::current("wmma").linear_id % 32, accesses);
   // Tagged with the top bit: never an instruction address, nor a cp.async site (emu_check.hpp).
-  const std::uintptr_t site = (std::uintptr_t{1} << 63) | (reinterpret_cast<std::uintptr_t>(where.file) * 31 + where.line) << 4;
+  const std::uintptr_t site =
+      (std::uintptr_t{1} << 63) | (reinterpret_cast<std::uintptr_t>(where.file) * 31 + where.line) << 4;
   for (unsigned i = 0; i < n; ++i)
     emu::on_kernel_access(reinterpret_cast<std::uintptr_t>(p + accesses[i].line * ldm + accesses[i].element),
                           static_cast<unsigned>(accesses[i].count * sizeof(E)), store,
@@ -238,8 +243,9 @@ template <class Use, int M, int N, int K, class T, class Layout = void>
 struct fragment {
   static_assert(detail::supported<Use, M, N, K, T>(),
                 "kiln's wmma emulation supports tf32 m16n16k8 and __nv_bfloat16 m16n16k16 with float accumulators");
-  static_assert(std::is_same_v<Use, accumulator> ? std::is_void_v<Layout>
-                                                 : (std::is_same_v<Layout, row_major> || std::is_same_v<Layout, col_major>),
+  static_assert(std::is_same_v<Use, accumulator>
+                    ? std::is_void_v<Layout>
+                    : (std::is_same_v<Layout, row_major> || std::is_same_v<Layout, col_major>),
                 "matrix_a / matrix_b fragments take row_major or col_major; accumulators take no layout");
   using element_type = T;
   using storage_element_type = typename detail::storage<T>::type;
@@ -259,9 +265,11 @@ void fill_fragment(fragment<Use, M, N, K, T, Layout>& f, const V& value) {
 template <class Use, int M, int N, int K, class T, class Layout, class P>
 void load_matrix_sync(fragment<Use, M, N, K, T, Layout>& f, const P* p, unsigned ldm,
                       emu::CallSite where = emu::CallSite::current()) {
-  static_assert(!std::is_same_v<Use, accumulator>, "accumulator loads take a layout_t: load_matrix_sync(f, p, ldm, layout)");
+  static_assert(!std::is_same_v<Use, accumulator>,
+                "accumulator loads take a layout_t: load_matrix_sync(f, p, ldm, layout)");
   using S = typename fragment<Use, M, N, K, T, Layout>::storage_element_type;
-  static_assert(std::is_same_v<std::remove_cv_t<P>, S>, "load_matrix_sync: the pointer's type must be the fragment's storage type");
+  static_assert(std::is_same_v<std::remove_cv_t<P>, S>,
+                "load_matrix_sync: the pointer's type must be the fragment's storage type");
   detail::check_memory<S>("wmma::load_matrix_sync", p, ldm, where);
   constexpr bool row = std::is_same_v<Layout, row_major>;
 #if KILN_EMU_CHECK
@@ -277,8 +285,8 @@ void load_matrix_sync(fragment<accumulator, M, N, K, float>& f, const float* p, 
   detail::check_memory<float>("wmma::load_matrix_sync", p, ldm, where);
   const bool row = layout == mem_row_major;
 #if KILN_EMU_CHECK
-  detail::report_lane_accesses(row ? detail::FragmentKind::accumulator_row : detail::FragmentKind::accumulator_col, p, ldm, false,
-                               where);
+  detail::report_lane_accesses(row ? detail::FragmentKind::accumulator_row : detail::FragmentKind::accumulator_col, p,
+                               ldm, false, where);
 #endif
   detail::tile_to_fragment<float>(f.x, p, ldm, f.rows, f.cols, row);
   detail::warp_uniform("wmma::load_matrix_sync", p, std::uint64_t{ldm} << 8 | (row ? 3 : 4), where);
@@ -291,8 +299,8 @@ void store_matrix_sync(float* p, const fragment<accumulator, M, N, K, float>& f,
   const bool row = layout == mem_row_major;
   detail::warp_uniform("wmma::store_matrix_sync", p, std::uint64_t{ldm} << 8 | (row ? 5 : 6), where);
 #if KILN_EMU_CHECK
-  detail::report_lane_accesses(row ? detail::FragmentKind::accumulator_row : detail::FragmentKind::accumulator_col, p, ldm, true,
-                               where);
+  detail::report_lane_accesses(row ? detail::FragmentKind::accumulator_row : detail::FragmentKind::accumulator_col, p,
+                               ldm, true, where);
 #endif
   if (emu::current("wmma::store_matrix_sync").linear_id % 32 != 0) return;  // lane 0 writes the tile once
   detail::fragment_to_tile(p, f.x, ldm, f.rows, f.cols, row);

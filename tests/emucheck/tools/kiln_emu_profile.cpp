@@ -35,9 +35,11 @@ struct Options {
 };
 
 [[noreturn]] void usage(const std::string& why) {
-  std::fprintf(stderr, "kiln_emu_profile: %s\nusage: kiln_emu_profile [--width 16|32] [--batch N] [--size S] [--math strict|tf32] "
-               "[--kernels step|mma-forward] [--csv FILE]\n",
-               why.c_str());
+  std::fprintf(
+      stderr,
+      "kiln_emu_profile: %s\nusage: kiln_emu_profile [--width 16|32] [--batch N] [--size S] [--math strict|tf32] "
+      "[--kernels step|mma-forward] [--csv FILE]\n",
+      why.c_str());
   std::exit(2);
 }
 
@@ -47,13 +49,20 @@ Options parse(int argc, char** argv) {
     const std::string a = argv[i];
     if (i + 1 >= argc) usage("'" + a + "' needs a value");
     const std::string v = argv[++i];
-    if (a == "--width") o.width = std::atoi(v.c_str());
-    else if (a == "--batch") o.batch = std::atoi(v.c_str());
-    else if (a == "--size") o.size = std::atoi(v.c_str());
-    else if (a == "--math") o.math = v;
-    else if (a == "--kernels") o.kernels = v;
-    else if (a == "--csv") o.csv = v;
-    else usage("unknown option '" + a + "'");
+    if (a == "--width")
+      o.width = std::atoi(v.c_str());
+    else if (a == "--batch")
+      o.batch = std::atoi(v.c_str());
+    else if (a == "--size")
+      o.size = std::atoi(v.c_str());
+    else if (a == "--math")
+      o.math = v;
+    else if (a == "--kernels")
+      o.kernels = v;
+    else if (a == "--csv")
+      o.csv = v;
+    else
+      usage("unknown option '" + a + "'");
   }
   if (o.width != 16 && o.width != 32) usage("--width must be 16 (model small) or 32 (model base)");
   if (o.batch < 1 || o.size < 16 || o.size % 16 != 0) usage("--batch must be >= 1 and --size a multiple of 16");
@@ -92,9 +101,12 @@ int run(const Options& o) {
   net.reset_parameters(rng);
   kiln::Adam<Cuda> opt(kiln::collect_parameters(net));
   kiln::MSELoss<Cuda> loss;
-  const kiln::Shape in = kiln::Shape::nchw(o.batch, 1, o.size, o.size), out = kiln::Shape::nchw(o.batch, 2, o.size, o.size);
-  const auto x = kiln::Tensor<float, Cuda>::from_host(in, std::vector<float>(static_cast<std::size_t>(in.numel()), 0.5f));
-  const auto target = kiln::Tensor<float, Cuda>::from_host(out, std::vector<float>(static_cast<std::size_t>(out.numel()), 0.25f));
+  const kiln::Shape in = kiln::Shape::nchw(o.batch, 1, o.size, o.size),
+                    out = kiln::Shape::nchw(o.batch, 2, o.size, o.size);
+  const auto x =
+      kiln::Tensor<float, Cuda>::from_host(in, std::vector<float>(static_cast<std::size_t>(in.numel()), 0.5f));
+  const auto target =
+      kiln::Tensor<float, Cuda>::from_host(out, std::vector<float>(static_cast<std::size_t>(out.numel()), 0.25f));
 
   // The convolutions in execution order (= visit order) with their input sizes.
   std::vector<ConvLayer> convs;
@@ -103,9 +115,12 @@ int run(const Options& o) {
     const kiln::Shape& s = ref.value->shape();  // [Cout, Cin, K, K]
     int level = 0;
     const std::string& n = ref.name;
-    if (n.rfind("down.", 0) == 0) level = std::atoi(n.c_str() + 5);
-    else if (n.rfind("bottleneck", 0) == 0) level = depth;
-    else if (n.rfind("up.", 0) == 0) level = depth - 1 - std::atoi(n.c_str() + 3) + (contains(n, ".reduce.") ? 1 : 0);
+    if (n.rfind("down.", 0) == 0)
+      level = std::atoi(n.c_str() + 5);
+    else if (n.rfind("bottleneck", 0) == 0)
+      level = depth;
+    else if (n.rfind("up.", 0) == 0)
+      level = depth - 1 - std::atoi(n.c_str() + 3) + (contains(n, ".reduce.") ? 1 : 0);
     const long long side = o.size >> level;
     convs.push_back({n.substr(0, n.rfind('.')), s.c(), s.n(), s.h(), side, side});
   });
@@ -131,12 +146,13 @@ int run(const Options& o) {
         return kiln::Tensor<float, Cuda>::from_host(kiln::Shape::nchw(count, 1, 1, 1),
                                                     std::vector<float>(static_cast<std::size_t>(count), value));
       };
-      auto xs = device(s.n * s.c_in * s.h * s.w, 0.5f), ws = device(s.c_out * s.c_in * s.k * s.k, 0.1f), bs = device(s.c_out, 0.0f);
+      auto xs = device(s.n * s.c_in * s.h * s.w, 0.5f), ws = device(s.c_out * s.c_in * s.k * s.k, 0.1f),
+           bs = device(s.c_out, 0.0f);
       auto ys = device(s.n * s.c_out * s.h * s.w, 0.0f), packed = device(mc::packed_weight_floats(s), 0.0f);
       mc::forward(s, xs.data(), ws.data(), bs.data(), ys.data(), packed.data());
       mma_names.push_back("conv2d_mma_pack_weights_kernel<" + std::to_string(s.k) + ">");
-      mma_names.push_back("conv2d_mma_forward_kernel<" + std::to_string(s.k) + ", " + std::to_string(mc::block_n(s)) + ", " +
-                          (s.c_in % mc::bk != 0 ? "true" : "false") + ">");
+      mma_names.push_back("conv2d_mma_forward_kernel<" + std::to_string(s.k) + ", " + std::to_string(mc::block_n(s)) +
+                          ", " + (s.c_in % mc::bk != 0 ? "true" : "false") + ">");
     }
   }
   emu::set_profile(false);
@@ -194,26 +210,29 @@ int run(const Options& o) {
   if (!o.csv.empty()) {
     std::ofstream f(o.csv);
     if (!f) usage("cannot write '" + o.csv + "'");
-    f << "launch,phase,kernel,layer,blocks,threads,dynamic_shared,sampled_blocks,flops,gld_requests,gld_sectors,gld_bytes,"
-         "gst_requests,gst_sectors,gst_bytes,sld_requests,sld_wavefronts,sld_bytes,sst_requests,sst_wavefronts,sst_bytes,"
+    f << "launch,phase,kernel,layer,blocks,threads,dynamic_shared,sampled_blocks,flops,gld_requests,gld_sectors,gld_"
+         "bytes,"
+         "gst_requests,gst_sectors,gst_bytes,sld_requests,sld_wavefronts,sld_bytes,sst_requests,sst_wavefronts,sst_"
+         "bytes,"
          "global_distinct_bytes,gld_request_distinct_bytes,gst_request_distinct_bytes,tensor_flops,hmma\n";
     for (std::size_t i = 0; i < rows.size(); ++i) {
       const auto& p = *rows[i].p;
       // The kernel's name is quoted: template arguments hold commas.
       f << i << ',' << rows[i].phase << ",\"" << rows[i].kernel << "\"," << rows[i].layer << ',' << p.blocks << ','
-        << p.block.x * p.block.y * p.block.z << ',' << p.dynamic_shared_bytes << ',' << p.sampled_blocks << ',' << p.flops;
+        << p.block.x * p.block.y * p.block.z << ',' << p.dynamic_shared_bytes << ',' << p.sampled_blocks << ','
+        << p.flops;
       for (const emu::TrafficCounts* c : {&p.global_load, &p.global_store, &p.shared_load, &p.shared_store})
         f << ',' << c->requests << ',' << c->units << ',' << c->bytes;
-      f << ',' << p.global_distinct_bytes << ',' << p.global_load.distinct_bytes << ',' << p.global_store.distinct_bytes << ','
-        << p.tensor_flops << ',' << p.hmma << '\n';
+      f << ',' << p.global_distinct_bytes << ',' << p.global_load.distinct_bytes << ',' << p.global_store.distinct_bytes
+        << ',' << p.tensor_flops << ',' << p.hmma << '\n';
     }
   }
 
   // Per kernel, summed over the step.
   struct Sum {
     int launches = 0;
-    double flops = 0, request_distinct = 0, gld_req = 0, gld_sec = 0, gld_bytes = 0, gst_req = 0, gst_sec = 0, gst_bytes = 0, sld_req = 0,
-           sld_wf = 0, sst_req = 0, sst_wf = 0, distinct = 0, tensor_flops = 0, hmma = 0;
+    double flops = 0, request_distinct = 0, gld_req = 0, gld_sec = 0, gld_bytes = 0, gst_req = 0, gst_sec = 0,
+           gst_bytes = 0, sld_req = 0, sld_wf = 0, sst_req = 0, sst_wf = 0, distinct = 0, tensor_flops = 0, hmma = 0;
   };
   std::map<std::string, Sum> sums;
   for (const Row& r : rows) {
@@ -232,14 +251,18 @@ int run(const Options& o) {
   }
   auto ratio = [](double a, double b) { return b > 0 ? a / b : 0.0; };
   std::printf("UNet<1,2,%d,%d>, batch %d, %dx%d, %s: %zu launches\n\n", Width, depth, o.batch, o.size, o.size,
-              o.kernels == "step" ? (o.math + " convolutions, one training step").c_str() : "the forward convolutions on conv2d_mma.cuh",
+              o.kernels == "step" ? (o.math + " convolutions, one training step").c_str()
+                                  : "the forward convolutions on conv2d_mma.cuh",
               rows.size());
-  std::printf("| kernel | launches | GFLOP | tensor-core GFLOP | HMMA (M) | global MB (distinct) | ld sectors/req | st sectors/req | coalescing | shared ld wavefronts/req | shared st wavefronts/req |\n");
+  std::printf(
+      "| kernel | launches | GFLOP | tensor-core GFLOP | HMMA (M) | global MB (distinct) | ld sectors/req | st "
+      "sectors/req | coalescing | shared ld wavefronts/req | shared st wavefronts/req |\n");
   std::printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (const auto& [name, s] : sums) {
     const double efficiency = ratio(s.request_distinct, 32.0 * (s.gld_sec + s.gst_sec));
-    std::printf("| `%s` | %d | %.2f | %.2f | %.2f | %.1f | %.2f | %.2f | %.0f %% | %s | %s |\n", name.c_str(), s.launches, s.flops / 1e9,
-                s.tensor_flops / 1e9, s.hmma / 1e6, s.distinct / 1e6, ratio(s.gld_sec, s.gld_req), ratio(s.gst_sec, s.gst_req), 100 * efficiency,
+    std::printf("| `%s` | %d | %.2f | %.2f | %.2f | %.1f | %.2f | %.2f | %.0f %% | %s | %s |\n", name.c_str(),
+                s.launches, s.flops / 1e9, s.tensor_flops / 1e9, s.hmma / 1e6, s.distinct / 1e6,
+                ratio(s.gld_sec, s.gld_req), ratio(s.gst_sec, s.gst_req), 100 * efficiency,
                 s.sld_req > 0 ? std::to_string(ratio(s.sld_wf, s.sld_req)).substr(0, 4).c_str() : "-",
                 s.sst_req > 0 ? std::to_string(ratio(s.sst_wf, s.sst_req)).substr(0, 4).c_str() : "-");
   }
