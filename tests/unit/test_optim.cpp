@@ -209,3 +209,53 @@ TEST_CASE("Optimizers: a few Adam steps reduce a small network's loss") {
   }
   CHECK(last < 0.7f * first);
 }
+
+TEST_CASE("Backend<Cpu>::adam_step_multi: the same bits as adam_step per tensor; sizes checked") {
+  // Tensors of 0, 1, 37 and 4099 elements (tails of every vector width, one larger than a thread's share).
+  const std::vector<std::int64_t> sizes{0, 1, 37, 4099};
+  Rng rng(11);
+  auto random = [&](std::int64_t n, float lo, float hi) {
+    std::vector<float> v(static_cast<std::size_t>(n));
+    for (float& x : v) x = lo + (hi - lo) * rng.uniform();
+    return v;
+  };
+  using T = Tensor<float, Cpu>;
+  std::vector<T> p1, g, m1, v1, p2, m2, v2;
+  std::vector<std::vector<float>> before;
+  for (const std::int64_t n : sizes) {
+    const Shape s{n};
+    const auto pv = random(n, -1, 1), gv = random(n, -1, 1), mv = random(n, -0.1f, 0.1f), vv = random(n, 0, 0.01f);
+    before.push_back(pv);
+    p1.push_back(T::from_host(s, pv));
+    p2.push_back(T::from_host(s, pv));
+    g.push_back(T::from_host(s, gv));
+    m1.push_back(T::from_host(s, mv));
+    m2.push_back(T::from_host(s, mv));
+    v1.push_back(T::from_host(s, vv));
+    v2.push_back(T::from_host(s, vv));
+  }
+  AdamStepArgs a;
+  a.beta1 = 0.9f, a.beta2 = 0.999f, a.one_minus_beta1 = 0.1f, a.one_minus_beta2 = 0.001f, a.eps = 1e-8f;
+  a.l2 = 0.01f, a.decay = 0.999f, a.step_size = 0.03f, a.bias_correction2_sqrt = 0.2f;
+  std::vector<Backend<Cpu>::AdamTensors> list;
+  for (std::size_t i = 0; i < sizes.size(); ++i) {
+    a.numel = sizes[i];
+    Backend<Cpu>::adam_step(a, p1[i], g[i], m1[i], v1[i]);
+    list.push_back({&p2[i], &g[i], &m2[i], &v2[i]});
+  }
+  a.numel = -1;  // ignored by adam_step_multi
+  Backend<Cpu>::adam_step_multi(a, list);
+  for (std::size_t i = 0; i < sizes.size(); ++i) {
+    INFO("tensor ", i, " of ", sizes[i], " elements");
+    CHECK(p2[i].to_vector() == p1[i].to_vector());
+    CHECK(m2[i].to_vector() == m1[i].to_vector());
+    CHECK(v2[i].to_vector() == v1[i].to_vector());
+    if (sizes[i] > 0) CHECK(p2[i].to_vector() != before[i]);  // it did update
+  }
+  T short_grad(Shape{36});
+  list[2].grad = &short_grad;
+  CHECK_THROWS_WITH_AS(Backend<Cpu>::adam_step_multi(a, list),
+                       doctest::Contains("tensor 2 has 37 parameters but 36 gradients"), kiln::Error);
+}
+
+static_assert(Backend<Cpu>::multi_tensor_adam && HasMultiTensorAdam<Cpu>, "Adam<Cpu> takes the multi-tensor step");

@@ -26,7 +26,7 @@ template <>
 struct Backend<Cpu> {
   // The optional capabilities of core/backend_ops.hpp.
   static constexpr bool fused_batchnorm_relu = true;
-  static constexpr bool multi_tensor_adam = false;
+  static constexpr bool multi_tensor_adam = true;
   static constexpr bool colour_conversion = false;
   static constexpr bool synchronised_batchnorm = true;  // batchnorm_*_across (kiln/nn/replicas.hpp)
 
@@ -219,9 +219,31 @@ struct Backend<Cpu> {
     cpu::annealed_mean_backward(a, logits.data(), centres.data(), ab.data(), dab.data(), dlogits.data());
   }
 
-  // ---- Optimizer updates (one call per parameter tensor) ----------------------
+  // ---- Optimizer updates -------------------------------------------------------
   static void adam_step(const AdamStepArgs& a, T& param, const T& grad, T& exp_avg, T& exp_avg_sq) {
     cpu::adam_step(a, param.data(), grad.data(), exp_avg.data(), exp_avg_sq.data());
+  }
+  // Adam / AdamW on every tensor of `tensors` in one parallel region, the same bits as adam_step per
+  // tensor; a.numel is ignored (each tensor has its own). Adam<Cpu> calls it, as Adam<Cuda> does.
+  struct AdamTensors {
+    T* param;
+    const T* grad;
+    T* exp_avg;
+    T* exp_avg_sq;
+  };
+  static void adam_step_multi(const AdamStepArgs& a, std::span<const AdamTensors> tensors) {
+    for (std::size_t i = 0; i < tensors.size(); ++i) {
+      const AdamTensors& t = tensors[i];
+      KILN_CHECK(t.grad->numel() == t.param->numel() && t.exp_avg->numel() == t.param->numel() &&
+                     t.exp_avg_sq->numel() == t.param->numel(),
+                 "Backend<Cpu>::adam_step_multi: tensor ", i, " has ", t.param->numel(), " parameters but ",
+                 t.grad->numel(), " gradients, ", t.exp_avg->numel(), " and ", t.exp_avg_sq->numel(), " moments");
+    }
+    cpu::adam_step_multi(a, tensors.size(), [&](std::size_t k) {
+      const AdamTensors& t = tensors[k];
+      return cpu::AdamSpan{t.param->data(), t.grad->data(), t.exp_avg->data(), t.exp_avg_sq->data(),
+                           static_cast<std::int64_t>(t.param->numel())};
+    });
   }
   // momentum_buffer may be empty when a.momentum == 0.
   static void sgd_step(const SgdStepArgs& a, T& param, const T& grad, T& momentum_buffer) {

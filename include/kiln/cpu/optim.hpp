@@ -1,8 +1,9 @@
 #pragma once
-// Optimizer updates on the CPU, one call per parameter tensor (element-wise,
+// Optimizer updates on the CPU, per parameter tensor or all of Adam's tensors at once (element-wise,
 // OpenMP): Adam / AdamW and SGD with PyTorch's semantics.
 #include <cmath>
 #include <cstdint>
+#include <cstddef>
 
 #include "kiln/ops/optim.hpp"
 
@@ -17,16 +18,41 @@ using kiln::SgdStepArgs;
 //   m = beta1 * m + (1 - beta1) * g
 //   v = beta2 * v + (1 - beta2) * g * g
 //   p -= step_size * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+// One element; adam_step and adam_step_multi both use it, so they give the same bits.
+inline void adam_update(const AdamStepArgs& a, float* p, const float* grad, float* m, float* v, std::int64_t i) {
+  const float g = grad[i] + a.l2 * p[i];
+  const float pi = p[i] * a.decay;
+  const float mi = a.beta1 * m[i] + a.one_minus_beta1 * g;
+  const float vi = a.beta2 * v[i] + a.one_minus_beta2 * g * g;
+  m[i] = mi;
+  v[i] = vi;
+  p[i] = pi - a.step_size * mi / (std::sqrt(vi) / a.bias_correction2_sqrt + a.eps);
+}
+
 inline void adam_step(const AdamStepArgs& a, float* p, const float* grad, float* m, float* v) {
 #pragma omp parallel for simd schedule(static)
-  for (std::int64_t i = 0; i < a.numel; ++i) {
-    const float g = grad[i] + a.l2 * p[i];
-    const float pi = p[i] * a.decay;
-    const float mi = a.beta1 * m[i] + a.one_minus_beta1 * g;
-    const float vi = a.beta2 * v[i] + a.one_minus_beta2 * g * g;
-    m[i] = mi;
-    v[i] = vi;
-    p[i] = pi - a.step_size * mi / (std::sqrt(vi) / a.bias_correction2_sqrt + a.eps);
+  for (std::int64_t i = 0; i < a.numel; ++i) adam_update(a, p, grad, m, v, i);
+}
+
+// One tensor of a multi-tensor step.
+struct AdamSpan {
+  float* p;
+  const float* grad;
+  float* m;
+  float* v;
+  std::int64_t numel;
+};
+
+// Every tensor in one OpenMP parallel region: one fork/join per step instead of one per tensor
+// (a U-Net has ~100 parameter tensors, most of them small); the tensors are independent, so no
+// barrier between them. span_of(k) -> AdamSpan of tensor k: no list is built, so a step allocates nothing.
+template <class SpanOf>
+void adam_step_multi(const AdamStepArgs& a, std::size_t count, SpanOf span_of) {
+#pragma omp parallel
+  for (std::size_t k = 0; k < count; ++k) {
+    const AdamSpan t = span_of(k);
+#pragma omp for simd schedule(static) nowait
+    for (std::int64_t i = 0; i < t.numel; ++i) adam_update(a, t.p, t.grad, t.m, t.v, i);
   }
 }
 

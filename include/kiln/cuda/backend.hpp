@@ -489,7 +489,7 @@ struct Backend<Cuda> {
   }
   // Adam / AdamW on every tensor of `tensors` in as few launches as possible (one per
   // kernels::adam_multi_max_tensors tensors); a.numel is ignored (each tensor has its own).
-  // The same arithmetic as adam_step per tensor. Not in Backend<Cpu>; Adam<Cuda> does not call it yet.
+  // The same arithmetic as adam_step per tensor; Adam<Cuda> calls it (Backend<Cpu> has one too).
   struct AdamTensors {
     T* param;
     const T* grad;
