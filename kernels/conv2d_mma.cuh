@@ -1,9 +1,9 @@
 #pragma once
 // Conv2d forward (stride 1, zero padding K/2, NCHW, K = 1 or 3) as a CUTLASS-style TF32 implicit
-// GEMM on mma.sync m16n8k8 (kiln/gpu/mma.hpp). Not wired into Backend<Cuda> yet (issue 20 item 1,
-// forward pass only so far; the backend's MathMode::tf32 still uses conv2d_igemm.cuh): tested on
-// the emulator (tests/emu/test_conv_mma.cpp), a row per U-Net conv in kiln_bench_gpu
-// (bench/gpu_tf32_cases.hpp).
+// GEMM on mma.sync m16n8k8 (kiln/gpu/mma.hpp). Backend<Cuda>'s MathMode::tf32 forward wherever
+// supports() holds (issue 20 item 1, forward pass only so far; the gradients are still
+// conv2d_igemm.cuh's): tested on the emulator (tests/emu/test_conv_mma.cpp, the tf32 rows of the
+// kernel table), a row per U-Net conv in kiln_bench_gpu (bench/gpu_tf32_cases.hpp).
 //
 // The GEMM, with the pixels as its long M dimension (the U-Net's channel counts are 32-256):
 //   D[M = N*H*W pixels][N = Cout] = A[M][Kg] * B[Kg][Cout],  Kg = K*K * cin_pad,

@@ -229,9 +229,9 @@ inline void pool_backend_case(Report& report, const kiln::PoolArgs& a, std::uint
   report.compare("dx (uncovered rows and columns zeroed)", dx, dx_cpu, 1e-7);
 }
 
-// The mma.sync convolution (kernels/conv2d_mma.cuh, not in the backend yet) against the CPU
-// backend's forward: one variant per case, launched here through KILN_CUDA_LAUNCH so that the
-// coverage test sees both kernels (the local names spell them without template commas). Bound:
+// The mma.sync convolution (kernels/conv2d_mma.cuh; Backend<Cuda>'s TF32 forward, which the tf32
+// Conv2d rows run) against the CPU backend's forward: one variant per case, launched here directly
+// through KILN_CUDA_LAUNCH (the local names spell the kernels without template commas). Bound:
 // TF32 operands, the activations truncated (2^-10 relative, twice tf32_bound's rounding).
 template <int K, int BN, bool ChannelTail>
 void mma_conv_case(Report& report, const kiln::ConvShape& s, std::uint64_t seed) {
@@ -256,6 +256,26 @@ void mma_conv_case(Report& report, const kiln::ConvShape& s, std::uint64_t seed)
   KILN_CUDA_LAUNCH(conv2d_mma_forward_kernel, grid, dim3(mc::Tile<BN>::threads), mc::Tile<BN>::shared_bytes, s,
                    x.data(), static_cast<const float*>(packed.data()), b.data(), y.data());
   report.compare("y (mma.sync TF32)", y, y_cpu, 2 * tf32_bound);
+}
+
+// Backend<Cuda>'s TF32 forward without its planned workspace (a layer planned under strict fp32):
+// the implicit-GEMM forward of kernels/conv2d_igemm.cuh, against the CPU backend.
+inline void igemm_forward_case(Report& report, const kiln::ConvShape& s, std::uint64_t seed) {
+  kiln::cuda::MathModeScope tf32(kiln::cuda::MathMode::tf32);
+  kiln::Rng rng(seed);
+  const Shape xs = Shape::nchw(s.n, s.c_in, s.h, s.w), ws{s.c_out, s.c_in, s.k, s.k},
+              ys = Shape::nchw(s.n, s.c_out, s.h, s.w);
+  const auto xv = random_vector(xs.numel(), rng), wv = random_vector(ws.numel(), rng), bv = random_vector(s.c_out, rng);
+  kiln::Tensor<float, Cpu> y_cpu(ys),
+      work_cpu(Shape{static_cast<std::int64_t>(kiln::Backend<Cpu>::conv2d_workspace_floats(s)) + 1});
+  kiln::Backend<Cpu>::conv2d_forward(s, kiln::Tensor<float, Cpu>::from_host(xs, xv),
+                                     kiln::Tensor<float, Cpu>::from_host(ws, wv),
+                                     kiln::Tensor<float, Cpu>::from_host(Shape{s.c_out}, bv), y_cpu, work_cpu);
+  kiln::Tensor<float, Cuda> y(ys), no_workspace(Shape{1});
+  kiln::Backend<Cuda>::conv2d_forward(s, kiln::Tensor<float, Cuda>::from_host(xs, xv),
+                                      kiln::Tensor<float, Cuda>::from_host(ws, wv),
+                                      kiln::Tensor<float, Cuda>::from_host(Shape{s.c_out}, bv), y, no_workspace);
+  report.compare("y (implicit GEMM, no workspace)", y, y_cpu, tf32_bound);
 }
 
 // A loss: value and gradient.
@@ -416,9 +436,9 @@ inline std::vector<KernelCase> kernel_cases() {
   conv.template operator()<3, 5, 3>(3, 13, 11, false);
   conv.template operator()<2, 3, 1>(3, 32, 32);  // bias gradient: float4, two chunks per channel
 
-  // MathMode::tf32: the implicit-GEMM tensor-core kernels (kernels/conv2d_igemm.cuh) against the
-  // strict CPU backend. TF32 keeps 10 mantissa bits, so the bound is TF32's (tf32_bound); the
-  // exact-rounding checks are in tests/emu/test_conv_igemm.cpp.
+  // MathMode::tf32: the tensor-core kernels (forward: kernels/conv2d_mma.cuh; gradients:
+  // kernels/conv2d_igemm.cuh) against the strict CPU backend. TF32 keeps 10 mantissa bits, so the bound is TF32's
+  // (tf32_bound); the exact-rounding checks are in tests/emu/test_conv_igemm.cpp.
   auto conv_tf32 = [&]<int In, int Out, int K>(std::int64_t n, std::int64_t h, std::int64_t w, bool small = false) {
     std::ostringstream name;
     name << (small ? "tiny " : "") << "tf32 Conv2d<" << In << "," << Out << "," << K << "> N=" << n << " " << h << "x"
@@ -447,6 +467,11 @@ inline std::vector<KernelCase> kernel_cases() {
   t.push_back({"tiny mma.sync conv2d 2->3 K=3 N=1 4x5",
                [](Report& r) {
                  mma_conv_case<3, 64, true>(r, {1, 2, 3, 4, 5, 3}, 317);
+               },
+               true});
+  t.push_back({"tiny tf32 conv2d 2->3 K=3 N=1 4x5 forward without workspace (implicit GEMM)",
+               [](Report& r) {
+                 igemm_forward_case(r, {1, 2, 3, 4, 5, 3}, 319);
                },
                true});
 

@@ -1,5 +1,7 @@
-// The TF32 implicit-GEMM convolutions (kernels/conv2d_igemm.cuh, Backend<Cuda> under
-// MathMode::tf32) against plain loops in double on TF32-rounded operands: only the fp32
+// The TF32 convolutions of Backend<Cuda> under MathMode::tf32 (the mma.sync forward of
+// kernels/conv2d_mma.cuh with its planned workspace, else the implicit-GEMM forward; the
+// implicit-GEMM gradients of kernels/conv2d_igemm.cuh) against plain loops in double on TF32
+// operands (the mma forward truncates the activations, the rest rounds them): only the fp32
 // accumulation may differ (normalised error < 2e-6), while the strict fp32 reference is visibly
 // different (so the rounding really happens, and happens to the right operands). Shapes: U-Net
 // levels small enough for the emulator, 4x4 images, batch 1, channels that are not tile
@@ -10,6 +12,7 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -26,20 +29,28 @@ using kiln::Tensor;
 using kiln_test::normalised_error;
 
 double tf32(float v) { return static_cast<double>(kiln::gpu::wmma::__float_to_tf32(v)); }
+// How the mma.sync forward hands the activations to the tensor core: the low 13 bits dropped.
+double tf32_truncated(float v) { return std::bit_cast<float>(std::bit_cast<std::uint32_t>(v) & 0xffffe000u); }
 
 struct Expected {
   std::vector<float> y, dx, dw;  // dw includes the initial gradient it accumulates onto
 };
 
-// y and dw by plain loops in double, operands rounded to TF32 as the kernels round them.
+// y and dw by plain loops in double, operands rounded to TF32 as the kernels round them (for y,
+// the activations truncated instead where x_truncated: the mma.sync forward).
 Expected reference(const ConvShape& s, const std::vector<float>& x, const std::vector<float>& w,
-                   const std::vector<float>& b, const std::vector<float>& dy, const std::vector<float>& dw0) {
+                   const std::vector<float>& b, const std::vector<float>& dy, const std::vector<float>& dw0,
+                   bool x_truncated = false) {
   const std::int64_t K = s.k, P = K / 2, H = s.h, W = s.w;
   Expected e;
   e.y.assign(static_cast<std::size_t>(s.n * s.c_out * H * W), 0.0f);
   std::vector<double> dw(dw0.begin(), dw0.end());
   auto X = [&](std::int64_t n, std::int64_t c, std::int64_t i, std::int64_t j) {
     return (i < 0 || i >= H || j < 0 || j >= W) ? 0.0 : tf32(x[((n * s.c_in + c) * H + i) * W + j]);
+  };
+  auto X_for_y = [&](std::int64_t n, std::int64_t c, std::int64_t i, std::int64_t j) {
+    if (!x_truncated) return X(n, c, i, j);
+    return (i < 0 || i >= H || j < 0 || j >= W) ? 0.0 : tf32_truncated(x[((n * s.c_in + c) * H + i) * W + j]);
   };
   for (std::int64_t n = 0; n < s.n; ++n)
     for (std::int64_t o = 0; o < s.c_out; ++o)
@@ -52,7 +63,7 @@ Expected reference(const ConvShape& s, const std::vector<float>& x, const std::v
               for (std::int64_t v = 0; v < K; ++v) {
                 const std::size_t wi = static_cast<std::size_t>(((o * s.c_in + c) * K + u) * K + v);
                 const double xv = X(n, c, i + u - P, j + v - P);
-                acc += tf32(w[wi]) * xv;
+                acc += tf32(w[wi]) * X_for_y(n, c, i + u - P, j + v - P);
                 dw[wi] += g * xv;
               }
           e.y[static_cast<std::size_t>(((n * s.c_out + o) * H + i) * W + j)] = static_cast<float>(acc);
@@ -115,14 +126,14 @@ Result run_cuda(const ConvShape& s, const std::vector<float>& x, const std::vect
   const auto dw0 = kiln_test::random_vector(w.size(), rng);
   Expected want = reference(s, x, w, b, dy, dw0);
   want.dx = reference_dx(s, w, dy);
+  const std::vector<float> want_y_mma = reference(s, x, w, b, dy, dw0, true).y;
 
   kiln::cuda::MathModeScope mode(kiln::cuda::MathMode::tf32);
-  const bool splits = kiln::cuda::kernels::igemm::weight_grad_splits(s).count > 1;
   for (bool with_workspace : {true, false}) {
-    if (!with_workspace && !splits) continue;  // the same launch twice
-    INFO("workspace: ", with_workspace ? "planned (split-K if it pays)" : "none (unsplit)");
+    INFO("workspace: ",
+         with_workspace ? "planned (mma.sync forward, split-K if it pays)" : "none (implicit-GEMM forward, unsplit)");
     const Result got = run_cuda(s, x, w, b, dy, dw0, with_workspace);
-    CHECK(normalised_error(got.y, want.y) < 2e-6);
+    CHECK(normalised_error(got.y, with_workspace ? want_y_mma : want.y) < 2e-6);
     CHECK(normalised_error(got.dx, want.dx) < 2e-6);
     CHECK(normalised_error(got.dw, want.dw) < 2e-6);
   }
@@ -160,7 +171,11 @@ TEST_CASE("tf32 math mode: selection and fall-back") {
   {
     kiln::cuda::MathModeScope scope(MathMode::tf32);
     CHECK(kiln::Backend<Cuda>::math_mode() == MathMode::tf32);
-    CHECK(kiln::Backend<Cuda>::conv2d_workspace_floats(s3) > 0);   // split-K partial sums
+    CHECK(kiln::Backend<Cuda>::conv2d_workspace_floats(s3) > 0);  // split-K partial sums, packed weights
+    // The packed weights: Cout x K*K taps x Cin rounded up to 16, in the forward's and the layer's plan.
+    CHECK(kiln::Backend<Cuda>::conv2d_forward_workspace_floats(s3) == 7 * 9 * 16);
+    CHECK(kiln::Backend<Cuda>::conv2d_workspace_floats(s3) >= 7 * 9 * 16);
+    CHECK(kiln::Backend<Cuda>::conv2d_forward_workspace_floats(s5) == 0);
     CHECK(kiln::Backend<Cuda>::conv2d_workspace_floats(s5) == 0);  // K = 5 keeps the strict kernels
     kiln_test::record_launches(true);
     kiln::Rng rng(9);
@@ -174,4 +189,31 @@ TEST_CASE("tf32 math mode: selection and fall-back") {
   CHECK(kiln::Backend<Cuda>::math_mode() == MathMode::strict_fp32);  // restored
   CHECK(kiln::cuda::parse_math_mode("tf32") == MathMode::tf32);
   CHECK_THROWS_WITH_AS(kiln::cuda::parse_math_mode("fp16"), doctest::Contains("use fp32"), kiln::Error);
+}
+
+// Which TF32 forward runs: mma.sync (weights packed first) with the planned workspace, block tile
+// 128 x 64 while Cout <= 64 and 128 x 128 above; the implicit GEMM when the workspace is too small
+// (a layer planned under strict fp32).
+TEST_CASE("tf32 forward: mma.sync with the planned workspace, implicit GEMM without") {
+  using B = kiln::Backend<Cuda>;
+  kiln::cuda::MathModeScope scope(kiln::cuda::MathMode::tf32);
+  auto forward_launches = [](const ConvShape& s, bool planned) {
+    kiln::Rng rng(11);
+    const Shape xs = Shape::nchw(s.n, s.c_in, s.h, s.w);
+    const auto x = Tensor<float, Cuda>::from_host(xs, kiln_test::random_vector(xs.numel(), rng));
+    const auto w = Tensor<float, Cuda>::from_host(
+        Shape{s.c_out, s.c_in, s.k, s.k},
+        kiln_test::random_vector(static_cast<std::size_t>(s.c_out * s.c_in * s.k * s.k), rng));
+    Tensor<float, Cuda> b, y(Shape::nchw(s.n, s.c_out, s.h, s.w));
+    Tensor<float, Cuda> ws(Shape{planned ? static_cast<std::int64_t>(B::conv2d_workspace_floats(s)) + 1 : 1});
+    kiln_test::record_launches(true);
+    B::conv2d_forward(s, x, w, b, y, ws);
+    kiln_test::record_launches(false);
+    return kiln_test::launched_kernel_names();
+  };
+  CHECK(forward_launches({1, 5, 7, 4, 5, 3}, true) ==
+        std::set<std::string>{"conv2d_mma_pack_weights_kernel<3>", "conv2d_mma_forward_kernel<3, 64, true>"});
+  CHECK(forward_launches({1, 16, 80, 3, 3, 1}, true) ==
+        std::set<std::string>{"conv2d_mma_pack_weights_kernel<1>", "conv2d_mma_forward_kernel<1, 128, false>"});
+  CHECK(forward_launches({1, 5, 7, 4, 5, 3}, false) == std::set<std::string>{"conv2d_igemm_forward_kernel<3>"});
 }

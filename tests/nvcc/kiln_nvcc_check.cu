@@ -1,8 +1,8 @@
 // nvcc compile-and-link check (target kiln_nvcc_check, tests/nvcc.cmake): <kiln/cuda.hpp> under
 // nvcc, every layer instantiated on kiln::Cuda (so every kernel template is instantiated and
 // compiled for each architecture of CMAKE_CUDA_ARCHITECTURES), the optimizers, the colour kernels
-// and the cuDNN wrapper, and the mma.sync convolution of kernels/conv2d_mma.cuh (not in the backend
-// yet; all 8 variants, so that the SASS check sees its HMMA / LDSM main loops). Run on a machine
+// and the cuDNN wrapper, and the mma.sync convolution of kernels/conv2d_mma.cuh (the backend's TF32
+// forward; all 8 variants, so that the SASS check sees its HMMA / LDSM main loops). Run on a machine
 // with a GPU it also trains a tiny U-Net for two steps (strict fp32, then TF32 tensor cores), prints
 // the losses and compares conv2d_mma with the strict kernel; without one it says so and exits 0
 // (compiling and linking is the check).

@@ -30,6 +30,7 @@
 #include "colour_classes.cuh"
 #include "conv2d.cuh"
 #include "conv2d_igemm.cuh"
+#include "conv2d_mma.cuh"
 #include "conv2d_strided.cuh"
 #include "elementwise.cuh"
 #include "loss.cuh"
@@ -217,18 +218,28 @@ struct Backend<Cuda> {
   static kiln::cuda::MathMode math_mode() { return kiln::cuda::math_mode(); }
 
   // ---- Conv2d -------------------------------------------------------------
-  // Strict fp32 needs no scratch memory; the TF32 weight gradient uses split-K partial sums.
+  // Strict fp32 needs no scratch memory. TF32: the forward's packed weights (mma.sync) and the
+  // weight gradient's split-K partial sums, never live at once, so the larger of the two.
   static std::size_t conv2d_workspace_floats(const ConvShape& s) {
-    return uses_tensor_cores(s) ? static_cast<std::size_t>(kiln::cuda::kernels::igemm::weight_grad_workspace_floats(s))
-                                : 0;
+    if (!uses_tensor_cores(s)) return 0;
+    const auto split = static_cast<std::size_t>(kiln::cuda::kernels::igemm::weight_grad_workspace_floats(s));
+    const std::size_t packed = conv2d_forward_workspace_floats(s);
+    return split > packed ? split : packed;
   }
 
-  // The forward kernels use no scratch at all.
-  static std::size_t conv2d_forward_workspace_floats(const ConvShape&) { return 0; }
+  // TF32: the weights packed for the mma.sync kernel; strict fp32 needs nothing.
+  static std::size_t conv2d_forward_workspace_floats(const ConvShape& s) {
+    return uses_mma_forward(s) ? static_cast<std::size_t>(kiln::cuda::kernels::mma_conv::packed_weight_floats(s)) : 0;
+  }
 
-  static void conv2d_forward(const ConvShape& s, const T& x, const T& w, const T& b, T& y, T&) {
+  static void conv2d_forward(const ConvShape& s, const T& x, const T& w, const T& b, T& y, T& ws) {
     namespace ig = kiln::cuda::kernels::igemm;
     if (s.n == 0 || s.h == 0 || s.w == 0) return;
+    if (uses_mma_forward(s) && ws.numel() >= conv2d_forward_workspace_floats(s)) {
+      conv2d_forward_mma(s, x, w, b, y, ws);
+      return;
+    }
+    // TF32 with a workspace planned under strict fp32 (or none), or offsets past 32 bits.
     if (uses_tensor_cores(s)) {
       with_kernel_size<1, 3>(s.k, [&]<int K>() {
         launch(KILN_CUDA_KERNEL(conv2d_igemm_forward_kernel, K), igemm_grid(s, ig::Pass::forward), dim3(ig::threads),
@@ -611,6 +622,31 @@ struct Backend<Cuda> {
   // TF32 math selects the implicit-GEMM kernels, which exist for K = 1 and 3.
   static bool uses_tensor_cores(const ConvShape& s) {
     return kiln::cuda::math_mode() == kiln::cuda::MathMode::tf32 && (s.k == 1 || s.k == 3);
+  }
+  // TF32 forward on mma.sync (kernels/conv2d_mma.cuh) where its 32-bit offsets reach.
+  static bool uses_mma_forward(const ConvShape& s) {
+    return uses_tensor_cores(s) && kiln::cuda::kernels::mma_conv::supports(s);
+  }
+  // Packs the weights into ws (tap-major, TF32), then one block per 128 pixels x BN channels:
+  // BN = 64 while Cout <= 64, else 128 (mma_conv::block_n; docs/kernels.md "The mma.sync forward").
+  static void conv2d_forward_mma(const ConvShape& s, const T& x, const T& w, const T& b, T& y, T& ws) {
+    namespace mc = kiln::cuda::kernels::mma_conv;
+    if (s.c_out == 0) return;
+    float* packed = ws.data();
+    with_kernel_size<1, 3>(s.k, [&]<int K>() {
+      launch_1d(KILN_CUDA_KERNEL(conv2d_mma_pack_weights_kernel, K), mc::packed_weight_floats(s), s, w.data(), packed);
+      auto run = [&]<int BN, bool Tail>() {
+        const dim3 grid(static_cast<unsigned>((s.n * s.h * s.w + mc::bm - 1) / mc::bm),
+                        static_cast<unsigned>((s.c_out + BN - 1) / BN));
+        launch(KILN_CUDA_KERNEL(conv2d_mma_forward_kernel, K, BN, Tail), grid, dim3(mc::Tile<BN>::threads),
+               mc::Tile<BN>::shared_bytes, s, x.data(), static_cast<const float*>(packed), ptr(b), y.data());
+      };
+      const bool tail = s.c_in % mc::bk != 0;
+      if (mc::block_n(s) == 64)
+        tail ? run.template operator()<64, true>() : run.template operator()<64, false>();
+      else
+        tail ? run.template operator()<128, true>() : run.template operator()<128, false>();
+    });
   }
   static dim3 igemm_grid(const ConvShape& s, kiln::cuda::kernels::igemm::Pass pass, unsigned splits = 1) {
     namespace ig = kiln::cuda::kernels::igemm;
