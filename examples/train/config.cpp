@@ -12,6 +12,7 @@ namespace kiln::programs {
 template <class Config, class F>
 void config_fields(Config& c, F&& f) {
   f("data", c.data);
+  f("data_repeat", c.data_repeat);
   f("preset", c.preset);
   f("val", c.val);
   f("val_split", c.val_split);
@@ -87,6 +88,13 @@ std::string config_problem(const TrainConfig& c) {
   for (const auto& k : checks) {
     const std::string problem = number_problem(number_text(k.value), k.lo, k.hi, k.integer, k.lo_open);
     if (!problem.empty()) return std::string(k.option) + ": " + problem;
+  }
+  if (!c.data_repeat.empty() && c.data_repeat.size() != c.data.size())
+    return "--data-repeat: " + std::to_string(c.data_repeat.size()) + " numbers for " + std::to_string(c.data.size()) +
+           " --data folders; give one per folder";
+  for (const int r : c.data_repeat) {
+    const std::string problem = number_problem(number_text(double(r)), 1, 1000, true, false);
+    if (!problem.empty()) return std::string("--data-repeat: ") + problem;
   }
   if (c.scales.empty()) return "--scales: no scale given";
   for (const float s : c.scales) {

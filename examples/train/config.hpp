@@ -11,6 +11,7 @@ namespace kiln::programs {
 
 struct TrainConfig {
   std::vector<std::string> data;  // training folders
+  std::vector<int> data_repeat;   // times each --data folder's images enter an epoch (empty: once each)
   std::string preset;             // default | street ("" = none)
   std::vector<std::string> val;   // validation folders
   double val_split = 0;           // fraction of the training images (by image) when no --val

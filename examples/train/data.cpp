@@ -29,13 +29,18 @@ static fs::path preset_root() {
   return "data/photos";
 }
 
-static io::ImageFolderDataset scan_folders(const std::vector<std::string>& folders) {
+// *folder_of: the index in `folders` of each file found (for --data-repeat, applied after a split).
+static io::ImageFolderDataset scan_folders(const std::vector<std::string>& folders,
+                                           std::map<fs::path, std::size_t>* folder_of = nullptr) {
   std::vector<fs::path> files;
-  for (const std::string& folder : folders) {
+  for (std::size_t i = 0; i < folders.size(); ++i) {
+    const std::string& folder = folders[i];
     try {
       const io::ImageFolderDataset d{fs::path(folder)};
       for (const std::string& skipped : d.skipped()) print_warning(kTrainProgram, "skipping " + skipped);
       files.insert(files.end(), d.files().begin(), d.files().end());
+      if (folder_of)
+        for (const fs::path& f : d.files()) (*folder_of)[f] = i;
     } catch (const std::exception& e) {
       // The io message ends "... found under '<folder>'": said with the folder first instead.
       if (std::string(e.what()).rfind("no images", 0) == 0)
@@ -149,7 +154,8 @@ DataSets find_data(const TrainConfig& c, const MemoryBudget& budget) {
   if (train_folders.empty())
     throw usage_error("--data", "no training images: give --data DIR... or --preset default|street");
   check_folders(train_folders, val_folders, c.out);
-  d.train = scan_folders(train_folders);
+  std::map<fs::path, std::size_t> folder_of;
+  d.train = scan_folders(train_folders, &folder_of);
   if (!val_folders.empty()) {
     check_images(d.train, c.crop, budget, d.sizes);
     d.val = scan_folders(val_folders);
@@ -168,6 +174,16 @@ DataSets find_data(const TrainConfig& c, const MemoryBudget& budget) {
     char buf[64];
     std::snprintf(buf, sizeof buf, "split off %.0f%% of the training images", fraction * 100);
     d.val_origin = buf;
+  }
+  if (!c.data_repeat.empty()) {  // after the split, so that no image is on both sides of it
+    std::vector<fs::path> files;
+    for (std::size_t folder = 0; folder < c.data_repeat.size(); ++folder)
+      for (int r = 0; r < c.data_repeat[folder]; ++r)
+        for (const fs::path& f : d.train.files())
+          if (folder_of[f] == folder) files.push_back(f);
+    for (const fs::path& f : d.train.files())  // the preset's folder, after the --data folders
+      if (folder_of[f] >= c.data_repeat.size()) files.push_back(f);
+    d.train = io::ImageFolderDataset::from_files(std::move(files));
   }
   return d;
 }

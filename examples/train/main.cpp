@@ -53,6 +53,12 @@ int run(int argc, char** argv, kp::World& world) {
   auto* data = app.add_option("--data", c.data, "Training image folders (searched recursively)")
                    ->type_name("DIR...")
                    ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  app.add_option("--data-repeat", c.data_repeat,
+                 "How many times each --data folder's images enter an epoch, one number per folder (default 1 "
+                 "each): weights a small folder against a large one")
+      ->type_name("N...")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
+      ->check(kp::integer_in(1, 1000));
   auto* preset = app.add_option("--preset", c.preset,
                                 "Bundled photos: data/photos/<NAME>/{train,val} as installed by "
                                 "scripts/install-data.sh (KILN_DATA_DIR overrides data/photos)")

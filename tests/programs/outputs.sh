@@ -94,6 +94,20 @@ expect_rc 2 "$TRAIN" --data data --val data --crop 32 --out o1
 expect_err "--val: 'data' is the same folder as 'data' (--data): validation images must not be training images"
 expect_rc 2 "$TRAIN" --data data ./data/ --crop 32 --out o2
 expect_err "is the same folder as"
+note "--data-repeat: one count per --data folder, applied after the validation split"
+mkdir -p other && cp data/*.jpg other/ 2>/dev/null
+expect_rc 2 "$TRAIN" --data data other --data-repeat 3 --crop 32 --out o4
+expect_err "--data-repeat: 1 numbers for 2 --data folders; give one per folder"
+expect_rc 2 "$TRAIN" --data data --data-repeat 0 --crop 32 --out o5
+expect_err "--data-repeat"
+n_data=$(find data -maxdepth 1 -name '*.jpg' | wc -l)
+expect_rc 0 "$TRAIN" --data data --val other --data-repeat 3 --crop 32 --batch 2 --epochs 1 --steps-per-epoch 1 \
+  --threads 1 --samples 0 --out o6
+expect_out "data: $((3 * n_data)) training images; $n_data validation images"
+expect_rc 0 "$TRAIN" --data data --val-split 0.4 --data-repeat 2 --crop 32 --batch 2 --epochs 1 --steps-per-epoch 1 \
+  --threads 1 --samples 0 --out o7
+n_val=$(sed -n 's/.*training images; \([0-9]*\) validation images.*/\1/p' last.out)
+expect_out "data: $((2 * (n_data - n_val))) training images; $n_val validation images"
 mkdir -p data/sub && cp data/*.jpg data/sub/ 2>/dev/null
 expect_rc 2 "$TRAIN" --data data --val data/sub --crop 32 --out o3
 expect_err "'data/sub' lies inside 'data' (--data)"
