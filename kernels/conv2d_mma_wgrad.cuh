@@ -52,8 +52,8 @@ struct Tile {
   static constexpr std::size_t shared_bytes = sizeof(float) * stages * stage_floats;
   static constexpr int a_chunks_per_thread = BT * (bk / 4) / threads;  // 16-byte dy copies
   static constexpr int a_rows_per_pass = threads / (bk / 4);
-  static constexpr int b_rows_per_pass = threads / bk;                // x rows a pass of the block covers
-  static constexpr int b_copies_per_thread = BT / b_rows_per_pass;    // 4-byte x copies
+  static constexpr int b_rows_per_pass = threads / bk;                             // x rows a pass of the block covers
+  static constexpr int b_copies_per_thread = BT / b_rows_per_pass;                 // 4-byte x copies
   static constexpr int b_period = b_rows_per_pass >= 8 ? 1 : 8 / b_rows_per_pass;  // of the row swizzle
   static_assert(a_rows_per_pass % 8 == 0, "every dy copy of a thread has the same swizzle");
   static_assert(8 % b_rows_per_pass == 0 || b_rows_per_pass % 8 == 0, "periodic x swizzle");
@@ -61,7 +61,9 @@ struct Tile {
 };
 
 // Float (row, k) of a stage operand [BT][16], 16-byte chunks swizzled.
-__device__ __forceinline__ int index(int row, int k) { return row * bk + (((k >> 2) ^ ((row >> 1) & 3)) << 2) + (k & 3); }
+__device__ __forceinline__ int index(int row, int k) {
+  return row * bk + (((k >> 2) ^ ((row >> 1) & 3)) << 2) + (k & 3);
+}
 
 // Block tile: 128 x 128 when both channel counts exceed 64, else 64 x 64.
 inline int block_tile(const ConvShape& s) { return s.c_out > 64 && s.c_in > 64 ? 128 : 64; }

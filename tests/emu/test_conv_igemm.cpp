@@ -161,9 +161,8 @@ Result run_cuda(const ConvShape& s, const std::vector<float>& x, const std::vect
 
   kiln::cuda::MathModeScope mode(kiln::cuda::MathMode::tf32);
   for (bool with_workspace : {true, false}) {
-    INFO("workspace: ",
-         with_workspace ? "planned (mma.sync forward and input gradient, split-K if it pays)"
-                        : "none (implicit-GEMM forward and input gradient, unsplit weight gradient)");
+    INFO("workspace: ", with_workspace ? "planned (mma.sync forward and input gradient, split-K if it pays)"
+                                       : "none (implicit-GEMM forward and input gradient, unsplit weight gradient)");
     INFO("weight gradient: ", mma_wgrad ? "mma.sync" : "implicit GEMM");
     const Result got = run_cuda(s, x, w, b, dy, dw0, with_workspace);
     CHECK(normalised_error(got.y, with_workspace ? want_y_mma : want.y) < 2e-6);
@@ -274,9 +273,9 @@ TEST_CASE("tf32 backward: mma.sync gradients with the planned workspace, implici
     return kiln_test::launched_kernel_names();
   };
   // Cout 7 -> dgrad reads 7 channels (a channel tail) into Cin 5 (128x64 tile); one wgrad split.
-  CHECK(backward_launches({1, 5, 7, 4, 5, 3}, true) ==
-        std::set<std::string>{"conv2d_mma_pack_weights_dgrad_kernel<3>", "conv2d_mma_forward_kernel<3, 64, true>",
-                              "conv2d_mma_wgrad_kernel<3, 64, true>"});
+  CHECK(backward_launches({1, 5, 7, 4, 5, 3}, true) == std::set<std::string>{"conv2d_mma_pack_weights_dgrad_kernel<3>",
+                                                                             "conv2d_mma_forward_kernel<3, 64, true>",
+                                                                             "conv2d_mma_wgrad_kernel<3, 64, true>"});
   // 256 pixels = 16 k steps: two wgrad splits and the reduction; dgrad into 16 channels.
   CHECK(backward_launches({1, 16, 80, 16, 16, 1}, true) ==
         std::set<std::string>{"conv2d_mma_pack_weights_dgrad_kernel<1>", "conv2d_mma_forward_kernel<1, 64, false>",

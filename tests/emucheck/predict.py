@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Predicted kernel times on H100 / H200 from the emulator's traffic counters and the SASS figures.
 
-    python3 tests/emucheck/predict.py --profile strict.csv [--profile tf32.csv] [--sass docs/kernels.md]
+    python3 tests/emucheck/predict.py --profile strict.csv [--profile tf32.csv] [--sass docs/kernels.md] [--by-layer]
 
 --profile: the per-launch CSV of kiln_emu_profile (one U-Net training step; its first line of the
            table names the configuration); several files give one section each.
 --sass:    a markdown file holding sass_check.py's sm_90 table (docs/kernels.md carries it; regenerate
            with `sass_check.py --markdown`, see docs/kernels.md).
+--by-layer: one row per kernel and layer (the CSV's layer column) instead of per kernel.
+A kernel named "name<args> (note)" (kiln_emu_profile's "(dgrad)") takes the SASS figures of name<args>.
 
 The model (docs/kernels.md, "Predicted times", explains it and its limits): every launch takes the
 longest of
@@ -60,6 +62,11 @@ def read_sass(path):
     return table
 
 
+def sass_name(kernel):
+    """The SASS table's name of a profiled kernel: without a " (note)" or the " · layer" of --by-layer."""
+    return re.sub(r" (\(.*\)|· .*)$", "", re.sub(r" · .*$", "", kernel))
+
+
 def num(row, key):
     return float(row.get(key) or 0)
 
@@ -74,7 +81,7 @@ def predict(row, sass, gpu):
     tensor = tensor_flops > 0 or "igemm" in kernel
     terms = {}
     terms["math"] = (tensor_flops or flops) / (g["tf32"] if tensor else g["fp32"]) / fraction
-    s = sass.get(kernel)
+    s = sass.get(sass_name(kernel))
     if flops > 0 and s and s["per_op"]:
         if s["op"] == "HMMA":
             ops = hmma if hmma > 0 else flops / 1024  # counted, or (old profiles) one m16n8k4 HMMA per 1024 FLOPs
@@ -95,7 +102,7 @@ def next_limit(k, limit):
     return f"{terms[0][1]} {terms[0][0] * 1e6:.0f}"
 
 
-def section(path, sass):
+def section(path, sass, by_layer=False):
     rows = list(csv.DictReader(open(path, encoding="utf-8")))
     if not rows:
         sys.exit(f"predict.py: {path} has no launches")
@@ -103,7 +110,7 @@ def section(path, sass):
     step = {gpu: defaultdict(float) for gpu in GPUS}
     bound = {gpu: defaultdict(float) for gpu in GPUS}
     for r in rows:
-        k = per_kernel[r["kernel"]]
+        k = per_kernel[r["kernel"] + (f" · {r['layer']}" if by_layer and r.get("layer") else "")]
         k["launches"] += 1
         for key in ("flops", "tensor_flops", "hmma", "gld_request_distinct_bytes", "gst_request_distinct_bytes", "gld_requests", "gld_sectors", "gld_bytes", "gst_requests", "gst_sectors", "gst_bytes",
                     "sld_requests", "sld_wavefronts", "sst_requests", "sst_wavefronts", "global_distinct_bytes"):
@@ -128,7 +135,7 @@ def section(path, sass):
         st = k["gst_sectors"] / k["gst_requests"] if k["gst_requests"] else 0
         req = k["sld_requests"] + k["sst_requests"]
         wf = f"{(k['sld_wavefronts'] + k['sst_wavefronts']) / req:.2f}" if req else "-"
-        s = sass.get(name, {})
+        s = sass.get(sass_name(name), {})
         per_op = f"{s['per_op']} {s['op']}" if s.get("per_op") else "-"
         limits = {lim: k["H200 SXM" + lim] for lim in ("math", "issue", "shared", "dram", "launch")}
         limit = max(limits, key=limits.get)
@@ -150,6 +157,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", action="append", required=True, help="kiln_emu_profile --csv output")
     ap.add_argument("--sass", default="docs/kernels.md", help="markdown holding sass_check.py's sm_90 table")
+    ap.add_argument("--by-layer", action="store_true", help="one row per kernel and layer")
     args = ap.parse_args()
     try:
         sass = read_sass(args.sass)
@@ -159,7 +167,7 @@ def main():
         sys.exit(f"predict.py: {args.sass} holds no sm_90 table of sass_check.py --markdown")
     for path in args.profile:
         print(f"**{path}**\n")
-        section(path, sass)
+        section(path, sass, args.by_layer)
 
 
 if __name__ == "__main__":
