@@ -266,6 +266,9 @@ int run(const Options& o) {
       } else if (contains(r.kernel, "backward_data") || contains(r.kernel, "(dgrad)")) {
         p.flops = 2.0 * pixels(c) * weights(c);
         p.global_distinct_bytes = 4.0 * (pixels(c) * (c.c_in + c.c_out) + weights(c));
+      } else if (contains(r.kernel, "pack_weights_dgrad")) {  // w read, the transposed copy written (as below)
+        const double padded = 1.0 * c.c_in * c.k * c.k * ((c.c_out + 15) / 16 * 16);
+        p.global_distinct_bytes = 4.0 * (weights(c) + padded);
       } else if (contains(r.kernel, "backward_weight") ||
                  contains(r.kernel,
                           "conv2d_mma_wgrad_kernel")) {  // dw read and written (+=); split-K partials not counted
