@@ -8,6 +8,8 @@
 --sass:    a markdown file holding sass_check.py's sm_90 table (docs/kernels.md carries it; regenerate
            with `sass_check.py --markdown`, see docs/kernels.md).
 --by-layer: one row per kernel and layer (the CSV's layer column) instead of per kernel.
+--passes:  for kiln_emu_profile --kernels backward: per layer, the H200 time of each backward pass
+           on the implicit GEMM and on mma.sync (packing and split-K reductions included).
 A kernel named "name<args> (note)" (kiln_emu_profile's "(dgrad)") takes the SASS figures of name<args>.
 
 The model (docs/kernels.md, "Predicted times", explains it and its limits): every launch takes the
@@ -153,11 +155,44 @@ def section(path, sass, by_layer=False):
     print()
 
 
+def pass_of(kernel):
+    """(pass, family) of a backward-convolution kernel, None for other kernels."""
+    if "backward_data" in kernel:
+        return "input gradient", "implicit GEMM"
+    if "backward_weight" in kernel or "reduce_splits" in kernel:
+        return "weight gradient", "implicit GEMM"
+    if "pack_weights_dgrad" in kernel or "(dgrad)" in kernel:
+        return "input gradient", "mma.sync"
+    if "mma_wgrad" in kernel:
+        return "weight gradient", "mma.sync"
+    return None
+
+
+def passes(path, sass):
+    rows = list(csv.DictReader(open(path, encoding="utf-8")))
+    layers, times = [], defaultdict(float)
+    for r in rows:
+        p = pass_of(r["kernel"])
+        if p is None or not r.get("layer"):
+            continue
+        if r["layer"] not in layers:
+            layers.append(r["layer"])
+        times[(r["layer"],) + p] += predict(r, sass, "H200 SXM")[0]
+    cols = [(p, f) for p in ("input gradient", "weight gradient") for f in ("implicit GEMM", "mma.sync")]
+    print("| layer | " + " | ".join(f"{p}, {f} (H200 µs)" for p, f in cols) + " |")
+    print("|---|" + "---|" * len(cols))
+    for layer in layers + ["all"]:
+        cells = [sum(times[(l, p, f)] for l in layers) if layer == "all" else times[(layer, p, f)] for p, f in cols]
+        print(f"| {layer} | " + " | ".join(f"{c * 1e6:.0f}" if c else "-" for c in cells) + " |")
+    print()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", action="append", required=True, help="kiln_emu_profile --csv output")
     ap.add_argument("--sass", default="docs/kernels.md", help="markdown holding sass_check.py's sm_90 table")
     ap.add_argument("--by-layer", action="store_true", help="one row per kernel and layer")
+    ap.add_argument("--passes", action="store_true", help="per layer and backward pass: implicit GEMM vs mma.sync")
     args = ap.parse_args()
     try:
         sass = read_sass(args.sass)
@@ -168,6 +203,8 @@ def main():
     for path in args.profile:
         print(f"**{path}**\n")
         section(path, sass, args.by_layer)
+        if args.passes:
+            passes(path, sass)
 
 
 if __name__ == "__main__":
