@@ -238,3 +238,24 @@ TEST_CASE("conv2d_mma: packed weights are tap-major, zero-padded to 16 channels,
   CHECK_THROWS_WITH_AS(mc::forward({1, 3, 2, 4, 4, 5}, nullptr, nullptr, nullptr, nullptr, nullptr),
                        doctest::Contains("K must be 1 or 3"), kiln::gpu::Error);
 }
+
+TEST_CASE("conv2d_mma_wgrad: shapes taken, split-K plan, dgrad packing size") {
+  CHECK(mw::supports({2, 3, 5, 4, 5, 3}));   // H*W = 20
+  CHECK(!mw::supports({2, 3, 5, 5, 7, 3}));  // H*W = 35: dy's 4-pixel chunks would straddle images
+  CHECK(!mw::supports({2, 3, 5, 4, 4, 5}));  // K = 5
+  CHECK(mw::block_tile({1, 65, 65, 4, 4, 3}) == 128);
+  CHECK(mw::block_tile({1, 64, 256, 4, 4, 3}) == 64);
+  CHECK(mc::packed_dgrad_weight_floats({1, 3, 5, 4, 4, 3}) == 3 * 9 * 16);
+  for (const ConvShape s : {ConvShape{16, 32, 32, 64, 64, 3}, ConvShape{16, 256, 512, 4, 4, 3},
+                            ConvShape{1, 3, 5, 4, 4, 1}, ConvShape{3, 17, 6, 2, 2, 3}}) {
+    const mw::Splits sp = mw::splits(s);
+    const std::int64_t steps = (s.n * s.h * s.w + mw::bk - 1) / mw::bk;
+    INFO("N=", s.n, " ", s.c_in, "->", s.c_out, " ", s.h, "x", s.w, ": ", sp.count, " splits of ", sp.steps_per_split);
+    CHECK(sp.count >= 1);
+    CHECK(std::int64_t{sp.count} * sp.steps_per_split >= steps);     // every step in a split
+    CHECK(std::int64_t{sp.count - 1} * sp.steps_per_split < steps);  // no empty split
+    CHECK(mw::workspace_floats(s) == (sp.count > 1 ? sp.count * s.c_out * s.c_in * s.k * s.k : 0));
+  }
+  CHECK_THROWS_WITH_AS(mw::backward_weight({1, 3, 2, 5, 7, 3}, nullptr, nullptr, nullptr, nullptr),
+                       doctest::Contains("H*W a multiple of 4"), kiln::gpu::Error);
+}
