@@ -1,9 +1,11 @@
 #pragma once
 // Conv2d forward (stride 1, zero padding K/2, NCHW, K = 1 or 3) as a CUTLASS-style TF32 implicit
 // GEMM on mma.sync m16n8k8 (kiln/gpu/mma.hpp). Backend<Cuda>'s MathMode::tf32 forward wherever
-// supports() holds (issue 20 item 1, forward pass only so far; the gradients are still
-// conv2d_igemm.cuh's): tested on the emulator (tests/emu/test_conv_mma.cpp, the tf32 rows of the
-// kernel table), a row per U-Net conv in kiln_bench_gpu (bench/gpu_tf32_cases.hpp).
+// supports() holds, and its input gradient: dx is the stride-1 convolution of dy with the weights
+// transposed in (Cin, Cout) and rotated 180 degrees in (u, v), so the same kernel computes it from
+// weights packed by conv2d_mma_pack_weights_dgrad_kernel (backward_data below). The weight
+// gradient is conv2d_mma_wgrad.cuh's. Tested on the emulator (tests/emu/test_conv_mma.cpp, the tf32
+// rows of the kernel table), a row per U-Net conv in kiln_bench_gpu (bench/gpu_tf32_cases.hpp).
 //
 // The GEMM, with the pixels as its long M dimension (the U-Net's channel counts are 32-256):
 //   D[M = N*H*W pixels][N = Cout] = A[M][Kg] * B[Kg][Cout],  Kg = K*K * cin_pad,
@@ -96,6 +98,23 @@ __global__ void conv2d_mma_pack_weights_kernel(ConvShape s, const float* w, floa
     const int c = static_cast<int>(i % cin_pad), t = static_cast<int>(i / cin_pad % KK);
     const std::int64_t o = i / (std::int64_t{cin_pad} * KK);
     wp[i] = c < cin ? __uint_as_float(kiln::gpu::mma::float_to_tf32(w[(o * cin + c) * KK + t])) : 0.0f;
+  }
+}
+
+// The input gradient's weights, packed for the forward kernel run on the transposed shape
+// (transposed(s): Cin and Cout swapped): wp[c][t][o] = tf32(w[o][c][KK-1-t]) for o < Cout, 0 for
+// Cout <= o < cout_pad. With u' = K-1-u, dy[py+P-u] = dy[py+u'-P]: a forward tap. Grid-stride.
+template <int K>
+__global__ void conv2d_mma_pack_weights_dgrad_kernel(ConvShape s, const float* w, float* wp) {
+  constexpr int KK = K * K;
+  const int cin = static_cast<int>(s.c_in), cout = static_cast<int>(s.c_out);
+  const int cout_pad = mma_conv::channels_padded(s.c_out);
+  const std::int64_t count = s.c_in * KK * cout_pad;
+  for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < count;
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    const int o = static_cast<int>(i % cout_pad), t = static_cast<int>(i / cout_pad % KK);
+    const std::int64_t c = i / (std::int64_t{cout_pad} * KK);
+    wp[i] = o < cout ? __uint_as_float(kiln::gpu::mma::float_to_tf32(w[(o * cin + c) * KK + (KK - 1 - t)])) : 0.0f;
   }
 }
 
@@ -290,16 +309,44 @@ inline bool supports(const ConvShape& s) {
 // Block tile width for a shape: 128 x 64 while Cout <= 64 (less padding waste), else 128 x 128.
 inline int block_n(const ConvShape& s) { return s.c_out <= 64 ? 64 : 128; }
 
-template <int K, int BN, bool ChannelTail>
-void launch_forward(const ConvShape& s, const float* x, const float* w, const float* b, float* y, float* packed,
-                    kiln::gpu::stream_handle stream) {
-  const std::int64_t count = packed_weight_floats(s);
-  const unsigned pack_blocks = static_cast<unsigned>((count + 255) / 256 < 4096 ? (count + 255) / 256 : 4096);
-  KILN_LAUNCH(conv2d_mma_pack_weights_kernel<K>, dim3(pack_blocks), dim3(256), 0, stream, s, w, packed);
-  const dim3 grid(static_cast<unsigned>((s.n * s.h * s.w + bm - 1) / bm),
-                  static_cast<unsigned>((s.c_out + BN - 1) / BN));
-  KILN_LAUNCH((conv2d_mma_forward_kernel<K, BN, ChannelTail>), grid, dim3(Tile<BN>::threads), Tile<BN>::shared_bytes,
-              stream, s, x, static_cast<const float*>(packed), b, y);
+// The input gradient as a forward convolution: dy (Cout channels) in, dx (Cin channels) out.
+inline ConvShape transposed(const ConvShape& s) { return {s.n, s.c_out, s.c_in, s.h, s.w, s.k}; }
+// Floats of the input gradient's packed weights (Cin x K*K x Cout rounded up to 16).
+inline std::int64_t packed_dgrad_weight_floats(const ConvShape& s) { return packed_weight_floats(transposed(s)); }
+
+// The forward kernel on already packed weights (fs: the shape it convolves; a transposed one for
+// the input gradient). One instantiation per (K, block tile, channel tail): 8 kernels.
+inline void launch_packed(const ConvShape& fs, const float* x, const float* packed, const float* b, float* y,
+                          kiln::gpu::stream_handle stream) {
+  const int variant = (fs.k == 3 ? 4 : 0) + (block_n(fs) == 128 ? 2 : 0) + (fs.c_in % bk != 0 ? 1 : 0);
+  auto run = [&]<int K, int BN, bool ChannelTail>() {
+    const dim3 grid(static_cast<unsigned>((fs.n * fs.h * fs.w + bm - 1) / bm),
+                    static_cast<unsigned>((fs.c_out + BN - 1) / BN));
+    KILN_LAUNCH((conv2d_mma_forward_kernel<K, BN, ChannelTail>), grid, dim3(Tile<BN>::threads), Tile<BN>::shared_bytes,
+                stream, fs, x, packed, b, y);
+  };
+  switch (variant) {
+    case 0:
+      return run.template operator()<1, 64, false>();
+    case 1:
+      return run.template operator()<1, 64, true>();
+    case 2:
+      return run.template operator()<1, 128, false>();
+    case 3:
+      return run.template operator()<1, 128, true>();
+    case 4:
+      return run.template operator()<3, 64, false>();
+    case 5:
+      return run.template operator()<3, 64, true>();
+    case 6:
+      return run.template operator()<3, 128, false>();
+    default:
+      return run.template operator()<3, 128, true>();
+  }
+}
+
+inline unsigned pack_blocks(std::int64_t count) {
+  return static_cast<unsigned>((count + 255) / 256 < 4096 ? (count + 255) / 256 : 4096);
 }
 
 // y = conv(x, w) + b (b may be null). `packed`: packed_weight_floats(s) floats of device scratch.
@@ -308,26 +355,27 @@ inline void forward(const ConvShape& s, const float* x, const float* w, const fl
   if (!supports(s))
     throw kiln::gpu::Error("conv2d_mma: unsupported shape (K must be 1 or 3, tensors under 2^31 elements)");
   if (s.n == 0 || s.h == 0 || s.w == 0 || s.c_out == 0) return;
-  // One instantiation per (K, block tile, channel tail): 8 kernels.
-  const int variant = (s.k == 3 ? 4 : 0) + (block_n(s) == 128 ? 2 : 0) + (s.c_in % bk != 0 ? 1 : 0);
-  switch (variant) {
-    case 0:
-      return launch_forward<1, 64, false>(s, x, w, b, y, packed, stream);
-    case 1:
-      return launch_forward<1, 64, true>(s, x, w, b, y, packed, stream);
-    case 2:
-      return launch_forward<1, 128, false>(s, x, w, b, y, packed, stream);
-    case 3:
-      return launch_forward<1, 128, true>(s, x, w, b, y, packed, stream);
-    case 4:
-      return launch_forward<3, 64, false>(s, x, w, b, y, packed, stream);
-    case 5:
-      return launch_forward<3, 64, true>(s, x, w, b, y, packed, stream);
-    case 6:
-      return launch_forward<3, 128, false>(s, x, w, b, y, packed, stream);
-    default:
-      return launch_forward<3, 128, true>(s, x, w, b, y, packed, stream);
-  }
+  const dim3 blocks(pack_blocks(packed_weight_floats(s)));
+  if (s.k == 3)
+    KILN_LAUNCH(conv2d_mma_pack_weights_kernel<3>, blocks, dim3(256), 0, stream, s, w, packed);
+  else
+    KILN_LAUNCH(conv2d_mma_pack_weights_kernel<1>, blocks, dim3(256), 0, stream, s, w, packed);
+  launch_packed(s, x, packed, b, y, stream);
+}
+
+// dx = the input gradient of y = conv(x, w) (overwritten) from dy. `packed`:
+// packed_dgrad_weight_floats(s) floats of device scratch.
+inline void backward_data(const ConvShape& s, const float* w, const float* dy, float* dx, float* packed,
+                          kiln::gpu::stream_handle stream = nullptr) {
+  if (!supports(s) || !supports(transposed(s)))
+    throw kiln::gpu::Error("conv2d_mma: unsupported shape (K must be 1 or 3, tensors under 2^31 elements)");
+  if (s.n == 0 || s.h == 0 || s.w == 0 || s.c_in == 0 || s.c_out == 0) return;
+  const dim3 blocks(pack_blocks(packed_dgrad_weight_floats(s)));
+  if (s.k == 3)
+    KILN_LAUNCH(conv2d_mma_pack_weights_dgrad_kernel<3>, blocks, dim3(256), 0, stream, s, w, packed);
+  else
+    KILN_LAUNCH(conv2d_mma_pack_weights_dgrad_kernel<1>, blocks, dim3(256), 0, stream, s, w, packed);
+  launch_packed(transposed(s), dy, packed, nullptr, dx, stream);
 }
 
 }  // namespace mma_conv

@@ -278,6 +278,31 @@ inline void igemm_forward_case(Report& report, const kiln::ConvShape& s, std::ui
   report.compare("y (implicit GEMM, no workspace)", y, y_cpu, tf32_bound);
 }
 
+// Backend<Cuda>'s TF32 gradients without a workspace on an image of H*W % 4 != 0: the implicit-GEMM
+// input and weight gradients of kernels/conv2d_igemm.cuh (the mma.sync ones need a workspace for
+// the packed weights, and H*W % 4 == 0), against the CPU backend.
+inline void igemm_backward_case(Report& report, const kiln::ConvShape& s, std::uint64_t seed) {
+  kiln::cuda::MathModeScope tf32(kiln::cuda::MathMode::tf32);
+  kiln::Rng rng(seed);
+  const Shape xs = Shape::nchw(s.n, s.c_in, s.h, s.w), ws{s.c_out, s.c_in, s.k, s.k},
+              ys = Shape::nchw(s.n, s.c_out, s.h, s.w);
+  const auto xv = random_vector(xs.numel(), rng), wv = random_vector(ws.numel(), rng),
+             dyv = random_vector(ys.numel(), rng);
+  kiln::Tensor<float, Cpu> dx_cpu(xs), dw_cpu(ws), db_cpu,
+      work_cpu(Shape{static_cast<std::int64_t>(kiln::Backend<Cpu>::conv2d_workspace_floats(s)) + 1});
+  dw_cpu.zero();
+  kiln::Backend<Cpu>::conv2d_backward(s, kiln::Tensor<float, Cpu>::from_host(xs, xv),
+                                      kiln::Tensor<float, Cpu>::from_host(ws, wv),
+                                      kiln::Tensor<float, Cpu>::from_host(ys, dyv), dx_cpu, dw_cpu, db_cpu, work_cpu);
+  kiln::Tensor<float, Cuda> dx(xs), dw = kiln::Tensor<float, Cuda>::from_host(ws, std::vector<float>(ws.numel(), 0.0f)),
+                                    db, no_workspace(Shape{1});
+  kiln::Backend<Cuda>::conv2d_backward(s, kiln::Tensor<float, Cuda>::from_host(xs, xv),
+                                       kiln::Tensor<float, Cuda>::from_host(ws, wv),
+                                       kiln::Tensor<float, Cuda>::from_host(ys, dyv), dx, dw, db, no_workspace);
+  report.compare("dx (implicit GEMM, no workspace)", dx, dx_cpu, tf32_bound);
+  report.compare("dw (implicit GEMM, H*W % 4 != 0)", dw, dw_cpu, tf32_bound);
+}
+
 // A loss: value and gradient.
 inline void loss_case(Report& report, kiln::LossKind kind, float delta, const Shape& s, std::uint64_t seed) {
   kiln::Rng rng(seed);
@@ -436,8 +461,9 @@ inline std::vector<KernelCase> kernel_cases() {
   conv.template operator()<3, 5, 3>(3, 13, 11, false);
   conv.template operator()<2, 3, 1>(3, 32, 32);  // bias gradient: float4, two chunks per channel
 
-  // MathMode::tf32: the tensor-core kernels (forward: kernels/conv2d_mma.cuh; gradients:
-  // kernels/conv2d_igemm.cuh) against the strict CPU backend. TF32 keeps 10 mantissa bits, so the bound is TF32's
+  // MathMode::tf32: the tensor-core kernels (forward and input gradient: kernels/conv2d_mma.cuh;
+  // weight gradient: kernels/conv2d_mma_wgrad.cuh where H*W % 4 == 0, else kernels/conv2d_igemm.cuh)
+  // against the strict CPU backend. TF32 keeps 10 mantissa bits, so the bound is TF32's
   // (tf32_bound); the exact-rounding checks are in tests/emu/test_conv_igemm.cpp.
   auto conv_tf32 = [&]<int In, int Out, int K>(std::int64_t n, std::int64_t h, std::int64_t w, bool small = false) {
     std::ostringstream name;
@@ -456,6 +482,7 @@ inline std::vector<KernelCase> kernel_cases() {
   conv_tf32.template operator()<70, 9, 1>(1, 9, 9);         // 1x1: Kg = 70 with a tail, M = 9 of a 64 tile
   conv_tf32.template operator()<2, 3, 3>(1, 4, 5, true);    // the TSan subset: one block per pass
   conv_tf32.template operator()<3, 2, 1>(1, 16, 16, true);  // 256 pixels: a split weight gradient
+  conv_tf32.template operator()<96, 80, 3>(1, 8, 8);        // the 128x128 mma tiles (dgrad, wgrad), channel tails
 
   // The mma.sync TF32 convolution (kernels/conv2d_mma.cuh; exact-operand checks in test_conv_mma.cpp).
   t.push_back({"mma.sync conv2d 5->7 K=3 N=3 13x11 (128x64 tile, channel tail)", [](Report& r) {
@@ -472,6 +499,11 @@ inline std::vector<KernelCase> kernel_cases() {
   t.push_back({"tiny tf32 conv2d 2->3 K=3 N=1 4x5 forward without workspace (implicit GEMM)",
                [](Report& r) {
                  igemm_forward_case(r, {1, 2, 3, 4, 5, 3}, 319);
+               },
+               true});
+  t.push_back({"tiny tf32 conv2d 2->3 K=3 N=1 5x3 gradients without workspace (implicit GEMM)",
+               [](Report& r) {
+                 igemm_backward_case(r, {1, 2, 3, 5, 3, 3}, 323);
                },
                true});
 

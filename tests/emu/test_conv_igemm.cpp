@@ -9,6 +9,7 @@
 // unsplit, accumulating onto existing gradients.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstdint>
@@ -72,8 +73,33 @@ Expected reference(const ConvShape& s, const std::vector<float>& x, const std::v
   return e;
 }
 
-// dx[n][c][i][j] = sum_{o,u,v} dy[n][o][i+P-u][j+P-v] w[o][c][u][v], in double on TF32 operands.
-std::vector<float> reference_dx(const ConvShape& s, const std::vector<float>& w, const std::vector<float>& dy) {
+// dw0 + sum over pixels of dy x, in double on the operands the mma.sync weight gradient sees
+// (conv2d_mma_wgrad.cuh: dy and x truncated to TF32).
+std::vector<float> reference_dw_truncated(const ConvShape& s, const std::vector<float>& x, const std::vector<float>& dy,
+                                          const std::vector<float>& dw0) {
+  const std::int64_t K = s.k, P = K / 2, H = s.h, W = s.w;
+  std::vector<double> dw(dw0.begin(), dw0.end());
+  for (std::int64_t n = 0; n < s.n; ++n)
+    for (std::int64_t o = 0; o < s.c_out; ++o)
+      for (std::int64_t i = 0; i < H; ++i)
+        for (std::int64_t j = 0; j < W; ++j) {
+          const double g = tf32_truncated(dy[((n * s.c_out + o) * H + i) * W + j]);
+          for (std::int64_t c = 0; c < s.c_in; ++c)
+            for (std::int64_t u = 0; u < K; ++u)
+              for (std::int64_t v = 0; v < K; ++v) {
+                const std::int64_t ii = i + u - P, jj = j + v - P;
+                if (ii < 0 || ii >= H || jj < 0 || jj >= W) continue;
+                dw[static_cast<std::size_t>(((o * s.c_in + c) * K + u) * K + v)] +=
+                    g * tf32_truncated(x[((n * s.c_in + c) * H + ii) * W + jj]);
+              }
+        }
+  return {dw.begin(), dw.end()};
+}
+
+// dx[n][c][i][j] = sum_{o,u,v} dy[n][o][i+P-u][j+P-v] w[o][c][u][v], in double on TF32 operands
+// (dy truncated where dy_truncated: the mma.sync input gradient).
+std::vector<float> reference_dx(const ConvShape& s, const std::vector<float>& w, const std::vector<float>& dy,
+                                bool dy_truncated = false) {
   const std::int64_t K = s.k, P = K / 2, H = s.h, W = s.w;
   std::vector<float> dx(static_cast<std::size_t>(s.n * s.c_in * H * W));
   for (std::int64_t n = 0; n < s.n; ++n)
@@ -86,7 +112,8 @@ std::vector<float> reference_dx(const ConvShape& s, const std::vector<float>& w,
               for (std::int64_t v = 0; v < K; ++v) {
                 const std::int64_t yi = i + P - u, yj = j + P - v;
                 if (yi < 0 || yi >= H || yj < 0 || yj >= W) continue;
-                acc += tf32(dy[((n * s.c_out + o) * H + yi) * W + yj]) * tf32(w[((o * s.c_in + c) * K + u) * K + v]);
+                const float g = dy[((n * s.c_out + o) * H + yi) * W + yj];
+                acc += (dy_truncated ? tf32_truncated(g) : tf32(g)) * tf32(w[((o * s.c_in + c) * K + u) * K + v]);
               }
           dx[static_cast<std::size_t>(((n * s.c_in + c) * H + i) * W + j)] = static_cast<float>(acc);
         }
@@ -127,15 +154,20 @@ Result run_cuda(const ConvShape& s, const std::vector<float>& x, const std::vect
   Expected want = reference(s, x, w, b, dy, dw0);
   want.dx = reference_dx(s, w, dy);
   const std::vector<float> want_y_mma = reference(s, x, w, b, dy, dw0, true).y;
+  const std::vector<float> want_dx_mma = reference_dx(s, w, dy, true);
+  // The mma.sync weight gradient takes H*W % 4 == 0 (with or without a workspace: unsplit without).
+  const bool mma_wgrad = kiln::cuda::kernels::mma_wgrad::supports(s);
+  const std::vector<float> want_dw = mma_wgrad ? reference_dw_truncated(s, x, dy, dw0) : want.dw;
 
   kiln::cuda::MathModeScope mode(kiln::cuda::MathMode::tf32);
   for (bool with_workspace : {true, false}) {
-    INFO("workspace: ",
-         with_workspace ? "planned (mma.sync forward, split-K if it pays)" : "none (implicit-GEMM forward, unsplit)");
+    INFO("workspace: ", with_workspace ? "planned (mma.sync forward and input gradient, split-K if it pays)"
+                                       : "none (implicit-GEMM forward and input gradient, unsplit weight gradient)");
+    INFO("weight gradient: ", mma_wgrad ? "mma.sync" : "implicit GEMM");
     const Result got = run_cuda(s, x, w, b, dy, dw0, with_workspace);
     CHECK(normalised_error(got.y, with_workspace ? want_y_mma : want.y) < 2e-6);
-    CHECK(normalised_error(got.dx, want.dx) < 2e-6);
-    CHECK(normalised_error(got.dw, want.dw) < 2e-6);
+    CHECK(normalised_error(got.dx, with_workspace ? want_dx_mma : want.dx) < 2e-6);
+    CHECK(normalised_error(got.dw, want_dw) < 2e-6);
   }
   // The strict fp32 kernels on the same data are further away from the TF32 reference.
   kiln::cuda::set_math_mode(kiln::cuda::MathMode::strict_fp32);
@@ -217,3 +249,79 @@ TEST_CASE("tf32 forward: mma.sync with the planned workspace, implicit GEMM with
         std::set<std::string>{"conv2d_mma_pack_weights_kernel<1>", "conv2d_mma_forward_kernel<1, 128, false>"});
   CHECK(forward_launches({1, 5, 7, 4, 5, 3}, false) == std::set<std::string>{"conv2d_igemm_forward_kernel<3>"});
 }
+
+// Which TF32 gradients run: with the planned workspace the input gradient on mma.sync (weights
+// packed transposed and rotated, then the forward kernel on the transposed shape) and the weight
+// gradient on mma.sync (split-K and its fixed-order reduction where it pays); without a workspace
+// the implicit-GEMM input gradient and the unsplit mma.sync weight gradient; H*W not a multiple of
+// 4 the implicit-GEMM weight gradient. (Not in OS-thread mode: up to 128 std::threads per block.)
+#if !KILN_EMU_THREADS
+TEST_CASE("tf32 backward: mma.sync gradients with the planned workspace, implicit GEMM where they cannot run") {
+  using B = kiln::Backend<Cuda>;
+  kiln::cuda::MathModeScope scope(kiln::cuda::MathMode::tf32);
+  auto backward_launches = [](const ConvShape& s, bool planned) {
+    kiln::Rng rng(13);
+    const Shape xs = Shape::nchw(s.n, s.c_in, s.h, s.w), ys = Shape::nchw(s.n, s.c_out, s.h, s.w);
+    const auto x = Tensor<float, Cuda>::from_host(xs, kiln_test::random_vector(xs.numel(), rng));
+    const auto dy = Tensor<float, Cuda>::from_host(ys, kiln_test::random_vector(ys.numel(), rng));
+    const Shape wshape{s.c_out, s.c_in, s.k, s.k};
+    const auto w = Tensor<float, Cuda>::from_host(wshape, kiln_test::random_vector(wshape.numel(), rng));
+    Tensor<float, Cuda> dx(xs), dw(wshape), db;
+    Tensor<float, Cuda> ws(Shape{planned ? static_cast<std::int64_t>(B::conv2d_workspace_floats(s)) + 1 : 1});
+    kiln_test::record_launches(true);
+    B::conv2d_backward(s, x, w, dy, dx, dw, db, ws);
+    kiln_test::record_launches(false);
+    return kiln_test::launched_kernel_names();
+  };
+  // Cout 7 -> dgrad reads 7 channels (a channel tail) into Cin 5 (128x64 tile); one wgrad split.
+  CHECK(backward_launches({1, 5, 7, 4, 5, 3}, true) == std::set<std::string>{"conv2d_mma_pack_weights_dgrad_kernel<3>",
+                                                                             "conv2d_mma_forward_kernel<3, 64, true>",
+                                                                             "conv2d_mma_wgrad_kernel<3, 64, true>"});
+  // 256 pixels = 16 k steps: two wgrad splits and the reduction; dgrad into 16 channels.
+  CHECK(backward_launches({1, 16, 80, 16, 16, 1}, true) ==
+        std::set<std::string>{"conv2d_mma_pack_weights_dgrad_kernel<1>", "conv2d_mma_forward_kernel<1, 64, false>",
+                              "conv2d_mma_wgrad_kernel<1, 64, true>", "conv2d_mma_wgrad_reduce_kernel<1>"});
+  // 128 channels both ways: the 128x128 tiles.
+  CHECK(backward_launches({1, 128, 128, 4, 4, 3}, true) ==
+        std::set<std::string>{"conv2d_mma_pack_weights_dgrad_kernel<3>", "conv2d_mma_forward_kernel<3, 128, false>",
+                              "conv2d_mma_wgrad_kernel<3, 128, false>"});
+  CHECK(backward_launches({1, 5, 7, 4, 5, 3}, false) ==
+        std::set<std::string>{"conv2d_igemm_backward_data_kernel<3>", "conv2d_mma_wgrad_kernel<3, 64, true>"});
+  CHECK(backward_launches({1, 5, 7, 5, 7, 3}, true) ==  // H*W = 35
+        std::set<std::string>{"conv2d_mma_pack_weights_dgrad_kernel<3>", "conv2d_mma_forward_kernel<3, 64, true>",
+                              "conv2d_igemm_backward_weight_kernel<3>"});
+}
+#endif
+
+// The weight gradient's split-K sums the splits in a fixed order: the same bits on every run,
+// whatever order the emulator runs the threads and blocks in.
+#if !KILN_EMU_THREADS
+TEST_CASE("tf32 weight gradient on mma.sync: bit-identical from run to run (split-K, fixed-order reduction)") {
+  using B = kiln::Backend<Cuda>;
+  kiln::cuda::MathModeScope scope(kiln::cuda::MathMode::tf32);
+  const ConvShape s{2, 32, 32, 16, 16, 3};
+  REQUIRE(kiln::cuda::kernels::mma_wgrad::splits(s).count > 1);
+  kiln::Rng rng(17);
+  const Shape xs = Shape::nchw(s.n, s.c_in, s.h, s.w), ys = Shape::nchw(s.n, s.c_out, s.h, s.w);
+  const Shape wshape{s.c_out, s.c_in, s.k, s.k};
+  const auto x = Tensor<float, Cuda>::from_host(xs, kiln_test::random_vector(xs.numel(), rng));
+  const auto dy = Tensor<float, Cuda>::from_host(ys, kiln_test::random_vector(ys.numel(), rng));
+  const auto w = Tensor<float, Cuda>::from_host(wshape, kiln_test::random_vector(wshape.numel(), rng));
+  Tensor<float, Cuda> ws(Shape{static_cast<std::int64_t>(B::conv2d_workspace_floats(s))});
+  std::vector<std::vector<std::uint32_t>> runs;
+  for (auto schedule :
+       {kiln::gpu::emu::Schedule::forward, kiln::gpu::emu::Schedule::reverse, kiln::gpu::emu::Schedule::random}) {
+    const auto saved = kiln::gpu::emu::schedule();
+    kiln::gpu::emu::set_schedule(schedule);
+    Tensor<float, Cuda> dx, db, dw = Tensor<float, Cuda>::from_host(wshape, std::vector<float>(wshape.numel(), 0.0f));
+    B::conv2d_backward(s, x, w, dy, dx, dw, db, ws);
+    kiln::gpu::emu::set_schedule(saved);
+    std::vector<std::uint32_t> bits;
+    for (float v : dw.to_vector()) bits.push_back(std::bit_cast<std::uint32_t>(v));
+    runs.push_back(bits);
+  }
+  CHECK(runs[0] == runs[1]);
+  CHECK(runs[0] == runs[2]);
+  CHECK(std::count(runs[0].begin(), runs[0].end(), 0u) == 0);  // every weight got its gradient
+}
+#endif

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "conv2d_mma.cuh"
+#include "conv2d_mma_wgrad.cuh"
 #include "kiln/cpu/conv2d.hpp"
 #include "kiln/gpu/gpu.hpp"
 #include "test_emulator_support.hpp"
@@ -27,6 +28,7 @@ namespace {
 using kiln::ConvShape;
 using kiln_emu_test::DeviceBuffer;
 namespace mc = kiln::cuda::kernels::mma_conv;
+namespace mw = kiln::cuda::kernels::mma_wgrad;
 
 double normalised_error(const std::vector<float>& got, const std::vector<float>& want) {
   if (got.size() != want.size()) return std::numeric_limits<double>::infinity();
@@ -103,6 +105,76 @@ std::vector<float> tensor_core_reference(const ConvShape& s, const std::vector<f
   }
 }
 
+// dx and dw (from dw0) in double on the operands the tensor cores see: dgrad multiplies truncated
+// dy by rounded weights, wgrad truncated dy by truncated x.
+struct Gradients {
+  std::vector<float> dx, dw;
+};
+Gradients tensor_core_gradients(const ConvShape& s, const std::vector<float>& x, const std::vector<float>& w,
+                                const std::vector<float>& dy, const std::vector<float>& dw0) {
+  const std::int64_t K = s.k, P = K / 2, H = s.h, W = s.w;
+  std::vector<double> dx(static_cast<std::size_t>(s.n * s.c_in * H * W), 0.0), dw(dw0.begin(), dw0.end());
+  for (std::int64_t n = 0; n < s.n; ++n)
+    for (std::int64_t o = 0; o < s.c_out; ++o)
+      for (std::int64_t i = 0; i < H; ++i)
+        for (std::int64_t j = 0; j < W; ++j) {
+          const double g = tf32_truncated(dy[((n * s.c_out + o) * H + i) * W + j]);
+          for (std::int64_t c = 0; c < s.c_in; ++c)
+            for (std::int64_t u = 0; u < K; ++u)
+              for (std::int64_t v = 0; v < K; ++v) {
+                const std::int64_t ii = i + u - P, jj = j + v - P;
+                if (ii < 0 || ii >= H || jj < 0 || jj >= W) continue;
+                const auto xi = static_cast<std::size_t>(((n * s.c_in + c) * H + ii) * W + jj);
+                const auto wi = static_cast<std::size_t>(((o * s.c_in + c) * K + u) * K + v);
+                dx[xi] += g * tf32_rounded(w[wi]);
+                dw[wi] += g * tf32_truncated(x[xi]);
+              }
+        }
+  return {std::vector<float>(dx.begin(), dx.end()), std::vector<float>(dw.begin(), dw.end())};
+}
+
+// The input gradient (mma_conv::backward_data: transposed, rotated weights into the forward
+// kernel) and the weight gradient (mma_wgrad::backward_weight, split and unsplit), both schedules.
+[[maybe_unused]] void check_gradients(const ConvShape& s, std::uint64_t seed) {  // unused in OS-thread mode
+  std::ostringstream name;
+  name << "N=" << s.n << " " << s.c_in << "->" << s.c_out << " K=" << s.k << " " << s.h << "x" << s.w
+       << " dgrad tile 128x" << mc::block_n(mc::transposed(s)) << ", wgrad tile " << mw::block_tile(s) << ", "
+       << mw::splits(s).count << " splits";
+  INFO(name.str());
+  const auto x = uniform(static_cast<std::size_t>(s.n * s.c_in * s.h * s.w), seed, -2.0f, 2.0f);
+  const auto w = uniform(static_cast<std::size_t>(s.c_out * s.c_in * s.k * s.k), seed + 1, -1.0f, 1.0f);
+  const auto dy = uniform(static_cast<std::size_t>(s.n * s.c_out * s.h * s.w), seed + 2, -1.0f, 1.0f);
+  const auto dw0 = uniform(w.size(), seed + 3, -1.0f, 1.0f);
+  const Gradients want = tensor_core_gradients(s, x, w, dy, dw0);
+  std::vector<float> strict_dx(x.size()), strict_dw = dw0;
+  kiln::cpu::reference::conv2d_backward(s, x.data(), w.data(), dy.data(), strict_dx.data(), strict_dw.data(), nullptr);
+
+  REQUIRE(mw::supports(s));
+  DeviceBuffer<float> dx_(x), dw_(w), ddy(dy), ddx(x.size()), ddw(w.size()),
+      packed(static_cast<std::size_t>(mc::packed_dgrad_weight_floats(s))),
+      work(static_cast<std::size_t>(mw::workspace_floats(s)) + 1);
+  for (auto schedule : {kiln::gpu::emu::Schedule::forward, kiln::gpu::emu::Schedule::reverse}) {
+    kiln_emu_test::ScopedSchedule order(schedule);
+    ddx.upload(std::vector<float>(x.size(), std::nanf("")));  // every input gradient must be written
+    mc::backward_data(s, dw_.get(), ddy.get(), ddx.get(), packed.get());
+    const auto got_dx = ddx.download();
+    CHECK(normalised_error(got_dx, want.dx) < 2e-6);
+    const double dx_vs_fp32 = normalised_error(got_dx, strict_dx);
+    CHECK(dx_vs_fp32 < 2e-3);
+    CHECK(dx_vs_fp32 > 1e-5);
+    for (bool unsplit : {false, true}) {
+      INFO("split-K: ", unsplit ? "no (into dw)" : "yes (through the workspace)");
+      ddw.upload(dw0);
+      mw::backward_weight(s, dx_.get(), ddy.get(), ddw.get(), work.get(), unsplit);
+      const auto got_dw = ddw.download();
+      CHECK(normalised_error(got_dw, want.dw) < 2e-6);
+      const double dw_vs_fp32 = normalised_error(got_dw, strict_dw);
+      CHECK(dw_vs_fp32 < 2e-3);
+      CHECK(dw_vs_fp32 > 1e-6);
+    }
+  }
+}
+
 }  // namespace
 
 // Not in OS-thread mode (ThreadSanitizer builds): 64-128 std::threads meet at every mma.
@@ -119,6 +191,23 @@ TEST_CASE("mma.sync TF32 implicit-GEMM conv forward: odd shapes") {
   check_shape({2, 17, 66, 8, 8, 1}, 6);       // Cin 17: a second, partial channel step; Cout 66 > 64
   check_shape({3, 20, 130, 5, 7, 3}, 7);      // Cout 130: two 128-wide tiles, the second nearly empty
   check_shape({2, 16, 16, 12, 11, 3}, 8);     // 264 pixels: a tile spans two images, the last is partial
+}
+
+TEST_CASE("mma.sync TF32 conv gradients: U-Net shapes") {
+  check_gradients({1, 64, 32, 8, 8, 1}, 23);  // the 1x1 reduce 2C -> C
+#if !KILN_EMU_ASAN  // the sanitizer build emulates every lane's mma ~10x slower: the small shapes only
+  check_gradients({2, 32, 32, 16, 16, 3}, 21);  // a U-Net level at 16x16: dgrad 128x64, wgrad 64x64, split
+  check_gradients({1, 96, 128, 8, 8, 3}, 22);   // 128 channels: dgrad 128x128 tile, wgrad 128x128 (Cin tail)
+#endif
+}
+
+TEST_CASE("mma.sync TF32 conv gradients: odd shapes") {
+  check_gradients({1, 3, 5, 4, 5, 3}, 24);    // channels below one k step, H*W = 20: a partial last step
+  check_gradients({3, 17, 6, 2, 2, 3}, 25);   // 2x2 images: 4 images per k step, every tap mostly padding
+  check_gradients({2, 20, 66, 6, 6, 1}, 26);  // Cout 66: Cin and Cout tails, 1x1, H*W = 36
+#if !KILN_EMU_ASAN
+  check_gradients({2, 130, 70, 4, 8, 3}, 27);  // Cin 130 > 128: two wgrad tiles, dgrad Cin = output tail
+#endif
 }
 #endif
 
@@ -148,4 +237,25 @@ TEST_CASE("conv2d_mma: packed weights are tap-major, zero-padded to 16 channels,
   CHECK(std::bit_cast<std::uint32_t>(p[(0 * 9 + 4) * 16 + 1]) == 0x3f802000u);
   CHECK_THROWS_WITH_AS(mc::forward({1, 3, 2, 4, 4, 5}, nullptr, nullptr, nullptr, nullptr, nullptr),
                        doctest::Contains("K must be 1 or 3"), kiln::gpu::Error);
+}
+
+TEST_CASE("conv2d_mma_wgrad: shapes taken, split-K plan, dgrad packing size") {
+  CHECK(mw::supports({2, 3, 5, 4, 5, 3}));   // H*W = 20
+  CHECK(!mw::supports({2, 3, 5, 5, 7, 3}));  // H*W = 35: dy's 4-pixel chunks would straddle images
+  CHECK(!mw::supports({2, 3, 5, 4, 4, 5}));  // K = 5
+  CHECK(mw::block_tile({1, 65, 65, 4, 4, 3}) == 128);
+  CHECK(mw::block_tile({1, 64, 256, 4, 4, 3}) == 64);
+  CHECK(mc::packed_dgrad_weight_floats({1, 3, 5, 4, 4, 3}) == 3 * 9 * 16);
+  for (const ConvShape s : {ConvShape{16, 32, 32, 64, 64, 3}, ConvShape{16, 256, 512, 4, 4, 3},
+                            ConvShape{1, 3, 5, 4, 4, 1}, ConvShape{3, 17, 6, 2, 2, 3}}) {
+    const mw::Splits sp = mw::splits(s);
+    const std::int64_t steps = (s.n * s.h * s.w + mw::bk - 1) / mw::bk;
+    INFO("N=", s.n, " ", s.c_in, "->", s.c_out, " ", s.h, "x", s.w, ": ", sp.count, " splits of ", sp.steps_per_split);
+    CHECK(sp.count >= 1);
+    CHECK(std::int64_t{sp.count} * sp.steps_per_split >= steps);     // every step in a split
+    CHECK(std::int64_t{sp.count - 1} * sp.steps_per_split < steps);  // no empty split
+    CHECK(mw::workspace_floats(s) == (sp.count > 1 ? sp.count * s.c_out * s.c_in * s.k * s.k : 0));
+  }
+  CHECK_THROWS_WITH_AS(mw::backward_weight({1, 3, 2, 5, 7, 3}, nullptr, nullptr, nullptr, nullptr),
+                       doctest::Contains("H*W a multiple of 4"), kiln::gpu::Error);
 }

@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
 """Predicted kernel times on H100 / H200 from the emulator's traffic counters and the SASS figures.
 
-    python3 tests/emucheck/predict.py --profile strict.csv [--profile tf32.csv] [--sass docs/kernels.md]
+    python3 tests/emucheck/predict.py --profile strict.csv [--profile tf32.csv] [--sass docs/kernels.md] [--by-layer]
 
 --profile: the per-launch CSV of kiln_emu_profile (one U-Net training step; its first line of the
            table names the configuration); several files give one section each.
 --sass:    a markdown file holding sass_check.py's sm_90 table (docs/kernels.md carries it; regenerate
            with `sass_check.py --markdown`, see docs/kernels.md).
+--by-layer: one row per kernel and layer (the CSV's layer column) instead of per kernel.
+--passes:  for kiln_emu_profile --kernels backward: per layer, the H200 time of each backward pass
+           on the implicit GEMM and on mma.sync (packing and split-K reductions included).
+A kernel named "name<args> (note)" (kiln_emu_profile's "(dgrad)") takes the SASS figures of name<args>.
 
 The model (docs/kernels.md, "Predicted times", explains it and its limits): every launch takes the
 longest of
@@ -60,6 +64,11 @@ def read_sass(path):
     return table
 
 
+def sass_name(kernel):
+    """The SASS table's name of a profiled kernel: without a " (note)" or the " · layer" of --by-layer."""
+    return re.sub(r" (\(.*\)|· .*)$", "", re.sub(r" · .*$", "", kernel))
+
+
 def num(row, key):
     return float(row.get(key) or 0)
 
@@ -74,7 +83,7 @@ def predict(row, sass, gpu):
     tensor = tensor_flops > 0 or "igemm" in kernel
     terms = {}
     terms["math"] = (tensor_flops or flops) / (g["tf32"] if tensor else g["fp32"]) / fraction
-    s = sass.get(kernel)
+    s = sass.get(sass_name(kernel))
     if flops > 0 and s and s["per_op"]:
         if s["op"] == "HMMA":
             ops = hmma if hmma > 0 else flops / 1024  # counted, or (old profiles) one m16n8k4 HMMA per 1024 FLOPs
@@ -95,7 +104,7 @@ def next_limit(k, limit):
     return f"{terms[0][1]} {terms[0][0] * 1e6:.0f}"
 
 
-def section(path, sass):
+def section(path, sass, by_layer=False):
     rows = list(csv.DictReader(open(path, encoding="utf-8")))
     if not rows:
         sys.exit(f"predict.py: {path} has no launches")
@@ -103,7 +112,7 @@ def section(path, sass):
     step = {gpu: defaultdict(float) for gpu in GPUS}
     bound = {gpu: defaultdict(float) for gpu in GPUS}
     for r in rows:
-        k = per_kernel[r["kernel"]]
+        k = per_kernel[r["kernel"] + (f" · {r['layer']}" if by_layer and r.get("layer") else "")]
         k["launches"] += 1
         for key in ("flops", "tensor_flops", "hmma", "gld_request_distinct_bytes", "gst_request_distinct_bytes", "gld_requests", "gld_sectors", "gld_bytes", "gst_requests", "gst_sectors", "gst_bytes",
                     "sld_requests", "sld_wavefronts", "sst_requests", "sst_wavefronts", "global_distinct_bytes"):
@@ -128,7 +137,7 @@ def section(path, sass):
         st = k["gst_sectors"] / k["gst_requests"] if k["gst_requests"] else 0
         req = k["sld_requests"] + k["sst_requests"]
         wf = f"{(k['sld_wavefronts'] + k['sst_wavefronts']) / req:.2f}" if req else "-"
-        s = sass.get(name, {})
+        s = sass.get(sass_name(name), {})
         per_op = f"{s['per_op']} {s['op']}" if s.get("per_op") else "-"
         limits = {lim: k["H200 SXM" + lim] for lim in ("math", "issue", "shared", "dram", "launch")}
         limit = max(limits, key=limits.get)
@@ -146,10 +155,44 @@ def section(path, sass):
     print()
 
 
+def pass_of(kernel):
+    """(pass, family) of a backward-convolution kernel, None for other kernels."""
+    if "backward_data" in kernel:
+        return "input gradient", "implicit GEMM"
+    if "backward_weight" in kernel or "reduce_splits" in kernel:
+        return "weight gradient", "implicit GEMM"
+    if "pack_weights_dgrad" in kernel or "(dgrad)" in kernel:
+        return "input gradient", "mma.sync"
+    if "mma_wgrad" in kernel:
+        return "weight gradient", "mma.sync"
+    return None
+
+
+def passes(path, sass):
+    rows = list(csv.DictReader(open(path, encoding="utf-8")))
+    layers, times = [], defaultdict(float)
+    for r in rows:
+        p = pass_of(r["kernel"])
+        if p is None or not r.get("layer"):
+            continue
+        if r["layer"] not in layers:
+            layers.append(r["layer"])
+        times[(r["layer"],) + p] += predict(r, sass, "H200 SXM")[0]
+    cols = [(p, f) for p in ("input gradient", "weight gradient") for f in ("implicit GEMM", "mma.sync")]
+    print("| layer | " + " | ".join(f"{p}, {f} (H200 µs)" for p, f in cols) + " |")
+    print("|---|" + "---|" * len(cols))
+    for layer in layers + ["all"]:
+        cells = [sum(times[(l, p, f)] for l in layers) if layer == "all" else times[(layer, p, f)] for p, f in cols]
+        print(f"| {layer} | " + " | ".join(f"{c * 1e6:.0f}" if c else "-" for c in cells) + " |")
+    print()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", action="append", required=True, help="kiln_emu_profile --csv output")
     ap.add_argument("--sass", default="docs/kernels.md", help="markdown holding sass_check.py's sm_90 table")
+    ap.add_argument("--by-layer", action="store_true", help="one row per kernel and layer")
+    ap.add_argument("--passes", action="store_true", help="per layer and backward pass: implicit GEMM vs mma.sync")
     args = ap.parse_args()
     try:
         sass = read_sass(args.sass)
@@ -159,7 +202,9 @@ def main():
         sys.exit(f"predict.py: {args.sass} holds no sm_90 table of sass_check.py --markdown")
     for path in args.profile:
         print(f"**{path}**\n")
-        section(path, sass)
+        section(path, sass, args.by_layer)
+        if args.passes:
+            passes(path, sass)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@
 // under nvcc a real launch checked with cudaGetLastError, otherwise the CPU emulator. A failure
 // throws kiln::gpu::Error naming the kernel. No cuBLAS/cuDNN here (the cuDNN oracle is
 // <kiln/cuda/cudnn.hpp>).
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -31,6 +32,7 @@
 #include "conv2d.cuh"
 #include "conv2d_igemm.cuh"
 #include "conv2d_mma.cuh"
+#include "conv2d_mma_wgrad.cuh"
 #include "conv2d_strided.cuh"
 #include "elementwise.cuh"
 #include "loss.cuh"
@@ -218,13 +220,19 @@ struct Backend<Cuda> {
   static kiln::cuda::MathMode math_mode() { return kiln::cuda::math_mode(); }
 
   // ---- Conv2d -------------------------------------------------------------
-  // Strict fp32 needs no scratch memory. TF32: the forward's packed weights (mma.sync) and the
-  // weight gradient's split-K partial sums, never live at once, so the larger of the two.
+  // Strict fp32 needs no scratch memory. TF32: the forward's packed weights, the input gradient's
+  // packed weights (both mma.sync) and the weight gradient's split-K partial sums (mma.sync, or the
+  // implicit GEMM's where the mma kernel does not take the shape), never live at once, so the
+  // largest of them.
   static std::size_t conv2d_workspace_floats(const ConvShape& s) {
+    namespace k = kiln::cuda::kernels;
     if (!uses_tensor_cores(s)) return 0;
-    const auto split = static_cast<std::size_t>(kiln::cuda::kernels::igemm::weight_grad_workspace_floats(s));
-    const std::size_t packed = conv2d_forward_workspace_floats(s);
-    return split > packed ? split : packed;
+    std::int64_t floats = static_cast<std::int64_t>(conv2d_forward_workspace_floats(s));
+    if (uses_mma_forward(s) && k::mma_conv::supports(k::mma_conv::transposed(s)))
+      floats = std::max(floats, k::mma_conv::packed_dgrad_weight_floats(s));
+    floats = std::max(floats, k::mma_wgrad::supports(s) ? k::mma_wgrad::workspace_floats(s)
+                                                        : k::igemm::weight_grad_workspace_floats(s));
+    return static_cast<std::size_t>(floats);
   }
 
   // TF32: the weights packed for the mma.sync kernel; strict fp32 needs nothing.
@@ -632,17 +640,25 @@ struct Backend<Cuda> {
   static void conv2d_forward_mma(const ConvShape& s, const T& x, const T& w, const T& b, T& y, T& ws) {
     namespace mc = kiln::cuda::kernels::mma_conv;
     if (s.c_out == 0) return;
-    float* packed = ws.data();
     with_kernel_size<1, 3>(s.k, [&]<int K>() {
-      launch_1d(KILN_CUDA_KERNEL(conv2d_mma_pack_weights_kernel, K), mc::packed_weight_floats(s), s, w.data(), packed);
+      launch_1d(KILN_CUDA_KERNEL(conv2d_mma_pack_weights_kernel, K), mc::packed_weight_floats(s), s, w.data(),
+                ws.data());
+    });
+    conv2d_mma_packed(s, x, ws, ptr(b), y);
+  }
+  // The mma.sync forward kernel of shape fs on weights already packed into ws (the forward's, or
+  // the input gradient's with fs = mma_conv::transposed(s)).
+  static void conv2d_mma_packed(const ConvShape& fs, const T& x, const T& ws, const float* b, T& y) {
+    namespace mc = kiln::cuda::kernels::mma_conv;
+    with_kernel_size<1, 3>(fs.k, [&]<int K>() {
       auto run = [&]<int BN, bool Tail>() {
-        const dim3 grid(static_cast<unsigned>((s.n * s.h * s.w + mc::bm - 1) / mc::bm),
-                        static_cast<unsigned>((s.c_out + BN - 1) / BN));
+        const dim3 grid(static_cast<unsigned>((fs.n * fs.h * fs.w + mc::bm - 1) / mc::bm),
+                        static_cast<unsigned>((fs.c_out + BN - 1) / BN));
         launch(KILN_CUDA_KERNEL(conv2d_mma_forward_kernel, K, BN, Tail), grid, dim3(mc::Tile<BN>::threads),
-               mc::Tile<BN>::shared_bytes, s, x.data(), static_cast<const float*>(packed), ptr(b), y.data());
+               mc::Tile<BN>::shared_bytes, fs, x.data(), ws.data(), b, y.data());
       };
-      const bool tail = s.c_in % mc::bk != 0;
-      if (mc::block_n(s) == 64)
+      const bool tail = fs.c_in % mc::bk != 0;
+      if (mc::block_n(fs) == 64)
         tail ? run.template operator()<64, true>() : run.template operator()<64, false>();
       else
         tail ? run.template operator()<128, true>() : run.template operator()<128, false>();
@@ -654,16 +670,47 @@ struct Backend<Cuda> {
     return dim3(static_cast<unsigned>(ig::ceil_div(g.n, ig::bn)), static_cast<unsigned>(ig::ceil_div(g.m, ig::bm)),
                 splits);
   }
-  // dx overwritten (if wanted), dw accumulated (if wanted): TF32 tensor cores.
+  // dx overwritten (if wanted), dw accumulated (if wanted): TF32 tensor cores. The input gradient
+  // on mma.sync (the forward kernel on the transposed shape, weights packed transposed and rotated
+  // into ws) and the weight gradient on mma.sync (conv2d_mma_wgrad.cuh) where the shape and the
+  // workspace allow, else the implicit-GEMM kernels.
   static void conv2d_backward_tf32(const ConvShape& s, const T& x, const T& w, const T& dy, T& dx, T& dw, T& ws) {
     namespace ig = kiln::cuda::kernels::igemm;
-    if (!dx.empty()) {
-      with_kernel_size<1, 3>(s.k, [&]<int K>() {
-        launch(KILN_CUDA_KERNEL(conv2d_igemm_backward_data_kernel, K), igemm_grid(s, ig::Pass::backward_data),
-               dim3(ig::threads), ig::shared_bytes, s, w.data(), dy.data(), dx.data());
-      });
+    namespace mc = kiln::cuda::kernels::mma_conv;
+    namespace mw = kiln::cuda::kernels::mma_wgrad;
+    if (!dx.empty() && s.c_in > 0) {
+      if (uses_mma_forward(s) && mc::supports(mc::transposed(s)) && s.c_out > 0 &&
+          static_cast<std::int64_t>(ws.numel()) >= mc::packed_dgrad_weight_floats(s)) {
+        with_kernel_size<1, 3>(s.k, [&]<int K>() {
+          launch_1d(KILN_CUDA_KERNEL(conv2d_mma_pack_weights_dgrad_kernel, K), mc::packed_dgrad_weight_floats(s), s,
+                    w.data(), ws.data());
+        });
+        conv2d_mma_packed(mc::transposed(s), dy, ws, nullptr, dx);
+      } else {
+        with_kernel_size<1, 3>(s.k, [&]<int K>() {
+          launch(KILN_CUDA_KERNEL(conv2d_igemm_backward_data_kernel, K), igemm_grid(s, ig::Pass::backward_data),
+                 dim3(ig::threads), ig::shared_bytes, s, w.data(), dy.data(), dx.data());
+        });
+      }
     }
-    if (dw.empty()) return;
+    if (dw.empty() || s.c_in == 0 || s.c_out == 0) return;
+    if (mw::supports(s) && mw::aligned(dy.data())) {
+      mw::Splits sp = mw::splits(s);
+      const std::int64_t weights = s.c_out * s.c_in * s.k * s.k;
+      // A workspace planned under strict fp32 (or none) is too small: run unsplit, straight into dw.
+      if (sp.count > 1 && static_cast<std::int64_t>(ws.numel()) < sp.count * weights)
+        sp = mw::Splits{1, static_cast<int>((s.n * s.h * s.w + mw::bk - 1) / mw::bk)};
+      float* out = sp.count > 1 ? ws.data() : dw.data();
+      mw::dispatch(s, [&]<int K, int BT, bool Tail>() {
+        launch(KILN_CUDA_KERNEL(conv2d_mma_wgrad_kernel, K, BT, Tail), mw::grid(s, sp.count),
+               dim3(mw::Tile<BT>::threads), mw::Tile<BT>::shared_bytes, s, x.data(), dy.data(), out,
+               sp.steps_per_split);
+        if (sp.count > 1)
+          launch_1d(KILN_CUDA_KERNEL(conv2d_mma_wgrad_reduce_kernel, K), weights, s,
+                    static_cast<const float*>(ws.data()), sp.count, dw.data());
+      });
+      return;
+    }
     ig::Splits sp = ig::weight_grad_splits(s);
     const std::int64_t weights = s.c_out * s.c_in * s.k * s.k;
     // A workspace planned under strict fp32 (or none) is too small: run unsplit, straight into dw.

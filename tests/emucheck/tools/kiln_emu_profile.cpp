@@ -2,12 +2,20 @@
 // (forward, MSE loss, backward, Adam) at real shapes, from the emulator's counters
 // (kernels/kiln/gpu/emu_profile.hpp; checking build only, target kiln_emu_profile).
 //
-//   kiln_emu_profile [--width 16|32] [--batch N] [--size S] [--math strict|tf32] [--kernels step|mma-forward]
-//                    [--csv FILE]
+//   kiln_emu_profile [--width 16|32] [--batch N] [--size S] [--math strict|tf32]
+//                    [--kernels step|mma-forward|backward] [--csv FILE]
 //
 // --kernels mma-forward: instead of the step, only the forward convolutions of the same U-Net, each
-// as conv2d_mma.cuh's weight packing + mma.sync forward kernel (not in the backend yet), so that its
-// predicted time can be compared with conv2d_igemm_forward_kernel's rows of the tf32 step.
+// as conv2d_mma.cuh's weight packing + mma.sync forward kernel, so that its predicted time can be
+// compared with conv2d_igemm_forward_kernel's rows of an older tf32 step.
+// --kernels backward: instead of the step, the step's backward convolutions (same shapes, same
+// order, no input gradient for the first layer), each twice: on the implicit-GEMM kernels of
+// conv2d_igemm.cuh (input gradient, split-K weight gradient + its reduction) and on the mma.sync
+// kernels (conv2d_mma.cuh's input gradient, conv2d_mma_wgrad.cuh's weight gradient + reduction), so
+// that predict.py puts both side by side (--by-layer: per layer).
+// Under --math tf32 the step runs the backend's TF32 kernels: the mma.sync forward, input gradient
+// (the forward kernel on the transposed shape, named "conv2d_mma_forward_kernel<...> (dgrad)" here)
+// and weight gradient (conv2d_mma_wgrad.cuh), the implicit GEMM where those do not take a shape.
 //
 // Prints a table per kernel (summed over the step's launches) and writes one CSV row per launch
 // for tests/emucheck/predict.py (the predicted-time table of docs/kernels.md). Only sampled blocks
@@ -16,14 +24,18 @@
 // shapes: 2·N·H·W·Cin·Cout·K² for the forward, input-gradient and weight-gradient passes and
 // N·H·W·Cout for the bias gradient; the other kernels are counted as 0 FLOPs (memory-bound). The
 // convolutions' distinct global bytes are their tensors' sizes (see below).
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <map>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "conv2d_igemm.cuh"
 #include "conv2d_mma.cuh"
+#include "conv2d_mma_wgrad.cuh"
 #include "kiln/cuda.hpp"
 #include "kiln/models/unet.hpp"
 
@@ -38,7 +50,7 @@ struct Options {
   std::fprintf(
       stderr,
       "kiln_emu_profile: %s\nusage: kiln_emu_profile [--width 16|32] [--batch N] [--size S] [--math strict|tf32] "
-      "[--kernels step|mma-forward] [--csv FILE]\n",
+      "[--kernels step|mma-forward|backward] [--csv FILE]\n",
       why.c_str());
   std::exit(2);
 }
@@ -67,7 +79,8 @@ Options parse(int argc, char** argv) {
   if (o.width != 16 && o.width != 32) usage("--width must be 16 (model small) or 32 (model base)");
   if (o.batch < 1 || o.size < 16 || o.size % 16 != 0) usage("--batch must be >= 1 and --size a multiple of 16");
   if (o.math != "strict" && o.math != "tf32") usage("--math must be strict or tf32");
-  if (o.kernels != "step" && o.kernels != "mma-forward") usage("--kernels must be step or mma-forward");
+  if (o.kernels != "step" && o.kernels != "mma-forward" && o.kernels != "backward")
+    usage("--kernels must be step, mma-forward or backward");
   return o;
 }
 
@@ -128,7 +141,12 @@ int run(const Options& o) {
   emu::set_race_check(false);  // skipped blocks leave shared/global data unwritten on purpose
   emu::set_profile_sampled_only(true);
   emu::set_profile(true);
-  std::vector<std::string> mma_names;  // the mma kernels' instantiations, in launch order
+  std::vector<std::string> mma_names;     // the mma kernels' instantiations, in launch order
+  std::vector<std::size_t> launch_layer;  // --kernels backward: the layer of each launch
+  auto device = [](long long count, float value) {
+    return kiln::Tensor<float, Cuda>::from_host(kiln::Shape::nchw(count, 1, 1, 1),
+                                                std::vector<float>(static_cast<std::size_t>(count), value));
+  };
   if (o.kernels == "step") {
     for (int step = 0; step < 2; ++step) {  // the first step plans and creates the optimizer state
       emu::profile_log().clear();
@@ -137,15 +155,68 @@ int run(const Options& o) {
       net.backward(loss.backward());
       opt.step();
     }
+  } else if (o.kernels == "backward") {
+    namespace k = kiln::cuda::kernels;
+    namespace ig = k::igemm;
+    namespace mc = k::mma_conv;
+    namespace mw = k::mma_wgrad;
+    emu::profile_log().clear();
+    for (std::size_t layer = convs.size(); layer-- > 0;) {
+      const ConvLayer& c = convs[layer];
+      const kiln::ConvShape s{o.batch, c.c_in, c.c_out, c.h, c.w, c.k};
+      const std::string K = std::to_string(s.k);
+      const bool dx_wanted = layer > 0;  // the step computes no input gradient for the first layer
+      const ig::Splits sp = ig::weight_grad_splits(s);
+      const std::int64_t scratch =
+          std::max({ig::weight_grad_workspace_floats(s), mc::packed_dgrad_weight_floats(s), mw::workspace_floats(s)});
+      auto xs = device(s.n * s.c_in * s.h * s.w, 0.5f), ws = device(s.c_out * s.c_in * s.k * s.k, 0.1f),
+           dys = device(s.n * s.c_out * s.h * s.w, 0.25f), dxs = device(s.n * s.c_in * s.h * s.w, 0.0f),
+           dws = device(s.c_out * s.c_in * s.k * s.k, 0.0f), work = device(scratch + 1, 0.0f);
+      // The implicit GEMM, launched as Backend<Cuda>::conv2d_backward_tf32 launched it.
+      const auto pixels = s.n * s.h * s.w, weights = s.c_out * s.c_in * s.k * s.k;
+      auto igemm = [&]<int KS>() {
+        if (dx_wanted) {
+          KILN_LAUNCH(k::conv2d_igemm_backward_data_kernel<KS>,
+                      dim3(static_cast<unsigned>(ig::ceil_div(pixels, ig::bn)),
+                           static_cast<unsigned>(ig::ceil_div(s.c_in, ig::bm))),
+                      dim3(ig::threads), ig::shared_bytes, nullptr, s, ws.data(), dys.data(), dxs.data());
+          mma_names.push_back("conv2d_igemm_backward_data_kernel<" + K + ">");
+        }
+        KILN_LAUNCH(k::conv2d_igemm_backward_weight_kernel<KS>,
+                    dim3(static_cast<unsigned>(ig::ceil_div(s.c_in * s.k * s.k, ig::bn)),
+                         static_cast<unsigned>(ig::ceil_div(s.c_out, ig::bm)), static_cast<unsigned>(sp.count)),
+                    dim3(ig::threads), ig::shared_bytes, nullptr, s, xs.data(), dys.data(),
+                    sp.count > 1 ? work.data() : dws.data(), sp.k_tiles_per_split);
+        mma_names.push_back("conv2d_igemm_backward_weight_kernel<" + K + ">");
+        if (sp.count > 1) {
+          const auto g = k::grid_stride(weights);
+          KILN_LAUNCH(k::conv2d_igemm_reduce_splits_kernel<float>, dim3(g.blocks), dim3(g.threads), 0, nullptr,
+                      static_cast<const float*>(work.data()), sp.count, weights, dws.data());
+          mma_names.push_back("conv2d_igemm_reduce_splits_kernel<float>");
+        }
+      };
+      s.k == 3 ? igemm.template operator()<3>() : igemm.template operator()<1>();
+      // mma.sync: the input gradient on the forward kernel, the weight gradient + its reduction.
+      if (dx_wanted) {
+        mc::backward_data(s, ws.data(), dys.data(), dxs.data(), work.data());
+        const kiln::ConvShape t = mc::transposed(s);
+        mma_names.push_back("conv2d_mma_pack_weights_dgrad_kernel<" + K + ">");
+        mma_names.push_back("conv2d_mma_forward_kernel<" + K + ", " + std::to_string(mc::block_n(t)) + ", " +
+                            (t.c_in % mc::bk != 0 ? "true" : "false") + "> (dgrad)");
+      }
+      mw::backward_weight(s, xs.data(), dys.data(), dws.data(), work.data());
+      mma_names.push_back("conv2d_mma_wgrad_kernel<" + K + ", " + std::to_string(mw::block_tile(s)) + ", " +
+                          (s.c_in % mw::block_tile(s) != 0 ? "true" : "false") + ">");
+      if (mw::splits(s).count > 1) mma_names.push_back("conv2d_mma_wgrad_reduce_kernel<" + K + ">");
+      launch_layer.resize(emu::profile_log().size(), layer);
+      if (launch_layer.size() != mma_names.size())
+        throw std::runtime_error("kiln_emu_profile: the backward launches and their names disagree");
+    }
   } else {
     namespace mc = kiln::cuda::kernels::mma_conv;
     emu::profile_log().clear();
     for (const ConvLayer& c : convs) {
       const kiln::ConvShape s{o.batch, c.c_in, c.c_out, c.h, c.w, c.k};
-      auto device = [](long long count, float value) {
-        return kiln::Tensor<float, Cuda>::from_host(kiln::Shape::nchw(count, 1, 1, 1),
-                                                    std::vector<float>(static_cast<std::size_t>(count), value));
-      };
       auto xs = device(s.n * s.c_in * s.h * s.w, 0.5f), ws = device(s.c_out * s.c_in * s.k * s.k, 0.1f),
            bs = device(s.c_out, 0.0f);
       auto ys = device(s.n * s.c_out * s.h * s.w, 0.0f), packed = device(mc::packed_weight_floats(s), 0.0f);
@@ -158,7 +229,7 @@ int run(const Options& o) {
   emu::set_profile(false);
 
   std::vector<Row> rows;
-  std::string phase = "forward";
+  std::string phase = o.kernels == "backward" ? "backward" : "forward";
   std::size_t next_forward = 0, next_backward = convs.size();
   bool in_backward_group = false;
   for (std::size_t launch = 0; launch < emu::profile_log().size(); ++launch) {
@@ -166,10 +237,15 @@ int run(const Options& o) {
     Row r{&p, launch < mma_names.size() ? mma_names[launch] : short_name(p.kernel), phase, ""};
     if (contains(r.kernel, "loss_backward")) phase = r.phase = "backward";
     if (contains(r.kernel, "adam") || contains(r.kernel, "sgd")) phase = r.phase = "optimizer";
-    const bool forward_conv = contains(r.kernel, "conv2d_forward") || contains(r.kernel, "conv2d_igemm_forward") ||
-                              contains(r.kernel, "conv2d_mma_forward");
+    // The mma.sync input gradient is the forward kernel on the transposed shape: named apart.
+    if (phase == "backward" && contains(r.kernel, "conv2d_mma_forward") && !contains(r.kernel, "(dgrad)"))
+      r.kernel += " (dgrad)";
+    const bool forward_conv = (contains(r.kernel, "conv2d_forward") || contains(r.kernel, "conv2d_igemm_forward") ||
+                               contains(r.kernel, "conv2d_mma_forward")) &&
+                              !contains(r.kernel, "(dgrad)");
     const bool backward_conv = contains(r.kernel, "conv2d_backward") || contains(r.kernel, "conv2d_igemm_backward") ||
-                               contains(r.kernel, "reduce_splits");
+                               contains(r.kernel, "reduce_splits") || contains(r.kernel, "(dgrad)") ||
+                               contains(r.kernel, "conv2d_mma_wgrad") || contains(r.kernel, "pack_weights_dgrad");
     // Convolutions: FLOPs and the compulsory global bytes (every tensor read or written once) from
     // the layer's shape. The sampled-block extrapolation of distinct bytes cannot see that every
     // block of a weight gradient reads the same activations, so it is replaced here.
@@ -183,20 +259,25 @@ int run(const Options& o) {
     } else if (backward_conv) {
       if (!in_backward_group && next_backward > 0) --next_backward;
       in_backward_group = true;
-      const ConvLayer& c = convs[next_backward];
+      const ConvLayer& c = launch < launch_layer.size() ? convs[launch_layer[launch]] : convs[next_backward];
       r.layer = c.name;
       if (contains(r.kernel, "bias")) {
         p.flops = pixels(c) * c.c_out;
         p.global_distinct_bytes = 4.0 * (pixels(c) * c.c_out + 2.0 * c.c_out);
-      } else if (contains(r.kernel, "backward_data")) {
+      } else if (contains(r.kernel, "backward_data") || contains(r.kernel, "(dgrad)")) {
         p.flops = 2.0 * pixels(c) * weights(c);
         p.global_distinct_bytes = 4.0 * (pixels(c) * (c.c_in + c.c_out) + weights(c));
-      } else if (contains(r.kernel, "backward_weight")) {  // dw is read and written (+=); split-K partials not counted
+      } else if (contains(r.kernel, "pack_weights_dgrad")) {  // w read, the transposed copy written (as below)
+        const double padded = 1.0 * c.c_in * c.k * c.k * ((c.c_out + 15) / 16 * 16);
+        p.global_distinct_bytes = 4.0 * (weights(c) + padded);
+      } else if (contains(r.kernel, "backward_weight") ||
+                 contains(r.kernel,
+                          "conv2d_mma_wgrad_kernel")) {  // dw read and written (+=); split-K partials not counted
         p.flops = 2.0 * pixels(c) * weights(c);
         p.global_distinct_bytes = 4.0 * (pixels(c) * (c.c_in + c.c_out) + 2.0 * weights(c));
       }
     }
-    if (contains(r.kernel, "conv2d_mma_pack_weights") && next_forward < convs.size()) {  // for the next forward conv
+    if (contains(r.kernel, "conv2d_mma_pack_weights_kernel") && next_forward < convs.size()) {  // the next forward conv
       // The sampled-block extrapolation cannot see that the grid-stride blocks re-read w's sectors.
       const ConvLayer& c = convs[next_forward];
       r.layer = c.name;
@@ -251,8 +332,9 @@ int run(const Options& o) {
   }
   auto ratio = [](double a, double b) { return b > 0 ? a / b : 0.0; };
   std::printf("UNet<1,2,%d,%d>, batch %d, %dx%d, %s: %zu launches\n\n", Width, depth, o.batch, o.size, o.size,
-              o.kernels == "step" ? (o.math + " convolutions, one training step").c_str()
-                                  : "the forward convolutions on conv2d_mma.cuh",
+              o.kernels == "step"       ? (o.math + " convolutions, one training step").c_str()
+              : o.kernels == "backward" ? "the backward convolutions, implicit GEMM and mma.sync"
+                                        : "the forward convolutions on conv2d_mma.cuh",
               rows.size());
   std::printf(
       "| kernel | launches | GFLOP | tensor-core GFLOP | HMMA (M) | global MB (distinct) | ld sectors/req | st "

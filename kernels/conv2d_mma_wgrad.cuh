@@ -1,0 +1,370 @@
+#pragma once
+// Conv2d weight gradient (stride 1, zero padding K/2, NCHW, K = 1 or 3) as a TF32 GEMM on
+// mma.sync m16n8k8, in the style of the forward (conv2d_mma.cuh). Backend<Cuda>'s MathMode::tf32
+// weight gradient wherever supports() holds; tested on the emulator (tests/emu/test_conv_mma.cpp,
+// the tf32 rows of the kernel table).
+//
+// Per filter tap t = u*K + v (blockIdx.y), one GEMM with the pixels as the reduction:
+//   D_t[m = Cout][n = Cin] = sum over pixels p of  dy[img][m][p]  *  x[img][n][py+u-P][px+v-P],
+//   dw[m][n][t] += D_t[m][n].
+// The pixels are split over blockIdx.z (split-K, enough blocks for a large GPU): each split writes
+// its partial D into a workspace [split][t][Cout][Cin], and conv2d_mma_wgrad_reduce_kernel adds
+// the splits to dw in a fixed order (deterministic, bit-identical run to run, no atomics). With one
+// split the kernel adds D to dw itself.
+//
+// Tiling: a block computes BT x BT of D (BT = 128: 4 warps 2 x 2; BT = 64: 1 warp), each warp a
+// 64 x 64 tile as 4 x 8 m16n8k8 accumulators. k steps of 16 pixels through a 3-stage cp.async
+// pipeline, one __syncthreads per step. Both operands are stored [row][16 pixels], pixels
+// contiguous, 16-byte chunk c of row r at slot c ^ ((r >> 1) & 3) (the 8 rows of an ldmatrix phase
+// in 8 different bank groups), and loaded by ldmatrix.x4: for 32-bit data the plain ldmatrix gives
+// lane l the float (l/4, l%4) of an 8x4 block, which is the m16n8k8 A layout for row-major
+// storage (four 8x4 blocks = {a0, a1, a2, a3}) and the B layout for n-major storage.
+//   A = dy: H*W % 4 == 0 (supports()), so 4 consecutive pixels never straddle two images and are
+//     16-byte aligned: 16-byte cp.async, zero-filled past the last pixel. Rows past Cout read a
+//     clamped row (their D rows are never stored).
+//   B = x at the block's tap: 4-byte cp.async (the tap shifts pixels by v-P, misaligning them),
+//     zero-filled outside the image, past the last pixel and (ChannelTail) past Cin. Each thread
+//     gathers one pixel of the step for BT*16/threads channels: one tap check per step, a constant
+//     channel stride, destinations as immediates off per-thread bases.
+// The pixel positions move by 16 per step: kept incrementally (no division in the k loop).
+// Operands: dy and x reach the tensor core as fp32 bits, which it truncates to TF32 (as the
+// forward's activations). Offsets are 32-bit (supports() checks N*C*H*W < 2^31).
+#include <cstddef>
+#include <cstdint>
+
+#include "kiln/core/conv_shape.hpp"
+#include "kiln/gpu/gpu.hpp"
+
+namespace kiln::cuda::kernels {
+
+namespace mma_wgrad {
+
+inline constexpr int bk = 16;  // pixels per pipeline stage
+inline constexpr int stages = 3;
+inline constexpr int warp_tile = 64;  // 64 output x 64 input channels per warp
+
+template <int BT>
+struct Tile {
+  static_assert(BT == 64 || BT == 128, "block tiles are 64 x 64 or 128 x 128");
+  static constexpr int warps_m = BT / warp_tile, warps_n = BT / warp_tile;
+  static constexpr int threads = 32 * warps_m * warps_n;
+  static constexpr int a_floats = BT * bk, b_floats = BT * bk, stage_floats = a_floats + b_floats;
+  static constexpr std::size_t shared_bytes = sizeof(float) * stages * stage_floats;
+  static constexpr int a_chunks_per_thread = BT * (bk / 4) / threads;  // 16-byte dy copies
+  static constexpr int a_rows_per_pass = threads / (bk / 4);
+  static constexpr int b_rows_per_pass = threads / bk;                             // x rows a pass of the block covers
+  static constexpr int b_copies_per_thread = BT / b_rows_per_pass;                 // 4-byte x copies
+  static constexpr int b_period = b_rows_per_pass >= 8 ? 1 : 8 / b_rows_per_pass;  // of the row swizzle
+  static_assert(a_rows_per_pass % 8 == 0, "every dy copy of a thread has the same swizzle");
+  static_assert(8 % b_rows_per_pass == 0 || b_rows_per_pass % 8 == 0, "periodic x swizzle");
+  static_assert(shared_bytes <= 48 * 1024, "fits the default dynamic shared memory limit");
+};
+
+// Float (row, k) of a stage operand [BT][16], 16-byte chunks swizzled.
+__device__ __forceinline__ int index(int row, int k) {
+  return row * bk + (((k >> 2) ^ ((row >> 1) & 3)) << 2) + (k & 3);
+}
+
+// Block tile: 128 x 128 when both channel counts exceed 64, else 64 x 64.
+inline int block_tile(const ConvShape& s) { return s.c_out > 64 && s.c_in > 64 ? 128 : 64; }
+
+}  // namespace mma_wgrad
+
+// grid (ceil(Cin / BT), ceil(Cout / BT) * K*K, splits), block Tile<BT>::threads, dynamic shared
+// memory Tile<BT>::shared_bytes. Split z reduces k steps [z * steps_per_split, ...) and writes
+// `out` = workspace [splits][K*K][Cout][Cin] (splits > 1) or adds to `out` = dw (one split).
+template <int K, int BT, bool ChannelTail>
+__global__ void __launch_bounds__(mma_wgrad::Tile<BT>::threads, 2)
+    conv2d_mma_wgrad_kernel(ConvShape s, const float* x, const float* dy, float* out, int steps_per_split) {
+  namespace mma = kiln::gpu::mma;
+  using T = mma_wgrad::Tile<BT>;
+  using mma_wgrad::bk;
+  using mma_wgrad::index;
+  constexpr int KK = K * K, P = K / 2;
+  const int H = static_cast<int>(s.h), W = static_cast<int>(s.w), HW = H * W;
+  const int cin = static_cast<int>(s.c_in), cout = static_cast<int>(s.c_out);
+  const int pixels = static_cast<int>(s.n) * HW;
+  const int tid = static_cast<int>(threadIdx.x), lane = tid % 32, warp = tid / 32;
+  const int wm = warp % T::warps_m, wn = warp / T::warps_m;
+  const int tiles_m = (cout + BT - 1) / BT;
+  const int tap = static_cast<int>(blockIdx.y) / tiles_m, u = tap / K, v = tap % K;
+  const int m0 = (static_cast<int>(blockIdx.y) - tap * tiles_m) * BT, n0 = static_cast<int>(blockIdx.x) * BT;
+  const int k_steps_total = (pixels + bk - 1) / bk;
+  const int step_begin = static_cast<int>(blockIdx.z) * steps_per_split;
+  const int step_end = step_begin + steps_per_split < k_steps_total ? step_begin + steps_per_split : k_steps_total;
+  const int k_steps = step_end - step_begin;
+  float* shared = kiln::gpu::dynamic_shared<float>();
+
+  // ---- per-thread copy state, computed once ----
+  // A = dy: chunk c = tid % 4 (pixels p_a .. p_a+3 of the step), rows tid / 4 + i * a_rows_per_pass.
+  int a_pixel = step_begin * bk + (tid % 4) * 4;
+  int a_hw = a_pixel % HW, a_offset = a_pixel / HW * cout * HW + a_hw;
+  int a_row[T::a_chunks_per_thread];
+  KILN_UNROLL
+  for (int i = 0; i < T::a_chunks_per_thread; ++i) {
+    const int m = m0 + tid / 4 + i * T::a_rows_per_pass;
+    a_row[i] = (m < cout ? m : cout - 1) * HW;  // a row past Cout reads a real one; its D is dropped
+  }
+  const int a_dst = index(tid / 4, (tid % 4) * 4);
+  // B = x: pixel p_b = step start + tid % 16, rows r0 + j * b_rows_per_pass (channels n0 + row).
+  const int r0 = tid / bk;
+  int b_pixel = step_begin * bk + tid % bk;
+  int b_px, b_py, b_offset;
+  {
+    const int img = b_pixel / HW, hw = b_pixel - img * HW;
+    b_py = hw / W;
+    b_px = hw - b_py * W;
+    b_offset = img * cin * HW + hw + (n0 + r0) * HW + (u - P) * W + (v - P);
+  }
+  // Rows of this thread that exist: j < b_rows (ChannelTail only).
+  const int b_rows_left = cin - n0 - r0;
+  const int b_rows = b_rows_left > 0 ? (b_rows_left + T::b_rows_per_pass - 1) / T::b_rows_per_pass : 0;
+  int b_dst[T::b_period];
+  KILN_UNROLL
+  for (int j = 0; j < T::b_period; ++j) b_dst[j] = index(r0 + j * T::b_rows_per_pass, tid % bk);
+  const int a_image_skip = (cout - 1) * HW, b_image_skip = (cin - 1) * HW;
+
+  auto load_stage = [&](float* stage) {
+    float* as = stage;
+    float* bs = stage + T::a_floats;
+    const bool a_ok = a_pixel < pixels;  // 4 pixels: all or none exist (H*W % 4 == 0)
+    KILN_UNROLL
+    for (int i = 0; i < T::a_chunks_per_thread; ++i)
+      kiln::gpu::cp_async<16>(as + a_dst + i * T::a_rows_per_pass * bk, dy + (a_offset + a_row[i]), a_ok);
+    const int iy = b_py + u - P, ix = b_px + v - P;
+    const bool b_ok = b_pixel < pixels && static_cast<unsigned>(iy) < static_cast<unsigned>(H) &&
+                      static_cast<unsigned>(ix) < static_cast<unsigned>(W);
+    const float* src = x + b_offset;  // where !b_ok it may lie outside x: a zero-fill copy does not read it
+    KILN_UNROLL
+    for (int j = 0; j < T::b_copies_per_thread; ++j) {
+      kiln::gpu::cp_async<4>(bs + b_dst[j % T::b_period] + (j / T::b_period) * 8 * bk, src,
+                             b_ok && (!ChannelTail || j < b_rows));
+      src += T::b_rows_per_pass * HW;
+    }
+    // Next step: 16 pixels further.
+    a_pixel += bk;
+    a_offset += bk;
+    a_hw += bk;
+    while (a_hw >= HW) {  // into the next image (more than once only when H*W < 16)
+      a_hw -= HW;
+      a_offset += a_image_skip;
+    }
+    b_pixel += bk;
+    b_offset += bk;
+    b_px += bk;
+    while (b_px >= W) {
+      b_px -= W;
+      ++b_py;
+    }
+    while (b_py >= H) {
+      b_py -= H;
+      b_offset += b_image_skip;
+    }
+  };
+
+  // ---- per-lane ldmatrix row addresses inside a stage, computed once ----
+  // ldmatrix.x4 lane l gives the address of row l % 8 of matrix l / 8.
+  const int mat = lane / 8;
+  int a_lane[2], b_lane[2];
+  {
+    // A m-tile i, k half kh: matrices {rows 0-7, rows 8-15} x {k 0-3, k 4-7} = {a0, a1, a2, a3}.
+    const int m = wm * mma_wgrad::warp_tile + (mat % 2) * 8 + lane % 8;
+    // B n-tiles 2jp, 2jp+1: matrices {n 0-7, n 8-15} x {k 0-3, k 4-7} in the order b[2jp], b[2jp+1].
+    const int n = wn * mma_wgrad::warp_tile + (mat / 2) * 8 + lane % 8;
+    KILN_UNROLL
+    for (int kh = 0; kh < 2; ++kh) {
+      a_lane[kh] = index(m, kh * 8 + (mat / 2) * 4);
+      b_lane[kh] = index(n, kh * 8 + (mat % 2) * 4);
+    }
+  }
+
+  float acc[4][8][4];
+  KILN_UNROLL
+  for (int i = 0; i < 4; ++i) {
+    KILN_UNROLL
+    for (int j = 0; j < 8; ++j) {
+      KILN_UNROLL
+      for (int q = 0; q < 4; ++q) acc[i][j][q] = 0.0f;
+    }
+  }
+
+  // ---- the pipeline: stages 0 .. stages-2 in flight before the loop ----
+  KILN_UNROLL
+  for (int st = 0; st < mma_wgrad::stages - 1; ++st) {
+    if (st < k_steps) load_stage(shared + st * T::stage_floats);
+    kiln::gpu::cp_async_commit();
+  }
+  int read_stage = 0, write_stage = mma_wgrad::stages - 1;
+  for (int step = 0; step < k_steps; ++step) {
+    kiln::gpu::cp_async_wait<mma_wgrad::stages - 2>();  // this thread's copies of `step` have landed ...
+    __syncthreads();  // ... and everyone's; everyone also finished step-1, whose stage is refilled now
+    if (step + mma_wgrad::stages - 1 < k_steps) load_stage(shared + write_stage * T::stage_floats);
+    kiln::gpu::cp_async_commit();
+    const float* as = shared + read_stage * T::stage_floats;
+    const float* bs = as + T::a_floats;
+    KILN_UNROLL
+    for (int kh = 0; kh < 2; ++kh) {  // two k8 halves of the step
+      std::uint32_t a[4][4], b[8][2];
+      KILN_UNROLL
+      for (int i = 0; i < 4; ++i) mma::ldmatrix_x4(a[i], as + i * 16 * bk + a_lane[kh]);
+      KILN_UNROLL
+      for (int jp = 0; jp < 4; ++jp) {
+        std::uint32_t r[4];
+        mma::ldmatrix_x4(r, bs + jp * 16 * bk + b_lane[kh]);
+        b[2 * jp][0] = r[0];
+        b[2 * jp][1] = r[1];
+        b[2 * jp + 1][0] = r[2];
+        b[2 * jp + 1][1] = r[3];
+      }
+      KILN_UNROLL
+      for (int i = 0; i < 4; ++i) {
+        KILN_UNROLL
+        for (int j = 0; j < 8; ++j) mma::mma_tf32_m16n8k8(acc[i][j], a[i], b[j], acc[i][j]);
+      }
+    }
+    read_stage = read_stage == mma_wgrad::stages - 1 ? 0 : read_stage + 1;
+    write_stage = write_stage == mma_wgrad::stages - 1 ? 0 : write_stage + 1;
+  }
+  kiln::gpu::cp_async_wait<0>();  // no copy may be left pending at exit
+
+  // ---- epilogue: D[m][n] of this tap, lane (g, t) holds rows g, g+8 and columns 2t, 2t+1 of
+  // each 16 x 8 accumulator ----
+  const int g = lane / 4, t4 = lane % 4;
+  const bool split = gridDim.z > 1;
+  float* partial = out + (static_cast<int>(blockIdx.z) * KK + tap) * cout * cin;  // [Cout][Cin] of this split, tap
+  KILN_UNROLL
+  for (int i = 0; i < 4; ++i) {
+    KILN_UNROLL
+    for (int h = 0; h < 2; ++h) {
+      const int m = m0 + wm * mma_wgrad::warp_tile + i * 16 + h * 8 + g;
+      if (m >= cout) continue;
+      KILN_UNROLL
+      for (int j = 0; j < 8; ++j) {
+        KILN_UNROLL
+        for (int e = 0; e < 2; ++e) {
+          const int n = n0 + wn * mma_wgrad::warp_tile + j * 8 + 2 * t4 + e;
+          if (n >= cin) continue;
+          if (split)
+            partial[m * cin + n] = acc[i][j][h * 2 + e];
+          else
+            out[(m * cin + n) * KK + tap] += acc[i][j][h * 2 + e];
+        }
+      }
+    }
+  }
+}
+
+// dw[o][c][t] += sum over splits of partial[split][t][o][c], splits in order (deterministic).
+// Consecutive threads read consecutive partial sums. Grid-stride over Cout*Cin*K*K.
+template <int K>
+__global__ void conv2d_mma_wgrad_reduce_kernel(ConvShape s, const float* partial, int splits, float* dw) {
+  constexpr int KK = K * K;
+  const int cin = static_cast<int>(s.c_in), cout = static_cast<int>(s.c_out), count = cout * cin * KK;
+  for (int i = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x); i < count;
+       i += static_cast<int>(gridDim.x * blockDim.x)) {
+    const int t = i / (cout * cin), oc = i - t * (cout * cin);  // i = t*Cout*Cin + o*Cin + c
+    float sum = 0.0f;
+    for (int sp = 0; sp < splits; ++sp) sum += partial[sp * count + i];
+    dw[oc * KK + t] += sum;
+  }
+}
+
+namespace mma_wgrad {
+
+// Whether the kernel takes this shape: K = 1 or 3, H*W % 4 == 0 (16-byte dy copies), 32-bit
+// offsets enough. dy must also be 16-byte aligned (aligned(), checked at the call).
+inline bool supports(const ConvShape& s) {
+  const std::int64_t limit = std::int64_t{1} << 31;
+  return (s.k == 1 || s.k == 3) && (s.h * s.w) % 4 == 0 && s.n * s.c_in * s.h * s.w < limit &&
+         s.n * s.c_out * s.h * s.w < limit && s.c_out * s.c_in * s.k * s.k < limit;
+}
+inline bool aligned(const float* dy) { return reinterpret_cast<std::uintptr_t>(dy) % 16 == 0; }
+
+// Split-K: enough blocks to fill a large GPU (~512), at least 8 k steps (128 pixels) per split,
+// at most 16M floats (64 MiB) of partial sums, at most 1024 splits; no split is empty.
+struct Splits {
+  int count = 1;
+  int steps_per_split = 1;
+};
+inline Splits splits(const ConvShape& s) {
+  const std::int64_t bt = block_tile(s), kk = s.k * s.k;
+  const std::int64_t blocks = (s.c_out + bt - 1) / bt * ((s.c_in + bt - 1) / bt) * kk;
+  const std::int64_t steps = (s.n * s.h * s.w + bk - 1) / bk;
+  std::int64_t count = 512 / blocks;
+  if (steps / 8 < count) count = steps / 8;
+  const std::int64_t by_workspace = (std::int64_t{1} << 24) / (s.c_out * s.c_in * kk > 0 ? s.c_out * s.c_in * kk : 1);
+  if (by_workspace < count) count = by_workspace;
+  if (count > 1024) count = 1024;
+  if (count < 1) count = 1;
+  Splits sp;
+  sp.steps_per_split = static_cast<int>((steps + count - 1) / count);
+  if (sp.steps_per_split < 1) sp.steps_per_split = 1;
+  sp.count = static_cast<int>((steps + sp.steps_per_split - 1) / sp.steps_per_split);
+  if (sp.count < 1) sp.count = 1;
+  return sp;
+}
+// Floats of workspace the weight gradient uses (0 with a single split).
+inline std::int64_t workspace_floats(const ConvShape& s) {
+  const Splits sp = splits(s);
+  return sp.count > 1 ? sp.count * s.c_out * s.c_in * s.k * s.k : 0;
+}
+
+// The kernel of a shape: K, block tile, channel tail (Cin not a multiple of the tile).
+template <class Run>
+void dispatch(const ConvShape& s, Run&& run) {
+  const int bt = block_tile(s);
+  const bool tail = s.c_in % bt != 0;
+  const int variant = (s.k == 3 ? 4 : 0) + (bt == 128 ? 2 : 0) + (tail ? 1 : 0);
+  switch (variant) {
+    case 0:
+      return run.template operator()<1, 64, false>();
+    case 1:
+      return run.template operator()<1, 64, true>();
+    case 2:
+      return run.template operator()<1, 128, false>();
+    case 3:
+      return run.template operator()<1, 128, true>();
+    case 4:
+      return run.template operator()<3, 64, false>();
+    case 5:
+      return run.template operator()<3, 64, true>();
+    case 6:
+      return run.template operator()<3, 128, false>();
+    default:
+      return run.template operator()<3, 128, true>();
+  }
+}
+
+inline dim3 grid(const ConvShape& s, int split_count) {
+  const std::int64_t bt = block_tile(s);
+  return dim3(static_cast<unsigned>((s.c_in + bt - 1) / bt), static_cast<unsigned>((s.c_out + bt - 1) / bt * s.k * s.k),
+              static_cast<unsigned>(split_count));
+}
+
+// dw += the weight gradient of y = conv(x, w) from dy. `workspace`: workspace_floats(s) floats of
+// device scratch (may be null when that is 0); with `unsplit` the kernel adds to dw itself.
+inline void backward_weight(const ConvShape& s, const float* x, const float* dy, float* dw, float* workspace,
+                            bool unsplit = false, kiln::gpu::stream_handle stream = nullptr) {
+  if (!supports(s) || !aligned(dy))
+    throw kiln::gpu::Error(
+        "conv2d_mma_wgrad: unsupported shape (K must be 1 or 3, H*W a multiple of 4, dy 16-byte aligned, "
+        "tensors under 2^31 elements)");
+  if (s.n == 0 || s.h == 0 || s.w == 0 || s.c_in == 0 || s.c_out == 0) return;
+  Splits sp = splits(s);
+  if (unsplit) sp = Splits{1, static_cast<int>((s.n * s.h * s.w + bk - 1) / bk)};
+  float* out = sp.count > 1 ? workspace : dw;
+  dispatch(s, [&]<int K, int BT, bool Tail>() {
+    KILN_LAUNCH((conv2d_mma_wgrad_kernel<K, BT, Tail>), grid(s, sp.count), dim3(Tile<BT>::threads),
+                Tile<BT>::shared_bytes, stream, s, x, dy, out, sp.steps_per_split);
+    if (sp.count > 1) {
+      const std::int64_t count = s.c_out * s.c_in * K * K;
+      const unsigned blocks = static_cast<unsigned>((count + 255) / 256 < 4096 ? (count + 255) / 256 : 4096);
+      KILN_LAUNCH(conv2d_mma_wgrad_reduce_kernel<K>, dim3(blocks), dim3(256), 0, stream, s,
+                  static_cast<const float*>(workspace), sp.count, dw);
+    }
+  });
+}
+
+}  // namespace mma_wgrad
+
+}  // namespace kiln::cuda::kernels
