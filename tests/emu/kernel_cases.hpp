@@ -402,8 +402,9 @@ inline void colour_case(Report& report, std::int64_t n, std::int64_t h, std::int
 }
 
 // ---- the table ------------------------------------------------------------------------------
-// The layer, residual and colour cases are compiled in a unit of their own,
-// tests/emu/cases/layers_residual_colour.cpp (the whole table in one unit took over 40 CPU-s):
+// The layer and colour cases are compiled in a unit of their own, tests/emu/cases/layers_colour.cpp
+// (the whole table in one unit took over 40 CPU-s); the residual cases, which share the convolution
+// and BatchNorm instances of the cases below, in the unit that runs the table.
 void add_layer_cases(std::vector<KernelCase>& t);     // tests/emu/kernel_cases_layers.hpp
 void add_residual_cases(std::vector<KernelCase>& t);  // tests/emu/kernel_cases_residual.hpp
 void add_colour_cases(std::vector<KernelCase>& t);    // tests/emu/kernel_cases_colour.hpp

@@ -3,7 +3,7 @@
 // cross-entropy (value and dlogits, with and without pixel weights, classes < channels), the ab
 // soft encoding (targets, pixel weights, dab) and the annealed-mean decoding (ab, dlogits), each on
 // the emulated Cuda device against the CPU backend. Included only by
-// tests/emu/cases/layers_residual_colour.cpp; add_colour_cases(t) appends to the table (tiny cases for the
+// tests/emu/cases/layers_colour.cpp; add_colour_cases(t) appends to the table (tiny cases for the
 // ThreadSanitizer subset).
 #include <vector>
 

@@ -1,5 +1,5 @@
 #pragma once
-// Kernel cases for the everyday layers (included by tests/emu/cases/layers_residual_colour.cpp only; add_layer_cases()
+// Kernel cases for the everyday layers (included by tests/emu/cases/layers_colour.cpp only; add_layer_cases()
 // appends them to the table): LeakyReLU, SiLU, Sigmoid, Tanh (kernels/activation.cuh), Dropout (the same
 // counter-based mask on both devices: compared exactly), strided Conv2d (kernels/conv2d_strided.cuh)
 // and the element-wise helpers kiln::sub / mul / scale / affine / clamp and Tensor::clone.
