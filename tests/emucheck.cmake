@@ -8,7 +8,8 @@ if(KILN_TSAN)
   message(FATAL_ERROR "KILN_EMU_CHECK needs the fiber emulator: do not combine it with KILN_TSAN")
 endif()
 file(GLOB _emucheck_sources CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/emucheck/*.cpp)
-add_executable(kiln_emucheck_tests ${_emucheck_sources} ${CMAKE_CURRENT_SOURCE_DIR}/emu/test_kernels_table.cpp)
+add_executable(kiln_emucheck_tests ${_emucheck_sources} ${CMAKE_CURRENT_SOURCE_DIR}/emu/test_kernels_table.cpp
+                                   ${KILN_KERNEL_TABLE_PARTS})
 target_link_libraries(kiln_emucheck_tests PRIVATE kiln_doctest_main kiln::kiln kiln_warnings)
 target_include_directories(kiln_emucheck_tests PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
 target_compile_definitions(kiln_emucheck_tests PRIVATE KILN_EMU_CHECK=1 KILN_SOURCE_DIR="${PROJECT_SOURCE_DIR}"

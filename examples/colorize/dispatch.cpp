@@ -25,8 +25,15 @@ std::unique_ptr<ModelColorizer> make_model_colorizer(std::string_view model, Dev
   const bool small = model == "small";
   if (device == DeviceKind::cuda) {
 #if KILN_PROGRAMS_CUDA_DEVICE
-    if (small) return classify ? make_colorizer_small_classes_cuda() : make_colorizer_small_ab_cuda();
-    return classify ? make_colorizer_base_classes_cuda() : make_colorizer_base_ab_cuda();
+    std::unique_ptr<ModelColorizer> made =
+        small ? (classify ? make_colorizer_small_classes_cuda() : make_colorizer_small_ab_cuda())
+              : (classify ? make_colorizer_base_classes_cuda() : make_colorizer_base_ab_cuda());
+    // Null: a pair that -DKILN_PROGRAMS_CUDA_PAIRS left out (a test build).
+    if (!made)
+      throw usage_error("--device cuda", "this kiln-colorize has the Cuda device without the " + std::string(model) +
+                                             " model's " + (classify ? "colour-class" : "ab") +
+                                             " head: configure kiln with -DKILN_PROGRAMS_CUDA_PAIRS=all");
+    return made;
 #else
     return nullptr;
 #endif

@@ -24,8 +24,15 @@ std::unique_ptr<ModelTrainer> make_model_trainer(std::string_view model, DeviceK
   const bool small = model == "small";
   if (device == DeviceKind::cuda) {
 #if KILN_PROGRAMS_CUDA_DEVICE
-    if (small) return classify ? make_trainer_small_classes_cuda() : make_trainer_small_ab_cuda();
-    return classify ? make_trainer_base_classes_cuda() : make_trainer_base_ab_cuda();
+    std::unique_ptr<ModelTrainer> made =
+        small ? (classify ? make_trainer_small_classes_cuda() : make_trainer_small_ab_cuda())
+              : (classify ? make_trainer_base_classes_cuda() : make_trainer_base_ab_cuda());
+    // Null: a pair that -DKILN_PROGRAMS_CUDA_PAIRS left out (a test build).
+    if (!made)
+      throw usage_error("--device cuda", "this kiln-train has the Cuda device without the " + std::string(model) +
+                                             " model's " + (classify ? "colour-class" : "ab") +
+                                             " head: configure kiln with -DKILN_PROGRAMS_CUDA_PAIRS=all");
+    return made;
 #else
     return nullptr;
 #endif

@@ -426,17 +426,13 @@ inline void colour_case(Report& report, std::int64_t n, std::int64_t h, std::int
   report.compare("lab_to_srgb", back_cuda.to_vector(), rgb_cpu, tight);
 }
 
-}  // namespace kiln_test
-
-#include "emu/kernel_cases_layers.hpp"
-
-namespace kiln_test {
-
 // ---- the table ------------------------------------------------------------------------------
-}  // namespace kiln_test
-#include "emu/kernel_cases_residual.hpp"  // (needs layer_case above)
-#include "emu/kernel_cases_colour.hpp"    // (needs layer_case above)
-namespace kiln_test {
+// The layer and colour cases are compiled in a unit of their own, tests/emu/cases/layers_colour.cpp
+// (the whole table in one unit took over 40 CPU-s); the residual cases, which share the convolution
+// and BatchNorm instances of the cases below, in the unit that runs the table.
+void add_layer_cases(std::vector<KernelCase>& t);     // tests/emu/kernel_cases_layers.hpp
+void add_residual_cases(std::vector<KernelCase>& t);  // tests/emu/kernel_cases_residual.hpp
+void add_colour_cases(std::vector<KernelCase>& t);    // tests/emu/kernel_cases_colour.hpp
 
 inline std::vector<KernelCase> kernel_cases() {
   using kiln::Mode;
@@ -653,9 +649,9 @@ inline std::vector<KernelCase> kernel_cases() {
   tiny("tiny sRGB <-> Lab", [](Report& r) { colour_case(r, 1, 3, 5, 229); });
   tiny("tiny Adam multi-tensor", [](Report& r) { adam_multi_case(r, 5, 231); });
   tiny("tiny Adam per-tensor kernel", [](Report& r) { adam_multi_case(r, 3, 233, true); });
-  add_layer_cases(t);     // tests/emu/kernel_cases_layers.hpp
-  add_residual_cases(t);  // tests/emu/kernel_cases_residual.hpp
-  add_colour_cases(t);    // tests/emu/kernel_cases_colour.hpp
+  add_layer_cases(t);
+  add_residual_cases(t);
+  add_colour_cases(t);
   return t;
 }
 

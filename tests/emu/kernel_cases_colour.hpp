@@ -2,8 +2,9 @@
 // Kernel cases for colour as classification (kernels/colour_classes.cuh): the per-pixel softmax
 // cross-entropy (value and dlogits, with and without pixel weights, classes < channels), the ab
 // soft encoding (targets, pixel weights, dab) and the annealed-mean decoding (ab, dlogits), each on
-// the emulated Cuda device against the CPU backend. Included by kernel_cases.hpp after layer_case;
-// add_colour_cases(t) appends to the table (tiny cases for the ThreadSanitizer subset).
+// the emulated Cuda device against the CPU backend. Included only by
+// tests/emu/cases/layers_colour.cpp; add_colour_cases(t) appends to the table (tiny cases for the
+// ThreadSanitizer subset).
 #include <vector>
 
 #include "kiln/color/ab_soft_encode.hpp"
@@ -84,7 +85,7 @@ void ab_encode_case(Report& report, std::int64_t n, std::int64_t h, std::int64_t
   }
 }
 
-inline void add_colour_cases(std::vector<KernelCase>& t) {
+void add_colour_cases(std::vector<KernelCase>& t) {
   using kiln::Mode;
   t.push_back({"SoftmaxCrossEntropy 7 channels, 5 classes, weighted, 3x13x11",
                [](Report& r) { softmax_xent_case(r, Shape::nchw(3, 7, 13, 11), 5, true, 401); }});

@@ -1,6 +1,6 @@
 #pragma once
-// Kernel cases for the everyday layers (included by kernel_cases.hpp; add_layer_cases() appends them
-// to the table): LeakyReLU, SiLU, Sigmoid, Tanh (kernels/activation.cuh), Dropout (the same
+// Kernel cases for the everyday layers (included by tests/emu/cases/layers_colour.cpp only; add_layer_cases()
+// appends them to the table): LeakyReLU, SiLU, Sigmoid, Tanh (kernels/activation.cuh), Dropout (the same
 // counter-based mask on both devices: compared exactly), strided Conv2d (kernels/conv2d_strided.cuh)
 // and the element-wise helpers kiln::sub / mul / scale / affine / clamp and Tensor::clone.
 // Each family also has a `tiny` case (the ThreadSanitizer subset launches every kernel).
@@ -54,7 +54,7 @@ inline void tensor_ops_case(Report& report, const Shape& s, std::uint64_t seed) 
   report.compare("clone left the source alone", ag.to_vector(), av, exact);
 }
 
-inline void add_layer_cases(std::vector<KernelCase>& t) {
+void add_layer_cases(std::vector<KernelCase>& t) {
   using kiln::Mode;
   auto act = [&]<template <class> class L>(std::string name, const Shape& s, std::uint64_t seed, bool small = false) {
     t.push_back({std::move(name),

@@ -1,7 +1,8 @@
 #pragma once
 // Kernel cases for Residual<Branch> (y = x + Branch(x), Backend::add both ways), kept apart
-// from kernel_cases.hpp so that branches adding layers merge easily. Included by it, after
-// layer_case; add_residual_cases(t) appends to the table.
+// from kernel_cases.hpp so that branches adding layers merge easily. Included only by the
+// units that run the table (test_kernels_table.cpp, tests/gpu/test_gpu_kernels.cpp), after
+// kernel_cases.hpp; add_residual_cases(t) appends to the table.
 #include <vector>
 
 namespace kiln_test {
@@ -13,7 +14,7 @@ using ResidualBlock = kiln::Residual<
 template <int C, class D>
 using ResidualPlain = kiln::Residual<kiln::Sequential<kiln::Conv2d<C, C, 1, D>>>;
 
-inline void add_residual_cases(std::vector<KernelCase>& t) {
+void add_residual_cases(std::vector<KernelCase>& t) {
   using kiln::Cpu;
   using kiln::Cuda;
   using kiln::Mode;

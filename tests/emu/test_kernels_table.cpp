@@ -13,6 +13,7 @@
 #include <string>
 
 #include "emu/kernel_cases.hpp"
+#include "emu/kernel_cases_residual.hpp"
 #include "emu/launch_log.hpp"
 
 namespace {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "emu/kernel_cases.hpp"
+#include "emu/kernel_cases_residual.hpp"
 #include "kiln/cuda/cudnn.hpp"
 
 namespace {
