@@ -31,7 +31,7 @@ struct CapturedOp {
 struct Capture {
   const void* stream = nullptr;
   std::vector<CapturedOp> ops;
-  std::string invalidated;  // the first refused call that could not throw (a free in a destructor)
+  const char* invalidated = nullptr;  // the first refused call that could not throw (a free in a destructor)
 };
 
 struct CaptureState {
@@ -79,14 +79,7 @@ inline void refuse_during_capture(const std::string& what) {
 inline void invalidate_capture(const char* what) noexcept {
   CaptureState& s = capture_state();
   std::lock_guard lock(s.mutex);
-  if (s.active != nullptr && s.active->invalidated.empty()) {
-    try {
-      s.active->invalidated = std::string(what) + " during the capture of a CUDA graph on " +
-                              stream_name(s.active->stream) + ": not allowed while capturing";
-    } catch (...) {
-      s.active->invalidated = "?";
-    }
-  }
+  if (s.active != nullptr && s.active->invalidated == nullptr) s.active->invalidated = what;
 }
 
 inline bool capturing(const void* stream) {

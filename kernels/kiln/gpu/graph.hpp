@@ -101,7 +101,7 @@ class Graph {
     graph_ = nullptr;
 #else
     recorded_.ops.clear();
-    recorded_.invalidated.clear();
+    recorded_.invalidated = nullptr;
 #endif
     ready_ = false;
   }
@@ -125,12 +125,12 @@ class Graph {
     graph_ = graph;
     detail::check_cuda(cudaGraphInstantiate(&exec_, graph_, 0), "cudaGraphInstantiate");
 #else
-    (void)stream;
     emu::end_capture(recorded_);
-    if (!recorded_.invalidated.empty()) {
+    if (recorded_.invalidated != nullptr) {
       const std::string why = recorded_.invalidated;
       reset();
-      throw Error("kiln::gpu: the capture was invalidated: " + why);
+      throw Error("kiln::gpu: the capture was invalidated: " + why + " during the capture of a CUDA graph on " +
+                  emu::stream_name(stream) + ": not allowed while capturing");
     }
 #endif
     ready_ = true;
