@@ -45,6 +45,7 @@ class CudaStep final : public StepEngine {
       stream_.synchronize();
     } catch (...) {
     }
+    kiln::cuda::set_stream(nullptr);
   }
 
   void step(const io::Batch& batch, const NanInjection* inject) override {
@@ -91,8 +92,8 @@ class CudaStep final : public StepEngine {
   int steps_per_read() const override { return read_every_; }
   std::string description() const override {
     return std::string(graph_wanted_ ? "CUDA graph" : "eager launches") + ", " +
-           kiln::cuda::math_mode_name(kiln::cuda::math_mode()) +
-           ", losses and the device's NaN/Inf check read every " + std::to_string(read_every_) + " steps";
+           kiln::cuda::math_mode_name(kiln::cuda::math_mode()) + ", losses and the device's NaN/Inf check read every " +
+           std::to_string(read_every_) + " steps";
   }
   void invalidate() override {
     graph_.reset();
