@@ -10,10 +10,12 @@
 //     replayed: the learning rate and Adam's bias corrections are staged in device memory from
 //     pinned memory by a copy inside the graph (kiln/cuda/step_scalars.hpp). An eval forward
 //     (validation, samples) re-plans the network's memory: the next step runs eagerly again and
-//     the one after is captured anew.
+//     the one after is captured anew. Host-side state the captured step advances (BatchNorm's
+//     num_batches_tracked) is advanced by the same amount at each replay.
 // Included at the end of trainer.hpp by the Cuda units (after <kiln/cuda.hpp>).
 #include <kiln/cuda/step_monitor.hpp>
 
+#include <cstdint>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -37,6 +39,11 @@ class CudaStep final : public StepEngine {
     std::vector<const T*> grads;
     for (const auto& s : p_.slots) grads.push_back(s.grad);
     monitor_ = std::make_unique<kiln::cuda::StepMonitor>(std::move(grads));
+    p_.net.visit(
+        [&](StateRef<Cuda> ref) {
+          if (ref.counter) counters_.push_back(ref.counter);
+        },
+        "");
     kiln::cuda::set_update_guard(monitor_->update_flag());
   }
   ~CudaStep() override {
@@ -60,11 +67,18 @@ class CudaStep final : public StepEngine {
     }
     if (!graph_.ready()) {
       stream_.synchronize();  // the pinned buffers are not read by earlier copies any more
+      // Host-side counters the captured step advances (BatchNorm's num_batches_tracked): a replay
+      // runs no host code, so each later replay advances them by what the capture did.
+      const std::vector<std::int64_t> before = counter_values();
       graph_.capture(stream_, [&] { queue_step(nullptr); });
+      const std::vector<std::int64_t> after = counter_values();
+      counter_steps_.assign(after.size(), 0);
+      for (std::size_t i = 0; i < after.size(); ++i) counter_steps_[i] = after[i] - before[i];
       ++captures_;
     } else {
       kiln::cuda::HostPass pass;  // this step's learning rate and bias corrections into pinned memory
       update();
+      for (std::size_t i = 0; i < counters_.size(); ++i) *counters_[i] += counter_steps_[i];
     }
     graph_.launch(stream_);
     monitor_->replayed();
@@ -131,6 +145,11 @@ class CudaStep final : public StepEngine {
     monitor_->record(loss);
     update();
   }
+  std::vector<std::int64_t> counter_values() const {
+    std::vector<std::int64_t> v;
+    for (const std::int64_t* c : counters_) v.push_back(*c);
+    return v;
+  }
   void update() {
     std::visit([](auto& o) { o.step(); }, p_.optimizer);
   }
@@ -143,6 +162,8 @@ class CudaStep final : public StepEngine {
   kiln::gpu::Graph graph_;
   bool warm_ = false;
   long long captures_ = 0;
+  std::vector<std::int64_t*> counters_;
+  std::vector<std::int64_t> counter_steps_;
   T x_, t_;
   kiln::gpu::PinnedBuffer x_host_, t_host_;
   kiln::gpu::Event uploaded_;
