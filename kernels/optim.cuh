@@ -1,6 +1,10 @@
 #pragma once
-// Optimizer updates, one launch per parameter tensor (kiln::AdamStepArgs / SgdStepArgs, whose
-// step-dependent scalars the host computes in double). CPU oracle: kiln/cpu/optim.hpp.
+// Optimizer updates (kiln::AdamStepArgs / SgdStepArgs, whose step-dependent scalars the host
+// computes in double). CPU oracle: kiln/cpu/optim.hpp. The arguments are read from device memory
+// (`a`, staged there by Backend<Cuda>: include/kiln/cuda/step_scalars.hpp), not passed by value, so
+// that a step captured into a CUDA graph reads each replay's learning rate and bias corrections;
+// numel travels by value (it does not change). `skip` (may be null): a device flag set by the
+// step's non-finite check; when non-zero the update is skipped and the weights keep their values.
 #include <cstdint>
 #include <math.h>
 
@@ -14,8 +18,11 @@ namespace kiln::cuda::kernels {
 //   g = grad + l2 * p;  p *= decay;  m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
 //   p -= step_size * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
 template <class Float>
-__global__ void adam_step_kernel(AdamStepArgs a, Float* p, const Float* grad, Float* m, Float* v) {
-  KILN_GRID_STRIDE_LOOP(i, a.numel) {
+__global__ void adam_step_kernel(const AdamStepArgs* args, std::int64_t numel, const unsigned* skip, Float* p,
+                                 const Float* grad, Float* m, Float* v) {
+  if (skip != nullptr && *skip != 0u) return;
+  const AdamStepArgs a = *args;
+  KILN_GRID_STRIDE_LOOP(i, numel) {
     const Float g = grad[i] + a.l2 * p[i];
     const Float pi = p[i] * a.decay;
     const Float mi = a.beta1 * m[i] + a.one_minus_beta1 * g;
@@ -42,10 +49,12 @@ struct AdamTensorList {
   std::int64_t start[adam_multi_max_tensors + 1];
   int count;
 };
-static_assert(sizeof(AdamTensorList<float>) + sizeof(AdamStepArgs) <= 4096, "kernel parameters are limited to 4 KiB");
+static_assert(sizeof(AdamTensorList<float>) + 2 * sizeof(void*) <= 4096, "kernel parameters are limited to 4 KiB");
 
 template <class Float>
-__global__ void adam_multi_tensor_kernel(AdamStepArgs a, AdamTensorList<Float> list) {
+__global__ void adam_multi_tensor_kernel(const AdamStepArgs* args, const unsigned* skip, AdamTensorList<Float> list) {
+  if (skip != nullptr && *skip != 0u) return;
+  const AdamStepArgs a = *args;
   const std::int64_t total = list.start[list.count];
   int t = 0;
   KILN_GRID_STRIDE_LOOP(i, total) {
@@ -67,9 +76,12 @@ __global__ void adam_multi_tensor_kernel(AdamStepArgs a, AdamTensorList<Float> l
 // SGD (torch.optim semantics): g = grad + wd p; with momentum buf = first ? g : mu buf + (1-damp) g,
 // g = nesterov ? g + mu buf : buf; p -= lr g. buf may be null when momentum == 0.
 template <class Float>
-__global__ void sgd_step_kernel(SgdStepArgs a, Float* p, const Float* grad, Float* buf) {
+__global__ void sgd_step_kernel(const SgdStepArgs* args, std::int64_t numel, const unsigned* skip, Float* p,
+                                const Float* grad, Float* buf) {
+  if (skip != nullptr && *skip != 0u) return;
+  const SgdStepArgs a = *args;
   const bool use_momentum = a.momentum != 0.0f;
-  KILN_GRID_STRIDE_LOOP(i, a.numel) {
+  KILN_GRID_STRIDE_LOOP(i, numel) {
     Float g = grad[i] + a.weight_decay * p[i];
     if (use_momentum) {
       const Float b = a.first_step ? g : a.momentum * buf[i] + a.one_minus_dampening * g;

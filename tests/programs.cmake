@@ -17,6 +17,14 @@ foreach(_name help train resume colorize bad_inputs interrupt kill nan_guard ful
   set_tests_properties(programs.${_name} PROPERTIES LABELS programs TIMEOUT 300 SKIP_RETURN_CODE 77)
 endforeach()
 
+# step_graph: kiln-train's Cuda step from a CUDA graph vs eager, and its device-side NaN check, on
+# the emulator (skips without --device cuda). Minutes of emulated U-Net steps: label slow.
+add_test(NAME programs.step_graph
+         COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/programs/step_graph.sh
+                 $<TARGET_FILE:kiln-train> $<TARGET_FILE:kiln-colorize> $<TARGET_FILE:kiln_programs_testtool>
+                 ${PROJECT_SOURCE_DIR} ${CMAKE_CURRENT_BINARY_DIR}/programs-work/step_graph)
+set_tests_properties(programs.step_graph PROPERTIES LABELS slow TIMEOUT 3600 SKIP_RETURN_CODE 77)
+
 # kiln-denoise, the second example (its own arguments: DENOISE TOOL SOURCE_DIR WORK_DIR).
 add_test(NAME programs.denoise
          COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/programs/denoise.sh $<TARGET_FILE:kiln-denoise>

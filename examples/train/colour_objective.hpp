@@ -31,8 +31,15 @@ class ColourObjective {
   const ColourHead& head() const { return head_; }
 
   float forward(const T& pred, const T& ab) {
+    const T& value = forward_on_device(pred, ab);
+    float host = 0.0f;
+    DeviceMemory<Device>::to_host(&host, value.data(), sizeof host);
+    return host;
+  }
+  // The loss left in a 1-element device tensor (no copy to the host: the step of cuda_step.hpp).
+  const T& forward_on_device(const T& pred, const T& ab) {
     if constexpr (!classify) {
-      return loss_.forward(pred, ab);
+      return loss_.forward_on_device(pred, ab);
     } else {
       if (!(planned_ == ab.shape())) {
         arena_.begin(Mode::train);
@@ -42,7 +49,7 @@ class ColourObjective {
         planned_ = ab.shape();
       }
       const T& targets = encode_.forward(ab, Mode::train);
-      return xent_.forward(pred, targets, &encode_.pixel_weights());
+      return xent_.forward_on_device(pred, targets, &encode_.pixel_weights());
     }
   }
   const T& backward() {

@@ -33,6 +33,7 @@ void config_fields(Config& c, F&& f) {
   f("huber_delta", c.huber_delta);
   f("model", c.model);
   f("device", c.device);
+  f("precision", c.precision);
   f("threads", c.threads);
   f("seed", c.seed);
   f("out", c.out);
@@ -84,7 +85,8 @@ std::string config_problem(const TrainConfig& c) {
                 {"--sample-size", double(c.sample_size), 16, 2048, true, false},
                 {"--loader-max-side", double(c.loader_max_side), 16, 1 << 20, true, false},
                 {"--workers", double(c.workers), 0, 64, true, false},
-                {"--checkpoint-every", double(c.checkpoint_every), 0, 100000000, true, false}};
+                {"--checkpoint-every", double(c.checkpoint_every), 0, 100000000, true, false},
+                {"--loss-every", double(c.loss_every), 1, 256, true, false}};
   for (const auto& k : checks) {
     const std::string problem = number_problem(number_text(k.value), k.lo, k.hi, k.integer, k.lo_open);
     if (!problem.empty()) return std::string(k.option) + ": " + problem;
@@ -113,6 +115,8 @@ std::string config_problem(const TrainConfig& c) {
   if (!one_of(c.loss, {"mse", "l1", "huber", "classify"}))
     return "--loss: '" + c.loss + "' is not mse, l1, huber or classify";
   if (!one_of(c.model, {"small", "base"})) return "--model: '" + c.model + "' is not small or base";
+  if (!one_of(c.precision, {"fp32", "tf32"})) return "--precision: '" + c.precision + "' is not fp32 or tf32";
+  if (!one_of(c.cuda_graph, {"on", "off"})) return "--cuda-graph: '" + c.cuda_graph + "' is not on or off";
   if (!c.preset.empty() && !one_of(c.preset, {"default", "street"}))
     return "--preset: '" + c.preset + "' is not default or street";
   return {};

@@ -114,6 +114,18 @@ int run(int argc, char** argv, kp::World& world) {
                  "auto (cuda when a GPU is present, else cpu), cpu, or cuda (without a GPU: kiln's CPU emulator of "
                  "CUDA, very slow: for testing only)")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  app.add_option("--precision", c.precision,
+                 "Math of the convolutions on cuda: fp32 (strict, the default) or tf32 (tensor cores; saved in the "
+                 "checkpoint)")
+      ->check(CLI::IsMember({"fp32", "tf32"}));
+  app.add_option("--cuda-graph", c.cuda_graph,
+                 "on (default): on cuda, the training step is captured once as a CUDA graph and replayed; off: "
+                 "queued launch by launch. Same results either way")
+      ->check(CLI::IsMember({"on", "off"}));
+  app.add_option("--loss-every", c.loss_every,
+                 "On cuda, the losses and the device's NaN/Inf check are read every N steps (and before every save), "
+                 "without a host round trip in between (1-256, default 16)")
+      ->check(kp::integer_in(1, 256));
   app.add_option("--threads", c.threads, "CPU threads (0: OpenMP's default, all cores)")
       ->check(kp::integer_in(0, 4096));
   app.add_option("--seed", c.seed, "Seed for initial weights, validation split, crops and their order")
@@ -237,6 +249,8 @@ int run(int argc, char** argv, kp::World& world) {
     const long long stop_at_step = c.stop_at_step;
     const std::string inject = c.debug_inject_nan;
     const std::string fail_rank = c.debug_fail_rank;
+    const std::string cuda_graph = c.cuda_graph;
+    const int loss_every = c.loss_every;
     try {
       c = merged.get<kp::TrainConfig>();
     } catch (const std::exception& e) {
@@ -246,6 +260,8 @@ int run(int argc, char** argv, kp::World& world) {
     c.stop_at_step = stop_at_step;
     c.debug_inject_nan = inject;
     c.debug_fail_rank = fail_rank;
+    c.cuda_graph = cuda_graph;
+    c.loss_every = loss_every;
     // Values the checkpoint brings in get the command line's checks.
     if (const std::string problem = kp::config_problem(c); !problem.empty())
       throw kp::ProgramError(

@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "../common/colour_head.hpp"
 #include "../common/devices.hpp"
@@ -64,17 +65,24 @@ class ModelTrainer {
   virtual long long optimizer_steps() const = 0;
   virtual void set_optimizer_steps(long long steps) = 0;
 
-  // One training step, in the loop's order: zero_grad, forward_loss, backward, step.
+  // The training step: zero_grad, upload, forward, loss, backward, numerical check, optimizer
+  // update, of global step `step` (1-based; --debug-inject-nan acts at its step). On the CPU (and
+  // under mpirun) it runs before train_step returns and is read after each step; on the Cuda device
+  // it is queued, replayed from a CUDA graph where enabled (--cuda-graph), and read every
+  // steps_per_read() steps.
   virtual void set_lr(float lr) = 0;
-  virtual void zero_grad() = 0;
-  virtual float forward_loss(const io::Batch& batch) = 0;
-  virtual void backward() = 0;
-  virtual void step() = 0;
+  virtual void train_step(const io::Batch& batch, long long step) = 0;
+  // The losses and the check of the steps since the last read (waits for them).
+  virtual StepResults read_steps() = 0;
+  virtual int steps_per_read() const = 0;
+  // How the step runs ("eager, checked on the host", "CUDA graph, checked on the device ..."), and
+  // the host's seconds spent in gradient checks so far (0 when the device checks).
+  virtual std::string step_description() const = 0;
+  virtual double guard_seconds() const = 0;
 
   // The numerical guards (numeric_guard.hpp).
   virtual std::optional<NonFiniteReport> first_non_finite_weight() = 0;
-  virtual std::optional<NonFiniteReport> first_non_finite_gradient() = 0;
-  virtual void inject_nan(const NanInjection& injection) = 0;
+  virtual void set_nan_injection(std::optional<NanInjection> injection) = 0;
 
   // Evaluation: ab/110 for a batch of L (validation), and one image colorized (samples.png).
   virtual Tensor<float, Cpu> predict_ab(const Tensor<float, Cpu>& L) = 0;

@@ -7,8 +7,10 @@
 //   * when the loss itself is not finite, the weights are searched for the first non-finite one.
 // The check reads each float's exponent bits (all ones = Inf or NaN) and ORs the result over the
 // tensor: one pass over the gradients, vectorised, no branches, about 0.2% of a training step
-// (docs/reliability.md). On a GPU device the gradients are copied to the host for the check (a
-// device-side reduction would be cheaper; the CPU is what CI runs).
+// (docs/reliability.md). On the Cuda device (one process) the same check runs on the device
+// (kiln::cuda::StepMonitor): a flag per step, read with the losses every --loss-every steps and
+// before every save; the optimizer kernels skip their update from the first bad step on, so the
+// weights the messages describe are those of the last good step (cuda_step.hpp).
 #include <kiln/core/tensor.hpp>
 #include <kiln/optim/parameters.hpp>
 
@@ -93,6 +95,17 @@ std::optional<NonFiniteReport> first_non_finite_weight(const std::vector<Paramet
   if (found) found->count = count;
   return found;
 }
+
+// What the steps since the last read gave: their losses in order, and the first step that went
+// wrong (its index in `losses`): a non-finite loss, or non-finite gradients (`gradient`: the first
+// layer backward reached, with the number of gradient tensors affected). Nothing was updated from
+// that step on.
+struct StepResults {
+  std::vector<float> losses;
+  int bad_step = -1;
+  bool bad_loss = false;
+  std::optional<NonFiniteReport> gradient;
+};
 
 // "NaN in 1 of 144 values of down.0.conv1.weight (and 3 more tensors)"; `of` names what was
 // searched ("the gradient of " for gradients).

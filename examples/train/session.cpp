@@ -191,6 +191,7 @@ int train_model(ModelTrainer& model, RunRequest req) {
 
   // Network, optimizer, loss, schedule.
   model.build(c);
+  model.set_nan_injection(injection);
   // (classify: the bins and rebalancing weights come from the training images' colours)
   try {
     model.set_objective(
@@ -253,6 +254,7 @@ int train_model(ModelTrainer& model, RunRequest req) {
                  (model.on_cpu() ? ", " + std::to_string(omp_get_max_threads()) +
                                        (omp_get_max_threads() == 1 ? " thread" : " threads")
                                  : ""));
+  if (!model.on_cpu()) progress.print("  step: " + model.step_description());
   if (ranks > 1)
     progress.print("  data parallel: " + std::to_string(ranks) + " ranks (" + req.world->launch().launcher +
                    "), global batch " + std::to_string(ranks * c.batch) + " = " + std::to_string(ranks) + " x " +
@@ -391,10 +393,69 @@ int train_model(ModelTrainer& model, RunRequest req) {
 
   install_stop_handlers();
   enum class Stop { none, finished, interrupted, budget, step_limit } stop = Stop::none;
-  double step_time = 0;                         // EMA of seconds per step
-  double guard_seconds = 0, steps_seconds = 0;  // the gradient checks' share of this run's steps (summary)
+  double step_time = 0;  // EMA of seconds per step
+  double steps_seconds = 0;
   long long steps_run = 0;
   const long long total_steps = (long long)c.epochs * c.steps_per_epoch;
+  // The steps queued since the last read (on the Cuda device up to --loss-every; on the CPU one):
+  // what a message about one of them needs.
+  struct QueuedStep {
+    std::string name;
+    float lr;
+  };
+  std::vector<QueuedStep> queued;
+  auto window_start = std::chrono::steady_clock::now();
+  // Reads the queued steps' losses and check: a bad step stops the run with the message of that
+  // step (nothing was updated from it on); else the losses go into the averages and the line.
+  auto settle = [&]() {
+    if (queued.empty()) return;
+    StepResults r = model.read_steps();
+    if (r.losses.size() != queued.size())
+      throw std::logic_error("kiln-train: " + std::to_string(r.losses.size()) + " losses read for " +
+                             std::to_string(queued.size()) + " steps");
+    if (r.bad_step >= 0) {
+      progress.finish_line();
+      const QueuedStep& at = queued[std::size_t(r.bad_step)];
+      const float l = r.losses[std::size_t(r.bad_step)];
+      if (r.bad_loss) {
+        // The weights were finite after the last good step (gradients are checked before every
+        // update), unless they overflowed in it: say which one, else the forward pass overflowed.
+        const auto bad = model.first_non_finite_weight();
+        throw ProgramError("", "the training loss became " + std::string(std::isnan(l) ? "NaN" : "infinite") + " at " +
+                                   at.name + "; " +
+                                   (bad ? "the first non-finite weight: " + report_text(*bad)
+                                        : std::string("every weight is finite, so the forward pass overflowed")) +
+                                   " " + kept_state(at.lr));
+      }
+      // A NaN weight need not reach the loss (ReLU maps NaN to 0) but shows in the gradients.
+      const auto weight = model.first_non_finite_weight();
+      const NonFiniteReport bad = r.gradient ? *r.gradient : NonFiniteReport{"?", 0, 0, "NaN", 1};
+      throw ProgramError("", "a gradient became non-finite at " + at.name + " with a loss of " + fmt("%.5g", l) + ": " +
+                                 report_text(bad, "the gradient of ") + ", the first layer backward reached" +
+                                 (weight ? " (the weights are not finite either: " + report_text(*weight) + ")" : "") +
+                                 "; stopped before the optimizer step " + kept_state(at.lr));
+    }
+    std::vector<double> losses(r.losses.begin(), r.losses.end());
+    // The loss of the global batch: the mean of the ranks' (equal batches).
+    if (ranks > 1) replicas->all_reduce(std::span<double>(losses), dist::ReduceOp::mean);
+    for (const double l : losses) {
+      p.epoch_loss_sum += l, ++p.epoch_loss_count;
+      ema.add(l);
+    }
+    const double dt = seconds_since(window_start);
+    const double per_step = dt / double(losses.size());
+    for (std::size_t i = 0; i < losses.size(); ++i)
+      step_time = step_time == 0 ? per_step : 0.9 * step_time + 0.1 * per_step;
+    steps_seconds += dt, steps_run += (long long)losses.size();
+    p.epoch_seconds += dt;
+    double eta = double(total_steps - (long long)p.epoch * c.steps_per_epoch - p.step_in_epoch) * step_time;
+    if (req.time_budget_s > 0) eta = std::min(eta, std::max(0.0, req.time_budget_s - seconds_since(req.start)));
+    progress.update("epoch " + std::to_string(p.epoch + 1) + "/" + std::to_string(c.epochs) + "  step " +
+                    std::to_string(p.step_in_epoch) + "/" + std::to_string(c.steps_per_epoch) + "  loss " +
+                    fmt("%.5f", ema.value()) + "  " + fmt("%.1f", double(c.batch) * ranks / std::max(step_time, 1e-9)) +
+                    " img/s  lr " + fmt("%.2e", queued.back().lr) + "  ETA " + format_duration(eta));
+    queued.clear();
+  };
   if (p.epoch >= c.epochs) stop = Stop::finished;
   while (stop == Stop::none) {
     // Every rank must stop at the same step and use the same learning rate: the clock and
@@ -416,7 +477,7 @@ int train_model(ModelTrainer& model, RunRequest req) {
       break;
     }
     maybe_fail(rank_failure, replicas->rank(), p.step + 1);
-    const auto t0 = std::chrono::steady_clock::now();
+    if (queued.empty()) window_start = std::chrono::steady_clock::now();
     p.schedule_position = agree[2];
     const float lr = lr_at(schedule, p.schedule_position);
     model.set_lr(lr);
@@ -429,64 +490,16 @@ int train_model(ModelTrainer& model, RunRequest req) {
       const std::string file = first_quoted(msg);
       throw ProgramError(file, without_quoted(msg, file) + " (" + kept_text() + ")");
     }
-    model.zero_grad();
-    replicas->begin_backward();
-    if (injection && injection->kind == NanInjection::Kind::weight && injection->step == p.step + 1)
-      model.inject_nan(*injection);
-    const float l = model.forward_loss(batch);
-    if (!std::isfinite(l)) {
-      progress.finish_line();
-      // The weights were finite after the last step (gradients are checked before every update),
-      // unless they overflowed in it: say which one, else the forward pass overflowed.
-      const auto bad = model.first_non_finite_weight();
-      throw ProgramError("", "the training loss became " + std::string(std::isnan(l) ? "NaN" : "infinite") + " at " +
-                                 step_name() + "; " +
-                                 (bad ? "the first non-finite weight: " + report_text(*bad)
-                                      : std::string("every weight is finite, so the forward pass overflowed")) +
-                                 " " + kept_state(lr));
-    }
-    model.backward();
-    replicas->finish_backward();  // every rank now holds the gradients averaged over the global batch
-    if (injection && injection->kind == NanInjection::Kind::grad && injection->step == p.step + 1)
-      model.inject_nan(*injection);
-    // Before the optimizer step: a non-finite gradient would reach every weight it updates.
-    const auto guard_start = std::chrono::steady_clock::now();
-    const auto bad_gradient = model.first_non_finite_gradient();
-    guard_seconds += seconds_since(guard_start);
-    if (const auto& bad = bad_gradient) {
-      progress.finish_line();
-      // A NaN weight need not reach the loss (ReLU maps NaN to 0) but shows in the gradients.
-      const auto weight = model.first_non_finite_weight();
-      throw ProgramError("", "a gradient became non-finite at " + step_name() + " with a loss of " + fmt("%.5g", l) +
-                                 ": " + report_text(*bad, "the gradient of ") + ", the first layer backward reached" +
-                                 (weight ? " (the weights are not finite either: " + report_text(*weight) + ")" : "") +
-                                 "; stopped before the optimizer step " + kept_state(lr));
-    }
-    model.step();
-    float l_global = l;  // the loss of the global batch: the mean of the ranks' (equal batches)
-    if (ranks > 1) {
-      double lsum[1] = {double(l)};
-      replicas->all_reduce(std::span<double>(lsum), dist::ReduceOp::mean);
-      l_global = float(lsum[0]);
-    }
-    const double dt = seconds_since(t0);
-    step_time = step_time == 0 ? dt : 0.9 * step_time + 0.1 * dt;
-    steps_seconds += dt, ++steps_run;
+    queued.push_back({step_name(), lr});
+    model.train_step(batch, p.step + 1);
     ++p.step, ++p.step_in_epoch;
     p.images += (long long)c.batch * ranks, p.epoch_images += (long long)c.batch * ranks;
-    p.epoch_seconds += dt;
-    p.epoch_loss_sum += l_global, ++p.epoch_loss_count;
-    ema.add(l_global);
 
-    double eta = double(total_steps - (long long)p.epoch * c.steps_per_epoch - p.step_in_epoch) * step_time;
-    if (req.time_budget_s > 0) eta = std::min(eta, std::max(0.0, req.time_budget_s - seconds_since(req.start)));
-    progress.update("epoch " + std::to_string(p.epoch + 1) + "/" + std::to_string(c.epochs) + "  step " +
-                    std::to_string(p.step_in_epoch) + "/" + std::to_string(c.steps_per_epoch) + "  loss " +
-                    fmt("%.5f", ema.value()) + "  " + fmt("%.1f", double(c.batch) * ranks / std::max(step_time, 1e-9)) +
-                    " img/s  lr " + fmt("%.2e", lr) + "  ETA " + format_duration(eta));
-
-    if (c.checkpoint_every > 0 && p.step % c.checkpoint_every == 0 && p.step_in_epoch < c.steps_per_epoch) save(latest);
-    if (p.step_in_epoch >= c.steps_per_epoch) {
+    const bool epoch_end = p.step_in_epoch >= c.steps_per_epoch;
+    const bool checkpoint = c.checkpoint_every > 0 && p.step % c.checkpoint_every == 0 && !epoch_end;
+    if ((int)queued.size() >= model.steps_per_read() || epoch_end || checkpoint) settle();
+    if (checkpoint) save(latest);
+    if (epoch_end) {
       ++p.epoch;
       p.step_in_epoch = 0;
       progress.finish_line();
@@ -494,6 +507,7 @@ int train_model(ModelTrainer& model, RunRequest req) {
       if (p.epoch >= c.epochs) stop = Stop::finished;
     }
   }
+  settle();  // the steps queued before a stop
   progress.finish_line();
 
   int code = exit_ok;
@@ -524,9 +538,12 @@ int train_model(ModelTrainer& model, RunRequest req) {
   } else {
     summary += "no validation yet";
   }
-  if (steps_run > 0)
-    summary += "\n         gradient checks: " + fmt("%.3f", 1e3 * guard_seconds / double(steps_run)) +
-               " ms per step, " + fmt("%.2f", 100 * guard_seconds / steps_seconds) + "% of the " +
+  if (steps_run > 0 && model.steps_per_read() == 1)
+    summary += "\n         gradient checks: " + fmt("%.3f", 1e3 * model.guard_seconds() / double(steps_run)) +
+               " ms per step, " + fmt("%.2f", 100 * model.guard_seconds() / steps_seconds) + "% of the " +
+               fmt("%.1f", 1e3 * steps_seconds / double(steps_run)) + " ms a step took in this run";
+  else if (steps_run > 0)
+    summary += "\n         step: " + model.step_description() + "; " +
                fmt("%.1f", 1e3 * steps_seconds / double(steps_run)) + " ms a step took in this run";
   // Only the files that are there (a run stopped before its first epoch has no best.safetensors,
   // loss.png or samples.png).

@@ -2,12 +2,17 @@
 // ModelTrainer for one (Model, Device) pair: the network, its optimizer and its loss. Included
 // only by the generated translation unit of that pair (examples/CMakeLists.txt), which defines
 //   std::unique_ptr<ModelTrainer> make_trainer_<name>() { return std::make_unique<TrainerFor<Model>>(); }
-// A unit for the Cuda device includes <kiln/cuda.hpp> first.
+// A unit for the Cuda device includes <kiln/cuda.hpp> first; it gets the device step of
+// cuda_step.hpp (device-side check, losses read every N steps, CUDA graph).
 #include "../common/models.hpp"
 #include <kiln/io/checkpoint.hpp>
 #include <kiln/color/lab_tensor.hpp>
 
+#include <chrono>
+#include <cmath>
 #include <memory>
+#include <stdexcept>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -16,6 +21,7 @@
 #include "../common/memory_budget.hpp"
 #include "colour_objective.hpp"
 #include "model_trainer.hpp"
+#include "step_engine.hpp"
 
 namespace kiln::programs {
 
@@ -71,6 +77,7 @@ class TrainerFor final : public ModelTrainer {
     return *replicas_;
   }
   void build(const TrainConfig& c) override {
+    config_ = c;
     net_ = std::make_unique<Net>();
     Rng init(c.seed);
     net_->reset_parameters(init);
@@ -79,6 +86,11 @@ class TrainerFor final : public ModelTrainer {
   }
   void set_objective(const TrainConfig& c, ColourHead head) override {
     loss_ = std::make_unique<ColourObjective<Model>>(c.loss, float(c.huber_delta), std::move(head));
+    // The Cuda device in one process: the device step (cuda_step.hpp); else the host-checked step.
+    if constexpr (!std::is_same_v<Device, Cpu>)
+      if (replicas_ == nullptr || replicas_->size() == 1)
+        engine_ =
+            make_device_step(StepPartsOf<Model, Net, AnyOptimizer<Device>>{*net_, slots_, *opt_, *loss_}, config_);
   }
   const ColourHead& head() const override { return loss_->head(); }
   void share_state(std::size_t bucket_bytes) override {
@@ -109,30 +121,68 @@ class TrainerFor final : public ModelTrainer {
   void set_lr(float lr) override {
     std::visit([&](auto& o) { o.set_lr(lr); }, *opt_);
   }
-  void zero_grad() override { net_->zero_grad(); }
-  float forward_loss(const io::Batch& batch) override {
+  void train_step(const io::Batch& batch, long long step) override {
+    const NanInjection* inject = injection_ && injection_->step == step ? &*injection_ : nullptr;
+    if (engine_) {
+      engine_->step(batch, inject);
+      return;
+    }
+    // On the host's schedule: each step is read before the next (steps_per_read() == 1).
+    net_->zero_grad();
+    replicas_->begin_backward();
+    if (inject && inject->kind == NanInjection::Kind::weight) programs::inject_nan(slots_, *inject);
     // Kept until the next step: the layers and the loss read their inputs again in backward.
     x_ = to_device<Device>(batch.L);
     target_ = to_device<Device>(batch.ab);
-    return loss_->forward(net_->forward(x_, Mode::train), target_);
-  }
-  void backward() override { net_->backward(loss_->backward()); }
-  void step() override {
+    const float l = loss_->forward(net_->forward(x_, Mode::train), target_);
+    host_.losses.push_back(l);
+    const bool first_bad = host_.bad_step < 0;
+    if (!std::isfinite(l)) {  // no backward: the weights stay those of the last good step
+      if (first_bad) host_.bad_step = int(host_.losses.size()) - 1, host_.bad_loss = true;
+      return;
+    }
+    net_->backward(loss_->backward());
+    replicas_->finish_backward();  // every rank now holds the gradients averaged over the global batch
+    if (inject && inject->kind == NanInjection::Kind::grad) programs::inject_nan(slots_, *inject);
+    // Before the optimizer step: a non-finite gradient would reach every weight it updates.
+    const auto guard_start = std::chrono::steady_clock::now();
+    auto bad = programs::first_non_finite_gradient(slots_);
+    guard_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - guard_start).count();
+    if (bad || !first_bad) {
+      if (first_bad) host_.bad_step = int(host_.losses.size()) - 1, host_.gradient = std::move(bad);
+      return;
+    }
     std::visit([](auto& o) { o.step(); }, *opt_);
   }
+  StepResults read_steps() override {
+    if (engine_) return engine_->read();
+    return std::exchange(host_, StepResults{});
+  }
+  int steps_per_read() const override { return engine_ ? engine_->steps_per_read() : 1; }
+  std::string step_description() const override {
+    return engine_ ? engine_->description() : "checked on the host after every step";
+  }
+  double guard_seconds() const override { return guard_seconds_; }
 
   std::optional<NonFiniteReport> first_non_finite_weight() override {
     return programs::first_non_finite_weight(slots_);
   }
-  std::optional<NonFiniteReport> first_non_finite_gradient() override {
-    return programs::first_non_finite_gradient(slots_);
+  void set_nan_injection(std::optional<NanInjection> injection) override {
+    if (injection) {  // checked now: a name the model lacks is an error before training starts
+      bool found = false;
+      for (const auto& s : slots_) found = found || s.name == injection->name;
+      if (!found)
+        throw std::invalid_argument("--debug-inject-nan: the model has no parameter '" + injection->name + "'");
+    }
+    injection_ = std::move(injection);
   }
-  void inject_nan(const NanInjection& injection) override { programs::inject_nan(slots_, injection); }
 
   Tensor<float, Cpu> predict_ab(const Tensor<float, Cpu>& L) override {
+    if (engine_) engine_->invalidate();  // an eval forward re-plans the network's memory
     return loss_->head().to_ab(to_host<Device>(net_->forward(to_device<Device>(L), Mode::eval)));
   }
   Colorized colorize(const io::Image& image) override {
+    if (engine_) engine_->invalidate();
     const ColourHead& head = loss_->head();
     return programs::colorize(*net_, image, InferSize{0, 0, 0},
                               [&](const Tensor<float, Cpu>& y) { return head.to_ab(y); });
@@ -145,6 +195,15 @@ class TrainerFor final : public ModelTrainer {
   std::unique_ptr<AnyOptimizer<Device>> opt_;
   std::unique_ptr<ColourObjective<Model>> loss_;
   Tensor<float, Device> x_, target_;  // the step's batch on the device
+  TrainConfig config_;
+  std::unique_ptr<StepEngine> engine_;  // the Cuda device's step (cuda_step.hpp), or none
+  StepResults host_;                    // the host-checked steps since the last read
+  std::optional<NanInjection> injection_;
+  double guard_seconds_ = 0;
 };
 
 }  // namespace kiln::programs
+
+#if KILN_CUDA_DEVICE_INCLUDED
+#include "cuda_step.hpp"
+#endif

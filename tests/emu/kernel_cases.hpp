@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "kiln/cuda.hpp"
+#include "kiln/cuda/step_monitor.hpp"
 #include "kiln/io/color.hpp"
 #include "conv2d_mma.cuh"
 
@@ -399,6 +400,69 @@ inline void adam_multi_case(Report& report, int count, std::uint64_t seed, bool 
   report.compare("exp_avg_sq", v_cuda, v_cpu, tight);
 }
 
+// kiln::cuda::StepMonitor (kernels/step_guard.cuh: nonfinite_count_kernel, step_record_kernel)
+// against a count on the host: `count` gradient tensors of assorted sizes (some empty; more than 64,
+// so two launches), three steps: clean, then NaN / +inf / -inf planted in a few tensors, then other
+// tensors bad. The read gives the three losses, step 2 as the first bad one, and per bad tensor of
+// step 2 its count, first index and kind (step 3's are not kept).
+inline void step_guard_case(Report& report, int count, std::uint64_t seed) {
+  kiln::Rng rng(seed);
+  std::vector<kiln::Tensor<float, Cuda>> grads;
+  std::vector<std::vector<float>> values;
+  for (int i = 0; i < count; ++i) {
+    const Shape s{(i % 9 == 4) ? 0 : 1 + (i * 53) % 200};
+    values.push_back(random_vector(s.numel(), rng));
+    grads.push_back(kiln::Tensor<float, Cuda>::from_host(s, values.back()));
+  }
+  std::vector<const kiln::Tensor<float, Cuda>*> list;
+  for (const auto& g : grads) list.push_back(&g);
+  kiln::cuda::StepMonitor monitor(list);
+  kiln::Tensor<float, Cuda> loss(Shape{1});
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  // step 2's planted values: (tensor, index, value); the host reference is computed from them
+  const struct {
+    int tensor;
+    std::size_t index;
+    float value;
+  } planted[] = {{1, 0, nan}, {1, 1, inf}, {70, 7, -inf}, {70, 3, nan}, {count - 1, 2, inf}};
+  std::vector<float> losses;
+  for (int step = 1; step <= 3; ++step) {
+    std::vector<std::vector<float>> now = values;
+    if (step == 2)
+      for (const auto& p : planted) now.at(p.tensor).at(p.index) = p.value;
+    if (step == 3) now.at(5).at(0) = nan;  // a later bad step: not the one reported
+    for (int i = 0; i < count; ++i) grads[i].copy_from_host(now[i]);
+    losses.push_back(0.25f * static_cast<float>(step));
+    loss.copy_from_host(std::vector<float>{losses.back()});
+    monitor.record(loss);
+  }
+  const auto r = monitor.read();
+  report.compare("losses", r.losses, losses, 1e-12);
+  report.compare("first bad step", {static_cast<float>(r.bad_step), r.bad_loss ? 1.0f : 0.0f}, {1.0f, 0.0f}, 1e-12);
+  std::vector<float> found, expected;
+  for (const auto& t : r.tensors) {
+    const float kind = std::string(t.first_value) == "NaN" ? 0.0f : (std::string(t.first_value) == "inf" ? 1.0f : 2.0f);
+    found.insert(found.end(),
+                 {static_cast<float>(t.tensor), static_cast<float>(t.bad), static_cast<float>(t.first_index), kind});
+  }
+  for (int i = 0; i < count; ++i) {
+    std::size_t bad = 0, first = 0;
+    float kind = 0;
+    for (const auto& p : planted)
+      if (p.tensor == i) {
+        if (bad == 0 || p.index < first) {
+          first = p.index;
+          kind = std::isnan(p.value) ? 0.0f : (p.value > 0 ? 1.0f : 2.0f);
+        }
+        ++bad;
+      }
+    if (bad > 0)
+      expected.insert(expected.end(),
+                      {static_cast<float>(i), static_cast<float>(bad), static_cast<float>(first), kind});
+  }
+  report.compare("bad tensors (index, count, first index, kind)", found, expected, 1e-12);
+}
+
 // sRGB <-> Lab on [N, 3, H, W] against kiln::io's planar conversions.
 inline void colour_case(Report& report, std::int64_t n, std::int64_t h, std::int64_t w, std::uint64_t seed) {
   kiln::Rng rng(seed);
@@ -605,6 +669,7 @@ inline std::vector<KernelCase> kernel_cases() {
   t.push_back({"sRGB <-> Lab N=3 13x11", [](Report& r) { colour_case(r, 3, 13, 11, 101); }});
   t.push_back({"Adam multi-tensor, 150 tensors (3 launches)", [](Report& r) { adam_multi_case(r, 150, 103); }});
   t.push_back({"Adam per-tensor kernel, 20 tensors", [](Report& r) { adam_multi_case(r, 20, 107, true); }});
+  t.push_back({"step guard: NaN/Inf counts, 75 tensors (2 launches)", [](Report& r) { step_guard_case(r, 75, 109); }});
 
   // The tiny subset (small = true): every kernel at least once, with the fewest CUDA threads.
   auto tiny = [&](std::string name, std::function<void(Report&)> run) {
@@ -649,6 +714,7 @@ inline std::vector<KernelCase> kernel_cases() {
   tiny("tiny sRGB <-> Lab", [](Report& r) { colour_case(r, 1, 3, 5, 229); });
   tiny("tiny Adam multi-tensor", [](Report& r) { adam_multi_case(r, 5, 231); });
   tiny("tiny Adam per-tensor kernel", [](Report& r) { adam_multi_case(r, 3, 233, true); });
+  tiny("tiny step guard", [](Report& r) { step_guard_case(r, 71, 235); });
   add_layer_cases(t);
   add_residual_cases(t);
   add_colour_cases(t);

@@ -13,6 +13,7 @@
 
 #include <kiln/cuda.hpp>
 #include <kiln/cuda/cudnn.hpp>
+#include <kiln/cuda/step_monitor.hpp>
 #include <kiln/io/color.hpp>
 #include <kiln/models/unet.hpp>
 
@@ -131,6 +132,43 @@ int main() {
       kiln::AdamStepArgs a;
       kiln::Backend<Cuda>::adam_step_multi(a, list);
       std::printf("adam_step_multi over %zu parameter tensors ran\n", list.size());
+    }
+    {  // the training step captured once as a CUDA graph and replayed (kiln/gpu/graph.hpp), with the
+       // device-side NaN check and the optimizer's scalars staged from pinned memory
+      kiln::gpu::Stream stream;
+      kiln::cuda::StreamScope on(stream);
+      Net gnet;
+      auto slots = kiln::collect_parameters(gnet);
+      kiln::Adam<Cuda> gopt(slots);
+      std::vector<const kiln::Tensor<float, Cuda>*> grads;
+      for (const auto& s : slots) grads.push_back(s.grad);
+      kiln::cuda::StepMonitor monitor(grads);
+      kiln::cuda::set_update_guard(monitor.update_flag());
+      const auto queue = [&] {
+        gnet.zero_grad();
+        const auto& value = loss.forward_on_device(gnet.forward(x, kiln::Mode::train), t);
+        gnet.backward(loss.backward());
+        monitor.record(value);
+        gopt.step();
+      };
+      queue();  // eager: plans memory
+      stream.synchronize();
+      kiln::gpu::Graph graph;
+      graph.capture(stream, queue);
+      for (int step = 0; step < 3; ++step) {
+        if (step > 0) {
+          kiln::cuda::HostPass pass;
+          gopt.set_lr(1e-3f / float(step + 1));
+          gopt.step();
+        }
+        graph.launch(stream);
+        monitor.replayed();
+      }
+      const auto r = monitor.read();
+      kiln::cuda::set_update_guard(nullptr);
+      std::printf("graph of %zu nodes replayed: %zu losses read, last %.6f, %s\n", graph.size(), r.losses.size(),
+                  r.losses.empty() ? 0.0 : double(r.losses.back()), r.bad_step < 0 ? "all finite" : "NON-FINITE");
+      if (r.losses.size() != 4 || r.bad_step >= 0) throw std::runtime_error("the graph-replayed step failed");
     }
     for (const kiln::ConvShape& s : {kiln::ConvShape{2, 32, 64, 32, 32, 3}, kiln::ConvShape{1, 3, 130, 13, 11, 3},
                                      kiln::ConvShape{2, 64, 32, 16, 16, 1}}) {

@@ -23,6 +23,7 @@
 #include "kiln/core/tensor.hpp"
 #include "kiln/cuda/math_mode.hpp"
 #include "kiln/cuda/memory.hpp"
+#include "kiln/cuda/step_scalars.hpp"
 #include "kiln/gpu/gpu.hpp"
 
 #include "activation.cuh"
@@ -125,6 +126,7 @@ struct Backend<Cuda> {
   template <class... Params, class... Args>
   static void launch(const kiln::cuda::Kernel<Params...>& k, dim3 grid, dim3 block, std::size_t shared_bytes,
                      Args&&... args) {
+    if (kiln::cuda::in_host_pass()) return;  // replaying a graph: only the host side (step_scalars.hpp)
     kiln::gpu::launch(k.name, k.function, grid, block, shared_bytes, kiln::cuda::current_stream(),
                       std::forward<Args>(args)...);
   }
@@ -185,6 +187,13 @@ struct Backend<Cuda> {
       b.bytes = bytes;
     }
     return static_cast<double*>(b.memory);
+  }
+  // The device copy of an optimizer's step arguments, numel left out (it differs per tensor while
+  // the rest is the step's): one staged copy per step (kiln/cuda/step_scalars.hpp).
+  template <class Args>
+  static const Args* staged(Args a) {
+    a.numel = 0;
+    return kiln::cuda::scalar_slot<Args>(kiln::cuda::current_stream()).stage(a, kiln::cuda::current_stream());
   }
   static double2* partial_pairs(double* p) { return reinterpret_cast<double2*>(p); }
   // The 2-D grid of a per-channel reduction: (chunks, channels).
@@ -501,10 +510,13 @@ struct Backend<Cuda> {
               ab.data(), dab.data(), dlogits.data());
   }
 
-  // ---- Optimizer updates (one call per parameter tensor) ----------------------
+  // ---- Optimizer updates ---------------------------------------------------------
+  // The step's scalars are staged in device memory (kiln/cuda/step_scalars.hpp: one copy per step
+  // from pinned memory, inside a captured graph too); the kernels skip the update while the
+  // update guard (kiln::cuda::set_update_guard) is set.
   static void adam_step(const AdamStepArgs& a, T& param, const T& grad, T& exp_avg, T& exp_avg_sq) {
-    launch_1d(KILN_CUDA_KERNEL_FLOAT(adam_step_kernel), a.numel, a, param.data(), grad.data(), exp_avg.data(),
-              exp_avg_sq.data());
+    launch_1d(KILN_CUDA_KERNEL_FLOAT(adam_step_kernel), a.numel, staged(a), a.numel, kiln::cuda::update_guard(),
+              param.data(), grad.data(), exp_avg.data(), exp_avg_sq.data());
   }
   // Adam / AdamW on every tensor of `tensors` in as few launches as possible (one per
   // kernels::adam_multi_max_tensors tensors); a.numel is ignored (each tensor has its own).
@@ -517,6 +529,7 @@ struct Backend<Cuda> {
   };
   static void adam_step_multi(const AdamStepArgs& a, std::span<const AdamTensors> tensors) {
     namespace k = kiln::cuda::kernels;
+    const AdamStepArgs* args = staged(a);
     std::size_t next = 0;
     while (next < tensors.size()) {
       k::AdamTensorList<float> list{};
@@ -539,7 +552,7 @@ struct Backend<Cuda> {
         ++list.count;
       }
       list.start[list.count] = total;
-      launch_1d(KILN_CUDA_KERNEL_FLOAT(adam_multi_tensor_kernel), total, a, list);
+      launch_1d(KILN_CUDA_KERNEL_FLOAT(adam_multi_tensor_kernel), total, args, kiln::cuda::update_guard(), list);
     }
   }
   // momentum_buffer may be empty when a.momentum == 0.
@@ -547,7 +560,8 @@ struct Backend<Cuda> {
     if (a.numel == 0) return;
     KILN_CHECK(a.momentum == 0.0f || !momentum_buffer.empty(), "Backend<Cuda>::sgd_step: momentum ", a.momentum,
                " needs a momentum buffer");
-    launch_1d(KILN_CUDA_KERNEL_FLOAT(sgd_step_kernel), a.numel, a, param.data(), grad.data(), ptr(momentum_buffer));
+    launch_1d(KILN_CUDA_KERNEL_FLOAT(sgd_step_kernel), a.numel, staged(a), a.numel, kiln::cuda::update_guard(),
+              param.data(), grad.data(), ptr(momentum_buffer));
   }
 
   // ---- Colour (not in Backend<Cpu>: the CPU path is kiln::io::rgb_to_lab_planar) ---------------

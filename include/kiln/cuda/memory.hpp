@@ -4,7 +4,8 @@
 //
 // Ordering: under nvcc every copy and memset is queued on kiln::cuda::current_stream() (default:
 // the legacy default stream), like the kernels, so they run in program order; to_host and
-// from_host wait for the stream (the host buffer is usable when they return).
+// from_host wait for the stream (the host buffer is usable when they return), so they cannot be
+// part of a CUDA graph: copy and zero can (kiln/gpu/graph.hpp).
 #include <cstddef>
 
 #include "kiln/core/device.hpp"
@@ -39,6 +40,8 @@ class StreamScope {
 inline void synchronize_stream() {
 #if KILN_GPU_REAL
   kiln::gpu::detail::check_cuda(cudaStreamSynchronize(current_stream()), "cudaStreamSynchronize");
+#else
+  kiln::gpu::emu::refuse_during_capture("synchronize_stream (cudaStreamSynchronize)");
 #endif
 }
 
@@ -64,20 +67,11 @@ struct DeviceMemory<Cuda> {
   }
   static void copy(void* dst, const void* src, std::size_t bytes) {
     if (bytes == 0) return;
-#if KILN_GPU_REAL
-    kiln::gpu::detail::check_cuda(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, cuda::current_stream()),
-                                  "cudaMemcpyAsync device to device");
-#else
-    kiln::gpu::memcpy_device_to_device(dst, src, bytes);
-#endif
+    kiln::gpu::memcpy_async(dst, src, bytes, kiln::gpu::CopyKind::device_to_device, cuda::current_stream());
   }
   static void zero(void* dst, std::size_t bytes) {
     if (bytes == 0) return;
-#if KILN_GPU_REAL
-    kiln::gpu::detail::check_cuda(cudaMemsetAsync(dst, 0, bytes, cuda::current_stream()), "cudaMemsetAsync");
-#else
-    kiln::gpu::memset_device(dst, 0, bytes);
-#endif
+    kiln::gpu::memset_async(dst, 0, bytes, cuda::current_stream());
   }
   static void to_host(void* host, const void* src, std::size_t bytes) {
     if (bytes == 0) return;

@@ -9,7 +9,9 @@
 //
 // Usage: float l = loss.forward(prediction, target); const auto& dp = loss.backward();
 // forward() returns the mean as a host float (copied from a 1-element device
-// tensor); backward() returns dL/dprediction (overwritten). Buffers come from
+// tensor, so it waits for the device); forward_on_device() leaves it in that
+// tensor (no copy, no wait: for a step that reads its loss every few steps or
+// runs from a CUDA graph); backward() returns dL/dprediction (overwritten). Buffers come from
 // an Arena via plan(), or are allocated lazily by the first forward() of a shape.
 // prediction and target must stay alive until backward().
 #include <algorithm>
@@ -62,6 +64,15 @@ class Loss {
   }
 
   float forward(const Tensor<float, Device>& prediction, const Tensor<float, Device>& target) {
+    const Tensor<float, Device>& value = forward_on_device(prediction, target);
+    float host = 0.0f;  // one float back to the host, without a temporary vector
+    DeviceMemory<Device>::to_host(&host, value.data(), sizeof(float));
+    return host;
+  }
+
+  // The mean loss in a 1-element device tensor (valid until the next forward).
+  const Tensor<float, Device>& forward_on_device(const Tensor<float, Device>& prediction,
+                                                 const Tensor<float, Device>& target) {
     KILN_CHECK(prediction.shape() == target.shape(), loss_name(), ": prediction ", prediction.shape().str(),
                " and target ", target.shape().str(), " differ in shape");
     if (!(dprediction_.shape() == prediction.shape()))
@@ -70,9 +81,7 @@ class Loss {
     prediction_ = &prediction;
     target_ = &target;
     Backend<Device>::loss_forward(args(prediction), prediction, target, value_);
-    float host = 0.0f;  // one float back to the host, without a temporary vector
-    DeviceMemory<Device>::to_host(&host, value_.data(), sizeof(float));
-    return host;
+    return value_;
   }
 
   // dL/dprediction for the last forward() (overwritten).

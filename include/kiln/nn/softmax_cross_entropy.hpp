@@ -36,8 +36,17 @@ class SoftmaxCrossEntropy {
     arena.request(value_, Shape{1});
   }
 
-  // weights: [N,1,H,W] or null (every pixel weighs 1).
+  // weights: [N,1,H,W] or null (every pixel weighs 1). The mean as a host float (waits for the device).
   float forward(const T& logits, const T& targets, const T* weights = nullptr) {
+    const T& value = forward_on_device(logits, targets, weights);
+    float host = 0.0f;
+    DeviceMemory<Device>::to_host(&host, value.data(), sizeof(float));
+    return host;
+  }
+
+  // The same, leaving the mean in a 1-element device tensor (no copy to the host, no wait: a
+  // training step that reads its loss only every few steps, or runs from a CUDA graph).
+  const T& forward_on_device(const T& logits, const T& targets, const T* weights = nullptr) {
     KILN_CHECK(logits.shape().rank() == 4, "SoftmaxCrossEntropy: expected NCHW logits, got ", logits.shape().str());
     KILN_CHECK(logits.shape() == targets.shape(), "SoftmaxCrossEntropy: logits ", logits.shape().str(), " and targets ",
                targets.shape().str(), " differ in shape");
@@ -53,9 +62,7 @@ class SoftmaxCrossEntropy {
     if (value_.empty()) value_ = T(Shape{1});
     logits_ = &logits, targets_ = &targets, weights_ = weights;
     Backend<Device>::softmax_xent_forward(args(s), logits, targets, weights ? *weights : empty_, pixel_loss_, value_);
-    float host = 0.0f;
-    DeviceMemory<Device>::to_host(&host, value_.data(), sizeof(float));
-    return host;
+    return value_;
   }
 
   // dL/dlogits for the last forward() (overwritten).

@@ -8,6 +8,7 @@
 #if KILN_GPU_REAL
 #include "kiln/gpu/cuda_check.hpp"
 #else
+#include "kiln/gpu/emu_capture.hpp"
 #include "kiln/gpu/emu_worker_pool.hpp"
 #endif
 
@@ -46,6 +47,8 @@ inline std::string device_name() {
 inline void synchronize() {
 #if KILN_GPU_REAL
   detail::check_cuda(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+#else
+  emu::refuse_during_capture("synchronize (cudaDeviceSynchronize)");
 #endif
 }
 

@@ -9,8 +9,8 @@
 //   ldmatrix (kiln::gpu::mma, mma.hpp), __nv_bfloat16 and
 //   cp.async (kiln::gpu::cp_async / cp_async_commit / cp_async_wait, async_copy.hpp).
 // Host side (namespace kiln::gpu): Error, device_malloc/free, memcpy_*, memset_device,
-// synchronize, Stream, launch / KILN_LAUNCH, set_max_dynamic_shared, emulated, device_available,
-// device_name.
+// synchronize, Stream, Event, Graph, PinnedBuffer, memcpy_async, memset_async, launch / KILN_LAUNCH,
+// set_max_dynamic_shared, emulated, device_available, device_name.
 #include "kiln/gpu/config.hpp"
 
 #if KILN_GPU_REAL
@@ -23,6 +23,7 @@
 #include "kiln/gpu/device.hpp"
 #include "kiln/gpu/dynamic_shared.hpp"
 #include "kiln/gpu/error.hpp"
+#include "kiln/gpu/graph.hpp"
 #include "kiln/gpu/intrinsics.hpp"
 #include "kiln/gpu/keywords.hpp"
 #include "kiln/gpu/launch.hpp"

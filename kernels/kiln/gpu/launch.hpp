@@ -4,6 +4,7 @@
 // failure throws kiln::gpu::Error naming the kernel. KILN_LAUNCH passes the kernel's name for you:
 //   KILN_LAUNCH(scale_kernel<float>, grid, block, 0, stream, data, n);
 #include <cstddef>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <tuple>
@@ -18,6 +19,7 @@
 #if KILN_GPU_REAL
 #include "kiln/gpu/cuda_check.hpp"
 #else
+#include "kiln/gpu/emu_capture.hpp"
 #include "kiln/gpu/emu_runner.hpp"
 #endif
 
@@ -35,26 +37,35 @@ void launch(const char* kernel_name, void (*kernel)(Params...), dim3 grid, dim3 
     throw Error(std::string("kiln::gpu::launch(") + kernel_name + ") failed: " + cudaGetErrorName(status) + ": " +
                 cudaGetErrorString(status));
 #else
-  (void)stream;
-  // Kernel parameters are copied once here, as CUDA copies them at launch; every thread then
-  // receives its own copy, as on the GPU.
+  // Kernel parameters are copied once here, as CUDA copies them at launch (or at capture, into the
+  // graph's node); every thread then receives its own copy, as on the GPU.
   struct Closure {
     void (*kernel)(Params...);
     std::tuple<std::remove_cvref_t<Params>...> parameters;
   };
-  const Closure closure{kernel, std::tuple<std::remove_cvref_t<Params>...>(std::forward<Args>(args)...)};
-  emu::KernelInvocation invocation;
-  invocation.name = kernel_name;
-  invocation.invoke = [](const void* data) {
-    const Closure& c = *static_cast<const Closure*>(data);
-    std::apply(c.kernel, c.parameters);
+  auto closure = std::make_shared<const Closure>(
+      Closure{kernel, std::tuple<std::remove_cvref_t<Params>...>(std::forward<Args>(args)...)});
+  auto run = [closure, grid, block, dynamic_shared_bytes](const char* name) {
+    emu::KernelInvocation invocation;
+    invocation.name = name;
+    invocation.invoke = [](const void* data) {
+      const Closure& c = *static_cast<const Closure*>(data);
+      std::apply(c.kernel, c.parameters);
+    };
+    invocation.arguments = closure.get();
+    invocation.grid = grid;
+    invocation.block = block;
+    invocation.dynamic_shared_bytes = dynamic_shared_bytes;
+    std::lock_guard lock(emu::launch_mutex());
+    emu::run_grid(invocation);
   };
-  invocation.arguments = &closure;
-  invocation.grid = grid;
-  invocation.block = block;
-  invocation.dynamic_shared_bytes = dynamic_shared_bytes;
-  std::lock_guard lock(emu::launch_mutex());
-  emu::run_grid(invocation);
+  if (emu::Capture* capture = emu::capture_for(stream, std::string("launch of ") + kernel_name)) {
+    // The graph keeps its own copy of the name (Backend<Cuda>'s names live in temporaries).
+    std::string name = kernel_name;
+    capture->ops.push_back({"launch " + name, [run, name] { run(name.c_str()); }});
+    return;
+  }
+  run(kernel_name);
 #endif
 }
 

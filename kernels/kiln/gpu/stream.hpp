@@ -1,13 +1,16 @@
 #pragma once
 // kiln::gpu::Stream: an owned CUDA stream (RAII). stream_handle is cudaStream_t under nvcc and an
 // opaque pointer in the emulator, where everything runs synchronously. A null handle, or
-// Stream::default_stream(), is the default stream.
+// Stream::default_stream(), is the default stream. Event: a CUDA event (RAII) to wait for the work
+// queued before it without waiting for the whole stream (in the emulator that work is already done).
 #include <utility>
 
 #include "kiln/gpu/config.hpp"
 
 #if KILN_GPU_REAL
 #include "kiln/gpu/cuda_check.hpp"
+#else
+#include "kiln/gpu/emu_capture.hpp"
 #endif
 
 namespace kiln::gpu {
@@ -56,6 +59,8 @@ class Stream {
   void synchronize() const {
 #if KILN_GPU_REAL
     detail::check_cuda(cudaStreamSynchronize(handle_), "cudaStreamSynchronize");
+#else
+    emu::refuse_during_capture("Stream::synchronize (cudaStreamSynchronize)");
 #endif
   }
 
@@ -75,6 +80,58 @@ class Stream {
 
   stream_handle handle_ = nullptr;
   bool owning_ = false;
+};
+
+// Whether work queued on `stream` is being captured into a graph (graph.hpp) rather than run.
+inline bool is_capturing(stream_handle stream) {
+#if KILN_GPU_REAL
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  detail::check_cuda(cudaStreamIsCapturing(stream, &status), "cudaStreamIsCapturing");
+  return status == cudaStreamCaptureStatusActive;
+#else
+  return emu::capturing(stream);
+#endif
+}
+
+// A CUDA event without timing (RAII). record() marks the point reached in a stream's queue;
+// synchronize() waits on the host until the work before it is done (refused during a capture).
+// Recorded while the stream is captured, it becomes a node of the graph (an external event record),
+// so that each replay records it again: a host waiting on it waits for that point of the last replay.
+class Event {
+ public:
+  Event() {
+#if KILN_GPU_REAL
+    detail::check_cuda(cudaEventCreateWithFlags(&event_, cudaEventDisableTiming), "cudaEventCreate");
+#endif
+  }
+  ~Event() {
+#if KILN_GPU_REAL
+    if (event_ != nullptr) (void)cudaEventDestroy(event_);
+#endif
+  }
+  Event(const Event&) = delete;
+  Event& operator=(const Event&) = delete;
+
+  void record(stream_handle stream) {
+#if KILN_GPU_REAL
+    const unsigned flags = is_capturing(stream) ? cudaEventRecordExternal : cudaEventRecordDefault;
+    detail::check_cuda(cudaEventRecordWithFlags(event_, stream, flags), "cudaEventRecord");
+#else
+    emu::run_or_capture(stream, "event record", [] {});
+#endif
+  }
+  void synchronize() const {
+#if KILN_GPU_REAL
+    detail::check_cuda(cudaEventSynchronize(event_), "cudaEventSynchronize");
+#else
+    emu::refuse_during_capture("Event::synchronize (cudaEventSynchronize)");
+#endif
+  }
+
+ private:
+#if KILN_GPU_REAL
+  cudaEvent_t event_ = nullptr;
+#endif
 };
 
 }  // namespace kiln::gpu
