@@ -542,6 +542,7 @@ inline std::vector<KernelCase> kernel_cases() {
   conv_tf32.template operator()<70, 9, 1>(1, 9, 9);         // 1x1: Kg = 70 with a tail, M = 9 of a 64 tile
   conv_tf32.template operator()<2, 3, 3>(1, 4, 5, true);    // the TSan subset: one block per pass
   conv_tf32.template operator()<3, 2, 1>(1, 16, 16, true);  // 256 pixels: a split weight gradient
+  conv_tf32.template operator()<3, 2, 1>(1, 17, 15, true);  // H*W % 4 != 0: the implicit GEMM's, split
   conv_tf32.template operator()<96, 80, 3>(1, 8, 8);        // the 128x128 mma tiles (dgrad, wgrad), channel tails
 
   // The mma.sync TF32 convolution (kernels/conv2d_mma.cuh; exact-operand checks in test_conv_mma.cpp).
