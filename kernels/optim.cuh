@@ -18,8 +18,9 @@ namespace kiln::cuda::kernels {
 //   g = grad + l2 * p;  p *= decay;  m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
 //   p -= step_size * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
 template <class Float>
-__global__ void adam_step_kernel(const AdamStepArgs* args, std::int64_t numel, const unsigned* skip, Float* p,
-                                 const Float* grad, Float* m, Float* v) {
+__global__ void __launch_bounds__(256, 8)
+    adam_step_kernel(const AdamStepArgs* args, std::int64_t numel, const unsigned* skip, Float* p, const Float* grad,
+                     Float* m, Float* v) {
   if (skip != nullptr && *skip != 0u) return;
   const AdamStepArgs a = *args;
   KILN_GRID_STRIDE_LOOP(i, numel) {
