@@ -68,6 +68,7 @@
 #include <cstdint>
 #include <deque>
 #include <exception>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <sstream>
@@ -124,6 +125,10 @@ class TrainLoader {
                         " does not exist (0 <= shard_index < shard_count)");
     }
     cache_.resize(files_.size());
+    // A file listed more than once (kiln-train --data-repeat) is decoded and cached once.
+    cache_slot_.resize(files_.size());
+    std::map<std::filesystem::path, std::size_t> first;
+    for (std::size_t i = 0; i < files_.size(); ++i) cache_slot_[i] = first.try_emplace(files_[i], i).first->second;
     producer_.rng = Rng(o.seed ^ 0x6c6f61646572ull).state();  // "loader"
     consumer_ = producer_;
   }
@@ -287,6 +292,7 @@ class TrainLoader {
   }
 
   std::shared_ptr<const io::detail::CachedImage> image(std::size_t i) {
+    i = cache_slot_[i];
     if (options_.cache) {
       std::lock_guard lock(cache_mutex_);
       if (cache_[i]) return cache_[i];
@@ -334,6 +340,7 @@ class TrainLoader {
 
   std::mutex cache_mutex_;
   std::vector<std::shared_ptr<const io::detail::CachedImage>> cache_;
+  std::vector<std::size_t> cache_slot_;  // index -> the first index of the same file
 
   std::mutex mutex_;
   std::condition_variable ready_, space_;
