@@ -211,16 +211,14 @@ inline void conv_col_row_any(const ConvShape& s, const float* __restrict x, cons
 }
 
 // The col-row forward / input gradient (images under 16 wide, 1x1 convolutions) is a
-// K-blocked GEMM: per chunk of PC pixels and block of KC rows of col, the KC x PC
-// slice of col is built once (shared by the threads, ~288 KiB: L2), and every
-// (MR x NR) tile of the chunk's output is one kernel call over the KC rows,
-// accumulating into a chunk-local output ybuf[Mp][PC] (bias at the first block);
-// after the last block ybuf is copied into y. A micro-panel of the weight (KC x MR)
-// is reused for the chunk's PC / NR tiles, and the weight is streamed once per
-// chunk, not once per 48 pixels as with whole-K9 slices per thread (for 512
-// channels at 4 x 4 that was 9.4 MB per 48 pixels). The threads split the
-// (o-block, tile) pairs of a block, so a 4 x 4 layer whose 256 pixels are one
-// chunk still uses every thread.
+// K-blocked GEMM: each thread takes its own pixels (conv_thread_pixels); per chunk of
+// PC of them and block of KC rows of col, it builds the KC x PC slice of col (~288 KiB:
+// its L2), and every (MR x NR) tile of the chunk's output is one kernel call over the
+// KC rows, accumulating into a chunk-local output ybuf[Mp][PC] (bias at the first
+// block); after the last block ybuf is copied into y. A micro-panel of the weight
+// (KC x MR) is reused for the chunk's PC / NR tiles, and the weight is streamed once
+// per chunk, not once per 48 pixels as with whole-K9 slices (for 512 channels at
+// 4 x 4 that was 9.4 MB per 48 pixels).
 inline constexpr std::int64_t conv_col_kc = 256;
 template <class Cfg>
 inline std::int64_t conv_fwd_kc(std::int64_t k9) {
@@ -232,12 +230,17 @@ inline std::int64_t conv_fwd_chunk(std::int64_t k9, std::int64_t P) {
   return std::min(std::clamp<std::int64_t>(pc, Cfg::NR, 64 * Cfg::NR), round_up(P, Cfg::NR));
 }
 
+// Per thread of the col-row forward: its col slice (KC x PC) and chunk output (Mp x PC).
 template <class Cfg>
-inline std::size_t conv_fwd_workspace_floats(const ConvShape& s) {
-  const std::int64_t m = s.c_out, k9 = s.patch(), P = s.n * s.hw();
-  const std::int64_t mp = round_up(m, Cfg::MR), pc = conv_fwd_chunk<Cfg>(k9, P);
-  return static_cast<std::size_t>(mp * k9 + mp + round_up(conv_fwd_kc<Cfg>(k9) * pc, 16) + mp * pc +
-                                  conv_small_pad_floats(s) + 16 * 5);
+inline std::int64_t conv_fwd_thread_floats(const ConvShape& s) {
+  const std::int64_t k9 = s.patch(), mp = round_up(s.c_out, Cfg::MR), pc = conv_fwd_chunk<Cfg>(k9, s.n * s.hw());
+  return round_up(conv_fwd_kc<Cfg>(k9) * pc, 16) + round_up(mp * pc, 16) + 32;
+}
+template <class Cfg>
+inline std::size_t conv_fwd_workspace_floats(const ConvShape& s, int threads) {
+  const std::int64_t mp = round_up(s.c_out, Cfg::MR);
+  return static_cast<std::size_t>(mp * s.patch() + mp + conv_small_pad_floats(s) + 16 * 4 +
+                                  std::max(threads, 1) * conv_fwd_thread_floats<Cfg>(s));
 }
 
 // Pixels per chunk of the col-row weight gradient (the K of its GEMM): the packed
@@ -275,56 +278,76 @@ template <class Cfg, class PackWeight>
 inline void conv_padded_gemm(const ConvShape& s, const float* x, PackWeight pack, const float* bias, float* y,
                              float* workspace, int threads);
 
+// The pixels thread t of T computes in the col-row path: whole images when the batch
+// splits evenly (the thread then also builds its images' halo planes, so the threads
+// share nothing but the packed weight), else runs of whole NR-pixel tiles. Each thread
+// builds its own col slices: no barrier inside the pass, and no col row read from the
+// other core's cache (both cost 1.6x at the 8 x 8 level on a loaded 2-core VM).
+struct ConvPixels {
+  std::int64_t lo, hi;
+  bool whole_images;
+};
+inline ConvPixels conv_thread_pixels(const ConvShape& s, std::int64_t nr, std::int64_t t, std::int64_t T) {
+  const std::int64_t HW = s.hw(), P = s.n * HW;
+  if (s.n % T == 0 || s.n >= 4 * T) return {s.n * t / T * HW, s.n * (t + 1) / T * HW, true};
+  const std::int64_t tiles = ceil_div(P, nr);
+  return {std::min(P, tiles * t / T * nr), std::min(P, tiles * (t + 1) / T * nr), false};
+}
+
 template <class Cfg, class PackWeight>
 inline void conv_implicit_gemm(const ConvShape& s, const float* x, PackWeight pack, const float* bias, float* y,
                                float* workspace, int threads) {
   if (conv_use_padded(s)) return conv_padded_gemm<Cfg>(s, x, pack, bias, y, workspace, threads);
   constexpr std::int64_t MR = Cfg::MR, NR = Cfg::NR;
-  const std::int64_t M = s.c_out, K9 = s.patch(), KK = s.k * s.k, HW = s.hw(), P = s.n * HW;
-  const std::int64_t Mp = round_up(M, MR), mb = Mp / MR;
-  const std::int64_t KC = conv_fwd_kc<Cfg>(K9), PC = conv_fwd_chunk<Cfg>(K9, P), nchunks = ceil_div(P, PC);
-  const std::int64_t tiles = PC / NR;
+  const std::int64_t M = s.c_out, K9 = s.patch(), KK = s.k * s.k, HW = s.hw();
+  const std::int64_t Mp = round_up(M, MR), mb = Mp / MR, KC = conv_fwd_kc<Cfg>(K9);
+  const std::int64_t plane = s.k > 1 ? (s.h + 2 * s.pad()) * (s.w + 2 * s.pad()) : 0;
   float* pa = align64(workspace);
   float* pbias = align64(pa + Mp * K9);
-  float* buf = align64(pbias + Mp);                    // buf[k*PC + t] = col[k0 + k][p0 + t]
-  float* ybuf = align64(buf + round_up(KC * PC, 16));  // ybuf[o*PC + t] = y[o][p0 + t]
-  float* xs = s.k > 1 ? align64(ybuf + Mp * PC) : nullptr;
+  float* xs = s.k > 1 ? align64(pbias + Mp) : nullptr;
+  float* per_thread = align64(xs ? xs + conv_small_pad_floats(s) : pbias + Mp);
+  const std::int64_t thread_floats = conv_fwd_thread_floats<Cfg>(s);
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
-    if (xs) conv_small_pad(s, x, xs);
+    const std::int64_t T = omp_get_num_threads(), t = omp_get_thread_num();
+    const ConvPixels px = conv_thread_pixels(s, NR, t, T);
 #pragma omp for schedule(static) nowait
     for (std::int64_t ib = 0; ib < mb; ++ib) {
       pack(ib, pa + ib * K9 * MR);
       for (std::int64_t r = 0; r < MR; ++r) pbias[ib * MR + r] = bias && ib * MR + r < M ? bias[ib * MR + r] : 0.0f;
     }
-    for (std::int64_t ch = 0; ch < nchunks; ++ch) {
-      const std::int64_t p0 = ch * PC, len = std::min(PC, P - p0), lenp = round_up(len, NR);
+    if (xs && px.whole_images) {
+      for (std::int64_t nc = px.lo / HW * s.c_in; nc < px.hi / HW * s.c_in; ++nc)
+        conv_pad_plane(s, x + nc * HW, xs + nc * plane);
+    } else if (xs) {
+#pragma omp for schedule(static) nowait
+      for (std::int64_t nc = 0; nc < s.n * s.c_in; ++nc) conv_pad_plane(s, x + nc * HW, xs + nc * plane);
+    }
+#pragma omp barrier
+    const std::int64_t PC = conv_fwd_chunk<Cfg>(K9, std::max<std::int64_t>(px.hi - px.lo, 1));
+    float* buf = align64(per_thread + t * thread_floats);  // buf[k*PC + j] = col[k0 + k][p0 + j]
+    float* ybuf = align64(buf + round_up(KC * PC, 16));    // ybuf[o*PC + j] = y[o][p0 + j]
+    for (std::int64_t p0 = px.lo; p0 < px.hi; p0 += PC) {
+      const std::int64_t len = std::min(PC, px.hi - p0), lenp = round_up(len, NR), ntiles = lenp / NR;
       for (std::int64_t k0 = 0; k0 < K9; k0 += KC) {
         const std::int64_t kc = std::min(KC, K9 - k0);
-#pragma omp for schedule(static)
         for (std::int64_t k = 0; k < kc; ++k) {
           const std::int64_t kk = k0 + k;
           float* row = buf + k * PC;
           conv_col_row_any(s, x, xs, kk / KK, (kk / s.k) % s.k, kk % s.k, p0, len, row);
           zero_short(row + len, lenp - len);
         }
-        // (the barrier above also orders the weight packing before its first use)
-        const std::int64_t ntiles = lenp / NR;
-#pragma omp for collapse(2) schedule(static)
         for (std::int64_t ib = 0; ib < mb; ++ib)
-          for (std::int64_t jt = 0; jt < tiles; ++jt) {
-            if (jt >= ntiles) continue;
+          for (std::int64_t jt = 0; jt < ntiles; ++jt)
             simd::kernel_outer<Cfg>(kc, pa + (ib * K9 + k0) * MR, buf + jt * NR, PC, pbias + ib * MR,
                                     ybuf + ib * MR * PC + jt * NR, PC, k0 > 0);
-          }
       }
       // y[n][o][pix] = ybuf[o][q - p0] for the chunk's pixels q, image row-runs at a time.
-#pragma omp for schedule(static)
       for (std::int64_t o = 0; o < M; ++o)
-        for (std::int64_t t = 0; t < len;) {
-          const std::int64_t q = p0 + t, n = q / HW, pix = q % HW, seg = std::min(HW - pix, len - t);
-          copy_short(y + (n * M + o) * HW + pix, ybuf + o * PC + t, seg);
-          t += seg;
+        for (std::int64_t j = 0; j < len;) {
+          const std::int64_t q = p0 + j, n = q / HW, pix = q % HW, seg = std::min(HW - pix, len - j);
+          copy_short(y + (n * M + o) * HW + pix, ybuf + o * PC + j, seg);
+          j += seg;
         }
     }
   }
@@ -732,7 +755,7 @@ inline void conv2d_backward_with(const ConvShape& s, const float* x, const float
 template <class Cfg>
 inline std::size_t conv2d_workspace_floats_with(const ConvShape& s, int threads) {
   const ConvShape transposed{s.n, s.c_out, s.c_in, s.h, s.w, s.k};  // the input gradient's forward
-  return std::max({conv_fwd_workspace_floats<Cfg>(s), conv_fwd_workspace_floats<Cfg>(transposed),
+  return std::max({conv_fwd_workspace_floats<Cfg>(s, threads), conv_fwd_workspace_floats<Cfg>(transposed, threads),
                    conv_use_padded(s) ? conv_padded_workspace_floats<Cfg>(s, threads) : std::size_t{0},
                    conv_use_padded(s) ? conv_padded_workspace_floats<Cfg>(transposed, threads) : std::size_t{0},
                    conv_use_padded(s) ? conv_padded_wgrad_workspace_floats<Cfg>(s) : std::size_t{0},
@@ -744,7 +767,8 @@ inline std::size_t conv2d_workspace_floats_with(const ConvShape& s, int threads)
 // other a padded copy of the input, for images narrower than conv_padded_min_width).
 template <class Cfg>
 inline std::size_t conv2d_forward_workspace_floats_with(const ConvShape& s, int threads) {
-  return conv_use_padded(s) ? conv_padded_workspace_floats<Cfg>(s, threads) : conv_fwd_workspace_floats<Cfg>(s);
+  return conv_use_padded(s) ? conv_padded_workspace_floats<Cfg>(s, threads)
+                            : conv_fwd_workspace_floats<Cfg>(s, threads);
 }
 
 }  // namespace impl
