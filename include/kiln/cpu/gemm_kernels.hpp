@@ -147,8 +147,9 @@ struct Config {
   using V = typename Vec<VL>::type;
 };
 
-using Avx512Config = Config<16, 8, 3, 4, 6>;   // 24 + 3 + 1 zmm in the outer kernel; 24 + 6 + 1 in the dot kernel
-using Avx2Config = Config<8, 6, 2, 3, 4>;      // 12 + 2 + 1 ymm; 12 + 4 + 0 (A streamed) ymm
+using Avx512Config =
+    Config<16, 8, 3, 4, 6>;  // 24 + 3 + 1 zmm in the outer kernel; 24 + 4 (A rows) + 1 (a B row) in the dot kernel
+using Avx2Config = Config<8, 6, 2, 3, 4>;      // 12 + 2 + 1 ymm; 12 + 3 + 1 ymm
 using PortableConfig = Config<1, 4, 4, 2, 4>;  // plain floats
 
 #if defined(__AVX512F__)
