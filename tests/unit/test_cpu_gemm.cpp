@@ -129,7 +129,7 @@ void check_conv_config(const char* name) {
                               {1, 4, 8, 40, 128, 3},
                               // padded: several bands per image (64 channels of 64 x 64: 6 bands),
                               // weight-gradient image groups of 2, 2, 1
-                              {2, 64, 8, 64, 64, 3},
+                              {2, 64, 8, 64, 63, 3},  // (odd: {2, 64, 8, 64, 64, 3} takes Winograd forward)
                               {5, 3, 4, 20, 40, 3},
                               // col rows, K-blocked (K9 > 256) over two pixel chunks: through the
                               // halo planes at W = 12 and W = 8, and at W = 7 (a chunk starts mid-row)
@@ -139,7 +139,12 @@ void check_conv_config(const char* name) {
                               // the weight gradients over two pixel chunks: 1x1 (dot form, P > 1024)
                               // and 3x3 (outer-product form, P > 2048)
                               {2, 6, 10, 40, 30, 1},
-                              {40, 4, 6, 8, 8, 3}};
+                              {40, 4, 6, 8, 8, 3},
+                              // Winograd F(2x2, 3x3), forward and input gradient (both >= 16 channels): one
+                              // chunk; four chunks whose tile runs start mid-row; 16 wide, uneven o-blocks
+                              {3, 20, 18, 16, 16, 3},
+                              {4, 64, 24, 20, 18, 3},
+                              {2, 17, 70, 16, 22, 3}};
   for (const ConvShape& s : shapes) {
     Rng rng(3);
     const auto x = random_vector(std::size_t(s.n * s.c_in * s.hw()), rng);
@@ -175,9 +180,14 @@ TEST_CASE("CPU conv2d fast path: every configuration matches the plain loops, id
   CHECK(cpu::impl::conv_use_padded(ConvShape{3, 5, 6, 6, 16, 3}));
   CHECK_FALSE(cpu::impl::conv_use_padded(ConvShape{16, 32, 24, 4, 4, 3}));
   CHECK_FALSE(cpu::impl::conv_use_padded(ConvShape{3, 5, 7, 13, 11, 1}));
-  CHECK(cpu::impl::conv_padded_bands<cpu::simd::Avx512Config>(ConvShape{2, 64, 8, 64, 64, 3}).bands_per_image > 1);
+  CHECK(cpu::impl::conv_padded_bands<cpu::simd::Avx512Config>(ConvShape{2, 64, 8, 64, 63, 3}).bands_per_image > 1);
   CHECK(cpu::impl::conv_fwd_chunk<cpu::simd::Avx512Config>(360, 4 * 144) < 4 * 144);  // two chunks
   CHECK(cpu::impl::conv_fwd_kc<cpu::simd::Avx512Config>(360) < 360);                  // two K blocks
+  CHECK(cpu::impl::conv_use_winograd(ConvShape{3, 20, 18, 16, 16, 3}));
+  CHECK(cpu::impl::conv_use_winograd(ConvShape{3, 18, 20, 16, 16, 3}));  // its input gradient
+  CHECK_FALSE(cpu::impl::conv_use_winograd(ConvShape{2, 6, 10, 40, 30, 1}));
+  CHECK_FALSE(cpu::impl::conv_use_winograd(ConvShape{6, 40, 8, 9, 7, 3}));
+  CHECK(cpu::impl::conv_winograd_chunk<cpu::simd::Avx512Config>(ConvShape{4, 64, 24, 20, 18, 3}) < 4 * 10 * 9);
   // 1x1 on images over 8 x 8: the dot-product weight gradient; smaller ones and 3x3: the outer product.
   CHECK(cpu::impl::conv_wgrad_use_dot(ConvShape{2, 6, 10, 40, 30, 1}));
   CHECK(cpu::impl::conv_wgrad_use_dot(ConvShape{3, 5, 7, 13, 11, 1}));

@@ -701,6 +701,174 @@ inline void conv_weight_grad(const ConvShape& s, const float* x, const float* dy
   }
 }
 
+// ---- Winograd F(2x2, 3x3): the 3x3 forward and input gradient on even images ----
+//
+// Each 2 x 2 block of output pixels (a tile) is Y = A^T [ sum_c U_c (.) V_c ] A with
+// V_c = B^T d_c B (d_c: the 4 x 4 input patch of channel c) and U_c = G g_c G^T (g_c: the
+// 3 x 3 kernel): per tile and channel pair 16 multiplies instead of 36. The sum over c is a
+// GEMM per position xi of the 4 x 4 transform: M[xi] (Cout x tiles) = U[xi] (Cout x Cin)
+// V[xi] (Cin x tiles), run by kernel_outer with U packed like the direct path's weights.
+// The error against the direct sum is a few ulps per term (tests: relative 1e-5 bound).
+// Each thread takes its own tiles (chunks of TC), transforms its inputs and outputs
+// itself; only the packed U is shared (built once per pass, one barrier).
+// Measured (docs/cpu-path.md): 1.3-1.8x the direct path from 16 channels at 16 x 16 and up; at
+// 8 x 8 and below (tile rows of 4 and 2) the transforms cost what the GEMM saves.
+inline bool conv_use_winograd(const ConvShape& s) {
+  return s.k == 3 && s.h % 2 == 0 && s.w % 2 == 0 && s.h >= 16 && s.w >= 16 && s.c_in >= 16 && s.c_out >= 8;
+}
+template <class Cfg>
+inline std::int64_t conv_winograd_chunk(const ConvShape& s) {
+  const std::int64_t tc = (96 * 1024 / (16 * s.c_in)) / Cfg::NR * Cfg::NR;
+  const std::int64_t tiles = s.n * (s.h / 2) * (s.w / 2);
+  return std::min(std::clamp<std::int64_t>(tc, Cfg::NR, 4 * Cfg::NR), round_up(tiles, Cfg::NR));
+}
+template <class Cfg>
+inline std::int64_t conv_winograd_thread_floats(const ConvShape& s) {
+  const std::int64_t tc = conv_winograd_chunk<Cfg>(s);
+  return round_up(16 * s.c_in * tc, 16) + round_up(16 * Cfg::MR * tc, 16) + round_up(4 * (s.w + 2), 16) + 64;
+}
+template <class Cfg>
+inline std::size_t conv_winograd_workspace_floats(const ConvShape& s, int threads) {
+  const std::int64_t mp = round_up(s.c_out, Cfg::MR);
+  return static_cast<std::size_t>(16 * mp * s.c_in + 16 * 4 +
+                                  std::max(threads, 1) * conv_winograd_thread_floats<Cfg>(s));
+}
+
+// tap(o, c, t) is the 3 x 3 kernel entry t = u*3 + v of output channel o, input channel c.
+template <class Cfg, class Tap>
+inline void conv_winograd(const ConvShape& s, const float* x, Tap tap, const float* bias, float* y, float* workspace,
+                          int threads) {
+  constexpr std::int64_t MR = Cfg::MR, NR = Cfg::NR;
+  const std::int64_t M = s.c_out, C = s.c_in, H = s.h, W = s.w, HW = s.hw();
+  const std::int64_t th = H / 2, tw = W / 2, tiles = s.n * th * tw;
+  const std::int64_t Mp = round_up(M, MR), mb = Mp / MR, TC = conv_winograd_chunk<Cfg>(s);
+  float* up = align64(workspace);  // up[((xi * mb + ib) * C + c) * MR + r] = U[xi][ib*MR + r][c]
+  float* per_thread = align64(up + 16 * Mp * C);
+  const std::int64_t thread_floats = conv_winograd_thread_floats<Cfg>(s);
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    const std::int64_t T = omp_get_num_threads(), t = omp_get_thread_num();
+#pragma omp for schedule(static)
+    for (std::int64_t o = 0; o < Mp; ++o) {
+      const std::int64_t ib = o / MR, r = o % MR;
+      for (std::int64_t c = 0; c < C; ++c) {
+        float g[9], gt[4][3];
+        for (int e = 0; e < 9; ++e) g[e] = o < M ? tap(o, c, e) : 0.0f;
+        for (int j = 0; j < 3; ++j) {  // G g: rows 1, (1 1 1)/2, (1 -1 1)/2, 1
+          gt[0][j] = g[j];
+          gt[1][j] = 0.5f * (g[j] + g[3 + j] + g[6 + j]);
+          gt[2][j] = 0.5f * (g[j] - g[3 + j] + g[6 + j]);
+          gt[3][j] = g[6 + j];
+        }
+        for (int i = 0; i < 4; ++i) {  // (G g) G^T
+          const float u4[4] = {gt[i][0], 0.5f * (gt[i][0] + gt[i][1] + gt[i][2]),
+                               0.5f * (gt[i][0] - gt[i][1] + gt[i][2]), gt[i][2]};
+          for (int j = 0; j < 4; ++j) up[(((i * 4 + j) * mb + ib) * C + c) * MR + r] = u4[j];
+        }
+      }
+    }
+    const std::int64_t nt = ceil_div(tiles, NR);
+    const std::int64_t lo = std::min(tiles, nt * t / T * NR), hi = std::min(tiles, nt * (t + 1) / T * NR);
+    float* v = align64(per_thread + t * thread_floats);  // v[(xi * C + c) * TC + j]
+    float* m = align64(v + 16 * C * TC);                 // m[(xi * MR + r) * TC + j]
+    float* rows = align64(m + 16 * MR * TC);             // 4 input rows with a zero column each side
+    const float zero_bias[MR] = {};
+    for (std::int64_t t0 = lo; t0 < hi; t0 += TC) {
+      const std::int64_t tc = std::min(TC, hi - t0), tcp = round_up(tc, NR);
+      // V = B^T d B for the chunk's tiles, a run of one tile row at a time.
+      for (std::int64_t q = t0; q < t0 + tc;) {
+        const std::int64_t img = q / (th * tw), ti = (q / tw) % th, tj0 = q % tw;
+        const std::int64_t run = std::min(tw - tj0, t0 + tc - q), j0 = q - t0;
+        for (std::int64_t c = 0; c < C; ++c) {
+          const float* plane = x + (img * C + c) * HW;
+          for (int i = 0; i < 4; ++i) {
+            const std::int64_t yy = 2 * ti - 1 + i;
+            float* row = rows + i * (W + 2);
+            if (yy < 0 || yy >= H) {
+              zero_short(row + 2 * tj0, 2 * run + 2);
+            } else {
+              const std::int64_t a = 2 * tj0 - 1, b = 2 * (tj0 + run) + 1;  // columns a .. b - 1 (with the halo)
+              const std::int64_t a0 = std::max<std::int64_t>(a, 0), b0 = std::min(b, W);
+              if (a < 0) row[0] = 0.0f;
+              copy_short(row + a0 + 1, plane + yy * W + a0, b0 - a0);
+              if (b > W) row[W + 1] = 0.0f;
+            }
+          }
+          const float* __restrict r0 = rows;
+          const float* __restrict r1 = rows + (W + 2);
+          const float* __restrict r2 = rows + 2 * (W + 2);
+          const float* __restrict r3 = rows + 3 * (W + 2);
+          float* __restrict vc = v + c * TC + j0;
+          const std::int64_t xs = C * TC;  // between xi planes
+#pragma GCC ivdep
+          for (std::int64_t e = 0; e < run; ++e) {
+            const std::int64_t k = 2 * (tj0 + e);  // column 2*tj - 1 at k (the zero column shifts by one)
+            float d[4][4];
+            for (int j = 0; j < 4; ++j) {
+              d[0][j] = r0[k + j];
+              d[1][j] = r1[k + j];
+              d[2][j] = r2[k + j];
+              d[3][j] = r3[k + j];
+            }
+            float bd[4][4];  // B^T d: rows d0 - d2, d1 + d2, d2 - d1, d1 - d3
+            for (int j = 0; j < 4; ++j) {
+              bd[0][j] = d[0][j] - d[2][j];
+              bd[1][j] = d[1][j] + d[2][j];
+              bd[2][j] = d[2][j] - d[1][j];
+              bd[3][j] = d[1][j] - d[3][j];
+            }
+            for (int i = 0; i < 4; ++i) {  // (B^T d) B: the same on the columns
+              vc[(i * 4 + 0) * xs + e] = bd[i][0] - bd[i][2];
+              vc[(i * 4 + 1) * xs + e] = bd[i][1] + bd[i][2];
+              vc[(i * 4 + 2) * xs + e] = bd[i][2] - bd[i][1];
+              vc[(i * 4 + 3) * xs + e] = bd[i][1] - bd[i][3];
+            }
+          }
+        }
+        q += run;
+      }
+      if (tcp > tc)
+        for (std::int64_t xc = 0; xc < 16 * C; ++xc) zero_short(v + xc * TC + tc, tcp - tc);
+      for (std::int64_t ib = 0; ib < mb; ++ib) {
+        for (int xi = 0; xi < 16; ++xi)
+          for (std::int64_t jt = 0; jt < tcp / NR; ++jt)
+            simd::kernel_outer<Cfg>(C, up + (xi * mb + ib) * C * MR, v + xi * C * TC + jt * NR, TC, zero_bias,
+                                    m + xi * MR * TC + jt * NR, TC, false);
+        // Y = A^T M A (A^T rows: 1 1 1 0, 0 1 -1 -1), plus the bias.
+        const std::int64_t mi = std::min(MR, M - ib * MR);
+        for (std::int64_t r = 0; r < mi; ++r) {
+          const std::int64_t o = ib * MR + r;
+          const float bo = bias ? bias[o] : 0.0f;
+          const float* __restrict mr = m + r * TC;
+          const std::int64_t xs = MR * TC;
+          for (std::int64_t q = t0; q < t0 + tc;) {
+            const std::int64_t img = q / (th * tw), ti = (q / tw) % th, tj0 = q % tw;
+            const std::int64_t run = std::min(tw - tj0, t0 + tc - q), j0 = q - t0;
+            float* __restrict y0 = y + ((img * M + o) * H + 2 * ti) * W;
+            float* __restrict y1 = y0 + W;
+#pragma GCC ivdep
+            for (std::int64_t e = 0; e < run; ++e) {
+              float mm[4][4];
+              for (int xi = 0; xi < 16; ++xi) mm[xi / 4][xi % 4] = mr[xi * xs + j0 + e];
+              float a0[4], a1[4];
+              for (int j = 0; j < 4; ++j) {
+                a0[j] = mm[0][j] + mm[1][j] + mm[2][j];
+                a1[j] = mm[1][j] - mm[2][j] - mm[3][j];
+              }
+              const std::int64_t col = 2 * (tj0 + e);
+              y0[col] = bo + (a0[0] + a0[1] + a0[2]);
+              y0[col + 1] = bo + (a0[1] - a0[2] - a0[3]);
+              y1[col] = bo + (a1[0] + a1[1] + a1[2]);
+              y1[col + 1] = bo + (a1[1] - a1[2] - a1[3]);
+            }
+            q += run;
+          }
+        }
+      }
+    }
+  }
+}
+
 template <class Cfg>
 inline void conv2d_forward_with(const ConvShape& s, const float* x, const float* w, const float* b, float* y,
                                 float* workspace, int threads) {
@@ -719,6 +887,10 @@ inline void conv2d_forward_with(const ConvShape& s, const float* x, const float*
     for (std::int64_t kk = 0; kk < K9; ++kk)
       for (std::int64_t r = 0; r < MR; ++r) dst[kk * MR + r] = r < mi ? rows[r * K9 + kk] : 0.0f;
   };
+  if (conv_use_winograd(s)) {
+    const auto tap = [w, K9](std::int64_t o, std::int64_t c, int t) { return w[o * K9 + c * 9 + t]; };
+    return conv_winograd<Cfg>(s, x, tap, b, y, workspace, threads);
+  }
   conv_implicit_gemm<Cfg>(s, x, pack, b, y, workspace, threads);
 }
 
@@ -748,6 +920,11 @@ inline void conv2d_backward_with(const ConvShape& s, const float* x, const float
           for (std::int64_t r = 0; r < MR; ++r) out[tp * MR + r] = r < mi ? src[r * KK + (KK - 1 - tp)] : 0.0f;
       }
     };
+    if (conv_use_winograd(t)) {
+      // W'[c][o][t'] = W[o][c][8 - t'] (output channel c of the transposed pass, input channel o)
+      const auto tap = [w, cin](std::int64_t c, std::int64_t o, int tp) { return w[(o * cin + c) * 9 + (8 - tp)]; };
+      return conv_winograd<Cfg>(t, dy, tap, nullptr, dx, workspace, threads);
+    }
     conv_implicit_gemm<Cfg>(t, dy, pack, nullptr, dx, workspace, threads);
   }
 }
@@ -755,11 +932,14 @@ inline void conv2d_backward_with(const ConvShape& s, const float* x, const float
 template <class Cfg>
 inline std::size_t conv2d_workspace_floats_with(const ConvShape& s, int threads) {
   const ConvShape transposed{s.n, s.c_out, s.c_in, s.h, s.w, s.k};  // the input gradient's forward
-  return std::max({conv_fwd_workspace_floats<Cfg>(s, threads), conv_fwd_workspace_floats<Cfg>(transposed, threads),
-                   conv_use_padded(s) ? conv_padded_workspace_floats<Cfg>(s, threads) : std::size_t{0},
-                   conv_use_padded(s) ? conv_padded_workspace_floats<Cfg>(transposed, threads) : std::size_t{0},
-                   conv_use_padded(s) ? conv_padded_wgrad_workspace_floats<Cfg>(s) : std::size_t{0},
-                   conv_wgrad_workspace_floats<Cfg>(s, threads)});
+  return std::max(
+      {conv_fwd_workspace_floats<Cfg>(s, threads), conv_fwd_workspace_floats<Cfg>(transposed, threads),
+       conv_use_winograd(s) ? conv_winograd_workspace_floats<Cfg>(s, threads) : std::size_t{0},
+       conv_use_winograd(transposed) ? conv_winograd_workspace_floats<Cfg>(transposed, threads) : std::size_t{0},
+       conv_use_padded(s) ? conv_padded_workspace_floats<Cfg>(s, threads) : std::size_t{0},
+       conv_use_padded(s) ? conv_padded_workspace_floats<Cfg>(transposed, threads) : std::size_t{0},
+       conv_use_padded(s) ? conv_padded_wgrad_workspace_floats<Cfg>(s) : std::size_t{0},
+       conv_wgrad_workspace_floats<Cfg>(s, threads)});
 }
 
 // The forward pass alone (an eval plan): neither the transposed pass nor the weight gradient,
@@ -767,6 +947,7 @@ inline std::size_t conv2d_workspace_floats_with(const ConvShape& s, int threads)
 // other a padded copy of the input, for images narrower than conv_padded_min_width).
 template <class Cfg>
 inline std::size_t conv2d_forward_workspace_floats_with(const ConvShape& s, int threads) {
+  if (conv_use_winograd(s)) return conv_winograd_workspace_floats<Cfg>(s, threads);
   return conv_use_padded(s) ? conv_padded_workspace_floats<Cfg>(s, threads)
                             : conv_fwd_workspace_floats<Cfg>(s, threads);
 }
