@@ -49,8 +49,7 @@ template <class D>
 void check_colour_planes(const Tensor<float, D>& in, const Tensor<float, D>& out, const char* device,
                          const char* what) {
   KILN_CHECK(in.shape().rank() == 4 && in.shape().c() == 3 && in.shape() == out.shape(), "ColourOps<", device,
-             ">::", what, ": expected two [N, 3, H, W] tensors, got ", in.shape().str(), " and ",
-             out.shape().str());
+             ">::", what, ": expected two [N, 3, H, W] tensors, got ", in.shape().str(), " and ", out.shape().str());
 }
 }  // namespace detail
 

@@ -77,8 +77,7 @@ inline void annealed_mean_forward(const AnnealedMeanArgs& a, const float* logits
   const float invT = 1.0f / a.temperature;
 #pragma omp parallel for schedule(static)
   for (std::int64_t c = 0; c < a.n * chunks; ++c) {
-    const std::int64_t i = c / chunks, s0 = (c % chunks) * chunk::kChunk,
-                       len = std::min(chunk::kChunk, a.hw - s0);
+    const std::int64_t i = c / chunks, s0 = (c % chunks) * chunk::kChunk, len = std::min(chunk::kChunk, a.hw - s0);
     const float* z = logits + i * a.channels * a.hw;
     float m[chunk::kChunk];
     double e[chunk::kChunk], sa[chunk::kChunk] = {}, sb[chunk::kChunk] = {};
@@ -106,8 +105,7 @@ inline void annealed_mean_backward(const AnnealedMeanArgs& a, const float* logit
   const float invT = 1.0f / a.temperature;
 #pragma omp parallel for schedule(static)
   for (std::int64_t c = 0; c < a.n * chunks; ++c) {
-    const std::int64_t i = c / chunks, s0 = (c % chunks) * chunk::kChunk,
-                       len = std::min(chunk::kChunk, a.hw - s0);
+    const std::int64_t i = c / chunks, s0 = (c % chunks) * chunk::kChunk, len = std::min(chunk::kChunk, a.hw - s0);
     const std::int64_t base = i * a.channels * a.hw;
     float m[chunk::kChunk];
     double e[chunk::kChunk];

@@ -24,8 +24,8 @@ __global__ void ab_soft_encode_forward_kernel(AbEncodeArgs a, const Float* ab, c
     const std::int64_t i = p / a.hw, s = p % a.hw;
     int index[AbEncodeArgs::kMaxNeighbours];
     float dist2[AbEncodeArgs::kMaxNeighbours];
-    const int found = kiln::color::detail::nearest_bins(ab[i * 2 * a.hw + s], ab[i * 2 * a.hw + a.hw + s], centres, a.classes,
-                                                 a.neighbours, index, dist2);
+    const int found = kiln::color::detail::nearest_bins(ab[i * 2 * a.hw + s], ab[i * 2 * a.hw + a.hw + s], centres,
+                                                        a.classes, a.neighbours, index, dist2);
     float* t = targets + i * a.channels * a.hw + s;
     for (std::int64_t k = 0; k < a.channels; ++k) t[k * a.hw] = 0.0f;
     // Two passes over the list with fixed indices (no array of weights: it would go to local memory).
