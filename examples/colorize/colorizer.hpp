@@ -4,6 +4,9 @@
 #include "../common/models.hpp"
 #include <kiln/io/checkpoint.hpp>
 #include <kiln/color/colour_classifier.hpp>
+#if KILN_CUDA_DEVICE_INCLUDED
+#include <kiln/color/cuda.hpp>  // ColourOps<Cuda>, for the Cuda units (after <kiln/cuda.hpp>)
+#endif
 
 #include <memory>
 #include <type_traits>

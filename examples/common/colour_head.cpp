@@ -1,7 +1,7 @@
 // What a colorization checkpoint's output channels mean (colour_head.hpp).
 #include "colour_head.hpp"
 
-#include <kiln/cpu/colour_classes.hpp>
+#include <kiln/color/cpu/colour_classes.hpp>
 #include <kiln/io/color.hpp>
 #include <kiln/io/image.hpp>
 
@@ -69,8 +69,8 @@ Tensor<float, Cpu> ColourHead::to_ab(const Tensor<float, Cpu>& pred) const {
   const Shape& s = pred.shape();
   Tensor<float, Cpu> ab(Shape::nchw(s.n(), 2, s.h(), s.w()));
   const std::vector<float> c = bins.scaled_centres(kAbScale);
-  cpu::annealed_mean_forward({s.n(), s.c(), std::int64_t(bins.size()), s.h() * s.w(), temperature}, pred.data(),
-                             c.data(), ab.data());
+  color::cpu::annealed_mean_forward({s.n(), s.c(), std::int64_t(bins.size()), s.h() * s.w(), temperature}, pred.data(),
+                                    c.data(), ab.data());
   return ab;
 }
 

@@ -7,6 +7,9 @@
 #include "../common/colour_head.hpp"
 #include "../common/models.hpp"
 #include <kiln/color/ab_soft_encode.hpp>
+#if KILN_CUDA_DEVICE_INCLUDED
+#include <kiln/color/cuda.hpp>  // ColourOps<Cuda>, for the Cuda units (after <kiln/cuda.hpp>)
+#endif
 
 #include <string>
 

@@ -10,7 +10,6 @@ template <>
 struct Backend<Toy> {
   static constexpr bool fused_batchnorm_relu = false;
   static constexpr bool multi_tensor_adam = false;
-  static constexpr bool colour_conversion = false;
   static constexpr bool synchronised_batchnorm = false;
   static void relu_forward(const Tensor<float, Toy>&, Tensor<float, Toy>&) {}
 };

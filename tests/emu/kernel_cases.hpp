@@ -19,7 +19,6 @@
 
 #include "kiln/cuda.hpp"
 #include "kiln/cuda/step_monitor.hpp"
-#include "kiln/io/color.hpp"
 #include "conv2d_mma.cuh"
 
 namespace kiln_test {
@@ -463,33 +462,6 @@ inline void step_guard_case(Report& report, int count, std::uint64_t seed) {
   report.compare("bad tensors (index, count, first index, kind)", found, expected, 1e-12);
 }
 
-// sRGB <-> Lab on [N, 3, H, W] against kiln::io's planar conversions.
-inline void colour_case(Report& report, std::int64_t n, std::int64_t h, std::int64_t w, std::uint64_t seed) {
-  kiln::Rng rng(seed);
-  const Shape s = Shape::nchw(n, 3, h, w);
-  const std::size_t hw = static_cast<std::size_t>(h * w);
-  auto rgb = random_vector(s.numel(), rng, 0.0f, 1.0f);
-  rgb[0] = 0.0f;  // black, white and a value in the linear part of the curve
-  rgb[1] = 1.0f;
-  rgb[2] = 0.02f;
-  std::vector<float> lab_cpu(rgb.size()), rgb_cpu(rgb.size());
-  for (std::int64_t i = 0; i < n; ++i) {
-    const float* p = rgb.data() + i * 3 * hw;
-    float* q = lab_cpu.data() + i * 3 * hw;
-    kiln::io::rgb_to_lab_planar(p, p + hw, p + 2 * hw, q, q + hw, q + 2 * hw, hw);
-    float* r = rgb_cpu.data() + i * 3 * hw;
-    kiln::io::lab_to_rgb_planar(q, q + hw, q + 2 * hw, r, r + hw, r + 2 * hw, hw);
-  }
-  auto rgb_cuda = kiln::Tensor<float, Cuda>::from_host(s, rgb);
-  kiln::Tensor<float, Cuda> lab_cuda(s), back_cuda(s);
-  kiln::Backend<Cuda>::srgb_to_lab(rgb_cuda, lab_cuda);
-  report.compare("srgb_to_lab", lab_cuda.to_vector(), lab_cpu, tight);
-  // Lab -> sRGB from the CPU's Lab values, so the two directions are tested independently.
-  const auto lab_in = kiln::Tensor<float, Cuda>::from_host(s, lab_cpu);
-  kiln::Backend<Cuda>::lab_to_srgb(lab_in, back_cuda);
-  report.compare("lab_to_srgb", back_cuda.to_vector(), rgb_cpu, tight);
-}
-
 // ---- the table ------------------------------------------------------------------------------
 // The layer and colour cases are compiled in a unit of their own, tests/emu/cases/layers_colour.cpp
 // (the whole table in one unit took over 40 CPU-s); the residual cases, which share the convolution
@@ -667,7 +639,6 @@ inline std::vector<KernelCase> kernel_cases() {
                  optimizer_case<kiln::SGD>(r, kiln::SgdOptions{.lr = 0.1f, .momentum = 0.9, .dampening = 0.3}, 97);
                }});
 
-  t.push_back({"sRGB <-> Lab N=3 13x11", [](Report& r) { colour_case(r, 3, 13, 11, 101); }});
   t.push_back({"Adam multi-tensor, 150 tensors (3 launches)", [](Report& r) { adam_multi_case(r, 150, 103); }});
   t.push_back({"Adam per-tensor kernel, 20 tensors", [](Report& r) { adam_multi_case(r, 20, 107, true); }});
   t.push_back({"step guard: NaN/Inf counts, 75 tensors (2 launches)", [](Report& r) { step_guard_case(r, 75, 109); }});
@@ -712,7 +683,6 @@ inline std::vector<KernelCase> kernel_cases() {
   tiny("tiny Adam", [](Report& r) { optimizer_case<kiln::Adam>(r, kiln::AdamOptions{.lr = 1e-2f}, 225); });
   tiny("tiny SGD momentum",
        [](Report& r) { optimizer_case<kiln::SGD>(r, kiln::SgdOptions{.lr = 0.1f, .momentum = 0.9}, 227); });
-  tiny("tiny sRGB <-> Lab", [](Report& r) { colour_case(r, 1, 3, 5, 229); });
   tiny("tiny Adam multi-tensor", [](Report& r) { adam_multi_case(r, 5, 231); });
   tiny("tiny Adam per-tensor kernel", [](Report& r) { adam_multi_case(r, 3, 233, true); });
   tiny("tiny step guard", [](Report& r) { step_guard_case(r, 71, 235); });

@@ -1,14 +1,16 @@
 #pragma once
-// Kernel cases for colour as classification (kernels/colour_classes.cuh): the per-pixel softmax
-// cross-entropy (value and dlogits, with and without pixel weights, classes < channels), the ab
-// soft encoding (targets, pixel weights, dab) and the annealed-mean decoding (ab, dlogits), each on
-// the emulated Cuda device against the CPU backend. Included only by
+// Kernel cases for colour as classification: the library's per-pixel softmax cross-entropy
+// (kernels/softmax_xent.cuh: value and dlogits, with and without pixel weights, classes < channels),
+// and the colour module's kernels (include/kiln/color/kernels/*.cuh, launched by ColourOps<Cuda>):
+// the ab soft encoding (targets, pixel weights, dab), the annealed-mean decoding (ab, dlogits) and
+// sRGB <-> Lab, each on the emulated Cuda device against the CPU (Backend<Cpu>, ColourOps<Cpu>). Included only by
 // tests/emu/cases/layers_colour.cpp; add_colour_cases(t) appends to the table (tiny cases for the
 // ThreadSanitizer subset).
 #include <vector>
 
 #include "kiln/color/ab_soft_encode.hpp"
 #include "kiln/color/annealed_mean.hpp"
+#include "kiln/color/cuda.hpp"
 
 namespace kiln_test {
 
@@ -85,8 +87,31 @@ void ab_encode_case(Report& report, std::int64_t n, std::int64_t h, std::int64_t
   }
 }
 
+// sRGB <-> Lab on [N, 3, H, W]: ColourOps<Cuda> against ColourOps<Cpu> (kiln::io's planar loops).
+inline void colour_case(Report& report, std::int64_t n, std::int64_t h, std::int64_t w, std::uint64_t seed) {
+  kiln::Rng rng(seed);
+  const Shape s = Shape::nchw(n, 3, h, w);
+  auto rgb = random_vector(s.numel(), rng, 0.0f, 1.0f);
+  rgb[0] = 0.0f;  // black, white and a value in the linear part of the curve
+  rgb[1] = 1.0f;
+  rgb[2] = 0.02f;
+  const auto rgb_cpu = kiln::Tensor<float, Cpu>::from_host(s, rgb);
+  kiln::Tensor<float, Cpu> lab_cpu(s), back_cpu(s);
+  kiln::color::ColourOps<Cpu>::srgb_to_lab(rgb_cpu, lab_cpu);
+  kiln::color::ColourOps<Cpu>::lab_to_srgb(lab_cpu, back_cpu);
+  const auto rgb_cuda = kiln::Tensor<float, Cuda>::from_host(s, rgb);
+  kiln::Tensor<float, Cuda> lab_cuda(s), back_cuda(s);
+  kiln::color::ColourOps<Cuda>::srgb_to_lab(rgb_cuda, lab_cuda);
+  report.compare("srgb_to_lab", lab_cuda.to_vector(), lab_cpu.to_vector(), tight);
+  // Lab -> sRGB from the CPU's Lab values, so the two directions are tested independently.
+  const auto lab_in = kiln::Tensor<float, Cuda>::from_host(s, lab_cpu.to_vector());
+  kiln::color::ColourOps<Cuda>::lab_to_srgb(lab_in, back_cuda);
+  report.compare("lab_to_srgb", back_cuda.to_vector(), back_cpu.to_vector(), tight);
+}
+
 void add_colour_cases(std::vector<KernelCase>& t) {
   using kiln::Mode;
+  t.push_back({"sRGB <-> Lab N=3 13x11", [](Report& r) { colour_case(r, 3, 13, 11, 101); }});
   t.push_back({"SoftmaxCrossEntropy 7 channels, 5 classes, weighted, 3x13x11",
                [](Report& r) { softmax_xent_case(r, Shape::nchw(3, 7, 13, 11), 5, true, 401); }});
   t.push_back({"SoftmaxCrossEntropy 313 classes 1x9x7",
@@ -100,6 +125,7 @@ void add_colour_cases(std::vector<KernelCase>& t) {
                  layer_case<GridAnnealedMeanAll<Cpu>, GridAnnealedMeanAll<Cuda>>(r, Shape::nchw(2, 20, 5, 7),
                                                                                  Mode::train, 431, tight, tight);
                }});
+  t.push_back({"tiny sRGB <-> Lab", [](Report& r) { colour_case(r, 1, 3, 5, 229); }, true});
   t.push_back({"tiny SoftmaxCrossEntropy",
                [](Report& r) { softmax_xent_case(r, Shape::nchw(1, 3, 2, 3), 2, true, 433); }, true});
   t.push_back({"tiny AbSoftEncode", [](Report& r) { ab_encode_case<20>(r, 1, 2, 3, 439); }, true});

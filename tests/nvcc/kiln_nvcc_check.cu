@@ -1,11 +1,11 @@
 // nvcc compile-and-link check (target kiln_nvcc_check, tests/nvcc.cmake): <kiln/cuda.hpp> under
 // nvcc, every layer instantiated on kiln::Cuda (so every kernel template is instantiated and
-// compiled for each architecture of CMAKE_CUDA_ARCHITECTURES), the optimizers, the colour kernels
-// and the cuDNN wrapper, and the mma.sync convolution of kernels/conv2d_mma.cuh (the backend's TF32
-// forward; all 8 variants, so that the SASS check sees its HMMA / LDSM main loops). Run on a machine
-// with a GPU it also trains a tiny U-Net for two steps (strict fp32, then TF32 tensor cores), prints
-// the losses and compares conv2d_mma with the strict kernel; without one it says so and exits 0
-// (compiling and linking is the check).
+// compiled for each architecture of CMAKE_CUDA_ARCHITECTURES), the optimizers, the colour module's
+// kernels (include/kiln/color/kernels/*.cuh, through ColourOps<Cuda> and its layers) and the cuDNN wrapper, and the
+// mma.sync convolution of kernels/conv2d_mma.cuh (the backend's TF32 forward; all 8 variants, so that the SASS check
+// sees its HMMA / LDSM main loops). Run on a machine with a GPU it also trains a tiny U-Net for two steps (strict fp32,
+// then TF32 tensor cores), prints the losses and compares conv2d_mma with the strict kernel; without one it says so and
+// exits 0 (compiling and linking is the check).
 #include <cmath>
 #include <cstdio>
 #include <stdexcept>
@@ -14,6 +14,9 @@
 #include <kiln/cuda.hpp>
 #include <kiln/cuda/cudnn.hpp>
 #include <kiln/cuda/step_monitor.hpp>
+#include <kiln/color/ab_soft_encode.hpp>
+#include <kiln/color/annealed_mean.hpp>
+#include <kiln/color/cuda.hpp>
 #include <kiln/io/color.hpp>
 #include <kiln/models/unet.hpp>
 
@@ -48,6 +51,10 @@ template class Loss<Cuda>;
 template class SGD<Cuda>;
 template class Adam<Cuda>;
 template class AdamW<Cuda>;
+template class SoftmaxCrossEntropy<Cuda>;
+// The colour module's layers on Cuda (ColourOps<Cuda>: every kernel of include/kiln/color/kernels/).
+template class color::AbSoftEncode<23, Cuda>;
+template class color::AnnealedMean<23, Cuda>;
 }  // namespace kiln
 
 namespace {
@@ -178,8 +185,8 @@ int main() {
       if (!(err < 2e-3)) throw std::runtime_error("conv2d_mma disagrees with the strict kernel");
     }
     kiln::Tensor<float, Cuda> rgb(kiln::Shape::nchw(1, 3, 4, 4)), lab(rgb.shape());
-    kiln::Backend<Cuda>::srgb_to_lab(rgb, lab);
-    kiln::Backend<Cuda>::lab_to_srgb(lab, rgb);
+    kiln::color::ColourOps<Cuda>::srgb_to_lab(rgb, lab);
+    kiln::color::ColourOps<Cuda>::lab_to_srgb(lab, rgb);
 #if KILN_GPU_REAL && defined(KILN_WITH_CUDNN)
     kiln::cudnn::Handle handle;
     const kiln::ConvShape s{1, 3, 5, 13, 11, 3};

@@ -204,3 +204,30 @@ TEST_CASE("ColourClassifier: the U-Net's state under the same names, the anneale
   arena.finalize();
   CHECK(relative_error(wrapped.forward(x, Mode::eval).to_vector(), dec.forward(logits, Mode::eval).to_vector()) < 1e-6);
 }
+
+TEST_CASE("ColourOps<Cpu>: sRGB <-> Lab image by image equals the scalar conversion; other shapes are refused") {
+  const Shape s = Shape::nchw(2, 3, 2, 3);
+  Rng rng(61);
+  std::vector<float> v(std::size_t(s.numel()));
+  for (auto& e : v) e = rng.uniform(0.0f, 1.0f);
+  const Tensor<float, Cpu> rgb = tensor(s, v);
+  Tensor<float, Cpu> lab(s), back(s);
+  color::ColourOps<Cpu>::srgb_to_lab(rgb, lab);
+  color::ColourOps<Cpu>::lab_to_srgb(lab, back);
+  const std::int64_t hw = 6;
+  for (std::int64_t i = 0; i < 2; ++i)
+    for (std::int64_t p = 0; p < hw; ++p) {
+      const float* in = v.data() + i * 3 * hw + p;
+      const color::Lab want = color::srgb_to_lab({in[0], in[hw], in[2 * hw]});
+      const float* got = lab.data() + i * 3 * hw + p;
+      CHECK(got[0] == want.L);
+      CHECK(got[hw] == want.a);
+      CHECK(got[2 * hw] == want.b);
+      for (int c = 0; c < 3; ++c)
+        CHECK(back.data()[i * 3 * hw + c * hw + p] == doctest::Approx(in[c * hw]).epsilon(1e-4));
+    }
+  Tensor<float, Cpu> two(Shape::nchw(1, 2, 2, 3)), other(Shape::nchw(2, 3, 3, 2));
+  CHECK_THROWS_WITH_AS(color::ColourOps<Cpu>::srgb_to_lab(two, two),
+                       doctest::Contains("ColourOps<Cpu>::srgb_to_lab: expected two [N, 3, H, W] tensors"), Error);
+  CHECK_THROWS_WITH_AS(color::ColourOps<Cpu>::lab_to_srgb(lab, other), doctest::Contains("[2, 3, 3, 2]"), Error);
+}

@@ -1,6 +1,6 @@
 #pragma once
 // AbSoftEncode<K>: ab [N,2,H,W] -> soft class targets [N,K,H,W] for colour classification (Zhang
-// et al. 2016, kiln/cpu/colour_classes.hpp): each pixel's ab spread over its `neighbours` nearest
+// et al. 2016, kiln/color/cpu/colour_classes.hpp): each pixel's ab spread over its `neighbours` nearest
 // bin centres with a Gaussian of width sigma (5 Lab units in the paper), and its class rebalancing
 // weight (that of the nearest bin) in pixel_weights() [N,1,H,W]. The bins (kiln::color::AbBins)
 // are set at run time; K >= their count (channels past it stay 0). A layer with no parameters:
@@ -10,8 +10,7 @@
 #include <string_view>
 #include <vector>
 
-#include "kiln/core/backend.hpp"
-#include "kiln/ops/colour_classes.hpp"
+#include "kiln/color/colour_ops.hpp"
 #include "kiln/nn/layer.hpp"
 
 namespace kiln::color {
@@ -68,7 +67,7 @@ class AbSoftEncode {
     KILN_CHECK(classes() > 0, "AbSoftEncode: forward() before set_bins()");
     KILN_CHECK(ab.shape().rank() == 4 && Shape::nchw(ab.shape().n(), K, ab.shape().h(), ab.shape().w()) == y_.shape(),
                "AbSoftEncode: forward() got ", ab.shape().str(), " but was planned for targets ", y_.shape().str());
-    Backend<Device>::ab_soft_encode_forward(args(ab.shape()), ab, centres_, weights_, y_, pixel_weights_);
+    ColourOps<Device>::ab_soft_encode_forward(args(ab.shape()), ab, centres_, weights_, y_, pixel_weights_);
     return y_;
   }
   // dL/dab for dL/dtargets (the targets of the last forward()).
@@ -76,7 +75,7 @@ class AbSoftEncode {
     KILN_CHECK(!dx_.empty(), "AbSoftEncode: backward() after a plan for Mode::eval (plan for Mode::train to train)");
     KILN_CHECK(dy.shape() == y_.shape(), "AbSoftEncode: gradient ", dy.shape().str(), " does not match ",
                y_.shape().str());
-    Backend<Device>::ab_soft_encode_backward(args(dx_.shape()), centres_, y_, dy, dx_);
+    ColourOps<Device>::ab_soft_encode_backward(args(dx_.shape()), centres_, y_, dy, dx_);
     return dx_;
   }
   // The class rebalancing weight of each pixel of the last forward() ([N,1,H,W]).

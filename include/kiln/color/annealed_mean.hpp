@@ -1,6 +1,6 @@
 #pragma once
 // AnnealedMean<K>: class logits [N,K,H,W] -> ab [N,2,H,W], the annealed mean of Zhang et al. 2016
-// (kiln/cpu/colour_classes.hpp): ab = sum_k softmax(z / T)_k c_k over the bin centres c_k. T = 1
+// (kiln/color/cpu/colour_classes.hpp): ab = sum_k softmax(z / T)_k c_k over the bin centres c_k. T = 1
 // is the mean of the predicted distribution (muted colours), T -> 0 its mode (vivid but patchy);
 // the paper uses T = 0.38. The bins are set at run time (K >= their count; channels past it are
 // ignored). No parameters; backward gives dL/dlogits.
@@ -8,8 +8,7 @@
 #include <string_view>
 #include <vector>
 
-#include "kiln/core/backend.hpp"
-#include "kiln/ops/colour_classes.hpp"
+#include "kiln/color/colour_ops.hpp"
 #include "kiln/nn/layer.hpp"
 
 namespace kiln::color {
@@ -69,14 +68,14 @@ class AnnealedMean {
                    logits.shape().c() == K,
                "AnnealedMean: forward() got ", logits.shape().str(), " but was planned for ab ", y_.shape().str());
     x_ = &logits;
-    Backend<Device>::annealed_mean_forward(args(logits.shape()), logits, centres_, y_);
+    ColourOps<Device>::annealed_mean_forward(args(logits.shape()), logits, centres_, y_);
     return y_;
   }
   const T& backward(const T& dy) {
     KILN_CHECK(!dx_.empty() && x_ != nullptr, "AnnealedMean: backward() needs a forward() on a plan for Mode::train");
     KILN_CHECK(dy.shape() == y_.shape(), "AnnealedMean: gradient ", dy.shape().str(), " does not match ",
                y_.shape().str());
-    Backend<Device>::annealed_mean_backward(args(x_->shape()), *x_, centres_, y_, dy, dx_);
+    ColourOps<Device>::annealed_mean_backward(args(x_->shape()), *x_, centres_, y_, dy, dx_);
     return dx_;
   }
 

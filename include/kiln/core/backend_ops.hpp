@@ -17,10 +17,10 @@
 #include "kiln/core/tensor.hpp"
 #include "kiln/ops/activation.hpp"
 #include "kiln/ops/batchnorm.hpp"
-#include "kiln/ops/colour_classes.hpp"
 #include "kiln/ops/loss.hpp"
 #include "kiln/ops/optim.hpp"
 #include "kiln/ops/pooling.hpp"
+#include "kiln/ops/softmax_xent.hpp"
 #include "kiln/ops/upsample.hpp"
 
 namespace kiln {
@@ -30,9 +30,9 @@ template <class D, class B = Backend<D>>
 concept BackendOps = requires(const ConvShape& cs, const StridedConvShape& ss, const ActivationArgs& act,
                               const DropoutArgs& drop, const BatchNormArgs& bn, const PoolArgs& pool,
                               const UpsampleArgs& up, const LossArgs& loss, const AdamStepArgs& adam,
-                              const SgdStepArgs& sgd, const SoftmaxXentArgs& xent, const AbEncodeArgs& enc,
-                              const AnnealedMeanArgs& mean, const Tensor<float, D>& c, Tensor<float, D>& m,
-                              const Tensor<std::int32_t, D>& cidx, Tensor<std::int32_t, D>& idx, float f) {
+                              const SgdStepArgs& sgd, const SoftmaxXentArgs& xent, const Tensor<float, D>& c,
+                              Tensor<float, D>& m, const Tensor<std::int32_t, D>& cidx, Tensor<std::int32_t, D>& idx,
+                              float f) {
   { B::conv2d_workspace_floats(cs) } -> std::convertible_to<std::size_t>;
   { B::conv2d_forward_workspace_floats(cs) } -> std::convertible_to<std::size_t>;
   B::conv2d_forward(cs, c, c, c, m, m);
@@ -63,16 +63,11 @@ concept BackendOps = requires(const ConvShape& cs, const StridedConvShape& ss, c
   B::loss_backward(loss, c, c, m);
   B::softmax_xent_forward(xent, c, c, c, m, m);
   B::softmax_xent_backward(xent, c, c, c, m);
-  B::ab_soft_encode_forward(enc, c, c, c, m, m);
-  B::ab_soft_encode_backward(enc, c, c, c, m);
-  B::annealed_mean_forward(mean, c, c, m);
-  B::annealed_mean_backward(mean, c, c, c, c, m);
   B::adam_step(adam, m, c, m, m);
   B::sgd_step(sgd, m, c, m);
   // The optional capabilities, declared by every table (see below).
   { B::fused_batchnorm_relu } -> std::convertible_to<bool>;
   { B::multi_tensor_adam } -> std::convertible_to<bool>;
-  { B::colour_conversion } -> std::convertible_to<bool>;
   { B::synchronised_batchnorm } -> std::convertible_to<bool>;
 };
 
@@ -89,14 +84,6 @@ concept HasFusedBatchNormReLU = requires(const BatchNormArgs& bn, const Tensor<f
 template <class D, class B = Backend<D>>
 concept HasMultiTensorAdam = requires(const AdamStepArgs& a, std::span<const typename B::AdamTensors> t) {
   B::adam_step_multi(a, t);
-};
-
-// Optional: sRGB <-> Lab on planar [N, 3, H, W] tensors. CUDA: yes (the programs convert on the
-// device). CPU: no (kiln/io converts images while decoding them).
-template <class D, class B = Backend<D>>
-concept HasColourConversion = requires(const Tensor<float, D>& c, Tensor<float, D>& m) {
-  B::srgb_to_lab(c, m);
-  B::lab_to_srgb(c, m);
 };
 
 // Optional: BatchNorm2d in training with every per-channel sum added across the replicas of a
@@ -119,8 +106,6 @@ constexpr bool backend_table_complete() {
                   "kiln: Backend::fused_batchnorm_relu does not match its batchnorm_relu_* members");
     static_assert(B::multi_tensor_adam == HasMultiTensorAdam<D>,
                   "kiln: Backend::multi_tensor_adam does not match its adam_step_multi member");
-    static_assert(B::colour_conversion == HasColourConversion<D>,
-                  "kiln: Backend::colour_conversion does not match its srgb_to_lab/lab_to_srgb members");
     static_assert(B::synchronised_batchnorm == HasSynchronisedBatchNorm<D>,
                   "kiln: Backend::synchronised_batchnorm does not match its batchnorm_*_across members");
   }

@@ -14,10 +14,10 @@
 #include "kiln/cpu/conv2d_strided.hpp"
 #include "kiln/cpu/elementwise.hpp"
 #include "kiln/cpu/batchnorm.hpp"
-#include "kiln/cpu/colour_classes.hpp"
 #include "kiln/cpu/loss.hpp"
 #include "kiln/cpu/optim.hpp"
 #include "kiln/cpu/pooling.hpp"
+#include "kiln/cpu/softmax_xent.hpp"
 #include "kiln/cpu/upsample.hpp"
 
 namespace kiln {
@@ -27,7 +27,6 @@ struct Backend<Cpu> {
   // The optional capabilities of core/backend_ops.hpp.
   static constexpr bool fused_batchnorm_relu = true;
   static constexpr bool multi_tensor_adam = true;
-  static constexpr bool colour_conversion = false;
   static constexpr bool synchronised_batchnorm = true;  // batchnorm_*_across (kiln/nn/replicas.hpp)
 
   using T = Tensor<float, Cpu>;
@@ -190,7 +189,7 @@ struct Backend<Cpu> {
     cpu::loss_backward(a, prediction.data(), target.data(), dprediction.data());
   }
 
-  // ---- Colour classification (kiln/cpu/colour_classes.hpp) ---------------------
+  // ---- Softmax cross-entropy (kiln/cpu/softmax_xent.hpp) -------------------------
   // weights may be empty (every pixel 1); pixel_loss is the CUDA reduction's scratch (unused here).
   static void softmax_xent_forward(const SoftmaxXentArgs& a, const T& logits, const T& targets, const T& weights, T&,
                                    T& out) {
@@ -200,23 +199,6 @@ struct Backend<Cpu> {
                                     T& dlogits) {
     cpu::softmax_xent_backward(a, logits.data(), targets.data(), weights.empty() ? nullptr : weights.data(),
                                dlogits.data());
-  }
-  // bin_weights and pixel_weights may be empty.
-  static void ab_soft_encode_forward(const AbEncodeArgs& a, const T& ab, const T& centres, const T& bin_weights,
-                                     T& targets, T& pixel_weights) {
-    cpu::ab_soft_encode_forward(a, ab.data(), centres.data(), bin_weights.empty() ? nullptr : bin_weights.data(),
-                                targets.data(), pixel_weights.empty() ? nullptr : pixel_weights.data());
-  }
-  static void ab_soft_encode_backward(const AbEncodeArgs& a, const T& centres, const T& targets, const T& dtargets,
-                                      T& dab) {
-    cpu::ab_soft_encode_backward(a, centres.data(), targets.data(), dtargets.data(), dab.data());
-  }
-  static void annealed_mean_forward(const AnnealedMeanArgs& a, const T& logits, const T& centres, T& ab) {
-    cpu::annealed_mean_forward(a, logits.data(), centres.data(), ab.data());
-  }
-  static void annealed_mean_backward(const AnnealedMeanArgs& a, const T& logits, const T& centres, const T& ab,
-                                     const T& dab, T& dlogits) {
-    cpu::annealed_mean_backward(a, logits.data(), centres.data(), ab.data(), dab.data(), dlogits.data());
   }
 
   // ---- Optimizer updates -------------------------------------------------------

@@ -2,9 +2,9 @@
 // Backend<Cuda>: the host-side launchers of kiln's hand-written CUDA kernels (kernels/*.cuh).
 // Same members and signatures as Backend<Cpu> (include/kiln/cpu/backend.hpp), so every layer
 // templated on Device runs unchanged on kiln::Cuda. Every launcher computes the grid and block and
-// goes through Backend<Cuda>::launch (below): kiln::gpu::launch on kiln::cuda::current_stream(),
-// under nvcc a real launch checked with cudaGetLastError, otherwise the CPU emulator. A failure
-// throws kiln::gpu::Error naming the kernel. No cuBLAS/cuDNN here (the cuDNN oracle is
+// goes through kiln/cuda/launch.hpp: kiln::gpu::launch on kiln::cuda::current_stream(), under nvcc
+// a real launch checked with cudaGetLastError, otherwise the CPU emulator. A failure throws
+// kiln::gpu::Error naming the kernel. No cuBLAS/cuDNN here (the cuDNN oracle is
 // <kiln/cuda/cudnn.hpp>).
 #include <algorithm>
 #include <cstddef>
@@ -21,6 +21,7 @@
 #include "kiln/core/conv_shape.hpp"
 #include "kiln/core/error.hpp"
 #include "kiln/core/tensor.hpp"
+#include "kiln/cuda/launch.hpp"
 #include "kiln/cuda/math_mode.hpp"
 #include "kiln/cuda/memory.hpp"
 #include "kiln/cuda/step_scalars.hpp"
@@ -28,8 +29,6 @@
 
 #include "activation.cuh"
 #include "batchnorm.cuh"
-#include "color.cuh"
-#include "colour_classes.cuh"
 #include "conv2d.cuh"
 #include "conv2d_igemm.cuh"
 #include "conv2d_mma.cuh"
@@ -40,65 +39,10 @@
 #include "optim.cuh"
 #include "pooling.cuh"
 #include "reduce.cuh"
+#include "softmax_xent.cuh"
 #include "spatial_grid.cuh"
 #include "upsample.cuh"
 #include "vector_access.cuh"
-
-namespace kiln::cuda {
-
-// A kernel and the name its launch reports (in errors, the emulator's profile and launch hook):
-// "relu_forward_kernel<4>", with the template arguments' values. Made by KILN_CUDA_KERNEL.
-template <class... Params>
-struct Kernel {
-  void (*function)(Params...);
-  char name[96];
-};
-
-namespace detail {
-inline void append_name(char* name, std::size_t size, const char* text) {
-  std::size_t at = 0;
-  while (at + 1 < size && name[at] != '\0') ++at;
-  for (; at + 1 < size && *text != '\0'; ++text) name[at++] = *text;
-  name[at] = '\0';
-}
-inline void append_argument(char* name, std::size_t size, bool value) {
-  append_name(name, size, value ? "true" : "false");
-}
-inline void append_argument(char* name, std::size_t size, int value) {
-  char digits[16];
-  std::snprintf(digits, sizeof digits, "%d", value);
-  append_name(name, size, digits);
-}
-template <class... Params, class... Values>
-Kernel<Params...> make_kernel(const char* base, void (*function)(Params...), const char* spelled_arguments,
-                              Values... values) {
-  Kernel<Params...> k{function, {}};
-  append_name(k.name, sizeof k.name, base);
-  append_name(k.name, sizeof k.name, "<");
-  if constexpr (sizeof...(Values) == 0) {
-    append_name(k.name, sizeof k.name, spelled_arguments);
-  } else {
-    bool first = true;
-    ((append_name(k.name, sizeof k.name, first ? "" : ", "), append_argument(k.name, sizeof k.name, values),
-      first = false),
-     ...);
-  }
-  append_name(k.name, sizeof k.name, ">");
-  return k;
-}
-}  // namespace detail
-}  // namespace kiln::cuda
-
-// kernels::name<args...>, named with the arguments' values: KILN_CUDA_KERNEL(relu_forward_kernel, V)
-// (V an int or bool known at compile time); KILN_CUDA_KERNEL_FLOAT(name) is kernels::name<float>.
-#define KILN_CUDA_KERNEL(name, ...) \
-  ::kiln::cuda::detail::make_kernel(#name, &::kiln::cuda::kernels::name<__VA_ARGS__>, "", __VA_ARGS__)
-#define KILN_CUDA_KERNEL_FLOAT(name) \
-  ::kiln::cuda::detail::make_kernel(#name, &::kiln::cuda::kernels::name<float>, "float")
-
-// KILN_LAUNCH on kiln::cuda::current_stream(), for kernels launched outside Backend<Cuda> (tests).
-#define KILN_CUDA_LAUNCH(kernel, grid, block, shared_bytes, ...) \
-  KILN_LAUNCH(kernel, grid, block, shared_bytes, ::kiln::cuda::current_stream(), __VA_ARGS__)
 
 namespace kiln {
 
@@ -110,7 +54,6 @@ struct Backend<Cuda> {
   // The optional capabilities of core/backend_ops.hpp.
   static constexpr bool fused_batchnorm_relu = true;
   static constexpr bool multi_tensor_adam = true;
-  static constexpr bool colour_conversion = true;
   static constexpr bool synchronised_batchnorm = false;  // batchnorm_*_across (kiln/nn/replicas.hpp)
 
   using T = Tensor<float, Cuda>;
@@ -122,20 +65,15 @@ struct Backend<Cuda> {
   static constexpr unsigned reduce_threads = kiln::cuda::kernels::reduce_threads;
   using ReducePlan = kiln::cuda::kernels::ReducePlan;
 
-  // ---- the one launch path ----------------------------------------------------------------
+  // ---- the one launch path (kiln/cuda/launch.hpp) -------------------------------------------
   template <class... Params, class... Args>
   static void launch(const kiln::cuda::Kernel<Params...>& k, dim3 grid, dim3 block, std::size_t shared_bytes,
                      Args&&... args) {
-    if (kiln::cuda::in_host_pass()) return;  // replaying a graph: only the host side (step_scalars.hpp)
-    kiln::gpu::launch(k.name, k.function, grid, block, shared_bytes, kiln::cuda::current_stream(),
-                      std::forward<Args>(args)...);
+    kiln::cuda::launch(k, grid, block, shared_bytes, std::forward<Args>(args)...);
   }
-  // A grid-stride kernel over `items` work items (grid_stride()'s shape); nothing when there are none.
   template <class... Params, class... Args>
   static void launch_1d(const kiln::cuda::Kernel<Params...>& k, std::int64_t items, Args&&... args) {
-    if (items <= 0) return;
-    const auto g = kiln::cuda::kernels::grid_stride(items);
-    launch(k, dim3(g.blocks), dim3(g.threads), 0, std::forward<Args>(args)...);
+    kiln::cuda::launch_1d(k, items, std::forward<Args>(args)...);
   }
   // f.template operator()<K>() for the first K of Ks equal to k, else for the last of Ks (0: the
   // run-time kernel size; the tensor-core kernels list only 1 and 3, which uses_tensor_cores checked).
@@ -471,7 +409,7 @@ struct Backend<Cuda> {
                });
   }
 
-  // ---- Colour classification (kernels/colour_classes.cuh) ----------------------
+  // ---- Softmax cross-entropy (kernels/softmax_xent.cuh) -------------------------
   // Per-pixel losses into pixel_loss, then their mean by a two-stage reduction (deterministic).
   static void softmax_xent_forward(const SoftmaxXentArgs& a, const T& logits, const T& targets, const T& weights,
                                    T& pixel_loss, T& out) {
@@ -489,25 +427,6 @@ struct Backend<Cuda> {
                                     T& dlogits) {
     launch_1d(KILN_CUDA_KERNEL_FLOAT(softmax_xent_backward_kernel), a.pixels(), a, logits.data(), targets.data(),
               ptr(weights), dlogits.data());
-  }
-  static void ab_soft_encode_forward(const AbEncodeArgs& a, const T& ab, const T& centres, const T& bin_weights,
-                                     T& targets, T& pixel_weights) {
-    launch_1d(KILN_CUDA_KERNEL_FLOAT(ab_soft_encode_forward_kernel), a.n * a.hw, a, ab.data(), centres.data(),
-              ptr(bin_weights), targets.data(), ptr(pixel_weights));
-  }
-  static void ab_soft_encode_backward(const AbEncodeArgs& a, const T& centres, const T& targets, const T& dtargets,
-                                      T& dab) {
-    launch_1d(KILN_CUDA_KERNEL_FLOAT(ab_soft_encode_backward_kernel), a.n * a.hw, a, centres.data(), targets.data(),
-              dtargets.data(), dab.data());
-  }
-  static void annealed_mean_forward(const AnnealedMeanArgs& a, const T& logits, const T& centres, T& ab) {
-    launch_1d(KILN_CUDA_KERNEL_FLOAT(annealed_mean_forward_kernel), a.n * a.hw, a, logits.data(), centres.data(),
-              ab.data());
-  }
-  static void annealed_mean_backward(const AnnealedMeanArgs& a, const T& logits, const T& centres, const T& ab,
-                                     const T& dab, T& dlogits) {
-    launch_1d(KILN_CUDA_KERNEL_FLOAT(annealed_mean_backward_kernel), a.n * a.hw, a, logits.data(), centres.data(),
-              ab.data(), dab.data(), dlogits.data());
   }
 
   // ---- Optimizer updates ---------------------------------------------------------
@@ -562,24 +481,6 @@ struct Backend<Cuda> {
                " needs a momentum buffer");
     launch_1d(KILN_CUDA_KERNEL_FLOAT(sgd_step_kernel), a.numel, staged(a), a.numel, kiln::cuda::update_guard(),
               param.data(), grad.data(), ptr(momentum_buffer));
-  }
-
-  // ---- Colour (not in Backend<Cpu>: the CPU path is kiln::io::rgb_to_lab_planar) ---------------
-  // [N, 3, H, W] sRGB in 0..1 -> L*a*b* (L 0..100), per pixel; `lab` may be `rgb` itself.
-  static void srgb_to_lab(const T& rgb, T& lab) {
-    check_colour(rgb, lab, "srgb_to_lab");
-    const std::int64_t hw = rgb.shape().h() * rgb.shape().w();
-    if (rgb.numel() == 0) return;
-    launch_1d(KILN_CUDA_KERNEL_FLOAT(srgb_to_lab_kernel), rgb.shape().n() * hw, rgb.data(), lab.data(), rgb.shape().n(),
-              hw);
-  }
-  // [N, 3, H, W] L*a*b* -> sRGB in 0..1 (out-of-gamut colours clamped in linear light).
-  static void lab_to_srgb(const T& lab, T& rgb) {
-    check_colour(lab, rgb, "lab_to_srgb");
-    const std::int64_t hw = lab.shape().h() * lab.shape().w();
-    if (lab.numel() == 0) return;
-    launch_1d(KILN_CUDA_KERNEL_FLOAT(lab_to_srgb_kernel), lab.shape().n() * hw, lab.data(), rgb.data(), lab.shape().n(),
-              hw);
   }
 
  private:
@@ -754,10 +655,6 @@ struct Backend<Cuda> {
     KILN_CHECK(bytes <= kiln::gpu::default_max_dynamic_shared_bytes, "Backend<Cuda>: Conv2d with kernel size ", s.k,
                " needs ", bytes, " bytes of shared memory per block; the tiled kernels support up to 48 KiB (K <= 31)");
     return bytes;
-  }
-  static void check_colour(const T& in, const T& out, const char* what) {
-    KILN_CHECK(in.shape().rank() == 4 && in.shape().c() == 3 && in.shape() == out.shape(), "Backend<Cuda>::", what,
-               ": expected two [N, 3, H, W] tensors, got ", in.shape().str(), " and ", out.shape().str());
   }
 };
 

@@ -1,7 +1,7 @@
 #pragma once
 // SoftmaxCrossEntropy: the per-pixel softmax cross-entropy over the channels of NCHW logits with
 // soft targets (each pixel's targets a distribution over the classes) and optional per-pixel
-// weights, mean over the N*H*W pixels; fused and numerically stable (kiln/cpu/colour_classes.hpp):
+// weights, mean over the N*H*W pixels; fused and numerically stable (kiln/cpu/softmax_xent.hpp):
 //   L = 1/P sum_p w_p sum_k -t_pk log softmax(z_p)_k
 // PyTorch: (w * F.cross_entropy(z, t, reduction='none')).mean() with t a probability map [N,K,H,W].
 // Only the first `classes` channels take part (0: all); the others get a zero gradient.
@@ -12,7 +12,7 @@
 #include <cstdint>
 
 #include "kiln/core/backend.hpp"
-#include "kiln/ops/colour_classes.hpp"
+#include "kiln/ops/softmax_xent.hpp"
 #include "kiln/nn/layer.hpp"
 
 namespace kiln {

@@ -7,7 +7,7 @@
 // (the extremes are about a in [-86.2, 98.3], b in [-107.9, 94.5]).
 //
 // The scalar functions are marked KILN_HD (ops/host_device.hpp) so a CUDA kernel
-// (kernels/color.cuh) calls the same code as the CPU.
+// (kiln/color/kernels/color.cuh) calls the same code as the CPU.
 // They use only the C math functions that CUDA also provides on the device (powf, cbrtf).
 #pragma once
 

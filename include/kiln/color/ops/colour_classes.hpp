@@ -1,18 +1,12 @@
 #pragma once
-// Colour as classification: the argument structs of the softmax cross-entropy, the ab soft
-// encoding and the annealed-mean decoding, and the nearest-bin search both devices run. Shared by
-// Backend<Cpu> (cpu/colour_classes.hpp) and the CUDA kernels (kernels/colour_classes.cuh).
+// Colour as classification: the argument structs of the ab soft encoding and the annealed-mean
+// decoding, and the nearest-bin search both devices run. Shared by ColourOps<Cpu>
+// (color/cpu/colour_classes.hpp) and the CUDA kernels (color/kernels/colour_classes.cuh).
 #include <cstdint>
 
 #include "kiln/ops/host_device.hpp"
 
-namespace kiln {
-
-// Per-pixel softmax cross-entropy over channels.
-struct SoftmaxXentArgs {
-  std::int64_t n = 0, channels = 0, classes = 0, hw = 0;  // classes <= channels take part
-  KILN_HD std::int64_t pixels() const { return n * hw; }
-};
+namespace kiln::color {
 
 // ab -> soft targets. neighbours <= kMaxNeighbours.
 struct AbEncodeArgs {
@@ -78,4 +72,4 @@ KILN_HD inline int nearest_bins(float a, float b, const float* centres, std::int
 }
 }  // namespace detail
 
-}  // namespace kiln
+}  // namespace kiln::color

@@ -1,14 +1,14 @@
 #pragma once
 // Colour conversion per pixel on the device: sRGB (0..1) <-> CIE L*a*b* (D65), on planar images
-// [N, 3, H, W], with the CPU's scalar maths (kiln/ops/color.hpp, KILN_HD functions).
+// [N, 3, H, W], with the CPU's scalar maths (kiln/ops/color.hpp, KILN_HD functions). Launched by
+// ColourOps<Cuda> (kiln/color/cuda.hpp).
 #include <cstdint>
 
-#include "block_reduce.cuh"
+#include "block_reduce.cuh"  // KILN_GRID_STRIDE_LOOP
 #include "kiln/gpu/gpu.hpp"
-
 #include "kiln/ops/color.hpp"
 
-namespace kiln::cuda::kernels {
+namespace kiln::color::kernels {
 
 // lab[n][0..2][p] = srgb_to_lab(rgb[n][0..2][p]); one thread per pixel (N * HW). May alias fully.
 template <class Float>
@@ -34,4 +34,4 @@ __global__ void lab_to_srgb_kernel(const Float* lab, Float* rgb, std::int64_t n,
   }
 }
 
-}  // namespace kiln::cuda::kernels
+}  // namespace kiln::color::kernels

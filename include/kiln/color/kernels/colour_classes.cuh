@@ -1,71 +1,20 @@
 #pragma once
-// Colour as classification (kiln::SoftmaxXentArgs, AbEncodeArgs, AnnealedMeanArgs). CPU oracle:
-// kiln/cpu/colour_classes.hpp. One thread per pixel: the channel loop strides by H*W, so the
-// threads of a warp read consecutive pixels of one channel plane (coalesced). Bin centres are
-// read by every thread at the same address (a broadcast through the cache).
-//   softmax_xent_pixel_kernel  per-pixel weighted cross-entropy -> pixel_loss[P]
-//   then the mean of pixel_loss: reduce.cuh's two-stage flat sum (flat_sum_partial_kernel,
-//                              sum_partials_kernel): deterministic, like the regression losses
-//   softmax_xent_backward_kernel, ab_soft_encode_{forward,backward}_kernel,
-//   annealed_mean_{forward,backward}_kernel: per pixel, grid-stride.
+// Colour as classification on the device (kiln::color::AbEncodeArgs, AnnealedMeanArgs). CPU
+// oracle: kiln/color/cpu/colour_classes.hpp; launched by ColourOps<Cuda> (kiln/color/cuda.hpp).
+// One thread per pixel: the channel loop strides by H*W, so the threads of a warp read consecutive
+// pixels of one channel plane (coalesced). Bin centres are read by every thread at the same
+// address (a broadcast through the cache).
+//   ab_soft_encode_{forward,backward}_kernel, annealed_mean_{forward,backward}_kernel: per pixel,
+//   grid-stride.
 #include <cstdint>
 #include <math.h>
 
-#include "block_reduce.cuh"
-#include "kiln/ops/colour_classes.hpp"
+#include "block_reduce.cuh"  // KILN_GRID_STRIDE_LOOP
+#include "kiln/color/ops/colour_classes.hpp"
 #include "kiln/gpu/gpu.hpp"
+#include "softmax_xent.cuh"  // channel_max
 
-namespace kiln::cuda::kernels {
-
-// The largest of z[k * hw], k < classes.
-__device__ __forceinline__ float channel_max(const float* z, std::int64_t classes, std::int64_t hw) {
-  float m = -INFINITY;
-  for (std::int64_t k = 0; k < classes; ++k) m = fmaxf(m, z[k * hw]);
-  return m;
-}
-
-// pixel_loss[p] = w_p (sum_k t_k * log sum_k exp(z_k - m) - sum_k t_k (z_k - m)).
-// (a template, like every kernel here: a header included by many files defines it once)
-template <class Float>
-__global__ void softmax_xent_pixel_kernel(SoftmaxXentArgs a, const Float* logits, const Float* targets,
-                                          const Float* weights, Float* pixel_loss) {
-  KILN_GRID_STRIDE_LOOP(p, a.pixels()) {
-    const std::int64_t base = (p / a.hw) * a.channels * a.hw + p % a.hw;
-    const float* z = logits + base;
-    const float* t = targets + base;
-    const float m = channel_max(z, a.classes, a.hw);
-    double e = 0.0, tsum = 0.0, tz = 0.0;
-    for (std::int64_t k = 0; k < a.classes; ++k) {
-      const double zk = static_cast<double>(z[k * a.hw]) - m;
-      e += exp(zk);
-      tsum += t[k * a.hw];
-      tz += t[k * a.hw] * zk;
-    }
-    pixel_loss[p] = static_cast<float>((weights ? weights[p] : 1.0) * (tsum * log(e) - tz));
-  }
-}
-
-template <class Float>
-__global__ void softmax_xent_backward_kernel(SoftmaxXentArgs a, const Float* logits, const Float* targets,
-                                             const Float* weights, Float* dlogits) {
-  const double inv = a.pixels() ? 1.0 / static_cast<double>(a.pixels()) : 0.0;
-  KILN_GRID_STRIDE_LOOP(p, a.pixels()) {
-    const std::int64_t base = (p / a.hw) * a.channels * a.hw + p % a.hw;
-    const float* z = logits + base;
-    const float* t = targets + base;
-    const float m = channel_max(z, a.classes, a.hw);
-    double e = 0.0, tsum = 0.0;
-    for (std::int64_t k = 0; k < a.classes; ++k) {
-      e += exp(static_cast<double>(z[k * a.hw]) - m);
-      tsum += t[k * a.hw];
-    }
-    const double scale = (weights ? weights[p] : 1.0) * inv;
-    for (std::int64_t k = 0; k < a.classes; ++k)
-      dlogits[base + k * a.hw] =
-          static_cast<float>(scale * (exp(static_cast<double>(z[k * a.hw]) - m) / e * tsum - t[k * a.hw]));
-    for (std::int64_t k = a.classes; k < a.channels; ++k) dlogits[base + k * a.hw] = 0.0f;
-  }
-}
+namespace kiln::color::kernels {
 
 template <class Float>
 __global__ void ab_soft_encode_forward_kernel(AbEncodeArgs a, const Float* ab, const Float* centres,
@@ -75,8 +24,8 @@ __global__ void ab_soft_encode_forward_kernel(AbEncodeArgs a, const Float* ab, c
     const std::int64_t i = p / a.hw, s = p % a.hw;
     int index[AbEncodeArgs::kMaxNeighbours];
     float dist2[AbEncodeArgs::kMaxNeighbours];
-    const int found = kiln::detail::nearest_bins(ab[i * 2 * a.hw + s], ab[i * 2 * a.hw + a.hw + s], centres, a.classes,
-                                                 a.neighbours, index, dist2);
+    const int found = kiln::color::detail::nearest_bins(ab[i * 2 * a.hw + s], ab[i * 2 * a.hw + a.hw + s], centres,
+                                                        a.classes, a.neighbours, index, dist2);
     float* t = targets + i * a.channels * a.hw + s;
     for (std::int64_t k = 0; k < a.channels; ++k) t[k * a.hw] = 0.0f;
     // Two passes over the list with fixed indices (no array of weights: it would go to local memory).
@@ -121,7 +70,7 @@ __global__ void annealed_mean_forward_kernel(AnnealedMeanArgs a, const Float* lo
   KILN_GRID_STRIDE_LOOP(p, a.n * a.hw) {
     const std::int64_t i = p / a.hw, s = p % a.hw;
     const float* z = logits + i * a.channels * a.hw + s;
-    const float m = channel_max(z, a.classes, a.hw);
+    const float m = kiln::cuda::kernels::channel_max(z, a.classes, a.hw);
     double e = 0.0, sa = 0.0, sb = 0.0;
     for (std::int64_t k = 0; k < a.classes; ++k) {
       const double q = exp((static_cast<double>(z[k * a.hw]) - m) * invT);
@@ -141,7 +90,7 @@ __global__ void annealed_mean_backward_kernel(AnnealedMeanArgs a, const Float* l
   KILN_GRID_STRIDE_LOOP(p, a.n * a.hw) {
     const std::int64_t i = p / a.hw, s = p % a.hw, base = i * a.channels * a.hw + s;
     const float* z = logits + base;
-    const float m = channel_max(z, a.classes, a.hw);
+    const float m = kiln::cuda::kernels::channel_max(z, a.classes, a.hw);
     double e = 0.0;
     for (std::int64_t k = 0; k < a.classes; ++k) e += exp((static_cast<double>(z[k * a.hw]) - m) * invT);
     const double ya = ab[i * 2 * a.hw + s], yb = ab[i * 2 * a.hw + a.hw + s];
@@ -155,4 +104,4 @@ __global__ void annealed_mean_backward_kernel(AnnealedMeanArgs a, const Float* l
   }
 }
 
-}  // namespace kiln::cuda::kernels
+}  // namespace kiln::color::kernels

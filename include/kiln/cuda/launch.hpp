@@ -1,0 +1,94 @@
+#pragma once
+// The one launch path of kiln's CUDA kernels: a kernel with the name its launch reports, and
+// kiln::gpu::launch on kiln::cuda::current_stream() (under nvcc a real launch checked with
+// cudaGetLastError, otherwise the CPU emulator; a failure throws kiln::gpu::Error naming the
+// kernel). Backend<Cuda> launches through it, and so do modules on top of the library that bring
+// kernels of their own (kiln/color/cuda.hpp).
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <utility>
+
+#include "kiln/cuda/memory.hpp"
+#include "kiln/cuda/step_scalars.hpp"
+#include "kiln/gpu/gpu.hpp"
+
+#include "block_reduce.cuh"  // grid_stride
+
+namespace kiln::cuda {
+
+// A kernel and the name its launch reports (in errors, the emulator's profile and launch hook):
+// "relu_forward_kernel<4>", with the template arguments' values. Made by KILN_CUDA_KERNEL.
+template <class... Params>
+struct Kernel {
+  void (*function)(Params...);
+  char name[96];
+};
+
+namespace detail {
+inline void append_name(char* name, std::size_t size, const char* text) {
+  std::size_t at = 0;
+  while (at + 1 < size && name[at] != '\0') ++at;
+  for (; at + 1 < size && *text != '\0'; ++text) name[at++] = *text;
+  name[at] = '\0';
+}
+inline void append_argument(char* name, std::size_t size, bool value) {
+  append_name(name, size, value ? "true" : "false");
+}
+inline void append_argument(char* name, std::size_t size, int value) {
+  char digits[16];
+  std::snprintf(digits, sizeof digits, "%d", value);
+  append_name(name, size, digits);
+}
+template <class... Params, class... Values>
+Kernel<Params...> make_kernel(const char* base, void (*function)(Params...), const char* spelled_arguments,
+                              Values... values) {
+  Kernel<Params...> k{function, {}};
+  append_name(k.name, sizeof k.name, base);
+  append_name(k.name, sizeof k.name, "<");
+  if constexpr (sizeof...(Values) == 0) {
+    append_name(k.name, sizeof k.name, spelled_arguments);
+  } else {
+    bool first = true;
+    ((append_name(k.name, sizeof k.name, first ? "" : ", "), append_argument(k.name, sizeof k.name, values),
+      first = false),
+     ...);
+  }
+  append_name(k.name, sizeof k.name, ">");
+  return k;
+}
+}  // namespace detail
+}  // namespace kiln::cuda
+
+// kernels::name<args...>, named with the arguments' values: KILN_CUDA_KERNEL(relu_forward_kernel, V)
+// (V an int or bool known at compile time); KILN_CUDA_KERNEL_FLOAT(name) is kernels::name<float>;
+// KILN_CUDA_KERNEL_FLOAT_IN(ns, name) is ns::name<float>, for kernels outside kiln::cuda::kernels.
+#define KILN_CUDA_KERNEL(name, ...) \
+  ::kiln::cuda::detail::make_kernel(#name, &::kiln::cuda::kernels::name<__VA_ARGS__>, "", __VA_ARGS__)
+#define KILN_CUDA_KERNEL_FLOAT(name) KILN_CUDA_KERNEL_FLOAT_IN(::kiln::cuda::kernels, name)
+#define KILN_CUDA_KERNEL_FLOAT_IN(ns, name) ::kiln::cuda::detail::make_kernel(#name, &ns::name<float>, "float")
+
+// KILN_LAUNCH on kiln::cuda::current_stream(), for kernels launched outside Backend<Cuda> (tests).
+#define KILN_CUDA_LAUNCH(kernel, grid, block, shared_bytes, ...) \
+  KILN_LAUNCH(kernel, grid, block, shared_bytes, ::kiln::cuda::current_stream(), __VA_ARGS__)
+
+namespace kiln::cuda {
+
+// Launches k on the current stream; nothing while a captured graph is replayed host-side only
+// (step_scalars.hpp).
+template <class... Params, class... Args>
+void launch(const Kernel<Params...>& k, dim3 grid, dim3 block, std::size_t shared_bytes, Args&&... args) {
+  if (in_host_pass()) return;
+  kiln::gpu::launch(k.name, k.function, grid, block, shared_bytes, current_stream(), std::forward<Args>(args)...);
+}
+
+// A grid-stride kernel over `items` work items (kernels::grid_stride()'s shape); nothing when there
+// are none.
+template <class... Params, class... Args>
+void launch_1d(const Kernel<Params...>& k, std::int64_t items, Args&&... args) {
+  if (items <= 0) return;
+  const auto g = kernels::grid_stride(items);
+  launch(k, dim3(g.blocks), dim3(g.threads), 0, std::forward<Args>(args)...);
+}
+
+}  // namespace kiln::cuda
