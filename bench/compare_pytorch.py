@@ -320,8 +320,9 @@ def kiln_times(exe, model_name, tag, mode, args, steps):
     proc = subprocess.run([exe, f"--benchmark_filter=^{name}(/|$)", "--benchmark_format=json"], env=env,
                           stdout=subprocess.PIPE)
     if proc.returncode != 0:
-        hint = (" (--isa needs a build with that path: -DKILN_NATIVE=OFF -DCMAKE_CXX_FLAGS=-march=x86-64-v3 has avx2 "
-                "and avx512)") if args.isa else ""
+        hint = (" (--isa needs a build with that path: -march=native on an AVX-512 machine has avx512 only; "
+                "-DKILN_NATIVE=OFF -DCMAKE_CXX_FLAGS=-march=x86-64-v3 has avx2 and avx512, -DKILN_NATIVE=OFF alone "
+                "portable too)") if args.isa else ""
         sys.exit(f"compare_pytorch: {exe} failed (exit {proc.returncode}) for {name}; its message is above{hint}")
     try:
         report = json.loads(proc.stdout)
@@ -431,8 +432,16 @@ def main():
                 if pr["model"] == m and k.get("params"):
                     pr["kiln"] = k["params"]
 
+    try:
+        info["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
+    except OSError:
+        pass
+    info["date_end"] = time.strftime("%Y-%m-%d %H:%M %Z")
     isa_words = ", ".join(sorted(i[0] or "?" for i in kiln_isas)) if kiln_isas else "-"
-    lines = []
+    lines = [f"{info['date']} to {info['date_end']}: {info.get('cpu', '?')}, {info['cpus']} CPUs, load average "
+             f"{' '.join(info.get('loadavg', []))} at the start, {' '.join(info.get('loadavg_end', []))} at the end; "
+             f"{args.threads} threads, median of {steps} steps after {args.warmup} warm-up; peak memory = VmHWM of "
+             "each row's own process.", ""]
     if args.device == "cpu":
         forced = f"KILN_CPU_ISA={args.isa}" if args.isa else "KILN_CPU_ISA unset: the widest path it has"
         k_desc = "; ".join(f"ran {i[0]} (program baseline {i[1]}, paths {i[2]})" for i in sorted(kiln_isas, key=str))
