@@ -34,7 +34,9 @@ ran it (its JSON context, kiln_cpu_isa); PyTorch is held to the same instruction
 PyTorch at its best on the CPU: torch.set_num_threads(<threads>) and glibc told not to mmap large
 tensors (MALLOC_MMAP_MAX_=0, MALLOC_TRIM_THRESHOLD_ large): otherwise every step maps and unmaps
 its activations, which doubled PyTorch's step time on our 2-core machine. The script re-executes
-itself with that environment if it was not set (kiln's process gets the same environment).
+itself with that environment if it was not set (kiln's process gets the same environment). Those
+settings keep freed memory in the heap, which raises PyTorch's peak resident memory a little;
+--glibc-malloc runs both sides with glibc's defaults instead (PyTorch's lowest peak, not its best time).
 
 Usage: bench/compare_pytorch.sh [--device cpu|cuda] [--steps N] [--warmup N] [--configs N16_H64,N8_H128]
        [--infer-configs N1_H640_W1024] [--models UNetSmall,UNetBase] [--isa avx2|avx512|portable]
@@ -81,17 +83,26 @@ def parse_args():
     p.add_argument("--isa", default=None, choices=sorted(TORCH_ISA_ENV),
                    help="CPU: kiln's code path (KILN_CPU_ISA), PyTorch held to the same instruction set")
     p.add_argument("--torch-isa-default", action="store_true", help="with --isa: leave PyTorch's ISA alone")
+    p.add_argument("--glibc-malloc", action="store_true",
+                   help="both sides with glibc's default malloc settings: PyTorch's peak memory is lower, its time "
+                        "higher")
     p.add_argument("--torch-child", default=None, help=argparse.SUPPRESS)  # MODEL:TAG:MODE:MATH, one row
     p.add_argument("--json-out", default=None)
     p.add_argument("--markdown-out", default=None)
     return p.parse_args()
 
 
-def ensure_malloc_env():
-    if all(os.environ.get(k) == v for k, v in MALLOC_ENV.items()):
-        return
-    env = dict(os.environ)
-    env.update(MALLOC_ENV)
+def ensure_malloc_env(glibc_defaults=False):
+    """Re-executes this script with MALLOC_ENV set (or, glibc_defaults, unset) unless it already is."""
+    if glibc_defaults:
+        if not any(k in os.environ for k in MALLOC_ENV):
+            return
+        env = {k: v for k, v in os.environ.items() if k not in MALLOC_ENV}
+    else:
+        if all(os.environ.get(k) == v for k, v in MALLOC_ENV.items()):
+            return
+        env = dict(os.environ)
+        env.update(MALLOC_ENV)
     os.execve(sys.executable, [sys.executable] + sys.argv, env)
 
 
@@ -256,6 +267,8 @@ def run_torch_row(args, model_name, tag, mode, math):
            "--device", args.device, "--threads", str(args.threads), "--warmup", str(args.warmup)]
     if args.steps:
         cmd += ["--steps", str(args.steps)]
+    if args.glibc_malloc:
+        cmd += ["--glibc-malloc"]
     proc = subprocess.run(cmd, env=torch_env(args), stdout=subprocess.PIPE, text=True)
     if proc.returncode != 0:
         sys.exit(f"compare_pytorch: the PyTorch process for {model_name} {tag} {mode} failed (exit "
@@ -365,7 +378,7 @@ def fmt(v, spec=".1f"):
 
 def main():
     args = parse_args()
-    ensure_malloc_env()
+    ensure_malloc_env(args.glibc_malloc)
     if args.torch_child:
         return torch_child(args)
     if args.isa and args.device != "cpu":
@@ -441,7 +454,8 @@ def main():
     lines = [f"{info['date']} to {info['date_end']}: {info.get('cpu', '?')}, {info['cpus']} CPUs, load average "
              f"{' '.join(info.get('loadavg', []))} at the start, {' '.join(info.get('loadavg_end', []))} at the end; "
              f"{args.threads} threads, median of {steps} steps after {args.warmup} warm-up; peak memory = VmHWM of "
-             "each row's own process.", ""]
+             "each row's own process" + ("; glibc's default malloc settings." if args.glibc_malloc else
+                                        f"; {' '.join(f'{k}={v}' for k, v in MALLOC_ENV.items())}."), ""]
     if args.device == "cpu":
         forced = f"KILN_CPU_ISA={args.isa}" if args.isa else "KILN_CPU_ISA unset: the widest path it has"
         k_desc = "; ".join(f"ran {i[0]} (program baseline {i[1]}, paths {i[2]})" for i in sorted(kiln_isas, key=str))
