@@ -40,7 +40,7 @@ settings keep freed memory in the heap, which raises PyTorch's peak resident mem
 
 Usage: bench/compare_pytorch.sh [--device cpu|cuda] [--steps N] [--warmup N] [--configs N16_H64,N8_H128]
        [--infer-configs N1_H640_W1024] [--models UNetSmall,UNetBase] [--isa avx2|avx512|portable]
-       [--build-dir DIR] [--no-build] [--json-out FILE] [--markdown-out FILE]
+       [--torch-isa-default] [--glibc-malloc] [--build-dir DIR] [--no-build] [--json-out FILE] [--markdown-out FILE]
 """
 import argparse
 import json
