@@ -1,6 +1,7 @@
 // kiln_bench_step_gpu: the whole training step and inference of UNetSmall and
 // UNetBase on the Cuda device (see step_cases.hpp), strict fp32.
 #include <cstdio>
+#include <exception>
 
 #include "bench_common.hpp"
 #include "gpu_common.hpp"
@@ -32,7 +33,12 @@ int main(int argc, char** argv) {
   }
   add_gpu_context();
 #if KILN_BENCH_OURS
-  register_step_benchmarks<kiln::Cuda>("cuda");
+  try {
+    register_step_benchmarks<kiln::Cuda>("cuda");
+  } catch (const std::exception& e) {  // a malformed KILN_BENCH_STEP_CONFIGS
+    std::fprintf(stderr, "kiln_bench_step_gpu: error: %s\n", e.what());
+    return 1;
+  }
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;

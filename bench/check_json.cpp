@@ -1,19 +1,22 @@
-// kiln_bench_check FILE.json [PREFIX...]: sanity check of a Google Benchmark
-// JSON report (the CI smoke test). Fails (exit 1, one line per problem) if the
-// report has no benchmarks, a benchmark reported an error, ran no iteration,
-// or has a time or a user counter that is not finite and > 0; each PREFIX must
-// start at least one benchmark name. Nothing is compared with a time limit.
+// kiln_bench_check FILE.json [--counter=NAME...] [PREFIX...]: sanity check of a
+// Google Benchmark JSON report (the CI smoke test). Fails (exit 1, one line per
+// problem) if the report has no benchmarks, a benchmark reported an error, ran
+// no iteration, lacks a --counter NAME, or has a time or a user counter that is
+// not finite and > 0; each PREFIX must start at least one benchmark name.
+// Nothing is compared with a time limit.
 #include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <set>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: kiln_bench_check FILE.json [REQUIRED_NAME_PREFIX...]\n");
+    std::fprintf(stderr,
+                 "usage: kiln_bench_check FILE.json [--counter=REQUIRED_COUNTER...] [REQUIRED_NAME_PREFIX...]\n");
     return 2;
   }
   std::ifstream in(argv[1]);
@@ -38,12 +41,22 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "kiln_bench_check: %s: %s\n", name.c_str(), what.c_str());
     ++problems;
   };
+  std::vector<std::string> prefixes, required;
+  for (int i = 2; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg.rfind("--counter=", 0) == 0)
+      required.push_back(arg.substr(10));
+    else
+      prefixes.push_back(arg);
+  }
   const auto& benchmarks = report.value("benchmarks", nlohmann::json::array());
   if (benchmarks.empty()) problem(argv[1], "no benchmarks in the report");
   for (const auto& b : benchmarks) {
     const std::string name = b.value("name", std::string("?"));
     if (b.value("error_occurred", false)) problem(name, "error: " + b.value("error_message", std::string()));
     if (b.value("iterations", 0) <= 0) problem(name, "ran no iteration");
+    for (const auto& c : required)
+      if (!b.contains(c)) problem(name, "counter " + c + " is missing");
     for (const char* t : {"real_time", "cpu_time"}) {
       const double v = b.value(t, -1.0);
       if (!std::isfinite(v) || v < 0) problem(name, std::string(t) + " is " + std::to_string(v));
@@ -55,10 +68,10 @@ int main(int argc, char** argv) {
       if (!std::isfinite(v) || !(v > 0)) problem(name, "counter " + key + " = " + std::to_string(v));
     }
   }
-  for (int i = 2; i < argc; ++i) {
+  for (const auto& prefix : prefixes) {
     bool found = false;
-    for (const auto& b : benchmarks) found = found || b.value("name", std::string()).rfind(argv[i], 0) == 0;
-    if (!found) problem(argv[i], "no benchmark name starts with this");
+    for (const auto& b : benchmarks) found = found || b.value("name", std::string()).rfind(prefix, 0) == 0;
+    if (!found) problem(prefix, "no benchmark name starts with this");
   }
   std::printf("kiln_bench_check: %s: %zu benchmarks, %d counters, %d problems\n", argv[1], benchmarks.size(), counters,
               problems);

@@ -10,21 +10,42 @@ The PyTorch model is exactly kiln's UNet<1, 2, Width, 4> (include/kiln/models/un
 with the same state_dict names (down.{i}.conv1.weight, bottleneck.*, up.{j}.reduce.*, head.*).
 
 Training step = forward (train mode) + MSE + zero_grad + backward + Adam step; inference = forward
-in eval mode under torch.inference_mode(). Each config: warm-up steps, then the median of N timed
-steps, PyTorch and kiln (kiln_bench_step, --benchmark_format=json, its median_ms counter) run one
-after the other per config so both see the same machine load.
+in eval mode under torch.inference_mode() (kiln: Network::infer, its eval plan). Each row runs in two
+fresh processes, one per library, that run only that model, config and mode: warm-up steps, then the
+median of N timed steps, PyTorch's right after kiln's (kiln_bench_step, --benchmark_format=json, its
+median_ms counter) so both see the same machine load.
+
+Memory: each of those processes reports its peak resident memory, VmHWM of /proc/self/status at the
+end (the whole process: the library, the interpreter for PyTorch, the inputs, the model and
+everything the steps allocated). Not getrusage's ru_maxrss, which Linux carries over exec from the
+process that spawned the child (here, this script with PyTorch loaded). Besides --configs (train and
+inference), --infer-configs adds inference-only rows: by default one 1024x640 image (N1_H640_W1024),
+the size kiln-colorize works at.
+
+Configs: N<batch>_H<height> (square) or N<batch>_H<height>_W<width>.
+
+ISA: kiln picks its CPU code path at run time (the widest this CPU and program have). --isa NAME
+sets KILN_CPU_ISA=NAME for kiln (the program must have that path: a -march=native build on an
+AVX-512 machine has only avx512; a -march=x86-64-v3 build has avx2 and avx512) and checks that kiln
+ran it (its JSON context, kiln_cpu_isa); PyTorch is held to the same instruction set
+(ONEDNN_MAX_CPU_ISA for its oneDNN convolutions, ATEN_CPU_CAPABILITY for its own kernels) unless
+--torch-isa-default. The header says what each side ran (oneDNN's own report, from a probe).
 
 PyTorch at its best on the CPU: torch.set_num_threads(<threads>) and glibc told not to mmap large
 tensors (MALLOC_MMAP_MAX_=0, MALLOC_TRIM_THRESHOLD_ large): otherwise every step maps and unmaps
 its activations, which doubled PyTorch's step time on our 2-core machine. The script re-executes
-itself with that environment if it was not set.
+itself with that environment if it was not set (kiln's process gets the same environment). Those
+settings keep freed memory in the heap, which raises PyTorch's peak resident memory a little;
+--glibc-malloc runs both sides with glibc's defaults instead (PyTorch's lowest peak, not its best time).
 
 Usage: bench/compare_pytorch.sh [--device cpu|cuda] [--steps N] [--warmup N] [--configs N16_H64,N8_H128]
-       [--models UNetSmall,UNetBase] [--build-dir DIR] [--json-out FILE] [--markdown-out FILE]
+       [--infer-configs N1_H640_W1024] [--models UNetSmall,UNetBase] [--isa avx2|avx512|portable]
+       [--torch-isa-default] [--glibc-malloc] [--build-dir DIR] [--no-build] [--json-out FILE] [--markdown-out FILE]
 """
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -35,6 +56,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}
 WIDTHS = {"UNetSmall": 16, "UNetBase": 32}
 EXPECTED_PARAMS = {"UNetBase": 7_243_202}  # static_assert in unet.hpp
+# --isa NAME: the environment that holds PyTorch to the same instruction set as kiln.
+TORCH_ISA_ENV = {
+    "avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "DNNL_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"},
+    "avx512": {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE", "DNNL_MAX_CPU_ISA": "AVX512_CORE", "ATEN_CPU_CAPABILITY": "avx512"},
+    "portable": {"ONEDNN_MAX_CPU_ISA": "SSE41", "DNNL_MAX_CPU_ISA": "SSE41", "ATEN_CPU_CAPABILITY": "default"},
+}
 
 
 def parse_args():
@@ -43,23 +70,39 @@ def parse_args():
     p.add_argument("--threads", type=int, default=2, help="PyTorch threads and OMP_NUM_THREADS for kiln (CPU)")
     p.add_argument("--steps", type=int, default=None, help="timed steps per config (default 5 CPU, 20 GPU)")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first")
-    p.add_argument("--configs", default="N16_H64,N8_H128", help="batch x size, e.g. N16_H64,N8_H128,N1_H256")
+    p.add_argument("--configs", default="N16_H64,N8_H128",
+                   help="train and inference rows: N<batch>_H<height>[_W<width>], e.g. N16_H64,N8_H128,N1_H256")
+    p.add_argument("--infer-configs", default="N1_H640_W1024",
+                   help="inference-only rows (default: one 1024x640 image); empty for none")
     p.add_argument("--models", default="UNetSmall,UNetBase")
     p.add_argument("--modes", default="train,infer")
     p.add_argument("--build-dir", default=None, help="kiln build with the bench targets (built if needed)")
     p.add_argument("--no-build", action="store_true", help="use the existing kiln binary as is")
     p.add_argument("--skip-kiln", action="store_true", help="PyTorch only")
     p.add_argument("--tf32", action="store_true", help="GPU: also run PyTorch with TF32 convolutions allowed")
+    p.add_argument("--isa", default=None, choices=sorted(TORCH_ISA_ENV),
+                   help="CPU: kiln's code path (KILN_CPU_ISA), PyTorch held to the same instruction set")
+    p.add_argument("--torch-isa-default", action="store_true", help="with --isa: leave PyTorch's ISA alone")
+    p.add_argument("--glibc-malloc", action="store_true",
+                   help="both sides with glibc's default malloc settings: PyTorch's peak memory is lower, its time "
+                        "higher")
+    p.add_argument("--torch-child", default=None, help=argparse.SUPPRESS)  # MODEL:TAG:MODE:MATH, one row
     p.add_argument("--json-out", default=None)
     p.add_argument("--markdown-out", default=None)
     return p.parse_args()
 
 
-def ensure_malloc_env():
-    if all(os.environ.get(k) == v for k, v in MALLOC_ENV.items()):
-        return
-    env = dict(os.environ)
-    env.update(MALLOC_ENV)
+def ensure_malloc_env(glibc_defaults=False):
+    """Re-executes this script with MALLOC_ENV set (or, glibc_defaults, unset) unless it already is."""
+    if glibc_defaults:
+        if not any(k in os.environ for k in MALLOC_ENV):
+            return
+        env = {k: v for k, v in os.environ.items() if k not in MALLOC_ENV}
+    else:
+        if all(os.environ.get(k) == v for k, v in MALLOC_ENV.items()):
+            return
+        env = dict(os.environ)
+        env.update(MALLOC_ENV)
     os.execve(sys.executable, [sys.executable] + sys.argv, env)
 
 
@@ -134,17 +177,34 @@ def make_unet(torch, width, depth=4, in_ch=1, out_ch=2):
 
 
 def parse_config(tag):
-    n, h = tag.split("_")
-    return int(n[1:]), int(h[1:])
+    """"N16_H64" -> (16, 64, 64); "N1_H640_W1024" -> (1, 640, 1024); exits with the reason otherwise."""
+    m = re.fullmatch(r"N(\d+)_H(\d+)(?:_W(\d+))?", tag)
+    if not m or min(int(g) for g in m.groups() if g is not None) <= 0:
+        sys.exit(f"compare_pytorch: config '{tag}' is not N<batch>_H<height> or N<batch>_H<height>_W<width> "
+                 "(sizes > 0), e.g. N16_H64 or N1_H640_W1024")
+    n, h = int(m.group(1)), int(m.group(2))
+    return n, h, int(m.group(3)) if m.group(3) else h
+
+
+def config_tag(n, h, w):
+    """kiln_bench_step's name for the config (no _W when square)."""
+    return f"N{n}_H{h}" + (f"_W{w}" if w != h else "")
+
+
+def peak_rss_mib():
+    """This process's peak resident memory (VmHWM), MiB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return None
 
 
 def torch_times(torch, model_name, tag, mode, device, steps, warmup, tf32=False):
-    n, h = parse_config(tag)
+    n, h, w = parse_config(tag)
     torch.manual_seed(1)
     model = make_unet(torch, WIDTHS[model_name]).to(device)
-    x = torch.randn(n, 1, h, h, device=device)
-    target = torch.rand(n, 2, h, h, device=device) - 0.5
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x = torch.randn(n, 1, h, w, device=device)
     if device == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.backends.cudnn.allow_tf32 = tf32
@@ -156,6 +216,8 @@ def torch_times(torch, model_name, tag, mode, device, steps, warmup, tf32=False)
 
     if mode == "train":
         model.train()
+        target = torch.rand(n, 2, h, w, device=device) - 0.5
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
 
         def step():
             y = model(x)
@@ -183,8 +245,59 @@ def torch_times(torch, model_name, tag, mode, device, steps, warmup, tf32=False)
     return statistics.median(times) * 1e3, min(times) * 1e3, params
 
 
+def torch_child(args):
+    """One row in this (fresh) process: times, parameters and the process's peak memory, as JSON on stdout."""
+    torch = import_torch()
+    torch.set_num_threads(args.threads)
+    model_name, tag, mode, math = args.torch_child.split(":")
+    steps = args.steps or (5 if args.device == "cpu" else 20)
+    med, mn, params = torch_times(torch, model_name, tag, mode, args.device, steps, args.warmup, math == "tf32")
+    print(json.dumps({"median_ms": med, "min_ms": mn, "params": params, "peak_rss_MiB": peak_rss_mib()}))
+
+
+def torch_env(args):
+    env = dict(os.environ)
+    if args.isa and not args.torch_isa_default:
+        env.update(TORCH_ISA_ENV[args.isa])
+    return env
+
+
+def run_torch_row(args, model_name, tag, mode, math):
+    cmd = [sys.executable, os.path.abspath(__file__), "--torch-child", f"{model_name}:{tag}:{mode}:{math}",
+           "--device", args.device, "--threads", str(args.threads), "--warmup", str(args.warmup)]
+    if args.steps:
+        cmd += ["--steps", str(args.steps)]
+    if args.glibc_malloc:
+        cmd += ["--glibc-malloc"]
+    proc = subprocess.run(cmd, env=torch_env(args), stdout=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"compare_pytorch: the PyTorch process for {model_name} {tag} {mode} failed (exit "
+                 f"{proc.returncode}); its message is above")
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    return r["median_ms"], r["min_ms"], r["params"], r["peak_rss_MiB"]
+
+
+def torch_isa_report(args):
+    """What PyTorch runs here with this environment: oneDNN's ISA (its verbose line) and ATen's capability."""
+    code = ("import torch\n"
+            "c = torch.nn.Conv2d(16, 16, 3, padding=1)\n"  # big enough for oneDNN (tiny ones take ATen's path)
+            "with torch.no_grad(): c(torch.zeros(1, 16, 64, 64))\n"
+            "cap = [l.split(':', 1)[1].strip() for l in torch.__config__.show().splitlines() if 'CPU capability' in l]\n"
+            "print('aten:' + (cap[0] if cap else '?'))\n")
+    env = torch_env(args)
+    env["ONEDNN_VERBOSE"] = env["DNNL_VERBOSE"] = "1"
+    out = subprocess.run([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True).stdout
+    onednn = next((l.split("isa:", 1)[1].strip() for l in out.splitlines() if ",isa:" in l), "?")
+    aten = next((l[5:] for l in out.splitlines() if l.startswith("aten:")), "?")
+    return f"oneDNN {onednn}, ATen {aten}"
+
+
 def kiln_binary(args):
-    build = args.build_dir or os.path.join(REPO, "build-bench" if args.device == "cpu" else "build-bench-gpu")
+    # --isa needs a program with run-time dispatch: its default build is for x86-64-v3 (AVX2 baseline, AVX-512
+    # copies), as a -march=native build on an AVX-512 machine has the avx512 path only.
+    default = "build-bench" if args.device == "cpu" else "build-bench-gpu"
+    build = args.build_dir or os.path.join(REPO, "build-bench-x86-64-v3" if args.isa else default)
     target = "kiln_bench_step" if args.device == "cpu" else "kiln_bench_step_gpu"
     exe = os.path.join(build, "bench", target)
     if args.no_build:
@@ -195,6 +308,8 @@ def kiln_binary(args):
         cuda = "ON" if args.device == "cuda" else "OFF"
         cmd = ["cmake", "-S", REPO, "-B", build, "-DCMAKE_BUILD_TYPE=Release", f"-DKILN_CUDA={cuda}",
                "-DKILN_BUILD_EXAMPLES=OFF", "-DKILN_BUILD_TESTS=OFF", "-DKILN_BUILD_BENCH=ON"]
+        if args.isa and not args.build_dir:
+            cmd += ["-DKILN_NATIVE=OFF", "-DCMAKE_CXX_FLAGS=-march=x86-64-v3"]
         print("compare_pytorch:", " ".join(cmd), file=sys.stderr)
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     cmd = ["cmake", "--build", build, "--target", target, "-j", str(os.cpu_count() or 2)]
@@ -204,6 +319,7 @@ def kiln_binary(args):
 
 
 def kiln_times(exe, model_name, tag, mode, args, steps):
+    """One row in a fresh kiln_bench_step process that runs only it: times, parameters, peak memory, context."""
     dev = "cpu" if args.device == "cpu" else "cuda"
     name = f"{'train_step' if mode == 'train' else 'inference'}/{dev}/{model_name}/{tag}"
     env = dict(os.environ)
@@ -212,17 +328,32 @@ def kiln_times(exe, model_name, tag, mode, args, steps):
     env.pop("KILN_BENCH_SMOKE", None)
     if args.device == "cpu":
         env["OMP_NUM_THREADS"] = str(args.threads)
-    out = subprocess.run([exe, f"--benchmark_filter=^{name}(/|$)", "--benchmark_format=json"], env=env, check=True,
-                         stdout=subprocess.PIPE).stdout
+        if args.isa:
+            env["KILN_CPU_ISA"] = args.isa
+    proc = subprocess.run([exe, f"--benchmark_filter=^{name}(/|$)", "--benchmark_format=json"], env=env,
+                          stdout=subprocess.PIPE)
+    if proc.returncode != 0:
+        hint = (" (--isa needs a build with that path: -march=native on an AVX-512 machine has avx512 only; "
+                "-DKILN_NATIVE=OFF -DCMAKE_CXX_FLAGS=-march=x86-64-v3 has avx2 and avx512, -DKILN_NATIVE=OFF alone "
+                "portable too)") if args.isa else ""
+        sys.exit(f"compare_pytorch: {exe} failed (exit {proc.returncode}) for {name}; its message is above{hint}")
     try:
-        report = json.loads(out)
+        report = json.loads(proc.stdout)
     except ValueError:
         sys.exit(f"compare_pytorch: {exe} printed no JSON for {name} (no such benchmark?)")
     rows = [b for b in report["benchmarks"] if b["name"].startswith(name)]
     if not rows or rows[0].get("error_occurred"):
         sys.exit(f"compare_pytorch: kiln benchmark {name} did not run: {rows[0].get('error_message') if rows else ''}")
     b = rows[0]
-    return b["median_ms"], b["min_ms"], int(b["params"])
+    if "peak_rss_MiB" not in b:
+        sys.exit(f"compare_pytorch: {exe} reports no peak_rss_MiB: rebuild it (drop --no-build)")
+    ctx = report.get("context", {})
+    if args.isa and ctx.get("kiln_cpu_isa") != args.isa:
+        sys.exit(f"compare_pytorch: --isa {args.isa} but {exe} ran {ctx.get('kiln_cpu_isa', 'an unnamed path')}")
+    return {"median_ms": b["median_ms"], "min_ms": b["min_ms"], "params": int(b["params"]),
+            "peak_rss_MiB": b["peak_rss_MiB"], "arena_MiB": b.get("arena_MiB"),
+            "isa": ctx.get("kiln_cpu_isa"), "isa_baseline": ctx.get("kiln_cpu_isa_baseline"),
+            "isas_available": ctx.get("kiln_cpu_isas_available")}
 
 
 def machine():
@@ -241,23 +372,41 @@ def machine():
     return info
 
 
+def fmt(v, spec=".1f"):
+    return format(v, spec) if v is not None else "-"
+
+
 def main():
     args = parse_args()
-    ensure_malloc_env()
+    ensure_malloc_env(args.glibc_malloc)
+    if args.torch_child:
+        return torch_child(args)
+    if args.isa and args.device != "cpu":
+        sys.exit("compare_pytorch: --isa is for --device cpu")
     torch = import_torch()
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("compare_pytorch: --device cuda but torch.cuda.is_available() is False")
     steps = args.steps or (5 if args.device == "cpu" else 20)
-    torch.set_num_threads(args.threads)
-    exe = None if args.skip_kiln else kiln_binary(args)
-    configs = [c for c in args.configs.split(",") if c]
     models = [m for m in args.models.split(",") if m]
+    for m in models:
+        if m not in WIDTHS:
+            sys.exit(f"compare_pytorch: unknown model '{m}' (have {', '.join(WIDTHS)})")
     modes = [m for m in args.modes.split(",") if m]
+    # (config tag, mode) pairs in table order: --configs in every mode, then the inference-only configs.
+    plan = [(config_tag(*parse_config(c)), mode) for c in args.configs.split(",") if c for mode in modes]
+    if "infer" in modes:
+        plan += [(config_tag(*parse_config(c)), "infer") for c in args.infer_configs.split(",") if c]
+    exe = None if args.skip_kiln else kiln_binary(args)
     info = machine()
     info.update({"torch": torch.__version__, "threads": args.threads, "device": args.device, "steps": steps,
-                 "warmup": args.warmup})
+                 "warmup": args.warmup, "isa_requested": args.isa,
+                 "peak_memory": "VmHWM of each row's own process (whole process)"})
     if args.device == "cuda":
         info["gpu"] = torch.cuda.get_device_name(0)
+    else:
+        info["torch_isa"] = torch_isa_report(args)
+        if args.isa and not args.torch_isa_default:
+            info["torch_isa_env"] = TORCH_ISA_ENV[args.isa]
     print(f"# {info.get('cpu', '?')}, {info['cpus']} CPUs, load {info.get('loadavg')}, torch {info['torch']}, "
           f"{args.threads} threads, {args.device}, median of {steps} steps after {args.warmup} warm-up",
           file=sys.stderr)
@@ -271,35 +420,58 @@ def main():
             sys.exit(f"compare_pytorch: the PyTorch {m} has {torch_params} parameters, expected {EXPECTED_PARAMS[m]}")
 
     rows = []
+    kiln_isas = set()
     for m in models:
-        for tag in configs:
-            for mode in modes:
-                variants = [("fp32", False)] + ([("tf32", True)] if args.device == "cuda" and args.tf32 else [])
-                k_med = k_min = k_params = None
-                if exe:
-                    k_med, k_min, k_params = kiln_times(exe, m, tag, mode, args, steps)
-                for label, tf32 in variants:
-                    t_med, t_min, t_params = torch_times(torch, m, tag, mode, args.device, steps, args.warmup, tf32)
-                    row = {"model": m, "config": tag, "mode": mode, "math": label, "kiln_ms": k_med,
-                           "kiln_min_ms": k_min, "pytorch_ms": t_med, "pytorch_min_ms": t_min,
-                           "ratio": (k_med / t_med) if k_med else None, "kiln_params": k_params,
-                           "pytorch_params": t_params}
-                    rows.append(row)
-                    ratio = f"{row['ratio']:.2f}" if row["ratio"] else "-"
-                    kms = f"{k_med:.1f}" if k_med else "-"
-                    print(f"{m:10s} {mode:5s} {tag:8s} {label}: kiln {kms} ms, PyTorch {t_med:.1f} ms, "
-                          f"kiln/PyTorch {ratio}", file=sys.stderr)
-                for pr in param_rows:
-                    if pr["model"] == m and k_params:
-                        pr["kiln"] = k_params
+        for tag, mode in plan:
+            variants = [("fp32", False)] + ([("tf32", True)] if args.device == "cuda" and args.tf32 else [])
+            k = {}
+            if exe:
+                k = kiln_times(exe, m, tag, mode, args, steps)
+                kiln_isas.add((k["isa"], k["isa_baseline"], k["isas_available"]))
+            for label, _ in variants:
+                t_med, t_min, t_params, t_peak = run_torch_row(args, m, tag, mode, label)
+                k_med, k_peak = k.get("median_ms"), k.get("peak_rss_MiB")
+                row = {"model": m, "config": tag, "mode": mode, "math": label, "kiln_ms": k_med,
+                       "kiln_min_ms": k.get("min_ms"), "pytorch_ms": t_med, "pytorch_min_ms": t_min,
+                       "ratio": (k_med / t_med) if k_med else None, "kiln_params": k.get("params"),
+                       "pytorch_params": t_params, "kiln_peak_MiB": k_peak, "pytorch_peak_MiB": t_peak,
+                       "peak_ratio": (k_peak / t_peak) if k_peak and t_peak else None,
+                       "kiln_arena_MiB": k.get("arena_MiB"), "kiln_isa": k.get("isa")}
+                rows.append(row)
+                print(f"{m:10s} {mode:5s} {tag:14s} {label}: kiln {fmt(k_med)} ms {fmt(k_peak, '.0f')} MiB, "
+                      f"PyTorch {t_med:.1f} ms {fmt(t_peak, '.0f')} MiB, kiln/PyTorch {fmt(row['ratio'], '.2f')} "
+                      f"time, {fmt(row['peak_ratio'], '.2f')} memory", file=sys.stderr)
+            for pr in param_rows:
+                if pr["model"] == m and k.get("params"):
+                    pr["kiln"] = k["params"]
 
-    lines = ["| model | config | mode | kiln ms | PyTorch ms | kiln / PyTorch |", "|---|---|---|---:|---:|---:|"]
+    try:
+        info["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
+    except OSError:
+        pass
+    info["date_end"] = time.strftime("%Y-%m-%d %H:%M %Z")
+    isa_words = ", ".join(sorted(i[0] or "?" for i in kiln_isas)) if kiln_isas else "-"
+    lines = [f"{info['date']} to {info['date_end']}: {info.get('cpu', '?')}, {info['cpus']} CPUs, load average "
+             f"{' '.join(info.get('loadavg', []))} at the start, {' '.join(info.get('loadavg_end', []))} at the end; "
+             f"{args.threads} threads, median of {steps} steps after {args.warmup} warm-up; peak memory = VmHWM of "
+             "each row's own process" + ("; glibc's default malloc settings." if args.glibc_malloc else
+                                        f"; {' '.join(f'{k}={v}' for k, v in MALLOC_ENV.items())}."), ""]
+    if args.device == "cpu":
+        forced = f"KILN_CPU_ISA={args.isa}" if args.isa else "KILN_CPU_ISA unset: the widest path it has"
+        k_desc = "; ".join(f"ran {i[0]} (program baseline {i[1]}, paths {i[2]})" for i in sorted(kiln_isas, key=str))
+        lines.append(f"kiln: {forced}, {k_desc or '-'}. PyTorch {info['torch']}: {info['torch_isa']}"
+                     + (" (" + ", ".join(f"{a}={b}" for a, b in info["torch_isa_env"].items()) + ")"
+                        if "torch_isa_env" in info else "") + ".")
+        lines.append("")
+    lines += [f"| model | config (N x H x W) | mode | kiln ms ({isa_words}) | PyTorch ms | kiln / PyTorch "
+              "| kiln peak MiB | PyTorch peak MiB | kiln / PyTorch memory |",
+              "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        n, h = parse_config(r["config"])
+        n, h, w = parse_config(r["config"])
         mode = ("train step" if r["mode"] == "train" else "inference") + (" (PyTorch TF32)" if r["math"] == "tf32" else "")
-        kms = f"{r['kiln_ms']:.1f}" if r["kiln_ms"] else "-"
-        ratio = f"{r['ratio']:.2f}" if r["ratio"] else "-"
-        lines.append(f"| {r['model']} | {n} x {h}x{h} | {mode} | {kms} | {r['pytorch_ms']:.1f} | {ratio} |")
+        lines.append(f"| {r['model']} | {n} x {h}x{w} | {mode} | {fmt(r['kiln_ms'])} | {r['pytorch_ms']:.1f} | "
+                     f"{fmt(r['ratio'], '.2f')} | {fmt(r['kiln_peak_MiB'], '.0f')} | {fmt(r['pytorch_peak_MiB'], '.0f')} | "
+                     f"{fmt(r['peak_ratio'], '.2f')} |")
     lines += ["", "| model | PyTorch parameters | kiln parameter_count | equal |", "|---|---:|---:|---|"]
     ok = True
     for pr in param_rows:

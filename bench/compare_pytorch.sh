@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# kiln's U-Net step and inference against PyTorch's, same machine, same run.
-#   bench/compare_pytorch.sh                      # CPU, 2 threads, 16x64^2 and 8x128^2, UNetSmall + UNetBase
+# kiln's U-Net step and inference against PyTorch's, same machine, same run: times and each row's
+# peak resident memory (its own process per library, VmHWM).
+#   bench/compare_pytorch.sh                      # CPU, 2 threads, 16x64^2 and 8x128^2 + one 1024x640 image (inference)
 #   bench/compare_pytorch.sh --device cuda --tf32 # GPU (kiln_bench_step_gpu vs PyTorch fp32 and TF32)
-#   bench/compare_pytorch.sh --configs N16_H64 --models UNetBase --steps 3
+#   bench/compare_pytorch.sh --configs N16_H64 --infer-configs '' --models UNetBase --steps 3
+#   bench/compare_pytorch.sh --build-dir B --no-build --isa avx2  # kiln's AVX2 path (B built -march=x86-64-v3), PyTorch AVX2
+#   bench/compare_pytorch.sh --glibc-malloc      # glibc's default malloc settings: PyTorch's lowest peak memory
 # Installs python3-torch from Debian when missing (as root), builds kiln's
 # bench target when needed (build-bench, or build-bench-gpu for --device cuda),
 # and runs PyTorch with glibc's mmap of large blocks disabled (see the .py).
