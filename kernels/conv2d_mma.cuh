@@ -42,6 +42,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "conv2d_mma_pipeline.cuh"
 #include "kiln/core/conv_shape.hpp"
 #include "kiln/gpu/gpu.hpp"
 
@@ -166,9 +167,9 @@ __global__ void __launch_bounds__(mma_conv::Tile<BN>::threads, 2)
   // The k step being loaded: tap (u, v), first channel c0 (advanced once per step).
   int load_step = 0, c0 = 0, u = 0, v = 0;
 
-  auto load_stage = [&](float* stage) {
-    float* as = stage;
-    float* bs = stage + T::a_floats;
+  auto load_stage = [&](int stage) {
+    float* as = shared + stage * T::stage_floats;
+    float* bs = as + T::a_floats;
     const int channels = cin - c0;  // channels c0 + j with j < channels exist
     const int tap_offset = (u - P) * W + (v - P) + c0 * HW;
     KILN_UNROLL
@@ -178,7 +179,7 @@ __global__ void __launch_bounds__(mma_conv::Tile<BN>::threads, 2)
           static_cast<unsigned>(iy) < static_cast<unsigned>(H) && static_cast<unsigned>(ix) < static_cast<unsigned>(W);
       // Channel j of this pixel and tap; where !ok the address may lie outside x, but a zero-fill
       // copy does not read it (as CUTLASS's zfill iterators).
-      const float* src = x + (a_offset[i] + tap_offset);
+      const float* src = mma_pipeline::advance(x, a_offset[i] + tap_offset);
       float* dst[4];
       KILN_UNROLL
       for (int tt = 0; tt < 4; ++tt) dst[tt] = as + a_dst[i][tt];
@@ -186,7 +187,7 @@ __global__ void __launch_bounds__(mma_conv::Tile<BN>::threads, 2)
       for (int j = 0; j < bk; ++j) {  // a_index(j, m) = a_dst[i][j % 4] + (j / 8) * 1024 + (j / 4) % 2 * 2
         kiln::gpu::cp_async<4>(dst[j % 4] + (j / 8) * 1024 + (j / 4) % 2 * 2, src,
                                tap_ok && (!ChannelTail || j < channels));
-        src += HW;
+        src = mma_pipeline::advance(src, HW);
       }
     }
     KILN_UNROLL
@@ -221,28 +222,9 @@ __global__ void __launch_bounds__(mma_conv::Tile<BN>::threads, 2)
   }
 
   float acc[4][8][4];
-  KILN_UNROLL
-  for (int i = 0; i < 4; ++i) {
-    KILN_UNROLL
-    for (int j = 0; j < 8; ++j) {
-      KILN_UNROLL
-      for (int q = 0; q < 4; ++q) acc[i][j][q] = 0.0f;
-    }
-  }
-
-  // ---- the pipeline: stages 0 .. stages-2 in flight before the loop ----
-  KILN_UNROLL
-  for (int st = 0; st < mma_conv::stages - 1; ++st) {
-    if (st < k_steps) load_stage(shared + st * T::stage_floats);
-    kiln::gpu::cp_async_commit();
-  }
-  int read_stage = 0, write_stage = mma_conv::stages - 1;
-  for (int step = 0; step < k_steps; ++step) {
-    kiln::gpu::cp_async_wait<mma_conv::stages - 2>();  // this thread's copies of `step` have landed ...
-    __syncthreads();  // ... and everyone's; everyone also finished step-1, whose stage is refilled now
-    if (step + mma_conv::stages - 1 < k_steps) load_stage(shared + write_stage * T::stage_floats);
-    kiln::gpu::cp_async_commit();
-    const float* as = shared + read_stage * T::stage_floats;
+  mma_pipeline::zero(acc);
+  mma_pipeline::run<mma_conv::stages>(k_steps, load_stage, [&](int stage) {
+    const float* as = shared + stage * T::stage_floats;
     const float* bs = as + T::a_floats;
     KILN_UNROLL
     for (int kh = 0; kh < 2; ++kh) {  // two k8 halves of the step
@@ -270,10 +252,7 @@ __global__ void __launch_bounds__(mma_conv::Tile<BN>::threads, 2)
         for (int j = 0; j < 8; ++j) mma::mma_tf32_m16n8k8(acc[i][j], a[i], b[j], acc[i][j]);
       }
     }
-    read_stage = read_stage == mma_conv::stages - 1 ? 0 : read_stage + 1;
-    write_stage = write_stage == mma_conv::stages - 1 ? 0 : write_stage + 1;
-  }
-  kiln::gpu::cp_async_wait<0>();  // no copy may be left pending at exit
+  });
 
   // ---- epilogue: y[img][o][hw] = D + bias, straight from the accumulators (lanes with the same t
   // write 8 consecutive pixels of one channel: 32-byte segments) ----
