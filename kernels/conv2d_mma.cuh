@@ -179,7 +179,7 @@ __global__ void __launch_bounds__(mma_conv::Tile<BN>::threads, 2)
           static_cast<unsigned>(iy) < static_cast<unsigned>(H) && static_cast<unsigned>(ix) < static_cast<unsigned>(W);
       // Channel j of this pixel and tap; where !ok the address may lie outside x, but a zero-fill
       // copy does not read it (as CUTLASS's zfill iterators).
-      const float* src = mma_pipeline::advance(x, a_offset[i] + tap_offset);
+      const float* src = x + (a_offset[i] + tap_offset);
       float* dst[4];
       KILN_UNROLL
       for (int tt = 0; tt < 4; ++tt) dst[tt] = as + a_dst[i][tt];
@@ -187,7 +187,7 @@ __global__ void __launch_bounds__(mma_conv::Tile<BN>::threads, 2)
       for (int j = 0; j < bk; ++j) {  // a_index(j, m) = a_dst[i][j % 4] + (j / 8) * 1024 + (j / 4) % 2 * 2
         kiln::gpu::cp_async<4>(dst[j % 4] + (j / 8) * 1024 + (j / 4) % 2 * 2, src,
                                tap_ok && (!ChannelTail || j < channels));
-        src = mma_pipeline::advance(src, HW);
+        src += HW;
       }
     }
     KILN_UNROLL

@@ -1,22 +1,9 @@
 #pragma once
 // What the mma.sync convolutions (conv2d_mma.cuh, conv2d_mma_wgrad.cuh) share: the cp.async
-// pipeline's k loop, the accumulator zeroing and a one-instruction pointer step for the gathers.
+// pipeline's k loop and the accumulator zeroing.
 #include "kiln/gpu/gpu.hpp"
 
 namespace kiln::cuda::kernels::mma_pipeline {
-
-// p + n floats as one IMAD.WIDE (n * 4 + p). A gather's source pointers advance by a run-time
-// stride (H*W); written in C++ the compiler keeps the 64-bit chain as an IADD3 + IADD3.X pair per
-// copy, which is most of what stands between a narrow tile's main loop and 4 instructions per HMMA.
-__device__ __forceinline__ const float* advance(const float* p, int n) {
-#if KILN_GPU_REAL && defined(__CUDA_ARCH__)
-  const float* r;
-  asm("mad.wide.s32 %0, %1, 4, %2;" : "=l"(r) : "r"(n), "l"(p));
-  return r;
-#else
-  return p + n;
-#endif
-}
 
 // acc = 0 for a warp's 4 x 8 m16n8k8 accumulators.
 __device__ __forceinline__ void zero(float (&acc)[4][8][4]) {

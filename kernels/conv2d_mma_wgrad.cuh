@@ -135,13 +135,12 @@ __global__ void __launch_bounds__(mma_wgrad::Tile<BT>::threads, 2)
     const int iy = b_py + u - P, ix = b_px + v - P;
     const bool b_ok = b_pixel < pixels && static_cast<unsigned>(iy) < static_cast<unsigned>(H) &&
                       static_cast<unsigned>(ix) < static_cast<unsigned>(W);
-    const float* src =
-        mma_pipeline::advance(x, b_offset);  // where !b_ok it may lie outside x: a zero-fill copy does not read it
+    const float* src = x + b_offset;  // where !b_ok it may lie outside x: a zero-fill copy does not read it
     KILN_UNROLL
     for (int j = 0; j < T::b_copies_per_thread; ++j) {
       kiln::gpu::cp_async<4>(bs + b_dst[j % T::b_period] + (j / T::b_period) * 8 * bk, src,
                              b_ok && (!ChannelTail || j < b_rows));
-      src = mma_pipeline::advance(src, b_row_stride);
+      src += b_row_stride;
     }
     // Next step: 16 pixels further.
     a_pixel += bk;
