@@ -143,12 +143,13 @@ __global__ void __launch_bounds__(mma_conv::Tile<BN>::threads, 2)
 
   // ---- per-thread copy state, computed once ----
   // A: pixel columns tid + i * threads; 32-bit offset of x[img][0][py][px] and the position.
-  // a_dst[i][t]: where channel j (j % 4 = t) of the column lands, less a_index's j-only part.
+  // a_dst[i][t]: where channel j (j % 4 = t) of the column lands, less a_index's j-only part, in
+  // bytes (a stage's copies then address shared memory as a register plus an immediate).
   int a_offset[PPT], a_py[PPT], a_px[PPT], a_dst[PPT][4];
   KILN_UNROLL
   for (int i = 0; i < PPT; ++i) {
     KILN_UNROLL
-    for (int tt = 0; tt < 4; ++tt) a_dst[i][tt] = a_index(tt, tid + i * T::threads);
+    for (int tt = 0; tt < 4; ++tt) a_dst[i][tt] = a_index(tt, tid + i * T::threads) * 4;
     const int p = m0 + tid + i * T::threads;
     const int img = p / HW, hw = p - img * HW;
     a_py[i] = p < pixels ? hw / W : -(1 << 20);  // a pixel past the end is outside every tap
@@ -182,7 +183,7 @@ __global__ void __launch_bounds__(mma_conv::Tile<BN>::threads, 2)
       const float* src = x + (a_offset[i] + tap_offset);
       float* dst[4];
       KILN_UNROLL
-      for (int tt = 0; tt < 4; ++tt) dst[tt] = as + a_dst[i][tt];
+      for (int tt = 0; tt < 4; ++tt) dst[tt] = mma_pipeline::at_byte(as, a_dst[i][tt]);
       KILN_UNROLL
       for (int j = 0; j < bk; ++j) {  // a_index(j, m) = a_dst[i][j % 4] + (j / 8) * 1024 + (j / 4) % 2 * 2
         kiln::gpu::cp_async<4>(dst[j % 4] + (j / 8) * 1024 + (j / 4) % 2 * 2, src,

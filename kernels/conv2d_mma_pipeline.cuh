@@ -5,6 +5,13 @@
 
 namespace kiln::cuda::kernels::mma_pipeline {
 
+// p + bytes. The gathers keep their per-thread shared-memory offsets in bytes: with float offsets
+// nvcc rebuilds each destination (offset * 4 + stage base) in every step, with byte offsets the
+// copies address a register plus an immediate.
+__device__ __forceinline__ float* at_byte(float* p, int bytes) {
+  return reinterpret_cast<float*>(reinterpret_cast<char*>(p) + bytes);
+}
+
 // acc = 0 for a warp's 4 x 8 m16n8k8 accumulators.
 __device__ __forceinline__ void zero(float (&acc)[4][8][4]) {
   KILN_UNROLL

@@ -79,6 +79,7 @@ __global__ void __launch_bounds__(mma_wgrad::Tile<BT>::threads, 2)
     conv2d_mma_wgrad_kernel(ConvShape s, const float* x, const float* dy, float* out, int steps_per_split) {
   namespace mma = kiln::gpu::mma;
   using T = mma_wgrad::Tile<BT>;
+  using mma_pipeline::at_byte;
   using mma_wgrad::bk;
   using mma_wgrad::index;
   constexpr int KK = K * K, P = K / 2;
@@ -106,7 +107,7 @@ __global__ void __launch_bounds__(mma_wgrad::Tile<BT>::threads, 2)
     const int m = m0 + tid / 4 + i * T::a_rows_per_pass;
     a_row[i] = (m < cout ? m : cout - 1) * HW;  // a row past Cout reads a real one; its D is dropped
   }
-  const int a_dst = index(tid / 4, (tid % 4) * 4);
+  const int a_dst = index(tid / 4, (tid % 4) * 4) * 4;  // bytes, as b_dst: register + immediate addresses
   // B = x: pixel p_b = step start + tid % 16, rows r0 + j * b_rows_per_pass (channels n0 + row).
   const int r0 = tid / bk;
   int b_pixel = step_begin * bk + tid % bk;
@@ -122,7 +123,7 @@ __global__ void __launch_bounds__(mma_wgrad::Tile<BT>::threads, 2)
   const int b_rows = b_rows_left > 0 ? (b_rows_left + T::b_rows_per_pass - 1) / T::b_rows_per_pass : 0;
   int b_dst[T::b_period];
   KILN_UNROLL
-  for (int j = 0; j < T::b_period; ++j) b_dst[j] = index(r0 + j * T::b_rows_per_pass, tid % bk);
+  for (int j = 0; j < T::b_period; ++j) b_dst[j] = index(r0 + j * T::b_rows_per_pass, tid % bk) * 4;
   const int a_image_skip = (cout - 1) * HW, b_image_skip = (cin - 1) * HW, b_row_stride = T::b_rows_per_pass * HW;
 
   auto load_stage = [&](int stage) {
@@ -131,14 +132,14 @@ __global__ void __launch_bounds__(mma_wgrad::Tile<BT>::threads, 2)
     const bool a_ok = a_pixel < pixels;  // 4 pixels: all or none exist (H*W % 4 == 0)
     KILN_UNROLL
     for (int i = 0; i < T::a_chunks_per_thread; ++i)
-      kiln::gpu::cp_async<16>(as + a_dst + i * T::a_rows_per_pass * bk, dy + (a_offset + a_row[i]), a_ok);
+      kiln::gpu::cp_async<16>(at_byte(as, a_dst) + i * T::a_rows_per_pass * bk, dy + (a_offset + a_row[i]), a_ok);
     const int iy = b_py + u - P, ix = b_px + v - P;
     const bool b_ok = b_pixel < pixels && static_cast<unsigned>(iy) < static_cast<unsigned>(H) &&
                       static_cast<unsigned>(ix) < static_cast<unsigned>(W);
     const float* src = x + b_offset;  // where !b_ok it may lie outside x: a zero-fill copy does not read it
     KILN_UNROLL
     for (int j = 0; j < T::b_copies_per_thread; ++j) {
-      kiln::gpu::cp_async<4>(bs + b_dst[j % T::b_period] + (j / T::b_period) * 8 * bk, src,
+      kiln::gpu::cp_async<4>(at_byte(bs, b_dst[j % T::b_period]) + (j / T::b_period) * 8 * bk, src,
                              b_ok && (!ChannelTail || j < b_rows));
       src += b_row_stride;
     }
