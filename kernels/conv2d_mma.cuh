@@ -19,7 +19,8 @@
 // Tiling: a block computes 128 pixels x BN output channels (BN = 128: 4 warps 2 x 2; BN = 64:
 // 2 warps 2 x 1); each warp a 64 x 64 tile as 4 x 8 m16n8k8 accumulators (128 floats per thread).
 // k steps of 16 go through a 3-stage cp.async pipeline: one __syncthreads per step, two steps in
-// flight while the tensor cores work on the third.
+// flight while the tensor cores work on the third (mma_pipeline::run, conv2d_mma_pipeline.cuh: the
+// k loop unrolled by the 3 stages, so stage offsets are immediates).
 //   B stage [BN][16] (k contiguous): 16-byte cp.async, fragments by ldmatrix.x4 (for 32-bit data
 //     the plain, non-.trans ldmatrix hands lane l the float (l/4, l%4) of an 8x4 block, which is
 //     exactly the m16n8k8 B layout for n-major storage). 16-byte rows swizzled: chunk ^= (n>>1)&3,

@@ -1,6 +1,7 @@
 #pragma once
 // What the mma.sync convolutions (conv2d_mma.cuh, conv2d_mma_wgrad.cuh) share: the cp.async
-// pipeline's k loop and the accumulator zeroing.
+// pipeline's k loop (unrolled by its stages), the accumulator zeroing and byte-offset addressing
+// of their shared-memory stages. Instructions per HMMA: docs/kernels.md, tests/nvcc/sass_thresholds.json.
 #include "kiln/gpu/gpu.hpp"
 
 namespace kiln::cuda::kernels::mma_pipeline {
