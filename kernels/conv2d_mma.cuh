@@ -19,7 +19,8 @@
 // Tiling: a block computes 128 pixels x BN output channels (BN = 128: 4 warps 2 x 2; BN = 64:
 // 2 warps 2 x 1); each warp a 64 x 64 tile as 4 x 8 m16n8k8 accumulators (128 floats per thread).
 // k steps of 16 go through a 3-stage cp.async pipeline: one __syncthreads per step, two steps in
-// flight while the tensor cores work on the third.
+// flight while the tensor cores work on the third (mma_pipeline::run, conv2d_mma_pipeline.cuh: the
+// k loop unrolled by the 3 stages, so stage offsets are immediates).
 //   B stage [BN][16] (k contiguous): 16-byte cp.async, fragments by ldmatrix.x4 (for 32-bit data
 //     the plain, non-.trans ldmatrix hands lane l the float (l/4, l%4) of an 8x4 block, which is
 //     exactly the m16n8k8 B layout for n-major storage). 16-byte rows swizzled: chunk ^= (n>>1)&3,
@@ -42,6 +43,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "conv2d_mma_pipeline.cuh"
 #include "kiln/core/conv_shape.hpp"
 #include "kiln/gpu/gpu.hpp"
 
@@ -142,12 +144,13 @@ __global__ void __launch_bounds__(mma_conv::Tile<BN>::threads, 2)
 
   // ---- per-thread copy state, computed once ----
   // A: pixel columns tid + i * threads; 32-bit offset of x[img][0][py][px] and the position.
-  // a_dst[i][t]: where channel j (j % 4 = t) of the column lands, less a_index's j-only part.
+  // a_dst[i][t]: where channel j (j % 4 = t) of the column lands, less a_index's j-only part, in
+  // bytes (a stage's copies then address shared memory as a register plus an immediate).
   int a_offset[PPT], a_py[PPT], a_px[PPT], a_dst[PPT][4];
   KILN_UNROLL
   for (int i = 0; i < PPT; ++i) {
     KILN_UNROLL
-    for (int tt = 0; tt < 4; ++tt) a_dst[i][tt] = a_index(tt, tid + i * T::threads);
+    for (int tt = 0; tt < 4; ++tt) a_dst[i][tt] = a_index(tt, tid + i * T::threads) * 4;
     const int p = m0 + tid + i * T::threads;
     const int img = p / HW, hw = p - img * HW;
     a_py[i] = p < pixels ? hw / W : -(1 << 20);  // a pixel past the end is outside every tap
@@ -166,9 +169,9 @@ __global__ void __launch_bounds__(mma_conv::Tile<BN>::threads, 2)
   // The k step being loaded: tap (u, v), first channel c0 (advanced once per step).
   int load_step = 0, c0 = 0, u = 0, v = 0;
 
-  auto load_stage = [&](float* stage) {
-    float* as = stage;
-    float* bs = stage + T::a_floats;
+  auto load_stage = [&](int stage) {
+    float* as = shared + stage * T::stage_floats;
+    float* bs = as + T::a_floats;
     const int channels = cin - c0;  // channels c0 + j with j < channels exist
     const int tap_offset = (u - P) * W + (v - P) + c0 * HW;
     KILN_UNROLL
@@ -181,7 +184,7 @@ __global__ void __launch_bounds__(mma_conv::Tile<BN>::threads, 2)
       const float* src = x + (a_offset[i] + tap_offset);
       float* dst[4];
       KILN_UNROLL
-      for (int tt = 0; tt < 4; ++tt) dst[tt] = as + a_dst[i][tt];
+      for (int tt = 0; tt < 4; ++tt) dst[tt] = mma_pipeline::at_byte(as, a_dst[i][tt]);
       KILN_UNROLL
       for (int j = 0; j < bk; ++j) {  // a_index(j, m) = a_dst[i][j % 4] + (j / 8) * 1024 + (j / 4) % 2 * 2
         kiln::gpu::cp_async<4>(dst[j % 4] + (j / 8) * 1024 + (j / 4) % 2 * 2, src,
@@ -221,28 +224,9 @@ __global__ void __launch_bounds__(mma_conv::Tile<BN>::threads, 2)
   }
 
   float acc[4][8][4];
-  KILN_UNROLL
-  for (int i = 0; i < 4; ++i) {
-    KILN_UNROLL
-    for (int j = 0; j < 8; ++j) {
-      KILN_UNROLL
-      for (int q = 0; q < 4; ++q) acc[i][j][q] = 0.0f;
-    }
-  }
-
-  // ---- the pipeline: stages 0 .. stages-2 in flight before the loop ----
-  KILN_UNROLL
-  for (int st = 0; st < mma_conv::stages - 1; ++st) {
-    if (st < k_steps) load_stage(shared + st * T::stage_floats);
-    kiln::gpu::cp_async_commit();
-  }
-  int read_stage = 0, write_stage = mma_conv::stages - 1;
-  for (int step = 0; step < k_steps; ++step) {
-    kiln::gpu::cp_async_wait<mma_conv::stages - 2>();  // this thread's copies of `step` have landed ...
-    __syncthreads();  // ... and everyone's; everyone also finished step-1, whose stage is refilled now
-    if (step + mma_conv::stages - 1 < k_steps) load_stage(shared + write_stage * T::stage_floats);
-    kiln::gpu::cp_async_commit();
-    const float* as = shared + read_stage * T::stage_floats;
+  mma_pipeline::zero(acc);
+  mma_pipeline::run<mma_conv::stages>(k_steps, load_stage, [&](int stage) {
+    const float* as = shared + stage * T::stage_floats;
     const float* bs = as + T::a_floats;
     KILN_UNROLL
     for (int kh = 0; kh < 2; ++kh) {  // two k8 halves of the step
@@ -270,10 +254,7 @@ __global__ void __launch_bounds__(mma_conv::Tile<BN>::threads, 2)
         for (int j = 0; j < 8; ++j) mma::mma_tf32_m16n8k8(acc[i][j], a[i], b[j], acc[i][j]);
       }
     }
-    read_stage = read_stage == mma_conv::stages - 1 ? 0 : read_stage + 1;
-    write_stage = write_stage == mma_conv::stages - 1 ? 0 : write_stage + 1;
-  }
-  kiln::gpu::cp_async_wait<0>();  // no copy may be left pending at exit
+  });
 
   // ---- epilogue: y[img][o][hw] = D + bias, straight from the accumulators (lanes with the same t
   // write 8 consecutive pixels of one channel: 32-byte segments) ----

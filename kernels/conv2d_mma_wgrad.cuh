@@ -32,6 +32,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "conv2d_mma_pipeline.cuh"
 #include "kiln/core/conv_shape.hpp"
 #include "kiln/gpu/gpu.hpp"
 
@@ -78,6 +79,7 @@ __global__ void __launch_bounds__(mma_wgrad::Tile<BT>::threads, 2)
     conv2d_mma_wgrad_kernel(ConvShape s, const float* x, const float* dy, float* out, int steps_per_split) {
   namespace mma = kiln::gpu::mma;
   using T = mma_wgrad::Tile<BT>;
+  using mma_pipeline::at_byte;
   using mma_wgrad::bk;
   using mma_wgrad::index;
   constexpr int KK = K * K, P = K / 2;
@@ -105,7 +107,7 @@ __global__ void __launch_bounds__(mma_wgrad::Tile<BT>::threads, 2)
     const int m = m0 + tid / 4 + i * T::a_rows_per_pass;
     a_row[i] = (m < cout ? m : cout - 1) * HW;  // a row past Cout reads a real one; its D is dropped
   }
-  const int a_dst = index(tid / 4, (tid % 4) * 4);
+  const int a_dst = index(tid / 4, (tid % 4) * 4) * 4;  // bytes, as b_dst: register + immediate addresses
   // B = x: pixel p_b = step start + tid % 16, rows r0 + j * b_rows_per_pass (channels n0 + row).
   const int r0 = tid / bk;
   int b_pixel = step_begin * bk + tid % bk;
@@ -121,25 +123,25 @@ __global__ void __launch_bounds__(mma_wgrad::Tile<BT>::threads, 2)
   const int b_rows = b_rows_left > 0 ? (b_rows_left + T::b_rows_per_pass - 1) / T::b_rows_per_pass : 0;
   int b_dst[T::b_period];
   KILN_UNROLL
-  for (int j = 0; j < T::b_period; ++j) b_dst[j] = index(r0 + j * T::b_rows_per_pass, tid % bk);
-  const int a_image_skip = (cout - 1) * HW, b_image_skip = (cin - 1) * HW;
+  for (int j = 0; j < T::b_period; ++j) b_dst[j] = index(r0 + j * T::b_rows_per_pass, tid % bk) * 4;
+  const int a_image_skip = (cout - 1) * HW, b_image_skip = (cin - 1) * HW, b_row_stride = T::b_rows_per_pass * HW;
 
-  auto load_stage = [&](float* stage) {
-    float* as = stage;
-    float* bs = stage + T::a_floats;
+  auto load_stage = [&](int stage) {
+    float* as = shared + stage * T::stage_floats;
+    float* bs = as + T::a_floats;
     const bool a_ok = a_pixel < pixels;  // 4 pixels: all or none exist (H*W % 4 == 0)
     KILN_UNROLL
     for (int i = 0; i < T::a_chunks_per_thread; ++i)
-      kiln::gpu::cp_async<16>(as + a_dst + i * T::a_rows_per_pass * bk, dy + (a_offset + a_row[i]), a_ok);
+      kiln::gpu::cp_async<16>(at_byte(as, a_dst) + i * T::a_rows_per_pass * bk, dy + (a_offset + a_row[i]), a_ok);
     const int iy = b_py + u - P, ix = b_px + v - P;
     const bool b_ok = b_pixel < pixels && static_cast<unsigned>(iy) < static_cast<unsigned>(H) &&
                       static_cast<unsigned>(ix) < static_cast<unsigned>(W);
     const float* src = x + b_offset;  // where !b_ok it may lie outside x: a zero-fill copy does not read it
     KILN_UNROLL
     for (int j = 0; j < T::b_copies_per_thread; ++j) {
-      kiln::gpu::cp_async<4>(bs + b_dst[j % T::b_period] + (j / T::b_period) * 8 * bk, src,
+      kiln::gpu::cp_async<4>(at_byte(bs, b_dst[j % T::b_period]) + (j / T::b_period) * 8 * bk, src,
                              b_ok && (!ChannelTail || j < b_rows));
-      src += T::b_rows_per_pass * HW;
+      src += b_row_stride;
     }
     // Next step: 16 pixels further.
     a_pixel += bk;
@@ -179,28 +181,9 @@ __global__ void __launch_bounds__(mma_wgrad::Tile<BT>::threads, 2)
   }
 
   float acc[4][8][4];
-  KILN_UNROLL
-  for (int i = 0; i < 4; ++i) {
-    KILN_UNROLL
-    for (int j = 0; j < 8; ++j) {
-      KILN_UNROLL
-      for (int q = 0; q < 4; ++q) acc[i][j][q] = 0.0f;
-    }
-  }
-
-  // ---- the pipeline: stages 0 .. stages-2 in flight before the loop ----
-  KILN_UNROLL
-  for (int st = 0; st < mma_wgrad::stages - 1; ++st) {
-    if (st < k_steps) load_stage(shared + st * T::stage_floats);
-    kiln::gpu::cp_async_commit();
-  }
-  int read_stage = 0, write_stage = mma_wgrad::stages - 1;
-  for (int step = 0; step < k_steps; ++step) {
-    kiln::gpu::cp_async_wait<mma_wgrad::stages - 2>();  // this thread's copies of `step` have landed ...
-    __syncthreads();  // ... and everyone's; everyone also finished step-1, whose stage is refilled now
-    if (step + mma_wgrad::stages - 1 < k_steps) load_stage(shared + write_stage * T::stage_floats);
-    kiln::gpu::cp_async_commit();
-    const float* as = shared + read_stage * T::stage_floats;
+  mma_pipeline::zero(acc);
+  mma_pipeline::run<mma_wgrad::stages>(k_steps, load_stage, [&](int stage) {
+    const float* as = shared + stage * T::stage_floats;
     const float* bs = as + T::a_floats;
     KILN_UNROLL
     for (int kh = 0; kh < 2; ++kh) {  // two k8 halves of the step
@@ -222,10 +205,7 @@ __global__ void __launch_bounds__(mma_wgrad::Tile<BT>::threads, 2)
         for (int j = 0; j < 8; ++j) mma::mma_tf32_m16n8k8(acc[i][j], a[i], b[j], acc[i][j]);
       }
     }
-    read_stage = read_stage == mma_wgrad::stages - 1 ? 0 : read_stage + 1;
-    write_stage = write_stage == mma_wgrad::stages - 1 ? 0 : write_stage + 1;
-  }
-  kiln::gpu::cp_async_wait<0>();  // no copy may be left pending at exit
+  });
 
   // ---- epilogue: D[m][n] of this tap, lane (g, t) holds rows g, g+8 and columns 2t, 2t+1 of
   // each 16 x 8 accumulator ----
