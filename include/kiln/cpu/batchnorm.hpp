@@ -45,6 +45,14 @@ inline BnAffine bn_finish_channel(const BatchNormArgs& a, std::int64_t c, double
   return {static_cast<float>(weight[c] * invstd), static_cast<float>(bias[c] - mean * weight[c] * invstd)};
 }
 
+// Eval mode: bn_finish_channel's affine of channel c from the running statistics, writing nothing.
+inline BnAffine bn_eval_affine(const BatchNormArgs& a, std::int64_t c, const float* weight, const float* bias,
+                               const float* running_mean, const float* running_var) {
+  const double mean = running_mean[c];
+  const double invstd = 1.0 / std::sqrt(static_cast<double>(running_var[c]) + static_cast<double>(a.eps));
+  return {static_cast<float>(weight[c] * invstd), static_cast<float>(bias[c] - mean * weight[c] * invstd)};
+}
+
 // The plain loops (double accumulation): the oracle for the fast versions below.
 namespace reference {
 
@@ -209,6 +217,27 @@ template <bool Relu>
 inline void batchnorm_forward(const BatchNormArgs& a, const float* x, const float* weight, const float* bias,
                               float* running_mean, float* running_var, float* save_mean, float* save_invstd, float* y) {
   const std::int64_t m = a.count(), hw = a.hw;
+  if (!a.training) {
+    // No statistics to gather, so the (n, c) planes split image-major, as the convolutions
+    // around split their work: each thread reads the planes it wrote, instead of every
+    // channel's planes from both cores' caches (5x the CPU time on two cores, Zen 4 VM).
+#pragma omp parallel for schedule(static)
+    for (std::int64_t pl = 0; pl < a.n * a.c; ++pl) {
+      const std::int64_t c = pl % a.c;
+      const BnAffine affine =
+          pl < a.c ? bn_finish_channel(a, c, 0.0, 0.0, weight, bias, running_mean, running_var, save_mean, save_invstd)
+                   : bn_eval_affine(a, c, weight, bias, running_mean, running_var);
+      const float scale = affine.scale, shift = affine.shift;
+      const float* __restrict p = x + pl * hw;
+      float* __restrict q = y + pl * hw;
+#pragma omp simd
+      for (std::int64_t i = 0; i < hw; ++i) {
+        const float v = p[i] * scale + shift;
+        q[i] = Relu ? (v > 0.0f ? v : 0.0f) : v;
+      }
+    }
+    return;
+  }
 #pragma omp parallel for schedule(static)
   for (std::int64_t c = 0; c < a.c; ++c) {
     double mean = 0.0, sq = 0.0;
