@@ -9,7 +9,7 @@ set -euo pipefail
 if [[ ${1:-} == --record ]]; then  # launcher mode: --record LOG compiler args...
   log=$2; shift 2
   src=""
-  for a in "$@"; do case $a in *.cpp | *.cu) src=$a ;; esac; done
+  for a in "$@"; do case $a in *.cpp | *.cu | *.cxx) src=$a ;; esac; done  # .cxx: unity and PCH units
   exec /usr/bin/time -a -o "$log" -f "%U %S %e $src" "$@"
 fi
 
