@@ -19,11 +19,12 @@ using namespace kiln;
 namespace {
 
 using ConvChain = Sequential<Conv2d<1, 4, 3>, ReLU<>, Conv2d<4, 4, 5>, Conv2d<4, 2, 1>>;
-static_assert(ReceptiveField<ConvChain>::radius == 3 && ReceptiveField<ConvChain>::alignment == 1);
+// alignment 2: the 3x3 convolution runs as Winograd F(2x2, 3x3) tiles on the CPU (nn/receptive_field.hpp)
+static_assert(ReceptiveField<ConvChain>::radius == 3 && ReceptiveField<ConvChain>::alignment == 2);
 // Depth 4: 60 from the ConvBlocks' 3x3s on levels 0-3, 32 from the bottleneck's, 15 each from
-// the four pools and four upsamplings.
-static_assert(ReceptiveField<UNet<1, 2, 16, 4>>::radius == 122 && ReceptiveField<UNet<1, 2, 16, 4>>::alignment == 16);
-static_assert(ReceptiveField<UNet<1, 2, 4, 2>>::radius == 26 && ReceptiveField<UNet<1, 2, 4, 2>>::alignment == 4);
+// the four pools and four upsamplings. Alignment: twice the bottleneck's stride (its 3x3s' Winograd tiles).
+static_assert(ReceptiveField<UNet<1, 2, 16, 4>>::radius == 122 && ReceptiveField<UNet<1, 2, 16, 4>>::alignment == 32);
+static_assert(ReceptiveField<UNet<1, 2, 4, 2>>::radius == 26 && ReceptiveField<UNet<1, 2, 4, 2>>::alignment == 8);
 
 template <class Net>
 Network<Net>& with_running_stats(Network<Net>& net, Rng& rng) {
@@ -61,23 +62,23 @@ TEST_CASE("infer_image: tiles stitched equal the untiled eval output bitwise (UN
   Rng rng(11);
   Network<UNet<1, 2, 4, 2>> net;
   with_running_stats(net, rng);
-  const auto x = kiln::test::random_tensor(Shape::nchw(1, 1, 77, 149), rng);  // pads to 80 x 152
+  const auto x = kiln::test::random_tensor(Shape::nchw(1, 1, 77, 301), rng);  // pads to 80 x 304
   TileOptions whole;
   whole.tile = 0;
   const Tensor<float, Cpu> untiled = infer_image(net, x, whole);
-  REQUIRE(untiled.shape() == Shape::nchw(1, 2, 77, 149));
+  REQUIRE(untiled.shape() == Shape::nchw(1, 2, 77, 301));
   TileOptions tiles;
-  tiles.tile = 64;  // margin 28 (26 rounded up to 4): cores of 8, so 10 x 19 tiles
+  tiles.tile = 80;  // margin 32 (26 rounded up to 8): cores of 16, so 5 x 19 tiles
   const Tensor<float, Cpu> tiled = infer_image(net, x, tiles);
   CHECK(count_different(tiled, untiled) == 0);
   // Memory bounded by the tile: the plan is the one for a 64 x 64 input.
-  CHECK(net.input_shape() == Shape::nchw(1, 1, 64, 64));
+  CHECK(net.input_shape() == Shape::nchw(1, 1, 80, 80));
   const std::size_t tile_bytes = net.arena().bytes_planned();
-  net.plan(Shape::nchw(1, 1, 80, 152), Mode::eval);
+  net.plan(Shape::nchw(1, 1, 80, 304), Mode::eval);
   CHECK(tile_bytes * 2 < net.arena().bytes_planned());
 
   // The margin matters: with less context than the receptive field the seams show.
-  tiles.margin = 12;
+  tiles.margin = 8;
   CHECK(count_different(infer_image(net, x, tiles), untiled) > 0);
 }
 
@@ -87,7 +88,7 @@ TEST_CASE("infer_tiled: the small U-Net over a row of tiles equals the untiled p
   Rng rng(12);
   Network<UNet<1, 2, 16, 4>> net;
   with_running_stats(net, rng);
-  const auto x = kiln::test::random_tensor(Shape::nchw(1, 1, 288, 400), rng);
+  const auto x = kiln::test::random_tensor(Shape::nchw(1, 1, 288, 416), rng);
   const Tensor<float, Cpu> untiled = to<Cpu>(net.infer(x));
   const std::size_t untiled_bytes = net.arena().bytes_planned();
   TileOptions tiles;
@@ -101,15 +102,15 @@ TEST_CASE("infer_tiled: the small U-Net over a row of tiles equals the untiled p
 TEST_CASE("infer_tiled: a chain without pooling, and the argument checks") {
   Rng rng(13);
   Network<ConvChain> net;
-  const auto x = kiln::test::random_tensor(Shape::nchw(2, 1, 31, 45), rng);
+  const auto x = kiln::test::random_tensor(Shape::nchw(2, 1, 32, 46), rng);
   TileOptions tiles;
-  tiles.tile = 10;  // margin 3: cores of 4
+  tiles.tile = 12;  // margin 4 (3 rounded up to 2): cores of 4
   CHECK(count_different(infer_tiled(net, x, tiles), to<Cpu>(net.infer(x))) == 0);
 
   Network<UNet<1, 2, 4, 2>> unet;
   CHECK_THROWS_WITH_AS(infer_tiled(unet, Tensor<float, Cpu>(Shape::nchw(1, 1, 30, 32))),
-                       doctest::Contains("multiples of 4"), kiln::Error);
-  tiles.tile = 48;  // not more than twice the margin of 28
+                       doctest::Contains("multiples of 8"), kiln::Error);
+  tiles.tile = 48;  // not more than twice the margin of 32
   CHECK_THROWS_WITH_AS(infer_tiled(unet, Tensor<float, Cpu>(Shape::nchw(1, 1, 128, 128)), tiles),
-                       doctest::Contains("larger than 56"), kiln::Error);
+                       doctest::Contains("larger than 64"), kiln::Error);
 }

@@ -21,7 +21,7 @@ using ResNet = Sequential<Named<"stem", Conv2d<2, 4, 3>>, ReLU<>, Named<"res0", 
 static_assert(Block::in_channels == 4 && Block::out_channels == 4);
 static_assert(Block::parameter_count == (4 * 4 * 9 + 4) * 2 + 2 * 4);
 static_assert(ReceptiveField<ResNet>::radius == 1 + 2 * 2 + 1);  // stem, two blocks of two 3x3 convs, head
-static_assert(ReceptiveField<ResNet>::alignment == 1);
+static_assert(ReceptiveField<ResNet>::alignment == 2);           // the 3x3s' Winograd tiles (nn/receptive_field.hpp)
 }  // namespace
 
 TEST_CASE("Residual: gradients match finite differences") {

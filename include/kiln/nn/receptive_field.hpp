@@ -3,8 +3,9 @@
 //   radius     output pixel (i, j) depends only on input pixels within `radius`
 //              rows and columns of (i, j) (a bound: exact for convolutions,
 //              pooling and upsampling windows are counted in full);
-//   alignment  the largest downsampling factor inside: a crop whose origin is a
-//              multiple of it sees the same pooling windows as the whole image.
+//   alignment  the largest downsampling factor inside, doubled where a 3x3 convolution
+//              runs (Winograd tiles): a crop whose origin is a multiple of it sees the same
+//              pooling windows and convolution tiles as the whole image.
 // Tiled inference (nn/infer.hpp) uses both: a tile's pixels that are at least
 // `radius` from every cut edge come out exactly as in the untiled pass.
 //
@@ -49,6 +50,10 @@ template <int In, int Out, int K, class D, int S>
 struct ReachOf<Conv2d<In, Out, K, D, S>> {
   static constexpr Reach after(Reach r) {
     r.radius += (K / 2) * r.stride;
+    // The CPU runs 3x3 stride-1 convolutions as Winograd F(2x2, 3x3) on 2 x 2 output tiles from
+    // the feature map's origin; a pixel's rounding depends on its place in its tile, so a crop must
+    // start on an even pixel of this map to come out bitwise as in the whole image.
+    if constexpr (K == 3 && S == 1) r.alignment = std::max(r.alignment, 2 * r.stride);
     if constexpr (S > 1) {
       r.stride *= S;
       r.alignment = std::max(r.alignment, r.stride);
