@@ -800,7 +800,7 @@ inline void conv_winograd(const ConvShape& s, const float* x, Tap tap, const flo
           const float* __restrict r3 = rows + 3 * (W + 2);
           float* __restrict vc = v + c * TC + j0;
           const std::int64_t xs = C * TC;  // between xi planes
-#pragma GCC ivdep
+#pragma omp simd
           for (std::int64_t e = 0; e < run; ++e) {
             const std::int64_t k = 2 * (tj0 + e);  // column 2*tj - 1 at k (the zero column shifts by one)
             float d[4][4];
@@ -846,7 +846,7 @@ inline void conv_winograd(const ConvShape& s, const float* x, Tap tap, const flo
             const std::int64_t run = std::min(tw - tj0, t0 + tc - q), j0 = q - t0;
             float* __restrict y0 = y + ((img * M + o) * H + 2 * ti) * W;
             float* __restrict y1 = y0 + W;
-#pragma GCC ivdep
+#pragma omp simd
             for (std::int64_t e = 0; e < run; ++e) {
               float mm[4][4];
               for (int xi = 0; xi < 16; ++xi) mm[xi / 4][xi % 4] = mr[xi * xs + j0 + e];
