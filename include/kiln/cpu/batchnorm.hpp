@@ -213,6 +213,18 @@ inline void plane_grad_sums(const float* __restrict g, const float* __restrict r
   s2 += lanes_total(a2);
 }
 
+// q = p * scale + shift over one plane, then max(., 0) when Relu: the one loop every forward
+// variant uses, so eval, training and synced outputs stay bitwise the same expression.
+template <bool Relu>
+inline void bn_apply_plane(const float* __restrict p, float* __restrict q, std::int64_t hw, BnAffine affine) {
+  const float scale = affine.scale, shift = affine.shift;
+#pragma omp simd
+  for (std::int64_t i = 0; i < hw; ++i) {
+    const float v = p[i] * scale + shift;
+    q[i] = Relu ? (v > 0.0f ? v : 0.0f) : v;
+  }
+}
+
 template <bool Relu>
 inline void batchnorm_forward(const BatchNormArgs& a, const float* x, const float* weight, const float* bias,
                               float* running_mean, float* running_var, float* save_mean, float* save_invstd, float* y) {
@@ -227,14 +239,7 @@ inline void batchnorm_forward(const BatchNormArgs& a, const float* x, const floa
       const BnAffine affine =
           pl < a.c ? bn_finish_channel(a, c, 0.0, 0.0, weight, bias, running_mean, running_var, save_mean, save_invstd)
                    : bn_eval_affine(a, c, weight, bias, running_mean, running_var);
-      const float scale = affine.scale, shift = affine.shift;
-      const float* __restrict p = x + pl * hw;
-      float* __restrict q = y + pl * hw;
-#pragma omp simd
-      for (std::int64_t i = 0; i < hw; ++i) {
-        const float v = p[i] * scale + shift;
-        q[i] = Relu ? (v > 0.0f ? v : 0.0f) : v;
-      }
+      bn_apply_plane<Relu>(x + pl * hw, y + pl * hw, hw, affine);
     }
     return;
   }
@@ -256,16 +261,8 @@ inline void batchnorm_forward(const BatchNormArgs& a, const float* x, const floa
     }
     const BnAffine affine =
         bn_finish_channel(a, c, mean, sq, weight, bias, running_mean, running_var, save_mean, save_invstd);
-    const float scale = affine.scale, shift = affine.shift;
-    for (std::int64_t n = 0; n < a.n; ++n) {
-      const float* __restrict p = x + (n * a.c + c) * hw;
-      float* __restrict q = y + (n * a.c + c) * hw;
-#pragma omp simd
-      for (std::int64_t i = 0; i < hw; ++i) {
-        const float v = p[i] * scale + shift;
-        q[i] = Relu ? (v > 0.0f ? v : 0.0f) : v;
-      }
-    }
+    for (std::int64_t n = 0; n < a.n; ++n)
+      bn_apply_plane<Relu>(x + (n * a.c + c) * hw, y + (n * a.c + c) * hw, hw, affine);
   }
 }
 
@@ -352,15 +349,7 @@ inline void batchnorm_forward_across(const BatchNormArgs& a, const float* x, con
   for (std::int64_t c = 0; c < C; ++c) {
     const BnAffine affine = bn_finish_channel(global, c, mean[std::size_t(c)], sums[std::size_t(c)], weight, bias,
                                               running_mean, running_var, save_mean, save_invstd);
-    for (std::int64_t n = 0; n < a.n; ++n) {
-      const float* __restrict p = x + (n * C + c) * hw;
-      float* __restrict q = y + (n * C + c) * hw;
-#pragma omp simd
-      for (std::int64_t i = 0; i < hw; ++i) {
-        const float v = p[i] * affine.scale + affine.shift;
-        q[i] = Relu ? (v > 0.0f ? v : 0.0f) : v;
-      }
-    }
+    for (std::int64_t n = 0; n < a.n; ++n) bn_apply_plane<Relu>(x + (n * C + c) * hw, y + (n * C + c) * hw, hw, affine);
   }
 }
 

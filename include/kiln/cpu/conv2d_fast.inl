@@ -930,16 +930,17 @@ inline void conv2d_backward_with(const ConvShape& s, const float* x, const float
 }
 
 template <class Cfg>
+inline std::size_t conv2d_forward_workspace_floats_with(const ConvShape& s, int threads);
+
+// Forward, input gradient (the transposed shape's forward) and weight gradient: each pass
+// counts only the path it takes.
+template <class Cfg>
 inline std::size_t conv2d_workspace_floats_with(const ConvShape& s, int threads) {
-  const ConvShape transposed{s.n, s.c_out, s.c_in, s.h, s.w, s.k};  // the input gradient's forward
-  return std::max(
-      {conv_fwd_workspace_floats<Cfg>(s, threads), conv_fwd_workspace_floats<Cfg>(transposed, threads),
-       conv_use_winograd(s) ? conv_winograd_workspace_floats<Cfg>(s, threads) : std::size_t{0},
-       conv_use_winograd(transposed) ? conv_winograd_workspace_floats<Cfg>(transposed, threads) : std::size_t{0},
-       conv_use_padded(s) ? conv_padded_workspace_floats<Cfg>(s, threads) : std::size_t{0},
-       conv_use_padded(s) ? conv_padded_workspace_floats<Cfg>(transposed, threads) : std::size_t{0},
-       conv_use_padded(s) ? conv_padded_wgrad_workspace_floats<Cfg>(s) : std::size_t{0},
-       conv_wgrad_workspace_floats<Cfg>(s, threads)});
+  const ConvShape transposed{s.n, s.c_out, s.c_in, s.h, s.w, s.k};
+  return std::max({conv2d_forward_workspace_floats_with<Cfg>(s, threads),
+                   conv2d_forward_workspace_floats_with<Cfg>(transposed, threads),
+                   conv_use_padded(s) ? conv_padded_wgrad_workspace_floats<Cfg>(s) : std::size_t{0},
+                   conv_wgrad_workspace_floats<Cfg>(s, threads)});
 }
 
 // The forward pass alone (an eval plan): neither the transposed pass nor the weight gradient,
