@@ -56,16 +56,19 @@ inline constexpr int bk = 16;   // k per pipeline stage: 16 channels of one tap
 inline constexpr int stages = 3;
 inline constexpr int warp_tile = 64;  // warp tile: 64 pixels x 64 output channels
 
-template <int BN>
+// Bf16: the B stage holds BF16 weights ([BN][16] x 2 bytes), half the bytes of TF32's.
+template <int BN, bool Bf16 = false>
 struct Tile {
   static_assert(BN == 64 || BN == 128, "block tiles are 128 x 64 or 128 x 128");
   static constexpr int warps_m = bm / warp_tile, warps_n = BN / warp_tile;
   static constexpr int threads = 32 * warps_m * warps_n;
-  static constexpr int a_floats = bk * bm, b_floats = BN * bk, stage_floats = a_floats + b_floats;
+  static constexpr int b_row_floats = Bf16 ? bk / 2 : bk;  // one B row (16 k) of a stage, in floats
+  static constexpr int a_floats = bk * bm, b_floats = BN * b_row_floats, stage_floats = a_floats + b_floats;
   static constexpr std::size_t shared_bytes = sizeof(float) * stages * stage_floats;
-  static constexpr int pixels_per_thread = bm / threads;             // A columns a thread gathers
-  static constexpr int b_chunks_per_thread = BN * bk / 4 / threads;  // 16-byte B copies per thread
-  static_assert(bm % threads == 0 && (BN * bk / 4) % threads == 0, "whole copies per thread");
+  static constexpr int pixels_per_thread = bm / threads;  // A columns a thread gathers
+  static constexpr int b_chunks_per_row = b_row_floats / 4;
+  static constexpr int b_chunks_per_thread = b_floats / 4 / threads;  // 16-byte B copies per thread
+  static_assert(bm % threads == 0 && (b_floats / 4) % threads == 0, "whole copies per thread");
   static_assert(shared_bytes <= 48 * 1024, "fits the default dynamic shared memory limit");
 };
 
@@ -73,6 +76,18 @@ __host__ __device__ inline constexpr int channels_padded(std::int64_t c_in) {
   return static_cast<int>((c_in + 15) / 16 * 16);
 }
 inline std::int64_t packed_weight_floats(const ConvShape& s) { return s.c_out * s.k * s.k * channels_padded(s.c_in); }
+// BF16 packing: two weights per float (cin_pad is a multiple of 16).
+inline std::int64_t packed_weight_floats(const ConvShape& s, bool bf16) {
+  return bf16 ? packed_weight_floats(s) / 2 : packed_weight_floats(s);
+}
+
+// BF16 k order. The BF16 kernels load A with TF32's fragment loads (lane (g, t) gets channels t,
+// t+4, t+8, t+12 of a 16-channel step) and hand the four to m16n8k16 as its k = 2t, 2t+1, 2t+8,
+// 2t+9: the channel at BF16 k position kappa is bf16_channel(kappa). The packed weights are stored
+// in that order, so A and B agree on every k (a sum over k does not care about its order).
+__host__ __device__ inline constexpr int bf16_channel(int kappa) {
+  return ((kappa & 7) >> 1) + 4 * (kappa & 1) + (kappa & 8);
+}
 
 // Where A(k, m) lives in a stage: laid out for the fragment loads. With k = kh*8 + k4*4 + t and the
 // tile's pixel column m = wm*64 + i*16 + h*8 + g, the 16-byte chunk (kh, wm, i, g, t) holds exactly
@@ -86,11 +101,15 @@ __device__ __forceinline__ int a_index(int k, int m) {
   return ((kh * 2 + wm) * 4 + i) * 128 + ((((g << 2) | t) ^ ((g >> 1) + 4 * (i & 1))) << 2) + k4 * 2 + h;
 }
 __device__ __forceinline__ int b_index(int n, int chunk) { return n * bk + ((chunk ^ ((n >> 1) & 3)) << 2); }
+// BF16 B stage [BN][16 bf16]: two 16-byte chunks per row, chunk ^= (n >> 2) & 1, so the 8 rows of
+// an ldmatrix phase (32 bytes apart) hit 8 different 16-byte bank groups. In floats.
+__device__ __forceinline__ int b16_index(int n, int chunk) { return n * (bk / 2) + ((chunk ^ ((n >> 2) & 1)) << 2); }
 
 }  // namespace mma_conv
 
 // wp[o][t][c] = tf32(w[o][c][t]) for c < Cin, 0 for Cin <= c < cin_pad. Grid-stride.
-template <int K>
+// Bf16: wp holds BF16 (rounded to nearest even), each 16 channels in bf16_channel order.
+template <int K, bool Bf16 = false>
 __global__ void conv2d_mma_pack_weights_kernel(ConvShape s, const float* w, float* wp) {
   constexpr int KK = K * K;
   const int cin = static_cast<int>(s.c_in), cin_pad = mma_conv::channels_padded(s.c_in);
@@ -99,14 +118,20 @@ __global__ void conv2d_mma_pack_weights_kernel(ConvShape s, const float* w, floa
        i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
     const int c = static_cast<int>(i % cin_pad), t = static_cast<int>(i / cin_pad % KK);
     const std::int64_t o = i / (std::int64_t{cin_pad} * KK);
-    wp[i] = c < cin ? __uint_as_float(kiln::gpu::mma::float_to_tf32(w[(o * cin + c) * KK + t])) : 0.0f;
+    if constexpr (Bf16) {
+      const int cc = (c & ~15) + mma_conv::bf16_channel(c & 15);
+      reinterpret_cast<__nv_bfloat16*>(wp)[i] = __float2bfloat16_rn(cc < cin ? w[(o * cin + cc) * KK + t] : 0.0f);
+    } else {
+      wp[i] = c < cin ? __uint_as_float(kiln::gpu::mma::float_to_tf32(w[(o * cin + c) * KK + t])) : 0.0f;
+    }
   }
 }
 
 // The input gradient's weights, packed for the forward kernel run on the transposed shape
 // (transposed(s): Cin and Cout swapped): wp[c][t][o] = tf32(w[o][c][KK-1-t]) for o < Cout, 0 for
 // Cout <= o < cout_pad. With u' = K-1-u, dy[py+P-u] = dy[py+u'-P]: a forward tap. Grid-stride.
-template <int K>
+// Bf16: BF16 in bf16_channel order, as conv2d_mma_pack_weights_kernel.
+template <int K, bool Bf16 = false>
 __global__ void conv2d_mma_pack_weights_dgrad_kernel(ConvShape s, const float* w, float* wp) {
   constexpr int KK = K * K;
   const int cin = static_cast<int>(s.c_in), cout = static_cast<int>(s.c_out);
@@ -116,18 +141,26 @@ __global__ void conv2d_mma_pack_weights_dgrad_kernel(ConvShape s, const float* w
        i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
     const int o = static_cast<int>(i % cout_pad), t = static_cast<int>(i / cout_pad % KK);
     const std::int64_t c = i / (std::int64_t{cout_pad} * KK);
-    wp[i] = o < cout ? __uint_as_float(kiln::gpu::mma::float_to_tf32(w[(o * cin + c) * KK + (KK - 1 - t)])) : 0.0f;
+    if constexpr (Bf16) {
+      const int oo = (o & ~15) + mma_conv::bf16_channel(o & 15);
+      reinterpret_cast<__nv_bfloat16*>(wp)[i] =
+          __float2bfloat16_rn(oo < cout ? w[(oo * cin + c) * KK + (KK - 1 - t)] : 0.0f);
+    } else {
+      wp[i] = o < cout ? __uint_as_float(kiln::gpu::mma::float_to_tf32(w[(o * cin + c) * KK + (KK - 1 - t)])) : 0.0f;
+    }
   }
 }
 
 // y = conv(x, w) + b from the packed weights. grid (ceil(N*H*W / 128), ceil(Cout / BN)),
 // block Tile<BN>::threads, dynamic shared memory Tile<BN>::shared_bytes. ChannelTail: Cin is not a
 // multiple of 16, so the last channel step of each tap is partial (one more predicate per copy).
-template <int K, int BN, bool ChannelTail>
-__global__ void __launch_bounds__(mma_conv::Tile<BN>::threads, 2)
+// Bf16: BF16 weights (conv2d_mma_pack_weights_kernel<K, true>), the fp32 activations rounded to
+// BF16 after their fragment loads, m16n8k16 (one per 16-wide step where TF32 takes two m16n8k8).
+template <int K, int BN, bool ChannelTail, bool Bf16 = false>
+__global__ void __launch_bounds__(mma_conv::Tile<BN, Bf16>::threads, 2)
     conv2d_mma_forward_kernel(ConvShape s, const float* x, const float* wp, const float* bias, float* y) {
   namespace mma = kiln::gpu::mma;
-  using T = mma_conv::Tile<BN>;
+  using T = mma_conv::Tile<BN, Bf16>;
   using mma_conv::a_index;
   using mma_conv::b_index;
   using mma_conv::bk;
@@ -157,14 +190,16 @@ __global__ void __launch_bounds__(mma_conv::Tile<BN>::threads, 2)
     a_px[i] = hw % W;
     a_offset[i] = img * cin * HW + hw;
   }
-  // B: 16-byte chunk q = tid + i * threads of the [BN][16] stage: row n = q / 4, chunk q % 4.
+  // B: 16-byte chunk q = tid + i * threads of the [BN][16] stage: row n = q / 4, chunk q % 4
+  // (Bf16: q / 2 and q % 2; a packed row of KK * cin_pad weights is half as many floats).
+  constexpr int CPR = T::b_chunks_per_row;
   int b_offset[T::b_chunks_per_thread];
   bool b_valid[T::b_chunks_per_thread];
   KILN_UNROLL
   for (int i = 0; i < T::b_chunks_per_thread; ++i) {
-    const int q = tid + i * T::threads, n = q / 4;
+    const int q = tid + i * T::threads, n = q / CPR;
     b_valid[i] = n0 + n < cout;
-    b_offset[i] = b_valid[i] ? (n0 + n) * KK * cin_pad + (q % 4) * 4 : 0;
+    b_offset[i] = b_valid[i] ? (n0 + n) * KK * (cin_pad / (Bf16 ? 2 : 1)) + (q % CPR) * 4 : 0;
   }
   // The k step being loaded: tap (u, v), first channel c0 (advanced once per step).
   int load_step = 0, c0 = 0, u = 0, v = 0;
@@ -195,7 +230,8 @@ __global__ void __launch_bounds__(mma_conv::Tile<BN>::threads, 2)
     KILN_UNROLL
     for (int i = 0; i < T::b_chunks_per_thread; ++i) {
       const int q = tid + i * T::threads;
-      kiln::gpu::cp_async<16>(&bs[b_index(q / 4, q % 4)], wp + b_offset[i] + load_step * bk, b_valid[i]);
+      float* dst = Bf16 ? &bs[mma_conv::b16_index(q / CPR, q % CPR)] : &bs[b_index(q / CPR, q % CPR)];
+      kiln::gpu::cp_async<16>(dst, wp + b_offset[i] + load_step * T::b_row_floats, b_valid[i]);
     }
     ++load_step;
     c0 += bk;
@@ -216,11 +252,13 @@ __global__ void __launch_bounds__(mma_conv::Tile<BN>::threads, 2)
   KILN_UNROLL
   for (int ip = 0; ip < 2; ++ip) a_lane[ip] = mma_conv::a_index(t, wm * mma_conv::warp_tile + ip * 16 + g) - ip * 128;
   // B: ldmatrix.x4 lane l gives row n = wn*64 + (l/16)*8 + l%8 of matrix l/8: chunk kk/4 + (l/8)%2.
+  // Bf16: matrix l/8 is row block (l/16)*8, chunk (l/8)%2 (k 0-7 or 8-15): b[2jp][0], b[2jp][1],
+  // b[2jp+1][0], b[2jp+1][1] of m16n8k16, whose B register 0 holds k 2t, 2t+1 of column g.
   int b_lane[2];
   {
     const int mat = lane / 8, n = wn * mma_conv::warp_tile + (mat / 2) * 8 + lane % 8;
     KILN_UNROLL
-    for (int kh = 0; kh < 2; ++kh) b_lane[kh] = b_index(n, kh * 2 + mat % 2);
+    for (int kh = 0; kh < 2; ++kh) b_lane[kh] = Bf16 ? mma_conv::b16_index(n, mat % 2) : b_index(n, kh * 2 + mat % 2);
   }
 
   float acc[4][8][4];
@@ -228,6 +266,34 @@ __global__ void __launch_bounds__(mma_conv::Tile<BN>::threads, 2)
   mma_pipeline::run<mma_conv::stages>(k_steps, load_stage, [&](int stage) {
     const float* as = shared + stage * T::stage_floats;
     const float* bs = as + T::a_floats;
+    if constexpr (Bf16) {  // one m16n8k16 per tile pair: A from both halves' LDS.128, rounded to BF16
+      std::uint32_t a[4][4], b[8][2];
+      KILN_UNROLL
+      for (int i = 0; i < 4; ++i) {
+        // lo: rows g, g+8 x channels t, t+4; hi: channels t+8, t+12 = BF16 k 2t, 2t+1 | 2t+8, 2t+9.
+        const float4 lo = *reinterpret_cast<const float4*>(as + i * 128 + a_lane[i & 1]);
+        const float4 hi = *reinterpret_cast<const float4*>(as + 1024 + i * 128 + a_lane[i & 1]);
+        a[i][0] = mma::pack_bf16x2(lo.x, lo.z);
+        a[i][1] = mma::pack_bf16x2(lo.y, lo.w);
+        a[i][2] = mma::pack_bf16x2(hi.x, hi.z);
+        a[i][3] = mma::pack_bf16x2(hi.y, hi.w);
+      }
+      KILN_UNROLL
+      for (int jp = 0; jp < 4; ++jp) {
+        std::uint32_t r[4];
+        mma::ldmatrix_x4(r, bs + jp * 16 * T::b_row_floats + b_lane[0]);
+        b[2 * jp][0] = r[0];
+        b[2 * jp][1] = r[1];
+        b[2 * jp + 1][0] = r[2];
+        b[2 * jp + 1][1] = r[3];
+      }
+      KILN_UNROLL
+      for (int i = 0; i < 4; ++i) {
+        KILN_UNROLL
+        for (int j = 0; j < 8; ++j) mma::mma_bf16_m16n8k16(acc[i][j], a[i], b[j], acc[i][j]);
+      }
+      return;
+    }
     KILN_UNROLL
     for (int kh = 0; kh < 2; ++kh) {  // two k8 halves of the step
       std::uint32_t a[4][4], b[8][2];
@@ -296,15 +362,17 @@ inline ConvShape transposed(const ConvShape& s) { return {s.n, s.c_out, s.c_in, 
 inline std::int64_t packed_dgrad_weight_floats(const ConvShape& s) { return packed_weight_floats(transposed(s)); }
 
 // The forward kernel on already packed weights (fs: the shape it convolves; a transposed one for
-// the input gradient). One instantiation per (K, block tile, channel tail): 8 kernels.
-inline void launch_packed(const ConvShape& fs, const float* x, const float* packed, const float* b, float* y,
-                          kiln::gpu::stream_handle stream) {
+// the input gradient). One instantiation per (K, block tile, channel tail): 8 kernels per
+// precision (Bf16: weights packed by the <K, true> packing kernels).
+template <bool Bf16 = false>
+void launch_packed(const ConvShape& fs, const float* x, const float* packed, const float* b, float* y,
+                   kiln::gpu::stream_handle stream) {
   const int variant = (fs.k == 3 ? 4 : 0) + (block_n(fs) == 128 ? 2 : 0) + (fs.c_in % bk != 0 ? 1 : 0);
   auto run = [&]<int K, int BN, bool ChannelTail>() {
     const dim3 grid(static_cast<unsigned>((fs.n * fs.h * fs.w + bm - 1) / bm),
                     static_cast<unsigned>((fs.c_out + BN - 1) / BN));
-    KILN_LAUNCH((conv2d_mma_forward_kernel<K, BN, ChannelTail>), grid, dim3(Tile<BN>::threads), Tile<BN>::shared_bytes,
-                stream, fs, x, packed, b, y);
+    KILN_LAUNCH((conv2d_mma_forward_kernel<K, BN, ChannelTail, Bf16>), grid, dim3(Tile<BN, Bf16>::threads),
+                Tile<BN, Bf16>::shared_bytes, stream, fs, x, packed, b, y);
   };
   switch (variant) {
     case 0:
@@ -330,33 +398,35 @@ inline unsigned pack_blocks(std::int64_t count) {
   return static_cast<unsigned>((count + 255) / 256 < 4096 ? (count + 255) / 256 : 4096);
 }
 
-// y = conv(x, w) + b (b may be null). `packed`: packed_weight_floats(s) floats of device scratch.
-inline void forward(const ConvShape& s, const float* x, const float* w, const float* b, float* y, float* packed,
-                    kiln::gpu::stream_handle stream = nullptr) {
+// y = conv(x, w) + b (b may be null). `packed`: packed_weight_floats(s, Bf16) floats of device scratch.
+template <bool Bf16 = false>
+void forward(const ConvShape& s, const float* x, const float* w, const float* b, float* y, float* packed,
+             kiln::gpu::stream_handle stream = nullptr) {
   if (!supports(s))
     throw kiln::gpu::Error("conv2d_mma: unsupported shape (K must be 1 or 3, tensors under 2^31 elements)");
   if (s.n == 0 || s.h == 0 || s.w == 0 || s.c_out == 0) return;
   const dim3 blocks(pack_blocks(packed_weight_floats(s)));
   if (s.k == 3)
-    KILN_LAUNCH(conv2d_mma_pack_weights_kernel<3>, blocks, dim3(256), 0, stream, s, w, packed);
+    KILN_LAUNCH((conv2d_mma_pack_weights_kernel<3, Bf16>), blocks, dim3(256), 0, stream, s, w, packed);
   else
-    KILN_LAUNCH(conv2d_mma_pack_weights_kernel<1>, blocks, dim3(256), 0, stream, s, w, packed);
-  launch_packed(s, x, packed, b, y, stream);
+    KILN_LAUNCH((conv2d_mma_pack_weights_kernel<1, Bf16>), blocks, dim3(256), 0, stream, s, w, packed);
+  launch_packed<Bf16>(s, x, packed, b, y, stream);
 }
 
 // dx = the input gradient of y = conv(x, w) (overwritten) from dy. `packed`:
-// packed_dgrad_weight_floats(s) floats of device scratch.
-inline void backward_data(const ConvShape& s, const float* w, const float* dy, float* dx, float* packed,
-                          kiln::gpu::stream_handle stream = nullptr) {
+// packed_dgrad_weight_floats(s) floats of device scratch (half with Bf16).
+template <bool Bf16 = false>
+void backward_data(const ConvShape& s, const float* w, const float* dy, float* dx, float* packed,
+                   kiln::gpu::stream_handle stream = nullptr) {
   if (!supports(s) || !supports(transposed(s)))
     throw kiln::gpu::Error("conv2d_mma: unsupported shape (K must be 1 or 3, tensors under 2^31 elements)");
   if (s.n == 0 || s.h == 0 || s.w == 0 || s.c_in == 0 || s.c_out == 0) return;
   const dim3 blocks(pack_blocks(packed_dgrad_weight_floats(s)));
   if (s.k == 3)
-    KILN_LAUNCH(conv2d_mma_pack_weights_dgrad_kernel<3>, blocks, dim3(256), 0, stream, s, w, packed);
+    KILN_LAUNCH((conv2d_mma_pack_weights_dgrad_kernel<3, Bf16>), blocks, dim3(256), 0, stream, s, w, packed);
   else
-    KILN_LAUNCH(conv2d_mma_pack_weights_dgrad_kernel<1>, blocks, dim3(256), 0, stream, s, w, packed);
-  launch_packed(transposed(s), dy, packed, nullptr, dx, stream);
+    KILN_LAUNCH((conv2d_mma_pack_weights_dgrad_kernel<1, Bf16>), blocks, dim3(256), 0, stream, s, w, packed);
+  launch_packed<Bf16>(transposed(s), dy, packed, nullptr, dx, stream);
 }
 
 }  // namespace mma_conv

@@ -74,7 +74,10 @@ inline int block_tile(const ConvShape& s) { return s.c_out > 64 && s.c_in > 64 ?
 // grid (ceil(Cin / BT), ceil(Cout / BT) * K*K, splits), block Tile<BT>::threads, dynamic shared
 // memory Tile<BT>::shared_bytes. Split z reduces k steps [z * steps_per_split, ...) and writes
 // `out` = workspace [splits][K*K][Cout][Cin] (splits > 1) or adds to `out` = dw (one split).
-template <int K, int BT, bool ChannelTail>
+// Bf16: the same fp32 stages and ldmatrix loads; both fragments rounded to BF16 in registers
+// (pixels t, t+4, t+8, t+12 of lane (g, t) as m16n8k16's k = 2t, 2t+1, 2t+8, 2t+9 in A and B
+// alike: mma_conv::bf16_channel's order) and one m16n8k16 per tile pair and step.
+template <int K, int BT, bool ChannelTail, bool Bf16 = false>
 __global__ void __launch_bounds__(mma_wgrad::Tile<BT>::threads, 2)
     conv2d_mma_wgrad_kernel(ConvShape s, const float* x, const float* dy, float* out, int steps_per_split) {
   namespace mma = kiln::gpu::mma;
@@ -185,6 +188,35 @@ __global__ void __launch_bounds__(mma_wgrad::Tile<BT>::threads, 2)
   mma_pipeline::run<mma_wgrad::stages>(k_steps, load_stage, [&](int stage) {
     const float* as = shared + stage * T::stage_floats;
     const float* bs = as + T::a_floats;
+    if constexpr (Bf16) {
+      std::uint32_t a[4][4], b[8][2];
+      KILN_UNROLL
+      for (int i = 0; i < 4; ++i) {  // lo/hi: TF32's {a0, a1, a2, a3} of k halves 0 and 1
+        std::uint32_t lo[4], hi[4];
+        mma::ldmatrix_x4(lo, as + i * 16 * bk + a_lane[0]);
+        mma::ldmatrix_x4(hi, as + i * 16 * bk + a_lane[1]);
+        a[i][0] = mma::pack_bf16x2(__uint_as_float(lo[0]), __uint_as_float(lo[2]));
+        a[i][1] = mma::pack_bf16x2(__uint_as_float(lo[1]), __uint_as_float(lo[3]));
+        a[i][2] = mma::pack_bf16x2(__uint_as_float(hi[0]), __uint_as_float(hi[2]));
+        a[i][3] = mma::pack_bf16x2(__uint_as_float(hi[1]), __uint_as_float(hi[3]));
+      }
+      KILN_UNROLL
+      for (int jp = 0; jp < 4; ++jp) {  // lo/hi: TF32's b[2jp][0..1], b[2jp+1][0..1] of k halves 0 and 1
+        std::uint32_t lo[4], hi[4];
+        mma::ldmatrix_x4(lo, bs + jp * 16 * bk + b_lane[0]);
+        mma::ldmatrix_x4(hi, bs + jp * 16 * bk + b_lane[1]);
+        b[2 * jp][0] = mma::pack_bf16x2(__uint_as_float(lo[0]), __uint_as_float(lo[1]));
+        b[2 * jp][1] = mma::pack_bf16x2(__uint_as_float(hi[0]), __uint_as_float(hi[1]));
+        b[2 * jp + 1][0] = mma::pack_bf16x2(__uint_as_float(lo[2]), __uint_as_float(lo[3]));
+        b[2 * jp + 1][1] = mma::pack_bf16x2(__uint_as_float(hi[2]), __uint_as_float(hi[3]));
+      }
+      KILN_UNROLL
+      for (int i = 0; i < 4; ++i) {
+        KILN_UNROLL
+        for (int j = 0; j < 8; ++j) mma::mma_bf16_m16n8k16(acc[i][j], a[i], b[j], acc[i][j]);
+      }
+      return;
+    }
     KILN_UNROLL
     for (int kh = 0; kh < 2; ++kh) {  // two k8 halves of the step
       std::uint32_t a[4][4], b[8][2];
@@ -323,8 +355,9 @@ inline dim3 grid(const ConvShape& s, int split_count) {
 
 // dw += the weight gradient of y = conv(x, w) from dy. `workspace`: workspace_floats(s) floats of
 // device scratch (may be null when that is 0); with `unsplit` the kernel adds to dw itself.
-inline void backward_weight(const ConvShape& s, const float* x, const float* dy, float* dw, float* workspace,
-                            bool unsplit = false, kiln::gpu::stream_handle stream = nullptr) {
+template <bool Bf16 = false>
+void backward_weight(const ConvShape& s, const float* x, const float* dy, float* dw, float* workspace,
+                     bool unsplit = false, kiln::gpu::stream_handle stream = nullptr) {
   if (!supports(s) || !aligned(dy))
     throw kiln::gpu::Error(
         "conv2d_mma_wgrad: unsupported shape (K must be 1 or 3, H*W a multiple of 4, dy 16-byte aligned, "
@@ -334,7 +367,7 @@ inline void backward_weight(const ConvShape& s, const float* x, const float* dy,
   if (unsplit) sp = Splits{1, static_cast<int>((s.n * s.h * s.w + bk - 1) / bk)};
   float* out = sp.count > 1 ? workspace : dw;
   dispatch(s, [&]<int K, int BT, bool Tail>() {
-    KILN_LAUNCH((conv2d_mma_wgrad_kernel<K, BT, Tail>), grid(s, sp.count), dim3(Tile<BT>::threads),
+    KILN_LAUNCH((conv2d_mma_wgrad_kernel<K, BT, Tail, Bf16>), grid(s, sp.count), dim3(Tile<BT>::threads),
                 Tile<BT>::shared_bytes, stream, s, x, dy, out, sp.steps_per_split);
     if (sp.count > 1) {
       const std::int64_t count = s.c_out * s.c_in * K * K;

@@ -115,7 +115,8 @@ std::string config_problem(const TrainConfig& c) {
   if (!one_of(c.loss, {"mse", "l1", "huber", "classify"}))
     return "--loss: '" + c.loss + "' is not mse, l1, huber or classify";
   if (!one_of(c.model, {"small", "base"})) return "--model: '" + c.model + "' is not small or base";
-  if (!one_of(c.precision, {"fp32", "tf32"})) return "--precision: '" + c.precision + "' is not fp32 or tf32";
+  if (!one_of(c.precision, {"fp32", "tf32", "bf16"}))
+    return "--precision: '" + c.precision + "' is not fp32, tf32 or bf16";
   if (!one_of(c.cuda_graph, {"on", "off"})) return "--cuda-graph: '" + c.cuda_graph + "' is not on or off";
   if (!c.preset.empty() && !one_of(c.preset, {"default", "street"}))
     return "--preset: '" + c.preset + "' is not default or street";

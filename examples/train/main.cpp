@@ -114,10 +114,12 @@ int run(int argc, char** argv, kp::World& world) {
                  "auto (cuda when a GPU is present, else cpu), cpu, or cuda (without a GPU: kiln's CPU emulator of "
                  "CUDA, very slow: for testing only)")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
-  app.add_option("--precision", c.precision,
-                 "Math of the convolutions on cuda: fp32 (strict, the default) or tf32 (tensor cores; saved in the "
-                 "checkpoint)")
-      ->check(CLI::IsMember({"fp32", "tf32"}));
+  app.add_option(
+         "--precision", c.precision,
+         "Math of the convolutions on cuda: fp32 (strict, the default), tf32 or bf16 (tensor cores; bf16 rounds "
+         "the 1x1 and 3x3 convolutions' operands to bfloat16, weights, BN and losses stay fp32; saved in the "
+         "checkpoint)")
+      ->check(CLI::IsMember({"fp32", "tf32", "bf16"}));
   app.add_option("--cuda-graph", c.cuda_graph,
                  "on (default): on cuda, the training step is captured once as a CUDA graph and replayed; off: "
                  "queued launch by launch. Same results either way")

@@ -176,15 +176,17 @@ struct Backend<Cuda> {
     if (!uses_tensor_cores(s)) return 0;
     std::int64_t floats = static_cast<std::int64_t>(conv2d_forward_workspace_floats(s));
     if (uses_mma_forward(s) && k::mma_conv::supports(k::mma_conv::transposed(s)))
-      floats = std::max(floats, k::mma_conv::packed_dgrad_weight_floats(s));
+      floats = std::max(floats, k::mma_conv::packed_weight_floats(k::mma_conv::transposed(s), bf16_math()));
     floats = std::max(floats, k::mma_wgrad::supports(s) ? k::mma_wgrad::workspace_floats(s)
                                                         : k::igemm::weight_grad_workspace_floats(s));
     return static_cast<std::size_t>(floats);
   }
 
-  // TF32: the weights packed for the mma.sync kernel; strict fp32 needs nothing.
+  // TF32 / BF16: the weights packed for the mma.sync kernel; strict fp32 needs nothing.
   static std::size_t conv2d_forward_workspace_floats(const ConvShape& s) {
-    return uses_mma_forward(s) ? static_cast<std::size_t>(kiln::cuda::kernels::mma_conv::packed_weight_floats(s)) : 0;
+    return uses_mma_forward(s)
+               ? static_cast<std::size_t>(kiln::cuda::kernels::mma_conv::packed_weight_floats(s, bf16_math()))
+               : 0;
   }
 
   static void conv2d_forward(const ConvShape& s, const T& x, const T& w, const T& b, T& y, T& ws) {
@@ -542,11 +544,22 @@ struct Backend<Cuda> {
     return dim3(static_cast<unsigned>(x), static_cast<unsigned>(channels), static_cast<unsigned>(images));
   }
 
-  // TF32 math selects the implicit-GEMM kernels, which exist for K = 1 and 3.
+  // TF32 or BF16 math selects the tensor-core kernels, which exist for K = 1 and 3.
   static bool uses_tensor_cores(const ConvShape& s) {
-    return kiln::cuda::math_mode() == kiln::cuda::MathMode::tf32 && (s.k == 1 || s.k == 3);
+    return kiln::cuda::tensor_core_mode(kiln::cuda::math_mode()) && (s.k == 1 || s.k == 3);
   }
-  // TF32 forward on mma.sync (kernels/conv2d_mma.cuh) where its 32-bit offsets reach.
+  // BF16 runs the mma.sync kernels' BF16 variants; where those do not take a shape (32-bit offsets,
+  // H*W % 4 for the weight gradient, a workspace planned under another mode) the TF32 implicit GEMM
+  // runs instead (more precise, slower).
+  static bool bf16_math() { return kiln::cuda::math_mode() == kiln::cuda::MathMode::bf16; }
+  template <class F>
+  static void with_bf16(bool bf16, F&& f) {
+    if (bf16)
+      f.template operator()<true>();
+    else
+      f.template operator()<false>();
+  }
+  // Tensor-core forward on mma.sync (kernels/conv2d_mma.cuh) where its 32-bit offsets reach.
   static bool uses_mma_forward(const ConvShape& s) {
     return uses_tensor_cores(s) && kiln::cuda::kernels::mma_conv::supports(s);
   }
@@ -555,22 +568,25 @@ struct Backend<Cuda> {
   static void conv2d_forward_mma(const ConvShape& s, const T& x, const T& w, const T& b, T& y, T& ws) {
     namespace mc = kiln::cuda::kernels::mma_conv;
     if (s.c_out == 0) return;
-    with_kernel_size<1, 3>(s.k, [&]<int K>() {
-      launch_1d(KILN_CUDA_KERNEL(conv2d_mma_pack_weights_kernel, K), mc::packed_weight_floats(s), s, w.data(),
-                ws.data());
+    with_bf16(bf16_math(), [&]<bool Bf16>() {
+      with_kernel_size<1, 3>(s.k, [&]<int K>() {
+        launch_1d(KILN_CUDA_KERNEL(conv2d_mma_pack_weights_kernel, K, Bf16), mc::packed_weight_floats(s), s, w.data(),
+                  ws.data());
+      });
+      conv2d_mma_packed<Bf16>(s, x, ws, ptr(b), y);
     });
-    conv2d_mma_packed(s, x, ws, ptr(b), y);
   }
   // The mma.sync forward kernel of shape fs on weights already packed into ws (the forward's, or
-  // the input gradient's with fs = mma_conv::transposed(s)).
+  // the input gradient's with fs = mma_conv::transposed(s)); Bf16: packed as BF16.
+  template <bool Bf16>
   static void conv2d_mma_packed(const ConvShape& fs, const T& x, const T& ws, const float* b, T& y) {
     namespace mc = kiln::cuda::kernels::mma_conv;
     with_kernel_size<1, 3>(fs.k, [&]<int K>() {
       auto run = [&]<int BN, bool Tail>() {
         const dim3 grid(static_cast<unsigned>((fs.n * fs.h * fs.w + mc::bm - 1) / mc::bm),
                         static_cast<unsigned>((fs.c_out + BN - 1) / BN));
-        launch(KILN_CUDA_KERNEL(conv2d_mma_forward_kernel, K, BN, Tail), grid, dim3(mc::Tile<BN>::threads),
-               mc::Tile<BN>::shared_bytes, fs, x.data(), ws.data(), b, y.data());
+        launch(KILN_CUDA_KERNEL(conv2d_mma_forward_kernel, K, BN, Tail, Bf16), grid, dim3(mc::Tile<BN, Bf16>::threads),
+               mc::Tile<BN, Bf16>::shared_bytes, fs, x.data(), ws.data(), b, y.data());
       };
       const bool tail = fs.c_in % mc::bk != 0;
       if (mc::block_n(fs) == 64)
@@ -585,7 +601,7 @@ struct Backend<Cuda> {
     return dim3(static_cast<unsigned>(ig::ceil_div(g.n, ig::bn)), static_cast<unsigned>(ig::ceil_div(g.m, ig::bm)),
                 splits);
   }
-  // dx overwritten (if wanted), dw accumulated (if wanted): TF32 tensor cores. The input gradient
+  // dx overwritten (if wanted), dw accumulated (if wanted): TF32 or BF16 tensor cores. The input gradient
   // on mma.sync (the forward kernel on the transposed shape, weights packed transposed and rotated
   // into ws) and the weight gradient on mma.sync (conv2d_mma_wgrad.cuh) where the shape and the
   // workspace allow, else the implicit-GEMM kernels.
@@ -593,14 +609,17 @@ struct Backend<Cuda> {
     namespace ig = kiln::cuda::kernels::igemm;
     namespace mc = kiln::cuda::kernels::mma_conv;
     namespace mw = kiln::cuda::kernels::mma_wgrad;
+    const bool bf16 = bf16_math();
     if (!dx.empty() && s.c_in > 0) {
       if (uses_mma_forward(s) && mc::supports(mc::transposed(s)) && s.c_out > 0 &&
-          static_cast<std::int64_t>(ws.numel()) >= mc::packed_dgrad_weight_floats(s)) {
-        with_kernel_size<1, 3>(s.k, [&]<int K>() {
-          launch_1d(KILN_CUDA_KERNEL(conv2d_mma_pack_weights_dgrad_kernel, K), mc::packed_dgrad_weight_floats(s), s,
-                    w.data(), ws.data());
+          static_cast<std::int64_t>(ws.numel()) >= mc::packed_weight_floats(mc::transposed(s), bf16)) {
+        with_bf16(bf16, [&]<bool Bf16>() {
+          with_kernel_size<1, 3>(s.k, [&]<int K>() {
+            launch_1d(KILN_CUDA_KERNEL(conv2d_mma_pack_weights_dgrad_kernel, K, Bf16),
+                      mc::packed_dgrad_weight_floats(s), s, w.data(), ws.data());
+          });
+          conv2d_mma_packed<Bf16>(mc::transposed(s), dy, ws, nullptr, dx);
         });
-        conv2d_mma_packed(mc::transposed(s), dy, ws, nullptr, dx);
       } else {
         with_kernel_size<1, 3>(s.k, [&]<int K>() {
           launch(KILN_CUDA_KERNEL(conv2d_igemm_backward_data_kernel, K), igemm_grid(s, ig::Pass::backward_data),
@@ -616,13 +635,15 @@ struct Backend<Cuda> {
       if (sp.count > 1 && static_cast<std::int64_t>(ws.numel()) < sp.count * weights)
         sp = mw::Splits{1, static_cast<int>((s.n * s.h * s.w + mw::bk - 1) / mw::bk)};
       float* out = sp.count > 1 ? ws.data() : dw.data();
-      mw::dispatch(s, [&]<int K, int BT, bool Tail>() {
-        launch(KILN_CUDA_KERNEL(conv2d_mma_wgrad_kernel, K, BT, Tail), mw::grid(s, sp.count),
-               dim3(mw::Tile<BT>::threads), mw::Tile<BT>::shared_bytes, s, x.data(), dy.data(), out,
-               sp.steps_per_split);
-        if (sp.count > 1)
-          launch_1d(KILN_CUDA_KERNEL(conv2d_mma_wgrad_reduce_kernel, K), weights, s,
-                    static_cast<const float*>(ws.data()), sp.count, dw.data());
+      with_bf16(bf16, [&]<bool Bf16>() {
+        mw::dispatch(s, [&]<int K, int BT, bool Tail>() {
+          launch(KILN_CUDA_KERNEL(conv2d_mma_wgrad_kernel, K, BT, Tail, Bf16), mw::grid(s, sp.count),
+                 dim3(mw::Tile<BT>::threads), mw::Tile<BT>::shared_bytes, s, x.data(), dy.data(), out,
+                 sp.steps_per_split);
+          if (sp.count > 1)
+            launch_1d(KILN_CUDA_KERNEL(conv2d_mma_wgrad_reduce_kernel, K), weights, s,
+                      static_cast<const float*>(ws.data()), sp.count, dw.data());
+        });
       });
       return;
     }

@@ -6,6 +6,11 @@
 //                          K = 1 and 3 (other kernel sizes keep the strict kernels): operands rounded
 //                          to TF32 (10 mantissa bits), fp32 accumulation (like CUDNN_TENSOR_OP_MATH
 //                          or PyTorch's allow_tf32). Relative errors around 1e-3 instead of 1e-6.
+//   MathMode::bf16         the same mma.sync kernels on BF16 tensor cores (m16n8k16, 7 mantissa
+//                          bits, twice TF32's peak) for K = 1 and 3: weights packed as BF16,
+//                          activations and gradients rounded to BF16 to nearest in registers, fp32
+//                          accumulation; master weights, BN statistics and losses stay fp32 (like
+//                          PyTorch's autocast to bfloat16). Relative errors around 5e-3.
 // Set it before planning a network: Conv2d asks for its workspace (the TF32 weight gradient's
 // split-K partial sums) when it is planned; with a smaller workspace the TF32 weight gradient
 // runs unsplit (correct, fewer blocks).
@@ -18,7 +23,7 @@
 
 namespace kiln::cuda {
 
-enum class MathMode { strict_fp32, tf32 };
+enum class MathMode { strict_fp32, tf32, bf16 };
 
 namespace detail {
 inline std::atomic<MathMode>& math_mode_setting() {
@@ -30,13 +35,18 @@ inline std::atomic<MathMode>& math_mode_setting() {
 inline void set_math_mode(MathMode mode) { detail::math_mode_setting().store(mode); }
 inline MathMode math_mode() { return detail::math_mode_setting().load(); }
 
-inline const char* math_mode_name(MathMode mode) { return mode == MathMode::tf32 ? "tf32" : "fp32"; }
+inline const char* math_mode_name(MathMode mode) {
+  return mode == MathMode::tf32 ? "tf32" : mode == MathMode::bf16 ? "bf16" : "fp32";
+}
+// Whether the mode runs the K = 1 and 3 convolutions on tensor cores (tf32 or bf16).
+inline bool tensor_core_mode(MathMode mode) { return mode != MathMode::strict_fp32; }
 
-// "fp32" or "tf32" (command lines, benchmark names); anything else is an error saying what is accepted.
+// "fp32", "tf32" or "bf16" (command lines, benchmark names); anything else is an error saying what is accepted.
 inline MathMode parse_math_mode(const std::string& text) {
   if (text == "fp32") return MathMode::strict_fp32;
   if (text == "tf32") return MathMode::tf32;
-  KILN_CHECK(false, "unknown CUDA math mode '", text, "': use fp32 (strict, the default) or tf32 (tensor cores)");
+  if (text == "bf16") return MathMode::bf16;
+  KILN_CHECK(false, "unknown CUDA math mode '", text, "': use fp32 (strict, the default), tf32 or bf16 (tensor cores)");
   return MathMode::strict_fp32;
 }
 

@@ -1,7 +1,7 @@
 #pragma once
 // Warp-level tensor-core instructions with the PTX ISA's per-lane fragment layouts (the level
 // below wmma): mma.sync.aligned m16n8k8 TF32 and m16n8k16 BF16 (row.col, f32 accumulate),
-// ldmatrix.sync.aligned.m8n8 .x1/.x2/.x4 [.trans] .shared.b16, and cvt.rna.tf32.f32.
+// ldmatrix.sync.aligned.m8n8 .x1/.x2/.x4 [.trans] .shared.b16, cvt.rna.tf32.f32 and cvt.rn.bf16x2.f32.
 //
 //   namespace mma = kiln::gpu::mma;
 //   std::uint32_t a[4], b[2];                 // this lane's registers, in the layouts below
@@ -50,6 +50,7 @@
 #include <cstring>
 #include <string>
 
+#include "kiln/gpu/bfloat16.hpp"
 #include "kiln/gpu/emu_state.hpp"
 #if KILN_EMU_CHECK
 #include "kiln/gpu/emu_check.hpp"
@@ -67,6 +68,14 @@ namespace kiln::gpu::mma {
 __device__ __forceinline__ std::uint32_t float_to_tf32(float x) {
   std::uint32_t r;
   asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(x));
+  return r;
+}
+
+// cvt.rn.bf16x2.f32: lo and hi rounded to BF16 (to nearest, ties to even), lo in the low half:
+// one register of a BF16 mma operand.
+__device__ __forceinline__ std::uint32_t pack_bf16x2(float lo, float hi) {
+  std::uint32_t r;
+  asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
   return r;
 }
 
@@ -125,6 +134,11 @@ inline std::uint32_t float_to_tf32(float x) {
   std::uint32_t u = std::bit_cast<std::uint32_t>(x);
   if ((u & 0x7f800000u) == 0x7f800000u) return u;  // NaN and infinity unchanged
   return (u + 0x1000u) & 0xffffe000u;              // half an ulp added to the magnitude: ties away from zero
+}
+
+inline std::uint32_t pack_bf16x2(float lo, float hi) {
+  return static_cast<std::uint32_t>(__float2bfloat16_rn(lo).bits) |
+         static_cast<std::uint32_t>(__float2bfloat16_rn(hi).bits) << 16;
 }
 
 namespace detail {
