@@ -292,32 +292,32 @@ __global__ void __launch_bounds__(mma_conv::Tile<BN, Bf16>::threads, 2)
         KILN_UNROLL
         for (int j = 0; j < 8; ++j) mma::mma_bf16_m16n8k16(acc[i][j], a[i], b[j], acc[i][j]);
       }
-      return;
-    }
-    KILN_UNROLL
-    for (int kh = 0; kh < 2; ++kh) {  // two k8 halves of the step
-      std::uint32_t a[4][4], b[8][2];
+    } else {
       KILN_UNROLL
-      for (int i = 0; i < 4; ++i) {  // {a0, a1, a2, a3} of m-tile i: one LDS.128
-        const float4 v = *reinterpret_cast<const float4*>(as + kh * 1024 + i * 128 + a_lane[i & 1]);
-        a[i][0] = __float_as_uint(v.x);
-        a[i][1] = __float_as_uint(v.y);
-        a[i][2] = __float_as_uint(v.z);
-        a[i][3] = __float_as_uint(v.w);
-      }
-      KILN_UNROLL
-      for (int jp = 0; jp < 4; ++jp) {
-        std::uint32_t r[4];
-        mma::ldmatrix_x4(r, bs + jp * 16 * bk + b_lane[kh]);
-        b[2 * jp][0] = r[0];
-        b[2 * jp][1] = r[1];
-        b[2 * jp + 1][0] = r[2];
-        b[2 * jp + 1][1] = r[3];
-      }
-      KILN_UNROLL
-      for (int i = 0; i < 4; ++i) {
+      for (int kh = 0; kh < 2; ++kh) {  // two k8 halves of the step
+        std::uint32_t a[4][4], b[8][2];
         KILN_UNROLL
-        for (int j = 0; j < 8; ++j) mma::mma_tf32_m16n8k8(acc[i][j], a[i], b[j], acc[i][j]);
+        for (int i = 0; i < 4; ++i) {  // {a0, a1, a2, a3} of m-tile i: one LDS.128
+          const float4 v = *reinterpret_cast<const float4*>(as + kh * 1024 + i * 128 + a_lane[i & 1]);
+          a[i][0] = __float_as_uint(v.x);
+          a[i][1] = __float_as_uint(v.y);
+          a[i][2] = __float_as_uint(v.z);
+          a[i][3] = __float_as_uint(v.w);
+        }
+        KILN_UNROLL
+        for (int jp = 0; jp < 4; ++jp) {
+          std::uint32_t r[4];
+          mma::ldmatrix_x4(r, bs + jp * 16 * bk + b_lane[kh]);
+          b[2 * jp][0] = r[0];
+          b[2 * jp][1] = r[1];
+          b[2 * jp + 1][0] = r[2];
+          b[2 * jp + 1][1] = r[3];
+        }
+        KILN_UNROLL
+        for (int i = 0; i < 4; ++i) {
+          KILN_UNROLL
+          for (int j = 0; j < 8; ++j) mma::mma_tf32_m16n8k8(acc[i][j], a[i], b[j], acc[i][j]);
+        }
       }
     }
   });

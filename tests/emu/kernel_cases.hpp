@@ -79,6 +79,8 @@ inline constexpr double loose = 1e-4;  // long reductions (weight gradients over
 // against the strict fp32 CPU: the normalised error of random dot products is ~4e-4; the bound
 // leaves room for sums with cancellation (ggml's test-backend-ops bounds NMSE, the square of this).
 inline constexpr double tf32_bound = 1e-3;
+// BF16 operands (8-bit significand, unit roundoff 2^-8): twice that (tests/emu/test_conv_mma_bf16.cpp).
+inline constexpr double bf16_bound = 1.0 / 128;
 
 inline std::vector<float> random_vector(std::size_t n, kiln::Rng& rng, float lo = -1.0f, float hi = 1.0f) {
   std::vector<float> v(n);
@@ -516,6 +518,23 @@ inline std::vector<KernelCase> kernel_cases() {
   conv_tf32.template operator()<3, 2, 1>(1, 16, 16, true);  // 256 pixels: a split weight gradient
   conv_tf32.template operator()<3, 2, 1>(1, 17, 15, true);  // H*W % 4 != 0: the implicit GEMM's, split
   conv_tf32.template operator()<96, 80, 3>(1, 8, 8);        // the 128x128 mma tiles (dgrad, wgrad), channel tails
+  // MathMode::bf16: the same mma.sync kernels on BF16 m16n8k16 (exact-operand checks in test_conv_mma_bf16.cpp).
+  auto conv_bf16 = [&]<int In, int Out, int K>(std::int64_t n, std::int64_t h, std::int64_t w, bool small = false) {
+    std::ostringstream name;
+    name << (small ? "tiny " : "") << "bf16 Conv2d<" << In << "," << Out << "," << K << "> N=" << n << " " << h << "x"
+         << w;
+    t.push_back({name.str(),
+                 [=](Report& r) {
+                   kiln::cuda::MathModeScope bf16(kiln::cuda::MathMode::bf16);
+                   layer_case<kiln::Conv2d<In, Out, K, Cpu>, kiln::Conv2d<In, Out, K, Cuda>>(
+                       r, Shape::nchw(n, In, h, w), Mode::train, 401 + n * 7 + h, bf16_bound, bf16_bound);
+                 },
+                 small});
+  };
+  conv_bf16.template operator()<16, 16, 3>(2, 8, 8);
+  conv_bf16.template operator()<70, 9, 1>(1, 8, 6);       // 1x1, a channel tail, the 128x64 forward tile
+  conv_bf16.template operator()<96, 80, 3>(1, 4, 8);      // the 128x128 tiles, channel tails
+  conv_bf16.template operator()<2, 3, 3>(1, 4, 5, true);  // the TSan subset: one block per pass
 
   // The mma.sync TF32 convolution (kernels/conv2d_mma.cuh; exact-operand checks in test_conv_mma.cpp).
   t.push_back({"mma.sync conv2d 5->7 K=3 N=3 13x11 (128x64 tile, channel tail)", [](Report& r) {
