@@ -40,6 +40,9 @@
 // kernels on fp32 data do: rounding in the main loop would cost two instructions per element.
 // Offsets are 32-bit, precomputed outside the k loop (supports() checks N*C*H*W < 2^31). SASS
 // figures (instructions per HMMA, registers, occupancy): docs/kernels.md.
+// BF16 (Bf16 = true, MathMode::bf16): the weights packed as BF16 in bf16_channel's k order (half
+// the B stage), A staged as above and rounded to BF16 in registers (cvt.rn.bf16x2), one
+// m16n8k16 per tile pair and k step; tests/emu/test_conv_mma_bf16.cpp, docs/kernels.md "BF16".
 #include <cstddef>
 #include <cstdint>
 

@@ -15,7 +15,7 @@ A kernel named "name<args> (note)" (kiln_emu_profile's "(dgrad)") takes the SASS
 The model (docs/kernels.md, "Predicted times", explains it and its limits): every launch takes the
 longest of
   math    FLOPs / peak: fp32 SIMT, or for tensor-core kernels the FLOPs their mma operations do
-          (counted by the emulator, padding included) / dense TF32 peak,
+          (counted by the emulator, padding included) / dense TF32 peak (BF16's for the BF16 mma.sync kernels),
   issue   warp instructions / (SMs x 4 schedulers x clock), the instructions being the main loop's
           instructions per FFMA (HMMA) from the SASS times the FFMAs (FLOPs / 64 per warp FFMA) or
           the HMMA instructions the emulator counted (wmma m16n16k8: 4 HMMA.1684, mma.sync m16n8k8:
@@ -82,7 +82,9 @@ def predict(row, sass, gpu):
     tensor_flops, hmma = num(row, "tensor_flops"), num(row, "hmma")
     tensor = tensor_flops > 0 or "igemm" in kernel
     terms = {}
-    terms["math"] = (tensor_flops or flops) / (g["tf32"] if tensor else g["fp32"]) / fraction
+    bf16 = kernel.startswith("conv2d_mma_") and ", true>" in kernel  # the BF16 variants (MathMode::bf16)
+    peak = g["bf16"] if bf16 else g["tf32"] if tensor else g["fp32"]
+    terms["math"] = (tensor_flops or flops) / peak / fraction
     s = sass.get(sass_name(kernel))
     if flops > 0 and s and s["per_op"]:
         if s["op"] == "HMMA":

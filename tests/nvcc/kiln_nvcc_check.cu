@@ -3,9 +3,9 @@
 // compiled for each architecture of CMAKE_CUDA_ARCHITECTURES), the optimizers, the colour module's
 // kernels (include/kiln/color/kernels/*.cuh, through ColourOps<Cuda> and its layers) and the cuDNN wrapper, and the
 // mma.sync convolution of kernels/conv2d_mma.cuh (the backend's TF32 forward; all 8 variants, so that the SASS check
-// sees its HMMA / LDSM main loops). Run on a machine with a GPU it also trains a tiny U-Net for two steps (strict fp32,
-// then TF32 tensor cores), prints the losses and compares conv2d_mma with the strict kernel; without one it says so and
-// exits 0 (compiling and linking is the check).
+// sees its HMMA / LDSM main loops; the backend instantiates the BF16 variants). Run on a machine with a GPU it also
+// trains a tiny U-Net for two steps (strict fp32, then TF32 and BF16 tensor cores), prints the losses and compares
+// conv2d_mma with the strict kernel; without one it says so and exits 0 (compiling and linking is the check).
 #include <cmath>
 #include <cstdio>
 #include <stdexcept>
@@ -123,6 +123,13 @@ int main() {
       kiln::Adam<Cuda> opt_tf32(kiln::collect_parameters(net_tf32));
       for (int step = 0; step < 2; ++step)
         std::printf("tf32 step %d loss %.6f\n", step, train_step(net_tf32, opt_tf32, loss, x, t));
+    }
+    {  // and on the BF16 ones (MathMode::bf16: conv2d_mma*.cuh's m16n8k16 variants)
+      kiln::cuda::MathModeScope bf16(kiln::cuda::MathMode::bf16);
+      Net net_bf16;
+      kiln::Adam<Cuda> opt_bf16(kiln::collect_parameters(net_bf16));
+      for (int step = 0; step < 2; ++step)
+        std::printf("bf16 step %d loss %.6f\n", step, train_step(net_bf16, opt_bf16, loss, x, t));
     }
 
     {  // the multi-tensor Adam over every parameter of the network, one launch

@@ -552,6 +552,10 @@ struct Backend<Cuda> {
   // H*W % 4 for the weight gradient, a workspace planned under another mode) the TF32 implicit GEMM
   // runs instead (more precise, slower).
   static bool bf16_math() { return kiln::cuda::math_mode() == kiln::cuda::MathMode::bf16; }
+  // The mma.sync kernels of a precision: the TF32 ones keep their names without the defaulted
+  // Bf16 argument ("conv2d_mma_forward_kernel<3, 64, true>": launch logs, profiles); BF16 adds it.
+#define KILN_MMA_KERNEL(Bf16, name, ...) \
+  ((Bf16) ? KILN_CUDA_KERNEL(name, __VA_ARGS__, true) : KILN_CUDA_KERNEL(name, __VA_ARGS__))
   template <class F>
   static void with_bf16(bool bf16, F&& f) {
     if (bf16)
@@ -570,7 +574,7 @@ struct Backend<Cuda> {
     if (s.c_out == 0) return;
     with_bf16(bf16_math(), [&]<bool Bf16>() {
       with_kernel_size<1, 3>(s.k, [&]<int K>() {
-        launch_1d(KILN_CUDA_KERNEL(conv2d_mma_pack_weights_kernel, K, Bf16), mc::packed_weight_floats(s), s, w.data(),
+        launch_1d(KILN_MMA_KERNEL(Bf16, conv2d_mma_pack_weights_kernel, K), mc::packed_weight_floats(s), s, w.data(),
                   ws.data());
       });
       conv2d_mma_packed<Bf16>(s, x, ws, ptr(b), y);
@@ -585,7 +589,7 @@ struct Backend<Cuda> {
       auto run = [&]<int BN, bool Tail>() {
         const dim3 grid(static_cast<unsigned>((fs.n * fs.h * fs.w + mc::bm - 1) / mc::bm),
                         static_cast<unsigned>((fs.c_out + BN - 1) / BN));
-        launch(KILN_CUDA_KERNEL(conv2d_mma_forward_kernel, K, BN, Tail, Bf16), grid, dim3(mc::Tile<BN, Bf16>::threads),
+        launch(KILN_MMA_KERNEL(Bf16, conv2d_mma_forward_kernel, K, BN, Tail), grid, dim3(mc::Tile<BN, Bf16>::threads),
                mc::Tile<BN, Bf16>::shared_bytes, fs, x.data(), ws.data(), b, y.data());
       };
       const bool tail = fs.c_in % mc::bk != 0;
@@ -615,8 +619,8 @@ struct Backend<Cuda> {
           static_cast<std::int64_t>(ws.numel()) >= mc::packed_weight_floats(mc::transposed(s), bf16)) {
         with_bf16(bf16, [&]<bool Bf16>() {
           with_kernel_size<1, 3>(s.k, [&]<int K>() {
-            launch_1d(KILN_CUDA_KERNEL(conv2d_mma_pack_weights_dgrad_kernel, K, Bf16),
-                      mc::packed_dgrad_weight_floats(s), s, w.data(), ws.data());
+            launch_1d(KILN_MMA_KERNEL(Bf16, conv2d_mma_pack_weights_dgrad_kernel, K), mc::packed_dgrad_weight_floats(s),
+                      s, w.data(), ws.data());
           });
           conv2d_mma_packed<Bf16>(mc::transposed(s), dy, ws, nullptr, dx);
         });
@@ -637,7 +641,7 @@ struct Backend<Cuda> {
       float* out = sp.count > 1 ? ws.data() : dw.data();
       with_bf16(bf16, [&]<bool Bf16>() {
         mw::dispatch(s, [&]<int K, int BT, bool Tail>() {
-          launch(KILN_CUDA_KERNEL(conv2d_mma_wgrad_kernel, K, BT, Tail, Bf16), mw::grid(s, sp.count),
+          launch(KILN_MMA_KERNEL(Bf16, conv2d_mma_wgrad_kernel, K, BT, Tail), mw::grid(s, sp.count),
                  dim3(mw::Tile<BT>::threads), mw::Tile<BT>::shared_bytes, s, x.data(), dy.data(), out,
                  sp.steps_per_split);
           if (sp.count > 1)
@@ -680,5 +684,7 @@ struct Backend<Cuda> {
 };
 
 static_assert(backend_table_complete<Cuda>());
+
+#undef KILN_MMA_KERNEL
 
 }  // namespace kiln

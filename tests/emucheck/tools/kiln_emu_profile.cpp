@@ -2,7 +2,7 @@
 // (forward, MSE loss, backward, Adam) at real shapes, from the emulator's counters
 // (kernels/kiln/gpu/emu_profile.hpp; checking build only, target kiln_emu_profile).
 //
-//   kiln_emu_profile [--width 16|32] [--batch N] [--size S] [--math strict|tf32]
+//   kiln_emu_profile [--width 16|32] [--batch N] [--size S] [--math strict|tf32|bf16]
 //                    [--kernels step|mma-forward|backward] [--csv FILE]
 //
 // --kernels mma-forward: instead of the step, only the forward convolutions of the same U-Net, each
@@ -49,7 +49,7 @@ struct Options {
 [[noreturn]] void usage(const std::string& why) {
   std::fprintf(
       stderr,
-      "kiln_emu_profile: %s\nusage: kiln_emu_profile [--width 16|32] [--batch N] [--size S] [--math strict|tf32] "
+      "kiln_emu_profile: %s\nusage: kiln_emu_profile [--width 16|32] [--batch N] [--size S] [--math strict|tf32|bf16] "
       "[--kernels step|mma-forward|backward] [--csv FILE]\n",
       why.c_str());
   std::exit(2);
@@ -78,7 +78,7 @@ Options parse(int argc, char** argv) {
   }
   if (o.width != 16 && o.width != 32) usage("--width must be 16 (model small) or 32 (model base)");
   if (o.batch < 1 || o.size < 16 || o.size % 16 != 0) usage("--batch must be >= 1 and --size a multiple of 16");
-  if (o.math != "strict" && o.math != "tf32") usage("--math must be strict or tf32");
+  if (o.math != "strict" && o.math != "tf32" && o.math != "bf16") usage("--math must be strict, tf32 or bf16");
   if (o.kernels != "step" && o.kernels != "mma-forward" && o.kernels != "backward")
     usage("--kernels must be step, mma-forward or backward");
   return o;
@@ -108,7 +108,7 @@ int run(const Options& o) {
   constexpr int depth = 4;
   using Cuda = kiln::Cuda;
   namespace emu = kiln::gpu::emu;
-  if (o.math == "tf32") kiln::cuda::set_math_mode(kiln::cuda::MathMode::tf32);
+  if (o.math != "strict") kiln::cuda::set_math_mode(kiln::cuda::parse_math_mode(o.math));
   kiln::Network<kiln::UNet<1, 2, Width, depth, Cuda>> net;
   kiln::Rng rng(1);
   net.reset_parameters(rng);
