@@ -37,7 +37,7 @@ configure() {  # configure DIR [cmake args...]
     { cat "$dir.configure.log"; echo "kiln: configuring $dir failed" >&2; exit 1; }
 }
 # The later stages' builds (ThreadSanitizer, emucheck, nvcc, the fuzz targets) run in the background
-# from the release build on, at the lowest priority (nice 19): they take the cycles the foreground
+# from the start, at the lowest priority (nice 19): they take the cycles the foreground
 # leaves idle (configure and link steps, a last long unit, a test tail) and are waited for where
 # their stage begins, which prints their output (build/NAME.log).
 declare -A side_pid=()
@@ -61,7 +61,6 @@ side_stop() {  # on exit (a failed stage): no build left running behind
 trap 'side_stop; rm -f "$times_file"' EXIT
 have_nvcc=0
 if command -v nvcc >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/nvcc ]; then have_nvcc=1; fi
-export PATH=$PATH:/usr/local/cuda/bin
 build_tsan() {
   configure build/ci-tsan -DKILN_TSAN=ON -DKILN_BUILD_BENCH=OFF -DKILN_BUILD_EXAMPLES=OFF -DCMAKE_CXX_FLAGS_RELEASE=-O1
   cmake --build build/ci-tsan -j "$jobs" --target kiln_emu_tests kiln_tsan_loader_tests
@@ -71,6 +70,7 @@ build_emucheck() {
   cmake --build build/ci-emucheck -j "$jobs" --target kiln_emucheck_tests
 }
 build_nvcc() {
+  export PATH=$PATH:/usr/local/cuda/bin  # (in this background job only: CUDA in PATH turns KILN_CUDA on)
   configure build/ci-nvcc -DKILN_CUDA=ON -DKILN_CUDNN=ON -DKILN_BUILD_TESTS=OFF -DKILN_BUILD_EXAMPLES=OFF -DKILN_BUILD_BENCH=OFF -DKILN_NVCC_CHECK=ON
   cmake --build build/ci-nvcc -j "$jobs" --target kiln_nvcc_check kiln_sass_fixture
   # cuobjdump + nvdisasm for the SASS checks: the toolkit's, else NVIDIA's PyPI packages, installed once
@@ -91,17 +91,18 @@ seed_costs() {  # seed_costs BUILD_DIR COLUMN: .ci/test-seconds as ctest's cost 
   [ -f "$data" ] || awk -v c="$2" '!/^#/ && NF >= 3 && $c > 0 { print $1, 1, $c }' .ci/test-seconds >"$data"
 }
 
-stage "the README's main command: bash scripts/demo.sh --smoke"
-KILN_DEMO_BUILD_DIR=build/ci-release KILN_DEMO_OUT=out/demo-smoke bash scripts/demo.sh --smoke
-
 mkdir -p build
-stage "release build"
 if [ "$quick" = 0 ]; then
   [ -d tests/emu ] && ls tests/emu/*.cpp >/dev/null 2>&1 && side_start ci-tsan.build build_tsan
   [ -d tests/emucheck ] && side_start ci-emucheck.build build_emucheck
   [ "$have_nvcc" = 1 ] && side_start ci-nvcc.build build_nvcc
   side_start fuzz-ci.build build_fuzz
 fi
+stage "the README's main command: bash scripts/demo.sh --smoke"
+KILN_DEMO_BUILD_DIR=build/ci-release KILN_DEMO_OUT=out/demo-smoke bash scripts/demo.sh --smoke
+
+mkdir -p build
+stage "release build"
 configure build/ci-release -DKILN_BUILD_TESTS=ON -DKILN_BUILD_BENCH=ON -DKILN_BUILD_EXAMPLES=ON
 cmake --build build/ci-release -j "$jobs"
 stage "release tests"
@@ -124,7 +125,7 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:ha
   ctest --test-dir build/ci-asan -j "$jobs" --output-on-failure --timeout 1200 -LE 'slow|tsan-only|build'
 
 if [ -d tests/emu ] && ls tests/emu/*.cpp >/dev/null 2>&1; then
-  stage "ThreadSanitizer build (emulator in OS-thread mode; the data loader's threads; in the background since the release build)"
+  stage "ThreadSanitizer build (emulator in OS-thread mode; the data loader's threads; in the background since the start)"
   side_wait ci-tsan.build
   stage "ThreadSanitizer tests (labels emu, tsan)"
   TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build/ci-tsan -j "$jobs" --output-on-failure --timeout 1200 -L 'emu|tsan' -LE 'tsan-skip'
@@ -133,15 +134,16 @@ fi
 if [ -d tests/emucheck ]; then
   # Kernel loads/stores instrumented by clang (docs/emulator.md, "Checking builds"): the checker's
   # deliberate-bug tests, then the kernel table under the default schedule and random seeds 1-3.
-  stage "emulator checking build (clang -DKILN_EMU_CHECK=ON; in the background since the release build)"
+  stage "emulator checking build (clang -DKILN_EMU_CHECK=ON; in the background since the start)"
   side_wait ci-emucheck.build
   stage "emulator race, init and bounds checks; kernel table under random schedules (label emucheck)"
   ctest --test-dir build/ci-emucheck -j "$jobs" --output-on-failure --timeout 600 -L emucheck
 fi
 
 if [ "$have_nvcc" = 1 ]; then
-  stage "nvcc: every kernel compiled for sm_80 and sm_90 (in the background since the release build)"
+  stage "nvcc: every kernel compiled for sm_80 and sm_90 (in the background since the start)"
   side_wait ci-nvcc.build
+  export PATH=$PATH:/usr/local/cuda/bin
   stage "SASS checks: per-kernel table, thresholds of tests/nvcc/sass_thresholds.json"
   sass_dir=$(dirname "$(find build/sass-tools -path '*/bin/nvdisasm' 2>/dev/null | head -1)" 2>/dev/null || true)
   # The deliberate regressions first: the check must catch each one (and nothing else) ...
@@ -161,7 +163,7 @@ fi
 
 # 5 s each after replaying the seed corpus and the regressions (which the fuzz.* ctest entries also
 # run in the release and sanitizer builds); longer runs are fuzz/campaign.sh's job.
-stage "fuzzing: each target for ${KILN_FUZZ_SECONDS:-5}s (built in the background since the release build)"
+stage "fuzzing: each target for ${KILN_FUZZ_SECONDS:-5}s (built in the background since the start)"
 side_wait fuzz-ci.build
 KILN_FUZZ_BUILT=1 bash fuzz/run_ci.sh "${KILN_FUZZ_SECONDS:-5}"
 
