@@ -116,7 +116,7 @@ ctest --test-dir build/ci-release -j "$jobs" --output-on-failure --timeout 900
 if [ "$quick" = 1 ]; then exit 0; fi
 
 stage "AddressSanitizer + UndefinedBehaviorSanitizer build"
-# -Og without -g: a lighter sanitizer build. Against -O1 its units compile in 54-68% of the CPU
+# -Og without -g: a lighter sanitizer build. Against -O1 its units compile in 54-69% of the CPU
 # time and the tests run 17-24% longer, a net gain; -O0 halves the compile time but doubles the
 # tests' run time (docs/reliability.md, "CI time"; docs/benchmarks.md). The programs' --device cuda
 # (the emulator) is built here only, and only the pair that programs.colorize runs (the release
