@@ -6,11 +6,14 @@
 #include <omp.h>
 
 #include <cctype>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "emu/kernel_cases.hpp"
@@ -25,30 +28,58 @@ struct Outcome {
   std::string exception;
 };
 
-// The whole table, run once per process (both test cases below use it), with the launch log on.
-const std::vector<Outcome>& table_outcomes() {
-  static const std::vector<Outcome> outcomes = [] {
+// KILN_KERNEL_TABLE_SHARD=i/n runs only the cases at positions i, i+n, ... of those this build runs:
+// the ThreadSanitizer build splits its table into ctest entries that run side by side.
+std::pair<std::size_t, std::size_t> table_shard() {
+  const char* text = std::getenv("KILN_KERNEL_TABLE_SHARD");
+  if (text == nullptr || *text == '\0') return {0, 1};
+  std::size_t index = 0, count = 0;
+  char slash = 0;
+  std::istringstream in(text);
+  in >> index >> slash >> count;
+  if (!in || slash != '/' || count == 0 || index >= count)
+    throw std::runtime_error(std::string("KILN_KERNEL_TABLE_SHARD=") + text + ": expected i/n with 0 <= i < n");
+  return {index, count};
+}
+
+struct Table {
+  std::vector<Outcome> outcomes;
+  std::set<std::string> launched;        // by every case run here
+  std::set<std::string> launched_small;  // by the tiny subset alone (all the ThreadSanitizer build runs)
+};
+
+// The whole table (or this process's shard of it), run once per process (the test cases below use
+// it), with the launch log on.
+const Table& table() {
+  static const Table result = [] {
     // OS-thread mode is the ThreadSanitizer build: libgomp is not instrumented, so the CPU
     // reference's OpenMP threads would be reported as races (false positives). One thread there.
     if (KILN_EMU_THREADS) omp_set_num_threads(1);
-    kiln_test::record_launches(true);
-    std::vector<Outcome> result;
+    const auto [shard, shards] = table_shard();
+    Table t;
+    std::size_t position = 0;
     for (const auto& c : kiln_test::kernel_cases()) {
       // One std::thread per CUDA thread (ThreadSanitizer builds) is ~1000x slower than fibers:
-      // there only the tiny subset runs, which still launches every kernel.
+      // there only the tiny subset runs, which still launches every kernel (checked below).
       if (KILN_EMU_THREADS && !c.small) continue;
+      if (position++ % shards != shard) continue;
       Outcome o{c.name, {}, {}};
+      kiln_test::record_launches(true);
       try {
         c.run(o.report);
       } catch (const std::exception& e) {
         o.exception = e.what();
       }
-      result.push_back(std::move(o));
+      kiln_test::record_launches(false);
+      for (const auto& name : kiln_test::launched_kernels()) {
+        t.launched.insert(name);
+        if (c.small) t.launched_small.insert(name);
+      }
+      t.outcomes.push_back(std::move(o));
     }
-    kiln_test::record_launches(false);
-    return result;
+    return t;
   }();
-  return outcomes;
+  return result;
 }
 
 // The names in `__global__ void name(` (whitespace allowed) in every .cuh of the kernel folders:
@@ -91,7 +122,8 @@ std::set<std::string> kernels_in_sources() {
 
 TEST_CASE("kernel table: every case on the emulated Cuda device matches the CPU backend") {
   REQUIRE(kiln::gpu::emulated);
-  for (const auto& o : table_outcomes()) {
+  REQUIRE(!table().outcomes.empty());  // (a shard past the end of the table is a mistake)
+  for (const auto& o : table().outcomes) {
     INFO("case: ", o.name, " (emulator schedule ", kiln::gpu::emu::schedule_text(), ")");
     CHECK_MESSAGE(o.exception.empty(), "threw: ", o.exception);
     CHECK(!o.report.comparisons.empty());
@@ -103,17 +135,20 @@ TEST_CASE("kernel table: every case on the emulated Cuda device matches the CPU 
 }
 
 TEST_CASE("kernel coverage: every __global__ kernel of the kernel folders is launched by the table") {
-  table_outcomes();
-  const std::set<std::string> launched = kiln_test::launched_kernels();
+  // (Not in a shard of the table: ctest runs the shards with --test-case-exclude=*coverage*.)
+  REQUIRE(table_shard().second == 1);
+  const Table& t = table();
   const std::set<std::string> declared = kernels_in_sources();
   REQUIRE(declared.size() >= 20);  // the parser found the kernels
   for (const char* moved : {"ab_soft_encode_forward_kernel", "annealed_mean_backward_kernel", "srgb_to_lab_kernel"})
     CHECK_MESSAGE(declared.count(moved) == 1, moved, " (include/kiln/color/kernels/) was not found by the parser");
   for (const auto& name : declared) {
     INFO("kernel ", name, " (kernels/, include/kiln/color/kernels/) has no case in tests/emu/kernel_cases*.hpp");
-    CHECK(launched.count(name) == 1);
+    CHECK(t.launched.count(name) == 1);
+    INFO("and no tiny case (small = true), the only ones the ThreadSanitizer build runs");
+    CHECK(t.launched_small.count(name) == 1);
   }
-  for (const auto& name : launched) {
+  for (const auto& name : t.launched) {
     INFO("launched kernel ", name, " is not declared as `__global__ void name(` in a kernel folder");
     CHECK(declared.count(name) == 1);
   }
