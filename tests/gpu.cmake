@@ -10,11 +10,13 @@ if(KILN_CUDA AND TARGET kiln_gpu_tests)
   find_package(CUDAToolkit REQUIRED)
   file(GLOB _kiln_gpu_sources CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/gpu/*.cpp)
   set_source_files_properties(${_kiln_gpu_sources} PROPERTIES LANGUAGE CUDA)
-  # The kernel table's other unit (tests/CMakeLists.txt), as CUDA: a .cu that includes it, since
-  # the emu suite compiles the same file as C++.
-  file(CONFIGURE OUTPUT ${CMAKE_CURRENT_BINARY_DIR}/gpu/kernel_table_parts.cu
-       CONTENT "#include \"${KILN_KERNEL_TABLE_PARTS}\"\n")
-  target_sources(kiln_gpu_tests PRIVATE ${CMAKE_CURRENT_BINARY_DIR}/gpu/kernel_table_parts.cu)
+  # The kernel table's other units (tests/CMakeLists.txt), as CUDA: a .cu that includes each, since
+  # the emu suite compiles the same files as C++.
+  foreach(_part IN LISTS KILN_KERNEL_TABLE_PARTS)
+    get_filename_component(_name ${_part} NAME_WE)
+    file(CONFIGURE OUTPUT ${CMAKE_CURRENT_BINARY_DIR}/gpu/kernel_table_${_name}.cu CONTENT "#include \"${_part}\"\n")
+    target_sources(kiln_gpu_tests PRIVATE ${CMAKE_CURRENT_BINARY_DIR}/gpu/kernel_table_${_name}.cu)
+  endforeach()
   set_target_properties(kiln_gpu_tests PROPERTIES
     CUDA_ARCHITECTURES "${KILN_CUDA_ARCHITECTURES}")
   # C++20 for nvcc comes from CMAKE_CUDA_STANDARD (the top-level CMakeLists teaches CMake 3.25 the flag).

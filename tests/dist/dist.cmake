@@ -4,7 +4,7 @@
 set(_dist_dir ${CMAKE_CURRENT_SOURCE_DIR}/dist)
 if(KILN_MPI)
   add_executable(kiln_dist_tests ${_dist_dir}/main.cpp ${_dist_dir}/test_collectives.cpp)
-  target_link_libraries(kiln_dist_tests PRIVATE kiln::mpi kiln_warnings doctest::doctest)
+  target_link_libraries(kiln_dist_tests PRIVATE kiln::mpi kiln_warnings kiln_cpu_once doctest::doctest)
   set(_dist_exe $<TARGET_FILE:kiln_dist_tests>)
 else()
   set(_dist_exe ${CMAKE_CURRENT_BINARY_DIR}/kiln_dist_tests-not-built)

@@ -1,8 +1,8 @@
 #pragma once
 // Kernel cases for Residual<Branch> (y = x + Branch(x), Backend::add both ways), kept apart
-// from kernel_cases.hpp so that branches adding layers merge easily. Included only by the
-// units that run the table (test_kernels_table.cpp, tests/gpu/test_gpu_kernels.cpp), after
-// kernel_cases.hpp; add_residual_cases(t) appends to the table.
+// from kernel_cases.hpp so that branches adding layers merge easily. Included only by
+// tests/emu/cases/conv.cpp (the residual cases share its convolution and BatchNorm instances),
+// after kernel_cases.hpp; add_residual_cases(t) appends to the table.
 #include <vector>
 
 namespace kiln_test {

@@ -17,7 +17,6 @@
 #include <vector>
 
 #include "emu/kernel_cases.hpp"
-#include "emu/kernel_cases_residual.hpp"
 #include "emu/launch_log.hpp"
 
 namespace {

@@ -11,7 +11,6 @@
 #include <vector>
 
 #include "emu/kernel_cases.hpp"
-#include "emu/kernel_cases_residual.hpp"
 #include "kiln/cuda/cudnn.hpp"
 
 namespace {

@@ -8,6 +8,8 @@
 #include <kiln/io/image.hpp>
 #include <kiln/io/safetensors.hpp>
 
+#include "test_files.hpp"
+
 #include <stb/stb_image_write.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -34,26 +36,21 @@ namespace {
 
 const fs::path kImages = fs::path(KILN_SOURCE_DIR) / "tests" / "data" / "images";
 
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& tag) {
-    path = fs::temp_directory_path() / ("kiln_hostile_" + tag + "_" + std::to_string(::getpid()));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
+// tests/test_files.hpp's TempDir that first gives the owner back the rights a test took away.
+struct HostileDir : kiln::test::TempDir {
+  using kiln::test::TempDir::TempDir;
+  ~HostileDir() {
     std::error_code ec;
     fs::permissions(path, fs::perms::owner_all, fs::perm_options::add, ec);
-    fs::remove_all(path, ec);
   }
 };
 
-std::vector<unsigned char> read_bytes(const fs::path& path) {
+std::vector<unsigned char> read_uchars(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
-void write_bytes(const fs::path& path, const std::vector<unsigned char>& bytes) {
+void write_uchars(const fs::path& path, const std::vector<unsigned char>& bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
   REQUIRE(out.good());
@@ -87,7 +84,7 @@ std::vector<unsigned char> small_jpeg(const fs::path& dir) {
   for (std::size_t i = 0; i < rgb.size(); ++i) rgb[i] = static_cast<unsigned char>((i * 37) % 251);
   const fs::path path = dir / "small.jpg";
   REQUIRE(stbi_write_jpg(path.c_str(), 32, 24, 3, rgb.data(), 90));
-  return read_bytes(path);
+  return read_uchars(path);
 }
 
 void check_rgb_values(const Image& image, const std::vector<int>& expected, int tolerance) {
@@ -112,8 +109,8 @@ TEST_CASE("hostile images: text renamed to .png") {
 }
 
 TEST_CASE("hostile images: every truncation of a PNG and of a JPEG is an IoError or a complete image") {
-  TempDir dir("truncated");
-  const std::vector<unsigned char> png = read_bytes(kImages / "rgb8.png");
+  HostileDir dir("truncated");
+  const std::vector<unsigned char> png = read_uchars(kImages / "rgb8.png");
   const std::vector<unsigned char> jpeg = small_jpeg(dir.path);
   REQUIRE(png.size() > 50);
   REQUIRE(jpeg.size() > 300);
@@ -122,7 +119,7 @@ TEST_CASE("hostile images: every truncation of a PNG and of a JPEG is an IoError
     const bool is_png = original == &png;
     const fs::path file = dir.path / (is_png ? "cut.png" : "cut.jpg");
     for (std::size_t n = 0; n < original->size(); ++n) {
-      write_bytes(file, {original->begin(), original->begin() + std::ptrdiff_t(n)});
+      write_uchars(file, {original->begin(), original->begin() + std::ptrdiff_t(n)});
       INFO((is_png ? "PNG" : "JPEG") << " cut to " << n << " of " << original->size() << " bytes");
       try {
         const Image image = load_image(file);
@@ -144,15 +141,15 @@ TEST_CASE("hostile images: every truncation of a PNG and of a JPEG is an IoError
 }
 
 TEST_CASE("hostile images: a JPEG cut inside its header") {
-  TempDir dir("jpeg_header");
+  HostileDir dir("jpeg_header");
   const std::vector<unsigned char> jpeg = small_jpeg(dir.path);
   const fs::path file = dir.path / "header_cut.jpg";
-  write_bytes(file, {jpeg.begin(), jpeg.begin() + 100});
+  write_uchars(file, {jpeg.begin(), jpeg.begin() + 100});
   expect_io_error([&] { load_image(file); }, {file.string()});
 }
 
 TEST_CASE("hostile images: a 1x1 image loads") {
-  TempDir dir("one_pixel");
+  HostileDir dir("one_pixel");
   const fs::path file = dir.path / "one.png";
   save_png(file, Image{1, 1, 3, {0.2f, 0.4f, 0.6f}});
   const Image image = load_image(file);
@@ -165,7 +162,7 @@ TEST_CASE("hostile images: a 1x1 image loads") {
 }
 
 TEST_CASE("hostile images: headers claiming 100000x100000 pixels are refused before allocating") {
-  TempDir dir("huge");
+  HostileDir dir("huge");
   // PNG (fixture), BMP and JPEG headers with a huge size and almost no data.
   std::vector<unsigned char> bmp(54 + 16, 0);
   auto le32 = [&](std::size_t at, std::uint32_t v) {
@@ -180,7 +177,7 @@ TEST_CASE("hostile images: headers claiming 100000x100000 pixels are refused bef
   le32(22, 100000);  // height
   bmp[26] = 1;       // planes
   bmp[28] = 24;      // bits per pixel
-  write_bytes(dir.path / "huge.bmp", bmp);
+  write_uchars(dir.path / "huge.bmp", bmp);
 
   std::vector<unsigned char> jpeg = small_jpeg(dir.path);
   bool patched = false;
@@ -192,7 +189,7 @@ TEST_CASE("hostile images: headers claiming 100000x100000 pixels are refused bef
     }
   }
   REQUIRE(patched);
-  write_bytes(dir.path / "huge.jpg", jpeg);
+  write_uchars(dir.path / "huge.jpg", jpeg);
 
   const long before = peak_rss_kb();
   for (const fs::path& file : {kImages / "huge_claim.png", dir.path / "huge.bmp", dir.path / "huge.jpg"}) {
@@ -245,12 +242,12 @@ TEST_CASE("hostile images: a CMYK JPEG decodes to the right RGB") {
 }
 
 TEST_CASE("hostile images: formats stb reads but kiln does not (GIF, PNM) are refused by content") {
-  TempDir dir("formats");
+  HostileDir dir("formats");
   const fs::path gif = dir.path / "really_a_gif.png";
-  write_bytes(gif, {'G', 'I', 'F', '8', '9', 'a', 1, 0, 1, 0, 0, 0, 0, ';'});
+  write_uchars(gif, {'G', 'I', 'F', '8', '9', 'a', 1, 0, 1, 0, 0, 0, 0, ';'});
   expect_io_error([&] { load_image(gif); }, {gif.string(), "GIF", "kiln reads PNG, JPEG, BMP and TGA"});
   const fs::path pgm = dir.path / "really_a_pgm.png";
-  write_bytes(pgm, {'P', '5', '\n', '1', ' ', '1', '\n', '2', '5', '5', '\n', 0x80});
+  write_uchars(pgm, {'P', '5', '\n', '1', ' ', '1', '\n', '2', '5', '5', '\n', 0x80});
   expect_io_error([&] { load_image(pgm); }, {pgm.string(), "PNM"});
 }
 
@@ -275,7 +272,7 @@ TEST_CASE("hostile images: unreadable permissions") {
     MESSAGE("skipped: running as root, chmod 000 does not stop reads");
     return;
   }
-  TempDir dir("perm");
+  HostileDir dir("perm");
   const fs::path file = dir.path / "locked.png";
   save_png(file, Image{1, 1, 1, {0.5f}});
   fs::permissions(file, fs::perms::none);
@@ -283,7 +280,7 @@ TEST_CASE("hostile images: unreadable permissions") {
 }
 
 TEST_CASE("hostile folders: symlink loops, self-links and dangling links end the scan") {
-  TempDir dir("loops");
+  HostileDir dir("loops");
   fs::create_directories(dir.path / "a" / "b");
   save_png(dir.path / "a" / "b" / "x.png", Image{2, 2, 1, {0, 0.25f, 0.5f, 1}});
   fs::create_directory_symlink(dir.path, dir.path / "a" / "b" / "up");        // loop through the root
@@ -300,13 +297,13 @@ TEST_CASE("hostile folders: symlink loops, self-links and dangling links end the
 }
 
 TEST_CASE("hostile checkpoints: a flipped byte in the data is caught by the checksum") {
-  TempDir dir("flip");
+  HostileDir dir("flip");
   const fs::path file = dir.path / "model.safetensors";
   const std::vector<float> w{1, 2, 3, 4, 5, 6};
   save_safetensors(file, {TensorRecord::from_values("w", {2, 3}, w)}, {{"step", "10"}});
-  std::vector<unsigned char> bytes = read_bytes(file);
+  std::vector<unsigned char> bytes = read_uchars(file);
   bytes[bytes.size() - 5] ^= 0x10;  // inside w's data
-  write_bytes(file, bytes);
+  write_uchars(file, bytes);
   expect_io_error([&] { load_safetensors(file); }, {file.string(), "checksum mismatch", "damaged"});
 }
 
@@ -316,20 +313,20 @@ TEST_CASE("hostile checkpoints: every single-bit flip is refused") {
   // canonical form cannot express (invalid JSON, a wrong header length, padding), and a key one
   // byte away from either checksum key is refused (a flip there would switch a check off).
   // Before the header checksum, flips in a tensor name loaded silently (6 of 600 flips here).
-  TempDir dir("flips");
+  HostileDir dir("flips");
   const fs::path file = dir.path / "model.safetensors";
   const std::vector<float> w{1, 2, 3, 4, 5, 6};
   const std::vector<std::int64_t> steps{42};
   save_safetensors(file, {TensorRecord::from_values("w", {2, 3}, w), TensorRecord::from_values("n", {}, steps)},
                    {{"kiln.train.step", "17"}});
-  const std::vector<unsigned char> original = read_bytes(file);
+  const std::vector<unsigned char> original = read_uchars(file);
   REQUIRE(load_safetensors(file).metadata.count(std::string(kHeaderChecksumKey)) == 1);
   int refused = 0, loaded = 0;
   for (std::size_t i = 0; i < original.size(); ++i) {
     for (int bit = 0; bit < 8; ++bit) {
       std::vector<unsigned char> bytes = original;
       bytes[i] ^= static_cast<unsigned char>(1u << bit);
-      write_bytes(file, bytes);
+      write_uchars(file, bytes);
       INFO("byte " << i << " ('" << char(original[i]) << "') bit " << bit);
       try {
         (void)load_safetensors(file);
@@ -346,13 +343,13 @@ TEST_CASE("hostile checkpoints: every single-bit flip is refused") {
 }
 
 TEST_CASE("hostile checkpoints: every truncation is refused, naming the file") {
-  TempDir dir("cut");
+  HostileDir dir("cut");
   const fs::path file = dir.path / "model.safetensors";
   const std::vector<float> w(64, 0.5f);
   save_safetensors(file, {TensorRecord::from_values("w", {8, 8}, w)});
-  const std::vector<unsigned char> original = read_bytes(file);
+  const std::vector<unsigned char> original = read_uchars(file);
   for (std::size_t n = 0; n < original.size(); ++n) {
-    write_bytes(file, {original.begin(), original.begin() + std::ptrdiff_t(n)});
+    write_uchars(file, {original.begin(), original.begin() + std::ptrdiff_t(n)});
     INFO("cut to " << n << " of " << original.size() << " bytes");
     const std::string message = expect_io_error([&] { load_safetensors(file); }, {file.string()});
     if (n >= 8 + 8) CHECK(message.find("cannot load") != std::string::npos);
@@ -371,15 +368,15 @@ TEST_CASE("hostile checkpoints: a header nested a million levels deep is refused
 }
 
 TEST_CASE("hostile checkpoints: a damaged checksum key does not switch the check off") {
-  TempDir dir("checksum_key");
+  HostileDir dir("checksum_key");
   const fs::path file = dir.path / "model.safetensors";
   save_safetensors(file, {TensorRecord::from_values("w", {2}, std::vector<float>{1, 2})});
-  std::vector<unsigned char> bytes = read_bytes(file);
+  std::vector<unsigned char> bytes = read_uchars(file);
   const std::string text(bytes.begin(), bytes.end());
   const std::size_t at = text.find("kiln.checksum");
   REQUIRE(at != std::string::npos);
   bytes[at + 7] ^= 0x01;  // "kiln.checksum" -> "kiln.chdcksum"
-  write_bytes(file, bytes);
+  write_uchars(file, bytes);
   // The header checksum covers the metadata keys ...
   expect_io_error([&] { load_safetensors(file); }, {file.string(), "header checksum mismatch"});
   // ... and where there is none (files from kiln before it), the near-miss key is refused.

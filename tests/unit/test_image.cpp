@@ -4,6 +4,8 @@
 
 #include <kiln/io/image.hpp>
 
+#include "test_files.hpp"
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -29,19 +31,7 @@ constexpr int kW = 5, kH = 3;
 float v8(int x, int y, int c) { return float((x * 40 + y * 70 + c * 90 + 13) % 256) / 255.0f; }
 float v16(int x, int y, int c) { return float((x * 9000 + y * 15000 + c * 21000 + 1234) % 65536) / 65535.0f; }
 
-// A fresh directory per test case, removed afterwards.
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& tag) {
-    path = fs::temp_directory_path() / ("kiln_test_" + tag + "_" + std::to_string(::getpid()));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using kiln::test::TempDir;  // a fresh directory per test case, removed afterwards (tests/test_files.hpp)
 
 template <class Formula>
 void check_pixels(const Image& image, int channels, Formula expected, float tolerance) {

@@ -21,17 +21,17 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const fs::path photos = fs::path(KILN_SOURCE_DIR) / "tests" / "data" / "photos";
+const fs::path loader_photos = fs::path(KILN_SOURCE_DIR) / "tests" / "data" / "photos";
 
 using kiln::test::bytes_of;
 using kiln::test::write_bytes;
-struct TempDir : kiln::test::TempDir {
-  TempDir() : kiln::test::TempDir("test_loader") {}
+struct LoaderDir : kiln::test::TempDir {
+  LoaderDir() : kiln::test::TempDir("test_loader") {}
 };
 
 // A copy of the photos plus the damaged files named.
 void copy_photos(const fs::path& to) {
-  for (const auto& e : fs::directory_iterator(photos))
+  for (const auto& e : fs::directory_iterator(loader_photos))
     if (e.path().extension() == ".jpg") fs::copy_file(e.path(), to / e.path().filename());
 }
 
@@ -70,7 +70,7 @@ color::LoaderOptions small_options(std::uint64_t seed = 1, int workers = 1) {
 }  // namespace
 
 TEST_CASE("dataset: the fixture folder, sorted, non-images ignored") {
-  const io::ImageFolderDataset ds(photos);
+  const io::ImageFolderDataset ds(loader_photos);
   REQUIRE(ds.size() == 5);
   CHECK(ds.file(0).filename() == "castle-maintenon.jpg");
   CHECK(ds.file(4).filename() == "panther-chameleon-female.jpg");
@@ -81,15 +81,15 @@ TEST_CASE("dataset: the fixture folder, sorted, non-images ignored") {
   CHECK(img.channels == 3);
   CHECK(std::max(img.width, img.height) == 160);
   // Two folders: files of both, in the order of the folders.
-  TempDir dir;
-  fs::copy_file(photos / "citrus-fruits.jpg", dir.path / "a.JPG");
-  const io::ImageFolderDataset two(std::vector<fs::path>{photos, dir.path});
+  LoaderDir dir;
+  fs::copy_file(loader_photos / "citrus-fruits.jpg", dir.path / "a.JPG");
+  const io::ImageFolderDataset two(std::vector<fs::path>{loader_photos, dir.path});
   CHECK(two.size() == 6);
   CHECK(two.file(5).filename() == "a.JPG");
 }
 
 TEST_CASE("dataset: folder errors name the folder") {
-  TempDir dir;
+  LoaderDir dir;
   const fs::path missing = dir.path / "missing";
   CHECK(error_of([&] { io::ImageFolderDataset ds(missing); }) ==
         "image folder '" + missing.string() + "' does not exist");
@@ -103,9 +103,9 @@ TEST_CASE("dataset: folder errors name the folder") {
 }
 
 TEST_CASE("dataset: a symlink loop is scanned once and does not hang") {
-  TempDir dir;
+  LoaderDir dir;
   fs::create_directories(dir.path / "sub" / "deeper");
-  fs::copy_file(photos / "citrus-fruits.jpg", dir.path / "sub" / "deeper" / "c.jpg");
+  fs::copy_file(loader_photos / "citrus-fruits.jpg", dir.path / "sub" / "deeper" / "c.jpg");
   fs::create_directory_symlink("..", dir.path / "sub" / "deeper" / "loop");  // -> sub
   fs::create_directory_symlink(dir.path, dir.path / "sub" / "root");         // -> the root itself
   fs::create_directory_symlink(dir.path / "sub", dir.path / "alias");        // sub, a second time
@@ -121,9 +121,9 @@ TEST_CASE("dataset: a symlink loop is scanned once and does not hang") {
 }
 
 TEST_CASE("dataset: validate() lists every bad file with its reason") {
-  TempDir dir;
+  LoaderDir dir;
   copy_photos(dir.path);
-  const std::vector<char> good = bytes_of(photos / "citrus-fruits.jpg");
+  const std::vector<char> good = bytes_of(loader_photos / "citrus-fruits.jpg");
   write_bytes(dir.path / "header_cut.jpg", std::vector<char>(good.begin(), good.begin() + 100));
   write_bytes(dir.path / "data_cut.jpg",
               std::vector<char>(good.begin(), good.begin() + std::ptrdiff_t(good.size() * 4 / 5)));
@@ -143,13 +143,13 @@ TEST_CASE("dataset: validate() lists every bad file with its reason") {
   CHECK(full.find("4 of 9 images cannot be used") != std::string::npos);
   CHECK(full.find("data_cut.jpg") != std::string::npos);
 
-  const std::string small = error_of([&] { io::ImageFolderDataset(photos).validate(120); });
+  const std::string small = error_of([&] { io::ImageFolderDataset(loader_photos).validate(120); });
   CHECK(small.find("castle-maintenon.jpg': 160x106 pixels, smaller than the 120-pixel crop") != std::string::npos);
   CHECK(small.find("panther") == std::string::npos);  // 136x160
 }
 
 TEST_CASE("dataset: split_by_image") {
-  const io::ImageFolderDataset ds(photos);
+  const io::ImageFolderDataset ds(loader_photos);
   const auto a = ds.split_by_image(0.4, 7);
   const auto b = ds.split_by_image(0.4, 7);
   CHECK(a.validation.size() == 2);
@@ -170,7 +170,7 @@ TEST_CASE("dataset: split_by_image") {
 }
 
 TEST_CASE("loader: batch shapes and value ranges") {
-  const io::ImageFolderDataset ds(photos);
+  const io::ImageFolderDataset ds(loader_photos);
   color::TrainLoader loader(ds, small_options());
   for (int i = 0; i < 4; ++i) {
     const color::Batch b = loader.next();
@@ -189,7 +189,7 @@ TEST_CASE("loader: batch shapes and value ranges") {
 }
 
 TEST_CASE("loader: deterministic for a seed, whatever the threading") {
-  const io::ImageFolderDataset ds(photos);
+  const io::ImageFolderDataset ds(loader_photos);
   color::TrainLoader a(ds, small_options(1, 1)), b(ds, small_options(1, 1)), sync(ds, small_options(1, 0)),
       parallel(ds, small_options(1, 3)), other(ds, small_options(2, 1));
   const auto ra = take(a, 5);  // 15 samples: three epochs of 5 images
@@ -203,7 +203,7 @@ TEST_CASE("loader: deterministic for a seed, whatever the threading") {
 }
 
 TEST_CASE("loader: shards of a global batch are the slices of one loader's batch") {
-  const io::ImageFolderDataset ds(photos);
+  const io::ImageFolderDataset ds(loader_photos);
   color::LoaderOptions whole = small_options(7, 1);
   whole.batch = 4;
   color::TrainLoader one(ds, whole);
@@ -228,7 +228,7 @@ TEST_CASE("loader: shards of a global batch are the slices of one loader's batch
 }
 
 TEST_CASE("loader: restore(state) reproduces the continuation") {
-  const io::ImageFolderDataset ds(photos);
+  const io::ImageFolderDataset ds(loader_photos);
   color::TrainLoader a(ds, small_options(3));
   take(a, 2);
   const io::LoaderState s = a.state();
@@ -247,7 +247,7 @@ TEST_CASE("loader: restore(state) reproduces the continuation") {
 }
 
 TEST_CASE("loader: flips happen (and only mirror the crop)") {
-  const io::ImageFolderDataset ds(photos);
+  const io::ImageFolderDataset ds(loader_photos);
   color::LoaderOptions on = small_options(4), off = small_options(4);
   off.flip = false;
   color::TrainLoader with(ds, on), without(ds, off);
@@ -271,9 +271,9 @@ TEST_CASE("loader: flips happen (and only mirror the crop)") {
 }
 
 TEST_CASE("loader: a corrupt image is an error naming it, from next()") {
-  TempDir dir;
+  LoaderDir dir;
   copy_photos(dir.path);
-  const std::vector<char> good = bytes_of(photos / "citrus-fruits.jpg");
+  const std::vector<char> good = bytes_of(loader_photos / "citrus-fruits.jpg");
   write_bytes(dir.path / "damaged.jpg",
               std::vector<char>(good.begin(), good.begin() + std::ptrdiff_t(good.size() * 4 / 5)));
   const io::ImageFolderDataset ds(dir.path);
@@ -290,12 +290,12 @@ TEST_CASE("loader: a corrupt image is an error naming it, from next()") {
   color::LoaderOptions big = small_options(5);
   big.crop = 120;
   big.max_side = 512;
-  color::TrainLoader loader(io::ImageFolderDataset(photos), big);
+  color::TrainLoader loader(io::ImageFolderDataset(loader_photos), big);
   CHECK(error_of([&] { loader.next(); }).find("smaller than the 120-pixel crop") != std::string::npos);
 }
 
 TEST_CASE("loader: option errors") {
-  const io::ImageFolderDataset ds(photos);
+  const io::ImageFolderDataset ds(loader_photos);
   color::LoaderOptions o = small_options();
   o.scales = {};
   CHECK_THROWS_AS(color::TrainLoader(ds, o), io::IoError);
@@ -306,7 +306,7 @@ TEST_CASE("loader: option errors") {
 }
 
 TEST_CASE("validation set: fixed centre crops in batches") {
-  const io::ImageFolderDataset ds(photos);
+  const io::ImageFolderDataset ds(loader_photos);
   const color::ValidationSet v(ds, 32, 2);
   CHECK(v.size() == 5);
   REQUIRE(v.batch_count() == 3);
@@ -321,7 +321,7 @@ TEST_CASE("validation set: fixed centre crops in batches") {
 }
 
 TEST_CASE("validation set: the training view sees images at the training crops' pixel scale") {
-  const io::ImageFolderDataset ds(photos);
+  const io::ImageFolderDataset ds(loader_photos);
   color::LoaderOptions lo;
   lo.crop = 32;
   lo.max_side = 96;

@@ -26,7 +26,7 @@ namespace kp = kiln::programs;
 
 namespace {
 
-std::vector<std::byte> bytes_of(const std::vector<unsigned char>& v) {
+std::vector<std::byte> as_std_bytes(const std::vector<unsigned char>& v) {
   std::vector<std::byte> out(v.size());
   for (std::size_t i = 0; i < v.size(); ++i) out[i] = std::byte(v[i]);
   return out;
@@ -42,7 +42,7 @@ std::vector<std::byte> bmp(int w, int h) {
   b[0] = 'B', b[1] = 'M';
   le(10, 54, 4), le(14, 40, 4), le(18, unsigned(w), 4), le(22, unsigned(h), 4), le(26, 1, 2), le(28, 24, 2),
       le(30, 0, 4);
-  return bytes_of(b);
+  return as_std_bytes(b);
 }
 
 std::vector<std::byte> encoded(bool jpeg) {
@@ -58,7 +58,7 @@ std::vector<std::byte> encoded(bool jpeg) {
     stbi_write_jpg_to_func(sink, &out, w, h, 3, rgb.data(), 90);
   else
     stbi_write_png_to_func(sink, &out, w, h, 3, rgb.data(), w * 3);
-  return bytes_of(out);
+  return as_std_bytes(out);
 }
 
 }  // namespace

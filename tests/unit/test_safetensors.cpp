@@ -4,6 +4,8 @@
 
 #include <kiln/io/safetensors.hpp>
 
+#include "test_files.hpp"
+
 #include <fcntl.h>
 #include <sys/mount.h>
 #include <unistd.h>
@@ -20,26 +22,15 @@ using namespace kiln::io;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& tag) {
-    path = fs::temp_directory_path() / ("kiln_test_" + tag + "_" + std::to_string(::getpid()));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using kiln::test::TempDir;  // tests/test_files.hpp
 
-std::vector<std::byte> bytes_of(std::initializer_list<int> values) {
+std::vector<std::byte> std_bytes(std::initializer_list<int> values) {
   std::vector<std::byte> out;
   for (int v : values) out.push_back(std::byte(v));
   return out;
 }
 
-std::vector<std::byte> read_all(const fs::path& path) {
+std::vector<std::byte> read_std_bytes(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
   std::vector<char> chars((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   std::vector<std::byte> out(chars.size());
@@ -47,7 +38,7 @@ std::vector<std::byte> read_all(const fs::path& path) {
   return out;
 }
 
-void write_bytes(const fs::path& path, const std::vector<std::byte>& bytes) {
+void write_std_bytes(const fs::path& path, const std::vector<std::byte>& bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
 }
@@ -83,7 +74,7 @@ void expect_rejected(const std::vector<std::byte>& bytes, const std::vector<std:
   expect_error([&] { parse_safetensors(bytes); }, fragments);
   TempDir dir("st_reject");
   const fs::path path = dir.path / "bad.safetensors";
-  write_bytes(path, bytes);
+  write_std_bytes(path, bytes);
   std::vector<std::string> with_name = fragments;
   with_name.push_back("bad.safetensors");
   expect_error([&] { load_safetensors(path); }, with_name);
@@ -98,7 +89,7 @@ std::vector<TensorRecord> sample_records() {
       TensorRecord::from_values<std::int64_t>("down.0.bn1.num_batches_tracked", {},
                                               std::vector<std::int64_t>{1234567890123}),
       TensorRecord::from_values<std::uint8_t>("rng.state", {3}, std::vector<std::uint8_t>{1, 2, 3}),
-      TensorRecord{"half", DType::F16, {2}, bytes_of({0x00, 0x3C, 0x00, 0xC0})},  // 1.0, -2.0
+      TensorRecord{"half", DType::F16, {2}, std_bytes({0x00, 0x3C, 0x00, 0xC0})},  // 1.0, -2.0
   };
 }
 
@@ -128,16 +119,16 @@ TEST_CASE("safetensors: bytes identical to the reference implementation's own te
   // huggingface/safetensors, safetensors/src/tensor.rs: test_serialization_forced_alignement
   const std::vector<float> values{0, 1, 2, 3, 4, 5};
   const std::vector<std::byte> expected_aligned =
-      bytes_of({72,  0,   0,   0,  0,  0,  0,  0,  123, 34,  97, 116, 116, 110, 48,  34,  58,  123, 34,  100, 116,
-                121, 112, 101, 34, 58, 34, 70, 51, 50,  34,  44, 34,  115, 104, 97,  112, 101, 34,  58,  91,  49,
-                44,  49,  44,  50, 44, 51, 93, 44, 34,  100, 97, 116, 97,  95,  111, 102, 102, 115, 101, 116, 115,
-                34,  58,  91,  48, 44, 50, 52, 93, 125, 125, 32, 32,  32,  32,  32,  32,  32,  0,   0,   0,   0,
-                0,   0,   128, 63, 0,  0,  0,  64, 0,   0,   64, 64,  0,   0,   128, 64,  0,   0,   160, 64});
+      std_bytes({72,  0,   0,   0,  0,  0,  0,  0,  123, 34,  97, 116, 116, 110, 48,  34,  58,  123, 34,  100, 116,
+                 121, 112, 101, 34, 58, 34, 70, 51, 50,  34,  44, 34,  115, 104, 97,  112, 101, 34,  58,  91,  49,
+                 44,  49,  44,  50, 44, 51, 93, 44, 34,  100, 97, 116, 97,  95,  111, 102, 102, 115, 101, 116, 115,
+                 34,  58,  91,  48, 44, 50, 52, 93, 125, 125, 32, 32,  32,  32,  32,  32,  32,  0,   0,   0,   0,
+                 0,   0,   128, 63, 0,  0,  0,  64, 0,   0,   64, 64,  0,   0,   128, 64,  0,   0,   160, 64});
   CHECK(serialize_safetensors({TensorRecord::from_values("attn0", {1, 1, 2, 3}, values)}, {}, {.checksum = false}) ==
         expected_aligned);
 
   // test_serialization: a header that needs no padding
-  const std::vector<std::byte> expected_plain = bytes_of(
+  const std::vector<std::byte> expected_plain = std_bytes(
       {64,  0,  0,   0,  0,   0,  0,   0,   123, 34,  97,  116, 116, 110, 46,  48, 34, 58, 123, 34, 100, 116, 121, 112,
        101, 34, 58,  34, 70,  51, 50,  34,  44,  34,  115, 104, 97,  112, 101, 34, 58, 91, 49,  44, 50,  44,  51,  93,
        44,  34, 100, 97, 116, 97, 95,  111, 102, 102, 115, 101, 116, 115, 34,  58, 91, 48, 44,  50, 52,  93,  125, 125,
@@ -147,11 +138,11 @@ TEST_CASE("safetensors: bytes identical to the reference implementation's own te
 
   // test_empty: no tensors, without and with metadata
   CHECK(serialize_safetensors({}, {}, {.checksum = false}) ==
-        bytes_of({8, 0, 0, 0, 0, 0, 0, 0, 123, 125, 32, 32, 32, 32, 32, 32}));
+        std_bytes({8, 0, 0, 0, 0, 0, 0, 0, 123, 125, 32, 32, 32, 32, 32, 32}));
   CHECK(serialize_safetensors({}, {{"framework", "pt"}}, {.checksum = false}) ==
-        bytes_of({40,  0,   0,   0,  0,  0,  0,   0,   123, 34,  95,  95,  109, 101, 116, 97,
-                  100, 97,  116, 97, 95, 95, 34,  58,  123, 34,  102, 114, 97,  109, 101, 119,
-                  111, 114, 107, 34, 58, 34, 112, 116, 34,  125, 125, 32,  32,  32,  32,  32}));
+        std_bytes({40,  0,   0,   0,  0,  0,  0,   0,   123, 34,  95,  95,  109, 101, 116, 97,
+                   100, 97,  116, 97, 95, 95, 34,  58,  123, 34,  102, 114, 97,  109, 101, 119,
+                   111, 114, 107, 34, 58, 34, 112, 116, 34,  125, 125, 32,  32,  32,  32,  32}));
 
   // and kiln reads the reference's bytes
   const SafetensorsFile file = parse_safetensors(expected_aligned);
@@ -172,7 +163,7 @@ TEST_CASE("safetensors: hand-built header per the spec, with metadata and two dt
                            R"("w":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}})";
   std::string padded = json;
   padded.append((8 - padded.size() % 8) % 8, ' ');
-  std::vector<std::byte> data = bytes_of({7, 0, 0, 0, 0, 0, 0, 0, 0x00, 0x00, 0x80, 0x3F, 0x00, 0x00, 0x00, 0xC0});
+  std::vector<std::byte> data = std_bytes({7, 0, 0, 0, 0, 0, 0, 0, 0x00, 0x00, 0x80, 0x3F, 0x00, 0x00, 0x00, 0xC0});
   CHECK(serialize_safetensors(records, {{"epoch", "3"}}, {.checksum = false}) == craft(padded, data));
 }
 
@@ -206,7 +197,7 @@ TEST_CASE("safetensors: save then load round-trips tensors, dtypes, shapes and m
                                                  "down.0.conv1.weight", "half", "rng.state"});
 
   // the checksum is zlib's CRC-32 of the data section, checkable from Python
-  const std::vector<std::byte> bytes = read_all(path);
+  const std::vector<std::byte> bytes = read_std_bytes(path);
   std::uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | std::to_integer<std::uint64_t>(bytes[std::size_t(i)]);
   CHECK((8 + n) % 8 == 0);  // data section starts 8-byte aligned
@@ -235,9 +226,9 @@ TEST_CASE("safetensors: a flipped byte in the data is caught by the checksum") {
   TempDir dir("st_checksum");
   const fs::path path = dir.path / "model.safetensors";
   save_safetensors(path, sample_records(), {{"epoch", "1"}});
-  std::vector<std::byte> bytes = read_all(path);
+  std::vector<std::byte> bytes = read_std_bytes(path);
   bytes[bytes.size() - 5] ^= std::byte{0x10};
-  write_bytes(path, bytes);
+  write_std_bytes(path, bytes);
   expect_error([&] { load_safetensors(path); }, {"model.safetensors", "checksum mismatch", "the file is damaged"});
   expect_error([&] { parse_safetensors(bytes); }, {"checksum mismatch"});
 
@@ -303,8 +294,8 @@ TEST_CASE("safetensors: truncated and too-short files") {
 }
 
 TEST_CASE("safetensors: garbage header lengths are refused before allocating") {
-  expect_rejected(bytes_of({0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, '{', '}'}), {"header length", "100 MB"});
-  expect_rejected(bytes_of({0x00, 0xE1, 0xF5, 0x05, 0, 0, 0, 0, '{', '}'}),
+  expect_rejected(std_bytes({0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, '{', '}'}), {"header length", "100 MB"});
+  expect_rejected(std_bytes({0x00, 0xE1, 0xF5, 0x05, 0, 0, 0, 0, '{', '}'}),
                   {"header length", "larger than the rest"});  // 1e8
   // a text file
   const std::string text = "this is not a checkpoint at all\n";
@@ -364,9 +355,9 @@ TEST_CASE("safetensors: overlapping ranges and holes are refused") {
   // offsets out of order in the header are fine when they tile the data
   const auto ok = parse_safetensors(craft(
       R"({"b":{"dtype":"U8","shape":[1],"data_offsets":[1,2]},"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}})",
-      bytes_of({10, 20})));
+      std_bytes({10, 20})));
   CHECK(ok.names() == std::vector<std::string>{"a", "b"});
-  CHECK(ok.get("b").data == bytes_of({20}));
+  CHECK(ok.get("b").data == std_bytes({20}));
 }
 
 TEST_CASE("safetensors: get() of a missing tensor names it and the file; to_vector checks the dtype") {
@@ -407,7 +398,7 @@ TEST_CASE("safetensors: a failed write keeps the previous checkpoint loadable") 
   TempDir dir("st_atomic");
   const fs::path path = dir.path / "last.safetensors";
   save_safetensors(path, sample_records(), {{"epoch", "1"}});
-  const std::vector<std::byte> before = read_all(path);
+  const std::vector<std::byte> before = read_std_bytes(path);
 
   // 1. the records are invalid
   CHECK_THROWS_AS(save_safetensors(path, {TensorRecord{"a", DType::F32, {3}, zeros(8)}}), IoError);
@@ -424,7 +415,7 @@ TEST_CASE("safetensors: a failed write keeps the previous checkpoint loadable") 
   expect_error([&] { save_safetensors(dir.path / "gone" / "c.safetensors", sample_records()); },
                {"c.safetensors", "No such file or directory"});
 
-  CHECK(read_all(path) == before);
+  CHECK(read_std_bytes(path) == before);
   CHECK(load_safetensors(path).metadata.at("epoch") == "1");
 
   // and a successful save replaces it
@@ -461,14 +452,14 @@ TEST_CASE("safetensors: a full disk fails the save cleanly and keeps the previou
   }
   const fs::path path = fs64k.dir.path / "latest.safetensors";
   save_safetensors(path, floats(10'000), {{"step", "1"}});  // 40 KB: fits
-  const std::vector<std::byte> before = read_all(path);
+  const std::vector<std::byte> before = read_std_bytes(path);
   // The new file is written next to the old one before the rename: 40 KB more do not fit.
   expect_error(
       [&] {
         save_safetensors(path, floats(10'000), {{"step", "2"}});
       },
       {"latest.safetensors", "No space left on device"});
-  CHECK(read_all(path) == before);
+  CHECK(read_std_bytes(path) == before);
   CHECK(load_safetensors(path).metadata.at("step") == "1");
   for (const auto& entry : fs::directory_iterator(fs64k.dir.path))
     CHECK(entry.path().filename() == "latest.safetensors");  // the temporary was removed
@@ -492,14 +483,14 @@ TEST_CASE("safetensors: write_all reports a full device (/dev/full)") {
 TEST_CASE("safetensors: AtomicFile abandoned mid-write leaves the target untouched and no temporary") {
   TempDir dir("st_abandon");
   const fs::path path = dir.path / "t.bin";
-  write_file_atomically(path, bytes_of({1, 2, 3}));
+  write_file_atomically(path, std_bytes({1, 2, 3}));
   {
     AtomicFile out(path);
-    out.write(bytes_of({9, 9, 9, 9}));
+    out.write(std_bytes({9, 9, 9, 9}));
     CHECK(fs::exists(out.temporary()));
     // destroyed without commit(), as when an exception unwinds a save
   }
-  CHECK(read_all(path) == bytes_of({1, 2, 3}));
+  CHECK(read_std_bytes(path) == std_bytes({1, 2, 3}));
   for (const auto& entry : fs::directory_iterator(dir.path)) CHECK(entry.path().filename() == "t.bin");
 }
 

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "kiln/cpu/gemm_kernels.hpp"  // simd::Vec, load
+#include "kiln/cpu/separate.hpp"
 #include "kiln/ops/batchnorm.hpp"
 
 namespace kiln::cpu {
@@ -403,28 +404,44 @@ inline void batchnorm_backward_across(const BatchNormArgs& a, const float* x, co
 
 }  // namespace impl
 
-// What the layers call. Same contract as reference::batchnorm_forward/backward.
-inline void batchnorm_forward(const BatchNormArgs& a, const float* x, const float* weight, const float* bias,
-                              float* running_mean, float* running_var, float* save_mean, float* save_invstd, float* y) {
+// What the layers call (same contract as reference::batchnorm_forward/backward; the _relu pair is
+// BatchNorm then ReLU), declared first: with KILN_CPU_SEPARATE (kiln/cpu/separate.hpp) they are
+// defined in one unit of the program only.
+void batchnorm_forward(const BatchNormArgs& a, const float* x, const float* weight, const float* bias,
+                       float* running_mean, float* running_var, float* save_mean, float* save_invstd, float* y);
+void batchnorm_backward(const BatchNormArgs& a, const float* x, const float* weight, const float* save_mean,
+                        const float* save_invstd, const float* dy, float* dx, float* dweight, float* dbias);
+void batchnorm_relu_forward(const BatchNormArgs& a, const float* x, const float* weight, const float* bias,
+                            float* running_mean, float* running_var, float* save_mean, float* save_invstd, float* y);
+void batchnorm_relu_backward(const BatchNormArgs& a, const float* x, const float* weight, const float* save_mean,
+                             const float* save_invstd, const float* y, const float* dy, float* dx, float* dweight,
+                             float* dbias);
+
+#if KILN_CPU_ENTRY_DEFINITIONS
+KILN_CPU_ENTRY void batchnorm_forward(const BatchNormArgs& a, const float* x, const float* weight, const float* bias,
+                                      float* running_mean, float* running_var, float* save_mean, float* save_invstd,
+                                      float* y) {
   impl::batchnorm_forward<false>(a, x, weight, bias, running_mean, running_var, save_mean, save_invstd, y);
 }
-inline void batchnorm_backward(const BatchNormArgs& a, const float* x, const float* weight, const float* save_mean,
-                               const float* save_invstd, const float* dy, float* dx, float* dweight, float* dbias) {
+KILN_CPU_ENTRY void batchnorm_backward(const BatchNormArgs& a, const float* x, const float* weight,
+                                       const float* save_mean, const float* save_invstd, const float* dy, float* dx,
+                                       float* dweight, float* dbias) {
   impl::batchnorm_backward<false>(a, x, weight, save_mean, save_invstd, nullptr, dy, dx, dweight, dbias);
 }
 
 // BatchNorm followed by ReLU, one pass each way: y = max(batchnorm(x), 0);
 // backward takes the ReLU's output y as the mask (dy counts where y > 0) and
 // produces the batch norm's dx, dweight, dbias as the unfused pair would.
-inline void batchnorm_relu_forward(const BatchNormArgs& a, const float* x, const float* weight, const float* bias,
-                                   float* running_mean, float* running_var, float* save_mean, float* save_invstd,
-                                   float* y) {
+KILN_CPU_ENTRY void batchnorm_relu_forward(const BatchNormArgs& a, const float* x, const float* weight,
+                                           const float* bias, float* running_mean, float* running_var, float* save_mean,
+                                           float* save_invstd, float* y) {
   impl::batchnorm_forward<true>(a, x, weight, bias, running_mean, running_var, save_mean, save_invstd, y);
 }
-inline void batchnorm_relu_backward(const BatchNormArgs& a, const float* x, const float* weight, const float* save_mean,
-                                    const float* save_invstd, const float* y, const float* dy, float* dx,
-                                    float* dweight, float* dbias) {
+KILN_CPU_ENTRY void batchnorm_relu_backward(const BatchNormArgs& a, const float* x, const float* weight,
+                                            const float* save_mean, const float* save_invstd, const float* y,
+                                            const float* dy, float* dx, float* dweight, float* dbias) {
   impl::batchnorm_backward<true>(a, x, weight, save_mean, save_invstd, y, dy, dx, dweight, dbias);
 }
+#endif  // KILN_CPU_ENTRY_DEFINITIONS
 
 }  // namespace kiln::cpu

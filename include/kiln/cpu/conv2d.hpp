@@ -17,6 +17,7 @@
 #include "kiln/cpu/gemm.hpp"
 #include "kiln/cpu/gemm_kernels.hpp"
 #include "kiln/cpu/isa.hpp"
+#include "kiln/cpu/separate.hpp"
 
 namespace kiln::cpu {
 
@@ -160,11 +161,18 @@ inline std::size_t conv2d_forward_workspace_floats(const ConvShape& s) {
   return n;
 }
 
+// The dispatch points below, declared first: with KILN_CPU_SEPARATE (kiln/cpu/separate.hpp) they
+// are defined in one unit of the program only.
+void conv2d_forward(const ConvShape& s, const float* x, const float* w, const float* b, float* y, float* workspace);
+void conv2d_backward(const ConvShape& s, const float* x, const float* w, const float* dy, float* dx, float* dw,
+                     float* db, float* workspace);
+
+#if KILN_CPU_ENTRY_DEFINITIONS
 // The dispatch point of a convolution pass: the active path's entry (one indirect call
 // per pass) or, without run-time dispatch, the baseline called directly.
 // y = conv(x, w) + b (b may be null).
-inline void conv2d_forward(const ConvShape& s, const float* x, const float* w, const float* b, float* y,
-                           float* workspace) {
+KILN_CPU_ENTRY void conv2d_forward(const ConvShape& s, const float* x, const float* w, const float* b, float* y,
+                                   float* workspace) {
 #if KILN_CPU_DISPATCH
   conv_kernels(active_isa()).forward(s, x, w, b, y, workspace, conv2d_threads());
 #else
@@ -174,13 +182,14 @@ inline void conv2d_forward(const ConvShape& s, const float* x, const float* w, c
 
 // dx overwritten (may be null: the first layer of a network needs none);
 // dw and db accumulated (db may be null).
-inline void conv2d_backward(const ConvShape& s, const float* x, const float* w, const float* dy, float* dx, float* dw,
-                            float* db, float* workspace) {
+KILN_CPU_ENTRY void conv2d_backward(const ConvShape& s, const float* x, const float* w, const float* dy, float* dx,
+                                    float* dw, float* db, float* workspace) {
 #if KILN_CPU_DISPATCH
   conv_kernels(active_isa()).backward(s, x, w, dy, dx, dw, db, workspace, conv2d_threads());
 #else
   impl::conv2d_backward_with<simd::DefaultConfig>(s, x, w, dy, dx, dw, db, workspace, conv2d_threads());
 #endif
 }
+#endif  // KILN_CPU_ENTRY_DEFINITIONS
 
 }  // namespace kiln::cpu

@@ -1,0 +1,115 @@
+// The kernel table's convolution cases (direct, TF32, mma.sync, implicit GEMM) and the residual
+// blocks built of them (kernel_cases_residual.hpp), compiled apart from test_kernels_table.cpp so
+// that no unit of the table is over 40 CPU-s (tests/emu/kernel_cases.hpp declares the add_*_cases
+// functions; this file, like the other parts, is linked into every binary that runs the table).
+#include "emu/kernel_cases.hpp"
+
+#include "emu/kernel_cases_residual.hpp"
+
+namespace kiln_test {
+
+void add_conv_cases(std::vector<KernelCase>& t) {
+  using kiln::Mode;
+  auto conv = [&]<int In, int Out, int K>(std::int64_t n, std::int64_t h, std::int64_t w, bool input_grad = true) {
+    std::ostringstream name;
+    name << "Conv2d<" << In << "," << Out << "," << K << "> N=" << n << " " << h << "x" << w
+         << (input_grad ? "" : " (no dx)");
+    t.push_back({name.str(), [=](Report& r) {
+                   layer_case<kiln::Conv2d<In, Out, K, Cpu>, kiln::Conv2d<In, Out, K, Cuda>>(
+                       r, Shape::nchw(n, In, h, w), Mode::train, 11 + n * 7 + h, tight, loose, input_grad);
+                 }});
+  };
+  conv.template operator()<3, 5, 3>(1, 13, 11);
+  conv.template operator()<5, 7, 3>(3, 13, 11);
+  conv.template operator()<7, 3, 3>(2, 17, 20);  // 2x2 tiles, partial in both directions
+  conv.template operator()<9, 10, 3>(1, 5, 6);   // channel groups of 8: one full, one partial
+  conv.template operator()<5, 3, 1>(3, 13, 11);
+  conv.template operator()<16, 9, 1>(1, 7, 9);
+  conv.template operator()<3, 4, 5>(2, 9, 7);  // run-time kernel size (generic path)
+  conv.template operator()<3, 5, 3>(3, 13, 11, false);
+  conv.template operator()<2, 3, 1>(3, 32, 32);  // bias gradient: float4, two chunks per channel
+
+  // MathMode::tf32: the tensor-core kernels (forward and input gradient: kernels/conv2d_mma.cuh;
+  // weight gradient: kernels/conv2d_mma_wgrad.cuh where H*W % 4 == 0, else kernels/conv2d_igemm.cuh)
+  // against the strict CPU backend. TF32 keeps 10 mantissa bits, so the bound is TF32's
+  // (tf32_bound); the exact-rounding checks are in tests/emu/test_conv_igemm.cpp.
+  auto conv_tf32 = [&]<int In, int Out, int K>(std::int64_t n, std::int64_t h, std::int64_t w, bool small = false) {
+    std::ostringstream name;
+    name << (small ? "tiny " : "") << "tf32 Conv2d<" << In << "," << Out << "," << K << "> N=" << n << " " << h << "x"
+         << w;
+    t.push_back({name.str(),
+                 [=](Report& r) {
+                   kiln::cuda::MathModeScope tf32(kiln::cuda::MathMode::tf32);
+                   layer_case<kiln::Conv2d<In, Out, K, Cpu>, kiln::Conv2d<In, Out, K, Cuda>>(
+                       r, Shape::nchw(n, In, h, w), Mode::train, 301 + n * 7 + h, tf32_bound, tf32_bound);
+                 },
+                 small});
+  };
+  conv_tf32.template operator()<5, 7, 3>(3, 13, 11);  // tiles crossing images, channels not multiples of 16
+  conv_tf32.template operator()<16, 16, 3>(2, 16, 16);
+  conv_tf32.template operator()<70, 9, 1>(1, 9, 9);         // 1x1: Kg = 70 with a tail, M = 9 of a 64 tile
+  conv_tf32.template operator()<2, 3, 3>(1, 4, 5, true);    // the TSan subset: one block per pass
+  conv_tf32.template operator()<3, 2, 1>(1, 16, 16, true);  // 256 pixels: a split weight gradient
+  conv_tf32.template operator()<3, 2, 1>(1, 17, 15, true);  // H*W % 4 != 0: the implicit GEMM's, split
+  conv_tf32.template operator()<96, 80, 3>(1, 8, 8);        // the 128x128 mma tiles (dgrad, wgrad), channel tails
+
+  // MathMode::bf16: the same mma.sync kernels on BF16 m16n8k16 (exact-operand checks in test_conv_mma_bf16.cpp).
+  auto conv_bf16 = [&]<int In, int Out, int K>(std::int64_t n, std::int64_t h, std::int64_t w, bool small = false) {
+    std::ostringstream name;
+    name << (small ? "tiny " : "") << "bf16 Conv2d<" << In << "," << Out << "," << K << "> N=" << n << " " << h << "x"
+         << w;
+    t.push_back({name.str(),
+                 [=](Report& r) {
+                   kiln::cuda::MathModeScope bf16(kiln::cuda::MathMode::bf16);
+                   layer_case<kiln::Conv2d<In, Out, K, Cpu>, kiln::Conv2d<In, Out, K, Cuda>>(
+                       r, Shape::nchw(n, In, h, w), Mode::train, 401 + n * 7 + h, bf16_bound, bf16_bound);
+                 },
+                 small});
+  };
+  conv_bf16.template operator()<16, 16, 3>(2, 8, 8);
+  conv_bf16.template operator()<70, 9, 1>(1, 8, 6);       // 1x1, a channel tail, the 128x64 forward tile
+  conv_bf16.template operator()<96, 80, 3>(1, 4, 8);      // the 128x128 tiles, channel tails
+  conv_bf16.template operator()<2, 3, 3>(1, 4, 5, true);  // the TSan subset: one block per pass
+
+  // The mma.sync TF32 convolution (kernels/conv2d_mma.cuh; exact-operand checks in test_conv_mma.cpp).
+  t.push_back({"mma.sync conv2d 5->7 K=3 N=3 13x11 (128x64 tile, channel tail)", [](Report& r) {
+                 mma_conv_case<3, 64, true>(r, {3, 5, 7, 13, 11, 3}, 311);
+               }});
+  t.push_back({"mma.sync conv2d 32->80 K=1 N=1 12x12 (128x128 tile)", [](Report& r) {
+                 mma_conv_case<1, 128, false>(r, {1, 32, 80, 12, 12, 1}, 313);
+               }});
+  t.push_back({"tiny mma.sync conv2d 2->3 K=3 N=1 4x5",
+               [](Report& r) {
+                 mma_conv_case<3, 64, true>(r, {1, 2, 3, 4, 5, 3}, 317);
+               },
+               true});
+  t.push_back({"tiny tf32 conv2d 2->3 K=3 N=1 4x5 forward without workspace (implicit GEMM)",
+               [](Report& r) {
+                 igemm_forward_case(r, {1, 2, 3, 4, 5, 3}, 319);
+               },
+               true});
+  t.push_back({"tiny tf32 conv2d 2->3 K=3 N=1 5x3 gradients without workspace (implicit GEMM)",
+               [](Report& r) {
+                 igemm_backward_case(r, {1, 2, 3, 5, 3, 3}, 323);
+               },
+               true});
+}
+
+void add_tiny_conv_cases(std::vector<KernelCase>& t) {
+  using kiln::Mode;
+  // The tiny subset (small = true): every kernel at least once, with the fewest CUDA threads.
+  auto tiny = [&](std::string name, std::function<void(Report&)> run) {
+    t.push_back({std::move(name), std::move(run), true});
+  };
+  tiny("tiny Conv2d<2,3,3> N=1 4x5", [](Report& r) {
+    layer_case<kiln::Conv2d<2, 3, 3, Cpu>, kiln::Conv2d<2, 3, 3, Cuda>>(r, Shape::nchw(1, 2, 4, 5), Mode::train, 201);
+  });
+  tiny("tiny Conv2d<2,3,1> N=1 4x5", [](Report& r) {
+    layer_case<kiln::Conv2d<2, 3, 1, Cpu>, kiln::Conv2d<2, 3, 1, Cuda>>(r, Shape::nchw(1, 2, 4, 5), Mode::train, 203);
+  });
+  tiny("tiny Conv2d<1,2,5> N=1 3x4", [](Report& r) {
+    layer_case<kiln::Conv2d<1, 2, 5, Cpu>, kiln::Conv2d<1, 2, 5, Cuda>>(r, Shape::nchw(1, 1, 3, 4), Mode::train, 205);
+  });
+}
+
+}  // namespace kiln_test
