@@ -2,7 +2,7 @@
 # Included from tests/CMakeLists.txt when examples are built. Each test is a bash script in
 # tests/programs/ that gets the programs, a helper and a fresh work folder.
 add_executable(kiln_programs_testtool ${CMAKE_CURRENT_SOURCE_DIR}/programs/testtool.cpp)
-target_link_libraries(kiln_programs_testtool PRIVATE kiln::kiln kiln_warnings)
+target_link_libraries(kiln_programs_testtool PRIVATE kiln::kiln kiln_warnings kiln_json_once)
 
 # kill: SIGKILL at random moments (crash safety); nan_guard: the numerical guards; outputs: no user
 # file replaced, closing messages true; decode: images fully decoded before training; options:

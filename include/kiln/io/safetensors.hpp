@@ -22,7 +22,7 @@
 // that loads or saves) is in safetensors_json.hpp, included at the end. A program may compile it
 // once instead: define KILN_IO_SEPARATE_JSON in all its units and, in exactly one of them, also
 // KILN_IO_JSON_IMPLEMENTATION before including this header (kiln's programs do, in
-// examples/common/io_json.cpp). Without either macro the library is header-only as usual.
+// cmake/json_once.cpp). Without either macro the library is header-only as usual.
 #pragma once
 
 #include "kiln/io/atomic_file.hpp"
