@@ -281,15 +281,7 @@ __global__ void __launch_bounds__(mma_conv::Tile<BN, Bf16>::threads, 2)
         a[i][2] = mma::pack_bf16x2(hi.x, hi.z);
         a[i][3] = mma::pack_bf16x2(hi.y, hi.w);
       }
-      KILN_UNROLL
-      for (int jp = 0; jp < 4; ++jp) {
-        std::uint32_t r[4];
-        mma::ldmatrix_x4(r, bs + jp * 16 * T::b_row_floats + b_lane[0]);
-        b[2 * jp][0] = r[0];
-        b[2 * jp][1] = r[1];
-        b[2 * jp + 1][0] = r[2];
-        b[2 * jp + 1][1] = r[3];
-      }
+      mma_pipeline::load_b_fragments(b, bs + b_lane[0], 16 * T::b_row_floats);
       KILN_UNROLL
       for (int i = 0; i < 4; ++i) {
         KILN_UNROLL
@@ -307,15 +299,7 @@ __global__ void __launch_bounds__(mma_conv::Tile<BN, Bf16>::threads, 2)
           a[i][2] = __float_as_uint(v.z);
           a[i][3] = __float_as_uint(v.w);
         }
-        KILN_UNROLL
-        for (int jp = 0; jp < 4; ++jp) {
-          std::uint32_t r[4];
-          mma::ldmatrix_x4(r, bs + jp * 16 * bk + b_lane[kh]);
-          b[2 * jp][0] = r[0];
-          b[2 * jp][1] = r[1];
-          b[2 * jp + 1][0] = r[2];
-          b[2 * jp + 1][1] = r[3];
-        }
+        mma_pipeline::load_b_fragments(b, bs + b_lane[kh], 16 * bk);
         KILN_UNROLL
         for (int i = 0; i < 4; ++i) {
           KILN_UNROLL

@@ -1,7 +1,9 @@
 #pragma once
 // What the mma.sync convolutions (conv2d_mma.cuh, conv2d_mma_wgrad.cuh) share: the cp.async
-// pipeline's k loop (unrolled by its stages), the accumulator zeroing and byte-offset addressing
-// of their shared-memory stages. Instructions per HMMA: docs/kernels.md, tests/nvcc/sass_thresholds.json.
+// pipeline's k loop (unrolled by its stages), the accumulator zeroing, the B fragments' ldmatrix loads and byte-offset
+// addressing of their shared-memory stages. Instructions per HMMA: docs/kernels.md, tests/nvcc/sass_thresholds.json.
+#include <cstdint>
+
 #include "kiln/gpu/gpu.hpp"
 
 namespace kiln::cuda::kernels::mma_pipeline {
@@ -22,6 +24,20 @@ __device__ __forceinline__ void zero(float (&acc)[4][8][4]) {
       KILN_UNROLL
       for (int q = 0; q < 4; ++q) acc[i][j][q] = 0.0f;
     }
+  }
+}
+
+// A warp's eight n8 B fragments of one k step (or k8 half): four ldmatrix.x4 from `lane_row` (this
+// lane's row of the first pair), each pair `pair_floats` further on, each giving two fragments.
+__device__ __forceinline__ void load_b_fragments(std::uint32_t (&b)[8][2], const float* lane_row, int pair_floats) {
+  KILN_UNROLL
+  for (int jp = 0; jp < 4; ++jp) {
+    std::uint32_t r[4];
+    kiln::gpu::mma::ldmatrix_x4(r, lane_row + jp * pair_floats);
+    b[2 * jp][0] = r[0];
+    b[2 * jp][1] = r[1];
+    b[2 * jp + 1][0] = r[2];
+    b[2 * jp + 1][1] = r[3];
   }
 }
 

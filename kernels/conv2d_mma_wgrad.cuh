@@ -221,15 +221,7 @@ __global__ void __launch_bounds__(mma_wgrad::Tile<BT>::threads, 2)
         std::uint32_t a[4][4], b[8][2];
         KILN_UNROLL
         for (int i = 0; i < 4; ++i) mma::ldmatrix_x4(a[i], as + i * 16 * bk + a_lane[kh]);
-        KILN_UNROLL
-        for (int jp = 0; jp < 4; ++jp) {
-          std::uint32_t r[4];
-          mma::ldmatrix_x4(r, bs + jp * 16 * bk + b_lane[kh]);
-          b[2 * jp][0] = r[0];
-          b[2 * jp][1] = r[1];
-          b[2 * jp + 1][0] = r[2];
-          b[2 * jp + 1][1] = r[3];
-        }
+        mma_pipeline::load_b_fragments(b, bs + b_lane[kh], 16 * bk);
         KILN_UNROLL
         for (int i = 0; i < 4; ++i) {
           KILN_UNROLL

@@ -29,6 +29,7 @@
 #include "kiln/cpu/conv2d.hpp"
 #include "kiln/cuda.hpp"
 #include "kiln/gpu/gpu.hpp"
+#include "normalised_error.hpp"
 #include "kiln/models/unet.hpp"
 #include "test_emulator_support.hpp"
 
@@ -38,31 +39,11 @@ using kiln::ConvShape;
 using kiln_emu_test::DeviceBuffer;
 namespace mc = kiln::cuda::kernels::mma_conv;
 namespace mw = kiln::cuda::kernels::mma_wgrad;
+using kiln_emu_test::uniform;
+using kiln_test::normalised_error;
 
 constexpr double bf16_bound = 1.0 / 128;  // 2u, u = 2^-8 (see the header comment)
 constexpr double tf32_level = 1e-3;       // TF32 stays below; BF16 must not
-
-double normalised_error(const std::vector<float>& got, const std::vector<float>& want) {
-  if (got.size() != want.size()) return std::numeric_limits<double>::infinity();
-  double num = 0, den = 0;
-  for (std::size_t i = 0; i < got.size(); ++i) {
-    if (!std::isfinite(got[i])) return std::numeric_limits<double>::infinity();
-    const double d = static_cast<double>(got[i]) - want[i];
-    num += d * d;
-    den += static_cast<double>(want[i]) * want[i];
-  }
-  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
-}
-
-std::vector<float> uniform(std::size_t n, std::uint64_t seed, float lo, float hi) {
-  std::vector<float> v(n);
-  std::uint64_t s = seed * 0x9e3779b97f4a7c15ull + 3;
-  for (auto& x : v) {
-    s = s * 6364136223846793005ull + 1442695040888963407ull;
-    x = lo + (hi - lo) * static_cast<float>((s >> 40) & 0xffffff) / 16777216.0f;
-  }
-  return v;
-}
 
 double bf16(float x) { return __bfloat162float(__float2bfloat16_rn(x)); }
 

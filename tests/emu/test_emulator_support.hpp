@@ -1,11 +1,23 @@
 #pragma once
 // Helpers for the emulator's tests: a typed device buffer and a scoped schedule choice.
 #include <cstddef>
+#include <cstdint>
 #include <vector>
 
 #include "kiln/gpu/gpu.hpp"
 
 namespace kiln_emu_test {
+
+// n values spread evenly over [lo, hi) by a fixed LCG: the same inputs on every run and platform.
+inline std::vector<float> uniform(std::size_t n, std::uint64_t seed, float lo, float hi) {
+  std::vector<float> v(n);
+  std::uint64_t s = seed * 0x9e3779b97f4a7c15ull + 3;
+  for (auto& x : v) {
+    s = s * 6364136223846793005ull + 1442695040888963407ull;
+    x = lo + (hi - lo) * static_cast<float>((s >> 40) & 0xffffff) / 16777216.0f;
+  }
+  return v;
+}
 
 template <class T>
 class DeviceBuffer {
