@@ -144,7 +144,8 @@ inline std::string join_numbers(const std::vector<float>& v) {
   char buf[32];
   for (std::size_t i = 0; i < v.size(); ++i) {
     std::snprintf(buf, sizeof buf, "%.9g", double(v[i]));
-    s += (i ? "," : "") + std::string(buf);
+    if (i) s += ',';
+    s += buf;
   }
   return s;
 }

@@ -22,7 +22,9 @@ inline std::string hex_mask(unsigned mask) {
 }
 
 inline std::string dims_text(unsigned x, unsigned y, unsigned z) {
-  return "(" + std::to_string(x) + "," + std::to_string(y) + "," + std::to_string(z) + ")";
+  char text[40];  // not a chain of string +: g++ 12 warns falsely on it (-Wrestrict)
+  std::snprintf(text, sizeof text, "(%u,%u,%u)", x, y, z);
+  return text;
 }
 
 inline std::string site_text(const CallSite& where) {
