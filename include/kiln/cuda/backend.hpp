@@ -32,6 +32,7 @@
 #include "conv2d.cuh"
 #include "conv2d_igemm.cuh"
 #include "conv2d_mma.cuh"
+#include "conv2d_mma_bf16.cuh"
 #include "conv2d_mma_wgrad.cuh"
 #include "conv2d_strided.cuh"
 #include "elementwise.cuh"
@@ -182,17 +183,21 @@ struct Backend<Cuda> {
     return static_cast<std::size_t>(floats);
   }
 
-  // TF32 / BF16: the weights packed for the mma.sync kernel; strict fp32 needs nothing.
+  // TF32 / BF16: the weights packed for the mma.sync kernel; BF16 also the NHWC BF16 copy of the
+  // input (conv2d_mma_bf16.cuh); strict fp32 needs nothing.
   static std::size_t conv2d_forward_workspace_floats(const ConvShape& s) {
-    return uses_mma_forward(s)
-               ? static_cast<std::size_t>(kiln::cuda::kernels::mma_conv::packed_weight_floats(s, bf16_math()))
-               : 0;
+    namespace k = kiln::cuda::kernels;
+    if (!uses_mma_forward(s)) return 0;
+    if (bf16_math() && k::mma_bf16::supports(s))
+      return static_cast<std::size_t>(k::mma_bf16::packed_weight_floats(s) + k::mma_bf16::nhwc_floats(s));
+    return static_cast<std::size_t>(k::mma_conv::packed_weight_floats(s, bf16_math()));
   }
 
   static void conv2d_forward(const ConvShape& s, const T& x, const T& w, const T& b, T& y, T& ws) {
     namespace ig = kiln::cuda::kernels::igemm;
     if (s.n == 0 || s.h == 0 || s.w == 0) return;
-    if (uses_mma_forward(s) && ws.numel() >= conv2d_forward_workspace_floats(s)) {
+    if (uses_mma_forward(s) &&
+        static_cast<std::int64_t>(ws.numel()) >= kiln::cuda::kernels::mma_conv::packed_weight_floats(s, bf16_math())) {
       conv2d_forward_mma(s, x, w, b, y, ws);
       return;
     }
@@ -569,9 +574,34 @@ struct Backend<Cuda> {
   }
   // Packs the weights into ws (tap-major, TF32), then one block per 128 pixels x BN channels:
   // BN = 64 while Cout <= 64, else 128 (mma_conv::block_n; docs/kernels.md "The mma.sync forward").
+  // BF16 with room for the NHWC copy in ws: the copy, the weights packed in natural order, then
+  // conv2d_mma_bf16_forward_kernel (16-byte cp.async and ldmatrix for A); else the fp32-staged kernels.
   static void conv2d_forward_mma(const ConvShape& s, const T& x, const T& w, const T& b, T& y, T& ws) {
     namespace mc = kiln::cuda::kernels::mma_conv;
+    namespace mb = kiln::cuda::kernels::mma_bf16;
     if (s.c_out == 0) return;
+    if (bf16_math() && mb::supports(s) &&
+        static_cast<std::int64_t>(ws.numel()) >= mb::packed_weight_floats(s) + mb::nhwc_floats(s)) {
+      auto* wp = reinterpret_cast<__nv_bfloat16*>(ws.data());
+      auto* xh = reinterpret_cast<__nv_bfloat16*>(ws.data() + mb::packed_weight_floats(s));
+      with_kernel_size<1, 3>(s.k, [&]<int K>() {
+        launch_1d(KILN_CUDA_KERNEL(conv2d_mma_pack_weights_bf16_kernel, K), mc::packed_weight_floats(s), s, w.data(),
+                  wp);
+      });
+      launch_1d(KILN_CUDA_KERNEL_FLOAT(conv2d_nhwc_bf16_kernel), mb::nhwc_cast_items(s.n * s.h * s.w, s.c_in),
+                static_cast<int>(s.n * s.h * s.w), static_cast<int>(s.h * s.w), static_cast<int>(s.c_in), x.data(), xh);
+      with_kernel_size<1, 3>(s.k, [&]<int K>() {
+        auto run = [&]<int BN>() {
+          const dim3 grid(static_cast<unsigned>((s.n * s.h * s.w + mb::bm - 1) / mb::bm),
+                          static_cast<unsigned>((s.c_out + BN - 1) / BN));
+          launch(KILN_CUDA_KERNEL(conv2d_mma_bf16_forward_kernel, K, BN), grid, dim3(mb::Tile<BN>::threads),
+                 mb::Tile<BN>::shared_bytes, s, static_cast<const __nv_bfloat16*>(xh),
+                 static_cast<const __nv_bfloat16*>(wp), ptr(b), y.data());
+        };
+        mc::block_n(s) == 64 ? run.template operator()<64>() : run.template operator()<128>();
+      });
+      return;
+    }
     with_bf16(bf16_math(), [&]<bool Bf16>() {
       with_kernel_size<1, 3>(s.k, [&]<int K>() {
         launch_1d(KILN_MMA_KERNEL(Bf16, conv2d_mma_pack_weights_kernel, K), mc::packed_weight_floats(s), s, w.data(),
