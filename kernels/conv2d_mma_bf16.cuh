@@ -88,7 +88,7 @@ template <class T>
 __global__ void conv2d_nhwc_bf16_kernel(int pixels, int hw, int c, const T* x, __nv_bfloat16* xh) {
   const int cin_pad = mma_conv::channels_padded(c), chunks = cin_pad / 8;
   const unsigned pixel_groups = static_cast<unsigned>(pixels + 7) / 8;
-  const unsigned items = static_cast<unsigned>(mma_bf16::nhwc_cast_items(pixels, c));
+  const unsigned items = pixel_groups * static_cast<unsigned>((chunks + 3) / 4) * 32;  // nhwc_cast_items
   for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < items; i += gridDim.x * blockDim.x) {
     const unsigned lane = i % 32, warp = i / 32;
     const int p = static_cast<int>(warp % pixel_groups * 8 + lane % 8);

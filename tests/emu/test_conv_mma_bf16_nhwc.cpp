@@ -44,13 +44,15 @@ std::uint16_t bf16_bits(float x) { return __float2bfloat16_rn(x).bits; }
 double bf16_value(float x) { return __bfloat162float(__float2bfloat16_rn(x)); }
 
 // The NHWC copy on the CPU: xh[p][c], channels padded to 16 with zeros.
-std::vector<std::uint16_t> nhwc_reference(std::int64_t n, std::int64_t c, std::int64_t hw, const std::vector<float>& x) {
+std::vector<std::uint16_t> nhwc_reference(std::int64_t n, std::int64_t c, std::int64_t hw,
+                                          const std::vector<float>& x) {
   const std::int64_t cp = kiln::cuda::kernels::mma_conv::channels_padded(c);
   std::vector<std::uint16_t> h(static_cast<std::size_t>(n * hw * cp), 0);
   for (std::int64_t i = 0; i < n; ++i)
     for (std::int64_t ch = 0; ch < c; ++ch)
       for (std::int64_t q = 0; q < hw; ++q)
-        h[static_cast<std::size_t>((i * hw + q) * cp + ch)] = bf16_bits(x[static_cast<std::size_t>((i * c + ch) * hw + q)]);
+        h[static_cast<std::size_t>((i * hw + q) * cp + ch)] =
+            bf16_bits(x[static_cast<std::size_t>((i * c + ch) * hw + q)]);
   return h;
 }
 
@@ -80,7 +82,7 @@ std::vector<float> nhwc_exact_forward(const ConvShape& s, const std::vector<floa
 void check_nhwc_copy(std::int64_t n, std::int64_t c, std::int64_t h, std::int64_t w, std::uint64_t seed) {
   INFO("N=" << n << " C=" << c << " " << h << "x" << w);
   auto x = uniform(static_cast<std::size_t>(n * c * h * w), seed, -3.0f, 3.0f);
-  x[0] = std::bit_cast<float>(0x3f818000u);  // ties: to even, up (0x3f82) ...
+  x[0] = std::bit_cast<float>(0x3f818000u);                    // ties: to even, up (0x3f82) ...
   if (x.size() > 1) x[1] = std::bit_cast<float>(0x3f808000u);  // ... and down (0x3f80)
   const auto want = nhwc_reference(n, c, h * w, x);
   DeviceBuffer<float> d_x(x);
@@ -166,7 +168,8 @@ TEST_CASE("conv2d_mma_bf16_forward_kernel (NHWC BF16 staging): U-Net shapes and 
 #endif
 }
 
-TEST_CASE("conv2d_mma_bf16_forward_kernel: the 2^-7 bound catches channels 0 and 8 swapped in the copy (deliberate bug)") {
+TEST_CASE(
+    "conv2d_mma_bf16_forward_kernel: the 2^-7 bound catches channels 0 and 8 swapped in the copy (deliberate bug)") {
   const ConvShape s{1, 32, 32, 8, 8, 3};
   const auto x = uniform(static_cast<std::size_t>(s.n * s.c_in * s.h * s.w), 31, -2.0f, 2.0f);
   const auto w = uniform(static_cast<std::size_t>(s.c_out * s.c_in * s.k * s.k), 32, -1.0f, 1.0f);
@@ -190,7 +193,8 @@ TEST_CASE("conv2d_mma_bf16_forward_kernel: the 2^-7 bound catches channels 0 and
   CHECK(buggy > nhwc_bf16_bound);
 }
 
-TEST_CASE("Backend<Cuda>::conv2d_forward under MathMode::bf16 runs the NHWC BF16 kernels when the workspace holds the copy") {
+TEST_CASE(
+    "Backend<Cuda>::conv2d_forward under MathMode::bf16 runs the NHWC BF16 kernels when the workspace holds the copy") {
   using B = kiln::Backend<kiln::Cuda>;
   kiln::cuda::MathModeScope scope(kiln::cuda::MathMode::bf16);
   const ConvShape s{2, 20, 24, 6, 6, 3};

@@ -240,9 +240,10 @@ int run(const Options& o) {
     // The mma.sync input gradient is the forward kernel on the transposed shape: named apart.
     if (phase == "backward" && contains(r.kernel, "conv2d_mma_forward") && !contains(r.kernel, "(dgrad)"))
       r.kernel += " (dgrad)";
-    const bool forward_conv = (contains(r.kernel, "conv2d_forward") || contains(r.kernel, "conv2d_igemm_forward") ||
-                               contains(r.kernel, "conv2d_mma_forward")) &&
-                              !contains(r.kernel, "(dgrad)");
+    const bool forward_conv =
+        (contains(r.kernel, "conv2d_forward") || contains(r.kernel, "conv2d_igemm_forward") ||
+         contains(r.kernel, "conv2d_mma_forward") || contains(r.kernel, "conv2d_mma_bf16_forward")) &&
+        !contains(r.kernel, "(dgrad)");
     const bool backward_conv = contains(r.kernel, "conv2d_backward") || contains(r.kernel, "conv2d_igemm_backward") ||
                                contains(r.kernel, "reduce_splits") || contains(r.kernel, "(dgrad)") ||
                                contains(r.kernel, "conv2d_mma_wgrad") || contains(r.kernel, "pack_weights_dgrad");
@@ -256,6 +257,9 @@ int run(const Options& o) {
       r.layer = c.name;
       p.flops = 2.0 * pixels(c) * weights(c);
       p.global_distinct_bytes = 4.0 * (pixels(c) * (c.c_in + c.c_out) + weights(c) + c.c_out);
+      if (contains(r.kernel, "conv2d_mma_bf16_forward"))  // x as the NHWC BF16 copy (channels padded to 16), w as BF16
+        p.global_distinct_bytes =
+            2.0 * pixels(c) * ((c.c_in + 15) / 16 * 16) + 2.0 * weights(c) + 4.0 * (pixels(c) * c.c_out + c.c_out);
     } else if (backward_conv) {
       if (!in_backward_group && next_backward > 0) --next_backward;
       in_backward_group = true;
@@ -277,7 +281,8 @@ int run(const Options& o) {
         p.global_distinct_bytes = 4.0 * (pixels(c) * (c.c_in + c.c_out) + 2.0 * weights(c));
       }
     }
-    if (contains(r.kernel, "conv2d_mma_pack_weights_kernel") && next_forward < convs.size()) {  // the next forward conv
+    if ((contains(r.kernel, "conv2d_mma_pack_weights_kernel") || contains(r.kernel, "conv2d_mma_pack_weights_bf16")) &&
+        next_forward < convs.size()) {  // the next forward conv
       // The sampled-block extrapolation cannot see that the grid-stride blocks re-read w's sectors.
       const ConvLayer& c = convs[next_forward];
       r.layer = c.name;
