@@ -94,7 +94,7 @@ void check_nhwc_copy(std::int64_t n, std::int64_t c, std::int64_t h, std::int64_
   CHECK(wrong == 0);
   const auto cp = static_cast<std::size_t>(kiln::cuda::kernels::mma_conv::channels_padded(c));
   CHECK(got[0] == 0x3f82);
-  if (c > 1) CHECK(got[static_cast<std::size_t>(h * w) * cp] == want[static_cast<std::size_t>(h * w) * cp]);
+  CHECK(got.size() == static_cast<std::size_t>(n * h * w) * cp);
   if (x.size() > 1 && h * w > 1) CHECK(got[cp] == 0x3f80);
 }
 
