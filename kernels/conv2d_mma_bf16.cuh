@@ -11,6 +11,10 @@
 //                                     channels in their natural order
 //   conv2d_mma_bf16_forward_kernel    y = conv(xh, wp) + b on mma.sync m16n8k16
 //
+// The input gradient is the same kernel on the transposed shape (conv2d_mma.cuh says why): dy's
+// NHWC BF16 copy (Cout channels, padded to 16) and the weights transposed in (Cin, Cout) and
+// rotated in (u, v) by conv2d_mma_pack_weights_dgrad_bf16_kernel (backward_data below).
+//
 // The GEMM is conv2d_mma.cuh's: M = N*H*W pixels, N = Cout, k = tap * cin_pad + c, a 16-wide k step
 // is one filter tap and 16 channels. In NHWC a step's A row of one pixel is 16 consecutive BF16
 // (32 bytes, two 16-byte chunks), and a tap only moves the pixel, so every A copy is one aligned
@@ -119,6 +123,20 @@ __global__ void conv2d_mma_pack_weights_bf16_kernel(ConvShape s, const float* w,
        i += static_cast<int>(gridDim.x * blockDim.x)) {
     const int c = i % cin_pad, t = i / cin_pad % KK, o = i / (cin_pad * KK);
     wp[i] = __float2bfloat16_rn(c < cin ? w[(o * cin + c) * KK + t] : 0.0f);
+  }
+}
+
+// The input gradient's weights for the kernel on the transposed shape: wp[c][t][o] =
+// bf16(w[o][c][KK-1-t]) for o < Cout, 0 for Cout <= o < cout_pad (natural order). Grid-stride.
+template <int K>
+__global__ void conv2d_mma_pack_weights_dgrad_bf16_kernel(ConvShape s, const float* w, __nv_bfloat16* wp) {
+  constexpr int KK = K * K;
+  const int cin = static_cast<int>(s.c_in), cout = static_cast<int>(s.c_out);
+  const int cout_pad = mma_conv::channels_padded(s.c_out), count = cin * KK * cout_pad;
+  for (int i = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x); i < count;
+       i += static_cast<int>(gridDim.x * blockDim.x)) {
+    const int o = i % cout_pad, t = i / cout_pad % KK, c = i / (cout_pad * KK);
+    wp[i] = __float2bfloat16_rn(o < cout ? w[(o * cin + c) * KK + (KK - 1 - t)] : 0.0f);
   }
 }
 
@@ -296,6 +314,31 @@ inline void forward(const ConvShape& s, const float* x, const float* w, const fl
     KILN_LAUNCH((conv2d_mma_pack_weights_bf16_kernel<1>), blocks, dim3(256), 0, stream, s, w, wp);
   to_nhwc(s.n, s.c_in, s.h * s.w, x, xh, stream);
   launch_packed(s, xh, wp, b, y, stream);
+}
+
+// The input gradient's workspace: its packed weights, then the NHWC copy of dy (in floats).
+inline std::int64_t dgrad_workspace_floats(const ConvShape& s) {
+  const ConvShape t = mma_conv::transposed(s);
+  return packed_weight_floats(t) + nhwc_floats(t);
+}
+
+// dx = the input gradient of y = conv(x, w) (overwritten) from dy. `workspace`:
+// dgrad_workspace_floats(s) floats, 16-byte aligned: the packed weights, then dy's NHWC copy.
+inline void backward_data(const ConvShape& s, const float* w, const float* dy, float* dx, float* workspace,
+                          kiln::gpu::stream_handle stream = nullptr) {
+  const ConvShape t = mma_conv::transposed(s);
+  if (!supports(t) || !mma_conv::supports(s))
+    throw kiln::gpu::Error("conv2d_mma_bf16: unsupported shape (K must be 1 or 3, tensors under 2^31 elements)");
+  if (s.n == 0 || s.h == 0 || s.w == 0 || s.c_in == 0 || s.c_out == 0) return;
+  auto* wp = reinterpret_cast<__nv_bfloat16*>(workspace);
+  auto* dyh = reinterpret_cast<__nv_bfloat16*>(workspace + packed_weight_floats(t));
+  const dim3 blocks(mma_conv::pack_blocks(mma_conv::packed_weight_floats(t)));
+  if (s.k == 3)
+    KILN_LAUNCH((conv2d_mma_pack_weights_dgrad_bf16_kernel<3>), blocks, dim3(256), 0, stream, s, w, wp);
+  else
+    KILN_LAUNCH((conv2d_mma_pack_weights_dgrad_bf16_kernel<1>), blocks, dim3(256), 0, stream, s, w, wp);
+  to_nhwc(s.n, s.c_out, s.h * s.w, dy, dyh, stream);
+  launch_packed(t, dyh, wp, nullptr, dx, stream);
 }
 
 }  // namespace mma_bf16

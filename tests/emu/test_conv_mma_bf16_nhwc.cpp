@@ -11,6 +11,7 @@
 // and Backend<Cuda>::conv2d_forward under MathMode::bf16 launching these kernels.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <bit>
 #include <cstring>
 #include <utility>
@@ -56,6 +57,27 @@ std::vector<std::uint16_t> nhwc_reference(std::int64_t n, std::int64_t c, std::i
   return h;
 }
 
+// dx in double on BF16-rounded operands (dy and w).
+std::vector<float> nhwc_exact_dx(const ConvShape& s, const std::vector<float>& w, const std::vector<float>& dy) {
+  const std::int64_t K = s.k, P = K / 2, H = s.h, W = s.w;
+  std::vector<double> dx(static_cast<std::size_t>(s.n * s.c_in * H * W), 0.0);
+  for (std::int64_t n = 0; n < s.n; ++n)
+    for (std::int64_t o = 0; o < s.c_out; ++o)
+      for (std::int64_t i = 0; i < H; ++i)
+        for (std::int64_t j = 0; j < W; ++j) {
+          const double g = bf16_value(dy[static_cast<std::size_t>(((n * s.c_out + o) * H + i) * W + j)]);
+          for (std::int64_t c = 0; c < s.c_in; ++c)
+            for (std::int64_t u = 0; u < K; ++u)
+              for (std::int64_t v = 0; v < K; ++v) {
+                const std::int64_t ii = i + u - P, jj = j + v - P;
+                if (ii < 0 || ii >= H || jj < 0 || jj >= W) continue;
+                dx[static_cast<std::size_t>(((n * s.c_in + c) * H + ii) * W + jj)] +=
+                    g * bf16_value(w[static_cast<std::size_t>(((o * s.c_in + c) * K + u) * K + v)]);
+              }
+        }
+  return std::vector<float>(dx.begin(), dx.end());
+}
+
 // y in double on BF16-rounded operands.
 std::vector<float> nhwc_exact_forward(const ConvShape& s, const std::vector<float>& x, const std::vector<float>& w,
                                       const std::vector<float>& b) {
@@ -98,19 +120,24 @@ void check_nhwc_copy(std::int64_t n, std::int64_t c, std::int64_t h, std::int64_
   if (x.size() > 1 && h * w > 1) CHECK(got[cp] == 0x3f80);
 }
 
-// The forward on the NHWC path, under both schedules.
+// The forward and the input gradient on the NHWC path, under both schedules.
 [[maybe_unused]] void check_nhwc_forward(const ConvShape& s, std::uint64_t seed) {
-  INFO("N=" << s.n << " " << s.c_in << "->" << s.c_out << " K=" << s.k << " " << s.h << "x" << s.w << ": tile 128x"
-            << kiln::cuda::kernels::mma_conv::block_n(s));
+  namespace mc = kiln::cuda::kernels::mma_conv;
+  INFO("N=" << s.n << " " << s.c_in << "->" << s.c_out << " K=" << s.k << " " << s.h << "x" << s.w
+            << ": forward tile 128x" << mc::block_n(s) << ", dgrad 128x" << mc::block_n(mc::transposed(s)));
   const auto x = uniform(static_cast<std::size_t>(s.n * s.c_in * s.h * s.w), seed, -2.0f, 2.0f);
   const auto w = uniform(static_cast<std::size_t>(s.c_out * s.c_in * s.k * s.k), seed + 1, -1.0f, 1.0f);
   const auto b = uniform(static_cast<std::size_t>(s.c_out), seed + 2, -1.0f, 1.0f);
-  const auto want = nhwc_exact_forward(s, x, w, b);
-  std::vector<float> strict(want.size());
+  const auto dy = uniform(static_cast<std::size_t>(s.n * s.c_out * s.h * s.w), seed + 3, -1.0f, 1.0f);
+  const auto want = nhwc_exact_forward(s, x, w, b), want_dx = nhwc_exact_dx(s, w, dy);
+  std::vector<float> strict(want.size()), strict_dx(x.size()), strict_dw(w.size());
   kiln::cpu::reference::conv2d_forward(s, x.data(), w.data(), b.data(), strict.data());
+  kiln::cpu::reference::conv2d_backward(s, x.data(), w.data(), dy.data(), strict_dx.data(), strict_dw.data(), nullptr);
   REQUIRE(mb::supports(s));
-  DeviceBuffer<float> d_x(x), d_w(w), d_b(b), d_y(want.size()),
-      work(static_cast<std::size_t>(mb::packed_weight_floats(s) + mb::nhwc_floats(s)));
+  REQUIRE(mb::supports(mc::transposed(s)));
+  DeviceBuffer<float> d_x(x), d_w(w), d_b(b), d_y(want.size()), d_dy(dy), d_dx(x.size()),
+      work(static_cast<std::size_t>(
+          std::max(mb::packed_weight_floats(s) + mb::nhwc_floats(s), mb::dgrad_workspace_floats(s))));
   for (auto schedule : {kiln::gpu::emu::Schedule::forward, kiln::gpu::emu::Schedule::reverse}) {
     kiln_emu_test::ScopedSchedule order(schedule);
     d_y.upload(std::vector<float>(want.size(), std::nanf("")));  // every output must be written
@@ -120,6 +147,14 @@ void check_nhwc_copy(std::int64_t n, std::int64_t c, std::int64_t h, std::int64_
     const double vs_fp32 = normalised_error(y, strict);
     CHECK(vs_fp32 < nhwc_bf16_bound);
     CHECK(vs_fp32 > nhwc_tf32_level);
+
+    d_dx.upload(std::vector<float>(x.size(), std::nanf("")));
+    mb::backward_data(s, d_w.get(), d_dy.get(), d_dx.get(), work.get());
+    const auto dx = d_dx.download();
+    CHECK(normalised_error(dx, want_dx) < 2e-6);
+    const double dx_vs_fp32 = normalised_error(dx, strict_dx);
+    CHECK(dx_vs_fp32 < nhwc_bf16_bound);
+    CHECK(dx_vs_fp32 > nhwc_tf32_level);
   }
 }
 
@@ -157,7 +192,8 @@ TEST_CASE("conv2d_mma_pack_weights_bf16_kernel: BF16 to nearest even, natural ch
 
 // Not in OS-thread mode (ThreadSanitizer builds): 64-128 std::threads meet at every mma.
 #if !KILN_EMU_THREADS
-TEST_CASE("conv2d_mma_bf16_forward_kernel (NHWC BF16 staging): U-Net shapes and channel tails") {
+TEST_CASE(
+    "conv2d_mma_bf16_forward_kernel (NHWC BF16 staging), forward and input gradient: U-Net shapes and channel tails") {
   check_nhwc_forward({2, 32, 32, 8, 8, 3}, 1);  // a U-Net level (width 32): the 128x64 tile
   check_nhwc_forward({1, 64, 32, 8, 8, 1}, 2);  // the 1x1 reduce 2C -> C
   check_nhwc_forward({1, 3, 5, 4, 5, 3}, 3);    // Cin 3: one k step per tap, mostly zeros; H*W = 20
@@ -226,5 +262,19 @@ TEST_CASE(
   CHECK(fallback.count("conv2d_mma_forward_kernel<3, 64, true, true>") == 1);
   CHECK(fallback.count("conv2d_nhwc_bf16_kernel<float>") == 0);
   CHECK(normalised_error(y.to_vector(), nhwc_exact_forward(s, xv, wv, bv)) < 2e-6);
+
+  // The input gradient: dy's NHWC copy and the NHWC kernel on the transposed shape (24 -> 20: 128x64).
+  CHECK(B::conv2d_workspace_floats(s) >= static_cast<std::size_t>(mb::dgrad_workspace_floats(s)));
+  const auto dyv = uniform(static_cast<std::size_t>(s.n * s.c_out * s.h * s.w), 44, -1.0f, 1.0f);
+  kiln::Tensor<float, kiln::Cuda> dy(y.shape()), dx(x.shape()), no_dw, no_db,
+      wsb(kiln::Shape{static_cast<std::int64_t>(B::conv2d_workspace_floats(s))});
+  dy.copy_from_host(dyv);
+  kiln_test::record_launches(true);
+  B::conv2d_backward(s, x, w, dy, dx, no_dw, no_db, wsb);
+  kiln_test::record_launches(false);
+  const auto backward = kiln_test::launched_kernel_names();
+  CHECK(backward.count("conv2d_mma_pack_weights_dgrad_bf16_kernel<3>") == 1);
+  CHECK(backward.count("conv2d_mma_bf16_forward_kernel<3, 64>") == 1);
+  CHECK(normalised_error(dx.to_vector(), nhwc_exact_dx(s, wv, dyv)) < 2e-6);
 }
 #endif

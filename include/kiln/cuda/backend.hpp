@@ -171,13 +171,15 @@ struct Backend<Cuda> {
   // Strict fp32 needs no scratch memory. TF32: the forward's packed weights, the input gradient's
   // packed weights (both mma.sync) and the weight gradient's split-K partial sums (mma.sync, or the
   // implicit GEMM's where the mma kernel does not take the shape), never live at once, so the
-  // largest of them.
+  // largest of them. BF16: the forward's and the input gradient's with x's / dy's NHWC BF16 copy.
   static std::size_t conv2d_workspace_floats(const ConvShape& s) {
     namespace k = kiln::cuda::kernels;
     if (!uses_tensor_cores(s)) return 0;
     std::int64_t floats = static_cast<std::int64_t>(conv2d_forward_workspace_floats(s));
     if (uses_mma_forward(s) && k::mma_conv::supports(k::mma_conv::transposed(s)))
       floats = std::max(floats, k::mma_conv::packed_weight_floats(k::mma_conv::transposed(s), bf16_math()));
+    if (bf16_math() && uses_mma_forward(s) && k::mma_bf16::supports(k::mma_conv::transposed(s)))
+      floats = std::max(floats, k::mma_bf16::dgrad_workspace_floats(s));  // + dy's NHWC BF16 copy
     floats = std::max(floats, k::mma_wgrad::supports(s) ? k::mma_wgrad::workspace_floats(s)
                                                         : k::igemm::weight_grad_workspace_floats(s));
     return static_cast<std::size_t>(floats);
@@ -588,18 +590,8 @@ struct Backend<Cuda> {
         launch_1d(KILN_CUDA_KERNEL(conv2d_mma_pack_weights_bf16_kernel, K), mc::packed_weight_floats(s), s, w.data(),
                   wp);
       });
-      launch_1d(KILN_CUDA_KERNEL_FLOAT(conv2d_nhwc_bf16_kernel), mb::nhwc_cast_items(s.n * s.h * s.w, s.c_in),
-                static_cast<int>(s.n * s.h * s.w), static_cast<int>(s.h * s.w), static_cast<int>(s.c_in), x.data(), xh);
-      with_kernel_size<1, 3>(s.k, [&]<int K>() {
-        auto run = [&]<int BN>() {
-          const dim3 grid(static_cast<unsigned>((s.n * s.h * s.w + mb::bm - 1) / mb::bm),
-                          static_cast<unsigned>((s.c_out + BN - 1) / BN));
-          launch(KILN_CUDA_KERNEL(conv2d_mma_bf16_forward_kernel, K, BN), grid, dim3(mb::Tile<BN>::threads),
-                 mb::Tile<BN>::shared_bytes, s, static_cast<const __nv_bfloat16*>(xh),
-                 static_cast<const __nv_bfloat16*>(wp), ptr(b), y.data());
-        };
-        mc::block_n(s) == 64 ? run.template operator()<64>() : run.template operator()<128>();
-      });
+      to_nhwc_bf16(s.n, s.c_in, s.h * s.w, x.data(), xh);
+      conv2d_mma_bf16_packed(s, xh, wp, ptr(b), y);
       return;
     }
     with_bf16(bf16_math(), [&]<bool Bf16>() {
@@ -629,6 +621,27 @@ struct Backend<Cuda> {
         tail ? run.template operator()<128, true>() : run.template operator()<128, false>();
     });
   }
+  // The NHWC BF16 copy of an NCHW activation (n x c x hw), channels padded to 16 (conv2d_mma_bf16.cuh).
+  static void to_nhwc_bf16(std::int64_t n, std::int64_t c, std::int64_t hw, const float* x, __nv_bfloat16* xh) {
+    launch_1d(KILN_CUDA_KERNEL_FLOAT(conv2d_nhwc_bf16_kernel),
+              kiln::cuda::kernels::mma_bf16::nhwc_cast_items(n * hw, c), static_cast<int>(n * hw), static_cast<int>(hw),
+              static_cast<int>(c), x, xh);
+  }
+  // conv2d_mma_bf16_forward_kernel of shape fs (a transposed one for the input gradient) on an NHWC
+  // BF16 copy and natural-order BF16 packed weights; tiles as conv2d_mma_packed.
+  static void conv2d_mma_bf16_packed(const ConvShape& fs, const __nv_bfloat16* xh, const __nv_bfloat16* wp,
+                                     const float* b, T& y) {
+    namespace mb = kiln::cuda::kernels::mma_bf16;
+    with_kernel_size<1, 3>(fs.k, [&]<int K>() {
+      auto run = [&]<int BN>() {
+        const dim3 grid(static_cast<unsigned>((fs.n * fs.h * fs.w + mb::bm - 1) / mb::bm),
+                        static_cast<unsigned>((fs.c_out + BN - 1) / BN));
+        launch(KILN_CUDA_KERNEL(conv2d_mma_bf16_forward_kernel, K, BN), grid, dim3(mb::Tile<BN>::threads),
+               mb::Tile<BN>::shared_bytes, fs, xh, wp, b, y.data());
+      };
+      kiln::cuda::kernels::mma_conv::block_n(fs) == 64 ? run.template operator()<64>() : run.template operator()<128>();
+    });
+  }
   static dim3 igemm_grid(const ConvShape& s, kiln::cuda::kernels::igemm::Pass pass, unsigned splits = 1) {
     namespace ig = kiln::cuda::kernels::igemm;
     const ig::Gemm g = ig::gemm_of(s, pass);
@@ -643,10 +656,23 @@ struct Backend<Cuda> {
     namespace ig = kiln::cuda::kernels::igemm;
     namespace mc = kiln::cuda::kernels::mma_conv;
     namespace mw = kiln::cuda::kernels::mma_wgrad;
+    namespace mb = kiln::cuda::kernels::mma_bf16;
     const bool bf16 = bf16_math();
     if (!dx.empty() && s.c_in > 0) {
-      if (uses_mma_forward(s) && mc::supports(mc::transposed(s)) && s.c_out > 0 &&
-          static_cast<std::int64_t>(ws.numel()) >= mc::packed_weight_floats(mc::transposed(s), bf16)) {
+      if (bf16 && uses_mma_forward(s) && mb::supports(mc::transposed(s)) && s.c_out > 0 &&
+          static_cast<std::int64_t>(ws.numel()) >= mb::dgrad_workspace_floats(s)) {
+        // BF16 with room for dy's NHWC copy: the NHWC forward kernel on the transposed shape.
+        const ConvShape t = mc::transposed(s);
+        auto* wp = reinterpret_cast<__nv_bfloat16*>(ws.data());
+        auto* dyh = reinterpret_cast<__nv_bfloat16*>(ws.data() + mb::packed_weight_floats(t));
+        with_kernel_size<1, 3>(s.k, [&]<int K>() {
+          launch_1d(KILN_CUDA_KERNEL(conv2d_mma_pack_weights_dgrad_bf16_kernel, K), mc::packed_weight_floats(t), s,
+                    w.data(), wp);
+        });
+        to_nhwc_bf16(s.n, s.c_out, s.h * s.w, dy.data(), dyh);
+        conv2d_mma_bf16_packed(t, dyh, wp, nullptr, dx);
+      } else if (uses_mma_forward(s) && mc::supports(mc::transposed(s)) && s.c_out > 0 &&
+                 static_cast<std::int64_t>(ws.numel()) >= mc::packed_weight_floats(mc::transposed(s), bf16)) {
         with_bf16(bf16, [&]<bool Bf16>() {
           with_kernel_size<1, 3>(s.k, [&]<int K>() {
             launch_1d(KILN_MMA_KERNEL(Bf16, conv2d_mma_pack_weights_dgrad_kernel, K), mc::packed_dgrad_weight_floats(s),

@@ -238,7 +238,9 @@ int run(const Options& o) {
     if (contains(r.kernel, "loss_backward")) phase = r.phase = "backward";
     if (contains(r.kernel, "adam") || contains(r.kernel, "sgd")) phase = r.phase = "optimizer";
     // The mma.sync input gradient is the forward kernel on the transposed shape: named apart.
-    if (phase == "backward" && contains(r.kernel, "conv2d_mma_forward") && !contains(r.kernel, "(dgrad)"))
+    if (phase == "backward" &&
+        (contains(r.kernel, "conv2d_mma_forward") || contains(r.kernel, "conv2d_mma_bf16_forward")) &&
+        !contains(r.kernel, "(dgrad)"))
       r.kernel += " (dgrad)";
     const bool forward_conv =
         (contains(r.kernel, "conv2d_forward") || contains(r.kernel, "conv2d_igemm_forward") ||
