@@ -273,6 +273,9 @@ int run(const Options& o) {
       } else if (contains(r.kernel, "backward_data") || contains(r.kernel, "(dgrad)")) {
         p.flops = 2.0 * pixels(c) * weights(c);
         p.global_distinct_bytes = 4.0 * (pixels(c) * (c.c_in + c.c_out) + weights(c));
+        if (contains(r.kernel, "conv2d_mma_bf16_forward"))  // dy as the NHWC BF16 copy, w as BF16
+          p.global_distinct_bytes =
+              2.0 * pixels(c) * ((c.c_out + 15) / 16 * 16) + 2.0 * weights(c) + 4.0 * pixels(c) * c.c_in;
       } else if (contains(r.kernel, "pack_weights_dgrad")) {  // w read, the transposed copy written (as below)
         const double padded = 1.0 * c.c_in * c.k * c.k * ((c.c_out + 15) / 16 * 16);
         p.global_distinct_bytes = 4.0 * (weights(c) + padded);
@@ -291,7 +294,8 @@ int run(const Options& o) {
       const double padded = 1.0 * c.c_out * c.k * c.k * ((c.c_in + 15) / 16 * 16);
       p.global_distinct_bytes = 4.0 * (weights(c) + padded);
     }
-    if (!backward_conv) in_backward_group = false;
+    // (dy's NHWC BF16 copy sits between the input gradient's packing and its GEMM: same group.)
+    if (!backward_conv && !(phase == "backward" && contains(r.kernel, "conv2d_nhwc_bf16"))) in_backward_group = false;
     rows.push_back(r);
   }
 
