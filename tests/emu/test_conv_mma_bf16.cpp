@@ -26,6 +26,7 @@
 
 #include "conv2d_mma.cuh"
 #include "conv2d_mma_wgrad.cuh"
+#include "emu/launch_log.hpp"
 #include "kiln/cpu/conv2d.hpp"
 #include "kiln/cuda.hpp"
 #include "kiln/gpu/gpu.hpp"
@@ -224,8 +225,9 @@ TEST_CASE("MathMode: bf16 parses, is named, and selects tensor cores") {
   CHECK_THROWS_WITH_AS(kiln::cuda::parse_math_mode("fp16"), doctest::Contains("bf16"), kiln::Error);
   kiln::cuda::MathModeScope scope(MathMode::bf16);
   const ConvShape s{2, 32, 64, 8, 8, 3};
+  // Half the packed weights of TF32, and the NHWC BF16 copy of the input (conv2d_mma_bf16.cuh).
   CHECK(kiln::Backend<kiln::Cuda>::conv2d_forward_workspace_floats(s) ==
-        static_cast<std::size_t>(mc::packed_weight_floats(s) / 2));
+        static_cast<std::size_t>(mc::packed_weight_floats(s) / 2 + s.n * s.c_in * s.h * s.w / 2));
 }
 
 #if !KILN_EMU_THREADS && !KILN_EMU_ASAN
@@ -266,7 +268,13 @@ std::vector<float> train_unet(kiln::cuda::MathMode mode, int steps) {
 TEST_CASE("A small U-Net trains under MathMode::bf16: the loss falls and stays within 5 % of strict fp32") {
   constexpr int steps = 5;
   const auto fp32 = train_unet(kiln::cuda::MathMode::strict_fp32, steps);
+  kiln_test::record_launches(true);
   const auto bf16 = train_unet(kiln::cuda::MathMode::bf16, steps);
+  kiln_test::record_launches(false);
+  // The forward convolutions from the NHWC BF16 copy (conv2d_mma_bf16.cuh), the gradients on conv2d_mma*.cuh.
+  CHECK(kiln_test::launched_kernels().count("conv2d_mma_bf16_forward_kernel") == 1);
+  CHECK(kiln_test::launched_kernels().count("conv2d_nhwc_bf16_kernel") == 1);
+  CHECK(kiln_test::launched_kernels().count("conv2d_mma_wgrad_kernel") == 1);
   REQUIRE(bf16.size() == std::size_t(steps));
   for (int s = 0; s < steps; ++s) {
     MESSAGE("step ", s + 1, ": fp32 ", fp32[s], ", bf16 ", bf16[s]);

@@ -32,6 +32,7 @@
 #include "conv2d.cuh"
 #include "conv2d_igemm.cuh"
 #include "conv2d_mma.cuh"
+#include "conv2d_mma_bf16.cuh"
 #include "conv2d_mma_wgrad.cuh"
 #include "conv2d_strided.cuh"
 #include "elementwise.cuh"
@@ -170,29 +171,35 @@ struct Backend<Cuda> {
   // Strict fp32 needs no scratch memory. TF32: the forward's packed weights, the input gradient's
   // packed weights (both mma.sync) and the weight gradient's split-K partial sums (mma.sync, or the
   // implicit GEMM's where the mma kernel does not take the shape), never live at once, so the
-  // largest of them.
+  // largest of them. BF16: the forward's and the input gradient's with x's / dy's NHWC BF16 copy.
   static std::size_t conv2d_workspace_floats(const ConvShape& s) {
     namespace k = kiln::cuda::kernels;
     if (!uses_tensor_cores(s)) return 0;
     std::int64_t floats = static_cast<std::int64_t>(conv2d_forward_workspace_floats(s));
     if (uses_mma_forward(s) && k::mma_conv::supports(k::mma_conv::transposed(s)))
       floats = std::max(floats, k::mma_conv::packed_weight_floats(k::mma_conv::transposed(s), bf16_math()));
+    if (bf16_math() && uses_mma_forward(s) && k::mma_bf16::supports(k::mma_conv::transposed(s)))
+      floats = std::max(floats, k::mma_bf16::dgrad_workspace_floats(s));  // + dy's NHWC BF16 copy
     floats = std::max(floats, k::mma_wgrad::supports(s) ? k::mma_wgrad::workspace_floats(s)
                                                         : k::igemm::weight_grad_workspace_floats(s));
     return static_cast<std::size_t>(floats);
   }
 
-  // TF32 / BF16: the weights packed for the mma.sync kernel; strict fp32 needs nothing.
+  // TF32 / BF16: the weights packed for the mma.sync kernel; BF16 also the NHWC BF16 copy of the
+  // input (conv2d_mma_bf16.cuh); strict fp32 needs nothing.
   static std::size_t conv2d_forward_workspace_floats(const ConvShape& s) {
-    return uses_mma_forward(s)
-               ? static_cast<std::size_t>(kiln::cuda::kernels::mma_conv::packed_weight_floats(s, bf16_math()))
-               : 0;
+    namespace k = kiln::cuda::kernels;
+    if (!uses_mma_forward(s)) return 0;
+    if (bf16_math() && k::mma_bf16::supports(s))
+      return static_cast<std::size_t>(k::mma_bf16::packed_weight_floats(s) + k::mma_bf16::nhwc_floats(s));
+    return static_cast<std::size_t>(k::mma_conv::packed_weight_floats(s, bf16_math()));
   }
 
   static void conv2d_forward(const ConvShape& s, const T& x, const T& w, const T& b, T& y, T& ws) {
     namespace ig = kiln::cuda::kernels::igemm;
     if (s.n == 0 || s.h == 0 || s.w == 0) return;
-    if (uses_mma_forward(s) && ws.numel() >= conv2d_forward_workspace_floats(s)) {
+    if (uses_mma_forward(s) &&
+        static_cast<std::int64_t>(ws.numel()) >= kiln::cuda::kernels::mma_conv::packed_weight_floats(s, bf16_math())) {
       conv2d_forward_mma(s, x, w, b, y, ws);
       return;
     }
@@ -569,9 +576,24 @@ struct Backend<Cuda> {
   }
   // Packs the weights into ws (tap-major, TF32), then one block per 128 pixels x BN channels:
   // BN = 64 while Cout <= 64, else 128 (mma_conv::block_n; docs/kernels.md "The mma.sync forward").
+  // BF16 with room for the NHWC copy in ws: the copy, the weights packed in natural order, then
+  // conv2d_mma_bf16_forward_kernel (16-byte cp.async and ldmatrix for A); else the fp32-staged kernels.
   static void conv2d_forward_mma(const ConvShape& s, const T& x, const T& w, const T& b, T& y, T& ws) {
     namespace mc = kiln::cuda::kernels::mma_conv;
+    namespace mb = kiln::cuda::kernels::mma_bf16;
     if (s.c_out == 0) return;
+    if (bf16_math() && mb::supports(s) &&
+        static_cast<std::int64_t>(ws.numel()) >= mb::packed_weight_floats(s) + mb::nhwc_floats(s)) {
+      auto* wp = reinterpret_cast<__nv_bfloat16*>(ws.data());
+      auto* xh = reinterpret_cast<__nv_bfloat16*>(ws.data() + mb::packed_weight_floats(s));
+      with_kernel_size<1, 3>(s.k, [&]<int K>() {
+        launch_1d(KILN_CUDA_KERNEL(conv2d_mma_pack_weights_bf16_kernel, K), mc::packed_weight_floats(s), s, w.data(),
+                  wp);
+      });
+      to_nhwc_bf16(s.n, s.c_in, s.h * s.w, x.data(), xh);
+      conv2d_mma_bf16_packed(s, xh, wp, ptr(b), y);
+      return;
+    }
     with_bf16(bf16_math(), [&]<bool Bf16>() {
       with_kernel_size<1, 3>(s.k, [&]<int K>() {
         launch_1d(KILN_MMA_KERNEL(Bf16, conv2d_mma_pack_weights_kernel, K), mc::packed_weight_floats(s), s, w.data(),
@@ -599,6 +621,27 @@ struct Backend<Cuda> {
         tail ? run.template operator()<128, true>() : run.template operator()<128, false>();
     });
   }
+  // The NHWC BF16 copy of an NCHW activation (n x c x hw), channels padded to 16 (conv2d_mma_bf16.cuh).
+  static void to_nhwc_bf16(std::int64_t n, std::int64_t c, std::int64_t hw, const float* x, __nv_bfloat16* xh) {
+    launch_1d(KILN_CUDA_KERNEL_FLOAT(conv2d_nhwc_bf16_kernel),
+              kiln::cuda::kernels::mma_bf16::nhwc_cast_items(n * hw, c), static_cast<int>(n * hw), static_cast<int>(hw),
+              static_cast<int>(c), x, xh);
+  }
+  // conv2d_mma_bf16_forward_kernel of shape fs (a transposed one for the input gradient) on an NHWC
+  // BF16 copy and natural-order BF16 packed weights; tiles as conv2d_mma_packed.
+  static void conv2d_mma_bf16_packed(const ConvShape& fs, const __nv_bfloat16* xh, const __nv_bfloat16* wp,
+                                     const float* b, T& y) {
+    namespace mb = kiln::cuda::kernels::mma_bf16;
+    with_kernel_size<1, 3>(fs.k, [&]<int K>() {
+      auto run = [&]<int BN>() {
+        const dim3 grid(static_cast<unsigned>((fs.n * fs.h * fs.w + mb::bm - 1) / mb::bm),
+                        static_cast<unsigned>((fs.c_out + BN - 1) / BN));
+        launch(KILN_CUDA_KERNEL(conv2d_mma_bf16_forward_kernel, K, BN), grid, dim3(mb::Tile<BN>::threads),
+               mb::Tile<BN>::shared_bytes, fs, xh, wp, b, y.data());
+      };
+      kiln::cuda::kernels::mma_conv::block_n(fs) == 64 ? run.template operator()<64>() : run.template operator()<128>();
+    });
+  }
   static dim3 igemm_grid(const ConvShape& s, kiln::cuda::kernels::igemm::Pass pass, unsigned splits = 1) {
     namespace ig = kiln::cuda::kernels::igemm;
     const ig::Gemm g = ig::gemm_of(s, pass);
@@ -613,10 +656,23 @@ struct Backend<Cuda> {
     namespace ig = kiln::cuda::kernels::igemm;
     namespace mc = kiln::cuda::kernels::mma_conv;
     namespace mw = kiln::cuda::kernels::mma_wgrad;
+    namespace mb = kiln::cuda::kernels::mma_bf16;
     const bool bf16 = bf16_math();
     if (!dx.empty() && s.c_in > 0) {
-      if (uses_mma_forward(s) && mc::supports(mc::transposed(s)) && s.c_out > 0 &&
-          static_cast<std::int64_t>(ws.numel()) >= mc::packed_weight_floats(mc::transposed(s), bf16)) {
+      if (bf16 && uses_mma_forward(s) && mb::supports(mc::transposed(s)) && s.c_out > 0 &&
+          static_cast<std::int64_t>(ws.numel()) >= mb::dgrad_workspace_floats(s)) {
+        // BF16 with room for dy's NHWC copy: the NHWC forward kernel on the transposed shape.
+        const ConvShape t = mc::transposed(s);
+        auto* wp = reinterpret_cast<__nv_bfloat16*>(ws.data());
+        auto* dyh = reinterpret_cast<__nv_bfloat16*>(ws.data() + mb::packed_weight_floats(t));
+        with_kernel_size<1, 3>(s.k, [&]<int K>() {
+          launch_1d(KILN_CUDA_KERNEL(conv2d_mma_pack_weights_dgrad_bf16_kernel, K), mc::packed_weight_floats(t), s,
+                    w.data(), wp);
+        });
+        to_nhwc_bf16(s.n, s.c_out, s.h * s.w, dy.data(), dyh);
+        conv2d_mma_bf16_packed(t, dyh, wp, nullptr, dx);
+      } else if (uses_mma_forward(s) && mc::supports(mc::transposed(s)) && s.c_out > 0 &&
+                 static_cast<std::int64_t>(ws.numel()) >= mc::packed_weight_floats(mc::transposed(s), bf16)) {
         with_bf16(bf16, [&]<bool Bf16>() {
           with_kernel_size<1, 3>(s.k, [&]<int K>() {
             launch_1d(KILN_MMA_KERNEL(Bf16, conv2d_mma_pack_weights_dgrad_kernel, K), mc::packed_dgrad_weight_floats(s),

@@ -238,11 +238,14 @@ int run(const Options& o) {
     if (contains(r.kernel, "loss_backward")) phase = r.phase = "backward";
     if (contains(r.kernel, "adam") || contains(r.kernel, "sgd")) phase = r.phase = "optimizer";
     // The mma.sync input gradient is the forward kernel on the transposed shape: named apart.
-    if (phase == "backward" && contains(r.kernel, "conv2d_mma_forward") && !contains(r.kernel, "(dgrad)"))
+    if (phase == "backward" &&
+        (contains(r.kernel, "conv2d_mma_forward") || contains(r.kernel, "conv2d_mma_bf16_forward")) &&
+        !contains(r.kernel, "(dgrad)"))
       r.kernel += " (dgrad)";
-    const bool forward_conv = (contains(r.kernel, "conv2d_forward") || contains(r.kernel, "conv2d_igemm_forward") ||
-                               contains(r.kernel, "conv2d_mma_forward")) &&
-                              !contains(r.kernel, "(dgrad)");
+    const bool forward_conv =
+        (contains(r.kernel, "conv2d_forward") || contains(r.kernel, "conv2d_igemm_forward") ||
+         contains(r.kernel, "conv2d_mma_forward") || contains(r.kernel, "conv2d_mma_bf16_forward")) &&
+        !contains(r.kernel, "(dgrad)");
     const bool backward_conv = contains(r.kernel, "conv2d_backward") || contains(r.kernel, "conv2d_igemm_backward") ||
                                contains(r.kernel, "reduce_splits") || contains(r.kernel, "(dgrad)") ||
                                contains(r.kernel, "conv2d_mma_wgrad") || contains(r.kernel, "pack_weights_dgrad");
@@ -256,6 +259,9 @@ int run(const Options& o) {
       r.layer = c.name;
       p.flops = 2.0 * pixels(c) * weights(c);
       p.global_distinct_bytes = 4.0 * (pixels(c) * (c.c_in + c.c_out) + weights(c) + c.c_out);
+      if (contains(r.kernel, "conv2d_mma_bf16_forward"))  // x as the NHWC BF16 copy (channels padded to 16), w as BF16
+        p.global_distinct_bytes =
+            2.0 * pixels(c) * ((c.c_in + 15) / 16 * 16) + 2.0 * weights(c) + 4.0 * (pixels(c) * c.c_out + c.c_out);
     } else if (backward_conv) {
       if (!in_backward_group && next_backward > 0) --next_backward;
       in_backward_group = true;
@@ -267,6 +273,9 @@ int run(const Options& o) {
       } else if (contains(r.kernel, "backward_data") || contains(r.kernel, "(dgrad)")) {
         p.flops = 2.0 * pixels(c) * weights(c);
         p.global_distinct_bytes = 4.0 * (pixels(c) * (c.c_in + c.c_out) + weights(c));
+        if (contains(r.kernel, "conv2d_mma_bf16_forward"))  // dy as the NHWC BF16 copy, w as BF16
+          p.global_distinct_bytes =
+              2.0 * pixels(c) * ((c.c_out + 15) / 16 * 16) + 2.0 * weights(c) + 4.0 * pixels(c) * c.c_in;
       } else if (contains(r.kernel, "pack_weights_dgrad")) {  // w read, the transposed copy written (as below)
         const double padded = 1.0 * c.c_in * c.k * c.k * ((c.c_out + 15) / 16 * 16);
         p.global_distinct_bytes = 4.0 * (weights(c) + padded);
@@ -277,14 +286,16 @@ int run(const Options& o) {
         p.global_distinct_bytes = 4.0 * (pixels(c) * (c.c_in + c.c_out) + 2.0 * weights(c));
       }
     }
-    if (contains(r.kernel, "conv2d_mma_pack_weights_kernel") && next_forward < convs.size()) {  // the next forward conv
+    if ((contains(r.kernel, "conv2d_mma_pack_weights_kernel") || contains(r.kernel, "conv2d_mma_pack_weights_bf16")) &&
+        next_forward < convs.size()) {  // the next forward conv
       // The sampled-block extrapolation cannot see that the grid-stride blocks re-read w's sectors.
       const ConvLayer& c = convs[next_forward];
       r.layer = c.name;
       const double padded = 1.0 * c.c_out * c.k * c.k * ((c.c_in + 15) / 16 * 16);
       p.global_distinct_bytes = 4.0 * (weights(c) + padded);
     }
-    if (!backward_conv) in_backward_group = false;
+    // (dy's NHWC BF16 copy sits between the input gradient's packing and its GEMM: same group.)
+    if (!backward_conv && !(phase == "backward" && contains(r.kernel, "conv2d_nhwc_bf16"))) in_backward_group = false;
     rows.push_back(r);
   }
 

@@ -1,0 +1,280 @@
+// BF16 storage of activations (kernels/conv2d_mma_bf16.cuh): the NHWC BF16 copy of an NCHW fp32
+// activation and the BF16 mma.sync forward that stages it with 16-byte cp.async and ldmatrix, on
+// the lane-accurate emulation of mma.sync m16n8k16 / ldmatrix, against
+//   * a CPU copy bit by bit (round to nearest, ties to even; zeros in the padded channels);
+//   * loops in double on the operands the tensor cores see (x and w rounded to BF16): only the
+//     fp32 accumulation order may differ, normalised error < 2e-6;
+//   * the CPU reference convolution in fp32 with BF16's bound 2^-7 (test_conv_mma_bf16.cpp says
+//     why), and above 1e-3, which TF32 stays under: the BF16 path really ran;
+//   * a deliberate bug (channels 0 and 8 of every pixel swapped in the copy, what a wrong chunk
+//     index does) that the bound must catch;
+// and Backend<Cuda>::conv2d_forward under MathMode::bf16 launching these kernels.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <bit>
+#include <cstring>
+#include <utility>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "conv2d_mma_bf16.cuh"
+#include "emu/launch_log.hpp"
+#include "kiln/cpu/conv2d.hpp"
+#include "kiln/cuda.hpp"
+#include "kiln/gpu/gpu.hpp"
+#include "normalised_error.hpp"
+#include "test_emulator_support.hpp"
+
+namespace {
+
+using kiln::ConvShape;
+using kiln_emu_test::DeviceBuffer;
+using kiln_emu_test::uniform;
+using kiln_test::normalised_error;
+namespace mb = kiln::cuda::kernels::mma_bf16;
+
+constexpr double nhwc_bf16_bound = 1.0 / 128;  // 2u, u = 2^-8
+constexpr double nhwc_tf32_level = 1e-3;
+
+std::uint16_t bf16_bits(float x) { return __float2bfloat16_rn(x).bits; }
+double bf16_value(float x) { return __bfloat162float(__float2bfloat16_rn(x)); }
+
+// The NHWC copy on the CPU: xh[p][c], channels padded to 16 with zeros.
+std::vector<std::uint16_t> nhwc_reference(std::int64_t n, std::int64_t c, std::int64_t hw,
+                                          const std::vector<float>& x) {
+  const std::int64_t cp = kiln::cuda::kernels::mma_conv::channels_padded(c);
+  std::vector<std::uint16_t> h(static_cast<std::size_t>(n * hw * cp), 0);
+  for (std::int64_t i = 0; i < n; ++i)
+    for (std::int64_t ch = 0; ch < c; ++ch)
+      for (std::int64_t q = 0; q < hw; ++q)
+        h[static_cast<std::size_t>((i * hw + q) * cp + ch)] =
+            bf16_bits(x[static_cast<std::size_t>((i * c + ch) * hw + q)]);
+  return h;
+}
+
+// dx in double on BF16-rounded operands (dy and w).
+std::vector<float> nhwc_exact_dx(const ConvShape& s, const std::vector<float>& w, const std::vector<float>& dy) {
+  const std::int64_t K = s.k, P = K / 2, H = s.h, W = s.w;
+  std::vector<double> dx(static_cast<std::size_t>(s.n * s.c_in * H * W), 0.0);
+  for (std::int64_t n = 0; n < s.n; ++n)
+    for (std::int64_t o = 0; o < s.c_out; ++o)
+      for (std::int64_t i = 0; i < H; ++i)
+        for (std::int64_t j = 0; j < W; ++j) {
+          const double g = bf16_value(dy[static_cast<std::size_t>(((n * s.c_out + o) * H + i) * W + j)]);
+          for (std::int64_t c = 0; c < s.c_in; ++c)
+            for (std::int64_t u = 0; u < K; ++u)
+              for (std::int64_t v = 0; v < K; ++v) {
+                const std::int64_t ii = i + u - P, jj = j + v - P;
+                if (ii < 0 || ii >= H || jj < 0 || jj >= W) continue;
+                dx[static_cast<std::size_t>(((n * s.c_in + c) * H + ii) * W + jj)] +=
+                    g * bf16_value(w[static_cast<std::size_t>(((o * s.c_in + c) * K + u) * K + v)]);
+              }
+        }
+  return std::vector<float>(dx.begin(), dx.end());
+}
+
+// y in double on BF16-rounded operands.
+std::vector<float> nhwc_exact_forward(const ConvShape& s, const std::vector<float>& x, const std::vector<float>& w,
+                                      const std::vector<float>& b) {
+  const std::int64_t K = s.k, P = K / 2, H = s.h, W = s.w;
+  std::vector<float> y(static_cast<std::size_t>(s.n * s.c_out * H * W));
+  for (std::int64_t n = 0; n < s.n; ++n)
+    for (std::int64_t o = 0; o < s.c_out; ++o)
+      for (std::int64_t i = 0; i < H; ++i)
+        for (std::int64_t j = 0; j < W; ++j) {
+          double acc = b[static_cast<std::size_t>(o)];
+          for (std::int64_t c = 0; c < s.c_in; ++c)
+            for (std::int64_t u = 0; u < K; ++u)
+              for (std::int64_t v = 0; v < K; ++v) {
+                const std::int64_t ii = i + u - P, jj = j + v - P;
+                if (ii < 0 || ii >= H || jj < 0 || jj >= W) continue;
+                acc += bf16_value(x[static_cast<std::size_t>(((n * s.c_in + c) * H + ii) * W + jj)]) *
+                       bf16_value(w[static_cast<std::size_t>(((o * s.c_in + c) * K + u) * K + v)]);
+              }
+          y[static_cast<std::size_t>(((n * s.c_out + o) * H + i) * W + j)] = static_cast<float>(acc);
+        }
+  return y;
+}
+
+void check_nhwc_copy(std::int64_t n, std::int64_t c, std::int64_t h, std::int64_t w, std::uint64_t seed) {
+  INFO("N=" << n << " C=" << c << " " << h << "x" << w);
+  auto x = uniform(static_cast<std::size_t>(n * c * h * w), seed, -3.0f, 3.0f);
+  x[0] = std::bit_cast<float>(0x3f818000u);                    // ties: to even, up (0x3f82) ...
+  if (x.size() > 1) x[1] = std::bit_cast<float>(0x3f808000u);  // ... and down (0x3f80)
+  const auto want = nhwc_reference(n, c, h * w, x);
+  DeviceBuffer<float> d_x(x);
+  DeviceBuffer<std::uint16_t> d_h(std::vector<std::uint16_t>(want.size(), 0xffffu));  // padding must be written
+  mb::to_nhwc(n, c, h * w, d_x.get(), reinterpret_cast<__nv_bfloat16*>(d_h.get()));
+  const auto got = d_h.download();
+  std::size_t wrong = 0;
+  for (std::size_t i = 0; i < got.size(); ++i) wrong += got[i] != want[i] ? 1 : 0;
+  CHECK(wrong == 0);
+  const auto cp = static_cast<std::size_t>(kiln::cuda::kernels::mma_conv::channels_padded(c));
+  CHECK(got[0] == 0x3f82);
+  CHECK(got.size() == static_cast<std::size_t>(n * h * w) * cp);
+  if (x.size() > 1 && h * w > 1) CHECK(got[cp] == 0x3f80);
+}
+
+// The forward and the input gradient on the NHWC path, under both schedules.
+[[maybe_unused]] void check_nhwc_forward(const ConvShape& s, std::uint64_t seed) {
+  namespace mc = kiln::cuda::kernels::mma_conv;
+  INFO("N=" << s.n << " " << s.c_in << "->" << s.c_out << " K=" << s.k << " " << s.h << "x" << s.w
+            << ": forward tile 128x" << mc::block_n(s) << ", dgrad 128x" << mc::block_n(mc::transposed(s)));
+  const auto x = uniform(static_cast<std::size_t>(s.n * s.c_in * s.h * s.w), seed, -2.0f, 2.0f);
+  const auto w = uniform(static_cast<std::size_t>(s.c_out * s.c_in * s.k * s.k), seed + 1, -1.0f, 1.0f);
+  const auto b = uniform(static_cast<std::size_t>(s.c_out), seed + 2, -1.0f, 1.0f);
+  const auto dy = uniform(static_cast<std::size_t>(s.n * s.c_out * s.h * s.w), seed + 3, -1.0f, 1.0f);
+  const auto want = nhwc_exact_forward(s, x, w, b), want_dx = nhwc_exact_dx(s, w, dy);
+  std::vector<float> strict(want.size()), strict_dx(x.size()), strict_dw(w.size());
+  kiln::cpu::reference::conv2d_forward(s, x.data(), w.data(), b.data(), strict.data());
+  kiln::cpu::reference::conv2d_backward(s, x.data(), w.data(), dy.data(), strict_dx.data(), strict_dw.data(), nullptr);
+  REQUIRE(mb::supports(s));
+  REQUIRE(mb::supports(mc::transposed(s)));
+  DeviceBuffer<float> d_x(x), d_w(w), d_b(b), d_y(want.size()), d_dy(dy), d_dx(x.size()),
+      work(static_cast<std::size_t>(
+          std::max(mb::packed_weight_floats(s) + mb::nhwc_floats(s), mb::dgrad_workspace_floats(s))));
+  for (auto schedule : {kiln::gpu::emu::Schedule::forward, kiln::gpu::emu::Schedule::reverse}) {
+    kiln_emu_test::ScopedSchedule order(schedule);
+    d_y.upload(std::vector<float>(want.size(), std::nanf("")));  // every output must be written
+    mb::forward(s, d_x.get(), d_w.get(), d_b.get(), d_y.get(), work.get());
+    const auto y = d_y.download();
+    CHECK(normalised_error(y, want) < 2e-6);
+    const double vs_fp32 = normalised_error(y, strict);
+    CHECK(vs_fp32 < nhwc_bf16_bound);
+    CHECK(vs_fp32 > nhwc_tf32_level);
+
+    d_dx.upload(std::vector<float>(x.size(), std::nanf("")));
+    mb::backward_data(s, d_w.get(), d_dy.get(), d_dx.get(), work.get());
+    const auto dx = d_dx.download();
+    CHECK(normalised_error(dx, want_dx) < 2e-6);
+    const double dx_vs_fp32 = normalised_error(dx, strict_dx);
+    CHECK(dx_vs_fp32 < nhwc_bf16_bound);
+    CHECK(dx_vs_fp32 > nhwc_tf32_level);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("conv2d_nhwc_bf16_kernel: NCHW fp32 -> NHWC BF16 bit by bit, ties to even, channels padded with zeros") {
+  check_nhwc_copy(2, 3, 5, 7, 11);   // a channel tail (3 of 16), pixel groups spanning images
+  check_nhwc_copy(1, 17, 4, 4, 12);  // 32 padded channels: 4 chunks, one warp's chunk group
+  check_nhwc_copy(3, 40, 3, 3, 13);  // 48 padded channels: a second chunk group, half used
+  check_nhwc_copy(1, 1, 1, 1, 14);   // one pixel, one channel
+  CHECK(mb::nhwc_floats({2, 3, 8, 5, 7, 3}) == 2 * 5 * 7 * 16 / 2);
+}
+
+TEST_CASE("conv2d_mma_pack_weights_bf16_kernel: BF16 to nearest even, natural channel order, zeros past Cin") {
+  const ConvShape s{1, 5, 2, 4, 4, 3};
+  CHECK(mb::packed_weight_floats(s) == 2 * 9 * 16 / 2);
+  auto w = uniform(static_cast<std::size_t>(2 * 5 * 9), 21, -1.0f, 1.0f);
+  w[(1 * 5 + 4) * 9 + 2] = std::bit_cast<float>(0x3f818000u);  // o 1, c 4, tap 2: a tie, to even (0x3f82)
+  DeviceBuffer<float> d_w(w), packed(static_cast<std::size_t>(mb::packed_weight_floats(s)));
+  KILN_LAUNCH((kiln::cuda::kernels::conv2d_mma_pack_weights_bf16_kernel<3>), dim3(2), dim3(128), 0, nullptr, s,
+              d_w.get(), reinterpret_cast<__nv_bfloat16*>(packed.get()));
+  const auto p = packed.download();
+  std::vector<std::uint16_t> h(p.size() * 2);
+  std::memcpy(h.data(), p.data(), h.size() * 2);
+  int wrong = 0;
+  for (int o = 0; o < 2; ++o)
+    for (int t = 0; t < 9; ++t)
+      for (int c = 0; c < 16; ++c) {
+        const std::uint16_t want = c < 5 ? bf16_bits(w[static_cast<std::size_t>((o * 5 + c) * 9 + t)]) : 0;
+        wrong += h[static_cast<std::size_t>((o * 9 + t) * 16 + c)] != want ? 1 : 0;
+      }
+  CHECK(wrong == 0);
+  CHECK(h[(1 * 9 + 2) * 16 + 4] == 0x3f82);
+}
+
+// Not in OS-thread mode (ThreadSanitizer builds): 64-128 std::threads meet at every mma.
+#if !KILN_EMU_THREADS
+TEST_CASE(
+    "conv2d_mma_bf16_forward_kernel (NHWC BF16 staging), forward and input gradient: U-Net shapes and channel tails") {
+  check_nhwc_forward({2, 32, 32, 8, 8, 3}, 1);  // a U-Net level (width 32): the 128x64 tile
+  check_nhwc_forward({1, 64, 32, 8, 8, 1}, 2);  // the 1x1 reduce 2C -> C
+  check_nhwc_forward({1, 3, 5, 4, 5, 3}, 3);    // Cin 3: one k step per tap, mostly zeros; H*W = 20
+  check_nhwc_forward({2, 17, 66, 6, 6, 1}, 4);  // Cin 17: a partial second step; Cout 66: the 128x128 tile
+  check_nhwc_forward({3, 16, 8, 7, 9, 3}, 5);   // pixel tiles ending inside an image (3 x 63 pixels)
+#if !KILN_EMU_ASAN  // the sanitizer build emulates every lane's mma ~10x slower: the small shapes only
+  check_nhwc_forward({1, 96, 130, 4, 8, 3}, 6);  // the 128x128 tile, 6 k steps per tap, a Cout tail
+#endif
+}
+
+TEST_CASE(
+    "conv2d_mma_bf16_forward_kernel: the 2^-7 bound catches channels 0 and 8 swapped in the copy (deliberate bug)") {
+  const ConvShape s{1, 32, 32, 8, 8, 3};
+  const auto x = uniform(static_cast<std::size_t>(s.n * s.c_in * s.h * s.w), 31, -2.0f, 2.0f);
+  const auto w = uniform(static_cast<std::size_t>(s.c_out * s.c_in * s.k * s.k), 32, -1.0f, 1.0f);
+  std::vector<float> strict(static_cast<std::size_t>(s.n * s.c_out * s.h * s.w));
+  kiln::cpu::reference::conv2d_forward(s, x.data(), w.data(), nullptr, strict.data());
+  DeviceBuffer<float> d_x(x), d_w(w), d_y(strict.size()),
+      work(static_cast<std::size_t>(mb::packed_weight_floats(s) + mb::nhwc_floats(s)));
+  mb::forward(s, d_x.get(), d_w.get(), nullptr, d_y.get(), work.get());
+  CHECK(normalised_error(d_y.download(), strict) < nhwc_bf16_bound);
+  // The bug: in every pixel's 16 channels, 0 and 8 swapped (a chunk index that ignores the
+  // swizzle would mix the chunks like this).
+  auto ws = work.download();
+  auto* h = reinterpret_cast<std::uint16_t*>(ws.data() + mb::packed_weight_floats(s));
+  for (std::int64_t p = 0; p < s.n * s.h * s.w * 2; ++p) std::swap(h[p * 16], h[p * 16 + 8]);
+  work.upload(ws);
+  const auto* wp = reinterpret_cast<const __nv_bfloat16*>(work.get());
+  mb::launch_packed(s, reinterpret_cast<const __nv_bfloat16*>(work.get() + mb::packed_weight_floats(s)), wp, nullptr,
+                    d_y.get());
+  const double buggy = normalised_error(d_y.download(), strict);
+  MESSAGE("normalised error with channels 0 and 8 swapped: ", buggy);
+  CHECK(buggy > nhwc_bf16_bound);
+}
+
+TEST_CASE(
+    "Backend<Cuda>::conv2d_forward under MathMode::bf16 runs the NHWC BF16 kernels when the workspace holds the copy") {
+  using B = kiln::Backend<kiln::Cuda>;
+  kiln::cuda::MathModeScope scope(kiln::cuda::MathMode::bf16);
+  const ConvShape s{2, 20, 24, 6, 6, 3};
+  CHECK(B::conv2d_forward_workspace_floats(s) ==
+        static_cast<std::size_t>(mb::packed_weight_floats(s) + mb::nhwc_floats(s)));
+  CHECK(B::conv2d_workspace_floats(s) >= B::conv2d_forward_workspace_floats(s));
+  const auto xv = uniform(static_cast<std::size_t>(s.n * s.c_in * s.h * s.w), 41, -2.0f, 2.0f);
+  const auto wv = uniform(static_cast<std::size_t>(s.c_out * s.c_in * 9), 42, -1.0f, 1.0f);
+  const auto bv = uniform(static_cast<std::size_t>(s.c_out), 43, -1.0f, 1.0f);
+  kiln::Tensor<float, kiln::Cuda> x(kiln::Shape::nchw(s.n, s.c_in, s.h, s.w)), w(kiln::Shape{s.c_out, s.c_in, 3, 3}),
+      b(kiln::Shape{s.c_out}), y(kiln::Shape::nchw(s.n, s.c_out, s.h, s.w)),
+      ws(kiln::Shape{static_cast<std::int64_t>(B::conv2d_forward_workspace_floats(s))});
+  x.copy_from_host(xv);
+  w.copy_from_host(wv);
+  b.copy_from_host(bv);
+  auto launched = [&](kiln::Tensor<float, kiln::Cuda>& workspace) {
+    kiln_test::record_launches(true);
+    B::conv2d_forward(s, x, w, b, y, workspace);
+    kiln_test::record_launches(false);
+    return kiln_test::launched_kernel_names();
+  };
+  const auto names = launched(ws);
+  CHECK(names.count("conv2d_mma_bf16_forward_kernel<3, 64>") == 1);
+  CHECK(names.count("conv2d_nhwc_bf16_kernel<float>") == 1);
+  CHECK(normalised_error(y.to_vector(), nhwc_exact_forward(s, xv, wv, bv)) < 2e-6);
+  // A workspace with room for the packed weights only: the fp32-staged BF16 kernel (same rounding).
+  kiln::Tensor<float, kiln::Cuda> small(kiln::Shape{mb::packed_weight_floats(s)});
+  const auto fallback = launched(small);
+  CHECK(fallback.count("conv2d_mma_forward_kernel<3, 64, true, true>") == 1);
+  CHECK(fallback.count("conv2d_nhwc_bf16_kernel<float>") == 0);
+  CHECK(normalised_error(y.to_vector(), nhwc_exact_forward(s, xv, wv, bv)) < 2e-6);
+
+  // The input gradient: dy's NHWC copy and the NHWC kernel on the transposed shape (24 -> 20: 128x64).
+  CHECK(B::conv2d_workspace_floats(s) >= static_cast<std::size_t>(mb::dgrad_workspace_floats(s)));
+  const auto dyv = uniform(static_cast<std::size_t>(s.n * s.c_out * s.h * s.w), 44, -1.0f, 1.0f);
+  kiln::Tensor<float, kiln::Cuda> dy(y.shape()), dx(x.shape()), no_dw, no_db,
+      wsb(kiln::Shape{static_cast<std::int64_t>(B::conv2d_workspace_floats(s))});
+  dy.copy_from_host(dyv);
+  kiln_test::record_launches(true);
+  B::conv2d_backward(s, x, w, dy, dx, no_dw, no_db, wsb);
+  kiln_test::record_launches(false);
+  const auto backward = kiln_test::launched_kernel_names();
+  CHECK(backward.count("conv2d_mma_pack_weights_dgrad_bf16_kernel<3>") == 1);
+  CHECK(backward.count("conv2d_mma_bf16_forward_kernel<3, 64>") == 1);
+  CHECK(normalised_error(dx.to_vector(), nhwc_exact_dx(s, wv, dyv)) < 2e-6);
+}
+#endif
