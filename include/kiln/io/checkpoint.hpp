@@ -48,6 +48,7 @@
 //   Works for any Device (values go through Tensor::to_vector / copy_from_host).
 #pragma once
 
+#include "kiln/io/separate.hpp"
 #include "kiln/core/tensor.hpp"
 #include "kiln/io/io_error.hpp"
 #include "kiln/io/safetensors.hpp"
@@ -214,7 +215,9 @@ using MetadataChecks = std::vector<MetadataCheck>;
 
 namespace detail {
 
-inline void check_metadata(const SafetensorsFile& file, const MetadataChecks& checks) {
+KILN_IO_ENTRY void check_metadata(const SafetensorsFile& file, const MetadataChecks& checks);
+#if KILN_IO_DEFINITIONS
+KILN_IO_ENTRY void check_metadata(const SafetensorsFile& file, const MetadataChecks& checks) {
   const std::string where = "cannot load " + quoted(file.path) + ": ";
   for (const MetadataCheck& c : checks) {
     const std::string why = c.why.empty() ? "" : " (" + c.why + ")";
@@ -229,6 +232,7 @@ inline void check_metadata(const SafetensorsFile& file, const MetadataChecks& ch
     }
   }
 }
+#endif
 
 // Validates the model's tensors in `file`, then copies them into net. Returns the records that
 // are not the model's (moved out of file).
