@@ -3,7 +3,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "../common/options.hpp"
+#include "../common/numbers.hpp"
 
 namespace kiln::programs {
 

@@ -18,7 +18,7 @@
 
 #include "../../examples/common/image_complete.hpp"
 #include "../../examples/common/memory_budget.hpp"
-#include "../../examples/common/options.hpp"
+#include "../../examples/common/numbers.hpp"
 #include "../../examples/common/paths.hpp"
 
 namespace fs = std::filesystem;

@@ -39,7 +39,8 @@ class ColourClassifier {
   const T& backward(const T& dy) { return net_.backward(decode_.backward(dy)); }
   template <class F>
   void visit(F&& f, const std::string& prefix) {
-    net_.visit(f, prefix);
+    StateVisitor<device> visitor(f);  // the network's visit() once, whatever F (core/state.hpp)
+    net_.visit(visitor, prefix);
   }
 
  private:

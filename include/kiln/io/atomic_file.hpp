@@ -7,6 +7,7 @@
 // POSIX only (kiln targets Linux).
 #pragma once
 
+#include "kiln/io/separate.hpp"
 #include "kiln/io/io_error.hpp"
 
 #include <fcntl.h>
@@ -25,7 +26,9 @@ namespace kiln::io {
 
 // Writes all of `bytes` to `fd`, retrying short writes and EINTR. Throws IoError naming
 // `file_for_messages` and the system's reason (e.g. "No space left on device").
-inline void write_all(int fd, std::span<const std::byte> bytes, const std::filesystem::path& file_for_messages) {
+KILN_IO_ENTRY void write_all(int fd, std::span<const std::byte> bytes, const std::filesystem::path& file_for_messages);
+#if KILN_IO_DEFINITIONS
+KILN_IO_ENTRY void write_all(int fd, std::span<const std::byte> bytes, const std::filesystem::path& file_for_messages) {
   const std::byte* p = bytes.data();
   std::size_t left = bytes.size();
   while (left > 0) {
@@ -43,6 +46,7 @@ inline void write_all(int fd, std::span<const std::byte> bytes, const std::files
     left -= static_cast<std::size_t>(written);
   }
 }
+#endif
 
 // Writes a file through a temporary and renames it into place on commit().
 // Destroying an uncommitted AtomicFile removes the temporary and leaves the target as it was.

@@ -48,6 +48,7 @@
 //   Works for any Device (values go through Tensor::to_vector / copy_from_host).
 #pragma once
 
+#include "kiln/io/separate.hpp"
 #include "kiln/core/tensor.hpp"
 #include "kiln/io/io_error.hpp"
 #include "kiln/io/safetensors.hpp"
@@ -214,7 +215,9 @@ using MetadataChecks = std::vector<MetadataCheck>;
 
 namespace detail {
 
-inline void check_metadata(const SafetensorsFile& file, const MetadataChecks& checks) {
+KILN_IO_ENTRY void check_metadata(const SafetensorsFile& file, const MetadataChecks& checks);
+#if KILN_IO_DEFINITIONS
+KILN_IO_ENTRY void check_metadata(const SafetensorsFile& file, const MetadataChecks& checks) {
   const std::string where = "cannot load " + quoted(file.path) + ": ";
   for (const MetadataCheck& c : checks) {
     const std::string why = c.why.empty() ? "" : " (" + c.why + ")";
@@ -229,26 +232,25 @@ inline void check_metadata(const SafetensorsFile& file, const MetadataChecks& ch
     }
   }
 }
+#endif
 
 // Validates the model's tensors in `file`, then copies them into net. Returns the records that
 // are not the model's (moved out of file).
-template <class Net>
-std::vector<TensorRecord> restore_model(SafetensorsFile& file, Net& net, const MetadataChecks& checks = {}) {
-  using Device = typename Net::device;
+// The work of restore_model on the network's states (visit() order) and its model name: compiled
+// once per device, not once per network.
+template <class Device>
+std::vector<TensorRecord> restore_states(SafetensorsFile& file, const std::vector<StateRef<Device>>& refs,
+                                         const std::string& ours, const MetadataChecks& checks) {
   using Ref = StateRef<Device>;
   const std::string where = "cannot load " + quoted(file.path) + ": ";
   const auto model_it = file.metadata.find(std::string(kModelKey));
   const std::string file_model = model_it == file.metadata.end() ? "" : model_it->second;
-  const std::string ours = model_name<Net>();
   const std::string model_note = file_model.empty() ? "" : " (kiln.model = '" + file_model + "')";
 
   check_metadata(file, checks);
 
   std::unordered_map<std::string, std::size_t> index;
   for (std::size_t i = 0; i < file.tensors.size(); ++i) index.emplace(file.tensors[i].name, i);
-
-  std::vector<Ref> refs;
-  net.visit([&](Ref ref) { refs.push_back(ref); }, std::string{});
 
   std::set<std::string> model_names, top_level;
   std::vector<std::string> missing;
@@ -302,6 +304,14 @@ std::vector<TensorRecord> restore_model(SafetensorsFile& file, Net& net, const M
   for (auto& r : file.tensors)
     if (!model_names.count(r.name)) extra.push_back(std::move(r));
   return extra;
+}
+
+template <class Net>
+std::vector<TensorRecord> restore_model(SafetensorsFile& file, Net& net, const MetadataChecks& checks = {}) {
+  using Ref = StateRef<typename Net::device>;
+  std::vector<Ref> refs;
+  net.visit([&](Ref ref) { refs.push_back(ref); }, std::string{});
+  return restore_states(file, refs, model_name<Net>(), checks);
 }
 
 }  // namespace detail

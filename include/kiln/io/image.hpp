@@ -13,6 +13,7 @@
 // EXIF orientation is not applied (stb ignores it): a rotated JPEG loads as stored.
 #pragma once
 
+#include "kiln/io/separate.hpp"
 #include "kiln/io/color.hpp"
 #include "kiln/io/atomic_file.hpp"
 #include "kiln/io/io_error.hpp"
@@ -59,11 +60,14 @@ struct LoadOptions {
 };
 
 // True for the extensions load_image is meant for: png, jpg, jpeg, bmp, tga (any case).
-inline bool is_image_file_name(const std::filesystem::path& path) {
+KILN_IO_ENTRY bool is_image_file_name(const std::filesystem::path& path);
+#if KILN_IO_DEFINITIONS
+KILN_IO_ENTRY bool is_image_file_name(const std::filesystem::path& path) {
   std::string ext = path.extension().string();
   std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return char(std::tolower(c)); });
   return ext == ".png" || ext == ".jpg" || ext == ".jpeg" || ext == ".bmp" || ext == ".tga";
 }
+#endif
 
 namespace detail {
 
@@ -132,7 +136,9 @@ inline const char* unsupported_stb_format(std::span<const std::byte> file) {
 // segments skipped by their length, scan data walked up to the next marker (FF followed by
 // anything but 00, a fill FF or a restart marker), stopping at EOI. Reads past the end count as
 // 0, as in stb. Not a JPEG: empty.
-inline std::string jpeg_huffman_problem(std::span<const std::byte> file) {
+KILN_IO_ENTRY std::string jpeg_huffman_problem(std::span<const std::byte> file);
+#if KILN_IO_DEFINITIONS
+KILN_IO_ENTRY std::string jpeg_huffman_problem(std::span<const std::byte> file) {
   const std::size_t size = file.size();
   auto at = [&](std::size_t i) -> std::size_t { return i < size ? std::to_integer<std::size_t>(file[i]) : 0; };
   std::size_t p = 0;
@@ -188,6 +194,7 @@ inline std::string jpeg_huffman_problem(std::span<const std::byte> file) {
   }
   return {};
 }
+#endif
 
 // Empty when the PNG's IDAT chunks fit in the file, else what is wrong. stb_image grows its
 // buffer for the compressed data to a chunk's declared length before reading the chunk, so a
@@ -222,7 +229,9 @@ struct StbFree {
   void operator()(void* p) const { stbi_image_free(p); }
 };
 
-inline void check_image(const Image& image, const char* action) {
+KILN_IO_ENTRY void check_image(const Image& image, const char* action);
+#if KILN_IO_DEFINITIONS
+KILN_IO_ENTRY void check_image(const Image& image, const char* action) {
   if (image.width <= 0 || image.height <= 0) {
     throw IoError(std::string("cannot ") + action + " an image of " + std::to_string(image.width) + "x" +
                   std::to_string(image.height) + " pixels");
@@ -237,6 +246,7 @@ inline void check_image(const Image& image, const char* action) {
                   std::to_string(image.height) + "x" + std::to_string(image.channels));
   }
 }
+#endif
 
 }  // namespace detail
 
@@ -247,8 +257,13 @@ struct ImageHeader {
 // The size of the PNG, JPEG, BMP or TGA image in `file` from its header alone (fast: nothing is
 // decoded), after the checks decode_image makes before decoding. Throws IoError naming
 // `name_for_messages`: empty, not an image kiln reads, damaged header, or too large.
-inline ImageHeader read_image_header(std::span<const std::byte> file, const std::filesystem::path& name_for_messages,
-                                     const LoadOptions& options = {}) {
+KILN_IO_ENTRY ImageHeader read_image_header(std::span<const std::byte> file,
+                                            const std::filesystem::path& name_for_messages,
+                                            const LoadOptions& options = {});
+#if KILN_IO_DEFINITIONS
+KILN_IO_ENTRY ImageHeader read_image_header(std::span<const std::byte> file,
+                                            const std::filesystem::path& name_for_messages,
+                                            const LoadOptions& options) {
   const std::string name = detail::quoted(name_for_messages);
   if (file.empty()) throw IoError("cannot read image " + name + ": the file is empty (0 bytes)");
   // stb takes the buffer length as an int.
@@ -299,13 +314,17 @@ inline ImageHeader read_image_header(std::span<const std::byte> file, const std:
   refuse_if_too_large(std::uint64_t(width), std::uint64_t(height));
   return {width, height, channels};
 }
+#endif
 
 // Decodes the bytes of a PNG, JPEG, BMP or TGA file held in memory (8 or 16 bits per channel,
 // 1 to 4 channels; the other formats stb reads are refused, see unsupported_stb_format).
 // `name_for_messages` only names the source in messages. Throws IoError naming it: empty, not an
 // image, too large, or damaged.
-inline Image decode_image(std::span<const std::byte> file, const std::filesystem::path& name_for_messages,
-                          const LoadOptions& options = {}) {
+KILN_IO_ENTRY Image decode_image(std::span<const std::byte> file, const std::filesystem::path& name_for_messages,
+                                 const LoadOptions& options = {});
+#if KILN_IO_DEFINITIONS
+KILN_IO_ENTRY Image decode_image(std::span<const std::byte> file, const std::filesystem::path& name_for_messages,
+                                 const LoadOptions& options) {
   const ImageHeader header = read_image_header(file, name_for_messages, options);
   const std::string name = detail::quoted(name_for_messages);
   const auto* data = reinterpret_cast<const stbi_uc*>(file.data());
@@ -350,6 +369,7 @@ inline Image decode_image(std::span<const std::byte> file, const std::filesystem
   }
   return image;
 }
+#endif
 
 // Reads and decodes a PNG, JPEG, BMP or TGA file (see decode_image). Throws IoError naming the
 // file: missing, not a regular file, unreadable, empty, not an image, too large, or damaged.
@@ -360,7 +380,9 @@ inline Image load_image(const std::filesystem::path& path, const LoadOptions& op
 
 // 3 channels. Grey is replicated; alpha is dropped, not composited: a transparent pixel keeps
 // whatever colour the file stores under it.
-inline Image to_rgb(const Image& image) {
+KILN_IO_ENTRY Image to_rgb(const Image& image);
+#if KILN_IO_DEFINITIONS
+KILN_IO_ENTRY Image to_rgb(const Image& image) {
   detail::check_image(image, "convert to RGB");
   if (image.channels == 3) return image;
   Image out{image.width, image.height, 3, std::vector<float>(image.pixel_count() * 3)};
@@ -378,6 +400,7 @@ inline Image to_rgb(const Image& image) {
   }
   return out;
 }
+#endif
 
 // 1 channel. Alpha is dropped. Colour becomes the grey of the same luminance, computed in
 // linear light and re-encoded as sRGB, so the grey image has exactly the CIE L* of the colour
@@ -402,7 +425,9 @@ inline Image to_grey(const Image& image) {
 // Resamples to width x height with stb_image_resize (Mitchell filter when shrinking,
 // Catmull-Rom when enlarging, edges clamped). The filter runs on the stored (sRGB-encoded)
 // values, as most ML pipelines do; results are clamped to 0..1 because both filters overshoot.
-inline Image resize(const Image& image, int width, int height) {
+KILN_IO_ENTRY Image resize(const Image& image, int width, int height);
+#if KILN_IO_DEFINITIONS
+KILN_IO_ENTRY Image resize(const Image& image, int width, int height) {
   detail::check_image(image, "resize");
   if (width <= 0 || height <= 0) {
     throw IoError("cannot resize an image to " + std::to_string(width) + "x" + std::to_string(height) + " pixels");
@@ -418,11 +443,14 @@ inline Image resize(const Image& image, int width, int height) {
   for (float& v : out.pixels) v = clamp01(v);
   return out;
 }
+#endif
 
 // Writes an 8-bit PNG (values rounded, clamped to 0..1) with as many channels as the image.
 // The file is replaced atomically (see atomic_file.hpp): a failed write leaves an existing file
 // untouched. Throws IoError naming the file.
-inline void save_png(const std::filesystem::path& path, const Image& image) {
+KILN_IO_ENTRY void save_png(const std::filesystem::path& path, const Image& image);
+#if KILN_IO_DEFINITIONS
+KILN_IO_ENTRY void save_png(const std::filesystem::path& path, const Image& image) {
   try {
     detail::check_image(image, "save");
   } catch (const IoError& e) {
@@ -443,5 +471,6 @@ inline void save_png(const std::filesystem::path& path, const Image& image) {
   }
   write_file_atomically(path, encoded);
 }
+#endif
 
 }  // namespace kiln::io

@@ -9,6 +9,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "kiln/io/separate.hpp"
+
 namespace kiln::io {
 
 class IoError : public std::runtime_error {
@@ -20,7 +22,9 @@ namespace detail {
 
 // "'<path>'": quoted so names with spaces read unambiguously. (Built by appending: g++ 12 at
 // -O3 warns falsely about "'" + std::string, GCC bug 105651, and kiln builds with -Werror.)
-inline std::string quoted(const std::filesystem::path& path) {
+KILN_IO_ENTRY std::string quoted(const std::filesystem::path& path);
+#if KILN_IO_DEFINITIONS
+KILN_IO_ENTRY std::string quoted(const std::filesystem::path& path) {
   std::string out;
   out.reserve(path.native().size() + 2);
   out += '\'';
@@ -28,13 +32,16 @@ inline std::string quoted(const std::filesystem::path& path) {
   out += '\'';
   return out;
 }
+#endif
 
 // strerror for an errno value (strerror is fine here: glibc's returns a static table string
 // for valid codes and kiln does not change locales between threads).
 inline std::string errno_text(int error) { return std::strerror(error); }
 
 // Formats 67108864 as "67,108,864": the pixel limits in messages are easier to read.
-inline std::string with_thousands(unsigned long long value) {
+KILN_IO_ENTRY std::string with_thousands(unsigned long long value);
+#if KILN_IO_DEFINITIONS
+KILN_IO_ENTRY std::string with_thousands(unsigned long long value) {
   std::string digits = std::to_string(value);
   std::string out;
   const std::size_t n = digits.size();
@@ -44,6 +51,7 @@ inline std::string with_thousands(unsigned long long value) {
   }
   return out;
 }
+#endif
 
 }  // namespace detail
 }  // namespace kiln::io

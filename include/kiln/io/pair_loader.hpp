@@ -34,6 +34,7 @@
 // the sequence exactly — provided the transform uses only the rng it is given.
 #pragma once
 
+#include "kiln/io/separate.hpp"
 #include "kiln/core/random.hpp"
 #include "kiln/core/tensor.hpp"
 #include "kiln/io/image.hpp"
@@ -83,7 +84,9 @@ struct PairBatch {
 
 // Interleaved RGB (0..1) -> `channels` planes of width*height: 3 = R, G, B; 1 = grey
 // (Rec. 601 luma, 0.299 R + 0.587 G + 0.114 B).
-inline void rgb_to_planes(const Image& rgb, std::span<float> planes, int channels) {
+KILN_IO_ENTRY void rgb_to_planes(const Image& rgb, std::span<float> planes, int channels);
+#if KILN_IO_DEFINITIONS
+KILN_IO_ENTRY void rgb_to_planes(const Image& rgb, std::span<float> planes, int channels) {
   const std::size_t n = rgb.pixel_count();
   if (rgb.channels != 3 || (channels != 1 && channels != 3) || planes.size() != n * std::size_t(channels))
     throw IoError("rgb_to_planes: need an RGB image and room for 1 or 3 planes of " + std::to_string(n) +
@@ -100,12 +103,15 @@ inline void rgb_to_planes(const Image& rgb, std::span<float> planes, int channel
     }
   }
 }
+#endif
 
 namespace detail {
 
 // 8-bit RGB decode, downscaled so the long side is at most max_side (keeping the short side at
 // least min_side) right after decoding; stb's full-size buffer is freed before returning.
-inline CachedImage decode_rgb8_downscaled(const std::filesystem::path& file, int max_side, int min_side) {
+KILN_IO_ENTRY CachedImage decode_rgb8_downscaled(const std::filesystem::path& file, int max_side, int min_side);
+#if KILN_IO_DEFINITIONS
+KILN_IO_ENTRY CachedImage decode_rgb8_downscaled(const std::filesystem::path& file, int max_side, int min_side) {
   std::vector<std::byte> bytes = read_file(file, "image", std::uint64_t(INT_MAX));
   const ImageHeader header = read_image_header(bytes, file);  // size limits, before any pixel is allocated
   const auto* data = reinterpret_cast<const stbi_uc*>(bytes.data());
@@ -137,6 +143,7 @@ inline CachedImage decode_rgb8_downscaled(const std::filesystem::path& file, int
   }
   return c;
 }
+#endif
 
 }  // namespace detail
 

@@ -25,6 +25,7 @@
 // cmake/json_once.cpp). Without either macro the library is header-only as usual.
 #pragma once
 
+#include "kiln/io/separate.hpp"
 #include "kiln/io/atomic_file.hpp"
 #include "kiln/io/crc32.hpp"
 #include "kiln/io/io_error.hpp"
@@ -334,7 +335,9 @@ inline std::string checksum_text(std::uint32_t crc) {
   return text;
 }
 
-inline std::string shape_text(const std::vector<std::int64_t>& shape) {
+KILN_IO_ENTRY std::string shape_text(const std::vector<std::int64_t>& shape);
+#if KILN_IO_DEFINITIONS
+KILN_IO_ENTRY std::string shape_text(const std::vector<std::int64_t>& shape) {
   std::string s = "[";
   for (std::size_t i = 0; i < shape.size(); ++i) {
     if (i > 0) s += ',';
@@ -343,6 +346,7 @@ inline std::string shape_text(const std::vector<std::int64_t>& shape) {
   s += ']';
   return s;
 }
+#endif
 
 // What kiln.header_checksum covers: the header's meaning, independent of how the JSON was spelled
 // (key order, escapes, padding). A compact JSON array [metadata, tensors] where metadata is every
@@ -388,8 +392,13 @@ KILN_IO_JSON_INLINE std::string header_json(const std::filesystem::path& path,
                                             const std::map<std::string, std::string>& metadata,
                                             const std::vector<const TensorRecord*>& order);
 
-inline WritePlan plan_safetensors(const std::filesystem::path& path, const std::vector<TensorRecord>& records,
-                                  const std::map<std::string, std::string>& metadata, const SaveOptions& options) {
+KILN_IO_ENTRY WritePlan plan_safetensors(const std::filesystem::path& path, const std::vector<TensorRecord>& records,
+                                         const std::map<std::string, std::string>& metadata,
+                                         const SaveOptions& options);
+#if KILN_IO_DEFINITIONS
+KILN_IO_ENTRY WritePlan plan_safetensors(const std::filesystem::path& path, const std::vector<TensorRecord>& records,
+                                         const std::map<std::string, std::string>& metadata,
+                                         const SaveOptions& options) {
   auto fail = [&](const std::string& reason) { fail_write(path, reason); };
   WritePlan plan;
   std::set<std::string_view> names;
@@ -439,6 +448,7 @@ inline WritePlan plan_safetensors(const std::filesystem::path& path, const std::
   std::memcpy(plan.header.data() + 8, text.data(), text.size());
   return plan;
 }
+#endif
 
 // A tensor's entry in a header being read.
 struct HeaderEntry {
@@ -462,8 +472,11 @@ KILN_IO_JSON_INLINE ParsedHeader parse_safetensors_header(std::string_view text,
 // A checksum key that is absent: one damaged byte in the key would otherwise switch its check off
 // silently (found by the bit-flip test in tests/unit/test_hostile_inputs.cpp), so a metadata key
 // one byte away from it is refused as damage.
-inline void refuse_near_key(const std::map<std::string, std::string>& metadata, std::string_view wanted,
-                            const std::filesystem::path& path) {
+KILN_IO_ENTRY void refuse_near_key(const std::map<std::string, std::string>& metadata, std::string_view wanted,
+                                   const std::filesystem::path& path);
+#if KILN_IO_DEFINITIONS
+KILN_IO_ENTRY void refuse_near_key(const std::map<std::string, std::string>& metadata, std::string_view wanted,
+                                   const std::filesystem::path& path) {
   for (const auto& [key, value] : metadata) {
     if (key.size() != wanted.size()) continue;
     std::size_t differences = 0;
@@ -474,10 +487,13 @@ inline void refuse_near_key(const std::map<std::string, std::string>& metadata, 
     }
   }
 }
+#endif
 
 // kiln.header_checksum, when present, must match the header as parsed. Checked before any tensor
 // data is read.
-inline void verify_header_checksum(const ParsedHeader& header, const std::filesystem::path& path) {
+KILN_IO_ENTRY void verify_header_checksum(const ParsedHeader& header, const std::filesystem::path& path);
+#if KILN_IO_DEFINITIONS
+KILN_IO_ENTRY void verify_header_checksum(const ParsedHeader& header, const std::filesystem::path& path) {
   const auto it = header.metadata.find(std::string(kHeaderChecksumKey));
   if (it == header.metadata.end()) {
     refuse_near_key(header.metadata, kHeaderChecksumKey, path);
@@ -496,8 +512,11 @@ inline void verify_header_checksum(const ParsedHeader& header, const std::filesy
                   computed + "): the file's header (tensor names, shapes or metadata) is damaged");
   }
 }
+#endif
 
-inline void verify_checksum(const SafetensorsFile& file) {
+KILN_IO_ENTRY void verify_checksum(const SafetensorsFile& file);
+#if KILN_IO_DEFINITIONS
+KILN_IO_ENTRY void verify_checksum(const SafetensorsFile& file) {
   const auto it = file.metadata.find(std::string(kChecksumKey));
   if (it == file.metadata.end()) {
     refuse_near_key(file.metadata, kChecksumKey, file.path);
@@ -514,6 +533,7 @@ inline void verify_checksum(const SafetensorsFile& file) {
                   checksum_text(crc) + "): the file is damaged");
   }
 }
+#endif
 
 // Reads the 8-byte header length and checks it against the file size.
 inline std::uint64_t header_length(std::span<const std::byte> first8, std::uint64_t file_size,
@@ -553,14 +573,19 @@ inline std::vector<std::byte> serialize_safetensors(const std::vector<TensorReco
 
 // Writes `path` atomically: the previous file stays intact unless the new one is complete and
 // on disk. Throws IoError naming the file (invalid records, missing directory, disk full, ...).
-inline void save_safetensors(const std::filesystem::path& path, const std::vector<TensorRecord>& records,
-                             const std::map<std::string, std::string>& metadata = {}, const SaveOptions& options = {}) {
+KILN_IO_ENTRY void save_safetensors(const std::filesystem::path& path, const std::vector<TensorRecord>& records,
+                                    const std::map<std::string, std::string>& metadata = {},
+                                    const SaveOptions& options = {});
+#if KILN_IO_DEFINITIONS
+KILN_IO_ENTRY void save_safetensors(const std::filesystem::path& path, const std::vector<TensorRecord>& records,
+                                    const std::map<std::string, std::string>& metadata, const SaveOptions& options) {
   const detail::WritePlan plan = detail::plan_safetensors(path, records, metadata, options);
   AtomicFile out(path);
   out.write(plan.header);
   for (const TensorRecord* r : plan.order) out.write(r->data);
   out.commit();
 }
+#endif
 
 // Parses a complete file image. `path` only names the source in error messages.
 inline SafetensorsFile parse_safetensors(std::span<const std::byte> bytes,
@@ -583,7 +608,9 @@ inline SafetensorsFile parse_safetensors(std::span<const std::byte> bytes,
 
 // Loads and validates a checkpoint; each tensor is read straight into its own buffer (peak
 // memory is the checkpoint's size, not twice it). Throws IoError naming the file and the fault.
-inline SafetensorsFile load_safetensors(const std::filesystem::path& path) {
+KILN_IO_ENTRY SafetensorsFile load_safetensors(const std::filesystem::path& path);
+#if KILN_IO_DEFINITIONS
+KILN_IO_ENTRY SafetensorsFile load_safetensors(const std::filesystem::path& path) {
   const ReadableFile in(path, "checkpoint");
   detail::check_minimum_size(in.size(), path);
   std::byte first8[8];
@@ -606,6 +633,7 @@ inline SafetensorsFile load_safetensors(const std::filesystem::path& path) {
   detail::verify_checksum(file);
   return file;
 }
+#endif
 
 }  // namespace kiln::io
 

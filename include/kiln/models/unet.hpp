@@ -84,15 +84,16 @@ class UNetLevel {
 
   template <class F>
   void visit(F&& f, const std::string& prefix) {
+    StateVisitor<Device> visitor(f);  // the children's visit() once, whatever F (core/state.hpp)
     const std::string up = "up." + std::to_string(Depth - 1 - Level);
-    body_.template get<0>().visit(f, join_name(prefix, "down." + std::to_string(Level)));
+    body_.template get<0>().visit(visitor, join_name(prefix, "down." + std::to_string(Level)));
     auto& branch = body_.template get<1>().branch();
     if constexpr (Level + 1 == Depth)
-      branch.template get<1>().visit(f, join_name(prefix, "bottleneck"));
+      branch.template get<1>().visit(visitor, join_name(prefix, "bottleneck"));
     else
-      branch.template get<1>().visit(f, prefix);
-    branch.template get<2>().visit(f, join_name(prefix, up + ".reduce"));
-    body_.template get<2>().visit(f, join_name(prefix, up));
+      branch.template get<1>().visit(visitor, prefix);
+    branch.template get<2>().visit(visitor, join_name(prefix, up + ".reduce"));
+    body_.template get<2>().visit(visitor, join_name(prefix, up));
   }
 
  private:
@@ -138,8 +139,9 @@ class UNet {
 
   template <class F>
   void visit(F&& f, const std::string& prefix) {
-    body_.template get<0>().visit(f, prefix);
-    body_.template get<1>().visit(f, join_name(prefix, "head"));
+    StateVisitor<Device> visitor(f);  // the children's visit() once, whatever F (core/state.hpp)
+    body_.template get<0>().visit(visitor, prefix);
+    body_.template get<1>().visit(visitor, join_name(prefix, "head"));
   }
 
  private:

@@ -18,6 +18,51 @@
 
 namespace kiln {
 
+namespace detail {
+// Conv2d's initialisation and planning, compiled once per device rather than once per (In, Out, K,
+// Stride): the channel counts and kernel size come from the layer's shapes.
+template <class Device>
+void reset_conv2d(Rng& rng, int fan_in, Parameter<Device>& weight, Parameter<Device>& bias) {
+  const float bound = 1.0f / std::sqrt(static_cast<float>(fan_in));
+  std::vector<float> w(weight.value.numel()), b(bias.value.numel());
+  for (auto& v : w) v = rng.uniform(-bound, bound);
+  for (auto& v : b) v = rng.uniform(-bound, bound);
+  weight.value.copy_from_host(w);
+  bias.value.copy_from_host(b);
+}
+
+template <class Device>
+Shape plan_conv2d(const Shape& in, Arena<Device>& arena, std::string_view path, ConvShape& shape,
+                  StridedConvShape& strided, Tensor<float, Device>& y, Tensor<float, Device>& dx,
+                  Tensor<float, Device>& workspace) {
+  const int In = static_cast<int>(strided.c_in), Out = static_cast<int>(strided.c_out), K = static_cast<int>(strided.k),
+            Stride = static_cast<int>(strided.stride);
+  KILN_CHECK(in.rank() == 4 && in.c() == In,
+             where("Conv2d<" + std::to_string(In) + ", " + std::to_string(Out) + ", " + std::to_string(K) + ">", path),
+             ": expected an input of shape [N, ", In, ", H, W], got ", in.str());
+  shape = {in.n(), In, Out, in.h(), in.w(), K};
+  strided = {in.n(), In, Out, in.h(), in.w(), K, Stride};
+  const Shape out = Shape::nchw(in.n(), Out, strided.ho(), strided.wo());
+  const auto x = arena.current();
+  arena.output(y, out);
+  if (Stride > 1) {  // the general path needs no workspace
+    if (arena.training())
+      arena.request(dx, in);
+    else
+      dx = {};
+  } else if (arena.training()) {
+    arena.request(dx, in);
+    arena.request(workspace, Shape{static_cast<std::int64_t>(Backend<Device>::conv2d_workspace_floats(shape)) + 1});
+  } else {
+    dx = {};  // (not a stale view into a reused block)
+    arena.scratch(workspace,
+                  Shape{static_cast<std::int64_t>(Backend<Device>::conv2d_forward_workspace_floats(shape)) + 1});
+  }
+  arena.release(x);
+  return out;
+}
+}  // namespace detail
+
 template <int In, int Out, int K, class Device = Cpu, int Stride = 1>
 class Conv2d {
   static_assert(In > 0 && Out > 0, "kiln::Conv2d: channel counts must be positive");
@@ -35,40 +80,10 @@ class Conv2d {
 
   Conv2d() : weight_(Shape{Out, In, K, K}), bias_(Shape{Out}) { reset_parameters(default_rng()); }
 
-  void reset_parameters(Rng& rng) {
-    const float bound = 1.0f / std::sqrt(static_cast<float>(In * K * K));
-    std::vector<float> w(weight_.value.numel()), b(Out);
-    for (auto& v : w) v = rng.uniform(-bound, bound);
-    for (auto& v : b) v = rng.uniform(-bound, bound);
-    weight_.value.copy_from_host(w);
-    bias_.value.copy_from_host(b);
-  }
+  void reset_parameters(Rng& rng) { detail::reset_conv2d(rng, In * K * K, weight_, bias_); }
 
   Shape plan(const Shape& in, Arena<Device>& arena, std::string_view path) {
-    KILN_CHECK(in.rank() == 4 && in.c() == In,
-               detail::where(
-                   "Conv2d<" + std::to_string(In) + ", " + std::to_string(Out) + ", " + std::to_string(K) + ">", path),
-               ": expected an input of shape [N, ", In, ", H, W], got ", in.str());
-    shape_ = {in.n(), In, Out, in.h(), in.w(), K};
-    strided_ = {in.n(), In, Out, in.h(), in.w(), K, Stride};
-    const Shape out = Shape::nchw(in.n(), Out, strided_.ho(), strided_.wo());
-    const auto x = arena.current();
-    arena.output(y_, out);
-    if constexpr (Stride > 1) {  // the general path needs no workspace
-      if (arena.training())
-        arena.request(dx_, in);
-      else
-        dx_ = {};
-    } else if (arena.training()) {
-      arena.request(dx_, in);
-      arena.request(workspace_, Shape{static_cast<std::int64_t>(Backend<Device>::conv2d_workspace_floats(shape_)) + 1});
-    } else {
-      dx_ = {};  // (not a stale view into a reused block)
-      arena.scratch(workspace_,
-                    Shape{static_cast<std::int64_t>(Backend<Device>::conv2d_forward_workspace_floats(shape_)) + 1});
-    }
-    arena.release(x);
-    return out;
+    return detail::plan_conv2d(in, arena, path, shape_, strided_, y_, dx_, workspace_);
   }
 
   const Tensor<float, Device>& forward(const Tensor<float, Device>& x, Mode) {

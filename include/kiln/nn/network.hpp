@@ -65,13 +65,14 @@ class Network {
 
   template <class F>
   void visit(F&& f, const std::string& prefix = "") {
-    net_.visit(f, prefix);
+    StateVisitor<device> visitor(f);  // the layers' visit() once, whatever F (core/state.hpp)
+    net_.visit(visitor, prefix);
   }
   // Zeroes every parameter gradient. The gradient tensors are gathered once
   // (visit() builds names, which allocates), so a step allocates nothing.
   void zero_grad() {
     if (grads_.empty())
-      net_.visit(
+      visit(
           [&](StateRef<device> ref) {
             if (ref.grad) grads_.push_back(ref.grad);
           },

@@ -122,7 +122,8 @@ class Sequential {
 
   template <class F>
   void visit(F&& f, const std::string& prefix) {
-    visit_from<0>(f, prefix);
+    StateVisitor<device> visitor(f);  // the children's visit() once, whatever F (core/state.hpp)
+    visit_from<0>(visitor, prefix);
   }
 
   template <std::size_t I>

@@ -54,7 +54,8 @@ class SkipConcat {
 
   template <class F>
   void visit(F&& f, const std::string& prefix) {
-    branch_.visit(f, join_name(prefix, "branch"));
+    StateVisitor<device> visitor(f);  // the branch's visit() once, whatever F (core/state.hpp)
+    branch_.visit(visitor, join_name(prefix, "branch"));
   }
 
   Branch& branch() { return branch_; }

@@ -57,3 +57,23 @@
 #if KILN_EMU_CHECK && !KILN_GPU_REAL && KILN_EMU_THREADS
 #error "KILN_EMU_CHECK needs the fiber emulator (not OS-thread mode / ThreadSanitizer)"
 #endif
+
+// The emulator's larger run-time functions (the grid runner, barriers and warp collectives,
+// diagnostics, launch checks, device memory, stream capture) are declared with KILN_EMU_ENTRY and
+// defined under #if KILN_EMU_DEFINITIONS. They are inline, so every unit that launches a kernel
+// compiles them again (about 1.5 CPU-s at -O3). A program of many units may compile them once:
+// KILN_EMU_SEPARATE in all its units and, in exactly one of them, also KILN_EMU_IMPLEMENTATION
+// before including kiln (kiln's own targets do: kiln_emu_once in CMakeLists.txt). All of them need
+// the same flags (KILN_EMU_THREADS, sanitizers). Without the macro the library is header-only as
+// before.
+#if !KILN_GPU_REAL && defined(KILN_EMU_SEPARATE)
+#define KILN_EMU_ENTRY
+#if defined(KILN_EMU_IMPLEMENTATION)
+#define KILN_EMU_DEFINITIONS 1
+#else
+#define KILN_EMU_DEFINITIONS 0  // declared only: defined in the KILN_EMU_IMPLEMENTATION unit
+#endif
+#else
+#define KILN_EMU_ENTRY inline
+#define KILN_EMU_DEFINITIONS 1
+#endif

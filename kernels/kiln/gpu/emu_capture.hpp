@@ -44,16 +44,21 @@ inline CaptureState& capture_state() {
   return state;
 }
 
-inline std::string stream_name(const void* stream) {
+KILN_EMU_ENTRY std::string stream_name(const void* stream);
+#if KILN_EMU_DEFINITIONS
+KILN_EMU_ENTRY std::string stream_name(const void* stream) {
   if (stream == nullptr) return "the default stream";
   char buffer[32];
   std::snprintf(buffer, sizeof buffer, "stream %p", stream);
   return buffer;
 }
+#endif
 
 // The capture that records work queued on `stream`, or null when none is under way. Work on
 // another stream while a capture is under way is refused.
-inline Capture* capture_for(const void* stream, const std::string& what) {
+KILN_EMU_ENTRY Capture* capture_for(const void* stream, const std::string& what);
+#if KILN_EMU_DEFINITIONS
+KILN_EMU_ENTRY Capture* capture_for(const void* stream, const std::string& what) {
   CaptureState& s = capture_state();
   std::lock_guard lock(s.mutex);
   if (s.active == nullptr) return nullptr;
@@ -63,9 +68,12 @@ inline Capture* capture_for(const void* stream, const std::string& what) {
                 "stream)");
   return s.active;
 }
+#endif
 
 // Throws when a capture is under way: `what` waits for the device, allocates or frees.
-inline void refuse_during_capture(const std::string& what) {
+KILN_EMU_ENTRY void refuse_during_capture(const std::string& what);
+#if KILN_EMU_DEFINITIONS
+KILN_EMU_ENTRY void refuse_during_capture(const std::string& what) {
   CaptureState& s = capture_state();
   std::lock_guard lock(s.mutex);
   if (s.active != nullptr)
@@ -73,6 +81,7 @@ inline void refuse_during_capture(const std::string& what) {
                 ": not allowed while capturing (it synchronises, copies synchronously, allocates or frees; do it "
                 "before the capture, or use the asynchronous form on the captured stream)");
 }
+#endif
 
 // For calls that must not throw (frees from destructors): the capture is invalidated and its end
 // throws, as cudaStreamEndCapture then fails with cudaErrorStreamCaptureInvalidated.
@@ -88,7 +97,9 @@ inline bool capturing(const void* stream) {
   return s.active != nullptr && s.active->stream == stream;
 }
 
-inline void begin_capture(Capture& capture, const void* stream) {
+KILN_EMU_ENTRY void begin_capture(Capture& capture, const void* stream);
+#if KILN_EMU_DEFINITIONS
+KILN_EMU_ENTRY void begin_capture(Capture& capture, const void* stream) {
   CaptureState& s = capture_state();
   std::lock_guard lock(s.mutex);
   if (stream == nullptr)
@@ -100,22 +111,29 @@ inline void begin_capture(Capture& capture, const void* stream) {
   capture.ops.clear();
   s.active = &capture;
 }
+#endif
 
 // Ends the capture of `capture` (whether it succeeded or is being abandoned).
-inline void end_capture(Capture& capture) {
+KILN_EMU_ENTRY void end_capture(Capture& capture);
+#if KILN_EMU_DEFINITIONS
+KILN_EMU_ENTRY void end_capture(Capture& capture) {
   CaptureState& s = capture_state();
   std::lock_guard lock(s.mutex);
   if (s.active == &capture) s.active = nullptr;
 }
+#endif
 
 // Runs `op` now, or records it when `stream` is being captured.
-inline void run_or_capture(const void* stream, std::string what, std::function<void()> op) {
+KILN_EMU_ENTRY void run_or_capture(const void* stream, std::string what, std::function<void()> op);
+#if KILN_EMU_DEFINITIONS
+KILN_EMU_ENTRY void run_or_capture(const void* stream, std::string what, std::function<void()> op) {
   if (Capture* c = capture_for(stream, what)) {
     c->ops.push_back({std::move(what), std::move(op)});
     return;
   }
   op();
 }
+#endif
 
 }  // namespace kiln::gpu::emu
 

@@ -15,24 +15,35 @@
 
 namespace kiln::gpu::emu {
 
-inline std::string hex_mask(unsigned mask) {
+KILN_EMU_ENTRY std::string hex_mask(unsigned mask);
+#if KILN_EMU_DEFINITIONS
+KILN_EMU_ENTRY std::string hex_mask(unsigned mask) {
   char text[16];
   std::snprintf(text, sizeof text, "0x%08x", mask);
   return text;
 }
+#endif
 
-inline std::string dims_text(unsigned x, unsigned y, unsigned z) {
+KILN_EMU_ENTRY std::string dims_text(unsigned x, unsigned y, unsigned z);
+#if KILN_EMU_DEFINITIONS
+KILN_EMU_ENTRY std::string dims_text(unsigned x, unsigned y, unsigned z) {
   char text[40];  // not a chain of string +: g++ 12 warns falsely on it (-Wrestrict)
   std::snprintf(text, sizeof text, "(%u,%u,%u)", x, y, z);
   return text;
 }
+#endif
 
-inline std::string site_text(const CallSite& where) {
+KILN_EMU_ENTRY std::string site_text(const CallSite& where);
+#if KILN_EMU_DEFINITIONS
+KILN_EMU_ENTRY std::string site_text(const CallSite& where) {
   return std::string(where.file) + ":" + std::to_string(where.line);
 }
+#endif
 
 // "0-15, 17, 20-31" from sorted ids.
-inline std::string ranges_text(const std::vector<unsigned>& ids) {
+KILN_EMU_ENTRY std::string ranges_text(const std::vector<unsigned>& ids);
+#if KILN_EMU_DEFINITIONS
+KILN_EMU_ENTRY std::string ranges_text(const std::vector<unsigned>& ids) {
   std::string text;
   for (std::size_t i = 0; i < ids.size();) {
     std::size_t j = i;
@@ -47,34 +58,49 @@ inline std::string ranges_text(const std::vector<unsigned>& ids) {
   }
   return text;
 }
+#endif
 
-inline std::vector<unsigned> lanes_of(unsigned mask) {
+KILN_EMU_ENTRY std::vector<unsigned> lanes_of(unsigned mask);
+#if KILN_EMU_DEFINITIONS
+KILN_EMU_ENTRY std::vector<unsigned> lanes_of(unsigned mask) {
   std::vector<unsigned> lanes;
   for (unsigned lane = 0; lane < 32; ++lane)
     if (mask >> lane & 1u) lanes.push_back(lane);
   return lanes;
 }
+#endif
 
-inline std::string block_text(const BlockContext& b) {
+KILN_EMU_ENTRY std::string block_text(const BlockContext& b);
+#if KILN_EMU_DEFINITIONS
+KILN_EMU_ENTRY std::string block_text(const BlockContext& b) {
   const KernelInvocation& k = *b.kernel;
   return "kernel '" + std::string(k.name) + "', block " + dims_text(b.block_index.x, b.block_index.y, b.block_index.z) +
          " (grid " + dims_text(k.grid.x, k.grid.y, k.grid.z) + ", block size " +
          dims_text(k.block.x, k.block.y, k.block.z) + ")";
 }
+#endif
 
-inline std::string thread_text(const EmulatedThread& t) {
+KILN_EMU_ENTRY std::string thread_text(const EmulatedThread& t);
+#if KILN_EMU_DEFINITIONS
+KILN_EMU_ENTRY std::string thread_text(const EmulatedThread& t) {
   return "thread " + dims_text(t.index.x, t.index.y, t.index.z) + " (linear " + std::to_string(t.linear_id) +
          ", warp " + std::to_string(t.linear_id / 32) + " lane " + std::to_string(t.linear_id % 32) + ")";
 }
+#endif
 
-inline std::string waiting_text(const EmulatedThread& t) {
+KILN_EMU_ENTRY std::string waiting_text(const EmulatedThread& t);
+#if KILN_EMU_DEFINITIONS
+KILN_EMU_ENTRY std::string waiting_text(const EmulatedThread& t) {
   std::string text = std::string("wait in ") + t.waiting_in;
   if (t.state == ThreadState::at_warp_op) text += " with mask " + hex_mask(t.request.mask);
   return text + " at " + site_text(t.waiting_at);
 }
+#endif
 
 // Called when every thread of the block is either waiting or exited: nothing can make progress.
-inline std::string describe_stuck_block(const BlockContext& b) {
+KILN_EMU_ENTRY std::string describe_stuck_block(const BlockContext& b);
+#if KILN_EMU_DEFINITIONS
+KILN_EMU_ENTRY std::string describe_stuck_block(const BlockContext& b) {
   // Group by what each thread is doing, in order of first appearance.
   std::vector<std::string> order;
   std::map<std::string, std::vector<unsigned>> groups;
@@ -109,6 +135,7 @@ inline std::string describe_stuck_block(const BlockContext& b) {
         "in its mask (lane = linear id % 32).\n";
   return message;
 }
+#endif
 
 inline bool same_site(const CallSite& a, const CallSite& b) {
   return a.line == b.line && (a.file == b.file || std::strcmp(a.file, b.file) == 0);

@@ -74,14 +74,19 @@ inline Worker& this_worker() {
 }
 
 // Bytes of a float quiet NaN: uninitialised dynamic shared memory reads as NaN.
-inline void fill_with_nan(unsigned char* memory, std::size_t bytes) {
+KILN_EMU_ENTRY void fill_with_nan(unsigned char* memory, std::size_t bytes);
+#if KILN_EMU_DEFINITIONS
+KILN_EMU_ENTRY void fill_with_nan(unsigned char* memory, std::size_t bytes) {
   const std::uint32_t nan_bits = 0x7fc00000u;
   std::size_t i = 0;
   for (; i + 4 <= bytes; i += 4) std::memcpy(memory + i, &nan_bits, 4);
   if (i < bytes) std::memcpy(memory + i, &nan_bits, bytes - i);
 }
+#endif
 
-inline void run_thread_body(EmulatedThread& self) {
+KILN_EMU_ENTRY void run_thread_body(EmulatedThread& self);
+#if KILN_EMU_DEFINITIONS
+KILN_EMU_ENTRY void run_thread_body(EmulatedThread& self) {
   BlockContext& b = *self.block;
   try {
     b.kernel->invoke(b.kernel->arguments);
@@ -95,15 +100,19 @@ inline void run_thread_body(EmulatedThread& self) {
   }
   thread_exited(self);
 }
+#endif
 
 #if !KILN_EMU_THREADS
 
-inline void fiber_main() {
+KILN_EMU_ENTRY void fiber_main();
+#if KILN_EMU_DEFINITIONS
+KILN_EMU_ENTRY void fiber_main() {
   fiber_started();
   EmulatedThread& self = *current_thread;
   run_thread_body(self);
   fiber_finished(self.fiber);
 }
+#endif
 
 inline void resume(EmulatedThread& t) {
   current_thread = &t;
@@ -112,7 +121,9 @@ inline void resume(EmulatedThread& t) {
   current_thread = nullptr;
 }
 
-inline void run_block_threads(Worker& worker, BlockContext& b) {
+KILN_EMU_ENTRY void run_block_threads(Worker& worker, BlockContext& b);
+#if KILN_EMU_DEFINITIONS
+KILN_EMU_ENTRY void run_block_threads(Worker& worker, BlockContext& b) {
   const unsigned n = b.thread_count;
   const Schedule order = schedule();
   std::vector<unsigned> permutation;
@@ -147,10 +158,13 @@ inline void run_block_threads(Worker& worker, BlockContext& b) {
       record_failure(b, "kiln emulator internal error: no runnable thread\n" + describe_stuck_block(b));
   }
 }
+#endif
 
 #else  // KILN_EMU_THREADS
 
-inline void run_block_threads(Worker&, BlockContext& b) {
+KILN_EMU_ENTRY void run_block_threads(Worker&, BlockContext& b);
+#if KILN_EMU_DEFINITIONS
+KILN_EMU_ENTRY void run_block_threads(Worker&, BlockContext& b) {
   std::vector<std::thread> threads;
   threads.reserve(b.thread_count);
   const KernelInvocation& k = *b.kernel;
@@ -173,10 +187,13 @@ inline void run_block_threads(Worker&, BlockContext& b) {
   }
   for (std::thread& t : threads) t.join();
 }
+#endif
 
 #endif
 
-inline void run_block(Worker& worker, const KernelInvocation& k, std::uint64_t linear_block) {
+KILN_EMU_ENTRY void run_block(Worker& worker, const KernelInvocation& k, std::uint64_t linear_block);
+#if KILN_EMU_DEFINITIONS
+KILN_EMU_ENTRY void run_block(Worker& worker, const KernelInvocation& k, std::uint64_t linear_block) {
   BlockContext& b = worker.block;
   const unsigned n = k.block.x * k.block.y * k.block.z;
   b.kernel = &k;
@@ -216,10 +233,13 @@ inline void run_block(Worker& worker, const KernelInvocation& k, std::uint64_t l
   run_block_threads(worker, b);
 #endif
 }
+#endif
 
 // Runs every block of the launch; throws Error with the first failure (lowest block index among
 // the blocks that ran) after all workers stopped.
-inline void run_grid(const KernelInvocation& k) {
+KILN_EMU_ENTRY void run_grid(const KernelInvocation& k);
+#if KILN_EMU_DEFINITIONS
+KILN_EMU_ENTRY void run_grid(const KernelInvocation& k) {
   if (current_thread != nullptr)
     throw Error("kiln emulator: kernel '" + std::string(k.name) + "' launched from inside a kernel");
   if (const LaunchObserver observe = launch_observer().load(std::memory_order_relaxed)) observe(k.name);
@@ -276,6 +296,7 @@ inline void run_grid(const KernelInvocation& k) {
     throw Error(error);
   }
 }
+#endif
 
 }  // namespace kiln::gpu::emu
 

@@ -28,7 +28,9 @@ struct ScheduleSetting {
 };
 
 // Reads KILN_EMU_SCHEDULE once.
-inline void read_schedule_environment(ScheduleSetting& s) {
+KILN_EMU_ENTRY void read_schedule_environment(ScheduleSetting& s);
+#if KILN_EMU_DEFINITIONS
+KILN_EMU_ENTRY void read_schedule_environment(ScheduleSetting& s) {
   const char* text = std::getenv("KILN_EMU_SCHEDULE");
   if (text == nullptr || *text == '\0' || std::strcmp(text, "forward") == 0) return;
   if (std::strcmp(text, "reverse") == 0) {
@@ -48,6 +50,7 @@ inline void read_schedule_environment(ScheduleSetting& s) {
   throw Error("KILN_EMU_SCHEDULE must be 'forward', 'reverse', 'random' or 'random:SEED', not '" + std::string(text) +
               "'");
 }
+#endif
 
 inline ScheduleSetting& schedule_setting() {
   static ScheduleSetting setting;
@@ -63,7 +66,9 @@ inline void set_schedule_seed(std::uint64_t seed) { schedule_setting().seed.stor
 inline std::uint64_t schedule_seed() { return schedule_setting().seed.load(); }
 
 // "forward", "reverse" or "random:SEED": what to put in KILN_EMU_SCHEDULE to rerun this schedule.
-inline std::string schedule_text() {
+KILN_EMU_ENTRY std::string schedule_text();
+#if KILN_EMU_DEFINITIONS
+KILN_EMU_ENTRY std::string schedule_text() {
   switch (schedule()) {
     case Schedule::forward:
       return "forward";
@@ -73,6 +78,7 @@ inline std::string schedule_text() {
       return "random:" + std::to_string(schedule_seed());
   }
 }
+#endif
 
 // splitmix64: a tiny, good-enough generator for schedules.
 inline std::uint64_t next_random(std::uint64_t& state) {

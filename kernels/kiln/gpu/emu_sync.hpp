@@ -33,18 +33,24 @@ inline void wake_all(BlockContext&) {}
 #endif
 
 // Records the block's first error and makes every thread unwind.
-inline void record_failure(BlockContext& b, std::string message) {
+KILN_EMU_ENTRY void record_failure(BlockContext& b, std::string message);
+#if KILN_EMU_DEFINITIONS
+KILN_EMU_ENTRY void record_failure(BlockContext& b, std::string message) {
   if (!b.aborting) {
     b.aborting = true;
     b.error = std::move(message);
   }
   wake_all(b);
 }
+#endif
 
-[[noreturn]] inline void fail(BlockContext& b, std::string message) {
+[[noreturn]] KILN_EMU_ENTRY void fail(BlockContext& b, std::string message);
+#if KILN_EMU_DEFINITIONS
+[[noreturn]] KILN_EMU_ENTRY void fail(BlockContext& b, std::string message) {
   record_failure(b, std::move(message));
   throw AbortBlock{};
 }
+#endif
 
 inline void yield_to_scheduler([[maybe_unused]] EmulatedThread& self) {
 #if !KILN_EMU_THREADS
@@ -53,7 +59,9 @@ inline void yield_to_scheduler([[maybe_unused]] EmulatedThread& self) {
 }
 
 // Blocks the caller until the collective it joined completes (or the block aborts).
-inline void wait_until_released(EmulatedThread& self, BlockContext& b, [[maybe_unused]] BlockLock& lock) {
+KILN_EMU_ENTRY void wait_until_released(EmulatedThread& self, BlockContext& b, [[maybe_unused]] BlockLock& lock);
+#if KILN_EMU_DEFINITIONS
+KILN_EMU_ENTRY void wait_until_released(EmulatedThread& self, BlockContext& b, [[maybe_unused]] BlockLock& lock) {
 #if KILN_EMU_THREADS
   b.wakeup.wait(lock, [&] { return self.state == ThreadState::runnable || b.aborting; });
 #else
@@ -63,12 +71,18 @@ inline void wait_until_released(EmulatedThread& self, BlockContext& b, [[maybe_u
 #endif
   if (b.aborting) throw AbortBlock{};
 }
+#endif
 
-inline void fail_if_stuck(BlockContext& b) {
+KILN_EMU_ENTRY void fail_if_stuck(BlockContext& b);
+#if KILN_EMU_DEFINITIONS
+KILN_EMU_ENTRY void fail_if_stuck(BlockContext& b) {
   if (b.blocked > 0 && b.blocked + b.exited == b.thread_count) fail(b, describe_stuck_block(b));
 }
+#endif
 
-inline void release_barrier(BlockContext& b) {
+KILN_EMU_ENTRY void release_barrier(BlockContext& b);
+#if KILN_EMU_DEFINITIONS
+KILN_EMU_ENTRY void release_barrier(BlockContext& b) {
   const EmulatedThread& first = b.threads[0];
   for (unsigned i = 1; i < b.thread_count; ++i) {
     const EmulatedThread& t = b.threads[i];
@@ -89,9 +103,12 @@ inline void release_barrier(BlockContext& b) {
 #endif
   wake_all(b);
 }
+#endif
 
 // __syncthreads and its _count/_and/_or forms. Returns how many threads passed a true predicate.
-inline std::uint64_t block_barrier(const char* name, bool predicate, const CallSite& where) {
+KILN_EMU_ENTRY std::uint64_t block_barrier(const char* name, bool predicate, const CallSite& where);
+#if KILN_EMU_DEFINITIONS
+KILN_EMU_ENTRY std::uint64_t block_barrier(const char* name, bool predicate, const CallSite& where) {
   EmulatedThread& self = current(name);
   BlockContext& b = *self.block;
   [[maybe_unused]] BlockLock lock = lock_block(b);
@@ -109,6 +126,7 @@ inline std::uint64_t block_barrier(const char* name, bool predicate, const CallS
   wait_until_released(self, b, lock);
   return self.result;
 }
+#endif
 
 // Lanes that exist in warp `warp` (the last warp of a block may be partial).
 inline unsigned lanes_present(const BlockContext& b, unsigned warp) {
@@ -116,8 +134,11 @@ inline unsigned lanes_present(const BlockContext& b, unsigned warp) {
   return count >= 32 ? ~0u : (1u << count) - 1u;
 }
 
-inline void complete_warp_collective(BlockContext& b, unsigned warp, unsigned participants,
-                                     const EmulatedThread& last) {
+KILN_EMU_ENTRY void complete_warp_collective(BlockContext& b, unsigned warp, unsigned participants,
+                                             const EmulatedThread& last);
+#if KILN_EMU_DEFINITIONS
+KILN_EMU_ENTRY void complete_warp_collective(BlockContext& b, unsigned warp, unsigned participants,
+                                             const EmulatedThread& last) {
   EmulatedThread* lanes = b.threads + warp * 32;
   for (unsigned lane : lanes_of(participants)) {
     const EmulatedThread& t = lanes[lane];
@@ -237,10 +258,13 @@ inline void complete_warp_collective(BlockContext& b, unsigned warp, unsigned pa
 #endif
   wake_all(b);
 }
+#endif
 
 // A warp-level rendezvous: waits until every lane named in the mask has arrived, then computes
 // each lane's result from all the lanes' operands.
-inline std::uint64_t warp_collective(const char* name, const WarpRequest& request, const CallSite& where) {
+KILN_EMU_ENTRY std::uint64_t warp_collective(const char* name, const WarpRequest& request, const CallSite& where);
+#if KILN_EMU_DEFINITIONS
+KILN_EMU_ENTRY std::uint64_t warp_collective(const char* name, const WarpRequest& request, const CallSite& where) {
   EmulatedThread& self = current(name);
   BlockContext& b = *self.block;
   [[maybe_unused]] BlockLock lock = lock_block(b);
@@ -271,9 +295,12 @@ inline std::uint64_t warp_collective(const char* name, const WarpRequest& reques
   wait_until_released(self, b, lock);
   return self.result;
 }
+#endif
 
 // Called when a thread's kernel body returned (or unwound).
-inline void thread_exited(EmulatedThread& self) {
+KILN_EMU_ENTRY void thread_exited(EmulatedThread& self);
+#if KILN_EMU_DEFINITIONS
+KILN_EMU_ENTRY void thread_exited(EmulatedThread& self) {
   BlockContext& b = *self.block;
   [[maybe_unused]] BlockLock lock = lock_block(b);
   self.state = ThreadState::exited;
@@ -283,6 +310,7 @@ inline void thread_exited(EmulatedThread& self) {
     record_failure(b, describe_stuck_block(b));
   if (b.exited == b.thread_count) wake_all(b);
 }
+#endif
 
 }  // namespace kiln::gpu::emu
 

@@ -44,14 +44,20 @@ inline std::size_t opted_in_shared_bytes(kernel_key kernel) {
   return found == registry.bytes.end() ? default_max_dynamic_shared_bytes : found->second;
 }
 
-inline std::string dims(const dim3& d) {
+KILN_EMU_ENTRY std::string dims(const dim3& d);
+#if KILN_EMU_DEFINITIONS
+KILN_EMU_ENTRY std::string dims(const dim3& d) {
   char text[40];  // not a chain of string +: g++ 12 warns falsely on it (-Wrestrict)
   std::snprintf(text, sizeof text, "(%u,%u,%u)", d.x, d.y, d.z);
   return text;
 }
+#endif
 
-inline void validate_launch(const char* name, kernel_key kernel, dim3 grid, dim3 block,
-                            std::size_t dynamic_shared_bytes) {
+KILN_EMU_ENTRY void validate_launch(const char* name, kernel_key kernel, dim3 grid, dim3 block,
+                                    std::size_t dynamic_shared_bytes);
+#if KILN_EMU_DEFINITIONS
+KILN_EMU_ENTRY void validate_launch(const char* name, kernel_key kernel, dim3 grid, dim3 block,
+                                    std::size_t dynamic_shared_bytes) {
   const std::string who = std::string("kiln::gpu::launch(") + name + "): ";
   const std::uint64_t threads = std::uint64_t{block.x} * block.y * block.z;
   if (threads == 0) throw Error(who + "block " + dims(block) + " has no threads");
@@ -75,6 +81,7 @@ inline void validate_launch(const char* name, kernel_key kernel, dim3 grid, dim3
                   " it may use; above 48 KiB call kiln::gpu::set_max_dynamic_shared(kernel, bytes) first");
   }
 }
+#endif
 
 }  // namespace detail
 

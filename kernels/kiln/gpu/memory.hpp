@@ -62,14 +62,20 @@ inline void pinned_free(void* pointer) noexcept {
   if (pointer != nullptr) (void)cudaFreeHost(pointer);
 }
 
-inline void* device_malloc(std::size_t bytes) {
+KILN_EMU_ENTRY void* device_malloc(std::size_t bytes);
+#if KILN_EMU_DEFINITIONS
+KILN_EMU_ENTRY void* device_malloc(std::size_t bytes) {
   void* pointer = nullptr;
   detail::check_cuda(cudaMalloc(&pointer, bytes), ("cudaMalloc of " + std::to_string(bytes) + " bytes").c_str());
   return pointer;
 }
-inline void device_free(void* pointer) {
+#endif
+KILN_EMU_ENTRY void device_free(void* pointer);
+#if KILN_EMU_DEFINITIONS
+KILN_EMU_ENTRY void device_free(void* pointer) {
   if (pointer != nullptr) detail::check_cuda(cudaFree(pointer), "cudaFree");
 }
+#endif
 inline void memcpy_host_to_device(void* dst, const void* src, std::size_t bytes) {
   detail::check_cuda(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "cudaMemcpy host to device");
 }
@@ -85,7 +91,9 @@ inline void memset_device(void* dst, int value, std::size_t bytes) {
 
 #else  // emulator
 
-inline void* device_malloc(std::size_t bytes) {
+KILN_EMU_ENTRY void* device_malloc(std::size_t bytes);
+#if KILN_EMU_DEFINITIONS
+KILN_EMU_ENTRY void* device_malloc(std::size_t bytes) {
   emu::refuse_during_capture("device_malloc (cudaMalloc) of " + std::to_string(bytes) + " bytes");
 #if KILN_EMU_ASAN || KILN_EMU_CHECK
   // Exact size (ASan poisons from the first byte past it); the checker's guard gap after it.
@@ -111,13 +119,17 @@ inline void* device_malloc(std::size_t bytes) {
 #endif
   return pointer;
 }
-inline void device_free(void* pointer) {
+#endif
+KILN_EMU_ENTRY void device_free(void* pointer);
+#if KILN_EMU_DEFINITIONS
+KILN_EMU_ENTRY void device_free(void* pointer) {
   if (pointer != nullptr) emu::invalidate_capture("device_free (cudaFree)");  // may run in a destructor
 #if KILN_EMU_CHECK
   if (pointer != nullptr) emu::unregister_allocation(pointer);
 #endif
   std::free(pointer);
 }
+#endif
 
 namespace detail {
 inline void checked_copy(void* dst, const void* src, std::size_t bytes, const char* what) {
