@@ -152,7 +152,8 @@ TEST_CASE(
   using B = kiln::Backend<kiln::Cuda>;
   using Tensor = kiln::Tensor<float, kiln::Cuda>;
   kiln::cuda::MathModeScope scope(kiln::cuda::MathMode::bf16);
-  const ConvShape s{4, 20, 24, 6, 6, 3};  // 144 pixels: 9 steps, one split; 24 -> 20 input gradient
+  const ConvShape s{4, 20, 24, 8, 8, 3};  // 256 pixels: 16 steps, 2 splits; 24 -> 20 input gradient
+  REQUIRE(mw::splits(s).count == 2);
   CHECK(B::conv2d_workspace_floats(s) >= static_cast<std::size_t>(mbw::layout(s).total));
   const auto xv = uniform(static_cast<std::size_t>(s.n * s.c_in * s.h * s.w), 41, -2.0f, 2.0f);
   const auto wv = uniform(static_cast<std::size_t>(s.c_out * s.c_in * 9), 42, -1.0f, 1.0f);
@@ -180,12 +181,18 @@ TEST_CASE(
   const auto with_dx = run(dx, full);
   CHECK(with_dx.count("conv2d_mma_bf16_wgrad_kernel<3, 64>") == 1);
   CHECK(with_dx.count("conv2d_mma_wgrad_kernel<3, 64, true, true>") == 0);
-  CHECK(nhwc_copies == 2);  // dy's and x's
+  CHECK(with_dx.count("conv2d_mma_wgrad_reduce_kernel<3>") == 1);  // the partial sums after the copies
+  CHECK(nhwc_copies == 2);                                         // dy's and x's
   CHECK(normalised_error(dw.to_vector(), want) < 2e-6);
   // Without dx (a first layer): the weight gradient makes dy's copy itself.
   const auto without_dx = run(no_dx, full);
   CHECK(without_dx.count("conv2d_mma_bf16_wgrad_kernel<3, 64>") == 1);
   CHECK(nhwc_copies == 2);
+  CHECK(normalised_error(dw.to_vector(), want) < 2e-6);
+  // Room for the copies but not the partial sums: the same kernel, unsplit.
+  const auto unsplit = run(dx, mbw::layout(s).partials);
+  CHECK(unsplit.count("conv2d_mma_bf16_wgrad_kernel<3, 64>") == 1);
+  CHECK(unsplit.count("conv2d_mma_wgrad_reduce_kernel<3>") == 0);
   CHECK(normalised_error(dw.to_vector(), want) < 2e-6);
   // A workspace planned under TF32 (room for the packed weights only): the fp32-staged BF16 kernel.
   const auto fallback = run(no_dx, kiln::cuda::kernels::mma_conv::packed_weight_floats(s));
