@@ -33,6 +33,7 @@
 #include "conv2d_igemm.cuh"
 #include "conv2d_mma.cuh"
 #include "conv2d_mma_bf16.cuh"
+#include "conv2d_mma_bf16_wgrad.cuh"
 #include "conv2d_mma_wgrad.cuh"
 #include "conv2d_strided.cuh"
 #include "elementwise.cuh"
@@ -171,7 +172,8 @@ struct Backend<Cuda> {
   // Strict fp32 needs no scratch memory. TF32: the forward's packed weights, the input gradient's
   // packed weights (both mma.sync) and the weight gradient's split-K partial sums (mma.sync, or the
   // implicit GEMM's where the mma kernel does not take the shape), never live at once, so the
-  // largest of them. BF16: the forward's and the input gradient's with x's / dy's NHWC BF16 copy.
+  // largest of them. BF16: the forward's and the input gradient's with x's / dy's NHWC BF16 copy, the
+  // weight gradient's with both copies and the partial sums after them (mma_bf16_wgrad::layout).
   static std::size_t conv2d_workspace_floats(const ConvShape& s) {
     namespace k = kiln::cuda::kernels;
     if (!uses_tensor_cores(s)) return 0;
@@ -182,6 +184,8 @@ struct Backend<Cuda> {
       floats = std::max(floats, k::mma_bf16::dgrad_workspace_floats(s));  // + dy's NHWC BF16 copy
     floats = std::max(floats, k::mma_wgrad::supports(s) ? k::mma_wgrad::workspace_floats(s)
                                                         : k::igemm::weight_grad_workspace_floats(s));
+    if (bf16_math() && k::mma_bf16_wgrad::supports(s))  // dy's and x's copies, then the partial sums
+      floats = std::max(floats, k::mma_bf16_wgrad::layout(s).total);
     return static_cast<std::size_t>(floats);
   }
 
@@ -658,9 +662,11 @@ struct Backend<Cuda> {
     namespace mw = kiln::cuda::kernels::mma_wgrad;
     namespace mb = kiln::cuda::kernels::mma_bf16;
     const bool bf16 = bf16_math();
+    bool dy_copied = false;  // dy's NHWC BF16 copy in ws (the BF16 weight gradient reuses it)
     if (!dx.empty() && s.c_in > 0) {
       if (bf16 && uses_mma_forward(s) && mb::supports(mc::transposed(s)) && s.c_out > 0 &&
           static_cast<std::int64_t>(ws.numel()) >= mb::dgrad_workspace_floats(s)) {
+        dy_copied = true;
         // BF16 with room for dy's NHWC copy: the NHWC forward kernel on the transposed shape.
         const ConvShape t = mc::transposed(s);
         auto* wp = reinterpret_cast<__nv_bfloat16*>(ws.data());
@@ -688,6 +694,11 @@ struct Backend<Cuda> {
       }
     }
     if (dw.empty() || s.c_in == 0 || s.c_out == 0) return;
+    if (bf16 && kiln::cuda::kernels::mma_bf16_wgrad::supports(s) &&
+        static_cast<std::int64_t>(ws.numel()) >= kiln::cuda::kernels::mma_bf16_wgrad::layout(s).partials) {
+      conv2d_wgrad_bf16(s, x, dy, dw, ws, dy_copied);
+      return;
+    }
     if (mw::supports(s) && mw::aligned(dy.data())) {
       mw::Splits sp = mw::splits(s);
       const std::int64_t weights = s.c_out * s.c_in * s.k * s.k;
@@ -720,6 +731,31 @@ struct Backend<Cuda> {
     if (sp.count > 1)
       launch_1d(KILN_CUDA_KERNEL_FLOAT(conv2d_igemm_reduce_splits_kernel), weights, ws.data(), sp.count, weights,
                 dw.data());
+  }
+  // dw += the BF16 weight gradient from the NHWC BF16 copies of x and dy (conv2d_mma_bf16_wgrad.cuh;
+  // dy's already in ws when the input gradient made it), split-K where ws holds the partial sums.
+  static void conv2d_wgrad_bf16(const ConvShape& s, const T& x, const T& dy, T& dw, T& ws, bool dy_copied) {
+    namespace mw = kiln::cuda::kernels::mma_wgrad;
+    namespace mbw = kiln::cuda::kernels::mma_bf16_wgrad;
+    const mbw::Layout l = mbw::layout(s);
+    auto* dyh = reinterpret_cast<__nv_bfloat16*>(ws.data() + l.dy_copy);
+    auto* xh = reinterpret_cast<__nv_bfloat16*>(ws.data() + l.x_copy);
+    if (!dy_copied) to_nhwc_bf16(s.n, s.c_out, s.h * s.w, dy.data(), dyh);
+    to_nhwc_bf16(s.n, s.c_in, s.h * s.w, x.data(), xh);
+    mw::Splits sp = mw::splits(s);
+    const std::int64_t weights = s.c_out * s.c_in * s.k * s.k;
+    if (sp.count > 1 && static_cast<std::int64_t>(ws.numel()) < l.partials + sp.count * weights)
+      sp = mw::Splits{1, static_cast<int>((s.n * s.h * s.w + mw::bk - 1) / mw::bk)};  // no room: unsplit
+    float* partials = ws.data() + l.partials;
+    float* out = sp.count > 1 ? partials : dw.data();
+    mbw::dispatch(s, [&]<int K, int BT>() {
+      launch(KILN_CUDA_KERNEL(conv2d_mma_bf16_wgrad_kernel, K, BT), mw::grid(s, sp.count), dim3(mbw::Tile<BT>::threads),
+             mbw::Tile<BT>::shared_bytes, s, static_cast<const __nv_bfloat16*>(xh),
+             static_cast<const __nv_bfloat16*>(dyh), out, sp.steps_per_split);
+      if (sp.count > 1)
+        launch_1d(KILN_CUDA_KERNEL(conv2d_mma_wgrad_reduce_kernel, K), weights, s, static_cast<const float*>(partials),
+                  sp.count, dw.data());
+    });
   }
   // The tiled strict-fp32 convolutions: 16x16 output tiles x groups of 8 channels x images.
   static dim3 conv_grid(const ConvShape& s, std::int64_t channels) {

@@ -8,9 +8,10 @@
 //                          or PyTorch's allow_tf32). Relative errors around 1e-3 instead of 1e-6.
 //   MathMode::bf16         kernels/conv2d_mma*.cuh on BF16 tensor cores (m16n8k16, 7 mantissa
 //                          bits, twice TF32's peak) for K = 1 and 3: weights packed as BF16; the
-//                          forward and the input gradient read x / dy from an NHWC BF16 copy in the
-//                          layer's workspace (conv2d_mma_bf16.cuh), the weight gradient rounds x
-//                          and dy to BF16 in registers; all to nearest even, fp32 accumulation;
+//                          forward, the input gradient and the weight gradient read x / dy from
+//                          NHWC BF16 copies in the layer's workspace (conv2d_mma_bf16.cuh,
+//                          conv2d_mma_bf16_wgrad.cuh); with a workspace planned under another mode
+//                          the kernels round them to BF16 in registers; all to nearest even, fp32 accumulation;
 //                          master weights, BN statistics and losses stay fp32 (like PyTorch's
 //                          autocast to bfloat16). Normalised errors around 2e-3.
 // Set it before planning a network: Conv2d asks for its workspace (the TF32 weight gradient's

@@ -248,7 +248,8 @@ int run(const Options& o) {
         !contains(r.kernel, "(dgrad)");
     const bool backward_conv = contains(r.kernel, "conv2d_backward") || contains(r.kernel, "conv2d_igemm_backward") ||
                                contains(r.kernel, "reduce_splits") || contains(r.kernel, "(dgrad)") ||
-                               contains(r.kernel, "conv2d_mma_wgrad") || contains(r.kernel, "pack_weights_dgrad");
+                               contains(r.kernel, "conv2d_mma_wgrad") || contains(r.kernel, "conv2d_mma_bf16_wgrad") ||
+                               contains(r.kernel, "pack_weights_dgrad");
     // Convolutions: FLOPs and the compulsory global bytes (every tensor read or written once) from
     // the layer's shape. The sampled-block extrapolation of distinct bytes cannot see that every
     // block of a weight gradient reads the same activations, so it is replaced here.
@@ -284,6 +285,10 @@ int run(const Options& o) {
                           "conv2d_mma_wgrad_kernel")) {  // dw read and written (+=); split-K partials not counted
         p.flops = 2.0 * pixels(c) * weights(c);
         p.global_distinct_bytes = 4.0 * (pixels(c) * (c.c_in + c.c_out) + 2.0 * weights(c));
+      } else if (contains(r.kernel, "conv2d_mma_bf16_wgrad_kernel")) {  // x and dy as NHWC BF16 copies; dw += as above
+        p.flops = 2.0 * pixels(c) * weights(c);
+        p.global_distinct_bytes =
+            2.0 * pixels(c) * ((c.c_in + 15) / 16 * 16 + (c.c_out + 15) / 16 * 16) + 8.0 * weights(c);
       }
     }
     if ((contains(r.kernel, "conv2d_mma_pack_weights_kernel") || contains(r.kernel, "conv2d_mma_pack_weights_bf16")) &&

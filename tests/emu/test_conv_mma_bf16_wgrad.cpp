@@ -1,0 +1,203 @@
+// The BF16 weight gradient from the NHWC BF16 copies of x and dy (kernels/conv2d_mma_bf16_wgrad.cuh:
+// 16-byte cp.async, ldmatrix.trans, m16n8k16, split-K partial sums reduced in a fixed order), on the
+// lane-accurate emulation of mma.sync / ldmatrix, against
+//   * loops in double on the operands the tensor cores see (x and dy rounded to BF16): only the
+//     fp32 accumulation order may differ, normalised error < 2e-6;
+//   * the CPU reference in fp32 with BF16's bound 2^-7 (test_conv_mma_bf16.cpp says why), and
+//     above 1e-3, which TF32 stays under: the BF16 path really ran;
+//   * a deliberate bug (channels 0 and 8 of every pixel of dy's copy swapped) the bound must catch;
+// split-K and unsplit, both schedules, and Backend<Cuda>::conv2d_backward under MathMode::bf16
+// choosing it when the workspace holds the copies (reusing dy's copy from the input gradient).
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "conv2d_mma_bf16_wgrad.cuh"
+#include "emu/launch_log.hpp"
+#include "kiln/cpu/conv2d.hpp"
+#include "kiln/cuda.hpp"
+#include "kiln/gpu/gpu.hpp"
+#include "normalised_error.hpp"
+#include "test_emulator_support.hpp"
+
+namespace {
+
+using kiln::ConvShape;
+using kiln_emu_test::DeviceBuffer;
+using kiln_emu_test::uniform;
+using kiln_test::normalised_error;
+namespace mbw = kiln::cuda::kernels::mma_bf16_wgrad;
+namespace mw = kiln::cuda::kernels::mma_wgrad;
+
+constexpr double wgrad_bf16_bound = 1.0 / 128;  // 2u, u = 2^-8
+constexpr double wgrad_tf32_level = 1e-3;
+
+double bf16_value(float x) { return __bfloat162float(__float2bfloat16_rn(x)); }
+
+// dw in double on BF16-rounded operands (x and dy).
+std::vector<float> exact_dw(const ConvShape& s, const std::vector<float>& x, const std::vector<float>& dy) {
+  const std::int64_t K = s.k, P = K / 2, H = s.h, W = s.w;
+  std::vector<double> dw(static_cast<std::size_t>(s.c_out * s.c_in * K * K), 0.0);
+  for (std::int64_t n = 0; n < s.n; ++n)
+    for (std::int64_t o = 0; o < s.c_out; ++o)
+      for (std::int64_t i = 0; i < H; ++i)
+        for (std::int64_t j = 0; j < W; ++j) {
+          const double g = bf16_value(dy[static_cast<std::size_t>(((n * s.c_out + o) * H + i) * W + j)]);
+          for (std::int64_t c = 0; c < s.c_in; ++c)
+            for (std::int64_t u = 0; u < K; ++u)
+              for (std::int64_t v = 0; v < K; ++v) {
+                const std::int64_t ii = i + u - P, jj = j + v - P;
+                if (ii < 0 || ii >= H || jj < 0 || jj >= W) continue;
+                dw[static_cast<std::size_t>(((o * s.c_in + c) * K + u) * K + v)] +=
+                    g * bf16_value(x[static_cast<std::size_t>(((n * s.c_in + c) * H + ii) * W + jj)]);
+              }
+        }
+  return std::vector<float>(dw.begin(), dw.end());
+}
+
+// Split-K (as planned) and unsplit, under both schedules. Returns the planned split count.
+int check_wgrad(const ConvShape& s, std::uint64_t seed) {
+  INFO("N=" << s.n << " " << s.c_in << "->" << s.c_out << " K=" << s.k << " " << s.h << "x" << s.w << ": tile "
+            << mw::block_tile(s) << ", splits " << mw::splits(s).count);
+  const auto x = uniform(static_cast<std::size_t>(s.n * s.c_in * s.h * s.w), seed, -2.0f, 2.0f);
+  const auto dy = uniform(static_cast<std::size_t>(s.n * s.c_out * s.h * s.w), seed + 1, -1.0f, 1.0f);
+  const auto want = exact_dw(s, x, dy);
+  std::vector<float> w(want.size(), 0.0f), strict(want.size(), 0.0f);
+  kiln::cpu::reference::conv2d_backward(s, x.data(), w.data(), dy.data(), nullptr, strict.data(), nullptr);
+  REQUIRE(mbw::supports(s));
+  DeviceBuffer<float> d_x(x), d_dy(dy), d_dw(want.size()), work(static_cast<std::size_t>(mbw::layout(s).total));
+  for (auto schedule : {kiln::gpu::emu::Schedule::forward, kiln::gpu::emu::Schedule::reverse}) {
+    kiln_emu_test::ScopedSchedule order(schedule);
+    for (bool unsplit : {false, true}) {
+      INFO("unsplit " << unsplit);
+      d_dw.upload(std::vector<float>(want.size(), 0.0f));
+      mbw::backward_weight(s, d_x.get(), d_dy.get(), d_dw.get(), work.get(), false, unsplit);
+      const auto dw = d_dw.download();
+      CHECK(normalised_error(dw, want) < 2e-6);
+      const double vs_fp32 = normalised_error(dw, strict);
+      CHECK(vs_fp32 < wgrad_bf16_bound);
+      CHECK(vs_fp32 > wgrad_tf32_level);
+    }
+  }
+  return mw::splits(s).count;
+}
+
+// The launch log records names once; the NHWC copies are counted here as well.
+int nhwc_copies = 0;
+void record_and_count(const char* spelled) {
+  kiln_test::record_launch(spelled);
+  if (kiln_test::kernel_base_name(spelled) == "conv2d_nhwc_bf16_kernel") ++nhwc_copies;
+}
+
+}  // namespace
+
+TEST_CASE("mma_bf16_wgrad::layout: the copies and the partial sums do not overlap, 16-byte aligned") {
+  const ConvShape s{4, 17, 66, 8, 8, 3};
+  const auto l = mbw::layout(s);
+  namespace mb = kiln::cuda::kernels::mma_bf16;
+  const ConvShape t = kiln::cuda::kernels::mma_conv::transposed(s);
+  CHECK(l.dy_copy == mb::packed_weight_floats(t));  // where the input gradient leaves dy's copy
+  CHECK(l.x_copy - l.dy_copy == mb::nhwc_floats(t));
+  CHECK(l.partials - l.x_copy == mb::nhwc_floats(s));
+  CHECK(l.total - l.partials == mw::workspace_floats(s));
+  CHECK(mw::workspace_floats(s) > 0);
+  CHECK(l.dy_copy % 4 == 0);
+  CHECK(l.x_copy % 4 == 0);
+  CHECK(l.partials % 4 == 0);
+}
+
+// Not in OS-thread mode (ThreadSanitizer builds): 32-128 std::threads meet at every mma.
+#if !KILN_EMU_THREADS
+TEST_CASE("conv2d_mma_bf16_wgrad_kernel: exact operands, the 2^-7 bound, channel tails, split-K and unsplit") {
+  check_wgrad({1, 3, 5, 4, 5, 3}, 1);               // Cin 3, Cout 5: one chunk each, mostly zeros; H*W = 20
+  check_wgrad({2, 32, 32, 8, 8, 3}, 2);             // a U-Net level (width 32), the 64x64 tile
+  check_wgrad({3, 16, 8, 7, 9, 3}, 3);              // H*W = 63 (not a multiple of 4: the fp32-staged kernel refuses it)
+  CHECK(check_wgrad({4, 17, 66, 8, 8, 3}, 4) > 1);  // Cin 17, Cout 66; split-K
+#if !KILN_EMU_ASAN  // the sanitizer build emulates every lane's mma ~10x slower: the small shapes only
+  check_wgrad({1, 96, 130, 4, 8, 3}, 5);             // the 128x128 tile, tails in both channel counts
+  CHECK(check_wgrad({4, 96, 130, 8, 8, 1}, 6) > 1);  // the 128x128 tile, split-K
+#endif
+}
+
+TEST_CASE(
+    "conv2d_mma_bf16_wgrad_kernel: the 2^-7 bound catches channels 0 and 8 of dy's copy swapped (deliberate bug)") {
+  const ConvShape s{1, 32, 32, 8, 8, 3};
+  const auto x = uniform(static_cast<std::size_t>(s.n * s.c_in * s.h * s.w), 31, -2.0f, 2.0f);
+  const auto dy = uniform(static_cast<std::size_t>(s.n * s.c_out * s.h * s.w), 32, -1.0f, 1.0f);
+  std::vector<float> w(static_cast<std::size_t>(s.c_out * s.c_in * 9), 0.0f), strict(w.size(), 0.0f);
+  kiln::cpu::reference::conv2d_backward(s, x.data(), w.data(), dy.data(), nullptr, strict.data(), nullptr);
+  const auto l = mbw::layout(s);
+  DeviceBuffer<float> d_x(x), d_dy(dy), d_dw(std::vector<float>(w.size(), 0.0f)),
+      work(static_cast<std::size_t>(l.total));
+  mbw::backward_weight(s, d_x.get(), d_dy.get(), d_dw.get(), work.get());
+  CHECK(normalised_error(d_dw.download(), strict) < wgrad_bf16_bound);
+  // The bug: in every pixel's 16 channels of dy's copy, 0 and 8 swapped (what a chunk index that
+  // ignores the swizzle does); the kernel told the copy is there already.
+  auto ws = work.download();
+  auto* h = reinterpret_cast<std::uint16_t*>(ws.data() + l.dy_copy);
+  for (std::int64_t p = 0; p < s.n * s.h * s.w * 2; ++p) std::swap(h[p * 16], h[p * 16 + 8]);
+  work.upload(ws);
+  d_dw.upload(std::vector<float>(w.size(), 0.0f));
+  mbw::backward_weight(s, d_x.get(), d_dy.get(), d_dw.get(), work.get(), true);
+  const double buggy = normalised_error(d_dw.download(), strict);
+  MESSAGE("normalised error with dy's channels 0 and 8 swapped: ", buggy);
+  CHECK(buggy > wgrad_bf16_bound);
+}
+
+TEST_CASE(
+    "Backend<Cuda>::conv2d_backward under MathMode::bf16 runs the NHWC BF16 weight gradient when ws holds the copies") {
+  using B = kiln::Backend<kiln::Cuda>;
+  using Tensor = kiln::Tensor<float, kiln::Cuda>;
+  kiln::cuda::MathModeScope scope(kiln::cuda::MathMode::bf16);
+  const ConvShape s{4, 20, 24, 8, 8, 3};  // 256 pixels: 16 steps, 2 splits; 24 -> 20 input gradient
+  REQUIRE(mw::splits(s).count == 2);
+  CHECK(B::conv2d_workspace_floats(s) >= static_cast<std::size_t>(mbw::layout(s).total));
+  const auto xv = uniform(static_cast<std::size_t>(s.n * s.c_in * s.h * s.w), 41, -2.0f, 2.0f);
+  const auto wv = uniform(static_cast<std::size_t>(s.c_out * s.c_in * 9), 42, -1.0f, 1.0f);
+  const auto dyv = uniform(static_cast<std::size_t>(s.n * s.c_out * s.h * s.w), 43, -1.0f, 1.0f);
+  const auto dw0 = uniform(wv.size(), 44, -1.0f, 1.0f);  // dw accumulates
+  auto want = exact_dw(s, xv, dyv);
+  for (std::size_t i = 0; i < want.size(); ++i) want[i] += dw0[i];
+  Tensor x(kiln::Shape::nchw(s.n, s.c_in, s.h, s.w)), w(kiln::Shape{s.c_out, s.c_in, 3, 3}),
+      dy(kiln::Shape::nchw(s.n, s.c_out, s.h, s.w)), dx(x.shape()), dw(w.shape()), no_dx, no_db;
+  x.copy_from_host(xv);
+  w.copy_from_host(wv);
+  dy.copy_from_host(dyv);
+  auto run = [&](Tensor& wanted_dx, std::int64_t ws_floats) {
+    Tensor ws(kiln::Shape{ws_floats});
+    dw.copy_from_host(dw0);
+    kiln_test::record_launches(true);
+    nhwc_copies = 0;
+    kiln::gpu::emu::launch_observer().store(&record_and_count);
+    B::conv2d_backward(s, x, w, dy, wanted_dx, dw, no_db, ws);
+    kiln_test::record_launches(false);
+    return kiln_test::launched_kernel_names();
+  };
+  const auto full = static_cast<std::int64_t>(B::conv2d_workspace_floats(s));
+  // With dx: dy's copy made once, for the input gradient, and reused.
+  const auto with_dx = run(dx, full);
+  CHECK(with_dx.count("conv2d_mma_bf16_wgrad_kernel<3, 64>") == 1);
+  CHECK(with_dx.count("conv2d_mma_wgrad_kernel<3, 64, true, true>") == 0);
+  CHECK(with_dx.count("conv2d_mma_wgrad_reduce_kernel<3>") == 1);  // the partial sums after the copies
+  CHECK(nhwc_copies == 2);                                         // dy's and x's
+  CHECK(normalised_error(dw.to_vector(), want) < 2e-6);
+  // Without dx (a first layer): the weight gradient makes dy's copy itself.
+  const auto without_dx = run(no_dx, full);
+  CHECK(without_dx.count("conv2d_mma_bf16_wgrad_kernel<3, 64>") == 1);
+  CHECK(nhwc_copies == 2);
+  CHECK(normalised_error(dw.to_vector(), want) < 2e-6);
+  // Room for the copies but not the partial sums: the same kernel, unsplit.
+  const auto unsplit = run(dx, mbw::layout(s).partials);
+  CHECK(unsplit.count("conv2d_mma_bf16_wgrad_kernel<3, 64>") == 1);
+  CHECK(unsplit.count("conv2d_mma_wgrad_reduce_kernel<3>") == 0);
+  CHECK(normalised_error(dw.to_vector(), want) < 2e-6);
+  // A workspace planned under TF32 (room for the packed weights only): the fp32-staged BF16 kernel.
+  const auto fallback = run(no_dx, kiln::cuda::kernels::mma_conv::packed_weight_floats(s));
+  CHECK(fallback.count("conv2d_mma_bf16_wgrad_kernel<3, 64>") == 0);
+  CHECK(fallback.count("conv2d_mma_wgrad_kernel<3, 64, true, true>") == 1);
+  CHECK(normalised_error(dw.to_vector(), want) < 1e-5);  // same operands, their k order differs
+}
+#endif
