@@ -1,18 +1,19 @@
 #pragma once
 // The per-pixel softmax cross-entropy over channels (kiln::SoftmaxXentArgs). CPU oracle:
-// kiln/cpu/softmax_xent.hpp. One thread per pixel: the channel loop strides by H*W, so the
-// threads of a warp read consecutive pixels of one channel plane (coalesced).
+// kiln/cpu/softmax_xent.hpp. One thread per pixel, on pixel_grid(HW, N) (spatial_grid.cuh: image and
+// pixel from the block and thread indices, no division per pixel): the channel loop strides by H*W,
+// so the threads of a warp read consecutive pixels of one channel plane (coalesced).
 //   softmax_xent_pixel_kernel  per-pixel weighted cross-entropy -> pixel_loss[P]
 //   then the mean of pixel_loss: reduce.cuh's two-stage flat sum (flat_sum_partial_kernel,
 //                              sum_partials_kernel): deterministic, like the regression losses
-//   softmax_xent_backward_kernel: per pixel, grid-stride.
+//   softmax_xent_backward_kernel: per pixel.
 // channel_max is also what kiln/color's annealed-mean kernels use (color/kernels/colour_classes.cuh).
 #include <cstdint>
 #include <math.h>
 
-#include "block_reduce.cuh"
-#include "kiln/ops/softmax_xent.hpp"
 #include "kiln/gpu/gpu.hpp"
+#include "kiln/ops/softmax_xent.hpp"
+#include "spatial_grid.cuh"
 
 namespace kiln::cuda::kernels {
 
@@ -28,8 +29,10 @@ __device__ __forceinline__ float channel_max(const float* z, std::int64_t classe
 template <class Float>
 __global__ void softmax_xent_pixel_kernel(SoftmaxXentArgs a, const Float* logits, const Float* targets,
                                           const Float* weights, Float* pixel_loss) {
-  KILN_GRID_STRIDE_LOOP(p, a.pixels()) {
-    const std::int64_t base = (p / a.hw) * a.channels * a.hw + p % a.hw;
+  const std::int64_t s = grid_pixel();
+  if (s >= a.hw) return;
+  for (std::int64_t i = blockIdx.y; i < a.n; i += gridDim.y) {
+    const std::int64_t p = i * a.hw + s, base = i * a.channels * a.hw + s;
     const float* z = logits + base;
     const float* t = targets + base;
     const float m = channel_max(z, a.classes, a.hw);
@@ -48,8 +51,10 @@ template <class Float>
 __global__ void softmax_xent_backward_kernel(SoftmaxXentArgs a, const Float* logits, const Float* targets,
                                              const Float* weights, Float* dlogits) {
   const double inv = a.pixels() ? 1.0 / static_cast<double>(a.pixels()) : 0.0;
-  KILN_GRID_STRIDE_LOOP(p, a.pixels()) {
-    const std::int64_t base = (p / a.hw) * a.channels * a.hw + p % a.hw;
+  const std::int64_t s = grid_pixel();
+  if (s >= a.hw) return;
+  for (std::int64_t i = blockIdx.y; i < a.n; i += gridDim.y) {
+    const std::int64_t p = i * a.hw + s, base = i * a.channels * a.hw + s;
     const float* z = logits + base;
     const float* t = targets + base;
     const float m = channel_max(z, a.classes, a.hw);

@@ -112,6 +112,15 @@ inline void colour_case(Report& report, std::int64_t n, std::int64_t h, std::int
 void add_colour_cases(std::vector<KernelCase>& t) {
   using kiln::Mode;
   t.push_back({"sRGB <-> Lab N=3 13x11", [](Report& r) { colour_case(r, 3, 13, 11, 101); }});
+  // 323 pixels per image: two blocks of the pixel grid per image, the second partly idle.
+  t.push_back({"sRGB <-> Lab N=2 19x17", [](Report& r) { colour_case(r, 2, 19, 17, 103); }});
+  t.push_back({"SoftmaxCrossEntropy 6 channels, 6 classes, weighted, 2x19x17",
+               [](Report& r) { softmax_xent_case(r, Shape::nchw(2, 6, 19, 17), 6, true, 405); }});
+  t.push_back({"AbSoftEncode<23> N=2 19x17", [](Report& r) { ab_encode_case<23>(r, 2, 19, 17, 423); }});
+  t.push_back({"AnnealedMean<23> (20 bins, T 0.38) N=2 19x17 train", [](Report& r) {
+                 layer_case<GridAnnealedMean<Cpu>, GridAnnealedMean<Cuda>>(r, Shape::nchw(2, 23, 19, 17), Mode::train,
+                                                                           425, tight, tight);
+               }});
   t.push_back({"SoftmaxCrossEntropy 7 channels, 5 classes, weighted, 3x13x11",
                [](Report& r) { softmax_xent_case(r, Shape::nchw(3, 7, 13, 11), 5, true, 401); }});
   t.push_back({"SoftmaxCrossEntropy 313 classes 1x9x7",

@@ -93,6 +93,10 @@ void add_layer_cases(std::vector<KernelCase>& t) {
   conv.template operator()<4, 3, 1, 2>(3, 8, 7);
   conv.template operator()<2, 3, 5, 3>(1, 10, 9);
   conv.template operator()<3, 4, 3, 2>(2, 1, 2);  // a one-row image
+  // N*Ho*Wo > 256 (one block's threads): the weight gradient's cursor wraps rows and images; an even
+  // height: the input gradient's last row starts past the last output row.
+  conv.template operator()<2, 3, 3, 2>(3, 24, 21);
+  conv.template operator()<3, 2, 5, 3>(2, 29, 31);
   conv.template operator()<2, 3, 3, 2>(1, 4, 5, true);
 
   t.push_back({"tensor ops (sub, mul, scale, affine, clamp, clone) 3x5x13x11",

@@ -4,7 +4,9 @@
 //   because the cut into chunks and every addition order depend only on the shape;
 // * BatchNorm2d + ReLU in a Sequential runs the fused CUDA kernels (and no separate ReLU kernel);
 // * the float4 variants are chosen where the shapes and alignment allow, the scalar ones elsewhere
-//   (the table's cases cover both, e.g. 13x11 planes and 8x12 planes).
+//   (the table's cases cover both, e.g. 13x11 planes and 8x12 planes);
+// * the per-pixel and strided-convolution kernels' loops past the grid (images, planes) give the
+//   same bits as the full grid.
 #include <doctest/doctest.h>
 
 #include <cstring>
@@ -127,4 +129,59 @@ TEST_CASE("vector widths: float4 where every pointer is 16-byte aligned and the 
   CHECK(kiln::cuda::kernels::vector_width(30, {base}) == 1);
   CHECK(kiln::cuda::kernels::aligned_to(8, {base + 2}));
   CHECK(!kiln::cuda::kernels::aligned_to(8, {base + 1}));
+}
+
+// Grids smaller than the work: the per-pixel kernels loop over images with stride gridDim.y and the
+// strided convolutions over (image, channel) planes with PlaneCursor (n and c advanced by gridDim.z
+// with a carry). The launchers shrink the grid only past 65535 images or planes, so these loops are
+// launched here on small grids and compared bit for bit with the launchers' full grids. (Fiber mode
+// only, as above: no race to look for, and OS-thread mode runs a std::thread per CUDA thread.)
+TEST_CASE("per-pixel and strided kernels: looping past the grid gives the full grid's bits" *
+          doctest::skip(KILN_EMU_THREADS != 0)) {
+  namespace k = kiln::cuda::kernels;
+  using kiln_test::random_vector;
+  kiln::Rng rng(17);
+  SUBCASE("softmax cross-entropy: 5 images on 2 block rows") {
+    const kiln::SoftmaxXentArgs a{5, 4, 3, 7 * 9};
+    const Shape s = Shape::nchw(5, 4, 7, 9), p{a.pixels()};
+    const CudaT z = CudaT::from_host(s, random_vector(s.numel(), rng, -3.0f, 3.0f)),
+                t = CudaT::from_host(s, random_vector(s.numel(), rng, 0.0f, 1.0f)),
+                w = CudaT::from_host(p, random_vector(static_cast<std::size_t>(a.pixels()), rng, 0.5f, 2.0f));
+    CudaT loss_full(p), loss_looped(p), mean(Shape{1}), d_full(s), d_looped(s);
+    kiln::Backend<Cuda>::softmax_xent_forward(a, z, t, w, loss_full, mean);
+    kiln::Backend<Cuda>::softmax_xent_backward(a, z, t, w, d_full);
+    const auto g = k::pixel_grid(a.hw, 2);
+    REQUIRE(g.grid.y == 2);
+    kiln::cuda::launch(KILN_CUDA_KERNEL_FLOAT(softmax_xent_pixel_kernel), g.grid, g.block, 0, a, z.data(), t.data(),
+                       w.data(), loss_looped.data());
+    kiln::cuda::launch(KILN_CUDA_KERNEL_FLOAT(softmax_xent_backward_kernel), g.grid, g.block, 0, a, z.data(), t.data(),
+                       w.data(), d_looped.data());
+    CHECK(same_bits(loss_looped.to_vector(), loss_full.to_vector()));
+    CHECK(same_bits(d_looped.to_vector(), d_full.to_vector()));
+  }
+  SUBCASE("strided convolution: 2 x 5 planes on 3 and 7 grid layers (channel carry, image steps)") {
+    const kiln::StridedConvShape cs{2, 3, 5, 9, 8, 3, 2};
+    const Shape xs = Shape::nchw(2, 3, 9, 8), ys = Shape::nchw(2, 5, cs.ho(), cs.wo());
+    const CudaT x = CudaT::from_host(xs, random_vector(xs.numel(), rng)),
+                w = CudaT::from_host(Shape{5, 3, 3, 3}, random_vector(5 * 3 * 9, rng)),
+                b = CudaT::from_host(Shape{5}, random_vector(5, rng)),
+                dy = CudaT::from_host(ys, random_vector(ys.numel(), rng));
+    CudaT y_full(ys), dx_full(xs), none;
+    kiln::Backend<Cuda>::conv2d_strided_forward(cs, x, w, b, y_full);
+    kiln::Backend<Cuda>::conv2d_strided_backward(cs, x, w, dy, dx_full, none, none);
+    for (const unsigned layers : {3u, 7u}) {
+      CAPTURE(layers);
+      CudaT y(ys), dx(xs);
+      auto g = k::spatial_grid(cs.ho(), cs.wo(), 1);
+      g.grid.z = layers;  // planes: 10 outputs (N x Cout), 6 inputs (N x Cin)
+      kiln::cuda::launch(KILN_CUDA_KERNEL_FLOAT(conv2d_strided_forward_kernel), g.grid, g.block, 0, cs, x.data(),
+                         w.data(), b.data(), y.data());
+      g = k::spatial_grid(cs.h, cs.w, 1);
+      g.grid.z = layers;
+      kiln::cuda::launch(KILN_CUDA_KERNEL_FLOAT(conv2d_strided_backward_data_kernel), g.grid, g.block, 0, cs, w.data(),
+                         dy.data(), dx.data());
+      CHECK(same_bits(y.to_vector(), y_full.to_vector()));
+      CHECK(same_bits(dx.to_vector(), dx_full.to_vector()));
+    }
+  }
 }

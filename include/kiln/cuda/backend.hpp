@@ -247,17 +247,22 @@ struct Backend<Cuda> {
   }
 
   // ---- Conv2d with stride > 1 (kernels/conv2d_strided.cuh; no workspace) ------
+  // One thread per output (forward) or input (input gradient) element on a spatial_grid.
   static void conv2d_strided_forward(const StridedConvShape& s, const T& x, const T& w, const T& b, T& y) {
-    launch_1d(KILN_CUDA_KERNEL_FLOAT(conv2d_strided_forward_kernel), s.n * s.c_out * s.ho() * s.wo(), s, x.data(),
-              w.data(), ptr(b), y.data());
+    if (s.n * s.c_out * s.ho() * s.wo() == 0) return;
+    const auto g = kiln::cuda::kernels::spatial_grid(s.ho(), s.wo(), s.n * s.c_out);
+    launch(KILN_CUDA_KERNEL_FLOAT(conv2d_strided_forward_kernel), g.grid, g.block, 0, s, x.data(), w.data(), ptr(b),
+           y.data());
   }
   // dx may be empty (not wanted) and is overwritten; dw and db (may be empty) accumulate.
   static void conv2d_strided_backward(const StridedConvShape& s, const T& x, const T& w, const T& dy, T& dx, T& dw,
                                       T& db) {
     if (s.n == 0 || s.h == 0 || s.w == 0) return;
-    if (!dx.empty())
-      launch_1d(KILN_CUDA_KERNEL_FLOAT(conv2d_strided_backward_data_kernel), s.n * s.c_in * s.h * s.w, s, w.data(),
-                dy.data(), dx.data());
+    if (!dx.empty() && s.c_in > 0) {
+      const auto g = kiln::cuda::kernels::spatial_grid(s.h, s.w, s.n * s.c_in);
+      launch(KILN_CUDA_KERNEL_FLOAT(conv2d_strided_backward_data_kernel), g.grid, g.block, 0, s, w.data(), dy.data(),
+             dx.data());
+    }
     if (!dw.empty())
       launch(KILN_CUDA_KERNEL_FLOAT(conv2d_strided_backward_weight_kernel),
              dim3(static_cast<unsigned>(s.c_in), static_cast<unsigned>(s.c_out)), dim3(reduce_threads), 0, s, x.data(),
@@ -423,11 +428,15 @@ struct Backend<Cuda> {
   }
 
   // ---- Softmax cross-entropy (kernels/softmax_xent.cuh) -------------------------
-  // Per-pixel losses into pixel_loss, then their mean by a two-stage reduction (deterministic).
+  // Per-pixel losses into pixel_loss (one thread per pixel: pixel_grid), then their mean by a two-stage
+  // reduction (deterministic).
   static void softmax_xent_forward(const SoftmaxXentArgs& a, const T& logits, const T& targets, const T& weights,
                                    T& pixel_loss, T& out) {
-    launch_1d(KILN_CUDA_KERNEL_FLOAT(softmax_xent_pixel_kernel), a.pixels(), a, logits.data(), targets.data(),
-              ptr(weights), ptr(pixel_loss));
+    if (a.pixels() > 0) {
+      const auto g = kiln::cuda::kernels::pixel_grid(a.hw, a.n);
+      launch(KILN_CUDA_KERNEL_FLOAT(softmax_xent_pixel_kernel), g.grid, g.block, 0, a, logits.data(), targets.data(),
+             ptr(weights), ptr(pixel_loss));
+    }
     const ReducePlan plan = kiln::cuda::kernels::reduce_plan(a.pixels());
     double* part = partials(plan.chunks);
     with_width(kiln::cuda::kernels::vector_width(a.pixels(), {ptr(pixel_loss)}), [&]<int V>() {
@@ -438,8 +447,10 @@ struct Backend<Cuda> {
   }
   static void softmax_xent_backward(const SoftmaxXentArgs& a, const T& logits, const T& targets, const T& weights,
                                     T& dlogits) {
-    launch_1d(KILN_CUDA_KERNEL_FLOAT(softmax_xent_backward_kernel), a.pixels(), a, logits.data(), targets.data(),
-              ptr(weights), dlogits.data());
+    if (a.pixels() == 0) return;
+    const auto g = kiln::cuda::kernels::pixel_grid(a.hw, a.n);
+    launch(KILN_CUDA_KERNEL_FLOAT(softmax_xent_backward_kernel), g.grid, g.block, 0, a, logits.data(), targets.data(),
+           ptr(weights), dlogits.data());
   }
 
   // ---- Optimizer updates ---------------------------------------------------------

@@ -4,15 +4,16 @@
 // One thread per pixel: the channel loop strides by H*W, so the threads of a warp read consecutive
 // pixels of one channel plane (coalesced). Bin centres are read by every thread at the same
 // address (a broadcast through the cache).
-//   ab_soft_encode_{forward,backward}_kernel, annealed_mean_{forward,backward}_kernel: per pixel,
-//   grid-stride.
+//   ab_soft_encode_{forward,backward}_kernel, annealed_mean_{forward,backward}_kernel: per pixel, on
+//   pixel_grid(HW, N) (kernels/spatial_grid.cuh: image and pixel from the block and thread indices,
+//   no division per pixel).
 #include <cstdint>
 #include <math.h>
 
-#include "block_reduce.cuh"  // KILN_GRID_STRIDE_LOOP
 #include "kiln/color/ops/colour_classes.hpp"
 #include "kiln/gpu/gpu.hpp"
 #include "softmax_xent.cuh"  // channel_max
+#include "spatial_grid.cuh"
 
 namespace kiln::color::kernels {
 
@@ -20,8 +21,9 @@ template <class Float>
 __global__ void ab_soft_encode_forward_kernel(AbEncodeArgs a, const Float* ab, const Float* centres,
                                               const Float* bin_weights, Float* targets, Float* pixel_weights) {
   const double inv2s2 = 1.0 / (2.0 * static_cast<double>(a.sigma) * a.sigma);
-  KILN_GRID_STRIDE_LOOP(p, a.n * a.hw) {
-    const std::int64_t i = p / a.hw, s = p % a.hw;
+  const std::int64_t s = kiln::cuda::kernels::grid_pixel();
+  if (s >= a.hw) return;
+  for (std::int64_t i = blockIdx.y; i < a.n; i += gridDim.y) {
     int index[AbEncodeArgs::kMaxNeighbours];
     float dist2[AbEncodeArgs::kMaxNeighbours];
     const int found = kiln::color::detail::nearest_bins(ab[i * 2 * a.hw + s], ab[i * 2 * a.hw + a.hw + s], centres,
@@ -37,7 +39,7 @@ __global__ void ab_soft_encode_forward_kernel(AbEncodeArgs a, const Float* ab, c
     for (int j = 0; j < AbEncodeArgs::kMaxNeighbours; ++j)
       if (j < found)
         t[index[j] * a.hw] = static_cast<float>(exp(-(static_cast<double>(dist2[j]) - dist2[0]) * inv2s2) / total);
-    if (pixel_weights) pixel_weights[p] = found && bin_weights ? bin_weights[index[0]] : 1.0f;
+    if (pixel_weights) pixel_weights[i * a.hw + s] = found && bin_weights ? bin_weights[index[0]] : 1.0f;
   }
 }
 
@@ -45,8 +47,10 @@ template <class Float>
 __global__ void ab_soft_encode_backward_kernel(AbEncodeArgs a, const Float* centres, const Float* targets,
                                                const Float* dtargets, Float* dab) {
   const double inv_s2 = 1.0 / (static_cast<double>(a.sigma) * a.sigma);
-  KILN_GRID_STRIDE_LOOP(p, a.n * a.hw) {
-    const std::int64_t i = p / a.hw, s = p % a.hw, base = i * a.channels * a.hw + s;
+  const std::int64_t s = kiln::cuda::kernels::grid_pixel();
+  if (s >= a.hw) return;
+  for (std::int64_t i = blockIdx.y; i < a.n; i += gridDim.y) {
+    const std::int64_t base = i * a.channels * a.hw + s;
     double ma = 0.0, mb = 0.0;
     for (std::int64_t k = 0; k < a.classes; ++k) {
       const double t = targets[base + k * a.hw];
@@ -67,8 +71,9 @@ __global__ void ab_soft_encode_backward_kernel(AbEncodeArgs a, const Float* cent
 template <class Float>
 __global__ void annealed_mean_forward_kernel(AnnealedMeanArgs a, const Float* logits, const Float* centres, Float* ab) {
   const double invT = 1.0 / a.temperature;
-  KILN_GRID_STRIDE_LOOP(p, a.n * a.hw) {
-    const std::int64_t i = p / a.hw, s = p % a.hw;
+  const std::int64_t s = kiln::cuda::kernels::grid_pixel();
+  if (s >= a.hw) return;
+  for (std::int64_t i = blockIdx.y; i < a.n; i += gridDim.y) {
     const float* z = logits + i * a.channels * a.hw + s;
     const float m = kiln::cuda::kernels::channel_max(z, a.classes, a.hw);
     double e = 0.0, sa = 0.0, sb = 0.0;
@@ -87,8 +92,10 @@ template <class Float>
 __global__ void annealed_mean_backward_kernel(AnnealedMeanArgs a, const Float* logits, const Float* centres,
                                               const Float* ab, const Float* dab, Float* dlogits) {
   const double invT = 1.0 / a.temperature;
-  KILN_GRID_STRIDE_LOOP(p, a.n * a.hw) {
-    const std::int64_t i = p / a.hw, s = p % a.hw, base = i * a.channels * a.hw + s;
+  const std::int64_t s = kiln::cuda::kernels::grid_pixel();
+  if (s >= a.hw) return;
+  for (std::int64_t i = blockIdx.y; i < a.n; i += gridDim.y) {
+    const std::int64_t base = i * a.channels * a.hw + s;
     const float* z = logits + base;
     const float m = kiln::cuda::kernels::channel_max(z, a.classes, a.hw);
     double e = 0.0;
