@@ -6,11 +6,10 @@
 #include <utility>
 
 #include "kiln/color/colour_ops.hpp"
-#include "kiln/color/kernels/color.cuh"
+#include "kiln/color/kernels/color.cuh"  // (and spatial_grid.cuh: pixel_grid)
 #include "kiln/color/kernels/colour_classes.cuh"
 #include "kiln/cuda/launch.hpp"
 #include "kiln/cuda/memory.hpp"
-#include "spatial_grid.cuh"
 
 namespace kiln::color {
 
