@@ -59,7 +59,7 @@ std::vector<float> exact_dw(const ConvShape& s, const std::vector<float>& x, con
 }
 
 // Split-K (as planned) and unsplit, under both schedules. Returns the planned split count.
-int check_wgrad(const ConvShape& s, std::uint64_t seed) {
+[[maybe_unused]] int check_wgrad(const ConvShape& s, std::uint64_t seed) {
   INFO("N=" << s.n << " " << s.c_in << "->" << s.c_out << " K=" << s.k << " " << s.h << "x" << s.w << ": tile "
             << mw::block_tile(s) << ", splits " << mw::splits(s).count);
   const auto x = uniform(static_cast<std::size_t>(s.n * s.c_in * s.h * s.w), seed, -2.0f, 2.0f);
@@ -87,7 +87,7 @@ int check_wgrad(const ConvShape& s, std::uint64_t seed) {
 
 // The launch log records names once; the NHWC copies are counted here as well.
 int nhwc_copies = 0;
-void record_and_count(const char* spelled) {
+[[maybe_unused]] void record_and_count(const char* spelled) {
   kiln_test::record_launch(spelled);
   if (kiln_test::kernel_base_name(spelled) == "conv2d_nhwc_bf16_kernel") ++nhwc_copies;
 }
