@@ -134,7 +134,11 @@ configure build/ci-asan -DKILN_SANITIZE=ON -DKILN_BUILD_BENCH=OFF -DCMAKE_CXX_FL
 cmake --build build/ci-asan -j "$jobs"
 stage "AddressSanitizer + UndefinedBehaviorSanitizer tests"
 seed_costs build/ci-asan 3
-ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+# One emulator worker per test (KILN_EMU_WORKERS=1: a grid's blocks one after another): ctest already
+# runs two tests at a time, and a second worker per test cost 10-75 % more CPU under ASan
+# (test_step_graph 46 -> 81 CPU-s) for what the other core was doing anyway. The pool's parallel
+# blocks still run in the checking stage below (its default, one worker per core).
+KILN_EMU_WORKERS=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build/ci-asan -j "$jobs" --output-on-failure --timeout 1200 -LE 'slow|tsan-only|build' \
   -E '^unit[.]format$'  # (the style check reads the sources, not a binary: the release stage ran it)
 
