@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "conv2d_mma_bf16.cuh"
+#include "emu/conv_taps.hpp"
 #include "emu/launch_log.hpp"
 #include "kiln/cpu/conv2d.hpp"
 #include "kiln/cuda.hpp"
@@ -59,46 +60,21 @@ std::vector<std::uint16_t> nhwc_reference(std::int64_t n, std::int64_t c, std::i
 
 // dx in double on BF16-rounded operands (dy and w).
 std::vector<float> nhwc_exact_dx(const ConvShape& s, const std::vector<float>& w, const std::vector<float>& dy) {
-  const std::int64_t K = s.k, P = K / 2, H = s.h, W = s.w;
-  std::vector<double> dx(static_cast<std::size_t>(s.n * s.c_in * H * W), 0.0);
-  for (std::int64_t n = 0; n < s.n; ++n)
-    for (std::int64_t o = 0; o < s.c_out; ++o)
-      for (std::int64_t i = 0; i < H; ++i)
-        for (std::int64_t j = 0; j < W; ++j) {
-          const double g = bf16_value(dy[static_cast<std::size_t>(((n * s.c_out + o) * H + i) * W + j)]);
-          for (std::int64_t c = 0; c < s.c_in; ++c)
-            for (std::int64_t u = 0; u < K; ++u)
-              for (std::int64_t v = 0; v < K; ++v) {
-                const std::int64_t ii = i + u - P, jj = j + v - P;
-                if (ii < 0 || ii >= H || jj < 0 || jj >= W) continue;
-                dx[static_cast<std::size_t>(((n * s.c_in + c) * H + ii) * W + jj)] +=
-                    g * bf16_value(w[static_cast<std::size_t>(((o * s.c_in + c) * K + u) * K + v)]);
-              }
-        }
+  std::vector<double> dx(static_cast<std::size_t>(s.n * s.c_in * s.h * s.w), 0.0);
+  kiln_emu_test::for_each_conv_tap(
+      s, [&](std::size_t yi, std::size_t xi, std::size_t wi) { dx[xi] += bf16_value(dy[yi]) * bf16_value(w[wi]); });
   return std::vector<float>(dx.begin(), dx.end());
 }
 
-// y in double on BF16-rounded operands.
+// y in double on BF16-rounded operands (x and w), plus the bias.
 std::vector<float> nhwc_exact_forward(const ConvShape& s, const std::vector<float>& x, const std::vector<float>& w,
                                       const std::vector<float>& b) {
-  const std::int64_t K = s.k, P = K / 2, H = s.h, W = s.w;
-  std::vector<float> y(static_cast<std::size_t>(s.n * s.c_out * H * W));
-  for (std::int64_t n = 0; n < s.n; ++n)
-    for (std::int64_t o = 0; o < s.c_out; ++o)
-      for (std::int64_t i = 0; i < H; ++i)
-        for (std::int64_t j = 0; j < W; ++j) {
-          double acc = b[static_cast<std::size_t>(o)];
-          for (std::int64_t c = 0; c < s.c_in; ++c)
-            for (std::int64_t u = 0; u < K; ++u)
-              for (std::int64_t v = 0; v < K; ++v) {
-                const std::int64_t ii = i + u - P, jj = j + v - P;
-                if (ii < 0 || ii >= H || jj < 0 || jj >= W) continue;
-                acc += bf16_value(x[static_cast<std::size_t>(((n * s.c_in + c) * H + ii) * W + jj)]) *
-                       bf16_value(w[static_cast<std::size_t>(((o * s.c_in + c) * K + u) * K + v)]);
-              }
-          y[static_cast<std::size_t>(((n * s.c_out + o) * H + i) * W + j)] = static_cast<float>(acc);
-        }
-  return y;
+  const std::size_t hw = static_cast<std::size_t>(s.h * s.w);
+  std::vector<double> y(static_cast<std::size_t>(s.n * s.c_out) * hw);
+  for (std::size_t q = 0; q < y.size(); ++q) y[q] = b[q / hw % static_cast<std::size_t>(s.c_out)];
+  kiln_emu_test::for_each_conv_tap(
+      s, [&](std::size_t yi, std::size_t xi, std::size_t wi) { y[yi] += bf16_value(x[xi]) * bf16_value(w[wi]); });
+  return std::vector<float>(y.begin(), y.end());
 }
 
 void check_nhwc_copy(std::int64_t n, std::int64_t c, std::int64_t h, std::int64_t w, std::uint64_t seed) {

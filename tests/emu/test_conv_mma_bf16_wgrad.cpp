@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "conv2d_mma_bf16_wgrad.cuh"
+#include "emu/conv_taps.hpp"
 #include "emu/launch_log.hpp"
 #include "kiln/cpu/conv2d.hpp"
 #include "kiln/cuda.hpp"
@@ -39,22 +40,9 @@ double bf16_value(float x) { return __bfloat162float(__float2bfloat16_rn(x)); }
 
 // dw in double on BF16-rounded operands (x and dy).
 std::vector<float> exact_dw(const ConvShape& s, const std::vector<float>& x, const std::vector<float>& dy) {
-  const std::int64_t K = s.k, P = K / 2, H = s.h, W = s.w;
-  std::vector<double> dw(static_cast<std::size_t>(s.c_out * s.c_in * K * K), 0.0);
-  for (std::int64_t n = 0; n < s.n; ++n)
-    for (std::int64_t o = 0; o < s.c_out; ++o)
-      for (std::int64_t i = 0; i < H; ++i)
-        for (std::int64_t j = 0; j < W; ++j) {
-          const double g = bf16_value(dy[static_cast<std::size_t>(((n * s.c_out + o) * H + i) * W + j)]);
-          for (std::int64_t c = 0; c < s.c_in; ++c)
-            for (std::int64_t u = 0; u < K; ++u)
-              for (std::int64_t v = 0; v < K; ++v) {
-                const std::int64_t ii = i + u - P, jj = j + v - P;
-                if (ii < 0 || ii >= H || jj < 0 || jj >= W) continue;
-                dw[static_cast<std::size_t>(((o * s.c_in + c) * K + u) * K + v)] +=
-                    g * bf16_value(x[static_cast<std::size_t>(((n * s.c_in + c) * H + ii) * W + jj)]);
-              }
-        }
+  std::vector<double> dw(static_cast<std::size_t>(s.c_out * s.c_in * s.k * s.k), 0.0);
+  kiln_emu_test::for_each_conv_tap(
+      s, [&](std::size_t yi, std::size_t xi, std::size_t wi) { dw[wi] += bf16_value(dy[yi]) * bf16_value(x[xi]); });
   return std::vector<float>(dw.begin(), dw.end());
 }
 
