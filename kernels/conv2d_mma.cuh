@@ -309,26 +309,8 @@ __global__ void __launch_bounds__(mma_conv::Tile<BN, Bf16>::threads, 2)
     }
   });
 
-  // ---- epilogue: y[img][o][hw] = D + bias, straight from the accumulators (lanes with the same t
-  // write 8 consecutive pixels of one channel: 32-byte segments) ----
-  KILN_UNROLL
-  for (int i = 0; i < 4; ++i) {
-    KILN_UNROLL
-    for (int h = 0; h < 2; ++h) {
-      const int p = m0 + wm * mma_conv::warp_tile + i * 16 + h * 8 + g;
-      if (p >= pixels) continue;
-      const int img = p / HW, hw = p - img * HW;
-      float* out = y + img * cout * HW + hw;
-      KILN_UNROLL
-      for (int j = 0; j < 8; ++j) {
-        KILN_UNROLL
-        for (int e = 0; e < 2; ++e) {
-          const int o = n0 + wn * mma_conv::warp_tile + j * 8 + 2 * t + e;
-          if (o < cout) out[o * HW] = acc[i][j][h * 2 + e] + (bias != nullptr ? bias[o] : 0.0f);
-        }
-      }
-    }
-  }
+  mma_pipeline::store_nchw(acc, y, bias, m0 + wm * mma_conv::warp_tile, n0 + wn * mma_conv::warp_tile, pixels, HW, cout,
+                           lane);
 }
 
 namespace mma_conv {
