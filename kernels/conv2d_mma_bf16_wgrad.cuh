@@ -201,7 +201,7 @@ __global__ void __launch_bounds__(mma_bf16_wgrad::Tile<BT>::threads, 2)
   });
 
   mma_pipeline::store_wgrad<KK>(acc, out, tap, m0 + wm * mma_bf16_wgrad::warp_tile, n0 + wn * mma_bf16_wgrad::warp_tile,
-                                cout, cin, lane);
+                                n0, cout, cin, lane);
 }
 
 namespace mma_bf16_wgrad {

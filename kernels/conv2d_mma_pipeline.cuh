@@ -5,8 +5,17 @@
 // store into dw or the split-K partial sums). Instructions per HMMA: docs/kernels.md,
 // tests/nvcc/sass_thresholds.json.
 #include <cstdint>
+#include <type_traits>
+#include <utility>
 
 #include "kiln/gpu/gpu.hpp"
+
+// A loop nvcc must keep rolled (`#pragma unroll 1`; nothing for g++, whose -Wall rejects the pragma).
+#if KILN_GPU_REAL || defined(__clang__)
+#define KILN_MMA_ROLLED _Pragma("unroll 1")
+#else
+#define KILN_MMA_ROLLED
+#endif
 
 namespace kiln::cuda::kernels::mma_pipeline {
 
@@ -41,6 +50,13 @@ __device__ __forceinline__ void load_b_fragments(std::uint32_t (&b)[8][2], const
     b[2 * jp + 1][0] = r[2];
     b[2 * jp + 1][1] = r[3];
   }
+}
+
+// copy(std::integral_constant<int, j>{}) for j = 0 .. N-1, unrolled: a k step's full set of copies.
+template <int N, class Copy>
+__device__ __forceinline__ void copy_all(Copy&& copy) {
+  [&]<int... J>(std::integer_sequence<int, J...>) { (copy(std::integral_constant<int, J>{}), ...); }
+  (std::make_integer_sequence<int, N>{});
 }
 
 // The k loop of a Stages-deep cp.async pipeline: load(stage) issues step k's copies into a stage
@@ -102,10 +118,10 @@ __device__ __forceinline__ void store_nchw(const float (&acc)[4][8][4], float* y
 // channel (column) n_warp. With several splits (gridDim.z > 1) it is this split's partial sum,
 // out = [splits][KK][Cout][Cin]; with one, it is added to out = dw[Cout][Cin][KK]. Lane (g, t) holds
 // rows g, g+8 and columns 2t, 2t+1 of each 16 x 8 accumulator; rows past Cout and columns past Cin
-// are not stored.
-template <int KK>
+// are not stored, nor (Shifted: a tile moved back to end at Cin) the columns before n_own.
+template <int KK, bool Shifted = false>
 __device__ __forceinline__ void store_wgrad(const float (&acc)[4][8][4], float* out, int tap, int m_warp, int n_warp,
-                                            int cout, int cin, int lane) {
+                                            [[maybe_unused]] int n_own, int cout, int cin, int lane) {
   const int g = lane / 4, t4 = lane % 4;
   const bool split = gridDim.z > 1;
   float* partial = out + (static_cast<int>(blockIdx.z) * KK + tap) * cout * cin;  // [Cout][Cin] of this split, tap
@@ -120,7 +136,7 @@ __device__ __forceinline__ void store_wgrad(const float (&acc)[4][8][4], float* 
         KILN_UNROLL
         for (int e = 0; e < 2; ++e) {
           const int n = n_warp + j * 8 + 2 * t4 + e;
-          if (n >= cin) continue;
+          if (n >= cin || (Shifted && n < n_own)) continue;
           if (split)
             partial[m * cin + n] = acc[i][j][h * 2 + e];
           else
