@@ -190,8 +190,7 @@ __global__ void __launch_bounds__(mma_conv::Tile<BN>::threads, 2)
   if constexpr (NarrowCin) {  // the slots past Cin's last group of 4 are never copied: zero them once
     KILN_UNROLL
     for (int st = 0; st < mma_conv::stages; ++st)
-      for (int q = tid; q < T::a_floats / 4; q += T::threads)
-        reinterpret_cast<float4*>(shared + st * T::stage_floats)[q] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+      for (int q = tid; q < T::a_floats; q += T::threads) shared[st * T::stage_floats + q] = 0.0f;
     __syncthreads();  // before any thread's copies land in them
   }
   // B: 16-byte chunk q = tid + i * threads of the [BN][16] stage: row n = q / 4, chunk q % 4.

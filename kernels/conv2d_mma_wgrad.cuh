@@ -137,8 +137,7 @@ __global__ void __launch_bounds__(mma_wgrad::Tile<BT>::threads, 2)
   if constexpr (ChannelTail) {
     KILN_UNROLL  // the rows past Cin's last group are never copied: zero them once, before any copy lands
     for (int st = 0; st < mma_wgrad::stages; ++st)
-      for (int q = tid; q < T::b_floats / 4; q += T::threads)
-        reinterpret_cast<float4*>(shared + st * T::stage_floats + T::a_floats)[q] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+      for (int q = tid; q < T::b_floats; q += T::threads) shared[st * T::stage_floats + T::a_floats + q] = 0.0f;
     __syncthreads();
   }
   int b_dst[T::b_period];
