@@ -10,11 +10,16 @@
 // The GEMM, with the pixels as its long M dimension (the U-Net's channel counts are 32-256):
 //   D[M = N*H*W pixels][N = Cout] = A[M][Kg] * B[Kg][Cout],  Kg = K*K * cin_pad,
 //   k = t * cin_pad + c (filter tap t = u*K + v outer, channel c inner, cin_pad = Cin rounded up to 16),
-//   A(p, k) = x[img][c][py+u-P][px+v-P] (zero outside the image and for c >= Cin),
-//   B(k, o) = wp[o][t][c] = tf32(w[o][c][u][v]): the weights packed once per call by
-//             conv2d_mma_pack_weights_kernel (tap-major, channels padded with zeros, rounded to
-//             TF32 to nearest), so every 16-wide k step is one tap and 16 channels, and every B
-//             row segment is 16-byte aligned.
+//   A(p, k) = x[img][ch(c)][py+u-P][px+v-P] (zero outside the image),
+//   B(k, o) = wp[o][t][c] = tf32(w[o][ch(c)][u][v]): the weights packed once per call by
+//             conv2d_mma_pack_weights_kernel (tap-major, rounded to TF32 to nearest), so every
+//             16-wide k step is one tap and 16 channels, and every B row segment is 16-byte aligned.
+// Channel tails (ch = mma_conv::packed_channel): with Cin >= 16 and not a multiple of 16, the last
+// step of each tap reads channels [Cin - 16, Cin) instead of running past Cin, and the weights of
+// the channels the step before already covered are packed as zeros: every copy is in bounds and
+// multiplies a real activation, so the only predicate left is the tap's (the overlap adds x * 0).
+// With Cin < 16 (NarrowCin: one step per tap) the copies run in a rolled loop over groups of 4
+// channels, ceil(Cin / 4) per step (the slots of the channels past the last group are zeroed once).
 //
 // Tiling: a block computes 128 pixels x BN output channels (BN = 128: 4 warps 2 x 2; BN = 64:
 // 2 warps 2 x 1); each warp a 64 x 64 tile as 4 x 8 m16n8k8 accumulators (128 floats per thread).
@@ -40,9 +45,8 @@
 // kernels on fp32 data do: rounding in the main loop would cost two instructions per element.
 // Offsets are 32-bit, precomputed outside the k loop (supports() checks N*C*H*W < 2^31). SASS
 // figures (instructions per HMMA, registers, occupancy): docs/kernels.md.
-// BF16 (Bf16 = true, MathMode::bf16): the weights packed as BF16 in bf16_channel's k order (half
-// the B stage), A staged as above and rounded to BF16 in registers (cvt.rn.bf16x2), one
-// m16n8k16 per tile pair and k step; tests/emu/test_conv_mma_bf16.cpp, docs/kernels.md "BF16".
+// BF16 (MathMode::bf16) runs conv2d_mma_bf16.cuh's kernels on NHWC BF16 copies; the fp32-staged
+// BF16 variants that lived here are retired (docs/kernels.md "BF16").
 #include <cstddef>
 #include <cstdint>
 
@@ -59,13 +63,12 @@ inline constexpr int bk = 16;   // k per pipeline stage: 16 channels of one tap
 inline constexpr int stages = 3;
 inline constexpr int warp_tile = 64;  // warp tile: 64 pixels x 64 output channels
 
-// Bf16: the B stage holds BF16 weights ([BN][16] x 2 bytes), half the bytes of TF32's.
-template <int BN, bool Bf16 = false>
+template <int BN>
 struct Tile {
   static_assert(BN == 64 || BN == 128, "block tiles are 128 x 64 or 128 x 128");
   static constexpr int warps_m = bm / warp_tile, warps_n = BN / warp_tile;
   static constexpr int threads = 32 * warps_m * warps_n;
-  static constexpr int b_row_floats = Bf16 ? bk / 2 : bk;  // one B row (16 k) of a stage, in floats
+  static constexpr int b_row_floats = bk;  // one B row (16 k) of a stage, in floats
   static constexpr int a_floats = bk * bm, b_floats = BN * b_row_floats, stage_floats = a_floats + b_floats;
   static constexpr std::size_t shared_bytes = sizeof(float) * stages * stage_floats;
   static constexpr int pixels_per_thread = bm / threads;  // A columns a thread gathers
@@ -79,18 +82,22 @@ __host__ __device__ inline constexpr int channels_padded(std::int64_t c_in) {
   return static_cast<int>((c_in + 15) / 16 * 16);
 }
 inline std::int64_t packed_weight_floats(const ConvShape& s) { return s.c_out * s.k * s.k * channels_padded(s.c_in); }
-// BF16 packing: two weights per float (cin_pad is a multiple of 16).
-inline std::int64_t packed_weight_floats(const ConvShape& s, bool bf16) {
-  return bf16 ? packed_weight_floats(s) / 2 : packed_weight_floats(s);
-}
 
-// BF16 k order. The BF16 kernels load A with TF32's fragment loads (lane (g, t) gets channels t,
-// t+4, t+8, t+12 of a 16-channel step) and hand the four to m16n8k16 as its k = 2t, 2t+1, 2t+8,
-// 2t+9: the channel at BF16 k position kappa is bf16_channel(kappa). The packed weights are stored
-// in that order, so A and B agree on every k (a sum over k does not care about its order).
-__host__ __device__ inline constexpr int bf16_channel(int kappa) {
-  return ((kappa & 7) >> 1) + 4 * (kappa & 1) + (kappa & 8);
+// The input channel at packed position c (0 <= c < cin_pad) of every tap, -1 for none (weight 0).
+// Cin >= 16: the steps before a tap's last hold channels c; the last step (positions from
+// cin_pad - 16) reads channels [Cin - 16, Cin), so position c holds channel Cin - cin_pad + c, and
+// counts it only where the step before did not (channel >= cin_pad - 16). Cin < 16 (one step per
+// tap, NarrowCin): channel c below Cin. Where Cin is a multiple of 16 this is channel c everywhere.
+__host__ __device__ inline constexpr int packed_channel(int c, int cin) {
+  const int last = channels_padded(cin) - bk;  // first position of a tap's last step
+  if (cin < bk) return c < cin ? c : -1;
+  if (c < last) return c;
+  const int ch = cin - bk + (c - last);
+  return ch >= last ? ch : -1;
 }
+// The first channel a k step starting at position c0 of its tap reads: c0, or Cin - 16 for the last
+// step of a tap whose channel count is not a multiple of 16 (Cin >= 16).
+__host__ __device__ inline constexpr int step_channel(int c0, int cin) { return c0 < cin - bk ? c0 : cin - bk; }
 
 // Where A(k, m) lives in a stage: laid out for the fragment loads. With k = kh*8 + k4*4 + t and the
 // tile's pixel column m = wm*64 + i*16 + h*8 + g, the 16-byte chunk (kh, wm, i, g, t) holds exactly
@@ -104,15 +111,11 @@ __device__ __forceinline__ int a_index(int k, int m) {
   return ((kh * 2 + wm) * 4 + i) * 128 + ((((g << 2) | t) ^ ((g >> 1) + 4 * (i & 1))) << 2) + k4 * 2 + h;
 }
 __device__ __forceinline__ int b_index(int n, int chunk) { return n * bk + ((chunk ^ ((n >> 1) & 3)) << 2); }
-// BF16 B stage [BN][16 bf16]: two 16-byte chunks per row, chunk ^= (n >> 2) & 1, so the 8 rows of
-// an ldmatrix phase (32 bytes apart) hit 8 different 16-byte bank groups. In floats.
-__device__ __forceinline__ int b16_index(int n, int chunk) { return n * (bk / 2) + ((chunk ^ ((n >> 2) & 1)) << 2); }
 
 }  // namespace mma_conv
 
-// wp[o][t][c] = tf32(w[o][c][t]) for c < Cin, 0 for Cin <= c < cin_pad. Grid-stride.
-// Bf16: wp holds BF16 (rounded to nearest even), each 16 channels in bf16_channel order.
-template <int K, bool Bf16 = false>
+// wp[o][t][c] = tf32(w[o][ch][t]) with ch = packed_channel(c, Cin), 0 where ch = -1. Grid-stride.
+template <int K>
 __global__ void conv2d_mma_pack_weights_kernel(ConvShape s, const float* w, float* wp) {
   constexpr int KK = K * K;
   const int cin = static_cast<int>(s.c_in), cin_pad = mma_conv::channels_padded(s.c_in);
@@ -121,20 +124,16 @@ __global__ void conv2d_mma_pack_weights_kernel(ConvShape s, const float* w, floa
        i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
     const int c = static_cast<int>(i % cin_pad), t = static_cast<int>(i / cin_pad % KK);
     const std::int64_t o = i / (std::int64_t{cin_pad} * KK);
-    if constexpr (Bf16) {
-      const int cc = (c & ~15) + mma_conv::bf16_channel(c & 15);
-      reinterpret_cast<__nv_bfloat16*>(wp)[i] = __float2bfloat16_rn(cc < cin ? w[(o * cin + cc) * KK + t] : 0.0f);
-    } else {
-      wp[i] = c < cin ? __uint_as_float(kiln::gpu::mma::float_to_tf32(w[(o * cin + c) * KK + t])) : 0.0f;
-    }
+    const int ch = mma_conv::packed_channel(c, cin);
+    wp[i] = ch >= 0 ? __uint_as_float(kiln::gpu::mma::float_to_tf32(w[(o * cin + ch) * KK + t])) : 0.0f;
   }
 }
 
 // The input gradient's weights, packed for the forward kernel run on the transposed shape
-// (transposed(s): Cin and Cout swapped): wp[c][t][o] = tf32(w[o][c][KK-1-t]) for o < Cout, 0 for
-// Cout <= o < cout_pad. With u' = K-1-u, dy[py+P-u] = dy[py+u'-P]: a forward tap. Grid-stride.
-// Bf16: BF16 in bf16_channel order, as conv2d_mma_pack_weights_kernel.
-template <int K, bool Bf16 = false>
+// (transposed(s): Cin and Cout swapped): wp[c][t][o] = tf32(w[oo][c][KK-1-t]) with oo =
+// packed_channel(o, Cout) (the forward's channel-tail order for dy's Cout channels), 0 where oo = -1.
+// With u' = K-1-u, dy[py+P-u] = dy[py+u'-P]: a forward tap. Grid-stride.
+template <int K>
 __global__ void conv2d_mma_pack_weights_dgrad_kernel(ConvShape s, const float* w, float* wp) {
   constexpr int KK = K * K;
   const int cin = static_cast<int>(s.c_in), cout = static_cast<int>(s.c_out);
@@ -144,26 +143,21 @@ __global__ void conv2d_mma_pack_weights_dgrad_kernel(ConvShape s, const float* w
        i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
     const int o = static_cast<int>(i % cout_pad), t = static_cast<int>(i / cout_pad % KK);
     const std::int64_t c = i / (std::int64_t{cout_pad} * KK);
-    if constexpr (Bf16) {
-      const int oo = (o & ~15) + mma_conv::bf16_channel(o & 15);
-      reinterpret_cast<__nv_bfloat16*>(wp)[i] =
-          __float2bfloat16_rn(oo < cout ? w[(oo * cin + c) * KK + (KK - 1 - t)] : 0.0f);
-    } else {
-      wp[i] = o < cout ? __uint_as_float(kiln::gpu::mma::float_to_tf32(w[(o * cin + c) * KK + (KK - 1 - t)])) : 0.0f;
-    }
+    const int oo = mma_conv::packed_channel(o, cout);
+    wp[i] = oo >= 0 ? __uint_as_float(kiln::gpu::mma::float_to_tf32(w[(oo * cin + c) * KK + (KK - 1 - t)])) : 0.0f;
   }
 }
 
 // y = conv(x, w) + b from the packed weights. grid (ceil(N*H*W / 128), ceil(Cout / BN)),
-// block Tile<BN>::threads, dynamic shared memory Tile<BN>::shared_bytes. ChannelTail: Cin is not a
-// multiple of 16, so the last channel step of each tap is partial (one more predicate per copy).
-// Bf16: BF16 weights (conv2d_mma_pack_weights_kernel<K, true>), the fp32 activations rounded to
-// BF16 after their fragment loads, m16n8k16 (one per 16-wide step where TF32 takes two m16n8k8).
-template <int K, int BN, bool ChannelTail, bool Bf16 = false>
-__global__ void __launch_bounds__(mma_conv::Tile<BN, Bf16>::threads, 2)
+// block Tile<BN>::threads, dynamic shared memory Tile<BN>::shared_bytes. NarrowCin: Cin < 16, one
+// k step per tap holding Cin channels, copied in a rolled loop over groups of 4 channels (channels
+// past Cin in the last group zero-filled; the slots past it zeroed once); else Cin >= 16 and every
+// step copies 16 channels unrolled (the last step of each tap [Cin - 16, Cin)).
+template <int K, int BN, bool NarrowCin>
+__global__ void __launch_bounds__(mma_conv::Tile<BN>::threads, 2)
     conv2d_mma_forward_kernel(ConvShape s, const float* x, const float* wp, const float* bias, float* y) {
   namespace mma = kiln::gpu::mma;
-  using T = mma_conv::Tile<BN, Bf16>;
+  using T = mma_conv::Tile<BN>;
   using mma_conv::a_index;
   using mma_conv::b_index;
   using mma_conv::bk;
@@ -193,8 +187,13 @@ __global__ void __launch_bounds__(mma_conv::Tile<BN, Bf16>::threads, 2)
     a_px[i] = hw % W;
     a_offset[i] = img * cin * HW + hw;
   }
-  // B: 16-byte chunk q = tid + i * threads of the [BN][16] stage: row n = q / 4, chunk q % 4
-  // (Bf16: q / 2 and q % 2; a packed row of KK * cin_pad weights is half as many floats).
+  if constexpr (NarrowCin) {  // the slots past Cin's last group of 4 are never copied: zero them once
+    KILN_UNROLL
+    for (int st = 0; st < mma_conv::stages; ++st)
+      for (int q = tid; q < T::a_floats; q += T::threads) shared[st * T::stage_floats + q] = 0.0f;
+    __syncthreads();  // before any thread's copies land in them
+  }
+  // B: 16-byte chunk q = tid + i * threads of the [BN][16] stage: row n = q / 4, chunk q % 4.
   constexpr int CPR = T::b_chunks_per_row;
   int b_offset[T::b_chunks_per_thread];
   bool b_valid[T::b_chunks_per_thread];
@@ -202,39 +201,58 @@ __global__ void __launch_bounds__(mma_conv::Tile<BN, Bf16>::threads, 2)
   for (int i = 0; i < T::b_chunks_per_thread; ++i) {
     const int q = tid + i * T::threads, n = q / CPR;
     b_valid[i] = n0 + n < cout;
-    b_offset[i] = b_valid[i] ? (n0 + n) * KK * (cin_pad / (Bf16 ? 2 : 1)) + (q % CPR) * 4 : 0;
+    b_offset[i] = b_valid[i] ? (n0 + n) * KK * cin_pad + (q % CPR) * 4 : 0;
   }
-  // The k step being loaded: tap (u, v), first channel c0 (advanced once per step).
+  // The k step being loaded: tap (u, v), first packed channel position c0 (advanced once per step).
   int load_step = 0, c0 = 0, u = 0, v = 0;
 
   auto load_stage = [&](int stage) {
     float* as = shared + stage * T::stage_floats;
     float* bs = as + T::a_floats;
-    const int channels = cin - c0;  // channels c0 + j with j < channels exist
-    const int tap_offset = (u - P) * W + (v - P) + c0 * HW;
+    // The step's channels: [c0, c0 + 16), the last step of a tap [Cin - 16, Cin) (NarrowCin: from 0).
+    const int tap_offset = (u - P) * W + (v - P) + (NarrowCin ? 0 : mma_conv::step_channel(c0, cin) * HW);
+    bool tap_ok[PPT];
+    const float* src[PPT];
     KILN_UNROLL
     for (int i = 0; i < PPT; ++i) {
       const int iy = a_py[i] + u - P, ix = a_px[i] + v - P;
-      const bool tap_ok =
+      tap_ok[i] =
           static_cast<unsigned>(iy) < static_cast<unsigned>(H) && static_cast<unsigned>(ix) < static_cast<unsigned>(W);
-      // Channel j of this pixel and tap; where !ok the address may lie outside x, but a zero-fill
-      // copy does not read it (as CUTLASS's zfill iterators).
-      const float* src = x + (a_offset[i] + tap_offset);
-      float* dst[4];
-      KILN_UNROLL
-      for (int tt = 0; tt < 4; ++tt) dst[tt] = mma_pipeline::at_byte(as, a_dst[i][tt]);
-      KILN_UNROLL
-      for (int j = 0; j < bk; ++j) {  // a_index(j, m) = a_dst[i][j % 4] + (j / 8) * 1024 + (j / 4) % 2 * 2
-        kiln::gpu::cp_async<4>(dst[j % 4] + (j / 8) * 1024 + (j / 4) % 2 * 2, src,
-                               tap_ok && (!ChannelTail || j < channels));
-        src += HW;
+      // Where !tap_ok the address may lie outside x, but a zero-fill copy does not read it (as
+      // CUTLASS's zfill iterators).
+      src[i] = x + (a_offset[i] + tap_offset);
+    }
+    // Channel j of a pixel lands at a_index(j, m) = a_dst[i][j % 4] + (j / 8) * 1024 + (j / 4) % 2 * 2.
+    if constexpr (NarrowCin) {
+      KILN_MMA_ROLLED
+      for (int j4 = 0; j4 < cin; j4 += 4) {  // channels j4 .. j4 + 3
+        const int group_bytes = ((j4 / 8) * 1024 + (j4 / 4) % 2 * 2) * 4;
+        KILN_UNROLL
+        for (int i = 0; i < PPT; ++i) {
+          KILN_UNROLL
+          for (int tt = 0; tt < 4; ++tt) {
+            kiln::gpu::cp_async<4>(mma_pipeline::at_byte(as, a_dst[i][tt] + group_bytes), src[i],
+                                   tap_ok[i] && j4 + tt < cin);
+            src[i] += HW;
+          }
+        }
       }
+    } else {
+      mma_pipeline::copy_all<bk>([&](auto jc) {
+        constexpr int j = decltype(jc)::value;
+        KILN_UNROLL
+        for (int i = 0; i < PPT; ++i) {
+          kiln::gpu::cp_async<4>(mma_pipeline::at_byte(as, a_dst[i][j % 4]) + (j / 8) * 1024 + (j / 4) % 2 * 2, src[i],
+                                 tap_ok[i]);
+          src[i] += HW;
+        }
+      });
     }
     KILN_UNROLL
     for (int i = 0; i < T::b_chunks_per_thread; ++i) {
       const int q = tid + i * T::threads;
-      float* dst = Bf16 ? &bs[mma_conv::b16_index(q / CPR, q % CPR)] : &bs[b_index(q / CPR, q % CPR)];
-      kiln::gpu::cp_async<16>(dst, wp + b_offset[i] + load_step * T::b_row_floats, b_valid[i]);
+      kiln::gpu::cp_async<16>(&bs[b_index(q / CPR, q % CPR)], wp + b_offset[i] + load_step * T::b_row_floats,
+                              b_valid[i]);
     }
     ++load_step;
     c0 += bk;
@@ -255,13 +273,11 @@ __global__ void __launch_bounds__(mma_conv::Tile<BN, Bf16>::threads, 2)
   KILN_UNROLL
   for (int ip = 0; ip < 2; ++ip) a_lane[ip] = mma_conv::a_index(t, wm * mma_conv::warp_tile + ip * 16 + g) - ip * 128;
   // B: ldmatrix.x4 lane l gives row n = wn*64 + (l/16)*8 + l%8 of matrix l/8: chunk kk/4 + (l/8)%2.
-  // Bf16: matrix l/8 is row block (l/16)*8, chunk (l/8)%2 (k 0-7 or 8-15): b[2jp][0], b[2jp][1],
-  // b[2jp+1][0], b[2jp+1][1] of m16n8k16, whose B register 0 holds k 2t, 2t+1 of column g.
   int b_lane[2];
   {
     const int mat = lane / 8, n = wn * mma_conv::warp_tile + (mat / 2) * 8 + lane % 8;
     KILN_UNROLL
-    for (int kh = 0; kh < 2; ++kh) b_lane[kh] = Bf16 ? mma_conv::b16_index(n, mat % 2) : b_index(n, kh * 2 + mat % 2);
+    for (int kh = 0; kh < 2; ++kh) b_lane[kh] = b_index(n, kh * 2 + mat % 2);
   }
 
   float acc[4][8][4];
@@ -269,66 +285,28 @@ __global__ void __launch_bounds__(mma_conv::Tile<BN, Bf16>::threads, 2)
   mma_pipeline::run<mma_conv::stages>(k_steps, load_stage, [&](int stage) {
     const float* as = shared + stage * T::stage_floats;
     const float* bs = as + T::a_floats;
-    if constexpr (Bf16) {  // one m16n8k16 per tile pair: A from both halves' LDS.128, rounded to BF16
+    KILN_UNROLL
+    for (int kh = 0; kh < 2; ++kh) {  // two k8 halves of the step
       std::uint32_t a[4][4], b[8][2];
       KILN_UNROLL
-      for (int i = 0; i < 4; ++i) {
-        // lo: rows g, g+8 x channels t, t+4; hi: channels t+8, t+12 = BF16 k 2t, 2t+1 | 2t+8, 2t+9.
-        const float4 lo = *reinterpret_cast<const float4*>(as + i * 128 + a_lane[i & 1]);
-        const float4 hi = *reinterpret_cast<const float4*>(as + 1024 + i * 128 + a_lane[i & 1]);
-        a[i][0] = mma::pack_bf16x2(lo.x, lo.z);
-        a[i][1] = mma::pack_bf16x2(lo.y, lo.w);
-        a[i][2] = mma::pack_bf16x2(hi.x, hi.z);
-        a[i][3] = mma::pack_bf16x2(hi.y, hi.w);
+      for (int i = 0; i < 4; ++i) {  // {a0, a1, a2, a3} of m-tile i: one LDS.128
+        const float4 v = *reinterpret_cast<const float4*>(as + kh * 1024 + i * 128 + a_lane[i & 1]);
+        a[i][0] = __float_as_uint(v.x);
+        a[i][1] = __float_as_uint(v.y);
+        a[i][2] = __float_as_uint(v.z);
+        a[i][3] = __float_as_uint(v.w);
       }
-      mma_pipeline::load_b_fragments(b, bs + b_lane[0], 16 * T::b_row_floats);
+      mma_pipeline::load_b_fragments(b, bs + b_lane[kh], 16 * bk);
       KILN_UNROLL
       for (int i = 0; i < 4; ++i) {
         KILN_UNROLL
-        for (int j = 0; j < 8; ++j) mma::mma_bf16_m16n8k16(acc[i][j], a[i], b[j], acc[i][j]);
-      }
-    } else {
-      KILN_UNROLL
-      for (int kh = 0; kh < 2; ++kh) {  // two k8 halves of the step
-        std::uint32_t a[4][4], b[8][2];
-        KILN_UNROLL
-        for (int i = 0; i < 4; ++i) {  // {a0, a1, a2, a3} of m-tile i: one LDS.128
-          const float4 v = *reinterpret_cast<const float4*>(as + kh * 1024 + i * 128 + a_lane[i & 1]);
-          a[i][0] = __float_as_uint(v.x);
-          a[i][1] = __float_as_uint(v.y);
-          a[i][2] = __float_as_uint(v.z);
-          a[i][3] = __float_as_uint(v.w);
-        }
-        mma_pipeline::load_b_fragments(b, bs + b_lane[kh], 16 * bk);
-        KILN_UNROLL
-        for (int i = 0; i < 4; ++i) {
-          KILN_UNROLL
-          for (int j = 0; j < 8; ++j) mma::mma_tf32_m16n8k8(acc[i][j], a[i], b[j], acc[i][j]);
-        }
+        for (int j = 0; j < 8; ++j) mma::mma_tf32_m16n8k8(acc[i][j], a[i], b[j], acc[i][j]);
       }
     }
   });
 
-  // ---- epilogue: y[img][o][hw] = D + bias, straight from the accumulators (lanes with the same t
-  // write 8 consecutive pixels of one channel: 32-byte segments) ----
-  KILN_UNROLL
-  for (int i = 0; i < 4; ++i) {
-    KILN_UNROLL
-    for (int h = 0; h < 2; ++h) {
-      const int p = m0 + wm * mma_conv::warp_tile + i * 16 + h * 8 + g;
-      if (p >= pixels) continue;
-      const int img = p / HW, hw = p - img * HW;
-      float* out = y + img * cout * HW + hw;
-      KILN_UNROLL
-      for (int j = 0; j < 8; ++j) {
-        KILN_UNROLL
-        for (int e = 0; e < 2; ++e) {
-          const int o = n0 + wn * mma_conv::warp_tile + j * 8 + 2 * t + e;
-          if (o < cout) out[o * HW] = acc[i][j][h * 2 + e] + (bias != nullptr ? bias[o] : 0.0f);
-        }
-      }
-    }
-  }
+  mma_pipeline::store_nchw(acc, y, bias, m0 + wm * mma_conv::warp_tile, n0 + wn * mma_conv::warp_tile, pixels, HW, cout,
+                           lane);
 }
 
 namespace mma_conv {
@@ -342,6 +320,8 @@ inline bool supports(const ConvShape& s) {
 
 // Block tile width for a shape: 128 x 64 while Cout <= 64 (less padding waste), else 128 x 128.
 inline int block_n(const ConvShape& s) { return s.c_out <= 64 ? 64 : 128; }
+// Whether a shape takes the NarrowCin kernels: fewer input channels than one k step.
+inline bool narrow(const ConvShape& s) { return s.c_in < bk; }
 
 // The input gradient as a forward convolution: dy (Cout channels) in, dx (Cin channels) out.
 inline ConvShape transposed(const ConvShape& s) { return {s.n, s.c_out, s.c_in, s.h, s.w, s.k}; }
@@ -349,17 +329,15 @@ inline ConvShape transposed(const ConvShape& s) { return {s.n, s.c_out, s.c_in, 
 inline std::int64_t packed_dgrad_weight_floats(const ConvShape& s) { return packed_weight_floats(transposed(s)); }
 
 // The forward kernel on already packed weights (fs: the shape it convolves; a transposed one for
-// the input gradient). One instantiation per (K, block tile, channel tail): 8 kernels per
-// precision (Bf16: weights packed by the <K, true> packing kernels).
-template <bool Bf16 = false>
-void launch_packed(const ConvShape& fs, const float* x, const float* packed, const float* b, float* y,
-                   kiln::gpu::stream_handle stream) {
-  const int variant = (fs.k == 3 ? 4 : 0) + (block_n(fs) == 128 ? 2 : 0) + (fs.c_in % bk != 0 ? 1 : 0);
-  auto run = [&]<int K, int BN, bool ChannelTail>() {
+// the input gradient). One instantiation per (K, block tile, narrow Cin): 8 kernels.
+inline void launch_packed(const ConvShape& fs, const float* x, const float* packed, const float* b, float* y,
+                          kiln::gpu::stream_handle stream) {
+  const int variant = (fs.k == 3 ? 4 : 0) + (block_n(fs) == 128 ? 2 : 0) + (narrow(fs) ? 1 : 0);
+  auto run = [&]<int K, int BN, bool NarrowCin>() {
     const dim3 grid(static_cast<unsigned>((fs.n * fs.h * fs.w + bm - 1) / bm),
                     static_cast<unsigned>((fs.c_out + BN - 1) / BN));
-    KILN_LAUNCH((conv2d_mma_forward_kernel<K, BN, ChannelTail, Bf16>), grid, dim3(Tile<BN, Bf16>::threads),
-                Tile<BN, Bf16>::shared_bytes, stream, fs, x, packed, b, y);
+    KILN_LAUNCH((conv2d_mma_forward_kernel<K, BN, NarrowCin>), grid, dim3(Tile<BN>::threads), Tile<BN>::shared_bytes,
+                stream, fs, x, packed, b, y);
   };
   switch (variant) {
     case 0:
@@ -385,35 +363,33 @@ inline unsigned pack_blocks(std::int64_t count) {
   return static_cast<unsigned>((count + 255) / 256 < 4096 ? (count + 255) / 256 : 4096);
 }
 
-// y = conv(x, w) + b (b may be null). `packed`: packed_weight_floats(s, Bf16) floats of device scratch.
-template <bool Bf16 = false>
-void forward(const ConvShape& s, const float* x, const float* w, const float* b, float* y, float* packed,
-             kiln::gpu::stream_handle stream = nullptr) {
+// y = conv(x, w) + b (b may be null). `packed`: packed_weight_floats(s) floats of device scratch.
+inline void forward(const ConvShape& s, const float* x, const float* w, const float* b, float* y, float* packed,
+                    kiln::gpu::stream_handle stream = nullptr) {
   if (!supports(s))
     throw kiln::gpu::Error("conv2d_mma: unsupported shape (K must be 1 or 3, tensors under 2^31 elements)");
   if (s.n == 0 || s.h == 0 || s.w == 0 || s.c_out == 0) return;
   const dim3 blocks(pack_blocks(packed_weight_floats(s)));
   if (s.k == 3)
-    KILN_LAUNCH((conv2d_mma_pack_weights_kernel<3, Bf16>), blocks, dim3(256), 0, stream, s, w, packed);
+    KILN_LAUNCH((conv2d_mma_pack_weights_kernel<3>), blocks, dim3(256), 0, stream, s, w, packed);
   else
-    KILN_LAUNCH((conv2d_mma_pack_weights_kernel<1, Bf16>), blocks, dim3(256), 0, stream, s, w, packed);
-  launch_packed<Bf16>(s, x, packed, b, y, stream);
+    KILN_LAUNCH((conv2d_mma_pack_weights_kernel<1>), blocks, dim3(256), 0, stream, s, w, packed);
+  launch_packed(s, x, packed, b, y, stream);
 }
 
 // dx = the input gradient of y = conv(x, w) (overwritten) from dy. `packed`:
-// packed_dgrad_weight_floats(s) floats of device scratch (half with Bf16).
-template <bool Bf16 = false>
-void backward_data(const ConvShape& s, const float* w, const float* dy, float* dx, float* packed,
-                   kiln::gpu::stream_handle stream = nullptr) {
+// packed_dgrad_weight_floats(s) floats of device scratch.
+inline void backward_data(const ConvShape& s, const float* w, const float* dy, float* dx, float* packed,
+                          kiln::gpu::stream_handle stream = nullptr) {
   if (!supports(s) || !supports(transposed(s)))
     throw kiln::gpu::Error("conv2d_mma: unsupported shape (K must be 1 or 3, tensors under 2^31 elements)");
   if (s.n == 0 || s.h == 0 || s.w == 0 || s.c_in == 0 || s.c_out == 0) return;
   const dim3 blocks(pack_blocks(packed_dgrad_weight_floats(s)));
   if (s.k == 3)
-    KILN_LAUNCH((conv2d_mma_pack_weights_dgrad_kernel<3, Bf16>), blocks, dim3(256), 0, stream, s, w, packed);
+    KILN_LAUNCH((conv2d_mma_pack_weights_dgrad_kernel<3>), blocks, dim3(256), 0, stream, s, w, packed);
   else
-    KILN_LAUNCH((conv2d_mma_pack_weights_dgrad_kernel<1, Bf16>), blocks, dim3(256), 0, stream, s, w, packed);
-  launch_packed<Bf16>(transposed(s), dy, packed, nullptr, dx, stream);
+    KILN_LAUNCH((conv2d_mma_pack_weights_dgrad_kernel<1>), blocks, dim3(256), 0, stream, s, w, packed);
+  launch_packed(transposed(s), dy, packed, nullptr, dx, stream);
 }
 
 }  // namespace mma_conv

@@ -247,27 +247,8 @@ __global__ void __launch_bounds__(mma_bf16::Tile<BN>::threads, 2)
     }
   });
 
-  // ---- epilogue: y[img][o][hw] = D + bias (lanes with the same t write 8 consecutive pixels of one
-  // channel: 32-byte segments) ----
-  const int g = lane / 4, t = lane % 4;
-  KILN_UNROLL
-  for (int i = 0; i < 4; ++i) {
-    KILN_UNROLL
-    for (int h = 0; h < 2; ++h) {
-      const int p = m0 + wm * mma_bf16::warp_tile + i * 16 + h * 8 + g;
-      if (p >= pixels) continue;
-      const int img = p / HW, hw = p - img * HW;
-      float* out = y + img * cout * HW + hw;
-      KILN_UNROLL
-      for (int j = 0; j < 8; ++j) {
-        KILN_UNROLL
-        for (int e = 0; e < 2; ++e) {
-          const int o = n0 + wn * mma_bf16::warp_tile + j * 8 + 2 * t + e;
-          if (o < cout) out[o * HW] = acc[i][j][h * 2 + e] + (bias != nullptr ? bias[o] : 0.0f);
-        }
-      }
-    }
-  }
+  mma_pipeline::store_nchw(acc, y, bias, m0 + wm * mma_bf16::warp_tile, n0 + wn * mma_bf16::warp_tile, pixels, HW, cout,
+                           lane);
 }
 
 namespace mma_bf16 {

@@ -200,31 +200,8 @@ __global__ void __launch_bounds__(mma_bf16_wgrad::Tile<BT>::threads, 2)
     }
   });
 
-  // ---- epilogue (conv2d_mma_wgrad_kernel's): lane (g, t) holds rows g, g+8 and columns 2t, 2t+1
-  // of each 16 x 8 accumulator ----
-  const int g = lane / 4, t4 = lane % 4;
-  const bool split = gridDim.z > 1;
-  float* partial = out + (static_cast<int>(blockIdx.z) * KK + tap) * cout * cin;
-  KILN_UNROLL
-  for (int i = 0; i < 4; ++i) {
-    KILN_UNROLL
-    for (int h = 0; h < 2; ++h) {
-      const int m = m0 + wm * mma_bf16_wgrad::warp_tile + i * 16 + h * 8 + g;
-      if (m >= cout) continue;
-      KILN_UNROLL
-      for (int j = 0; j < 8; ++j) {
-        KILN_UNROLL
-        for (int e = 0; e < 2; ++e) {
-          const int n = n0 + wn * mma_bf16_wgrad::warp_tile + j * 8 + 2 * t4 + e;
-          if (n >= cin) continue;
-          if (split)
-            partial[m * cin + n] = acc[i][j][h * 2 + e];
-          else
-            out[(m * cin + n) * KK + tap] += acc[i][j][h * 2 + e];
-        }
-      }
-    }
-  }
+  mma_pipeline::store_wgrad<KK>(acc, out, tap, m0 + wm * mma_bf16_wgrad::warp_tile, n0 + wn * mma_bf16_wgrad::warp_tile,
+                                n0, cout, cin, lane);
 }
 
 namespace mma_bf16_wgrad {

@@ -1,10 +1,21 @@
 #pragma once
-// What the mma.sync convolutions (conv2d_mma.cuh, conv2d_mma_wgrad.cuh) share: the cp.async
-// pipeline's k loop (unrolled by its stages), the accumulator zeroing, the B fragments' ldmatrix loads and byte-offset
-// addressing of their shared-memory stages. Instructions per HMMA: docs/kernels.md, tests/nvcc/sass_thresholds.json.
+// What the mma.sync convolutions (conv2d_mma*.cuh) share: the cp.async pipeline's k loop (unrolled
+// by its stages), the accumulator zeroing, the B fragments' ldmatrix loads, byte-offset addressing of
+// their shared-memory stages and the two epilogues (the forward's NCHW store, the weight gradient's
+// store into dw or the split-K partial sums). Instructions per HMMA: docs/kernels.md,
+// tests/nvcc/sass_thresholds.json.
 #include <cstdint>
+#include <type_traits>
+#include <utility>
 
 #include "kiln/gpu/gpu.hpp"
+
+// A loop nvcc must keep rolled (`#pragma unroll 1`; nothing for g++, whose -Wall rejects the pragma).
+#if KILN_GPU_REAL || defined(__clang__)
+#define KILN_MMA_ROLLED _Pragma("unroll 1")
+#else
+#define KILN_MMA_ROLLED
+#endif
 
 namespace kiln::cuda::kernels::mma_pipeline {
 
@@ -41,6 +52,13 @@ __device__ __forceinline__ void load_b_fragments(std::uint32_t (&b)[8][2], const
   }
 }
 
+// copy(std::integral_constant<int, j>{}) for j = 0 .. N-1, unrolled: a k step's full set of copies.
+template <int N, class Copy>
+__device__ __forceinline__ void copy_all(Copy&& copy) {
+  [&]<int... J>(std::integer_sequence<int, J...>) { (copy(std::integral_constant<int, J>{}), ...); }
+  (std::make_integer_sequence<int, N>{});
+}
+
 // The k loop of a Stages-deep cp.async pipeline: load(stage) issues step k's copies into a stage
 // (and advances the loader to step k+1), compute(stage) runs the MMAs of the step held there.
 // Stages-1 steps are in flight before the loop; each step waits for its own copies, one
@@ -66,6 +84,67 @@ __device__ __forceinline__ void run(int k_steps, Load&& load, Compute&& compute)
     }
   }
   kiln::gpu::cp_async_wait<0>();  // no copy may be left pending at exit
+}
+
+// The forward's epilogue (conv2d_mma.cuh, conv2d_mma_bf16.cuh): y[img][o][hw] = D + bias[o] (bias may
+// be null) for a warp's 64 x 64 tile of 4 x 8 m16n8k16 / m16n8k8 accumulators whose first pixel is
+// m_warp and first output channel n_warp. Lane (g, t) holds rows g, g+8 and columns 2t, 2t+1 of each
+// 16 x 8 accumulator; lanes with the same t write 8 consecutive pixels of one channel (32-byte segments).
+__device__ __forceinline__ void store_nchw(const float (&acc)[4][8][4], float* y, const float* bias, int m_warp,
+                                           int n_warp, int pixels, int hw_count, int cout, int lane) {
+  const int g = lane / 4, t = lane % 4;
+  KILN_UNROLL
+  for (int i = 0; i < 4; ++i) {
+    KILN_UNROLL
+    for (int h = 0; h < 2; ++h) {
+      const int p = m_warp + i * 16 + h * 8 + g;
+      if (p >= pixels) continue;
+      const int img = p / hw_count, hw = p - img * hw_count;
+      float* out = y + img * cout * hw_count + hw;
+      KILN_UNROLL
+      for (int j = 0; j < 8; ++j) {
+        KILN_UNROLL
+        for (int e = 0; e < 2; ++e) {
+          const int o = n_warp + j * 8 + 2 * t + e;
+          if (o < cout) out[o * hw_count] = acc[i][j][h * 2 + e] + (bias != nullptr ? bias[o] : 0.0f);
+        }
+      }
+    }
+  }
+}
+
+// The weight gradient's epilogue (conv2d_mma_wgrad.cuh, conv2d_mma_bf16_wgrad.cuh): D[m][n] of filter
+// tap `tap` for a warp's 64 x 64 tile whose first output channel (row) is m_warp and first input
+// channel (column) n_warp. With several splits (gridDim.z > 1) it is this split's partial sum,
+// out = [splits][KK][Cout][Cin]; with one, it is added to out = dw[Cout][Cin][KK]. Lane (g, t) holds
+// rows g, g+8 and columns 2t, 2t+1 of each 16 x 8 accumulator; rows past Cout and columns past Cin
+// are not stored, nor (Shifted: a tile moved back to end at Cin) the columns before n_own.
+template <int KK, bool Shifted = false>
+__device__ __forceinline__ void store_wgrad(const float (&acc)[4][8][4], float* out, int tap, int m_warp, int n_warp,
+                                            [[maybe_unused]] int n_own, int cout, int cin, int lane) {
+  const int g = lane / 4, t4 = lane % 4;
+  const bool split = gridDim.z > 1;
+  float* partial = out + (static_cast<int>(blockIdx.z) * KK + tap) * cout * cin;  // [Cout][Cin] of this split, tap
+  KILN_UNROLL
+  for (int i = 0; i < 4; ++i) {
+    KILN_UNROLL
+    for (int h = 0; h < 2; ++h) {
+      const int m = m_warp + i * 16 + h * 8 + g;
+      if (m >= cout) continue;
+      KILN_UNROLL
+      for (int j = 0; j < 8; ++j) {
+        KILN_UNROLL
+        for (int e = 0; e < 2; ++e) {
+          const int n = n_warp + j * 8 + 2 * t4 + e;
+          if (n >= cin || (Shifted && n < n_own)) continue;
+          if (split)
+            partial[m * cin + n] = acc[i][j][h * 2 + e];
+          else
+            out[(m * cin + n) * KK + tap] += acc[i][j][h * 2 + e];
+        }
+      }
+    }
+  }
 }
 
 }  // namespace kiln::cuda::kernels::mma_pipeline

@@ -23,9 +23,15 @@
 //     16-byte aligned: 16-byte cp.async, zero-filled past the last pixel. Rows past Cout read a
 //     clamped row (their D rows are never stored).
 //   B = x at the block's tap: 4-byte cp.async (the tap shifts pixels by v-P, misaligning them),
-//     zero-filled outside the image, past the last pixel and (ChannelTail) past Cin. Each thread
-//     gathers one pixel of the step for BT*16/threads channels: one tap check per step, a constant
-//     channel stride, destinations as immediates off per-thread bases.
+//     zero-filled outside the image and past the last pixel. Each thread gathers one pixel of the
+//     step for BT*16/threads channels: one tap check per step, a constant channel stride,
+//     destinations as immediates off per-thread bases. Cin > BT and not a multiple of it: the last
+//     column block's tile is shifted to [Cin - BT, Cin) (every row exists; the columns the block
+//     before stores are computed again, not stored). ChannelTail (Cin < BT, one column block): a
+//     thread copies only its rows below Cin (b_rows, fixed for the kernel), in a rolled loop over
+//     groups of rows (2 for the 128 x 128 tile, 4 for 64 x 64; the last group's rows past Cin
+//     predicated off); the rows never copied are zeroed once and only ever meet D's columns past
+//     Cin, which are not stored.
 // The pixel positions move by 16 per step: kept incrementally (no division in the k loop).
 // Operands: dy and x reach the tensor core as fp32 bits, which it truncates to TF32 (as the
 // forward's activations). Offsets are 32-bit (supports() checks N*C*H*W < 2^31).
@@ -74,10 +80,9 @@ inline int block_tile(const ConvShape& s) { return s.c_out > 64 && s.c_in > 64 ?
 // grid (ceil(Cin / BT), ceil(Cout / BT) * K*K, splits), block Tile<BT>::threads, dynamic shared
 // memory Tile<BT>::shared_bytes. Split z reduces k steps [z * steps_per_split, ...) and writes
 // `out` = workspace [splits][K*K][Cout][Cin] (splits > 1) or adds to `out` = dw (one split).
-// Bf16: the same fp32 stages and ldmatrix loads; both fragments rounded to BF16 in registers
-// (pixels t, t+4, t+8, t+12 of lane (g, t) as m16n8k16's k = 2t, 2t+1, 2t+8, 2t+9 in A and B
-// alike: mma_conv::bf16_channel's order) and one m16n8k16 per tile pair and step.
-template <int K, int BT, bool ChannelTail, bool Bf16 = false>
+// (BF16 runs conv2d_mma_bf16_wgrad.cuh's kernel on NHWC BF16 copies; the fp32-staged BF16 variant
+// that lived here is retired: docs/kernels.md "BF16".)
+template <int K, int BT, bool ChannelTail>
 __global__ void __launch_bounds__(mma_wgrad::Tile<BT>::threads, 2)
     conv2d_mma_wgrad_kernel(ConvShape s, const float* x, const float* dy, float* out, int steps_per_split) {
   namespace mma = kiln::gpu::mma;
@@ -93,7 +98,11 @@ __global__ void __launch_bounds__(mma_wgrad::Tile<BT>::threads, 2)
   const int wm = warp % T::warps_m, wn = warp / T::warps_m;
   const int tiles_m = (cout + BT - 1) / BT;
   const int tap = static_cast<int>(blockIdx.y) / tiles_m, u = tap / K, v = tap % K;
-  const int m0 = (static_cast<int>(blockIdx.y) - tap * tiles_m) * BT, n0 = static_cast<int>(blockIdx.x) * BT;
+  const int m0 = (static_cast<int>(blockIdx.y) - tap * tiles_m) * BT;
+  // Input channels: the block stores columns [n_own, n_own + BT) below Cin; without ChannelTail the
+  // last block's tile starts at Cin - BT instead (Cin >= BT), so all its rows exist, and the columns
+  // before n_own it computes again are not stored.
+  const int n_own = static_cast<int>(blockIdx.x) * BT, n0 = ChannelTail || n_own + BT <= cin ? n_own : cin - BT;
   const int k_steps_total = (pixels + bk - 1) / bk;
   const int step_begin = static_cast<int>(blockIdx.z) * steps_per_split;
   const int step_end = step_begin + steps_per_split < k_steps_total ? step_begin + steps_per_split : k_steps_total;
@@ -124,6 +133,13 @@ __global__ void __launch_bounds__(mma_wgrad::Tile<BT>::threads, 2)
   // Rows of this thread that exist: j < b_rows (ChannelTail only).
   const int b_rows_left = cin - n0 - r0;
   const int b_rows = b_rows_left > 0 ? (b_rows_left + T::b_rows_per_pass - 1) / T::b_rows_per_pass : 0;
+  const int rows = b_rows < T::b_copies_per_thread ? b_rows : T::b_copies_per_thread;
+  if constexpr (ChannelTail) {
+    KILN_UNROLL  // the rows past Cin's last group are never copied: zero them once, before any copy lands
+    for (int st = 0; st < mma_wgrad::stages; ++st)
+      for (int q = tid; q < T::b_floats; q += T::threads) shared[st * T::stage_floats + T::a_floats + q] = 0.0f;
+    __syncthreads();
+  }
   int b_dst[T::b_period];
   KILN_UNROLL
   for (int j = 0; j < T::b_period; ++j) b_dst[j] = index(r0 + j * T::b_rows_per_pass, tid % bk) * 4;
@@ -140,11 +156,24 @@ __global__ void __launch_bounds__(mma_wgrad::Tile<BT>::threads, 2)
     const bool b_ok = b_pixel < pixels && static_cast<unsigned>(iy) < static_cast<unsigned>(H) &&
                       static_cast<unsigned>(ix) < static_cast<unsigned>(W);
     const float* src = x + b_offset;  // where !b_ok it may lie outside x: a zero-fill copy does not read it
-    KILN_UNROLL
-    for (int j = 0; j < T::b_copies_per_thread; ++j) {
-      kiln::gpu::cp_async<4>(at_byte(bs, b_dst[j % T::b_period]) + (j / T::b_period) * 8 * bk, src,
-                             b_ok && (!ChannelTail || j < b_rows));
-      src += b_row_stride;
+    // Row j of the thread lands at b_dst[j % b_period] + (j / b_period) * 8 * bk floats.
+    if constexpr (ChannelTail) {
+      constexpr int G = T::b_period > 1 ? T::b_period : 2;  // rows per iteration, a multiple of b_period
+      KILN_MMA_ROLLED
+      for (int jg = 0; jg < rows; jg += G) {
+        KILN_UNROLL
+        for (int jp = 0; jp < G; ++jp) {
+          kiln::gpu::cp_async<4>(at_byte(bs, b_dst[jp % T::b_period]) + (jg / T::b_period + jp / T::b_period) * 8 * bk,
+                                 src, b_ok && jg + jp < rows);
+          src += b_row_stride;
+        }
+      }
+    } else {
+      KILN_UNROLL
+      for (int j = 0; j < T::b_copies_per_thread; ++j) {
+        kiln::gpu::cp_async<4>(at_byte(bs, b_dst[j % T::b_period]) + (j / T::b_period) * 8 * bk, src, b_ok);
+        src += b_row_stride;
+      }
     }
     // Next step: 16 pixels further.
     a_pixel += bk;
@@ -188,74 +217,22 @@ __global__ void __launch_bounds__(mma_wgrad::Tile<BT>::threads, 2)
   mma_pipeline::run<mma_wgrad::stages>(k_steps, load_stage, [&](int stage) {
     const float* as = shared + stage * T::stage_floats;
     const float* bs = as + T::a_floats;
-    if constexpr (Bf16) {
+    KILN_UNROLL
+    for (int kh = 0; kh < 2; ++kh) {  // two k8 halves of the step
       std::uint32_t a[4][4], b[8][2];
       KILN_UNROLL
-      for (int i = 0; i < 4; ++i) {  // lo/hi: TF32's {a0, a1, a2, a3} of k halves 0 and 1
-        std::uint32_t lo[4], hi[4];
-        mma::ldmatrix_x4(lo, as + i * 16 * bk + a_lane[0]);
-        mma::ldmatrix_x4(hi, as + i * 16 * bk + a_lane[1]);
-        a[i][0] = mma::pack_bf16x2(__uint_as_float(lo[0]), __uint_as_float(lo[2]));
-        a[i][1] = mma::pack_bf16x2(__uint_as_float(lo[1]), __uint_as_float(lo[3]));
-        a[i][2] = mma::pack_bf16x2(__uint_as_float(hi[0]), __uint_as_float(hi[2]));
-        a[i][3] = mma::pack_bf16x2(__uint_as_float(hi[1]), __uint_as_float(hi[3]));
-      }
-      KILN_UNROLL
-      for (int jp = 0; jp < 4; ++jp) {  // lo/hi: TF32's b[2jp][0..1], b[2jp+1][0..1] of k halves 0 and 1
-        std::uint32_t lo[4], hi[4];
-        mma::ldmatrix_x4(lo, bs + jp * 16 * bk + b_lane[0]);
-        mma::ldmatrix_x4(hi, bs + jp * 16 * bk + b_lane[1]);
-        b[2 * jp][0] = mma::pack_bf16x2(__uint_as_float(lo[0]), __uint_as_float(lo[1]));
-        b[2 * jp][1] = mma::pack_bf16x2(__uint_as_float(hi[0]), __uint_as_float(hi[1]));
-        b[2 * jp + 1][0] = mma::pack_bf16x2(__uint_as_float(lo[2]), __uint_as_float(lo[3]));
-        b[2 * jp + 1][1] = mma::pack_bf16x2(__uint_as_float(hi[2]), __uint_as_float(hi[3]));
-      }
+      for (int i = 0; i < 4; ++i) mma::ldmatrix_x4(a[i], as + i * 16 * bk + a_lane[kh]);
+      mma_pipeline::load_b_fragments(b, bs + b_lane[kh], 16 * bk);
       KILN_UNROLL
       for (int i = 0; i < 4; ++i) {
         KILN_UNROLL
-        for (int j = 0; j < 8; ++j) mma::mma_bf16_m16n8k16(acc[i][j], a[i], b[j], acc[i][j]);
-      }
-    } else {
-      KILN_UNROLL
-      for (int kh = 0; kh < 2; ++kh) {  // two k8 halves of the step
-        std::uint32_t a[4][4], b[8][2];
-        KILN_UNROLL
-        for (int i = 0; i < 4; ++i) mma::ldmatrix_x4(a[i], as + i * 16 * bk + a_lane[kh]);
-        mma_pipeline::load_b_fragments(b, bs + b_lane[kh], 16 * bk);
-        KILN_UNROLL
-        for (int i = 0; i < 4; ++i) {
-          KILN_UNROLL
-          for (int j = 0; j < 8; ++j) mma::mma_tf32_m16n8k8(acc[i][j], a[i], b[j], acc[i][j]);
-        }
+        for (int j = 0; j < 8; ++j) mma::mma_tf32_m16n8k8(acc[i][j], a[i], b[j], acc[i][j]);
       }
     }
   });
 
-  // ---- epilogue: D[m][n] of this tap, lane (g, t) holds rows g, g+8 and columns 2t, 2t+1 of
-  // each 16 x 8 accumulator ----
-  const int g = lane / 4, t4 = lane % 4;
-  const bool split = gridDim.z > 1;
-  float* partial = out + (static_cast<int>(blockIdx.z) * KK + tap) * cout * cin;  // [Cout][Cin] of this split, tap
-  KILN_UNROLL
-  for (int i = 0; i < 4; ++i) {
-    KILN_UNROLL
-    for (int h = 0; h < 2; ++h) {
-      const int m = m0 + wm * mma_wgrad::warp_tile + i * 16 + h * 8 + g;
-      if (m >= cout) continue;
-      KILN_UNROLL
-      for (int j = 0; j < 8; ++j) {
-        KILN_UNROLL
-        for (int e = 0; e < 2; ++e) {
-          const int n = n0 + wn * mma_wgrad::warp_tile + j * 8 + 2 * t4 + e;
-          if (n >= cin) continue;
-          if (split)
-            partial[m * cin + n] = acc[i][j][h * 2 + e];
-          else
-            out[(m * cin + n) * KK + tap] += acc[i][j][h * 2 + e];
-        }
-      }
-    }
-  }
+  mma_pipeline::store_wgrad<KK, !ChannelTail>(acc, out, tap, m0 + wm * mma_wgrad::warp_tile,
+                                              n0 + wn * mma_wgrad::warp_tile, n_own, cout, cin, lane);
 }
 
 // dw[o][c][t] += sum over splits of partial[split][t][o][c], splits in order (deterministic).
@@ -313,11 +290,11 @@ inline std::int64_t workspace_floats(const ConvShape& s) {
   return sp.count > 1 ? sp.count * s.c_out * s.c_in * s.k * s.k : 0;
 }
 
-// The kernel of a shape: K, block tile, channel tail (Cin not a multiple of the tile).
+// The kernel of a shape: K, block tile, channel tail (Cin below the tile).
 template <class Run>
 void dispatch(const ConvShape& s, Run&& run) {
   const int bt = block_tile(s);
-  const bool tail = s.c_in % bt != 0;
+  const bool tail = s.c_in < bt;  // Cin > BT and not a multiple of it: the shifted last tile, no tail
   const int variant = (s.k == 3 ? 4 : 0) + (bt == 128 ? 2 : 0) + (tail ? 1 : 0);
   switch (variant) {
     case 0:
@@ -347,9 +324,8 @@ inline dim3 grid(const ConvShape& s, int split_count) {
 
 // dw += the weight gradient of y = conv(x, w) from dy. `workspace`: workspace_floats(s) floats of
 // device scratch (may be null when that is 0); with `unsplit` the kernel adds to dw itself.
-template <bool Bf16 = false>
-void backward_weight(const ConvShape& s, const float* x, const float* dy, float* dw, float* workspace,
-                     bool unsplit = false, kiln::gpu::stream_handle stream = nullptr) {
+inline void backward_weight(const ConvShape& s, const float* x, const float* dy, float* dw, float* workspace,
+                            bool unsplit = false, kiln::gpu::stream_handle stream = nullptr) {
   if (!supports(s) || !aligned(dy))
     throw kiln::gpu::Error(
         "conv2d_mma_wgrad: unsupported shape (K must be 1 or 3, H*W a multiple of 4, dy 16-byte aligned, "
@@ -359,7 +335,7 @@ void backward_weight(const ConvShape& s, const float* x, const float* dy, float*
   if (unsplit) sp = Splits{1, static_cast<int>((s.n * s.h * s.w + bk - 1) / bk)};
   float* out = sp.count > 1 ? workspace : dw;
   dispatch(s, [&]<int K, int BT, bool Tail>() {
-    KILN_LAUNCH((conv2d_mma_wgrad_kernel<K, BT, Tail, Bf16>), grid(s, sp.count), dim3(Tile<BT>::threads),
+    KILN_LAUNCH((conv2d_mma_wgrad_kernel<K, BT, Tail>), grid(s, sp.count), dim3(Tile<BT>::threads),
                 Tile<BT>::shared_bytes, stream, s, x, dy, out, sp.steps_per_split);
     if (sp.count > 1) {
       const std::int64_t count = s.c_out * s.c_in * K * K;

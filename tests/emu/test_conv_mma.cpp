@@ -10,6 +10,7 @@
 // inside an image or span several, under both thread schedules.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstdint>
@@ -174,6 +175,29 @@ TEST_CASE("mma.sync TF32 implicit-GEMM conv forward: odd shapes") {
   check_shape({2, 16, 16, 12, 11, 3}, 8);     // 264 pixels: a tile spans two images, the last is partial
 }
 
+// Channel tails with Cin >= 16: the last step of each tap reads channels [Cin - 16, Cin) and the
+// weights of the channels the step before already covered are packed as zeros (mma_conv::packed_channel).
+TEST_CASE("mma.sync TF32 conv forward: channel tails read [Cin - 16, Cin) in the last step of each tap") {
+  check_shape({1, 17, 24, 6, 5, 3}, 9);   // 15 of the last step's 16 channels overlap the first step
+  check_shape({1, 17, 24, 6, 5, 1}, 10);  // the same, 1x1
+  check_shape({2, 40, 20, 5, 6, 3}, 11);  // 8 overlap
+  check_shape({1, 40, 72, 4, 4, 1}, 12);  // 8 overlap, the 128x128 tile
+#if !KILN_EMU_ASAN
+  check_shape({1, 100, 40, 4, 5, 3}, 13);  // 12 overlap, 7 steps per tap
+  check_shape({1, 100, 80, 4, 4, 1}, 14);  // 12 overlap, the 128x128 tile
+#endif
+}
+
+TEST_CASE("mma.sync TF32 conv gradients: channel tails of 17, 40 and 100 (dgrad: Cout; wgrad: Cin)") {
+  check_gradients({1, 17, 40, 4, 4, 3}, 31);  // dgrad reads 40 channels (8 overlap), wgrad Cin 17 of 64
+  check_gradients({2, 40, 17, 4, 4, 1}, 32);  // dgrad reads 17 (15 overlap), wgrad Cin 40 of 64
+#if !KILN_EMU_ASAN
+  check_gradients({1, 100, 70, 4, 4, 3}, 33);  // wgrad 128x128 with Cin 100 of 128; dgrad reads 70 (10 overlap)
+  check_gradients({1, 24, 100, 4, 4, 1}, 34);  // dgrad reads 100 (12 overlap), 128x64
+  check_gradients({1, 100, 20, 4, 4, 3}, 35);  // wgrad 64x64, Cin 100: the second column tile shifted to [36, 100)
+#endif
+}
+
 TEST_CASE("mma.sync TF32 conv gradients: U-Net shapes") {
   check_gradients({1, 64, 32, 8, 8, 1}, 23);  // the 1x1 reduce 2C -> C
 #if !KILN_EMU_ASAN  // the sanitizer build emulates every lane's mma ~10x slower: the small shapes only
@@ -219,6 +243,90 @@ TEST_CASE("conv2d_mma: packed weights are tap-major, zero-padded to 16 channels,
   CHECK_THROWS_WITH_AS(mc::forward({1, 3, 2, 4, 4, 5}, nullptr, nullptr, nullptr, nullptr, nullptr),
                        doctest::Contains("K must be 1 or 3"), kiln::gpu::Error);
 }
+
+TEST_CASE("conv2d_mma: a channel tail's last step is packed as [Cin - 16, Cin), the overlap with zeros") {
+  CHECK(mc::packed_channel(0, 3) == 0);
+  CHECK(mc::packed_channel(2, 3) == 2);
+  CHECK(mc::packed_channel(3, 3) == -1);  // Cin < 16: one step, channel c below Cin
+  CHECK(mc::packed_channel(15, 17) == 15);
+  CHECK(mc::packed_channel(16, 17) == -1);  // the last step reads channel 1 there: the first step had it
+  CHECK(mc::packed_channel(30, 17) == -1);
+  CHECK(mc::packed_channel(31, 17) == 16);  // ... and channel 16 at its last position, the only new one
+  CHECK(mc::packed_channel(39, 40) == -1);
+  CHECK(mc::packed_channel(40, 40) == 32);
+  CHECK(mc::packed_channel(47, 40) == 39);
+  for (int c = 0; c < 48; ++c) CHECK(mc::packed_channel(c, 48) == c);  // no tail: the natural order
+  CHECK(mc::step_channel(0, 40) == 0);
+  CHECK(mc::step_channel(16, 40) == 16);
+  CHECK(mc::step_channel(32, 40) == 24);
+  for (const int cin : {17, 40, 100}) {  // every channel exactly once per tap
+    std::vector<int> seen(static_cast<std::size_t>(cin), 0);
+    for (int c = 0; c < mc::channels_padded(cin); ++c)
+      if (mc::packed_channel(c, cin) >= 0) ++seen[static_cast<std::size_t>(mc::packed_channel(c, cin))];
+    CHECK(std::count(seen.begin(), seen.end(), 1) == cin);
+  }
+  // The kernel's packing of Cin 17 (K = 3) agrees, TF32-rounded.
+  const ConvShape s{1, 17, 2, 4, 4, 3};
+  const auto w = uniform(static_cast<std::size_t>(2 * 17 * 9), 12, -1.0f, 1.0f);
+  DeviceBuffer<float> dw(w), packed(static_cast<std::size_t>(mc::packed_weight_floats(s)));
+  KILN_LAUNCH(kiln::cuda::kernels::conv2d_mma_pack_weights_kernel<3>, dim3(2), dim3(128), 0, nullptr, s, dw.get(),
+              packed.get());
+  const auto p = packed.download();
+  int wrong = 0;
+  for (int o = 0; o < 2; ++o)
+    for (int t = 0; t < 9; ++t)
+      for (int c = 0; c < 32; ++c) {
+        const int ch = mc::packed_channel(c, 17);
+        const float want =
+            ch >= 0 ? static_cast<float>(tf32_rounded(w[static_cast<std::size_t>((o * 17 + ch) * 9 + t)])) : 0.0f;
+        wrong += p[static_cast<std::size_t>((o * 9 + t) * 32 + c)] != want ? 1 : 0;
+      }
+  CHECK(wrong == 0);
+}
+
+#if !KILN_EMU_THREADS
+TEST_CASE("conv2d_mma channel tails: the overlap must weigh zero, and the packing match the reads (deliberate bugs)") {
+  for (const ConvShape s : {ConvShape{1, 17, 8, 6, 5, 3}, ConvShape{1, 40, 8, 4, 4, 1}}) {
+    INFO("Cin ", s.c_in, " K=", s.k);
+    const int cin = static_cast<int>(s.c_in), cin_pad = mc::channels_padded(s.c_in), kk = static_cast<int>(s.k * s.k);
+    const auto x = uniform(static_cast<std::size_t>(s.n * s.c_in * s.h * s.w), 61, -2.0f, 2.0f);
+    const auto w = uniform(static_cast<std::size_t>(s.c_out * s.c_in * kk), 62, -1.0f, 1.0f);
+    std::vector<float> strict(static_cast<std::size_t>(s.n * s.c_out * s.h * s.w));
+    kiln::cpu::reference::conv2d_forward(s, x.data(), w.data(), nullptr, strict.data());
+    DeviceBuffer<float> d_x(x), d_w(w), d_y(strict.size()),
+        packed(static_cast<std::size_t>(mc::packed_weight_floats(s)));
+    mc::forward(s, d_x.get(), d_w.get(), nullptr, d_y.get(), packed.get());
+    CHECK(normalised_error(d_y.download(), strict) < 2e-3);
+    const auto good = packed.download();
+    auto run_with = [&](const std::vector<float>& wp) {
+      packed.upload(wp);
+      mc::launch_packed(s, d_x.get(), packed.get(), nullptr, d_y.get(), nullptr);
+      return normalised_error(d_y.download(), strict);
+    };
+    // Bug 1: the last step's overlap keeps its real weights (the channels are counted twice).
+    auto twice = good;
+    // Bug 2: the natural order (channel c at position c, zeros past Cin), as if the kernel still read
+    // [cin_pad - 16, cin_pad) in the last step.
+    auto natural = good;
+    for (int o = 0; o < s.c_out; ++o)
+      for (int t = 0; t < kk; ++t)
+        for (int c = 0; c < cin_pad; ++c) {
+          const auto i = static_cast<std::size_t>((o * kk + t) * cin_pad + c);
+          const auto weight = [&](int ch) {
+            return static_cast<float>(tf32_rounded(w[static_cast<std::size_t>((o * cin + ch) * kk + t)]));
+          };
+          const int last = cin_pad - 16, read = c < last ? c : cin - 16 + (c - last);
+          twice[i] = weight(read);
+          natural[i] = c < cin ? weight(c) : 0.0f;
+        }
+    const double counted_twice = run_with(twice), natural_order = run_with(natural);
+    MESSAGE("Cin ", s.c_in, ": normalised error with the overlap weighted ", counted_twice, ", with the natural order ",
+            natural_order);
+    CHECK(counted_twice > 0.1);
+    CHECK(natural_order > 0.1);
+  }
+}
+#endif
 
 TEST_CASE("conv2d_mma_wgrad: shapes taken, split-K plan, dgrad packing size") {
   CHECK(mw::supports({2, 3, 5, 4, 5, 3}));   // H*W = 20

@@ -232,13 +232,6 @@ TEST_CASE(
   CHECK(names.count("conv2d_mma_bf16_forward_kernel<3, 64>") == 1);
   CHECK(names.count("conv2d_nhwc_bf16_kernel<float>") == 1);
   CHECK(normalised_error(y.to_vector(), nhwc_exact_forward(s, xv, wv, bv)) < 2e-6);
-  // A workspace with room for the packed weights only: the fp32-staged BF16 kernel (same rounding).
-  kiln::Tensor<float, kiln::Cuda> small(kiln::Shape{mb::packed_weight_floats(s)});
-  const auto fallback = launched(small);
-  CHECK(fallback.count("conv2d_mma_forward_kernel<3, 64, true, true>") == 1);
-  CHECK(fallback.count("conv2d_nhwc_bf16_kernel<float>") == 0);
-  CHECK(normalised_error(y.to_vector(), nhwc_exact_forward(s, xv, wv, bv)) < 2e-6);
-
   // The input gradient: dy's NHWC copy and the NHWC kernel on the transposed shape (24 -> 20: 128x64).
   CHECK(B::conv2d_workspace_floats(s) >= static_cast<std::size_t>(mb::dgrad_workspace_floats(s)));
   const auto dyv = uniform(static_cast<std::size_t>(s.n * s.c_out * s.h * s.w), 44, -1.0f, 1.0f);
@@ -252,5 +245,49 @@ TEST_CASE(
   CHECK(backward.count("conv2d_mma_pack_weights_dgrad_bf16_kernel<3>") == 1);
   CHECK(backward.count("conv2d_mma_bf16_forward_kernel<3, 64>") == 1);
   CHECK(normalised_error(dx.to_vector(), nhwc_exact_dx(s, wv, dyv)) < 2e-6);
+}
+
+TEST_CASE(
+    "Backend<Cuda>::conv2d_forward under MathMode::bf16 without room for the copy: TF32 mma.sync, then implicit GEMM") {
+  using B = kiln::Backend<kiln::Cuda>;
+  using Tensor = kiln::Tensor<float, kiln::Cuda>;
+  kiln::cuda::MathModeScope scope(kiln::cuda::MathMode::bf16);
+  const ConvShape s{2, 20, 24, 12, 12, 3};  // x's copy (4608 floats) outweighs the halved weights
+  const auto tf32_packed = kiln::cuda::kernels::mma_conv::packed_weight_floats(s);
+  REQUIRE(tf32_packed < static_cast<std::int64_t>(B::conv2d_forward_workspace_floats(s)));
+  const auto xv = uniform(static_cast<std::size_t>(s.n * s.c_in * s.h * s.w), 45, -2.0f, 2.0f);
+  const auto wv = uniform(static_cast<std::size_t>(s.c_out * s.c_in * 9), 46, -1.0f, 1.0f);
+  const auto bv = uniform(static_cast<std::size_t>(s.c_out), 47, -1.0f, 1.0f);
+  std::vector<float> strict(static_cast<std::size_t>(s.n * s.c_out * s.h * s.w));
+  kiln::cpu::reference::conv2d_forward(s, xv.data(), wv.data(), bv.data(), strict.data());
+  Tensor x(kiln::Shape::nchw(s.n, s.c_in, s.h, s.w)), w(kiln::Shape{s.c_out, s.c_in, 3, 3}), b(kiln::Shape{s.c_out}),
+      y(kiln::Shape::nchw(s.n, s.c_out, s.h, s.w));
+  x.copy_from_host(xv);
+  w.copy_from_host(wv);
+  b.copy_from_host(bv);
+  auto launched = [&](std::int64_t ws_floats) {
+    Tensor ws(kiln::Shape{ws_floats});
+    y.copy_from_host(std::vector<float>(strict.size(), std::nanf("")));
+    kiln_test::record_launches(true);
+    B::conv2d_forward(s, x, w, b, y, ws);
+    kiln_test::record_launches(false);
+    return kiln_test::launched_kernel_names();
+  };
+  // A workspace planned under TF32 (the TF32 packed weights, no room for the copy): the TF32 mma.sync
+  // kernel stands in (the fp32-staged BF16 kernel is retired), at TF32's accuracy.
+  const auto tf32 = launched(tf32_packed);
+  CHECK(tf32.count("conv2d_mma_forward_kernel<3, 64, false>") == 1);
+  CHECK(tf32.count("conv2d_mma_bf16_forward_kernel<3, 64>") == 0);
+  CHECK(tf32.count("conv2d_nhwc_bf16_kernel<float>") == 0);
+  CHECK(normalised_error(y.to_vector(), strict) < 2e-3);
+  // Less than that (the BF16 packed weights only): the TF32 implicit GEMM, as with no workspace.
+  const auto igemm = launched(mb::packed_weight_floats(s));
+  CHECK(igemm.count("conv2d_igemm_forward_kernel<3>") == 1);
+  CHECK(igemm.count("conv2d_mma_forward_kernel<3, 64, false>") == 0);
+  CHECK(normalised_error(y.to_vector(), strict) < 2e-3);
+  // The planned workspace: the NHWC BF16 kernel.
+  const auto planned = launched(static_cast<std::int64_t>(B::conv2d_forward_workspace_floats(s)));
+  CHECK(planned.count("conv2d_mma_bf16_forward_kernel<3, 64>") == 1);
+  CHECK(normalised_error(y.to_vector(), strict) < nhwc_bf16_bound);
 }
 #endif

@@ -82,8 +82,8 @@ def predict(row, sass, gpu):
     tensor_flops, hmma = num(row, "tensor_flops"), num(row, "hmma")
     tensor = tensor_flops > 0 or "igemm" in kernel
     terms = {}
-    # the BF16 variants (MathMode::bf16) and the forward from the NHWC BF16 copy (conv2d_mma_bf16.cuh)
-    bf16 = kernel.startswith("conv2d_mma_") and (", true>" in kernel or kernel.startswith("conv2d_mma_bf16_"))
+    # the BF16 kernels (MathMode::bf16: conv2d_mma_bf16*.cuh; the fp32-staged "<..., true>" variants are retired)
+    bf16 = kernel.startswith("conv2d_mma_bf16_")
     peak = g["bf16"] if bf16 else g["tf32"] if tensor else g["fp32"]
     terms["math"] = (tensor_flops or flops) / peak / fraction
     s = sass.get(sass_name(kernel))

@@ -3,7 +3,7 @@
 // compiled for each architecture of CMAKE_CUDA_ARCHITECTURES), the optimizers, the colour module's
 // kernels (include/kiln/color/kernels/*.cuh, through ColourOps<Cuda> and its layers) and the cuDNN wrapper, and the
 // mma.sync convolution of kernels/conv2d_mma.cuh (the backend's TF32 forward; all 8 variants, so that the SASS check
-// sees its HMMA / LDSM main loops; the backend instantiates the BF16 variants). Run on a machine with a GPU it also
+// sees its HMMA / LDSM main loops; the backend instantiates the BF16 NHWC kernels). Run on a machine with a GPU it also
 // trains a tiny U-Net for two steps (strict fp32, then TF32 and BF16 tensor cores), prints the losses and compares
 // conv2d_mma with the strict kernel; without one it says so and exits 0 (compiling and linking is the check).
 #include <cmath>

@@ -173,15 +173,16 @@ struct Backend<Cuda> {
   // packed weights (both mma.sync) and the weight gradient's split-K partial sums (mma.sync, or the
   // implicit GEMM's where the mma kernel does not take the shape), never live at once, so the
   // largest of them. BF16: the forward's and the input gradient's with x's / dy's NHWC BF16 copy, the
-  // weight gradient's with both copies and the partial sums after them (mma_bf16_wgrad::layout).
+  // weight gradient's with both copies and the partial sums after them (mma_bf16_wgrad::layout);
+  // where a BF16 NHWC kernel does not take the shape, what its TF32 stand-in needs.
   static std::size_t conv2d_workspace_floats(const ConvShape& s) {
     namespace k = kiln::cuda::kernels;
     if (!uses_tensor_cores(s)) return 0;
     std::int64_t floats = static_cast<std::int64_t>(conv2d_forward_workspace_floats(s));
-    if (uses_mma_forward(s) && k::mma_conv::supports(k::mma_conv::transposed(s)))
-      floats = std::max(floats, k::mma_conv::packed_weight_floats(k::mma_conv::transposed(s), bf16_math()));
     if (bf16_math() && uses_mma_forward(s) && k::mma_bf16::supports(k::mma_conv::transposed(s)))
       floats = std::max(floats, k::mma_bf16::dgrad_workspace_floats(s));  // + dy's NHWC BF16 copy
+    else if (uses_mma_forward(s) && k::mma_conv::supports(k::mma_conv::transposed(s)))
+      floats = std::max(floats, k::mma_conv::packed_dgrad_weight_floats(s));
     floats = std::max(floats, k::mma_wgrad::supports(s) ? k::mma_wgrad::workspace_floats(s)
                                                         : k::igemm::weight_grad_workspace_floats(s));
     if (bf16_math() && k::mma_bf16_wgrad::supports(s))  // dy's and x's copies, then the partial sums
@@ -189,25 +190,27 @@ struct Backend<Cuda> {
     return static_cast<std::size_t>(floats);
   }
 
-  // TF32 / BF16: the weights packed for the mma.sync kernel; BF16 also the NHWC BF16 copy of the
-  // input (conv2d_mma_bf16.cuh); strict fp32 needs nothing.
+  // TF32: the weights packed for the mma.sync kernel. BF16: its BF16 packing and the NHWC BF16 copy
+  // of the input (conv2d_mma_bf16.cuh), or the TF32 packing where that kernel does not take the
+  // shape (its TF32 stand-in). Strict fp32 needs nothing.
   static std::size_t conv2d_forward_workspace_floats(const ConvShape& s) {
     namespace k = kiln::cuda::kernels;
     if (!uses_mma_forward(s)) return 0;
     if (bf16_math() && k::mma_bf16::supports(s))
       return static_cast<std::size_t>(k::mma_bf16::packed_weight_floats(s) + k::mma_bf16::nhwc_floats(s));
-    return static_cast<std::size_t>(k::mma_conv::packed_weight_floats(s, bf16_math()));
+    return static_cast<std::size_t>(k::mma_conv::packed_weight_floats(s));
   }
 
   static void conv2d_forward(const ConvShape& s, const T& x, const T& w, const T& b, T& y, T& ws) {
     namespace ig = kiln::cuda::kernels::igemm;
     if (s.n == 0 || s.h == 0 || s.w == 0) return;
     if (uses_mma_forward(s) &&
-        static_cast<std::int64_t>(ws.numel()) >= kiln::cuda::kernels::mma_conv::packed_weight_floats(s, bf16_math())) {
+        (bf16_nhwc_forward_fits(s, ws) ||
+         static_cast<std::int64_t>(ws.numel()) >= kiln::cuda::kernels::mma_conv::packed_weight_floats(s))) {
       conv2d_forward_mma(s, x, w, b, y, ws);
       return;
     }
-    // TF32 with a workspace planned under strict fp32 (or none), or offsets past 32 bits.
+    // A workspace planned under strict fp32 (or none), or offsets past 32 bits.
     if (uses_tensor_cores(s)) {
       with_kernel_size<1, 3>(s.k, [&]<int K>() {
         launch(KILN_CUDA_KERNEL(conv2d_igemm_forward_kernel, K), igemm_grid(s, ig::Pass::forward), dim3(ig::threads),
@@ -570,20 +573,17 @@ struct Backend<Cuda> {
   static bool uses_tensor_cores(const ConvShape& s) {
     return kiln::cuda::tensor_core_mode(kiln::cuda::math_mode()) && (s.k == 1 || s.k == 3);
   }
-  // BF16 runs the mma.sync kernels' BF16 variants; where those do not take a shape (32-bit offsets,
-  // H*W % 4 for the weight gradient, a workspace planned under another mode) the TF32 implicit GEMM
-  // runs instead (more precise, slower).
+  // BF16 runs the mma.sync BF16 kernels on NHWC BF16 copies (conv2d_mma_bf16*.cuh); where those do
+  // not take a shape (copies past 2^31 elements) or the workspace has no room for the copies (planned
+  // under another mode: kiln/cuda/math_mode.hpp asks for the mode before planning), the TF32 mma.sync
+  // kernels run instead, or the TF32 implicit GEMM where those cannot: more precise, never a
+  // fp32-staged BF16 kernel (retired: docs/kernels.md "BF16").
   static bool bf16_math() { return kiln::cuda::math_mode() == kiln::cuda::MathMode::bf16; }
-  // The mma.sync kernels of a precision: the TF32 ones keep their names without the defaulted
-  // Bf16 argument ("conv2d_mma_forward_kernel<3, 64, true>": launch logs, profiles); BF16 adds it.
-#define KILN_MMA_KERNEL(Bf16, name, ...) \
-  ((Bf16) ? KILN_CUDA_KERNEL(name, __VA_ARGS__, true) : KILN_CUDA_KERNEL(name, __VA_ARGS__))
-  template <class F>
-  static void with_bf16(bool bf16, F&& f) {
-    if (bf16)
-      f.template operator()<true>();
-    else
-      f.template operator()<false>();
+  // BF16 and room in ws for the forward's NHWC path (its BF16 packed weights and x's copy).
+  static bool bf16_nhwc_forward_fits(const ConvShape& s, const T& ws) {
+    namespace mb = kiln::cuda::kernels::mma_bf16;
+    return bf16_math() && mb::supports(s) &&
+           static_cast<std::int64_t>(ws.numel()) >= mb::packed_weight_floats(s) + mb::nhwc_floats(s);
   }
   // Tensor-core forward on mma.sync (kernels/conv2d_mma.cuh) where its 32-bit offsets reach.
   static bool uses_mma_forward(const ConvShape& s) {
@@ -592,13 +592,12 @@ struct Backend<Cuda> {
   // Packs the weights into ws (tap-major, TF32), then one block per 128 pixels x BN channels:
   // BN = 64 while Cout <= 64, else 128 (mma_conv::block_n; docs/kernels.md "The mma.sync forward").
   // BF16 with room for the NHWC copy in ws: the copy, the weights packed in natural order, then
-  // conv2d_mma_bf16_forward_kernel (16-byte cp.async and ldmatrix for A); else the fp32-staged kernels.
+  // conv2d_mma_bf16_forward_kernel (16-byte cp.async and ldmatrix for A); else the TF32 kernels.
   static void conv2d_forward_mma(const ConvShape& s, const T& x, const T& w, const T& b, T& y, T& ws) {
     namespace mc = kiln::cuda::kernels::mma_conv;
     namespace mb = kiln::cuda::kernels::mma_bf16;
     if (s.c_out == 0) return;
-    if (bf16_math() && mb::supports(s) &&
-        static_cast<std::int64_t>(ws.numel()) >= mb::packed_weight_floats(s) + mb::nhwc_floats(s)) {
+    if (bf16_nhwc_forward_fits(s, ws)) {
       auto* wp = reinterpret_cast<__nv_bfloat16*>(ws.data());
       auto* xh = reinterpret_cast<__nv_bfloat16*>(ws.data() + mb::packed_weight_floats(s));
       with_kernel_size<1, 3>(s.k, [&]<int K>() {
@@ -609,31 +608,28 @@ struct Backend<Cuda> {
       conv2d_mma_bf16_packed(s, xh, wp, ptr(b), y);
       return;
     }
-    with_bf16(bf16_math(), [&]<bool Bf16>() {
-      with_kernel_size<1, 3>(s.k, [&]<int K>() {
-        launch_1d(KILN_MMA_KERNEL(Bf16, conv2d_mma_pack_weights_kernel, K), mc::packed_weight_floats(s), s, w.data(),
-                  ws.data());
-      });
-      conv2d_mma_packed<Bf16>(s, x, ws, ptr(b), y);
+    with_kernel_size<1, 3>(s.k, [&]<int K>() {
+      launch_1d(KILN_CUDA_KERNEL(conv2d_mma_pack_weights_kernel, K), mc::packed_weight_floats(s), s, w.data(),
+                ws.data());
     });
+    conv2d_mma_packed(s, x, ws, ptr(b), y);
   }
   // The mma.sync forward kernel of shape fs on weights already packed into ws (the forward's, or
-  // the input gradient's with fs = mma_conv::transposed(s)); Bf16: packed as BF16.
-  template <bool Bf16>
+  // the input gradient's with fs = mma_conv::transposed(s)); NarrowCin where fs has Cin < 16.
   static void conv2d_mma_packed(const ConvShape& fs, const T& x, const T& ws, const float* b, T& y) {
     namespace mc = kiln::cuda::kernels::mma_conv;
     with_kernel_size<1, 3>(fs.k, [&]<int K>() {
-      auto run = [&]<int BN, bool Tail>() {
+      auto run = [&]<int BN, bool NarrowCin>() {
         const dim3 grid(static_cast<unsigned>((fs.n * fs.h * fs.w + mc::bm - 1) / mc::bm),
                         static_cast<unsigned>((fs.c_out + BN - 1) / BN));
-        launch(KILN_MMA_KERNEL(Bf16, conv2d_mma_forward_kernel, K, BN, Tail), grid, dim3(mc::Tile<BN, Bf16>::threads),
-               mc::Tile<BN, Bf16>::shared_bytes, fs, x.data(), ws.data(), b, y.data());
+        launch(KILN_CUDA_KERNEL(conv2d_mma_forward_kernel, K, BN, NarrowCin), grid, dim3(mc::Tile<BN>::threads),
+               mc::Tile<BN>::shared_bytes, fs, x.data(), ws.data(), b, y.data());
       };
-      const bool tail = fs.c_in % mc::bk != 0;
+      const bool narrow = mc::narrow(fs);
       if (mc::block_n(fs) == 64)
-        tail ? run.template operator()<64, true>() : run.template operator()<64, false>();
+        narrow ? run.template operator()<64, true>() : run.template operator()<64, false>();
       else
-        tail ? run.template operator()<128, true>() : run.template operator()<128, false>();
+        narrow ? run.template operator()<128, true>() : run.template operator()<128, false>();
     });
   }
   // The NHWC BF16 copy of an NCHW activation (n x c x hw), channels padded to 16 (conv2d_mma_bf16.cuh).
@@ -689,14 +685,13 @@ struct Backend<Cuda> {
         to_nhwc_bf16(s.n, s.c_out, s.h * s.w, dy.data(), dyh);
         conv2d_mma_bf16_packed(t, dyh, wp, nullptr, dx);
       } else if (uses_mma_forward(s) && mc::supports(mc::transposed(s)) && s.c_out > 0 &&
-                 static_cast<std::int64_t>(ws.numel()) >= mc::packed_weight_floats(mc::transposed(s), bf16)) {
-        with_bf16(bf16, [&]<bool Bf16>() {
-          with_kernel_size<1, 3>(s.k, [&]<int K>() {
-            launch_1d(KILN_MMA_KERNEL(Bf16, conv2d_mma_pack_weights_dgrad_kernel, K), mc::packed_dgrad_weight_floats(s),
-                      s, w.data(), ws.data());
-          });
-          conv2d_mma_packed<Bf16>(mc::transposed(s), dy, ws, nullptr, dx);
+                 static_cast<std::int64_t>(ws.numel()) >= mc::packed_dgrad_weight_floats(s)) {
+        // TF32 (under BF16 too, where the NHWC kernel cannot run: the workspace has no room for dy's copy).
+        with_kernel_size<1, 3>(s.k, [&]<int K>() {
+          launch_1d(KILN_CUDA_KERNEL(conv2d_mma_pack_weights_dgrad_kernel, K), mc::packed_dgrad_weight_floats(s), s,
+                    w.data(), ws.data());
         });
+        conv2d_mma_packed(mc::transposed(s), dy, ws, nullptr, dx);
       } else {
         with_kernel_size<1, 3>(s.k, [&]<int K>() {
           launch(KILN_CUDA_KERNEL(conv2d_igemm_backward_data_kernel, K), igemm_grid(s, ig::Pass::backward_data),
@@ -717,15 +712,14 @@ struct Backend<Cuda> {
       if (sp.count > 1 && static_cast<std::int64_t>(ws.numel()) < sp.count * weights)
         sp = mw::Splits{1, static_cast<int>((s.n * s.h * s.w + mw::bk - 1) / mw::bk)};
       float* out = sp.count > 1 ? ws.data() : dw.data();
-      with_bf16(bf16, [&]<bool Bf16>() {
-        mw::dispatch(s, [&]<int K, int BT, bool Tail>() {
-          launch(KILN_MMA_KERNEL(Bf16, conv2d_mma_wgrad_kernel, K, BT, Tail), mw::grid(s, sp.count),
-                 dim3(mw::Tile<BT>::threads), mw::Tile<BT>::shared_bytes, s, x.data(), dy.data(), out,
-                 sp.steps_per_split);
-          if (sp.count > 1)
-            launch_1d(KILN_CUDA_KERNEL(conv2d_mma_wgrad_reduce_kernel, K), weights, s,
-                      static_cast<const float*>(ws.data()), sp.count, dw.data());
-        });
+      // TF32 (under BF16 too, where the NHWC kernel cannot run: no room for the copies in ws).
+      mw::dispatch(s, [&]<int K, int BT, bool Tail>() {
+        launch(KILN_CUDA_KERNEL(conv2d_mma_wgrad_kernel, K, BT, Tail), mw::grid(s, sp.count),
+               dim3(mw::Tile<BT>::threads), mw::Tile<BT>::shared_bytes, s, x.data(), dy.data(), out,
+               sp.steps_per_split);
+        if (sp.count > 1)
+          launch_1d(KILN_CUDA_KERNEL(conv2d_mma_wgrad_reduce_kernel, K), weights, s,
+                    static_cast<const float*>(ws.data()), sp.count, dw.data());
       });
       return;
     }
@@ -787,7 +781,5 @@ struct Backend<Cuda> {
 };
 
 static_assert(backend_table_complete<Cuda>());
-
-#undef KILN_MMA_KERNEL
 
 }  // namespace kiln

@@ -202,7 +202,7 @@ int run(const Options& o) {
         const kiln::ConvShape t = mc::transposed(s);
         mma_names.push_back("conv2d_mma_pack_weights_dgrad_kernel<" + K + ">");
         mma_names.push_back("conv2d_mma_forward_kernel<" + K + ", " + std::to_string(mc::block_n(t)) + ", " +
-                            (t.c_in % mc::bk != 0 ? "true" : "false") + "> (dgrad)");
+                            (mc::narrow(t) ? "true" : "false") + "> (dgrad)");
       }
       mw::backward_weight(s, xs.data(), dys.data(), dws.data(), work.data());
       mma_names.push_back("conv2d_mma_wgrad_kernel<" + K + ", " + std::to_string(mw::block_tile(s)) + ", " +
@@ -223,7 +223,7 @@ int run(const Options& o) {
       mc::forward(s, xs.data(), ws.data(), bs.data(), ys.data(), packed.data());
       mma_names.push_back("conv2d_mma_pack_weights_kernel<" + std::to_string(s.k) + ">");
       mma_names.push_back("conv2d_mma_forward_kernel<" + std::to_string(s.k) + ", " + std::to_string(mc::block_n(s)) +
-                          ", " + (s.c_in % mc::bk != 0 ? "true" : "false") + ">");
+                          ", " + (mc::narrow(s) ? "true" : "false") + ">");
     }
   }
   emu::set_profile(false);
