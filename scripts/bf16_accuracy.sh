@@ -13,12 +13,14 @@
 # built there unless present), KILN_BF16_OUT (default out/bf16-accuracy; one folder per run,
 # SEED-PRECISION), KILN_BF16_THREADS (CPU threads per run, default 1), KILN_BF16_PARALLEL (1: the
 # two precisions of a seed train at once, default 1), KILN_DATA_DIR (the photos, default
-# data/photos; scripts/install-data.sh --preset street installs them).
+# data/photos; scripts/install-data.sh --preset street installs them), KILN_BF16_FRESH (1: train
+# again runs whose folder already holds a finished colorize.log; by default those are reused, so
+# that a later call with more seeds trains only the new ones).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 case ${1:-} in
-  -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+  -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
 esac
 seeds=("$@")
 ((${#seeds[@]})) || seeds=(1)
@@ -50,6 +52,10 @@ done
 
 run() {  # run SEED PRECISION: trains, then colorizes the frames; everything in $out/SEED-PRECISION
   local dir=$out/$1-$2
+  if [[ ${KILN_BF16_FRESH:-0} != 1 ]] && grep '^mean over' "$dir/colorize.log" >/dev/null 2>&1; then
+    echo "bf16_accuracy: reusing the finished run in $dir (KILN_BF16_FRESH=1 trains it again)"
+    return 0
+  fi
   mkdir -p "$dir"
   KILN_DATA_DIR=$data "$build/examples/kiln-train" --preset street --model small --device cpu --threads "$threads" \
     --seed "$1" --precision "$2" --crop 64 --batch 16 --optimizer adam --lr 2e-3 --lr-end-fraction 0.05 \
