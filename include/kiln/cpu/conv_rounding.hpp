@@ -8,7 +8,9 @@
 //                       the rounded copies. The bias and its gradient stay fp32 (from the unrounded dy).
 //   ConvRounding::tf32  as MathMode::tf32 on the mma.sync kernels (conv2d_mma*.cuh): the weights
 //                       rounded to TF32 to nearest, ties away from zero (cvt.rna.tf32.f32); x and dy
-//                       truncated to TF32 (the tensor core ignores their 13 low mantissa bits).
+//                       truncated to TF32 (the tensor core ignores their 13 low mantissa bits);
+//                       where CUDA falls back to the wmma implicit GEMM (a weight gradient with
+//                       H*W % 4 != 0) it rounds x and dy to nearest instead.
 // Same rounded operands as the CUDA kernels, fp32 accumulation in another order: the products
 // agree exactly, the sums within fp32 accumulation error. Slower than fp32, never faster: a
 // rounded copy of each operand per pass (thread-local buffers that only grow).
