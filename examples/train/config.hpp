@@ -32,7 +32,7 @@ struct TrainConfig {
   double huber_delta = 1.0;
   std::string model = "small";     // small | base
   std::string device = "auto";     // auto | cpu | cuda
-  std::string precision = "fp32";  // fp32 | tf32 | bf16: the math mode of the convolutions on cuda
+  std::string precision = "fp32";  // fp32 | tf32 | bf16: the convolutions' math mode on cuda, simulated on cpu
   std::string cuda_graph = "on";   // on | off: cuda, one process: each step replayed from a CUDA graph; not saved
   int loss_every = 16;             // cuda: the losses and the device's NaN check are read every N steps; not saved
   int threads = 0;                 // 0 = OpenMP's default

@@ -116,9 +116,10 @@ int run(int argc, char** argv, kp::World& world) {
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   app.add_option(
          "--precision", c.precision,
-         "Math of the convolutions on cuda: fp32 (strict, the default), tf32 or bf16 (tensor cores; bf16 rounds "
+         "Math of the convolutions: fp32 (strict, the default), tf32 or bf16 (tensor cores on cuda; bf16 rounds "
          "the 1x1 and 3x3 convolutions' operands to bfloat16, weights, BN and losses stay fp32; saved in the "
-         "checkpoint)")
+         "checkpoint). On cpu, tf32 and bf16 simulate those numerics (the same rounded operands, fp32 GEMMs): "
+         "slower than fp32, for measuring their accuracy")
       ->check(CLI::IsMember({"fp32", "tf32", "bf16"}));
   app.add_option("--cuda-graph", c.cuda_graph,
                  "on (default): on cuda, the training step is captured once as a CUDA graph and replayed; off: "

@@ -7,6 +7,7 @@
 #include <kiln/color/loader.hpp>
 #include <kiln/optim/schedule.hpp>
 #include <kiln/color/metrics.hpp>
+#include <kiln/cpu/conv_rounding.hpp>
 #include <nlohmann/json.hpp>
 #include <omp.h>
 #include <signal.h>
@@ -255,6 +256,14 @@ int train_model(ModelTrainer& model, RunRequest req) {
                                        (omp_get_max_threads() == 1 ? " thread" : " threads")
                                  : ""));
   if (!model.on_cpu()) progress.print("  step: " + model.step_description());
+  // On the cpu, --precision tf32|bf16 simulates the CUDA tensor-core numerics (kiln/cpu/conv_rounding.hpp).
+  if (model.on_cpu()) {
+    kiln::cpu::set_conv_rounding(kiln::cpu::parse_conv_rounding(c.precision));
+    if (c.precision != "fp32")
+      progress.print("  precision " + c.precision + " simulated on the cpu: the 1x1 and 3x3 convolutions round their " +
+                     "operands to " + (c.precision == "bf16" ? "bfloat16" : "TF32") +
+                     " as the CUDA tensor-core kernels do, then multiply in fp32 (slower than fp32, not faster)");
+  }
   if (ranks > 1)
     progress.print("  data parallel: " + std::to_string(ranks) + " ranks (" + req.world->launch().launcher +
                    "), global batch " + std::to_string(ranks * c.batch) + " = " + std::to_string(ranks) + " x " +

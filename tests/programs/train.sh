@@ -37,4 +37,15 @@ expect_file budget/samples.png
 note "optimizers, losses and schedules run"
 expect_rc 0 "$TRAIN" "${TINY[@]}" --epochs 1 --optimizer sgd --loss l1 --schedule cosine --out sgd
 expect_rc 0 "$TRAIN" "${TINY[@]}" --epochs 1 --optimizer adamw --loss huber --schedule step --out adamw
+note "--precision bf16 on the cpu simulates the BF16 convolutions: said once, recorded, not fp32's numbers"
+expect_rc 0 "$TRAIN" "${TINY[@]}" --epochs 1 --device cpu --seed 5 --out fp32
+grep "simulated on the cpu" last.out last.err >/dev/null && { show; fail "an fp32 run spoke of a simulation"; }
+expect_rc 0 "$TRAIN" "${TINY[@]}" --epochs 1 --device cpu --seed 5 --precision bf16 --out bf16
+expect_out "precision bf16 simulated on the cpu: the 1x1 and 3x3 convolutions round their operands to bfloat16"
+[[ $(cat last.out last.err | grep -c "simulated on the cpu") == 1 ]] || { show; fail "the simulation should be said once"; }
+"$TOOL" metadata bf16/latest.safetensors kiln.train.config | grep '"precision":"bf16"' >/dev/null ||
+  fail "the precision is not stored in the checkpoint"
+loss_of() { grep -o '"train_loss":[^,]*' "$1/metrics.jsonl"; }
+[[ -n $(loss_of fp32) && $(loss_of fp32) != "$(loss_of bf16)" ]] ||
+  fail "bf16 trained to fp32's loss exactly ($(loss_of bf16)): no rounding happened"
 echo "OK"

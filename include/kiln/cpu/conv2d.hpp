@@ -14,6 +14,7 @@
 #include <omp.h>
 
 #include "kiln/core/conv_shape.hpp"
+#include "kiln/cpu/conv_rounding.hpp"
 #include "kiln/cpu/gemm.hpp"
 #include "kiln/cpu/gemm_kernels.hpp"
 #include "kiln/cpu/isa.hpp"
@@ -173,6 +174,11 @@ void conv2d_backward(const ConvShape& s, const float* x, const float* w, const f
 // y = conv(x, w) + b (b may be null).
 KILN_CPU_ENTRY void conv2d_forward(const ConvShape& s, const float* x, const float* w, const float* b, float* y,
                                    float* workspace) {
+  // BF16 / TF32 simulated (conv_rounding.hpp): the same GEMMs on rounded copies of x and w.
+  if (const ConvRounding r = conv_rounding(); rounds_operands(r, s)) [[unlikely]] {
+    x = rounded_copy(0, r, ConvOperand::activation, x, s.n * s.c_in * s.hw());
+    w = rounded_copy(1, r, ConvOperand::weight, w, s.c_out * s.c_in * s.k * s.k);
+  }
 #if KILN_CPU_DISPATCH
   conv_kernels(active_isa()).forward(s, x, w, b, y, workspace, conv2d_threads());
 #else
@@ -184,6 +190,17 @@ KILN_CPU_ENTRY void conv2d_forward(const ConvShape& s, const float* x, const flo
 // dw and db accumulated (db may be null).
 KILN_CPU_ENTRY void conv2d_backward(const ConvShape& s, const float* x, const float* w, const float* dy, float* dx,
                                     float* dw, float* db, float* workspace) {
+  // BF16 / TF32 simulated: dx and dw from rounded copies of x, w and dy; db from the fp32 dy (as on CUDA).
+  if (const ConvRounding r = conv_rounding(); rounds_operands(r, s)) [[unlikely]] {
+    if (db) {
+#pragma omp parallel num_threads(conv2d_threads())
+      impl::conv_bias_grad(s, dy, db);
+      db = nullptr;
+    }
+    x = rounded_copy(0, r, ConvOperand::activation, x, s.n * s.c_in * s.hw());
+    if (dx) w = rounded_copy(1, r, ConvOperand::weight, w, s.c_out * s.c_in * s.k * s.k);
+    dy = rounded_copy(2, r, ConvOperand::activation, dy, s.n * s.c_out * s.hw());
+  }
 #if KILN_CPU_DISPATCH
   conv_kernels(active_isa()).backward(s, x, w, dy, dx, dw, db, workspace, conv2d_threads());
 #else
