@@ -54,8 +54,17 @@ static_assert(sizeof(AdamTensorList<float>) + 2 * sizeof(void*) <= 4096, "kernel
 
 template <class Float>
 __global__ void adam_multi_tensor_kernel(const AdamStepArgs* args, const unsigned* skip, AdamTensorList<Float> list) {
-  if (skip != nullptr && *skip != 0u) return;
-  const AdamStepArgs a = *args;
+  // The step's scalars, read by thread 0 and shared: one warp's requests per block instead of
+  // every warp's (a warp-wide read of the same word moves a sector for 4 bytes).
+  __shared__ AdamStepArgs shared_args;
+  __shared__ unsigned skipped;
+  if (threadIdx.x == 0) {
+    skipped = skip != nullptr ? *skip : 0u;
+    if (skipped == 0u) shared_args = *args;
+  }
+  __syncthreads();
+  if (skipped != 0u) return;  // uniform
+  const AdamStepArgs a = shared_args;
   const std::int64_t total = list.start[list.count];
   int t = 0;
   KILN_GRID_STRIDE_LOOP(i, total) {
