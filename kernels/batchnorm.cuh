@@ -26,7 +26,11 @@
 
 namespace kiln::cuda::kernels {
 
-// Scratch layout of the BatchNorm reductions: partials[c * chunks + j] (double2), then shifts[c].
+// Scratch layout of the BatchNorm reductions: partials[c * chunks + j] (double2, [channel][chunk]:
+// block_sum_partials reads a channel's row), then shifts[c].
+// A warp's read of a channel scalar (weight[c], save_mean[c]) moves a 32-byte sector for 4 bytes:
+// threads whose cursor has no positions (a chunk of fewer than 4 * reduce_threads positions, the
+// deep levels' small planes) read none, and the apply kernel derives its affine map in thread 0.
 inline std::int64_t batchnorm_scratch_doubles(const BatchNormArgs& a, const ReducePlan& plan) {
   return a.c * plan.chunks * 2 + a.c;
 }
@@ -35,9 +39,10 @@ template <int V>
 __global__ void batchnorm_stats_partial_kernel(BatchNormArgs a, ReducePlan plan, const float* x, double2* partials,
                                                double* shifts) {
   const std::int64_t c = blockIdx.y;
-  const float shift = x[c * a.hw];  // element (n = 0, p = 0) of channel c
+  ChannelCursor<V> k(a.hw, a.c, c, a.n * a.hw, plan.chunk);
+  const float shift = k.valid() ? x[c * a.hw] : 0.0f;  // element (n = 0, p = 0) of channel c
   double s1 = 0.0, s2 = 0.0;
-  for (ChannelCursor<V> k(a.hw, a.c, c, a.n * a.hw, plan.chunk); k.valid(); k.next()) {
+  for (; k.valid(); k.next()) {
     const Floats<V> v = load_floats<V>(x + k.offset);
     float t1 = 0.0f, t2 = 0.0f;
     KILN_UNROLL
@@ -63,32 +68,41 @@ __global__ void batchnorm_apply_kernel(BatchNormArgs a, ReducePlan plan, const d
                                        const float* x, const float* weight, const float* bias, float* running_mean,
                                        float* running_var, float* save_mean, float* save_invstd, float* y) {
   const std::int64_t c = blockIdx.y;
-  ChannelCursor<V> k(a.hw, a.c, c, a.n * a.hw, plan.chunk);
-  double mean, invstd;
-  if (a.training) {  // uniform: the whole block reduces the channel's partials (same bits in every block)
-    const double2 total = block_sum_partials(partials + c * plan.chunks, plan.chunks);
-    const double m = static_cast<double>(a.n * a.hw);
-    const double d = total.x / m;  // mean - K
-    mean = shifts[c] + d;
-    double sq = total.y - total.x * d;  // Σ (x - mean)²
-    if (sq < 0.0) sq = 0.0;
-    const double var = sq / m;
-    invstd = 1.0 / sqrt(var + static_cast<double>(a.eps));
-    if (threadIdx.x == 0 && blockIdx.x == 0) {
-      const double unbiased = a.n * a.hw > 1 ? sq / (m - 1.0) : var, mom = a.momentum;
-      running_mean[c] = static_cast<float>((1.0 - mom) * running_mean[c] + mom * mean);
-      running_var[c] = static_cast<float>((1.0 - mom) * running_var[c] + mom * unbiased);
+  // The channel's affine map, derived by thread 0 alone: the scalars (shift, weight, bias, running
+  // statistics) cost one warp's requests per block instead of every warp's.
+  __shared__ float affine[2];
+  double2 total = make_double2(0.0, 0.0);
+  // uniform: the whole block reduces the channel's partials (same bits in every block)
+  if (a.training) total = block_sum_partials(partials + c * plan.chunks, plan.chunks);
+  if (threadIdx.x == 0) {
+    double mean, invstd;
+    if (a.training) {
+      const double m = static_cast<double>(a.n * a.hw);
+      const double d = total.x / m;  // mean - K
+      mean = shifts[c] + d;
+      double sq = total.y - total.x * d;  // Σ (x - mean)²
+      if (sq < 0.0) sq = 0.0;
+      const double var = sq / m;
+      invstd = 1.0 / sqrt(var + static_cast<double>(a.eps));
+      if (blockIdx.x == 0) {
+        const double unbiased = a.n * a.hw > 1 ? sq / (m - 1.0) : var, mom = a.momentum;
+        running_mean[c] = static_cast<float>((1.0 - mom) * running_mean[c] + mom * mean);
+        running_var[c] = static_cast<float>((1.0 - mom) * running_var[c] + mom * unbiased);
+      }
+    } else {
+      mean = running_mean[c];
+      invstd = 1.0 / sqrt(static_cast<double>(running_var[c]) + static_cast<double>(a.eps));
     }
-  } else {
-    mean = running_mean[c];
-    invstd = 1.0 / sqrt(static_cast<double>(running_var[c]) + static_cast<double>(a.eps));
+    if (blockIdx.x == 0) {
+      save_mean[c] = static_cast<float>(mean);
+      save_invstd[c] = static_cast<float>(invstd);
+    }
+    affine[0] = static_cast<float>(weight[c] * invstd);
+    affine[1] = static_cast<float>(bias[c] - mean * weight[c] * invstd);
   }
-  if (threadIdx.x == 0 && blockIdx.x == 0) {
-    save_mean[c] = static_cast<float>(mean);
-    save_invstd[c] = static_cast<float>(invstd);
-  }
-  const float scale = static_cast<float>(weight[c] * invstd);
-  const float shift = static_cast<float>(bias[c] - mean * weight[c] * invstd);
+  __syncthreads();
+  const float scale = affine[0], shift = affine[1];
+  ChannelCursor<V> k(a.hw, a.c, c, a.n * a.hw, plan.chunk);
   for (; k.valid(); k.next()) {
     Floats<V> v = load_floats<V>(x + k.offset);
     KILN_UNROLL
@@ -118,9 +132,10 @@ __global__ void batchnorm_backward_partial_kernel(BatchNormArgs a, ReducePlan pl
                                                   const float* save_mean, const float* relu_y, const float* dy,
                                                   double2* partials) {
   const std::int64_t c = blockIdx.y;
-  const float mean = save_mean[c];
+  ChannelCursor<V> k(a.hw, a.c, c, a.n * a.hw, plan.chunk);
+  const float mean = k.valid() ? save_mean[c] : 0.0f;
   double s1 = 0.0, s2 = 0.0;
-  for (ChannelCursor<V> k(a.hw, a.c, c, a.n * a.hw, plan.chunk); k.valid(); k.next()) {
+  for (; k.valid(); k.next()) {
     const Floats<V> g = bn_incoming_gradient<V, Relu>(dy, relu_y, k.offset);
     const Floats<V> v = load_floats<V>(x + k.offset);
     float t1 = 0.0f, t2 = 0.0f;
@@ -146,15 +161,16 @@ __global__ void batchnorm_backward_dx_kernel(BatchNormArgs a, ReducePlan plan, c
                                              const float* relu_y, const float* dy, float* dx, float* dweight,
                                              float* dbias) {
   const std::int64_t c = blockIdx.y;
-  const float mean = save_mean[c];
   ChannelCursor<V> k(a.hw, a.c, c, a.n * a.hw, plan.chunk);
   const double2 total = block_sum_partials(partials + c * plan.chunks, plan.chunks);
-  const double invstd = save_invstd[c], sum_dy = total.x, sum_dy_xhat = total.y * invstd;
   if (threadIdx.x == 0 && blockIdx.x == 0) {
-    if (dbias) dbias[c] += static_cast<float>(sum_dy);
-    if (dweight) dweight[c] += static_cast<float>(sum_dy_xhat);
+    if (dbias) dbias[c] += static_cast<float>(total.x);
+    if (dweight) dweight[c] += static_cast<float>(total.y * static_cast<double>(save_invstd[c]));
   }
-  if (dx == nullptr) return;  // uniform: the launcher then runs one block per channel
+  // uniform: the launcher then runs one block per channel; then the threads without positions
+  if (dx == nullptr || !k.valid()) return;
+  const float mean = save_mean[c];
+  const double invstd = save_invstd[c], sum_dy = total.x, sum_dy_xhat = total.y * invstd;
   const double m = static_cast<double>(a.n * a.hw);
   const double gain = static_cast<double>(weight[c]) * invstd;
   const double mean_dy = a.training ? sum_dy / m : 0.0, mean_dy_xhat = a.training ? sum_dy_xhat / m : 0.0;

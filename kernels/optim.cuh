@@ -52,10 +52,33 @@ struct AdamTensorList {
 };
 static_assert(sizeof(AdamTensorList<float>) + 2 * sizeof(void*) <= 4096, "kernel parameters are limited to 4 KiB");
 
+// AdamStepArgs' scalars (numel left out) through shared memory, field by field: a struct copy is a
+// memcpy, whose shared-memory write the checking build's init check would not see.
+inline constexpr int adam_scalar_count = 9;
+__device__ __forceinline__ void adam_scalars_store(const AdamStepArgs* a, float* s) {
+  s[0] = a->beta1, s[1] = a->beta2, s[2] = a->one_minus_beta1, s[3] = a->one_minus_beta2, s[4] = a->eps;
+  s[5] = a->l2, s[6] = a->decay, s[7] = a->step_size, s[8] = a->bias_correction2_sqrt;
+}
+__device__ __forceinline__ AdamStepArgs adam_scalars_load(const float* s) {
+  AdamStepArgs a;
+  a.beta1 = s[0], a.beta2 = s[1], a.one_minus_beta1 = s[2], a.one_minus_beta2 = s[3], a.eps = s[4];
+  a.l2 = s[5], a.decay = s[6], a.step_size = s[7], a.bias_correction2_sqrt = s[8];
+  return a;
+}
+
 template <class Float>
 __global__ void adam_multi_tensor_kernel(const AdamStepArgs* args, const unsigned* skip, AdamTensorList<Float> list) {
-  if (skip != nullptr && *skip != 0u) return;
-  const AdamStepArgs a = *args;
+  // The step's scalars, read by thread 0 and shared: one warp's requests per block instead of
+  // every warp's (a warp-wide read of the same word moves a sector for 4 bytes).
+  __shared__ float scalars[adam_scalar_count];
+  __shared__ unsigned skipped;
+  if (threadIdx.x == 0) {
+    skipped = skip != nullptr ? *skip : 0u;
+    if (skipped == 0u) adam_scalars_store(args, scalars);
+  }
+  __syncthreads();
+  if (skipped != 0u) return;  // uniform
+  const AdamStepArgs a = adam_scalars_load(scalars);
   const std::int64_t total = list.start[list.count];
   int t = 0;
   KILN_GRID_STRIDE_LOOP(i, total) {

@@ -1,8 +1,11 @@
 #pragma once
 // Deterministic two-stage reductions over a 2-D grid (the per-channel sums of BatchNorm and the
 // bias gradient, the loss's sum). Stage 1, grid (chunks, C): block (j, c) reduces a fixed chunk of
-// channel c's N*HW values of an [N, C, HW] tensor and writes ONE partial, partials[c * chunks + j]
-// (double). Stage 2 adds a channel's partials in index order. The cut into chunks depends only on
+// channel c's N*HW values of an [N, C, HW] tensor and writes ONE partial (double): for
+// sum_partials_kernel at partials[j * C + c] ([chunk][channel]: a warp of stage 2 reads 32
+// neighbouring channels' partials of one chunk, coalesced); BatchNorm's own stage 2
+// (block_sum_partials, a block per channel) keeps [channel][chunk], so that a block reads its
+// channel's row. Stage 2 adds a channel's partials in a fixed order. The cut into chunks depends only on
 // the shape (reduce_plan), never on the device, the SM count or the schedule, and every sum has a
 // fixed order (each thread's own values in walk order, then block_all_sum's tree): the same bits on
 // every run. llm.c and CUB do the same; one block per channel left 100+ SMs idle.
@@ -12,7 +15,7 @@
 //                                 walked with adds (no 64-bit division per step)
 //   channel_sum_partial_kernel    stage 1 of Σ x per channel (the bias gradient)
 //   flat_sum_partial_kernel       stage 1 of Σ x over a flat array (softmax cross-entropy's mean)
-//   sum_partials_kernel           stage 2: out[i] (+)= scale * Σ_j partials[i * chunks + j]
+//   sum_partials_kernel           stage 2: out[i] (+)= scale * Σ_j partials[j * outputs + i]
 #include <cstdint>
 
 #include "block_reduce.cuh"
@@ -87,7 +90,7 @@ __device__ __forceinline__ float lane_sum(const Floats<V>& f) {
 }
 
 // Stage 1 of Σ x per channel of an [n, channels, hw] tensor; grid (plan.chunks, channels),
-// block reduce_threads. partials[c * chunks + j] = the sum of block (j, c)'s chunk.
+// block reduce_threads. partials[j * channels + c] = the sum of block (j, c)'s chunk.
 template <int V>
 __global__ void channel_sum_partial_kernel(std::int64_t n, std::int64_t channels, std::int64_t hw, ReducePlan plan,
                                            const float* x, double* partials) {
@@ -96,7 +99,7 @@ __global__ void channel_sum_partial_kernel(std::int64_t n, std::int64_t channels
   for (ChannelCursor<V> k(hw, channels, c, n * hw, plan.chunk); k.valid(); k.next())
     s += lane_sum(load_floats<V>(x + k.offset));
   s = block_all_sum(s);
-  if (threadIdx.x == 0) partials[c * plan.chunks + blockIdx.x] = s;
+  if (threadIdx.x == 0) partials[static_cast<std::int64_t>(blockIdx.x) * channels + c] = s;
 }
 
 // Stage 1 of Σ x[i] over i < count; grid (plan.chunks), block reduce_threads (V = 4: count % 4 == 0).
@@ -112,19 +115,34 @@ __global__ void flat_sum_partial_kernel(std::int64_t count, ReducePlan plan, con
   if (threadIdx.x == 0) partials[blockIdx.x] = s;
 }
 
-// Stage 2: out[i] = (accumulate ? out[i] : 0) + scale * Σ_j partials[i * chunks + j] for i < outputs.
-// One warp per output (8 per block of 256): lane l adds partials l, l + 32, ... in order, then the
-// warp's butterfly; the order is fixed, so is the result.
+// Stage 2: out[i] = (accumulate ? out[i] : 0) + scale * Σ_j partials[j * outputs + i] for i < outputs
+// (partials [chunk][output]; a flat sum is outputs = 1). Block b (reduce_threads threads) takes the
+// columns [32b, 32b + cols), cols <= 32: thread t adds column t % cols over the rows j = t / cols,
+// t / cols + rows, ... (rows = blockDim.x / cols), so a warp reads one row's 32 neighbouring
+// partials, or several whole rows of a narrower array: 32 consecutive doubles, coalesced (one lane
+// per output read 8 bytes per 32-byte sector where a channel had few chunks). Then thread t < cols
+// adds its column's row sums in row order: the order depends only on (chunks, outputs).
 template <class Float>
 __global__ void sum_partials_kernel(const double* partials, int chunks, std::int64_t outputs, double scale,
                                     bool accumulate, Float* out) {
-  const std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
-  if (i >= outputs) return;  // whole warps leave together
-  const unsigned lane = threadIdx.x % 32;
+  __shared__ double row_sums[reduce_threads];
+  const std::int64_t first = static_cast<std::int64_t>(blockIdx.x) * 32;
+  const int cols = outputs - first < 32 ? static_cast<int>(outputs - first) : 32;
+  const int rows = static_cast<int>(blockDim.x) / cols, t = static_cast<int>(threadIdx.x);
+  const int col = t % cols, row = t / cols;
   double s = 0.0;
-  for (int j = static_cast<int>(lane); j < chunks; j += 32) s += partials[i * chunks + j];
-  s = warp_all_sum(s);
-  if (lane == 0) out[i] = static_cast<Float>((accumulate ? static_cast<double>(out[i]) : 0.0) + scale * s);
+  if (row < rows)
+    for (int j = row; j < chunks; j += rows) s += partials[static_cast<std::int64_t>(j) * outputs + first + col];
+  row_sums[t] = s;
+  __syncthreads();
+  if (t >= cols) return;
+  double total = 0.0;
+#if KILN_GPU_REAL
+#pragma unroll 1  // a launch-bound kernel: nvcc's 4-fold unrolling only added instructions
+#endif
+  for (int r = 0; r < rows; ++r) total += row_sums[r * cols + t];
+  const std::int64_t i = first + t;
+  out[i] = static_cast<Float>((accumulate ? static_cast<double>(out[i]) : 0.0) + scale * total);
 }
 
 // Stage 2 inside a kernel that needs a channel's totals before its own work (BatchNorm's apply and

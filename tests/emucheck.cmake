@@ -24,6 +24,8 @@ foreach(_src IN LISTS _emucheck_sources)
   add_test(NAME emucheck.${_name} COMMAND kiln_emucheck_tests --source-file=*/emucheck/${_name}.cpp)
   set_tests_properties(emucheck.${_name} PROPERTIES LABELS emucheck)
 endforeach()
+# The traffic targets judge one small U-Net step from 4 sampled blocks per launch (seconds, not a minute).
+set_tests_properties(emucheck.test_traffic_targets PROPERTIES ENVIRONMENT KILN_EMU_PROFILE_BLOCKS=4)
 # The kernel table with the race checker, under the default schedule and three random ones.
 add_test(NAME emucheck.kernels_table COMMAND kiln_emucheck_tests --source-file=*/emu/test_kernels_table.cpp)
 set_tests_properties(emucheck.kernels_table PROPERTIES LABELS emucheck)
@@ -36,6 +38,7 @@ endforeach()
 # Emulated wmma / ldmatrix operations report each lane's real accesses themselves (wmma.hpp, mma.hpp).
 add_executable(kiln_emu_profile EXCLUDE_FROM_ALL ${CMAKE_CURRENT_SOURCE_DIR}/emucheck/tools/kiln_emu_profile.cpp)
 target_link_libraries(kiln_emu_profile PRIVATE kiln::kiln kiln_warnings)
+target_include_directories(kiln_emu_profile PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})  # emucheck/step_traffic.hpp
 target_compile_definitions(kiln_emu_profile PRIVATE KILN_EMU_CHECK=1)
 target_compile_options(kiln_emu_profile PRIVATE -fsanitize-coverage=edge,trace-loads,trace-stores
   -fsanitize-coverage-allowlist=${CMAKE_CURRENT_SOURCE_DIR}/emucheck/allowlist.txt -fno-vectorize -fno-slp-vectorize

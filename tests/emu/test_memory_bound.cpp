@@ -2,6 +2,8 @@
 // * the two-stage reductions (BatchNorm statistics and gradients, the bias gradient, the loss) give
 //   the same bits on every run and under every emulator schedule (forward, reverse, random seeds),
 //   because the cut into chunks and every addition order depend only on the shape;
+// * stage 2 (sum_partials_kernel, [chunk][output] partials, 32 outputs per block) adds every partial
+//   of every output once, for narrow and wide arrays, partial blocks and more chunks than rows;
 // * BatchNorm2d + ReLU in a Sequential runs the fused CUDA kernels (and no separate ReLU kernel);
 // * the float4 variants are chosen where the shapes and alignment allow, the scalar ones elsewhere
 //   (the table's cases cover both, e.g. 13x11 planes and 8x12 planes);
@@ -15,6 +17,7 @@
 
 #include "emu/kernel_cases.hpp"
 #include "emu/launch_log.hpp"
+#include "emu/test_emulator_support.hpp"
 
 namespace {
 
@@ -88,6 +91,39 @@ TEST_CASE("two-stage reductions: the same bits on every run and under every sche
       CHECK(same_bits(first, reduction_outputs(s, 7)));
     }
     CHECK(!same_bits(first, reduction_outputs(s, 8)));  // (the comparison can fail)
+  }
+}
+
+// Fiber mode only, as above: a logic check (the kernel table runs this kernel in every build).
+TEST_CASE("sum_partials: out[i] (+)= scale * the sum of column i of [chunk][output] partials" *
+          doctest::skip(KILN_EMU_THREADS != 0)) {
+  // Integer partials (exact sums): column i's are (j % 7) + 10 i + 1 for chunk j.
+  struct Case {
+    int chunks;
+    std::int64_t outputs;
+  };
+  for (const Case c : {Case{1, 1}, Case{300, 1}, Case{5, 2}, Case{9, 32}, Case{300, 40}, Case{3, 65}}) {
+    INFO(c.chunks, " chunks x ", c.outputs, " outputs");
+    std::vector<double> partials(static_cast<std::size_t>(c.chunks * c.outputs));
+    for (int j = 0; j < c.chunks; ++j)
+      for (std::int64_t i = 0; i < c.outputs; ++i)
+        partials[static_cast<std::size_t>(j * c.outputs + i)] = (j % 7) + 10.0 * static_cast<double>(i) + 1.0;
+    kiln_emu_test::DeviceBuffer<double> device_partials(partials);
+    for (const bool accumulate : {false, true}) {
+      CAPTURE(accumulate);
+      const CudaT before =
+          CudaT::from_host(Shape{c.outputs}, std::vector<float>(static_cast<std::size_t>(c.outputs), 2.0f));
+      CudaT out = before.clone();
+      kiln::cuda::launch(KILN_CUDA_KERNEL_FLOAT(sum_partials_kernel),
+                         dim3(static_cast<unsigned>((c.outputs + 31) / 32)), dim3(kiln::cuda::kernels::reduce_threads),
+                         0, device_partials.get(), c.chunks, c.outputs, 0.5, accumulate, out.data());
+      const std::vector<float> got = out.to_vector();
+      for (std::int64_t i = 0; i < c.outputs; ++i) {
+        double column = 0.0;
+        for (int j = 0; j < c.chunks; ++j) column += partials[static_cast<std::size_t>(j * c.outputs + i)];
+        CHECK(got[static_cast<std::size_t>(i)] == static_cast<float>((accumulate ? 2.0 : 0.0) + 0.5 * column));
+      }
+    }
   }
 }
 

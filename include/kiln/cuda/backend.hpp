@@ -142,13 +142,11 @@ struct Backend<Cuda> {
                " channels; the per-channel kernels support up to 65535 (gridDim.y)");
     return dim3(static_cast<unsigned>(plan.chunks), static_cast<unsigned>(channels));
   }
-  // Stage 2 of a two-stage reduction: out[i] (+)= scale * Σ_j partials[i * chunks + j].
+  // Stage 2 of a two-stage reduction: out[i] (+)= scale * Σ_j partials[j * outputs + i] (32 outputs per block).
   static void sum_partials(const double* partial, int chunks, std::int64_t outputs, double scale, bool accumulate,
                            float* out) {
-    const std::int64_t per_block = reduce_threads / 32;
-    launch(KILN_CUDA_KERNEL_FLOAT(sum_partials_kernel),
-           dim3(static_cast<unsigned>((outputs + per_block - 1) / per_block)), dim3(reduce_threads), 0, partial, chunks,
-           outputs, scale, accumulate, out);
+    launch(KILN_CUDA_KERNEL_FLOAT(sum_partials_kernel), dim3(static_cast<unsigned>((outputs + 31) / 32)),
+           dim3(reduce_threads), 0, partial, chunks, outputs, scale, accumulate, out);
   }
   // db[c] += Σ over n and hw of dy[n][c][hw] (the convolutions' bias gradient).
   static void bias_gradient(std::int64_t n, std::int64_t channels, std::int64_t hw, const T& dy, T& db) {

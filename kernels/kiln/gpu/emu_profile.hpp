@@ -12,7 +12,8 @@
 //     within the request: coalescing = distinct bytes / (32 x sectors));
 //   * shared memory: wavefronts = the largest number of distinct 4-byte words any of the 32
 //     banks must deliver (bank = word % 32; lanes reading the same word are a broadcast), so a
-//     conflict-free request is 1 wavefront and an n-way conflict n, with the real lane mapping.
+//     conflict-free request is 1 wavefront and an n-way conflict n, with the real lane mapping;
+//     a request's conflict-free figure is ceil(distinct words / 32) (4 for an ldmatrix.x4).
 // Tensor-core operations (wmma.hpp, mma.hpp) report the per-lane accesses of nvcc's code for them
 // (fragment loads and stores, ldmatrix rows) and count their HMMA instructions and FLOPs; cp.async
 // reports its shared-memory write at issue (emu_check.hpp); a float4 that clang's x86 build split
@@ -46,10 +47,11 @@
 namespace kiln::gpu::emu {
 
 struct TrafficCounts {
-  double requests = 0;        // warp-level instructions
-  double units = 0;           // global: 32-byte sectors; shared: wavefronts
-  double bytes = 0;           // bytes the lanes asked for
-  double distinct_bytes = 0;  // of those, distinct within each request (lanes reading one word count once)
+  double requests = 0;             // warp-level instructions
+  double units = 0;                // global: 32-byte sectors; shared: wavefronts
+  double bytes = 0;                // bytes the lanes asked for
+  double distinct_bytes = 0;       // of those, distinct within each request (lanes reading one word count once)
+  double conflict_free_units = 0;  // shared: the wavefronts without bank conflicts, ceil(distinct words / 32)
 };
 
 struct LaunchProfile {
@@ -58,6 +60,7 @@ struct LaunchProfile {
   std::size_t dynamic_shared_bytes = 0;
   std::uint64_t blocks = 0, sampled_blocks = 0;
   TrafficCounts global_load, global_store, shared_load, shared_store;
+  TrafficCounts fragment_load;       // the shared loads of wmma fragments and ldmatrix rows (also in shared_load)
   double global_distinct_bytes = 0;  // distinct 32-byte sectors touched x 32
   double flops = 0;                  // declared by the caller (profile_log().back().flops = ...)
   double tensor_flops = 0;           // counted: 2*M*N*K of every warp-level mma (padding included)
@@ -203,6 +206,7 @@ inline void count_request(const std::vector<std::pair<std::uintptr_t, unsigned>>
   std::array<unsigned, 32> per_bank{};
   for (std::uintptr_t word : units) ++per_bank[word % 32];
   c.units += *std::max_element(per_bank.begin(), per_bank.end());
+  c.conflict_free_units += static_cast<double>((units.size() + 31) / 32);
 }
 
 // Groups the recorded accesses of every warp into requests and counts them.
@@ -296,6 +300,8 @@ inline void profile_block_flush(const BlockContext& b) {
       TrafficCounts& c = k.shared ? (k.store ? entry.shared_store : entry.shared_load)
                                   : (k.store ? entry.global_store : entry.global_load);
       count_request(lanes, k.shared, c);
+      // wmma.hpp and mma.hpp tag their fragment accesses' sites with the top bit.
+      if (k.shared && !k.store && (k.site >> 63) != 0) count_request(lanes, true, entry.fragment_load);
       i = j;
     }
   }
@@ -318,11 +324,13 @@ inline void profile_launch_end() {
   LaunchProfile& entry = profile_log().back();
   if (entry.sampled_blocks > 0) {
     const double scale = static_cast<double>(entry.blocks) / static_cast<double>(entry.sampled_blocks);
-    for (TrafficCounts* c : {&entry.global_load, &entry.global_store, &entry.shared_load, &entry.shared_store}) {
+    for (TrafficCounts* c :
+         {&entry.global_load, &entry.global_store, &entry.shared_load, &entry.shared_store, &entry.fragment_load}) {
       c->requests *= scale;
       c->units *= scale;
       c->bytes *= scale;
       c->distinct_bytes *= scale;
+      c->conflict_free_units *= scale;
     }
     entry.hmma *= scale;
     entry.tensor_flops *= scale;

@@ -36,10 +36,14 @@
 #include "conv2d_igemm.cuh"
 #include "conv2d_mma.cuh"
 #include "conv2d_mma_wgrad.cuh"
+#include "emucheck/step_traffic.hpp"
 #include "kiln/cuda.hpp"
 #include "kiln/models/unet.hpp"
 
 namespace {
+
+using kiln_step_traffic::contains;
+using kiln_step_traffic::short_name;
 
 struct Options {
   int width = 32, batch = 16, size = 64;
@@ -88,15 +92,6 @@ struct ConvLayer {
   std::string name;
   long long c_in, c_out, k, h, w;
 };
-
-// "k::conv2d_forward_kernel<3>" -> "conv2d_forward_kernel<3>".
-std::string short_name(const std::string& launched) {
-  const std::size_t template_start = launched.find('<');
-  const std::size_t colon = launched.rfind("::", template_start);
-  return colon == std::string::npos ? launched : launched.substr(colon + 2);
-}
-
-bool contains(const std::string& s, const char* what) { return s.find(what) != std::string::npos; }
 
 struct Row {
   const kiln::gpu::emu::LaunchProfile* p;
@@ -148,13 +143,7 @@ int run(const Options& o) {
                                                 std::vector<float>(static_cast<std::size_t>(count), value));
   };
   if (o.kernels == "step") {
-    for (int step = 0; step < 2; ++step) {  // the first step plans and creates the optimizer state
-      emu::profile_log().clear();
-      net.zero_grad();
-      loss.forward(net.forward(x, kiln::Mode::train), target);
-      net.backward(loss.backward());
-      opt.step();
-    }
+    kiln_step_traffic::profile_training_step(net, opt, loss, x, target);
   } else if (o.kernels == "backward") {
     namespace k = kiln::cuda::kernels;
     namespace ig = k::igemm;
@@ -326,26 +315,8 @@ int run(const Options& o) {
   }
 
   // Per kernel, summed over the step.
-  struct Sum {
-    int launches = 0;
-    double flops = 0, request_distinct = 0, gld_req = 0, gld_sec = 0, gld_bytes = 0, gst_req = 0, gst_sec = 0,
-           gst_bytes = 0, sld_req = 0, sld_wf = 0, sst_req = 0, sst_wf = 0, distinct = 0, tensor_flops = 0, hmma = 0;
-  };
-  std::map<std::string, Sum> sums;
-  for (const Row& r : rows) {
-    Sum& s = sums[r.kernel];
-    const auto& p = *r.p;
-    ++s.launches;
-    s.flops += p.flops;
-    s.request_distinct += p.global_load.distinct_bytes + p.global_store.distinct_bytes;
-    s.gld_req += p.global_load.requests, s.gld_sec += p.global_load.units, s.gld_bytes += p.global_load.bytes;
-    s.gst_req += p.global_store.requests, s.gst_sec += p.global_store.units, s.gst_bytes += p.global_store.bytes;
-    s.sld_req += p.shared_load.requests, s.sld_wf += p.shared_load.units;
-    s.sst_req += p.shared_store.requests, s.sst_wf += p.shared_store.units;
-    s.distinct += p.global_distinct_bytes;
-    s.tensor_flops += p.tensor_flops;
-    s.hmma += p.hmma;
-  }
+  std::map<std::string, kiln_step_traffic::KernelTraffic> sums;
+  for (const Row& r : rows) sums[r.kernel].add(*r.p);
   auto ratio = [](double a, double b) { return b > 0 ? a / b : 0.0; };
   std::printf("UNet<1,2,%d,%d>, batch %d, %dx%d, %s: %zu launches\n\n", Width, depth, o.batch, o.size, o.size,
               o.kernels == "step"       ? (o.math + " convolutions, one training step").c_str()
@@ -357,7 +328,7 @@ int run(const Options& o) {
       "sectors/req | coalescing | shared ld wavefronts/req | shared st wavefronts/req |\n");
   std::printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (const auto& [name, s] : sums) {
-    const double efficiency = ratio(s.request_distinct, 32.0 * (s.gld_sec + s.gst_sec));
+    const double efficiency = s.coalescing();
     std::printf("| `%s` | %d | %.2f | %.2f | %.2f | %.1f | %.2f | %.2f | %.0f %% | %s | %s |\n", name.c_str(),
                 s.launches, s.flops / 1e9, s.tensor_flops / 1e9, s.hmma / 1e6, s.distinct / 1e6,
                 ratio(s.gld_sec, s.gld_req), ratio(s.gst_sec, s.gst_req), 100 * efficiency,
