@@ -30,10 +30,6 @@
 #endif
 // name<K, ...> for K = 1 and 3 (the tensor-core kernels' kernel sizes)
 #define KILN_CUDA_ONCE_K(name, ...) KILN_CUDA_ONCE(name<1 __VA_ARGS__>) KILN_CUDA_ONCE(name<3 __VA_ARGS__>)
-// ... and for both block tiles, with and without the channel tail
-#define KILN_CUDA_ONCE_K_TILE_TAIL(name, ...)                                                           \
-  KILN_CUDA_ONCE_K(name, , 64, false __VA_ARGS__) KILN_CUDA_ONCE_K(name, , 64, true __VA_ARGS__)       \
-      KILN_CUDA_ONCE_K(name, , 128, false __VA_ARGS__) KILN_CUDA_ONCE_K(name, , 128, true __VA_ARGS__)
 
 // Strict fp32: the tiled kernels (K = 0: any kernel size) and the strided ones.
 KILN_CUDA_ONCE_K(conv2d_forward_kernel)
@@ -55,10 +51,23 @@ KILN_CUDA_ONCE_K(conv2d_mma_pack_weights_kernel, , false)
 KILN_CUDA_ONCE_K(conv2d_mma_pack_weights_kernel, , true)
 KILN_CUDA_ONCE_K(conv2d_mma_pack_weights_dgrad_kernel, , false)
 KILN_CUDA_ONCE_K(conv2d_mma_pack_weights_dgrad_kernel, , true)
-KILN_CUDA_ONCE_K_TILE_TAIL(conv2d_mma_forward_kernel, , false)
-KILN_CUDA_ONCE_K_TILE_TAIL(conv2d_mma_forward_kernel, , true)
-KILN_CUDA_ONCE_K_TILE_TAIL(conv2d_mma_wgrad_kernel, , false)
-KILN_CUDA_ONCE_K_TILE_TAIL(conv2d_mma_wgrad_kernel, , true)
+// <K, block tile, channel tail, Bf16>
+KILN_CUDA_ONCE_K(conv2d_mma_forward_kernel, , 64, false, false)
+KILN_CUDA_ONCE_K(conv2d_mma_forward_kernel, , 64, true, false)
+KILN_CUDA_ONCE_K(conv2d_mma_forward_kernel, , 128, false, false)
+KILN_CUDA_ONCE_K(conv2d_mma_forward_kernel, , 128, true, false)
+KILN_CUDA_ONCE_K(conv2d_mma_forward_kernel, , 64, false, true)
+KILN_CUDA_ONCE_K(conv2d_mma_forward_kernel, , 64, true, true)
+KILN_CUDA_ONCE_K(conv2d_mma_forward_kernel, , 128, false, true)
+KILN_CUDA_ONCE_K(conv2d_mma_forward_kernel, , 128, true, true)
+KILN_CUDA_ONCE_K(conv2d_mma_wgrad_kernel, , 64, false, false)
+KILN_CUDA_ONCE_K(conv2d_mma_wgrad_kernel, , 64, true, false)
+KILN_CUDA_ONCE_K(conv2d_mma_wgrad_kernel, , 128, false, false)
+KILN_CUDA_ONCE_K(conv2d_mma_wgrad_kernel, , 128, true, false)
+KILN_CUDA_ONCE_K(conv2d_mma_wgrad_kernel, , 64, false, true)
+KILN_CUDA_ONCE_K(conv2d_mma_wgrad_kernel, , 64, true, true)
+KILN_CUDA_ONCE_K(conv2d_mma_wgrad_kernel, , 128, false, true)
+KILN_CUDA_ONCE_K(conv2d_mma_wgrad_kernel, , 128, true, true)
 KILN_CUDA_ONCE_K(conv2d_mma_wgrad_reduce_kernel)
 // BF16 on NHWC copies.
 KILN_CUDA_ONCE(conv2d_nhwc_bf16_kernel<float>)
@@ -69,7 +78,6 @@ KILN_CUDA_ONCE_K(conv2d_mma_bf16_forward_kernel, , 128)
 KILN_CUDA_ONCE_K(conv2d_mma_bf16_wgrad_kernel, , 64)
 KILN_CUDA_ONCE_K(conv2d_mma_bf16_wgrad_kernel, , 128)
 
-#undef KILN_CUDA_ONCE_K_TILE_TAIL
 #undef KILN_CUDA_ONCE_K
 #undef KILN_CUDA_ONCE
 
