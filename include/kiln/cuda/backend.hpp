@@ -24,6 +24,7 @@
 #include "kiln/cuda/launch.hpp"
 #include "kiln/cuda/math_mode.hpp"
 #include "kiln/cuda/memory.hpp"
+#include "kiln/cuda/separate.hpp"  // KILN_CUDA_SEPARATE: the convolution kernels from one unit
 #include "kiln/cuda/step_scalars.hpp"
 #include "kiln/gpu/gpu.hpp"
 

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <initializer_list>
 #include <utility>
 
 #include "kiln/cuda/memory.hpp"
@@ -32,29 +33,40 @@ inline void append_name(char* name, std::size_t size, const char* text) {
   for (; at + 1 < size && *text != '\0'; ++text) name[at++] = *text;
   name[at] = '\0';
 }
-inline void append_argument(char* name, std::size_t size, bool value) {
-  append_name(name, size, value ? "true" : "false");
-}
-inline void append_argument(char* name, std::size_t size, int value) {
-  char digits[16];
-  std::snprintf(digits, sizeof digits, "%d", value);
-  append_name(name, size, digits);
+// A template argument of a kernel's name: an int or a bool ("true").
+struct NameArgument {
+  int value;
+  bool is_bool;
+  NameArgument(int v) : value(v), is_bool(false) {}
+  NameArgument(bool b) : value(b), is_bool(true) {}
+};
+// "base<spelled>" or "base<1, 64, true>" into name. Out of line (noinline): every kernel's
+// make_kernel is then a call, not a copy of this loop (the launchers make about a hundred kernels).
+[[gnu::noinline]] inline void write_name(char* name, std::size_t size, const char* base, const char* spelled_arguments,
+                                         std::initializer_list<NameArgument> values) {
+  name[0] = '\0';
+  append_name(name, size, base);
+  append_name(name, size, "<");
+  if (values.size() == 0) append_name(name, size, spelled_arguments);
+  bool first = true;
+  for (const NameArgument& v : values) {
+    append_name(name, size, first ? "" : ", ");
+    first = false;
+    if (v.is_bool) {
+      append_name(name, size, v.value ? "true" : "false");
+    } else {
+      char digits[16];
+      std::snprintf(digits, sizeof digits, "%d", v.value);
+      append_name(name, size, digits);
+    }
+  }
+  append_name(name, size, ">");
 }
 template <class... Params, class... Values>
 Kernel<Params...> make_kernel(const char* base, void (*function)(Params...), const char* spelled_arguments,
                               Values... values) {
   Kernel<Params...> k{function, {}};
-  append_name(k.name, sizeof k.name, base);
-  append_name(k.name, sizeof k.name, "<");
-  if constexpr (sizeof...(Values) == 0) {
-    append_name(k.name, sizeof k.name, spelled_arguments);
-  } else {
-    bool first = true;
-    ((append_name(k.name, sizeof k.name, first ? "" : ", "), append_argument(k.name, sizeof k.name, values),
-      first = false),
-     ...);
-  }
-  append_name(k.name, sizeof k.name, ">");
+  write_name(k.name, sizeof k.name, base, spelled_arguments, {NameArgument(values)...});
   return k;
 }
 }  // namespace detail

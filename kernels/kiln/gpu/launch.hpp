@@ -25,6 +25,41 @@
 
 namespace kiln::gpu {
 
+#if !KILN_GPU_REAL
+namespace emu {
+// One launch of a kernel whose parameters `arguments` holds (copied once, as CUDA copies them at
+// launch or at capture); invoke(arguments) runs one thread. Runs the whole grid, or records it in
+// the stream's capture. Not a template: every launch<Params...> shares it.
+KILN_EMU_ENTRY void launch_or_capture(const char* kernel_name, std::shared_ptr<const void> arguments,
+                                      void (*invoke)(const void*), dim3 grid, dim3 block,
+                                      std::size_t dynamic_shared_bytes, stream_handle stream);
+#if KILN_EMU_DEFINITIONS
+KILN_EMU_ENTRY void launch_or_capture(const char* kernel_name, std::shared_ptr<const void> arguments,
+                                      void (*invoke)(const void*), dim3 grid, dim3 block,
+                                      std::size_t dynamic_shared_bytes, stream_handle stream) {
+  auto run = [arguments, invoke, grid, block, dynamic_shared_bytes](const char* name) {
+    KernelInvocation invocation;
+    invocation.name = name;
+    invocation.invoke = invoke;
+    invocation.arguments = arguments.get();
+    invocation.grid = grid;
+    invocation.block = block;
+    invocation.dynamic_shared_bytes = dynamic_shared_bytes;
+    std::lock_guard lock(launch_mutex());
+    run_grid(invocation);
+  };
+  if (Capture* capture = capture_for(stream, std::string("launch of ") + kernel_name)) {
+    // The graph keeps its own copy of the name (Backend<Cuda>'s names live in temporaries).
+    std::string name = kernel_name;
+    capture->ops.push_back({"launch " + name, [run, name] { run(name.c_str()); }});
+    return;
+  }
+  run(kernel_name);
+}
+#endif
+}  // namespace emu
+#endif
+
 template <class... Params, class... Args>
 void launch(const char* kernel_name, void (*kernel)(Params...), dim3 grid, dim3 block, std::size_t dynamic_shared_bytes,
             stream_handle stream, Args&&... args) {
@@ -43,29 +78,15 @@ void launch(const char* kernel_name, void (*kernel)(Params...), dim3 grid, dim3 
     void (*kernel)(Params...);
     std::tuple<std::remove_cvref_t<Params>...> parameters;
   };
-  auto closure = std::make_shared<const Closure>(
-      Closure{kernel, std::tuple<std::remove_cvref_t<Params>...>(std::forward<Args>(args)...)});
-  auto run = [closure, grid, block, dynamic_shared_bytes](const char* name) {
-    emu::KernelInvocation invocation;
-    invocation.name = name;
-    invocation.invoke = [](const void* data) {
-      const Closure& c = *static_cast<const Closure*>(data);
-      std::apply(c.kernel, c.parameters);
-    };
-    invocation.arguments = closure.get();
-    invocation.grid = grid;
-    invocation.block = block;
-    invocation.dynamic_shared_bytes = dynamic_shared_bytes;
-    std::lock_guard lock(emu::launch_mutex());
-    emu::run_grid(invocation);
-  };
-  if (emu::Capture* capture = emu::capture_for(stream, std::string("launch of ") + kernel_name)) {
-    // The graph keeps its own copy of the name (Backend<Cuda>'s names live in temporaries).
-    std::string name = kernel_name;
-    capture->ops.push_back({"launch " + name, [run, name] { run(name.c_str()); }});
-    return;
-  }
-  run(kernel_name);
+  emu::launch_or_capture(
+      kernel_name,
+      std::make_shared<const Closure>(
+          Closure{kernel, std::tuple<std::remove_cvref_t<Params>...>(std::forward<Args>(args)...)}),
+      [](const void* data) {
+        const Closure& c = *static_cast<const Closure*>(data);
+        std::apply(c.kernel, c.parameters);
+      },
+      grid, block, dynamic_shared_bytes, stream);
 #endif
 }
 
