@@ -35,6 +35,7 @@
 #include "conv2d_mma_bf16.cuh"
 #include "conv2d_mma_bf16_wgrad.cuh"
 #include "conv2d_mma_wgrad.cuh"
+#include "conv2d_simt.cuh"
 #include "conv2d_strided.cuh"
 #include "elementwise.cuh"
 #include "loss.cuh"
@@ -169,13 +170,17 @@ struct Backend<Cuda> {
   static kiln::cuda::MathMode math_mode() { return kiln::cuda::math_mode(); }
 
   // ---- Conv2d -------------------------------------------------------------
-  // Strict fp32 needs no scratch memory. TF32: the forward's packed weights, the input gradient's
+  // Strict fp32: the SIMT implicit GEMM's packed weights (forward or input gradient, never live
+  // at once; conv2d_simt.cuh), where it takes the shape. TF32: the forward's packed weights, the input gradient's
   // packed weights (both mma.sync) and the weight gradient's split-K partial sums (mma.sync, or the
   // implicit GEMM's where the mma kernel does not take the shape), never live at once, so the
   // largest of them. BF16: the forward's and the input gradient's with x's / dy's NHWC BF16 copy, the
   // weight gradient's with both copies and the partial sums after them (mma_bf16_wgrad::layout).
   static std::size_t conv2d_workspace_floats(const ConvShape& s) {
     namespace k = kiln::cuda::kernels;
+    if (uses_simt(s))
+      return static_cast<std::size_t>(std::max(k::simt_conv::packed_weight_floats(s),
+                                               k::simt_conv::packed_weight_floats(k::simt_conv::transposed(s))));
     if (!uses_tensor_cores(s)) return 0;
     std::int64_t floats = static_cast<std::int64_t>(conv2d_forward_workspace_floats(s));
     if (uses_mma_forward(s) && k::mma_conv::supports(k::mma_conv::transposed(s)))
@@ -190,9 +195,10 @@ struct Backend<Cuda> {
   }
 
   // TF32 / BF16: the weights packed for the mma.sync kernel; BF16 also the NHWC BF16 copy of the
-  // input (conv2d_mma_bf16.cuh); strict fp32 needs nothing.
+  // input (conv2d_mma_bf16.cuh); strict fp32 the SIMT implicit GEMM's packed weights.
   static std::size_t conv2d_forward_workspace_floats(const ConvShape& s) {
     namespace k = kiln::cuda::kernels;
+    if (uses_simt(s)) return static_cast<std::size_t>(k::simt_conv::packed_weight_floats(s));
     if (!uses_mma_forward(s)) return 0;
     if (bf16_math() && k::mma_bf16::supports(s))
       return static_cast<std::size_t>(k::mma_bf16::packed_weight_floats(s) + k::mma_bf16::nhwc_floats(s));
@@ -215,6 +221,13 @@ struct Backend<Cuda> {
       });
       return;
     }
+    if (uses_simt(s) &&
+        static_cast<std::int64_t>(ws.numel()) >= kiln::cuda::kernels::simt_conv::packed_weight_floats(s)) {
+      conv2d_simt<false>(s, x, w, ptr(b), y, ws);
+      return;
+    }
+    // Strict fp32 outside the SIMT implicit GEMM (K other than 1 and 3, no planned workspace,
+    // offsets past 32 bits): the direct tiled kernel.
     const dim3 grid = conv_grid(s, s.c_out);
     with_kernel_size<1, 3, 0>(s.k, [&]<int K>() {
       launch(KILN_CUDA_KERNEL(conv2d_forward_kernel, K), grid, conv_block(), conv_shared_bytes(s), s, x.data(),
@@ -228,7 +241,11 @@ struct Backend<Cuda> {
     if (uses_tensor_cores(s)) {
       conv2d_backward_tf32(s, x, w, dy, dx, dw, ws);
     } else {
-      if (!dx.empty()) {
+      if (!dx.empty() && uses_simt(s) &&
+          static_cast<std::int64_t>(ws.numel()) >=
+              kiln::cuda::kernels::simt_conv::packed_weight_floats(kiln::cuda::kernels::simt_conv::transposed(s))) {
+        conv2d_simt<true>(s, dy, w, nullptr, dx, ws);
+      } else if (!dx.empty()) {
         const dim3 grid = conv_grid(s, s.c_in);
         with_kernel_size<1, 3, 0>(s.k, [&]<int K>() {
           launch(KILN_CUDA_KERNEL(conv2d_backward_data_kernel, K), grid, conv_block(), conv_shared_bytes(s), s,
@@ -564,6 +581,34 @@ struct Backend<Cuda> {
     if (x < 1) x = 1;
     if (x > 1024) x = 1024;
     return dim3(static_cast<unsigned>(x), static_cast<unsigned>(channels), static_cast<unsigned>(images));
+  }
+
+  // Strict fp32 runs the forward and the input gradient on the SIMT implicit GEMM
+  // (kernels/conv2d_simt.cuh) where it takes the shape and the layer planned its workspace.
+  static bool uses_simt(const ConvShape& s) {
+    return !kiln::cuda::tensor_core_mode(kiln::cuda::math_mode()) && kiln::cuda::kernels::simt_conv::supports(s);
+  }
+  // The SIMT implicit GEMM: the weights packed into ws, then the GEMM on shape s (Dgrad = false:
+  // y = conv(in, w) + b) or on transposed(s) (Dgrad = true: in = dy, out = dx, b null).
+  template <bool Dgrad>
+  static void conv2d_simt(const ConvShape& s, const T& in, const T& w, const float* b, T& out, T& ws) {
+    namespace sc = kiln::cuda::kernels::simt_conv;
+    const ConvShape fs = Dgrad ? sc::transposed(s) : s;
+    if (fs.c_out == 0) return;
+    launch_1d(KILN_CUDA_KERNEL(conv2d_simt_pack_weights_kernel, Dgrad), sc::packed_weight_floats(fs), fs, w.data(),
+              ws.data());
+    with_kernel_size<1, 3>(fs.k, [&]<int K>() {
+      auto run = [&]<int BN>() {
+        const dim3 grid(static_cast<unsigned>((fs.n * fs.h * fs.w + sc::bm - 1) / sc::bm),
+                        static_cast<unsigned>((fs.c_out + BN - 1) / BN));
+        launch(KILN_CUDA_KERNEL(conv2d_simt_forward_kernel, K, BN), grid, dim3(sc::threads), sc::Tile<BN>::shared_bytes,
+               fs, in.data(), ws.data(), b, out.data());
+      };
+      if (sc::block_n(fs) == 128)
+        run.template operator()<128>();
+      else
+        run.template operator()<64>();
+    });
   }
 
   // TF32 or BF16 math selects the tensor-core kernels, which exist for K = 1 and 3.
