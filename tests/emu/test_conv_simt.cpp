@@ -18,9 +18,11 @@
 #include <vector>
 
 #include "conv2d_simt.cuh"
+#include "conv2d_simt_wgrad.cuh"
 #include "emu/conv_taps.hpp"
 #include "emu/kernel_cases.hpp"
 #include "emu/launch_log.hpp"
+#include "emu/test_emulator_support.hpp"
 
 namespace {
 
@@ -30,12 +32,13 @@ using kiln::Shape;
 using kiln::Tensor;
 using kiln_test::normalised_error;
 namespace sc = kiln::cuda::kernels::simt_conv;
+namespace sw = kiln::cuda::kernels::simt_wgrad;
 using B = kiln::Backend<Cuda>;
 
 constexpr double strict_bound = kiln_test::tight;  // the kernel table's strict bound
 
 struct Operands {
-  std::vector<float> x, w, b, dy;
+  std::vector<float> x, w, b, dy, dw0;  // dw0: the gradient dw accumulates onto
 };
 Operands operands(const ConvShape& s, std::uint64_t seed) {
   kiln::Rng rng(seed);
@@ -44,6 +47,7 @@ Operands operands(const ConvShape& s, std::uint64_t seed) {
   o.w = kiln_test::random_vector(static_cast<std::size_t>(s.c_out * s.c_in * s.k * s.k), rng);
   o.b = kiln_test::random_vector(static_cast<std::size_t>(s.c_out), rng);
   o.dy = kiln_test::random_vector(static_cast<std::size_t>(s.n * s.c_out * s.h * s.w), rng);
+  o.dw0 = kiln_test::random_vector(o.w.size(), rng);
   return o;
 }
 
@@ -63,6 +67,12 @@ std::vector<float> reference_input_gradient(const ConvShape& s, const Operands& 
       s, [&](std::size_t yi, std::size_t xi, std::size_t wi) { dx[xi] += static_cast<double>(o.dy[yi]) * o.w[wi]; });
   return {dx.begin(), dx.end()};
 }
+std::vector<float> reference_weight_gradient(const ConvShape& s, const Operands& o) {
+  std::vector<double> dw(o.dw0.begin(), o.dw0.end());
+  kiln_emu_test::for_each_conv_tap(
+      s, [&](std::size_t yi, std::size_t xi, std::size_t wi) { dw[wi] += static_cast<double>(o.dy[yi]) * o.x[xi]; });
+  return {dw.begin(), dw.end()};
+}
 
 Tensor<float, Cuda> device(const Shape& shape, const std::vector<float>& host) {
   return Tensor<float, Cuda>::from_host(shape, host);
@@ -72,19 +82,20 @@ Tensor<float, Cuda> planned_workspace(const ConvShape& s) {
 }
 
 struct Results {
-  std::vector<float> y, dx;
+  std::vector<float> y, dx, dw;
 };
-// The backend's strict forward and input gradient (planned workspace), outputs pre-filled with NaN.
+// The backend's strict forward and gradients (planned workspace); y and dx pre-filled with NaN.
 Results backend_passes(const ConvShape& s, const Operands& o) {
   const Shape xs = Shape::nchw(s.n, s.c_in, s.h, s.w), ys = Shape::nchw(s.n, s.c_out, s.h, s.w);
   const auto x = device(xs, o.x), w = device(Shape{s.c_out, s.c_in, s.k, s.k}, o.w), b = device(Shape{s.c_out}, o.b);
   const auto dy = device(ys, o.dy);
   auto y = device(ys, std::vector<float>(o.dy.size(), std::nanf("")));
   auto dx = device(xs, std::vector<float>(o.x.size(), std::nanf("")));
-  Tensor<float, Cuda> ws = planned_workspace(s), dw, db;
+  auto dw = device(Shape{s.c_out, s.c_in, s.k, s.k}, o.dw0);
+  Tensor<float, Cuda> ws = planned_workspace(s), db;
   B::conv2d_forward(s, x, w, b, y, ws);
   B::conv2d_backward(s, x, w, dy, dx, dw, db, ws);
-  return {y.to_vector(), dx.to_vector()};
+  return {y.to_vector(), dx.to_vector(), dw.to_vector()};
 }
 
 // The forward kernel with block tile 128 x BN launched directly (the backend picks BN by the
@@ -108,7 +119,8 @@ std::vector<float> forward_with_tile(const ConvShape& s, const Operands& o) {
 std::string describe(const ConvShape& s) {
   std::ostringstream name;
   name << "N=" << s.n << " " << s.c_in << "->" << s.c_out << " K=" << s.k << " " << s.h << "x" << s.w
-       << " (forward tile 128x" << sc::block_n(s) << ", input gradient 128x" << sc::block_n(sc::transposed(s)) << ")";
+       << " (forward tile 128x" << sc::block_n(s) << ", input gradient 128x" << sc::block_n(sc::transposed(s))
+       << ", weight gradient " << sw::splits(s) << " splits)";
   return name.str();
 }
 
@@ -122,7 +134,12 @@ TEST_CASE("strict fp32: the SIMT implicit GEMM's workspace, and the direct kerne
   CHECK(sc::packed_weight_floats(s) == 9 * 24 * 72);
   CHECK(sc::packed_weight_floats(sc::transposed(s)) == 9 * 72 * 20);
   CHECK(B::conv2d_forward_workspace_floats(s) == 9 * 24 * 72);
-  CHECK(B::conv2d_workspace_floats(s) == 9 * 72 * 20);
+  CHECK(B::conv2d_workspace_floats(s) == 9 * 24 * 72);  // the larger packing; 126 pixels: an unsplit wgrad
+  // The weight gradient's partial sums: 4096 pixels, 2 tiles of Cin*K*K = 144 rows -> 16 splits.
+  const ConvShape wide{4, 16, 16, 32, 32, 3};
+  CHECK(sw::splits(s) == 1);
+  CHECK(sw::splits(wide) == 16);
+  CHECK(B::conv2d_workspace_floats(wide) == 16 * 16 * 16 * 9);
   CHECK(B::conv2d_workspace_floats({1, 3, 4, 9, 7, 5}) == 0);  // K = 5: the direct kernels
   CHECK(sc::supports({1, 3, 4, 9, 7, 1}));
   CHECK(!sc::supports({1, 3, 4, 9, 7, 5}));
@@ -142,20 +159,27 @@ TEST_CASE("strict fp32: the SIMT implicit GEMM matches the reference loops") {
       {2, 32, 32, 8, 8, 3},    // a U-Net level (base width 32) at 8x8
       {1, 64, 32, 8, 8, 1},    // the U-Net's 1x1 reduce 2C -> C
       {3, 17, 9, 5, 5, 1},     // 1x1, Cin 17, H*W = 25 (images split inside 4-pixel groups)
+      {2, 3, 5, 16, 16, 3},    // 512 pixels: the weight gradient in 2 splits and the reduction
+      {1, 20, 3, 9, 9, 3},     // Cin*K*K = 180: two 128-row weight-gradient tiles, 81 pixels (a partial step)
   };
   std::uint64_t seed = 1;
   for (const ConvShape& s : shapes) {
     INFO(describe(s));
     const Operands o = operands(s, seed++);
-    const auto want_y = reference_forward(s, o), want_dx = reference_input_gradient(s, o);
+    const auto want_y = reference_forward(s, o), want_dx = reference_input_gradient(s, o),
+               want_dw = reference_weight_gradient(s, o);
     for (auto schedule : {kiln::gpu::emu::Schedule::forward, kiln::gpu::emu::Schedule::reverse}) {
       kiln_emu_test::ScopedSchedule order(schedule);
       kiln_test::record_launches(true);
       const Results got = backend_passes(s, o);
       kiln_test::record_launches(false);
-      CHECK(kiln_test::launched_kernels().count("conv2d_simt_forward_kernel") == 1);  // the SIMT path ran
+      const auto launched = kiln_test::launched_kernels();
+      CHECK(launched.count("conv2d_simt_forward_kernel") == 1);  // the SIMT path ran
+      CHECK(launched.count("conv2d_simt_wgrad_kernel") == 1);
+      CHECK(launched.count("conv2d_simt_wgrad_reduce_kernel") == (sw::splits(s) > 1 ? 1 : 0));
       CHECK(normalised_error(got.y, want_y) < strict_bound);
       CHECK(normalised_error(got.dx, want_dx) < strict_bound);
+      CHECK(normalised_error(got.dw, want_dw) < strict_bound);
     }
   }
 }
@@ -196,9 +220,10 @@ TEST_CASE("strict fp32: the SIMT check fires on a deliberate bug") {
 }
 #endif
 
-// Which kernels the strict passes launch: with the planned workspace the SIMT GEMM (weights packed
-// first; the input gradient's transposed and rotated) and the direct weight gradient; without a
-// workspace, or for K = 5, the direct kernels of conv2d.cuh.
+// Which kernels the strict passes launch: with the planned workspace the SIMT GEMMs (weights packed
+// first; the input gradient's transposed and rotated; the weight gradient split where it pays);
+// without a workspace the direct forward and input gradient and the unsplit SIMT weight gradient;
+// for K = 5 the direct kernels of conv2d.cuh.
 TEST_CASE("strict fp32: kernel selection") {
   auto launches = [](const ConvShape& s, bool planned, bool backward) {
     kiln::Rng rng(41);
@@ -224,9 +249,17 @@ TEST_CASE("strict fp32: kernel selection") {
   CHECK(launches(s1, true, false) ==
         Names{"conv2d_simt_pack_weights_kernel<false>", "conv2d_simt_forward_kernel<1, 64>"});
   CHECK(launches(s3, true, true) == Names{"conv2d_simt_pack_weights_kernel<true>", "conv2d_simt_forward_kernel<3, 64>",
-                                          "conv2d_backward_weight_kernel<3>"});
+                                          "conv2d_simt_wgrad_kernel<3, 64>"});
+  // 1024 pixels, one tile: split in 4 with the planned workspace, unsplit without.
+  const ConvShape split{1, 2, 3, 32, 32, 1};
+  REQUIRE(sw::splits(split) == 4);
+  CHECK(launches(split, true, true) == Names{"conv2d_simt_pack_weights_kernel<true>",
+                                             "conv2d_simt_forward_kernel<1, 64>", "conv2d_simt_wgrad_kernel<1, 64>",
+                                             "conv2d_simt_wgrad_reduce_kernel<float>"});
   CHECK(launches(s3, false, false) == Names{"conv2d_forward_kernel<3>"});
-  CHECK(launches(s3, false, true) == Names{"conv2d_backward_data_kernel<3>", "conv2d_backward_weight_kernel<3>"});
+  CHECK(launches(s3, false, true) == Names{"conv2d_backward_data_kernel<3>", "conv2d_simt_wgrad_kernel<3, 64>"});
+  CHECK(launches(split, false, true) == Names{"conv2d_backward_data_kernel<1>", "conv2d_simt_wgrad_kernel<1, 64>"});
+  CHECK(launches(s5, true, true) == Names{"conv2d_backward_data_kernel<0>", "conv2d_backward_weight_kernel<0>"});
   CHECK(launches(s5, true, false) == Names{"conv2d_forward_kernel<0>"});
   {  // under TF32 the tensor-core kernels, not these
     kiln::cuda::MathModeScope tf32(kiln::cuda::MathMode::tf32);

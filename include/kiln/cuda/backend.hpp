@@ -36,6 +36,7 @@
 #include "conv2d_mma_bf16_wgrad.cuh"
 #include "conv2d_mma_wgrad.cuh"
 #include "conv2d_simt.cuh"
+#include "conv2d_simt_wgrad.cuh"
 #include "conv2d_strided.cuh"
 #include "elementwise.cuh"
 #include "loss.cuh"
@@ -178,9 +179,10 @@ struct Backend<Cuda> {
   // weight gradient's with both copies and the partial sums after them (mma_bf16_wgrad::layout).
   static std::size_t conv2d_workspace_floats(const ConvShape& s) {
     namespace k = kiln::cuda::kernels;
-    if (uses_simt(s))
-      return static_cast<std::size_t>(std::max(k::simt_conv::packed_weight_floats(s),
-                                               k::simt_conv::packed_weight_floats(k::simt_conv::transposed(s))));
+    if (uses_simt(s))  // + the SIMT weight gradient's split-K partial sums
+      return static_cast<std::size_t>(std::max(
+          {k::simt_conv::packed_weight_floats(s), k::simt_conv::packed_weight_floats(k::simt_conv::transposed(s)),
+           k::simt_wgrad::supports(s) ? k::simt_wgrad::workspace_floats(s) : std::int64_t{0}}));
     if (!uses_tensor_cores(s)) return 0;
     std::int64_t floats = static_cast<std::int64_t>(conv2d_forward_workspace_floats(s));
     if (uses_mma_forward(s) && k::mma_conv::supports(k::mma_conv::transposed(s)))
@@ -252,7 +254,9 @@ struct Backend<Cuda> {
                  w.data(), dy.data(), dx.data());
         });
       }
-      if (!dw.empty()) {
+      if (!dw.empty() && uses_simt(s) && kiln::cuda::kernels::simt_wgrad::supports(s)) {
+        conv2d_simt_wgrad(s, x, dy, dw, ws);
+      } else if (!dw.empty()) {
         const dim3 grid(static_cast<unsigned>(s.c_in), static_cast<unsigned>(s.c_out));
         with_kernel_size<1, 3, 0>(s.k, [&]<int K>() {
           launch(KILN_CUDA_KERNEL(conv2d_backward_weight_kernel, K), grid, dim3(reduce_threads), 0, s, x.data(),
@@ -609,6 +613,24 @@ struct Backend<Cuda> {
       else
         run.template operator()<64>();
     });
+  }
+
+  // dw += the SIMT weight gradient (kernels/conv2d_simt_wgrad.cuh): split over the pixels into
+  // partial sums in ws and reduced in split order where the workspace holds them, else unsplit.
+  static void conv2d_simt_wgrad(const ConvShape& s, const T& x, const T& dy, T& dw, T& ws) {
+    namespace sw = kiln::cuda::kernels::simt_wgrad;
+    if (s.c_in == 0 || s.c_out == 0) return;
+    const bool split = sw::splits(s) > 1 && static_cast<std::int64_t>(ws.numel()) >= sw::workspace_floats(s);
+    const int count = split ? sw::splits(s) : 1;
+    with_kernel_size<1, 3>(s.k, [&]<int K>() {
+      const dim3 grid(static_cast<unsigned>((s.c_in * K * K + sw::bm - 1) / sw::bm),
+                      static_cast<unsigned>((s.c_out + 63) / 64), static_cast<unsigned>(count));
+      launch(KILN_CUDA_KERNEL(conv2d_simt_wgrad_kernel, K, 64), grid, dim3(sw::threads), sw::Tile<64>::shared_bytes, s,
+             x.data(), dy.data(), dw.data(), split ? ws.data() : nullptr);
+    });
+    if (split)
+      launch_1d(KILN_CUDA_KERNEL_FLOAT(conv2d_simt_wgrad_reduce_kernel), sw::weights(s),
+                static_cast<int>(sw::weights(s)), count, static_cast<const float*>(ws.data()), dw.data());
   }
 
   // TF32 or BF16 math selects the tensor-core kernels, which exist for K = 1 and 3.
