@@ -39,6 +39,7 @@
 
 #include "kiln/core/conv_shape.hpp"
 #include "kiln/gpu/gpu.hpp"
+#include "vector_access.cuh"
 
 namespace kiln::cuda::kernels {
 
@@ -142,7 +143,7 @@ __global__ void __launch_bounds__(simt_conv::threads, 2)
   // The step being loaded: tap (u, v), first channel c0.
   int c0 = 0, u = 0, v = 0;
   float a_next[4];
-  float4 b_next;
+  Floats<4> b_next;  // one 16-byte access (vector_access.cuh: also one access on the emulator)
   auto load_global = [&]() {
     const int iy = a_py + u - P, ix = a_px + v - P;
     const bool tap_ok =
@@ -150,7 +151,7 @@ __global__ void __launch_bounds__(simt_conv::threads, 2)
     const float* src = x + (a_offset + c0 * HW + (u - P) * W + (v - P));
     KILN_UNROLL
     for (int j = 0; j < 4; ++j) a_next[j] = tap_ok && c0 + kb + j < cin ? src[j * HW] : 0.0f;
-    b_next = b_loader ? *reinterpret_cast<const float4*>(b_src) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    b_next = b_loader ? load_floats<4>(b_src) : Floats<4>{{0.0f, 0.0f, 0.0f, 0.0f}};
     b_src += b_step;
     c0 += bk;
     if (c0 >= cin_pad) {  // next tap
@@ -165,7 +166,7 @@ __global__ void __launch_bounds__(simt_conv::threads, 2)
     float* st = shared + stage * Tl::stage_floats;
     KILN_UNROLL
     for (int j = 0; j < 4; ++j) st[a_dst + j * bm] = a_next[j];
-    if (tid < Tl::b_loaders) *reinterpret_cast<float4*>(st + b_dst) = b_next;
+    if (tid < Tl::b_loaders) store_floats<4>(st + b_dst, b_next);
   };
 
   float acc[8][TN];
@@ -241,9 +242,8 @@ __global__ void __launch_bounds__(simt_conv::threads, 2)
       for (int j = 0; j < TN; ++j) {
         const int o = n0 + (j / 4) * 64 + tn * 4 + j % 4;
         if (o < cout)
-          *reinterpret_cast<float4*>(out + o * HW) =
-              make_float4(acc[h * 4][j] + bias_of[j], acc[h * 4 + 1][j] + bias_of[j], acc[h * 4 + 2][j] + bias_of[j],
-                          acc[h * 4 + 3][j] + bias_of[j]);
+          store_floats<4>(out + o * HW, Floats<4>{{acc[h * 4][j] + bias_of[j], acc[h * 4 + 1][j] + bias_of[j],
+                                                   acc[h * 4 + 2][j] + bias_of[j], acc[h * 4 + 3][j] + bias_of[j]}});
       }
     } else {
       KILN_UNROLL
