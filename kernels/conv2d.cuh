@@ -1,6 +1,9 @@
 #pragma once
 // Conv2d kernels: stride 1, zero padding K/2, NCHW, weight [Cout, Cin, K, K] (kiln::ConvShape).
 // The CPU oracle is kiln::cpu::reference::conv2d_forward / conv2d_backward.
+// Under strict fp32 Backend<Cuda> runs these only where the SIMT implicit GEMMs (conv2d_simt.cuh,
+// conv2d_simt_wgrad.cuh) do not: K other than 1 and 3, no planned workspace (forward and input
+// gradient), tensors past 32-bit offsets.
 //
 // Forward and input gradient are shared-memory tiled direct convolutions: a block of
 // conv_tile x conv_tile threads computes one output tile for conv_channels_per_block output

@@ -36,6 +36,8 @@
 #include "conv2d_mma_bf16.cuh"
 #include "conv2d_mma_bf16_wgrad.cuh"
 #include "conv2d_mma_wgrad.cuh"
+#include "conv2d_simt.cuh"
+#include "conv2d_simt_wgrad.cuh"
 #include "conv2d_strided.cuh"
 #include "elementwise.cuh"
 #include "loss.cuh"
@@ -168,7 +170,8 @@ struct Backend<Cuda> {
   static kiln::cuda::MathMode math_mode() { return kiln::cuda::math_mode(); }
 
   // ---- Conv2d -------------------------------------------------------------
-  // Strict fp32 needs no scratch memory. TF32: the forward's packed weights, the input gradient's
+  // Strict fp32: the SIMT implicit GEMM's packed weights (forward or input gradient, never live
+  // at once; conv2d_simt.cuh), where it takes the shape. TF32: the forward's packed weights, the input gradient's
   // packed weights (both mma.sync) and the weight gradient's split-K partial sums (mma.sync, or the
   // implicit GEMM's where the mma kernel does not take the shape), never live at once, so the
   // largest of them. BF16: the forward's and the input gradient's with x's / dy's NHWC BF16 copy, the
@@ -176,6 +179,10 @@ struct Backend<Cuda> {
   // where a BF16 NHWC kernel does not take the shape, what its TF32 stand-in needs.
   static std::size_t conv2d_workspace_floats(const ConvShape& s) {
     namespace k = kiln::cuda::kernels;
+    if (uses_simt(s))  // + the SIMT weight gradient's split-K partial sums
+      return static_cast<std::size_t>(std::max(
+          {k::simt_conv::packed_weight_floats(s), k::simt_conv::packed_weight_floats(k::simt_conv::transposed(s)),
+           k::simt_wgrad::supports(s) ? k::simt_wgrad::workspace_floats(s) : std::int64_t{0}}));
     if (!uses_tensor_cores(s)) return 0;
     std::int64_t floats = static_cast<std::int64_t>(conv2d_forward_workspace_floats(s));
     if (bf16_math() && uses_mma_forward(s) && k::mma_bf16::supports(k::mma_conv::transposed(s)))
@@ -191,9 +198,10 @@ struct Backend<Cuda> {
 
   // TF32: the weights packed for the mma.sync kernel. BF16: its BF16 packing and the NHWC BF16 copy
   // of the input (conv2d_mma_bf16.cuh), or the TF32 packing where that kernel does not take the
-  // shape (its TF32 stand-in). Strict fp32 needs nothing.
+  // shape (its TF32 stand-in). Strict fp32: the SIMT implicit GEMM's packed weights.
   static std::size_t conv2d_forward_workspace_floats(const ConvShape& s) {
     namespace k = kiln::cuda::kernels;
+    if (uses_simt(s)) return static_cast<std::size_t>(k::simt_conv::packed_weight_floats(s));
     if (!uses_mma_forward(s)) return 0;
     if (bf16_math() && k::mma_bf16::supports(s))
       return static_cast<std::size_t>(k::mma_bf16::packed_weight_floats(s) + k::mma_bf16::nhwc_floats(s));
@@ -217,6 +225,13 @@ struct Backend<Cuda> {
       });
       return;
     }
+    if (uses_simt(s) &&
+        static_cast<std::int64_t>(ws.numel()) >= kiln::cuda::kernels::simt_conv::packed_weight_floats(s)) {
+      conv2d_simt<false>(s, x, w, ptr(b), y, ws);
+      return;
+    }
+    // Strict fp32 outside the SIMT implicit GEMM (K other than 1 and 3, no planned workspace,
+    // offsets past 32 bits): the direct tiled kernel.
     const dim3 grid = conv_grid(s, s.c_out);
     with_kernel_size<1, 3, 0>(s.k, [&]<int K>() {
       launch(KILN_CUDA_KERNEL(conv2d_forward_kernel, K), grid, conv_block(), conv_shared_bytes(s), s, x.data(),
@@ -230,14 +245,20 @@ struct Backend<Cuda> {
     if (uses_tensor_cores(s)) {
       conv2d_backward_tf32(s, x, w, dy, dx, dw, ws);
     } else {
-      if (!dx.empty()) {
+      if (!dx.empty() && uses_simt(s) &&
+          static_cast<std::int64_t>(ws.numel()) >=
+              kiln::cuda::kernels::simt_conv::packed_weight_floats(kiln::cuda::kernels::simt_conv::transposed(s))) {
+        conv2d_simt<true>(s, dy, w, nullptr, dx, ws);
+      } else if (!dx.empty()) {
         const dim3 grid = conv_grid(s, s.c_in);
         with_kernel_size<1, 3, 0>(s.k, [&]<int K>() {
           launch(KILN_CUDA_KERNEL(conv2d_backward_data_kernel, K), grid, conv_block(), conv_shared_bytes(s), s,
                  w.data(), dy.data(), dx.data());
         });
       }
-      if (!dw.empty()) {
+      if (!dw.empty() && uses_simt(s) && kiln::cuda::kernels::simt_wgrad::supports(s)) {
+        conv2d_simt_wgrad(s, x, dy, dw, ws);
+      } else if (!dw.empty()) {
         const dim3 grid(static_cast<unsigned>(s.c_in), static_cast<unsigned>(s.c_out));
         with_kernel_size<1, 3, 0>(s.k, [&]<int K>() {
           launch(KILN_CUDA_KERNEL(conv2d_backward_weight_kernel, K), grid, dim3(reduce_threads), 0, s, x.data(),
@@ -566,6 +587,52 @@ struct Backend<Cuda> {
     if (x < 1) x = 1;
     if (x > 1024) x = 1024;
     return dim3(static_cast<unsigned>(x), static_cast<unsigned>(channels), static_cast<unsigned>(images));
+  }
+
+  // Strict fp32 runs the forward and the input gradient on the SIMT implicit GEMM
+  // (kernels/conv2d_simt.cuh) where it takes the shape and the layer planned its workspace.
+  static bool uses_simt(const ConvShape& s) {
+    return !kiln::cuda::tensor_core_mode(kiln::cuda::math_mode()) && kiln::cuda::kernels::simt_conv::supports(s);
+  }
+  // The SIMT implicit GEMM: the weights packed into ws, then the GEMM on shape s (Dgrad = false:
+  // y = conv(in, w) + b) or on transposed(s) (Dgrad = true: in = dy, out = dx, b null).
+  template <bool Dgrad>
+  static void conv2d_simt(const ConvShape& s, const T& in, const T& w, const float* b, T& out, T& ws) {
+    namespace sc = kiln::cuda::kernels::simt_conv;
+    const ConvShape fs = Dgrad ? sc::transposed(s) : s;
+    if (fs.c_out == 0) return;
+    launch_1d(KILN_CUDA_KERNEL(conv2d_simt_pack_weights_kernel, Dgrad), sc::packed_weight_floats(fs), fs, w.data(),
+              ws.data());
+    with_kernel_size<1, 3>(fs.k, [&]<int K>() {
+      auto run = [&]<int BN>() {
+        const dim3 grid(static_cast<unsigned>((fs.n * fs.h * fs.w + sc::bm - 1) / sc::bm),
+                        static_cast<unsigned>((fs.c_out + BN - 1) / BN));
+        launch(KILN_CUDA_KERNEL(conv2d_simt_forward_kernel, K, BN), grid, dim3(sc::threads), sc::Tile<BN>::shared_bytes,
+               fs, in.data(), ws.data(), b, out.data());
+      };
+      if (sc::block_n(fs) == 128)
+        run.template operator()<128>();
+      else
+        run.template operator()<64>();
+    });
+  }
+
+  // dw += the SIMT weight gradient (kernels/conv2d_simt_wgrad.cuh): split over the pixels into
+  // partial sums in ws and reduced in split order where the workspace holds them, else unsplit.
+  static void conv2d_simt_wgrad(const ConvShape& s, const T& x, const T& dy, T& dw, T& ws) {
+    namespace sw = kiln::cuda::kernels::simt_wgrad;
+    if (s.c_in == 0 || s.c_out == 0) return;
+    const bool split = sw::splits(s) > 1 && static_cast<std::int64_t>(ws.numel()) >= sw::workspace_floats(s);
+    const int count = split ? sw::splits(s) : 1;
+    with_kernel_size<1, 3>(s.k, [&]<int K>() {
+      const dim3 grid(static_cast<unsigned>((s.c_in * K * K + sw::bm - 1) / sw::bm),
+                      static_cast<unsigned>((s.c_out + 63) / 64), static_cast<unsigned>(count));
+      launch(KILN_CUDA_KERNEL(conv2d_simt_wgrad_kernel, K, 64), grid, dim3(sw::threads), sw::Tile<64>::shared_bytes, s,
+             x.data(), dy.data(), dw.data(), split ? ws.data() : nullptr);
+    });
+    if (split)
+      launch_1d(KILN_CUDA_KERNEL_FLOAT(conv2d_simt_wgrad_reduce_kernel), sw::weights(s),
+                static_cast<int>(sw::weights(s)), count, static_cast<const float*>(ws.data()), dw.data());
   }
 
   // TF32 or BF16 math selects the tensor-core kernels, which exist for K = 1 and 3.

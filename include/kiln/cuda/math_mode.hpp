@@ -1,7 +1,8 @@
 #pragma once
 // The math mode of Backend<Cuda>'s convolutions, a process-wide setting (default strict fp32):
-//   MathMode::strict_fp32  the SIMT kernels of kernels/conv2d.cuh: fp32 multiply-adds, the
-//                          reference (like cuDNN's CUDNN_FMA_MATH).
+//   MathMode::strict_fp32  fp32 multiply-adds, the reference (like cuDNN's CUDNN_FMA_MATH): the
+//                          SIMT implicit GEMMs of kernels/conv2d_simt*.cuh for K = 1 and 3, the
+//                          direct kernels of kernels/conv2d.cuh elsewhere (other K, no workspace).
 //   MathMode::tf32         the implicit-GEMM tensor-core kernels of kernels/conv2d_igemm.cuh for
 //                          K = 1 and 3 (other kernel sizes keep the strict kernels): operands rounded
 //                          to TF32 (10 mantissa bits), fp32 accumulation (like CUDNN_TENSOR_OP_MATH

@@ -20,6 +20,8 @@
 #include "conv2d_mma_bf16.cuh"
 #include "conv2d_mma_bf16_wgrad.cuh"
 #include "conv2d_mma_wgrad.cuh"
+#include "conv2d_simt.cuh"
+#include "conv2d_simt_wgrad.cuh"
 #include "conv2d_strided.cuh"
 
 #if defined(KILN_CUDA_IMPLEMENTATION)
@@ -41,6 +43,12 @@ KILN_CUDA_ONCE(conv2d_backward_weight_kernel<0>)
 KILN_CUDA_ONCE(conv2d_strided_forward_kernel<float>)
 KILN_CUDA_ONCE(conv2d_strided_backward_data_kernel<float>)
 KILN_CUDA_ONCE(conv2d_strided_backward_weight_kernel<float>)
+KILN_CUDA_ONCE(conv2d_simt_pack_weights_kernel<false>)
+KILN_CUDA_ONCE(conv2d_simt_pack_weights_kernel<true>)
+KILN_CUDA_ONCE_K(conv2d_simt_forward_kernel, , 64)
+KILN_CUDA_ONCE_K(conv2d_simt_forward_kernel, , 128)
+KILN_CUDA_ONCE_K(conv2d_simt_wgrad_kernel, , 64)
+KILN_CUDA_ONCE(conv2d_simt_wgrad_reduce_kernel<float>)
 // TF32 implicit GEMM.
 KILN_CUDA_ONCE_K(conv2d_igemm_forward_kernel)
 KILN_CUDA_ONCE_K(conv2d_igemm_backward_data_kernel)

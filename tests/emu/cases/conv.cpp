@@ -107,6 +107,10 @@ void add_tiny_conv_cases(std::vector<KernelCase>& t) {
   tiny("tiny Conv2d<2,3,1> N=1 4x5", [](Report& r) {
     layer_case<kiln::Conv2d<2, 3, 1, Cpu>, kiln::Conv2d<2, 3, 1, Cuda>>(r, Shape::nchw(1, 2, 4, 5), Mode::train, 203);
   });
+  tiny("tiny Conv2d<2,3,1> N=1 32x16 (split SIMT weight gradient)", [](Report& r) {
+    layer_case<kiln::Conv2d<2, 3, 1, Cpu>, kiln::Conv2d<2, 3, 1, Cuda>>(r, Shape::nchw(1, 2, 32, 16), Mode::train, 207,
+                                                                        tight, loose);
+  });
   tiny("tiny Conv2d<1,2,5> N=1 3x4", [](Report& r) {
     layer_case<kiln::Conv2d<1, 2, 5, Cpu>, kiln::Conv2d<1, 2, 5, Cuda>>(r, Shape::nchw(1, 1, 3, 4), Mode::train, 205);
   });

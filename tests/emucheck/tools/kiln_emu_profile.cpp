@@ -228,17 +228,20 @@ int run(const Options& o) {
     if (contains(r.kernel, "adam") || contains(r.kernel, "sgd")) phase = r.phase = "optimizer";
     // The mma.sync input gradient is the forward kernel on the transposed shape: named apart.
     if (phase == "backward" &&
-        (contains(r.kernel, "conv2d_mma_forward") || contains(r.kernel, "conv2d_mma_bf16_forward")) &&
+        (contains(r.kernel, "conv2d_mma_forward") || contains(r.kernel, "conv2d_mma_bf16_forward") ||
+         contains(r.kernel, "conv2d_simt_forward")) &&
         !contains(r.kernel, "(dgrad)"))
       r.kernel += " (dgrad)";
     const bool forward_conv =
         (contains(r.kernel, "conv2d_forward") || contains(r.kernel, "conv2d_igemm_forward") ||
-         contains(r.kernel, "conv2d_mma_forward") || contains(r.kernel, "conv2d_mma_bf16_forward")) &&
+         contains(r.kernel, "conv2d_mma_forward") || contains(r.kernel, "conv2d_mma_bf16_forward") ||
+         contains(r.kernel, "conv2d_simt_forward")) &&
         !contains(r.kernel, "(dgrad)");
     const bool backward_conv = contains(r.kernel, "conv2d_backward") || contains(r.kernel, "conv2d_igemm_backward") ||
                                contains(r.kernel, "reduce_splits") || contains(r.kernel, "(dgrad)") ||
                                contains(r.kernel, "conv2d_mma_wgrad") || contains(r.kernel, "conv2d_mma_bf16_wgrad") ||
-                               contains(r.kernel, "pack_weights_dgrad");
+                               contains(r.kernel, "pack_weights_dgrad") || contains(r.kernel, "conv2d_simt_wgrad") ||
+                               contains(r.kernel, "conv2d_simt_pack_weights_kernel<true>");
     // Convolutions: FLOPs and the compulsory global bytes (every tensor read or written once) from
     // the layer's shape. The sampled-block extrapolation of distinct bytes cannot see that every
     // block of a weight gradient reads the same activations, so it is replaced here.
@@ -266,12 +269,14 @@ int run(const Options& o) {
         if (contains(r.kernel, "conv2d_mma_bf16_forward"))  // dy as the NHWC BF16 copy, w as BF16
           p.global_distinct_bytes =
               2.0 * pixels(c) * ((c.c_out + 15) / 16 * 16) + 2.0 * weights(c) + 4.0 * pixels(c) * c.c_in;
-      } else if (contains(r.kernel, "pack_weights_dgrad")) {  // w read, the transposed copy written (as below)
+      } else if (contains(r.kernel, "pack_weights_dgrad") ||
+                 contains(r.kernel,
+                          "conv2d_simt_pack_weights_kernel<true>")) {  // w read, the transposed copy written (as below)
         const double padded = 1.0 * c.c_in * c.k * c.k * ((c.c_out + 15) / 16 * 16);
         p.global_distinct_bytes = 4.0 * (weights(c) + padded);
-      } else if (contains(r.kernel, "backward_weight") ||
+      } else if (contains(r.kernel, "backward_weight") || contains(r.kernel, "conv2d_mma_wgrad_kernel") ||
                  contains(r.kernel,
-                          "conv2d_mma_wgrad_kernel")) {  // dw read and written (+=); split-K partials not counted
+                          "conv2d_simt_wgrad_kernel")) {  // dw read and written (+=); split-K partials not counted
         p.flops = 2.0 * pixels(c) * weights(c);
         p.global_distinct_bytes = 4.0 * (pixels(c) * (c.c_in + c.c_out) + 2.0 * weights(c));
       } else if (contains(r.kernel, "conv2d_mma_bf16_wgrad_kernel")) {  // x and dy as NHWC BF16 copies; dw += as above
@@ -280,7 +285,8 @@ int run(const Options& o) {
             2.0 * pixels(c) * ((c.c_in + 15) / 16 * 16 + (c.c_out + 15) / 16 * 16) + 8.0 * weights(c);
       }
     }
-    if ((contains(r.kernel, "conv2d_mma_pack_weights_kernel") || contains(r.kernel, "conv2d_mma_pack_weights_bf16")) &&
+    if ((contains(r.kernel, "conv2d_mma_pack_weights_kernel") || contains(r.kernel, "conv2d_mma_pack_weights_bf16") ||
+         contains(r.kernel, "conv2d_simt_pack_weights_kernel<false>")) &&
         next_forward < convs.size()) {  // the next forward conv
       // The sampled-block extrapolation cannot see that the grid-stride blocks re-read w's sectors.
       const ConvLayer& c = convs[next_forward];
