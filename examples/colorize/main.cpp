@@ -2,7 +2,7 @@
 // written by kiln-train. See docs/programs.md, or run kiln-colorize --help.
 // main.cpp is compiled once; the network of the checkpoint's (model, device) pair is behind
 // ModelColorizer (model_colorizer.hpp), instantiated in a translation unit of its own.
-#include <CLI/CLI.hpp>
+#include "../common/cli11.hpp"
 #include <kiln/io/checkpoint.hpp>
 #include <kiln/io/dataset.hpp>
 #include <kiln/io/image.hpp>

@@ -5,7 +5,7 @@
 // std::to_string (a 310-digit number for a double's maximum) and say "Value abc not in range"
 // for text; these refuse anything that is not a finite number, in a sentence:
 //   --lr: 'nan' is not a finite number (give e.g. 0.001)
-#include <CLI/CLI.hpp>
+#include "cli11.hpp"
 
 #include <filesystem>
 #include <limits>

@@ -16,7 +16,7 @@
 #include <kiln/io/pair_loader.hpp>
 #include <kiln/train/quality.hpp>
 
-#include <CLI/CLI.hpp>
+#include "../common/cli11.hpp"
 #include <omp.h>
 
 #include <algorithm>

@@ -2,7 +2,7 @@
 // See docs/programs.md, or run kiln-train --help.
 // main() reads the command line (and a resumed checkpoint's settings) and hands the run to
 // run_training (run.hpp), which picks the (model, device) pair's translation unit.
-#include <CLI/CLI.hpp>
+#include "../common/cli11.hpp"
 #include <kiln/io/io_error.hpp>
 #include <kiln/io/safetensors.hpp>
 #include <nlohmann/json.hpp>

@@ -81,7 +81,9 @@ TEST_CASE("CPU dispatch: KILN_CPU_ISA values are parsed and refused with a reaso
 }
 
 TEST_CASE("CPU dispatch: the GEMM of every available path matches the triple loop") {
-  constexpr std::int64_t sizes[] = {1, 7, 17, 33, 129};
+  // Odd sizes that exercise every edge tile (test_cpu_gemm.cpp checks the build's own
+  // configuration at the same ones), and a K of 300 that is cut into blocks.
+  constexpr std::int64_t sizes[] = {1, 7, 13, 17, 31, 33, 129};
   for (cpu::Isa isa : cpu::available_isas()) {
     const cpu::GemmKernels& k = cpu::gemm_kernels(isa);
     Rng rng(5);
@@ -90,7 +92,7 @@ TEST_CASE("CPU dispatch: the GEMM of every available path matches the triple loo
       const bool ta = trans & 1, tb = trans & 2;
       for (std::int64_t M : sizes)
         for (std::int64_t N : sizes)
-          for (std::int64_t K : {std::int64_t{1}, std::int64_t{13}, std::int64_t{300}}) {
+          for (std::int64_t K : {1, 7, 13, 17, 31, 33, 129, 300}) {
             const std::int64_t lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 3, ldc = N + 3;
             const auto A = random_vector(std::size_t((ta ? K : M) * lda), rng);
             const auto B = random_vector(std::size_t((tb ? N : K) * ldb), rng);
@@ -109,12 +111,18 @@ TEST_CASE("CPU dispatch: the GEMM of every available path matches the triple loo
 }
 
 TEST_CASE("CPU dispatch: the convolutions of every available path match the plain loops, identically across threads") {
-  // Both paths (padded planes at W >= 16, col rows below and for 1x1), edge tiles, two
-  // pixel chunks, several bands, image groups, the 1x1 dot-product weight gradient.
-  const ConvShape shapes[] = {{3, 5, 7, 13, 11, 3},  {3, 5, 7, 13, 11, 1},  {2, 17, 9, 4, 4, 3},
-                              {16, 32, 24, 4, 4, 3}, {2, 9, 33, 9, 50, 5},  {1, 8, 16, 64, 64, 3},
-                              {3, 5, 6, 6, 16, 3},   {2, 64, 8, 64, 64, 3}, {4, 40, 20, 12, 12, 3},
-                              {6, 40, 8, 9, 7, 3},   {2, 6, 10, 40, 30, 1}, {40, 4, 6, 8, 8, 3}};
+  // The shapes of test_cpu_gemm.cpp's check of the build's own configuration (its comments
+  // say which path each takes): odd channel counts (edge tiles), images smaller than a panel,
+  // wide and odd images, batch 1, K = 1, 3, 5; the padded-plane path (W >= 16) with several
+  // bands and image groups; col rows K-blocked over two pixel chunks; both weight-gradient
+  // forms over two chunks; Winograd F(2x2, 3x3) in one chunk and in several.
+  const ConvShape shapes[] = {
+      {3, 5, 7, 13, 11, 3},   {3, 5, 7, 13, 11, 1},   {1, 3, 16, 7, 5, 3},   {2, 17, 9, 4, 4, 3},
+      {16, 32, 24, 4, 4, 3},  {1, 1, 1, 1, 1, 3},     {2, 9, 33, 9, 50, 5},  {5, 40, 20, 2, 3, 3},
+      {1, 8, 16, 64, 64, 3},  {4, 33, 2, 6, 6, 1},    {3, 5, 6, 6, 16, 3},   {1, 4, 8, 40, 128, 3},
+      {2, 64, 8, 64, 63, 3},  {2, 64, 8, 64, 64, 3},  {5, 3, 4, 20, 40, 3},  {4, 40, 20, 12, 12, 3},
+      {5, 30, 12, 8, 8, 3},   {6, 40, 8, 9, 7, 3},    {2, 6, 10, 40, 30, 1}, {40, 4, 6, 8, 8, 3},
+      {3, 20, 18, 16, 16, 3}, {4, 64, 24, 20, 18, 3}, {2, 17, 70, 16, 22, 3}};
   for (cpu::Isa isa : cpu::available_isas()) {
     const cpu::ConvKernels& k = cpu::conv_kernels(isa);
     for (const ConvShape& s : shapes) {
