@@ -61,9 +61,6 @@ constexpr Exemption exemptions[] = {
     {"conv2d_mma_pack_weights",
      "the mma convolutions' weight packing (kernels/conv2d_mma.cuh): a gather along K*K of the [Cout][Cin][K][K] "
      "weights, 21-44 % coalesced; weights only, once per layer and step (docs/kernels.md)"},
-    {"conv2d_mma_wgrad_reduce_kernel<3>",
-     "the mma weight gradient's split-K reduction (kernels/conv2d_mma_wgrad.cuh): writes dw[o][c][tap] from "
-     "[split][tap][o][c], 37 % coalesced; open (docs/kernels.md, Known limits)"},
 };
 
 const Exemption* exemption_of(const std::string& kernel) {
