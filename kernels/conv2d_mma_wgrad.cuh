@@ -250,7 +250,9 @@ __global__ void conv2d_mma_wgrad_reduce_kernel(ConvShape s, const float* partial
   for (int first = static_cast<int>(blockIdx.x) * tile; first < pairs; first += static_cast<int>(gridDim.x) * tile) {
     const int own = pairs - first < tile ? pairs - first : tile;  // the tile's oc (the last may be short)
     if (j < own) {
-      KILN_UNROLL
+#if KILN_GPU_REAL
+#pragma unroll 1  // a memory-bound loop: unrolling the taps multiplied the code (1700 instructions)
+#endif
       for (int t = 0; t < KK; ++t) {
         const float* p = partial + t * pairs + first + j;  // partial[0][t][oc]
         float sum = 0.0f;

@@ -348,3 +348,42 @@ TEST_CASE("conv2d_mma_wgrad: shapes taken, split-K plan, dgrad packing size") {
   CHECK_THROWS_WITH_AS(mw::backward_weight({1, 3, 2, 5, 7, 3}, nullptr, nullptr, nullptr, nullptr),
                        doctest::Contains("H*W a multiple of 4"), kiln::gpu::Error);
 }
+
+namespace {
+
+// dw += the splits of partial[split][tap][o][c] added from 0.0f in split order: the exact bits the
+// reduction must give (its tiled transpose only moves where the sums are written).
+template <int K>
+void check_wgrad_reduce(int cout, int cin, int splits, unsigned blocks) {
+  constexpr int KK = K * K;
+  const ConvShape s{1, cin, cout, 4, 4, K};
+  const int pairs = cout * cin, count = pairs * KK;
+  const auto partial = uniform(static_cast<std::size_t>(splits * count), 31, -2.0f, 2.0f);
+  const auto dw0 = uniform(static_cast<std::size_t>(count), 32, -1.0f, 1.0f);
+  DeviceBuffer<float> p(partial), dw(dw0);
+  KILN_LAUNCH(kiln::cuda::kernels::conv2d_mma_wgrad_reduce_kernel<K>, dim3(blocks), dim3(mw::reduce_threads), 0,
+              nullptr, s, static_cast<const float*>(p.get()), splits, dw.get());
+  const auto got = dw.download();
+  int wrong = 0;
+  for (int oc = 0; oc < pairs; ++oc)
+    for (int t = 0; t < KK; ++t) {
+      float sum = 0.0f;
+      for (int sp = 0; sp < splits; ++sp) sum += partial[static_cast<std::size_t>(sp * count + t * pairs + oc)];
+      const float want = dw0[static_cast<std::size_t>(oc * KK + t)] + sum;
+      wrong +=
+          std::bit_cast<std::uint32_t>(got[static_cast<std::size_t>(oc * KK + t)]) != std::bit_cast<std::uint32_t>(want)
+              ? 1
+              : 0;
+    }
+  INFO("K=", K, " ", cin, "->", cout, ", ", splits, " splits, ", blocks, " blocks");
+  CHECK(wrong == 0);
+}
+
+}  // namespace
+
+TEST_CASE("conv2d_mma_wgrad_reduce_kernel: the splits in order, bit for bit (short tile, several tiles, grid-stride)") {
+  check_wgrad_reduce<3>(5, 7, 3, 1);    // 35 (o, c): one short tile
+  check_wgrad_reduce<3>(20, 30, 4, 2);  // 600: two blocks over three tiles, the last short
+  check_wgrad_reduce<1>(17, 19, 2, 2);  // K = 1: 323, one full tile and a short one
+  check_wgrad_reduce<3>(16, 32, 5, 2);  // 512: exactly two tiles
+}
