@@ -192,8 +192,9 @@ TEST_CASE("traffic targets: one U-Net step, memory-bound kernels >= 90 % coalesc
     // bias gradient, loss, Adam, the reductions) and its tensor-core convolutions were judged.
     CHECK(v.memory_bound_checked >= 12);
     CHECK(v.tensor_core_checked >= 2);
-    for (const std::string must : {"sum_partials_kernel<float>", "channel_sum_partial_kernel<4>",
-                                   "batchnorm_apply_kernel<4, true>", "adam_multi_tensor_kernel<float>"}) {
+    for (const std::string must :
+         {"sum_partials_kernel<float>", "channel_sum_partial_kernel<4>", "batchnorm_apply_kernel<4, true>",
+          "adam_multi_tensor_kernel<float>", "conv2d_mma_wgrad_reduce_kernel<3>"}) {
       INFO(must);
       REQUIRE(traffic.count(must) == 1);
       CHECK(traffic.at(must).sector_bytes() >= min_checked_bytes);
