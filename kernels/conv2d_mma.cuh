@@ -135,7 +135,8 @@ struct PackStage {
 // boundary so that a warp's requests cover whole sectors.
 __device__ __forceinline__ void stage_rows(const float* w, int begin, int stride, int len, int rows, float* sh,
                                            int sh_stride) {
-  const int span = len + 7;  // a row from its aligned start
+  // A row from its aligned start, padded to whole sectors: every 32-lane request starts on a sector.
+  const int span = (len + 14) & ~7;
   for (int j = static_cast<int>(threadIdx.x); j < rows * span; j += static_cast<int>(blockDim.x)) {
     const int r = j / span, first = begin + r * stride, g = (first & ~7) + (j - r * span);
     if (g >= first && g < first + len) sh[r * sh_stride + (g - first)] = w[g];

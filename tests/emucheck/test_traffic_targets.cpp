@@ -12,6 +12,7 @@
 // per-channel kernels of NCHW tensors cannot coalesce 2x2 planes, which only toy shapes have.
 #include <doctest/doctest.h>
 
+#include <array>
 #include <cstdint>
 #include <cstdio>
 #include <map>
@@ -57,11 +58,9 @@ struct Exemption {
   const char* reason;
 };
 // Below the target, with the reason; each must still appear in the step (a stale entry fails).
-constexpr Exemption exemptions[] = {
-    {"conv2d_mma_pack_weights",
-     "the mma convolutions' weight packing (kernels/conv2d_mma.cuh): a gather along K*K of the [Cout][Cin][K][K] "
-     "weights, 21-44 % coalesced; weights only, once per layer and step (docs/kernels.md)"},
-};
+// None today: the last two (the mma weight packings and the split-K weight-gradient reduction)
+// were fixed by staging through shared memory (docs/kernels.md, "Memory-bound kernels").
+constexpr std::array<Exemption, 0> exemptions{};
 
 const Exemption* exemption_of(const std::string& kernel) {
   for (const Exemption& e : exemptions)
