@@ -113,31 +113,29 @@ __global__ void conv2d_nhwc_bf16_kernel(int pixels, int hw, int c, const T* x, _
 }
 
 // wp[o][t][c] = bf16(w[o][c][t]) for c < Cin, 0 for Cin <= c < cin_pad (natural channel order, as
-// the NHWC copy). Grid-stride.
+// the NHWC copy). K = 3: tiles staged through shared memory (mma_conv::pack_staged); K = 1
+// (contiguous already): grid-stride.
 template <int K>
 __global__ void conv2d_mma_pack_weights_bf16_kernel(ConvShape s, const float* w, __nv_bfloat16* wp) {
-  constexpr int KK = K * K;
-  const int cin = static_cast<int>(s.c_in), cin_pad = mma_conv::channels_padded(s.c_in);
-  const int count = static_cast<int>(s.c_out) * KK * cin_pad;
-  for (int i = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x); i < count;
-       i += static_cast<int>(gridDim.x * blockDim.x)) {
-    const int c = i % cin_pad, t = i / cin_pad % KK, o = i / (cin_pad * KK);
-    wp[i] = __float2bfloat16_rn(c < cin ? w[(o * cin + c) * KK + t] : 0.0f);
+  if constexpr (K == 1) {
+    const int cin = static_cast<int>(s.c_in), cin_pad = mma_conv::channels_padded(s.c_in);
+    const int count = static_cast<int>(s.c_out) * cin_pad;
+    for (int i = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x); i < count;
+         i += static_cast<int>(gridDim.x * blockDim.x)) {
+      const int o = i / cin_pad, c = i - o * cin_pad;
+      wp[i] = __float2bfloat16_rn(c < cin ? w[o * cin + c] : 0.0f);
+    }
+  } else {
+    mma_conv::pack_staged<K, false, true>(s, w, wp, [](float v) { return __float2bfloat16_rn(v); });
   }
 }
 
 // The input gradient's weights for the kernel on the transposed shape: wp[c][t][o] =
-// bf16(w[o][c][KK-1-t]) for o < Cout, 0 for Cout <= o < cout_pad (natural order). Grid-stride.
+// bf16(w[o][c][KK-1-t]) for o < Cout, 0 for Cout <= o < cout_pad (natural order). Tiles staged
+// through shared memory (mma_conv::pack_staged).
 template <int K>
 __global__ void conv2d_mma_pack_weights_dgrad_bf16_kernel(ConvShape s, const float* w, __nv_bfloat16* wp) {
-  constexpr int KK = K * K;
-  const int cin = static_cast<int>(s.c_in), cout = static_cast<int>(s.c_out);
-  const int cout_pad = mma_conv::channels_padded(s.c_out), count = cin * KK * cout_pad;
-  for (int i = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x); i < count;
-       i += static_cast<int>(gridDim.x * blockDim.x)) {
-    const int o = i % cout_pad, t = i / cout_pad % KK, c = i / (cout_pad * KK);
-    wp[i] = __float2bfloat16_rn(o < cout ? w[(o * cin + c) * KK + (KK - 1 - t)] : 0.0f);
-  }
+  mma_conv::pack_staged<K, true, true>(s, w, wp, [](float v) { return __float2bfloat16_rn(v); });
 }
 
 // y = conv(x, w) + b (b may be null) from the NHWC BF16 copy xh of x and the packed weights wp.

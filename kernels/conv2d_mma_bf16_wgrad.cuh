@@ -239,9 +239,10 @@ inline void backward_weight(const ConvShape& s, const float* x, const float* dy,
                 Tile<BT>::shared_bytes, stream, s, static_cast<const __nv_bfloat16*>(xh),
                 static_cast<const __nv_bfloat16*>(dyh), out, sp.steps_per_split);
     if (sp.count > 1) {
-      const std::int64_t count = s.c_out * s.c_in * K * K;
-      const unsigned blocks = static_cast<unsigned>((count + 255) / 256 < 4096 ? (count + 255) / 256 : 4096);
-      KILN_LAUNCH(conv2d_mma_wgrad_reduce_kernel<K>, dim3(blocks), dim3(256), 0, stream, s,
+      const std::int64_t pairs = s.c_out * s.c_in;
+      const std::int64_t tiles = (pairs + mma_wgrad::reduce_threads - 1) / mma_wgrad::reduce_threads;
+      const unsigned blocks = static_cast<unsigned>(tiles < 4096 ? tiles : 4096);
+      KILN_LAUNCH(conv2d_mma_wgrad_reduce_kernel<K>, dim3(blocks), dim3(mma_wgrad::reduce_threads), 0, stream, s,
                   static_cast<const float*>(partials), sp.count, dw);
     }
   });

@@ -48,7 +48,8 @@ namespace mma_wgrad {
 
 inline constexpr int bk = 16;  // pixels per pipeline stage
 inline constexpr int stages = 3;
-inline constexpr int warp_tile = 64;  // 64 output x 64 input channels per warp
+inline constexpr int warp_tile = 64;        // 64 output x 64 input channels per warp
+inline constexpr int reduce_threads = 256;  // conv2d_mma_wgrad_reduce_kernel's block: oc per tile
 
 template <int BT>
 struct Tile {
@@ -236,17 +237,33 @@ __global__ void __launch_bounds__(mma_wgrad::Tile<BT>::threads, 2)
 }
 
 // dw[o][c][t] += sum over splits of partial[split][t][o][c], splits in order (deterministic).
-// Consecutive threads read consecutive partial sums. Grid-stride over Cout*Cin*K*K.
+// A tiled transpose: a block takes reduce_threads consecutive oc = o*Cin + c; thread j sums its
+// oc's splits for each tap (consecutive threads read consecutive partial sums) into sums[j*KK + t]
+// (KK odd: a warp's stride-KK stores hit distinct banks); then the block adds the tile's
+// contiguous dw values, consecutive threads on consecutive addresses. blockDim.x = reduce_threads;
+// grid-stride over the tiles.
 template <int K>
 __global__ void conv2d_mma_wgrad_reduce_kernel(ConvShape s, const float* partial, int splits, float* dw) {
-  constexpr int KK = K * K;
-  const int cin = static_cast<int>(s.c_in), cout = static_cast<int>(s.c_out), count = cout * cin * KK;
-  for (int i = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x); i < count;
-       i += static_cast<int>(gridDim.x * blockDim.x)) {
-    const int t = i / (cout * cin), oc = i - t * (cout * cin);  // i = t*Cout*Cin + o*Cin + c
-    float sum = 0.0f;
-    for (int sp = 0; sp < splits; ++sp) sum += partial[sp * count + i];
-    dw[oc * KK + t] += sum;
+  constexpr int KK = K * K, tile = mma_wgrad::reduce_threads;
+  __shared__ float sums[tile * KK];
+  const int pairs = static_cast<int>(s.c_out * s.c_in), count = pairs * KK, j = static_cast<int>(threadIdx.x);
+  for (int first = static_cast<int>(blockIdx.x) * tile; first < pairs; first += static_cast<int>(gridDim.x) * tile) {
+    const int own = pairs - first < tile ? pairs - first : tile;  // the tile's oc (the last may be short)
+    if (j < own) {
+#if KILN_GPU_REAL
+#pragma unroll 1  // a memory-bound loop: unrolling the taps multiplied the code (1700 instructions)
+#endif
+      for (int t = 0; t < KK; ++t) {
+        const float* p = partial + t * pairs + first + j;  // partial[0][t][oc]
+        float sum = 0.0f;
+        for (int sp = 0; sp < splits; ++sp) sum += p[sp * count];
+        sums[j * KK + t] = sum;
+      }
+    }
+    __syncthreads();
+    float* out = dw + first * KK;
+    for (int i = j; i < own * KK; i += tile) out[i] += sums[i];
+    __syncthreads();  // before the next tile overwrites sums
   }
 }
 
@@ -338,9 +355,9 @@ inline void backward_weight(const ConvShape& s, const float* x, const float* dy,
     KILN_LAUNCH((conv2d_mma_wgrad_kernel<K, BT, Tail>), grid(s, sp.count), dim3(Tile<BT>::threads),
                 Tile<BT>::shared_bytes, stream, s, x, dy, out, sp.steps_per_split);
     if (sp.count > 1) {
-      const std::int64_t count = s.c_out * s.c_in * K * K;
-      const unsigned blocks = static_cast<unsigned>((count + 255) / 256 < 4096 ? (count + 255) / 256 : 4096);
-      KILN_LAUNCH(conv2d_mma_wgrad_reduce_kernel<K>, dim3(blocks), dim3(256), 0, stream, s,
+      const std::int64_t tiles = (s.c_out * s.c_in + reduce_threads - 1) / reduce_threads;
+      const unsigned blocks = static_cast<unsigned>(tiles < 4096 ? tiles : 4096);
+      KILN_LAUNCH(conv2d_mma_wgrad_reduce_kernel<K>, dim3(blocks), dim3(reduce_threads), 0, stream, s,
                   static_cast<const float*>(workspace), sp.count, dw);
     }
   });

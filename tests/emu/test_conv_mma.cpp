@@ -348,3 +348,91 @@ TEST_CASE("conv2d_mma_wgrad: shapes taken, split-K plan, dgrad packing size") {
   CHECK_THROWS_WITH_AS(mw::backward_weight({1, 3, 2, 5, 7, 3}, nullptr, nullptr, nullptr, nullptr),
                        doctest::Contains("H*W a multiple of 4"), kiln::gpu::Error);
 }
+
+namespace {
+
+// dw += the splits of partial[split][tap][o][c] added from 0.0f in split order: the exact bits the
+// reduction must give (its tiled transpose only moves where the sums are written).
+template <int K>
+void check_wgrad_reduce(int cout, int cin, int splits, unsigned blocks) {
+  constexpr int KK = K * K;
+  const ConvShape s{1, cin, cout, 4, 4, K};
+  const int pairs = cout * cin, count = pairs * KK;
+  auto partial = uniform(static_cast<std::size_t>(splits * count), 31, -2.0f, 2.0f);
+  for (float& v : partial) v = v * 1.37f + 0.11f;  // full mantissas: any other split order rounds differently
+  const auto dw0 = uniform(static_cast<std::size_t>(count), 32, -1.0f, 1.0f);
+  DeviceBuffer<float> p(partial), dw(dw0);
+  KILN_LAUNCH(kiln::cuda::kernels::conv2d_mma_wgrad_reduce_kernel<K>, dim3(blocks), dim3(mw::reduce_threads), 0,
+              nullptr, s, static_cast<const float*>(p.get()), splits, dw.get());
+  const auto got = dw.download();
+  int wrong = 0;
+  for (int oc = 0; oc < pairs; ++oc)
+    for (int t = 0; t < KK; ++t) {
+      float sum = 0.0f;
+      for (int sp = 0; sp < splits; ++sp) sum += partial[static_cast<std::size_t>(sp * count + t * pairs + oc)];
+      const float want = dw0[static_cast<std::size_t>(oc * KK + t)] + sum;
+      wrong +=
+          std::bit_cast<std::uint32_t>(got[static_cast<std::size_t>(oc * KK + t)]) != std::bit_cast<std::uint32_t>(want)
+              ? 1
+              : 0;
+    }
+  INFO("K=", K, " ", cin, "->", cout, ", ", splits, " splits, ", blocks, " blocks");
+  CHECK(wrong == 0);
+}
+
+}  // namespace
+
+TEST_CASE("conv2d_mma_wgrad_reduce_kernel: the splits in order, bit for bit (short tile, several tiles, grid-stride)") {
+  check_wgrad_reduce<3>(5, 7, 3, 1);    // 35 (o, c): one short tile
+  check_wgrad_reduce<3>(20, 30, 4, 2);  // 600: two blocks over three tiles, the last short
+  check_wgrad_reduce<1>(17, 19, 3, 2);  // K = 1: 323, one full tile and a short one
+  check_wgrad_reduce<3>(16, 32, 5, 2);  // 512: exactly two tiles
+}
+
+namespace {
+
+// Both TF32 packings against their definitions, bit for bit, for any grid and block size (the
+// tiles staged through shared memory: channel tails, short row tiles, grid-stride over tiles).
+template <int K>
+int packing_mismatches(int cin, int cout, unsigned blocks, unsigned threads) {
+  constexpr int KK = K * K;
+  const ConvShape s{1, cin, cout, 4, 4, K};
+  const auto w = uniform(static_cast<std::size_t>(cout * cin * KK), 41, -1.0f, 1.0f);
+  DeviceBuffer<float> d_w(w), fwd(static_cast<std::size_t>(mc::packed_weight_floats(s))),
+      dgrad(static_cast<std::size_t>(mc::packed_dgrad_weight_floats(s)));
+  KILN_LAUNCH(kiln::cuda::kernels::conv2d_mma_pack_weights_kernel<K>, dim3(blocks), dim3(threads), 0, nullptr, s,
+              static_cast<const float*>(d_w.get()), fwd.get());
+  KILN_LAUNCH(kiln::cuda::kernels::conv2d_mma_pack_weights_dgrad_kernel<K>, dim3(blocks), dim3(threads), 0, nullptr, s,
+              static_cast<const float*>(d_w.get()), dgrad.get());
+  const auto f = fwd.download(), d = dgrad.download();
+  const auto bits = [](double v) { return std::bit_cast<std::uint32_t>(static_cast<float>(v)); };
+  int wrong = 0;
+  const int cin_pad = mc::channels_padded(cin), cout_pad = mc::channels_padded(cout);
+  for (int o = 0; o < cout; ++o)
+    for (int t = 0; t < KK; ++t)
+      for (int c = 0; c < cin_pad; ++c) {
+        const int ch = mc::packed_channel(c, cin);
+        const double want = ch >= 0 ? tf32_rounded(w[static_cast<std::size_t>((o * cin + ch) * KK + t)]) : 0.0;
+        wrong += std::bit_cast<std::uint32_t>(f[static_cast<std::size_t>((o * KK + t) * cin_pad + c)]) != bits(want);
+      }
+  for (int c = 0; c < cin; ++c)
+    for (int t = 0; t < KK; ++t)
+      for (int o = 0; o < cout_pad; ++o) {
+        const int oo = mc::packed_channel(o, cout);
+        const double want =
+            oo >= 0 ? tf32_rounded(w[static_cast<std::size_t>((oo * cin + c) * KK + (KK - 1 - t))]) : 0.0;
+        wrong += std::bit_cast<std::uint32_t>(d[static_cast<std::size_t>((c * KK + t) * cout_pad + o)]) != bits(want);
+      }
+  return wrong;
+}
+
+}  // namespace
+
+TEST_CASE("conv2d_mma packings (forward, dgrad): staged tiles equal the definitions, any grid and block") {
+  CHECK(packing_mismatches<3>(40, 3, 1, 256) == 0);   // Cin tail (48: a 32 and a 16 chunk), 5 row tiles
+  CHECK(packing_mismatches<3>(20, 40, 3, 128) == 0);  // Cout tail; dgrad row tiles of 8, 8, 4
+  CHECK(packing_mismatches<3>(5, 17, 2, 256) == 0);   // dgrad: all of Cin in a tile (one run of w)
+  CHECK(packing_mismatches<1>(70, 33, 2, 256) == 0);  // K = 1: dgrad row tiles of 64 and 6
+  CHECK(packing_mismatches<1>(3, 2, 1, 64) == 0);
+  CHECK(packing_mismatches<3>(64, 64, 7, 256) == 0);  // no tails, many tiles per block
+}

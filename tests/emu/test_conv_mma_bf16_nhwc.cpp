@@ -166,6 +166,51 @@ TEST_CASE("conv2d_mma_pack_weights_bf16_kernel: BF16 to nearest even, natural ch
   CHECK(h[(1 * 9 + 2) * 16 + 4] == 0x3f82);
 }
 
+namespace {
+
+// Both BF16 packings against their definitions, bit for bit, for any grid and block size (the
+// tiles staged through shared memory: channel tails, short row tiles, grid-stride over tiles).
+template <int K>
+int bf16_packing_mismatches(int cin, int cout, unsigned blocks, unsigned threads) {
+  constexpr int KK = K * K;
+  const ConvShape s{1, cin, cout, 4, 4, K};
+  const auto w = uniform(static_cast<std::size_t>(cout * cin * KK), 43, -1.0f, 1.0f);
+  namespace mc = kiln::cuda::kernels::mma_conv;
+  const int cin_pad = mc::channels_padded(cin), cout_pad = mc::channels_padded(cout);
+  DeviceBuffer<std::uint16_t> fwd(static_cast<std::size_t>(cout * KK * cin_pad)),
+      dgrad(static_cast<std::size_t>(cin * KK * cout_pad));
+  DeviceBuffer<float> d_w(w);
+  KILN_LAUNCH((kiln::cuda::kernels::conv2d_mma_pack_weights_bf16_kernel<K>), dim3(blocks), dim3(threads), 0, nullptr, s,
+              static_cast<const float*>(d_w.get()), reinterpret_cast<__nv_bfloat16*>(fwd.get()));
+  KILN_LAUNCH((kiln::cuda::kernels::conv2d_mma_pack_weights_dgrad_bf16_kernel<K>), dim3(blocks), dim3(threads), 0,
+              nullptr, s, static_cast<const float*>(d_w.get()), reinterpret_cast<__nv_bfloat16*>(dgrad.get()));
+  const auto f = fwd.download(), d = dgrad.download();
+  int wrong = 0;
+  for (int o = 0; o < cout; ++o)
+    for (int t = 0; t < KK; ++t)
+      for (int c = 0; c < cin_pad; ++c) {
+        const std::uint16_t want = c < cin ? bf16_bits(w[static_cast<std::size_t>((o * cin + c) * KK + t)]) : 0;
+        wrong += f[static_cast<std::size_t>((o * KK + t) * cin_pad + c)] != want ? 1 : 0;
+      }
+  for (int c = 0; c < cin; ++c)
+    for (int t = 0; t < KK; ++t)
+      for (int o = 0; o < cout_pad; ++o) {
+        const std::uint16_t want =
+            o < cout ? bf16_bits(w[static_cast<std::size_t>((o * cin + c) * KK + (KK - 1 - t))]) : 0;
+        wrong += d[static_cast<std::size_t>((c * KK + t) * cout_pad + o)] != want ? 1 : 0;
+      }
+  return wrong;
+}
+
+}  // namespace
+
+TEST_CASE("conv2d_mma BF16 packings (forward, dgrad): staged tiles equal the definitions, any grid and block") {
+  CHECK(bf16_packing_mismatches<3>(40, 3, 1, 256) == 0);   // Cin 40 (48: a 32 and a 16 chunk), 5 row tiles
+  CHECK(bf16_packing_mismatches<3>(20, 40, 3, 128) == 0);  // dgrad row tiles of 8, 8, 4
+  CHECK(bf16_packing_mismatches<3>(5, 17, 2, 256) == 0);   // dgrad: all of Cin in a tile (one run of w)
+  CHECK(bf16_packing_mismatches<1>(70, 33, 2, 256) == 0);  // K = 1: dgrad row tiles of 64 and 6
+}
+
 // Not in OS-thread mode (ThreadSanitizer builds): 64-128 std::threads meet at every mma.
 #if !KILN_EMU_THREADS
 TEST_CASE(
