@@ -67,7 +67,7 @@ __device__ __forceinline__ void store_floats(float* p, const Floats<V>& r) {
   if constexpr (V == 1) {
     *p = r.v[0];
   } else {
-    typename FloatVector<V>::type q;
+    typename FloatVector<V>::type q{};  // {}: g++ -Wmaybe-uninitialized under TSan; folded away
     for (int i = 0; i < V; ++i) q[i] = r.v[i];
     *reinterpret_cast<typename FloatVector<V>::type*>(p) = q;
   }
