@@ -138,7 +138,9 @@ inline void checked_copy(void* dst, const void* src, std::size_t bytes, const ch
   std::memmove(dst, src, bytes);
 }
 inline void blocking_copy(void* dst, const void* src, std::size_t bytes, const char* what) {
-  emu::refuse_during_capture(std::string(what) + " (a blocking cudaMemcpy)");
+  std::string message(what);  // appended, not operator+: g++ 12 -Warray-bounds false positive at -O1
+  message += " (a blocking cudaMemcpy)";
+  emu::refuse_during_capture(message);
   checked_copy(dst, src, bytes, what);
 }
 inline const char* copy_name(CopyKind kind) {
