@@ -63,8 +63,8 @@ Passes cuda_passes(kiln::cuda::MathMode mode, const ConvShape& s, const std::vec
 
 // The CPU simulation and the emulated kernels of one mode on one shape: tight between them,
 // far from fp32.
-void check_against_cuda(kiln::cpu::ConvRounding r, kiln::cuda::MathMode mode, const ConvShape& s, std::uint64_t seed,
-                        double fp32_distance) {
+[[maybe_unused]] void check_against_cuda(kiln::cpu::ConvRounding r, kiln::cuda::MathMode mode, const ConvShape& s,
+                                         std::uint64_t seed, double fp32_distance) {
   std::ostringstream name;
   name << kiln::cpu::conv_rounding_name(r) << " N=" << s.n << " " << s.c_in << "->" << s.c_out << " K=" << s.k << " "
        << s.h << "x" << s.w;

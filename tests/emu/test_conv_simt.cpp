@@ -40,7 +40,7 @@ constexpr double strict_bound = kiln_test::tight;  // the kernel table's strict 
 struct Operands {
   std::vector<float> x, w, b, dy, dw0;  // dw0: the gradient dw accumulates onto
 };
-Operands operands(const ConvShape& s, std::uint64_t seed) {
+[[maybe_unused]] Operands operands(const ConvShape& s, std::uint64_t seed) {
   kiln::Rng rng(seed);
   Operands o;
   o.x = kiln_test::random_vector(static_cast<std::size_t>(s.n * s.c_in * s.h * s.w), rng, -2.0f, 2.0f);
@@ -52,7 +52,7 @@ Operands operands(const ConvShape& s, std::uint64_t seed) {
 }
 
 // y = conv(x, w) + b and dx = the input gradient from dy, in double.
-std::vector<float> reference_forward(const ConvShape& s, const Operands& o) {
+[[maybe_unused]] std::vector<float> reference_forward(const ConvShape& s, const Operands& o) {
   std::vector<double> y(o.dy.size());
   const std::int64_t hw = s.h * s.w;
   for (std::size_t i = 0; i < y.size(); ++i)
@@ -61,13 +61,13 @@ std::vector<float> reference_forward(const ConvShape& s, const Operands& o) {
       s, [&](std::size_t yi, std::size_t xi, std::size_t wi) { y[yi] += static_cast<double>(o.x[xi]) * o.w[wi]; });
   return {y.begin(), y.end()};
 }
-std::vector<float> reference_input_gradient(const ConvShape& s, const Operands& o) {
+[[maybe_unused]] std::vector<float> reference_input_gradient(const ConvShape& s, const Operands& o) {
   std::vector<double> dx(o.x.size(), 0.0);
   kiln_emu_test::for_each_conv_tap(
       s, [&](std::size_t yi, std::size_t xi, std::size_t wi) { dx[xi] += static_cast<double>(o.dy[yi]) * o.w[wi]; });
   return {dx.begin(), dx.end()};
 }
-std::vector<float> reference_weight_gradient(const ConvShape& s, const Operands& o) {
+[[maybe_unused]] std::vector<float> reference_weight_gradient(const ConvShape& s, const Operands& o) {
   std::vector<double> dw(o.dw0.begin(), o.dw0.end());
   kiln_emu_test::for_each_conv_tap(
       s, [&](std::size_t yi, std::size_t xi, std::size_t wi) { dw[wi] += static_cast<double>(o.dy[yi]) * o.x[xi]; });
@@ -85,7 +85,7 @@ struct Results {
   std::vector<float> y, dx, dw;
 };
 // The backend's strict forward and gradients (planned workspace); y and dx pre-filled with NaN.
-Results backend_passes(const ConvShape& s, const Operands& o) {
+[[maybe_unused]] Results backend_passes(const ConvShape& s, const Operands& o) {
   const Shape xs = Shape::nchw(s.n, s.c_in, s.h, s.w), ys = Shape::nchw(s.n, s.c_out, s.h, s.w);
   const auto x = device(xs, o.x), w = device(Shape{s.c_out, s.c_in, s.k, s.k}, o.w), b = device(Shape{s.c_out}, o.b);
   const auto dy = device(ys, o.dy);
@@ -116,7 +116,7 @@ std::vector<float> forward_with_tile(const ConvShape& s, const Operands& o) {
   return y.to_vector();
 }
 
-std::string describe(const ConvShape& s) {
+[[maybe_unused]] std::string describe(const ConvShape& s) {
   std::ostringstream name;
   name << "N=" << s.n << " " << s.c_in << "->" << s.c_out << " K=" << s.k << " " << s.h << "x" << s.w
        << " (forward tile 128x" << sc::block_n(s) << ", input gradient 128x" << sc::block_n(sc::transposed(s))
