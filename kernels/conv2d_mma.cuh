@@ -417,8 +417,11 @@ inline bool narrow(const ConvShape& s) { return s.c_in < bk; }
 
 // Split-K where the tiles alone fill few SMs (the deep levels: 8 x 8 and 4 x 4 images at batch 16
 // make 4-32 tiles): S = the SMs of an H100 / H200 SXM over the tiles, rounded down (one block per
-// SM: rounding up would give some SMs two slices), at most max_splits and at least `stages` k steps
-// per slice; 1 where the tiles make half the SMs busy or more.
+// SM: rounding up would give some SMs two slices), and at most floor(sqrt(k steps / 2)): a block's
+// main loop shrinks as k / S but the tile's last block reads S partial tiles alone, and k / S * a +
+// S * b is least at S = sqrt(k * a / b), a / b ~ 1/2 for a shared-memory-bound k step of a tile (1.8x
+// its math term) against reading the tile from L2 at 64 bytes per clock. At least `stages` k steps
+// per slice, at most max_splits; 1 where the tiles make half the SMs busy or more.
 inline constexpr int fill_blocks = 132, max_splits = 32;
 inline std::int64_t tiles(const ConvShape& fs) {
   return (fs.n * fs.h * fs.w + bm - 1) / bm * ((fs.c_out + block_n(fs) - 1) / block_n(fs));
@@ -427,9 +430,12 @@ inline int k_steps(const ConvShape& fs) { return static_cast<int>(fs.k * fs.k * 
 inline int splits(const ConvShape& fs) {
   const std::int64_t t = tiles(fs);
   if (t == 0 || 2 * t > fill_blocks) return 1;
-  const int by_fill = static_cast<int>(fill_blocks / t), by_steps = k_steps(fs) / stages;
-  const int count = by_fill < by_steps ? by_fill : by_steps;
-  return count < 1 ? 1 : count < max_splits ? count : max_splits;
+  const int k = k_steps(fs);
+  int by_tail = 1;
+  while (2 * (by_tail + 1) * (by_tail + 1) <= k) ++by_tail;
+  int count = static_cast<int>(fill_blocks / t);
+  for (const int cap : {by_tail, k / stages, max_splits}) count = cap < count ? cap : count;
+  return count < 1 ? 1 : count;
 }
 // The forward's workspace (fs: the shape the kernel convolves): the packed weights, then with S > 1
 // slices the partial tiles (from a 16-byte boundary: float4 stores) and a counter per tile.

@@ -294,21 +294,22 @@ TEST_CASE("conv2d_mma split-K plan: deep U-Net levels split to fill the SMs, the
     ConvShape s;
     int splits;
   };
-  for (const Plan& p : {Plan{{16, 256, 256, 8, 8, 3}, 8},   // level 3: 16 tiles (128x128)
-                        Plan{{16, 256, 512, 4, 4, 3}, 16},  // bottleneck: 8 tiles
-                        Plan{{16, 512, 512, 4, 4, 3}, 16},  // bottleneck conv2 / its input gradient
+  for (const Plan& p : {Plan{{16, 256, 256, 8, 8, 3}, 8},   // level 3: 16 tiles (128x128), 144 k steps
+                        Plan{{16, 256, 512, 4, 4, 3}, 8},   // bottleneck conv1: 8 tiles, 144 k steps
+                        Plan{{16, 512, 512, 4, 4, 3}, 12},  // bottleneck conv2: 288 k steps, sqrt(144)
                         Plan{{16, 64, 128, 16, 16, 3}, 4},  // level 2: 32 tiles
-                        Plan{{16, 512, 256, 8, 8, 1}, 8},   // a 1x1 reduce at 8x8: 32 k steps
+                        Plan{{16, 512, 256, 8, 8, 1}, 4},   // a 1x1 at 8x8: 16 tiles, 32 k steps, sqrt(16)
                         Plan{{16, 32, 32, 64, 64, 3}, 1},   // level 0: 512 tiles
                         Plan{{16, 64, 64, 32, 32, 3}, 1},   // level 1: 128 tiles, already 97 % of the SMs
                         Plan{{16, 1, 32, 64, 64, 3}, 1},    // the first layer
-                        Plan{{1, 3, 5, 4, 4, 3}, 3},        // one tile, 9 k steps: 3 per slice
+                        Plan{{1, 3, 5, 4, 4, 3}, 2},        // one tile, 9 k steps: floor(sqrt(4.5))
                         Plan{{1, 3, 5, 4, 4, 1}, 1}}) {     // one k step
     INFO("N=", p.s.n, " ", p.s.c_in, "->", p.s.c_out, " K=", p.s.k, " ", p.s.h, "x", p.s.w);
     const int splits = mc::splits(p.s);
     CHECK(splits == p.splits);
     CHECK(splits * mc::tiles(p.s) <= std::max<std::int64_t>(mc::fill_blocks, mc::tiles(p.s)));
     CHECK(mc::k_steps(p.s) / splits >= (splits > 1 ? mc::stages : 1));
+    CHECK(2 * splits * splits <= std::max(mc::k_steps(p.s), 2));  // the last block's reduction tail
     CHECK(mc::workspace_floats(p.s) == (splits > 1
                                             ? (mc::packed_weight_floats(p.s) + 3) / 4 * 4 +
                                                   splits * mc::tiles(p.s) * mc::bm * mc::block_n(p.s) + mc::tiles(p.s)

@@ -32,7 +32,10 @@ longest of
   shared  shared-memory wavefronts / (SMs x 1 wavefront per clock),
   dram    distinct global bytes / HBM bandwidth (each 32-byte sector moved once: a perfect cache),
   launch  2 us per launch (an assumption: back-to-back launches without CUDA Graphs),
-where the first four are divided by the fraction of SMs that have a block (min(1, blocks / SMs)).
+where the first four are divided by the fraction of SMs that have a block (min(1, blocks / SMs)),
+plus, after the binding term, the split-K tail of the mma.sync forward's one-launch reduction: a
+tile's last block writes its partial tile and reads all S alone, (S + 1) tiles at 64 bytes per clock
+from L2 to one SM (an assumption: NVIDIA publishes no per-SM L2 bandwidth).
 """
 import argparse
 import csv
@@ -54,6 +57,7 @@ GPUS = {
     "H200 SXM": dict(fp32=67e12, tf32=494.7e12, bf16=989.4e12, hbm=4.8e12, sms=132, clock=1.98e9),
 }
 LAUNCH_S = 2e-6
+SM_L2_BYTES_PER_CLOCK = 64  # one SM's reads from L2 (an assumption; the split-K tail)
 
 
 def read_sass(path):
@@ -107,7 +111,8 @@ def predict(row, sass, gpu):
     terms["dram"] = num(row, "global_distinct_bytes") / g["hbm"] / fraction
     terms["launch"] = LAUNCH_S
     limit = max(terms, key=terms.get)
-    return terms[limit], limit, terms
+    tail = num(row, "split_tail_bytes") / (SM_L2_BYTES_PER_CLOCK * g["clock"])  # serial, after the k loop
+    return terms[limit] + tail, limit, terms
 
 
 def next_limit(k, limit):

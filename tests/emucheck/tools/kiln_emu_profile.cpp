@@ -97,6 +97,7 @@ struct Row {
   const kiln::gpu::emu::LaunchProfile* p;
   std::string kernel, phase, layer;
   double compulsory_bytes = 0;  // convolution GEMMs: every tensor once (the roofline of predict.py --targets)
+  double split_tail_bytes = 0;  // split-K in one launch: what the tile's last block writes and reads alone
 };
 
 template <int Width>
@@ -299,8 +300,12 @@ int run(const Options& o) {
     // The mma.sync forward's split-K partial tiles (gridDim.z slices of 128 x BN floats per tile,
     // BN = its threads): written once and read once by the tile's last slice, beyond the tensors.
     // (In sampled-only mode a tile's last slice rarely runs: its reads and y stores are not counted.)
-    if ((contains(r.kernel, "conv2d_mma_forward_kernel")) && p.grid.z > 1)
-      p.global_distinct_bytes += 4.0 * p.grid.x * p.grid.y * p.grid.z * 128.0 * (p.block.x * p.block.y * p.block.z);
+    // The tile's last block writes its own partial and then reads all S alone: (S + 1) tiles.
+    if (contains(r.kernel, "conv2d_mma_forward_kernel") && p.grid.z > 1) {
+      const double tile_bytes = 4.0 * 128.0 * (p.block.x * p.block.y * p.block.z);
+      p.global_distinct_bytes += tile_bytes * p.grid.x * p.grid.y * p.grid.z;
+      r.split_tail_bytes = tile_bytes * (p.grid.z + 1.0);
+    }
     // (dy's NHWC BF16 copy sits between the input gradient's packing and its GEMM: same group.)
     if (!backward_conv && !(phase == "backward" && contains(r.kernel, "conv2d_nhwc_bf16"))) in_backward_group = false;
     rows.push_back(r);
@@ -314,7 +319,7 @@ int run(const Options& o) {
          "gst_requests,gst_sectors,gst_bytes,sld_requests,sld_wavefronts,sld_bytes,sst_requests,sst_wavefronts,sst_"
          "bytes,"
          "global_distinct_bytes,gld_request_distinct_bytes,gst_request_distinct_bytes,tensor_flops,hmma,compulsory_"
-         "bytes\n";
+         "bytes,split_tail_bytes\n";
     for (std::size_t i = 0; i < rows.size(); ++i) {
       const auto& p = *rows[i].p;
       // The kernel's name is quoted: template arguments hold commas.
@@ -324,7 +329,8 @@ int run(const Options& o) {
       for (const emu::TrafficCounts* c : {&p.global_load, &p.global_store, &p.shared_load, &p.shared_store})
         f << ',' << c->requests << ',' << c->units << ',' << c->bytes;
       f << ',' << p.global_distinct_bytes << ',' << p.global_load.distinct_bytes << ',' << p.global_store.distinct_bytes
-        << ',' << p.tensor_flops << ',' << p.hmma << ',' << rows[i].compulsory_bytes << '\n';
+        << ',' << p.tensor_flops << ',' << p.hmma << ',' << rows[i].compulsory_bytes << ',' << rows[i].split_tail_bytes
+        << '\n';
     }
   }
 
