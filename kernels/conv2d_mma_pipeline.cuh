@@ -148,23 +148,32 @@ __device__ __forceinline__ bool reduce_split_k(float (&acc)[4][8][4], float* par
       __syncthreads_or(tid == 0 && atomicAdd(counters + tile, 1u) == static_cast<unsigned>(slices - 1)) != 0;
   if (!last) return false;
   __threadfence();  // the other slices' partials are read after their count
-  auto add = [&](int slice, bool first) {
-    const float4* p = base + slice * tile_float4s;
+  // One m-tile's 8 float4s at a time, the slices in a rolled loop: 32 loaded registers live beside
+  // the 128 accumulators (all 32 float4s of a slice at once would spill).
+  KILN_UNROLL
+  for (int i = 0; i < 4; ++i) {
+    const float4* p = base + i * 8 * Threads;
     KILN_UNROLL
-    for (int i = 0; i < 4; ++i) {
+    for (int j = 0; j < 8; ++j) {
+      const float4 v = load_l2(p + j * Threads);
+      acc[i][j][0] = v.x;
+      acc[i][j][1] = v.y;
+      acc[i][j][2] = v.z;
+      acc[i][j][3] = v.w;
+    }
+    KILN_MMA_ROLLED
+    for (int slice = 1; slice < slices; ++slice) {
+      p += tile_float4s;
       KILN_UNROLL
       for (int j = 0; j < 8; ++j) {
-        const float4 v = load_l2(p + (i * 8 + j) * Threads);
-        acc[i][j][0] = first ? v.x : acc[i][j][0] + v.x;
-        acc[i][j][1] = first ? v.y : acc[i][j][1] + v.y;
-        acc[i][j][2] = first ? v.z : acc[i][j][2] + v.z;
-        acc[i][j][3] = first ? v.w : acc[i][j][3] + v.w;
+        const float4 v = load_l2(p + j * Threads);
+        acc[i][j][0] += v.x;
+        acc[i][j][1] += v.y;
+        acc[i][j][2] += v.z;
+        acc[i][j][3] += v.w;
       }
     }
-  };
-  add(0, true);
-  KILN_MMA_ROLLED
-  for (int slice = 1; slice < slices; ++slice) add(slice, false);
+  }
   if (tid == 0) counters[tile] = 0;  // ready for the next launch on this workspace
   return true;
 }
