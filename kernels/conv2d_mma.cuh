@@ -40,6 +40,9 @@
 //     would also be one instruction per fragment, from a pixel-major [128][16] tile, but a warp's
 //     32 four-byte copies of one k into that tile would be 4-way bank-conflicted even swizzled;
 //     4-byte copies can put each element anywhere, so the fragment order costs nothing.)
+// Split-K: where the tiles fill few SMs (8x8 and 4x4 images at batch 16), gridDim.z slices of the
+// k steps, each tile's partials added in slice order by its last block in the same launch
+// (mma_conv::splits, mma_pipeline::reduce_split_k): deterministic, no block waits for another.
 // Operands: B is TF32 rounded to nearest (by the packing kernel); A is given to the tensor core as
 // fp32 bits, which it truncates to TF32 (the low 13 mantissa bits are ignored), as CUTLASS's TF32
 // kernels on fp32 data do: rounding in the main loop would cost two instructions per element.
