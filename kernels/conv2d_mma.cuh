@@ -33,7 +33,7 @@
 //   A stage (16 k x 128 pixels): 4-byte cp.async with zero fill. NCHW puts consecutive pixels,
 //     not channels, next to each other, and a tap shifts them by v-P: the 16-byte copies CUTLASS
 //     makes along NHWC channels would be misaligned here, so A is gathered 4 bytes at a time (a
-//     running source pointer, destinations as immediates off four per-stage bases, tap validity
+//     running source pointer, destinations as immediates off eight per-stage bases, tap validity
 //     once per step). The stage is stored in fragment order (a_index): the 16-byte chunk of lane
 //     (g, t), m-tile i, k half kh holds its {a0, a1, a2, a3}, so a fragment is one LDS.128, with a
 //     slot swizzle that keeps the reads conflict-free; the columns of odd m-tiles copy their k
@@ -108,7 +108,8 @@ __host__ __device__ inline constexpr int step_channel(int c0, int cin) { return 
 // consecutive pixels: 8 g, 2 h, both i parities, in 16 chunks) put two chunks in each bank quartet,
 // of opposite i parity; were they of the same k, both would write the quartet's k4 half (2-way).
 // So copy j of column m carries channel copy_channel(j, m): k halves swapped where i is odd, and the
-// two chunks of a quartet take different halves: 32 banks, one wavefront per copy.
+// two chunks of a quartet take different halves: 32 banks, one wavefront per copy (a k step's shared
+// traffic 1.5 wavefronts per HMMA instead of 1.75: docs/kernels.md, "Memory traffic").
 __device__ __forceinline__ int a_index(int k, int m) {
   const int kh = k >> 3, k4 = (k >> 2) & 1, t = k & 3;
   const int wm = m >> 6, i = (m >> 4) & 3, h = (m >> 3) & 1, g = m & 7;
