@@ -33,10 +33,11 @@
 //   A stage (16 k x 128 pixels): 4-byte cp.async with zero fill. NCHW puts consecutive pixels,
 //     not channels, next to each other, and a tap shifts them by v-P: the 16-byte copies CUTLASS
 //     makes along NHWC channels would be misaligned here, so A is gathered 4 bytes at a time (a
-//     running source pointer, destinations as immediates off four per-stage bases, tap validity
+//     running source pointer, destinations as immediates off eight per-stage bases, tap validity
 //     once per step). The stage is stored in fragment order (a_index): the 16-byte chunk of lane
 //     (g, t), m-tile i, k half kh holds its {a0, a1, a2, a3}, so a fragment is one LDS.128, with a
-//     slot swizzle that keeps the reads conflict-free and the copies' writes 2-way. (ldmatrix.x4
+//     slot swizzle that keeps the reads conflict-free; the columns of odd m-tiles copy their k
+//     halves of 4 in swapped order (copy_channel), which makes the writes conflict-free. (ldmatrix.x4
 //     would also be one instruction per fragment, from a pixel-major [128][16] tile, but a warp's
 //     32 four-byte copies of one k into that tile would be 4-way bank-conflicted even swizzled;
 //     4-byte copies can put each element anywhere, so the fragment order costs nothing.)
@@ -106,13 +107,18 @@ __host__ __device__ inline constexpr int step_channel(int c0, int cin) { return 
 // tile's pixel column m = wm*64 + i*16 + h*8 + g, the 16-byte chunk (kh, wm, i, g, t) holds exactly
 // lane (g, t)'s fragment {a0, a1, a2, a3} of m-tile i (element k4*2 + h), so one LDS.128 loads it.
 // The chunk's slot among its 32 is XORed with (g >> 1) + 4 * (i & 1): a quarter-warp's 8 reads stay
-// 8 consecutive-slot permutations (no conflict), and a warp's 32 cp.async writes of one k (32
-// consecutive pixels) spread over 16 banks (2-way, the least with two pixels per chunk).
+// 8 consecutive-slot permutations (no conflict). A warp's 32 cp.async writes of one copy (32
+// consecutive pixels: 8 g, 2 h, both i parities, in 16 chunks) put two chunks in each bank quartet,
+// of opposite i parity; were they of the same k, both would write the quartet's k4 half (2-way).
+// So copy j of column m carries channel copy_channel(j, m): k halves swapped where i is odd, and the
+// two chunks of a quartet take different halves: 32 banks, one wavefront per copy (a k step's shared
+// traffic 1.5 wavefronts per HMMA instead of 1.75: docs/kernels.md, "Memory traffic").
 __device__ __forceinline__ int a_index(int k, int m) {
   const int kh = k >> 3, k4 = (k >> 2) & 1, t = k & 3;
   const int wm = m >> 6, i = (m >> 4) & 3, h = (m >> 3) & 1, g = m & 7;
   return ((kh * 2 + wm) * 4 + i) * 128 + ((((g << 2) | t) ^ ((g >> 1) + 4 * (i & 1))) << 2) + k4 * 2 + h;
 }
+__device__ __forceinline__ int copy_channel(int j, int m) { return j ^ (((m >> 4) & 1) << 2); }
 __device__ __forceinline__ int b_index(int n, int chunk) { return n * bk + ((chunk ^ ((n >> 1) & 3)) << 2); }
 
 // The weight packings' tiles, staged through shared memory so that both the reads of w[o][c][t]
@@ -258,19 +264,28 @@ __global__ void __launch_bounds__(mma_conv::Tile<BN>::threads, 2)
   float* shared = kiln::gpu::dynamic_shared<float>();
 
   // ---- per-thread copy state, computed once ----
-  // A: pixel columns tid + i * threads; 32-bit offset of x[img][0][py][px] and the position.
-  // a_dst[i][t]: where channel j (j % 4 = t) of the column lands, less a_index's j-only part, in
-  // bytes (a stage's copies then address shared memory as a register plus an immediate).
-  int a_offset[PPT], a_py[PPT], a_px[PPT], a_dst[PPT][4];
+  // A: pixel columns tid + i * threads; 32-bit offset of x[img][c][py][px] (c: the step's first
+  // copy's channel, swap4; NarrowCin: 0) and the position. Copy j of a step carries channel
+  // copy_channel(j, tid) (the same for all the thread's columns, which differ in wm only): the
+  // source steps by H*W, by (1 - 2 * swap4) * H*W from j = 3 to 4 and 11 to 12, by
+  // (1 + 2 * swap4) * H*W from 7 to 8.
+  // a_dst[j % 8]: where copy j of column tid lands, less a_index's j / 8 part, in bytes (a stage's
+  // copies then address shared memory as a register plus an immediate); column tid + i * threads
+  // (128 x 64: i = 1 is warp row wm + 1) lands a_pixel_floats * i further on.
+  static_assert(PPT == 1 || T::threads == mma_conv::warp_tile, "a thread's columns differ in wm only");
+  constexpr int a_pixel_floats = 4 * 128;            // a_index(k, m + 64) - a_index(k, m) for m < 64
+  const int swap4 = mma_conv::copy_channel(0, tid);  // 4 in odd m-tiles, else 0
+  const int a_step_down = HW - 2 * swap4 * HW, a_step_up = HW + 2 * swap4 * HW;
+  int a_offset[PPT], a_py[PPT], a_px[PPT], a_dst[8];
+  KILN_UNROLL
+  for (int kk = 0; kk < 8; ++kk) a_dst[kk] = a_index(mma_conv::copy_channel(kk, tid), tid) * 4;
   KILN_UNROLL
   for (int i = 0; i < PPT; ++i) {
-    KILN_UNROLL
-    for (int tt = 0; tt < 4; ++tt) a_dst[i][tt] = a_index(tt, tid + i * T::threads) * 4;
     const int p = m0 + tid + i * T::threads;
     const int img = p / HW, hw = p - img * HW;
     a_py[i] = p < pixels ? hw / W : -(1 << 20);  // a pixel past the end is outside every tap
     a_px[i] = hw % W;
-    a_offset[i] = img * cin * HW + hw;
+    a_offset[i] = img * cin * HW + hw + (NarrowCin ? 0 : swap4 * HW);
   }
   if constexpr (NarrowCin) {  // the slots past Cin's last group of 4 are never copied: zero them once
     KILN_UNROLL
@@ -313,18 +328,24 @@ __global__ void __launch_bounds__(mma_conv::Tile<BN>::threads, 2)
       // CUTLASS's zfill iterators).
       src[i] = x + (a_offset[i] + tap_offset);
     }
-    // Channel j of a pixel lands at a_index(j, m) = a_dst[i][j % 4] + (j / 8) * 1024 + (j / 4) % 2 * 2.
+    // Copy j of column i lands at a_index(copy_channel(j, m), m) = a_dst[j % 8] + (j / 8) * 1024 + i * a_pixel_floats.
     if constexpr (NarrowCin) {
+      // Groups of 4 copies j4 .. j4 + 3 (channels (j4 ^ swap4) + tt), up to Cin rounded up to 8: in
+      // odd m-tiles the group past Cin's last one brings channels 0-3 (8-11); in even m-tiles it is
+      // zero fill within the same copy instructions (a warp holds both parities).
+      // The k4 half's offset (a_dst[4 + t] - a_dst[t]): +8 bytes, or -8 in odd m-tiles.
+      const int k4_bytes = a_dst[4] - a_dst[0], groups_end = (cin + 7) & ~7;
       KILN_MMA_ROLLED
-      for (int j4 = 0; j4 < cin; j4 += 4) {  // channels j4 .. j4 + 3
-        const int group_bytes = ((j4 / 8) * 1024 + (j4 / 4) % 2 * 2) * 4;
+      for (int j4 = 0; j4 < groups_end; j4 += 4) {
+        const int c4 = j4 ^ swap4, group_bytes = (j4 / 8) * 1024 * 4 + (j4 / 4) % 2 * k4_bytes;
         KILN_UNROLL
         for (int i = 0; i < PPT; ++i) {
+          const float* from = src[i] + c4 * HW;
           KILN_UNROLL
           for (int tt = 0; tt < 4; ++tt) {
-            kiln::gpu::cp_async<4>(mma_pipeline::at_byte(as, a_dst[i][tt] + group_bytes), src[i],
-                                   tap_ok[i] && j4 + tt < cin);
-            src[i] += HW;
+            kiln::gpu::cp_async<4>(mma_pipeline::at_byte(as, a_dst[tt] + group_bytes) + i * a_pixel_floats, from,
+                                   tap_ok[i] && c4 + tt < cin);
+            from += HW;
           }
         }
       }
@@ -333,9 +354,9 @@ __global__ void __launch_bounds__(mma_conv::Tile<BN>::threads, 2)
         constexpr int j = decltype(jc)::value;
         KILN_UNROLL
         for (int i = 0; i < PPT; ++i) {
-          kiln::gpu::cp_async<4>(mma_pipeline::at_byte(as, a_dst[i][j % 4]) + (j / 8) * 1024 + (j / 4) % 2 * 2, src[i],
+          kiln::gpu::cp_async<4>(mma_pipeline::at_byte(as, a_dst[j % 8]) + (j / 8) * 1024 + i * a_pixel_floats, src[i],
                                  tap_ok[i]);
-          src[i] += HW;
+          src[i] += j % 8 == 3 ? a_step_down : j % 8 == 7 ? a_step_up : HW;
         }
       });
     }

@@ -43,7 +43,7 @@ struct KernelTraffic {
   int launches = 0;
   double flops = 0, request_distinct = 0, gld_req = 0, gld_sec = 0, gld_bytes = 0, gst_req = 0, gst_sec = 0,
          gst_bytes = 0, sld_req = 0, sld_wf = 0, sst_req = 0, sst_wf = 0, distinct = 0, tensor_flops = 0, hmma = 0,
-         frag_req = 0, frag_wf = 0, frag_conflict_free_wf = 0;
+         frag_req = 0, frag_wf = 0, frag_conflict_free_wf = 0, sst_conflict_free_wf = 0;
 
   void add(const emu::LaunchProfile& p) {
     ++launches;
@@ -53,6 +53,7 @@ struct KernelTraffic {
     gst_req += p.global_store.requests, gst_sec += p.global_store.units, gst_bytes += p.global_store.bytes;
     sld_req += p.shared_load.requests, sld_wf += p.shared_load.units;
     sst_req += p.shared_store.requests, sst_wf += p.shared_store.units;
+    sst_conflict_free_wf += p.shared_store.conflict_free_units;
     frag_req += p.fragment_load.requests, frag_wf += p.fragment_load.units;
     frag_conflict_free_wf += p.fragment_load.conflict_free_units;
     distinct += p.global_distinct_bytes;
@@ -66,6 +67,8 @@ struct KernelTraffic {
   double sector_bytes() const { return 32.0 * (gld_sec + gst_sec); }
   // Fragment loads from shared memory (wmma, ldmatrix) at the conflict-free wavefront count.
   bool fragment_loads_conflict_free() const { return frag_wf <= frag_conflict_free_wf; }
+  // Shared-memory stores (cp.async writes included) at the conflict-free wavefront count.
+  bool shared_stores_conflict_free() const { return sst_wf <= sst_conflict_free_wf; }
 };
 
 enum class KernelKind {

@@ -4,12 +4,15 @@
 //     loops) at least 90 % coalesced: the distinct bytes its warps asked for / 32 x the sectors
 //     their requests touched, summed over the step's launches;
 //   * every tensor-core kernel's fragment loads from shared memory (ldmatrix rows, wmma fragments)
-//     at the conflict-free wavefront count (ceil(distinct words / 32) per request).
+//     at the conflict-free wavefront count (ceil(distinct words / 32) per request);
+//   * the shared-memory stores of the kernels in `conflict_free_store_kernels` (the TF32 mma.sync
+//     forward: its 4-byte A cp.async writes and 16-byte B ones) at the conflict-free count too.
 // Exempt: kernels whose requests move under min_checked_bytes in the whole step (a few warps of
 // scalars: launch-bound, the ratio says nothing), and the named kernels of `exemptions` below, each
-// with its reason. The deliberate-bug cases show the same check flagging a strided global load and
-// a conflicted ldmatrix. The shape is chosen so that the smallest planes are 8x8 (32-byte rows): the
-// per-channel kernels of NCHW tensors cannot coalesce 2x2 planes, which only toy shapes have.
+// with its reason. The deliberate-bug cases show the same checks flagging a strided global load, a
+// conflicted ldmatrix and the mma forward's A copies without their k-half swap in odd m-tiles. The
+// shape is chosen so that the smallest planes are 8x8 (32-byte rows): the per-channel kernels of
+// NCHW tensors cannot coalesce 2x2 planes, which only toy shapes have.
 #include <doctest/doctest.h>
 
 #include <array>
@@ -42,6 +45,28 @@ __global__ void ldmatrix_rows_mma(float* out, unsigned row_floats) {
   out[threadIdx.x] = acc[0] + __uint_as_float(a[0]);
 }
 
+// One warp: lane l copies A(k, l) for the 16 k of a stage with 4-byte cp.async into
+// conv2d_mma_forward_kernel's stage layout (mma_conv::a_index; 32 consecutive pixels per copy), some
+// lanes zero-filling; copy j carries channel mma_conv::copy_channel(j, l) as in the kernel, or (the
+// bug) channel j in every lane. Then a conflict-free ldmatrix and one mma (a tensor-core kernel).
+__global__ void a_copies_mma(const float* x, float* out, bool swapped) {
+  namespace mc = kiln::cuda::kernels::mma_conv;
+  float* s = kiln::gpu::dynamic_shared<float>();
+  const int lane = static_cast<int>(threadIdx.x);
+  for (int j = 0; j < 16; ++j) {
+    const int k = swapped ? mc::copy_channel(j, lane) : j;
+    kiln::gpu::cp_async<4>(s + mc::a_index(k, lane), x + k * 32 + lane, (lane + j) % 3 != 0);
+  }
+  kiln::gpu::cp_async_commit();
+  kiln::gpu::cp_async_wait<0>();
+  __syncthreads();
+  std::uint32_t a[4], b[2] = {0, 0};
+  kiln::gpu::mma::ldmatrix_x4(a, s + lane * 4);
+  float acc[4] = {0, 0, 0, 0};
+  kiln::gpu::mma::mma_tf32_m16n8k8(acc, a, b, acc);
+  out[lane] = acc[0] + __uint_as_float(a[0]);
+}
+
 }  // namespace kiln_check_kernels
 
 namespace {
@@ -62,6 +87,10 @@ struct Exemption {
 // were fixed by staging through shared memory (docs/kernels.md, "Memory-bound kernels").
 constexpr std::array<Exemption, 0> exemptions{};
 
+// Kernels (name prefixes) whose shared-memory stores must be conflict-free: the TF32 mma.sync forward
+// (also the input gradient), whose A copies are a third of its shared wavefronts (docs/kernels.md).
+const std::vector<std::string> conflict_free_store_kernels{"conv2d_mma_forward_kernel<"};
+
 const Exemption* exemption_of(const std::string& kernel) {
   for (const Exemption& e : exemptions)
     if (kernel.rfind(e.kernel_prefix, 0) == 0) return &e;
@@ -78,14 +107,25 @@ Traffic traffic_by_kernel() {
 // kernels with their figure and reason.
 struct Verdict {
   std::vector<std::string> violations;
-  int memory_bound_checked = 0, tensor_core_checked = 0;
+  int memory_bound_checked = 0, tensor_core_checked = 0, stores_checked = 0;
   std::vector<std::string> exempted;
 };
 
-Verdict check_targets(const Traffic& traffic) {
+Verdict check_targets(const Traffic& traffic,
+                      const std::vector<std::string>& store_kernels = conflict_free_store_kernels) {
   Verdict v;
   for (const auto& [name, t] : traffic) {
     const st::KernelKind kind = st::kernel_kind(name, t);
+    for (const std::string& prefix : store_kernels) {
+      if (name.rfind(prefix, 0) != 0) continue;
+      ++v.stores_checked;
+      if (t.sst_req == 0)
+        v.violations.push_back(name + ": no shared-memory stores to judge");
+      else if (!t.shared_stores_conflict_free())
+        v.violations.push_back(name + ": shared stores take " + std::to_string(t.sst_wf / t.sst_req) +
+                               " wavefronts per request, conflict-free is " +
+                               std::to_string(t.sst_conflict_free_wf / t.sst_req) + " (bank conflicts)");
+    }
     if (kind == st::KernelKind::tensor_core) {
       ++v.tensor_core_checked;
       if (t.frag_req == 0)
@@ -112,15 +152,16 @@ Verdict check_targets(const Traffic& traffic) {
 // The judged figures, for the log and docs/kernels.md ("Memory-bound kernels").
 std::string traffic_table(const std::string& mode, const Traffic& traffic) {
   std::string table = "UNet<1,2,8,2>, batch 2, 32x32, " + mode + " step: kernel | kind | sector KB | coalescing | " +
-                      "fragment wavefronts / conflict-free\n";
+                      "fragment wavefronts / conflict-free | shared store wavefronts / conflict-free\n";
   for (const auto& [name, t] : traffic) {
     const st::KernelKind kind = st::kernel_kind(name, t);
-    char line[160];
-    std::snprintf(line, sizeof line, " | %s | %.1f | %.1f %% | %.0f / %.0f\n",
+    char line[200];
+    std::snprintf(line, sizeof line, " | %s | %.1f | %.1f %% | %.0f / %.0f | %.0f / %.0f\n",
                   kind == st::KernelKind::tensor_core   ? "tensor-core"
                   : kind == st::KernelKind::convolution ? "convolution"
                                                         : "memory-bound",
-                  t.sector_bytes() / 1024, 100 * t.coalescing(), t.frag_wf, t.frag_conflict_free_wf);
+                  t.sector_bytes() / 1024, 100 * t.coalescing(), t.frag_wf, t.frag_conflict_free_wf, t.sst_wf,
+                  t.sst_conflict_free_wf);
     table += name + line;
   }
   return table;
@@ -191,6 +232,8 @@ TEST_CASE("traffic targets: one U-Net step, memory-bound kernels >= 90 % coalesc
     // bias gradient, loss, Adam, the reductions) and its tensor-core convolutions were judged.
     CHECK(v.memory_bound_checked >= 12);
     CHECK(v.tensor_core_checked >= 2);
+    // The TF32 step runs the mma forward (narrow and full-step variants, forward and input gradient).
+    if (mode == kiln::cuda::MathMode::tf32) CHECK(v.stores_checked >= 2);
     for (const std::string must :
          {"sum_partials_kernel<float>", "channel_sum_partial_kernel<4>", "batchnorm_apply_kernel<4, true>",
           "adam_multi_tensor_kernel<float>", "conv2d_mma_wgrad_reduce_kernel<3>"}) {
@@ -243,4 +286,33 @@ TEST_CASE("traffic targets, deliberate bugs: a strided global load and a conflic
   // 4 wavefronts conflict-free, 32 when every row sits in banks 0-3.
   CHECK(rows_apart_128.begin()->second.frag_wf == 32);
   CHECK(rows_apart_128.begin()->second.frag_conflict_free_wf == 4);
+}
+
+TEST_CASE("traffic targets, deliberate bug: the mma forward's A copies without the k-half swap are 2-way") {
+  namespace ck = kiln_check_kernels;
+  using kiln_emu_test::DeviceBuffer;
+  DeviceBuffer<float> x(16 * 32), out(32);
+  const std::vector<std::string> copies{"a_copies_mma"};
+  emu::profile_log().clear();
+  emu::set_profile(true);
+  KILN_LAUNCH(ck::a_copies_mma, dim3(1), dim3(32), 2048 * sizeof(float), nullptr, x.get(), out.get(), true);
+  const Traffic swapped = traffic_by_kernel();
+  emu::profile_log().clear();
+  KILN_LAUNCH(ck::a_copies_mma, dim3(1), dim3(32), 2048 * sizeof(float), nullptr, x.get(), out.get(), false);
+  const Traffic unswapped = traffic_by_kernel();
+  emu::set_profile(false);
+
+  const Verdict good = check_targets(swapped, copies), bad = check_targets(unswapped, copies);
+  CHECK(good.violations.empty());
+  CHECK(good.stores_checked == 1);
+  REQUIRE(bad.violations.size() == 1);
+  CHECK(bad.violations[0].find("a_copies_mma: shared stores take 2.0") == 0);
+  // One request per k although a third of the lanes zero-fill (their read is skipped, not their turn):
+  // 1 wavefront each with the swap, 2 without; the reads, 16 requests of 4 sectors at most.
+  const st::KernelTraffic& g = swapped.begin()->second;
+  CHECK(g.sst_req == 16);
+  CHECK(g.sst_wf == 16);
+  CHECK(unswapped.begin()->second.sst_wf == 32);
+  CHECK(g.gld_req == 16);
+  CHECK(g.gld_sec <= 64);
 }

@@ -239,20 +239,22 @@ inline void on_kernel_access(std::uintptr_t address, unsigned size, bool store, 
 // cp.async (async_copy.hpp) copies with memcpy, which is not instrumented: it reports its two
 // halves here, the global read at issue and the shared write when the thread waits. The traffic
 // counters also get the shared write at issue (the LDGSTS request writes shared memory as one
-// warp-level access; zero fill writes too).
+// warp-level access; zero fill writes too). The read and the write have sites of their own, and a
+// zero-fill lane records an empty read: the counters group the k-th execution of a site by every
+// lane into one request, which a read recorded by some lanes only would shift.
 inline void check_async_copy_issued(const void* global_src, void* shared_dst, unsigned bytes, bool valid,
                                     const CallSite& where) {
-  const auto site = reinterpret_cast<std::uintptr_t>(where.file) * 31 + where.line;
+  const auto site = (reinterpret_cast<std::uintptr_t>(where.file) * 31 + where.line) << 1;
   if (valid)
     on_kernel_access(reinterpret_cast<std::uintptr_t>(global_src), bytes, false, reinterpret_cast<const void*>(site));
   EmulatedThread* self = current_thread;
   if (self == nullptr) return;
   const CheckState& s = check_state();
+  if (s.block != self->block || self->block->aborting) return;
+  if (!valid) profile_record(*self, site, 0, 0, false, false);
   const auto address = reinterpret_cast<std::uintptr_t>(shared_dst);
-  if (s.block == self->block && !self->block->aborting &&
-      ((address >= s.dynamic_begin && address < s.dynamic_end) ||
-       (address >= s.static_begin && address < s.static_end)))
-    profile_record(*self, site, address, bytes, true, true);
+  if ((address >= s.dynamic_begin && address < s.dynamic_end) || (address >= s.static_begin && address < s.static_end))
+    profile_record(*self, site | 1, address, bytes, true, true);
 }
 inline void check_async_copy_done(void* shared_dst, unsigned bytes) {
   EmulatedThread* self = current_thread;

@@ -272,6 +272,7 @@ inline void profile_block_flush(const BlockContext& b) {
     for (unsigned lane = 0; lane < lanes_in_warp; ++lane) {
       const std::vector<Keyed>& r = per_lane[lane];
       for (std::size_t j = 0; j < r.size(); ++j) {
+        if (r[j].size == 0) continue;  // an execution without an access (a zero-fill cp.async's read)
         const auto v = votes.find(key_of(r[j]));
         if (starts_run(r, j) && v->second.consistent && v->second.starting == v->second.executed) {
           keyed.push_back(r[j]);
