@@ -83,6 +83,7 @@ class Conv2d {
   void reset_parameters(Rng& rng) { detail::reset_conv2d(rng, In * K * K, weight_, bias_); }
 
   Shape plan(const Shape& in, Arena<Device>& arena, std::string_view path) {
+    kept_ = ConvKept::nothing;  // a new plan binds a new workspace
     return detail::plan_conv2d(in, arena, path, shape_, strided_, y_, dx_, workspace_);
   }
 
