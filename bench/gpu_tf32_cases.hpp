@@ -70,11 +70,13 @@ inline void add_mma_conv_row(const std::string& name, const ConvShape& s, double
       const Shape xs = Shape::nchw(s.n, s.c_in, s.h, s.w), ys = Shape::nchw(s.n, s.c_out, s.h, s.w);
       T &x = c.get("x", xs), &w = c.get("w", Shape{s.c_out, s.c_in, s.k, s.k}, -0.1f, 0.1f),
         &bias = c.get("b", Shape{s.c_out});
-      T &y = c.get("y", ys, 0, 0), &packed = c.get("packed", Shape{mc::packed_weight_floats(s)}, 0, 0);
+      // split-K as the backend splits (mma_conv::splits): the partial tiles after the packed weights
+      T &y = c.get("y", ys, 0, 0), &packed = c.get("packed", Shape{mc::workspace_floats(s)}, 0, 0);
       gpu_timed_loop(
           state,
           [&] {
-            mc::forward(s, x.data(), w.data(), bias.data(), y.data(), packed.data(), kiln::cuda::current_stream());
+            mc::forward(s, x.data(), w.data(), bias.data(), y.data(), packed.data(), kiln::cuda::current_stream(),
+                        mc::splits(s));
           },
           kiln::cuda::current_stream());
     } catch (const std::exception& e) {

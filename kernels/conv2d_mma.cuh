@@ -40,6 +40,9 @@
 //     would also be one instruction per fragment, from a pixel-major [128][16] tile, but a warp's
 //     32 four-byte copies of one k into that tile would be 4-way bank-conflicted even swizzled;
 //     4-byte copies can put each element anywhere, so the fragment order costs nothing.)
+// Split-K: where the tiles fill few SMs (8x8 and 4x4 images at batch 16), gridDim.z slices of the
+// k steps, each tile's partials added in slice order by its last block in the same launch
+// (mma_conv::splits, mma_pipeline::reduce_split_k): deterministic, no block waits for another.
 // Operands: B is TF32 rounded to nearest (by the packing kernel); A is given to the tensor core as
 // fp32 bits, which it truncates to TF32 (the low 13 mantissa bits are ignored), as CUTLASS's TF32
 // kernels on fp32 data do: rounding in the main loop would cost two instructions per element.
@@ -184,8 +187,17 @@ __device__ __forceinline__ void pack_staged(const ConvShape& s, const float* w, 
 // wp[o][t][c] = tf32(w[o][ch][t]) with ch = packed_channel(c, Cin), 0 where ch = -1. K = 3: tiles
 // staged through shared memory (mma_conv::pack_staged); K = 1 (w[o][c] to wp[o][c], contiguous
 // already): grid-stride.
+// Both packings also zero the forward kernel's split-K counters (`counters`, `counter_count` of them:
+// mma_conv::counters; null and 0 without split-K), which the workspace may hold other passes' data in.
+__device__ __forceinline__ void zero_counters(unsigned* counters, int counter_count) {
+  if (blockIdx.x == 0)
+    for (int i = static_cast<int>(threadIdx.x); i < counter_count; i += static_cast<int>(blockDim.x)) counters[i] = 0;
+}
+
 template <int K>
-__global__ void conv2d_mma_pack_weights_kernel(ConvShape s, const float* w, float* wp) {
+__global__ void conv2d_mma_pack_weights_kernel(ConvShape s, const float* w, float* wp, unsigned* counters,
+                                               int counter_count) {
+  zero_counters(counters, counter_count);
   const auto tf32 = [](float v) { return __uint_as_float(kiln::gpu::mma::float_to_tf32(v)); };
   if constexpr (K == 1) {
     const int cin = static_cast<int>(s.c_in), cin_pad = mma_conv::channels_padded(s.c_in);
@@ -206,19 +218,25 @@ __global__ void conv2d_mma_pack_weights_kernel(ConvShape s, const float* w, floa
 // With u' = K-1-u, dy[py+P-u] = dy[py+u'-P]: a forward tap. Tiles staged through shared memory
 // (mma_conv::pack_staged).
 template <int K>
-__global__ void conv2d_mma_pack_weights_dgrad_kernel(ConvShape s, const float* w, float* wp) {
+__global__ void conv2d_mma_pack_weights_dgrad_kernel(ConvShape s, const float* w, float* wp, unsigned* counters,
+                                                     int counter_count) {
+  zero_counters(counters, counter_count);
   mma_conv::pack_staged<K, true, false>(s, w, wp,
                                         [](float v) { return __uint_as_float(kiln::gpu::mma::float_to_tf32(v)); });
 }
 
-// y = conv(x, w) + b from the packed weights. grid (ceil(N*H*W / 128), ceil(Cout / BN)),
-// block Tile<BN>::threads, dynamic shared memory Tile<BN>::shared_bytes. NarrowCin: Cin < 16, one
+// y = conv(x, w) + b from the packed weights. grid (ceil(N*H*W / 128), ceil(Cout / BN), S),
+// block Tile<BN>::threads, dynamic shared memory Tile<BN>::shared_bytes. S > 1 splits the k steps
+// into S slices (mma_conv::splits), reduced in the launch by the tile's last slice in slice order
+// (mma_pipeline::reduce_split_k: `partials` S * 128 * BN floats per tile, `counters` one per tile,
+// zero at launch); S = 1 ignores both. NarrowCin: Cin < 16, one
 // k step per tap holding Cin channels, copied in a rolled loop over groups of 4 channels (channels
 // past Cin in the last group zero-filled; the slots past it zeroed once); else Cin >= 16 and every
 // step copies 16 channels unrolled (the last step of each tap [Cin - 16, Cin)).
 template <int K, int BN, bool NarrowCin>
 __global__ void __launch_bounds__(mma_conv::Tile<BN>::threads, 2)
-    conv2d_mma_forward_kernel(ConvShape s, const float* x, const float* wp, const float* bias, float* y) {
+    conv2d_mma_forward_kernel(ConvShape s, const float* x, const float* wp, const float* bias, float* y,
+                              float* partials, unsigned* counters) {
   namespace mma = kiln::gpu::mma;
   using T = mma_conv::Tile<BN>;
   using mma_conv::a_index;
@@ -229,7 +247,11 @@ __global__ void __launch_bounds__(mma_conv::Tile<BN>::threads, 2)
   const int H = static_cast<int>(s.h), W = static_cast<int>(s.w), HW = H * W;
   const int cin = static_cast<int>(s.c_in), cout = static_cast<int>(s.c_out);
   const int pixels = static_cast<int>(s.n) * HW, cin_pad = mma_conv::channels_padded(s.c_in);
-  const int k_steps = KK * (cin_pad / bk);
+  // Split-K (gridDim.z slices, mma_conv::splits): slice z runs k steps [k_begin, k_end) of the
+  // KK * cin_pad / 16, at least `stages` of them.
+  const int steps_per_tap = cin_pad / bk, k_total = KK * steps_per_tap, slices = static_cast<int>(gridDim.z);
+  const int k_begin = static_cast<int>(blockIdx.z) * k_total / slices;
+  const int k_steps = (static_cast<int>(blockIdx.z) + 1) * k_total / slices - k_begin;
   const int tid = static_cast<int>(threadIdx.x), lane = tid % 32, warp = tid / 32;
   const int wm = warp % T::warps_m, wn = warp / T::warps_m;
   const int m0 = static_cast<int>(blockIdx.x) * bm, n0 = static_cast<int>(blockIdx.y) * BN;
@@ -267,7 +289,13 @@ __global__ void __launch_bounds__(mma_conv::Tile<BN>::threads, 2)
     b_offset[i] = b_valid[i] ? (n0 + n) * KK * cin_pad + (q % CPR) * 4 : 0;
   }
   // The k step being loaded: tap (u, v), first packed channel position c0 (advanced once per step).
-  int load_step = 0, c0 = 0, u = 0, v = 0;
+  int load_step = k_begin, c0 = 0, u = 0, v = 0;
+  {
+    const int tap = k_begin / steps_per_tap;
+    c0 = (k_begin - tap * steps_per_tap) * bk;
+    u = tap / K;
+    v = tap - u * K;
+  }
 
   auto load_stage = [&](int stage) {
     float* as = shared + stage * T::stage_floats;
@@ -368,6 +396,10 @@ __global__ void __launch_bounds__(mma_conv::Tile<BN>::threads, 2)
     }
   });
 
+  if (slices > 1) {  // leaves the block's acc the sum of every slice's, or returns (not the tile's last slice)
+    const int tile = static_cast<int>(blockIdx.y * gridDim.x + blockIdx.x);
+    if (!mma_pipeline::reduce_split_k<T::threads>(acc, partials, counters, tile, slices, tid)) return;
+  }
   mma_pipeline::store_nchw(acc, y, bias, m0 + wm * mma_conv::warp_tile, n0 + wn * mma_conv::warp_tile, pixels, HW, cout,
                            lane);
 }
@@ -386,21 +418,66 @@ inline int block_n(const ConvShape& s) { return s.c_out <= 64 ? 64 : 128; }
 // Whether a shape takes the NarrowCin kernels: fewer input channels than one k step.
 inline bool narrow(const ConvShape& s) { return s.c_in < bk; }
 
+// Split-K where the tiles alone fill few SMs (the deep levels: 8 x 8 and 4 x 4 images at batch 16
+// make 4-32 tiles): S = the SMs of an H100 / H200 SXM over the tiles, rounded down (one block per
+// SM: rounding up would give some SMs two slices), and at most floor(sqrt(k steps / 2)): a block's
+// main loop shrinks as k / S but the tile's last block reads S partial tiles alone, and k / S * a +
+// S * b is least at S = sqrt(k * a / b), a / b ~ 1/2 for a shared-memory-bound k step of a tile (1.8x
+// its math term) against reading the tile from L2 at 64 bytes per clock. At least `stages` k steps
+// per slice, at most max_splits; 1 where the tiles make half the SMs busy or more.
+inline constexpr int fill_blocks = 132, max_splits = 32;
+inline std::int64_t tiles(const ConvShape& fs) {
+  return (fs.n * fs.h * fs.w + bm - 1) / bm * ((fs.c_out + block_n(fs) - 1) / block_n(fs));
+}
+inline int k_steps(const ConvShape& fs) { return static_cast<int>(fs.k * fs.k * (channels_padded(fs.c_in) / bk)); }
+inline int splits(const ConvShape& fs) {
+  const std::int64_t t = tiles(fs);
+  if (t == 0 || 2 * t > fill_blocks) return 1;
+  const int k = k_steps(fs);
+  int by_tail = 1;
+  while (2 * (by_tail + 1) * (by_tail + 1) <= k) ++by_tail;
+  int count = static_cast<int>(fill_blocks / t);
+  for (const int cap : {by_tail, k / stages, max_splits}) count = cap < count ? cap : count;
+  return count < 1 ? 1 : count;
+}
+// The forward's workspace (fs: the shape the kernel convolves): the packed weights, then with S > 1
+// slices the partial tiles (from a 16-byte boundary: float4 stores) and a counter per tile.
+inline std::int64_t partials_offset(const ConvShape& fs) { return (packed_weight_floats(fs) + 3) / 4 * 4; }
+inline std::int64_t counters_offset(const ConvShape& fs, int splits) {
+  return partials_offset(fs) + splits * tiles(fs) * bm * block_n(fs);
+}
+inline std::int64_t workspace_floats(const ConvShape& fs, int splits) {
+  return splits > 1 ? counters_offset(fs, splits) + tiles(fs) : packed_weight_floats(fs);
+}
+inline std::int64_t workspace_floats(const ConvShape& fs) { return workspace_floats(fs, splits(fs)); }
+// The counters the weight packing zeroes in a workspace `work` (none for one slice).
+inline unsigned* counters(const ConvShape& fs, float* work, int splits) {
+  return splits > 1 ? reinterpret_cast<unsigned*>(work + counters_offset(fs, splits)) : nullptr;
+}
+inline int counter_count(const ConvShape& fs, int splits) { return splits > 1 ? static_cast<int>(tiles(fs)) : 0; }
+
 // The input gradient as a forward convolution: dy (Cout channels) in, dx (Cin channels) out.
 inline ConvShape transposed(const ConvShape& s) { return {s.n, s.c_out, s.c_in, s.h, s.w, s.k}; }
 // Floats of the input gradient's packed weights (Cin x K*K x Cout rounded up to 16).
 inline std::int64_t packed_dgrad_weight_floats(const ConvShape& s) { return packed_weight_floats(transposed(s)); }
 
+// The forward kernel's grid: tiles x S slices.
+inline dim3 grid(const ConvShape& fs, int splits) {
+  return dim3(static_cast<unsigned>((fs.n * fs.h * fs.w + bm - 1) / bm),
+              static_cast<unsigned>((fs.c_out + block_n(fs) - 1) / block_n(fs)), static_cast<unsigned>(splits));
+}
+
 // The forward kernel on already packed weights (fs: the shape it convolves; a transposed one for
-// the input gradient). One instantiation per (K, block tile, narrow Cin): 8 kernels.
-inline void launch_packed(const ConvShape& fs, const float* x, const float* packed, const float* b, float* y,
-                          kiln::gpu::stream_handle stream) {
+// the input gradient) in `work` (workspace_floats(fs, splits) floats, the counters zeroed). One
+// instantiation per (K, block tile, narrow Cin): 8 kernels.
+inline void launch_packed(const ConvShape& fs, const float* x, float* work, const float* b, float* y,
+                          kiln::gpu::stream_handle stream, int splits = 1) {
   const int variant = (fs.k == 3 ? 4 : 0) + (block_n(fs) == 128 ? 2 : 0) + (narrow(fs) ? 1 : 0);
+  float* partials = splits > 1 ? work + partials_offset(fs) : nullptr;
+  unsigned* counter = counters(fs, work, splits);
   auto run = [&]<int K, int BN, bool NarrowCin>() {
-    const dim3 grid(static_cast<unsigned>((fs.n * fs.h * fs.w + bm - 1) / bm),
-                    static_cast<unsigned>((fs.c_out + BN - 1) / BN));
-    KILN_LAUNCH((conv2d_mma_forward_kernel<K, BN, NarrowCin>), grid, dim3(Tile<BN>::threads), Tile<BN>::shared_bytes,
-                stream, fs, x, packed, b, y);
+    KILN_LAUNCH((conv2d_mma_forward_kernel<K, BN, NarrowCin>), grid(fs, splits), dim3(Tile<BN>::threads),
+                Tile<BN>::shared_bytes, stream, fs, x, static_cast<const float*>(work), b, y, partials, counter);
   };
   switch (variant) {
     case 0:
@@ -426,33 +503,40 @@ inline unsigned pack_blocks(std::int64_t count) {
   return static_cast<unsigned>((count + 255) / 256 < 4096 ? (count + 255) / 256 : 4096);
 }
 
-// y = conv(x, w) + b (b may be null). `packed`: packed_weight_floats(s) floats of device scratch.
-inline void forward(const ConvShape& s, const float* x, const float* w, const float* b, float* y, float* packed,
-                    kiln::gpu::stream_handle stream = nullptr) {
+// y = conv(x, w) + b (b may be null) with the k steps in `splits` slices (1: unsplit). `work`:
+// workspace_floats(s, splits) floats of device scratch (packed_weight_floats(s) for one slice).
+inline void forward(const ConvShape& s, const float* x, const float* w, const float* b, float* y, float* work,
+                    kiln::gpu::stream_handle stream = nullptr, int splits = 1) {
   if (!supports(s))
     throw kiln::gpu::Error("conv2d_mma: unsupported shape (K must be 1 or 3, tensors under 2^31 elements)");
   if (s.n == 0 || s.h == 0 || s.w == 0 || s.c_out == 0) return;
   const dim3 blocks(pack_blocks(packed_weight_floats(s)));
+  unsigned* counter = counters(s, work, splits);
+  const int count = counter_count(s, splits);
   if (s.k == 3)
-    KILN_LAUNCH((conv2d_mma_pack_weights_kernel<3>), blocks, dim3(256), 0, stream, s, w, packed);
+    KILN_LAUNCH((conv2d_mma_pack_weights_kernel<3>), blocks, dim3(256), 0, stream, s, w, work, counter, count);
   else
-    KILN_LAUNCH((conv2d_mma_pack_weights_kernel<1>), blocks, dim3(256), 0, stream, s, w, packed);
-  launch_packed(s, x, packed, b, y, stream);
+    KILN_LAUNCH((conv2d_mma_pack_weights_kernel<1>), blocks, dim3(256), 0, stream, s, w, work, counter, count);
+  launch_packed(s, x, work, b, y, stream, splits);
 }
 
-// dx = the input gradient of y = conv(x, w) (overwritten) from dy. `packed`:
-// packed_dgrad_weight_floats(s) floats of device scratch.
-inline void backward_data(const ConvShape& s, const float* w, const float* dy, float* dx, float* packed,
-                          kiln::gpu::stream_handle stream = nullptr) {
+// dx = the input gradient of y = conv(x, w) (overwritten) from dy, the k steps in `splits` slices.
+// `work`: workspace_floats(transposed(s), splits) floats of device scratch (packed_dgrad_weight_floats(s)
+// for one slice).
+inline void backward_data(const ConvShape& s, const float* w, const float* dy, float* dx, float* work,
+                          kiln::gpu::stream_handle stream = nullptr, int splits = 1) {
   if (!supports(s) || !supports(transposed(s)))
     throw kiln::gpu::Error("conv2d_mma: unsupported shape (K must be 1 or 3, tensors under 2^31 elements)");
   if (s.n == 0 || s.h == 0 || s.w == 0 || s.c_in == 0 || s.c_out == 0) return;
+  const ConvShape t = transposed(s);
   const dim3 blocks(pack_blocks(packed_dgrad_weight_floats(s)));
+  unsigned* counter = counters(t, work, splits);
+  const int count = counter_count(t, splits);
   if (s.k == 3)
-    KILN_LAUNCH((conv2d_mma_pack_weights_dgrad_kernel<3>), blocks, dim3(256), 0, stream, s, w, packed);
+    KILN_LAUNCH((conv2d_mma_pack_weights_dgrad_kernel<3>), blocks, dim3(256), 0, stream, s, w, work, counter, count);
   else
-    KILN_LAUNCH((conv2d_mma_pack_weights_dgrad_kernel<1>), blocks, dim3(256), 0, stream, s, w, packed);
-  launch_packed(transposed(s), dy, packed, nullptr, dx, stream);
+    KILN_LAUNCH((conv2d_mma_pack_weights_dgrad_kernel<1>), blocks, dim3(256), 0, stream, s, w, work, counter, count);
+  launch_packed(t, dy, work, nullptr, dx, stream, splits);
 }
 
 }  // namespace mma_conv

@@ -26,6 +26,15 @@ __device__ __forceinline__ float* at_byte(float* p, int bytes) {
   return reinterpret_cast<float*>(reinterpret_cast<char*>(p) + bytes);
 }
 
+// A load that bypasses L1 (which is not coherent across SMs): data another block wrote in this launch.
+__device__ __forceinline__ float4 load_l2(const float4* p) {
+#if KILN_GPU_REAL
+  return __ldcg(p);
+#else
+  return *p;
+#endif
+}
+
 // acc = 0 for a warp's 4 x 8 m16n8k8 accumulators.
 __device__ __forceinline__ void zero(float (&acc)[4][8][4]) {
   KILN_UNROLL
@@ -111,6 +120,62 @@ __device__ __forceinline__ void store_nchw(const float (&acc)[4][8][4], float* y
       }
     }
   }
+}
+
+// Split-K in one launch, deterministic, without waiting (conv2d_mma.cuh's forward, gridDim.z slices of
+// the k steps): every slice of a tile writes its accumulators to partials[tile][slice] (thread-major
+// float4s: a warp's store is 512 contiguous bytes), makes them visible device-wide and then counts
+// itself in counters[tile]; the block that counts last adds the tile's slices in slice order 0, 1,
+// ..., S-1 (its own one re-read too), so the sum has the same bits whichever block finishes last, and
+// resets the counter. Returns whether this block holds the sum (in acc) and must store the tile.
+// counters[tile] is 0 at launch (the weight packing zeroes the counters). No block waits for
+// another, so the grid needs no co-residency.
+template <int Threads>
+__device__ __forceinline__ bool reduce_split_k(float (&acc)[4][8][4], float* partials, unsigned* counters, int tile,
+                                               int slices, int tid) {
+  constexpr int tile_float4s = Threads * 32;  // 128 floats per thread
+  float4* base = reinterpret_cast<float4*>(partials) + tile * slices * tile_float4s + tid;
+  float4* own = base + static_cast<int>(blockIdx.z) * tile_float4s;
+  KILN_UNROLL
+  for (int i = 0; i < 4; ++i) {
+    KILN_UNROLL
+    for (int j = 0; j < 8; ++j)
+      own[(i * 8 + j) * Threads] = make_float4(acc[i][j][0], acc[i][j][1], acc[i][j][2], acc[i][j][3]);
+  }
+  __threadfence();  // this thread's partial is visible device-wide before the block counts itself
+  __syncthreads();  // ... every thread's
+  const bool last =
+      __syncthreads_or(tid == 0 && atomicAdd(counters + tile, 1u) == static_cast<unsigned>(slices - 1)) != 0;
+  if (!last) return false;
+  __threadfence();  // the other slices' partials are read after their count
+  // One m-tile's 8 float4s at a time, the slices in a rolled loop: 32 loaded registers live beside
+  // the 128 accumulators (all 32 float4s of a slice at once would spill).
+  KILN_UNROLL
+  for (int i = 0; i < 4; ++i) {
+    const float4* p = base + i * 8 * Threads;
+    KILN_UNROLL
+    for (int j = 0; j < 8; ++j) {
+      const float4 v = load_l2(p + j * Threads);
+      acc[i][j][0] = v.x;
+      acc[i][j][1] = v.y;
+      acc[i][j][2] = v.z;
+      acc[i][j][3] = v.w;
+    }
+    KILN_MMA_ROLLED
+    for (int slice = 1; slice < slices; ++slice) {
+      p += tile_float4s;
+      KILN_UNROLL
+      for (int j = 0; j < 8; ++j) {
+        const float4 v = load_l2(p + j * Threads);
+        acc[i][j][0] += v.x;
+        acc[i][j][1] += v.y;
+        acc[i][j][2] += v.z;
+        acc[i][j][3] += v.w;
+      }
+    }
+  }
+  if (tid == 0) counters[tile] = 0;  // ready for the next launch on this workspace
+  return true;
 }
 
 // The weight gradient's epilogue (conv2d_mma_wgrad.cuh, conv2d_mma_bf16_wgrad.cuh): D[m][n] of filter

@@ -19,8 +19,10 @@ target_link_libraries(kiln_nvcc_check PRIVATE kiln::kiln CUDA::cudart)
 # Host code of the CPU backend uses OpenMP; kiln::kiln's -fopenmp applies to CXX sources only.
 # 1675 = "unrecognized GCC pragma" (#pragma GCC unroll in include/kiln/cpu/gemm_kernels.hpp).
 # Every other warning, host or device, is an error.
+# --threads 2: sm_80's and sm_90's device code compiled side by side (one unit of about 90 CPU-s,
+# often the last job of CI's build stages).
 target_compile_options(kiln_nvcc_check PRIVATE
-  $<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-fopenmp --diag-suppress=1675 --Werror=all-warnings>)
+  $<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-fopenmp --diag-suppress=1675 --Werror=all-warnings --threads 2>)
 target_link_options(kiln_nvcc_check PRIVATE -fopenmp)
 
 if(KILN_CUDNN)

@@ -220,7 +220,7 @@ inline void pool_backend_case(Report& report, const kiln::PoolArgs& a, std::uint
 // through KILN_CUDA_LAUNCH (the local names spell the kernels without template commas). Bound:
 // TF32 operands, the activations truncated (2^-10 relative, twice tf32_bound's rounding).
 template <int K, int BN, bool ChannelTail>
-void mma_conv_case(Report& report, const kiln::ConvShape& s, std::uint64_t seed) {
+void mma_conv_case(Report& report, const kiln::ConvShape& s, std::uint64_t seed, int splits = 1) {
   namespace mc = kiln::cuda::kernels::mma_conv;
   kiln::Rng rng(seed);
   const Shape xs = Shape::nchw(s.n, s.c_in, s.h, s.w), ws{s.c_out, s.c_in, s.k, s.k},
@@ -233,15 +233,18 @@ void mma_conv_case(Report& report, const kiln::ConvShape& s, std::uint64_t seed)
                                      kiln::Tensor<float, Cpu>::from_host(Shape{s.c_out}, bv), y_cpu, work_cpu);
   const auto x = kiln::Tensor<float, Cuda>::from_host(xs, xv), w = kiln::Tensor<float, Cuda>::from_host(ws, wv);
   const auto b = kiln::Tensor<float, Cuda>::from_host(Shape{s.c_out}, bv);
-  kiln::Tensor<float, Cuda> y(ys), packed(Shape{mc::packed_weight_floats(s)});
+  kiln::Tensor<float, Cuda> y(ys), packed(Shape{mc::workspace_floats(s, splits)});
   auto* conv2d_mma_pack_weights_kernel = &kiln::cuda::kernels::conv2d_mma_pack_weights_kernel<K>;
   auto* conv2d_mma_forward_kernel = &kiln::cuda::kernels::conv2d_mma_forward_kernel<K, BN, ChannelTail>;
-  KILN_CUDA_LAUNCH(conv2d_mma_pack_weights_kernel, dim3(8), dim3(256), 0, s, w.data(), packed.data());
-  const dim3 grid(static_cast<unsigned>((s.n * s.h * s.w + mc::bm - 1) / mc::bm),
-                  static_cast<unsigned>((s.c_out + BN - 1) / BN));
-  KILN_CUDA_LAUNCH(conv2d_mma_forward_kernel, grid, dim3(mc::Tile<BN>::threads), mc::Tile<BN>::shared_bytes, s,
-                   x.data(), static_cast<const float*>(packed.data()), b.data(), y.data());
-  report.compare("y (mma.sync TF32)", y, y_cpu, 2 * tf32_bound);
+  // splits > 1: the k steps in slices, the partial tiles and counters after the packed weights.
+  unsigned* counters = mc::counters(s, packed.data(), splits);
+  float* partials = splits > 1 ? packed.data() + mc::partials_offset(s) : nullptr;
+  KILN_CUDA_LAUNCH(conv2d_mma_pack_weights_kernel, dim3(8), dim3(256), 0, s, w.data(), packed.data(), counters,
+                   mc::counter_count(s, splits));
+  KILN_CUDA_LAUNCH(conv2d_mma_forward_kernel, mc::grid(s, splits), dim3(mc::Tile<BN>::threads),
+                   mc::Tile<BN>::shared_bytes, s, x.data(), static_cast<const float*>(packed.data()), b.data(),
+                   y.data(), partials, counters);
+  report.compare(splits > 1 ? "y (mma.sync TF32, split-K)" : "y (mma.sync TF32)", y, y_cpu, 2 * tf32_bound);
 }
 
 // Backend<Cuda>'s TF32 forward without its planned workspace (a layer planned under strict fp32):

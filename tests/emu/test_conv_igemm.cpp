@@ -16,6 +16,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "emu/kernel_cases.hpp"
@@ -205,8 +206,10 @@ TEST_CASE("tf32 math mode: selection and fall-back") {
     kiln::cuda::MathModeScope scope(MathMode::tf32);
     CHECK(kiln::Backend<Cuda>::math_mode() == MathMode::tf32);
     CHECK(kiln::Backend<Cuda>::conv2d_workspace_floats(s3) > 0);  // split-K partial sums, packed weights
-    // The packed weights: Cout x K*K taps x Cin rounded up to 16, in the forward's and the layer's plan.
-    CHECK(kiln::Backend<Cuda>::conv2d_forward_workspace_floats(s3) == 7 * 9 * 16);
+    // The packed weights: Cout x K*K taps x Cin rounded up to 16, in the forward's and the layer's plan,
+    // then the split-K partial tiles (3 tiles of 128 x 64 in 2 slices: 9 k steps) and 3 counters.
+    CHECK(kiln::cuda::kernels::mma_conv::splits(s3) == 2);
+    CHECK(kiln::Backend<Cuda>::conv2d_forward_workspace_floats(s3) == 7 * 9 * 16 + 2 * 3 * 128 * 64 + 3);
     CHECK(kiln::Backend<Cuda>::conv2d_workspace_floats(s3) >= 7 * 9 * 16);
     CHECK(kiln::Backend<Cuda>::conv2d_forward_workspace_floats(s5) == 0);
     CHECK(kiln::Backend<Cuda>::conv2d_workspace_floats(s5) == 0);  // K = 5 keeps the strict kernels
@@ -324,5 +327,66 @@ TEST_CASE("tf32 weight gradient on mma.sync: bit-identical from run to run (spli
   CHECK(runs[0] == runs[1]);
   CHECK(runs[0] == runs[2]);
   CHECK(std::count(runs[0].begin(), runs[0].end(), 0u) == 0);  // every weight got its gradient
+}
+#endif
+
+// The forward and the input gradient split their k steps where the tiles fill few SMs and the
+// planned workspace holds the partial tiles (mma_conv::splits); a workspace with room for the packed
+// weights only runs them unsplit. Both equal the TF32 loops; the split ones have the same bits under
+// every schedule (each tile's slices are added in slice order by its last block).
+#if !KILN_EMU_THREADS
+TEST_CASE("tf32 forward and input gradient on mma.sync: split-K with the planned workspace, deterministic") {
+  using B = kiln::Backend<Cuda>;
+  namespace mc = kiln::cuda::kernels::mma_conv;
+  kiln::cuda::MathModeScope scope(kiln::cuda::MathMode::tf32);
+  const ConvShape s{2, 64, 128, 8, 8, 3};  // one 128-pixel tile: forward 4 slices, input gradient 6
+  REQUIRE(mc::splits(s) == 4);
+  REQUIRE(mc::splits(mc::transposed(s)) == 6);
+  const auto planned = static_cast<std::int64_t>(B::conv2d_workspace_floats(s));
+  CHECK(planned >= mc::workspace_floats(s, 4));
+  CHECK(planned >= mc::workspace_floats(mc::transposed(s), 6));
+  kiln::Rng rng(19);
+  const auto x = kiln_test::random_vector(static_cast<std::size_t>(s.n * s.c_in * s.h * s.w), rng, -2.0f, 2.0f);
+  const auto w = kiln_test::random_vector(static_cast<std::size_t>(s.c_out * s.c_in * s.k * s.k), rng);
+  const auto b = kiln_test::random_vector(static_cast<std::size_t>(s.c_out), rng);
+  const auto dy = kiln_test::random_vector(static_cast<std::size_t>(s.n * s.c_out * s.h * s.w), rng);
+  const std::vector<float> dw0(w.size(), 0.0f);
+  const std::vector<float> want_y = reference(s, x, w, b, dy, dw0, true).y, want_dx = reference_dx(s, w, dy, true);
+  const Shape xs = Shape::nchw(s.n, s.c_in, s.h, s.w), ys = Shape::nchw(s.n, s.c_out, s.h, s.w);
+  const Shape wshape{s.c_out, s.c_in, s.k, s.k};
+  const auto tx = Tensor<float, Cuda>::from_host(xs, x), tw = Tensor<float, Cuda>::from_host(wshape, w);
+  const auto tb = Tensor<float, Cuda>::from_host(Shape{s.c_out}, b), tdy = Tensor<float, Cuda>::from_host(ys, dy);
+  auto bits = [](const std::vector<float>& v) {
+    std::vector<std::uint32_t> out;
+    for (float f : v) out.push_back(std::bit_cast<std::uint32_t>(f));
+    return out;
+  };
+  auto run = [&](std::int64_t floats) {
+    Tensor<float, Cuda> ws(Shape{floats}), y(ys), dx(xs), dw, db;
+    B::conv2d_forward(s, tx, tw, tb, y, ws);
+    B::conv2d_backward(s, tx, tw, tdy, dx, dw, db, ws);
+    return std::pair{y.to_vector(), dx.to_vector()};
+  };
+  std::vector<std::uint32_t> first_y, first_dx;
+  for (auto schedule :
+       {kiln::gpu::emu::Schedule::forward, kiln::gpu::emu::Schedule::reverse, kiln::gpu::emu::Schedule::random}) {
+    const auto saved = kiln::gpu::emu::schedule();
+    kiln::gpu::emu::set_schedule(schedule);
+    const auto [y, dx] = run(planned);
+    kiln::gpu::emu::set_schedule(saved);
+    if (first_y.empty()) {
+      first_y = bits(y);
+      first_dx = bits(dx);
+      CHECK(normalised_error(y, want_y) < 2e-6);
+      CHECK(normalised_error(dx, want_dx) < 2e-6);
+    } else {
+      CHECK(bits(y) == first_y);
+      CHECK(bits(dx) == first_dx);
+    }
+  }
+  // Room for the packed weights only (a workspace planned without the partial tiles): unsplit.
+  const auto [y1, dx1] = run(std::max(mc::packed_weight_floats(s), mc::packed_dgrad_weight_floats(s)));
+  CHECK(normalised_error(y1, want_y) < 2e-6);
+  CHECK(normalised_error(dx1, want_dx) < 2e-6);
 }
 #endif

@@ -157,7 +157,183 @@ Gradients tensor_core_gradients(const ConvShape& s, const std::vector<float>& x,
   }
 }
 
+// The bits of a float vector (NaN-safe equality).
+[[maybe_unused]] std::vector<std::uint32_t> bits_of(const std::vector<float>& v) {
+  std::vector<std::uint32_t> out(v.size());
+  std::transform(v.begin(), v.end(), out.begin(), [](float f) { return std::bit_cast<std::uint32_t>(f); });
+  return out;
+}
+
+// y from the split-K partial tiles a forward left in its workspace `ws` (mma_conv::partials_offset
+// on: [tile][slice][float4 q * threads + tid], acc[i][j] of thread tid as float4 q = i * 8 + j), the
+// slices added in order 0, 1, ... (all but `skip`), then the bias: what the tile's last block must store.
+[[maybe_unused]] std::vector<float> from_partials(const ConvShape& s, const std::vector<float>& ws, int splits,
+                                                  const float* bias, int skip = -1) {
+  const int bn = mc::block_n(s), threads = 32 * (mc::bm / mc::warp_tile) * (bn / mc::warp_tile);
+  const std::int64_t hw_count = s.h * s.w, pixels = s.n * hw_count;
+  const std::int64_t gx = (pixels + mc::bm - 1) / mc::bm, gy = (s.c_out + bn - 1) / bn;
+  std::vector<float> y(static_cast<std::size_t>(pixels * s.c_out), std::nanf(""));
+  for (std::int64_t by = 0; by < gy; ++by)
+    for (std::int64_t bx = 0; bx < gx; ++bx)
+      for (int tid = 0; tid < threads; ++tid) {
+        const int warp = tid / 32, lane = tid % 32, wm = warp % 2, wn = warp / 2, g = lane / 4, t = lane % 4;
+        for (int i = 0; i < 4; ++i)
+          for (int j = 0; j < 8; ++j)
+            for (int e = 0; e < 4; ++e) {
+              const std::int64_t p = bx * mc::bm + wm * 64 + i * 16 + (e / 2) * 8 + g;
+              const std::int64_t o = by * bn + wn * 64 + j * 8 + 2 * t + e % 2;
+              if (p >= pixels || o >= s.c_out) continue;
+              float sum = 0.0f;
+              bool first = true;
+              for (int sl = 0; sl < splits; ++sl) {
+                if (sl == skip) continue;
+                const std::int64_t at =
+                    mc::partials_offset(s) +
+                    (((by * gx + bx) * splits + sl) * threads * 32 + (i * 8 + j) * threads + tid) * 4 + e;
+                const float v = ws[static_cast<std::size_t>(at)];
+                sum = first ? v : sum + v;
+                first = false;
+              }
+              y[static_cast<std::size_t>(((p / hw_count) * s.c_out + o) * hw_count + p % hw_count)] =
+                  sum + (bias != nullptr ? bias[o] : 0.0f);
+            }
+      }
+  return y;
+}
+
+// The forward with its k steps in `splits` slices (split-K, reduced in the launch by each tile's
+// last slice): y against the tensor-core and fp32 references as check_shape; the same bits under the
+// forward, reverse and random schedules and on every run; exactly the partial tiles left in the
+// workspace added in slice order plus the bias; and, as deliberate bugs, a slice left out of that
+// sum or a tile finalised before its last slice landed (its counter not zeroed) are caught.
+[[maybe_unused]] void check_split(const ConvShape& s, int splits, std::uint64_t seed) {  // unused in OS-thread mode
+  std::ostringstream name;
+  name << "N=" << s.n << " " << s.c_in << "->" << s.c_out << " K=" << s.k << " " << s.h << "x" << s.w
+       << " block tile 128x" << mc::block_n(s) << ", " << mc::tiles(s) << " tiles, " << splits << " slices of "
+       << mc::k_steps(s) << " k steps";
+  INFO(name.str());
+  REQUIRE(splits > 1);
+  REQUIRE(splits * mc::stages <= mc::k_steps(s));
+  const auto x = uniform(static_cast<std::size_t>(s.n * s.c_in * s.h * s.w), seed, -2.0f, 2.0f);
+  const auto w = uniform(static_cast<std::size_t>(s.c_out * s.c_in * s.k * s.k), seed + 1, -1.0f, 1.0f);
+  const auto b = uniform(static_cast<std::size_t>(s.c_out), seed + 2, -1.0f, 1.0f);
+  const auto want = tensor_core_reference(s, x, w, &b);
+  std::vector<float> strict(want.size());
+  kiln::cpu::reference::conv2d_forward(s, x.data(), w.data(), b.data(), strict.data());
+  DeviceBuffer<float> dx(x), dw(w), db(b), dy(want.size()),
+      work(static_cast<std::size_t>(mc::workspace_floats(s, splits)));
+  std::vector<std::uint32_t> first;
+  for (auto schedule :
+       {kiln::gpu::emu::Schedule::forward, kiln::gpu::emu::Schedule::reverse, kiln::gpu::emu::Schedule::random}) {
+    kiln_emu_test::ScopedSchedule order(schedule);
+    for (int run = 0; run < 2; ++run) {
+      dy.upload(std::vector<float>(want.size(), std::nanf("")));  // every output must be written
+      mc::forward(s, dx.get(), dw.get(), db.get(), dy.get(), work.get(), nullptr, splits);
+      const auto got = dy.download();
+      if (first.empty()) {
+        first = bits_of(got);
+        CHECK(normalised_error(got, want) < 2e-6);
+        const double vs_fp32 = normalised_error(got, strict);
+        CHECK(vs_fp32 < 2e-3);
+        CHECK(vs_fp32 > 1e-5);
+      } else {
+        CHECK(bits_of(got) == first);  // deterministic: whichever slice of a tile finishes last
+      }
+    }
+  }
+  const auto ws = work.download();
+  CHECK(bits_of(from_partials(s, ws, splits, b.data())) == first);
+  // Deliberate bugs: a slice left out (the first or the last) is far off the reference.
+  for (const int skip : {0, splits - 1})
+    CHECK(normalised_error(from_partials(s, ws, splits, b.data(), skip), want) > 1e-2);
+  // ... and a tile finalised one slice early: counters left at 1, the partials NaN.
+  auto stale = ws;
+  std::fill(stale.begin() + static_cast<std::ptrdiff_t>(mc::partials_offset(s)),
+            stale.begin() + static_cast<std::ptrdiff_t>(mc::counters_offset(s, splits)), std::nanf(""));
+  for (std::int64_t c = 0; c < mc::counter_count(s, splits); ++c)
+    stale[static_cast<std::size_t>(mc::counters_offset(s, splits) + c)] = std::bit_cast<float>(1u);
+  work.upload(stale);
+  mc::launch_packed(s, dx.get(), work.get(), db.get(), dy.get(), nullptr, splits);
+  CHECK(!(normalised_error(dy.download(), want) < 1e-2));  // NaN or far off
+}
+
+// The input gradient with split-K (the forward kernel on the transposed shape), against the
+// tensor-core reference, bit-identical on a second run.
+[[maybe_unused]] void check_split_dgrad(const ConvShape& s, int splits, std::uint64_t seed) {  // OS-thread mode: unused
+  const ConvShape t = mc::transposed(s);
+  INFO("dgrad N=", s.n, " ", s.c_in, "->", s.c_out, " K=", s.k, " ", s.h, "x", s.w, ", ", splits, " slices");
+  REQUIRE(splits * mc::stages <= mc::k_steps(t));
+  const auto x = uniform(static_cast<std::size_t>(s.n * s.c_in * s.h * s.w), seed, -2.0f, 2.0f);
+  const auto w = uniform(static_cast<std::size_t>(s.c_out * s.c_in * s.k * s.k), seed + 1, -1.0f, 1.0f);
+  const auto dy = uniform(static_cast<std::size_t>(s.n * s.c_out * s.h * s.w), seed + 2, -1.0f, 1.0f);
+  const Gradients want = tensor_core_gradients(s, x, w, dy, std::vector<float>(w.size(), 0.0f));
+  std::vector<float> strict_dx(x.size()), strict_dw(w.size(), 0.0f);
+  kiln::cpu::reference::conv2d_backward(s, x.data(), w.data(), dy.data(), strict_dx.data(), strict_dw.data(), nullptr);
+  DeviceBuffer<float> dw_(w), ddy(dy), ddx(x.size()), work(static_cast<std::size_t>(mc::workspace_floats(t, splits)));
+  std::vector<std::uint32_t> first;
+  for (int run = 0; run < 2; ++run) {
+    ddx.upload(std::vector<float>(x.size(), std::nanf("")));
+    mc::backward_data(s, dw_.get(), ddy.get(), ddx.get(), work.get(), nullptr, splits);
+    const auto got = ddx.download();
+    if (run == 0) {
+      first = bits_of(got);
+      CHECK(normalised_error(got, want.dx) < 2e-6);
+      const double vs_fp32 = normalised_error(got, strict_dx);
+      CHECK(vs_fp32 < 2e-3);
+      CHECK(vs_fp32 > 1e-5);
+    } else {
+      CHECK(bits_of(got) == first);
+    }
+  }
+}
+
 }  // namespace
+
+TEST_CASE("conv2d_mma split-K plan: deep U-Net levels split to fill the SMs, the others not") {
+  struct Plan {
+    ConvShape s;
+    int splits;
+  };
+  for (const Plan& p : {Plan{{16, 256, 256, 8, 8, 3}, 8},   // level 3: 16 tiles (128x128), 144 k steps
+                        Plan{{16, 256, 512, 4, 4, 3}, 8},   // bottleneck conv1: 8 tiles, 144 k steps
+                        Plan{{16, 512, 512, 4, 4, 3}, 12},  // bottleneck conv2: 288 k steps, sqrt(144)
+                        Plan{{16, 64, 128, 16, 16, 3}, 4},  // level 2: 32 tiles
+                        Plan{{16, 512, 256, 8, 8, 1}, 4},   // a 1x1 at 8x8: 16 tiles, 32 k steps, sqrt(16)
+                        Plan{{16, 32, 32, 64, 64, 3}, 1},   // level 0: 512 tiles
+                        Plan{{16, 64, 64, 32, 32, 3}, 1},   // level 1: 128 tiles, already 97 % of the SMs
+                        Plan{{16, 1, 32, 64, 64, 3}, 1},    // the first layer
+                        Plan{{1, 3, 5, 4, 4, 3}, 2},        // one tile, 9 k steps: floor(sqrt(4.5))
+                        Plan{{1, 3, 5, 4, 4, 1}, 1}}) {     // one k step
+    INFO("N=", p.s.n, " ", p.s.c_in, "->", p.s.c_out, " K=", p.s.k, " ", p.s.h, "x", p.s.w);
+    const int splits = mc::splits(p.s);
+    CHECK(splits == p.splits);
+    CHECK(splits * mc::tiles(p.s) <= std::max<std::int64_t>(mc::fill_blocks, mc::tiles(p.s)));
+    CHECK(mc::k_steps(p.s) / splits >= (splits > 1 ? mc::stages : 1));
+    CHECK(2 * splits * splits <= std::max(mc::k_steps(p.s), 2));  // the last block's reduction tail
+    CHECK(mc::workspace_floats(p.s) == (splits > 1
+                                            ? (mc::packed_weight_floats(p.s) + 3) / 4 * 4 +
+                                                  splits * mc::tiles(p.s) * mc::bm * mc::block_n(p.s) + mc::tiles(p.s)
+                                            : mc::packed_weight_floats(p.s)));
+  }
+}
+
+// Not in OS-thread mode (ThreadSanitizer builds): 64-128 std::threads meet at every mma.
+#if !KILN_EMU_THREADS
+TEST_CASE("mma.sync TF32 conv forward split-K: deep shapes, tails, deterministic, the slices in order") {
+  check_split({2, 64, 128, 8, 8, 3}, 4, 51);  // a deep level: one 128x128 tile, 36 k steps in 4 slices
+  check_split({1, 20, 66, 6, 7, 3}, 3, 52);   // Cin tail, Cout 66 (the 128-wide tile's tail), 42 pixels
+  check_split({3, 96, 40, 5, 9, 1}, 2, 53);   // 1x1, 135 pixels: two pixel tiles, the second nearly empty
+  check_split({1, 3, 5, 5, 5, 3}, 3, 54);     // NarrowCin: one k step per tap, a slice per kernel row
+#if !KILN_EMU_ASAN
+  check_split({16, 64, 64, 4, 4, 3}, 9, 55);  // 256 pixels, Cout 64 (128x64): 2 tiles, 9 slices of 4 k steps
+#endif
+}
+
+TEST_CASE("mma.sync TF32 conv input gradient split-K: deterministic, against the references") {
+  check_split_dgrad({1, 128, 64, 8, 8, 3}, 6, 61);  // dy's 64 channels in, dx's 128 out: the 128x128 tile
+  check_split_dgrad({2, 20, 17, 4, 4, 3}, 3, 62);   // Cout 17 (dy's channel tail), Cin 20
+}
+#endif
 
 // Not in OS-thread mode (ThreadSanitizer builds): 64-128 std::threads meet at every mma.
 #if !KILN_EMU_THREADS
@@ -229,7 +405,7 @@ TEST_CASE("conv2d_mma: packed weights are tap-major, zero-padded to 16 channels,
   w[1 * 9 + 4] = std::bit_cast<float>(0x3f801000u);  // o 0, c 1, tap 4: a tie, rounds away from zero
   DeviceBuffer<float> dw(w), packed(2 * 9 * 16);
   KILN_LAUNCH(kiln::cuda::kernels::conv2d_mma_pack_weights_kernel<3>, dim3(2), dim3(128), 0, nullptr, s, dw.get(),
-              packed.get());
+              packed.get(), nullptr, 0);
   const auto p = packed.download();
   int wrong = 0;
   for (int o = 0; o < 2; ++o)
@@ -270,7 +446,7 @@ TEST_CASE("conv2d_mma: a channel tail's last step is packed as [Cin - 16, Cin), 
   const auto w = uniform(static_cast<std::size_t>(2 * 17 * 9), 12, -1.0f, 1.0f);
   DeviceBuffer<float> dw(w), packed(static_cast<std::size_t>(mc::packed_weight_floats(s)));
   KILN_LAUNCH(kiln::cuda::kernels::conv2d_mma_pack_weights_kernel<3>, dim3(2), dim3(128), 0, nullptr, s, dw.get(),
-              packed.get());
+              packed.get(), nullptr, 0);
   const auto p = packed.download();
   int wrong = 0;
   for (int o = 0; o < 2; ++o)
@@ -401,9 +577,9 @@ int packing_mismatches(int cin, int cout, unsigned blocks, unsigned threads) {
   DeviceBuffer<float> d_w(w), fwd(static_cast<std::size_t>(mc::packed_weight_floats(s))),
       dgrad(static_cast<std::size_t>(mc::packed_dgrad_weight_floats(s)));
   KILN_LAUNCH(kiln::cuda::kernels::conv2d_mma_pack_weights_kernel<K>, dim3(blocks), dim3(threads), 0, nullptr, s,
-              static_cast<const float*>(d_w.get()), fwd.get());
+              static_cast<const float*>(d_w.get()), fwd.get(), nullptr, 0);
   KILN_LAUNCH(kiln::cuda::kernels::conv2d_mma_pack_weights_dgrad_kernel<K>, dim3(blocks), dim3(threads), 0, nullptr, s,
-              static_cast<const float*>(d_w.get()), dgrad.get());
+              static_cast<const float*>(d_w.get()), dgrad.get(), nullptr, 0);
   const auto f = fwd.download(), d = dgrad.download();
   const auto bits = [](double v) { return std::bit_cast<std::uint32_t>(static_cast<float>(v)); };
   int wrong = 0;

@@ -10,6 +10,15 @@
 --by-layer: one row per kernel and layer (the CSV's layer column) instead of per kernel.
 --passes:  for kiln_emu_profile --kernels backward: per layer, the H200 time of each backward pass
            on the implicit GEMM and on mma.sync (packing and split-K reductions included).
+--targets: issue 20's static target, per convolution pass of the profiled step (layer x forward /
+           input gradient / weight gradient): FLOPs, compulsory bytes (every tensor once), whether the
+           pass is compute-bound on H100 by the roofline (FLOPs / dense TF32 peak >= compulsory bytes /
+           HBM bandwidth), its predicted H100 time and that time's share of the dense TF32 peak
+           (FLOPs / time / peak), PASS or FAIL against 60 % where compute-bound. A pass's time is the
+           sum of every launch of that layer and pass: the GEMM kernel and its weight packing, split-K
+           reductions and NHWC copies, each with its launch term (what one convolution costs the
+           step); the GEMM kernels alone are shown beside it. --enforce: exit 1 if a compute-bound
+           pass fails.
 A kernel named "name<args> (note)" (kiln_emu_profile's "(dgrad)") takes the SASS figures of name<args>.
 
 The model (docs/kernels.md, "Predicted times", explains it and its limits): every launch takes the
@@ -23,7 +32,10 @@ longest of
   shared  shared-memory wavefronts / (SMs x 1 wavefront per clock),
   dram    distinct global bytes / HBM bandwidth (each 32-byte sector moved once: a perfect cache),
   launch  2 us per launch (an assumption: back-to-back launches without CUDA Graphs),
-where the first four are divided by the fraction of SMs that have a block (min(1, blocks / SMs)).
+where the first four are divided by the fraction of SMs that have a block (min(1, blocks / SMs)),
+plus, after the binding term, the split-K tail of the mma.sync forward's one-launch reduction: a
+tile's last block writes its partial tile and reads all S alone, (S + 1) tiles at 64 bytes per clock
+from L2 to one SM (an assumption: NVIDIA publishes no per-SM L2 bandwidth).
 """
 import argparse
 import csv
@@ -45,6 +57,7 @@ GPUS = {
     "H200 SXM": dict(fp32=67e12, tf32=494.7e12, bf16=989.4e12, hbm=4.8e12, sms=132, clock=1.98e9),
 }
 LAUNCH_S = 2e-6
+SM_L2_BYTES_PER_CLOCK = 64  # one SM's reads from L2 (an assumption; the split-K tail)
 
 
 def read_sass(path):
@@ -98,7 +111,8 @@ def predict(row, sass, gpu):
     terms["dram"] = num(row, "global_distinct_bytes") / g["hbm"] / fraction
     terms["launch"] = LAUNCH_S
     limit = max(terms, key=terms.get)
-    return terms[limit], limit, terms
+    tail = num(row, "split_tail_bytes") / (SM_L2_BYTES_PER_CLOCK * g["clock"])  # serial, after the k loop
+    return terms[limit] + tail, limit, terms
 
 
 def next_limit(k, limit):
@@ -190,12 +204,84 @@ def passes(path, sass):
     print()
 
 
+TARGET_SHARE = 0.60  # issue 20: >= 60 % of the H100's dense TF32 peak where compute-bound
+
+
+def step_pass(row):
+    """The convolution pass (forward / input gradient / weight gradient) a launch of a step belongs
+    to, None for launches outside the convolutions (the CSV's layer column is empty there)."""
+    kernel = row["kernel"]
+    if not row.get("layer"):
+        return None
+    if "pack_weights_dgrad" in kernel or "(dgrad)" in kernel or "backward_data" in kernel:
+        return "input gradient"
+    if "wgrad" in kernel or "backward_weight" in kernel or "reduce_splits" in kernel:
+        return "weight gradient"
+    # the rest of a layer's launches: the forward's (packing, NHWC copy, GEMM), or in the backward
+    # phase the input gradient's NHWC copy of dy
+    return "forward" if row["phase"] == "forward" else "input gradient"
+
+
+def targets(path, sass, enforce):
+    """Issue 20's target per convolution pass; returns the number of compute-bound passes below it."""
+    gpu = GPUS["H100 SXM"]
+    rows = list(csv.DictReader(open(path, encoding="utf-8")))
+    passes_seen, acc = [], defaultdict(lambda: defaultdict(float))
+    for r in rows:
+        p = step_pass(r)
+        if p is None:
+            continue
+        key = (r["layer"], p)
+        if key not in passes_seen:
+            passes_seen.append(key)
+        a = acc[key]
+        t = predict(r, sass, "H100 SXM")[0]
+        a["time"] += t
+        a["launches"] += 1
+        if num(r, "flops") > 0:  # the GEMM kernel: the pass's FLOPs and its tensors
+            a["flops"] += num(r, "flops")
+            a["bytes"] += num(r, "compulsory_bytes") or num(r, "global_distinct_bytes")
+            a["gemm"] += t
+    print(f"Issue 20 target on H100 SXM: each compute-bound convolution pass at >= {TARGET_SHARE:.0%} of the dense "
+          f"TF32 peak ({gpu['tf32'] / 1e12:.1f} TFLOP/s; roofline against {gpu['hbm'] / 1e12:.2f} TB/s)\n")
+    print("| layer | pass | GFLOP | compulsory MB | bound (roofline) | launches | H100 µs | % of peak | GEMM kernel µs "
+          "| GEMM % of peak | target |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    failed = passed = 0
+    order = {"forward": 0, "input gradient": 1, "weight gradient": 2}
+    for key in sorted(passes_seen, key=lambda k: (passes_seen.index((k[0], "forward")) if (k[0], "forward") in passes_seen
+                                                   else len(passes_seen), order[k[1]])):
+        a = acc[key]
+        if a["flops"] == 0:
+            continue
+        math_s, dram_s = a["flops"] / gpu["tf32"], a["bytes"] / gpu["hbm"]
+        compute = math_s >= dram_s
+        share, gemm_share = math_s / a["time"], math_s / a["gemm"]
+        if compute:
+            ok = share >= TARGET_SHARE
+            passed += ok
+            failed += not ok
+        verdict = ("PASS" if share >= TARGET_SHARE else "FAIL") if compute else "-"
+        print(f"| {key[0]} | {key[1]} | {a['flops'] / 1e9:.2f} | {a['bytes'] / 1e6:.1f} | "
+              f"{'compute' if compute else 'memory'} ({math_s / dram_s:.2f}) | {a['launches']:.0f} | {a['time'] * 1e6:.1f} | "
+              f"{100 * share:.0f} % | {a['gemm'] * 1e6:.1f} | {100 * gemm_share:.0f} % | {verdict} |")
+    total = sum(acc[k]["time"] for k in passes_seen)
+    flops = sum(acc[k]["flops"] for k in passes_seen)
+    print(f"\n* {passed + failed} compute-bound passes: {passed} PASS, {failed} FAIL; all convolution passes "
+          f"{total * 1e6:.0f} µs on H100 for {flops / 1e9:.1f} GFLOP ({100 * flops / gpu['tf32'] / total:.0f} % of the "
+          f"dense TF32 peak)\n")
+    return failed if enforce else 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", action="append", required=True, help="kiln_emu_profile --csv output")
     ap.add_argument("--sass", default="docs/kernels.md", help="markdown holding sass_check.py's sm_90 table")
     ap.add_argument("--by-layer", action="store_true", help="one row per kernel and layer")
     ap.add_argument("--passes", action="store_true", help="per layer and backward pass: implicit GEMM vs mma.sync")
+    ap.add_argument("--targets", action="store_true",
+                    help="issue 20's target per convolution pass (>= 60 %% of the dense TF32 peak where compute-bound)")
+    ap.add_argument("--enforce", action="store_true", help="with --targets: exit 1 if a compute-bound pass fails")
     args = ap.parse_args()
     try:
         sass = read_sass(args.sass)
@@ -203,11 +289,17 @@ def main():
         sys.exit(f"predict.py: cannot read the SASS table: {e}")
     if not sass:
         sys.exit(f"predict.py: {args.sass} holds no sm_90 table of sass_check.py --markdown")
+    failures = 0
     for path in args.profile:
         print(f"**{path}**\n")
+        if args.targets:
+            failures += targets(path, sass, args.enforce)
+            continue
         section(path, sass, args.by_layer)
         if args.passes:
             passes(path, sass)
+    if failures:
+        sys.exit(f"predict.py: {failures} compute-bound convolution passes below {TARGET_SHARE:.0%} of the TF32 peak")
 
 
 if __name__ == "__main__":

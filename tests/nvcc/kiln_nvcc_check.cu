@@ -74,9 +74,10 @@ double mma_conv_error(const kiln::ConvShape& s, kiln::Rng& rng) {
           w = T::from_host(kiln::Shape{s.c_out, s.c_in, s.k, s.k}, wv);
   const T b = T::from_host(kiln::Shape{s.c_out}, bv);
   T y(kiln::Shape::nchw(s.n, s.c_out, s.h, s.w)), y_mma(y.shape()), ws(kiln::Shape{1});
-  T packed(kiln::Shape{kiln::cuda::kernels::mma_conv::packed_weight_floats(s)});
+  namespace mc = kiln::cuda::kernels::mma_conv;
+  T packed(kiln::Shape{mc::workspace_floats(s)});  // with split-K where the shape takes it (mc::splits)
   kiln::Backend<Cuda>::conv2d_forward(s, x, w, b, y, ws);
-  kiln::cuda::kernels::mma_conv::forward(s, x.data(), w.data(), b.data(), y_mma.data(), packed.data());
+  mc::forward(s, x.data(), w.data(), b.data(), y_mma.data(), packed.data(), nullptr, mc::splits(s));
   const auto want = y.to_vector(), got = y_mma.to_vector();
   double num = 0, den = 0;
   for (std::size_t i = 0; i < want.size(); ++i) {
@@ -185,7 +186,7 @@ int main() {
       if (r.losses.size() != 4 || r.bad_step >= 0) throw std::runtime_error("the graph-replayed step failed");
     }
     for (const kiln::ConvShape& s : {kiln::ConvShape{2, 32, 64, 32, 32, 3}, kiln::ConvShape{1, 3, 130, 13, 11, 3},
-                                     kiln::ConvShape{2, 64, 32, 16, 16, 1}}) {
+                                     kiln::ConvShape{2, 64, 32, 16, 16, 1}, kiln::ConvShape{4, 256, 256, 8, 8, 3}}) {
       const double err = mma_conv_error(s, rng);
       std::printf("conv2d_mma forward %lld->%lld K=%lld: normalised error vs strict fp32 %.2e\n",
                   static_cast<long long>(s.c_in), static_cast<long long>(s.c_out), static_cast<long long>(s.k), err);

@@ -189,7 +189,7 @@ struct Backend<Cuda> {
     if (bf16_math() && uses_mma_forward(s) && k::mma_bf16::supports(k::mma_conv::transposed(s)))
       floats = std::max(floats, k::mma_bf16_wgrad::layout(s).partials);  // x's copy kept, + dy's
     else if (uses_mma_forward(s) && k::mma_conv::supports(k::mma_conv::transposed(s)))
-      floats = std::max(floats, k::mma_conv::packed_dgrad_weight_floats(s));
+      floats = std::max(floats, k::mma_conv::workspace_floats(k::mma_conv::transposed(s)));  // + split-K
     floats = std::max(floats, k::mma_wgrad::supports(s) ? k::mma_wgrad::workspace_floats(s)
                                                         : k::igemm::weight_grad_workspace_floats(s));
     if (bf16_math() && k::mma_bf16_wgrad::supports(s))  // dy's and x's copies, then the partial sums
@@ -206,7 +206,7 @@ struct Backend<Cuda> {
     if (!uses_mma_forward(s)) return 0;
     if (bf16_math() && k::mma_bf16::supports(s))
       return static_cast<std::size_t>(k::mma_bf16::packed_weight_floats(s) + k::mma_bf16::nhwc_floats(s));
-    return static_cast<std::size_t>(k::mma_conv::packed_weight_floats(s));
+    return static_cast<std::size_t>(k::mma_conv::workspace_floats(s));  // + the split-K partial tiles
   }
 
   static void conv2d_forward(const ConvShape& s, const T& x, const T& w, const T& b, T& y, T& ws) {
@@ -688,22 +688,32 @@ struct Backend<Cuda> {
       conv2d_mma_bf16_packed(s, xh, wp, ptr(b), y);
       return;
     }
+    const int splits = mma_splits(s, ws);
     with_kernel_size<1, 3>(s.k, [&]<int K>() {
       launch_1d(KILN_CUDA_KERNEL(conv2d_mma_pack_weights_kernel, K), mc::packed_weight_floats(s), s, w.data(),
-                ws.data());
+                ws.data(), mc::counters(s, ws.data(), splits), mc::counter_count(s, splits));
     });
-    conv2d_mma_packed(s, x, ws, ptr(b), y);
+    conv2d_mma_packed(s, x, ws, ptr(b), y, splits);
+  }
+  // The mma.sync forward's split-K slices for shape fs (mma_conv::splits) where ws holds their
+  // partial tiles, else 1 (a workspace planned without them).
+  static int mma_splits(const ConvShape& fs, const T& ws) {
+    namespace mc = kiln::cuda::kernels::mma_conv;
+    const int splits = mc::splits(fs);
+    return splits > 1 && static_cast<std::int64_t>(ws.numel()) >= mc::workspace_floats(fs, splits) ? splits : 1;
   }
   // The mma.sync forward kernel of shape fs on weights already packed into ws (the forward's, or
-  // the input gradient's with fs = mma_conv::transposed(s)); NarrowCin where fs has Cin < 16.
-  static void conv2d_mma_packed(const ConvShape& fs, const T& x, const T& ws, const float* b, T& y) {
+  // the input gradient's with fs = mma_conv::transposed(s)); NarrowCin where fs has Cin < 16; the
+  // k steps in `splits` slices (the packing zeroed their counters in ws).
+  static void conv2d_mma_packed(const ConvShape& fs, const T& x, T& ws, const float* b, T& y, int splits) {
     namespace mc = kiln::cuda::kernels::mma_conv;
+    float* partials = splits > 1 ? ws.data() + mc::partials_offset(fs) : nullptr;
+    unsigned* counters = mc::counters(fs, ws.data(), splits);
     with_kernel_size<1, 3>(fs.k, [&]<int K>() {
       auto run = [&]<int BN, bool NarrowCin>() {
-        const dim3 grid(static_cast<unsigned>((fs.n * fs.h * fs.w + mc::bm - 1) / mc::bm),
-                        static_cast<unsigned>((fs.c_out + BN - 1) / BN));
-        launch(KILN_CUDA_KERNEL(conv2d_mma_forward_kernel, K, BN, NarrowCin), grid, dim3(mc::Tile<BN>::threads),
-               mc::Tile<BN>::shared_bytes, fs, x.data(), ws.data(), b, y.data());
+        launch(KILN_CUDA_KERNEL(conv2d_mma_forward_kernel, K, BN, NarrowCin), mc::grid(fs, splits),
+               dim3(mc::Tile<BN>::threads), mc::Tile<BN>::shared_bytes, fs, x.data(),
+               static_cast<const float*>(ws.data()), b, y.data(), partials, counters);
       };
       const bool narrow = mc::narrow(fs);
       if (mc::block_n(fs) == 64)
@@ -771,11 +781,13 @@ struct Backend<Cuda> {
                  static_cast<std::int64_t>(ws.numel()) >= mc::packed_dgrad_weight_floats(s)) {
         // TF32 (under BF16 too, where the NHWC kernel cannot run: the workspace has no room for dy's copy).
         x_copied = false;  // its packing starts at ws[0]
+        const ConvShape t = mc::transposed(s);
+        const int splits = mma_splits(t, ws);
         with_kernel_size<1, 3>(s.k, [&]<int K>() {
           launch_1d(KILN_CUDA_KERNEL(conv2d_mma_pack_weights_dgrad_kernel, K), mc::packed_dgrad_weight_floats(s), s,
-                    w.data(), ws.data());
+                    w.data(), ws.data(), mc::counters(t, ws.data(), splits), mc::counter_count(t, splits));
         });
-        conv2d_mma_packed(mc::transposed(s), dy, ws, nullptr, dx);
+        conv2d_mma_packed(t, dy, ws, nullptr, dx, splits);
       } else {
         with_kernel_size<1, 3>(s.k, [&]<int K>() {
           launch(KILN_CUDA_KERNEL(conv2d_igemm_backward_data_kernel, K), igemm_grid(s, ig::Pass::backward_data),

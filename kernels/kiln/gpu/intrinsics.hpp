@@ -153,9 +153,21 @@ inline unsigned __activemask() {
 }
 
 // ---- memory ordering ------------------------------------------------------------------------------
-inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
-inline void __threadfence_block() { std::atomic_thread_fence(std::memory_order_seq_cst); }
-inline void __threadfence_system() { std::atomic_thread_fence(std::memory_order_seq_cst); }
+namespace kiln::gpu::emu {
+#if defined(KILN_EMU_TSAN_DETECTED)
+// ThreadSanitizer does not model std::atomic_thread_fence (g++ rejects it under -fsanitize=thread):
+// a seq_cst read-modify-write of one process-wide atomic orders memory for it instead.
+inline void fence() {
+  static std::atomic<unsigned> word{0};
+  word.fetch_add(0u, std::memory_order_seq_cst);
+}
+#else
+inline void fence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
+#endif
+}  // namespace kiln::gpu::emu
+inline void __threadfence() { kiln::gpu::emu::fence(); }
+inline void __threadfence_block() { kiln::gpu::emu::fence(); }
+inline void __threadfence_system() { kiln::gpu::emu::fence(); }
 
 template <class T>
 T __ldg(const T* address) {

@@ -78,6 +78,9 @@ void add_conv_cases(std::vector<KernelCase>& t) {
   t.push_back({"mma.sync conv2d 32->80 K=1 N=1 12x12 (128x128 tile)", [](Report& r) {
                  mma_conv_case<1, 128, false>(r, {1, 32, 80, 12, 12, 1}, 313);
                }});
+  t.push_back({"mma.sync conv2d 40->72 K=3 N=1 6x6 split-K over 4 slices (128x128 tile, channel tail)", [](Report& r) {
+                 mma_conv_case<3, 128, false>(r, {1, 40, 72, 6, 6, 3}, 331, 4);
+               }});
   t.push_back({"tiny mma.sync conv2d 2->3 K=3 N=1 4x5",
                [](Report& r) {
                  mma_conv_case<3, 64, true>(r, {1, 2, 3, 4, 5, 3}, 317);

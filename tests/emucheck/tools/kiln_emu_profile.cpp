@@ -96,6 +96,8 @@ struct ConvLayer {
 struct Row {
   const kiln::gpu::emu::LaunchProfile* p;
   std::string kernel, phase, layer;
+  double compulsory_bytes = 0;  // convolution GEMMs: every tensor once (the roofline of predict.py --targets)
+  double split_tail_bytes = 0;  // split-K in one launch: what the tile's last block writes and reads alone
 };
 
 template <int Width>
@@ -156,8 +158,8 @@ int run(const Options& o) {
       const std::string K = std::to_string(s.k);
       const bool dx_wanted = layer > 0;  // the step computes no input gradient for the first layer
       const ig::Splits sp = ig::weight_grad_splits(s);
-      const std::int64_t scratch =
-          std::max({ig::weight_grad_workspace_floats(s), mc::packed_dgrad_weight_floats(s), mw::workspace_floats(s)});
+      const std::int64_t scratch = std::max(
+          {ig::weight_grad_workspace_floats(s), mc::workspace_floats(mc::transposed(s)), mw::workspace_floats(s)});
       auto xs = device(s.n * s.c_in * s.h * s.w, 0.5f), ws = device(s.c_out * s.c_in * s.k * s.k, 0.1f),
            dys = device(s.n * s.c_out * s.h * s.w, 0.25f), dxs = device(s.n * s.c_in * s.h * s.w, 0.0f),
            dws = device(s.c_out * s.c_in * s.k * s.k, 0.0f), work = device(scratch + 1, 0.0f);
@@ -187,8 +189,8 @@ int run(const Options& o) {
       s.k == 3 ? igemm.template operator()<3>() : igemm.template operator()<1>();
       // mma.sync: the input gradient on the forward kernel, the weight gradient + its reduction.
       if (dx_wanted) {
-        mc::backward_data(s, ws.data(), dys.data(), dxs.data(), work.data());
         const kiln::ConvShape t = mc::transposed(s);
+        mc::backward_data(s, ws.data(), dys.data(), dxs.data(), work.data(), nullptr, mc::splits(t));
         mma_names.push_back("conv2d_mma_pack_weights_dgrad_kernel<" + K + ">");
         mma_names.push_back("conv2d_mma_forward_kernel<" + K + ", " + std::to_string(mc::block_n(t)) + ", " +
                             (mc::narrow(t) ? "true" : "false") + "> (dgrad)");
@@ -208,8 +210,8 @@ int run(const Options& o) {
       const kiln::ConvShape s{o.batch, c.c_in, c.c_out, c.h, c.w, c.k};
       auto xs = device(s.n * s.c_in * s.h * s.w, 0.5f), ws = device(s.c_out * s.c_in * s.k * s.k, 0.1f),
            bs = device(s.c_out, 0.0f);
-      auto ys = device(s.n * s.c_out * s.h * s.w, 0.0f), packed = device(mc::packed_weight_floats(s), 0.0f);
-      mc::forward(s, xs.data(), ws.data(), bs.data(), ys.data(), packed.data());
+      auto ys = device(s.n * s.c_out * s.h * s.w, 0.0f), packed = device(mc::workspace_floats(s), 0.0f);
+      mc::forward(s, xs.data(), ws.data(), bs.data(), ys.data(), packed.data(), nullptr, mc::splits(s));
       mma_names.push_back("conv2d_mma_pack_weights_kernel<" + std::to_string(s.k) + ">");
       mma_names.push_back("conv2d_mma_forward_kernel<" + std::to_string(s.k) + ", " + std::to_string(mc::block_n(s)) +
                           ", " + (mc::narrow(s) ? "true" : "false") + ">");
@@ -294,6 +296,16 @@ int run(const Options& o) {
       const double padded = 1.0 * c.c_out * c.k * c.k * ((c.c_in + 15) / 16 * 16);
       p.global_distinct_bytes = 4.0 * (weights(c) + padded);
     }
+    if (p.flops > 0) r.compulsory_bytes = p.global_distinct_bytes;
+    // The mma.sync forward's split-K partial tiles (gridDim.z slices of 128 x BN floats per tile,
+    // BN = its threads): written once and read once by the tile's last slice, beyond the tensors.
+    // (In sampled-only mode a tile's last slice rarely runs: its reads and y stores are not counted.)
+    // The tile's last block writes its own partial and then reads all S alone: (S + 1) tiles.
+    if (contains(r.kernel, "conv2d_mma_forward_kernel") && p.grid.z > 1) {
+      const double tile_bytes = 4.0 * 128.0 * (p.block.x * p.block.y * p.block.z);
+      p.global_distinct_bytes += tile_bytes * p.grid.x * p.grid.y * p.grid.z;
+      r.split_tail_bytes = tile_bytes * (p.grid.z + 1.0);
+    }
     // (dy's NHWC BF16 copy sits between the input gradient's packing and its GEMM: same group.)
     if (!backward_conv && !(phase == "backward" && contains(r.kernel, "conv2d_nhwc_bf16"))) in_backward_group = false;
     rows.push_back(r);
@@ -306,7 +318,8 @@ int run(const Options& o) {
          "bytes,"
          "gst_requests,gst_sectors,gst_bytes,sld_requests,sld_wavefronts,sld_bytes,sst_requests,sst_wavefronts,sst_"
          "bytes,"
-         "global_distinct_bytes,gld_request_distinct_bytes,gst_request_distinct_bytes,tensor_flops,hmma\n";
+         "global_distinct_bytes,gld_request_distinct_bytes,gst_request_distinct_bytes,tensor_flops,hmma,compulsory_"
+         "bytes,split_tail_bytes\n";
     for (std::size_t i = 0; i < rows.size(); ++i) {
       const auto& p = *rows[i].p;
       // The kernel's name is quoted: template arguments hold commas.
@@ -316,7 +329,8 @@ int run(const Options& o) {
       for (const emu::TrafficCounts* c : {&p.global_load, &p.global_store, &p.shared_load, &p.shared_store})
         f << ',' << c->requests << ',' << c->units << ',' << c->bytes;
       f << ',' << p.global_distinct_bytes << ',' << p.global_load.distinct_bytes << ',' << p.global_store.distinct_bytes
-        << ',' << p.tensor_flops << ',' << p.hmma << '\n';
+        << ',' << p.tensor_flops << ',' << p.hmma << ',' << rows[i].compulsory_bytes << ',' << rows[i].split_tail_bytes
+        << '\n';
     }
   }
 
