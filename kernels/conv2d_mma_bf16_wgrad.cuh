@@ -69,18 +69,21 @@ inline bool supports(const ConvShape& s) {
          mma_bf16::nhwc_elements(s.n, s.c_out, s.h, s.w) < limit && s.c_out * s.c_in * s.k * s.k < limit;
 }
 
-// The backward pass's workspace under MathMode::bf16 (floats, every part 16-byte aligned): the
-// input gradient's packed weights, dy's NHWC copy (where mma_bf16::backward_data leaves it, so the
-// weight gradient reuses it), x's NHWC copy, then the split-K partial sums: nothing overlaps.
+// A layer's workspace under MathMode::bf16 (floats, every part 16-byte aligned), shared by its forward
+// and its backward: x's NHWC copy first, where the forward writes it and the weight gradient of the
+// same step reads it (ConvKept::x_bf16_copy: no second copy of x); then the forward's packed
+// weights, or in the backward the input gradient's packed weights, dy's NHWC copy (where the input
+// gradient leaves it, so the weight gradient reuses it) and the split-K partial sums. Only the
+// forward's packed weights, dead by then, share bytes with the backward's parts.
 struct Layout {
-  std::int64_t dy_copy = 0, x_copy = 0, partials = 0, total = 0;
+  std::int64_t x_copy = 0, weights = 0, dy_copy = 0, partials = 0, total = 0;
 };
 inline Layout layout(const ConvShape& s) {
   const ConvShape t = mma_conv::transposed(s);
   Layout l;
-  l.dy_copy = mma_bf16::packed_weight_floats(t);
-  l.x_copy = l.dy_copy + mma_bf16::nhwc_floats(t);
-  l.partials = l.x_copy + mma_bf16::nhwc_floats(s);
+  l.weights = l.x_copy + mma_bf16::nhwc_floats(s);
+  l.dy_copy = l.weights + mma_bf16::packed_weight_floats(t);
+  l.partials = l.dy_copy + mma_bf16::nhwc_floats(t);
   l.total = l.partials + mma_wgrad::workspace_floats(s);
   return l;
 }

@@ -7,11 +7,14 @@
 //     above 1e-3, which TF32 stays under: the BF16 path really ran;
 //   * a deliberate bug (channels 0 and 8 of every pixel of dy's copy swapped) the bound must catch;
 // split-K and unsplit, both schedules, and Backend<Cuda>::conv2d_backward under MathMode::bf16
-// choosing it when the workspace holds the copies (reusing dy's copy from the input gradient).
+// choosing it when the workspace holds the copies (reusing dy's copy from the input gradient, and
+// x's from the forward when told so: ConvKept, bit for bit a fresh copy's result; a stale copy caught).
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <utility>
 #include <vector>
 
@@ -82,19 +85,25 @@ int nhwc_copies = 0;
 
 }  // namespace
 
-TEST_CASE("mma_bf16_wgrad::layout: the copies and the partial sums do not overlap, 16-byte aligned") {
+TEST_CASE("mma_bf16_wgrad::layout: x's copy first, then the packed weights, dy's copy and the partial sums") {
   const ConvShape s{4, 17, 66, 8, 8, 3};
   const auto l = mbw::layout(s);
   namespace mb = kiln::cuda::kernels::mma_bf16;
   const ConvShape t = kiln::cuda::kernels::mma_conv::transposed(s);
-  CHECK(l.dy_copy == mb::packed_weight_floats(t));  // where the input gradient leaves dy's copy
-  CHECK(l.x_copy - l.dy_copy == mb::nhwc_floats(t));
-  CHECK(l.partials - l.x_copy == mb::nhwc_floats(s));
+  CHECK(l.x_copy == 0);  // where the forward writes it and the weight gradient reads it
+  CHECK(l.weights - l.x_copy == mb::nhwc_floats(s));
+  CHECK(l.dy_copy - l.weights == mb::packed_weight_floats(t));  // the input gradient's packed weights
+  CHECK(l.partials - l.dy_copy == mb::nhwc_floats(t));
   CHECK(l.total - l.partials == mw::workspace_floats(s));
   CHECK(mw::workspace_floats(s) > 0);
+  CHECK(l.weights % 4 == 0);
   CHECK(l.dy_copy % 4 == 0);
-  CHECK(l.x_copy % 4 == 0);
   CHECK(l.partials % 4 == 0);
+  // Backend<Cuda> plans them: the training workspace holds all of it, the forward's ends after its weights.
+  using B = kiln::Backend<kiln::Cuda>;
+  kiln::cuda::MathModeScope scope(kiln::cuda::MathMode::bf16);
+  CHECK(B::conv2d_workspace_floats(s) == static_cast<std::size_t>(l.total));
+  CHECK(B::conv2d_forward_workspace_floats(s) == static_cast<std::size_t>(l.weights + mb::packed_weight_floats(s)));
 }
 
 // Not in OS-thread mode (ThreadSanitizer builds): 32-128 std::threads meet at every mma.
@@ -192,5 +201,114 @@ TEST_CASE(
   std::vector<float> strict = dw0;
   kiln::cpu::reference::conv2d_backward(s, xv.data(), wv.data(), dyv.data(), nullptr, strict.data(), nullptr);
   CHECK(normalised_error(dw.to_vector(), strict) < 2e-3);
+}
+TEST_CASE(
+    "Backend<Cuda> under MathMode::bf16: the weight gradient reads the forward's copy of x (ConvKept), bit for bit a "
+    "fresh copy's; a stale copy is caught") {
+  using B = kiln::Backend<kiln::Cuda>;
+  using Tensor = kiln::Tensor<float, kiln::Cuda>;
+  using kiln::ConvKept;
+  kiln::cuda::MathModeScope scope(kiln::cuda::MathMode::bf16);
+  const ConvShape s{4, 20, 24, 8, 8, 3};  // 2 splits: the partial sums follow both copies
+  REQUIRE(mw::splits(s).count == 2);
+  const auto xv = uniform(static_cast<std::size_t>(s.n * s.c_in * s.h * s.w), 51, -2.0f, 2.0f);
+  const auto other = uniform(xv.size(), 52, -2.0f, 2.0f);
+  const auto wv = uniform(static_cast<std::size_t>(s.c_out * s.c_in * 9), 53, -1.0f, 1.0f);
+  const auto bv = uniform(static_cast<std::size_t>(s.c_out), 54, -1.0f, 1.0f);
+  const auto dyv = uniform(static_cast<std::size_t>(s.n * s.c_out * s.h * s.w), 55, -1.0f, 1.0f);
+  const auto dw0 = uniform(wv.size(), 56, -1.0f, 1.0f);  // dw accumulates
+  auto want = exact_dw(s, xv, dyv);
+  for (std::size_t i = 0; i < want.size(); ++i) want[i] += dw0[i];
+  Tensor x(kiln::Shape::nchw(s.n, s.c_in, s.h, s.w)), x_other(x.shape()), w(kiln::Shape{s.c_out, s.c_in, 3, 3}),
+      b(kiln::Shape{s.c_out}), y(kiln::Shape::nchw(s.n, s.c_out, s.h, s.w)), dy(y.shape()), dx(x.shape()),
+      dw(w.shape()), no_dx, no_db, ws(kiln::Shape{static_cast<std::int64_t>(B::conv2d_workspace_floats(s))});
+  x.copy_from_host(xv);
+  x_other.copy_from_host(other);
+  w.copy_from_host(wv);
+  b.copy_from_host(bv);
+  dy.copy_from_host(dyv);
+  // What the forward leaves: x's copy under BF16 with the planned workspace; nothing with a workspace
+  // planned under TF32 (the TF32 forward runs) or under another mode.
+  CHECK(B::conv2d_forward_kept(s, ws) == ConvKept::x_bf16_copy);
+  CHECK(B::conv2d_forward_kept(s, Tensor(kiln::Shape{kiln::cuda::kernels::mma_conv::packed_weight_floats(s)})) ==
+        ConvKept::nothing);
+  {
+    kiln::cuda::MathModeScope tf32(kiln::cuda::MathMode::tf32);
+    CHECK(B::conv2d_forward_kept(s, ws) == ConvKept::nothing);
+  }
+  CHECK(kiln::Backend<kiln::Cpu>::conv2d_forward_kept(s, kiln::Tensor<float, kiln::Cpu>(kiln::Shape{1})) ==
+        ConvKept::nothing);
+  auto backward = [&](Tensor& wanted_dx, ConvKept kept) {
+    dw.copy_from_host(dw0);
+    kiln_test::record_launches(true);
+    nhwc_copies = 0;
+    kiln::gpu::emu::launch_observer().store(&record_and_count);
+    B::conv2d_backward(s, x, w, dy, wanted_dx, dw, no_db, ws, kept);
+    kiln_test::record_launches(false);
+    CHECK(kiln_test::launched_kernel_names().count("conv2d_mma_bf16_wgrad_kernel<3, 64>") == 1);
+    return dw.to_vector();
+  };
+  auto same_bits = [](const std::vector<float>& a, const std::vector<float>& b) {
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+  };
+  B::conv2d_forward(s, x, w, b, y, ws);
+  const auto reused = backward(dx, ConvKept::x_bf16_copy);
+  CHECK(nhwc_copies == 1);  // dy's only
+  CHECK(normalised_error(reused, want) < 2e-6);
+  // The backward leaves x's copy intact: told again, the same bits.
+  CHECK(same_bits(backward(dx, ConvKept::x_bf16_copy), reused));
+  CHECK(nhwc_copies == 1);
+  // Without dx (a first layer): dy's copy made by the weight gradient, x's still the forward's.
+  CHECK(same_bits(backward(no_dx, ConvKept::x_bf16_copy), reused));
+  CHECK(nhwc_copies == 1);
+  // Not told: x copied again, the same bits.
+  const auto fresh = backward(dx, ConvKept::nothing);
+  CHECK(nhwc_copies == 2);
+  CHECK(same_bits(fresh, reused));
+  // The deliberate bug: a stale copy (the forward ran on another input), reused as x's.
+  B::conv2d_forward(s, x_other, w, b, y, ws);
+  const double stale = normalised_error(backward(dx, ConvKept::x_bf16_copy), want);
+  MESSAGE("normalised error with the copy of another input reused: ", stale);
+  CHECK(stale > wgrad_bf16_bound);
+  // ... and with the copy overwritten, as a backward that put its partial sums over it would.
+  B::conv2d_forward(s, x, w, b, y, ws);
+  auto host = ws.to_vector();
+  std::fill(host.begin(), host.begin() + kiln::cuda::kernels::mma_bf16::nhwc_floats(s), 0.5f);
+  ws.copy_from_host(host);
+  const double overwritten = normalised_error(backward(dx, ConvKept::x_bf16_copy), want);
+  MESSAGE("normalised error with x's copy overwritten: ", overwritten);
+  CHECK(overwritten > wgrad_bf16_bound);
+}
+
+TEST_CASE("Conv2d<Cuda> under MathMode::bf16: a training step copies x once; an eval forward keeps nothing") {
+  using Tensor = kiln::Tensor<float, kiln::Cuda>;
+  kiln::cuda::MathModeScope scope(kiln::cuda::MathMode::bf16);
+  constexpr int In = 20, Out = 24;
+  const kiln::Shape in = kiln::Shape::nchw(2, In, 8, 8);
+  kiln::manual_seed(7);
+  kiln::Conv2d<In, Out, 3, kiln::Cuda> conv;
+  kiln::Arena<kiln::Cuda> arena;
+  arena.begin();
+  const kiln::Shape out = conv.plan(in, arena, "conv");
+  arena.finalize();
+  const auto xv = uniform(static_cast<std::size_t>(in.numel()), 61, -2.0f, 2.0f);
+  const auto dyv = uniform(static_cast<std::size_t>(out.numel()), 62, -1.0f, 1.0f);
+  const auto x = Tensor::from_host(in, xv), dy = Tensor::from_host(out, dyv);
+  const ConvShape s{in.n(), In, Out, in.h(), in.w(), 3};
+  auto step = [&](kiln::Mode mode) {
+    conv.weight().grad.copy_from_host(std::vector<float>(conv.weight().grad.numel(), 0.0f));
+    nhwc_copies = 0;
+    kiln::gpu::emu::launch_observer().store(&record_and_count);
+    conv.forward(x, mode);
+    conv.backward(dy);
+    kiln::gpu::emu::launch_observer().store(nullptr);
+    return conv.weight().grad.to_vector();
+  };
+  const auto train = step(kiln::Mode::train);
+  CHECK(nhwc_copies == 2);  // x's in the forward, dy's in the backward
+  CHECK(normalised_error(train, exact_dw(s, xv, dyv)) < 2e-6);
+  const auto eval = step(kiln::Mode::eval);  // (a train plan's workspace, but nothing promised)
+  CHECK(nhwc_copies == 3);                   // x copied again for the weight gradient
+  CHECK(std::memcmp(train.data(), eval.data(), train.size() * sizeof(float)) == 0);
 }
 #endif

@@ -36,7 +36,8 @@ concept BackendOps = requires(const ConvShape& cs, const StridedConvShape& ss, c
   { B::conv2d_workspace_floats(cs) } -> std::convertible_to<std::size_t>;
   { B::conv2d_forward_workspace_floats(cs) } -> std::convertible_to<std::size_t>;
   B::conv2d_forward(cs, c, c, c, m, m);
-  B::conv2d_backward(cs, c, c, c, m, m, m, m);
+  { B::conv2d_forward_kept(cs, c) } -> std::same_as<ConvKept>;
+  B::conv2d_backward(cs, c, c, c, m, m, m, m, ConvKept::nothing);
   B::conv2d_strided_forward(ss, c, c, c, m);
   B::conv2d_strided_backward(ss, c, c, c, m, m, m);
   B::activation_forward(act, c, m);

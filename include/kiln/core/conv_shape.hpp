@@ -12,6 +12,13 @@ struct ConvShape {
   constexpr std::int64_t patch() const { return c_in * k * k; }  // rows of the im2col matrix
 };
 
+// What a stride-1 convolution's training forward leaves in its workspace for the backward of the
+// same step. Conv2d asks Backend::conv2d_forward_kept(shape, workspace) right after its forward and
+// hands the answer to Backend::conv2d_backward; nothing else writes a trained layer's workspace in
+// between. x_bf16_copy: Backend<Cuda> under MathMode::bf16 wrote x's NHWC BF16 copy there, and its
+// weight gradient reads it instead of copying x again. The CPU keeps nothing.
+enum class ConvKept : std::uint8_t { nothing, x_bf16_copy };
+
 }  // namespace kiln
 
 namespace kiln {

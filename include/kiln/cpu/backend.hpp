@@ -39,9 +39,11 @@ struct Backend<Cpu> {
   static void conv2d_forward(const ConvShape& s, const T& x, const T& w, const T& b, T& y, T& workspace) {
     cpu::conv2d_forward(s, x.data(), w.data(), b.empty() ? nullptr : b.data(), y.data(), workspace.data());
   }
-  // dx may be empty (not wanted); dw and db accumulate.
+  // The CPU's backward recomputes what it needs: its forward leaves nothing for it.
+  static ConvKept conv2d_forward_kept(const ConvShape&, const T&) { return ConvKept::nothing; }
+  // dx may be empty (not wanted); dw and db accumulate. The ConvKept is always nothing here.
   static void conv2d_backward(const ConvShape& s, const T& x, const T& w, const T& dy, T& dx, T& dw, T& db,
-                              T& workspace) {
+                              T& workspace, ConvKept = ConvKept::nothing) {
     cpu::conv2d_backward(s, x.data(), w.data(), dy.data(), dx.empty() ? nullptr : dx.data(), dw.data(),
                          db.empty() ? nullptr : db.data(), workspace.data());
   }

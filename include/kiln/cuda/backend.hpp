@@ -174,9 +174,10 @@ struct Backend<Cuda> {
   // at once; conv2d_simt.cuh), where it takes the shape. TF32: the forward's packed weights, the input gradient's
   // packed weights (both mma.sync) and the weight gradient's split-K partial sums (mma.sync, or the
   // implicit GEMM's where the mma kernel does not take the shape), never live at once, so the
-  // largest of them. BF16: the forward's and the input gradient's with x's / dy's NHWC BF16 copy, the
-  // weight gradient's with both copies and the partial sums after them (mma_bf16_wgrad::layout);
-  // where a BF16 NHWC kernel does not take the shape, what its TF32 stand-in needs.
+  // largest of them. BF16 (mma_bf16_wgrad::layout): x's NHWC BF16 copy first, kept from the forward
+  // for the weight gradient, then the forward's packed weights, or the input gradient's with dy's
+  // copy and the weight gradient's partial sums after them; where a BF16 NHWC kernel does not take
+  // the shape, what its TF32 stand-in needs.
   static std::size_t conv2d_workspace_floats(const ConvShape& s) {
     namespace k = kiln::cuda::kernels;
     if (uses_simt(s))  // + the SIMT weight gradient's split-K partial sums
@@ -186,7 +187,7 @@ struct Backend<Cuda> {
     if (!uses_tensor_cores(s)) return 0;
     std::int64_t floats = static_cast<std::int64_t>(conv2d_forward_workspace_floats(s));
     if (bf16_math() && uses_mma_forward(s) && k::mma_bf16::supports(k::mma_conv::transposed(s)))
-      floats = std::max(floats, k::mma_bf16::dgrad_workspace_floats(s));  // + dy's NHWC BF16 copy
+      floats = std::max(floats, k::mma_bf16_wgrad::layout(s).partials);  // x's copy kept, + dy's
     else if (uses_mma_forward(s) && k::mma_conv::supports(k::mma_conv::transposed(s)))
       floats = std::max(floats, k::mma_conv::workspace_floats(k::mma_conv::transposed(s)));  // + split-K
     floats = std::max(floats, k::mma_wgrad::supports(s) ? k::mma_wgrad::workspace_floats(s)
@@ -196,9 +197,9 @@ struct Backend<Cuda> {
     return static_cast<std::size_t>(floats);
   }
 
-  // TF32: the weights packed for the mma.sync kernel. BF16: its BF16 packing and the NHWC BF16 copy
-  // of the input (conv2d_mma_bf16.cuh), or the TF32 packing where that kernel does not take the
-  // shape (its TF32 stand-in). Strict fp32: the SIMT implicit GEMM's packed weights.
+  // TF32: the weights packed for the mma.sync kernel. BF16: the NHWC BF16 copy of the input and its
+  // BF16 packing (conv2d_mma_bf16.cuh; mma_bf16_wgrad::layout), or the TF32 packing where that
+  // kernel does not take the shape (its TF32 stand-in). Strict fp32: the SIMT implicit GEMM's packed weights.
   static std::size_t conv2d_forward_workspace_floats(const ConvShape& s) {
     namespace k = kiln::cuda::kernels;
     if (uses_simt(s)) return static_cast<std::size_t>(k::simt_conv::packed_weight_floats(s));
@@ -239,11 +240,22 @@ struct Backend<Cuda> {
     });
   }
 
-  // dx may be empty (not wanted) and is overwritten; dw and db (may be empty) accumulate.
-  static void conv2d_backward(const ConvShape& s, const T& x, const T& w, const T& dy, T& dx, T& dw, T& db, T& ws) {
+  // What conv2d_forward, run now on ws, leaves there for the backward of the same step (Conv2d
+  // asks right after its training forward): under BF16 with room for the NHWC forward, x's NHWC BF16
+  // copy at mma_bf16_wgrad::layout(s).x_copy, which the BF16 weight gradient then reads instead of
+  // copying x again. The same test as the forward's BF16 branch (bf16_nhwc_forward_fits).
+  static ConvKept conv2d_forward_kept(const ConvShape& s, const T& ws) {
+    return s.c_out > 0 && uses_mma_forward(s) && bf16_nhwc_forward_fits(s, ws) ? ConvKept::x_bf16_copy
+                                                                               : ConvKept::nothing;
+  }
+
+  // dx may be empty (not wanted) and is overwritten; dw and db (may be empty) accumulate. `kept`:
+  // what this layer's forward left in ws (conv2d_forward_kept; ConvKept::nothing when unsure).
+  static void conv2d_backward(const ConvShape& s, const T& x, const T& w, const T& dy, T& dx, T& dw, T& db, T& ws,
+                              ConvKept kept = ConvKept::nothing) {
     if (s.n == 0 || s.h == 0 || s.w == 0) return;
     if (uses_tensor_cores(s)) {
-      conv2d_backward_tf32(s, x, w, dy, dx, dw, ws);
+      conv2d_backward_tf32(s, x, w, dy, dx, dw, ws, kept == ConvKept::x_bf16_copy);
     } else {
       if (!dx.empty() && uses_simt(s) &&
           static_cast<std::int64_t>(ws.numel()) >=
@@ -657,15 +669,17 @@ struct Backend<Cuda> {
   }
   // Packs the weights into ws (tap-major, TF32), then one block per 128 pixels x BN channels:
   // BN = 64 while Cout <= 64, else 128 (mma_conv::block_n; docs/kernels.md "The mma.sync forward").
-  // BF16 with room for the NHWC copy in ws: the copy, the weights packed in natural order, then
-  // conv2d_mma_bf16_forward_kernel (16-byte cp.async and ldmatrix for A); else the TF32 kernels.
+  // BF16 with room for the NHWC copy in ws: the copy (kept for the weight gradient: mma_bf16_wgrad::layout),
+  // the weights packed in natural order, then conv2d_mma_bf16_forward_kernel (16-byte cp.async and
+  // ldmatrix for A); else the TF32 kernels.
   static void conv2d_forward_mma(const ConvShape& s, const T& x, const T& w, const T& b, T& y, T& ws) {
     namespace mc = kiln::cuda::kernels::mma_conv;
-    namespace mb = kiln::cuda::kernels::mma_bf16;
+    namespace mbw = kiln::cuda::kernels::mma_bf16_wgrad;
     if (s.c_out == 0) return;
     if (bf16_nhwc_forward_fits(s, ws)) {
-      auto* wp = reinterpret_cast<__nv_bfloat16*>(ws.data());
-      auto* xh = reinterpret_cast<__nv_bfloat16*>(ws.data() + mb::packed_weight_floats(s));
+      const mbw::Layout l = mbw::layout(s);
+      auto* wp = reinterpret_cast<__nv_bfloat16*>(ws.data() + l.weights);
+      auto* xh = reinterpret_cast<__nv_bfloat16*>(ws.data() + l.x_copy);
       with_kernel_size<1, 3>(s.k, [&]<int K>() {
         launch_1d(KILN_CUDA_KERNEL(conv2d_mma_pack_weights_bf16_kernel, K), mc::packed_weight_floats(s), s, w.data(),
                   wp);
@@ -738,22 +752,25 @@ struct Backend<Cuda> {
   // dx overwritten (if wanted), dw accumulated (if wanted): TF32 or BF16 tensor cores. The input gradient
   // on mma.sync (the forward kernel on the transposed shape, weights packed transposed and rotated
   // into ws) and the weight gradient on mma.sync (conv2d_mma_wgrad.cuh) where the shape and the
-  // workspace allow, else the implicit-GEMM kernels.
-  static void conv2d_backward_tf32(const ConvShape& s, const T& x, const T& w, const T& dy, T& dx, T& dw, T& ws) {
+  // workspace allow, else the implicit-GEMM kernels. x_copied: x's NHWC BF16 copy is in ws from the
+  // forward (ConvKept::x_bf16_copy).
+  static void conv2d_backward_tf32(const ConvShape& s, const T& x, const T& w, const T& dy, T& dx, T& dw, T& ws,
+                                   bool x_copied = false) {
     namespace ig = kiln::cuda::kernels::igemm;
     namespace mc = kiln::cuda::kernels::mma_conv;
     namespace mw = kiln::cuda::kernels::mma_wgrad;
     namespace mb = kiln::cuda::kernels::mma_bf16;
     const bool bf16 = bf16_math();
+    const auto l = kiln::cuda::kernels::mma_bf16_wgrad::layout(s);
     bool dy_copied = false;  // dy's NHWC BF16 copy in ws (the BF16 weight gradient reuses it)
     if (!dx.empty() && s.c_in > 0) {
       if (bf16 && uses_mma_forward(s) && mb::supports(mc::transposed(s)) && s.c_out > 0 &&
-          static_cast<std::int64_t>(ws.numel()) >= mb::dgrad_workspace_floats(s)) {
+          static_cast<std::int64_t>(ws.numel()) >= l.partials) {
         dy_copied = true;
-        // BF16 with room for dy's NHWC copy: the NHWC forward kernel on the transposed shape.
+        // BF16 with room for dy's NHWC copy after x's: the NHWC forward kernel on the transposed shape.
         const ConvShape t = mc::transposed(s);
-        auto* wp = reinterpret_cast<__nv_bfloat16*>(ws.data());
-        auto* dyh = reinterpret_cast<__nv_bfloat16*>(ws.data() + mb::packed_weight_floats(t));
+        auto* wp = reinterpret_cast<__nv_bfloat16*>(ws.data() + l.weights);
+        auto* dyh = reinterpret_cast<__nv_bfloat16*>(ws.data() + l.dy_copy);
         with_kernel_size<1, 3>(s.k, [&]<int K>() {
           launch_1d(KILN_CUDA_KERNEL(conv2d_mma_pack_weights_dgrad_bf16_kernel, K), mc::packed_weight_floats(t), s,
                     w.data(), wp);
@@ -763,6 +780,7 @@ struct Backend<Cuda> {
       } else if (uses_mma_forward(s) && mc::supports(mc::transposed(s)) && s.c_out > 0 &&
                  static_cast<std::int64_t>(ws.numel()) >= mc::packed_dgrad_weight_floats(s)) {
         // TF32 (under BF16 too, where the NHWC kernel cannot run: the workspace has no room for dy's copy).
+        x_copied = false;  // its packing starts at ws[0]
         const ConvShape t = mc::transposed(s);
         const int splits = mma_splits(t, ws);
         with_kernel_size<1, 3>(s.k, [&]<int K>() {
@@ -779,8 +797,8 @@ struct Backend<Cuda> {
     }
     if (dw.empty() || s.c_in == 0 || s.c_out == 0) return;
     if (bf16 && kiln::cuda::kernels::mma_bf16_wgrad::supports(s) &&
-        static_cast<std::int64_t>(ws.numel()) >= kiln::cuda::kernels::mma_bf16_wgrad::layout(s).partials) {
-      conv2d_wgrad_bf16(s, x, dy, dw, ws, dy_copied);
+        static_cast<std::int64_t>(ws.numel()) >= l.partials) {
+      conv2d_wgrad_bf16(s, x, dy, dw, ws, dy_copied, x_copied);
       return;
     }
     if (mw::supports(s) && mw::aligned(dy.data())) {
@@ -816,15 +834,17 @@ struct Backend<Cuda> {
                 dw.data());
   }
   // dw += the BF16 weight gradient from the NHWC BF16 copies of x and dy (conv2d_mma_bf16_wgrad.cuh;
-  // dy's already in ws when the input gradient made it), split-K where ws holds the partial sums.
-  static void conv2d_wgrad_bf16(const ConvShape& s, const T& x, const T& dy, T& dw, T& ws, bool dy_copied) {
+  // dy's already in ws when the input gradient made it, x's when the forward did), split-K where ws
+  // holds the partial sums.
+  static void conv2d_wgrad_bf16(const ConvShape& s, const T& x, const T& dy, T& dw, T& ws, bool dy_copied,
+                                bool x_copied) {
     namespace mw = kiln::cuda::kernels::mma_wgrad;
     namespace mbw = kiln::cuda::kernels::mma_bf16_wgrad;
     const mbw::Layout l = mbw::layout(s);
     auto* dyh = reinterpret_cast<__nv_bfloat16*>(ws.data() + l.dy_copy);
     auto* xh = reinterpret_cast<__nv_bfloat16*>(ws.data() + l.x_copy);
     if (!dy_copied) to_nhwc_bf16(s.n, s.c_out, s.h * s.w, dy.data(), dyh);
-    to_nhwc_bf16(s.n, s.c_in, s.h * s.w, x.data(), xh);
+    if (!x_copied) to_nhwc_bf16(s.n, s.c_in, s.h * s.w, x.data(), xh);
     mw::Splits sp = mw::splits(s);
     const std::int64_t weights = s.c_out * s.c_in * s.k * s.k;
     if (sp.count > 1 && static_cast<std::int64_t>(ws.numel()) < l.partials + sp.count * weights)

@@ -11,10 +11,10 @@
 //                          bits, twice TF32's peak) for K = 1 and 3: weights packed as BF16; the
 //                          forward, the input gradient and the weight gradient read x / dy from
 //                          NHWC BF16 copies in the layer's workspace (conv2d_mma_bf16.cuh,
-//                          conv2d_mma_bf16_wgrad.cuh); with a workspace planned under another mode
-//                          the kernels round them to BF16 in registers; all to nearest even, fp32 accumulation;
-//                          master weights, BN statistics and losses stay fp32 (like PyTorch's
-//                          autocast to bfloat16). Normalised errors around 2e-3.
+//                          conv2d_mma_bf16_wgrad.cuh; x's made once, by the forward); with a workspace planned under
+//                          another mode the kernels round them to BF16 in registers; all to nearest even, fp32
+//                          accumulation; master weights, BN statistics and losses stay fp32 (like PyTorch's autocast to
+//                          bfloat16). Normalised errors around 2e-3.
 // Set it before planning a network: Conv2d asks for its workspace (the TF32 weight gradient's
 // split-K partial sums) when it is planned; with a smaller workspace the TF32 weight gradient
 // runs unsplit (correct, fewer blocks).

@@ -83,16 +83,20 @@ class Conv2d {
   void reset_parameters(Rng& rng) { detail::reset_conv2d(rng, In * K * K, weight_, bias_); }
 
   Shape plan(const Shape& in, Arena<Device>& arena, std::string_view path) {
+    kept_ = ConvKept::nothing;  // a new plan binds a new workspace
     return detail::plan_conv2d(in, arena, path, shape_, strided_, y_, dx_, workspace_);
   }
 
-  const Tensor<float, Device>& forward(const Tensor<float, Device>& x, Mode) {
+  const Tensor<float, Device>& forward(const Tensor<float, Device>& x, Mode mode) {
     check_planned(x);
     x_ = &x;
-    if constexpr (Stride > 1)
+    if constexpr (Stride > 1) {
       Backend<Device>::conv2d_strided_forward(strided_, x, weight_.value, bias_.value, y_);
-    else
+    } else {
       Backend<Device>::conv2d_forward(shape_, x, weight_.value, bias_.value, y_, workspace_);
+      // A train plan's workspace is this layer's alone until the backward (an eval plan's is scratch).
+      kept_ = mode == Mode::train ? Backend<Device>::conv2d_forward_kept(shape_, workspace_) : ConvKept::nothing;
+    }
     return y_;
   }
 
@@ -105,7 +109,7 @@ class Conv2d {
     if constexpr (Stride > 1)
       Backend<Device>::conv2d_strided_backward(strided_, *x_, weight_.value, dy, dx, weight_.grad, bias_.grad);
     else
-      Backend<Device>::conv2d_backward(shape_, *x_, weight_.value, dy, dx, weight_.grad, bias_.grad, workspace_);
+      Backend<Device>::conv2d_backward(shape_, *x_, weight_.value, dy, dx, weight_.grad, bias_.grad, workspace_, kept_);
     detail::gradient_ready(weight_.grad);  // kiln/nn/replicas.hpp
     detail::gradient_ready(bias_.grad);
     return dx_;
@@ -135,6 +139,7 @@ class Conv2d {
   StridedConvShape strided_{0, In, Out, 0, 0, K, Stride};
   Tensor<float, Device> y_, dx_, workspace_;
   const Tensor<float, Device>* x_ = nullptr;
+  ConvKept kept_ = ConvKept::nothing;  // what the last forward left in workspace_ for the backward
   bool input_grad_ = true;
 };
 
