@@ -52,8 +52,8 @@ inline constexpr int warp_tile = 64;  // 64 output x 64 input channels per warp
 // conv2d_mma_wgrad_reduce_kernel's tile: reduce_pairs (o, c) per block, a warp per tap (K = 3: 32
 // pairs x 9 taps = 288 threads), so a launch has a thread per partial sum of a split and the shallow
 // layers (Cout*Cin of 1K-16K) still get 32-512 blocks.
-constexpr int reduce_pairs(int k) { return k == 1 ? 256 : 32; }
-constexpr int reduce_block_threads(int k) { return reduce_pairs(k) * k * k; }
+__host__ __device__ inline constexpr int reduce_pairs(int k) { return k == 1 ? 256 : 32; }
+__host__ __device__ inline constexpr int reduce_block_threads(int k) { return reduce_pairs(k) * k * k; }
 
 template <int BT>
 struct Tile {
