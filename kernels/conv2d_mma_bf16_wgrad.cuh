@@ -241,13 +241,10 @@ inline void backward_weight(const ConvShape& s, const float* x, const float* dy,
     KILN_LAUNCH((conv2d_mma_bf16_wgrad_kernel<K, BT>), mma_wgrad::grid(s, sp.count), dim3(Tile<BT>::threads),
                 Tile<BT>::shared_bytes, stream, s, static_cast<const __nv_bfloat16*>(xh),
                 static_cast<const __nv_bfloat16*>(dyh), out, sp.steps_per_split);
-    if (sp.count > 1) {
-      const std::int64_t pairs = s.c_out * s.c_in;
-      const std::int64_t tiles = (pairs + mma_wgrad::reduce_threads - 1) / mma_wgrad::reduce_threads;
-      const unsigned blocks = static_cast<unsigned>(tiles < 4096 ? tiles : 4096);
-      KILN_LAUNCH(conv2d_mma_wgrad_reduce_kernel<K>, dim3(blocks), dim3(mma_wgrad::reduce_threads), 0, stream, s,
-                  static_cast<const float*>(partials), sp.count, dw);
-    }
+    if (sp.count > 1)
+      KILN_LAUNCH(conv2d_mma_wgrad_reduce_kernel<K>, dim3(mma_wgrad::reduce_blocks(s)),
+                  dim3(mma_wgrad::reduce_block_threads(K)), 0, stream, s, static_cast<const float*>(partials), sp.count,
+                  dw);
   });
 }
 

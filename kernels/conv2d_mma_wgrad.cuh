@@ -48,8 +48,12 @@ namespace mma_wgrad {
 
 inline constexpr int bk = 16;  // pixels per pipeline stage
 inline constexpr int stages = 3;
-inline constexpr int warp_tile = 64;        // 64 output x 64 input channels per warp
-inline constexpr int reduce_threads = 256;  // conv2d_mma_wgrad_reduce_kernel's block: oc per tile
+inline constexpr int warp_tile = 64;  // 64 output x 64 input channels per warp
+// conv2d_mma_wgrad_reduce_kernel's tile: reduce_pairs (o, c) per block, a warp per tap (K = 3: 32
+// pairs x 9 taps = 288 threads), so a launch has a thread per partial sum of a split and the shallow
+// layers (Cout*Cin of 1K-16K) still get 32-512 blocks.
+__host__ __device__ inline constexpr int reduce_pairs(int k) { return k == 1 ? 256 : 32; }
+__host__ __device__ inline constexpr int reduce_block_threads(int k) { return reduce_pairs(k) * k * k; }
 
 template <int BT>
 struct Tile {
@@ -237,32 +241,27 @@ __global__ void __launch_bounds__(mma_wgrad::Tile<BT>::threads, 2)
 }
 
 // dw[o][c][t] += sum over splits of partial[split][t][o][c], splits in order (deterministic).
-// A tiled transpose: a block takes reduce_threads consecutive oc = o*Cin + c; thread j sums its
-// oc's splits for each tap (consecutive threads read consecutive partial sums) into sums[j*KK + t]
-// (KK odd: a warp's stride-KK stores hit distinct banks); then the block adds the tile's
-// contiguous dw values, consecutive threads on consecutive addresses. blockDim.x = reduce_threads;
-// grid-stride over the tiles.
+// A tiled transpose: a block takes P = reduce_pairs(K) consecutive oc = o*Cin + c; thread j = t*P + i
+// sums oc first+i's splits for tap t (a warp reads P consecutive partial sums of one tap) into
+// sums[i*KK + t] (KK odd: a warp's stride-KK stores hit distinct banks); then the block adds the
+// tile's P*KK contiguous dw values, consecutive threads on consecutive addresses.
+// blockDim.x = reduce_block_threads(K); grid-stride over the tiles.
 template <int K>
 __global__ void conv2d_mma_wgrad_reduce_kernel(ConvShape s, const float* partial, int splits, float* dw) {
-  constexpr int KK = K * K, tile = mma_wgrad::reduce_threads;
+  constexpr int KK = K * K, tile = mma_wgrad::reduce_pairs(K);
   __shared__ float sums[tile * KK];
   const int pairs = static_cast<int>(s.c_out * s.c_in), count = pairs * KK, j = static_cast<int>(threadIdx.x);
+  const int t = j / tile, i = j - t * tile;
   for (int first = static_cast<int>(blockIdx.x) * tile; first < pairs; first += static_cast<int>(gridDim.x) * tile) {
     const int own = pairs - first < tile ? pairs - first : tile;  // the tile's oc (the last may be short)
-    if (j < own) {
-#if KILN_GPU_REAL
-#pragma unroll 1  // a memory-bound loop: unrolling the taps multiplied the code (1700 instructions)
-#endif
-      for (int t = 0; t < KK; ++t) {
-        const float* p = partial + t * pairs + first + j;  // partial[0][t][oc]
-        float sum = 0.0f;
-        for (int sp = 0; sp < splits; ++sp) sum += p[sp * count];
-        sums[j * KK + t] = sum;
-      }
+    if (i < own) {
+      const float* p = partial + t * pairs + first + i;  // partial[0][t][oc]
+      float sum = 0.0f;
+      for (int sp = 0; sp < splits; ++sp) sum += p[sp * count];
+      sums[i * KK + t] = sum;
     }
     __syncthreads();
-    float* out = dw + first * KK;
-    for (int i = j; i < own * KK; i += tile) out[i] += sums[i];
+    if (j < own * KK) dw[first * KK + j] += sums[j];
     __syncthreads();  // before the next tile overwrites sums
   }
 }
@@ -333,6 +332,12 @@ void dispatch(const ConvShape& s, Run&& run) {
   }
 }
 
+// conv2d_mma_wgrad_reduce_kernel's grid: a block per tile of reduce_pairs (o, c), at most 4096.
+inline unsigned reduce_blocks(const ConvShape& s) {
+  const std::int64_t p = reduce_pairs(static_cast<int>(s.k)), tiles = (s.c_out * s.c_in + p - 1) / p;
+  return static_cast<unsigned>(tiles < 4096 ? tiles : 4096);
+}
+
 inline dim3 grid(const ConvShape& s, int split_count) {
   const std::int64_t bt = block_tile(s);
   return dim3(static_cast<unsigned>((s.c_in + bt - 1) / bt), static_cast<unsigned>((s.c_out + bt - 1) / bt * s.k * s.k),
@@ -354,12 +359,9 @@ inline void backward_weight(const ConvShape& s, const float* x, const float* dy,
   dispatch(s, [&]<int K, int BT, bool Tail>() {
     KILN_LAUNCH((conv2d_mma_wgrad_kernel<K, BT, Tail>), grid(s, sp.count), dim3(Tile<BT>::threads),
                 Tile<BT>::shared_bytes, stream, s, x, dy, out, sp.steps_per_split);
-    if (sp.count > 1) {
-      const std::int64_t tiles = (s.c_out * s.c_in + reduce_threads - 1) / reduce_threads;
-      const unsigned blocks = static_cast<unsigned>(tiles < 4096 ? tiles : 4096);
-      KILN_LAUNCH(conv2d_mma_wgrad_reduce_kernel<K>, dim3(blocks), dim3(reduce_threads), 0, stream, s,
-                  static_cast<const float*>(workspace), sp.count, dw);
-    }
+    if (sp.count > 1)
+      KILN_LAUNCH(conv2d_mma_wgrad_reduce_kernel<K>, dim3(reduce_blocks(s)), dim3(reduce_block_threads(K)), 0, stream,
+                  s, static_cast<const float*>(workspace), sp.count, dw);
   });
 }
 

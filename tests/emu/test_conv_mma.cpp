@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <limits>
 #include <sstream>
@@ -529,17 +530,24 @@ namespace {
 
 // dw += the splits of partial[split][tap][o][c] added from 0.0f in split order: the exact bits the
 // reduction must give (its tiled transpose only moves where the sums are written).
+// The dw values that differ; with `reversed` the kernel gets the splits in reverse order.
 template <int K>
-void check_wgrad_reduce(int cout, int cin, int splits, unsigned blocks) {
+int wgrad_reduce_mismatches(int cout, int cin, int splits, unsigned blocks, bool reversed = false) {
   constexpr int KK = K * K;
   const ConvShape s{1, cin, cout, 4, 4, K};
   const int pairs = cout * cin, count = pairs * KK;
   auto partial = uniform(static_cast<std::size_t>(splits * count), 31, -2.0f, 2.0f);
   for (float& v : partial) v = v * 1.37f + 0.11f;  // full mantissas: any other split order rounds differently
   const auto dw0 = uniform(static_cast<std::size_t>(count), 32, -1.0f, 1.0f);
-  DeviceBuffer<float> p(partial), dw(dw0);
-  KILN_LAUNCH(kiln::cuda::kernels::conv2d_mma_wgrad_reduce_kernel<K>, dim3(blocks), dim3(mw::reduce_threads), 0,
-              nullptr, s, static_cast<const float*>(p.get()), splits, dw.get());
+  auto given = partial;
+  if (reversed)
+    for (int sp = 0; sp < splits; ++sp)
+      std::copy_n(partial.begin() + static_cast<std::ptrdiff_t>(sp) * count, count,
+                  given.begin() + static_cast<std::ptrdiff_t>(splits - 1 - sp) * count);
+  DeviceBuffer<float> p(given), dw(dw0);
+  KILN_LAUNCH(kiln::cuda::kernels::conv2d_mma_wgrad_reduce_kernel<K>, dim3(blocks),
+              dim3(static_cast<unsigned>(mw::reduce_block_threads(K))), 0, nullptr, s,
+              static_cast<const float*>(p.get()), splits, dw.get());
   const auto got = dw.download();
   int wrong = 0;
   for (int oc = 0; oc < pairs; ++oc)
@@ -552,17 +560,33 @@ void check_wgrad_reduce(int cout, int cin, int splits, unsigned blocks) {
               ? 1
               : 0;
     }
+  return wrong;
+}
+template <int K>
+void check_wgrad_reduce(int cout, int cin, int splits, unsigned blocks) {
   INFO("K=", K, " ", cin, "->", cout, ", ", splits, " splits, ", blocks, " blocks");
-  CHECK(wrong == 0);
+  CHECK(wgrad_reduce_mismatches<K>(cout, cin, splits, blocks) == 0);
 }
 
 }  // namespace
 
 TEST_CASE("conv2d_mma_wgrad_reduce_kernel: the splits in order, bit for bit (short tile, several tiles, grid-stride)") {
-  check_wgrad_reduce<3>(5, 7, 3, 1);    // 35 (o, c): one short tile
-  check_wgrad_reduce<3>(20, 30, 4, 2);  // 600: two blocks over three tiles, the last short
+  // K = 3 tiles are 32 (o, c) pairs (a warp per tap), K = 1 tiles 256.
+  check_wgrad_reduce<3>(5, 7, 3, 1);    // 35 (o, c): one block over a full tile and a short one
+  check_wgrad_reduce<3>(4, 5, 2, 1);    // 20: one short tile only
+  check_wgrad_reduce<3>(20, 30, 4, 2);  // 600: two blocks over 19 tiles, the last short
   check_wgrad_reduce<1>(17, 19, 3, 2);  // K = 1: 323, one full tile and a short one
-  check_wgrad_reduce<3>(16, 32, 5, 2);  // 512: exactly two tiles
+  check_wgrad_reduce<3>(16, 32, 5, mw::reduce_blocks({1, 32, 16, 4, 4, 3}));  // 512: a block per tile
+  // A launch has a thread per partial sum of a split (the shallow layers' Cout*Cin of 1K fill 32
+  // blocks, not 4), at most 4096 blocks.
+  CHECK(mw::reduce_blocks({1, 32, 32, 4, 4, 3}) == 32);
+  CHECK(mw::reduce_blocks({1, 32, 33, 4, 4, 3}) == 33);
+  CHECK(mw::reduce_blocks({1, 32, 32, 4, 4, 1}) == 4);
+  CHECK(mw::reduce_blocks({1, 512, 512, 4, 4, 3}) == 4096);
+  CHECK(mw::reduce_block_threads(3) == 288);
+  CHECK(mw::reduce_block_threads(1) == 256);
+  // The checker fires: the same sums in reverse split order round differently.
+  CHECK(wgrad_reduce_mismatches<3>(16, 32, 5, 2, true) > 0);
 }
 
 namespace {

@@ -814,8 +814,8 @@ struct Backend<Cuda> {
                dim3(mw::Tile<BT>::threads), mw::Tile<BT>::shared_bytes, s, x.data(), dy.data(), out,
                sp.steps_per_split);
         if (sp.count > 1)
-          launch_1d(KILN_CUDA_KERNEL(conv2d_mma_wgrad_reduce_kernel, K), s.c_out * s.c_in, s,  // a thread per (o, c)
-                    static_cast<const float*>(ws.data()), sp.count, dw.data());
+          launch(KILN_CUDA_KERNEL(conv2d_mma_wgrad_reduce_kernel, K), dim3(mw::reduce_blocks(s)),
+                 dim3(mw::reduce_block_threads(K)), 0, s, static_cast<const float*>(ws.data()), sp.count, dw.data());
       });
       return;
     }
@@ -856,8 +856,8 @@ struct Backend<Cuda> {
              mbw::Tile<BT>::shared_bytes, s, static_cast<const __nv_bfloat16*>(xh),
              static_cast<const __nv_bfloat16*>(dyh), out, sp.steps_per_split);
       if (sp.count > 1)
-        launch_1d(KILN_CUDA_KERNEL(conv2d_mma_wgrad_reduce_kernel, K), s.c_out * s.c_in, s,  // a thread per (o, c)
-                  static_cast<const float*>(partials), sp.count, dw.data());
+        launch(KILN_CUDA_KERNEL(conv2d_mma_wgrad_reduce_kernel, K), dim3(mw::reduce_blocks(s)),
+               dim3(mw::reduce_block_threads(K)), 0, s, static_cast<const float*>(partials), sp.count, dw.data());
     });
   }
   // The tiled strict-fp32 convolutions: 16x16 output tiles x groups of 8 channels x images.
