@@ -524,6 +524,20 @@ inline unsigned pack_blocks(std::int64_t count) {
   return static_cast<unsigned>((count + 255) / 256 < 4096 ? (count + 255) / 256 : 4096);
 }
 
+// The weight packings' grid (pack_threads each): one block per staged tile of pack_staged, whose
+// tiles hold 288-2304 values (the K = 1 forward packings, plain grid-stride copies: one per 256
+// values); at most 4096, the loops stride over the rest. The TF32 and BF16 packings tile alike.
+inline constexpr unsigned pack_threads = 256;
+template <int K, bool Dgrad>
+inline unsigned pack_weight_blocks(const ConvShape& s) {
+  const std::int64_t n = Dgrad ? s.c_out : s.c_in, rows = Dgrad ? s.c_in : s.c_out;
+  constexpr int rows_per_tile = Dgrad ? pack_rows<K>() : 1;
+  const std::int64_t work = K == 1 && !Dgrad ? (rows * channels_padded(n) + pack_threads - 1) / pack_threads
+                                             : (channels_padded(n) + pack_chunk - 1) / pack_chunk *
+                                                   ((rows + rows_per_tile - 1) / rows_per_tile);
+  return static_cast<unsigned>(work < 1 ? 1 : work < 4096 ? work : 4096);
+}
+
 // y = conv(x, w) + b (b may be null) with the k steps in `splits` slices (1: unsplit). `work`:
 // workspace_floats(s, splits) floats of device scratch (packed_weight_floats(s) for one slice).
 inline void forward(const ConvShape& s, const float* x, const float* w, const float* b, float* y, float* work,
@@ -531,13 +545,14 @@ inline void forward(const ConvShape& s, const float* x, const float* w, const fl
   if (!supports(s))
     throw kiln::gpu::Error("conv2d_mma: unsupported shape (K must be 1 or 3, tensors under 2^31 elements)");
   if (s.n == 0 || s.h == 0 || s.w == 0 || s.c_out == 0) return;
-  const dim3 blocks(pack_blocks(packed_weight_floats(s)));
   unsigned* counter = counters(s, work, splits);
   const int count = counter_count(s, splits);
   if (s.k == 3)
-    KILN_LAUNCH((conv2d_mma_pack_weights_kernel<3>), blocks, dim3(256), 0, stream, s, w, work, counter, count);
+    KILN_LAUNCH((conv2d_mma_pack_weights_kernel<3>), dim3(pack_weight_blocks<3, false>(s)), dim3(pack_threads), 0,
+                stream, s, w, work, counter, count);
   else
-    KILN_LAUNCH((conv2d_mma_pack_weights_kernel<1>), blocks, dim3(256), 0, stream, s, w, work, counter, count);
+    KILN_LAUNCH((conv2d_mma_pack_weights_kernel<1>), dim3(pack_weight_blocks<1, false>(s)), dim3(pack_threads), 0,
+                stream, s, w, work, counter, count);
   launch_packed(s, x, work, b, y, stream, splits);
 }
 
@@ -550,13 +565,14 @@ inline void backward_data(const ConvShape& s, const float* w, const float* dy, f
     throw kiln::gpu::Error("conv2d_mma: unsupported shape (K must be 1 or 3, tensors under 2^31 elements)");
   if (s.n == 0 || s.h == 0 || s.w == 0 || s.c_in == 0 || s.c_out == 0) return;
   const ConvShape t = transposed(s);
-  const dim3 blocks(pack_blocks(packed_dgrad_weight_floats(s)));
   unsigned* counter = counters(t, work, splits);
   const int count = counter_count(t, splits);
   if (s.k == 3)
-    KILN_LAUNCH((conv2d_mma_pack_weights_dgrad_kernel<3>), blocks, dim3(256), 0, stream, s, w, work, counter, count);
+    KILN_LAUNCH((conv2d_mma_pack_weights_dgrad_kernel<3>), dim3(pack_weight_blocks<3, true>(s)), dim3(pack_threads), 0,
+                stream, s, w, work, counter, count);
   else
-    KILN_LAUNCH((conv2d_mma_pack_weights_dgrad_kernel<1>), blocks, dim3(256), 0, stream, s, w, work, counter, count);
+    KILN_LAUNCH((conv2d_mma_pack_weights_dgrad_kernel<1>), dim3(pack_weight_blocks<1, true>(s)), dim3(pack_threads), 0,
+                stream, s, w, work, counter, count);
   launch_packed(t, dy, work, nullptr, dx, stream, splits);
 }
 

@@ -286,11 +286,12 @@ inline void forward(const ConvShape& s, const float* x, const float* w, const fl
   if (s.n == 0 || s.h == 0 || s.w == 0 || s.c_out == 0) return;
   auto* wp = reinterpret_cast<__nv_bfloat16*>(workspace);
   auto* xh = reinterpret_cast<__nv_bfloat16*>(workspace + packed_weight_floats(s));
-  const dim3 blocks(mma_conv::pack_blocks(mma_conv::packed_weight_floats(s)));
   if (s.k == 3)
-    KILN_LAUNCH((conv2d_mma_pack_weights_bf16_kernel<3>), blocks, dim3(256), 0, stream, s, w, wp);
+    KILN_LAUNCH((conv2d_mma_pack_weights_bf16_kernel<3>), dim3(mma_conv::pack_weight_blocks<3, false>(s)),
+                dim3(mma_conv::pack_threads), 0, stream, s, w, wp);
   else
-    KILN_LAUNCH((conv2d_mma_pack_weights_bf16_kernel<1>), blocks, dim3(256), 0, stream, s, w, wp);
+    KILN_LAUNCH((conv2d_mma_pack_weights_bf16_kernel<1>), dim3(mma_conv::pack_weight_blocks<1, false>(s)),
+                dim3(mma_conv::pack_threads), 0, stream, s, w, wp);
   to_nhwc(s.n, s.c_in, s.h * s.w, x, xh, stream);
   launch_packed(s, xh, wp, b, y, stream);
 }
@@ -311,11 +312,12 @@ inline void backward_data(const ConvShape& s, const float* w, const float* dy, f
   if (s.n == 0 || s.h == 0 || s.w == 0 || s.c_in == 0 || s.c_out == 0) return;
   auto* wp = reinterpret_cast<__nv_bfloat16*>(workspace);
   auto* dyh = reinterpret_cast<__nv_bfloat16*>(workspace + packed_weight_floats(t));
-  const dim3 blocks(mma_conv::pack_blocks(mma_conv::packed_weight_floats(t)));
   if (s.k == 3)
-    KILN_LAUNCH((conv2d_mma_pack_weights_dgrad_bf16_kernel<3>), blocks, dim3(256), 0, stream, s, w, wp);
+    KILN_LAUNCH((conv2d_mma_pack_weights_dgrad_bf16_kernel<3>), dim3(mma_conv::pack_weight_blocks<3, true>(s)),
+                dim3(mma_conv::pack_threads), 0, stream, s, w, wp);
   else
-    KILN_LAUNCH((conv2d_mma_pack_weights_dgrad_bf16_kernel<1>), blocks, dim3(256), 0, stream, s, w, wp);
+    KILN_LAUNCH((conv2d_mma_pack_weights_dgrad_bf16_kernel<1>), dim3(mma_conv::pack_weight_blocks<1, true>(s)),
+                dim3(mma_conv::pack_threads), 0, stream, s, w, wp);
   to_nhwc(s.n, s.c_out, s.h * s.w, dy, dyh, stream);
   launch_packed(t, dyh, wp, nullptr, dx, stream);
 }

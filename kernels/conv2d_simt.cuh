@@ -83,6 +83,37 @@ inline int block_n(const ConvShape& s) {
   return s.c_out > 64 && m_tiles * ((s.c_out + 127) / 128) >= 132 ? 128 : 64;
 }
 
+// One k step of a thread's 8 x TN accumulators from a shared-memory stage, shared by the forward and
+// the weight gradient (conv2d_simt_wgrad.cuh): as / bs point at the thread's A rows (tm*4) and B
+// columns (tn*4) of k = 0; A_ROW / B_ROW are the stage row strides in floats.
+template <int TN, int A_ROW, int B_ROW>
+__device__ __forceinline__ void fma_step(const float* as, const float* bs, float (&acc)[8][TN]) {
+  KILN_UNROLL
+  for (int k = 0; k < bk; ++k) {
+    const float4 a0 = *reinterpret_cast<const float4*>(as + k * A_ROW);
+    const float4 a1 = *reinterpret_cast<const float4*>(as + k * A_ROW + 64);
+    const float a[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
+    float b[TN];
+    const float4 b0 = *reinterpret_cast<const float4*>(bs + k * B_ROW);
+    b[0] = b0.x;
+    b[1] = b0.y;
+    b[2] = b0.z;
+    b[3] = b0.w;
+    if constexpr (TN == 8) {
+      const float4 b1 = *reinterpret_cast<const float4*>(bs + k * B_ROW + 64);
+      b[4] = b1.x;
+      b[5] = b1.y;
+      b[6] = b1.z;
+      b[7] = b1.w;
+    }
+    KILN_UNROLL
+    for (int i = 0; i < 8; ++i) {
+      KILN_UNROLL
+      for (int j = 0; j < TN; ++j) acc[i][j] += a[i] * b[j];
+    }
+  }
+}
+
 }  // namespace simt_conv
 
 // The packed B of the forward on shape fs: wp[(t * cin_pad + c) * cout_pad + o] with
@@ -176,32 +207,8 @@ __global__ void __launch_bounds__(simt_conv::threads, 2)
     for (int j = 0; j < TN; ++j) acc[i][j] = 0.0f;
   }
   auto compute = [&](int stage) {
-    const float* as = shared + stage * Tl::stage_floats + tm * 4;
-    const float* bs = shared + stage * Tl::stage_floats + Tl::a_floats + tn * 4;
-    KILN_UNROLL
-    for (int k = 0; k < bk; ++k) {
-      const float4 a0 = *reinterpret_cast<const float4*>(as + k * bm);
-      const float4 a1 = *reinterpret_cast<const float4*>(as + k * bm + 64);
-      const float a[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
-      float b[TN];
-      const float4 b0 = *reinterpret_cast<const float4*>(bs + k * BN);
-      b[0] = b0.x;
-      b[1] = b0.y;
-      b[2] = b0.z;
-      b[3] = b0.w;
-      if constexpr (TN == 8) {
-        const float4 b1 = *reinterpret_cast<const float4*>(bs + k * BN + 64);
-        b[4] = b1.x;
-        b[5] = b1.y;
-        b[6] = b1.z;
-        b[7] = b1.w;
-      }
-      KILN_UNROLL
-      for (int i = 0; i < 8; ++i) {
-        KILN_UNROLL
-        for (int j = 0; j < TN; ++j) acc[i][j] += a[i] * b[j];
-      }
-    }
+    simt_conv::fma_step<TN, bm, BN>(shared + stage * Tl::stage_floats + tm * 4,
+                                    shared + stage * Tl::stage_floats + Tl::a_floats + tn * 4, acc);
   };
   // One step on stage `stage`: the next step's loads go out before the FFMAs and land in the other
   // stage after them.

@@ -16,7 +16,7 @@
 // copies' scalar stores conflict-free: a warp stores 8 pixels x 4 rows). Thread copy roles: pixel
 // q = tid % 8 of the step, X rows tid / 8 + 32 j (j < 4), DY columns tid / 8 + 32 j (j < BN/32).
 // Each thread walks its pixel (img, py, px) with adds (no division in the k loop). Fragment reads
-// as in the forward: float4 of X rows tm*4 (+64), float4 of DY columns tn*4 (+64).
+// as in the forward (simt_conv::fma_step): float4 of X rows tm*4 (+64), float4 of DY columns tn*4 (+64).
 #include <cstddef>
 #include <cstdint>
 
@@ -29,6 +29,7 @@ namespace kiln::cuda::kernels {
 namespace simt_wgrad {
 
 inline constexpr int bm = 128, bk = 8, threads = 256;
+static_assert(bk == simt_conv::bk, "the k step of simt_conv::fma_step");
 
 template <int BN>
 struct Tile {
@@ -156,32 +157,8 @@ __global__ void __launch_bounds__(simt_wgrad::threads, 2)
     for (int j = 0; j < TN; ++j) acc[i][j] = 0.0f;
   }
   auto compute = [&](int stage) {
-    const float* as = shared + stage * Tl::stage_floats + tm * 4;
-    const float* bs = shared + stage * Tl::stage_floats + Tl::a_floats + tn * 4;
-    KILN_UNROLL
-    for (int k = 0; k < bk; ++k) {
-      const float4 a0 = *reinterpret_cast<const float4*>(as + k * Tl::a_row);
-      const float4 a1 = *reinterpret_cast<const float4*>(as + k * Tl::a_row + 64);
-      const float a[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
-      float b[TN];
-      const float4 b0 = *reinterpret_cast<const float4*>(bs + k * Tl::b_row);
-      b[0] = b0.x;
-      b[1] = b0.y;
-      b[2] = b0.z;
-      b[3] = b0.w;
-      if constexpr (TN == 8) {
-        const float4 b1 = *reinterpret_cast<const float4*>(bs + k * Tl::b_row + 64);
-        b[4] = b1.x;
-        b[5] = b1.y;
-        b[6] = b1.z;
-        b[7] = b1.w;
-      }
-      KILN_UNROLL
-      for (int i = 0; i < 8; ++i) {
-        KILN_UNROLL
-        for (int j = 0; j < TN; ++j) acc[i][j] += a[i] * b[j];
-      }
-    }
+    simt_conv::fma_step<TN, Tl::a_row, Tl::b_row>(shared + stage * Tl::stage_floats + tm * 4,
+                                                  shared + stage * Tl::stage_floats + Tl::a_floats + tn * 4, acc);
   };
   auto step = [&](int stage, int k_step) {
     const bool more = k_step + 1 < k_steps;

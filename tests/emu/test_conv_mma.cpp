@@ -592,7 +592,8 @@ TEST_CASE("conv2d_mma_wgrad_reduce_kernel: the splits in order, bit for bit (sho
 namespace {
 
 // Both TF32 packings against their definitions, bit for bit, for any grid and block size (the
-// tiles staged through shared memory: channel tails, short row tiles, grid-stride over tiles).
+// tiles staged through shared memory: channel tails, short row tiles, grid-stride over tiles);
+// blocks 0: the launchers' grids (mma_conv::pack_weight_blocks).
 template <int K>
 int packing_mismatches(int cin, int cout, unsigned blocks, unsigned threads) {
   constexpr int KK = K * K;
@@ -600,9 +601,11 @@ int packing_mismatches(int cin, int cout, unsigned blocks, unsigned threads) {
   const auto w = uniform(static_cast<std::size_t>(cout * cin * KK), 41, -1.0f, 1.0f);
   DeviceBuffer<float> d_w(w), fwd(static_cast<std::size_t>(mc::packed_weight_floats(s))),
       dgrad(static_cast<std::size_t>(mc::packed_dgrad_weight_floats(s)));
-  KILN_LAUNCH(kiln::cuda::kernels::conv2d_mma_pack_weights_kernel<K>, dim3(blocks), dim3(threads), 0, nullptr, s,
+  const dim3 fwd_grid(blocks > 0 ? blocks : mc::pack_weight_blocks<K, false>(s)),
+      dgrad_grid(blocks > 0 ? blocks : mc::pack_weight_blocks<K, true>(s));
+  KILN_LAUNCH(kiln::cuda::kernels::conv2d_mma_pack_weights_kernel<K>, fwd_grid, dim3(threads), 0, nullptr, s,
               static_cast<const float*>(d_w.get()), fwd.get(), nullptr, 0);
-  KILN_LAUNCH(kiln::cuda::kernels::conv2d_mma_pack_weights_dgrad_kernel<K>, dim3(blocks), dim3(threads), 0, nullptr, s,
+  KILN_LAUNCH(kiln::cuda::kernels::conv2d_mma_pack_weights_dgrad_kernel<K>, dgrad_grid, dim3(threads), 0, nullptr, s,
               static_cast<const float*>(d_w.get()), dgrad.get(), nullptr, 0);
   const auto f = fwd.download(), d = dgrad.download();
   const auto bits = [](double v) { return std::bit_cast<std::uint32_t>(static_cast<float>(v)); };
@@ -635,4 +638,25 @@ TEST_CASE("conv2d_mma packings (forward, dgrad): staged tiles equal the definiti
   CHECK(packing_mismatches<1>(70, 33, 2, 256) == 0);  // K = 1: dgrad row tiles of 64 and 6
   CHECK(packing_mismatches<1>(3, 2, 1, 64) == 0);
   CHECK(packing_mismatches<3>(64, 64, 7, 256) == 0);  // no tails, many tiles per block
+  // The launchers' grids, one block per tile
+  CHECK(packing_mismatches<3>(40, 20, 0, mc::pack_threads) == 0);
+  CHECK(packing_mismatches<1>(70, 33, 0, mc::pack_threads) == 0);
+}
+
+TEST_CASE("conv2d_mma packings: the launchers' grids have one block per staged tile, at most 4096") {
+  // 3x3: Cin 40 packs to 48 positions (chunks of 32 and 16), Cout 20 to 32 (one chunk). Forward
+  // tiles: one o x one chunk; input gradient: 8 input channels x one chunk of output channels.
+  const ConvShape s{1, 40, 20, 4, 4, 3};
+  CHECK(mc::pack_weight_blocks<3, false>(s) == 20 * 2);
+  CHECK(mc::pack_weight_blocks<3, true>(s) == 5 * 1);
+  // 1x1: Cin 70 packs to 80 (3 chunks), Cout 33 to 48 (2). The forward is a grid-stride copy (a
+  // block per 256 values); the input gradient's tiles hold 64 input channels.
+  const ConvShape p{1, 70, 33, 4, 4, 1};
+  CHECK(mc::pack_weight_blocks<1, false>(p) == (33 * 80 + 255) / 256);
+  CHECK(mc::pack_weight_blocks<1, true>(p) == 2 * 2);
+  // 512 -> 512, 3x3: 64 x 16 input-gradient tiles (a block per 256 values would be 9216, capped to
+  // 4096, three in four of them idle); the forward's 512 x 16 tiles are capped.
+  const ConvShape wide{1, 512, 512, 4, 4, 3};
+  CHECK(mc::pack_weight_blocks<3, true>(wide) == 64 * 16);
+  CHECK(mc::pack_weight_blocks<3, false>(wide) == 4096);
 }

@@ -169,7 +169,8 @@ TEST_CASE("conv2d_mma_pack_weights_bf16_kernel: BF16 to nearest even, natural ch
 namespace {
 
 // Both BF16 packings against their definitions, bit for bit, for any grid and block size (the
-// tiles staged through shared memory: channel tails, short row tiles, grid-stride over tiles).
+// tiles staged through shared memory: channel tails, short row tiles, grid-stride over tiles);
+// blocks 0: the launchers' grids (mma_conv::pack_weight_blocks).
 template <int K>
 int bf16_packing_mismatches(int cin, int cout, unsigned blocks, unsigned threads) {
   constexpr int KK = K * K;
@@ -180,9 +181,11 @@ int bf16_packing_mismatches(int cin, int cout, unsigned blocks, unsigned threads
   DeviceBuffer<std::uint16_t> fwd(static_cast<std::size_t>(cout * KK * cin_pad)),
       dgrad(static_cast<std::size_t>(cin * KK * cout_pad));
   DeviceBuffer<float> d_w(w);
-  KILN_LAUNCH((kiln::cuda::kernels::conv2d_mma_pack_weights_bf16_kernel<K>), dim3(blocks), dim3(threads), 0, nullptr, s,
+  const dim3 fwd_grid(blocks > 0 ? blocks : mc::pack_weight_blocks<K, false>(s)),
+      dgrad_grid(blocks > 0 ? blocks : mc::pack_weight_blocks<K, true>(s));
+  KILN_LAUNCH((kiln::cuda::kernels::conv2d_mma_pack_weights_bf16_kernel<K>), fwd_grid, dim3(threads), 0, nullptr, s,
               static_cast<const float*>(d_w.get()), reinterpret_cast<__nv_bfloat16*>(fwd.get()));
-  KILN_LAUNCH((kiln::cuda::kernels::conv2d_mma_pack_weights_dgrad_bf16_kernel<K>), dim3(blocks), dim3(threads), 0,
+  KILN_LAUNCH((kiln::cuda::kernels::conv2d_mma_pack_weights_dgrad_bf16_kernel<K>), dgrad_grid, dim3(threads), 0,
               nullptr, s, static_cast<const float*>(d_w.get()), reinterpret_cast<__nv_bfloat16*>(dgrad.get()));
   const auto f = fwd.download(), d = dgrad.download();
   int wrong = 0;
@@ -209,6 +212,9 @@ TEST_CASE("conv2d_mma BF16 packings (forward, dgrad): staged tiles equal the def
   CHECK(bf16_packing_mismatches<3>(20, 40, 3, 128) == 0);  // dgrad row tiles of 8, 8, 4
   CHECK(bf16_packing_mismatches<3>(5, 17, 2, 256) == 0);   // dgrad: all of Cin in a tile (one run of w)
   CHECK(bf16_packing_mismatches<1>(70, 33, 2, 256) == 0);  // K = 1: dgrad row tiles of 64 and 6
+  // The launchers' grids, one block per tile
+  CHECK(bf16_packing_mismatches<3>(40, 20, 0, kiln::cuda::kernels::mma_conv::pack_threads) == 0);
+  CHECK(bf16_packing_mismatches<1>(70, 33, 0, kiln::cuda::kernels::mma_conv::pack_threads) == 0);
 }
 
 // Not in OS-thread mode (ThreadSanitizer builds): 64-128 std::threads meet at every mma.

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "emu/test_emulator_support.hpp"
+#include "emucheck/ldmatrix_rows.hpp"
 #include "kiln/gpu/gpu.hpp"
 
 static_assert(KILN_EMU_CHECK, "tests/emucheck is compiled only in the checking build");
@@ -57,18 +58,6 @@ __global__ void fragment_load_race(float* out, bool barrier) {
     wmma::load_matrix_sync(a, s, 8);
     out[threadIdx.x] = a.x[threadIdx.x];
   }
-}
-
-// One warp: ldmatrix.x4 of 32 rows of 16 bytes, `row_floats` apart, then one TF32 m16n8k8 mma.
-__global__ void ldmatrix_rows(float* out, unsigned row_floats) {
-  float* s = kiln::gpu::dynamic_shared<float>();
-  for (unsigned i = threadIdx.x; i < 32 * row_floats; i += 32) s[i] = 1.0f;
-  __syncthreads();
-  std::uint32_t a[4], b[2] = {0, 0};
-  kiln::gpu::mma::ldmatrix_x4(a, s + threadIdx.x * row_floats);
-  float acc[4] = {0, 0, 0, 0};
-  kiln::gpu::mma::mma_tf32_m16n8k8(acc, a, b, acc);
-  out[threadIdx.x] = acc[0] + __uint_as_float(a[0]);
 }
 
 }  // namespace kiln_check_kernels

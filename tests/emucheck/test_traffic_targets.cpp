@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "emu/test_emulator_support.hpp"
+#include "emucheck/ldmatrix_rows.hpp"
 #include "emucheck/step_traffic.hpp"
 #include "kiln/cuda.hpp"
 #include "kiln/models/unet.hpp"
@@ -31,19 +32,6 @@ namespace kiln_check_kernels {
 
 // Bug: lane t reads x[t * stride]: with stride 8 every 4-byte read is alone in its sector (12.5 %).
 __global__ void strided_copy(const float* x, float* y, unsigned stride) { y[threadIdx.x] = x[threadIdx.x * stride]; }
-
-// One warp: ldmatrix.x4 of 32 rows of 16 bytes, `row_floats` apart (4: conflict-free; 32: every row in
-// banks 0-3, 8-way conflicts), then one TF32 m16n8k8 mma (so that the kernel counts as tensor-core).
-__global__ void ldmatrix_rows_mma(float* out, unsigned row_floats) {
-  float* s = kiln::gpu::dynamic_shared<float>();
-  for (unsigned i = threadIdx.x; i < 32 * row_floats; i += 32) s[i] = 1.0f;
-  __syncthreads();
-  std::uint32_t a[4], b[2] = {0, 0};
-  kiln::gpu::mma::ldmatrix_x4(a, s + threadIdx.x * row_floats);
-  float acc[4] = {0, 0, 0, 0};
-  kiln::gpu::mma::mma_tf32_m16n8k8(acc, a, b, acc);
-  out[threadIdx.x] = acc[0] + __uint_as_float(a[0]);
-}
 
 // One warp: lane l copies A(k, l) for the 16 k of a stage with 4-byte cp.async into
 // conv2d_mma_forward_kernel's stage layout (mma_conv::a_index; 32 consecutive pixels per copy), some
@@ -263,10 +251,10 @@ TEST_CASE("traffic targets, deliberate bugs: a strided global load and a conflic
   KILN_LAUNCH(ck::strided_copy, dim3(32), dim3(256), 0, nullptr, x.get(), y.get(), 8u);
   const Traffic strided = traffic_by_kernel();
   emu::profile_log().clear();
-  KILN_LAUNCH(ck::ldmatrix_rows_mma, dim3(1), dim3(32), 32 * 4 * sizeof(float), nullptr, out.get(), 4u);
+  KILN_LAUNCH(ck::ldmatrix_rows, dim3(1), dim3(32), 32 * 4 * sizeof(float), nullptr, out.get(), 4u);
   const Traffic rows_apart_16 = traffic_by_kernel();
   emu::profile_log().clear();
-  KILN_LAUNCH(ck::ldmatrix_rows_mma, dim3(1), dim3(32), 32 * 32 * sizeof(float), nullptr, out.get(), 32u);
+  KILN_LAUNCH(ck::ldmatrix_rows, dim3(1), dim3(32), 32 * 32 * sizeof(float), nullptr, out.get(), 32u);
   const Traffic rows_apart_128 = traffic_by_kernel();
   emu::set_profile(false);
 

@@ -31,8 +31,15 @@ TEST_CASE("Sequential: parameters are visited with hierarchical names") {
 }
 
 TEST_CASE("Sequential with a skip connection: gradients match finite differences") {
+  // Weights from the test's own generator: default construction draws from the process-wide
+  // default_rng(), whose state depends on the tests run before in the same process. The step is
+  // 1e-3, not the default 1e-2: a stem bias shifts 40 pre-activations of a ReLU, and at 1e-2 some
+  // cross zero inside the step for many weight draws (kinks the one-sided-slope test misses, or too
+  // few coordinates left to compare); at 1e-3 such draws are rare.
   SkipNet net;
-  kiln::test::check_gradients(net, Shape::nchw(2, 2, 4, 5));
+  Rng rng(2);
+  net.reset_parameters(rng);
+  kiln::test::check_gradients(net, Shape::nchw(2, 2, 4, 5), 1, 2e-2, 1e-3f);
 }
 
 TEST_CASE("SkipConcat: the skip gradient is added to the branch's") {

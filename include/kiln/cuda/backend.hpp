@@ -681,8 +681,8 @@ struct Backend<Cuda> {
       auto* wp = reinterpret_cast<__nv_bfloat16*>(ws.data() + l.weights);
       auto* xh = reinterpret_cast<__nv_bfloat16*>(ws.data() + l.x_copy);
       with_kernel_size<1, 3>(s.k, [&]<int K>() {
-        launch_1d(KILN_CUDA_KERNEL(conv2d_mma_pack_weights_bf16_kernel, K), mc::packed_weight_floats(s), s, w.data(),
-                  wp);
+        launch(KILN_CUDA_KERNEL(conv2d_mma_pack_weights_bf16_kernel, K), dim3(mc::pack_weight_blocks<K, false>(s)),
+               dim3(mc::pack_threads), 0, s, w.data(), wp);
       });
       to_nhwc_bf16(s.n, s.c_in, s.h * s.w, x.data(), xh);
       conv2d_mma_bf16_packed(s, xh, wp, ptr(b), y);
@@ -690,8 +690,9 @@ struct Backend<Cuda> {
     }
     const int splits = mma_splits(s, ws);
     with_kernel_size<1, 3>(s.k, [&]<int K>() {
-      launch_1d(KILN_CUDA_KERNEL(conv2d_mma_pack_weights_kernel, K), mc::packed_weight_floats(s), s, w.data(),
-                ws.data(), mc::counters(s, ws.data(), splits), mc::counter_count(s, splits));
+      launch(KILN_CUDA_KERNEL(conv2d_mma_pack_weights_kernel, K), dim3(mc::pack_weight_blocks<K, false>(s)),
+             dim3(mc::pack_threads), 0, s, w.data(), ws.data(), mc::counters(s, ws.data(), splits),
+             mc::counter_count(s, splits));
     });
     conv2d_mma_packed(s, x, ws, ptr(b), y, splits);
   }
@@ -772,8 +773,8 @@ struct Backend<Cuda> {
         auto* wp = reinterpret_cast<__nv_bfloat16*>(ws.data() + l.weights);
         auto* dyh = reinterpret_cast<__nv_bfloat16*>(ws.data() + l.dy_copy);
         with_kernel_size<1, 3>(s.k, [&]<int K>() {
-          launch_1d(KILN_CUDA_KERNEL(conv2d_mma_pack_weights_dgrad_bf16_kernel, K), mc::packed_weight_floats(t), s,
-                    w.data(), wp);
+          launch(KILN_CUDA_KERNEL(conv2d_mma_pack_weights_dgrad_bf16_kernel, K),
+                 dim3(mc::pack_weight_blocks<K, true>(s)), dim3(mc::pack_threads), 0, s, w.data(), wp);
         });
         to_nhwc_bf16(s.n, s.c_out, s.h * s.w, dy.data(), dyh);
         conv2d_mma_bf16_packed(t, dyh, wp, nullptr, dx);
@@ -784,8 +785,9 @@ struct Backend<Cuda> {
         const ConvShape t = mc::transposed(s);
         const int splits = mma_splits(t, ws);
         with_kernel_size<1, 3>(s.k, [&]<int K>() {
-          launch_1d(KILN_CUDA_KERNEL(conv2d_mma_pack_weights_dgrad_kernel, K), mc::packed_dgrad_weight_floats(s), s,
-                    w.data(), ws.data(), mc::counters(t, ws.data(), splits), mc::counter_count(t, splits));
+          launch(KILN_CUDA_KERNEL(conv2d_mma_pack_weights_dgrad_kernel, K), dim3(mc::pack_weight_blocks<K, true>(s)),
+                 dim3(mc::pack_threads), 0, s, w.data(), ws.data(), mc::counters(t, ws.data(), splits),
+                 mc::counter_count(t, splits));
         });
         conv2d_mma_packed(t, dy, ws, nullptr, dx, splits);
       } else {
