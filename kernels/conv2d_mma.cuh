@@ -12,7 +12,9 @@
 //   k = t * cin_pad + c (filter tap t = u*K + v outer, channel c inner, cin_pad = Cin rounded up to 16),
 //   A(p, k) = x[img][ch(c)][py+u-P][px+v-P] (zero outside the image),
 //   B(k, o) = wp[o][t][c] = tf32(w[o][ch(c)][u][v]): the weights packed once per call by
-//             conv2d_mma_pack_weights_kernel (tap-major, rounded to TF32 to nearest), so every
+//             conv2d_mma_pack_weights_kernel (a training forward: conv2d_mma_pack_weights_both_kernel,
+//             which also packs the input gradient's, kept for the backward; tap-major, rounded to
+//             TF32 to nearest), so every
 //             16-wide k step is one tap and 16 channels, and every B row segment is 16-byte aligned.
 // Channel tails (ch = mma_conv::packed_channel): with Cin >= 16 and not a multiple of 16, the last
 // step of each tap reads channels [Cin - 16, Cin) instead of running past Cin, and the weights of
@@ -151,17 +153,19 @@ __device__ __forceinline__ void stage_rows(const float* w, int begin, int stride
     if (g >= first && g < first + len) sh[r * sh_stride + (g - first)] = w[g];
   }
 }
-// Fills the packed weights tile by tile (grid-stride over tiles). Convert(float) gives the packed
-// value; Natural: channel c at position c (BF16), else packed_channel's tail order (TF32).
+// Fills the packed weights tile by tile (block `block` of `blocks`, striding over the tiles).
+// Convert(float) gives the packed value; Natural: channel c at position c (BF16), else
+// packed_channel's tail order (TF32).
 template <int K, bool Dgrad, bool Natural, class Out, class Convert>
-__device__ __forceinline__ void pack_staged(const ConvShape& s, const float* w, Out* wp, Convert convert) {
+__device__ __forceinline__ void pack_staged(const ConvShape& s, const float* w, Out* wp, Convert convert, int block,
+                                            int blocks) {
   using Stage = PackStage<K, Dgrad>;
   constexpr int KK = K * K, rows_per_tile = Dgrad ? pack_rows<K>() : 1;
   __shared__ float sh[Stage::floats];
   const int cin = static_cast<int>(s.c_in), cout = static_cast<int>(s.c_out);
   const int n = Dgrad ? cout : cin, rows = Dgrad ? cin : cout, n_pad = channels_padded(n);
   const int chunks = (n_pad + pack_chunk - 1) / pack_chunk, row_tiles = (rows + rows_per_tile - 1) / rows_per_tile;
-  for (int tile = static_cast<int>(blockIdx.x); tile < chunks * row_tiles; tile += static_cast<int>(gridDim.x)) {
+  for (int tile = block; tile < chunks * row_tiles; tile += blocks) {
     const int rt = tile / chunks, p0 = (tile - rt * chunks) * pack_chunk;
     const int width = n_pad - p0 < pack_chunk ? n_pad - p0 : pack_chunk;  // 32, or 16 at the end
     const int r0 = rt * rows_per_tile, nrows = rows - r0 < rows_per_tile ? rows - r0 : rows_per_tile;
@@ -190,45 +194,78 @@ __device__ __forceinline__ void pack_staged(const ConvShape& s, const float* w, 
 }
 }  // namespace mma_conv
 
-// wp[o][t][c] = tf32(w[o][ch][t]) with ch = packed_channel(c, Cin), 0 where ch = -1. K = 3: tiles
-// staged through shared memory (mma_conv::pack_staged); K = 1 (w[o][c] to wp[o][c], contiguous
-// already): grid-stride.
-// Both packings also zero the forward kernel's split-K counters (`counters`, `counter_count` of them:
-// mma_conv::counters; null and 0 without split-K), which the workspace may hold other passes' data in.
-__device__ __forceinline__ void zero_counters(unsigned* counters, int counter_count) {
-  if (blockIdx.x == 0)
+// The TF32 packings as block `block` of `blocks` (the kernels below run one or both).
+// Both also zero the forward kernel's split-K counters (`counters`, `counter_count` of them:
+// mma_conv::counters; null and 0 without split-K) from their first block: the workspace may hold
+// other passes' data there.
+namespace mma_conv {
+__device__ __forceinline__ void zero_counters(unsigned* counters, int counter_count, int block) {
+  if (block == 0)
     for (int i = static_cast<int>(threadIdx.x); i < counter_count; i += static_cast<int>(blockDim.x)) counters[i] = 0;
 }
+__device__ __forceinline__ float tf32_packed(float v) { return __uint_as_float(kiln::gpu::mma::float_to_tf32(v)); }
+// wp[o][t][c] = tf32(w[o][ch][t]) with ch = packed_channel(c, Cin), 0 where ch = -1. K = 3: tiles
+// staged through shared memory (pack_staged); K = 1 (w[o][c] to wp[o][c], contiguous already): a
+// plain strided copy.
+template <int K>
+__device__ __forceinline__ void pack_forward_tf32(const ConvShape& s, const float* w, float* wp, int block,
+                                                  int blocks) {
+  if constexpr (K == 1) {
+    const int cin = static_cast<int>(s.c_in), cin_pad = channels_padded(s.c_in);
+    const int count = static_cast<int>(s.c_out) * cin_pad;
+    for (int i = block * static_cast<int>(blockDim.x) + static_cast<int>(threadIdx.x); i < count;
+         i += blocks * static_cast<int>(blockDim.x)) {
+      const int o = i / cin_pad, ch = packed_channel(i - o * cin_pad, cin);
+      wp[i] = ch >= 0 ? tf32_packed(w[o * cin + ch]) : 0.0f;
+    }
+  } else {
+    pack_staged<K, false, false>(
+        s, w, wp, [](float v) { return tf32_packed(v); }, block, blocks);
+  }
+}
+// The input gradient's weights, packed for the forward kernel run on the transposed shape
+// (transposed(s): Cin and Cout swapped): wp[c][t][o] = tf32(w[oo][c][KK-1-t]) with oo =
+// packed_channel(o, Cout) (the forward's channel-tail order for dy's Cout channels), 0 where oo = -1.
+// With u' = K-1-u, dy[py+P-u] = dy[py+u'-P]: a forward tap. Tiles staged through shared memory.
+template <int K>
+__device__ __forceinline__ void pack_dgrad_tf32(const ConvShape& s, const float* w, float* wp, int block, int blocks) {
+  pack_staged<K, true, false>(
+      s, w, wp, [](float v) { return tf32_packed(v); }, block, blocks);
+}
+}  // namespace mma_conv
 
 template <int K>
 __global__ void conv2d_mma_pack_weights_kernel(ConvShape s, const float* w, float* wp, unsigned* counters,
                                                int counter_count) {
-  zero_counters(counters, counter_count);
-  const auto tf32 = [](float v) { return __uint_as_float(kiln::gpu::mma::float_to_tf32(v)); };
-  if constexpr (K == 1) {
-    const int cin = static_cast<int>(s.c_in), cin_pad = mma_conv::channels_padded(s.c_in);
-    const int count = static_cast<int>(s.c_out) * cin_pad;
-    for (int i = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x); i < count;
-         i += static_cast<int>(gridDim.x * blockDim.x)) {
-      const int o = i / cin_pad, ch = mma_conv::packed_channel(i - o * cin_pad, cin);
-      wp[i] = ch >= 0 ? tf32(w[o * cin + ch]) : 0.0f;
-    }
-  } else {
-    mma_conv::pack_staged<K, false, false>(s, w, wp, tf32);
-  }
+  const int block = static_cast<int>(blockIdx.x), blocks = static_cast<int>(gridDim.x);
+  mma_conv::zero_counters(counters, counter_count, block);
+  mma_conv::pack_forward_tf32<K>(s, w, wp, block, blocks);
 }
 
-// The input gradient's weights, packed for the forward kernel run on the transposed shape
-// (transposed(s): Cin and Cout swapped): wp[c][t][o] = tf32(w[oo][c][KK-1-t]) with oo =
-// packed_channel(o, Cout) (the forward's channel-tail order for dy's Cout channels), 0 where oo = -1.
-// With u' = K-1-u, dy[py+P-u] = dy[py+u'-P]: a forward tap. Tiles staged through shared memory
-// (mma_conv::pack_staged).
 template <int K>
 __global__ void conv2d_mma_pack_weights_dgrad_kernel(ConvShape s, const float* w, float* wp, unsigned* counters,
                                                      int counter_count) {
-  zero_counters(counters, counter_count);
-  mma_conv::pack_staged<K, true, false>(s, w, wp,
-                                        [](float v) { return __uint_as_float(kiln::gpu::mma::float_to_tf32(v)); });
+  const int block = static_cast<int>(blockIdx.x), blocks = static_cast<int>(gridDim.x);
+  mma_conv::zero_counters(counters, counter_count, block);
+  mma_conv::pack_dgrad_tf32<K>(s, w, wp, block, blocks);
+}
+
+// Both packings in one launch (a training forward: the input gradient's packing is kept in the
+// workspace for the backward, mma_conv::dgrad_offset): blocks [0, forward_blocks) pack the forward's
+// layout into wp and zero its counters, the rest the input gradient's into wp_dgrad and zero its
+// counters. Each part is the kernel above on its own block range; the branch is uniform per block.
+template <int K>
+__global__ void conv2d_mma_pack_weights_both_kernel(ConvShape s, const float* w, float* wp, unsigned* counters,
+                                                    int counter_count, float* wp_dgrad, unsigned* dgrad_counters,
+                                                    int dgrad_counter_count, int forward_blocks) {
+  const int block = static_cast<int>(blockIdx.x), blocks = static_cast<int>(gridDim.x);
+  if (block < forward_blocks) {
+    mma_conv::zero_counters(counters, counter_count, block);
+    mma_conv::pack_forward_tf32<K>(s, w, wp, block, forward_blocks);
+  } else {
+    mma_conv::zero_counters(dgrad_counters, dgrad_counter_count, block - forward_blocks);
+    mma_conv::pack_dgrad_tf32<K>(s, w, wp_dgrad, block - forward_blocks, blocks - forward_blocks);
+  }
 }
 
 // y = conv(x, w) + b from the packed weights. grid (ceil(N*H*W / 128), ceil(Cout / BN), S),
@@ -481,6 +518,16 @@ inline int counter_count(const ConvShape& fs, int splits) { return splits > 1 ? 
 inline ConvShape transposed(const ConvShape& s) { return {s.n, s.c_out, s.c_in, s.h, s.w, s.k}; }
 // Floats of the input gradient's packed weights (Cin x K*K x Cout rounded up to 16).
 inline std::int64_t packed_dgrad_weight_floats(const ConvShape& s) { return packed_weight_floats(transposed(s)); }
+// A training workspace that keeps the input gradient's packing from the forward (TF32): the forward's
+// workspace (packed weights, split-K partial tiles and counters), then from a 16-byte boundary at
+// dgrad_offset(s) the input gradient's (the same for transposed(s)). The forward packs both regions'
+// weights in one launch (conv2d_mma_pack_weights_both_kernel, zeroing both regions' counters); the
+// backward's input gradient runs on the second region without packing. Nothing else writes it in
+// between: the weight gradient, which puts its partial sums over both regions, runs after it.
+inline std::int64_t dgrad_offset(const ConvShape& s) { return (workspace_floats(s) + 3) / 4 * 4; }
+inline std::int64_t kept_workspace_floats(const ConvShape& s) {
+  return dgrad_offset(s) + workspace_floats(transposed(s));
+}
 
 // The forward kernel's grid: tiles x S slices.
 inline dim3 grid(const ConvShape& fs, int splits) {

@@ -126,7 +126,9 @@ __global__ void conv2d_mma_pack_weights_bf16_kernel(ConvShape s, const float* w,
       wp[i] = __float2bfloat16_rn(c < cin ? w[o * cin + c] : 0.0f);
     }
   } else {
-    mma_conv::pack_staged<K, false, true>(s, w, wp, [](float v) { return __float2bfloat16_rn(v); });
+    mma_conv::pack_staged<K, false, true>(
+        s, w, wp, [](float v) { return __float2bfloat16_rn(v); }, static_cast<int>(blockIdx.x),
+        static_cast<int>(gridDim.x));
   }
 }
 
@@ -135,7 +137,9 @@ __global__ void conv2d_mma_pack_weights_bf16_kernel(ConvShape s, const float* w,
 // through shared memory (mma_conv::pack_staged).
 template <int K>
 __global__ void conv2d_mma_pack_weights_dgrad_bf16_kernel(ConvShape s, const float* w, __nv_bfloat16* wp) {
-  mma_conv::pack_staged<K, true, true>(s, w, wp, [](float v) { return __float2bfloat16_rn(v); });
+  mma_conv::pack_staged<K, true, true>(
+      s, w, wp, [](float v) { return __float2bfloat16_rn(v); }, static_cast<int>(blockIdx.x),
+      static_cast<int>(gridDim.x));
 }
 
 // y = conv(x, w) + b (b may be null) from the NHWC BF16 copy xh of x and the packed weights wp.

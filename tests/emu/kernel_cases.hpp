@@ -269,8 +269,10 @@ inline void igemm_forward_case(Report& report, const kiln::ConvShape& s, std::ui
 
 // Backend<Cuda>'s TF32 gradients without a workspace on an image of H*W % 4 != 0: the implicit-GEMM
 // input and weight gradients of kernels/conv2d_igemm.cuh (the mma.sync ones need a workspace for
-// the packed weights, and H*W % 4 == 0), against the CPU backend.
-inline void igemm_backward_case(Report& report, const kiln::ConvShape& s, std::uint64_t seed) {
+// the packed weights, and H*W % 4 == 0), against the CPU backend. planned: with the planned
+// workspace but nothing kept from a forward (ConvKept::nothing), the mma.sync gradients, the input
+// gradient's weights packed by its own launch (a training forward packs them: Conv2d's cases).
+inline void igemm_backward_case(Report& report, const kiln::ConvShape& s, std::uint64_t seed, bool planned = false) {
   kiln::cuda::MathModeScope tf32(kiln::cuda::MathMode::tf32);
   kiln::Rng rng(seed);
   const Shape xs = Shape::nchw(s.n, s.c_in, s.h, s.w), ws{s.c_out, s.c_in, s.k, s.k},
@@ -283,13 +285,15 @@ inline void igemm_backward_case(Report& report, const kiln::ConvShape& s, std::u
   kiln::Backend<Cpu>::conv2d_backward(s, kiln::Tensor<float, Cpu>::from_host(xs, xv),
                                       kiln::Tensor<float, Cpu>::from_host(ws, wv),
                                       kiln::Tensor<float, Cpu>::from_host(ys, dyv), dx_cpu, dw_cpu, db_cpu, work_cpu);
-  kiln::Tensor<float, Cuda> dx(xs), dw = kiln::Tensor<float, Cuda>::from_host(ws, std::vector<float>(ws.numel(), 0.0f)),
-                                    db, no_workspace(Shape{1});
-  kiln::Backend<Cuda>::conv2d_backward(s, kiln::Tensor<float, Cuda>::from_host(xs, xv),
-                                       kiln::Tensor<float, Cuda>::from_host(ws, wv),
-                                       kiln::Tensor<float, Cuda>::from_host(ys, dyv), dx, dw, db, no_workspace);
-  report.compare("dx (implicit GEMM, no workspace)", dx, dx_cpu, tf32_bound);
-  report.compare("dw (implicit GEMM, H*W % 4 != 0)", dw, dw_cpu, tf32_bound);
+  kiln::Tensor<float, Cuda> dx(xs),
+      dw = kiln::Tensor<float, Cuda>::from_host(ws, std::vector<float>(ws.numel(), 0.0f)), db,
+      work(Shape{planned ? static_cast<std::int64_t>(kiln::Backend<Cuda>::conv2d_workspace_floats(s)) + 1 : 1});
+  kiln::Backend<Cuda>::conv2d_backward(
+      s, kiln::Tensor<float, Cuda>::from_host(xs, xv), kiln::Tensor<float, Cuda>::from_host(ws, wv),
+      kiln::Tensor<float, Cuda>::from_host(ys, dyv), dx, dw, db, work, kiln::ConvKept::nothing);
+  report.compare(planned ? "dx (mma.sync, weights packed for it)" : "dx (implicit GEMM, no workspace)", dx, dx_cpu,
+                 tf32_bound);
+  report.compare(planned ? "dw (mma.sync)" : "dw (implicit GEMM, H*W % 4 != 0)", dw, dw_cpu, tf32_bound);
 }
 
 // A loss: value and gradient.

@@ -13,9 +13,11 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <set>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -229,11 +231,13 @@ TEST_CASE("tf32 math mode: selection and fall-back") {
 
 // Which TF32 forward runs: mma.sync (weights packed first) with the planned workspace, block tile
 // 128 x 64 while Cout <= 64 and 128 x 128 above; the implicit GEMM when the workspace is too small
-// (a layer planned under strict fp32).
+// (a layer planned under strict fp32). A training plan's workspace: both packings in one launch
+// (the input gradient's kept for the backward); an eval plan's: the forward's packing only.
 TEST_CASE("tf32 forward: mma.sync with the planned workspace, implicit GEMM without") {
   using B = kiln::Backend<Cuda>;
   kiln::cuda::MathModeScope scope(kiln::cuda::MathMode::tf32);
-  auto forward_launches = [](const ConvShape& s, bool planned) {
+  enum Plan { none, eval, train };
+  auto forward_launches = [](const ConvShape& s, Plan plan) {
     kiln::Rng rng(11);
     const Shape xs = Shape::nchw(s.n, s.c_in, s.h, s.w);
     const auto x = Tensor<float, Cuda>::from_host(xs, kiln_test::random_vector(xs.numel(), rng));
@@ -241,17 +245,24 @@ TEST_CASE("tf32 forward: mma.sync with the planned workspace, implicit GEMM with
         Shape{s.c_out, s.c_in, s.k, s.k},
         kiln_test::random_vector(static_cast<std::size_t>(s.c_out * s.c_in * s.k * s.k), rng));
     Tensor<float, Cuda> b, y(Shape::nchw(s.n, s.c_out, s.h, s.w));
-    Tensor<float, Cuda> ws(Shape{planned ? static_cast<std::int64_t>(B::conv2d_workspace_floats(s)) + 1 : 1});
+    const std::size_t floats = plan == train  ? B::conv2d_workspace_floats(s)
+                               : plan == eval ? B::conv2d_forward_workspace_floats(s)
+                                              : 0;
+    Tensor<float, Cuda> ws(Shape{static_cast<std::int64_t>(floats) + 1});
     kiln_test::record_launches(true);
     B::conv2d_forward(s, x, w, b, y, ws);
     kiln_test::record_launches(false);
     return kiln_test::launched_kernel_names();
   };
-  CHECK(forward_launches({1, 5, 7, 4, 5, 3}, true) ==
+  CHECK(forward_launches({1, 5, 7, 4, 5, 3}, eval) ==
         std::set<std::string>{"conv2d_mma_pack_weights_kernel<3>", "conv2d_mma_forward_kernel<3, 64, true>"});
-  CHECK(forward_launches({1, 16, 80, 3, 3, 1}, true) ==
+  CHECK(forward_launches({1, 16, 80, 3, 3, 1}, eval) ==
         std::set<std::string>{"conv2d_mma_pack_weights_kernel<1>", "conv2d_mma_forward_kernel<1, 128, false>"});
-  CHECK(forward_launches({1, 5, 7, 4, 5, 3}, false) == std::set<std::string>{"conv2d_igemm_forward_kernel<3>"});
+  CHECK(forward_launches({1, 5, 7, 4, 5, 3}, train) ==
+        std::set<std::string>{"conv2d_mma_pack_weights_both_kernel<3>", "conv2d_mma_forward_kernel<3, 64, true>"});
+  CHECK(forward_launches({1, 16, 80, 3, 3, 1}, train) ==
+        std::set<std::string>{"conv2d_mma_pack_weights_both_kernel<1>", "conv2d_mma_forward_kernel<1, 128, false>"});
+  CHECK(forward_launches({1, 5, 7, 4, 5, 3}, none) == std::set<std::string>{"conv2d_igemm_forward_kernel<3>"});
 }
 
 // Which TF32 gradients run: with the planned workspace the input gradient on mma.sync (weights
@@ -388,5 +399,154 @@ TEST_CASE("tf32 forward and input gradient on mma.sync: split-K with the planned
   const auto [y1, dx1] = run(std::max(mc::packed_weight_floats(s), mc::packed_dgrad_weight_floats(s)));
   CHECK(normalised_error(y1, want_y) < 2e-6);
   CHECK(normalised_error(dx1, want_dx) < 2e-6);
+}
+#endif
+
+// A training forward under TF32 packs the input gradient's weights with its own in one launch and
+// keeps them in the workspace (mma_conv::dgrad_offset; ConvKept::tf32_dgrad_packing); told so, the
+// backward's input gradient launches no packing and has the bits of one that packs again. Where
+// the promise cannot hold (another mode, a workspace without room for both) nothing is kept or
+// used. Deliberate bugs: the packing of other weights (a stale one) or an overwritten one, told
+// kept, give a wrong dx, so the bit comparison above would catch a backward that read them.
+#if !KILN_EMU_THREADS
+TEST_CASE("tf32 training forward: both packings in one launch, the input gradient on the kept one, bit for bit") {
+  using B = kiln::Backend<Cuda>;
+  using kiln::ConvKept;
+  namespace mc = kiln::cuda::kernels::mma_conv;
+  kiln::cuda::MathModeScope scope(kiln::cuda::MathMode::tf32);
+  const ConvShape s{2, 20, 24, 8, 8, 3};  // one 128-pixel tile: both passes split-K over 3 slices
+  REQUIRE(mc::splits(s) == 3);
+  REQUIRE(mc::splits(mc::transposed(s)) == 3);
+  const auto planned = static_cast<std::int64_t>(B::conv2d_workspace_floats(s));
+  CHECK(planned >= mc::kept_workspace_floats(s));
+  kiln::Rng rng(23);
+  const auto x = kiln_test::random_vector(static_cast<std::size_t>(s.n * s.c_in * s.h * s.w), rng, -2.0f, 2.0f);
+  const auto w = kiln_test::random_vector(static_cast<std::size_t>(s.c_out * s.c_in * s.k * s.k), rng);
+  const auto w_other = kiln_test::random_vector(w.size(), rng);
+  const auto b = kiln_test::random_vector(static_cast<std::size_t>(s.c_out), rng);
+  const auto dy = kiln_test::random_vector(static_cast<std::size_t>(s.n * s.c_out * s.h * s.w), rng);
+  const std::vector<float> want_dx = reference_dx(s, w, dy, true);
+  const Shape xs = Shape::nchw(s.n, s.c_in, s.h, s.w), ys = Shape::nchw(s.n, s.c_out, s.h, s.w);
+  const Shape wshape{s.c_out, s.c_in, s.k, s.k};
+  const auto tx = Tensor<float, Cuda>::from_host(xs, x), tw = Tensor<float, Cuda>::from_host(wshape, w),
+             tw_other = Tensor<float, Cuda>::from_host(wshape, w_other);
+  const auto tb = Tensor<float, Cuda>::from_host(Shape{s.c_out}, b), tdy = Tensor<float, Cuda>::from_host(ys, dy);
+  Tensor<float, Cuda> ws(Shape{planned}),
+      eval_ws(Shape{static_cast<std::int64_t>(B::conv2d_forward_workspace_floats(s))}),
+      small_ws(Shape{mc::kept_workspace_floats(s) - 1}), y(ys), dx(xs), no_dw, no_db;
+  // What the forward keeps: the packing with room for both, under TF32 only.
+  CHECK(B::conv2d_forward_kept(s, ws) == ConvKept::tf32_dgrad_packing);
+  CHECK(B::conv2d_forward_kept(s, eval_ws) == ConvKept::nothing);
+  CHECK(B::conv2d_forward_kept(s, small_ws) == ConvKept::nothing);
+  {
+    kiln::cuda::MathModeScope strict(kiln::cuda::MathMode::strict_fp32);
+    CHECK(B::conv2d_forward_kept(s, ws) == ConvKept::nothing);
+  }
+  {
+    kiln::cuda::MathModeScope bf16(kiln::cuda::MathMode::bf16);
+    CHECK(B::conv2d_forward_kept(s, ws) != ConvKept::tf32_dgrad_packing);
+  }
+  auto bits = [](const std::vector<float>& v) {
+    std::vector<std::uint32_t> out;
+    for (float f : v) out.push_back(std::bit_cast<std::uint32_t>(f));
+    return out;
+  };
+  auto forward = [&](const Tensor<float, Cuda>& weights, Tensor<float, Cuda>& work) {
+    kiln_test::record_launches(true);
+    B::conv2d_forward(s, tx, weights, tb, y, work);
+    kiln_test::record_launches(false);
+    return std::pair{bits(y.to_vector()), kiln_test::launched_kernel_names()};
+  };
+  auto backward = [&](Tensor<float, Cuda>& work, ConvKept kept) {
+    kiln_test::record_launches(true);
+    B::conv2d_backward(s, tx, tw, tdy, dx, no_dw, no_db, work, kept);
+    kiln_test::record_launches(false);
+    return std::pair{dx.to_vector(), kiln_test::launched_kernel_names()};
+  };
+  // The forward: one packing launch either way, the same y.
+  const auto [y_eval, eval_names] = forward(tw, eval_ws);
+  CHECK(eval_names ==
+        std::set<std::string>{"conv2d_mma_pack_weights_kernel<3>", "conv2d_mma_forward_kernel<3, 64, false>"});
+  const auto [y_train, train_names] = forward(tw, ws);
+  CHECK(train_names ==
+        std::set<std::string>{"conv2d_mma_pack_weights_both_kernel<3>", "conv2d_mma_forward_kernel<3, 64, false>"});
+  CHECK(y_train == y_eval);
+  // Told: no packing launched, the bits of the input gradient that packs again.
+  const auto [kept_dx, kept_names] = backward(ws, ConvKept::tf32_dgrad_packing);
+  CHECK(kept_names == std::set<std::string>{"conv2d_mma_forward_kernel<3, 64, false>"});
+  CHECK(normalised_error(kept_dx, want_dx) < 2e-6);
+  const auto [fresh_dx, fresh_names] = backward(ws, ConvKept::nothing);
+  CHECK(fresh_names.count("conv2d_mma_pack_weights_dgrad_kernel<3>") == 1);
+  CHECK(bits(fresh_dx) == bits(kept_dx));
+  // Told, but the workspace has no room for both (a changed plan): packed again, the same bits.
+  forward(tw, small_ws);
+  const auto [small_dx, small_names] = backward(small_ws, ConvKept::tf32_dgrad_packing);
+  CHECK(small_names.count("conv2d_mma_pack_weights_dgrad_kernel<3>") == 1);
+  CHECK(bits(small_dx) == bits(kept_dx));
+  // Told, but the mode changed since the forward (strict fp32 has its own kernels): not used.
+  forward(tw, ws);
+  {
+    kiln::cuda::MathModeScope strict(kiln::cuda::MathMode::strict_fp32);
+    const auto [strict_dx, strict_names] = backward(ws, ConvKept::tf32_dgrad_packing);
+    CHECK(strict_names.count("conv2d_mma_forward_kernel<3, 64, false>") == 0);
+    CHECK(normalised_error(strict_dx, want_dx) < 2e-3);
+  }
+  // The deliberate bugs: the kept packing of other weights (a forward that ran on weights changed
+  // before the backward), and the kept packing overwritten (as the weight gradient's partial sums
+  // would, were it run first).
+  forward(tw_other, ws);
+  const double stale = normalised_error(backward(ws, ConvKept::tf32_dgrad_packing).first, want_dx);
+  MESSAGE("normalised error with another weights' packing kept: ", stale);
+  CHECK(stale > 0.1);
+  forward(tw, ws);
+  auto host = ws.to_vector();
+  std::fill(host.begin() + mc::dgrad_offset(s), host.begin() + mc::dgrad_offset(s) + mc::packed_dgrad_weight_floats(s),
+            0.5f);
+  ws.copy_from_host(host);
+  const double overwritten = normalised_error(backward(ws, ConvKept::tf32_dgrad_packing).first, want_dx);
+  MESSAGE("normalised error with the kept packing overwritten: ", overwritten);
+  CHECK(overwritten > 0.1);
+}
+
+// The layer: a training forward keeps the packing for its one backward; a second backward without a
+// forward, an eval forward (even on a train plan) and a new plan pack again. dx the same bits each time.
+TEST_CASE("Conv2d<Cuda> under MathMode::tf32: the backward packs nothing after a training forward") {
+  kiln::cuda::MathModeScope scope(kiln::cuda::MathMode::tf32);
+  constexpr int In = 20, Out = 24;
+  const Shape in = Shape::nchw(2, In, 8, 8);
+  kiln::manual_seed(9);
+  kiln::Conv2d<In, Out, 3, Cuda> conv;
+  kiln::Arena<Cuda> arena;
+  arena.begin();
+  const Shape out = conv.plan(in, arena, "conv");
+  arena.finalize();
+  kiln::Rng rng(29);
+  const auto x = Tensor<float, Cuda>::from_host(in, kiln_test::random_vector(in.numel(), rng, -2.0f, 2.0f));
+  const auto dy = Tensor<float, Cuda>::from_host(out, kiln_test::random_vector(out.numel(), rng));
+  auto pass = [&](bool forward, kiln::Mode mode) {
+    kiln_test::record_launches(true);
+    if (forward) conv.forward(x, mode);
+    const auto dx = conv.backward(dy).to_vector();
+    kiln_test::record_launches(false);
+    const auto names = kiln_test::launched_kernel_names();
+    return std::tuple{dx, names.count("conv2d_mma_pack_weights_both_kernel<3>"),
+                      names.count("conv2d_mma_pack_weights_dgrad_kernel<3>")};
+  };
+  const auto [dx, both, dgrad] = pass(true, kiln::Mode::train);
+  CHECK(both == 1);
+  CHECK(dgrad == 0);
+  auto same = [&](const std::vector<float>& v) {
+    return v.size() == dx.size() && std::memcmp(v.data(), dx.data(), v.size() * sizeof(float)) == 0;
+  };
+  const auto [again, again_both, again_dgrad] = pass(false, kiln::Mode::train);  // the weight gradient wrote over it
+  CHECK(again_dgrad == 1);
+  CHECK(same(again));
+  const auto [eval, eval_both, eval_dgrad] = pass(true, kiln::Mode::eval);
+  CHECK(eval_both == 0);
+  CHECK(eval_dgrad == 1);
+  CHECK(same(eval));
+  const auto [train, train_both, train_dgrad] = pass(true, kiln::Mode::train);
+  CHECK(train_dgrad == 0);
+  CHECK(same(train));
 }
 #endif

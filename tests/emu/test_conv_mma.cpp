@@ -593,9 +593,12 @@ namespace {
 
 // Both TF32 packings against their definitions, bit for bit, for any grid and block size (the
 // tiles staged through shared memory: channel tails, short row tiles, grid-stride over tiles);
-// blocks 0: the launchers' grids (mma_conv::pack_weight_blocks).
+// blocks 0: the launchers' grids (mma_conv::pack_weight_blocks). both: the two in one launch
+// (conv2d_mma_pack_weights_both_kernel: the forward's part on `blocks` blocks, or its launcher's
+// grid, the dgrad part on the rest), which must also zero both sets of split-K counters (a
+// nonzero one counts as a mismatch).
 template <int K>
-int packing_mismatches(int cin, int cout, unsigned blocks, unsigned threads) {
+int packing_mismatches(int cin, int cout, unsigned blocks, unsigned threads, bool both = false) {
   constexpr int KK = K * K;
   const ConvShape s{1, cin, cout, 4, 4, K};
   const auto w = uniform(static_cast<std::size_t>(cout * cin * KK), 41, -1.0f, 1.0f);
@@ -603,13 +606,22 @@ int packing_mismatches(int cin, int cout, unsigned blocks, unsigned threads) {
       dgrad(static_cast<std::size_t>(mc::packed_dgrad_weight_floats(s)));
   const dim3 fwd_grid(blocks > 0 ? blocks : mc::pack_weight_blocks<K, false>(s)),
       dgrad_grid(blocks > 0 ? blocks : mc::pack_weight_blocks<K, true>(s));
-  KILN_LAUNCH(kiln::cuda::kernels::conv2d_mma_pack_weights_kernel<K>, fwd_grid, dim3(threads), 0, nullptr, s,
-              static_cast<const float*>(d_w.get()), fwd.get(), nullptr, 0);
-  KILN_LAUNCH(kiln::cuda::kernels::conv2d_mma_pack_weights_dgrad_kernel<K>, dgrad_grid, dim3(threads), 0, nullptr, s,
-              static_cast<const float*>(d_w.get()), dgrad.get(), nullptr, 0);
+  DeviceBuffer<unsigned> counters(std::vector<unsigned>(5, 7u)), dgrad_counters(std::vector<unsigned>(3, 9u));
+  if (both) {
+    KILN_LAUNCH(kiln::cuda::kernels::conv2d_mma_pack_weights_both_kernel<K>, dim3(fwd_grid.x + dgrad_grid.x),
+                dim3(threads), 0, nullptr, s, static_cast<const float*>(d_w.get()), fwd.get(), counters.get(), 5,
+                dgrad.get(), dgrad_counters.get(), 3, static_cast<int>(fwd_grid.x));
+  } else {
+    KILN_LAUNCH(kiln::cuda::kernels::conv2d_mma_pack_weights_kernel<K>, fwd_grid, dim3(threads), 0, nullptr, s,
+                static_cast<const float*>(d_w.get()), fwd.get(), counters.get(), 5);
+    KILN_LAUNCH(kiln::cuda::kernels::conv2d_mma_pack_weights_dgrad_kernel<K>, dgrad_grid, dim3(threads), 0, nullptr, s,
+                static_cast<const float*>(d_w.get()), dgrad.get(), dgrad_counters.get(), 3);
+  }
   const auto f = fwd.download(), d = dgrad.download();
   const auto bits = [](double v) { return std::bit_cast<std::uint32_t>(static_cast<float>(v)); };
   int wrong = 0;
+  for (unsigned c : counters.download()) wrong += c != 0;
+  for (unsigned c : dgrad_counters.download()) wrong += c != 0;
   const int cin_pad = mc::channels_padded(cin), cout_pad = mc::channels_padded(cout);
   for (int o = 0; o < cout; ++o)
     for (int t = 0; t < KK; ++t)
@@ -641,6 +653,14 @@ TEST_CASE("conv2d_mma packings (forward, dgrad): staged tiles equal the definiti
   // The launchers' grids, one block per tile
   CHECK(packing_mismatches<3>(40, 20, 0, mc::pack_threads) == 0);
   CHECK(packing_mismatches<1>(70, 33, 0, mc::pack_threads) == 0);
+}
+
+TEST_CASE("conv2d_mma_pack_weights_both_kernel: both packings in one launch equal the definitions, counters zeroed") {
+  CHECK(packing_mismatches<3>(40, 3, 1, 256, true) == 0);  // one forward block, grid-stride; dgrad on the rest
+  CHECK(packing_mismatches<3>(20, 40, 3, 128, true) == 0);
+  CHECK(packing_mismatches<1>(70, 33, 2, 256, true) == 0);
+  CHECK(packing_mismatches<3>(40, 20, 0, mc::pack_threads, true) == 0);  // the launcher's grids, side by side
+  CHECK(packing_mismatches<1>(70, 33, 0, mc::pack_threads, true) == 0);
 }
 
 TEST_CASE("conv2d_mma packings: the launchers' grids have one block per staged tile, at most 4096") {

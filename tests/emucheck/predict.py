@@ -17,7 +17,9 @@
            (FLOPs / time / peak), PASS or FAIL against 60 % where compute-bound. A pass's time is the
            sum of every launch of that layer and pass: the GEMM kernel and its weight packing, split-K
            reductions and NHWC copies, each with its launch term (what one convolution costs the
-           step); the GEMM kernels alone are shown beside it. --enforce: exit 1 if a compute-bound
+           step; a TF32 training forward's packing writes both layouts, conv2d_mma_pack_weights_both_kernel,
+           so the input gradient has no packing launch of its own); the GEMM kernels alone are shown
+           beside it. --enforce: exit 1 if a compute-bound
            pass fails.
 A kernel named "name<args> (note)" (kiln_emu_profile's "(dgrad)") takes the SASS figures of name<args>.
 
@@ -217,8 +219,8 @@ def step_pass(row):
         return "input gradient"
     if "wgrad" in kernel or "backward_weight" in kernel or "reduce_splits" in kernel:
         return "weight gradient"
-    # the rest of a layer's launches: the forward's (packing, NHWC copy, GEMM), or in the backward
-    # phase the input gradient's NHWC copy of dy
+    # the rest of a layer's launches: the forward's (packing, both packings in a TF32 training
+    # forward, NHWC copy, GEMM), or in the backward phase the input gradient's NHWC copy of dy
     return "forward" if row["phase"] == "forward" else "input gradient"
 
 

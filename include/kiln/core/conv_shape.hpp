@@ -16,8 +16,10 @@ struct ConvShape {
 // same step. Conv2d asks Backend::conv2d_forward_kept(shape, workspace) right after its forward and
 // hands the answer to Backend::conv2d_backward; nothing else writes a trained layer's workspace in
 // between. x_bf16_copy: Backend<Cuda> under MathMode::bf16 wrote x's NHWC BF16 copy there, and its
-// weight gradient reads it instead of copying x again. The CPU keeps nothing.
-enum class ConvKept : std::uint8_t { nothing, x_bf16_copy };
+// weight gradient reads it instead of copying x again. tf32_dgrad_packing: Backend<Cuda> under
+// MathMode::tf32 packed the input gradient's weights there with the forward's (one launch), and its
+// input gradient runs on them without packing. The CPU keeps nothing.
+enum class ConvKept : std::uint8_t { nothing, x_bf16_copy, tf32_dgrad_packing };
 
 }  // namespace kiln
 

@@ -174,9 +174,11 @@ struct Backend<Cuda> {
   // at once; conv2d_simt.cuh), where it takes the shape. TF32: the forward's packed weights, the input gradient's
   // packed weights (both mma.sync) and the weight gradient's split-K partial sums (mma.sync, or the
   // implicit GEMM's where the mma kernel does not take the shape), never live at once, so the
-  // largest of them. BF16 (mma_bf16_wgrad::layout): x's NHWC BF16 copy first, kept from the forward
-  // for the weight gradient, then the forward's packed weights, or the input gradient's with dy's
-  // copy and the weight gradient's partial sums after them; where a BF16 NHWC kernel does not take
+  // largest of them; under MathMode::tf32 at least the forward's and the input gradient's regions side
+  // by side (mma_conv::kept_workspace_floats), so that the training forward packs both and the input
+  // gradient's stays there for the backward (ConvKept::tf32_dgrad_packing). BF16 (mma_bf16_wgrad::layout): x's NHWC
+  // BF16 copy first, kept from the forward for the weight gradient, then the forward's packed weights, or the input
+  // gradient's with dy's copy and the weight gradient's partial sums after them; where a BF16 NHWC kernel does not take
   // the shape, what its TF32 stand-in needs.
   static std::size_t conv2d_workspace_floats(const ConvShape& s) {
     namespace k = kiln::cuda::kernels;
@@ -190,6 +192,8 @@ struct Backend<Cuda> {
       floats = std::max(floats, k::mma_bf16_wgrad::layout(s).partials);  // x's copy kept, + dy's
     else if (uses_mma_forward(s) && k::mma_conv::supports(k::mma_conv::transposed(s)))
       floats = std::max(floats, k::mma_conv::workspace_floats(k::mma_conv::transposed(s)));  // + split-K
+    if (tf32_dgrad_keepable(s))  // both packings side by side: the input gradient's kept from the forward
+      floats = std::max(floats, k::mma_conv::kept_workspace_floats(s));
     floats = std::max(floats, k::mma_wgrad::supports(s) ? k::mma_wgrad::workspace_floats(s)
                                                         : k::igemm::weight_grad_workspace_floats(s));
     if (bf16_math() && k::mma_bf16_wgrad::supports(s))  // dy's and x's copies, then the partial sums
@@ -244,9 +248,11 @@ struct Backend<Cuda> {
   // asks right after its training forward): under BF16 with room for the NHWC forward, x's NHWC BF16
   // copy at mma_bf16_wgrad::layout(s).x_copy, which the BF16 weight gradient then reads instead of
   // copying x again. The same test as the forward's BF16 branch (bf16_nhwc_forward_fits).
+  // Under TF32 with room for both packings (a training plan: tf32_dgrad_kept_fits), the input
+  // gradient's packed weights at mma_conv::dgrad_offset(s), which its input gradient then runs on.
   static ConvKept conv2d_forward_kept(const ConvShape& s, const T& ws) {
-    return s.c_out > 0 && uses_mma_forward(s) && bf16_nhwc_forward_fits(s, ws) ? ConvKept::x_bf16_copy
-                                                                               : ConvKept::nothing;
+    if (s.c_out > 0 && uses_mma_forward(s) && bf16_nhwc_forward_fits(s, ws)) return ConvKept::x_bf16_copy;
+    return tf32_dgrad_kept_fits(s, ws) ? ConvKept::tf32_dgrad_packing : ConvKept::nothing;
   }
 
   // dx may be empty (not wanted) and is overwritten; dw and db (may be empty) accumulate. `kept`:
@@ -255,7 +261,7 @@ struct Backend<Cuda> {
                               ConvKept kept = ConvKept::nothing) {
     if (s.n == 0 || s.h == 0 || s.w == 0) return;
     if (uses_tensor_cores(s)) {
-      conv2d_backward_tf32(s, x, w, dy, dx, dw, ws, kept == ConvKept::x_bf16_copy);
+      conv2d_backward_tf32(s, x, w, dy, dx, dw, ws, kept);
     } else {
       if (!dx.empty() && uses_simt(s) &&
           static_cast<std::int64_t>(ws.numel()) >=
@@ -667,6 +673,20 @@ struct Backend<Cuda> {
   static bool uses_mma_forward(const ConvShape& s) {
     return uses_tensor_cores(s) && kiln::cuda::kernels::mma_conv::supports(s);
   }
+  // MathMode::tf32 with both mma.sync passes (the forward, the input gradient on the transposed
+  // shape): a training workspace then keeps the input gradient's packing (mma_conv::kept_workspace_floats).
+  static bool tf32_dgrad_keepable(const ConvShape& s) {
+    namespace mc = kiln::cuda::kernels::mma_conv;
+    return kiln::cuda::math_mode() == kiln::cuda::MathMode::tf32 && s.c_in > 0 && s.c_out > 0 && uses_mma_forward(s) &&
+           mc::supports(mc::transposed(s));
+  }
+  // ... and ws has room for both packings: the forward packs both (one launch), the backward's input
+  // gradient runs on the kept one. A workspace planned for eval (forward only) or under another mode
+  // has no room: today's packings per pass.
+  static bool tf32_dgrad_kept_fits(const ConvShape& s, const T& ws) {
+    return tf32_dgrad_keepable(s) &&
+           static_cast<std::int64_t>(ws.numel()) >= kiln::cuda::kernels::mma_conv::kept_workspace_floats(s);
+  }
   // Packs the weights into ws (tap-major, TF32), then one block per 128 pixels x BN channels:
   // BN = 64 while Cout <= 64, else 128 (mma_conv::block_n; docs/kernels.md "The mma.sync forward").
   // BF16 with room for the NHWC copy in ws: the copy (kept for the weight gradient: mma_bf16_wgrad::layout),
@@ -689,12 +709,26 @@ struct Backend<Cuda> {
       return;
     }
     const int splits = mma_splits(s, ws);
-    with_kernel_size<1, 3>(s.k, [&]<int K>() {
-      launch(KILN_CUDA_KERNEL(conv2d_mma_pack_weights_kernel, K), dim3(mc::pack_weight_blocks<K, false>(s)),
-             dim3(mc::pack_threads), 0, s, w.data(), ws.data(), mc::counters(s, ws.data(), splits),
-             mc::counter_count(s, splits));
-    });
-    conv2d_mma_packed(s, x, ws, ptr(b), y, splits);
+    if (tf32_dgrad_kept_fits(s, ws)) {  // training: the input gradient's packing too, kept for the backward
+      const ConvShape t = mc::transposed(s);
+      float* dgrad = ws.data() + mc::dgrad_offset(s);
+      const int dgrad_splits = mc::splits(t);
+      with_kernel_size<1, 3>(s.k, [&]<int K>() {
+        const unsigned forward_blocks = mc::pack_weight_blocks<K, false>(s);
+        launch(KILN_CUDA_KERNEL(conv2d_mma_pack_weights_both_kernel, K),
+               dim3(forward_blocks + mc::pack_weight_blocks<K, true>(s)), dim3(mc::pack_threads), 0, s, w.data(),
+               ws.data(), mc::counters(s, ws.data(), splits), mc::counter_count(s, splits), dgrad,
+               mc::counters(t, dgrad, dgrad_splits), mc::counter_count(t, dgrad_splits),
+               static_cast<int>(forward_blocks));
+      });
+    } else {
+      with_kernel_size<1, 3>(s.k, [&]<int K>() {
+        launch(KILN_CUDA_KERNEL(conv2d_mma_pack_weights_kernel, K), dim3(mc::pack_weight_blocks<K, false>(s)),
+               dim3(mc::pack_threads), 0, s, w.data(), ws.data(), mc::counters(s, ws.data(), splits),
+               mc::counter_count(s, splits));
+      });
+    }
+    conv2d_mma_packed(s, x, ws.data(), ptr(b), y, splits);
   }
   // The mma.sync forward's split-K slices for shape fs (mma_conv::splits) where ws holds their
   // partial tiles, else 1 (a workspace planned without them).
@@ -703,18 +737,18 @@ struct Backend<Cuda> {
     const int splits = mc::splits(fs);
     return splits > 1 && static_cast<std::int64_t>(ws.numel()) >= mc::workspace_floats(fs, splits) ? splits : 1;
   }
-  // The mma.sync forward kernel of shape fs on weights already packed into ws (the forward's, or
-  // the input gradient's with fs = mma_conv::transposed(s)); NarrowCin where fs has Cin < 16; the
-  // k steps in `splits` slices (the packing zeroed their counters in ws).
-  static void conv2d_mma_packed(const ConvShape& fs, const T& x, T& ws, const float* b, T& y, int splits) {
+  // The mma.sync forward kernel of shape fs on weights already packed into `work` (a workspace
+  // region: the forward's, or the input gradient's with fs = mma_conv::transposed(s)); NarrowCin where
+  // fs has Cin < 16; the k steps in `splits` slices (the packing zeroed their counters in `work`).
+  static void conv2d_mma_packed(const ConvShape& fs, const T& x, float* work, const float* b, T& y, int splits) {
     namespace mc = kiln::cuda::kernels::mma_conv;
-    float* partials = splits > 1 ? ws.data() + mc::partials_offset(fs) : nullptr;
-    unsigned* counters = mc::counters(fs, ws.data(), splits);
+    float* partials = splits > 1 ? work + mc::partials_offset(fs) : nullptr;
+    unsigned* counters = mc::counters(fs, work, splits);
     with_kernel_size<1, 3>(fs.k, [&]<int K>() {
       auto run = [&]<int BN, bool NarrowCin>() {
         launch(KILN_CUDA_KERNEL(conv2d_mma_forward_kernel, K, BN, NarrowCin), mc::grid(fs, splits),
-               dim3(mc::Tile<BN>::threads), mc::Tile<BN>::shared_bytes, fs, x.data(),
-               static_cast<const float*>(ws.data()), b, y.data(), partials, counters);
+               dim3(mc::Tile<BN>::threads), mc::Tile<BN>::shared_bytes, fs, x.data(), static_cast<const float*>(work),
+               b, y.data(), partials, counters);
       };
       const bool narrow = mc::narrow(fs);
       if (mc::block_n(fs) == 64)
@@ -752,11 +786,12 @@ struct Backend<Cuda> {
   }
   // dx overwritten (if wanted), dw accumulated (if wanted): TF32 or BF16 tensor cores. The input gradient
   // on mma.sync (the forward kernel on the transposed shape, weights packed transposed and rotated
-  // into ws) and the weight gradient on mma.sync (conv2d_mma_wgrad.cuh) where the shape and the
-  // workspace allow, else the implicit-GEMM kernels. x_copied: x's NHWC BF16 copy is in ws from the
-  // forward (ConvKept::x_bf16_copy).
+  // into ws, or kept there by the forward: ConvKept::tf32_dgrad_packing) and the weight gradient on
+  // mma.sync (conv2d_mma_wgrad.cuh) where the shape and the workspace allow, else the implicit-GEMM
+  // kernels. ConvKept::x_bf16_copy: x's NHWC BF16 copy is in ws from the forward.
   static void conv2d_backward_tf32(const ConvShape& s, const T& x, const T& w, const T& dy, T& dx, T& dw, T& ws,
-                                   bool x_copied = false) {
+                                   ConvKept kept) {
+    bool x_copied = kept == ConvKept::x_bf16_copy;
     namespace ig = kiln::cuda::kernels::igemm;
     namespace mc = kiln::cuda::kernels::mma_conv;
     namespace mw = kiln::cuda::kernels::mma_wgrad;
@@ -778,6 +813,11 @@ struct Backend<Cuda> {
         });
         to_nhwc_bf16(s.n, s.c_out, s.h * s.w, dy.data(), dyh);
         conv2d_mma_bf16_packed(t, dyh, wp, nullptr, dx);
+      } else if (kept == ConvKept::tf32_dgrad_packing && tf32_dgrad_kept_fits(s, ws)) {
+        // The forward packed these weights next to its own (the same weights: nothing changes them
+        // between a forward and its backward); a changed plan, mode or workspace repacks below.
+        const ConvShape t = mc::transposed(s);
+        conv2d_mma_packed(t, dy, ws.data() + mc::dgrad_offset(s), nullptr, dx, mc::splits(t));
       } else if (uses_mma_forward(s) && mc::supports(mc::transposed(s)) && s.c_out > 0 &&
                  static_cast<std::int64_t>(ws.numel()) >= mc::packed_dgrad_weight_floats(s)) {
         // TF32 (under BF16 too, where the NHWC kernel cannot run: the workspace has no room for dy's copy).
@@ -789,7 +829,7 @@ struct Backend<Cuda> {
                  dim3(mc::pack_threads), 0, s, w.data(), ws.data(), mc::counters(t, ws.data(), splits),
                  mc::counter_count(t, splits));
         });
-        conv2d_mma_packed(t, dy, ws, nullptr, dx, splits);
+        conv2d_mma_packed(t, dy, ws.data(), nullptr, dx, splits);
       } else {
         with_kernel_size<1, 3>(s.k, [&]<int K>() {
           launch(KILN_CUDA_KERNEL(conv2d_igemm_backward_data_kernel, K), igemm_grid(s, ig::Pass::backward_data),

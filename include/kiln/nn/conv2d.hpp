@@ -7,7 +7,9 @@
 // kernels/conv2d_strided.cuh): correct, not tuned.
 // Initialisation as PyTorch's default (Kaiming-uniform with a = sqrt(5)):
 // weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = In*K*K.
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -92,10 +94,18 @@ class Conv2d {
     x_ = &x;
     if constexpr (Stride > 1) {
       Backend<Device>::conv2d_strided_forward(strided_, x, weight_.value, bias_.value, y_);
-    } else {
+    } else if (mode == Mode::train) {
       Backend<Device>::conv2d_forward(shape_, x, weight_.value, bias_.value, y_, workspace_);
       // A train plan's workspace is this layer's alone until the backward (an eval plan's is scratch).
-      kept_ = mode == Mode::train ? Backend<Device>::conv2d_forward_kept(shape_, workspace_) : ConvKept::nothing;
+      kept_ = Backend<Device>::conv2d_forward_kept(shape_, workspace_);
+    } else {
+      // Even on a train plan, an eval forward sees only what an eval plan's workspace holds (no
+      // room to pack what a backward would use) and keeps nothing.
+      const std::int64_t floats = std::min<std::int64_t>(
+          workspace_.numel(), static_cast<std::int64_t>(Backend<Device>::conv2d_forward_workspace_floats(shape_)) + 1);
+      Tensor<float, Device> ws = Tensor<float, Device>::view(workspace_.data(), Shape{floats});
+      Backend<Device>::conv2d_forward(shape_, x, weight_.value, bias_.value, y_, ws);
+      kept_ = ConvKept::nothing;
     }
     return y_;
   }
@@ -110,6 +120,7 @@ class Conv2d {
       Backend<Device>::conv2d_strided_backward(strided_, *x_, weight_.value, dy, dx, weight_.grad, bias_.grad);
     else
       Backend<Device>::conv2d_backward(shape_, *x_, weight_.value, dy, dx, weight_.grad, bias_.grad, workspace_, kept_);
+    kept_ = ConvKept::nothing;             // serves one backward: its weight gradient may write over it
     detail::gradient_ready(weight_.grad);  // kiln/nn/replicas.hpp
     detail::gradient_ready(bias_.grad);
     return dx_;

@@ -287,14 +287,17 @@ int run(const Options& o) {
             2.0 * pixels(c) * ((c.c_in + 15) / 16 * 16 + (c.c_out + 15) / 16 * 16) + 8.0 * weights(c);
       }
     }
+    const bool both_packings = contains(r.kernel, "conv2d_mma_pack_weights_both");  // a TF32 training forward
     if ((contains(r.kernel, "conv2d_mma_pack_weights_kernel") || contains(r.kernel, "conv2d_mma_pack_weights_bf16") ||
-         contains(r.kernel, "conv2d_simt_pack_weights_kernel<false>")) &&
+         contains(r.kernel, "conv2d_simt_pack_weights_kernel<false>") || both_packings) &&
         next_forward < convs.size()) {  // the next forward conv
       // The sampled-block extrapolation cannot see that the grid-stride blocks re-read w's sectors.
       const ConvLayer& c = convs[next_forward];
       r.layer = c.name;
       const double padded = 1.0 * c.c_out * c.k * c.k * ((c.c_in + 15) / 16 * 16);
-      p.global_distinct_bytes = 4.0 * (weights(c) + padded);
+      // both: w read once, the forward's and the input gradient's (kept for the backward) layouts written
+      const double dgrad_padded = both_packings ? 1.0 * c.c_in * c.k * c.k * ((c.c_out + 15) / 16 * 16) : 0.0;
+      p.global_distinct_bytes = 4.0 * (weights(c) + padded + dgrad_padded);
     }
     if (p.flops > 0) r.compulsory_bytes = p.global_distinct_bytes;
     // The mma.sync forward's split-K partial tiles (gridDim.z slices of 128 x BN floats per tile,
