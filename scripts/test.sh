@@ -146,6 +146,7 @@ if [ -d tests/emu ] && ls tests/emu/*.cpp >/dev/null 2>&1; then
   stage "ThreadSanitizer build (emulator in OS-thread mode; the data loader's threads; in the background since the start)"
   side_wait ci-tsan.build
   stage "ThreadSanitizer tests (labels emu, tsan)"
+  seed_costs build/ci-tsan 4  # (without it test_conv_mma, 48 s here, started 24th of 24 and ended the stage)
   # Twice as many tests as cores: in OS-thread mode a test waits on its threads' hand-offs more than it
   # computes (a kernel-table shard alone: 15 CPU-s in 27 s of wall), so two per core keep both busy.
   TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build/ci-tsan -j "$((jobs * 2))" --output-on-failure --timeout 1200 \

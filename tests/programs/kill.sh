@@ -5,10 +5,10 @@
 # --checkpoint-every 1 saves after every step. After every kill the last checkpoint must load
 # (both checksums verified by the testtool; every 5th kill the model is also loaded by
 # kiln-colorize), must not go back in steps, and the next start resumes from it. KILN_KILLS sets
-# the number of kills (default 30; 10 for a sanitizer build, which checks the code paths, not
-# the count).
+# the number of kills (default 30; 6 for a sanitizer build, which checks the code paths, not
+# the count: 3 random moments, 3 during a save, one load by kiln-colorize).
 source "$(dirname "$0")/lib.sh"
-if ldd "$TRAIN" 2>/dev/null | grep 'libasan\|libtsan' >/dev/null; then KILLS=${KILN_KILLS:-10}; else KILLS=${KILN_KILLS:-30}; fi
+if ldd "$TRAIN" 2>/dev/null | grep 'libasan\|libtsan' >/dev/null; then KILLS=${KILN_KILLS:-6}; else KILLS=${KILN_KILLS:-30}; fi
 RANDOM=20261201  # the same kill moments every run (bash's RANDOM is seeded)
 "$TOOL" make-image 40 30 probe.png || fail "make-image"
 ARGS=("${TINY[@]}" --epochs 100000 --steps-per-epoch 4 --checkpoint-every 1 --samples 0 --out run)

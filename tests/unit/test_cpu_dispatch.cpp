@@ -84,29 +84,32 @@ TEST_CASE("CPU dispatch: the GEMM of every available path matches the triple loo
   // Odd sizes that exercise every edge tile (test_cpu_gemm.cpp checks the build's own
   // configuration at the same ones), and a K of 300 that is cut into blocks.
   constexpr std::int64_t sizes[] = {1, 7, 13, 17, 31, 33, 129};
-  for (cpu::Isa isa : cpu::available_isas()) {
-    const cpu::GemmKernels& k = cpu::gemm_kernels(isa);
-    Rng rng(5);
-    std::vector<float> ws;
-    for (int trans = 0; trans < 4; ++trans) {
-      const bool ta = trans & 1, tb = trans & 2;
-      for (std::int64_t M : sizes)
-        for (std::int64_t N : sizes)
-          for (std::int64_t K : {1, 7, 13, 17, 31, 33, 129, 300}) {
-            const std::int64_t lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 3, ldc = N + 3;
-            const auto A = random_vector(std::size_t((ta ? K : M) * lda), rng);
-            const auto B = random_vector(std::size_t((tb ? N : K) * ldb), rng);
-            const bool accumulate = (M + N + K) % 2 == 1;
-            auto C = random_vector(std::size_t(M * ldc), rng);
-            auto C_ref = C;
+  // The paths innermost: each case's plain-loop reference is computed once for all of them (it
+  // was most of this test's time under the sanitizers, computed once per path).
+  Rng rng(5);
+  std::vector<float> ws;
+  for (int trans = 0; trans < 4; ++trans) {
+    const bool ta = trans & 1, tb = trans & 2;
+    for (std::int64_t M : sizes)
+      for (std::int64_t N : sizes)
+        for (std::int64_t K : {1, 7, 13, 17, 31, 33, 129, 300}) {
+          const std::int64_t lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 3, ldc = N + 3;
+          const auto A = random_vector(std::size_t((ta ? K : M) * lda), rng);
+          const auto B = random_vector(std::size_t((tb ? N : K) * ldb), rng);
+          const bool accumulate = (M + N + K) % 2 == 1;
+          const auto C_start = random_vector(std::size_t(M * ldc), rng);
+          auto C_ref = C_start;
+          cpu::reference::gemm(ta, tb, M, N, K, A.data(), lda, B.data(), ldb, C_ref.data(), ldc, accumulate);
+          for (cpu::Isa isa : cpu::available_isas()) {
+            const cpu::GemmKernels& k = cpu::gemm_kernels(isa);
+            auto C = C_start;
             ws.assign(k.workspace_floats(M, N, K), 0.0f);
             CHECK(cpu::gemm_workspace_floats(M, N, K) >= ws.size());  // the dispatched size fits every path
             k.gemm(ta, tb, M, N, K, A.data(), lda, B.data(), ldb, C.data(), ldc, accumulate, ws.data());
-            cpu::reference::gemm(ta, tb, M, N, K, A.data(), lda, B.data(), ldb, C_ref.data(), ldc, accumulate);
             INFO(std::string(cpu::isa_name(isa)), " trans_a=", ta, " trans_b=", tb, " M=", M, " N=", N, " K=", K);
             CHECK(relative_error(C, C_ref) < 1e-5);
           }
-    }
+        }
   }
 }
 
@@ -123,17 +126,18 @@ TEST_CASE("CPU dispatch: the convolutions of every available path match the plai
       {2, 64, 8, 64, 63, 3},  {2, 64, 8, 64, 64, 3},  {5, 3, 4, 20, 40, 3},  {4, 40, 20, 12, 12, 3},
       {5, 30, 12, 8, 8, 3},   {6, 40, 8, 9, 7, 3},    {2, 6, 10, 40, 30, 1}, {40, 4, 6, 8, 8, 3},
       {3, 20, 18, 16, 16, 3}, {4, 64, 24, 20, 18, 3}, {2, 17, 70, 16, 22, 3}};
-  for (cpu::Isa isa : cpu::available_isas()) {
-    const cpu::ConvKernels& k = cpu::conv_kernels(isa);
-    for (const ConvShape& s : shapes) {
-      Rng rng(3);
-      const auto x = random_vector(std::size_t(s.n * s.c_in * s.hw()), rng);
-      const auto w = random_vector(std::size_t(s.c_out * s.patch()), rng);
-      const auto b = random_vector(std::size_t(s.c_out), rng);
-      const auto dy = random_vector(std::size_t(s.n * s.c_out * s.hw()), rng);
-      std::vector<float> y_ref(dy.size()), dx_ref(x.size()), dw_ref(w.size(), 0.5f), db_ref(b.size(), 0.25f);
-      cpu::reference::conv2d_forward(s, x.data(), w.data(), b.data(), y_ref.data());
-      cpu::reference::conv2d_backward(s, x.data(), w.data(), dy.data(), dx_ref.data(), dw_ref.data(), db_ref.data());
+  for (const ConvShape& s : shapes) {
+    Rng rng(3);
+    const auto x = random_vector(std::size_t(s.n * s.c_in * s.hw()), rng);
+    const auto w = random_vector(std::size_t(s.c_out * s.patch()), rng);
+    const auto b = random_vector(std::size_t(s.c_out), rng);
+    const auto dy = random_vector(std::size_t(s.n * s.c_out * s.hw()), rng);
+    // One reference per shape for every path (as in the GEMM case above).
+    std::vector<float> y_ref(dy.size()), dx_ref(x.size()), dw_ref(w.size(), 0.5f), db_ref(b.size(), 0.25f);
+    cpu::reference::conv2d_forward(s, x.data(), w.data(), b.data(), y_ref.data());
+    cpu::reference::conv2d_backward(s, x.data(), w.data(), dy.data(), dx_ref.data(), dw_ref.data(), db_ref.data());
+    for (cpu::Isa isa : cpu::available_isas()) {
+      const cpu::ConvKernels& k = cpu::conv_kernels(isa);
       std::vector<float> first_y, first_dx, first_dw, first_db;
       for (int threads : {1, 2, 3}) {
         std::vector<float> y(dy.size()), dx(x.size()), dw(w.size(), 0.5f), db(b.size(), 0.25f);
