@@ -1,10 +1,12 @@
 // The packed GEMMs and the implicit-GEMM convolutions of the CPU fast path, the
 // configuration this build compiles for its target (DefaultConfig) against the plain
 // loops, at odd sizes that exercise every edge tile; plus determinism (bitwise, run to
-// run and across thread counts). The other code paths (AVX-512, AVX2, portable) are
-// checked at the same sizes and shapes through the run-time dispatch's tables in
-// test_cpu_dispatch.cpp, whose unit compiles them anyway (compiling all three here too
-// took about 6 of this file's 10 CPU-s).
+// run and across thread counts). They run through the baseline copy's tables
+// (gemm_kernel_table, conv_kernel_table): in kiln's build that is the code kiln_cpu_once
+// compiles at the build's flags (kiln/cpu/separate.hpp), not a copy of this unit's, which
+// may be compiled with less optimisation (tests/CMakeLists.txt). The other code paths
+// (AVX-512, AVX2, portable) are checked at the same sizes and shapes through the run-time
+// dispatch's tables in test_cpu_dispatch.cpp.
 #include <doctest/doctest.h>
 
 #include <string>
@@ -22,8 +24,7 @@ namespace {
 
 constexpr std::int64_t kSizes[] = {1, 7, 13, 17, 31, 33, 129};
 
-template <class Cfg>
-void check_gemm_config(const char* name) {
+void check_gemm_config(const cpu::GemmKernels& k, const char* name) {
   Rng rng(7);
   std::vector<float> ws;
   for (int trans = 0; trans < 4; ++trans) {
@@ -38,8 +39,8 @@ void check_gemm_config(const char* name) {
           const bool accumulate = (M + N + K) % 2 == 1;
           auto C = random_vector(std::size_t(M * ldc), rng);
           auto C_ref = C;
-          ws.assign(cpu::gemm_workspace_floats<Cfg>(M, N, K), 0.0f);
-          cpu::gemm<Cfg>(ta, tb, M, N, K, A.data(), lda, B.data(), ldb, C.data(), ldc, accumulate, ws.data());
+          ws.assign(k.workspace_floats(M, N, K), 0.0f);
+          k.gemm(ta, tb, M, N, K, A.data(), lda, B.data(), ldb, C.data(), ldc, accumulate, ws.data());
           cpu::reference::gemm(ta, tb, M, N, K, A.data(), lda, B.data(), ldb, C_ref.data(), ldc, accumulate);
           const double err = relative_error(C, C_ref);
           INFO(name, " trans_a=", ta, " trans_b=", tb, " M=", M, " N=", N, " K=", K, " accumulate=", accumulate);
@@ -51,7 +52,7 @@ void check_gemm_config(const char* name) {
 }  // namespace
 
 TEST_CASE("CPU GEMM: the build's configuration, every transpose, matches the triple loop at odd sizes") {
-  check_gemm_config<cpu::simd::DefaultConfig>("default");
+  check_gemm_config(cpu::gemm_kernel_table, "default");
 }
 
 TEST_CASE("CPU GEMM: the historical entry points gemm_nn / gemm_tn / gemm_nt") {
@@ -97,20 +98,17 @@ struct ConvResult {
   std::vector<float> y, dx, dw, db;
 };
 
-template <class Cfg>
-ConvResult run_conv(const ConvShape& s, int threads, const std::vector<float>& x, const std::vector<float>& w,
-                    const std::vector<float>& b, const std::vector<float>& dy) {
+ConvResult run_conv(const cpu::ConvKernels& k, const ConvShape& s, int threads, const std::vector<float>& x,
+                    const std::vector<float>& w, const std::vector<float>& b, const std::vector<float>& dy) {
   ConvResult r{std::vector<float>(dy.size()), std::vector<float>(x.size()), std::vector<float>(w.size(), 0.5f),
                std::vector<float>(b.size(), 0.25f)};
-  std::vector<float> ws(cpu::impl::conv2d_workspace_floats_with<Cfg>(s, threads));
-  cpu::impl::conv2d_forward_with<Cfg>(s, x.data(), w.data(), b.data(), r.y.data(), ws.data(), threads);
-  cpu::impl::conv2d_backward_with<Cfg>(s, x.data(), w.data(), dy.data(), r.dx.data(), r.dw.data(), r.db.data(),
-                                       ws.data(), threads);
+  std::vector<float> ws(k.workspace_floats(s, threads));
+  k.forward(s, x.data(), w.data(), b.data(), r.y.data(), ws.data(), threads);
+  k.backward(s, x.data(), w.data(), dy.data(), r.dx.data(), r.dw.data(), r.db.data(), ws.data(), threads);
   return r;
 }
 
-template <class Cfg>
-void check_conv_config(const char* name) {
+void check_conv_config(const cpu::ConvKernels& k, const char* name) {
   // Odd channel counts (edge tiles in M), images smaller than a panel (tiles
   // across images), wide and odd images, batch 1, K = 1, 3, 5; images 16 or more
   // wide take the padded-plane path (conv_use_padded), narrower ones the col rows.
@@ -156,7 +154,7 @@ void check_conv_config(const char* name) {
                    std::vector<float>(b.size(), 0.25f)};
     cpu::reference::conv2d_forward(s, x.data(), w.data(), b.data(), ref.y.data());
     cpu::reference::conv2d_backward(s, x.data(), w.data(), dy.data(), ref.dx.data(), ref.dw.data(), ref.db.data());
-    const ConvResult one = run_conv<Cfg>(s, 1, x, w, b, dy);
+    const ConvResult one = run_conv(k, s, 1, x, w, b, dy);
     INFO(name, " N=", s.n, " Cin=", s.c_in, " Cout=", s.c_out, " H=", s.h, " W=", s.w, " K=", s.k);
     CHECK(relative_error(one.y, ref.y) < 1e-5);
     CHECK(relative_error(one.dx, ref.dx) < 1e-5);
@@ -164,7 +162,7 @@ void check_conv_config(const char* name) {
     CHECK(relative_error(one.db, ref.db) < 1e-5);  // accumulated onto 0.25
     // Bitwise identical for 2 and 3 threads (no order depends on the split).
     for (int threads : {2, 3}) {
-      const ConvResult r = run_conv<Cfg>(s, threads, x, w, b, dy);
+      const ConvResult r = run_conv(k, s, threads, x, w, b, dy);
       CHECK(r.y == one.y);
       CHECK(r.dx == one.dx);
       CHECK(r.dw == one.dw);
@@ -196,7 +194,7 @@ TEST_CASE("CPU conv2d fast path: the build's configuration matches the plain loo
   CHECK_FALSE(cpu::impl::conv_wgrad_use_dot(ConvShape{40, 4, 6, 8, 8, 3}));
   CHECK(cpu::impl::conv_wgrad_dot_chunk<cpu::simd::Avx512Config>(ConvShape{2, 6, 10, 40, 30, 1}) < 2 * 40 * 30);
   CHECK(cpu::impl::conv_wgrad_chunk<cpu::simd::PortableConfig>(ConvShape{40, 4, 6, 8, 8, 3}) < 40 * 64);
-  check_conv_config<cpu::simd::DefaultConfig>("default");
+  check_conv_config(cpu::conv_kernel_table, "default");
 }
 
 TEST_CASE("CPU conv2d: dx, dw, db may each be null") {

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "kiln/cpu/separate.hpp"
 #include "kiln/ops/activation.hpp"
 
 namespace kiln::cpu {
@@ -49,19 +50,31 @@ inline float activation_gradient(const ActivationArgs& a, float x, float y, floa
   return 0.0f;
 }
 
-inline void activation_forward(const ActivationArgs& a, const float* x, float* y) {
+// The loops the layers call, declared first: with KILN_CPU_SEPARATE (kiln/cpu/separate.hpp)
+// defined in one unit of the program only.
+void activation_forward(const ActivationArgs& a, const float* x, float* y);
+void activation_backward(const ActivationArgs& a, const float* x, const float* y, const float* dy, float* dx);
+void dropout_forward(const DropoutArgs& a, const float* x, float* y);
+void dropout_backward(const DropoutArgs& a, const float* dy, float* dx);
+void elementwise_binary(ElementwiseOp op, const float* a, const float* b, float* out, std::int64_t n);
+void affine(const float* a, float alpha, float beta, float* out, std::int64_t n);
+void clamp(const float* a, float lo, float hi, float* out, std::int64_t n);
+
+#if KILN_CPU_ENTRY_DEFINITIONS
+KILN_CPU_ENTRY void activation_forward(const ActivationArgs& a, const float* x, float* y) {
 #pragma omp parallel for schedule(static)
   for (std::int64_t i = 0; i < a.numel; ++i) y[i] = activation_value(a, x[i]);
 }
 
 // dx overwritten.
-inline void activation_backward(const ActivationArgs& a, const float* x, const float* y, const float* dy, float* dx) {
+KILN_CPU_ENTRY void activation_backward(const ActivationArgs& a, const float* x, const float* y, const float* dy,
+                                        float* dx) {
 #pragma omp parallel for schedule(static)
   for (std::int64_t i = 0; i < a.numel; ++i) dx[i] = activation_gradient(a, x[i], y[i], dy[i]);
 }
 
 // y = keep(i) ? x * scale : 0 (see DropoutArgs).
-inline void dropout_forward(const DropoutArgs& a, const float* x, float* y) {
+KILN_CPU_ENTRY void dropout_forward(const DropoutArgs& a, const float* x, float* y) {
   const float scale = dropout_scale(a.p);
 #pragma omp parallel for schedule(static)
   for (std::int64_t i = 0; i < a.numel; ++i)
@@ -69,24 +82,25 @@ inline void dropout_forward(const DropoutArgs& a, const float* x, float* y) {
 }
 
 // dx = keep(i) ? dy * scale : 0, the mask recomputed from (seed, step, i).
-inline void dropout_backward(const DropoutArgs& a, const float* dy, float* dx) { dropout_forward(a, dy, dx); }
+KILN_CPU_ENTRY void dropout_backward(const DropoutArgs& a, const float* dy, float* dx) { dropout_forward(a, dy, dx); }
 
 // out = a - b or a * b; out may be a or b.
-inline void elementwise_binary(ElementwiseOp op, const float* a, const float* b, float* out, std::int64_t n) {
+KILN_CPU_ENTRY void elementwise_binary(ElementwiseOp op, const float* a, const float* b, float* out, std::int64_t n) {
 #pragma omp parallel for schedule(static)
   for (std::int64_t i = 0; i < n; ++i) out[i] = op == ElementwiseOp::sub ? a[i] - b[i] : a[i] * b[i];
 }
 
 // out = a * alpha + beta; out may be a.
-inline void affine(const float* a, float alpha, float beta, float* out, std::int64_t n) {
+KILN_CPU_ENTRY void affine(const float* a, float alpha, float beta, float* out, std::int64_t n) {
 #pragma omp parallel for schedule(static)
   for (std::int64_t i = 0; i < n; ++i) out[i] = a[i] * alpha + beta;
 }
 
 // out = min(max(a, lo), hi) (NaN stays NaN, like torch.clamp); out may be a.
-inline void clamp(const float* a, float lo, float hi, float* out, std::int64_t n) {
+KILN_CPU_ENTRY void clamp(const float* a, float lo, float hi, float* out, std::int64_t n) {
 #pragma omp parallel for schedule(static)
   for (std::int64_t i = 0; i < n; ++i) out[i] = a[i] != a[i] ? a[i] : (a[i] < lo ? lo : (a[i] > hi ? hi : a[i]));
 }
+#endif  // KILN_CPU_ENTRY_DEFINITIONS
 
 }  // namespace kiln::cpu

@@ -138,24 +138,17 @@ struct Backend<Cpu> {
                                        T& running_mean, T& running_var, T& save_mean, T& save_invstd, T& y,
                                        const std::function<void(std::span<double>)>& sum_across) {
     thread_local std::vector<double> sums;
-    auto run = [&]<bool R>() {
-      cpu::impl::batchnorm_forward_across<R>(a, x.data(), weight.data(), bias.data(), running_mean.data(),
-                                             running_var.data(), save_mean.data(), save_invstd.data(), y.data(), sums,
-                                             sum_across);
-    };
-    relu ? run.template operator()<true>() : run.template operator()<false>();
+    cpu::batchnorm_forward_across(a, relu, x.data(), weight.data(), bias.data(), running_mean.data(),
+                                  running_var.data(), save_mean.data(), save_invstd.data(), y.data(), sums, sum_across);
   }
   static void batchnorm_backward_across(const BatchNormArgs& a, bool relu, const T& x, const T& weight,
                                         const T& save_mean, const T& save_invstd, const T& y, const T& dy, T& dx,
                                         T& dweight, T& dbias,
                                         const std::function<void(std::span<double>)>& sum_across) {
     thread_local std::vector<double> sums;
-    auto run = [&]<bool R>() {
-      cpu::impl::batchnorm_backward_across<R>(a, x.data(), weight.data(), save_mean.data(), save_invstd.data(),
-                                              R ? y.data() : nullptr, dy.data(), dx.empty() ? nullptr : dx.data(),
-                                              dweight.data(), dbias.data(), sums, sum_across);
-    };
-    relu ? run.template operator()<true>() : run.template operator()<false>();
+    cpu::batchnorm_backward_across(a, relu, x.data(), weight.data(), save_mean.data(), save_invstd.data(), y.data(),
+                                   dy.data(), dx.empty() ? nullptr : dx.data(), dweight.data(), dbias.data(), sums,
+                                   sum_across);
   }
 
   // ---- MaxPool2d ------------------------------------------------------------

@@ -4,6 +4,7 @@
 // functions the layers call (float lanes, optionally fused with a ReLU) follow.
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <vector>
 
@@ -416,6 +417,15 @@ void batchnorm_relu_forward(const BatchNormArgs& a, const float* x, const float*
 void batchnorm_relu_backward(const BatchNormArgs& a, const float* x, const float* weight, const float* save_mean,
                              const float* save_invstd, const float* y, const float* dy, float* dx, float* dweight,
                              float* dbias);
+// Synchronised BatchNorm (impl::batchnorm_*_across; relu: the fused pair, y masks dy in backward).
+using SumAcross = std::function<void(std::span<double>)>;
+void batchnorm_forward_across(const BatchNormArgs& a, bool relu, const float* x, const float* weight, const float* bias,
+                              float* running_mean, float* running_var, float* save_mean, float* save_invstd, float* y,
+                              std::vector<double>& sums, const SumAcross& sum_across);
+void batchnorm_backward_across(const BatchNormArgs& a, bool relu, const float* x, const float* weight,
+                               const float* save_mean, const float* save_invstd, const float* y, const float* dy,
+                               float* dx, float* dweight, float* dbias, std::vector<double>& sums,
+                               const SumAcross& sum_across);
 
 #if KILN_CPU_ENTRY_DEFINITIONS
 KILN_CPU_ENTRY void batchnorm_forward(const BatchNormArgs& a, const float* x, const float* weight, const float* bias,
@@ -441,6 +451,28 @@ KILN_CPU_ENTRY void batchnorm_relu_backward(const BatchNormArgs& a, const float*
                                             const float* save_mean, const float* save_invstd, const float* y,
                                             const float* dy, float* dx, float* dweight, float* dbias) {
   impl::batchnorm_backward<true>(a, x, weight, save_mean, save_invstd, y, dy, dx, dweight, dbias);
+}
+KILN_CPU_ENTRY void batchnorm_forward_across(const BatchNormArgs& a, bool relu, const float* x, const float* weight,
+                                             const float* bias, float* running_mean, float* running_var,
+                                             float* save_mean, float* save_invstd, float* y, std::vector<double>& sums,
+                                             const SumAcross& sum_across) {
+  if (relu)
+    impl::batchnorm_forward_across<true>(a, x, weight, bias, running_mean, running_var, save_mean, save_invstd, y, sums,
+                                         sum_across);
+  else
+    impl::batchnorm_forward_across<false>(a, x, weight, bias, running_mean, running_var, save_mean, save_invstd, y,
+                                          sums, sum_across);
+}
+KILN_CPU_ENTRY void batchnorm_backward_across(const BatchNormArgs& a, bool relu, const float* x, const float* weight,
+                                              const float* save_mean, const float* save_invstd, const float* y,
+                                              const float* dy, float* dx, float* dweight, float* dbias,
+                                              std::vector<double>& sums, const SumAcross& sum_across) {
+  if (relu)
+    impl::batchnorm_backward_across<true>(a, x, weight, save_mean, save_invstd, y, dy, dx, dweight, dbias, sums,
+                                          sum_across);
+  else
+    impl::batchnorm_backward_across<false>(a, x, weight, save_mean, save_invstd, nullptr, dy, dx, dweight, dbias, sums,
+                                           sum_across);
 }
 #endif  // KILN_CPU_ENTRY_DEFINITIONS
 

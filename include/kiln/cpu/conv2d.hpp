@@ -132,7 +132,19 @@ inline int conv2d_threads() { return omp_get_max_threads(); }
 // Floats of scratch the layer requests once (Arena): the packed weight and one
 // pixel chunk per thread; shared by forward and backward. With run-time dispatch,
 // the largest need of the compiled paths, so that set_active_isa() between steps is safe.
-inline std::size_t conv2d_workspace_floats(const ConvShape& s) {
+std::size_t conv2d_workspace_floats(const ConvShape& s);
+// Floats of scratch conv2d_forward needs (a plan for inference asks only for this): the
+// largest need of the compiled paths, as above.
+std::size_t conv2d_forward_workspace_floats(const ConvShape& s);
+
+// The dispatch points below, declared first: with KILN_CPU_SEPARATE (kiln/cpu/separate.hpp) they
+// are defined in one unit of the program only.
+void conv2d_forward(const ConvShape& s, const float* x, const float* w, const float* b, float* y, float* workspace);
+void conv2d_backward(const ConvShape& s, const float* x, const float* w, const float* dy, float* dx, float* dw,
+                     float* db, float* workspace);
+
+#if KILN_CPU_ENTRY_DEFINITIONS
+KILN_CPU_ENTRY std::size_t conv2d_workspace_floats(const ConvShape& s) {
   // Reads and checks KILN_CPU_ISA when a layer plans, also without dispatch (where it can
   // only name the baseline: anything else is refused here, not silently ignored).
   (void)active_isa();
@@ -147,9 +159,7 @@ inline std::size_t conv2d_workspace_floats(const ConvShape& s) {
   return n;
 }
 
-// Floats of scratch conv2d_forward needs (a plan for inference asks only for this): the
-// largest need of the compiled paths, as above.
-inline std::size_t conv2d_forward_workspace_floats(const ConvShape& s) {
+KILN_CPU_ENTRY std::size_t conv2d_forward_workspace_floats(const ConvShape& s) {
   (void)active_isa();
   const int threads = conv2d_threads();
   std::size_t n = impl::conv2d_forward_workspace_floats_with<simd::DefaultConfig>(s, threads);
@@ -162,13 +172,6 @@ inline std::size_t conv2d_forward_workspace_floats(const ConvShape& s) {
   return n;
 }
 
-// The dispatch points below, declared first: with KILN_CPU_SEPARATE (kiln/cpu/separate.hpp) they
-// are defined in one unit of the program only.
-void conv2d_forward(const ConvShape& s, const float* x, const float* w, const float* b, float* y, float* workspace);
-void conv2d_backward(const ConvShape& s, const float* x, const float* w, const float* dy, float* dx, float* dw,
-                     float* db, float* workspace);
-
-#if KILN_CPU_ENTRY_DEFINITIONS
 // The dispatch point of a convolution pass: the active path's entry (one indirect call
 // per pass) or, without run-time dispatch, the baseline called directly.
 // y = conv(x, w) + b (b may be null).

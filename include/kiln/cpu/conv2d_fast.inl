@@ -955,7 +955,12 @@ inline std::size_t conv2d_forward_workspace_floats_with(const ConvShape& s, int 
 
 }  // namespace impl
 
-// The entry points of this copy, for the dispatch (conv2d.hpp: conv_kernels()).
-inline constexpr ConvKernels conv_kernel_table{&impl::conv2d_forward_with<KILN_ISA_CFG>,
-                                               &impl::conv2d_backward_with<KILN_ISA_CFG>,
-                                               &impl::conv2d_workspace_floats_with<KILN_ISA_CFG>};
+// The entry points of this copy, for the dispatch (conv2d.hpp: conv_kernels()); with
+// KILN_CPU_SEPARATE only declared, outside its one unit (kiln/cpu/separate.hpp).
+#if KILN_CPU_ENTRY_DEFINITIONS
+KILN_CPU_TABLE ConvKernels conv_kernel_table{&impl::conv2d_forward_with<KILN_ISA_CFG>,
+                                             &impl::conv2d_backward_with<KILN_ISA_CFG>,
+                                             &impl::conv2d_workspace_floats_with<KILN_ISA_CFG>};
+#else
+KILN_CPU_TABLE ConvKernels conv_kernel_table;
+#endif

@@ -5,12 +5,19 @@
 #include <cstdint>
 
 #include "kiln/core/conv_shape.hpp"
+#include "kiln/cpu/separate.hpp"
 
 namespace kiln::cpu {
 
+// Declared first: with KILN_CPU_SEPARATE (kiln/cpu/separate.hpp) defined in one unit of the program only.
+void conv2d_strided_forward(const StridedConvShape& s, const float* x, const float* w, const float* b, float* y);
+void conv2d_strided_backward(const StridedConvShape& s, const float* x, const float* w, const float* dy, float* dx,
+                             float* dw, float* db);
+
+#if KILN_CPU_ENTRY_DEFINITIONS
 // y[n][o][i][j] = b[o] + sum_{c,u,v} x[n][c][i*S+u-P][j*S+v-P] * w[o][c][u][v]
-inline void conv2d_strided_forward(const StridedConvShape& s, const float* x, const float* w, const float* b,
-                                   float* y) {
+KILN_CPU_ENTRY void conv2d_strided_forward(const StridedConvShape& s, const float* x, const float* w, const float* b,
+                                           float* y) {
   const std::int64_t K = s.k, P = s.pad(), S = s.stride, H = s.h, W = s.w, Ho = s.ho(), Wo = s.wo();
 #pragma omp parallel for collapse(2) schedule(static)
   for (std::int64_t n = 0; n < s.n; ++n)
@@ -40,8 +47,8 @@ inline void conv2d_strided_forward(const StridedConvShape& s, const float* x, co
 // dx[n][c][ii][jj] = sum over (o, u, v) with ii = i*S+u-P, jj = j*S+v-P of dy[n][o][i][j] * w[o][c][u][v]
 // dw[o][c][u][v] += sum_{n,i,j} dy[n][o][i][j] * x[n][c][i*S+u-P][j*S+v-P]
 // db[o] += sum_{n,i,j} dy[n][o][i][j]
-inline void conv2d_strided_backward(const StridedConvShape& s, const float* x, const float* w, const float* dy,
-                                    float* dx, float* dw, float* db) {
+KILN_CPU_ENTRY void conv2d_strided_backward(const StridedConvShape& s, const float* x, const float* w, const float* dy,
+                                            float* dx, float* dw, float* db) {
   const std::int64_t K = s.k, P = s.pad(), S = s.stride, H = s.h, W = s.w, Ho = s.ho(), Wo = s.wo();
   if (dx) {
 #pragma omp parallel for collapse(2) schedule(static)
@@ -99,5 +106,6 @@ inline void conv2d_strided_backward(const StridedConvShape& s, const float* x, c
     }
   }
 }
+#endif  // KILN_CPU_ENTRY_DEFINITIONS
 
 }  // namespace kiln::cpu

@@ -30,6 +30,7 @@
 
 #include "kiln/cpu/gemm_kernels.hpp"
 #include "kiln/cpu/isa.hpp"
+#include "kiln/cpu/separate.hpp"
 
 namespace kiln::cpu {
 
@@ -114,16 +115,21 @@ inline std::size_t gemm_workspace_floats(std::int64_t M, std::int64_t N, std::in
   return n;
 }
 
-// gemm<Cfg> on the active code path (active_isa()): one dispatch per call.
-inline void gemm(bool trans_a, bool trans_b, std::int64_t M, std::int64_t N, std::int64_t K, const float* A,
-                 std::int64_t lda, const float* B, std::int64_t ldb, float* C, std::int64_t ldc, bool accumulate,
-                 float* workspace) {
+// gemm<Cfg> on the active code path (active_isa()): one dispatch per call. Declared first: with
+// KILN_CPU_SEPARATE (kiln/cpu/separate.hpp) defined in one unit of the program only.
+void gemm(bool trans_a, bool trans_b, std::int64_t M, std::int64_t N, std::int64_t K, const float* A, std::int64_t lda,
+          const float* B, std::int64_t ldb, float* C, std::int64_t ldc, bool accumulate, float* workspace);
+#if KILN_CPU_ENTRY_DEFINITIONS
+KILN_CPU_ENTRY void gemm(bool trans_a, bool trans_b, std::int64_t M, std::int64_t N, std::int64_t K, const float* A,
+                         std::int64_t lda, const float* B, std::int64_t ldb, float* C, std::int64_t ldc,
+                         bool accumulate, float* workspace) {
 #if KILN_CPU_DISPATCH
   gemm_kernels(active_isa()).gemm(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, workspace);
 #else
   gemm<simd::DefaultConfig>(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, workspace);
 #endif
 }
+#endif  // KILN_CPU_ENTRY_DEFINITIONS
 
 namespace impl {
 // Scratch of the historical entry points: one per calling thread, grown once.

@@ -96,5 +96,10 @@ inline void gemm(bool trans_a, bool trans_b, std::int64_t M, std::int64_t N, std
   }
 }
 
-// The entry points of this copy, for the dispatch (gemm.hpp: gemm_kernels()).
-inline constexpr GemmKernels gemm_kernel_table{&gemm<KILN_ISA_CFG>, &gemm_workspace_floats<KILN_ISA_CFG>};
+// The entry points of this copy, for the dispatch (gemm.hpp: gemm_kernels()); with
+// KILN_CPU_SEPARATE only declared, outside its one unit (kiln/cpu/separate.hpp).
+#if KILN_CPU_ENTRY_DEFINITIONS
+KILN_CPU_TABLE GemmKernels gemm_kernel_table{&gemm<KILN_ISA_CFG>, &gemm_workspace_floats<KILN_ISA_CFG>};
+#else
+KILN_CPU_TABLE GemmKernels gemm_kernel_table;
+#endif

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstddef>
 
+#include "kiln/cpu/separate.hpp"
 #include "kiln/ops/optim.hpp"
 
 namespace kiln::cpu {
@@ -29,11 +30,6 @@ inline void adam_update(const AdamStepArgs& a, float* p, const float* grad, floa
   p[i] = pi - a.step_size * mi / (std::sqrt(vi) / a.bias_correction2_sqrt + a.eps);
 }
 
-inline void adam_step(const AdamStepArgs& a, float* p, const float* grad, float* m, float* v) {
-#pragma omp parallel for simd schedule(static)
-  for (std::int64_t i = 0; i < a.numel; ++i) adam_update(a, p, grad, m, v, i);
-}
-
 // One tensor of a multi-tensor step.
 struct AdamSpan {
   float* p;
@@ -42,15 +38,28 @@ struct AdamSpan {
   float* v;
   std::int64_t numel;
 };
+// span_of(context, k) -> AdamSpan of tensor k.
+using AdamSpanOf = AdamSpan (*)(const void* context, std::size_t k);
+
+// The loops, declared first: with KILN_CPU_SEPARATE (kiln/cpu/separate.hpp) defined in one unit of
+// the program only.
+void adam_step(const AdamStepArgs& a, float* p, const float* grad, float* m, float* v);
+void adam_step_spans(const AdamStepArgs& a, std::size_t count, AdamSpanOf span_of, const void* context);
+void sgd_step(const SgdStepArgs& a, float* p, const float* grad, float* buf);
+
+#if KILN_CPU_ENTRY_DEFINITIONS
+KILN_CPU_ENTRY void adam_step(const AdamStepArgs& a, float* p, const float* grad, float* m, float* v) {
+#pragma omp parallel for simd schedule(static)
+  for (std::int64_t i = 0; i < a.numel; ++i) adam_update(a, p, grad, m, v, i);
+}
 
 // Every tensor in one OpenMP parallel region: one fork/join per step instead of one per tensor
 // (a U-Net has ~100 parameter tensors, most of them small); the tensors are independent, so no
-// barrier between them. span_of(k) -> AdamSpan of tensor k: no list is built, so a step allocates nothing.
-template <class SpanOf>
-void adam_step_multi(const AdamStepArgs& a, std::size_t count, SpanOf span_of) {
+// barrier between them. No list is built, so a step allocates nothing.
+KILN_CPU_ENTRY void adam_step_spans(const AdamStepArgs& a, std::size_t count, AdamSpanOf span_of, const void* context) {
 #pragma omp parallel
   for (std::size_t k = 0; k < count; ++k) {
-    const AdamSpan t = span_of(k);
+    const AdamSpan t = span_of(context, k);
 #pragma omp for simd schedule(static) nowait
     for (std::int64_t i = 0; i < t.numel; ++i) adam_update(a, t.p, t.grad, t.m, t.v, i);
   }
@@ -62,7 +71,7 @@ void adam_step_multi(const AdamStepArgs& a, std::size_t count, SpanOf span_of) {
 //   d = nesterov ? g + momentum * buf : buf                        (momentum != 0; else d = g)
 //   p -= lr * d
 // buf may be null when momentum == 0.
-inline void sgd_step(const SgdStepArgs& a, float* p, const float* grad, float* buf) {
+KILN_CPU_ENTRY void sgd_step(const SgdStepArgs& a, float* p, const float* grad, float* buf) {
   const bool use_momentum = a.momentum != 0.0f;
 #pragma omp parallel for simd schedule(static)
   for (std::int64_t i = 0; i < a.numel; ++i) {
@@ -74,6 +83,14 @@ inline void sgd_step(const SgdStepArgs& a, float* p, const float* grad, float* b
     }
     p[i] -= a.lr * g;
   }
+}
+#endif  // KILN_CPU_ENTRY_DEFINITIONS
+
+// adam_step_spans with span_of(k) -> AdamSpan of tensor k, any callable.
+template <class SpanOf>
+void adam_step_multi(const AdamStepArgs& a, std::size_t count, const SpanOf& span_of) {
+  adam_step_spans(
+      a, count, [](const void* f, std::size_t k) { return (*static_cast<const SpanOf*>(f))(k); }, &span_of);
 }
 
 }  // namespace kiln::cpu

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "kiln/cpu/separate.hpp"
 #include "kiln/ops/pooling.hpp"
 
 namespace kiln::cpu {
@@ -43,10 +44,16 @@ inline void maxpool2d_forward(const PoolArgs& a, const float* x, float* y, std::
 }
 }  // namespace reference
 
+// What the layers call, declared first: with KILN_CPU_SEPARATE (kiln/cpu/separate.hpp) defined in
+// one unit of the program only.
+void maxpool2d_forward(const PoolArgs& a, const float* x, float* y, std::int32_t* argmax);
+void maxpool2d_backward(const PoolArgs& a, const std::int32_t* argmax, const float* dy, float* dx);
+
+#if KILN_CPU_ENTRY_DEFINITIONS
 // The 2x2 window without the general loops (which cost ~10x a copy of the data): the three
 // candidates after the first are tested in the reference's order with its rule, so values and
 // indices are bitwise the same, NaN and ties included.
-inline void maxpool2d_forward(const PoolArgs& a, const float* x, float* y, std::int32_t* argmax) {
+KILN_CPU_ENTRY void maxpool2d_forward(const PoolArgs& a, const float* x, float* y, std::int32_t* argmax) {
   if (a.size != 2) return reference::maxpool2d_forward(a, x, y, argmax);
   const std::int64_t oh = a.out_h(), ow = a.out_w(), w = a.w;
   const auto w32 = static_cast<std::int32_t>(w);  // indices are int32, as in the reference
@@ -84,7 +91,7 @@ inline void maxpool2d_forward(const PoolArgs& a, const float* x, float* y, std::
 }
 
 // dx (overwritten) = dy routed to the saved arg-max of each window, 0 elsewhere.
-inline void maxpool2d_backward(const PoolArgs& a, const std::int32_t* argmax, const float* dy, float* dx) {
+KILN_CPU_ENTRY void maxpool2d_backward(const PoolArgs& a, const std::int32_t* argmax, const float* dy, float* dx) {
   const std::int64_t oh = a.out_h(), ow = a.out_w();
 #pragma omp parallel for schedule(static)
   for (std::int64_t plane = 0; plane < a.n * a.c; ++plane) {
@@ -95,5 +102,6 @@ inline void maxpool2d_backward(const PoolArgs& a, const std::int32_t* argmax, co
     for (std::int64_t i = 0; i < oh * ow; ++i) dp[ap[i]] += gp[i];  // windows do not overlap
   }
 }
+#endif  // KILN_CPU_ENTRY_DEFINITIONS
 
 }  // namespace kiln::cpu

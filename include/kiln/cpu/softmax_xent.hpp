@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <limits>
 
+#include "kiln/cpu/separate.hpp"
 #include "kiln/ops/softmax_xent.hpp"
 
 namespace kiln::cpu {
@@ -72,9 +73,17 @@ inline void chunk_softmax_sums(const float* z, std::int64_t classes, std::int64_
 }
 }  // namespace softmax_chunk
 
+// What the layer calls, declared first: with KILN_CPU_SEPARATE (kiln/cpu/separate.hpp) defined in
+// one unit of the program only.
+void softmax_xent_forward(const SoftmaxXentArgs& a, const float* logits, const float* targets, const float* weights,
+                          float* out);
+void softmax_xent_backward(const SoftmaxXentArgs& a, const float* logits, const float* targets, const float* weights,
+                           float* dlogits);
+
+#if KILN_CPU_ENTRY_DEFINITIONS
 // out[0] = mean over pixels of the weighted cross-entropy; weights may be null (all 1).
-inline void softmax_xent_forward(const SoftmaxXentArgs& a, const float* logits, const float* targets,
-                                 const float* weights, float* out) {
+KILN_CPU_ENTRY void softmax_xent_forward(const SoftmaxXentArgs& a, const float* logits, const float* targets,
+                                         const float* weights, float* out) {
   const std::int64_t chunks = (a.hw + softmax_chunk::kChunk - 1) / softmax_chunk::kChunk;
   double sum = 0.0;
 #pragma omp parallel for reduction(+ : sum) schedule(static)
@@ -101,8 +110,8 @@ inline void softmax_xent_forward(const SoftmaxXentArgs& a, const float* logits, 
 }
 
 // dlogits (overwritten) = w_p / P (softmax * sum(t) - t) on the first `classes` channels, 0 on the rest.
-inline void softmax_xent_backward(const SoftmaxXentArgs& a, const float* logits, const float* targets,
-                                  const float* weights, float* dlogits) {
+KILN_CPU_ENTRY void softmax_xent_backward(const SoftmaxXentArgs& a, const float* logits, const float* targets,
+                                          const float* weights, float* dlogits) {
   const std::int64_t chunks = (a.hw + softmax_chunk::kChunk - 1) / softmax_chunk::kChunk;
   const double inv = a.pixels() ? 1.0 / static_cast<double>(a.pixels()) : 0.0;
 #pragma omp parallel for schedule(static)
@@ -133,5 +142,6 @@ inline void softmax_xent_backward(const SoftmaxXentArgs& a, const float* logits,
       std::fill(dlogits + base + k * a.hw + s0, dlogits + base + k * a.hw + s0 + len, 0.0f);
   }
 }
+#endif  // KILN_CPU_ENTRY_DEFINITIONS
 
 }  // namespace kiln::cpu

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "kiln/cpu/separate.hpp"
 #include "kiln/ops/upsample.hpp"
 
 namespace kiln::cpu {
@@ -45,10 +46,18 @@ inline void upsample_nearest_backward(const UpsampleArgs& a, const float* dy, fl
 
 }  // namespace reference
 
+// What the layers call, declared first: with KILN_CPU_SEPARATE (kiln/cpu/separate.hpp) defined in
+// one unit of the program only.
+void upsample_nearest_forward(const UpsampleArgs& a, const float* x, float* y);
+void upsample_nearest_backward(const UpsampleArgs& a, const float* dy, float* dx);
+void upsample_bilinear_forward(const UpsampleArgs& a, const float* x, float* y);
+void upsample_bilinear_backward(const UpsampleArgs& a, const float* dy, float* dx);
+
+#if KILN_CPU_ENTRY_DEFINITIONS
 // Nearest, what the layers call: scale 2 (the U-Net's) without the per-pixel
 // divisions, any other scale through the plain loops. Same values, bit for bit
 // (the backward adds a 2 x 2 block in the reference's order).
-inline void upsample_nearest_forward(const UpsampleArgs& a, const float* x, float* y) {
+KILN_CPU_ENTRY void upsample_nearest_forward(const UpsampleArgs& a, const float* x, float* y) {
   if (a.scale != 2) return reference::upsample_nearest_forward(a, x, y);
   const std::int64_t w = a.w, ow = 2 * a.w;
 #pragma omp parallel for schedule(static)
@@ -60,7 +69,7 @@ inline void upsample_nearest_forward(const UpsampleArgs& a, const float* x, floa
   }
 }
 
-inline void upsample_nearest_backward(const UpsampleArgs& a, const float* dy, float* dx) {
+KILN_CPU_ENTRY void upsample_nearest_backward(const UpsampleArgs& a, const float* dy, float* dx) {
   if (a.scale != 2) return reference::upsample_nearest_backward(a, dy, dx);
   const std::int64_t w = a.w, ow = 2 * a.w;
 #pragma omp parallel for schedule(static)
@@ -73,7 +82,7 @@ inline void upsample_nearest_backward(const UpsampleArgs& a, const float* dy, fl
 }
 
 // y[i][j] = sum over the 2 x 2 taps of x weighted by the tap weights.
-inline void upsample_bilinear_forward(const UpsampleArgs& a, const float* x, float* y) {
+KILN_CPU_ENTRY void upsample_bilinear_forward(const UpsampleArgs& a, const float* x, float* y) {
   const std::int64_t oh = a.out_h(), ow = a.out_w();
 #pragma omp parallel for schedule(static)
   for (std::int64_t plane = 0; plane < a.n * a.c; ++plane) {
@@ -91,7 +100,7 @@ inline void upsample_bilinear_forward(const UpsampleArgs& a, const float* x, flo
 }
 
 // The adjoint: each dy scatters into its 4 taps with the same weights (dx overwritten).
-inline void upsample_bilinear_backward(const UpsampleArgs& a, const float* dy, float* dx) {
+KILN_CPU_ENTRY void upsample_bilinear_backward(const UpsampleArgs& a, const float* dy, float* dx) {
   const std::int64_t oh = a.out_h(), ow = a.out_w();
 #pragma omp parallel for schedule(static)
   for (std::int64_t plane = 0; plane < a.n * a.c; ++plane) {
@@ -111,5 +120,6 @@ inline void upsample_bilinear_backward(const UpsampleArgs& a, const float* dy, f
     }
   }
 }
+#endif  // KILN_CPU_ENTRY_DEFINITIONS
 
 }  // namespace kiln::cpu

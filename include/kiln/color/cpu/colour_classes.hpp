@@ -17,16 +17,27 @@
 #include <limits>
 
 #include "kiln/color/ops/colour_classes.hpp"
+#include "kiln/cpu/separate.hpp"
 #include "kiln/cpu/softmax_xent.hpp"
 
 namespace kiln::color::cpu {
 
 namespace chunk = kiln::cpu::softmax_chunk;  // the library's chunked softmax sums
 
+// Declared first: with KILN_CPU_SEPARATE (kiln/cpu/separate.hpp) defined in one unit of the program only.
+void ab_soft_encode_forward(const AbEncodeArgs& a, const float* ab, const float* centres, const float* bin_weights,
+                            float* targets, float* pixel_weights);
+void ab_soft_encode_backward(const AbEncodeArgs& a, const float* centres, const float* targets, const float* dtargets,
+                             float* dab);
+void annealed_mean_forward(const AnnealedMeanArgs& a, const float* logits, const float* centres, float* ab);
+void annealed_mean_backward(const AnnealedMeanArgs& a, const float* logits, const float* centres, const float* ab,
+                            const float* dab, float* dlogits);
+
+#if KILN_CPU_ENTRY_DEFINITIONS
 // targets [N,C,H,W] (overwritten); pixel_weights [N,1,H,W] (may be null) = bin_weights[nearest]
 // (1 when bin_weights is null).
-inline void ab_soft_encode_forward(const AbEncodeArgs& a, const float* ab, const float* centres,
-                                   const float* bin_weights, float* targets, float* pixel_weights) {
+KILN_CPU_ENTRY void ab_soft_encode_forward(const AbEncodeArgs& a, const float* ab, const float* centres,
+                                           const float* bin_weights, float* targets, float* pixel_weights) {
   const std::int64_t P = a.n * a.hw;
   const double inv2s2 = 1.0 / (2.0 * double(a.sigma) * a.sigma);
 #pragma omp parallel for schedule(static)
@@ -49,8 +60,8 @@ inline void ab_soft_encode_forward(const AbEncodeArgs& a, const float* ab, const
 }
 
 // dab (overwritten) from dtargets, for the targets written by the forward pass.
-inline void ab_soft_encode_backward(const AbEncodeArgs& a, const float* centres, const float* targets,
-                                    const float* dtargets, float* dab) {
+KILN_CPU_ENTRY void ab_soft_encode_backward(const AbEncodeArgs& a, const float* centres, const float* targets,
+                                            const float* dtargets, float* dab) {
   const std::int64_t P = a.n * a.hw;
   const double inv_s2 = 1.0 / (double(a.sigma) * a.sigma);
 #pragma omp parallel for schedule(static)
@@ -72,7 +83,8 @@ inline void ab_soft_encode_backward(const AbEncodeArgs& a, const float* centres,
 }
 
 // ab [N,2,H,W] (overwritten) = sum_k softmax(z/T)_k c_k over the first `classes` channels.
-inline void annealed_mean_forward(const AnnealedMeanArgs& a, const float* logits, const float* centres, float* ab) {
+KILN_CPU_ENTRY void annealed_mean_forward(const AnnealedMeanArgs& a, const float* logits, const float* centres,
+                                          float* ab) {
   const std::int64_t chunks = (a.hw + chunk::kChunk - 1) / chunk::kChunk;
   const float invT = 1.0f / a.temperature;
 #pragma omp parallel for schedule(static)
@@ -99,8 +111,8 @@ inline void annealed_mean_forward(const AnnealedMeanArgs& a, const float* logits
 }
 
 // dlogits (overwritten) = p_k ((c_k - ab) . dab) / T; 0 on channels past `classes`.
-inline void annealed_mean_backward(const AnnealedMeanArgs& a, const float* logits, const float* centres,
-                                   const float* ab, const float* dab, float* dlogits) {
+KILN_CPU_ENTRY void annealed_mean_backward(const AnnealedMeanArgs& a, const float* logits, const float* centres,
+                                           const float* ab, const float* dab, float* dlogits) {
   const std::int64_t chunks = (a.hw + chunk::kChunk - 1) / chunk::kChunk;
   const float invT = 1.0f / a.temperature;
 #pragma omp parallel for schedule(static)
@@ -127,5 +139,6 @@ inline void annealed_mean_backward(const AnnealedMeanArgs& a, const float* logit
       std::fill(dlogits + base + k * a.hw + s0, dlogits + base + k * a.hw + s0 + len, 0.0f);
   }
 }
+#endif  // KILN_CPU_ENTRY_DEFINITIONS
 
 }  // namespace kiln::color::cpu
