@@ -16,7 +16,7 @@
 #include <kiln/io/pair_loader.hpp>
 #include <kiln/train/quality.hpp>
 
-#include "../common/command_line.hpp"
+#include "../common/command_line.hpp"  // CLI11, compiled once for the three programs
 #include <omp.h>
 
 #include <algorithm>
