@@ -2,7 +2,6 @@
 // written by kiln-train. See docs/programs.md, or run kiln-colorize --help.
 // main.cpp is compiled once; the network of the checkpoint's (model, device) pair is behind
 // ModelColorizer (model_colorizer.hpp), instantiated in a translation unit of its own.
-#include "../common/cli11.hpp"
 #include <kiln/io/checkpoint.hpp>
 #include <kiln/io/dataset.hpp>
 #include <kiln/io/image.hpp>
@@ -26,11 +25,11 @@
 #include "../common/checkpoint_model.hpp"
 #include "../common/cli.hpp"
 #include "../common/colour_head.hpp"
+#include "../common/command_line.hpp"
 #include "../common/devices.hpp"
 #include "../common/image_complete.hpp"
 #include "../common/infer.hpp"
 #include "../common/memory_budget.hpp"
-#include "../common/options.hpp"
 #include "../common/paths.hpp"
 #include "model_colorizer.hpp"
 
@@ -399,14 +398,13 @@ int colorize_all(kp::ModelColorizer& model, const Options& o, kp::DeviceKind dev
 
 int run(int argc, char** argv) {
   Options o;
-  CLI::App app{
+  kp::CommandLine app{
       "kiln-colorize: colorizes photos with a checkpoint written by kiln-train. Inputs of any size; colour inputs are "
       "turned grey first. The L channel is kept at full resolution; only a and b are predicted (on a copy at most "
       "--max-side pixels long, upsampled). Writes OUT/<name>.png, and with --compare OUT/<name>_compare.png "
       "(grey | colorized | original) and the error against the original.",
       "kiln-colorize"};
-  app.option_defaults()->always_capture_default();
-  app.get_formatter()->column_width(30);
+  app.always_capture_default().column_width(30);
   app.add_option("--checkpoint", o.checkpoint,
                  "A kiln-train checkpoint (.safetensors); the model size and kind (ab or colour classes) are read from "
                  "it. Default: the ready-trained colorizer (share/kiln/models/kiln-colorizer.safetensors)")
@@ -430,7 +428,7 @@ int run(int argc, char** argv) {
   app.add_option("--device", o.device,
                  "auto (cuda when a GPU is present, else cpu), cpu, or cuda (without a GPU: kiln's CPU emulator of "
                  "CUDA, very slow)")
-      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+      ->check(kp::one_of({"auto", "cpu", "cuda"}));
   app.add_option("--threads", o.threads, "CPU threads (0: all cores)")->check(kp::integer_in(0, 4096));
   app.add_flag("--overwrite", o.overwrite,
                "Replace output files that already exist in --out (an input image is never replaced)");
@@ -443,20 +441,12 @@ int run(int argc, char** argv) {
                                     "--export-dtype) to FILE and stop: a compact file for kiln-colorize and PyTorch")
                          ->type_name("FILE");
   app.add_option("--export-dtype", o.export_dtype, "Storage of --export's parameters: f16, bf16 or f32")
-      ->check(CLI::IsMember({"f16", "bf16", "f32"}));
+      ->check(kp::one_of({"f16", "bf16", "f32"}));
   auto* inputs =
       app.add_option("inputs", o.inputs, "Image files or folders (searched recursively)")->type_name("INPUT...");
   export_opt->excludes(inputs);
 
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    kp::print_error(kProgram, kp::parse_error_text(e, argc, argv));
-    std::fprintf(stderr, "Run kiln-colorize --help for the options.\n");
-    return kp::exit_usage;
-  }
+  if (const std::optional<int> stop = app.parse(argc, argv)) return *stop;
   try {
     (void)kp::make_memory_budget(o.max_memory);
   } catch (const std::exception& e) {

@@ -1,10 +1,10 @@
 #pragma once
-// CLI11 for the programs' command lines, compiled without optimisation. Debian's CLI11 2.1 is
-// header-only (no precompiled mode), so every program's main.cpp compiled its parser again at -O3:
-// about two thirds of such a unit's code. A command line is parsed once per run, so its speed does
-// not matter; GCC's optimize pragma applies -O0 to the functions CLI11 defines (not to the standard
-// library's, included first so that they keep the unit's flags). About 2.5 CPU-s less per unit
-// (docs/benchmarks.md, "Compile time", sixth pass); other compilers get CLI11 as it is.
+// CLI11 for the programs' command lines, compiled without optimisation; included by
+// command_line.cpp only (the facade's one unit). Debian's CLI11 2.1 is header-only (no precompiled
+// mode), and a command line is parsed once per run, so its speed does not matter; GCC's optimize
+// pragma applies -O0 to the functions CLI11 defines (not to the standard library's, included first
+// so that they keep the unit's flags). About 2.5 CPU-s less per unit at -O3 (docs/benchmarks.md,
+// "Compile time", sixth pass); other compilers get CLI11 as it is.
 #include <algorithm>
 #include <array>
 #include <chrono>

@@ -1,8 +1,7 @@
 #pragma once
 // Numbers on the command line, shared by kiln-train and kiln-colorize: parsing and range checks in
-// sentences. Apart from options.hpp (CLI11's validators built on these) so that a unit that checks
-// numbers without parsing a command line does not compile CLI11 (which emits code in every unit
-// that includes it).
+// sentences. The options' checks (options.hpp) use them through command_line.cpp, CLI11's one
+// unit; units that check numbers without a command line (config.cpp) include only this.
 #include <cerrno>
 #include <cmath>
 #include <cstdio>

@@ -1,58 +1,36 @@
 #pragma once
-// Command-line checks shared by kiln-train and kiln-colorize: numbers, and parse errors in
-// sentences. CLI11's own
-// ranges let NaN through (every comparison with NaN is false), print their bounds with
-// std::to_string (a 310-digit number for a double's maximum) and say "Value abc not in range"
-// for text; these refuse anything that is not a finite number, in a sentence:
+// The checks the programs attach to their options (Option::check, command_line.hpp), as plain
+// values: command_line.cpp turns them into CLI11 validators, so that the units that declare
+// options do not compile CLI11. The number checks refuse anything that is not a finite number in
+// range, in a sentence (numbers.hpp); CLI11's own ranges let NaN through, print their bounds with
+// std::to_string (a 310-digit number for a double's maximum) and say "Value abc not in range":
 //   --lr: 'nan' is not a finite number (give e.g. 0.001)
-#include "cli11.hpp"
-
-#include <filesystem>
-#include <limits>
+#include <initializer_list>
 #include <string>
-
-#include "numbers.hpp"
+#include <vector>
 
 namespace kiln::programs {
 
-// Validators for CLI11 (attach with ->check(...)).
-inline CLI::Validator number_in(double lo, double hi, const char* example = nullptr) {
-  return CLI::Validator([=](std::string& s) { return number_problem(s, lo, hi, false, false, example); },
-                        "NUMBER in [" + number_text(lo) + ", " + number_text(hi) + "]");
-}
-inline CLI::Validator integer_in(double lo, double hi) {
-  return CLI::Validator([=](std::string& s) { return number_problem(s, lo, hi, true); },
-                        "INT in [" + number_text(lo) + ", " + number_text(hi) + "]");
-}
-inline CLI::Validator positive_number(const char* example = nullptr) {
-  return CLI::Validator(
-      [=](std::string& s) { return number_problem(s, 0, std::numeric_limits<double>::max(), false, true, example); },
-      "NUMBER > 0");
-}
-inline CLI::Validator finite_number() {
-  return CLI::Validator(
-      [](std::string& s) {
-        return number_problem(s, -std::numeric_limits<double>::max(), std::numeric_limits<double>::max(), false);
-      },
-      "NUMBER");
-}
+struct Check {
+  enum class Kind { number, one_of };
+  Kind kind = Kind::number;
+  // number: refused unless finite and in [lo, hi] (lo itself too when lo_open), whole if integer.
+  double lo = 0, hi = 0;
+  bool integer = false, lo_open = false;
+  const char* example = nullptr;   // "(e.g. 0.001)" after the problem
+  std::string description;         // after the option's type in the help: "NUMBER in [0, 0.9]"
+  std::vector<std::string> words;  // one_of: the accepted values (CLI11's IsMember)
+};
 
-// CLI11's parse error, with a hint when an argument that starts with '-' names a file (CLI11
-// takes "-x.png" for an option, and then says only "inputs is required").
-inline std::string parse_error_text(const CLI::ParseError& e, int argc, char** argv) {
-  std::string text = e.what();
-  if (text == "inputs is required") text = "no input images given";
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--") break;
-    std::error_code ec;
-    if (a.size() > 1 && a[0] == '-' && std::filesystem::exists(a, ec)) {
-      text += "; '" + a + "' was read as an option: to name a file that starts with '-', write ./" + a +
-              " or put -- before it";
-      break;
-    }
-  }
-  return text;
-}
+// A finite number in [lo, hi].
+Check number_in(double lo, double hi, const char* example = nullptr);
+// A whole number in [lo, hi].
+Check integer_in(double lo, double hi);
+// A finite number > 0.
+Check positive_number(const char* example = nullptr);
+// Any finite number.
+Check finite_number();
+// One of these words (CLI11's IsMember: the help and the error list them as {a,b,c}).
+Check one_of(std::initializer_list<const char*> words);
 
 }  // namespace kiln::programs

@@ -16,7 +16,7 @@
 #include <kiln/io/pair_loader.hpp>
 #include <kiln/train/quality.hpp>
 
-#include "../common/cli11.hpp"
+#include "../common/command_line.hpp"  // CLI11, compiled once for the three programs
 #include <omp.h>
 
 #include <algorithm>
@@ -24,6 +24,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -195,7 +196,8 @@ int run(const Options& o) {
 
 int main(int argc, char** argv) {
   Options o;
-  CLI::App app{"kiln-denoise: train a residual denoiser on a folder of photos, checkpoint, reload, validate"};
+  kiln::programs::CommandLine app{
+      "kiln-denoise: train a residual denoiser on a folder of photos, checkpoint, reload, validate"};
   app.add_option("--data", o.data, "folder of training photos (with --val absent: the last fifth validates)")
       ->required();
   app.add_option("--val", o.val, "folder of validation photos");
@@ -214,7 +216,7 @@ int main(int argc, char** argv) {
   app.add_option("--threads", o.threads, "OpenMP threads (0: all)")->capture_default_str();
   app.add_option("--out", o.out, "output folder (denoise.safetensors)")->capture_default_str();
   app.add_option("--load", o.load, "start from this checkpoint");
-  CLI11_PARSE(app, argc, argv);
+  if (const std::optional<int> stop = app.parse_cli11_style(argc, argv)) return *stop;
   try {
     if (o.steps < 0 || o.batch < 1 || o.crop < 8) throw kiln::Error("--steps must be >= 0, --batch >= 1, --crop >= 8");
     if (o.steps == 0 && o.load.empty()) throw kiln::Error("--steps 0 needs --load CHECKPOINT");

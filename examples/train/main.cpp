@@ -2,7 +2,6 @@
 // See docs/programs.md, or run kiln-train --help.
 // main() reads the command line (and a resumed checkpoint's settings) and hands the run to
 // run_training (run.hpp), which picks the (model, device) pair's translation unit.
-#include "../common/cli11.hpp"
 #include <kiln/io/io_error.hpp>
 #include <kiln/io/safetensors.hpp>
 #include <nlohmann/json.hpp>
@@ -16,9 +15,9 @@
 
 #include "../common/checkpoint_model.hpp"
 #include "../common/cli.hpp"
+#include "../common/command_line.hpp"
 #include "../common/devices.hpp"
 #include "../common/memory_budget.hpp"
-#include "../common/options.hpp"
 #include "../common/paths.hpp"
 #include "config.hpp"
 #include "numeric_guard.hpp"
@@ -41,31 +40,28 @@ std::string key_of(const std::string& option) {
 
 int run(int argc, char** argv, kp::World& world) {
   kp::TrainConfig c;
-  CLI::App app{
+  kp::CommandLine app{
       "kiln-train: trains kiln's colorization U-Net (input: the L of CIE Lab; output: a and b) on folders of colour "
       "photos. Writes OUT/metrics.jsonl, OUT/loss.png, OUT/samples.png, OUT/latest.safetensors and "
       "OUT/best.safetensors. Ctrl-C saves OUT/latest.safetensors and stops (exit 130); --resume continues.",
       "kiln-train"};
   // A repeated option takes its last value (handy for scripts that append to a base command).
-  app.option_defaults()->always_capture_default()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
-  app.get_formatter()->column_width(34);
+  app.always_capture_default().take_last_by_default().column_width(34);
 
   auto* data = app.add_option("--data", c.data, "Training image folders (searched recursively)")
                    ->type_name("DIR...")
-                   ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+                   ->take_all();
   app.add_option("--data-repeat", c.data_repeat,
                  "How many times each --data folder's images enter an epoch, one number per folder (default 1 "
                  "each): weights a small folder against a large one")
       ->type_name("N...")
-      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
+      ->take_all()
       ->check(kp::integer_in(1, 1000));
   auto* preset = app.add_option("--preset", c.preset,
                                 "Bundled photos: data/photos/<NAME>/{train,val} as installed by "
                                 "scripts/install-data.sh (KILN_DATA_DIR overrides data/photos)")
-                     ->check(CLI::IsMember({"default", "street"}));
-  auto* val = app.add_option("--val", c.val, "Validation image folders")
-                  ->type_name("DIR...")
-                  ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+                     ->check(kp::one_of({"default", "street"}));
+  auto* val = app.add_option("--val", c.val, "Validation image folders")->type_name("DIR...")->take_all();
   auto* split = app.add_option("--val-split", c.val_split,
                                "Hold out this fraction of the training images (by image) for validation; used when "
                                "neither --val nor a preset's val folder is given (0 means 0.1 then)")
@@ -89,12 +85,12 @@ int run(int argc, char** argv, kp::World& world) {
                  "Learning-rate schedule, updated every step on the fractional epoch: exp (lr -> lr*end-fraction "
                  "exponentially over the epochs, the reference), step (x --step-gamma every --step-epochs), "
                  "cosine, constant")
-      ->check(CLI::IsMember({"exp", "step", "cosine", "constant"}));
+      ->check(kp::one_of({"exp", "step", "cosine", "constant"}));
   app.add_option("--step-gamma", c.step_gamma, "Factor of the step schedule")->check(kp::positive_number());
   app.add_option("--step-epochs", c.step_epochs, "Epochs between steps of the step schedule")
       ->check(kp::integer_in(1, 1000000));
   app.add_option("--optimizer", c.optimizer, "adam, adamw or sgd (momentum --momentum)")
-      ->check(CLI::IsMember({"adam", "adamw", "sgd"}));
+      ->check(kp::one_of({"adam", "adamw", "sgd"}));
   app.add_option("--weight-decay", c.weight_decay,
                  "Weight decay; negative: the optimizer's default (Adam 0, AdamW 0.01)")
       ->check(kp::finite_number());
@@ -102,29 +98,29 @@ int run(int argc, char** argv, kp::World& world) {
   app.add_option("--loss", c.loss,
                  "Training loss: mse, l1 or huber on ab/110, or classify (ab in bins of 10 found in the training "
                  "data, class-rebalanced softmax cross-entropy, annealed-mean decoding: Zhang et al. 2016)")
-      ->check(CLI::IsMember({"mse", "l1", "huber", "classify"}));
+      ->check(kp::one_of({"mse", "l1", "huber", "classify"}));
   app.add_option("--huber-delta", c.huber_delta, "Delta of the Huber loss (in ab/110 units)")
       ->check(kp::positive_number());
   auto* model =
       app.add_option(
              "--model", c.model,
              "Model size: small (UNet width 16, depth 4) or base (width 32, depth 4, the reference's 7.2M parameters)")
-          ->check(CLI::IsMember({"small", "base"}));
+          ->check(kp::one_of({"small", "base"}));
   app.add_option("--device", c.device,
                  "auto (cuda when a GPU is present, else cpu), cpu, or cuda (without a GPU: kiln's CPU emulator of "
                  "CUDA, very slow: for testing only)")
-      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+      ->check(kp::one_of({"auto", "cpu", "cuda"}));
   app.add_option(
          "--precision", c.precision,
          "Math of the convolutions: fp32 (strict, the default), tf32 or bf16 (tensor cores on cuda; bf16 rounds "
          "the 1x1 and 3x3 convolutions' operands to bfloat16, weights, BN and losses stay fp32; saved in the "
          "checkpoint). On cpu, tf32 and bf16 simulate those numerics (the same rounded operands, fp32 GEMMs): "
          "slower than fp32, for measuring their accuracy")
-      ->check(CLI::IsMember({"fp32", "tf32", "bf16"}));
+      ->check(kp::one_of({"fp32", "tf32", "bf16"}));
   app.add_option("--cuda-graph", c.cuda_graph,
                  "on (default): on cuda, the training step is captured once as a CUDA graph and replayed; off: "
                  "queued launch by launch. Same results either way")
-      ->check(CLI::IsMember({"on", "off"}));
+      ->check(kp::one_of({"on", "off"}));
   app.add_option("--loss-every", c.loss_every,
                  "On cuda, the losses and the device's NaN/Inf check are read every N steps (and before every save), "
                  "without a host round trip in between (1-256, default 16)")
@@ -140,7 +136,7 @@ int run(int argc, char** argv, kp::World& world) {
                                     "moments and step, schedule position, data order. Its settings are used except "
                                     "those given on this command line")
                          ->expected(0, 1)
-                         ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast)
+                         ->take_last()
                          ->type_name("[CHECKPOINT]");
   app.add_option("--val-every", c.val_every, "Validate every N epochs (and at the end)")
       ->check(kp::integer_in(1, 1000000));
@@ -152,7 +148,7 @@ int run(int argc, char** argv, kp::World& world) {
   app.add_option("--scales", c.scales, "Crop scales (a crop covers crop/scale pixels of the image, resized)")
       ->check(kp::positive_number())
       ->type_name("S...")
-      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+      ->take_all();
   app.add_option("--flip", c.flip, "Random left-right flips");
   app.add_option("--loader-max-side", c.loader_max_side,
                  "Training images are cached downscaled to this long side before cropping")
@@ -190,17 +186,7 @@ int run(int argc, char** argv, kp::World& world) {
   data->excludes(preset);
   val->excludes(split);
 
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForAllHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    kp::print_error("kiln-train", kp::parse_error_text(e, argc, argv));
-    std::fprintf(stderr, "Run kiln-train --help for the options.\n");
-    return kp::exit_usage;
-  }
+  if (const std::optional<int> stop = app.parse(argc, argv)) return *stop;
 
   kp::RunRequest req;
   req.overwrite = overwrite;
@@ -240,8 +226,7 @@ int run(int argc, char** argv, kp::World& world) {
     nlohmann::json given = c;
     nlohmann::json merged = saved;
     std::set<std::string> explicit_keys;
-    for (const CLI::Option* o : app.get_options())
-      if (o->count() > 0 && !o->get_lnames().empty()) explicit_keys.insert(key_of("--" + o->get_lnames().front()));
+    for (const std::string& name : app.given_long_names()) explicit_keys.insert(key_of("--" + name));
     if (explicit_keys.count("data") || explicit_keys.count("preset")) explicit_keys.insert({"data", "preset"});
     if (explicit_keys.count("val") || explicit_keys.count("val_split")) explicit_keys.insert({"val", "val_split"});
     for (const std::string& k : explicit_keys)
