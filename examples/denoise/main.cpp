@@ -1,5 +1,6 @@
 // kiln-denoise: a network of its own (not the colorizer's U-Net) trained, checkpointed,
-// reloaded and run on whole photos with nothing but the library's public API:
+// reloaded and run on whole photos with nothing but the library's public API (the command line
+// aside: the programs' shared CLI11 facade):
 //   - DnCNN-like residual network (Conv-ReLU, Residual<Conv-BN-ReLU-Conv> blocks, Conv) that
 //     predicts the noise of an RGB photo; denoised = noisy - predicted noise
 //   - io::PairLoader: random crops/flips of the photos, a transform adding Gaussian noise
