@@ -2,7 +2,8 @@
 # libFuzzer: each target's LLVMFuzzerTestOneInput, compiled with the project's compiler (g++)
 # and warnings, linked with kiln::kiln (Debian's libstb), fed every file of
 # fuzz/corpus/<target>/ and fuzz/regressions/<target>/ once by fuzz/regression_main.cpp.
-# Runs in the normal and the ASan/UBSan build (KILN_SANITIZE). Include from tests/CMakeLists.txt:
+# Runs in the normal build; not in the ASan/UBSan one (KILN_SANITIZE), where fuzz/run_ci.sh's
+# libFuzzer run replays the same files under clang's sanitizers. Include from tests/CMakeLists.txt:
 #   include(${PROJECT_SOURCE_DIR}/fuzz/regressions.cmake)
 set(_kiln_fuzz_dir ${CMAKE_CURRENT_LIST_DIR})
 foreach(_target image safetensors dataset)

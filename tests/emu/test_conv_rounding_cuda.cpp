@@ -96,8 +96,9 @@ Passes cuda_passes(kiln::cuda::MathMode mode, const ConvShape& s, const std::vec
 }
 
 // The small U-Net's convolutions (width 16, depth 4) at a 16-pixel input, the batch of 2: the first
-// layer, a level's 3x3s, a decoder's 1x1 reduce and 3x3 after the concat, the head.
-const ConvShape unet_shapes[] = {
+// layer, a level's 3x3s, a decoder's 1x1 reduce and 3x3 after the concat, the head (not used in
+// OS-thread mode).
+[[maybe_unused]] const ConvShape unet_shapes[] = {
     {2, 1, 16, 16, 16, 3}, {2, 16, 32, 8, 8, 3}, {2, 64, 32, 4, 4, 1}, {2, 32, 16, 16, 16, 3}, {2, 16, 2, 16, 16, 1}};
 
 }  // namespace
