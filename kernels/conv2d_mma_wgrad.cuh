@@ -7,7 +7,7 @@
 // Per filter tap t = u*K + v (blockIdx.y), one GEMM with the pixels as the reduction:
 //   D_t[m = Cout][n = Cin] = sum over pixels p of  dy[img][m][p]  *  x[img][n][py+u-P][px+v-P],
 //   dw[m][n][t] += D_t[m][n].
-// The pixels are split over blockIdx.z (split-K, enough blocks for a large GPU): each split writes
+// The pixels are split over blockIdx.z (split-K, a block for every SM: splits()): each split writes
 // its partial D into a workspace [split][t][Cout][Cin], and conv2d_mma_wgrad_reduce_kernel adds
 // the splits to dw in a fixed order (deterministic, bit-identical run to run, no atomics). With one
 // split the kernel adds D to dw itself.
@@ -277,8 +277,11 @@ inline bool supports(const ConvShape& s) {
 }
 inline bool aligned(const float* dy) { return reinterpret_cast<std::uintptr_t>(dy) % 16 == 0; }
 
-// Split-K: enough blocks to fill a large GPU (~512), at least 8 k steps (128 pixels) per split,
-// at most 16M floats (64 MiB) of partial sums, at most 1024 splits; no split is empty.
+// Split-K: the fewest splits that give every SM of a 132-SM GPU a block (each split costs the
+// reduction a read of all Cout*Cin*K*K partial sums, so more only add DRAM traffic), none where
+// the unsplit grid already fills half the SMs (the reduction launch then costs more than the idle
+// SMs), at least 8 k steps (128 pixels) per split, at most 16M floats (64 MiB) of partial sums, at
+// most 1024 splits; no split is empty.
 struct Splits {
   int count = 1;
   int steps_per_split = 1;
@@ -287,7 +290,8 @@ inline Splits splits(const ConvShape& s) {
   const std::int64_t bt = block_tile(s), kk = s.k * s.k;
   const std::int64_t blocks = (s.c_out + bt - 1) / bt * ((s.c_in + bt - 1) / bt) * kk;
   const std::int64_t steps = (s.n * s.h * s.w + bk - 1) / bk;
-  std::int64_t count = 512 / blocks;
+  constexpr std::int64_t fill = 132;
+  std::int64_t count = 2 * blocks >= fill ? 1 : (fill + blocks - 1) / blocks;
   if (steps / 8 < count) count = steps / 8;
   const std::int64_t by_workspace = (std::int64_t{1} << 24) / (s.c_out * s.c_in * kk > 0 ? s.c_out * s.c_in * kk : 1);
   if (by_workspace < count) count = by_workspace;

@@ -522,6 +522,22 @@ TEST_CASE("conv2d_mma_wgrad: shapes taken, split-K plan, dgrad packing size") {
     CHECK(std::int64_t{sp.count - 1} * sp.steps_per_split < steps);  // no empty split
     CHECK(mw::workspace_floats(s) == (sp.count > 1 ? sp.count * s.c_out * s.c_in * s.k * s.k : 0));
   }
+  // The fewest splits that give each of 132 SMs a block; none where the unsplit grid fills half of
+  // them (U-Net shapes, batch 16; the 8-k-steps cap binds at level 3's 18-block grid).
+  struct Plan {
+    ConvShape s;
+    int splits;
+  };
+  for (const Plan& p : {Plan{{16, 32, 32, 64, 64, 3}, 15},    // 9 blocks
+                        Plan{{16, 128, 128, 16, 16, 3}, 15},  // 9 blocks (was 32 splits)
+                        Plan{{16, 64, 128, 16, 16, 3}, 8},    // 18 blocks
+                        Plan{{16, 128, 256, 8, 8, 3}, 8},     // 18 blocks, 64 k steps
+                        Plan{{16, 256, 256, 8, 8, 3}, 4},     // 36 blocks (was 8)
+                        Plan{{16, 512, 256, 8, 8, 3}, 1},     // 72 blocks (was 7)
+                        Plan{{16, 512, 512, 4, 4, 3}, 1}}) {  // 144 blocks (was 2)
+    INFO(p.s.c_in, "->", p.s.c_out, " ", p.s.h, "x", p.s.w);
+    CHECK(mw::splits(p.s).count == p.splits);
+  }
   CHECK_THROWS_WITH_AS(mw::backward_weight({1, 3, 2, 5, 7, 3}, nullptr, nullptr, nullptr, nullptr),
                        doctest::Contains("H*W a multiple of 4"), kiln::gpu::Error);
 }
