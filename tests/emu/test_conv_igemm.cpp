@@ -535,8 +535,8 @@ TEST_CASE("Conv2d<Cuda> under MathMode::tf32: the backward packs nothing after a
   const auto [dx, both, dgrad] = pass(true, kiln::Mode::train);
   CHECK(both == 1);
   CHECK(dgrad == 0);
-  auto same = [&](const std::vector<float>& v) {
-    return v.size() == dx.size() && std::memcmp(v.data(), dx.data(), v.size() * sizeof(float)) == 0;
+  auto same = [&first = dx](const std::vector<float>& v) {  // (clang 14 captures no structured binding)
+    return v.size() == first.size() && std::memcmp(v.data(), first.data(), v.size() * sizeof(float)) == 0;
   };
   const auto [again, again_both, again_dgrad] = pass(false, kiln::Mode::train);  // the weight gradient wrote over it
   CHECK(again_dgrad == 1);

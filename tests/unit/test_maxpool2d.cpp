@@ -131,8 +131,8 @@ TEST_CASE("MaxPool2d: the 2x2 fast path equals the reference loops bitwise (ties
     std::vector<std::int32_t> i_fast(out, -1), i_ref(out, -2);
     cpu::maxpool2d_forward(a, x.data(), y_fast.data(), i_fast.data());
     cpu::reference::maxpool2d_forward(a, x.data(), y_ref.data(), i_ref.data());
-    CAPTURE(h);
-    CAPTURE(w);
+    CAPTURE(a.h);  // (a.h, not h: clang 14 cannot capture a structured binding in CAPTURE's lambda)
+    CAPTURE(a.w);
     CHECK(std::memcmp(y_fast.data(), y_ref.data(), out * sizeof(float)) == 0);
     CHECK(i_fast == i_ref);
   }
