@@ -52,10 +52,6 @@ side_start() {  # side_start NAME FUNCTION: FUNCTION in the background, in its o
 }
 side_wait() {  # side_wait NAME: its output, and the suite stops if it failed
   local rc=0
-  # Now the foreground waits for it: back to normal priority, ahead of the other background builds
-  # (its process group: make and the compilers it has started; those it starts inherit it). Raising
-  # a priority needs root (CI's case); otherwise it just keeps nice 19.
-  renice -n 0 -g "${side_pid[$1]}" >/dev/null 2>&1 || true
   wait "${side_pid[$1]}" || rc=$?
   unset "side_pid[$1]"
   cat "build/$1.log"
