@@ -8,9 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${1:?usage: bench/sanitizer_cpu_kernels.sh BUILD_DIR}
-cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release -DKILN_CUDA=OFF -DKILN_SANITIZE=ON -DKILN_BUILD_BENCH=OFF \
-  -DCMAKE_CXX_FLAGS_RELEASE=-Og -DKILN_PROGRAMS_CUDA_DEVICE=ON -DKILN_PROGRAMS_CUDA_PAIRS=colorizer_small_ab \
-  -DKILN_BUILD_TESTS=ON -DKILN_BUILD_EXAMPLES=ON -DCMAKE_EXPORT_COMPILE_COMMANDS=ON >/dev/null
+bash bench/sanitizer_configure.sh "$dir"
 cmake --build "$dir" -j "${KILN_JOBS:-$(nproc)}" >/dev/null
 # The unit's command without CMake's -fno-sanitize list (each variant sets its own).
 base=$(python3 - "$dir/compile_commands.json" <<'EOF'
