@@ -68,7 +68,11 @@ ChildRun run_in_child(Body body) {
   if (child == 0) {
     dup2(pipe_ends[1], 2);
     close(pipe_ends[0]);
-    body();
+    try {
+      body();
+    } catch (...) {  // not into doctest: the child would go on running the parent's tests
+      _exit(3);
+    }
     _exit(0);
   }
   close(pipe_ends[1]);
