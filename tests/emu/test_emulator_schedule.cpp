@@ -122,16 +122,16 @@ TEST_CASE("random schedule: the schedule's text names the seed") {
 TEST_CASE("exact-size device allocations: ASan reports a store one element past the end" *
           doctest::skip(!KILN_EMU_ASAN)) {
 #if KILN_EMU_ASAN
-  const auto [exited_cleanly, report] = run_in_child([] {
+  const ChildRun child = run_in_child([] {
     DeviceBuffer<float> out(100);
     KILN_LAUNCH(store_one_past_the_end, dim3(1), dim3(32), 0, nullptr, out.get(),
                 100u);  // one block: no worker threads
   });
-  INFO(report);
-  CHECK(!exited_cleanly);
-  CHECK(report.find("heap-buffer-overflow") != std::string::npos);
-  CHECK(report.find("0 bytes ") != std::string::npos);  // "0 bytes to the right of" / "0 bytes after"
-  CHECK(report.find("400-byte region") != std::string::npos);
+  INFO(child.stderr_text);
+  CHECK(!child.exited_cleanly);
+  CHECK(child.stderr_text.find("heap-buffer-overflow") != std::string::npos);
+  CHECK(child.stderr_text.find("0 bytes ") != std::string::npos);  // "0 bytes to the right of" / "0 bytes after"
+  CHECK(child.stderr_text.find("400-byte region") != std::string::npos);
   // The same kernel within bounds is fine.
   DeviceBuffer<float> out(100);
   KILN_LAUNCH(store_one_past_the_end, dim3(1), dim3(32), 0, nullptr, out.get(), 99u);
@@ -146,12 +146,12 @@ TEST_CASE("misaligned vector loads: UBSan reports a float4 load 4 bytes past a 1
           doctest::skip(!KILN_EMU_ASAN)) {
 #if KILN_EMU_ASAN
   DeviceBuffer<float> in(std::vector<float>(4 * 32 + 4, 1.0f)), out(32);
-  const auto [exited_cleanly, report] =
+  const ChildRun child =
       run_in_child([&] { KILN_LAUNCH(load_float4_from, dim3(1), dim3(32), 0, nullptr, in.get(), out.get(), 1u); });
-  INFO(report);
-  CHECK(!exited_cleanly);
-  CHECK(report.find("misaligned address") != std::string::npos);
-  CHECK(report.find("16 byte alignment") != std::string::npos);
+  INFO(child.stderr_text);
+  CHECK(!child.exited_cleanly);
+  CHECK(child.stderr_text.find("misaligned address") != std::string::npos);
+  CHECK(child.stderr_text.find("16 byte alignment") != std::string::npos);
   // Aligned, the same kernel runs.
   KILN_LAUNCH(load_float4_from, dim3(1), dim3(32), 0, nullptr, in.get(), out.get(), 4u);
   CHECK(out.download() == std::vector<float>(32, 4.0f));
