@@ -9,13 +9,11 @@
 #include <vector>
 
 #include "kiln/gpu/gpu.hpp"
+#include "child_process.hpp"
 #include "test_emulator_support.hpp"
 
-#if KILN_EMU_ASAN
-#include <sys/wait.h>
-#include <unistd.h>
-#endif
-
+using kiln::test::ChildRun;
+using kiln::test::run_in_child;
 using kiln_emu_test::DeviceBuffer;
 
 namespace {
@@ -52,40 +50,6 @@ Orders run_order(kiln::gpu::emu::Schedule schedule, std::uint64_t seed) {
   const float4 v = *reinterpret_cast<const float4*>(in + offset + 4 * threadIdx.x);
   out[threadIdx.x] = v.x + v.y + v.z + v.w;
 }
-
-#if KILN_EMU_ASAN
-struct ChildRun {
-  bool exited_cleanly;
-  std::string stderr_text;
-};
-// Runs body in a forked child (a sanitizer report ends the process) and collects its stderr.
-template <class Body>
-ChildRun run_in_child(Body body) {
-  int pipe_ends[2];
-  REQUIRE(pipe(pipe_ends) == 0);
-  const pid_t child = fork();
-  REQUIRE(child >= 0);
-  if (child == 0) {
-    dup2(pipe_ends[1], 2);
-    close(pipe_ends[0]);
-    try {
-      body();
-    } catch (...) {  // not into doctest: the child would go on running the parent's tests
-      _exit(3);
-    }
-    _exit(0);
-  }
-  close(pipe_ends[1]);
-  std::string report;
-  char chunk[4096];
-  for (ssize_t got; (got = read(pipe_ends[0], chunk, sizeof chunk)) > 0;)
-    report.append(chunk, static_cast<std::size_t>(got));
-  close(pipe_ends[0]);
-  int status = 0;
-  REQUIRE(waitpid(child, &status, 0) == child);
-  return {WIFEXITED(status) && WEXITSTATUS(status) == 0, report};
-}
-#endif
 
 }  // namespace
 
