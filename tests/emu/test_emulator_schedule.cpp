@@ -105,9 +105,16 @@ TEST_CASE("exact-size device allocations: ASan reports a store one element past 
 
 // The sanitizer build leaves UBSan's alignment check out but for the code that runs kernels
 // (CMakeLists.txt, KILN_RUNS_KERNELS): there a vector load from a misaligned address, which faults
-// on a GPU, must still stop the run. In a child process, as above.
+// on a GPU, must still stop the run. In a child process, as above. g++ only: clang 14's UBSan checks
+// the alignment of a reference bound or a member read through the pointer, not of a whole struct
+// copied from it (`float4 v = *p`, this kernel's idiom and the usual one).
+#if defined(__clang__)
+constexpr bool kUbsanChecksStructCopies = false;
+#else
+constexpr bool kUbsanChecksStructCopies = true;
+#endif
 TEST_CASE("misaligned vector loads: UBSan reports a float4 load 4 bytes past a 16-byte boundary" *
-          doctest::skip(!KILN_EMU_ASAN)) {
+          doctest::skip(!KILN_EMU_ASAN || !kUbsanChecksStructCopies)) {
 #if KILN_EMU_ASAN
   DeviceBuffer<float> in(std::vector<float>(4 * 32 + 4, 1.0f)), out(32);
   const ChildRun child =
