@@ -6,7 +6,10 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <numeric>
+#include <set>
+#include <thread>
 #include <vector>
 
 #include "kiln/gpu/gpu.hpp"
@@ -405,3 +408,36 @@ TEST_CASE("emulator: a million threads run quickly") {
   const std::vector<float> c = dc.download();
   CHECK(c[12345 % static_cast<std::size_t>(n)] == 2.0f * a[12345 % static_cast<std::size_t>(n)]);
 }
+
+#if KILN_EMU_THREADS
+namespace {
+// Each thread names its OS thread and reads its neighbour's value after a barrier (which needs
+// every thread of the block running at once).
+__global__ void name_os_threads(std::size_t* os_thread, unsigned* neighbour) {
+  __shared__ unsigned value[256];
+  value[threadIdx.x] = threadIdx.x * 3u;
+  __syncthreads();
+  neighbour[blockIdx.x * blockDim.x + threadIdx.x] = value[(threadIdx.x + 1) % blockDim.x];
+  os_thread[blockIdx.x * blockDim.x + threadIdx.x] = std::hash<std::thread::id>{}(std::this_thread::get_id());
+}
+}  // namespace
+
+TEST_CASE("OS-thread mode: a block's threads run at once, on OS threads kept from block to block") {
+  std::set<std::size_t> seen;
+  for (const unsigned threads : {64u, 256u, 32u}) {
+    const unsigned blocks = 3;
+    DeviceBuffer<std::size_t> os_thread(blocks * threads);
+    DeviceBuffer<unsigned> neighbour(blocks * threads);
+    KILN_LAUNCH(name_os_threads, blocks, threads, 0, nullptr, os_thread.get(), neighbour.get());
+    const std::vector<unsigned> got = neighbour.download();
+    const std::vector<std::size_t> ids = os_thread.download();
+    for (unsigned b = 0; b < blocks; ++b) {
+      const std::set<std::size_t> block_ids(ids.begin() + b * threads, ids.begin() + (b + 1) * threads);
+      CHECK(block_ids.size() == threads);  // one OS thread per CUDA thread
+      for (unsigned t = 0; t < threads; ++t) CHECK(got[b * threads + t] == (t + 1) % threads * 3u);
+    }
+    seen.insert(ids.begin(), ids.end());
+  }
+  CHECK(seen.size() == 256);  // 9 blocks of up to 256 threads ran on the largest block's 256
+}
+#endif

@@ -3,7 +3,8 @@
 // blocks from a shared counter; within a block the threads are fibers scheduled deterministically:
 // in linear-id order (or reversed, or a seeded random permutation per sweep: emu_schedule.hpp),
 // each runs until it waits at a barrier or warp collective or returns. In OS-thread mode (KILN_EMU_THREADS=1) every
-// CUDA thread of a block is a std::thread and blocks run one after another.
+// CUDA thread of a block is an OS thread (kept from block to block: emu_block_threads.hpp) and blocks
+// run one after another.
 #include "kiln/gpu/config.hpp"
 
 #if !KILN_GPU_REAL
@@ -21,6 +22,7 @@
 #include <utility>
 #include <vector>
 
+#include "kiln/gpu/emu_block_threads.hpp"
 #include "kiln/gpu/emu_check.hpp"
 #include "kiln/gpu/emu_schedule.hpp"
 #include "kiln/gpu/emu_stack_pool.hpp"
@@ -52,7 +54,9 @@ struct Worker {
   std::vector<EmulatedThread> threads;
   std::unique_ptr<unsigned char[], void (*)(void*)> shared{nullptr, std::free};
   std::size_t shared_capacity = 0;
-#if !KILN_EMU_THREADS
+#if KILN_EMU_THREADS
+  BlockThreads block_threads;
+#else
   FiberStackPool stacks;
 #endif
 
@@ -162,30 +166,25 @@ KILN_EMU_ENTRY void run_block_threads(Worker& worker, BlockContext& b) {
 
 #else  // KILN_EMU_THREADS
 
-KILN_EMU_ENTRY void run_block_threads(Worker&, BlockContext& b);
+KILN_EMU_ENTRY void run_block_threads(Worker& worker, BlockContext& b);
 #if KILN_EMU_DEFINITIONS
-KILN_EMU_ENTRY void run_block_threads(Worker&, BlockContext& b) {
-  std::vector<std::thread> threads;
-  threads.reserve(b.thread_count);
+KILN_EMU_ENTRY void run_block_threads(Worker& worker, BlockContext& b) {
   const KernelInvocation& k = *b.kernel;
   try {
-    for (unsigned i = 0; i < b.thread_count; ++i) {
-      threads.emplace_back([&b, &k, i] {
-        EmulatedThread& self = b.threads[i];
-        threadIdx = self.index;
-        blockIdx = b.block_index;
-        blockDim = k.block;
-        gridDim = k.grid;
-        current_thread = &self;
-        run_thread_body(self);
-        current_thread = nullptr;
-      });
-    }
+    worker.block_threads.run(b.thread_count, [&b, &k](unsigned i) {
+      EmulatedThread& self = b.threads[i];
+      threadIdx = self.index;
+      blockIdx = b.block_index;
+      blockDim = k.block;
+      gridDim = k.grid;
+      current_thread = &self;
+      run_thread_body(self);  // (catches what the kernel throws)
+      current_thread = nullptr;
+    });
   } catch (const std::exception& e) {
     [[maybe_unused]] BlockLock lock = lock_block(b);
     record_failure(b, std::string("kiln emulator: cannot start the OS threads of a block: ") + e.what() + "\n");
   }
-  for (std::thread& t : threads) t.join();
 }
 #endif
 
