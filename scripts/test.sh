@@ -159,7 +159,8 @@ fi
 
 if [ -d tests/emucheck ]; then
   # Kernel loads/stores instrumented by clang (docs/emulator.md, "Checking builds"): the checker's
-  # deliberate-bug tests, then the kernel table under the default schedule and random seeds 1-3.
+  # deliberate-bug tests, then the kernel table under the default schedule and a random one (its
+  # seed from the commit, in the test's name: tests/emucheck.cmake).
   stage "emulator checking build (clang -DKILN_EMU_CHECK=ON; in the background since the start)"
   side_wait ci-emucheck.build
   stage "emulator race, init and bounds checks; kernel table under random schedules (label emucheck)"
