@@ -39,6 +39,7 @@ class BlockThreads {
   // (std::system_error) before any runs.
   void run(unsigned n, const std::function<void(unsigned)>& body) {
     std::unique_lock lock(mutex_);
+    slots_.reserve(n);  // (a started thread's slot must not be lost to a throwing push_back)
     while (slots_.size() < n) {
       auto slot = std::make_unique<Slot>();
       Slot& started = *slot;
