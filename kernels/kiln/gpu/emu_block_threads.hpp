@@ -4,7 +4,8 @@
 // threads for every block was most of that mode's cost (system time, and ThreadSanitizer's set-up
 // of each thread). The hand-offs go through one mutex and condition variables, which
 // ThreadSanitizer sees: everything a block did happens before the next block starts, as it did
-// with threads joined and created afresh, and the threads of one block still run at once.
+// with threads joined and created afresh, and the threads of one block still run at once. A process
+// forked after a launch must not launch in the child: the kept threads do not exist there.
 #include "kiln/gpu/config.hpp"
 
 #if !KILN_GPU_REAL && KILN_EMU_THREADS
