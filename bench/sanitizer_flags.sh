@@ -1,60 +1,73 @@
 #!/usr/bin/env bash
-# What each of UBSan's per-access checks costs the sanitizer build's compile (docs/reliability.md,
-# "CI time", tenth pass): five of its heaviest units compiled with the stage's own command under each
-# variant of -fno-sanitize, one after another.
-#   bash bench/sanitizer_flags.sh BUILD_DIR
+# What the sanitizer build's checks cost its compile (docs/reliability.md, "CI time"): heavy units of
+# that build, each compiled with the stage's own command under each variant's flags, the variants
+# interleaved unit by unit (the order flipped every round) so that a shared machine's drift weighs on
+# all of them.
+#   bash bench/sanitizer_flags.sh [--scope] BUILD_DIR [ROUNDS]     (default 1 round)
+#   default: UBSan's per-access checks (tenth pass): five units under four -fno-sanitize lists
+#   --scope: ASan's use-after-scope check (eleventh pass): six units with and without it
 # BUILD_DIR: configured here as scripts/test.sh configures the sanitizer stage (nothing is built:
 # the commands come from compile_commands.json; the precompiled headers are read as text in every
-# variant, so the variants compare like for like). Prints each unit's CPU-s per variant.
+# variant, so the variants compare like for like). Prints each unit's CPU-s per variant and totals.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-dir=${1:?usage: bench/sanitizer_flags.sh BUILD_DIR}
+mode=ubsan
+[[ ${1:-} == --scope ]] && { mode=scope; shift; }
+dir=${1:?usage: bench/sanitizer_flags.sh [--scope] BUILD_DIR [ROUNDS]}
 bash bench/sanitizer_configure.sh "$dir"
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-# Each unit's command ("directory<TAB>command"), without CMake's sanitizer check list and the
-# alignment check of KILN_RUNS_KERNELS (each variant sets its own), writing to $work.
-python3 - "$dir/compile_commands.json" "$work" >"$work/commands" <<'EOF'
-import json, os, shutil, sys
-units = ["Unity/unity_unit_4_cxx.cxx", "emu/test_kernels_network.cpp", "emu/cases/conv.cpp",
-         "train/main.cpp", "instances/make_trainer_small_base_ab_cpu.cpp"]
-work = sys.argv[2]
-by_file = {c["file"]: c for c in json.load(open(sys.argv[1]))}
+python3 - "$mode" "$dir/compile_commands.json" "${2:-1}" <<'EOF'
+import json, resource, shlex, shutil, subprocess, sys, tempfile
+mode, database, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
+if mode == "ubsan":
+    units = ["Unity/unity_unit_4_cxx.cxx", "emu/test_kernels_network.cpp", "emu/cases/conv.cpp",
+             "train/main.cpp", "instances/make_trainer_small_base_ab_cpu.cpp"]
+    variants = {"all of UBSan": [],
+                "without null,alignment,object-size,pointer-overflow,vptr":
+                    ["-fno-sanitize=null,alignment,object-size,pointer-overflow,vptr"],
+                "the same but keeping alignment": ["-fno-sanitize=null,object-size,pointer-overflow,vptr"],
+                "without pointer-overflow,object-size only": ["-fno-sanitize=pointer-overflow,object-size"]}
+    # CMake's check list and KILN_RUNS_KERNELS' alignment check: each variant sets its own.
+    dropped = lambda a: a.startswith("-fno-sanitize=") or a == "-fsanitize=alignment"
+else:
+    units = ["emu/cases/conv.cpp", "emu/test_conv_igemm.cpp", "emu/test_kernels_network.cpp",
+             "instances/make_trainer_small_base_ab_cpu.cpp", "instances/make_colorizer_small_ab_cuda.cpp",
+             "train/session.cpp"]
+    variants = {"with use-after-scope": [], "without use-after-scope": ["-fno-sanitize-address-use-after-scope"]}
+    dropped = lambda a: a in ("-fsanitize-address-use-after-scope", "-fno-sanitize-address-use-after-scope")
+work = tempfile.mkdtemp()
+by_file = {c["file"]: c for c in json.load(open(database))}
+commands = []
 for n, unit in enumerate(units):
     c = next((c for f, c in by_file.items() if f.endswith(unit)), None)
     if c is None:
         sys.exit(f"sanitizer_flags.sh: no compile command for {unit}")
-    args, out, skip = [], [], False
-    for a in c["command"].split():
+    args, skip = [], False
+    for a in shlex.split(c["command"]):
         if skip:
             skip = False
             continue
         if a in ("-o", "-MF", "-MT"):
             skip = True
             if a == "-o":
-                out += ["-o", f"{work}/unit{n}.o"]
+                args += ["-o", f"{work}/unit.o"]
             continue
-        if a.startswith("-fno-sanitize=") or a == "-fsanitize=alignment" or a in ("-MD", "-Winvalid-pch"):
+        if dropped(a) or a in ("-MD", "-Winvalid-pch"):
             continue
         if a.endswith("cmake_pch.hxx"):  # the header as text: a copy without the .gch beside it
-            copy = f"{work}/pch{n}.hxx"
-            shutil.copy(a, copy)
-            a = copy
+            shutil.copy(a, f"{work}/pch{n}.hxx")
+            a = f"{work}/pch{n}.hxx"
         args.append(a)
-    print(c["directory"] + "\t" + " ".join(args + out) + "\t" + unit)
-EOF
-variants=("all of UBSan|"
-          "without null,alignment,object-size,pointer-overflow,vptr|-fno-sanitize=null,alignment,object-size,pointer-overflow,vptr"
-          "the same but keeping alignment|-fno-sanitize=null,object-size,pointer-overflow,vptr"
-          "without pointer-overflow,object-size only|-fno-sanitize=pointer-overflow,object-size")
-for v in "${variants[@]}"; do
-  label=${v%%|*} flags=${v#*|} total=0
-  echo "== $label"
-  while IFS=$'\t' read -r directory command unit; do
-    t=$(cd "$directory" && { /usr/bin/time -f "%U %S" bash -c "$command $flags" 2>&1 >/dev/null; } | tail -1)
-    cpu=$(awk '{ printf "%.1f", $1 + $2 }' <<<"$t")
-    total=$(awk -v a="$total" -v b="$cpu" 'BEGIN { printf "%.1f", a + b }')
-    echo "  $unit: $cpu CPU-s"
-  done <"$work/commands"
-  echo "  all five: $total CPU-s"
-done
+    commands.append((c["directory"], args, unit))
+total = dict.fromkeys(variants, 0.0)
+for r in range(rounds):
+    for directory, args, unit in commands:
+        for label in (list(variants) if r % 2 == 0 else list(reversed(variants))):
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            subprocess.run(args + variants[label], cwd=directory, check=True)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+            total[label] += cpu
+            print(f"round {r + 1} {unit}, {label}: {cpu:.1f} CPU-s", flush=True)
+for label, cpu in total.items():
+    print(f"all {len(units)} units, {label}: {cpu:.1f} CPU-s")
+shutil.rmtree(work)
