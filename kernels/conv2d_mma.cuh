@@ -471,48 +471,77 @@ inline bool supports(const ConvShape& s) {
          packed_weight_floats(s) < limit;
 }
 
-// Block tile width for a shape: 128 x 64 while Cout <= 64 (less padding waste), else 128 x 128.
-inline int block_n(const ConvShape& s) { return s.c_out <= 64 ? 64 : 128; }
+// Whether Cout is wider than the 128 x 64 tile (the BF16 kernels' tile width: 128 x 128 then).
+inline bool wide_cout(const ConvShape& s) { return s.c_out > 64; }
+inline constexpr int fill_blocks = 132, max_splits = 32;
+// Block tile width for a shape: 128 x 128 where Cout > 64 and those tiles give more than a quarter
+// of an H100's 132 SMs a block; else 128 x 64: less padding waste where Cout <= 64, and on the deep
+// levels (8 x 8 and 16 x 16 images at batch 16) twice the tiles of half the bytes, still split
+// (splits below) so that the tile's last block reads S + 1 partial tiles of 32 KiB instead of 64 KiB
+// alone. (At 34-66 wide tiles, 128 x 64 ones would fill half the SMs unsplit with 2 warps each.)
+inline int block_n(const ConvShape& s) {
+  const std::int64_t wide_tiles = (s.n * s.h * s.w + bm - 1) / bm * ((s.c_out + 127) / 128);
+  return wide_cout(s) && 4 * wide_tiles > fill_blocks ? 128 : 64;
+}
 // Whether a shape takes the NarrowCin kernels: fewer input channels than one k step.
 inline bool narrow(const ConvShape& s) { return s.c_in < bk; }
 
 // Split-K where the tiles alone fill few SMs (the deep levels: 8 x 8 and 4 x 4 images at batch 16
-// make 4-32 tiles): S = the SMs of an H100 / H200 SXM over the tiles, rounded down (one block per
-// SM: rounding up would give some SMs two slices), and at most floor(sqrt(k steps / 2)): a block's
-// main loop shrinks as k / S but the tile's last block reads S partial tiles alone, and k / S * a +
-// S * b is least at S = sqrt(k * a / b), a / b ~ 1/2 for a shared-memory-bound k step of a tile (1.8x
-// its math term) against reading the tile from L2 at 64 bytes per clock. At least `stages` k steps
-// per slice, at most max_splits; 1 where the tiles make half the SMs busy or more.
-inline constexpr int fill_blocks = 132, max_splits = 32;
-inline std::int64_t tiles(const ConvShape& fs) {
-  return (fs.n * fs.h * fs.w + bm - 1) / bm * ((fs.c_out + block_n(fs) - 1) / block_n(fs));
+// make 16-32 tiles of 128 x 64), into enough slices for 4 warps per SM: an SM has 4 processing
+// blocks, each a warp scheduler with its own tensor cores, and a warp stays on one, so fewer warps
+// leave tensor cores idle. S = fill_warps (528 on an H100 / H200 SXM) over the tiles' warps (128 x
+// 128: 4, 128 x 64: 2), rounded down (rounding up would give some schedulers two slices), and at
+// most floor(sqrt(k steps / 2)): a block's main loop shrinks as k / S but the tile's last block
+// reads S partial tiles alone, and k / S * a + S * b is least at S = sqrt(k * a / b), a / b ~ 1/2
+// for a shared-memory-bound k step of a tile (1.8x its math term) against reading the tile from L2
+// at 64 bytes per clock. At least `stages` k steps per slice, at most max_splits; 1 where the tiles
+// give half the SMs a block or more (level 1's 128: the partial tiles and the tail would cost more
+// than the idle schedulers gain, by tests/emucheck/predict.py's model).
+inline constexpr int fill_warps = 4 * fill_blocks;
+// The sizes below for block tiles 128 x bn, bn the one block_n(fs) picks unless a caller that
+// launches one variant itself (the tests' kernel table) names it.
+inline std::int64_t tiles(const ConvShape& fs, int bn) {
+  return (fs.n * fs.h * fs.w + bm - 1) / bm * ((fs.c_out + bn - 1) / bn);
 }
+inline std::int64_t tiles(const ConvShape& fs) { return tiles(fs, block_n(fs)); }
 inline int k_steps(const ConvShape& fs) { return static_cast<int>(fs.k * fs.k * (channels_padded(fs.c_in) / bk)); }
 inline int splits(const ConvShape& fs) {
-  const std::int64_t t = tiles(fs);
-  if (t == 0 || 2 * t > fill_blocks) return 1;
+  const std::int64_t warps = tiles(fs) * ((block_n(fs) == 128 ? Tile<128>::threads : Tile<64>::threads) / 32);
+  if (warps == 0 || 2 * tiles(fs) > fill_blocks) return 1;
   const int k = k_steps(fs);
   int by_tail = 1;
   while (2 * (by_tail + 1) * (by_tail + 1) <= k) ++by_tail;
-  int count = static_cast<int>(fill_blocks / t);
+  int count = static_cast<int>(fill_warps / warps);
   for (const int cap : {by_tail, k / stages, max_splits}) count = cap < count ? cap : count;
   return count < 1 ? 1 : count;
 }
 // The forward's workspace (fs: the shape the kernel convolves): the packed weights, then with S > 1
 // slices the partial tiles (from a 16-byte boundary: float4 stores) and a counter per tile.
 inline std::int64_t partials_offset(const ConvShape& fs) { return (packed_weight_floats(fs) + 3) / 4 * 4; }
+inline std::int64_t counters_offset(const ConvShape& fs, int splits, int bn) {
+  return partials_offset(fs) + splits * tiles(fs, bn) * bm * bn;
+}
 inline std::int64_t counters_offset(const ConvShape& fs, int splits) {
-  return partials_offset(fs) + splits * tiles(fs) * bm * block_n(fs);
+  return counters_offset(fs, splits, block_n(fs));
+}
+inline std::int64_t workspace_floats(const ConvShape& fs, int splits, int bn) {
+  return splits > 1 ? counters_offset(fs, splits, bn) + tiles(fs, bn) : packed_weight_floats(fs);
 }
 inline std::int64_t workspace_floats(const ConvShape& fs, int splits) {
-  return splits > 1 ? counters_offset(fs, splits) + tiles(fs) : packed_weight_floats(fs);
+  return workspace_floats(fs, splits, block_n(fs));
 }
 inline std::int64_t workspace_floats(const ConvShape& fs) { return workspace_floats(fs, splits(fs)); }
 // The counters the weight packing zeroes in a workspace `work` (none for one slice).
-inline unsigned* counters(const ConvShape& fs, float* work, int splits) {
-  return splits > 1 ? reinterpret_cast<unsigned*>(work + counters_offset(fs, splits)) : nullptr;
+inline unsigned* counters(const ConvShape& fs, float* work, int splits, int bn) {
+  return splits > 1 ? reinterpret_cast<unsigned*>(work + counters_offset(fs, splits, bn)) : nullptr;
 }
-inline int counter_count(const ConvShape& fs, int splits) { return splits > 1 ? static_cast<int>(tiles(fs)) : 0; }
+inline unsigned* counters(const ConvShape& fs, float* work, int splits) {
+  return counters(fs, work, splits, block_n(fs));
+}
+inline int counter_count(const ConvShape& fs, int splits, int bn) {
+  return splits > 1 ? static_cast<int>(tiles(fs, bn)) : 0;
+}
+inline int counter_count(const ConvShape& fs, int splits) { return counter_count(fs, splits, block_n(fs)); }
 
 // The input gradient as a forward convolution: dy (Cout channels) in, dx (Cin channels) out.
 inline ConvShape transposed(const ConvShape& s) { return {s.n, s.c_out, s.c_in, s.h, s.w, s.k}; }
@@ -530,10 +559,11 @@ inline std::int64_t kept_workspace_floats(const ConvShape& s) {
 }
 
 // The forward kernel's grid: tiles x S slices.
-inline dim3 grid(const ConvShape& fs, int splits) {
+inline dim3 grid(const ConvShape& fs, int splits, int bn) {
   return dim3(static_cast<unsigned>((fs.n * fs.h * fs.w + bm - 1) / bm),
-              static_cast<unsigned>((fs.c_out + block_n(fs) - 1) / block_n(fs)), static_cast<unsigned>(splits));
+              static_cast<unsigned>((fs.c_out + bn - 1) / bn), static_cast<unsigned>(splits));
 }
+inline dim3 grid(const ConvShape& fs, int splits) { return grid(fs, splits, block_n(fs)); }
 
 // The forward kernel on already packed weights (fs: the shape it convolves; a transposed one for
 // the input gradient) in `work` (workspace_floats(fs, splits) floats, the counters zeroed). One

@@ -274,7 +274,7 @@ inline void launch_packed(const ConvShape& s, const __nv_bfloat16* xh, const __n
     KILN_LAUNCH((conv2d_mma_bf16_forward_kernel<K, BN>), grid, dim3(Tile<BN>::threads), Tile<BN>::shared_bytes, stream,
                 s, xh, wp, b, y);
   };
-  const bool wide = mma_conv::block_n(s) == 128;
+  const bool wide = mma_conv::wide_cout(s);
   if (s.k == 3)
     wide ? run.template operator()<3, 128>() : run.template operator()<3, 64>();
   else

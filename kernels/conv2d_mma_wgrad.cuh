@@ -277,11 +277,13 @@ inline bool supports(const ConvShape& s) {
 }
 inline bool aligned(const float* dy) { return reinterpret_cast<std::uintptr_t>(dy) % 16 == 0; }
 
-// Split-K: the fewest splits that give every SM of a 132-SM GPU a block (each split costs the
-// reduction a read of all Cout*Cin*K*K partial sums, so more only add DRAM traffic), none where
-// the unsplit grid already fills half the SMs (the reduction launch then costs more than the idle
-// SMs), at least 8 k steps (128 pixels) per split, at most 16M floats (64 MiB) of partial sums, at
-// most 1024 splits; no split is empty.
+// Split-K: the fewest splits that give each of a 132-SM GPU's 4 x 132 warp schedulers a warp (an
+// SM's 4 processing blocks have their own tensor cores, and a warp stays on one: 528 blocks of the
+// 64 x 64 tile's one warp, 132 of the 128 x 128 tile's four; each split costs the reduction a read
+// of all Cout*Cin*K*K partial sums, so more only add DRAM traffic), none where the unsplit grid's
+// warps already fill half of them (the reduction launch then costs more than the idle schedulers),
+// at least 8 k steps (128 pixels) per split, at most 16M floats (64 MiB) of partial sums, at most
+// 1024 splits; no split is empty.
 struct Splits {
   int count = 1;
   int steps_per_split = 1;
@@ -290,7 +292,7 @@ inline Splits splits(const ConvShape& s) {
   const std::int64_t bt = block_tile(s), kk = s.k * s.k;
   const std::int64_t blocks = (s.c_out + bt - 1) / bt * ((s.c_in + bt - 1) / bt) * kk;
   const std::int64_t steps = (s.n * s.h * s.w + bk - 1) / bk;
-  constexpr std::int64_t fill = 132;
+  const std::int64_t fill = 132 * 4 / ((bt == 128 ? Tile<128>::threads : Tile<64>::threads) / 32);
   std::int64_t count = 2 * blocks >= fill ? 1 : (fill + blocks - 1) / blocks;
   if (steps / 8 < count) count = steps / 8;
   const std::int64_t by_workspace = (std::int64_t{1} << 24) / (s.c_out * s.c_in * kk > 0 ? s.c_out * s.c_in * kk : 1);

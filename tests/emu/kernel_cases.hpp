@@ -217,7 +217,8 @@ inline void pool_backend_case(Report& report, const kiln::PoolArgs& a, std::uint
 
 // The mma.sync convolution (kernels/conv2d_mma.cuh; Backend<Cuda>'s TF32 forward, which the tf32
 // Conv2d rows run) against the CPU backend's forward: one variant per case, launched here directly
-// through KILN_CUDA_LAUNCH (the local names spell the kernels without template commas). Bound:
+// through KILN_CUDA_LAUNCH (the local names spell the kernels without template commas), with grid
+// and workspace for its BN (the backend's plan, mma_conv::block_n, may pick the other). Bound:
 // TF32 operands, the activations truncated (2^-10 relative, twice tf32_bound's rounding).
 template <int K, int BN, bool ChannelTail>
 void mma_conv_case(Report& report, const kiln::ConvShape& s, std::uint64_t seed, int splits = 1) {
@@ -233,15 +234,15 @@ void mma_conv_case(Report& report, const kiln::ConvShape& s, std::uint64_t seed,
                                      kiln::Tensor<float, Cpu>::from_host(Shape{s.c_out}, bv), y_cpu, work_cpu);
   const auto x = kiln::Tensor<float, Cuda>::from_host(xs, xv), w = kiln::Tensor<float, Cuda>::from_host(ws, wv);
   const auto b = kiln::Tensor<float, Cuda>::from_host(Shape{s.c_out}, bv);
-  kiln::Tensor<float, Cuda> y(ys), packed(Shape{mc::workspace_floats(s, splits)});
+  kiln::Tensor<float, Cuda> y(ys), packed(Shape{mc::workspace_floats(s, splits, BN)});
   auto* conv2d_mma_pack_weights_kernel = &kiln::cuda::kernels::conv2d_mma_pack_weights_kernel<K>;
   auto* conv2d_mma_forward_kernel = &kiln::cuda::kernels::conv2d_mma_forward_kernel<K, BN, ChannelTail>;
   // splits > 1: the k steps in slices, the partial tiles and counters after the packed weights.
-  unsigned* counters = mc::counters(s, packed.data(), splits);
+  unsigned* counters = mc::counters(s, packed.data(), splits, BN);
   float* partials = splits > 1 ? packed.data() + mc::partials_offset(s) : nullptr;
   KILN_CUDA_LAUNCH(conv2d_mma_pack_weights_kernel, dim3(8), dim3(256), 0, s, w.data(), packed.data(), counters,
-                   mc::counter_count(s, splits));
-  KILN_CUDA_LAUNCH(conv2d_mma_forward_kernel, mc::grid(s, splits), dim3(mc::Tile<BN>::threads),
+                   mc::counter_count(s, splits, BN));
+  KILN_CUDA_LAUNCH(conv2d_mma_forward_kernel, mc::grid(s, splits, BN), dim3(mc::Tile<BN>::threads),
                    mc::Tile<BN>::shared_bytes, s, x.data(), static_cast<const float*>(packed.data()), b.data(),
                    y.data(), partials, counters);
   report.compare(splits > 1 ? "y (mma.sync TF32, split-K)" : "y (mma.sync TF32)", y, y_cpu, 2 * tf32_bound);

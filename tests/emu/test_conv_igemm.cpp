@@ -256,11 +256,14 @@ TEST_CASE("tf32 forward: mma.sync with the planned workspace, implicit GEMM with
   };
   CHECK(forward_launches({1, 5, 7, 4, 5, 3}, eval) ==
         std::set<std::string>{"conv2d_mma_pack_weights_kernel<3>", "conv2d_mma_forward_kernel<3, 64, true>"});
-  CHECK(forward_launches({1, 16, 80, 3, 3, 1}, eval) ==
+  // 8649 pixels: 68 tiles of 128 x 128 (33 or fewer take 128 x 64: mma_conv::block_n).
+  CHECK(forward_launches({1, 16, 80, 93, 93, 1}, eval) ==
         std::set<std::string>{"conv2d_mma_pack_weights_kernel<1>", "conv2d_mma_forward_kernel<1, 128, false>"});
   CHECK(forward_launches({1, 5, 7, 4, 5, 3}, train) ==
         std::set<std::string>{"conv2d_mma_pack_weights_both_kernel<3>", "conv2d_mma_forward_kernel<3, 64, true>"});
-  CHECK(forward_launches({1, 16, 80, 3, 3, 1}, train) ==
+  CHECK(forward_launches({1, 16, 80, 3, 3, 1}, eval) ==
+        std::set<std::string>{"conv2d_mma_pack_weights_kernel<1>", "conv2d_mma_forward_kernel<1, 64, false>"});
+  CHECK(forward_launches({1, 16, 80, 93, 93, 1}, train) ==
         std::set<std::string>{"conv2d_mma_pack_weights_both_kernel<1>", "conv2d_mma_forward_kernel<1, 128, false>"});
   CHECK(forward_launches({1, 5, 7, 4, 5, 3}, none) == std::set<std::string>{"conv2d_igemm_forward_kernel<3>"});
 }
@@ -296,9 +299,10 @@ TEST_CASE("tf32 backward: mma.sync gradients with the planned workspace, implici
   CHECK(backward_launches({1, 16, 80, 16, 16, 1}, true) ==
         std::set<std::string>{"conv2d_mma_pack_weights_dgrad_kernel<1>", "conv2d_mma_forward_kernel<1, 64, false>",
                               "conv2d_mma_wgrad_kernel<1, 64, true>", "conv2d_mma_wgrad_reduce_kernel<1>"});
-  // 128 channels both ways: the 128x128 tiles.
+  // 128 channels both ways: the weight gradient's 128x128 tile; the input gradient's 16 pixels on
+  // 128x64 tiles (128 x 128 ones would fill 1 SM).
   CHECK(backward_launches({1, 128, 128, 4, 4, 3}, true) ==
-        std::set<std::string>{"conv2d_mma_pack_weights_dgrad_kernel<3>", "conv2d_mma_forward_kernel<3, 128, false>",
+        std::set<std::string>{"conv2d_mma_pack_weights_dgrad_kernel<3>", "conv2d_mma_forward_kernel<3, 64, false>",
                               "conv2d_mma_wgrad_kernel<3, 128, false>"});
   CHECK(backward_launches({1, 5, 7, 4, 5, 3}, false) ==
         std::set<std::string>{"conv2d_igemm_backward_data_kernel<3>", "conv2d_mma_wgrad_kernel<3, 64, true>"});

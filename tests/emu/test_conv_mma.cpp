@@ -290,25 +290,28 @@ Gradients tensor_core_gradients(const ConvShape& s, const std::vector<float>& x,
 
 }  // namespace
 
-TEST_CASE("conv2d_mma split-K plan: deep U-Net levels split to fill the SMs, the others not") {
+TEST_CASE("conv2d_mma split-K plan: deep U-Net levels split to fill the SMs' warp schedulers, the others not") {
   struct Plan {
     ConvShape s;
     int splits;
   };
-  for (const Plan& p : {Plan{{16, 256, 256, 8, 8, 3}, 8},   // level 3: 16 tiles (128x128), 144 k steps
-                        Plan{{16, 256, 512, 4, 4, 3}, 8},   // bottleneck conv1: 8 tiles, 144 k steps
-                        Plan{{16, 512, 512, 4, 4, 3}, 12},  // bottleneck conv2: 288 k steps, sqrt(144)
-                        Plan{{16, 64, 128, 16, 16, 3}, 4},  // level 2: 32 tiles
-                        Plan{{16, 512, 256, 8, 8, 1}, 4},   // a 1x1 at 8x8: 16 tiles, 32 k steps, sqrt(16)
-                        Plan{{16, 32, 32, 64, 64, 3}, 1},   // level 0: 512 tiles
-                        Plan{{16, 64, 64, 32, 32, 3}, 1},   // level 1: 128 tiles, already 97 % of the SMs
-                        Plan{{16, 1, 32, 64, 64, 3}, 1},    // the first layer
-                        Plan{{1, 3, 5, 4, 4, 3}, 2},        // one tile, 9 k steps: floor(sqrt(4.5))
-                        Plan{{1, 3, 5, 4, 4, 1}, 1}}) {     // one k step
+  for (const Plan& p : {Plan{{16, 256, 256, 8, 8, 3}, 8},    // level 3: 32 tiles (128x64, 2 warps), 144 k steps
+                        Plan{{16, 256, 512, 4, 4, 3}, 8},    // bottleneck conv1: 16 tiles, sqrt(72)
+                        Plan{{16, 512, 512, 4, 4, 3}, 12},   // bottleneck conv2: 288 k steps, sqrt(144)
+                        Plan{{16, 64, 128, 16, 16, 3}, 4},   // level 2: 64 tiles, 36 k steps
+                        Plan{{16, 128, 256, 16, 16, 3}, 2},  // up.1.conv1's input gradient: 64 tiles of 128x128
+                        Plan{{16, 512, 256, 8, 8, 1}, 4},    // a 1x1 at 8x8: 32 tiles, 32 k steps, sqrt(16)
+                        Plan{{16, 64, 64, 32, 32, 3}, 1},    // level 1: 128 tiles, a block on 97 % of the SMs
+                        Plan{{16, 32, 32, 64, 64, 3}, 1},    // level 0: 512 tiles
+                        Plan{{16, 64, 128, 32, 32, 3}, 1},   // 128 tiles of 128x128, 4 warps each: 97 %
+                        Plan{{16, 1, 32, 64, 64, 3}, 1},     // the first layer
+                        Plan{{1, 3, 5, 4, 4, 3}, 2},         // one tile, 9 k steps: floor(sqrt(4.5))
+                        Plan{{1, 3, 5, 4, 4, 1}, 1}}) {      // one k step
     INFO("N=", p.s.n, " ", p.s.c_in, "->", p.s.c_out, " K=", p.s.k, " ", p.s.h, "x", p.s.w);
     const int splits = mc::splits(p.s);
     CHECK(splits == p.splits);
-    CHECK(splits * mc::tiles(p.s) <= std::max<std::int64_t>(mc::fill_blocks, mc::tiles(p.s)));
+    const std::int64_t warps = mc::tiles(p.s) * (mc::block_n(p.s) == 128 ? 4 : 2);  // the unsplit grid's
+    CHECK(splits * warps <= std::max<std::int64_t>(mc::fill_warps, warps));
     CHECK(mc::k_steps(p.s) / splits >= (splits > 1 ? mc::stages : 1));
     CHECK(2 * splits * splits <= std::max(mc::k_steps(p.s), 2));  // the last block's reduction tail
     CHECK(mc::workspace_floats(p.s) == (splits > 1
@@ -321,17 +324,20 @@ TEST_CASE("conv2d_mma split-K plan: deep U-Net levels split to fill the SMs, the
 // Not in OS-thread mode (ThreadSanitizer builds): 64-128 std::threads meet at every mma.
 #if !KILN_EMU_THREADS
 TEST_CASE("mma.sync TF32 conv forward split-K: deep shapes, tails, deterministic, the slices in order") {
-  check_split({2, 64, 128, 8, 8, 3}, 4, 51);  // a deep level: one 128x128 tile, 36 k steps in 4 slices
-  check_split({1, 20, 66, 6, 7, 3}, 3, 52);   // Cin tail, Cout 66 (the 128-wide tile's tail), 42 pixels
+  check_split({2, 64, 128, 8, 8, 3}, 4, 51);  // a deep level: two 128x64 tiles, 36 k steps in 4 slices
+  check_split({1, 20, 66, 6, 7, 3}, 3, 52);   // Cin tail, Cout 66 (a 128x64 tile of 2 channels), 42 pixels
   check_split({3, 96, 40, 5, 9, 1}, 2, 53);   // 1x1, 135 pixels: two pixel tiles, the second nearly empty
   check_split({1, 3, 5, 5, 5, 3}, 3, 54);     // NarrowCin: one k step per tap, a slice per kernel row
 #if !KILN_EMU_ASAN
   check_split({16, 64, 64, 4, 4, 3}, 9, 55);  // 256 pixels, Cout 64 (128x64): 2 tiles, 9 slices of 4 k steps
+  // 68 tiles of 128 x 128 (Cout 65: the wide tile's tail): the wide tile's split path, which the
+  // backend's plan (splits) no longer takes, through the launcher's explicit slice count.
+  check_split({1, 96, 65, 93, 93, 1}, 2, 56);
 #endif
 }
 
 TEST_CASE("mma.sync TF32 conv input gradient split-K: deterministic, against the references") {
-  check_split_dgrad({1, 128, 64, 8, 8, 3}, 6, 61);  // dy's 64 channels in, dx's 128 out: the 128x128 tile
+  check_split_dgrad({1, 128, 64, 8, 8, 3}, 6, 61);  // dy's 64 channels in, dx's 128 out: two 128x64 tiles
   check_split_dgrad({2, 20, 17, 4, 4, 3}, 3, 62);   // Cout 17 (dy's channel tail), Cin 20
 }
 #endif
@@ -401,7 +407,11 @@ TEST_CASE("conv2d_mma: packed weights are tap-major, zero-padded to 16 channels,
   CHECK(mc::supports(s));
   CHECK(!mc::supports({1, 3, 2, 4, 4, 5}));
   CHECK(mc::block_n({1, 3, 64, 4, 4, 3}) == 64);
-  CHECK(mc::block_n({1, 3, 65, 4, 4, 3}) == 128);
+  CHECK(mc::block_n({16, 32, 65, 32, 32, 3}) == 128);    // 128 tiles of 128 x 128
+  CHECK(mc::block_n({16, 128, 256, 16, 16, 3}) == 128);  // 64: more than a quarter of the SMs
+  CHECK(mc::block_n({16, 64, 128, 16, 16, 3}) == 64);    // level 2: 32
+  CHECK(mc::block_n({16, 256, 256, 8, 8, 3}) == 64);     // level 3: 16
+  CHECK(mc::wide_cout({1, 3, 65, 4, 4, 3}));             // the BF16 kernels' 128 x 128 tile
   auto w = uniform(54, 11, -1.0f, 1.0f);
   w[1 * 9 + 4] = std::bit_cast<float>(0x3f801000u);  // o 0, c 1, tap 4: a tie, rounds away from zero
   DeviceBuffer<float> dw(w), packed(2 * 9 * 16);
@@ -522,15 +532,16 @@ TEST_CASE("conv2d_mma_wgrad: shapes taken, split-K plan, dgrad packing size") {
     CHECK(std::int64_t{sp.count - 1} * sp.steps_per_split < steps);  // no empty split
     CHECK(mw::workspace_floats(s) == (sp.count > 1 ? sp.count * s.c_out * s.c_in * s.k * s.k : 0));
   }
-  // The fewest splits that give each of 132 SMs a block; none where the unsplit grid fills half of
-  // them (U-Net shapes, batch 16; the 8-k-steps cap binds at level 3's 18-block grid).
+  // The fewest splits that give each of 132 x 4 warp schedulers a warp (64 x 64 tiles: one warp per
+  // block; 128 x 128: four); none where the unsplit grid fills half of them (U-Net shapes, batch 16;
+  // the 8-k-steps cap binds at level 3's 18-block grid).
   struct Plan {
     ConvShape s;
     int splits;
   };
-  for (const Plan& p : {Plan{{16, 32, 32, 64, 64, 3}, 15},    // 9 blocks
-                        Plan{{16, 128, 128, 16, 16, 3}, 15},  // 9 blocks (was 32 splits)
-                        Plan{{16, 64, 128, 16, 16, 3}, 8},    // 18 blocks
+  for (const Plan& p : {Plan{{16, 32, 32, 64, 64, 3}, 59},    // 9 one-warp blocks: 528 / 9
+                        Plan{{16, 128, 128, 16, 16, 3}, 15},  // 9 four-warp blocks (was 32 splits)
+                        Plan{{16, 64, 128, 16, 16, 3}, 29},   // 18 one-warp blocks, 9 k steps per split
                         Plan{{16, 128, 256, 8, 8, 3}, 8},     // 18 blocks, 64 k steps
                         Plan{{16, 256, 256, 8, 8, 3}, 4},     // 36 blocks (was 8)
                         Plan{{16, 512, 256, 8, 8, 3}, 1},     // 72 blocks (was 7)

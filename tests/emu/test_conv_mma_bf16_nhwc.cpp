@@ -100,7 +100,8 @@ void check_nhwc_copy(std::int64_t n, std::int64_t c, std::int64_t h, std::int64_
 [[maybe_unused]] void check_nhwc_forward(const ConvShape& s, std::uint64_t seed) {
   namespace mc = kiln::cuda::kernels::mma_conv;
   INFO("N=" << s.n << " " << s.c_in << "->" << s.c_out << " K=" << s.k << " " << s.h << "x" << s.w
-            << ": forward tile 128x" << mc::block_n(s) << ", dgrad 128x" << mc::block_n(mc::transposed(s)));
+            << ": forward tile 128x" << (mc::wide_cout(s) ? 128 : 64) << ", dgrad 128x"
+            << (mc::wide_cout(mc::transposed(s)) ? 128 : 64));
   const auto x = uniform(static_cast<std::size_t>(s.n * s.c_in * s.h * s.w), seed, -2.0f, 2.0f);
   const auto w = uniform(static_cast<std::size_t>(s.c_out * s.c_in * s.k * s.k), seed + 1, -1.0f, 1.0f);
   const auto b = uniform(static_cast<std::size_t>(s.c_out), seed + 2, -1.0f, 1.0f);

@@ -35,6 +35,9 @@ longest of
   dram    distinct global bytes / HBM bandwidth (each 32-byte sector moved once: a perfect cache),
   launch  2 us per launch (an assumption: back-to-back launches without CUDA Graphs),
 where the first four are divided by the fraction of SMs that have a block (min(1, blocks / SMs)),
+and math and issue also by the fraction of an SM's 4 processing blocks (warp scheduler and tensor
+cores each; a warp stays on one) that have a warp: min(1, warps per SM / 4), the warps per SM being
+the block's warps times min(blocks per SM by occupancy, max(1, blocks / SMs)),
 plus, after the binding term, the split-K tail of the mma.sync forward's one-launch reduction: a
 tile's last block writes its partial tile and reads all S alone, (S + 1) tiles at 64 bytes per clock
 from L2 to one SM (an assumption: NVIDIA publishes no per-SM L2 bandwidth).
@@ -53,7 +56,10 @@ from collections import defaultdict
 # figures, 4.8 TB/s. 132 SMs (NVIDIA H100 Tensor Core GPU Architecture whitepaper, H100 SXM5); the
 # clock follows from FP32 = SMs x 128 lanes x 2 FLOP x clock: 1.98 GHz. Shared memory: 32 banks of
 # 4 bytes per clock per SM (CUDA C++ Programming Guide, compute capability 9.0); 4 warp schedulers
-# per SM, one instruction per clock each (the whitepaper).
+# per SM, one instruction per clock each, each in a processing block with its own tensor core (the
+# whitepaper); a block's warps are statically assigned to those sub-partitions (NVIDIA developer
+# forums, "How the 16 INT cores in a processing block in SM execute..." thread 259827), so fewer
+# than 4 resident warps leave tensor cores and issue slots idle.
 GPUS = {
     "H100 SXM": dict(fp32=67e12, tf32=494.7e12, bf16=989.4e12, hbm=3.35e12, sms=132, clock=1.98e9),
     "H200 SXM": dict(fp32=67e12, tf32=494.7e12, bf16=989.4e12, hbm=4.8e12, sms=132, clock=1.98e9),
@@ -84,6 +90,12 @@ def sass_name(kernel):
     return re.sub(r" (\(.*\)|· .*)$", "", re.sub(r" · .*$", "", kernel))
 
 
+def occupancy_blocks(s):
+    """Blocks per SM from the SASS table's occupancy cell ("4 (regs)"), None where it has none."""
+    m = re.match(r"(\d+)", s.get("occupancy") or "")
+    return float(m.group(1)) if m else None
+
+
 def num(row, key):
     return float(row.get(key) or 0)
 
@@ -92,6 +104,11 @@ def predict(row, sass, gpu):
     g = GPUS[gpu]
     blocks = num(row, "blocks")
     fraction = min(1.0, blocks / g["sms"]) if blocks else 1.0
+    s = sass.get(sass_name(row["kernel"]))
+    resident = occupancy_blocks(s) if s else None
+    per_sm = min(resident or 32.0, max(1.0, blocks / g["sms"])) if blocks else 1.0
+    warps = num(row, "threads") / 32
+    schedulers = min(1.0, per_sm * warps / 4) if warps else 1.0
     flops = num(row, "flops")
     kernel = row["kernel"]
     tensor_flops, hmma = num(row, "tensor_flops"), num(row, "hmma")
@@ -100,14 +117,13 @@ def predict(row, sass, gpu):
     # the BF16 kernels (MathMode::bf16: conv2d_mma_bf16*.cuh; the fp32-staged "<..., true>" variants are retired)
     bf16 = kernel.startswith("conv2d_mma_bf16_")
     peak = g["bf16"] if bf16 else g["tf32"] if tensor else g["fp32"]
-    terms["math"] = (tensor_flops or flops) / peak / fraction
-    s = sass.get(sass_name(kernel))
+    terms["math"] = (tensor_flops or flops) / peak / fraction / schedulers
     if flops > 0 and s and s["per_op"]:
         if s["op"] == "HMMA":
             ops = hmma if hmma > 0 else flops / 1024  # counted, or (old profiles) one m16n8k4 HMMA per 1024 FLOPs
         else:
             ops = flops / 64  # warp FFMAs
-        terms["issue"] = ops * s["per_op"] / (g["sms"] * 4 * g["clock"]) / fraction
+        terms["issue"] = ops * s["per_op"] / (g["sms"] * 4 * g["clock"]) / fraction / schedulers
     wavefronts = num(row, "sld_wavefronts") + num(row, "sst_wavefronts")
     terms["shared"] = wavefronts / (g["sms"] * g["clock"]) / fraction
     terms["dram"] = num(row, "global_distinct_bytes") / g["hbm"] / fraction

@@ -688,7 +688,8 @@ struct Backend<Cuda> {
            static_cast<std::int64_t>(ws.numel()) >= kiln::cuda::kernels::mma_conv::kept_workspace_floats(s);
   }
   // Packs the weights into ws (tap-major, TF32), then one block per 128 pixels x BN channels:
-  // BN = 64 while Cout <= 64, else 128 (mma_conv::block_n; docs/kernels.md "The mma.sync forward").
+  // BN = 128 where Cout > 64 and those tiles fill more than half the SMs, else 64 (mma_conv::block_n;
+  // docs/kernels.md "The mma.sync forward").
   // BF16 with room for the NHWC copy in ws: the copy (kept for the weight gradient: mma_bf16_wgrad::layout),
   // the weights packed in natural order, then conv2d_mma_bf16_forward_kernel (16-byte cp.async and
   // ldmatrix for A); else the TF32 kernels.
@@ -775,7 +776,7 @@ struct Backend<Cuda> {
         launch(KILN_CUDA_KERNEL(conv2d_mma_bf16_forward_kernel, K, BN), grid, dim3(mb::Tile<BN>::threads),
                mb::Tile<BN>::shared_bytes, fs, xh, wp, b, y.data());
       };
-      kiln::cuda::kernels::mma_conv::block_n(fs) == 64 ? run.template operator()<64>() : run.template operator()<128>();
+      kiln::cuda::kernels::mma_conv::wide_cout(fs) ? run.template operator()<128>() : run.template operator()<64>();
     });
   }
   static dim3 igemm_grid(const ConvShape& s, kiln::cuda::kernels::igemm::Pass pass, unsigned splits = 1) {
