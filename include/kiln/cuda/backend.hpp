@@ -688,8 +688,8 @@ struct Backend<Cuda> {
            static_cast<std::int64_t>(ws.numel()) >= kiln::cuda::kernels::mma_conv::kept_workspace_floats(s);
   }
   // Packs the weights into ws (tap-major, TF32), then one block per 128 pixels x BN channels:
-  // BN = 128 where Cout > 64 and those tiles fill more than half the SMs, else 64 (mma_conv::block_n;
-  // docs/kernels.md "The mma.sync forward").
+  // BN = 128 where Cout > 64 and those tiles give more than a quarter of the SMs a block, else 64
+  // (mma_conv::block_n; docs/kernels.md "128 x 64 tiles on the deep levels").
   // BF16 with room for the NHWC copy in ws: the copy (kept for the weight gradient: mma_bf16_wgrad::layout),
   // the weights packed in natural order, then conv2d_mma_bf16_forward_kernel (16-byte cp.async and
   // ldmatrix for A); else the TF32 kernels.
