@@ -59,9 +59,10 @@ inline void add_tf32_conv_row(const std::string& name, const ConvShape& s, int p
   configure_gpu_row(b);
 }
 
-// The forward pass of kernels/conv2d_mma.cuh (mma.sync m16n8k8, ldmatrix, 3-stage cp.async).
+// The forward pass of kernels/conv2d_mma.cuh (mma.sync m16n8k8, ldmatrix, 3-stage cp.async): as the
+// backend plans it (splits and bn 0), or on 128 x bn tiles in `splits` slices (the comparison rows).
 inline void add_mma_conv_row(const std::string& name, const ConvShape& s, double flops, double peak,
-                             const std::string& label) {
+                             const std::string& label, int splits = 0, int bn = 0) {
   auto* b = benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& state) {
     using T = Tensor<float, Cuda>;
     namespace mc = kiln::cuda::kernels::mma_conv;
@@ -70,13 +71,14 @@ inline void add_mma_conv_row(const std::string& name, const ConvShape& s, double
       const Shape xs = Shape::nchw(s.n, s.c_in, s.h, s.w), ys = Shape::nchw(s.n, s.c_out, s.h, s.w);
       T &x = c.get("x", xs), &w = c.get("w", Shape{s.c_out, s.c_in, s.k, s.k}, -0.1f, 0.1f),
         &bias = c.get("b", Shape{s.c_out});
-      // split-K as the backend splits (mma_conv::splits): the partial tiles after the packed weights
-      T &y = c.get("y", ys, 0, 0), &packed = c.get("packed", Shape{mc::workspace_floats(s)}, 0, 0);
+      // split-K as the backend splits (mma_conv::splits) unless told: the partial tiles after the packed weights
+      const int tile = bn != 0 ? bn : mc::block_n(s), slices = splits != 0 ? splits : mc::splits(s);
+      T &y = c.get("y", ys, 0, 0), &packed = c.get("packed", Shape{mc::workspace_floats(s, slices, tile)}, 0, 0);
       gpu_timed_loop(
           state,
           [&] {
             mc::forward(s, x.data(), w.data(), bias.data(), y.data(), packed.data(), kiln::cuda::current_stream(),
-                        mc::splits(s));
+                        slices, tile);
           },
           kiln::cuda::current_stream());
     } catch (const std::exception& e) {
@@ -92,6 +94,25 @@ inline void add_mma_conv_row(const std::string& name, const ConvShape& s, double
     }
   });
   configure_gpu_row(b);
+}
+
+// Beside the planned mma.sync forward, where the plan splits or takes 128 x 64 tiles for a wider
+// Cout, the alternatives the model weighed (docs/kernels.md "128 x 64 tiles on the deep levels"),
+// for the first GPU run to settle: 128 x 128 tiles split as for them (the plan before 2026-12-06),
+// and the planned tiles in half as many slices.
+inline void add_mma_plan_rows(const std::string& kname, const std::string& shape, const ConvShape& s, double flops,
+                              double peak, const std::string& label) {
+  namespace mc = kiln::cuda::kernels::mma_conv;
+  const int planned = mc::splits(s);
+  if (mc::wide_cout(s) && mc::block_n(s) == 64)
+    add_mma_conv_row(kname + "_fwd/cuda/mma_tf32_128x128/" + shape, s, flops, peak,
+                     label + " (conv2d_mma.cuh, 128x128 tiles, " + std::to_string(mc::splits_for(s, 128)) + " slices)",
+                     mc::splits_for(s, 128), 128);
+  if (planned > 1)
+    add_mma_conv_row(kname + "_fwd/cuda/mma_tf32_half_slices/" + shape, s, flops, peak,
+                     label + " (conv2d_mma.cuh, " + std::to_string(planned / 2) + " slices instead of " +
+                         std::to_string(planned) + ")",
+                     planned / 2, mc::block_n(s));
 }
 
 // The same convolutions as layer_cases.hpp / cudnn_cases.hpp: per level the 3x3 C -> C and (not at
@@ -115,6 +136,7 @@ inline void register_tf32_conv_benchmarks(const GpuFacts& f) {
         const double flops = conv_flops(set.n, cin, cout, k, hk, hk);
         add_tf32_conv_row(kname + "_fwd/cuda/tf32/" + shape, s, 0, flops, f.tf32_flops, label);
         add_mma_conv_row(kname + "_fwd/cuda/mma_tf32/" + shape, s, flops, f.tf32_flops, label + " (conv2d_mma.cuh)");
+        add_mma_plan_rows(kname, shape, s, flops, f.tf32_flops, label);
         add_tf32_conv_row(kname + "_dgrad/cuda/tf32/" + shape, s, 1, flops, f.tf32_flops, label + " (dx only)");
         add_tf32_conv_row(kname + "_wgrad/cuda/tf32/" + shape, s, 2, flops, f.tf32_flops, label + " (dw += , db +=)");
       }

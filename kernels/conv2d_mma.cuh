@@ -505,9 +505,11 @@ inline std::int64_t tiles(const ConvShape& fs, int bn) {
 }
 inline std::int64_t tiles(const ConvShape& fs) { return tiles(fs, block_n(fs)); }
 inline int k_steps(const ConvShape& fs) { return static_cast<int>(fs.k * fs.k * (channels_padded(fs.c_in) / bk)); }
-inline int splits(const ConvShape& fs) {
-  const std::int64_t warps = tiles(fs) * ((block_n(fs) == 128 ? Tile<128>::threads : Tile<64>::threads) / 32);
-  if (warps == 0 || 2 * tiles(fs) > fill_blocks) return 1;
+// The rule for block tiles 128 x bn (splits_for(fs, 128) on a shape block_n sends to 128 x 64 is
+// the plan before 2026-12-06: 132 / tiles, the same for 4-warp tiles); splits() is the plan's.
+inline int splits_for(const ConvShape& fs, int bn) {
+  const std::int64_t warps = tiles(fs, bn) * ((bn == 128 ? Tile<128>::threads : Tile<64>::threads) / 32);
+  if (warps == 0 || 2 * tiles(fs, bn) > fill_blocks) return 1;
   const int k = k_steps(fs);
   int by_tail = 1;
   while (2 * (by_tail + 1) * (by_tail + 1) <= k) ++by_tail;
@@ -515,6 +517,7 @@ inline int splits(const ConvShape& fs) {
   for (const int cap : {by_tail, k / stages, max_splits}) count = cap < count ? cap : count;
   return count < 1 ? 1 : count;
 }
+inline int splits(const ConvShape& fs) { return splits_for(fs, block_n(fs)); }
 // The forward's workspace (fs: the shape the kernel convolves): the packed weights, then with S > 1
 // slices the partial tiles (from a 16-byte boundary: float4 stores) and a counter per tile.
 inline std::int64_t partials_offset(const ConvShape& fs) { return (packed_weight_floats(fs) + 3) / 4 * 4; }
@@ -566,15 +569,17 @@ inline dim3 grid(const ConvShape& fs, int splits, int bn) {
 inline dim3 grid(const ConvShape& fs, int splits) { return grid(fs, splits, block_n(fs)); }
 
 // The forward kernel on already packed weights (fs: the shape it convolves; a transposed one for
-// the input gradient) in `work` (workspace_floats(fs, splits) floats, the counters zeroed). One
-// instantiation per (K, block tile, narrow Cin): 8 kernels.
+// the input gradient) in `work` (workspace_floats(fs, splits, bn) floats, the counters zeroed), on
+// 128 x bn block tiles (0: block_n(fs); the benchmarks compare both). One instantiation per (K, block
+// tile, narrow Cin): 8 kernels.
 inline void launch_packed(const ConvShape& fs, const float* x, float* work, const float* b, float* y,
-                          kiln::gpu::stream_handle stream, int splits = 1) {
-  const int variant = (fs.k == 3 ? 4 : 0) + (block_n(fs) == 128 ? 2 : 0) + (narrow(fs) ? 1 : 0);
+                          kiln::gpu::stream_handle stream, int splits = 1, int bn = 0) {
+  if (bn == 0) bn = block_n(fs);
+  const int variant = (fs.k == 3 ? 4 : 0) + (bn == 128 ? 2 : 0) + (narrow(fs) ? 1 : 0);
   float* partials = splits > 1 ? work + partials_offset(fs) : nullptr;
-  unsigned* counter = counters(fs, work, splits);
+  unsigned* counter = counters(fs, work, splits, bn);
   auto run = [&]<int K, int BN, bool NarrowCin>() {
-    KILN_LAUNCH((conv2d_mma_forward_kernel<K, BN, NarrowCin>), grid(fs, splits), dim3(Tile<BN>::threads),
+    KILN_LAUNCH((conv2d_mma_forward_kernel<K, BN, NarrowCin>), grid(fs, splits, BN), dim3(Tile<BN>::threads),
                 Tile<BN>::shared_bytes, stream, fs, x, static_cast<const float*>(work), b, y, partials, counter);
   };
   switch (variant) {
@@ -615,22 +620,24 @@ inline unsigned pack_weight_blocks(const ConvShape& s) {
   return static_cast<unsigned>(work < 1 ? 1 : work < 4096 ? work : 4096);
 }
 
-// y = conv(x, w) + b (b may be null) with the k steps in `splits` slices (1: unsplit). `work`:
-// workspace_floats(s, splits) floats of device scratch (packed_weight_floats(s) for one slice).
+// y = conv(x, w) + b (b may be null) with the k steps in `splits` slices (1: unsplit) on 128 x bn
+// block tiles (0: block_n(s)). `work`: workspace_floats(s, splits, bn) floats of device scratch
+// (packed_weight_floats(s) for one slice).
 inline void forward(const ConvShape& s, const float* x, const float* w, const float* b, float* y, float* work,
-                    kiln::gpu::stream_handle stream = nullptr, int splits = 1) {
+                    kiln::gpu::stream_handle stream = nullptr, int splits = 1, int bn = 0) {
   if (!supports(s))
     throw kiln::gpu::Error("conv2d_mma: unsupported shape (K must be 1 or 3, tensors under 2^31 elements)");
   if (s.n == 0 || s.h == 0 || s.w == 0 || s.c_out == 0) return;
-  unsigned* counter = counters(s, work, splits);
-  const int count = counter_count(s, splits);
+  if (bn == 0) bn = block_n(s);
+  unsigned* counter = counters(s, work, splits, bn);
+  const int count = counter_count(s, splits, bn);
   if (s.k == 3)
     KILN_LAUNCH((conv2d_mma_pack_weights_kernel<3>), dim3(pack_weight_blocks<3, false>(s)), dim3(pack_threads), 0,
                 stream, s, w, work, counter, count);
   else
     KILN_LAUNCH((conv2d_mma_pack_weights_kernel<1>), dim3(pack_weight_blocks<1, false>(s)), dim3(pack_threads), 0,
                 stream, s, w, work, counter, count);
-  launch_packed(s, x, work, b, y, stream, splits);
+  launch_packed(s, x, work, b, y, stream, splits, bn);
 }
 
 // dx = the input gradient of y = conv(x, w) (overwritten) from dy, the k steps in `splits` slices.

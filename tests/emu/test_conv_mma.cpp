@@ -169,8 +169,8 @@ Gradients tensor_core_gradients(const ConvShape& s, const std::vector<float>& x,
 // on: [tile][slice][float4 q * threads + tid], acc[i][j] of thread tid as float4 q = i * 8 + j), the
 // slices added in order 0, 1, ... (all but `skip`), then the bias: what the tile's last block must store.
 [[maybe_unused]] std::vector<float> from_partials(const ConvShape& s, const std::vector<float>& ws, int splits,
-                                                  const float* bias, int skip = -1) {
-  const int bn = mc::block_n(s), threads = 32 * (mc::bm / mc::warp_tile) * (bn / mc::warp_tile);
+                                                  const float* bias, int bn, int skip = -1) {
+  const int threads = 32 * (mc::bm / mc::warp_tile) * (bn / mc::warp_tile);
   const std::int64_t hw_count = s.h * s.w, pixels = s.n * hw_count;
   const std::int64_t gx = (pixels + mc::bm - 1) / mc::bm, gy = (s.c_out + bn - 1) / bn;
   std::vector<float> y(static_cast<std::size_t>(pixels * s.c_out), std::nanf(""));
@@ -207,10 +207,13 @@ Gradients tensor_core_gradients(const ConvShape& s, const std::vector<float>& x,
 // forward, reverse and random schedules and on every run; exactly the partial tiles left in the
 // workspace added in slice order plus the bias; and, as deliberate bugs, a slice left out of that
 // sum or a tile finalised before its last slice landed (its counter not zeroed) are caught.
-[[maybe_unused]] void check_split(const ConvShape& s, int splits, std::uint64_t seed) {  // unused in OS-thread mode
+// bn: the block tile width (0: the plan's, mma_conv::block_n).
+[[maybe_unused]] void check_split(const ConvShape& s, int splits, std::uint64_t seed,
+                                  int bn = 0) {  // OS-thread: unused
+  if (bn == 0) bn = mc::block_n(s);
   std::ostringstream name;
   name << "N=" << s.n << " " << s.c_in << "->" << s.c_out << " K=" << s.k << " " << s.h << "x" << s.w
-       << " block tile 128x" << mc::block_n(s) << ", " << mc::tiles(s) << " tiles, " << splits << " slices of "
+       << " block tile 128x" << bn << ", " << mc::tiles(s, bn) << " tiles, " << splits << " slices of "
        << mc::k_steps(s) << " k steps";
   INFO(name.str());
   REQUIRE(splits > 1);
@@ -222,14 +225,14 @@ Gradients tensor_core_gradients(const ConvShape& s, const std::vector<float>& x,
   std::vector<float> strict(want.size());
   kiln::cpu::reference::conv2d_forward(s, x.data(), w.data(), b.data(), strict.data());
   DeviceBuffer<float> dx(x), dw(w), db(b), dy(want.size()),
-      work(static_cast<std::size_t>(mc::workspace_floats(s, splits)));
+      work(static_cast<std::size_t>(mc::workspace_floats(s, splits, bn)));
   std::vector<std::uint32_t> first;
   for (auto schedule :
        {kiln::gpu::emu::Schedule::forward, kiln::gpu::emu::Schedule::reverse, kiln::gpu::emu::Schedule::random}) {
     kiln_emu_test::ScopedSchedule order(schedule);
     for (int run = 0; run < 2; ++run) {
       dy.upload(std::vector<float>(want.size(), std::nanf("")));  // every output must be written
-      mc::forward(s, dx.get(), dw.get(), db.get(), dy.get(), work.get(), nullptr, splits);
+      mc::forward(s, dx.get(), dw.get(), db.get(), dy.get(), work.get(), nullptr, splits, bn);
       const auto got = dy.download();
       if (first.empty()) {
         first = bits_of(got);
@@ -243,18 +246,18 @@ Gradients tensor_core_gradients(const ConvShape& s, const std::vector<float>& x,
     }
   }
   const auto ws = work.download();
-  CHECK(bits_of(from_partials(s, ws, splits, b.data())) == first);
+  CHECK(bits_of(from_partials(s, ws, splits, b.data(), bn)) == first);
   // Deliberate bugs: a slice left out (the first or the last) is far off the reference.
   for (const int skip : {0, splits - 1})
-    CHECK(normalised_error(from_partials(s, ws, splits, b.data(), skip), want) > 1e-2);
+    CHECK(normalised_error(from_partials(s, ws, splits, b.data(), bn, skip), want) > 1e-2);
   // ... and a tile finalised one slice early: counters left at 1, the partials NaN.
   auto stale = ws;
   std::fill(stale.begin() + static_cast<std::ptrdiff_t>(mc::partials_offset(s)),
-            stale.begin() + static_cast<std::ptrdiff_t>(mc::counters_offset(s, splits)), std::nanf(""));
-  for (std::int64_t c = 0; c < mc::counter_count(s, splits); ++c)
-    stale[static_cast<std::size_t>(mc::counters_offset(s, splits) + c)] = std::bit_cast<float>(1u);
+            stale.begin() + static_cast<std::ptrdiff_t>(mc::counters_offset(s, splits, bn)), std::nanf(""));
+  for (std::int64_t c = 0; c < mc::counter_count(s, splits, bn); ++c)
+    stale[static_cast<std::size_t>(mc::counters_offset(s, splits, bn) + c)] = std::bit_cast<float>(1u);
   work.upload(stale);
-  mc::launch_packed(s, dx.get(), work.get(), db.get(), dy.get(), nullptr, splits);
+  mc::launch_packed(s, dx.get(), work.get(), db.get(), dy.get(), nullptr, splits, bn);
   CHECK(!(normalised_error(dy.download(), want) < 1e-2));  // NaN or far off
 }
 
@@ -319,6 +322,11 @@ TEST_CASE("conv2d_mma split-K plan: deep U-Net levels split to fill the SMs' war
                                                   splits * mc::tiles(p.s) * mc::bm * mc::block_n(p.s) + mc::tiles(p.s)
                                             : mc::packed_weight_floats(p.s)));
   }
+  // The rule on 128 x 128 tiles (the benchmarks' comparison rows): the plan before the deep levels
+  // took 128 x 64 tiles, 132 / tiles.
+  CHECK(mc::splits_for({16, 256, 256, 8, 8, 3}, 128) == 8);   // 16 tiles
+  CHECK(mc::splits_for({16, 64, 128, 16, 16, 3}, 128) == 4);  // 32 tiles
+  CHECK(mc::splits_for({16, 128, 256, 16, 16, 3}, 128) == mc::splits({16, 128, 256, 16, 16, 3}));
 }
 
 // Not in OS-thread mode (ThreadSanitizer builds): 64-128 std::threads meet at every mma.
@@ -330,10 +338,11 @@ TEST_CASE("mma.sync TF32 conv forward split-K: deep shapes, tails, deterministic
   check_split({1, 3, 5, 5, 5, 3}, 3, 54);     // NarrowCin: one k step per tap, a slice per kernel row
 #if !KILN_EMU_ASAN
   check_split({16, 64, 64, 4, 4, 3}, 9, 55);  // 256 pixels, Cout 64 (128x64): 2 tiles, 9 slices of 4 k steps
-  // 68 tiles of 128 x 128 (Cout 65: the wide tile's tail): the wide tile's split path, which the
-  // backend's plan (splits) no longer takes, through the launcher's explicit slice count.
-  check_split({1, 96, 65, 93, 93, 1}, 2, 56);
 #endif
+  // The 128 x 128 tile's split path, which the plan (block_n) no longer takes: one tile of 128
+  // pixels x 128 channels in 4 slices, and a Cout tail of 66 in 3.
+  check_split({2, 64, 128, 8, 8, 3}, 4, 56, 128);
+  check_split({1, 20, 66, 6, 7, 3}, 3, 57, 128);
 }
 
 TEST_CASE("mma.sync TF32 conv input gradient split-K: deterministic, against the references") {
