@@ -112,8 +112,9 @@ def layer_section(report, lines):
                  "(2·N·Cout·Cin·K²·H·W per pass), GB/s for the rest (each tensor read once + written once); "
                  "peak = fraction of the fp32 (or TF32) peak, or of the measured copy bandwidth. "
                  "Shapes: C and H of the layer's input, N the batch (see bench/bench_common.hpp).\n")
-    lines.append("Our TF32 column is kiln's implicit-GEMM tensor-core convolutions (`kiln::cuda::MathMode::tf32`, "
-                 "kernels/conv2d_igemm.cuh), compared with cuDNN TF32: like with like.\n")
+    lines.append("Our TF32 column is kiln's tensor-core convolutions (`kiln::cuda::MathMode::tf32`: the mma.sync "
+                 "kernels of kernels/conv2d_mma.cuh and conv2d_mma_wgrad.cuh), compared with cuDNN TF32: like with "
+                 "like.\n")
     lines.append("| op | shape | ours fp32 µs | cuDNN fp32 µs | ours/cuDNN fp32 | ours TF32 µs | cuDNN TF32 µs "
                  "| ours TF32/cuDNN TF32 | ours fp32 rate | ours fp32 peak | ours TF32 peak | cuDNN fp32 peak "
                  "| cuDNN TF32 peak | errors |")
@@ -168,6 +169,7 @@ def layer_section(report, lines):
             lines.append(f"| {shape} | {fmt(tf)} | {fmt(tp)} | {fmt(tf / tp if tf and tp else None, 2)} | "
                          f"{fmt(f.get('GB/s') if ok(f) else None, 0)} | {frac} |")
         lines.append("")
+    plan_section(ordered, lines)
     labels = [(op, shape, k, b.get("label")) for (op, shape), by in ordered for k, b in by.items()
               if k.startswith("cudnn") and op.startswith("conv") and b.get("label")]
     if labels:
@@ -176,6 +178,35 @@ def layer_section(report, lines):
         for op, shape, k, label in labels:
             lines.append(f"| {op} | {shape} | {k} | {label} |")
         lines.append("\n</details>\n")
+
+
+PLAN_COLUMNS = (("cuda/mma_tf32", "planned"), ("cuda/mma_tf32_128x128", "128x128 tiles"),
+                ("cuda/mma_tf32_half_slices", "half the slices"))
+
+
+def plan_section(ordered, lines):
+    """The mma.sync forward as planned beside the plans the model weighed (bench/gpu_tf32_cases.hpp,
+    add_mma_plan_rows; docs/kernels.md "128 x 64 tiles on the deep levels"): where an alternative is
+    faster, mma_conv::block_n or mma_conv::splits is wrong for that shape."""
+    ok = lambda b: b is not None and not b.get("error_occurred")  # noqa: E731
+    rows = [(op, shape, by) for (op, shape), by in ordered
+            if any(k in by for k, _ in PLAN_COLUMNS[1:]) and ok(by.get(PLAN_COLUMNS[0][0]))]
+    if not rows:
+        return
+    lines.append("### The mma.sync forward's plan against the alternatives\n")
+    lines.append("Packing + GEMM per call (µs; the JSON rows' labels name each alternative's tiles and slices). "
+                 "**faster** marks an alternative that beats the plan by more than 5 %.\n")
+    lines.append("| op | shape | " + " | ".join(f"{name} µs" for _, name in PLAN_COLUMNS) +
+                 " | cuDNN TF32 µs | verdict |\n|---|---|" + "---:|" * (len(PLAN_COLUMNS) + 1) + "---|")
+    for op, shape, by in rows:
+        times = [time_us(by[k]) if ok(by.get(k)) else None for k, _ in PLAN_COLUMNS]
+        cudnn = by.get("cudnn/tf32")
+        planned = times[0]
+        faster = [name for (_, name), t in zip(PLAN_COLUMNS[1:], times[1:]) if t and t < 0.95 * planned]
+        verdict = "**faster: " + ", ".join(faster) + "**" if faster else "plan holds"
+        lines.append(f"| {op} | {shape} | " + " | ".join(fmt(t) for t in times) +
+                     f" | {fmt(time_us(cudnn) if ok(cudnn) else None)} | {verdict} |")
+    lines.append("")
 
 
 def step_section(report, lines):

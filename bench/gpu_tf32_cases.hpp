@@ -1,12 +1,15 @@
 #pragma once
-// Our TF32 tensor-core convolutions (kernels/conv2d_igemm.cuh, selected by
-// kiln::cuda::MathMode::tf32) at the U-Net's shapes, next to cuDNN's TF32 rows:
+// Our TF32 tensor-core convolutions (Backend<Cuda> under kiln::cuda::MathMode::tf32: the mma.sync
+// kernels of kernels/conv2d_mma.cuh and conv2d_mma_wgrad.cuh with a planned workspace) at the
+// U-Net's shapes, next to cuDNN's TF32 rows:
 //   <op>/cuda/tf32/<shape>   counters GFLOP/s, peak_frac (of the dense TF32 tensor-core peak),
 //                            cudnn_us and x_cudnn = our time / cuDNN TF32's time
 // (cudnn_cases.hpp stores cuDNN's TF32 times in tf32_reference_seconds(); register those rows
-// first). The workspace is planned under TF32, as a network planned in that mode gets it.
-//   conv*_fwd/cuda/mma_tf32/<shape>  the mma.sync implicit GEMM of kernels/conv2d_mma.cuh (not in
-//                            the backend yet; forward only): weight packing + the kernel, timed together.
+// first). The workspace is planned under TF32 for training, as a network planned in that mode gets
+// it (the forward then packs both weight layouts in one launch).
+//   conv*_fwd/cuda/mma_tf32/<shape>  mma_conv::forward, the forward packing + the GEMM timed together,
+//                            as planned; mma_tf32_128x128 and mma_tf32_half_slices: the same with
+//                            the tile width or split-K slices the plan did not take (add_mma_plan_rows).
 #include <cstdint>
 #include <string>
 
