@@ -254,18 +254,74 @@ __global__ void conv2d_mma_pack_weights_dgrad_kernel(ConvShape s, const float* w
 // workspace for the backward, mma_conv::dgrad_offset): blocks [0, forward_blocks) pack the forward's
 // layout into wp and zero its counters, the rest the input gradient's into wp_dgrad and zero its
 // counters. Each part is the kernel above on its own block range; the branch is uniform per block.
+namespace mma_conv {
+// One convolution's training packings: both layouts and both counter sets (the kernel above's
+// arguments), blocks [0, forward_blocks) of its `blocks` for the forward's layout.
+struct PackBoth {
+  ConvShape s;
+  const float* w;
+  float* wp;
+  unsigned* counters;
+  float* wp_dgrad;
+  unsigned* dgrad_counters;
+  int counter_count, dgrad_counter_count, forward_blocks;
+  int first_block;  // in a batch (conv2d_mma_pack_batch_kernel): where this entry's blocks begin
+};
+template <int K>
+__device__ __forceinline__ void pack_both(const PackBoth& p, int block, int blocks) {
+  if (block < p.forward_blocks) {
+    zero_counters(p.counters, p.counter_count, block);
+    pack_forward_tf32<K>(p.s, p.w, p.wp, block, p.forward_blocks);
+  } else {
+    zero_counters(p.dgrad_counters, p.dgrad_counter_count, block - p.forward_blocks);
+    pack_dgrad_tf32<K>(p.s, p.w, p.wp_dgrad, block - p.forward_blocks, blocks - p.forward_blocks);
+  }
+}
+// Up to Entries convolutions' training packings in one launch (a network's forward packs every
+// convolution's weights at its start: Backend<Cuda>::conv2d_pack_forwards, pack_batch_max per
+// launch). Passed by value (a kernel parameter of about 2.4 KB): nothing to upload, and a CUDA
+// graph captures it as it is.
+inline constexpr int pack_batch_max = 24;
+template <int Entries>
+struct PackBatch {
+  PackBoth entries[Entries];
+  int count;
+};
+}  // namespace mma_conv
+
 template <int K>
 __global__ void conv2d_mma_pack_weights_both_kernel(ConvShape s, const float* w, float* wp, unsigned* counters,
                                                     int counter_count, float* wp_dgrad, unsigned* dgrad_counters,
                                                     int dgrad_counter_count, int forward_blocks) {
-  const int block = static_cast<int>(blockIdx.x), blocks = static_cast<int>(gridDim.x);
-  if (block < forward_blocks) {
-    mma_conv::zero_counters(counters, counter_count, block);
-    mma_conv::pack_forward_tf32<K>(s, w, wp, block, forward_blocks);
-  } else {
-    mma_conv::zero_counters(dgrad_counters, dgrad_counter_count, block - forward_blocks);
-    mma_conv::pack_dgrad_tf32<K>(s, w, wp_dgrad, block - forward_blocks, blocks - forward_blocks);
+  const mma_conv::PackBoth p{
+      s, w, wp, counters, wp_dgrad, dgrad_counters, counter_count, dgrad_counter_count, forward_blocks, 0};
+  mma_conv::pack_both<K>(p, static_cast<int>(blockIdx.x), static_cast<int>(gridDim.x));
+}
+
+// The batch: block b packs for the last entry whose first_block <= b (entries in block order, the
+// first at block 0), as block b - first_block of that entry's range. The entry is picked with
+// constant-index loads (a dynamic index into a kernel parameter would copy it to local memory).
+template <int Entries>
+__global__ void conv2d_mma_pack_batch_kernel(mma_conv::PackBatch<Entries> batch) {
+  const int block = static_cast<int>(blockIdx.x);
+  int at = 0, end = static_cast<int>(gridDim.x);
+  KILN_UNROLL
+  for (int e = 1; e < Entries; ++e) {
+    if (e >= batch.count) break;
+    if (batch.entries[e].first_block <= block)
+      at = e;
+    else if (batch.entries[e].first_block < end)
+      end = batch.entries[e].first_block;
   }
+  mma_conv::PackBoth p = batch.entries[0];
+  KILN_UNROLL
+  for (int e = 1; e < Entries; ++e)
+    if (e == at) p = batch.entries[e];
+  const int local = block - p.first_block, blocks = end - p.first_block;
+  if (p.s.k == 3)
+    mma_conv::pack_both<3>(p, local, blocks);
+  else
+    mma_conv::pack_both<1>(p, local, blocks);
 }
 
 // y = conv(x, w) + b from the packed weights. grid (ceil(N*H*W / 128), ceil(Cout / BN), S),

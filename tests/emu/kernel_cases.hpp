@@ -248,6 +248,47 @@ void mma_conv_case(Report& report, const kiln::ConvShape& s, std::uint64_t seed,
   report.compare(splits > 1 ? "y (mma.sync TF32, split-K)" : "y (mma.sync TF32)", y, y_cpu, 2 * tf32_bound);
 }
 
+// A network's training forward under TF32 packs every convolution's weights in one launch at its
+// start (Backend<Cuda>::conv2d_pack_forwards: conv2d_mma_pack_batch_kernel), then each convolution
+// runs its GEMM alone (conv2d_forward_packed): against each layer's own conv2d_forward (its weights
+// packed by conv2d_mma_pack_weights_both_kernel), the same y and the same input-gradient packing
+// kept in the workspace (bound 1e-12: the same bits).
+inline void conv_pack_batch_case(Report& report, const std::vector<kiln::ConvShape>& shapes, std::uint64_t seed) {
+  namespace mc = kiln::cuda::kernels::mma_conv;
+  using B = kiln::Backend<Cuda>;
+  using T = kiln::Tensor<float, Cuda>;
+  kiln::cuda::MathModeScope tf32(kiln::cuda::MathMode::tf32);
+  kiln::Rng rng(seed);
+  struct Conv {
+    kiln::ConvShape s;
+    T x, w, b, ws, y;
+  };
+  std::vector<Conv> convs;
+  convs.reserve(shapes.size());
+  for (const kiln::ConvShape& s : shapes) {
+    const Shape xs = Shape::nchw(s.n, s.c_in, s.h, s.w), wshape{s.c_out, s.c_in, s.k, s.k};
+    convs.push_back({s, T::from_host(xs, random_vector(xs.numel(), rng)),
+                     T::from_host(wshape, random_vector(wshape.numel(), rng)),
+                     T::from_host(Shape{s.c_out}, random_vector(s.c_out, rng)),
+                     T(Shape{static_cast<std::int64_t>(B::conv2d_workspace_floats(s)) + 1}),
+                     T(Shape::nchw(s.n, s.c_out, s.h, s.w))});
+  }
+  std::vector<kiln::ConvPacking<Cuda>> packings;
+  for (Conv& c : convs) packings.push_back({c.s, &c.w, &c.ws});
+  B::conv2d_pack_forwards(packings);
+  for (Conv& c : convs) B::conv2d_forward_packed(c.s, c.x, c.w, c.b, c.y, c.ws);
+  for (Conv& c : convs) {
+    T ws(c.ws.shape()), y(c.y.shape());
+    B::conv2d_forward(c.s, c.x, c.w, c.b, y, ws);
+    report.compare("y on the batched packing, against the layer's own", c.y, y, 1e-12);
+    const auto kept = c.ws.to_vector(), own = ws.to_vector();
+    const auto at = static_cast<std::ptrdiff_t>(mc::dgrad_offset(c.s)),
+               end = at + static_cast<std::ptrdiff_t>(mc::packed_dgrad_weight_floats(c.s));
+    report.compare("the input gradient's packing kept", std::vector<float>(kept.begin() + at, kept.begin() + end),
+                   std::vector<float>(own.begin() + at, own.begin() + end), 1e-12);
+  }
+}
+
 // Backend<Cuda>'s TF32 forward without its planned workspace (a layer planned under strict fp32):
 // the implicit-GEMM forward of kernels/conv2d_igemm.cuh, against the CPU backend.
 inline void igemm_forward_case(Report& report, const kiln::ConvShape& s, std::uint64_t seed) {

@@ -23,6 +23,7 @@
 
 #include "emu/kernel_cases.hpp"
 #include "emu/launch_log.hpp"
+#include "kiln/models/unet.hpp"
 
 namespace {
 
@@ -552,5 +553,90 @@ TEST_CASE("Conv2d<Cuda> under MathMode::tf32: the backward packs nothing after a
   const auto [train, train_both, train_dgrad] = pass(true, kiln::Mode::train);
   CHECK(train_dgrad == 0);
   CHECK(same(train));
+}
+#endif
+
+// A network's training forward under TF32 packs every convolution's weights (both layouts) in one
+// launch at its start, and each Conv2d of that forward runs its GEMM alone
+// (Backend<Cuda>::conv2d_pack_forwards, conv2d_forward_packed): the output and every gradient of a
+// step have the bits of the same network run layer by layer, each convolution packing its own.
+// Deliberate bug: a forward on packed weights that were not packed again after the weights changed
+// is far off, so the bit comparison would catch a layer that skipped its packing wrongly.
+#if !KILN_EMU_THREADS
+TEST_CASE("tf32 Network: one packing launch per forward, the bits of per-layer packing") {
+  using B = kiln::Backend<Cuda>;
+  using Net = kiln::Network<kiln::UNet<1, 2, 4, 2, Cuda>>;
+  kiln::cuda::MathModeScope scope(kiln::cuda::MathMode::tf32);
+  kiln::Rng rng(31);
+  Net batched, per_layer;
+  batched.reset_parameters(rng);
+  std::vector<kiln::StateRef<Cuda>> refs;
+  batched.visit([&](kiln::StateRef<Cuda> r) { refs.push_back(r); });
+  std::size_t i = 0;
+  per_layer.visit([&](kiln::StateRef<Cuda> r) {
+    const auto& s = refs.at(i++);
+    if (r.value) r.value->copy_from_host(s.value->to_vector());
+  });
+  auto bits = [](const std::vector<float>& v) {
+    std::vector<std::uint32_t> out(v.size());
+    std::transform(v.begin(), v.end(), out.begin(), [](float f) { return std::bit_cast<std::uint32_t>(f); });
+    return out;
+  };
+  auto packings = [](const std::set<std::string>& names) {
+    std::set<std::string> out;
+    for (const auto& n : names)
+      if (n.rfind("conv2d_mma_pack", 0) == 0) out.insert(n);
+    return out;
+  };
+  const Shape in = Shape::nchw(2, 1, 8, 8), out = Shape::nchw(2, 2, 8, 8);
+  const auto x = Tensor<float, Cuda>::from_host(in, kiln_test::random_vector(in.numel(), rng));
+  const auto dy = Tensor<float, Cuda>::from_host(out, kiln_test::random_vector(out.numel(), rng));
+
+  kiln_test::record_launches(true);
+  const auto y_batched = batched.forward(x, kiln::Mode::train).to_vector();
+  kiln_test::record_launches(false);
+  CHECK(packings(kiln_test::launched_kernel_names()) == std::set<std::string>{"conv2d_mma_pack_batch_kernel<24>"});
+  per_layer.plan(in, kiln::Mode::train);
+  kiln_test::record_launches(true);
+  const auto y_own = per_layer.layers().forward(x, kiln::Mode::train).to_vector();
+  kiln_test::record_launches(false);
+  CHECK(packings(kiln_test::launched_kernel_names()) ==
+        std::set<std::string>{"conv2d_mma_pack_weights_both_kernel<1>", "conv2d_mma_pack_weights_both_kernel<3>"});
+  CHECK(bits(y_batched) == bits(y_own));
+
+  batched.backward(dy);  // the input gradients on the packings the batch kept
+  per_layer.layers().backward(dy);
+  std::vector<std::vector<float>> grads;
+  batched.visit([&](kiln::StateRef<Cuda> r) {
+    if (r.grad) grads.push_back(r.grad->to_vector());
+  });
+  std::size_t g = 0;
+  per_layer.visit([&](kiln::StateRef<Cuda> r) {
+    if (!r.grad) return;
+    INFO(r.name);
+    CHECK(bits(r.grad->to_vector()) == bits(grads.at(g++)));
+  });
+  CHECK(g == grads.size());
+
+  // The deliberate bug, on one convolution: new weights, the old packing.
+  const kiln::ConvShape s{2, 20, 24, 6, 6, 3};
+  const Shape wshape{s.c_out, s.c_in, s.k, s.k};
+  auto w = Tensor<float, Cuda>::from_host(wshape, kiln_test::random_vector(wshape.numel(), rng));
+  const auto xs = Tensor<float, Cuda>::from_host(Shape::nchw(s.n, s.c_in, s.h, s.w),
+                                                 kiln_test::random_vector(s.n * s.c_in * s.h * s.w, rng));
+  Tensor<float, Cuda> bias, ws(Shape{static_cast<std::int64_t>(B::conv2d_workspace_floats(s)) + 1}),
+      y(Shape::nchw(s.n, s.c_out, s.h, s.w)), want(y.shape());
+  const std::vector<kiln::ConvPacking<Cuda>> one{{s, &w, &ws}};
+  B::conv2d_pack_forwards(one);
+  w.copy_from_host(kiln_test::random_vector(wshape.numel(), rng));
+  B::conv2d_forward_packed(s, xs, w, bias, y, ws);
+  Tensor<float, Cuda> ws2(ws.shape());
+  B::conv2d_forward(s, xs, w, bias, want, ws2);
+  const double stale = normalised_error(y.to_vector(), want.to_vector());
+  MESSAGE("normalised error of a forward on a stale packing: ", stale);
+  CHECK(stale > 0.1);
+  B::conv2d_pack_forwards(one);  // packed again: the same bits
+  B::conv2d_forward_packed(s, xs, w, bias, y, ws);
+  CHECK(bits(y.to_vector()) == bits(want.to_vector()));
 }
 #endif

@@ -28,6 +28,7 @@
 // and saved state in training, small per-layer state in eval). A layer that only
 // uses request() is still planned correctly in eval, just without reuse.
 #include <algorithm>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -35,11 +36,41 @@
 #include <memory>
 #include <vector>
 
+#include "kiln/core/conv_shape.hpp"
 #include "kiln/core/error.hpp"
 #include "kiln/core/mode.hpp"
 #include "kiln/core/tensor.hpp"
 
 namespace kiln {
+
+// A stride-1 convolution of a training plan whose weights a network packs, with every other one,
+// in one launch at the start of each training forward (Backend::conv2d_pack_forwards, where the
+// device has it; docs/kernels.md "The forward's packings in one launch"). Conv2d::plan registers
+// it with the arena; the pointers are the layer's own tensors.
+template <class Device>
+struct ConvPacking {
+  ConvShape shape;
+  const Tensor<float, Device>* weight;
+  Tensor<float, Device>* workspace;
+};
+
+// The plan (Arena::plan_id) whose convolutions the forward running on this thread has packed in one
+// launch, 0 for none: set by Network::forward for the duration of its layers' forwards.
+class PackedForward {
+ public:
+  explicit PackedForward(std::uint64_t plan) : previous_(current()) { current() = plan; }
+  ~PackedForward() { current() = previous_; }
+  PackedForward(const PackedForward&) = delete;
+  PackedForward& operator=(const PackedForward&) = delete;
+  static bool covers(std::uint64_t plan) { return plan != 0 && current() == plan; }
+
+ private:
+  static std::uint64_t& current() {
+    thread_local std::uint64_t plan = 0;
+    return plan;
+  }
+  std::uint64_t previous_;
+};
 
 template <class Device>
 class Arena {
@@ -60,6 +91,8 @@ class Arena {
   // pointing at the old block until finalize()).
   void begin(Mode mode = Mode::train) {
     requests_.clear();
+    conv_packings_.clear();
+    plan_id_ = next_plan_id();
     mode_ = mode;
     clock_ = 0;
     current_ = none;
@@ -123,6 +156,14 @@ class Arena {
     if (used_) DeviceMemory<Device>::zero(base, used_);
     requests_.clear();
   }
+
+  // The plan's convolutions whose packings a network batches (ConvPacking). plan_id() names the
+  // plan (unique in the process): a network that has packed them all for the forward it is running
+  // says so with PackedForward{plan_id()} on its thread, and a convolution registered with that
+  // plan then skips its own packing (Conv2d; no pointer into the arena is kept).
+  void add_conv_packing(const ConvPacking<Device>& c) { conv_packings_.push_back(c); }
+  const std::vector<ConvPacking<Device>>& conv_packings() const { return conv_packings_; }
+  std::uint64_t plan_id() const { return plan_id_; }
 
   // Bytes the last plan needs (the block is at least this large); set by finalize().
   std::size_t bytes_planned() const { return used_; }
@@ -212,6 +253,12 @@ class Arena {
   }
 
   std::vector<Request> requests_;
+  static std::uint64_t next_plan_id() {
+    static std::atomic<std::uint64_t> last{0};
+    return ++last;
+  }
+  std::vector<ConvPacking<Device>> conv_packings_;
+  std::uint64_t plan_id_ = 0;
   Mode mode_ = Mode::train;
   std::size_t clock_ = 0;
   Value current_ = none;

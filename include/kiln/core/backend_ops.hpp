@@ -12,6 +12,7 @@
 #include <functional>
 #include <span>
 
+#include "kiln/core/arena.hpp"
 #include "kiln/core/backend.hpp"
 #include "kiln/core/conv_shape.hpp"
 #include "kiln/core/tensor.hpp"
@@ -70,6 +71,7 @@ concept BackendOps = requires(const ConvShape& cs, const StridedConvShape& ss, c
   { B::fused_batchnorm_relu } -> std::convertible_to<bool>;
   { B::multi_tensor_adam } -> std::convertible_to<bool>;
   { B::synchronised_batchnorm } -> std::convertible_to<bool>;
+  { B::batched_conv_packing } -> std::convertible_to<bool>;
 };
 
 // Optional: BatchNorm2d + ReLU in one pass (BatchNorm2d uses it when the next layer is a ReLU;
@@ -96,6 +98,16 @@ concept HasSynchronisedBatchNorm = requires(const BatchNormArgs& bn, const Tenso
   B::batchnorm_backward_across(bn, true, c, c, c, c, c, c, m, m, m, sum);
 };
 
+// Optional: a training forward's convolution weights packed for the whole network in one launch
+// at its start (Network::forward), each Conv2d then running its forward on them. CUDA: yes (the
+// TF32 mma.sync layouts). CPU: no (it packs nothing per forward).
+template <class D, class B = Backend<D>>
+concept HasBatchedConvPacking = requires(const ConvShape& cs, std::span<const ConvPacking<D>> convs,
+                                         const Tensor<float, D>& c, Tensor<float, D>& m) {
+  B::conv2d_pack_forwards(convs);
+  B::conv2d_forward_packed(cs, c, c, c, m, m);
+};
+
 // The check each backend header runs after its table: the required ops, and every optional
 // capability exactly as declared.
 template <class D, class B = Backend<D>>
@@ -109,6 +121,8 @@ constexpr bool backend_table_complete() {
                   "kiln: Backend::multi_tensor_adam does not match its adam_step_multi member");
     static_assert(B::synchronised_batchnorm == HasSynchronisedBatchNorm<D>,
                   "kiln: Backend::synchronised_batchnorm does not match its batchnorm_*_across members");
+    static_assert(B::batched_conv_packing == HasBatchedConvPacking<D>,
+                  "kiln: Backend::batched_conv_packing does not match its conv2d_pack_forwards members");
   }
   return true;
 }

@@ -27,6 +27,7 @@ struct Backend<Cpu> {
   // The optional capabilities of core/backend_ops.hpp.
   static constexpr bool fused_batchnorm_relu = true;
   static constexpr bool multi_tensor_adam = true;
+  static constexpr bool batched_conv_packing = false;   // nothing to pack per forward
   static constexpr bool synchronised_batchnorm = true;  // batchnorm_*_across (kiln/nn/replicas.hpp)
 
   using T = Tensor<float, Cpu>;

@@ -59,6 +59,7 @@ struct Backend<Cuda> {
   // The optional capabilities of core/backend_ops.hpp.
   static constexpr bool fused_batchnorm_relu = true;
   static constexpr bool multi_tensor_adam = true;
+  static constexpr bool batched_conv_packing = true;     // conv2d_pack_forwards (the TF32 training forward)
   static constexpr bool synchronised_batchnorm = false;  // batchnorm_*_across (kiln/nn/replicas.hpp)
 
   using T = Tensor<float, Cuda>;
@@ -242,6 +243,58 @@ struct Backend<Cuda> {
       launch(KILN_CUDA_KERNEL(conv2d_forward_kernel, K), grid, conv_block(), conv_shared_bytes(s), s, x.data(),
              w.data(), ptr(b), y.data());
     });
+  }
+
+  // A network's training forward, before its layers run: every convolution in `convs` whose forward
+  // would pack both weight layouts (tf32_dgrad_kept_fits: MathMode::tf32, a training workspace)
+  // gets them, with its split-K counters zeroed, in one launch per pack_batch_max convolutions
+  // (conv2d_mma_pack_batch_kernel) instead of one each; each Conv2d of that forward then calls
+  // conv2d_forward_packed. The others are left alone (their forward packs as before).
+  static void conv2d_pack_forwards(std::span<const ConvPacking<Cuda>> convs) {
+    namespace mc = kiln::cuda::kernels::mma_conv;
+    mc::PackBatch<mc::pack_batch_max> batch{};
+    int blocks = 0;
+    auto flush = [&] {
+      if (batch.count > 0)
+        launch(KILN_CUDA_KERNEL(conv2d_mma_pack_batch_kernel, mc::pack_batch_max), dim3(static_cast<unsigned>(blocks)),
+               dim3(mc::pack_threads), 0, batch);
+      batch = mc::PackBatch<mc::pack_batch_max>{};
+      blocks = 0;
+    };
+    for (const ConvPacking<Cuda>& c : convs) {
+      const ConvShape& s = c.shape;
+      if (s.n == 0 || s.h == 0 || s.w == 0 || s.c_out == 0 || !tf32_dgrad_kept_fits(s, *c.workspace)) continue;
+      if (batch.count == mc::pack_batch_max) flush();
+      float* ws = c.workspace->data();
+      const ConvShape t = mc::transposed(s);
+      const int splits = mma_splits(s, *c.workspace), dgrad_splits = mc::splits(t);
+      float* dgrad = ws + mc::dgrad_offset(s);
+      int forward_blocks = 0, dgrad_blocks = 0;
+      with_kernel_size<1, 3>(s.k, [&]<int K>() {
+        forward_blocks = static_cast<int>(mc::pack_weight_blocks<K, false>(s));
+        dgrad_blocks = static_cast<int>(mc::pack_weight_blocks<K, true>(s));
+      });
+      batch.entries[batch.count++] = {s,
+                                      c.weight->data(),
+                                      ws,
+                                      mc::counters(s, ws, splits),
+                                      dgrad,
+                                      mc::counters(t, dgrad, dgrad_splits),
+                                      mc::counter_count(s, splits),
+                                      mc::counter_count(t, dgrad_splits),
+                                      forward_blocks,
+                                      blocks};
+      blocks += forward_blocks + dgrad_blocks;
+    }
+    flush();
+  }
+  // conv2d_forward where conv2d_pack_forwards has packed this convolution's weights in ws in the
+  // same network forward (the same test: tf32_dgrad_kept_fits): the GEMM alone; elsewhere
+  // conv2d_forward itself.
+  static void conv2d_forward_packed(const ConvShape& s, const T& x, const T& w, const T& b, T& y, T& ws) {
+    if (s.n == 0 || s.h == 0 || s.w == 0 || s.c_out == 0 || !tf32_dgrad_kept_fits(s, ws))
+      return conv2d_forward(s, x, w, b, y, ws);
+    conv2d_mma_packed(s, x, ws.data(), ptr(b), y, mma_splits(s, ws));
   }
 
   // What conv2d_forward, run now on ws, leaves there for the backward of the same step (Conv2d

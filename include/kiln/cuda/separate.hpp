@@ -58,6 +58,7 @@ KILN_CUDA_ONCE(conv2d_igemm_reduce_splits_kernel<float>)
 KILN_CUDA_ONCE_K(conv2d_mma_pack_weights_kernel)
 KILN_CUDA_ONCE_K(conv2d_mma_pack_weights_dgrad_kernel)
 KILN_CUDA_ONCE_K(conv2d_mma_pack_weights_both_kernel)
+KILN_CUDA_ONCE(conv2d_mma_pack_batch_kernel<kiln::cuda::kernels::mma_conv::pack_batch_max>)
 
 KILN_CUDA_ONCE_K(conv2d_mma_forward_kernel, , 64, false)
 KILN_CUDA_ONCE_K(conv2d_mma_forward_kernel, , 64, true)

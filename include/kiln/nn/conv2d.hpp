@@ -14,6 +14,7 @@
 #include <string_view>
 
 #include "kiln/core/backend.hpp"
+#include "kiln/core/backend_ops.hpp"
 #include "kiln/core/conv_shape.hpp"
 #include "kiln/nn/layer.hpp"
 #include "kiln/nn/replicas.hpp"
@@ -86,7 +87,15 @@ class Conv2d {
 
   Shape plan(const Shape& in, Arena<Device>& arena, std::string_view path) {
     kept_ = ConvKept::nothing;  // a new plan binds a new workspace
-    return detail::plan_conv2d(in, arena, path, shape_, strided_, y_, dx_, workspace_);
+    packing_plan_ = 0;
+    const Shape out = detail::plan_conv2d(in, arena, path, shape_, strided_, y_, dx_, workspace_);
+    if constexpr (Stride == 1 && HasBatchedConvPacking<Device>) {
+      if (arena.training()) {  // a network may pack this layer's weights with the others' (Arena::ConvPacking)
+        arena.add_conv_packing({shape_, &weight_.value, &workspace_});
+        packing_plan_ = arena.plan_id();
+      }
+    }
+    return out;
   }
 
   const Tensor<float, Device>& forward(const Tensor<float, Device>& x, Mode mode) {
@@ -95,7 +104,14 @@ class Conv2d {
     if constexpr (Stride > 1) {
       Backend<Device>::conv2d_strided_forward(strided_, x, weight_.value, bias_.value, y_);
     } else if (mode == Mode::train) {
-      Backend<Device>::conv2d_forward(shape_, x, weight_.value, bias_.value, y_, workspace_);
+      if constexpr (HasBatchedConvPacking<Device>) {
+        if (PackedForward::covers(packing_plan_))  // the network packed the weights for this forward
+          Backend<Device>::conv2d_forward_packed(shape_, x, weight_.value, bias_.value, y_, workspace_);
+        else
+          Backend<Device>::conv2d_forward(shape_, x, weight_.value, bias_.value, y_, workspace_);
+      } else {
+        Backend<Device>::conv2d_forward(shape_, x, weight_.value, bias_.value, y_, workspace_);
+      }
       // A train plan's workspace is this layer's alone until the backward (an eval plan's is scratch).
       kept_ = Backend<Device>::conv2d_forward_kept(shape_, workspace_);
     } else {
@@ -151,6 +167,7 @@ class Conv2d {
   Tensor<float, Device> y_, dx_, workspace_;
   const Tensor<float, Device>* x_ = nullptr;
   ConvKept kept_ = ConvKept::nothing;  // what the last forward left in workspace_ for the backward
+  std::uint64_t packing_plan_ = 0;     // the training plan that registered this layer's packings (Arena::plan_id)
   bool input_grad_ = true;
 };
 

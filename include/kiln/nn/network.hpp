@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "kiln/core/backend_ops.hpp"
 #include "kiln/nn/layer.hpp"
 
 namespace kiln {
@@ -25,6 +26,26 @@ class Network {
   static constexpr std::size_t parameter_count = Net::parameter_count;
 
   Network() { net_.set_input_grad(false); }
+  // The arena's registrations (Arena::ConvPacking) and the gradient list point into the layers: a
+  // moved network plans again before its next forward.
+  Network(Network&& other) noexcept
+      : net_(std::move(other.net_)), arena_(std::move(other.arena_)), input_shape_(other.input_shape_),
+        output_shape_(other.output_shape_), mode_(other.mode_) {
+    other.planned_ = false;
+  }
+  Network& operator=(Network&& other) noexcept {
+    net_ = std::move(other.net_);
+    arena_ = std::move(other.arena_);
+    input_shape_ = other.input_shape_;
+    output_shape_ = other.output_shape_;
+    mode_ = other.mode_;
+    planned_ = forwarded_ = false;
+    grads_.clear();
+    other.planned_ = false;
+    return *this;
+  }
+  Network(const Network&) = delete;
+  Network& operator=(const Network&) = delete;
 
   // Plans for an input shape and mode (forward() does this when either changes).
   Shape plan(const Shape& input, Mode mode = Mode::train) {
@@ -43,6 +64,16 @@ class Network {
   // overwrites it (copy what you keep: kiln::to<Cpu>(y) or to_vector()).
   const Tensor<float, device>& forward(const Tensor<float, device>& x, Mode mode) {
     if (!planned_ || !(x.shape() == input_shape_) || mode != mode_) plan(x.shape(), mode);
+    // A training forward packs every convolution's weights in one launch first (where the device
+    // batches them), and its convolutions know it for as long as this forward runs.
+    std::uint64_t packed_plan = 0;
+    if constexpr (HasBatchedConvPacking<device>) {
+      if (mode == Mode::train && !arena_.conv_packings().empty()) {
+        Backend<device>::conv2d_pack_forwards(arena_.conv_packings());
+        packed_plan = arena_.plan_id();
+      }
+    }
+    const PackedForward packed(packed_plan);
     const auto& y = net_.forward(x, mode);
     forwarded_ = true;
     return y;

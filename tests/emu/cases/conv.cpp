@@ -96,6 +96,11 @@ void add_conv_cases(std::vector<KernelCase>& t) {
                  igemm_backward_case(r, {1, 2, 3, 5, 3, 3}, 323);
                },
                true});
+  t.push_back({"tiny tf32 packings of three convolutions in one launch (a network's forward), then their GEMMs",
+               [](Report& r) {
+                 conv_pack_batch_case(r, {{1, 2, 3, 4, 5, 3}, {1, 3, 2, 4, 4, 1}, {1, 20, 17, 3, 3, 3}}, 329);
+               },
+               true});
   t.push_back({"tiny tf32 conv2d 2->3 K=3 N=1 4x4 gradients with nothing kept (input gradient's packing launched)",
                [](Report& r) {
                  igemm_backward_case(r, {1, 2, 3, 4, 4, 3}, 327, true);

@@ -98,6 +98,7 @@ struct Row {
   std::string kernel, phase, layer;
   double compulsory_bytes = 0;  // convolution GEMMs: every tensor once (the roofline of predict.py --targets)
   double split_tail_bytes = 0;  // split-K in one launch: what the tile's last block writes and reads alone
+  double pack_bytes = 0;        // forward GEMMs: the convolution's share of a batched packing launch (both layouts)
 };
 
 template <int Width>
@@ -249,9 +250,20 @@ int run(const Options& o) {
     // block of a weight gradient reads the same activations, so it is replaced here.
     auto pixels = [&](const ConvLayer& c) { return 1.0 * o.batch * c.h * c.w; };
     auto weights = [&](const ConvLayer& c) { return 1.0 * c.c_in * c.c_out * c.k * c.k; };
+    // Both layouts of one convolution's weights: w read once, the forward's and the input gradient's written.
+    auto packed_bytes = [&](const ConvLayer& c) {
+      return 4.0 * (weights(c) + 1.0 * c.c_out * c.k * c.k * ((c.c_in + 15) / 16 * 16) +
+                    1.0 * c.c_in * c.k * c.k * ((c.c_out + 15) / 16 * 16));
+    };
+    if (contains(r.kernel, "conv2d_mma_pack_batch")) {  // every convolution's packings at the forward's start
+      r.layer = "*";                                    // all layers: predict.py --targets shares it out by pack_bytes
+      p.global_distinct_bytes = 0;
+      for (const ConvLayer& c : convs) p.global_distinct_bytes += packed_bytes(c);
+    }
     if (forward_conv && next_forward < convs.size()) {
       const ConvLayer& c = convs[next_forward++];
       r.layer = c.name;
+      r.pack_bytes = packed_bytes(c);
       p.flops = 2.0 * pixels(c) * weights(c);
       p.global_distinct_bytes = 4.0 * (pixels(c) * (c.c_in + c.c_out) + weights(c) + c.c_out);
       if (contains(r.kernel, "conv2d_mma_bf16_forward"))  // x as the NHWC BF16 copy (channels padded to 16), w as BF16
@@ -322,7 +334,7 @@ int run(const Options& o) {
          "gst_requests,gst_sectors,gst_bytes,sld_requests,sld_wavefronts,sld_bytes,sst_requests,sst_wavefronts,sst_"
          "bytes,"
          "global_distinct_bytes,gld_request_distinct_bytes,gst_request_distinct_bytes,tensor_flops,hmma,compulsory_"
-         "bytes,split_tail_bytes\n";
+         "bytes,split_tail_bytes,pack_bytes\n";
     for (std::size_t i = 0; i < rows.size(); ++i) {
       const auto& p = *rows[i].p;
       // The kernel's name is quoted: template arguments hold commas.
@@ -333,7 +345,7 @@ int run(const Options& o) {
         f << ',' << c->requests << ',' << c->units << ',' << c->bytes;
       f << ',' << p.global_distinct_bytes << ',' << p.global_load.distinct_bytes << ',' << p.global_store.distinct_bytes
         << ',' << p.tensor_flops << ',' << p.hmma << ',' << rows[i].compulsory_bytes << ',' << rows[i].split_tail_bytes
-        << '\n';
+        << ',' << rows[i].pack_bytes << '\n';
     }
   }
 
