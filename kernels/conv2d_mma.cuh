@@ -250,13 +250,10 @@ __global__ void conv2d_mma_pack_weights_dgrad_kernel(ConvShape s, const float* w
   mma_conv::pack_dgrad_tf32<K>(s, w, wp, block, blocks);
 }
 
-// Both packings in one launch (a training forward: the input gradient's packing is kept in the
-// workspace for the backward, mma_conv::dgrad_offset): blocks [0, forward_blocks) pack the forward's
-// layout into wp and zero its counters, the rest the input gradient's into wp_dgrad and zero its
-// counters. Each part is the kernel above on its own block range; the branch is uniform per block.
 namespace mma_conv {
-// One convolution's training packings: both layouts and both counter sets (the kernel above's
-// arguments), blocks [0, forward_blocks) of its `blocks` for the forward's layout.
+// One convolution's training packings: both layouts and both counter sets (the arguments of
+// conv2d_mma_pack_weights_both_kernel below), blocks [0, forward_blocks) of its `blocks` for the
+// forward's layout.
 struct PackBoth {
   ConvShape s;
   const float* w;
@@ -289,6 +286,11 @@ struct PackBatch {
 };
 }  // namespace mma_conv
 
+// Both packings in one launch (a training forward: the input gradient's packing is kept in the
+// workspace for the backward, mma_conv::dgrad_offset): blocks [0, forward_blocks) pack the forward's
+// layout into wp and zero its counters, the rest the input gradient's into wp_dgrad and zero its
+// counters. Each part is the kernel of that layout above on its own block range; the branch is
+// uniform per block.
 template <int K>
 __global__ void conv2d_mma_pack_weights_both_kernel(ConvShape s, const float* w, float* wp, unsigned* counters,
                                                     int counter_count, float* wp_dgrad, unsigned* dgrad_counters,
