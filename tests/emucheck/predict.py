@@ -18,7 +18,9 @@
            sum of every launch of that layer and pass: the GEMM kernel and its weight packing, split-K
            reductions and NHWC copies, each with its launch term (what one convolution costs the
            step; a TF32 training forward's packing writes both layouts, conv2d_mma_pack_weights_both_kernel,
-           so the input gradient has no packing launch of its own); the GEMM kernels alone are shown
+           so the input gradient has no packing launch of its own; a network's one launch packing every
+           convolution, layer "*", is shared out to the forward passes by the CSV's pack_bytes); the
+           GEMM kernels alone are shown
            beside it. --enforce: exit 1 if a compute-bound
            pass fails.
 A kernel named "name<args> (note)" (kiln_emu_profile's "(dgrad)") takes the SASS figures of name<args>.
