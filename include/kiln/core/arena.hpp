@@ -63,6 +63,11 @@ class PackedForward {
   PackedForward(const PackedForward&) = delete;
   PackedForward& operator=(const PackedForward&) = delete;
   static bool covers(std::uint64_t plan) { return plan != 0 && current() == plan; }
+  // A new plan id, unique in the process across every device's arenas (never 0).
+  static std::uint64_t next_plan() {
+    static std::atomic<std::uint64_t> last{0};
+    return ++last;
+  }
 
  private:
   static std::uint64_t& current() {
@@ -92,7 +97,7 @@ class Arena {
   void begin(Mode mode = Mode::train) {
     requests_.clear();
     conv_packings_.clear();
-    plan_id_ = next_plan_id();
+    plan_id_ = PackedForward::next_plan();
     mode_ = mode;
     clock_ = 0;
     current_ = none;
@@ -253,10 +258,6 @@ class Arena {
   }
 
   std::vector<Request> requests_;
-  static std::uint64_t next_plan_id() {
-    static std::atomic<std::uint64_t> last{0};
-    return ++last;
-  }
   std::vector<ConvPacking<Device>> conv_packings_;
   std::uint64_t plan_id_ = 0;
   Mode mode_ = Mode::train;
