@@ -250,11 +250,11 @@ int run(const Options& o) {
     // block of a weight gradient reads the same activations, so it is replaced here.
     auto pixels = [&](const ConvLayer& c) { return 1.0 * o.batch * c.h * c.w; };
     auto weights = [&](const ConvLayer& c) { return 1.0 * c.c_in * c.c_out * c.k * c.k; };
+    // The forward's and the input gradient's packed weights (channels padded to 16), in floats.
+    auto padded = [&](const ConvLayer& c) { return 1.0 * c.c_out * c.k * c.k * ((c.c_in + 15) / 16 * 16); };
+    auto dgrad_padded = [&](const ConvLayer& c) { return 1.0 * c.c_in * c.k * c.k * ((c.c_out + 15) / 16 * 16); };
     // Both layouts of one convolution's weights: w read once, the forward's and the input gradient's written.
-    auto packed_bytes = [&](const ConvLayer& c) {
-      return 4.0 * (weights(c) + 1.0 * c.c_out * c.k * c.k * ((c.c_in + 15) / 16 * 16) +
-                    1.0 * c.c_in * c.k * c.k * ((c.c_out + 15) / 16 * 16));
-    };
+    auto packed_bytes = [&](const ConvLayer& c) { return 4.0 * (weights(c) + padded(c) + dgrad_padded(c)); };
     if (contains(r.kernel, "conv2d_mma_pack_batch")) {  // every convolution's packings at the forward's start
       r.layer = "*";                                    // all layers: predict.py --targets shares it out by pack_bytes
       p.global_distinct_bytes = 0;
@@ -286,8 +286,7 @@ int run(const Options& o) {
       } else if (contains(r.kernel, "pack_weights_dgrad") ||
                  contains(r.kernel,
                           "conv2d_simt_pack_weights_kernel<true>")) {  // w read, the transposed copy written (as below)
-        const double padded = 1.0 * c.c_in * c.k * c.k * ((c.c_out + 15) / 16 * 16);
-        p.global_distinct_bytes = 4.0 * (weights(c) + padded);
+        p.global_distinct_bytes = 4.0 * (weights(c) + dgrad_padded(c));
       } else if (contains(r.kernel, "backward_weight") || contains(r.kernel, "conv2d_mma_wgrad_kernel") ||
                  contains(r.kernel,
                           "conv2d_simt_wgrad_kernel")) {  // dw read and written (+=); split-K partials not counted
@@ -306,10 +305,8 @@ int run(const Options& o) {
       // The sampled-block extrapolation cannot see that the grid-stride blocks re-read w's sectors.
       const ConvLayer& c = convs[next_forward];
       r.layer = c.name;
-      const double padded = 1.0 * c.c_out * c.k * c.k * ((c.c_in + 15) / 16 * 16);
-      // both: w read once, the forward's and the input gradient's (kept for the backward) layouts written
-      const double dgrad_padded = both_packings ? 1.0 * c.c_in * c.k * c.k * ((c.c_out + 15) / 16 * 16) : 0.0;
-      p.global_distinct_bytes = 4.0 * (weights(c) + padded + dgrad_padded);
+      // both: the input gradient's layout too (kept for the backward)
+      p.global_distinct_bytes = both_packings ? packed_bytes(c) : 4.0 * (weights(c) + padded(c));
     }
     if (p.flops > 0) r.compulsory_bytes = p.global_distinct_bytes;
     // The mma.sync forward's split-K partial tiles (gridDim.z slices of 128 x BN floats per tile,
