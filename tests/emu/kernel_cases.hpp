@@ -252,7 +252,7 @@ void mma_conv_case(Report& report, const kiln::ConvShape& s, std::uint64_t seed,
 // start (Backend<Cuda>::conv2d_pack_forwards: conv2d_mma_pack_batch_kernel), then each convolution
 // runs its GEMM alone (conv2d_forward_packed): against each layer's own conv2d_forward (its weights
 // packed by conv2d_mma_pack_weights_both_kernel), the same y and the same input-gradient packing
-// kept in the workspace (bound 1e-12: the same bits).
+// kept in the workspace (bound 1e-12: the same bits); y also against the CPU backend (TF32 bound).
 inline void conv_pack_batch_case(Report& report, const std::vector<kiln::ConvShape>& shapes, std::uint64_t seed) {
   namespace mc = kiln::cuda::kernels::mma_conv;
   using B = kiln::Backend<Cuda>;
@@ -281,6 +281,11 @@ inline void conv_pack_batch_case(Report& report, const std::vector<kiln::ConvSha
     T ws(c.ws.shape()), y(c.y.shape());
     B::conv2d_forward(c.s, c.x, c.w, c.b, y, ws);
     report.compare("y on the batched packing, against the layer's own", c.y, y, 1e-12);
+    kiln::Tensor<float, Cpu> y_cpu(c.y.shape()),
+        work_cpu(Shape{static_cast<std::int64_t>(kiln::Backend<Cpu>::conv2d_workspace_floats(c.s)) + 1});
+    kiln::Backend<Cpu>::conv2d_forward(c.s, kiln::to<Cpu>(c.x), kiln::to<Cpu>(c.w), kiln::to<Cpu>(c.b), y_cpu,
+                                       work_cpu);
+    report.compare("y on the batched packing, against the CPU backend", c.y, y_cpu, 2 * tf32_bound);
     const auto kept = c.ws.to_vector(), own = ws.to_vector();
     const auto at = static_cast<std::ptrdiff_t>(mc::dgrad_offset(c.s)),
                end = at + static_cast<std::ptrdiff_t>(mc::packed_dgrad_weight_floats(c.s));
