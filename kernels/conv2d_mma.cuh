@@ -276,14 +276,38 @@ __device__ __forceinline__ void pack_both(const PackBoth& p, int block, int bloc
 }
 // Up to Entries convolutions' training packings in one launch (a network's forward packs every
 // convolution's weights at its start: Backend<Cuda>::conv2d_pack_forwards, pack_batch_max per
-// launch). Passed by value (a kernel parameter of about 2.4 KB): nothing to upload, and a CUDA
-// graph captures it as it is.
+// launch). Passed by value (a kernel parameter of at most about 2.4 KB): nothing to upload, and a
+// CUDA graph captures it as it is. Entry: PackBoth (TF32) or mma_bf16::PackBoth (conv2d_mma_bf16.cuh),
+// each with `first_block`.
 inline constexpr int pack_batch_max = 24;
-template <int Entries>
+template <int Entries, class Entry = PackBoth>
 struct PackBatch {
-  PackBoth entries[Entries];
+  Entry entries[Entries];
   int count;
 };
+// Block `block`'s entry of a batch: the last whose first_block <= block (entries in block order, the
+// first at block 0); `local` and `blocks` its place in that entry's block range. Picked with
+// constant-index loads (a dynamic index into a kernel parameter would copy it to local memory).
+template <int Entries, class Entry>
+__device__ __forceinline__ Entry batch_entry(const PackBatch<Entries, Entry>& batch, int block, int& local,
+                                             int& blocks) {
+  int at = 0, end = static_cast<int>(gridDim.x);
+  KILN_UNROLL
+  for (int e = 1; e < Entries; ++e) {
+    if (e >= batch.count) break;
+    if (batch.entries[e].first_block <= block)
+      at = e;
+    else if (batch.entries[e].first_block < end)
+      end = batch.entries[e].first_block;
+  }
+  Entry p = batch.entries[0];
+  KILN_UNROLL
+  for (int e = 1; e < Entries; ++e)
+    if (e == at) p = batch.entries[e];
+  local = block - p.first_block;
+  blocks = end - p.first_block;
+  return p;
+}
 }  // namespace mma_conv
 
 // Both packings in one launch (a training forward: the input gradient's packing is kept in the
@@ -300,26 +324,12 @@ __global__ void conv2d_mma_pack_weights_both_kernel(ConvShape s, const float* w,
   mma_conv::pack_both<K>(p, static_cast<int>(blockIdx.x), static_cast<int>(gridDim.x));
 }
 
-// The batch: block b packs for the last entry whose first_block <= b (entries in block order, the
-// first at block 0), as block b - first_block of that entry's range. The entry is picked with
-// constant-index loads (a dynamic index into a kernel parameter would copy it to local memory).
+// The batch: block b packs for the last entry whose first_block <= b, as block b - first_block of
+// that entry's range (mma_conv::batch_entry).
 template <int Entries>
 __global__ void conv2d_mma_pack_batch_kernel(mma_conv::PackBatch<Entries> batch) {
-  const int block = static_cast<int>(blockIdx.x);
-  int at = 0, end = static_cast<int>(gridDim.x);
-  KILN_UNROLL
-  for (int e = 1; e < Entries; ++e) {
-    if (e >= batch.count) break;
-    if (batch.entries[e].first_block <= block)
-      at = e;
-    else if (batch.entries[e].first_block < end)
-      end = batch.entries[e].first_block;
-  }
-  mma_conv::PackBoth p = batch.entries[0];
-  KILN_UNROLL
-  for (int e = 1; e < Entries; ++e)
-    if (e == at) p = batch.entries[e];
-  const int local = block - p.first_block, blocks = end - p.first_block;
+  int local = 0, blocks = 0;
+  const mma_conv::PackBoth p = mma_conv::batch_entry(batch, static_cast<int>(blockIdx.x), local, blocks);
   if (p.s.k == 3)
     mma_conv::pack_both<3>(p, local, blocks);
   else

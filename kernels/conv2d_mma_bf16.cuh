@@ -8,7 +8,9 @@
 //   conv2d_nhwc_bf16_kernel           xh[p][c] = bf16(x[img][c][hw]) (to nearest even), p = img*H*W + hw,
 //                                     channels padded with zeros to cin_pad = Cin rounded up to 16
 //   conv2d_mma_pack_weights_bf16_kernel  wp[o][t][c] = bf16(w[o][c][t]), c < cin_pad (zeros past Cin),
-//                                     channels in their natural order
+//                                     channels in their natural order (in a training forward with
+//                                     the input gradient's packing too: ..._both_bf16_kernel, or
+//                                     every convolution's at once: conv2d_mma_pack_batch_bf16_kernel)
 //   conv2d_mma_bf16_forward_kernel    y = conv(xh, wp) + b on mma.sync m16n8k16
 //
 // The input gradient is the same kernel on the transposed shape (conv2d_mma.cuh says why): dy's
@@ -112,34 +114,85 @@ __global__ void conv2d_nhwc_bf16_kernel(int pixels, int hw, int c, const T* x, _
   }
 }
 
+namespace mma_bf16 {
+__device__ __forceinline__ __nv_bfloat16 bf16_packed(float v) { return __float2bfloat16_rn(v); }
 // wp[o][t][c] = bf16(w[o][c][t]) for c < Cin, 0 for Cin <= c < cin_pad (natural channel order, as
-// the NHWC copy). K = 3: tiles staged through shared memory (mma_conv::pack_staged); K = 1
-// (contiguous already): grid-stride.
+// the NHWC copy), as block `block` of `blocks`. K = 3: tiles staged through shared memory
+// (mma_conv::pack_staged); K = 1 (contiguous already): grid-stride.
 template <int K>
-__global__ void conv2d_mma_pack_weights_bf16_kernel(ConvShape s, const float* w, __nv_bfloat16* wp) {
+__device__ __forceinline__ void pack_forward(const ConvShape& s, const float* w, __nv_bfloat16* wp, int block,
+                                             int blocks) {
   if constexpr (K == 1) {
     const int cin = static_cast<int>(s.c_in), cin_pad = mma_conv::channels_padded(s.c_in);
     const int count = static_cast<int>(s.c_out) * cin_pad;
-    for (int i = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x); i < count;
-         i += static_cast<int>(gridDim.x * blockDim.x)) {
+    for (int i = block * static_cast<int>(blockDim.x) + static_cast<int>(threadIdx.x); i < count;
+         i += blocks * static_cast<int>(blockDim.x)) {
       const int o = i / cin_pad, c = i - o * cin_pad;
-      wp[i] = __float2bfloat16_rn(c < cin ? w[o * cin + c] : 0.0f);
+      wp[i] = bf16_packed(c < cin ? w[o * cin + c] : 0.0f);
     }
   } else {
     mma_conv::pack_staged<K, false, true>(
-        s, w, wp, [](float v) { return __float2bfloat16_rn(v); }, static_cast<int>(blockIdx.x),
-        static_cast<int>(gridDim.x));
+        s, w, wp, [](float v) { return bf16_packed(v); }, block, blocks);
   }
 }
-
 // The input gradient's weights for the kernel on the transposed shape: wp[c][t][o] =
 // bf16(w[o][c][KK-1-t]) for o < Cout, 0 for Cout <= o < cout_pad (natural order). Tiles staged
 // through shared memory (mma_conv::pack_staged).
 template <int K>
-__global__ void conv2d_mma_pack_weights_dgrad_bf16_kernel(ConvShape s, const float* w, __nv_bfloat16* wp) {
+__device__ __forceinline__ void pack_dgrad(const ConvShape& s, const float* w, __nv_bfloat16* wp, int block,
+                                           int blocks) {
   mma_conv::pack_staged<K, true, true>(
-      s, w, wp, [](float v) { return __float2bfloat16_rn(v); }, static_cast<int>(blockIdx.x),
-      static_cast<int>(gridDim.x));
+      s, w, wp, [](float v) { return bf16_packed(v); }, block, blocks);
+}
+// One convolution's training packings under BF16 (conv2d_mma_pack_weights_both_bf16_kernel below):
+// blocks [0, forward_blocks) of its `blocks` pack the forward's layout into wp, the rest the input
+// gradient's into wp_dgrad (kept for the backward: mma_bf16_wgrad::Layout::kept_dgrad).
+struct PackBoth {
+  ConvShape s;
+  const float* w;
+  __nv_bfloat16* wp;
+  __nv_bfloat16* wp_dgrad;
+  int forward_blocks;
+  int first_block;  // in a batch (conv2d_mma_pack_batch_bf16_kernel): where this entry's blocks begin
+};
+template <int K>
+__device__ __forceinline__ void pack_both(const PackBoth& p, int block, int blocks) {
+  if (block < p.forward_blocks)
+    pack_forward<K>(p.s, p.w, p.wp, block, p.forward_blocks);
+  else
+    pack_dgrad<K>(p.s, p.w, p.wp_dgrad, block - p.forward_blocks, blocks - p.forward_blocks);
+}
+}  // namespace mma_bf16
+
+template <int K>
+__global__ void conv2d_mma_pack_weights_bf16_kernel(ConvShape s, const float* w, __nv_bfloat16* wp) {
+  mma_bf16::pack_forward<K>(s, w, wp, static_cast<int>(blockIdx.x), static_cast<int>(gridDim.x));
+}
+
+template <int K>
+__global__ void conv2d_mma_pack_weights_dgrad_bf16_kernel(ConvShape s, const float* w, __nv_bfloat16* wp) {
+  mma_bf16::pack_dgrad<K>(s, w, wp, static_cast<int>(blockIdx.x), static_cast<int>(gridDim.x));
+}
+
+// Both BF16 packings in one launch (a training forward with the planned workspace: the input
+// gradient's is kept for the backward); the branch is uniform per block.
+template <int K>
+__global__ void conv2d_mma_pack_weights_both_bf16_kernel(ConvShape s, const float* w, __nv_bfloat16* wp,
+                                                         __nv_bfloat16* wp_dgrad, int forward_blocks) {
+  const mma_bf16::PackBoth p{s, w, wp, wp_dgrad, forward_blocks, 0};
+  mma_bf16::pack_both<K>(p, static_cast<int>(blockIdx.x), static_cast<int>(gridDim.x));
+}
+
+// Up to Entries convolutions' BF16 training packings in one launch (conv2d_mma_pack_batch_kernel's
+// BF16 twin: Backend<Cuda>::conv2d_pack_forwards under MathMode::bf16).
+template <int Entries>
+__global__ void conv2d_mma_pack_batch_bf16_kernel(mma_conv::PackBatch<Entries, mma_bf16::PackBoth> batch) {
+  int local = 0, blocks = 0;
+  const mma_bf16::PackBoth p = mma_conv::batch_entry(batch, static_cast<int>(blockIdx.x), local, blocks);
+  if (p.s.k == 3)
+    mma_bf16::pack_both<3>(p, local, blocks);
+  else
+    mma_bf16::pack_both<1>(p, local, blocks);
 }
 
 // y = conv(x, w) + b (b may be null) from the NHWC BF16 copy xh of x and the packed weights wp.

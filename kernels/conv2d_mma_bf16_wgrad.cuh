@@ -74,9 +74,13 @@ inline bool supports(const ConvShape& s) {
 // same step reads it (ConvKept::x_bf16_copy: no second copy of x); then the forward's packed
 // weights, or in the backward the input gradient's packed weights, dy's NHWC copy (where the input
 // gradient leaves it, so the weight gradient reuses it) and the split-K partial sums. Only the
-// forward's packed weights, dead by then, share bytes with the backward's parts.
+// forward's packed weights, dead by then, share bytes with the backward's parts. A training plan
+// also keeps the input gradient's packed weights past all of that and past the forward's packing
+// (kept_dgrad, up to kept_total):
+// the forward packs both layouts in one launch (or a network's forward every convolution's at once)
+// and the backward's input gradient runs on it (ConvKept::bf16_copy_and_dgrad_packing).
 struct Layout {
-  std::int64_t x_copy = 0, weights = 0, dy_copy = 0, partials = 0, total = 0;
+  std::int64_t x_copy = 0, weights = 0, dy_copy = 0, partials = 0, total = 0, kept_dgrad = 0, kept_total = 0;
 };
 inline Layout layout(const ConvShape& s) {
   const ConvShape t = mma_conv::transposed(s);
@@ -85,6 +89,9 @@ inline Layout layout(const ConvShape& s) {
   l.dy_copy = l.weights + mma_bf16::packed_weight_floats(t);
   l.partials = l.dy_copy + mma_bf16::nhwc_floats(t);
   l.total = l.partials + mma_wgrad::workspace_floats(s);
+  const std::int64_t forward_end = l.weights + mma_bf16::packed_weight_floats(s);  // may pass total (Cin < Cout)
+  l.kept_dgrad = ((forward_end > l.total ? forward_end : l.total) + 3) / 4 * 4;
+  l.kept_total = l.kept_dgrad + mma_bf16::packed_weight_floats(t);
   return l;
 }
 

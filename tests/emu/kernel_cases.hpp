@@ -248,16 +248,21 @@ void mma_conv_case(Report& report, const kiln::ConvShape& s, std::uint64_t seed,
   report.compare(splits > 1 ? "y (mma.sync TF32, split-K)" : "y (mma.sync TF32)", y, y_cpu, 2 * tf32_bound);
 }
 
-// A network's training forward under TF32 packs every convolution's weights in one launch at its
-// start (Backend<Cuda>::conv2d_pack_forwards: conv2d_mma_pack_batch_kernel), then each convolution
-// runs its GEMM alone (conv2d_forward_packed): against each layer's own conv2d_forward (its weights
-// packed by conv2d_mma_pack_weights_both_kernel), the same y and the same input-gradient packing
-// kept in the workspace (bound 1e-12: the same bits); y also against the CPU backend (TF32 bound).
-inline void conv_pack_batch_case(Report& report, const std::vector<kiln::ConvShape>& shapes, std::uint64_t seed) {
+// A network's training forward under TF32 or BF16 packs every convolution's weights in one launch at
+// its start (Backend<Cuda>::conv2d_pack_forwards: conv2d_mma_pack_batch_kernel, or
+// conv2d_mma_pack_batch_bf16_kernel), then each convolution runs its GEMM alone
+// (conv2d_forward_packed): against each layer's own conv2d_forward (its weights packed by
+// conv2d_mma_pack_weights_both_kernel or ..._both_bf16_kernel), the same y and the same
+// input-gradient packing kept in the workspace (bound 1e-12: the same bits); y also against the CPU
+// backend (the mode's bound).
+inline void conv_pack_batch_case(Report& report, const std::vector<kiln::ConvShape>& shapes, std::uint64_t seed,
+                                 kiln::cuda::MathMode mode = kiln::cuda::MathMode::tf32) {
   namespace mc = kiln::cuda::kernels::mma_conv;
+  namespace mbw = kiln::cuda::kernels::mma_bf16_wgrad;
   using B = kiln::Backend<Cuda>;
   using T = kiln::Tensor<float, Cuda>;
-  kiln::cuda::MathModeScope tf32(kiln::cuda::MathMode::tf32);
+  kiln::cuda::MathModeScope scope(mode);
+  const bool bf16 = mode == kiln::cuda::MathMode::bf16;
   kiln::Rng rng(seed);
   struct Conv {
     kiln::ConvShape s;
@@ -285,13 +290,45 @@ inline void conv_pack_batch_case(Report& report, const std::vector<kiln::ConvSha
         work_cpu(Shape{static_cast<std::int64_t>(kiln::Backend<Cpu>::conv2d_workspace_floats(c.s)) + 1});
     kiln::Backend<Cpu>::conv2d_forward(c.s, kiln::to<Cpu>(c.x), kiln::to<Cpu>(c.w), kiln::to<Cpu>(c.b), y_cpu,
                                        work_cpu);
-    report.compare("y on the batched packing, against the CPU backend", c.y, y_cpu, 2 * tf32_bound);
+    report.compare("y on the batched packing, against the CPU backend", c.y, y_cpu, bf16 ? bf16_bound : 2 * tf32_bound);
     const auto kept = c.ws.to_vector(), own = ws.to_vector();
-    const auto at = static_cast<std::ptrdiff_t>(mc::dgrad_offset(c.s)),
-               end = at + static_cast<std::ptrdiff_t>(mc::packed_dgrad_weight_floats(c.s));
+    const auto l = mbw::layout(c.s);
+    const auto at = static_cast<std::ptrdiff_t>(bf16 ? l.kept_dgrad : mc::dgrad_offset(c.s)),
+               end = bf16 ? static_cast<std::ptrdiff_t>(l.kept_total)
+                          : at + static_cast<std::ptrdiff_t>(mc::packed_dgrad_weight_floats(c.s));
     report.compare("the input gradient's packing kept", std::vector<float>(kept.begin() + at, kept.begin() + end),
                    std::vector<float>(own.begin() + at, own.begin() + end), 1e-12);
   }
+}
+
+// Backend<Cuda> under BF16 outside a training forward, against the CPU backend: an eval forward (its
+// workspace holds the forward's packing alone: conv2d_mma_pack_weights_bf16_kernel) and a backward
+// told of nothing kept (the input gradient packs its own: conv2d_mma_pack_weights_dgrad_bf16_kernel).
+inline void bf16_unkept_case(Report& report, const kiln::ConvShape& s, std::uint64_t seed) {
+  using B = kiln::Backend<Cuda>;
+  using C = kiln::Backend<Cpu>;
+  kiln::cuda::MathModeScope bf16(kiln::cuda::MathMode::bf16);
+  kiln::Rng rng(seed);
+  const Shape xs = Shape::nchw(s.n, s.c_in, s.h, s.w), ws{s.c_out, s.c_in, s.k, s.k},
+              ys = Shape::nchw(s.n, s.c_out, s.h, s.w);
+  const auto xv = random_vector(xs.numel(), rng), wv = random_vector(ws.numel(), rng), bv = random_vector(s.c_out, rng),
+             dyv = random_vector(ys.numel(), rng);
+  kiln::Tensor<float, Cpu> y_cpu(ys), dx_cpu(xs), dw_cpu(ws), db_cpu,
+      work_cpu(Shape{static_cast<std::int64_t>(C::conv2d_workspace_floats(s)) + 1});
+  dw_cpu.zero();
+  const auto x_cpu = kiln::Tensor<float, Cpu>::from_host(xs, xv), w_cpu = kiln::Tensor<float, Cpu>::from_host(ws, wv);
+  C::conv2d_forward(s, x_cpu, w_cpu, kiln::Tensor<float, Cpu>::from_host(Shape{s.c_out}, bv), y_cpu, work_cpu);
+  C::conv2d_backward(s, x_cpu, w_cpu, kiln::Tensor<float, Cpu>::from_host(ys, dyv), dx_cpu, dw_cpu, db_cpu, work_cpu);
+  const auto x = kiln::Tensor<float, Cuda>::from_host(xs, xv), w = kiln::Tensor<float, Cuda>::from_host(ws, wv);
+  kiln::Tensor<float, Cuda> y(ys), dx(xs),
+      dw = kiln::Tensor<float, Cuda>::from_host(ws, std::vector<float>(ws.numel())), db,
+      eval_work(Shape{static_cast<std::int64_t>(B::conv2d_forward_workspace_floats(s)) + 1}),
+      work(Shape{static_cast<std::int64_t>(B::conv2d_workspace_floats(s)) + 1});
+  B::conv2d_forward(s, x, w, kiln::Tensor<float, Cuda>::from_host(Shape{s.c_out}, bv), y, eval_work);
+  report.compare("y (BF16, eval workspace: the forward's packing alone)", y, y_cpu, bf16_bound);
+  B::conv2d_backward(s, x, w, kiln::Tensor<float, Cuda>::from_host(ys, dyv), dx, dw, db, work, kiln::ConvKept::nothing);
+  report.compare("dx (BF16, nothing kept: the input gradient's own packing)", dx, dx_cpu, bf16_bound);
+  report.compare("dw (BF16)", dw, dw_cpu, bf16_bound);
 }
 
 // Backend<Cuda>'s TF32 forward without its planned workspace (a layer planned under strict fp32):

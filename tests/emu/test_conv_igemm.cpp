@@ -556,17 +556,20 @@ TEST_CASE("Conv2d<Cuda> under MathMode::tf32: the backward packs nothing after a
 }
 #endif
 
-// A network's training forward under TF32 packs every convolution's weights (both layouts) in one
-// launch at its start, and each Conv2d of that forward runs its GEMM alone
+// A network's training forward under TF32 or BF16 packs every convolution's weights (both layouts)
+// in one launch at its start, and each Conv2d of that forward runs its GEMM alone
 // (Backend<Cuda>::conv2d_pack_forwards, conv2d_forward_packed): the output and every gradient of a
-// step have the bits of the same network run layer by layer, each convolution packing its own.
-// Deliberate bug: a forward on packed weights that were not packed again after the weights changed
-// is far off, so the bit comparison would catch a layer that skipped its packing wrongly.
+// step have the bits of the same network run layer by layer, each convolution packing its own, and
+// the backward packs nothing. Deliberate bug: a forward on packed weights that were not packed again
+// after the weights changed is far off, so the bit comparison would catch a layer that skipped its
+// packing wrongly.
 #if !KILN_EMU_THREADS
-TEST_CASE("tf32 Network: one packing launch per forward, the bits of per-layer packing") {
+namespace {
+void check_network_packing(kiln::cuda::MathMode mode, const std::string& batch_kernel,
+                           const std::set<std::string>& per_layer_kernels) {
   using B = kiln::Backend<Cuda>;
   using Net = kiln::Network<kiln::UNet<1, 2, 4, 2, Cuda>>;
-  kiln::cuda::MathModeScope scope(kiln::cuda::MathMode::tf32);
+  kiln::cuda::MathModeScope scope(mode);
   kiln::Rng rng(31);
   Net batched, per_layer;
   batched.reset_parameters(rng);
@@ -595,17 +598,19 @@ TEST_CASE("tf32 Network: one packing launch per forward, the bits of per-layer p
   kiln_test::record_launches(true);
   const auto y_batched = batched.forward(x, kiln::Mode::train).to_vector();
   kiln_test::record_launches(false);
-  CHECK(packings(kiln_test::launched_kernel_names()) == std::set<std::string>{"conv2d_mma_pack_batch_kernel<24>"});
+  CHECK(packings(kiln_test::launched_kernel_names()) == std::set<std::string>{batch_kernel});
   per_layer.plan(in, kiln::Mode::train);
   kiln_test::record_launches(true);
   const auto y_own = per_layer.layers().forward(x, kiln::Mode::train).to_vector();
   kiln_test::record_launches(false);
-  CHECK(packings(kiln_test::launched_kernel_names()) ==
-        std::set<std::string>{"conv2d_mma_pack_weights_both_kernel<1>", "conv2d_mma_pack_weights_both_kernel<3>"});
+  CHECK(packings(kiln_test::launched_kernel_names()) == per_layer_kernels);
   CHECK(bits(y_batched) == bits(y_own));
 
+  kiln_test::record_launches(true);
   batched.backward(dy);  // the input gradients on the packings the batch kept
   per_layer.layers().backward(dy);
+  kiln_test::record_launches(false);
+  CHECK(packings(kiln_test::launched_kernel_names()).empty());
   std::vector<std::vector<float>> grads;
   batched.visit([&](kiln::StateRef<Cuda> r) {
     if (r.grad) grads.push_back(r.grad->to_vector());
@@ -638,5 +643,16 @@ TEST_CASE("tf32 Network: one packing launch per forward, the bits of per-layer p
   B::conv2d_pack_forwards(one);  // packed again: the same bits
   B::conv2d_forward_packed(s, xs, w, bias, y, ws);
   CHECK(bits(y.to_vector()) == bits(want.to_vector()));
+}
+}  // namespace
+
+TEST_CASE("tf32 Network: one packing launch per forward, the bits of per-layer packing") {
+  check_network_packing(kiln::cuda::MathMode::tf32, "conv2d_mma_pack_batch_kernel<24>",
+                        {"conv2d_mma_pack_weights_both_kernel<1>", "conv2d_mma_pack_weights_both_kernel<3>"});
+}
+
+TEST_CASE("bf16 Network: one packing launch per forward, the bits of per-layer packing") {
+  check_network_packing(kiln::cuda::MathMode::bf16, "conv2d_mma_pack_batch_bf16_kernel<24>",
+                        {"conv2d_mma_pack_weights_both_bf16_kernel<1>", "conv2d_mma_pack_weights_both_bf16_kernel<3>"});
 }
 #endif

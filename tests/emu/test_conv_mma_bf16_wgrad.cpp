@@ -99,10 +99,20 @@ TEST_CASE("mma_bf16_wgrad::layout: x's copy first, then the packed weights, dy's
   CHECK(l.weights % 4 == 0);
   CHECK(l.dy_copy % 4 == 0);
   CHECK(l.partials % 4 == 0);
+  // The input gradient's packing kept from the forward: past everything, the forward's packing included.
+  CHECK(l.kept_dgrad >= l.total);
+  CHECK(l.kept_dgrad >= l.weights + mb::packed_weight_floats(s));
+  CHECK(l.kept_dgrad % 4 == 0);
+  CHECK(l.kept_total - l.kept_dgrad == mb::packed_weight_floats(t));
+  // Cin < Cout with few pixels: the forward's packing reaches past total, and kept_dgrad past it.
+  const ConvShape narrow{1, 1, 32, 1, 1, 3};
+  const auto ln = mbw::layout(narrow);
+  CHECK(ln.weights + mb::packed_weight_floats(narrow) > ln.total);
+  CHECK(ln.kept_dgrad >= ln.weights + mb::packed_weight_floats(narrow));
   // Backend<Cuda> plans them: the training workspace holds all of it, the forward's ends after its weights.
   using B = kiln::Backend<kiln::Cuda>;
   kiln::cuda::MathModeScope scope(kiln::cuda::MathMode::bf16);
-  CHECK(B::conv2d_workspace_floats(s) == static_cast<std::size_t>(l.total));
+  CHECK(B::conv2d_workspace_floats(s) == static_cast<std::size_t>(l.kept_total));
   CHECK(B::conv2d_forward_workspace_floats(s) == static_cast<std::size_t>(l.weights + mb::packed_weight_floats(s)));
 }
 
@@ -227,9 +237,11 @@ TEST_CASE(
   w.copy_from_host(wv);
   b.copy_from_host(bv);
   dy.copy_from_host(dyv);
-  // What the forward leaves: x's copy under BF16 with the planned workspace; nothing with a workspace
-  // planned under TF32 (the TF32 forward runs) or under another mode.
-  CHECK(B::conv2d_forward_kept(s, ws) == ConvKept::x_bf16_copy);
+  // What the forward leaves: x's copy and the input gradient's packing under BF16 with the planned
+  // workspace, x's copy alone without room for that packing; nothing with a workspace planned under
+  // TF32 (the TF32 forward runs) or under another mode.
+  CHECK(B::conv2d_forward_kept(s, ws) == ConvKept::bf16_copy_and_dgrad_packing);
+  CHECK(B::conv2d_forward_kept(s, Tensor(kiln::Shape{mbw::layout(s).total})) == ConvKept::x_bf16_copy);
   CHECK(B::conv2d_forward_kept(s, Tensor(kiln::Shape{kiln::cuda::kernels::mma_conv::packed_weight_floats(s)})) ==
         ConvKept::nothing);
   {
@@ -280,6 +292,60 @@ TEST_CASE(
   CHECK(overwritten > wgrad_bf16_bound);
 }
 
+TEST_CASE(
+    "Backend<Cuda> under MathMode::bf16: the input gradient runs on the packing kept from the forward, bit for bit a "
+    "fresh packing's; a stale one is caught") {
+  using B = kiln::Backend<kiln::Cuda>;
+  using Tensor = kiln::Tensor<float, kiln::Cuda>;
+  using kiln::ConvKept;
+  kiln::cuda::MathModeScope scope(kiln::cuda::MathMode::bf16);
+  for (const ConvShape s : {ConvShape{4, 20, 24, 8, 8, 3}, ConvShape{2, 40, 18, 4, 4, 1}}) {
+    INFO("Cin ", s.c_in, " Cout ", s.c_out, " K ", s.k);
+    const auto xv = uniform(static_cast<std::size_t>(s.n * s.c_in * s.h * s.w), 71, -2.0f, 2.0f);
+    const auto wv = uniform(static_cast<std::size_t>(s.c_out * s.c_in * s.k * s.k), 72, -1.0f, 1.0f);
+    const auto other = uniform(wv.size(), 73, -1.0f, 1.0f);
+    const auto dyv = uniform(static_cast<std::size_t>(s.n * s.c_out * s.h * s.w), 74, -1.0f, 1.0f);
+    Tensor x = Tensor::from_host(kiln::Shape::nchw(s.n, s.c_in, s.h, s.w), xv),
+           w = Tensor::from_host(kiln::Shape{s.c_out, s.c_in, s.k, s.k}, wv), b,
+           y(kiln::Shape::nchw(s.n, s.c_out, s.h, s.w)), dy = Tensor::from_host(y.shape(), dyv), dx(x.shape()),
+           dw(w.shape()), no_db, ws(kiln::Shape{static_cast<std::int64_t>(B::conv2d_workspace_floats(s))});
+    const std::string pack = "conv2d_mma_pack_weights_dgrad_bf16_kernel<" + std::to_string(s.k) + ">",
+                      both = "conv2d_mma_pack_weights_both_bf16_kernel<" + std::to_string(s.k) + ">";
+    auto forward = [&] {
+      kiln_test::record_launches(true);
+      B::conv2d_forward(s, x, w, b, y, ws);
+      kiln_test::record_launches(false);
+      CHECK(kiln_test::launched_kernel_names().count(both) == 1);
+      return B::conv2d_forward_kept(s, ws);
+    };
+    auto input_gradient = [&](ConvKept kept, std::size_t packings) {
+      kiln_test::record_launches(true);
+      B::conv2d_backward(s, x, w, dy, dx, dw, no_db, ws, kept);
+      kiln_test::record_launches(false);
+      CHECK(kiln_test::launched_kernel_names().count(pack) == packings);
+      return dx.to_vector();
+    };
+    REQUIRE(forward() == ConvKept::bf16_copy_and_dgrad_packing);
+    const auto kept = input_gradient(ConvKept::bf16_copy_and_dgrad_packing, 0);
+    forward();
+    const auto fresh = input_gradient(ConvKept::x_bf16_copy, 1);  // told only of x's copy: packs its own
+    CHECK(std::memcmp(kept.data(), fresh.data(), kept.size() * sizeof(float)) == 0);
+    std::vector<float> reference(xv.size());
+    kiln::cpu::reference::conv2d_backward(s, xv.data(), wv.data(), dyv.data(), reference.data(), nullptr, nullptr);
+    CHECK(normalised_error(kept, reference) < 2.0 / 128);
+    // The deliberate bug: the weights changed after the forward, the kept packing used anyway.
+    forward();
+    w.copy_from_host(other);
+    const auto stale = input_gradient(ConvKept::bf16_copy_and_dgrad_packing, 0);
+    forward();
+    const auto want = input_gradient(ConvKept::bf16_copy_and_dgrad_packing, 0);
+    const double error = normalised_error(stale, want);
+    MESSAGE("normalised error of an input gradient on a stale packing: ", error);
+    CHECK(error > 0.1);
+    w.copy_from_host(wv);
+  }
+}
+
 TEST_CASE("Conv2d<Cuda> under MathMode::bf16: a training step copies x once; an eval forward keeps nothing") {
   using Tensor = kiln::Tensor<float, kiln::Cuda>;
   kiln::cuda::MathModeScope scope(kiln::cuda::MathMode::bf16);
@@ -304,8 +370,13 @@ TEST_CASE("Conv2d<Cuda> under MathMode::bf16: a training step copies x once; an 
     kiln::gpu::emu::launch_observer().store(nullptr);
     return conv.weight().grad.to_vector();
   };
+  kiln_test::record_launches(true);
   const auto train = step(kiln::Mode::train);
+  kiln_test::record_launches(false);
   CHECK(nhwc_copies == 2);  // x's in the forward, dy's in the backward
+  // Both packings in the forward's one packing launch, none in the backward.
+  CHECK(kiln_test::launched_kernel_names().count("conv2d_mma_pack_weights_both_bf16_kernel<3>") == 1);
+  CHECK(kiln_test::launched_kernel_names().count("conv2d_mma_pack_weights_dgrad_bf16_kernel<3>") == 0);
   CHECK(normalised_error(train, exact_dw(s, xv, dyv)) < 2e-6);
   const auto eval = step(kiln::Mode::eval);  // (a train plan's workspace, but nothing promised)
   CHECK(nhwc_copies == 3);                   // x copied again for the weight gradient

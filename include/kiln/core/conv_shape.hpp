@@ -18,8 +18,10 @@ struct ConvShape {
 // between. x_bf16_copy: Backend<Cuda> under MathMode::bf16 wrote x's NHWC BF16 copy there, and its
 // weight gradient reads it instead of copying x again. tf32_dgrad_packing: Backend<Cuda> under
 // MathMode::tf32 packed the input gradient's weights there with the forward's (one launch), and its
-// input gradient runs on them without packing. The CPU keeps nothing.
-enum class ConvKept : std::uint8_t { nothing, x_bf16_copy, tf32_dgrad_packing };
+// input gradient runs on them without packing. bf16_copy_and_dgrad_packing: both under
+// MathMode::bf16 (x's copy, and the input gradient's BF16 packing written with the forward's). The
+// CPU keeps nothing.
+enum class ConvKept : std::uint8_t { nothing, x_bf16_copy, tf32_dgrad_packing, bf16_copy_and_dgrad_packing };
 
 }  // namespace kiln
 

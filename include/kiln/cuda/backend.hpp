@@ -59,7 +59,7 @@ struct Backend<Cuda> {
   // The optional capabilities of core/backend_ops.hpp.
   static constexpr bool fused_batchnorm_relu = true;
   static constexpr bool multi_tensor_adam = true;
-  static constexpr bool batched_conv_packing = true;     // conv2d_pack_forwards (the TF32 training forward)
+  static constexpr bool batched_conv_packing = true;     // conv2d_pack_forwards (TF32 and BF16 training forwards)
   static constexpr bool synchronised_batchnorm = false;  // batchnorm_*_across (kiln/nn/replicas.hpp)
 
   using T = Tensor<float, Cuda>;
@@ -179,7 +179,8 @@ struct Backend<Cuda> {
   // by side (mma_conv::kept_workspace_floats), so that the training forward packs both and the input
   // gradient's stays there for the backward (ConvKept::tf32_dgrad_packing). BF16 (mma_bf16_wgrad::layout): x's NHWC
   // BF16 copy first, kept from the forward for the weight gradient, then the forward's packed weights, or the input
-  // gradient's with dy's copy and the weight gradient's partial sums after them; where a BF16 NHWC kernel does not take
+  // gradient's with dy's copy and the weight gradient's partial sums after them, and past them the input gradient's
+  // packing kept from the forward (ConvKept::bf16_copy_and_dgrad_packing); where a BF16 NHWC kernel does not take
   // the shape, what its TF32 stand-in needs.
   static std::size_t conv2d_workspace_floats(const ConvShape& s) {
     namespace k = kiln::cuda::kernels;
@@ -199,6 +200,8 @@ struct Backend<Cuda> {
                                                         : k::igemm::weight_grad_workspace_floats(s));
     if (bf16_math() && k::mma_bf16_wgrad::supports(s))  // dy's and x's copies, then the partial sums
       floats = std::max(floats, k::mma_bf16_wgrad::layout(s).total);
+    if (bf16_dgrad_keepable(s))  // + the input gradient's packing, kept from the forward
+      floats = std::max(floats, k::mma_bf16_wgrad::layout(s).kept_total);
     return static_cast<std::size_t>(floats);
   }
 
@@ -249,11 +252,15 @@ struct Backend<Cuda> {
   // would pack both weight layouts (tf32_dgrad_kept_fits: MathMode::tf32, a training workspace)
   // gets them, with its split-K counters zeroed, in one launch per pack_batch_max convolutions
   // (conv2d_mma_pack_batch_kernel) instead of one each; each Conv2d of that forward then calls
-  // conv2d_forward_packed. The others are left alone (their forward packs as before).
+  // conv2d_forward_packed. Under MathMode::bf16 the same for every convolution whose forward would
+  // pack both BF16 layouts (bf16_dgrad_kept_fits; conv2d_mma_pack_batch_bf16_kernel). The others are
+  // left alone (their forward packs as before).
   static void conv2d_pack_forwards(std::span<const ConvPacking<Cuda>> convs) {
     namespace mc = kiln::cuda::kernels::mma_conv;
+    namespace mb = kiln::cuda::kernels::mma_bf16;
     mc::PackBatch<mc::pack_batch_max> batch{};
-    int blocks = 0;
+    mc::PackBatch<mc::pack_batch_max, mb::PackBoth> bf16_batch{};
+    int blocks = 0, bf16_blocks = 0;
     auto flush = [&] {
       if (batch.count > 0)
         launch(KILN_CUDA_KERNEL(conv2d_mma_pack_batch_kernel, mc::pack_batch_max), dim3(static_cast<unsigned>(blocks)),
@@ -261,9 +268,35 @@ struct Backend<Cuda> {
       batch = mc::PackBatch<mc::pack_batch_max>{};
       blocks = 0;
     };
+    auto flush_bf16 = [&] {
+      if (bf16_batch.count > 0)
+        launch(KILN_CUDA_KERNEL(conv2d_mma_pack_batch_bf16_kernel, mc::pack_batch_max),
+               dim3(static_cast<unsigned>(bf16_blocks)), dim3(mc::pack_threads), 0, bf16_batch);
+      bf16_batch = mc::PackBatch<mc::pack_batch_max, mb::PackBoth>{};
+      bf16_blocks = 0;
+    };
     for (const ConvPacking<Cuda>& c : convs) {
       const ConvShape& s = c.shape;
-      if (s.n == 0 || s.h == 0 || s.w == 0 || s.c_out == 0 || !tf32_dgrad_kept_fits(s, *c.workspace)) continue;
+      if (s.n == 0 || s.h == 0 || s.w == 0 || s.c_out == 0) continue;
+      if (bf16_nhwc_forward_fits(s, *c.workspace) && bf16_dgrad_kept_fits(s, *c.workspace)) {
+        if (bf16_batch.count == mc::pack_batch_max) flush_bf16();
+        const auto l = kiln::cuda::kernels::mma_bf16_wgrad::layout(s);
+        float* ws = c.workspace->data();
+        int forward_blocks = 0, dgrad_blocks = 0;
+        with_kernel_size<1, 3>(s.k, [&]<int K>() {
+          forward_blocks = static_cast<int>(mc::pack_weight_blocks<K, false>(s));
+          dgrad_blocks = static_cast<int>(mc::pack_weight_blocks<K, true>(s));
+        });
+        bf16_batch.entries[bf16_batch.count++] = {s,
+                                                  c.weight->data(),
+                                                  reinterpret_cast<__nv_bfloat16*>(ws + l.weights),
+                                                  reinterpret_cast<__nv_bfloat16*>(ws + l.kept_dgrad),
+                                                  forward_blocks,
+                                                  bf16_blocks};
+        bf16_blocks += forward_blocks + dgrad_blocks;
+        continue;
+      }
+      if (!tf32_dgrad_kept_fits(s, *c.workspace)) continue;
       if (batch.count == mc::pack_batch_max) flush();
       float* ws = c.workspace->data();
       const ConvShape t = mc::transposed(s);
@@ -287,13 +320,20 @@ struct Backend<Cuda> {
       blocks += forward_blocks + dgrad_blocks;
     }
     flush();
+    flush_bf16();
   }
   // conv2d_forward where conv2d_pack_forwards has packed this convolution's weights in ws in the
-  // same network forward (the same test: tf32_dgrad_kept_fits): the GEMM alone; elsewhere
+  // same network forward (the same tests: tf32_dgrad_kept_fits, or under BF16 bf16_nhwc_forward_fits
+  // and bf16_dgrad_kept_fits): the GEMM alone (BF16: x's NHWC copy, then the GEMM); elsewhere
   // conv2d_forward itself.
   static void conv2d_forward_packed(const ConvShape& s, const T& x, const T& w, const T& b, T& y, T& ws) {
-    if (s.n == 0 || s.h == 0 || s.w == 0 || s.c_out == 0 || !tf32_dgrad_kept_fits(s, ws))
-      return conv2d_forward(s, x, w, b, y, ws);
+    if (s.n == 0 || s.h == 0 || s.w == 0 || s.c_out == 0) return conv2d_forward(s, x, w, b, y, ws);
+    if (bf16_nhwc_forward_fits(s, ws) && bf16_dgrad_kept_fits(s, ws)) {
+      const auto* wp =
+          reinterpret_cast<const __nv_bfloat16*>(ws.data() + kiln::cuda::kernels::mma_bf16_wgrad::layout(s).weights);
+      return conv2d_bf16_packed_forward(s, x, wp, ptr(b), y, ws);
+    }
+    if (!tf32_dgrad_kept_fits(s, ws)) return conv2d_forward(s, x, w, b, y, ws);
     conv2d_mma_packed(s, x, ws.data(), ptr(b), y, mma_splits(s, ws));
   }
 
@@ -303,8 +343,11 @@ struct Backend<Cuda> {
   // copying x again. The same test as the forward's BF16 branch (bf16_nhwc_forward_fits).
   // Under TF32 with room for both packings (a training plan: tf32_dgrad_kept_fits), the input
   // gradient's packed weights at mma_conv::dgrad_offset(s), which its input gradient then runs on.
+  // Under BF16 with room for both (bf16_dgrad_kept_fits), x's copy and the input gradient's BF16
+  // packing at mma_bf16_wgrad::layout(s).kept_dgrad.
   static ConvKept conv2d_forward_kept(const ConvShape& s, const T& ws) {
-    if (s.c_out > 0 && uses_mma_forward(s) && bf16_nhwc_forward_fits(s, ws)) return ConvKept::x_bf16_copy;
+    if (s.c_out > 0 && uses_mma_forward(s) && bf16_nhwc_forward_fits(s, ws))
+      return bf16_dgrad_kept_fits(s, ws) ? ConvKept::bf16_copy_and_dgrad_packing : ConvKept::x_bf16_copy;
     return tf32_dgrad_kept_fits(s, ws) ? ConvKept::tf32_dgrad_packing : ConvKept::nothing;
   }
 
@@ -740,12 +783,25 @@ struct Backend<Cuda> {
     return tf32_dgrad_keepable(s) &&
            static_cast<std::int64_t>(ws.numel()) >= kiln::cuda::kernels::mma_conv::kept_workspace_floats(s);
   }
+  // MathMode::bf16 with both NHWC passes (the forward, the input gradient on the transposed shape): a
+  // training workspace then keeps the input gradient's BF16 packing too (mma_bf16_wgrad::Layout::kept_dgrad).
+  static bool bf16_dgrad_keepable(const ConvShape& s) {
+    namespace k = kiln::cuda::kernels;
+    return bf16_math() && s.c_in > 0 && s.c_out > 0 && uses_mma_forward(s) && k::mma_bf16::supports(s) &&
+           k::mma_bf16::supports(k::mma_conv::transposed(s));
+  }
+  // ... and ws has room for it: the forward packs both layouts, the input gradient runs on the kept one.
+  static bool bf16_dgrad_kept_fits(const ConvShape& s, const T& ws) {
+    return bf16_dgrad_keepable(s) &&
+           static_cast<std::int64_t>(ws.numel()) >= kiln::cuda::kernels::mma_bf16_wgrad::layout(s).kept_total;
+  }
   // Packs the weights into ws (tap-major, TF32), then one block per 128 pixels x BN channels:
   // BN = 128 where Cout > 64 and those tiles give more than a quarter of the SMs a block, else 64
   // (mma_conv::block_n; docs/kernels.md "128 x 64 tiles on the deep levels").
   // BF16 with room for the NHWC copy in ws: the copy (kept for the weight gradient: mma_bf16_wgrad::layout),
   // the weights packed in natural order, then conv2d_mma_bf16_forward_kernel (16-byte cp.async and
-  // ldmatrix for A); else the TF32 kernels.
+  // ldmatrix for A); else the TF32 kernels. With room for the input gradient's BF16 packing too (a
+  // training workspace: bf16_dgrad_kept_fits), both packings in one launch, that one kept.
   static void conv2d_forward_mma(const ConvShape& s, const T& x, const T& w, const T& b, T& y, T& ws) {
     namespace mc = kiln::cuda::kernels::mma_conv;
     namespace mbw = kiln::cuda::kernels::mma_bf16_wgrad;
@@ -753,13 +809,18 @@ struct Backend<Cuda> {
     if (bf16_nhwc_forward_fits(s, ws)) {
       const mbw::Layout l = mbw::layout(s);
       auto* wp = reinterpret_cast<__nv_bfloat16*>(ws.data() + l.weights);
-      auto* xh = reinterpret_cast<__nv_bfloat16*>(ws.data() + l.x_copy);
       with_kernel_size<1, 3>(s.k, [&]<int K>() {
-        launch(KILN_CUDA_KERNEL(conv2d_mma_pack_weights_bf16_kernel, K), dim3(mc::pack_weight_blocks<K, false>(s)),
-               dim3(mc::pack_threads), 0, s, w.data(), wp);
+        if (bf16_dgrad_kept_fits(s, ws)) {
+          const unsigned forward_blocks = mc::pack_weight_blocks<K, false>(s);
+          launch(KILN_CUDA_KERNEL(conv2d_mma_pack_weights_both_bf16_kernel, K),
+                 dim3(forward_blocks + mc::pack_weight_blocks<K, true>(s)), dim3(mc::pack_threads), 0, s, w.data(), wp,
+                 reinterpret_cast<__nv_bfloat16*>(ws.data() + l.kept_dgrad), static_cast<int>(forward_blocks));
+        } else {
+          launch(KILN_CUDA_KERNEL(conv2d_mma_pack_weights_bf16_kernel, K), dim3(mc::pack_weight_blocks<K, false>(s)),
+                 dim3(mc::pack_threads), 0, s, w.data(), wp);
+        }
       });
-      to_nhwc_bf16(s.n, s.c_in, s.h * s.w, x.data(), xh);
-      conv2d_mma_bf16_packed(s, xh, wp, ptr(b), y);
+      conv2d_bf16_packed_forward(s, x, wp, ptr(b), y, ws);
       return;
     }
     const int splits = mma_splits(s, ws);
@@ -783,6 +844,13 @@ struct Backend<Cuda> {
       });
     }
     conv2d_mma_packed(s, x, ws.data(), ptr(b), y, splits);
+  }
+  // The BF16 forward after its packing (wp, in ws): x's NHWC copy at its place in ws, then the GEMM.
+  static void conv2d_bf16_packed_forward(const ConvShape& s, const T& x, const __nv_bfloat16* wp, const float* b, T& y,
+                                         T& ws) {
+    auto* xh = reinterpret_cast<__nv_bfloat16*>(ws.data() + kiln::cuda::kernels::mma_bf16_wgrad::layout(s).x_copy);
+    to_nhwc_bf16(s.n, s.c_in, s.h * s.w, x.data(), xh);
+    conv2d_mma_bf16_packed(s, xh, wp, b, y);
   }
   // The mma.sync forward's split-K slices for shape fs (mma_conv::splits) where ws holds their
   // partial tiles, else 1 (a workspace planned without them).
@@ -842,10 +910,11 @@ struct Backend<Cuda> {
   // on mma.sync (the forward kernel on the transposed shape, weights packed transposed and rotated
   // into ws, or kept there by the forward: ConvKept::tf32_dgrad_packing) and the weight gradient on
   // mma.sync (conv2d_mma_wgrad.cuh) where the shape and the workspace allow, else the implicit-GEMM
-  // kernels. ConvKept::x_bf16_copy: x's NHWC BF16 copy is in ws from the forward.
+  // kernels. ConvKept::x_bf16_copy: x's NHWC BF16 copy is in ws from the forward;
+  // bf16_copy_and_dgrad_packing: and the input gradient's BF16 packing.
   static void conv2d_backward_tf32(const ConvShape& s, const T& x, const T& w, const T& dy, T& dx, T& dw, T& ws,
                                    ConvKept kept) {
-    bool x_copied = kept == ConvKept::x_bf16_copy;
+    bool x_copied = kept == ConvKept::x_bf16_copy || kept == ConvKept::bf16_copy_and_dgrad_packing;
     namespace ig = kiln::cuda::kernels::igemm;
     namespace mc = kiln::cuda::kernels::mma_conv;
     namespace mw = kiln::cuda::kernels::mma_wgrad;
@@ -858,13 +927,16 @@ struct Backend<Cuda> {
           static_cast<std::int64_t>(ws.numel()) >= l.partials) {
         dy_copied = true;
         // BF16 with room for dy's NHWC copy after x's: the NHWC forward kernel on the transposed shape.
+        // The forward packed these weights with its own where ws has room (bf16_dgrad_kept_fits).
         const ConvShape t = mc::transposed(s);
-        auto* wp = reinterpret_cast<__nv_bfloat16*>(ws.data() + l.weights);
+        const bool packed = kept == ConvKept::bf16_copy_and_dgrad_packing && bf16_dgrad_kept_fits(s, ws);
+        auto* wp = reinterpret_cast<__nv_bfloat16*>(ws.data() + (packed ? l.kept_dgrad : l.weights));
         auto* dyh = reinterpret_cast<__nv_bfloat16*>(ws.data() + l.dy_copy);
-        with_kernel_size<1, 3>(s.k, [&]<int K>() {
-          launch(KILN_CUDA_KERNEL(conv2d_mma_pack_weights_dgrad_bf16_kernel, K),
-                 dim3(mc::pack_weight_blocks<K, true>(s)), dim3(mc::pack_threads), 0, s, w.data(), wp);
-        });
+        if (!packed)
+          with_kernel_size<1, 3>(s.k, [&]<int K>() {
+            launch(KILN_CUDA_KERNEL(conv2d_mma_pack_weights_dgrad_bf16_kernel, K),
+                   dim3(mc::pack_weight_blocks<K, true>(s)), dim3(mc::pack_threads), 0, s, w.data(), wp);
+          });
         to_nhwc_bf16(s.n, s.c_out, s.h * s.w, dy.data(), dyh);
         conv2d_mma_bf16_packed(t, dyh, wp, nullptr, dx);
       } else if (kept == ConvKept::tf32_dgrad_packing && tf32_dgrad_kept_fits(s, ws)) {

@@ -101,6 +101,18 @@ void add_conv_cases(std::vector<KernelCase>& t) {
                  conv_pack_batch_case(r, {{1, 2, 3, 4, 5, 3}, {1, 3, 2, 4, 4, 1}, {1, 20, 17, 3, 3, 3}}, 329);
                },
                true});
+  t.push_back({"tiny bf16 conv2d 2->3 K=3 and 3->2 K=1: eval forward and a backward with nothing kept",
+               [](Report& r) {
+                 bf16_unkept_case(r, {1, 2, 3, 4, 5, 3}, 333);
+                 bf16_unkept_case(r, {1, 3, 2, 4, 4, 1}, 337);
+               },
+               true});
+  t.push_back({"tiny bf16 packings of three convolutions in one launch (a network's forward), then their GEMMs",
+               [](Report& r) {
+                 conv_pack_batch_case(r, {{1, 2, 3, 4, 5, 3}, {1, 3, 2, 4, 4, 1}, {1, 20, 17, 3, 3, 3}}, 331,
+                                      kiln::cuda::MathMode::bf16);
+               },
+               true});
   t.push_back({"tiny tf32 conv2d 2->3 K=3 N=1 4x4 gradients with nothing kept (input gradient's packing launched)",
                [](Report& r) {
                  igemm_backward_case(r, {1, 2, 3, 4, 4, 3}, 327, true);

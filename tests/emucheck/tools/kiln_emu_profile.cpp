@@ -253,8 +253,11 @@ int run(const Options& o) {
     // The forward's and the input gradient's packed weights (channels padded to 16), in floats.
     auto padded = [&](const ConvLayer& c) { return 1.0 * c.c_out * c.k * c.k * ((c.c_in + 15) / 16 * 16); };
     auto dgrad_padded = [&](const ConvLayer& c) { return 1.0 * c.c_in * c.k * c.k * ((c.c_out + 15) / 16 * 16); };
-    // Both layouts of one convolution's weights: w read once, the forward's and the input gradient's written.
-    auto packed_bytes = [&](const ConvLayer& c) { return 4.0 * (weights(c) + padded(c) + dgrad_padded(c)); };
+    // Both layouts of one convolution's weights: w read once, the forward's and the input gradient's
+    // written (as BF16 under --math bf16).
+    auto packed_bytes = [&](const ConvLayer& c) {
+      return 4.0 * weights(c) + (o.math == "bf16" ? 2.0 : 4.0) * (padded(c) + dgrad_padded(c));
+    };
     if (contains(r.kernel, "conv2d_mma_pack_batch")) {  // every convolution's packings at the forward's start
       r.layer = "*";                                    // all layers: predict.py --targets shares it out by pack_bytes
       p.global_distinct_bytes = 0;
