@@ -35,6 +35,7 @@
 // The pixel positions move by 16 per step: kept incrementally (no division in the k loop).
 // Operands: dy and x reach the tensor core as fp32 bits, which it truncates to TF32 (as the
 // forward's activations). Offsets are 32-bit (supports() checks N*C*H*W < 2^31).
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 
@@ -280,25 +281,54 @@ inline bool aligned(const float* dy) { return reinterpret_cast<std::uintptr_t>(d
 // Split-K: the fewest splits that give each of a 132-SM GPU's 4 x 132 warp schedulers a warp (an
 // SM's 4 processing blocks have their own tensor cores, and a warp stays on one: 528 blocks of the
 // 64 x 64 tile's one warp, 132 of the 128 x 128 tile's four; each split costs the reduction a read
-// of all Cout*Cin*K*K partial sums, so more only add DRAM traffic), none where the unsplit grid's
-// warps already fill half of them (the reduction launch then costs more than the idle schedulers),
-// at least 8 k steps (128 pixels) per split, at most 16M floats (64 MiB) of partial sums, at most
-// 1024 splits; no split is empty.
+// of all Cout*Cin*K*K partial sums, so more only add DRAM traffic), at least 8 k steps (128 pixels)
+// per split, at most 16M floats (64 MiB) of partial sums, at most 1024 splits; no split is empty.
+// Where the unsplit grid's warps already fill half of the schedulers, those splits only where the H100
+// model (predicted_seconds) says the idle SMs cost more than the reduction launch: in the U-Net at
+// batch 16, up.0.conv1's 72 tiles of 128 x 128 (2 splits; by a hair at 64^2 crops, by a third at 128^2)
+// and bottleneck.conv1's from 128^2 crops on.
 struct Splits {
   int count = 1;
   int steps_per_split = 1;
 };
+namespace plan_model {  // H100 SXM (predict.py's GPUS table and model)
+inline constexpr double sms = 132, tf32_flops = 494.7e12, hbm_bytes = 3.35e12, launch_seconds = 2e-6;
+// The 128 x 128 tile's main loop is bound by shared memory: per k8 step its warps' 64 x 64 fragments
+// load one wavefront per HMMA and its copies store 64 wavefronts for 128 HMMA; an SM moves a wavefront
+// per clock and does 0.924 HMMA per clock at the TF32 peak (the emulator's counters agree: 1.39).
+inline constexpr double shared_over_math = 1.5 * 0.924;
+}  // namespace plan_model
+// The predicted time of the weight gradient on `blocks` 128 x 128 tiles (four warps each, one block
+// per SM or more) over `steps` k steps in `count` splits: the GEMM launch (shared memory over the busy
+// SMs, the partial sums' or dw's DRAM traffic, at least a launch) and, split, the reduction launch
+// (the partial sums read, dw read and written, at least a launch).
+inline double predicted_seconds(std::int64_t blocks, std::int64_t steps, std::int64_t count, std::int64_t dw_floats) {
+  namespace m = plan_model;
+  const double grid = static_cast<double>(blocks * count), fraction = grid < m::sms ? grid / m::sms : 1.0;
+  const double math = static_cast<double>(blocks) * 128 * 128 * steps * bk * 2 / m::tf32_flops;
+  const double dw_bytes = 4.0 * static_cast<double>(dw_floats);
+  const double gemm = std::max({math * m::shared_over_math / fraction,
+                                (count > 1 ? count : 2) * dw_bytes / m::hbm_bytes / fraction, m::launch_seconds});
+  if (count == 1) return gemm;
+  return gemm + std::max(m::launch_seconds, (count + 2) * dw_bytes / m::hbm_bytes);
+}
 inline Splits splits(const ConvShape& s) {
-  const std::int64_t bt = block_tile(s), kk = s.k * s.k;
+  const std::int64_t bt = block_tile(s), kk = s.k * s.k, dw_floats = s.c_out * s.c_in * kk;
   const std::int64_t blocks = (s.c_out + bt - 1) / bt * ((s.c_in + bt - 1) / bt) * kk;
   const std::int64_t steps = (s.n * s.h * s.w + bk - 1) / bk;
   const std::int64_t fill = 132 * 4 / ((bt == 128 ? Tile<128>::threads : Tile<64>::threads) / 32);
-  std::int64_t count = 2 * blocks >= fill ? 1 : (fill + blocks - 1) / blocks;
+  std::int64_t count = (fill + blocks - 1) / blocks;
   if (steps / 8 < count) count = steps / 8;
-  const std::int64_t by_workspace = (std::int64_t{1} << 24) / (s.c_out * s.c_in * kk > 0 ? s.c_out * s.c_in * kk : 1);
+  const std::int64_t by_workspace = (std::int64_t{1} << 24) / (dw_floats > 0 ? dw_floats : 1);
   if (by_workspace < count) count = by_workspace;
   if (count > 1024) count = 1024;
   if (count < 1) count = 1;
+  if (2 * blocks >= fill && count > 1) {  // half full unsplit: split only where the model says it pays
+    const std::int64_t per = (steps + count - 1) / count;
+    const bool pays = bt == 128 && predicted_seconds(blocks, per * count, count, dw_floats) <
+                                       predicted_seconds(blocks, steps, 1, dw_floats);
+    if (!pays) count = 1;
+  }
   Splits sp;
   sp.steps_per_split = static_cast<int>((steps + count - 1) / count);
   if (sp.steps_per_split < 1) sp.steps_per_split = 1;

@@ -542,8 +542,8 @@ TEST_CASE("conv2d_mma_wgrad: shapes taken, split-K plan, dgrad packing size") {
     CHECK(mw::workspace_floats(s) == (sp.count > 1 ? sp.count * s.c_out * s.c_in * s.k * s.k : 0));
   }
   // The fewest splits that give each of 132 x 4 warp schedulers a warp (64 x 64 tiles: one warp per
-  // block; 128 x 128: four); none where the unsplit grid fills half of them (U-Net shapes, batch 16;
-  // the 8-k-steps cap binds at level 3's 18-block grid).
+  // block; 128 x 128: four); where the unsplit grid fills half of them, those splits only where the
+  // H100 model says they pay (U-Net shapes, batch 16; the 8-k-steps cap binds at level 3's 18-block grid).
   struct Plan {
     ConvShape s;
     int splits;
@@ -553,11 +553,18 @@ TEST_CASE("conv2d_mma_wgrad: shapes taken, split-K plan, dgrad packing size") {
                         Plan{{16, 64, 128, 16, 16, 3}, 29},   // 18 one-warp blocks, 9 k steps per split
                         Plan{{16, 128, 256, 8, 8, 3}, 8},     // 18 blocks, 64 k steps
                         Plan{{16, 256, 256, 8, 8, 3}, 4},     // 36 blocks (was 8)
-                        Plan{{16, 512, 256, 8, 8, 3}, 1},     // 72 blocks (was 7)
+                        Plan{{16, 512, 256, 8, 8, 3}, 2},     // 72 blocks: up.0.conv1, the model's 2
+                        Plan{{16, 256, 512, 4, 4, 3}, 1},     // 72 blocks, 16 k steps: too few to pay
+                        Plan{{16, 256, 512, 8, 8, 3}, 2},     // ... 64 k steps at 128^2 crops: pays
                         Plan{{16, 512, 512, 4, 4, 3}, 1}}) {  // 144 blocks (was 2)
     INFO(p.s.c_in, "->", p.s.c_out, " ", p.s.h, "x", p.s.w);
     CHECK(mw::splits(p.s).count == p.splits);
   }
+  // The model behind the half-full case: up.0.conv1 at 128^2 crops (256 k steps), 72 tiles on 132 SMs, gains a third
+  // from 2 splits despite the reduction; bottleneck.conv1 at 64^2 crops (16 k steps) would lose.
+  const std::int64_t up0 = 512 * 256 * 9, bottleneck = 256 * 512 * 9;
+  CHECK(mw::predicted_seconds(72, 256, 2, up0) < 0.8 * mw::predicted_seconds(72, 256, 1, up0));
+  CHECK(mw::predicted_seconds(72, 16, 2, bottleneck) > mw::predicted_seconds(72, 16, 1, bottleneck));
   CHECK_THROWS_WITH_AS(mw::backward_weight({1, 3, 2, 5, 7, 3}, nullptr, nullptr, nullptr, nullptr),
                        doctest::Contains("H*W a multiple of 4"), kiln::gpu::Error);
 }
