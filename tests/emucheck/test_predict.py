@@ -53,6 +53,12 @@ class Model(unittest.TestCase):
         four = terms(launch(SMS, 128))[2]["math"]
         self.assertAlmostEqual(terms(launch(SMS // 2, 128))[2]["math"] / four, 2.0)
 
+    def test_the_launch_ceiling(self):
+        at_peak = GPU["tf32"] * predict.LAUNCH_S  # FLOPs the peak does in one launch term
+        self.assertAlmostEqual(predict.launch_ceiling(0.6 * at_peak, 1), 0.6)
+        self.assertAlmostEqual(predict.launch_ceiling(0.6 * at_peak, 2), 0.3)  # a GEMM and its reduction
+        self.assertEqual(predict.launch_ceiling(5 * at_peak, 1), 1.0)
+
     def test_the_split_k_tail_comes_after_the_binding_term(self):
         base, _, _ = terms(launch(SMS, 128))
         tailed, _, _ = terms(launch(SMS, 128, split_tail_bytes=64 * GPU["clock"] * 1e-6))  # 1 us at 64 B/clock
