@@ -4,7 +4,8 @@
 // channel c's N*HW values of an [N, C, HW] tensor and writes ONE partial (double): for
 // sum_partials_kernel at partials[j * C + c] ([chunk][channel]: a warp of stage 2 reads 32
 // neighbouring channels' partials of one chunk, coalesced); BatchNorm's own stage 2
-// (block_sum_partials, a block per channel) keeps [channel][chunk], so that a block reads its
+// (block_sum_partials, a block per channel) and the bias gradient's (channel_sum_kernel: stage 2 in
+// the channel's last block of stage 1, one launch) keep [channel][chunk], so that a block reads its
 // channel's row. Stage 2 adds a channel's partials in a fixed order. The cut into chunks depends only on
 // the shape (reduce_plan), never on the device, the SM count or the schedule, and every sum has a
 // fixed order (each thread's own values in walk order, then block_all_sum's tree): the same bits on
@@ -13,7 +14,8 @@
 //   ReducePlan reduce_plan(m)     host: how m = N*HW positions are cut (chunk a multiple of 4)
 //   ChannelCursor<V>              device: one thread's positions in its block's chunk, V at a time,
 //                                 walked with adds (no 64-bit division per step)
-//   channel_sum_partial_kernel    stage 1 of Σ x per channel (the bias gradient)
+//   channel_sum_kernel            Σ x per channel added to out, both stages in one launch (the bias
+//                                 gradient: the channel's last block adds its partials)
 //   flat_sum_partial_kernel       stage 1 of Σ x over a flat array (softmax cross-entropy's mean)
 //   sum_partials_kernel           stage 2: out[i] (+)= scale * Σ_j partials[j * outputs + i]
 #include <cstdint>
@@ -89,17 +91,45 @@ __device__ __forceinline__ float lane_sum(const Floats<V>& f) {
   return s;
 }
 
-// Stage 1 of Σ x per channel of an [n, channels, hw] tensor; grid (plan.chunks, channels),
-// block reduce_threads. partials[j * channels + c] = the sum of block (j, c)'s chunk.
+// A double another block wrote in this launch: read through L2 (L1 is not coherent across SMs).
+__device__ __forceinline__ double load_l2(const double* p) {
+#if KILN_GPU_REAL
+  return __ldcg(p);
+#else
+  return *p;
+#endif
+}
+
+// out[c] += Σ x per channel of an [n, channels, hw] tensor, both stages in one launch; grid
+// (plan.chunks, channels), block reduce_threads. Block (j, c) writes the sum of its chunk to
+// partials[c * chunks + j] and counts itself in counters[c]; the channel's last block to count
+// (whichever it is) adds the channel's partials in a fixed order (thread t: j = t, t + blockDim.x,
+// ... in turn, then block_all_sum's tree), so the sum has the same bits whichever block finishes
+// last, adds it to out[c] and sets counters[c] back to 0 for the next launch (counters: zero before
+// the first). No block waits for another.
 template <int V>
-__global__ void channel_sum_partial_kernel(std::int64_t n, std::int64_t channels, std::int64_t hw, ReducePlan plan,
-                                           const float* x, double* partials) {
+__global__ void channel_sum_kernel(std::int64_t n, std::int64_t channels, std::int64_t hw, ReducePlan plan,
+                                   const float* x, double* partials, unsigned* counters, float* out) {
   const std::int64_t c = blockIdx.y;
   double s = 0.0;
   for (ChannelCursor<V> k(hw, channels, c, n * hw, plan.chunk); k.valid(); k.next())
     s += lane_sum(load_floats<V>(x + k.offset));
   s = block_all_sum(s);
-  if (threadIdx.x == 0) partials[static_cast<std::int64_t>(blockIdx.x) * channels + c] = s;
+  double* row = partials + c * plan.chunks;
+  if (threadIdx.x == 0) row[blockIdx.x] = s;
+  __threadfence();  // the partial is visible device-wide before the block counts itself
+  const bool last =
+      __syncthreads_or(threadIdx.x == 0 && atomicAdd(counters + c, 1u) == static_cast<unsigned>(plan.chunks - 1)) != 0;
+  if (!last) return;
+  __threadfence();  // the other blocks' partials are read after their count
+  double total = 0.0;
+  for (int j = static_cast<int>(threadIdx.x); j < plan.chunks; j += static_cast<int>(blockDim.x))
+    total += load_l2(row + j);
+  total = block_all_sum(total);
+  if (threadIdx.x == 0) {
+    out[c] = static_cast<float>(static_cast<double>(out[c]) + total);
+    counters[c] = 0;
+  }
 }
 
 // Stage 1 of Σ x[i] over i < count; grid (plan.chunks), block reduce_threads (V = 4: count % 4 == 0).

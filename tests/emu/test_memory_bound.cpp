@@ -11,6 +11,7 @@
 //   same bits as the full grid.
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -125,6 +126,50 @@ TEST_CASE("sum_partials: out[i] (+)= scale * the sum of column i of [chunk][outp
       }
     }
   }
+}
+
+// Fiber mode only, as above (the kernel table runs this kernel in every build).
+TEST_CASE("channel_sum_kernel: the channel's last block adds every partial once and resets its counter" *
+          doctest::skip(KILN_EMU_THREADS != 0)) {
+  ScheduleScope restore;
+  namespace k = kiln::cuda::kernels;
+  // Integer values (exact sums in any order): x[n][c][p] = (n * 7 + p) % 11 - 5 + c.
+  const std::int64_t n = 3, channels = 5, hw = 40 * 40;
+  const k::ReducePlan plan = k::reduce_plan(n * hw);
+  REQUIRE(plan.chunks == 3);  // several blocks per channel: a last one to find
+  std::vector<float> x(static_cast<std::size_t>(n * channels * hw));
+  std::vector<float> want(static_cast<std::size_t>(channels), 2.0f);
+  for (std::int64_t i = 0; i < n; ++i)
+    for (std::int64_t c = 0; c < channels; ++c)
+      for (std::int64_t p = 0; p < hw; ++p) {
+        const float v = static_cast<float>((i * 7 + p) % 11 - 5 + c);
+        x[static_cast<std::size_t>((i * channels + c) * hw + p)] = v;
+        want[static_cast<std::size_t>(c)] += v;
+      }
+  const CudaT dx = CudaT::from_host(Shape::nchw(n, channels, 40, 40), x);
+  kiln_emu_test::DeviceBuffer<double> partials(static_cast<std::size_t>(channels * plan.chunks));
+  kiln_emu_test::DeviceBuffer<unsigned> counters(std::vector<unsigned>(static_cast<std::size_t>(channels), 0u));
+  auto run = [&](unsigned first_count) {
+    counters.upload(std::vector<unsigned>(static_cast<std::size_t>(channels), first_count));
+    CudaT out = CudaT::from_host(Shape{channels}, std::vector<float>(static_cast<std::size_t>(channels), 2.0f));
+    kiln::cuda::launch(KILN_CUDA_KERNEL(channel_sum_kernel, 4),
+                       dim3(static_cast<unsigned>(plan.chunks), static_cast<unsigned>(channels)),
+                       dim3(k::reduce_threads), 0, n, channels, hw, plan, dx.data(), partials.get(), counters.get(),
+                       out.data());
+    return out.to_vector();
+  };
+  for (const emu::Schedule schedule : {emu::Schedule::forward, emu::Schedule::reverse, emu::Schedule::random}) {
+    emu::set_schedule(schedule);
+    CHECK(run(0) == want);
+    CHECK(counters.download() == std::vector<unsigned>(static_cast<std::size_t>(channels), 0u));  // ready for the next
+  }
+  // The deliberate bug: counters not zero at launch. The block that sees chunks - 1 is not the last,
+  // adds partials not yet written, and a count is left behind.
+  emu::set_schedule(emu::Schedule::forward);
+  partials.upload(std::vector<double>(static_cast<std::size_t>(channels * plan.chunks), std::nan("")));
+  const auto stale = run(1);
+  CHECK(stale != want);
+  CHECK(counters.download() != std::vector<unsigned>(static_cast<std::size_t>(channels), 0u));
 }
 
 TEST_CASE("BatchNorm2d + ReLU on Cuda runs the fused kernels") {

@@ -152,17 +152,39 @@ struct Backend<Cuda> {
     launch(KILN_CUDA_KERNEL_FLOAT(sum_partials_kernel), dim3(static_cast<unsigned>((outputs + 31) / 32)),
            dim3(reduce_threads), 0, partial, chunks, outputs, scale, accumulate, out);
   }
-  // db[c] += Σ over n and hw of dy[n][c][hw] (the convolutions' bias gradient).
+  // One counter per channel for the one-launch reductions (channel_sum_kernel), per stream like
+  // partials(): zeroed when allocated, and each launch leaves its counters at zero again.
+  static unsigned* reduce_counters(std::int64_t count) {
+    struct Buffer {
+      void* memory = nullptr;
+      std::size_t bytes = 0;
+    };
+    static std::mutex mutex;
+    static auto* buffers = new std::map<kiln::gpu::stream_handle, Buffer>;
+    const std::size_t bytes = static_cast<std::size_t>(count > 0 ? count : 1) * sizeof(unsigned);
+    std::lock_guard lock(mutex);
+    Buffer& b = (*buffers)[kiln::cuda::current_stream()];
+    if (b.bytes < bytes) {
+      void* grown = DeviceMemory<Cuda>::allocate(bytes);  // throws before the old buffer is released
+      DeviceMemory<Cuda>::zero(grown, bytes);             // queued on this stream, before every use
+      DeviceMemory<Cuda>::deallocate(b.memory);
+      b.memory = grown;
+      b.bytes = bytes;
+    }
+    return static_cast<unsigned*>(b.memory);
+  }
+  // db[c] += Σ over n and hw of dy[n][c][hw] (the convolutions' bias gradient), in one launch: the
+  // channel's last block adds the partial sums (channel_sum_kernel).
   static void bias_gradient(std::int64_t n, std::int64_t channels, std::int64_t hw, const T& dy, T& db) {
     if (channels == 0) return;
     const ReducePlan plan = kiln::cuda::kernels::reduce_plan(n * hw);
     double* part = partials(channels * plan.chunks);
+    unsigned* counters = reduce_counters(channels);
     const dim3 grid = channel_grid(plan, channels, "conv2d bias gradient");
     with_width(kiln::cuda::kernels::vector_width(hw, {dy.data()}), [&]<int V>() {
-      launch(KILN_CUDA_KERNEL(channel_sum_partial_kernel, V), grid, dim3(reduce_threads), 0, n, channels, hw, plan,
-             dy.data(), part);
+      launch(KILN_CUDA_KERNEL(channel_sum_kernel, V), grid, dim3(reduce_threads), 0, n, channels, hw, plan, dy.data(),
+             part, counters, db.data());
     });
-    sum_partials(part, plan.chunks, channels, 1.0, true, db.data());
   }
 
  public:
