@@ -108,29 +108,45 @@ struct Backend<Cuda> {
       f.template operator()<false>();
   }
 
-  // Device scratch for the partial sums of the two-stage reductions (kernels/reduce.cuh): one buffer
-  // per stream, grown to the largest request and kept, so after the first training step no step
-  // allocates (and a CUDA graph captured later sees a fixed address). Launches on one stream run
-  // in order, so consecutive reductions can share it. The buffers live until the process ends
-  // (never freed from a static destructor, which could run after the CUDA runtime or the
-  // emulator's allocation table is gone).
-  static double* partials(std::int64_t doubles) {
+  // Device scratch for the reductions (kernels/reduce.cuh): one buffer per stream and kind, grown to
+  // the largest request and kept, so after the first training step no step allocates (and a CUDA
+  // graph captured later sees a fixed address). Launches on one stream run in order, so consecutive
+  // reductions can share it. The buffers live until the process ends (never freed from a static
+  // destructor, which could run after the CUDA runtime or the emulator's allocation table is gone).
+  struct StreamBuffers {
     struct Buffer {
       void* memory = nullptr;
       std::size_t bytes = 0;
     };
-    static std::mutex mutex;
-    static auto* buffers = new std::map<kiln::gpu::stream_handle, Buffer>;
-    const std::size_t bytes = static_cast<std::size_t>(doubles > 0 ? doubles : 1) * sizeof(double);
-    std::lock_guard lock(mutex);
-    Buffer& b = (*buffers)[kiln::cuda::current_stream()];
+    std::mutex mutex;
+    std::map<kiln::gpu::stream_handle, Buffer> by_stream;
+  };
+  // This stream's buffer of `buffers`, at least `bytes` long; a grown one is zeroed first where
+  // `zeroed` (queued on the stream, before every later use).
+  static void* stream_buffer(StreamBuffers& buffers, std::size_t bytes, bool zeroed) {
+    std::lock_guard lock(buffers.mutex);
+    StreamBuffers::Buffer& b = buffers.by_stream[kiln::cuda::current_stream()];
     if (b.bytes < bytes) {
       void* grown = DeviceMemory<Cuda>::allocate(bytes);  // throws before the old buffer is released
+      if (zeroed) DeviceMemory<Cuda>::zero(grown, bytes);
       DeviceMemory<Cuda>::deallocate(b.memory);
       b.memory = grown;
       b.bytes = bytes;
     }
-    return static_cast<double*>(b.memory);
+    return b.memory;
+  }
+  // The partial sums of the two-stage reductions.
+  static double* partials(std::int64_t doubles) {
+    static auto* buffers = new StreamBuffers;
+    return static_cast<double*>(
+        stream_buffer(*buffers, static_cast<std::size_t>(doubles > 0 ? doubles : 1) * sizeof(double), false));
+  }
+  // One counter per channel for the one-launch reductions (channel_sum_kernel): zeroed when
+  // allocated, and each launch leaves its counters at zero again.
+  static unsigned* reduce_counters(std::int64_t count) {
+    static auto* buffers = new StreamBuffers;
+    return static_cast<unsigned*>(
+        stream_buffer(*buffers, static_cast<std::size_t>(count > 0 ? count : 1) * sizeof(unsigned), true));
   }
   // The device copy of an optimizer's step arguments, numel left out (it differs per tensor while
   // the rest is the step's): one staged copy per step (kiln/cuda/step_scalars.hpp).
@@ -151,27 +167,6 @@ struct Backend<Cuda> {
                            float* out) {
     launch(KILN_CUDA_KERNEL_FLOAT(sum_partials_kernel), dim3(static_cast<unsigned>((outputs + 31) / 32)),
            dim3(reduce_threads), 0, partial, chunks, outputs, scale, accumulate, out);
-  }
-  // One counter per channel for the one-launch reductions (channel_sum_kernel), per stream like
-  // partials(): zeroed when allocated, and each launch leaves its counters at zero again.
-  static unsigned* reduce_counters(std::int64_t count) {
-    struct Buffer {
-      void* memory = nullptr;
-      std::size_t bytes = 0;
-    };
-    static std::mutex mutex;
-    static auto* buffers = new std::map<kiln::gpu::stream_handle, Buffer>;
-    const std::size_t bytes = static_cast<std::size_t>(count > 0 ? count : 1) * sizeof(unsigned);
-    std::lock_guard lock(mutex);
-    Buffer& b = (*buffers)[kiln::cuda::current_stream()];
-    if (b.bytes < bytes) {
-      void* grown = DeviceMemory<Cuda>::allocate(bytes);  // throws before the old buffer is released
-      DeviceMemory<Cuda>::zero(grown, bytes);             // queued on this stream, before every use
-      DeviceMemory<Cuda>::deallocate(b.memory);
-      b.memory = grown;
-      b.bytes = bytes;
-    }
-    return static_cast<unsigned*>(b.memory);
   }
   // db[c] += Σ over n and hw of dy[n][c][hw] (the convolutions' bias gradient), in one launch: the
   // channel's last block adds the partial sums (channel_sum_kernel).
