@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "emu/kernel_cases.hpp"
+#include "emu/launch_log.hpp"
 #include "kiln/cuda/step_monitor.hpp"
 #include "kiln/models/unet.hpp"
 
@@ -266,6 +267,22 @@ TEST_CASE("The training step replayed from a CUDA graph gives the eager step's b
 TEST_CASE("The training step replayed from a CUDA graph gives the eager step's bits (SGD with momentum, changing lr)") {
   if (KILN_EMU_THREADS) return;
   check_graph_matches_eager<kiln::SGD<Cuda>>(kiln::SgdOptions{.lr = 1e-2f, .momentum = 0.9});
+}
+
+// Under the tensor-core modes the step also holds the network's one packing launch (by-value batch
+// parameter) and the input gradients on the packings kept from the forward.
+TEST_CASE("The training step replayed from a CUDA graph gives the eager step's bits under TF32 and BF16") {
+  if (KILN_EMU_THREADS) return;
+  for (const auto mode : {kiln::cuda::MathMode::tf32, kiln::cuda::MathMode::bf16}) {
+    INFO(kiln::cuda::math_mode_name(mode));
+    kiln::cuda::MathModeScope scope(mode);
+    kiln_test::record_launches(true);
+    check_graph_matches_eager<kiln::Adam<Cuda>>(kiln::AdamOptions{.lr = 1e-2f});
+    kiln_test::record_launches(false);
+    CHECK(kiln_test::launched_kernels().count(mode == kiln::cuda::MathMode::tf32
+                                                  ? "conv2d_mma_pack_batch_kernel"
+                                                  : "conv2d_mma_pack_batch_bf16_kernel") == 1);
+  }
 }
 
 TEST_CASE("The device-side check finds a NaN gradient, names its tensor, and keeps the weights of the last good step") {
