@@ -1,7 +1,11 @@
 // kiln_bench_step_gpu: the whole training step and inference of UNetSmall and
-// UNetBase on the Cuda device (see step_cases.hpp), strict fp32.
+// UNetBase on the Cuda device (see step_cases.hpp) in each math mode: train_step/cuda/...
+// strict fp32, train_step/cuda_tf32/... and train_step/cuda_bf16/... (kiln::cuda::MathMode,
+// kiln-train's --precision), the mode set for the whole benchmark (plan included).
 #include <cstdio>
 #include <exception>
+#include <memory>
+#include <string>
 
 #include "bench_common.hpp"
 #include "gpu_common.hpp"
@@ -35,6 +39,9 @@ int main(int argc, char** argv) {
 #if KILN_BENCH_OURS
   try {
     register_step_benchmarks<kiln::Cuda>("cuda");
+    for (const auto mode : {kiln::cuda::MathMode::tf32, kiln::cuda::MathMode::bf16})
+      register_step_benchmarks<kiln::Cuda>(std::string("cuda_") + kiln::cuda::math_mode_name(mode),
+                                           [mode] { return std::make_shared<kiln::cuda::MathModeScope>(mode); });
   } catch (const std::exception& e) {  // a malformed KILN_BENCH_STEP_CONFIGS
     std::fprintf(stderr, "kiln_bench_step_gpu: error: %s\n", e.what());
     return 1;

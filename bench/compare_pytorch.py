@@ -24,6 +24,11 @@ the size kiln-colorize works at.
 
 Configs: N<batch>_H<height> (square) or N<batch>_H<height>_W<width>.
 
+GPU math: every row runs both libraries in strict fp32; --tf32 adds rows with TF32 convolutions on
+both sides (PyTorch: allow_tf32; kiln: kiln_bench_step_gpu's cuda_tf32 benchmarks, MathMode::tf32),
+--bf16 rows with BF16 on both (PyTorch: torch.autocast("cuda", dtype=torch.bfloat16), automatic mixed
+precision; kiln: cuda_bf16, MathMode::bf16, kiln-train's --precision bf16).
+
 ISA: kiln picks its CPU code path at run time (the widest this CPU and program have). --isa NAME
 sets KILN_CPU_ISA=NAME for kiln (the program must have that path: a -march=native build on an
 AVX-512 machine has only avx512; a -march=x86-64-v3 build has avx2 and avx512) and checks that kiln
@@ -38,11 +43,12 @@ itself with that environment if it was not set (kiln's process gets the same env
 settings keep freed memory in the heap, which raises PyTorch's peak resident memory a little;
 --glibc-malloc runs both sides with glibc's defaults instead (PyTorch's lowest peak, not its best time).
 
-Usage: bench/compare_pytorch.sh [--device cpu|cuda] [--steps N] [--warmup N] [--configs N16_H64,N8_H128]
+Usage: bench/compare_pytorch.sh [--device cpu|cuda] [--tf32] [--bf16] [--steps N] [--warmup N] [--configs N16_H64,N8_H128]
        [--infer-configs N1_H640_W1024] [--models UNetSmall,UNetBase] [--isa avx2|avx512|portable]
        [--torch-isa-default] [--glibc-malloc] [--build-dir DIR] [--no-build] [--json-out FILE] [--markdown-out FILE]
 """
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -79,7 +85,8 @@ def parse_args():
     p.add_argument("--build-dir", default=None, help="kiln build with the bench targets (built if needed)")
     p.add_argument("--no-build", action="store_true", help="use the existing kiln binary as is")
     p.add_argument("--skip-kiln", action="store_true", help="PyTorch only")
-    p.add_argument("--tf32", action="store_true", help="GPU: also run PyTorch with TF32 convolutions allowed")
+    p.add_argument("--tf32", action="store_true", help="GPU: also run both with TF32 convolutions")
+    p.add_argument("--bf16", action="store_true", help="GPU: also run both in BF16 (PyTorch: autocast, AMP)")
     p.add_argument("--isa", default=None, choices=sorted(TORCH_ISA_ENV),
                    help="CPU: kiln's code path (KILN_CPU_ISA), PyTorch held to the same instruction set")
     p.add_argument("--torch-isa-default", action="store_true", help="with --isa: leave PyTorch's ISA alone")
@@ -200,7 +207,7 @@ def peak_rss_mib():
     return None
 
 
-def torch_times(torch, model_name, tag, mode, device, steps, warmup, tf32=False):
+def torch_times(torch, model_name, tag, mode, device, steps, warmup, tf32=False, bf16=False):
     n, h, w = parse_config(tag)
     torch.manual_seed(1)
     model = make_unet(torch, WIDTHS[model_name]).to(device)
@@ -214,14 +221,18 @@ def torch_times(torch, model_name, tag, mode, device, steps, warmup, tf32=False)
         if device == "cuda":
             torch.cuda.synchronize()
 
+    def autocast():  # BF16 automatic mixed precision (fp32 weights, BF16 convolutions), or nothing
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
     if mode == "train":
         model.train()
         target = torch.rand(n, 2, h, w, device=device) - 0.5
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
 
         def step():
-            y = model(x)
-            loss = torch.nn.functional.mse_loss(y, target)
+            with autocast():
+                y = model(x)
+                loss = torch.nn.functional.mse_loss(y.float(), target)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -230,7 +241,7 @@ def torch_times(torch, model_name, tag, mode, device, steps, warmup, tf32=False)
         model.eval()
 
         def step():
-            with torch.inference_mode():
+            with torch.inference_mode(), autocast():
                 model(x)
             sync()
 
@@ -251,7 +262,8 @@ def torch_child(args):
     torch.set_num_threads(args.threads)
     model_name, tag, mode, math = args.torch_child.split(":")
     steps = args.steps or (5 if args.device == "cpu" else 20)
-    med, mn, params = torch_times(torch, model_name, tag, mode, args.device, steps, args.warmup, math == "tf32")
+    med, mn, params = torch_times(torch, model_name, tag, mode, args.device, steps, args.warmup, math == "tf32",
+                                  math == "bf16")
     print(json.dumps({"median_ms": med, "min_ms": mn, "params": params, "peak_rss_MiB": peak_rss_mib()}))
 
 
@@ -318,9 +330,10 @@ def kiln_binary(args):
     return exe
 
 
-def kiln_times(exe, model_name, tag, mode, args, steps):
-    """One row in a fresh kiln_bench_step process that runs only it: times, parameters, peak memory, context."""
-    dev = "cpu" if args.device == "cpu" else "cuda"
+def kiln_times(exe, model_name, tag, mode, args, steps, math="fp32"):
+    """One row in a fresh kiln_bench_step process that runs only it: times, parameters, peak memory, context.
+    math: on the GPU, fp32 (the cuda benchmarks), tf32 or bf16 (cuda_tf32, cuda_bf16)."""
+    dev = "cpu" if args.device == "cpu" else ("cuda" if math == "fp32" else f"cuda_{math}")
     name = f"{'train_step' if mode == 'train' else 'inference'}/{dev}/{model_name}/{tag}"
     env = dict(os.environ)
     env.update({"KILN_BENCH_STEPS": str(steps), "KILN_BENCH_WARMUP": str(args.warmup),
@@ -423,13 +436,20 @@ def main():
     kiln_isas = set()
     for m in models:
         for tag, mode in plan:
-            variants = [("fp32", False)] + ([("tf32", True)] if args.device == "cuda" and args.tf32 else [])
-            k = {}
-            if exe:
-                k = kiln_times(exe, m, tag, mode, args, steps)
-                kiln_isas.add((k["isa"], k["isa_baseline"], k["isas_available"]))
-            for label, _ in variants:
-                t_med, t_min, t_params, t_peak = run_torch_row(args, m, tag, mode, label)
+            variants = ["fp32"] + [v for v, on in (("tf32", args.tf32), ("bf16", args.bf16))
+                                   if on and args.device == "cuda"]
+            for label in variants:
+                k = {}
+                try:
+                    if exe:  # kiln in the same math as PyTorch's row
+                        k = kiln_times(exe, m, tag, mode, args, steps, label)
+                        kiln_isas.add((k["isa"], k["isa_baseline"], k["isas_available"]))
+                    t_med, t_min, t_params, t_peak = run_torch_row(args, m, tag, mode, label)
+                except SystemExit as e:  # a TF32 / BF16 row that fails costs that row, not the fp32 ones
+                    if label == "fp32":
+                        raise
+                    print(f"compare_pytorch: {m} {tag} {mode} {label} left out: {e}", file=sys.stderr)
+                    continue
                 k_med, k_peak = k.get("median_ms"), k.get("peak_rss_MiB")
                 row = {"model": m, "config": tag, "mode": mode, "math": label, "kiln_ms": k_med,
                        "kiln_min_ms": k.get("min_ms"), "pytorch_ms": t_med, "pytorch_min_ms": t_min,
@@ -468,7 +488,9 @@ def main():
               "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         n, h, w = parse_config(r["config"])
-        mode = ("train step" if r["mode"] == "train" else "inference") + (" (PyTorch TF32)" if r["math"] == "tf32" else "")
+        mode = ("train step" if r["mode"] == "train" else "inference") + {"tf32": " (both TF32)",
+                                                                           "bf16": " (both BF16: kiln bf16, PyTorch AMP)"}.get(
+                                                                               r["math"], "")
         lines.append(f"| {r['model']} | {n} x {h}x{w} | {mode} | {fmt(r['kiln_ms'])} | {r['pytorch_ms']:.1f} | "
                      f"{fmt(r['ratio'], '.2f')} | {fmt(r['kiln_peak_MiB'], '.0f')} | {fmt(r['pytorch_peak_MiB'], '.0f')} | "
                      f"{fmt(r['peak_ratio'], '.2f')} |")

@@ -234,9 +234,12 @@ def pytorch_section(report, lines):
         return
     m = report.get("machine", {})
     lines.append(f"PyTorch {m.get('torch', '?')} on {m.get('gpu', '?')}; median of {m.get('steps')} steps after "
-                 f"{m.get('warmup')} warm-up; cudnn.benchmark on. kiln is strict fp32; PyTorch is shown in strict "
-                 "fp32 (allow_tf32 off) and with TF32 allowed.\n")
-    lines.append("| model | config | mode | PyTorch math | kiln ms | PyTorch ms | kiln / PyTorch |\n"
+                 f"{m.get('warmup')} warm-up; cudnn.benchmark on. Each row runs both libraries in the same math: "
+                 "strict fp32 (PyTorch: allow_tf32 off), TF32 (kiln MathMode::tf32, PyTorch allow_tf32), BF16 "
+                 "(kiln MathMode::bf16, kiln-train's --precision bf16; PyTorch eager with autocast to bfloat16, "
+                 "its AMP). Issue 20's goal: the BF16 training step at most 1/1.5 = 0.67 of PyTorch AMP's "
+                 "(kiln / PyTorch <= 0.67).\n")
+    lines.append("| model | config | mode | math (both) | kiln ms | PyTorch ms | kiln / PyTorch |\n"
                  "|---|---|---|---|---:|---:|---:|")
     for r in report.get("rows", []):
         lines.append(f"| {r['model']} | {r['config']} | {r['mode']} | {r['math']} | {fmt(r.get('kiln_ms'), 2)} | "

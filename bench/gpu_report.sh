@@ -14,8 +14,10 @@
 #   1. configure + build kiln (Release, -DKILN_CUDA=ON -DKILN_CUDNN=ON, only this GPU's architecture)
 #   2. ctest -L gpu                      our kernels against the CPU reference, on the device
 #   3. kiln_bench_gpu                    every layer: our kernels vs cuDNN fp32 vs cuDNN TF32
-#   4. kiln_bench_step_gpu               whole U-Net training step / inference on the GPU
-#   5. compare_pytorch.py --device cuda  the same U-Net step in PyTorch (fp32 and TF32)
+#   4. kiln_bench_step_gpu               whole U-Net training step / inference on the GPU, in strict fp32,
+#                                        TF32 and BF16 (cuda, cuda_tf32, cuda_bf16)
+#   5. compare_pytorch.py --device cuda  the same U-Net training step in PyTorch, both sides in strict fp32,
+#                                        TF32 and BF16 (PyTorch: autocast, AMP)
 #   6. compute-sanitizer                 memcheck, racecheck, synccheck, initcheck over the gpu tests
 #   7. kiln-train / kiln-colorize        a short training run on the GPU (--prebuilt with programs,
 #                                        and the street photos installed: KILN_REPORT_DATA)
@@ -214,8 +216,8 @@ for cand in python3 /usr/bin/python3; do
 done
 if [[ -n $py ]]; then
   RESERVE=10 phase "PyTorch (compare_pytorch.py --device cuda)" 120 "$out/pytorch_gpu.log" \
-    "$py" "$root/bench/compare_pytorch.py" --device cuda --tf32 --no-build --build-dir "$build" \
-    --configs N16_H64,N8_H128 --steps 20 --warmup 3 --json-out "$out/pytorch_gpu.json"
+    "$py" "$root/bench/compare_pytorch.py" --device cuda --tf32 --bf16 --no-build --build-dir "$build" \
+    --modes train --configs N16_H64,N8_H128 --steps 20 --warmup 3 --json-out "$out/pytorch_gpu.json"
 else
   record "PyTorch (compare_pytorch.py --device cuda)" skipped 0 "no python3 with a CUDA-enabled torch"
 fi

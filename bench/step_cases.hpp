@@ -13,7 +13,9 @@
 // benchmark per process (--benchmark_filter) for that config's own peak.
 // Names: train_step/<dev>/<Model>/N16_H64, inference/<dev>/<Model>/N1_H640_W1024
 // (N batch, H height, W width; no W: square). KILN_BENCH_STEP_CONFIGS=
-// "N16_H64,N1_H640_W1024" picks other batch sizes / image sizes.
+// "N16_H64,N1_H640_W1024" picks other batch sizes / image sizes. A StepScope, where given, is
+// made at the start of each of the benchmarks and held until its end (the Cuda step benchmark's
+// math mode: dev "cuda_tf32", "cuda_bf16").
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -21,6 +23,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -143,29 +146,34 @@ inline std::vector<StepConfig> step_configs() {
   return configs;
 }
 
+// What a benchmark holds while it runs (e.g. a math-mode scope); empty: nothing.
+using StepScope = std::function<std::shared_ptr<void>()>;
+
 template <class Model>
-void register_model_steps(const std::string& dev, const std::string& model) {
+void register_model_steps(const std::string& dev, const std::string& model, const StepScope& scope = {}) {
   using Device = typename Model::device;
   const int steps = smoke() ? 1 : env_int("KILN_BENCH_STEPS", StepTiming<Device>::default_steps);
   for (const auto& cfg : step_configs()) {
     const std::string shape = config_tag(cfg);
     for (bool train : {true, false}) {
       const std::string name = std::string(train ? "train_step/" : "inference/") + dev + "/" + model + "/" + shape;
-      auto* b = benchmark::RegisterBenchmark(
-          name.c_str(), [cfg, train](benchmark::State& state) { step_benchmark<Model>(state, cfg, train); });
+      auto* b = benchmark::RegisterBenchmark(name.c_str(), [cfg, train, scope](benchmark::State& state) {
+        const std::shared_ptr<void> held = scope ? scope() : nullptr;
+        step_benchmark<Model>(state, cfg, train);
+      });
       b->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(std::max(1, steps));
     }
   }
 }
 
 template <class Device>
-void register_step_benchmarks(const std::string& dev) {
+void register_step_benchmarks(const std::string& dev, const StepScope& scope = {}) {
   if (smoke()) {
-    register_model_steps<UNetSmall<Device>>(dev, "UNetSmall");
+    register_model_steps<UNetSmall<Device>>(dev, "UNetSmall", scope);
     return;
   }
-  register_model_steps<UNetSmall<Device>>(dev, "UNetSmall");
-  register_model_steps<UNetBase<Device>>(dev, "UNetBase");
+  register_model_steps<UNetSmall<Device>>(dev, "UNetSmall", scope);
+  register_model_steps<UNetBase<Device>>(dev, "UNetBase", scope);
 }
 
 }  // namespace kiln::bench
