@@ -200,7 +200,9 @@ fi
 
 # ---- 4. the whole step on the GPU -----------------------------------------------------------------
 if [[ -x $bin/kiln_bench_step_gpu ]]; then
-  KILN_BENCH_STEPS=20 KILN_BENCH_WARMUP=3 RESERVE=50 phase "kiln_bench_step_gpu" 90 "$out/bench_step_gpu.log" \
+  # Three math modes x two models x train/inference: 24 benchmarks at the two configs PyTorch also runs.
+  KILN_BENCH_STEPS=20 KILN_BENCH_WARMUP=3 KILN_BENCH_STEP_CONFIGS=N16_H64,N8_H128 RESERVE=50 \
+    phase "kiln_bench_step_gpu" 90 "$out/bench_step_gpu.log" \
     "$bin/kiln_bench_step_gpu" --benchmark_out="$out/bench_step_gpu.json" --benchmark_out_format=json
 else
   record kiln_bench_step_gpu "failed (not built)" 0 "see build.log"
