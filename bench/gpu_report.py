@@ -274,6 +274,11 @@ def train_section(folder, lines):
     col = read(os.path.join(folder, "colorize_gpu.log"))
     if col:
         lines.append("```\n" + "\n".join(col.splitlines()[-6:]) + "\n```\n")
+    bf16 = read(os.path.join(folder, "train_gpu_bf16.log"))
+    if bf16:
+        keep = [ln for ln in bf16.splitlines() if ln.startswith(("epoch", "summary", "  ", "device", "kiln-train"))]
+        lines.append("The same run with `--precision bf16` (its validation MSE against the fp32 run's above):\n\n```\n"
+                     + "\n".join(keep[-30:]) + "\n```\n")
 
 
 def main():

@@ -20,7 +20,8 @@
 #                                        TF32 and BF16 (PyTorch: autocast, AMP)
 #   6. compute-sanitizer                 memcheck, racecheck, synccheck, initcheck over the gpu tests
 #   7. kiln-train / kiln-colorize        a short training run on the GPU (--prebuilt with programs,
-#                                        and the street photos installed: KILN_REPORT_DATA)
+#                                        and the street photos installed: KILN_REPORT_DATA), then the
+#                                        same in BF16 (--precision bf16) if time is left
 #   8. bench/gpu_report.py               ONE markdown report: bench/out/gpu-report.md
 # Raw outputs (JSON, logs) are kept next to it in bench/out/. A phase that fails or runs out of
 # time is recorded in the report and the script goes on with the next one, so a 30-minute loan of
@@ -256,6 +257,13 @@ if [[ -n $prebuilt && -x $prebuilt/examples/kiln-train && -d $data/train && -d $
     RESERVE=0 phase "kiln-colorize --device cuda" 30 "$out/colorize_gpu.log" "$prebuilt/examples/kiln-colorize" \
       --checkpoint "$out/gpu-train/latest.safetensors" --device cuda --max-side 192 --compare \
       --out "$out/gpu-train/colorized" "$data/val"
+  # The same run in BF16 (issue 20 item 4 end to end on the device), if time is left.
+  rm -rf "$out/gpu-train-bf16"
+  RESERVE=0 phase "kiln-train --device cuda --precision bf16" 45 "$out/train_gpu_bf16.log" \
+    "$prebuilt/examples/kiln-train" \
+    --data "$data/train" --val "$data/val" --model base --device cuda --precision bf16 --crop 64 --batch 16 \
+    --lr 1e-3 --lr-end-fraction 0.05 --schedule exp --loader-max-side 384 --scales 0.5 0.35 0.25 --val-crops 2 \
+    --epochs 4 --steps-per-epoch 250 --time-budget 30s --samples 4 --out "$out/gpu-train-bf16"
 else
   record "kiln-train --device cuda" skipped 0 "needs --prebuilt with examples/ and photos in $data/{train,val}"
 fi
