@@ -76,9 +76,9 @@ inline bool supports(const ConvShape& s) {
 // gradient leaves it, so the weight gradient reuses it) and the split-K partial sums. Only the
 // forward's packed weights, dead by then, share bytes with the backward's parts. A training plan
 // also keeps the input gradient's packed weights past all of that and past the forward's packing
-// (kept_dgrad, up to kept_total):
-// the forward packs both layouts in one launch (or a network's forward every convolution's at once)
-// and the backward's input gradient runs on it (ConvKept::bf16_copy_and_dgrad_packing).
+// (kept_dgrad, up to kept_total): the forward packs both layouts in one launch (or a network's
+// forward every convolution's at once) and the backward's input gradient runs on them
+// (ConvKept::bf16_copy_and_dgrad_packing).
 struct Layout {
   std::int64_t x_copy = 0, weights = 0, dy_copy = 0, partials = 0, total = 0, kept_dgrad = 0, kept_total = 0;
 };

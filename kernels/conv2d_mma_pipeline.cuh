@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "kiln/gpu/gpu.hpp"
+#include "vector_access.cuh"
 
 // A loop nvcc must keep rolled (`#pragma unroll 1`; nothing for g++, whose -Wall rejects the pragma).
 #if KILN_GPU_REAL || defined(__clang__)
@@ -24,15 +25,6 @@ namespace kiln::cuda::kernels::mma_pipeline {
 // copies address a register plus an immediate.
 __device__ __forceinline__ float* at_byte(float* p, int bytes) {
   return reinterpret_cast<float*>(reinterpret_cast<char*>(p) + bytes);
-}
-
-// A load that bypasses L1 (which is not coherent across SMs): data another block wrote in this launch.
-__device__ __forceinline__ float4 load_l2(const float4* p) {
-#if KILN_GPU_REAL
-  return __ldcg(p);
-#else
-  return *p;
-#endif
 }
 
 // acc = 0 for a warp's 4 x 8 m16n8k8 accumulators.

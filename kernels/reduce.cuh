@@ -91,15 +91,6 @@ __device__ __forceinline__ float lane_sum(const Floats<V>& f) {
   return s;
 }
 
-// A double another block wrote in this launch: read through L2 (L1 is not coherent across SMs).
-__device__ __forceinline__ double load_l2(const double* p) {
-#if KILN_GPU_REAL
-  return __ldcg(p);
-#else
-  return *p;
-#endif
-}
-
 // out[c] += Σ x per channel of an [n, channels, hw] tensor, both stages in one launch; grid
 // (plan.chunks, channels), block reduce_threads. Block (j, c) writes the sum of its chunk to
 // partials[c * chunks + j] and counts itself in counters[c]; the channel's last block to count

@@ -10,6 +10,17 @@
 
 namespace kiln::cuda::kernels {
 
+// A load that bypasses L1 (not coherent across SMs): data another block wrote in this launch (the
+// split-K and one-launch reductions' partial sums). T: a type __ldcg takes (float4, double, ...).
+template <class T>
+__device__ __forceinline__ T load_l2(const T* p) {
+#if KILN_GPU_REAL
+  return __ldcg(p);
+#else
+  return *p;
+#endif
+}
+
 template <int V>
 struct Floats {
   static_assert(V == 1 || V == 2 || V == 4, "Floats: V must be 1, 2 or 4");

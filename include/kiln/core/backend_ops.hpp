@@ -100,7 +100,7 @@ concept HasSynchronisedBatchNorm = requires(const BatchNormArgs& bn, const Tenso
 
 // Optional: a training forward's convolution weights packed for the whole network in one launch
 // at its start (Network::forward), each Conv2d then running its forward on them. CUDA: yes (the
-// TF32 mma.sync layouts). CPU: no (it packs nothing per forward).
+// TF32 and BF16 mma.sync layouts). CPU: no (it packs nothing per forward).
 template <class D, class B = Backend<D>>
 concept HasBatchedConvPacking = requires(const ConvShape& cs, std::span<const ConvPacking<D>> convs,
                                          const Tensor<float, D>& c, Tensor<float, D>& m) {

@@ -295,15 +295,17 @@ struct Backend<Cuda> {
     for (const ConvPacking<Cuda>& c : convs) {
       const ConvShape& s = c.shape;
       if (s.n == 0 || s.h == 0 || s.w == 0 || s.c_out == 0) continue;
-      if (bf16_nhwc_forward_fits(s, *c.workspace) && bf16_dgrad_kept_fits(s, *c.workspace)) {
+      const bool bf16 = bf16_dgrad_kept_fits(s, *c.workspace);
+      if (!bf16 && !tf32_dgrad_kept_fits(s, *c.workspace)) continue;
+      float* ws = c.workspace->data();
+      int forward_blocks = 0, dgrad_blocks = 0;
+      with_kernel_size<1, 3>(s.k, [&]<int K>() {
+        forward_blocks = static_cast<int>(mc::pack_weight_blocks<K, false>(s));
+        dgrad_blocks = static_cast<int>(mc::pack_weight_blocks<K, true>(s));
+      });
+      if (bf16) {
         if (bf16_batch.count == mc::pack_batch_max) flush_bf16();
         const auto l = kiln::cuda::kernels::mma_bf16_wgrad::layout(s);
-        float* ws = c.workspace->data();
-        int forward_blocks = 0, dgrad_blocks = 0;
-        with_kernel_size<1, 3>(s.k, [&]<int K>() {
-          forward_blocks = static_cast<int>(mc::pack_weight_blocks<K, false>(s));
-          dgrad_blocks = static_cast<int>(mc::pack_weight_blocks<K, true>(s));
-        });
         bf16_batch.entries[bf16_batch.count++] = {s,
                                                   c.weight->data(),
                                                   reinterpret_cast<__nv_bfloat16*>(ws + l.weights),
@@ -313,17 +315,10 @@ struct Backend<Cuda> {
         bf16_blocks += forward_blocks + dgrad_blocks;
         continue;
       }
-      if (!tf32_dgrad_kept_fits(s, *c.workspace)) continue;
       if (batch.count == mc::pack_batch_max) flush();
-      float* ws = c.workspace->data();
       const ConvShape t = mc::transposed(s);
       const int splits = mma_splits(s, *c.workspace), dgrad_splits = mc::splits(t);
       float* dgrad = ws + mc::dgrad_offset(s);
-      int forward_blocks = 0, dgrad_blocks = 0;
-      with_kernel_size<1, 3>(s.k, [&]<int K>() {
-        forward_blocks = static_cast<int>(mc::pack_weight_blocks<K, false>(s));
-        dgrad_blocks = static_cast<int>(mc::pack_weight_blocks<K, true>(s));
-      });
       batch.entries[batch.count++] = {s,
                                       c.weight->data(),
                                       ws,
@@ -340,12 +335,12 @@ struct Backend<Cuda> {
     flush_bf16();
   }
   // conv2d_forward where conv2d_pack_forwards has packed this convolution's weights in ws in the
-  // same network forward (the same tests: tf32_dgrad_kept_fits, or under BF16 bf16_nhwc_forward_fits
-  // and bf16_dgrad_kept_fits): the GEMM alone (BF16: x's NHWC copy, then the GEMM); elsewhere
-  // conv2d_forward itself.
+  // same network forward (the same tests: tf32_dgrad_kept_fits, or bf16_dgrad_kept_fits, which
+  // implies the BF16 forward's bf16_nhwc_forward_fits): the GEMM alone (BF16: x's NHWC copy, then the
+  // GEMM); elsewhere conv2d_forward itself.
   static void conv2d_forward_packed(const ConvShape& s, const T& x, const T& w, const T& b, T& y, T& ws) {
     if (s.n == 0 || s.h == 0 || s.w == 0 || s.c_out == 0) return conv2d_forward(s, x, w, b, y, ws);
-    if (bf16_nhwc_forward_fits(s, ws) && bf16_dgrad_kept_fits(s, ws)) {
+    if (bf16_dgrad_kept_fits(s, ws)) {
       const auto* wp =
           reinterpret_cast<const __nv_bfloat16*>(ws.data() + kiln::cuda::kernels::mma_bf16_wgrad::layout(s).weights);
       return conv2d_bf16_packed_forward(s, x, wp, ptr(b), y, ws);
@@ -808,6 +803,7 @@ struct Backend<Cuda> {
            k::mma_bf16::supports(k::mma_conv::transposed(s));
   }
   // ... and ws has room for it: the forward packs both layouts, the input gradient runs on the kept one.
+  // (kept_total lies past x's copy and the forward's packing: bf16_nhwc_forward_fits holds too.)
   static bool bf16_dgrad_kept_fits(const ConvShape& s, const T& ws) {
     return bf16_dgrad_keepable(s) &&
            static_cast<std::int64_t>(ws.numel()) >= kiln::cuda::kernels::mma_bf16_wgrad::layout(s).kept_total;
