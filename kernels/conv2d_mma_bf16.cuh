@@ -196,12 +196,15 @@ __global__ void conv2d_mma_pack_batch_bf16_kernel(mma_conv::PackBatch<Entries, m
 }
 
 // y = conv(x, w) + b (b may be null) from the NHWC BF16 copy xh of x and the packed weights wp.
-// grid (ceil(N*H*W / 128), ceil(Cout / BN)), block Tile<BN>::threads, dynamic shared memory
-// Tile<BN>::shared_bytes.
+// grid (ceil(N*H*W / 128), ceil(Cout / BN), S), block Tile<BN>::threads, dynamic shared memory
+// Tile<BN>::shared_bytes. S > 1 splits the k steps into S slices, reduced in the launch by the
+// tile's last slice in slice order as the TF32 forward does (mma_pipeline::reduce_split_k:
+// `partials` S * 128 * BN floats per tile, `counters` one per tile, zero at launch and left zero);
+// S = 1 ignores both.
 template <int K, int BN>
 __global__ void __launch_bounds__(mma_bf16::Tile<BN>::threads, 2)
     conv2d_mma_bf16_forward_kernel(ConvShape s, const __nv_bfloat16* xh, const __nv_bfloat16* wp, const float* bias,
-                                   float* y) {
+                                   float* y, float* partials, unsigned* counters) {
   namespace mma = kiln::gpu::mma;
   using T = mma_bf16::Tile<BN>;
   using mma_bf16::bk;
@@ -210,7 +213,10 @@ __global__ void __launch_bounds__(mma_bf16::Tile<BN>::threads, 2)
   constexpr int KK = K * K, P = K / 2, AC = T::a_chunks_per_thread, BC = T::b_chunks_per_thread;
   const int H = static_cast<int>(s.h), W = static_cast<int>(s.w), HW = H * W;
   const int cout = static_cast<int>(s.c_out), pixels = static_cast<int>(s.n) * HW;
-  const int cin_pad = mma_conv::channels_padded(s.c_in), k_steps = KK * (cin_pad / bk);
+  const int cin_pad = mma_conv::channels_padded(s.c_in), steps_per_tap = cin_pad / bk, k_total = KK * steps_per_tap;
+  // Split-K (gridDim.z slices): slice z runs k steps [k_begin, k_begin + k_steps) of k_total.
+  const int slices = static_cast<int>(gridDim.z), k_begin = static_cast<int>(blockIdx.z) * k_total / slices;
+  const int k_steps = (static_cast<int>(blockIdx.z) + 1) * k_total / slices - k_begin;
   const int tid = static_cast<int>(threadIdx.x), lane = tid % 32, warp = tid / 32;
   const int wm = warp % T::warps_m, wn = warp / T::warps_m;
   const int m0 = static_cast<int>(blockIdx.x) * bm, n0 = static_cast<int>(blockIdx.y) * BN;
@@ -252,8 +258,8 @@ __global__ void __launch_bounds__(mma_bf16::Tile<BN>::threads, 2)
     b_dst[i] = index(n, q % 2) * 4;
   }
   // The k step being loaded: tap (u, v) = tap / K, tap % K; its element shift in xh (channel c0 included).
-  int tap = 0, u = 0, v = 0, c0 = 0, b_step = 0;
-  int shift = ((u - P) * W + (v - P)) * cin_pad;
+  int tap = k_begin / steps_per_tap, u = tap / K, v = tap % K, c0 = (k_begin - tap * steps_per_tap) * bk;
+  int b_step = k_begin * bk, shift = ((u - P) * W + (v - P)) * cin_pad + c0;
 
   auto load_stage = [&](int stage) {
     float* as = shared + stage * T::stage_floats;
@@ -302,6 +308,10 @@ __global__ void __launch_bounds__(mma_bf16::Tile<BN>::threads, 2)
     }
   });
 
+  if (slices > 1) {  // leaves the block's acc the sum of every slice's, or returns (not the tile's last slice)
+    const int tile = static_cast<int>(blockIdx.y * gridDim.x + blockIdx.x);
+    if (!mma_pipeline::reduce_split_k<T::threads>(acc, partials, counters, tile, slices, tid)) return;
+  }
   mma_pipeline::store_nchw(acc, y, bias, m0 + wm * mma_bf16::warp_tile, n0 + wn * mma_bf16::warp_tile, pixels, HW, cout,
                            lane);
 }
@@ -318,26 +328,54 @@ inline void to_nhwc(std::int64_t n, std::int64_t c, std::int64_t hw, const float
               static_cast<int>(hw), static_cast<int>(c), x, xh);
 }
 
-// The forward kernel of a shape on the NHWC copy and natural-order packed weights.
+// The forward kernel's block tile width for a shape (fs: the shape it convolves): the TF32 forward's
+// (mma_conv::block_n): 128 x 64 where Cout <= 64 and on the deep levels, whose split-K tail then
+// reads half the bytes.
+inline int block_n(const ConvShape& fs) { return mma_conv::block_n(fs); }
+inline std::int64_t tiles(const ConvShape& fs, int bn = 0) { return mma_conv::tiles(fs, bn ? bn : block_n(fs)); }
+// Split-K where the tiles alone leave SMs idle (the deep levels): the TF32 forward's rule
+// (mma_conv::splits_for; a k step is 16 channels of a tap in both), with the tail's bound at
+// floor(sqrt(k steps / 4)) instead of / 2: a BF16 k step is one m16n8k16 where TF32 takes two
+// m16n8k8, about half the main-loop time per step against the same fp32 partial tiles, so
+// k / S * a + S * b is least at a smaller S (by predict.py at 64^2 crops: 153 -> 141 us H100 for
+// the 3x3 forwards and input gradients).
+inline int splits(const ConvShape& fs) {
+  const int rule = mma_conv::splits_for(fs, block_n(fs)), k = mma_conv::k_steps(fs);
+  int by_tail = 1;
+  while (4 * (by_tail + 1) * (by_tail + 1) <= k) ++by_tail;
+  return rule < by_tail ? rule : by_tail;
+}
+// The partial tiles of `splits` slices on 128 x bn tiles (0: block_n(fs)), none for one slice.
+inline std::int64_t partial_floats(const ConvShape& fs, int splits, int bn = 0) {
+  if (bn == 0) bn = block_n(fs);
+  return splits > 1 ? splits * tiles(fs, bn) * bm * bn : 0;
+}
+
+// The forward kernel of a shape on the NHWC copy and natural-order packed weights, on 128 x bn
+// block tiles (0: block_n(s); the tests run both), the k steps in `splits` slices: then `partials`
+// (partial_floats(s, splits, bn)) and `counters` (tiles(s, bn), zero; the launch leaves them zero)
+// are device scratch.
 inline void launch_packed(const ConvShape& s, const __nv_bfloat16* xh, const __nv_bfloat16* wp, const float* b,
-                          float* y, kiln::gpu::stream_handle stream = nullptr) {
+                          float* y, kiln::gpu::stream_handle stream = nullptr, int splits = 1,
+                          float* partials = nullptr, unsigned* counters = nullptr, int bn = 0) {
   auto run = [&]<int K, int BN>() {
     const dim3 grid(static_cast<unsigned>((s.n * s.h * s.w + bm - 1) / bm),
-                    static_cast<unsigned>((s.c_out + BN - 1) / BN));
+                    static_cast<unsigned>((s.c_out + BN - 1) / BN), static_cast<unsigned>(splits));
     KILN_LAUNCH((conv2d_mma_bf16_forward_kernel<K, BN>), grid, dim3(Tile<BN>::threads), Tile<BN>::shared_bytes, stream,
-                s, xh, wp, b, y);
+                s, xh, wp, b, y, partials, counters);
   };
-  const bool wide = mma_conv::wide_cout(s);
+  const bool wide = (bn ? bn : block_n(s)) == 128;
   if (s.k == 3)
     wide ? run.template operator()<3, 128>() : run.template operator()<3, 64>();
   else
     wide ? run.template operator()<1, 128>() : run.template operator()<1, 64>();
 }
 
-// y = conv(x, w) + b (b may be null). `workspace`: packed_weight_floats(s) + nhwc_floats(s) floats,
-// 16-byte aligned: the packed weights, then the NHWC copy of x.
+// y = conv(x, w) + b (b may be null), unsplit on 128 x bn tiles (0: block_n(s)). `workspace`:
+// packed_weight_floats(s) + nhwc_floats(s) floats, 16-byte aligned: the packed weights, then the
+// NHWC copy of x.
 inline void forward(const ConvShape& s, const float* x, const float* w, const float* b, float* y, float* workspace,
-                    kiln::gpu::stream_handle stream = nullptr) {
+                    kiln::gpu::stream_handle stream = nullptr, int bn = 0) {
   if (!supports(s))
     throw kiln::gpu::Error("conv2d_mma_bf16: unsupported shape (K must be 1 or 3, tensors under 2^31 elements)");
   if (s.n == 0 || s.h == 0 || s.w == 0 || s.c_out == 0) return;
@@ -350,7 +388,7 @@ inline void forward(const ConvShape& s, const float* x, const float* w, const fl
     KILN_LAUNCH((conv2d_mma_pack_weights_bf16_kernel<1>), dim3(mma_conv::pack_weight_blocks<1, false>(s)),
                 dim3(mma_conv::pack_threads), 0, stream, s, w, wp);
   to_nhwc(s.n, s.c_in, s.h * s.w, x, xh, stream);
-  launch_packed(s, xh, wp, b, y, stream);
+  launch_packed(s, xh, wp, b, y, stream, 1, nullptr, nullptr, bn);
 }
 
 // The input gradient's workspace: its packed weights, then the NHWC copy of dy (in floats).
@@ -359,10 +397,11 @@ inline std::int64_t dgrad_workspace_floats(const ConvShape& s) {
   return packed_weight_floats(t) + nhwc_floats(t);
 }
 
-// dx = the input gradient of y = conv(x, w) (overwritten) from dy. `workspace`:
-// dgrad_workspace_floats(s) floats, 16-byte aligned: the packed weights, then dy's NHWC copy.
+// dx = the input gradient of y = conv(x, w) (overwritten) from dy, unsplit on 128 x bn tiles (0:
+// block_n of the transposed shape). `workspace`: dgrad_workspace_floats(s) floats, 16-byte aligned:
+// the packed weights, then dy's NHWC copy.
 inline void backward_data(const ConvShape& s, const float* w, const float* dy, float* dx, float* workspace,
-                          kiln::gpu::stream_handle stream = nullptr) {
+                          kiln::gpu::stream_handle stream = nullptr, int bn = 0) {
   const ConvShape t = mma_conv::transposed(s);
   if (!supports(t) || !mma_conv::supports(s))
     throw kiln::gpu::Error("conv2d_mma_bf16: unsupported shape (K must be 1 or 3, tensors under 2^31 elements)");
@@ -376,7 +415,7 @@ inline void backward_data(const ConvShape& s, const float* w, const float* dy, f
     KILN_LAUNCH((conv2d_mma_pack_weights_dgrad_bf16_kernel<1>), dim3(mma_conv::pack_weight_blocks<1, true>(s)),
                 dim3(mma_conv::pack_threads), 0, stream, s, w, wp);
   to_nhwc(s.n, s.c_out, s.h * s.w, dy, dyh, stream);
-  launch_packed(t, dyh, wp, nullptr, dx, stream);
+  launch_packed(t, dyh, wp, nullptr, dx, stream, 1, nullptr, nullptr, bn);
 }
 
 }  // namespace mma_bf16

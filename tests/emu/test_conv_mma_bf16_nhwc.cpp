@@ -96,12 +96,13 @@ void check_nhwc_copy(std::int64_t n, std::int64_t c, std::int64_t h, std::int64_
   if (x.size() > 1 && h * w > 1) CHECK(got[cp] == 0x3f80);
 }
 
-// The forward and the input gradient on the NHWC path, under both schedules.
-[[maybe_unused]] void check_nhwc_forward(const ConvShape& s, std::uint64_t seed) {
+// The forward and the input gradient on the NHWC path, under both schedules, on 128 x bn tiles
+// (0: the launcher's choice, mma_bf16::block_n).
+[[maybe_unused]] void check_nhwc_forward(const ConvShape& s, std::uint64_t seed, int bn = 0) {
   namespace mc = kiln::cuda::kernels::mma_conv;
   INFO("N=" << s.n << " " << s.c_in << "->" << s.c_out << " K=" << s.k << " " << s.h << "x" << s.w
-            << ": forward tile 128x" << (mc::wide_cout(s) ? 128 : 64) << ", dgrad 128x"
-            << (mc::wide_cout(mc::transposed(s)) ? 128 : 64));
+            << ": forward tile 128x" << (bn ? bn : mb::block_n(s)) << ", dgrad 128x"
+            << (bn ? bn : mb::block_n(mc::transposed(s))));
   const auto x = uniform(static_cast<std::size_t>(s.n * s.c_in * s.h * s.w), seed, -2.0f, 2.0f);
   const auto w = uniform(static_cast<std::size_t>(s.c_out * s.c_in * s.k * s.k), seed + 1, -1.0f, 1.0f);
   const auto b = uniform(static_cast<std::size_t>(s.c_out), seed + 2, -1.0f, 1.0f);
@@ -118,7 +119,7 @@ void check_nhwc_copy(std::int64_t n, std::int64_t c, std::int64_t h, std::int64_
   for (auto schedule : {kiln::gpu::emu::Schedule::forward, kiln::gpu::emu::Schedule::reverse}) {
     kiln_emu_test::ScopedSchedule order(schedule);
     d_y.upload(std::vector<float>(want.size(), std::nanf("")));  // every output must be written
-    mb::forward(s, d_x.get(), d_w.get(), d_b.get(), d_y.get(), work.get());
+    mb::forward(s, d_x.get(), d_w.get(), d_b.get(), d_y.get(), work.get(), nullptr, bn);
     const auto y = d_y.download();
     CHECK(normalised_error(y, want) < 2e-6);
     const double vs_fp32 = normalised_error(y, strict);
@@ -126,13 +127,56 @@ void check_nhwc_copy(std::int64_t n, std::int64_t c, std::int64_t h, std::int64_
     CHECK(vs_fp32 > nhwc_tf32_level);
 
     d_dx.upload(std::vector<float>(x.size(), std::nanf("")));
-    mb::backward_data(s, d_w.get(), d_dy.get(), d_dx.get(), work.get());
+    mb::backward_data(s, d_w.get(), d_dy.get(), d_dx.get(), work.get(), nullptr, bn);
     const auto dx = d_dx.download();
     CHECK(normalised_error(dx, want_dx) < 2e-6);
     const double dx_vs_fp32 = normalised_error(dx, strict_dx);
     CHECK(dx_vs_fp32 < nhwc_bf16_bound);
     CHECK(dx_vs_fp32 > nhwc_tf32_level);
   }
+}
+
+// The forward with its k steps in `splits` slices (mma_bf16::launch_packed, the tile's last slice
+// adding the partials): the same 2e-6 against the exact sums under both schedules, and the counters
+// left at zero for the next launch. `stale`: one tile's counter not zero at launch (a deliberate
+// bug); returns the worst normalised error.
+[[maybe_unused]] double check_nhwc_split(const ConvShape& s, int splits, std::uint64_t seed, unsigned stale = 0,
+                                         int bn = 0) {
+  if (bn == 0) bn = mb::block_n(s);
+  INFO("N=" << s.n << " " << s.c_in << "->" << s.c_out << " K=" << s.k << " " << s.h << "x" << s.w << ", " << splits
+            << " slices of " << kiln::cuda::kernels::mma_conv::k_steps(s) << " k steps, tile 128x" << bn);
+  const auto x = uniform(static_cast<std::size_t>(s.n * s.c_in * s.h * s.w), seed, -2.0f, 2.0f);
+  const auto w = uniform(static_cast<std::size_t>(s.c_out * s.c_in * s.k * s.k), seed + 1, -1.0f, 1.0f);
+  const auto b = uniform(static_cast<std::size_t>(s.c_out), seed + 2, -1.0f, 1.0f);
+  const auto want = nhwc_exact_forward(s, x, w, b);
+  DeviceBuffer<float> d_x(x), d_w(w), d_b(b), d_y(want.size()),
+      work(static_cast<std::size_t>(mb::packed_weight_floats(s) + mb::nhwc_floats(s))),
+      partials(static_cast<std::size_t>(mb::partial_floats(s, splits, bn)));
+  std::vector<unsigned> zero(static_cast<std::size_t>(mb::tiles(s, bn)), 0u);
+  DeviceBuffer<unsigned> counters(zero);
+  mb::forward(s, d_x.get(), d_w.get(), d_b.get(), d_y.get(), work.get());  // packs w and copies x
+  const auto* wp = reinterpret_cast<const __nv_bfloat16*>(work.get());
+  const auto* xh = reinterpret_cast<const __nv_bfloat16*>(work.get() + mb::packed_weight_floats(s));
+  double worst = 0.0;
+  for (auto schedule : {kiln::gpu::emu::Schedule::forward, kiln::gpu::emu::Schedule::reverse}) {
+    kiln_emu_test::ScopedSchedule order(schedule);
+    if (stale > 0) {
+      auto c = zero;
+      c.back() = stale;
+      counters.upload(c);
+    }
+    d_y.upload(std::vector<float>(want.size(), std::nanf("")));
+    mb::launch_packed(s, xh, wp, d_b.get(), d_y.get(), nullptr, splits, partials.get(), counters.get(), bn);
+    auto y = d_y.download();
+    for (auto& v : y) v = std::isnan(v) ? 1e30f : v;  // an unwritten tile counts as wrong
+    const double err = normalised_error(y, want);
+    worst = std::max(worst, err);
+    if (stale == 0) {
+      CHECK(err < 2e-6);
+      CHECK(counters.download() == zero);
+    }
+  }
+  return worst;
 }
 
 }  // namespace
@@ -222,14 +266,42 @@ TEST_CASE("conv2d_mma BF16 packings (forward, dgrad): staged tiles equal the def
 #if !KILN_EMU_THREADS
 TEST_CASE(
     "conv2d_mma_bf16_forward_kernel (NHWC BF16 staging), forward and input gradient: U-Net shapes and channel tails") {
-  check_nhwc_forward({2, 32, 32, 8, 8, 3}, 1);  // a U-Net level (width 32): the 128x64 tile
-  check_nhwc_forward({1, 64, 32, 8, 8, 1}, 2);  // the 1x1 reduce 2C -> C
-  check_nhwc_forward({1, 3, 5, 4, 5, 3}, 3);    // Cin 3: one k step per tap, mostly zeros; H*W = 20
-  check_nhwc_forward({2, 17, 66, 6, 6, 1}, 4);  // Cin 17: a partial second step; Cout 66: the 128x128 tile
-  check_nhwc_forward({3, 16, 8, 7, 9, 3}, 5);   // pixel tiles ending inside an image (3 x 63 pixels)
+  check_nhwc_forward({2, 32, 32, 8, 8, 3}, 1);       // a U-Net level (width 32): the 128x64 tile
+  check_nhwc_forward({1, 64, 32, 8, 8, 1}, 2);       // the 1x1 reduce 2C -> C
+  check_nhwc_forward({1, 3, 5, 4, 5, 3}, 3);         // Cin 3: one k step per tap, mostly zeros; H*W = 20
+  check_nhwc_forward({2, 17, 66, 6, 6, 1}, 4);       // Cin 17: a partial second step; Cout 66: 2 tiles of 128x64
+  check_nhwc_forward({2, 17, 66, 6, 6, 1}, 4, 128);  // the 128x128 tile (the launcher's on wide, shallow levels)
+  check_nhwc_forward({3, 16, 8, 7, 9, 3}, 5);        // pixel tiles ending inside an image (3 x 63 pixels)
 #if !KILN_EMU_ASAN  // the sanitizer build emulates every lane's mma ~10x slower: the small shapes only
-  check_nhwc_forward({1, 96, 130, 4, 8, 3}, 6);  // the 128x128 tile, 6 k steps per tap, a Cout tail
+  check_nhwc_forward({1, 96, 130, 4, 8, 3}, 6, 128);  // the 128x128 tile, 6 k steps per tap, a Cout tail
 #endif
+}
+
+TEST_CASE(
+    "conv2d_mma_bf16_forward_kernel split-K: slices across taps summed by the tile's last slice, counters reset") {
+  namespace mc = kiln::cuda::kernels::mma_conv;
+  const ConvShape narrow{2, 32, 32, 8, 8, 3}, wide{1, 96, 130, 4, 8, 3};
+  CHECK(mc::k_steps(narrow) == 18);  // 2 steps per tap: 4 slices of 4-5 steps start inside taps
+  check_nhwc_split(narrow, 4, 71);
+  check_nhwc_split({1, 20, 24, 6, 6, 1}, 2, 72);  // K = 1, Cin 20: 2 steps, one per slice
+#if !KILN_EMU_ASAN
+  check_nhwc_split(wide, 5, 73, 0, 128);  // the 128x128 tile: 2 tiles, 54 steps
+  check_nhwc_split(wide, 3, 75);          // the launcher's 128x64 tile on a deep level: 3 tiles
+#endif
+  // The deep levels of UNet<1,2,32,4> at batch 16, 64^2 crops take split-K; the shallow ones not.
+  CHECK(mb::splits({16, 256, 256, 4, 4, 3}) > 1);
+  CHECK(mb::splits({16, 128, 128, 8, 8, 3}) > 1);
+  CHECK(mb::splits({16, 32, 32, 64, 64, 3}) == 1);
+}
+
+// A count of `slices` left behind (a launch that stopped early): no slice sees slices - 1, so the
+// tile is never written. (A count of 1 would make a slice that is not the last add the partials,
+// some perhaps written by then: which ones depends on how the emulator's workers interleave.)
+TEST_CASE(
+    "conv2d_mma_bf16_forward_kernel split-K: a counter not zero at launch leaves a tile unwritten (deliberate bug)") {
+  const double buggy = check_nhwc_split({2, 32, 32, 8, 8, 3}, 4, 74, 4);
+  MESSAGE("normalised error with one stale counter: ", buggy);
+  CHECK(buggy > 1e-3);
 }
 
 TEST_CASE(

@@ -898,19 +898,30 @@ struct Backend<Cuda> {
               kiln::cuda::kernels::mma_bf16::nhwc_cast_items(n * hw, c), static_cast<int>(n * hw), static_cast<int>(hw),
               static_cast<int>(c), x, xh);
   }
+  // The split-K partial tiles of the BF16 forward kernel (conv2d_mma_bf16_packed): per-stream scratch
+  // like the reductions' (launches on a stream run in order), so the workspaces stay as they are.
+  static float* split_partials(std::int64_t floats) {
+    static auto* buffers = new StreamBuffers;
+    return static_cast<float*>(
+        stream_buffer(*buffers, static_cast<std::size_t>(floats > 0 ? floats : 1) * sizeof(float), false));
+  }
   // conv2d_mma_bf16_forward_kernel of shape fs (a transposed one for the input gradient) on an NHWC
-  // BF16 copy and natural-order BF16 packed weights; tiles as conv2d_mma_packed.
+  // BF16 copy and natural-order BF16 packed weights: 128 x 128 tiles where Cout > 64, else 128 x 64,
+  // split-K where the tiles leave SMs idle (mma_bf16::splits; the counters are reduce_counters').
   static void conv2d_mma_bf16_packed(const ConvShape& fs, const __nv_bfloat16* xh, const __nv_bfloat16* wp,
                                      const float* b, T& y) {
     namespace mb = kiln::cuda::kernels::mma_bf16;
+    const int splits = mb::splits(fs);
+    float* partials = splits > 1 ? split_partials(mb::partial_floats(fs, splits)) : nullptr;
+    unsigned* counters = splits > 1 ? reduce_counters(mb::tiles(fs)) : nullptr;
     with_kernel_size<1, 3>(fs.k, [&]<int K>() {
       auto run = [&]<int BN>() {
         const dim3 grid(static_cast<unsigned>((fs.n * fs.h * fs.w + mb::bm - 1) / mb::bm),
-                        static_cast<unsigned>((fs.c_out + BN - 1) / BN));
+                        static_cast<unsigned>((fs.c_out + BN - 1) / BN), static_cast<unsigned>(splits));
         launch(KILN_CUDA_KERNEL(conv2d_mma_bf16_forward_kernel, K, BN), grid, dim3(mb::Tile<BN>::threads),
-               mb::Tile<BN>::shared_bytes, fs, xh, wp, b, y.data());
+               mb::Tile<BN>::shared_bytes, fs, xh, wp, b, y.data(), partials, counters);
       };
-      kiln::cuda::kernels::mma_conv::wide_cout(fs) ? run.template operator()<128>() : run.template operator()<64>();
+      mb::block_n(fs) == 128 ? run.template operator()<128>() : run.template operator()<64>();
     });
   }
   static dim3 igemm_grid(const ConvShape& s, kiln::cuda::kernels::igemm::Pass pass, unsigned splits = 1) {

@@ -312,11 +312,12 @@ int run(const Options& o) {
       p.global_distinct_bytes = both_packings ? packed_bytes(c) : 4.0 * (weights(c) + padded(c));
     }
     if (p.flops > 0) r.compulsory_bytes = p.global_distinct_bytes;
-    // The mma.sync forward's split-K partial tiles (gridDim.z slices of 128 x BN floats per tile,
+    // The mma.sync forwards' (TF32, BF16) split-K partial tiles (gridDim.z slices of 128 x BN floats per tile,
     // BN = its threads): written once and read once by the tile's last slice, beyond the tensors.
     // (In sampled-only mode a tile's last slice rarely runs: its reads and y stores are not counted.)
     // The tile's last block writes its own partial and then reads all S alone: (S + 1) tiles.
-    if (contains(r.kernel, "conv2d_mma_forward_kernel") && p.grid.z > 1) {
+    if ((contains(r.kernel, "conv2d_mma_forward_kernel") || contains(r.kernel, "conv2d_mma_bf16_forward_kernel")) &&
+        p.grid.z > 1) {
       const double tile_bytes = 4.0 * 128.0 * (p.block.x * p.block.y * p.block.z);
       p.global_distinct_bytes += tile_bytes * p.grid.x * p.grid.y * p.grid.z;
       r.split_tail_bytes = tile_bytes * (p.grid.z + 1.0);
