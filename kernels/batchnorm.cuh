@@ -62,43 +62,54 @@ __global__ void batchnorm_stats_partial_kernel(BatchNormArgs a, ReducePlan plan,
   }
 }
 
+// Channel c's statistics from its partial sums (`total`, the fixed-order sum of the stats kernel's
+// partials; eval: the running statistics) and its affine map (scale, shift) for y = x * scale + shift;
+// with `write`, the saved statistics and (training) the running ones updated. One thread calls it:
+// the scalars cost one warp's requests per block instead of every warp's.
+__device__ __forceinline__ float2 bn_channel_affine(const BatchNormArgs& a, std::int64_t c, double2 total,
+                                                    const double* shifts, const float* weight, const float* bias,
+                                                    float* running_mean, float* running_var, float* save_mean,
+                                                    float* save_invstd, bool write) {
+  double mean, invstd;
+  if (a.training) {
+    const double m = static_cast<double>(a.n * a.hw);
+    const double d = total.x / m;  // mean - K
+    mean = shifts[c] + d;
+    double sq = total.y - total.x * d;  // Σ (x - mean)²
+    if (sq < 0.0) sq = 0.0;
+    const double var = sq / m;
+    invstd = 1.0 / sqrt(var + static_cast<double>(a.eps));
+    if (write) {
+      const double unbiased = a.n * a.hw > 1 ? sq / (m - 1.0) : var, mom = a.momentum;
+      running_mean[c] = static_cast<float>((1.0 - mom) * running_mean[c] + mom * mean);
+      running_var[c] = static_cast<float>((1.0 - mom) * running_var[c] + mom * unbiased);
+    }
+  } else {
+    mean = running_mean[c];
+    invstd = 1.0 / sqrt(static_cast<double>(running_var[c]) + static_cast<double>(a.eps));
+  }
+  if (write) {
+    save_mean[c] = static_cast<float>(mean);
+    save_invstd[c] = static_cast<float>(invstd);
+  }
+  return make_float2(static_cast<float>(weight[c] * invstd), static_cast<float>(bias[c] - mean * weight[c] * invstd));
+}
+
 // y = x * scale + shift (then max(., 0) with Relu) for block (j, c)'s chunk; see the file comment.
 template <int V, bool Relu>
 __global__ void batchnorm_apply_kernel(BatchNormArgs a, ReducePlan plan, const double2* partials, const double* shifts,
                                        const float* x, const float* weight, const float* bias, float* running_mean,
                                        float* running_var, float* save_mean, float* save_invstd, float* y) {
   const std::int64_t c = blockIdx.y;
-  // The channel's affine map, derived by thread 0 alone: the scalars (shift, weight, bias, running
-  // statistics) cost one warp's requests per block instead of every warp's.
   __shared__ float affine[2];
   double2 total = make_double2(0.0, 0.0);
   // uniform: the whole block reduces the channel's partials (same bits in every block)
   if (a.training) total = block_sum_partials(partials + c * plan.chunks, plan.chunks);
   if (threadIdx.x == 0) {
-    double mean, invstd;
-    if (a.training) {
-      const double m = static_cast<double>(a.n * a.hw);
-      const double d = total.x / m;  // mean - K
-      mean = shifts[c] + d;
-      double sq = total.y - total.x * d;  // Σ (x - mean)²
-      if (sq < 0.0) sq = 0.0;
-      const double var = sq / m;
-      invstd = 1.0 / sqrt(var + static_cast<double>(a.eps));
-      if (blockIdx.x == 0) {
-        const double unbiased = a.n * a.hw > 1 ? sq / (m - 1.0) : var, mom = a.momentum;
-        running_mean[c] = static_cast<float>((1.0 - mom) * running_mean[c] + mom * mean);
-        running_var[c] = static_cast<float>((1.0 - mom) * running_var[c] + mom * unbiased);
-      }
-    } else {
-      mean = running_mean[c];
-      invstd = 1.0 / sqrt(static_cast<double>(running_var[c]) + static_cast<double>(a.eps));
-    }
-    if (blockIdx.x == 0) {
-      save_mean[c] = static_cast<float>(mean);
-      save_invstd[c] = static_cast<float>(invstd);
-    }
-    affine[0] = static_cast<float>(weight[c] * invstd);
-    affine[1] = static_cast<float>(bias[c] - mean * weight[c] * invstd);
+    const float2 m = bn_channel_affine(a, c, total, shifts, weight, bias, running_mean, running_var, save_mean,
+                                       save_invstd, blockIdx.x == 0);
+    affine[0] = m.x;
+    affine[1] = m.y;
   }
   __syncthreads();
   const float scale = affine[0], shift = affine[1];

@@ -2,6 +2,7 @@
 // Which kernels a test launched (the kernel table's coverage check, test_conv_igemm's selection
 // check): the emulator's launch hook (kiln::gpu::emu::launch_observer) collects the base names
 // ("relu_forward_kernel") while recording is on. Test-only; Backend<Cuda> knows nothing of it.
+#include <map>
 #include <mutex>
 #include <set>
 #include <string>
@@ -14,6 +15,7 @@ namespace detail {
 struct LaunchLog {
   std::mutex mutex;
   std::set<std::string> names, full_names;
+  std::map<std::string, int> counts;  // launches per full name
 };
 inline LaunchLog& launch_log() {
   static LaunchLog log;
@@ -35,6 +37,7 @@ inline void record_launch(const char* spelled) {
   std::lock_guard lock(detail::launch_log().mutex);
   detail::launch_log().names.insert(kernel_base_name(spelled));
   detail::launch_log().full_names.insert(spelled);
+  ++detail::launch_log().counts[spelled];
 }
 
 // Turns the log on (clearing it) or off.
@@ -43,6 +46,7 @@ inline void record_launches(bool on) {
     std::lock_guard lock(detail::launch_log().mutex);
     detail::launch_log().names.clear();
     detail::launch_log().full_names.clear();
+    detail::launch_log().counts.clear();
   }
   kiln::gpu::emu::launch_observer().store(on ? &record_launch : nullptr);
 }
@@ -60,5 +64,14 @@ namespace kiln_test {
 inline std::set<std::string> launched_kernel_names() {
   std::lock_guard lock(detail::launch_log().mutex);
   return detail::launch_log().full_names;
+}
+}  // namespace kiln_test
+
+namespace kiln_test {
+// How many times the kernel of this full name was launched while recording was on.
+inline int launch_count(const std::string& full_name) {
+  std::lock_guard lock(detail::launch_log().mutex);
+  const auto it = detail::launch_log().counts.find(full_name);
+  return it == detail::launch_log().counts.end() ? 0 : it->second;
 }
 }  // namespace kiln_test

@@ -72,6 +72,7 @@ concept BackendOps = requires(const ConvShape& cs, const StridedConvShape& ss, c
   { B::multi_tensor_adam } -> std::convertible_to<bool>;
   { B::synchronised_batchnorm } -> std::convertible_to<bool>;
   { B::batched_conv_packing } -> std::convertible_to<bool>;
+  { B::activation_copies } -> std::convertible_to<bool>;
 };
 
 // Optional: BatchNorm2d + ReLU in one pass (BatchNorm2d uses it when the next layer is a ReLU;
@@ -108,6 +109,23 @@ concept HasBatchedConvPacking = requires(const ConvShape& cs, std::span<const Co
   B::conv2d_forward_packed(cs, c, c, c, m, m);
 };
 
+// Optional: the copies of activations a convolution reads (BF16 NHWC under MathMode::bf16),
+// written by the BatchNorm + ReLU kernels that produce them instead of a copy kernel of the
+// convolution's own. A Conv2d names its slot (the convolution's workspace: null where it would
+// not read one) and is told when it has been written; the fused pair writes its output (x of the
+// next convolution) or its input gradient (dy of the previous one) there too. Sequential hands
+// the slots over (kiln/nn/sequential.hpp). CUDA: yes. CPU: no (it reads fp32 directly).
+template <class D, class B = Backend<D>>
+concept HasActivationCopies = requires(const ConvShape& cs, const BatchNormArgs& bn, const Tensor<float, D>& c,
+                                       Tensor<float, D>& m, float* slot) {
+  { B::conv2d_input_copy(cs, m) } -> std::same_as<float*>;
+  { B::conv2d_gradient_copy(cs, m, true) } -> std::same_as<float*>;
+  B::conv2d_forward(cs, c, c, c, m, m, true);
+  B::conv2d_backward(cs, c, c, c, m, m, m, m, ConvKept::nothing, true);
+  B::batchnorm_relu_forward(bn, c, c, c, m, m, m, m, m, slot);
+  B::batchnorm_relu_backward(bn, c, c, c, c, c, c, m, m, m, slot);
+};
+
 // The check each backend header runs after its table: the required ops, and every optional
 // capability exactly as declared.
 template <class D, class B = Backend<D>>
@@ -123,6 +141,8 @@ constexpr bool backend_table_complete() {
                   "kiln: Backend::synchronised_batchnorm does not match its batchnorm_*_across members");
     static_assert(B::batched_conv_packing == HasBatchedConvPacking<D>,
                   "kiln: Backend::batched_conv_packing does not match its conv2d_pack_forwards members");
+    static_assert(B::activation_copies == HasActivationCopies<D>,
+                  "kiln: Backend::activation_copies does not match its conv2d_*_copy and batchnorm_relu_* members");
   }
   return true;
 }

@@ -29,6 +29,7 @@ struct Backend<Cpu> {
   static constexpr bool multi_tensor_adam = true;
   static constexpr bool batched_conv_packing = false;   // nothing to pack per forward
   static constexpr bool synchronised_batchnorm = true;  // batchnorm_*_across (kiln/nn/replicas.hpp)
+  static constexpr bool activation_copies = false;      // the convolutions read fp32 directly
 
   using T = Tensor<float, Cpu>;
 

@@ -30,6 +30,7 @@
 
 #include "activation.cuh"
 #include "batchnorm.cuh"
+#include "batchnorm_nhwc.cuh"
 #include "conv2d.cuh"
 #include "conv2d_igemm.cuh"
 #include "conv2d_mma.cuh"
@@ -61,6 +62,7 @@ struct Backend<Cuda> {
   static constexpr bool multi_tensor_adam = true;
   static constexpr bool batched_conv_packing = true;     // conv2d_pack_forwards (TF32 and BF16 training forwards)
   static constexpr bool synchronised_batchnorm = false;  // batchnorm_*_across (kiln/nn/replicas.hpp)
+  static constexpr bool activation_copies = true;        // BF16 NHWC copies from the BatchNorm + ReLU kernels
 
   using T = Tensor<float, Cuda>;
   using I = Tensor<std::int32_t, Cuda>;
@@ -235,12 +237,17 @@ struct Backend<Cuda> {
   }
 
   static void conv2d_forward(const ConvShape& s, const T& x, const T& w, const T& b, T& y, T& ws) {
+    conv2d_forward(s, x, w, b, y, ws, false);
+  }
+  // x_copied: x's BF16 copy is already in the slot conv2d_input_copy(s, ws) named (written by the
+  // layer before); only where that slot was not null.
+  static void conv2d_forward(const ConvShape& s, const T& x, const T& w, const T& b, T& y, T& ws, bool x_copied) {
     namespace ig = kiln::cuda::kernels::igemm;
     if (s.n == 0 || s.h == 0 || s.w == 0) return;
     if (uses_mma_forward(s) &&
         (bf16_nhwc_forward_fits(s, ws) ||
          static_cast<std::int64_t>(ws.numel()) >= kiln::cuda::kernels::mma_conv::packed_weight_floats(s))) {
-      conv2d_forward_mma(s, x, w, b, y, ws);
+      conv2d_forward_mma(s, x, w, b, y, ws, x_copied);
       return;
     }
     // A workspace planned under strict fp32 (or none), or offsets past 32 bits.
@@ -338,14 +345,15 @@ struct Backend<Cuda> {
   // same network forward (the same tests: tf32_dgrad_kept_fits, or bf16_dgrad_kept_fits, which
   // implies the BF16 forward's bf16_nhwc_forward_fits): the GEMM alone (BF16: x's NHWC copy, then the
   // GEMM); elsewhere conv2d_forward itself.
-  static void conv2d_forward_packed(const ConvShape& s, const T& x, const T& w, const T& b, T& y, T& ws) {
-    if (s.n == 0 || s.h == 0 || s.w == 0 || s.c_out == 0) return conv2d_forward(s, x, w, b, y, ws);
+  static void conv2d_forward_packed(const ConvShape& s, const T& x, const T& w, const T& b, T& y, T& ws,
+                                    bool x_copied = false) {
+    if (s.n == 0 || s.h == 0 || s.w == 0 || s.c_out == 0) return conv2d_forward(s, x, w, b, y, ws, x_copied);
     if (bf16_dgrad_kept_fits(s, ws)) {
       const auto* wp =
           reinterpret_cast<const __nv_bfloat16*>(ws.data() + kiln::cuda::kernels::mma_bf16_wgrad::layout(s).weights);
-      return conv2d_bf16_packed_forward(s, x, wp, ptr(b), y, ws);
+      return conv2d_bf16_packed_forward(s, x, wp, ptr(b), y, ws, x_copied);
     }
-    if (!tf32_dgrad_kept_fits(s, ws)) return conv2d_forward(s, x, w, b, y, ws);
+    if (!tf32_dgrad_kept_fits(s, ws)) return conv2d_forward(s, x, w, b, y, ws, x_copied);
     conv2d_mma_packed(s, x, ws.data(), ptr(b), y, mma_splits(s, ws));
   }
 
@@ -363,13 +371,37 @@ struct Backend<Cuda> {
     return tf32_dgrad_kept_fits(s, ws) ? ConvKept::tf32_dgrad_packing : ConvKept::nothing;
   }
 
+  // The activation copies (core/backend_ops.hpp, HasActivationCopies): where a training forward
+  // of s on ws reads x's BF16 NHWC copy (mma_bf16_wgrad::layout(s).x_copy: the same test as the
+  // forward's BF16 branch and conv2d_forward_kept's), and where the backward reads dy's
+  // (layout(s).dy_copy: the input gradient's BF16 branch where dx is wanted, else the BF16 weight
+  // gradient's); null where the convolution would read none. Float pointers into ws; the copies
+  // hold C rounded up to 16 BF16 per pixel.
+  static float* conv2d_input_copy(const ConvShape& s, T& ws) {
+    if (s.n == 0 || s.h == 0 || s.w == 0 || s.c_in == 0 || s.c_out == 0) return nullptr;
+    return uses_mma_forward(s) && bf16_nhwc_forward_fits(s, ws)
+               ? ws.data() + kiln::cuda::kernels::mma_bf16_wgrad::layout(s).x_copy
+               : nullptr;
+  }
+  static float* conv2d_gradient_copy(const ConvShape& s, T& ws, bool dx_wanted) {
+    namespace k = kiln::cuda::kernels;
+    if (!bf16_math() || s.n == 0 || s.h == 0 || s.w == 0 || s.c_in == 0 || s.c_out == 0) return nullptr;
+    const auto l = k::mma_bf16_wgrad::layout(s);
+    if (static_cast<std::int64_t>(ws.numel()) < l.partials) return nullptr;
+    const bool read = dx_wanted ? uses_mma_forward(s) && k::mma_bf16::supports(k::mma_conv::transposed(s))
+                                : k::mma_bf16_wgrad::supports(s);
+    return read ? ws.data() + l.dy_copy : nullptr;
+  }
+
   // dx may be empty (not wanted) and is overwritten; dw and db (may be empty) accumulate. `kept`:
   // what this layer's forward left in ws (conv2d_forward_kept; ConvKept::nothing when unsure).
+  // dy_copied: dy's BF16 copy is already in the slot conv2d_gradient_copy(s, ws, !dx.empty()) named
+  // (written by the layer after); only where that slot was not null.
   static void conv2d_backward(const ConvShape& s, const T& x, const T& w, const T& dy, T& dx, T& dw, T& db, T& ws,
-                              ConvKept kept = ConvKept::nothing) {
+                              ConvKept kept = ConvKept::nothing, bool dy_copied = false) {
     if (s.n == 0 || s.h == 0 || s.w == 0) return;
     if (uses_tensor_cores(s)) {
-      conv2d_backward_tf32(s, x, w, dy, dx, dw, ws, kept);
+      conv2d_backward_tf32(s, x, w, dy, dx, dw, ws, kept, dy_copied);
     } else {
       if (!dx.empty() && uses_simt(s) &&
           static_cast<std::int64_t>(ws.numel()) >=
@@ -506,6 +538,21 @@ struct Backend<Cuda> {
   static void batchnorm_relu_backward(const BatchNormArgs& a, const T& x, const T& weight, const T& save_mean,
                                       const T& save_invstd, const T& y, const T& dy, T& dx, T& dweight, T& dbias) {
     batchnorm_backward_pass(true, a, x, weight, save_mean, save_invstd, y.data(), dy, dx, dweight, dbias);
+  }
+  // The same, also writing y's (dx's) BF16 NHWC copy into `copy` (a convolution's slot:
+  // conv2d_input_copy / conv2d_gradient_copy; null: none) in the same pass (kernels/batchnorm_nhwc.cuh).
+  // The backward writes it only with dx (a slot without dx is a caller's error).
+  static void batchnorm_relu_forward(const BatchNormArgs& a, const T& x, const T& weight, const T& bias,
+                                     T& running_mean, T& running_var, T& save_mean, T& save_invstd, T& y, float* copy) {
+    batchnorm_forward_pass(true, a, x, weight, bias, running_mean, running_var, save_mean, save_invstd, y,
+                           reinterpret_cast<__nv_bfloat16*>(copy));
+  }
+  static void batchnorm_relu_backward(const BatchNormArgs& a, const T& x, const T& weight, const T& save_mean,
+                                      const T& save_invstd, const T& y, const T& dy, T& dx, T& dweight, T& dbias,
+                                      float* copy) {
+    KILN_CHECK(copy == nullptr || !dx.empty(), "Backend<Cuda>::batchnorm_relu_backward: a copy of dx without dx");
+    batchnorm_backward_pass(true, a, x, weight, save_mean, save_invstd, y.data(), dy, dx, dweight, dbias,
+                            reinterpret_cast<__nv_bfloat16*>(copy));
   }
 
   // ---- MaxPool2d ------------------------------------------------------------
@@ -659,7 +706,8 @@ struct Backend<Cuda> {
  private:
   // BatchNorm forward: stats partials (training) then apply, optionally with the ReLU.
   static void batchnorm_forward_pass(bool relu, const BatchNormArgs& a, const T& x, const T& weight, const T& bias,
-                                     T& running_mean, T& running_var, T& save_mean, T& save_invstd, T& y) {
+                                     T& running_mean, T& running_var, T& save_mean, T& save_invstd, T& y,
+                                     __nv_bfloat16* copy = nullptr) {
     namespace k = kiln::cuda::kernels;
     if (a.c == 0) return;
     const ReducePlan plan = k::reduce_plan(a.count());
@@ -670,6 +718,15 @@ struct Backend<Cuda> {
       if (a.training)
         launch(KILN_CUDA_KERNEL(batchnorm_stats_partial_kernel, V), grid, dim3(reduce_threads), 0, a, plan, x.data(),
                partial_pairs(part), shifts);
+      if (copy != nullptr && relu) {
+        const k::bn_nhwc::Grid g = k::bn_nhwc::grid(a.n * a.hw, a.c);
+        launch(KILN_CUDA_KERNEL(batchnorm_apply_nhwc_kernel, k::bn_nhwc::group),
+               dim3(static_cast<unsigned>(g.blocks), static_cast<unsigned>((a.c + 15) / 16)), dim3(reduce_threads), 0,
+               a, plan, static_cast<const double2*>(partial_pairs(part)), static_cast<const double*>(shifts), x.data(),
+               weight.data(), bias.data(), running_mean.data(), running_var.data(), save_mean.data(),
+               save_invstd.data(), y.data(), copy, g.chunk);
+        return;
+      }
       with_relu(relu, [&]<bool Relu>() {
         launch(KILN_CUDA_KERNEL(batchnorm_apply_kernel, V, Relu), grid, dim3(reduce_threads), 0, a, plan,
                static_cast<const double2*>(partial_pairs(part)), static_cast<const double*>(shifts), x.data(),
@@ -683,7 +740,7 @@ struct Backend<Cuda> {
   // ReLU's output (relu) or null.
   static void batchnorm_backward_pass(bool relu, const BatchNormArgs& a, const T& x, const T& weight,
                                       const T& save_mean, const T& save_invstd, const float* relu_y, const T& dy, T& dx,
-                                      T& dweight, T& dbias) {
+                                      T& dweight, T& dbias, __nv_bfloat16* copy = nullptr) {
     namespace k = kiln::cuda::kernels;
     if (a.c == 0) return;
     const ReducePlan plan = k::reduce_plan(a.count());
@@ -693,6 +750,14 @@ struct Backend<Cuda> {
       with_relu(relu, [&]<bool Relu>() {
         launch(KILN_CUDA_KERNEL(batchnorm_backward_partial_kernel, V, Relu), grid, dim3(reduce_threads), 0, a, plan,
                x.data(), save_mean.data(), relu_y, dy.data(), part);
+        if (copy != nullptr && Relu && !dx.empty()) {
+          const k::bn_nhwc::Grid g = k::bn_nhwc::grid(a.n * a.hw, a.c);
+          launch(KILN_CUDA_KERNEL(batchnorm_backward_dx_nhwc_kernel, k::bn_nhwc::group),
+                 dim3(static_cast<unsigned>(g.blocks), static_cast<unsigned>((a.c + 15) / 16)), dim3(reduce_threads), 0,
+                 a, plan, static_cast<const double2*>(part), x.data(), weight.data(), save_mean.data(),
+                 save_invstd.data(), relu_y, dy.data(), ptr(dx), ptr(dweight), ptr(dbias), copy, g.chunk);
+          return;
+        }
         launch(KILN_CUDA_KERNEL(batchnorm_backward_dx_kernel, V, Relu), dx.empty() ? dim3(1, grid.y) : grid,
                dim3(reduce_threads), 0, a, plan, static_cast<const double2*>(part), x.data(), weight.data(),
                save_mean.data(), save_invstd.data(), relu_y, dy.data(), ptr(dx), ptr(dweight), ptr(dbias));
@@ -815,7 +880,7 @@ struct Backend<Cuda> {
   // the weights packed in natural order, then conv2d_mma_bf16_forward_kernel (16-byte cp.async and
   // ldmatrix for A); else the TF32 kernels. With room for the input gradient's BF16 packing too (a
   // training workspace: bf16_dgrad_kept_fits), both packings in one launch, that one kept.
-  static void conv2d_forward_mma(const ConvShape& s, const T& x, const T& w, const T& b, T& y, T& ws) {
+  static void conv2d_forward_mma(const ConvShape& s, const T& x, const T& w, const T& b, T& y, T& ws, bool x_copied) {
     namespace mc = kiln::cuda::kernels::mma_conv;
     namespace mbw = kiln::cuda::kernels::mma_bf16_wgrad;
     if (s.c_out == 0) return;
@@ -833,7 +898,7 @@ struct Backend<Cuda> {
                  dim3(mc::pack_threads), 0, s, w.data(), wp);
         }
       });
-      conv2d_bf16_packed_forward(s, x, wp, ptr(b), y, ws);
+      conv2d_bf16_packed_forward(s, x, wp, ptr(b), y, ws, x_copied);
       return;
     }
     const int splits = mma_splits(s, ws);
@@ -858,11 +923,12 @@ struct Backend<Cuda> {
     }
     conv2d_mma_packed(s, x, ws.data(), ptr(b), y, splits);
   }
-  // The BF16 forward after its packing (wp, in ws): x's NHWC copy at its place in ws, then the GEMM.
+  // The BF16 forward after its packing (wp, in ws): x's NHWC copy at its place in ws (unless the
+  // layer before wrote it: x_copied), then the GEMM.
   static void conv2d_bf16_packed_forward(const ConvShape& s, const T& x, const __nv_bfloat16* wp, const float* b, T& y,
-                                         T& ws) {
+                                         T& ws, bool x_copied) {
     auto* xh = reinterpret_cast<__nv_bfloat16*>(ws.data() + kiln::cuda::kernels::mma_bf16_wgrad::layout(s).x_copy);
-    to_nhwc_bf16(s.n, s.c_in, s.h * s.w, x.data(), xh);
+    if (!x_copied) to_nhwc_bf16(s.n, s.c_in, s.h * s.w, x.data(), xh);
     conv2d_mma_bf16_packed(s, xh, wp, b, y);
   }
   // The mma.sync forward's split-K slices for shape fs (mma_conv::splits) where ws holds their
@@ -937,7 +1003,7 @@ struct Backend<Cuda> {
   // kernels. ConvKept::x_bf16_copy: x's NHWC BF16 copy is in ws from the forward;
   // bf16_copy_and_dgrad_packing: and the input gradient's BF16 packing.
   static void conv2d_backward_tf32(const ConvShape& s, const T& x, const T& w, const T& dy, T& dx, T& dw, T& ws,
-                                   ConvKept kept) {
+                                   ConvKept kept, bool dy_given) {
     bool x_copied = kept == ConvKept::x_bf16_copy || kept == ConvKept::bf16_copy_and_dgrad_packing;
     namespace ig = kiln::cuda::kernels::igemm;
     namespace mc = kiln::cuda::kernels::mma_conv;
@@ -961,7 +1027,7 @@ struct Backend<Cuda> {
             launch(KILN_CUDA_KERNEL(conv2d_mma_pack_weights_dgrad_bf16_kernel, K),
                    dim3(mc::pack_weight_blocks<K, true>(s)), dim3(mc::pack_threads), 0, s, w.data(), wp);
           });
-        to_nhwc_bf16(s.n, s.c_out, s.h * s.w, dy.data(), dyh);
+        if (!dy_given) to_nhwc_bf16(s.n, s.c_out, s.h * s.w, dy.data(), dyh);
         conv2d_mma_bf16_packed(t, dyh, wp, nullptr, dx);
       } else if (kept == ConvKept::tf32_dgrad_packing && tf32_dgrad_kept_fits(s, ws)) {
         // The forward packed these weights next to its own (the same weights: nothing changes them
@@ -990,7 +1056,7 @@ struct Backend<Cuda> {
     if (dw.empty() || s.c_in == 0 || s.c_out == 0) return;
     if (bf16 && kiln::cuda::kernels::mma_bf16_wgrad::supports(s) &&
         static_cast<std::int64_t>(ws.numel()) >= l.partials) {
-      conv2d_wgrad_bf16(s, x, dy, dw, ws, dy_copied, x_copied);
+      conv2d_wgrad_bf16(s, x, dy, dw, ws, dy_copied || dy_given, x_copied);
       return;
     }
     if (mw::supports(s) && mw::aligned(dy.data())) {

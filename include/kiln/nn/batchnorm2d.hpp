@@ -105,9 +105,7 @@ class BatchNorm2d {
   const Tensor<float, Device>& forward_relu(const Tensor<float, Device>& x, Mode mode,
                                             ReLU<Device>& relu) requires HasFusedBatchNormReLU<Device> {
     begin_forward(x, mode);
-    Tensor<float, Device>& y = relu.fused_output();
-    KILN_CHECK(y.shape() == y_.shape(), "BatchNorm2d: the fused ReLU was planned for ", y.shape().str(),
-               ", this layer for ", y_.shape().str());
+    Tensor<float, Device>& y = fused_output(relu);
     if (synced_)
       forward_across(x, true, y);
     else
@@ -129,6 +127,39 @@ class BatchNorm2d {
     gradients_ready();
     return dx_;
   }
+
+  // The same, also writing the output (the input gradient) into `copy`: a convolution's slot for
+  // its activation copy (core/backend_ops.hpp, HasActivationCopies; Sequential passes the next
+  // Conv2d's input_copy_slot, the previous one's gradient_copy_slot; null: none). copy_written()
+  // then says whether it did: not in a forward synchronised across replicas, nor a backward
+  // without dx.
+  const Tensor<float, Device>& forward_relu(const Tensor<float, Device>& x, Mode mode, ReLU<Device>& relu,
+                                            float* copy) requires HasActivationCopies<Device> {
+    begin_forward(x, mode);
+    Tensor<float, Device>& y = fused_output(relu);
+    copy_written_ = copy != nullptr && !synced_;
+    if (synced_)
+      forward_across(x, true, y);
+    else
+      Backend<Device>::batchnorm_relu_forward(args_, x, weight_.value, bias_.value, running_mean_, running_var_,
+                                              save_mean_, save_invstd_, y, copy);
+    if (args_.training) ++num_batches_tracked_;
+    return y;
+  }
+  const Tensor<float, Device>& backward_relu(const Tensor<float, Device>& dy, const ReLU<Device>& relu,
+                                             float* copy) requires HasActivationCopies<Device> {
+    check_backward(dy);
+    Tensor<float, Device> dx = input_grad_ ? dx_ : Tensor<float, Device>{};
+    copy_written_ = copy != nullptr && !synced_ && !dx.empty();
+    if (synced_)
+      backward_across(true, relu.fused_output(), dy, dx);
+    else
+      Backend<Device>::batchnorm_relu_backward(args_, *x_, weight_.value, save_mean_, save_invstd_, relu.fused_output(),
+                                               dy, dx, weight_.grad, bias_.grad, copy_written_ ? copy : nullptr);
+    gradients_ready();
+    return dx_;
+  }
+  bool copy_written() const { return copy_written_; }
 
   template <class F>
   void visit(F&& f, const std::string& prefix) {
@@ -152,6 +183,12 @@ class BatchNorm2d {
   float momentum() const { return momentum_; }
 
  private:
+  Tensor<float, Device>& fused_output(ReLU<Device>& relu) {
+    Tensor<float, Device>& y = relu.fused_output();
+    KILN_CHECK(y.shape() == y_.shape(), "BatchNorm2d: the fused ReLU was planned for ", y.shape().str(),
+               ", this layer for ", y_.shape().str());
+    return y;
+  }
   void begin_forward(const Tensor<float, Device>& x, Mode mode) {
     detail::check_planned(kind, x.shape(), y_.shape());
     args_.training = mode == Mode::train;
@@ -211,6 +248,7 @@ class BatchNorm2d {
   const Tensor<float, Device>* x_ = nullptr;
   bool input_grad_ = true;
   bool synced_ = false;
+  bool copy_written_ = false;  // the last forward_relu / backward_relu with a copy slot wrote it
 };
 
 }  // namespace kiln

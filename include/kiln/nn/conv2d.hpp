@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "kiln/core/backend.hpp"
 #include "kiln/core/backend_ops.hpp"
@@ -88,6 +89,7 @@ class Conv2d {
   Shape plan(const Shape& in, Arena<Device>& arena, std::string_view path) {
     kept_ = ConvKept::nothing;  // a new plan binds a new workspace
     packing_plan_ = 0;
+    input_copied_ = gradient_copied_ = false;
     const Shape out = detail::plan_conv2d(in, arena, path, shape_, strided_, y_, dx_, workspace_);
     if constexpr (Stride == 1 && HasBatchedConvPacking<Device>) {
       if (arena.training()) {  // a network may pack this layer's weights with the others' (Arena::ConvPacking)
@@ -101,10 +103,16 @@ class Conv2d {
   const Tensor<float, Device>& forward(const Tensor<float, Device>& x, Mode mode) {
     check_planned(x);
     x_ = &x;
+    const bool x_copied = std::exchange(input_copied_, false);
     if constexpr (Stride > 1) {
       Backend<Device>::conv2d_strided_forward(strided_, x, weight_.value, bias_.value, y_);
     } else if (mode == Mode::train) {
-      if constexpr (HasBatchedConvPacking<Device>) {
+      if constexpr (HasActivationCopies<Device> && HasBatchedConvPacking<Device>) {
+        if (PackedForward::covers(packing_plan_))  // the network packed the weights for this forward
+          Backend<Device>::conv2d_forward_packed(shape_, x, weight_.value, bias_.value, y_, workspace_, x_copied);
+        else
+          Backend<Device>::conv2d_forward(shape_, x, weight_.value, bias_.value, y_, workspace_, x_copied);
+      } else if constexpr (HasBatchedConvPacking<Device>) {
         if (PackedForward::covers(packing_plan_))  // the network packed the weights for this forward
           Backend<Device>::conv2d_forward_packed(shape_, x, weight_.value, bias_.value, y_, workspace_);
         else
@@ -132,8 +140,12 @@ class Conv2d {
     KILN_CHECK(dy.shape() == y_.shape(), "Conv2d: gradient of shape ", dy.shape().str(), " does not match output ",
                y_.shape().str());
     Tensor<float, Device> dx = input_grad_ ? dx_ : Tensor<float, Device>{};
+    const bool dy_copied = std::exchange(gradient_copied_, false);
     if constexpr (Stride > 1)
       Backend<Device>::conv2d_strided_backward(strided_, *x_, weight_.value, dy, dx, weight_.grad, bias_.grad);
+    else if constexpr (HasActivationCopies<Device>)
+      Backend<Device>::conv2d_backward(shape_, *x_, weight_.value, dy, dx, weight_.grad, bias_.grad, workspace_, kept_,
+                                       dy_copied);
     else
       Backend<Device>::conv2d_backward(shape_, *x_, weight_.value, dy, dx, weight_.grad, bias_.grad, workspace_, kept_);
     kept_ = ConvKept::nothing;             // serves one backward: its weight gradient may write over it
@@ -153,6 +165,24 @@ class Conv2d {
   // whole transposed convolution. The result of backward() is then zeros.
   void set_input_grad(bool wanted) { input_grad_ = wanted; }
 
+  // The activation copies (core/backend_ops.hpp, HasActivationCopies): where this layer's next
+  // training forward reads x's copy, and where its next backward reads dy's, in its workspace
+  // (null: it reads none, or the backend has none). Sequential has the fused BatchNorm + ReLU
+  // before (after) this layer write the copy there, then calls input_copy_written()
+  // (gradient_copy_written()): the next forward (backward) then skips its own copy, once.
+  float* input_copy_slot(Mode mode) {
+    if constexpr (Stride == 1 && HasActivationCopies<Device>)
+      if (mode == Mode::train && !dx_.empty()) return Backend<Device>::conv2d_input_copy(shape_, workspace_);
+    return nullptr;
+  }
+  void input_copy_written() { input_copied_ = true; }
+  float* gradient_copy_slot() {
+    if constexpr (Stride == 1 && HasActivationCopies<Device>)
+      if (!dx_.empty()) return Backend<Device>::conv2d_gradient_copy(shape_, workspace_, input_grad_);
+    return nullptr;
+  }
+  void gradient_copy_written() { gradient_copied_ = true; }
+
   Parameter<Device>& weight() { return weight_; }
   Parameter<Device>& bias() { return bias_; }
 
@@ -169,6 +199,7 @@ class Conv2d {
   ConvKept kept_ = ConvKept::nothing;  // what the last forward left in workspace_ for the backward
   std::uint64_t packing_plan_ = 0;     // the training plan that registered this layer's packings (Arena::plan_id)
   bool input_grad_ = true;
+  bool input_copied_ = false, gradient_copied_ = false;  // a copy slot written for the next pass
 };
 
 }  // namespace kiln

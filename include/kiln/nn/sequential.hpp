@@ -13,6 +13,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "kiln/core/backend_ops.hpp"
 #include "kiln/nn/layer.hpp"
 #include "kiln/nn/named.hpp"
 
@@ -62,6 +63,16 @@ template <class L, class Next, class D>
 concept FusedWithNext = requires(L& layer, Next& next, const Tensor<float, D>& t, Mode mode) {
   { layer.forward_relu(t, mode, next) } -> std::same_as<const Tensor<float, D>&>;
   { layer.backward_relu(t, next) } -> std::same_as<const Tensor<float, D>&>;
+};
+
+// A layer that reads copies of its input and of its output gradient, which the fused pair next to
+// it may write instead (Conv2d; core/backend_ops.hpp, HasActivationCopies).
+template <class L>
+concept TakesActivationCopies = requires(L& layer, Mode mode) {
+  { layer.input_copy_slot(mode) } -> std::same_as<float*>;
+  layer.input_copy_written();
+  { layer.gradient_copy_slot() } -> std::same_as<float*>;
+  layer.gradient_copy_written();
 };
 
 }  // namespace detail
@@ -169,6 +180,23 @@ class Sequential {
       return false;
   }
 
+  // The fused pair at I writes the activation copy of the layer after it (I + 2) or before it
+  // (I - 1), where the backend has the copies and that layer takes them.
+  template <std::size_t I>
+  static constexpr bool copies_forward() {
+    if constexpr (HasActivationCopies<device> && fused_at<I>() && I + 2 < sizeof...(Layers))
+      return detail::TakesActivationCopies<layer_t<I + 2>>;
+    else
+      return false;
+  }
+  template <std::size_t I>
+  static constexpr bool copies_backward() {
+    if constexpr (HasActivationCopies<device> && fused_at<I>() && I > 0)
+      return detail::TakesActivationCopies<layer_t<I - 1>>;
+    else
+      return false;
+  }
+
   // Layer I is the second of a fused pair.
   template <std::size_t I>
   static constexpr bool fused_before() {
@@ -182,9 +210,14 @@ class Sequential {
   const Tensor<float, device>& forward_from(const Tensor<float, device>& x, Mode mode) {
     constexpr std::size_t next = fused_at<I>() ? I + 2 : I + 1;
     const Tensor<float, device>* y;
-    if constexpr (fused_at<I>())
+    if constexpr (copies_forward<I>()) {
+      auto& consumer = std::get<I + 2>(layers_);
+      float* slot = consumer.input_copy_slot(mode);
+      y = &std::get<I>(layers_).forward_relu(x, mode, std::get<I + 1>(layers_), slot);
+      if (slot != nullptr && std::get<I>(layers_).copy_written()) consumer.input_copy_written();
+    } else if constexpr (fused_at<I>()) {
       y = &std::get<I>(layers_).forward_relu(x, mode, std::get<I + 1>(layers_));
-    else
+    } else
       y = &std::get<I>(layers_).forward(x, mode);
     if constexpr (next < sizeof...(Layers))
       return forward_from<next>(*y, mode);
@@ -195,7 +228,7 @@ class Sequential {
   const Tensor<float, device>& backward_from(const Tensor<float, device>& dy) {
     // A fused pair (I - 1, I) is entered at its second layer and leaves before its first.
     if constexpr (fused_before<I>()) {
-      const auto& dx = std::get<I - 1>(layers_).backward_relu(dy, std::get<I>(layers_));
+      const auto& dx = backward_pair<I - 1>(dy);
       if constexpr (I > 1)
         return backward_from<I - 2>(dx);
       else
@@ -206,6 +239,19 @@ class Sequential {
         return backward_from<I - 1>(dx);
       else
         return dx;
+    }
+  }
+  // The fused pair (I, I + 1) backward, writing the previous layer's dy copy where it takes one.
+  template <std::size_t I>
+  const Tensor<float, device>& backward_pair(const Tensor<float, device>& dy) {
+    if constexpr (copies_backward<I>()) {
+      auto& producer = std::get<I - 1>(layers_);
+      float* slot = producer.gradient_copy_slot();
+      const auto& dx = std::get<I>(layers_).backward_relu(dy, std::get<I + 1>(layers_), slot);
+      if (slot != nullptr && std::get<I>(layers_).copy_written()) producer.gradient_copy_written();
+      return dx;
+    } else {
+      return std::get<I>(layers_).backward_relu(dy, std::get<I + 1>(layers_));
     }
   }
   template <std::size_t I, class F>

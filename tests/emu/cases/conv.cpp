@@ -70,6 +70,25 @@ void add_conv_cases(std::vector<KernelCase>& t) {
   conv_bf16.template operator()<70, 9, 1>(1, 8, 6);       // 1x1, a channel tail, the 128x64 forward tile
   conv_bf16.template operator()<96, 80, 3>(1, 4, 8);      // the 128x128 tiles, channel tails
   conv_bf16.template operator()<2, 3, 3>(1, 4, 5, true);  // the TSan subset: one block per pass
+  // A ConvBlock under MathMode::bf16: its fused BatchNorm + ReLU write the convolutions' BF16 copies
+  // (kernels/batchnorm_nhwc.cuh; the bits are checked in test_bn_activation_copies.cpp). The bound
+  // is wide: bn2's backward leaves dy with each channel's sum near zero, so bn1's sums over conv2's
+  // input gradient cancel, and BF16's rounding of that dy's copy comes out about 10x (0.04-0.08 on
+  // N=2 8x8: the gradients of dx, conv1 and bn1); a wrong channel or a stale copy gives about 1.
+  constexpr double block_bound = 0.25;
+  auto block_bf16 = [&]<int In, int C>(std::int64_t n, std::int64_t h, std::int64_t w, bool small) {
+    std::ostringstream name;
+    name << (small ? "tiny " : "") << "bf16 ConvBlock<" << In << "," << C << "> N=" << n << " " << h << "x" << w;
+    t.push_back({name.str(),
+                 [=](Report& r) {
+                   kiln::cuda::MathModeScope bf16(kiln::cuda::MathMode::bf16);
+                   layer_case<kiln::ConvBlock<In, C, Cpu>, kiln::ConvBlock<In, C, Cuda>>(
+                       r, Shape::nchw(n, In, h, w), Mode::train, 421 + n * 7 + h, block_bound, block_bound);
+                 },
+                 small});
+  };
+  block_bf16.template operator()<3, 20>(2, 8, 8, false);  // two channel groups of the copy kernels
+  block_bf16.template operator()<2, 3>(1, 4, 5, true);    // the TSan subset
 
   // The mma.sync TF32 convolution (kernels/conv2d_mma.cuh; exact-operand checks in test_conv_mma.cpp).
   t.push_back({"mma.sync conv2d 5->7 K=3 N=3 13x11 (128x64 tile, channel tail)", [](Report& r) {
