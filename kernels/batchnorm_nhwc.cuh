@@ -95,11 +95,11 @@ __device__ __forceinline__ void store_copy_row(__nv_bfloat16* copy, std::int64_t
 // y = max(x * scale + shift, 0) for channels [G blockIdx.y, +G) of the pixels of block
 // blockIdx.x (bn_nhwc::grid's chunk), and their row of `copy`. Block reduce_threads; G = bn_nhwc::group.
 template <int G>
-__global__ void __launch_bounds__(reduce_threads, 4) batchnorm_apply_nhwc_kernel(BatchNormArgs a, ReducePlan plan, const double2* partials,
-                                            const double* shifts, const float* x, const float* weight,
-                                            const float* bias, float* running_mean, float* running_var,
-                                            float* save_mean, float* save_invstd, float* y, __nv_bfloat16* copy,
-                                            std::int64_t chunk) {
+__global__ void __launch_bounds__(reduce_threads, 4)
+    batchnorm_apply_nhwc_kernel(BatchNormArgs a, ReducePlan plan, const double2* partials, const double* shifts,
+                                const float* x, const float* weight, const float* bias, float* running_mean,
+                                float* running_var, float* save_mean, float* save_invstd, float* y, __nv_bfloat16* copy,
+                                std::int64_t chunk) {
   static_assert(G == bn_nhwc::group, "a copy row's sector: 16 channels");
   const int c0 = static_cast<int>(blockIdx.y) * G, channels = static_cast<int>(a.c);
   const int cpad = (channels + G - 1) / G * G;
@@ -138,11 +138,11 @@ __global__ void __launch_bounds__(reduce_threads, 4) batchnorm_apply_nhwc_kernel
 // dy) for channels [G blockIdx.y, +G) of block blockIdx.x's pixels, and their row of `copy`;
 // blocks (0, *) add dbias and dweight (either may be null). Block reduce_threads; G = bn_nhwc::group.
 template <int G>
-__global__ void __launch_bounds__(reduce_threads, 4) batchnorm_backward_dx_nhwc_kernel(BatchNormArgs a, ReducePlan plan, const double2* partials,
-                                                  const float* x, const float* weight, const float* save_mean,
-                                                  const float* save_invstd, const float* relu_y, const float* dy,
-                                                  float* dx, float* dweight, float* dbias, __nv_bfloat16* copy,
-                                                  std::int64_t chunk) {
+__global__ void __launch_bounds__(reduce_threads, 4)
+    batchnorm_backward_dx_nhwc_kernel(BatchNormArgs a, ReducePlan plan, const double2* partials, const float* x,
+                                      const float* weight, const float* save_mean, const float* save_invstd,
+                                      const float* relu_y, const float* dy, float* dx, float* dweight, float* dbias,
+                                      __nv_bfloat16* copy, std::int64_t chunk) {
   static_assert(G == bn_nhwc::group, "a copy row's sector: 16 channels");
   const int c0 = static_cast<int>(blockIdx.y) * G, channels = static_cast<int>(a.c);
   const int cpad = (channels + G - 1) / G * G;
