@@ -14,7 +14,6 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <tuple>
 #include <string>
 #include <vector>
 
@@ -111,16 +110,17 @@ void check_bn_copies(std::int64_t n, std::int64_t c, std::int64_t h, std::int64_
   const auto names = kiln_test::launched_kernel_names();
   CHECK(names.count("batchnorm_apply_nhwc_kernel<16>") == 1);
   CHECK(names.count("batchnorm_backward_dx_nhwc_kernel<16>") == 1);
-  for (auto [name, p, f] : {std::tuple{"y", &plain.y, &fused.y},
-                            {"running_mean", &plain.running_mean, &fused.running_mean},
-                            {"running_var", &plain.running_var, &fused.running_var},
-                            {"save_mean", &plain.save_mean, &fused.save_mean},
-                            {"save_invstd", &plain.save_invstd, &fused.save_invstd},
-                            {"dx", &plain.dx, &fused.dx},
-                            {"dweight", &plain.dweight, &fused.dweight},
-                            {"dbias", &plain.dbias, &fused.dbias}}) {
-    INFO(name);
-    CHECK(bits(p->to_vector()) == bits(f->to_vector()));
+  struct Pair {
+    const char* name;
+    const CudaT *plain, *fused;
+  };
+  for (const Pair& t : {Pair{"y", &plain.y, &fused.y}, Pair{"running_mean", &plain.running_mean, &fused.running_mean},
+                        Pair{"running_var", &plain.running_var, &fused.running_var},
+                        Pair{"save_mean", &plain.save_mean, &fused.save_mean},
+                        Pair{"save_invstd", &plain.save_invstd, &fused.save_invstd}, Pair{"dx", &plain.dx, &fused.dx},
+                        Pair{"dweight", &plain.dweight, &fused.dweight}, Pair{"dbias", &plain.dbias, &fused.dbias}}) {
+    INFO(t.name);
+    CHECK(bits(t.plain->to_vector()) == bits(t.fused->to_vector()));
   }
   CHECK(words(fused.copy) == copy_kernel(n, c, a.hw, plain.y));
   CHECK(words(fused.dx_copy) == copy_kernel(n, c, a.hw, plain.dx));
