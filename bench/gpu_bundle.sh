@@ -10,6 +10,14 @@
 # DIR/examples  kiln-train, kiln-colorize compiled by nvcc (with KILN_BUNDLE_PROGRAMS=1, the default)
 # DIR/lib       shared libraries a CUDA machine may lack (Google Benchmark's)
 # DIR/lib-fallback  the CUDA runtime, used only where the GPU machine has none
+# DIR/street    every 4th training and 10th validation frame of data/photos/street (installed here
+#               first: scripts/install-data.sh --preset street), for the report's short GPU training
+#               run, since the GPU machine reaches nothing outside it
+# DIR.tar.gz    all of DIR in one archive (about 40 MB: the binaries are mostly device code that
+#               compresses about 3x), the one path to carry to a GPU machine: the device tool moves
+#               at most 64 MiB, which the unpacked binaries alone pass. On the GPU machine:
+#                 tar -xzf gpu-bundle.tar.gz && KILN_REPORT_DATA=gpu-bundle/street \
+#                   bash bench/gpu_report.sh --prebuilt gpu-bundle
 # cuDNN is not bundled (hundreds of MB): gpu_report.sh finds the GPU machine's own (system or the
 # nvidia-cudnn Python package). Host code is built for x86-64-v3 (AVX2), which any recent x86 runs.
 #
@@ -60,5 +68,17 @@ copy_lib '^libcudart' "$dest/lib-fallback"
   echo "commit $(git rev-parse --short HEAD)$(git status --porcelain -uno | grep . >/dev/null && echo ' (with uncommitted changes)'), sm_$arch, $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo "built on: $(lscpu | sed -n 's/^Model name: *//p' | head -n1), $("$nvcc" --version | tail -n 2 | head -n 1)"
 } >"$dest/BUILD_INFO"
+street=data/photos/street
+[[ -d $street/train && -d $street/val ]] || bash scripts/install-data.sh --preset street ||
+  echo "gpu_bundle: no street photos ($street); the report's GPU training run will be skipped" >&2
+if [[ -d $street/train && -d $street/val ]]; then
+  mkdir -p "$dest/street/train" "$dest/street/val"
+  find "$street/train" -maxdepth 1 -name '*.jpg' | sort | awk 'NR % 4 == 1' | xargs -r cp -t "$dest/street/train"
+  find "$street/val" -maxdepth 1 -name '*.jpg' | sort | awk 'NR % 10 == 1' | xargs -r cp -t "$dest/street/val"
+fi
 du -sh "$dest"
-echo "gpu_bundle: $dest is ready; on the GPU machine: bash bench/gpu_report.sh --prebuilt $dest"
+tar -czf "$dest.tar.gz" -C "$(dirname "$dest")" "$(basename "$dest")"
+bytes=$(stat -c %s "$dest.tar.gz")
+echo "gpu_bundle: $dest.tar.gz, $((bytes / 1048576)) MiB"
+((bytes < 64 * 1048576)) || { echo "gpu_bundle: $dest.tar.gz is over the device tool's 64 MiB" >&2; exit 1; }
+echo "gpu_bundle: $dest is ready; on the GPU machine: tar -xzf $dest.tar.gz && KILN_REPORT_DATA=$dest/street bash bench/gpu_report.sh --prebuilt $dest"

@@ -19,6 +19,7 @@
 #include <kiln/color/cuda.hpp>
 #include <kiln/io/color.hpp>
 #include <kiln/models/unet.hpp>
+#include <kiln/nn/receptive_field.hpp>
 
 #include "conv2d_mma.cuh"
 
@@ -62,6 +63,11 @@ namespace {
 using kiln::Cuda;
 
 using Net = kiln::Network<kiln::UNet<1, 2, 4, 2, Cuda>>;
+
+// nvcc's front end on the receptive field of a model with Named layers (kiln-colorize's tiling,
+// nn/infer.hpp): a partial specialisation on Named<"name", L> it could not match once broke the
+// programs' nvcc build (bench/gpu_bundle.sh) while this check passed.
+static_assert(kiln::ReceptiveField<kiln::UNet<1, 2, 4, 2, Cuda>>::radius > 0);
 
 // conv2d_mma (TF32, mma.sync) against the strict fp32 kernel: the normalised error of y.
 double mma_conv_error(const kiln::ConvShape& s, kiln::Rng& rng) {

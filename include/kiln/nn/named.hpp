@@ -18,6 +18,7 @@ struct FixedString {
 template <FixedString Name, class Layer>
 struct Named : Layer {
   static constexpr std::string_view child_name = Name.view();
+  using named_layer = Layer;  // (what is named: nn/receptive_field.hpp reads it)
 };
 
 namespace detail {

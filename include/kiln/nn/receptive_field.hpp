@@ -37,13 +37,21 @@ struct Reach {
 
 namespace detail {
 
+// A Named<"name", L> (nn/named.hpp) reaches as its L, found through Named::named_layer: a partial
+// specialisation on Named<N, L> deduces the class-type parameter N, which nvcc 13's front end does
+// not (the programs built by nvcc, KILN_PROGRAMS_CUDA, failed on it).
 template <class L>
 struct ReachOf {
   static_assert(
-      requires { typename L::body_type; },
+      requires { typename L::named_layer; } || requires { typename L::body_type; },
       "kiln::ReceptiveField: this layer type has no receptive-field rule (add a ReachOf specialisation, "
       "or expose its composition as body_type), or pass the tile margin by hand");
-  static constexpr Reach after(Reach r) { return ReachOf<typename L::body_type>::after(r); }
+  static constexpr Reach after(Reach r) {
+    if constexpr (requires { typename L::named_layer; })
+      return ReachOf<typename L::named_layer>::after(r);
+    else
+      return ReachOf<typename L::body_type>::after(r);
+  }
 };
 
 template <int In, int Out, int K, class D, int S>
@@ -95,8 +103,6 @@ struct ReachOf<Upsample<S, M, D>> {
     return r;
   }
 };
-template <FixedString N, class L>
-struct ReachOf<Named<N, L>> : ReachOf<L> {};
 template <class... L>
 struct ReachOf<Sequential<L...>> {
   static constexpr Reach after(Reach r) {
