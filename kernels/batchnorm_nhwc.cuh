@@ -90,6 +90,24 @@ __device__ __forceinline__ void store_copy_row(__nv_bfloat16* copy, std::int64_t
   if (odd ? ok : partner_ok) (odd ? own[1] : other[0]) = odd ? hi : got;
 }
 
+// Every pixel of block blockIdx.x's chunk of channels [c0, c0 + G), in rounds that keep every lane in
+// the loop (store_copy_row shuffles): value(o, i) computes and writes channel c0 + i's fp32 result
+// at element offset o and returns it; the pixel's copy row takes the G results, zeros past C.
+template <int G, class Value>
+__device__ __forceinline__ void write_rows(const BatchNormArgs& a, int c0, std::int64_t chunk, __nv_bfloat16* copy,
+                                           Value value) {
+  const int channels = static_cast<int>(a.c), cpad = (channels + G - 1) / G * G;
+  const std::int64_t hw = a.hw;
+  ChannelCursor<1> k(hw, a.c, c0, a.n * hw, chunk);
+  for (int it = 0, count = rounds(a.n * hw, chunk); it < count; ++it, k.next()) {  // uniform
+    const bool ok = k.valid();
+    float v[G];
+    KILN_UNROLL
+    for (int i = 0; i < G; ++i) v[i] = ok && c0 + i < channels ? value(k.offset + i * hw, i) : 0.0f;
+    store_copy_row(copy, k.q, ok, cpad, c0, v);
+  }
+}
+
 }  // namespace bn_nhwc
 
 // y = max(x * scale + shift, 0) for channels [G blockIdx.y, +G) of the pixels of block
@@ -102,7 +120,6 @@ __global__ void __launch_bounds__(reduce_threads, 4)
                                 std::int64_t chunk) {
   static_assert(G == bn_nhwc::group, "a copy row's sector: 16 channels");
   const int c0 = static_cast<int>(blockIdx.y) * G, channels = static_cast<int>(a.c);
-  const int cpad = (channels + G - 1) / G * G;
   __shared__ float2 affine[G];
   KILN_BN_ROLLED
   for (int i = 0; i < G; ++i) {
@@ -114,24 +131,12 @@ __global__ void __launch_bounds__(reduce_threads, 4)
                                     save_invstd, blockIdx.x == 0);
   }
   __syncthreads();
-  const std::int64_t hw = a.hw;
-  ChannelCursor<1> k(hw, a.c, c0, a.n * hw, chunk);
-  for (int it = 0, rounds = bn_nhwc::rounds(a.n * hw, chunk); it < rounds; ++it, k.next()) {  // uniform
-    const bool ok = k.valid();
-    float v[G];
-    KILN_UNROLL
-    for (int i = 0; i < G; ++i) {
-      if (ok && c0 + i < channels) {
-        const float2 map = affine[i];  // a broadcast read: 16 maps in registers would halve the occupancy
-        const float t = x[k.offset + i * hw] * map.x + map.y;
-        v[i] = t > 0.0f ? t : 0.0f;
-        y[k.offset + i * hw] = v[i];
-      } else {
-        v[i] = 0.0f;
-      }
-    }
-    bn_nhwc::store_copy_row(copy, k.q, ok, cpad, c0, v);
-  }
+  bn_nhwc::write_rows<G>(a, c0, chunk, copy, [&](std::int64_t o, int i) {
+    const float2 map = affine[i];  // a broadcast read: 16 maps in registers would halve the occupancy
+    const float t = x[o] * map.x + map.y, r = t > 0.0f ? t : 0.0f;
+    y[o] = r;
+    return r;
+  });
 }
 
 // dx = k·g + slope·(x - mean) + offset (batchnorm_backward_dx_kernel<V, true>: g the ReLU-masked
@@ -145,7 +150,6 @@ __global__ void __launch_bounds__(reduce_threads, 4)
                                       __nv_bfloat16* copy, std::int64_t chunk) {
   static_assert(G == bn_nhwc::group, "a copy row's sector: 16 channels");
   const int c0 = static_cast<int>(blockIdx.y) * G, channels = static_cast<int>(a.c);
-  const int cpad = (channels + G - 1) / G * G;
   __shared__ float4 coefficients[G];  // mean, k, slope, offset
   KILN_BN_ROLLED
   for (int i = 0; i < G; ++i) {
@@ -168,25 +172,12 @@ __global__ void __launch_bounds__(reduce_threads, 4)
     }
   }
   __syncthreads();
-  const std::int64_t hw = a.hw;
-  ChannelCursor<1> k(hw, a.c, c0, a.n * hw, chunk);
-  for (int it = 0, rounds = bn_nhwc::rounds(a.n * hw, chunk); it < rounds; ++it, k.next()) {  // uniform
-    const bool ok = k.valid();
-    float v[G];
-    KILN_UNROLL
-    for (int i = 0; i < G; ++i) {
-      if (ok && c0 + i < channels) {
-        const std::int64_t o = k.offset + i * hw;
-        const float4 f = coefficients[i];  // a broadcast read, as the apply kernel's map
-        const float g = relu_y[o] > 0.0f ? dy[o] : 0.0f;
-        v[i] = f.y * g + f.z * (x[o] - f.x) + f.w;
-        dx[o] = v[i];
-      } else {
-        v[i] = 0.0f;
-      }
-    }
-    bn_nhwc::store_copy_row(copy, k.q, ok, cpad, c0, v);
-  }
+  bn_nhwc::write_rows<G>(a, c0, chunk, copy, [&](std::int64_t o, int i) {
+    const float4 f = coefficients[i];  // a broadcast read, as the apply kernel's map
+    const float g = relu_y[o] > 0.0f ? dy[o] : 0.0f, r = f.y * g + f.z * (x[o] - f.x) + f.w;
+    dx[o] = r;
+    return r;
+  });
 }
 
 }  // namespace kiln::cuda::kernels

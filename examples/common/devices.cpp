@@ -30,6 +30,13 @@ DeviceKind resolve_device(std::string_view name, std::string_view program) {
                             " was built without the Cuda device: configure kiln with "
                             "-DKILN_PROGRAMS_CUDA_DEVICE=ON (kiln's CPU emulator of CUDA, for "
                             "testing) or -DKILN_PROGRAMS_CUDA=ON (nvcc, for a GPU), or use --device cpu");
+#if KILN_PROGRAMS_CUDA_DEVICE
+    // An nvcc build has no emulator to fall back on: say so before the first allocation fails.
+    if (!kiln::gpu::emulated && !kiln::gpu::device_available())
+      throw usage_error("--device cuda", "this " + std::string(program) +
+                                             " was built for a GPU (nvcc), but no CUDA device or driver is usable "
+                                             "here; use --device cpu, or run it on a machine with an NVIDIA GPU");
+#endif
     if (!real_gpu_available())
       print_warning(program,
                     "--device cuda: no GPU in this build or on this machine: running the CUDA kernels on kiln's CPU "
