@@ -36,11 +36,11 @@ namespace bn_nhwc {
 
 inline constexpr int group = 16;  // channels per block: one 32-byte sector of a copy row
 
-// Blocks along the pixels for m = N*HW of them: enough for 4 blocks of reduce_threads per SM of
-// an H100 over all channel groups, at least one pixel per thread; `chunk` pixels each.
+// The grid (blocks along the m = N*HW pixels, channel groups): enough blocks for 4 of
+// reduce_threads per SM of an H100 (132 SMs), at least one pixel per thread; `chunk` pixels each.
 struct Grid {
   std::int64_t chunk = 1;
-  int blocks = 1;
+  dim3 blocks;
 };
 inline Grid grid(std::int64_t m, std::int64_t channels) {
   const std::int64_t groups = (channels + group - 1) / group, target = 4 * 132;
@@ -48,7 +48,7 @@ inline Grid grid(std::int64_t m, std::int64_t channels) {
   per_block =
       per_block < reduce_threads ? reduce_threads : (per_block + reduce_threads - 1) / reduce_threads * reduce_threads;
   const std::int64_t blocks = m > 0 ? (m + per_block - 1) / per_block : 1;
-  return {per_block, static_cast<int>(blocks)};
+  return {per_block, dim3(static_cast<unsigned>(blocks), static_cast<unsigned>(groups))};
 }
 
 __device__ __forceinline__ uint4 shuffle_xor_1(uint4 v) {

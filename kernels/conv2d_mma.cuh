@@ -575,12 +575,14 @@ inline std::int64_t tiles(const ConvShape& fs) { return tiles(fs, block_n(fs)); 
 inline int k_steps(const ConvShape& fs) { return static_cast<int>(fs.k * fs.k * (channels_padded(fs.c_in) / bk)); }
 // The rule for block tiles 128 x bn (splits_for(fs, 128) on a shape block_n sends to 128 x 64 is
 // the plan before 2026-12-06: 132 / tiles, the same for 4-warp tiles); splits() is the plan's.
-inline int splits_for(const ConvShape& fs, int bn) {
+// tail_divisor: the tail bound is floor(sqrt(k steps / tail_divisor)), b / a above: 2 for this
+// kernel's k step, 4 for the BF16 forward's (mma_bf16::splits: half the main-loop time per step).
+inline int splits_for(const ConvShape& fs, int bn, int tail_divisor = 2) {
   const std::int64_t warps = tiles(fs, bn) * ((bn == 128 ? Tile<128>::threads : Tile<64>::threads) / 32);
   if (warps == 0 || 2 * tiles(fs, bn) > fill_blocks) return 1;
   const int k = k_steps(fs);
   int by_tail = 1;
-  while (2 * (by_tail + 1) * (by_tail + 1) <= k) ++by_tail;
+  while (tail_divisor * (by_tail + 1) * (by_tail + 1) <= k) ++by_tail;
   int count = static_cast<int>(fill_warps / warps);
   for (const int cap : {by_tail, k / stages, max_splits}) count = cap < count ? cap : count;
   return count < 1 ? 1 : count;

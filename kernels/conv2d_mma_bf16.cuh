@@ -337,14 +337,9 @@ inline std::int64_t tiles(const ConvShape& fs, int bn = 0) { return mma_conv::ti
 // (mma_conv::splits_for; a k step is 16 channels of a tap in both), with the tail's bound at
 // floor(sqrt(k steps / 4)) instead of / 2: a BF16 k step is one m16n8k16 where TF32 takes two
 // m16n8k8, about half the main-loop time per step against the same fp32 partial tiles, so
-// k / S * a + S * b is least at a smaller S (by predict.py at 64^2 crops: 153 -> 141 us H100 for
-// the 3x3 forwards and input gradients).
-inline int splits(const ConvShape& fs) {
-  const int rule = mma_conv::splits_for(fs, block_n(fs)), k = mma_conv::k_steps(fs);
-  int by_tail = 1;
-  while (4 * (by_tail + 1) * (by_tail + 1) <= k) ++by_tail;
-  return rule < by_tail ? rule : by_tail;
-}
+// k / S * a + S * b is least at a smaller S (by predict.py at 64^2 crops: 162 -> 150 us H100 for
+// the 3x3 forwards and input gradients; docs/kernels.md "Split-K for the BF16 forward").
+inline int splits(const ConvShape& fs) { return mma_conv::splits_for(fs, block_n(fs), 4); }
 // The partial tiles of `splits` slices on 128 x bn tiles (0: block_n(fs)), none for one slice.
 inline std::int64_t partial_floats(const ConvShape& fs, int splits, int bn = 0) {
   if (bn == 0) bn = block_n(fs);
@@ -358,11 +353,10 @@ inline std::int64_t partial_floats(const ConvShape& fs, int splits, int bn = 0) 
 inline void launch_packed(const ConvShape& s, const __nv_bfloat16* xh, const __nv_bfloat16* wp, const float* b,
                           float* y, kiln::gpu::stream_handle stream = nullptr, int splits = 1,
                           float* partials = nullptr, unsigned* counters = nullptr, int bn = 0) {
+  static_assert(bm == mma_conv::bm, "the TF32 forward's grid");
   auto run = [&]<int K, int BN>() {
-    const dim3 grid(static_cast<unsigned>((s.n * s.h * s.w + bm - 1) / bm),
-                    static_cast<unsigned>((s.c_out + BN - 1) / BN), static_cast<unsigned>(splits));
-    KILN_LAUNCH((conv2d_mma_bf16_forward_kernel<K, BN>), grid, dim3(Tile<BN>::threads), Tile<BN>::shared_bytes, stream,
-                s, xh, wp, b, y, partials, counters);
+    KILN_LAUNCH((conv2d_mma_bf16_forward_kernel<K, BN>), mma_conv::grid(s, splits, BN), dim3(Tile<BN>::threads),
+                Tile<BN>::shared_bytes, stream, s, xh, wp, b, y, partials, counters);
   };
   const bool wide = (bn ? bn : block_n(s)) == 128;
   if (s.k == 3)

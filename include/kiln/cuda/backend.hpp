@@ -720,9 +720,8 @@ struct Backend<Cuda> {
                partial_pairs(part), shifts);
       if (copy != nullptr && relu) {
         const k::bn_nhwc::Grid g = k::bn_nhwc::grid(a.n * a.hw, a.c);
-        launch(KILN_CUDA_KERNEL(batchnorm_apply_nhwc_kernel, k::bn_nhwc::group),
-               dim3(static_cast<unsigned>(g.blocks), static_cast<unsigned>((a.c + 15) / 16)), dim3(reduce_threads), 0,
-               a, plan, static_cast<const double2*>(partial_pairs(part)), static_cast<const double*>(shifts), x.data(),
+        launch(KILN_CUDA_KERNEL(batchnorm_apply_nhwc_kernel, k::bn_nhwc::group), g.blocks, dim3(reduce_threads), 0, a,
+               plan, static_cast<const double2*>(partial_pairs(part)), static_cast<const double*>(shifts), x.data(),
                weight.data(), bias.data(), running_mean.data(), running_var.data(), save_mean.data(),
                save_invstd.data(), y.data(), copy, g.chunk);
         return;
@@ -752,9 +751,8 @@ struct Backend<Cuda> {
                x.data(), save_mean.data(), relu_y, dy.data(), part);
         if (copy != nullptr && Relu && !dx.empty()) {
           const k::bn_nhwc::Grid g = k::bn_nhwc::grid(a.n * a.hw, a.c);
-          launch(KILN_CUDA_KERNEL(batchnorm_backward_dx_nhwc_kernel, k::bn_nhwc::group),
-                 dim3(static_cast<unsigned>(g.blocks), static_cast<unsigned>((a.c + 15) / 16)), dim3(reduce_threads), 0,
-                 a, plan, static_cast<const double2*>(part), x.data(), weight.data(), save_mean.data(),
+          launch(KILN_CUDA_KERNEL(batchnorm_backward_dx_nhwc_kernel, k::bn_nhwc::group), g.blocks, dim3(reduce_threads),
+                 0, a, plan, static_cast<const double2*>(part), x.data(), weight.data(), save_mean.data(),
                  save_invstd.data(), relu_y, dy.data(), ptr(dx), ptr(dweight), ptr(dbias), copy, g.chunk);
           return;
         }
@@ -972,7 +970,7 @@ struct Backend<Cuda> {
         stream_buffer(*buffers, static_cast<std::size_t>(floats > 0 ? floats : 1) * sizeof(float), false));
   }
   // conv2d_mma_bf16_forward_kernel of shape fs (a transposed one for the input gradient) on an NHWC
-  // BF16 copy and natural-order BF16 packed weights: 128 x 128 tiles where Cout > 64, else 128 x 64,
+  // BF16 copy and natural-order BF16 packed weights on the TF32 forward's tiles (mma_bf16::block_n),
   // split-K where the tiles leave SMs idle (mma_bf16::splits; the counters are reduce_counters').
   static void conv2d_mma_bf16_packed(const ConvShape& fs, const __nv_bfloat16* xh, const __nv_bfloat16* wp,
                                      const float* b, T& y) {
@@ -982,9 +980,8 @@ struct Backend<Cuda> {
     unsigned* counters = splits > 1 ? reduce_counters(mb::tiles(fs)) : nullptr;
     with_kernel_size<1, 3>(fs.k, [&]<int K>() {
       auto run = [&]<int BN>() {
-        const dim3 grid(static_cast<unsigned>((fs.n * fs.h * fs.w + mb::bm - 1) / mb::bm),
-                        static_cast<unsigned>((fs.c_out + BN - 1) / BN), static_cast<unsigned>(splits));
-        launch(KILN_CUDA_KERNEL(conv2d_mma_bf16_forward_kernel, K, BN), grid, dim3(mb::Tile<BN>::threads),
+        launch(KILN_CUDA_KERNEL(conv2d_mma_bf16_forward_kernel, K, BN),
+               kiln::cuda::kernels::mma_conv::grid(fs, splits, BN), dim3(mb::Tile<BN>::threads),
                mb::Tile<BN>::shared_bytes, fs, xh, wp, b, y.data(), partials, counters);
       };
       mb::block_n(fs) == 128 ? run.template operator()<128>() : run.template operator()<64>();
