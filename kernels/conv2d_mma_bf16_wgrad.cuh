@@ -10,7 +10,7 @@
 //   D_t[m = Cout][n = Cin] = sum over pixels p of dyh[p][m] * xh[p + (u-P)*W + (v-P)][n],
 // the pixels the reduction, split over blockIdx.z (split-K, partial sums [split][t][Cout][Cin]
 // reduced in a fixed order by conv2d_mma_wgrad_reduce_kernel: deterministic), same tiles (BT x BT,
-// 64 x 64 per warp), same grid and splits (mma_wgrad::grid / splits).
+// 64 x 64 per warp), same grid and splits as the TF32 kernel's one-tap tiles (mma_wgrad::single_tap).
 //
 // Shared memory, per stage: A (dy) and B (x), each [16 pixels][BT channels] BF16, pixel rows of BT*2
 // bytes: exactly the NHWC layout, so a 16-byte copy is 8 channels of one pixel. The k dimension
@@ -88,7 +88,7 @@ inline Layout layout(const ConvShape& s) {
   l.weights = l.x_copy + mma_bf16::nhwc_floats(s);
   l.dy_copy = l.weights + mma_bf16::packed_weight_floats(t);
   l.partials = l.dy_copy + mma_bf16::nhwc_floats(t);
-  l.total = l.partials + mma_wgrad::workspace_floats(s);
+  l.total = l.partials + mma_wgrad::workspace_floats(s, mma_wgrad::single_tap(s));
   const std::int64_t forward_end = l.weights + mma_bf16::packed_weight_floats(s);  // may pass total (Cin < Cout)
   l.kept_dgrad = ((forward_end > l.total ? forward_end : l.total) + 3) / 4 * 4;
   l.kept_total = l.kept_dgrad + mma_bf16::packed_weight_floats(t);
@@ -97,7 +97,7 @@ inline Layout layout(const ConvShape& s) {
 
 }  // namespace mma_bf16_wgrad
 
-// grid mma_wgrad::grid(s, splits), block Tile<BT>::threads, dynamic shared memory
+// grid mma_wgrad::grid(s, single_tap(s), splits), block Tile<BT>::threads, dynamic shared memory
 // Tile<BT>::shared_bytes. Split z reduces k steps [z * steps_per_split, ...) and writes `out` =
 // partial sums [splits][K*K][Cout][Cin] (splits > 1) or adds to `out` = dw (one split).
 template <int K, int BT>
@@ -240,13 +240,13 @@ inline void backward_weight(const ConvShape& s, const float* x, const float* dy,
   auto* xh = reinterpret_cast<__nv_bfloat16*>(workspace + l.x_copy);
   if (!dy_copied) mma_bf16::to_nhwc(s.n, s.c_out, s.h * s.w, dy, dyh, stream);
   mma_bf16::to_nhwc(s.n, s.c_in, s.h * s.w, x, xh, stream);
-  mma_wgrad::Splits sp = mma_wgrad::splits(s);
+  mma_wgrad::Splits sp = mma_wgrad::splits(s, mma_wgrad::single_tap(s));
   if (unsplit) sp = mma_wgrad::Splits{1, static_cast<int>((s.n * s.h * s.w + bk - 1) / bk)};
   float* partials = workspace + l.partials;
   float* out = sp.count > 1 ? partials : dw;
   dispatch(s, [&]<int K, int BT>() {
-    KILN_LAUNCH((conv2d_mma_bf16_wgrad_kernel<K, BT>), mma_wgrad::grid(s, sp.count), dim3(Tile<BT>::threads),
-                Tile<BT>::shared_bytes, stream, s, static_cast<const __nv_bfloat16*>(xh),
+    KILN_LAUNCH((conv2d_mma_bf16_wgrad_kernel<K, BT>), mma_wgrad::grid(s, mma_wgrad::single_tap(s), sp.count),
+                dim3(Tile<BT>::threads), Tile<BT>::shared_bytes, stream, s, static_cast<const __nv_bfloat16*>(xh),
                 static_cast<const __nv_bfloat16*>(dyh), out, sp.steps_per_split);
     if (sp.count > 1)
       KILN_LAUNCH(conv2d_mma_wgrad_reduce_kernel<K>, dim3(mma_wgrad::reduce_blocks(s)),

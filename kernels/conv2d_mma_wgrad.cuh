@@ -4,34 +4,37 @@
 // weight gradient wherever supports() holds; tested on the emulator (tests/emu/test_conv_mma.cpp,
 // the tf32 rows of the kernel table).
 //
-// Per filter tap t = u*K + v (blockIdx.y), one GEMM with the pixels as the reduction:
+// Per filter tap t = u*K + v, one GEMM with the pixels as the reduction:
 //   D_t[m = Cout][n = Cin] = sum over pixels p of  dy[img][m][p]  *  x[img][n][py+u-P][px+v-P],
 //   dw[m][n][t] += D_t[m][n].
+// blockIdx.y takes one tap, or a pair of consecutive taps (Taps = 2: the x side's tile holds both
+// taps' rows, so a side of 64 channels still makes a four-warp block; geometry()).
 // The pixels are split over blockIdx.z (split-K, a block for every SM: splits()): each split writes
 // its partial D into a workspace [split][t][Cout][Cin], and conv2d_mma_wgrad_reduce_kernel adds
 // the splits to dw in a fixed order (deterministic, bit-identical run to run, no atomics). With one
 // split the kernel adds D to dw itself.
 //
-// Tiling: a block computes BT x BT of D (BT = 128: 4 warps 2 x 2; BT = 64: 1 warp), each warp a
-// 64 x 64 tile as 4 x 8 m16n8k8 accumulators. k steps of 16 pixels through a 3-stage cp.async
-// pipeline, one __syncthreads per step. Both operands are stored [row][16 pixels], pixels
-// contiguous, 16-byte chunk c of row r at slot c ^ ((r >> 1) & 3) (the 8 rows of an ldmatrix phase
-// in 8 different bank groups), and loaded by ldmatrix.x4: for 32-bit data the plain ldmatrix gives
-// lane l the float (l/4, l%4) of an 8x4 block, which is the m16n8k8 A layout for row-major
-// storage (four 8x4 blocks = {a0, a1, a2, a3}) and the B layout for n-major storage.
+// Tiling: a block computes BM x (Taps x CT) of D (Tile; 128 x 128 and 64 x 64 of one tap, 128 x 2*64
+// and 64 x 2*128 of a pair), each warp a 64 x 64 tile of one tap as 4 x 8 m16n8k8 accumulators.
+// k steps of 16 pixels through a 3-stage cp.async pipeline, one __syncthreads per step. Both
+// operands are stored [row][16 pixels], pixels contiguous, 16-byte chunk c of row r at slot
+// c ^ ((r >> 1) & 3) (the 8 rows of an ldmatrix phase in 8 different bank groups), and loaded by
+// ldmatrix.x4: for 32-bit data the plain ldmatrix gives lane l the float (l/4, l%4) of an 8x4 block,
+// which is the m16n8k8 A layout for row-major storage (four 8x4 blocks = {a0, a1, a2, a3}) and the
+// B layout for n-major storage.
 //   A = dy: H*W % 4 == 0 (supports()), so 4 consecutive pixels never straddle two images and are
 //     16-byte aligned: 16-byte cp.async, zero-filled past the last pixel. Rows past Cout read a
 //     clamped row (their D rows are never stored).
-//   B = x at the block's tap: 4-byte cp.async (the tap shifts pixels by v-P, misaligning them),
+//   B = x at the block's taps: 4-byte cp.async (a tap shifts pixels by v-P, misaligning them),
 //     zero-filled outside the image and past the last pixel. Each thread gathers one pixel of the
-//     step for BT*16/threads channels: one tap check per step, a constant channel stride,
-//     destinations as immediates off per-thread bases. Cin > BT and not a multiple of it: the last
-//     column block's tile is shifted to [Cin - BT, Cin) (every row exists; the columns the block
-//     before stores are computed again, not stored). ChannelTail (Cin < BT, one column block): a
-//     thread copies only its rows below Cin (b_rows, fixed for the kernel), in a rolled loop over
-//     groups of rows (2 for the 128 x 128 tile, 4 for 64 x 64; the last group's rows past Cin
-//     predicated off); the rows never copied are zeroed once and only ever meet D's columns past
-//     Cin, which are not stored.
+//     step for CT*16/threads channels of each tap: one tap check per step and tap, a constant
+//     channel stride, destinations as immediates off per-thread bases. Cin > CT and not a multiple
+//     of it: the last column block's tile is shifted to [Cin - CT, Cin) (every row exists; the
+//     columns the block before stores are computed again, not stored). ChannelTail (Cin < CT, one
+//     column block, one tap): a thread copies only its rows below Cin (b_rows, fixed for the
+//     kernel), in a rolled loop over groups of rows (2 for the 128 x 128 tile, 4 for 64 x 64; the
+//     last group's rows past Cin predicated off); the rows never copied are zeroed once and only
+//     ever meet D's columns past Cin, which are not stored.
 // The pixel positions move by 16 per step: kept incrementally (no division in the k loop).
 // Operands: dy and x reach the tensor core as fp32 bits, which it truncates to TF32 (as the
 // forward's activations). Offsets are 32-bit (supports() checks N*C*H*W < 2^31).
@@ -56,21 +59,31 @@ inline constexpr int warp_tile = 64;  // 64 output x 64 input channels per warp
 __host__ __device__ inline constexpr int reduce_pairs(int k) { return k == 1 ? 256 : 32; }
 __host__ __device__ inline constexpr int reduce_block_threads(int k) { return reduce_pairs(k) * k * k; }
 
-template <int BT>
+// A block's tile: BM output channels x (Taps x CT) columns, CT input channels at each of Taps
+// consecutive filter taps (Taps = 2 only for K = 3; the B rows [h * CT, (h + 1) * CT) are x shifted
+// to tap h of the pair). Warps of 64 x 64.
+template <int BM, int CT, int Taps = 1>
 struct Tile {
-  static_assert(BT == 64 || BT == 128, "block tiles are 64 x 64 or 128 x 128");
-  static constexpr int warps_m = BT / warp_tile, warps_n = BT / warp_tile;
+  static_assert(BM == 64 || BM == 128, "64 or 128 output channels per block");
+  static_assert(CT == 64 || CT == 128, "64 or 128 input channels per tap");
+  static_assert(Taps == 1 || Taps == 2, "one tap or a pair");
+  static_assert(Taps == 1 || BM * CT == 128 * 64, "a pair tile is four warps");
+  static constexpr int bn = CT * Taps;
+  static constexpr int warps_m = BM / warp_tile, warps_n = bn / warp_tile;
   static constexpr int threads = 32 * warps_m * warps_n;
-  static constexpr int a_floats = BT * bk, b_floats = BT * bk, stage_floats = a_floats + b_floats;
+  static constexpr int a_floats = BM * bk, b_floats = bn * bk, stage_floats = a_floats + b_floats;
   static constexpr std::size_t shared_bytes = sizeof(float) * stages * stage_floats;
-  static constexpr int a_chunks_per_thread = BT * (bk / 4) / threads;  // 16-byte dy copies
+  static constexpr int a_chunks_per_thread = BM * (bk / 4) / threads;  // 16-byte dy copies
   static constexpr int a_rows_per_pass = threads / (bk / 4);
   static constexpr int b_rows_per_pass = threads / bk;                             // x rows a pass of the block covers
-  static constexpr int b_copies_per_thread = BT / b_rows_per_pass;                 // 4-byte x copies
+  static constexpr int b_copies_per_thread = bn / b_rows_per_pass;                 // 4-byte x copies
+  static constexpr int b_copies_per_tap = CT / b_rows_per_pass;                    // of them, at one tap
   static constexpr int b_period = b_rows_per_pass >= 8 ? 1 : 8 / b_rows_per_pass;  // of the row swizzle
+  static_assert(BM * (bk / 4) % threads == 0, "every thread copies the same number of dy chunks");
   static_assert(a_rows_per_pass % 8 == 0, "every dy copy of a thread has the same swizzle");
-  static_assert(8 % b_rows_per_pass == 0 || b_rows_per_pass % 8 == 0, "periodic x swizzle");
-  static_assert(shared_bytes <= 48 * 1024, "fits the default dynamic shared memory limit");
+  static_assert(b_rows_per_pass <= 8 && 8 % b_rows_per_pass == 0, "periodic x swizzle");
+  static_assert(CT % b_rows_per_pass == 0, "a thread's x rows of one tap are consecutive copies");
+  static_assert(shared_bytes <= 64 * 1024, "at most 64 KiB (above 48: set_max_dynamic_shared, backward_weight)");
 };
 
 // Float (row, k) of a stage operand [BT][16], 16-byte chunks swizzled.
@@ -78,21 +91,49 @@ __device__ __forceinline__ int index(int row, int k) {
   return row * bk + (((k >> 2) ^ ((row >> 1) & 3)) << 2) + (k & 3);
 }
 
-// Block tile: 128 x 128 when both channel counts exceed 64, else 64 x 64.
+// Block tile of one tap: 128 x 128 when both channel counts exceed 64, else 64 x 64.
 inline int block_tile(const ConvShape& s) { return s.c_out > 64 && s.c_in > 64 ? 128 : 64; }
+
+// A launch's tile (Tile<bm, ct, taps>) and whether its x rows have a channel tail (Cin < ct).
+struct Geometry {
+  int bm = 64, ct = 64, taps = 1;
+  bool tail = false;
+  int warps() const { return bm / warp_tile * (ct * taps / warp_tile); }
+  friend bool operator==(const Geometry&, const Geometry&) = default;
+};
+// One tap per block, BT x BT (BT = block_tile): the BF16 kernel's tiles.
+inline Geometry single_tap(const ConvShape& s) {
+  const int bt = block_tile(s);
+  return {bt, bt, 1, s.c_in < bt};
+}
+// The TF32 kernel's: where one side has 64 channels and the other at least 65 (Cin = 64, or
+// Cout <= 64 with Cin >= 128) and K = 3, a block takes a pair of taps: 128 x (2 x 64) for Cin = 64,
+// 64 x (2 x 128) for Cout <= 64, both four warps. One-tap 64 x 64 tiles are one warp: an SM's shared
+// memory then moves two wavefronts per HMMA (the copies' one and the fragments' one), against 1.5
+// (1.64 for 64 x 2*128) for four warps, which kept these levels' weight gradients near 54 % of the
+// TF32 peak (docs/kernels.md). The ninth tap's pair is one tap: the block's second-tap warps copy
+// and compute nothing. (A 64 x 2*64 pair of two warps for 64 channels both ways needs 4.1 SASS
+// instructions per HMMA, past the limit of 4: not built.)
+inline Geometry geometry(const ConvShape& s) {
+  if (s.k == 3 && s.c_in == 64 && s.c_out > 64) return {128, 64, 2, false};
+  if (s.k == 3 && s.c_in >= 128 && s.c_out <= 64) return {64, 128, 2, false};
+  return single_tap(s);
+}
 
 }  // namespace mma_wgrad
 
-// grid (ceil(Cin / BT), ceil(Cout / BT) * K*K, splits), block Tile<BT>::threads, dynamic shared
-// memory Tile<BT>::shared_bytes. Split z reduces k steps [z * steps_per_split, ...) and writes
-// `out` = workspace [splits][K*K][Cout][Cin] (splits > 1) or adds to `out` = dw (one split).
+// grid (ceil(Cin / CT), ceil(Cout / BM) * ceil(K*K / Taps), splits), block Tile<BM, CT, Taps>::threads,
+// dynamic shared memory Tile<BM, CT, Taps>::shared_bytes. Split z reduces k steps
+// [z * steps_per_split, ...) and writes `out` = workspace [splits][K*K][Cout][Cin] (splits > 1) or
+// adds to `out` = dw (one split).
 // (BF16 runs conv2d_mma_bf16_wgrad.cuh's kernel on NHWC BF16 copies; the fp32-staged BF16 variant
 // that lived here is retired: docs/kernels.md "BF16".)
-template <int K, int BT, bool ChannelTail>
-__global__ void __launch_bounds__(mma_wgrad::Tile<BT>::threads, 2)
+template <int K, int BM, int CT, int Taps, bool ChannelTail>
+__global__ void __launch_bounds__(mma_wgrad::Tile<BM, CT, Taps>::threads, 2)
     conv2d_mma_wgrad_kernel(ConvShape s, const float* x, const float* dy, float* out, int steps_per_split) {
   namespace mma = kiln::gpu::mma;
-  using T = mma_wgrad::Tile<BT>;
+  using T = mma_wgrad::Tile<BM, CT, Taps>;
+  static_assert(Taps == 1 || (K == 3 && !ChannelTail), "tap pairs: K = 3, every x row of the tile exists");
   using mma_pipeline::at_byte;
   using mma_wgrad::bk;
   using mma_wgrad::index;
@@ -102,13 +143,22 @@ __global__ void __launch_bounds__(mma_wgrad::Tile<BT>::threads, 2)
   const int pixels = static_cast<int>(s.n) * HW;
   const int tid = static_cast<int>(threadIdx.x), lane = tid % 32, warp = tid / 32;
   const int wm = warp % T::warps_m, wn = warp / T::warps_m;
-  const int tiles_m = (cout + BT - 1) / BT;
-  const int tap = static_cast<int>(blockIdx.y) / tiles_m, u = tap / K, v = tap % K;
-  const int m0 = (static_cast<int>(blockIdx.y) - tap * tiles_m) * BT;
-  // Input channels: the block stores columns [n_own, n_own + BT) below Cin; without ChannelTail the
-  // last block's tile starts at Cin - BT instead (Cin >= BT), so all its rows exist, and the columns
+  const int tiles_m = (cout + BM - 1) / BM;
+  const int tap_block = static_cast<int>(blockIdx.y) / tiles_m, tap0 = tap_block * Taps;
+  const int m0 = (static_cast<int>(blockIdx.y) - tap_block * tiles_m) * BM;
+  // The block's taps: tap0 + h for h < taps (a pair's second may be past the last tap); x rows
+  // [h * CT, (h + 1) * CT) of the tile are x shifted by tap h's (du, dv).
+  const int taps = Taps == 1 || tap0 + 1 < KK ? Taps : 1;
+  int du[Taps], dv[Taps];
+  KILN_UNROLL
+  for (int h = 0; h < Taps; ++h) {
+    du[h] = (tap0 + h) / K - P;
+    dv[h] = (tap0 + h) % K - P;
+  }
+  // Input channels: the block stores columns [n_own, n_own + CT) below Cin; without ChannelTail the
+  // last block's tile starts at Cin - CT instead (Cin >= CT), so all its rows exist, and the columns
   // before n_own it computes again are not stored.
-  const int n_own = static_cast<int>(blockIdx.x) * BT, n0 = ChannelTail || n_own + BT <= cin ? n_own : cin - BT;
+  const int n_own = static_cast<int>(blockIdx.x) * CT, n0 = ChannelTail || n_own + CT <= cin ? n_own : cin - CT;
   const int k_steps_total = (pixels + bk - 1) / bk;
   const int step_begin = static_cast<int>(blockIdx.z) * steps_per_split;
   const int step_end = step_begin + steps_per_split < k_steps_total ? step_begin + steps_per_split : k_steps_total;
@@ -134,7 +184,7 @@ __global__ void __launch_bounds__(mma_wgrad::Tile<BT>::threads, 2)
     const int img = b_pixel / HW, hw = b_pixel - img * HW;
     b_py = hw / W;
     b_px = hw - b_py * W;
-    b_offset = img * cin * HW + hw + (n0 + r0) * HW + (u - P) * W + (v - P);
+    b_offset = img * cin * HW + hw + (n0 + r0) * HW;
   }
   // Rows of this thread that exist: j < b_rows (ChannelTail only).
   const int b_rows_left = cin - n0 - r0;
@@ -158,12 +208,12 @@ __global__ void __launch_bounds__(mma_wgrad::Tile<BT>::threads, 2)
     KILN_UNROLL
     for (int i = 0; i < T::a_chunks_per_thread; ++i)
       kiln::gpu::cp_async<16>(at_byte(as, a_dst) + i * T::a_rows_per_pass * bk, dy + (a_offset + a_row[i]), a_ok);
-    const int iy = b_py + u - P, ix = b_px + v - P;
-    const bool b_ok = b_pixel < pixels && static_cast<unsigned>(iy) < static_cast<unsigned>(H) &&
-                      static_cast<unsigned>(ix) < static_cast<unsigned>(W);
-    const float* src = x + b_offset;  // where !b_ok it may lie outside x: a zero-fill copy does not read it
     // Row j of the thread lands at b_dst[j % b_period] + (j / b_period) * 8 * bk floats.
     if constexpr (ChannelTail) {
+      const int iy = b_py + du[0], ix = b_px + dv[0];
+      const bool b_ok = b_pixel < pixels && static_cast<unsigned>(iy) < static_cast<unsigned>(H) &&
+                        static_cast<unsigned>(ix) < static_cast<unsigned>(W);
+      const float* src = x + b_offset + du[0] * W + dv[0];  // where !b_ok it may lie outside x: not read
       constexpr int G = T::b_period > 1 ? T::b_period : 2;  // rows per iteration, a multiple of b_period
       KILN_MMA_ROLLED
       for (int jg = 0; jg < rows; jg += G) {
@@ -176,9 +226,18 @@ __global__ void __launch_bounds__(mma_wgrad::Tile<BT>::threads, 2)
       }
     } else {
       KILN_UNROLL
-      for (int j = 0; j < T::b_copies_per_thread; ++j) {
-        kiln::gpu::cp_async<4>(at_byte(bs, b_dst[j % T::b_period]) + (j / T::b_period) * 8 * bk, src, b_ok);
-        src += b_row_stride;
+      for (int h = 0; h < Taps; ++h) {
+        if (h >= taps) break;  // the last pair's missing tap: its rows are never read
+        const int iy = b_py + du[h], ix = b_px + dv[h];
+        const bool b_ok = b_pixel < pixels && static_cast<unsigned>(iy) < static_cast<unsigned>(H) &&
+                          static_cast<unsigned>(ix) < static_cast<unsigned>(W);
+        const float* src = x + b_offset + du[h] * W + dv[h];  // where !b_ok it may lie outside x: not read
+        KILN_UNROLL
+        for (int jt = 0; jt < T::b_copies_per_tap; ++jt) {
+          const int j = h * T::b_copies_per_tap + jt;
+          kiln::gpu::cp_async<4>(at_byte(bs, b_dst[j % T::b_period]) + (j / T::b_period) * 8 * bk, src, b_ok);
+          src += b_row_stride;
+        }
       }
     }
     // Next step: 16 pixels further.
@@ -218,9 +277,13 @@ __global__ void __launch_bounds__(mma_wgrad::Tile<BT>::threads, 2)
     }
   }
 
+  // The warp's 64 columns lie in one tap of the tile: h = wn * 64 / CT.
+  const int warp_half = wn * mma_wgrad::warp_tile / CT, warp_tap = tap0 + warp_half;
+  const bool warp_active = warp_half < taps;
   float acc[4][8][4];
   mma_pipeline::zero(acc);
   mma_pipeline::run<mma_wgrad::stages>(k_steps, load_stage, [&](int stage) {
+    if (Taps > 1 && !warp_active) return;  // warp-uniform: the last pair's missing tap
     const float* as = shared + stage * T::stage_floats;
     const float* bs = as + T::a_floats;
     KILN_UNROLL
@@ -237,8 +300,9 @@ __global__ void __launch_bounds__(mma_wgrad::Tile<BT>::threads, 2)
     }
   });
 
-  mma_pipeline::store_wgrad<KK, !ChannelTail>(acc, out, tap, m0 + wm * mma_wgrad::warp_tile,
-                                              n0 + wn * mma_wgrad::warp_tile, n_own, cout, cin, lane);
+  if (warp_active)
+    mma_pipeline::store_wgrad<KK, !ChannelTail>(acc, out, warp_tap, m0 + wm * mma_wgrad::warp_tile,
+                                                n0 + wn * mma_wgrad::warp_tile % CT, n_own, cout, cin, lane);
 }
 
 // dw[o][c][t] += sum over splits of partial[split][t][o][c], splits in order (deterministic).
@@ -312,11 +376,11 @@ inline double predicted_seconds(std::int64_t blocks, std::int64_t steps, std::in
   if (count == 1) return gemm;
   return gemm + std::max(m::launch_seconds, (count + 2) * dw_bytes / m::hbm_bytes);
 }
-inline Splits splits(const ConvShape& s) {
-  const std::int64_t bt = block_tile(s), kk = s.k * s.k, dw_floats = s.c_out * s.c_in * kk;
-  const std::int64_t blocks = (s.c_out + bt - 1) / bt * ((s.c_in + bt - 1) / bt) * kk;
+inline Splits splits(const ConvShape& s, const Geometry& g) {
+  const std::int64_t kk = s.k * s.k, dw_floats = s.c_out * s.c_in * kk;
+  const std::int64_t blocks = (s.c_out + g.bm - 1) / g.bm * ((s.c_in + g.ct - 1) / g.ct) * ((kk + g.taps - 1) / g.taps);
   const std::int64_t steps = (s.n * s.h * s.w + bk - 1) / bk;
-  const std::int64_t fill = 132 * 4 / ((bt == 128 ? Tile<128>::threads : Tile<64>::threads) / 32);
+  const std::int64_t fill = 132 * 4 / g.warps();
   std::int64_t count = (fill + blocks - 1) / blocks;
   if (steps / 8 < count) count = steps / 8;
   const std::int64_t by_workspace = (std::int64_t{1} << 24) / (dw_floats > 0 ? dw_floats : 1);
@@ -325,8 +389,8 @@ inline Splits splits(const ConvShape& s) {
   if (count < 1) count = 1;
   if (2 * blocks >= fill && count > 1) {  // half full unsplit: split only where the model says it pays
     const std::int64_t per = (steps + count - 1) / count;
-    const bool pays = bt == 128 && predicted_seconds(blocks, per * count, count, dw_floats) <
-                                       predicted_seconds(blocks, steps, 1, dw_floats);
+    const bool pays = g == Geometry{128, 128, 1, g.tail} && predicted_seconds(blocks, per * count, count, dw_floats) <
+                                                                predicted_seconds(blocks, steps, 1, dw_floats);
     if (!pays) count = 1;
   }
   Splits sp;
@@ -336,36 +400,49 @@ inline Splits splits(const ConvShape& s) {
   if (sp.count < 1) sp.count = 1;
   return sp;
 }
+inline Splits splits(const ConvShape& s) { return splits(s, geometry(s)); }
 // Floats of workspace the weight gradient uses (0 with a single split).
-inline std::int64_t workspace_floats(const ConvShape& s) {
-  const Splits sp = splits(s);
+inline std::int64_t workspace_floats(const ConvShape& s, const Geometry& g) {
+  const Splits sp = splits(s, g);
   return sp.count > 1 ? sp.count * s.c_out * s.c_in * s.k * s.k : 0;
 }
+inline std::int64_t workspace_floats(const ConvShape& s) { return workspace_floats(s, geometry(s)); }
 
-// The kernel of a shape: K, block tile, channel tail (Cin below the tile).
+// The TF32 kernel of a shape (geometry(s)): K, tile, channel tail.
 template <class Run>
 void dispatch(const ConvShape& s, Run&& run) {
-  const int bt = block_tile(s);
-  const bool tail = s.c_in < bt;  // Cin > BT and not a multiple of it: the shifted last tile, no tail
-  const int variant = (s.k == 3 ? 4 : 0) + (bt == 128 ? 2 : 0) + (tail ? 1 : 0);
+  const Geometry g = geometry(s);
+  if (g.taps == 2)  // K = 3
+    return g.bm == 128 ? run.template operator()<3, 128, 64, 2, false>()
+                       : run.template operator()<3, 64, 128, 2, false>();
+  const int variant = (s.k == 3 ? 4 : 0) + (g.bm == 128 ? 2 : 0) + (g.tail ? 1 : 0);
   switch (variant) {
     case 0:
-      return run.template operator()<1, 64, false>();
+      return run.template operator()<1, 64, 64, 1, false>();
     case 1:
-      return run.template operator()<1, 64, true>();
+      return run.template operator()<1, 64, 64, 1, true>();
     case 2:
-      return run.template operator()<1, 128, false>();
+      return run.template operator()<1, 128, 128, 1, false>();
     case 3:
-      return run.template operator()<1, 128, true>();
+      return run.template operator()<1, 128, 128, 1, true>();
     case 4:
-      return run.template operator()<3, 64, false>();
+      return run.template operator()<3, 64, 64, 1, false>();
     case 5:
-      return run.template operator()<3, 64, true>();
+      return run.template operator()<3, 64, 64, 1, true>();
     case 6:
-      return run.template operator()<3, 128, false>();
+      return run.template operator()<3, 128, 128, 1, false>();
     default:
-      return run.template operator()<3, 128, true>();
+      return run.template operator()<3, 128, 128, 1, true>();
   }
+}
+
+// Before a launch of the kernel: its tile may need more than the 48 KiB of dynamic shared memory
+// CUDA gives without asking (the 64 x 2*128 pair: 60 KiB). Asked on every launch, as the opt-in
+// belongs to the current device.
+template <int K, int BM, int CT, int Taps, bool Tail>
+void allow_shared() {
+  if constexpr (Tile<BM, CT, Taps>::shared_bytes > 48 * 1024)
+    kiln::gpu::set_max_dynamic_shared(conv2d_mma_wgrad_kernel<K, BM, CT, Taps, Tail>, Tile<BM, CT, Taps>::shared_bytes);
 }
 
 // conv2d_mma_wgrad_reduce_kernel's grid: a block per tile of reduce_pairs (o, c), at most 4096.
@@ -374,9 +451,10 @@ inline unsigned reduce_blocks(const ConvShape& s) {
   return static_cast<unsigned>(tiles < 4096 ? tiles : 4096);
 }
 
-inline dim3 grid(const ConvShape& s, int split_count) {
-  const std::int64_t bt = block_tile(s);
-  return dim3(static_cast<unsigned>((s.c_in + bt - 1) / bt), static_cast<unsigned>((s.c_out + bt - 1) / bt * s.k * s.k),
+inline dim3 grid(const ConvShape& s, const Geometry& g, int split_count) {
+  const std::int64_t kk = s.k * s.k;
+  return dim3(static_cast<unsigned>((s.c_in + g.ct - 1) / g.ct),
+              static_cast<unsigned>((s.c_out + g.bm - 1) / g.bm * ((kk + g.taps - 1) / g.taps)),
               static_cast<unsigned>(split_count));
 }
 
@@ -392,9 +470,11 @@ inline void backward_weight(const ConvShape& s, const float* x, const float* dy,
   Splits sp = splits(s);
   if (unsplit) sp = Splits{1, static_cast<int>((s.n * s.h * s.w + bk - 1) / bk)};
   float* out = sp.count > 1 ? workspace : dw;
-  dispatch(s, [&]<int K, int BT, bool Tail>() {
-    KILN_LAUNCH((conv2d_mma_wgrad_kernel<K, BT, Tail>), grid(s, sp.count), dim3(Tile<BT>::threads),
-                Tile<BT>::shared_bytes, stream, s, x, dy, out, sp.steps_per_split);
+  dispatch(s, [&]<int K, int BM, int CT, int Taps, bool Tail>() {
+    using T = Tile<BM, CT, Taps>;
+    allow_shared<K, BM, CT, Taps, Tail>();
+    KILN_LAUNCH((conv2d_mma_wgrad_kernel<K, BM, CT, Taps, Tail>), grid(s, geometry(s), sp.count), dim3(T::threads),
+                T::shared_bytes, stream, s, x, dy, out, sp.steps_per_split);
     if (sp.count > 1)
       KILN_LAUNCH(conv2d_mma_wgrad_reduce_kernel<K>, dim3(reduce_blocks(s)), dim3(reduce_block_threads(K)), 0, stream,
                   s, static_cast<const float*>(workspace), sp.count, dw);

@@ -293,20 +293,20 @@ TEST_CASE("tf32 backward: mma.sync gradients with the planned workspace, implici
     return kiln_test::launched_kernel_names();
   };
   // Cout 7 -> dgrad reads 7 channels (a channel tail) into Cin 5 (128x64 tile); one wgrad split.
-  CHECK(backward_launches({1, 5, 7, 4, 5, 3}, true) == std::set<std::string>{"conv2d_mma_pack_weights_dgrad_kernel<3>",
-                                                                             "conv2d_mma_forward_kernel<3, 64, true>",
-                                                                             "conv2d_mma_wgrad_kernel<3, 64, true>"});
+  CHECK(backward_launches({1, 5, 7, 4, 5, 3}, true) ==
+        std::set<std::string>{"conv2d_mma_pack_weights_dgrad_kernel<3>", "conv2d_mma_forward_kernel<3, 64, true>",
+                              "conv2d_mma_wgrad_kernel<3, 64, 64, 1, true>"});
   // 256 pixels = 16 k steps: two wgrad splits and the reduction; dgrad into 16 channels.
   CHECK(backward_launches({1, 16, 80, 16, 16, 1}, true) ==
         std::set<std::string>{"conv2d_mma_pack_weights_dgrad_kernel<1>", "conv2d_mma_forward_kernel<1, 64, false>",
-                              "conv2d_mma_wgrad_kernel<1, 64, true>", "conv2d_mma_wgrad_reduce_kernel<1>"});
+                              "conv2d_mma_wgrad_kernel<1, 64, 64, 1, true>", "conv2d_mma_wgrad_reduce_kernel<1>"});
   // 128 channels both ways: the weight gradient's 128x128 tile; the input gradient's 16 pixels on
   // 128x64 tiles (128 x 128 ones would fill 1 SM).
   CHECK(backward_launches({1, 128, 128, 4, 4, 3}, true) ==
         std::set<std::string>{"conv2d_mma_pack_weights_dgrad_kernel<3>", "conv2d_mma_forward_kernel<3, 64, false>",
-                              "conv2d_mma_wgrad_kernel<3, 128, false>"});
+                              "conv2d_mma_wgrad_kernel<3, 128, 128, 1, false>"});
   CHECK(backward_launches({1, 5, 7, 4, 5, 3}, false) ==
-        std::set<std::string>{"conv2d_igemm_backward_data_kernel<3>", "conv2d_mma_wgrad_kernel<3, 64, true>"});
+        std::set<std::string>{"conv2d_igemm_backward_data_kernel<3>", "conv2d_mma_wgrad_kernel<3, 64, 64, 1, true>"});
   CHECK(backward_launches({1, 5, 7, 5, 7, 3}, true) ==  // H*W = 35
         std::set<std::string>{"conv2d_mma_pack_weights_dgrad_kernel<3>", "conv2d_mma_forward_kernel<3, 64, true>",
                               "conv2d_igemm_backward_weight_kernel<3>"});

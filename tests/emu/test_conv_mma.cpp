@@ -121,8 +121,8 @@ Gradients tensor_core_gradients(const ConvShape& s, const std::vector<float>& x,
 [[maybe_unused]] void check_gradients(const ConvShape& s, std::uint64_t seed) {  // unused in OS-thread mode
   std::ostringstream name;
   name << "N=" << s.n << " " << s.c_in << "->" << s.c_out << " K=" << s.k << " " << s.h << "x" << s.w
-       << " dgrad tile 128x" << mc::block_n(mc::transposed(s)) << ", wgrad tile " << mw::block_tile(s) << ", "
-       << mw::splits(s).count << " splits";
+       << " dgrad tile 128x" << mc::block_n(mc::transposed(s)) << ", wgrad tile " << mw::geometry(s).bm << "x"
+       << mw::geometry(s).taps << "*" << mw::geometry(s).ct << ", " << mw::splits(s).count << " splits";
   INFO(name.str());
   const auto x = uniform(static_cast<std::size_t>(s.n * s.c_in * s.h * s.w), seed, -2.0f, 2.0f);
   const auto w = uniform(static_cast<std::size_t>(s.c_out * s.c_in * s.k * s.k), seed + 1, -1.0f, 1.0f);
@@ -401,6 +401,17 @@ TEST_CASE("mma.sync TF32 conv gradients: U-Net shapes") {
 #endif
 }
 
+TEST_CASE("mma.sync TF32 weight gradient: tap pairs where a side has 64 channels") {
+  check_gradients({1, 64, 128, 4, 4, 3}, 41);   // 128 x 2*64, 5 tap blocks (the last one tap)
+  check_gradients({2, 64, 128, 8, 16, 3}, 42);  // 128 x 2*64, split
+#if !KILN_EMU_ASAN
+  check_gradients({1, 200, 40, 4, 4, 3},
+                  43);  // 64 x 2*128: Cout 40 of 64, Cin 200: the second column tile at [72, 200)
+  check_gradients({2, 64, 100, 6, 6, 3}, 44);  // 128 x 2*64, Cout 100 of 128, H*W = 36
+  check_gradients({2, 128, 64, 8, 8, 3}, 45);  // 64 x 2*128, up.2.conv1's channels
+#endif
+}
+
 TEST_CASE("mma.sync TF32 conv gradients: odd shapes") {
   check_gradients({1, 3, 5, 4, 5, 3}, 24);    // channels below one k step, H*W = 20: a partial last step
   check_gradients({3, 17, 6, 2, 2, 3}, 25);   // 2x2 images: 4 images per k step, every tap mostly padding
@@ -533,6 +544,18 @@ TEST_CASE("conv2d_mma_wgrad: shapes taken, split-K plan, dgrad packing size") {
   CHECK(!mw::supports({2, 3, 5, 4, 4, 5}));  // K = 5
   CHECK(mw::block_tile({1, 65, 65, 4, 4, 3}) == 128);
   CHECK(mw::block_tile({1, 64, 256, 4, 4, 3}) == 64);
+  // Tap pairs (K = 3) where a side has 64 channels; one tap otherwise.
+  CHECK(mw::geometry({1, 64, 128, 4, 4, 3}) == mw::Geometry{128, 64, 2, false});  // down.2.conv1
+  CHECK(mw::geometry({1, 128, 64, 4, 4, 3}) == mw::Geometry{64, 128, 2, false});  // up.2.conv1
+  CHECK(mw::geometry({1, 64, 64, 4, 4, 3}) == mw::Geometry{64, 64, 1, false});    // 64 both ways: one tap
+  CHECK(mw::geometry({1, 128, 32, 4, 4, 3}) == mw::Geometry{64, 128, 2, false});  // Cout 32: rows clamped
+  CHECK(mw::geometry({1, 100, 20, 4, 4, 3}) == mw::Geometry{64, 64, 1, false});   // Cin 65..127: one tap
+  CHECK(mw::geometry({1, 32, 64, 4, 4, 3}) == mw::Geometry{64, 64, 1, true});     // Cin below 64
+  CHECK(mw::geometry({1, 64, 128, 4, 4, 1}) == mw::Geometry{64, 64, 1, false});   // 1 x 1: one tap
+  CHECK(mw::geometry({1, 128, 256, 4, 4, 3}) == mw::Geometry{128, 128, 1, false});
+  CHECK(mw::single_tap({1, 64, 128, 4, 4, 3}) == mw::Geometry{64, 64, 1, false});  // the BF16 kernel's
+  CHECK(mw::grid({1, 64, 128, 4, 4, 3}, mw::geometry({1, 64, 128, 4, 4, 3}), 3).y == 5);
+  CHECK(mw::grid({1, 200, 40, 4, 4, 3}, mw::geometry({1, 200, 40, 4, 4, 3}), 1).x == 2);
   CHECK(mc::packed_dgrad_weight_floats({1, 3, 5, 4, 4, 3}) == 3 * 9 * 16);
   for (const ConvShape s : {ConvShape{16, 32, 32, 64, 64, 3}, ConvShape{16, 256, 512, 4, 4, 3},
                             ConvShape{1, 3, 5, 4, 4, 1}, ConvShape{3, 17, 6, 2, 2, 3}}) {
@@ -545,15 +568,18 @@ TEST_CASE("conv2d_mma_wgrad: shapes taken, split-K plan, dgrad packing size") {
     CHECK(mw::workspace_floats(s) == (sp.count > 1 ? sp.count * s.c_out * s.c_in * s.k * s.k : 0));
   }
   // The fewest splits that give each of 132 x 4 warp schedulers a warp (64 x 64 tiles: one warp per
-  // block; 128 x 128: four); where the unsplit grid fills half of them, those splits only where the
-  // H100 model says they pay (U-Net shapes, batch 16; the 8-k-steps cap binds at level 3's 18-block grid).
+  // block; 128 x 128 and the tap pairs 128 x 2*64, 64 x 2*128: four); where the
+  // unsplit grid fills half of them, those splits only where the H100 model says they pay (U-Net
+  // shapes, batch 16; the 8-k-steps cap binds at level 3's 18-block grid).
   struct Plan {
     ConvShape s;
     int splits;
   };
   for (const Plan& p : {Plan{{16, 32, 32, 64, 64, 3}, 59},    // 9 one-warp blocks: 528 / 9
                         Plan{{16, 128, 128, 16, 16, 3}, 15},  // 9 four-warp blocks (was 32 splits)
-                        Plan{{16, 64, 128, 16, 16, 3}, 29},   // 18 one-warp blocks, 9 k steps per split
+                        Plan{{16, 64, 128, 16, 16, 3}, 26},   // 5 four-warp tap pairs: 27, 10 k steps per split
+                        Plan{{16, 128, 64, 32, 32, 3}, 27},   // 5 four-warp tap pairs (64 x 2*128), 38 k steps
+                        Plan{{16, 64, 64, 32, 32, 3}, 57},    // 9 one-warp blocks: 59, 18 k steps per split
                         Plan{{16, 128, 256, 8, 8, 3}, 8},     // 18 blocks, 64 k steps
                         Plan{{16, 256, 256, 8, 8, 3}, 4},     // 36 blocks (was 8)
                         Plan{{16, 512, 256, 8, 8, 3}, 2},     // 72 blocks: up.0.conv1, the model's 2

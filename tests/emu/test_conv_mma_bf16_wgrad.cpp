@@ -52,7 +52,7 @@ std::vector<float> exact_dw(const ConvShape& s, const std::vector<float>& x, con
 // Split-K (as planned) and unsplit, under both schedules. Returns the planned split count.
 [[maybe_unused]] int check_wgrad(const ConvShape& s, std::uint64_t seed) {
   INFO("N=" << s.n << " " << s.c_in << "->" << s.c_out << " K=" << s.k << " " << s.h << "x" << s.w << ": tile "
-            << mw::block_tile(s) << ", splits " << mw::splits(s).count);
+            << mw::block_tile(s) << ", splits " << mw::splits(s, mw::single_tap(s)).count);
   const auto x = uniform(static_cast<std::size_t>(s.n * s.c_in * s.h * s.w), seed, -2.0f, 2.0f);
   const auto dy = uniform(static_cast<std::size_t>(s.n * s.c_out * s.h * s.w), seed + 1, -1.0f, 1.0f);
   const auto want = exact_dw(s, x, dy);
@@ -73,7 +73,7 @@ std::vector<float> exact_dw(const ConvShape& s, const std::vector<float>& x, con
       CHECK(vs_fp32 > wgrad_tf32_level);
     }
   }
-  return mw::splits(s).count;
+  return mw::splits(s, mw::single_tap(s)).count;
 }
 
 // The launch log records names once; the NHWC copies are counted here as well.
@@ -94,8 +94,8 @@ TEST_CASE("mma_bf16_wgrad::layout: x's copy first, then the packed weights, dy's
   CHECK(l.weights - l.x_copy == mb::nhwc_floats(s));
   CHECK(l.dy_copy - l.weights == mb::packed_weight_floats(t));  // the input gradient's packed weights
   CHECK(l.partials - l.dy_copy == mb::nhwc_floats(t));
-  CHECK(l.total - l.partials == mw::workspace_floats(s));
-  CHECK(mw::workspace_floats(s) > 0);
+  CHECK(l.total - l.partials == mw::workspace_floats(s, mw::single_tap(s)));
+  CHECK(mw::workspace_floats(s, mw::single_tap(s)) > 0);
   CHECK(l.weights % 4 == 0);
   CHECK(l.dy_copy % 4 == 0);
   CHECK(l.partials % 4 == 0);
@@ -160,7 +160,7 @@ TEST_CASE(
   using Tensor = kiln::Tensor<float, kiln::Cuda>;
   kiln::cuda::MathModeScope scope(kiln::cuda::MathMode::bf16);
   const ConvShape s{4, 20, 24, 8, 8, 3};  // 256 pixels: 16 steps, 2 splits; 24 -> 20 input gradient
-  REQUIRE(mw::splits(s).count == 2);
+  REQUIRE(mw::splits(s, mw::single_tap(s)).count == 2);
   CHECK(B::conv2d_workspace_floats(s) >= static_cast<std::size_t>(mbw::layout(s).total));
   const auto xv = uniform(static_cast<std::size_t>(s.n * s.c_in * s.h * s.w), 41, -2.0f, 2.0f);
   const auto wv = uniform(static_cast<std::size_t>(s.c_out * s.c_in * 9), 42, -1.0f, 1.0f);
@@ -187,7 +187,7 @@ TEST_CASE(
   // With dx: dy's copy made once, for the input gradient, and reused.
   const auto with_dx = run(dx, full);
   CHECK(with_dx.count("conv2d_mma_bf16_wgrad_kernel<3, 64>") == 1);
-  CHECK(with_dx.count("conv2d_mma_wgrad_kernel<3, 64, true>") == 0);
+  CHECK(with_dx.count("conv2d_mma_wgrad_kernel<3, 64, 64, 1, true>") == 0);
   CHECK(with_dx.count("conv2d_mma_wgrad_reduce_kernel<3>") == 1);  // the partial sums after the copies
   CHECK(nhwc_copies == 2);                                         // dy's and x's
   CHECK(normalised_error(dw.to_vector(), want) < 2e-6);
@@ -205,7 +205,7 @@ TEST_CASE(
   // mma.sync kernel stands in (the fp32-staged BF16 kernel is retired), unsplit, at TF32's accuracy.
   const auto fallback = run(no_dx, kiln::cuda::kernels::mma_conv::packed_weight_floats(s));
   CHECK(fallback.count("conv2d_mma_bf16_wgrad_kernel<3, 64>") == 0);
-  CHECK(fallback.count("conv2d_mma_wgrad_kernel<3, 64, true>") == 1);
+  CHECK(fallback.count("conv2d_mma_wgrad_kernel<3, 64, 64, 1, true>") == 1);
   CHECK(fallback.count("conv2d_mma_wgrad_reduce_kernel<3>") == 0);
   CHECK(nhwc_copies == 0);
   std::vector<float> strict = dw0;
@@ -220,7 +220,7 @@ TEST_CASE(
   using kiln::ConvKept;
   kiln::cuda::MathModeScope scope(kiln::cuda::MathMode::bf16);
   const ConvShape s{4, 20, 24, 8, 8, 3};  // 2 splits: the partial sums follow both copies
-  REQUIRE(mw::splits(s).count == 2);
+  REQUIRE(mw::splits(s, mw::single_tap(s)).count == 2);
   const auto xv = uniform(static_cast<std::size_t>(s.n * s.c_in * s.h * s.w), 51, -2.0f, 2.0f);
   const auto other = uniform(xv.size(), 52, -2.0f, 2.0f);
   const auto wv = uniform(static_cast<std::size_t>(s.c_out * s.c_in * 9), 53, -1.0f, 1.0f);

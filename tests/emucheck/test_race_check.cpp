@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "emu/test_emulator_support.hpp"
+#include "conv2d_mma_wgrad.cuh"
 #include "kiln/gpu/gpu.hpp"
 
 static_assert(KILN_EMU_CHECK, "tests/emucheck is compiled only in the checking build");
@@ -280,6 +281,33 @@ TEST_CASE(
     CHECK(p->shared_load.units == wavefronts);
   }
   CHECK(out.download() == std::vector<float>(32, 4.0f));
+}
+
+// The counters must see what the kernel's code issues: one shared store request per cp.async of a
+// warp. The weight gradient's tap-pair tile on 8 x 8 images (4 k steps, 5 blocks of 4 warps, the
+// last with one tap): per k step, a full block's warps copy a_chunks_per_thread 16-byte dy chunks and
+// b_copies_per_thread 4-byte x rows each, the last block's half the x rows. (When clang inlined
+// cp_async into this kernel, the NaN it writes into the destination until the copy lands was
+// counted as a second store per copy: 4768 requests.)
+TEST_CASE("traffic counters: a cp.async is one shared store request (the weight gradient's tap-pair tile)") {
+  namespace mw = kiln::cuda::kernels::mma_wgrad;
+  using T = mw::Tile<64, 128, 2>;
+  const kiln::ConvShape s{1, 128, 64, 8, 8, 3};
+  REQUIRE(mw::geometry(s) == mw::Geometry{64, 128, 2, false});
+  DeviceBuffer<float> x(std::vector<float>(128 * 64, 0.5f)), dy(std::vector<float>(64 * 64, 0.25f)),
+      dw(std::vector<float>(64 * 128 * 9, 0.0f));
+  kiln::gpu::emu::profile_log().clear();
+  kiln::gpu::emu::set_profile(true);
+  mw::backward_weight(s, x.get(), dy.get(), dw.get(), nullptr, true);
+  kiln::gpu::emu::set_profile(false);
+  REQUIRE(kiln::gpu::emu::profile_log().size() == 1);
+  const kiln::gpu::emu::LaunchProfile& p = kiln::gpu::emu::profile_log()[0];
+  const int warps = T::threads / 32, steps = 4;
+  const double full = warps * (T::a_chunks_per_thread + T::b_copies_per_thread);
+  const double last = warps * (T::a_chunks_per_thread + T::b_copies_per_tap);
+  CHECK(p.shared_store.requests == steps * (4 * full + last));
+  CHECK(p.shared_store.requests == 2464);
+  CHECK(dw.download()[0] == doctest::Approx(0.5f * 0.25f * 49));  // tap (0, 0): 7 x 7 of the 64 pixels
 }
 
 TEST_CASE("traffic counters: sampled blocks are scaled to the whole grid") {

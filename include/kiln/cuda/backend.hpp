@@ -1064,10 +1064,11 @@ struct Backend<Cuda> {
         sp = mw::Splits{1, static_cast<int>((s.n * s.h * s.w + mw::bk - 1) / mw::bk)};
       float* out = sp.count > 1 ? ws.data() : dw.data();
       // TF32 (under BF16 too, where the NHWC kernel cannot run: no room for the copies in ws).
-      mw::dispatch(s, [&]<int K, int BT, bool Tail>() {
-        launch(KILN_CUDA_KERNEL(conv2d_mma_wgrad_kernel, K, BT, Tail), mw::grid(s, sp.count),
-               dim3(mw::Tile<BT>::threads), mw::Tile<BT>::shared_bytes, s, x.data(), dy.data(), out,
-               sp.steps_per_split);
+      mw::dispatch(s, [&]<int K, int BM, int CT, int Taps, bool Tail>() {
+        using Tile = mw::Tile<BM, CT, Taps>;
+        mw::allow_shared<K, BM, CT, Taps, Tail>();
+        launch(KILN_CUDA_KERNEL(conv2d_mma_wgrad_kernel, K, BM, CT, Taps, Tail), mw::grid(s, mw::geometry(s), sp.count),
+               dim3(Tile::threads), Tile::shared_bytes, s, x.data(), dy.data(), out, sp.steps_per_split);
         if (sp.count > 1)
           launch(KILN_CUDA_KERNEL(conv2d_mma_wgrad_reduce_kernel, K), dim3(mw::reduce_blocks(s)),
                  dim3(mw::reduce_block_threads(K)), 0, s, static_cast<const float*>(ws.data()), sp.count, dw.data());
@@ -1100,15 +1101,15 @@ struct Backend<Cuda> {
     auto* xh = reinterpret_cast<__nv_bfloat16*>(ws.data() + l.x_copy);
     if (!dy_copied) to_nhwc_bf16(s.n, s.c_out, s.h * s.w, dy.data(), dyh);
     if (!x_copied) to_nhwc_bf16(s.n, s.c_in, s.h * s.w, x.data(), xh);
-    mw::Splits sp = mw::splits(s);
+    mw::Splits sp = mw::splits(s, mw::single_tap(s));
     const std::int64_t weights = s.c_out * s.c_in * s.k * s.k;
     if (sp.count > 1 && static_cast<std::int64_t>(ws.numel()) < l.partials + sp.count * weights)
       sp = mw::Splits{1, static_cast<int>((s.n * s.h * s.w + mw::bk - 1) / mw::bk)};  // no room: unsplit
     float* partials = ws.data() + l.partials;
     float* out = sp.count > 1 ? partials : dw.data();
     mbw::dispatch(s, [&]<int K, int BT>() {
-      launch(KILN_CUDA_KERNEL(conv2d_mma_bf16_wgrad_kernel, K, BT), mw::grid(s, sp.count), dim3(mbw::Tile<BT>::threads),
-             mbw::Tile<BT>::shared_bytes, s, static_cast<const __nv_bfloat16*>(xh),
+      launch(KILN_CUDA_KERNEL(conv2d_mma_bf16_wgrad_kernel, K, BT), mw::grid(s, mw::single_tap(s), sp.count),
+             dim3(mbw::Tile<BT>::threads), mbw::Tile<BT>::shared_bytes, s, static_cast<const __nv_bfloat16*>(xh),
              static_cast<const __nv_bfloat16*>(dyh), out, sp.steps_per_split);
       if (sp.count > 1)
         launch(KILN_CUDA_KERNEL(conv2d_mma_wgrad_reduce_kernel, K), dim3(mw::reduce_blocks(s)),

@@ -82,6 +82,14 @@ inline void check_async_alignment(const void* p, unsigned bytes, const char* whi
                 " address is not aligned to " + std::to_string(bytes) + " bytes (misaligned address on the GPU)");
 }
 
+// The destination of an issued copy reads NaN until the copy is waited for. Out of line: inlined
+// into a kernel, these stores would be instrumented as the kernel's own (clang's trace-stores runs
+// after inlining) and the traffic counters would count a second shared-memory store per copy.
+[[gnu::noinline]] inline void poison_async_destination(void* dst, unsigned bytes) {
+  const std::uint32_t nan_bits = 0x7fc00000u;
+  for (unsigned i = 0; i < bytes; i += 4) std::memcpy(static_cast<unsigned char*>(dst) + i, &nan_bits, 4);
+}
+
 // Performs the thread's oldest `count` copies.
 inline void complete_async_copies(EmulatedThread& t, std::size_t count) {
   for (std::size_t i = 0; i < count; ++i) {
@@ -122,8 +130,7 @@ void cp_async(void* shared_dst, const void* global_src, bool valid = true,
 #endif
   emu::check_async_alignment(shared_dst, Bytes, "shared-memory destination");
   if (valid) emu::check_async_alignment(global_src, Bytes, "global source");
-  const std::uint32_t nan_bits = 0x7fc00000u;  // the destination reads NaN until the copy is waited for
-  for (int i = 0; i < Bytes; i += 4) std::memcpy(static_cast<unsigned char*>(shared_dst) + i, &nan_bits, 4);
+  emu::poison_async_destination(shared_dst, Bytes);
   t.async_copies.push_back({shared_dst, global_src, static_cast<unsigned>(Bytes), !valid});
 }
 

@@ -137,6 +137,11 @@ void add_conv_cases(std::vector<KernelCase>& t) {
                  igemm_backward_case(r, {1, 2, 3, 4, 4, 3}, 327, true);
                },
                true});
+  t.push_back(
+      {"tf32 conv2d weight gradients on tap pairs: 64->72 (128 x 2*64), 136->8 (64 x 2*128, 60 KiB)", [](Report& r) {
+         igemm_backward_case(r, {1, 64, 72, 4, 4, 3}, 341, true);
+         igemm_backward_case(r, {1, 136, 8, 4, 4, 3}, 342, true);
+       }});
 }
 
 void add_tiny_conv_cases(std::vector<KernelCase>& t) {

@@ -197,8 +197,9 @@ int run(const Options& o) {
                             (mc::narrow(t) ? "true" : "false") + "> (dgrad)");
       }
       mw::backward_weight(s, xs.data(), dys.data(), dws.data(), work.data());
-      mma_names.push_back("conv2d_mma_wgrad_kernel<" + K + ", " + std::to_string(mw::block_tile(s)) + ", " +
-                          (s.c_in % mw::block_tile(s) != 0 ? "true" : "false") + ">");
+      const mw::Geometry g = mw::geometry(s);
+      mma_names.push_back("conv2d_mma_wgrad_kernel<" + K + ", " + std::to_string(g.bm) + ", " + std::to_string(g.ct) +
+                          ", " + std::to_string(g.taps) + ", " + (g.tail ? "true" : "false") + ">");
       if (mw::splits(s).count > 1) mma_names.push_back("conv2d_mma_wgrad_reduce_kernel<" + K + ">");
       launch_layer.resize(emu::profile_log().size(), layer);
       if (launch_layer.size() != mma_names.size())
