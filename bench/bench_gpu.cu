@@ -68,6 +68,7 @@ int main(int argc, char** argv) {
 #if KILN_BENCH_OURS
   register_layer_benchmarks<kiln::Cuda>("cuda/fp32", Peaks{f.fp32_flops, f.copy_bytes_per_s});
   register_tf32_conv_benchmarks(f);  // conv rows on tensor cores (MathMode::tf32), x_cudnn vs cuDNN TF32
+  register_tf32_wgrad_tile_rows(f);  // the weight gradient's tap pairs against the one-tap tile
   register_fused_benchmarks(f);      // adam_step/cuda/fused: the multi-tensor Adam
 #else
   std::fprintf(stderr, "kiln_bench_gpu: <kiln/cuda.hpp> did not exist when this was built: no rows for our kernels\n");

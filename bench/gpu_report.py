@@ -123,6 +123,8 @@ def layer_section(report, lines):
     ordered = sorted(rows.items(), key=lambda kv: (OP_ORDER.index(kv[0][0]) if kv[0][0] in OP_ORDER else 99,
                                                    shape_key(kv[0][1])))
     for (op, shape), by in ordered:
+        if not any(k in by for k in ("cuda/fp32", "cudnn/fp32", "cudnn/tf32", "cuda/tf32")):
+            continue  # a shape with comparison rows only (the sections below)
         ours, fp32, tf32 = by.get("cuda/fp32"), by.get("cudnn/fp32"), by.get("cudnn/tf32")
         ours_tf32 = by.get("cuda/tf32")
         errors = "; ".join(f"{k}: {v.get('error_message', '')}" for k, v in by.items() if v.get("error_occurred"))
@@ -170,6 +172,7 @@ def layer_section(report, lines):
                          f"{fmt(f.get('GB/s') if ok(f) else None, 0)} | {frac} |")
         lines.append("")
     plan_section(ordered, lines)
+    wgrad_tile_section(ordered, lines)
     labels = [(op, shape, k, b.get("label")) for (op, shape), by in ordered for k, b in by.items()
               if k.startswith("cudnn") and op.startswith("conv") and b.get("label")]
     if labels:
@@ -206,6 +209,29 @@ def plan_section(ordered, lines):
         verdict = "**faster: " + ", ".join(faster) + "**" if faster else "plan holds"
         lines.append(f"| {op} | {shape} | " + " | ".join(fmt(t) for t in times) +
                      f" | {fmt(time_us(cudnn) if ok(cudnn) else None)} | {verdict} |")
+    lines.append("")
+
+
+def wgrad_tile_section(ordered, lines):
+    """The TF32 weight gradient on tap pairs (planned where a side has 64 channels) against the one-tap
+    tile it replaced (bench/gpu_tf32_cases.hpp, register_tf32_wgrad_tile_rows; docs/kernels.md "Tap pairs
+    for the weight gradient"): where one tap is faster, mma_wgrad::geometry is wrong for that shape."""
+    ok = lambda b: b is not None and not b.get("error_occurred")  # noqa: E731
+    pair_key, one_key = "cuda/mma_tf32_tap_pairs", "cuda/mma_tf32_one_tap"
+    rows = [(op, shape, by) for (op, shape), by in ordered if ok(by.get(pair_key)) and ok(by.get(one_key))]
+    if not rows:
+        return
+    lines.append("### The weight gradient's tap pairs against one tap per block\n")
+    lines.append("GEMM + split-K reduction per call (µs). **one tap faster** marks a shape where the pair "
+                 "loses by more than 5 %; the predicted share of the TF32 peak is in docs/kernels.md.\n")
+    lines.append("| op | shape | tap pairs µs | one tap µs | pairs' share of the TF32 peak | verdict |\n"
+                 "|---|---|---:|---:|---:|---|")
+    for op, shape, by in rows:
+        pair, one = time_us(by[pair_key]), time_us(by[one_key])
+        frac = by[pair_key].get("peak_frac")
+        verdict = "**one tap faster**" if pair and one and one < 0.95 * pair else "pairs hold"
+        lines.append(f"| {op} | {shape} | {fmt(pair)} | {fmt(one)} | "
+                     f"{fmt(100 * frac if frac is not None else None, 0)} % | {verdict} |")
     lines.append("")
 
 

@@ -118,6 +118,59 @@ inline void add_mma_plan_rows(const std::string& kname, const std::string& shape
                      planned / 2, mc::block_n(s));
 }
 
+// The weight gradient of kernels/conv2d_mma_wgrad.cuh on a given tile (the reduction of its splits
+// included): where the plan takes a pair of taps (mma_wgrad::geometry), the pair and the one-tap tile
+// it replaced (docs/kernels.md "Tap pairs for the weight gradient"), for the first GPU run to settle.
+inline void add_mma_wgrad_row(const std::string& name, const ConvShape& s,
+                              const kiln::cuda::kernels::mma_wgrad::Geometry& g, double flops, double peak,
+                              const std::string& label) {
+  auto* b = benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& state) {
+    using T = Tensor<float, Cuda>;
+    namespace mw = kiln::cuda::kernels::mma_wgrad;
+    try {
+      auto& c = CaseTensors<Cuda>::for_case(name);
+      T &x = c.get("x", Shape::nchw(s.n, s.c_in, s.h, s.w)), &dy = c.get("dy", Shape::nchw(s.n, s.c_out, s.h, s.w));
+      T &dw = c.get("dw", Shape{s.c_out, s.c_in, s.k, s.k}, 0, 0),
+        &work = c.get("work", Shape{mw::workspace_floats(s, g) + 1}, 0, 0);
+      gpu_timed_loop(
+          state,
+          [&] {
+            mw::backward_weight(s, g, x.data(), dy.data(), dw.data(), work.data(), false, kiln::cuda::current_stream());
+          },
+          kiln::cuda::current_stream());
+    } catch (const std::exception& e) {
+      state.SkipWithError(e.what());
+      return;
+    }
+    state.SetLabel(label);
+    set_flops(state, flops, peak);
+  });
+  configure_gpu_row(b);
+}
+
+// The U-Net's convolutions with a side of 64 channels and the other wider (down.2.conv1, 64 -> 128,
+// and up.2.conv1, 128 -> 64), where the weight gradient takes a pair of taps: both tiles.
+inline void register_tf32_wgrad_tile_rows(const GpuFacts& f) {
+  namespace mw = kiln::cuda::kernels::mma_wgrad;
+  for (const ShapeSet& set : unet_shape_sets())
+    for (const auto& [c, h] : set.levels) {
+      // down.2.conv1 at the 128-channel level's size, up.2.conv1 at the 64-channel level's
+      if (c != 128 && c != 64) continue;
+      const std::int64_t cin = c == 128 ? 64 : 128, cout = c;
+      const ConvShape s{set.n, cin, cout, h, h, 3};
+      if (mw::geometry(s).taps != 2) continue;
+      const std::string shape = "C" + std::to_string(cin) + "to" + std::to_string(cout) + "_H" + std::to_string(h) +
+                                "_N" + std::to_string(set.n);
+      const std::string label = std::to_string(cin) + "->" + std::to_string(cout) + " (conv2d_mma_wgrad.cuh, ";
+      const double flops = conv_flops(set.n, cin, cout, 3, h, h);
+      const mw::Geometry pair = mw::geometry(s), one = mw::single_tap(s);
+      add_mma_wgrad_row("conv3x3_wgrad/cuda/mma_tf32_tap_pairs/" + shape, s, pair, flops, f.tf32_flops,
+                        label + std::to_string(pair.bm) + " x 2*" + std::to_string(pair.ct) + " tiles, planned)");
+      add_mma_wgrad_row("conv3x3_wgrad/cuda/mma_tf32_one_tap/" + shape, s, one, flops, f.tf32_flops,
+                        label + std::to_string(one.bm) + " x " + std::to_string(one.ct) + " tiles)");
+    }
+}
+
 // The same convolutions as layer_cases.hpp / cudnn_cases.hpp: per level the 3x3 C -> C and (not at
 // the bottleneck) the 1x1 reduce 2C -> C at H/2; forward, input gradient, weight (+ bias) gradient.
 inline void register_tf32_conv_benchmarks(const GpuFacts& f) {

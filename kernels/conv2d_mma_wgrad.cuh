@@ -41,6 +41,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 
 #include "conv2d_mma_pipeline.cuh"
 #include "kiln/core/conv_shape.hpp"
@@ -408,10 +409,10 @@ inline std::int64_t workspace_floats(const ConvShape& s, const Geometry& g) {
 }
 inline std::int64_t workspace_floats(const ConvShape& s) { return workspace_floats(s, geometry(s)); }
 
-// The TF32 kernel of a shape (geometry(s)): K, tile, channel tail.
+// The TF32 kernel of a shape on tile g (geometry(s), or single_tap(s): the comparison rows of
+// bench/gpu_tf32_cases.hpp): K, tile, channel tail.
 template <class Run>
-void dispatch(const ConvShape& s, Run&& run) {
-  const Geometry g = geometry(s);
+void dispatch(const ConvShape& s, const Geometry& g, Run&& run) {
   if (g.taps == 2)  // K = 3
     return g.bm == 128 ? run.template operator()<3, 128, 64, 2, false>()
                        : run.template operator()<3, 64, 128, 2, false>();
@@ -434,6 +435,10 @@ void dispatch(const ConvShape& s, Run&& run) {
     default:
       return run.template operator()<3, 128, 128, 1, true>();
   }
+}
+template <class Run>
+void dispatch(const ConvShape& s, Run&& run) {
+  dispatch(s, geometry(s), std::forward<Run>(run));
 }
 
 // Before a launch of the kernel: its tile may need more than the 48 KiB of dynamic shared memory
@@ -458,27 +463,37 @@ inline dim3 grid(const ConvShape& s, const Geometry& g, int split_count) {
               static_cast<unsigned>(split_count));
 }
 
-// dw += the weight gradient of y = conv(x, w) from dy. `workspace`: workspace_floats(s) floats of
-// device scratch (may be null when that is 0); with `unsplit` the kernel adds to dw itself.
-inline void backward_weight(const ConvShape& s, const float* x, const float* dy, float* dw, float* workspace,
-                            bool unsplit = false, kiln::gpu::stream_handle stream = nullptr) {
+// dw += the weight gradient of y = conv(x, w) from dy on tile g. `workspace`: workspace_floats(s, g)
+// floats of device scratch (may be null when that is 0); with `unsplit` the kernel adds to dw itself.
+inline void backward_weight(const ConvShape& s, const Geometry& g, const float* x, const float* dy, float* dw,
+                            float* workspace, bool unsplit = false, kiln::gpu::stream_handle stream = nullptr) {
   if (!supports(s) || !aligned(dy))
     throw kiln::gpu::Error(
         "conv2d_mma_wgrad: unsupported shape (K must be 1 or 3, H*W a multiple of 4, dy 16-byte aligned, "
         "tensors under 2^31 elements)");
   if (s.n == 0 || s.h == 0 || s.w == 0 || s.c_in == 0 || s.c_out == 0) return;
-  Splits sp = splits(s);
+  const bool pair_tile = (g.bm == 128 && g.ct == 64) || (g.bm == 64 && g.ct == 128);
+  if (g.taps == 2 && !(s.k == 3 && pair_tile && !g.tail && s.c_in >= g.ct))
+    throw kiln::gpu::Error(
+        "conv2d_mma_wgrad: a tap pair is 128 x 2*64 or 64 x 2*128, for K = 3 and Cin at least its channels per tap");
+  Splits sp = splits(s, g);
   if (unsplit) sp = Splits{1, static_cast<int>((s.n * s.h * s.w + bk - 1) / bk)};
   float* out = sp.count > 1 ? workspace : dw;
-  dispatch(s, [&]<int K, int BM, int CT, int Taps, bool Tail>() {
+  dispatch(s, g, [&]<int K, int BM, int CT, int Taps, bool Tail>() {
     using T = Tile<BM, CT, Taps>;
     allow_shared<K, BM, CT, Taps, Tail>();
-    KILN_LAUNCH((conv2d_mma_wgrad_kernel<K, BM, CT, Taps, Tail>), grid(s, geometry(s), sp.count), dim3(T::threads),
+    KILN_LAUNCH((conv2d_mma_wgrad_kernel<K, BM, CT, Taps, Tail>), grid(s, g, sp.count), dim3(T::threads),
                 T::shared_bytes, stream, s, x, dy, out, sp.steps_per_split);
     if (sp.count > 1)
       KILN_LAUNCH(conv2d_mma_wgrad_reduce_kernel<K>, dim3(reduce_blocks(s)), dim3(reduce_block_threads(K)), 0, stream,
                   s, static_cast<const float*>(workspace), sp.count, dw);
   });
+}
+
+// ... on the shape's tile (geometry(s)); `workspace`: workspace_floats(s) floats.
+inline void backward_weight(const ConvShape& s, const float* x, const float* dy, float* dw, float* workspace,
+                            bool unsplit = false, kiln::gpu::stream_handle stream = nullptr) {
+  backward_weight(s, geometry(s), x, dy, dw, workspace, unsplit, stream);
 }
 
 }  // namespace mma_wgrad

@@ -135,7 +135,7 @@ Gradients tensor_core_gradients(const ConvShape& s, const std::vector<float>& x,
   REQUIRE(mw::supports(s));
   DeviceBuffer<float> dx_(x), dw_(w), ddy(dy), ddx(x.size()), ddw(w.size()),
       packed(static_cast<std::size_t>(mc::packed_dgrad_weight_floats(s))),
-      work(static_cast<std::size_t>(mw::workspace_floats(s)) + 1);
+      work(static_cast<std::size_t>(std::max(mw::workspace_floats(s), mw::workspace_floats(s, mw::single_tap(s)))) + 1);
   for (auto schedule : {kiln::gpu::emu::Schedule::forward, kiln::gpu::emu::Schedule::reverse}) {
     kiln_emu_test::ScopedSchedule order(schedule);
     ddx.upload(std::vector<float>(x.size(), std::nanf("")));  // every input gradient must be written
@@ -154,6 +154,11 @@ Gradients tensor_core_gradients(const ConvShape& s, const std::vector<float>& x,
       const double dw_vs_fp32 = normalised_error(got_dw, strict_dw);
       CHECK(dw_vs_fp32 < 2e-3);
       CHECK(dw_vs_fp32 > 1e-6);
+      if (mw::geometry(s).taps == 2) {  // the one-tap tile the pair replaced (the benchmark's comparison row)
+        ddw.upload(dw0);
+        mw::backward_weight(s, mw::single_tap(s), dx_.get(), ddy.get(), ddw.get(), work.get(), unsplit);
+        CHECK(normalised_error(ddw.download(), want.dw) < 2e-6);
+      }
     }
   }
 }
@@ -556,6 +561,12 @@ TEST_CASE("conv2d_mma_wgrad: shapes taken, split-K plan, dgrad packing size") {
   CHECK(mw::single_tap({1, 64, 128, 4, 4, 3}) == mw::Geometry{64, 64, 1, false});  // the BF16 kernel's
   CHECK(mw::grid({1, 64, 128, 4, 4, 3}, mw::geometry({1, 64, 128, 4, 4, 3}), 3).y == 5);
   CHECK(mw::grid({1, 200, 40, 4, 4, 3}, mw::geometry({1, 200, 40, 4, 4, 3}), 1).x == 2);
+  CHECK_THROWS_WITH_AS(
+      mw::backward_weight({1, 64, 128, 4, 4, 1}, mw::Geometry{128, 64, 2, false}, nullptr, nullptr, nullptr, nullptr),
+      doctest::Contains("tap pair"), kiln::gpu::Error);  // a pair for a 1 x 1
+  CHECK_THROWS_WITH_AS(
+      mw::backward_weight({1, 64, 128, 4, 4, 3}, mw::Geometry{64, 128, 2, false}, nullptr, nullptr, nullptr, nullptr),
+      doctest::Contains("tap pair"), kiln::gpu::Error);  // Cin below the pair's 128
   CHECK(mc::packed_dgrad_weight_floats({1, 3, 5, 4, 4, 3}) == 3 * 9 * 16);
   for (const ConvShape s : {ConvShape{16, 32, 32, 64, 64, 3}, ConvShape{16, 256, 512, 4, 4, 3},
                             ConvShape{1, 3, 5, 4, 4, 1}, ConvShape{3, 17, 6, 2, 2, 3}}) {
