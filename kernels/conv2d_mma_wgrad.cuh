@@ -39,6 +39,8 @@
 // Operands: dy and x reach the tensor core as fp32 bits, which it truncates to TF32 (as the
 // forward's activations). Offsets are 32-bit (supports() checks N*C*H*W < 2^31).
 #include <algorithm>
+#include <array>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <utility>
@@ -442,12 +444,19 @@ void dispatch(const ConvShape& s, Run&& run) {
 }
 
 // Before a launch of the kernel: its tile may need more than the 48 KiB of dynamic shared memory
-// CUDA gives without asking (the 64 x 2*128 pair: 60 KiB). Asked on every launch, as the opt-in
-// belongs to the current device.
+// CUDA gives without asking (the 64 x 2*128 pair: 60 KiB). The opt-in belongs to the current device:
+// asked once per device (not on every launch of a training step, nor inside a graph's capture once
+// an uncaptured step has run).
 template <int K, int BM, int CT, int Taps, bool Tail>
 void allow_shared() {
-  if constexpr (Tile<BM, CT, Taps>::shared_bytes > 48 * 1024)
+  if constexpr (Tile<BM, CT, Taps>::shared_bytes > 48 * 1024) {
+    static std::array<std::atomic<bool>, 64> asked{};
+    const int device = kiln::gpu::current_device();
+    const bool cached = device >= 0 && device < 64;
+    if (cached && asked[static_cast<std::size_t>(device)].load(std::memory_order_acquire)) return;
     kiln::gpu::set_max_dynamic_shared(conv2d_mma_wgrad_kernel<K, BM, CT, Taps, Tail>, Tile<BM, CT, Taps>::shared_bytes);
+    if (cached) asked[static_cast<std::size_t>(device)].store(true, std::memory_order_release);
+  }
 }
 
 // conv2d_mma_wgrad_reduce_kernel's grid: a block per tile of reduce_pairs (o, c), at most 4096.

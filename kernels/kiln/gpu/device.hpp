@@ -29,12 +29,19 @@ inline bool device_available() {
 #endif
 }
 
+// The current device's index (the emulator is device 0).
+inline int current_device() {
+  int device = 0;
+#if KILN_GPU_REAL
+  detail::check_cuda(cudaGetDevice(&device), "cudaGetDevice");
+#endif
+  return device;
+}
+
 inline std::string device_name() {
 #if KILN_GPU_REAL
-  int device = 0;
-  detail::check_cuda(cudaGetDevice(&device), "cudaGetDevice");
   cudaDeviceProp properties{};
-  detail::check_cuda(cudaGetDeviceProperties(&properties, device), "cudaGetDeviceProperties");
+  detail::check_cuda(cudaGetDeviceProperties(&properties, current_device()), "cudaGetDeviceProperties");
   return properties.name;
 #elif KILN_EMU_THREADS
   return "kiln CPU emulator (one OS thread per CUDA thread)";
