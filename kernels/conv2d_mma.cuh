@@ -82,6 +82,7 @@ struct Tile {
   static constexpr int b_chunks_per_thread = b_floats / 4 / threads;  // 16-byte B copies per thread
   static_assert(bm % threads == 0 && (b_floats / 4) % threads == 0, "whole copies per thread");
   static_assert(shared_bytes <= 48 * 1024, "fits the default dynamic shared memory limit");
+  static_assert(shared_bytes >= sizeof(float) * 32 * threads, "room for mma_pipeline::reduce_split_k's stash");
 };
 
 __host__ __device__ inline constexpr int channels_padded(std::int64_t c_in) {
@@ -524,7 +525,7 @@ __global__ void __launch_bounds__(mma_conv::Tile<BN>::threads, 2)
 
   if (slices > 1) {  // leaves the block's acc the sum of every slice's, or returns (not the tile's last slice)
     const int tile = static_cast<int>(blockIdx.y * gridDim.x + blockIdx.x);
-    if (!mma_pipeline::reduce_split_k<T::threads>(acc, partials, counters, tile, slices, tid)) return;
+    if (!mma_pipeline::reduce_split_k<T::threads>(acc, partials, counters, tile, slices, tid, shared)) return;
   }
   mma_pipeline::store_nchw(acc, y, bias, m0 + wm * mma_conv::warp_tile, n0 + wn * mma_conv::warp_tile, pixels, HW, cout,
                            lane);

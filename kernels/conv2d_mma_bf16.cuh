@@ -60,6 +60,7 @@ struct Tile {
   static constexpr int a_chunks_per_thread = bm * 2 / threads;  // 16-byte copies per thread and step
   static constexpr int b_chunks_per_thread = BN * 2 / threads;
   static_assert(shared_bytes <= 48 * 1024, "fits the default dynamic shared memory limit");
+  static_assert(shared_bytes >= sizeof(float) * 32 * threads, "room for mma_pipeline::reduce_split_k's stash");
 };
 
 // Where 16-byte chunk `chunk` (0: k 0-7, 1: k 8-15) of row r of a [rows][16] BF16 stage lives, in floats.
@@ -310,7 +311,7 @@ __global__ void __launch_bounds__(mma_bf16::Tile<BN>::threads, 2)
 
   if (slices > 1) {  // leaves the block's acc the sum of every slice's, or returns (not the tile's last slice)
     const int tile = static_cast<int>(blockIdx.y * gridDim.x + blockIdx.x);
-    if (!mma_pipeline::reduce_split_k<T::threads>(acc, partials, counters, tile, slices, tid)) return;
+    if (!mma_pipeline::reduce_split_k<T::threads>(acc, partials, counters, tile, slices, tid, shared)) return;
   }
   mma_pipeline::store_nchw(acc, y, bias, m0 + wm * mma_bf16::warp_tile, n0 + wn * mma_bf16::warp_tile, pixels, HW, cout,
                            lane);

@@ -9,7 +9,8 @@
 // The GEMM is conv2d_mma_wgrad.cuh's: per tap t = u*K + v (blockIdx.y),
 //   D_t[m = Cout][n = Cin] = sum over pixels p of dyh[p][m] * xh[p + (u-P)*W + (v-P)][n],
 // the pixels the reduction, split over blockIdx.z (split-K, partial sums [split][t][Cout][Cin]
-// reduced in a fixed order by conv2d_mma_wgrad_reduce_kernel: deterministic), same tiles (BT x BT,
+// reduced in a fixed order by conv2d_mma_wgrad_reduce_kernel, or in the same launch by each tile's
+// last split where mma_wgrad::Splits::one_launch: deterministic either way), same tiles (BT x BT,
 // 64 x 64 per warp), same grid and splits as the TF32 kernel's one-tap tiles (mma_wgrad::single_tap).
 //
 // Shared memory, per stage: A (dy) and B (x), each [16 pixels][BT channels] BF16, pixel rows of BT*2
@@ -55,6 +56,7 @@ struct Tile {
   static constexpr int chunks_per_thread = BT / 8 / (2 * warps);  // 16-byte copies per operand and step
   static constexpr int chunk_stride = 2 * warps;                  // between a thread's chunks
   static_assert(shared_bytes <= 48 * 1024, "fits the default dynamic shared memory limit");
+  static_assert(shared_bytes >= sizeof(float) * 32 * threads, "room for mma_pipeline::reduce_split_k's stash");
 };
 
 // Where 16-byte chunk c of pixel row r of a [16][BT] BF16 stage lives, in floats.
@@ -99,11 +101,12 @@ inline Layout layout(const ConvShape& s) {
 
 // grid mma_wgrad::grid(s, single_tap(s), splits), block Tile<BT>::threads, dynamic shared memory
 // Tile<BT>::shared_bytes. Split z reduces k steps [z * steps_per_split, ...) and writes `out` =
-// partial sums [splits][K*K][Cout][Cin] (splits > 1) or adds to `out` = dw (one split).
+// partial sums [splits][K*K][Cout][Cin] (splits > 1) or adds to `out` = dw (one split). With
+// `counters` (splits > 1, one_launch; the 128 x 128 tile): out = dw, as conv2d_mma_wgrad_kernel's.
 template <int K, int BT>
 __global__ void __launch_bounds__(mma_bf16_wgrad::Tile<BT>::threads, 2)
     conv2d_mma_bf16_wgrad_kernel(ConvShape s, const __nv_bfloat16* xh, const __nv_bfloat16* dyh, float* out,
-                                 int steps_per_split) {
+                                 int steps_per_split, float* partials, unsigned* counters) {
   namespace mma = kiln::gpu::mma;
   using T = mma_bf16_wgrad::Tile<BT>;
   using mma_bf16_wgrad::bk;
@@ -210,8 +213,18 @@ __global__ void __launch_bounds__(mma_bf16_wgrad::Tile<BT>::threads, 2)
     }
   });
 
-  mma_pipeline::store_wgrad<KK>(acc, out, tap, m0 + wm * mma_bf16_wgrad::warp_tile, n0 + wn * mma_bf16_wgrad::warp_tile,
-                                n0, cout, cin, lane);
+  bool split = gridDim.z > 1;
+  if constexpr (T::threads >= 128) {     // four warps (mma_wgrad::one_launch)
+    if (split && counters != nullptr) {  // leaves acc the sum of every split's, or returns (not the tile's last)
+      const int tile = static_cast<int>(blockIdx.y * gridDim.x + blockIdx.x);
+      if (!mma_pipeline::reduce_split_k<T::threads>(acc, partials, counters, tile, static_cast<int>(gridDim.z), tid,
+                                                    shared))
+        return;
+      split = false;
+    }
+  }
+  mma_pipeline::store_wgrad<KK>(acc, out, split, tap, m0 + wm * mma_bf16_wgrad::warp_tile,
+                                n0 + wn * mma_bf16_wgrad::warp_tile, n0, cout, cin, lane);
 }
 
 namespace mma_bf16_wgrad {
@@ -229,9 +242,10 @@ void dispatch(const ConvShape& s, Run&& run) {
 
 // dw += the weight gradient of y = conv(x, w) from dy. `workspace`: layout(s).total floats,
 // 16-byte aligned; with dy_copied, dy's NHWC copy is already at layout(s).dy_copy (the input
-// gradient's). With `unsplit` the kernel adds to dw itself.
+// gradient's). With `unsplit` the kernel adds to dw itself. `counters`: as mma_wgrad::backward_weight's.
 inline void backward_weight(const ConvShape& s, const float* x, const float* dy, float* dw, float* workspace,
-                            bool dy_copied = false, bool unsplit = false, kiln::gpu::stream_handle stream = nullptr) {
+                            bool dy_copied = false, bool unsplit = false, kiln::gpu::stream_handle stream = nullptr,
+                            unsigned* counters = nullptr) {
   if (!supports(s))
     throw kiln::gpu::Error("conv2d_mma_bf16_wgrad: unsupported shape (K must be 1 or 3, tensors under 2^31 elements)");
   if (s.n == 0 || s.h == 0 || s.w == 0 || s.c_in == 0 || s.c_out == 0) return;
@@ -243,12 +257,14 @@ inline void backward_weight(const ConvShape& s, const float* x, const float* dy,
   mma_wgrad::Splits sp = mma_wgrad::splits(s, mma_wgrad::single_tap(s));
   if (unsplit) sp = mma_wgrad::Splits{1, static_cast<int>((s.n * s.h * s.w + bk - 1) / bk)};
   float* partials = workspace + l.partials;
-  float* out = sp.count > 1 ? partials : dw;
+  const bool one = sp.count > 1 && sp.one_launch && counters != nullptr;
+  float* out = sp.count > 1 && !one ? partials : dw;
   dispatch(s, [&]<int K, int BT>() {
     KILN_LAUNCH((conv2d_mma_bf16_wgrad_kernel<K, BT>), mma_wgrad::grid(s, mma_wgrad::single_tap(s), sp.count),
                 dim3(Tile<BT>::threads), Tile<BT>::shared_bytes, stream, s, static_cast<const __nv_bfloat16*>(xh),
-                static_cast<const __nv_bfloat16*>(dyh), out, sp.steps_per_split);
-    if (sp.count > 1)
+                static_cast<const __nv_bfloat16*>(dyh), out, sp.steps_per_split, one ? partials : nullptr,
+                one ? counters : nullptr);
+    if (sp.count > 1 && !one)
       KILN_LAUNCH(conv2d_mma_wgrad_reduce_kernel<K>, dim3(mma_wgrad::reduce_blocks(s)),
                   dim3(mma_wgrad::reduce_block_threads(K)), 0, stream, s, static_cast<const float*>(partials), sp.count,
                   dw);

@@ -114,51 +114,67 @@ __device__ __forceinline__ void store_nchw(const float (&acc)[4][8][4], float* y
   }
 }
 
-// Split-K in one launch, deterministic, without waiting (conv2d_mma.cuh's forward, gridDim.z slices of
-// the k steps): every slice of a tile writes its accumulators to partials[tile][slice] (thread-major
-// float4s: a warp's store is 512 contiguous bytes), makes them visible device-wide and then counts
-// itself in counters[tile]; the block that counts last adds the tile's slices in slice order 0, 1,
-// ..., S-1 (its own one re-read too), so the sum has the same bits whichever block finishes last, and
-// resets the counter. Returns whether this block holds the sum (in acc) and must store the tile.
-// counters[tile] is 0 at launch (the weight packing zeroes the counters). No block waits for
-// another, so the grid needs no co-residency.
+// Split-K in one launch, deterministic, without waiting (the forwards' in conv2d_mma.cuh and
+// conv2d_mma_bf16.cuh, gridDim.z slices of the k steps; the weight gradients' where their splits are
+// few): every slice of a tile writes its accumulators to partials[tile][slice] (thread-major float4s:
+// a warp's store is 512 contiguous bytes), makes them visible device-wide and then counts itself in
+// counters[tile]; the block that counts last adds the tile's slices in slice order 0, 1, ..., S-1 and
+// resets the counter. Its own slice is not read back from L2: each m-tile's 32 values wait in `stash`
+// (Threads * 32 floats of shared memory, the k loop's stages, free once every warp is past the barrier
+// below; each thread reads back only its own) while acc holds the running sum, so the sum has the same
+// bits whichever block finishes last, the last block moves S tiles (its own written, S - 1 read), and
+// no register is needed beside the accumulators and one slice's loads. Returns whether this block
+// holds the sum (in acc) and must store the tile. counters[tile] is 0 at launch (the forward's weight
+// packing zeroes its counters; the weight gradient's are the backend's, left at 0 by every launch).
+// No block waits for another, so the grid needs no co-residency.
 template <int Threads>
 __device__ __forceinline__ bool reduce_split_k(float (&acc)[4][8][4], float* partials, unsigned* counters, int tile,
-                                               int slices, int tid) {
+                                               int slices, int tid, float* stash) {
   constexpr int tile_float4s = Threads * 32;  // 128 floats per thread
   float4* base = reinterpret_cast<float4*>(partials) + tile * slices * tile_float4s + tid;
-  float4* own = base + static_cast<int>(blockIdx.z) * tile_float4s;
+  const int own = static_cast<int>(blockIdx.z);
+  float4* mine = base + own * tile_float4s;
   KILN_UNROLL
   for (int i = 0; i < 4; ++i) {
     KILN_UNROLL
     for (int j = 0; j < 8; ++j)
-      own[(i * 8 + j) * Threads] = make_float4(acc[i][j][0], acc[i][j][1], acc[i][j][2], acc[i][j][3]);
+      mine[(i * 8 + j) * Threads] = make_float4(acc[i][j][0], acc[i][j][1], acc[i][j][2], acc[i][j][3]);
   }
   __threadfence();  // this thread's partial is visible device-wide before the block counts itself
   __syncthreads();  // ... every thread's
   const bool last =
       __syncthreads_or(tid == 0 && atomicAdd(counters + tile, 1u) == static_cast<unsigned>(slices - 1)) != 0;
   if (!last) return false;
-  __threadfence();  // the other slices' partials are read after their count
-  // One m-tile's 8 float4s at a time, the slices in a rolled loop: 32 loaded registers live beside
-  // the 128 accumulators (all 32 float4s of a slice at once would spill).
+  __threadfence();                // the other slices' partials are read after their count
+  float* kept = stash + 4 * tid;  // float4 j of the thread at kept + 4 * j * Threads (one 16-byte access each)
+  // One m-tile's 8 float4s at a time, the slices in a rolled loop: 32 loaded registers live beside the
+  // 128 accumulators (all 32 float4s of a slice at once would spill).
   KILN_UNROLL
   for (int i = 0; i < 4; ++i) {
     const float4* p = base + i * 8 * Threads;
-    KILN_UNROLL
-    for (int j = 0; j < 8; ++j) {
-      const float4 v = load_l2(p + j * Threads);
-      acc[i][j][0] = v.x;
-      acc[i][j][1] = v.y;
-      acc[i][j][2] = v.z;
-      acc[i][j][3] = v.w;
+    if (own != 0) {  // acc[i] starts as slice 0's; its own values wait in the stash
+      KILN_UNROLL
+      for (int j = 0; j < 8; ++j) {
+        store_floats<4>(kept + 4 * j * Threads, Floats<4>{{acc[i][j][0], acc[i][j][1], acc[i][j][2], acc[i][j][3]}});
+        const float4 v = load_l2(p + j * Threads);
+        acc[i][j][0] = v.x;
+        acc[i][j][1] = v.y;
+        acc[i][j][2] = v.z;
+        acc[i][j][3] = v.w;
+      }
     }
     KILN_MMA_ROLLED
     for (int slice = 1; slice < slices; ++slice) {
       p += tile_float4s;
       KILN_UNROLL
       for (int j = 0; j < 8; ++j) {
-        const float4 v = load_l2(p + j * Threads);
+        float4 v;
+        if (slice == own) {
+          const Floats<4> k = load_floats<4>(kept + 4 * j * Threads);
+          v = make_float4(k.v[0], k.v[1], k.v[2], k.v[3]);
+        } else {
+          v = load_l2(p + j * Threads);
+        }
         acc[i][j][0] += v.x;
         acc[i][j][1] += v.y;
         acc[i][j][2] += v.z;
@@ -172,15 +188,15 @@ __device__ __forceinline__ bool reduce_split_k(float (&acc)[4][8][4], float* par
 
 // The weight gradient's epilogue (conv2d_mma_wgrad.cuh, conv2d_mma_bf16_wgrad.cuh): D[m][n] of filter
 // tap `tap` for a warp's 64 x 64 tile whose first output channel (row) is m_warp and first input
-// channel (column) n_warp. With several splits (gridDim.z > 1) it is this split's partial sum,
-// out = [splits][KK][Cout][Cin]; with one, it is added to out = dw[Cout][Cin][KK]. Lane (g, t) holds
-// rows g, g+8 and columns 2t, 2t+1 of each 16 x 8 accumulator; rows past Cout and columns past Cin
-// are not stored, nor (Shifted: a tile moved back to end at Cin) the columns before n_own.
+// channel (column) n_warp. `split`: it is this split's partial sum (split blockIdx.z), out =
+// [splits][KK][Cout][Cin]; else it is added to out = dw[Cout][Cin][KK] (one split, or the sum of all
+// of them: reduce_split_k). Lane (g, t) holds rows g, g+8 and columns 2t, 2t+1 of each 16 x 8
+// accumulator; rows past Cout and columns past Cin are not stored, nor (Shifted: a tile moved back
+// to end at Cin) the columns before n_own.
 template <int KK, bool Shifted = false>
-__device__ __forceinline__ void store_wgrad(const float (&acc)[4][8][4], float* out, int tap, int m_warp, int n_warp,
-                                            [[maybe_unused]] int n_own, int cout, int cin, int lane) {
+__device__ __forceinline__ void store_wgrad(const float (&acc)[4][8][4], float* out, bool split, int tap, int m_warp,
+                                            int n_warp, [[maybe_unused]] int n_own, int cout, int cin, int lane) {
   const int g = lane / 4, t4 = lane % 4;
-  const bool split = gridDim.z > 1;
   float* partial = out + (static_cast<int>(blockIdx.z) * KK + tap) * cout * cin;  // [Cout][Cin] of this split, tap
   KILN_UNROLL
   for (int i = 0; i < 4; ++i) {

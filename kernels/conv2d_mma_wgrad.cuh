@@ -11,8 +11,10 @@
 // taps' rows, so a side of 64 channels still makes a four-warp block; geometry()).
 // The pixels are split over blockIdx.z (split-K, a block for every SM: splits()): each split writes
 // its partial D into a workspace [split][t][Cout][Cin], and conv2d_mma_wgrad_reduce_kernel adds
-// the splits to dw in a fixed order (deterministic, bit-identical run to run, no atomics). With one
-// split the kernel adds D to dw itself.
+// the splits to dw in a fixed order (deterministic, bit-identical run to run, no atomics); or, where
+// the splits are few (Splits::one_launch), the tile's last split adds them in the same launch
+// (mma_pipeline::reduce_split_k, the forward's: the same order, the same bits). With one split the
+// kernel adds D to dw itself.
 //
 // Tiling: a block computes BM x (Taps x CT) of D (Tile; 128 x 128 and 64 x 64 of one tap, 128 x 2*64
 // and 64 x 2*128 of a pair), each warp a 64 x 64 tile of one tap as 4 x 8 m16n8k8 accumulators.
@@ -87,6 +89,7 @@ struct Tile {
   static_assert(b_rows_per_pass <= 8 && 8 % b_rows_per_pass == 0, "periodic x swizzle");
   static_assert(CT % b_rows_per_pass == 0, "a thread's x rows of one tap are consecutive copies");
   static_assert(shared_bytes <= 64 * 1024, "at most 64 KiB (above 48: set_max_dynamic_shared, backward_weight)");
+  static_assert(shared_bytes >= sizeof(float) * 32 * threads, "room for mma_pipeline::reduce_split_k's stash");
 };
 
 // Float (row, k) of a stage operand [BT][16], 16-byte chunks swizzled.
@@ -128,12 +131,15 @@ inline Geometry geometry(const ConvShape& s) {
 // grid (ceil(Cin / CT), ceil(Cout / BM) * ceil(K*K / Taps), splits), block Tile<BM, CT, Taps>::threads,
 // dynamic shared memory Tile<BM, CT, Taps>::shared_bytes. Split z reduces k steps
 // [z * steps_per_split, ...) and writes `out` = workspace [splits][K*K][Cout][Cin] (splits > 1) or
-// adds to `out` = dw (one split).
+// adds to `out` = dw (one split). With `counters` (splits > 1, Splits::one_launch): out = dw, the
+// splits' partial tiles go to `partials` (mma_wgrad::partial_floats) and the tile's last split adds
+// them all to dw; counters: one per tile (mma_wgrad::tiles), 0 at launch and left at 0.
 // (BF16 runs conv2d_mma_bf16_wgrad.cuh's kernel on NHWC BF16 copies; the fp32-staged BF16 variant
 // that lived here is retired: docs/kernels.md "BF16".)
 template <int K, int BM, int CT, int Taps, bool ChannelTail>
 __global__ void __launch_bounds__(mma_wgrad::Tile<BM, CT, Taps>::threads, 2)
-    conv2d_mma_wgrad_kernel(ConvShape s, const float* x, const float* dy, float* out, int steps_per_split) {
+    conv2d_mma_wgrad_kernel(ConvShape s, const float* x, const float* dy, float* out, int steps_per_split,
+                            float* partials, unsigned* counters) {
   namespace mma = kiln::gpu::mma;
   using T = mma_wgrad::Tile<BM, CT, Taps>;
   static_assert(Taps == 1 || (K == 3 && !ChannelTail), "tap pairs: K = 3, every x row of the tile exists");
@@ -303,8 +309,18 @@ __global__ void __launch_bounds__(mma_wgrad::Tile<BM, CT, Taps>::threads, 2)
     }
   });
 
+  bool split = gridDim.z > 1;
+  if constexpr (T::threads >= 128) {     // four warps (mma_wgrad::one_launch; the one-warp tiles keep no such code)
+    if (split && counters != nullptr) {  // leaves acc the sum of every split's, or returns (not the tile's last)
+      const int tile = static_cast<int>(blockIdx.y * gridDim.x + blockIdx.x);
+      if (!mma_pipeline::reduce_split_k<T::threads>(acc, partials, counters, tile, static_cast<int>(gridDim.z), tid,
+                                                    shared))
+        return;
+      split = false;
+    }
+  }
   if (warp_active)
-    mma_pipeline::store_wgrad<KK, !ChannelTail>(acc, out, warp_tap, m0 + wm * mma_wgrad::warp_tile,
+    mma_pipeline::store_wgrad<KK, !ChannelTail>(acc, out, split, warp_tap, m0 + wm * mma_wgrad::warp_tile,
                                                 n0 + wn * mma_wgrad::warp_tile % CT, n_own, cout, cin, lane);
 }
 
@@ -354,21 +370,48 @@ inline bool aligned(const float* dy) { return reinterpret_cast<std::uintptr_t>(d
 // model (predicted_seconds) says the idle SMs cost more than the reduction launch: in the U-Net at
 // batch 16, up.0.conv1's 72 tiles of 128 x 128 (2 splits; by a hair at 64^2 crops, by a third at 128^2)
 // and bottleneck.conv1's from 128^2 crops on.
+// one_launch: the splits are added in the GEMM's launch by each tile's last split (reduce_split_k)
+// where the model below says that tail costs less than the reduction's own launch: a four-warp tile
+// with few splits (2-4 at the U-Net's deep levels).
 struct Splits {
   int count = 1;
   int steps_per_split = 1;
+  bool one_launch = false;
 };
 namespace plan_model {  // H100 SXM (predict.py's GPUS table and model)
 inline constexpr double sms = 132, tf32_flops = 494.7e12, hbm_bytes = 3.35e12, launch_seconds = 2e-6;
+inline constexpr double clock = 1.98e9, sm_l2_bytes_per_clock = 64;  // one SM's reads from L2 (predict.py)
 // The 128 x 128 tile's main loop is bound by shared memory: per k8 step its warps' 64 x 64 fragments
 // load one wavefront per HMMA and its copies store 64 wavefronts for 128 HMMA; an SM moves a wavefront
 // per clock and does 0.924 HMMA per clock at the TF32 peak (the emulator's counters agree: 1.39).
 inline constexpr double shared_over_math = 1.5 * 0.924;
 }  // namespace plan_model
+// A tile's floats (its partial sum in the one-launch reduction) and the launch's tiles.
+inline std::int64_t tile_floats(const Geometry& g) { return std::int64_t{g.bm} * g.ct * g.taps; }
+inline std::int64_t tiles(const ConvShape& s, const Geometry& g) {
+  return (s.c_out + g.bm - 1) / g.bm * ((s.c_in + g.ct - 1) / g.ct) * ((s.k * s.k + g.taps - 1) / g.taps);
+}
+// The split-K reduction in its own launch: the partial sums read, dw read and written, at least a launch.
+inline double reduction_seconds(std::int64_t count, std::int64_t dw_floats) {
+  namespace m = plan_model;
+  return std::max(m::launch_seconds,
+                  static_cast<double>(count + 2) * 4.0 * static_cast<double>(dw_floats) / m::hbm_bytes);
+}
+// ... in the GEMM's launch: after its k loop, a tile's last split writes its partial tile and reads the
+// count - 1 others alone (predict.py's split-K tail), while the other SMs have finished.
+inline double tail_seconds(std::int64_t count, const Geometry& g) {
+  namespace m = plan_model;
+  return static_cast<double>(count) * 4.0 * static_cast<double>(tile_floats(g)) / (m::sm_l2_bytes_per_clock * m::clock);
+}
+// Whether the splits go in one launch: a four-warp tile (a lone warp's loads in flight could not read
+// L2 at the assumed rate) whose tail costs less than the reduction launch.
+inline bool one_launch(std::int64_t count, const Geometry& g, std::int64_t dw_floats) {
+  return count > 1 && g.warps() >= 4 && tail_seconds(count, g) < reduction_seconds(count, dw_floats);
+}
 // The predicted time of the weight gradient on `blocks` 128 x 128 tiles (four warps each, one block
 // per SM or more) over `steps` k steps in `count` splits: the GEMM launch (shared memory over the busy
-// SMs, the partial sums' or dw's DRAM traffic, at least a launch) and, split, the reduction launch
-// (the partial sums read, dw read and written, at least a launch).
+// SMs, the partial sums' or dw's DRAM traffic, at least a launch) and, split, the reduction: the
+// tail in the GEMM's launch or its own launch (one_launch).
 inline double predicted_seconds(std::int64_t blocks, std::int64_t steps, std::int64_t count, std::int64_t dw_floats) {
   namespace m = plan_model;
   const double grid = static_cast<double>(blocks * count), fraction = grid < m::sms ? grid / m::sms : 1.0;
@@ -377,11 +420,12 @@ inline double predicted_seconds(std::int64_t blocks, std::int64_t steps, std::in
   const double gemm = std::max({math * m::shared_over_math / fraction,
                                 (count > 1 ? count : 2) * dw_bytes / m::hbm_bytes / fraction, m::launch_seconds});
   if (count == 1) return gemm;
-  return gemm + std::max(m::launch_seconds, (count + 2) * dw_bytes / m::hbm_bytes);
+  const Geometry tile{128, 128, 1, false};
+  return gemm + (one_launch(count, tile, dw_floats) ? tail_seconds(count, tile) : reduction_seconds(count, dw_floats));
 }
 inline Splits splits(const ConvShape& s, const Geometry& g) {
   const std::int64_t kk = s.k * s.k, dw_floats = s.c_out * s.c_in * kk;
-  const std::int64_t blocks = (s.c_out + g.bm - 1) / g.bm * ((s.c_in + g.ct - 1) / g.ct) * ((kk + g.taps - 1) / g.taps);
+  const std::int64_t blocks = tiles(s, g);
   const std::int64_t steps = (s.n * s.h * s.w + bk - 1) / bk;
   const std::int64_t fill = 132 * 4 / g.warps();
   std::int64_t count = (fill + blocks - 1) / blocks;
@@ -401,13 +445,19 @@ inline Splits splits(const ConvShape& s, const Geometry& g) {
   if (sp.steps_per_split < 1) sp.steps_per_split = 1;
   sp.count = static_cast<int>((steps + sp.steps_per_split - 1) / sp.steps_per_split);
   if (sp.count < 1) sp.count = 1;
+  sp.one_launch = one_launch(sp.count, g, dw_floats);
   return sp;
 }
 inline Splits splits(const ConvShape& s) { return splits(s, geometry(s)); }
+// Floats of the split partial sums: [splits][K*K][Cout][Cin] for the reduction launch, or a padded
+// tile per split and tile for the one-launch reduction (reduce_split_k's layout).
+inline std::int64_t partial_floats(const ConvShape& s, const Geometry& g, const Splits& sp) {
+  if (sp.count <= 1) return 0;
+  return sp.one_launch ? sp.count * tiles(s, g) * tile_floats(g) : sp.count * s.c_out * s.c_in * s.k * s.k;
+}
 // Floats of workspace the weight gradient uses (0 with a single split).
 inline std::int64_t workspace_floats(const ConvShape& s, const Geometry& g) {
-  const Splits sp = splits(s, g);
-  return sp.count > 1 ? sp.count * s.c_out * s.c_in * s.k * s.k : 0;
+  return partial_floats(s, g, splits(s, g));
 }
 inline std::int64_t workspace_floats(const ConvShape& s) { return workspace_floats(s, geometry(s)); }
 
@@ -474,8 +524,11 @@ inline dim3 grid(const ConvShape& s, const Geometry& g, int split_count) {
 
 // dw += the weight gradient of y = conv(x, w) from dy on tile g. `workspace`: workspace_floats(s, g)
 // floats of device scratch (may be null when that is 0); with `unsplit` the kernel adds to dw itself.
+// `counters`: tiles(s, g) of them at 0 (each launch leaves them at 0): where splits(s, g) says
+// one_launch, the splits are added in the GEMM's launch; null: in the reduction's own launch.
 inline void backward_weight(const ConvShape& s, const Geometry& g, const float* x, const float* dy, float* dw,
-                            float* workspace, bool unsplit = false, kiln::gpu::stream_handle stream = nullptr) {
+                            float* workspace, bool unsplit = false, kiln::gpu::stream_handle stream = nullptr,
+                            unsigned* counters = nullptr) {
   if (!supports(s) || !aligned(dy))
     throw kiln::gpu::Error(
         "conv2d_mma_wgrad: unsupported shape (K must be 1 or 3, H*W a multiple of 4, dy 16-byte aligned, "
@@ -487,13 +540,15 @@ inline void backward_weight(const ConvShape& s, const Geometry& g, const float* 
         "conv2d_mma_wgrad: a tap pair is 128 x 2*64 or 64 x 2*128, for K = 3 and Cin at least its channels per tap");
   Splits sp = splits(s, g);
   if (unsplit) sp = Splits{1, static_cast<int>((s.n * s.h * s.w + bk - 1) / bk)};
-  float* out = sp.count > 1 ? workspace : dw;
+  const bool one = sp.count > 1 && sp.one_launch && counters != nullptr;
+  float* out = sp.count > 1 && !one ? workspace : dw;
   dispatch(s, g, [&]<int K, int BM, int CT, int Taps, bool Tail>() {
     using T = Tile<BM, CT, Taps>;
     allow_shared<K, BM, CT, Taps, Tail>();
     KILN_LAUNCH((conv2d_mma_wgrad_kernel<K, BM, CT, Taps, Tail>), grid(s, g, sp.count), dim3(T::threads),
-                T::shared_bytes, stream, s, x, dy, out, sp.steps_per_split);
-    if (sp.count > 1)
+                T::shared_bytes, stream, s, x, dy, out, sp.steps_per_split, one ? workspace : nullptr,
+                one ? counters : nullptr);
+    if (sp.count > 1 && !one)
       KILN_LAUNCH(conv2d_mma_wgrad_reduce_kernel<K>, dim3(reduce_blocks(s)), dim3(reduce_block_threads(K)), 0, stream,
                   s, static_cast<const float*>(workspace), sp.count, dw);
   });
@@ -501,8 +556,9 @@ inline void backward_weight(const ConvShape& s, const Geometry& g, const float* 
 
 // ... on the shape's tile (geometry(s)); `workspace`: workspace_floats(s) floats.
 inline void backward_weight(const ConvShape& s, const float* x, const float* dy, float* dw, float* workspace,
-                            bool unsplit = false, kiln::gpu::stream_handle stream = nullptr) {
-  backward_weight(s, geometry(s), x, dy, dw, workspace, unsplit, stream);
+                            bool unsplit = false, kiln::gpu::stream_handle stream = nullptr,
+                            unsigned* counters = nullptr) {
+  backward_weight(s, geometry(s), x, dy, dw, workspace, unsplit, stream, counters);
 }
 
 }  // namespace mma_wgrad

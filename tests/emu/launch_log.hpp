@@ -2,6 +2,7 @@
 // Which kernels a test launched (the kernel table's coverage check, test_conv_igemm's selection
 // check): the emulator's launch hook (kiln::gpu::emu::launch_observer) collects the base names
 // ("relu_forward_kernel") while recording is on. Test-only; Backend<Cuda> knows nothing of it.
+#include <algorithm>
 #include <map>
 #include <mutex>
 #include <set>
@@ -23,10 +24,12 @@ inline LaunchLog& launch_log() {
 }
 }  // namespace detail
 
-// "k::conv2d_forward_kernel<3>" or "conv2d_forward_kernel<3>" -> "conv2d_forward_kernel"
+// "k::conv2d_forward_kernel<3>", "conv2d_forward_kernel<3>" or (KILN_LAUNCH((...)) with the
+// template arguments' commas in parentheses) "(conv2d_forward_kernel<3, 64>)" -> "conv2d_forward_kernel"
 inline std::string kernel_base_name(const char* spelled) {
   std::string s(spelled);
   s = s.substr(0, s.find('<'));
+  s = s.substr(std::min(s.find_first_not_of("( "), s.size()));
   const std::size_t colon = s.rfind(':');
   if (colon != std::string::npos) s = s.substr(colon + 1);
   while (!s.empty() && s.back() == ' ') s.pop_back();

@@ -16,13 +16,16 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <set>
 #include <sstream>
+#include <string>
 #include <vector>
 
 #include "conv2d_mma.cuh"
 #include "conv2d_mma_wgrad.cuh"
 #include "kiln/cpu/conv2d.hpp"
 #include "kiln/gpu/gpu.hpp"
+#include "launch_log.hpp"
 #include "normalised_error.hpp"
 #include "test_emulator_support.hpp"
 
@@ -168,6 +171,46 @@ Gradients tensor_core_gradients(const ConvShape& s, const std::vector<float>& x,
   std::vector<std::uint32_t> out(v.size());
   std::transform(v.begin(), v.end(), out.begin(), [](float f) { return std::bit_cast<std::uint32_t>(f); });
   return out;
+}
+
+// The weight gradient with its `splits` added in the GEMM's launch (mma_wgrad::Splits::one_launch):
+// bit for bit the reduction launch's dw under both schedules (the tile's last split, whose own
+// partial comes from its registers, is the highest under one and split 0 under the other; with 3 or
+// more splits any other order of the sum shows), within the TF32 bound of the reference, no
+// reduction launched, the counters left at 0.
+[[maybe_unused]] void check_wgrad_one_launch(const ConvShape& s, int splits, std::uint64_t seed) {
+  const mw::Geometry g = mw::geometry(s);
+  const mw::Splits sp = mw::splits(s, g);
+  INFO("N=", s.n, " ", s.c_in, "->", s.c_out, " ", s.h, "x", s.w, ", tile ", g.bm, "x", g.taps, "*", g.ct, ", ",
+       sp.count, " splits");
+  REQUIRE(sp.count == splits);
+  REQUIRE(sp.one_launch);
+  const auto x = uniform(static_cast<std::size_t>(s.n * s.c_in * s.h * s.w), seed, -2.0f, 2.0f);
+  const auto w = uniform(static_cast<std::size_t>(s.c_out * s.c_in * s.k * s.k), seed + 1, -1.0f, 1.0f);
+  const auto dy = uniform(static_cast<std::size_t>(s.n * s.c_out * s.h * s.w), seed + 2, -1.0f, 1.0f);
+  const auto dw0 = uniform(w.size(), seed + 3, -1.0f, 1.0f);
+  const std::vector<float> want = tensor_core_gradients(s, x, w, dy, dw0).dw;
+  const std::vector<unsigned> zeros(static_cast<std::size_t>(mw::tiles(s, g)), 0u);
+  DeviceBuffer<float> dx_(x), ddy(dy), ddw(w.size()), work(static_cast<std::size_t>(mw::workspace_floats(s, g)) + 1);
+  DeviceBuffer<unsigned> counters(zeros);
+  CHECK(mw::workspace_floats(s, g) == splits * mw::tiles(s, g) * mw::tile_floats(g));
+  ddw.upload(dw0);
+  mw::backward_weight(s, g, dx_.get(), ddy.get(), ddw.get(), work.get());  // no counters: the reduction launch
+  const std::vector<float> two_launches = ddw.download();
+  CHECK(normalised_error(two_launches, want) < 2e-6);
+  for (auto schedule : {kiln::gpu::emu::Schedule::forward, kiln::gpu::emu::Schedule::reverse}) {
+    kiln_emu_test::ScopedSchedule order(schedule);
+    ddw.upload(dw0);
+    kiln_test::record_launches(true);
+    mw::backward_weight(s, g, dx_.get(), ddy.get(), ddw.get(), work.get(), false, nullptr, counters.get());
+    const std::set<std::string> launched = kiln_test::launched_kernels();
+    kiln_test::record_launches(false);
+    CHECK(launched == std::set<std::string>{"conv2d_mma_wgrad_kernel"});
+    const std::vector<float> got = ddw.download();
+    CHECK(bits_of(got) == bits_of(two_launches));
+    CHECK(normalised_error(got, want) < 2e-6);
+    CHECK(counters.download() == zeros);
+  }
 }
 
 // y from the split-K partial tiles a forward left in its workspace `ws` (mma_conv::partials_offset
@@ -417,6 +460,14 @@ TEST_CASE("mma.sync TF32 weight gradient: tap pairs where a side has 64 channels
 #endif
 }
 
+TEST_CASE("mma.sync TF32 weight gradient: few splits added in the GEMM's launch, the same bits as the reduction's") {
+  check_wgrad_one_launch({1, 64, 100, 16, 24, 3}, 3, 46);  // 128 x 2*64, Cout 100 of 128, 3 splits
+  check_wgrad_one_launch({1, 96, 72, 16, 16, 3}, 2, 47);   // 128 x 128, Cin 96 of 128 (channel tail)
+#if !KILN_EMU_ASAN
+  check_wgrad_one_launch({1, 136, 40, 16, 16, 3}, 2, 48);  // 64 x 2*128 (60 KiB), Cin 136: second column tile shifted
+#endif
+}
+
 TEST_CASE("mma.sync TF32 conv gradients: odd shapes") {
   check_gradients({1, 3, 5, 4, 5, 3}, 24);    // channels below one k step, H*W = 20: a partial last step
   check_gradients({3, 17, 6, 2, 2, 3}, 25);   // 2x2 images: 4 images per k step, every tap mostly padding
@@ -576,35 +627,50 @@ TEST_CASE("conv2d_mma_wgrad: shapes taken, split-K plan, dgrad packing size") {
     CHECK(sp.count >= 1);
     CHECK(std::int64_t{sp.count} * sp.steps_per_split >= steps);     // every step in a split
     CHECK(std::int64_t{sp.count - 1} * sp.steps_per_split < steps);  // no empty split
-    CHECK(mw::workspace_floats(s) == (sp.count > 1 ? sp.count * s.c_out * s.c_in * s.k * s.k : 0));
+    const std::int64_t partials = sp.one_launch
+                                      ? sp.count * mw::tiles(s, mw::geometry(s)) * mw::tile_floats(mw::geometry(s))
+                                      : sp.count * s.c_out * s.c_in * s.k * s.k;
+    CHECK(mw::workspace_floats(s) == (sp.count > 1 ? partials : 0));
   }
   // The fewest splits that give each of 132 x 4 warp schedulers a warp (64 x 64 tiles: one warp per
   // block; 128 x 128 and the tap pairs 128 x 2*64, 64 x 2*128: four); where the
   // unsplit grid fills half of them, those splits only where the H100 model says they pay (U-Net
   // shapes, batch 16; the 8-k-steps cap binds at level 3's 18-block grid).
+  // Where the splits are added: in the GEMM's launch (one_launch) where the tile's last split reads
+  // its few partial tiles faster than the reduction launch reads them all (four-warp tiles only).
   struct Plan {
     ConvShape s;
     int splits;
+    bool one_launch;
   };
-  for (const Plan& p : {Plan{{16, 32, 32, 64, 64, 3}, 59},    // 9 one-warp blocks: 528 / 9
-                        Plan{{16, 128, 128, 16, 16, 3}, 15},  // 9 four-warp blocks (was 32 splits)
-                        Plan{{16, 64, 128, 16, 16, 3}, 26},   // 5 four-warp tap pairs: 27, 10 k steps per split
-                        Plan{{16, 128, 64, 32, 32, 3}, 27},   // 5 four-warp tap pairs (64 x 2*128), 38 k steps
-                        Plan{{16, 64, 64, 32, 32, 3}, 57},    // 9 one-warp blocks: 59, 18 k steps per split
-                        Plan{{16, 128, 256, 8, 8, 3}, 8},     // 18 blocks, 64 k steps
-                        Plan{{16, 256, 256, 8, 8, 3}, 4},     // 36 blocks (was 8)
-                        Plan{{16, 512, 256, 8, 8, 3}, 2},     // 72 blocks: up.0.conv1, the model's 2
-                        Plan{{16, 256, 512, 4, 4, 3}, 1},     // 72 blocks, 16 k steps: too few to pay
-                        Plan{{16, 256, 512, 8, 8, 3}, 2},     // ... 64 k steps at 128^2 crops: pays
-                        Plan{{16, 512, 512, 4, 4, 3}, 1}}) {  // 144 blocks (was 2)
+  for (const Plan& p : {Plan{{16, 32, 32, 64, 64, 3}, 59, false},    // 9 one-warp blocks: 528 / 9
+                        Plan{{16, 128, 128, 16, 16, 3}, 15, false},  // 9 four-warp blocks (was 32 splits)
+                        Plan{{16, 64, 128, 16, 16, 3}, 26, false},   // 5 four-warp tap pairs: 27, 10 k steps per split
+                        Plan{{16, 128, 64, 32, 32, 3}, 27, false},   // 5 four-warp tap pairs (64 x 2*128), 38 k steps
+                        Plan{{16, 64, 64, 32, 32, 3}, 57, false},    // 9 one-warp blocks: 59, 18 k steps per split
+                        Plan{{16, 128, 256, 8, 8, 3}, 8, false},     // 18 blocks, 64 k steps: 8 tiles' tail
+                        Plan{{16, 256, 256, 8, 8, 3}, 4, true},      // 36 blocks (was 8): 4 tiles, 2.1 < 4.2 us
+                        Plan{{16, 512, 256, 8, 8, 3}, 2, true},      // 72 blocks: up.0.conv1, the model's 2
+                        Plan{{16, 256, 512, 4, 4, 3}, 2, true},      // 72 blocks, 16 k steps: pays in one launch
+                        Plan{{16, 256, 512, 8, 8, 3}, 2, true},      // ... 64 k steps at 128^2 crops
+                        Plan{{16, 512, 512, 4, 4, 3}, 1, false},     // 144 blocks (was 2)
+                        Plan{{2, 64, 32, 16, 16, 3}, 4, false}}) {   // one-warp 64 x 64, 4 splits: never
     INFO(p.s.c_in, "->", p.s.c_out, " ", p.s.h, "x", p.s.w);
     CHECK(mw::splits(p.s).count == p.splits);
+    CHECK(mw::splits(p.s).one_launch == p.one_launch);
   }
   // The model behind the half-full case: up.0.conv1 at 128^2 crops (256 k steps), 72 tiles on 132 SMs, gains a third
-  // from 2 splits despite the reduction; bottleneck.conv1 at 64^2 crops (16 k steps) would lose.
+  // from 2 splits despite the reduction; bottleneck.conv1 at 64^2 crops (16 k steps) gains only with the splits
+  // added in the GEMM's launch (two partial tiles' tail): their own launch, reading 4 x 4.7 MB, would lose.
   const std::int64_t up0 = 512 * 256 * 9, bottleneck = 256 * 512 * 9;
+  const mw::Geometry tile{128, 128, 1, false};
   CHECK(mw::predicted_seconds(72, 256, 2, up0) < 0.8 * mw::predicted_seconds(72, 256, 1, up0));
-  CHECK(mw::predicted_seconds(72, 16, 2, bottleneck) > mw::predicted_seconds(72, 16, 1, bottleneck));
+  CHECK(mw::predicted_seconds(72, 16, 2, bottleneck) < mw::predicted_seconds(72, 16, 1, bottleneck));
+  CHECK(mw::predicted_seconds(72, 16, 2, bottleneck) - mw::tail_seconds(2, tile) +
+            mw::reduction_seconds(2, bottleneck) >
+        mw::predicted_seconds(72, 16, 1, bottleneck));
+  CHECK(mw::one_launch(2, tile, bottleneck));
+  CHECK(!mw::one_launch(2, mw::Geometry{64, 64, 1, false}, bottleneck));  // one warp: never
   CHECK_THROWS_WITH_AS(mw::backward_weight({1, 3, 2, 5, 7, 3}, nullptr, nullptr, nullptr, nullptr),
                        doctest::Contains("H*W a multiple of 4"), kiln::gpu::Error);
 }

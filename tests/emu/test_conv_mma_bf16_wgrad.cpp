@@ -60,6 +60,13 @@ std::vector<float> exact_dw(const ConvShape& s, const std::vector<float>& x, con
   kiln::cpu::reference::conv2d_backward(s, x.data(), w.data(), dy.data(), nullptr, strict.data(), nullptr);
   REQUIRE(mbw::supports(s));
   DeviceBuffer<float> d_x(x), d_dy(dy), d_dw(want.size()), work(static_cast<std::size_t>(mbw::layout(s).total));
+  const std::vector<unsigned> zeros(static_cast<std::size_t>(mw::tiles(s, mw::single_tap(s))), 0u);
+  DeviceBuffer<unsigned> counters(zeros);
+  const auto bits = [](const std::vector<float>& v) {
+    std::vector<std::uint32_t> out(v.size());
+    std::transform(v.begin(), v.end(), out.begin(), [](float f) { return std::bit_cast<std::uint32_t>(f); });
+    return out;
+  };
   for (auto schedule : {kiln::gpu::emu::Schedule::forward, kiln::gpu::emu::Schedule::reverse}) {
     kiln_emu_test::ScopedSchedule order(schedule);
     for (bool unsplit : {false, true}) {
@@ -71,6 +78,12 @@ std::vector<float> exact_dw(const ConvShape& s, const std::vector<float>& x, con
       const double vs_fp32 = normalised_error(dw, strict);
       CHECK(vs_fp32 < wgrad_bf16_bound);
       CHECK(vs_fp32 > wgrad_tf32_level);
+      if (!unsplit && mw::splits(s, mw::single_tap(s)).one_launch) {  // the splits added in the GEMM's launch
+        d_dw.upload(std::vector<float>(want.size(), 0.0f));
+        mbw::backward_weight(s, d_x.get(), d_dy.get(), d_dw.get(), work.get(), false, false, nullptr, counters.get());
+        CHECK(bits(d_dw.download()) == bits(dw));  // the reduction launch's bits, whichever split is last
+        CHECK(counters.download() == zeros);
+      }
     }
   }
   return mw::splits(s, mw::single_tap(s)).count;
@@ -125,7 +138,8 @@ TEST_CASE("conv2d_mma_bf16_wgrad_kernel: exact operands, the 2^-7 bound, channel
   CHECK(check_wgrad({4, 17, 66, 8, 8, 3}, 4) > 1);  // Cin 17, Cout 66; split-K
 #if !KILN_EMU_ASAN  // the sanitizer build emulates every lane's mma ~10x slower: the small shapes only
   check_wgrad({1, 96, 130, 4, 8, 3}, 5);             // the 128x128 tile, tails in both channel counts
-  CHECK(check_wgrad({4, 96, 130, 8, 8, 1}, 6) > 1);  // the 128x128 tile, split-K
+  CHECK(check_wgrad({4, 96, 130, 8, 8, 1}, 6) > 1);  // the 128x128 tile, split-K, added in one launch
+  CHECK(mw::splits({4, 96, 130, 8, 8, 1}, mw::single_tap({4, 96, 130, 8, 8, 1})).one_launch);
 #endif
 }
 

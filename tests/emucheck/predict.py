@@ -40,8 +40,9 @@ where the first four are divided by the fraction of SMs that have a block (min(1
 and math and issue also by the fraction of an SM's 4 processing blocks (warp scheduler and tensor
 cores each; a warp stays on one) that have a warp: min(1, warps per SM / 4), the warps per SM being
 the block's warps times min(blocks per SM by occupancy, max(1, blocks / SMs)),
-plus, after the binding term, the split-K tail of the mma.sync forward's one-launch reduction: a
-tile's last block writes its partial tile and reads all S alone, (S + 1) tiles at 64 bytes per clock
+plus, after the binding term, the split-K tail of the mma.sync one-launch reductions (the forwards',
+the TF32 weight gradient's where its splits are few): a tile's last block writes its partial tile and
+reads the S - 1 others alone (its own stays in registers), S tiles at 64 bytes per clock
 from L2 to one SM (an assumption: NVIDIA publishes no per-SM L2 bandwidth).
 """
 import argparse

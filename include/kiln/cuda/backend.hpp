@@ -1057,19 +1057,25 @@ struct Backend<Cuda> {
       return;
     }
     if (mw::supports(s) && mw::aligned(dy.data())) {
-      mw::Splits sp = mw::splits(s);
-      const std::int64_t weights = s.c_out * s.c_in * s.k * s.k;
+      const mw::Geometry g = mw::geometry(s);
+      mw::Splits sp = mw::splits(s, g);
+      const std::int64_t weights = s.c_out * s.c_in * s.k * s.k, room = static_cast<std::int64_t>(ws.numel());
+      // A workspace planned without the one-launch reduction's padded tiles: the reduction launch.
+      if (sp.one_launch && room < mw::partial_floats(s, g, sp)) sp.one_launch = false;
       // A workspace planned under strict fp32 (or none) is too small: run unsplit, straight into dw.
-      if (sp.count > 1 && static_cast<std::int64_t>(ws.numel()) < sp.count * weights)
+      if (sp.count > 1 && room < sp.count * weights)
         sp = mw::Splits{1, static_cast<int>((s.n * s.h * s.w + mw::bk - 1) / mw::bk)};
-      float* out = sp.count > 1 ? ws.data() : dw.data();
+      const bool one = sp.count > 1 && sp.one_launch;  // the splits added in the GEMM's launch
+      float* out = sp.count > 1 && !one ? ws.data() : dw.data();
+      unsigned* counters = one ? reduce_counters(mw::tiles(s, g)) : nullptr;
       // TF32 (under BF16 too, where the NHWC kernel cannot run: no room for the copies in ws).
       mw::dispatch(s, [&]<int K, int BM, int CT, int Taps, bool Tail>() {
         using Tile = mw::Tile<BM, CT, Taps>;
         mw::allow_shared<K, BM, CT, Taps, Tail>();
-        launch(KILN_CUDA_KERNEL(conv2d_mma_wgrad_kernel, K, BM, CT, Taps, Tail), mw::grid(s, mw::geometry(s), sp.count),
-               dim3(Tile::threads), Tile::shared_bytes, s, x.data(), dy.data(), out, sp.steps_per_split);
-        if (sp.count > 1)
+        launch(KILN_CUDA_KERNEL(conv2d_mma_wgrad_kernel, K, BM, CT, Taps, Tail), mw::grid(s, g, sp.count),
+               dim3(Tile::threads), Tile::shared_bytes, s, x.data(), dy.data(), out, sp.steps_per_split,
+               one ? ws.data() : nullptr, counters);
+        if (sp.count > 1 && !one)
           launch(KILN_CUDA_KERNEL(conv2d_mma_wgrad_reduce_kernel, K), dim3(mw::reduce_blocks(s)),
                  dim3(mw::reduce_block_threads(K)), 0, s, static_cast<const float*>(ws.data()), sp.count, dw.data());
       });
@@ -1101,17 +1107,22 @@ struct Backend<Cuda> {
     auto* xh = reinterpret_cast<__nv_bfloat16*>(ws.data() + l.x_copy);
     if (!dy_copied) to_nhwc_bf16(s.n, s.c_out, s.h * s.w, dy.data(), dyh);
     if (!x_copied) to_nhwc_bf16(s.n, s.c_in, s.h * s.w, x.data(), xh);
-    mw::Splits sp = mw::splits(s, mw::single_tap(s));
-    const std::int64_t weights = s.c_out * s.c_in * s.k * s.k;
-    if (sp.count > 1 && static_cast<std::int64_t>(ws.numel()) < l.partials + sp.count * weights)
+    const mw::Geometry g = mw::single_tap(s);
+    mw::Splits sp = mw::splits(s, g);
+    const std::int64_t weights = s.c_out * s.c_in * s.k * s.k,
+                       room = static_cast<std::int64_t>(ws.numel()) - l.partials;
+    if (sp.one_launch && room < mw::partial_floats(s, g, sp)) sp.one_launch = false;  // planned without the tiles
+    if (sp.count > 1 && room < sp.count * weights)
       sp = mw::Splits{1, static_cast<int>((s.n * s.h * s.w + mw::bk - 1) / mw::bk)};  // no room: unsplit
+    const bool one = sp.count > 1 && sp.one_launch;  // the splits added in the GEMM's launch
     float* partials = ws.data() + l.partials;
-    float* out = sp.count > 1 ? partials : dw.data();
+    float* out = sp.count > 1 && !one ? partials : dw.data();
+    unsigned* counters = one ? reduce_counters(mw::tiles(s, g)) : nullptr;
     mbw::dispatch(s, [&]<int K, int BT>() {
-      launch(KILN_CUDA_KERNEL(conv2d_mma_bf16_wgrad_kernel, K, BT), mw::grid(s, mw::single_tap(s), sp.count),
+      launch(KILN_CUDA_KERNEL(conv2d_mma_bf16_wgrad_kernel, K, BT), mw::grid(s, g, sp.count),
              dim3(mbw::Tile<BT>::threads), mbw::Tile<BT>::shared_bytes, s, static_cast<const __nv_bfloat16*>(xh),
-             static_cast<const __nv_bfloat16*>(dyh), out, sp.steps_per_split);
-      if (sp.count > 1)
+             static_cast<const __nv_bfloat16*>(dyh), out, sp.steps_per_split, one ? partials : nullptr, counters);
+      if (sp.count > 1 && !one)
         launch(KILN_CUDA_KERNEL(conv2d_mma_wgrad_reduce_kernel, K), dim3(mw::reduce_blocks(s)),
                dim3(mw::reduce_block_threads(K)), 0, s, static_cast<const float*>(partials), sp.count, dw.data());
     });

@@ -142,6 +142,10 @@ void add_conv_cases(std::vector<KernelCase>& t) {
          igemm_backward_case(r, {1, 64, 72, 4, 4, 3}, 341, true);
          igemm_backward_case(r, {1, 136, 8, 4, 4, 3}, 342, true);
        }});
+  t.push_back({"tf32 conv2d weight gradient with its 2 splits added in the GEMM's launch: 64->72 16x16 (128 x 2*64)",
+               [](Report& r) {
+                 igemm_backward_case(r, {1, 64, 72, 16, 16, 3}, 343, true);
+               }});
 }
 
 void add_tiny_conv_cases(std::vector<KernelCase>& t) {

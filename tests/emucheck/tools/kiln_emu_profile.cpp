@@ -196,11 +196,14 @@ int run(const Options& o) {
         mma_names.push_back("conv2d_mma_forward_kernel<" + K + ", " + std::to_string(mc::block_n(t)) + ", " +
                             (mc::narrow(t) ? "true" : "false") + "> (dgrad)");
       }
-      mw::backward_weight(s, xs.data(), dys.data(), dws.data(), work.data());
       const mw::Geometry g = mw::geometry(s);
+      auto counters = device(mw::tiles(s, g), 0.0f);  // zero bits: the one-launch reduction's counters at 0
+      mw::backward_weight(s, xs.data(), dys.data(), dws.data(), work.data(), false, nullptr,
+                          reinterpret_cast<unsigned*>(counters.data()));
       mma_names.push_back("conv2d_mma_wgrad_kernel<" + K + ", " + std::to_string(g.bm) + ", " + std::to_string(g.ct) +
                           ", " + std::to_string(g.taps) + ", " + (g.tail ? "true" : "false") + ">");
-      if (mw::splits(s).count > 1) mma_names.push_back("conv2d_mma_wgrad_reduce_kernel<" + K + ">");
+      if (mw::splits(s).count > 1 && !mw::splits(s).one_launch)
+        mma_names.push_back("conv2d_mma_wgrad_reduce_kernel<" + K + ">");
       launch_layer.resize(emu::profile_log().size(), layer);
       if (launch_layer.size() != mma_names.size())
         throw std::runtime_error("kiln_emu_profile: the backward launches and their names disagree");
@@ -316,16 +319,28 @@ int run(const Options& o) {
     // The mma.sync forwards' (TF32, BF16) split-K partial tiles (gridDim.z slices of 128 x BN floats per tile,
     // BN = its threads): written once and read once by the tile's last slice, beyond the tensors.
     // (In sampled-only mode a tile's last slice rarely runs: its reads and y stores are not counted.)
-    // The tile's last block writes its own partial and then reads all S alone: (S + 1) tiles.
+    // The tile's last block writes its own partial and then reads the S - 1 others alone: S tiles
+    // (mma_pipeline::reduce_split_k).
     if ((contains(r.kernel, "conv2d_mma_forward_kernel") || contains(r.kernel, "conv2d_mma_bf16_forward_kernel")) &&
         p.grid.z > 1) {
       const double tile_bytes = 4.0 * 128.0 * (p.block.x * p.block.y * p.block.z);
       p.global_distinct_bytes += tile_bytes * p.grid.x * p.grid.y * p.grid.z;
-      r.split_tail_bytes = tile_bytes * (p.grid.z + 1.0);
+      r.split_tail_bytes = tile_bytes * p.grid.z;
     }
     // (dy's NHWC BF16 copy sits between the input gradient's packing and its GEMM: same group.)
     if (!backward_conv && !(phase == "backward" && contains(r.kernel, "conv2d_nhwc_bf16"))) in_backward_group = false;
     rows.push_back(r);
+  }
+
+  // A split weight gradient with no reduction launch after it added its splits in its own launch
+  // (mma_wgrad::Splits::one_launch, reduce_split_k): its partial tiles and the last block's tail as above.
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    auto& p = emu::profile_log()[i];
+    const bool reduced_apart = i + 1 < rows.size() && contains(rows[i + 1].kernel, "conv2d_mma_wgrad_reduce_kernel");
+    if (!contains(rows[i].kernel, "conv2d_mma_wgrad_kernel") || p.grid.z <= 1 || reduced_apart) continue;
+    const double tile_bytes = 4.0 * 128.0 * (p.block.x * p.block.y * p.block.z);
+    p.global_distinct_bytes += tile_bytes * p.grid.x * p.grid.y * p.grid.z;
+    rows[i].split_tail_bytes = tile_bytes * p.grid.z;
   }
 
   if (!o.csv.empty()) {
