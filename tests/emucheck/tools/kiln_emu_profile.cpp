@@ -98,6 +98,7 @@ struct Row {
   std::string kernel, phase, layer;
   double compulsory_bytes = 0;  // convolution GEMMs: every tensor once (the roofline of predict.py --targets)
   double split_tail_bytes = 0;  // split-K in one launch: what the tile's last block writes and reads alone
+  double partial_bytes = 0;     // a split mma.sync weight gradient's partial sums [splits][K*K][Cout][Cin]
   double pack_bytes = 0;        // forward GEMMs: the convolution's share of a batched packing launch (both layouts)
 };
 
@@ -296,13 +297,16 @@ int run(const Options& o) {
         p.global_distinct_bytes = 4.0 * (weights(c) + dgrad_padded(c));
       } else if (contains(r.kernel, "backward_weight") || contains(r.kernel, "conv2d_mma_wgrad_kernel") ||
                  contains(r.kernel,
-                          "conv2d_simt_wgrad_kernel")) {  // dw read and written (+=); split-K partials not counted
+                          "conv2d_simt_wgrad_kernel")) {  // dw read and written (+=)
         p.flops = 2.0 * pixels(c) * weights(c);
         p.global_distinct_bytes = 4.0 * (pixels(c) * (c.c_in + c.c_out) + 2.0 * weights(c));
+        if (contains(r.kernel, "conv2d_mma_wgrad_kernel") && p.grid.z > 1)
+          r.partial_bytes = 4.0 * p.grid.z * weights(c);
       } else if (contains(r.kernel, "conv2d_mma_bf16_wgrad_kernel")) {  // x and dy as NHWC BF16 copies; dw += as above
         p.flops = 2.0 * pixels(c) * weights(c);
         p.global_distinct_bytes =
             2.0 * pixels(c) * ((c.c_in + 15) / 16 * 16 + (c.c_out + 15) / 16 * 16) + 8.0 * weights(c);
+        if (p.grid.z > 1) r.partial_bytes = 4.0 * p.grid.z * weights(c);
       }
     }
     const bool both_packings = contains(r.kernel, "conv2d_mma_pack_weights_both");  // a TF32 training forward
@@ -316,6 +320,7 @@ int run(const Options& o) {
       p.global_distinct_bytes = both_packings ? packed_bytes(c) : 4.0 * (weights(c) + padded(c));
     }
     if (p.flops > 0) r.compulsory_bytes = p.global_distinct_bytes;
+    p.global_distinct_bytes += r.partial_bytes;  // written beyond the tensors (read by the reduction launch)
     // The mma.sync forwards' (TF32, BF16) split-K partial tiles (gridDim.z slices of 128 x BN floats per tile,
     // BN = its threads): written once and read once by the tile's last slice, beyond the tensors.
     // (In sampled-only mode a tile's last slice rarely runs: its reads and y stores are not counted.)
@@ -333,13 +338,16 @@ int run(const Options& o) {
   }
 
   // A split weight gradient with no reduction launch after it added its splits in its own launch
-  // (mma_wgrad::Splits::one_launch, reduce_split_k): its partial tiles and the last block's tail as above.
+  // (mma_wgrad::Splits::one_launch, reduce_split_k): its partial tiles (in place of the partial sums
+  // counted above) and the last block's tail, as the forwards'.
   for (std::size_t i = 0; i < rows.size(); ++i) {
     auto& p = emu::profile_log()[i];
     const bool reduced_apart = i + 1 < rows.size() && contains(rows[i + 1].kernel, "conv2d_mma_wgrad_reduce_kernel");
-    if (!contains(rows[i].kernel, "conv2d_mma_wgrad_kernel") || p.grid.z <= 1 || reduced_apart) continue;
+    const bool wgrad =
+        contains(rows[i].kernel, "conv2d_mma_wgrad_kernel") || contains(rows[i].kernel, "conv2d_mma_bf16_wgrad_kernel");
+    if (!wgrad || p.grid.z <= 1 || reduced_apart) continue;
     const double tile_bytes = 4.0 * 128.0 * (p.block.x * p.block.y * p.block.z);
-    p.global_distinct_bytes += tile_bytes * p.grid.x * p.grid.y * p.grid.z;
+    p.global_distinct_bytes += tile_bytes * p.grid.x * p.grid.y * p.grid.z - rows[i].partial_bytes;
     rows[i].split_tail_bytes = tile_bytes * p.grid.z;
   }
 
