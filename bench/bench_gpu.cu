@@ -67,9 +67,10 @@ int main(int argc, char** argv) {
 #endif
 #if KILN_BENCH_OURS
   register_layer_benchmarks<kiln::Cuda>("cuda/fp32", Peaks{f.fp32_flops, f.copy_bytes_per_s});
-  register_tf32_conv_benchmarks(f);  // conv rows on tensor cores (MathMode::tf32), x_cudnn vs cuDNN TF32
-  register_tf32_wgrad_tile_rows(f);  // the weight gradient's tap pairs against the one-tap tile
-  register_fused_benchmarks(f);      // adam_step/cuda/fused: the multi-tensor Adam
+  register_tf32_conv_benchmarks(f);       // conv rows on tensor cores (MathMode::tf32), x_cudnn vs cuDNN TF32
+  register_tf32_wgrad_tile_rows(f);       // the weight gradient's tap pairs against the one-tap tile
+  register_tf32_wgrad_reduction_rows(f);  // few splits added in the GEMM's launch against the reduction launch
+  register_fused_benchmarks(f);           // adam_step/cuda/fused: the multi-tensor Adam
 #else
   std::fprintf(stderr, "kiln_bench_gpu: <kiln/cuda.hpp> did not exist when this was built: no rows for our kernels\n");
   benchmark::AddCustomContext("kiln_ours", "absent (no <kiln/cuda.hpp> at build time)");

@@ -173,6 +173,7 @@ def layer_section(report, lines):
         lines.append("")
     plan_section(ordered, lines)
     wgrad_tile_section(ordered, lines)
+    wgrad_reduction_section(ordered, lines)
     labels = [(op, shape, k, b.get("label")) for (op, shape), by in ordered for k, b in by.items()
               if k.startswith("cudnn") and op.startswith("conv") and b.get("label")]
     if labels:
@@ -231,6 +232,30 @@ def wgrad_tile_section(ordered, lines):
         frac = by[pair_key].get("peak_frac")
         verdict = "**one tap faster**" if pair and one and one < 0.95 * pair else "pairs hold"
         lines.append(f"| {op} | {shape} | {fmt(pair)} | {fmt(one)} | "
+                     f"{fmt(100 * frac if frac is not None else None, 0)} % | {verdict} |")
+    lines.append("")
+
+
+def wgrad_reduction_section(ordered, lines):
+    """The TF32 weight gradient with its few splits added in the GEMM's launch (planned where
+    mma_wgrad::one_launch holds) against the reduction launch (bench/gpu_tf32_cases.hpp,
+    register_tf32_wgrad_reduction_rows; docs/kernels.md "Few weight-gradient splits added in the GEMM's
+    launch"): where the reduction launch is faster, the tail model behind one_launch is wrong there."""
+    ok = lambda b: b is not None and not b.get("error_occurred")  # noqa: E731
+    one_key, apart_key = "cuda/mma_tf32_one_launch", "cuda/mma_tf32_reduction_launch"
+    rows = [(op, shape, by) for (op, shape), by in ordered if ok(by.get(one_key)) and ok(by.get(apart_key))]
+    if not rows:
+        return
+    lines.append("### The weight gradient's few splits: added in the GEMM's launch against the reduction launch\n")
+    lines.append("GEMM (+ reduction) per call (µs). **reduction launch faster** marks a shape where the one-launch "
+                 "sum loses by more than 5 %.\n")
+    lines.append("| op | shape | one launch µs | reduction launch µs | one launch's share of the TF32 peak | verdict |\n"
+                 "|---|---|---:|---:|---:|---|")
+    for op, shape, by in rows:
+        one, apart = time_us(by[one_key]), time_us(by[apart_key])
+        frac = by[one_key].get("peak_frac")
+        verdict = "**reduction launch faster**" if one and apart and apart < 0.95 * one else "one launch holds"
+        lines.append(f"| {op} | {shape} | {fmt(one)} | {fmt(apart)} | "
                      f"{fmt(100 * frac if frac is not None else None, 0)} % | {verdict} |")
     lines.append("")
 

@@ -119,11 +119,14 @@ inline void add_mma_plan_rows(const std::string& kname, const std::string& shape
 }
 
 // The weight gradient of kernels/conv2d_mma_wgrad.cuh on a given tile (the reduction of its splits
-// included): where the plan takes a pair of taps (mma_wgrad::geometry), the pair and the one-tap tile
-// it replaced (docs/kernels.md "Tap pairs for the weight gradient"), for the first GPU run to settle.
+// included: in the GEMM's launch where the plan says one_launch, unless `reduction_launch`): where the
+// plan takes a pair of taps (mma_wgrad::geometry), the pair and the one-tap tile it replaced
+// (docs/kernels.md "Tap pairs for the weight gradient"); where it adds few splits in one launch, that
+// and the reduction launch ("Few weight-gradient splits added in the GEMM's launch"), for the first GPU
+// run to settle.
 inline void add_mma_wgrad_row(const std::string& name, const ConvShape& s,
                               const kiln::cuda::kernels::mma_wgrad::Geometry& g, double flops, double peak,
-                              const std::string& label) {
+                              const std::string& label, bool reduction_launch = false) {
   auto* b = benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& state) {
     using T = Tensor<float, Cuda>;
     namespace mw = kiln::cuda::kernels::mma_wgrad;
@@ -131,11 +134,14 @@ inline void add_mma_wgrad_row(const std::string& name, const ConvShape& s,
       auto& c = CaseTensors<Cuda>::for_case(name);
       T &x = c.get("x", Shape::nchw(s.n, s.c_in, s.h, s.w)), &dy = c.get("dy", Shape::nchw(s.n, s.c_out, s.h, s.w));
       T &dw = c.get("dw", Shape{s.c_out, s.c_in, s.k, s.k}, 0, 0),
-        &work = c.get("work", Shape{mw::workspace_floats(s, g) + 1}, 0, 0);
+        &work = c.get("work", Shape{mw::workspace_floats(s, g) + 1}, 0, 0),
+        &counters = c.get("counters", Shape{mw::tiles(s, g)}, 0, 0);  // zero bits: the counters at 0
+      unsigned* one_launch = reduction_launch ? nullptr : reinterpret_cast<unsigned*>(counters.data());
       gpu_timed_loop(
           state,
           [&] {
-            mw::backward_weight(s, g, x.data(), dy.data(), dw.data(), work.data(), false, kiln::cuda::current_stream());
+            mw::backward_weight(s, g, x.data(), dy.data(), dw.data(), work.data(), false, kiln::cuda::current_stream(),
+                                one_launch);
           },
           kiln::cuda::current_stream());
     } catch (const std::exception& e) {
@@ -169,6 +175,29 @@ inline void register_tf32_wgrad_tile_rows(const GpuFacts& f) {
       add_mma_wgrad_row("conv3x3_wgrad/cuda/mma_tf32_one_tap/" + shape, s, one, flops, f.tf32_flops,
                         label + std::to_string(one.bm) + " x " + std::to_string(one.ct) + " tiles)");
     }
+}
+
+// The U-Net's 3 x 3 weight gradients (C -> C, and each down block's C/2 -> C) whose few splits the plan
+// adds in the GEMM's launch (mma_wgrad::Splits::one_launch): that and the reduction launch.
+inline void register_tf32_wgrad_reduction_rows(const GpuFacts& f) {
+  namespace mw = kiln::cuda::kernels::mma_wgrad;
+  for (const ShapeSet& set : unet_shape_sets())
+    for (const auto& [c, h] : set.levels)
+      for (const std::int64_t cin : {c, c / 2}) {
+        const ConvShape s{set.n, cin, c, h, h, 3};
+        const mw::Splits sp = mw::splits(s);
+        if (cin < 1 || !sp.one_launch) continue;
+        const std::string shape = cin == c ? shape_tag(c, h, set.n)
+                                           : "C" + std::to_string(cin) + "to" + std::to_string(c) + "_H" +
+                                                 std::to_string(h) + "_N" + std::to_string(set.n);
+        const std::string label = std::to_string(cin) + "->" + std::to_string(c) + " (conv2d_mma_wgrad.cuh, " +
+                                  std::to_string(sp.count) + " splits added ";
+        const double flops = conv_flops(set.n, cin, c, 3, h, h);
+        add_mma_wgrad_row("conv3x3_wgrad/cuda/mma_tf32_one_launch/" + shape, s, mw::geometry(s), flops, f.tf32_flops,
+                          label + "in the GEMM's launch, planned)");
+        add_mma_wgrad_row("conv3x3_wgrad/cuda/mma_tf32_reduction_launch/" + shape, s, mw::geometry(s), flops,
+                          f.tf32_flops, label + "by the reduction kernel)", true);
+      }
 }
 
 // The same convolutions as layer_cases.hpp / cudnn_cases.hpp: per level the 3x3 C -> C and (not at

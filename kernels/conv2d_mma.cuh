@@ -546,7 +546,7 @@ inline constexpr int fill_blocks = 132, max_splits = 32;
 // Block tile width for a shape: 128 x 128 where Cout > 64 and those tiles give more than a quarter
 // of an H100's 132 SMs a block; else 128 x 64: less padding waste where Cout <= 64, and on the deep
 // levels (8 x 8 and 16 x 16 images at batch 16) twice the tiles of half the bytes, still split
-// (splits below) so that the tile's last block reads S + 1 partial tiles of 32 KiB instead of 64 KiB
+// (splits below) so that the tile's last block moves S partial tiles of 32 KiB instead of 64 KiB
 // alone. (At 34-66 wide tiles, 128 x 64 ones would fill half the SMs unsplit with 2 warps each.)
 inline int block_n(const ConvShape& s) {
   const std::int64_t wide_tiles = (s.n * s.h * s.w + bm - 1) / bm * ((s.c_out + 127) / 128);
