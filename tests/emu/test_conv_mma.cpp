@@ -462,8 +462,8 @@ TEST_CASE("mma.sync TF32 weight gradient: tap pairs where a side has 64 channels
 
 TEST_CASE("mma.sync TF32 weight gradient: few splits added in the GEMM's launch, the same bits as the reduction's") {
   check_wgrad_one_launch({1, 64, 100, 16, 24, 3}, 3, 46);  // 128 x 2*64, Cout 100 of 128, 3 splits
+#if !KILN_EMU_ASAN  // ~9 s each under the sanitizers: the 3-split shape (the order of the sum) only
   check_wgrad_one_launch({1, 96, 72, 16, 16, 3}, 2, 47);   // 128 x 128, Cin 96 of 128 (channel tail)
-#if !KILN_EMU_ASAN
   check_wgrad_one_launch({1, 136, 40, 16, 16, 3}, 2, 48);  // 64 x 2*128 (60 KiB), Cin 136: second column tile shifted
 #endif
 }
