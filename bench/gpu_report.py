@@ -213,27 +213,36 @@ def plan_section(ordered, lines):
     lines.append("")
 
 
+def pair_section(ordered, lines, keys, title, intro, names, verdicts):
+    """A planned variant's rows (keys[0]) against the alternative the model weighed (keys[1]), where a
+    shape has both: per-call µs, the planned one's share of the peak, and `loses` where the alternative
+    is faster by more than 5 % (verdicts: the planned one holds, the alternative is faster)."""
+    ok = lambda b: b is not None and not b.get("error_occurred")  # noqa: E731
+    rows = [(op, shape, by) for (op, shape), by in ordered if ok(by.get(keys[0])) and ok(by.get(keys[1]))]
+    if not rows:
+        return
+    lines.append(f"### {title}\n")
+    lines.append(intro + "\n")
+    lines.append(f"| op | shape | {names[0]} µs | {names[1]} µs | {names[0]}: share of the TF32 peak | verdict |\n"
+                 "|---|---|---:|---:|---:|---|")
+    for op, shape, by in rows:
+        planned, other = time_us(by[keys[0]]), time_us(by[keys[1]])
+        frac = by[keys[0]].get("peak_frac")
+        verdict = f"**{verdicts[1]}**" if planned and other and other < 0.95 * planned else verdicts[0]
+        lines.append(f"| {op} | {shape} | {fmt(planned)} | {fmt(other)} | "
+                     f"{fmt(100 * frac if frac is not None else None, 0)} % | {verdict} |")
+    lines.append("")
+
+
 def wgrad_tile_section(ordered, lines):
     """The TF32 weight gradient on tap pairs (planned where a side has 64 channels) against the one-tap
     tile it replaced (bench/gpu_tf32_cases.hpp, register_tf32_wgrad_tile_rows; docs/kernels.md "Tap pairs
     for the weight gradient"): where one tap is faster, mma_wgrad::geometry is wrong for that shape."""
-    ok = lambda b: b is not None and not b.get("error_occurred")  # noqa: E731
-    pair_key, one_key = "cuda/mma_tf32_tap_pairs", "cuda/mma_tf32_one_tap"
-    rows = [(op, shape, by) for (op, shape), by in ordered if ok(by.get(pair_key)) and ok(by.get(one_key))]
-    if not rows:
-        return
-    lines.append("### The weight gradient's tap pairs against one tap per block\n")
-    lines.append("GEMM + split-K reduction per call (µs). **one tap faster** marks a shape where the pair "
-                 "loses by more than 5 %; the predicted share of the TF32 peak is in docs/kernels.md.\n")
-    lines.append("| op | shape | tap pairs µs | one tap µs | pairs' share of the TF32 peak | verdict |\n"
-                 "|---|---|---:|---:|---:|---|")
-    for op, shape, by in rows:
-        pair, one = time_us(by[pair_key]), time_us(by[one_key])
-        frac = by[pair_key].get("peak_frac")
-        verdict = "**one tap faster**" if pair and one and one < 0.95 * pair else "pairs hold"
-        lines.append(f"| {op} | {shape} | {fmt(pair)} | {fmt(one)} | "
-                     f"{fmt(100 * frac if frac is not None else None, 0)} % | {verdict} |")
-    lines.append("")
+    pair_section(ordered, lines, ("cuda/mma_tf32_tap_pairs", "cuda/mma_tf32_one_tap"),
+                 "The weight gradient's tap pairs against one tap per block",
+                 "GEMM + split-K reduction per call (µs). **one tap faster** marks a shape where the pair loses by "
+                 "more than 5 %; the predicted share of the TF32 peak is in docs/kernels.md.",
+                 ("tap pairs", "one tap"), ("pairs hold", "one tap faster"))
 
 
 def wgrad_reduction_section(ordered, lines):
@@ -241,23 +250,11 @@ def wgrad_reduction_section(ordered, lines):
     mma_wgrad::one_launch holds) against the reduction launch (bench/gpu_tf32_cases.hpp,
     register_tf32_wgrad_reduction_rows; docs/kernels.md "Few weight-gradient splits added in the GEMM's
     launch"): where the reduction launch is faster, the tail model behind one_launch is wrong there."""
-    ok = lambda b: b is not None and not b.get("error_occurred")  # noqa: E731
-    one_key, apart_key = "cuda/mma_tf32_one_launch", "cuda/mma_tf32_reduction_launch"
-    rows = [(op, shape, by) for (op, shape), by in ordered if ok(by.get(one_key)) and ok(by.get(apart_key))]
-    if not rows:
-        return
-    lines.append("### The weight gradient's few splits: added in the GEMM's launch against the reduction launch\n")
-    lines.append("GEMM (+ reduction) per call (µs). **reduction launch faster** marks a shape where the one-launch "
-                 "sum loses by more than 5 %.\n")
-    lines.append("| op | shape | one launch µs | reduction launch µs | one launch's share of the TF32 peak | verdict |\n"
-                 "|---|---|---:|---:|---:|---|")
-    for op, shape, by in rows:
-        one, apart = time_us(by[one_key]), time_us(by[apart_key])
-        frac = by[one_key].get("peak_frac")
-        verdict = "**reduction launch faster**" if one and apart and apart < 0.95 * one else "one launch holds"
-        lines.append(f"| {op} | {shape} | {fmt(one)} | {fmt(apart)} | "
-                     f"{fmt(100 * frac if frac is not None else None, 0)} % | {verdict} |")
-    lines.append("")
+    pair_section(ordered, lines, ("cuda/mma_tf32_one_launch", "cuda/mma_tf32_reduction_launch"),
+                 "The weight gradient's few splits: added in the GEMM's launch against the reduction launch",
+                 "GEMM (+ reduction) per call (µs). **reduction launch faster** marks a shape where the one-launch "
+                 "sum loses by more than 5 %.",
+                 ("one launch", "reduction launch"), ("one launch holds", "reduction launch faster"))
 
 
 def step_section(report, lines):

@@ -213,16 +213,8 @@ __global__ void __launch_bounds__(mma_bf16_wgrad::Tile<BT>::threads, 2)
     }
   });
 
-  bool split = gridDim.z > 1;
-  if constexpr (T::threads >= 128) {     // four warps (mma_wgrad::one_launch)
-    if (split && counters != nullptr) {  // leaves acc the sum of every split's, or returns (not the tile's last)
-      const int tile = static_cast<int>(blockIdx.y * gridDim.x + blockIdx.x);
-      if (!mma_pipeline::reduce_split_k<T::threads>(acc, partials, counters, tile, static_cast<int>(gridDim.z), tid,
-                                                    shared))
-        return;
-      split = false;
-    }
-  }
+  bool split = false;
+  if (!mma_pipeline::wgrad_stores<T::threads>(acc, partials, counters, tid, shared, split)) return;
   mma_pipeline::store_wgrad<KK>(acc, out, split, tap, m0 + wm * mma_bf16_wgrad::warp_tile,
                                 n0 + wn * mma_bf16_wgrad::warp_tile, n0, cout, cin, lane);
 }

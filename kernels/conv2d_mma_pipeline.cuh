@@ -186,6 +186,26 @@ __device__ __forceinline__ bool reduce_split_k(float (&acc)[4][8][4], float* par
   return true;
 }
 
+// The weight gradients' split-K before their store (conv2d_mma_wgrad.cuh, conv2d_mma_bf16_wgrad.cuh):
+// whether this block stores its tile, and `split` whether as its split's partial sum (gridDim.z > 1)
+// or into dw. With `counters` (mma_wgrad::Splits::one_launch; four-warp tiles only, the one-warp ones
+// keep no such code) the tile's last split adds every split's (reduce_split_k: acc becomes the sum)
+// and stores into dw; the others store nothing.
+template <int Threads>
+__device__ __forceinline__ bool wgrad_stores(float (&acc)[4][8][4], float* partials, unsigned* counters, int tid,
+                                             float* stash, bool& split) {
+  split = gridDim.z > 1;
+  if constexpr (Threads >= 128) {
+    if (split && counters != nullptr) {
+      const int tile = static_cast<int>(blockIdx.y * gridDim.x + blockIdx.x);
+      if (!reduce_split_k<Threads>(acc, partials, counters, tile, static_cast<int>(gridDim.z), tid, stash))
+        return false;
+      split = false;
+    }
+  }
+  return true;
+}
+
 // The weight gradient's epilogue (conv2d_mma_wgrad.cuh, conv2d_mma_bf16_wgrad.cuh): D[m][n] of filter
 // tap `tap` for a warp's 64 x 64 tile whose first output channel (row) is m_warp and first input
 // channel (column) n_warp. `split`: it is this split's partial sum (split blockIdx.z), out =

@@ -309,16 +309,8 @@ __global__ void __launch_bounds__(mma_wgrad::Tile<BM, CT, Taps>::threads, 2)
     }
   });
 
-  bool split = gridDim.z > 1;
-  if constexpr (T::threads >= 128) {     // four warps (mma_wgrad::one_launch; the one-warp tiles keep no such code)
-    if (split && counters != nullptr) {  // leaves acc the sum of every split's, or returns (not the tile's last)
-      const int tile = static_cast<int>(blockIdx.y * gridDim.x + blockIdx.x);
-      if (!mma_pipeline::reduce_split_k<T::threads>(acc, partials, counters, tile, static_cast<int>(gridDim.z), tid,
-                                                    shared))
-        return;
-      split = false;
-    }
-  }
+  bool split = false;
+  if (!mma_pipeline::wgrad_stores<T::threads>(acc, partials, counters, tid, shared, split)) return;
   if (warp_active)
     mma_pipeline::store_wgrad<KK, !ChannelTail>(acc, out, split, warp_tap, m0 + wm * mma_wgrad::warp_tile,
                                                 n0 + wn * mma_wgrad::warp_tile % CT, n_own, cout, cin, lane);
