@@ -172,8 +172,7 @@ def layer_section(report, lines):
                          f"{fmt(f.get('GB/s') if ok(f) else None, 0)} | {frac} |")
         lines.append("")
     plan_section(ordered, lines)
-    wgrad_tile_section(ordered, lines)
-    wgrad_reduction_section(ordered, lines)
+    wgrad_sections(ordered, lines)
     labels = [(op, shape, k, b.get("label")) for (op, shape), by in ordered for k, b in by.items()
               if k.startswith("cudnn") and op.startswith("conv") and b.get("label")]
     if labels:
@@ -234,27 +233,28 @@ def pair_section(ordered, lines, keys, title, intro, names, verdicts):
     lines.append("")
 
 
-def wgrad_tile_section(ordered, lines):
-    """The TF32 weight gradient on tap pairs (planned where a side has 64 channels) against the one-tap
-    tile it replaced (bench/gpu_tf32_cases.hpp, register_tf32_wgrad_tile_rows; docs/kernels.md "Tap pairs
-    for the weight gradient"): where one tap is faster, mma_wgrad::geometry is wrong for that shape."""
-    pair_section(ordered, lines, ("cuda/mma_tf32_tap_pairs", "cuda/mma_tf32_one_tap"),
-                 "The weight gradient's tap pairs against one tap per block",
-                 "GEMM + split-K reduction per call (µs). **one tap faster** marks a shape where the pair loses by "
-                 "more than 5 %; the predicted share of the TF32 peak is in docs/kernels.md.",
-                 ("tap pairs", "one tap"), ("pairs hold", "one tap faster"))
+# The weight gradient's planned variants against the alternatives the model weighed (bench/gpu_tf32_cases.hpp):
+# tap pairs (planned where a side has 64 channels; register_tf32_wgrad_tile_rows; docs/kernels.md "Tap pairs for
+# the weight gradient") against the one-tap tile they replaced: where one tap wins, mma_wgrad::geometry is wrong
+# there; few splits added in the GEMM's launch (planned where mma_wgrad::one_launch holds;
+# register_tf32_wgrad_reduction_rows; "Few weight-gradient splits added in the GEMM's launch") against the
+# reduction launch: where that wins, the tail model behind one_launch is wrong there.
+WGRAD_COMPARISONS = (
+    (("cuda/mma_tf32_tap_pairs", "cuda/mma_tf32_one_tap"), "The weight gradient's tap pairs against one tap per block",
+     "GEMM + split-K reduction per call (µs). **one tap faster** marks a shape where the pair loses by more than 5 %; "
+     "the predicted share of the TF32 peak is in docs/kernels.md.",
+     ("tap pairs", "one tap"), ("pairs hold", "one tap faster")),
+    (("cuda/mma_tf32_one_launch", "cuda/mma_tf32_reduction_launch"),
+     "The weight gradient's few splits: added in the GEMM's launch against the reduction launch",
+     "GEMM (+ reduction) per call (µs). **reduction launch faster** marks a shape where the one-launch sum loses by "
+     "more than 5 %.",
+     ("one launch", "reduction launch"), ("one launch holds", "reduction launch faster")),
+)
 
 
-def wgrad_reduction_section(ordered, lines):
-    """The TF32 weight gradient with its few splits added in the GEMM's launch (planned where
-    mma_wgrad::one_launch holds) against the reduction launch (bench/gpu_tf32_cases.hpp,
-    register_tf32_wgrad_reduction_rows; docs/kernels.md "Few weight-gradient splits added in the GEMM's
-    launch"): where the reduction launch is faster, the tail model behind one_launch is wrong there."""
-    pair_section(ordered, lines, ("cuda/mma_tf32_one_launch", "cuda/mma_tf32_reduction_launch"),
-                 "The weight gradient's few splits: added in the GEMM's launch against the reduction launch",
-                 "GEMM (+ reduction) per call (µs). **reduction launch faster** marks a shape where the one-launch "
-                 "sum loses by more than 5 %.",
-                 ("one launch", "reduction launch"), ("one launch holds", "reduction launch faster"))
+def wgrad_sections(ordered, lines):
+    for comparison in WGRAD_COMPARISONS:
+        pair_section(ordered, lines, *comparison)
 
 
 def step_section(report, lines):
