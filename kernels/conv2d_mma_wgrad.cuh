@@ -359,9 +359,9 @@ inline bool aligned(const float* dy) { return reinterpret_cast<std::uintptr_t>(d
 // of all Cout*Cin*K*K partial sums, so more only add DRAM traffic), at least 8 k steps (128 pixels)
 // per split, at most 16M floats (64 MiB) of partial sums, at most 1024 splits; no split is empty.
 // Where the unsplit grid's warps already fill half of the schedulers, those splits only where the H100
-// model (predicted_seconds) says the idle SMs cost more than the reduction launch: in the U-Net at
-// batch 16, up.0.conv1's 72 tiles of 128 x 128 (2 splits; by a hair at 64^2 crops, by a third at 128^2)
-// and bottleneck.conv1's from 128^2 crops on.
+// model (predicted_seconds) says the idle SMs cost more than the reduction (in the GEMM's launch or
+// its own, one_launch below): in the U-Net at batch 16, up.0.conv1's 72 tiles of 128 x 128 (2 splits)
+// and bottleneck.conv1's (at 64^2 crops only because the 2 splits are added in one launch).
 // one_launch: the splits are added in the GEMM's launch by each tile's last split (reduce_split_k)
 // where the model below says that tail costs less than the reduction's own launch: a four-warp tile
 // with few splits (2-4 at the U-Net's deep levels).
