@@ -21,32 +21,18 @@
 
 namespace kiln::bench {
 
-// One conv pass at one shape, under MathMode::tf32 for the timed calls.
-inline void add_tf32_conv_row(const std::string& name, const ConvShape& s, int pass, double flops, double peak,
-                              const std::string& label) {
+// Registers one timed row of this file: under MathMode::tf32 (the planned workspaces are TF32's),
+// `setup(c)` gets the case's tensors from c and returns the call to time; a throw skips the row with
+// its message. With `vs_cudnn`, cuDNN TF32's time of the same op and shape beside ours
+// (tf32_reference_seconds: cudnn_us, x_cudnn).
+template <class Setup>
+void add_timed_tf32_row(const std::string& name, double flops, double peak, const std::string& label, bool vs_cudnn,
+                        Setup setup) {
   auto* b = benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& state) {
-    using B = Backend<Cuda>;
-    using T = Tensor<float, Cuda>;
     kiln::cuda::MathModeScope tf32(kiln::cuda::MathMode::tf32);
     try {
-      auto& c = CaseTensors<Cuda>::for_case(name);
-      const Shape xs = Shape::nchw(s.n, s.c_in, s.h, s.w), ys = Shape::nchw(s.n, s.c_out, s.h, s.w);
-      const Shape ws{s.c_out, s.c_in, s.k, s.k}, bs{s.c_out};
-      const Shape work{static_cast<std::int64_t>(B::conv2d_workspace_floats(s)) + 1};
-      T &x = c.get("x", xs), &w = c.get("w", ws, -0.1f, 0.1f), &bias = c.get("b", bs), &dy = c.get("dy", ys);
-      T &y = c.get("y", ys, 0, 0), &dx = c.get("dx", xs, 0, 0), &dw = c.get("dw", ws, 0, 0),
-        &db = c.get("db", bs, 0, 0);
-      T& wsp = c.get("ws", work, 0, 0);
-      T none_dx, none_dw, none_db;
-      if (pass == 0)
-        gpu_timed_loop(
-            state, [&] { B::conv2d_forward(s, x, w, bias, y, wsp); }, kiln::cuda::current_stream());
-      else if (pass == 1)
-        gpu_timed_loop(
-            state, [&] { B::conv2d_backward(s, x, w, dy, dx, none_dw, none_db, wsp); }, kiln::cuda::current_stream());
-      else
-        gpu_timed_loop(
-            state, [&] { B::conv2d_backward(s, x, w, dy, none_dx, dw, db, wsp); }, kiln::cuda::current_stream());
+      auto timed = setup(CaseTensors<Cuda>::for_case(name));
+      gpu_timed_loop(state, timed, kiln::cuda::current_stream());
     } catch (const std::exception& e) {
       state.SkipWithError(e.what());
       return;
@@ -54,7 +40,7 @@ inline void add_tf32_conv_row(const std::string& name, const ConvShape& s, int p
     state.SetLabel(label);
     set_flops(state, flops, peak);
     const auto ref = tf32_reference_seconds().find(op_shape_key(name));
-    if (ref != tf32_reference_seconds().end() && state.iterations() > 0 && last_loop_seconds() > 0) {
+    if (vs_cudnn && ref != tf32_reference_seconds().end() && state.iterations() > 0 && last_loop_seconds() > 0) {
       state.counters["cudnn_us"] = ref->second * 1e6;
       state.counters["x_cudnn"] = last_loop_seconds() / static_cast<double>(state.iterations()) / ref->second;
     }
@@ -62,41 +48,47 @@ inline void add_tf32_conv_row(const std::string& name, const ConvShape& s, int p
   configure_gpu_row(b);
 }
 
+// One conv pass (0 forward, 1 input gradient, 2 weight + bias gradient) at one shape, as Backend<Cuda> runs it.
+inline void add_tf32_conv_row(const std::string& name, const ConvShape& s, int pass, double flops, double peak,
+                              const std::string& label) {
+  add_timed_tf32_row(name, flops, peak, label, true, [=](CaseTensors<Cuda>& c) {
+    using B = Backend<Cuda>;
+    using T = Tensor<float, Cuda>;
+    const Shape xs = Shape::nchw(s.n, s.c_in, s.h, s.w), ys = Shape::nchw(s.n, s.c_out, s.h, s.w);
+    const Shape ws{s.c_out, s.c_in, s.k, s.k}, bs{s.c_out};
+    const Shape work{static_cast<std::int64_t>(B::conv2d_workspace_floats(s)) + 1};
+    T &x = c.get("x", xs), &w = c.get("w", ws, -0.1f, 0.1f), &bias = c.get("b", bs), &dy = c.get("dy", ys);
+    T &y = c.get("y", ys, 0, 0), &dx = c.get("dx", xs, 0, 0), &dw = c.get("dw", ws, 0, 0), &db = c.get("db", bs, 0, 0);
+    T& wsp = c.get("ws", work, 0, 0);
+    return [&, s, pass, none_dx = T(), none_dw = T(), none_db = T()]() mutable {
+      if (pass == 0)
+        B::conv2d_forward(s, x, w, bias, y, wsp);
+      else if (pass == 1)
+        B::conv2d_backward(s, x, w, dy, dx, none_dw, none_db, wsp);
+      else
+        B::conv2d_backward(s, x, w, dy, none_dx, dw, db, wsp);
+    };
+  });
+}
+
 // The forward pass of kernels/conv2d_mma.cuh (mma.sync m16n8k8, ldmatrix, 3-stage cp.async): as the
 // backend plans it (splits and bn 0), or on 128 x bn tiles in `splits` slices (the comparison rows).
 inline void add_mma_conv_row(const std::string& name, const ConvShape& s, double flops, double peak,
                              const std::string& label, int splits = 0, int bn = 0) {
-  auto* b = benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& state) {
+  add_timed_tf32_row(name, flops, peak, label, true, [=](CaseTensors<Cuda>& c) {
     using T = Tensor<float, Cuda>;
     namespace mc = kiln::cuda::kernels::mma_conv;
-    try {
-      auto& c = CaseTensors<Cuda>::for_case(name);
-      const Shape xs = Shape::nchw(s.n, s.c_in, s.h, s.w), ys = Shape::nchw(s.n, s.c_out, s.h, s.w);
-      T &x = c.get("x", xs), &w = c.get("w", Shape{s.c_out, s.c_in, s.k, s.k}, -0.1f, 0.1f),
-        &bias = c.get("b", Shape{s.c_out});
-      // split-K as the backend splits (mma_conv::splits) unless told: the partial tiles after the packed weights
-      const int tile = bn != 0 ? bn : mc::block_n(s), slices = splits != 0 ? splits : mc::splits(s);
-      T &y = c.get("y", ys, 0, 0), &packed = c.get("packed", Shape{mc::workspace_floats(s, slices, tile)}, 0, 0);
-      gpu_timed_loop(
-          state,
-          [&] {
-            mc::forward(s, x.data(), w.data(), bias.data(), y.data(), packed.data(), kiln::cuda::current_stream(),
-                        slices, tile);
-          },
-          kiln::cuda::current_stream());
-    } catch (const std::exception& e) {
-      state.SkipWithError(e.what());
-      return;
-    }
-    state.SetLabel(label);
-    set_flops(state, flops, peak);
-    const auto ref = tf32_reference_seconds().find(op_shape_key(name));
-    if (ref != tf32_reference_seconds().end() && state.iterations() > 0 && last_loop_seconds() > 0) {
-      state.counters["cudnn_us"] = ref->second * 1e6;
-      state.counters["x_cudnn"] = last_loop_seconds() / static_cast<double>(state.iterations()) / ref->second;
-    }
+    const Shape xs = Shape::nchw(s.n, s.c_in, s.h, s.w), ys = Shape::nchw(s.n, s.c_out, s.h, s.w);
+    T &x = c.get("x", xs), &w = c.get("w", Shape{s.c_out, s.c_in, s.k, s.k}, -0.1f, 0.1f),
+      &bias = c.get("b", Shape{s.c_out});
+    // split-K as the backend splits (mma_conv::splits) unless told: the partial tiles after the packed weights
+    const int tile = bn != 0 ? bn : mc::block_n(s), slices = splits != 0 ? splits : mc::splits(s);
+    T &y = c.get("y", ys, 0, 0), &packed = c.get("packed", Shape{mc::workspace_floats(s, slices, tile)}, 0, 0);
+    return [&, s, slices, tile] {
+      mc::forward(s, x.data(), w.data(), bias.data(), y.data(), packed.data(), kiln::cuda::current_stream(), slices,
+                  tile);
+    };
   });
-  configure_gpu_row(b);
 }
 
 // Beside the planned mma.sync forward, where the plan splits or takes 128 x 64 tiles for a wider
@@ -127,31 +119,19 @@ inline void add_mma_plan_rows(const std::string& kname, const std::string& shape
 inline void add_mma_wgrad_row(const std::string& name, const ConvShape& s,
                               const kiln::cuda::kernels::mma_wgrad::Geometry& g, double flops, double peak,
                               const std::string& label, bool reduction_launch = false) {
-  auto* b = benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& state) {
+  add_timed_tf32_row(name, flops, peak, label, false, [=](CaseTensors<Cuda>& c) {
     using T = Tensor<float, Cuda>;
     namespace mw = kiln::cuda::kernels::mma_wgrad;
-    try {
-      auto& c = CaseTensors<Cuda>::for_case(name);
-      T &x = c.get("x", Shape::nchw(s.n, s.c_in, s.h, s.w)), &dy = c.get("dy", Shape::nchw(s.n, s.c_out, s.h, s.w));
-      T &dw = c.get("dw", Shape{s.c_out, s.c_in, s.k, s.k}, 0, 0),
-        &work = c.get("work", Shape{mw::workspace_floats(s, g) + 1}, 0, 0),
-        &counters = c.get("counters", Shape{mw::tiles(s, g)}, 0, 0);  // zero bits: the counters at 0
-      unsigned* one_launch = reduction_launch ? nullptr : reinterpret_cast<unsigned*>(counters.data());
-      gpu_timed_loop(
-          state,
-          [&] {
-            mw::backward_weight(s, g, x.data(), dy.data(), dw.data(), work.data(), false, kiln::cuda::current_stream(),
-                                one_launch);
-          },
-          kiln::cuda::current_stream());
-    } catch (const std::exception& e) {
-      state.SkipWithError(e.what());
-      return;
-    }
-    state.SetLabel(label);
-    set_flops(state, flops, peak);
+    T &x = c.get("x", Shape::nchw(s.n, s.c_in, s.h, s.w)), &dy = c.get("dy", Shape::nchw(s.n, s.c_out, s.h, s.w));
+    T &dw = c.get("dw", Shape{s.c_out, s.c_in, s.k, s.k}, 0, 0),
+      &work = c.get("work", Shape{mw::workspace_floats(s, g) + 1}, 0, 0),
+      &counters = c.get("counters", Shape{mw::tiles(s, g)}, 0, 0);  // zero bits: the counters at 0
+    unsigned* one_launch = reduction_launch ? nullptr : reinterpret_cast<unsigned*>(counters.data());
+    return [&, s, g, one_launch] {
+      mw::backward_weight(s, g, x.data(), dy.data(), dw.data(), work.data(), false, kiln::cuda::current_stream(),
+                          one_launch);
+    };
   });
-  configure_gpu_row(b);
 }
 
 // The U-Net's convolutions with a side of 64 channels and the other wider (down.2.conv1, 64 -> 128,
