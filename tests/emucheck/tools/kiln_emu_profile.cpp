@@ -226,6 +226,14 @@ int run(const Options& o) {
   emu::set_profile(false);
 
   std::vector<Row> rows;
+  // A launch whose split-K slices are added by each tile's last block (mma_pipeline::reduce_split_k):
+  // its partial tiles (gridDim.z slices of 128 floats per thread per tile) written and read once beyond
+  // the tensors, and the last block's tail: its own tile written, the S - 1 others read, S tiles.
+  auto one_launch_split = [](kiln::gpu::emu::LaunchProfile& p, Row& r) {
+    const double tile_bytes = 4.0 * 128.0 * (p.block.x * p.block.y * p.block.z);
+    p.global_distinct_bytes += tile_bytes * p.grid.x * p.grid.y * p.grid.z;
+    r.split_tail_bytes = tile_bytes * p.grid.z;
+  };
   std::string phase = o.kernels == "backward" ? "backward" : "forward";
   std::size_t next_forward = 0, next_backward = convs.size();
   bool in_backward_group = false;
@@ -327,11 +335,8 @@ int run(const Options& o) {
     // The tile's last block writes its own partial and then reads the S - 1 others alone: S tiles
     // (mma_pipeline::reduce_split_k).
     if ((contains(r.kernel, "conv2d_mma_forward_kernel") || contains(r.kernel, "conv2d_mma_bf16_forward_kernel")) &&
-        p.grid.z > 1) {
-      const double tile_bytes = 4.0 * 128.0 * (p.block.x * p.block.y * p.block.z);
-      p.global_distinct_bytes += tile_bytes * p.grid.x * p.grid.y * p.grid.z;
-      r.split_tail_bytes = tile_bytes * p.grid.z;
-    }
+        p.grid.z > 1)
+      one_launch_split(p, r);
     // (dy's NHWC BF16 copy sits between the input gradient's packing and its GEMM: same group.)
     if (!backward_conv && !(phase == "backward" && contains(r.kernel, "conv2d_nhwc_bf16"))) in_backward_group = false;
     rows.push_back(r);
@@ -346,9 +351,8 @@ int run(const Options& o) {
     const bool wgrad =
         contains(rows[i].kernel, "conv2d_mma_wgrad_kernel") || contains(rows[i].kernel, "conv2d_mma_bf16_wgrad_kernel");
     if (!wgrad || p.grid.z <= 1 || reduced_apart) continue;
-    const double tile_bytes = 4.0 * 128.0 * (p.block.x * p.block.y * p.block.z);
-    p.global_distinct_bytes += tile_bytes * p.grid.x * p.grid.y * p.grid.z - rows[i].partial_bytes;
-    rows[i].split_tail_bytes = tile_bytes * p.grid.z;
+    p.global_distinct_bytes -= rows[i].partial_bytes;
+    one_launch_split(p, rows[i]);
   }
 
   if (!o.csv.empty()) {
