@@ -353,18 +353,18 @@ inline bool supports(const ConvShape& s) {
 }
 inline bool aligned(const float* dy) { return reinterpret_cast<std::uintptr_t>(dy) % 16 == 0; }
 
-// Split-K: the fewest splits that give each of a 132-SM GPU's 4 x 132 warp schedulers a warp (an
-// SM's 4 processing blocks have their own tensor cores, and a warp stays on one: 528 blocks of the
-// 64 x 64 tile's one warp, 132 of the 128 x 128 tile's four; each split costs the reduction a read
-// of all Cout*Cin*K*K partial sums, so more only add DRAM traffic), at least 8 k steps (128 pixels)
-// per split, at most 16M floats (64 MiB) of partial sums, at most 1024 splits; no split is empty.
-// Where the unsplit grid's warps already fill half of the schedulers, those splits only where the H100
-// model (predicted_seconds) says the idle SMs cost more than the reduction (in the GEMM's launch or
-// its own, one_launch below): in the U-Net at batch 16, up.0.conv1's 72 tiles of 128 x 128 (2 splits)
-// and bottleneck.conv1's (at 64^2 crops only because the 2 splits are added in one launch).
+// Split-K: as many splits as give each of a 132-SM GPU's 4 x 132 warp schedulers at most one warp
+// (an SM's 4 processing blocks have their own tensor cores, and a warp stays on one: 528 blocks of
+// the 64 x 64 tile's one warp, 132 of the four-warp tiles; one block more puts two warps on some
+// scheduler and doubles the launch's time, the wave quantization of NVIDIA's "Matrix Multiplication
+// Background User's Guide"; each split also costs the reduction a read of all Cout*Cin*K*K partial
+// sums), at least 8 k steps (128 pixels) per split, at most 16M floats (64 MiB) of partial sums, at
+// most 1024 splits; no split is empty. Where the unsplit grid's warps already fill half of the
+// schedulers, the splits (up to 8) that the H100 model (predicted_seconds: the busiest SM's blocks,
+// the reduction in the GEMM's launch or its own, one_launch below) says are fastest, none where
+// none pays: in the U-Net at batch 16, the 72 and 144 tiles of 128 x 128 at the deep levels (a
+// second wave of 12 blocks on 144 tiles costs as much as the first).
 // one_launch: the splits are added in the GEMM's launch by each tile's last split (reduce_split_k)
-// where the model below says that tail costs less than the reduction's own launch: a four-warp tile
-// with few splits (2-4 at the U-Net's deep levels).
 struct Splits {
   int count = 1;
   int steps_per_split = 1;
@@ -377,6 +377,12 @@ inline constexpr double clock = 1.98e9, sm_l2_bytes_per_clock = 64;  // one SM's
 // load one wavefront per HMMA and its copies store 64 wavefronts for 128 HMMA; an SM moves a wavefront
 // per clock and does 0.924 HMMA per clock at the TF32 peak (the emulator's counters agree: 1.39).
 inline constexpr double shared_over_math = 1.5 * 0.924;
+// How much longer than an even share of the SMs `blocks` four-warp blocks take: the busiest SM runs
+// ceil(blocks / SMs) of them (two at a time, each at half the rate), predict.py's busiest().
+inline double wave_load(std::int64_t blocks) {
+  const auto per_sm = static_cast<double>((blocks + 131) / 132);
+  return blocks > 0 ? per_sm * sms / static_cast<double>(blocks) : 1.0;
+}
 }  // namespace plan_model
 // A tile's floats (its partial sum in the one-launch reduction) and the launch's tiles.
 inline std::int64_t tile_floats(const Geometry& g) { return std::int64_t{g.bm} * g.ct * g.taps; }
@@ -400,16 +406,16 @@ inline double tail_seconds(std::int64_t count, const Geometry& g) {
 inline bool one_launch(std::int64_t count, const Geometry& g, std::int64_t dw_floats) {
   return count > 1 && g.warps() >= 4 && tail_seconds(count, g) < reduction_seconds(count, dw_floats);
 }
-// The predicted time of the weight gradient on `blocks` 128 x 128 tiles (four warps each, one block
-// per SM or more) over `steps` k steps in `count` splits: the GEMM launch (shared memory over the busy
-// SMs, the partial sums' or dw's DRAM traffic, at least a launch) and, split, the reduction: the
+// The predicted time of the weight gradient on `blocks` 128 x 128 tiles (four warps each) over
+// `steps` k steps in `count` splits: the GEMM launch (shared memory of the busiest SM, the partial
+// sums' or dw's DRAM traffic, at least a launch) and, split, the reduction: the
 // tail in the GEMM's launch or its own launch (one_launch).
 inline double predicted_seconds(std::int64_t blocks, std::int64_t steps, std::int64_t count, std::int64_t dw_floats) {
   namespace m = plan_model;
   const double grid = static_cast<double>(blocks * count), fraction = grid < m::sms ? grid / m::sms : 1.0;
   const double math = static_cast<double>(blocks) * 128 * 128 * steps * bk * 2 / m::tf32_flops;
   const double dw_bytes = 4.0 * static_cast<double>(dw_floats);
-  const double gemm = std::max({math * m::shared_over_math / fraction,
+  const double gemm = std::max({math * m::shared_over_math * m::wave_load(blocks * count),
                                 (count > 1 ? count : 2) * dw_bytes / m::hbm_bytes / fraction, m::launch_seconds});
   if (count == 1) return gemm;
   const Geometry tile{128, 128, 1, false};
@@ -420,17 +426,19 @@ inline Splits splits(const ConvShape& s, const Geometry& g) {
   const std::int64_t blocks = tiles(s, g);
   const std::int64_t steps = (s.n * s.h * s.w + bk - 1) / bk;
   const std::int64_t fill = 132 * 4 / g.warps();
-  std::int64_t count = (fill + blocks - 1) / blocks;
-  if (steps / 8 < count) count = steps / 8;
   const std::int64_t by_workspace = (std::int64_t{1} << 24) / (dw_floats > 0 ? dw_floats : 1);
-  if (by_workspace < count) count = by_workspace;
-  if (count > 1024) count = 1024;
-  if (count < 1) count = 1;
-  if (2 * blocks >= fill && count > 1) {  // half full unsplit: split only where the model says it pays
-    const std::int64_t per = (steps + count - 1) / count;
-    const bool pays = g == Geometry{128, 128, 1, g.tail} && predicted_seconds(blocks, per * count, count, dw_floats) <
-                                                                predicted_seconds(blocks, steps, 1, dw_floats);
-    if (!pays) count = 1;
+  const std::int64_t cap = std::min({steps / 8, by_workspace, std::int64_t{1024}});
+  std::int64_t count = std::max(std::int64_t{1}, std::min(fill / (blocks > 0 ? blocks : 1), cap));
+  if (2 * blocks >= fill) {  // half full unsplit: the splits the model says are fastest, if any pays
+    count = 1;
+    if (g == Geometry{128, 128, 1, g.tail}) {
+      double best = predicted_seconds(blocks, steps, 1, dw_floats);
+      for (std::int64_t c = 2; c <= std::min(cap, std::int64_t{8}); ++c) {
+        const std::int64_t per = (steps + c - 1) / c;
+        const double t = predicted_seconds(blocks, per * c, c, dw_floats);
+        if (t < best) best = t, count = c;
+      }
+    }
   }
   Splits sp;
   sp.steps_per_split = static_cast<int>((steps + count - 1) / count);

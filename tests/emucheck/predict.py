@@ -36,17 +36,25 @@ longest of
   shared  shared-memory wavefronts / (SMs x 1 wavefront per clock),
   dram    distinct global bytes / HBM bandwidth (each 32-byte sector moved once: a perfect cache),
   launch  2 us per launch (an assumption: back-to-back launches without CUDA Graphs),
-where the first four are divided by the fraction of SMs that have a block (min(1, blocks / SMs)),
-and math and issue also by the fraction of an SM's 4 processing blocks (warp scheduler and tensor
-cores each; a warp stays on one) that have a warp: min(1, warps per SM / 4), the warps per SM being
-the block's warps times min(blocks per SM by occupancy, max(1, blocks / SMs)),
+where every block of a launch does the same work and the busiest unit sets the time (waves):
+  math and issue are per warp scheduler: an SM has 4 processing blocks (warp scheduler and tensor
+          cores each; a warp stays on one), the blocks spread evenly over the SMs, so the busiest SM
+          runs L = ceil(blocks / SMs) of them, at most `resident` at once (the SASS occupancy), and its
+          busiest scheduler the sum over those waves of ceil(warps in the wave / 4) warps' work; the
+          terms above are multiplied by that over the average (blocks x warps / (SMs x 4)),
+  shared  is per SM: multiplied by L over the average (blocks / SMs),
+  dram    is the chip's: divided by min(1, blocks / SMs) only;
+so 144 blocks of 4 warps take two blocks' time on 12 SMs (1.83x the even share), 531 one-warp
+blocks two warps' time on 3 schedulers (1.99x), and fewer blocks than SMs or warps than schedulers
+leave the rest idle (as before),
 plus, after the binding term, the split-K tail of the mma.sync one-launch reductions (the forwards',
 the TF32 weight gradient's where its splits are few): a tile's last block writes its partial tile and
-reads the S - 1 others alone (its own stays in registers), S tiles at 64 bytes per clock
+reads the S - 1 others alone (its own waits in shared memory), S tiles at 64 bytes per clock
 from L2 to one SM (an assumption: NVIDIA publishes no per-SM L2 bandwidth).
 """
 import argparse
 import csv
+import math
 import re
 import sys
 from collections import defaultdict
@@ -103,15 +111,24 @@ def num(row, key):
     return float(row.get(key) or 0)
 
 
+def busiest(blocks, warps, resident, sms):
+    """How much longer than an even share of the chip the busiest SM (shared memory) and the busiest
+    warp scheduler (math, issue) take, for `blocks` equal blocks of `warps` warps, at most `resident`
+    of them on an SM at once (None: no limit known). Both are 1 for a whole number of full waves."""
+    if not blocks or not warps:
+        return 1.0, 1.0
+    per_sm = math.ceil(blocks / sms)  # the busiest SM's blocks, in waves of `resident`
+    at_once = min(per_sm, int(resident)) if resident else per_sm
+    full, rest = divmod(per_sm, at_once)
+    scheduler_warps = full * math.ceil(at_once * warps / 4) + math.ceil(rest * warps / 4)
+    return per_sm * sms / blocks, scheduler_warps * sms * 4 / (blocks * warps)
+
+
 def predict(row, sass, gpu):
     g = GPUS[gpu]
     blocks = num(row, "blocks")
-    fraction = min(1.0, blocks / g["sms"]) if blocks else 1.0
     s = sass.get(sass_name(row["kernel"]))
-    resident = occupancy_blocks(s) if s else None
-    per_sm = min(resident or 32.0, max(1.0, blocks / g["sms"])) if blocks else 1.0
-    warps = num(row, "threads") / 32
-    schedulers = min(1.0, per_sm * warps / 4) if warps else 1.0
+    sm_load, scheduler_load = busiest(blocks, num(row, "threads") / 32, occupancy_blocks(s) if s else None, g["sms"])
     flops = num(row, "flops")
     kernel = row["kernel"]
     tensor_flops, hmma = num(row, "tensor_flops"), num(row, "hmma")
@@ -120,16 +137,16 @@ def predict(row, sass, gpu):
     # the BF16 kernels (MathMode::bf16: conv2d_mma_bf16*.cuh; the fp32-staged "<..., true>" variants are retired)
     bf16 = kernel.startswith("conv2d_mma_bf16_")
     peak = g["bf16"] if bf16 else g["tf32"] if tensor else g["fp32"]
-    terms["math"] = (tensor_flops or flops) / peak / fraction / schedulers
+    terms["math"] = (tensor_flops or flops) / peak * scheduler_load
     if flops > 0 and s and s["per_op"]:
         if s["op"] == "HMMA":
             ops = hmma if hmma > 0 else flops / 1024  # counted, or (old profiles) one m16n8k4 HMMA per 1024 FLOPs
         else:
             ops = flops / 64  # warp FFMAs
-        terms["issue"] = ops * s["per_op"] / (g["sms"] * 4 * g["clock"]) / fraction / schedulers
+        terms["issue"] = ops * s["per_op"] / (g["sms"] * 4 * g["clock"]) * scheduler_load
     wavefronts = num(row, "sld_wavefronts") + num(row, "sst_wavefronts")
-    terms["shared"] = wavefronts / (g["sms"] * g["clock"]) / fraction
-    terms["dram"] = num(row, "global_distinct_bytes") / g["hbm"] / fraction
+    terms["shared"] = wavefronts / (g["sms"] * g["clock"]) * sm_load
+    terms["dram"] = num(row, "global_distinct_bytes") / g["hbm"] / (min(1.0, blocks / g["sms"]) if blocks else 1.0)
     terms["launch"] = LAUNCH_S
     limit = max(terms, key=terms.get)
     tail = num(row, "split_tail_bytes") / (SM_L2_BYTES_PER_CLOCK * g["clock"])  # serial, after the k loop

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Unit test of tests/emucheck/predict.py's model on hand-made launches (no profile, no GPU):
-the SM and warp-scheduler fractions, the split-K tail, and that a kernel's SASS occupancy caps the
-warps an SM holds. Run by ctest (unit.predict_model, label unit) and directly:
+the SM and warp-scheduler fractions, the busiest SM and scheduler of a partial wave, the split-K
+tail, and that a kernel's SASS occupancy caps the warps an SM holds. Run by ctest (unit.predict_model, label unit) and directly:
   python3 tests/emucheck/test_predict.py"""
 import os
 import sys
@@ -52,6 +52,28 @@ class Model(unittest.TestCase):
     def test_fewer_blocks_than_sms(self):
         four = terms(launch(SMS, 128))[2]["math"]
         self.assertAlmostEqual(terms(launch(SMS // 2, 128))[2]["math"] / four, 2.0)
+
+    def test_a_block_past_a_whole_wave_costs_the_busiest_sm_a_second_one(self):
+        four = terms(launch(SMS, 128, sld_wavefronts=1e6))[2]
+        # 144 blocks of 4 warps: 12 SMs run two at once, each scheduler of theirs two warps
+        over = terms(launch(144, 128, tensor_flops=1e9 * 144 / SMS, sld_wavefronts=1e6 * 144 / SMS))[2]
+        self.assertAlmostEqual(over["math"] / four["math"], 2.0)
+        self.assertAlmostEqual(over["shared"] / four["shared"], 2.0)
+        # 531 one-warp blocks: 3 SMs hold 5, one of their schedulers two warps
+        one = terms(launch(4 * SMS, 32))[2]["math"]
+        self.assertAlmostEqual(terms(launch(531, 32, tensor_flops=1e9 * 531 / 528))[2]["math"] / one, 2.0)
+        # whole waves cost nothing more: 2 one-warp blocks per scheduler, 8 per SM (occupancy 8)
+        self.assertAlmostEqual(terms(launch(8 * SMS, 32, tensor_flops=2e9))[2]["math"] / one, 2.0)
+        # DRAM is the chip's, not the busiest SM's
+        dram = terms(launch(SMS, 128, global_distinct_bytes=1e6))[2]["dram"]
+        self.assertAlmostEqual(terms(launch(144, 128, global_distinct_bytes=1e6))[2]["dram"], dram)
+
+    def test_the_busiest_units(self):
+        self.assertEqual(predict.busiest(SMS, 4, 2, SMS), (1.0, 1.0))
+        self.assertEqual(predict.busiest(0, 4, 2, SMS), (1.0, 1.0))
+        sm, scheduler = predict.busiest(4 * SMS, 1, 2, SMS)  # 4 one-warp blocks per SM, 2 at once
+        self.assertAlmostEqual(sm, 1.0)
+        self.assertAlmostEqual(scheduler, 2.0)  # two waves of two warps: half the schedulers each time
 
     def test_the_launch_ceiling(self):
         at_peak = GPU["tf32"] * predict.LAUNCH_S  # FLOPs the peak does in one launch term
