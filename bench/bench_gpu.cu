@@ -70,6 +70,7 @@ int main(int argc, char** argv) {
   register_tf32_conv_benchmarks(f);       // conv rows on tensor cores (MathMode::tf32), x_cudnn vs cuDNN TF32
   register_tf32_wgrad_tile_rows(f);       // the weight gradient's tap pairs against the one-tap tile
   register_tf32_wgrad_reduction_rows(f);  // few splits added in the GEMM's launch against the reduction launch
+  register_tf32_wgrad_wave_rows(f);       // the planned splits against one block past a whole wave
   register_fused_benchmarks(f);           // adam_step/cuda/fused: the multi-tensor Adam
 #else
   std::fprintf(stderr, "kiln_bench_gpu: <kiln/cuda.hpp> did not exist when this was built: no rows for our kernels\n");

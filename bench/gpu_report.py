@@ -238,7 +238,9 @@ def pair_section(ordered, lines, keys, title, intro, names, verdicts):
 # the weight gradient") against the one-tap tile they replaced: where one tap wins, mma_wgrad::geometry is wrong
 # there; few splits added in the GEMM's launch (planned where mma_wgrad::one_launch holds;
 # register_tf32_wgrad_reduction_rows; "Few weight-gradient splits added in the GEMM's launch") against the
-# reduction launch: where that wins, the tail model behind one_launch is wrong there.
+# reduction launch: where that wins, the tail model behind one_launch is wrong there; the planned split counts
+# (register_tf32_wgrad_wave_rows; "Waves") against the plan before them, one block past a whole wave: where that
+# wins, the busiest-SM model overstates a partial wave.
 WGRAD_COMPARISONS = (
     (("cuda/mma_tf32_tap_pairs", "cuda/mma_tf32_one_tap"), "The weight gradient's tap pairs against one tap per block",
      "GEMM + split-K reduction per call (µs). **one tap faster** marks a shape where the pair loses by more than 5 %; "
@@ -249,6 +251,11 @@ WGRAD_COMPARISONS = (
      "GEMM (+ reduction) per call (µs). **reduction launch faster** marks a shape where the one-launch sum loses by "
      "more than 5 %.",
      ("one launch", "reduction launch"), ("one launch holds", "reduction launch faster")),
+    (("cuda/mma_tf32_planned_splits", "cuda/mma_tf32_past_a_wave"),
+     "The weight gradient's splits: planned by the busiest-SM model against one block past a whole wave",
+     "GEMM (+ reduction) per call (µs). **past a wave faster** marks a shape where the plan before 2026-12-07 wins by "
+     "more than 5 %: there the model's waves (docs/kernels.md \"Waves\") overstate the cost of a partial wave.",
+     ("planned", "past a wave"), ("plan holds", "past a wave faster")),
 )
 
 

@@ -118,17 +118,18 @@ inline void add_mma_plan_rows(const std::string& kname, const std::string& shape
 // run to settle.
 inline void add_mma_wgrad_row(const std::string& name, const ConvShape& s,
                               const kiln::cuda::kernels::mma_wgrad::Geometry& g, double flops, double peak,
-                              const std::string& label, bool reduction_launch = false) {
+                              const std::string& label, bool reduction_launch = false, int split_count = 0) {
   add_timed_tf32_row(name, flops, peak, label, false, [=](CaseTensors<Cuda>& c) {
     using T = Tensor<float, Cuda>;
     namespace mw = kiln::cuda::kernels::mma_wgrad;
+    const mw::Splits sp = split_count > 0 ? mw::splits_of(s, g, split_count) : mw::splits(s, g);
     T &x = c.get("x", Shape::nchw(s.n, s.c_in, s.h, s.w)), &dy = c.get("dy", Shape::nchw(s.n, s.c_out, s.h, s.w));
     T &dw = c.get("dw", Shape{s.c_out, s.c_in, s.k, s.k}, 0, 0),
-      &work = c.get("work", Shape{mw::workspace_floats(s, g) + 1}, 0, 0),
+      &work = c.get("work", Shape{mw::partial_floats(s, g, sp) + 1}, 0, 0),
       &counters = c.get("counters", Shape{mw::tiles(s, g)}, 0, 0);  // zero bits: the counters at 0
     unsigned* one_launch = reduction_launch ? nullptr : reinterpret_cast<unsigned*>(counters.data());
-    return [&, s, g, one_launch] {
-      mw::backward_weight(s, g, x.data(), dy.data(), dw.data(), work.data(), false, kiln::cuda::current_stream(),
+    return [&, s, g, sp, one_launch] {
+      mw::backward_weight(s, g, sp, x.data(), dy.data(), dw.data(), work.data(), kiln::cuda::current_stream(),
                           one_launch);
     };
   });
@@ -157,27 +158,54 @@ inline void register_tf32_wgrad_tile_rows(const GpuFacts& f) {
     }
 }
 
-// The U-Net's 3 x 3 weight gradients (C -> C, and each down block's C/2 -> C) whose few splits the plan
-// adds in the GEMM's launch (mma_wgrad::Splits::one_launch): that and the reduction launch.
-inline void register_tf32_wgrad_reduction_rows(const GpuFacts& f) {
-  namespace mw = kiln::cuda::kernels::mma_wgrad;
+// Each of the U-Net's 3 x 3 weight gradients (C -> C, and each down block's C/2 -> C, at both inputs'
+// sizes): f(shape, its rows' tag).
+template <class F>
+void for_each_unet_wgrad(F&& f) {
   for (const ShapeSet& set : unet_shape_sets())
     for (const auto& [c, h] : set.levels)
       for (const std::int64_t cin : {c, c / 2}) {
-        const ConvShape s{set.n, cin, c, h, h, 3};
-        const mw::Splits sp = mw::splits(s);
-        if (cin < 1 || !sp.one_launch) continue;
-        const std::string shape = cin == c ? shape_tag(c, h, set.n)
-                                           : "C" + std::to_string(cin) + "to" + std::to_string(c) + "_H" +
-                                                 std::to_string(h) + "_N" + std::to_string(set.n);
-        const std::string label = std::to_string(cin) + "->" + std::to_string(c) + " (conv2d_mma_wgrad.cuh, " +
-                                  std::to_string(sp.count) + " splits added ";
-        const double flops = conv_flops(set.n, cin, c, 3, h, h);
-        add_mma_wgrad_row("conv3x3_wgrad/cuda/mma_tf32_one_launch/" + shape, s, mw::geometry(s), flops, f.tf32_flops,
-                          label + "in the GEMM's launch, planned)");
-        add_mma_wgrad_row("conv3x3_wgrad/cuda/mma_tf32_reduction_launch/" + shape, s, mw::geometry(s), flops,
-                          f.tf32_flops, label + "by the reduction kernel)", true);
+        if (cin < 1) continue;
+        f(ConvShape{set.n, cin, c, h, h, 3}, cin == c ? shape_tag(c, h, set.n)
+                                                      : "C" + std::to_string(cin) + "to" + std::to_string(c) + "_H" +
+                                                            std::to_string(h) + "_N" + std::to_string(set.n));
       }
+}
+
+// The weight gradients whose few splits the plan adds in the GEMM's launch (mma_wgrad::Splits::one_launch):
+// that and the reduction launch.
+inline void register_tf32_wgrad_reduction_rows(const GpuFacts& f) {
+  namespace mw = kiln::cuda::kernels::mma_wgrad;
+  for_each_unet_wgrad([&](const ConvShape& s, const std::string& shape) {
+    const mw::Splits sp = mw::splits(s);
+    if (!sp.one_launch) return;
+    const std::string label = std::to_string(s.c_in) + "->" + std::to_string(s.c_out) + " (conv2d_mma_wgrad.cuh, " +
+                              std::to_string(sp.count) + " splits added ";
+    const double flops = conv_flops(s.n, s.c_in, s.c_out, 3, s.h, s.w);
+    add_mma_wgrad_row("conv3x3_wgrad/cuda/mma_tf32_one_launch/" + shape, s, mw::geometry(s), flops, f.tf32_flops,
+                      label + "in the GEMM's launch, planned)");
+    add_mma_wgrad_row("conv3x3_wgrad/cuda/mma_tf32_reduction_launch/" + shape, s, mw::geometry(s), flops, f.tf32_flops,
+                      label + "by the reduction kernel)", true);
+  });
+}
+
+// The weight gradients in the planned splits and in the plan before the busiest-SM model
+// (mma_wgrad::past_a_wave: one block past a whole wave), where the two differ: a GPU checks the
+// model's waves (docs/kernels.md "Waves").
+inline void register_tf32_wgrad_wave_rows(const GpuFacts& f) {
+  namespace mw = kiln::cuda::kernels::mma_wgrad;
+  for_each_unet_wgrad([&](const ConvShape& s, const std::string& shape) {
+    const mw::Geometry g = mw::geometry(s);
+    const mw::Splits planned = mw::splits(s, g), past = mw::past_a_wave(s, g);
+    if (planned.count == past.count) return;
+    const std::string label = std::to_string(s.c_in) + "->" + std::to_string(s.c_out) + " (conv2d_mma_wgrad.cuh, " +
+                              std::to_string(mw::tiles(s, g)) + " tiles in ";
+    const double flops = conv_flops(s.n, s.c_in, s.c_out, 3, s.h, s.w);
+    add_mma_wgrad_row("conv3x3_wgrad/cuda/mma_tf32_planned_splits/" + shape, s, g, flops, f.tf32_flops,
+                      label + std::to_string(planned.count) + " splits, planned)", false, planned.count);
+    add_mma_wgrad_row("conv3x3_wgrad/cuda/mma_tf32_past_a_wave/" + shape, s, g, flops, f.tf32_flops,
+                      label + std::to_string(past.count) + " splits, one block past a wave)", false, past.count);
+  });
 }
 
 // The same convolutions as layer_cases.hpp / cudnn_cases.hpp: per level the 3x3 C -> C and (not at

@@ -353,17 +353,17 @@ inline bool supports(const ConvShape& s) {
 }
 inline bool aligned(const float* dy) { return reinterpret_cast<std::uintptr_t>(dy) % 16 == 0; }
 
-// Split-K: as many splits as give each of a 132-SM GPU's 4 x 132 warp schedulers at most one warp
-// (an SM's 4 processing blocks have their own tensor cores, and a warp stays on one: 528 blocks of
-// the 64 x 64 tile's one warp, 132 of the four-warp tiles; one block more puts two warps on some
-// scheduler and doubles the launch's time, the wave quantization of NVIDIA's "Matrix Multiplication
-// Background User's Guide"; each split also costs the reduction a read of all Cout*Cin*K*K partial
-// sums), at least 8 k steps (128 pixels) per split, at most 16M floats (64 MiB) of partial sums, at
-// most 1024 splits; no split is empty. Where the unsplit grid's warps already fill half of the
-// schedulers, the splits (up to 8) that the H100 model (predicted_seconds: the busiest SM's blocks,
-// the reduction in the GEMM's launch or its own, one_launch below) says are fastest, none where
-// none pays: in the U-Net at batch 16, the 72 and 144 tiles of 128 x 128 at the deep levels (a
-// second wave of 12 blocks on 144 tiles costs as much as the first).
+// Split-K, at least 8 k steps (128 pixels) per split, at most 16M floats (64 MiB) of partial sums, at
+// most 1024 splits, no split empty. One-warp 64 x 64 tiles: as many splits as give each of a 132-SM
+// GPU's 4 x 132 warp schedulers at most one warp (an SM's 4 processing blocks have their own tensor
+// cores, and a warp stays on one: 528 blocks; one more puts two warps on some scheduler and doubles
+// the launch's time, the wave quantization of NVIDIA's "Matrix Multiplication Background User's
+// Guide"; each split also costs the reduction a read of all Cout*Cin*K*K partial sums); none where
+// the unsplit grid already fills half the schedulers. Four-warp tiles: the count (up to 64) that the
+// H100 model (predicted_seconds: the busiest SM's blocks, the reduction in the GEMM's launch or its
+// own, one_launch below) says is fastest, none where the unsplit grid fills half the SMs and no split
+// pays: in the U-Net at batch 16 the deep levels' 36, 72 and 144 tiles take 3-11 splits that end
+// near a whole wave (a second wave of 12 blocks on 144 tiles costs as much as the first).
 // one_launch: the splits are added in the GEMM's launch by each tile's last split (reduce_split_k)
 struct Splits {
   int count = 1;
@@ -421,6 +421,17 @@ inline double predicted_seconds(std::int64_t blocks, std::int64_t steps, std::in
   const Geometry tile{128, 128, 1, false};
   return gemm + (one_launch(count, tile, dw_floats) ? tail_seconds(count, tile) : reduction_seconds(count, dw_floats));
 }
+// `count` splits of the k steps (at most one per k step, none empty), and where their sum goes.
+inline Splits splits_of(const ConvShape& s, const Geometry& g, std::int64_t count) {
+  const std::int64_t steps = (s.n * s.h * s.w + bk - 1) / bk;
+  Splits sp;
+  sp.steps_per_split = static_cast<int>((steps + count - 1) / (count > 0 ? count : 1));
+  if (sp.steps_per_split < 1) sp.steps_per_split = 1;
+  sp.count = static_cast<int>((steps + sp.steps_per_split - 1) / sp.steps_per_split);
+  if (sp.count < 1) sp.count = 1;
+  sp.one_launch = one_launch(sp.count, g, s.c_out * s.c_in * s.k * s.k);
+  return sp;
+}
 inline Splits splits(const ConvShape& s, const Geometry& g) {
   const std::int64_t kk = s.k * s.k, dw_floats = s.c_out * s.c_in * kk;
   const std::int64_t blocks = tiles(s, g);
@@ -429,26 +440,25 @@ inline Splits splits(const ConvShape& s, const Geometry& g) {
   const std::int64_t by_workspace = (std::int64_t{1} << 24) / (dw_floats > 0 ? dw_floats : 1);
   const std::int64_t cap = std::min({steps / 8, by_workspace, std::int64_t{1024}});
   std::int64_t count = std::max(std::int64_t{1}, std::min(fill / (blocks > 0 ? blocks : 1), cap));
-  if (2 * blocks >= fill) {  // half full unsplit: the splits the model says are fastest, if any pays
-    count = 1;
-    if (g == Geometry{128, 128, 1, g.tail}) {
-      double best = predicted_seconds(blocks, steps, 1, dw_floats);
-      for (std::int64_t c = 2; c <= std::min(cap, std::int64_t{8}); ++c) {
-        const std::int64_t per = (steps + c - 1) / c;
-        const double t = predicted_seconds(blocks, per * c, c, dw_floats);
-        if (t < best) best = t, count = c;
-      }
+  if (2 * blocks >= fill) count = 1;  // half full unsplit: none unless some pay
+  if (g.warps() == 4) {               // four-warp tiles: the count the model says is fastest
+    double best = predicted_seconds(blocks, (steps + count - 1) / count * count, count, dw_floats);
+    for (std::int64_t c = 1; c <= std::min(cap, std::int64_t{64}); ++c) {
+      const std::int64_t per = (steps + c - 1) / c;
+      const double t = predicted_seconds(blocks, per * c, c, dw_floats);
+      if (t < best) best = t, count = c;
     }
   }
-  Splits sp;
-  sp.steps_per_split = static_cast<int>((steps + count - 1) / count);
-  if (sp.steps_per_split < 1) sp.steps_per_split = 1;
-  sp.count = static_cast<int>((steps + sp.steps_per_split - 1) / sp.steps_per_split);
-  if (sp.count < 1) sp.count = 1;
-  sp.one_launch = one_launch(sp.count, g, dw_floats);
-  return sp;
+  return splits_of(s, g, count);
 }
 inline Splits splits(const ConvShape& s) { return splits(s, geometry(s)); }
+// The plan before the busiest-SM model (2026-12-07): the fewest splits that give every scheduler a
+// warp, one block past a whole wave (ceil((132 x 4 / warps + 1) / tiles): 135 blocks for 9 or 5 tiles,
+// 144 for 18, 36, 72 or 144). kiln_bench_gpu times it beside the plan, so a GPU checks the model.
+inline Splits past_a_wave(const ConvShape& s, const Geometry& g) {
+  const std::int64_t blocks = tiles(s, g), fill = 132 * 4 / g.warps();
+  return splits_of(s, g, (fill + blocks) / (blocks > 0 ? blocks : 1));
+}
 // Floats of the split partial sums: [splits][K*K][Cout][Cin] for the reduction launch, or a padded
 // tile per split and tile for the one-launch reduction (reduce_split_k's layout).
 inline std::int64_t partial_floats(const ConvShape& s, const Geometry& g, const Splits& sp) {
@@ -522,12 +532,13 @@ inline dim3 grid(const ConvShape& s, const Geometry& g, int split_count) {
               static_cast<unsigned>(split_count));
 }
 
-// dw += the weight gradient of y = conv(x, w) from dy on tile g. `workspace`: workspace_floats(s, g)
-// floats of device scratch (may be null when that is 0); with `unsplit` the kernel adds to dw itself.
-// `counters`: tiles(s, g) of them at 0 (each launch leaves them at 0): where splits(s, g) says
-// one_launch, the splits are added in the GEMM's launch; null: in the reduction's own launch.
-inline void backward_weight(const ConvShape& s, const Geometry& g, const float* x, const float* dy, float* dw,
-                            float* workspace, bool unsplit = false, kiln::gpu::stream_handle stream = nullptr,
+// dw += the weight gradient of y = conv(x, w) from dy on tile g in the splits sp (splits(s, g): the
+// plan's; splits_of(s, g, n): n of them). `workspace`: partial_floats(s, g, sp) floats of device
+// scratch (may be null when that is 0). `counters`: tiles(s, g) of them at 0 (each launch leaves them
+// at 0): where sp says one_launch, the splits are added in the GEMM's launch; null: in the
+// reduction's own launch.
+inline void backward_weight(const ConvShape& s, const Geometry& g, const Splits& sp, const float* x, const float* dy,
+                            float* dw, float* workspace, kiln::gpu::stream_handle stream = nullptr,
                             unsigned* counters = nullptr) {
   if (!supports(s) || !aligned(dy))
     throw kiln::gpu::Error(
@@ -538,8 +549,6 @@ inline void backward_weight(const ConvShape& s, const Geometry& g, const float* 
   if (g.taps == 2 && !(s.k == 3 && pair_tile && !g.tail && s.c_in >= g.ct))
     throw kiln::gpu::Error(
         "conv2d_mma_wgrad: a tap pair is 128 x 2*64 or 64 x 2*128, for K = 3 and Cin at least its channels per tap");
-  Splits sp = splits(s, g);
-  if (unsplit) sp = Splits{1, static_cast<int>((s.n * s.h * s.w + bk - 1) / bk)};
   const bool one = sp.count > 1 && sp.one_launch && counters != nullptr;
   float* out = sp.count > 1 && !one ? workspace : dw;
   dispatch(s, g, [&]<int K, int BM, int CT, int Taps, bool Tail>() {
@@ -554,7 +563,14 @@ inline void backward_weight(const ConvShape& s, const Geometry& g, const float* 
   });
 }
 
-// ... on the shape's tile (geometry(s)); `workspace`: workspace_floats(s) floats.
+// ... in the plan's splits, or with `unsplit` one (the kernel adds to dw itself); `workspace`:
+// workspace_floats(s, g) floats.
+inline void backward_weight(const ConvShape& s, const Geometry& g, const float* x, const float* dy, float* dw,
+                            float* workspace, bool unsplit = false, kiln::gpu::stream_handle stream = nullptr,
+                            unsigned* counters = nullptr) {
+  backward_weight(s, g, unsplit ? splits_of(s, g, 1) : splits(s, g), x, dy, dw, workspace, stream, counters);
+}
+// ... on the shape's tile (geometry(s)).
 inline void backward_weight(const ConvShape& s, const float* x, const float* dy, float* dw, float* workspace,
                             bool unsplit = false, kiln::gpu::stream_handle stream = nullptr,
                             unsigned* counters = nullptr) {

@@ -460,8 +460,35 @@ TEST_CASE("mma.sync TF32 weight gradient: tap pairs where a side has 64 channels
 #endif
 }
 
+TEST_CASE("mma.sync TF32 weight gradient in a split count of the caller's (the plan's comparison rows)") {
+  const ConvShape s{1, 96, 72, 8, 16, 3};  // 128 x 128 tile, 8 k steps
+  const mw::Geometry g = mw::geometry(s);
+  const auto x = uniform(static_cast<std::size_t>(s.n * s.c_in * s.h * s.w), 61, -2.0f, 2.0f);
+  const auto w = uniform(static_cast<std::size_t>(s.c_out * s.c_in * 9), 62, -1.0f, 1.0f);
+  const auto dy = uniform(static_cast<std::size_t>(s.n * s.c_out * s.h * s.w), 63, -1.0f, 1.0f);
+  const auto dw0 = uniform(w.size(), 64, -1.0f, 1.0f);
+  const std::vector<float> want = tensor_core_gradients(s, x, w, dy, dw0).dw;
+  for (const int n : {1, 3, 8}) {
+    const mw::Splits sp = mw::splits_of(s, g, n);
+    INFO(n, " splits asked, ", sp.count, " of ", sp.steps_per_split, " k steps");
+    CHECK(sp.count == n);
+    for (const bool one_launch : {false, true}) {
+      DeviceBuffer<float> dx_(x), ddy(dy), ddw(dw0), work(static_cast<std::size_t>(mw::partial_floats(s, g, sp)) + 1);
+      DeviceBuffer<unsigned> counters(std::vector<unsigned>(static_cast<std::size_t>(mw::tiles(s, g)), 0u));
+      mw::backward_weight(s, g, sp, dx_.get(), ddy.get(), ddw.get(), work.get(), nullptr,
+                          one_launch ? counters.get() : nullptr);
+      CHECK(normalised_error(ddw.download(), want) < 2e-6);
+    }
+  }
+  // The plan before the busiest-SM model, one block past a whole wave (kiln_bench_gpu's comparison).
+  CHECK(mw::past_a_wave({16, 128, 128, 16, 16, 3}, mw::geometry({16, 128, 128, 16, 16, 3})).count == 15);  // 135
+  CHECK(mw::past_a_wave({16, 32, 32, 64, 64, 3}, mw::geometry({16, 32, 32, 64, 64, 3})).count == 59);      // 531
+  CHECK(mw::past_a_wave({16, 512, 512, 8, 8, 3}, mw::geometry({16, 512, 512, 8, 8, 3})).count == 1);       // 144
+  CHECK(mw::past_a_wave({16, 512, 256, 16, 16, 3}, mw::geometry({16, 512, 256, 16, 16, 3})).count == 2);   // 144
+}
+
 TEST_CASE("mma.sync TF32 weight gradient: few splits added in the GEMM's launch, the same bits as the reduction's") {
-  check_wgrad_one_launch({1, 64, 100, 16, 24, 3}, 3, 46);  // 128 x 2*64, Cout 100 of 128, 3 splits
+  check_wgrad_one_launch({1, 64, 100, 16, 32, 3}, 3, 46);  // 128 x 2*64, Cout 100 of 128, 3 splits
 #if !KILN_EMU_ASAN  // ~9 s each under the sanitizers: the 3-split shape (the order of the sum) only
   check_wgrad_one_launch({1, 96, 72, 16, 16, 3}, 2, 47);   // 128 x 128, Cin 96 of 128 (channel tail)
   check_wgrad_one_launch({1, 136, 40, 16, 16, 3}, 2, 48);  // 64 x 2*128 (60 KiB), Cin 136: second column tile shifted
@@ -632,11 +659,11 @@ TEST_CASE("conv2d_mma_wgrad: shapes taken, split-K plan, dgrad packing size") {
                                       : sp.count * s.c_out * s.c_in * s.k * s.k;
     CHECK(mw::workspace_floats(s) == (sp.count > 1 ? partials : 0));
   }
-  // The most splits that give each of 132 x 4 warp schedulers at most one warp (64 x 64 tiles: one
-  // warp per block; 128 x 128 and the tap pairs 128 x 2*64, 64 x 2*128: four): a block more puts
-  // two warps on a scheduler, a second wave for the whole launch. Where the unsplit grid fills half
-  // of them, the splits the H100 model says are fastest (U-Net shapes, batch 16; the 8-k-steps cap
-  // binds at 64^2 crops' deep levels).
+  // One-warp 64 x 64 tiles: the most splits that give each of 132 x 4 warp schedulers at most one
+  // warp (a block more puts two warps on a scheduler: a second wave for the whole launch). Four-warp
+  // tiles (128 x 128, the tap pairs 128 x 2*64 and 64 x 2*128): the count the H100 model says is
+  // fastest, none where the unsplit grid fills half the schedulers and no split pays (U-Net shapes,
+  // batch 16; the 8-k-steps cap binds at 64^2 crops' deep levels).
   // Where the splits are added: in the GEMM's launch (one_launch) where the tile's last split reads
   // its few partial tiles faster than the reduction launch reads them all (four-warp tiles only).
   struct Plan {
@@ -646,10 +673,10 @@ TEST_CASE("conv2d_mma_wgrad: shapes taken, split-K plan, dgrad packing size") {
   };
   for (const Plan& p : {Plan{{16, 32, 32, 64, 64, 3}, 58, false},    // 9 one-warp blocks: 522 warps (59: 531)
                         Plan{{16, 128, 128, 16, 16, 3}, 14, false},  // 9 four-warp blocks: 126 (15: 135)
-                        Plan{{16, 64, 128, 16, 16, 3}, 26, false},   // 5 four-warp tap pairs: 130
+                        Plan{{16, 64, 128, 16, 16, 3}, 22, false},   // 5 four-warp tap pairs: 110 (26: 130)
                         Plan{{16, 128, 64, 32, 32, 3}, 26, false},   // 5 four-warp tap pairs (64 x 2*128)
                         Plan{{16, 64, 64, 32, 32, 3}, 57, false},    // 9 one-warp blocks: 58, 18 k steps per split
-                        Plan{{16, 128, 256, 8, 8, 3}, 7, false},     // 18 blocks: 126 (8: 144)
+                        Plan{{16, 128, 256, 8, 8, 3}, 5, false},     // 18 blocks, partial sums DRAM-bound: 90
                         Plan{{16, 256, 256, 8, 8, 3}, 3, true},      // 36 blocks: 108 (4: 144), 3 tiles' tail
                         Plan{{16, 512, 256, 8, 8, 3}, 3, true},      // 72 blocks: up.0.conv1 at 64^2, 216
                         Plan{{16, 512, 256, 16, 16, 3}, 7, true},    // ... at 128^2: 504 (2: 144, no faster than 1)
@@ -657,6 +684,8 @@ TEST_CASE("conv2d_mma_wgrad: shapes taken, split-K plan, dgrad packing size") {
                         Plan{{16, 256, 512, 8, 8, 3}, 3, true},      // ... 64 k steps at 128^2 crops
                         Plan{{16, 512, 512, 4, 4, 3}, 1, false},     // 144 blocks, 16 k steps: DRAM-bound split
                         Plan{{16, 512, 512, 8, 8, 3}, 4, true},      // 144 blocks, 64 k steps: 576, 5 per SM
+                        Plan{{16, 256, 256, 16, 16, 3}, 7, true},    // 36 blocks at 128^2 crops: 252 (3: 108)
+                        Plan{{16, 256, 256, 32, 32, 3}, 11, true},   // ... at 256^2: 396, 3 per SM
                         Plan{{2, 64, 32, 16, 16, 3}, 4, false}}) {   // one-warp 64 x 64, 4 splits: never
     INFO(p.s.c_in, "->", p.s.c_out, " ", p.s.h, "x", p.s.w);
     CHECK(mw::splits(p.s).count == p.splits);
