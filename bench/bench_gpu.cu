@@ -7,6 +7,7 @@
 //   <op>/cuda/tf32/<shape>    our implicit-GEMM TF32 tensor-core convolutions (MathMode::tf32),
 //                             x_cudnn = our time / cuDNN TF32's time (gpu_tf32_cases.hpp)
 //   adam_step/cuda/fused/<model>  the multi-tensor Adam (gpu_fused_cases.hpp)
+//   split_k_tail/cuda/slices:<S>  one SM's L2 read rate in a split-K tail (gpu_probe_cases.hpp)
 // peak_frac: convolutions over the theoretical peak of their math (fp32 CUDA
 // cores, or TF32 tensor cores), memory-bound layers over the measured
 // device-to-device cudaMemcpy bandwidth (the practical ceiling). The device's
@@ -30,6 +31,7 @@
 #endif
 #if KILN_BENCH_OURS
 #include "gpu_fused_cases.hpp"
+#include "gpu_probe_cases.hpp"
 #include "gpu_tf32_cases.hpp"
 #endif
 
@@ -72,6 +74,7 @@ int main(int argc, char** argv) {
   register_tf32_wgrad_reduction_rows(f);  // few splits added in the GEMM's launch against the reduction launch
   register_tf32_wgrad_wave_rows(f);       // the planned splits against one block past a whole wave
   register_fused_benchmarks(f);           // adam_step/cuda/fused: the multi-tensor Adam
+  register_probe_benchmarks();            // split_k_tail: one SM's L2 read rate (the model's assumption)
 #else
   std::fprintf(stderr, "kiln_bench_gpu: <kiln/cuda.hpp> did not exist when this was built: no rows for our kernels\n");
   benchmark::AddCustomContext("kiln_ours", "absent (no <kiln/cuda.hpp> at build time)");

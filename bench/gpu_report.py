@@ -173,6 +173,8 @@ def layer_section(report, lines):
         lines.append("")
     plan_section(ordered, lines)
     wgrad_sections(ordered, lines)
+    clock = ctx.get("kiln_gpu_clock_mhz")
+    tail_section(ordered, float(clock) if clock else None, lines)
     labels = [(op, shape, k, b.get("label")) for (op, shape), by in ordered for k, b in by.items()
               if k.startswith("cudnn") and op.startswith("conv") and b.get("label")]
     if labels:
@@ -262,6 +264,38 @@ WGRAD_COMPARISONS = (
 def wgrad_sections(ordered, lines):
     for comparison in WGRAD_COMPARISONS:
         pair_section(ordered, lines, *comparison)
+
+
+# The model's per-SM L2 read rate in a split-K tail (tests/emucheck/predict.py SM_L2_BYTES_PER_CLOCK,
+# mma_wgrad::plan_model::sm_l2_bytes_per_clock).
+MODEL_TAIL_BYTES_PER_CLOCK = 64
+
+
+def tail_section(ordered, clock_mhz, lines):
+    """split_k_tail/cuda/slices:<S> (bench/gpu_probe_cases.hpp): one block per SM reads S - 1 partial tiles
+    of 64 KiB from L2; the slope between the fewest and the most slices is one SM's read rate."""
+    ok = lambda b: b is not None and not b.get("error_occurred")  # noqa: E731
+    points = sorted((int(shape.split(":")[1]), time_us(by["cuda"]), by["cuda"].get("l2_read_bytes"))
+                    for (op, shape), by in ordered if op == "split_k_tail" and ok(by.get("cuda")))
+    if len(points) < 2:
+        return
+    lines.append("### One SM's L2 read rate in a split-K tail (the model's assumption)\n")
+    lines.append("Each block of `split_k_tail_probe_kernel` is the last of its tile and reads the other slices' "
+                 "partial tiles from L2 with the kernels' own `reduce_split_k`. The rate is the slope between the "
+                 f"fewest and the most slices; `predict.py` and `mma_wgrad::plan_model` assume "
+                 f"{MODEL_TAIL_BYTES_PER_CLOCK} bytes per clock.\n")
+    lines.append("| slices | µs per launch | bytes read per block |\n|---:|---:|---:|")
+    for slices, us, read in points:
+        lines.append(f"| {slices} | {fmt(us, 2)} | {fmt(read, 0)} |")
+    (s0, t0, b0), (s1, t1, b1) = points[0], points[-1]
+    if t1 > t0 and b0 is not None and b1 is not None:
+        per_ns = (b1 - b0) / ((t1 - t0) * 1e3)
+        per_clock = per_ns / (clock_mhz * 1e-3) if clock_mhz else None
+        lines.append(f"\nSlope {s0} → {s1} slices: {fmt(per_ns, 1)} bytes/ns per SM"
+                     + (f", {fmt(per_clock, 1)} bytes per clock at {fmt(clock_mhz, 0)} MHz "
+                        f"(model: {MODEL_TAIL_BYTES_PER_CLOCK})" if per_clock else "") + ".\n")
+    else:
+        lines.append("\nNo slope: the most slices were not slower than the fewest.\n")
 
 
 def step_section(report, lines):

@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "../../bench/split_k_tail_probe.cuh"
 #include "conv2d_mma.cuh"
 #include "conv2d_mma_wgrad.cuh"
 #include "kiln/cpu/conv2d.hpp"
@@ -458,6 +459,32 @@ TEST_CASE("mma.sync TF32 weight gradient: tap pairs where a side has 64 channels
   check_gradients({2, 64, 100, 6, 6, 3}, 44);  // 128 x 2*64, Cout 100 of 128, H*W = 36
   check_gradients({2, 128, 64, 8, 8, 3}, 45);  // 64 x 2*128, up.2.conv1's channels
 #endif
+}
+
+TEST_CASE("split-K tail probe (kiln_bench_gpu's L2 read rate): each block sums its tile's slices as their last") {
+  namespace kb = kiln::bench;
+  const int tiles = 3, slices = 4;
+  std::vector<float> partials(static_cast<std::size_t>(kb::tail_probe_floats(tiles, slices)));
+  for (std::size_t q = 0; q < partials.size(); ++q)  // slot s of tile t: t + 10 s (slot 0 the block's own)
+    partials[q] =
+        static_cast<float>(q / kb::tail_probe_tile_floats / slices + 10 * (q / kb::tail_probe_tile_floats % slices));
+  for (auto schedule : {kiln::gpu::emu::Schedule::forward, kiln::gpu::emu::Schedule::reverse}) {
+    kiln_emu_test::ScopedSchedule order(schedule);
+    DeviceBuffer<float> dp(partials), out(static_cast<std::size_t>(tiles * kb::tail_probe_tile_floats));
+    DeviceBuffer<unsigned> counters(std::vector<unsigned>(tiles, 7u));  // whatever a launch finds
+    KILN_LAUNCH(kb::split_k_tail_probe_kernel, dim3(tiles), dim3(kb::tail_probe_threads), kb::tail_probe_shared_bytes,
+                nullptr, dp.get(), counters.get(), slices, 0.5f, out.get());
+    const std::vector<float> sums = out.download();
+    for (int t = 0; t < tiles; ++t) {  // 0.5 + the slots 1..3 of tile t: 3 t + 60
+      const auto first = sums.begin() + t * kb::tail_probe_tile_floats;
+      CHECK(std::all_of(first, first + kb::tail_probe_tile_floats,
+                        [&](float v) { return v == 0.5f + static_cast<float>(3 * t + 60); }));
+    }
+    CHECK(counters.download() == std::vector<unsigned>(tiles, 0u));  // left for the next launch
+    const std::vector<float> after = dp.download();                  // slot 0: the block's own partial
+    CHECK(after[0] == 0.5f);
+    CHECK(after[static_cast<std::size_t>(kb::tail_probe_tile_floats)] == 10.0f);  // slot 1 untouched
+  }
 }
 
 TEST_CASE("mma.sync TF32 weight gradient in a split count of the caller's (the plan's comparison rows)") {
