@@ -38,8 +38,8 @@ __global__ void __launch_bounds__(tail_probe_threads)
   if (tid == 0) counters[tile] = static_cast<unsigned>(slices - 1);  // the other slices have counted
   __syncthreads();
   float* stash = kiln::gpu::dynamic_shared<float>();
-  if (!kiln::cuda::kernels::mma_pipeline::reduce_split_k<tail_probe_threads>(acc, partials, counters, tile, slices,
-                                                                             tid, stash))
+  if (!kiln::cuda::kernels::mma_pipeline::reduce_split_k<tail_probe_threads>(acc, partials, counters, tile, slices, tid,
+                                                                             stash))
     return;
   float4* o = reinterpret_cast<float4*>(out) + tile * tail_probe_tile_floats / 4 + tid;
   KILN_UNROLL
