@@ -406,7 +406,8 @@ inline double tail_seconds(std::int64_t count, const Geometry& g) {
 inline bool one_launch(std::int64_t count, const Geometry& g, std::int64_t dw_floats) {
   return count > 1 && g.warps() >= 4 && tail_seconds(count, g) < reduction_seconds(count, dw_floats);
 }
-// The predicted time of the weight gradient on `blocks` 128 x 128 tiles (four warps each) over
+// The predicted time of the weight gradient on `blocks` 128 x 128 tiles (four warps each; the tap
+// pairs' four-warp tiles are priced the same) over
 // `steps` k steps in `count` splits: the GEMM launch (shared memory of the busiest SM, the partial
 // sums' or dw's DRAM traffic, at least a launch) and, split, the reduction: the
 // tail in the GEMM's launch or its own launch (one_launch).

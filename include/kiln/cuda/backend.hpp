@@ -1063,8 +1063,7 @@ struct Backend<Cuda> {
       // A workspace planned without the one-launch reduction's padded tiles: the reduction launch.
       if (sp.one_launch && room < mw::partial_floats(s, g, sp)) sp.one_launch = false;
       // A workspace planned under strict fp32 (or none) is too small: run unsplit, straight into dw.
-      if (sp.count > 1 && room < sp.count * weights)
-        sp = mw::Splits{1, static_cast<int>((s.n * s.h * s.w + mw::bk - 1) / mw::bk)};
+      if (sp.count > 1 && room < sp.count * weights) sp = mw::splits_of(s, g, 1);
       const bool one = sp.count > 1 && sp.one_launch;  // the splits added in the GEMM's launch
       float* out = sp.count > 1 && !one ? ws.data() : dw.data();
       unsigned* counters = one ? reduce_counters(mw::tiles(s, g)) : nullptr;
@@ -1112,8 +1111,7 @@ struct Backend<Cuda> {
     const std::int64_t weights = s.c_out * s.c_in * s.k * s.k,
                        room = static_cast<std::int64_t>(ws.numel()) - l.partials;
     if (sp.one_launch && room < mw::partial_floats(s, g, sp)) sp.one_launch = false;  // planned without the tiles
-    if (sp.count > 1 && room < sp.count * weights)
-      sp = mw::Splits{1, static_cast<int>((s.n * s.h * s.w + mw::bk - 1) / mw::bk)};  // no room: unsplit
+    if (sp.count > 1 && room < sp.count * weights) sp = mw::splits_of(s, g, 1);       // no room: unsplit
     const bool one = sp.count > 1 && sp.one_launch;  // the splits added in the GEMM's launch
     float* partials = ws.data() + l.partials;
     float* out = sp.count > 1 && !one ? partials : dw.data();
