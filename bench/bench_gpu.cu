@@ -73,6 +73,7 @@ int main(int argc, char** argv) {
   register_tf32_wgrad_tile_rows(f);       // the weight gradient's tap pairs against the one-tap tile
   register_tf32_wgrad_reduction_rows(f);  // few splits added in the GEMM's launch against the reduction launch
   register_tf32_wgrad_wave_rows(f);       // the planned splits against one block past a whole wave
+  register_tf32_wgrad_stream_k_rows(f);   // stream-K where planned against the grid's best split count
   register_fused_benchmarks(f);           // adam_step/cuda/fused: the multi-tensor Adam
   register_probe_benchmarks();            // split_k_tail: one SM's L2 read rate (the model's assumption)
 #else

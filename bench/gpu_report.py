@@ -242,7 +242,8 @@ def pair_section(ordered, lines, keys, title, intro, names, verdicts):
 # register_tf32_wgrad_reduction_rows; "Few weight-gradient splits added in the GEMM's launch") against the
 # reduction launch: where that wins, the tail model behind one_launch is wrong there; the planned split counts
 # (register_tf32_wgrad_wave_rows; "Waves") against the plan before them, one block past a whole wave: where that
-# wins, the busiest-SM model overstates a partial wave.
+# wins, the busiest-SM model overstates a partial wave; stream-K where planned (register_tf32_wgrad_stream_k_rows;
+# "Stream-K") against the grid's best split count.
 WGRAD_COMPARISONS = (
     (("cuda/mma_tf32_tap_pairs", "cuda/mma_tf32_one_tap"), "The weight gradient's tap pairs against one tap per block",
      "GEMM + split-K reduction per call (µs). **one tap faster** marks a shape where the pair loses by more than 5 %; "
@@ -258,6 +259,11 @@ WGRAD_COMPARISONS = (
      "GEMM (+ reduction) per call (µs). **past a wave faster** marks a shape where the plan before 2026-12-07 wins by "
      "more than 5 %: there the model's waves (docs/kernels.md \"Waves\") overstate the cost of a partial wave.",
      ("planned", "past a wave"), ("plan holds", "past a wave faster")),
+    (("cuda/mma_tf32_stream_k", "cuda/mma_tf32_split_k"),
+     "The weight gradient's stream-K schedule against the grid's best split count",
+     "GEMM (+ reduction) per call (µs). **split-K faster** marks a shape where the grid's splits win by more than "
+     "5 %: there the model behind mma_wgrad::splits (docs/kernels.md \"Stream-K\") misprices the pieces' sums.",
+     ("stream-K", "split-K"), ("stream-K holds", "split-K faster")),
 )
 
 

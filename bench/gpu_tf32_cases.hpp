@@ -11,6 +11,7 @@
 //                            as planned; mma_tf32_128x128 and mma_tf32_half_slices: the same with
 //                            the tile width or split-K slices the plan did not take (add_mma_plan_rows).
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "bench_common.hpp"
@@ -115,14 +116,15 @@ inline void add_mma_plan_rows(const std::string& kname, const std::string& shape
 // plan takes a pair of taps (mma_wgrad::geometry), the pair and the one-tap tile it replaced
 // (docs/kernels.md "Tap pairs for the weight gradient"); where it adds few splits in one launch, that
 // and the reduction launch ("Few weight-gradient splits added in the GEMM's launch"), for the first GPU
-// run to settle.
+// run to settle. `given`: a plan of the row's own (mma_wgrad::splits_of, split_k, past_a_wave) instead.
 inline void add_mma_wgrad_row(const std::string& name, const ConvShape& s,
                               const kiln::cuda::kernels::mma_wgrad::Geometry& g, double flops, double peak,
-                              const std::string& label, bool reduction_launch = false, int split_count = 0) {
+                              const std::string& label, bool reduction_launch = false,
+                              std::optional<kiln::cuda::kernels::mma_wgrad::Splits> given = std::nullopt) {
   add_timed_tf32_row(name, flops, peak, label, false, [=](CaseTensors<Cuda>& c) {
     using T = Tensor<float, Cuda>;
     namespace mw = kiln::cuda::kernels::mma_wgrad;
-    const mw::Splits sp = split_count > 0 ? mw::splits_of(s, g, split_count) : mw::splits(s, g);
+    const mw::Splits sp = given ? *given : mw::splits(s, g);
     T &x = c.get("x", Shape::nchw(s.n, s.c_in, s.h, s.w)), &dy = c.get("dy", Shape::nchw(s.n, s.c_out, s.h, s.w));
     T &dw = c.get("dw", Shape{s.c_out, s.c_in, s.k, s.k}, 0, 0),
       &work = c.get("work", Shape{mw::partial_floats(s, g, sp) + 1}, 0, 0),
@@ -172,39 +174,57 @@ void for_each_unet_wgrad(F&& f) {
       }
 }
 
-// The weight gradients whose few splits the plan adds in the GEMM's launch (mma_wgrad::Splits::one_launch):
-// that and the reduction launch.
+// The weight gradients whose few grid splits (mma_wgrad::split_k) are added in the GEMM's launch
+// (mma_wgrad::Splits::one_launch): that and the reduction launch.
 inline void register_tf32_wgrad_reduction_rows(const GpuFacts& f) {
   namespace mw = kiln::cuda::kernels::mma_wgrad;
   for_each_unet_wgrad([&](const ConvShape& s, const std::string& shape) {
-    const mw::Splits sp = mw::splits(s);
-    if (!sp.one_launch) return;
+    const mw::Splits sp = mw::split_k(s, mw::geometry(s));
+    if (!sp.one_launch || sp.count < 2) return;
     const std::string label = std::to_string(s.c_in) + "->" + std::to_string(s.c_out) + " (conv2d_mma_wgrad.cuh, " +
                               std::to_string(sp.count) + " splits added ";
     const double flops = conv_flops(s.n, s.c_in, s.c_out, 3, s.h, s.w);
     add_mma_wgrad_row("conv3x3_wgrad/cuda/mma_tf32_one_launch/" + shape, s, mw::geometry(s), flops, f.tf32_flops,
-                      label + "in the GEMM's launch, planned)");
+                      label + "in the GEMM's launch, planned)", false, sp);
     add_mma_wgrad_row("conv3x3_wgrad/cuda/mma_tf32_reduction_launch/" + shape, s, mw::geometry(s), flops, f.tf32_flops,
-                      label + "by the reduction kernel)", true);
+                      label + "by the reduction kernel)", true, sp);
   });
 }
 
-// The weight gradients in the planned splits and in the plan before the busiest-SM model
-// (mma_wgrad::past_a_wave: one block past a whole wave), where the two differ: a GPU checks the
-// model's waves (docs/kernels.md "Waves").
+// The weight gradients in the grid's planned splits (mma_wgrad::split_k) and in the plan before the
+// busiest-SM model (mma_wgrad::past_a_wave: one block past a whole wave), where the two differ: a GPU
+// checks the model's waves (docs/kernels.md "Waves").
 inline void register_tf32_wgrad_wave_rows(const GpuFacts& f) {
   namespace mw = kiln::cuda::kernels::mma_wgrad;
   for_each_unet_wgrad([&](const ConvShape& s, const std::string& shape) {
     const mw::Geometry g = mw::geometry(s);
-    const mw::Splits planned = mw::splits(s, g), past = mw::past_a_wave(s, g);
+    const mw::Splits planned = mw::split_k(s, g), past = mw::past_a_wave(s, g);
     if (planned.count == past.count) return;
     const std::string label = std::to_string(s.c_in) + "->" + std::to_string(s.c_out) + " (conv2d_mma_wgrad.cuh, " +
                               std::to_string(mw::tiles(s, g)) + " tiles in ";
     const double flops = conv_flops(s.n, s.c_in, s.c_out, 3, s.h, s.w);
     add_mma_wgrad_row("conv3x3_wgrad/cuda/mma_tf32_planned_splits/" + shape, s, g, flops, f.tf32_flops,
-                      label + std::to_string(planned.count) + " splits, planned)", false, planned.count);
+                      label + std::to_string(planned.count) + " splits, planned)", false, planned);
     add_mma_wgrad_row("conv3x3_wgrad/cuda/mma_tf32_past_a_wave/" + shape, s, g, flops, f.tf32_flops,
-                      label + std::to_string(past.count) + " splits, one block past a wave)", false, past.count);
+                      label + std::to_string(past.count) + " splits, one block past a wave)", false, past);
+  });
+}
+
+// The weight gradients the plan runs stream-K (mma_wgrad::Splits::stream_k) and the grid's best split
+// count (mma_wgrad::split_k): a GPU checks the stream-K schedule (docs/kernels.md "Stream-K").
+inline void register_tf32_wgrad_stream_k_rows(const GpuFacts& f) {
+  namespace mw = kiln::cuda::kernels::mma_wgrad;
+  for_each_unet_wgrad([&](const ConvShape& s, const std::string& shape) {
+    const mw::Geometry g = mw::geometry(s);
+    const mw::Splits planned = mw::splits(s, g), grid = mw::split_k(s, g);
+    if (!planned.stream_k) return;
+    const std::string label = std::to_string(s.c_in) + "->" + std::to_string(s.c_out) + " (conv2d_mma_wgrad.cuh, " +
+                              std::to_string(mw::tiles(s, g)) + " tiles ";
+    const double flops = conv_flops(s.n, s.c_in, s.c_out, 3, s.h, s.w);
+    add_mma_wgrad_row("conv3x3_wgrad/cuda/mma_tf32_stream_k/" + shape, s, g, flops, f.tf32_flops,
+                      label + "stream-K on " + std::to_string(planned.count) + " blocks, planned)", false, planned);
+    add_mma_wgrad_row("conv3x3_wgrad/cuda/mma_tf32_split_k/" + shape, s, g, flops, f.tf32_flops,
+                      label + "in " + std::to_string(grid.count) + " splits)", false, grid);
   });
 }
 

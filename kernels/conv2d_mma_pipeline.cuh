@@ -127,12 +127,16 @@ __device__ __forceinline__ void store_nchw(const float (&acc)[4][8][4], float* y
 // holds the sum (in acc) and must store the tile. counters[tile] is 0 at launch (the forward's weight
 // packing zeroes its counters; the weight gradient's are the backend's, left at 0 by every launch).
 // No block waits for another, so the grid needs no co-residency.
+// reduce_pieces is that for one tile of `pieces` pieces, k ranges of any lengths (the weight
+// gradient's stream-K schedule, conv2d_mma_wgrad.cuh, runs several tiles' pieces in a block): this
+// block's is piece `own`, the tile's partials start at `tile_partials` (a slot of Threads * 128
+// floats per piece), its counter is *counter, the sum runs over pieces 0 (the first k steps) to
+// pieces - 1; reduce_split_k below is it for a grid's gridDim.z slices.
 template <int Threads>
-__device__ __forceinline__ bool reduce_split_k(float (&acc)[4][8][4], float* partials, unsigned* counters, int tile,
-                                               int slices, int tid, float* stash) {
+__device__ __forceinline__ bool reduce_pieces(float (&acc)[4][8][4], float* tile_partials, unsigned* counter, int own,
+                                              int pieces, int tid, float* stash) {
   constexpr int tile_float4s = Threads * 32;  // 128 floats per thread
-  float4* base = reinterpret_cast<float4*>(partials) + tile * slices * tile_float4s + tid;
-  const int own = static_cast<int>(blockIdx.z);
+  float4* base = reinterpret_cast<float4*>(tile_partials) + tid;
   float4* mine = base + own * tile_float4s;
   KILN_UNROLL
   for (int i = 0; i < 4; ++i) {
@@ -142,17 +146,16 @@ __device__ __forceinline__ bool reduce_split_k(float (&acc)[4][8][4], float* par
   }
   __threadfence();  // this thread's partial is visible device-wide before the block counts itself
   __syncthreads();  // ... every thread's
-  const bool last =
-      __syncthreads_or(tid == 0 && atomicAdd(counters + tile, 1u) == static_cast<unsigned>(slices - 1)) != 0;
+  const bool last = __syncthreads_or(tid == 0 && atomicAdd(counter, 1u) == static_cast<unsigned>(pieces - 1)) != 0;
   if (!last) return false;
-  __threadfence();                // the other slices' partials are read after their count
+  __threadfence();                // the other pieces' partials are read after their count
   float* kept = stash + 4 * tid;  // float4 j of the thread at kept + 4 * j * Threads (one 16-byte access each)
-  // One m-tile's 8 float4s at a time, the slices in a rolled loop: 32 loaded registers live beside the
-  // 128 accumulators (all 32 float4s of a slice at once would spill).
+  // One m-tile's 8 float4s at a time, the pieces in a rolled loop: 32 loaded registers live beside the
+  // 128 accumulators (all 32 float4s of a piece at once would spill).
   KILN_UNROLL
   for (int i = 0; i < 4; ++i) {
     const float4* p = base + i * 8 * Threads;
-    if (own != 0) {  // acc[i] starts as slice 0's; its own values wait in the stash
+    if (own != 0) {  // acc[i] starts as piece 0's; its own values wait in the stash
       KILN_UNROLL
       for (int j = 0; j < 8; ++j) {
         store_floats<4>(kept + 4 * j * Threads, Floats<4>{{acc[i][j][0], acc[i][j][1], acc[i][j][2], acc[i][j][3]}});
@@ -164,12 +167,12 @@ __device__ __forceinline__ bool reduce_split_k(float (&acc)[4][8][4], float* par
       }
     }
     KILN_MMA_ROLLED
-    for (int slice = 1; slice < slices; ++slice) {
+    for (int piece = 1; piece < pieces; ++piece) {
       p += tile_float4s;
       KILN_UNROLL
       for (int j = 0; j < 8; ++j) {
         float4 v;
-        if (slice == own) {
+        if (piece == own) {
           const Floats<4> k = load_floats<4>(kept + 4 * j * Threads);
           v = make_float4(k.v[0], k.v[1], k.v[2], k.v[3]);
         } else {
@@ -182,8 +185,15 @@ __device__ __forceinline__ bool reduce_split_k(float (&acc)[4][8][4], float* par
       }
     }
   }
-  if (tid == 0) counters[tile] = 0;  // ready for the next launch on this workspace
+  if (tid == 0) *counter = 0;  // ready for the next launch on this workspace
   return true;
+}
+// The grid's split-K: tile blockIdx.(x, y)'s gridDim.z slices, this block's slice blockIdx.z.
+template <int Threads>
+__device__ __forceinline__ bool reduce_split_k(float (&acc)[4][8][4], float* partials, unsigned* counters, int tile,
+                                               int slices, int tid, float* stash) {
+  return reduce_pieces<Threads>(acc, partials + tile * slices * Threads * 128, counters + tile,
+                                static_cast<int>(blockIdx.z), slices, tid, stash);
 }
 
 // The weight gradients' split-K before their store (conv2d_mma_wgrad.cuh, conv2d_mma_bf16_wgrad.cuh):

@@ -14,7 +14,10 @@
 // the splits to dw in a fixed order (deterministic, bit-identical run to run, no atomics); or, where
 // the splits are few (Splits::one_launch), the tile's last split adds them in the same launch
 // (mma_pipeline::reduce_split_k, the forward's: the same order, the same bits). With one split the
-// kernel adds D to dw itself.
+// kernel adds D to dw itself. Where the tiles do not divide into whole waves (the deep levels' 36-144
+// 128 x 128 tiles), conv2d_mma_wgrad_stream_k_kernel runs the same body on a stream-K schedule
+// (CUTLASS's): 132 blocks each take an equal run of the tiles' k steps laid end to end, across tile
+// boundaries, and each tile's last piece adds its pieces in k order (mma_pipeline::reduce_pieces).
 //
 // Tiling: a block computes BM x (Taps x CT) of D (Tile; 128 x 128 and 64 x 64 of one tap, 128 x 2*64
 // and 64 x 2*128 of a pair), each warp a 64 x 64 tile of one tap as 4 x 8 m16n8k8 accumulators.
@@ -134,15 +137,25 @@ inline Geometry geometry(const ConvShape& s) {
 // adds to `out` = dw (one split). With `counters` (splits > 1, Splits::one_launch): out = dw, the
 // splits' partial tiles go to `partials` (mma_wgrad::partial_floats) and the tile's last split adds
 // them all to dw; counters: one per tile (mma_wgrad::tiles), 0 at launch and left at 0.
+// conv2d_mma_wgrad_stream_k_kernel (128 x 128 tiles; Splits::stream_k): grid (blocks), the tiles' k steps
+// laid end to end (tile t = blockIdx.y * tiles_x + blockIdx.x of the grid above, its step k at
+// iteration t * k_steps + k), block b takes iterations [b * steps_per_split, (b + 1) * steps_per_split):
+// a segment of one tile or more. A whole tile it adds to out = dw; a piece of one goes to its slot of
+// `partials` (stream_slots per tile: mma_wgrad::partial_floats) and the tile's last piece adds them
+// all in k order (reduce_pieces), so no block waits for another. The same `counters` as above.
 // (BF16 runs conv2d_mma_bf16_wgrad.cuh's kernel on NHWC BF16 copies; the fp32-staged BF16 variant
 // that lived here is retired: docs/kernels.md "BF16".)
-template <int K, int BM, int CT, int Taps, bool ChannelTail>
-__global__ void __launch_bounds__(mma_wgrad::Tile<BM, CT, Taps>::threads, 2)
-    conv2d_mma_wgrad_kernel(ConvShape s, const float* x, const float* dy, float* out, int steps_per_split,
-                            float* partials, unsigned* counters) {
+namespace mma_wgrad {
+// Both kernels' body (conv2d_mma_wgrad_kernel, conv2d_mma_wgrad_stream_k_kernel below).
+template <int K, int BM, int CT, int Taps, bool ChannelTail, bool StreamK>
+__device__ __forceinline__ void run_kernel(const ConvShape& s, const float* x, const float* dy, float* out,
+                                           int steps_per_split, float* partials, unsigned* counters,
+                                           [[maybe_unused]] int stream_slots) {
   namespace mma = kiln::gpu::mma;
   using T = mma_wgrad::Tile<BM, CT, Taps>;
   static_assert(Taps == 1 || (K == 3 && !ChannelTail), "tap pairs: K = 3, every x row of the tile exists");
+  static_assert(!StreamK || (BM == 128 && CT == 128 && Taps == 1),
+                "stream-K: 128 x 128 tiles (mma_wgrad::stream_k_of)");
   using mma_pipeline::at_byte;
   using mma_wgrad::bk;
   using mma_wgrad::index;
@@ -152,168 +165,223 @@ __global__ void __launch_bounds__(mma_wgrad::Tile<BM, CT, Taps>::threads, 2)
   const int pixels = static_cast<int>(s.n) * HW;
   const int tid = static_cast<int>(threadIdx.x), lane = tid % 32, warp = tid / 32;
   const int wm = warp % T::warps_m, wn = warp / T::warps_m;
-  const int tiles_m = (cout + BM - 1) / BM;
-  const int tap_block = static_cast<int>(blockIdx.y) / tiles_m, tap0 = tap_block * Taps;
-  const int m0 = (static_cast<int>(blockIdx.y) - tap_block * tiles_m) * BM;
-  // The block's taps: tap0 + h for h < taps (a pair's second may be past the last tap); x rows
-  // [h * CT, (h + 1) * CT) of the tile are x shifted by tap h's (du, dv).
-  const int taps = Taps == 1 || tap0 + 1 < KK ? Taps : 1;
-  int du[Taps], dv[Taps];
-  KILN_UNROLL
-  for (int h = 0; h < Taps; ++h) {
-    du[h] = (tap0 + h) / K - P;
-    dv[h] = (tap0 + h) % K - P;
-  }
-  // Input channels: the block stores columns [n_own, n_own + CT) below Cin; without ChannelTail the
-  // last block's tile starts at Cin - CT instead (Cin >= CT), so all its rows exist, and the columns
-  // before n_own it computes again are not stored.
-  const int n_own = static_cast<int>(blockIdx.x) * CT, n0 = ChannelTail || n_own + CT <= cin ? n_own : cin - CT;
+  const int tiles_m = (cout + BM - 1) / BM, tiles_x = (cin + CT - 1) / CT;
   const int k_steps_total = (pixels + bk - 1) / bk;
-  const int step_begin = static_cast<int>(blockIdx.z) * steps_per_split;
-  const int step_end = step_begin + steps_per_split < k_steps_total ? step_begin + steps_per_split : k_steps_total;
-  const int k_steps = step_end - step_begin;
   float* shared = kiln::gpu::dynamic_shared<float>();
-
-  // ---- per-thread copy state, computed once ----
-  // A = dy: chunk c = tid % 4 (pixels p_a .. p_a+3 of the step), rows tid / 4 + i * a_rows_per_pass.
-  int a_pixel = step_begin * bk + (tid % 4) * 4;
-  int a_hw = a_pixel % HW, a_offset = a_pixel / HW * cout * HW + a_hw;
-  int a_row[T::a_chunks_per_thread];
-  KILN_UNROLL
-  for (int i = 0; i < T::a_chunks_per_thread; ++i) {
-    const int m = m0 + tid / 4 + i * T::a_rows_per_pass;
-    a_row[i] = (m < cout ? m : cout - 1) * HW;  // a row past Cout reads a real one; its D is dropped
+  // The block's first segment: tile, k steps [step_begin, step_end); under stream-K, iterations
+  // [iteration, iteration_end) are left.
+  constexpr bool stream = StreamK;
+  int tile = static_cast<int>(blockIdx.y * gridDim.x + blockIdx.x), step_begin = 0, step_end = 0;
+  int iteration = 0, iteration_end = 0;
+  if constexpr (stream) {
+    const int tiles = tiles_x * tiles_m * ((KK + Taps - 1) / Taps);
+    iteration = static_cast<int>(blockIdx.x) * steps_per_split;
+    iteration_end =
+        iteration + steps_per_split < tiles * k_steps_total ? iteration + steps_per_split : tiles * k_steps_total;
+    tile = iteration / k_steps_total;
+    step_begin = iteration - tile * k_steps_total;
+    step_end = step_begin + (iteration_end - iteration) < k_steps_total ? step_begin + (iteration_end - iteration)
+                                                                        : k_steps_total;
+  } else {
+    step_begin = static_cast<int>(blockIdx.z) * steps_per_split;
+    step_end = step_begin + steps_per_split < k_steps_total ? step_begin + steps_per_split : k_steps_total;
   }
-  const int a_dst = index(tid / 4, (tid % 4) * 4) * 4;  // bytes, as b_dst: register + immediate addresses
-  // B = x: pixel p_b = step start + tid % 16, rows r0 + j * b_rows_per_pass (channels n0 + row).
-  const int r0 = tid / bk;
-  int b_pixel = step_begin * bk + tid % bk;
-  int b_px, b_py, b_offset;
-  {
-    const int img = b_pixel / HW, hw = b_pixel - img * HW;
-    b_py = hw / W;
-    b_px = hw - b_py * W;
-    b_offset = img * cin * HW + hw + (n0 + r0) * HW;
-  }
-  // Rows of this thread that exist: j < b_rows (ChannelTail only).
-  const int b_rows_left = cin - n0 - r0;
-  const int b_rows = b_rows_left > 0 ? (b_rows_left + T::b_rows_per_pass - 1) / T::b_rows_per_pass : 0;
-  const int rows = b_rows < T::b_copies_per_thread ? b_rows : T::b_copies_per_thread;
-  if constexpr (ChannelTail) {
-    KILN_UNROLL  // the rows past Cin's last group are never copied: zero them once, before any copy lands
-    for (int st = 0; st < mma_wgrad::stages; ++st)
-      for (int q = tid; q < T::b_floats; q += T::threads) shared[st * T::stage_floats + T::a_floats + q] = 0.0f;
-    __syncthreads();
-  }
-  int b_dst[T::b_period];
-  KILN_UNROLL
-  for (int j = 0; j < T::b_period; ++j) b_dst[j] = index(r0 + j * T::b_rows_per_pass, tid % bk) * 4;
-  const int a_image_skip = (cout - 1) * HW, b_image_skip = (cin - 1) * HW, b_row_stride = T::b_rows_per_pass * HW;
-
-  auto load_stage = [&](int stage) {
-    float* as = shared + stage * T::stage_floats;
-    float* bs = as + T::a_floats;
-    const bool a_ok = a_pixel < pixels;  // 4 pixels: all or none exist (H*W % 4 == 0)
+  for (;;) {
+    const int tile_y = stream ? tile / tiles_x : static_cast<int>(blockIdx.y);
+    const int tile_x = stream ? tile - tile_y * tiles_x : static_cast<int>(blockIdx.x);
+    const int tap_block = tile_y / tiles_m, tap0 = tap_block * Taps;
+    const int m0 = (tile_y - tap_block * tiles_m) * BM;
+    // The block's taps: tap0 + h for h < taps (a pair's second may be past the last tap); x rows
+    // [h * CT, (h + 1) * CT) of the tile are x shifted by tap h's (du, dv).
+    const int taps = Taps == 1 || tap0 + 1 < KK ? Taps : 1;
+    int du[Taps], dv[Taps];
     KILN_UNROLL
-    for (int i = 0; i < T::a_chunks_per_thread; ++i)
-      kiln::gpu::cp_async<16>(at_byte(as, a_dst) + i * T::a_rows_per_pass * bk, dy + (a_offset + a_row[i]), a_ok);
-    // Row j of the thread lands at b_dst[j % b_period] + (j / b_period) * 8 * bk floats.
+    for (int h = 0; h < Taps; ++h) {
+      du[h] = (tap0 + h) / K - P;
+      dv[h] = (tap0 + h) % K - P;
+    }
+    // Input channels: the block stores columns [n_own, n_own + CT) below Cin; without ChannelTail the
+    // last block's tile starts at Cin - CT instead (Cin >= CT), so all its rows exist, and the columns
+    // before n_own it computes again are not stored.
+    const int n_own = tile_x * CT, n0 = ChannelTail || n_own + CT <= cin ? n_own : cin - CT;
+    const int k_steps = step_end - step_begin;
+
+    // ---- per-thread copy state, computed once ----
+    // A = dy: chunk c = tid % 4 (pixels p_a .. p_a+3 of the step), rows tid / 4 + i * a_rows_per_pass.
+    int a_pixel = step_begin * bk + (tid % 4) * 4;
+    int a_hw = a_pixel % HW, a_offset = a_pixel / HW * cout * HW + a_hw;
+    int a_row[T::a_chunks_per_thread];
+    KILN_UNROLL
+    for (int i = 0; i < T::a_chunks_per_thread; ++i) {
+      const int m = m0 + tid / 4 + i * T::a_rows_per_pass;
+      a_row[i] = (m < cout ? m : cout - 1) * HW;  // a row past Cout reads a real one; its D is dropped
+    }
+    const int a_dst = index(tid / 4, (tid % 4) * 4) * 4;  // bytes, as b_dst: register + immediate addresses
+    // B = x: pixel p_b = step start + tid % 16, rows r0 + j * b_rows_per_pass (channels n0 + row).
+    const int r0 = tid / bk;
+    int b_pixel = step_begin * bk + tid % bk;
+    int b_px, b_py, b_offset;
+    {
+      const int img = b_pixel / HW, hw = b_pixel - img * HW;
+      b_py = hw / W;
+      b_px = hw - b_py * W;
+      b_offset = img * cin * HW + hw + (n0 + r0) * HW;
+    }
+    // Rows of this thread that exist: j < b_rows (ChannelTail only).
+    const int b_rows_left = cin - n0 - r0;
+    const int b_rows = b_rows_left > 0 ? (b_rows_left + T::b_rows_per_pass - 1) / T::b_rows_per_pass : 0;
+    const int rows = b_rows < T::b_copies_per_thread ? b_rows : T::b_copies_per_thread;
     if constexpr (ChannelTail) {
-      const int iy = b_py + du[0], ix = b_px + dv[0];
-      const bool b_ok = b_pixel < pixels && static_cast<unsigned>(iy) < static_cast<unsigned>(H) &&
-                        static_cast<unsigned>(ix) < static_cast<unsigned>(W);
-      const float* src = x + b_offset + du[0] * W + dv[0];  // where !b_ok it may lie outside x: not read
-      constexpr int G = T::b_period > 1 ? T::b_period : 2;  // rows per iteration, a multiple of b_period
-      KILN_MMA_ROLLED
-      for (int jg = 0; jg < rows; jg += G) {
-        KILN_UNROLL
-        for (int jp = 0; jp < G; ++jp) {
-          kiln::gpu::cp_async<4>(at_byte(bs, b_dst[jp % T::b_period]) + (jg / T::b_period + jp / T::b_period) * 8 * bk,
-                                 src, b_ok && jg + jp < rows);
-          src += b_row_stride;
-        }
-      }
-    } else {
+      KILN_UNROLL  // the rows past Cin's last group are never copied: zero them once, before any copy lands
+      for (int st = 0; st < mma_wgrad::stages; ++st)
+        for (int q = tid; q < T::b_floats; q += T::threads) shared[st * T::stage_floats + T::a_floats + q] = 0.0f;
+      __syncthreads();
+    }
+    int b_dst[T::b_period];
+    KILN_UNROLL
+    for (int j = 0; j < T::b_period; ++j) b_dst[j] = index(r0 + j * T::b_rows_per_pass, tid % bk) * 4;
+    const int a_image_skip = (cout - 1) * HW, b_image_skip = (cin - 1) * HW, b_row_stride = T::b_rows_per_pass * HW;
+
+    auto load_stage = [&](int stage) {
+      float* as = shared + stage * T::stage_floats;
+      float* bs = as + T::a_floats;
+      const bool a_ok = a_pixel < pixels;  // 4 pixels: all or none exist (H*W % 4 == 0)
       KILN_UNROLL
-      for (int h = 0; h < Taps; ++h) {
-        if (h >= taps) break;  // the last pair's missing tap: its rows are never read
-        const int iy = b_py + du[h], ix = b_px + dv[h];
+      for (int i = 0; i < T::a_chunks_per_thread; ++i)
+        kiln::gpu::cp_async<16>(at_byte(as, a_dst) + i * T::a_rows_per_pass * bk, dy + (a_offset + a_row[i]), a_ok);
+      // Row j of the thread lands at b_dst[j % b_period] + (j / b_period) * 8 * bk floats.
+      if constexpr (ChannelTail) {
+        const int iy = b_py + du[0], ix = b_px + dv[0];
         const bool b_ok = b_pixel < pixels && static_cast<unsigned>(iy) < static_cast<unsigned>(H) &&
                           static_cast<unsigned>(ix) < static_cast<unsigned>(W);
-        const float* src = x + b_offset + du[h] * W + dv[h];  // where !b_ok it may lie outside x: not read
+        const float* src = x + b_offset + du[0] * W + dv[0];  // where !b_ok it may lie outside x: not read
+        constexpr int G = T::b_period > 1 ? T::b_period : 2;  // rows per iteration, a multiple of b_period
+        KILN_MMA_ROLLED
+        for (int jg = 0; jg < rows; jg += G) {
+          KILN_UNROLL
+          for (int jp = 0; jp < G; ++jp) {
+            kiln::gpu::cp_async<4>(
+                at_byte(bs, b_dst[jp % T::b_period]) + (jg / T::b_period + jp / T::b_period) * 8 * bk, src,
+                b_ok && jg + jp < rows);
+            src += b_row_stride;
+          }
+        }
+      } else {
         KILN_UNROLL
-        for (int jt = 0; jt < T::b_copies_per_tap; ++jt) {
-          const int j = h * T::b_copies_per_tap + jt;
-          kiln::gpu::cp_async<4>(at_byte(bs, b_dst[j % T::b_period]) + (j / T::b_period) * 8 * bk, src, b_ok);
-          src += b_row_stride;
+        for (int h = 0; h < Taps; ++h) {
+          if (h >= taps) break;  // the last pair's missing tap: its rows are never read
+          const int iy = b_py + du[h], ix = b_px + dv[h];
+          const bool b_ok = b_pixel < pixels && static_cast<unsigned>(iy) < static_cast<unsigned>(H) &&
+                            static_cast<unsigned>(ix) < static_cast<unsigned>(W);
+          const float* src = x + b_offset + du[h] * W + dv[h];  // where !b_ok it may lie outside x: not read
+          KILN_UNROLL
+          for (int jt = 0; jt < T::b_copies_per_tap; ++jt) {
+            const int j = h * T::b_copies_per_tap + jt;
+            kiln::gpu::cp_async<4>(at_byte(bs, b_dst[j % T::b_period]) + (j / T::b_period) * 8 * bk, src, b_ok);
+            src += b_row_stride;
+          }
         }
       }
-    }
-    // Next step: 16 pixels further.
-    a_pixel += bk;
-    a_offset += bk;
-    a_hw += bk;
-    while (a_hw >= HW) {  // into the next image (more than once only when H*W < 16)
-      a_hw -= HW;
-      a_offset += a_image_skip;
-    }
-    b_pixel += bk;
-    b_offset += bk;
-    b_px += bk;
-    while (b_px >= W) {
-      b_px -= W;
-      ++b_py;
-    }
-    while (b_py >= H) {
-      b_py -= H;
-      b_offset += b_image_skip;
-    }
-  };
+      // Next step: 16 pixels further.
+      a_pixel += bk;
+      a_offset += bk;
+      a_hw += bk;
+      while (a_hw >= HW) {  // into the next image (more than once only when H*W < 16)
+        a_hw -= HW;
+        a_offset += a_image_skip;
+      }
+      b_pixel += bk;
+      b_offset += bk;
+      b_px += bk;
+      while (b_px >= W) {
+        b_px -= W;
+        ++b_py;
+      }
+      while (b_py >= H) {
+        b_py -= H;
+        b_offset += b_image_skip;
+      }
+    };
 
-  // ---- per-lane ldmatrix row addresses inside a stage, computed once ----
-  // ldmatrix.x4 lane l gives the address of row l % 8 of matrix l / 8.
-  const int mat = lane / 8;
-  int a_lane[2], b_lane[2];
-  {
-    // A m-tile i, k half kh: matrices {rows 0-7, rows 8-15} x {k 0-3, k 4-7} = {a0, a1, a2, a3}.
-    const int m = wm * mma_wgrad::warp_tile + (mat % 2) * 8 + lane % 8;
-    // B n-tiles 2jp, 2jp+1: matrices {n 0-7, n 8-15} x {k 0-3, k 4-7} in the order b[2jp], b[2jp+1].
-    const int n = wn * mma_wgrad::warp_tile + (mat / 2) * 8 + lane % 8;
-    KILN_UNROLL
-    for (int kh = 0; kh < 2; ++kh) {
-      a_lane[kh] = index(m, kh * 8 + (mat / 2) * 4);
-      b_lane[kh] = index(n, kh * 8 + (mat % 2) * 4);
-    }
-  }
-
-  // The warp's 64 columns lie in one tap of the tile: h = wn * 64 / CT.
-  const int warp_half = wn * mma_wgrad::warp_tile / CT, warp_tap = tap0 + warp_half;
-  const bool warp_active = warp_half < taps;
-  float acc[4][8][4];
-  mma_pipeline::zero(acc);
-  mma_pipeline::run<mma_wgrad::stages>(k_steps, load_stage, [&](int stage) {
-    if (Taps > 1 && !warp_active) return;  // warp-uniform: the last pair's missing tap
-    const float* as = shared + stage * T::stage_floats;
-    const float* bs = as + T::a_floats;
-    KILN_UNROLL
-    for (int kh = 0; kh < 2; ++kh) {  // two k8 halves of the step
-      std::uint32_t a[4][4], b[8][2];
+    // ---- per-lane ldmatrix row addresses inside a stage, computed once ----
+    // ldmatrix.x4 lane l gives the address of row l % 8 of matrix l / 8.
+    const int mat = lane / 8;
+    int a_lane[2], b_lane[2];
+    {
+      // A m-tile i, k half kh: matrices {rows 0-7, rows 8-15} x {k 0-3, k 4-7} = {a0, a1, a2, a3}.
+      const int m = wm * mma_wgrad::warp_tile + (mat % 2) * 8 + lane % 8;
+      // B n-tiles 2jp, 2jp+1: matrices {n 0-7, n 8-15} x {k 0-3, k 4-7} in the order b[2jp], b[2jp+1].
+      const int n = wn * mma_wgrad::warp_tile + (mat / 2) * 8 + lane % 8;
       KILN_UNROLL
-      for (int i = 0; i < 4; ++i) mma::ldmatrix_x4(a[i], as + i * 16 * bk + a_lane[kh]);
-      mma_pipeline::load_b_fragments(b, bs + b_lane[kh], 16 * bk);
-      KILN_UNROLL
-      for (int i = 0; i < 4; ++i) {
-        KILN_UNROLL
-        for (int j = 0; j < 8; ++j) mma::mma_tf32_m16n8k8(acc[i][j], a[i], b[j], acc[i][j]);
+      for (int kh = 0; kh < 2; ++kh) {
+        a_lane[kh] = index(m, kh * 8 + (mat / 2) * 4);
+        b_lane[kh] = index(n, kh * 8 + (mat % 2) * 4);
       }
     }
-  });
 
-  bool split = false;
-  if (!mma_pipeline::wgrad_stores<T::threads>(acc, partials, counters, tid, shared, split)) return;
-  if (warp_active)
-    mma_pipeline::store_wgrad<KK, !ChannelTail>(acc, out, split, warp_tap, m0 + wm * mma_wgrad::warp_tile,
-                                                n0 + wn * mma_wgrad::warp_tile % CT, n_own, cout, cin, lane);
+    // The warp's 64 columns lie in one tap of the tile: h = wn * 64 / CT.
+    const int warp_half = wn * mma_wgrad::warp_tile / CT, warp_tap = tap0 + warp_half;
+    const bool warp_active = warp_half < taps;
+    float acc[4][8][4];
+    mma_pipeline::zero(acc);
+    mma_pipeline::run<mma_wgrad::stages>(k_steps, load_stage, [&](int stage) {
+      if (Taps > 1 && !warp_active) return;  // warp-uniform: the last pair's missing tap
+      const float* as = shared + stage * T::stage_floats;
+      const float* bs = as + T::a_floats;
+      KILN_UNROLL
+      for (int kh = 0; kh < 2; ++kh) {  // two k8 halves of the step
+        std::uint32_t a[4][4], b[8][2];
+        KILN_UNROLL
+        for (int i = 0; i < 4; ++i) mma::ldmatrix_x4(a[i], as + i * 16 * bk + a_lane[kh]);
+        mma_pipeline::load_b_fragments(b, bs + b_lane[kh], 16 * bk);
+        KILN_UNROLL
+        for (int i = 0; i < 4; ++i) {
+          KILN_UNROLL
+          for (int j = 0; j < 8; ++j) mma::mma_tf32_m16n8k8(acc[i][j], a[i], b[j], acc[i][j]);
+        }
+      }
+    });
+
+    bool split = false, store = true;
+    if constexpr (!stream) {
+      store = mma_pipeline::wgrad_stores<T::threads>(acc, partials, counters, tid, shared, split);
+    } else if (step_begin != 0 || step_end != k_steps_total) {  // a piece of the tile: block `first` holds piece 0
+      const int first = tile * k_steps_total / steps_per_split;
+      const int pieces = ((tile + 1) * k_steps_total - 1) / steps_per_split - first + 1;
+      store = mma_pipeline::reduce_pieces<T::threads>(acc, partials + tile * stream_slots * T::threads * 128,
+                                                      counters + tile, static_cast<int>(blockIdx.x) - first, pieces,
+                                                      tid, shared);
+    }
+    if (store && warp_active)
+      mma_pipeline::store_wgrad<KK, !ChannelTail>(acc, out, split, warp_tap, m0 + wm * mma_wgrad::warp_tile,
+                                                  n0 + wn * mma_wgrad::warp_tile % CT, n_own, cout, cin, lane);
+    if constexpr (!stream) return;
+    // The next tile, from its first k step.
+    iteration += k_steps;
+    if (iteration >= iteration_end) return;
+    ++tile;
+    step_begin = 0;
+    step_end = iteration_end - iteration < k_steps_total ? iteration_end - iteration : k_steps_total;
+    __syncthreads();  // every warp is done with the stages (and the stash) the next segment refills
+  }
+}
+
+}  // namespace mma_wgrad
+
+template <int K, int BM, int CT, int Taps, bool ChannelTail>
+__global__ void __launch_bounds__(mma_wgrad::Tile<BM, CT, Taps>::threads, 2)
+    conv2d_mma_wgrad_kernel(ConvShape s, const float* x, const float* dy, float* out, int steps_per_split,
+                            float* partials, unsigned* counters) {
+  mma_wgrad::run_kernel<K, BM, CT, Taps, ChannelTail, false>(s, x, dy, out, steps_per_split, partials, counters, 0);
+}
+// The stream-K schedule (above): out = dw, steps_per_split k steps per block, stream_slots partial
+// tiles per tile in `partials`.
+template <int K, int BM, int CT, int Taps, bool ChannelTail>
+__global__ void __launch_bounds__(mma_wgrad::Tile<BM, CT, Taps>::threads, 2)
+    conv2d_mma_wgrad_stream_k_kernel(ConvShape s, const float* x, const float* dy, float* dw, int steps_per_split,
+                                     float* partials, unsigned* counters, int stream_slots) {
+  mma_wgrad::run_kernel<K, BM, CT, Taps, ChannelTail, true>(s, x, dy, dw, steps_per_split, partials, counters,
+                                                            stream_slots);
 }
 
 // dw[o][c][t] += sum over splits of partial[split][t][o][c], splits in order (deterministic).
@@ -363,12 +431,17 @@ inline bool aligned(const float* dy) { return reinterpret_cast<std::uintptr_t>(d
 // H100 model (predicted_seconds: the busiest SM's blocks, the reduction in the GEMM's launch or its
 // own, one_launch below) says is fastest, none where the unsplit grid fills half the SMs and no split
 // pays: in the U-Net at batch 16 the deep levels' 36, 72 and 144 tiles take 3-11 splits that end
-// near a whole wave (a second wave of 12 blocks on 144 tiles costs as much as the first).
+// near a whole wave (a second wave of 12 blocks on 144 tiles costs as much as the first). That is
+// split_k; the plan (splits) runs stream-K instead where the model says so (stream_k_seconds).
 // one_launch: the splits are added in the GEMM's launch by each tile's last split (reduce_split_k)
+// stream_k: count blocks of steps_per_split k steps each over the tiles laid end to end (the
+// kernel's stream-K schedule), `slots` partial tiles per tile, added in the launch (one_launch).
 struct Splits {
   int count = 1;
   int steps_per_split = 1;
   bool one_launch = false;
+  bool stream_k = false;
+  int slots = 0;
 };
 namespace plan_model {  // H100 SXM (predict.py's GPUS table and model)
 inline constexpr double sms = 132, tf32_flops = 494.7e12, hbm_bytes = 3.35e12, launch_seconds = 2e-6;
@@ -433,7 +506,8 @@ inline Splits splits_of(const ConvShape& s, const Geometry& g, std::int64_t coun
   sp.one_launch = one_launch(sp.count, g, s.c_out * s.c_in * s.k * s.k);
   return sp;
 }
-inline Splits splits(const ConvShape& s, const Geometry& g) {
+// The grid's split-K plan (gridDim.z slices of every tile).
+inline Splits split_k(const ConvShape& s, const Geometry& g) {
   const std::int64_t kk = s.k * s.k, dw_floats = s.c_out * s.c_in * kk;
   const std::int64_t blocks = tiles(s, g);
   const std::int64_t steps = (s.n * s.h * s.w + bk - 1) / bk;
@@ -452,6 +526,67 @@ inline Splits splits(const ConvShape& s, const Geometry& g) {
   }
   return splits_of(s, g, count);
 }
+// Stream-K on `blocks` blocks (132 or 264: one or two per SM) of equal runs of the tiles' k steps
+// laid end to end, at least 8 each, for 128 x 128 tiles (the kernel's StreamK instances; none where
+// the iterations overflow 32 bits or the partial tiles exceed 16M floats: count 0). slots: the most
+// pieces of one tile.
+inline Splits stream_k_of(const ConvShape& s, const Geometry& g, std::int64_t blocks) {
+  const std::int64_t steps = (s.n * s.h * s.w + bk - 1) / bk, tile_count = tiles(s, g), iterations = tile_count * steps;
+  Splits sp{0, 0, true, true, 0};
+  if (!(g == Geometry{128, 128, 1, g.tail}) || iterations >= (std::int64_t{1} << 31) || blocks < 1) return sp;
+  const std::int64_t per = std::max<std::int64_t>(8, (iterations + blocks - 1) / blocks);
+  std::int64_t slots = 0;
+  for (std::int64_t t = 0; t < tile_count; ++t)
+    slots = std::max(slots, ((t + 1) * steps - 1) / per - t * steps / per + 1);
+  if (tile_count * slots * tile_floats(g) > (std::int64_t{1} << 24)) return sp;
+  sp.count = static_cast<int>((iterations + per - 1) / per);
+  sp.steps_per_split = static_cast<int>(per);
+  sp.slots = static_cast<int>(slots);
+  return sp;
+}
+// The partial tiles a stream-K plan writes: a piece of every tile that is not one block's whole.
+inline std::int64_t stream_k_pieces(const ConvShape& s, const Geometry& g, const Splits& sp) {
+  const std::int64_t steps = (s.n * s.h * s.w + bk - 1) / bk, per = sp.steps_per_split;
+  std::int64_t pieces = 0;
+  for (std::int64_t t = 0; t < tiles(s, g) && per > 0; ++t) {
+    const std::int64_t n = ((t + 1) * steps - 1) / per - t * steps / per + 1;
+    pieces += n > 1 ? n : 0;
+  }
+  return pieces;
+}
+// Its predicted time (the model of predicted_seconds): the busiest SM's k steps of 128 x 128 tiles,
+// the partial tiles' DRAM traffic (written once; read back from L2, as the grid's splits) beside dw's,
+// and, serial at the end, a block adding its last tile's pieces (`slots` partial tiles moved, the SM's
+// resident blocks at once).
+inline double stream_k_seconds(const ConvShape& s, const Geometry& g, const Splits& sp) {
+  namespace m = plan_model;
+  const double step = 128.0 * 128 * bk * 2 / m::tf32_flops, blocks = sp.count;
+  const double math = blocks * sp.steps_per_split * step * m::shared_over_math * m::wave_load(sp.count);
+  const double tile_bytes = 4.0 * static_cast<double>(tile_floats(g));
+  const double dram = (static_cast<double>(stream_k_pieces(s, g, sp)) * tile_bytes +
+                       8.0 * static_cast<double>(s.c_out * s.c_in * s.k * s.k)) /
+                      m::hbm_bytes / std::min(1.0, blocks / m::sms);
+  const double at_once = std::min(2.0, std::ceil(blocks / m::sms));
+  return std::max({math, dram, m::launch_seconds}) + at_once * tail_seconds(sp.slots, g);
+}
+// The plan: stream-K where the model says it beats the grid's best split count (four-warp tiles whose
+// tiles do not divide into whole waves: the U-Net's deep levels), else split_k.
+inline Splits splits(const ConvShape& s, const Geometry& g) {
+  const Splits grid_plan = split_k(s, g);
+  if (g.warps() < 4) return grid_plan;
+  const std::int64_t blocks = tiles(s, g), dw_floats = s.c_out * s.c_in * s.k * s.k;
+  const double grid_seconds =
+      predicted_seconds(blocks, std::int64_t{grid_plan.steps_per_split} * grid_plan.count, grid_plan.count, dw_floats);
+  Splits best = grid_plan;
+  double best_seconds = grid_seconds;
+  for (const std::int64_t b : {132, 264}) {
+    const Splits sp = stream_k_of(s, g, b);
+    if (sp.count == 0) continue;
+    const double t = stream_k_seconds(s, g, sp);
+    if (t < best_seconds) best = sp, best_seconds = t;
+  }
+  return best;
+}
 inline Splits splits(const ConvShape& s) { return splits(s, geometry(s)); }
 // The plan before the busiest-SM model (2026-12-07): the fewest splits that give every scheduler a
 // warp, one block past a whole wave (ceil((132 x 4 / warps + 1) / tiles): 135 blocks for 9 or 5 tiles,
@@ -463,12 +598,14 @@ inline Splits past_a_wave(const ConvShape& s, const Geometry& g) {
 // Floats of the split partial sums: [splits][K*K][Cout][Cin] for the reduction launch, or a padded
 // tile per split and tile for the one-launch reduction (reduce_split_k's layout).
 inline std::int64_t partial_floats(const ConvShape& s, const Geometry& g, const Splits& sp) {
+  if (sp.stream_k) return tiles(s, g) * sp.slots * tile_floats(g);
   if (sp.count <= 1) return 0;
   return sp.one_launch ? sp.count * tiles(s, g) * tile_floats(g) : sp.count * s.c_out * s.c_in * s.k * s.k;
 }
 // Floats of workspace the weight gradient uses (0 with a single split).
+// (A stream-K plan's, or the grid split-K's it falls back to without counters: the larger.)
 inline std::int64_t workspace_floats(const ConvShape& s, const Geometry& g) {
-  return partial_floats(s, g, splits(s, g));
+  return std::max(partial_floats(s, g, splits(s, g)), partial_floats(s, g, split_k(s, g)));
 }
 inline std::int64_t workspace_floats(const ConvShape& s) { return workspace_floats(s, geometry(s)); }
 
@@ -532,12 +669,15 @@ inline dim3 grid(const ConvShape& s, const Geometry& g, int split_count) {
               static_cast<unsigned>((s.c_out + g.bm - 1) / g.bm * ((kk + g.taps - 1) / g.taps)),
               static_cast<unsigned>(split_count));
 }
+inline dim3 grid(const ConvShape& s, const Geometry& g, const Splits& sp) {
+  return sp.stream_k ? dim3(static_cast<unsigned>(sp.count)) : grid(s, g, sp.count);
+}
 
 // dw += the weight gradient of y = conv(x, w) from dy on tile g in the splits sp (splits(s, g): the
 // plan's; splits_of(s, g, n): n of them). `workspace`: partial_floats(s, g, sp) floats of device
 // scratch (may be null when that is 0). `counters`: tiles(s, g) of them at 0 (each launch leaves them
 // at 0): where sp says one_launch, the splits are added in the GEMM's launch; null: in the
-// reduction's own launch.
+// reduction's own launch (a stream-K plan, which needs them, runs as split_k(s, g) instead).
 inline void backward_weight(const ConvShape& s, const Geometry& g, const Splits& sp, const float* x, const float* dy,
                             float* dw, float* workspace, kiln::gpu::stream_handle stream = nullptr,
                             unsigned* counters = nullptr) {
@@ -550,15 +690,24 @@ inline void backward_weight(const ConvShape& s, const Geometry& g, const Splits&
   if (g.taps == 2 && !(s.k == 3 && pair_tile && !g.tail && s.c_in >= g.ct))
     throw kiln::gpu::Error(
         "conv2d_mma_wgrad: a tap pair is 128 x 2*64 or 64 x 2*128, for K = 3 and Cin at least its channels per tap");
-  const bool one = sp.count > 1 && sp.one_launch && counters != nullptr;
-  float* out = sp.count > 1 && !one ? workspace : dw;
+  if (sp.stream_k && counters == nullptr) return backward_weight(s, g, split_k(s, g), x, dy, dw, workspace, stream);
+  if (sp.stream_k && !(g == Geometry{128, 128, 1, g.tail}))
+    throw kiln::gpu::Error("conv2d_mma_wgrad: stream-K runs on 128 x 128 tiles only");
+  const bool one = (sp.count > 1 || sp.stream_k) && sp.one_launch && counters != nullptr;
+  float* out = (sp.count > 1 || sp.stream_k) && !one ? workspace : dw;
   dispatch(s, g, [&]<int K, int BM, int CT, int Taps, bool Tail>() {
     using T = Tile<BM, CT, Taps>;
     allow_shared<K, BM, CT, Taps, Tail>();
-    KILN_LAUNCH((conv2d_mma_wgrad_kernel<K, BM, CT, Taps, Tail>), grid(s, g, sp.count), dim3(T::threads),
-                T::shared_bytes, stream, s, x, dy, out, sp.steps_per_split, one ? workspace : nullptr,
-                one ? counters : nullptr);
-    if (sp.count > 1 && !one)
+    if constexpr (BM == 128 && CT == 128 && Taps == 1) {
+      if (sp.stream_k) {
+        KILN_LAUNCH((conv2d_mma_wgrad_stream_k_kernel<K, BM, CT, Taps, Tail>), grid(s, g, sp), dim3(T::threads),
+                    T::shared_bytes, stream, s, x, dy, dw, sp.steps_per_split, workspace, counters, sp.slots);
+        return;
+      }
+    }
+    KILN_LAUNCH((conv2d_mma_wgrad_kernel<K, BM, CT, Taps, Tail>), grid(s, g, sp), dim3(T::threads), T::shared_bytes,
+                stream, s, x, dy, out, sp.steps_per_split, one ? workspace : nullptr, one ? counters : nullptr);
+    if (sp.count > 1 && !one)  // (stream-K is always `one`)
       KILN_LAUNCH(conv2d_mma_wgrad_reduce_kernel<K>, dim3(reduce_blocks(s)), dim3(reduce_block_threads(K)), 0, stream,
                   s, static_cast<const float*>(workspace), sp.count, dw);
   });

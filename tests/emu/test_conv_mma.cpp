@@ -214,6 +214,52 @@ Gradients tensor_core_gradients(const ConvShape& s, const std::vector<float>& x,
   }
 }
 
+// dw from the weight gradient's stream-K schedule on `blocks` blocks (mma_wgrad::stream_k_of) against
+// the reference, with the same bits whichever block of a tile finishes last (the emulator's block
+// order forward and reversed), the counters left at 0; `slots`: the most pieces of a tile expected.
+[[maybe_unused]] void check_wgrad_stream_k(const ConvShape& s, int blocks, int slots, std::uint64_t seed) {
+  const mw::Geometry g = mw::geometry(s);
+  const mw::Splits sp = mw::stream_k_of(s, g, blocks);
+  INFO("N=", s.n, " ", s.c_in, "->", s.c_out, " ", s.h, "x", s.w, ", K=", s.k, ", tile ", g.bm, "x", g.taps, "*", g.ct,
+       ", ", mw::tiles(s, g), " tiles, stream-K on ", sp.count, " blocks of ", sp.steps_per_split, " k steps");
+  REQUIRE(sp.stream_k);
+  REQUIRE(sp.count == blocks);
+  CHECK(sp.slots == slots);
+  const auto x = uniform(static_cast<std::size_t>(s.n * s.c_in * s.h * s.w), seed, -2.0f, 2.0f);
+  const auto w = uniform(static_cast<std::size_t>(s.c_out * s.c_in * s.k * s.k), seed + 1, -1.0f, 1.0f);
+  const auto dy = uniform(static_cast<std::size_t>(s.n * s.c_out * s.h * s.w), seed + 2, -1.0f, 1.0f);
+  const auto dw0 = uniform(w.size(), seed + 3, -1.0f, 1.0f);
+  const std::vector<float> want = tensor_core_gradients(s, x, w, dy, dw0).dw;
+  const std::vector<unsigned> zeros(static_cast<std::size_t>(mw::tiles(s, g)), 0u);
+  DeviceBuffer<float> dx_(x), ddy(dy), ddw(w.size()), work(static_cast<std::size_t>(mw::partial_floats(s, g, sp)));
+  DeviceBuffer<unsigned> counters(zeros);
+  std::vector<std::uint32_t> first_bits;
+  for (auto schedule : {kiln::gpu::emu::Schedule::forward, kiln::gpu::emu::Schedule::reverse}) {
+    kiln_emu_test::ScopedSchedule order(schedule);
+    ddw.upload(dw0);
+    kiln_test::record_launches(true);
+    mw::backward_weight(s, g, sp, dx_.get(), ddy.get(), ddw.get(), work.get(), nullptr, counters.get());
+    const std::set<std::string> launched = kiln_test::launched_kernels();
+    kiln_test::record_launches(false);
+    CHECK(launched == std::set<std::string>{"conv2d_mma_wgrad_stream_k_kernel"});
+    const std::vector<float> got = ddw.download();
+    CHECK(normalised_error(got, want) < 2e-6);
+    if (first_bits.empty())
+      first_bits = bits_of(got);
+    else
+      CHECK(bits_of(got) == first_bits);
+    CHECK(counters.download() == zeros);
+  }
+  // Without counters the grid's split-K plan runs (the workspace has room for it: workspace_floats).
+  DeviceBuffer<float> grid_work(static_cast<std::size_t>(mw::workspace_floats(s, g)) + 1);
+  ddw.upload(dw0);
+  kiln_test::record_launches(true);
+  mw::backward_weight(s, g, sp, dx_.get(), ddy.get(), ddw.get(), grid_work.get());
+  CHECK(kiln_test::launched_kernels().count("conv2d_mma_wgrad_stream_k_kernel") == 0);
+  kiln_test::record_launches(false);
+  CHECK(normalised_error(ddw.download(), want) < 2e-6);
+}
+
 // y from the split-K partial tiles a forward left in its workspace `ws` (mma_conv::partials_offset
 // on: [tile][slice][float4 q * threads + tid], acc[i][j] of thread tid as float4 q = i * 8 + j), the
 // slices added in order 0, 1, ... (all but `skip`), then the bias: what the tile's last block must store.
@@ -522,6 +568,16 @@ TEST_CASE("mma.sync TF32 weight gradient: few splits added in the GEMM's launch,
 #endif
 }
 
+TEST_CASE("mma.sync TF32 weight gradient, stream-K: pieces across tiles, added in k order by the tile's last") {
+  // 128 x 128, Cin 96 (channel tail), 9 tiles of 16 k steps: 15 blocks of 10 (a tile in 3 pieces).
+  check_wgrad_stream_k({1, 96, 72, 16, 16, 3}, 15, 3, 81);
+#if !KILN_EMU_ASAN  // ~10 s each under the sanitizers: the three-piece shape only
+  check_wgrad_stream_k({1, 96, 72, 16, 16, 3}, 5, 2, 82);    // 29 k steps: whole tiles in a block between pieces
+  check_wgrad_stream_k({1, 160, 200, 8, 16, 3}, 13, 2, 83);  // 2 x 2 tiles per tap, the second column shifted
+  check_wgrad_stream_k({2, 192, 160, 16, 16, 1}, 5, 2, 85);  // 1 x 1, 128 x 128, Cout and Cin tails
+#endif
+}
+
 TEST_CASE("mma.sync TF32 conv gradients: odd shapes") {
   check_gradients({1, 3, 5, 4, 5, 3}, 24);    // channels below one k step, H*W = 20: a partial last step
   check_gradients({3, 17, 6, 2, 2, 3}, 25);   // 2x2 images: 4 images per k step, every tap mostly padding
@@ -693,30 +749,38 @@ TEST_CASE("conv2d_mma_wgrad: shapes taken, split-K plan, dgrad packing size") {
   // batch 16; the 8-k-steps cap binds at 64^2 crops' deep levels).
   // Where the splits are added: in the GEMM's launch (one_launch) where the tile's last split reads
   // its few partial tiles faster than the reduction launch reads them all (four-warp tiles only).
+  // Those are the grid's plan (split_k); the plan (splits) runs stream-K instead where the model says
+  // it is faster (stream_k: its blocks; 0 where it keeps the grid's).
   struct Plan {
     ConvShape s;
     int splits;
     bool one_launch;
+    int stream_k = 0;
   };
-  for (const Plan& p : {Plan{{16, 32, 32, 64, 64, 3}, 58, false},    // 9 one-warp blocks: 522 warps (59: 531)
-                        Plan{{16, 128, 128, 16, 16, 3}, 14, false},  // 9 four-warp blocks: 126 (15: 135)
-                        Plan{{16, 64, 128, 16, 16, 3}, 22, false},   // 5 four-warp tap pairs: 110 (26: 130)
-                        Plan{{16, 128, 64, 32, 32, 3}, 26, false},   // 5 four-warp tap pairs (64 x 2*128)
-                        Plan{{16, 64, 64, 32, 32, 3}, 57, false},    // 9 one-warp blocks: 58, 18 k steps per split
-                        Plan{{16, 128, 256, 8, 8, 3}, 5, false},     // 18 blocks, partial sums DRAM-bound: 90
-                        Plan{{16, 256, 256, 8, 8, 3}, 3, true},      // 36 blocks: 108 (4: 144), 3 tiles' tail
-                        Plan{{16, 512, 256, 8, 8, 3}, 3, true},      // 72 blocks: up.0.conv1 at 64^2, 216
-                        Plan{{16, 512, 256, 16, 16, 3}, 7, true},    // ... at 128^2: 504 (2: 144, no faster than 1)
-                        Plan{{16, 256, 512, 4, 4, 3}, 2, true},      // 72 blocks, 16 k steps: pays in one launch
-                        Plan{{16, 256, 512, 8, 8, 3}, 3, true},      // ... 64 k steps at 128^2 crops
-                        Plan{{16, 512, 512, 4, 4, 3}, 1, false},     // 144 blocks, 16 k steps: DRAM-bound split
-                        Plan{{16, 512, 512, 8, 8, 3}, 4, true},      // 144 blocks, 64 k steps: 576, 5 per SM
-                        Plan{{16, 256, 256, 16, 16, 3}, 7, true},    // 36 blocks at 128^2 crops: 252 (3: 108)
-                        Plan{{16, 256, 256, 32, 32, 3}, 11, true},   // ... at 256^2: 396, 3 per SM
-                        Plan{{2, 64, 32, 16, 16, 3}, 4, false}}) {   // one-warp 64 x 64, 4 splits: never
+  for (const Plan& p : {Plan{{16, 32, 32, 64, 64, 3}, 58, false},        // 9 one-warp blocks: 522 warps (59: 531)
+                        Plan{{16, 128, 128, 16, 16, 3}, 14, false},      // 9 four-warp blocks: 126 (15: 135)
+                        Plan{{16, 64, 128, 16, 16, 3}, 22, false},       // 5 four-warp tap pairs: 110 (26: 130)
+                        Plan{{16, 128, 64, 32, 32, 3}, 26, false},       // 5 four-warp tap pairs (64 x 2*128)
+                        Plan{{16, 64, 64, 32, 32, 3}, 57, false},        // 9 one-warp blocks: 58, 18 k steps per split
+                        Plan{{16, 128, 256, 8, 8, 3}, 5, false},         // 18 blocks, partial sums DRAM-bound: 90
+                        Plan{{16, 256, 256, 8, 8, 3}, 3, true},          // 36 blocks: 108 (4: 144), 3 tiles' tail
+                        Plan{{16, 512, 256, 8, 8, 3}, 3, true, 132},     // 72 blocks: up.0.conv1 at 64^2, 216
+                        Plan{{16, 512, 256, 16, 16, 3}, 7, true, 132},   // ... at 128^2: 504 (2: 144, no faster than 1)
+                        Plan{{16, 256, 512, 4, 4, 3}, 2, true},          // 72 blocks, 16 k steps: pays in one launch
+                        Plan{{16, 256, 512, 8, 8, 3}, 3, true, 132},     // ... 64 k steps at 128^2 crops
+                        Plan{{16, 512, 512, 4, 4, 3}, 1, false},         // 144 blocks, 16 k steps: DRAM-bound split
+                        Plan{{16, 512, 512, 8, 8, 3}, 4, true, 132},     // 144 blocks, 64 k steps: 576, 5 per SM
+                        Plan{{16, 256, 256, 16, 16, 3}, 7, true, 132},   // 36 blocks at 128^2 crops: 252 (3: 108)
+                        Plan{{16, 256, 256, 32, 32, 3}, 11, true, 132},  // ... at 256^2: 396, 3 per SM
+                        Plan{{16, 512, 512, 16, 16, 3}, 7, true, 132},   // 144 blocks at 256^2 crops
+                        Plan{{2, 64, 32, 16, 16, 3}, 4, false}}) {       // one-warp 64 x 64, 4 splits: never
     INFO(p.s.c_in, "->", p.s.c_out, " ", p.s.h, "x", p.s.w);
-    CHECK(mw::splits(p.s).count == p.splits);
-    CHECK(mw::splits(p.s).one_launch == p.one_launch);
+    const mw::Geometry g = mw::geometry(p.s);
+    CHECK(mw::split_k(p.s, g).count == p.splits);
+    CHECK(mw::split_k(p.s, g).one_launch == p.one_launch);
+    const mw::Splits plan = mw::splits(p.s);
+    CHECK(plan.stream_k == (p.stream_k > 0));
+    CHECK(plan.count == (p.stream_k > 0 ? p.stream_k : p.splits));
   }
   // The model behind the half-full case: up.0.conv1 at 128^2 crops (256 k steps), 72 tiles on 132 SMs: 2 splits
   // make 144 blocks, a second wave on 12 SMs that costs as much as the first, 7 make 504 (4 per SM) and gain a
@@ -731,6 +795,23 @@ TEST_CASE("conv2d_mma_wgrad: shapes taken, split-K plan, dgrad packing size") {
             mw::reduction_seconds(2, bottleneck) >
         mw::predicted_seconds(72, 16, 1, bottleneck));
   CHECK(mw::one_launch(2, tile, bottleneck));
+  // Stream-K: up.0.conv1 at 128^2 crops, 72 tiles x 256 k steps on 132 blocks of 140 (a tile in 3
+  // pieces at most): one block per SM, against the grid's 7 splits, 504 blocks of which 4 or 3 per SM.
+  // bottleneck.conv2 at 128^2, 144 tiles x 64 on 132 blocks of 70: 127 tiles in 2 pieces (16.6 MB
+  // of partial tiles, the grid's 4 splits 37.7 MB), a tail of 2 tiles, no second wave.
+  const ConvShape up0_128{16, 512, 256, 16, 16, 3}, b2_128{16, 512, 512, 8, 8, 3};
+  const mw::Splits sk = mw::stream_k_of(up0_128, tile, 132);
+  CHECK(sk.count == 132);
+  CHECK(sk.steps_per_split == 140);
+  CHECK(sk.slots == 3);
+  CHECK(mw::stream_k_seconds(up0_128, tile, sk) < 0.92 * mw::predicted_seconds(72, 7 * 37, 7, up0));
+  const mw::Splits sk2 = mw::stream_k_of(b2_128, tile, 132);
+  CHECK(sk2.slots == 2);
+  CHECK(mw::stream_k_pieces(b2_128, tile, sk2) == 2 * (144 - 17));  // 17 tiles whole in a block
+  CHECK(mw::stream_k_seconds(b2_128, tile, sk2) < 0.9 * mw::predicted_seconds(144, 64, 4, 512 * 512 * 9));
+  // One-warp tiles and tap pairs: none (the stream-K kernel is built for 128 x 128 tiles only).
+  CHECK(mw::stream_k_of(ConvShape{16, 32, 32, 64, 64, 3}, mw::geometry({16, 32, 32, 64, 64, 3}), 132).count == 0);
+  CHECK(mw::stream_k_of(ConvShape{16, 64, 128, 32, 32, 3}, mw::geometry({16, 64, 128, 32, 32, 3}), 132).count == 0);
   CHECK(!mw::one_launch(2, mw::Geometry{64, 64, 1, false}, bottleneck));  // one warp: never
   CHECK_THROWS_WITH_AS(mw::backward_weight({1, 3, 2, 5, 7, 3}, nullptr, nullptr, nullptr, nullptr),
                        doctest::Contains("H*W a multiple of 4"), kiln::gpu::Error);

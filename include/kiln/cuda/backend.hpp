@@ -1060,18 +1060,29 @@ struct Backend<Cuda> {
       const mw::Geometry g = mw::geometry(s);
       mw::Splits sp = mw::splits(s, g);
       const std::int64_t weights = s.c_out * s.c_in * s.k * s.k, room = static_cast<std::int64_t>(ws.numel());
+      // A workspace planned before stream-K (or without its partial tiles): the grid's split-K.
+      if (sp.stream_k && room < mw::partial_floats(s, g, sp)) sp = mw::split_k(s, g);
       // A workspace planned without the one-launch reduction's padded tiles: the reduction launch.
       if (sp.one_launch && room < mw::partial_floats(s, g, sp)) sp.one_launch = false;
       // A workspace planned under strict fp32 (or none) is too small: run unsplit, straight into dw.
-      if (sp.count > 1 && room < sp.count * weights) sp = mw::splits_of(s, g, 1);
-      const bool one = sp.count > 1 && sp.one_launch;  // the splits added in the GEMM's launch
+      if (!sp.stream_k && sp.count > 1 && room < sp.count * weights) sp = mw::splits_of(s, g, 1);
+      // the splits (or stream-K's pieces) added in the GEMM's launch
+      const bool one = (sp.count > 1 || sp.stream_k) && sp.one_launch;
       float* out = sp.count > 1 && !one ? ws.data() : dw.data();
       unsigned* counters = one ? reduce_counters(mw::tiles(s, g)) : nullptr;
       // TF32 (under BF16 too, where the NHWC kernel cannot run: no room for the copies in ws).
       mw::dispatch(s, [&]<int K, int BM, int CT, int Taps, bool Tail>() {
         using Tile = mw::Tile<BM, CT, Taps>;
         mw::allow_shared<K, BM, CT, Taps, Tail>();
-        launch(KILN_CUDA_KERNEL(conv2d_mma_wgrad_kernel, K, BM, CT, Taps, Tail), mw::grid(s, g, sp.count),
+        if constexpr (BM == 128 && CT == 128 && Taps == 1) {
+          if (sp.stream_k) {  // (mma_wgrad::stream_k_of plans it for these tiles only)
+            launch(KILN_CUDA_KERNEL(conv2d_mma_wgrad_stream_k_kernel, K, BM, CT, Taps, Tail), mw::grid(s, g, sp),
+                   dim3(Tile::threads), Tile::shared_bytes, s, x.data(), dy.data(), dw.data(), sp.steps_per_split,
+                   ws.data(), counters, sp.slots);
+            return;
+          }
+        }
+        launch(KILN_CUDA_KERNEL(conv2d_mma_wgrad_kernel, K, BM, CT, Taps, Tail), mw::grid(s, g, sp),
                dim3(Tile::threads), Tile::shared_bytes, s, x.data(), dy.data(), out, sp.steps_per_split,
                one ? ws.data() : nullptr, counters);
         if (sp.count > 1 && !one)

@@ -25,6 +25,7 @@
 // N·H·W·Cout for the bias gradient; the other kernels are counted as 0 FLOPs (memory-bound). The
 // convolutions' distinct global bytes are their tensors' sizes (see below).
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -100,6 +101,7 @@ struct Row {
   double split_tail_bytes = 0;  // split-K in one launch: what the tile's last block writes and reads alone
   double partial_bytes = 0;     // a split mma.sync weight gradient's partial sums [splits][K*K][Cout][Cin]
   double pack_bytes = 0;        // forward GEMMs: the convolution's share of a batched packing launch (both layouts)
+  double stream_k_bytes = 0;    // a stream-K weight gradient's partial tiles (mma_wgrad::stream_k_pieces)
 };
 
 template <int Width>
@@ -201,8 +203,10 @@ int run(const Options& o) {
       auto counters = device(mw::tiles(s, g), 0.0f);  // zero bits: the one-launch reduction's counters at 0
       mw::backward_weight(s, xs.data(), dys.data(), dws.data(), work.data(), false, nullptr,
                           reinterpret_cast<unsigned*>(counters.data()));
-      mma_names.push_back("conv2d_mma_wgrad_kernel<" + K + ", " + std::to_string(g.bm) + ", " + std::to_string(g.ct) +
-                          ", " + std::to_string(g.taps) + ", " + (g.tail ? "true" : "false") + ">");
+      mma_names.push_back(
+          std::string(mw::splits(s, g).stream_k ? "conv2d_mma_wgrad_stream_k_kernel<" : "conv2d_mma_wgrad_kernel<") +
+          K + ", " + std::to_string(g.bm) + ", " + std::to_string(g.ct) + ", " + std::to_string(g.taps) + ", " +
+          (g.tail ? "true" : "false") + ">");
       if (mw::splits(s).count > 1 && !mw::splits(s).one_launch)
         mma_names.push_back("conv2d_mma_wgrad_reduce_kernel<" + K + ">");
       launch_layer.resize(emu::profile_log().size(), layer);
@@ -304,12 +308,24 @@ int run(const Options& o) {
                           "conv2d_simt_pack_weights_kernel<true>")) {  // w read, the transposed copy written (as below)
         p.global_distinct_bytes = 4.0 * (weights(c) + dgrad_padded(c));
       } else if (contains(r.kernel, "backward_weight") || contains(r.kernel, "conv2d_mma_wgrad_kernel") ||
+                 contains(r.kernel, "conv2d_mma_wgrad_stream_k_kernel") ||
                  contains(r.kernel,
                           "conv2d_simt_wgrad_kernel")) {  // dw read and written (+=)
         p.flops = 2.0 * pixels(c) * weights(c);
         p.global_distinct_bytes = 4.0 * (pixels(c) * (c.c_in + c.c_out) + 2.0 * weights(c));
         if (contains(r.kernel, "conv2d_mma_wgrad_kernel") && p.grid.z > 1)
           r.partial_bytes = 4.0 * p.grid.z * weights(c);
+        if (contains(r.kernel, "conv2d_mma_wgrad_stream_k_kernel")) {  // its pieces, its tail
+          namespace mw = kiln::cuda::kernels::mma_wgrad;
+          const kiln::ConvShape cs{o.batch, c.c_in, c.c_out, c.h, c.w, c.k};
+          const mw::Geometry g = mw::geometry(cs);
+          const mw::Splits sp = mw::splits(cs, g);
+          if (sp.stream_k) {
+            const double tile_bytes = 4.0 * static_cast<double>(mw::tile_floats(g));
+            r.stream_k_bytes = tile_bytes * static_cast<double>(mw::stream_k_pieces(cs, g, sp));
+            r.split_tail_bytes = tile_bytes * sp.slots * std::min(2.0, std::ceil(sp.count / 132.0));
+          }
+        }
       } else if (contains(r.kernel, "conv2d_mma_bf16_wgrad_kernel")) {  // x and dy as NHWC BF16 copies; dw += as above
         p.flops = 2.0 * pixels(c) * weights(c);
         p.global_distinct_bytes =
@@ -350,6 +366,7 @@ int run(const Options& o) {
     const bool reduced_apart = i + 1 < rows.size() && contains(rows[i + 1].kernel, "conv2d_mma_wgrad_reduce_kernel");
     const bool wgrad =
         contains(rows[i].kernel, "conv2d_mma_wgrad_kernel") || contains(rows[i].kernel, "conv2d_mma_bf16_wgrad_kernel");
+    if (rows[i].stream_k_bytes > 0) p.global_distinct_bytes += rows[i].stream_k_bytes;  // tail: set above
     if (!wgrad || p.grid.z <= 1 || reduced_apart) continue;
     p.global_distinct_bytes -= rows[i].partial_bytes;
     one_launch_split(p, rows[i]);
