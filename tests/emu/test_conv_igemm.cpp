@@ -313,6 +313,41 @@ TEST_CASE("tf32 backward: mma.sync gradients with the planned workspace, implici
 }
 #endif
 
+// The backend's weight gradient on the stream-K schedule (mma_wgrad::splits plans it for 36 tiles of
+// 128 x 128 with 128 k steps each: 132 blocks of 35): against fp32 within TF32's error, the same bits
+// on a second call (its counters were left at 0, its pieces added in k order).
+#if !KILN_EMU_THREADS && !KILN_EMU_ASAN
+TEST_CASE("tf32 backward: the weight gradient on the stream-K schedule through Backend<Cuda>") {
+  using B = kiln::Backend<Cuda>;
+  kiln::cuda::MathModeScope scope(kiln::cuda::MathMode::tf32);
+  const ConvShape s{2, 192, 192, 32, 32, 3};
+  REQUIRE(kiln::cuda::kernels::mma_wgrad::splits(s).stream_k);
+  kiln::Rng rng(17);
+  const Shape xs = Shape::nchw(s.n, s.c_in, s.h, s.w), ys = Shape::nchw(s.n, s.c_out, s.h, s.w);
+  const Shape wshape{s.c_out, s.c_in, s.k, s.k};
+  const std::vector<float> x = kiln_test::random_vector(xs.numel(), rng),
+                           dy = kiln_test::random_vector(ys.numel(), rng);
+  const std::vector<float> w = kiln_test::random_vector(wshape.numel(), rng);
+  std::vector<float> want_dw(w.size(), 0.0f);
+  kiln::cpu::reference::conv2d_backward(s, x.data(), w.data(), dy.data(), nullptr, want_dw.data(), nullptr);
+  const auto dx_ = Tensor<float, Cuda>::from_host(xs, x), dy_ = Tensor<float, Cuda>::from_host(ys, dy);
+  const auto w_ = Tensor<float, Cuda>::from_host(wshape, w);
+  Tensor<float, Cuda> no_dx, db, ws(Shape{static_cast<std::int64_t>(B::conv2d_workspace_floats(s)) + 1});
+  std::vector<std::vector<float>> runs;
+  for (int call = 0; call < 2; ++call) {
+    Tensor<float, Cuda> dw(wshape);  // zero-filled
+    kiln_test::record_launches(true);
+    B::conv2d_backward(s, dx_, w_, dy_, no_dx, dw, db, ws);
+    kiln_test::record_launches(false);
+    CHECK(kiln_test::launched_kernel_names() ==
+          std::set<std::string>{"conv2d_mma_wgrad_stream_k_kernel<3, 128, 128, 1, false>"});
+    runs.push_back(dw.to_vector());
+    CHECK(normalised_error(runs.back(), want_dw) < 2e-3);
+  }
+  CHECK(std::memcmp(runs[0].data(), runs[1].data(), runs[0].size() * sizeof(float)) == 0);
+}
+#endif
+
 // The weight gradient's split-K sums the splits in a fixed order: the same bits on every run,
 // whatever order the emulator runs the threads and blocks in.
 #if !KILN_EMU_THREADS
