@@ -14,6 +14,7 @@
 #include <functional>
 #include <limits>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -378,6 +379,37 @@ inline void igemm_backward_case(Report& report, const kiln::ConvShape& s, std::u
   report.compare(planned ? "dx (mma.sync, weights packed for it)" : "dx (implicit GEMM, no workspace)", dx, dx_cpu,
                  tf32_bound);
   report.compare(planned ? "dw (mma.sync)" : "dw (implicit GEMM, H*W % 4 != 0)", dw, dw_cpu, tf32_bound);
+}
+
+// The TF32 weight gradient on the stream-K schedule (conv2d_mma_wgrad_stream_k_kernel: 128 x 128
+// tiles, `blocks` blocks over the tiles' k steps; mma_wgrad::stream_k_of) against the CPU backend's
+// (exact-operand and order checks in test_conv_mma.cpp).
+inline void mma_wgrad_stream_k_case(Report& report, const kiln::ConvShape& s, std::uint64_t seed, int blocks) {
+  namespace mw = kiln::cuda::kernels::mma_wgrad;
+  kiln::Rng rng(seed);
+  const Shape xs = Shape::nchw(s.n, s.c_in, s.h, s.w), ws{s.c_out, s.c_in, s.k, s.k},
+              ys = Shape::nchw(s.n, s.c_out, s.h, s.w);
+  const auto xv = random_vector(xs.numel(), rng), wv = random_vector(ws.numel(), rng),
+             dyv = random_vector(ys.numel(), rng);
+  kiln::Tensor<float, Cpu> dx_cpu, dw_cpu(ws), db_cpu,
+      work_cpu(Shape{static_cast<std::int64_t>(kiln::Backend<Cpu>::conv2d_workspace_floats(s)) + 1});
+  dw_cpu.zero();
+  kiln::Backend<Cpu>::conv2d_backward(s, kiln::Tensor<float, Cpu>::from_host(xs, xv),
+                                      kiln::Tensor<float, Cpu>::from_host(ws, wv),
+                                      kiln::Tensor<float, Cpu>::from_host(ys, dyv), dx_cpu, dw_cpu, db_cpu, work_cpu);
+  const mw::Geometry g = mw::geometry(s);
+  const mw::Splits sp = mw::stream_k_of(s, g, blocks);
+  if (!sp.stream_k || sp.count != blocks || sp.slots < 2)
+    throw std::logic_error("mma_wgrad_stream_k_case: the shape gives no stream-K plan with pieces on these blocks");
+  const auto x = kiln::Tensor<float, Cuda>::from_host(xs, xv), dy = kiln::Tensor<float, Cuda>::from_host(ys, dyv);
+  auto dw = kiln::Tensor<float, Cuda>::from_host(ws, std::vector<float>(ws.numel(), 0.0f));
+  kiln::Tensor<float, Cuda> work(Shape{mw::partial_floats(s, g, sp)});
+  auto counters =
+      kiln::Tensor<float, Cuda>::from_host(Shape{mw::tiles(s, g)},  // zero bits: the counters at 0
+                                           std::vector<float>(static_cast<std::size_t>(mw::tiles(s, g)), 0.0f));
+  mw::backward_weight(s, g, sp, x.data(), dy.data(), dw.data(), work.data(), kiln::cuda::current_stream(),
+                      reinterpret_cast<unsigned*>(counters.data()));
+  report.compare("dw (mma.sync TF32, stream-K)", dw, dw_cpu, tf32_bound);
 }
 
 // A loss: value and gradient.
