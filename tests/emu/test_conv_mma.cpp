@@ -137,7 +137,7 @@ Gradients tensor_core_gradients(const ConvShape& s, const std::vector<float>& x,
   kiln::cpu::reference::conv2d_backward(s, x.data(), w.data(), dy.data(), strict_dx.data(), strict_dw.data(), nullptr);
 
   REQUIRE(mw::supports(s));
-  DeviceBuffer<float> dx_(x), dw_(w), ddy(dy), ddx(x.size()), ddw(w.size()),
+  DeviceBuffer<float> dx_(x), dw_(w), ddy(dy), ddx(x.size()), ddw(dw0.size()),
       packed(static_cast<std::size_t>(mc::packed_dgrad_weight_floats(s))),
       work(static_cast<std::size_t>(std::max(mw::workspace_floats(s), mw::workspace_floats(s, mw::single_tap(s)))) + 1);
   for (auto schedule : {kiln::gpu::emu::Schedule::forward, kiln::gpu::emu::Schedule::reverse}) {
@@ -174,6 +174,21 @@ Gradients tensor_core_gradients(const ConvShape& s, const std::vector<float>& x,
   return out;
 }
 
+// Random x and dy of shape s, a starting dw0 (seeds seed .. seed + 3), and the dw the tensor cores
+// must give from them (tensor_core_gradients).
+struct WgradInputs {
+  std::vector<float> x, dy, dw0, want;
+};
+[[maybe_unused]] WgradInputs wgrad_inputs(const ConvShape& s, std::uint64_t seed) {
+  WgradInputs in;
+  in.x = uniform(static_cast<std::size_t>(s.n * s.c_in * s.h * s.w), seed, -2.0f, 2.0f);
+  const auto w = uniform(static_cast<std::size_t>(s.c_out * s.c_in * s.k * s.k), seed + 1, -1.0f, 1.0f);
+  in.dy = uniform(static_cast<std::size_t>(s.n * s.c_out * s.h * s.w), seed + 2, -1.0f, 1.0f);
+  in.dw0 = uniform(w.size(), seed + 3, -1.0f, 1.0f);
+  in.want = tensor_core_gradients(s, in.x, w, in.dy, in.dw0).dw;
+  return in;
+}
+
 // The weight gradient with its `splits` added in the GEMM's launch (mma_wgrad::Splits::one_launch):
 // bit for bit the reduction launch's dw under both schedules (the tile's last split, whose own
 // partial comes from its registers, is the highest under one and split 0 under the other; with 3 or
@@ -186,13 +201,10 @@ Gradients tensor_core_gradients(const ConvShape& s, const std::vector<float>& x,
        sp.count, " splits");
   REQUIRE(sp.count == splits);
   REQUIRE(sp.one_launch);
-  const auto x = uniform(static_cast<std::size_t>(s.n * s.c_in * s.h * s.w), seed, -2.0f, 2.0f);
-  const auto w = uniform(static_cast<std::size_t>(s.c_out * s.c_in * s.k * s.k), seed + 1, -1.0f, 1.0f);
-  const auto dy = uniform(static_cast<std::size_t>(s.n * s.c_out * s.h * s.w), seed + 2, -1.0f, 1.0f);
-  const auto dw0 = uniform(w.size(), seed + 3, -1.0f, 1.0f);
-  const std::vector<float> want = tensor_core_gradients(s, x, w, dy, dw0).dw;
+  const WgradInputs in = wgrad_inputs(s, seed);
+  const std::vector<float>&x = in.x, &dy = in.dy, &dw0 = in.dw0, &want = in.want;
   const std::vector<unsigned> zeros(static_cast<std::size_t>(mw::tiles(s, g)), 0u);
-  DeviceBuffer<float> dx_(x), ddy(dy), ddw(w.size()), work(static_cast<std::size_t>(mw::workspace_floats(s, g)) + 1);
+  DeviceBuffer<float> dx_(x), ddy(dy), ddw(dw0.size()), work(static_cast<std::size_t>(mw::workspace_floats(s, g)) + 1);
   DeviceBuffer<unsigned> counters(zeros);
   CHECK(mw::workspace_floats(s, g) == splits * mw::tiles(s, g) * mw::tile_floats(g));
   ddw.upload(dw0);
@@ -225,13 +237,10 @@ Gradients tensor_core_gradients(const ConvShape& s, const std::vector<float>& x,
   REQUIRE(sp.stream_k);
   REQUIRE(sp.count == blocks);
   CHECK(sp.slots == slots);
-  const auto x = uniform(static_cast<std::size_t>(s.n * s.c_in * s.h * s.w), seed, -2.0f, 2.0f);
-  const auto w = uniform(static_cast<std::size_t>(s.c_out * s.c_in * s.k * s.k), seed + 1, -1.0f, 1.0f);
-  const auto dy = uniform(static_cast<std::size_t>(s.n * s.c_out * s.h * s.w), seed + 2, -1.0f, 1.0f);
-  const auto dw0 = uniform(w.size(), seed + 3, -1.0f, 1.0f);
-  const std::vector<float> want = tensor_core_gradients(s, x, w, dy, dw0).dw;
+  const WgradInputs in = wgrad_inputs(s, seed);
+  const std::vector<float>&x = in.x, &dy = in.dy, &dw0 = in.dw0, &want = in.want;
   const std::vector<unsigned> zeros(static_cast<std::size_t>(mw::tiles(s, g)), 0u);
-  DeviceBuffer<float> dx_(x), ddy(dy), ddw(w.size()), work(static_cast<std::size_t>(mw::partial_floats(s, g, sp)));
+  DeviceBuffer<float> dx_(x), ddy(dy), ddw(dw0.size()), work(static_cast<std::size_t>(mw::partial_floats(s, g, sp)));
   DeviceBuffer<unsigned> counters(zeros);
   std::vector<std::uint32_t> first_bits;
   for (auto schedule : {kiln::gpu::emu::Schedule::forward, kiln::gpu::emu::Schedule::reverse}) {
