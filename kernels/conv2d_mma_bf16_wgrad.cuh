@@ -11,7 +11,8 @@
 // the pixels the reduction, split over blockIdx.z (split-K, partial sums [split][t][Cout][Cin]
 // reduced in a fixed order by conv2d_mma_wgrad_reduce_kernel, or in the same launch by each tile's
 // last split where mma_wgrad::Splits::one_launch: deterministic either way), same tiles (BT x BT,
-// 64 x 64 per warp), same grid and splits as the TF32 kernel's one-tap tiles (mma_wgrad::single_tap).
+// 64 x 64 per warp), same grid and splits as the TF32 kernel's one-tap tiles (mma_wgrad::single_tap,
+// mma_wgrad::split_k: the grid's plan; the TF32 kernel's stream-K schedule has no BF16 instance).
 //
 // Shared memory, per stage: A (dy) and B (x), each [16 pixels][BT channels] BF16, pixel rows of BT*2
 // bytes: exactly the NHWC layout, so a 16-byte copy is 8 channels of one pixel. The k dimension
@@ -246,7 +247,8 @@ inline void backward_weight(const ConvShape& s, const float* x, const float* dy,
   auto* xh = reinterpret_cast<__nv_bfloat16*>(workspace + l.x_copy);
   if (!dy_copied) mma_bf16::to_nhwc(s.n, s.c_out, s.h * s.w, dy, dyh, stream);
   mma_bf16::to_nhwc(s.n, s.c_in, s.h * s.w, x, xh, stream);
-  mma_wgrad::Splits sp = mma_wgrad::splits(s, mma_wgrad::single_tap(s));
+  mma_wgrad::Splits sp = mma_wgrad::split_k(s, mma_wgrad::single_tap(s));  // (no stream-K schedule here)
+  if (sp.stream_k) throw kiln::gpu::Error("conv2d_mma_bf16_wgrad: no stream-K schedule (mma_wgrad::split_k)");
   if (unsplit) sp = mma_wgrad::Splits{1, static_cast<int>((s.n * s.h * s.w + bk - 1) / bk)};
   float* partials = workspace + l.partials;
   const bool one = sp.count > 1 && sp.one_launch && counters != nullptr;

@@ -315,7 +315,8 @@ TEST_CASE("tf32 backward: mma.sync gradients with the planned workspace, implici
 
 // The backend's weight gradient on the stream-K schedule (mma_wgrad::splits plans it for 36 tiles of
 // 128 x 128 with 128 k steps each: 132 blocks of 35): against fp32 within TF32's error, the same bits
-// on a second call (its counters were left at 0, its pieces added in k order).
+// on a second call (its counters were left at 0, its pieces added in k order); under BF16 the grid's
+// split-K of the BF16 kernel.
 #if !KILN_EMU_THREADS && !KILN_EMU_ASAN
 TEST_CASE("tf32 backward: the weight gradient on the stream-K schedule through Backend<Cuda>") {
   using B = kiln::Backend<Cuda>;
@@ -345,6 +346,16 @@ TEST_CASE("tf32 backward: the weight gradient on the stream-K schedule through B
     CHECK(normalised_error(runs.back(), want_dw) < 2e-3);
   }
   CHECK(std::memcmp(runs[0].data(), runs[1].data(), runs[0].size() * sizeof(float)) == 0);
+  // MathMode::bf16 on the same shape: the BF16 kernel runs the grid's split-K (it has no stream-K
+  // schedule; a stream-K plan read as split counts would sum 132 "splits" past the last k step).
+  kiln::cuda::MathModeScope bf16(kiln::cuda::MathMode::bf16);
+  Tensor<float, Cuda> dw(wshape), ws16(Shape{static_cast<std::int64_t>(B::conv2d_workspace_floats(s)) + 1});
+  kiln_test::record_launches(true);
+  B::conv2d_backward(s, dx_, w_, dy_, no_dx, dw, db, ws16);
+  kiln_test::record_launches(false);
+  CHECK(kiln_test::launched_kernel_names().count("conv2d_mma_bf16_wgrad_kernel<3, 128>") == 1);
+  CHECK(kiln_test::launched_kernel_names().count("conv2d_mma_wgrad_stream_k_kernel<3, 128, 128, 1, false>") == 0);
+  CHECK(normalised_error(dw.to_vector(), want_dw) < 1e-2);
 }
 #endif
 

@@ -52,7 +52,7 @@ std::vector<float> exact_dw(const ConvShape& s, const std::vector<float>& x, con
 // Split-K (as planned) and unsplit, under both schedules. Returns the planned split count.
 [[maybe_unused]] int check_wgrad(const ConvShape& s, std::uint64_t seed) {
   INFO("N=" << s.n << " " << s.c_in << "->" << s.c_out << " K=" << s.k << " " << s.h << "x" << s.w << ": tile "
-            << mw::block_tile(s) << ", splits " << mw::splits(s, mw::single_tap(s)).count);
+            << mw::block_tile(s) << ", splits " << mw::split_k(s, mw::single_tap(s)).count);
   const auto x = uniform(static_cast<std::size_t>(s.n * s.c_in * s.h * s.w), seed, -2.0f, 2.0f);
   const auto dy = uniform(static_cast<std::size_t>(s.n * s.c_out * s.h * s.w), seed + 1, -1.0f, 1.0f);
   const auto want = exact_dw(s, x, dy);
@@ -78,7 +78,7 @@ std::vector<float> exact_dw(const ConvShape& s, const std::vector<float>& x, con
       const double vs_fp32 = normalised_error(dw, strict);
       CHECK(vs_fp32 < wgrad_bf16_bound);
       CHECK(vs_fp32 > wgrad_tf32_level);
-      if (!unsplit && mw::splits(s, mw::single_tap(s)).one_launch) {  // the splits added in the GEMM's launch
+      if (!unsplit && mw::split_k(s, mw::single_tap(s)).one_launch) {  // the splits added in the GEMM's launch
         d_dw.upload(std::vector<float>(want.size(), 0.0f));
         mbw::backward_weight(s, d_x.get(), d_dy.get(), d_dw.get(), work.get(), false, false, nullptr, counters.get());
         CHECK(bits(d_dw.download()) == bits(dw));  // the reduction launch's bits, whichever split is last
@@ -86,7 +86,7 @@ std::vector<float> exact_dw(const ConvShape& s, const std::vector<float>& x, con
       }
     }
   }
-  return mw::splits(s, mw::single_tap(s)).count;
+  return mw::split_k(s, mw::single_tap(s)).count;
 }
 
 // The launch log records names once; the NHWC copies are counted here as well.
@@ -139,7 +139,7 @@ TEST_CASE("conv2d_mma_bf16_wgrad_kernel: exact operands, the 2^-7 bound, channel
 #if !KILN_EMU_ASAN  // the sanitizer build emulates every lane's mma ~10x slower: the small shapes only
   check_wgrad({1, 96, 130, 4, 8, 3}, 5);             // the 128x128 tile, tails in both channel counts
   CHECK(check_wgrad({4, 96, 130, 8, 8, 1}, 6) > 1);  // the 128x128 tile, split-K, added in one launch
-  CHECK(mw::splits({4, 96, 130, 8, 8, 1}, mw::single_tap({4, 96, 130, 8, 8, 1})).one_launch);
+  CHECK(mw::split_k({4, 96, 130, 8, 8, 1}, mw::single_tap({4, 96, 130, 8, 8, 1})).one_launch);
 #endif
 }
 
@@ -174,7 +174,7 @@ TEST_CASE(
   using Tensor = kiln::Tensor<float, kiln::Cuda>;
   kiln::cuda::MathModeScope scope(kiln::cuda::MathMode::bf16);
   const ConvShape s{4, 20, 24, 8, 8, 3};  // 256 pixels: 16 steps, 2 splits; 24 -> 20 input gradient
-  REQUIRE(mw::splits(s, mw::single_tap(s)).count == 2);
+  REQUIRE(mw::split_k(s, mw::single_tap(s)).count == 2);
   CHECK(B::conv2d_workspace_floats(s) >= static_cast<std::size_t>(mbw::layout(s).total));
   const auto xv = uniform(static_cast<std::size_t>(s.n * s.c_in * s.h * s.w), 41, -2.0f, 2.0f);
   const auto wv = uniform(static_cast<std::size_t>(s.c_out * s.c_in * 9), 42, -1.0f, 1.0f);
@@ -234,7 +234,7 @@ TEST_CASE(
   using kiln::ConvKept;
   kiln::cuda::MathModeScope scope(kiln::cuda::MathMode::bf16);
   const ConvShape s{4, 20, 24, 8, 8, 3};  // 2 splits: the partial sums follow both copies
-  REQUIRE(mw::splits(s, mw::single_tap(s)).count == 2);
+  REQUIRE(mw::split_k(s, mw::single_tap(s)).count == 2);
   const auto xv = uniform(static_cast<std::size_t>(s.n * s.c_in * s.h * s.w), 51, -2.0f, 2.0f);
   const auto other = uniform(xv.size(), 52, -2.0f, 2.0f);
   const auto wv = uniform(static_cast<std::size_t>(s.c_out * s.c_in * 9), 53, -1.0f, 1.0f);

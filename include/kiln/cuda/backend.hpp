@@ -1118,7 +1118,10 @@ struct Backend<Cuda> {
     if (!dy_copied) to_nhwc_bf16(s.n, s.c_out, s.h * s.w, dy.data(), dyh);
     if (!x_copied) to_nhwc_bf16(s.n, s.c_in, s.h * s.w, x.data(), xh);
     const mw::Geometry g = mw::single_tap(s);
-    mw::Splits sp = mw::splits(s, g);
+    mw::Splits sp = mw::split_k(s, g);  // the grid's plan: the BF16 kernel has no stream-K schedule
+    if (sp.stream_k)  // (a stream-K plan read as split counts would write partial tiles past the workspace)
+      throw kiln::gpu::Error(
+          "conv2d_wgrad_bf16: the BF16 weight gradient has no stream-K schedule (mma_wgrad::split_k)");
     const std::int64_t weights = s.c_out * s.c_in * s.k * s.k,
                        room = static_cast<std::int64_t>(ws.numel()) - l.partials;
     if (sp.one_launch && room < mw::partial_floats(s, g, sp)) sp.one_launch = false;  // planned without the tiles
