@@ -13,11 +13,45 @@ import sys
 
 
 def load_json(path):
+    """The file's JSON; for a Google Benchmark file cut short (its phase timed out, so the closing
+    brackets were never written) the context and every row written in full, with "truncated": True;
+    None where nothing can be read."""
     try:
         with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
+            text = f.read()
+    except OSError:
         return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return salvage_benchmarks(text)
+
+
+def salvage_benchmarks(text):
+    decoder = json.JSONDecoder()
+    context = {}
+    at = text.find('"context"')
+    if at >= 0:
+        try:
+            context, _ = decoder.raw_decode(text, text.index("{", at))
+        except ValueError:
+            context = {}
+    at = text.find('"benchmarks"')
+    if at < 0:
+        return None
+    at = text.find("[", at)
+    rows = []
+    while at >= 0:
+        at += 1
+        while at < len(text) and text[at] in " \t\r\n,":
+            at += 1
+        try:
+            row, at = decoder.raw_decode(text, at)
+        except ValueError:
+            break  # the row being written when the phase stopped
+        rows.append(row)
+        at -= 1
+    return {"context": context, "benchmarks": rows, "truncated": True} if rows or context else None
 
 
 def read(path):
@@ -72,6 +106,9 @@ OP_ORDER = ["conv3x3_fwd", "conv3x3_dgrad", "conv3x3_wgrad", "conv1x1_fwd", "con
 
 def layer_section(report, lines):
     ctx = report.get("context", {})
+    if report.get("truncated"):
+        lines.append(f"**kiln_bench_gpu stopped before its end** (its phase's time limit): the {len(report['benchmarks'])} "
+                     "rows written in full are below; the rest did not run.\n")
     lines.append("## Device\n")
     keys = [("kiln_gpu_name", "GPU"), ("kiln_gpu_cc", "compute capability"), ("kiln_gpu_sms", "SMs"),
             ("kiln_gpu_clock_mhz", "SM clock (MHz)"), ("kiln_gpu_mem_clock_mhz", "memory clock (MHz)"),

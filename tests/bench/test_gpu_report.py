@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""Unit test of bench/gpu_report.py on hand-made inputs (no GPU): a kiln_bench_gpu JSON cut short by
+its phase's time limit keeps the rows written in full and says so; a complete one reads as it is.
+Run by ctest (unit.gpu_report, label unit) and directly: python3 tests/bench/test_gpu_report.py"""
+import io
+import json
+import os
+import sys
+import tempfile
+import unittest
+from contextlib import redirect_stdout
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench"))
+import gpu_report  # noqa: E402
+
+
+def bench_json(rows):
+    return {"context": {"kiln_gpu_name": "Test GPU", "kiln_gpu_sms": "132"},
+            "benchmarks": [{"name": name, "run_type": "iteration", "real_time": us * 1e3, "cpu_time": us * 1e3,
+                            "time_unit": "ns", "iterations": 10} for name, us in rows]}
+
+
+ROWS = [("conv3x3_wgrad/cuda/mma_tf32_stream_k/C512_H8_N16", 14.6),
+        ("conv3x3_wgrad/cuda/mma_tf32_split_k/C512_H8_N16", 17.6),
+        ("conv3x3_wgrad/cuda/mma_tf32_stream_k/C256_H16_N16", 16.2)]
+
+
+class TruncatedBenchmarks(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.path = os.path.join(self.dir.name, "bench_gpu.json")
+
+    def tearDown(self):
+        self.dir.cleanup()
+
+    def write(self, text):
+        with open(self.path, "w") as f:
+            f.write(text)
+
+    def test_complete_file_reads_as_it_is(self):
+        self.write(json.dumps(bench_json(ROWS), indent=2))
+        got = gpu_report.load_json(self.path)
+        self.assertNotIn("truncated", got)
+        self.assertEqual(len(got["benchmarks"]), 3)
+
+    def test_cut_inside_a_row_keeps_the_rows_before_it(self):
+        text = json.dumps(bench_json(ROWS), indent=2)
+        self.write(text[:text.index('"real_time": 16200.0')])  # the third row half written
+        got = gpu_report.load_json(self.path)
+        self.assertTrue(got["truncated"])
+        self.assertEqual([b["name"] for b in got["benchmarks"]], [ROWS[0][0], ROWS[1][0]])
+        self.assertEqual(got["context"]["kiln_gpu_name"], "Test GPU")
+
+    def test_cut_between_rows(self):
+        text = json.dumps(bench_json(ROWS), indent=2)
+        self.write(text[:text.rindex("}", 0, text.index('"conv3x3_wgrad/cuda/mma_tf32_stream_k/C256')) + 1] + ",\n")
+        self.assertEqual(len(gpu_report.load_json(self.path)["benchmarks"]), 2)
+
+    def test_nothing_readable(self):
+        self.write('{"context": {"kiln_gpu_na')
+        self.assertIsNone(gpu_report.load_json(self.path))
+
+    def test_report_says_the_run_stopped_and_keeps_its_comparison(self):
+        text = json.dumps(bench_json(ROWS), indent=2)
+        self.write(text[:text.index('"real_time": 16200.0')])
+        out = io.StringIO()
+        argv = sys.argv
+        sys.argv = ["gpu_report.py", self.dir.name]
+        try:
+            with redirect_stdout(out):
+                gpu_report.main()
+        finally:
+            sys.argv = argv
+        report = out.getvalue()
+        self.assertIn("kiln_bench_gpu stopped before its end", report)
+        self.assertIn("| conv3x3_wgrad | C512_H8_N16 | 14.6 | 17.6 |", report)
+
+
+if __name__ == "__main__":
+    unittest.main()
