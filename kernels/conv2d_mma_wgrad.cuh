@@ -171,7 +171,7 @@ __device__ __forceinline__ void run_kernel(const ConvShape& s, const float* x, c
   // The block's first segment: tile, k steps [step_begin, step_end); under stream-K, iterations
   // [iteration, iteration_end) are left.
   constexpr bool stream = StreamK;
-  int tile = static_cast<int>(blockIdx.y * gridDim.x + blockIdx.x), step_begin = 0, step_end = 0;
+  int tile = 0, step_begin = 0, step_end = 0;  // (tile: stream-K's; the grid's is blockIdx.(x, y))
   int iteration = 0, iteration_end = 0;
   if constexpr (stream) {
     const int tiles = tiles_x * tiles_m * ((KK + Taps - 1) / Taps);
@@ -232,7 +232,9 @@ __device__ __forceinline__ void run_kernel(const ConvShape& s, const float* x, c
     const int b_rows = b_rows_left > 0 ? (b_rows_left + T::b_rows_per_pass - 1) / T::b_rows_per_pass : 0;
     const int rows = b_rows < T::b_copies_per_thread ? b_rows : T::b_copies_per_thread;
     if constexpr (ChannelTail) {
-      KILN_UNROLL  // the rows past Cin's last group are never copied: zero them once, before any copy lands
+      // the rows past Cin's last group are never copied: zero them before any copy lands (each segment:
+      // a piece's sum stashes its values over stage 0)
+      KILN_UNROLL
       for (int st = 0; st < mma_wgrad::stages; ++st)
         for (int q = tid; q < T::b_floats; q += T::threads) shared[st * T::stage_floats + T::a_floats + q] = 0.0f;
       __syncthreads();
@@ -345,8 +347,8 @@ __device__ __forceinline__ void run_kernel(const ConvShape& s, const float* x, c
     bool split = false, store = true;
     if constexpr (!stream) {
       store = mma_pipeline::wgrad_stores<T::threads>(acc, partials, counters, tid, shared, split);
-    } else if (step_begin != 0 || step_end != k_steps_total) {  // a piece of the tile: block `first` holds piece 0
-      const int first = tile * k_steps_total / steps_per_split;
+    } else if (step_begin != 0 || step_end != k_steps_total) {   // a piece of the tile: block `first` holds piece 0
+      const int first = tile * k_steps_total / steps_per_split;  // (mma_wgrad::stream_k_pieces_of)
       const int pieces = ((tile + 1) * k_steps_total - 1) / steps_per_split - first + 1;
       store = mma_pipeline::reduce_pieces<T::threads>(acc, partials + tile * stream_slots * T::threads * 128,
                                                       counters + tile, static_cast<int>(blockIdx.x) - first, pieces,
@@ -526,18 +528,21 @@ inline Splits split_k(const ConvShape& s, const Geometry& g) {
   }
   return splits_of(s, g, count);
 }
-// Stream-K on `blocks` blocks (132 or 264: one or two per SM) of equal runs of the tiles' k steps
-// laid end to end, at least 8 each, for 128 x 128 tiles (the kernel's StreamK instances; none where
-// the iterations overflow 32 bits or the partial tiles exceed 16M floats: count 0). slots: the most
-// pieces of one tile.
+// The pieces of tile t when blocks of `per` k steps run the tiles' `steps` laid end to end (1: whole
+// in one block); the stream-K kernel counts them the same way (run_kernel).
+inline std::int64_t stream_k_pieces_of(std::int64_t t, std::int64_t steps, std::int64_t per) {
+  return ((t + 1) * steps - 1) / per - t * steps / per + 1;
+}
+// Stream-K on `blocks` blocks (the plan's: 132, one per SM) of equal runs of the tiles' k steps laid
+// end to end, at least 8 each, for 128 x 128 tiles (the stream-K kernel's; none where the iterations
+// overflow 32 bits or the partial tiles exceed 16M floats: count 0). slots: the most pieces of a tile.
 inline Splits stream_k_of(const ConvShape& s, const Geometry& g, std::int64_t blocks) {
   const std::int64_t steps = (s.n * s.h * s.w + bk - 1) / bk, tile_count = tiles(s, g), iterations = tile_count * steps;
   Splits sp{0, 0, true, true, 0};
   if (!(g == Geometry{128, 128, 1, g.tail}) || iterations >= (std::int64_t{1} << 31) || blocks < 1) return sp;
   const std::int64_t per = std::max<std::int64_t>(8, (iterations + blocks - 1) / blocks);
   std::int64_t slots = 0;
-  for (std::int64_t t = 0; t < tile_count; ++t)
-    slots = std::max(slots, ((t + 1) * steps - 1) / per - t * steps / per + 1);
+  for (std::int64_t t = 0; t < tile_count; ++t) slots = std::max(slots, stream_k_pieces_of(t, steps, per));
   if (tile_count * slots * tile_floats(g) > (std::int64_t{1} << 24)) return sp;
   sp.count = static_cast<int>((iterations + per - 1) / per);
   sp.steps_per_split = static_cast<int>(per);
@@ -548,8 +553,8 @@ inline Splits stream_k_of(const ConvShape& s, const Geometry& g, std::int64_t bl
 inline std::int64_t stream_k_pieces(const ConvShape& s, const Geometry& g, const Splits& sp) {
   const std::int64_t steps = (s.n * s.h * s.w + bk - 1) / bk, per = sp.steps_per_split;
   std::int64_t pieces = 0;
-  for (std::int64_t t = 0; t < tiles(s, g) && per > 0; ++t) {
-    const std::int64_t n = ((t + 1) * steps - 1) / per - t * steps / per + 1;
+  for (std::int64_t t = 0, count = tiles(s, g); t < count && per > 0; ++t) {
+    const std::int64_t n = stream_k_pieces_of(t, steps, per);
     pieces += n > 1 ? n : 0;
   }
   return pieces;
@@ -569,23 +574,17 @@ inline double stream_k_seconds(const ConvShape& s, const Geometry& g, const Spli
   const double at_once = std::min(2.0, std::ceil(blocks / m::sms));
   return std::max({math, dram, m::launch_seconds}) + at_once * tail_seconds(sp.slots, g);
 }
-// The plan: stream-K where the model says it beats the grid's best split count (four-warp tiles whose
-// tiles do not divide into whole waves: the U-Net's deep levels), else split_k.
+// The plan: stream-K on one block per SM where the model says it beats the grid's best split count
+// (128 x 128 tiles that do not divide into whole waves: the U-Net's deep levels), else split_k. (Two
+// blocks per SM double the tail and never win by the model.)
 inline Splits splits(const ConvShape& s, const Geometry& g) {
   const Splits grid_plan = split_k(s, g);
-  if (g.warps() < 4) return grid_plan;
+  const Splits stream = stream_k_of(s, g, 132);
+  if (stream.count == 0) return grid_plan;
   const std::int64_t blocks = tiles(s, g), dw_floats = s.c_out * s.c_in * s.k * s.k;
   const double grid_seconds =
       predicted_seconds(blocks, std::int64_t{grid_plan.steps_per_split} * grid_plan.count, grid_plan.count, dw_floats);
-  Splits best = grid_plan;
-  double best_seconds = grid_seconds;
-  for (const std::int64_t b : {132, 264}) {
-    const Splits sp = stream_k_of(s, g, b);
-    if (sp.count == 0) continue;
-    const double t = stream_k_seconds(s, g, sp);
-    if (t < best_seconds) best = sp, best_seconds = t;
-  }
-  return best;
+  return stream_k_seconds(s, g, stream) < grid_seconds ? stream : grid_plan;
 }
 inline Splits splits(const ConvShape& s) { return splits(s, geometry(s)); }
 // The plan before the busiest-SM model (2026-12-07): the fewest splits that give every scheduler a
@@ -693,8 +692,8 @@ inline void backward_weight(const ConvShape& s, const Geometry& g, const Splits&
   if (sp.stream_k && counters == nullptr) return backward_weight(s, g, split_k(s, g), x, dy, dw, workspace, stream);
   if (sp.stream_k && !(g == Geometry{128, 128, 1, g.tail}))
     throw kiln::gpu::Error("conv2d_mma_wgrad: stream-K runs on 128 x 128 tiles only");
-  const bool one = (sp.count > 1 || sp.stream_k) && sp.one_launch && counters != nullptr;
-  float* out = (sp.count > 1 || sp.stream_k) && !one ? workspace : dw;
+  const bool one = sp.count > 1 && sp.one_launch && counters != nullptr;
+  float* out = sp.count > 1 && !one ? workspace : dw;
   dispatch(s, g, [&]<int K, int BM, int CT, int Taps, bool Tail>() {
     using T = Tile<BM, CT, Taps>;
     allow_shared<K, BM, CT, Taps, Tail>();
@@ -707,7 +706,7 @@ inline void backward_weight(const ConvShape& s, const Geometry& g, const Splits&
     }
     KILN_LAUNCH((conv2d_mma_wgrad_kernel<K, BM, CT, Taps, Tail>), grid(s, g, sp), dim3(T::threads), T::shared_bytes,
                 stream, s, x, dy, out, sp.steps_per_split, one ? workspace : nullptr, one ? counters : nullptr);
-    if (sp.count > 1 && !one)  // (stream-K is always `one`)
+    if (sp.count > 1 && !one)
       KILN_LAUNCH(conv2d_mma_wgrad_reduce_kernel<K>, dim3(reduce_blocks(s)), dim3(reduce_block_threads(K)), 0, stream,
                   s, static_cast<const float*>(workspace), sp.count, dw);
   });
