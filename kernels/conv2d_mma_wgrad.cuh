@@ -61,10 +61,12 @@ namespace mma_wgrad {
 inline constexpr int bk = 16;  // pixels per pipeline stage
 inline constexpr int stages = 3;
 inline constexpr int warp_tile = 64;  // 64 output x 64 input channels per warp
-// conv2d_mma_wgrad_reduce_kernel's tile: reduce_pairs (o, c) per block, a warp per tap (K = 3: 32
-// pairs x 9 taps = 288 threads), so a launch has a thread per partial sum of a split and the shallow
-// layers (Cout*Cin of 1K-16K) still get 32-512 blocks.
-__host__ __device__ inline constexpr int reduce_pairs(int k) { return k == 1 ? 256 : 32; }
+// conv2d_mma_wgrad_reduce_kernel's tile: 32 (o, c) pairs per block, a warp per tap (K = 3: 32
+// pairs x 9 taps = 288 threads; K = 1: one warp), so a launch has a thread per partial sum of a split
+// and the small weights still spread over many SMs: the shallow 3x3 layers (Cout*Cin of 1K-16K) get
+// 32-512 blocks, the 1x1s of 2K-8K 64-256 (256 pairs per K = 1 block left 8-32 SMs reading their
+// hundreds of splits).
+__host__ __device__ inline constexpr int reduce_pairs(int) { return 32; }
 __host__ __device__ inline constexpr int reduce_block_threads(int k) { return reduce_pairs(k) * k * k; }
 
 // A block's tile: BM output channels x (Taps x CT) columns, CT input channels at each of Taps

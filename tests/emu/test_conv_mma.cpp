@@ -871,20 +871,20 @@ void check_wgrad_reduce(int cout, int cin, int splits, unsigned blocks) {
 }  // namespace
 
 TEST_CASE("conv2d_mma_wgrad_reduce_kernel: the splits in order, bit for bit (short tile, several tiles, grid-stride)") {
-  // K = 3 tiles are 32 (o, c) pairs (a warp per tap), K = 1 tiles 256.
+  // Tiles are 32 (o, c) pairs (a warp per tap).
   check_wgrad_reduce<3>(5, 7, 3, 1);    // 35 (o, c): one block over a full tile and a short one
   check_wgrad_reduce<3>(4, 5, 2, 1);    // 20: one short tile only
   check_wgrad_reduce<3>(20, 30, 4, 2);  // 600: two blocks over 19 tiles, the last short
-  check_wgrad_reduce<1>(17, 19, 3, 2);  // K = 1: 323, one full tile and a short one
+  check_wgrad_reduce<1>(17, 19, 3, 2);  // K = 1: 323, two blocks over 11 tiles, the last short
   check_wgrad_reduce<3>(16, 32, 5, mw::reduce_blocks({1, 32, 16, 4, 4, 3}));  // 512: a block per tile
   // A launch has a thread per partial sum of a split (the shallow layers' Cout*Cin of 1K fill 32
   // blocks, not 4), at most 4096 blocks.
   CHECK(mw::reduce_blocks({1, 32, 32, 4, 4, 3}) == 32);
   CHECK(mw::reduce_blocks({1, 32, 33, 4, 4, 3}) == 33);
-  CHECK(mw::reduce_blocks({1, 32, 32, 4, 4, 1}) == 4);
+  CHECK(mw::reduce_blocks({1, 32, 32, 4, 4, 1}) == 32);  // K = 1 too (8 blocks of 256 pairs before)
   CHECK(mw::reduce_blocks({1, 512, 512, 4, 4, 3}) == 4096);
   CHECK(mw::reduce_block_threads(3) == 288);
-  CHECK(mw::reduce_block_threads(1) == 256);
+  CHECK(mw::reduce_block_threads(1) == 32);
   // The checker fires: the same sums in reverse split order round differently.
   CHECK(wgrad_reduce_mismatches<3>(16, 32, 5, 2, true) > 0);
 }
