@@ -277,38 +277,12 @@ __device__ __forceinline__ void pack_both(const PackBoth& p, int block, int bloc
 }
 // Up to Entries convolutions' training packings in one launch (a network's forward packs every
 // convolution's weights at its start: Backend<Cuda>::conv2d_pack_forwards, pack_batch_max per
-// launch). Passed by value (a kernel parameter of at most about 2.4 KB): nothing to upload, and a
-// CUDA graph captures it as it is. Entry: PackBoth (TF32) or mma_bf16::PackBoth (conv2d_mma_bf16.cuh),
-// each with `first_block`.
+// launch): a batch (mma_pipeline::Batch) of PackBoth (TF32) or mma_bf16::PackBoth
+// (conv2d_mma_bf16.cuh) entries.
 inline constexpr int pack_batch_max = 24;
 template <int Entries, class Entry = PackBoth>
-struct PackBatch {
-  Entry entries[Entries];
-  int count;
-};
-// Block `block`'s entry of a batch: the last whose first_block <= block (entries in block order, the
-// first at block 0); `local` and `blocks` its place in that entry's block range. Picked with
-// constant-index loads (a dynamic index into a kernel parameter would copy it to local memory).
-template <int Entries, class Entry>
-__device__ __forceinline__ Entry batch_entry(const PackBatch<Entries, Entry>& batch, int block, int& local,
-                                             int& blocks) {
-  int at = 0, end = static_cast<int>(gridDim.x);
-  KILN_UNROLL
-  for (int e = 1; e < Entries; ++e) {
-    if (e >= batch.count) break;
-    if (batch.entries[e].first_block <= block)
-      at = e;
-    else if (batch.entries[e].first_block < end)
-      end = batch.entries[e].first_block;
-  }
-  Entry p = batch.entries[0];
-  KILN_UNROLL
-  for (int e = 1; e < Entries; ++e)
-    if (e == at) p = batch.entries[e];
-  local = block - p.first_block;
-  blocks = end - p.first_block;
-  return p;
-}
+using PackBatch = mma_pipeline::Batch<Entries, Entry>;
+using mma_pipeline::batch_entry;
 }  // namespace mma_conv
 
 // Both packings in one launch (a training forward: the input gradient's packing is kept in the

@@ -188,6 +188,39 @@ __device__ __forceinline__ bool reduce_pieces(float (&acc)[4][8][4], float* tile
   if (tid == 0) *counter = 0;  // ready for the next launch on this workspace
   return true;
 }
+// Up to Entries convolutions' work in one launch, each entry on its own range of blocks starting
+// at its `first_block` (entries in block order, the first at block 0): the forward's packings of a
+// network (conv2d_mma.cuh, PackBatch) and its weight gradients' split-K reductions
+// (conv2d_mma_wgrad.cuh, mma_wgrad::ReduceBatch). Passed by value (a kernel parameter, at most
+// about 2.4 KB): nothing to upload, and a CUDA graph captures it as it is.
+template <int Entries, class Entry>
+struct Batch {
+  Entry entries[Entries];
+  int count;
+};
+// Block `block`'s entry of a batch: the last whose first_block <= block; `local` and `blocks` its
+// place in that entry's block range. Picked with constant-index loads (a dynamic index into a
+// kernel parameter would copy it to local memory).
+template <int Entries, class Entry>
+__device__ __forceinline__ Entry batch_entry(const Batch<Entries, Entry>& batch, int block, int& local, int& blocks) {
+  int at = 0, end = static_cast<int>(gridDim.x);
+  KILN_UNROLL
+  for (int e = 1; e < Entries; ++e) {
+    if (e >= batch.count) break;
+    if (batch.entries[e].first_block <= block)
+      at = e;
+    else if (batch.entries[e].first_block < end)
+      end = batch.entries[e].first_block;
+  }
+  Entry p = batch.entries[0];
+  KILN_UNROLL
+  for (int e = 1; e < Entries; ++e)
+    if (e == at) p = batch.entries[e];
+  local = block - p.first_block;
+  blocks = end - p.first_block;
+  return p;
+}
+
 // The grid's split-K: tile blockIdx.(x, y)'s gridDim.z slices, this block's slice blockIdx.z.
 template <int Threads>
 __device__ __forceinline__ bool reduce_split_k(float (&acc)[4][8][4], float* partials, unsigned* counters, int tile,

@@ -388,20 +388,21 @@ __global__ void __launch_bounds__(mma_wgrad::Tile<BM, CT, Taps>::threads, 2)
                                                             stream_slots);
 }
 
-// dw[o][c][t] += sum over splits of partial[split][t][o][c], splits in order (deterministic).
-// A tiled transpose: a block takes P = reduce_pairs(K) consecutive oc = o*Cin + c; thread j = t*P + i
-// sums oc first+i's splits for tap t (a warp reads P consecutive partial sums of one tap) into
-// sums[i*KK + t] (KK odd: a warp's stride-KK stores hit distinct banks); then the block adds the
-// tile's P*KK contiguous dw values, consecutive threads on consecutive addresses.
-// blockDim.x = reduce_block_threads(K); grid-stride over the tiles.
-template <int K>
-__global__ void conv2d_mma_wgrad_reduce_kernel(ConvShape s, const float* partial, int splits, float* dw) {
-  constexpr int KK = K * K, tile = mma_wgrad::reduce_pairs(K);
-  __shared__ float sums[tile * KK];
+namespace mma_wgrad {
+// dw[o][c][t] += sum over splits of partial[split][t][o][c], splits in order (deterministic), over
+// the tiles of Pairs consecutive oc = o*Cin + c this block takes (the block-th of `blocks`,
+// grid-stride). A tiled transpose: thread j = t*Pairs + i sums oc first+i's splits for tap t (a warp
+// reads consecutive partial sums of one tap) into sums[i*KK + t] (KK odd: a warp's stride-KK stores
+// hit distinct banks); then the block adds the tile's Pairs*KK contiguous dw values, consecutive
+// threads on consecutive addresses. blockDim.x = Pairs * KK; `sums` as many floats of shared memory.
+template <int K, int Pairs>
+__device__ __forceinline__ void reduce_tiles(const ConvShape& s, const float* partial, int splits, float* dw, int block,
+                                             int blocks, float* sums) {
+  constexpr int KK = K * K;
   const int pairs = static_cast<int>(s.c_out * s.c_in), count = pairs * KK, j = static_cast<int>(threadIdx.x);
-  const int t = j / tile, i = j - t * tile;
-  for (int first = static_cast<int>(blockIdx.x) * tile; first < pairs; first += static_cast<int>(gridDim.x) * tile) {
-    const int own = pairs - first < tile ? pairs - first : tile;  // the tile's oc (the last may be short)
+  const int t = j / Pairs, i = j - t * Pairs;
+  for (int first = block * Pairs; first < pairs; first += blocks * Pairs) {
+    const int own = pairs - first < Pairs ? pairs - first : Pairs;  // the tile's oc (the last may be short)
     if (i < own) {
       const float* p = partial + t * pairs + first + i;  // partial[0][t][oc]
       float sum = 0.0f;
@@ -412,6 +413,50 @@ __global__ void conv2d_mma_wgrad_reduce_kernel(ConvShape s, const float* partial
     if (j < own * KK) dw[first * KK + j] += sums[j];
     __syncthreads();  // before the next tile overwrites sums
   }
+}
+
+// One convolution's split-K partial sums for the batched reduction (conv2d_mma_wgrad_reduce_batch_kernel).
+struct ReduceEntry {
+  ConvShape s;
+  const float* partial;  // [splits][K*K][Cout][Cin]
+  float* dw;
+  int splits;
+  int first_block;  // where this entry's blocks begin in the batch
+};
+// Up to reduce_batch_max convolutions' reductions per launch, in blocks of reduce_batch_threads:
+// K = 3 entries in tiles of reduce_pairs(3) = 32 pairs (reduce_block_threads(3)), K = 1 entries in
+// tiles of 288 pairs (the same threads, one pair each).
+inline constexpr int reduce_batch_max = 24;
+inline constexpr int reduce_batch_threads = reduce_block_threads(3);
+template <int Entries>
+using ReduceBatch = mma_pipeline::Batch<Entries, ReduceEntry>;
+__host__ __device__ inline constexpr int reduce_batch_pairs(int k) { return reduce_batch_threads / (k * k); }
+}  // namespace mma_wgrad
+
+// dw += the splits in order: the tiles of reduce_pairs(K) (o, c) (mma_wgrad::reduce_tiles).
+// blockDim.x = reduce_block_threads(K); grid-stride over the tiles.
+template <int K>
+__global__ void conv2d_mma_wgrad_reduce_kernel(ConvShape s, const float* partial, int splits, float* dw) {
+  constexpr int tile = mma_wgrad::reduce_pairs(K);
+  __shared__ float sums[tile * K * K];
+  mma_wgrad::reduce_tiles<K, tile>(s, partial, splits, dw, static_cast<int>(blockIdx.x), static_cast<int>(gridDim.x),
+                                   sums);
+}
+
+// A network's weight gradients' reductions in one launch (Backend<Cuda>::conv2d_flush_wgrad_reductions,
+// at the end of Network::backward): block b reduces for the last entry whose first_block <= b, as
+// block b - first_block of that entry's range (mma_pipeline::batch_entry), the same sums in the same
+// order as conv2d_mma_wgrad_reduce_kernel (the same bits). blockDim.x = reduce_batch_threads.
+template <int Entries>
+__global__ void __launch_bounds__(mma_wgrad::reduce_batch_threads)
+    conv2d_mma_wgrad_reduce_batch_kernel(mma_wgrad::ReduceBatch<Entries> batch) {
+  __shared__ float sums[mma_wgrad::reduce_batch_threads];
+  int local = 0, blocks = 0;
+  const mma_wgrad::ReduceEntry e = mma_pipeline::batch_entry(batch, static_cast<int>(blockIdx.x), local, blocks);
+  if (e.s.k == 3)
+    mma_wgrad::reduce_tiles<3, mma_wgrad::reduce_batch_pairs(3)>(e.s, e.partial, e.splits, e.dw, local, blocks, sums);
+  else
+    mma_wgrad::reduce_tiles<1, mma_wgrad::reduce_batch_pairs(1)>(e.s, e.partial, e.splits, e.dw, local, blocks, sums);
 }
 
 namespace mma_wgrad {
@@ -662,6 +707,11 @@ void allow_shared() {
 inline unsigned reduce_blocks(const ConvShape& s) {
   const std::int64_t p = reduce_pairs(static_cast<int>(s.k)), tiles = (s.c_out * s.c_in + p - 1) / p;
   return static_cast<unsigned>(tiles < 4096 ? tiles : 4096);
+}
+// ... and the blocks of its entry in a batched reduction (tiles of reduce_batch_pairs(K), at most 4096).
+inline int reduce_batch_blocks(const ConvShape& s) {
+  const std::int64_t p = reduce_batch_pairs(static_cast<int>(s.k)), tiles = (s.c_out * s.c_in + p - 1) / p;
+  return static_cast<int>(tiles < 4096 ? tiles : 4096);
 }
 
 inline dim3 grid(const ConvShape& s, const Geometry& g, int split_count) {

@@ -302,6 +302,69 @@ inline void conv_pack_batch_case(Report& report, const std::vector<kiln::ConvSha
   }
 }
 
+// A network's backward under TF32 or BF16 lists its weight gradients' split-K reductions and adds
+// them all in one launch at its end (Backend<Cuda>::conv2d_defer_wgrad_reductions, ...flush...:
+// conv2d_mma_wgrad_reduce_batch_kernel): each dw against the layer's own backward (its reduction
+// launched right after its GEMM: conv2d_mma_wgrad_reduce_kernel; bound 1e-12: the same bits) and
+// against the CPU backend (the mode's bound). Every shape must plan splits added apart.
+inline void wgrad_reduce_batch_case(Report& report, const std::vector<kiln::ConvShape>& shapes, std::uint64_t seed,
+                                    kiln::cuda::MathMode mode = kiln::cuda::MathMode::tf32) {
+  namespace mw = kiln::cuda::kernels::mma_wgrad;
+  using B = kiln::Backend<Cuda>;
+  using C = kiln::Backend<Cpu>;
+  using T = kiln::Tensor<float, Cuda>;
+  kiln::cuda::MathModeScope scope(mode);
+  const bool bf16 = mode == kiln::cuda::MathMode::bf16;
+  kiln::Rng rng(seed);
+  struct Conv {
+    kiln::ConvShape s;
+    std::vector<float> x, w, dy, dw0;
+    T dx, dw, db, ws;
+  };
+  std::vector<Conv> convs;
+  convs.reserve(shapes.size());
+  for (const kiln::ConvShape& s : shapes) {
+    const mw::Splits sp = bf16 ? mw::split_k(s, mw::single_tap(s)) : mw::splits(s, mw::geometry(s));
+    if (sp.count < 2 || sp.one_launch || sp.stream_k)
+      throw std::logic_error("wgrad_reduce_batch_case: a shape whose weight gradient is not reduced apart");
+    const Shape xs = Shape::nchw(s.n, s.c_in, s.h, s.w), wshape{s.c_out, s.c_in, s.k, s.k},
+                ys = Shape::nchw(s.n, s.c_out, s.h, s.w);
+    Conv c{s,
+           random_vector(xs.numel(), rng),
+           random_vector(wshape.numel(), rng),
+           random_vector(ys.numel(), rng),
+           random_vector(wshape.numel(), rng),
+           T(xs),
+           T(wshape),
+           T{},
+           T(Shape{static_cast<std::int64_t>(B::conv2d_workspace_floats(s)) + 1})};
+    c.dw.copy_from_host(c.dw0);  // the gradients accumulate
+    convs.push_back(std::move(c));
+  }
+  auto backward = [](Conv& c, T& dw, T& ws) {
+    const Shape xs = Shape::nchw(c.s.n, c.s.c_in, c.s.h, c.s.w), ys = Shape::nchw(c.s.n, c.s.c_out, c.s.h, c.s.w);
+    B::conv2d_backward(c.s, T::from_host(xs, c.x), T::from_host(Shape{c.s.c_out, c.s.c_in, c.s.k, c.s.k}, c.w),
+                       T::from_host(ys, c.dy), c.dx, dw, c.db, ws);
+  };
+  B::conv2d_defer_wgrad_reductions();
+  for (Conv& c : convs) backward(c, c.dw, c.ws);
+  B::conv2d_flush_wgrad_reductions();
+  for (Conv& c : convs) {
+    T dw = T::from_host(c.dw.shape(), c.dw0), ws(c.ws.shape());
+    backward(c, dw, ws);
+    report.compare("dw reduced in the batched launch, against the layer's own reduction", c.dw, dw, 1e-12);
+    const Shape xs = Shape::nchw(c.s.n, c.s.c_in, c.s.h, c.s.w), ys = Shape::nchw(c.s.n, c.s.c_out, c.s.h, c.s.w);
+    kiln::Tensor<float, Cpu> dx_cpu(xs),
+        dw_cpu = kiln::Tensor<float, Cpu>::from_host(c.dw.shape(), c.dw0), db_cpu,
+        work_cpu(Shape{static_cast<std::int64_t>(C::conv2d_workspace_floats(c.s)) + 1});
+    C::conv2d_backward(c.s, kiln::Tensor<float, Cpu>::from_host(xs, c.x),
+                       kiln::Tensor<float, Cpu>::from_host(c.dw.shape(), c.w),
+                       kiln::Tensor<float, Cpu>::from_host(ys, c.dy), dx_cpu, dw_cpu, db_cpu, work_cpu);
+    report.compare("dw reduced in the batched launch, against the CPU backend", c.dw, dw_cpu,
+                   bf16 ? bf16_bound : 2 * tf32_bound);
+  }
+}
+
 // Backend<Cuda> under BF16 outside a training forward, against the CPU backend: an eval forward (its
 // workspace holds the forward's packing alone: conv2d_mma_pack_weights_bf16_kernel) and a backward
 // told of nothing kept (the input gradient packs its own: conv2d_mma_pack_weights_dgrad_bf16_kernel).

@@ -701,4 +701,89 @@ TEST_CASE("bf16 Network: one packing launch per forward, the bits of per-layer p
   check_network_packing(kiln::cuda::MathMode::bf16, "conv2d_mma_pack_batch_bf16_kernel<24>",
                         {"conv2d_mma_pack_weights_both_bf16_kernel<1>", "conv2d_mma_pack_weights_both_bf16_kernel<3>"});
 }
+
+// A network's backward adds its weight gradients' split-K partial sums in one launch at its end
+// (Backend<Cuda>::conv2d_flush_wgrad_reductions), unless a data-parallel trainer's gradient-ready
+// hook reads each gradient as its layer finishes: every gradient has the bits of the per-layer
+// reductions. Deliberate bug: a backward whose listed reductions are dropped, not flushed, leaves
+// the split gradients without their sums.
+namespace {
+void check_network_reductions(kiln::cuda::MathMode mode) {
+  using B = kiln::Backend<Cuda>;
+  using Net = kiln::Network<kiln::UNet<1, 2, 4, 2, Cuda>>;
+  kiln::cuda::MathModeScope scope(mode);
+  kiln::Rng rng(37);
+  Net batched, per_layer;
+  batched.reset_parameters(rng);
+  std::vector<kiln::StateRef<Cuda>> refs;
+  batched.visit([&](kiln::StateRef<Cuda> r) { refs.push_back(r); });
+  std::size_t i = 0;
+  per_layer.visit([&](kiln::StateRef<Cuda> r) {
+    const auto& s = refs.at(i++);
+    if (r.value) r.value->copy_from_host(s.value->to_vector());
+  });
+  auto bits = [](const std::vector<float>& v) {
+    std::vector<std::uint32_t> out(v.size());
+    std::transform(v.begin(), v.end(), out.begin(), [](float f) { return std::bit_cast<std::uint32_t>(f); });
+    return out;
+  };
+  auto gradients = [&](Net& net) {
+    std::vector<std::vector<std::uint32_t>> out;
+    net.visit([&](kiln::StateRef<Cuda> r) {
+      if (r.grad) out.push_back(bits(r.grad->to_vector()));
+    });
+    return out;
+  };
+  auto reductions = [](const std::set<std::string>& names) {
+    std::set<std::string> out;
+    for (const auto& n : names)
+      if (n.find("wgrad_reduce") != std::string::npos) out.insert(n);
+    return out;
+  };
+  // 16 x 16 at batch 2: 512 pixels at the first level, so its weight gradients split.
+  const Shape in = Shape::nchw(2, 1, 16, 16), out = Shape::nchw(2, 2, 16, 16);
+  const auto x = Tensor<float, Cuda>::from_host(in, kiln_test::random_vector(in.numel(), rng));
+  const auto dy = Tensor<float, Cuda>::from_host(out, kiln_test::random_vector(out.numel(), rng));
+  batched.zero_grad(), per_layer.zero_grad();
+
+  batched.forward(x, kiln::Mode::train);
+  kiln_test::record_launches(true);
+  batched.backward(dy);
+  kiln_test::record_launches(false);
+  CHECK(reductions(kiln_test::launched_kernel_names()) ==
+        std::set<std::string>{"conv2d_mma_wgrad_reduce_batch_kernel<24>"});
+
+  kiln::gradient_ready_hook<Cuda>() = [](Tensor<float, Cuda>&) {};  // as a data-parallel trainer
+  per_layer.forward(x, kiln::Mode::train);
+  kiln_test::record_launches(true);
+  per_layer.backward(dy);
+  kiln_test::record_launches(false);
+  kiln::gradient_ready_hook<Cuda>() = nullptr;
+  const auto per_layer_reductions = reductions(kiln_test::launched_kernel_names());
+  CHECK(!per_layer_reductions.empty());
+  CHECK(per_layer_reductions.count("conv2d_mma_wgrad_reduce_batch_kernel<24>") == 0);
+  const auto want = gradients(per_layer);
+  CHECK(gradients(batched) == want);
+
+  // The deliberate bug.
+  batched.zero_grad();
+  batched.forward(x, kiln::Mode::train);
+  B::conv2d_defer_wgrad_reductions();
+  batched.layers().backward(dy);
+  B::conv2d_drop_wgrad_reductions();
+  const auto dropped = gradients(batched);
+  std::size_t differ = 0;
+  for (std::size_t g = 0; g < want.size(); ++g) differ += dropped.at(g) != want[g] ? 1 : 0;
+  MESSAGE(differ, " of ", want.size(), " gradients differ with the reductions dropped");
+  CHECK(differ > 0);
+}
+}  // namespace
+
+TEST_CASE("tf32 Network: the weight gradients' reductions in one launch at the end of the backward, same bits") {
+  check_network_reductions(kiln::cuda::MathMode::tf32);
+}
+
+TEST_CASE("bf16 Network: the weight gradients' reductions in one launch at the end of the backward, same bits") {
+  check_network_reductions(kiln::cuda::MathMode::bf16);
+}
 #endif

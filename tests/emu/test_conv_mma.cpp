@@ -15,6 +15,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <limits>
 #include <set>
 #include <sstream>
@@ -887,6 +888,61 @@ TEST_CASE("conv2d_mma_wgrad_reduce_kernel: the splits in order, bit for bit (sho
   CHECK(mw::reduce_block_threads(1) == 32);
   // The checker fires: the same sums in reverse split order round differently.
   CHECK(wgrad_reduce_mismatches<3>(16, 32, 5, 2, true) > 0);
+}
+
+namespace {
+// Several convolutions' reductions in one batched launch (conv2d_mma_wgrad_reduce_batch_kernel):
+// the dw values that differ from each reduced alone by conv2d_mma_wgrad_reduce_kernel (the same bits
+// expected). `drop_split`: the deliberate bug, the second entry told one split fewer.
+int wgrad_reduce_batch_mismatches(const std::vector<std::pair<ConvShape, int>>& convs, bool drop_split = false) {
+  namespace k = kiln::cuda::kernels;
+  mw::ReduceBatch<mw::reduce_batch_max> batch{};
+  std::deque<DeviceBuffer<float>> partials, batched, alone;  // (not movable: built in place)
+  int blocks = 0, seed = 41;
+  for (const auto& [s, splits] : convs) {
+    const auto count = static_cast<std::size_t>(s.c_out * s.c_in * s.k * s.k);
+    auto partial = uniform(static_cast<std::size_t>(splits) * count, seed++, -2.0f, 2.0f);
+    for (float& v : partial) v = v * 1.37f + 0.11f;
+    const auto dw0 = uniform(count, seed++, -1.0f, 1.0f);
+    partials.emplace_back(partial), batched.emplace_back(dw0), alone.emplace_back(dw0);
+    const int told = drop_split && batch.count == 1 ? splits - 1 : splits;
+    batch.entries[batch.count++] = {s, partials.back().get(), batched.back().get(), told, blocks};
+    blocks += mw::reduce_batch_blocks(s);
+  }
+  KILN_LAUNCH(k::conv2d_mma_wgrad_reduce_batch_kernel<mw::reduce_batch_max>, dim3(static_cast<unsigned>(blocks)),
+              dim3(mw::reduce_batch_threads), 0, nullptr, batch);
+  int wrong = 0;
+  for (std::size_t i = 0; i < convs.size(); ++i) {
+    const auto& [s, splits] = convs[i];
+    if (s.k == 3)
+      KILN_LAUNCH(k::conv2d_mma_wgrad_reduce_kernel<3>, dim3(mw::reduce_blocks(s)), dim3(mw::reduce_block_threads(3)),
+                  0, nullptr, s, static_cast<const float*>(partials[i].get()), splits, alone[i].get());
+    else
+      KILN_LAUNCH(k::conv2d_mma_wgrad_reduce_kernel<1>, dim3(mw::reduce_blocks(s)), dim3(mw::reduce_block_threads(1)),
+                  0, nullptr, s, static_cast<const float*>(partials[i].get()), splits, alone[i].get());
+    const auto got = batched[i].download(), want = alone[i].download();
+    for (std::size_t j = 0; j < got.size(); ++j)
+      wrong += std::bit_cast<std::uint32_t>(got[j]) != std::bit_cast<std::uint32_t>(want[j]) ? 1 : 0;
+  }
+  return wrong;
+}
+}  // namespace
+
+TEST_CASE("conv2d_mma_wgrad_reduce_batch_kernel: several convolutions' reductions in one launch, bit for bit") {
+  // K = 3 entries in tiles of 32 pairs, K = 1 entries in tiles of 288; short last tiles; one block.
+  const std::vector<std::pair<ConvShape, int>> convs{{{1, 7, 5, 4, 4, 3}, 3},
+                                                     {{1, 19, 17, 4, 4, 1}, 5},
+                                                     {{1, 32, 16, 4, 4, 3}, 2},
+                                                     {{1, 3, 2, 4, 4, 1}, 4},
+                                                     {{1, 40, 20, 4, 4, 1}, 2}};
+  CHECK(mw::reduce_batch_blocks(convs[0].first) == 2);  // 35 pairs
+  CHECK(mw::reduce_batch_blocks(convs[1].first) == 2);  // 323 pairs
+  CHECK(mw::reduce_batch_blocks(convs[3].first) == 1);
+  CHECK(mw::reduce_batch_blocks({1, 512, 512, 4, 4, 3}) == 4096);  // grid-stride past 4096 tiles
+  CHECK(wgrad_reduce_batch_mismatches(convs) == 0);
+  CHECK(wgrad_reduce_batch_mismatches({{{1, 64, 70, 4, 4, 3}, 3}}) == 0);  // one entry, 140 blocks
+  // The checker fires: an entry reduced over one split fewer.
+  CHECK(wgrad_reduce_batch_mismatches(convs, true) > 0);
 }
 
 namespace {

@@ -19,7 +19,9 @@
            reductions and NHWC copies, each with its launch term (what one convolution costs the
            step; a TF32 training forward's packing writes both layouts, conv2d_mma_pack_weights_both_kernel,
            so the input gradient has no packing launch of its own; a network's one launch packing every
-           convolution, layer "*", is shared out to the forward passes by the CSV's pack_bytes); the
+           convolution, layer "*", is shared out to the forward passes by the CSV's pack_bytes, and a
+           backward's one launch adding every split weight gradient's partial sums, layer "*" too, to the
+           weight-gradient passes it serves by reduce_bytes); the
            GEMM kernels alone are shown beside it, and the launch ceiling: the share the pass could
            reach if each of its launches took only the launch term (FLOPs / peak / (launches x 2 us)).
            --enforce: exit 1 if a compute-bound pass fails.
@@ -272,9 +274,13 @@ def targets(path, sass, enforce):
     rows = list(csv.DictReader(open(path, encoding="utf-8")))
     passes_seen, acc = [], defaultdict(lambda: defaultdict(float))
     batched = 0.0  # a launch packing every convolution's weights (layer "*"): shared out below
+    batched_reduce = 0.0  # a launch adding every split weight gradient's sums (layer "*"): the same
     for r in rows:
         if r.get("layer") == "*":
-            batched += predict(r, sass, "H100 SXM")[0]
+            if "reduce_batch" in r["kernel"]:
+                batched_reduce += predict(r, sass, "H100 SXM")[0]
+            else:
+                batched += predict(r, sass, "H100 SXM")[0]
             continue
         p = step_pass(r)
         if p is None:
@@ -288,6 +294,7 @@ def targets(path, sass, enforce):
         a["launches"] += 1
         if num(r, "flops") > 0:  # the GEMM kernel: the pass's FLOPs and its tensors
             a["pack_bytes"] += num(r, "pack_bytes")
+            a["reduce_bytes"] += num(r, "reduce_bytes")
             a["flops"] += num(r, "flops")
             a["bytes"] += num(r, "compulsory_bytes") or num(r, "global_distinct_bytes")
             a["gemm"] += t
@@ -299,6 +306,15 @@ def targets(path, sass, enforce):
     if batched:
         print(f"The forward passes include their share of the one launch packing every convolution's weights "
               f"({batched * 1e6:.1f} µs, by the bytes each packing moves).\n")
+    # The batched reduction's time goes to the weight-gradient passes it serves by the bytes each moves.
+    reduce_total = sum(acc[k]["reduce_bytes"] for k in passes_seen)
+    for k in passes_seen:
+        if batched_reduce and reduce_total and acc[k]["reduce_bytes"]:
+            acc[k]["time"] += batched_reduce * acc[k]["reduce_bytes"] / reduce_total
+    if batched_reduce:
+        print(f"The weight-gradient passes reduced apart include their share of the one launch adding every "
+              f"split weight gradient's partial sums at the backward's end ({batched_reduce * 1e6:.1f} µs, by the "
+              f"bytes each reduction moves).\n")
     print(f"Issue 20 target on H100 SXM: each compute-bound convolution pass at >= {TARGET_SHARE:.0%} of the dense "
           f"TF32 peak ({gpu['tf32'] / 1e12:.1f} TFLOP/s; roofline against {gpu['hbm'] / 1e12:.2f} TB/s)\n")
     print("| layer | pass | GFLOP | compulsory MB | bound (roofline) | launches | H100 µs | % of peak | GEMM kernel µs "

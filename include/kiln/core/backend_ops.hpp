@@ -73,6 +73,7 @@ concept BackendOps = requires(const ConvShape& cs, const StridedConvShape& ss, c
   { B::synchronised_batchnorm } -> std::convertible_to<bool>;
   { B::batched_conv_packing } -> std::convertible_to<bool>;
   { B::activation_copies } -> std::convertible_to<bool>;
+  { B::deferred_wgrad_reductions } -> std::convertible_to<bool>;
 };
 
 // Optional: BatchNorm2d + ReLU in one pass (BatchNorm2d uses it when the next layer is a ReLU;
@@ -126,6 +127,18 @@ concept HasActivationCopies = requires(const ConvShape& cs, const BatchNormArgs&
   B::batchnorm_relu_backward(bn, c, c, c, c, c, c, m, m, m, slot);
 };
 
+// Optional: the weight gradients' split-K reductions of a whole backward in one launch at its end
+// (Network::backward, where no data-parallel trainer waits on each gradient as it completes): each
+// Conv2d's backward leaves its partial sums in its workspace, which nothing else writes before the
+// next forward, and the flush adds them onto every dw. CUDA: yes (the mma.sync weight gradients).
+// CPU: no (it reduces nothing apart).
+template <class D, class B = Backend<D>>
+concept HasDeferredWgradReductions = requires {
+  B::conv2d_defer_wgrad_reductions();
+  B::conv2d_flush_wgrad_reductions();
+  B::conv2d_drop_wgrad_reductions();
+};
+
 // The check each backend header runs after its table: the required ops, and every optional
 // capability exactly as declared.
 template <class D, class B = Backend<D>>
@@ -143,6 +156,8 @@ constexpr bool backend_table_complete() {
                   "kiln: Backend::batched_conv_packing does not match its conv2d_pack_forwards members");
     static_assert(B::activation_copies == HasActivationCopies<D>,
                   "kiln: Backend::activation_copies does not match its conv2d_*_copy and batchnorm_relu_* members");
+    static_assert(B::deferred_wgrad_reductions == HasDeferredWgradReductions<D>,
+                  "kiln: Backend::deferred_wgrad_reductions does not match its conv2d_*_wgrad_reductions members");
   }
   return true;
 }

@@ -27,9 +27,10 @@ struct Backend<Cpu> {
   // The optional capabilities of core/backend_ops.hpp.
   static constexpr bool fused_batchnorm_relu = true;
   static constexpr bool multi_tensor_adam = true;
-  static constexpr bool batched_conv_packing = false;   // nothing to pack per forward
-  static constexpr bool synchronised_batchnorm = true;  // batchnorm_*_across (kiln/nn/replicas.hpp)
-  static constexpr bool activation_copies = false;      // the convolutions read fp32 directly
+  static constexpr bool batched_conv_packing = false;       // nothing to pack per forward
+  static constexpr bool synchronised_batchnorm = true;      // batchnorm_*_across (kiln/nn/replicas.hpp)
+  static constexpr bool activation_copies = false;          // the convolutions read fp32 directly
+  static constexpr bool deferred_wgrad_reductions = false;  // no weight gradient reduced apart
 
   using T = Tensor<float, Cpu>;
 

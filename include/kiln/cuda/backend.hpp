@@ -15,6 +15,7 @@
 #include <mutex>
 #include <span>
 #include <utility>
+#include <vector>
 
 #include "kiln/core/backend.hpp"
 #include "kiln/core/backend_ops.hpp"
@@ -60,9 +61,10 @@ struct Backend<Cuda> {
   // The optional capabilities of core/backend_ops.hpp.
   static constexpr bool fused_batchnorm_relu = true;
   static constexpr bool multi_tensor_adam = true;
-  static constexpr bool batched_conv_packing = true;     // conv2d_pack_forwards (TF32 and BF16 training forwards)
-  static constexpr bool synchronised_batchnorm = false;  // batchnorm_*_across (kiln/nn/replicas.hpp)
-  static constexpr bool activation_copies = true;        // BF16 NHWC copies from the BatchNorm + ReLU kernels
+  static constexpr bool batched_conv_packing = true;       // conv2d_pack_forwards (TF32 and BF16 training forwards)
+  static constexpr bool synchronised_batchnorm = false;    // batchnorm_*_across (kiln/nn/replicas.hpp)
+  static constexpr bool activation_copies = true;          // BF16 NHWC copies from the BatchNorm + ReLU kernels
+  static constexpr bool deferred_wgrad_reductions = true;  // conv2d_*_wgrad_reductions (Network::backward)
 
   using T = Tensor<float, Cuda>;
   using I = Tensor<std::int32_t, Cuda>;
@@ -72,6 +74,28 @@ struct Backend<Cuda> {
   static const float* ptr(const T& t) { return t.empty() ? nullptr : t.data(); }
   static constexpr unsigned reduce_threads = kiln::cuda::kernels::reduce_threads;
   using ReducePlan = kiln::cuda::kernels::ReducePlan;
+  // The reductions a backward has deferred (conv2d_defer_wgrad_reductions), per thread: a network's
+  // backward runs on one thread (the list keeps its capacity: a step allocates nothing after the first).
+  struct WgradReductions {
+    bool deferring = false;
+    std::vector<kiln::cuda::kernels::mma_wgrad::ReduceEntry> pending;
+  };
+  static WgradReductions& wgrad_reductions() {
+    thread_local WgradReductions r;
+    return r;
+  }
+  // dw += the split-K partial sums in order (conv2d_mma_wgrad_reduce_kernel), or listed for the
+  // batched launch where a backward defers them.
+  template <int K>
+  static void wgrad_reduce(const ConvShape& s, const float* partials, int splits, float* dw) {
+    namespace mw = kiln::cuda::kernels::mma_wgrad;
+    if (WgradReductions& r = wgrad_reductions(); r.deferring) {
+      r.pending.push_back({s, partials, dw, splits, 0});
+      return;
+    }
+    launch(KILN_CUDA_KERNEL(conv2d_mma_wgrad_reduce_kernel, K), dim3(mw::reduce_blocks(s)),
+           dim3(mw::reduce_block_threads(K)), 0, s, partials, splits, dw);
+  }
 
   // ---- the one launch path (kiln/cuda/launch.hpp) -------------------------------------------
   template <class... Params, class... Args>
@@ -340,6 +364,47 @@ struct Backend<Cuda> {
     }
     flush();
     flush_bf16();
+  }
+  // The weight gradients' split-K reductions of one backward in one launch (HasDeferredWgradReductions):
+  // between conv2d_defer_wgrad_reductions() and conv2d_flush_wgrad_reductions() on this thread, a
+  // TF32 or BF16 mma.sync weight gradient whose splits are added apart (mma_wgrad::Splits, not
+  // one_launch) leaves its partial sums in its workspace and is listed; the flush adds every listed
+  // one onto its dw, reduce_batch_max per launch (conv2d_mma_wgrad_reduce_batch_kernel: the same
+  // sums in the same order as conv2d_mma_wgrad_reduce_kernel, so the same bits). The caller keeps
+  // each dw unread and each workspace unwritten until the flush (Network::backward: its layers'
+  // workspaces are theirs alone until the next forward). drop: an exception left the backward; the
+  // list is forgotten, nothing launched.
+  static void conv2d_defer_wgrad_reductions() {
+    WgradReductions& r = wgrad_reductions();
+    r.pending.clear();
+    r.deferring = true;
+  }
+  static void conv2d_flush_wgrad_reductions() {
+    namespace mw = kiln::cuda::kernels::mma_wgrad;
+    WgradReductions& r = wgrad_reductions();
+    r.deferring = false;
+    mw::ReduceBatch<mw::reduce_batch_max> batch{};
+    int blocks = 0;
+    auto flush = [&] {
+      if (batch.count > 0)
+        launch(KILN_CUDA_KERNEL(conv2d_mma_wgrad_reduce_batch_kernel, mw::reduce_batch_max),
+               dim3(static_cast<unsigned>(blocks)), dim3(mw::reduce_batch_threads), 0, batch);
+      batch = mw::ReduceBatch<mw::reduce_batch_max>{};
+      blocks = 0;
+    };
+    for (mw::ReduceEntry e : r.pending) {
+      if (batch.count == mw::reduce_batch_max) flush();
+      e.first_block = blocks;
+      batch.entries[batch.count++] = e;
+      blocks += mw::reduce_batch_blocks(e.s);
+    }
+    flush();
+    r.pending.clear();
+  }
+  static void conv2d_drop_wgrad_reductions() noexcept {
+    WgradReductions& r = wgrad_reductions();
+    r.pending.clear();
+    r.deferring = false;
   }
   // conv2d_forward where conv2d_pack_forwards has packed this convolution's weights in ws in the
   // same network forward (the same tests: tf32_dgrad_kept_fits, or bf16_dgrad_kept_fits, which
@@ -1085,9 +1150,7 @@ struct Backend<Cuda> {
         launch(KILN_CUDA_KERNEL(conv2d_mma_wgrad_kernel, K, BM, CT, Taps, Tail), mw::grid(s, g, sp),
                dim3(Tile::threads), Tile::shared_bytes, s, x.data(), dy.data(), out, sp.steps_per_split,
                one ? ws.data() : nullptr, counters);
-        if (sp.count > 1 && !one)
-          launch(KILN_CUDA_KERNEL(conv2d_mma_wgrad_reduce_kernel, K), dim3(mw::reduce_blocks(s)),
-                 dim3(mw::reduce_block_threads(K)), 0, s, static_cast<const float*>(ws.data()), sp.count, dw.data());
+        if (sp.count > 1 && !one) wgrad_reduce<K>(s, ws.data(), sp.count, dw.data());
       });
       return;
     }
@@ -1134,9 +1197,7 @@ struct Backend<Cuda> {
       launch(KILN_CUDA_KERNEL(conv2d_mma_bf16_wgrad_kernel, K, BT), mw::grid(s, g, sp.count),
              dim3(mbw::Tile<BT>::threads), mbw::Tile<BT>::shared_bytes, s, static_cast<const __nv_bfloat16*>(xh),
              static_cast<const __nv_bfloat16*>(dyh), out, sp.steps_per_split, one ? partials : nullptr, counters);
-      if (sp.count > 1 && !one)
-        launch(KILN_CUDA_KERNEL(conv2d_mma_wgrad_reduce_kernel, K), dim3(mw::reduce_blocks(s)),
-               dim3(mw::reduce_block_threads(K)), 0, s, static_cast<const float*>(partials), sp.count, dw.data());
+      if (sp.count > 1 && !one) wgrad_reduce<K>(s, partials, sp.count, dw.data());
     });
   }
   // The tiled strict-fp32 convolutions: 16x16 output tiles x groups of 8 channels x images.

@@ -73,6 +73,7 @@ KILN_CUDA_ONCE_K(conv2d_mma_wgrad_stream_k_kernel, , 128, 128, 1, true)
 KILN_CUDA_ONCE(conv2d_mma_wgrad_kernel<3, 128, 64, 2, false>)
 KILN_CUDA_ONCE(conv2d_mma_wgrad_kernel<3, 64, 128, 2, false>)
 KILN_CUDA_ONCE_K(conv2d_mma_wgrad_reduce_kernel)
+KILN_CUDA_ONCE(conv2d_mma_wgrad_reduce_batch_kernel<kiln::cuda::kernels::mma_wgrad::reduce_batch_max>)
 // BF16 on NHWC copies.
 KILN_CUDA_ONCE(conv2d_nhwc_bf16_kernel<float>)
 KILN_CUDA_ONCE_K(conv2d_mma_pack_weights_bf16_kernel)

@@ -12,6 +12,7 @@
 
 #include "kiln/core/backend_ops.hpp"
 #include "kiln/nn/layer.hpp"
+#include "kiln/nn/replicas.hpp"
 
 namespace kiln {
 
@@ -91,6 +92,21 @@ class Network {
                "call forward(x, Mode::train) before backward()");
     KILN_CHECK(dy.shape() == output_shape_, "Network::backward: the gradient has shape ", dy.shape().str(),
                " but the output has shape ", output_shape_.str());
+    // The weight gradients' split-K reductions in one launch at the end (where the device batches
+    // them), unless a data-parallel trainer reads each gradient as soon as its layer is done.
+    if constexpr (HasDeferredWgradReductions<device>) {
+      if (!gradient_ready_hook<device>()) {
+        Backend<device>::conv2d_defer_wgrad_reductions();
+        try {
+          net_.backward(dy);
+        } catch (...) {
+          Backend<device>::conv2d_drop_wgrad_reductions();
+          throw;
+        }
+        Backend<device>::conv2d_flush_wgrad_reductions();
+        return;
+      }
+    }
     net_.backward(dy);
   }
 

@@ -125,6 +125,17 @@ void add_conv_cases(std::vector<KernelCase>& t) {
                  conv_pack_batch_case(r, {{1, 2, 3, 4, 5, 3}, {1, 3, 2, 4, 4, 1}, {1, 20, 17, 3, 3, 3}}, 329);
                },
                true});
+  t.push_back({"tiny tf32 weight gradients of two convolutions reduced in one launch (a network's backward)",
+               [](Report& r) {
+                 wgrad_reduce_batch_case(r, {{1, 3, 2, 16, 16, 1}, {1, 2, 3, 16, 16, 3}}, 343);
+               },
+               true});
+  t.push_back(
+      {"tiny bf16 weight gradients of two convolutions reduced in one launch (a network's backward)",
+       [](Report& r) {
+         wgrad_reduce_batch_case(r, {{1, 3, 2, 16, 16, 1}, {1, 2, 3, 16, 16, 3}}, 347, kiln::cuda::MathMode::bf16);
+       },
+       true});
   t.push_back({"tiny bf16 conv2d 2->3 K=3 and 3->2 K=1: eval forward and a backward with nothing kept",
                [](Report& r) {
                  bf16_unkept_case(r, {1, 2, 3, 4, 5, 3}, 333);

@@ -102,6 +102,7 @@ struct Row {
   double partial_bytes = 0;     // a split mma.sync weight gradient's partial sums [splits][K*K][Cout][Cin]
   double pack_bytes = 0;        // forward GEMMs: the convolution's share of a batched packing launch (both layouts)
   double stream_k_bytes = 0;    // a stream-K weight gradient's partial tiles (mma_wgrad::stream_k_pieces)
+  double reduce_bytes = 0;      // a weight gradient reduced in the backward's batched launch: its share of it
 };
 
 template <int Width>
@@ -246,6 +247,12 @@ int run(const Options& o) {
     Row r{&p, launch < mma_names.size() ? mma_names[launch] : short_name(p.kernel), phase, ""};
     if (contains(r.kernel, "loss_backward")) phase = r.phase = "backward";
     if (contains(r.kernel, "adam") || contains(r.kernel, "sgd")) phase = r.phase = "optimizer";
+    if (contains(r.kernel, "conv2d_mma_wgrad_reduce_batch")) {  // every split weight gradient's sums, at the end
+      r.layer = "*";  // all layers: predict.py --targets shares it out by reduce_bytes (set below)
+      in_backward_group = false;
+      rows.push_back(r);
+      continue;
+    }
     // The mma.sync input gradient is the forward kernel on the transposed shape: named apart.
     if (phase == "backward" &&
         (contains(r.kernel, "conv2d_mma_forward") || contains(r.kernel, "conv2d_mma_bf16_forward") ||
@@ -360,17 +367,40 @@ int run(const Options& o) {
 
   // A split weight gradient with no reduction launch after it added its splits in its own launch
   // (mma_wgrad::Splits::one_launch, reduce_split_k): its partial tiles (in place of the partial sums
-  // counted above) and the last block's tail, as the forwards'.
+  // counted above) and the last block's tail, as the forwards'. In a step whose backward reduces
+  // them all in one launch at its end (conv2d_mma_wgrad_reduce_batch_kernel), the plan says which
+  // were listed for it (not one_launch): each one's share of that launch is its partial sums read
+  // and dw read and written, and the launch moves the sum of the shares.
+  const auto batch = std::find_if(rows.begin(), rows.end(),
+                                  [](const Row& r) { return contains(r.kernel, "conv2d_mma_wgrad_reduce_batch"); });
+  double batch_bytes = 0;
   for (std::size_t i = 0; i < rows.size(); ++i) {
     auto& p = emu::profile_log()[i];
-    const bool reduced_apart = i + 1 < rows.size() && contains(rows[i + 1].kernel, "conv2d_mma_wgrad_reduce_kernel");
-    const bool wgrad =
-        contains(rows[i].kernel, "conv2d_mma_wgrad_kernel") || contains(rows[i].kernel, "conv2d_mma_bf16_wgrad_kernel");
+    const bool bf16_wgrad = contains(rows[i].kernel, "conv2d_mma_bf16_wgrad_kernel");
+    const bool wgrad = contains(rows[i].kernel, "conv2d_mma_wgrad_kernel") || bf16_wgrad;
+    bool reduced_apart = i + 1 < rows.size() && contains(rows[i + 1].kernel, "conv2d_mma_wgrad_reduce_kernel");
+    if (wgrad && p.grid.z > 1 && !reduced_apart && batch != rows.end()) {
+      namespace mw = kiln::cuda::kernels::mma_wgrad;
+      const auto c =
+          std::find_if(convs.begin(), convs.end(), [&](const ConvLayer& l) { return l.name == rows[i].layer; });
+      if (c != convs.end()) {
+        const kiln::ConvShape cs{o.batch, c->c_in, c->c_out, c->h, c->w, c->k};
+        const mw::Splits sp = bf16_wgrad ? mw::split_k(cs, mw::single_tap(cs)) : mw::splits(cs, mw::geometry(cs));
+        if (!sp.one_launch) {
+          reduced_apart = true;
+          rows[i].reduce_bytes = rows[i].partial_bytes + 8.0 * static_cast<double>(c->c_out * c->c_in * c->k * c->k);
+          batch_bytes += rows[i].reduce_bytes;
+        }
+      }
+    }
     if (rows[i].stream_k_bytes > 0) p.global_distinct_bytes += rows[i].stream_k_bytes;  // tail: set above
     if (!wgrad || p.grid.z <= 1 || reduced_apart) continue;
     p.global_distinct_bytes -= rows[i].partial_bytes;
     one_launch_split(p, rows[i]);
   }
+  // (The sampled-block extrapolation of a launch of unequal entries cannot count its bytes.)
+  if (batch != rows.end())
+    emu::profile_log()[static_cast<std::size_t>(batch - rows.begin())].global_distinct_bytes = batch_bytes;
 
   if (!o.csv.empty()) {
     std::ofstream f(o.csv);
@@ -380,7 +410,7 @@ int run(const Options& o) {
          "gst_requests,gst_sectors,gst_bytes,sld_requests,sld_wavefronts,sld_bytes,sst_requests,sst_wavefronts,sst_"
          "bytes,"
          "global_distinct_bytes,gld_request_distinct_bytes,gst_request_distinct_bytes,tensor_flops,hmma,compulsory_"
-         "bytes,split_tail_bytes,pack_bytes\n";
+         "bytes,split_tail_bytes,pack_bytes,reduce_bytes\n";
     for (std::size_t i = 0; i < rows.size(); ++i) {
       const auto& p = *rows[i].p;
       // The kernel's name is quoted: template arguments hold commas.
@@ -391,7 +421,7 @@ int run(const Options& o) {
         f << ',' << c->requests << ',' << c->units << ',' << c->bytes;
       f << ',' << p.global_distinct_bytes << ',' << p.global_load.distinct_bytes << ',' << p.global_store.distinct_bytes
         << ',' << p.tensor_flops << ',' << p.hmma << ',' << rows[i].compulsory_bytes << ',' << rows[i].split_tail_bytes
-        << ',' << rows[i].pack_bytes << '\n';
+        << ',' << rows[i].pack_bytes << ',' << rows[i].reduce_bytes << '\n';
     }
   }
 
