@@ -73,7 +73,8 @@ inline void add_tf32_conv_row(const std::string& name, const ConvShape& s, int p
 }
 
 // The forward pass of kernels/conv2d_mma.cuh (mma.sync m16n8k8, ldmatrix, 3-stage cp.async): as the
-// backend plans it (splits and bn 0), or on 128 x bn tiles in `splits` slices (the comparison rows).
+// backend plans it (splits and bn 0: its tile, 256 x 64 where mma_conv::tall), or on 128 x bn tiles in
+// `splits` slices (the comparison rows).
 inline void add_mma_conv_row(const std::string& name, const ConvShape& s, double flops, double peak,
                              const std::string& label, int splits = 0, int bn = 0) {
   add_timed_tf32_row(name, flops, peak, label, true, [=](CaseTensors<Cuda>& c) {
@@ -83,11 +84,12 @@ inline void add_mma_conv_row(const std::string& name, const ConvShape& s, double
     T &x = c.get("x", xs), &w = c.get("w", Shape{s.c_out, s.c_in, s.k, s.k}, -0.1f, 0.1f),
       &bias = c.get("b", Shape{s.c_out});
     // split-K as the backend splits (mma_conv::splits) unless told: the partial tiles after the packed weights
-    const int tile = bn != 0 ? bn : mc::block_n(s), slices = splits != 0 ? splits : mc::splits(s);
-    T &y = c.get("y", ys, 0, 0), &packed = c.get("packed", Shape{mc::workspace_floats(s, slices, tile)}, 0, 0);
-    return [&, s, slices, tile] {
+    const int slices = splits != 0 ? splits : mc::splits(s);
+    const std::int64_t floats = bn != 0 ? mc::workspace_floats(s, slices, bn) : mc::workspace_floats(s, slices);
+    T &y = c.get("y", ys, 0, 0), &packed = c.get("packed", Shape{floats}, 0, 0);
+    return [&, s, slices, bn] {
       mc::forward(s, x.data(), w.data(), bias.data(), y.data(), packed.data(), kiln::cuda::current_stream(), slices,
-                  tile);
+                  bn);
     };
   });
 }
@@ -100,6 +102,9 @@ inline void add_mma_plan_rows(const std::string& kname, const std::string& shape
                               double peak, const std::string& label) {
   namespace mc = kiln::cuda::kernels::mma_conv;
   const int planned = mc::splits(s);
+  if (mc::tall(s))  // the 128 x 64 tiles the tall ones replaced (docs/kernels.md "The tall 256 x 64 tile")
+    add_mma_conv_row(kname + "_fwd/cuda/mma_tf32_128x64/" + shape, s, flops, peak,
+                     label + " (conv2d_mma.cuh, 128x64 tiles instead of 256x64)", 1, 64);
   if (mc::wide_cout(s) && mc::block_n(s) == 64)
     add_mma_conv_row(kname + "_fwd/cuda/mma_tf32_128x128/" + shape, s, flops, peak,
                      label + " (conv2d_mma.cuh, 128x128 tiles, " + std::to_string(mc::splits_for(s, 128)) + " slices)",

@@ -24,7 +24,8 @@
 // channels, ceil(Cin / 4) per step (the slots of the channels past the last group are zeroed once).
 //
 // Tiling: a block computes 128 pixels x BN output channels (BN = 128: 4 warps 2 x 2; BN = 64:
-// 2 warps 2 x 1); each warp a 64 x 64 tile as 4 x 8 m16n8k8 accumulators (128 floats per thread).
+// 2 warps 2 x 1), or 256 x 64 (the tall tile, conv2d_mma_forward_tall_kernel: 4 warps 4 x 1); each
+// warp a 64 x 64 tile as 4 x 8 m16n8k8 accumulators (128 floats per thread).
 // k steps of 16 go through a 3-stage cp.async pipeline: one __syncthreads per step, two steps in
 // flight while the tensor cores work on the third (mma_pipeline::run, conv2d_mma_pipeline.cuh: the
 // k loop unrolled by the 3 stages, so stage offsets are immediates).
@@ -53,6 +54,8 @@
 // figures (instructions per HMMA, registers, occupancy): docs/kernels.md.
 // BF16 (MathMode::bf16) runs conv2d_mma_bf16.cuh's kernels on NHWC BF16 copies; the fp32-staged
 // BF16 variants that lived here are retired (docs/kernels.md "BF16").
+#include <array>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 
@@ -64,24 +67,31 @@ namespace kiln::cuda::kernels {
 
 namespace mma_conv {
 
-inline constexpr int bm = 128;  // pixels per block tile
-inline constexpr int bk = 16;   // k per pipeline stage: 16 channels of one tap
+inline constexpr int bm = 128;       // pixels per block tile
+inline constexpr int tall_bm = 256;  // ... of the tall 256 x 64 tile (tall(): 4 warps stacked in M)
+inline constexpr int bk = 16;        // k per pipeline stage: 16 channels of one tap
 inline constexpr int stages = 3;
 inline constexpr int warp_tile = 64;  // warp tile: 64 pixels x 64 output channels
 
-template <int BN>
+template <int BN, int BM = bm>
 struct Tile {
-  static_assert(BN == 64 || BN == 128, "block tiles are 128 x 64 or 128 x 128");
-  static constexpr int warps_m = bm / warp_tile, warps_n = BN / warp_tile;
+  static_assert((BM == bm && (BN == 64 || BN == 128)) || (BM == tall_bm && BN == 64),
+                "block tiles are 128 x 64, 128 x 128 or 256 x 64");
+  static constexpr int warps_m = BM / warp_tile, warps_n = BN / warp_tile;
   static constexpr int threads = 32 * warps_m * warps_n;
   static constexpr int b_row_floats = bk;  // one B row (16 k) of a stage, in floats
-  static constexpr int a_floats = bk * bm, b_floats = BN * b_row_floats, stage_floats = a_floats + b_floats;
+  static constexpr int a_floats = bk * BM, b_floats = BN * b_row_floats, stage_floats = a_floats + b_floats;
   static constexpr std::size_t shared_bytes = sizeof(float) * stages * stage_floats;
-  static constexpr int pixels_per_thread = bm / threads;  // A columns a thread gathers
+  static constexpr int pixels_per_thread = BM / threads;  // A columns a thread gathers
+  // A stage is a_index's layout of 128 columns, twice for the tall tile (columns 128-255 at
+  // a_half_floats): a thread's columns tid and tid + threads lie a_column_floats apart.
+  static constexpr int a_half_floats = bk * bm;
+  static constexpr int a_column_floats = BM == tall_bm ? a_half_floats : 4 * 128;
   static constexpr int b_chunks_per_row = b_row_floats / 4;
   static constexpr int b_chunks_per_thread = b_floats / 4 / threads;  // 16-byte B copies per thread
-  static_assert(bm % threads == 0 && (b_floats / 4) % threads == 0, "whole copies per thread");
-  static_assert(shared_bytes <= 48 * 1024, "fits the default dynamic shared memory limit");
+  static_assert(BM % threads == 0 && (b_floats / 4) % threads == 0, "whole copies per thread");
+  // The tall tile's 60 KiB ask for more than the default (allow_tall_shared).
+  static_assert(shared_bytes <= 48 * 1024 || BM == tall_bm, "fits the default dynamic shared memory limit");
   static_assert(shared_bytes >= sizeof(float) * 32 * threads, "room for mma_pipeline::reduce_split_k's stash");
 };
 
@@ -319,16 +329,15 @@ __global__ void conv2d_mma_pack_batch_kernel(mma_conv::PackBatch<Entries> batch)
 // k step per tap holding Cin channels, copied in a rolled loop over groups of 4 channels (channels
 // past Cin in the last group zero-filled; the slots past it zeroed once); else Cin >= 16 and every
 // step copies 16 channels unrolled (the last step of each tap [Cin - 16, Cin)).
-template <int K, int BN, bool NarrowCin>
-__global__ void __launch_bounds__(mma_conv::Tile<BN>::threads, 2)
-    conv2d_mma_forward_kernel(ConvShape s, const float* x, const float* wp, const float* bias, float* y,
-                              float* partials, unsigned* counters) {
+namespace mma_conv {
+// The forward kernels' body on BM x BN block tiles (conv2d_mma_forward_kernel: 128 x BN;
+// conv2d_mma_forward_tall_kernel: 256 x 64, not NarrowCin).
+template <int K, int BN, int BM, bool NarrowCin>
+__device__ __forceinline__ void run_forward(ConvShape s, const float* x, const float* wp, const float* bias, float* y,
+                                            float* partials, unsigned* counters) {
   namespace mma = kiln::gpu::mma;
-  using T = mma_conv::Tile<BN>;
-  using mma_conv::a_index;
-  using mma_conv::b_index;
-  using mma_conv::bk;
-  using mma_conv::bm;
+  using T = Tile<BN, BM>;
+  static_assert(!NarrowCin || BM == bm, "the tall tile takes Cin >= 16 only");
   constexpr int KK = K * K, P = K / 2, PPT = T::pixels_per_thread;
   const int H = static_cast<int>(s.h), W = static_cast<int>(s.w), HW = H * W;
   const int cin = static_cast<int>(s.c_in), cout = static_cast<int>(s.c_out);
@@ -340,7 +349,7 @@ __global__ void __launch_bounds__(mma_conv::Tile<BN>::threads, 2)
   const int k_steps = (static_cast<int>(blockIdx.z) + 1) * k_total / slices - k_begin;
   const int tid = static_cast<int>(threadIdx.x), lane = tid % 32, warp = tid / 32;
   const int wm = warp % T::warps_m, wn = warp / T::warps_m;
-  const int m0 = static_cast<int>(blockIdx.x) * bm, n0 = static_cast<int>(blockIdx.y) * BN;
+  const int m0 = static_cast<int>(blockIdx.x) * BM, n0 = static_cast<int>(blockIdx.y) * BN;
   float* shared = kiln::gpu::dynamic_shared<float>();
 
   // ---- per-thread copy state, computed once ----
@@ -351,9 +360,11 @@ __global__ void __launch_bounds__(mma_conv::Tile<BN>::threads, 2)
   // (1 + 2 * swap4) * H*W from 7 to 8.
   // a_dst[j % 8]: where copy j of column tid lands, less a_index's j / 8 part, in bytes (a stage's
   // copies then address shared memory as a register plus an immediate); column tid + i * threads
-  // (128 x 64: i = 1 is warp row wm + 1) lands a_pixel_floats * i further on.
-  static_assert(PPT == 1 || T::threads == mma_conv::warp_tile, "a thread's columns differ in wm only");
-  constexpr int a_pixel_floats = 4 * 128;            // a_index(k, m + 64) - a_index(k, m) for m < 64
+  // (128 x 64: i = 1 is warp row wm + 1; 256 x 64: wm + 2, the stage's second half) lands
+  // a_pixel_floats * i further on.
+  static_assert(PPT == 1 || (PPT == 2 && T::threads % mma_conv::warp_tile == 0),
+                "a thread's columns differ in wm only");
+  constexpr int a_pixel_floats = T::a_column_floats;
   const int swap4 = mma_conv::copy_channel(0, tid);  // 4 in odd m-tiles, else 0
   const int a_step_down = HW - 2 * swap4 * HW, a_step_up = HW + 2 * swap4 * HW;
   int a_offset[PPT], a_py[PPT], a_px[PPT], a_dst[8];
@@ -461,9 +472,13 @@ __global__ void __launch_bounds__(mma_conv::Tile<BN>::threads, 2)
   const int g = lane / 4, t = lane % 4;
   // A: lane (g, t)'s fragment of m-tile i and k half kh is the chunk at a_index(kh*8 + t, wm*64 + i*16 + g);
   // its slot swizzle depends on i only through i & 1.
+  // (The tall tile: warps 2 and 3 read the stage's second half.)
+  const int wm_half = BM == tall_bm ? wm / 2 : 0, wm_in = BM == tall_bm ? wm % 2 : wm;
   int a_lane[2];
   KILN_UNROLL
-  for (int ip = 0; ip < 2; ++ip) a_lane[ip] = mma_conv::a_index(t, wm * mma_conv::warp_tile + ip * 16 + g) - ip * 128;
+  for (int ip = 0; ip < 2; ++ip)
+    a_lane[ip] =
+        mma_conv::a_index(t, wm_in * mma_conv::warp_tile + ip * 16 + g) - ip * 128 + wm_half * T::a_half_floats;
   // B: ldmatrix.x4 lane l gives row n = wn*64 + (l/16)*8 + l%8 of matrix l/8: chunk kk/4 + (l/8)%2.
   int b_lane[2];
   {
@@ -505,6 +520,25 @@ __global__ void __launch_bounds__(mma_conv::Tile<BN>::threads, 2)
                            lane);
 }
 
+}  // namespace mma_conv
+
+template <int K, int BN, bool NarrowCin>
+__global__ void __launch_bounds__(mma_conv::Tile<BN>::threads, 2)
+    conv2d_mma_forward_kernel(ConvShape s, const float* x, const float* wp, const float* bias, float* y,
+                              float* partials, unsigned* counters) {
+  mma_conv::run_forward<K, BN, mma_conv::bm, NarrowCin>(s, x, wp, bias, y, partials, counters);
+}
+// The same on 256 x 64 tiles (mma_conv::tall): 4 warps stacked in M share each B stage, so a k step
+// moves 1.625 shared wavefronts per HMMA instead of the 128 x 64 tile's 1.75. Cin >= 16; no split-K
+// (the plan takes it only where 128 x 64 tiles run unsplit). Dynamic shared memory
+// Tile<64, tall_bm>::shared_bytes (60 KiB: allow_tall_shared).
+template <int K>
+__global__ void __launch_bounds__(mma_conv::Tile<64, mma_conv::tall_bm>::threads, 2)
+    conv2d_mma_forward_tall_kernel(ConvShape s, const float* x, const float* wp, const float* bias, float* y,
+                                   float* partials, unsigned* counters) {
+  mma_conv::run_forward<K, 64, mma_conv::tall_bm, false>(s, x, wp, bias, y, partials, counters);
+}
+
 namespace mma_conv {
 
 // Whether the kernels take this shape: K = 1 or 3, 32-bit offsets enough.
@@ -528,6 +562,22 @@ inline int block_n(const ConvShape& s) {
 }
 // Whether a shape takes the NarrowCin kernels: fewer input channels than one k step.
 inline bool narrow(const ConvShape& s) { return s.c_in < bk; }
+// The tall 256 x 64 tile (conv2d_mma_forward_tall_kernel) instead of 128 x 64 where those run
+// unsplit (more than half of the 132 SMs get a tile) and the busiest SM's work shrinks: per k step
+// the tall tile moves 1.625 shared wavefronts per HMMA against 1.75 (its four warps share a B
+// stage), a factor 13/14, and an SM runs ceil(tall tiles / 132) of them (two 128-row units each)
+// against ceil(tiles / 132) units. Cin >= 16 (no NarrowCin variant).
+inline bool tall(const ConvShape& s) {
+  if (block_n(s) != 64 || narrow(s)) return false;
+  const std::int64_t m = s.n * s.h * s.w, n_tiles = (s.c_out + 63) / 64;
+  const std::int64_t units = (m + bm - 1) / bm * n_tiles, tall_tiles = (m + tall_bm - 1) / tall_bm * n_tiles;
+  if (2 * units <= fill_blocks) return false;  // split there (splits_for)
+  const std::int64_t wave = (units + fill_blocks - 1) / fill_blocks,
+                     tall_wave = (tall_tiles + fill_blocks - 1) / fill_blocks;
+  return 2 * tall_wave * 13 < wave * 14;
+}
+// The plan's block tile height: 256 for the tall tile, else 128.
+inline int block_m(const ConvShape& s) { return tall(s) ? tall_bm : bm; }
 
 // Split-K where the tiles alone fill few SMs (the deep levels: 8 x 8 and 4 x 4 images at batch 16
 // make 16-32 tiles of 128 x 64), into enough slices for 4 warps per SM: an SM has 4 processing
@@ -541,12 +591,13 @@ inline bool narrow(const ConvShape& s) { return s.c_in < bk; }
 // give half the SMs a block or more (level 1's 128: the partial tiles and the tail would cost more
 // than the idle schedulers gain, by tests/emucheck/predict.py's model).
 inline constexpr int fill_warps = 4 * fill_blocks;
-// The sizes below for block tiles 128 x bn, bn the one block_n(fs) picks unless a caller that
-// launches one variant itself (the tests' kernel table) names it.
-inline std::int64_t tiles(const ConvShape& fs, int bn) {
-  return (fs.n * fs.h * fs.w + bm - 1) / bm * ((fs.c_out + bn - 1) / bn);
+// The sizes below for block tiles rows x bn (rows 128, or tall_bm with bn 64), the ones
+// block_n(fs) and block_m(fs) pick unless a caller that launches one variant itself (the tests'
+// kernel table) names them.
+inline std::int64_t tiles(const ConvShape& fs, int bn, int rows = bm) {
+  return (fs.n * fs.h * fs.w + rows - 1) / rows * ((fs.c_out + bn - 1) / bn);
 }
-inline std::int64_t tiles(const ConvShape& fs) { return tiles(fs, block_n(fs)); }
+inline std::int64_t tiles(const ConvShape& fs) { return tiles(fs, block_n(fs), block_m(fs)); }
 inline int k_steps(const ConvShape& fs) { return static_cast<int>(fs.k * fs.k * (channels_padded(fs.c_in) / bk)); }
 // The rule for block tiles 128 x bn (splits_for(fs, 128) on a shape block_n sends to 128 x 64 is
 // the plan before 2026-12-06: 132 / tiles, the same for 4-warp tiles); splits() is the plan's.
@@ -566,30 +617,32 @@ inline int splits(const ConvShape& fs) { return splits_for(fs, block_n(fs)); }
 // The forward's workspace (fs: the shape the kernel convolves): the packed weights, then with S > 1
 // slices the partial tiles (from a 16-byte boundary: float4 stores) and a counter per tile.
 inline std::int64_t partials_offset(const ConvShape& fs) { return (packed_weight_floats(fs) + 3) / 4 * 4; }
-inline std::int64_t counters_offset(const ConvShape& fs, int splits, int bn) {
-  return partials_offset(fs) + splits * tiles(fs, bn) * bm * bn;
+inline std::int64_t counters_offset(const ConvShape& fs, int splits, int bn, int rows = bm) {
+  return partials_offset(fs) + splits * tiles(fs, bn, rows) * rows * bn;
 }
 inline std::int64_t counters_offset(const ConvShape& fs, int splits) {
-  return counters_offset(fs, splits, block_n(fs));
+  return counters_offset(fs, splits, block_n(fs), block_m(fs));
 }
-inline std::int64_t workspace_floats(const ConvShape& fs, int splits, int bn) {
-  return splits > 1 ? counters_offset(fs, splits, bn) + tiles(fs, bn) : packed_weight_floats(fs);
+inline std::int64_t workspace_floats(const ConvShape& fs, int splits, int bn, int rows = bm) {
+  return splits > 1 ? counters_offset(fs, splits, bn, rows) + tiles(fs, bn, rows) : packed_weight_floats(fs);
 }
 inline std::int64_t workspace_floats(const ConvShape& fs, int splits) {
-  return workspace_floats(fs, splits, block_n(fs));
+  return workspace_floats(fs, splits, block_n(fs), block_m(fs));
 }
 inline std::int64_t workspace_floats(const ConvShape& fs) { return workspace_floats(fs, splits(fs)); }
 // The counters the weight packing zeroes in a workspace `work` (none for one slice).
-inline unsigned* counters(const ConvShape& fs, float* work, int splits, int bn) {
-  return splits > 1 ? reinterpret_cast<unsigned*>(work + counters_offset(fs, splits, bn)) : nullptr;
+inline unsigned* counters(const ConvShape& fs, float* work, int splits, int bn, int rows = bm) {
+  return splits > 1 ? reinterpret_cast<unsigned*>(work + counters_offset(fs, splits, bn, rows)) : nullptr;
 }
 inline unsigned* counters(const ConvShape& fs, float* work, int splits) {
-  return counters(fs, work, splits, block_n(fs));
+  return counters(fs, work, splits, block_n(fs), block_m(fs));
 }
-inline int counter_count(const ConvShape& fs, int splits, int bn) {
-  return splits > 1 ? static_cast<int>(tiles(fs, bn)) : 0;
+inline int counter_count(const ConvShape& fs, int splits, int bn, int rows = bm) {
+  return splits > 1 ? static_cast<int>(tiles(fs, bn, rows)) : 0;
 }
-inline int counter_count(const ConvShape& fs, int splits) { return counter_count(fs, splits, block_n(fs)); }
+inline int counter_count(const ConvShape& fs, int splits) {
+  return counter_count(fs, splits, block_n(fs), block_m(fs));
+}
 
 // The input gradient as a forward convolution: dy (Cout channels) in, dx (Cin channels) out.
 inline ConvShape transposed(const ConvShape& s) { return {s.n, s.c_out, s.c_in, s.h, s.w, s.k}; }
@@ -607,22 +660,48 @@ inline std::int64_t kept_workspace_floats(const ConvShape& s) {
 }
 
 // The forward kernel's grid: tiles x S slices.
-inline dim3 grid(const ConvShape& fs, int splits, int bn) {
-  return dim3(static_cast<unsigned>((fs.n * fs.h * fs.w + bm - 1) / bm),
+inline dim3 grid(const ConvShape& fs, int splits, int bn, int rows = bm) {
+  return dim3(static_cast<unsigned>((fs.n * fs.h * fs.w + rows - 1) / rows),
               static_cast<unsigned>((fs.c_out + bn - 1) / bn), static_cast<unsigned>(splits));
 }
-inline dim3 grid(const ConvShape& fs, int splits) { return grid(fs, splits, block_n(fs)); }
+inline dim3 grid(const ConvShape& fs, int splits) { return grid(fs, splits, block_n(fs), block_m(fs)); }
+
+// The tall kernel's 60 KiB of dynamic shared memory, asked for once per device.
+template <int K>
+void allow_tall_shared() {
+  static std::array<std::atomic<bool>, 64> asked{};
+  const int device = kiln::gpu::current_device();
+  const bool cached = device >= 0 && device < 64;
+  if (cached && asked[static_cast<std::size_t>(device)].load(std::memory_order_acquire)) return;
+  kiln::gpu::set_max_dynamic_shared(conv2d_mma_forward_tall_kernel<K>, Tile<64, tall_bm>::shared_bytes);
+  if (cached) asked[static_cast<std::size_t>(device)].store(true, std::memory_order_release);
+}
 
 // The forward kernel on already packed weights (fs: the shape it convolves; a transposed one for
-// the input gradient) in `work` (workspace_floats(fs, splits, bn) floats, the counters zeroed), on
-// 128 x bn block tiles (0: block_n(fs); the benchmarks compare both). One instantiation per (K, block
-// tile, narrow Cin): 8 kernels.
+// the input gradient) in `work` (workspace_floats(fs, splits, bn, rows) floats, the counters zeroed),
+// on rows x bn block tiles (bn 0: the plan's, block_n(fs) and block_m(fs); rows 0: 128; the
+// benchmarks compare them). One instantiation per (K, block tile, narrow Cin): 8 kernels, and the
+// tall tile's 2 (conv2d_mma_forward_tall_kernel<K>).
 inline void launch_packed(const ConvShape& fs, const float* x, float* work, const float* b, float* y,
-                          kiln::gpu::stream_handle stream, int splits = 1, int bn = 0) {
-  if (bn == 0) bn = block_n(fs);
-  const int variant = (fs.k == 3 ? 4 : 0) + (bn == 128 ? 2 : 0) + (narrow(fs) ? 1 : 0);
+                          kiln::gpu::stream_handle stream, int splits = 1, int bn = 0, int rows = 0) {
+  if (bn == 0) {
+    bn = block_n(fs);
+    if (rows == 0) rows = block_m(fs);
+  }
+  if (rows == 0) rows = bm;
   float* partials = splits > 1 ? work + partials_offset(fs) : nullptr;
-  unsigned* counter = counters(fs, work, splits, bn);
+  unsigned* counter = counters(fs, work, splits, bn, rows);
+  if (rows == tall_bm) {  // (256 x 64, Cin >= 16)
+    if (bn != 64 || narrow(fs)) throw kiln::gpu::Error("conv2d_mma: the tall tile is 256 x 64 and takes Cin >= 16");
+    using Tall = Tile<64, tall_bm>;
+    auto run = [&]<int K>() {
+      allow_tall_shared<K>();
+      KILN_LAUNCH((conv2d_mma_forward_tall_kernel<K>), grid(fs, splits, 64, tall_bm), dim3(Tall::threads),
+                  Tall::shared_bytes, stream, fs, x, static_cast<const float*>(work), b, y, partials, counter);
+    };
+    return fs.k == 3 ? run.template operator()<3>() : run.template operator()<1>();
+  }
+  const int variant = (fs.k == 3 ? 4 : 0) + (bn == 128 ? 2 : 0) + (narrow(fs) ? 1 : 0);
   auto run = [&]<int K, int BN, bool NarrowCin>() {
     KILN_LAUNCH((conv2d_mma_forward_kernel<K, BN, NarrowCin>), grid(fs, splits, BN), dim3(Tile<BN>::threads),
                 Tile<BN>::shared_bytes, stream, fs, x, static_cast<const float*>(work), b, y, partials, counter);
@@ -665,24 +744,28 @@ inline unsigned pack_weight_blocks(const ConvShape& s) {
   return static_cast<unsigned>(work < 1 ? 1 : work < 4096 ? work : 4096);
 }
 
-// y = conv(x, w) + b (b may be null) with the k steps in `splits` slices (1: unsplit) on 128 x bn
-// block tiles (0: block_n(s)). `work`: workspace_floats(s, splits, bn) floats of device scratch
+// y = conv(x, w) + b (b may be null) with the k steps in `splits` slices (1: unsplit) on rows x bn
+// block tiles (as launch_packed). `work`: workspace_floats(s, splits, bn, rows) floats of device scratch
 // (packed_weight_floats(s) for one slice).
 inline void forward(const ConvShape& s, const float* x, const float* w, const float* b, float* y, float* work,
-                    kiln::gpu::stream_handle stream = nullptr, int splits = 1, int bn = 0) {
+                    kiln::gpu::stream_handle stream = nullptr, int splits = 1, int bn = 0, int rows = 0) {
   if (!supports(s))
     throw kiln::gpu::Error("conv2d_mma: unsupported shape (K must be 1 or 3, tensors under 2^31 elements)");
   if (s.n == 0 || s.h == 0 || s.w == 0 || s.c_out == 0) return;
-  if (bn == 0) bn = block_n(s);
-  unsigned* counter = counters(s, work, splits, bn);
-  const int count = counter_count(s, splits, bn);
+  if (bn == 0) {
+    bn = block_n(s);
+    if (rows == 0) rows = block_m(s);
+  }
+  if (rows == 0) rows = bm;
+  unsigned* counter = counters(s, work, splits, bn, rows);
+  const int count = counter_count(s, splits, bn, rows);
   if (s.k == 3)
     KILN_LAUNCH((conv2d_mma_pack_weights_kernel<3>), dim3(pack_weight_blocks<3, false>(s)), dim3(pack_threads), 0,
                 stream, s, w, work, counter, count);
   else
     KILN_LAUNCH((conv2d_mma_pack_weights_kernel<1>), dim3(pack_weight_blocks<1, false>(s)), dim3(pack_threads), 0,
                 stream, s, w, work, counter, count);
-  launch_packed(s, x, work, b, y, stream, splits, bn);
+  launch_packed(s, x, work, b, y, stream, splits, bn, rows);
 }
 
 // dx = the input gradient of y = conv(x, w) (overwritten) from dy, the k steps in `splits` slices.

@@ -249,6 +249,34 @@ void mma_conv_case(Report& report, const kiln::ConvShape& s, std::uint64_t seed,
   report.compare(splits > 1 ? "y (mma.sync TF32, split-K)" : "y (mma.sync TF32)", y, y_cpu, 2 * tf32_bound);
 }
 
+// The tall 256 x 64 tile (conv2d_mma_forward_tall_kernel<K>, mma_conv::tall) the same way: packed
+// weights, the kernel launched directly on its grid, y against the CPU backend's forward.
+template <int K>
+void mma_conv_tall_case(Report& report, const kiln::ConvShape& s, std::uint64_t seed) {
+  namespace mc = kiln::cuda::kernels::mma_conv;
+  using Tall = mc::Tile<64, mc::tall_bm>;
+  kiln::Rng rng(seed);
+  const Shape xs = Shape::nchw(s.n, s.c_in, s.h, s.w), ws{s.c_out, s.c_in, s.k, s.k},
+              ys = Shape::nchw(s.n, s.c_out, s.h, s.w);
+  const auto xv = random_vector(xs.numel(), rng), wv = random_vector(ws.numel(), rng), bv = random_vector(s.c_out, rng);
+  kiln::Tensor<float, Cpu> y_cpu(ys),
+      work_cpu(Shape{static_cast<std::int64_t>(kiln::Backend<Cpu>::conv2d_workspace_floats(s)) + 1});
+  kiln::Backend<Cpu>::conv2d_forward(s, kiln::Tensor<float, Cpu>::from_host(xs, xv),
+                                     kiln::Tensor<float, Cpu>::from_host(ws, wv),
+                                     kiln::Tensor<float, Cpu>::from_host(Shape{s.c_out}, bv), y_cpu, work_cpu);
+  const auto x = kiln::Tensor<float, Cuda>::from_host(xs, xv), w = kiln::Tensor<float, Cuda>::from_host(ws, wv);
+  const auto b = kiln::Tensor<float, Cuda>::from_host(Shape{s.c_out}, bv);
+  kiln::Tensor<float, Cuda> y(ys), packed(Shape{mc::packed_weight_floats(s)});
+  auto* conv2d_mma_pack_weights_kernel = &kiln::cuda::kernels::conv2d_mma_pack_weights_kernel<K>;
+  auto* conv2d_mma_forward_tall_kernel = &kiln::cuda::kernels::conv2d_mma_forward_tall_kernel<K>;
+  KILN_CUDA_LAUNCH(conv2d_mma_pack_weights_kernel, dim3(8), dim3(256), 0, s, w.data(), packed.data(), nullptr, 0);
+  mc::allow_tall_shared<K>();
+  KILN_CUDA_LAUNCH(conv2d_mma_forward_tall_kernel, mc::grid(s, 1, 64, mc::tall_bm), dim3(Tall::threads),
+                   Tall::shared_bytes, s, x.data(), static_cast<const float*>(packed.data()), b.data(), y.data(),
+                   nullptr, nullptr);
+  report.compare("y (mma.sync TF32, 256 x 64 tile)", y, y_cpu, 2 * tf32_bound);
+}
+
 // A network's training forward under TF32 or BF16 packs every convolution's weights in one launch at
 // its start (Backend<Cuda>::conv2d_pack_forwards: conv2d_mma_pack_batch_kernel, or
 // conv2d_mma_pack_batch_bf16_kernel), then each convolution runs its GEMM alone

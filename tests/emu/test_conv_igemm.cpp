@@ -269,6 +269,41 @@ TEST_CASE("tf32 forward: mma.sync with the planned workspace, implicit GEMM with
   CHECK(forward_launches({1, 5, 7, 4, 5, 3}, none) == std::set<std::string>{"conv2d_igemm_forward_kernel<3>"});
 }
 
+// The backend's TF32 forward and input gradient on the tall 256 x 64 tile where the plan takes it
+// (mma_conv::tall: 17424 pixels are 137 tiles of 128 x 64 in two waves of 132, or 69 tall ones in
+// one), against the CPU backend; the launches name the tall kernel. (Not in OS-thread mode.)
+#if !KILN_EMU_THREADS
+TEST_CASE("tf32 forward and input gradient: the tall 256 x 64 tile where the plan takes it") {
+  using B = kiln::Backend<Cuda>;
+  using C = kiln::Backend<kiln::Cpu>;
+  kiln::cuda::MathModeScope scope(kiln::cuda::MathMode::tf32);
+  const ConvShape s{1, 16, 16, 132, 132, 3};
+  REQUIRE(kiln::cuda::kernels::mma_conv::tall(s));
+  REQUIRE(kiln::cuda::kernels::mma_conv::tall(kiln::cuda::kernels::mma_conv::transposed(s)));
+  kiln::Rng rng(41);
+  const Shape xs = Shape::nchw(s.n, s.c_in, s.h, s.w), ys = Shape::nchw(s.n, s.c_out, s.h, s.w),
+              wshape{s.c_out, s.c_in, s.k, s.k};
+  const auto xv = kiln_test::random_vector(xs.numel(), rng), wv = kiln_test::random_vector(wshape.numel(), rng),
+             dyv = kiln_test::random_vector(ys.numel(), rng);
+  Tensor<float, Cuda> b, y(ys), dx(xs), dw, db, ws(Shape{static_cast<std::int64_t>(B::conv2d_workspace_floats(s)) + 1});
+  const auto x = Tensor<float, Cuda>::from_host(xs, xv), w = Tensor<float, Cuda>::from_host(wshape, wv),
+             dy = Tensor<float, Cuda>::from_host(ys, dyv);
+  kiln_test::record_launches(true);
+  B::conv2d_forward(s, x, w, b, y, ws);
+  B::conv2d_backward(s, x, w, dy, dx, dw, db, ws);
+  kiln_test::record_launches(false);
+  CHECK(kiln_test::launched_kernel_names().count("conv2d_mma_forward_tall_kernel<3>") == 1);
+  Tensor<float, kiln::Cpu> y_cpu(ys), dx_cpu(xs), dw_cpu, db_cpu, b_cpu,
+      work(Shape{static_cast<std::int64_t>(C::conv2d_workspace_floats(s)) + 1});
+  const auto x_cpu = Tensor<float, kiln::Cpu>::from_host(xs, xv),
+             w_cpu = Tensor<float, kiln::Cpu>::from_host(wshape, wv);
+  C::conv2d_forward(s, x_cpu, w_cpu, b_cpu, y_cpu, work);
+  C::conv2d_backward(s, x_cpu, w_cpu, Tensor<float, kiln::Cpu>::from_host(ys, dyv), dx_cpu, dw_cpu, db_cpu, work);
+  CHECK(normalised_error(y.to_vector(), y_cpu.to_vector()) < 2e-3);
+  CHECK(normalised_error(dx.to_vector(), dx_cpu.to_vector()) < 2e-3);
+}
+#endif
+
 // Which TF32 gradients run: with the planned workspace the input gradient on mma.sync (weights
 // packed transposed and rotated, then the forward kernel on the transposed shape) and the weight
 // gradient on mma.sync (split-K and its fixed-order reduction where it pays); without a workspace

@@ -66,11 +66,13 @@ std::vector<float> tensor_core_reference(const ConvShape& s, const std::vector<f
   return y;
 }
 
-[[maybe_unused]] void check_shape(const ConvShape& s, std::uint64_t seed,
-                                  bool with_bias = true) {  // unused in OS-thread mode
+// bn, rows: the block tile (0: the plan's, mma_conv::block_n and block_m).
+[[maybe_unused]] void check_shape(const ConvShape& s, std::uint64_t seed, bool with_bias = true, int bn = 0,
+                                  int rows = 0) {  // unused in OS-thread mode
   std::ostringstream name;
-  name << "N=" << s.n << " " << s.c_in << "->" << s.c_out << " K=" << s.k << " " << s.h << "x" << s.w
-       << " block tile 128x" << mc::block_n(s) << (with_bias ? "" : " no bias");
+  name << "N=" << s.n << " " << s.c_in << "->" << s.c_out << " K=" << s.k << " " << s.h << "x" << s.w << " block tile "
+       << (bn != 0 ? (rows != 0 ? rows : mc::bm) : mc::block_m(s)) << "x" << (bn != 0 ? bn : mc::block_n(s))
+       << (with_bias ? "" : " no bias");
   INFO(name.str());
   const auto x = uniform(static_cast<std::size_t>(s.n * s.c_in * s.h * s.w), seed, -2.0f, 2.0f);
   const auto w = uniform(static_cast<std::size_t>(s.c_out * s.c_in * s.k * s.k), seed + 1, -1.0f, 1.0f);
@@ -84,7 +86,7 @@ std::vector<float> tensor_core_reference(const ConvShape& s, const std::vector<f
   for (auto schedule : {kiln::gpu::emu::Schedule::forward, kiln::gpu::emu::Schedule::reverse}) {
     kiln_emu_test::ScopedSchedule order(schedule);
     dy.upload(std::vector<float>(want.size(), std::nanf("")));  // every output must be written
-    mc::forward(s, dx.get(), dw.get(), with_bias ? db.get() : nullptr, dy.get(), packed.get());
+    mc::forward(s, dx.get(), dw.get(), with_bias ? db.get() : nullptr, dy.get(), packed.get(), nullptr, 1, bn, rows);
     const auto got = dy.download();
     CHECK(normalised_error(got, want) < 2e-6);
     const double vs_fp32 = normalised_error(got, strict);
@@ -465,6 +467,46 @@ TEST_CASE("mma.sync TF32 implicit-GEMM conv forward: U-Net shapes, both block ti
   check_shape({2, 32, 32, 16, 16, 3}, 1);  // a U-Net level (width 32) at 16x16: 4 pixel tiles, 128x64
   check_shape({1, 64, 128, 8, 8, 3}, 2);   // 128 output channels: the 128x128 tile, 4 warps
   check_shape({1, 64, 32, 8, 8, 1}, 3);    // the 1x1 reduce 2C -> C
+}
+
+// The tall 256 x 64 tile (conv2d_mma_forward_tall_kernel: 4 warps in M, the stage's second half
+// for warps 2 and 3): a partial last tile spanning images, a channel tail, K = 1, two column tiles;
+// against the same references and on both schedules. The plan takes it where 128 x 64 tiles run
+// unsplit and the busiest SM's work shrinks (mma_conv::tall); deliberate bug: a 128-row kernel
+// on the tall grid leaves half the output unwritten.
+TEST_CASE("mma.sync TF32 conv forward on the tall 256 x 64 tile") {
+  check_shape({1, 16, 32, 16, 17, 3}, 11, true, 64, mc::tall_bm);  // 272 pixels: a second, partial tile
+  check_shape({2, 40, 64, 12, 11, 1}, 12, true, 64, mc::tall_bm);  // Cin 40 (a tail), K = 1, across images
+  check_shape({1, 32, 70, 9, 9, 3}, 13, false, 64, mc::tall_bm);   // Cout 70: a second column tile of 6
+  // The plan (batch 16, UNet<1, 2, 32, 4>): up.2.conv1 at 64 x 64 (128^2 crops: 512 tiles of 128 x 64 in
+  // 4 waves, 256 tall ones in 2) and level 0's 32 channels at 128 x 128 take it; the same layer at
+  // 32 x 32 (128 tiles: one wave either way, the tall tiles on 64 SMs), deep levels (split) and Cin < 16 not.
+  CHECK(mc::tall({16, 128, 64, 64, 64, 3}));
+  CHECK(mc::block_m({16, 128, 64, 64, 64, 3}) == mc::tall_bm);
+  CHECK(mc::tall({16, 32, 32, 128, 128, 3}));
+  CHECK(!mc::tall({16, 128, 64, 32, 32, 3}));
+  CHECK(!mc::tall({16, 256, 256, 16, 16, 3}));  // 128 x 128 tiles
+  CHECK(!mc::tall({16, 512, 256, 8, 8, 3}));    // 128 x 64, split-K
+  CHECK(!mc::tall({16, 1, 32, 128, 128, 3}));   // NarrowCin
+  CHECK(mc::splits({16, 128, 64, 64, 64, 3}) == 1);
+  CHECK(mc::grid({16, 128, 64, 64, 64, 3}, 1).x == 256);
+  CHECK_THROWS_WITH_AS(
+      mc::launch_packed({1, 3, 64, 16, 16, 3}, nullptr, nullptr, nullptr, nullptr, nullptr, 1, 64, mc::tall_bm),
+      doctest::Contains("Cin >= 16"), kiln::gpu::Error);
+  // The deliberate bug: a 128-row kernel on the tall grid covers half of each tile's pixels.
+  const ConvShape s{1, 16, 32, 16, 32, 3};  // 512 pixels: 2 tall tiles
+  const auto x = uniform(static_cast<std::size_t>(s.n * s.c_in * s.h * s.w), 14, -2.0f, 2.0f);
+  const auto w = uniform(static_cast<std::size_t>(s.c_out * s.c_in * s.k * s.k), 15, -1.0f, 1.0f);
+  const auto want = tensor_core_reference(s, x, w, nullptr);
+  DeviceBuffer<float> dx(x), dw(w), dy(std::vector<float>(want.size(), 0.0f)),
+      packed(static_cast<std::size_t>(mc::packed_weight_floats(s)));
+  mc::forward(s, dx.get(), dw.get(), nullptr, dy.get(), packed.get(), nullptr, 1, 64, mc::tall_bm);
+  CHECK(normalised_error(dy.download(), want) < 2e-6);
+  dy.upload(std::vector<float>(want.size(), 0.0f));
+  KILN_LAUNCH((kiln::cuda::kernels::conv2d_mma_forward_kernel<3, 64, false>), mc::grid(s, 1, 64, mc::tall_bm),
+              dim3(mc::Tile<64>::threads), mc::Tile<64>::shared_bytes, nullptr, s, static_cast<const float*>(dx.get()),
+              static_cast<const float*>(packed.get()), nullptr, dy.get(), nullptr, nullptr);
+  CHECK(normalised_error(dy.download(), want) > 0.5);
 }
 
 TEST_CASE("mma.sync TF32 implicit-GEMM conv forward: odd shapes") {

@@ -1015,7 +1015,12 @@ struct Backend<Cuda> {
                b, y.data(), partials, counters);
       };
       const bool narrow = mc::narrow(fs);
-      if (mc::block_n(fs) == 64)
+      if (mc::tall(fs)) {  // 256 x 64 tiles (mma_conv::tall)
+        using Tall = mc::Tile<64, mc::tall_bm>;
+        mc::allow_tall_shared<K>();
+        launch(KILN_CUDA_KERNEL(conv2d_mma_forward_tall_kernel, K), mc::grid(fs, splits), dim3(Tall::threads),
+               Tall::shared_bytes, fs, x.data(), static_cast<const float*>(work), b, y.data(), partials, counters);
+      } else if (mc::block_n(fs) == 64)
         narrow ? run.template operator()<64, true>() : run.template operator()<64, false>();
       else
         narrow ? run.template operator()<128, true>() : run.template operator()<128, false>();

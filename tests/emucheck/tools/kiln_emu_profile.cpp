@@ -197,8 +197,10 @@ int run(const Options& o) {
         const kiln::ConvShape t = mc::transposed(s);
         mc::backward_data(s, ws.data(), dys.data(), dxs.data(), work.data(), nullptr, mc::splits(t));
         mma_names.push_back("conv2d_mma_pack_weights_dgrad_kernel<" + K + ">");
-        mma_names.push_back("conv2d_mma_forward_kernel<" + K + ", " + std::to_string(mc::block_n(t)) + ", " +
-                            (mc::narrow(t) ? "true" : "false") + "> (dgrad)");
+        mma_names.push_back((mc::tall(t) ? "conv2d_mma_forward_tall_kernel<" + K + ">"
+                                         : "conv2d_mma_forward_kernel<" + K + ", " + std::to_string(mc::block_n(t)) +
+                                               ", " + (mc::narrow(t) ? "true" : "false") + ">") +
+                            " (dgrad)");
       }
       const mw::Geometry g = mw::geometry(s);
       auto counters = device(mw::tiles(s, g), 0.0f);  // zero bits: the one-launch reduction's counters at 0
@@ -224,8 +226,10 @@ int run(const Options& o) {
       auto ys = device(s.n * s.c_out * s.h * s.w, 0.0f), packed = device(mc::workspace_floats(s), 0.0f);
       mc::forward(s, xs.data(), ws.data(), bs.data(), ys.data(), packed.data(), nullptr, mc::splits(s));
       mma_names.push_back("conv2d_mma_pack_weights_kernel<" + std::to_string(s.k) + ">");
-      mma_names.push_back("conv2d_mma_forward_kernel<" + std::to_string(s.k) + ", " + std::to_string(mc::block_n(s)) +
-                          ", " + (mc::narrow(s) ? "true" : "false") + ">");
+      mma_names.push_back(mc::tall(s)
+                              ? "conv2d_mma_forward_tall_kernel<" + std::to_string(s.k) + ">"
+                              : "conv2d_mma_forward_kernel<" + std::to_string(s.k) + ", " +
+                                    std::to_string(mc::block_n(s)) + ", " + (mc::narrow(s) ? "true" : "false") + ">");
     }
   }
   emu::set_profile(false);
