@@ -1,7 +1,8 @@
 // kiln_bench_step_gpu: the whole training step and inference of UNetSmall and
 // UNetBase on the Cuda device (see step_cases.hpp) in each math mode: train_step/cuda/...
 // strict fp32, train_step/cuda_tf32/... and train_step/cuda_bf16/... (kiln::cuda::MathMode,
-// kiln-train's --precision), the mode set for the whole benchmark (plan included).
+// kiln-train's --precision), the mode set for the whole benchmark (plan included); and
+// train_step/cuda_tf32_reductions_apart/... (below).
 #include <cstdio>
 #include <exception>
 #include <memory>
@@ -42,6 +43,20 @@ int main(int argc, char** argv) {
     for (const auto mode : {kiln::cuda::MathMode::tf32, kiln::cuda::MathMode::bf16})
       register_step_benchmarks<kiln::Cuda>(std::string("cuda_") + kiln::cuda::math_mode_name(mode),
                                            [mode] { return std::make_shared<kiln::cuda::MathModeScope>(mode); });
+    // TF32 training with each weight gradient's split-K reduction launched right after its layer
+    // (a gradient-ready hook, as a data-parallel trainer's, turns Network::backward's one batched
+    // reduction off): the model cannot tell whether the batched launch, which reads the partial sums
+    // after the rest of the backward has passed through L2, beats a launch per layer that reads them
+    // hot; this row settles it (docs/kernels.md "One reduction launch per backward").
+    register_step_benchmarks<kiln::Cuda>(
+        "cuda_tf32_reductions_apart",
+        [] {
+          auto mode = std::make_shared<kiln::cuda::MathModeScope>(kiln::cuda::MathMode::tf32);
+          kiln::gradient_ready_hook<kiln::Cuda>() = [](kiln::Tensor<float, kiln::Cuda>&) {};
+          return std::shared_ptr<void>(mode.get(),
+                                       [mode](void*) { kiln::gradient_ready_hook<kiln::Cuda>() = nullptr; });
+        },
+        false);
   } catch (const std::exception& e) {  // a malformed KILN_BENCH_STEP_CONFIGS
     std::fprintf(stderr, "kiln_bench_step_gpu: error: %s\n", e.what());
     return 1;

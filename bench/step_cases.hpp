@@ -150,12 +150,14 @@ inline std::vector<StepConfig> step_configs() {
 using StepScope = std::function<std::shared_ptr<void>()>;
 
 template <class Model>
-void register_model_steps(const std::string& dev, const std::string& model, const StepScope& scope = {}) {
+void register_model_steps(const std::string& dev, const std::string& model, const StepScope& scope = {},
+                          bool inference = true) {
   using Device = typename Model::device;
   const int steps = smoke() ? 1 : env_int("KILN_BENCH_STEPS", StepTiming<Device>::default_steps);
   for (const auto& cfg : step_configs()) {
     const std::string shape = config_tag(cfg);
     for (bool train : {true, false}) {
+      if (!train && !inference) continue;
       const std::string name = std::string(train ? "train_step/" : "inference/") + dev + "/" + model + "/" + shape;
       auto* b = benchmark::RegisterBenchmark(name.c_str(), [cfg, train, scope](benchmark::State& state) {
         const std::shared_ptr<void> held = scope ? scope() : nullptr;
@@ -166,14 +168,15 @@ void register_model_steps(const std::string& dev, const std::string& model, cons
   }
 }
 
+// inference false: the training steps only.
 template <class Device>
-void register_step_benchmarks(const std::string& dev, const StepScope& scope = {}) {
+void register_step_benchmarks(const std::string& dev, const StepScope& scope = {}, bool inference = true) {
   if (smoke()) {
-    register_model_steps<UNetSmall<Device>>(dev, "UNetSmall", scope);
+    register_model_steps<UNetSmall<Device>>(dev, "UNetSmall", scope, inference);
     return;
   }
-  register_model_steps<UNetSmall<Device>>(dev, "UNetSmall", scope);
-  register_model_steps<UNetBase<Device>>(dev, "UNetBase", scope);
+  register_model_steps<UNetSmall<Device>>(dev, "UNetSmall", scope, inference);
+  register_model_steps<UNetBase<Device>>(dev, "UNetBase", scope, inference);
 }
 
 }  // namespace kiln::bench
