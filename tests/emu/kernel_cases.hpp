@@ -219,9 +219,10 @@ inline void pool_backend_case(Report& report, const kiln::PoolArgs& a, std::uint
 // The mma.sync convolution (kernels/conv2d_mma.cuh; Backend<Cuda>'s TF32 forward, which the tf32
 // Conv2d rows run) against the CPU backend's forward: one variant per case, launched here directly
 // through KILN_CUDA_LAUNCH (the local names spell the kernels without template commas), with grid
-// and workspace for its BN (the backend's plan, mma_conv::block_n, may pick the other). Bound:
-// TF32 operands, the activations truncated (2^-10 relative, twice tf32_bound's rounding).
-template <int K, int BN, bool ChannelTail>
+// and workspace for its BN x BM tile (the backend's plan, mma_conv::block_n and block_m, may pick
+// another; BM = mma_conv::tall_bm: conv2d_mma_forward_tall_kernel). Bound: TF32 operands, the
+// activations truncated (2^-10 relative, twice tf32_bound's rounding).
+template <int K, int BN, bool ChannelTail, int BM = kiln::cuda::kernels::mma_conv::bm>
 void mma_conv_case(Report& report, const kiln::ConvShape& s, std::uint64_t seed, int splits = 1) {
   namespace mc = kiln::cuda::kernels::mma_conv;
   kiln::Rng rng(seed);
@@ -235,46 +236,29 @@ void mma_conv_case(Report& report, const kiln::ConvShape& s, std::uint64_t seed,
                                      kiln::Tensor<float, Cpu>::from_host(Shape{s.c_out}, bv), y_cpu, work_cpu);
   const auto x = kiln::Tensor<float, Cuda>::from_host(xs, xv), w = kiln::Tensor<float, Cuda>::from_host(ws, wv);
   const auto b = kiln::Tensor<float, Cuda>::from_host(Shape{s.c_out}, bv);
-  kiln::Tensor<float, Cuda> y(ys), packed(Shape{mc::workspace_floats(s, splits, BN)});
+  kiln::Tensor<float, Cuda> y(ys), packed(Shape{mc::workspace_floats(s, splits, BN, BM)});
   auto* conv2d_mma_pack_weights_kernel = &kiln::cuda::kernels::conv2d_mma_pack_weights_kernel<K>;
-  auto* conv2d_mma_forward_kernel = &kiln::cuda::kernels::conv2d_mma_forward_kernel<K, BN, ChannelTail>;
   // splits > 1: the k steps in slices, the partial tiles and counters after the packed weights.
-  unsigned* counters = mc::counters(s, packed.data(), splits, BN);
+  unsigned* counters = mc::counters(s, packed.data(), splits, BN, BM);
   float* partials = splits > 1 ? packed.data() + mc::partials_offset(s) : nullptr;
   KILN_CUDA_LAUNCH(conv2d_mma_pack_weights_kernel, dim3(8), dim3(256), 0, s, w.data(), packed.data(), counters,
-                   mc::counter_count(s, splits, BN));
-  KILN_CUDA_LAUNCH(conv2d_mma_forward_kernel, mc::grid(s, splits, BN), dim3(mc::Tile<BN>::threads),
-                   mc::Tile<BN>::shared_bytes, s, x.data(), static_cast<const float*>(packed.data()), b.data(),
-                   y.data(), partials, counters);
-  report.compare(splits > 1 ? "y (mma.sync TF32, split-K)" : "y (mma.sync TF32)", y, y_cpu, 2 * tf32_bound);
-}
-
-// The tall 256 x 64 tile (conv2d_mma_forward_tall_kernel<K>, mma_conv::tall) the same way: packed
-// weights, the kernel launched directly on its grid, y against the CPU backend's forward.
-template <int K>
-void mma_conv_tall_case(Report& report, const kiln::ConvShape& s, std::uint64_t seed) {
-  namespace mc = kiln::cuda::kernels::mma_conv;
-  using Tall = mc::Tile<64, mc::tall_bm>;
-  kiln::Rng rng(seed);
-  const Shape xs = Shape::nchw(s.n, s.c_in, s.h, s.w), ws{s.c_out, s.c_in, s.k, s.k},
-              ys = Shape::nchw(s.n, s.c_out, s.h, s.w);
-  const auto xv = random_vector(xs.numel(), rng), wv = random_vector(ws.numel(), rng), bv = random_vector(s.c_out, rng);
-  kiln::Tensor<float, Cpu> y_cpu(ys),
-      work_cpu(Shape{static_cast<std::int64_t>(kiln::Backend<Cpu>::conv2d_workspace_floats(s)) + 1});
-  kiln::Backend<Cpu>::conv2d_forward(s, kiln::Tensor<float, Cpu>::from_host(xs, xv),
-                                     kiln::Tensor<float, Cpu>::from_host(ws, wv),
-                                     kiln::Tensor<float, Cpu>::from_host(Shape{s.c_out}, bv), y_cpu, work_cpu);
-  const auto x = kiln::Tensor<float, Cuda>::from_host(xs, xv), w = kiln::Tensor<float, Cuda>::from_host(ws, wv);
-  const auto b = kiln::Tensor<float, Cuda>::from_host(Shape{s.c_out}, bv);
-  kiln::Tensor<float, Cuda> y(ys), packed(Shape{mc::packed_weight_floats(s)});
-  auto* conv2d_mma_pack_weights_kernel = &kiln::cuda::kernels::conv2d_mma_pack_weights_kernel<K>;
-  auto* conv2d_mma_forward_tall_kernel = &kiln::cuda::kernels::conv2d_mma_forward_tall_kernel<K>;
-  KILN_CUDA_LAUNCH(conv2d_mma_pack_weights_kernel, dim3(8), dim3(256), 0, s, w.data(), packed.data(), nullptr, 0);
-  mc::allow_tall_shared<K>();
-  KILN_CUDA_LAUNCH(conv2d_mma_forward_tall_kernel, mc::grid(s, 1, 64, mc::tall_bm), dim3(Tall::threads),
-                   Tall::shared_bytes, s, x.data(), static_cast<const float*>(packed.data()), b.data(), y.data(),
-                   nullptr, nullptr);
-  report.compare("y (mma.sync TF32, 256 x 64 tile)", y, y_cpu, 2 * tf32_bound);
+                   mc::counter_count(s, splits, BN, BM));
+  using Tile = mc::Tile<BN, BM>;
+  if constexpr (BM == mc::tall_bm) {
+    auto* conv2d_mma_forward_tall_kernel = &kiln::cuda::kernels::conv2d_mma_forward_tall_kernel<K>;
+    mc::allow_tall_shared<K>();
+    KILN_CUDA_LAUNCH(conv2d_mma_forward_tall_kernel, mc::grid(s, splits, BN, BM), dim3(Tile::threads),
+                     Tile::shared_bytes, s, x.data(), static_cast<const float*>(packed.data()), b.data(), y.data(),
+                     partials, counters);
+  } else {
+    auto* conv2d_mma_forward_kernel = &kiln::cuda::kernels::conv2d_mma_forward_kernel<K, BN, ChannelTail>;
+    KILN_CUDA_LAUNCH(conv2d_mma_forward_kernel, mc::grid(s, splits, BN), dim3(Tile::threads), Tile::shared_bytes, s,
+                     x.data(), static_cast<const float*>(packed.data()), b.data(), y.data(), partials, counters);
+  }
+  report.compare(splits > 1          ? "y (mma.sync TF32, split-K)"
+                 : BM == mc::tall_bm ? "y (mma.sync TF32, 256 x 64 tile)"
+                                     : "y (mma.sync TF32)",
+                 y, y_cpu, 2 * tf32_bound);
 }
 
 // A network's training forward under TF32 or BF16 packs every convolution's weights in one launch at

@@ -646,26 +646,31 @@ TEST_CASE("Conv2d<Cuda> under MathMode::tf32: the backward packs nothing after a
 // packing wrongly.
 #if !KILN_EMU_THREADS
 namespace {
-void check_network_packing(kiln::cuda::MathMode mode, const std::string& batch_kernel,
-                           const std::set<std::string>& per_layer_kernels) {
-  using B = kiln::Backend<Cuda>;
-  using Net = kiln::Network<kiln::UNet<1, 2, 4, 2, Cuda>>;
-  kiln::cuda::MathModeScope scope(mode);
-  kiln::Rng rng(31);
-  Net batched, per_layer;
-  batched.reset_parameters(rng);
+using SmallNet = kiln::Network<kiln::UNet<1, 2, 4, 2, Cuda>>;
+// `to` gets `from`'s parameters (two networks, one run each way).
+void copy_parameters(SmallNet& from, SmallNet& to) {
   std::vector<kiln::StateRef<Cuda>> refs;
-  batched.visit([&](kiln::StateRef<Cuda> r) { refs.push_back(r); });
+  from.visit([&](kiln::StateRef<Cuda> r) { refs.push_back(r); });
   std::size_t i = 0;
-  per_layer.visit([&](kiln::StateRef<Cuda> r) {
+  to.visit([&](kiln::StateRef<Cuda> r) {
     const auto& s = refs.at(i++);
     if (r.value) r.value->copy_from_host(s.value->to_vector());
   });
-  auto bits = [](const std::vector<float>& v) {
-    std::vector<std::uint32_t> out(v.size());
-    std::transform(v.begin(), v.end(), out.begin(), [](float f) { return std::bit_cast<std::uint32_t>(f); });
-    return out;
-  };
+}
+std::vector<std::uint32_t> bits(const std::vector<float>& v) {
+  std::vector<std::uint32_t> out(v.size());
+  std::transform(v.begin(), v.end(), out.begin(), [](float f) { return std::bit_cast<std::uint32_t>(f); });
+  return out;
+}
+
+void check_network_packing(kiln::cuda::MathMode mode, const std::string& batch_kernel,
+                           const std::set<std::string>& per_layer_kernels) {
+  using B = kiln::Backend<Cuda>;
+  kiln::cuda::MathModeScope scope(mode);
+  kiln::Rng rng(31);
+  SmallNet batched, per_layer;
+  batched.reset_parameters(rng);
+  copy_parameters(batched, per_layer);
   auto packings = [](const std::set<std::string>& names) {
     std::set<std::string> out;
     for (const auto& n : names)
@@ -745,24 +750,12 @@ TEST_CASE("bf16 Network: one packing launch per forward, the bits of per-layer p
 namespace {
 void check_network_reductions(kiln::cuda::MathMode mode) {
   using B = kiln::Backend<Cuda>;
-  using Net = kiln::Network<kiln::UNet<1, 2, 4, 2, Cuda>>;
   kiln::cuda::MathModeScope scope(mode);
   kiln::Rng rng(37);
-  Net batched, per_layer;
+  SmallNet batched, per_layer;
   batched.reset_parameters(rng);
-  std::vector<kiln::StateRef<Cuda>> refs;
-  batched.visit([&](kiln::StateRef<Cuda> r) { refs.push_back(r); });
-  std::size_t i = 0;
-  per_layer.visit([&](kiln::StateRef<Cuda> r) {
-    const auto& s = refs.at(i++);
-    if (r.value) r.value->copy_from_host(s.value->to_vector());
-  });
-  auto bits = [](const std::vector<float>& v) {
-    std::vector<std::uint32_t> out(v.size());
-    std::transform(v.begin(), v.end(), out.begin(), [](float f) { return std::bit_cast<std::uint32_t>(f); });
-    return out;
-  };
-  auto gradients = [&](Net& net) {
+  copy_parameters(batched, per_layer);
+  auto gradients = [&](SmallNet& net) {
     std::vector<std::vector<std::uint32_t>> out;
     net.visit([&](kiln::StateRef<Cuda> r) {
       if (r.grad) out.push_back(bits(r.grad->to_vector()));

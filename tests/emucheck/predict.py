@@ -298,23 +298,19 @@ def targets(path, sass, enforce):
             a["flops"] += num(r, "flops")
             a["bytes"] += num(r, "compulsory_bytes") or num(r, "global_distinct_bytes")
             a["gemm"] += t
-    # The batched packing's time goes to the forward passes by the bytes each convolution's packings move.
-    pack_total = sum(acc[k]["pack_bytes"] for k in passes_seen)
-    for k in passes_seen:
-        if batched and pack_total and acc[k]["pack_bytes"]:
-            acc[k]["time"] += batched * acc[k]["pack_bytes"] / pack_total
-    if batched:
-        print(f"The forward passes include their share of the one launch packing every convolution's weights "
-              f"({batched * 1e6:.1f} µs, by the bytes each packing moves).\n")
-    # The batched reduction's time goes to the weight-gradient passes it serves by the bytes each moves.
-    reduce_total = sum(acc[k]["reduce_bytes"] for k in passes_seen)
-    for k in passes_seen:
-        if batched_reduce and reduce_total and acc[k]["reduce_bytes"]:
-            acc[k]["time"] += batched_reduce * acc[k]["reduce_bytes"] / reduce_total
-    if batched_reduce:
-        print(f"The weight-gradient passes reduced apart include their share of the one launch adding every "
-              f"split weight gradient's partial sums at the backward's end ({batched_reduce * 1e6:.1f} µs, by the "
-              f"bytes each reduction moves).\n")
+    # A batched launch's time goes to the passes it serves by the bytes each one's part moves.
+    for time, key, what in (
+            (batched, "pack_bytes", "The forward passes include their share of the one launch packing every "
+                                    "convolution's weights"),
+            (batched_reduce, "reduce_bytes", "The weight-gradient passes reduced apart include their share of "
+                                             "the one launch adding every split weight gradient's partial sums at "
+                                             "the backward's end")):
+        total = sum(acc[k][key] for k in passes_seen)
+        for k in passes_seen:
+            if time and total and acc[k][key]:
+                acc[k]["time"] += time * acc[k][key] / total
+        if time:
+            print(f"{what} ({time * 1e6:.1f} µs, by the bytes each one's part moves).\n")
     print(f"Issue 20 target on H100 SXM: each compute-bound convolution pass at >= {TARGET_SHARE:.0%} of the dense "
           f"TF32 peak ({gpu['tf32'] / 1e12:.1f} TFLOP/s; roofline against {gpu['hbm'] / 1e12:.2f} TB/s)\n")
     print("| layer | pass | GFLOP | compulsory MB | bound (roofline) | launches | H100 µs | % of peak | GEMM kernel µs "

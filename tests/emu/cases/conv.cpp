@@ -102,11 +102,11 @@ void add_conv_cases(std::vector<KernelCase>& t) {
                }});
   t.push_back({"mma.sync conv2d 20->40 K=3 N=2 13x11 on the 256x64 tile (channel tail, a partial tile across images)",
                [](Report& r) {
-                 mma_conv_tall_case<3>(r, {2, 20, 40, 13, 11, 3}, 349);
+                 mma_conv_case<3, 64, false, kiln::cuda::kernels::mma_conv::tall_bm>(r, {2, 20, 40, 13, 11, 3}, 349);
                }});
   t.push_back({"tiny mma.sync conv2d 16->3 K=1 N=1 4x5 on the 256x64 tile",
                [](Report& r) {
-                 mma_conv_tall_case<1>(r, {1, 16, 3, 4, 5, 1}, 351);
+                 mma_conv_case<1, 64, false, kiln::cuda::kernels::mma_conv::tall_bm>(r, {1, 16, 3, 4, 5, 1}, 351);
                },
                true});
   t.push_back({"tiny tf32 weight gradient 65->65 K=3 N=1 4x8 on the stream-K schedule (2 blocks, a tile in 2 pieces)",
