@@ -223,7 +223,7 @@ TEST_CASE("traffic targets: one U-Net step, memory-bound kernels >= 90 % coalesc
     // The TF32 step runs the mma forward (narrow and full-step variants, forward and input gradient).
     if (mode == kiln::cuda::MathMode::tf32) CHECK(v.stores_checked >= 2);
     for (const std::string must : {"channel_sum_kernel<4>", "batchnorm_apply_kernel<4, true>",
-                                   "adam_multi_tensor_kernel<float>", "conv2d_mma_wgrad_reduce_kernel<3>"}) {
+                                   "adam_multi_tensor_kernel<float>", "conv2d_mma_wgrad_reduce_batch_kernel<24>"}) {
       INFO(must);
       REQUIRE(traffic.count(must) == 1);
       CHECK(traffic.at(must).sector_bytes() >= min_checked_bytes);
