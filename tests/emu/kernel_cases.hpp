@@ -88,14 +88,15 @@ void randomise_state(Layer& layer, kiln::Rng& rng) {
       "");
 }
 
-// Copies every parameter, gradient, buffer and counter of a Cpu layer into the same Cuda layer.
-template <class CpuLayer, class CudaLayer>
-void copy_state(CpuLayer& from, CudaLayer& to) {
-  std::vector<kiln::StateRef<Cpu>> src;
-  from.visit([&](kiln::StateRef<Cpu> r) { src.push_back(r); }, "");
+// Copies every parameter, gradient, buffer and counter of a layer into the same layer (a Cpu one
+// into a Cuda one, or between two of a device).
+template <class FromLayer, class ToLayer>
+void copy_state(FromLayer& from, ToLayer& to) {
+  std::vector<kiln::StateRef<typename FromLayer::device>> src;
+  from.visit([&](kiln::StateRef<typename FromLayer::device> r) { src.push_back(r); }, "");
   std::size_t i = 0;
   to.visit(
-      [&](kiln::StateRef<Cuda> r) {
+      [&](kiln::StateRef<typename ToLayer::device> r) {
         const auto& s = src.at(i++);
         KILN_CHECK(s.name == r.name, "copy_state: ", s.name, " vs ", r.name);
         if (r.value) r.value->copy_from_host(s.value->to_vector());

@@ -647,16 +647,6 @@ TEST_CASE("Conv2d<Cuda> under MathMode::tf32: the backward packs nothing after a
 #if !KILN_EMU_THREADS
 namespace {
 using SmallNet = kiln::Network<kiln::UNet<1, 2, 4, 2, Cuda>>;
-// `to` gets `from`'s parameters (two networks, one run each way).
-void copy_parameters(SmallNet& from, SmallNet& to) {
-  std::vector<kiln::StateRef<Cuda>> refs;
-  from.visit([&](kiln::StateRef<Cuda> r) { refs.push_back(r); });
-  std::size_t i = 0;
-  to.visit([&](kiln::StateRef<Cuda> r) {
-    const auto& s = refs.at(i++);
-    if (r.value) r.value->copy_from_host(s.value->to_vector());
-  });
-}
 std::vector<std::uint32_t> bits(const std::vector<float>& v) {
   std::vector<std::uint32_t> out(v.size());
   std::transform(v.begin(), v.end(), out.begin(), [](float f) { return std::bit_cast<std::uint32_t>(f); });
@@ -670,7 +660,7 @@ void check_network_packing(kiln::cuda::MathMode mode, const std::string& batch_k
   kiln::Rng rng(31);
   SmallNet batched, per_layer;
   batched.reset_parameters(rng);
-  copy_parameters(batched, per_layer);
+  kiln_test::copy_state(batched, per_layer);
   auto packings = [](const std::set<std::string>& names) {
     std::set<std::string> out;
     for (const auto& n : names)
@@ -754,7 +744,7 @@ void check_network_reductions(kiln::cuda::MathMode mode) {
   kiln::Rng rng(37);
   SmallNet batched, per_layer;
   batched.reset_parameters(rng);
-  copy_parameters(batched, per_layer);
+  kiln_test::copy_state(batched, per_layer);
   auto gradients = [&](SmallNet& net) {
     std::vector<std::vector<std::uint32_t>> out;
     net.visit([&](kiln::StateRef<Cuda> r) {
