@@ -666,6 +666,15 @@ inline dim3 grid(const ConvShape& fs, int splits, int bn, int rows = bm) {
 }
 inline dim3 grid(const ConvShape& fs, int splits) { return grid(fs, splits, block_n(fs), block_m(fs)); }
 
+// The block tile a launcher was given: bn 0 is the plan's (block_n and block_m), rows 0 is 128.
+inline void given_tile(const ConvShape& fs, int& bn, int& rows) {
+  if (bn == 0) {
+    bn = block_n(fs);
+    if (rows == 0) rows = block_m(fs);
+  }
+  if (rows == 0) rows = bm;
+}
+
 // The tall kernel's 60 KiB of dynamic shared memory, asked for once per device.
 template <int K>
 void allow_tall_shared() {
@@ -684,11 +693,7 @@ void allow_tall_shared() {
 // tall tile's 2 (conv2d_mma_forward_tall_kernel<K>).
 inline void launch_packed(const ConvShape& fs, const float* x, float* work, const float* b, float* y,
                           kiln::gpu::stream_handle stream, int splits = 1, int bn = 0, int rows = 0) {
-  if (bn == 0) {
-    bn = block_n(fs);
-    if (rows == 0) rows = block_m(fs);
-  }
-  if (rows == 0) rows = bm;
+  given_tile(fs, bn, rows);
   float* partials = splits > 1 ? work + partials_offset(fs) : nullptr;
   unsigned* counter = counters(fs, work, splits, bn, rows);
   if (rows == tall_bm) {  // (256 x 64, Cin >= 16)
@@ -752,11 +757,7 @@ inline void forward(const ConvShape& s, const float* x, const float* w, const fl
   if (!supports(s))
     throw kiln::gpu::Error("conv2d_mma: unsupported shape (K must be 1 or 3, tensors under 2^31 elements)");
   if (s.n == 0 || s.h == 0 || s.w == 0 || s.c_out == 0) return;
-  if (bn == 0) {
-    bn = block_n(s);
-    if (rows == 0) rows = block_m(s);
-  }
-  if (rows == 0) rows = bm;
+  given_tile(s, bn, rows);
   unsigned* counter = counters(s, work, splits, bn, rows);
   const int count = counter_count(s, splits, bn, rows);
   if (s.k == 3)

@@ -66,8 +66,8 @@ inline constexpr int warp_tile = 64;  // 64 output x 64 input channels per warp
 // and the small weights still spread over many SMs: the shallow 3x3 layers (Cout*Cin of 1K-16K) get
 // 32-512 blocks, the 1x1s of 2K-8K 64-256 (256 pairs per K = 1 block left 8-32 SMs reading their
 // hundreds of splits).
-__host__ __device__ inline constexpr int reduce_pairs(int) { return 32; }
-__host__ __device__ inline constexpr int reduce_block_threads(int k) { return reduce_pairs(k) * k * k; }
+inline constexpr int reduce_pairs = 32;
+__host__ __device__ inline constexpr int reduce_block_threads(int k) { return reduce_pairs * k * k; }
 
 // A block's tile: BM output channels x (Taps x CT) columns, CT input channels at each of Taps
 // consecutive filter taps (Taps = 2 only for K = 3; the B rows [h * CT, (h + 1) * CT) are x shifted
@@ -424,7 +424,7 @@ struct ReduceEntry {
   int first_block;  // where this entry's blocks begin in the batch
 };
 // Up to reduce_batch_max convolutions' reductions per launch, in blocks of reduce_batch_threads:
-// K = 3 entries in tiles of reduce_pairs(3) = 32 pairs (reduce_block_threads(3)), K = 1 entries in
+// K = 3 entries in tiles of reduce_pairs = 32 pairs (reduce_block_threads(3)), K = 1 entries in
 // tiles of 288 pairs (the same threads, one pair each).
 inline constexpr int reduce_batch_max = 24;
 inline constexpr int reduce_batch_threads = reduce_block_threads(3);
@@ -433,14 +433,13 @@ using ReduceBatch = mma_pipeline::Batch<Entries, ReduceEntry>;
 __host__ __device__ inline constexpr int reduce_batch_pairs(int k) { return reduce_batch_threads / (k * k); }
 }  // namespace mma_wgrad
 
-// dw += the splits in order: the tiles of reduce_pairs(K) (o, c) (mma_wgrad::reduce_tiles).
+// dw += the splits in order: the tiles of reduce_pairs (o, c) (mma_wgrad::reduce_tiles).
 // blockDim.x = reduce_block_threads(K); grid-stride over the tiles.
 template <int K>
 __global__ void conv2d_mma_wgrad_reduce_kernel(ConvShape s, const float* partial, int splits, float* dw) {
-  constexpr int tile = mma_wgrad::reduce_pairs(K);
-  __shared__ float sums[tile * K * K];
-  mma_wgrad::reduce_tiles<K, tile>(s, partial, splits, dw, static_cast<int>(blockIdx.x), static_cast<int>(gridDim.x),
-                                   sums);
+  __shared__ float sums[mma_wgrad::reduce_block_threads(K)];
+  mma_wgrad::reduce_tiles<K, mma_wgrad::reduce_pairs>(s, partial, splits, dw, static_cast<int>(blockIdx.x),
+                                                      static_cast<int>(gridDim.x), sums);
 }
 
 // A network's weight gradients' reductions in one launch (Backend<Cuda>::conv2d_flush_wgrad_reductions,
@@ -703,15 +702,16 @@ void allow_shared() {
   }
 }
 
-// conv2d_mma_wgrad_reduce_kernel's grid: a block per tile of reduce_pairs (o, c), at most 4096.
-inline unsigned reduce_blocks(const ConvShape& s) {
-  const std::int64_t p = reduce_pairs(static_cast<int>(s.k)), tiles = (s.c_out * s.c_in + p - 1) / p;
-  return static_cast<unsigned>(tiles < 4096 ? tiles : 4096);
-}
-// ... and the blocks of its entry in a batched reduction (tiles of reduce_batch_pairs(K), at most 4096).
-inline int reduce_batch_blocks(const ConvShape& s) {
-  const std::int64_t p = reduce_batch_pairs(static_cast<int>(s.k)), tiles = (s.c_out * s.c_in + p - 1) / p;
+// A reduction's blocks: one per tile of `pairs` (o, c), at most 4096 (grid-stride past them).
+inline int reduce_tile_blocks(const ConvShape& s, std::int64_t pairs) {
+  const std::int64_t tiles = (s.c_out * s.c_in + pairs - 1) / pairs;
   return static_cast<int>(tiles < 4096 ? tiles : 4096);
+}
+// conv2d_mma_wgrad_reduce_kernel's grid (tiles of reduce_pairs), and an entry's blocks in a batched
+// reduction (tiles of reduce_batch_pairs(K)).
+inline unsigned reduce_blocks(const ConvShape& s) { return static_cast<unsigned>(reduce_tile_blocks(s, reduce_pairs)); }
+inline int reduce_batch_blocks(const ConvShape& s) {
+  return reduce_tile_blocks(s, reduce_batch_pairs(static_cast<int>(s.k)));
 }
 
 inline dim3 grid(const ConvShape& s, const Geometry& g, int split_count) {
