@@ -102,7 +102,8 @@ inline void add_mma_plan_rows(const std::string& kname, const std::string& shape
                               double peak, const std::string& label) {
   namespace mc = kiln::cuda::kernels::mma_conv;
   const int planned = mc::splits(s);
-  if (mc::tall(s))  // the 128 x 64 tiles the tall ones replaced (docs/kernels.md "The tall 256 x 64 tile")
+  if (mc::tall(s))  // the 128 x 64 tiles the tall ones replaced (docs/kernels.md "One reduction launch per backward;
+                    // the tall 256 × 64 tile")
     add_mma_conv_row(kname + "_fwd/cuda/mma_tf32_128x64/" + shape, s, flops, peak,
                      label + " (conv2d_mma.cuh, 128x64 tiles instead of 256x64)", 1, 64);
   if (mc::wide_cout(s) && mc::block_n(s) == 64)
