@@ -21,14 +21,15 @@
 # cuDNN is not bundled (hundreds of MB): gpu_report.sh finds the GPU machine's own (system or the
 # nvidia-cudnn Python package). Host code is built for x86-64-v3 (AVX2), which any recent x86 runs.
 #
-# Environment: KILN_BUNDLE_ARCH (default 90: H100/H200), KILN_BUNDLE_BUILD_DIR (default
-# build/gpu-bundle), KILN_BUNDLE_PROGRAMS (1/0), KILN_BUNDLE_PROGRAMS_BUILD_DIR (default: the
-# build folder + -programs), KILN_BUNDLE_JOBS (default nproc).
+# Environment: KILN_BUNDLE_ARCH (default 90a: H100/H200, with the sm_90a-only wgmma code that
+# tests/gpu/test_gpu_wgmma.cpp checks), KILN_BUNDLE_BUILD_DIR (default build/gpu-bundle),
+# KILN_BUNDLE_PROGRAMS (1/0), KILN_BUNDLE_PROGRAMS_BUILD_DIR (default: the build folder +
+# -programs), KILN_BUNDLE_JOBS (default nproc).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 dest=${1:-gpu-bundle}
-arch=${KILN_BUNDLE_ARCH:-90}
+arch=${KILN_BUNDLE_ARCH:-90a}
 build=${KILN_BUNDLE_BUILD_DIR:-build/gpu-bundle}
 programs=${KILN_BUNDLE_PROGRAMS:-1}
 programs_build=${KILN_BUNDLE_PROGRAMS_BUILD_DIR:-$build-programs}

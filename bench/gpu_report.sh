@@ -146,6 +146,7 @@ fi
 # Only this GPU's architecture: compiles in half the time of the default "80;90".
 arch="${KILN_REPORT_ARCH:-$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n1 | tr -d ' .')}"
 [[ -n $arch ]] || arch=native
+[[ $arch == 90 ]] && arch=90a  # H100/H200: sm_90a, where kiln::gpu::wgmma is not a trap (tests/gpu/test_gpu_wgmma.cpp)
 {
   echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo "host: $(hostname)"

@@ -79,7 +79,7 @@ build_emucheck() {
 build_nvcc() {
   export PATH=$PATH:/usr/local/cuda/bin  # (in this background job only: CUDA in PATH turns KILN_CUDA on)
   configure build/ci-nvcc -DKILN_CUDA=ON -DKILN_CUDNN=ON -DKILN_BUILD_TESTS=OFF -DKILN_BUILD_EXAMPLES=OFF -DKILN_BUILD_BENCH=OFF -DKILN_NVCC_CHECK=ON
-  cmake --build build/ci-nvcc -j "$jobs" --target kiln_nvcc_check kiln_sass_fixture
+  cmake --build build/ci-nvcc -j "$jobs" --target kiln_nvcc_check kiln_sass_fixture kiln_wgmma_check
   # cuobjdump + nvdisasm for the SASS checks: the toolkit's, else NVIDIA's PyPI packages, installed once
   # under build/ (pip --target: no venv, no system site-packages, so Debian 12's externally-managed Python is fine).
   if ! { [ -x /usr/local/cuda/bin/cuobjdump ] && [ -x /usr/local/cuda/bin/nvdisasm ]; } && [ ! -x "$sass_tools/nvdisasm" ]; then
@@ -184,6 +184,9 @@ if [ "$have_nvcc" = 1 ]; then
   # ... then every kernel: the table, the targets not met yet, and a failure on a breached limit.
   python3 tests/nvcc/sass_check.py --tools-dir "$sass_dir" --tools-dir "$sass_tools" --json build/ci-nvcc/sass.json \
     build/ci-nvcc/kiln_nvcc_check
+  # wgmma (sm_90a only): its test kernel's SASS must hold the HGMMAs.
+  python3 tests/nvcc/sass_check.py --tools-dir "$sass_dir" --tools-dir "$sass_tools" --arch sm_90a \
+    --kernels 'wgmma_tile_kernel*' build/ci-nvcc/kiln_wgmma_check | tail -1
 else
   echo "kiln: nvcc not found: skipping the GPU compile check" >&2
 fi

@@ -34,6 +34,15 @@ if(KILN_BUILD_TESTS)
   set_tests_properties(gpu.nvcc_check PROPERTIES LABELS gpu)
 endif()
 
+# kiln_wgmma_check: kernels/kiln/gpu/wgmma.hpp's instructions in the emulator's wgmma test kernel,
+# compiled for sm_90a (arch-specific: the only target where wgmma is more than a trap); scripts/test.sh
+# checks its SASS for the HGMMAs.
+add_executable(kiln_wgmma_check ${CMAKE_CURRENT_LIST_DIR}/nvcc/wgmma_check.cu)
+set_target_properties(kiln_wgmma_check PROPERTIES CUDA_ARCHITECTURES "90a")
+target_include_directories(kiln_wgmma_check PRIVATE ${CMAKE_CURRENT_LIST_DIR})
+target_link_libraries(kiln_wgmma_check PRIVATE kiln::kiln CUDA::cudart)
+target_compile_options(kiln_wgmma_check PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:--Werror=all-warnings>)
+
 # kiln_sass_fixture: kernels that each break one SASS limit on purpose (spill-like local memory, a
 # generic load in a loop, a 64-bit division in a loop, many instructions per HMMA), so that
 # scripts/test.sh can prove tests/nvcc/sass_check.py catches them. Same architectures, no library.

@@ -230,7 +230,7 @@ def short_name(demangled: str) -> str:
 
 
 def occupancy(arch: str, regs: int, smem_static: int, threads: int | None, dyn: int):
-    lim = SM_LIMITS.get(arch)
+    lim = SM_LIMITS.get(arch.removesuffix("a"))  # sm_90a: sm_90's limits
     if lim is None or not threads:
         return None
     warps = math.ceil(threads / 32)
@@ -265,6 +265,9 @@ def analyse(arch: str, funcs: dict, res: dict, config: dict) -> list:
         dyn = launch.get("dynamic_shared", 0)
         occ = occupancy(arch, r.get("REG", 0), r.get("SHARED", 0), threads, dyn)
         hmma = sum(1 for i in body if i.op == "HMMA")
+        # wgmma's warpgroup MMAs, less the empty ones ptxas injects to wait (HGMMA.64x8x16.F16 RZ, ...;
+        # INSN_RE's modifiers stop at the shape's lower-case x, the rest lands in the operands)
+        hgmma = sum(1 for i in body if i.op == "HGMMA" and i.operands.split(",")[0].split()[-1:] != ["RZ"])
         ffma = sum(1 for i in body if i.op == "FFMA")
         lp, n_h, size_h = main_loop(body, loops, "HMMA")
         row = {
@@ -278,7 +281,7 @@ def analyse(arch: str, funcs: dict, res: dict, config: dict) -> list:
             "warps_per_sm": occ["warps"] if occ else None,
             "occupancy": occ["occupancy"] if occ else None,
             "occ_limiter": occ["limiter"] if occ else None,
-            "instructions": len(body), "hmma": hmma, "ffma": ffma,
+            "instructions": len(body), "hmma": hmma, "hgmma": hgmma, "ffma": ffma,
             "ldsm": sum(1 for i in body if i.op == "LDSM"),
             "generic_loads": sum(1 for i in body if i.op in GENERIC_LOADS),
             "generic_loads_in_loops": sum(1 for i in body if i.op in GENERIC_LOADS and in_loop(i.addr)),
@@ -338,7 +341,7 @@ def fmt(v, digits=1):
 
 COLUMNS = [("kernel", "kernel"), ("registers", "regs"), ("local_ops", "STL/LDL"), ("static_shared", "smem"),
            ("dynamic_shared", "dyn smem"), ("threads", "threads"), ("blocks_per_sm", "blocks/SM"),
-           ("warps_per_sm", "warps/SM"), ("instructions", "insts"), ("hmma", "HMMA"), ("main", "main loop"),
+           ("warps_per_sm", "warps/SM"), ("instructions", "insts"), ("hmma", "HMMA"), ("hgmma", "HGMMA"), ("main", "main loop"),
            ("generic_loads_in_loops", "LD in loops"), ("div64_in_loops", "div64 in loops")]
 
 

@@ -79,6 +79,24 @@ class Parser(unittest.TestCase):
         self.assertEqual(sass_check.short_name("void ns::k<(ns::igemm::Pass)1, 3>(int)"), "k<Pass:1, 3>")
 
 
+class Warpgroup(unittest.TestCase):
+    # wgmma's HGMMA (kernels/kiln/gpu/wgmma.hpp, sm_90a) as nvdisasm prints it, with the empty HGMMA
+    # ptxas injects to wait (destination RZ), which must not count.
+    SASS = """\t.section\t.text._Z4wgmmav,"ax",@progbits
+        /*0000*/                   MOV R1, c[0x0][0x28] ;
+        /*0010*/                   HGMMA.64x128x8.F32.TF32 R24, gdesc[UR8], R24, UP0, gsb0 ;
+        /*0020*/                   HGMMA.64x8x16.F16 RZ, gdesc[URZ], RZ, !UPT, gsb0 ;
+        /*0030*/                   HGMMA.64x256x16.F32.BF16 R24, gdesc[UR12], R24, gsb0 ;
+        /*0040*/                   EXIT ;
+"""
+
+    def test_hgmma_counted_without_the_injected_waits(self):
+        funcs = sass_check.parse_nvdisasm(self.SASS)
+        rows = sass_check.analyse("sm_90a", funcs, {}, {"launch": [{"kernel": "*", "threads": 128}]})
+        self.assertEqual(len(rows), 1)
+        self.assertEqual((rows[0]["hgmma"], rows[0]["hmma"]), (2, 0))
+
+
 class Thresholds(unittest.TestCase):
     def test_fixture_breaches_exactly_as_expected(self):
         rc, out = run_main("--thresholds", THRESHOLDS, "--kernels", "sass_fixture_*",

@@ -65,15 +65,17 @@ struct ShadowByte {
   std::uint32_t read_epoch = 0;          // barrier epoch of the last reads
   std::uint16_t writer = 0, reader = 0;  // linear thread ids; reader == several_threads: more than one
   std::uint16_t write_warp_epoch = 0, read_warp_epoch = 0;
-  std::uint16_t reader_warp = 0;  // warp of the readers, or several_warps
+  std::uint16_t reader_warp = 0;          // warp of the readers, or several_warps
+  std::uint16_t writer_proxy_fences = 0;  // the writer's fence.proxy.async count at the write
 };
 inline constexpr std::uint16_t several_threads = 0xffff, several_warps = 0xffff;
 
 struct CheckState {
   BlockContext* block = nullptr;
   std::uint32_t block_run = 0;
-  std::uint32_t epoch = 1;                // +1 at every barrier of the block
-  std::vector<std::uint16_t> warp_epoch;  // +1 at every warp collective of that warp
+  std::uint32_t epoch = 1;                  // +1 at every barrier of the block
+  std::vector<std::uint16_t> warp_epoch;    // +1 at every warp collective of that warp
+  std::vector<std::uint16_t> proxy_fences;  // per thread: its fence.proxy.async so far in the block
   std::uintptr_t dynamic_begin = 0, dynamic_end = 0, static_begin = 0, static_end = 0;
   std::vector<ShadowByte> dynamic_shadow, static_shadow;
 };
@@ -98,6 +100,7 @@ inline void check_block_begin(BlockContext& b, std::uint64_t linear_block) {
   }
   s.epoch = 1;
   s.warp_epoch.assign((b.thread_count + 31) / 32, 0);
+  s.proxy_fences.assign(b.thread_count, 0);
   s.dynamic_begin = reinterpret_cast<std::uintptr_t>(b.dynamic_shared);
   s.dynamic_end = s.dynamic_begin + b.kernel->dynamic_shared_bytes;
   s.static_begin = reinterpret_cast<std::uintptr_t>(__start_kiln_emu_shared);
@@ -169,7 +172,7 @@ inline void check_shared_access(BlockContext& b, EmulatedThread& self, std::uint
   const std::uint16_t we = s.warp_epoch[warp];
   for (unsigned i = 0; i < size && address + i < limit; ++i) {
     ShadowByte& e = shadow[i];
-    if (e.block_run != s.block_run) e = ShadowByte{s.block_run, 0, 0, 0, 0, 0, 0, 0};
+    if (e.block_run != s.block_run) e = ShadowByte{s.block_run, 0, 0, 0, 0, 0, 0, 0, 0};
     if (!store) {
       if (e.write_epoch == 0) return report_uninitialised_read(b, self, address + i);
       if (e.write_epoch == s.epoch && e.writer != me && !warp_ordered(e.writer, e.write_warp_epoch, warp, we))
@@ -197,6 +200,7 @@ inline void check_shared_access(BlockContext& b, EmulatedThread& self, std::uint
       e.writer = me;
       e.write_epoch = s.epoch;
       e.write_warp_epoch = we;
+      e.writer_proxy_fences = s.proxy_fences[me];
     }
   }
 }
@@ -265,6 +269,46 @@ inline void check_async_copy_done(void* shared_dst, unsigned bytes) {
   const auto address = reinterpret_cast<std::uintptr_t>(shared_dst);
   if ((address >= s.dynamic_begin && address < s.dynamic_end) || (address >= s.static_begin && address < s.static_end))
     check_shared_access(b, *self, address, bytes, true);
+}
+
+// fence.proxy.async.shared::cta by the current thread (kiln/gpu/wgmma.hpp): its shared-memory writes
+// so far become visible to the tensor cores' reads through the async proxy.
+inline void check_proxy_fence() {
+  EmulatedThread* self = current_thread;
+  if (self == nullptr) return;
+  CheckState& s = check_state();
+  if (s.block != self->block) return;
+  ++s.proxy_fences[self->linear_id];
+}
+
+// A wgmma.mma_async's read of shared memory (the async proxy), on behalf of the issuing thread: a read
+// for the race and init checks, and every byte must have been written before its writer's latest
+// fence.proxy.async (the generic proxy's writes, cp.async's included, are not otherwise visible to
+// the tensor cores).
+inline void check_async_proxy_read(std::uintptr_t address, unsigned size, const CallSite& where) {
+  EmulatedThread* self = current_thread;
+  if (self == nullptr) return;
+  CheckState& s = check_state();
+  BlockContext& b = *self->block;
+  if (s.block != &b || b.aborting || !race_check()) return;
+  const bool dynamic = address >= s.dynamic_begin && address + size <= s.dynamic_end;
+  if (!dynamic && !(address >= s.static_begin && address + size <= s.static_end)) return;
+  const ShadowByte* shadow = dynamic ? s.dynamic_shadow.data() + (address - s.dynamic_begin)
+                                     : s.static_shadow.data() + (address - s.static_begin);
+  for (unsigned i = 0; i < size; ++i) {
+    const ShadowByte& e = shadow[i];
+    if (e.block_run != s.block_run || e.write_epoch == 0) continue;  // unwritten: the init check reports it
+    if (s.proxy_fences[e.writer] == e.writer_proxy_fences)
+      return record_failure(b, "kiln emulator proxy check: the wgmma.mma_async at " + std::string(where.file) + ":" +
+                                   std::to_string(where.line) + " issued by " + thread_text(*self) + " in " +
+                                   block_text(b) + " reads " + shared_place_text(s, address + i) + ", which " +
+                                   thread_text(b.threads[e.writer]) +
+                                   " wrote with no fence.proxy.async after it (kiln::gpu::wgmma::fence_proxy_async): "
+                                   "the tensor cores read shared memory through the async proxy and may not see "
+                                   "the write. Fence after the writes (cp.async: after its wait), then "
+                                   "__syncthreads().\n");
+  }
+  check_shared_access(b, *self, address, size, false);
 }
 
 }  // namespace kiln::gpu::emu

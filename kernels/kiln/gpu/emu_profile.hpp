@@ -179,6 +179,22 @@ inline void profile_tensor_op(double hmma, double flops) {
   entry.tensor_flops += flops;
 }
 
+// A warpgroup tensor-core operation's operand read from shared memory (wgmma.hpp), the share of one
+// warp (called by one lane of it): one request of `bytes`, conflict-free (the canonical layouts'
+// 16-byte rows in 128-byte wavefronts), also counted as a fragment load.
+inline void profile_shared_operand_read(double bytes) {
+  const ProfileState& p = profile_state();
+  if (!p.block_sampled) return;
+  LaunchProfile& entry = profile_log().back();
+  for (TrafficCounts* c : {&entry.shared_load, &entry.fragment_load}) {
+    c->requests += 1;
+    c->units += bytes / 128;
+    c->bytes += bytes;
+    c->distinct_bytes += bytes;
+    c->conflict_free_units += bytes / 128;
+  }
+}
+
 // One warp-level request: the lanes' accesses of one execution of one instruction.
 inline void count_request(const std::vector<std::pair<std::uintptr_t, unsigned>>& lanes, bool shared,
                           TrafficCounts& c) {

@@ -209,6 +209,9 @@ KILN_EMU_ENTRY void run_block(Worker& worker, const KernelInvocation& k, std::ui
     t.waiting_in = nullptr;
     t.async_copies.clear();  // a previous block's thread may have exited with copies in flight
     t.async_group_ends.clear();
+    t.wgmma_ops.clear();
+    t.wgmma_group_ends.clear();
+    t.wgmma_fenced = false;
   }
   b.threads = worker.threads.data();
   b.thread_count = n;

@@ -79,6 +79,20 @@ struct AsyncCopy {
   bool zero_fill = false;
 };
 
+// A wgmma.mma_async the thread issued and has not waited for (kiln/gpu/wgmma.hpp): performed by the
+// wgmma.wait_group that covers it, as a cp.async is; `operands` holds the shared-memory words this
+// thread's part of the product reads, as they were at issue, to catch a kernel that overwrites
+// them before the wait.
+struct WarpgroupMma {
+  float* d = nullptr;  // the thread's accumulator registers
+  int n = 0;           // N of m64nNk8 / m64nNk16
+  bool bf16 = false;
+  bool accumulate = false;
+  std::uint64_t a = 0, b = 0;  // the shared-memory matrix descriptors
+  std::vector<std::uint32_t> operands;
+  CallSite where;
+};
+
 struct EmulatedThread {
   uint3 index{0, 0, 0};
   unsigned linear_id = 0;
@@ -90,6 +104,9 @@ struct EmulatedThread {
   std::uint64_t result = 0;                   // what the collective it waited in returned to it
   std::vector<AsyncCopy> async_copies;        // issued cp.async, oldest first
   std::vector<std::size_t> async_group_ends;  // async_copies.size() at each commit
+  std::vector<WarpgroupMma> wgmma_ops;        // issued wgmma.mma_async, oldest first
+  std::vector<std::size_t> wgmma_group_ends;  // wgmma_ops.size() at each commit
+  bool wgmma_fenced = false;                  // a wgmma.fence since the last wait (or the start)
 #if !KILN_EMU_THREADS
   FiberContext fiber;
 #endif

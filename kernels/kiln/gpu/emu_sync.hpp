@@ -306,6 +306,12 @@ KILN_EMU_ENTRY void thread_exited(EmulatedThread& self) {
   self.state = ThreadState::exited;
   ++b.exited;
   b.warp_exited[self.linear_id / 32] |= 1u << (self.linear_id % 32);
+  if (!b.aborting && !self.wgmma_ops.empty())
+    record_failure(b,
+                   "kiln emulator: " + thread_text(self) + " in " + block_text(b) + " returned with " +
+                       std::to_string(self.wgmma_ops.size()) + " wgmma.mma_async not waited for (the first at " +
+                       self.wgmma_ops.front().where.file + ":" + std::to_string(self.wgmma_ops.front().where.line) +
+                       "): on a GPU its accumulators are never written. End with kiln::gpu::wgmma::wait_group<0>.\n");
   if (!b.aborting && b.blocked > 0 && b.blocked + b.exited == b.thread_count)
     record_failure(b, describe_stuck_block(b));
   if (b.exited == b.thread_count) wake_all(b);

@@ -6,7 +6,8 @@
 //   gridDim warpSize __syncthreads __syncwarp __shfl_*_sync __ballot_sync __any_sync __all_sync
 //   atomics, __threadfence, __ldg, math intrinsics and kiln::gpu::dynamic_shared<T>(),
 //   tensor-core fragments (kiln::gpu::wmma = nvcuda::wmma, wmma.hpp), per-lane mma.sync and
-//   ldmatrix (kiln::gpu::mma, mma.hpp), __nv_bfloat16 and
+//   ldmatrix (kiln::gpu::mma, mma.hpp), sm_90a's warpgroup MMAs (kiln::gpu::wgmma, wgmma.hpp),
+//   __nv_bfloat16 and
 //   cp.async (kiln::gpu::cp_async / cp_async_commit / cp_async_wait, async_copy.hpp).
 // Host side (namespace kiln::gpu): Error, device_malloc/free, memcpy_*, memset_device,
 // synchronize, Stream, Event, Graph, PinnedBuffer, memcpy_async, memset_async, launch / KILN_LAUNCH,
@@ -33,4 +34,5 @@
 #include "kiln/gpu/mma.hpp"
 #include "kiln/gpu/stream.hpp"
 #include "kiln/gpu/vector_types.hpp"
+#include "kiln/gpu/wgmma.hpp"
 #include "kiln/gpu/wmma.hpp"
