@@ -305,8 +305,22 @@ WGRAD_COMPARISONS = (
 
 
 def wgrad_sections(ordered, lines):
-    for comparison in WGRAD_COMPARISONS:
+    for comparison in WGRAD_COMPARISONS + WGMMA_COMPARISONS:
         pair_section(ordered, lines, *comparison)
+
+
+# The wgmma forward (kernels/conv2d_wgmma.cuh, sm_90a; bench/gpu_tf32_cases.hpp add_wgmma_conv_row) against the
+# mma.sync forward as the backend plans it: where wgmma wins, it is the kernel to wire into Backend<Cuda>
+# (docs/kernels.md "wgmma").
+WGMMA_COMPARISONS = (
+    (("cuda/wgmma_tf32_128x128", "cuda/mma_tf32"), "The wgmma forward (128 x 128 tiles) against the planned mma.sync one",
+     "Packing + GEMM per call (µs), each split as its plan says. **mma.sync faster** marks a shape where wgmma "
+     "loses by more than 5 %.",
+     ("wgmma 128x128", "mma.sync planned"), ("wgmma holds", "mma.sync faster")),
+    (("cuda/wgmma_tf32_128x256", "cuda/mma_tf32"), "The wgmma forward (128 x 256 tiles) against the planned mma.sync one",
+     "Packing + GEMM per call (µs), Cout > 128 only. **mma.sync faster** marks a shape where wgmma loses by more than 5 %.",
+     ("wgmma 128x256", "mma.sync planned"), ("wgmma holds", "mma.sync faster")),
+)
 
 
 # The model's per-SM L2 read rate in a split-K tail (tests/emucheck/predict.py SM_L2_BYTES_PER_CLOCK,

@@ -10,6 +10,9 @@
 //   conv*_fwd/cuda/mma_tf32/<shape>  mma_conv::forward, the forward packing + the GEMM timed together,
 //                            as planned; mma_tf32_128x128 and mma_tf32_half_slices: the same with
 //                            the tile width or split-K slices the plan did not take (add_mma_plan_rows).
+//   conv*_fwd/cuda/wgmma_tf32_128x<bn>/<shape>  kernels/conv2d_wgmma.cuh (sm_90a warpgroup MMAs, not yet
+//                            the backend's): the same packing + its GEMM on 128 x bn tiles, split as its
+//                            plan says (add_wgmma_conv_row; skipped with a message where no sm_90a code runs).
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -19,6 +22,7 @@
 #include "kiln/cuda.hpp"
 #include "layer_cases.hpp"  // CaseTensors
 #include "conv2d_mma.cuh"
+#include "conv2d_wgmma.cuh"
 
 namespace kiln::bench {
 
@@ -115,6 +119,30 @@ inline void add_mma_plan_rows(const std::string& kname, const std::string& shape
                      label + " (conv2d_mma.cuh, " + std::to_string(planned / 2) + " slices instead of " +
                          std::to_string(planned) + ")",
                      planned / 2, mc::block_n(s));
+}
+
+// The forward of kernels/conv2d_wgmma.cuh (warpgroup MMAs, sm_90a) on 128 x bn tiles in the slices its
+// plan gives them (wgmma_conv::splits): mma_conv's packing + the wgmma GEMM, timed together as the
+// mma_tf32 rows (docs/kernels.md "wgmma").
+inline void add_wgmma_conv_row(const std::string& name, const ConvShape& s, double flops, double peak,
+                               const std::string& label, int bn) {
+  add_timed_tf32_row(name, flops, peak, label, true, [=](CaseTensors<Cuda>& c) {
+    using T = Tensor<float, Cuda>;
+    namespace mc = kiln::cuda::kernels::mma_conv;
+    namespace wc = kiln::cuda::kernels::wgmma_conv;
+    if (!wc::supports(s)) throw kiln::gpu::Error("conv2d_wgmma takes Cin >= 16");
+    if (!kiln::gpu::wgmma::runs_here()) throw kiln::gpu::Error("no sm_90a code runs on this device (wgmma)");
+    const Shape xs = Shape::nchw(s.n, s.c_in, s.h, s.w), ys = Shape::nchw(s.n, s.c_out, s.h, s.w);
+    T &x = c.get("x", xs), &w = c.get("w", Shape{s.c_out, s.c_in, s.k, s.k}, -0.1f, 0.1f),
+      &bias = c.get("b", Shape{s.c_out});
+    const int slices = wc::splits(s, bn);
+    T &y = c.get("y", ys, 0, 0), &packed = c.get("packed", Shape{mc::workspace_floats(s, slices, bn)}, 0, 0);
+    return [&, s, bn, slices] {
+      const auto stream = kiln::cuda::current_stream();
+      mc::pack_weights(s, w.data(), packed.data(), stream, slices, bn);
+      wc::launch_packed(s, x.data(), packed.data(), bias.data(), y.data(), bn, stream, slices);
+    };
+  });
 }
 
 // The weight gradient of kernels/conv2d_mma_wgrad.cuh on a given tile (the reduction of its splits
@@ -256,6 +284,10 @@ inline void register_tf32_conv_benchmarks(const GpuFacts& f) {
         add_tf32_conv_row(kname + "_fwd/cuda/tf32/" + shape, s, 0, flops, f.tf32_flops, label);
         add_mma_conv_row(kname + "_fwd/cuda/mma_tf32/" + shape, s, flops, f.tf32_flops, label + " (conv2d_mma.cuh)");
         add_mma_plan_rows(kname, shape, s, flops, f.tf32_flops, label);
+        for (int bn : {128, 256})
+          if (cin >= 16 && (bn == 128 || cout > 128))
+            add_wgmma_conv_row(kname + "_fwd/cuda/wgmma_tf32_128x" + std::to_string(bn) + "/" + shape, s, flops,
+                               f.tf32_flops, label + " (conv2d_wgmma.cuh, 128x" + std::to_string(bn) + " tiles)", bn);
         add_tf32_conv_row(kname + "_dgrad/cuda/tf32/" + shape, s, 1, flops, f.tf32_flops, label + " (dx only)");
         add_tf32_conv_row(kname + "_wgrad/cuda/tf32/" + shape, s, 2, flops, f.tf32_flops, label + " (dw += , db +=)");
       }

@@ -752,11 +752,10 @@ inline unsigned pack_weight_blocks(const ConvShape& s) {
 // y = conv(x, w) + b (b may be null) with the k steps in `splits` slices (1: unsplit) on rows x bn
 // block tiles (as launch_packed). `work`: workspace_floats(s, splits, bn, rows) floats of device scratch
 // (packed_weight_floats(s) for one slice).
-inline void forward(const ConvShape& s, const float* x, const float* w, const float* b, float* y, float* work,
-                    kiln::gpu::stream_handle stream = nullptr, int splits = 1, int bn = 0, int rows = 0) {
-  if (!supports(s))
-    throw kiln::gpu::Error("conv2d_mma: unsupported shape (K must be 1 or 3, tensors under 2^31 elements)");
-  if (s.n == 0 || s.h == 0 || s.w == 0 || s.c_out == 0) return;
+// The forward's weight packing alone: wp[o][t][c] at the start of `work`, the split-K counters of that
+// plan zeroed (conv2d_mma_pack_weights_kernel).
+inline void pack_weights(const ConvShape& s, const float* w, float* work, kiln::gpu::stream_handle stream = nullptr,
+                         int splits = 1, int bn = 0, int rows = 0) {
   given_tile(s, bn, rows);
   unsigned* counter = counters(s, work, splits, bn, rows);
   const int count = counter_count(s, splits, bn, rows);
@@ -766,6 +765,15 @@ inline void forward(const ConvShape& s, const float* x, const float* w, const fl
   else
     KILN_LAUNCH((conv2d_mma_pack_weights_kernel<1>), dim3(pack_weight_blocks<1, false>(s)), dim3(pack_threads), 0,
                 stream, s, w, work, counter, count);
+}
+
+inline void forward(const ConvShape& s, const float* x, const float* w, const float* b, float* y, float* work,
+                    kiln::gpu::stream_handle stream = nullptr, int splits = 1, int bn = 0, int rows = 0) {
+  if (!supports(s))
+    throw kiln::gpu::Error("conv2d_mma: unsupported shape (K must be 1 or 3, tensors under 2^31 elements)");
+  if (s.n == 0 || s.h == 0 || s.w == 0 || s.c_out == 0) return;
+  given_tile(s, bn, rows);
+  pack_weights(s, w, work, stream, splits, bn, rows);
   launch_packed(s, x, work, b, y, stream, splits, bn, rows);
 }
 

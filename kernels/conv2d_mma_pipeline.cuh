@@ -132,14 +132,16 @@ __device__ __forceinline__ void store_nchw(const float (&acc)[4][8][4], float* y
 // block's is piece `own`, the tile's partials start at `tile_partials` (a slot of Threads * 128
 // floats per piece), its counter is *counter, the sum runs over pieces 0 (the first k steps) to
 // pieces - 1; reduce_split_k below is it for a grid's gridDim.z slices.
-template <int Threads>
-__device__ __forceinline__ bool reduce_pieces(float (&acc)[4][8][4], float* tile_partials, unsigned* counter, int own,
-                                              int pieces, int tid, float* stash) {
-  constexpr int tile_float4s = Threads * 32;  // 128 floats per thread
+// Groups: the accumulators' groups of 8 float4s (4 for the mma.sync tiles' 4 x 8 m16n8 accumulators;
+// the wgmma forward's BN / 2 floats per thread, conv2d_wgmma.cuh, are BN / 64 of them).
+template <int Threads, int Groups>
+__device__ __forceinline__ bool reduce_pieces(float (&acc)[Groups][8][4], float* tile_partials, unsigned* counter,
+                                              int own, int pieces, int tid, float* stash) {
+  constexpr int tile_float4s = Threads * Groups * 8;  // Groups x 32 floats per thread
   float4* base = reinterpret_cast<float4*>(tile_partials) + tid;
   float4* mine = base + own * tile_float4s;
   KILN_UNROLL
-  for (int i = 0; i < 4; ++i) {
+  for (int i = 0; i < Groups; ++i) {
     KILN_UNROLL
     for (int j = 0; j < 8; ++j)
       mine[(i * 8 + j) * Threads] = make_float4(acc[i][j][0], acc[i][j][1], acc[i][j][2], acc[i][j][3]);
@@ -153,7 +155,7 @@ __device__ __forceinline__ bool reduce_pieces(float (&acc)[4][8][4], float* tile
   // One m-tile's 8 float4s at a time, the pieces in a rolled loop: 32 loaded registers live beside the
   // 128 accumulators (all 32 float4s of a piece at once would spill).
   KILN_UNROLL
-  for (int i = 0; i < 4; ++i) {
+  for (int i = 0; i < Groups; ++i) {
     const float4* p = base + i * 8 * Threads;
     if (own != 0) {  // acc[i] starts as piece 0's; its own values wait in the stash
       KILN_UNROLL
@@ -222,11 +224,11 @@ __device__ __forceinline__ Entry batch_entry(const Batch<Entries, Entry>& batch,
 }
 
 // The grid's split-K: tile blockIdx.(x, y)'s gridDim.z slices, this block's slice blockIdx.z.
-template <int Threads>
-__device__ __forceinline__ bool reduce_split_k(float (&acc)[4][8][4], float* partials, unsigned* counters, int tile,
-                                               int slices, int tid, float* stash) {
-  return reduce_pieces<Threads>(acc, partials + tile * slices * Threads * 128, counters + tile,
-                                static_cast<int>(blockIdx.z), slices, tid, stash);
+template <int Threads, int Groups>
+__device__ __forceinline__ bool reduce_split_k(float (&acc)[Groups][8][4], float* partials, unsigned* counters,
+                                               int tile, int slices, int tid, float* stash) {
+  return reduce_pieces<Threads, Groups>(acc, partials + tile * slices * Threads * Groups * 32, counters + tile,
+                                        static_cast<int>(blockIdx.z), slices, tid, stash);
 }
 
 // The weight gradients' split-K before their store (conv2d_mma_wgrad.cuh, conv2d_mma_bf16_wgrad.cuh):

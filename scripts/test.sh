@@ -184,9 +184,9 @@ if [ "$have_nvcc" = 1 ]; then
   # ... then every kernel: the table, the targets not met yet, and a failure on a breached limit.
   python3 tests/nvcc/sass_check.py --tools-dir "$sass_dir" --tools-dir "$sass_tools" --json build/ci-nvcc/sass.json \
     build/ci-nvcc/kiln_nvcc_check
-  # wgmma (sm_90a only): its test kernel's SASS must hold the HGMMAs.
+  # wgmma (sm_90a only): the test kernel's and the wgmma forward's SASS (HGMMAs, registers, per HGMMA).
   python3 tests/nvcc/sass_check.py --tools-dir "$sass_dir" --tools-dir "$sass_tools" --arch sm_90a \
-    --kernels 'wgmma_tile_kernel*' build/ci-nvcc/kiln_wgmma_check | tail -1
+    --kernels '*wgmma*' build/ci-nvcc/kiln_wgmma_check | tail -1
 else
   echo "kiln: nvcc not found: skipping the GPU compile check" >&2
 fi

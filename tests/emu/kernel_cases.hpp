@@ -21,6 +21,7 @@
 #include "kiln/cuda.hpp"
 #include "kiln/cuda/step_monitor.hpp"
 #include "conv2d_mma.cuh"
+#include "conv2d_wgmma.cuh"
 #include "normalised_error.hpp"
 
 namespace kiln_test {
@@ -260,6 +261,50 @@ void mma_conv_case(Report& report, const kiln::ConvShape& s, std::uint64_t seed,
                  : BM == mc::tall_bm ? "y (mma.sync TF32, 256 x 64 tile)"
                                      : "y (mma.sync TF32)",
                  y, y_cpu, 2 * tf32_bound);
+}
+
+// The wgmma TF32 forward (kernels/conv2d_wgmma.cuh; not yet the backend's) against the CPU backend's
+// forward, on mma_conv's packing, launched directly on 128 x BN tiles (`splits` slices of the k steps).
+// Where the device does not run
+// the binary's sm_90a code (a GPU other than an H100/H200, or a build without 90a) the kernel would
+// trap: the case then checks that the launcher refuses with kiln::gpu::Error instead.
+template <int K, int BN>
+void wgmma_conv_case(Report& report, const kiln::ConvShape& s, std::uint64_t seed, int splits = 1) {
+  namespace mc = kiln::cuda::kernels::mma_conv;
+  namespace wc = kiln::cuda::kernels::wgmma_conv;
+  kiln::Rng rng(seed);
+  const Shape xs = Shape::nchw(s.n, s.c_in, s.h, s.w), ws{s.c_out, s.c_in, s.k, s.k},
+              ys = Shape::nchw(s.n, s.c_out, s.h, s.w);
+  const auto xv = random_vector(xs.numel(), rng), wv = random_vector(ws.numel(), rng), bv = random_vector(s.c_out, rng);
+  const auto x = kiln::Tensor<float, Cuda>::from_host(xs, xv), w = kiln::Tensor<float, Cuda>::from_host(ws, wv);
+  const auto b = kiln::Tensor<float, Cuda>::from_host(Shape{s.c_out}, bv);
+  kiln::Tensor<float, Cuda> y(ys), packed(Shape{mc::workspace_floats(s, splits, BN)});
+  if (!kiln::gpu::wgmma::runs_here()) {
+    bool refused = false;
+    try {
+      wc::launch_packed(s, x.data(), packed.data(), b.data(), y.data(), BN, kiln::cuda::current_stream());
+    } catch (const kiln::gpu::Error&) {
+      refused = true;
+    }
+    report.compare("wgmma refused where no sm_90a code runs", {refused ? 0.0f : 1.0f}, {0.0f}, 0.5, 1.0);
+    return;
+  }
+  kiln::Tensor<float, Cpu> y_cpu(ys),
+      work_cpu(Shape{static_cast<std::int64_t>(kiln::Backend<Cpu>::conv2d_workspace_floats(s)) + 1});
+  kiln::Backend<Cpu>::conv2d_forward(s, kiln::Tensor<float, Cpu>::from_host(xs, xv),
+                                     kiln::Tensor<float, Cpu>::from_host(ws, wv),
+                                     kiln::Tensor<float, Cpu>::from_host(Shape{s.c_out}, bv), y_cpu, work_cpu);
+  // splits > 1: the k steps in slices, the partial tiles and counters after the packed weights (mma_conv's).
+  unsigned* counters = mc::counters(s, packed.data(), splits, BN);
+  float* partials = splits > 1 ? packed.data() + mc::partials_offset(s) : nullptr;
+  auto* conv2d_mma_pack_weights_kernel = &kiln::cuda::kernels::conv2d_mma_pack_weights_kernel<K>;
+  KILN_CUDA_LAUNCH(conv2d_mma_pack_weights_kernel, dim3(8), dim3(256), 0, s, w.data(), packed.data(), counters,
+                   mc::counter_count(s, splits, BN));
+  auto* conv2d_wgmma_forward_kernel = &kiln::cuda::kernels::conv2d_wgmma_forward_kernel<K, BN>;
+  kiln::gpu::set_max_dynamic_shared(conv2d_wgmma_forward_kernel, wc::Tile<BN>::shared_bytes);
+  KILN_CUDA_LAUNCH(conv2d_wgmma_forward_kernel, wc::grid(s, BN, splits), dim3(wc::threads), wc::Tile<BN>::shared_bytes,
+                   s, x.data(), static_cast<const float*>(packed.data()), b.data(), y.data(), partials, counters);
+  report.compare(splits > 1 ? "y (wgmma TF32, split-K)" : "y (wgmma TF32)", y, y_cpu, 2 * tf32_bound);
 }
 
 // A network's training forward under TF32 or BF16 packs every convolution's weights in one launch at

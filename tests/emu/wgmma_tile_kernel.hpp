@@ -133,15 +133,6 @@ __global__ void wgmma_tile_kernel(Params p) {
   }
 }
 
-// 1 where this device runs the kernels' sm_90a code (wgmma is a trap elsewhere); always 1 emulated.
-__global__ void wgmma_compiled_kernel(int* out) {
-#if KILN_GPU_REAL
-  *out = KILN_WGMMA_SM90A;
-#else
-  *out = 1;
-#endif
-}
-
 // ---- host side: exact operands, the CPU product, one launch ----
 
 // Small halves, exact in TF32 and BF16 (as test_emulator_mma.cpp's).

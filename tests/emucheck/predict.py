@@ -82,18 +82,24 @@ SM_L2_BYTES_PER_CLOCK = 64  # one SM's reads from L2 (an assumption; the split-K
 
 
 def read_sass(path):
-    """kernel -> {occupancy, per_op, op} from the sm_90 table of sass_check.py --markdown."""
+    """kernel -> {occupancy, per_op, op} from the sm_90 (and sm_90a) tables of sass_check.py --markdown,
+    columns found by each table's header."""
     table, in_sm90 = {}, False
+    column = {"blocks/SM": 6, "warps/SM": 7, "main loop": 10}  # the older tables' places (no HGMMA column)
     for line in open(path, encoding="utf-8"):
-        if line.startswith("**sm_") or re.match(r"sm_\d+:", line):  # both table headings in docs/kernels.md
-            in_sm90 = line.startswith(("**sm_90", "sm_90:"))
+        if line.startswith("**sm_") or re.match(r"sm_\d+[a-z]?:", line):  # both table headings in docs/kernels.md
+            in_sm90 = line.startswith(("**sm_90", "sm_90:", "sm_90a:"))
+        if in_sm90 and line.startswith("| kernel |"):  # a header: where its columns are
+            heads = [c.strip() for c in line.strip().strip("|").split("|")]
+            column = {h: heads.index(h) for h in ("blocks/SM", "warps/SM", "main loop") if h in heads}
         if not in_sm90 or not line.startswith("| `"):
             continue
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         name = cells[0].strip("`")
-        loop = cells[10]
-        m = re.match(r"(\d+) / (\d+) (HMMA|FFMA) = ([\d.]+)", loop)
-        table[name] = dict(occupancy=cells[6], warps=cells[7], per_op=float(m.group(4)) if m else None,
+        loop = cells[column["main loop"]]
+        m = re.match(r"(\d+) / (\d+) (HMMA|HGMMA|FFMA) = ([\d.]+)", loop)
+        table[name] = dict(occupancy=cells[column["blocks/SM"]], warps=cells[column["warps/SM"]],
+                           per_op=float(m.group(4)) if m else None,
                            op=m.group(3) if m else None)
     return table
 
@@ -141,7 +147,7 @@ def predict(row, sass, gpu):
     peak = g["bf16"] if bf16 else g["tf32"] if tensor else g["fp32"]
     terms["math"] = (tensor_flops or flops) / peak * scheduler_load
     if flops > 0 and s and s["per_op"]:
-        if s["op"] == "HMMA":
+        if s["op"] in ("HMMA", "HGMMA"):  # the profile's hmma: the tensor-core instructions (HGMMA for wgmma)
             ops = hmma if hmma > 0 else flops / 1024  # counted, or (old profiles) one m16n8k4 HMMA per 1024 FLOPs
         else:
             ops = flops / 64  # warp FFMAs

@@ -2,7 +2,8 @@
 // through the async proxy, so every byte a wgmma.mma_async reads must have been written before a
 // fence.proxy.async of its writer (then __syncthreads); the reads are race- and init-checked as the
 // issuing warps'; and the traffic counters see one conflict-free request per warp and instruction
-// (its 16 A rows and a quarter of B: 16 x 32 + N x 32 / 4 bytes) and the tensor FLOPs.
+// (its 16 A rows and a quarter of B: 16 x 32 + N x 32 / 4 bytes), the tensor FLOPs and one HGMMA per
+// warp and instruction (the counters' hmma).
 #include <doctest/doctest.h>
 
 #include <string>
@@ -40,4 +41,5 @@ TEST_CASE("wgmma's shared-memory operand reads and tensor FLOPs in the traffic c
   CHECK(p.fragment_load.units == doctest::Approx(16 * 12));
   CHECK(p.fragment_load.conflict_free_units == doctest::Approx(16 * 12));
   CHECK(p.tensor_flops == doctest::Approx(2.0 * 64 * 128 * 32));
+  CHECK(p.hmma == doctest::Approx(16));  // the tensor-core instructions: one HGMMA per warp and instruction
 }

@@ -22,6 +22,7 @@
 #include <kiln/nn/receptive_field.hpp>
 
 #include "conv2d_mma.cuh"
+#include "conv2d_wgmma.cuh"
 
 // Every layer and op on Cuda, explicitly instantiated (all members, so every launcher and kernel).
 namespace kiln {
@@ -69,8 +70,10 @@ using Net = kiln::Network<kiln::UNet<1, 2, 4, 2, Cuda>>;
 // programs' nvcc build (bench/gpu_bundle.sh) while this check passed.
 static_assert(kiln::ReceptiveField<kiln::UNet<1, 2, 4, 2, Cuda>>::radius > 0);
 
-// conv2d_mma (TF32, mma.sync) against the strict fp32 kernel: the normalised error of y.
-double mma_conv_error(const kiln::ConvShape& s, kiln::Rng& rng) {
+// conv2d_mma (TF32, mma.sync) against the strict fp32 kernel: the normalised error of y; with `wgmma`
+// kernels/conv2d_wgmma.cuh's forward as its plan says instead (its 6 variants are compiled here for
+// sm_80 and sm_90 as traps, for sm_90a in kiln_wgmma_check).
+double mma_conv_error(const kiln::ConvShape& s, kiln::Rng& rng, bool wgmma = false) {
   using T = kiln::Tensor<float, Cuda>;
   std::vector<float> xv(static_cast<std::size_t>(s.n * s.c_in * s.h * s.w)),
       wv(static_cast<std::size_t>(s.c_out * s.c_in * s.k * s.k)), bv(static_cast<std::size_t>(s.c_out));
@@ -83,7 +86,15 @@ double mma_conv_error(const kiln::ConvShape& s, kiln::Rng& rng) {
   namespace mc = kiln::cuda::kernels::mma_conv;
   T packed(kiln::Shape{mc::workspace_floats(s)});  // with split-K where the shape takes it (mc::splits)
   kiln::Backend<Cuda>::conv2d_forward(s, x, w, b, y, ws);
-  mc::forward(s, x.data(), w.data(), b.data(), y_mma.data(), packed.data(), nullptr, mc::splits(s));
+  if (wgmma) {
+    namespace wc = kiln::cuda::kernels::wgmma_conv;
+    const int bn = wc::block_n(s), slices = wc::splits(s, bn);
+    T work(kiln::Shape{mc::workspace_floats(s, slices, bn)});
+    mc::pack_weights(s, w.data(), work.data(), nullptr, slices, bn);
+    wc::launch_packed(s, x.data(), work.data(), b.data(), y_mma.data(), bn, nullptr, slices);
+  } else {
+    mc::forward(s, x.data(), w.data(), b.data(), y_mma.data(), packed.data(), nullptr, mc::splits(s));
+  }
   const auto want = y.to_vector(), got = y_mma.to_vector();
   double num = 0, den = 0;
   for (std::size_t i = 0; i < want.size(); ++i) {
@@ -197,6 +208,12 @@ int main() {
       std::printf("conv2d_mma forward %lld->%lld K=%lld: normalised error vs strict fp32 %.2e\n",
                   static_cast<long long>(s.c_in), static_cast<long long>(s.c_out), static_cast<long long>(s.k), err);
       if (!(err < 2e-3)) throw std::runtime_error("conv2d_mma disagrees with the strict kernel");
+      if (s.c_in >= 16 && kiln::gpu::wgmma::runs_here()) {
+        const double werr = mma_conv_error(s, rng, true);
+        std::printf("conv2d_wgmma forward %lld->%lld K=%lld: normalised error vs strict fp32 %.2e\n",
+                    static_cast<long long>(s.c_in), static_cast<long long>(s.c_out), static_cast<long long>(s.k), werr);
+        if (!(werr < 2e-3)) throw std::runtime_error("conv2d_wgmma disagrees with the strict kernel");
+      }
     }
     kiln::Tensor<float, Cuda> rgb(kiln::Shape::nchw(1, 3, 4, 4)), lab(rgb.shape());
     kiln::color::ColourOps<Cuda>::srgb_to_lab(rgb, lab);

@@ -289,11 +289,15 @@ def analyse(arch: str, funcs: dict, res: dict, config: dict) -> list:
             "div64_in_loops": sum(1 for i in body if is_div64_call(f, i) and in_loop(i.addr)),
             "loops": len(loops),
             "main_loop_op": None, "main_loop_size": None, "main_loop_ops": None,
-            "inst_per_hmma": None, "inst_per_ffma": None,
+            "inst_per_hmma": None, "inst_per_hgmma": None, "inst_per_ffma": None,
         }
+        lpg, n_g, size_g = main_loop(body, loops, "HGMMA") if lp is None else (None, 0, 0)
         if lp is not None:
             row.update(main_loop_op="HMMA", main_loop_size=size_h, main_loop_ops=n_h,
                        inst_per_hmma=round(size_h / n_h, 1))
+        elif lpg is not None:  # wgmma kernels: per warpgroup MMA (m64nNk8, N/8 x 4 HMMA's work)
+            row.update(main_loop_op="HGMMA", main_loop_size=size_g, main_loop_ops=n_g,
+                       inst_per_hgmma=round(size_g / n_g, 1))
         else:
             lpf, n_f, size_f = main_loop(body, loops, "FFMA")
             if lpf is not None:
@@ -349,7 +353,7 @@ def cell(row, key):
     if key == "main":
         if row["main_loop_op"] is None:
             return "-"
-        per = row["inst_per_hmma"] if row["main_loop_op"] == "HMMA" else row["inst_per_ffma"]
+        per = {"HMMA": row["inst_per_hmma"], "HGMMA": row["inst_per_hgmma"]}.get(row["main_loop_op"], row["inst_per_ffma"])
         return f"{row['main_loop_size']} / {row['main_loop_ops']} {row['main_loop_op']} = {per:.1f}"
     if key == "blocks_per_sm" and row["blocks_per_sm"] is not None:
         return f"{row['blocks_per_sm']} ({row['occ_limiter']})"

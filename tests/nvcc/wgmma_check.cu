@@ -1,9 +1,11 @@
-// kiln_wgmma_check: the wgmma test kernel (tests/emu/wgmma_tile_kernel.hpp, the emulator's test of
-// kernels/kiln/gpu/wgmma.hpp) compiled for sm_90a, the one target where wgmma is not a trap:
-// scripts/test.sh checks that its SASS holds the HGMMA instructions (tests/nvcc/sass_thresholds.json,
-// min hgmma). Runs anywhere: it only reports that compiling and linking worked.
+// kiln_wgmma_check: the kernels that use wgmma compiled for sm_90a, the one target where wgmma is not a
+// trap: the emulator's test kernel (tests/emu/wgmma_tile_kernel.hpp) and the wgmma forward convolution
+// (kernels/conv2d_wgmma.cuh). scripts/test.sh checks their SASS (tests/nvcc/sass_thresholds.json: the
+// HGMMAs are there, no local memory, registers, the main loop's instructions per HGMMA). Runs
+// anywhere: it only reports that compiling and linking worked.
 #include <cstdio>
 
+#include "conv2d_wgmma.cuh"
 #include "emu/wgmma_tile_kernel.hpp"
 
 template __global__ void kiln_wgmma_test::wgmma_tile_kernel<64, false>(kiln_wgmma_test::Params);
@@ -12,8 +14,22 @@ template __global__ void kiln_wgmma_test::wgmma_tile_kernel<256, false>(kiln_wgm
 template __global__ void kiln_wgmma_test::wgmma_tile_kernel<64, true>(kiln_wgmma_test::Params);
 template __global__ void kiln_wgmma_test::wgmma_tile_kernel<128, true>(kiln_wgmma_test::Params);
 template __global__ void kiln_wgmma_test::wgmma_tile_kernel<256, true>(kiln_wgmma_test::Params);
+namespace kiln::cuda::kernels {
+template __global__ void conv2d_wgmma_forward_kernel<1, 64>(ConvShape, const float*, const float*, const float*, float*,
+                                                            float*, unsigned*);
+template __global__ void conv2d_wgmma_forward_kernel<1, 128>(ConvShape, const float*, const float*, const float*,
+                                                             float*, float*, unsigned*);
+template __global__ void conv2d_wgmma_forward_kernel<1, 256>(ConvShape, const float*, const float*, const float*,
+                                                             float*, float*, unsigned*);
+template __global__ void conv2d_wgmma_forward_kernel<3, 64>(ConvShape, const float*, const float*, const float*, float*,
+                                                            float*, unsigned*);
+template __global__ void conv2d_wgmma_forward_kernel<3, 128>(ConvShape, const float*, const float*, const float*,
+                                                             float*, float*, unsigned*);
+template __global__ void conv2d_wgmma_forward_kernel<3, 256>(ConvShape, const float*, const float*, const float*,
+                                                             float*, float*, unsigned*);
+}  // namespace kiln::cuda::kernels
 
 int main() {
-  std::puts("kiln_wgmma_check: the wgmma test kernels compiled for sm_90a and linked");
+  std::puts("kiln_wgmma_check: the wgmma kernels compiled for sm_90a and linked");
   return 0;
 }

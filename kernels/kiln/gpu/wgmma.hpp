@@ -40,16 +40,22 @@
 // not return with operations not waited for. Checking builds (KILN_EMU_CHECK) also race-check the
 // reads as the issuing warp's and require every byte read to have been written before a
 // fence.proxy.async of its writer (emu_check.hpp), and count them (one conflict-free request per
-// warp: its 16 A rows and a quarter of B) with the tensor FLOPs. The emulator places dynamic shared
+// warp: its 16 A rows and a quarter of B) with the tensor FLOPs and one tensor-core instruction (an
+// HGMMA, in the counters' hmma) per warp. The emulator places dynamic shared
 // memory at shared address 16, not 1024-aligned, so a kernel that does not align its swizzled tiles
 // itself (as it must where static __shared__ variables come first) fails there too.
 // Sums: c + a(k=0)b(k=0) + ... in k order with fused multiply-adds (as mma.hpp; compare with
 // tolerances, or with operands exact in TF32/BF16 and small sums, exactly). TF32 operands: the low 13
 // bits of each 32-bit value are ignored (truncation), as in mma.sync.
+#include <array>
+#include <atomic>
 #include <cstdint>
 
 #include "kiln/gpu/config.hpp"
+#include "kiln/gpu/device.hpp"
 #include "kiln/gpu/keywords.hpp"
+#include "kiln/gpu/launch.hpp"
+#include "kiln/gpu/memory.hpp"
 
 #if !KILN_GPU_REAL
 #include <bit>
@@ -461,7 +467,7 @@ void issue(const char* name, float (&d)[N / 2], std::uint64_t a, std::uint64_t b
       for (unsigned kb = 0; kb < 32; kb += 16)
         emu::check_async_proxy_read(base + element_address(lb, r, kb), 16, where);
     emu::profile_shared_operand_read(16.0 * 32 + N * 32.0 / 4);
-    emu::profile_tensor_op(0, 2.0 * 16 * N * (Bf16 ? 16 : 8));
+    emu::profile_tensor_op(1, 2.0 * 16 * N * (Bf16 ? 16 : 8));  // one HGMMA of the warp
   }
 #endif
   self.wgmma_ops.push_back(std::move(op));
@@ -558,5 +564,44 @@ inline void mma_bf16(float (&d)[N / 2], std::uint64_t a, std::uint64_t b, bool a
 }
 
 #endif
+
+namespace detail {
+// Writes 1 where the device runs this binary's sm_90a code, 0 where it runs code without wgmma.
+template <int = 0>
+__global__ void probe_kernel(int* out) {
+#if KILN_GPU_REAL
+  *out = KILN_WGMMA_SM90A;
+#else
+  *out = 1;
+#endif
+}
+}  // namespace detail
+
+// Whether the current device runs this binary's wgmma code (sm_90a on an H100/H200; always in the
+// emulator): launchers of wgmma kernels ask it first, since elsewhere those kernels trap. One small
+// launch per device, remembered.
+inline bool runs_here() {
+  if constexpr (emulated) return true;
+  static std::array<std::atomic<int>, 64> known{};  // 0: not asked yet, 1: yes, 2: no
+  const int device = current_device();
+  const bool cached = device >= 0 && device < 64;
+  if (cached) {
+    const int k = known[static_cast<std::size_t>(device)].load(std::memory_order_acquire);
+    if (k != 0) return k == 1;
+  }
+  int* flag = static_cast<int*>(device_malloc(sizeof(int)));
+  int value = 0;
+  try {
+    memset_device(flag, 0, sizeof(int));
+    KILN_LAUNCH(detail::probe_kernel<0>, dim3(1), dim3(1), 0, nullptr, flag);
+    memcpy_device_to_host(&value, flag, sizeof(int));
+  } catch (...) {
+    device_free(flag);
+    throw;
+  }
+  device_free(flag);
+  if (cached) known[static_cast<std::size_t>(device)].store(value == 1 ? 1 : 2, std::memory_order_release);
+  return value == 1;
+}
 
 }  // namespace kiln::gpu::wgmma

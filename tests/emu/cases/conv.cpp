@@ -109,6 +109,22 @@ void add_conv_cases(std::vector<KernelCase>& t) {
                  mma_conv_case<1, 64, false, kiln::cuda::kernels::mma_conv::tall_bm>(r, {1, 16, 3, 4, 5, 1}, 351);
                },
                true});
+  // The wgmma TF32 forward (kernels/conv2d_wgmma.cuh; bit for bit the mma.sync one in test_conv_wgmma.cpp).
+  t.push_back({"wgmma conv2d 40->72 K=3 N=2 9x11 on the 128x128 tile (channel tail, a partial tile across images)",
+               [](Report& r) {
+                 wgmma_conv_case<3, 128>(r, {2, 40, 72, 9, 11, 3}, 361);
+               }});
+  t.push_back({"wgmma conv2d 32->200 K=1 N=1 10x10 on the 128x256 tile", [](Report& r) {
+                 wgmma_conv_case<1, 256>(r, {1, 32, 200, 10, 10, 1}, 363);
+               }});
+  t.push_back({"wgmma conv2d 48->96 K=3 N=1 6x6 split-K over 3 slices (128x128 tile, channel tail)", [](Report& r) {
+                 wgmma_conv_case<3, 128>(r, {1, 48, 96, 6, 6, 3}, 367, 3);
+               }});
+  t.push_back({"tiny wgmma conv2d 16->5 K=3 N=1 4x5 on the 128x64 tile",
+               [](Report& r) {
+                 wgmma_conv_case<3, 64>(r, {1, 16, 5, 4, 5, 3}, 365);
+               },
+               true});
   t.push_back({"tiny tf32 weight gradient 65->65 K=3 N=1 4x8 on the stream-K schedule (2 blocks, a tile in 2 pieces)",
                [](Report& r) {
                  mma_wgrad_stream_k_case(r, {1, 65, 65, 4, 8, 3}, 341, 2);

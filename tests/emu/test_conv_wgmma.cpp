@@ -1,0 +1,111 @@
+// The wgmma TF32 forward convolution (kernels/conv2d_wgmma.cuh) on the emulator's warpgroup MMAs
+// (kiln/gpu/wgmma.hpp), against the mma.sync forward (conv2d_mma.cuh) on the same packed weights:
+// the same products summed in the same k order (per 8-k instruction from the accumulator, the
+// emulator's order for both), so the two must agree bit for bit; against the CPU reference in fp32
+// at TF32 level. Shapes: the U-Net's levels at small sizes, 3x3 and 1x1, every block tile width,
+// channels that are not multiples of 16 or of the tile, pixel tiles across images and past the
+// last pixel. A weight changed after the mma.sync run must show (the comparison can fail).
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "conv2d_mma.cuh"
+#include "conv2d_wgmma.cuh"
+#include "kiln/cpu/conv2d.hpp"
+#include "kiln/gpu/gpu.hpp"
+#include "normalised_error.hpp"
+#include "test_emulator_support.hpp"
+
+namespace {
+
+using kiln::ConvShape;
+using kiln_emu_test::DeviceBuffer;
+using kiln_emu_test::uniform;
+namespace mc = kiln::cuda::kernels::mma_conv;
+namespace wc = kiln::cuda::kernels::wgmma_conv;
+
+int differing(const std::vector<float>& a, const std::vector<float>& b) {
+  int n = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) n += std::memcmp(&a[i], &b[i], sizeof(float)) != 0 ? 1 : 0;
+  return n;
+}
+
+// The mma.sync forward (128 x 64 tiles) and the wgmma one on 128 x bn tiles, same packing, both in
+// `splits` slices of the k steps (the same slices: the same sums in the same order).
+void check_shape(const ConvShape& s, int bn, std::uint64_t seed, bool perturb = false, int splits = 1) {
+  std::ostringstream name;
+  name << "N=" << s.n << " " << s.c_in << "->" << s.c_out << " K=" << s.k << " " << s.h << "x" << s.w << " tile 128x"
+       << bn << " in " << splits << " slices";
+  INFO(name.str());
+  const auto x = uniform(static_cast<std::size_t>(s.n * s.c_in * s.h * s.w), seed, -2.0f, 2.0f);
+  const auto w = uniform(static_cast<std::size_t>(s.c_out * s.c_in * s.k * s.k), seed + 1, -1.0f, 1.0f);
+  const auto b = uniform(static_cast<std::size_t>(s.c_out), seed + 2, -1.0f, 1.0f);
+  const std::size_t ny = static_cast<std::size_t>(s.n * s.c_out * s.h * s.w);
+  std::vector<float> strict(ny);
+  kiln::cpu::reference::conv2d_forward(s, x.data(), w.data(), b.data(), strict.data());
+
+  const std::size_t floats =
+      static_cast<std::size_t>(std::max(mc::workspace_floats(s, splits, 64), mc::workspace_floats(s, splits, bn)));
+  DeviceBuffer<float> dx(x), dw(w), db(b), dy(ny), work(floats);
+  dy.upload(std::vector<float>(ny, std::nanf("")));
+  mc::forward(s, dx.get(), dw.get(), db.get(), dy.get(), work.get(), nullptr, splits, 64);
+  const auto mma_sync = dy.download();
+  if (perturb) {  // one packed weight of output channel 0 changed: every output of that channel moves
+    std::vector<float> packed = work.download();
+    packed[1] += 0.5f;
+    work.upload(packed);
+  }
+  if (splits > 1) {  // the counters for this tile width, zeroed by its packing
+    mc::pack_weights(s, dw.get(), work.get(), nullptr, splits, bn);
+    if (perturb) {
+      std::vector<float> packed = work.download();
+      packed[1] += 0.5f;
+      work.upload(packed);
+    }
+  }
+  dy.upload(std::vector<float>(ny, std::nanf("")));  // every output must be written
+  wc::launch_packed(s, dx.get(), work.get(), db.get(), dy.get(), bn, nullptr, splits);
+  const auto got = dy.download();
+  if (perturb) {
+    CHECK(differing(got, mma_sync) > 0);
+    return;
+  }
+  CHECK(differing(got, mma_sync) == 0);
+  const double vs_fp32 = kiln_test::normalised_error(got, strict);
+  CHECK(vs_fp32 < 2e-3);
+  CHECK(vs_fp32 > 1e-5);  // TF32, not strict fp32
+}
+
+}  // namespace
+
+TEST_CASE("wgmma forward: bit for bit the mma.sync forward, every block tile width") {
+  for (int bn : {64, 128, 256}) {
+    check_shape({2, 32, 64, 12, 12, 3}, bn, 11);
+    check_shape({1, 48, 96, 9, 7, 3}, bn, 12);  // a channel tail (48 = 3 x 16), Cout past a 64-wide tile
+  }
+  check_shape({2, 16, 40, 8, 8, 1}, 64, 13);      // 1x1, Cout 40 (a partial tile)
+  check_shape({3, 64, 128, 10, 11, 3}, 128, 14);  // pixel tiles across images, the last one partial
+  check_shape({1, 20, 24, 6, 6, 3}, 256, 15);     // Cin 20: the tap's last step reads [4, 20)
+}
+
+TEST_CASE("wgmma forward split-K: bit for bit the mma.sync forward in the same slices") {
+  check_shape({2, 64, 96, 8, 8, 3}, 128, 31, false, 3);
+  check_shape({1, 48, 200, 6, 6, 3}, 256, 32, false, 4);  // a channel tail, Cout past one tile
+  check_shape({1, 32, 64, 6, 6, 1}, 64, 33, false, 2);
+  check_shape({2, 64, 96, 8, 8, 3}, 128, 34, true, 3);  // a changed weight shows through the slices too
+}
+
+TEST_CASE("wgmma forward: a changed weight shows, and unsupported shapes are refused") {
+  check_shape({1, 32, 64, 8, 8, 3}, 128, 21, true);
+  DeviceBuffer<float> any(16);
+  CHECK_THROWS_AS(wc::launch_packed({1, 8, 16, 4, 4, 3}, any.get(), any.get(), nullptr, any.get(), 64),
+                  kiln::gpu::Error);  // Cin < 16
+  CHECK_THROWS_AS(wc::launch_packed({1, 16, 16, 4, 4, 3}, any.get(), any.get(), nullptr, any.get(), 96),
+                  kiln::gpu::Error);  // no such tile
+}
