@@ -80,3 +80,9 @@ TEST_CASE("wgmma: misuse the GPU would not report is an error") {
   const Run partial = run<64, false>(1, 4, t::plain_groups, 0, 96);
   CHECK(partial.error.find("incomplete") != std::string::npos);
 }
+
+TEST_CASE("wgmma self-test: passes on the emulator, fails on a wrong swizzle") {
+  CHECK(kiln::gpu::wgmma::self_test());
+  CHECK(!kiln::gpu::wgmma::self_test(true));
+  CHECK(kiln::gpu::wgmma::runs_here());
+}

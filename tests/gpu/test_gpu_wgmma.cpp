@@ -23,7 +23,7 @@ bool wgmma_runs_here() {
     std::fflush(stdout);
     std::exit(77);  // ctest: SKIP_RETURN_CODE 77
   }
-  if (kiln::gpu::wgmma::runs_here()) return true;
+  if (kiln::gpu::wgmma::compiled_here()) return true;
   std::printf(
       "wgmma: not checked: this binary has no sm_90a code for this device (build with "
       "-DKILN_CUDA_ARCHITECTURES=90a on an H100/H200)\n");
@@ -34,6 +34,8 @@ bool wgmma_runs_here() {
 
 TEST_CASE("gpu: wgmma TF32 and BF16 in every canonical K-major layout, exactly as the emulator") {
   if (!wgmma_runs_here()) return;
+  CHECK(kiln::gpu::wgmma::self_test());       // the library's own check (runs_here() asks it)
+  CHECK(!kiln::gpu::wgmma::self_test(true));  // ... which fails on a wrong swizzle
   for (int mode : {t::plain_groups, t::plain_planes, t::swizzle32, t::swizzle64, t::swizzle128}) {
     CAPTURE(mode);
     const t::Run r64 = t::run<64, false>(1, 8, mode, 0);

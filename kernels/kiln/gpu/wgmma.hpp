@@ -50,9 +50,12 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <cstdio>
+#include <vector>
 
 #include "kiln/gpu/config.hpp"
 #include "kiln/gpu/device.hpp"
+#include "kiln/gpu/dynamic_shared.hpp"
 #include "kiln/gpu/keywords.hpp"
 #include "kiln/gpu/launch.hpp"
 #include "kiln/gpu/memory.hpp"
@@ -575,12 +578,71 @@ __global__ void probe_kernel(int* out) {
   *out = 1;
 #endif
 }
+
+// The layout self-test (self_test()): one warpgroup multiplies A (64 x 16 TF32) by B (64 x 16) from
+// shared memory in the 64-byte swizzle (conv2d_wgmma.cuh's stages: row r's 16-byte chunk c at
+// (r/8)*512 + (r%8)*64 + (c ^ (r/2 % 4))*16), two k8 instructions, and writes D (64 x 64) row-major
+// by the accumulator layout. Small integers: the product is exact. `bug`: the B descriptor names the
+// 32-byte swizzle, still inside the tile (the check must then fail).
+__host__ __device__ inline float self_test_a(int m, int k) { return static_cast<float>((m * 5 + k * 3) % 7 - 3); }
+__host__ __device__ inline float self_test_b(int n, int k) { return static_cast<float>((n * 3 + k * 7) % 5 - 2); }
+inline constexpr unsigned self_test_shared = 1024 + 2 * 4096;
+template <int = 0>
+__global__ void self_test_kernel(float* out, int bug) {
+  unsigned char* raw = kiln::gpu::dynamic_shared<unsigned char>();
+  unsigned char* tile = raw + (1024 - shared_address(raw) % 1024) % 1024;
+  for (int i = static_cast<int>(threadIdx.x); i < 2 * 64 * 16; i += 128) {
+    const int which = i / 1024, r = i / 16 % 64, k = i % 16, c = k / 4;
+    auto* p =
+        reinterpret_cast<float*>(tile + which * 4096 + (r >> 3) * 512 + (r & 7) * 64 + ((c ^ ((r >> 1) & 3)) << 4));
+    p[k % 4] = which == 0 ? self_test_a(r, k) : self_test_b(r, k);
+  }
+  fence_proxy_async();
+  __syncthreads();
+  float d[32];
+  for (float& x : d) x = 0.0f;
+  const std::uint64_t a = descriptor(tile, 16, 512, Swizzle::bytes64),
+                      b = descriptor(tile + 4096, 16, 512, bug != 0 ? Swizzle::bytes32 : Swizzle::bytes64);
+  fence();
+  mma_tf32<64>(d, a, b, false);
+  mma_tf32<64>(d, advance(a, 32), advance(b, 32), true);
+  commit_group();
+  wait_group<0>(d);
+  const int lane = static_cast<int>(threadIdx.x) % 32, w = static_cast<int>(threadIdx.x) / 32, g = lane / 4,
+            t = lane % 4;
+  for (int j = 0; j < 8; ++j)
+    for (int v = 0; v < 4; ++v) out[(16 * w + g + 8 * (v / 2)) * 64 + 8 * j + 2 * t + v % 2] = d[4 * j + v];
+}
 }  // namespace detail
 
-// Whether the current device runs this binary's wgmma code (sm_90a on an H100/H200; always in the
-// emulator): launchers of wgmma kernels ask it first, since elsewhere those kernels trap. One small
-// launch per device, remembered.
-inline bool runs_here() {
+// Runs the layout self-test on the current device (or the emulator) and compares D with the exact
+// product: whether the device reads the canonical layout and writes the accumulators as this header
+// (and the emulator) says. Only where the binary's sm_90a code runs (compiled_here()).
+inline bool self_test(bool deliberate_bug = false) {
+  float* out = static_cast<float*>(device_malloc(64 * 64 * sizeof(float)));
+  std::vector<float> got(64 * 64);
+  try {
+    memset_device(out, 0, 64 * 64 * sizeof(float));
+    KILN_LAUNCH(detail::self_test_kernel<0>, dim3(1), dim3(128), detail::self_test_shared, nullptr, out,
+                deliberate_bug ? 1 : 0);
+    memcpy_device_to_host(got.data(), out, got.size() * sizeof(float));
+  } catch (...) {
+    device_free(out);
+    throw;
+  }
+  device_free(out);
+  for (int m = 0; m < 64; ++m)
+    for (int n = 0; n < 64; ++n) {
+      float want = 0.0f;
+      for (int k = 0; k < 16; ++k) want += detail::self_test_a(m, k) * detail::self_test_b(n, k);
+      if (got[static_cast<std::size_t>(m * 64 + n)] != want) return false;
+    }
+  return true;
+}
+
+// Whether the current device runs this binary's sm_90a code (an H100/H200 with a 90a build; always in
+// the emulator). One small launch per device, remembered.
+inline bool compiled_here() {
   if constexpr (emulated) return true;
   static std::array<std::atomic<int>, 64> known{};  // 0: not asked yet, 1: yes, 2: no
   const int device = current_device();
@@ -602,6 +664,31 @@ inline bool runs_here() {
   device_free(flag);
   if (cached) known[static_cast<std::size_t>(device)].store(value == 1 ? 1 : 2, std::memory_order_release);
   return value == 1;
+}
+
+// Whether wgmma kernels may run on the current device: its sm_90a code runs (compiled_here) and the
+// layout self-test passes there (once per device; a failure is reported once on stderr: the
+// emulator's model of the layouts, which the kernels are written to, would then be wrong for this
+// GPU). Launchers of wgmma kernels ask it first. Always true in the emulator.
+inline bool runs_here() {
+  if constexpr (emulated) return true;
+  static std::array<std::atomic<int>, 64> tested{};  // 0: not yet, 1: passed, 2: failed or not compiled
+  const int device = current_device();
+  const bool cached = device >= 0 && device < 64;
+  if (cached) {
+    const int k = tested[static_cast<std::size_t>(device)].load(std::memory_order_acquire);
+    if (k != 0) return k == 1;
+  }
+  bool ok = compiled_here();
+  if (ok && !self_test()) {
+    ok = false;
+    std::fprintf(stderr,
+                 "kiln: the wgmma layout self-test failed on device %d: its wgmma kernels stay off (please report; "
+                 "tests/gpu/test_gpu_wgmma.cpp shows which layout differs)\n",
+                 device);
+  }
+  if (cached) tested[static_cast<std::size_t>(device)].store(ok ? 1 : 2, std::memory_order_release);
+  return ok;
 }
 
 }  // namespace kiln::gpu::wgmma
