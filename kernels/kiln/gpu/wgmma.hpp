@@ -641,9 +641,10 @@ inline bool self_test(bool deliberate_bug = false) {
 }
 
 // Whether the current device runs this binary's sm_90a code (an H100/H200 with a 90a build; always in
-// the emulator). One small launch per device, remembered.
+// the emulator; false without a device). One small launch per device, remembered.
 inline bool compiled_here() {
   if constexpr (emulated) return true;
+  if (!device_available()) return false;
   static std::array<std::atomic<int>, 64> known{};  // 0: not asked yet, 1: yes, 2: no
   const int device = current_device();
   const bool cached = device >= 0 && device < 64;
