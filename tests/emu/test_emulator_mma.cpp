@@ -16,6 +16,7 @@
 #include "test_emulator_support.hpp"
 
 using kiln_emu_test::DeviceBuffer;
+using kiln_emu_test::exact_values;
 namespace mma = kiln::gpu::mma;
 
 namespace {
@@ -38,17 +39,6 @@ Pos bf16_b(int lane, int e) { return {2 * (lane % 4) + e % 2 + 8 * (e / 2), lane
 
 std::uint32_t bits(float x) { return std::bit_cast<std::uint32_t>(x); }
 std::uint16_t bf16_bits(float x) { return static_cast<std::uint16_t>(bits(x) >> 16); }  // exact for the values used
-
-// Small integers and halves: exact in TF32 and BF16, and every sum below is exact in fp32.
-std::vector<float> exact_values(std::size_t n, unsigned seed) {
-  std::vector<float> v(n);
-  std::uint64_t s = seed * 0x9e3779b97f4a7c15ull + 7;
-  for (auto& x : v) {
-    s = s * 6364136223846793005ull + 1442695040888963407ull;
-    x = static_cast<float>(static_cast<int>((s >> 33) % 17) - 8) * 0.5f;
-  }
-  return v;
-}
 
 // D = A * B + C in double (row-major, A m x k, B k x n).
 std::vector<double> matmul(const std::vector<float>& a, const std::vector<float>& b, const std::vector<float>& c, int m,

@@ -19,6 +19,18 @@ inline std::vector<float> uniform(std::size_t n, std::uint64_t seed, float lo, f
   return v;
 }
 
+// n small halves in [-4, 4], exact in TF32 and BF16, whose products and short sums are exact in fp32
+// (the tensor-core instructions' tests compare bit for bit with them).
+inline std::vector<float> exact_values(std::size_t n, unsigned seed) {
+  std::vector<float> v(n);
+  std::uint64_t s = seed * 0x9e3779b97f4a7c15ull + 7;
+  for (auto& x : v) {
+    s = s * 6364136223846793005ull + 1442695040888963407ull;
+    x = static_cast<float>(static_cast<int>((s >> 33) % 17) - 8) * 0.5f;
+  }
+  return v;
+}
+
 template <class T>
 class DeviceBuffer {
  public:

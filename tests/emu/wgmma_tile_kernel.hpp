@@ -135,17 +135,6 @@ __global__ void wgmma_tile_kernel(Params p) {
 
 // ---- host side: exact operands, the CPU product, one launch ----
 
-// Small halves, exact in TF32 and BF16 (as test_emulator_mma.cpp's).
-inline std::vector<float> exact_values(std::size_t n, unsigned seed) {
-  std::vector<float> v(n);
-  std::uint64_t s = seed * 0x9e3779b97f4a7c15ull + 11;
-  for (auto& x : v) {
-    s = s * 6364136223846793005ull + 1442695040888963407ull;
-    x = static_cast<float>(static_cast<int>((s >> 33) % 17) - 8) * 0.5f;
-  }
-  return v;
-}
-
 // Rows of `k` values as the instruction's words: a float each (TF32), or two BF16, the even k low.
 inline std::vector<std::uint32_t> words_of(const std::vector<float>& values, bool bf16) {
   if (!bf16) {
@@ -168,8 +157,8 @@ struct Run {
 template <int N, bool Bf16>
 Run run(int warpgroups, int k_steps, int mode, int flags, int threads = 0) {
   const int m = 64 * warpgroups, k = k_steps * (Bf16 ? 16 : 8);
-  const std::vector<float> a = exact_values(static_cast<std::size_t>(m * k), 1 + mode);
-  const std::vector<float> b = exact_values(static_cast<std::size_t>(N * k), 7 + mode);
+  const std::vector<float> a = kiln_emu_test::exact_values(static_cast<std::size_t>(m * k), 1 + mode);
+  const std::vector<float> b = kiln_emu_test::exact_values(static_cast<std::size_t>(N * k), 7 + mode);
   const float init = (flags & accumulate_init) != 0 ? 1.5f : -100.0f;
   Run r;
   r.expected.resize(static_cast<std::size_t>(m * N));
