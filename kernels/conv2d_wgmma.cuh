@@ -31,6 +31,8 @@
 //   B (BN channel rows): 16-byte cp.async of wp's rows (zero fill past Cout).
 // Operands: B rounded to TF32 by the packing; A passed as fp32 bits, which the tensor core truncates
 // (as the mma.sync kernels). Offsets are 32-bit (mma_conv::supports).
+#include <array>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 
@@ -164,6 +166,8 @@ __device__ __forceinline__ void run_forward(ConvShape s, const float* x, const f
     __syncthreads();                         // every thread's; every warpgroup done with step - 2's stage
     if (step + stages - 2 < k_steps) load_stage((step + stages - 2) % stages);
     kiln::gpu::cp_async_commit();
+    // (the descriptors from the stage's address each step: nvcc folds that into fewer instructions
+    // than a 64-bit descriptor advanced by the stage offset, measured in the SASS: +1-3 per HGMMA)
     const unsigned char* st = shared + (step % stages) * T::stage_bytes;
     const std::uint64_t a = wg::descriptor(st + q * 64 * row_bytes, 16, 512, wg::Swizzle::bytes64);
     const std::uint64_t b = wg::descriptor(st + T::a_bytes, 16, 512, wg::Swizzle::bytes64);
@@ -236,6 +240,18 @@ __global__ void __launch_bounds__(wgmma_conv::threads, 1)
 
 namespace wgmma_conv {
 
+// The kernel's dynamic shared memory (48-97 KiB), asked for once per device and variant (as
+// mma_conv::allow_tall_shared), not on every launch.
+template <int K, int BN>
+void allow_shared() {
+  static std::array<std::atomic<bool>, 64> asked{};
+  const int device = kiln::gpu::current_device();
+  const bool cached = device >= 0 && device < 64;
+  if (cached && asked[static_cast<std::size_t>(device)].load(std::memory_order_acquire)) return;
+  kiln::gpu::set_max_dynamic_shared(conv2d_wgmma_forward_kernel<K, BN>, Tile<BN>::shared_bytes);
+  if (cached) asked[static_cast<std::size_t>(device)].store(true, std::memory_order_release);
+}
+
 // The kernel on weights packed by mma_conv into `work` (mma_conv::workspace_floats(s, splits, bn) floats:
 // the packed weights, then with splits > 1 the partial tiles and the counters, zeroed by the packing,
 // mma_conv::pack_weights(s, w, work, stream, splits, bn)), on 128 x bn block tiles (64, 128 or 256).
@@ -252,7 +268,7 @@ inline void launch_packed(const ConvShape& s, const float* x, float* work, const
   float* partials = splits > 1 ? work + mma_conv::partials_offset(s) : nullptr;
   unsigned* counters = mma_conv::counters(s, work, splits, bn);
   auto run = [&]<int K, int BN>() {
-    kiln::gpu::set_max_dynamic_shared(conv2d_wgmma_forward_kernel<K, BN>, Tile<BN>::shared_bytes);
+    allow_shared<K, BN>();
     KILN_LAUNCH((conv2d_wgmma_forward_kernel<K, BN>), grid(s, BN, splits), dim3(threads), Tile<BN>::shared_bytes,
                 stream, s, x, static_cast<const float*>(work), b, y, partials, counters);
   };

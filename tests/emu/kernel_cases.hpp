@@ -301,7 +301,7 @@ void wgmma_conv_case(Report& report, const kiln::ConvShape& s, std::uint64_t see
   KILN_CUDA_LAUNCH(conv2d_mma_pack_weights_kernel, dim3(8), dim3(256), 0, s, w.data(), packed.data(), counters,
                    mc::counter_count(s, splits, BN));
   auto* conv2d_wgmma_forward_kernel = &kiln::cuda::kernels::conv2d_wgmma_forward_kernel<K, BN>;
-  kiln::gpu::set_max_dynamic_shared(conv2d_wgmma_forward_kernel, wc::Tile<BN>::shared_bytes);
+  wc::allow_shared<K, BN>();
   KILN_CUDA_LAUNCH(conv2d_wgmma_forward_kernel, wc::grid(s, BN, splits), dim3(wc::threads), wc::Tile<BN>::shared_bytes,
                    s, x.data(), static_cast<const float*>(packed.data()), b.data(), y.data(), partials, counters);
   report.compare(splits > 1 ? "y (wgmma TF32, split-K)" : "y (wgmma TF32)", y, y_cpu, 2 * tf32_bound);

@@ -81,8 +81,13 @@ TEST_CASE("wgmma: misuse the GPU would not report is an error") {
   CHECK(partial.error.find("incomplete") != std::string::npos);
 }
 
-TEST_CASE("wgmma self-test: passes on the emulator, fails on a wrong swizzle") {
+TEST_CASE("wgmma self-test: passes on the emulator, fails on a wrong swizzle; the probe says wgmma runs") {
   CHECK(kiln::gpu::wgmma::self_test());
   CHECK(!kiln::gpu::wgmma::self_test(true));
   CHECK(kiln::gpu::wgmma::runs_here());
+  // compiled_here()'s probe (which compiled_here skips in the emulator: it knows the answer)
+  kiln_emu_test::DeviceBuffer<int> flag(1);
+  flag.zero();
+  KILN_LAUNCH(kiln::gpu::wgmma::detail::probe_kernel<0>, dim3(1), dim3(1), 0, nullptr, flag.get());
+  CHECK(flag.download()[0] == 1);
 }

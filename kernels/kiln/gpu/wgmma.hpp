@@ -640,31 +640,42 @@ inline bool self_test(bool deliberate_bug = false) {
   return true;
 }
 
-// Whether the current device runs this binary's sm_90a code (an H100/H200 with a 90a build; always in
-// the emulator; false without a device). One small launch per device, remembered.
-inline bool compiled_here() {
-  if constexpr (emulated) return true;
-  if (!device_available()) return false;
-  static std::array<std::atomic<int>, 64> known{};  // 0: not asked yet, 1: yes, 2: no
+namespace detail {
+// ask() once per device (the first 64), remembered: 0 not asked yet, 1 true, 2 false.
+template <class Ask>
+bool per_device(std::array<std::atomic<int>, 64>& known, Ask&& ask) {
   const int device = current_device();
   const bool cached = device >= 0 && device < 64;
   if (cached) {
     const int k = known[static_cast<std::size_t>(device)].load(std::memory_order_acquire);
     if (k != 0) return k == 1;
   }
-  int* flag = static_cast<int*>(device_malloc(sizeof(int)));
-  int value = 0;
-  try {
-    memset_device(flag, 0, sizeof(int));
-    KILN_LAUNCH(detail::probe_kernel<0>, dim3(1), dim3(1), 0, nullptr, flag);
-    memcpy_device_to_host(&value, flag, sizeof(int));
-  } catch (...) {
+  const bool answer = ask(device);
+  if (cached) known[static_cast<std::size_t>(device)].store(answer ? 1 : 2, std::memory_order_release);
+  return answer;
+}
+}  // namespace detail
+
+// Whether the current device runs this binary's sm_90a code (an H100/H200 with a 90a build; always in
+// the emulator; false without a device). One small launch per device, remembered.
+inline bool compiled_here() {
+  if constexpr (emulated) return true;
+  if (!device_available()) return false;
+  static std::array<std::atomic<int>, 64> known{};
+  return detail::per_device(known, [](int) {
+    int* flag = static_cast<int*>(device_malloc(sizeof(int)));
+    int value = 0;
+    try {
+      memset_device(flag, 0, sizeof(int));
+      KILN_LAUNCH(detail::probe_kernel<0>, dim3(1), dim3(1), 0, nullptr, flag);
+      memcpy_device_to_host(&value, flag, sizeof(int));
+    } catch (...) {
+      device_free(flag);
+      throw;
+    }
     device_free(flag);
-    throw;
-  }
-  device_free(flag);
-  if (cached) known[static_cast<std::size_t>(device)].store(value == 1 ? 1 : 2, std::memory_order_release);
-  return value == 1;
+    return value == 1;
+  });
 }
 
 // Whether wgmma kernels may run on the current device: its sm_90a code runs (compiled_here) and the
@@ -673,23 +684,16 @@ inline bool compiled_here() {
 // GPU). Launchers of wgmma kernels ask it first. Always true in the emulator.
 inline bool runs_here() {
   if constexpr (emulated) return true;
-  static std::array<std::atomic<int>, 64> tested{};  // 0: not yet, 1: passed, 2: failed or not compiled
-  const int device = current_device();
-  const bool cached = device >= 0 && device < 64;
-  if (cached) {
-    const int k = tested[static_cast<std::size_t>(device)].load(std::memory_order_acquire);
-    if (k != 0) return k == 1;
-  }
-  bool ok = compiled_here();
-  if (ok && !self_test()) {
-    ok = false;
+  static std::array<std::atomic<int>, 64> tested{};
+  return detail::per_device(tested, [](int device) {
+    if (!compiled_here()) return false;
+    if (self_test()) return true;
     std::fprintf(stderr,
                  "kiln: the wgmma layout self-test failed on device %d: its wgmma kernels stay off (please report; "
                  "tests/gpu/test_gpu_wgmma.cpp shows which layout differs)\n",
                  device);
-  }
-  if (cached) tested[static_cast<std::size_t>(device)].store(ok ? 1 : 2, std::memory_order_release);
-  return ok;
+    return false;
+  });
 }
 
 }  // namespace kiln::gpu::wgmma
