@@ -296,7 +296,7 @@ using mma_pipeline::batch_entry;
 }  // namespace mma_conv
 
 // Both packings in one launch (a training forward: the input gradient's packing is kept in the
-// workspace for the backward, mma_conv::dgrad_offset): blocks [0, forward_blocks) pack the forward's
+// workspace for the backward, tf32_forward::dgrad_offset): blocks [0, forward_blocks) pack the forward's
 // layout into wp and zero its counters, the rest the input gradient's into wp_dgrad and zero its
 // counters. Each part is the kernel of that layout above on its own block range; the branch is
 // uniform per block.
@@ -648,17 +648,6 @@ inline int counter_count(const ConvShape& fs, int splits) {
 inline ConvShape transposed(const ConvShape& s) { return {s.n, s.c_out, s.c_in, s.h, s.w, s.k}; }
 // Floats of the input gradient's packed weights (Cin x K*K x Cout rounded up to 16).
 inline std::int64_t packed_dgrad_weight_floats(const ConvShape& s) { return packed_weight_floats(transposed(s)); }
-// A training workspace that keeps the input gradient's packing from the forward (TF32): the forward's
-// workspace (packed weights, split-K partial tiles and counters), then from a 16-byte boundary at
-// dgrad_offset(s) the input gradient's (the same for transposed(s)). The forward packs both regions'
-// weights in one launch (conv2d_mma_pack_weights_both_kernel, zeroing both regions' counters); the
-// backward's input gradient runs on the second region without packing. Nothing else writes it in
-// between: the weight gradient, which puts its partial sums over both regions, runs after it.
-inline std::int64_t dgrad_offset(const ConvShape& s) { return (workspace_floats(s) + 3) / 4 * 4; }
-inline std::int64_t kept_workspace_floats(const ConvShape& s) {
-  return dgrad_offset(s) + workspace_floats(transposed(s));
-}
-
 // The forward kernel's grid: tiles x S slices.
 inline dim3 grid(const ConvShape& fs, int splits, int bn, int rows = bm) {
   return dim3(static_cast<unsigned>((fs.n * fs.h * fs.w + rows - 1) / rows),

@@ -352,7 +352,8 @@ inline void conv_pack_batch_case(Report& report, const std::vector<kiln::ConvSha
     report.compare("y on the batched packing, against the CPU backend", c.y, y_cpu, bf16 ? bf16_bound : 2 * tf32_bound);
     const auto kept = c.ws.to_vector(), own = ws.to_vector();
     const auto l = mbw::layout(c.s);
-    const auto at = static_cast<std::ptrdiff_t>(bf16 ? l.kept_dgrad : mc::dgrad_offset(c.s)),
+    const auto at = static_cast<std::ptrdiff_t>(bf16 ? l.kept_dgrad
+                                                     : kiln::cuda::kernels::tf32_forward::dgrad_offset(c.s)),
                end = bf16 ? static_cast<std::ptrdiff_t>(l.kept_total)
                           : at + static_cast<std::ptrdiff_t>(mc::packed_dgrad_weight_floats(c.s));
     report.compare("the input gradient's packing kept", std::vector<float>(kept.begin() + at, kept.begin() + end),

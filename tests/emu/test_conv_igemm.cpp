@@ -489,7 +489,7 @@ TEST_CASE("tf32 forward and input gradient on mma.sync: split-K with the planned
 #endif
 
 // A training forward under TF32 packs the input gradient's weights with its own in one launch and
-// keeps them in the workspace (mma_conv::dgrad_offset; ConvKept::tf32_dgrad_packing); told so, the
+// keeps them in the workspace (tf32_forward::dgrad_offset; ConvKept::tf32_dgrad_packing); told so, the
 // backward's input gradient launches no packing and has the bits of one that packs again. Where
 // the promise cannot hold (another mode, a workspace without room for both) nothing is kept or
 // used. Deliberate bugs: the packing of other weights (a stale one) or an overwritten one, told
@@ -499,12 +499,13 @@ TEST_CASE("tf32 training forward: both packings in one launch, the input gradien
   using B = kiln::Backend<Cuda>;
   using kiln::ConvKept;
   namespace mc = kiln::cuda::kernels::mma_conv;
+  namespace tp = kiln::cuda::kernels::tf32_forward;
   kiln::cuda::MathModeScope scope(kiln::cuda::MathMode::tf32);
   const ConvShape s{2, 20, 24, 8, 8, 3};  // one 128-pixel tile: both passes split-K over 3 slices
   REQUIRE(mc::splits(s) == 3);
   REQUIRE(mc::splits(mc::transposed(s)) == 3);
   const auto planned = static_cast<std::int64_t>(B::conv2d_workspace_floats(s));
-  CHECK(planned >= mc::kept_workspace_floats(s));
+  CHECK(planned >= tp::kept_workspace_floats(s));
   kiln::Rng rng(23);
   const auto x = kiln_test::random_vector(static_cast<std::size_t>(s.n * s.c_in * s.h * s.w), rng, -2.0f, 2.0f);
   const auto w = kiln_test::random_vector(static_cast<std::size_t>(s.c_out * s.c_in * s.k * s.k), rng);
@@ -519,7 +520,7 @@ TEST_CASE("tf32 training forward: both packings in one launch, the input gradien
   const auto tb = Tensor<float, Cuda>::from_host(Shape{s.c_out}, b), tdy = Tensor<float, Cuda>::from_host(ys, dy);
   Tensor<float, Cuda> ws(Shape{planned}),
       eval_ws(Shape{static_cast<std::int64_t>(B::conv2d_forward_workspace_floats(s))}),
-      small_ws(Shape{mc::kept_workspace_floats(s) - 1}), y(ys), dx(xs), no_dw, no_db;
+      small_ws(Shape{tp::kept_workspace_floats(s) - 1}), y(ys), dx(xs), no_dw, no_db;
   // What the forward keeps: the packing with room for both, under TF32 only.
   CHECK(B::conv2d_forward_kept(s, ws) == ConvKept::tf32_dgrad_packing);
   CHECK(B::conv2d_forward_kept(s, eval_ws) == ConvKept::nothing);
@@ -586,7 +587,7 @@ TEST_CASE("tf32 training forward: both packings in one launch, the input gradien
   CHECK(stale > 0.1);
   forward(tw, ws);
   auto host = ws.to_vector();
-  std::fill(host.begin() + mc::dgrad_offset(s), host.begin() + mc::dgrad_offset(s) + mc::packed_dgrad_weight_floats(s),
+  std::fill(host.begin() + tp::dgrad_offset(s), host.begin() + tp::dgrad_offset(s) + mc::packed_dgrad_weight_floats(s),
             0.5f);
   ws.copy_from_host(host);
   const double overwritten = normalised_error(backward(ws, ConvKept::tf32_dgrad_packing).first, want_dx);

@@ -41,6 +41,7 @@
 #include "conv2d_simt.cuh"
 #include "conv2d_simt_wgrad.cuh"
 #include "conv2d_strided.cuh"
+#include "conv2d_tf32_plan.cuh"
 #include "elementwise.cuh"
 #include "loss.cuh"
 #include "optim.cuh"
@@ -219,7 +220,7 @@ struct Backend<Cuda> {
   // packed weights (both mma.sync) and the weight gradient's split-K partial sums (mma.sync, or the
   // implicit GEMM's where the mma kernel does not take the shape), never live at once, so the
   // largest of them; under MathMode::tf32 at least the forward's and the input gradient's regions side
-  // by side (mma_conv::kept_workspace_floats), so that the training forward packs both and the input
+  // by side (tf32_forward::kept_workspace_floats), so that the training forward packs both and the input
   // gradient's stays there for the backward (ConvKept::tf32_dgrad_packing). BF16 (mma_bf16_wgrad::layout): x's NHWC
   // BF16 copy first, kept from the forward for the weight gradient, then the forward's packed weights, or the input
   // gradient's with dy's copy and the weight gradient's partial sums after them, and past them the input gradient's
@@ -236,9 +237,9 @@ struct Backend<Cuda> {
     if (bf16_math() && uses_mma_forward(s) && k::mma_bf16::supports(k::mma_conv::transposed(s)))
       floats = std::max(floats, k::mma_bf16_wgrad::layout(s).partials);  // x's copy kept, + dy's
     else if (uses_mma_forward(s) && k::mma_conv::supports(k::mma_conv::transposed(s)))
-      floats = std::max(floats, k::mma_conv::workspace_floats(k::mma_conv::transposed(s)));  // + split-K
+      floats = std::max(floats, k::tf32_forward::workspace_floats(k::mma_conv::transposed(s)));  // + split-K
     if (tf32_dgrad_keepable(s))  // both packings side by side: the input gradient's kept from the forward
-      floats = std::max(floats, k::mma_conv::kept_workspace_floats(s));
+      floats = std::max(floats, k::tf32_forward::kept_workspace_floats(s));
     floats = std::max(floats, k::mma_wgrad::supports(s) ? k::mma_wgrad::workspace_floats(s)
                                                         : k::igemm::weight_grad_workspace_floats(s));
     if (bf16_math() && k::mma_bf16_wgrad::supports(s))  // dy's and x's copies, then the partial sums
@@ -248,7 +249,8 @@ struct Backend<Cuda> {
     return static_cast<std::size_t>(floats);
   }
 
-  // TF32: the weights packed for the mma.sync kernel. BF16: the NHWC BF16 copy of the input and its
+  // TF32: the packed weights and split-K tiles of either family's plan (tf32_forward::workspace_floats:
+  // mma.sync or wgmma, whichever this device takes). BF16: the NHWC BF16 copy of the input and its
   // BF16 packing (conv2d_mma_bf16.cuh; mma_bf16_wgrad::layout), or the TF32 packing where that
   // kernel does not take the shape (its TF32 stand-in). Strict fp32: the SIMT implicit GEMM's packed weights.
   static std::size_t conv2d_forward_workspace_floats(const ConvShape& s) {
@@ -257,7 +259,8 @@ struct Backend<Cuda> {
     if (!uses_mma_forward(s)) return 0;
     if (bf16_math() && k::mma_bf16::supports(s))
       return static_cast<std::size_t>(k::mma_bf16::packed_weight_floats(s) + k::mma_bf16::nhwc_floats(s));
-    return static_cast<std::size_t>(k::mma_conv::workspace_floats(s));  // + the split-K partial tiles
+    ask_wgmma_while_planning(s);
+    return static_cast<std::size_t>(k::tf32_forward::workspace_floats(s));  // + the split-K partial tiles
   }
 
   static void conv2d_forward(const ConvShape& s, const T& x, const T& w, const T& b, T& y, T& ws) {
@@ -305,6 +308,7 @@ struct Backend<Cuda> {
   // left alone (their forward packs as before).
   static void conv2d_pack_forwards(std::span<const ConvPacking<Cuda>> convs) {
     namespace mc = kiln::cuda::kernels::mma_conv;
+    namespace tp = kiln::cuda::kernels::tf32_forward;
     namespace mb = kiln::cuda::kernels::mma_bf16;
     mc::PackBatch<mc::pack_batch_max> batch{};
     mc::PackBatch<mc::pack_batch_max, mb::PackBoth> bf16_batch{};
@@ -348,16 +352,16 @@ struct Backend<Cuda> {
       }
       if (batch.count == mc::pack_batch_max) flush();
       const ConvShape t = mc::transposed(s);
-      const int splits = mma_splits(s, *c.workspace), dgrad_splits = mc::splits(t);
-      float* dgrad = ws + mc::dgrad_offset(s);
+      const tp::Plan plan = tf32_plan(s, *c.workspace), dgrad_plan = tp::plan(t);
+      float* dgrad = ws + tp::dgrad_offset(s);
       batch.entries[batch.count++] = {s,
                                       c.weight->data(),
                                       ws,
-                                      mc::counters(s, ws, splits),
+                                      tp::counters(s, ws, plan),
                                       dgrad,
-                                      mc::counters(t, dgrad, dgrad_splits),
-                                      mc::counter_count(s, splits),
-                                      mc::counter_count(t, dgrad_splits),
+                                      tp::counters(t, dgrad, dgrad_plan),
+                                      tp::counter_count(s, plan),
+                                      tp::counter_count(t, dgrad_plan),
                                       forward_blocks,
                                       blocks};
       blocks += forward_blocks + dgrad_blocks;
@@ -419,7 +423,7 @@ struct Backend<Cuda> {
       return conv2d_bf16_packed_forward(s, x, wp, ptr(b), y, ws, x_copied);
     }
     if (!tf32_dgrad_kept_fits(s, ws)) return conv2d_forward(s, x, w, b, y, ws, x_copied);
-    conv2d_mma_packed(s, x, ws.data(), ptr(b), y, mma_splits(s, ws));
+    conv2d_tf32_packed(s, x, ws.data(), ptr(b), y, tf32_plan(s, ws));
   }
 
   // What conv2d_forward, run now on ws, leaves there for the backward of the same step (Conv2d
@@ -427,7 +431,7 @@ struct Backend<Cuda> {
   // copy at mma_bf16_wgrad::layout(s).x_copy, which the BF16 weight gradient then reads instead of
   // copying x again. The same test as the forward's BF16 branch (bf16_nhwc_forward_fits).
   // Under TF32 with room for both packings (a training plan: tf32_dgrad_kept_fits), the input
-  // gradient's packed weights at mma_conv::dgrad_offset(s), which its input gradient then runs on.
+  // gradient's packed weights at tf32_forward::dgrad_offset(s), which its input gradient then runs on.
   // Under BF16 with room for both (bf16_dgrad_kept_fits), x's copy and the input gradient's BF16
   // packing at mma_bf16_wgrad::layout(s).kept_dgrad.
   static ConvKept conv2d_forward_kept(const ConvShape& s, const T& ws) {
@@ -910,7 +914,7 @@ struct Backend<Cuda> {
     return uses_tensor_cores(s) && kiln::cuda::kernels::mma_conv::supports(s);
   }
   // MathMode::tf32 with both mma.sync passes (the forward, the input gradient on the transposed
-  // shape): a training workspace then keeps the input gradient's packing (mma_conv::kept_workspace_floats).
+  // shape): a training workspace then keeps the input gradient's packing (tf32_forward::kept_workspace_floats).
   static bool tf32_dgrad_keepable(const ConvShape& s) {
     namespace mc = kiln::cuda::kernels::mma_conv;
     return kiln::cuda::math_mode() == kiln::cuda::MathMode::tf32 && s.c_in > 0 && s.c_out > 0 && uses_mma_forward(s) &&
@@ -921,7 +925,7 @@ struct Backend<Cuda> {
   // has no room: today's packings per pass.
   static bool tf32_dgrad_kept_fits(const ConvShape& s, const T& ws) {
     return tf32_dgrad_keepable(s) &&
-           static_cast<std::int64_t>(ws.numel()) >= kiln::cuda::kernels::mma_conv::kept_workspace_floats(s);
+           static_cast<std::int64_t>(ws.numel()) >= kiln::cuda::kernels::tf32_forward::kept_workspace_floats(s);
   }
   // MathMode::bf16 with both NHWC passes (the forward, the input gradient on the transposed shape): a
   // training workspace then keeps the input gradient's BF16 packing too (mma_bf16_wgrad::Layout::kept_dgrad).
@@ -936,9 +940,10 @@ struct Backend<Cuda> {
     return bf16_dgrad_keepable(s) &&
            static_cast<std::int64_t>(ws.numel()) >= kiln::cuda::kernels::mma_bf16_wgrad::layout(s).kept_total;
   }
-  // Packs the weights into ws (tap-major, TF32), then one block per 128 pixels x BN channels:
-  // BN = 128 where Cout > 64 and those tiles give more than a quarter of the SMs a block, else 64
-  // (mma_conv::block_n; docs/kernels.md "128 x 64 tiles on the deep levels").
+  // Packs the weights into ws (tap-major, TF32), then the kernel tf32_plan picks: mma.sync on 128 x 64,
+  // 128 x 128 or 256 x 64 tiles (mma_conv::block_n, tall; docs/kernels.md "128 x 64 tiles on the deep
+  // levels"), or wgmma on 128 x 128 or 128 x 256 tiles where the device runs it and the model prefers
+  // it (tf32_forward::plan; docs/kernels.md "wgmma in the backend").
   // BF16 with room for the NHWC copy in ws: the copy (kept for the weight gradient: mma_bf16_wgrad::layout),
   // the weights packed in natural order, then conv2d_mma_bf16_forward_kernel (16-byte cp.async and
   // ldmatrix for A); else the TF32 kernels. With room for the input gradient's BF16 packing too (a
@@ -964,27 +969,27 @@ struct Backend<Cuda> {
       conv2d_bf16_packed_forward(s, x, wp, ptr(b), y, ws, x_copied);
       return;
     }
-    const int splits = mma_splits(s, ws);
+    namespace tp = kiln::cuda::kernels::tf32_forward;
+    const tp::Plan plan = tf32_plan(s, ws);
     if (tf32_dgrad_kept_fits(s, ws)) {  // training: the input gradient's packing too, kept for the backward
       const ConvShape t = mc::transposed(s);
-      float* dgrad = ws.data() + mc::dgrad_offset(s);
-      const int dgrad_splits = mc::splits(t);
+      float* dgrad = ws.data() + tp::dgrad_offset(s);
+      const tp::Plan dgrad_plan = tp::plan(t);
       with_kernel_size<1, 3>(s.k, [&]<int K>() {
         const unsigned forward_blocks = mc::pack_weight_blocks<K, false>(s);
         launch(KILN_CUDA_KERNEL(conv2d_mma_pack_weights_both_kernel, K),
                dim3(forward_blocks + mc::pack_weight_blocks<K, true>(s)), dim3(mc::pack_threads), 0, s, w.data(),
-               ws.data(), mc::counters(s, ws.data(), splits), mc::counter_count(s, splits), dgrad,
-               mc::counters(t, dgrad, dgrad_splits), mc::counter_count(t, dgrad_splits),
-               static_cast<int>(forward_blocks));
+               ws.data(), tp::counters(s, ws.data(), plan), tp::counter_count(s, plan), dgrad,
+               tp::counters(t, dgrad, dgrad_plan), tp::counter_count(t, dgrad_plan), static_cast<int>(forward_blocks));
       });
     } else {
       with_kernel_size<1, 3>(s.k, [&]<int K>() {
         launch(KILN_CUDA_KERNEL(conv2d_mma_pack_weights_kernel, K), dim3(mc::pack_weight_blocks<K, false>(s)),
-               dim3(mc::pack_threads), 0, s, w.data(), ws.data(), mc::counters(s, ws.data(), splits),
-               mc::counter_count(s, splits));
+               dim3(mc::pack_threads), 0, s, w.data(), ws.data(), tp::counters(s, ws.data(), plan),
+               tp::counter_count(s, plan));
       });
     }
-    conv2d_mma_packed(s, x, ws.data(), ptr(b), y, splits);
+    conv2d_tf32_packed(s, x, ws.data(), ptr(b), y, plan);
   }
   // The BF16 forward after its packing (wp, in ws): x's NHWC copy at its place in ws (unless the
   // layer before wrote it: x_copied), then the GEMM.
@@ -994,33 +999,57 @@ struct Backend<Cuda> {
     if (!x_copied) to_nhwc_bf16(s.n, s.c_in, s.h * s.w, x.data(), xh);
     conv2d_mma_bf16_packed(s, xh, wp, b, y);
   }
-  // The mma.sync forward's split-K slices for shape fs (mma_conv::splits) where ws holds their
-  // partial tiles, else 1 (a workspace planned without them).
-  static int mma_splits(const ConvShape& fs, const T& ws) {
-    namespace mc = kiln::cuda::kernels::mma_conv;
-    const int splits = mc::splits(fs);
-    return splits > 1 && static_cast<std::int64_t>(ws.numel()) >= mc::workspace_floats(fs, splits) ? splits : 1;
+  // Whether this device runs wgmma (kiln::gpu::wgmma::runs_here: one small launch and a copy back,
+  // remembered per device), asked while a TF32 workspace for s is planned, so that no forward asks
+  // it first inside a CUDA graph capture.
+  static void ask_wgmma_while_planning(const ConvShape& s) {
+    namespace tp = kiln::cuda::kernels::tf32_forward;
+    if (kiln::cuda::math_mode() == kiln::cuda::MathMode::tf32 &&
+        (tp::wgmma_takes(s) || tp::wgmma_takes(kiln::cuda::kernels::mma_conv::transposed(s))))
+      static_cast<void>(kiln::gpu::wgmma::runs_here());
   }
-  // The mma.sync forward kernel of shape fs on weights already packed into `work` (a workspace
-  // region: the forward's, or the input gradient's with fs = mma_conv::transposed(s)); NarrowCin where
-  // fs has Cin < 16; the k steps in `splits` slices (the packing zeroed their counters in `work`).
-  static void conv2d_mma_packed(const ConvShape& fs, const T& x, float* work, const float* b, T& y, int splits) {
+  // The TF32 forward's plan for shape fs on this device (tf32_forward::plan: mma.sync, or wgmma on
+  // sm_90a where the model prefers it), with one slice where ws cannot hold its partial tiles (a
+  // workspace planned without them).
+  static kiln::cuda::kernels::tf32_forward::Plan tf32_plan(const ConvShape& fs, const T& ws) {
+    namespace tp = kiln::cuda::kernels::tf32_forward;
+    return tp::fitted(fs, tp::plan(fs), static_cast<std::int64_t>(ws.numel()));
+  }
+  // The TF32 forward kernel of shape fs on weights already packed into `work` (a workspace region:
+  // the forward's, or the input gradient's with fs = mma_conv::transposed(s)) by plan p: its family,
+  // block tile and split-K slices (the packing zeroed that plan's counters in `work`). mma.sync
+  // takes NarrowCin where fs has Cin < 16.
+  static void conv2d_tf32_packed(const ConvShape& fs, const T& x, float* work, const float* b, T& y,
+                                 const kiln::cuda::kernels::tf32_forward::Plan& p) {
     namespace mc = kiln::cuda::kernels::mma_conv;
-    float* partials = splits > 1 ? work + mc::partials_offset(fs) : nullptr;
-    unsigned* counters = mc::counters(fs, work, splits);
+    namespace wc = kiln::cuda::kernels::wgmma_conv;
+    float* partials = p.splits > 1 ? work + mc::partials_offset(fs) : nullptr;
+    unsigned* counters = kiln::cuda::kernels::tf32_forward::counters(fs, work, p);
+    const dim3 grid = mc::grid(fs, p.splits, p.bn, p.rows);
     with_kernel_size<1, 3>(fs.k, [&]<int K>() {
+      if constexpr (K == 3) {  // (the plan takes wgmma for 3 x 3 filters only: tf32_forward::wgmma_preferred)
+        if (p.wgmma) {         // 128 x 128 or 128 x 256 (wgmma_conv::block_n)
+          auto run = [&]<int BN>() {
+            wc::allow_shared<K, BN>();
+            launch(KILN_CUDA_KERNEL(conv2d_wgmma_forward_kernel, K, BN), grid, dim3(wc::threads),
+                   wc::Tile<BN>::shared_bytes, fs, x.data(), static_cast<const float*>(work), b, y.data(), partials,
+                   counters);
+          };
+          return p.bn == 256 ? run.template operator()<256>() : run.template operator()<128>();
+        }
+      }
       auto run = [&]<int BN, bool NarrowCin>() {
-        launch(KILN_CUDA_KERNEL(conv2d_mma_forward_kernel, K, BN, NarrowCin), mc::grid(fs, splits),
-               dim3(mc::Tile<BN>::threads), mc::Tile<BN>::shared_bytes, fs, x.data(), static_cast<const float*>(work),
-               b, y.data(), partials, counters);
+        launch(KILN_CUDA_KERNEL(conv2d_mma_forward_kernel, K, BN, NarrowCin), grid, dim3(mc::Tile<BN>::threads),
+               mc::Tile<BN>::shared_bytes, fs, x.data(), static_cast<const float*>(work), b, y.data(), partials,
+               counters);
       };
       const bool narrow = mc::narrow(fs);
-      if (mc::tall(fs)) {  // 256 x 64 tiles (mma_conv::tall)
+      if (p.rows == mc::tall_bm) {  // 256 x 64 tiles (mma_conv::tall)
         using Tall = mc::Tile<64, mc::tall_bm>;
         mc::allow_tall_shared<K>();
-        launch(KILN_CUDA_KERNEL(conv2d_mma_forward_tall_kernel, K), mc::grid(fs, splits), dim3(Tall::threads),
-               Tall::shared_bytes, fs, x.data(), static_cast<const float*>(work), b, y.data(), partials, counters);
-      } else if (mc::block_n(fs) == 64)
+        launch(KILN_CUDA_KERNEL(conv2d_mma_forward_tall_kernel, K), grid, dim3(Tall::threads), Tall::shared_bytes, fs,
+               x.data(), static_cast<const float*>(work), b, y.data(), partials, counters);
+      } else if (p.bn == 64)
         narrow ? run.template operator()<64, true>() : run.template operator()<64, false>();
       else
         narrow ? run.template operator()<128, true>() : run.template operator()<128, false>();
@@ -1100,19 +1129,21 @@ struct Backend<Cuda> {
         // The forward packed these weights next to its own (the same weights: nothing changes them
         // between a forward and its backward); a changed plan, mode or workspace repacks below.
         const ConvShape t = mc::transposed(s);
-        conv2d_mma_packed(t, dy, ws.data() + mc::dgrad_offset(s), nullptr, dx, mc::splits(t));
+        namespace tp = kiln::cuda::kernels::tf32_forward;
+        conv2d_tf32_packed(t, dy, ws.data() + tp::dgrad_offset(s), nullptr, dx, tp::plan(t));
       } else if (uses_mma_forward(s) && mc::supports(mc::transposed(s)) && s.c_out > 0 &&
                  static_cast<std::int64_t>(ws.numel()) >= mc::packed_dgrad_weight_floats(s)) {
         // TF32 (under BF16 too, where the NHWC kernel cannot run: the workspace has no room for dy's copy).
         x_copied = false;  // its packing starts at ws[0]
         const ConvShape t = mc::transposed(s);
-        const int splits = mma_splits(t, ws);
+        namespace tp = kiln::cuda::kernels::tf32_forward;
+        const tp::Plan plan = tf32_plan(t, ws);
         with_kernel_size<1, 3>(s.k, [&]<int K>() {
           launch(KILN_CUDA_KERNEL(conv2d_mma_pack_weights_dgrad_kernel, K), dim3(mc::pack_weight_blocks<K, true>(s)),
-                 dim3(mc::pack_threads), 0, s, w.data(), ws.data(), mc::counters(t, ws.data(), splits),
-                 mc::counter_count(t, splits));
+                 dim3(mc::pack_threads), 0, s, w.data(), ws.data(), tp::counters(t, ws.data(), plan),
+                 tp::counter_count(t, plan));
         });
-        conv2d_mma_packed(t, dy, ws.data(), nullptr, dx, splits);
+        conv2d_tf32_packed(t, dy, ws.data(), nullptr, dx, plan);
       } else {
         with_kernel_size<1, 3>(s.k, [&]<int K>() {
           launch(KILN_CUDA_KERNEL(conv2d_igemm_backward_data_kernel, K), igemm_grid(s, ig::Pass::backward_data),

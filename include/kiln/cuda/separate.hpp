@@ -23,6 +23,7 @@
 #include "conv2d_simt.cuh"
 #include "conv2d_simt_wgrad.cuh"
 #include "conv2d_strided.cuh"
+#include "conv2d_wgmma.cuh"
 
 #if defined(KILN_CUDA_IMPLEMENTATION)
 #define KILN_CUDA_ONCE(...) template decltype(::kiln::cuda::kernels::__VA_ARGS__) kiln::cuda::kernels::__VA_ARGS__;
@@ -65,6 +66,8 @@ KILN_CUDA_ONCE_K(conv2d_mma_forward_kernel, , 64, true)
 KILN_CUDA_ONCE_K(conv2d_mma_forward_kernel, , 128, false)
 KILN_CUDA_ONCE_K(conv2d_mma_forward_kernel, , 128, true)
 KILN_CUDA_ONCE_K(conv2d_mma_forward_tall_kernel)
+KILN_CUDA_ONCE(conv2d_wgmma_forward_kernel<3, 128>)
+KILN_CUDA_ONCE(conv2d_wgmma_forward_kernel<3, 256>)
 KILN_CUDA_ONCE_K(conv2d_mma_wgrad_kernel, , 64, 64, 1, false)
 KILN_CUDA_ONCE_K(conv2d_mma_wgrad_kernel, , 64, 64, 1, true)
 KILN_CUDA_ONCE_K(conv2d_mma_wgrad_kernel, , 128, 128, 1, false)
