@@ -2,7 +2,7 @@
 // UNetBase on the Cuda device (see step_cases.hpp) in each math mode: train_step/cuda/...
 // strict fp32, train_step/cuda_tf32/... and train_step/cuda_bf16/... (kiln::cuda::MathMode,
 // kiln-train's --precision), the mode set for the whole benchmark (plan included); and
-// train_step/cuda_tf32_reductions_apart/... (below).
+// train_step/cuda_tf32_reductions_apart/... and train_step/cuda_tf32_mma_sync/... (below).
 #include <cstdio>
 #include <exception>
 #include <memory>
@@ -55,6 +55,17 @@ int main(int argc, char** argv) {
           kiln::gradient_ready_hook<kiln::Cuda>() = [](kiln::Tensor<float, kiln::Cuda>&) {};
           return std::shared_ptr<void>(mode.get(),
                                        [mode](void*) { kiln::gradient_ready_hook<kiln::Cuda>() = nullptr; });
+        },
+        false);
+    // TF32 with every convolution on mma.sync: the plan takes wgmma on an H100/H200 (sm_90a build)
+    // where the model prefers it (kernels/conv2d_tf32_plan.cuh); this row is the step without it.
+    register_step_benchmarks<kiln::Cuda>(
+        "cuda_tf32_mma_sync",
+        [] {
+          namespace tp = kiln::cuda::kernels::tf32_forward;
+          auto mode = std::make_shared<kiln::cuda::MathModeScope>(kiln::cuda::MathMode::tf32);
+          auto family = std::make_shared<tp::PreferenceScope>(tp::Preference::mma_sync);
+          return std::shared_ptr<void>(mode.get(), [mode, family](void*) {});
         },
         false);
   } catch (const std::exception& e) {  // a malformed KILN_BENCH_STEP_CONFIGS

@@ -1,6 +1,7 @@
 #pragma once
 // Our TF32 tensor-core convolutions (Backend<Cuda> under kiln::cuda::MathMode::tf32: the mma.sync
-// kernels of kernels/conv2d_mma.cuh and conv2d_mma_wgrad.cuh with a planned workspace) at the
+// kernels of kernels/conv2d_mma.cuh and conv2d_mma_wgrad.cuh with a planned workspace; the forward and
+// input gradient on conv2d_wgmma.cuh where tf32_forward::plan takes it on an H100/H200) at the
 // U-Net's shapes, next to cuDNN's TF32 rows:
 //   <op>/cuda/tf32/<shape>   counters GFLOP/s, peak_frac (of the dense TF32 tensor-core peak),
 //                            cudnn_us and x_cudnn = our time / cuDNN TF32's time
@@ -10,8 +11,8 @@
 //   conv*_fwd/cuda/mma_tf32/<shape>  mma_conv::forward, the forward packing + the GEMM timed together,
 //                            as planned; mma_tf32_128x128 and mma_tf32_half_slices: the same with
 //                            the tile width or split-K slices the plan did not take (add_mma_plan_rows).
-//   conv*_fwd/cuda/wgmma_tf32_128x<bn>/<shape>  kernels/conv2d_wgmma.cuh (sm_90a warpgroup MMAs, not yet
-//                            the backend's): the same packing + its GEMM on 128 x bn tiles, split as its
+//   conv*_fwd/cuda/wgmma_tf32_128x<bn>/<shape>  kernels/conv2d_wgmma.cuh (sm_90a warpgroup MMAs, on every
+//                            shape, not only the plan's): the same packing + its GEMM on 128 x bn tiles, split as its
 //                            plan says (add_wgmma_conv_row; skipped with a message where no sm_90a code runs).
 #include <cstdint>
 #include <optional>

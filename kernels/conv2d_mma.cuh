@@ -603,9 +603,16 @@ inline int k_steps(const ConvShape& fs) { return static_cast<int>(fs.k * fs.k * 
 // the plan before 2026-12-06: 132 / tiles, the same for 4-warp tiles); splits() is the plan's.
 // tail_divisor: the tail bound is floor(sqrt(k steps / tail_divisor)), b / a above: 2 for this
 // kernel's k step, 4 for the BF16 forward's (mma_bf16::splits: half the main-loop time per step).
-inline int splits_for(const ConvShape& fs, int bn, int tail_divisor = 2) {
-  const std::int64_t warps = tiles(fs, bn) * ((bn == 128 ? Tile<128>::threads : Tile<64>::threads) / 32);
-  if (warps == 0 || 2 * tiles(fs, bn) > fill_blocks) return 1;
+// split_half_idle: also split one wave of 2-warp tiles (67-132 tiles of 128 x 64), which leaves half
+// of each busy SM's schedulers idle, where the slices keep 32 k steps or more: 2 slices put two
+// blocks, 4 warps, on those SMs (by predict.py, down.2.conv1's input gradient at 128² crops 10.1 ->
+// 8.9 us, up.2.conv1's forward at 64² 10.3 -> 9.2 us; with fewer k steps the partial tiles cost
+// more than the schedulers gain: down.1.conv1's forward at 64², 18 k steps, 2.6 -> 5.0 us).
+inline int splits_for(const ConvShape& fs, int bn, int tail_divisor = 2, bool split_half_idle = true) {
+  const std::int64_t count_tiles = tiles(fs, bn);
+  const std::int64_t warps = count_tiles * ((bn == 128 ? Tile<128>::threads : Tile<64>::threads) / 32);
+  const bool half_idle = split_half_idle && bn == 64 && count_tiles <= fill_blocks && k_steps(fs) >= 64;
+  if (warps == 0 || (2 * count_tiles > fill_blocks && !half_idle)) return 1;
   const int k = k_steps(fs);
   int by_tail = 1;
   while (tail_divisor * (by_tail + 1) * (by_tail + 1) <= k) ++by_tail;

@@ -339,8 +339,9 @@ inline std::int64_t tiles(const ConvShape& fs, int bn = 0) { return mma_conv::ti
 // floor(sqrt(k steps / 4)) instead of / 2: a BF16 k step is one m16n8k16 where TF32 takes two
 // m16n8k8, about half the main-loop time per step against the same fp32 partial tiles, so
 // k / S * a + S * b is least at a smaller S (by predict.py at 64^2 crops: 162 -> 150 us H100 for
-// the 3x3 forwards and input gradients; docs/kernels.md "Split-K for the BF16 forward").
-inline int splits(const ConvShape& fs) { return mma_conv::splits_for(fs, block_n(fs), 4); }
+// the 3x3 forwards and input gradients; docs/kernels.md "Split-K for the BF16 forward"). Not the
+// TF32 rule's split of half-idle waves (not profiled under BF16).
+inline int splits(const ConvShape& fs) { return mma_conv::splits_for(fs, block_n(fs), 4, false); }
 // The partial tiles of `splits` slices on 128 x bn tiles (0: block_n(fs)), none for one slice.
 inline std::int64_t partial_floats(const ConvShape& fs, int splits, int bn = 0) {
   if (bn == 0) bn = block_n(fs);

@@ -8,9 +8,11 @@
 // near 66 % of the H100's TF32 peak; here a warpgroup instruction reads A (64 pixels x 8 k) and B
 // (BN channels x 8 k) once for its four warps: with the copies, 1.0-1.25 wavefronts per
 // m16n8k8-equivalent (docs/kernels.md, "wgmma").
-// Not wired into Backend<Cuda> yet (no GPU has run it): tests/emu/test_conv_wgmma.cpp checks it bit
-// for bit against the mma.sync forward on the emulator, kiln_bench_gpu times it beside that kernel
-// and cuDNN (conv*_fwd/cuda/wgmma_tf32/), and it runs only where the binary holds sm_90a code.
+// Backend<Cuda>'s TF32 forward and input gradient where tf32_forward::plan takes it
+// (conv2d_tf32_plan.cuh: 3 x 3, Cout >= 128, a device that runs sm_90a code, and the model's
+// preference). No GPU has run it yet: tests/emu/test_conv_wgmma.cpp checks it bit for bit against
+// the mma.sync forward on the emulator, kiln_bench_gpu times it beside that kernel and cuDNN
+// (conv*_fwd/cuda/wgmma_tf32/).
 //
 // Tiling: a block of 2 warpgroups (256 threads) computes 128 pixels x BN output channels (BN = 64,
 // 128 or 256), warpgroup q the pixels [64q, 64q + 64) with one m64nBNk8 instruction per 8 k (BN / 2

@@ -24,6 +24,7 @@
 
 #include "../../bench/split_k_tail_probe.cuh"
 #include "conv2d_mma.cuh"
+#include "conv2d_mma_bf16.cuh"
 #include "conv2d_mma_wgrad.cuh"
 #include "kiln/cpu/conv2d.hpp"
 #include "kiln/gpu/gpu.hpp"
@@ -415,6 +416,7 @@ TEST_CASE("conv2d_mma split-K plan: deep U-Net levels split to fill the SMs' war
                         Plan{{16, 128, 256, 16, 16, 3}, 2},  // up.1.conv1's input gradient: 64 tiles of 128x128
                         Plan{{16, 512, 256, 8, 8, 1}, 4},    // a 1x1 at 8x8: 32 tiles, 32 k steps, sqrt(16)
                         Plan{{16, 64, 64, 32, 32, 3}, 1},    // level 1: 128 tiles, a block on 97 % of the SMs
+                        Plan{{16, 128, 64, 32, 32, 3}, 2},   // 128 tiles of 2 warps (half the schedulers), 72 k steps
                         Plan{{16, 32, 32, 64, 64, 3}, 1},    // level 0: 512 tiles
                         Plan{{16, 64, 128, 32, 32, 3}, 1},   // 128 tiles of 128x128, 4 warps each: 97 %
                         Plan{{16, 1, 32, 64, 64, 3}, 1},     // the first layer
@@ -437,6 +439,10 @@ TEST_CASE("conv2d_mma split-K plan: deep U-Net levels split to fill the SMs' war
   CHECK(mc::splits_for({16, 256, 256, 8, 8, 3}, 128) == 8);   // 16 tiles
   CHECK(mc::splits_for({16, 64, 128, 16, 16, 3}, 128) == 4);  // 32 tiles
   CHECK(mc::splits_for({16, 128, 256, 16, 16, 3}, 128) == mc::splits({16, 128, 256, 16, 16, 3}));
+  // A wave of 2-warp tiles splits in two only with 32 k steps a slice or more, and not under BF16.
+  CHECK(mc::splits_for({16, 128, 64, 32, 32, 3}, 64, 2, false) == 1);
+  CHECK(kiln::cuda::kernels::mma_bf16::splits({16, 128, 64, 32, 32, 3}) == 1);
+  CHECK(mc::splits({16, 96, 64, 32, 32, 3}) == 1);  // 54 k steps
 }
 
 // Not in OS-thread mode (ThreadSanitizer builds): 64-128 std::threads meet at every mma.

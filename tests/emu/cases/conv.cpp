@@ -120,6 +120,16 @@ void add_conv_cases(std::vector<KernelCase>& t) {
   t.push_back({"wgmma conv2d 48->96 K=3 N=1 6x6 split-K over 3 slices (128x128 tile, channel tail)", [](Report& r) {
                  wgmma_conv_case<3, 128>(r, {1, 48, 96, 6, 6, 3}, 367, 3);
                }});
+  // Backend<Cuda>'s TF32 plan with wgmma wherever it takes the shape (kernels/conv2d_tf32_plan.cuh): the
+  // forward and input gradient on conv2d_wgmma.cuh where sm_90a code runs (the emulator, an H100/H200),
+  // on mma.sync elsewhere; the layer against the CPU backend either way.
+  t.push_back({"tf32 Conv2d<32,136,3> N=2 8x8 through the backend's plan with the wgmma preference", [](Report& r) {
+                 namespace tp = kiln::cuda::kernels::tf32_forward;
+                 kiln::cuda::MathModeScope tf32(kiln::cuda::MathMode::tf32);
+                 tp::PreferenceScope wgmma(tp::Preference::wgmma);
+                 layer_case<kiln::Conv2d<32, 136, 3, Cpu>, kiln::Conv2d<32, 136, 3, Cuda>>(
+                     r, Shape::nchw(2, 32, 8, 8), Mode::train, 369, tf32_bound, tf32_bound);
+               }});
   t.push_back({"tiny wgmma conv2d 16->5 K=3 N=1 4x5 on the 128x64 tile",
                [](Report& r) {
                  wgmma_conv_case<3, 64>(r, {1, 16, 5, 4, 5, 3}, 365);

@@ -18,7 +18,9 @@
 // that predict.py puts both side by side (--by-layer: per layer).
 // Under --math tf32 the step runs the backend's TF32 kernels: the mma.sync forward, input gradient
 // (the forward kernel on the transposed shape, named "conv2d_mma_forward_kernel<...> (dgrad)" here)
-// and weight gradient (conv2d_mma_wgrad.cuh), the implicit GEMM where those do not take a shape.
+// and weight gradient (conv2d_mma_wgrad.cuh), the implicit GEMM where those do not take a shape;
+// the forward and input gradient on wgmma where the backend's plan takes it (the emulator runs
+// sm_90a code: an H100's plan, kernels/conv2d_tf32_plan.cuh).
 //
 // Prints a table per kernel (summed over the step's launches) and writes one CSV row per launch
 // for tests/emucheck/predict.py (the predicted-time table of docs/kernels.md). Only sampled blocks
@@ -271,10 +273,10 @@ int run(const Options& o) {
       rows.push_back(r);
       continue;
     }
-    // The mma.sync input gradient is the forward kernel on the transposed shape: named apart.
+    // The mma.sync (or wgmma) input gradient is the forward kernel on the transposed shape: named apart.
     if (phase == "backward" &&
         (contains(r.kernel, "conv2d_mma_forward") || contains(r.kernel, "conv2d_mma_bf16_forward") ||
-         contains(r.kernel, "conv2d_simt_forward")) &&
+         contains(r.kernel, "conv2d_simt_forward") || contains(r.kernel, "conv2d_wgmma_forward")) &&
         !contains(r.kernel, "(dgrad)"))
       r.kernel += " (dgrad)";
     const bool forward_conv =
