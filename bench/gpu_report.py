@@ -310,8 +310,8 @@ def wgrad_sections(ordered, lines):
 
 
 # The wgmma forward (kernels/conv2d_wgmma.cuh, sm_90a; bench/gpu_tf32_cases.hpp add_wgmma_conv_row) against the
-# mma.sync forward as the backend plans it: where wgmma wins, it is the kernel to wire into Backend<Cuda>
-# (docs/kernels.md "wgmma").
+# mma.sync forward as the backend plans it (docs/kernels.md "wgmma"; the backend's plan takes it where the model
+# says it wins: "wgmma in the backend"), and the short tile against the 128-row one.
 WGMMA_COMPARISONS = (
     (("cuda/wgmma_tf32_128x128", "cuda/mma_tf32"), "The wgmma forward (128 x 128 tiles) against the planned mma.sync one",
      "Packing + GEMM per call (µs), each split as its plan says. **mma.sync faster** marks a shape where wgmma "
@@ -320,6 +320,11 @@ WGMMA_COMPARISONS = (
     (("cuda/wgmma_tf32_128x256", "cuda/mma_tf32"), "The wgmma forward (128 x 256 tiles) against the planned mma.sync one",
      "Packing + GEMM per call (µs), Cout > 128 only. **mma.sync faster** marks a shape where wgmma loses by more than 5 %.",
      ("wgmma 128x256", "mma.sync planned"), ("wgmma holds", "mma.sync faster")),
+    (("cuda/wgmma_tf32_64x128", "cuda/wgmma_tf32_128x128"), "The short wgmma tile (64 x 128) against 128 x 128 where those split",
+     "Packing + GEMM per call (µs), each split as its plan says (the backend takes the short tile where 128-row tiles "
+     "split into more than 2 slices: tf32_forward::wgmma_plan). **128 x 128 faster** marks a shape where the short "
+     "tile loses by more than 5 %.",
+     ("wgmma 64x128", "wgmma 128x128"), ("short holds", "128 x 128 faster")),
 )
 
 

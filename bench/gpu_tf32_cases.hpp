@@ -13,7 +13,8 @@
 //                            the tile width or split-K slices the plan did not take (add_mma_plan_rows).
 //   conv*_fwd/cuda/wgmma_tf32_128x<bn>/<shape>  kernels/conv2d_wgmma.cuh (sm_90a warpgroup MMAs, on every
 //                            shape, not only the plan's): the same packing + its GEMM on 128 x bn tiles, split as its
-//                            plan says (add_wgmma_conv_row; skipped with a message where no sm_90a code runs).
+//                            plan says (add_wgmma_conv_row; skipped with a message where no sm_90a code runs);
+//                            wgmma_tf32_64x128 the short tile where 128 x 128 ones split.
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -126,7 +127,7 @@ inline void add_mma_plan_rows(const std::string& kname, const std::string& shape
 // plan gives them (wgmma_conv::splits): mma_conv's packing + the wgmma GEMM, timed together as the
 // mma_tf32 rows (docs/kernels.md "wgmma").
 inline void add_wgmma_conv_row(const std::string& name, const ConvShape& s, double flops, double peak,
-                               const std::string& label, int bn) {
+                               const std::string& label, int bn, int rows = kiln::cuda::kernels::wgmma_conv::bm) {
   add_timed_tf32_row(name, flops, peak, label, true, [=](CaseTensors<Cuda>& c) {
     using T = Tensor<float, Cuda>;
     namespace mc = kiln::cuda::kernels::mma_conv;
@@ -136,12 +137,12 @@ inline void add_wgmma_conv_row(const std::string& name, const ConvShape& s, doub
     const Shape xs = Shape::nchw(s.n, s.c_in, s.h, s.w), ys = Shape::nchw(s.n, s.c_out, s.h, s.w);
     T &x = c.get("x", xs), &w = c.get("w", Shape{s.c_out, s.c_in, s.k, s.k}, -0.1f, 0.1f),
       &bias = c.get("b", Shape{s.c_out});
-    const int slices = wc::splits(s, bn);
-    T &y = c.get("y", ys, 0, 0), &packed = c.get("packed", Shape{mc::workspace_floats(s, slices, bn)}, 0, 0);
-    return [&, s, bn, slices] {
+    const int slices = wc::splits(s, bn, rows);
+    T &y = c.get("y", ys, 0, 0), &packed = c.get("packed", Shape{mc::workspace_floats(s, slices, bn, rows)}, 0, 0);
+    return [&, s, bn, slices, rows] {
       const auto stream = kiln::cuda::current_stream();
-      mc::pack_weights(s, w.data(), packed.data(), stream, slices, bn);
-      wc::launch_packed(s, x.data(), packed.data(), bias.data(), y.data(), bn, stream, slices);
+      mc::pack_weights(s, w.data(), packed.data(), stream, slices, bn, rows);
+      wc::launch_packed(s, x.data(), packed.data(), bias.data(), y.data(), bn, stream, slices, rows);
     };
   });
 }
@@ -289,6 +290,10 @@ inline void register_tf32_conv_benchmarks(const GpuFacts& f) {
           if (cin >= 16 && (bn == 128 || cout > 128))
             add_wgmma_conv_row(kname + "_fwd/cuda/wgmma_tf32_128x" + std::to_string(bn) + "/" + shape, s, flops,
                                f.tf32_flops, label + " (conv2d_wgmma.cuh, 128x" + std::to_string(bn) + " tiles)", bn);
+        if (cin >= 16 && k == 3 && kiln::cuda::kernels::wgmma_conv::splits(s, 128) > 1)  // split: the short tile too
+          add_wgmma_conv_row(kname + "_fwd/cuda/wgmma_tf32_64x128/" + shape, s, flops, f.tf32_flops,
+                             label + " (conv2d_wgmma.cuh, 64x128 tiles)", 128,
+                             kiln::cuda::kernels::wgmma_conv::short_bm);
         add_tf32_conv_row(kname + "_dgrad/cuda/tf32/" + shape, s, 1, flops, f.tf32_flops, label + " (dx only)");
         add_tf32_conv_row(kname + "_wgrad/cuda/tf32/" + shape, s, 2, flops, f.tf32_flops, label + " (dw += , db +=)");
       }

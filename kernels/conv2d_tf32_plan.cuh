@@ -4,12 +4,11 @@
 // workspace that needs. Two families read the same packed weights (mma_conv's packing, the same k
 // order) and the same split-K layout (partial tiles, then a counter per tile, zeroed by the packing):
 //   * mma.sync (conv2d_mma.cuh): 128 x 64, 128 x 128 or the tall 256 x 64 tiles, mma_conv's plan;
-//   * wgmma (conv2d_wgmma.cuh, sm_90a only): 128 x 128 or 128 x 256 tiles, wgmma_conv's plan,
+//   * wgmma (conv2d_wgmma.cuh, sm_90a only): 128 x 128, 128 x 256 or (split) 64 x 128 tiles,
 //     where the model (tests/emucheck/predict.py) says it is faster: 3 x 3 filters with 128 or
-//     more output channels, unsplit or with at least 32 k steps per slice (docs/kernels.md, "wgmma
-//     in the backend": below that the tile's last block, adding S partial tiles of 64-128 KiB alone,
-//     costs more than the shared-memory bandwidth wgmma saves; with fewer output channels its
-//     128-wide tiles are mostly padding).
+//     more output channels (docs/kernels.md, "wgmma in the backend": with fewer its 128-wide tiles
+//     are mostly padding; a 128-row tile in 2 slices needs 32 k steps per slice, or its last block,
+//     adding the partial tiles alone, costs more than the shared-memory bandwidth wgmma saves).
 // The plan depends on the device (kiln::gpu::wgmma::runs_here) and on a preference (model, either
 // family alone), so a workspace is sized for either family (workspace_floats(fs)) and the input gradient's packing kept
 // from the forward sits past the larger of the two (dgrad_offset): the same workspace serves any device.
@@ -35,21 +34,27 @@ struct Plan {
 inline Plan mma_plan(const ConvShape& fs) {
   return {false, mma_conv::block_n(fs), mma_conv::block_m(fs), mma_conv::splits(fs)};
 }
+// wgmma: 128 x 256 or 128 x 128 tiles (wgmma_conv::block_n), or the short 64 x 128 tiles where 128-row
+// ones would split into more than 2 slices (3 x 3): twice the tiles, so about half the slices of half
+// the bytes, a quarter of the tail the tile's last block adds alone (by predict.py, at 64² crops the
+// deep levels' forwards 41-61 % of the TF32 peak against 19-41 % on 128-row tiles; with 2 slices the
+// 128-row tiles stay ahead: their warpgroups share a B stage).
 inline Plan wgmma_plan(const ConvShape& fs) {
   const int bn = wgmma_conv::block_n(fs);
-  return {true, bn, wgmma_conv::bm, wgmma_conv::splits(fs, bn)};
+  const int rows = bn == 128 && fs.k == 3 && wgmma_conv::splits(fs, bn) > 2 ? wgmma_conv::short_bm : wgmma_conv::bm;
+  return {true, bn, rows, wgmma_conv::splits(fs, bn, rows)};
 }
 
 // Whether the wgmma kernel takes fs in the backend: 3 x 3 filters (its 1 x 1 variants lose to mma.sync
 // on every U-Net shape by the model, so the backend does not instantiate them) with Cin >= 16.
 inline bool wgmma_takes(const ConvShape& fs) { return fs.k == 3 && wgmma_conv::supports(fs); }
-// k steps per slice below which the wgmma plan's split-K tail outweighs its faster main loop.
+// k steps per slice below which a 128-row wgmma tile's split-K tail outweighs its faster main loop.
 inline constexpr int wgmma_min_slice_steps = 32;
 // Whether the model prefers wgmma for fs (on a device that runs it); the same on every device.
 inline bool wgmma_preferred(const ConvShape& fs) {
   if (!wgmma_takes(fs) || fs.c_out < 128) return false;
   const Plan p = wgmma_plan(fs);
-  return p.splits == 1 || mma_conv::k_steps(fs) / p.splits >= wgmma_min_slice_steps;
+  return p.splits == 1 || p.rows == wgmma_conv::short_bm || mma_conv::k_steps(fs) / p.splits >= wgmma_min_slice_steps;
 }
 
 // Which family the plans take on a device that runs both: the model's choice (the default),
@@ -102,9 +107,13 @@ inline std::int64_t workspace_floats(const ConvShape& fs) {
   const std::int64_t mma = workspace_floats(fs, mma_plan(fs));
   return wgmma_takes(fs) ? std::max(mma, workspace_floats(fs, wgmma_plan(fs))) : mma;
 }
-// p with one slice where `available` floats cannot hold its partial tiles (a workspace planned without).
+// p with one slice where `available` floats cannot hold its partial tiles (a workspace planned without;
+// wgmma then on 128-row tiles, the short ones being for split tiles).
 inline Plan fitted(const ConvShape& fs, Plan p, std::int64_t available) {
-  if (p.splits > 1 && available < workspace_floats(fs, p)) p.splits = 1;
+  if (p.splits > 1 && available < workspace_floats(fs, p)) {
+    p.splits = 1;
+    if (p.wgmma) p.rows = wgmma_conv::bm;
+  }
   return p;
 }
 // The split-K counters plan p's packing zeroes in `work`, and how many (none for one slice).

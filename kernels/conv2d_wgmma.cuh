@@ -16,9 +16,11 @@
 //
 // Tiling: a block of 2 warpgroups (256 threads) computes 128 pixels x BN output channels (BN = 64,
 // 128 or 256), warpgroup q the pixels [64q, 64q + 64) with one m64nBNk8 instruction per 8 k (BN / 2
-// accumulators per thread). Split-K as the mma.sync forward (gridDim.z slices added by the tile's last
-// block, mma_pipeline::reduce_split_k), planned by splits() where the tiles fill few SMs. k steps of 16 (one tap, 16
-// packed channels) through a 4-stage cp.async pipeline, two steps ahead, one group of instructions in flight:
+// accumulators per thread); the short tile (BM = 64) is one warpgroup, 64 x 128: twice the tiles of
+// half the bytes, so a split tile's last block adds half as many partial tiles of half the size. Split-K as the
+// mma.sync forward (gridDim.z slices added by the tile's last block, mma_pipeline::reduce_split_k), planned by splits()
+// where the tiles fill few SMs. k steps of 16 (one tap, 16 packed channels) through a 4-stage cp.async pipeline, two
+// steps ahead, one group of instructions in flight:
 //   step i: wait for step i's copies, fence.proxy.async, __syncthreads; copy step i + 2 into the
 //   stage step i - 2 used (every warpgroup waited for its instructions of step i - 2 before the
 //   barrier); wgmma.fence, the two k8 instructions of step i, commit, wait for step i - 1's.
@@ -47,16 +49,19 @@ namespace kiln::cuda::kernels {
 
 namespace wgmma_conv {
 
-inline constexpr int bm = 128;  // pixels per block tile: two warpgroups of 64
+inline constexpr int bm = 128;       // pixels per block tile: two warpgroups of 64
+inline constexpr int short_bm = 64;  // ... of the short tile: one warpgroup (split tiles: a quarter of the tail)
 inline constexpr int bk = mma_conv::bk;
 inline constexpr int stages = 4;
-inline constexpr int threads = 256;
+inline constexpr int threads = 256;       // (the 128-pixel tile's; Tile<BN, BM>::threads)
 inline constexpr int row_bytes = bk * 4;  // one operand row of a stage: 64 bytes, one 64-byte-swizzle row
 
-template <int BN>
+template <int BN, int BM = bm>
 struct Tile {
   static_assert(BN == 64 || BN == 128 || BN == 256, "BN = 64, 128 or 256 (one instruction's N)");
-  static constexpr int a_bytes = bm * row_bytes, b_bytes = BN * row_bytes, stage_bytes = a_bytes + b_bytes;
+  static_assert(BM == bm || BM == short_bm, "BM = 128 (two warpgroups) or 64 (one)");
+  static constexpr int threads = 2 * BM;  // a warpgroup of 128 threads per 64 pixels
+  static constexpr int a_bytes = BM * row_bytes, b_bytes = BN * row_bytes, stage_bytes = a_bytes + b_bytes;
   // + 1024: the stages start at the first 1024-byte shared address in the allocation.
   static constexpr std::size_t shared_bytes = static_cast<std::size_t>(stages) * stage_bytes + 1024;
   static constexpr int b_chunks_per_thread = BN * (row_bytes / 16) / threads;
@@ -68,17 +73,17 @@ __device__ __forceinline__ int chunk_offset(int r, int c) {
   return (r >> 3) * 512 + (r & 7) * 64 + ((c ^ ((r >> 1) & 3)) << 4);
 }
 
-// y = conv(x, w) + b (b may be null) from mma_conv's packed weights wp. grid (ceil(N*H*W / 128),
-// ceil(Cout / BN), S), block `threads`, dynamic shared memory Tile<BN>::shared_bytes. S > 1 splits
-// the k steps into S slices as the mma.sync forward does (the same slices, the same
-// mma_pipeline::reduce_split_k: the tile's last slice adds them in slice order; `partials` S x 128 x
-// BN floats per tile, `counters` one per tile, zero at launch: mma_conv's workspace for 128 x BN
+// y = conv(x, w) + b (b may be null) from mma_conv's packed weights wp. grid (ceil(N*H*W / BM),
+// ceil(Cout / BN), S), block Tile<BN, BM>::threads, dynamic shared memory Tile<BN, BM>::shared_bytes.
+// S > 1 splits the k steps into S slices as the mma.sync forward does (the same slices, the same
+// mma_pipeline::reduce_split_k: the tile's last slice adds them in slice order; `partials` S x BM x
+// BN floats per tile, `counters` one per tile, zero at launch: mma_conv's workspace for BM x BN
 // tiles); S = 1 ignores both.
-template <int K, int BN>
+template <int K, int BN, int BM>
 __device__ __forceinline__ void run_forward(ConvShape s, const float* x, const float* wp, const float* bias, float* y,
                                             float* partials, unsigned* counters) {
   namespace wg = kiln::gpu::wgmma;
-  using T = Tile<BN>;
+  using T = Tile<BN, BM>;
   constexpr int KK = K * K, P = K / 2;
   const int H = static_cast<int>(s.h), W = static_cast<int>(s.w), HW = H * W;
   const int cin = static_cast<int>(s.c_in), cout = static_cast<int>(s.c_out);
@@ -87,7 +92,7 @@ __device__ __forceinline__ void run_forward(ConvShape s, const float* x, const f
   const int k_begin = static_cast<int>(blockIdx.z) * k_total / slices;
   const int k_steps = (static_cast<int>(blockIdx.z) + 1) * k_total / slices - k_begin;
   const int tid = static_cast<int>(threadIdx.x), lane = tid % 32, warp = tid / 32;
-  const int m0 = static_cast<int>(blockIdx.x) * bm, n0 = static_cast<int>(blockIdx.y) * BN;
+  const int m0 = static_cast<int>(blockIdx.x) * BM, n0 = static_cast<int>(blockIdx.y) * BN;
   unsigned char* raw = kiln::gpu::dynamic_shared<unsigned char>();
   unsigned char* shared = raw + (1024 - wg::shared_address(raw) % 1024) % 1024;
 
@@ -105,12 +110,12 @@ __device__ __forceinline__ void run_forward(ConvShape s, const float* x, const f
   int a_dst[4];  // chunk c of row 16 * warp + lane % 8, this lane's float in it (+ 512 for h = 1)
   KILN_UNROLL
   for (int c = 0; c < 4; ++c) a_dst[c] = chunk_offset(16 * warp + lane % 8, c) + (lane / 8) * 4;
-  // B: chunk q = tid + i * threads of the [BN][16] stage: row q / 4, chunk q % 4.
+  // B: chunk q = tid + i * T::threads of the [BN][16] stage: row q / 4, chunk q % 4.
   int b_offset[T::b_chunks_per_thread], b_dst[T::b_chunks_per_thread];
   bool b_valid[T::b_chunks_per_thread];
   KILN_UNROLL
   for (int i = 0; i < T::b_chunks_per_thread; ++i) {
-    const int q = tid + i * threads, n = q / 4;
+    const int q = tid + i * T::threads, n = q / 4;
     b_valid[i] = n0 + n < cout;
     b_offset[i] = b_valid[i] ? (n0 + n) * KK * cin_pad + (q % 4) * 4 : 0;
     b_dst[i] = T::a_bytes + chunk_offset(n, q % 4);
@@ -184,8 +189,8 @@ __device__ __forceinline__ void run_forward(ConvShape s, const float* x, const f
   if (slices > 1) {               // leaves d the sum of every slice's, or returns (not the tile's last slice)
     const int tile = static_cast<int>(blockIdx.y * gridDim.x + blockIdx.x);
     auto& groups = *reinterpret_cast<float(*)[BN / 64][8][4]>(d);  // d[4j + e]: group j / 8, float4 j % 8
-    if (!mma_pipeline::reduce_split_k<threads>(groups, partials, counters, tile, slices, tid,
-                                               reinterpret_cast<float*>(shared)))
+    if (!mma_pipeline::reduce_split_k<T::threads>(groups, partials, counters, tile, slices, tid,
+                                                  reinterpret_cast<float*>(shared)))
       return;
   }
 
@@ -210,18 +215,18 @@ __device__ __forceinline__ void run_forward(ConvShape s, const float* x, const f
 
 // Whether the kernel takes this shape: mma_conv's shapes with Cin >= 16 (a k step is 16 channels).
 inline bool supports(const ConvShape& s) { return mma_conv::supports(s) && s.c_in >= bk; }
-inline dim3 grid(const ConvShape& s, int bn, int splits = 1) {
-  return dim3(static_cast<unsigned>((s.n * s.h * s.w + bm - 1) / bm), static_cast<unsigned>((s.c_out + bn - 1) / bn),
-              static_cast<unsigned>(splits));
+inline dim3 grid(const ConvShape& s, int bn, int splits = 1, int rows = bm) {
+  return dim3(static_cast<unsigned>((s.n * s.h * s.w + rows - 1) / rows),
+              static_cast<unsigned>((s.c_out + bn - 1) / bn), static_cast<unsigned>(splits));
 }
 // The plan: 128 x 256 tiles where Cout > 128 and they give 100 or more blocks, else 128 x 128; split-K
 // where the tiles fill fewer than half the SMs, as many slices as fill them (132 / tiles), at most
 // floor(sqrt(k steps / 2)) (the tail: the tile's last block adds S partial tiles alone, as mma_conv's
 // rule), k steps / stages and 32. The mma.sync forward's rule (mma_conv::splits_for) with this
-// kernel's tiles. (A first plan, for the profile and the benchmarks; no GPU has measured it.)
+// kernel's tiles (rows 128, or 64 for the short tile). (No GPU has measured it.)
 inline int block_n(const ConvShape& s) { return s.c_out > 128 && mma_conv::tiles(s, 256) >= 100 ? 256 : 128; }
-inline int splits(const ConvShape& s, int bn) {
-  const std::int64_t tiles = mma_conv::tiles(s, bn);
+inline int splits(const ConvShape& s, int bn, int rows = bm) {
+  const std::int64_t tiles = mma_conv::tiles(s, bn, rows);
   if (tiles == 0 || 2 * tiles > mma_conv::fill_blocks) return 1;
   const int k = mma_conv::k_steps(s);
   int by_tail = 1;
@@ -237,30 +242,40 @@ template <int K, int BN>
 __global__ void __launch_bounds__(wgmma_conv::threads, 1)
     conv2d_wgmma_forward_kernel(ConvShape s, const float* x, const float* wp, const float* bias, float* y,
                                 float* partials, unsigned* counters) {
-  wgmma_conv::run_forward<K, BN>(s, x, wp, bias, y, partials, counters);
+  wgmma_conv::run_forward<K, BN, wgmma_conv::bm>(s, x, wp, bias, y, partials, counters);
+}
+// The short tile: 64 pixels x 128 channels, one warpgroup (wgmma_conv::short_bm).
+template <int K>
+__global__ void __launch_bounds__(wgmma_conv::Tile<128, wgmma_conv::short_bm>::threads, 1)
+    conv2d_wgmma_forward_short_kernel(ConvShape s, const float* x, const float* wp, const float* bias, float* y,
+                                      float* partials, unsigned* counters) {
+  wgmma_conv::run_forward<K, 128, wgmma_conv::short_bm>(s, x, wp, bias, y, partials, counters);
 }
 
 namespace wgmma_conv {
 
 // The kernel's dynamic shared memory (48-97 KiB), asked for once per device and variant (as
 // mma_conv::allow_tall_shared), not on every launch.
-template <int K, int BN>
+template <int K, int BN, int BM = bm>
 void allow_shared() {
   static std::array<std::atomic<bool>, 64> asked{};
   const int device = kiln::gpu::current_device();
   const bool cached = device >= 0 && device < 64;
   if (cached && asked[static_cast<std::size_t>(device)].load(std::memory_order_acquire)) return;
-  kiln::gpu::set_max_dynamic_shared(conv2d_wgmma_forward_kernel<K, BN>, Tile<BN>::shared_bytes);
+  if constexpr (BM == short_bm)
+    kiln::gpu::set_max_dynamic_shared(conv2d_wgmma_forward_short_kernel<K>, Tile<BN, BM>::shared_bytes);
+  else
+    kiln::gpu::set_max_dynamic_shared(conv2d_wgmma_forward_kernel<K, BN>, Tile<BN, BM>::shared_bytes);
   if (cached) asked[static_cast<std::size_t>(device)].store(true, std::memory_order_release);
 }
 
-// The kernel on weights packed by mma_conv into `work` (mma_conv::workspace_floats(s, splits, bn) floats:
-// the packed weights, then with splits > 1 the partial tiles and the counters, zeroed by the packing,
-// mma_conv::pack_weights(s, w, work, stream, splits, bn)), on 128 x bn block tiles (64, 128 or 256).
-// Throws where the shape is not supported or the device does not run sm_90a code
-// (kiln::gpu::wgmma::runs_here).
+// The kernel on weights packed by mma_conv into `work` (mma_conv::workspace_floats(s, splits, bn, rows)
+// floats: the packed weights, then with splits > 1 the partial tiles and the counters, zeroed by the
+// packing, mma_conv::pack_weights(s, w, work, stream, splits, bn, rows)), on 128 x bn block tiles (64,
+// 128 or 256), or the short 64 x 128 tile (rows 64, K = 3). Throws where the shape is not supported or
+// the device does not run sm_90a code (kiln::gpu::wgmma::runs_here).
 inline void launch_packed(const ConvShape& s, const float* x, float* work, const float* b, float* y, int bn,
-                          kiln::gpu::stream_handle stream = nullptr, int splits = 1) {
+                          kiln::gpu::stream_handle stream = nullptr, int splits = 1, int rows = bm) {
   if (!supports(s)) throw kiln::gpu::Error("conv2d_wgmma: unsupported shape (K 1 or 3, Cin >= 16, 32-bit offsets)");
   if (s.n == 0 || s.h == 0 || s.w == 0 || s.c_out == 0) return;
   if (!kiln::gpu::wgmma::runs_here())
@@ -268,7 +283,16 @@ inline void launch_packed(const ConvShape& s, const float* x, float* work, const
         "conv2d_wgmma: this device does not run the binary's sm_90a code (wgmma needs an "
         "H100/H200 and KILN_CUDA_ARCHITECTURES with 90a)");
   float* partials = splits > 1 ? work + mma_conv::partials_offset(s) : nullptr;
-  unsigned* counters = mma_conv::counters(s, work, splits, bn);
+  unsigned* counters = mma_conv::counters(s, work, splits, bn, rows);
+  if (rows == short_bm) {
+    if (bn != 128 || s.k != 3) throw kiln::gpu::Error("conv2d_wgmma: the short tile is 64 x 128 and takes K = 3");
+    using Short = Tile<128, short_bm>;
+    allow_shared<3, 128, short_bm>();
+    KILN_LAUNCH(conv2d_wgmma_forward_short_kernel<3>, grid(s, 128, splits, short_bm), dim3(Short::threads),
+                Short::shared_bytes, stream, s, x, static_cast<const float*>(work), b, y, partials, counters);
+    return;
+  }
+  if (rows != bm) throw kiln::gpu::Error("conv2d_wgmma: block tiles are 128 or 64 pixels tall");
   auto run = [&]<int K, int BN>() {
     allow_shared<K, BN>();
     KILN_LAUNCH((conv2d_wgmma_forward_kernel<K, BN>), grid(s, BN, splits), dim3(threads), Tile<BN>::shared_bytes,

@@ -16,6 +16,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kiln/cuda.hpp"
@@ -105,6 +106,18 @@ void copy_state(FromLayer& from, ToLayer& to) {
         if (r.counter) *r.counter = *s.counter;
       },
       "");
+}
+
+// Every parameter gradient of a layer or network, in visit order, with its name.
+template <class Layer>
+std::vector<std::pair<std::string, std::vector<float>>> gradients_of(Layer& layer) {
+  std::vector<std::pair<std::string, std::vector<float>>> out;
+  layer.visit(
+      [&](kiln::StateRef<typename Layer::device> r) {
+        if (r.grad) out.emplace_back(r.name, r.grad->to_vector());
+      },
+      "");
+  return out;
 }
 
 // Compares every parameter value, gradient and buffer of the two layers (floor: see normalised_error).
@@ -267,9 +280,11 @@ void mma_conv_case(Report& report, const kiln::ConvShape& s, std::uint64_t seed,
 // forward, on mma_conv's packing, launched directly on 128 x BN tiles (`splits` slices of the k steps).
 // Where the device does not run
 // the binary's sm_90a code (a GPU other than an H100/H200, or a build without 90a) the kernel would
-// trap: the case then checks that the launcher refuses with kiln::gpu::Error instead.
-template <int K, int BN>
+// trap: the case then checks that the launcher refuses with kiln::gpu::Error instead. Short: the
+// 64 x 128 tile (conv2d_wgmma_forward_short_kernel, BN 128).
+template <int K, int BN, bool Short = false>
 void wgmma_conv_case(Report& report, const kiln::ConvShape& s, std::uint64_t seed, int splits = 1) {
+  constexpr int BM = Short ? kiln::cuda::kernels::wgmma_conv::short_bm : kiln::cuda::kernels::wgmma_conv::bm;
   namespace mc = kiln::cuda::kernels::mma_conv;
   namespace wc = kiln::cuda::kernels::wgmma_conv;
   kiln::Rng rng(seed);
@@ -278,11 +293,11 @@ void wgmma_conv_case(Report& report, const kiln::ConvShape& s, std::uint64_t see
   const auto xv = random_vector(xs.numel(), rng), wv = random_vector(ws.numel(), rng), bv = random_vector(s.c_out, rng);
   const auto x = kiln::Tensor<float, Cuda>::from_host(xs, xv), w = kiln::Tensor<float, Cuda>::from_host(ws, wv);
   const auto b = kiln::Tensor<float, Cuda>::from_host(Shape{s.c_out}, bv);
-  kiln::Tensor<float, Cuda> y(ys), packed(Shape{mc::workspace_floats(s, splits, BN)});
+  kiln::Tensor<float, Cuda> y(ys), packed(Shape{mc::workspace_floats(s, splits, BN, BM)});
   if (!kiln::gpu::wgmma::runs_here()) {
     bool refused = false;
     try {
-      wc::launch_packed(s, x.data(), packed.data(), b.data(), y.data(), BN, kiln::cuda::current_stream());
+      wc::launch_packed(s, x.data(), packed.data(), b.data(), y.data(), BN, kiln::cuda::current_stream(), 1, BM);
     } catch (const kiln::gpu::Error&) {
       refused = true;
     }
@@ -295,15 +310,24 @@ void wgmma_conv_case(Report& report, const kiln::ConvShape& s, std::uint64_t see
                                      kiln::Tensor<float, Cpu>::from_host(ws, wv),
                                      kiln::Tensor<float, Cpu>::from_host(Shape{s.c_out}, bv), y_cpu, work_cpu);
   // splits > 1: the k steps in slices, the partial tiles and counters after the packed weights (mma_conv's).
-  unsigned* counters = mc::counters(s, packed.data(), splits, BN);
+  unsigned* counters = mc::counters(s, packed.data(), splits, BN, BM);
   float* partials = splits > 1 ? packed.data() + mc::partials_offset(s) : nullptr;
   auto* conv2d_mma_pack_weights_kernel = &kiln::cuda::kernels::conv2d_mma_pack_weights_kernel<K>;
   KILN_CUDA_LAUNCH(conv2d_mma_pack_weights_kernel, dim3(8), dim3(256), 0, s, w.data(), packed.data(), counters,
-                   mc::counter_count(s, splits, BN));
-  auto* conv2d_wgmma_forward_kernel = &kiln::cuda::kernels::conv2d_wgmma_forward_kernel<K, BN>;
-  wc::allow_shared<K, BN>();
-  KILN_CUDA_LAUNCH(conv2d_wgmma_forward_kernel, wc::grid(s, BN, splits), dim3(wc::threads), wc::Tile<BN>::shared_bytes,
-                   s, x.data(), static_cast<const float*>(packed.data()), b.data(), y.data(), partials, counters);
+                   mc::counter_count(s, splits, BN, BM));
+  wc::allow_shared<K, BN, BM>();
+  if constexpr (Short) {
+    using Tile = wc::Tile<BN, BM>;
+    auto* conv2d_wgmma_forward_short_kernel = &kiln::cuda::kernels::conv2d_wgmma_forward_short_kernel<K>;
+    KILN_CUDA_LAUNCH(conv2d_wgmma_forward_short_kernel, wc::grid(s, BN, splits, BM), dim3(Tile::threads),
+                     Tile::shared_bytes, s, x.data(), static_cast<const float*>(packed.data()), b.data(), y.data(),
+                     partials, counters);
+  } else {
+    auto* conv2d_wgmma_forward_kernel = &kiln::cuda::kernels::conv2d_wgmma_forward_kernel<K, BN>;
+    KILN_CUDA_LAUNCH(conv2d_wgmma_forward_kernel, wc::grid(s, BN, splits), dim3(wc::threads),
+                     wc::Tile<BN>::shared_bytes, s, x.data(), static_cast<const float*>(packed.data()), b.data(),
+                     y.data(), partials, counters);
+  }
   report.compare(splits > 1 ? "y (wgmma TF32, split-K)" : "y (wgmma TF32)", y, y_cpu, 2 * tf32_bound);
 }
 

@@ -688,17 +688,12 @@ void check_network_packing(kiln::cuda::MathMode mode, const std::string& batch_k
   per_layer.layers().backward(dy);
   kiln_test::record_launches(false);
   CHECK(packings(kiln_test::launched_kernel_names()).empty());
-  std::vector<std::vector<float>> grads;
-  batched.visit([&](kiln::StateRef<Cuda> r) {
-    if (r.grad) grads.push_back(r.grad->to_vector());
-  });
-  std::size_t g = 0;
-  per_layer.visit([&](kiln::StateRef<Cuda> r) {
-    if (!r.grad) return;
-    INFO(r.name);
-    CHECK(bits(r.grad->to_vector()) == bits(grads.at(g++)));
-  });
-  CHECK(g == grads.size());
+  const auto grads = kiln_test::gradients_of(batched), own = kiln_test::gradients_of(per_layer);
+  REQUIRE(grads.size() == own.size());
+  for (std::size_t g = 0; g < grads.size(); ++g) {
+    INFO(own[g].first);
+    CHECK(bits(own[g].second) == bits(grads[g].second));
+  }
 
   // The deliberate bug, on one convolution: new weights, the old packing.
   const kiln::ConvShape s{2, 20, 24, 6, 6, 3};

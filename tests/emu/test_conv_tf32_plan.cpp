@@ -29,13 +29,6 @@ using kiln_test::normalised_error;
 namespace mc = kiln::cuda::kernels::mma_conv;
 namespace tp = kiln::cuda::kernels::tf32_forward;
 
-std::vector<std::uint32_t> bits(const std::vector<float>& v) {
-  std::vector<std::uint32_t> out;
-  out.reserve(v.size());
-  for (float f : v) out.push_back(std::bit_cast<std::uint32_t>(f));
-  return out;
-}
-
 }  // namespace
 
 // UNet<1, 2, 32, 4> at batch 16: the forward shapes (and an input gradient's transposed one) the
@@ -45,24 +38,27 @@ TEST_CASE("tf32 plan: wgmma where the model prefers it on the U-Net's shapes, on
     const char* name;
     ConvShape s;
     bool wgmma;
-    int bn, splits;
+    int bn, rows, splits;
   };
   const Case cases[] = {
       // 128 x 128 crops
-      {"128: down.2.conv1", {16, 64, 128, 32, 32, 3}, true, 128, 1},
-      {"128: down.3.conv1", {16, 128, 256, 16, 16, 3}, true, 128, 2},
-      {"128: bottleneck.conv1", {16, 256, 512, 8, 8, 3}, true, 128, 4},
-      {"128: down.3.conv1's input gradient", mc::transposed({16, 128, 256, 16, 16, 3}), true, 128, 4},
-      {"128: up.2.conv1 (64 out)", {16, 128, 64, 64, 64, 3}, false, 64, 1},
-      {"128: up.0.reduce (1x1)", {16, 512, 256, 16, 16, 1}, false, 0, 0},
-      {"128: down.0.conv1 (1 in)", {16, 1, 32, 128, 128, 3}, false, 0, 0},
-      // 64 x 64 crops: the split-K tail decides
-      {"64: up.1.conv1 (36 k steps a slice)", {16, 256, 128, 16, 16, 3}, true, 128, 4},
-      {"64: down.2.conv2 (18 k steps a slice)", {16, 128, 128, 16, 16, 3}, false, 0, 0},
-      {"64: bottleneck.conv2 (24 k steps a slice)", {16, 512, 512, 4, 4, 3}, false, 0, 0},
+      {"128: down.2.conv1", {16, 64, 128, 32, 32, 3}, true, 128, 128, 1},
+      {"128: down.3.conv1 (128-row tiles in 2 slices)", {16, 128, 256, 16, 16, 3}, true, 128, 128, 2},
+      {"128: bottleneck.conv1 (4 slices of 128-row tiles: short ones)", {16, 256, 512, 8, 8, 3}, true, 128, 64, 2},
+      {"128: down.3.conv1's input gradient", mc::transposed({16, 128, 256, 16, 16, 3}), true, 128, 64, 2},
+      {"128: up.2.conv1 (64 out)", {16, 128, 64, 64, 64, 3}, false, 0, 0, 0},
+      {"128: up.0.reduce (1x1)", {16, 512, 256, 16, 16, 1}, false, 0, 0, 0},
+      {"128: down.0.conv1 (1 in)", {16, 1, 32, 128, 128, 3}, false, 0, 0, 0},
+      // 64 x 64 crops: the deep levels on short tiles
+      {"64: up.1.conv1", {16, 256, 128, 16, 16, 3}, true, 128, 64, 2},
+      {"64: down.2.conv2", {16, 128, 128, 16, 16, 3}, true, 128, 64, 2},
+      {"64: bottleneck.conv2", {16, 512, 512, 4, 4, 3}, true, 128, 64, 8},
+      {"64: up.2.conv1 (64 out)", {16, 128, 64, 32, 32, 3}, false, 0, 0, 0},
       // 256 x 256 crops: 128 x 256 tiles where they give 100 blocks or more
-      {"256: down.3.conv2", {16, 256, 256, 32, 32, 3}, true, 256, 1},
-      {"256: up.1.conv1", {16, 256, 128, 64, 64, 3}, true, 128, 1},
+      {"256: down.3.conv2", {16, 256, 256, 32, 32, 3}, true, 256, 128, 1},
+      {"256: up.1.conv1", {16, 256, 128, 64, 64, 3}, true, 128, 128, 1},
+      // a 128-row plan in 2 slices of fewer than 32 k steps (50 tiles, Cin 48: 27 k steps): mma.sync
+      {"2 slices of 13 k steps", {16, 48, 128, 20, 20, 3}, false, 0, 0, 0},
   };
   for (const Case& c : cases) {
     INFO(c.name);
@@ -72,7 +68,7 @@ TEST_CASE("tf32 plan: wgmma where the model prefers it on the U-Net's shapes, on
     CHECK(elsewhere == tp::mma_plan(c.s));
     if (c.wgmma) {
       CHECK(on_h100.bn == c.bn);
-      CHECK(on_h100.rows == 128);
+      CHECK(on_h100.rows == c.rows);
       CHECK(on_h100.splits == c.splits);
     } else {
       CHECK(on_h100 == elsewhere);
@@ -85,7 +81,7 @@ TEST_CASE("tf32 plan: wgmma where the model prefers it on the U-Net's shapes, on
     CHECK(tp::kept_workspace_floats(c.s) == tp::dgrad_offset(c.s) + tp::workspace_floats(mc::transposed(c.s)));
   }
   // The preference: mma.sync only, or wgmma wherever it takes the shape (3 x 3, Cin >= 16).
-  const ConvShape narrow_tiles{16, 128, 128, 16, 16, 3};  // down.2.conv2 at 64 x 64
+  const ConvShape narrow_tiles{16, 128, 64, 32, 32, 3};  // up.2.conv1 at 64 x 64
   {
     tp::PreferenceScope wgmma(tp::Preference::wgmma);
     CHECK(tp::plan(narrow_tiles, true).wgmma);
@@ -103,10 +99,24 @@ TEST_CASE("tf32 plan: wgmma where the model prefers it on the U-Net's shapes, on
   REQUIRE(p.splits > 1);
   CHECK(tp::fitted(split, p, tp::workspace_floats(split, p)).splits == p.splits);
   CHECK(tp::fitted(split, p, tp::workspace_floats(split, p) - 1).splits == 1);
+  CHECK(tp::fitted(split, p, tp::workspace_floats(split, p) - 1).rows == 128);  // short tiles are for splits
 }
 
 #if !KILN_EMU_THREADS  // blocks of 256 OS threads in OS-thread mode (TSan): the kernel table's tiny case runs there
 namespace {
+
+// How many of the launched kernels' names are wgmma forwards (128-row or short tiles).
+std::size_t wgmma_kernels(const std::set<std::string>& names) {
+  return static_cast<std::size_t>(std::count_if(
+      names.begin(), names.end(), [](const std::string& n) { return n.rfind("conv2d_wgmma_forward_", 0) == 0; }));
+}
+
+std::vector<std::uint32_t> bits(const std::vector<float>& v) {
+  std::vector<std::uint32_t> out;
+  out.reserve(v.size());
+  for (float f : v) out.push_back(std::bit_cast<std::uint32_t>(f));
+  return out;
+}
 
 struct Passes {
   std::vector<float> y, dx;
@@ -164,13 +174,15 @@ TEST_CASE("Backend<Cuda> TF32 on wgmma: forward and input gradient against mma.s
   kiln::cuda::MathModeScope math(kiln::cuda::MathMode::tf32);
   const ConvShape shapes[] = {{2, 32, 128, 8, 8, 3}, {1, 20, 136, 12, 12, 3}, {2, 16, 144, 8, 8, 3}};
   std::uint64_t seed = 71;
+  std::set<std::string> launched;
   for (const ConvShape& s : shapes) {
     INFO("N=" << s.n << " " << s.c_in << "->" << s.c_out << " " << s.h << "x" << s.w);
     ++seed;
     const Passes on_wgmma = run_passes(s, tp::Preference::wgmma, seed);
     const Passes on_mma = run_passes(s, tp::Preference::mma_sync, seed);
-    CHECK(on_wgmma.launched.count("conv2d_wgmma_forward_kernel<3, 128>") == 1);
-    CHECK(on_mma.launched.count("conv2d_wgmma_forward_kernel<3, 128>") == 0);
+    CHECK(wgmma_kernels(on_wgmma.launched) >= 1);
+    CHECK(wgmma_kernels(on_mma.launched) == 0);
+    launched.insert(on_wgmma.launched.begin(), on_wgmma.launched.end());
     // the input gradient on wgmma where its transposed shape has Cin' >= 16 (all but the last)
     const bool dgrad_wgmma = tp::wgmma_takes(mc::transposed(s));
     CHECK(on_wgmma.launched.count("conv2d_mma_forward_kernel<3, 64, true>") == (dgrad_wgmma ? 0U : 1U));
@@ -184,6 +196,9 @@ TEST_CASE("Backend<Cuda> TF32 on wgmma: forward and input gradient against mma.s
     CHECK(normalised_error(on_wgmma.y, y_cpu) < 2e-3);
     CHECK(normalised_error(on_wgmma.dx, dx_cpu) < 2e-3);
   }
+  // Both wgmma tiles ran: 128-row (the third shape's forward, 2 slices) and short (the others' splits).
+  CHECK(launched.count("conv2d_wgmma_forward_kernel<3, 128>") == 1);
+  CHECK(launched.count("conv2d_wgmma_forward_short_kernel<3>") == 1);
   // One weight changed on the wgmma side shows in that comparison (the check can fail).
   const ConvShape s = shapes[0];
   const Passes changed = run_passes(s, tp::Preference::wgmma, 90, 0, false, true),
@@ -218,7 +233,7 @@ TEST_CASE("Backend<Cuda> TF32 on wgmma: the kept input-gradient packing, split-K
   // Room for the packed weights only: unsplit, the same sums up to their order.
   const std::int64_t packed_only = std::max(mc::packed_weight_floats(s), mc::packed_dgrad_weight_floats(s));
   const Passes unsplit = run_passes(s, tp::Preference::wgmma, 5, packed_only);
-  CHECK(unsplit.launched.count("conv2d_wgmma_forward_kernel<3, 128>") == 1);
+  CHECK(unsplit.launched.count("conv2d_wgmma_forward_kernel<3, 128>") == 1);  // unsplit: the 128-row tile
   CHECK(normalised_error(unsplit.y, kept.y) < 1e-6);
   CHECK(normalised_error(unsplit.dx, kept.dx) < 1e-6);
   // An eval workspace holds the wgmma plan's split-K tiles too.
@@ -248,19 +263,14 @@ TEST_CASE("tf32 Network on wgmma: a training step against the same step on mma.s
   };
   const auto [y_wgmma, wgmma_names] = step(on_wgmma, tp::Preference::wgmma);
   const auto [y_mma, mma_names] = step(on_mma, tp::Preference::mma_sync);
-  CHECK(wgmma_names.count("conv2d_wgmma_forward_kernel<3, 128>") == 1);
-  CHECK(mma_names.count("conv2d_wgmma_forward_kernel<3, 128>") == 0);
+  CHECK(wgmma_kernels(wgmma_names) >= 1);
+  CHECK(wgmma_kernels(mma_names) == 0);
   CHECK(normalised_error(y_wgmma, y_mma) < 1e-5);
-  std::vector<std::vector<float>> grads;
-  on_mma.visit([&](kiln::StateRef<Cuda> r) {
-    if (r.grad) grads.push_back(r.grad->to_vector());
-  });
-  std::size_t g = 0;
-  on_wgmma.visit([&](kiln::StateRef<Cuda> r) {
-    if (!r.grad) return;
-    INFO(r.name);
-    CHECK(normalised_error(r.grad->to_vector(), grads.at(g++)) < 1e-4);
-  });
-  CHECK(g == grads.size());
+  const auto wgmma_grads = kiln_test::gradients_of(on_wgmma), mma_grads = kiln_test::gradients_of(on_mma);
+  REQUIRE(wgmma_grads.size() == mma_grads.size());
+  for (std::size_t g = 0; g < wgmma_grads.size(); ++g) {
+    INFO(wgmma_grads[g].first);
+    CHECK(normalised_error(wgmma_grads[g].second, mma_grads[g].second) < 1e-4);
+  }
 }
 #endif

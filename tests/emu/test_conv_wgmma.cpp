@@ -36,13 +36,14 @@ int differing(const std::vector<float>& a, const std::vector<float>& b) {
   return n;
 }
 
-// The mma.sync forward (128 x 64 tiles) and the wgmma one on 128 x bn tiles, same packing, both in
-// `splits` slices of the k steps (the same slices: the same sums in the same order).
-[[maybe_unused]] void check_shape(const ConvShape& s, int bn, std::uint64_t seed, bool perturb = false,
-                                  int splits = 1) {  // unused in OS-thread mode
+// The mma.sync forward (128 x 64 tiles) and the wgmma one on rows x bn tiles (rows 128, or 64: the
+// short tile), same packing, both in `splits` slices of the k steps (the same slices: the same sums in
+// the same order).
+[[maybe_unused]] void check_shape(const ConvShape& s, int bn, std::uint64_t seed, bool perturb = false, int splits = 1,
+                                  int rows = wc::bm) {  // unused in OS-thread mode
   std::ostringstream name;
-  name << "N=" << s.n << " " << s.c_in << "->" << s.c_out << " K=" << s.k << " " << s.h << "x" << s.w << " tile 128x"
-       << bn << " in " << splits << " slices";
+  name << "N=" << s.n << " " << s.c_in << "->" << s.c_out << " K=" << s.k << " " << s.h << "x" << s.w << " tile "
+       << rows << "x" << bn << " in " << splits << " slices";
   INFO(name.str());
   const auto x = uniform(static_cast<std::size_t>(s.n * s.c_in * s.h * s.w), seed, -2.0f, 2.0f);
   const auto w = uniform(static_cast<std::size_t>(s.c_out * s.c_in * s.k * s.k), seed + 1, -1.0f, 1.0f);
@@ -51,8 +52,8 @@ int differing(const std::vector<float>& a, const std::vector<float>& b) {
   std::vector<float> strict(ny);
   kiln::cpu::reference::conv2d_forward(s, x.data(), w.data(), b.data(), strict.data());
 
-  const std::size_t floats =
-      static_cast<std::size_t>(std::max(mc::workspace_floats(s, splits, 64), mc::workspace_floats(s, splits, bn)));
+  const std::size_t floats = static_cast<std::size_t>(
+      std::max(mc::workspace_floats(s, splits, 64), mc::workspace_floats(s, splits, bn, rows)));
   DeviceBuffer<float> dx(x), dw(w), db(b), dy(ny), work(floats);
   dy.upload(std::vector<float>(ny, std::nanf("")));
   mc::forward(s, dx.get(), dw.get(), db.get(), dy.get(), work.get(), nullptr, splits, 64);
@@ -63,7 +64,7 @@ int differing(const std::vector<float>& a, const std::vector<float>& b) {
     work.upload(packed);
   }
   if (splits > 1) {  // the counters for this tile width, zeroed by its packing
-    mc::pack_weights(s, dw.get(), work.get(), nullptr, splits, bn);
+    mc::pack_weights(s, dw.get(), work.get(), nullptr, splits, bn, rows);
     if (perturb) {
       std::vector<float> packed = work.download();
       packed[1] += 0.5f;
@@ -71,7 +72,7 @@ int differing(const std::vector<float>& a, const std::vector<float>& b) {
     }
   }
   dy.upload(std::vector<float>(ny, std::nanf("")));  // every output must be written
-  wc::launch_packed(s, dx.get(), work.get(), db.get(), dy.get(), bn, nullptr, splits);
+  wc::launch_packed(s, dx.get(), work.get(), db.get(), dy.get(), bn, nullptr, splits, rows);
   const auto got = dy.download();
   if (perturb) {
     CHECK(differing(got, mma_sync) > 0);
@@ -104,6 +105,13 @@ TEST_CASE("wgmma forward split-K: bit for bit the mma.sync forward in the same s
   check_shape({1, 32, 64, 6, 6, 1}, 64, 33, false, 2);
   check_shape({2, 64, 96, 8, 8, 3}, 128, 34, true, 3);  // a changed weight shows through the slices too
 }
+
+TEST_CASE("wgmma forward on the short 64 x 128 tile: bit for bit the mma.sync forward, split-K too") {
+  check_shape({2, 32, 64, 12, 12, 3}, 128, 41, false, 1, wc::short_bm);  // 288 pixels: 5 tiles, the last partial
+  check_shape({1, 48, 136, 9, 7, 3}, 128, 42, false, 1, wc::short_bm);   // channel tail, a second column tile
+  check_shape({2, 64, 96, 8, 8, 3}, 128, 43, false, 3, wc::short_bm);    // 2 tiles in 3 slices
+  check_shape({2, 64, 96, 8, 8, 3}, 128, 44, true, 3, wc::short_bm);     // a changed weight shows
+}
 #endif
 
 TEST_CASE("wgmma forward: a changed weight shows, and unsupported shapes are refused") {
@@ -115,4 +123,10 @@ TEST_CASE("wgmma forward: a changed weight shows, and unsupported shapes are ref
                   kiln::gpu::Error);  // Cin < 16
   CHECK_THROWS_AS(wc::launch_packed({1, 16, 16, 4, 4, 3}, any.get(), any.get(), nullptr, any.get(), 96),
                   kiln::gpu::Error);  // no such tile
+  CHECK_THROWS_AS(
+      wc::launch_packed({1, 16, 16, 4, 4, 3}, any.get(), any.get(), nullptr, any.get(), 64, nullptr, 1, wc::short_bm),
+      kiln::gpu::Error);  // the short tile is 128 wide
+  CHECK_THROWS_AS(
+      wc::launch_packed({1, 16, 16, 4, 4, 1}, any.get(), any.get(), nullptr, any.get(), 128, nullptr, 1, wc::short_bm),
+      kiln::gpu::Error);  // ... and 3 x 3
 }

@@ -27,6 +27,8 @@ template __global__ void conv2d_wgmma_forward_kernel<3, 128>(ConvShape, const fl
                                                              float*, float*, unsigned*);
 template __global__ void conv2d_wgmma_forward_kernel<3, 256>(ConvShape, const float*, const float*, const float*,
                                                              float*, float*, unsigned*);
+template __global__ void conv2d_wgmma_forward_short_kernel<3>(ConvShape, const float*, const float*, const float*,
+                                                              float*, float*, unsigned*);
 }  // namespace kiln::cuda::kernels
 
 int main() {

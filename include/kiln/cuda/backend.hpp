@@ -1028,7 +1028,14 @@ struct Backend<Cuda> {
     const dim3 grid = mc::grid(fs, p.splits, p.bn, p.rows);
     with_kernel_size<1, 3>(fs.k, [&]<int K>() {
       if constexpr (K == 3) {  // (the plan takes wgmma for 3 x 3 filters only: tf32_forward::wgmma_preferred)
-        if (p.wgmma) {         // 128 x 128 or 128 x 256 (wgmma_conv::block_n)
+        if (p.wgmma && p.rows == wc::short_bm) {  // 64 x 128 (split tiles: tf32_forward::wgmma_plan)
+          using Short = wc::Tile<128, wc::short_bm>;
+          wc::allow_shared<K, 128, wc::short_bm>();
+          launch(KILN_CUDA_KERNEL(conv2d_wgmma_forward_short_kernel, K), grid, dim3(Short::threads),
+                 Short::shared_bytes, fs, x.data(), static_cast<const float*>(work), b, y.data(), partials, counters);
+          return;
+        }
+        if (p.wgmma) {  // 128 x 128 or 128 x 256 (wgmma_conv::block_n)
           auto run = [&]<int BN>() {
             wc::allow_shared<K, BN>();
             launch(KILN_CUDA_KERNEL(conv2d_wgmma_forward_kernel, K, BN), grid, dim3(wc::threads),

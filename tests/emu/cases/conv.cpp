@@ -120,6 +120,15 @@ void add_conv_cases(std::vector<KernelCase>& t) {
   t.push_back({"wgmma conv2d 48->96 K=3 N=1 6x6 split-K over 3 slices (128x128 tile, channel tail)", [](Report& r) {
                  wgmma_conv_case<3, 128>(r, {1, 48, 96, 6, 6, 3}, 367, 3);
                }});
+  t.push_back(
+      {"wgmma conv2d 48->136 K=3 N=2 7x9 on the short 64x128 tile split-K over 2 slices (channel tail)", [](Report& r) {
+         wgmma_conv_case<3, 128, true>(r, {2, 48, 136, 7, 9, 3}, 371, 2);
+       }});
+  t.push_back({"tiny wgmma conv2d 16->6 K=3 N=1 3x4 on the short 64x128 tile",
+               [](Report& r) {
+                 wgmma_conv_case<3, 128, true>(r, {1, 16, 6, 3, 4, 3}, 373);
+               },
+               true});
   // Backend<Cuda>'s TF32 plan with wgmma wherever it takes the shape (kernels/conv2d_tf32_plan.cuh): the
   // forward and input gradient on conv2d_wgmma.cuh where sm_90a code runs (the emulator, an H100/H200),
   // on mma.sync elsewhere; the layer against the CPU backend either way.

@@ -3,14 +3,15 @@
 // (kernels/kiln/gpu/emu_profile.hpp; checking build only, target kiln_emu_profile).
 //
 //   kiln_emu_profile [--width 16|32] [--batch N] [--size S] [--math strict|tf32|bf16]
-//                    [--kernels step|mma-forward|wgmma-forward|backward] [--csv FILE]
+//                    [--kernels step|mma-forward|wgmma-forward|wgmma-short-forward|backward] [--csv FILE]
 //
 // --kernels mma-forward: instead of the step, only the forward convolutions of the same U-Net, each
 // as conv2d_mma.cuh's weight packing + mma.sync forward kernel, so that its predicted time can be
 // compared with conv2d_igemm_forward_kernel's rows of an older tf32 step.
 // --kernels wgmma-forward: the same, with the GEMM on kernels/conv2d_wgmma.cuh (sm_90a warpgroup MMAs,
 // its plan's tiles and slices, wgmma_conv::block_n and splits; the first layer, Cin < 16, on mma.sync),
-// to compare with --kernels mma-forward (predict.py --by-layer).
+// to compare with --kernels mma-forward (predict.py --by-layer). --kernels wgmma-short-forward: the
+// same with the 3x3 128-wide tiles 64 pixels tall (one warpgroup; wgmma_conv::short_bm).
 // --kernels backward: instead of the step, the step's backward convolutions (same shapes, same
 // order, no input gradient for the first layer), each twice: on the implicit-GEMM kernels of
 // conv2d_igemm.cuh (input gradient, split-K weight gradient + its reduction) and on the mma.sync
@@ -61,7 +62,7 @@ struct Options {
   std::fprintf(
       stderr,
       "kiln_emu_profile: %s\nusage: kiln_emu_profile [--width 16|32] [--batch N] [--size S] [--math strict|tf32|bf16] "
-      "[--kernels step|mma-forward|wgmma-forward|backward] [--csv FILE]\n",
+      "[--kernels step|mma-forward|wgmma-forward|wgmma-short-forward|backward] [--csv FILE]\n",
       why.c_str());
   std::exit(2);
 }
@@ -90,8 +91,9 @@ Options parse(int argc, char** argv) {
   if (o.width != 16 && o.width != 32) usage("--width must be 16 (model small) or 32 (model base)");
   if (o.batch < 1 || o.size < 16 || o.size % 16 != 0) usage("--batch must be >= 1 and --size a multiple of 16");
   if (o.math != "strict" && o.math != "tf32" && o.math != "bf16") usage("--math must be strict, tf32 or bf16");
-  if (o.kernels != "step" && o.kernels != "mma-forward" && o.kernels != "wgmma-forward" && o.kernels != "backward")
-    usage("--kernels must be step, mma-forward, wgmma-forward or backward");
+  if (o.kernels != "step" && o.kernels != "mma-forward" && o.kernels != "wgmma-forward" &&
+      o.kernels != "wgmma-short-forward" && o.kernels != "backward")
+    usage("--kernels must be step, mma-forward, wgmma-forward, wgmma-short-forward or backward");
   return o;
 }
 
@@ -231,13 +233,17 @@ int run(const Options& o) {
            bs = device(s.c_out, 0.0f);
       auto ys = device(s.n * s.c_out * s.h * s.w, 0.0f), packed = device(mc::workspace_floats(s), 0.0f);
       namespace wc = kiln::cuda::kernels::wgmma_conv;
-      if (o.kernels == "wgmma-forward" && wc::supports(s)) {
-        const int bn = wc::block_n(s), slices = wc::splits(s, bn);
-        auto work = device(mc::workspace_floats(s, slices, bn), 0.0f);
-        mc::pack_weights(s, ws.data(), work.data(), nullptr, slices, bn);
-        wc::launch_packed(s, xs.data(), work.data(), bs.data(), ys.data(), bn, nullptr, slices);
+      if ((o.kernels == "wgmma-forward" || o.kernels == "wgmma-short-forward") && wc::supports(s)) {
+        const int bn = wc::block_n(s);
+        const int rows = o.kernels == "wgmma-short-forward" && bn == 128 && s.k == 3 ? wc::short_bm : wc::bm;
+        const int slices = wc::splits(s, bn, rows);
+        auto work = device(mc::workspace_floats(s, slices, bn, rows), 0.0f);
+        mc::pack_weights(s, ws.data(), work.data(), nullptr, slices, bn, rows);
+        wc::launch_packed(s, xs.data(), work.data(), bs.data(), ys.data(), bn, nullptr, slices, rows);
         mma_names.push_back("conv2d_mma_pack_weights_kernel<" + std::to_string(s.k) + ">");
-        mma_names.push_back("conv2d_wgmma_forward_kernel<" + std::to_string(s.k) + ", " + std::to_string(bn) + ">");
+        mma_names.push_back(rows == wc::short_bm ? "conv2d_wgmma_forward_short_kernel<3>"
+                                                 : "conv2d_wgmma_forward_kernel<" + std::to_string(s.k) + ", " +
+                                                       std::to_string(bn) + ">");
         continue;
       }
       mc::forward(s, xs.data(), ws.data(), bs.data(), ys.data(), packed.data(), nullptr, mc::splits(s));
@@ -380,8 +386,10 @@ int run(const Options& o) {
     if ((contains(r.kernel, "conv2d_mma_forward_kernel") || contains(r.kernel, "conv2d_mma_bf16_forward_kernel")) &&
         p.grid.z > 1)
       one_launch_split(p, r);
-    if (contains(r.kernel, "conv2d_wgmma_forward_kernel") && p.grid.z > 1) {  // 128 x BN floats per partial tile
-      const double tile_bytes = 4.0 * 128.0 * (r.kernel.find(", 256>") != std::string::npos ? 256 : 128);
+    if (contains(r.kernel, "conv2d_wgmma_forward_kernel") && p.grid.z > 1) {  // BM x BN floats per partial tile
+      const bool short_tile = contains(r.kernel, "forward_short");            // the 64 x 128 tile
+      const double tile_bytes =
+          4.0 * (short_tile ? 64.0 : 128.0) * (r.kernel.find(", 256>") != std::string::npos ? 256 : 128);
       p.global_distinct_bytes += tile_bytes * p.grid.x * p.grid.y * p.grid.z;
       r.split_tail_bytes = tile_bytes * p.grid.z;
     }
