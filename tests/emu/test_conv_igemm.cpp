@@ -336,9 +336,17 @@ TEST_CASE("tf32 backward: mma.sync gradients with the planned workspace, implici
         std::set<std::string>{"conv2d_mma_pack_weights_dgrad_kernel<1>", "conv2d_mma_forward_kernel<1, 64, false>",
                               "conv2d_mma_wgrad_kernel<1, 64, 64, 1, true>", "conv2d_mma_wgrad_reduce_kernel<1>"});
   // 128 channels both ways: the weight gradient's 128x128 tile; the input gradient's 16 pixels on
-  // 128x64 tiles (128 x 128 ones would fill 1 SM).
+  // mma.sync's 128x64 tiles (128 x 128 ones would fill 1 SM), or, on a device that runs wgmma (the
+  // emulator, an H100), on its short 64 x 128 tile in 5 slices (tf32_forward::plan).
+  {
+    namespace tp = kiln::cuda::kernels::tf32_forward;
+    tp::PreferenceScope mma_sync(tp::Preference::mma_sync);
+    CHECK(backward_launches({1, 128, 128, 4, 4, 3}, true) ==
+          std::set<std::string>{"conv2d_mma_pack_weights_dgrad_kernel<3>", "conv2d_mma_forward_kernel<3, 64, false>",
+                                "conv2d_mma_wgrad_kernel<3, 128, 128, 1, false>"});
+  }
   CHECK(backward_launches({1, 128, 128, 4, 4, 3}, true) ==
-        std::set<std::string>{"conv2d_mma_pack_weights_dgrad_kernel<3>", "conv2d_mma_forward_kernel<3, 64, false>",
+        std::set<std::string>{"conv2d_mma_pack_weights_dgrad_kernel<3>", "conv2d_wgmma_forward_short_kernel<3>",
                               "conv2d_mma_wgrad_kernel<3, 128, 128, 1, false>"});
   CHECK(backward_launches({1, 5, 7, 4, 5, 3}, false) ==
         std::set<std::string>{"conv2d_igemm_backward_data_kernel<3>", "conv2d_mma_wgrad_kernel<3, 64, 64, 1, true>"});
