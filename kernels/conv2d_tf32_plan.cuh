@@ -10,8 +10,9 @@
 //     are mostly padding; a 128-row tile in 2 slices needs 32 k steps per slice, or its last block,
 //     adding the partial tiles alone, costs more than the shared-memory bandwidth wgmma saves).
 // The plan depends on the device (kiln::gpu::wgmma::runs_here) and on a preference (model, either
-// family alone), so a workspace is sized for either family (workspace_floats(fs)) and the input gradient's packing kept
-// from the forward sits past the larger of the two (dgrad_offset): the same workspace serves any device.
+// family alone), so a workspace is sized for either family (workspace_floats(fs)) and the input
+// gradient's packing kept from the forward sits past the larger of the two (dgrad_offset): the same
+// workspace serves any device.
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
@@ -37,7 +38,7 @@ inline Plan mma_plan(const ConvShape& fs) {
 // wgmma: 128 x 256 or 128 x 128 tiles (wgmma_conv::block_n), or the short 64 x 128 tiles where 128-row
 // ones would split into more than 2 slices (3 x 3): twice the tiles, so about half the slices of half
 // the bytes, a quarter of the tail the tile's last block adds alone (by predict.py, at 64² crops the
-// deep levels' forwards 41-61 % of the TF32 peak against 19-41 % on 128-row tiles; with 2 slices the
+// deep levels' forwards 61-70 % of the TF32 peak against 12-61 % on 128-row tiles; with 2 slices the
 // 128-row tiles stay ahead: their warpgroups share a B stage).
 inline Plan wgmma_plan(const ConvShape& fs) {
   const int bn = wgmma_conv::block_n(fs);
