@@ -599,6 +599,15 @@ inline std::int64_t tiles(const ConvShape& fs, int bn, int rows = bm) {
 }
 inline std::int64_t tiles(const ConvShape& fs) { return tiles(fs, block_n(fs), block_m(fs)); }
 inline int k_steps(const ConvShape& fs) { return static_cast<int>(fs.k * fs.k * (channels_padded(fs.c_in) / bk)); }
+// `count` slices of k steps capped by the tail (floor(sqrt(k / tail_divisor)): the tile's last block
+// adds the slices alone), by `min_steps` k steps per slice and by max_splits; at least 1. (The
+// forwards' split rules: splits_for below, wgmma_conv::splits.)
+inline int capped_splits(std::int64_t count, int k, int tail_divisor, int min_steps) {
+  int by_tail = 1;
+  while (tail_divisor * (by_tail + 1) * (by_tail + 1) <= k) ++by_tail;
+  for (const int cap : {by_tail, k / min_steps, max_splits}) count = cap < count ? cap : count;
+  return count < 1 ? 1 : static_cast<int>(count);
+}
 // The rule for block tiles 128 x bn (splits_for(fs, 128) on a shape block_n sends to 128 x 64 is
 // the plan before 2026-12-06: 132 / tiles, the same for 4-warp tiles); splits() is the plan's.
 // tail_divisor: the tail bound is floor(sqrt(k steps / tail_divisor)), b / a above: 2 for this
@@ -613,12 +622,7 @@ inline int splits_for(const ConvShape& fs, int bn, int tail_divisor = 2, bool sp
   const std::int64_t warps = count_tiles * ((bn == 128 ? Tile<128>::threads : Tile<64>::threads) / 32);
   const bool half_idle = split_half_idle && bn == 64 && count_tiles <= fill_blocks && k_steps(fs) >= 64;
   if (warps == 0 || (2 * count_tiles > fill_blocks && !half_idle)) return 1;
-  const int k = k_steps(fs);
-  int by_tail = 1;
-  while (tail_divisor * (by_tail + 1) * (by_tail + 1) <= k) ++by_tail;
-  int count = static_cast<int>(fill_warps / warps);
-  for (const int cap : {by_tail, k / stages, max_splits}) count = cap < count ? cap : count;
-  return count < 1 ? 1 : count;
+  return capped_splits(fill_warps / warps, k_steps(fs), tail_divisor, stages);
 }
 inline int splits(const ConvShape& fs) { return splits_for(fs, block_n(fs)); }
 // The forward's workspace (fs: the shape the kernel convolves): the packed weights, then with S > 1

@@ -17,10 +17,11 @@
 // Tiling: a block of 2 warpgroups (256 threads) computes 128 pixels x BN output channels (BN = 64,
 // 128 or 256), warpgroup q the pixels [64q, 64q + 64) with one m64nBNk8 instruction per 8 k (BN / 2
 // accumulators per thread); the short tile (BM = 64) is one warpgroup, 64 x 128: twice the tiles of
-// half the bytes, so a split tile's last block adds half as many partial tiles of half the size. Split-K as the
-// mma.sync forward (gridDim.z slices added by the tile's last block, mma_pipeline::reduce_split_k), planned by splits()
-// where the tiles fill few SMs. k steps of 16 (one tap, 16 packed channels) through a 4-stage cp.async pipeline, two
-// steps ahead, one group of instructions in flight:
+// half the bytes, so a split tile's last block adds half as many partial tiles of half the size.
+// Split-K as the mma.sync forward (gridDim.z slices added by the tile's last block,
+// mma_pipeline::reduce_split_k), planned by splits() where the tiles fill few SMs. k steps of 16
+// (one tap, 16 packed channels) through a 4-stage cp.async pipeline, two steps ahead, one group of
+// instructions in flight:
 //   step i: wait for step i's copies, fence.proxy.async, __syncthreads; copy step i + 2 into the
 //   stage step i - 2 used (every warpgroup waited for its instructions of step i - 2 before the
 //   barrier); wgmma.fence, the two k8 instructions of step i, commit, wait for step i - 1's.
@@ -216,8 +217,7 @@ __device__ __forceinline__ void run_forward(ConvShape s, const float* x, const f
 // Whether the kernel takes this shape: mma_conv's shapes with Cin >= 16 (a k step is 16 channels).
 inline bool supports(const ConvShape& s) { return mma_conv::supports(s) && s.c_in >= bk; }
 inline dim3 grid(const ConvShape& s, int bn, int splits = 1, int rows = bm) {
-  return dim3(static_cast<unsigned>((s.n * s.h * s.w + rows - 1) / rows),
-              static_cast<unsigned>((s.c_out + bn - 1) / bn), static_cast<unsigned>(splits));
+  return mma_conv::grid(s, splits, bn, rows);
 }
 // The plan: 128 x 256 tiles where Cout > 128 and they give 100 or more blocks, else 128 x 128; split-K
 // where the tiles fill fewer than half the SMs, as many slices as fill them (132 / tiles), at most
@@ -228,12 +228,7 @@ inline int block_n(const ConvShape& s) { return s.c_out > 128 && mma_conv::tiles
 inline int splits(const ConvShape& s, int bn, int rows = bm) {
   const std::int64_t tiles = mma_conv::tiles(s, bn, rows);
   if (tiles == 0 || 2 * tiles > mma_conv::fill_blocks) return 1;
-  const int k = mma_conv::k_steps(s);
-  int by_tail = 1;
-  while (2 * (by_tail + 1) * (by_tail + 1) <= k) ++by_tail;
-  int count = static_cast<int>(mma_conv::fill_blocks / tiles);
-  for (const int cap : {by_tail, k / stages, mma_conv::max_splits}) count = cap < count ? cap : count;
-  return count < 1 ? 1 : count;
+  return mma_conv::capped_splits(mma_conv::fill_blocks / tiles, mma_conv::k_steps(s), 2, stages);
 }
 
 }  // namespace wgmma_conv

@@ -123,23 +123,34 @@ struct Passes {
   std::set<std::string> launched;
 };
 
-// Backend<Cuda>'s forward and input gradient of s under a preference, on a workspace of `floats`
-// (0: the training plan's); `kept`: a training forward keeps the input gradient's packing.
-Passes run_passes(const ConvShape& s, tp::Preference preference, std::uint64_t seed, std::int64_t floats = 0,
-                  bool kept = false, bool perturb = false) {
-  using B = kiln::Backend<Cuda>;
-  tp::PreferenceScope scope(preference);
+// One convolution's inputs, seeded (`perturb`: one weight of output channel 0 changed).
+struct Data {
+  ConvShape s;
+  std::vector<float> x, w, b, dy;
+};
+Data make_data(const ConvShape& s, std::uint64_t seed, bool perturb = false) {
   kiln::Rng rng(seed);
-  const Shape xs = Shape::nchw(s.n, s.c_in, s.h, s.w), ys = Shape::nchw(s.n, s.c_out, s.h, s.w),
-              wshape{s.c_out, s.c_in, s.k, s.k};
-  const auto x = Tensor<float, Cuda>::from_host(xs, kiln_test::random_vector(xs.numel(), rng, -2.0f, 2.0f));
-  auto wv = kiln_test::random_vector(wshape.numel(), rng);
-  if (perturb) wv[0] += 0.5f;  // one weight of output channel 0
-  const auto w = Tensor<float, Cuda>::from_host(wshape, wv);
-  const auto b = Tensor<float, Cuda>::from_host(Shape{s.c_out}, kiln_test::random_vector(s.c_out, rng));
-  const auto dy = Tensor<float, Cuda>::from_host(ys, kiln_test::random_vector(ys.numel(), rng));
-  Tensor<float, Cuda> y(ys), dx(xs), no_dw, no_db,
-      ws(Shape{floats > 0 ? floats : static_cast<std::int64_t>(B::conv2d_workspace_floats(s))});
+  Data d{s, kiln_test::random_vector(static_cast<std::size_t>(s.n * s.c_in * s.h * s.w), rng, -2.0f, 2.0f),
+         kiln_test::random_vector(static_cast<std::size_t>(s.c_out * s.c_in * s.k * s.k), rng),
+         kiln_test::random_vector(static_cast<std::size_t>(s.c_out), rng),
+         kiln_test::random_vector(static_cast<std::size_t>(s.n * s.c_out * s.h * s.w), rng)};
+  if (perturb) d.w[0] += 0.5f;
+  return d;
+}
+
+// Backend<Device>'s forward and input gradient of d, on a workspace of `floats` (0: the training
+// plan's); `kept`: a training forward keeps the input gradient's packing.
+template <class Device>
+Passes run_on(const Data& d, std::int64_t floats = 0, bool kept = false) {
+  using B = kiln::Backend<Device>;
+  using T = Tensor<float, Device>;
+  const ConvShape& s = d.s;
+  const Shape xs = Shape::nchw(s.n, s.c_in, s.h, s.w), ys = Shape::nchw(s.n, s.c_out, s.h, s.w);
+  const T x = T::from_host(xs, d.x), w = T::from_host(Shape{s.c_out, s.c_in, s.k, s.k}, d.w),
+          b = T::from_host(Shape{s.c_out}, d.b), dy = T::from_host(ys, d.dy);
+  T y(ys), dx(xs), no_dw, no_db,
+      ws(Shape{floats > 0 ? floats
+                          : std::max<std::int64_t>(1, static_cast<std::int64_t>(B::conv2d_workspace_floats(s)))});
   kiln_test::record_launches(true);
   B::conv2d_forward(s, x, w, b, y, ws);
   const kiln::ConvKept keep = kept ? B::conv2d_forward_kept(s, ws) : kiln::ConvKept::nothing;
@@ -148,21 +159,11 @@ Passes run_passes(const ConvShape& s, tp::Preference preference, std::uint64_t s
   return {y.to_vector(), dx.to_vector(), kiln_test::launched_kernel_names()};
 }
 
-std::vector<float> cpu_forward(const ConvShape& s, std::uint64_t seed, std::vector<float>* dx_out) {
-  using C = kiln::Backend<kiln::Cpu>;
-  kiln::Rng rng(seed);
-  const Shape xs = Shape::nchw(s.n, s.c_in, s.h, s.w), ys = Shape::nchw(s.n, s.c_out, s.h, s.w),
-              wshape{s.c_out, s.c_in, s.k, s.k};
-  const auto x = Tensor<float, kiln::Cpu>::from_host(xs, kiln_test::random_vector(xs.numel(), rng, -2.0f, 2.0f));
-  const auto w = Tensor<float, kiln::Cpu>::from_host(wshape, kiln_test::random_vector(wshape.numel(), rng));
-  const auto b = Tensor<float, kiln::Cpu>::from_host(Shape{s.c_out}, kiln_test::random_vector(s.c_out, rng));
-  const auto dy = Tensor<float, kiln::Cpu>::from_host(ys, kiln_test::random_vector(ys.numel(), rng));
-  Tensor<float, kiln::Cpu> y(ys), dx(xs), no_dw, no_db,
-      work(Shape{static_cast<std::int64_t>(C::conv2d_workspace_floats(s)) + 1});
-  C::conv2d_forward(s, x, w, b, y, work);
-  C::conv2d_backward(s, x, w, dy, dx, no_dw, no_db, work);
-  *dx_out = dx.to_vector();
-  return y.to_vector();
+// ... on the emulated Cuda device under a preference.
+Passes run_passes(const ConvShape& s, tp::Preference preference, std::uint64_t seed, std::int64_t floats = 0,
+                  bool kept = false, bool perturb = false) {
+  tp::PreferenceScope scope(preference);
+  return run_on<Cuda>(make_data(s, seed, perturb), floats, kept);
 }
 
 }  // namespace
@@ -186,15 +187,14 @@ TEST_CASE("Backend<Cuda> TF32 on wgmma: forward and input gradient against mma.s
     // the input gradient on wgmma where its transposed shape has Cin' >= 16 (all but the last)
     const bool dgrad_wgmma = tp::wgmma_takes(mc::transposed(s));
     CHECK(on_wgmma.launched.count("conv2d_mma_forward_kernel<3, 64, true>") == (dgrad_wgmma ? 0U : 1U));
-    std::vector<float> dx_cpu;
-    const std::vector<float> y_cpu = cpu_forward(s, seed, &dx_cpu);
+    const Passes cpu = run_on<kiln::Cpu>(make_data(s, seed));
     const double y_vs_mma = normalised_error(on_wgmma.y, on_mma.y),
                  dx_vs_mma = normalised_error(on_wgmma.dx, on_mma.dx);
     MESSAGE("wgmma vs mma.sync, normalised: y ", y_vs_mma, ", dx ", dx_vs_mma);
     CHECK(y_vs_mma < 1e-6);  // the same TF32 products, summed in other slices
     CHECK(dx_vs_mma < 1e-6);
-    CHECK(normalised_error(on_wgmma.y, y_cpu) < 2e-3);
-    CHECK(normalised_error(on_wgmma.dx, dx_cpu) < 2e-3);
+    CHECK(normalised_error(on_wgmma.y, cpu.y) < 2e-3);
+    CHECK(normalised_error(on_wgmma.dx, cpu.dx) < 2e-3);
   }
   // Both wgmma tiles ran: 128-row (the third shape's forward, 2 slices) and short (the others' splits).
   CHECK(launched.count("conv2d_wgmma_forward_kernel<3, 128>") == 1);
