@@ -2,7 +2,8 @@
 // UNetBase on the Cuda device (see step_cases.hpp) in each math mode: train_step/cuda/...
 // strict fp32, train_step/cuda_tf32/... and train_step/cuda_bf16/... (kiln::cuda::MathMode,
 // kiln-train's --precision), the mode set for the whole benchmark (plan included); and
-// train_step/cuda_tf32_reductions_apart/... and train_step/cuda_tf32_mma_sync/... (below).
+// train_step/cuda_tf32_reductions_apart/..., train_step/cuda_tf32_mma_sync/... and
+// train_step/cuda_tf32_forward_packing/... (below).
 #include <cstdio>
 #include <exception>
 #include <memory>
@@ -66,6 +67,16 @@ int main(int argc, char** argv) {
           auto mode = std::make_shared<kiln::cuda::MathModeScope>(kiln::cuda::MathMode::tf32);
           auto family = std::make_shared<tp::PreferenceScope>(tp::Preference::mma_sync);
           return std::shared_ptr<void>(mode.get(), [mode, family](void*) {});
+        },
+        false);
+    // TF32 with the weights packed by the forward (conv2d_mma_pack_batch_kernel, every step) instead
+    // of by Adam as it writes them (kernels/adam_conv_pack.cuh): the step before that fusion.
+    register_step_benchmarks<kiln::Cuda>(
+        "cuda_tf32_forward_packing",
+        [] {
+          auto mode = std::make_shared<kiln::cuda::MathModeScope>(kiln::cuda::MathMode::tf32);
+          kiln::cuda::set_optimizer_packing(false);
+          return std::shared_ptr<void>(mode.get(), [mode](void*) { kiln::cuda::set_optimizer_packing(true); });
         },
         false);
   } catch (const std::exception& e) {  // a malformed KILN_BENCH_STEP_CONFIGS

@@ -17,21 +17,29 @@ namespace kiln::cuda::kernels {
 // Adam / AdamW (torch.optim semantics, amsgrad off):
 //   g = grad + l2 * p;  p *= decay;  m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
 //   p -= step_size * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+// on parameter j: p[j], m[j] and v[j] written, the new p[j] returned. Every Adam kernel runs it
+// (adam_conv_pack.cuh's too), so all of them give the same bits.
+template <class Float, class Index>
+__device__ __forceinline__ Float adam_update(const AdamStepArgs& a, Float* p, const Float* grad, Float* m, Float* v,
+                                             Index j) {
+  const Float g = grad[j] + a.l2 * p[j];
+  const Float pi = p[j] * a.decay;
+  const Float mi = a.beta1 * m[j] + a.one_minus_beta1 * g;
+  const Float vi = a.beta2 * v[j] + a.one_minus_beta2 * g * g;
+  m[j] = mi;
+  v[j] = vi;
+  const Float out = pi - a.step_size * mi / (sqrtf(vi) / a.bias_correction2_sqrt + a.eps);
+  p[j] = out;
+  return out;
+}
+
 template <class Float>
 __global__ void __launch_bounds__(256, 8)
     adam_step_kernel(const AdamStepArgs* args, std::int64_t numel, const unsigned* skip, Float* p, const Float* grad,
                      Float* m, Float* v) {
   if (skip != nullptr && *skip != 0u) return;
   const AdamStepArgs a = *args;
-  KILN_GRID_STRIDE_LOOP(i, numel) {
-    const Float g = grad[i] + a.l2 * p[i];
-    const Float pi = p[i] * a.decay;
-    const Float mi = a.beta1 * m[i] + a.one_minus_beta1 * g;
-    const Float vi = a.beta2 * v[i] + a.one_minus_beta2 * g * g;
-    m[i] = mi;
-    v[i] = vi;
-    p[i] = pi - a.step_size * mi / (sqrtf(vi) / a.bias_correction2_sqrt + a.eps);
-  }
+  KILN_GRID_STRIDE_LOOP(i, numel) { adam_update(a, p, grad, m, v, i); }
 }
 
 // Adam / AdamW over many parameter tensors in one launch (multi-tensor apply, as PyTorch's
@@ -84,16 +92,7 @@ __global__ void adam_multi_tensor_kernel(const AdamStepArgs* args, const unsigne
   KILN_GRID_STRIDE_LOOP(i, total) {
     while (i >= list.start[t + 1]) ++t;
     const std::int64_t j = i - list.start[t];
-    Float* p = list.p[t];
-    Float* m = list.m[t];
-    Float* v = list.v[t];
-    const Float g = list.g[t][j] + a.l2 * p[j];
-    const Float pi = p[j] * a.decay;
-    const Float mi = a.beta1 * m[j] + a.one_minus_beta1 * g;
-    const Float vi = a.beta2 * v[j] + a.one_minus_beta2 * g * g;
-    m[j] = mi;
-    v[j] = vi;
-    p[j] = pi - a.step_size * mi / (sqrtf(vi) / a.bias_correction2_sqrt + a.eps);
+    adam_update(a, list.p[t], list.g[t], list.m[t], list.v[t], j);
   }
 }
 

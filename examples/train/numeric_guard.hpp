@@ -152,6 +152,7 @@ void inject_nan(const std::vector<ParameterSlot<Device>>& slots, const NanInject
     std::vector<float> v = t.to_vector();
     v.at(0) = std::numeric_limits<float>::quiet_NaN();
     t.copy_from_host(v);
+    parameter_written(s);
     return;
   }
   throw std::invalid_argument("--debug-inject-nan: the model has no parameter '" + inj.name + "'");

@@ -362,8 +362,10 @@ inline void conv_pack_batch_case(Report& report, const std::vector<kiln::ConvSha
                      T(Shape::nchw(s.n, s.c_out, s.h, s.w))});
   }
   std::vector<kiln::ConvPacking<Cuda>> packings;
-  for (Conv& c : convs) packings.push_back({c.s, &c.w, &c.ws});
-  B::conv2d_pack_forwards(packings);
+  std::vector<kiln::ConvPacking<Cuda>*> registered;
+  packings.reserve(convs.size());
+  for (Conv& c : convs) registered.push_back(&packings.emplace_back(kiln::ConvPacking<Cuda>{c.s, &c.w, &c.ws}));
+  B::conv2d_pack_forwards(registered);
   for (Conv& c : convs) B::conv2d_forward_packed(c.s, c.x, c.w, c.b, c.y, c.ws);
   for (Conv& c : convs) {
     T ws(c.ws.shape()), y(c.y.shape());
@@ -652,6 +654,83 @@ inline void adam_multi_case(Report& report, int count, std::uint64_t seed, bool 
   report.compare("params", all_cuda, all_cpu, tight);
   report.compare("exp_avg", m_cuda, m_cpu, tight);
   report.compare("exp_avg_sq", v_cuda, v_cpu, tight);
+}
+
+// Backend<Cuda>::adam_step_multi on convolution weights whose TF32 packings it keeps
+// (adam_conv_pack_kernel, kernels/adam_conv_pack.cuh; training workspaces under MathMode::tf32),
+// two steps: the weights and moments against Backend<Cpu>::adam_step, the packings against their
+// definition on the host (conv2d_mma.cuh: wp[o][t][c] = tf32(w[o][c][t]) at the workspace's start,
+// the input gradient's wp[c][t][o] = tf32(w[o][c][K²-1-t]) at tf32_forward::dgrad_offset) of the
+// weights it wrote.
+inline void adam_conv_pack_case(Report& report, const std::vector<kiln::ConvShape>& shapes, std::uint64_t seed) {
+  namespace tp = kiln::cuda::kernels::tf32_forward;
+  using CpuT = kiln::Tensor<float, Cpu>;
+  using CudaT = kiln::Tensor<float, Cuda>;
+  using B = kiln::Backend<Cuda>;
+  kiln::cuda::MathModeScope math(kiln::cuda::MathMode::tf32);
+  kiln::Rng rng(seed);
+  const std::size_t n = shapes.size();
+  std::vector<CpuT> cp, cg, cm, cv;
+  std::vector<CudaT> gp, gg, gm, gv, ws;
+  std::vector<kiln::ConvPacking<Cuda>> packings;
+  packings.reserve(n);
+  for (const kiln::ConvShape& s : shapes) {
+    const Shape w{s.c_out, s.c_in, s.k, s.k};
+    const auto p = random_vector(w.numel(), rng), g = random_vector(w.numel(), rng);
+    const auto m = random_vector(w.numel(), rng, -0.1f, 0.1f), v = random_vector(w.numel(), rng, 0.0f, 0.1f);
+    cp.push_back(CpuT::from_host(w, p));
+    cg.push_back(CpuT::from_host(w, g));
+    cm.push_back(CpuT::from_host(w, m));
+    cv.push_back(CpuT::from_host(w, v));
+    gp.push_back(CudaT::from_host(w, p));
+    gg.push_back(CudaT::from_host(w, g));
+    gm.push_back(CudaT::from_host(w, m));
+    gv.push_back(CudaT::from_host(w, v));
+    const Shape work{static_cast<std::int64_t>(B::conv2d_workspace_floats(s)) + 1};
+    ws.push_back(CudaT::from_host(work, random_vector(work.numel(), rng)));  // counters not zero
+  }
+  std::vector<B::AdamTensors> list;
+  for (std::size_t i = 0; i < n; ++i) {
+    packings.push_back({shapes[i], &gp[i], &ws[i]});
+    list.push_back({&gp[i], &gg[i], &gm[i], &gv[i], &packings[i]});
+  }
+  for (int step = 1; step <= 2; ++step) {
+    kiln::AdamStepArgs a;
+    a.l2 = step == 2 ? 0.01f : 0.0f;
+    a.step_size = static_cast<float>(1e-2 / (1.0 - std::pow(0.9, step)));
+    a.bias_correction2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(0.999, step)));
+    for (std::size_t i = 0; i < n; ++i) {
+      a.numel = static_cast<std::int64_t>(cp[i].numel());
+      kiln::Backend<Cpu>::adam_step(a, cp[i], cg[i], cm[i], cv[i]);
+    }
+    a.numel = -1;
+    B::adam_step_multi(a, list);
+  }
+  for (std::size_t i = 0; i < n; ++i) {
+    const kiln::ConvShape& s = shapes[i];
+    const std::string at =
+        "conv " + std::to_string(s.c_in) + " -> " + std::to_string(s.c_out) + " k" + std::to_string(s.k) + ": ";
+    report.compare(at + "weights", gp[i].to_vector(), cp[i].to_vector(), tight);
+    report.compare(at + "exp_avg", gm[i].to_vector(), cm[i].to_vector(), tight);
+    report.compare(at + "exp_avg_sq", gv[i].to_vector(), cv[i].to_vector(), tight);
+    report.compare(at + "packed by the optimizer, as the next forward asks (0: yes)",
+                   {B::conv2d_packed_current(packings[i]) ? 0.0f : 1.0f}, {0.0f}, 0.5);
+    const auto w = gp[i].to_vector(), work = ws[i].to_vector();
+    const auto cin = static_cast<std::size_t>(s.c_in), cout = static_cast<std::size_t>(s.c_out),
+               kk = static_cast<std::size_t>(s.k * s.k);
+    std::vector<float> forward(cout * kk * cin), dgrad(cin * kk * cout);
+    for (std::size_t o = 0; o < cout; ++o)
+      for (std::size_t c = 0; c < cin; ++c)
+        for (std::size_t t = 0; t < kk; ++t) {
+          forward[(o * kk + t) * cin + c] = kiln::cpu::round_tf32(w[(o * cin + c) * kk + t]);
+          dgrad[(c * kk + t) * cout + o] = kiln::cpu::round_tf32(w[(o * cin + c) * kk + (kk - 1 - t)]);
+        }
+    const auto offset = static_cast<std::ptrdiff_t>(tp::dgrad_offset(s));
+    report.compare(at + "the forward's packing", std::vector<float>(work.begin(), work.begin() + forward.size()),
+                   forward, tight);
+    report.compare(at + "the input gradient's packing",
+                   std::vector<float>(work.begin() + offset, work.begin() + offset + dgrad.size()), dgrad, tight);
+  }
 }
 
 // kiln::cuda::StepMonitor (kernels/step_guard.cuh: nonfinite_count_kernel, step_record_kernel)

@@ -711,7 +711,8 @@ void check_network_packing(kiln::cuda::MathMode mode, const std::string& batch_k
                                                  kiln_test::random_vector(s.n * s.c_in * s.h * s.w, rng));
   Tensor<float, Cuda> bias, ws(Shape{static_cast<std::int64_t>(B::conv2d_workspace_floats(s)) + 1}),
       y(Shape::nchw(s.n, s.c_out, s.h, s.w)), want(y.shape());
-  const std::vector<kiln::ConvPacking<Cuda>> one{{s, &w, &ws}};
+  kiln::ConvPacking<Cuda> packing{s, &w, &ws};
+  const std::vector<kiln::ConvPacking<Cuda>*> one{&packing};
   B::conv2d_pack_forwards(one);
   w.copy_from_host(kiln_test::random_vector(wshape.numel(), rng));
   B::conv2d_forward_packed(s, xs, w, bias, y, ws);

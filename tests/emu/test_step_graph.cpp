@@ -123,8 +123,9 @@ namespace {
 // Width 2: every layer, parameter and state tensor of a U-Net, with channel counts that keep the
 // emulator's per-(input, output channel) weight-gradient reductions few (width 4 took 3.5x the CPU,
 // minutes under the sanitizers).
-template <class Device>
-using TinyUNet = kiln::Network<kiln::UNet<1, 2, 2, 2, Device>>;
+// (Width 16 where a test needs the convolutions Adam packs as it writes them: channels of 16 and more.)
+template <class Device, int Width = 2>
+using TinyUNet = kiln::Network<kiln::UNet<1, 2, Width, 2, Device>>;
 
 // Trains a TinyUNet<Cuda> for `steps` steps from the same start and data, with a learning rate
 // that changes every step, eagerly or (graph) with step 1 eager and steps 2.. replayed from one
@@ -138,7 +139,7 @@ struct Run {
   std::size_t graph_nodes = 0;
 };
 
-template <class Optimizer, class Options>
+template <class Optimizer, class Options, int Width = 2>
 Run<Optimizer, Options> train_tiny(
     bool graph, int steps, Options options, int read_every = 2,
     const std::function<void(int, std::vector<kiln::ParameterSlot<Cuda>>&)>& after_backward = {},
@@ -146,7 +147,7 @@ Run<Optimizer, Options> train_tiny(
   gpu::Stream stream;
   kiln::cuda::StreamScope scope(stream);
   kiln::Rng rng(7);
-  TinyUNet<Cuda> net;
+  TinyUNet<Cuda, Width> net;
   net.reset_parameters(rng);
   auto slots = kiln::collect_parameters(net);
   Optimizer opt(slots, options);
@@ -224,14 +225,14 @@ Run<Optimizer, Options> train_tiny(
   return run;
 }
 
-template <class Optimizer, class Options>
+template <class Optimizer, class Options, int Width = 2>
 void check_graph_matches_eager(Options options) {
   // Under the sanitizers 3 steps (step 1 eager, the capture launched at step 2, a replay at step 3
   // with a new learning rate): the emulated step is ~6x slower there, and this test was the
   // sanitizer stage's longest (67 s).
   const int steps = KILN_EMU_ASAN ? 3 : 5;
-  const auto eager = train_tiny<Optimizer>(false, steps, options);
-  const auto replayed = train_tiny<Optimizer>(true, steps, options);
+  const auto eager = train_tiny<Optimizer, Options, Width>(false, steps, options);
+  const auto replayed = train_tiny<Optimizer, Options, Width>(true, steps, options);
   CHECK(replayed.graph_nodes > 20);
   REQUIRE(eager.state.size() == replayed.state.size());
   REQUIRE(eager.state.size() > 20);
@@ -283,6 +284,18 @@ TEST_CASE("The training step replayed from a CUDA graph gives the eager step's b
                                                   ? "conv2d_mma_pack_batch_kernel"
                                                   : "conv2d_mma_pack_batch_bf16_kernel") == 1);
   }
+}
+
+// Under TF32, Adam packs the weights of the convolutions of 16 channels and more as it writes them
+// (kernels/adam_conv_pack.cuh): the replayed forward reads the packings the previous replay's
+// optimizer wrote, with no packing of its own.
+TEST_CASE("The training step replayed from a CUDA graph gives the eager step's bits with Adam's packing (TF32)") {
+  if (KILN_EMU_THREADS) return;
+  kiln::cuda::MathModeScope scope(kiln::cuda::MathMode::tf32);
+  kiln_test::record_launches(true);
+  check_graph_matches_eager<kiln::Adam<Cuda>, kiln::AdamOptions, 16>(kiln::AdamOptions{.lr = 1e-2f});
+  kiln_test::record_launches(false);
+  CHECK(kiln_test::launched_kernels().count("adam_conv_pack_kernel") == 1);
 }
 
 TEST_CASE("The device-side check finds a NaN gradient, names its tensor, and keeps the weights of the last good step") {

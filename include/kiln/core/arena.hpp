@@ -36,23 +36,13 @@
 #include <memory>
 #include <vector>
 
+#include "kiln/core/conv_packing.hpp"
 #include "kiln/core/conv_shape.hpp"
 #include "kiln/core/error.hpp"
 #include "kiln/core/mode.hpp"
 #include "kiln/core/tensor.hpp"
 
 namespace kiln {
-
-// A stride-1 convolution of a training plan whose weights a network packs, with every other one,
-// in one launch at the start of each training forward (Backend::conv2d_pack_forwards, where the
-// device has it; docs/kernels.md "The forward's packings in one launch"). Conv2d::plan registers
-// it with the arena; the pointers are the layer's own tensors.
-template <class Device>
-struct ConvPacking {
-  ConvShape shape;
-  const Tensor<float, Device>* weight;
-  Tensor<float, Device>* workspace;
-};
 
 // The plan (Arena::plan_id) whose convolutions the forward running on this thread has packed in one
 // launch, 0 for none: set by Network::forward for the duration of its layers' forwards.
@@ -166,8 +156,9 @@ class Arena {
   // plan (unique in the process): a network that has packed them all for the forward it is running
   // says so with PackedForward{plan_id()} on its thread, and a convolution registered with that
   // plan then skips its own packing (Conv2d; no pointer into the arena is kept).
-  void add_conv_packing(const ConvPacking<Device>& c) { conv_packings_.push_back(c); }
-  const std::vector<ConvPacking<Device>>& conv_packings() const { return conv_packings_; }
+  // The registrations point into the layers (Conv2d owns its ConvPacking).
+  void add_conv_packing(ConvPacking<Device>* c) { conv_packings_.push_back(c); }
+  const std::vector<ConvPacking<Device>*>& conv_packings() const { return conv_packings_; }
   std::uint64_t plan_id() const { return plan_id_; }
 
   // Bytes the last plan needs (the block is at least this large); set by finalize().
@@ -258,7 +249,7 @@ class Arena {
   }
 
   std::vector<Request> requests_;
-  std::vector<ConvPacking<Device>> conv_packings_;
+  std::vector<ConvPacking<Device>*> conv_packings_;
   std::uint64_t plan_id_ = 0;
   Mode mode_ = Mode::train;
   std::size_t clock_ = 0;

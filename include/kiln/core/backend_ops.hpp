@@ -101,13 +101,17 @@ concept HasSynchronisedBatchNorm = requires(const BatchNormArgs& bn, const Tenso
 };
 
 // Optional: a training forward's convolution weights packed for the whole network in one launch
-// at its start (Network::forward), each Conv2d then running its forward on them. CUDA: yes (the
-// TF32 and BF16 mma.sync layouts). CPU: no (it packs nothing per forward).
+// at its start (Network::forward), each Conv2d then running its forward on them; and where an
+// optimizer packed them already (core/conv_packing.hpp), neither packs: conv2d_packed_current says
+// whether the optimizer's record still describes the workspace. CUDA: yes (the TF32 and BF16 mma.sync
+// layouts; the optimizer packs the TF32 ones). CPU: no (it packs nothing per forward).
 template <class D, class B = Backend<D>>
-concept HasBatchedConvPacking = requires(const ConvShape& cs, std::span<const ConvPacking<D>> convs,
-                                         const Tensor<float, D>& c, Tensor<float, D>& m) {
+concept HasBatchedConvPacking = requires(const ConvShape& cs, std::span<ConvPacking<D>* const> convs,
+                                         const ConvPacking<D>& packing, const Tensor<float, D>& c,
+                                         Tensor<float, D>& m) {
   B::conv2d_pack_forwards(convs);
   B::conv2d_forward_packed(cs, c, c, c, m, m);
+  { B::conv2d_packed_current(packing) } -> std::same_as<bool>;
 };
 
 // Optional: the copies of activations a convolution reads (BF16 NHWC under MathMode::bf16),

@@ -8,6 +8,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "kiln/core/conv_packing.hpp"
 #include "kiln/core/tensor.hpp"
 
 namespace kiln {
@@ -32,6 +33,8 @@ struct StateRef {
   Tensor<float, Device>* value = nullptr;
   Tensor<float, Device>* grad = nullptr;
   std::int64_t* counter = nullptr;
+  // A convolution's weight: the packed copies an optimizer may keep current (core/conv_packing.hpp).
+  ConvPacking<Device>* packing = nullptr;
 };
 
 // A visitor of StateRefs, held by reference with its type erased. Composite layers (Sequential,

@@ -7,6 +7,8 @@
 // kiln::gpu::Error naming the kernel. No cuBLAS/cuDNN here (the cuDNN oracle is
 // <kiln/cuda/cudnn.hpp>).
 #include <algorithm>
+#include <array>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -30,6 +32,7 @@
 #include "kiln/gpu/gpu.hpp"
 
 #include "activation.cuh"
+#include "adam_conv_pack.cuh"
 #include "batchnorm.cuh"
 #include "batchnorm_nhwc.cuh"
 #include "conv2d.cuh"
@@ -53,6 +56,18 @@
 #include "vector_access.cuh"
 
 namespace kiln {
+
+namespace cuda {
+// Whether Adam<Cuda> writes the TF32 packings of the convolutions' weights as it updates them
+// (kernels/adam_conv_pack.cuh; default on). Off: the next forward packs them, as SGD's does. For
+// comparisons (tests, kiln_bench_step_gpu); change it between steps.
+inline std::atomic<bool>& optimizer_packing_setting() {
+  static std::atomic<bool> on{true};
+  return on;
+}
+inline void set_optimizer_packing(bool on) { optimizer_packing_setting().store(on); }
+inline bool optimizer_packing() { return optimizer_packing_setting().load(); }
+}  // namespace cuda
 
 template <>
 inline constexpr bool backend_included<Cuda> = true;
@@ -306,7 +321,7 @@ struct Backend<Cuda> {
   // conv2d_forward_packed. Under MathMode::bf16 the same for every convolution whose forward would
   // pack both BF16 layouts (bf16_dgrad_kept_fits; conv2d_mma_pack_batch_bf16_kernel). The others are
   // left alone (their forward packs as before).
-  static void conv2d_pack_forwards(std::span<const ConvPacking<Cuda>> convs) {
+  static void conv2d_pack_forwards(std::span<ConvPacking<Cuda>* const> convs) {
     namespace mc = kiln::cuda::kernels::mma_conv;
     namespace tp = kiln::cuda::kernels::tf32_forward;
     namespace mb = kiln::cuda::kernels::mma_bf16;
@@ -327,9 +342,11 @@ struct Backend<Cuda> {
       bf16_batch = mc::PackBatch<mc::pack_batch_max, mb::PackBoth>{};
       bf16_blocks = 0;
     };
-    for (const ConvPacking<Cuda>& c : convs) {
+    for (const ConvPacking<Cuda>* entry : convs) {
+      const ConvPacking<Cuda>& c = *entry;
       const ConvShape& s = c.shape;
       if (s.n == 0 || s.h == 0 || s.w == 0 || s.c_out == 0) continue;
+      if (conv2d_packed_current(c)) continue;  // the optimizer packed them as it wrote them
       const bool bf16 = bf16_dgrad_kept_fits(s, *c.workspace);
       if (!bf16 && !tf32_dgrad_kept_fits(s, *c.workspace)) continue;
       float* ws = c.workspace->data();
@@ -368,6 +385,11 @@ struct Backend<Cuda> {
     }
     flush();
     flush_bf16();
+  }
+  // Whether the optimizer's record in c (core/conv_packing.hpp) still describes c's workspace: the
+  // packings adam_step_multi wrote there for the plans the next forward and input gradient run.
+  static bool conv2d_packed_current(const ConvPacking<Cuda>& c) {
+    return c.packed_by_optimizer() && c.optimizer_packed == optimizer_packing_key(c);
   }
   // The weight gradients' split-K reductions of one backward in one launch (HasDeferredWgradReductions):
   // between conv2d_defer_wgrad_reductions() and conv2d_flush_wgrad_reductions() on this thread, a
@@ -729,15 +751,28 @@ struct Backend<Cuda> {
   // Adam / AdamW on every tensor of `tensors` in as few launches as possible (one per
   // kernels::adam_multi_max_tensors tensors); a.numel is ignored (each tensor has its own).
   // The same arithmetic as adam_step per tensor; Adam<Cuda> calls it (Backend<Cpu> has one too).
+  // A convolution's weight (`packing` set: Adam<Cuda> passes its slot's) whose training plan keeps the
+  // TF32 packings in its workspace (optimizer_packing_key) is updated by adam_conv_pack_kernel, which
+  // writes both packings too (kernels/adam_conv_pack.cuh), and the record of them is left in
+  // `packing` for the next forward (conv2d_packed_current); the caller forgot the old one.
   struct AdamTensors {
     T* param;
     const T* grad;
     T* exp_avg;
     T* exp_avg_sq;
+    ConvPacking<Cuda>* packing = nullptr;
   };
   static void adam_step_multi(const AdamStepArgs& a, std::span<const AdamTensors> tensors) {
     namespace k = kiln::cuda::kernels;
     const AdamStepArgs* args = staged(a);
+    for (std::size_t i = 0; i < tensors.size(); ++i) {
+      const AdamTensors& t = tensors[i];
+      KILN_CHECK(t.grad->numel() == t.param->numel() && t.exp_avg->numel() == t.param->numel() &&
+                     t.exp_avg_sq->numel() == t.param->numel(),
+                 "Backend<Cuda>::adam_step_multi: tensor ", i, " has ", t.param->numel(), " parameters but ",
+                 t.grad->numel(), " gradients, ", t.exp_avg->numel(), " and ", t.exp_avg_sq->numel(), " moments");
+    }
+    adam_pack_convolutions(args, tensors);
     std::size_t next = 0;
     while (next < tensors.size()) {
       k::AdamTensorList<float> list{};
@@ -746,11 +781,8 @@ struct Backend<Cuda> {
       for (; next < tensors.size() && list.count < k::adam_multi_max_tensors; ++next) {
         const AdamTensors& t = tensors[next];
         const auto n = static_cast<std::int64_t>(t.param->numel());
-        KILN_CHECK(t.grad->numel() == t.param->numel() && t.exp_avg->numel() == t.param->numel() &&
-                       t.exp_avg_sq->numel() == t.param->numel(),
-                   "Backend<Cuda>::adam_step_multi: tensor ", next, " has ", t.param->numel(), " parameters but ",
-                   t.grad->numel(), " gradients, ", t.exp_avg->numel(), " and ", t.exp_avg_sq->numel(), " moments");
-        if (n == 0) continue;
+        if (n == 0 || packs_as_it_writes(t)) continue;
+        if (t.packing != nullptr) t.packing->forget();
         list.p[list.count] = t.param->data();
         list.g[list.count] = t.grad->data();
         list.m[list.count] = t.exp_avg->data();
@@ -760,9 +792,75 @@ struct Backend<Cuda> {
         ++list.count;
       }
       list.start[list.count] = total;
-      launch_1d(KILN_CUDA_KERNEL_FLOAT(adam_multi_tensor_kernel), total, args, kiln::cuda::update_guard(), list);
+      if (list.count > 0)
+        launch_1d(KILN_CUDA_KERNEL_FLOAT(adam_multi_tensor_kernel), total, args, kiln::cuda::update_guard(), list);
     }
   }
+  // What adam_step_multi's fused update would leave in c's workspace, as the next forward asks for it
+  // (conv2d_packed_current): the workspace and both TF32 plans (the forward's, the input gradient's).
+  // All zero where it packs nothing: the optimizer's packing off (kiln::cuda::set_optimizer_packing),
+  // no training workspace with room for both packings (tf32_dgrad_kept_fits: MathMode::tf32), or a
+  // shape adam_conv_pack_kernel does not take (adam_pack::supports).
+  static std::array<std::uint64_t, 4> optimizer_packing_key(const ConvPacking<Cuda>& c) {
+    namespace tp = kiln::cuda::kernels::tf32_forward;
+    const ConvShape& s = c.shape;
+    if (c.workspace == nullptr || !kiln::cuda::optimizer_packing() || s.n == 0 || s.h == 0 || s.w == 0 ||
+        !kiln::cuda::kernels::adam_pack::supports(s) || !tf32_dgrad_kept_fits(s, *c.workspace))
+      return {};
+    auto word = [](const tp::Plan& p) {
+      return static_cast<std::uint64_t>(p.wgmma) | static_cast<std::uint64_t>(p.bn) << 1 |
+             static_cast<std::uint64_t>(p.rows) << 17 | static_cast<std::uint64_t>(p.splits) << 33;
+    };
+    return {static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(c.workspace->data())),
+            static_cast<std::uint64_t>(c.workspace->numel()), word(tf32_plan(s, *c.workspace)),
+            word(tp::plan(kiln::cuda::kernels::mma_conv::transposed(s)))};
+  }
+  // adam_step_multi's tensors that adam_conv_pack_kernel updates.
+  static bool packs_as_it_writes(const AdamTensors& t) {
+    return t.packing != nullptr && t.packing->weight == t.param && optimizer_packing_key(*t.packing)[0] != 0;
+  }
+  // Those tensors, adam_pack::batch_max per launch, their records set.
+  static void adam_pack_convolutions(const AdamStepArgs* args, std::span<const AdamTensors> tensors) {
+    namespace k = kiln::cuda::kernels;
+    namespace mc = k::mma_conv;
+    namespace tp = k::tf32_forward;
+    k::adam_pack::Batch<k::adam_pack::batch_max> batch{};
+    int blocks = 0;
+    auto flush = [&] {
+      if (batch.count > 0)
+        launch(KILN_CUDA_KERNEL(adam_conv_pack_kernel, k::adam_pack::batch_max), dim3(static_cast<unsigned>(blocks)),
+               dim3(k::adam_pack::threads), 0, args, kiln::cuda::update_guard(), batch);
+      batch = k::adam_pack::Batch<k::adam_pack::batch_max>{};
+      blocks = 0;
+    };
+    for (const AdamTensors& t : tensors) {
+      if (!packs_as_it_writes(t) || t.param->numel() == 0) continue;
+      if (batch.count == k::adam_pack::batch_max) flush();
+      const ConvShape& s = t.packing->shape;
+      const ConvShape tr = mc::transposed(s);
+      float* ws = t.packing->workspace->data();
+      float* dgrad = ws + tp::dgrad_offset(s);
+      const tp::Plan plan = tf32_plan(s, *t.packing->workspace), dgrad_plan = tp::plan(tr);
+      batch.entries[batch.count++] = {t.param->data(),
+                                      t.grad->data(),
+                                      t.exp_avg->data(),
+                                      t.exp_avg_sq->data(),
+                                      ws,
+                                      dgrad,
+                                      tp::counters(s, ws, plan),
+                                      tp::counters(tr, dgrad, dgrad_plan),
+                                      static_cast<int>(s.c_in),
+                                      static_cast<int>(s.c_out),
+                                      static_cast<int>(s.k),
+                                      tp::counter_count(s, plan),
+                                      tp::counter_count(tr, dgrad_plan),
+                                      blocks};
+      blocks += static_cast<int>(k::adam_pack::tiles(s));
+      t.packing->optimizer_packed = optimizer_packing_key(*t.packing);
+    }
+    flush();
+  }
+
   // momentum_buffer may be empty when a.momentum == 0.
   static void sgd_step(const SgdStepArgs& a, T& param, const T& grad, T& momentum_buffer) {
     if (a.numel == 0) return;

@@ -84,16 +84,22 @@ class Conv2d {
 
   Conv2d() : weight_(Shape{Out, In, K, K}), bias_(Shape{Out}) { reset_parameters(default_rng()); }
 
-  void reset_parameters(Rng& rng) { detail::reset_conv2d(rng, In * K * K, weight_, bias_); }
+  void reset_parameters(Rng& rng) {
+    packing_.value.forget();
+    detail::reset_conv2d(rng, In * K * K, weight_, bias_);
+  }
 
   Shape plan(const Shape& in, Arena<Device>& arena, std::string_view path) {
     kept_ = ConvKept::nothing;  // a new plan binds a new workspace
     packing_plan_ = 0;
+    packing_.value = {};
     input_copied_ = gradient_copied_ = false;
     const Shape out = detail::plan_conv2d(in, arena, path, shape_, strided_, y_, dx_, workspace_);
     if constexpr (Stride == 1 && HasBatchedConvPacking<Device>) {
-      if (arena.training()) {  // a network may pack this layer's weights with the others' (Arena::ConvPacking)
-        arena.add_conv_packing({shape_, &weight_.value, &workspace_});
+      // A network may pack this layer's weights with the others', an optimizer as it writes them.
+      if (arena.training()) {
+        packing_.value = {shape_, &weight_.value, &workspace_, {}};
+        arena.add_conv_packing(&packing_.value);
         packing_plan_ = arena.plan_id();
       }
     }
@@ -104,16 +110,23 @@ class Conv2d {
     check_planned(x);
     x_ = &x;
     const bool x_copied = std::exchange(input_copied_, false);
+    // The optimizer's packing serves this forward at most: the forward (and the backward) may write
+    // over the workspace.
+    bool packed = false;
+    if constexpr (HasBatchedConvPacking<Device>)
+      packed = mode == Mode::train && (PackedForward::covers(packing_plan_) ||  // the network packed the weights
+                                       Backend<Device>::conv2d_packed_current(packing_.value));  // the optimizer did
+    packing_.value.forget();
     if constexpr (Stride > 1) {
       Backend<Device>::conv2d_strided_forward(strided_, x, weight_.value, bias_.value, y_);
     } else if (mode == Mode::train) {
       if constexpr (HasActivationCopies<Device> && HasBatchedConvPacking<Device>) {
-        if (PackedForward::covers(packing_plan_))  // the network packed the weights for this forward
+        if (packed)
           Backend<Device>::conv2d_forward_packed(shape_, x, weight_.value, bias_.value, y_, workspace_, x_copied);
         else
           Backend<Device>::conv2d_forward(shape_, x, weight_.value, bias_.value, y_, workspace_, x_copied);
       } else if constexpr (HasBatchedConvPacking<Device>) {
-        if (PackedForward::covers(packing_plan_))  // the network packed the weights for this forward
+        if (packed)
           Backend<Device>::conv2d_forward_packed(shape_, x, weight_.value, bias_.value, y_, workspace_);
         else
           Backend<Device>::conv2d_forward(shape_, x, weight_.value, bias_.value, y_, workspace_);
@@ -141,6 +154,7 @@ class Conv2d {
                y_.shape().str());
     Tensor<float, Device> dx = input_grad_ ? dx_ : Tensor<float, Device>{};
     const bool dy_copied = std::exchange(gradient_copied_, false);
+    packing_.value.forget();
     if constexpr (Stride > 1)
       Backend<Device>::conv2d_strided_backward(strided_, *x_, weight_.value, dy, dx, weight_.grad, bias_.grad);
     else if constexpr (HasActivationCopies<Device>)
@@ -157,7 +171,8 @@ class Conv2d {
   template <class F>
   void visit(F&& f, const std::string& prefix) {
     using Ref = StateRef<Device>;
-    f(Ref{Ref::Kind::parameter, join_name(prefix, "weight"), &weight_.value, &weight_.grad, nullptr});
+    packing_.value.forget();  // f may write the weights
+    f(Ref{Ref::Kind::parameter, join_name(prefix, "weight"), &weight_.value, &weight_.grad, nullptr, &packing_.value});
     f(Ref{Ref::Kind::parameter, join_name(prefix, "bias"), &bias_.value, &bias_.grad, nullptr});
   }
 
@@ -183,7 +198,10 @@ class Conv2d {
   }
   void gradient_copy_written() { gradient_copied_ = true; }
 
-  Parameter<Device>& weight() { return weight_; }
+  Parameter<Device>& weight() {
+    packing_.value.forget();  // the caller may write the weights
+    return weight_;
+  }
   Parameter<Device>& bias() { return bias_; }
 
  private:
@@ -198,6 +216,7 @@ class Conv2d {
   const Tensor<float, Device>* x_ = nullptr;
   ConvKept kept_ = ConvKept::nothing;  // what the last forward left in workspace_ for the backward
   std::uint64_t packing_plan_ = 0;     // the training plan that registered this layer's packings (Arena::plan_id)
+  OwnedConvPacking<Device> packing_;   // registered with a training plan (stride 1, where the device packs)
   bool input_grad_ = true;
   bool input_copied_ = false, gradient_copied_ = false;  // a copy slot written for the next pass
 };

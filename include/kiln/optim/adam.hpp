@@ -76,12 +76,18 @@ class AdamBase {
     a.decay = decoupled_ ? static_cast<float>(1.0 - static_cast<double>(lr_) * weight_decay_) : 1.0f;
     a.step_size = static_cast<float>(static_cast<double>(lr_) / bc1);
     a.bias_correction2_sqrt = static_cast<float>(std::sqrt(bc2));
+    for (const auto& s : slots_) parameter_written(s);  // a backend that packs as it writes records it again
     if constexpr (has_multi_tensor_step) {
       // One launch per 64 tensors instead of one per tensor (launch overhead dominates small tensors).
+      // A backend that keeps convolutions' weights packed (Backend<Cuda>) writes the packings of
+      // the slots' ConvPacking in the same pass (core/conv_packing.hpp).
       if (multi_.size() != slots_.size()) {
         multi_.clear();
-        for (std::size_t i = 0; i < slots_.size(); ++i)
-          multi_.push_back({slots_[i].value, slots_[i].grad, &exp_avg_[i], &exp_avg_sq_[i]});
+        for (std::size_t i = 0; i < slots_.size(); ++i) {
+          MultiTensor t{slots_[i].value, slots_[i].grad, &exp_avg_[i], &exp_avg_sq_[i]};
+          if constexpr (requires { t.packing; }) t.packing = slots_[i].packing;
+          multi_.push_back(t);
+        }
       }
       Backend<Device>::adam_step_multi(a, std::span<const MultiTensor>(multi_));
     } else {

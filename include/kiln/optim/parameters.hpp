@@ -14,7 +14,17 @@ struct ParameterSlot {
   std::string name;  // "down.0.conv1.weight"
   Tensor<float, Device>* value = nullptr;
   Tensor<float, Device>* grad = nullptr;  // same shape as value
+  // A convolution's weight: its packed copies (core/conv_packing.hpp). Whoever writes value without
+  // writing them too calls parameter_written(slot).
+  ConvPacking<Device>* packing = nullptr;
 };
+
+// What a writer of a slot's value calls (an optimizer that does not pack as it writes, a test
+// injecting a value): the copies packed from the old value are forgotten, the next forward packs.
+template <class Device>
+void parameter_written(const ParameterSlot<Device>& slot) {
+  if (slot.packing != nullptr) slot.packing->forget();
+}
 
 template <class Net>
 std::vector<ParameterSlot<typename Net::device>> collect_parameters(Net& net) {
@@ -25,7 +35,7 @@ std::vector<ParameterSlot<typename Net::device>> collect_parameters(Net& net) {
         if (ref.kind != StateRef<Device>::Kind::parameter) return;
         KILN_CHECK(ref.value && ref.grad && ref.value->shape() == ref.grad->shape(), "collect_parameters: parameter '",
                    ref.name, "' has no gradient of its shape");
-        slots.push_back({ref.name, ref.value, ref.grad});
+        slots.push_back({ref.name, ref.value, ref.grad, ref.packing});
       },
       std::string{});
   return slots;

@@ -56,6 +56,7 @@ class SGD {
     for (std::size_t i = 0; i < slots_.size(); ++i) {
       a.numel = static_cast<std::int64_t>(slots_[i].value->numel());
       Backend<Device>::sgd_step(a, *slots_[i].value, *slots_[i].grad, buffers_.empty() ? none : buffers_[i]);
+      parameter_written(slots_[i]);
     }
     ++step_;
   }

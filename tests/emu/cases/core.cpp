@@ -110,6 +110,10 @@ void add_core_cases(std::vector<KernelCase>& t) {
 
   t.push_back({"Adam multi-tensor, 150 tensors (3 launches)", [](Report& r) { adam_multi_case(r, 150, 103); }});
   t.push_back({"Adam per-tensor kernel, 20 tensors", [](Report& r) { adam_multi_case(r, 20, 107, true); }});
+  t.push_back({"Adam fused with the convolutions' TF32 packings, 4 convolutions", [](Report& r) {
+                 adam_conv_pack_case(
+                     r, {{1, 16, 16, 4, 4, 3}, {1, 32, 48, 4, 4, 3}, {1, 48, 16, 4, 4, 3}, {1, 64, 32, 4, 4, 1}}, 113);
+               }});
   t.push_back({"step guard: NaN/Inf counts, 75 tensors (2 launches)", [](Report& r) { step_guard_case(r, 75, 109); }});
 }
 
@@ -149,6 +153,9 @@ void add_tiny_core_cases(std::vector<KernelCase>& t) {
        [](Report& r) { optimizer_case<kiln::SGD>(r, kiln::SgdOptions{.lr = 0.1f, .momentum = 0.9}, 227); });
   tiny("tiny Adam multi-tensor", [](Report& r) { adam_multi_case(r, 5, 231); });
   tiny("tiny Adam per-tensor kernel", [](Report& r) { adam_multi_case(r, 3, 233, true); });
+  tiny("tiny Adam fused with a convolution's packings", [](Report& r) {
+    adam_conv_pack_case(r, {{1, 16, 16, 2, 2, 1}}, 237);
+  });
   tiny("tiny step guard", [](Report& r) { step_guard_case(r, 71, 235); });
 }
 

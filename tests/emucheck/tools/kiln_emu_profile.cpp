@@ -3,7 +3,8 @@
 // (kernels/kiln/gpu/emu_profile.hpp; checking build only, target kiln_emu_profile).
 //
 //   kiln_emu_profile [--width 16|32] [--batch N] [--size S] [--math strict|tf32|bf16]
-//                    [--kernels step|mma-forward|wgmma-forward|wgmma-short-forward|backward] [--csv FILE]
+//                    [--kernels step|mma-forward|wgmma-forward|wgmma-short-forward|backward]
+//                    [--optimizer-packing on|off] [--csv FILE]
 //
 // --kernels mma-forward: instead of the step, only the forward convolutions of the same U-Net, each
 // as conv2d_mma.cuh's weight packing + mma.sync forward kernel, so that its predicted time can be
@@ -17,6 +18,8 @@
 // conv2d_igemm.cuh (input gradient, split-K weight gradient + its reduction) and on the mma.sync
 // kernels (conv2d_mma.cuh's input gradient, conv2d_mma_wgrad.cuh's weight gradient + reduction), so
 // that predict.py puts both side by side (--by-layer: per layer).
+// --optimizer-packing off: the step with Adam's fused packing turned off (kiln::cuda::set_optimizer_packing:
+// the forward packs every convolution's weights, as before kernels/adam_conv_pack.cuh).
 // Under --math tf32 the step runs the backend's TF32 kernels: the mma.sync forward, input gradient
 // (the forward kernel on the transposed shape, named "conv2d_mma_forward_kernel<...> (dgrad)" here)
 // and weight gradient (conv2d_mma_wgrad.cuh), the implicit GEMM where those do not take a shape;
@@ -40,6 +43,7 @@
 #include <string>
 #include <vector>
 
+#include "adam_conv_pack.cuh"
 #include "conv2d_igemm.cuh"
 #include "conv2d_mma.cuh"
 #include "conv2d_mma_wgrad.cuh"
@@ -56,13 +60,15 @@ using kiln_step_traffic::short_name;
 struct Options {
   int width = 32, batch = 16, size = 64;
   std::string math = "strict", kernels = "step", csv;
+  bool optimizer_packing = true;
 };
 
 [[noreturn]] void usage(const std::string& why) {
   std::fprintf(
       stderr,
       "kiln_emu_profile: %s\nusage: kiln_emu_profile [--width 16|32] [--batch N] [--size S] [--math strict|tf32|bf16] "
-      "[--kernels step|mma-forward|wgmma-forward|wgmma-short-forward|backward] [--csv FILE]\n",
+      "[--kernels step|mma-forward|wgmma-forward|wgmma-short-forward|backward] [--optimizer-packing on|off] "
+      "[--csv FILE]\n",
       why.c_str());
   std::exit(2);
 }
@@ -85,6 +91,10 @@ Options parse(int argc, char** argv) {
       o.kernels = v;
     else if (a == "--csv")
       o.csv = v;
+    else if (a == "--optimizer-packing")
+      o.optimizer_packing = v == "on"    ? true
+                            : v == "off" ? false
+                                         : (usage("--optimizer-packing must be on or off"), true);
     else
       usage("unknown option '" + a + "'");
   }
@@ -119,6 +129,7 @@ int run(const Options& o) {
   using Cuda = kiln::Cuda;
   namespace emu = kiln::gpu::emu;
   if (o.math != "strict") kiln::cuda::set_math_mode(kiln::cuda::parse_math_mode(o.math));
+  kiln::cuda::set_optimizer_packing(o.optimizer_packing);
   kiln::Network<kiln::UNet<1, 2, Width, depth, Cuda>> net;
   kiln::Rng rng(1);
   net.reset_parameters(rng);
@@ -308,15 +319,31 @@ int run(const Options& o) {
     auto packed_bytes = [&](const ConvLayer& c) {
       return 4.0 * weights(c) + (o.math == "bf16" ? 2.0 : 4.0) * (padded(c) + dgrad_padded(c));
     };
-    if (contains(r.kernel, "conv2d_mma_pack_batch")) {  // every convolution's packings at the forward's start
+    // Under TF32 the step's optimizer (the profiled step's second) packed the convolutions that
+    // adam_conv_pack_kernel takes as it wrote their weights: w, its gradient and moments read, w and
+    // the moments written, both layouts written. The forward's batched packing has the others.
+    auto optimizer_packed = [&](const ConvLayer& c) {
+      return o.optimizer_packing && o.math == "tf32" && kiln::cuda::kernels::adam_pack::supports(c.c_in, c.c_out, c.k);
+    };
+    // Adam reads p, g, m, v and writes p, m, v in place: the extrapolation counts each address once
+    // (16 bytes a parameter), DRAM moves the written ones twice (28), as the weight gradient's dw +=.
+    if (contains(r.kernel, "adam_multi_tensor") || contains(r.kernel, "adam_step_kernel"))
+      p.global_distinct_bytes *= 28.0 / 16.0;
+    if (contains(r.kernel, "adam_conv_pack")) {  // (a launch of unequal entries: counted here)
+      p.global_distinct_bytes = 0;
+      for (const ConvLayer& c : convs)
+        if (optimizer_packed(c)) p.global_distinct_bytes += 4.0 * (7.0 * weights(c) + padded(c) + dgrad_padded(c));
+    }
+    if (contains(r.kernel, "conv2d_mma_pack_batch")) {  // the other convolutions' packings at the forward's start
       r.layer = "*";                                    // all layers: predict.py --targets shares it out by pack_bytes
       p.global_distinct_bytes = 0;
-      for (const ConvLayer& c : convs) p.global_distinct_bytes += packed_bytes(c);
+      for (const ConvLayer& c : convs)
+        if (!optimizer_packed(c)) p.global_distinct_bytes += packed_bytes(c);
     }
     if (forward_conv && next_forward < convs.size()) {
       const ConvLayer& c = convs[next_forward++];
       r.layer = c.name;
-      r.pack_bytes = packed_bytes(c);
+      r.pack_bytes = optimizer_packed(c) ? 0.0 : packed_bytes(c);
       p.flops = 2.0 * pixels(c) * weights(c);
       p.global_distinct_bytes = 4.0 * (pixels(c) * (c.c_in + c.c_out) + weights(c) + c.c_out);
       if (contains(r.kernel, "conv2d_mma_bf16_forward"))  // x as the NHWC BF16 copy (channels padded to 16), w as BF16
