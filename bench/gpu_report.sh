@@ -202,8 +202,9 @@ fi
 
 # ---- 4. the whole step on the GPU -----------------------------------------------------------------
 if [[ -x $bin/kiln_bench_step_gpu ]]; then
-  # Three math modes x two models x train/inference, and TF32 training with the weight gradients'
-  # reductions apart: 28 benchmarks at the two configs PyTorch also runs.
+  # Three math modes x two models x train/inference, and three TF32 training variants (the weight
+  # gradients' reductions apart, mma.sync only, the forward packing the weights): 36 benchmarks at
+  # the two configs PyTorch also runs.
   KILN_BENCH_STEPS=20 KILN_BENCH_WARMUP=3 KILN_BENCH_STEP_CONFIGS=N16_H64,N8_H128 RESERVE=50 \
     phase "kiln_bench_step_gpu" 90 "$out/bench_step_gpu.log" \
     "$bin/kiln_bench_step_gpu" --benchmark_out="$out/bench_step_gpu.json" --benchmark_out_format=json

@@ -595,47 +595,61 @@ void optimizer_case(Report& report, const Options& options, std::uint64_t seed) 
   });
 }
 
+// Adam's tensors for the optimizer cases: random parameters, gradients and moments of the given
+// shapes, the same values on the CPU (p, g, m, v) and the Cuda device (dp, dg, dm, dv).
+struct AdamTensorsOnBoth {
+  std::vector<kiln::Tensor<float, Cpu>> p, g, m, v;
+  std::vector<kiln::Tensor<float, Cuda>> dp, dg, dm, dv;
+  void add(const Shape& s, kiln::Rng& rng) {
+    const auto pv = random_vector(s.numel(), rng), gv = random_vector(s.numel(), rng);
+    const auto mv = random_vector(s.numel(), rng, -0.1f, 0.1f), vv = random_vector(s.numel(), rng, 0.0f, 0.1f);
+    p.push_back(kiln::Tensor<float, Cpu>::from_host(s, pv));
+    g.push_back(kiln::Tensor<float, Cpu>::from_host(s, gv));
+    m.push_back(kiln::Tensor<float, Cpu>::from_host(s, mv));
+    v.push_back(kiln::Tensor<float, Cpu>::from_host(s, vv));
+    dp.push_back(kiln::Tensor<float, Cuda>::from_host(s, pv));
+    dg.push_back(kiln::Tensor<float, Cuda>::from_host(s, gv));
+    dm.push_back(kiln::Tensor<float, Cuda>::from_host(s, mv));
+    dv.push_back(kiln::Tensor<float, Cuda>::from_host(s, vv));
+  }
+  // Backend<Cpu>::adam_step on every CPU tensor.
+  void cpu_step(kiln::AdamStepArgs a) {
+    for (std::size_t i = 0; i < p.size(); ++i) {
+      a.numel = static_cast<std::int64_t>(p[i].numel());
+      kiln::Backend<Cpu>::adam_step(a, p[i], g[i], m[i], v[i]);
+    }
+  }
+};
+
+// Step `step`'s arguments (lr 1e-2): Adam's L2 term at step 2 and AdamW's decay at step 3, one each.
+inline kiln::AdamStepArgs adam_case_args(int step) {
+  kiln::AdamStepArgs a;
+  a.l2 = step == 2 ? 0.01f : 0.0f;
+  a.decay = step == 3 ? 0.999f : 1.0f;
+  a.step_size = static_cast<float>(1e-2 / (1.0 - std::pow(0.9, step)));
+  a.bias_correction2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(0.999, step)));
+  a.numel = -1;  // ignored by adam_step_multi
+  return a;
+}
+
 // Backend<Cuda>::adam_step_multi (one launch per 64 tensors; Adam<Cuda> uses it) or, with
 // per_tensor, Backend<Cuda>::adam_step (one launch per tensor) against Backend<Cpu>::adam_step per
 // tensor: `count` tensors of assorted sizes (some empty), three steps, parameters and moments.
 inline void adam_multi_case(Report& report, int count, std::uint64_t seed, bool per_tensor = false) {
   kiln::Rng rng(seed);
-  using CpuT = kiln::Tensor<float, Cpu>;
-  using CudaT = kiln::Tensor<float, Cuda>;
-  std::vector<CpuT> cp, cg, cm, cv;
-  std::vector<CudaT> gp, gg, gm, gv;
-  for (int i = 0; i < count; ++i) {
-    const Shape s{(i % 7 == 3) ? 0 : 1 + (i * 37) % 300};
-    const auto p = random_vector(s.numel(), rng), g = random_vector(s.numel(), rng);
-    const auto m = random_vector(s.numel(), rng, -0.1f, 0.1f), v = random_vector(s.numel(), rng, 0.0f, 0.1f);
-    cp.push_back(CpuT::from_host(s, p));
-    cg.push_back(CpuT::from_host(s, g));
-    cm.push_back(CpuT::from_host(s, m));
-    cv.push_back(CpuT::from_host(s, v));
-    gp.push_back(CudaT::from_host(s, p));
-    gg.push_back(CudaT::from_host(s, g));
-    gm.push_back(CudaT::from_host(s, m));
-    gv.push_back(CudaT::from_host(s, v));
-  }
+  AdamTensorsOnBoth t;
+  for (int i = 0; i < count; ++i) t.add(Shape{(i % 7 == 3) ? 0 : 1 + (i * 37) % 300}, rng);
   std::vector<kiln::Backend<Cuda>::AdamTensors> list;
-  for (int i = 0; i < count; ++i) list.push_back({&gp[i], &gg[i], &gm[i], &gv[i]});
+  for (int i = 0; i < count; ++i) list.push_back({&t.dp[i], &t.dg[i], &t.dm[i], &t.dv[i]});
   for (int step = 1; step <= 3; ++step) {
-    kiln::AdamStepArgs a;
-    a.l2 = step == 2 ? 0.01f : 0.0f;  // Adam's L2 term and AdamW's decay, one step each
-    a.decay = step == 3 ? 0.999f : 1.0f;
-    a.step_size = static_cast<float>(1e-2 / (1.0 - std::pow(0.9, step)));
-    a.bias_correction2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(0.999, step)));
-    for (int i = 0; i < count; ++i) {
-      a.numel = static_cast<std::int64_t>(cp[i].numel());
-      kiln::Backend<Cpu>::adam_step(a, cp[i], cg[i], cm[i], cv[i]);
-    }
+    kiln::AdamStepArgs a = adam_case_args(step);
+    t.cpu_step(a);
     if (per_tensor) {
       for (int i = 0; i < count; ++i) {
-        a.numel = static_cast<std::int64_t>(gp[i].numel());
-        kiln::Backend<Cuda>::adam_step(a, gp[i], gg[i], gm[i], gv[i]);
+        a.numel = static_cast<std::int64_t>(t.dp[i].numel());
+        kiln::Backend<Cuda>::adam_step(a, t.dp[i], t.dg[i], t.dm[i], t.dv[i]);
       }
     } else {
-      a.numel = -1;  // ignored by adam_step_multi
       kiln::Backend<Cuda>::adam_step_multi(a, list);
     }
   }
@@ -644,12 +658,12 @@ inline void adam_multi_case(Report& report, int count, std::uint64_t seed, bool 
     to.insert(to.end(), from.begin(), from.end());
   };
   for (int i = 0; i < count; ++i) {
-    append(all_cuda, gp[i].to_vector());
-    append(all_cpu, cp[i].to_vector());
-    append(m_cuda, gm[i].to_vector());
-    append(m_cpu, cm[i].to_vector());
-    append(v_cuda, gv[i].to_vector());
-    append(v_cpu, cv[i].to_vector());
+    append(all_cuda, t.dp[i].to_vector());
+    append(all_cpu, t.p[i].to_vector());
+    append(m_cuda, t.dm[i].to_vector());
+    append(m_cpu, t.m[i].to_vector());
+    append(v_cuda, t.dv[i].to_vector());
+    append(v_cpu, t.v[i].to_vector());
   }
   report.compare("params", all_cuda, all_cpu, tight);
   report.compare("exp_avg", m_cuda, m_cpu, tight);
@@ -658,72 +672,52 @@ inline void adam_multi_case(Report& report, int count, std::uint64_t seed, bool 
 
 // Backend<Cuda>::adam_step_multi on convolution weights whose TF32 packings it keeps
 // (adam_conv_pack_kernel, kernels/adam_conv_pack.cuh; training workspaces under MathMode::tf32),
-// two steps: the weights and moments against Backend<Cpu>::adam_step, the packings against their
+// three steps: the weights and moments against Backend<Cpu>::adam_step, the packings against their
 // definition on the host (conv2d_mma.cuh: wp[o][t][c] = tf32(w[o][c][t]) at the workspace's start,
 // the input gradient's wp[c][t][o] = tf32(w[o][c][K²-1-t]) at tf32_forward::dgrad_offset) of the
 // weights it wrote.
 inline void adam_conv_pack_case(Report& report, const std::vector<kiln::ConvShape>& shapes, std::uint64_t seed) {
   namespace tp = kiln::cuda::kernels::tf32_forward;
-  using CpuT = kiln::Tensor<float, Cpu>;
-  using CudaT = kiln::Tensor<float, Cuda>;
   using B = kiln::Backend<Cuda>;
   kiln::cuda::MathModeScope math(kiln::cuda::MathMode::tf32);
   kiln::Rng rng(seed);
   const std::size_t n = shapes.size();
-  std::vector<CpuT> cp, cg, cm, cv;
-  std::vector<CudaT> gp, gg, gm, gv, ws;
+  AdamTensorsOnBoth t;
+  std::vector<kiln::Tensor<float, Cuda>> ws;
+  for (const kiln::ConvShape& s : shapes) {
+    t.add(Shape{s.c_out, s.c_in, s.k, s.k}, rng);
+    const Shape work{static_cast<std::int64_t>(B::conv2d_workspace_floats(s)) + 1};
+    ws.push_back(kiln::Tensor<float, Cuda>::from_host(work, random_vector(work.numel(), rng)));  // counters not 0
+  }
   std::vector<kiln::ConvPacking<Cuda>> packings;
   packings.reserve(n);
-  for (const kiln::ConvShape& s : shapes) {
-    const Shape w{s.c_out, s.c_in, s.k, s.k};
-    const auto p = random_vector(w.numel(), rng), g = random_vector(w.numel(), rng);
-    const auto m = random_vector(w.numel(), rng, -0.1f, 0.1f), v = random_vector(w.numel(), rng, 0.0f, 0.1f);
-    cp.push_back(CpuT::from_host(w, p));
-    cg.push_back(CpuT::from_host(w, g));
-    cm.push_back(CpuT::from_host(w, m));
-    cv.push_back(CpuT::from_host(w, v));
-    gp.push_back(CudaT::from_host(w, p));
-    gg.push_back(CudaT::from_host(w, g));
-    gm.push_back(CudaT::from_host(w, m));
-    gv.push_back(CudaT::from_host(w, v));
-    const Shape work{static_cast<std::int64_t>(B::conv2d_workspace_floats(s)) + 1};
-    ws.push_back(CudaT::from_host(work, random_vector(work.numel(), rng)));  // counters not zero
-  }
   std::vector<B::AdamTensors> list;
   for (std::size_t i = 0; i < n; ++i) {
-    packings.push_back({shapes[i], &gp[i], &ws[i]});
-    list.push_back({&gp[i], &gg[i], &gm[i], &gv[i], &packings[i]});
+    packings.push_back({shapes[i], &t.dp[i], &ws[i]});
+    list.push_back({&t.dp[i], &t.dg[i], &t.dm[i], &t.dv[i], &packings[i]});
   }
-  for (int step = 1; step <= 2; ++step) {
-    kiln::AdamStepArgs a;
-    a.l2 = step == 2 ? 0.01f : 0.0f;
-    a.step_size = static_cast<float>(1e-2 / (1.0 - std::pow(0.9, step)));
-    a.bias_correction2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(0.999, step)));
-    for (std::size_t i = 0; i < n; ++i) {
-      a.numel = static_cast<std::int64_t>(cp[i].numel());
-      kiln::Backend<Cpu>::adam_step(a, cp[i], cg[i], cm[i], cv[i]);
-    }
-    a.numel = -1;
-    B::adam_step_multi(a, list);
+  for (int step = 1; step <= 3; ++step) {
+    t.cpu_step(adam_case_args(step));
+    B::adam_step_multi(adam_case_args(step), list);
   }
   for (std::size_t i = 0; i < n; ++i) {
     const kiln::ConvShape& s = shapes[i];
     const std::string at =
         "conv " + std::to_string(s.c_in) + " -> " + std::to_string(s.c_out) + " k" + std::to_string(s.k) + ": ";
-    report.compare(at + "weights", gp[i].to_vector(), cp[i].to_vector(), tight);
-    report.compare(at + "exp_avg", gm[i].to_vector(), cm[i].to_vector(), tight);
-    report.compare(at + "exp_avg_sq", gv[i].to_vector(), cv[i].to_vector(), tight);
+    report.compare(at + "weights", t.dp[i], t.p[i], tight);
+    report.compare(at + "exp_avg", t.dm[i], t.m[i], tight);
+    report.compare(at + "exp_avg_sq", t.dv[i], t.v[i], tight);
     report.compare(at + "packed by the optimizer, as the next forward asks (0: yes)",
                    {B::conv2d_packed_current(packings[i]) ? 0.0f : 1.0f}, {0.0f}, 0.5);
-    const auto w = gp[i].to_vector(), work = ws[i].to_vector();
+    const auto w = t.dp[i].to_vector(), work = ws[i].to_vector();
     const auto cin = static_cast<std::size_t>(s.c_in), cout = static_cast<std::size_t>(s.c_out),
                kk = static_cast<std::size_t>(s.k * s.k);
     std::vector<float> forward(cout * kk * cin), dgrad(cin * kk * cout);
     for (std::size_t o = 0; o < cout; ++o)
       for (std::size_t c = 0; c < cin; ++c)
-        for (std::size_t t = 0; t < kk; ++t) {
-          forward[(o * kk + t) * cin + c] = kiln::cpu::round_tf32(w[(o * cin + c) * kk + t]);
-          dgrad[(c * kk + t) * cout + o] = kiln::cpu::round_tf32(w[(o * cin + c) * kk + (kk - 1 - t)]);
+        for (std::size_t tap = 0; tap < kk; ++tap) {
+          forward[(o * kk + tap) * cin + c] = kiln::cpu::round_tf32(w[(o * cin + c) * kk + tap]);
+          dgrad[(c * kk + tap) * cout + o] = kiln::cpu::round_tf32(w[(o * cin + c) * kk + (kk - 1 - tap)]);
         }
     const auto offset = static_cast<std::ptrdiff_t>(tp::dgrad_offset(s));
     report.compare(at + "the forward's packing", std::vector<float>(work.begin(), work.begin() + forward.size()),

@@ -8,7 +8,6 @@
 #include <doctest/doctest.h>
 
 #include <bit>
-#include <cmath>
 #include <cstdint>
 #include <set>
 #include <string>
@@ -68,16 +67,6 @@ struct Conv {
         ws(other.ws.clone()), packing{s, &w, &ws} {}
 };
 
-kiln::AdamStepArgs step_args(int step) {
-  kiln::AdamStepArgs a;
-  a.l2 = step == 2 ? 0.01f : 0.0f;
-  a.decay = step == 3 ? 0.999f : 1.0f;
-  a.step_size = static_cast<float>(1e-2 / (1.0 - std::pow(0.9, step)));
-  a.bias_correction2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(0.999, step)));
-  a.numel = -1;
-  return a;
-}
-
 // Adam on `convs` with their packings (fused where the backend takes them), or without (the
 // multi-tensor update, then the forward's batched packing of them); the kernels launched.
 std::set<std::string> adam_step(std::vector<Conv>& convs, int step, bool fused) {
@@ -88,7 +77,7 @@ std::set<std::string> adam_step(std::vector<Conv>& convs, int step, bool fused) 
     registered.push_back(&c.packing);
   }
   kiln_test::record_launches(true);
-  B::adam_step_multi(step_args(step), list);
+  B::adam_step_multi(kiln_test::adam_case_args(step), list);
   if (!fused) B::conv2d_pack_forwards(registered);
   kiln_test::record_launches(false);
   return kiln_test::launched_kernels();
