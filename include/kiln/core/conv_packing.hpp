@@ -10,9 +10,9 @@
 //     optimizer"). It then records what it left in `optimizer_packed`, and the next forward packs
 //     nothing for this convolution where the backend finds the record still current.
 // The record is the backend's own description (all zero: nothing packed). Whoever may write the
-// weights or the workspace otherwise forgets it: the layer's visit(), plan, forward and backward,
-// the optimizers' other paths (parameter_written). A write through a pointer kept from an earlier
-// visit() must call forget() itself.
+// weights or the workspace otherwise forgets it: the layer's visit(), weight(), plan, forward and
+// backward, the optimizers' other paths (parameter_written). A write through a pointer kept from
+// an earlier visit() must call forget() (or parameter_written(slot)) itself.
 #include <array>
 #include <cstdint>
 
