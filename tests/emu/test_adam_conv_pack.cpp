@@ -104,6 +104,9 @@ std::vector<ConvShape> assorted_shapes(int count) {
 
 }  // namespace
 
+// (Bits, as on a GPU where nvcc compiles both kernels alike: on the emulator both compile in this
+// unit, at its flags; in kiln_cuda_once at -O3 the host compiler contracted adam_update's
+// multiply-adds otherwise, so neither kernel is in include/kiln/cuda/separate.hpp's list.)
 TEST_CASE("adam_conv_pack_kernel: Adam's bits and the forward's packings' bits, in one pass") {
   kiln::cuda::MathModeScope math(kiln::cuda::MathMode::tf32);
   kiln::Rng rng(501);

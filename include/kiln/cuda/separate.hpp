@@ -14,7 +14,6 @@
 
 #if !KILN_GPU_REAL && defined(KILN_CUDA_SEPARATE)
 
-#include "adam_conv_pack.cuh"
 #include "conv2d.cuh"
 #include "conv2d_igemm.cuh"
 #include "conv2d_mma.cuh"
@@ -61,8 +60,6 @@ KILN_CUDA_ONCE_K(conv2d_mma_pack_weights_kernel)
 KILN_CUDA_ONCE_K(conv2d_mma_pack_weights_dgrad_kernel)
 KILN_CUDA_ONCE_K(conv2d_mma_pack_weights_both_kernel)
 KILN_CUDA_ONCE(conv2d_mma_pack_batch_kernel<kiln::cuda::kernels::mma_conv::pack_batch_max>)
-// Adam fused with the TF32 packings (else every unit that steps Adam<Cuda> compiles it).
-KILN_CUDA_ONCE(adam_conv_pack_kernel<kiln::cuda::kernels::adam_pack::batch_max>)
 
 KILN_CUDA_ONCE_K(conv2d_mma_forward_kernel, , 64, false)
 KILN_CUDA_ONCE_K(conv2d_mma_forward_kernel, , 64, true)
