@@ -123,9 +123,10 @@ namespace {
 // Width 2: every layer, parameter and state tensor of a U-Net, with channel counts that keep the
 // emulator's per-(input, output channel) weight-gradient reductions few (width 4 took 3.5x the CPU,
 // minutes under the sanitizers).
-// (Width 16 where a test needs the convolutions Adam packs as it writes them: channels of 16 and more.)
+// (Width 16 where a test needs the convolutions Adam packs as it writes them, channels of 16 and
+// more: at depth 1, on 2 x 2 images, to keep its blocks few.)
 template <class Device, int Width = 2>
-using TinyUNet = kiln::Network<kiln::UNet<1, 2, Width, 2, Device>>;
+using TinyUNet = kiln::Network<kiln::UNet<1, 2, Width, (Width > 2 ? 1 : 2), Device>>;
 
 // Trains a TinyUNet<Cuda> for `steps` steps from the same start and data, with a learning rate
 // that changes every step, eagerly or (graph) with step 1 eager and steps 2.. replayed from one
@@ -157,7 +158,7 @@ Run<Optimizer, Options> train_tiny(
   kiln::cuda::StepMonitor monitor(grads);
   kiln::cuda::set_update_guard(monitor.update_flag());
 
-  const int side = Width > 2 ? 4 : 8;  // (a wider net on the smallest images its depth takes: fewer blocks)
+  const int side = Width > 2 ? 2 : 4;  // (a wider net on the smallest images its depth takes: fewer blocks)
   const kiln::Shape in = kiln::Shape::nchw(2, 1, side, side), out = kiln::Shape::nchw(2, 2, side, side);
   kiln::Tensor<float, Cuda> x(in), t(out);
   gpu::PinnedBuffer x_host(in.numel() * sizeof(float)), t_host(out.numel() * sizeof(float));
