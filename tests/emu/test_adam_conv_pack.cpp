@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "emu/kernel_cases.hpp"
@@ -102,6 +103,14 @@ std::vector<ConvShape> assorted_shapes(int count) {
   return shapes;
 }
 
+// `count` convolutions of assorted shapes, twice: one set for the fused update, one for it apart.
+std::pair<std::vector<Conv>, std::vector<Conv>> twin_convs(int count, kiln::Rng& rng) {
+  std::vector<Conv> fused;
+  for (const ConvShape& s : assorted_shapes(count)) fused.emplace_back(s, rng);
+  std::vector<Conv> apart(fused.begin(), fused.end());
+  return {std::move(fused), std::move(apart)};
+}
+
 }  // namespace
 
 // (Bits, as on a GPU where nvcc compiles both kernels alike: on the emulator both compile in this
@@ -110,10 +119,8 @@ std::vector<ConvShape> assorted_shapes(int count) {
 TEST_CASE("adam_conv_pack_kernel: Adam's bits and the forward's packings' bits, in one pass") {
   kiln::cuda::MathModeScope math(kiln::cuda::MathMode::tf32);
   kiln::Rng rng(501);
-  std::vector<Conv> fused, apart;
   // Two launches (24 per launch); OS-thread mode (the ThreadSanitizer build) runs a few.
-  for (const ConvShape& s : assorted_shapes(KILN_EMU_THREADS ? 3 : 27)) fused.emplace_back(s, rng);
-  for (const Conv& c : fused) apart.push_back(c);
+  auto [fused, apart] = twin_convs(KILN_EMU_THREADS ? 3 : 27, rng);
   for (int step = 1; step <= 3; ++step) {
     INFO("step ", step);
     const auto fused_kernels = adam_step(fused, step, true), apart_kernels = adam_step(apart, step, false);
@@ -128,9 +135,7 @@ TEST_CASE("adam_conv_pack_kernel: Adam's bits and the forward's packings' bits, 
 TEST_CASE("adam_conv_pack_kernel under the update guard: the weights kept, packed as they are") {
   kiln::cuda::MathModeScope math(kiln::cuda::MathMode::tf32);
   kiln::Rng rng(503);
-  std::vector<Conv> fused, apart;
-  for (const ConvShape& s : assorted_shapes(KILN_EMU_THREADS ? 2 : 5)) fused.emplace_back(s, rng);
-  for (const Conv& c : fused) apart.push_back(c);
+  auto [fused, apart] = twin_convs(KILN_EMU_THREADS ? 2 : 5, rng);
   std::vector<std::vector<float>> before;
   for (const Conv& c : fused) before.push_back(c.w.to_vector());
   const auto flag = Tensor<std::int32_t, Cuda>::from_host(Shape{1}, std::vector<std::int32_t>{1});

@@ -781,8 +781,7 @@ struct Backend<Cuda> {
       for (; next < tensors.size() && list.count < k::adam_multi_max_tensors; ++next) {
         const AdamTensors& t = tensors[next];
         const auto n = static_cast<std::int64_t>(t.param->numel());
-        if (n == 0 || packs_as_it_writes(t)) continue;
-        if (t.packing != nullptr) t.packing->forget();
+        if (n == 0 || packed_as_written(t)) continue;
         list.p[list.count] = t.param->data();
         list.g[list.count] = t.grad->data();
         list.m[list.count] = t.exp_avg->data();
@@ -815,11 +814,12 @@ struct Backend<Cuda> {
             static_cast<std::uint64_t>(c.workspace->numel()), word(tf32_plan(s, *c.workspace)),
             word(tp::plan(kiln::cuda::kernels::mma_conv::transposed(s)))};
   }
-  // adam_step_multi's tensors that adam_conv_pack_kernel updates.
-  static bool packs_as_it_writes(const AdamTensors& t) {
-    return t.packing != nullptr && t.packing->weight == t.param && optimizer_packing_key(*t.packing)[0] != 0;
+  // adam_step_multi's tensors that adam_conv_pack_kernel updated (adam_pack_convolutions' records).
+  static bool packed_as_written(const AdamTensors& t) {
+    return t.packing != nullptr && t.packing->weight == t.param && t.packing->packed_by_optimizer();
   }
-  // Those tensors, adam_pack::batch_max per launch, their records set.
+  // The tensors whose packing has a key (optimizer_packing_key, computed once each), adam_pack::batch_max
+  // per launch, their records set; every other tensor's packing forgotten.
   static void adam_pack_convolutions(const AdamStepArgs* args, std::span<const AdamTensors> tensors) {
     namespace k = kiln::cuda::kernels;
     namespace mc = k::mma_conv;
@@ -834,7 +834,13 @@ struct Backend<Cuda> {
       blocks = 0;
     };
     for (const AdamTensors& t : tensors) {
-      if (!packs_as_it_writes(t) || t.param->numel() == 0) continue;
+      if (t.packing == nullptr) continue;
+      const auto key = t.packing->weight == t.param && t.param->numel() != 0 ? optimizer_packing_key(*t.packing)
+                                                                             : std::array<std::uint64_t, 4>{};
+      if (key[0] == 0) {
+        t.packing->forget();
+        continue;
+      }
       if (batch.count == k::adam_pack::batch_max) flush();
       const ConvShape& s = t.packing->shape;
       const ConvShape tr = mc::transposed(s);
@@ -856,7 +862,7 @@ struct Backend<Cuda> {
                                       tp::counter_count(tr, dgrad_plan),
                                       blocks};
       blocks += static_cast<int>(k::adam_pack::tiles(s));
-      t.packing->optimizer_packed = optimizer_packing_key(*t.packing);
+      t.packing->optimizer_packed = key;
     }
     flush();
   }
