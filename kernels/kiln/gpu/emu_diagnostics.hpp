@@ -74,9 +74,14 @@ KILN_EMU_ENTRY std::string block_text(const BlockContext& b);
 #if KILN_EMU_DEFINITIONS
 KILN_EMU_ENTRY std::string block_text(const BlockContext& b) {
   const KernelInvocation& k = *b.kernel;
-  return "kernel '" + std::string(k.name) + "', block " + dims_text(b.block_index.x, b.block_index.y, b.block_index.z) +
-         " (grid " + dims_text(k.grid.x, k.grid.y, k.grid.z) + ", block size " +
-         dims_text(k.block.x, k.block.y, k.block.z) + ")";
+  std::string text = "kernel '" + std::string(k.name) + "', block " +
+                     dims_text(b.block_index.x, b.block_index.y, b.block_index.z) + " (grid " +
+                     dims_text(k.grid.x, k.grid.y, k.grid.z) + ", block size " +
+                     dims_text(k.block.x, k.block.y, k.block.z);
+  if (b.cluster != nullptr)
+    text +=
+        ", cluster " + dims_text(k.cluster.x, k.cluster.y, k.cluster.z) + ", rank " + std::to_string(b.cluster_rank);
+  return text + ")";
 }
 #endif
 
@@ -110,9 +115,11 @@ KILN_EMU_ENTRY std::string describe_stuck_block(const BlockContext& b) {
     std::string what;
     if (t.state == ThreadState::exited) {
       what = "have exited (returned from the kernel)";
-    } else if (t.state == ThreadState::at_barrier || t.state == ThreadState::at_warp_op) {
+    } else if (t.state == ThreadState::at_barrier || t.state == ThreadState::at_warp_op ||
+               t.state == ThreadState::at_cluster_barrier) {
       what = waiting_text(t);
-      (t.state == ThreadState::at_barrier ? barrier_waiters : warp_waiters) = true;
+      if (t.state == ThreadState::at_barrier) barrier_waiters = true;
+      if (t.state == ThreadState::at_warp_op) warp_waiters = true;
     } else {
       what = "are runnable";
     }

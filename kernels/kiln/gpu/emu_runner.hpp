@@ -48,17 +48,12 @@ inline std::atomic<LaunchObserver>& launch_observer() {
   return observer;
 }
 
-// Everything a worker OS thread reuses from block to block.
-struct Worker {
+// A block's state, threads and dynamic shared memory, reused from block to block.
+struct BlockSlot {
   BlockContext block;
   std::vector<EmulatedThread> threads;
   std::unique_ptr<unsigned char[], void (*)(void*)> shared{nullptr, std::free};
   std::size_t shared_capacity = 0;
-#if KILN_EMU_THREADS
-  BlockThreads block_threads;
-#else
-  FiberStackPool stacks;
-#endif
 
   unsigned char* dynamic_shared(std::size_t bytes) {
     if (bytes > shared_capacity) {
@@ -69,6 +64,26 @@ struct Worker {
       shared_capacity = rounded;
     }
     return shared.get();
+  }
+};
+
+// Everything a worker OS thread reuses from block to block: one slot, or one per block of a cluster.
+struct Worker {
+  std::vector<std::unique_ptr<BlockSlot>> slots;
+  std::vector<BlockContext*> blocks;  // the slots' blocks, by cluster rank
+  ClusterContext cluster;
+#if KILN_EMU_THREADS
+  BlockThreads block_threads;
+#else
+  FiberStackPool stacks;
+#endif
+
+  BlockSlot& slot(unsigned rank) {
+    while (slots.size() <= rank) {
+      slots.push_back(std::make_unique<BlockSlot>());
+      blocks.push_back(&slots.back()->block);
+    }
+    return *slots[rank];
   }
 };
 
@@ -121,54 +136,79 @@ KILN_EMU_ENTRY void fiber_main() {
 inline void resume(EmulatedThread& t) {
   current_thread = &t;
   threadIdx = t.index;
+  blockIdx = t.block->block_index;  // (a cluster's blocks share the scheduler)
   switch_fiber(scheduler_fiber, t.fiber);
   current_thread = nullptr;
 }
 
-KILN_EMU_ENTRY void run_block_threads(Worker& worker, BlockContext& b);
+// Runs the threads of `count` blocks (one, or a cluster's by rank) until all have returned: a sweep
+// runs each block's runnable threads in the schedule's order, block after block. An error in one
+// block of a cluster unwinds them all (the others may wait for it at the cluster barrier).
+KILN_EMU_ENTRY void run_block_threads(Worker& worker, BlockContext* const* blocks, unsigned count);
 #if KILN_EMU_DEFINITIONS
-KILN_EMU_ENTRY void run_block_threads(Worker& worker, BlockContext& b) {
-  const unsigned n = b.thread_count;
+KILN_EMU_ENTRY void run_block_threads(Worker& worker, BlockContext* const* blocks, unsigned count) {
+  const unsigned n = blocks[0]->thread_count;
   const Schedule order = schedule();
   std::vector<unsigned> permutation;
   if (order == Schedule::random) permutation.resize(n);
-  while (b.exited < n) {
+  auto all_exited = [&] {
+    for (unsigned r = 0; r < count; ++r)
+      if (blocks[r]->exited < n) return false;
+    return true;
+  };
+  while (!all_exited()) {
     bool progressed = false;
-    if (order == Schedule::random) {  // a fresh order every sweep (Fisher-Yates)
-      for (unsigned i = 0; i < n; ++i) permutation[i] = i;
-      for (unsigned i = n; i > 1; --i) std::swap(permutation[i - 1], permutation[next_random(b.schedule_state) % i]);
+    if (count > 1) {
+      BlockContext* failed = nullptr;
+      for (unsigned r = 0; r < count && failed == nullptr; ++r)
+        if (blocks[r]->aborting) failed = blocks[r];
+      if (failed != nullptr)
+        for (unsigned r = 0; r < count; ++r) blocks[r]->aborting = true;
     }
-    for (unsigned k = 0; k < n; ++k) {
-      EmulatedThread& t = b.threads[order == Schedule::random    ? permutation[k]
-                                    : order == Schedule::reverse ? n - 1 - k
-                                                                 : k];
-      if (t.state == ThreadState::not_started) {
-        if (b.aborting) {  // never started: nothing to unwind
-          t.state = ThreadState::exited;
-          ++b.exited;
-          continue;
+    for (unsigned r = 0; r < count; ++r) {
+      BlockContext& b = *blocks[r];
+      if (b.exited == n) continue;
+      if (order == Schedule::random) {  // a fresh order every sweep (Fisher-Yates)
+        for (unsigned i = 0; i < n; ++i) permutation[i] = i;
+        for (unsigned i = n; i > 1; --i) std::swap(permutation[i - 1], permutation[next_random(b.schedule_state) % i]);
+      }
+      for (unsigned k = 0; k < n; ++k) {
+        EmulatedThread& t = b.threads[order == Schedule::random    ? permutation[k]
+                                      : order == Schedule::reverse ? n - 1 - k
+                                                                   : k];
+        if (t.state == ThreadState::not_started) {
+          if (b.aborting) {  // never started: nothing to unwind
+            t.state = ThreadState::exited;
+            ++b.exited;
+            continue;
+          }
+          const FiberStack stack = worker.stacks.get(std::size_t{r} * n + t.linear_id);
+          prepare_fiber(t.fiber, stack.bottom, stack.size, fiber_main);
+          t.state = ThreadState::runnable;
+          resume(t);
+          progressed = true;
+        } else if (t.state == ThreadState::runnable || (b.aborting && t.state != ThreadState::exited)) {
+          resume(t);  // when aborting, the thread unwinds from where it waits
+          progressed = true;
         }
-        const FiberStack stack = worker.stacks.get(t.linear_id);
-        prepare_fiber(t.fiber, stack.bottom, stack.size, fiber_main);
-        t.state = ThreadState::runnable;
-        resume(t);
-        progressed = true;
-      } else if (t.state == ThreadState::runnable || (b.aborting && t.state != ThreadState::exited)) {
-        resume(t);  // when aborting, the thread unwinds from where it waits
-        progressed = true;
       }
     }
-    if (!progressed && b.exited < n && !b.aborting)  // cannot happen: waits check for deadlock
-      record_failure(b, "kiln emulator internal error: no runnable thread\n" + describe_stuck_block(b));
+    if (!progressed)  // cannot happen: waits check for deadlock
+      for (unsigned r = 0; r < count; ++r)
+        if (blocks[r]->exited < n && !blocks[r]->aborting)
+          record_failure(*blocks[r],
+                         "kiln emulator internal error: no runnable thread\n" + describe_stuck_block(*blocks[r]));
   }
 }
 #endif
 
 #else  // KILN_EMU_THREADS
 
-KILN_EMU_ENTRY void run_block_threads(Worker& worker, BlockContext& b);
+KILN_EMU_ENTRY void run_block_threads(Worker& worker, BlockContext* const* blocks, unsigned count);
 #if KILN_EMU_DEFINITIONS
-KILN_EMU_ENTRY void run_block_threads(Worker& worker, BlockContext& b) {
+KILN_EMU_ENTRY void run_block_threads(Worker& worker, BlockContext* const* blocks, unsigned count) {
+  if (count != 1) throw Error("kiln emulator: thread-block clusters run in fiber mode only (not KILN_EMU_THREADS)");
+  BlockContext& b = *blocks[0];
   const KernelInvocation& k = *b.kernel;
   try {
     worker.block_threads.run(b.thread_count, [&b, &k](unsigned i) {
@@ -190,18 +230,17 @@ KILN_EMU_ENTRY void run_block_threads(Worker& worker, BlockContext& b) {
 
 #endif
 
-KILN_EMU_ENTRY void run_block(Worker& worker, const KernelInvocation& k, std::uint64_t linear_block);
+// Sets up slot's block `index` of launch k for a run.
+KILN_EMU_ENTRY void prepare_block(BlockSlot& slot, const KernelInvocation& k, uint3 index, std::uint64_t linear_block);
 #if KILN_EMU_DEFINITIONS
-KILN_EMU_ENTRY void run_block(Worker& worker, const KernelInvocation& k, std::uint64_t linear_block) {
-  BlockContext& b = worker.block;
+KILN_EMU_ENTRY void prepare_block(BlockSlot& slot, const KernelInvocation& k, uint3 index, std::uint64_t linear_block) {
+  BlockContext& b = slot.block;
   const unsigned n = k.block.x * k.block.y * k.block.z;
   b.kernel = &k;
-  b.block_index = {static_cast<unsigned>(linear_block % k.grid.x),
-                   static_cast<unsigned>(linear_block / k.grid.x % k.grid.y),
-                   static_cast<unsigned>(linear_block / (std::uint64_t{k.grid.x} * k.grid.y))};
-  worker.threads.resize(n);
+  b.block_index = index;
+  slot.threads.resize(n);
   for (unsigned i = 0; i < n; ++i) {
-    EmulatedThread& t = worker.threads[i];
+    EmulatedThread& t = slot.threads[i];
     t.index = {i % k.block.x, i / k.block.x % k.block.y, i / (k.block.x * k.block.y)};
     t.linear_id = i;
     t.block = &b;
@@ -213,26 +252,87 @@ KILN_EMU_ENTRY void run_block(Worker& worker, const KernelInvocation& k, std::ui
     t.wgmma_group_ends.clear();
     t.wgmma_fenced = false;
   }
-  b.threads = worker.threads.data();
+  b.threads = slot.threads.data();
   b.thread_count = n;
   b.blocked = b.exited = b.barrier_arrivals = 0;
   b.barrier_true_predicates = 0;
   b.warp_waiting.assign((n + 31) / 32, 0u);
   b.warp_exited.assign((n + 31) / 32, 0u);
+  b.cluster = nullptr;
+  b.cluster_rank = 0;
+  b.cluster_waiting = 0;
   b.aborting = false;
   b.error.clear();
-  b.dynamic_shared = worker.dynamic_shared(k.dynamic_shared_bytes);
+  b.dynamic_shared = slot.dynamic_shared(k.dynamic_shared_bytes);
   fill_with_nan(b.dynamic_shared, k.dynamic_shared_bytes);
   b.schedule_state = block_schedule_state(linear_block);
+}
+#endif
+
+inline uint3 block_index_of(const KernelInvocation& k, std::uint64_t linear_block) {
+  return {static_cast<unsigned>(linear_block % k.grid.x), static_cast<unsigned>(linear_block / k.grid.x % k.grid.y),
+          static_cast<unsigned>(linear_block / (std::uint64_t{k.grid.x} * k.grid.y))};
+}
+
+// Runs block `linear_block` of launch k; returns its error message (empty if none).
+KILN_EMU_ENTRY std::string run_block(Worker& worker, const KernelInvocation& k, std::uint64_t linear_block);
+#if KILN_EMU_DEFINITIONS
+KILN_EMU_ENTRY std::string run_block(Worker& worker, const KernelInvocation& k, std::uint64_t linear_block) {
+  BlockSlot& slot = worker.slot(0);
+  BlockContext& b = slot.block;
+  prepare_block(slot, k, block_index_of(k, linear_block), linear_block);
   blockIdx = b.block_index;
   blockDim = k.block;
   gridDim = k.grid;
 #if KILN_EMU_CHECK
   check_block_begin(b, linear_block);
-  run_block_threads(worker, b);
+  run_block_threads(worker, worker.blocks.data(), 1);
   check_block_end(b);
 #else
-  run_block_threads(worker, b);
+  run_block_threads(worker, worker.blocks.data(), 1);
+#endif
+  return b.error;
+}
+#endif
+
+inline unsigned cluster_size(const KernelInvocation& k) { return k.cluster.x * k.cluster.y * k.cluster.z; }
+
+// Runs cluster `linear_cluster` of launch k (its blocks in rank order: x fastest, as
+// %cluster_ctarank counts them) on one scheduler; returns the first error among its blocks.
+KILN_EMU_ENTRY std::string run_cluster(Worker& worker, const KernelInvocation& k, std::uint64_t linear_cluster);
+#if KILN_EMU_DEFINITIONS
+KILN_EMU_ENTRY std::string run_cluster(Worker& worker, const KernelInvocation& k, std::uint64_t linear_cluster) {
+#if KILN_EMU_THREADS || KILN_EMU_CHECK
+  (void)worker;
+  (void)linear_cluster;
+  throw Error(std::string("kiln emulator: kernel '") + k.name +
+              "' is launched in thread-block clusters, which the emulator runs in fiber mode only (not in "
+              "OS-thread mode, KILN_EMU_THREADS, nor in checking builds, KILN_EMU_CHECK)");
+#else
+  const unsigned count = cluster_size(k);
+  const dim3 clusters{k.grid.x / k.cluster.x, k.grid.y / k.cluster.y, k.grid.z / k.cluster.z};
+  const uint3 c{static_cast<unsigned>(linear_cluster % clusters.x),
+                static_cast<unsigned>(linear_cluster / clusters.x % clusters.y),
+                static_cast<unsigned>(linear_cluster / (std::uint64_t{clusters.x} * clusters.y))};
+  ClusterContext& cluster = worker.cluster;
+  cluster = ClusterContext{};
+  for (unsigned r = 0; r < count; ++r) {
+    const uint3 index{c.x * k.cluster.x + r % k.cluster.x, c.y * k.cluster.y + r / k.cluster.x % k.cluster.y,
+                      c.z * k.cluster.z + r / (k.cluster.x * k.cluster.y)};
+    BlockSlot& slot = worker.slot(r);
+    prepare_block(slot, k, index, index.x + std::uint64_t{k.grid.x} * (index.y + std::uint64_t{k.grid.y} * index.z));
+    slot.block.cluster = &cluster;
+    slot.block.cluster_rank = r;
+    cluster.thread_total += slot.block.thread_count;
+  }
+  cluster.blocks = worker.blocks.data();
+  cluster.count = count;
+  blockDim = k.block;
+  gridDim = k.grid;
+  run_block_threads(worker, worker.blocks.data(), count);
+  for (unsigned r = 0; r < count; ++r)
+    if (!worker.blocks[r]->error.empty()) return worker.blocks[r]->error;
+  return {};
 #endif
 }
 #endif
@@ -246,6 +346,9 @@ KILN_EMU_ENTRY void run_grid(const KernelInvocation& k) {
     throw Error("kiln emulator: kernel '" + std::string(k.name) + "' launched from inside a kernel");
   if (const LaunchObserver observe = launch_observer().load(std::memory_order_relaxed)) observe(k.name);
   const std::uint64_t block_count = std::uint64_t{k.grid.x} * k.grid.y * k.grid.z;
+  // Clusters: each worker takes whole clusters (launch.hpp checked that they tile the grid).
+  const unsigned per_cluster = cluster_size(k);
+  const std::uint64_t unit_count = block_count / per_cluster;
 #if KILN_EMU_CHECK
   check_launch_begin(k, block_count);
 #endif
@@ -257,15 +360,14 @@ KILN_EMU_ENTRY void run_grid(const KernelInvocation& k) {
   const std::function<void()> work = [&] {
     while (!failed.load(std::memory_order_relaxed)) {
       const std::uint64_t i = next_block.fetch_add(1);
-      if (i >= block_count) break;
+      if (i >= unit_count) break;
 #if KILN_EMU_CHECK
-      if (profile_skips_block(i)) continue;
+      if (per_cluster == 1 && profile_skips_block(i)) continue;
 #endif
       std::string message;
       try {
         Worker& worker = this_worker();
-        run_block(worker, k, i);
-        message = worker.block.error;
+        message = per_cluster == 1 ? run_block(worker, k, i) : run_cluster(worker, k, i);
       } catch (const std::exception& e) {
         message = std::string("kiln emulator: ") + e.what();
       }
@@ -282,7 +384,7 @@ KILN_EMU_ENTRY void run_grid(const KernelInvocation& k) {
 #if KILN_EMU_THREADS || KILN_EMU_CHECK
   work();  // checking builds run one block at a time: __shared__ is a plain static there
 #else
-  const std::uint64_t helpers = std::min<std::uint64_t>(block_count - 1, configured_worker_count() - 1);
+  const std::uint64_t helpers = std::min<std::uint64_t>(unit_count - 1, configured_worker_count() - 1);
   if (helpers == 0)
     work();
   else

@@ -38,7 +38,7 @@ struct CallSite {
   }
 };
 
-enum class ThreadState : std::uint8_t { not_started, runnable, at_barrier, at_warp_op, exited };
+enum class ThreadState : std::uint8_t { not_started, runnable, at_barrier, at_warp_op, at_cluster_barrier, exited };
 
 enum class WarpOp : std::uint8_t {
   sync,
@@ -119,6 +119,17 @@ struct KernelInvocation {
   const void* arguments = nullptr;
   dim3 grid, block;
   std::size_t dynamic_shared_bytes = 0;
+  dim3 cluster{1, 1, 1};  // thread-block cluster dimensions (kiln/gpu/cluster.hpp; 1 x 1 x 1: none)
+};
+
+// The blocks of one thread-block cluster, run together by one worker's scheduler (fiber mode), and
+// the cluster barrier's state (kiln/gpu/cluster.hpp).
+struct ClusterContext {
+  BlockContext* const* blocks = nullptr;  // by rank
+  unsigned count = 0;
+  unsigned thread_total = 0;  // threads of all its blocks
+  unsigned arrivals = 0;      // threads waiting at the cluster barrier
+  unsigned exited = 0;        // threads of all its blocks that returned
 };
 
 struct BlockContext {
@@ -134,6 +145,10 @@ struct BlockContext {
   std::uint64_t barrier_true_predicates = 0;
   std::vector<unsigned> warp_waiting;  // per warp: lanes waiting in a warp collective
   std::vector<unsigned> warp_exited;   // per warp: lanes that returned from the kernel
+
+  ClusterContext* cluster = nullptr;  // a cluster launch's (nullptr otherwise)
+  unsigned cluster_rank = 0;          // this block's rank in it
+  unsigned cluster_waiting = 0;       // its threads waiting at the cluster barrier
 
   std::uint64_t schedule_state = 0;  // the random schedule's generator (emu_schedule.hpp)
   bool aborting = false;             // an error was found: every thread unwinds

@@ -76,7 +76,7 @@ KILN_EMU_ENTRY void wait_until_released(EmulatedThread& self, BlockContext& b, [
 KILN_EMU_ENTRY void fail_if_stuck(BlockContext& b);
 #if KILN_EMU_DEFINITIONS
 KILN_EMU_ENTRY void fail_if_stuck(BlockContext& b) {
-  if (b.blocked > 0 && b.blocked + b.exited == b.thread_count) fail(b, describe_stuck_block(b));
+  if (b.blocked > 0 && b.blocked + b.cluster_waiting + b.exited == b.thread_count) fail(b, describe_stuck_block(b));
 }
 #endif
 
@@ -298,6 +298,19 @@ KILN_EMU_ENTRY std::uint64_t warp_collective(const char* name, const WarpRequest
 #endif
 
 // Called when a thread's kernel body returned (or unwound).
+// A block of cluster c with threads at the cluster barrier (for messages; the first by rank).
+inline const BlockContext& waiting_block(const ClusterContext& c) {
+  for (unsigned r = 0; r < c.count; ++r)
+    if (c.blocks[r]->cluster_waiting > 0) return *c.blocks[r];
+  return *c.blocks[0];
+}
+// ... and one with returned threads.
+inline const BlockContext* exited_block(const ClusterContext& c) {
+  for (unsigned r = 0; r < c.count; ++r)
+    if (c.blocks[r]->exited > 0) return c.blocks[r];
+  return c.blocks[0];
+}
+
 KILN_EMU_ENTRY void thread_exited(EmulatedThread& self);
 #if KILN_EMU_DEFINITIONS
 KILN_EMU_ENTRY void thread_exited(EmulatedThread& self) {
@@ -312,9 +325,67 @@ KILN_EMU_ENTRY void thread_exited(EmulatedThread& self) {
                        std::to_string(self.wgmma_ops.size()) + " wgmma.mma_async not waited for (the first at " +
                        self.wgmma_ops.front().where.file + ":" + std::to_string(self.wgmma_ops.front().where.line) +
                        "): on a GPU its accumulators are never written. End with kiln::gpu::wgmma::wait_group<0>.\n");
-  if (!b.aborting && b.blocked > 0 && b.blocked + b.exited == b.thread_count)
+  if (!b.aborting && b.blocked > 0 && b.blocked + b.cluster_waiting + b.exited == b.thread_count)
     record_failure(b, describe_stuck_block(b));
+  if (ClusterContext* c = b.cluster) {
+    ++c->exited;
+    if (!b.aborting && c->arrivals > 0 && c->arrivals + c->exited == c->thread_total)
+      record_failure(b, "kiln emulator: " + thread_text(self) + " in " + block_text(b) +
+                            " returned while threads of its cluster wait at the cluster barrier:\n" +
+                            describe_stuck_block(waiting_block(*c)) + describe_stuck_block(*exited_block(*c)) +
+                            "  kiln::gpu::cluster::sync() must be reached by every thread of every block of the "
+                            "cluster.\n");
+  }
   if (b.exited == b.thread_count) wake_all(b);
+}
+#endif
+
+// The cluster barrier (barrier.cluster.arrive + wait: kiln::gpu::cluster::sync). Fiber mode only: a
+// cluster's blocks run on one worker's scheduler (emu_runner.hpp), so waiting is yielding. Every
+// thread of every block of the cluster must arrive, at the same call site; the barrier also orders
+// shared-memory accesses across the cluster's blocks (what a GPU's release/acquire semantics give).
+KILN_EMU_ENTRY void cluster_barrier(const CallSite& where);
+#if KILN_EMU_DEFINITIONS
+KILN_EMU_ENTRY void cluster_barrier(const CallSite& where) {
+  EmulatedThread& self = current("kiln::gpu::cluster::sync");
+  BlockContext& b = *self.block;
+  if (b.aborting) throw AbortBlock{};
+  ClusterContext* c = b.cluster;
+  if (c == nullptr) {  // a launch without clusters is a cluster of one block on a GPU
+    block_barrier("kiln::gpu::cluster::sync", false, where);
+    return;
+  }
+  self.state = ThreadState::at_cluster_barrier;
+  self.waiting_in = "kiln::gpu::cluster::sync";
+  self.waiting_at = where;
+  ++b.cluster_waiting;
+  ++c->arrivals;
+  if (c->arrivals == c->thread_total) {
+    const EmulatedThread& first = c->blocks[0]->threads[0];
+    for (unsigned r = 0; r < c->count; ++r) {
+      BlockContext& m = *c->blocks[r];
+      for (unsigned i = 0; i < m.thread_count; ++i) {
+        EmulatedThread& t = m.threads[i];
+        if (!same_site(t.waiting_at, first.waiting_at))
+          fail(b, "kiln emulator: threads of one cluster wait at different cluster barriers in " + block_text(m) +
+                      ":\n  " + thread_text(first) + " of rank 0 " + waiting_text(first) + "\n  " + thread_text(t) +
+                      " of rank " + std::to_string(r) + " " + waiting_text(t) +
+                      "\n  Every thread of a cluster must reach the same kiln::gpu::cluster::sync().\n");
+        t.state = ThreadState::runnable;
+      }
+      m.cluster_waiting = 0;
+    }
+    c->arrivals = 0;
+  } else if (c->arrivals + c->exited == c->thread_total) {
+    fail(b, "kiln emulator: deadlock in " + block_text(b) +
+                ": threads of its cluster returned while others wait at the cluster barrier.\n" +
+                describe_stuck_block(waiting_block(*c)) + describe_stuck_block(*exited_block(*c)) +
+                "  kiln::gpu::cluster::sync() must be reached by every thread of every block of the cluster.\n");
+  } else {
+    fail_if_stuck(b);
+  }
+  yield_to_scheduler(self);
+  if (b.aborting) throw AbortBlock{};
 }
 #endif
 

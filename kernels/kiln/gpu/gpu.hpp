@@ -7,11 +7,11 @@
 //   atomics, __threadfence, __ldg, math intrinsics and kiln::gpu::dynamic_shared<T>(),
 //   tensor-core fragments (kiln::gpu::wmma = nvcuda::wmma, wmma.hpp), per-lane mma.sync and
 //   ldmatrix (kiln::gpu::mma, mma.hpp), sm_90a's warpgroup MMAs (kiln::gpu::wgmma, wgmma.hpp),
-//   __nv_bfloat16 and
+//   thread-block clusters and their shared memory (kiln::gpu::cluster, cluster.hpp), __nv_bfloat16 and
 //   cp.async (kiln::gpu::cp_async / cp_async_commit / cp_async_wait, async_copy.hpp).
 // Host side (namespace kiln::gpu): Error, device_malloc/free, memcpy_*, memset_device,
 // synchronize, Stream, Event, Graph, PinnedBuffer, memcpy_async, memset_async, launch / KILN_LAUNCH,
-// set_max_dynamic_shared, emulated, device_available, device_name.
+// launch_cluster / KILN_LAUNCH_CLUSTER, set_max_dynamic_shared, emulated, device_available, device_name.
 #include "kiln/gpu/config.hpp"
 
 #if KILN_GPU_REAL
@@ -21,6 +21,7 @@
 #include "kiln/gpu/async_copy.hpp"
 #include "kiln/gpu/atomics.hpp"
 #include "kiln/gpu/bfloat16.hpp"
+#include "kiln/gpu/cluster.hpp"
 #include "kiln/gpu/device.hpp"
 #include "kiln/gpu/dynamic_shared.hpp"
 #include "kiln/gpu/error.hpp"

@@ -32,12 +32,12 @@ namespace emu {
 // the stream's capture. Not a template: every launch<Params...> shares it.
 KILN_EMU_ENTRY void launch_or_capture(const char* kernel_name, std::shared_ptr<const void> arguments,
                                       void (*invoke)(const void*), dim3 grid, dim3 block,
-                                      std::size_t dynamic_shared_bytes, stream_handle stream);
+                                      std::size_t dynamic_shared_bytes, stream_handle stream, dim3 cluster);
 #if KILN_EMU_DEFINITIONS
 KILN_EMU_ENTRY void launch_or_capture(const char* kernel_name, std::shared_ptr<const void> arguments,
                                       void (*invoke)(const void*), dim3 grid, dim3 block,
-                                      std::size_t dynamic_shared_bytes, stream_handle stream) {
-  auto run = [arguments, invoke, grid, block, dynamic_shared_bytes](const char* name) {
+                                      std::size_t dynamic_shared_bytes, stream_handle stream, dim3 cluster) {
+  auto run = [arguments, invoke, grid, block, dynamic_shared_bytes, cluster](const char* name) {
     KernelInvocation invocation;
     invocation.name = name;
     invocation.invoke = invoke;
@@ -45,6 +45,7 @@ KILN_EMU_ENTRY void launch_or_capture(const char* kernel_name, std::shared_ptr<c
     invocation.grid = grid;
     invocation.block = block;
     invocation.dynamic_shared_bytes = dynamic_shared_bytes;
+    invocation.cluster = cluster;
     std::lock_guard lock(launch_mutex());
     run_grid(invocation);
   };
@@ -60,13 +61,35 @@ KILN_EMU_ENTRY void launch_or_capture(const char* kernel_name, std::shared_ptr<c
 }  // namespace emu
 #endif
 
+namespace detail {
 template <class... Params, class... Args>
-void launch(const char* kernel_name, void (*kernel)(Params...), dim3 grid, dim3 block, std::size_t dynamic_shared_bytes,
-            stream_handle stream, Args&&... args) {
+void launch_in_clusters(const char* kernel_name, void (*kernel)(Params...), dim3 grid, dim3 block, dim3 cluster,
+                        std::size_t dynamic_shared_bytes, stream_handle stream, Args&&... args) {
   static_assert(sizeof...(Params) == sizeof...(Args), "kiln::gpu::launch: wrong number of kernel arguments");
-  detail::validate_launch(kernel_name, reinterpret_cast<detail::kernel_key>(kernel), grid, block, dynamic_shared_bytes);
+  validate_launch(kernel_name, reinterpret_cast<kernel_key>(kernel), grid, block, dynamic_shared_bytes);
+  const bool clustered = cluster.x * cluster.y * cluster.z != 1;
+  if (clustered) validate_cluster(kernel_name, grid, cluster);
 #if KILN_GPU_REAL
-  kernel<<<grid, block, dynamic_shared_bytes, stream>>>(std::forward<Args>(args)...);
+  if (clustered) {
+    cudaLaunchConfig_t config{};
+    config.gridDim = grid;
+    config.blockDim = block;
+    config.dynamicSmemBytes = dynamic_shared_bytes;
+    config.stream = stream;
+    cudaLaunchAttribute attribute{};
+    attribute.id = cudaLaunchAttributeClusterDimension;
+    attribute.val.clusterDim.x = cluster.x;
+    attribute.val.clusterDim.y = cluster.y;
+    attribute.val.clusterDim.z = cluster.z;
+    config.attrs = &attribute;
+    config.numAttrs = 1;
+    const cudaError_t launched = cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
+    if (launched != cudaSuccess)
+      throw Error(std::string("kiln::gpu::launch_cluster(") + kernel_name + ") failed: " + cudaGetErrorName(launched) +
+                  ": " + cudaGetErrorString(launched));
+  } else {
+    kernel<<<grid, block, dynamic_shared_bytes, stream>>>(std::forward<Args>(args)...);
+  }
   const cudaError_t status = cudaGetLastError();
   if (status != cudaSuccess)
     throw Error(std::string("kiln::gpu::launch(") + kernel_name + ") failed: " + cudaGetErrorName(status) + ": " +
@@ -86,11 +109,31 @@ void launch(const char* kernel_name, void (*kernel)(Params...), dim3 grid, dim3 
         const Closure& c = *static_cast<const Closure*>(data);
         std::apply(c.kernel, c.parameters);
       },
-      grid, block, dynamic_shared_bytes, stream);
+      grid, block, dynamic_shared_bytes, stream, cluster);
 #endif
+}
+}  // namespace detail
+
+template <class... Params, class... Args>
+void launch(const char* kernel_name, void (*kernel)(Params...), dim3 grid, dim3 block, std::size_t dynamic_shared_bytes,
+            stream_handle stream, Args&&... args) {
+  detail::launch_in_clusters(kernel_name, kernel, grid, block, dim3(1, 1, 1), dynamic_shared_bytes, stream,
+                             std::forward<Args>(args)...);
+}
+// The same in thread-block clusters of `cluster` blocks (sm_90 and later; kiln/gpu/cluster.hpp): the
+// grid a whole number of clusters, at most 8 blocks each. The emulator runs a cluster's blocks
+// together in fiber mode (not in OS-thread mode nor in checking builds).
+template <class... Params, class... Args>
+void launch_cluster(const char* kernel_name, void (*kernel)(Params...), dim3 grid, dim3 block, dim3 cluster,
+                    std::size_t dynamic_shared_bytes, stream_handle stream, Args&&... args) {
+  detail::launch_in_clusters(kernel_name, kernel, grid, block, cluster, dynamic_shared_bytes, stream,
+                             std::forward<Args>(args)...);
 }
 
 }  // namespace kiln::gpu
 
 #define KILN_LAUNCH(kernel, grid, block, dynamic_shared_bytes, stream, ...) \
   ::kiln::gpu::launch(#kernel, kernel, grid, block, dynamic_shared_bytes, stream __VA_OPT__(, ) __VA_ARGS__)
+#define KILN_LAUNCH_CLUSTER(kernel, grid, block, cluster, dynamic_shared_bytes, stream, ...) \
+  ::kiln::gpu::launch_cluster(#kernel, kernel, grid, block, cluster, dynamic_shared_bytes,   \
+                              stream __VA_OPT__(, ) __VA_ARGS__)

@@ -53,6 +53,23 @@ KILN_EMU_ENTRY std::string dims(const dim3& d) {
 }
 #endif
 
+// Thread-block clusters (sm_90): at most 8 blocks, the portable limit (16 needs an opt-in kiln does
+// not make), and whole clusters in every grid dimension.
+inline constexpr unsigned max_cluster_blocks = 8;
+KILN_EMU_ENTRY void validate_cluster(const char* name, dim3 grid, dim3 cluster);
+#if KILN_EMU_DEFINITIONS
+KILN_EMU_ENTRY void validate_cluster(const char* name, dim3 grid, dim3 cluster) {
+  const std::string who = std::string("kiln::gpu::launch_cluster(") + name + "): ";
+  const std::uint64_t blocks = std::uint64_t{cluster.x} * cluster.y * cluster.z;
+  if (blocks == 0) throw Error(who + "cluster " + dims(cluster) + " has no blocks");
+  if (blocks > max_cluster_blocks)
+    throw Error(who + "cluster " + dims(cluster) + " has " + std::to_string(blocks) + " blocks; at most " +
+                std::to_string(max_cluster_blocks) + " (the portable cluster size)");
+  if (grid.x % cluster.x != 0 || grid.y % cluster.y != 0 || grid.z % cluster.z != 0)
+    throw Error(who + "grid " + dims(grid) + " is not a whole number of clusters " + dims(cluster));
+}
+#endif
+
 KILN_EMU_ENTRY void validate_launch(const char* name, kernel_key kernel, dim3 grid, dim3 block,
                                     std::size_t dynamic_shared_bytes);
 #if KILN_EMU_DEFINITIONS

@@ -1,0 +1,97 @@
+#pragma once
+// Thread-block clusters (sm_90): the blocks of a cluster run at once on one GPC and read and write
+// each other's shared memory (distributed shared memory). Launch with kiln::gpu::launch_cluster /
+// KILN_LAUNCH_CLUSTER (launch.hpp); in the kernel:
+//   cluster::rank(), cluster::size()  this block's rank in its cluster (x fastest) and the block count
+//   cluster::sync()                   barrier.cluster.arrive + wait: every thread of every block of the
+//                                     cluster; orders shared-memory accesses across its blocks
+//   cluster::map_shared(p, r)         the address of p's shared variable in the block of rank r
+// A block must not return while another may still read its shared memory: end with cluster::sync().
+// In the emulator a cluster's blocks run on one worker's fiber scheduler (emu_runner.hpp), so only
+// dynamic shared memory (kiln::gpu::dynamic_shared) is per block there: a cluster kernel keeps its
+// shared memory dynamic (map_shared refuses any other address). OS-thread mode and checking builds
+// refuse cluster launches. On a GPU below sm_90 the functions trap.
+#include "kiln/gpu/config.hpp"
+
+#if !KILN_GPU_REAL
+#include <cstdint>
+#include <string>
+
+#include "kiln/gpu/emu_state.hpp"
+#include "kiln/gpu/emu_sync.hpp"
+#endif
+
+namespace kiln::gpu::cluster {
+
+#if KILN_GPU_REAL
+
+__device__ __forceinline__ unsigned rank() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  unsigned r;
+  asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
+  return r;
+#else
+  __trap();
+  return 0;
+#endif
+}
+__device__ __forceinline__ unsigned size() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  unsigned n;
+  asm volatile("mov.u32 %0, %%cluster_nctarank;" : "=r"(n));
+  return n;
+#else
+  __trap();
+  return 1;
+#endif
+}
+__device__ __forceinline__ void sync() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("barrier.cluster.arrive.aligned;\n\tbarrier.cluster.wait.aligned;" ::: "memory");
+#else
+  __trap();
+#endif
+}
+// mapa on a generic address: a generic address of the same offset in block r's shared memory.
+template <class T>
+__device__ __forceinline__ T* map_shared(T* p, unsigned r) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  std::uint64_t out;
+  asm volatile("mapa.u64 %0, %1, %2;" : "=l"(out) : "l"(reinterpret_cast<std::uint64_t>(p)), "r"(r));
+  return reinterpret_cast<T*>(out);
+#else
+  (void)r;
+  __trap();
+  return p;
+#endif
+}
+
+#else  // the emulator
+
+inline unsigned rank() { return emu::current("kiln::gpu::cluster::rank").block->cluster_rank; }
+inline unsigned size() {
+  const emu::ClusterContext* c = emu::current("kiln::gpu::cluster::size").block->cluster;
+  return c != nullptr ? c->count : 1u;
+}
+inline void sync(const emu::CallSite& where = emu::CallSite::current()) { emu::cluster_barrier(where); }
+template <class T>
+T* map_shared(T* p, unsigned r) {
+  emu::BlockContext& b = *emu::current("kiln::gpu::cluster::map_shared").block;
+  const auto* at = reinterpret_cast<const unsigned char*>(p);
+  const std::size_t bytes = b.kernel->dynamic_shared_bytes;
+  if (at < b.dynamic_shared || at >= b.dynamic_shared + bytes)
+    emu::fail(b, "kiln emulator: kiln::gpu::cluster::map_shared in " + emu::block_text(b) +
+                     ": the address is not in the block's dynamic shared memory (" + std::to_string(bytes) +
+                     " bytes); a cluster kernel keeps the shared memory other blocks read dynamic "
+                     "(kiln::gpu::dynamic_shared)\n");
+  const unsigned count = b.cluster != nullptr ? b.cluster->count : 1u;
+  if (r >= count)
+    emu::fail(b, "kiln emulator: kiln::gpu::cluster::map_shared in " + emu::block_text(b) + ": rank " +
+                     std::to_string(r) + " is not in a cluster of " + std::to_string(count) + " blocks\n");
+  const emu::BlockContext& other = b.cluster != nullptr ? *b.cluster->blocks[r] : b;
+  return reinterpret_cast<T*>(other.dynamic_shared + (at - b.dynamic_shared));
+}
+
+#endif
+
+}  // namespace kiln::gpu::cluster
