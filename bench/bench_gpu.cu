@@ -8,6 +8,7 @@
 //                             x_cudnn = our time / cuDNN TF32's time (gpu_tf32_cases.hpp)
 //   adam_step/cuda/fused/<model>  the multi-tensor Adam (gpu_fused_cases.hpp)
 //   split_k_tail/cuda/slices:<S>  one SM's L2 read rate in a split-K tail (gpu_probe_cases.hpp)
+//   cluster_dsmem/cuda/cluster:<C>  one SM's distributed-shared-memory read rate in a cluster (same file)
 // peak_frac: convolutions over the theoretical peak of their math (fp32 CUDA
 // cores, or TF32 tensor cores), memory-bound layers over the measured
 // device-to-device cudaMemcpy bandwidth (the practical ceiling). The device's

@@ -212,6 +212,7 @@ def layer_section(report, lines):
     wgrad_sections(ordered, lines)
     clock = ctx.get("kiln_gpu_clock_mhz")
     tail_section(ordered, float(clock) if clock else None, lines)
+    dsmem_section(ordered, float(clock) if clock else None, lines)
     labels = [(op, shape, k, b.get("label")) for (op, shape), by in ordered for k, b in by.items()
               if k.startswith("cudnn") and op.startswith("conv") and b.get("label")]
     if labels:
@@ -358,6 +359,35 @@ def tail_section(ordered, clock_mhz, lines):
                         f"(model: {MODEL_TAIL_BYTES_PER_CLOCK})" if per_clock else "") + ".\n")
     else:
         lines.append("\nNo slope: the most slices were not slower than the fewest.\n")
+
+
+def dsmem_section(ordered, clock_mhz, lines):
+    """cluster_dsmem/cuda/cluster:<C> (bench/gpu_probe_cases.hpp): each block of a cluster sums a 1/C slice
+    of a 64 KiB tile over the cluster's shared memories; the slope between the smallest and the largest
+    cluster is one SM's distributed-shared-memory read rate."""
+    ok = lambda b: b is not None and not b.get("error_occurred")  # noqa: E731
+    points = sorted((int(shape.split(":")[1]), time_us(by["cuda"]), by["cuda"].get("dsmem_read_bytes"))
+                    for (op, shape), by in ordered if op == "cluster_dsmem" and ok(by.get("cuda")))
+    if len(points) < 2:
+        return
+    lines.append("### One SM's distributed-shared-memory read rate (a cluster split-K's reduction)\n")
+    lines.append("Each block of `cluster_dsmem_probe_kernel` leaves a 64 KiB tile in its shared memory and sums a "
+                 "1/C slice of it over the C blocks of its cluster, (C - 1) / C of it read from other SMs. The "
+                 "rate is the slope between the smallest and the largest cluster; compare it with the L2 rate "
+                 f"above (the model's {MODEL_TAIL_BYTES_PER_CLOCK} bytes per clock): a cluster split-K weight "
+                 "gradient pays off where it is not far below.\n")
+    lines.append("| cluster | µs per launch | bytes read from other SMs per block |\n|---:|---:|---:|")
+    for cluster, us, read in points:
+        lines.append(f"| {cluster} | {fmt(us, 2)} | {fmt(read, 0)} |")
+    (c0, t0, b0), (c1, t1, b1) = points[0], points[-1]
+    if t1 > t0 and b0 is not None and b1 is not None:
+        per_ns = (b1 - b0) / ((t1 - t0) * 1e3)
+        per_clock = per_ns / (clock_mhz * 1e-3) if clock_mhz else None
+        lines.append(f"\nSlope from clusters of {c0} to {c1}: {fmt(per_ns, 1)} bytes/ns per SM"
+                     + (f", {fmt(per_clock, 1)} bytes per clock at {fmt(clock_mhz, 0)} MHz" if per_clock else "")
+                     + ".\n")
+    else:
+        lines.append("\nNo slope: the largest cluster was not slower than the smallest.\n")
 
 
 def step_section(report, lines):

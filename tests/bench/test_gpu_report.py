@@ -76,5 +76,30 @@ class TruncatedBenchmarks(unittest.TestCase):
         self.assertIn("| conv3x3_wgrad | C512_H8_N16 | 14.6 | 17.6 |", report)
 
 
+class ProbeSections(unittest.TestCase):
+    def test_dsmem_rate_is_the_slope_between_the_smallest_and_largest_cluster(self):
+        rows = bench_json([("cluster_dsmem/cuda/cluster:2", 2.0), ("cluster_dsmem/cuda/cluster:4", 2.3),
+                           ("cluster_dsmem/cuda/cluster:8", 2.5)])
+        rows["context"]["kiln_gpu_clock_mhz"] = "1980"
+        for b, read in zip(rows["benchmarks"], (32768, 49152, 57344)):
+            b["dsmem_read_bytes"] = read
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "bench_gpu.json"), "w") as f:
+                json.dump(rows, f)
+            out = io.StringIO()
+            argv = sys.argv
+            sys.argv = ["gpu_report.py", d]
+            try:
+                with redirect_stdout(out):
+                    gpu_report.main()
+            finally:
+                sys.argv = argv
+        report = out.getvalue()
+        self.assertIn("distributed-shared-memory read rate", report)
+        self.assertIn("| 8 | 2.50 | 57,344 |", report)
+        # (57344 - 32768) bytes in 0.5 us: 49.2 bytes/ns, 24.8 bytes per clock at 1980 MHz
+        self.assertIn("Slope from clusters of 2 to 8: 49.2 bytes/ns per SM, 24.8 bytes per clock at 1,980 MHz", report)
+
+
 if __name__ == "__main__":
     unittest.main()

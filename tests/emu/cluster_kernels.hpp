@@ -1,6 +1,8 @@
 #pragma once
 // Thread-block cluster kernels run by the emulator's tests (tests/emu/test_emulator_cluster.cpp) and
-// on a GPU (tests/gpu/test_gpu_cluster.cpp): the same source both ways.
+// on a GPU (tests/gpu/test_gpu_cluster.cpp), and by the checking build's (tests/emucheck/
+// test_cluster_checks.cpp): the same source every way. (Namespace kiln_cluster_test is in the
+// checking build's instrumentation allowlist.)
 #include <cstddef>
 #include <vector>
 
@@ -44,6 +46,20 @@ __global__ void cluster_split_sum(const float* in, int k_total, int cols, float*
     for (unsigned q = 0; q < s; ++q) sum += cl::map_shared(partial, q)[c];
     out[static_cast<std::size_t>(blockIdx.y) * cols + c] = sum;
   }
+  cl::sync();
+}
+
+// Rank 1 overwrites its shared memory while rank 0 reads it (a race across the cluster), or after a
+// cluster barrier between (`ordered`).
+__global__ void overwrite_while_read(float* out, bool ordered) {
+  namespace cl = kiln::gpu::cluster;
+  float* mine = kiln::gpu::dynamic_shared<float>();
+  const unsigned t = threadIdx.x;
+  mine[t] = static_cast<float>(cl::rank());
+  cl::sync();
+  if (cl::rank() == 0) out[t] = cl::map_shared(mine, 1)[t];
+  if (ordered) cl::sync();
+  if (cl::rank() == 1) mine[t] = 5.0f;
   cl::sync();
 }
 

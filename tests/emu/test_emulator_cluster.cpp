@@ -2,15 +2,19 @@
 // cluster barrier, reads of another block's shared memory, a split-K style reduction through it
 // against a plain sum, and the errors a cluster kernel can make (a missing barrier, a block that
 // returns while the others wait, addresses and ranks map_shared cannot map, grids of partial
-// clusters). Fiber mode only: OS-thread mode and checking builds refuse cluster launches.
+// clusters). Fiber mode only: OS-thread mode refuses cluster launches (the checking build runs them:
+// tests/emucheck/test_cluster_checks.cpp).
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <functional>
 #include <string>
 #include <vector>
 
 #include "kiln/gpu/gpu.hpp"
+#include "../../bench/cluster_dsmem_probe.cuh"
 #include "emu/cluster_kernels.hpp"
 #include "test_emulator_support.hpp"
 
@@ -31,7 +35,7 @@ std::string launch_error(const std::function<void()>& launch) {
   return "";
 }
 
-#if !KILN_EMU_THREADS && !KILN_EMU_CHECK
+#if !KILN_EMU_THREADS
 __global__ void returns_before_barrier(unsigned quitter) {
   if (kiln::gpu::cluster::rank() == quitter) return;
   kiln::gpu::cluster::sync();
@@ -53,7 +57,7 @@ __global__ void maps_missing_rank(float* out) {
 
 }  // namespace
 
-#if !KILN_EMU_THREADS && !KILN_EMU_CHECK
+#if !KILN_EMU_THREADS
 TEST_CASE("cluster: ranks, block indices and another block's shared memory after the cluster barrier") {
   // A 4 x 2 grid in clusters of 2 x 2: ranks x fastest, as %cluster_ctarank counts them.
   constexpr unsigned threads = 64;
@@ -127,6 +131,23 @@ TEST_CASE("cluster: what a cluster kernel gets wrong is reported, naming the ker
   CHECK(contains(large, "at most 8"));
 }
 
+TEST_CASE("cluster: the DSMEM probe (kiln_bench_gpu's read rate) sums each slice of the tile over its cluster") {
+  namespace kb = kiln::bench;
+  kiln::gpu::set_max_dynamic_shared(kb::cluster_dsmem_probe_kernel, kb::dsmem_probe_shared_bytes);
+  constexpr std::size_t tile_floats = kb::dsmem_probe_shared_bytes / sizeof(float);
+  for (const unsigned c : {2u, 4u, 8u}) {
+    CAPTURE(c);
+    DeviceBuffer<float> out(16 / c * tile_floats);
+    out.zero();
+    KILN_LAUNCH_CLUSTER(kb::cluster_dsmem_probe_kernel, dim3(16), dim3(kb::dsmem_probe_threads), dim3(c),
+                        kb::dsmem_probe_shared_bytes, nullptr, 0.5f, out.get());
+    const float want = 0.5f * static_cast<float>(c) + static_cast<float>(c * (c - 1) / 2);
+    const auto got = out.download();
+    CHECK(std::count(got.begin(), got.end(), want) == static_cast<std::ptrdiff_t>(got.size()));
+    CHECK(kb::dsmem_probe_remote_bytes(static_cast<int>(c)) == 65536 * (c - 1) / c);
+  }
+}
+
 TEST_CASE("cluster: a launch without clusters is a cluster of one block") {
   DeviceBuffer<unsigned> out(2 * 32);
   KILN_LAUNCH(ring_exchange, dim3(2), dim3(32), 32 * sizeof(unsigned), nullptr, out.get());
@@ -135,7 +156,7 @@ TEST_CASE("cluster: a launch without clusters is a cluster of one block") {
   CHECK(got[32 + 5] == 1005u + 100000000u);  // block 1
 }
 #else
-TEST_CASE("cluster: OS-thread mode and checking builds refuse cluster launches with a clear error") {
+TEST_CASE("cluster: OS-thread mode refuses cluster launches with a clear error") {
   DeviceBuffer<unsigned> out(4 * 32);
   const std::string error = launch_error([&] {
     KILN_LAUNCH_CLUSTER(ring_exchange, dim3(4), dim3(32), dim3(2), 32 * sizeof(unsigned), nullptr, out.get());

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <vector>
 
+#include "../../bench/cluster_dsmem_probe.cuh"
 #include "emu/cluster_kernels.hpp"
 
 namespace {
@@ -66,4 +67,19 @@ TEST_CASE("gpu: thread-block clusters: ranks, the cluster barrier and distribute
   CHECK(download(out, want.size()) == want);
   kiln::gpu::device_free(in);
   kiln::gpu::device_free(out);
+
+  // kiln_bench_gpu's DSMEM probe computes what it should (its timing is the bench row's).
+  namespace kb = kiln::bench;
+  kiln::gpu::set_max_dynamic_shared(kb::cluster_dsmem_probe_kernel, kb::dsmem_probe_shared_bytes);
+  constexpr std::size_t tile_floats = kb::dsmem_probe_shared_bytes / sizeof(float);
+  auto* probe = static_cast<float*>(kiln::gpu::device_malloc(8 * tile_floats * sizeof(float)));
+  for (const unsigned c : {2u, 4u, 8u}) {
+    KILN_LAUNCH_CLUSTER(kb::cluster_dsmem_probe_kernel, dim3(16), dim3(kb::dsmem_probe_threads), dim3(c),
+                        kb::dsmem_probe_shared_bytes, nullptr, 0.5f, probe);
+    kiln::gpu::synchronize();
+    const auto sums = download(probe, 16 / c * tile_floats);
+    const float want = 0.5f * static_cast<float>(c) + static_cast<float>(c * (c - 1) / 2);
+    CHECK(sums == std::vector<float>(sums.size(), want));
+  }
+  kiln::gpu::device_free(probe);
 }

@@ -70,18 +70,41 @@ struct ShadowByte {
 };
 inline constexpr std::uint16_t several_threads = 0xffff, several_warps = 0xffff;
 
-struct CheckState {
+// One running block's checker state (a cluster's blocks each have one, by rank).
+struct BlockCheck {
   BlockContext* block = nullptr;
-  std::uint32_t block_run = 0;
-  std::uint32_t epoch = 1;                  // +1 at every barrier of the block
+  std::uint32_t epoch = 1;                  // +1 at every barrier of the block (and every cluster barrier)
   std::vector<std::uint16_t> warp_epoch;    // +1 at every warp collective of that warp
   std::vector<std::uint16_t> proxy_fences;  // per thread: its fence.proxy.async so far in the block
-  std::uintptr_t dynamic_begin = 0, dynamic_end = 0, static_begin = 0, static_end = 0;
-  std::vector<ShadowByte> dynamic_shadow, static_shadow;
+  std::uintptr_t dynamic_begin = 0, dynamic_end = 0;
+  std::vector<ShadowByte> dynamic_shadow;
+};
+// The writer or reader of a byte recorded for an access from another block of the cluster
+// (distributed shared memory): ordered only by barriers of the byte's block (a cluster barrier is one).
+inline constexpr std::uint16_t remote_thread = 0xfffe;
+inline constexpr unsigned remote_warp = 0xffffffffu;
+
+struct CheckState {
+  std::uint32_t block_run = 0;
+  std::vector<BlockCheck> blocks;  // the running block, or a cluster's blocks by rank
+  unsigned count = 0;              // of them running
+  std::uintptr_t static_begin = 0, static_end = 0;
+  std::vector<ShadowByte> static_shadow;
+
+  BlockCheck* of(const BlockContext& b) {
+    const unsigned r = b.cluster_rank;
+    return r < count && blocks[r].block == &b ? &blocks[r] : nullptr;
+  }
+  // The running block whose dynamic shared memory holds `address`, if any.
+  BlockCheck* owner_of(std::uintptr_t address) {
+    for (unsigned r = 0; r < count; ++r)
+      if (address >= blocks[r].dynamic_begin && address < blocks[r].dynamic_end) return &blocks[r];
+    return nullptr;
+  }
 };
 
 inline CheckState& check_state() {
-  static CheckState state;  // one block runs at a time in checking builds
+  static CheckState state;  // one block (or one cluster) runs at a time in checking builds
   return state;
 }
 
@@ -90,69 +113,95 @@ inline void check_launch_begin(const KernelInvocation& k, std::uint64_t block_co
 }
 inline void check_launch_end() { profile_launch_end(); }
 
-inline void check_block_begin(BlockContext& b, std::uint64_t linear_block) {
+// The blocks of one run: a block, or a cluster's blocks by rank; `unit` its index among the launch's
+// blocks or clusters (the profile's sampling).
+inline void check_blocks_begin(BlockContext* const* bs, unsigned count, std::uint64_t unit) {
   CheckState& s = check_state();
-  s.block = &b;
+  if (s.blocks.size() < count) s.blocks.resize(count);
   if (++s.block_run == 0) {  // wrapped: forget every entry
-    for (ShadowByte& e : s.dynamic_shadow) e = {};
+    for (BlockCheck& c : s.blocks)
+      for (ShadowByte& e : c.dynamic_shadow) e = {};
     for (ShadowByte& e : s.static_shadow) e = {};
     s.block_run = 1;
   }
-  s.epoch = 1;
-  s.warp_epoch.assign((b.thread_count + 31) / 32, 0);
-  s.proxy_fences.assign(b.thread_count, 0);
-  s.dynamic_begin = reinterpret_cast<std::uintptr_t>(b.dynamic_shared);
-  s.dynamic_end = s.dynamic_begin + b.kernel->dynamic_shared_bytes;
+  s.count = count;
+  for (unsigned r = 0; r < count; ++r) {
+    BlockCheck& c = s.blocks[r];
+    BlockContext& b = *bs[r];
+    c.block = &b;
+    c.epoch = 1;
+    c.warp_epoch.assign((b.thread_count + 31) / 32, 0);
+    c.proxy_fences.assign(b.thread_count, 0);
+    c.dynamic_begin = reinterpret_cast<std::uintptr_t>(b.dynamic_shared);
+    c.dynamic_end = c.dynamic_begin + b.kernel->dynamic_shared_bytes;
+    if (c.dynamic_shadow.size() < c.dynamic_end - c.dynamic_begin)
+      c.dynamic_shadow.resize(c.dynamic_end - c.dynamic_begin);
+  }
   s.static_begin = reinterpret_cast<std::uintptr_t>(__start_kiln_emu_shared);
   s.static_end = reinterpret_cast<std::uintptr_t>(__stop_kiln_emu_shared);
-  if (s.dynamic_shadow.size() < s.dynamic_end - s.dynamic_begin)
-    s.dynamic_shadow.resize(s.dynamic_end - s.dynamic_begin);
   if (s.static_shadow.size() < s.static_end - s.static_begin) s.static_shadow.resize(s.static_end - s.static_begin);
-  profile_block_begin(b, linear_block);
+  profile_blocks_begin(bs, count, unit);
 }
-
+inline void check_blocks_end(BlockContext* const* bs, unsigned count) {
+  profile_blocks_end(bs, count);
+  check_state().count = 0;
+}
+inline void check_block_begin(BlockContext& b, std::uint64_t linear_block) {
+  BlockContext* one = &b;
+  check_blocks_begin(&one, 1, linear_block);
+}
 inline void check_block_end(BlockContext& b) {
-  profile_block_end(b);
-  check_state().block = nullptr;
+  BlockContext* one = &b;
+  check_blocks_end(&one, 1);
 }
 
-// Called by the scheduler when a __syncthreads completes, and when a warp collective completes.
+// Called by the scheduler when a __syncthreads completes (for every block of a cluster when its
+// barrier completes), and when a warp collective completes.
 inline void check_after_barrier(BlockContext& b) {
-  ++check_state().epoch;
+  if (BlockCheck* c = check_state().of(b)) ++c->epoch;
   profile_block_flush(b);
 }
-inline void check_after_warp_sync(BlockContext&, unsigned warp) {
-  CheckState& s = check_state();
-  if (warp < s.warp_epoch.size()) ++s.warp_epoch[warp];
+inline void check_after_warp_sync(BlockContext& b, unsigned warp) {
+  BlockCheck* c = check_state().of(b);
+  if (c != nullptr && warp < c->warp_epoch.size()) ++c->warp_epoch[warp];
 }
 
-inline std::string shared_place_text(const CheckState& s, std::uintptr_t address) {
-  if (address >= s.dynamic_begin && address < s.dynamic_end)
-    return "dynamic shared memory at byte offset " + std::to_string(address - s.dynamic_begin);
+inline std::string shared_place_text(const CheckState& s, const BlockCheck& owner, std::uintptr_t address) {
+  if (address >= owner.dynamic_begin && address < owner.dynamic_end)
+    return "dynamic shared memory at byte offset " + std::to_string(address - owner.dynamic_begin) +
+           (owner.block->cluster != nullptr
+                ? " of the block of cluster rank " + std::to_string(owner.block->cluster_rank)
+                : std::string());
   return "static __shared__ memory at byte " + std::to_string(address - s.static_begin) +
          " of the section kiln_emu_shared (the kernel's __shared__ variables)";
 }
 
-inline void report_shared_hazard(BlockContext& b, const EmulatedThread& self, std::uintptr_t address, bool store,
-                                 unsigned other, const char* other_did, const char* kind) {
+inline void report_shared_hazard(BlockContext& b, const EmulatedThread& self, const BlockCheck& owner,
+                                 std::uintptr_t address, bool store, unsigned other, const char* other_did,
+                                 const char* kind) {
   const CheckState& s = check_state();
   std::string message = "kiln emulator race check: " + thread_text(self) + " in " + block_text(b) + " " +
-                        (store ? "writes " : "reads ") + shared_place_text(s, address) + ", which ";
+                        (store ? "writes " : "reads ") + shared_place_text(s, owner, address) + ", which ";
   if (other == several_threads)
     message += "several other threads";
+  else if (other == remote_thread)
+    message += "a thread of another block of the cluster";
   else
-    message += thread_text(b.threads[other]);
-  message += std::string(" ") + other_did + " since the last __syncthreads(): a " + kind +
+    message += thread_text(owner.block->threads[other]) +
+               (owner.block != &b ? " of the block of rank " + std::to_string(owner.block->cluster_rank) : "");
+  message += std::string(" ") + other_did + " since the last __syncthreads() of the memory's block: a " + kind +
              " race (on a GPU the two accesses happen in no defined order). Separate them with __syncthreads() "
-             "(or __syncwarp() within one warp).\n";
+             "(or __syncwarp() within one warp; across the blocks of a cluster, kiln::gpu::cluster::sync()).\n";
   record_failure(b, std::move(message));
 }
 
-inline void report_uninitialised_read(BlockContext& b, const EmulatedThread& self, std::uintptr_t address) {
-  record_failure(b, "kiln emulator init check: " + thread_text(self) + " in " + block_text(b) + " reads " +
-                        shared_place_text(check_state(), address) +
-                        ", which no thread of this block has written: uninitialised shared memory (on a GPU it holds "
-                        "whatever was there before).\n");
+inline void report_uninitialised_read(BlockContext& b, const EmulatedThread& self, const BlockCheck& owner,
+                                      std::uintptr_t address) {
+  record_failure(
+      b, "kiln emulator init check: " + thread_text(self) + " in " + block_text(b) + " reads " +
+             shared_place_text(check_state(), owner, address) +
+             ", which no thread of its block (or cluster) has written: uninitialised shared memory (on a GPU it holds "
+             "whatever was there before).\n");
 }
 
 // Lanes of one warp are ordered when a warp collective of that warp completed in between.
@@ -160,49 +209,61 @@ inline bool warp_ordered(unsigned other, std::uint16_t other_warp_epoch, unsigne
   return other / 32 == warp && other_warp_epoch != warp_epoch;
 }
 
-inline void check_shared_access(BlockContext& b, EmulatedThread& self, std::uintptr_t address, unsigned size,
-                                bool store) {
-  CheckState& s = check_state();
-  const bool dynamic = address >= s.dynamic_begin && address < s.dynamic_end;
-  ShadowByte* shadow = dynamic ? s.dynamic_shadow.data() + (address - s.dynamic_begin)
-                               : s.static_shadow.data() + (address - s.static_begin);
-  const std::uintptr_t limit = dynamic ? s.dynamic_end : s.static_end;
-  const auto me = static_cast<std::uint16_t>(self.linear_id);
-  const unsigned warp = self.linear_id / 32;
-  const std::uint16_t we = s.warp_epoch[warp];
+// An access of `size` bytes at `address` of owner's shared memory (shadow: its bytes' entries, up
+// to `limit`) by `self`, a thread of owner's block or (remote) of another block of its cluster.
+inline void check_shared_access(BlockContext& b, EmulatedThread& self, BlockCheck& owner, ShadowByte* shadow,
+                                std::uintptr_t limit, std::uintptr_t address, unsigned size, bool store,
+                                bool remote = false) {
+  const CheckState& s = check_state();
+  const auto me = remote ? remote_thread : static_cast<std::uint16_t>(self.linear_id);
+  const unsigned warp = remote ? remote_warp : self.linear_id / 32;
+  const std::uint16_t we = remote ? 0 : owner.warp_epoch[warp];
+  const std::uint32_t epoch = owner.epoch;
   for (unsigned i = 0; i < size && address + i < limit; ++i) {
     ShadowByte& e = shadow[i];
     if (e.block_run != s.block_run) e = ShadowByte{s.block_run, 0, 0, 0, 0, 0, 0, 0, 0};
     if (!store) {
-      if (e.write_epoch == 0) return report_uninitialised_read(b, self, address + i);
-      if (e.write_epoch == s.epoch && e.writer != me && !warp_ordered(e.writer, e.write_warp_epoch, warp, we))
-        return report_shared_hazard(b, self, address + i, false, e.writer, "wrote", "read-after-write");
-      if (e.read_epoch != s.epoch || e.reader == me || (e.reader_warp == warp && e.read_warp_epoch != we)) {
-        if (e.read_epoch != s.epoch || e.reader != me) {
+      if (e.write_epoch == 0) return report_uninitialised_read(b, self, owner, address + i);
+      if (e.write_epoch == epoch && e.writer != me && !warp_ordered(e.writer, e.write_warp_epoch, warp, we))
+        return report_shared_hazard(b, self, owner, address + i, false, e.writer, "wrote", "read-after-write");
+      if (e.read_epoch != epoch || e.reader == me || (e.reader_warp == warp && e.read_warp_epoch != we)) {
+        if (e.read_epoch != epoch || e.reader != me) {
           e.reader = me;
-          e.reader_warp = static_cast<std::uint16_t>(warp);
+          e.reader_warp = static_cast<std::uint16_t>(remote ? several_warps : warp);
         }
       } else {
         e.reader = several_threads;
         if (e.reader_warp != warp) e.reader_warp = several_warps;
       }
-      e.read_epoch = s.epoch;
+      e.read_epoch = epoch;
       e.read_warp_epoch = we;
     } else {
-      if (e.write_epoch == s.epoch && e.writer != me && !warp_ordered(e.writer, e.write_warp_epoch, warp, we))
-        return report_shared_hazard(b, self, address + i, true, e.writer, "wrote", "write-after-write");
-      if (e.read_epoch == s.epoch) {
+      if (e.write_epoch == epoch && e.writer != me && !warp_ordered(e.writer, e.write_warp_epoch, warp, we))
+        return report_shared_hazard(b, self, owner, address + i, true, e.writer, "wrote", "write-after-write");
+      if (e.read_epoch == epoch) {
         const bool ordered = e.reader == several_threads
                                  ? e.reader_warp == warp && e.read_warp_epoch != we
                                  : e.reader == me || warp_ordered(e.reader, e.read_warp_epoch, warp, we);
-        if (!ordered) return report_shared_hazard(b, self, address + i, true, e.reader, "read", "write-after-read");
+        if (!ordered)
+          return report_shared_hazard(b, self, owner, address + i, true, e.reader, "read", "write-after-read");
       }
       e.writer = me;
-      e.write_epoch = s.epoch;
+      e.write_epoch = epoch;
       e.write_warp_epoch = we;
-      e.writer_proxy_fences = s.proxy_fences[me];
+      e.writer_proxy_fences = remote ? 0 : owner.proxy_fences[me];
     }
   }
+}
+// ... by a thread of the block `own`: its dynamic or static shared memory (shared: whether it is).
+inline void check_own_shared_access(BlockContext& b, EmulatedThread& self, BlockCheck& own, std::uintptr_t address,
+                                    unsigned size, bool store) {
+  CheckState& s = check_state();
+  if (address >= own.dynamic_begin && address < own.dynamic_end)
+    check_shared_access(b, self, own, own.dynamic_shadow.data() + (address - own.dynamic_begin), own.dynamic_end,
+                        address, size, store);
+  else
+    check_shared_access(b, self, own, s.static_shadow.data() + (address - s.static_begin), s.static_end, address, size,
+                        store);
 }
 
 inline void report_past_end(BlockContext& b, const EmulatedThread& self, std::uintptr_t address, bool store,
@@ -221,12 +282,18 @@ inline void on_kernel_access(std::uintptr_t address, unsigned size, bool store, 
   if (self == nullptr) return;
   CheckState& s = check_state();
   BlockContext& b = *self->block;
-  if (s.block != &b || b.aborting) return;
+  BlockCheck* own = s.of(b);
+  if (own == nullptr || b.aborting) return;
   bool shared = false;
-  if ((address >= s.dynamic_begin && address < s.dynamic_end) ||
+  if ((address >= own->dynamic_begin && address < own->dynamic_end) ||
       (address >= s.static_begin && address < s.static_end)) {
     shared = true;
-    if (race_check()) check_shared_access(b, *self, address, size, store);
+    if (race_check()) check_own_shared_access(b, *self, *own, address, size, store);
+  } else if (BlockCheck* owner = s.count > 1 ? s.owner_of(address) : nullptr) {  // another block of the cluster
+    shared = true;
+    if (race_check())
+      check_shared_access(b, *self, *owner, owner->dynamic_shadow.data() + (address - owner->dynamic_begin),
+                          owner->dynamic_end, address, size, store, true);
   } else {
     Allocation* a = nullptr;
     const GlobalLookup where = find_allocation(address, a);
@@ -253,11 +320,13 @@ inline void check_async_copy_issued(const void* global_src, void* shared_dst, un
     on_kernel_access(reinterpret_cast<std::uintptr_t>(global_src), bytes, false, reinterpret_cast<const void*>(site));
   EmulatedThread* self = current_thread;
   if (self == nullptr) return;
-  const CheckState& s = check_state();
-  if (s.block != self->block || self->block->aborting) return;
+  CheckState& s = check_state();
+  const BlockCheck* own = s.of(*self->block);
+  if (own == nullptr || self->block->aborting) return;
   if (!valid) profile_record(*self, site, 0, 0, false, false);
   const auto address = reinterpret_cast<std::uintptr_t>(shared_dst);
-  if ((address >= s.dynamic_begin && address < s.dynamic_end) || (address >= s.static_begin && address < s.static_end))
+  if ((address >= own->dynamic_begin && address < own->dynamic_end) ||
+      (address >= s.static_begin && address < s.static_end))
     profile_record(*self, site | 1, address, bytes, true, true);
 }
 inline void check_async_copy_done(void* shared_dst, unsigned bytes) {
@@ -265,10 +334,12 @@ inline void check_async_copy_done(void* shared_dst, unsigned bytes) {
   if (self == nullptr) return;
   CheckState& s = check_state();
   BlockContext& b = *self->block;
-  if (s.block != &b || b.aborting || !race_check()) return;
+  BlockCheck* own = s.of(b);
+  if (own == nullptr || b.aborting || !race_check()) return;
   const auto address = reinterpret_cast<std::uintptr_t>(shared_dst);
-  if ((address >= s.dynamic_begin && address < s.dynamic_end) || (address >= s.static_begin && address < s.static_end))
-    check_shared_access(b, *self, address, bytes, true);
+  if ((address >= own->dynamic_begin && address < own->dynamic_end) ||
+      (address >= s.static_begin && address < s.static_end))
+    check_own_shared_access(b, *self, *own, address, bytes, true);
 }
 
 // fence.proxy.async.shared::cta by the current thread (kiln/gpu/wgmma.hpp): its shared-memory writes
@@ -276,9 +347,7 @@ inline void check_async_copy_done(void* shared_dst, unsigned bytes) {
 inline void check_proxy_fence() {
   EmulatedThread* self = current_thread;
   if (self == nullptr) return;
-  CheckState& s = check_state();
-  if (s.block != self->block) return;
-  ++s.proxy_fences[self->linear_id];
+  if (BlockCheck* own = check_state().of(*self->block)) ++own->proxy_fences[self->linear_id];
 }
 
 // A wgmma.mma_async's read of shared memory (the async proxy), on behalf of the issuing thread: a read
@@ -290,25 +359,27 @@ inline void check_async_proxy_read(std::uintptr_t address, unsigned size, const 
   if (self == nullptr) return;
   CheckState& s = check_state();
   BlockContext& b = *self->block;
-  if (s.block != &b || b.aborting || !race_check()) return;
-  const bool dynamic = address >= s.dynamic_begin && address + size <= s.dynamic_end;
+  BlockCheck* own = s.of(b);
+  if (own == nullptr || b.aborting || !race_check()) return;
+  const bool dynamic = address >= own->dynamic_begin && address + size <= own->dynamic_end;
   if (!dynamic && !(address >= s.static_begin && address + size <= s.static_end)) return;
-  const ShadowByte* shadow = dynamic ? s.dynamic_shadow.data() + (address - s.dynamic_begin)
+  const ShadowByte* shadow = dynamic ? own->dynamic_shadow.data() + (address - own->dynamic_begin)
                                      : s.static_shadow.data() + (address - s.static_begin);
   for (unsigned i = 0; i < size; ++i) {
     const ShadowByte& e = shadow[i];
     if (e.block_run != s.block_run || e.write_epoch == 0) continue;  // unwritten: the init check reports it
-    if (s.proxy_fences[e.writer] == e.writer_proxy_fences)
+    if (e.writer == remote_thread) continue;  // (wgmma reads its own block's memory; a remote write is raced)
+    if (own->proxy_fences[e.writer] == e.writer_proxy_fences)
       return record_failure(b, "kiln emulator proxy check: the wgmma.mma_async at " + std::string(where.file) + ":" +
                                    std::to_string(where.line) + " issued by " + thread_text(*self) + " in " +
-                                   block_text(b) + " reads " + shared_place_text(s, address + i) + ", which " +
+                                   block_text(b) + " reads " + shared_place_text(s, *own, address + i) + ", which " +
                                    thread_text(b.threads[e.writer]) +
                                    " wrote with no fence.proxy.async after it (kiln::gpu::wgmma::fence_proxy_async): "
                                    "the tensor cores read shared memory through the async proxy and may not see "
                                    "the write. Fence after the writes (cp.async: after its wait), then "
                                    "__syncthreads().\n");
   }
-  check_shared_access(b, *self, address, size, false);
+  check_own_shared_access(b, *self, *own, address, size, false);
 }
 
 }  // namespace kiln::gpu::emu

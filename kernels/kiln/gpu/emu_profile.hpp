@@ -106,7 +106,8 @@ struct AccessRecord {
 struct ProfileState {
   bool launch_active = false, block_sampled = false, sampled_only = false;
   std::uint64_t launch_stamp = 0, sample_stride = 1;
-  std::vector<std::vector<AccessRecord>> records;  // per thread of the block
+  std::uint64_t unit_blocks = 1;                   // blocks per sampled unit: 1, or a cluster's
+  std::vector<std::vector<AccessRecord>> records;  // per thread of the block (of the cluster: by rank, then thread)
   std::vector<std::uintptr_t> block_sectors;       // global sectors the sampled block touched
   double sum_block_distinct_sectors = 0;           // over the sampled blocks
 };
@@ -121,7 +122,9 @@ inline void profile_launch_begin(const KernelInvocation& k, std::uint64_t block_
   p.launch_active = profiling();
   if (!p.launch_active) return;
   ++p.launch_stamp;
-  p.sample_stride = (block_count + profile_max_blocks() - 1) / profile_max_blocks();
+  p.unit_blocks = std::uint64_t{k.cluster.x} * k.cluster.y * k.cluster.z;
+  const std::uint64_t units = block_count / p.unit_blocks;  // blocks, or clusters: sampled whole
+  p.sample_stride = (units + profile_max_blocks() - 1) / profile_max_blocks();
   p.sampled_only = profile_sampled_only_setting().load();
   p.sum_block_distinct_sectors = 0;
   LaunchProfile entry;
@@ -133,20 +136,26 @@ inline void profile_launch_begin(const KernelInvocation& k, std::uint64_t block_
   profile_log().push_back(std::move(entry));
 }
 
-// In sampled-only mode the runner skips the blocks that are not recorded.
-inline bool profile_skips_block(std::uint64_t linear_block) {
+// In sampled-only mode the runner skips the blocks (or clusters: `unit`) that are not recorded.
+inline bool profile_skips_block(std::uint64_t unit) {
   const ProfileState& p = profile_state();
-  return p.launch_active && p.sampled_only && linear_block % p.sample_stride != 0;
+  return p.launch_active && p.sampled_only && unit % p.sample_stride != 0;
 }
 
-inline void profile_block_begin(const BlockContext& b, std::uint64_t linear_block) {
+// A run of `count` blocks (one, or a cluster's by rank), the launch's unit number `unit`.
+inline void profile_blocks_begin(BlockContext* const* bs, unsigned count, std::uint64_t unit) {
   ProfileState& p = profile_state();
-  p.block_sampled = p.launch_active && linear_block % p.sample_stride == 0;
+  p.block_sampled = p.launch_active && unit % p.sample_stride == 0;
   if (!p.block_sampled) return;
-  ++profile_log().back().sampled_blocks;
-  if (p.records.size() < b.thread_count) p.records.resize(b.thread_count);
+  profile_log().back().sampled_blocks += count;
+  const std::size_t threads = std::size_t{count} * bs[0]->thread_count;
+  if (p.records.size() < threads) p.records.resize(threads);
   for (auto& r : p.records) r.clear();
   p.block_sectors.clear();
+}
+// The record list of thread t (a cluster's threads by rank, then linear id).
+inline std::size_t record_index(const EmulatedThread& t) {
+  return std::size_t{t.block->cluster_rank} * t.block->thread_count + t.linear_id;
 }
 
 inline void profile_global_touch(Allocation& a, std::uintptr_t address, unsigned size) {
@@ -166,7 +175,7 @@ inline void profile_record(const EmulatedThread& t, std::uintptr_t site, std::ui
                            bool store, bool shared) {
   ProfileState& p = profile_state();
   if (!p.block_sampled) return;
-  p.records[t.linear_id].push_back({site, address, static_cast<std::uint8_t>(size), store, shared});
+  p.records[record_index(t)].push_back({site, address, static_cast<std::uint8_t>(size), store, shared});
 }
 
 // One warp-level tensor-core operation (called by one lane of the warp): `hmma` SASS HMMA
@@ -256,6 +265,7 @@ inline void profile_block_flush(const BlockContext& b) {
         return false;
     return true;
   };
+  const std::size_t base = std::size_t{b.cluster_rank} * b.thread_count;  // (a cluster's block: its records)
   for (unsigned warp = 0; warp * 32 < b.thread_count; ++warp) {
     keyed.clear();
     votes.clear();
@@ -263,9 +273,9 @@ inline void profile_block_flush(const BlockContext& b) {
     for (unsigned lane = 0; lane < lanes_in_warp; ++lane) {
       occurrences.clear();
       per_lane[lane].clear();
-      for (const AccessRecord& r : p.records[warp * 32 + lane])
+      for (const AccessRecord& r : p.records[base + warp * 32 + lane])
         per_lane[lane].push_back({r.site, occurrences[r.site]++, r.store, r.shared, r.address, r.size});
-      p.records[warp * 32 + lane].clear();
+      p.records[base + warp * 32 + lane].clear();
       for (std::size_t j = 0; j < per_lane[lane].size(); ++j) {
         RunVotes& v = votes[key_of(per_lane[lane][j])];
         ++v.executed;
@@ -324,8 +334,8 @@ inline void profile_block_flush(const BlockContext& b) {
   }
 }
 
-inline void profile_block_end(const BlockContext& b) {
-  profile_block_flush(b);
+inline void profile_blocks_end(BlockContext* const* bs, unsigned count) {
+  for (unsigned r = 0; r < count; ++r) profile_block_flush(*bs[r]);
   ProfileState& p = profile_state();
   if (!p.block_sampled) return;
   std::sort(p.block_sectors.begin(), p.block_sectors.end());
@@ -357,10 +367,12 @@ inline void profile_launch_end() {
     if (a.touched_launch == p.launch_stamp)
       for (std::uint64_t word : a.touched_sectors) sectors += static_cast<std::uint64_t>(std::popcount(word));
   double distinct = static_cast<double>(sectors);
-  const double sampled = static_cast<double>(entry.sampled_blocks);
-  if (p.sampled_only && entry.sampled_blocks > 1 && entry.sampled_blocks < entry.blocks) {
+  // (in units: blocks, or clusters, whose sectors were summed whole)
+  const double sampled = static_cast<double>(entry.sampled_blocks / p.unit_blocks);
+  const double units = static_cast<double>(entry.blocks / p.unit_blocks);
+  if (p.sampled_only && sampled > 1 && sampled < units) {
     const double shared = std::clamp((p.sum_block_distinct_sectors - distinct) / (sampled - 1), 0.0, distinct);
-    distinct = shared + static_cast<double>(entry.blocks) * (distinct - shared) / sampled;
+    distinct = shared + units * (distinct - shared) / sampled;
   }
   entry.global_distinct_bytes = 32.0 * distinct;
 }

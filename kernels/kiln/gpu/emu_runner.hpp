@@ -302,12 +302,12 @@ inline unsigned cluster_size(const KernelInvocation& k) { return k.cluster.x * k
 KILN_EMU_ENTRY std::string run_cluster(Worker& worker, const KernelInvocation& k, std::uint64_t linear_cluster);
 #if KILN_EMU_DEFINITIONS
 KILN_EMU_ENTRY std::string run_cluster(Worker& worker, const KernelInvocation& k, std::uint64_t linear_cluster) {
-#if KILN_EMU_THREADS || KILN_EMU_CHECK
+#if KILN_EMU_THREADS
   (void)worker;
   (void)linear_cluster;
   throw Error(std::string("kiln emulator: kernel '") + k.name +
               "' is launched in thread-block clusters, which the emulator runs in fiber mode only (not in "
-              "OS-thread mode, KILN_EMU_THREADS, nor in checking builds, KILN_EMU_CHECK)");
+              "OS-thread mode, KILN_EMU_THREADS)");
 #else
   const unsigned count = cluster_size(k);
   const dim3 clusters{k.grid.x / k.cluster.x, k.grid.y / k.cluster.y, k.grid.z / k.cluster.z};
@@ -329,7 +329,13 @@ KILN_EMU_ENTRY std::string run_cluster(Worker& worker, const KernelInvocation& k
   cluster.count = count;
   blockDim = k.block;
   gridDim = k.grid;
+#if KILN_EMU_CHECK
+  check_blocks_begin(worker.blocks.data(), count, linear_cluster);
   run_block_threads(worker, worker.blocks.data(), count);
+  check_blocks_end(worker.blocks.data(), count);
+#else
+  run_block_threads(worker, worker.blocks.data(), count);
+#endif
   for (unsigned r = 0; r < count; ++r)
     if (!worker.blocks[r]->error.empty()) return worker.blocks[r]->error;
   return {};
@@ -362,7 +368,7 @@ KILN_EMU_ENTRY void run_grid(const KernelInvocation& k) {
       const std::uint64_t i = next_block.fetch_add(1);
       if (i >= unit_count) break;
 #if KILN_EMU_CHECK
-      if (per_cluster == 1 && profile_skips_block(i)) continue;
+      if (profile_skips_block(i)) continue;
 #endif
       std::string message;
       try {

@@ -374,6 +374,9 @@ KILN_EMU_ENTRY void cluster_barrier(const CallSite& where) {
         t.state = ThreadState::runnable;
       }
       m.cluster_waiting = 0;
+#if KILN_EMU_CHECK
+      check_after_barrier(m);  // orders every block's shared-memory accesses, DSMEM included
+#endif
     }
     c->arrivals = 0;
   } else if (c->arrivals + c->exited == c->thread_total) {
