@@ -334,12 +334,30 @@ WGMMA_COMPARISONS = (
 MODEL_TAIL_BYTES_PER_CLOCK = 64
 
 
+def probe_points(ordered, op, counter):
+    """(parameter, µs, bytes per block) of a probe's rows `op/cuda/<name>:<parameter>`, by parameter."""
+    ok = lambda b: b is not None and not b.get("error_occurred")  # noqa: E731
+    return sorted((int(shape.split(":")[1]), time_us(by["cuda"]), by["cuda"].get(counter))
+                  for (o, shape), by in ordered if o == op and ok(by.get("cuda")))
+
+
+def probe_slope(points, clock_mhz, what, lines, model=None):
+    """The read rate between a probe's first and last row: bytes per ns per SM, and per clock."""
+    (p0, t0, b0), (p1, t1, b1) = points[0], points[-1]
+    if not (t1 > t0 and b0 is not None and b1 is not None):
+        lines.append(f"\nNo slope: {what[1]} was not slower than {what[0]}.\n")
+        return
+    per_ns = (b1 - b0) / ((t1 - t0) * 1e3)
+    per_clock = per_ns / (clock_mhz * 1e-3) if clock_mhz else None
+    lines.append(f"\nSlope from {what[2]} {p0} to {p1}: {fmt(per_ns, 1)} bytes/ns per SM"
+                 + (f", {fmt(per_clock, 1)} bytes per clock at {fmt(clock_mhz, 0)} MHz" if per_clock else "")
+                 + (f" (model: {model})" if per_clock and model else "") + ".\n")
+
+
 def tail_section(ordered, clock_mhz, lines):
     """split_k_tail/cuda/slices:<S> (bench/gpu_probe_cases.hpp): one block per SM reads S - 1 partial tiles
     of 64 KiB from L2; the slope between the fewest and the most slices is one SM's read rate."""
-    ok = lambda b: b is not None and not b.get("error_occurred")  # noqa: E731
-    points = sorted((int(shape.split(":")[1]), time_us(by["cuda"]), by["cuda"].get("l2_read_bytes"))
-                    for (op, shape), by in ordered if op == "split_k_tail" and ok(by.get("cuda")))
+    points = probe_points(ordered, "split_k_tail", "l2_read_bytes")
     if len(points) < 2:
         return
     lines.append("### One SM's L2 read rate in a split-K tail (the model's assumption)\n")
@@ -350,24 +368,15 @@ def tail_section(ordered, clock_mhz, lines):
     lines.append("| slices | µs per launch | bytes read per block |\n|---:|---:|---:|")
     for slices, us, read in points:
         lines.append(f"| {slices} | {fmt(us, 2)} | {fmt(read, 0)} |")
-    (s0, t0, b0), (s1, t1, b1) = points[0], points[-1]
-    if t1 > t0 and b0 is not None and b1 is not None:
-        per_ns = (b1 - b0) / ((t1 - t0) * 1e3)
-        per_clock = per_ns / (clock_mhz * 1e-3) if clock_mhz else None
-        lines.append(f"\nSlope {s0} → {s1} slices: {fmt(per_ns, 1)} bytes/ns per SM"
-                     + (f", {fmt(per_clock, 1)} bytes per clock at {fmt(clock_mhz, 0)} MHz "
-                        f"(model: {MODEL_TAIL_BYTES_PER_CLOCK})" if per_clock else "") + ".\n")
-    else:
-        lines.append("\nNo slope: the most slices were not slower than the fewest.\n")
+    probe_slope(points, clock_mhz, ("the fewest slices", "the most slices", "slices"), lines,
+                MODEL_TAIL_BYTES_PER_CLOCK)
 
 
 def dsmem_section(ordered, clock_mhz, lines):
     """cluster_dsmem/cuda/cluster:<C> (bench/gpu_probe_cases.hpp): each block of a cluster sums a 1/C slice
     of a 64 KiB tile over the cluster's shared memories; the slope between the smallest and the largest
     cluster is one SM's distributed-shared-memory read rate."""
-    ok = lambda b: b is not None and not b.get("error_occurred")  # noqa: E731
-    points = sorted((int(shape.split(":")[1]), time_us(by["cuda"]), by["cuda"].get("dsmem_read_bytes"))
-                    for (op, shape), by in ordered if op == "cluster_dsmem" and ok(by.get("cuda")))
+    points = probe_points(ordered, "cluster_dsmem", "dsmem_read_bytes")
     if len(points) < 2:
         return
     lines.append("### One SM's distributed-shared-memory read rate (a cluster split-K's reduction)\n")
@@ -379,15 +388,7 @@ def dsmem_section(ordered, clock_mhz, lines):
     lines.append("| cluster | µs per launch | bytes read from other SMs per block |\n|---:|---:|---:|")
     for cluster, us, read in points:
         lines.append(f"| {cluster} | {fmt(us, 2)} | {fmt(read, 0)} |")
-    (c0, t0, b0), (c1, t1, b1) = points[0], points[-1]
-    if t1 > t0 and b0 is not None and b1 is not None:
-        per_ns = (b1 - b0) / ((t1 - t0) * 1e3)
-        per_clock = per_ns / (clock_mhz * 1e-3) if clock_mhz else None
-        lines.append(f"\nSlope from clusters of {c0} to {c1}: {fmt(per_ns, 1)} bytes/ns per SM"
-                     + (f", {fmt(per_clock, 1)} bytes per clock at {fmt(clock_mhz, 0)} MHz" if per_clock else "")
-                     + ".\n")
-    else:
-        lines.append("\nNo slope: the largest cluster was not slower than the smallest.\n")
+    probe_slope(points, clock_mhz, ("the smallest cluster", "the largest cluster", "clusters of"), lines)
 
 
 def step_section(report, lines):

@@ -25,6 +25,19 @@ ROWS = [("conv3x3_wgrad/cuda/mma_tf32_stream_k/C512_H8_N16", 14.6),
         ("conv3x3_wgrad/cuda/mma_tf32_stream_k/C256_H16_N16", 16.2)]
 
 
+def report_of(directory):
+    """gpu_report.py's report on the JSON files in `directory`, as it prints it."""
+    out = io.StringIO()
+    argv = sys.argv
+    sys.argv = ["gpu_report.py", directory]
+    try:
+        with redirect_stdout(out):
+            gpu_report.main()
+    finally:
+        sys.argv = argv
+    return out.getvalue()
+
+
 class TruncatedBenchmarks(unittest.TestCase):
     def setUp(self):
         self.dir = tempfile.TemporaryDirectory()
@@ -63,15 +76,7 @@ class TruncatedBenchmarks(unittest.TestCase):
     def test_report_says_the_run_stopped_and_keeps_its_comparison(self):
         text = json.dumps(bench_json(ROWS), indent=2)
         self.write(text[:text.index('"real_time": 16200.0')])
-        out = io.StringIO()
-        argv = sys.argv
-        sys.argv = ["gpu_report.py", self.dir.name]
-        try:
-            with redirect_stdout(out):
-                gpu_report.main()
-        finally:
-            sys.argv = argv
-        report = out.getvalue()
+        report = report_of(self.dir.name)
         self.assertIn("kiln_bench_gpu stopped before its end", report)
         self.assertIn("| conv3x3_wgrad | C512_H8_N16 | 14.6 | 17.6 |", report)
 
@@ -86,19 +91,24 @@ class ProbeSections(unittest.TestCase):
         with tempfile.TemporaryDirectory() as d:
             with open(os.path.join(d, "bench_gpu.json"), "w") as f:
                 json.dump(rows, f)
-            out = io.StringIO()
-            argv = sys.argv
-            sys.argv = ["gpu_report.py", d]
-            try:
-                with redirect_stdout(out):
-                    gpu_report.main()
-            finally:
-                sys.argv = argv
-        report = out.getvalue()
+            report = report_of(d)
         self.assertIn("distributed-shared-memory read rate", report)
         self.assertIn("| 8 | 2.50 | 57,344 |", report)
         # (57344 - 32768) bytes in 0.5 us: 49.2 bytes/ns, 24.8 bytes per clock at 1980 MHz
-        self.assertIn("Slope from clusters of 2 to 8: 49.2 bytes/ns per SM, 24.8 bytes per clock at 1,980 MHz", report)
+        self.assertIn("Slope from clusters of 2 to 8: 49.2 bytes/ns per SM, 24.8 bytes per clock at 1,980 MHz.", report)
+
+    def test_l2_tail_rate_says_the_models_figure(self):
+        rows = bench_json([("split_k_tail/cuda/slices:2", 3.0), ("split_k_tail/cuda/slices:16", 10.0)])
+        rows["context"]["kiln_gpu_clock_mhz"] = "2000"
+        for b, read in zip(rows["benchmarks"], (65536, 983040)):
+            b["l2_read_bytes"] = read
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "bench_gpu.json"), "w") as f:
+                json.dump(rows, f)
+            report = report_of(d)
+        # (983040 - 65536) bytes in 7 us: 131.1 bytes/ns, 65.5 bytes per clock at 2000 MHz
+        self.assertIn("Slope from slices 2 to 16: 131.1 bytes/ns per SM, 65.5 bytes per clock at 2,000 MHz (model: 64).",
+                      report)
 
 
 if __name__ == "__main__":

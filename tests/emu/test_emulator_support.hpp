@@ -1,12 +1,25 @@
 #pragma once
-// Helpers for the emulator's tests: a typed device buffer and a scoped schedule choice.
+// Helpers for the emulator's tests: a launch's error message, a typed device buffer and a scoped
+// schedule choice.
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <string>
 #include <vector>
 
 #include "kiln/gpu/gpu.hpp"
 
 namespace kiln_emu_test {
+
+// The message of the kiln::gpu::Error that `launch` throws, or "" if it throws none.
+inline std::string launch_error(const std::function<void()>& launch) {
+  try {
+    launch();
+  } catch (const kiln::gpu::Error& e) {
+    return e.what();
+  }
+  return "";
+}
 
 // n values spread evenly over [lo, hi) by a fixed LCG: the same inputs on every run and platform.
 inline std::vector<float> uniform(std::size_t n, std::uint64_t seed, float lo, float hi) {

@@ -18,17 +18,9 @@ static_assert(KILN_EMU_CHECK, "tests/emucheck is compiled only in the checking b
 namespace {
 
 using kiln_emu_test::DeviceBuffer;
+using kiln_emu_test::launch_error;
 namespace ct = kiln_cluster_test;
 namespace emu = kiln::gpu::emu;
-
-std::string cluster_launch_error(const auto& run) {
-  try {
-    run();
-  } catch (const kiln::gpu::Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 }  // namespace
 
@@ -40,19 +32,19 @@ TEST_CASE("cluster checks: the correct cluster kernels pass the race and init ch
   DeviceBuffer<float> in(host), sums(static_cast<std::size_t>(tiles) * cols);
   for (const auto order : {emu::Schedule::forward, emu::Schedule::reverse, emu::Schedule::random}) {
     kiln_emu_test::ScopedSchedule scoped(order);
-    CHECK(cluster_launch_error([&] {
+    CHECK(launch_error([&] {
             KILN_LAUNCH_CLUSTER(ct::ring_exchange, dim3(4, 2), dim3(threads), dim3(2, 2), threads * sizeof(unsigned),
                                 nullptr, ring.get());
           }) == "");
     CHECK(ring.download()[5 * threads + 7] == ct::ring_expected(1, 1, 7));
-    CHECK(cluster_launch_error([&] {
+    CHECK(launch_error([&] {
             KILN_LAUNCH_CLUSTER(ct::cluster_split_sum, dim3(4, tiles), dim3(32), dim3(4, 1), cols * sizeof(float),
                                 nullptr, in.get(), k_total, cols, sums.get(), false);
           }) == "");
     CHECK(sums.download() == ct::split_sum_reference(host, tiles, k_total, cols, 4));
   }
   DeviceBuffer<float> out(32);
-  CHECK(cluster_launch_error([&] {
+  CHECK(launch_error([&] {
           KILN_LAUNCH_CLUSTER(ct::overwrite_while_read, dim3(2), dim3(32), dim3(2), 32 * sizeof(float), nullptr,
                               out.get(), true);
         }) == "");
@@ -64,7 +56,7 @@ TEST_CASE("cluster checks: another block's shared memory read before its writer 
   const auto host = kiln_emu_test::exact_values(static_cast<std::size_t>(tiles) * k_total * cols, 9);
   DeviceBuffer<float> in(host), sums(static_cast<std::size_t>(tiles) * cols);
   kiln_emu_test::ScopedSchedule scoped(emu::Schedule::forward);  // rank 0 reads rank 1's memory first
-  const std::string error = cluster_launch_error([&] {
+  const std::string error = launch_error([&] {
     KILN_LAUNCH_CLUSTER(ct::cluster_split_sum, dim3(4, tiles), dim3(32), dim3(4, 1), cols * sizeof(float), nullptr,
                         in.get(), k_total, cols, sums.get(), true);
   });
@@ -76,7 +68,7 @@ TEST_CASE("cluster checks: another block's shared memory read before its writer 
 TEST_CASE("cluster checks: a block overwrites shared memory another block of its cluster reads (write-after-read)") {
   DeviceBuffer<float> out(32);
   kiln_emu_test::ScopedSchedule scoped(emu::Schedule::forward);
-  const std::string error = cluster_launch_error([&] {
+  const std::string error = launch_error([&] {
     KILN_LAUNCH_CLUSTER(ct::overwrite_while_read, dim3(2), dim3(32), dim3(2), 32 * sizeof(float), nullptr, out.get(),
                         false);
   });

@@ -9,8 +9,9 @@
 // A block must not return while another may still read its shared memory: end with cluster::sync().
 // In the emulator a cluster's blocks run on one worker's fiber scheduler (emu_runner.hpp), so only
 // dynamic shared memory (kiln::gpu::dynamic_shared) is per block there: a cluster kernel keeps its
-// shared memory dynamic (map_shared refuses any other address). OS-thread mode and checking builds
-// refuse cluster launches. On a GPU below sm_90 the functions trap.
+// shared memory dynamic (map_shared refuses any other address). OS-thread mode runs a cluster's
+// threads as OS threads at once; checking builds check its accesses across blocks (docs/emulator.md).
+// On a GPU below sm_90 the functions trap.
 #include "kiln/gpu/config.hpp"
 
 #if !KILN_GPU_REAL
@@ -79,15 +80,19 @@ T* map_shared(T* p, unsigned r) {
   emu::BlockContext& b = *emu::current("kiln::gpu::cluster::map_shared").block;
   const auto* at = reinterpret_cast<const unsigned char*>(p);
   const std::size_t bytes = b.kernel->dynamic_shared_bytes;
-  if (at < b.dynamic_shared || at >= b.dynamic_shared + bytes)
+  if (at < b.dynamic_shared || at >= b.dynamic_shared + bytes) {
+    [[maybe_unused]] emu::BlockLock lock = emu::lock_block(b);
     emu::fail(b, "kiln emulator: kiln::gpu::cluster::map_shared in " + emu::block_text(b) +
                      ": the address is not in the block's dynamic shared memory (" + std::to_string(bytes) +
                      " bytes); a cluster kernel keeps the shared memory other blocks read dynamic "
                      "(kiln::gpu::dynamic_shared)\n");
+  }
   const unsigned count = b.cluster != nullptr ? b.cluster->count : 1u;
-  if (r >= count)
+  if (r >= count) {
+    [[maybe_unused]] emu::BlockLock lock = emu::lock_block(b);  // (the block's state: OS-thread mode)
     emu::fail(b, "kiln emulator: kiln::gpu::cluster::map_shared in " + emu::block_text(b) + ": rank " +
                      std::to_string(r) + " is not in a cluster of " + std::to_string(count) + " blocks\n");
+  }
   const emu::BlockContext& other = b.cluster != nullptr ? *b.cluster->blocks[r] : b;
   return reinterpret_cast<T*>(other.dynamic_shared + (at - b.dynamic_shared));
 }

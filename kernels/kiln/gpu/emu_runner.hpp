@@ -207,14 +207,15 @@ KILN_EMU_ENTRY void run_block_threads(Worker& worker, BlockContext* const* block
 KILN_EMU_ENTRY void run_block_threads(Worker& worker, BlockContext* const* blocks, unsigned count);
 #if KILN_EMU_DEFINITIONS
 KILN_EMU_ENTRY void run_block_threads(Worker& worker, BlockContext* const* blocks, unsigned count) {
-  if (count != 1) throw Error("kiln emulator: thread-block clusters run in fiber mode only (not KILN_EMU_THREADS)");
   BlockContext& b = *blocks[0];
   const KernelInvocation& k = *b.kernel;
+  const unsigned n = b.thread_count;  // (a cluster's blocks: count x n threads, block i / n)
   try {
-    worker.block_threads.run(b.thread_count, [&b, &k](unsigned i) {
-      EmulatedThread& self = b.threads[i];
+    worker.block_threads.run(count * n, [blocks, n, &k](unsigned i) {
+      BlockContext& own = *blocks[i / n];
+      EmulatedThread& self = own.threads[i % n];
       threadIdx = self.index;
-      blockIdx = b.block_index;
+      blockIdx = own.block_index;
       blockDim = k.block;
       gridDim = k.grid;
       current_thread = &self;
@@ -261,6 +262,10 @@ KILN_EMU_ENTRY void prepare_block(BlockSlot& slot, const KernelInvocation& k, ui
   b.cluster = nullptr;
   b.cluster_rank = 0;
   b.cluster_waiting = 0;
+#if KILN_EMU_THREADS
+  b.sync_mutex = &b.mutex;
+  b.sync_wakeup = &b.wakeup;
+#endif
   b.aborting = false;
   b.error.clear();
   b.dynamic_shared = slot.dynamic_shared(k.dynamic_shared_bytes);
@@ -302,13 +307,6 @@ inline unsigned cluster_size(const KernelInvocation& k) { return k.cluster.x * k
 KILN_EMU_ENTRY std::string run_cluster(Worker& worker, const KernelInvocation& k, std::uint64_t linear_cluster);
 #if KILN_EMU_DEFINITIONS
 KILN_EMU_ENTRY std::string run_cluster(Worker& worker, const KernelInvocation& k, std::uint64_t linear_cluster) {
-#if KILN_EMU_THREADS
-  (void)worker;
-  (void)linear_cluster;
-  throw Error(std::string("kiln emulator: kernel '") + k.name +
-              "' is launched in thread-block clusters, which the emulator runs in fiber mode only (not in "
-              "OS-thread mode, KILN_EMU_THREADS)");
-#else
   const unsigned count = cluster_size(k);
   const dim3 clusters{k.grid.x / k.cluster.x, k.grid.y / k.cluster.y, k.grid.z / k.cluster.z};
   const uint3 c{static_cast<unsigned>(linear_cluster % clusters.x),
@@ -323,6 +321,10 @@ KILN_EMU_ENTRY std::string run_cluster(Worker& worker, const KernelInvocation& k
     prepare_block(slot, k, index, index.x + std::uint64_t{k.grid.x} * (index.y + std::uint64_t{k.grid.y} * index.z));
     slot.block.cluster = &cluster;
     slot.block.cluster_rank = r;
+#if KILN_EMU_THREADS
+    slot.block.sync_mutex = &worker.slot(0).block.mutex;  // one lock and wake-up for the cluster
+    slot.block.sync_wakeup = &worker.slot(0).block.wakeup;
+#endif
     cluster.thread_total += slot.block.thread_count;
   }
   cluster.blocks = worker.blocks.data();
@@ -339,7 +341,6 @@ KILN_EMU_ENTRY std::string run_cluster(Worker& worker, const KernelInvocation& k
   for (unsigned r = 0; r < count; ++r)
     if (!worker.blocks[r]->error.empty()) return worker.blocks[r]->error;
   return {};
-#endif
 }
 #endif
 

@@ -156,6 +156,10 @@ struct BlockContext {
 #if KILN_EMU_THREADS
   std::mutex mutex;
   std::condition_variable wakeup;
+  // What guards the block's state and wakes its threads: its own, or (a cluster's block) rank 0's,
+  // shared by the cluster's blocks (the cluster barrier changes them all).
+  std::mutex* sync_mutex = &mutex;
+  std::condition_variable* sync_wakeup = &wakeup;
 #endif
 };
 

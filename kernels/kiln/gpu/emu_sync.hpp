@@ -24,8 +24,8 @@ inline void check_after_warp_sync(BlockContext& b, unsigned warp);
 
 #if KILN_EMU_THREADS
 using BlockLock = std::unique_lock<std::mutex>;
-inline BlockLock lock_block(BlockContext& b) { return BlockLock(b.mutex); }
-inline void wake_all(BlockContext& b) { b.wakeup.notify_all(); }
+inline BlockLock lock_block(BlockContext& b) { return BlockLock(*b.sync_mutex); }
+inline void wake_all(BlockContext& b) { b.sync_wakeup->notify_all(); }
 #else
 struct BlockLock {};
 inline BlockLock lock_block(BlockContext&) { return {}; }
@@ -40,6 +40,8 @@ KILN_EMU_ENTRY void record_failure(BlockContext& b, std::string message) {
     b.aborting = true;
     b.error = std::move(message);
   }
+  if (ClusterContext* c = b.cluster)  // the others may wait for it at the cluster barrier
+    for (unsigned r = 0; r < c->count; ++r) c->blocks[r]->aborting = true;
   wake_all(b);
 }
 #endif
@@ -63,7 +65,7 @@ KILN_EMU_ENTRY void wait_until_released(EmulatedThread& self, BlockContext& b, [
 #if KILN_EMU_DEFINITIONS
 KILN_EMU_ENTRY void wait_until_released(EmulatedThread& self, BlockContext& b, [[maybe_unused]] BlockLock& lock) {
 #if KILN_EMU_THREADS
-  b.wakeup.wait(lock, [&] { return self.state == ThreadState::runnable || b.aborting; });
+  b.sync_wakeup->wait(lock, [&] { return self.state == ThreadState::runnable || b.aborting; });
 #else
   // Even the thread that completed the collective yields, so that after every barrier the
   // threads resume in schedule order (which is what makes missing barriers show reliably).
@@ -340,21 +342,23 @@ KILN_EMU_ENTRY void thread_exited(EmulatedThread& self) {
 }
 #endif
 
-// The cluster barrier (barrier.cluster.arrive + wait: kiln::gpu::cluster::sync). Fiber mode only: a
-// cluster's blocks run on one worker's scheduler (emu_runner.hpp), so waiting is yielding. Every
-// thread of every block of the cluster must arrive, at the same call site; the barrier also orders
-// shared-memory accesses across the cluster's blocks (what a GPU's release/acquire semantics give).
+// The cluster barrier (barrier.cluster.arrive + wait: kiln::gpu::cluster::sync). A cluster's blocks
+// run together (emu_runner.hpp): on one worker's scheduler (fibers), or as OS threads sharing rank
+// 0's mutex. Every thread of every block of the cluster must arrive, at the same call site; the
+// barrier also orders shared-memory accesses across the cluster's blocks (what a GPU's
+// release/acquire semantics give).
 KILN_EMU_ENTRY void cluster_barrier(const CallSite& where);
 #if KILN_EMU_DEFINITIONS
 KILN_EMU_ENTRY void cluster_barrier(const CallSite& where) {
   EmulatedThread& self = current("kiln::gpu::cluster::sync");
   BlockContext& b = *self.block;
-  if (b.aborting) throw AbortBlock{};
   ClusterContext* c = b.cluster;
   if (c == nullptr) {  // a launch without clusters is a cluster of one block on a GPU
     block_barrier("kiln::gpu::cluster::sync", false, where);
     return;
   }
+  [[maybe_unused]] BlockLock lock = lock_block(b);
+  if (b.aborting) throw AbortBlock{};
   self.state = ThreadState::at_cluster_barrier;
   self.waiting_in = "kiln::gpu::cluster::sync";
   self.waiting_at = where;
@@ -379,6 +383,7 @@ KILN_EMU_ENTRY void cluster_barrier(const CallSite& where) {
 #endif
     }
     c->arrivals = 0;
+    wake_all(b);
   } else if (c->arrivals + c->exited == c->thread_total) {
     fail(b, "kiln emulator: deadlock in " + block_text(b) +
                 ": threads of its cluster returned while others wait at the cluster barrier.\n" +
@@ -387,8 +392,7 @@ KILN_EMU_ENTRY void cluster_barrier(const CallSite& where) {
   } else {
     fail_if_stuck(b);
   }
-  yield_to_scheduler(self);
-  if (b.aborting) throw AbortBlock{};
+  wait_until_released(self, b, lock);
 }
 #endif
 
