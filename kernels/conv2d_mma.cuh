@@ -54,8 +54,6 @@
 // figures (instructions per HMMA, registers, occupancy): docs/kernels.md.
 // BF16 (MathMode::bf16) runs conv2d_mma_bf16.cuh's kernels on NHWC BF16 copies; the fp32-staged
 // BF16 variants that lived here are retired (docs/kernels.md "BF16").
-#include <array>
-#include <atomic>
 #include <cstddef>
 #include <cstdint>
 
@@ -678,12 +676,7 @@ inline void given_tile(const ConvShape& fs, int& bn, int& rows) {
 // The tall kernel's 60 KiB of dynamic shared memory, asked for once per device.
 template <int K>
 void allow_tall_shared() {
-  static std::array<std::atomic<bool>, 64> asked{};
-  const int device = kiln::gpu::current_device();
-  const bool cached = device >= 0 && device < 64;
-  if (cached && asked[static_cast<std::size_t>(device)].load(std::memory_order_acquire)) return;
-  kiln::gpu::set_max_dynamic_shared(conv2d_mma_forward_tall_kernel<K>, Tile<64, tall_bm>::shared_bytes);
-  if (cached) asked[static_cast<std::size_t>(device)].store(true, std::memory_order_release);
+  kiln::gpu::set_max_dynamic_shared_once<conv2d_mma_forward_tall_kernel<K>>(Tile<64, tall_bm>::shared_bytes);
 }
 
 // The forward kernel on already packed weights (fs: the shape it convolves; a transposed one for

@@ -44,8 +44,6 @@
 // Operands: dy and x reach the tensor core as fp32 bits, which it truncates to TF32 (as the
 // forward's activations). Offsets are 32-bit (supports() checks N*C*H*W < 2^31).
 #include <algorithm>
-#include <array>
-#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <utility>
@@ -692,14 +690,9 @@ void dispatch(const ConvShape& s, Run&& run) {
 // an uncaptured step has run).
 template <int K, int BM, int CT, int Taps, bool Tail>
 void allow_shared() {
-  if constexpr (Tile<BM, CT, Taps>::shared_bytes > 48 * 1024) {
-    static std::array<std::atomic<bool>, 64> asked{};
-    const int device = kiln::gpu::current_device();
-    const bool cached = device >= 0 && device < 64;
-    if (cached && asked[static_cast<std::size_t>(device)].load(std::memory_order_acquire)) return;
-    kiln::gpu::set_max_dynamic_shared(conv2d_mma_wgrad_kernel<K, BM, CT, Taps, Tail>, Tile<BM, CT, Taps>::shared_bytes);
-    if (cached) asked[static_cast<std::size_t>(device)].store(true, std::memory_order_release);
-  }
+  if constexpr (Tile<BM, CT, Taps>::shared_bytes > 48 * 1024)
+    kiln::gpu::set_max_dynamic_shared_once<conv2d_mma_wgrad_kernel<K, BM, CT, Taps, Tail>>(
+        Tile<BM, CT, Taps>::shared_bytes);
 }
 
 // A reduction's blocks: one per tile of `pairs` (o, c), at most 4096 (grid-stride past them).

@@ -36,8 +36,6 @@
 //   B (BN channel rows): 16-byte cp.async of wp's rows (zero fill past Cout).
 // Operands: B rounded to TF32 by the packing; A passed as fp32 bits, which the tensor core truncates
 // (as the mma.sync kernels). Offsets are 32-bit (mma_conv::supports).
-#include <array>
-#include <atomic>
 #include <cstddef>
 #include <cstdint>
 
@@ -253,15 +251,10 @@ namespace wgmma_conv {
 // mma_conv::allow_tall_shared), not on every launch.
 template <int K, int BN, int BM = bm>
 void allow_shared() {
-  static std::array<std::atomic<bool>, 64> asked{};
-  const int device = kiln::gpu::current_device();
-  const bool cached = device >= 0 && device < 64;
-  if (cached && asked[static_cast<std::size_t>(device)].load(std::memory_order_acquire)) return;
   if constexpr (BM == short_bm)
-    kiln::gpu::set_max_dynamic_shared(conv2d_wgmma_forward_short_kernel<K>, Tile<BN, BM>::shared_bytes);
+    kiln::gpu::set_max_dynamic_shared_once<conv2d_wgmma_forward_short_kernel<K>>(Tile<BN, BM>::shared_bytes);
   else
-    kiln::gpu::set_max_dynamic_shared(conv2d_wgmma_forward_kernel<K, BN>, Tile<BN, BM>::shared_bytes);
-  if (cached) asked[static_cast<std::size_t>(device)].store(true, std::memory_order_release);
+    kiln::gpu::set_max_dynamic_shared_once<conv2d_wgmma_forward_kernel<K, BN>>(Tile<BN, BM>::shared_bytes);
 }
 
 // The kernel on weights packed by mma_conv into `work` (mma_conv::workspace_floats(s, splits, bn, rows)

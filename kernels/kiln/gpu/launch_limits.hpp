@@ -2,6 +2,8 @@
 // Launch-configuration checks done before every launch in both modes, so that the emulator refuses
 // what a GPU would refuse, with a message that names the kernel. Also the registry of kernels that
 // opted in to more than 48 KiB of dynamic shared memory.
+#include <array>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -10,6 +12,7 @@
 #include <string>
 
 #include "kiln/gpu/config.hpp"
+#include "kiln/gpu/device.hpp"
 #include "kiln/gpu/error.hpp"
 
 #if KILN_GPU_REAL
@@ -115,6 +118,19 @@ void set_max_dynamic_shared(void (*kernel)(Params...), std::size_t bytes) {
   detail::SharedOptIns& registry = detail::shared_opt_ins();
   std::lock_guard lock(registry.mutex);
   registry.bytes[reinterpret_cast<detail::kernel_key>(kernel)] = bytes;
+}
+
+// set_max_dynamic_shared(Kernel, bytes) once per device (the opt-in is the device's): asked before
+// the first launch there, not on every launch of a training step, nor inside a graph's capture once
+// an uncaptured step has run. Devices 0-63 are remembered; others ask every time.
+template <auto Kernel>
+void set_max_dynamic_shared_once(std::size_t bytes) {
+  static std::array<std::atomic<bool>, 64> asked{};
+  const int device = current_device();
+  const bool cached = device >= 0 && device < 64;
+  if (cached && asked[static_cast<std::size_t>(device)].load(std::memory_order_acquire)) return;
+  set_max_dynamic_shared(Kernel, bytes);
+  if (cached) asked[static_cast<std::size_t>(device)].store(true, std::memory_order_release);
 }
 
 }  // namespace kiln::gpu
