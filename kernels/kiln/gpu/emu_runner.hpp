@@ -143,7 +143,7 @@ inline void resume(EmulatedThread& t) {
 
 // Runs the threads of `count` blocks (one, or a cluster's by rank) until all have returned: a sweep
 // runs each block's runnable threads in the schedule's order, block after block. An error in one
-// block of a cluster unwinds them all (the others may wait for it at the cluster barrier).
+// block of a cluster unwinds them all (record_failure marks the whole cluster aborting).
 KILN_EMU_ENTRY void run_block_threads(Worker& worker, BlockContext* const* blocks, unsigned count);
 #if KILN_EMU_DEFINITIONS
 KILN_EMU_ENTRY void run_block_threads(Worker& worker, BlockContext* const* blocks, unsigned count) {
@@ -158,13 +158,6 @@ KILN_EMU_ENTRY void run_block_threads(Worker& worker, BlockContext* const* block
   };
   while (!all_exited()) {
     bool progressed = false;
-    if (count > 1) {
-      BlockContext* failed = nullptr;
-      for (unsigned r = 0; r < count && failed == nullptr; ++r)
-        if (blocks[r]->aborting) failed = blocks[r];
-      if (failed != nullptr)
-        for (unsigned r = 0; r < count; ++r) blocks[r]->aborting = true;
-    }
     for (unsigned r = 0; r < count; ++r) {
       BlockContext& b = *blocks[r];
       if (b.exited == n) continue;

@@ -299,7 +299,6 @@ KILN_EMU_ENTRY std::uint64_t warp_collective(const char* name, const WarpRequest
 }
 #endif
 
-// Called when a thread's kernel body returned (or unwound).
 // A block of cluster c with threads at the cluster barrier (for messages; the first by rank).
 inline const BlockContext& waiting_block(const ClusterContext& c) {
   for (unsigned r = 0; r < c.count; ++r)
@@ -313,6 +312,7 @@ inline const BlockContext* exited_block(const ClusterContext& c) {
   return c.blocks[0];
 }
 
+// Called when a thread's kernel body returned (or unwound).
 KILN_EMU_ENTRY void thread_exited(EmulatedThread& self);
 #if KILN_EMU_DEFINITIONS
 KILN_EMU_ENTRY void thread_exited(EmulatedThread& self) {
