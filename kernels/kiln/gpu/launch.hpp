@@ -122,7 +122,8 @@ void launch(const char* kernel_name, void (*kernel)(Params...), dim3 grid, dim3 
 }
 // The same in thread-block clusters of `cluster` blocks (sm_90 and later; kiln/gpu/cluster.hpp): the
 // grid a whole number of clusters, at most 8 blocks each. The emulator runs a cluster's blocks
-// together in fiber mode (not in OS-thread mode nor in checking builds).
+// together (fibers on one scheduler, or OS threads at once); checking builds check their accesses
+// across blocks (docs/emulator.md, "Thread-block clusters").
 template <class... Params, class... Args>
 void launch_cluster(const char* kernel_name, void (*kernel)(Params...), dim3 grid, dim3 block, dim3 cluster,
                     std::size_t dynamic_shared_bytes, stream_handle stream, Args&&... args) {
