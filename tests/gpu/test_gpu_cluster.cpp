@@ -12,6 +12,7 @@
 
 #include "../../bench/cluster_dsmem_probe.cuh"
 #include "emu/cluster_kernels.hpp"
+#include "emu/test_emulator_support.hpp"
 
 namespace {
 
@@ -31,55 +32,38 @@ bool clusters_run_here() {
   return false;
 }
 
-template <class T>
-std::vector<T> download(const T* device, std::size_t n) {
-  std::vector<T> host(n);
-  kiln::gpu::memcpy_device_to_host(host.data(), device, n * sizeof(T));
-  return host;
-}
-
 }  // namespace
 
 TEST_CASE("gpu: thread-block clusters: ranks, the cluster barrier and distributed shared memory, as the emulator") {
   if (!clusters_run_here()) return;
   namespace ct = kiln_cluster_test;
+  using kiln_emu_test::DeviceBuffer;
   constexpr unsigned threads = 64;
-  auto* ring = static_cast<unsigned*>(kiln::gpu::device_malloc(8 * threads * sizeof(unsigned)));
+  DeviceBuffer<unsigned> ring(8 * threads);
   KILN_LAUNCH_CLUSTER(ct::ring_exchange, dim3(4, 2), dim3(threads), dim3(2, 2), threads * sizeof(unsigned), nullptr,
-                      ring);
-  kiln::gpu::synchronize();
-  const auto got = download(ring, 8 * threads);
+                      ring.get());
+  const auto got = ring.download();  // (a blocking copy: after the kernel)
   for (unsigned by = 0; by < 2; ++by)
     for (unsigned bx = 0; bx < 4; ++bx)
       for (unsigned t = 0; t < threads; ++t) CHECK(got[(bx + 4 * by) * threads + t] == ct::ring_expected(bx, by, t));
-  kiln::gpu::device_free(ring);
 
   constexpr int k_total = 64, cols = 96, tiles = 3;
-  std::vector<float> host(static_cast<std::size_t>(tiles) * k_total * cols);
-  for (std::size_t i = 0; i < host.size(); ++i) host[i] = static_cast<float>(static_cast<int>(i * 7 % 17) - 8) * 0.5f;
+  const auto host = kiln_emu_test::exact_values(static_cast<std::size_t>(tiles) * k_total * cols, 5);
   const auto want = ct::split_sum_reference(host, tiles, k_total, cols, 4);
-  auto* in = static_cast<float*>(kiln::gpu::device_malloc(host.size() * sizeof(float)));
-  auto* out = static_cast<float*>(kiln::gpu::device_malloc(want.size() * sizeof(float)));
-  kiln::gpu::memcpy_host_to_device(in, host.data(), host.size() * sizeof(float));
-  KILN_LAUNCH_CLUSTER(ct::cluster_split_sum, dim3(4, tiles), dim3(32), dim3(4, 1), cols * sizeof(float), nullptr, in,
-                      k_total, cols, out, false);
-  kiln::gpu::synchronize();
-  CHECK(download(out, want.size()) == want);
-  kiln::gpu::device_free(in);
-  kiln::gpu::device_free(out);
+  DeviceBuffer<float> in(host), out(want.size());
+  KILN_LAUNCH_CLUSTER(ct::cluster_split_sum, dim3(4, tiles), dim3(32), dim3(4, 1), cols * sizeof(float), nullptr,
+                      in.get(), k_total, cols, out.get(), false);
+  CHECK(out.download() == want);
 
   // kiln_bench_gpu's DSMEM probe computes what it should (its timing is the bench row's).
   namespace kb = kiln::bench;
   kiln::gpu::set_max_dynamic_shared(kb::cluster_dsmem_probe_kernel, kb::dsmem_probe_shared_bytes);
   constexpr std::size_t tile_floats = kb::dsmem_probe_shared_bytes / sizeof(float);
-  auto* probe = static_cast<float*>(kiln::gpu::device_malloc(8 * tile_floats * sizeof(float)));
   for (const unsigned c : {2u, 4u, 8u}) {
+    DeviceBuffer<float> sums(16 / c * tile_floats);
     KILN_LAUNCH_CLUSTER(kb::cluster_dsmem_probe_kernel, dim3(16), dim3(kb::dsmem_probe_threads), dim3(c),
-                        kb::dsmem_probe_shared_bytes, nullptr, 0.5f, probe);
-    kiln::gpu::synchronize();
-    const auto sums = download(probe, 16 / c * tile_floats);
-    const float want = 0.5f * static_cast<float>(c) + static_cast<float>(c * (c - 1) / 2);
-    CHECK(sums == std::vector<float>(sums.size(), want));
+                        kb::dsmem_probe_shared_bytes, nullptr, 0.5f, sums.get());
+    const float want_sum = 0.5f * static_cast<float>(c) + static_cast<float>(c * (c - 1) / 2);
+    CHECK(sums.download() == std::vector<float>(sums.size(), want_sum));
   }
-  kiln::gpu::device_free(probe);
 }
