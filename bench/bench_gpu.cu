@@ -72,6 +72,7 @@ int main(int argc, char** argv) {
   register_layer_benchmarks<kiln::Cuda>("cuda/fp32", Peaks{f.fp32_flops, f.copy_bytes_per_s});
   register_tf32_conv_benchmarks(f);       // conv rows on tensor cores (MathMode::tf32), x_cudnn vs cuDNN TF32
   register_tf32_wgrad_tile_rows(f);       // the weight gradient's tap pairs against the one-tap tile
+  register_tf32_wgrad_wgmma_rows(f);      // the wgmma weight gradient against mma.sync in the same splits
   register_tf32_wgrad_reduction_rows(f);  // few splits added in the GEMM's launch against the reduction launch
   register_tf32_wgrad_wave_rows(f);       // the planned splits against one block past a whole wave
   register_tf32_wgrad_stream_k_rows(f);   // stream-K where planned against the grid's best split count

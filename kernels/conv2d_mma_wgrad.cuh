@@ -95,6 +95,19 @@ struct Tile {
   static_assert(shared_bytes >= sizeof(float) * 32 * threads, "room for mma_pipeline::reduce_split_k's stash");
 };
 
+// The warpgroup-MMA variant of the four-warp 128-row tiles (128 x 128 of one tap, 128 x 2*64 of a
+// pair; wgmma_tile): the same copies into the same stage layout, which is the canonical K-major
+// 64-byte swizzle (index() below: chunk c of row r at (r / 8) * 512 + (r % 8) * 64 + (c ^ (r / 2 % 4))
+// * 16 bytes, SBO 512), read by the tensor cores through descriptors instead of ldmatrix: per k8 the
+// warpgroup's two m64n128k8 instructions (dy rows 0-63 and 64-127, each against all 128 x rows) read
+// 12 KiB, 0.75 wavefronts per m16n8k8-equivalent, and the copies store 0.5: 1.25 against mma.sync's
+// 1.5. Four stages, two steps ahead, one group of instructions in flight (conv2d_wgmma.cuh's loop),
+// the stages 1024-byte aligned (+ 1 KiB).
+inline constexpr int wgmma_stages = 4;
+template <int BM, int CT, int Taps>
+inline constexpr std::size_t wgmma_shared_bytes =
+    static_cast<std::size_t>(Tile<BM, CT, Taps>::stage_floats) * wgmma_stages * sizeof(float) + 1024;
+
 // Float (row, k) of a stage operand [BT][16], 16-byte chunks swizzled.
 __device__ __forceinline__ int index(int row, int k) {
   return row * bk + (((k >> 2) ^ ((row >> 1) & 3)) << 2) + (k & 3);
@@ -146,8 +159,45 @@ inline Geometry geometry(const ConvShape& s) {
 // (BF16 runs conv2d_mma_bf16_wgrad.cuh's kernel on NHWC BF16 copies; the fp32-staged BF16 variant
 // that lived here is retired: docs/kernels.md "BF16".)
 namespace mma_wgrad {
-// Both kernels' body (conv2d_mma_wgrad_kernel, conv2d_mma_wgrad_stream_k_kernel below).
-template <int K, int BM, int CT, int Taps, bool ChannelTail, bool StreamK>
+// The wgmma variant's epilogue (run_kernel's Wgmma): warp w of the warpgroup holds dy rows
+// 64 * half + 16w + g (+ 8) and tile columns 8j + 2t (+ 1), j < 16, in d[64 * half + 4j + 2 * (+ 8)
+// + e] (kiln/gpu/wgmma.hpp's accumulator layout); tile column c is channel n0 + c % CT of tap
+// tap0 + c / CT. What is stored where: mma_pipeline::store_wgrad's rule.
+template <int KK, int CT, bool Shifted>
+__device__ __forceinline__ void store_wgrad_wgmma(const float (&d)[128], float* out, bool split, int tap0, int taps,
+                                                  int m0, int n0, [[maybe_unused]] int n_own, int cout, int cin,
+                                                  int warp, int lane) {
+  const int g = lane / 4, t4 = lane % 4;
+  float* partial = out + static_cast<int>(blockIdx.z) * KK * cout * cin;  // [KK][Cout][Cin] of this split
+  KILN_UNROLL
+  for (int half = 0; half < 2; ++half) {
+    KILN_UNROLL
+    for (int hh = 0; hh < 2; ++hh) {
+      const int m = m0 + 64 * half + 16 * warp + g + 8 * hh;
+      if (m >= cout) continue;
+      KILN_UNROLL
+      for (int j = 0; j < 16; ++j) {
+        const int h = 8 * j / CT;
+        if (h >= taps) continue;
+        const int tap = tap0 + h;
+        KILN_UNROLL
+        for (int e = 0; e < 2; ++e) {
+          const int n = n0 + (8 * j + 2 * t4 + e) % CT;
+          if (n >= cin || (Shifted && n < n_own)) continue;
+          const float v = d[64 * half + 4 * j + 2 * hh + e];
+          if (split)
+            partial[(tap * cout + m) * cin + n] = v;
+          else
+            out[(m * cin + n) * KK + tap] += v;
+        }
+      }
+    }
+  }
+}
+
+// The kernels' body (conv2d_mma_wgrad_kernel, conv2d_mma_wgrad_stream_k_kernel below; with Wgmma,
+// conv2d_wgmma_wgrad_kernel and conv2d_wgmma_wgrad_stream_k_kernel: wgmma_shared_bytes above).
+template <int K, int BM, int CT, int Taps, bool ChannelTail, bool StreamK, bool Wgmma = false>
 __device__ __forceinline__ void run_kernel(const ConvShape& s, const float* x, const float* dy, float* out,
                                            int steps_per_split, float* partials, unsigned* counters,
                                            [[maybe_unused]] int stream_slots) {
@@ -156,6 +206,8 @@ __device__ __forceinline__ void run_kernel(const ConvShape& s, const float* x, c
   static_assert(Taps == 1 || (K == 3 && !ChannelTail), "tap pairs: K = 3, every x row of the tile exists");
   static_assert(!StreamK || (BM == 128 && CT == 128 && Taps == 1),
                 "stream-K: 128 x 128 tiles (mma_wgrad::stream_k_of)");
+  static_assert(!Wgmma || (BM == 128 && CT * Taps == 128), "wgmma: the 128-row four-warp tiles (wgmma_tile)");
+  constexpr int stage_count = Wgmma ? mma_wgrad::wgmma_stages : mma_wgrad::stages;
   using mma_pipeline::at_byte;
   using mma_wgrad::bk;
   using mma_wgrad::index;
@@ -168,6 +220,10 @@ __device__ __forceinline__ void run_kernel(const ConvShape& s, const float* x, c
   const int tiles_m = (cout + BM - 1) / BM, tiles_x = (cin + CT - 1) / CT;
   const int k_steps_total = (pixels + bk - 1) / bk;
   float* shared = kiln::gpu::dynamic_shared<float>();
+  if constexpr (Wgmma) {  // swizzled stages start 1024-byte aligned (the emulator's dynamic memory is not)
+    auto* raw = reinterpret_cast<unsigned char*>(shared);
+    shared = reinterpret_cast<float*>(raw + (1024 - kiln::gpu::wgmma::shared_address(raw) % 1024) % 1024);
+  }
   // The block's first segment: tile, k steps [step_begin, step_end); under stream-K, iterations
   // [iteration, iteration_end) are left.
   constexpr bool stream = StreamK;
@@ -235,9 +291,18 @@ __device__ __forceinline__ void run_kernel(const ConvShape& s, const float* x, c
       // the rows past Cin's last group are never copied: zero them before any copy lands (each segment:
       // a piece's sum stashes its values over stage 0)
       KILN_UNROLL
-      for (int st = 0; st < mma_wgrad::stages; ++st)
+      for (int st = 0; st < stage_count; ++st)
         for (int q = tid; q < T::b_floats; q += T::threads) shared[st * T::stage_floats + T::a_floats + q] = 0.0f;
       __syncthreads();
+    }
+    if constexpr (Wgmma && Taps > 1) {
+      if (taps < Taps) {  // the last pair's missing tap: the instructions read its rows, never copied
+        KILN_UNROLL
+        for (int st = 0; st < stage_count; ++st)
+          for (int q = tid; q < CT * bk; q += T::threads)
+            shared[st * T::stage_floats + T::a_floats + CT * bk + q] = 0.0f;
+        __syncthreads();
+      }
     }
     int b_dst[T::b_period];
     KILN_UNROLL
@@ -326,23 +391,55 @@ __device__ __forceinline__ void run_kernel(const ConvShape& s, const float* x, c
     const bool warp_active = warp_half < taps;
     float acc[4][8][4];
     mma_pipeline::zero(acc);
-    mma_pipeline::run<mma_wgrad::stages>(k_steps, load_stage, [&](int stage) {
-      if (Taps > 1 && !warp_active) return;  // warp-uniform: the last pair's missing tap
-      const float* as = shared + stage * T::stage_floats;
-      const float* bs = as + T::a_floats;
+    if constexpr (Wgmma) {  // conv2d_wgmma.cuh's loop; acc holds the two m64n128 accumulators
+      namespace wg = kiln::gpu::wgmma;
+      float(&d)[128] = *reinterpret_cast<float(*)[128]>(&acc[0][0][0]);
+      float(&rows_low)[64] = *reinterpret_cast<float(*)[64]>(&acc[0][0][0]);   // dy rows 0-63
+      float(&rows_high)[64] = *reinterpret_cast<float(*)[64]>(&acc[2][0][0]);  // dy rows 64-127
       KILN_UNROLL
-      for (int kh = 0; kh < 2; ++kh) {  // two k8 halves of the step
-        std::uint32_t a[4][4], b[8][2];
-        KILN_UNROLL
-        for (int i = 0; i < 4; ++i) mma::ldmatrix_x4(a[i], as + i * 16 * bk + a_lane[kh]);
-        mma_pipeline::load_b_fragments(b, bs + b_lane[kh], 16 * bk);
-        KILN_UNROLL
-        for (int i = 0; i < 4; ++i) {
-          KILN_UNROLL
-          for (int j = 0; j < 8; ++j) mma::mma_tf32_m16n8k8(acc[i][j], a[i], b[j], acc[i][j]);
-        }
+      for (int st = 0; st < stage_count - 2; ++st) {
+        if (st < k_steps) load_stage(st);
+        kiln::gpu::cp_async_commit();
       }
-    });
+      for (int step = 0; step < k_steps; ++step) {
+        kiln::gpu::cp_async_wait<stage_count - 3>();  // this thread's copies of `step` have landed
+        wg::fence_proxy_async();                      // ... and are visible to the tensor cores
+        __syncthreads();                              // everyone's; every instruction of step - 2 done
+        if (step + stage_count - 2 < k_steps) load_stage((step + stage_count - 2) % stage_count);
+        kiln::gpu::cp_async_commit();
+        const float* as = shared + (step % stage_count) * T::stage_floats;
+        const std::uint64_t a_low = wg::descriptor(as, 16, 512, wg::Swizzle::bytes64);
+        const std::uint64_t a_high = wg::descriptor(as + 64 * bk, 16, 512, wg::Swizzle::bytes64);
+        const std::uint64_t b = wg::descriptor(as + T::a_floats, 16, 512, wg::Swizzle::bytes64);
+        wg::fence();
+        wg::mma_tf32<128>(rows_low, a_low, b, true);  // k 0-7 of the step, then 8-15: mma.sync's order
+        wg::mma_tf32<128>(rows_high, a_high, b, true);
+        wg::mma_tf32<128>(rows_low, wg::advance(a_low, 32), wg::advance(b, 32), true);
+        wg::mma_tf32<128>(rows_high, wg::advance(a_high, 32), wg::advance(b, 32), true);
+        wg::commit_group();
+        wg::wait_group<1>(d);
+      }
+      wg::wait_group<0>(d);
+      kiln::gpu::cp_async_wait<0>();  // (only empty groups are left: none may be pending at exit)
+    } else {
+      mma_pipeline::run<mma_wgrad::stages>(k_steps, load_stage, [&](int stage) {
+        if (Taps > 1 && !warp_active) return;  // warp-uniform: the last pair's missing tap
+        const float* as = shared + stage * T::stage_floats;
+        const float* bs = as + T::a_floats;
+        KILN_UNROLL
+        for (int kh = 0; kh < 2; ++kh) {  // two k8 halves of the step
+          std::uint32_t a[4][4], b[8][2];
+          KILN_UNROLL
+          for (int i = 0; i < 4; ++i) mma::ldmatrix_x4(a[i], as + i * 16 * bk + a_lane[kh]);
+          mma_pipeline::load_b_fragments(b, bs + b_lane[kh], 16 * bk);
+          KILN_UNROLL
+          for (int i = 0; i < 4; ++i) {
+            KILN_UNROLL
+            for (int j = 0; j < 8; ++j) mma::mma_tf32_m16n8k8(acc[i][j], a[i], b[j], acc[i][j]);
+          }
+        }
+      });
+    }
 
     bool split = false, store = true;
     if constexpr (!stream) {
@@ -354,9 +451,14 @@ __device__ __forceinline__ void run_kernel(const ConvShape& s, const float* x, c
                                                       counters + tile, static_cast<int>(blockIdx.x) - first, pieces,
                                                       tid, shared);
     }
-    if (store && warp_active)
+    if constexpr (Wgmma) {
+      if (store)
+        store_wgrad_wgmma<KK, CT, !ChannelTail>(*reinterpret_cast<const float(*)[128]>(&acc[0][0][0]), out, split, tap0,
+                                                taps, m0, n0, n_own, cout, cin, warp, lane);
+    } else if (store && warp_active) {
       mma_pipeline::store_wgrad<KK, !ChannelTail>(acc, out, split, warp_tap, m0 + wm * mma_wgrad::warp_tile,
                                                   n0 + wn * mma_wgrad::warp_tile % CT, n_own, cout, cin, lane);
+    }
     if constexpr (!stream) return;
     // The next tile, from its first k step.
     iteration += k_steps;
@@ -384,6 +486,24 @@ __global__ void __launch_bounds__(mma_wgrad::Tile<BM, CT, Taps>::threads, 2)
                                      float* partials, unsigned* counters, int stream_slots) {
   mma_wgrad::run_kernel<K, BM, CT, Taps, ChannelTail, true>(s, x, dy, dw, steps_per_split, partials, counters,
                                                             stream_slots);
+}
+// The same two on sm_90a's warpgroup MMAs (mma_wgrad::wgmma_tile: 128 x 128 of one tap or 128 x 2*64
+// of a pair, one warpgroup; the same arguments, the same sums in the same order, the same bits;
+// dynamic shared memory mma_wgrad::wgmma_shared_bytes). Trap where sm_90a code does not run
+// (kiln::gpu::wgmma::runs_here).
+template <int K, int CT, int Taps, bool ChannelTail>
+__global__ void __launch_bounds__(mma_wgrad::Tile<128, CT, Taps>::threads, 2)
+    conv2d_wgmma_wgrad_kernel(ConvShape s, const float* x, const float* dy, float* out, int steps_per_split,
+                              float* partials, unsigned* counters) {
+  mma_wgrad::run_kernel<K, 128, CT, Taps, ChannelTail, false, true>(s, x, dy, out, steps_per_split, partials, counters,
+                                                                    0);
+}
+template <int K, bool ChannelTail>
+__global__ void __launch_bounds__(mma_wgrad::Tile<128, 128, 1>::threads, 2)
+    conv2d_wgmma_wgrad_stream_k_kernel(ConvShape s, const float* x, const float* dy, float* dw, int steps_per_split,
+                                       float* partials, unsigned* counters, int stream_slots) {
+  mma_wgrad::run_kernel<K, 128, 128, 1, ChannelTail, true, true>(s, x, dy, dw, steps_per_split, partials, counters,
+                                                                 stream_slots);
 }
 
 namespace mma_wgrad {
@@ -695,6 +815,19 @@ void allow_shared() {
         Tile<BM, CT, Taps>::shared_bytes);
 }
 
+// Whether tile g has the warpgroup-MMA variant (conv2d_wgmma_wgrad_kernel): the 128-row four-warp
+// tiles, 128 x 128 of one tap (with or without a channel tail) and 128 x 2*64 of a pair. Where it
+// runs (kiln::gpu::wgmma::runs_here) it replaces the mma.sync kernel: the same sums, 1.25 shared
+// wavefronts per m16n8k8-equivalent instead of 1.5 (docs/kernels.md, "wgmma weight gradient").
+inline bool wgmma_tile(const Geometry& g) { return g.bm == 128 && g.ct * g.taps == 128; }
+template <int K, int CT, int Taps, bool Tail>
+void allow_wgmma_shared() {
+  constexpr auto bytes = wgmma_shared_bytes<128, CT, Taps>;
+  kiln::gpu::set_max_dynamic_shared_once<conv2d_wgmma_wgrad_kernel<K, CT, Taps, Tail>>(bytes);
+  if constexpr (CT == 128 && Taps == 1)
+    kiln::gpu::set_max_dynamic_shared_once<conv2d_wgmma_wgrad_stream_k_kernel<K, Tail>>(bytes);
+}
+
 // A reduction's blocks: one per tile of `pairs` (o, c), at most 4096 (grid-stride past them).
 inline int reduce_tile_blocks(const ConvShape& s, std::int64_t pairs) {
   const std::int64_t tiles = (s.c_out * s.c_in + pairs - 1) / pairs;
@@ -722,9 +855,11 @@ inline dim3 grid(const ConvShape& s, const Geometry& g, const Splits& sp) {
 // scratch (may be null when that is 0). `counters`: tiles(s, g) of them at 0 (each launch leaves them
 // at 0): where sp says one_launch, the splits are added in the GEMM's launch; null: in the
 // reduction's own launch (a stream-K plan, which needs them, runs as split_k(s, g) instead).
+// `wgmma`: the warpgroup-MMA variant of the tile (wgmma_tile(g); throws where it is not or where the
+// device does not run sm_90a code).
 inline void backward_weight(const ConvShape& s, const Geometry& g, const Splits& sp, const float* x, const float* dy,
                             float* dw, float* workspace, kiln::gpu::stream_handle stream = nullptr,
-                            unsigned* counters = nullptr) {
+                            unsigned* counters = nullptr, bool wgmma = false) {
   if (!supports(s) || !aligned(dy))
     throw kiln::gpu::Error(
         "conv2d_mma_wgrad: unsupported shape (K must be 1 or 3, H*W a multiple of 4, dy 16-byte aligned, "
@@ -734,23 +869,48 @@ inline void backward_weight(const ConvShape& s, const Geometry& g, const Splits&
   if (g.taps == 2 && !(s.k == 3 && pair_tile && !g.tail && s.c_in >= g.ct))
     throw kiln::gpu::Error(
         "conv2d_mma_wgrad: a tap pair is 128 x 2*64 or 64 x 2*128, for K = 3 and Cin at least its channels per tap");
-  if (sp.stream_k && counters == nullptr) return backward_weight(s, g, split_k(s, g), x, dy, dw, workspace, stream);
+  if (wgmma && !wgmma_tile(g)) throw kiln::gpu::Error("conv2d_wgmma_wgrad: the tile is 128 x 128 or 128 x 2*64");
+  if (wgmma && !kiln::gpu::wgmma::runs_here())
+    throw kiln::gpu::Error(
+        "conv2d_wgmma_wgrad: this device does not run the binary's sm_90a code (wgmma needs an "
+        "H100/H200 and KILN_CUDA_ARCHITECTURES with 90a)");
+  if (sp.stream_k && counters == nullptr)
+    return backward_weight(s, g, split_k(s, g), x, dy, dw, workspace, stream, nullptr, wgmma);
   if (sp.stream_k && !(g == Geometry{128, 128, 1, g.tail}))
     throw kiln::gpu::Error("conv2d_mma_wgrad: stream-K runs on 128 x 128 tiles only");
   const bool one = sp.count > 1 && sp.one_launch && counters != nullptr;
   float* out = sp.count > 1 && !one ? workspace : dw;
   dispatch(s, g, [&]<int K, int BM, int CT, int Taps, bool Tail>() {
     using T = Tile<BM, CT, Taps>;
-    allow_shared<K, BM, CT, Taps, Tail>();
-    if constexpr (BM == 128 && CT == 128 && Taps == 1) {
-      if (sp.stream_k) {
-        KILN_LAUNCH((conv2d_mma_wgrad_stream_k_kernel<K, BM, CT, Taps, Tail>), grid(s, g, sp), dim3(T::threads),
-                    T::shared_bytes, stream, s, x, dy, dw, sp.steps_per_split, workspace, counters, sp.slots);
-        return;
+    bool launched = false;
+    if constexpr (BM == 128 && CT * Taps == 128) {
+      if (wgmma) {
+        constexpr auto bytes = wgmma_shared_bytes<BM, CT, Taps>;
+        allow_wgmma_shared<K, CT, Taps, Tail>();
+        if constexpr (CT == 128) {
+          if (sp.stream_k) {
+            KILN_LAUNCH((conv2d_wgmma_wgrad_stream_k_kernel<K, Tail>), grid(s, g, sp), dim3(T::threads), bytes, stream,
+                        s, x, dy, dw, sp.steps_per_split, workspace, counters, sp.slots);
+            return;
+          }
+        }
+        KILN_LAUNCH((conv2d_wgmma_wgrad_kernel<K, CT, Taps, Tail>), grid(s, g, sp), dim3(T::threads), bytes, stream, s,
+                    x, dy, out, sp.steps_per_split, one ? workspace : nullptr, one ? counters : nullptr);
+        launched = true;
       }
     }
-    KILN_LAUNCH((conv2d_mma_wgrad_kernel<K, BM, CT, Taps, Tail>), grid(s, g, sp), dim3(T::threads), T::shared_bytes,
-                stream, s, x, dy, out, sp.steps_per_split, one ? workspace : nullptr, one ? counters : nullptr);
+    if (!launched) {
+      allow_shared<K, BM, CT, Taps, Tail>();
+      if constexpr (BM == 128 && CT == 128 && Taps == 1) {
+        if (sp.stream_k) {
+          KILN_LAUNCH((conv2d_mma_wgrad_stream_k_kernel<K, BM, CT, Taps, Tail>), grid(s, g, sp), dim3(T::threads),
+                      T::shared_bytes, stream, s, x, dy, dw, sp.steps_per_split, workspace, counters, sp.slots);
+          return;
+        }
+      }
+      KILN_LAUNCH((conv2d_mma_wgrad_kernel<K, BM, CT, Taps, Tail>), grid(s, g, sp), dim3(T::threads), T::shared_bytes,
+                  stream, s, x, dy, out, sp.steps_per_split, one ? workspace : nullptr, one ? counters : nullptr);
+    }
     if (sp.count > 1 && !one)
       KILN_LAUNCH(conv2d_mma_wgrad_reduce_kernel<K>, dim3(reduce_blocks(s)), dim3(reduce_block_threads(K)), 0, stream,
                   s, static_cast<const float*>(workspace), sp.count, dw);

@@ -529,10 +529,12 @@ inline void igemm_backward_case(Report& report, const kiln::ConvShape& s, std::u
   report.compare(planned ? "dw (mma.sync)" : "dw (implicit GEMM, H*W % 4 != 0)", dw, dw_cpu, tf32_bound);
 }
 
-// The TF32 weight gradient on the stream-K schedule (conv2d_mma_wgrad_stream_k_kernel: 128 x 128
-// tiles, `blocks` blocks over the tiles' k steps; mma_wgrad::stream_k_of) against the CPU backend's
-// (exact-operand and order checks in test_conv_mma.cpp).
-inline void mma_wgrad_stream_k_case(Report& report, const kiln::ConvShape& s, std::uint64_t seed, int blocks) {
+// The TF32 weight gradient (kernels/conv2d_mma_wgrad.cuh) in the splits `sp` on the shape's tile
+// (mma_wgrad::geometry; with counters: added in the GEMM's launch where sp says one_launch) against
+// the CPU backend's (exact-operand and order checks in test_conv_mma.cpp); `wgmma`: the tile's
+// warpgroup-MMA variant (bit for bit the mma.sync one in test_conv_wgmma.cpp).
+inline void mma_wgrad_plan_case(Report& report, const kiln::ConvShape& s, std::uint64_t seed,
+                                const kiln::cuda::kernels::mma_wgrad::Splits& sp, bool wgmma) {
   namespace mw = kiln::cuda::kernels::mma_wgrad;
   kiln::Rng rng(seed);
   const Shape xs = Shape::nchw(s.n, s.c_in, s.h, s.w), ws{s.c_out, s.c_in, s.k, s.k},
@@ -546,18 +548,37 @@ inline void mma_wgrad_stream_k_case(Report& report, const kiln::ConvShape& s, st
                                       kiln::Tensor<float, Cpu>::from_host(ws, wv),
                                       kiln::Tensor<float, Cpu>::from_host(ys, dyv), dx_cpu, dw_cpu, db_cpu, work_cpu);
   const mw::Geometry g = mw::geometry(s);
-  const mw::Splits sp = mw::stream_k_of(s, g, blocks);
-  if (!sp.stream_k || sp.count != blocks || sp.slots < 2)
-    throw std::logic_error("mma_wgrad_stream_k_case: the shape gives no stream-K plan with pieces on these blocks");
   const auto x = kiln::Tensor<float, Cuda>::from_host(xs, xv), dy = kiln::Tensor<float, Cuda>::from_host(ys, dyv);
   auto dw = kiln::Tensor<float, Cuda>::from_host(ws, std::vector<float>(ws.numel(), 0.0f));
-  kiln::Tensor<float, Cuda> work(Shape{mw::partial_floats(s, g, sp)});
+  kiln::Tensor<float, Cuda> work(Shape{mw::partial_floats(s, g, sp) + 1});
+  if (wgmma && !kiln::gpu::wgmma::runs_here()) {  // a GPU without sm_90a code: refused, not trapped
+    bool refused = false;
+    try {
+      mw::backward_weight(s, g, sp, x.data(), dy.data(), dw.data(), work.data(), kiln::cuda::current_stream(), nullptr,
+                          true);
+    } catch (const kiln::gpu::Error&) {
+      refused = true;
+    }
+    report.compare("wgmma refused where no sm_90a code runs", {refused ? 0.0f : 1.0f}, {0.0f}, 0.5, 1.0);
+    return;
+  }
   auto counters =
       kiln::Tensor<float, Cuda>::from_host(Shape{mw::tiles(s, g)},  // zero bits: the counters at 0
                                            std::vector<float>(static_cast<std::size_t>(mw::tiles(s, g)), 0.0f));
   mw::backward_weight(s, g, sp, x.data(), dy.data(), dw.data(), work.data(), kiln::cuda::current_stream(),
-                      reinterpret_cast<unsigned*>(counters.data()));
-  report.compare("dw (mma.sync TF32, stream-K)", dw, dw_cpu, tf32_bound);
+                      reinterpret_cast<unsigned*>(counters.data()), wgmma);
+  report.compare(std::string(wgmma ? "dw (wgmma TF32" : "dw (mma.sync TF32") + (sp.stream_k ? ", stream-K)" : ")"), dw,
+                 dw_cpu, tf32_bound);
+}
+// ... on the stream-K schedule (conv2d_mma_wgrad_stream_k_kernel: 128 x 128 tiles, `blocks` blocks
+// over the tiles' k steps; mma_wgrad::stream_k_of; `wgmma`: conv2d_wgmma_wgrad_stream_k_kernel).
+inline void mma_wgrad_stream_k_case(Report& report, const kiln::ConvShape& s, std::uint64_t seed, int blocks,
+                                    bool wgmma = false) {
+  namespace mw = kiln::cuda::kernels::mma_wgrad;
+  const mw::Splits sp = mw::stream_k_of(s, mw::geometry(s), blocks);
+  if (!sp.stream_k || sp.count != blocks || sp.slots < 2)
+    throw std::logic_error("mma_wgrad_stream_k_case: the shape gives no stream-K plan with pieces on these blocks");
+  mma_wgrad_plan_case(report, s, seed, sp, wgmma);
 }
 
 // A loss: value and gradient.

@@ -337,7 +337,8 @@ TEST_CASE("tf32 backward: mma.sync gradients with the planned workspace, implici
                               "conv2d_mma_wgrad_kernel<1, 64, 64, 1, true>", "conv2d_mma_wgrad_reduce_kernel<1>"});
   // 128 channels both ways: the weight gradient's 128x128 tile; the input gradient's 16 pixels on
   // mma.sync's 128x64 tiles (128 x 128 ones would fill 1 SM), or, on a device that runs wgmma (the
-  // emulator, an H100), on its short 64 x 128 tile in 5 slices (tf32_forward::plan).
+  // emulator, an H100), on its short 64 x 128 tile in 5 slices (tf32_forward::plan); the preference
+  // for mma.sync keeps the weight gradient there too.
   {
     namespace tp = kiln::cuda::kernels::tf32_forward;
     tp::PreferenceScope mma_sync(tp::Preference::mma_sync);
@@ -345,9 +346,9 @@ TEST_CASE("tf32 backward: mma.sync gradients with the planned workspace, implici
           std::set<std::string>{"conv2d_mma_pack_weights_dgrad_kernel<3>", "conv2d_mma_forward_kernel<3, 64, false>",
                                 "conv2d_mma_wgrad_kernel<3, 128, 128, 1, false>"});
   }
-  CHECK(backward_launches({1, 128, 128, 4, 4, 3}, true) ==
+  CHECK(backward_launches({1, 128, 128, 4, 4, 3}, true) ==  // ... and the weight gradient on wgmma too
         std::set<std::string>{"conv2d_mma_pack_weights_dgrad_kernel<3>", "conv2d_wgmma_forward_short_kernel<3>",
-                              "conv2d_mma_wgrad_kernel<3, 128, 128, 1, false>"});
+                              "conv2d_wgmma_wgrad_kernel<3, 128, 1, false>"});
   CHECK(backward_launches({1, 5, 7, 4, 5, 3}, false) ==
         std::set<std::string>{"conv2d_igemm_backward_data_kernel<3>", "conv2d_mma_wgrad_kernel<3, 64, 64, 1, true>"});
   CHECK(backward_launches({1, 5, 7, 5, 7, 3}, true) ==  // H*W = 35
@@ -383,8 +384,7 @@ TEST_CASE("tf32 backward: the weight gradient on the stream-K schedule through B
     kiln_test::record_launches(true);
     B::conv2d_backward(s, dx_, w_, dy_, no_dx, dw, db, ws);
     kiln_test::record_launches(false);
-    CHECK(kiln_test::launched_kernel_names() ==
-          std::set<std::string>{"conv2d_mma_wgrad_stream_k_kernel<3, 128, 128, 1, false>"});
+    CHECK(kiln_test::launched_kernel_names() == std::set<std::string>{"conv2d_wgmma_wgrad_stream_k_kernel<3, false>"});
     runs.push_back(dw.to_vector());
     CHECK(normalised_error(runs.back(), want_dw) < 2e-3);
   }

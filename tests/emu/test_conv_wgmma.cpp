@@ -5,20 +5,28 @@
 // at TF32 level. Shapes: the U-Net's levels at small sizes, 3x3 and 1x1, every block tile width,
 // channels that are not multiples of 16 or of the tile, pixel tiles across images and past the
 // last pixel. A weight changed after the mma.sync run must show (the comparison can fail).
+// The wgmma weight gradient (conv2d_mma_wgrad.cuh's conv2d_wgmma_wgrad_kernel and its stream-K
+// schedule) likewise against the mma.sync weight gradient on the same tile and splits: bit for bit,
+// every place the splits are added (unsplit, the reduction launch, the GEMM's launch, stream-K), and
+// a changed dy value shows.
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "conv2d_mma.cuh"
+#include "conv2d_mma_wgrad.cuh"
 #include "conv2d_wgmma.cuh"
 #include "kiln/cpu/conv2d.hpp"
 #include "kiln/gpu/gpu.hpp"
+#include "launch_log.hpp"
 #include "normalised_error.hpp"
 #include "test_emulator_support.hpp"
 
@@ -29,6 +37,7 @@ using kiln_emu_test::DeviceBuffer;
 using kiln_emu_test::uniform;
 namespace mc = kiln::cuda::kernels::mma_conv;
 namespace wc = kiln::cuda::kernels::wgmma_conv;
+namespace mw = kiln::cuda::kernels::mma_wgrad;
 
 int differing(const std::vector<float>& a, const std::vector<float>& b) {
   int n = 0;
@@ -84,6 +93,64 @@ int differing(const std::vector<float>& a, const std::vector<float>& b) {
   CHECK(vs_fp32 > 1e-5);  // TF32, not strict fp32
 }
 
+// Where a weight gradient's splits are added: unsplit (into dw), the reduction's own launch, the
+// GEMM's launch (the tile's last split), or stream-K's pieces (the tile's last piece).
+enum class Sum { unsplit, reduction_launch, one_launch, stream_k };
+
+// dw from the wgmma weight gradient (mma_wgrad::backward_weight(..., wgmma = true)) against the
+// mma.sync one, both on the shape's tile (mma_wgrad::geometry) with the same splits: the same bits
+// under both block orders, and TF32-close to the CPU reference; with `perturb`, one dy value changed
+// before the wgmma run must show.
+[[maybe_unused]] void check_wgrad(const ConvShape& s, Sum sum, int splits, std::uint64_t seed, bool perturb = false) {
+  const mw::Geometry g = mw::geometry(s);
+  REQUIRE(mw::wgmma_tile(g));
+  mw::Splits sp = sum == Sum::stream_k ? mw::stream_k_of(s, g, splits) : mw::splits_of(s, g, splits);
+  sp.one_launch = sum == Sum::one_launch || sum == Sum::stream_k;
+  INFO("N=", s.n, " ", s.c_in, "->", s.c_out, " K=", s.k, " ", s.h, "x", s.w, ", tile ", g.bm, "x", g.taps, "*", g.ct,
+       g.tail ? " (channel tail)" : "", ", ", sp.count, sp.stream_k ? " stream-K blocks" : " splits",
+       sp.one_launch ? ", added in the launch" : "");
+  REQUIRE(sp.count == splits);
+  REQUIRE(sp.stream_k == (sum == Sum::stream_k));
+  const auto x = uniform(static_cast<std::size_t>(s.n * s.c_in * s.h * s.w), seed, -2.0f, 2.0f);
+  auto dy = uniform(static_cast<std::size_t>(s.n * s.c_out * s.h * s.w), seed + 1, -1.0f, 1.0f);
+  const auto dw0 = uniform(static_cast<std::size_t>(s.c_out * s.c_in * s.k * s.k), seed + 2, -1.0f, 1.0f);
+  std::vector<float> strict = dw0, unused(x.size());
+  kiln::cpu::reference::conv2d_backward(s, x.data(), dw0.data(), dy.data(), unused.data(), strict.data(), nullptr);
+
+  const std::vector<unsigned> zeros(static_cast<std::size_t>(mw::tiles(s, g)), 0u);
+  DeviceBuffer<float> dx(x), ddy(dy), ddw(dw0.size()), work(static_cast<std::size_t>(mw::partial_floats(s, g, sp)) + 1);
+  DeviceBuffer<unsigned> counters(zeros);
+  unsigned* counters_used = sp.one_launch ? counters.get() : nullptr;
+  ddw.upload(dw0);
+  mw::backward_weight(s, g, sp, dx.get(), ddy.get(), ddw.get(), work.get(), nullptr, counters_used);
+  const std::vector<float> mma_sync = ddw.download();
+  if (perturb) {
+    dy[dy.size() / 2] += 0.5f;
+    ddy.upload(dy);
+  }
+  const std::string kernel = sp.stream_k ? "conv2d_wgmma_wgrad_stream_k_kernel" : "conv2d_wgmma_wgrad_kernel";
+  for (auto schedule : {kiln::gpu::emu::Schedule::forward, kiln::gpu::emu::Schedule::reverse}) {
+    kiln_emu_test::ScopedSchedule order(schedule);
+    ddw.upload(dw0);
+    kiln_test::record_launches(true);
+    mw::backward_weight(s, g, sp, dx.get(), ddy.get(), ddw.get(), work.get(), nullptr, counters_used, true);
+    const std::set<std::string> launched = kiln_test::launched_kernels();
+    kiln_test::record_launches(false);
+    CHECK(launched.count(kernel) == 1);
+    CHECK(launched.count("conv2d_mma_wgrad_kernel") + launched.count("conv2d_mma_wgrad_stream_k_kernel") == 0);
+    const std::vector<float> got = ddw.download();
+    if (perturb) {
+      CHECK(differing(got, mma_sync) > 0);
+      return;
+    }
+    CHECK(differing(got, mma_sync) == 0);
+    const double vs_fp32 = kiln_test::normalised_error(got, strict);
+    CHECK(vs_fp32 < 2e-3);
+    CHECK(vs_fp32 > 1e-6);  // TF32, not strict fp32
+    CHECK(counters.download() == zeros);
+  }
+}
+
 }  // namespace
 
 // OS-thread mode (ThreadSanitizer builds) runs the kernel table's tiny wgmma case instead: a block
@@ -111,6 +178,32 @@ TEST_CASE("wgmma forward on the short 64 x 128 tile: bit for bit the mma.sync fo
   check_shape({1, 48, 136, 9, 7, 3}, 128, 42, false, 1, wc::short_bm);   // channel tail, a second column tile
   check_shape({2, 64, 96, 8, 8, 3}, 128, 43, false, 3, wc::short_bm);    // 2 tiles in 3 slices
   check_shape({2, 64, 96, 8, 8, 3}, 128, 44, true, 3, wc::short_bm);     // a changed weight shows
+}
+#endif
+
+#if !KILN_EMU_THREADS
+TEST_CASE("wgmma weight gradient: bit for bit the mma.sync one, wherever the splits are added") {
+  const ConvShape square{1, 128, 128, 8, 12, 3};  // 128 x 128 tiles, 6 k steps of 16 pixels
+  check_wgrad(square, Sum::unsplit, 1, 51);
+  check_wgrad(square, Sum::reduction_launch, 2, 52);
+  check_wgrad(square, Sum::one_launch, 3, 53);  // three splits: any other order of the sum shows
+  check_wgrad(square, Sum::stream_k, 5, 54);    // 54 k steps on 5 blocks: pieces across tiles
+  // a tap pair of 64 channels, Cout 100 of 128 (clamped rows), the ninth tap alone (zeroed rows)
+  check_wgrad({1, 64, 100, 8, 8, 3}, Sum::one_launch, 2, 55);
+  check_wgrad({2, 64, 72, 4, 8, 3}, Sum::reduction_launch, 4, 56);
+  check_wgrad({1, 96, 72, 8, 8, 3}, Sum::one_launch, 2, 57);  // Cin 96 of 128: a channel tail
+  check_wgrad({1, 160, 136, 4, 8, 1}, Sum::unsplit, 1, 58);   // 1 x 1; Cin 160: the second column tile shifted
+  check_wgrad({1, 160, 200, 4, 8, 3}, Sum::stream_k, 7, 59);  // 2 x 2 tiles per tap, both tails
+}
+
+TEST_CASE("wgmma weight gradient: a changed dy value shows, and other tiles are refused") {
+  check_wgrad({1, 128, 128, 8, 8, 3}, Sum::one_launch, 2, 61, true);
+  DeviceBuffer<float> any(16);
+  const ConvShape small{1, 64, 64, 4, 4, 3};  // a 64 x 64 tile: no wgmma variant
+  CHECK_FALSE(mw::wgmma_tile(mw::geometry(small)));
+  CHECK_THROWS_AS(mw::backward_weight(small, mw::geometry(small), mw::splits_of(small, mw::geometry(small), 1),
+                                      any.get(), any.get(), any.get(), any.get(), nullptr, nullptr, true),
+                  kiln::gpu::Error);
 }
 #endif
 

@@ -1282,9 +1282,33 @@ struct Backend<Cuda> {
       const bool one = (sp.count > 1 || sp.stream_k) && sp.one_launch;
       float* out = sp.count > 1 && !one ? ws.data() : dw.data();
       unsigned* counters = one ? reduce_counters(mw::tiles(s, g)) : nullptr;
-      // TF32 (under BF16 too, where the NHWC kernel cannot run: no room for the copies in ws).
+      // TF32 (under BF16 too, where the NHWC kernel cannot run: no room for the copies in ws), on
+      // warpgroup MMAs where the tile has that variant, the device runs sm_90a code and the family
+      // preference (tf32_forward::Preference, the forwards' too) is not mma.sync alone.
+      namespace tp = kiln::cuda::kernels::tf32_forward;
+      const bool wgmma =
+          mw::wgmma_tile(g) && tp::preference() != tp::Preference::mma_sync && kiln::gpu::wgmma::runs_here();
       mw::dispatch(s, [&]<int K, int BM, int CT, int Taps, bool Tail>() {
         using Tile = mw::Tile<BM, CT, Taps>;
+        if constexpr (BM == 128 && CT * Taps == 128) {
+          if (wgmma) {
+            constexpr auto bytes = mw::wgmma_shared_bytes<BM, CT, Taps>;
+            mw::allow_wgmma_shared<K, CT, Taps, Tail>();
+            if constexpr (CT == 128) {
+              if (sp.stream_k) {
+                launch(KILN_CUDA_KERNEL(conv2d_wgmma_wgrad_stream_k_kernel, K, Tail), mw::grid(s, g, sp),
+                       dim3(Tile::threads), bytes, s, x.data(), dy.data(), dw.data(), sp.steps_per_split, ws.data(),
+                       counters, sp.slots);
+                return;
+              }
+            }
+            launch(KILN_CUDA_KERNEL(conv2d_wgmma_wgrad_kernel, K, CT, Taps, Tail), mw::grid(s, g, sp),
+                   dim3(Tile::threads), bytes, s, x.data(), dy.data(), out, sp.steps_per_split,
+                   one ? ws.data() : nullptr, counters);
+            if (sp.count > 1 && !one) wgrad_reduce<K>(s, ws.data(), sp.count, dw.data());
+            return;
+          }
+        }
         mw::allow_shared<K, BM, CT, Taps, Tail>();
         if constexpr (BM == 128 && CT == 128 && Taps == 1) {
           if (sp.stream_k) {  // (mma_wgrad::stream_k_of plans it for these tiles only)

@@ -149,6 +149,18 @@ void add_conv_cases(std::vector<KernelCase>& t) {
                  mma_wgrad_stream_k_case(r, {1, 65, 65, 4, 8, 3}, 341, 2);
                },
                true});
+  t.push_back({"tiny wgmma weight gradient 65->65 K=3 N=1 4x8 on the stream-K schedule (2 blocks, a tile in 2 pieces)",
+               [](Report& r) {
+                 mma_wgrad_stream_k_case(r, {1, 65, 65, 4, 8, 3}, 344, 2, true);
+               },
+               true});
+  t.push_back({"tiny wgmma weight gradient 64->65 K=3 N=1 4x4 on the 128 x 2*64 tap pair (the ninth tap alone)",
+               [](Report& r) {
+                 namespace mw = kiln::cuda::kernels::mma_wgrad;
+                 const kiln::ConvShape s{1, 64, 65, 4, 4, 3};
+                 mma_wgrad_plan_case(r, s, 345, mw::splits_of(s, mw::geometry(s), 1), true);
+               },
+               true});
   t.push_back({"tiny mma.sync conv2d 2->3 K=3 N=1 4x5",
                [](Report& r) {
                  mma_conv_case<3, 64, true>(r, {1, 2, 3, 4, 5, 3}, 317);

@@ -57,6 +57,11 @@ namespace {
 using kiln_step_traffic::contains;
 using kiln_step_traffic::short_name;
 
+// The TF32 weight gradient's grid kernel (split-K over gridDim.z), mma.sync or its wgmma variant.
+bool tf32_wgrad_grid(const std::string& kernel) {
+  return contains(kernel, "conv2d_mma_wgrad_kernel") || contains(kernel, "conv2d_wgmma_wgrad_kernel");
+}
+
 struct Options {
   int width = 32, batch = 16, size = 64;
   std::string math = "strict", kernels = "step", csv;
@@ -303,7 +308,8 @@ int run(const Options& o) {
         !contains(r.kernel, "(dgrad)");
     const bool backward_conv = contains(r.kernel, "conv2d_backward") || contains(r.kernel, "conv2d_igemm_backward") ||
                                contains(r.kernel, "reduce_splits") || contains(r.kernel, "(dgrad)") ||
-                               contains(r.kernel, "conv2d_mma_wgrad") || contains(r.kernel, "conv2d_mma_bf16_wgrad") ||
+                               contains(r.kernel, "conv2d_mma_wgrad") || contains(r.kernel, "conv2d_wgmma_wgrad") ||
+                               contains(r.kernel, "conv2d_mma_bf16_wgrad") ||
                                contains(r.kernel, "pack_weights_dgrad") || contains(r.kernel, "conv2d_simt_wgrad") ||
                                contains(r.kernel, "conv2d_simt_pack_weights_kernel<true>");
     // Convolutions: FLOPs and the compulsory global bytes (every tensor read or written once) from
@@ -367,15 +373,14 @@ int run(const Options& o) {
                  contains(r.kernel,
                           "conv2d_simt_pack_weights_kernel<true>")) {  // w read, the transposed copy written (as below)
         p.global_distinct_bytes = 4.0 * (weights(c) + dgrad_padded(c));
-      } else if (contains(r.kernel, "backward_weight") || contains(r.kernel, "conv2d_mma_wgrad_kernel") ||
-                 contains(r.kernel, "conv2d_mma_wgrad_stream_k_kernel") ||
+      } else if (contains(r.kernel, "backward_weight") || tf32_wgrad_grid(r.kernel) ||
+                 contains(r.kernel, "wgrad_stream_k_kernel") ||
                  contains(r.kernel,
                           "conv2d_simt_wgrad_kernel")) {  // dw read and written (+=)
         p.flops = 2.0 * pixels(c) * weights(c);
         p.global_distinct_bytes = 4.0 * (pixels(c) * (c.c_in + c.c_out) + 2.0 * weights(c));
-        if (contains(r.kernel, "conv2d_mma_wgrad_kernel") && p.grid.z > 1)
-          r.partial_bytes = 4.0 * p.grid.z * weights(c);
-        if (contains(r.kernel, "conv2d_mma_wgrad_stream_k_kernel")) {  // its pieces, its tail
+        if (tf32_wgrad_grid(r.kernel) && p.grid.z > 1) r.partial_bytes = 4.0 * p.grid.z * weights(c);
+        if (contains(r.kernel, "wgrad_stream_k_kernel")) {  // its pieces, its tail (mma.sync or wgmma)
           namespace mw = kiln::cuda::kernels::mma_wgrad;
           const kiln::ConvShape cs{o.batch, c.c_in, c.c_out, c.h, c.w, c.k};
           const mw::Geometry g = mw::geometry(cs);
@@ -437,7 +442,7 @@ int run(const Options& o) {
   for (std::size_t i = 0; i < rows.size(); ++i) {
     auto& p = emu::profile_log()[i];
     const bool bf16_wgrad = contains(rows[i].kernel, "conv2d_mma_bf16_wgrad_kernel");
-    const bool wgrad = contains(rows[i].kernel, "conv2d_mma_wgrad_kernel") || bf16_wgrad;
+    const bool wgrad = tf32_wgrad_grid(rows[i].kernel) || bf16_wgrad;
     bool reduced_apart = i + 1 < rows.size() && contains(rows[i + 1].kernel, "conv2d_mma_wgrad_reduce_kernel");
     if (wgrad && p.grid.z > 1 && !reduced_apart && batch != rows.end()) {
       namespace mw = kiln::cuda::kernels::mma_wgrad;
