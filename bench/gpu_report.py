@@ -302,6 +302,18 @@ WGRAD_COMPARISONS = (
      "GEMM (+ reduction) per call (µs). **split-K faster** marks a shape where the grid's splits win by more than "
      "5 %: there the model behind mma_wgrad::splits (docs/kernels.md \"Stream-K\") misprices the pieces' sums.",
      ("stream-K", "split-K"), ("stream-K holds", "split-K faster")),
+    # register_tf32_wgrad_wgmma_rows; docs/kernels.md "The weight gradient on wgmma"
+    (("cuda/wgmma_tf32", "cuda/mma_tf32_planned"),
+     "The weight gradient on wgmma against mma.sync, in the same splits",
+     "GEMM (+ reduction) per call (µs), mma.sync's planned splits for both. **mma.sync faster** marks a shape where "
+     "the wgmma kernel loses by more than 5 %.",
+     ("wgmma", "mma.sync"), ("wgmma holds", "mma.sync faster")),
+    (("cuda/wgmma_tf32_cluster", "cuda/wgmma_tf32"),
+     "The wgmma weight gradient's splits added in a cluster against its splits as mma.sync plans them",
+     "GEMM (+ reduction) per call (µs). **no cluster faster** marks a shape where adding a tile's splits through "
+     "distributed shared memory loses by more than 5 %: there the DSMEM rate the plan assumes "
+     "(mma_wgrad::plan_model::sm_dsmem_bytes_per_clock) is too high (see the cluster_dsmem probe above).",
+     ("cluster", "mma.sync's splits"), ("cluster holds", "no cluster faster")),
 )
 
 

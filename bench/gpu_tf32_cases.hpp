@@ -267,23 +267,29 @@ inline void register_tf32_wgrad_stream_k_rows(const GpuFacts& f) {
 }
 
 // The weight gradients whose tile has a warpgroup-MMA variant (mma_wgrad::wgmma_tile; where sm_90a
-// code runs): it and the mma.sync kernel in the same planned splits (docs/kernels.md "wgmma weight
-// gradient": 1.25 shared wavefronts per m16n8k8-equivalent against 1.5, by the model 10-20 % faster).
+// code runs): it and the mma.sync kernel in mma.sync's planned splits (docs/kernels.md "The weight
+// gradient on wgmma": 1.25 shared wavefronts per m16n8k8-equivalent against 1.5, by the model 10-20 %
+// faster), and where wgmma's own plan differs (a tile's splits added in a cluster,
+// mma_wgrad::wgmma_splits) that plan too: the GPU settles the cluster tail the model assumes.
 inline void register_tf32_wgrad_wgmma_rows(const GpuFacts& f) {
   namespace mw = kiln::cuda::kernels::mma_wgrad;
   if (!kiln::gpu::wgmma::runs_here()) return;
   for_each_unet_wgrad([&](const ConvShape& s, const std::string& shape) {
     const mw::Geometry g = mw::geometry(s);
     if (!mw::wgmma_tile(g)) return;
-    const mw::Splits planned = mw::splits(s, g);
+    const mw::Splits planned = mw::splits(s, g), own = mw::wgmma_splits(s, g);
     const std::string label = std::to_string(s.c_in) + "->" + std::to_string(s.c_out) + " (conv2d_mma_wgrad.cuh, " +
                               std::to_string(g.bm) + " x " + std::to_string(g.taps) + "*" + std::to_string(g.ct) +
-                              " tiles, planned splits, ";
+                              " tiles, ";
     const double flops = conv_flops(s.n, s.c_in, s.c_out, 3, s.h, s.w);
-    add_mma_wgrad_row("conv3x3_wgrad/cuda/wgmma_tf32/" + shape, s, g, flops, f.tf32_flops, label + "wgmma)", false,
-                      planned, true);
-    add_mma_wgrad_row("conv3x3_wgrad/cuda/mma_tf32_planned/" + shape, s, g, flops, f.tf32_flops, label + "mma.sync)",
-                      false, planned);
+    add_mma_wgrad_row("conv3x3_wgrad/cuda/wgmma_tf32/" + shape, s, g, flops, f.tf32_flops,
+                      label + "mma.sync's planned splits, wgmma)", false, planned, true);
+    add_mma_wgrad_row("conv3x3_wgrad/cuda/mma_tf32_planned/" + shape, s, g, flops, f.tf32_flops,
+                      label + "planned splits, mma.sync)", false, planned);
+    if (own.cluster > 1)
+      add_mma_wgrad_row("conv3x3_wgrad/cuda/wgmma_tf32_cluster/" + shape, s, g, flops, f.tf32_flops,
+                        label + std::to_string(own.cluster) + " splits added in a cluster, planned, wgmma)", false, own,
+                        true);
   });
 }
 

@@ -18,6 +18,11 @@
 // 128 x 128 tiles), conv2d_mma_wgrad_stream_k_kernel runs the same body on a stream-K schedule
 // (CUTLASS's): 132 blocks each take an equal run of the tiles' k steps laid end to end, across tile
 // boundaries, and each tile's last piece adds its pieces in k order (mma_pipeline::reduce_pieces).
+// On sm_90a the four-warp 128-row tiles run the same body on warpgroup MMAs instead
+// (conv2d_wgmma_wgrad_kernel, wgmma_tile(); the same sums in the same order), and there a tile's
+// 2-8 splits may run as one thread-block cluster that adds them through distributed shared memory
+// (Splits::cluster, wgmma_splits(), cluster_sum_wgmma: one cluster per tile, no partial sums leave
+// the chip; G clusters per tile, G partial sums for the reduction launch instead of G x C).
 //
 // Tiling: a block computes BM x (Taps x CT) of D (Tile; 128 x 128 and 64 x 64 of one tap, 128 x 2*64
 // and 64 x 2*128 of a pair), each warp a 64 x 64 tile of one tap as 4 x 8 m16n8k8 accumulators.
@@ -44,6 +49,7 @@
 // Operands: dy and x reach the tensor core as fp32 bits, which it truncates to TF32 (as the
 // forward's activations). Offsets are 32-bit (supports() checks N*C*H*W < 2^31).
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <utility>
@@ -141,6 +147,11 @@ inline Geometry geometry(const ConvShape& s) {
   if (s.k == 3 && s.c_in >= 128 && s.c_out <= 64) return {64, 128, 2, false};
   return single_tap(s);
 }
+// Whether tile g has the warpgroup-MMA variant (conv2d_wgmma_wgrad_kernel): the 128-row four-warp
+// tiles, 128 x 128 of one tap (with or without a channel tail) and 128 x 2*64 of a pair. Where it
+// runs (kiln::gpu::wgmma::runs_here) it replaces the mma.sync kernel: the same sums, 1.25 shared
+// wavefronts per m16n8k8-equivalent instead of 1.5 (docs/kernels.md, "The weight gradient on wgmma").
+inline bool wgmma_tile(const Geometry& g) { return g.bm == 128 && g.ct * g.taps == 128; }
 
 }  // namespace mma_wgrad
 
@@ -193,6 +204,44 @@ __device__ __forceinline__ void store_wgrad_wgmma(const float (&d)[128], float* 
       }
     }
   }
+}
+
+// The wgmma kernel launched in clusters of a tile's splits (Splits::cluster; cluster dims (1, 1, C),
+// so the cluster's blocks are C consecutive splits and rank = split - first): after its k loop each
+// block leaves its partial tile in its own shared memory, float i of thread t at i * 128 + t (a
+// warp's 32 floats in one 128-byte row), and after the cluster barrier block r adds the floats i = r,
+// r + C, ... over the C blocks in rank order, the other blocks' read through distributed shared
+// memory: into dw where the cluster holds all the tile's splits (gridDim.z = C: reduce_split_k's
+// order of sums, the same bits, no partial tile off the chip, no block adding alone), else as
+// partial sum blockIdx.z / C of the workspace `out` ([G][KK][Cout][Cin], the reduction launch's).
+// (Call after the k loop's last wait: the stages are overwritten.)
+template <int KK, int CT, bool Shifted>
+__device__ __forceinline__ void cluster_sum_wgmma(const float (&d)[128], float* shared, float* out, int tap0, int taps,
+                                                  int m0, int n0, [[maybe_unused]] int n_own, int cout, int cin,
+                                                  int tid) {
+  namespace cl = kiln::gpu::cluster;
+  __syncthreads();  // every warp past its last wait: the stages are free
+  KILN_UNROLL
+  for (int i = 0; i < 128; ++i) shared[i * 128 + tid] = d[i];
+  cl::sync();  // every block's partial tile in place
+  const int count = static_cast<int>(cl::size()), warp = tid / 32, g = tid % 32 / 4, t4 = tid % 4;
+  const bool into_dw = static_cast<int>(gridDim.z) == count;
+  float* partial = out + static_cast<int>(blockIdx.z) / count * KK * cout * cin;  // (this cluster's group)
+  KILN_MMA_ROLLED
+  for (int i = static_cast<int>(cl::rank()); i < 128; i += count) {
+    float sum = cl::load_shared(shared + i * 128 + tid, 0u);
+    for (int b = 1; b < count; ++b) sum += cl::load_shared(shared + i * 128 + tid, static_cast<unsigned>(b));
+    // accumulator i (store_wgrad_wgmma's layout): half i / 64, columns 8j + 2t + e, row + 8 * hh
+    const int half = i / 64, j = i % 64 / 4, hh = i % 4 / 2, col = 8 * j + 2 * t4 + i % 2, h = col / CT;
+    const int m = m0 + 64 * half + 16 * warp + g + 8 * hh, n = n0 + col % CT;
+    if (m < cout && h < taps && n < cin && !(Shifted && n < n_own)) {
+      if (into_dw)
+        out[(m * cin + n) * KK + tap0 + h] += sum;
+      else
+        partial[((tap0 + h) * cout + m) * cin + n] = sum;
+    }
+  }
+  cl::sync();  // no block leaves while another reads its shared memory
 }
 
 // The kernels' body (conv2d_mma_wgrad_kernel, conv2d_mma_wgrad_stream_k_kernel below; with Wgmma,
@@ -441,6 +490,13 @@ __device__ __forceinline__ void run_kernel(const ConvShape& s, const float* x, c
       });
     }
 
+    if constexpr (Wgmma && !stream) {
+      if (kiln::gpu::cluster::size() > 1) {  // launched in clusters of the tile's splits: added on chip
+        cluster_sum_wgmma<KK, CT, !ChannelTail>(*reinterpret_cast<const float(*)[128]>(&acc[0][0][0]), shared, out,
+                                                tap0, taps, m0, n0, n_own, cout, cin, tid);
+        return;
+      }
+    }
     bool split = false, store = true;
     if constexpr (!stream) {
       store = mma_pipeline::wgrad_stores<T::threads>(acc, partials, counters, tid, shared, split);
@@ -602,20 +658,30 @@ inline bool aligned(const float* dy) { return reinterpret_cast<std::uintptr_t>(d
 // one_launch: the splits are added in the GEMM's launch by each tile's last split (reduce_split_k)
 // stream_k: count blocks of steps_per_split k steps each over the tiles laid end to end (the
 // kernel's stream-K schedule), `slots` partial tiles per tile, added in the launch (one_launch).
+// cluster: the wgmma kernel's grid launched in clusters of `cluster` (2-8) consecutive splits of a
+// tile, added on chip through distributed shared memory (cluster_sum_wgmma; wgmma_splits plans it):
+// with count = cluster, into dw (no workspace, no reduction launch); with count = G x cluster, each
+// cluster's sum is partial sum g of G, [G][K*K][Cout][Cin] in the workspace, for the reduction launch.
 struct Splits {
   int count = 1;
   int steps_per_split = 1;
   bool one_launch = false;
   bool stream_k = false;
   int slots = 0;
+  int cluster = 0;
 };
 namespace plan_model {  // H100 SXM (predict.py's GPUS table and model)
 inline constexpr double sms = 132, tf32_flops = 494.7e12, hbm_bytes = 3.35e12, launch_seconds = 2e-6;
 inline constexpr double clock = 1.98e9, sm_l2_bytes_per_clock = 64;  // one SM's reads from L2 (predict.py)
+// One SM's reads from other SMs' shared memory (a cluster's): assumed the L2 rate until a GPU
+// measures it (kiln_bench_gpu's cluster_dsmem rows; docs/kernels.md "The weight gradient on wgmma").
+inline constexpr double sm_dsmem_bytes_per_clock = 64;
 // The 128 x 128 tile's main loop is bound by shared memory: per k8 step its warps' 64 x 64 fragments
 // load one wavefront per HMMA and its copies store 64 wavefronts for 128 HMMA; an SM moves a wavefront
 // per clock and does 0.924 HMMA per clock at the TF32 peak (the emulator's counters agree: 1.39).
 inline constexpr double shared_over_math = 1.5 * 0.924;
+// ... on the wgmma variant: 1.25 wavefronts per m16n8k8-equivalent (wgmma_stages' comment).
+inline constexpr double wgmma_shared_over_math = 1.25 * 0.924;
 // How much longer than an even share of the SMs `blocks` four-warp blocks take: the busiest SM runs
 // ceil(blocks / SMs) of them (two at a time, each at half the rate), predict.py's busiest().
 inline double wave_load(std::int64_t blocks) {
@@ -650,13 +716,18 @@ inline bool one_launch(std::int64_t count, const Geometry& g, std::int64_t dw_fl
 // `steps` k steps in `count` splits: the GEMM launch (shared memory of the busiest SM, the partial
 // sums' or dw's DRAM traffic, at least a launch) and, split, the reduction: the
 // tail in the GEMM's launch or its own launch (one_launch).
-inline double predicted_seconds(std::int64_t blocks, std::int64_t steps, std::int64_t count, std::int64_t dw_floats) {
+// (gemm_seconds: the GEMM launch alone; `partials`: whether its splits write partial sums to DRAM.)
+inline double gemm_seconds(std::int64_t blocks, double steps, std::int64_t count, std::int64_t dw_floats,
+                           bool partials = true, double shared_over_math = plan_model::shared_over_math) {
   namespace m = plan_model;
   const double grid = static_cast<double>(blocks * count), fraction = grid < m::sms ? grid / m::sms : 1.0;
   const double math = static_cast<double>(blocks) * 128 * 128 * steps * bk * 2 / m::tf32_flops;
   const double dw_bytes = 4.0 * static_cast<double>(dw_floats);
-  const double gemm = std::max({math * m::shared_over_math * m::wave_load(blocks * count),
-                                (count > 1 ? count : 2) * dw_bytes / m::hbm_bytes / fraction, m::launch_seconds});
+  return std::max({math * shared_over_math * m::wave_load(blocks * count),
+                   (partials && count > 1 ? count : 2) * dw_bytes / m::hbm_bytes / fraction, m::launch_seconds});
+}
+inline double predicted_seconds(std::int64_t blocks, std::int64_t steps, std::int64_t count, std::int64_t dw_floats) {
+  const double gemm = gemm_seconds(blocks, static_cast<double>(steps), count, dw_floats);
   if (count == 1) return gemm;
   const Geometry tile{128, 128, 1, false};
   return gemm + (one_launch(count, tile, dw_floats) ? tail_seconds(count, tile) : reduction_seconds(count, dw_floats));
@@ -727,10 +798,11 @@ inline std::int64_t stream_k_pieces(const ConvShape& s, const Geometry& g, const
 // the partial tiles' DRAM traffic (written once; read back from L2, as the grid's splits) beside dw's,
 // and, serial at the end, a block adding its last tile's pieces (`slots` partial tiles moved, the SM's
 // resident blocks at once).
-inline double stream_k_seconds(const ConvShape& s, const Geometry& g, const Splits& sp) {
+inline double stream_k_seconds(const ConvShape& s, const Geometry& g, const Splits& sp,
+                               double shared_over_math = plan_model::shared_over_math) {
   namespace m = plan_model;
   const double step = 128.0 * 128 * bk * 2 / m::tf32_flops, blocks = sp.count;
-  const double math = blocks * sp.steps_per_split * step * m::shared_over_math * m::wave_load(sp.count);
+  const double math = blocks * sp.steps_per_split * step * shared_over_math * m::wave_load(sp.count);
   const double tile_bytes = 4.0 * static_cast<double>(tile_floats(g));
   const double dram = (static_cast<double>(stream_k_pieces(s, g, sp)) * tile_bytes +
                        8.0 * static_cast<double>(s.c_out * s.c_in * s.k * s.k)) /
@@ -751,6 +823,73 @@ inline Splits splits(const ConvShape& s, const Geometry& g) {
   return stream_k_seconds(s, g, stream) < grid_seconds ? stream : grid_plan;
 }
 inline Splits splits(const ConvShape& s) { return splits(s, geometry(s)); }
+
+// The cluster sum's tail (cluster_sum_wgmma): after the k loop each block reads the (C - 1) / C of
+// a partial tile that other blocks hold, at the assumed DSMEM rate, while nothing else runs.
+inline double cluster_tail_seconds(std::int64_t count, const Geometry& g) {
+  namespace m = plan_model;
+  return static_cast<double>(count - 1) / static_cast<double>(count) * 4.0 * static_cast<double>(tile_floats(g)) /
+         (m::sm_dsmem_bytes_per_clock * m::clock);
+}
+// A weight gradient on `blocks` tiles in `groups` clusters of `cluster` splits each (wgmma): the
+// GEMM, whose shared memory also moves the cluster sum's own traffic (its partial tile written, 512
+// wavefronts, and its own 1/C of the reads: as many k steps as that is at a step's 320 wavefronts,
+// 1.25 per m16n8k8-equivalent) and the tail once per wave of resident blocks (two per SM); with
+// several groups their partial sums' reduction comes on top (wgmma_splits).
+inline double cluster_seconds(std::int64_t blocks, std::int64_t steps, std::int64_t cluster, std::int64_t groups,
+                              std::int64_t dw_floats, const Geometry& g) {
+  namespace m = plan_model;
+  const std::int64_t count = cluster * groups;
+  const double per = static_cast<double>((steps + count - 1) / count);
+  const double sum_wavefronts =
+      4.0 * static_cast<double>(tile_floats(g)) / 128 * (1.0 + 1.0 / static_cast<double>(cluster));
+  const double extra_steps = sum_wavefronts / 320.0;
+  const double waves = std::ceil(static_cast<double>(blocks * count) / (m::sms * 2));
+  return gemm_seconds(blocks, (per + extra_steps) * static_cast<double>(count), count, dw_floats, groups > 1,
+                      m::wgmma_shared_over_math) +
+         waves * cluster_tail_seconds(cluster, g);
+}
+// The wgmma kernel's plan (wgmma_tile(g)): splits(s, g), or G clusters of C = 2-8 splits per tile
+// (Splits::cluster; G = 1: into dw) where the model says that is faster than splits(s, g) on this
+// kernel: cluster_seconds (the GEMM at wgmma's 1.25 wavefronts per m16n8k8-equivalent with the
+// cluster sum's own traffic, the DSMEM tail; at least 8 k steps a split) against gemm_seconds at the
+// same rate, each with its partial sums' reduction priced by the bytes it moves (the backward adds
+// every layer's in one launch, Backend<Cuda>::conv2d_flush_wgrad_reductions, so a layer's share of
+// that launch is its bytes, not a launch; predict.py shares it out alike) or splits(s, g)'s
+// one-launch tail.
+inline Splits wgmma_splits(const ConvShape& s, const Geometry& g) {
+  namespace m = plan_model;
+  const Splits planned = splits(s, g);
+  if (!wgmma_tile(g)) return planned;
+  const std::int64_t blocks = tiles(s, g), dw_floats = s.c_out * s.c_in * s.k * s.k;
+  const std::int64_t steps = (s.n * s.h * s.w + bk - 1) / bk;
+  const auto reduction_share = [&](std::int64_t sums) {  // sums read, dw read and written
+    return static_cast<double>(sums + 2) * 4.0 * static_cast<double>(dw_floats) / m::hbm_bytes;
+  };
+  double best = 0;
+  if (planned.stream_k) {
+    best = stream_k_seconds(s, g, planned, m::wgmma_shared_over_math);
+  } else {
+    const std::int64_t c = planned.count, per = planned.steps_per_split;
+    best = gemm_seconds(blocks, static_cast<double>(per * c), c, dw_floats, true, m::wgmma_shared_over_math);
+    if (c > 1) best += one_launch(c, g, dw_floats) ? tail_seconds(c, g) : reduction_share(c);
+  }
+  Splits chosen = planned;
+  const std::int64_t max_groups = std::min<std::int64_t>(64, (std::int64_t{1} << 24) / (dw_floats > 0 ? dw_floats : 1));
+  for (std::int64_t c = 2; c <= 8; ++c) {
+    for (std::int64_t groups = 1; groups <= max_groups && c * groups <= steps / 8; ++groups) {
+      const std::int64_t count = c * groups, per = (steps + count - 1) / count;
+      if ((steps + per - 1) / per != count) continue;  // no split empty
+      const double t =
+          cluster_seconds(blocks, steps, c, groups, dw_floats, g) + (groups > 1 ? reduction_share(groups) : 0.0);
+      if (t < best) {
+        best = t;
+        chosen = Splits{static_cast<int>(count), static_cast<int>(per), false, false, 0, static_cast<int>(c)};
+      }
+    }
+  }
+  return chosen;
+}
 // The plan before the busiest-SM model (2026-12-07): the fewest splits that give every scheduler a
 // warp, one block past a whole wave (ceil((132 x 4 / warps + 1) / tiles): 135 blocks for 9 or 5 tiles,
 // 144 for 18, 36, 72 or 144). kiln_bench_gpu times it beside the plan, so a GPU checks the model.
@@ -762,13 +901,15 @@ inline Splits past_a_wave(const ConvShape& s, const Geometry& g) {
 // tile per split and tile for the one-launch reduction (reduce_split_k's layout).
 inline std::int64_t partial_floats(const ConvShape& s, const Geometry& g, const Splits& sp) {
   if (sp.stream_k) return tiles(s, g) * sp.slots * tile_floats(g);
+  if (sp.cluster > 1) return sp.count > sp.cluster ? sp.count / sp.cluster * s.c_out * s.c_in * s.k * s.k : 0;
   if (sp.count <= 1) return 0;
   return sp.one_launch ? sp.count * tiles(s, g) * tile_floats(g) : sp.count * s.c_out * s.c_in * s.k * s.k;
 }
 // Floats of workspace the weight gradient uses (0 with a single split).
 // (A stream-K plan's, or the grid split-K's it falls back to without counters: the larger.)
 inline std::int64_t workspace_floats(const ConvShape& s, const Geometry& g) {
-  return std::max(partial_floats(s, g, splits(s, g)), partial_floats(s, g, split_k(s, g)));
+  return std::max({partial_floats(s, g, splits(s, g)), partial_floats(s, g, split_k(s, g)),
+                   partial_floats(s, g, wgmma_splits(s, g))});
 }
 inline std::int64_t workspace_floats(const ConvShape& s) { return workspace_floats(s, geometry(s)); }
 
@@ -815,11 +956,6 @@ void allow_shared() {
         Tile<BM, CT, Taps>::shared_bytes);
 }
 
-// Whether tile g has the warpgroup-MMA variant (conv2d_wgmma_wgrad_kernel): the 128-row four-warp
-// tiles, 128 x 128 of one tap (with or without a channel tail) and 128 x 2*64 of a pair. Where it
-// runs (kiln::gpu::wgmma::runs_here) it replaces the mma.sync kernel: the same sums, 1.25 shared
-// wavefronts per m16n8k8-equivalent instead of 1.5 (docs/kernels.md, "wgmma weight gradient").
-inline bool wgmma_tile(const Geometry& g) { return g.bm == 128 && g.ct * g.taps == 128; }
 template <int K, int CT, int Taps, bool Tail>
 void allow_wgmma_shared() {
   constexpr auto bytes = wgmma_shared_bytes<128, CT, Taps>;
@@ -878,8 +1014,13 @@ inline void backward_weight(const ConvShape& s, const Geometry& g, const Splits&
     return backward_weight(s, g, split_k(s, g), x, dy, dw, workspace, stream, nullptr, wgmma);
   if (sp.stream_k && !(g == Geometry{128, 128, 1, g.tail}))
     throw kiln::gpu::Error("conv2d_mma_wgrad: stream-K runs on 128 x 128 tiles only");
-  const bool one = sp.count > 1 && sp.one_launch && counters != nullptr;
-  float* out = sp.count > 1 && !one ? workspace : dw;
+  const bool on_chip = sp.cluster > 1;  // the splits added in clusters (wgmma_splits)
+  if (on_chip && !(wgmma && !sp.stream_k && sp.count % sp.cluster == 0 && sp.cluster <= 8))
+    throw kiln::gpu::Error(
+        "conv2d_wgmma_wgrad: a cluster plan runs on the wgmma kernel, whole clusters of 2-8 splits of a tile");
+  const int groups = on_chip ? sp.count / sp.cluster : 0;  // the clusters' partial sums (1: into dw)
+  const bool one = sp.count > 1 && sp.one_launch && counters != nullptr && !on_chip;
+  float* out = sp.count > 1 && !one && !(on_chip && groups == 1) ? workspace : dw;
   dispatch(s, g, [&]<int K, int BM, int CT, int Taps, bool Tail>() {
     using T = Tile<BM, CT, Taps>;
     bool launched = false;
@@ -893,6 +1034,15 @@ inline void backward_weight(const ConvShape& s, const Geometry& g, const Splits&
                         s, x, dy, dw, sp.steps_per_split, workspace, counters, sp.slots);
             return;
           }
+        }
+        if (on_chip) {
+          KILN_LAUNCH_CLUSTER((conv2d_wgmma_wgrad_kernel<K, CT, Taps, Tail>), grid(s, g, sp), dim3(T::threads),
+                              dim3(1, 1, static_cast<unsigned>(sp.cluster)), bytes, stream, s, x, dy, out,
+                              sp.steps_per_split, static_cast<float*>(nullptr), static_cast<unsigned*>(nullptr));
+          if (groups > 1)
+            KILN_LAUNCH(conv2d_mma_wgrad_reduce_kernel<K>, dim3(reduce_blocks(s)), dim3(reduce_block_threads(K)), 0,
+                        stream, s, static_cast<const float*>(workspace), groups, dw);
+          return;
         }
         KILN_LAUNCH((conv2d_wgmma_wgrad_kernel<K, CT, Taps, Tail>), grid(s, g, sp), dim3(T::threads), bytes, stream, s,
                     x, dy, out, sp.steps_per_split, one ? workspace : nullptr, one ? counters : nullptr);

@@ -358,9 +358,10 @@ TEST_CASE("tf32 backward: mma.sync gradients with the planned workspace, implici
 #endif
 
 // The backend's weight gradient on the stream-K schedule (mma_wgrad::splits plans it for 36 tiles of
-// 128 x 128 with 128 k steps each: 132 blocks of 35): against fp32 within TF32's error, the same bits
-// on a second call (its counters were left at 0, its pieces added in k order); under BF16 the grid's
-// split-K of the BF16 kernel.
+// 128 x 128 with 128 k steps each: 132 blocks of 35; mma.sync, by the family preference): against
+// fp32 within TF32's error, the same bits on a second call (its counters were left at 0, its pieces
+// added in k order); on wgmma (the emulator runs sm_90a code) the plan adds each tile's splits in
+// a cluster (mma_wgrad::wgmma_splits), checked alike; under BF16 the grid's split-K of the BF16 kernel.
 #if !KILN_EMU_THREADS && !KILN_EMU_ASAN
 TEST_CASE("tf32 backward: the weight gradient on the stream-K schedule through Backend<Cuda>") {
   using B = kiln::Backend<Cuda>;
@@ -378,17 +379,26 @@ TEST_CASE("tf32 backward: the weight gradient on the stream-K schedule through B
   const auto dx_ = Tensor<float, Cuda>::from_host(xs, x), dy_ = Tensor<float, Cuda>::from_host(ys, dy);
   const auto w_ = Tensor<float, Cuda>::from_host(wshape, w);
   Tensor<float, Cuda> no_dx, db, ws(Shape{static_cast<std::int64_t>(B::conv2d_workspace_floats(s)) + 1});
-  std::vector<std::vector<float>> runs;
-  for (int call = 0; call < 2; ++call) {
-    Tensor<float, Cuda> dw(wshape);  // zero-filled
-    kiln_test::record_launches(true);
-    B::conv2d_backward(s, dx_, w_, dy_, no_dx, dw, db, ws);
-    kiln_test::record_launches(false);
-    CHECK(kiln_test::launched_kernel_names() == std::set<std::string>{"conv2d_wgmma_wgrad_stream_k_kernel<3, false>"});
-    runs.push_back(dw.to_vector());
-    CHECK(normalised_error(runs.back(), want_dw) < 2e-3);
+  namespace mw = kiln::cuda::kernels::mma_wgrad;
+  namespace tp = kiln::cuda::kernels::tf32_forward;
+  REQUIRE(mw::wgmma_splits(s, mw::geometry(s)).cluster > 1);
+  for (const auto preference : {tp::Preference::mma_sync, tp::Preference::model}) {
+    tp::PreferenceScope family(preference);
+    const std::string kernel = preference == tp::Preference::mma_sync
+                                   ? "conv2d_mma_wgrad_stream_k_kernel<3, 128, 128, 1, false>"
+                                   : "conv2d_wgmma_wgrad_kernel<3, 128, 1, false>";
+    std::vector<std::vector<float>> runs;
+    for (int call = 0; call < 2; ++call) {
+      Tensor<float, Cuda> dw(wshape);  // zero-filled
+      kiln_test::record_launches(true);
+      B::conv2d_backward(s, dx_, w_, dy_, no_dx, dw, db, ws);
+      kiln_test::record_launches(false);
+      CHECK(kiln_test::launched_kernel_names() == std::set<std::string>{kernel});
+      runs.push_back(dw.to_vector());
+      CHECK(normalised_error(runs.back(), want_dw) < 2e-3);
+    }
+    CHECK(std::memcmp(runs[0].data(), runs[1].data(), runs[0].size() * sizeof(float)) == 0);
   }
-  CHECK(std::memcmp(runs[0].data(), runs[1].data(), runs[0].size() * sizeof(float)) == 0);
   // MathMode::bf16 on the same shape: the BF16 kernel runs the grid's split-K (it has no stream-K
   // schedule; a stream-K plan read as split counts would sum 132 "splits" past the last k step).
   kiln::cuda::MathModeScope bf16(kiln::cuda::MathMode::bf16);

@@ -120,6 +120,11 @@ struct Backend<Cuda> {
     kiln::cuda::launch(k, grid, block, shared_bytes, std::forward<Args>(args)...);
   }
   template <class... Params, class... Args>
+  static void launch_cluster(const kiln::cuda::Kernel<Params...>& k, dim3 grid, dim3 block, dim3 cluster,
+                             std::size_t shared_bytes, Args&&... args) {
+    kiln::cuda::launch_cluster(k, grid, block, cluster, shared_bytes, std::forward<Args>(args)...);
+  }
+  template <class... Params, class... Args>
   static void launch_1d(const kiln::cuda::Kernel<Params...>& k, std::int64_t items, Args&&... args) {
     kiln::cuda::launch_1d(k, items, std::forward<Args>(args)...);
   }
@@ -1270,24 +1275,28 @@ struct Backend<Cuda> {
     }
     if (mw::supports(s) && mw::aligned(dy.data())) {
       const mw::Geometry g = mw::geometry(s);
-      mw::Splits sp = mw::splits(s, g);
+      // TF32 (under BF16 too, where the NHWC kernel cannot run: no room for the copies in ws), on
+      // warpgroup MMAs where the tile has that variant, the device runs sm_90a code and the family
+      // preference (tf32_forward::Preference, the forwards' too) is not mma.sync alone; then in its
+      // plan (a tile's few splits in one cluster where the model prefers it: no workspace).
+      namespace tp = kiln::cuda::kernels::tf32_forward;
+      const bool wgmma =
+          mw::wgmma_tile(g) && tp::preference() != tp::Preference::mma_sync && kiln::gpu::wgmma::runs_here();
+      mw::Splits sp = wgmma ? mw::wgmma_splits(s, g) : mw::splits(s, g);
       const std::int64_t weights = s.c_out * s.c_in * s.k * s.k, room = static_cast<std::int64_t>(ws.numel());
       // A workspace planned before stream-K (or without its partial tiles): the grid's split-K.
       if (sp.stream_k && room < mw::partial_floats(s, g, sp)) sp = mw::split_k(s, g);
       // A workspace planned without the one-launch reduction's padded tiles: the reduction launch.
       if (sp.one_launch && room < mw::partial_floats(s, g, sp)) sp.one_launch = false;
       // A workspace planned under strict fp32 (or none) is too small: run unsplit, straight into dw.
-      if (!sp.stream_k && sp.count > 1 && room < sp.count * weights) sp = mw::splits_of(s, g, 1);
+      if (!sp.stream_k && sp.count > 1 && room < (sp.cluster > 1 ? mw::partial_floats(s, g, sp) : sp.count * weights))
+        sp = mw::splits_of(s, g, 1);
+      const bool on_chip = sp.cluster > 1;                     // the splits added in clusters
+      const int groups = on_chip ? sp.count / sp.cluster : 0;  // ... their partial sums (1: into dw)
       // the splits (or stream-K's pieces) added in the GEMM's launch
-      const bool one = (sp.count > 1 || sp.stream_k) && sp.one_launch;
-      float* out = sp.count > 1 && !one ? ws.data() : dw.data();
+      const bool one = (sp.count > 1 || sp.stream_k) && sp.one_launch && !on_chip;
+      float* out = sp.count > 1 && !one && !(on_chip && groups == 1) ? ws.data() : dw.data();
       unsigned* counters = one ? reduce_counters(mw::tiles(s, g)) : nullptr;
-      // TF32 (under BF16 too, where the NHWC kernel cannot run: no room for the copies in ws), on
-      // warpgroup MMAs where the tile has that variant, the device runs sm_90a code and the family
-      // preference (tf32_forward::Preference, the forwards' too) is not mma.sync alone.
-      namespace tp = kiln::cuda::kernels::tf32_forward;
-      const bool wgmma =
-          mw::wgmma_tile(g) && tp::preference() != tp::Preference::mma_sync && kiln::gpu::wgmma::runs_here();
       mw::dispatch(s, [&]<int K, int BM, int CT, int Taps, bool Tail>() {
         using Tile = mw::Tile<BM, CT, Taps>;
         if constexpr (BM == 128 && CT * Taps == 128) {
@@ -1301,6 +1310,14 @@ struct Backend<Cuda> {
                        counters, sp.slots);
                 return;
               }
+            }
+            if (on_chip) {
+              launch_cluster(KILN_CUDA_KERNEL(conv2d_wgmma_wgrad_kernel, K, CT, Taps, Tail), mw::grid(s, g, sp),
+                             dim3(Tile::threads), dim3(1, 1, static_cast<unsigned>(sp.cluster)), bytes, s, x.data(),
+                             dy.data(), out, sp.steps_per_split, static_cast<float*>(nullptr),
+                             static_cast<unsigned*>(nullptr));
+              if (groups > 1) wgrad_reduce<K>(s, ws.data(), groups, dw.data());
+              return;
             }
             launch(KILN_CUDA_KERNEL(conv2d_wgmma_wgrad_kernel, K, CT, Taps, Tail), mw::grid(s, g, sp),
                    dim3(Tile::threads), bytes, s, x.data(), dy.data(), out, sp.steps_per_split,

@@ -94,6 +94,15 @@ void launch(const Kernel<Params...>& k, dim3 grid, dim3 block, std::size_t share
   kiln::gpu::launch(k.name, k.function, grid, block, shared_bytes, current_stream(), std::forward<Args>(args)...);
 }
 
+// ... in thread-block clusters of `cluster` blocks (kiln::gpu::launch_cluster: sm_90).
+template <class... Params, class... Args>
+void launch_cluster(const Kernel<Params...>& k, dim3 grid, dim3 block, dim3 cluster, std::size_t shared_bytes,
+                    Args&&... args) {
+  if (in_host_pass()) return;
+  kiln::gpu::launch_cluster(k.name, k.function, grid, block, cluster, shared_bytes, current_stream(),
+                            std::forward<Args>(args)...);
+}
+
 // A grid-stride kernel over `items` work items (kernels::grid_stride()'s shape); nothing when there
 // are none.
 template <class... Params, class... Args>

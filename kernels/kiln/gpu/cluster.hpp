@@ -6,6 +6,8 @@
 //   cluster::sync()                   barrier.cluster.arrive + wait: every thread of every block of the
 //                                     cluster; orders shared-memory accesses across its blocks
 //   cluster::map_shared(p, r)         the address of p's shared variable in the block of rank r
+//   cluster::load_shared(p, r)        the float at p's place in the block of rank r, read as shared
+//                                     memory (mapa + ld.shared::cluster: no generic load)
 // A block must not return while another may still read its shared memory: end with cluster::sync().
 // In the emulator a cluster's blocks run on one worker's fiber scheduler (emu_runner.hpp), so only
 // dynamic shared memory (kiln::gpu::dynamic_shared) is per block there: a cluster kernel keeps its
@@ -20,6 +22,9 @@
 
 #include "kiln/gpu/emu_state.hpp"
 #include "kiln/gpu/emu_sync.hpp"
+#if KILN_EMU_CHECK
+#include "kiln/gpu/emu_check.hpp"
+#endif
 #endif
 
 namespace kiln::gpu::cluster {
@@ -66,8 +71,24 @@ __device__ __forceinline__ T* map_shared(T* p, unsigned r) {
   return p;
 #endif
 }
+__device__ __forceinline__ float load_shared(const float* p, unsigned r) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  std::uint32_t at;
+  float v;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;"
+               : "=r"(at)
+               : "r"(static_cast<std::uint32_t>(__cvta_generic_to_shared(p))), "r"(r));
+  asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(v) : "r"(at) : "memory");
+  return v;
+#else
+  (void)p;
+  (void)r;
+  __trap();
+  return 0.0f;
+#endif
+}
 
-#else  // the emulator
+#else               // the emulator
 
 inline unsigned rank() { return emu::current("kiln::gpu::cluster::rank").block->cluster_rank; }
 inline unsigned size() {
@@ -95,6 +116,17 @@ T* map_shared(T* p, unsigned r) {
   }
   const emu::BlockContext& other = b.cluster != nullptr ? *b.cluster->blocks[r] : b;
   return reinterpret_cast<T*>(other.dynamic_shared + (at - b.dynamic_shared));
+}
+inline float load_shared(const float* p, unsigned r, const emu::CallSite& where = emu::CallSite::current()) {
+  const float* at = map_shared(p, r);
+#if KILN_EMU_CHECK  // checked and counted as the kernel's own load would be (a call site of its own)
+  const std::uintptr_t site =
+      (std::uintptr_t{1} << 63) | (reinterpret_cast<std::uintptr_t>(where.file) * 31 + where.line) << 4;
+  emu::on_kernel_access(reinterpret_cast<std::uintptr_t>(at), 4, false, reinterpret_cast<const void*>(site));
+#else
+  (void)where;
+#endif
+  return *at;
 }
 
 #endif

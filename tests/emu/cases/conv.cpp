@@ -154,11 +154,13 @@ void add_conv_cases(std::vector<KernelCase>& t) {
                  mma_wgrad_stream_k_case(r, {1, 65, 65, 4, 8, 3}, 344, 2, true);
                },
                true});
-  t.push_back({"tiny wgmma weight gradient 64->65 K=3 N=1 4x4 on the 128 x 2*64 tap pair (the ninth tap alone)",
+  t.push_back({"tiny wgmma weight gradient 64->65 K=3 N=1 4x8 on the 128 x 2*64 tap pair, 2 splits in a cluster",
                [](Report& r) {
                  namespace mw = kiln::cuda::kernels::mma_wgrad;
-                 const kiln::ConvShape s{1, 64, 65, 4, 4, 3};
-                 mma_wgrad_plan_case(r, s, 345, mw::splits_of(s, mw::geometry(s), 1), true);
+                 const kiln::ConvShape s{1, 64, 65, 4, 8, 3};
+                 mw::Splits sp = mw::splits_of(s, mw::geometry(s), 2);
+                 sp.cluster = 2;  // (the ninth tap alone: its zeroed rows)
+                 mma_wgrad_plan_case(r, s, 345, sp, true);
                },
                true});
   t.push_back({"tiny mma.sync conv2d 2->3 K=3 N=1 4x5",

@@ -61,6 +61,12 @@ using kiln_step_traffic::short_name;
 bool tf32_wgrad_grid(const std::string& kernel) {
   return contains(kernel, "conv2d_mma_wgrad_kernel") || contains(kernel, "conv2d_wgmma_wgrad_kernel");
 }
+// The plan Backend<Cuda> ran a TF32 weight-gradient kernel in (the wgmma variant's own: wgmma_splits).
+kiln::cuda::kernels::mma_wgrad::Splits tf32_wgrad_plan(const std::string& kernel, const kiln::ConvShape& s) {
+  namespace mw = kiln::cuda::kernels::mma_wgrad;
+  const mw::Geometry g = mw::geometry(s);
+  return contains(kernel, "wgmma") ? mw::wgmma_splits(s, g) : mw::splits(s, g);
+}
 
 struct Options {
   int width = 32, batch = 16, size = 64;
@@ -122,6 +128,8 @@ struct Row {
   std::string kernel, phase, layer;
   double compulsory_bytes = 0;  // convolution GEMMs: every tensor once (the roofline of predict.py --targets)
   double split_tail_bytes = 0;  // split-K in one launch: what the tile's last block writes and reads alone
+  bool cluster = false;         // a weight gradient whose splits a cluster adds on chip
+  int cluster_groups = 0;       // ... in this many clusters per tile (more than 1: partial sums to reduce)
   double partial_bytes = 0;     // a split mma.sync weight gradient's partial sums [splits][K*K][Cout][Cin]
   double pack_bytes = 0;        // forward GEMMs: the convolution's share of a batched packing launch (both layouts)
   double stream_k_bytes = 0;    // a stream-K weight gradient's partial tiles (mma_wgrad::stream_k_pieces)
@@ -380,11 +388,27 @@ int run(const Options& o) {
         p.flops = 2.0 * pixels(c) * weights(c);
         p.global_distinct_bytes = 4.0 * (pixels(c) * (c.c_in + c.c_out) + 2.0 * weights(c));
         if (tf32_wgrad_grid(r.kernel) && p.grid.z > 1) r.partial_bytes = 4.0 * p.grid.z * weights(c);
+        const kiln::ConvShape cs{o.batch, c.c_in, c.c_out, c.h, c.w, c.k};
+        const auto plan = tf32_wgrad_plan(r.kernel, cs);
+        if (contains(r.kernel, "conv2d_wgmma_wgrad_kernel") && p.grid.z > 1 && plan.cluster > 1) {
+          // A cluster of the tile's C splits adds them on chip (cluster_sum_wgmma): no partial sums in
+          // DRAM; after the k loop each block reads (C - 1) / C of a 64 KiB partial tile from the
+          // others' shared memory, which the emulator counts as shared loads: taken out of them and
+          // priced apart as the tail (predict.py: at the assumed 64 bytes per clock), once per wave
+          // of resident blocks (two per SM: mma_wgrad::cluster_seconds). Several clusters per tile
+          // write a partial sum each, which the backward's batched reduction adds (below).
+          r.cluster_groups = plan.count / plan.cluster;
+          r.partial_bytes = r.cluster_groups > 1 ? 4.0 * r.cluster_groups * weights(c) : 0.0;
+          r.cluster = true;
+          const double remote = (plan.cluster - 1.0) / plan.cluster * 4.0 * 128 * 128;
+          r.split_tail_bytes = remote * std::ceil(static_cast<double>(p.blocks) / (132.0 * 2));
+          p.shared_load.units -= remote / 128.0 * static_cast<double>(p.blocks);
+          p.shared_load.conflict_free_units -= remote / 128.0 * static_cast<double>(p.blocks);
+        }
         if (contains(r.kernel, "wgrad_stream_k_kernel")) {  // its pieces, its tail (mma.sync or wgmma)
           namespace mw = kiln::cuda::kernels::mma_wgrad;
-          const kiln::ConvShape cs{o.batch, c.c_in, c.c_out, c.h, c.w, c.k};
           const mw::Geometry g = mw::geometry(cs);
-          const mw::Splits sp = mw::splits(cs, g);
+          const mw::Splits sp = tf32_wgrad_plan(r.kernel, cs);
           if (sp.stream_k) {
             const double tile_bytes = 4.0 * static_cast<double>(mw::tile_floats(g));
             r.stream_k_bytes = tile_bytes * static_cast<double>(mw::stream_k_pieces(cs, g, sp));
@@ -443,6 +467,17 @@ int run(const Options& o) {
     auto& p = emu::profile_log()[i];
     const bool bf16_wgrad = contains(rows[i].kernel, "conv2d_mma_bf16_wgrad_kernel");
     const bool wgrad = tf32_wgrad_grid(rows[i].kernel) || bf16_wgrad;
+    if (rows[i].cluster) {  // added on chip (its tail set above); several clusters' sums in the batch
+      if (rows[i].cluster_groups > 1 && batch != rows.end()) {
+        const auto c =
+            std::find_if(convs.begin(), convs.end(), [&](const ConvLayer& l) { return l.name == rows[i].layer; });
+        if (c != convs.end()) {
+          rows[i].reduce_bytes = rows[i].partial_bytes + 8.0 * static_cast<double>(c->c_out * c->c_in * c->k * c->k);
+          batch_bytes += rows[i].reduce_bytes;
+        }
+      }
+      continue;
+    }
     bool reduced_apart = i + 1 < rows.size() && contains(rows[i + 1].kernel, "conv2d_mma_wgrad_reduce_kernel");
     if (wgrad && p.grid.z > 1 && !reduced_apart && batch != rows.end()) {
       namespace mw = kiln::cuda::kernels::mma_wgrad;
@@ -450,7 +485,7 @@ int run(const Options& o) {
           std::find_if(convs.begin(), convs.end(), [&](const ConvLayer& l) { return l.name == rows[i].layer; });
       if (c != convs.end()) {
         const kiln::ConvShape cs{o.batch, c->c_in, c->c_out, c->h, c->w, c->k};
-        const mw::Splits sp = bf16_wgrad ? mw::split_k(cs, mw::single_tap(cs)) : mw::splits(cs, mw::geometry(cs));
+        const mw::Splits sp = bf16_wgrad ? mw::split_k(cs, mw::single_tap(cs)) : tf32_wgrad_plan(rows[i].kernel, cs);
         if (!sp.one_launch) {
           reduced_apart = true;
           rows[i].reduce_bytes = rows[i].partial_bytes + 8.0 * static_cast<double>(c->c_out * c->c_in * c->k * c->k);
