@@ -1278,7 +1278,7 @@ struct Backend<Cuda> {
       // TF32 (under BF16 too, where the NHWC kernel cannot run: no room for the copies in ws), on
       // warpgroup MMAs where the tile has that variant, the device runs sm_90a code and the family
       // preference (tf32_forward::Preference, the forwards' too) is not mma.sync alone; then in its
-      // plan (a tile's few splits in one cluster where the model prefers it: no workspace).
+      // plan (a tile's splits added in thread-block clusters where the model prefers it).
       namespace tp = kiln::cuda::kernels::tf32_forward;
       const bool wgmma =
           mw::wgmma_tile(g) && tp::preference() != tp::Preference::mma_sync && kiln::gpu::wgmma::runs_here();
