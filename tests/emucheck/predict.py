@@ -52,7 +52,10 @@ leave the rest idle (as before),
 plus, after the binding term, the split-K tail of the mma.sync one-launch reductions (the forwards',
 the TF32 weight gradient's where its splits are few): a tile's last block writes its partial tile and
 reads the S - 1 others alone (its own waits in shared memory), S tiles at 64 bytes per clock
-from L2 to one SM (an assumption: NVIDIA publishes no per-SM L2 bandwidth).
+from L2 to one SM (an assumption: NVIDIA publishes no per-SM L2 bandwidth); for the wgmma weight
+gradient's splits added in clusters the tail is each block's reads of the other blocks' shared
+memory, (C - 1) / C of a partial tile per wave of resident blocks, at the same assumed rate
+(kiln_emu_profile takes them out of the shared loads it counted; mma_wgrad::cluster_seconds).
 """
 import argparse
 import csv
