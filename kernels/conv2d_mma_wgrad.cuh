@@ -170,40 +170,33 @@ inline bool wgmma_tile(const Geometry& g) { return g.bm == 128 && g.ct * g.taps 
 // (BF16 runs conv2d_mma_bf16_wgrad.cuh's kernel on NHWC BF16 copies; the fp32-staged BF16 variant
 // that lived here is retired: docs/kernels.md "BF16".)
 namespace mma_wgrad {
-// The wgmma variant's epilogue (run_kernel's Wgmma): warp w of the warpgroup holds dy rows
-// 64 * half + 16w + g (+ 8) and tile columns 8j + 2t (+ 1), j < 16, in d[64 * half + 4j + 2 * (+ 8)
-// + e] (kiln/gpu/wgmma.hpp's accumulator layout); tile column c is channel n0 + c % CT of tap
-// tap0 + c / CT. What is stored where: mma_pipeline::store_wgrad's rule.
+// The wgmma variant's epilogue (run_kernel's Wgmma), one accumulator at a time: warp w of the
+// warpgroup holds dy rows 64 * half + 16w + g (+ 8) and tile columns 8j + 2t (+ 1), j < 16, in
+// d[64 * half + 4j + 2 * (+ 8) + e] (kiln/gpu/wgmma.hpp's accumulator layout); tile column c is
+// channel n0 + c % CT of tap tap0 + c / CT. v, this thread's accumulator i, goes into `partial`
+// ([KK][Cout][Cin] of one split) where that is given, else is added to dw; not stored: rows past
+// Cout, the last pair's missing tap, columns past Cin or (Shifted) before n_own, as
+// mma_pipeline::store_wgrad.
+template <int KK, int CT, bool Shifted>
+__device__ __forceinline__ void store_wgmma_element(float v, int i, float* dw, float* partial, int tap0, int taps,
+                                                    int m0, int n0, [[maybe_unused]] int n_own, int cout, int cin,
+                                                    int tid) {
+  const int half = i / 64, j = i % 64 / 4, hh = i % 4 / 2, col = 8 * j + 2 * (tid % 4) + i % 2, h = col / CT;
+  const int m = m0 + 64 * half + 16 * (tid / 32) + tid % 32 / 4 + 8 * hh, n = n0 + col % CT;
+  if (m >= cout || h >= taps || n >= cin || (Shifted && n < n_own)) return;
+  if (partial != nullptr)
+    partial[((tap0 + h) * cout + m) * cin + n] = v;
+  else
+    dw[(m * cin + n) * KK + tap0 + h] += v;
+}
+// ... all 128 of them: `split`: out is the workspace, this split's partial sum (blockIdx.z), else dw.
 template <int KK, int CT, bool Shifted>
 __device__ __forceinline__ void store_wgrad_wgmma(const float (&d)[128], float* out, bool split, int tap0, int taps,
-                                                  int m0, int n0, [[maybe_unused]] int n_own, int cout, int cin,
-                                                  int warp, int lane) {
-  const int g = lane / 4, t4 = lane % 4;
-  float* partial = out + static_cast<int>(blockIdx.z) * KK * cout * cin;  // [KK][Cout][Cin] of this split
+                                                  int m0, int n0, int n_own, int cout, int cin, int tid) {
+  float* partial = split ? out + static_cast<int>(blockIdx.z) * KK * cout * cin : nullptr;
   KILN_UNROLL
-  for (int half = 0; half < 2; ++half) {
-    KILN_UNROLL
-    for (int hh = 0; hh < 2; ++hh) {
-      const int m = m0 + 64 * half + 16 * warp + g + 8 * hh;
-      if (m >= cout) continue;
-      KILN_UNROLL
-      for (int j = 0; j < 16; ++j) {
-        const int h = 8 * j / CT;
-        if (h >= taps) continue;
-        const int tap = tap0 + h;
-        KILN_UNROLL
-        for (int e = 0; e < 2; ++e) {
-          const int n = n0 + (8 * j + 2 * t4 + e) % CT;
-          if (n >= cin || (Shifted && n < n_own)) continue;
-          const float v = d[64 * half + 4 * j + 2 * hh + e];
-          if (split)
-            partial[(tap * cout + m) * cin + n] = v;
-          else
-            out[(m * cin + n) * KK + tap] += v;
-        }
-      }
-    }
-  }
+  for (int i = 0; i < 128; ++i)
+    store_wgmma_element<KK, CT, Shifted>(d[i], i, out, partial, tap0, taps, m0, n0, n_own, cout, cin, tid);
 }
 
 // The wgmma kernel launched in clusters of a tile's splits (Splits::cluster; cluster dims (1, 1, C),
@@ -217,29 +210,21 @@ __device__ __forceinline__ void store_wgrad_wgmma(const float (&d)[128], float* 
 // (Call after the k loop's last wait: the stages are overwritten.)
 template <int KK, int CT, bool Shifted>
 __device__ __forceinline__ void cluster_sum_wgmma(const float (&d)[128], float* shared, float* out, int tap0, int taps,
-                                                  int m0, int n0, [[maybe_unused]] int n_own, int cout, int cin,
-                                                  int tid) {
+                                                  int m0, int n0, int n_own, int cout, int cin, int tid) {
   namespace cl = kiln::gpu::cluster;
   __syncthreads();  // every warp past its last wait: the stages are free
   KILN_UNROLL
   for (int i = 0; i < 128; ++i) shared[i * 128 + tid] = d[i];
   cl::sync();  // every block's partial tile in place
-  const int count = static_cast<int>(cl::size()), warp = tid / 32, g = tid % 32 / 4, t4 = tid % 4;
-  const bool into_dw = static_cast<int>(gridDim.z) == count;
-  float* partial = out + static_cast<int>(blockIdx.z) / count * KK * cout * cin;  // (this cluster's group)
+  const int count = static_cast<int>(cl::size());
+  // one cluster per tile: into dw; else this cluster's partial sum (its group of splits)
+  float* partial =
+      static_cast<int>(gridDim.z) == count ? nullptr : out + static_cast<int>(blockIdx.z) / count * KK * cout * cin;
   KILN_MMA_ROLLED
   for (int i = static_cast<int>(cl::rank()); i < 128; i += count) {
     float sum = cl::load_shared(shared + i * 128 + tid, 0u);
     for (int b = 1; b < count; ++b) sum += cl::load_shared(shared + i * 128 + tid, static_cast<unsigned>(b));
-    // accumulator i (store_wgrad_wgmma's layout): half i / 64, columns 8j + 2t + e, row + 8 * hh
-    const int half = i / 64, j = i % 64 / 4, hh = i % 4 / 2, col = 8 * j + 2 * t4 + i % 2, h = col / CT;
-    const int m = m0 + 64 * half + 16 * warp + g + 8 * hh, n = n0 + col % CT;
-    if (m < cout && h < taps && n < cin && !(Shifted && n < n_own)) {
-      if (into_dw)
-        out[(m * cin + n) * KK + tap0 + h] += sum;
-      else
-        partial[((tap0 + h) * cout + m) * cin + n] = sum;
-    }
+    store_wgmma_element<KK, CT, Shifted>(sum, i, out, partial, tap0, taps, m0, n0, n_own, cout, cin, tid);
   }
   cl::sync();  // no block leaves while another reads its shared memory
 }
@@ -510,7 +495,7 @@ __device__ __forceinline__ void run_kernel(const ConvShape& s, const float* x, c
     if constexpr (Wgmma) {
       if (store)
         store_wgrad_wgmma<KK, CT, !ChannelTail>(*reinterpret_cast<const float(*)[128]>(&acc[0][0][0]), out, split, tap0,
-                                                taps, m0, n0, n_own, cout, cin, warp, lane);
+                                                taps, m0, n0, n_own, cout, cin, tid);
     } else if (store && warp_active) {
       mma_pipeline::store_wgrad<KK, !ChannelTail>(acc, out, split, warp_tap, m0 + wm * mma_wgrad::warp_tile,
                                                   n0 + wn * mma_wgrad::warp_tile % CT, n_own, cout, cin, lane);

@@ -276,6 +276,19 @@ void mma_conv_case(Report& report, const kiln::ConvShape& s, std::uint64_t seed,
                  y, y_cpu, 2 * tf32_bound);
 }
 
+// On a GPU that runs no sm_90a code a wgmma launcher must refuse with kiln::gpu::Error, not trap:
+// `launch` is such a launch.
+template <class Launch>
+void wgmma_refused(Report& report, Launch&& launch) {
+  bool refused = false;
+  try {
+    launch();
+  } catch (const kiln::gpu::Error&) {
+    refused = true;
+  }
+  report.compare("wgmma refused where no sm_90a code runs", {refused ? 0.0f : 1.0f}, {0.0f}, 0.5, 1.0);
+}
+
 // The wgmma TF32 forward (kernels/conv2d_wgmma.cuh; not yet the backend's) against the CPU backend's
 // forward, on mma_conv's packing, launched directly on 128 x BN tiles (`splits` slices of the k steps).
 // Where the device does not run
@@ -295,13 +308,9 @@ void wgmma_conv_case(Report& report, const kiln::ConvShape& s, std::uint64_t see
   const auto b = kiln::Tensor<float, Cuda>::from_host(Shape{s.c_out}, bv);
   kiln::Tensor<float, Cuda> y(ys), packed(Shape{mc::workspace_floats(s, splits, BN, BM)});
   if (!kiln::gpu::wgmma::runs_here()) {
-    bool refused = false;
-    try {
+    wgmma_refused(report, [&] {
       wc::launch_packed(s, x.data(), packed.data(), b.data(), y.data(), BN, kiln::cuda::current_stream(), 1, BM);
-    } catch (const kiln::gpu::Error&) {
-      refused = true;
-    }
-    report.compare("wgmma refused where no sm_90a code runs", {refused ? 0.0f : 1.0f}, {0.0f}, 0.5, 1.0);
+    });
     return;
   }
   kiln::Tensor<float, Cpu> y_cpu(ys),
@@ -551,15 +560,11 @@ inline void mma_wgrad_plan_case(Report& report, const kiln::ConvShape& s, std::u
   const auto x = kiln::Tensor<float, Cuda>::from_host(xs, xv), dy = kiln::Tensor<float, Cuda>::from_host(ys, dyv);
   auto dw = kiln::Tensor<float, Cuda>::from_host(ws, std::vector<float>(ws.numel(), 0.0f));
   kiln::Tensor<float, Cuda> work(Shape{mw::partial_floats(s, g, sp) + 1});
-  if (wgmma && !kiln::gpu::wgmma::runs_here()) {  // a GPU without sm_90a code: refused, not trapped
-    bool refused = false;
-    try {
+  if (wgmma && !kiln::gpu::wgmma::runs_here()) {
+    wgmma_refused(report, [&] {
       mw::backward_weight(s, g, sp, x.data(), dy.data(), dw.data(), work.data(), kiln::cuda::current_stream(), nullptr,
                           true);
-    } catch (const kiln::gpu::Error&) {
-      refused = true;
-    }
-    report.compare("wgmma refused where no sm_90a code runs", {refused ? 0.0f : 1.0f}, {0.0f}, 0.5, 1.0);
+    });
     return;
   }
   auto counters =
